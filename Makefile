@@ -1,0 +1,41 @@
+# vault-plugin-secrets-integrations: build, run, test.
+SHELL := /bin/bash
+PLUGIN  := vault-plugin-secrets-integrations
+VERSION := v$(shell tr -d ' \n' < VERSION)
+MODULE  := $(shell go list -m)
+LDFLAGS := -s -w -X $(MODULE)/backend.Version=$(VERSION)
+
+.PHONY: build dev test unit e2e bench fmt vet vault tfprovider clean
+
+build: ## bin/vault-plugin-secrets-integrations
+	CGO_ENABLED=0 go build -trimpath -ldflags "$(LDFLAGS)" -o bin/$(PLUGIN) ./cmd/$(PLUGIN)
+
+dev: build ## a real Vault dev server with the plugin mounted at integrations/
+	@bash scripts/dev.sh
+
+test: ## vet, unit tests under -race, then end-to-end tests against a real Vault
+	@bash scripts/test.sh
+
+unit: ## vet and unit tests only
+	@bash scripts/test.sh unit
+
+e2e: build ## end-to-end tests only
+	@bash scripts/test.sh e2e
+
+bench: ## benchmarks with their figures
+	@bash scripts/bench.sh
+
+fmt:
+	gofmt -w $$(git ls-files '*.go') bootstrap/vault/main.go
+
+vet:
+	go vet ./...
+
+vault: ## build (or reuse) the Vault server binary
+	@bash -c 'source scripts/lib.sh && vault_bin'
+
+tfprovider: ## build (or reuse) the Terraform Vault provider
+	@bash -c 'source scripts/lib.sh && tf_mirror'
+
+clean:
+	rm -rf bin

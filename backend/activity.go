@@ -1,0 +1,416 @@
+package backend
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-secure-stdlib/parseutil"
+	"github.com/hashicorp/vault/sdk/logical"
+
+	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/backend/lifecycle"
+	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/backend/usage"
+)
+
+// usagePrefix is where each credential's usage figures and event log are stored, apart
+// from the credential so that flushing usage never rewrites secrets.
+const usagePrefix = "usage/"
+
+// touchGranularity bounds how often a flush rewrites a credential to renew its
+// inactivity window: windows are measured in days, so a minute is precise enough.
+const touchGranularity = time.Minute
+
+// sweepBatch caps the credentials one sweep processes; the rest wait for the next.
+const sweepBatch = 5000
+
+// usageSummary is the part of a credential's stored usage kept in memory for reads and
+// lists: the event log itself stays in storage.
+type usageSummary struct {
+	count               int64
+	lastAccessed        time.Time
+	consecutiveFailures int
+}
+
+// activity tracks usage in memory, flushes it in batches and keeps the due-time index
+// the sweep works from.
+type activity struct {
+	recorder *usage.Recorder
+	index    *lifecycle.Index
+
+	mu        sync.Mutex
+	summaries map[string]usageSummary
+	transient map[string]bool // last provider call failed transiently; cached token served
+
+	flushMu sync.Mutex // one flush at a time
+	stop    chan struct{}
+	done    chan struct{}
+}
+
+func newActivity() *activity {
+	return &activity{
+		recorder:  usage.NewRecorder(),
+		index:     lifecycle.NewIndex(),
+		summaries: make(map[string]usageSummary),
+		transient: make(map[string]bool),
+	}
+}
+
+// recordEvent logs a non-access event for a credential (in memory until the flush).
+func (b *integrationsBackend) recordEvent(name, event string, ok bool, integration, detail string) {
+	status := usage.StatusSuccess
+	if !ok {
+		status = usage.StatusFailure
+	}
+	b.activity.recorder.Log(name, usage.Event{
+		Time: b.now().UTC(), Event: event, Status: status, Integration: integration, Detail: detail,
+	})
+}
+
+// requestIntegration names who is calling: the explicit parameter, else the caller's
+// Vault display name, else its entity.
+func requestIntegration(req *logical.Request, explicit string) string {
+	switch {
+	case explicit != "":
+		return explicit
+	case req.DisplayName != "":
+		return req.DisplayName
+	default:
+		return req.EntityID
+	}
+}
+
+// policyFor is the effective lifecycle policy of a credential: the engine's config with
+// the credential's overrides.
+func (b *integrationsBackend) policyFor(cfg *engineConfig, c *credential) lifecycle.Policy {
+	p := lifecycle.Policy{SuspendAfter: cfg.SuspendAfter, PurgeAfter: cfg.PurgeAfter, WarnBefore: cfg.WarnBefore}
+	if c.SuspendAfter > 0 {
+		p.SuspendAfter = c.SuspendAfter
+	}
+	if c.PurgeAfter > 0 {
+		p.PurgeAfter = c.PurgeAfter
+	}
+	return p
+}
+
+// currentState is the credential's lifecycle state with unflushed accesses counted.
+func (b *integrationsBackend) currentState(c *credential) lifecycle.State {
+	if last := b.activity.recorder.LastAccessed(c.Name); !last.IsZero() {
+		return lifecycle.Touch(c.State, last)
+	}
+	return c.State
+}
+
+// summary returns the credential's usage figures, stored plus unflushed.
+func (b *integrationsBackend) summary(ctx context.Context, s logical.Storage, name string) (usageSummary, error) {
+	a := b.activity
+	a.mu.Lock()
+	sum, ok := a.summaries[name]
+	a.mu.Unlock()
+	if !ok {
+		u, err := loadUsage(ctx, s, name)
+		if err != nil {
+			return sum, err
+		}
+		sum = summarize(u)
+		a.mu.Lock()
+		if _, raced := a.summaries[name]; !raced {
+			a.summaries[name] = sum
+		}
+		a.mu.Unlock()
+	}
+	p := a.recorder.Peek(name)
+	sum.count += p.Count
+	if p.LastAccessed.After(sum.lastAccessed) {
+		sum.lastAccessed = p.LastAccessed
+	}
+	sum.consecutiveFailures = trailingFailures(p.Events, sum.consecutiveFailures)
+	return sum, nil
+}
+
+func summarize(u *usage.Usage) usageSummary {
+	return usageSummary{count: u.Count, lastAccessed: u.LastAccessed, consecutiveFailures: trailingFailures(u.Events, 0)}
+}
+
+// trailingFailures extends a run of failed accesses and refreshes with newer events:
+// a success ends the run.
+func trailingFailures(events []usage.Event, run int) int {
+	for _, ev := range events {
+		if ev.Event != usage.EventAccess && ev.Event != usage.EventRefreshFailed && ev.Event != usage.EventTokenMinted {
+			continue
+		}
+		if ev.Status == usage.StatusFailure {
+			run++
+		} else {
+			run = 0
+		}
+	}
+	return run
+}
+
+func loadUsage(ctx context.Context, s logical.Storage, name string) (*usage.Usage, error) {
+	u := &usage.Usage{}
+	entry, err := s.Get(ctx, usagePrefix+name)
+	if err != nil {
+		return nil, fmt.Errorf("reading usage of %q: %w", name, err)
+	}
+	if entry != nil {
+		if err := entry.DecodeJSON(u); err != nil {
+			return nil, fmt.Errorf("decoding usage of %q: %w", name, err)
+		}
+	}
+	return u, nil
+}
+
+// healthInput gathers what health and alerts are judged on.
+func (b *integrationsBackend) healthInput(c *credential, sum usageSummary) lifecycle.HealthInput {
+	b.activity.mu.Lock()
+	transient := b.activity.transient[c.Name]
+	b.activity.mu.Unlock()
+	return lifecycle.HealthInput{
+		State:               b.currentState(c),
+		Accessed:            !sum.lastAccessed.IsZero(),
+		NotAfter:            c.NotAfter,
+		ConsecutiveFailures: sum.consecutiveFailures,
+		TransientFailure:    transient,
+	}
+}
+
+// lifecycleView is the lifecycle and usage part of a credential's management view.
+func (b *integrationsBackend) lifecycleView(ctx context.Context, s logical.Storage, cfg *engineConfig, c *credential) map[string]any {
+	now := b.now()
+	sum, err := b.summary(ctx, s, c.Name)
+	if err != nil {
+		b.Logger().Warn("reading usage failed", "credential", c.Name, "error", err)
+	}
+	p := b.policyFor(cfg, c)
+	in := b.healthInput(c, sum)
+	st := in.State
+	status := string(st.Status)
+	reason := string(st.Reason)
+	// A window that ran out is reported as such even before the sweep gets to it.
+	var unavailable *lifecycle.UnavailableError
+	if err := p.Usable(st, now); errors.As(err, &unavailable) && st.Status == lifecycle.StatusActive {
+		status, reason = string(lifecycle.StatusSuspended), string(unavailable.Reason)
+	}
+	return map[string]any{
+		"status":        status,
+		"status_reason": reason,
+		"health":        p.Health(in, now),
+		"last_accessed": rfc3339(sum.lastAccessed),
+		"access_count":  sum.count,
+		"suspend_at":    rfc3339(p.SuspendAt(st)),
+		"purge_at":      rfc3339(p.PurgeAt(st)),
+		"expires_at":    rfc3339(st.ExpiresAt),
+		"suspended_at":  rfc3339(st.SuspendedAt),
+	}
+}
+
+// parseDurationField accepts a duration as seconds (number or numeric string) or a
+// Go/Vault duration string such as "90d" or "2160h".
+func parseDurationField(v any) (time.Duration, error) {
+	return parseutil.ParseDurationSecond(v)
+}
+
+// afterCredentialChange re-indexes a credential whose settings or state changed.
+func (b *integrationsBackend) afterCredentialChange(ctx context.Context, s logical.Storage, name string) error {
+	c, err := b.credentials.get(ctx, s, name)
+	if err != nil || c == nil {
+		b.activity.index.Remove(name)
+		return err
+	}
+	cfg, err := b.loadConfig(ctx, s)
+	if err != nil {
+		return err
+	}
+	b.activity.index.Set(name, b.policyFor(cfg, c).NextDue(c.State))
+	return nil
+}
+
+// forgetCredential drops every in-memory trace of a deleted credential.
+func (b *integrationsBackend) forgetCredential(name string) {
+	a := b.activity
+	a.recorder.Forget(name)
+	a.index.Remove(name)
+	a.mu.Lock()
+	delete(a.summaries, name)
+	delete(a.transient, name)
+	a.mu.Unlock()
+	b.forgetToken(name)
+}
+
+// startActivity begins the flush loop; stopActivity ends it and flushes what is left.
+func (b *integrationsBackend) startActivity() {
+	a := b.activity
+	a.stop, a.done = make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(a.done)
+		for {
+			interval := defaultUsageFlushInterval
+			if cfg, err := b.loadConfig(context.Background(), b.storage); err == nil {
+				interval = cfg.UsageFlushInterval
+			}
+			timer := time.NewTimer(interval)
+			select {
+			case <-a.stop:
+				timer.Stop()
+				return
+			case <-timer.C:
+			}
+			if err := b.flushUsage(context.Background(), b.storage); err != nil {
+				b.Logger().Warn("flushing usage failed; will retry", "error", err)
+			}
+		}
+	}()
+}
+
+func (b *integrationsBackend) stopActivity(ctx context.Context) {
+	a := b.activity
+	if a.stop != nil {
+		close(a.stop)
+		<-a.done
+		a.stop = nil
+	}
+	if err := b.flushUsage(ctx, b.storage); err != nil {
+		b.Logger().Error("flushing usage at shutdown failed", "error", err)
+	}
+}
+
+// flushUsage writes the usage counted in memory to storage, and renews the inactivity
+// window of every credential accessed since. What cannot be written is put back.
+func (b *integrationsBackend) flushUsage(ctx context.Context, s logical.Storage) error {
+	if s == nil || !b.WriteSafeReplicationState() {
+		return nil
+	}
+	a := b.activity
+	a.flushMu.Lock()
+	defer a.flushMu.Unlock()
+	pending := a.recorder.Drain()
+	if len(pending) == 0 {
+		return nil
+	}
+	cfg, err := b.loadConfig(ctx, s)
+	if err != nil {
+		a.recorder.Restore(pending)
+		return err
+	}
+	var errs []error
+	for name, p := range pending {
+		if err := b.flushOne(ctx, s, cfg, name, p); err != nil {
+			a.recorder.Restore(map[string]usage.Pending{name: p})
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (b *integrationsBackend) flushOne(ctx context.Context, s logical.Storage, cfg *engineConfig, name string, p usage.Pending) error {
+	unlock := b.credentials.lock(name)
+	defer unlock()
+	c, err := b.credentials.get(ctx, s, name)
+	if err != nil {
+		return err
+	}
+	if c == nil {
+		return nil // deleted since: its usage goes with it
+	}
+	u, err := loadUsage(ctx, s, name)
+	if err != nil {
+		return err
+	}
+	u.Merge(p, cfg.LogSize)
+	entry, err := logical.StorageEntryJSON(usagePrefix+name, u)
+	if err != nil {
+		return err
+	}
+	if err := s.Put(ctx, entry); err != nil {
+		return fmt.Errorf("storing usage of %q: %w", name, err)
+	}
+	b.activity.mu.Lock()
+	b.activity.summaries[name] = summarize(u)
+	b.activity.mu.Unlock()
+	if !p.LastAccessed.IsZero() && p.LastAccessed.Sub(c.State.ActivityAt) >= touchGranularity {
+		n := c.clone()
+		n.State = lifecycle.Touch(n.State, p.LastAccessed)
+		if err := b.credentials.put(ctx, s, n); err != nil {
+			return err
+		}
+		b.activity.index.Set(name, b.policyFor(cfg, n).NextDue(n.State))
+	}
+	return nil
+}
+
+// buildIndex fills the due-time index from storage; it runs once when the backend
+// starts on the node that does background work.
+func (b *integrationsBackend) buildIndex(ctx context.Context, s logical.Storage) error {
+	names, err := s.List(ctx, credentialPrefix)
+	if err != nil {
+		return fmt.Errorf("listing credentials: %w", err)
+	}
+	for _, name := range names {
+		if err := b.afterCredentialChange(ctx, s, name); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// sweep warns about, suspends and purges the credentials whose time has come. Its cost
+// follows the number of credentials with something due, not the number stored.
+func (b *integrationsBackend) sweep(ctx context.Context, s logical.Storage) error {
+	if !b.WriteSafeReplicationState() {
+		return nil
+	}
+	if err := b.flushUsage(ctx, s); err != nil {
+		b.Logger().Warn("flushing usage before the sweep failed", "error", err)
+	}
+	cfg, err := b.loadConfig(ctx, s)
+	if err != nil {
+		return err
+	}
+	now := b.now().UTC()
+	var errs []error
+	for _, name := range b.activity.index.Due(now, sweepBatch) {
+		if err := b.sweepOne(ctx, s, cfg, name, now); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (b *integrationsBackend) sweepOne(ctx context.Context, s logical.Storage, cfg *engineConfig, name string, now time.Time) error {
+	unlock := b.credentials.lock(name)
+	defer unlock()
+	c, err := b.credentials.get(ctx, s, name)
+	if err != nil {
+		return err
+	}
+	if c == nil {
+		b.activity.index.Remove(name)
+		return nil
+	}
+	p := b.policyFor(cfg, c)
+	state := b.currentState(c)
+	action, ok := p.Due(state, now)
+	if !ok {
+		b.activity.index.Set(name, p.NextDue(state))
+		return nil
+	}
+	b.notify(ctx, c, action)
+	if action.Kind == lifecycle.ActionPurge {
+		return b.deleteCredential(ctx, s, c)
+	}
+	n := c.clone()
+	n.State = lifecycle.Apply(state, action, now)
+	if err := b.credentials.put(ctx, s, n); err != nil {
+		return err
+	}
+	event := usage.EventWarning
+	if action.Kind == lifecycle.ActionSuspend {
+		event = usage.EventSuspended
+	}
+	b.recordEvent(name, event, true, "", action.Message())
+	b.activity.index.Set(name, p.NextDue(n.State))
+	return nil
+}

@@ -1,0 +1,189 @@
+// Package backend is the Vault-facing half of the integrations secrets engine: the
+// Factory, the paths, storage, and the lifecycle hooks. Domain logic that needs no
+// Vault SDK lives in the packages below it.
+package backend
+
+import (
+	"context"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/vault/sdk/framework"
+	"github.com/hashicorp/vault/sdk/logical"
+)
+
+// Version is the plugin's semantic version, set at build time with
+// -ldflags "-X .../backend.Version=v1.2.3" from the VERSION file.
+var Version = "v0.0.0-dev"
+
+// operationPrefix names every operation in the OpenAPI document, e.g.
+// "integrations-read-configuration".
+const operationPrefix = "integrations"
+
+// Factory creates and sets up the backend; it is what the plugin binary serves.
+func Factory(ctx context.Context, conf *logical.BackendConfig) (logical.Backend, error) {
+	b := newBackend(time.Now)
+	if err := b.Setup(ctx, conf); err != nil {
+		return nil, err
+	}
+	b.storage = conf.StorageView
+	return b, nil
+}
+
+// integrationsBackend keeps the credentials integrations use to reach other products.
+type integrationsBackend struct {
+	*framework.Backend
+
+	// now is the clock; tests inject their own so lifecycle rules run without waiting.
+	now func() time.Time
+
+	// storage is the mount's storage, for background work outside requests.
+	storage logical.Storage
+	// transport is the base HTTP transport for provider calls; nil means the default.
+	// Tests point it at local servers.
+	transport http.RoundTripper
+
+	// configMu guards config, the decoded engine-wide settings (nil until first read).
+	configMu sync.RWMutex
+	config   *engineConfig
+
+	credentials *credentialStore
+	tokens      *tokenCache
+	activity    *activity
+
+	notifications chan notification
+	notifierStop  chan struct{}
+	notifierDone  chan struct{}
+
+	mountMu sync.RWMutex
+	mount   string // where the engine is mounted, learnt from requests
+}
+
+func newBackend(now func() time.Time) *integrationsBackend {
+	b := &integrationsBackend{
+		now:           now,
+		credentials:   newCredentialStore(),
+		tokens:        newTokenCache(),
+		activity:      newActivity(),
+		notifications: make(chan notification, notifyQueueSize),
+	}
+	b.Backend = &framework.Backend{
+		Help:           strings.TrimSpace(backendHelp),
+		BackendType:    logical.TypeLogical,
+		RunningVersion: Version,
+		PathsSpecial: &logical.Paths{
+			// Everything holding a secret is seal-wrapped where the server supports it.
+			SealWrapStorage: []string{configPath, credentialPrefix, tokenPrefix, authorizationPrefix},
+			// The provider redirects a browser here, which carries no Vault token.
+			Unauthenticated: []string{callbackPath},
+		},
+		Paths: framework.PathAppend(
+			[]*framework.Path{pathConfig(b), pathAccess(b)},
+			pathTypes(b),
+			pathOAuth(b),
+			pathLifecycle(b),
+			pathCredentials(b),
+			pathDeviceAccounts(b),
+		),
+		InitializeFunc: b.initialize,
+		PeriodicFunc:   b.periodic,
+		Clean:          b.clean,
+		Invalidate:     b.invalidate,
+	}
+	return b
+}
+
+// initialize starts the background work: the usage flush loop, the notifier, and the
+// due-time index the sweep works from.
+func (b *integrationsBackend) initialize(ctx context.Context, req *logical.InitializationRequest) error {
+	if b.storage == nil {
+		b.storage = req.Storage
+	}
+	b.notifierStop, b.notifierDone = make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(b.notifierDone)
+		b.runNotifier(b.notifierStop)
+	}()
+	b.startActivity()
+	if b.WriteSafeReplicationState() {
+		if err := b.buildIndex(ctx, req.Storage); err != nil {
+			b.Logger().Error("building the lifecycle index failed; the sweep will retry", "error", err)
+		}
+	}
+	return nil
+}
+
+// periodic runs on Vault's rollback tick (about once a minute): the lifecycle sweep and
+// the clean-up of expired authorizations.
+func (b *integrationsBackend) periodic(ctx context.Context, req *logical.Request) error {
+	if !b.WriteSafeReplicationState() {
+		return nil
+	}
+	if b.activity.index.Len() == 0 {
+		if err := b.buildIndex(ctx, req.Storage); err != nil {
+			return err
+		}
+	}
+	if err := b.sweep(ctx, req.Storage); err != nil {
+		return err
+	}
+	return b.cleanAuthorizations(ctx, req.Storage)
+}
+
+// clean runs when the mount is unloaded: flush what was counted, stop the goroutines.
+func (b *integrationsBackend) clean(ctx context.Context) {
+	b.stopActivity(ctx)
+	if b.notifierStop != nil {
+		close(b.notifierStop)
+		<-b.notifierDone
+		b.notifierStop = nil
+	}
+}
+
+// invalidate drops cached copies of a storage entry another node (or a replicated
+// write) has changed, so the next read decodes it afresh.
+func (b *integrationsBackend) invalidate(_ context.Context, key string) {
+	switch {
+	case key == configPath:
+		b.configMu.Lock()
+		b.config = nil
+		b.configMu.Unlock()
+	case strings.HasPrefix(key, credentialPrefix):
+		b.credentials.forget(strings.TrimPrefix(key, credentialPrefix))
+	case strings.HasPrefix(key, tokenPrefix):
+		name := strings.TrimPrefix(key, tokenPrefix)
+		b.tokens.mu.Lock()
+		delete(b.tokens.tokens, name)
+		b.tokens.mu.Unlock()
+	case strings.HasPrefix(key, usagePrefix):
+		b.activity.mu.Lock()
+		delete(b.activity.summaries, strings.TrimPrefix(key, usagePrefix))
+		b.activity.mu.Unlock()
+	}
+}
+
+// rememberMount learns the mount path from a request, for callback URLs and events.
+func (b *integrationsBackend) rememberMount(req *logical.Request) {
+	if req.MountPoint == "" {
+		return
+	}
+	b.mountMu.Lock()
+	b.mount = req.MountPoint
+	b.mountMu.Unlock()
+}
+
+const backendHelp = `
+The integrations secrets engine keeps the credentials that integrations use to reach
+other products: basic auth, bearer and API tokens, certificates, SFTP accounts with a
+pinned host key, device accounts, and OAuth 2.0 clients (client credentials, password and
+authorization-code grants, with presets for Microsoft 365, Zoom, ServiceNow, Cisco,
+Slack, PagerDuty and Okta).
+
+Stored secrets are never shown again by management reads. Integrations read
+"access/<name>" to get working material: static secrets with ready authorization headers,
+or a valid OAuth access token, minted and refreshed as needed.
+
+Engine-wide settings live at "config".
+`

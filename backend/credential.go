@@ -1,0 +1,173 @@
+package backend
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/vault/sdk/helper/locksutil"
+	"github.com/hashicorp/vault/sdk/logical"
+
+	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/backend/credtype"
+	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/backend/lifecycle"
+)
+
+// Storage prefixes; each mirrors the API path that owns it.
+const (
+	credentialPrefix  = "credentials/"
+	deviceIndexPrefix = "device-index/"
+)
+
+// credential is the stored form of one credential. Values holds the type's fields,
+// secrets included; the whole entry is seal-wrapped.
+type credential struct {
+	Name        string         `json:"name"`
+	Type        string         `json:"type"`
+	Description string         `json:"description,omitempty"`
+	Tags        []string       `json:"tags,omitempty"`
+	UsedBy      []string       `json:"used_by,omitempty"`
+	Values      map[string]any `json:"values"`
+	Derived     map[string]any `json:"derived,omitempty"`
+	NotAfter    time.Time      `json:"not_after,omitzero"`
+	CreatedAt   time.Time      `json:"created_at"`
+	UpdatedAt   time.Time      `json:"updated_at"`
+
+	// Per-credential overrides of the engine's windows; zero means the engine default.
+	SuspendAfter time.Duration `json:"suspend_after,omitempty"`
+	PurgeAfter   time.Duration `json:"purge_after,omitempty"`
+
+	// State is the lifecycle state: status, activity time, warnings sent.
+	State lifecycle.State `json:"state"`
+}
+
+// kind returns the credential's type definition; stored types always resolve.
+func (c *credential) kind() *credtype.Type {
+	t, _ := credtype.Lookup(c.Type)
+	return t
+}
+
+// credentialStore reads and writes credentials, keeping decoded copies in memory so
+// the access path does no storage I/O once a credential has been read.
+type credentialStore struct {
+	locks []*locksutil.LockEntry // per-name write locks
+
+	mu    sync.RWMutex
+	cache map[string]*credential // never mutated in place: writers swap in a new value
+}
+
+func newCredentialStore() *credentialStore {
+	return &credentialStore{locks: locksutil.CreateLocks(), cache: make(map[string]*credential)}
+}
+
+// lock serialises writes to one credential (on this node).
+func (cs *credentialStore) lock(name string) func() {
+	l := locksutil.LockForKey(cs.locks, name)
+	l.Lock()
+	return l.Unlock
+}
+
+// get returns the credential called name, or nil when there is none. The result is
+// shared: callers must not modify it.
+func (cs *credentialStore) get(ctx context.Context, s logical.Storage, name string) (*credential, error) {
+	cs.mu.RLock()
+	c, ok := cs.cache[name]
+	cs.mu.RUnlock()
+	if ok {
+		return c, nil
+	}
+	entry, err := s.Get(ctx, credentialPrefix+name)
+	if err != nil {
+		return nil, fmt.Errorf("reading credential %q: %w", name, err)
+	}
+	if entry == nil {
+		return nil, nil
+	}
+	c = new(credential)
+	if err := entry.DecodeJSON(c); err != nil {
+		return nil, fmt.Errorf("decoding credential %q: %w", name, err)
+	}
+	// JSON gives lists back as []any; the catalog works with []string.
+	for k, v := range c.Values {
+		if l, ok := v.([]any); ok {
+			strs := make([]string, len(l))
+			for i, e := range l {
+				strs[i], _ = e.(string)
+			}
+			c.Values[k] = strs
+		}
+	}
+	cs.mu.Lock()
+	// A write may have raced this read; the cache must not go back to an older copy.
+	if cur, ok := cs.cache[name]; ok {
+		c = cur
+	} else {
+		cs.cache[name] = c
+	}
+	cs.mu.Unlock()
+	return c, nil
+}
+
+// put stores c (the caller holds the name's lock) and caches it.
+func (cs *credentialStore) put(ctx context.Context, s logical.Storage, c *credential) error {
+	entry, err := logical.StorageEntryJSON(credentialPrefix+c.Name, c)
+	if err != nil {
+		return fmt.Errorf("encoding credential %q: %w", c.Name, err)
+	}
+	if err := s.Put(ctx, entry); err != nil {
+		return fmt.Errorf("storing credential %q: %w", c.Name, err)
+	}
+	cs.mu.Lock()
+	cs.cache[c.Name] = c
+	cs.mu.Unlock()
+	return nil
+}
+
+// remove deletes the stored credential (the caller holds the name's lock).
+func (cs *credentialStore) remove(ctx context.Context, s logical.Storage, name string) error {
+	if err := s.Delete(ctx, credentialPrefix+name); err != nil {
+		return fmt.Errorf("deleting credential %q: %w", name, err)
+	}
+	cs.forget(name)
+	return nil
+}
+
+// forget drops the cached copy, e.g. when another node changed the entry.
+func (cs *credentialStore) forget(name string) {
+	cs.mu.Lock()
+	delete(cs.cache, name)
+	cs.mu.Unlock()
+}
+
+func (cs *credentialStore) forgetAll() {
+	cs.mu.Lock()
+	cs.cache = make(map[string]*credential)
+	cs.mu.Unlock()
+}
+
+// clone returns a copy of c that a writer may change without touching the cached one.
+func (c *credential) clone() *credential {
+	n := *c
+	n.Values = make(map[string]any, len(c.Values))
+	for k, v := range c.Values {
+		if l, ok := v.([]string); ok {
+			v = append([]string(nil), l...)
+		}
+		n.Values[k] = v
+	}
+	n.Tags = append([]string(nil), c.Tags...)
+	n.UsedBy = append([]string(nil), c.UsedBy...)
+	n.State.Warned = append([]string(nil), c.State.Warned...)
+	return &n
+}
+
+// deviceKey is the storage key under which a device account is found by hostname, IP
+// and username. Hostnames and usernames compare case-insensitively, as they do on the
+// systems PAM products manage.
+func deviceKey(hostname, ip, username string) string {
+	h := sha256.Sum256([]byte(strings.ToLower(hostname) + "\x00" + ip + "\x00" + strings.ToLower(username)))
+	return deviceIndexPrefix + hex.EncodeToString(h[:16])
+}

@@ -1,0 +1,239 @@
+package credtype
+
+import (
+	"crypto"
+	"crypto/x509"
+	"encoding/pem"
+	"maps"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+)
+
+// rfcSecret is RFC 6238's SHA1 test secret; at rfcTime its 6-digit code is 287082.
+const rfcSecret = "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ"
+
+var rfcTime = time.Unix(59, 0)
+
+func TestAccessStaticTypes(t *testing.T) {
+	t.Parallel()
+	p := pki()
+	tests := []struct {
+		typ  string
+		in   map[string]any // merged over the type's good example
+		want map[string]any
+	}{
+		{"basic", map[string]any{"username": "Aladdin", "password": "open sesame"}, map[string]any{
+			"username": "Aladdin", "password": "open sesame",
+			"authorization": "Basic QWxhZGRpbjpvcGVuIHNlc2FtZQ==", // RFC 7617 section 2
+		}},
+		{"basic", map[string]any{"username": "u", "password": "p", "totp_secret": rfcSecret}, map[string]any{
+			"username": "u", "password": "p", "authorization": "Basic dTpw", "totp_code": "287082",
+		}},
+		{"bearer", map[string]any{"token": "t0k", "url": nil}, map[string]any{
+			"token": "t0k", "authorization": "Bearer t0k",
+		}},
+		{"bearer", map[string]any{"token": "t0k", "header_prefix": "Token"}, map[string]any{
+			"token": "t0k", "authorization": "Token t0k", "url": "https://api.example.com/v1",
+		}},
+		{"api_key", map[string]any{"key": "k1"}, map[string]any{
+			"key": "k1", "header_name": "X-API-Key",
+		}},
+		{"api_key", map[string]any{"key": "k1", "header_name": "Api-Key", "url": "https://api.example.com"}, map[string]any{
+			"key": "k1", "header_name": "Api-Key", "url": "https://api.example.com",
+		}},
+		{"sftp_password", map[string]any{"totp_secret": rfcSecret}, map[string]any{
+			"host": "sftp://files.example.com:2222/", "host_key_fingerprint": p.hostKeyFingerprint,
+			"username": "upload", "password": "pw with spaces ", "totp_code": "287082",
+		}},
+		{"sftp_ssh_key", map[string]any{"private_key": p.sshEd25519Encrypted, "passphrase": testKeyPassword}, map[string]any{
+			"host": "sftp://files.example.com:22/", "host_key_fingerprint": p.hostKeyFingerprint,
+			"username": "upload", "private_key": p.sshEd25519Encrypted, "passphrase": testKeyPassword,
+		}},
+		{"webhook", nil, map[string]any{"url": "https://hooks.example.com/services/T000/B000/XXXX"}},
+		{"device_account", map[string]any{"password": "pw", "domain": "CORP", "notes": "rack 4", "totp_secret": rfcSecret}, map[string]any{
+			"hostname": "srv01.corp.example.com", "ip": "10.0.0.5", "username": "administrator",
+			"password": "pw", "domain": "CORP", "notes": "rack 4", "totp_code": "287082",
+		}},
+		{"slack", nil, map[string]any{"token": "xoxb-1234-5678-abcdef", "authorization": "Bearer xoxb-1234-5678-abcdef"}},
+		{"pagerduty", nil, map[string]any{"routing_key": "e93facc04764012d7bfb002500d5d1a6"}},
+		{"okta", nil, map[string]any{
+			"url": "https://example.okta.com", "token": "00abcdefghijklmnopqrstuvwxyz0123456789ABCD",
+			"authorization": "SSWS 00abcdefghijklmnopqrstuvwxyz0123456789ABCD",
+		}},
+	}
+	covered := map[string]bool{}
+	for _, tc := range tests {
+		covered[tc.typ] = true
+		t.Run(tc.typ, func(t *testing.T) {
+			t.Parallel()
+			typ := mustType(t, tc.typ)
+			got := access(t, typ, tc.in)
+			if !reflect.DeepEqual(got, tc.want) {
+				t.Errorf("Access =\n%v\nwant\n%v", got, tc.want)
+			}
+		})
+	}
+	for _, typ := range All() {
+		if typ.Kind == KindStatic && typ.Name != "certificate" && !covered[typ.Name] {
+			t.Errorf("no Access case for %s", typ.Name)
+		}
+	}
+}
+
+// access validates the type's example with in merged over it, as the backend stores
+// it, then reads its access material at rfcTime.
+func access(t *testing.T, typ *Type, in map[string]any) map[string]any {
+	t.Helper()
+	values := goodValues(t, typ.Name)
+	maps.Copy(values, in)
+	for k, v := range values {
+		if v == nil {
+			delete(values, k)
+		}
+	}
+	v, err := typ.Validate(values)
+	if err != nil {
+		t.Fatalf("Validate = %v", err)
+	}
+	got, err := typ.Access(v.Values, rfcTime)
+	if err != nil {
+		t.Fatalf("Access = %v", err)
+	}
+	return got
+}
+
+func TestAccessCertificateReturnsDecryptedPKCS8(t *testing.T) {
+	t.Parallel()
+	p := pki()
+	typ := mustType(t, "certificate")
+	for _, tc := range []struct {
+		name, cert, key, password string
+	}{
+		{"RSA PKCS#1", p.rsaCert, p.rsaPKCS1, ""},
+		{"RSA legacy encrypted", p.rsaCert, p.rsaLegacyEncrypted, testKeyPassword},
+		{"EC legacy encrypted", p.ecCert, p.ecLegacyEncrypted, testKeyPassword},
+		{"Ed25519", p.edCert, p.edPKCS8, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			got := access(t, typ, map[string]any{"certificate": tc.cert, "private_key": tc.key, "private_key_password": tc.password})
+			if got["not_after"] != "2030-01-02T03:04:05Z" {
+				t.Errorf("not_after = %v", got["not_after"])
+			}
+			if got["certificate"] != tc.cert {
+				t.Errorf("certificate changed:\n%v", got["certificate"])
+			}
+			if _, ok := got["private_key_password"]; ok {
+				t.Error("private_key_password handed out with a decrypted key")
+			}
+			b, rest := pem.Decode([]byte(got["private_key"].(string)))
+			if b == nil || b.Type != "PRIVATE KEY" || len(b.Headers) != 0 || len(strings.TrimSpace(string(rest))) != 0 {
+				t.Fatalf("private_key is not one unencrypted PKCS#8 block:\n%v", got["private_key"])
+			}
+			key, err := x509.ParsePKCS8PrivateKey(b.Bytes)
+			if err != nil {
+				t.Fatal(err)
+			}
+			leaf, _ := leafCertificate(tc.cert)
+			if !key.(crypto.Signer).Public().(interface{ Equal(crypto.PublicKey) bool }).Equal(leaf.PublicKey) {
+				t.Error("handed-out key does not match the certificate")
+			}
+		})
+	}
+}
+
+func TestAccessRefuses(t *testing.T) {
+	t.Parallel()
+	for _, typ := range All() {
+		if typ.Kind != KindOAuth2 {
+			continue
+		}
+		if _, err := typ.Access(goodValues(t, typ.Name), rfcTime); err == nil {
+			t.Errorf("%s: Access succeeded for an oauth2 kind", typ.Name)
+		}
+	}
+	if _, err := mustType(t, "basic").Access(map[string]any{"username": "u"}, rfcTime); err == nil || !strings.Contains(err.Error(), `"password"`) {
+		t.Errorf("Access without a required field = %v", err)
+	}
+	p := pki()
+	_, err := mustType(t, "certificate").Access(map[string]any{
+		"certificate": p.rsaCert, "private_key": p.rsaLegacyEncrypted, "private_key_password": "CANARY7Q",
+	}, rfcTime)
+	if err == nil || strings.Contains(err.Error(), "CANARY7Q") {
+		t.Errorf("Access with a wrong stored password = %v", err)
+	}
+}
+
+func TestGrant(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		typ  string
+		in   map[string]any
+		want Grant
+	}{
+		{"oauth2_client_credentials", map[string]any{"scopes": []string{"a b"}, "audience": "https://api.example.com"}, Grant{
+			Type: "client_credentials", TokenURL: "https://auth.example.com/oauth2/token", AuthStyle: "header",
+			Scopes: []string{"a", "b"}, Params: map[string]string{"audience": "https://api.example.com"},
+		}},
+		{"oauth2_password", map[string]any{"auth_style": "body"}, Grant{
+			Type: "password", TokenURL: "https://auth.example.com/oauth2/token", AuthStyle: "body",
+		}},
+		{"oauth2_authorization_code", nil, Grant{
+			Type: "authorization_code", TokenURL: "https://auth.example.com/token", AuthURL: "https://auth.example.com/authorize", AuthStyle: "body",
+		}},
+		{"oauth2_authorization_code", map[string]any{"client_secret": "s"}, Grant{
+			Type: "authorization_code", TokenURL: "https://auth.example.com/token", AuthURL: "https://auth.example.com/authorize", AuthStyle: "header",
+		}},
+		{"m365", nil, Grant{
+			Type:      "client_credentials",
+			TokenURL:  "https://login.microsoftonline.com/72f988bf-86f1-41af-91ab-2d7cd011db47/oauth2/v2.0/token",
+			AuthURL:   "https://login.microsoftonline.com/72f988bf-86f1-41af-91ab-2d7cd011db47/oauth2/v2.0/authorize",
+			AuthStyle: "body", Scopes: []string{"https://graph.microsoft.com/.default"},
+		}},
+		{"m365", map[string]any{"token_url": "http://127.0.0.1:8080/token"}, Grant{
+			Type:      "client_credentials",
+			TokenURL:  "http://127.0.0.1:8080/token",
+			AuthURL:   "https://login.microsoftonline.com/72f988bf-86f1-41af-91ab-2d7cd011db47/oauth2/v2.0/authorize",
+			AuthStyle: "body", Scopes: []string{"https://graph.microsoft.com/.default"},
+		}},
+		{"zoom", nil, Grant{
+			Type: "account_credentials", TokenURL: "https://zoom.us/oauth/token", AuthURL: "https://zoom.us/oauth/authorize",
+			AuthStyle: "header", Params: map[string]string{"account_id": "lAAAAAAAAAAAAAAAAAAAAA"},
+		}},
+		{"servicenow_oauth", nil, Grant{
+			Type: "client_credentials", TokenURL: "https://dev12345.service-now.com/oauth_token.do",
+			AuthURL: "https://dev12345.service-now.com/oauth_auth.do", AuthStyle: "body",
+		}},
+		{"servicenow_oauth", map[string]any{"username": "u", "password": "p"}, Grant{
+			Type: "password", TokenURL: "https://dev12345.service-now.com/oauth_token.do",
+			AuthURL: "https://dev12345.service-now.com/oauth_auth.do", AuthStyle: "body",
+		}},
+		{"cisco_client_credentials", nil, Grant{
+			Type: "client_credentials", TokenURL: "https://visibility.amp.cisco.com/iroh/oauth2/token", AuthStyle: "header",
+		}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.typ, func(t *testing.T) {
+			t.Parallel()
+			typ := mustType(t, tc.typ)
+			values := goodValues(t, tc.typ)
+			maps.Copy(values, tc.in)
+			v, err := typ.Validate(values)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := typ.Grant(v.Values)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !reflect.DeepEqual(got, tc.want) {
+				t.Errorf("Grant =\n%+v\nwant\n%+v", got, tc.want)
+			}
+		})
+	}
+	if _, err := mustType(t, "basic").Grant(nil); err == nil {
+		t.Error("Grant succeeded for a static type")
+	}
+}

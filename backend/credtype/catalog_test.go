@@ -1,0 +1,203 @@
+package credtype
+
+import (
+	"slices"
+	"strings"
+	"testing"
+)
+
+// designTable is DESIGN.md's "Credential types" table: field names and which are
+// required are part of the API, so the catalog is pinned to it. Required fields are
+// marked with a trailing '*'.
+var designTable = []struct {
+	name    string
+	kind    Kind
+	aliases []string
+	fields  []string
+	totp    bool
+}{
+	{"basic", KindStatic, nil, []string{"username*", "password*"}, true},
+	{"bearer", KindStatic, nil, []string{"token*", "header_prefix", "url"}, false},
+	{"api_key", KindStatic, nil, []string{"key*", "header_name", "url"}, false},
+	{"certificate", KindStatic, nil, []string{"certificate*", "private_key*", "private_key_password"}, false},
+	{"sftp_password", KindStatic, nil, []string{"host*", "host_key_fingerprint*", "username*", "password*"}, true},
+	{"sftp_ssh_key", KindStatic, nil, []string{"host*", "host_key_fingerprint*", "username*", "private_key*", "passphrase"}, false},
+	{"webhook", KindStatic, nil, []string{"url*"}, false},
+	{"device_account", KindStatic, nil, []string{"hostname*", "ip*", "username*", "password", "domain", "additional", "notes"}, true},
+	{"oauth2_client_credentials", KindOAuth2, nil, []string{"token_url*", "client_id*", "client_secret*", "scopes", "audience", "auth_style"}, false},
+	{"oauth2_password", KindOAuth2, nil, []string{"token_url*", "client_id*", "client_secret*", "scopes", "audience", "auth_style", "username*", "password*"}, true},
+	{"oauth2_authorization_code", KindOAuth2, nil, []string{"auth_url*", "token_url*", "client_id*", "client_secret", "scopes", "redirect_url"}, false},
+	{"m365", KindOAuth2, []string{"microsoft_graph"}, []string{"tenant*", "client_id*", "client_secret*", "scopes", "token_url", "auth_url"}, false},
+	{"zoom", KindOAuth2, nil, []string{"account_id*", "client_id*", "client_secret*", "token_url", "auth_url"}, false},
+	{"servicenow_oauth", KindOAuth2, nil, []string{"instance*", "client_id*", "client_secret*", "username", "password", "token_url", "auth_url"}, true},
+	{"cisco_client_credentials", KindOAuth2, nil, []string{"auth_url*", "client_id*", "client_secret*", "token_url"}, false},
+	{"slack", KindStatic, nil, []string{"token*"}, false},
+	{"pagerduty", KindStatic, nil, []string{"routing_key*"}, false},
+	{"okta", KindStatic, nil, []string{"url*", "token*"}, false},
+}
+
+var lifecycleNames = []string{"description", "tags", "used_by", "suspend_after", "purge_after", "expires_at"}
+
+var sensitiveNames = []string{"client_secret", "key", "passphrase", "password", "private_key", "private_key_password", "routing_key", "token", "totp_secret"}
+
+func TestCatalogMatchesDesign(t *testing.T) {
+	t.Parallel()
+	if got := len(All()); got != len(designTable) {
+		t.Errorf("catalog has %d types, design has %d", got, len(designTable))
+	}
+	for _, want := range designTable {
+		t.Run(want.name, func(t *testing.T) {
+			t.Parallel()
+			typ := mustType(t, want.name)
+			if typ.Name != want.name || typ.Kind != want.kind || !slices.Equal(typ.Aliases, want.aliases) {
+				t.Errorf("got %s/%s aliases %v, want %s/%s aliases %v", typ.Name, typ.Kind, typ.Aliases, want.name, want.kind, want.aliases)
+			}
+			var own []string
+			for _, f := range typ.Fields {
+				if f.Common {
+					continue
+				}
+				name := f.Name
+				if f.Required {
+					name += "*"
+				}
+				own = append(own, name)
+			}
+			if !slices.Equal(own, want.fields) {
+				t.Errorf("own fields = %v, want %v", own, want.fields)
+			}
+			common := slices.Clone(lifecycleNames)
+			if want.totp {
+				common = append(common, "totp_secret")
+			}
+			var got []string
+			for _, f := range typ.Fields[len(own):] {
+				if !f.Common {
+					t.Errorf("own field %q listed after the common ones", f.Name)
+				}
+				got = append(got, f.Name)
+			}
+			if !slices.Equal(got, common) {
+				t.Errorf("common fields = %v, want %v", got, common)
+			}
+			if typ.Description == "" {
+				t.Error("no description")
+			}
+			if (typ.access != nil) != (typ.Kind == KindStatic) || (typ.grant != nil) != (typ.Kind == KindOAuth2) {
+				t.Errorf("kind %s: access set %v, grant set %v", typ.Kind, typ.access != nil, typ.grant != nil)
+			}
+		})
+	}
+}
+
+func TestAllSortedAndLookup(t *testing.T) {
+	t.Parallel()
+	all := All()
+	if !slices.IsSortedFunc(all, func(a, b *Type) int { return strings.Compare(a.Name, b.Name) }) {
+		t.Error("All() is not sorted by name")
+	}
+	all[0] = nil // a caller's copy must not reach the catalog
+	if All()[0] == nil {
+		t.Error("All() returned the catalog's own slice")
+	}
+	tests := []struct {
+		name, want string
+	}{
+		{"m365", "m365"},
+		{"microsoft_graph", "m365"},
+		{" Microsoft_Graph ", "m365"},
+		{"BASIC", "basic"},
+		{"nope", ""},
+		{"", ""},
+	}
+	for _, tc := range tests {
+		typ, ok := Lookup(tc.name)
+		if ok != (tc.want != "") || ok && typ.Name != tc.want {
+			t.Errorf("Lookup(%q) = %v, %v; want %q", tc.name, typ, ok, tc.want)
+		}
+	}
+}
+
+func TestFieldDefinitionsAreConsistent(t *testing.T) {
+	t.Parallel()
+	seen := map[string]Field{}
+	var sensitive []string
+	for _, typ := range All() {
+		for _, f := range typ.Fields {
+			if f.Rule == "" || f.Description == "" {
+				t.Errorf("%s.%s: missing rule or description", typ.Name, f.Name)
+			}
+			switch d := f.Default.(type) {
+			case nil:
+			case string:
+				if f.Type != FieldString {
+					t.Errorf("%s.%s: string default on a %s field", typ.Name, f.Name, f.Type)
+				}
+				if _, err := f.normalizeString(d); err != nil {
+					t.Errorf("%s.%s: default does not validate: %v", typ.Name, f.Name, err)
+				}
+			case []string:
+				if f.Type != FieldList {
+					t.Errorf("%s.%s: list default on a %s field", typ.Name, f.Name, f.Type)
+				}
+			default:
+				t.Errorf("%s.%s: default of type %T", typ.Name, f.Name, d)
+			}
+			if f.Required && f.Default != nil {
+				t.Errorf("%s.%s: required with a default", typ.Name, f.Name)
+			}
+			if prev, ok := seen[f.Name]; ok {
+				if prev.Type != f.Type || prev.Sensitive != f.Sensitive || prev.Common != f.Common {
+					t.Errorf("%s.%s differs from another type's definition in type or sensitivity", typ.Name, f.Name)
+				}
+				continue
+			}
+			seen[f.Name] = f
+			if f.Sensitive {
+				sensitive = append(sensitive, f.Name)
+			}
+		}
+	}
+	slices.Sort(sensitive)
+	if !slices.Equal(sensitive, sensitiveNames) {
+		t.Errorf("sensitive fields = %v, want %v", sensitive, sensitiveNames)
+	}
+
+	names := FieldNames()
+	if !slices.IsSorted(names) || len(names) != len(seen) {
+		t.Errorf("FieldNames() = %v: want the %d names sorted", names, len(seen))
+	}
+	for _, n := range names {
+		f, ok := SchemaField(n)
+		if !ok || f.Name != n || f.Required || f.Default != nil || f.Type != seen[n].Type || f.Sensitive != seen[n].Sensitive {
+			t.Errorf("SchemaField(%q) = %+v, %v", n, f, ok)
+		}
+	}
+	if _, ok := SchemaField("nope"); ok {
+		t.Error(`SchemaField("nope") found something`)
+	}
+}
+
+func TestFieldAndSensitiveFields(t *testing.T) {
+	t.Parallel()
+	typ := mustType(t, "certificate")
+	if f, ok := typ.Field("private_key"); !ok || !f.Sensitive || !f.Required {
+		t.Errorf("certificate.private_key = %+v, %v", f, ok)
+	}
+	if _, ok := typ.Field("token"); ok {
+		t.Error("certificate has a token field")
+	}
+	if f, _ := typ.Field("tags"); !f.Lifecycle() {
+		t.Error("tags is not a lifecycle field")
+	}
+	if got, want := typ.SensitiveFields(), []string{"private_key", "private_key_password"}; !slices.Equal(got, want) {
+		t.Errorf("SensitiveFields() = %v, want %v", got, want)
+	}
+	basic := mustType(t, "basic")
+	if f, _ := basic.Field("totp_secret"); f.Lifecycle() || !f.Common {
+		t.Error("totp_secret must be common but not a lifecycle field")
+	}
+	if got, want := basic.SensitiveFields(), []string{"password", "totp_secret"}; !slices.Equal(got, want) {
+		t.Errorf("SensitiveFields() = %v, want %v", got, want)
+	}
+}

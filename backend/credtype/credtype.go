@@ -1,0 +1,157 @@
+// Package credtype is the catalog of credential types the integrations secrets engine
+// stores: each type's fields, how every field is validated and normalized, and the
+// access material a static credential hands an integration.
+//
+// The catalog that `types/<type>` shows, the Vault path schema and the validator are all
+// built from the same Field definitions here, so they cannot drift apart. The package
+// imports no Vault package; the backend translates between it and the framework.
+package credtype
+
+import (
+	"slices"
+	"strings"
+)
+
+// Kind says how a credential yields access material.
+type Kind string
+
+const (
+	// KindStatic credentials are handed out as stored (plus derived values such as an
+	// Authorization header or a TOTP code).
+	KindStatic Kind = "static"
+	// KindOAuth2 credentials are used to mint OAuth 2.0 access tokens; the stored
+	// secrets never leave the engine.
+	KindOAuth2 Kind = "oauth2"
+)
+
+// FieldType is the wire type of a field, which the path schema maps to a framework type.
+type FieldType string
+
+const (
+	// FieldString values are Go strings.
+	FieldString FieldType = "string"
+	// FieldList values are []string (comma-separated or a JSON array on the wire).
+	FieldList FieldType = "list"
+	// FieldDuration values are durations in seconds (the backend parses them).
+	FieldDuration FieldType = "duration"
+	// FieldTime values are RFC 3339 times (the backend parses them).
+	FieldTime FieldType = "time"
+)
+
+// Field describes one field of a credential type. The same name means the same thing,
+// with the same FieldType and sensitivity, in every type that has it.
+type Field struct {
+	// Name is the API name of the field; it is part of the engine's API.
+	Name string
+	// Type is the wire type.
+	Type FieldType
+	// Required fields must be set (after defaults) for Validate to accept a credential.
+	Required bool
+	// Sensitive fields are stored but never returned by `credentials/<name>`.
+	Sensitive bool
+	// Default is applied by Validate when the field is unset: a string, a []string or
+	// nil. Treat it as read-only; it is shared with the catalog.
+	Default any
+	// Rule is the human-readable validation rule shown by `types/<type>`.
+	Rule string
+	// Description says what the field is for.
+	Description string
+	// Common is true for the fields every type takes (the lifecycle fields and, on
+	// password-bearing types, totp_secret).
+	Common bool
+
+	// check validates and normalizes one non-empty string value. It returns only
+	// ruleError values, never a library error, so no input can be echoed.
+	check func(string) (string, error)
+	// item validates and normalizes one list element; it may split it into several.
+	item func(string) ([]string, error)
+	// maxLen bounds a string value (or one list element) in bytes.
+	maxLen int
+	// maxItems bounds a list.
+	maxItems int
+	// multiline fields (PEM, notes) may contain line breaks and tabs.
+	multiline bool
+	// verbatim fields (passwords, passphrases) are used byte for byte: trimming them
+	// would silently change the secret.
+	verbatim bool
+}
+
+// Lifecycle reports whether f is one of the common lifecycle fields (description, tags,
+// used_by, suspend_after, purge_after, expires_at). The backend validates those;
+// Validate skips them.
+func (f Field) Lifecycle() bool {
+	return f.Common && f.Name != fieldTOTPSecret
+}
+
+// Type is one credential type of the catalog.
+type Type struct {
+	// Name is the canonical type name stored with a credential, e.g. "m365".
+	Name string
+	// Kind says whether the credential is handed out (static) or mints tokens (oauth2).
+	Kind Kind
+	// Aliases are other names Lookup accepts, e.g. "microsoft_graph".
+	Aliases []string
+	// Description says what the type is for.
+	Description string
+	// Fields are the type's own fields, then the common fields that apply to it.
+	Fields []Field
+
+	// finish runs the checks that span fields (a key matching its certificate, a
+	// passphrase decrypting its key) once every field is valid on its own, and fills in
+	// derived facts.
+	finish func(*Validated) FieldErrors
+	// access shapes what `access/<name>` returns; nil for oauth2 kinds.
+	access *accessSpec
+	// grant says how an oauth2 kind obtains tokens; nil for static kinds.
+	grant func(values map[string]any) Grant
+}
+
+// All returns every credential type, sorted by Name. The types are shared with the
+// catalog: treat them as read-only.
+func All() []*Type {
+	return slices.Clone(catalog.sorted)
+}
+
+// Lookup returns the type called name, resolving aliases to the canonical type. Type
+// names are case-insensitive.
+func Lookup(name string) (*Type, bool) {
+	t, ok := catalog.byName[strings.ToLower(strings.TrimSpace(name))]
+	return t, ok
+}
+
+// FieldNames returns the union of every field name of every type, sorted, so the path
+// schema can declare each once.
+func FieldNames() []string {
+	return slices.Clone(catalog.fieldNames)
+}
+
+// SchemaField returns the type-independent definition of the field called name: its
+// Type, Sensitive and Common flags and a generic Description, for a path schema that
+// declares each name once. Required and Default are left unset because they depend on
+// the type; Validate applies them.
+func SchemaField(name string) (Field, bool) {
+	f, ok := catalog.schema[name]
+	return f, ok
+}
+
+// Field returns the field of t called name.
+func (t *Type) Field(name string) (Field, bool) {
+	for _, f := range t.Fields {
+		if f.Name == name {
+			return f, true
+		}
+	}
+	return Field{}, false
+}
+
+// SensitiveFields returns the names of t's sensitive fields, in field order, so the
+// backend can list which secrets are set and keep stored ones an update omits.
+func (t *Type) SensitiveFields() []string {
+	var names []string
+	for _, f := range t.Fields {
+		if f.Sensitive {
+			names = append(names, f.Name)
+		}
+	}
+	return names
+}

@@ -1,0 +1,420 @@
+package credtype
+
+import (
+	"bytes"
+	"crypto"
+	//lint:ignore SA1019 imported only to recognise, and refuse, DSA keys
+	"crypto/dsa"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/rsa"
+	"crypto/x509"
+	"encoding/hex"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"strings"
+
+	"golang.org/x/crypto/ssh"
+)
+
+// maxKDFRounds bounds the bcrypt rounds of an encrypted OpenSSH key. Each round costs
+// about 8 ms of CPU on the write path; ssh-keygen uses 16 by default and 100 is a
+// common hardened choice, so 256 (about 2 s) only stops a key built to pin a core.
+const maxKDFRounds = 256
+
+var (
+	errMalformedPEM   = ruleError("must be well-formed PEM")
+	errPKCS8Encrypted = ruleError("must not be a PKCS#8 ENCRYPTED PRIVATE KEY, which is not supported: supply the key unencrypted (Vault encrypts it at rest) or with legacy PEM encryption (Proc-Type: 4,ENCRYPTED)")
+	errLegacyCipher   = ruleError("must use a supported legacy PEM encryption: DEK-Info DES-EDE3-CBC, DES-CBC or AES-128/192/256-CBC with its IV")
+	errX509Key        = ruleError("must be a PEM private key that parses: PKCS#1 RSA, PKCS#8 or SEC1 EC")
+	errSSHKey         = ruleError("must be an SSH private key that parses: OpenSSH format, or PEM PKCS#1 RSA, PKCS#8 or SEC1 EC")
+	errSigningKey     = ruleError("must be an RSA, ECDSA or Ed25519 signing key")
+)
+
+// pemBlocks decodes every PEM block in s. pem.Decode skips what it cannot decode, so a
+// malformed block would silently vanish; counting the BEGIN lines catches it.
+func pemBlocks(s string) ([]*pem.Block, error) {
+	var blocks []*pem.Block
+	rest := []byte(s)
+	for {
+		b, r := pem.Decode(rest)
+		if b == nil {
+			break
+		}
+		blocks = append(blocks, b)
+		rest = r
+	}
+	if strings.Count(s, "-----BEGIN") != len(blocks) {
+		return nil, errMalformedPEM
+	}
+	return blocks, nil
+}
+
+// checkCertificatePEM accepts only CERTIFICATE blocks: certificate is not a sensitive
+// field, so a private key pasted into it along with the certificate would be shown on
+// every read. The stored form keeps the blocks and nothing else.
+func checkCertificatePEM(s string) (string, error) {
+	blocks, err := pemBlocks(s)
+	if err != nil {
+		return "", err
+	}
+	if len(blocks) == 0 {
+		return "", ruleError("must contain a PEM certificate (-----BEGIN CERTIFICATE-----)")
+	}
+	var out []byte
+	for i, b := range blocks {
+		switch {
+		case strings.HasSuffix(b.Type, "PRIVATE KEY"):
+			return "", ruleError("must not contain a private key (it belongs in private_key)")
+		case b.Type != "CERTIFICATE":
+			return "", ruleError("must contain only CERTIFICATE PEM blocks")
+		}
+		if _, err := x509.ParseCertificate(b.Bytes); err != nil {
+			return "", rulef("must hold X.509 certificates that parse (certificate %d does not)", i+1)
+		}
+		out = append(out, pem.EncodeToMemory(&pem.Block{Type: b.Type, Bytes: b.Bytes})...)
+	}
+	return string(out), nil
+}
+
+// keyBlock finds the one private key block in s, skipping the EC PARAMETERS block
+// `openssl ecparam -genkey` prints first, and returns it in canonical form: only the
+// encryption headers kept, and those checked, so decrypting can only fail on the
+// password.
+func keyBlock(s string) (*pem.Block, error) {
+	blocks, err := pemBlocks(s)
+	if err != nil {
+		return nil, err
+	}
+	var key *pem.Block
+	for _, b := range blocks {
+		switch {
+		case b.Type == "EC PARAMETERS":
+		case strings.HasSuffix(b.Type, "PRIVATE KEY"):
+			if key != nil {
+				return nil, ruleError("must hold exactly one private key")
+			}
+			key = b
+		default:
+			return nil, ruleError("must hold only the private key PEM block")
+		}
+	}
+	switch {
+	case key == nil:
+		return nil, ruleError("must contain a PEM private key (-----BEGIN … PRIVATE KEY-----)")
+	case key.Type == "ENCRYPTED PRIVATE KEY":
+		return nil, errPKCS8Encrypted
+	case !legacyEncrypted(key):
+		return &pem.Block{Type: key.Type, Bytes: key.Bytes}, nil
+	}
+	if err := checkDEKInfo(key); err != nil {
+		return nil, err
+	}
+	return &pem.Block{Type: key.Type, Bytes: key.Bytes, Headers: map[string]string{
+		"Proc-Type": key.Headers["Proc-Type"],
+		"DEK-Info":  key.Headers["DEK-Info"],
+	}}, nil
+}
+
+// legacyEncrypted reports RFC 1421 style encryption, as OpenSSL's -traditional output
+// and ssh-keygen -m PEM write it.
+func legacyEncrypted(b *pem.Block) bool {
+	return strings.Contains(b.Headers["Proc-Type"], "ENCRYPTED")
+}
+
+func checkDEKInfo(b *pem.Block) error {
+	mode, ivHex, _ := strings.Cut(b.Headers["DEK-Info"], ",")
+	var blockSize int
+	switch mode {
+	case "DES-CBC", "DES-EDE3-CBC":
+		blockSize = 8
+	case "AES-128-CBC", "AES-192-CBC", "AES-256-CBC":
+		blockSize = 16
+	default:
+		return errLegacyCipher
+	}
+	iv, err := hex.DecodeString(ivHex)
+	if err != nil || len(iv) != blockSize || len(b.Bytes) == 0 || len(b.Bytes)%blockSize != 0 {
+		return errLegacyCipher
+	}
+	return nil
+}
+
+// checkX509PrivateKey stores an unencrypted key as PKCS#8, the form access hands out,
+// so serving it needs no parsing. An encrypted key is kept as given; finishCertificate
+// checks it against private_key_password.
+func checkX509PrivateKey(s string) (string, error) {
+	b, err := keyBlock(s)
+	if err != nil {
+		return "", err
+	}
+	switch b.Type {
+	case "RSA PRIVATE KEY", "PRIVATE KEY", "EC PRIVATE KEY":
+	case "OPENSSH PRIVATE KEY":
+		return "", ruleError("must be a PEM private key (PKCS#1, PKCS#8 or SEC1): OpenSSH-format keys are for sftp_ssh_key")
+	default:
+		return "", errX509Key
+	}
+	if legacyEncrypted(b) {
+		return string(pem.EncodeToMemory(b)), nil
+	}
+	key, err := parsePrivateKeyDER(b.Type, b.Bytes)
+	if err != nil {
+		return "", err
+	}
+	return pkcs8PEM(key)
+}
+
+// parsePrivateKeyDER tries the encoding the PEM type names first, then the others, as
+// crypto/tls does: some tools label PKCS#8 keys "RSA PRIVATE KEY".
+func parsePrivateKeyDER(blockType string, der []byte) (crypto.Signer, error) {
+	parsers := []func([]byte) (any, error){
+		x509.ParsePKCS8PrivateKey,
+		func(d []byte) (any, error) { return x509.ParsePKCS1PrivateKey(d) },
+		func(d []byte) (any, error) { return x509.ParseECPrivateKey(d) },
+	}
+	switch blockType {
+	case "RSA PRIVATE KEY":
+		parsers[0], parsers[1] = parsers[1], parsers[0]
+	case "EC PRIVATE KEY":
+		parsers[0], parsers[2] = parsers[2], parsers[0]
+	}
+	for _, parse := range parsers {
+		key, err := parse(der)
+		if err != nil {
+			continue
+		}
+		// X25519 keys parse from PKCS#8 too, but cannot sign a TLS handshake.
+		if s, ok := key.(crypto.Signer); ok {
+			return s, nil
+		}
+		return nil, errSigningKey
+	}
+	return nil, errX509Key
+}
+
+func pkcs8PEM(key crypto.Signer) (string, error) {
+	der, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		return "", errSigningKey
+	}
+	return string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})), nil
+}
+
+// decryptX509Key returns the usable key of a certificate credential. Its failures name
+// the field to fix: the key itself, or its password.
+func decryptX509Key(keyPEM, password string) (crypto.Signer, *FieldError) {
+	b, err := keyBlock(keyPEM)
+	if err != nil {
+		return nil, fieldError("private_key", err)
+	}
+	if !legacyEncrypted(b) {
+		if password != "" {
+			return nil, &FieldError{Field: "private_key_password", Rule: "must be empty: private_key is not encrypted"}
+		}
+		key, err := parsePrivateKeyDER(b.Type, b.Bytes)
+		if err != nil {
+			return nil, fieldError("private_key", err)
+		}
+		return key, nil
+	}
+	if password == "" {
+		return nil, &FieldError{Field: "private_key_password", Rule: "is required: private_key is encrypted"}
+	}
+	// Legacy PEM encryption is deprecated because it is weak and cannot always detect
+	// a wrong password, but it is what many tools still write; a key that does not
+	// parse after decryption is treated as a wrong password too.
+	//lint:ignore SA1019 see above
+	der, err := x509.DecryptPEMBlock(b, []byte(password))
+	if err != nil {
+		return nil, &FieldError{Field: "private_key_password", Rule: "does not decrypt private_key"}
+	}
+	key, err := parsePrivateKeyDER(b.Type, der)
+	if errors.Is(err, errSigningKey) {
+		return nil, fieldError("private_key", err)
+	}
+	if err != nil {
+		return nil, &FieldError{Field: "private_key_password", Rule: "does not decrypt private_key"}
+	}
+	return key, nil
+}
+
+// finishCertificate checks that the key decrypts and belongs to the leaf certificate,
+// and records the certificate's facts.
+func finishCertificate(v *Validated) FieldErrors {
+	leaf, err := leafCertificate(str(v.Values, "certificate"))
+	if err != nil {
+		return FieldErrors{fieldError("certificate", err)}
+	}
+	key, ferr := decryptX509Key(str(v.Values, "private_key"), str(v.Values, "private_key_password"))
+	if ferr != nil {
+		return FieldErrors{ferr}
+	}
+	pub, ok := key.Public().(interface{ Equal(crypto.PublicKey) bool })
+	if !ok || !pub.Equal(leaf.PublicKey) {
+		return FieldErrors{{Field: "private_key", Rule: "must match the public key of the certificate (the first, leaf, certificate)"}}
+	}
+	v.NotAfter = leaf.NotAfter
+	v.Derived["not_after"] = leaf.NotAfter
+	v.Derived["not_before"] = leaf.NotBefore
+	v.Derived["subject"] = leaf.Subject.String()
+	v.Derived["issuer"] = leaf.Issuer.String()
+	v.Derived["serial"] = colonHex(leaf.SerialNumber.Bytes())
+	v.Derived["key_algorithm"] = keyAlgorithm(leaf.PublicKey)
+	return nil
+}
+
+func leafCertificate(certPEM string) (*x509.Certificate, error) {
+	blocks, err := pemBlocks(certPEM)
+	if err != nil {
+		return nil, err
+	}
+	if len(blocks) == 0 || blocks[0].Type != "CERTIFICATE" {
+		return nil, ruleError("must contain a PEM certificate (-----BEGIN CERTIFICATE-----)")
+	}
+	leaf, err := x509.ParseCertificate(blocks[0].Bytes)
+	if err != nil {
+		return nil, ruleError("must hold X.509 certificates that parse (certificate 1 does not)")
+	}
+	return leaf, nil
+}
+
+// colonHex formats a serial number the way Vault's PKI engine and OpenSSL show it.
+func colonHex(b []byte) string {
+	if len(b) == 0 {
+		return "00"
+	}
+	parts := make([]string, len(b))
+	for i, c := range b {
+		parts[i] = hex.EncodeToString([]byte{c})
+	}
+	return strings.Join(parts, ":")
+}
+
+func keyAlgorithm(pub crypto.PublicKey) string {
+	switch k := pub.(type) {
+	case *rsa.PublicKey:
+		return fmt.Sprintf("RSA %d", k.N.BitLen())
+	case *ecdsa.PublicKey:
+		return "ECDSA " + k.Curve.Params().Name
+	case ed25519.PublicKey:
+		return "Ed25519"
+	}
+	return fmt.Sprintf("%T", pub)
+}
+
+// checkSSHPrivateKey checks the structure of an SSH key. An encrypted key is accepted
+// here and checked against its passphrase by finishSSHKey.
+func checkSSHPrivateKey(s string) (string, error) {
+	b, err := keyBlock(s)
+	if err != nil {
+		return "", err
+	}
+	switch b.Type {
+	case "OPENSSH PRIVATE KEY":
+		if rounds, ok := openSSHKDFRounds(b.Bytes); ok && rounds > maxKDFRounds {
+			return "", rulef("must be encrypted with at most %d bcrypt KDF rounds (ssh-keygen -a)", maxKDFRounds)
+		}
+	case "RSA PRIVATE KEY", "PRIVATE KEY", "EC PRIVATE KEY":
+	case "DSA PRIVATE KEY":
+		return "", ruleError("must not be a DSA key: current SSH servers refuse ssh-dss")
+	default:
+		return "", errSSHKey
+	}
+	canonical := pem.EncodeToMemory(b)
+	key, err := ssh.ParseRawPrivateKey(canonical)
+	var missing *ssh.PassphraseMissingError
+	switch {
+	case errors.As(err, &missing):
+		return string(canonical), nil
+	case err != nil:
+		return "", errSSHKey
+	}
+	if _, err := sshSigner(key); err != nil {
+		return "", err
+	}
+	return string(canonical), nil
+}
+
+func sshSigner(key any) (ssh.Signer, error) {
+	if _, ok := key.(*dsa.PrivateKey); ok {
+		return nil, ruleError("must not be a DSA key: current SSH servers refuse ssh-dss")
+	}
+	s, err := ssh.NewSignerFromKey(key)
+	if err != nil {
+		return nil, errSigningKey
+	}
+	return s, nil
+}
+
+// openSSHKDFRounds reads the bcrypt rounds from an openssh-key-v1 header, so they can
+// be bounded before anything runs the KDF.
+func openSSHKDFRounds(der []byte) (uint32, bool) {
+	rest, ok := bytes.CutPrefix(der, []byte("openssh-key-v1\x00"))
+	if !ok {
+		return 0, false
+	}
+	var hdr struct {
+		CipherName string
+		KdfName    string
+		KdfOpts    string
+		Rest       []byte `ssh:"rest"`
+	}
+	if ssh.Unmarshal(rest, &hdr) != nil || hdr.KdfName != "bcrypt" {
+		return 0, false
+	}
+	var opts struct {
+		Salt   string
+		Rounds uint32
+	}
+	if ssh.Unmarshal([]byte(hdr.KdfOpts), &opts) != nil {
+		return 0, false
+	}
+	return opts.Rounds, true
+}
+
+// finishSSHKey checks the passphrase against the key and records the public half,
+// which the operator installs in the server's authorized_keys.
+func finishSSHKey(v *Validated) FieldErrors {
+	keyPEM, pass := []byte(str(v.Values, "private_key")), str(v.Values, "passphrase")
+	key, err := ssh.ParseRawPrivateKey(keyPEM)
+	var missing *ssh.PassphraseMissingError
+	switch {
+	case errors.As(err, &missing):
+		if pass == "" {
+			return FieldErrors{{Field: "passphrase", Rule: "is required: private_key is encrypted"}}
+		}
+		if key, err = ssh.ParseRawPrivateKeyWithPassphrase(keyPEM, []byte(pass)); err != nil {
+			return FieldErrors{{Field: "passphrase", Rule: "does not decrypt private_key"}}
+		}
+	case err != nil:
+		return FieldErrors{{Field: "private_key", Rule: string(errSSHKey)}}
+	case pass != "":
+		return FieldErrors{{Field: "passphrase", Rule: "must be empty: private_key is not encrypted"}}
+	}
+	signer, err := sshSigner(key)
+	if err != nil {
+		return FieldErrors{fieldError("private_key", err)}
+	}
+	pub := signer.PublicKey()
+	v.Derived["key_algorithm"] = pub.Type()
+	v.Derived["public_key"] = strings.TrimSpace(string(ssh.MarshalAuthorizedKey(pub)))
+	v.Derived["public_key_fingerprint"] = ssh.FingerprintSHA256(pub)
+	return nil
+}
+
+// accessPrivateKey returns the decrypted PKCS#8 PEM of a stored certificate key. Keys
+// stored unencrypted are PKCS#8 already (checkX509PrivateKey normalized them), so the
+// common case costs no parsing.
+func accessPrivateKey(keyPEM, password string) (string, error) {
+	b, err := keyBlock(keyPEM)
+	if err == nil && b.Type == "PRIVATE KEY" && !legacyEncrypted(b) && password == "" {
+		return string(pem.EncodeToMemory(b)), nil
+	}
+	key, ferr := decryptX509Key(keyPEM, password)
+	if ferr != nil {
+		return "", ferr
+	}
+	return pkcs8PEM(key)
+}

@@ -1,0 +1,267 @@
+package credtype
+
+import (
+	"cmp"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+	"unicode"
+	"unicode/utf8"
+)
+
+// FieldError is one validation failure: the field and the rule its value broke. It
+// never carries the value, so it is safe to return for secrets.
+type FieldError struct {
+	// Field is the API name of the offending field.
+	Field string
+	// Rule is what the value must be, phrased to follow the field name, e.g.
+	// "must be an https URL with a host (http only for loopback hosts)".
+	Rule string
+}
+
+// Error reads like `field "token_url": must be an https URL with a host`.
+func (e *FieldError) Error() string {
+	return fmt.Sprintf("field %q: %s", e.Field, e.Rule)
+}
+
+// FieldErrors is every failure one Validate call found, sorted by field. errors.As
+// finds the individual *FieldError values through Unwrap.
+type FieldErrors []*FieldError
+
+// Error joins the failures with "; ".
+func (es FieldErrors) Error() string {
+	parts := make([]string, len(es))
+	for i, e := range es {
+		parts[i] = e.Error()
+	}
+	return strings.Join(parts, "; ")
+}
+
+// Unwrap exposes each *FieldError to errors.Is and errors.As.
+func (es FieldErrors) Unwrap() []error {
+	out := make([]error, len(es))
+	for i, e := range es {
+		out[i] = e
+	}
+	return out
+}
+
+// ruleError is what the field checks return: a rule sentence, never input. Validate
+// pairs it with the field name.
+type ruleError string
+
+func (e ruleError) Error() string { return string(e) }
+
+func rulef(format string, args ...any) error { return ruleError(fmt.Sprintf(format, args...)) }
+
+// Validated is a credential's type-specific values after validation.
+type Validated struct {
+	// Values are the normalized values (trimmed, canonical forms, defaults applied),
+	// keyed by field name: string for string fields, []string for lists. Unset fields
+	// are absent.
+	Values map[string]any
+	// Derived are non-secret facts read from the values, such as a certificate's
+	// "not_after" (time.Time), "subject", "issuer", "serial" and "key_algorithm", or an
+	// SSH key's "key_algorithm", "public_key" and "public_key_fingerprint".
+	Derived map[string]any
+	// NotAfter is the certificate's expiry; zero for other types.
+	NotAfter time.Time
+}
+
+// Validate checks the complete set of type-specific values of a credential — the
+// backend merges stored and new values first — and returns them normalized.
+//
+// values holds the type's own fields and totp_secret: a string for string fields, a
+// []string (or []any of strings, as decoded from JSON) for lists. An empty string,
+// empty list or nil counts as unset. The lifecycle fields (description, tags, used_by,
+// suspend_after, purge_after, expires_at) belong to the backend: Validate neither
+// checks them nor copies them into Values. Any other name that is not a field of t is
+// refused.
+//
+// Every failure is a *FieldError, returned together as FieldErrors. Checks that span
+// fields (a key matching its certificate, a passphrase decrypting its key) run once
+// every field is valid on its own. Validate does not look at the clock: an expired
+// certificate is accepted, and its NotAfter lets the backend warn about it.
+func (t *Type) Validate(values map[string]any) (*Validated, error) {
+	var errs FieldErrors
+	for name := range values {
+		if _, ok := t.Field(name); !ok {
+			errs = append(errs, &FieldError{Field: name, Rule: fmt.Sprintf("is not a field of type %q", t.Name)})
+		}
+	}
+	out := make(map[string]any, len(t.Fields))
+	for _, f := range t.Fields {
+		if f.Lifecycle() {
+			continue
+		}
+		v, set, err := f.normalize(values[f.Name])
+		switch {
+		case err != nil:
+			errs = append(errs, fieldError(f.Name, err))
+		case set:
+			out[f.Name] = v
+		case f.Default != nil:
+			out[f.Name] = cloneValue(f.Default)
+		case f.Required:
+			errs = append(errs, &FieldError{Field: f.Name, Rule: "is required"})
+		}
+	}
+	res := &Validated{Values: out, Derived: map[string]any{}}
+	if len(errs) == 0 && t.finish != nil {
+		errs = t.finish(res)
+	}
+	if len(errs) > 0 {
+		slices.SortFunc(errs, func(a, b *FieldError) int {
+			return cmp.Or(strings.Compare(a.Field, b.Field), strings.Compare(a.Rule, b.Rule))
+		})
+		return nil, errs
+	}
+	return res, nil
+}
+
+// fieldError names the field a check failed on. A check that somehow returned
+// something other than a rule gets a generic rule, so no library message — which might
+// quote input — ever reaches the caller.
+func fieldError(field string, err error) *FieldError {
+	var re ruleError
+	if errors.As(err, &re) {
+		return &FieldError{Field: field, Rule: string(re)}
+	}
+	return &FieldError{Field: field, Rule: "is not valid"}
+}
+
+// normalize checks one raw value of f and returns its normalized form; set is false
+// when the value is absent or empty.
+func (f Field) normalize(raw any) (v any, set bool, err error) {
+	if raw == nil {
+		return nil, false, nil
+	}
+	switch f.Type {
+	case FieldString:
+		s, ok := raw.(string)
+		if !ok {
+			return nil, false, ruleError("must be a string")
+		}
+		s, err := f.normalizeString(s)
+		return s, s != "" && err == nil, err
+	case FieldList:
+		items, ok := stringList(raw)
+		if !ok {
+			return nil, false, ruleError("must be a list of strings")
+		}
+		list, err := f.normalizeList(items)
+		return list, len(list) > 0 && err == nil, err
+	default:
+		// Durations and times are lifecycle fields, which Validate skips.
+		return nil, false, rulef("is a %s field, validated by the backend", f.Type)
+	}
+}
+
+// normalizeString applies the checks every string field gets — size, encoding,
+// control characters — then the field's own.
+func (f Field) normalizeString(s string) (string, error) {
+	if len(s) > f.maxLen {
+		return "", rulef("must be at most %d bytes", f.maxLen)
+	}
+	if !utf8.ValidString(s) {
+		return "", ruleError("must be valid UTF-8")
+	}
+	if !f.verbatim {
+		s = strings.TrimSpace(s)
+	}
+	if s == "" {
+		return "", nil
+	}
+	if err := checkControl(s, f.multiline); err != nil {
+		return "", err
+	}
+	if f.check == nil {
+		return s, nil
+	}
+	return f.check(s)
+}
+
+func (f Field) normalizeList(items []string) ([]string, error) {
+	var out []string
+	for _, it := range items {
+		if len(it) > f.maxLen {
+			return nil, rulef("must have items of at most %d bytes", f.maxLen)
+		}
+		if !utf8.ValidString(it) {
+			return nil, ruleError("must be valid UTF-8")
+		}
+		it = strings.TrimSpace(it)
+		if it == "" {
+			continue
+		}
+		if err := checkControl(it, false); err != nil {
+			return nil, err
+		}
+		parts := []string{it}
+		if f.item != nil {
+			var err error
+			if parts, err = f.item(it); err != nil {
+				return nil, err
+			}
+		}
+		for _, p := range parts {
+			if !slices.Contains(out, p) {
+				out = append(out, p)
+			}
+		}
+	}
+	if len(out) > f.maxItems {
+		return nil, rulef("must have at most %d items", f.maxItems)
+	}
+	return out, nil
+}
+
+// stringList accepts the list shapes the backend may hand over: []string from a
+// request, []any from JSON-decoded storage.
+func stringList(raw any) ([]string, bool) {
+	switch v := raw.(type) {
+	case []string:
+		return v, true
+	case []any:
+		out := make([]string, len(v))
+		for i, e := range v {
+			s, ok := e.(string)
+			if !ok {
+				return nil, false
+			}
+			out[i] = s
+		}
+		return out, true
+	}
+	return nil, false
+}
+
+func checkControl(s string, multiline bool) error {
+	for _, r := range s {
+		if !unicode.IsControl(r) {
+			continue
+		}
+		if !multiline {
+			return ruleError("must be a single line without control characters")
+		}
+		if r != '\n' && r != '\r' && r != '\t' {
+			return ruleError("must not contain control characters other than tabs and line breaks")
+		}
+	}
+	return nil
+}
+
+func cloneValue(v any) any {
+	if l, ok := v.([]string); ok {
+		return slices.Clone(l)
+	}
+	return v
+}
+
+// str returns values[name] if it is a string, "" otherwise.
+func str(values map[string]any, name string) string {
+	s, _ := values[name].(string)
+	return s
+}

@@ -1,0 +1,46 @@
+package backend
+
+import (
+	"fmt"
+	"regexp"
+	"slices"
+
+	"github.com/hashicorp/vault/sdk/framework"
+	"github.com/hashicorp/vault/sdk/logical"
+)
+
+// nameRule is the rule credential names follow; it is quoted in every refusal.
+const nameRule = "must be 1-128 letters, digits, '-', '_' or '.', and not '.' or '..'"
+
+var nameRe = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,128}$`)
+
+func validName(s string) bool {
+	return nameRe.MatchString(s) && s != "." && s != ".."
+}
+
+// fieldError is a validation failure that names the field and the rule it broke. It
+// never carries the value, so it is safe for secrets.
+type fieldError struct {
+	field, rule string
+}
+
+func (e *fieldError) Error() string { return fmt.Sprintf("field %q: %s", e.field, e.rule) }
+
+func fieldErr(field, rule string) error { return &fieldError{field: field, rule: rule} }
+
+// rejectUnknownFields refuses a request carrying parameters the path does not define.
+// Vault itself only warns about them; for a credential store, a misspelt secret field
+// silently dropped is worse than a refusal.
+func rejectUnknownFields(d *framework.FieldData) *logical.Response {
+	var unknown []string
+	for k := range d.Raw {
+		if _, ok := d.Schema[k]; !ok {
+			unknown = append(unknown, k)
+		}
+	}
+	if len(unknown) == 0 {
+		return nil
+	}
+	slices.Sort(unknown)
+	return logical.ErrorResponse("unknown field(s) %q: not accepted at this path", unknown)
+}

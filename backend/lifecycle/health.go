@@ -1,0 +1,199 @@
+package lifecycle
+
+import (
+	"slices"
+	"strconv"
+	"time"
+)
+
+// Health values, as the vendor shows them in its credential list.
+const (
+	HealthAwaitingUsage = "awaiting_usage"
+	HealthGreen         = "green"
+	HealthYellow        = "yellow"
+	HealthRed           = "red"
+)
+
+// ExpiryNotice is how far ahead an expires_at or a certificate's not_after makes a
+// credential yellow and raises an alert.
+const ExpiryNotice = 30 * Day
+
+// FailingAfter is how many failures in a row make a credential red: one or two are
+// likely transient, three are not.
+const FailingAfter = 3
+
+// Alert reasons, the values of Alert.Reason.
+const (
+	AlertSuspensionPending   = "suspension_pending"
+	AlertPurgePending        = "purge_pending"
+	AlertSuspended           = "suspended"
+	AlertNeedsReauth         = "needs_reauth"
+	AlertExpiring            = "expiring"
+	AlertExpired             = "expired"
+	AlertCertificateExpiring = "certificate_expiring"
+	AlertCertificateExpired  = "certificate_expired"
+	AlertFailing             = "failing"
+)
+
+// HealthInput is what health is judged on: the lifecycle state plus facts the
+// lifecycle does not own.
+type HealthInput struct {
+	State State
+	// Accessed reports whether the credential was ever accessed successfully.
+	Accessed bool
+	// NotAfter is a certificate's expiry, zero for other types.
+	NotAfter time.Time
+	// ConsecutiveFailures counts failed accesses or token refreshes since the last
+	// success.
+	ConsecutiveFailures int
+	// TransientFailure reports that the last provider call failed in a way that may
+	// pass (network, 5xx, 429) and a cached token was served instead.
+	TransientFailure bool
+}
+
+// Alert is something that needs a person.
+type Alert struct {
+	Name   string `json:"name"`
+	Reason string `json:"reason"`
+	// Due is when the condition takes or took effect; zero when unknown.
+	Due time.Time `json:"due,omitzero"`
+	// Severity is HealthRed or HealthYellow, so a list of alerts can be triaged
+	// without knowing every reason.
+	Severity string `json:"severity"`
+	Detail   string `json:"detail,omitempty"`
+}
+
+// Health grades a credential. A problem outranks awaiting_usage, so a credential
+// never used that is about to expire still shows yellow.
+func (p Policy) Health(in HealthInput, now time.Time) string {
+	health := HealthGreen
+	if !in.Accessed {
+		health = HealthAwaitingUsage
+	}
+	if in.TransientFailure || in.ConsecutiveFailures > 0 || len(in.State.Warned) > 0 {
+		health = HealthYellow
+	}
+	// Health and Alerts share one set of conditions so they cannot disagree.
+	for _, a := range p.Alerts("", in, now) {
+		if a.Severity == HealthRed {
+			return HealthRed
+		}
+		health = HealthYellow
+	}
+	return health
+}
+
+// Alerts lists what needs a person for one credential, earliest first: a suspension
+// or purge within the largest warning threshold that fits its window (red once
+// overdue), suspension, re-authorization, expiry or a certificate's end within
+// ExpiryNotice (red once passed), and repeated failures.
+func (p Policy) Alerts(name string, in HealthInput, now time.Time) []Alert {
+	s := in.State
+	var out []Alert
+	add := func(reason string, due time.Time, red bool, detail string) {
+		sev := HealthYellow
+		if red {
+			sev = HealthRed
+		}
+		out = append(out, Alert{Name: name, Reason: reason, Due: due, Severity: sev, Detail: detail})
+	}
+
+	switch s.Status {
+	case StatusSuspended:
+		add(AlertSuspended, s.SuspendedAt, true, string(s.Reason))
+	case StatusNeedsReauth:
+		add(AlertNeedsReauth, s.NeedsReauthAt, true, string(s.Reason))
+	}
+
+	expiryCovered := s.Status == StatusSuspended
+	if at, why := p.suspension(s); p.warningOpen(s, ActionWarnSuspend, at, now) {
+		if why == ReasonExpired {
+			add(expiryReason(at, now), at, !now.Before(at), "expires_at")
+			expiryCovered = true
+		} else {
+			add(AlertSuspensionPending, at, !now.Before(at), string(why))
+		}
+	}
+	if at := p.PurgeAt(s); p.warningOpen(s, ActionWarnPurge, at, now) {
+		add(AlertPurgePending, at, !now.Before(at), string(ReasonInactivity))
+	}
+	if at := s.ExpiresAt; !expiryCovered && !at.IsZero() && !now.Before(at.Add(-ExpiryNotice)) {
+		add(expiryReason(at, now), at, !now.Before(at), "expires_at")
+	}
+	if at := in.NotAfter; !at.IsZero() && !now.Before(at.Add(-ExpiryNotice)) {
+		reason := AlertCertificateExpiring
+		if !now.Before(at) {
+			reason = AlertCertificateExpired
+		}
+		add(reason, at, !now.Before(at), "certificate not_after")
+	}
+	if in.ConsecutiveFailures >= FailingAfter {
+		add(AlertFailing, time.Time{}, true, strconv.Itoa(in.ConsecutiveFailures)+" failures in a row")
+	}
+	slices.SortStableFunc(out, func(a, b Alert) int { return a.Due.Compare(b.Due) })
+	return out
+}
+
+func expiryReason(at, now time.Time) string {
+	if now.Before(at) {
+		return AlertExpiring
+	}
+	return AlertExpired
+}
+
+// warningOpen reports whether a suspension or purge at target is close enough to
+// warn about: its first warning that fits the window has come due, or the target
+// itself has passed. With no threshold fitting, only an overdue target counts.
+func (p Policy) warningOpen(s State, kind ActionKind, target time.Time, now time.Time) bool {
+	if target.IsZero() {
+		return false
+	}
+	if !now.Before(target) {
+		return true
+	}
+	window := target.Sub(s.activity())
+	for _, t := range p.thresholds() {
+		if t < window {
+			// The largest threshold that fits: its warning opens the alert.
+			return !now.Before(target.Add(-t))
+		}
+	}
+	return false
+}
+
+// UnavailableError says why a credential cannot be handed out.
+type UnavailableError struct {
+	Status Status
+	Reason Reason
+}
+
+// Error reads like the vendor's refusal, naming the reason a person can act on.
+func (e *UnavailableError) Error() string {
+	msg := "credential is " + string(e.Status)
+	if e.Status == StatusNeedsReauth {
+		msg = "credential needs re-authorization"
+	}
+	if e.Reason != "" {
+		msg += " (" + string(e.Reason) + ")"
+	}
+	return msg
+}
+
+// Usable returns nil when the access path may hand the credential out at now, else
+// an *UnavailableError. It judges by time as well as status, so a credential whose
+// window or expires_at has run out is refused before the sweep gets to it. The caller
+// should first Touch the state with the recorder's unflushed last access, so an access
+// moments ago still counts.
+func (p Policy) Usable(s State, now time.Time) error {
+	switch s.Status {
+	case StatusSuspended, StatusNeedsReauth, StatusPurged:
+		return &UnavailableError{Status: s.Status, Reason: s.Reason}
+	}
+	if at := p.PurgeAt(s); !at.IsZero() && !now.Before(at) {
+		return &UnavailableError{Status: StatusPurged, Reason: ReasonInactivity}
+	}
+	if at, why := p.suspension(s); !at.IsZero() && !now.Before(at) {
+		return &UnavailableError{Status: StatusSuspended, Reason: why}
+	}
+	return nil
+}

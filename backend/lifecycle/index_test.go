@@ -1,0 +1,212 @@
+package lifecycle
+
+import (
+	"cmp"
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+)
+
+func TestIndexOrderUpdateRemove(t *testing.T) {
+	t.Parallel()
+	x := NewIndex()
+	if _, _, ok := x.Next(); ok || x.Len() != 0 || x.Due(at(day(1000)), 0) != nil {
+		t.Fatal("a new index is not empty")
+	}
+	x.Set("c", at(day(3)))
+	x.Set("a", at(day(1)))
+	x.Set("b", at(day(2)))
+	x.Set("d", at(day(2))) // ties are ordered by name
+	x.Set("e", at(day(9)))
+
+	steps := []struct {
+		name    string
+		do      func()
+		now     time.Duration
+		max     int
+		wantDue []string
+		wantLen int
+	}{
+		{"earliest first", func() {}, day(3), 0, []string{"a", "b", "d", "c"}, 5},
+		{"inclusive of now", func() {}, day(2), 0, []string{"a", "b", "d"}, 5},
+		{"at most max", func() {}, day(9), 2, []string{"a", "b"}, 5},
+		{"not yet", func() {}, day(1) - 1, 0, nil, 5},
+		{"Due does not remove", func() {}, day(1), 0, []string{"a"}, 5},
+		{"move later", func() { x.Set("a", at(day(10))) }, day(9), 0, []string{"b", "d", "c", "e"}, 5},
+		{"move earlier", func() { x.Set("e", at(day(0))) }, day(2), 0, []string{"e", "b", "d"}, 5},
+		{"remove", func() { x.Remove("b") }, day(2), 0, []string{"e", "d"}, 4},
+		{"remove absent", func() { x.Remove("zzz") }, day(2), 0, []string{"e", "d"}, 4},
+		{"zero removes", func() { x.Set("e", time.Time{}) }, day(2), 0, []string{"d"}, 3},
+		{"zero on absent is no-op", func() { x.Set("new", time.Time{}) }, day(2), 0, []string{"d"}, 3},
+		{"re-add", func() { x.Set("b", at(day(1))) }, day(2), 0, []string{"b", "d"}, 4},
+		{"remove last one standing", func() { x.Remove("a"); x.Remove("b"); x.Remove("c"); x.Remove("d") }, day(100), 0, nil, 0},
+	}
+	for _, st := range steps {
+		st.do()
+		if got := x.Due(at(st.now), st.max); !slices.Equal(got, st.wantDue) {
+			t.Errorf("%s: Due = %q, want %q", st.name, got, st.wantDue)
+		}
+		if got := x.Len(); got != st.wantLen {
+			t.Errorf("%s: Len = %d, want %d", st.name, got, st.wantLen)
+		}
+		if len(st.wantDue) > 0 {
+			if name, _, _ := x.Next(); name != st.wantDue[0] {
+				t.Errorf("%s: Next = %q, want %q", st.name, name, st.wantDue[0])
+			}
+		}
+	}
+}
+
+// TestIndexMatchesReference applies random operations to the index and to a plain
+// map and compares every answer.
+func TestIndexMatchesReference(t *testing.T) {
+	t.Parallel()
+	rng := rand.New(rand.NewPCG(3, 4))
+	x := NewIndex()
+	ref := map[string]time.Time{}
+	for i := range 20000 {
+		name := fmt.Sprintf("c%03d", rng.IntN(300))
+		switch rng.IntN(4) {
+		case 0:
+			x.Remove(name)
+			delete(ref, name)
+		default:
+			due := at(time.Duration(rng.IntN(500)) * time.Hour)
+			x.Set(name, due)
+			ref[name] = due
+		}
+		if got, ok := x.Get(name); ok != !ref[name].IsZero() || !got.Equal(ref[name]) {
+			t.Fatalf("op %d: Get(%s) = %v %v, want %v", i, name, got, ok, ref[name])
+		}
+		if i%97 != 0 {
+			continue
+		}
+		now := at(time.Duration(rng.IntN(500)) * time.Hour)
+		limit := rng.IntN(20)
+		var want []string
+		for n, due := range ref {
+			if !due.After(now) {
+				want = append(want, n)
+			}
+		}
+		slices.SortFunc(want, func(a, b string) int {
+			if c := ref[a].Compare(ref[b]); c != 0 {
+				return c
+			}
+			return cmp.Compare(a, b)
+		})
+		if limit > 0 && len(want) > limit {
+			want = want[:limit]
+		}
+		if got := x.Due(now, limit); !slices.Equal(got, want) {
+			t.Fatalf("op %d: Due(%v, %d) = %q, want %q", i, now, limit, got, want)
+		}
+		if x.Len() != len(ref) {
+			t.Fatalf("op %d: Len %d, want %d", i, x.Len(), len(ref))
+		}
+	}
+}
+
+// TestIndexDueCostIndependentOfSize: with 100,000 credentials of which five are due,
+// Due examines those five and nothing else.
+func TestIndexDueCostIndependentOfSize(t *testing.T) {
+	t.Parallel()
+	for _, size := range []int{1000, 100000} {
+		x := fillIndex(size, 5)
+		names, visited := x.due(at(0), 0)
+		if len(names) != 5 || visited != 5 {
+			t.Errorf("size %d: Due returned %d names after visiting %d nodes, want 5 and 5", size, len(names), visited)
+		}
+		names, visited = x.due(at(0), 2)
+		if len(names) != 2 || visited > 2*2+1 {
+			t.Errorf("size %d, max 2: %d names, %d nodes visited", size, len(names), visited)
+		}
+	}
+}
+
+// fillIndex files size credentials, due of them at t0 and the rest over the next
+// year, in random order.
+func fillIndex(size, due int) *Index {
+	rng := rand.New(rand.NewPCG(5, 6))
+	x := NewIndex()
+	for _, i := range rng.Perm(size) {
+		when := at(time.Hour + time.Duration(rng.Int64N(int64(day(365)))))
+		if i < due {
+			when = at(0)
+		}
+		x.Set(fmt.Sprintf("credential-%06d", i), when)
+	}
+	return x
+}
+
+func TestIndexConcurrent(t *testing.T) {
+	t.Parallel()
+	x := NewIndex()
+	var wg sync.WaitGroup
+	for g := range 8 {
+		wg.Go(func() {
+			for i := range 2000 {
+				name := fmt.Sprintf("c%d", (g*31+i)%100)
+				switch i % 5 {
+				case 0:
+					x.Remove(name)
+				case 1:
+					x.Due(at(day(50)), 10)
+				case 2:
+					x.Next()
+				default:
+					x.Set(name, at(day(i%100)))
+				}
+			}
+		})
+	}
+	wg.Wait()
+	// The heap is still consistent: everything comes out in order.
+	all := x.Due(at(day(1000)), 0)
+	if len(all) != x.Len() {
+		t.Fatalf("Due returned %d of %d", len(all), x.Len())
+	}
+	prev := time.Time{}
+	for _, n := range all {
+		due, _ := x.Get(n)
+		if due.Before(prev) {
+			t.Fatalf("out of order at %s", n)
+		}
+		prev = due
+	}
+}
+
+func BenchmarkIndexDue(b *testing.B) {
+	const due = 8
+	for _, size := range []int{1000, 10000, 100000} {
+		b.Run(fmt.Sprintf("entries=%d", size), func(b *testing.B) {
+			x := fillIndex(size, due)
+			var visited int
+			for b.Loop() {
+				var names []string
+				names, visited = x.due(at(0), 0)
+				if len(names) != due {
+					b.Fatalf("%d due", len(names))
+				}
+			}
+			b.ReportMetric(float64(visited), "nodes/op")
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*due), "ns/due-name")
+		})
+	}
+}
+
+func BenchmarkIndexSet(b *testing.B) {
+	x := fillIndex(100000, 0)
+	names := make([]string, 1024)
+	for i := range names {
+		names[i] = fmt.Sprintf("credential-%06d", i*97)
+	}
+	i := 0
+	for b.Loop() {
+		x.Set(names[i%len(names)], at(time.Duration(i%8760)*time.Hour))
+		i++
+	}
+}

@@ -1,0 +1,270 @@
+package lifecycle
+
+import (
+	"cmp"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"time"
+)
+
+// Day is the unit the limits are expressed in.
+const Day = 24 * time.Hour
+
+// Defaults from the design, matching the vendor's six months and one year.
+const (
+	DefaultSuspendAfter = 180 * Day
+	DefaultPurgeAfter   = 365 * Day
+)
+
+// DefaultWarnBefore is the vendor's warning schedule: 90, 60, 30 and 7 days ahead.
+func DefaultWarnBefore() []time.Duration {
+	return []time.Duration{90 * Day, 60 * Day, 30 * Day, 7 * Day}
+}
+
+// DefaultPolicy is the policy of a mount with no configuration.
+func DefaultPolicy() Policy {
+	return Policy{SuspendAfter: DefaultSuspendAfter, PurgeAfter: DefaultPurgeAfter, WarnBefore: DefaultWarnBefore()}
+}
+
+// Policy is the effective inactivity policy of one credential: the mount's config
+// with the credential's overrides applied by the caller.
+type Policy struct {
+	// SuspendAfter and PurgeAfter count from the start of the inactivity window. Zero
+	// disables the step; a suspended credential keeps counting toward purge.
+	SuspendAfter time.Duration
+	PurgeAfter   time.Duration
+	// WarnBefore lists how long before a suspension or purge to warn, in any order. A
+	// threshold is used only when its warning falls inside the window, so a 30-day
+	// window with the default schedule is warned 7 days ahead only.
+	WarnBefore []time.Duration
+}
+
+// Validate reports a policy a person most likely did not mean.
+func (p Policy) Validate() error {
+	var errs []error
+	if p.SuspendAfter < 0 {
+		errs = append(errs, fmt.Errorf("suspend_after must not be negative, got %s", p.SuspendAfter))
+	}
+	if p.PurgeAfter < 0 {
+		errs = append(errs, fmt.Errorf("purge_after must not be negative, got %s", p.PurgeAfter))
+	}
+	if p.SuspendAfter > 0 && p.PurgeAfter > 0 && p.PurgeAfter < p.SuspendAfter {
+		errs = append(errs, fmt.Errorf("purge_after (%s) must not be shorter than suspend_after (%s)", p.PurgeAfter, p.SuspendAfter))
+	}
+	for _, t := range p.WarnBefore {
+		if t <= 0 {
+			errs = append(errs, fmt.Errorf("warn_before values must be positive, got %s", t))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// ActionKind is what a sweep does to a credential.
+type ActionKind string
+
+// Action kinds, from least to most severe.
+const (
+	ActionWarnSuspend ActionKind = "warn_suspend"
+	ActionWarnPurge   ActionKind = "warn_purge"
+	ActionSuspend     ActionKind = "suspend"
+	ActionPurge       ActionKind = "purge"
+)
+
+// Action is one thing a sweep should do.
+type Action struct {
+	Kind ActionKind
+	// Due is when the action became due; a late sweep performs it after that.
+	Due time.Time
+	// Threshold is how far ahead a warning is given; zero for suspend and purge.
+	Threshold time.Duration
+	// Reason is why the suspension or purge happens (or will, for a warning).
+	Reason Reason
+}
+
+// Key is the warning's entry in State.Warned, such as "suspend:30d"; empty for
+// suspend and purge.
+func (a Action) Key() string {
+	switch a.Kind {
+	case ActionWarnSuspend:
+		return warnKey("suspend:", a.Threshold)
+	case ActionWarnPurge:
+		return warnKey("purge:", a.Threshold)
+	}
+	return ""
+}
+
+func warnKey(prefix string, t time.Duration) string {
+	if t%Day == 0 {
+		return prefix + strconv.FormatInt(int64(t/Day), 10) + "d"
+	}
+	return prefix + t.String()
+}
+
+// Message is the text for the log event and notification, in the vendor's words.
+func (a Action) Message() string {
+	expired := a.Reason == ReasonExpired
+	switch {
+	case a.Kind == ActionWarnSuspend && expired:
+		return "Credential will expire and be suspended in " + humanDuration(a.Threshold) + "."
+	case a.Kind == ActionWarnSuspend:
+		return "Credential will be suspended in " + humanDuration(a.Threshold) + " because it isn't being used."
+	case a.Kind == ActionWarnPurge:
+		return "Credential will be purged in " + humanDuration(a.Threshold) + " because it isn't being used."
+	case a.Kind == ActionSuspend && expired:
+		return "Credential suspended because it expired."
+	case a.Kind == ActionSuspend:
+		return "Credential suspended because it isn't being used."
+	case a.Kind == ActionPurge:
+		return "Credential purged because it isn't being used."
+	}
+	return string(a.Kind)
+}
+
+func humanDuration(d time.Duration) string {
+	switch {
+	case d == Day:
+		return "1 day"
+	case d%Day == 0:
+		return strconv.FormatInt(int64(d/Day), 10) + " days"
+	}
+	return d.String()
+}
+
+// SuspendAt is when an active credential will be suspended: the end of its
+// inactivity window or its expires_at, whichever comes first. Zero when it is not
+// active (a credential needing re-authorization is already unusable, and suspending
+// it would hide the reason a person has to act on) or neither applies.
+func (p Policy) SuspendAt(s State) time.Time {
+	at, _ := p.suspension(s)
+	return at
+}
+
+func (p Policy) suspension(s State) (time.Time, Reason) {
+	if s.Status != StatusActive {
+		return time.Time{}, ""
+	}
+	var at time.Time
+	var why Reason
+	if a := s.activity(); p.SuspendAfter > 0 && !a.IsZero() {
+		at, why = a.Add(p.SuspendAfter), ReasonInactivity
+	}
+	if !s.ExpiresAt.IsZero() && (at.IsZero() || !s.ExpiresAt.After(at)) {
+		at, why = s.ExpiresAt, ReasonExpired
+	}
+	return at, why
+}
+
+// PurgeAt is when the credential will be purged, counted from the same window
+// start as suspension whatever its status; zero when purge is disabled.
+func (p Policy) PurgeAt(s State) time.Time {
+	a := s.activity()
+	if p.PurgeAfter <= 0 || a.IsZero() || s.Status == StatusPurged {
+		return time.Time{}
+	}
+	return a.Add(p.PurgeAfter)
+}
+
+// Due returns the one action to perform at now: the most severe that is due, purge
+// before suspension before warnings (of purge, then of suspension). A sweep that runs
+// late, say after the node was down, thus purges without first suspending, and of
+// the warnings it missed sends only the nearest threshold that has passed. Anything
+// else still due, such as a purge warning for a credential it just suspended, comes
+// up at the next sweep: NextDue of the new state is then in the past.
+func (p Policy) Due(s State, now time.Time) (Action, bool) {
+	if at := p.PurgeAt(s); !at.IsZero() && !now.Before(at) {
+		return Action{Kind: ActionPurge, Due: at, Reason: ReasonInactivity}, true
+	}
+	suspendAt, why := p.suspension(s)
+	if !suspendAt.IsZero() && !now.Before(suspendAt) {
+		return Action{Kind: ActionSuspend, Due: suspendAt, Reason: why}, true
+	}
+	if a, ok := p.dueWarning(s, ActionWarnPurge, p.PurgeAt(s), ReasonInactivity, now); ok {
+		return a, true
+	}
+	return p.dueWarning(s, ActionWarnSuspend, suspendAt, why, now)
+}
+
+// NextDue is the earliest time Due could return an action for s: the time to file
+// the credential under in the Index. Zero when nothing will ever be due. Nothing is
+// due before it, and something is due at it.
+func (p Policy) NextDue(s State) time.Time {
+	purgeAt := p.PurgeAt(s)
+	suspendAt, _ := p.suspension(s)
+	next := earliest(purgeAt, suspendAt)
+	for _, w := range []struct {
+		kind   ActionKind
+		target time.Time
+	}{{ActionWarnPurge, purgeAt}, {ActionWarnSuspend, suspendAt}} {
+		if pending := p.pendingWarnings(s, w.kind, w.target); len(pending) > 0 {
+			next = earliest(next, w.target.Add(-pending[0]))
+		}
+	}
+	return next
+}
+
+// earliest returns the earlier of two times, zero meaning "never".
+func earliest(a, b time.Time) time.Time {
+	if a.IsZero() || (!b.IsZero() && b.Before(a)) {
+		return b
+	}
+	return a
+}
+
+// dueWarning returns the warning of kind to send at now for a suspension or purge at
+// target: the nearest threshold that has passed, unless it or a nearer one was sent.
+func (p Policy) dueWarning(s State, kind ActionKind, target time.Time, why Reason, now time.Time) (Action, bool) {
+	pending := p.pendingWarnings(s, kind, target)
+	for i := len(pending) - 1; i >= 0; i-- {
+		if at := target.Add(-pending[i]); !now.Before(at) {
+			return Action{Kind: kind, Due: at, Threshold: pending[i], Reason: why}, true
+		}
+	}
+	return Action{}, false
+}
+
+// pendingWarnings returns the thresholds, largest (earliest) first, whose warnings
+// for a suspension or purge at target may still be sent. A threshold counts only when
+// its warning falls after the window started: thresholds too long for the window are
+// skipped, and so is a warning that was already due when an access or reset renewed
+// the window (which can happen with expires_at, which a renewal does not move).
+// Thresholds up to the nearest one already sent are done with: after a late sweep
+// the farther ones it skipped are not sent any more.
+func (p Policy) pendingWarnings(s State, kind ActionKind, target time.Time) []time.Duration {
+	if target.IsZero() {
+		return nil
+	}
+	ts := p.thresholds()
+	window := target.Sub(s.activity())
+	// ts is in decreasing order, so the thresholds that fit the window are a suffix.
+	start := 0
+	for start < len(ts) && ts[start] >= window {
+		start++
+	}
+	for i := len(ts) - 1; i >= start; i-- {
+		if s.warned(Action{Kind: kind, Threshold: ts[i]}.Key()) {
+			return ts[i+1:]
+		}
+	}
+	return ts[start:]
+}
+
+// thresholds returns WarnBefore in decreasing order without duplicates or
+// non-positive values; the configured slice itself when it already is, which is the
+// usual case, so the sweep does not allocate per credential.
+func (p Policy) thresholds() []time.Duration {
+	clean := true
+	for i, t := range p.WarnBefore {
+		if t <= 0 || (i > 0 && t >= p.WarnBefore[i-1]) {
+			clean = false
+			break
+		}
+	}
+	if clean {
+		return p.WarnBefore
+	}
+	ts := slices.DeleteFunc(slices.Clone(p.WarnBefore), func(t time.Duration) bool { return t <= 0 })
+	slices.SortFunc(ts, func(a, b time.Duration) int { return cmp.Compare(b, a) })
+	return slices.Compact(ts)
+}

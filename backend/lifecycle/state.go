@@ -1,0 +1,153 @@
+// Package lifecycle decides when an idle credential is warned about, suspended and
+// purged, and how healthy it looks.
+//
+// Like a lease, every successful access renews a credential's inactivity window.
+// The package imports no Vault code and never reads the clock: every function takes
+// the time, so a two-year timeline is tested in milliseconds. The backend owns
+// storage, the clock and the periodic sweep; Index tells the sweep which
+// credentials have something due, so its cost does not grow with idle credentials.
+//
+// Accesses reach the stored state only when usage is flushed. Before judging a
+// credential (Usable on the access path, Due in a sweep) the backend should Touch its
+// state with the recorder's unflushed last access, or an access made seconds before
+// the deadline would not count.
+package lifecycle
+
+import (
+	"slices"
+	"time"
+)
+
+// Status is where a credential stands.
+type Status string
+
+// Statuses. StatusPurged only ever comes out of Apply for a purge action: the backend
+// deletes the credential rather than storing it.
+const (
+	StatusActive      Status = "active"
+	StatusSuspended   Status = "suspended"
+	StatusNeedsReauth Status = "needs_reauth"
+	StatusPurged      Status = "purged"
+)
+
+// Reason says why a credential is suspended or purged. For StatusNeedsReauth it is
+// the provider's error code, such as "invalid_grant".
+type Reason string
+
+// Reasons for suspension and purge.
+const (
+	ReasonManual     Reason = "manual"
+	ReasonInactivity Reason = "inactivity"
+	ReasonExpired    Reason = "expired"
+)
+
+// State is the lifecycle part of a stored credential.
+type State struct {
+	Status    Status    `json:"status"`
+	Reason    Reason    `json:"reason,omitempty"`
+	CreatedAt time.Time `json:"created_at"`
+	// ActivityAt starts the inactivity window: the latest of creation, successful
+	// access, unsuspend, reset-inactivity, re-authorization and a change of limits.
+	ActivityAt  time.Time `json:"activity_at"`
+	SuspendedAt time.Time `json:"suspended_at,omitzero"`
+	ExpiresAt   time.Time `json:"expires_at,omitzero"`
+	// NeedsReauthAt is when the provider refused the grant; it dates the alert.
+	NeedsReauthAt time.Time `json:"needs_reauth_at,omitzero"`
+	// Warned holds the keys of the warnings sent in the current window, such as
+	// "suspend:30d", so each is sent once however often the sweep runs.
+	Warned []string `json:"warned,omitempty"`
+}
+
+// NewState is the state of a credential created at the given time.
+func NewState(created time.Time) State {
+	return State{Status: StatusActive, CreatedAt: created, ActivityAt: created}
+}
+
+// activity is the start of the current inactivity window. A state written before
+// ActivityAt existed falls back to its creation time.
+func (s State) activity() time.Time {
+	if s.ActivityAt.After(s.CreatedAt) {
+		return s.ActivityAt
+	}
+	return s.CreatedAt
+}
+
+func (s State) warned(key string) bool { return slices.Contains(s.Warned, key) }
+
+// Touch renews the inactivity window at the given time: after a successful access
+// (the flush passes usage's LastAccessed), reset-inactivity, or a change of
+// suspend_after, purge_after or expires_at, whose new window starts at once. The
+// warnings of the old window are forgotten. A time no later than the current
+// window's start changes nothing, so a late or repeated flush cannot undo warnings.
+// Touch leaves the status alone: an access flushed after a suspension still counts
+// toward purge, but does not unsuspend.
+func Touch(s State, at time.Time) State {
+	if !at.After(s.activity()) {
+		return s
+	}
+	s.ActivityAt = at
+	s.Warned = nil
+	return s
+}
+
+// Unsuspend makes a suspended credential active again and restarts its window, as
+// the vendor does. On any other status it only renews the window. The backend should
+// refuse to unsuspend a credential whose expires_at has passed: the next sweep would
+// suspend it again.
+func Unsuspend(s State, at time.Time) State {
+	if s.Status == StatusSuspended {
+		s.Status, s.Reason, s.SuspendedAt = StatusActive, "", time.Time{}
+	}
+	s = Touch(s, at)
+	s.Warned = nil
+	return s
+}
+
+// Suspend suspends a credential by hand (or for any reason the caller names). An
+// already suspended credential keeps its original reason and time.
+func Suspend(s State, reason Reason, at time.Time) State {
+	if s.Status == StatusSuspended || s.Status == StatusPurged {
+		return s
+	}
+	s.Status, s.Reason, s.SuspendedAt = StatusSuspended, reason, at
+	s.NeedsReauthAt = time.Time{}
+	return s
+}
+
+// NeedsReauth records that the provider refused the grant for good (reason is its
+// error code). A suspended credential stays suspended: suspension is the stronger
+// statement and is what an operator has to undo first.
+func NeedsReauth(s State, reason Reason, at time.Time) State {
+	switch s.Status {
+	case StatusActive:
+		s.Status, s.Reason, s.NeedsReauthAt = StatusNeedsReauth, reason, at
+	case StatusNeedsReauth:
+		s.Reason = reason
+	}
+	return s
+}
+
+// Reauthorized records a completed authorization. It is a person acting on the
+// credential, so the window is renewed too.
+func Reauthorized(s State, at time.Time) State {
+	if s.Status == StatusNeedsReauth {
+		s.Status, s.Reason, s.NeedsReauthAt = StatusActive, "", time.Time{}
+	}
+	return Touch(s, at)
+}
+
+// Apply returns the state after performing a, which Policy.Due returned at now.
+func Apply(s State, a Action, now time.Time) State {
+	switch a.Kind {
+	case ActionWarnSuspend, ActionWarnPurge:
+		if key := a.Key(); !s.warned(key) {
+			// Clip so appending never writes into an array the caller's copy shares.
+			s.Warned = append(slices.Clip(s.Warned), key)
+		}
+	case ActionSuspend:
+		s = Suspend(s, a.Reason, now)
+	case ActionPurge:
+		s.Status, s.Reason = StatusPurged, a.Reason
+	}
+	return s
+}

@@ -1,0 +1,158 @@
+package backend
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	neturl "net/url"
+	"time"
+
+	"github.com/hashicorp/vault/sdk/logical"
+
+	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/backend/lifecycle"
+)
+
+// Notification delivery bounds: a full queue drops (and logs) rather than blocking a
+// request or the sweep.
+const (
+	notifyQueueSize = 256
+	notifyAttempts  = 4
+	notifyBodyLimit = 64 << 10
+)
+
+// notification is the JSON body POSTed to the notify credential, and the metadata of
+// the Vault event.
+type notification struct {
+	Event      string `json:"event"`
+	Credential string `json:"credential"`
+	Type       string `json:"type"`
+	Message    string `json:"message"`
+	Due        string `json:"due,omitempty"`
+	Mount      string `json:"mount"`
+	Time       string `json:"time"`
+}
+
+// notify announces a sweep action: hclog, a Vault event, and the notify credential.
+func (b *integrationsBackend) notify(ctx context.Context, c *credential, a lifecycle.Action) {
+	event := map[lifecycle.ActionKind]string{
+		lifecycle.ActionWarnSuspend: "suspension-warning",
+		lifecycle.ActionWarnPurge:   "purge-warning",
+		lifecycle.ActionSuspend:     "suspended",
+		lifecycle.ActionPurge:       "purged",
+	}[a.Kind]
+	n := notification{Event: event, Credential: c.Name, Type: c.Type, Message: a.Message(), Due: rfc3339(a.Due)}
+	b.deliver(ctx, n)
+}
+
+// notifyState announces a state change outside the sweep, such as needs_reauth.
+func (b *integrationsBackend) notifyState(ctx context.Context, c *credential, event, message string) {
+	b.deliver(ctx, notification{Event: event, Credential: c.Name, Type: c.Type, Message: message})
+}
+
+func (b *integrationsBackend) deliver(ctx context.Context, n notification) {
+	n.Mount, n.Time = b.mountPath(), rfc3339(b.now())
+	b.Logger().Warn(n.Message, "credential", n.Credential, "event", n.Event, "due", n.Due)
+	// Servers without event support answer with an error; the log line above stands.
+	if err := logical.SendEvent(ctx, b.Backend, "integrations/credential-"+n.Event,
+		"credential", n.Credential, "type", n.Type, "message", n.Message, "due", n.Due); err != nil {
+		b.Logger().Debug("vault event not sent", "error", err)
+	}
+	select {
+	case b.notifications <- n:
+	default:
+		b.Logger().Error("notification queue full; notification dropped", "credential", n.Credential, "event", n.Event)
+	}
+}
+
+// runNotifier POSTs queued notifications to config.notify_credential until stop closes.
+func (b *integrationsBackend) runNotifier(stop <-chan struct{}) {
+	for {
+		select {
+		case <-stop:
+			return
+		case n := <-b.notifications:
+			b.post(stop, n)
+		}
+	}
+}
+
+// post delivers one notification with bounded retries and jittered backoff.
+func (b *integrationsBackend) post(stop <-chan struct{}, n notification) {
+	ctx := context.Background()
+	cfg, err := b.loadConfig(ctx, b.storage)
+	if err != nil || cfg.NotifyCredential == "" {
+		return
+	}
+	target, err := b.credentials.get(ctx, b.storage, cfg.NotifyCredential)
+	if err != nil || target == nil {
+		b.Logger().Warn("notify credential not found", "notify_credential", cfg.NotifyCredential)
+		return
+	}
+	url, header, value := notifyTarget(target)
+	if url == "" {
+		b.Logger().Warn("notify credential has no URL to post to", "notify_credential", cfg.NotifyCredential, "type", target.Type)
+		return
+	}
+	body, _ := json.Marshal(n)
+	client := &http.Client{Timeout: cfg.RequestTimeout, Transport: b.transport}
+	for attempt := 1; attempt <= notifyAttempts; attempt++ {
+		status, err := postOnce(client, url, header, value, body)
+		if err == nil && status < 300 {
+			return
+		}
+		permanent := err == nil && status >= 400 && status < 500 && status != http.StatusTooManyRequests
+		b.Logger().Warn("notification not delivered", "notify_credential", cfg.NotifyCredential, "attempt", attempt, "status", status, "error", err)
+		if permanent || attempt == notifyAttempts {
+			return
+		}
+		wait := time.Duration(rand.Int64N(int64(time.Second << attempt)))
+		select {
+		case <-stop:
+			return
+		case <-time.After(wait):
+		}
+	}
+}
+
+// notifyTarget is where and how a notify credential is posted to.
+func notifyTarget(c *credential) (url, header, value string) {
+	switch c.Type {
+	case "webhook":
+		return str(c.Values["url"]), "", ""
+	case "bearer":
+		prefix := str(c.Values["header_prefix"])
+		if prefix == "" {
+			prefix = "Bearer"
+		}
+		return str(c.Values["url"]), "Authorization", prefix + " " + str(c.Values["token"])
+	}
+	return "", "", ""
+}
+
+func postOnce(client *http.Client, url, header, value string, body []byte) (int, error) {
+	req, err := http.NewRequest(http.MethodPost, url, bytes.NewReader(body))
+	if err != nil {
+		return 0, fmt.Errorf("building request: %w", err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	if header != "" {
+		req.Header.Set(header, value)
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		// A webhook URL can itself be a secret (Slack's are): report the cause only.
+		var ue *neturl.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
+		return 0, fmt.Errorf("posting notification: %w", err)
+	}
+	defer resp.Body.Close()
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, notifyBodyLimit))
+	return resp.StatusCode, nil
+}

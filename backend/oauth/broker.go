@@ -1,0 +1,265 @@
+package oauth
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"sync"
+	"time"
+
+	"golang.org/x/sync/singleflight"
+)
+
+// Backoff after a failed token request: exponential from backoffBase, capped
+// at backoffCap, with full jitter so credentials that failed together (a
+// provider outage) do not retry in lockstep.
+const (
+	backoffBase = time.Second
+	backoffCap  = 5 * time.Minute
+)
+
+// Broker mints tokens per credential key: at most one provider request per
+// key at a time, backoff after failures, and a still-valid token served when
+// the provider is briefly unavailable. It applies no policy of its own (who
+// may read, when a credential is suspended): the backend decides that and
+// keeps the token cache in storage; the Broker only remembers the newest
+// token it minted per key, so a reader holding an older cached copy neither
+// triggers a second request nor refreshes with a rotated-away refresh token.
+// That state is kept per key until Forget.
+type Broker struct {
+	client *Client
+	now    func() time.Time
+	group  singleflight.Group
+
+	mu   sync.Mutex
+	keys map[string]*keyState
+
+	// jitter returns a uniform value in [0, n); tests make it deterministic.
+	jitter func(n int64) int64
+}
+
+// keyState is what the Broker knows about one key. A state replaced by Forget
+// is detached: a request still in flight for it cannot write back.
+type keyState struct {
+	last      *Token    // newest token minted for the key
+	persisted bool      // whether persist accepted last
+	failures  int       // consecutive failed requests
+	until     time.Time // no provider request before this
+	lastErr   *Error    // why, while until is in the future
+}
+
+// Result is what Broker.Token hands back.
+type Result struct {
+	// Token is the token to use: the caller's own cached token, or a copy no
+	// other caller shares.
+	Token *Token
+	// Minted is true when the token was obtained (or first persisted) by this
+	// call or the in-flight request it joined, so the backend can record it.
+	Minted bool
+	// Warning is set when an older, still unexpired token is served because
+	// minting failed transiently (or is backing off after such a failure);
+	// it is safe to show and log.
+	Warning string
+}
+
+// NewBroker returns a Broker making its requests with c; now is its clock
+// (time.Now when nil).
+func NewBroker(c *Client, now func() time.Time) *Broker {
+	if now == nil {
+		now = time.Now
+	}
+	return &Broker{
+		client: c,
+		now:    now,
+		keys:   make(map[string]*keyState),
+		jitter: rand.Int64N,
+	}
+}
+
+// Token returns a token for key valid for at least minValid.
+//
+// cached is the caller's cached token (nil when none); it is returned as is
+// when valid for minValid, without locking or allocating. Otherwise at most
+// one provider request per key is in flight: concurrent callers wait for it
+// (until their ctx ends) and share its result. The request runs on a context
+// detached from every caller but bounded by the client timeout, so a Vault
+// request ending does not cancel it for the others.
+//
+// On success persist(ctx, tok) runs before anyone receives tok, so a rotated
+// refresh token is stored first; a persist error is returned (and persisting
+// is retried by the next call, without a new provider request).
+//
+// A failure (*Error) puts the key into backoff, during which no request is
+// made. For a transient failure, a cached token that has not yet expired is
+// served with Result.Warning; otherwise the *Error is returned. Permanent
+// failures are backed off too: repeating a refused password or client secret
+// can lock the account at some providers. Forget ends the backoff.
+func (b *Broker) Token(ctx context.Context, key string, cfg Config, cached *Token, minValid time.Duration,
+	persist func(context.Context, *Token) error) (Result, error) {
+	if cached.ValidFor(b.now(), minValid) {
+		return Result{Token: cached}, nil
+	}
+	return b.wait(ctx, key, cfg, cached, minValid, persist)
+}
+
+// wait joins or starts the in-flight request for key. It is separate from
+// Token because the closure below captures cfg, which would otherwise move
+// to the heap on every call, the cached fast path included.
+func (b *Broker) wait(ctx context.Context, key string, cfg Config, cached *Token, minValid time.Duration,
+	persist func(context.Context, *Token) error) (Result, error) {
+	flightCtx := context.WithoutCancel(ctx)
+	ch := b.group.DoChan(key, func() (any, error) {
+		return b.fly(flightCtx, key, cfg, cached, minValid, persist)
+	})
+	select {
+	case r := <-ch:
+		if r.Err != nil {
+			return Result{}, r.Err
+		}
+		res := r.Val.(Result)
+		// Waiters share one result; each gets its own copy of the token so
+		// none can disturb another's.
+		tok := *res.Token
+		res.Token = &tok
+		return res, nil
+	case <-ctx.Done():
+		return Result{}, fmt.Errorf("waiting for a token for %q: %w", key, ctx.Err())
+	}
+}
+
+// Forget drops what the Broker knows about key: backoff, the last minted
+// token, and the in-flight request (callers arriving later start a new one).
+// The backend calls it after a credential is updated, deleted or
+// re-authorized. An in-flight request is not cancelled; its result still
+// reaches the callers already waiting and its persist callback.
+func (b *Broker) Forget(key string) {
+	b.mu.Lock()
+	delete(b.keys, key)
+	b.mu.Unlock()
+	b.group.Forget(key)
+}
+
+// fly is the body of the single in-flight request for key.
+func (b *Broker) fly(ctx context.Context, key string, cfg Config, cached *Token, minValid time.Duration,
+	persist func(context.Context, *Token) error) (Result, error) {
+	b.mu.Lock()
+	st := b.keys[key]
+	if st == nil {
+		st = &keyState{}
+		b.keys[key] = st
+	}
+	last, persisted, until, lastErr := st.last, st.persisted, st.until, st.lastErr
+	b.mu.Unlock()
+
+	now := b.now()
+	if last != nil && !persisted {
+		// A token whose persist failed: store it before serving it or
+		// refreshing from it, or a rotated refresh token could exist only in
+		// memory.
+		if err := b.persist(ctx, key, st, last, persist); err != nil {
+			return Result{}, err
+		}
+		if last.ValidFor(now, minValid) {
+			return Result{Token: last, Minted: true}, nil
+		}
+	}
+	if last.ValidFor(now, minValid) {
+		// Minted by an earlier request the caller's cache has not caught up
+		// with.
+		return Result{Token: last}, nil
+	}
+
+	// Refresh from the newest token either side knows: after a rotation the
+	// caller's copy may hold a refresh token the provider already retired.
+	src := newest(cached, last)
+	if lastErr != nil && now.Before(until) {
+		return degrade(src, lastErr, until, now)
+	}
+
+	mintCtx, cancel := context.WithTimeout(ctx, b.client.timeout)
+	tok, err := b.client.Mint(mintCtx, cfg, src.refreshToken())
+	cancel()
+	if err != nil {
+		e := classify(err, nil, now)
+		now = b.now()
+		b.mu.Lock()
+		if b.keys[key] == st {
+			st.failures++
+			st.until = now.Add(b.backoff(st.failures, e.RetryAfter))
+			st.lastErr = e
+		}
+		until = st.until
+		b.mu.Unlock()
+		return degrade(src, e, until, now)
+	}
+
+	b.mu.Lock()
+	if b.keys[key] == st {
+		st.last, st.persisted = tok, false
+		st.failures, st.until, st.lastErr = 0, time.Time{}, nil
+	}
+	b.mu.Unlock()
+	if err := b.persist(ctx, key, st, tok, persist); err != nil {
+		return Result{}, err
+	}
+	return Result{Token: tok, Minted: true}, nil
+}
+
+func (b *Broker) persist(ctx context.Context, key string, st *keyState, tok *Token,
+	persist func(context.Context, *Token) error) error {
+	ctx, cancel := context.WithTimeout(ctx, b.client.timeout)
+	defer cancel()
+	if err := persist(ctx, tok); err != nil {
+		return fmt.Errorf("persisting the token for %q: %w", key, err)
+	}
+	b.mu.Lock()
+	if st.last == tok {
+		st.persisted = true
+	}
+	b.mu.Unlock()
+	return nil
+}
+
+// backoff is the pause after the n-th consecutive failure: full jitter over
+// (0, min(cap, base·2ⁿ⁻¹)], and never shorter than the provider's Retry-After.
+func (b *Broker) backoff(n int, retryAfter time.Duration) time.Duration {
+	ceiling := backoffCap
+	if n < 20 { // beyond that the shift has long passed the cap
+		ceiling = min(backoffCap, backoffBase<<(n-1))
+	}
+	// +1 keeps the window non-empty: a zero draw would allow an immediate retry.
+	d := time.Duration(b.jitter(int64(ceiling))) + 1
+	return max(d, retryAfter)
+}
+
+// degrade decides what a caller gets when no request may or could be made.
+func degrade(src *Token, e *Error, until, now time.Time) (Result, error) {
+	if e.Class == Transient && src != nil && src.AccessToken != "" && src.Expiry.After(now) {
+		return Result{
+			Token: src,
+			Warning: fmt.Sprintf("serving the cached token, valid until %s: %s; next attempt after %s",
+				src.Expiry.UTC().Format(time.RFC3339), e.Error(), until.UTC().Format(time.RFC3339)),
+		}, nil
+	}
+	return Result{}, e
+}
+
+// newest returns whichever token was issued later; ties go to a.
+func newest(a, b *Token) *Token {
+	switch {
+	case a == nil:
+		return b
+	case b == nil:
+		return a
+	case b.IssuedAt.After(a.IssuedAt):
+		return b
+	}
+	return a
+}
+
+func (t *Token) refreshToken() string {
+	if t == nil {
+		return ""
+	}
+	return t.RefreshToken
+}

@@ -1,0 +1,435 @@
+package oauth
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// newTestBroker returns a broker on clock whose jitter always draws the top
+// of the window, so backoff windows are exact.
+func newTestBroker(clock *fakeClock) *Broker {
+	b := NewBroker(newTestClient(clock), clock.Now)
+	b.jitter = func(n int64) int64 { return n - 1 }
+	return b
+}
+
+// savedTokens is a persist callback recording what reached "storage".
+type savedTokens struct {
+	mu    sync.Mutex
+	saved []*Token
+	err   error
+}
+
+func (s *savedTokens) persist(_ context.Context, t *Token) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.err != nil {
+		return s.err
+	}
+	s.saved = append(s.saved, t)
+	return nil
+}
+
+func (s *savedTokens) count() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.saved)
+}
+
+func (s *savedTokens) lastSaved() *Token {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.saved) == 0 {
+		return nil
+	}
+	return s.saved[len(s.saved)-1]
+}
+
+// expiredToken is a cached token that expired a minute ago.
+func expiredToken(clock *fakeClock) *Token {
+	return &Token{AccessToken: "old", TokenType: "Bearer", RefreshToken: "", Expiry: clock.Now().Add(-time.Minute)}
+}
+
+func TestBrokerSingleFlight(t *testing.T) {
+	t.Parallel()
+	p := newProvider(t, providerOptions{})
+	release := make(chan struct{})
+	// Hold the one request until every reader has started, so they pile up
+	// behind it.
+	p.setBefore(func(http.ResponseWriter, *http.Request) bool { <-release; return false })
+	clock := newFakeClock()
+	b := newTestBroker(clock)
+	cfg := p.config(AuthStyleHeader)
+	cached := expiredToken(clock)
+	var st savedTokens
+
+	const readers = 1000
+	var started, done sync.WaitGroup
+	started.Add(readers)
+	done.Add(readers)
+	tokens := make([]string, readers)
+	errs := make([]error, readers)
+	for i := range readers {
+		go func() {
+			defer done.Done()
+			started.Done()
+			res, err := b.Token(context.Background(), "cred", cfg, cached, time.Minute, st.persist)
+			errs[i] = err
+			if err == nil {
+				tokens[i] = res.Token.AccessToken
+			}
+		}()
+	}
+	started.Wait()
+	close(release)
+	done.Wait()
+
+	if n := p.requests.Load(); n != 1 {
+		t.Fatalf("%d provider requests for %d readers, want 1", n, readers)
+	}
+	if n := st.count(); n != 1 {
+		t.Errorf("persist called %d times, want 1", n)
+	}
+	for i := range readers {
+		if errs[i] != nil {
+			t.Fatalf("reader %d: %v", i, errs[i])
+		}
+		if tokens[i] == "" || tokens[i] != tokens[0] {
+			t.Fatalf("reader %d got %q, reader 0 got %q", i, tokens[i], tokens[0])
+		}
+	}
+	if tokens[0] != st.lastSaved().AccessToken {
+		t.Error("readers got a token other than the persisted one")
+	}
+}
+
+func TestBrokerServesValidCachedWithoutRequest(t *testing.T) {
+	t.Parallel()
+	clock := newFakeClock()
+	b := newTestBroker(clock)
+	cached := &Token{AccessToken: "cached", Expiry: clock.Now().Add(time.Hour)}
+	cfg := Config{Grant: GrantClientCredentials, TokenURL: "http://127.0.0.1:1/unused", ClientID: "x"}
+	res, err := b.Token(context.Background(), "cred", cfg, cached, time.Minute, (&savedTokens{}).persist)
+	if err != nil || res.Token != cached || res.Minted || res.Warning != "" {
+		t.Fatalf("got %+v, %v; want the cached token untouched", res, err)
+	}
+}
+
+func TestBrokerPersistsRotatedRefreshTokenBeforeReturning(t *testing.T) {
+	t.Parallel()
+	p := newProvider(t, providerOptions{rotateRefresh: true})
+	clock := newFakeClock()
+	b := newTestBroker(clock)
+	cfg := p.config(AuthStyleHeader)
+	cfg.Grant = GrantAuthorizationCode
+	verifier := NewVerifier()
+	code, _ := p.authorize(t, AuthCodeURL(cfg, "s", verifier))
+	first, err := b.client.Exchange(context.Background(), cfg, code, verifier)
+	if err != nil {
+		t.Fatal(err)
+	}
+	clock.Advance(3 * time.Hour) // past the 2h lifetime
+
+	var events []string
+	var saved *Token
+	persist := func(_ context.Context, tok *Token) error {
+		events = append(events, "persist")
+		saved = tok
+		return nil
+	}
+	res, err := b.Token(context.Background(), "cred", cfg, first, time.Minute, persist)
+	events = append(events, "return")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Join(events, ",") != "persist,return" {
+		t.Fatalf("events = %v, want persist before return", events)
+	}
+	if !res.Minted || res.Token.AccessToken != saved.AccessToken {
+		t.Fatalf("result %+v, saved %+v", res, saved)
+	}
+	if saved.RefreshToken == first.RefreshToken || saved.RefreshToken == "" {
+		t.Fatalf("persisted refresh token %q, want the rotated one", saved.RefreshToken)
+	}
+
+	// A reader still holding the pre-rotation copy is not sent back to the
+	// provider with the retired refresh token: the broker knows the newest.
+	res, err = b.Token(context.Background(), "cred", cfg, first, time.Minute, persist)
+	if err != nil || res.Token.AccessToken != saved.AccessToken || res.Minted {
+		t.Fatalf("stale reader got %+v, %v", res, err)
+	}
+	// Once that token expires too, the refresh uses the rotated refresh token.
+	clock.Advance(3 * time.Hour)
+	rotated := saved.RefreshToken
+	res, err = b.Token(context.Background(), "cred", cfg, first, time.Minute, persist)
+	if err != nil {
+		t.Fatalf("refresh after rotation: %v", err)
+	}
+	if got := p.last(t).Form.Get("refresh_token"); got != rotated {
+		t.Errorf("refreshed with %q, want the rotated %q", got, rotated)
+	}
+	if !res.Minted {
+		t.Error("want a newly minted token")
+	}
+}
+
+func TestBrokerPersistError(t *testing.T) {
+	t.Parallel()
+	p := newProvider(t, providerOptions{})
+	clock := newFakeClock()
+	b := newTestBroker(clock)
+	cfg := p.config(AuthStyleHeader)
+	errStorage := errors.New("storage unavailable")
+	st := &savedTokens{err: errStorage}
+
+	_, err := b.Token(context.Background(), "cred", cfg, nil, time.Minute, st.persist)
+	if !errors.Is(err, errStorage) {
+		t.Fatalf("err = %v, want the persist error", err)
+	}
+
+	// The next call retries persisting the same token without a new request.
+	st.err = nil
+	res, err := b.Token(context.Background(), "cred", cfg, nil, time.Minute, st.persist)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := p.requests.Load(); n != 1 {
+		t.Errorf("%d provider requests, want 1", n)
+	}
+	if st.count() != 1 || !res.Minted || res.Token.AccessToken != st.lastSaved().AccessToken {
+		t.Errorf("result %+v; saved %d tokens", res, st.count())
+	}
+}
+
+func TestBrokerTransientBackoffServesCachedWithWarning(t *testing.T) {
+	t.Parallel()
+	p := newProvider(t, providerOptions{})
+	var failing atomic.Bool
+	failing.Store(true)
+	p.setBefore(func(w http.ResponseWriter, _ *http.Request) bool {
+		if failing.Load() {
+			http.Error(w, bodyMarker, http.StatusServiceUnavailable)
+			return true
+		}
+		return false
+	})
+	clock := newFakeClock()
+	b := newTestBroker(clock)
+	cfg := p.config(AuthStyleHeader)
+	// Not valid for the minute asked for, but not yet expired either.
+	cached := &Token{AccessToken: "cached", TokenType: "Bearer", Expiry: clock.Now().Add(30 * time.Second)}
+	var st savedTokens
+	call := func() Result {
+		t.Helper()
+		res, err := b.Token(context.Background(), "cred", cfg, cached, time.Minute, st.persist)
+		if err != nil {
+			t.Fatalf("err = %v, want the cached token with a warning", err)
+		}
+		return res
+	}
+
+	res := call()
+	if res.Token.AccessToken != "cached" || res.Minted || !strings.Contains(res.Warning, CodeHTTP5xx) {
+		t.Fatalf("first call: %+v", res)
+	}
+	assertNoLeak(t, res.Warning)
+	if n := p.requests.Load(); n != 1 {
+		t.Fatalf("%d requests after the first call", n)
+	}
+
+	// Within the backoff window (1s after the first failure): no request.
+	clock.Advance(500 * time.Millisecond)
+	res = call()
+	if res.Token.AccessToken != "cached" || res.Warning == "" {
+		t.Fatalf("second call: %+v", res)
+	}
+	if n := p.requests.Load(); n != 1 {
+		t.Fatalf("a request was made during backoff (%d)", n)
+	}
+
+	// After the window the provider is asked again; it has recovered.
+	failing.Store(false)
+	clock.Advance(time.Second)
+	res = call()
+	if res.Token.AccessToken == "cached" || !res.Minted || res.Warning != "" {
+		t.Fatalf("third call: %+v", res)
+	}
+	if n := p.requests.Load(); n != 2 {
+		t.Fatalf("%d requests, want 2", n)
+	}
+}
+
+func TestBrokerTransientWithoutUsableCache(t *testing.T) {
+	t.Parallel()
+	p := newProvider(t, providerOptions{})
+	p.setBefore(func(w http.ResponseWriter, _ *http.Request) bool {
+		w.Header().Set("Retry-After", "30")
+		http.Error(w, bodyMarker, http.StatusTooManyRequests)
+		return true
+	})
+	clock := newFakeClock()
+	b := newTestBroker(clock)
+	cfg := p.config(AuthStyleHeader)
+	var st savedTokens
+
+	_, err := b.Token(context.Background(), "cred", cfg, expiredToken(clock), time.Minute, st.persist)
+	e := wantError(t, err, Transient, CodeRateLimited)
+	if e.RetryAfter != 30*time.Second {
+		t.Errorf("retry after = %v", e.RetryAfter)
+	}
+
+	// Retry-After (30s) outlasts the first backoff step (1s).
+	clock.Advance(10 * time.Second)
+	_, err = b.Token(context.Background(), "cred", cfg, expiredToken(clock), time.Minute, st.persist)
+	wantError(t, err, Transient, CodeRateLimited)
+	if n := p.requests.Load(); n != 1 {
+		t.Fatalf("%d requests inside Retry-After, want 1", n)
+	}
+	clock.Advance(21 * time.Second)
+	_, _ = b.Token(context.Background(), "cred", cfg, nil, time.Minute, st.persist)
+	if n := p.requests.Load(); n != 2 {
+		t.Fatalf("%d requests after Retry-After, want 2", n)
+	}
+}
+
+func TestBrokerPermanentErrorAndForget(t *testing.T) {
+	t.Parallel()
+	p := newProvider(t, providerOptions{})
+	clock := newFakeClock()
+	b := newTestBroker(clock)
+	cfg := p.config(AuthStyleHeader)
+	cfg.ClientSecret = "SECRET-client-wrong"
+	cached := &Token{AccessToken: "cached", Expiry: clock.Now().Add(30 * time.Second)}
+	var st savedTokens
+
+	_, err := b.Token(context.Background(), "cred", cfg, cached, time.Minute, st.persist)
+	wantError(t, err, Permanent, "invalid_client")
+	// Refusals are not repeated at once: some providers lock clients out.
+	_, err = b.Token(context.Background(), "cred", cfg, cached, time.Minute, st.persist)
+	wantError(t, err, Permanent, "invalid_client")
+	if n := p.requests.Load(); n != 1 {
+		t.Fatalf("%d requests, want 1", n)
+	}
+
+	// The operator fixes the secret; the backend calls Forget.
+	b.Forget("cred")
+	cfg.ClientSecret = testClientSecret
+	res, err := b.Token(context.Background(), "cred", cfg, cached, time.Minute, st.persist)
+	if err != nil || !res.Minted {
+		t.Fatalf("after Forget: %+v, %v", res, err)
+	}
+}
+
+func TestBrokerWaiterLeavingDoesNotCancelRequest(t *testing.T) {
+	t.Parallel()
+	p := newProvider(t, providerOptions{})
+	entered, release := make(chan struct{}), make(chan struct{})
+	p.setBefore(func(http.ResponseWriter, *http.Request) bool {
+		close(entered)
+		<-release
+		return false
+	})
+	clock := newFakeClock()
+	b := newTestBroker(clock)
+	cfg := p.config(AuthStyleHeader)
+	saved := make(chan *Token, 1)
+	persist := func(_ context.Context, tok *Token) error { saved <- tok; return nil }
+
+	ctx, cancel := context.WithCancel(context.Background())
+	errc := make(chan error, 1)
+	go func() {
+		_, err := b.Token(ctx, "cred", cfg, nil, time.Minute, persist)
+		errc <- err
+	}()
+	<-entered
+	cancel() // the Vault request that started the mint ends
+	if err := <-errc; !errors.Is(err, context.Canceled) {
+		t.Fatalf("leaving waiter got %v, want context.Canceled", err)
+	}
+	close(release)
+	tok := <-saved // the request finished and was persisted regardless
+
+	res, err := b.Token(context.Background(), "cred", cfg, nil, time.Minute, persist)
+	if err != nil || res.Token.AccessToken != tok.AccessToken {
+		t.Fatalf("next reader got %+v, %v; want the token minted for the one who left", res, err)
+	}
+	if n := p.requests.Load(); n != 1 {
+		t.Errorf("%d requests, want 1", n)
+	}
+}
+
+func TestBrokerBackoffSchedule(t *testing.T) {
+	t.Parallel()
+	b := newTestBroker(newFakeClock())
+	want := []time.Duration{1 * time.Second, 2 * time.Second, 4 * time.Second, 8 * time.Second}
+	for i, w := range want {
+		if got := b.backoff(i+1, 0); got != w {
+			t.Errorf("failure %d: %v, want %v", i+1, got, w)
+		}
+	}
+	for _, n := range []int{10, 19, 20, 64, 1 << 20} {
+		if got := b.backoff(n, 0); got != backoffCap {
+			t.Errorf("failure %d: %v, want the cap", n, got)
+		}
+	}
+	if got := b.backoff(1, 10*time.Minute); got != 10*time.Minute {
+		t.Errorf("retry-after ignored: %v", got)
+	}
+	b.jitter = func(int64) int64 { return 0 } // the lowest draw still waits
+	if got := b.backoff(3, 0); got <= 0 {
+		t.Errorf("zero backoff window")
+	}
+}
+
+func BenchmarkBrokerCachedToken(b *testing.B) {
+	br := NewBroker(NewClient(ClientOptions{}), nil) // the real clock, as in production
+	cfg := Config{Grant: GrantClientCredentials, TokenURL: "https://idp.example/token", ClientID: "x"}
+	cached := &Token{AccessToken: "cached", Expiry: time.Now().Add(time.Hour)}
+	persist := func(context.Context, *Token) error { return nil }
+	ctx := context.Background()
+
+	b.Run("serial", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := br.Token(ctx, "cred", cfg, cached, time.Minute, persist); err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.ReportMetric(0, "upstream-requests/op")
+	})
+	b.Run("parallel", func(b *testing.B) {
+		b.ReportAllocs()
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				if _, err := br.Token(ctx, "cred", cfg, cached, time.Minute, persist); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		})
+	})
+}
+
+// BenchmarkBrokerMint measures a full mint against the local go-oauth2
+// server, for scale: this is what the cache saves.
+func BenchmarkBrokerMint(b *testing.B) {
+	p := newProvider(b, providerOptions{})
+	clock := newFakeClock()
+	br := NewBroker(newTestClient(clock), clock.Now)
+	cfg := p.config(AuthStyleHeader)
+	persist := func(context.Context, *Token) error { return nil }
+	b.ReportAllocs()
+	for b.Loop() {
+		br.Forget("cred") // defeat the broker's memory of the last token
+		if _, err := br.Token(context.Background(), "cred", cfg, nil, time.Minute, persist); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(p.requests.Load())/float64(b.N), "upstream-requests/op")
+}

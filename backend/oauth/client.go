@@ -1,0 +1,317 @@
+package oauth
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"golang.org/x/oauth2"
+	"golang.org/x/oauth2/clientcredentials"
+)
+
+// Token is an access token as the backend caches and serves it. Expiry and
+// IssuedAt come from the Client's clock, so cache decisions and tests agree.
+type Token struct {
+	AccessToken  string    `json:"access_token"`
+	TokenType    string    `json:"token_type"`
+	RefreshToken string    `json:"refresh_token,omitempty"`
+	Expiry       time.Time `json:"expiry"`
+	Scope        string    `json:"scope,omitempty"`
+	IssuedAt     time.Time `json:"issued_at"`
+}
+
+// String describes t without its access and refresh tokens, for logs. It
+// has a value receiver so Token values and pointers both redact.
+func (t Token) String() string {
+	return fmt.Sprintf("oauth.Token{TokenType:%s AccessToken:%s RefreshToken:%s Expiry:%s Scope:%q IssuedAt:%s}",
+		t.TokenType, redact(t.AccessToken), redact(t.RefreshToken),
+		t.Expiry.UTC().Format(time.RFC3339), t.Scope, t.IssuedAt.UTC().Format(time.RFC3339))
+}
+
+// GoString is String, so %#v redacts too.
+func (t Token) GoString() string { return t.String() }
+
+// ValidFor reports whether the token has an access token that stays valid for
+// at least d after now. A nil token is never valid.
+func (t *Token) ValidFor(now time.Time, d time.Duration) bool {
+	return t != nil && t.AccessToken != "" && t.Expiry.Sub(now) >= d
+}
+
+// Defaults for ClientOptions.
+const (
+	DefaultTimeout          = 30 * time.Second
+	DefaultMaxResponseBytes = 1 << 20
+	DefaultLifetime         = time.Hour
+)
+
+// ClientOptions bound a Client. Zero values take the Default* constants.
+type ClientOptions struct {
+	// Timeout bounds one token request, including reading the response.
+	Timeout time.Duration
+	// MaxResponseBytes caps a token response body. x/oauth2 itself reads at
+	// most 1 MiB, so a larger cap only turns "too large" into "bad response".
+	MaxResponseBytes int64
+	// DefaultLifetime is assumed for tokens whose response has no expires_in.
+	DefaultLifetime time.Duration
+	// Now is the clock for Expiry, IssuedAt and Retry-After dates.
+	Now func() time.Time
+	// Transport is the base transport; nil means a clone of
+	// http.DefaultTransport (system TLS roots, proxy from the environment).
+	Transport http.RoundTripper
+}
+
+// Client makes token requests with a bounded HTTP client. It is safe for
+// concurrent use and holds no per-credential state.
+type Client struct {
+	http     *http.Client
+	timeout  time.Duration
+	lifetime time.Duration
+	now      func() time.Time
+}
+
+// NewClient returns a Client with o's bounds.
+func NewClient(o ClientOptions) *Client {
+	if o.Timeout <= 0 {
+		o.Timeout = DefaultTimeout
+	}
+	if o.MaxResponseBytes <= 0 {
+		o.MaxResponseBytes = DefaultMaxResponseBytes
+	}
+	if o.DefaultLifetime <= 0 {
+		o.DefaultLifetime = DefaultLifetime
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Transport == nil {
+		o.Transport = http.DefaultTransport.(*http.Transport).Clone()
+	}
+	return &Client{
+		http: &http.Client{
+			Transport:     &boundedTransport{base: o.Transport, limit: o.MaxResponseBytes},
+			CheckRedirect: checkRedirect,
+			Timeout:       o.Timeout,
+		},
+		timeout:  o.Timeout,
+		lifetime: o.DefaultLifetime,
+		now:      o.Now,
+	}
+}
+
+// Mint obtains a new token. Client-credentials, password and
+// account-credentials grants use cfg alone; an authorization-code credential
+// is refreshed with refreshToken, and without one it fails permanently with
+// Code "no_refresh_token". When the provider does not rotate the refresh
+// token, the returned Token keeps refreshToken. Failures are *Error.
+func (c *Client) Mint(ctx context.Context, cfg Config, refreshToken string) (*Token, error) {
+	if err := checkConfig(cfg); err != nil {
+		return nil, err
+	}
+	ctx, tr := c.requestContext(ctx)
+	var (
+		tok *oauth2.Token
+		err error
+	)
+	switch cfg.Grant {
+	case GrantAuthorizationCode:
+		if refreshToken == "" {
+			return nil, &Error{Class: Permanent, Code: CodeNoRefreshToken,
+				detail: "the credential has not been authorized"}
+		}
+		// reuseTokenSource sees a token without an access token as expired
+		// and runs exactly one refresh_token grant.
+		tok, err = cfg.codeConfig().TokenSource(ctx, &oauth2.Token{RefreshToken: refreshToken}).Token()
+	default:
+		tok, err = cfg.directConfig().Token(ctx)
+	}
+	if err != nil {
+		return nil, classify(err, tr, c.now())
+	}
+	t := c.token(tok, cfg)
+	if t.RefreshToken == "" {
+		t.RefreshToken = refreshToken
+	}
+	return t, nil
+}
+
+// Exchange completes an authorization-code grant: code from the provider's
+// redirect, verifier the PKCE verifier whose challenge AuthCodeURL sent (empty
+// when the authorization did not use PKCE). Failures are *Error.
+func (c *Client) Exchange(ctx context.Context, cfg Config, code, verifier string) (*Token, error) {
+	if cfg.Grant != GrantAuthorizationCode {
+		return nil, &Error{Class: Permanent, Code: CodeInvalidConfig,
+			detail: fmt.Sprintf("grant %q has no authorization code to exchange", cfg.Grant)}
+	}
+	if code == "" {
+		return nil, &Error{Class: Permanent, Code: CodeInvalidConfig, detail: "authorization code is empty"}
+	}
+	if err := checkConfig(cfg); err != nil {
+		return nil, err
+	}
+	opts := cfg.extraOptions()
+	if verifier != "" {
+		opts = append(opts, oauth2.VerifierOption(verifier))
+	}
+	ctx, tr := c.requestContext(ctx)
+	tok, err := cfg.codeConfig().Exchange(ctx, code, opts...)
+	if err != nil {
+		return nil, classify(err, tr, c.now())
+	}
+	return c.token(tok, cfg), nil
+}
+
+// AuthCodeURL builds the provider's consent URL for cfg with state and an S256
+// PKCE challenge derived from verifier (none when verifier is empty). Audience
+// and Params are added as authorization-request parameters.
+func AuthCodeURL(cfg Config, state, verifier string) string {
+	opts := cfg.extraOptions()
+	if verifier != "" {
+		opts = append(opts, oauth2.S256ChallengeOption(verifier))
+	}
+	return cfg.codeConfig().AuthCodeURL(state, opts...)
+}
+
+// NewVerifier returns a fresh PKCE code verifier (RFC 7636, 32 random bytes).
+func NewVerifier() string { return oauth2.GenerateVerifier() }
+
+// NewState returns an unguessable OAuth state value: 32 random bytes,
+// base64url without padding.
+func NewState() (string, error) {
+	b := make([]byte, 32)
+	if _, err := rand.Read(b); err != nil {
+		return "", fmt.Errorf("generating oauth state: %w", err)
+	}
+	return base64.RawURLEncoding.EncodeToString(b), nil
+}
+
+// requestContext hands x/oauth2 the bounded client and a fresh trace.
+func (c *Client) requestContext(ctx context.Context) (context.Context, *exchangeTrace) {
+	tr := &exchangeTrace{}
+	ctx = context.WithValue(ctx, oauth2.HTTPClient, c.http)
+	return context.WithValue(ctx, traceKey{}, tr), tr
+}
+
+// checkConfig repeats Config.Validate right before a request (defence in
+// depth: a Config may be built by hand or decoded from old storage).
+func checkConfig(cfg Config) error {
+	if err := CheckEndpoint(cfg.TokenURL); errors.Is(err, errInsecureEndpoint) {
+		return &Error{Class: Permanent, Code: CodeInsecureEndpoint, detail: "token_url " + err.Error()}
+	}
+	if err := cfg.Validate(); err != nil {
+		return &Error{Class: Permanent, Code: CodeInvalidConfig, detail: err.Error()}
+	}
+	return nil
+}
+
+// token converts x/oauth2's token, re-basing the expiry on the injected clock.
+func (c *Client) token(tok *oauth2.Token, cfg Config) *Token {
+	now := c.now()
+	t := &Token{
+		AccessToken:  tok.AccessToken,
+		TokenType:    tok.Type(),
+		RefreshToken: tok.RefreshToken,
+		Expiry:       now.Add(c.lifetimeOf(tok)),
+		IssuedAt:     now,
+	}
+	if s, ok := tok.Extra("scope").(string); ok && s != "" {
+		t.Scope = s
+	} else {
+		// RFC 6749 §5.1: an omitted scope is the one requested.
+		t.Scope = strings.Join(cfg.Scopes, " ")
+	}
+	return t
+}
+
+// lifetimeOf reads expires_in. clientcredentials drops Token.ExpiresIn, so the
+// raw response is consulted before falling back to x/oauth2's wall-clock
+// Expiry.
+func (c *Client) lifetimeOf(tok *oauth2.Token) time.Duration {
+	secs := tok.ExpiresIn
+	if secs <= 0 {
+		switch v := tok.Extra("expires_in").(type) {
+		case float64: // JSON
+			secs = int64(v)
+		case int64: // form-encoded answers, parsed by Extra
+			secs = v
+		case json.Number:
+			secs, _ = v.Int64()
+		case string:
+			secs, _ = strconv.ParseInt(v, 10, 64)
+		}
+	}
+	if secs > 0 {
+		return time.Duration(secs) * time.Second
+	}
+	if !tok.Expiry.IsZero() {
+		if d := time.Until(tok.Expiry); d > 0 {
+			return d
+		}
+	}
+	return c.lifetime
+}
+
+// directConfig expresses every direct grant through clientcredentials.Config:
+// it is the one x/oauth2 entry point that takes extra token parameters, and
+// it lets EndpointParams override grant_type (clientcredentials.go exempts
+// "grant_type" from its no-overwrite check). oauth2.Config's
+// PasswordCredentialsToken cannot send audience or other parameters.
+func (c Config) directConfig() *clientcredentials.Config {
+	params := url.Values{}
+	switch c.Grant {
+	case GrantPassword:
+		params.Set("grant_type", string(GrantPassword))
+		params.Set("username", c.Username)
+		params.Set("password", c.Password)
+	case GrantAccountCredentials:
+		params.Set("grant_type", string(GrantAccountCredentials))
+	}
+	c.addParams(params.Set)
+	return &clientcredentials.Config{
+		ClientID:       c.ClientID,
+		ClientSecret:   c.ClientSecret,
+		TokenURL:       c.TokenURL,
+		Scopes:         c.Scopes,
+		EndpointParams: params,
+		AuthStyle:      c.authStyle(),
+	}
+}
+
+// codeConfig is the authorization-code (and refresh) view of c.
+func (c Config) codeConfig() *oauth2.Config {
+	return &oauth2.Config{
+		ClientID:     c.ClientID,
+		ClientSecret: c.ClientSecret,
+		Endpoint: oauth2.Endpoint{
+			AuthURL:   c.AuthURL,
+			TokenURL:  c.TokenURL,
+			AuthStyle: c.authStyle(),
+		},
+		RedirectURL: c.RedirectURL,
+		Scopes:      c.Scopes,
+	}
+}
+
+// extraOptions carries Audience and Params into authorization and
+// code-exchange requests.
+func (c Config) extraOptions() []oauth2.AuthCodeOption {
+	var opts []oauth2.AuthCodeOption
+	c.addParams(func(k, v string) { opts = append(opts, oauth2.SetAuthURLParam(k, v)) })
+	return opts
+}
+
+func (c Config) addParams(set func(k, v string)) {
+	if c.Audience != "" {
+		set("audience", c.Audience)
+	}
+	for k, v := range c.Params {
+		set(k, v)
+	}
+}

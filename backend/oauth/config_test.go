@@ -1,0 +1,178 @@
+package oauth
+
+import (
+	"fmt"
+	"net/url"
+	"reflect"
+	"strings"
+	"testing"
+)
+
+func TestFromFields(t *testing.T) {
+	t.Parallel()
+	base := func(extra map[string]any) map[string]any {
+		f := map[string]any{"client_id": "id", "client_secret": testClientSecret}
+		for k, v := range extra {
+			f[k] = v
+		}
+		return f
+	}
+	m365 := Config{
+		Grant:        GrantClientCredentials,
+		TokenURL:     "https://login.microsoftonline.com/contoso.onmicrosoft.com/oauth2/v2.0/token",
+		AuthURL:      "https://login.microsoftonline.com/contoso.onmicrosoft.com/oauth2/v2.0/authorize",
+		ClientID:     "id",
+		ClientSecret: testClientSecret,
+		Scopes:       []string{"https://graph.microsoft.com/.default"},
+		AuthStyle:    AuthStyleBody,
+	}
+	tests := []struct {
+		name    string
+		typ     string
+		fields  map[string]any
+		want    Config
+		wantErr string // substring; "" means success
+	}{
+		{"client credentials", TypeClientCredentials, base(map[string]any{
+			"token_url": "https://idp.example/token", "scopes": []string{"a", "b"},
+			"audience": "https://api.example", "auth_style": "body",
+		}), Config{Grant: GrantClientCredentials, TokenURL: "https://idp.example/token", ClientID: "id",
+			ClientSecret: testClientSecret, Scopes: []string{"a", "b"}, Audience: "https://api.example", AuthStyle: AuthStyleBody}, ""},
+		{"client credentials without token_url", TypeClientCredentials, base(nil), Config{}, `"token_url" is required`},
+		{"client credentials over http", TypeClientCredentials, base(map[string]any{"token_url": "http://idp.example/token"}),
+			Config{}, "must use https"},
+		{"client credentials over loopback http", TypeClientCredentials, base(map[string]any{"token_url": "http://127.0.0.1:8200/token"}),
+			Config{Grant: GrantClientCredentials, TokenURL: "http://127.0.0.1:8200/token", ClientID: "id", ClientSecret: testClientSecret}, ""},
+		{"bad auth style", TypeClientCredentials, base(map[string]any{"token_url": "https://idp.example/token", "auth_style": "query"}),
+			Config{}, "auth_style"},
+		{"password", TypePassword, base(map[string]any{
+			"token_url": "https://idp.example/token", "username": "u", "password": testPassword,
+		}), Config{Grant: GrantPassword, TokenURL: "https://idp.example/token", ClientID: "id",
+			ClientSecret: testClientSecret, Username: "u", Password: testPassword}, ""},
+		{"password without password", TypePassword, base(map[string]any{"token_url": "https://idp.example/token", "username": "u"}),
+			Config{}, `"password" is required`},
+		{"authorization code", TypeAuthorizationCode, map[string]any{
+			"client_id": "id", "auth_url": "https://idp.example/authorize", "token_url": "https://idp.example/token",
+			"scopes": []any{"openid", " offline_access "}, "redirect_url": "https://vault.example/v1/integrations/oauth/callback",
+		}, Config{Grant: GrantAuthorizationCode, AuthURL: "https://idp.example/authorize", TokenURL: "https://idp.example/token",
+			ClientID: "id", Scopes: []string{"openid", "offline_access"}, RedirectURL: "https://vault.example/v1/integrations/oauth/callback"}, ""},
+		{"authorization code with http auth_url", TypeAuthorizationCode, map[string]any{
+			"client_id": "id", "auth_url": "http://idp.example/authorize", "token_url": "https://idp.example/token",
+		}, Config{}, "auth_url"},
+		{"m365", TypeM365, base(map[string]any{"tenant": "contoso.onmicrosoft.com"}), m365, ""},
+		{"microsoft_graph alias", TypeMicrosoftGraph, base(map[string]any{"tenant": "contoso.onmicrosoft.com"}), m365, ""},
+		{"m365 scopes as string", TypeM365, base(map[string]any{"tenant": "common", "scopes": "a b,c"}), Config{
+			Grant: GrantClientCredentials, TokenURL: "https://login.microsoftonline.com/common/oauth2/v2.0/token",
+			AuthURL: "https://login.microsoftonline.com/common/oauth2/v2.0/authorize", ClientID: "id",
+			ClientSecret: testClientSecret, Scopes: []string{"a", "b", "c"}, AuthStyle: AuthStyleBody}, ""},
+		{"m365 overrides", TypeM365, base(map[string]any{
+			"tenant": "t", "token_url": "https://login.example.us/t/token", "auth_url": "https://login.example.us/t/authorize",
+		}), Config{Grant: GrantClientCredentials, TokenURL: "https://login.example.us/t/token",
+			AuthURL: "https://login.example.us/t/authorize", ClientID: "id", ClientSecret: testClientSecret,
+			Scopes: []string{m365DefaultScope}, AuthStyle: AuthStyleBody}, ""},
+		{"m365 tenant with a path", TypeM365, base(map[string]any{"tenant": "../evil"}), Config{}, "tenant"},
+		{"zoom", TypeZoom, base(map[string]any{"account_id": "acct"}), Config{Grant: GrantAccountCredentials,
+			TokenURL: "https://zoom.us/oauth/token", ClientID: "id", ClientSecret: testClientSecret,
+			AuthStyle: AuthStyleHeader, Params: map[string]string{"account_id": "acct"}}, ""},
+		{"zoom without account", TypeZoom, base(nil), Config{}, "account_id"},
+		{"servicenow client credentials", TypeServiceNow, base(map[string]any{"instance": "dev1234"}), Config{
+			Grant: GrantClientCredentials, TokenURL: "https://dev1234.service-now.com/oauth_token.do", ClientID: "id",
+			ClientSecret: testClientSecret, AuthStyle: AuthStyleBody}, ""},
+		{"servicenow password", TypeServiceNow, base(map[string]any{"instance": "Dev1234.service-now.com", "username": "u", "password": testPassword}),
+			Config{Grant: GrantPassword, TokenURL: "https://dev1234.service-now.com/oauth_token.do", ClientID: "id",
+				ClientSecret: testClientSecret, AuthStyle: AuthStyleBody, Username: "u", Password: testPassword}, ""},
+		{"servicenow username only", TypeServiceNow, base(map[string]any{"instance": "dev1", "username": "u"}), Config{}, "together"},
+		{"servicenow instance with a host", TypeServiceNow, base(map[string]any{"instance": "evil.example/x"}), Config{}, "instance"},
+		{"cisco", TypeCisco, base(map[string]any{"auth_url": "https://id.cisco.com/oauth2/default/v1/token"}), Config{
+			Grant: GrantClientCredentials, TokenURL: "https://id.cisco.com/oauth2/default/v1/token", ClientID: "id",
+			ClientSecret: testClientSecret, AuthStyle: AuthStyleHeader}, ""},
+		{"cisco token_url override", TypeCisco, base(map[string]any{
+			"auth_url": "https://id.cisco.com/token", "token_url": "https://127.0.0.1/token",
+		}), Config{Grant: GrantClientCredentials, TokenURL: "https://127.0.0.1/token", ClientID: "id",
+			ClientSecret: testClientSecret, AuthStyle: AuthStyleHeader}, ""},
+		{"missing client_id", TypeZoom, map[string]any{"account_id": "a", "client_secret": testClientSecret}, Config{}, "client_id"},
+		{"non-string field", TypeClientCredentials, base(map[string]any{"token_url": 42}), Config{}, "must be a string"},
+		{"bad scopes", TypeClientCredentials, base(map[string]any{"token_url": "https://idp.example/token", "scopes": []any{1}}),
+			Config{}, "scopes"},
+		{"not oauth", "basic", base(nil), Config{}, "not an OAuth 2.0 type"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			got, err := FromFields(tt.typ, tt.fields)
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("err = %v, want it to mention %q", err, tt.wantErr)
+				}
+				assertNoLeak(t, err.Error())
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !reflect.DeepEqual(got, tt.want) {
+				t.Errorf("got  %+v\nwant %+v", got, tt.want)
+			}
+			if !IsOAuthType(tt.typ) {
+				t.Errorf("IsOAuthType(%q) = false", tt.typ)
+			}
+		})
+	}
+}
+
+func TestConfigValidateReservedParams(t *testing.T) {
+	t.Parallel()
+	cfg := Config{Grant: GrantAccountCredentials, TokenURL: "https://zoom.us/oauth/token", ClientID: "id",
+		Params: map[string]string{"account_id": "a", "grant_type": "password", "client_secret": "x"}}
+	err := cfg.Validate()
+	if err == nil || !strings.Contains(err.Error(), `"client_secret" is set by the grant`) ||
+		!strings.Contains(err.Error(), `"grant_type" is set by the grant`) {
+		t.Fatalf("err = %v", err)
+	}
+}
+
+// FuzzPresetEndpoints checks that no tenant or instance value can move a
+// preset's token endpoint off the provider's host.
+func FuzzPresetEndpoints(f *testing.F) {
+	for _, s := range []string{"contoso", "dev1.service-now.com", "a/../b", "x@evil.com", "x?y=1", "x#f", "évil", "a.b-c", ""} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, v string) {
+		for _, tc := range []struct{ typ, field, host string }{
+			{TypeM365, "tenant", "login.microsoftonline.com"},
+			{TypeServiceNow, "instance", ""},
+		} {
+			cfg, err := FromFields(tc.typ, map[string]any{tc.field: v, "client_id": "id", "client_secret": "s"})
+			if err != nil {
+				continue
+			}
+			u, err := url.Parse(cfg.TokenURL)
+			if err != nil {
+				t.Fatalf("%s %q: unparseable token URL %q", tc.typ, v, cfg.TokenURL)
+			}
+			v := strings.TrimSpace(v) // FromFields trims field values
+			want := tc.host
+			if want == "" {
+				want = strings.TrimSuffix(strings.ToLower(v), serviceNowSuffix) + serviceNowSuffix
+			}
+			if u.Scheme != "https" || u.Host != want || u.User != nil || u.RawQuery != "" || u.Fragment != "" {
+				t.Fatalf("%s %q: token URL %q escapes host %q", tc.typ, v, cfg.TokenURL, want)
+			}
+			if tc.typ == TypeM365 && u.Path != "/"+v+"/oauth2/v2.0/token" {
+				t.Fatalf("%s %q: path %q", tc.typ, v, u.Path)
+			}
+		}
+	})
+}
+
+func TestStringsRedactSecrets(t *testing.T) {
+	t.Parallel()
+	cfg := Config{Grant: GrantPassword, ClientID: "id", ClientSecret: testClientSecret, Username: "u", Password: testPassword}
+	tok := &Token{AccessToken: "SECRET-access", RefreshToken: "SECRET-refresh", TokenType: "Bearer"}
+	for _, s := range []string{fmt.Sprintf("%v %+v %#v %s", cfg, cfg, cfg, cfg), fmt.Sprintf("%v %+v %#v %v", tok, tok, tok, *tok)} {
+		assertNoLeak(t, s)
+		if strings.Contains(s, "SECRET-") {
+			t.Errorf("leaks a secret: %s", s)
+		}
+	}
+}

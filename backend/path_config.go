@@ -1,0 +1,350 @@
+package backend
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/url"
+	"slices"
+	"time"
+
+	"github.com/hashicorp/go-secure-stdlib/parseutil"
+	"github.com/hashicorp/vault/sdk/framework"
+	"github.com/hashicorp/vault/sdk/logical"
+)
+
+// configPath is both the API path and the storage key of the engine-wide settings.
+const configPath = "config"
+
+const day = 24 * time.Hour
+
+// Defaults of the engine-wide settings; DESIGN.md fixes them.
+var (
+	defaultSuspendAfter         = 180 * day
+	defaultPurgeAfter           = 365 * day
+	defaultWarnBefore           = []time.Duration{90 * day, 60 * day, 30 * day, 7 * day}
+	defaultExpiryBuffer         = 60 * time.Second
+	defaultRequestTimeout       = 30 * time.Second
+	defaultLogSize              = 250
+	defaultUsageFlushInterval   = 10 * time.Second
+	defaultDefaultTokenLifetime = time.Hour
+)
+
+// Bounds that keep a typo from turning into an outage or unbounded memory.
+const (
+	maxLogSize        = 10000
+	maxRequestTimeout = 5 * time.Minute
+	maxFlushInterval  = time.Hour
+	maxWarnThresholds = 16
+)
+
+// engineConfig is the stored form of config. Durations are stored as nanoseconds.
+type engineConfig struct {
+	SuspendAfter         time.Duration   `json:"suspend_after"`
+	PurgeAfter           time.Duration   `json:"purge_after"`
+	WarnBefore           []time.Duration `json:"warn_before"`
+	ExpiryBuffer         time.Duration   `json:"expiry_buffer"`
+	RequestTimeout       time.Duration   `json:"request_timeout"`
+	LogSize              int             `json:"log_size"`
+	UsageFlushInterval   time.Duration   `json:"usage_flush_interval"`
+	DefaultTokenLifetime time.Duration   `json:"default_token_lifetime"`
+	CallbackBaseURL      string          `json:"callback_base_url,omitempty"`
+	NotifyCredential     string          `json:"notify_credential,omitempty"`
+}
+
+func defaultConfig() *engineConfig {
+	return &engineConfig{
+		SuspendAfter:         defaultSuspendAfter,
+		PurgeAfter:           defaultPurgeAfter,
+		WarnBefore:           slices.Clone(defaultWarnBefore),
+		ExpiryBuffer:         defaultExpiryBuffer,
+		RequestTimeout:       defaultRequestTimeout,
+		LogSize:              defaultLogSize,
+		UsageFlushInterval:   defaultUsageFlushInterval,
+		DefaultTokenLifetime: defaultDefaultTokenLifetime,
+	}
+}
+
+func pathConfig(b *integrationsBackend) *framework.Path {
+	return &framework.Path{
+		Pattern: configPath + "$",
+		DisplayAttrs: &framework.DisplayAttributes{
+			OperationPrefix: operationPrefix,
+		},
+		Fields: map[string]*framework.FieldSchema{
+			"suspend_after": {
+				Type:        framework.TypeDurationSecond,
+				Description: "Suspend a credential after this long without a successful access. Default 180 days.",
+				Default:     int(defaultSuspendAfter.Seconds()),
+			},
+			"purge_after": {
+				Type:        framework.TypeDurationSecond,
+				Description: "Delete a credential after this long without a successful access; must exceed suspend_after. Default 365 days.",
+				Default:     int(defaultPurgeAfter.Seconds()),
+			},
+			"warn_before": {
+				Type:        framework.TypeCommaStringSlice,
+				Description: `Warn this long before suspension and before purge, once per threshold; durations such as "90d" or seconds, largest first, each shorter than suspend_after. Default 90d,60d,30d,7d.`,
+				Default:     []string{"7776000", "5184000", "2592000", "604800"},
+			},
+			"expiry_buffer": {
+				Type:        framework.TypeDurationSecond,
+				Description: "A cached OAuth token is handed out only while it stays valid at least this long. Default 60 seconds.",
+				Default:     int(defaultExpiryBuffer.Seconds()),
+			},
+			"request_timeout": {
+				Type:        framework.TypeDurationSecond,
+				Description: "Time limit for each request to a provider (token endpoints, notifications). Default 30 seconds, at most 5 minutes.",
+				Default:     int(defaultRequestTimeout.Seconds()),
+			},
+			"log_size": {
+				Type:        framework.TypeInt,
+				Description: "How many of the most recent events each credential's log keeps. Default 250.",
+				Default:     defaultLogSize,
+			},
+			"usage_flush_interval": {
+				Type:        framework.TypeDurationSecond,
+				Description: "How often usage counted in memory is written to storage. Default 10 seconds.",
+				Default:     int(defaultUsageFlushInterval.Seconds()),
+			},
+			"default_token_lifetime": {
+				Type:        framework.TypeDurationSecond,
+				Description: "Lifetime assumed for an OAuth access token whose provider sent no expires_in. Default 1 hour.",
+				Default:     int(defaultDefaultTokenLifetime.Seconds()),
+			},
+			"callback_base_url": {
+				Type:        framework.TypeString,
+				Description: `Externally reachable Vault address used to build the OAuth redirect URL, e.g. "https://vault.example.com:8200". Default: taken from the request.`,
+			},
+			"notify_credential": {
+				Type:        framework.TypeString,
+				Description: "Name of a webhook, slack or bearer credential that receives lifecycle notifications as JSON.",
+			},
+		},
+		Operations: map[logical.Operation]framework.OperationHandler{
+			logical.ReadOperation: &framework.PathOperation{
+				Callback:     b.pathConfigRead,
+				DisplayAttrs: &framework.DisplayAttributes{OperationVerb: "read", OperationSuffix: "configuration"},
+			},
+			logical.UpdateOperation: &framework.PathOperation{
+				Callback:                    b.pathConfigWrite,
+				DisplayAttrs:                &framework.DisplayAttributes{OperationVerb: "configure"},
+				ForwardPerformanceStandby:   true,
+				ForwardPerformanceSecondary: true,
+			},
+			logical.DeleteOperation: &framework.PathOperation{
+				Callback:                    b.pathConfigDelete,
+				DisplayAttrs:                &framework.DisplayAttributes{OperationVerb: "reset", OperationSuffix: "configuration"},
+				ForwardPerformanceStandby:   true,
+				ForwardPerformanceSecondary: true,
+			},
+		},
+		HelpSynopsis:    "Engine-wide defaults: inactivity windows, warnings, token caching and provider limits.",
+		HelpDescription: "Reading returns the settings in force (defaults where nothing was written). Writing changes only the fields given. Deleting restores every default.",
+	}
+}
+
+// loadConfig returns the settings in force, decoding them from storage at most once
+// until a write or an invalidation.
+func (b *integrationsBackend) loadConfig(ctx context.Context, s logical.Storage) (*engineConfig, error) {
+	b.configMu.RLock()
+	c := b.config
+	b.configMu.RUnlock()
+	if c != nil {
+		return c, nil
+	}
+	b.configMu.Lock()
+	defer b.configMu.Unlock()
+	if b.config != nil {
+		return b.config, nil
+	}
+	entry, err := s.Get(ctx, configPath)
+	if err != nil {
+		return nil, fmt.Errorf("reading config: %w", err)
+	}
+	c = defaultConfig()
+	if entry != nil {
+		if err := entry.DecodeJSON(c); err != nil {
+			return nil, fmt.Errorf("decoding config: %w", err)
+		}
+	}
+	b.config = c
+	return c, nil
+}
+
+func (b *integrationsBackend) pathConfigRead(ctx context.Context, req *logical.Request, _ *framework.FieldData) (*logical.Response, error) {
+	c, err := b.loadConfig(ctx, req.Storage)
+	if err != nil {
+		return nil, err
+	}
+	return &logical.Response{Data: c.responseData()}, nil
+}
+
+func (c *engineConfig) responseData() map[string]any {
+	warn := make([]int64, len(c.WarnBefore))
+	for i, w := range c.WarnBefore {
+		warn[i] = seconds(w)
+	}
+	return map[string]any{
+		"suspend_after":          seconds(c.SuspendAfter),
+		"purge_after":            seconds(c.PurgeAfter),
+		"warn_before":            warn,
+		"expiry_buffer":          seconds(c.ExpiryBuffer),
+		"request_timeout":        seconds(c.RequestTimeout),
+		"log_size":               c.LogSize,
+		"usage_flush_interval":   seconds(c.UsageFlushInterval),
+		"default_token_lifetime": seconds(c.DefaultTokenLifetime),
+		"callback_base_url":      c.CallbackBaseURL,
+		"notify_credential":      c.NotifyCredential,
+	}
+}
+
+func seconds(d time.Duration) int64 { return int64(d / time.Second) }
+
+func (b *integrationsBackend) pathConfigWrite(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
+	if resp := rejectUnknownFields(d); resp != nil {
+		return resp, nil
+	}
+	current, err := b.loadConfig(ctx, req.Storage)
+	if err != nil {
+		return nil, err
+	}
+	next := *current
+	next.WarnBefore = slices.Clone(current.WarnBefore)
+	if err := next.update(d); err != nil {
+		return logical.ErrorResponse(err.Error()), nil
+	}
+	if err := next.validate(); err != nil {
+		return logical.ErrorResponse(err.Error()), nil
+	}
+	if err := b.storeConfig(ctx, req.Storage, &next); err != nil {
+		return nil, err
+	}
+	return &logical.Response{Data: next.responseData()}, nil
+}
+
+func (b *integrationsBackend) pathConfigDelete(ctx context.Context, req *logical.Request, _ *framework.FieldData) (*logical.Response, error) {
+	b.configMu.Lock()
+	defer b.configMu.Unlock()
+	if err := req.Storage.Delete(ctx, configPath); err != nil {
+		return nil, fmt.Errorf("deleting config: %w", err)
+	}
+	b.config = nil
+	return nil, nil
+}
+
+func (b *integrationsBackend) storeConfig(ctx context.Context, s logical.Storage, c *engineConfig) error {
+	entry, err := logical.StorageEntryJSON(configPath, c)
+	if err != nil {
+		return fmt.Errorf("encoding config: %w", err)
+	}
+	b.configMu.Lock()
+	defer b.configMu.Unlock()
+	if err := s.Put(ctx, entry); err != nil {
+		return fmt.Errorf("storing config: %w", err)
+	}
+	b.config = c
+	return nil
+}
+
+// update copies the fields present in the request onto c.
+func (c *engineConfig) update(d *framework.FieldData) error {
+	durations := map[string]*time.Duration{
+		"suspend_after":          &c.SuspendAfter,
+		"purge_after":            &c.PurgeAfter,
+		"expiry_buffer":          &c.ExpiryBuffer,
+		"request_timeout":        &c.RequestTimeout,
+		"usage_flush_interval":   &c.UsageFlushInterval,
+		"default_token_lifetime": &c.DefaultTokenLifetime,
+	}
+	for name, dst := range durations {
+		if v, ok := d.GetOk(name); ok {
+			*dst = time.Duration(v.(int)) * time.Second
+		}
+	}
+	if v, ok := d.GetOk("warn_before"); ok {
+		raw := v.([]string)
+		c.WarnBefore = make([]time.Duration, 0, len(raw))
+		for _, s := range raw {
+			w, err := parseutil.ParseDurationSecond(s)
+			if err != nil {
+				return fieldErr("warn_before", "each threshold must be a duration such as 30d, 72h or a number of seconds")
+			}
+			c.WarnBefore = append(c.WarnBefore, w)
+		}
+	}
+	if v, ok := d.GetOk("log_size"); ok {
+		c.LogSize = v.(int)
+	}
+	if v, ok := d.GetOk("callback_base_url"); ok {
+		c.CallbackBaseURL = v.(string)
+	}
+	if v, ok := d.GetOk("notify_credential"); ok {
+		c.NotifyCredential = v.(string)
+	}
+	return nil
+}
+
+// validate checks the settings as a whole, so that a change to one field cannot leave
+// the combination inconsistent.
+func (c *engineConfig) validate() error {
+	positive := []struct {
+		name string
+		d    time.Duration
+	}{
+		{"suspend_after", c.SuspendAfter},
+		{"purge_after", c.PurgeAfter},
+		{"expiry_buffer", c.ExpiryBuffer},
+		{"request_timeout", c.RequestTimeout},
+		{"usage_flush_interval", c.UsageFlushInterval},
+		{"default_token_lifetime", c.DefaultTokenLifetime},
+	}
+	for _, p := range positive {
+		if p.d <= 0 {
+			return fieldErr(p.name, "must be a positive duration")
+		}
+	}
+	if c.PurgeAfter <= c.SuspendAfter {
+		return fieldErr("purge_after", "must be longer than suspend_after")
+	}
+	if c.RequestTimeout > maxRequestTimeout {
+		return fieldErr("request_timeout", fmt.Sprintf("must be at most %s", maxRequestTimeout))
+	}
+	if c.UsageFlushInterval > maxFlushInterval {
+		return fieldErr("usage_flush_interval", fmt.Sprintf("must be at most %s", maxFlushInterval))
+	}
+	if len(c.WarnBefore) > maxWarnThresholds {
+		return fieldErr("warn_before", fmt.Sprintf("at most %d thresholds", maxWarnThresholds))
+	}
+	for i, w := range c.WarnBefore {
+		if w <= 0 {
+			return fieldErr("warn_before", "each threshold must be a positive duration")
+		}
+		if i > 0 && w >= c.WarnBefore[i-1] {
+			return fieldErr("warn_before", "thresholds must be listed largest first, without repeats")
+		}
+		if w >= c.SuspendAfter {
+			return fieldErr("warn_before", "each threshold must be shorter than suspend_after (and so than purge_after)")
+		}
+	}
+	if c.LogSize < 1 || c.LogSize > maxLogSize {
+		return fieldErr("log_size", fmt.Sprintf("must be between 1 and %d", maxLogSize))
+	}
+	if c.CallbackBaseURL != "" {
+		if err := validateBaseURL(c.CallbackBaseURL); err != nil {
+			return fieldErr("callback_base_url", err.Error())
+		}
+	}
+	if c.NotifyCredential != "" && !validName(c.NotifyCredential) {
+		return fieldErr("notify_credential", nameRule)
+	}
+	return nil
+}
+
+func validateBaseURL(raw string) error {
+	u, err := url.Parse(raw)
+	if err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http") || u.User != nil || u.RawQuery != "" || u.Fragment != "" {
+		return errors.New("must be an absolute http(s) URL with a host and no credentials, query or fragment")
+	}
+	return nil
+}

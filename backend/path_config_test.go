@@ -1,0 +1,117 @@
+package backend
+
+import (
+	"context"
+	"reflect"
+	"testing"
+
+	"github.com/hashicorp/vault/sdk/logical"
+)
+
+func TestConfigDefaults(t *testing.T) {
+	t.Parallel()
+	b, s, _ := newTestBackend(t)
+	resp := mustOK(t, b, s, logical.ReadOperation, "config", nil)
+	want := map[string]any{
+		"suspend_after":          int64(180 * 86400),
+		"purge_after":            int64(365 * 86400),
+		"warn_before":            []int64{90 * 86400, 60 * 86400, 30 * 86400, 7 * 86400},
+		"expiry_buffer":          int64(60),
+		"request_timeout":        int64(30),
+		"log_size":               250,
+		"usage_flush_interval":   int64(10),
+		"default_token_lifetime": int64(3600),
+		"callback_base_url":      "",
+		"notify_credential":      "",
+	}
+	if !reflect.DeepEqual(resp.Data, want) {
+		t.Fatalf("defaults:\n got %#v\nwant %#v", resp.Data, want)
+	}
+}
+
+func TestConfigUpdateChangesOnlyWhatIsGiven(t *testing.T) {
+	t.Parallel()
+	b, s, _ := newTestBackend(t)
+	mustOK(t, b, s, logical.UpdateOperation, "config", map[string]any{"suspend_after": "30d", "warn_before": "14d,1d"})
+	mustOK(t, b, s, logical.UpdateOperation, "config", map[string]any{"log_size": 10})
+	resp := mustOK(t, b, s, logical.ReadOperation, "config", nil)
+	if resp.Data["suspend_after"] != int64(30*86400) || resp.Data["log_size"] != 10 {
+		t.Fatalf("update lost a field: %v", resp.Data)
+	}
+	if !reflect.DeepEqual(resp.Data["warn_before"], []int64{14 * 86400, 86400}) {
+		t.Fatalf("warn_before = %v", resp.Data["warn_before"])
+	}
+	if resp.Data["purge_after"] != int64(365*86400) {
+		t.Fatalf("untouched purge_after changed: %v", resp.Data["purge_after"])
+	}
+}
+
+func TestConfigValidation(t *testing.T) {
+	t.Parallel()
+	cases := []struct {
+		name  string
+		data  map[string]any
+		field string
+	}{
+		{"negative suspend", map[string]any{"suspend_after": -5}, "suspend_after"},
+		{"zero purge", map[string]any{"purge_after": 0}, "purge_after"},
+		{"purge before suspend", map[string]any{"suspend_after": "30d", "purge_after": "20d"}, "purge_after"},
+		{"purge equal suspend", map[string]any{"suspend_after": "30d", "purge_after": "30d"}, "purge_after"},
+		{"negative expiry buffer", map[string]any{"expiry_buffer": -1}, "expiry_buffer"},
+		{"timeout too long", map[string]any{"request_timeout": "1h"}, "request_timeout"},
+		{"zero flush", map[string]any{"usage_flush_interval": 0}, "usage_flush_interval"},
+		{"warn unsorted", map[string]any{"warn_before": "7d,30d"}, "warn_before"},
+		{"warn repeated", map[string]any{"warn_before": "7d,7d"}, "warn_before"},
+		{"warn negative", map[string]any{"warn_before": "-7d"}, "warn_before"},
+		{"warn not a duration", map[string]any{"warn_before": "soon"}, "warn_before"},
+		{"warn beyond window", map[string]any{"suspend_after": "10d", "warn_before": "10d"}, "warn_before"},
+		{"log size zero", map[string]any{"log_size": 0}, "log_size"},
+		{"log size huge", map[string]any{"log_size": 1000000}, "log_size"},
+		{"callback not a URL", map[string]any{"callback_base_url": "vault.example.com"}, "callback_base_url"},
+		{"callback with query", map[string]any{"callback_base_url": "https://v.example.com/?x=1"}, "callback_base_url"},
+		{"notify bad name", map[string]any{"notify_credential": "a/b"}, "notify_credential"},
+		{"unknown field", map[string]any{"suspend_afterr": "30d"}, "suspend_afterr"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			b, s, _ := newTestBackend(t)
+			resp := call(t, b, s, logical.UpdateOperation, "config", tc.data)
+			wantFieldError(t, resp, tc.field)
+			if entry, err := s.Get(context.Background(), "config"); err != nil || entry != nil {
+				t.Fatalf("refused write stored something: %v %v", entry, err)
+			}
+		})
+	}
+}
+
+func TestConfigDeleteRestoresDefaults(t *testing.T) {
+	t.Parallel()
+	b, s, _ := newTestBackend(t)
+	mustOK(t, b, s, logical.UpdateOperation, "config", map[string]any{"log_size": 5})
+	mustOK(t, b, s, logical.DeleteOperation, "config", nil)
+	resp := mustOK(t, b, s, logical.ReadOperation, "config", nil)
+	if resp.Data["log_size"] != defaultLogSize {
+		t.Fatalf("log_size after delete = %v", resp.Data["log_size"])
+	}
+}
+
+func TestConfigInvalidateRereadsStorage(t *testing.T) {
+	t.Parallel()
+	b, s, _ := newTestBackend(t)
+	mustOK(t, b, s, logical.ReadOperation, "config", nil) // caches the defaults
+	// Another node writes config: storage changes under us, then Vault invalidates.
+	c := defaultConfig()
+	c.LogSize = 42
+	entry, _ := logical.StorageEntryJSON("config", c)
+	if err := s.Put(context.Background(), entry); err != nil {
+		t.Fatal(err)
+	}
+	if got := mustOK(t, b, s, logical.ReadOperation, "config", nil).Data["log_size"]; got != defaultLogSize {
+		t.Fatalf("cached read = %v, want the cached default until invalidated", got)
+	}
+	b.InvalidateKey(context.Background(), "config")
+	if got := mustOK(t, b, s, logical.ReadOperation, "config", nil).Data["log_size"]; got != 42 {
+		t.Fatalf("after invalidate log_size = %v, want 42", got)
+	}
+}

@@ -1,0 +1,614 @@
+package backend
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/vault/sdk/framework"
+	"github.com/hashicorp/vault/sdk/logical"
+
+	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/backend/credtype"
+	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/backend/lifecycle"
+)
+
+// Limits on list pages and on the lifecycle metadata a credential carries.
+const (
+	defaultListLimit = 1000
+	maxListLimit     = 10000
+	maxTags          = 64
+	maxTagLen        = 128
+	maxDescription   = 1024
+)
+
+// credentialFields is the path schema for credentials/<name>: name and type, then every
+// field of every credential type, declared once from the catalog.
+func credentialFields() map[string]*framework.FieldSchema {
+	fields := map[string]*framework.FieldSchema{
+		"name": {
+			Type:        framework.TypeString,
+			Description: "Name of the credential: letters, digits, '-', '_' or '.'.",
+			Required:    true,
+		},
+		"type": {
+			Type:        framework.TypeString,
+			Description: "Credential type (see the types path). Fixed after create.",
+		},
+	}
+	for _, name := range credtype.FieldNames() {
+		f, _ := credtype.SchemaField(name)
+		fields[name] = &framework.FieldSchema{
+			Type:        schemaType(f.Type),
+			Description: f.Description,
+			DisplayAttrs: &framework.DisplayAttributes{
+				Sensitive: f.Sensitive,
+			},
+		}
+	}
+	return fields
+}
+
+func schemaType(t credtype.FieldType) framework.FieldType {
+	switch t {
+	case credtype.FieldList:
+		return framework.TypeCommaStringSlice
+	case credtype.FieldDuration:
+		return framework.TypeDurationSecond
+	default:
+		return framework.TypeString
+	}
+}
+
+func pathCredentials(b *integrationsBackend) []*framework.Path {
+	return []*framework.Path{
+		{
+			Pattern: "credentials/?$",
+			DisplayAttrs: &framework.DisplayAttributes{
+				OperationPrefix: operationPrefix,
+				OperationSuffix: "credentials",
+			},
+			Fields: map[string]*framework.FieldSchema{
+				"type":   {Type: framework.TypeString, Description: "Only credentials of this type (aliases accepted).", Query: true},
+				"tag":    {Type: framework.TypeString, Description: "Only credentials carrying this tag.", Query: true},
+				"status": {Type: framework.TypeString, Description: "Only credentials in this status: active, suspended or needs_reauth.", Query: true},
+				"filter": {Type: framework.TypeString, Description: "Only credentials whose name contains this text (case-insensitive).", Query: true},
+				"after":  {Type: framework.TypeString, Description: "Start the page after this name (the last name of the previous page).", Query: true},
+				"limit":  {Type: framework.TypeInt, Description: fmt.Sprintf("At most this many names (default %d, at most %d).", defaultListLimit, maxListLimit), Query: true},
+			},
+			Operations: map[logical.Operation]framework.OperationHandler{
+				logical.ListOperation: &framework.PathOperation{
+					Callback:     b.pathCredentialsList,
+					DisplayAttrs: &framework.DisplayAttributes{OperationVerb: "list"},
+				},
+			},
+			HelpSynopsis:    "List credentials, with their type, status, health and tags.",
+			HelpDescription: "Lists credential names in order with key_info for each. Filter by type, tag, status or a name substring; page with after and limit.",
+		},
+		{
+			Pattern: "credentials/" + framework.GenericNameRegex("name") + "$",
+			DisplayAttrs: &framework.DisplayAttributes{
+				OperationPrefix: operationPrefix,
+				OperationSuffix: "credential",
+			},
+			Fields:         credentialFields(),
+			ExistenceCheck: b.credentialExists,
+			Operations: map[logical.Operation]framework.OperationHandler{
+				logical.CreateOperation: &framework.PathOperation{
+					Callback:                    b.pathCredentialWrite,
+					DisplayAttrs:                &framework.DisplayAttributes{OperationVerb: "create"},
+					ForwardPerformanceStandby:   true,
+					ForwardPerformanceSecondary: true,
+				},
+				logical.UpdateOperation: &framework.PathOperation{
+					Callback:                    b.pathCredentialWrite,
+					DisplayAttrs:                &framework.DisplayAttributes{OperationVerb: "write"},
+					ForwardPerformanceStandby:   true,
+					ForwardPerformanceSecondary: true,
+				},
+				logical.PatchOperation: &framework.PathOperation{
+					Callback:                    b.pathCredentialPatch,
+					DisplayAttrs:                &framework.DisplayAttributes{OperationVerb: "patch"},
+					ForwardPerformanceStandby:   true,
+					ForwardPerformanceSecondary: true,
+				},
+				logical.ReadOperation: &framework.PathOperation{
+					Callback:     b.pathCredentialRead,
+					DisplayAttrs: &framework.DisplayAttributes{OperationVerb: "read"},
+				},
+				logical.DeleteOperation: &framework.PathOperation{
+					Callback:                    b.pathCredentialDelete,
+					DisplayAttrs:                &framework.DisplayAttributes{OperationVerb: "delete"},
+					ForwardPerformanceStandby:   true,
+					ForwardPerformanceSecondary: true,
+				},
+			},
+			HelpSynopsis: "Manage one credential: create, update, patch, read (never a secret), delete.",
+			HelpDescription: `Create with "type" and the type's fields (see the types path for each type's fields and rules).
+Reads return the non-secret fields, derived facts, lifecycle and usage figures, and
+"secret_fields" (names of the secrets that are set) — never a secret value.
+An update replaces the non-secret fields; secret fields it omits keep their stored values.
+A patch changes only the fields it names (null removes an optional field).
+The type is fixed after create.`,
+		},
+	}
+}
+
+func (b *integrationsBackend) credentialExists(ctx context.Context, req *logical.Request, d *framework.FieldData) (bool, error) {
+	name := d.Get("name").(string)
+	if !validName(name) {
+		return false, nil
+	}
+	c, err := b.credentials.get(ctx, req.Storage, name)
+	return c != nil, err
+}
+
+func (b *integrationsBackend) pathCredentialWrite(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
+	return b.writeCredential(ctx, req, d, false)
+}
+
+func (b *integrationsBackend) pathCredentialPatch(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
+	return b.writeCredential(ctx, req, d, true)
+}
+
+// writeCredential creates, updates or patches one credential. Nothing is stored unless
+// every field passes validation.
+func (b *integrationsBackend) writeCredential(ctx context.Context, req *logical.Request, d *framework.FieldData, patch bool) (*logical.Response, error) {
+	name := d.Get("name").(string)
+	if !validName(name) {
+		return logical.ErrorResponse(fieldErr("name", nameRule).Error()), nil
+	}
+	if resp := rejectUnknownFields(d); resp != nil {
+		return resp, nil
+	}
+	unlock := b.credentials.lock(name)
+	defer unlock()
+	existing, err := b.credentials.get(ctx, req.Storage, name)
+	if err != nil {
+		return nil, err
+	}
+	if patch && existing == nil {
+		return nil, logical.CodedError(http.StatusNotFound, fmt.Sprintf("credential %q does not exist", name))
+	}
+	c, err := b.buildCredential(ctx, req.Storage, name, d.Raw, existing, patch)
+	if err != nil {
+		return validationResponse(err)
+	}
+	if err := b.saveCredential(ctx, req.Storage, c, existing); err != nil {
+		return nil, err
+	}
+	event := "updated"
+	if existing == nil {
+		event = "created"
+	}
+	b.recordEvent(name, event, true, requestIntegration(req, ""), "")
+	return b.credentialResponse(ctx, req.Storage, c)
+}
+
+// validationResponse turns a validation failure into a 400 naming the field; anything
+// else is an internal error.
+func validationResponse(err error) (*logical.Response, error) {
+	var fe *fieldError
+	var ce credtype.FieldErrors
+	var cfe *credtype.FieldError
+	if errors.As(err, &fe) || errors.As(err, &ce) || errors.As(err, &cfe) {
+		return logical.ErrorResponse(err.Error()), nil
+	}
+	return nil, err
+}
+
+// buildCredential merges the request's fields into the existing credential (or a new
+// one) and validates the result as a whole.
+func (b *integrationsBackend) buildCredential(ctx context.Context, s logical.Storage, name string, raw map[string]any, existing *credential, patch bool) (*credential, error) {
+	now := b.now().UTC()
+	var t *credtype.Type
+	if v, ok := raw["type"]; ok && v != nil {
+		typeName, _ := v.(string)
+		found, ok := credtype.Lookup(typeName)
+		if !ok {
+			return nil, fieldErr("type", "must be one of: "+strings.Join(typeNames(), ", "))
+		}
+		if existing != nil && found.Name != existing.Type {
+			return nil, fieldErr("type", fmt.Sprintf("is fixed after create (this credential is %s); delete and recreate it to change the type", existing.Type))
+		}
+		t = found
+	} else if existing != nil {
+		t = existing.kind()
+	} else {
+		return nil, fieldErr("type", "is required when creating a credential")
+	}
+
+	c := &credential{Name: name, Type: t.Name, CreatedAt: now, State: lifecycle.State{
+		Status: lifecycle.StatusActive, CreatedAt: now, ActivityAt: now,
+	}}
+	if existing != nil {
+		c = existing.clone()
+	}
+	c.UpdatedAt = now
+
+	// Type fields: what the request sends wins; an omitted secret is kept; an omitted
+	// non-secret is kept by a patch and cleared by an update.
+	values := make(map[string]any)
+	for _, f := range t.Fields {
+		if f.Lifecycle() {
+			continue
+		}
+		v, sent := raw[f.Name]
+		switch {
+		case sent && v == nil: // JSON null: remove (patch semantics; harmless on update)
+		case sent:
+			values[f.Name] = fieldValue(f, v)
+		case existing != nil && (patch || f.Sensitive):
+			if old, ok := existing.Values[f.Name]; ok {
+				values[f.Name] = old
+			}
+		}
+	}
+	for k := range raw {
+		if k == "name" || k == "type" {
+			continue
+		}
+		if f, ok := t.Field(k); !ok {
+			return nil, fieldErr(k, fmt.Sprintf("is not a field of type %s", t.Name))
+		} else if f.Lifecycle() {
+			continue
+		}
+	}
+	validated, err := t.Validate(values)
+	if err != nil {
+		return nil, err
+	}
+	c.Values = validated.Values
+	c.Derived = validated.Derived
+	c.NotAfter = validated.NotAfter
+
+	if err := b.applyLifecycleFields(ctx, s, c, raw, patch); err != nil {
+		return nil, err
+	}
+	if existing != nil && existing.State.Status == lifecycle.StatusNeedsReauth && !patch {
+		// New settings deserve a new attempt; if the provider still refuses, the next
+		// access marks the credential again.
+		c.State.Status, c.State.Reason = lifecycle.StatusActive, ""
+	}
+	return c, nil
+}
+
+// fieldValue converts a raw request value to the catalog's wire type: []string for
+// lists, string otherwise.
+func fieldValue(f credtype.Field, v any) any {
+	if f.Type == credtype.FieldList {
+		var out []string
+		switch l := v.(type) {
+		case []string:
+			out = l
+		case []any:
+			for _, e := range l {
+				out = append(out, fmt.Sprint(e))
+			}
+		case string:
+			for _, p := range strings.Split(l, ",") {
+				if p = strings.TrimSpace(p); p != "" {
+					out = append(out, p)
+				}
+			}
+		default:
+			out = []string{fmt.Sprint(v)}
+		}
+		return out
+	}
+	if s, ok := v.(string); ok {
+		return s
+	}
+	return fmt.Sprint(v)
+}
+
+// applyLifecycleFields validates and applies description, tags, used_by, the window
+// overrides and expires_at.
+func (b *integrationsBackend) applyLifecycleFields(ctx context.Context, s logical.Storage, c *credential, raw map[string]any, patch bool) error {
+	before := *c
+	get := func(name string) (any, bool) {
+		v, ok := raw[name]
+		if !ok && !patch {
+			return nil, true // an update clears what it omits
+		}
+		return v, ok
+	}
+	if v, ok := get("description"); ok {
+		d, _ := v.(string)
+		if v != nil && d == "" {
+			d = fmt.Sprint(v)
+		}
+		if len(d) > maxDescription {
+			return fieldErr("description", fmt.Sprintf("must be at most %d bytes", maxDescription))
+		}
+		c.Description = d
+	}
+	for _, lf := range []struct {
+		name string
+		dst  *[]string
+	}{{"tags", &c.Tags}, {"used_by", &c.UsedBy}} {
+		v, ok := get(lf.name)
+		if !ok {
+			continue
+		}
+		var list []string
+		if v != nil {
+			list = fieldValue(credtype.Field{Type: credtype.FieldList}, v).([]string)
+		}
+		if len(list) > maxTags {
+			return fieldErr(lf.name, fmt.Sprintf("at most %d entries", maxTags))
+		}
+		for _, e := range list {
+			if len(e) > maxTagLen || strings.ContainsAny(e, ",\n\r\t") {
+				return fieldErr(lf.name, fmt.Sprintf("entries must be at most %d bytes, without commas or line breaks", maxTagLen))
+			}
+		}
+		slices.Sort(list)
+		*lf.dst = slices.Compact(list)
+	}
+	for _, wf := range []struct {
+		name string
+		dst  *time.Duration
+	}{{"suspend_after", &c.SuspendAfter}, {"purge_after", &c.PurgeAfter}} {
+		v, ok := get(wf.name)
+		if !ok {
+			continue
+		}
+		var dur time.Duration
+		if v != nil && v != "" {
+			secs, err := parseDurationField(v)
+			if err != nil || secs <= 0 {
+				return fieldErr(wf.name, "must be a positive duration such as 90d, 2160h or a number of seconds")
+			}
+			dur = secs
+		}
+		*wf.dst = dur
+	}
+	if v, ok := get("expires_at"); ok {
+		var at time.Time
+		if str, _ := v.(string); str != "" {
+			parsed, err := time.Parse(time.RFC3339, str)
+			if err != nil {
+				return fieldErr("expires_at", "must be an RFC 3339 time such as 2027-01-31T00:00:00Z")
+			}
+			at = parsed.UTC()
+		}
+		c.State.ExpiresAt = at
+	}
+	// New limits start a new window at once, as the vendor does; so does a new expiry.
+	if c.SuspendAfter != before.SuspendAfter || c.PurgeAfter != before.PurgeAfter || !c.State.ExpiresAt.Equal(before.State.ExpiresAt) {
+		c.State = lifecycle.Touch(c.State, b.now().UTC())
+	}
+	cfg, err := b.loadConfig(ctx, s)
+	if err != nil {
+		return err
+	}
+	p := b.policyFor(cfg, c)
+	if p.PurgeAfter <= p.SuspendAfter {
+		return fieldErr("purge_after", "must be longer than suspend_after (the engine default applies where a credential sets none)")
+	}
+	return nil
+}
+
+func typeNames() []string {
+	var names []string
+	for _, t := range credtype.All() {
+		names = append(names, t.Name)
+	}
+	return names
+}
+
+// saveCredential stores c and keeps the secondary records in step: the device-account
+// index, and cached tokens that new settings make stale.
+func (b *integrationsBackend) saveCredential(ctx context.Context, s logical.Storage, c, existing *credential) error {
+	if c.Type == "device_account" {
+		key := deviceKey(str(c.Values["hostname"]), str(c.Values["ip"]), str(c.Values["username"]))
+		if owner, err := s.Get(ctx, key); err != nil {
+			return fmt.Errorf("reading device index: %w", err)
+		} else if owner != nil && string(owner.Value) != c.Name {
+			return fieldErr("hostname", fmt.Sprintf("a device account with this hostname, ip and username already exists (%s)", owner.Value))
+		}
+		if err := s.Put(ctx, &logical.StorageEntry{Key: key, Value: []byte(c.Name)}); err != nil {
+			return fmt.Errorf("writing device index: %w", err)
+		}
+	}
+	if err := b.credentials.put(ctx, s, c); err != nil {
+		return err
+	}
+	if existing != nil && existing.Type == "device_account" {
+		old := deviceKey(str(existing.Values["hostname"]), str(existing.Values["ip"]), str(existing.Values["username"]))
+		if old != deviceKey(str(c.Values["hostname"]), str(c.Values["ip"]), str(c.Values["username"])) {
+			if err := s.Delete(ctx, old); err != nil {
+				return fmt.Errorf("cleaning device index: %w", err)
+			}
+		}
+	}
+	return b.afterCredentialChange(ctx, s, c.Name)
+}
+
+func str(v any) string { s, _ := v.(string); return s }
+
+func (b *integrationsBackend) pathCredentialRead(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
+	name := d.Get("name").(string)
+	c, err := b.credentials.get(ctx, req.Storage, name)
+	if err != nil || c == nil {
+		return nil, err
+	}
+	return b.credentialResponse(ctx, req.Storage, c)
+}
+
+// credentialResponse is the management view of a credential: everything but secrets.
+func (b *integrationsBackend) credentialResponse(ctx context.Context, s logical.Storage, c *credential) (*logical.Response, error) {
+	cfg, err := b.loadConfig(ctx, s)
+	if err != nil {
+		return nil, err
+	}
+	t := c.kind()
+	data := map[string]any{
+		"name":        c.Name,
+		"type":        c.Type,
+		"kind":        string(t.Kind),
+		"description": c.Description,
+		"tags":        nonNil(c.Tags),
+		"used_by":     nonNil(c.UsedBy),
+		"created_at":  c.CreatedAt.Format(time.RFC3339),
+		"updated_at":  c.UpdatedAt.Format(time.RFC3339),
+	}
+	secretFields := []string{}
+	for _, f := range t.Fields {
+		v, set := c.Values[f.Name]
+		switch {
+		case f.Lifecycle():
+		case f.Sensitive:
+			if set && v != "" {
+				secretFields = append(secretFields, f.Name)
+			}
+		case set:
+			data[f.Name] = v
+		}
+	}
+	data["secret_fields"] = secretFields
+	for k, v := range c.Derived {
+		if _, taken := data[k]; !taken {
+			data[k] = timeOrValue(v)
+		}
+	}
+	if c.SuspendAfter > 0 {
+		data["suspend_after"] = seconds(c.SuspendAfter)
+	}
+	if c.PurgeAfter > 0 {
+		data["purge_after"] = seconds(c.PurgeAfter)
+	}
+	for k, v := range b.lifecycleView(ctx, s, cfg, c) {
+		data[k] = v
+	}
+	return &logical.Response{Data: data}, nil
+}
+
+func nonNil(l []string) []string {
+	if l == nil {
+		return []string{}
+	}
+	return l
+}
+
+// timeOrValue renders times as RFC 3339 and leaves everything else alone.
+func timeOrValue(v any) any {
+	if t, ok := v.(time.Time); ok {
+		return t.UTC().Format(time.RFC3339)
+	}
+	return v
+}
+
+// rfc3339 renders t, or "" for the zero time.
+func rfc3339(t time.Time) string {
+	if t.IsZero() {
+		return ""
+	}
+	return t.UTC().Format(time.RFC3339)
+}
+
+func (b *integrationsBackend) pathCredentialDelete(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
+	name := d.Get("name").(string)
+	unlock := b.credentials.lock(name)
+	defer unlock()
+	c, err := b.credentials.get(ctx, req.Storage, name)
+	if err != nil || c == nil {
+		return nil, err
+	}
+	return nil, b.deleteCredential(ctx, req.Storage, c)
+}
+
+// deleteCredential removes a credential and everything stored beside it. The caller
+// holds the name's lock.
+func (b *integrationsBackend) deleteCredential(ctx context.Context, s logical.Storage, c *credential) error {
+	if c.Type == "device_account" {
+		key := deviceKey(str(c.Values["hostname"]), str(c.Values["ip"]), str(c.Values["username"]))
+		if err := s.Delete(ctx, key); err != nil {
+			return fmt.Errorf("cleaning device index: %w", err)
+		}
+	}
+	for _, prefix := range []string{tokenPrefix, usagePrefix} {
+		if err := s.Delete(ctx, prefix+c.Name); err != nil {
+			return fmt.Errorf("deleting %s%s: %w", prefix, c.Name, err)
+		}
+	}
+	if err := b.credentials.remove(ctx, s, c.Name); err != nil {
+		return err
+	}
+	b.forgetCredential(c.Name)
+	return nil
+}
+
+func (b *integrationsBackend) pathCredentialsList(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
+	var wantType string
+	if v := d.Get("type").(string); v != "" {
+		t, ok := credtype.Lookup(v)
+		if !ok {
+			return logical.ErrorResponse(fieldErr("type", "must be one of: "+strings.Join(typeNames(), ", ")).Error()), nil
+		}
+		wantType = t.Name
+	}
+	status := d.Get("status").(string)
+	switch lifecycle.Status(status) {
+	case "", lifecycle.StatusActive, lifecycle.StatusSuspended, lifecycle.StatusNeedsReauth:
+	default:
+		return logical.ErrorResponse(fieldErr("status", "must be active, suspended or needs_reauth").Error()), nil
+	}
+	limit := d.Get("limit").(int)
+	if limit == 0 {
+		limit = defaultListLimit
+	}
+	if limit < 0 || limit > maxListLimit {
+		return logical.ErrorResponse(fieldErr("limit", fmt.Sprintf("must be between 1 and %d", maxListLimit)).Error()), nil
+	}
+	tag, filter, after := d.Get("tag").(string), strings.ToLower(d.Get("filter").(string)), d.Get("after").(string)
+
+	names, err := req.Storage.List(ctx, credentialPrefix)
+	if err != nil {
+		return nil, fmt.Errorf("listing credentials: %w", err)
+	}
+	slices.Sort(names)
+	start, _ := slices.BinarySearch(names, after)
+	if after != "" && start < len(names) && names[start] == after {
+		start++
+	}
+	cfg, err := b.loadConfig(ctx, req.Storage)
+	if err != nil {
+		return nil, err
+	}
+	keys := []string{}
+	info := map[string]any{}
+	for _, name := range names[start:] {
+		if len(keys) == limit {
+			break
+		}
+		if filter != "" && !strings.Contains(strings.ToLower(name), filter) {
+			continue
+		}
+		c, err := b.credentials.get(ctx, req.Storage, name)
+		if err != nil {
+			return nil, err
+		}
+		if c == nil || (wantType != "" && c.Type != wantType) || (tag != "" && !slices.Contains(c.Tags, tag)) {
+			continue
+		}
+		lv := b.lifecycleView(ctx, req.Storage, cfg, c)
+		if status != "" && lv["status"] != status {
+			continue
+		}
+		keys = append(keys, name)
+		info[name] = map[string]any{
+			"type":          c.Type,
+			"description":   c.Description,
+			"tags":          nonNil(c.Tags),
+			"status":        lv["status"],
+			"health":        lv["health"],
+			"last_accessed": lv["last_accessed"],
+		}
+	}
+	return logical.ListResponseWithInfo(keys, info), nil
+}

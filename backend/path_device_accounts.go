@@ -1,0 +1,179 @@
+package backend
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"net/netip"
+	"regexp"
+	"strings"
+
+	"github.com/hashicorp/vault/sdk/framework"
+	"github.com/hashicorp/vault/sdk/logical"
+
+	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/backend/credtype"
+)
+
+const deviceAccountType = "device_account"
+
+// deviceAccountFields is the schema of device-accounts: identifier plus every field a
+// device_account takes.
+func deviceAccountFields() map[string]*framework.FieldSchema {
+	fields := map[string]*framework.FieldSchema{
+		"identifier": {
+			Type:        framework.TypeString,
+			Description: "Name of the device account to create or update. Without it, the account is found by hostname, ip and username, or created.",
+		},
+	}
+	t, _ := credtype.Lookup(deviceAccountType)
+	all := credentialFields()
+	for _, f := range t.Fields {
+		fields[f.Name] = all[f.Name]
+	}
+	return fields
+}
+
+func pathDeviceAccounts(b *integrationsBackend) []*framework.Path {
+	return []*framework.Path{
+		{
+			Pattern:      "device-accounts/?$",
+			DisplayAttrs: &framework.DisplayAttributes{OperationPrefix: operationPrefix, OperationSuffix: "device-account"},
+			Fields:       deviceAccountFields(),
+			Operations: map[logical.Operation]framework.OperationHandler{
+				logical.UpdateOperation: &framework.PathOperation{
+					Callback:                    b.pathDeviceAccountUpsert,
+					DisplayAttrs:                &framework.DisplayAttributes{OperationVerb: "upsert"},
+					ForwardPerformanceStandby:   true,
+					ForwardPerformanceSecondary: true,
+				},
+			},
+			HelpSynopsis: "Create or update a device account, PAM style.",
+			HelpDescription: `Found by identifier (its name) when given, else by hostname + ip + username; created
+when not found. An update keeps stored secrets it does not send.`,
+		},
+		{
+			Pattern:      "lookup/?$",
+			DisplayAttrs: &framework.DisplayAttributes{OperationPrefix: operationPrefix, OperationSuffix: "device-account"},
+			Fields: map[string]*framework.FieldSchema{
+				"hostname": {Type: framework.TypeString, Description: "Hostname of the device.", Query: true},
+				"ip":       {Type: framework.TypeString, Description: "IP address of the device.", Query: true},
+				"username": {Type: framework.TypeString, Description: "Account name on the device.", Query: true},
+			},
+			Operations: map[logical.Operation]framework.OperationHandler{
+				logical.ReadOperation: &framework.PathOperation{
+					Callback:     b.pathLookup,
+					DisplayAttrs: &framework.DisplayAttributes{OperationVerb: "look-up"},
+				},
+			},
+			HelpSynopsis:    "Find a device account by hostname, ip and username.",
+			HelpDescription: "Returns the management view of the matching device_account (never its secrets).",
+		},
+	}
+}
+
+// deviceTriple reads hostname, ip and username, refusing a request that lacks any.
+func deviceTriple(raw map[string]any) (hostname, ip, username string, err error) {
+	for _, f := range []struct {
+		name string
+		dst  *string
+	}{{"hostname", &hostname}, {"ip", &ip}, {"username", &username}} {
+		v, _ := raw[f.name].(string)
+		*f.dst = strings.TrimSpace(v)
+		if *f.dst == "" {
+			return "", "", "", fieldErr(f.name, "is required to find a device account (hostname, ip and username)")
+		}
+	}
+	if addr, perr := netip.ParseAddr(ip); perr == nil {
+		ip = addr.String() // canonical form, so 10.0.0.01-style variants match
+	}
+	return hostname, ip, username, nil
+}
+
+func (b *integrationsBackend) pathDeviceAccountUpsert(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
+	if resp := rejectUnknownFields(d); resp != nil {
+		return resp, nil
+	}
+	raw := make(map[string]any, len(d.Raw))
+	for k, v := range d.Raw {
+		if k != "identifier" {
+			raw[k] = v
+		}
+	}
+	name := d.Get("identifier").(string)
+	if name != "" && !validName(name) {
+		return logical.ErrorResponse(fieldErr("identifier", nameRule).Error()), nil
+	}
+	if name == "" {
+		hostname, ip, username, err := deviceTriple(raw)
+		if err != nil {
+			return logical.ErrorResponse(err.Error()), nil
+		}
+		entry, err := req.Storage.Get(ctx, deviceKey(hostname, ip, username))
+		if err != nil {
+			return nil, err
+		}
+		if entry != nil {
+			name = string(entry.Value)
+		} else {
+			name = deviceAccountName(hostname, username, ip)
+		}
+	}
+	unlock := b.credentials.lock(name)
+	defer unlock()
+	existing, err := b.credentials.get(ctx, req.Storage, name)
+	if err != nil {
+		return nil, err
+	}
+	if existing != nil && existing.Type != deviceAccountType {
+		return logical.ErrorResponse(fieldErr("identifier", fmt.Sprintf("names a credential of type %s, not a device account", existing.Type)).Error()), nil
+	}
+	raw["type"] = deviceAccountType
+	// An upsert keeps what it does not send, as the PAM products do.
+	c, err := b.buildCredential(ctx, req.Storage, name, raw, existing, existing != nil)
+	if err != nil {
+		return validationResponse(err)
+	}
+	if err := b.saveCredential(ctx, req.Storage, c, existing); err != nil {
+		return validationResponse(err)
+	}
+	event := "updated"
+	if existing == nil {
+		event = "created"
+	}
+	b.recordEvent(name, event, true, requestIntegration(req, ""), "device-accounts upsert")
+	resp, err := b.credentialResponse(ctx, req.Storage, c)
+	if resp != nil {
+		resp.Data["created"] = existing == nil
+	}
+	return resp, err
+}
+
+var unsafeNameChars = regexp.MustCompile(`[^A-Za-z0-9_.-]+`)
+
+// deviceAccountName derives a stable, unique name for a device account created
+// without an identifier: readable parts plus a hash of the identifying triple.
+func deviceAccountName(hostname, username, ip string) string {
+	h := sha256.Sum256([]byte(strings.ToLower(hostname) + "\x00" + ip + "\x00" + strings.ToLower(username)))
+	base := unsafeNameChars.ReplaceAllString(strings.ToLower(hostname)+"_"+strings.ToLower(username), "-")
+	if len(base) > 100 {
+		base = base[:100]
+	}
+	return base + "-" + hex.EncodeToString(h[:4])
+}
+
+func (b *integrationsBackend) pathLookup(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
+	hostname, ip, username, err := deviceTriple(d.Raw)
+	if err != nil {
+		return logical.ErrorResponse(err.Error()), nil
+	}
+	entry, err := req.Storage.Get(ctx, deviceKey(hostname, ip, username))
+	if err != nil || entry == nil {
+		return nil, err
+	}
+	c, err := b.credentials.get(ctx, req.Storage, string(entry.Value))
+	if err != nil || c == nil {
+		return nil, err
+	}
+	return b.credentialResponse(ctx, req.Storage, c)
+}

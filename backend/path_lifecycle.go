@@ -1,0 +1,219 @@
+package backend
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/vault/sdk/framework"
+	"github.com/hashicorp/vault/sdk/logical"
+
+	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/backend/lifecycle"
+	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/backend/usage"
+)
+
+// lifecycleActions are the manual actions on one credential.
+var lifecycleActions = []struct {
+	action, verb, synopsis string
+}{
+	{"suspend", "suspend", "Suspend a credential by hand: access is refused until it is unsuspended."},
+	{"unsuspend", "unsuspend", "Make a suspended credential usable again; its inactivity window restarts."},
+	{"reset-inactivity", "reset-inactivity-of", "Restart a credential's inactivity window, as if it had just been used."},
+}
+
+func pathLifecycle(b *integrationsBackend) []*framework.Path {
+	var paths []*framework.Path
+	for _, a := range lifecycleActions {
+		action := a.action
+		paths = append(paths, &framework.Path{
+			Pattern: "credentials/" + framework.GenericNameRegex("name") + "/" + action + "$",
+			DisplayAttrs: &framework.DisplayAttributes{
+				OperationPrefix: operationPrefix,
+				OperationSuffix: "credential",
+			},
+			Fields: map[string]*framework.FieldSchema{
+				"name": {Type: framework.TypeString, Description: "Name of the credential.", Required: true},
+			},
+			Operations: map[logical.Operation]framework.OperationHandler{
+				logical.UpdateOperation: &framework.PathOperation{
+					Callback: func(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
+						return b.lifecycleAction(ctx, req, d, action)
+					},
+					DisplayAttrs:                &framework.DisplayAttributes{OperationVerb: a.verb},
+					ForwardPerformanceStandby:   true,
+					ForwardPerformanceSecondary: true,
+				},
+			},
+			HelpSynopsis:    a.synopsis,
+			HelpDescription: a.synopsis + " The action is logged in the credential's events.",
+		})
+	}
+	paths = append(paths, &framework.Path{
+		Pattern: "credentials/" + framework.GenericNameRegex("name") + "/logs$",
+		DisplayAttrs: &framework.DisplayAttributes{
+			OperationPrefix: operationPrefix,
+			OperationSuffix: "credential-logs",
+		},
+		Fields: map[string]*framework.FieldSchema{
+			"name":        {Type: framework.TypeString, Description: "Name of the credential.", Required: true},
+			"status":      {Type: framework.TypeString, Description: "Only events with this outcome: success or failure.", Query: true},
+			"integration": {Type: framework.TypeString, Description: "Only events of this integration.", Query: true},
+			"event":       {Type: framework.TypeString, Description: "Only events of this kind, e.g. access, token_minted, warning.", Query: true},
+			"since":       {Type: framework.TypeString, Description: "Only events at or after this RFC 3339 time.", Query: true},
+			"until":       {Type: framework.TypeString, Description: "Only events at or before this RFC 3339 time.", Query: true},
+			"limit":       {Type: framework.TypeInt, Description: "At most this many events (newest first).", Query: true},
+		},
+		Operations: map[logical.Operation]framework.OperationHandler{
+			logical.ReadOperation: &framework.PathOperation{
+				Callback:     b.pathLogsRead,
+				DisplayAttrs: &framework.DisplayAttributes{OperationVerb: "read"},
+			},
+		},
+		HelpSynopsis:    "The most recent events of a credential: accesses, tokens minted, warnings, state changes.",
+		HelpDescription: "Newest first; the engine keeps log_size events per credential (default 250). Filter by status, integration, event kind and time range.",
+	}, &framework.Path{
+		Pattern: "alerts/?$",
+		DisplayAttrs: &framework.DisplayAttributes{
+			OperationPrefix: operationPrefix,
+			OperationSuffix: "alerts",
+		},
+		Operations: map[logical.Operation]framework.OperationHandler{
+			logical.ReadOperation: &framework.PathOperation{
+				Callback:     b.pathAlertsRead,
+				DisplayAttrs: &framework.DisplayAttributes{OperationVerb: "read"},
+			},
+		},
+		HelpSynopsis:    "Everything that needs a person: pending suspensions and purges, re-authorizations, expiries, failures.",
+		HelpDescription: "Each alert names the credential, the reason, its severity and when it takes (or took) effect.",
+	})
+	return paths
+}
+
+func (b *integrationsBackend) lifecycleAction(ctx context.Context, req *logical.Request, d *framework.FieldData, action string) (*logical.Response, error) {
+	name := d.Get("name").(string)
+	unlock := b.credentials.lock(name)
+	defer unlock()
+	c, err := b.credentials.get(ctx, req.Storage, name)
+	if err != nil {
+		return nil, err
+	}
+	if c == nil {
+		return nil, logical.CodedError(http.StatusNotFound, fmt.Sprintf("credential %q does not exist", name))
+	}
+	now := b.now().UTC()
+	n := c.clone()
+	state := b.currentState(c)
+	var event, detail string
+	switch action {
+	case "suspend":
+		n.State, event, detail = lifecycle.Suspend(state, lifecycle.ReasonManual, now), usage.EventSuspended, "suspended by hand"
+	case "unsuspend":
+		if !state.ExpiresAt.IsZero() && !now.Before(state.ExpiresAt) {
+			return logical.ErrorResponse(fieldErr("expires_at", "has passed: update the credential's expires_at before unsuspending it").Error()), nil
+		}
+		n.State, event, detail = lifecycle.Unsuspend(state, now), usage.EventUnsuspended, "unsuspended by hand"
+	default:
+		n.State, event, detail = lifecycle.Touch(state, now), usage.EventInactivityReset, "inactivity window restarted by hand"
+	}
+	if err := b.credentials.put(ctx, req.Storage, n); err != nil {
+		return nil, err
+	}
+	b.recordEvent(name, event, true, requestIntegration(req, ""), detail)
+	if err := b.afterCredentialChange(ctx, req.Storage, name); err != nil {
+		return nil, err
+	}
+	return b.credentialResponse(ctx, req.Storage, n)
+}
+
+func (b *integrationsBackend) pathLogsRead(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
+	name := d.Get("name").(string)
+	c, err := b.credentials.get(ctx, req.Storage, name)
+	if err != nil || c == nil {
+		return nil, err
+	}
+	f := usage.Filter{
+		Status:      d.Get("status").(string),
+		Integration: d.Get("integration").(string),
+		Event:       d.Get("event").(string),
+		Limit:       d.Get("limit").(int),
+	}
+	if f.Status != "" && f.Status != usage.StatusSuccess && f.Status != usage.StatusFailure {
+		return logical.ErrorResponse(fieldErr("status", "must be success or failure").Error()), nil
+	}
+	for _, tf := range []struct {
+		name string
+		dst  *time.Time
+	}{{"since", &f.Since}, {"until", &f.Until}} {
+		if v := d.Get(tf.name).(string); v != "" {
+			t, err := time.Parse(time.RFC3339, v)
+			if err != nil {
+				return logical.ErrorResponse(fieldErr(tf.name, "must be an RFC 3339 time such as 2026-11-24T08:00:00Z").Error()), nil
+			}
+			*tf.dst = t
+		}
+	}
+	u, err := loadUsage(ctx, req.Storage, name)
+	if err != nil {
+		return nil, err
+	}
+	cfg, err := b.loadConfig(ctx, req.Storage)
+	if err != nil {
+		return nil, err
+	}
+	u.Merge(b.activity.recorder.Peek(name), cfg.LogSize)
+	events := u.Filter(f)
+	out := make([]map[string]any, 0, len(events))
+	for _, ev := range events {
+		out = append(out, map[string]any{
+			"time": rfc3339Nano(ev.Time), "event": ev.Event, "status": ev.Status,
+			"integration": ev.Integration, "detail": ev.Detail,
+		})
+	}
+	return &logical.Response{Data: map[string]any{"events": out, "access_count": u.Count, "last_accessed": rfc3339(u.LastAccessed)}}, nil
+}
+
+func rfc3339Nano(t time.Time) string { return t.UTC().Format(time.RFC3339Nano) }
+
+func (b *integrationsBackend) pathAlertsRead(ctx context.Context, req *logical.Request, _ *framework.FieldData) (*logical.Response, error) {
+	names, err := req.Storage.List(ctx, credentialPrefix)
+	if err != nil {
+		return nil, err
+	}
+	cfg, err := b.loadConfig(ctx, req.Storage)
+	if err != nil {
+		return nil, err
+	}
+	now := b.now().UTC()
+	var alerts []lifecycle.Alert
+	for _, name := range names {
+		c, err := b.credentials.get(ctx, req.Storage, name)
+		if err != nil {
+			return nil, err
+		}
+		if c == nil {
+			continue
+		}
+		sum, err := b.summary(ctx, req.Storage, name)
+		if err != nil {
+			return nil, err
+		}
+		alerts = append(alerts, b.policyFor(cfg, c).Alerts(name, b.healthInput(c, sum), now)...)
+	}
+	slices.SortStableFunc(alerts, func(a, b lifecycle.Alert) int {
+		if a.Severity != b.Severity {
+			return strings.Compare(b.Severity, a.Severity) // red before yellow
+		}
+		return a.Due.Compare(b.Due)
+	})
+	out := make([]map[string]any, 0, len(alerts))
+	for _, a := range alerts {
+		out = append(out, map[string]any{
+			"name": a.Name, "reason": a.Reason, "severity": a.Severity,
+			"due": rfc3339(a.Due), "detail": a.Detail,
+		})
+	}
+	return &logical.Response{Data: map[string]any{"alerts": out}}, nil
+}

@@ -1,0 +1,375 @@
+package backend
+
+import (
+	"context"
+	"crypto/subtle"
+	"errors"
+	"fmt"
+	"html"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/vault/sdk/framework"
+	"github.com/hashicorp/vault/sdk/logical"
+
+	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/backend/lifecycle"
+	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/backend/oauth"
+	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/backend/usage"
+)
+
+// Storage of pending authorizations: the latest one per credential, and the state
+// value pointing back at its credential for the callback.
+const (
+	authorizationPrefix = "authorizations/"
+	oauthStatePrefix    = "oauth-states/"
+	callbackPath        = "oauth/callback"
+)
+
+// authorizationTTL is how long a consent URL's state stays usable.
+const authorizationTTL = 10 * time.Minute
+
+// pendingAuthorization is an authorization-code flow started by authorize.
+type pendingAuthorization struct {
+	State       string    `json:"state"`
+	Verifier    string    `json:"verifier"`
+	RedirectURL string    `json:"redirect_url"`
+	ExpiresAt   time.Time `json:"expires_at"`
+}
+
+func pathOAuth(b *integrationsBackend) []*framework.Path {
+	return []*framework.Path{
+		{
+			Pattern: "credentials/" + framework.GenericNameRegex("name") + "/authorize$",
+			DisplayAttrs: &framework.DisplayAttributes{
+				OperationPrefix: operationPrefix,
+				OperationSuffix: "credential",
+			},
+			Fields: map[string]*framework.FieldSchema{
+				"name":  {Type: framework.TypeString, Description: "Name of an authorization-code credential.", Required: true},
+				"code":  {Type: framework.TypeString, Description: "Completes the flow by hand: the code the provider returned to the redirect URL."},
+				"state": {Type: framework.TypeString, Description: "With code: the state returned beside it (checked when given)."},
+			},
+			Operations: map[logical.Operation]framework.OperationHandler{
+				logical.UpdateOperation: &framework.PathOperation{
+					Callback:                    b.pathAuthorize,
+					DisplayAttrs:                &framework.DisplayAttributes{OperationVerb: "authorize"},
+					ForwardPerformanceStandby:   true,
+					ForwardPerformanceSecondary: true,
+				},
+			},
+			HelpSynopsis: "Start (or complete by hand) the consent flow of an authorization-code credential.",
+			HelpDescription: `Without code: returns the provider's consent URL, with a single-use state (valid 10 minutes)
+and a PKCE (S256) challenge. After consent the provider redirects to the engine's
+oauth/callback, which completes the exchange. With code: completes the exchange here,
+for providers that cannot reach Vault.`,
+		},
+		{
+			Pattern: callbackPath + "$",
+			DisplayAttrs: &framework.DisplayAttributes{
+				OperationPrefix: operationPrefix,
+				OperationSuffix: "oauth-callback",
+			},
+			Fields: map[string]*framework.FieldSchema{
+				"state":             {Type: framework.TypeString, Description: "State issued by authorize.", Query: true},
+				"code":              {Type: framework.TypeString, Description: "Authorization code from the provider.", Query: true},
+				"error":             {Type: framework.TypeString, Description: "Error code from the provider, when consent failed.", Query: true},
+				"error_description": {Type: framework.TypeString, Description: "Provider's description of the error.", Query: true},
+			},
+			Operations: map[logical.Operation]framework.OperationHandler{
+				logical.ReadOperation: &framework.PathOperation{
+					Callback:                    b.pathCallback,
+					DisplayAttrs:                &framework.DisplayAttributes{OperationVerb: "complete"},
+					ForwardPerformanceStandby:   true,
+					ForwardPerformanceSecondary: true,
+				},
+			},
+			HelpSynopsis:    "The OAuth redirect target (unauthenticated): completes a pending authorization.",
+			HelpDescription: "The provider sends the user's browser here after consent. The exchange happens only when state matches a pending, unexpired authorization; the state is then spent.",
+		},
+	}
+}
+
+// redirectURL is where the provider sends the browser after consent: the credential's
+// redirect_url, else this mount's callback under callback_base_url.
+func (b *integrationsBackend) redirectURL(cfg *engineConfig, c *credential) string {
+	if u := str(c.Values["redirect_url"]); u != "" {
+		return u
+	}
+	if cfg.CallbackBaseURL == "" {
+		return ""
+	}
+	return strings.TrimRight(cfg.CallbackBaseURL, "/") + "/v1/" + b.mountPath() + callbackPath
+}
+
+// mountPath is where the engine is mounted, with a trailing slash.
+func (b *integrationsBackend) mountPath() string {
+	b.mountMu.RLock()
+	defer b.mountMu.RUnlock()
+	if b.mount == "" {
+		return "integrations/"
+	}
+	return b.mount
+}
+
+func (b *integrationsBackend) pathAuthorize(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
+	if resp := rejectUnknownFields(d); resp != nil {
+		return resp, nil
+	}
+	b.rememberMount(req)
+	name := d.Get("name").(string)
+	c, err := b.credentials.get(ctx, req.Storage, name)
+	if err != nil {
+		return nil, err
+	}
+	if c == nil {
+		return nil, logical.CodedError(http.StatusNotFound, fmt.Sprintf("credential %q does not exist", name))
+	}
+	if !supportsAuthorize(c) {
+		return logical.ErrorResponse("credential %q is of type %s, which does not use the authorization-code flow", name, c.Type), nil
+	}
+	cfg, err := b.loadConfig(ctx, req.Storage)
+	if err != nil {
+		return nil, err
+	}
+	if code := d.Get("code").(string); code != "" {
+		if err := b.completeAuthorization(ctx, req.Storage, cfg, name, d.Get("state").(string), code); err != nil {
+			return authorizationResponse(err)
+		}
+		return b.credentialResponse(ctx, req.Storage, mustGet(ctx, b, req.Storage, name, c))
+	}
+	oc, err := oauth.FromFields(c.Type, c.Values)
+	if err != nil {
+		return nil, fmt.Errorf("building the OAuth configuration of %q: %w", name, err)
+	}
+	oc.RedirectURL = b.redirectURL(cfg, c)
+	if oc.RedirectURL == "" {
+		oc.RedirectURL = requestCallbackURL(req)
+	}
+	if oc.RedirectURL == "" {
+		return logical.ErrorResponse(fieldErr("redirect_url", "is unknown: set the credential's redirect_url, or config callback_base_url to Vault's external address").Error()), nil
+	}
+	state, err := oauth.NewState()
+	if err != nil {
+		return nil, err
+	}
+	p := pendingAuthorization{
+		State: state, Verifier: oauth.NewVerifier(), RedirectURL: oc.RedirectURL,
+		ExpiresAt: b.now().UTC().Add(authorizationTTL),
+	}
+	unlock := b.credentials.lock(name)
+	defer unlock()
+	if err := b.storePending(ctx, req.Storage, name, p); err != nil {
+		return nil, err
+	}
+	return &logical.Response{Data: map[string]any{
+		"auth_url":     oauth.AuthCodeURL(oc, p.State, p.Verifier),
+		"state":        p.State,
+		"redirect_url": p.RedirectURL,
+		"expires_at":   rfc3339(p.ExpiresAt),
+	}}, nil
+}
+
+// supportsAuthorize reports whether a credential uses the authorization-code grant.
+func supportsAuthorize(c *credential) bool {
+	oc, err := oauth.FromFields(c.Type, c.Values)
+	return err == nil && oc.Grant == oauth.GrantAuthorizationCode
+}
+
+func mustGet(ctx context.Context, b *integrationsBackend, s logical.Storage, name string, fallback *credential) *credential {
+	if c, err := b.credentials.get(ctx, s, name); err == nil && c != nil {
+		return c
+	}
+	return fallback
+}
+
+// requestCallbackURL builds the callback URL from the request's Host header, which
+// Vault passes only when the mount allows it (passthrough_request_headers).
+func requestCallbackURL(req *logical.Request) string {
+	host := firstHeader(req, "X-Forwarded-Host")
+	if host == "" {
+		host = firstHeader(req, "Host")
+	}
+	if host == "" {
+		return ""
+	}
+	scheme := firstHeader(req, "X-Forwarded-Proto")
+	if scheme == "" {
+		scheme = "https"
+	}
+	return scheme + "://" + host + "/v1/" + req.MountPoint + callbackPath
+}
+
+func firstHeader(req *logical.Request, name string) string {
+	for k, v := range req.Headers {
+		if strings.EqualFold(k, name) && len(v) > 0 {
+			return v[0]
+		}
+	}
+	return ""
+}
+
+// storePending replaces the credential's pending authorization; an older state stops
+// working. The caller holds the credential's lock.
+func (b *integrationsBackend) storePending(ctx context.Context, s logical.Storage, name string, p pendingAuthorization) error {
+	if old, err := loadPending(ctx, s, name); err != nil {
+		return err
+	} else if old != nil {
+		if err := s.Delete(ctx, oauthStatePrefix+old.State); err != nil {
+			return err
+		}
+	}
+	entry, err := logical.StorageEntryJSON(authorizationPrefix+name, p)
+	if err != nil {
+		return err
+	}
+	if err := s.Put(ctx, entry); err != nil {
+		return fmt.Errorf("storing pending authorization: %w", err)
+	}
+	return s.Put(ctx, &logical.StorageEntry{Key: oauthStatePrefix + p.State, Value: []byte(name)})
+}
+
+func loadPending(ctx context.Context, s logical.Storage, name string) (*pendingAuthorization, error) {
+	entry, err := s.Get(ctx, authorizationPrefix+name)
+	if err != nil || entry == nil {
+		return nil, err
+	}
+	p := new(pendingAuthorization)
+	if err := entry.DecodeJSON(p); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// errAuthorization is a failure a person can act on (bad or spent state, refused code).
+type errAuthorization struct{ msg string }
+
+func (e *errAuthorization) Error() string { return e.msg }
+
+func authorizationResponse(err error) (*logical.Response, error) {
+	var ae *errAuthorization
+	if errors.As(err, &ae) {
+		return logical.ErrorResponse(ae.msg), nil
+	}
+	return nil, err
+}
+
+// completeAuthorization exchanges a code for tokens, spending the pending state.
+func (b *integrationsBackend) completeAuthorization(ctx context.Context, s logical.Storage, cfg *engineConfig, name, state, code string) error {
+	unlock := b.credentials.lock(name)
+	defer unlock()
+	c, err := b.credentials.get(ctx, s, name)
+	if err != nil {
+		return err
+	}
+	p, err := loadPending(ctx, s, name)
+	if err != nil {
+		return err
+	}
+	if c == nil || p == nil {
+		return &errAuthorization{"no authorization is pending for this credential: start one with authorize"}
+	}
+	if state != "" && subtle.ConstantTimeCompare([]byte(state), []byte(p.State)) != 1 {
+		return &errAuthorization{"state does not match the pending authorization"}
+	}
+	// The state is single-use whatever the outcome.
+	_ = s.Delete(ctx, authorizationPrefix+name)
+	_ = s.Delete(ctx, oauthStatePrefix+p.State)
+	if !b.now().Before(p.ExpiresAt) {
+		return &errAuthorization{"the authorization expired (they last 10 minutes): start a new one with authorize"}
+	}
+	oc, err := oauth.FromFields(c.Type, c.Values)
+	if err != nil {
+		return err
+	}
+	oc.RedirectURL = p.RedirectURL
+	client := oauth.NewClient(oauth.ClientOptions{
+		Timeout: cfg.RequestTimeout, MaxResponseBytes: 1 << 20,
+		DefaultLifetime: cfg.DefaultTokenLifetime, Now: b.now, Transport: b.transport,
+	})
+	tok, err := client.Exchange(ctx, oc, code, p.Verifier)
+	if err != nil {
+		detail := "the token exchange failed"
+		var oe *oauth.Error
+		if errors.As(err, &oe) {
+			detail = oe.Error()
+		}
+		b.recordEvent(name, usage.EventAuthorized, false, "", detail)
+		return &errAuthorization{fmt.Sprintf("the provider refused the authorization code: %s", detail)}
+	}
+	b.forgetToken(name)
+	if err := b.storeToken(ctx, s, name, tok); err != nil {
+		return err
+	}
+	n := c.clone()
+	n.State = lifecycle.Reauthorized(n.State, b.now().UTC())
+	if err := b.credentials.put(ctx, s, n); err != nil {
+		return err
+	}
+	b.recordEvent(name, usage.EventAuthorized, true, "", "authorization code exchanged")
+	return b.afterCredentialChange(ctx, s, name)
+}
+
+func (b *integrationsBackend) pathCallback(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
+	state, code := d.Get("state").(string), d.Get("code").(string)
+	if e := d.Get("error").(string); e != "" {
+		// The provider's own words are not echoed: only its error code, escaped.
+		return callbackPage(http.StatusBadRequest, "Authorization was not granted", "The provider answered: "+e+". Start again from Vault."), nil
+	}
+	if state == "" || code == "" {
+		return callbackPage(http.StatusBadRequest, "Authorization incomplete", "The request carries no state or no code."), nil
+	}
+	entry, err := req.Storage.Get(ctx, oauthStatePrefix+state)
+	if err != nil {
+		return nil, err
+	}
+	if entry == nil {
+		return callbackPage(http.StatusBadRequest, "Authorization not recognised", "This link was already used, has expired, or was replaced by a newer one. Start again from Vault."), nil
+	}
+	cfg, err := b.loadConfig(ctx, req.Storage)
+	if err != nil {
+		return nil, err
+	}
+	name := string(entry.Value)
+	if err := b.completeAuthorization(ctx, req.Storage, cfg, name, state, code); err != nil {
+		var ae *errAuthorization
+		if errors.As(err, &ae) {
+			return callbackPage(http.StatusBadRequest, "Authorization failed", ae.msg), nil
+		}
+		return nil, err
+	}
+	return callbackPage(http.StatusOK, "Authorization complete", fmt.Sprintf("Vault now holds tokens for credential %q. You can close this window.", name)), nil
+}
+
+// callbackPage is the short page the user's browser shows after the redirect.
+func callbackPage(status int, title, message string) *logical.Response {
+	body := fmt.Sprintf("<!doctype html><html><head><meta charset=\"utf-8\"><title>%s</title></head><body><h1>%s</h1><p>%s</p></body></html>\n",
+		html.EscapeString(title), html.EscapeString(title), html.EscapeString(message))
+	return &logical.Response{Data: map[string]any{
+		logical.HTTPContentType: "text/html; charset=utf-8",
+		logical.HTTPRawBody:     []byte(body),
+		logical.HTTPStatusCode:  status,
+	}}
+}
+
+// cleanAuthorizations removes pending authorizations whose ten minutes are up.
+func (b *integrationsBackend) cleanAuthorizations(ctx context.Context, s logical.Storage) error {
+	names, err := s.List(ctx, authorizationPrefix)
+	if err != nil {
+		return err
+	}
+	now := b.now()
+	for _, name := range names {
+		unlock := b.credentials.lock(name)
+		p, err := loadPending(ctx, s, name)
+		if err == nil && p != nil && !now.Before(p.ExpiresAt) {
+			_ = s.Delete(ctx, oauthStatePrefix+p.State)
+			err = s.Delete(ctx, authorizationPrefix+name)
+		}
+		unlock()
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}

@@ -1,0 +1,407 @@
+//go:build e2e
+
+// Package e2e runs the plugin inside a real Vault server, driven through the real vault
+// CLI, the HTTP API client and Terraform. scripts/test.sh builds the pieces and sets:
+//
+//	VAULT_BIN       the vault binary (server and CLI)
+//	PLUGIN_DIR      the folder holding the freshly built plugin binary
+//	PLUGIN_VERSION  the version it reports and is registered with
+//	TF_MIRROR       a Terraform filesystem mirror holding the Vault provider (optional)
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/vault/api"
+)
+
+const pluginName = "vault-plugin-secrets-integrations"
+
+// shared is one dev server for the tests that need no server of their own; each test
+// mounts the plugin at a path of its own, so they run in parallel without interfering.
+var shared *vaultServer
+
+func TestMain(m *testing.M) {
+	for _, env := range []string{"VAULT_BIN", "PLUGIN_DIR", "PLUGIN_VERSION"} {
+		if os.Getenv(env) == "" {
+			fmt.Fprintf(os.Stderr, "e2e: %s is not set; run the end-to-end tests with `make test` or `make e2e`\n", env)
+			os.Exit(2)
+		}
+	}
+	var err error
+	shared, err = startVault(serverOptions{})
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "e2e: starting the shared Vault server: %v\n", err)
+		os.Exit(1)
+	}
+	if err := shared.registerPlugin(); err != nil {
+		shared.stop()
+		fmt.Fprintf(os.Stderr, "e2e: registering the plugin: %v\n%s", err, shared.logTail())
+		os.Exit(1)
+	}
+	code := m.Run()
+	if code != 0 {
+		fmt.Fprintf(os.Stderr, "--- shared Vault server log (tail) ---\n%s", shared.logTail())
+	}
+	shared.stop()
+	os.Exit(code)
+}
+
+type serverOptions struct {
+	// persistent runs a non-dev server on file storage, initialised and unsealed by the
+	// harness, so it can be restarted with its data.
+	persistent bool
+}
+
+// vaultServer is one real Vault server process listening on loopback.
+type vaultServer struct {
+	opts      serverOptions
+	addr      string
+	token     string
+	unsealKey string
+	dir       string
+	logPath   string
+	cmd       *exec.Cmd
+	exited    chan struct{}
+	client    *api.Client
+}
+
+// newVault starts a server of the test's own, stopped when the test ends.
+func newVault(t *testing.T, opts serverOptions) *vaultServer {
+	t.Helper()
+	v, err := startVault(opts)
+	if err != nil {
+		t.Fatalf("starting Vault: %v", err)
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("Vault server log (tail):\n%s", v.logTail())
+		}
+		v.stop()
+	})
+	if err := v.registerPlugin(); err != nil {
+		t.Fatalf("registering the plugin: %v", err)
+	}
+	return v
+}
+
+func startVault(opts serverOptions) (*vaultServer, error) {
+	dir, err := os.MkdirTemp("", "vault-e2e-")
+	if err != nil {
+		return nil, err
+	}
+	port, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	v := &vaultServer{
+		opts:    opts,
+		addr:    fmt.Sprintf("http://127.0.0.1:%d", port),
+		dir:     dir,
+		logPath: filepath.Join(dir, "vault.log"),
+	}
+	if !opts.persistent {
+		v.token = "root-" + filepath.Base(dir)
+	} else {
+		cfg := fmt.Sprintf(`
+storage "file" { path = %q }
+listener "tcp" {
+  address     = "127.0.0.1:%d"
+  tls_disable = true
+}
+plugin_directory = %q
+api_addr         = %q
+disable_mlock    = true
+`, filepath.Join(dir, "data"), port, pluginDir(), v.addr)
+		if err := os.WriteFile(filepath.Join(dir, "config.hcl"), []byte(cfg), 0o600); err != nil {
+			return nil, err
+		}
+	}
+	if err := v.launch(); err != nil {
+		v.stop()
+		return nil, err
+	}
+	return v, nil
+}
+
+// launch starts the server process and waits until it answers (and, for a persistent
+// server, until it is initialised and unsealed).
+func (v *vaultServer) launch() error {
+	var args []string
+	if v.opts.persistent {
+		args = []string{"server", "-config=" + filepath.Join(v.dir, "config.hcl")}
+	} else {
+		args = []string{"server", "-dev", "-dev-root-token-id=" + v.token,
+			"-dev-listen-address=" + strings.TrimPrefix(v.addr, "http://"),
+			"-dev-plugin-dir=" + pluginDir()}
+	}
+	logFile, err := os.OpenFile(v.logPath, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
+	if err != nil {
+		return err
+	}
+	cmd := exec.Command(os.Getenv("VAULT_BIN"), args...)
+	cmd.Stdout, cmd.Stderr = logFile, logFile
+	cmd.Env = append(os.Environ(), "VAULT_LOG_LEVEL=debug")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		logFile.Close()
+		return err
+	}
+	v.cmd = cmd
+	v.exited = make(chan struct{})
+	go func() { _ = cmd.Wait(); logFile.Close(); close(v.exited) }()
+
+	cfg := api.DefaultConfig()
+	cfg.Address = v.addr
+	cfg.Timeout = 60 * time.Second
+	client, err := api.NewClient(cfg)
+	if err != nil {
+		return err
+	}
+	v.client = client
+	if v.token != "" {
+		client.SetToken(v.token)
+	}
+	// Poll until the listener answers; the server process is ours, so its exit ends the wait.
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		_, err := client.Sys().SealStatus()
+		if err == nil {
+			break
+		}
+		select {
+		case <-v.exited:
+			return fmt.Errorf("vault exited during start-up:\n%s", v.logTail())
+		case <-time.After(50 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("vault did not answer within 60s: %v", err)
+		}
+	}
+	if v.opts.persistent {
+		return v.initAndUnseal()
+	}
+	return nil
+}
+
+func (v *vaultServer) initAndUnseal() error {
+	status, err := v.client.Sys().InitStatus()
+	if err != nil {
+		return err
+	}
+	if !status {
+		resp, err := v.client.Sys().Init(&api.InitRequest{SecretShares: 1, SecretThreshold: 1})
+		if err != nil {
+			return fmt.Errorf("init: %w", err)
+		}
+		v.unsealKey, v.token = resp.Keys[0], resp.RootToken
+		v.client.SetToken(v.token)
+	}
+	if _, err := v.client.Sys().Unseal(v.unsealKey); err != nil {
+		return fmt.Errorf("unseal: %w", err)
+	}
+	// The active node needs a moment after unseal to mount everything; wait for it.
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		h, err := v.client.Sys().Health()
+		if err == nil && h.Initialized && !h.Sealed && !h.Standby {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("vault not active 60s after unseal: %v", err)
+		}
+		select {
+		case <-v.exited:
+			return fmt.Errorf("vault exited after unseal:\n%s", v.logTail())
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// restart stops the server cleanly and starts it again on the same storage.
+func (v *vaultServer) restart(t *testing.T) {
+	t.Helper()
+	if !v.opts.persistent {
+		t.Fatal("restart needs a persistent server")
+	}
+	v.halt()
+	if err := v.launch(); err != nil {
+		t.Fatalf("restarting Vault: %v", err)
+	}
+}
+
+// halt sends SIGINT (Vault's clean shutdown) and waits; SIGKILL after 30 s.
+func (v *vaultServer) halt() {
+	if v.cmd == nil || v.cmd.Process == nil {
+		return
+	}
+	_ = v.cmd.Process.Signal(os.Interrupt)
+	select {
+	case <-v.exited:
+	case <-time.After(30 * time.Second):
+		_ = syscall.Kill(-v.cmd.Process.Pid, syscall.SIGKILL)
+		<-v.exited
+	}
+	// Plugin processes belong to the server's process group; none may outlive it.
+	_ = syscall.Kill(-v.cmd.Process.Pid, syscall.SIGKILL)
+}
+
+func (v *vaultServer) stop() {
+	v.halt()
+	os.RemoveAll(v.dir)
+}
+
+func (v *vaultServer) logTail() string {
+	b, err := os.ReadFile(v.logPath)
+	if err != nil {
+		return err.Error()
+	}
+	const max = 8000
+	if len(b) > max {
+		b = b[len(b)-max:]
+	}
+	return string(b)
+}
+
+// registerPlugin registers the built binary with its sha256 and version.
+func (v *vaultServer) registerPlugin() error {
+	sum, err := fileSHA256(filepath.Join(pluginDir(), pluginName))
+	if err != nil {
+		return err
+	}
+	return v.client.Sys().RegisterPlugin(&api.RegisterPluginInput{
+		Name:    pluginName,
+		Type:    api.PluginTypeSecrets,
+		Command: pluginName,
+		SHA256:  sum,
+		Version: os.Getenv("PLUGIN_VERSION"),
+	})
+}
+
+var mountSeq atomic.Int64
+
+// mount enables the plugin at a fresh path of the test's own and returns it (no
+// trailing slash); the mount is disabled when the test ends.
+func (v *vaultServer) mount(t *testing.T) string {
+	t.Helper()
+	name := regexp.MustCompile(`[^a-z0-9]+`).ReplaceAllString(strings.ToLower(t.Name()), "-")
+	if len(name) > 40 {
+		name = name[:40]
+	}
+	path := fmt.Sprintf("int-%s-%d", strings.Trim(name, "-"), mountSeq.Add(1))
+	v.mountAt(t, path)
+	t.Cleanup(func() { _ = v.client.Sys().Unmount(path) })
+	return path
+}
+
+func (v *vaultServer) mountAt(t *testing.T, path string) {
+	t.Helper()
+	err := v.client.Sys().Mount(path, &api.MountInput{
+		Type:   pluginName,
+		Config: api.MountConfigInput{PluginVersion: os.Getenv("PLUGIN_VERSION")},
+	})
+	if err != nil {
+		t.Fatalf("enabling the plugin at %s: %v", path, err)
+	}
+}
+
+// cli runs the real vault CLI against this server and returns its stdout; stderr is
+// folded into the error.
+func (v *vaultServer) cli(args ...string) (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, os.Getenv("VAULT_BIN"), args...)
+	cmd.Env = append(os.Environ(), "VAULT_ADDR="+v.addr, "VAULT_TOKEN="+v.token, "VAULT_FORMAT=", "VAULT_NAMESPACE=")
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	cmd.Stdin = strings.NewReader("")
+	err := cmd.Run()
+	if err != nil {
+		return stdout.String(), fmt.Errorf("vault %s: %w\n%s", strings.Join(args, " "), err, stderr.String())
+	}
+	return stdout.String(), nil
+}
+
+// mustCLI is cli that fails the test on error.
+func (v *vaultServer) mustCLI(t *testing.T, args ...string) string {
+	t.Helper()
+	out, err := v.cli(args...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// cliWithStdin runs the CLI with data on standard input (for `-` arguments, e.g. PEM
+// files written as field=-).
+func (v *vaultServer) cliWithStdin(stdin io.Reader, args ...string) (string, error) {
+	cmd := exec.Command(os.Getenv("VAULT_BIN"), args...)
+	cmd.Env = append(os.Environ(), "VAULT_ADDR="+v.addr, "VAULT_TOKEN="+v.token, "VAULT_FORMAT=")
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr, cmd.Stdin = &stdout, &stderr, stdin
+	if err := cmd.Run(); err != nil {
+		return stdout.String(), fmt.Errorf("vault %s: %w\n%s", strings.Join(args, " "), err, stderr.String())
+	}
+	return stdout.String(), nil
+}
+
+// statusCode is the HTTP status of an API error, 0 when err is not one.
+func statusCode(err error) int {
+	var re *api.ResponseError
+	if errors.As(err, &re) {
+		return re.StatusCode
+	}
+	return 0
+}
+
+func pluginDir() string {
+	d, _ := filepath.Abs(os.Getenv("PLUGIN_DIR"))
+	return d
+}
+
+func fileSHA256(path string) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+func mustTime(t *testing.T, s string) time.Time {
+	t.Helper()
+	v, err := time.Parse(time.RFC3339, s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
+}

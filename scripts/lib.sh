@@ -1,0 +1,89 @@
+# Shared by the scripts: where big builds are cached, and how to find the Vault binary
+# and the Terraform provider. Source it; it defines functions only.
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+# The repo's own cache (gitignored), plus a per-machine copy so a fresh clone on the same
+# machine (CI runs in one) does not rebuild Vault from scratch.
+CACHE_DIR="${CACHE_DIR:-$ROOT/.cache}"
+MACHINE_CACHE="${XDG_CACHE_HOME:-$HOME/.cache}/vault-plugin-secrets-integrations"
+
+log() { printf '==> %s\n' "$*" >&2; }
+
+# cache_key FILE... prints a short hash of the files that pin a build.
+cache_key() { cat "$@" | sha256sum | cut -c1-16; }
+
+# cached NAME: prints the path of a cached artifact, restoring it from the machine cache
+# when the repo cache lacks it; fails when neither has it.
+cached() {
+  local name="$1"
+  if [ -x "$CACHE_DIR/$name" ]; then echo "$CACHE_DIR/$name"; return 0; fi
+  if [ -x "$MACHINE_CACHE/$name" ]; then
+    mkdir -p "$CACHE_DIR/$(dirname "$name")"
+    cp "$MACHINE_CACHE/$name" "$CACHE_DIR/$name.tmp" && mv "$CACHE_DIR/$name.tmp" "$CACHE_DIR/$name"
+    echo "$CACHE_DIR/$name"; return 0
+  fi
+  return 1
+}
+
+# keep NAME: copies a freshly built artifact into the machine cache.
+keep() {
+  local name="$1"
+  mkdir -p "$MACHINE_CACHE/$(dirname "$name")" 2>/dev/null || return 0
+  cp "$CACHE_DIR/$name" "$MACHINE_CACHE/$name.tmp" 2>/dev/null && mv "$MACHINE_CACHE/$name.tmp" "$MACHINE_CACHE/$name" || true
+}
+
+# vault_bin prints the path of a vault binary: $VAULT_BIN when set, else the one built
+# from bootstrap/vault (built now if the pin changed or nothing is cached).
+vault_bin() {
+  if [ -n "${VAULT_BIN:-}" ]; then
+    [ -x "$VAULT_BIN" ] || { log "VAULT_BIN=$VAULT_BIN is not executable"; return 1; }
+    echo "$VAULT_BIN"; return 0
+  fi
+  local key name
+  key=$(cache_key "$ROOT/bootstrap/vault/go.mod" "$ROOT/bootstrap/vault/go.sum" "$ROOT/bootstrap/vault/main.go")
+  name="vault-$key"
+  local bin
+  if ! bin=$(cached "$name"); then
+    build_vault "$name" || return 1
+    bin="$CACHE_DIR/$name"
+  fi
+  # A stable name, so people can put the CLI on their PATH.
+  mkdir -p "$CACHE_DIR/bin" && ln -sf "$bin" "$CACHE_DIR/bin/vault"
+  echo "$bin"
+}
+
+
+build_vault() {
+  local name="$1"
+  log "building the Vault server from bootstrap/vault (cold: about 15-20 minutes on 2 cores)"
+  mkdir -p "$CACHE_DIR"
+  (cd "$ROOT/bootstrap/vault" && CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$CACHE_DIR/$name.tmp" .) >&2 || return 1
+  mv "$CACHE_DIR/$name.tmp" "$CACHE_DIR/$name"
+  keep "$name"
+}
+
+# The Terraform Vault provider: the registry is out of reach, so it is built from the Go
+# module proxy. This pseudo-version is provider 5.9.0.
+TF_PROVIDER_MODULE="github.com/hashicorp/terraform-provider-vault"
+TF_PROVIDER_PIN="v1.9.1-0.20260422134934-5e9fcd457a99"
+TF_PROVIDER_VERSION="5.9.0"
+
+# tf_mirror prints a filesystem-mirror directory holding the provider, building it if needed.
+tf_mirror() {
+  local name="tfprovider-$TF_PROVIDER_PIN/terraform-provider-vault" bin mirror
+  if ! bin=$(cached "$name"); then
+    log "building terraform-provider-vault $TF_PROVIDER_VERSION from the Go module proxy (cold: about 5 minutes)"
+    mkdir -p "$CACHE_DIR/tfprovider-$TF_PROVIDER_PIN"
+    GOBIN="$CACHE_DIR/tfprovider-$TF_PROVIDER_PIN" go install -trimpath -ldflags "-s -w" "$TF_PROVIDER_MODULE@$TF_PROVIDER_PIN" >&2 || return 1
+    keep "$name"
+    bin="$CACHE_DIR/$name"
+  fi
+  mirror="$CACHE_DIR/tfmirror"
+  local dir="$mirror/registry.terraform.io/hashicorp/vault/$TF_PROVIDER_VERSION/linux_amd64"
+  mkdir -p "$dir"
+  ln -sf "$bin" "$dir/terraform-provider-vault_v$TF_PROVIDER_VERSION"
+  echo "$mirror"
+}
+
+# plugin_version prints the version the plugin reports and is registered with.
+plugin_version() { echo "v$(tr -d ' \n' < "$ROOT/VERSION")"; }

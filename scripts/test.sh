@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# make test: vet, unit tests under -race, then end-to-end tests against a real Vault
+# server (built by bootstrap/vault), the vault CLI, the HTTP API client and Terraform.
+#   scripts/test.sh          everything
+#   scripts/test.sh unit     vet and unit tests
+#   scripts/test.sh e2e      end-to-end tests only
+set -euo pipefail
+source "$(dirname "$0")/lib.sh"
+cd "$ROOT"
+what="${1:-all}"
+
+tools_log="$CACHE_DIR/tools-build.log"
+prepare_tools() {
+  vault_bin >/dev/null
+  if command -v terraform >/dev/null 2>&1; then tf_mirror >/dev/null; fi
+}
+
+if [ "$what" = all ]; then
+  # The cold Vault build is mostly downloads at first: overlap it with the unit tests.
+  mkdir -p "$CACHE_DIR"
+  prepare_tools >"$tools_log" 2>&1 &
+  tools_pid=$!
+fi
+
+if [ "$what" = all ] || [ "$what" = unit ]; then
+  log "go vet"
+  go vet ./...
+  (cd bootstrap/vault && go vet .)
+  log "unit tests (-race)"
+  go test -race -count=1 ./...
+fi
+
+if [ "$what" = all ] || [ "$what" = e2e ]; then
+  if [ "$what" = all ]; then
+    log "waiting for the Vault server and Terraform provider builds"
+    if ! wait "$tools_pid"; then cat "$tools_log" >&2; exit 1; fi
+  else
+    prepare_tools
+  fi
+  make --no-print-directory build
+  export VAULT_BIN="$(vault_bin)"
+  export PLUGIN_DIR="$ROOT/bin"
+  export PLUGIN_VERSION="$(plugin_version)"
+  if command -v terraform >/dev/null 2>&1; then
+    export TF_MIRROR="$(tf_mirror)"
+  fi
+  log "end-to-end tests against $("$VAULT_BIN" version)"
+  # E2E_ARGS, e.g. "-run TestConfig -v", narrows the run.
+  # shellcheck disable=SC2086
+  go test -race -count=1 -tags e2e -timeout 40m ./e2e/ ${E2E_ARGS:-}
+fi
