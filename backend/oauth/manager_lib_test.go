@@ -1,12 +1,7 @@
-//go:build oauth2lib
-
 package oauth
 
-// The library's own manager and stores behind the go-oauth2 server. Needs
-// github.com/google/uuid, github.com/golang-jwt/jwt/v5 and
-// github.com/tidwall/buntdb in go.sum (`go get
-// github.com/go-oauth2/oauth2/v4/manage@v4.5.4 github.com/go-oauth2/oauth2/v4/store@v4.5.4`);
-// run with `go test -tags oauth2lib`.
+// The library's own manager and in-memory stores behind the go-oauth2 server: the
+// tests talk to a real OAuth 2.0 implementation, not a fake of ours.
 
 import (
 	"testing"
