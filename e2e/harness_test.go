@@ -67,6 +67,8 @@ type serverOptions struct {
 	// persistent runs a non-dev server on file storage, initialised and unsealed by the
 	// harness, so it can be restarted with its data.
 	persistent bool
+	// unregistered leaves plugin registration to the test (Terraform does it).
+	unregistered bool
 }
 
 // vaultServer is one real Vault server process listening on loopback.
@@ -95,8 +97,10 @@ func newVault(t *testing.T, opts serverOptions) *vaultServer {
 		}
 		v.stop()
 	})
-	if err := v.registerPlugin(); err != nil {
-		t.Fatalf("registering the plugin: %v", err)
+	if !opts.unregistered {
+		if err := v.registerPlugin(); err != nil {
+			t.Fatalf("registering the plugin: %v", err)
+		}
 	}
 	return v
 }

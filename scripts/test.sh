@@ -25,7 +25,6 @@ fi
 if [ "$what" = all ] || [ "$what" = unit ]; then
   log "go vet"
   go vet ./...
-  (cd bootstrap/vault && go vet .)
   log "unit tests (-race)"
   go test -race -count=1 ./...
 fi
