@@ -361,7 +361,22 @@ func TestPathHelpAndOpenAPIDescribeFields(t *testing.T) {
 	if err := json.NewDecoder(resp.Body).Decode(&doc); err != nil {
 		t.Fatal(err)
 	}
-	for _, p := range []string{"/credentials/{name}", "/access/{name}", "/types/{type}", "/config", "/oauth/callback", "/device-accounts", "/lookup", "/alerts"} {
+	// Every operation of every path of ours is named integrations-<verb>-<what>.
+	for path, item := range doc.Paths {
+		if !strings.HasPrefix(path, "/"+mount+"/") {
+			continue
+		}
+		for method, op := range item {
+			o, ok := op.(map[string]any)
+			if !ok || method == "parameters" {
+				continue
+			}
+			if id, _ := o["operationId"].(string); !strings.HasPrefix(id, "integrations-") || strings.Count(id, "-") < 2 {
+				t.Errorf("%s %s: operationId %q lacks the integrations prefix or a verb", method, path, id)
+			}
+		}
+	}
+	for _, p := range []string{"/credentials/{name}", "/access/{name}", "/types/{type}", "/config", "/oauth/callback", "/device-accounts", "/lookup", "/alerts", "/credentials/{name}/logs", "/credentials/{name}/authorize", "/credentials/{name}/suspend"} {
 		item, ok := doc.Paths["/"+mount+p]
 		if !ok {
 			t.Errorf("OpenAPI lacks %s", p)

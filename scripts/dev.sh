@@ -22,7 +22,8 @@ stop() {
   wait "$VAULT_PID" 2>/dev/null || true
   rm -rf "$DATA"
 }
-trap stop INT TERM EXIT
+trap stop EXIT
+trap 'exit 0' INT TERM   # Ctrl-C is the normal way out; EXIT then stops Vault
 
 for _ in $(seq 1 300); do
   "$VAULT" status >/dev/null 2>&1 && break
@@ -37,7 +38,7 @@ SHA="$(sha256sum "$ROOT/bin/$PLUGIN" | cut -d' ' -f1)"
 
 cat <<MSG
 
-Vault $("$VAULT" version | awk '{print $2}') is running with $PLUGIN $VERSION mounted at integrations/.
+Vault $("$VAULT" version | awk '{print $2}' | tr -d ,) is running with $PLUGIN $VERSION mounted at integrations/.
 In another shell:
 
     export VAULT_ADDR=$VAULT_ADDR VAULT_TOKEN=$VAULT_TOKEN
