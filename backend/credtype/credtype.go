@@ -113,7 +113,8 @@ func All() []*Type {
 }
 
 // Lookup returns the type called name, resolving aliases to the canonical type. Type
-// names are case-insensitive.
+// names are case-insensitive. The type is shared with the catalog: treat it as
+// read-only.
 func Lookup(name string) (*Type, bool) {
 	t, ok := catalog.byName[strings.ToLower(strings.TrimSpace(name))]
 	return t, ok

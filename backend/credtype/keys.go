@@ -29,7 +29,7 @@ var (
 	errLegacyCipher   = ruleError("must use a supported legacy PEM encryption: DEK-Info DES-EDE3-CBC, DES-CBC or AES-128/192/256-CBC with its IV")
 	errX509Key        = ruleError("must be a PEM private key that parses: PKCS#1 RSA, PKCS#8 or SEC1 EC")
 	errSSHKey         = ruleError("must be an SSH private key that parses: OpenSSH format, or PEM PKCS#1 RSA, PKCS#8 or SEC1 EC")
-	errSigningKey     = ruleError("must be an RSA, ECDSA or Ed25519 signing key")
+	errSigningKey     = ruleError("must be an RSA, ECDSA (P-256, P-384 or P-521) or Ed25519 signing key")
 )
 
 // pemBlocks decodes every PEM block in s. pem.Decode skips what it cannot decode, so a

@@ -1,6 +1,11 @@
 package credtype
 
 import (
+	"crypto/ecdh"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
 	"encoding/pem"
 	"strings"
 	"testing"
@@ -85,6 +90,7 @@ func TestCertificateRefuses(t *testing.T) {
 		{"unknown legacy cipher", p.rsaCert, unknownCipher, testKeyPassword, "private_key", "DEK-Info"},
 		{"bad legacy IV", p.rsaCert, badIV, testKeyPassword, "private_key", "DEK-Info"},
 		{"OpenSSH key", p.edCert, p.sshEd25519, "", "private_key", "sftp_ssh_key"},
+		{"X25519 key", p.ecCert, x25519PKCS8(t), "", "private_key", "signing key"},
 		{"two keys", p.ecCert, p.ecSEC1 + p.ecPKCS8, "", "private_key", "exactly one private key"},
 		{"certificate in key field", p.ecCert, p.ecSEC1 + p.ecCert, "", "private_key", "only the private key"},
 		{"key garbage", p.ecCert, pemString("PRIVATE KEY", []byte("garbage")), "", "private_key", "must be a PEM private key that parses"},
@@ -172,6 +178,8 @@ func TestSSHKeyRefuses(t *testing.T) {
 		{"passphrase for unencrypted key", p.sshEd25519, "pw", "passphrase", "must be empty"},
 		{"too many KDF rounds", withKDFRounds(t, p.sshEd25519Encrypted, maxKDFRounds+1), testKeyPassword, "private_key", "at most 256 bcrypt KDF rounds"},
 		{"DSA", pemString("DSA PRIVATE KEY", []byte{1, 2, 3}), "", "private_key", "DSA"},
+		{"X25519", x25519PKCS8(t), "", "private_key", "signing key"},
+		{"ECDSA P-224", p224SEC1(t), "", "private_key", "signing key"},
 		{"PKCS#8 encrypted", pemString("ENCRYPTED PRIVATE KEY", []byte{1}), "pw", "private_key", "PKCS#8 ENCRYPTED"},
 		{"garbage OpenSSH", pemString("OPENSSH PRIVATE KEY", []byte("openssh-key-v1\x00garbage")), "", "private_key", "must be an SSH private key"},
 		{"public key", string(ssh.MarshalAuthorizedKey(p.sshEd25519Pub)), "", "private_key", "must contain a PEM private key"},
@@ -187,6 +195,29 @@ func TestSSHKeyRefuses(t *testing.T) {
 			wantFieldError(t, err, tc.field, tc.want)
 		})
 	}
+}
+
+func x25519PKCS8(t testing.TB) string {
+	t.Helper()
+	k, err := ecdh.X25519().GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pkcs8String(k)
+}
+
+// p224SEC1 is an ECDSA key on a curve SSH does not define.
+func p224SEC1(t testing.TB) string {
+	t.Helper()
+	k, err := ecdsa.GenerateKey(elliptic.P224(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	der, err := x509.MarshalECPrivateKey(k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pemString("EC PRIVATE KEY", der)
 }
 
 // withKDFRounds rewrites the bcrypt rounds of an encrypted OpenSSH key.

@@ -78,7 +78,8 @@ type Validated struct {
 // empty list or nil counts as unset. The lifecycle fields (description, tags, used_by,
 // suspend_after, purge_after, expires_at) belong to the backend: Validate neither
 // checks them nor copies them into Values. Any other name that is not a field of t is
-// refused.
+// refused unless its value is empty, so a caller may pass the zero values of a
+// schema that declares every type's fields.
 //
 // Every failure is a *FieldError, returned together as FieldErrors. Checks that span
 // fields (a key matching its certificate, a passphrase decrypting its key) run once
@@ -86,8 +87,8 @@ type Validated struct {
 // certificate is accepted, and its NotAfter lets the backend warn about it.
 func (t *Type) Validate(values map[string]any) (*Validated, error) {
 	var errs FieldErrors
-	for name := range values {
-		if _, ok := t.Field(name); !ok {
+	for name, raw := range values {
+		if _, ok := t.Field(name); !ok && !isEmpty(raw) {
 			errs = append(errs, &FieldError{Field: name, Rule: fmt.Sprintf("is not a field of type %q", t.Name)})
 		}
 	}
@@ -251,6 +252,21 @@ func checkControl(s string, multiline bool) error {
 		}
 	}
 	return nil
+}
+
+// isEmpty reports a value that sets nothing: nil, "", or an empty list.
+func isEmpty(v any) bool {
+	switch v := v.(type) {
+	case nil:
+		return true
+	case string:
+		return v == ""
+	case []string:
+		return len(v) == 0
+	case []any:
+		return len(v) == 0
+	}
+	return false
 }
 
 func cloneValue(v any) any {

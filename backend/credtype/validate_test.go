@@ -298,10 +298,16 @@ func TestValidateCrossFieldRules(t *testing.T) {
 
 func TestValidateUnknownFieldsAndErrorShape(t *testing.T) {
 	t.Parallel()
+	// Empty values of other types' fields set nothing and pass.
+	if _, err := mustType(t, "basic").Validate(map[string]any{
+		"username": "u", "password": "p", "token": "", "scopes": []string{}, "url": nil,
+	}); err != nil {
+		t.Errorf("empty values of unknown fields refused: %v", err)
+	}
 	_, err := mustType(t, "basic").Validate(map[string]any{
 		"username": "u:x",
 		"token":    "nope",
-		"zzz":      "nope",
+		"zzz":      []string{"nope"},
 	})
 	wantFieldError(t, err, "token", `is not a field of type "basic"`)
 	wantFieldError(t, err, "zzz", `is not a field of type "basic"`)
