@@ -303,7 +303,6 @@ func types() []*Type {
 				use("audience"),
 				use("auth_style", defaultValue("header")),
 			),
-			grant: genericGrant("client_credentials"),
 		},
 		{
 			Name: "oauth2_password", Kind: KindOAuth2,
@@ -318,7 +317,6 @@ func types() []*Type {
 				use("username", required),
 				use("password", required),
 			),
-			grant: genericGrant("password"),
 		},
 		{
 			Name: "oauth2_authorization_code", Kind: KindOAuth2,
@@ -331,7 +329,6 @@ func types() []*Type {
 				use("scopes"),
 				use("redirect_url"),
 			),
-			grant: authorizationCodeGrant,
 		},
 		{
 			Name: "m365", Kind: KindOAuth2, Aliases: []string{"microsoft_graph"},
@@ -345,7 +342,6 @@ func types() []*Type {
 				"Token endpoint; default https://login.microsoftonline.com/<tenant>/oauth2/v2.0/token.",
 				"Authorization endpoint; default https://login.microsoftonline.com/<tenant>/oauth2/v2.0/authorize.",
 			)...)...),
-			grant: m365Grant,
 		},
 		{
 			Name: "zoom", Kind: KindOAuth2,
@@ -358,7 +354,6 @@ func types() []*Type {
 				"Token endpoint; default https://zoom.us/oauth/token.",
 				"Authorization endpoint; default https://zoom.us/oauth/authorize.",
 			)...)...),
-			grant: zoomGrant,
 		},
 		{
 			Name: "servicenow_oauth", Kind: KindOAuth2,
@@ -374,7 +369,6 @@ func types() []*Type {
 				"Authorization endpoint; default https://<instance>.service-now.com/oauth_auth.do.",
 			)...)...),
 			finish: finishServiceNow,
-			grant:  serviceNowGrant,
 		},
 		{
 			Name: "cisco_client_credentials", Kind: KindOAuth2,
@@ -385,7 +379,6 @@ func types() []*Type {
 				use("client_secret", required),
 				use("token_url", describe("Token endpoint, overriding auth_url.")),
 			),
-			grant: ciscoGrant,
 		},
 		{
 			Name: "slack", Kind: KindStatic,

@@ -83,8 +83,8 @@ func TestCatalogMatchesDesign(t *testing.T) {
 			if typ.Description == "" {
 				t.Error("no description")
 			}
-			if (typ.access != nil) != (typ.Kind == KindStatic) || (typ.grant != nil) != (typ.Kind == KindOAuth2) {
-				t.Errorf("kind %s: access set %v, grant set %v", typ.Kind, typ.access != nil, typ.grant != nil)
+			if (typ.access != nil) != (typ.Kind == KindStatic) {
+				t.Errorf("kind %s: access set %v", typ.Kind, typ.access != nil)
 			}
 		})
 	}

@@ -102,8 +102,6 @@ type Type struct {
 	finish func(*Validated) FieldErrors
 	// access shapes what `access/<name>` returns; nil for oauth2 kinds.
 	access *accessSpec
-	// grant says how an oauth2 kind obtains tokens; nil for static kinds.
-	grant func(values map[string]any) Grant
 }
 
 // All returns every credential type, sorted by Name. The types are shared with the

@@ -281,3 +281,15 @@ func str(values map[string]any, name string) string {
 	s, _ := values[name].(string)
 	return s
 }
+
+// finishServiceNow refuses half a password grant: username and password come together.
+func finishServiceNow(v *Validated) FieldErrors {
+	user, pass := str(v.Values, "username") != "", str(v.Values, "password") != ""
+	switch {
+	case user && !pass:
+		return FieldErrors{{Field: "password", Rule: "is required when username is set (they select the password grant together)"}}
+	case pass && !user:
+		return FieldErrors{{Field: "username", Rule: "is required when password is set (they select the password grant together)"}}
+	}
+	return nil
+}

@@ -137,6 +137,11 @@ func FromFields(typeName string, fields map[string]any) (Config, error) {
 		cfg.Grant = GrantAuthorizationCode
 		cfg.AuthURL = f.required("auth_url")
 		cfg.TokenURL = f.required("token_url")
+		// A public client (no secret) identifies itself in the body; HTTP Basic with
+		// an empty password is refused by some providers.
+		if cfg.ClientSecret == "" {
+			defaultStyle(&cfg, AuthStyleBody)
+		}
 	case TypeM365, TypeMicrosoftGraph:
 		tenant := f.required("tenant")
 		if tenant != "" && !tenantPattern.MatchString(tenant) {

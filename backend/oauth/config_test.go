@@ -51,11 +51,12 @@ func TestFromFields(t *testing.T) {
 			ClientSecret: testClientSecret, Username: "u", Password: testPassword}, ""},
 		{"password without password", TypePassword, base(map[string]any{"token_url": "https://idp.example/token", "username": "u"}),
 			Config{}, `"password" is required`},
-		{"authorization code", TypeAuthorizationCode, map[string]any{
+		{"authorization code, public client", TypeAuthorizationCode, map[string]any{
 			"client_id": "id", "auth_url": "https://idp.example/authorize", "token_url": "https://idp.example/token",
 			"scopes": []any{"openid", " offline_access "}, "redirect_url": "https://vault.example/v1/integrations/oauth/callback",
 		}, Config{Grant: GrantAuthorizationCode, AuthURL: "https://idp.example/authorize", TokenURL: "https://idp.example/token",
-			ClientID: "id", Scopes: []string{"openid", "offline_access"}, RedirectURL: "https://vault.example/v1/integrations/oauth/callback"}, ""},
+			ClientID: "id", Scopes: []string{"openid", "offline_access"}, RedirectURL: "https://vault.example/v1/integrations/oauth/callback",
+			AuthStyle: AuthStyleBody}, ""},
 		{"authorization code with http auth_url", TypeAuthorizationCode, map[string]any{
 			"client_id": "id", "auth_url": "http://idp.example/authorize", "token_url": "https://idp.example/token",
 		}, Config{}, "auth_url"},
