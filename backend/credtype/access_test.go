@@ -113,6 +113,8 @@ func TestAccessCertificateReturnsDecryptedPKCS8(t *testing.T) {
 	}{
 		{"RSA PKCS#1", p.rsaCert, p.rsaPKCS1, ""},
 		{"RSA legacy encrypted", p.rsaCert, p.rsaLegacyEncrypted, testKeyPassword},
+		{"RSA PKCS#8 encrypted", p.rsaCert, p.rsaPKCS8Encrypted, testKeyPassword},
+		{"EC PKCS#8 encrypted", p.ecCert, p.ecPKCS8Encrypted, testKeyPassword},
 		{"EC legacy encrypted", p.ecCert, p.ecLegacyEncrypted, testKeyPassword},
 		{"Ed25519", p.edCert, p.edPKCS8, ""},
 	} {

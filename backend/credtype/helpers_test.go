@@ -11,6 +11,7 @@ import (
 	"crypto/x509/pkix"
 	"encoding/pem"
 	"errors"
+	"github.com/youmark/pkcs8"
 	"maps"
 	"math/big"
 	"strings"
@@ -40,6 +41,8 @@ type testPKI struct {
 	rsaPKCS1, rsaPKCS8, ecSEC1, ecPKCS8, edPKCS8 string
 	// Legacy (Proc-Type: 4,ENCRYPTED) PEM encrypted with testKeyPassword.
 	rsaLegacyEncrypted, ecLegacyEncrypted string
+	// rsaPKCS8Encrypted and ecPKCS8Encrypted are PBES2 keys as `openssl pkcs8 -topk8` writes them.
+	rsaPKCS8Encrypted, ecPKCS8Encrypted string
 
 	// SSH keys.
 	sshEd25519, sshEd25519Encrypted, sshECDSA, sshRSA, sshRSALegacyEncrypted string
@@ -114,6 +117,14 @@ var pki = sync.OnceValue(func() *testPKI {
 	b, err = x509.EncryptPEMBlock(rand.Reader, "EC PRIVATE KEY", ecDER, []byte(testKeyPassword), x509.PEMCipher3DES)
 	must(err)
 	p.ecLegacyEncrypted = string(pem.EncodeToMemory(b))
+	der, err := pkcs8.MarshalPrivateKey(p.rsaKey, []byte(testKeyPassword), nil) // AES-256-CBC, PBKDF2
+	must(err)
+	p.rsaPKCS8Encrypted = pemString("ENCRYPTED PRIVATE KEY", der)
+	der, err = pkcs8.MarshalPrivateKey(p.ecKey, []byte(testKeyPassword), &pkcs8.Opts{
+		Cipher: pkcs8.AES128CBC, KDFOpts: pkcs8.ScryptOpts{CostParameter: 1 << 10, BlockSize: 8, ParallelizationParameter: 1, SaltSize: 16},
+	})
+	must(err)
+	p.ecPKCS8Encrypted = pemString("ENCRYPTED PRIVATE KEY", der)
 
 	b, err = ssh.MarshalPrivateKey(p.edKey, "upload@example")
 	must(err)

@@ -3,6 +3,7 @@ package credtype
 import (
 	"bytes"
 	"crypto"
+	"github.com/youmark/pkcs8"
 	//lint:ignore SA1019 imported only to recognise, and refuse, DSA keys
 	"crypto/dsa"
 	"crypto/ecdsa"
@@ -24,12 +25,11 @@ import (
 const maxKDFRounds = 256
 
 var (
-	errMalformedPEM   = ruleError("must be well-formed PEM")
-	errPKCS8Encrypted = ruleError("must not be a PKCS#8 ENCRYPTED PRIVATE KEY, which is not supported: supply the key unencrypted (Vault encrypts it at rest) or with legacy PEM encryption (Proc-Type: 4,ENCRYPTED)")
-	errLegacyCipher   = ruleError("must use a supported legacy PEM encryption: DEK-Info DES-EDE3-CBC, DES-CBC or AES-128/192/256-CBC with its IV")
-	errX509Key        = ruleError("must be a PEM private key that parses: PKCS#1 RSA, PKCS#8 or SEC1 EC")
-	errSSHKey         = ruleError("must be an SSH private key that parses: OpenSSH format, or PEM PKCS#1 RSA, PKCS#8 or SEC1 EC")
-	errSigningKey     = ruleError("must be an RSA, ECDSA (P-256, P-384 or P-521) or Ed25519 signing key")
+	errMalformedPEM = ruleError("must be well-formed PEM")
+	errLegacyCipher = ruleError("must use a supported legacy PEM encryption: DEK-Info DES-EDE3-CBC, DES-CBC or AES-128/192/256-CBC with its IV")
+	errX509Key      = ruleError("must be a PEM private key that parses: PKCS#1 RSA, PKCS#8 or SEC1 EC")
+	errSSHKey       = ruleError("must be an SSH private key that parses: OpenSSH format, or PEM PKCS#1 RSA, PKCS#8 or SEC1 EC")
+	errSigningKey   = ruleError("must be an RSA, ECDSA (P-256, P-384 or P-521) or Ed25519 signing key")
 )
 
 // pemBlocks decodes every PEM block in s. pem.Decode skips what it cannot decode, so a
@@ -103,8 +103,8 @@ func keyBlock(s string) (*pem.Block, error) {
 	switch {
 	case key == nil:
 		return nil, ruleError("must contain a PEM private key (-----BEGIN … PRIVATE KEY-----)")
-	case key.Type == "ENCRYPTED PRIVATE KEY":
-		return nil, errPKCS8Encrypted
+	case key.Type == pkcs8Encrypted:
+		return &pem.Block{Type: key.Type, Bytes: key.Bytes}, nil
 	case !legacyEncrypted(key):
 		return &pem.Block{Type: key.Type, Bytes: key.Bytes}, nil
 	}
@@ -116,6 +116,13 @@ func keyBlock(s string) (*pem.Block, error) {
 		"DEK-Info":  key.Headers["DEK-Info"],
 	}}, nil
 }
+
+// pkcs8Encrypted is the PEM type of an encrypted PKCS#8 key (RFC 5958), what OpenSSL
+// writes by default when asked to encrypt a key.
+const pkcs8Encrypted = "ENCRYPTED PRIVATE KEY"
+
+// encrypted reports whether a key block needs a password: PKCS#8 or legacy PEM.
+func encrypted(b *pem.Block) bool { return b.Type == pkcs8Encrypted || legacyEncrypted(b) }
 
 // legacyEncrypted reports RFC 1421 style encryption, as OpenSSL's -traditional output
 // and ssh-keygen -m PEM write it.
@@ -150,13 +157,13 @@ func checkX509PrivateKey(s string) (string, error) {
 		return "", err
 	}
 	switch b.Type {
-	case "RSA PRIVATE KEY", "PRIVATE KEY", "EC PRIVATE KEY":
+	case "RSA PRIVATE KEY", "PRIVATE KEY", "EC PRIVATE KEY", pkcs8Encrypted:
 	case "OPENSSH PRIVATE KEY":
 		return "", ruleError("must be a PEM private key (PKCS#1, PKCS#8 or SEC1): OpenSSH-format keys are for sftp_ssh_key")
 	default:
 		return "", errX509Key
 	}
-	if legacyEncrypted(b) {
+	if encrypted(b) {
 		return string(pem.EncodeToMemory(b)), nil
 	}
 	key, err := parsePrivateKeyDER(b.Type, b.Bytes)
@@ -209,7 +216,7 @@ func decryptX509Key(keyPEM, password string) (crypto.Signer, *FieldError) {
 	if err != nil {
 		return nil, fieldError("private_key", err)
 	}
-	if !legacyEncrypted(b) {
+	if !encrypted(b) {
 		if password != "" {
 			return nil, &FieldError{Field: "private_key_password", Rule: "must be empty: private_key is not encrypted"}
 		}
@@ -221,6 +228,9 @@ func decryptX509Key(keyPEM, password string) (crypto.Signer, *FieldError) {
 	}
 	if password == "" {
 		return nil, &FieldError{Field: "private_key_password", Rule: "is required: private_key is encrypted"}
+	}
+	if b.Type == pkcs8Encrypted {
+		return decryptPKCS8(b.Bytes, password)
 	}
 	// Legacy PEM encryption is deprecated because it is weak and cannot always detect
 	// a wrong password, but it is what many tools still write; a key that does not
@@ -319,6 +329,8 @@ func checkSSHPrivateKey(s string) (string, error) {
 	case "RSA PRIVATE KEY", "PRIVATE KEY", "EC PRIVATE KEY":
 	case "DSA PRIVATE KEY":
 		return "", ruleError("must not be a DSA key: current SSH servers refuse ssh-dss")
+	case pkcs8Encrypted:
+		return "", ruleError("must not be an encrypted PKCS#8 key here: convert it to OpenSSH format with a passphrase (ssh-keygen -p -f KEY)")
 	default:
 		return "", errSSHKey
 	}
@@ -417,4 +429,23 @@ func accessPrivateKey(keyPEM, password string) (string, error) {
 		return "", ferr
 	}
 	return pkcs8PEM(key)
+}
+
+// decryptPKCS8 opens an encrypted PKCS#8 key (PBES2 with PBKDF2 or scrypt, as OpenSSL
+// writes it) with github.com/youmark/pkcs8, then applies the same key rules as to an
+// unencrypted key by parsing the decrypted PKCS#8 again.
+func decryptPKCS8(der []byte, password string) (crypto.Signer, *FieldError) {
+	key, err := pkcs8.ParsePKCS8PrivateKey(der, []byte(password))
+	if err != nil {
+		return nil, &FieldError{Field: "private_key_password", Rule: "does not decrypt private_key"}
+	}
+	plain, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		return nil, fieldError("private_key", errX509Key)
+	}
+	signer, err := parsePrivateKeyDER("PRIVATE KEY", plain)
+	if err != nil {
+		return nil, fieldError("private_key", err)
+	}
+	return signer, nil
 }

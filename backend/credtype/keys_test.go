@@ -30,6 +30,8 @@ func TestCertificateAcceptsKeyFormats(t *testing.T) {
 		{"Ed25519 PKCS#8", p.edCert, p.edPKCS8, "", "Ed25519", false},
 		{"RSA legacy encrypted AES-256", p.rsaCert, p.rsaLegacyEncrypted, testKeyPassword, "RSA 2048", true},
 		{"EC legacy encrypted 3DES", p.ecCert, p.ecLegacyEncrypted, testKeyPassword, "ECDSA P-256", true},
+		{"RSA PKCS#8 encrypted PBKDF2", p.rsaCert, p.rsaPKCS8Encrypted, testKeyPassword, "RSA 2048", true},
+		{"EC PKCS#8 encrypted scrypt", p.ecCert, p.ecPKCS8Encrypted, testKeyPassword, "ECDSA P-256", true},
 		{"chain with text around it", "subject=CN=ec-client\n" + p.ecCert + "\n" + p.caCert + "\ntrailing", p.ecSEC1, "", "ECDSA P-256", false},
 		{"CRLF line endings", strings.ReplaceAll(p.rsaCert, "\n", "\r\n"), strings.ReplaceAll(p.rsaPKCS1, "\n", "\r\n"), "", "RSA 2048", false},
 	}
@@ -72,7 +74,7 @@ func TestCertificateAcceptsKeyFormats(t *testing.T) {
 func TestCertificateRefuses(t *testing.T) {
 	t.Parallel()
 	p := pki()
-	pkcs8Encrypted := pemString("ENCRYPTED PRIVATE KEY", []byte("not really, but the type is enough"))
+	pkcs8Garbage := pemString("ENCRYPTED PRIVATE KEY", []byte("not really an encrypted key"))
 	unknownCipher := strings.Replace(p.rsaLegacyEncrypted, "AES-256-CBC", "BF-CBC", 1)
 	badIV := strings.Replace(p.rsaLegacyEncrypted, "AES-256-CBC,", "AES-256-CBC,00", 1)
 	tests := []struct {
@@ -86,7 +88,10 @@ func TestCertificateRefuses(t *testing.T) {
 		{"wrong password 3DES", p.ecCert, p.ecLegacyEncrypted, "wrong", "private_key_password", "does not decrypt private_key"},
 		{"encrypted without password", p.rsaCert, p.rsaLegacyEncrypted, "", "private_key_password", "is required: private_key is encrypted"},
 		{"password for unencrypted key", p.rsaCert, p.rsaPKCS1, "pw", "private_key_password", "must be empty"},
-		{"PKCS#8 encrypted", p.rsaCert, pkcs8Encrypted, "pw", "private_key", "PKCS#8 ENCRYPTED PRIVATE KEY"},
+		{"PKCS#8 encrypted, wrong password", p.rsaCert, p.rsaPKCS8Encrypted, "wrong", "private_key_password", "does not decrypt private_key"},
+		{"PKCS#8 encrypted without password", p.ecCert, p.ecPKCS8Encrypted, "", "private_key_password", "is required: private_key is encrypted"},
+		{"PKCS#8 encrypted garbage", p.rsaCert, pkcs8Garbage, "pw", "private_key_password", "does not decrypt private_key"},
+		{"PKCS#8 encrypted, other key", p.ecCert, p.rsaPKCS8Encrypted, testKeyPassword, "private_key", "must match the public key of the certificate"},
 		{"unknown legacy cipher", p.rsaCert, unknownCipher, testKeyPassword, "private_key", "DEK-Info"},
 		{"bad legacy IV", p.rsaCert, badIV, testKeyPassword, "private_key", "DEK-Info"},
 		{"OpenSSH key", p.edCert, p.sshEd25519, "", "private_key", "sftp_ssh_key"},
@@ -180,7 +185,7 @@ func TestSSHKeyRefuses(t *testing.T) {
 		{"DSA", pemString("DSA PRIVATE KEY", []byte{1, 2, 3}), "", "private_key", "DSA"},
 		{"X25519", x25519PKCS8(t), "", "private_key", "signing key"},
 		{"ECDSA P-224", p224SEC1(t), "", "private_key", "signing key"},
-		{"PKCS#8 encrypted", pemString("ENCRYPTED PRIVATE KEY", []byte{1}), "pw", "private_key", "PKCS#8 ENCRYPTED"},
+		{"PKCS#8 encrypted", p.ecPKCS8Encrypted, testKeyPassword, "private_key", "ssh-keygen -p"},
 		{"garbage OpenSSH", pemString("OPENSSH PRIVATE KEY", []byte("openssh-key-v1\x00garbage")), "", "private_key", "must be an SSH private key"},
 		{"public key", string(ssh.MarshalAuthorizedKey(p.sshEd25519Pub)), "", "private_key", "must contain a PEM private key"},
 		{"certificate", p.ecCert, "", "private_key", "only the private key"},
