@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-secure-stdlib/parseutil"
@@ -42,10 +44,21 @@ type activity struct {
 	mu        sync.Mutex
 	summaries map[string]usageSummary
 	transient map[string]bool // last provider call failed transiently; cached token served
+	// inflight is what a flush drained and has not yet stored, so reads in the meantime
+	// still count it; flushing says whether there is any (the access path checks it
+	// without the lock). Both change under mu, with the Drain, so a reader holding mu
+	// sees an access in the recorder, in flight or in the summary: never twice, never
+	// nowhere.
+	inflight map[string]usage.Pending
+	flushing atomic.Bool
 
 	flushMu sync.Mutex // one flush at a time
-	stop    chan struct{}
-	done    chan struct{}
+	// indexedFor is the config the index's due times were computed with; the sweep
+	// rebuilds the index when config changes, or shortened windows would only be
+	// noticed at the due times filed under the old ones.
+	indexedFor atomic.Pointer[engineConfig]
+	stop       chan struct{}
+	done       chan struct{}
 }
 
 func newActivity() *activity {
@@ -96,36 +109,53 @@ func (b *integrationsBackend) policyFor(cfg *engineConfig, c *credential) lifecy
 
 // currentState is the credential's lifecycle state with unflushed accesses counted.
 func (b *integrationsBackend) currentState(c *credential) lifecycle.State {
-	if last := b.activity.recorder.LastAccessed(c.Name); !last.IsZero() {
-		return lifecycle.Touch(c.State, last)
+	a := b.activity
+	st := c.State
+	if a.flushing.Load() {
+		a.mu.Lock()
+		last := a.inflight[c.Name].LastAccessed
+		a.mu.Unlock()
+		if !last.IsZero() {
+			st = lifecycle.Touch(st, last)
+		}
 	}
-	return c.State
+	if last := a.recorder.LastAccessed(c.Name); !last.IsZero() {
+		st = lifecycle.Touch(st, last)
+	}
+	return st
 }
 
 // summary returns the credential's usage figures, stored plus unflushed.
 func (b *integrationsBackend) summary(ctx context.Context, s logical.Storage, name string) (usageSummary, error) {
 	a := b.activity
 	a.mu.Lock()
-	sum, ok := a.summaries[name]
+	_, ok := a.summaries[name]
 	a.mu.Unlock()
 	if !ok {
 		u, err := loadUsage(ctx, s, name)
 		if err != nil {
-			return sum, err
+			return usageSummary{}, err
 		}
-		sum = summarize(u)
+		// A flush files the summary it started from before it stores anything, so a
+		// summary filed meanwhile wins over what was just loaded.
 		a.mu.Lock()
 		if _, raced := a.summaries[name]; !raced {
-			a.summaries[name] = sum
+			a.summaries[name] = summarize(u)
 		}
 		a.mu.Unlock()
 	}
+	a.mu.Lock()
+	sum := a.summaries[name]
+	in := a.inflight[name]
 	p := a.recorder.Peek(name)
-	sum.count += p.Count
-	if p.LastAccessed.After(sum.lastAccessed) {
-		sum.lastAccessed = p.LastAccessed
+	a.mu.Unlock()
+	for _, more := range []usage.Pending{in, p} {
+		sum.count += more.Count
+		if more.LastAccessed.After(sum.lastAccessed) {
+			sum.lastAccessed = more.LastAccessed
+		}
+		sum.consecutiveFailures = trailingFailures(more.Events, sum.consecutiveFailures)
 	}
-	sum.consecutiveFailures = trailingFailures(p.Events, sum.consecutiveFailures)
 	return sum, nil
 }
 
@@ -235,6 +265,7 @@ func (b *integrationsBackend) forgetCredential(name string) {
 	a.index.Remove(name)
 	a.mu.Lock()
 	delete(a.summaries, name)
+	delete(a.inflight, name)
 	delete(a.transient, name)
 	a.mu.Unlock()
 	b.forgetToken(name)
@@ -286,23 +317,58 @@ func (b *integrationsBackend) flushUsage(ctx context.Context, s logical.Storage)
 	a := b.activity
 	a.flushMu.Lock()
 	defer a.flushMu.Unlock()
+	return b.flushLocked(ctx, s)
+}
+
+// flushLocked is flushUsage for a caller holding flushMu.
+func (b *integrationsBackend) flushLocked(ctx context.Context, s logical.Storage) error {
+	a := b.activity
+	a.mu.Lock()
 	pending := a.recorder.Drain()
+	if len(pending) > 0 {
+		a.inflight = maps.Clone(pending)
+		a.flushing.Store(true)
+	}
+	a.mu.Unlock()
 	if len(pending) == 0 {
 		return nil
 	}
+	defer func() {
+		a.mu.Lock()
+		a.inflight = nil
+		a.flushing.Store(false)
+		a.mu.Unlock()
+	}()
 	cfg, err := b.loadConfig(ctx, s)
 	if err != nil {
-		a.recorder.Restore(pending)
+		for name, p := range pending {
+			b.landed(name, nil, &p)
+		}
 		return err
 	}
 	var errs []error
 	for name, p := range pending {
 		if err := b.flushOne(ctx, s, cfg, name, p); err != nil {
-			a.recorder.Restore(map[string]usage.Pending{name: p})
 			errs = append(errs, err)
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// landed ends name's flight: u (when stored) becomes its summary, and back (when
+// something could not be stored) returns to the recorder for the next flush. One lock
+// covers both, so no reader sees the usage twice or not at all.
+func (b *integrationsBackend) landed(name string, u *usage.Usage, back *usage.Pending) {
+	a := b.activity
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if u != nil {
+		a.summaries[name] = summarize(u)
+	}
+	if back != nil {
+		a.recorder.Restore(map[string]usage.Pending{name: *back})
+	}
+	delete(a.inflight, name)
 }
 
 func (b *integrationsBackend) flushOne(ctx context.Context, s logical.Storage, cfg *engineConfig, name string, p usage.Pending) error {
@@ -310,40 +376,54 @@ func (b *integrationsBackend) flushOne(ctx context.Context, s logical.Storage, c
 	defer unlock()
 	c, err := b.credentials.get(ctx, s, name)
 	if err != nil {
+		b.landed(name, nil, &p)
 		return err
 	}
 	if c == nil {
-		return nil // deleted since: its usage goes with it
+		b.landed(name, nil, nil) // deleted since: its usage goes with it
+		return nil
 	}
 	u, err := loadUsage(ctx, s, name)
 	if err != nil {
+		b.landed(name, nil, &p)
 		return err
 	}
+	a := b.activity
+	a.mu.Lock()
+	if _, ok := a.summaries[name]; !ok {
+		a.summaries[name] = summarize(u) // see summary: filed before anything is stored
+	}
+	a.mu.Unlock()
 	u.Merge(p, cfg.LogSize)
 	entry, err := logical.StorageEntryJSON(usagePrefix+name, u)
-	if err != nil {
-		return err
+	if err == nil {
+		err = s.Put(ctx, entry)
 	}
-	if err := s.Put(ctx, entry); err != nil {
+	if err != nil {
+		b.landed(name, nil, &p)
 		return fmt.Errorf("storing usage of %q: %w", name, err)
 	}
-	b.activity.mu.Lock()
-	b.activity.summaries[name] = summarize(u)
-	b.activity.mu.Unlock()
 	if !p.LastAccessed.IsZero() && p.LastAccessed.Sub(c.State.ActivityAt) >= touchGranularity {
 		n := c.clone()
 		n.State = lifecycle.Touch(n.State, p.LastAccessed)
 		if err := b.credentials.put(ctx, s, n); err != nil {
+			// The counts and events are stored: only the renewal is left to retry.
+			b.landed(name, u, &usage.Pending{LastAccessed: p.LastAccessed})
 			return err
 		}
 		b.activity.index.Set(name, b.policyFor(cfg, n).NextDue(n.State))
 	}
+	b.landed(name, u, nil)
 	return nil
 }
 
 // buildIndex fills the due-time index from storage; it runs once when the backend
 // starts on the node that does background work.
 func (b *integrationsBackend) buildIndex(ctx context.Context, s logical.Storage) error {
+	cfg, err := b.loadConfig(ctx, s)
+	if err != nil {
+		return err
+	}
 	names, err := s.List(ctx, credentialPrefix)
 	if err != nil {
 		return fmt.Errorf("listing credentials: %w", err)
@@ -353,6 +433,7 @@ func (b *integrationsBackend) buildIndex(ctx context.Context, s logical.Storage)
 			return err
 		}
 	}
+	b.activity.indexedFor.Store(cfg)
 	return nil
 }
 
@@ -362,12 +443,22 @@ func (b *integrationsBackend) sweep(ctx context.Context, s logical.Storage) erro
 	if !b.WriteSafeReplicationState() {
 		return nil
 	}
-	if err := b.flushUsage(ctx, s); err != nil {
+	// No flush may run while the sweep judges credentials: one that drained an access
+	// but has not yet renewed its credential's window would let the sweep suspend a
+	// credential used moments before its deadline.
+	b.activity.flushMu.Lock()
+	defer b.activity.flushMu.Unlock()
+	if err := b.flushLocked(ctx, s); err != nil {
 		b.Logger().Warn("flushing usage before the sweep failed", "error", err)
 	}
 	cfg, err := b.loadConfig(ctx, s)
 	if err != nil {
 		return err
+	}
+	if b.activity.indexedFor.Load() != cfg {
+		if err := b.buildIndex(ctx, s); err != nil {
+			return err
+		}
 	}
 	now := b.now().UTC()
 	var errs []error

@@ -57,6 +57,11 @@ type integrationsBackend struct {
 	notifierStop  chan struct{}
 	notifierDone  chan struct{}
 
+	// notifyBackoff is how long to wait before retrying a notification; tests
+	// shorten it.
+	notifyBackoff func(attempt int) time.Duration
+	cleanOnce     sync.Once
+
 	mountMu sync.RWMutex
 	mount   string // where the engine is mounted, learnt from requests
 }
@@ -68,6 +73,7 @@ func newBackend(now func() time.Time) *integrationsBackend {
 		tokens:        newTokenCache(),
 		activity:      newActivity(),
 		notifications: make(chan notification, notifyQueueSize),
+		notifyBackoff: jitteredBackoff,
 	}
 	b.Backend = &framework.Backend{
 		Help:           strings.TrimSpace(backendHelp),
@@ -134,12 +140,13 @@ func (b *integrationsBackend) periodic(ctx context.Context, req *logical.Request
 
 // clean runs when the mount is unloaded: flush what was counted, stop the goroutines.
 func (b *integrationsBackend) clean(ctx context.Context) {
-	b.stopActivity(ctx)
-	if b.notifierStop != nil {
-		close(b.notifierStop)
-		<-b.notifierDone
-		b.notifierStop = nil
-	}
+	b.cleanOnce.Do(func() {
+		b.stopActivity(ctx)
+		if b.notifierStop != nil {
+			close(b.notifierStop)
+			<-b.notifierDone
+		}
+	})
 }
 
 // invalidate drops cached copies of a storage entry another node (or a replicated

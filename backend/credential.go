@@ -57,6 +57,11 @@ type credentialStore struct {
 
 	mu    sync.RWMutex
 	cache map[string]*credential // never mutated in place: writers swap in a new value
+	// gens counts the puts and forgets per lock shard. A read that missed the cache
+	// only caches what it decoded when no put or forget of its shard happened while
+	// it read storage; otherwise a delete or invalidation racing the read would be
+	// undone by the stale copy it read.
+	gens [256]uint64
 }
 
 func newCredentialStore() *credentialStore {
@@ -73,8 +78,10 @@ func (cs *credentialStore) lock(name string) func() {
 // get returns the credential called name, or nil when there is none. The result is
 // shared: callers must not modify it.
 func (cs *credentialStore) get(ctx context.Context, s logical.Storage, name string) (*credential, error) {
+	shard := locksutil.LockIndexForKey(name)
 	cs.mu.RLock()
 	c, ok := cs.cache[name]
+	gen := cs.gens[shard]
 	cs.mu.RUnlock()
 	if ok {
 		return c, nil
@@ -101,10 +108,11 @@ func (cs *credentialStore) get(ctx context.Context, s logical.Storage, name stri
 		}
 	}
 	cs.mu.Lock()
-	// A write may have raced this read; the cache must not go back to an older copy.
+	// A write may have raced this read; the cache must not go back to an older copy,
+	// nor bring back one that was deleted or invalidated meanwhile.
 	if cur, ok := cs.cache[name]; ok {
 		c = cur
-	} else {
+	} else if cs.gens[shard] == gen {
 		cs.cache[name] = c
 	}
 	cs.mu.Unlock()
@@ -122,6 +130,7 @@ func (cs *credentialStore) put(ctx context.Context, s logical.Storage, c *creden
 	}
 	cs.mu.Lock()
 	cs.cache[c.Name] = c
+	cs.gens[locksutil.LockIndexForKey(c.Name)]++
 	cs.mu.Unlock()
 	return nil
 }
@@ -139,12 +148,16 @@ func (cs *credentialStore) remove(ctx context.Context, s logical.Storage, name s
 func (cs *credentialStore) forget(name string) {
 	cs.mu.Lock()
 	delete(cs.cache, name)
+	cs.gens[locksutil.LockIndexForKey(name)]++
 	cs.mu.Unlock()
 }
 
 func (cs *credentialStore) forgetAll() {
 	cs.mu.Lock()
 	cs.cache = make(map[string]*credential)
+	for i := range cs.gens {
+		cs.gens[i]++
+	}
 	cs.mu.Unlock()
 }
 

@@ -10,12 +10,21 @@ import (
 )
 
 // nameRule is the rule credential names follow; it is quoted in every refusal.
-const nameRule = "must be 1-128 letters, digits, '-', '_' or '.', and not '.' or '..'"
+const nameRule = "must be 1-128 letters, digits, '-', '_' or '.', beginning and ending with a letter, digit or '_'"
 
-var nameRe = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,128}$`)
+// nameRe is nameRule. A name must begin and end with a word character because the
+// paths below a credential (credentials/<name>/suspend, /logs, /authorize, …) route
+// names with framework.GenericNameRegex, which requires that: a name like "x-" could
+// otherwise be created but never suspended or authorized.
+var nameRe = regexp.MustCompile(`^[A-Za-z0-9_](?:[A-Za-z0-9_.-]{0,126}[A-Za-z0-9_])?$`)
+
+// nameSegment is the path pattern of credentials/<name> and access/<name>: any one
+// path segment, so that a name nameRule refuses still reaches the handler, which
+// answers with a 400 naming the field and the rule instead of an "unsupported path".
+const nameSegment = `(?P<name>[^/]+)`
 
 func validName(s string) bool {
-	return nameRe.MatchString(s) && s != "." && s != ".."
+	return nameRe.MatchString(s)
 }
 
 // fieldError is a validation failure that names the field and the rule it broke. It

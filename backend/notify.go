@@ -45,7 +45,10 @@ func (b *integrationsBackend) notify(ctx context.Context, c *credential, a lifec
 		lifecycle.ActionSuspend:     "suspended",
 		lifecycle.ActionPurge:       "purged",
 	}[a.Kind]
-	n := notification{Event: event, Credential: c.Name, Type: c.Type, Message: a.Message(), Due: rfc3339(a.Due)}
+	// A warning's Due is when the warning itself became due; the person reading it wants
+	// when the suspension or purge it announces takes effect.
+	due := a.Due.Add(a.Threshold)
+	n := notification{Event: event, Credential: c.Name, Type: c.Type, Message: a.Message(), Due: rfc3339(due)}
 	b.deliver(ctx, n)
 }
 
@@ -83,7 +86,17 @@ func (b *integrationsBackend) runNotifier(stop <-chan struct{}) {
 
 // post delivers one notification with bounded retries and jittered backoff.
 func (b *integrationsBackend) post(stop <-chan struct{}, n notification) {
-	ctx := context.Background()
+	// Clean must not wait out request_timeout for a receiver that hangs: stopping
+	// cancels the request in flight.
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		select {
+		case <-stop:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
 	cfg, err := b.loadConfig(ctx, b.storage)
 	if err != nil || cfg.NotifyCredential == "" {
 		return
@@ -99,18 +112,26 @@ func (b *integrationsBackend) post(stop <-chan struct{}, n notification) {
 		return
 	}
 	body, _ := json.Marshal(n)
-	client := &http.Client{Timeout: cfg.RequestTimeout, Transport: b.transport}
+	client := &http.Client{
+		Timeout:   cfg.RequestTimeout,
+		Transport: b.transport,
+		// A redirect would resend the body (and a bearer token) wherever it points.
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
 	for attempt := 1; attempt <= notifyAttempts; attempt++ {
-		status, err := postOnce(client, url, header, value, body)
+		status, err := postOnce(ctx, client, url, header, value, body)
 		if err == nil && status < 300 {
 			return
+		}
+		if ctx.Err() != nil {
+			return // stopping
 		}
 		permanent := err == nil && status >= 400 && status < 500 && status != http.StatusTooManyRequests
 		b.Logger().Warn("notification not delivered", "notify_credential", cfg.NotifyCredential, "attempt", attempt, "status", status, "error", err)
 		if permanent || attempt == notifyAttempts {
 			return
 		}
-		wait := time.Duration(rand.Int64N(int64(time.Second << attempt)))
+		wait := b.notifyBackoff(attempt)
 		select {
 		case <-stop:
 			return
@@ -134,8 +155,8 @@ func notifyTarget(c *credential) (url, header, value string) {
 	return "", "", ""
 }
 
-func postOnce(client *http.Client, url, header, value string, body []byte) (int, error) {
-	req, err := http.NewRequest(http.MethodPost, url, bytes.NewReader(body))
+func postOnce(ctx context.Context, client *http.Client, url, header, value string, body []byte) (int, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
 	if err != nil {
 		return 0, fmt.Errorf("building request: %w", err)
 	}
@@ -155,4 +176,10 @@ func postOnce(client *http.Client, url, header, value string, body []byte) (int,
 	defer resp.Body.Close()
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, notifyBodyLimit))
 	return resp.StatusCode, nil
+}
+
+// jitteredBackoff waits a random time up to 2^attempt seconds (full jitter), so many
+// engines retrying one receiver do not retry in step.
+func jitteredBackoff(attempt int) time.Duration {
+	return time.Duration(rand.Int64N(int64(time.Second << attempt)))
 }

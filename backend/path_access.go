@@ -15,7 +15,7 @@ import (
 
 func pathAccess(b *integrationsBackend) *framework.Path {
 	return &framework.Path{
-		Pattern: "access/" + framework.GenericNameRegex("name") + "$",
+		Pattern: "access/" + nameSegment + "$",
 		DisplayAttrs: &framework.DisplayAttributes{
 			OperationPrefix: operationPrefix,
 			OperationSuffix: "credential-material",
@@ -50,6 +50,9 @@ Refused while the credential is suspended, expired or needs re-authorization.`,
 
 func (b *integrationsBackend) pathAccessRead(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
 	name := d.Get("name").(string)
+	if !validName(name) {
+		return nil, nil // no such credential can exist
+	}
 	c, err := b.credentials.get(ctx, req.Storage, name)
 	if err != nil || c == nil {
 		return nil, err

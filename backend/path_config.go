@@ -118,7 +118,7 @@ func pathConfig(b *integrationsBackend) *framework.Path {
 			},
 			"notify_credential": {
 				Type:        framework.TypeString,
-				Description: "Name of a webhook, slack or bearer credential that receives lifecycle notifications as JSON.",
+				Description: "Name of a webhook credential, or a bearer credential with a url, that receives lifecycle notifications as a JSON POST.",
 			},
 		},
 		Operations: map[logical.Operation]framework.OperationHandler{
@@ -216,6 +216,9 @@ func (b *integrationsBackend) pathConfigWrite(ctx context.Context, req *logical.
 	}
 	if err := next.validate(); err != nil {
 		return logical.ErrorResponse(err.Error()), nil
+	}
+	if err := b.checkNotifyCredential(ctx, req.Storage, next.NotifyCredential); err != nil {
+		return validationResponse(err)
 	}
 	if err := b.storeConfig(ctx, req.Storage, &next); err != nil {
 		return nil, err
@@ -345,6 +348,25 @@ func validateBaseURL(raw string) error {
 	u, err := url.Parse(raw)
 	if err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http") || u.User != nil || u.RawQuery != "" || u.Fragment != "" {
 		return errors.New("must be an absolute http(s) URL with a host and no credentials, query or fragment")
+	}
+	return nil
+}
+
+// checkNotifyCredential refuses a notify_credential that does not exist or cannot
+// receive a POST: it must be a webhook, or a bearer credential with a url.
+func (b *integrationsBackend) checkNotifyCredential(ctx context.Context, s logical.Storage, name string) error {
+	if name == "" {
+		return nil
+	}
+	c, err := b.credentials.get(ctx, s, name)
+	if err != nil {
+		return err
+	}
+	if c == nil {
+		return fieldErr("notify_credential", fmt.Sprintf("names no credential (create %q first)", name))
+	}
+	if url, _, _ := notifyTarget(c); url == "" {
+		return fieldErr("notify_credential", "must name a webhook credential, or a bearer credential with a url")
 	}
 	return nil
 }

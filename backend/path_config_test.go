@@ -115,3 +115,18 @@ func TestConfigInvalidateRereadsStorage(t *testing.T) {
 		t.Fatalf("after invalidate log_size = %v, want 42", got)
 	}
 }
+
+func TestConfigNotifyCredentialMustBeDeliverable(t *testing.T) {
+	t.Parallel()
+	b, s, _ := newTestBackend(t)
+	wantFieldError(t, call(t, b, s, logical.UpdateOperation, "config", map[string]any{"notify_credential": "nope"}), "notify_credential")
+	mustOK(t, b, s, logical.CreateOperation, "credentials/pw", map[string]any{"type": "basic", "username": "u", "password": "p"})
+	wantFieldError(t, call(t, b, s, logical.UpdateOperation, "config", map[string]any{"notify_credential": "pw"}), "notify_credential")
+	mustOK(t, b, s, logical.CreateOperation, "credentials/tokenonly", map[string]any{"type": "bearer", "token": "t"})
+	wantFieldError(t, call(t, b, s, logical.UpdateOperation, "config", map[string]any{"notify_credential": "tokenonly"}), "notify_credential")
+	mustOK(t, b, s, logical.CreateOperation, "credentials/hook", map[string]any{"type": "webhook", "url": "https://hooks.example.com/x"})
+	mustOK(t, b, s, logical.UpdateOperation, "config", map[string]any{"notify_credential": "hook"})
+	if got := mustOK(t, b, s, logical.ReadOperation, "config", nil).Data["notify_credential"]; got != "hook" {
+		t.Fatalf("notify_credential = %v", got)
+	}
+}

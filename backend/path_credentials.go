@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unicode"
 
 	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/logical"
@@ -22,7 +23,8 @@ const (
 	maxListLimit     = 10000
 	maxTags          = 64
 	maxTagLen        = 128
-	maxDescription   = 1024
+	// maxDescription is what the catalog's rule for description says (types/<type>).
+	maxDescription = 4096
 )
 
 // credentialFields is the path schema for credentials/<name>: name and type, then every
@@ -89,7 +91,7 @@ func pathCredentials(b *integrationsBackend) []*framework.Path {
 			HelpDescription: "Lists credential names in order with key_info for each. Filter by type, tag, status or a name substring; page with after and limit.",
 		},
 		{
-			Pattern: "credentials/" + framework.GenericNameRegex("name") + "$",
+			Pattern: "credentials/" + nameSegment + "$",
 			DisplayAttrs: &framework.DisplayAttributes{
 				OperationPrefix: operationPrefix,
 				OperationSuffix: "credential",
@@ -178,7 +180,7 @@ func (b *integrationsBackend) writeCredential(ctx context.Context, req *logical.
 		return validationResponse(err)
 	}
 	if err := b.saveCredential(ctx, req.Storage, c, existing); err != nil {
-		return nil, err
+		return validationResponse(err) // a device account whose hostname+ip+username is taken is a 400
 	}
 	event := "updated"
 	if existing == nil {
@@ -324,6 +326,9 @@ func (b *integrationsBackend) applyLifecycleFields(ctx context.Context, s logica
 		if len(d) > maxDescription {
 			return fieldErr("description", fmt.Sprintf("must be at most %d bytes", maxDescription))
 		}
+		if strings.ContainsFunc(d, func(r rune) bool { return unicode.IsControl(r) && r != '\n' && r != '\r' && r != '\t' }) {
+			return fieldErr("description", "must not contain control characters other than tabs and line breaks")
+		}
 		c.Description = d
 	}
 	for _, lf := range []struct {
@@ -342,8 +347,8 @@ func (b *integrationsBackend) applyLifecycleFields(ctx context.Context, s logica
 			return fieldErr(lf.name, fmt.Sprintf("at most %d entries", maxTags))
 		}
 		for _, e := range list {
-			if len(e) > maxTagLen || strings.ContainsAny(e, ",\n\r\t") {
-				return fieldErr(lf.name, fmt.Sprintf("entries must be at most %d bytes, without commas or line breaks", maxTagLen))
+			if len(e) > maxTagLen || strings.ContainsRune(e, ',') || strings.ContainsFunc(e, unicode.IsControl) {
+				return fieldErr(lf.name, fmt.Sprintf("entries must be at most %d bytes, without commas, line breaks or other control characters", maxTagLen))
 			}
 		}
 		slices.Sort(list)
@@ -369,8 +374,12 @@ func (b *integrationsBackend) applyLifecycleFields(ctx context.Context, s logica
 	}
 	if v, ok := get("expires_at"); ok {
 		var at time.Time
-		if str, _ := v.(string); str != "" {
-			parsed, err := time.Parse(time.RFC3339, str)
+		text, isString := v.(string)
+		if v != nil && !isString {
+			return fieldErr("expires_at", "must be an RFC 3339 time such as 2027-01-31T00:00:00Z")
+		}
+		if text != "" {
+			parsed, err := time.Parse(time.RFC3339, text)
 			if err != nil {
 				return fieldErr("expires_at", "must be an RFC 3339 time such as 2027-01-31T00:00:00Z")
 			}
@@ -433,6 +442,9 @@ func str(v any) string { s, _ := v.(string); return s }
 
 func (b *integrationsBackend) pathCredentialRead(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
 	name := d.Get("name").(string)
+	if !validName(name) {
+		return nil, nil // no such credential can exist; do not touch storage with the key
+	}
 	c, err := b.credentials.get(ctx, req.Storage, name)
 	if err != nil || c == nil {
 		return nil, err
@@ -513,6 +525,9 @@ func rfc3339(t time.Time) string {
 
 func (b *integrationsBackend) pathCredentialDelete(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
 	name := d.Get("name").(string)
+	if !validName(name) {
+		return nil, nil
+	}
 	unlock := b.credentials.lock(name)
 	defer unlock()
 	c, err := b.credentials.get(ctx, req.Storage, name)

@@ -5,7 +5,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
-	"net/netip"
 	"regexp"
 	"strings"
 
@@ -84,10 +83,15 @@ func deviceTriple(raw map[string]any) (hostname, ip, username string, err error)
 			return "", "", "", fieldErr(f.name, "is required to find a device account (hostname, ip and username)")
 		}
 	}
-	if addr, perr := netip.ParseAddr(ip); perr == nil {
-		ip = addr.String() // canonical form, so 10.0.0.01-style variants match
+	// Normalize exactly as the validator does for the stored account (lower-case host
+	// without a trailing dot, canonical unmapped IP), so that every spelling it accepts
+	// finds the account, and a malformed value is refused by name.
+	t, _ := credtype.Lookup(deviceAccountType)
+	v, verr := t.Validate(map[string]any{"hostname": hostname, "ip": ip, "username": username})
+	if verr != nil {
+		return "", "", "", verr
 	}
-	return hostname, ip, username, nil
+	return str(v.Values["hostname"]), str(v.Values["ip"]), str(v.Values["username"]), nil
 }
 
 func (b *integrationsBackend) pathDeviceAccountUpsert(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {

@@ -204,7 +204,7 @@ func (b *integrationsBackend) pathAlertsRead(ctx context.Context, req *logical.R
 	}
 	slices.SortStableFunc(alerts, func(a, b lifecycle.Alert) int {
 		if a.Severity != b.Severity {
-			return strings.Compare(b.Severity, a.Severity) // red before yellow
+			return strings.Compare(a.Severity, b.Severity) // "red" before "yellow"
 		}
 		return a.Due.Compare(b.Due)
 	})

@@ -31,15 +31,20 @@ type tokenCache struct {
 	brokerMu  sync.Mutex
 	broker    *oauth.Broker
 	brokerFor [2]time.Duration // request timeout, default lifetime
+	// settings holds, per credential, the UpdatedAt of the settings the Broker's
+	// state for it (backoff, last token) was built under.
+	settings map[string]time.Time
 }
 
 func newTokenCache() *tokenCache {
-	return &tokenCache{tokens: make(map[string]*oauth.Token)}
+	return &tokenCache{tokens: make(map[string]*oauth.Token), settings: make(map[string]time.Time)}
 }
 
-// brokerFor returns a Broker configured by cfg. Its HTTP client honours
-// request_timeout and caps responses at 1 MiB.
-func (b *integrationsBackend) brokerFor(cfg *engineConfig) *oauth.Broker {
+// brokerFor returns a Broker configured by cfg, for credential c. Its HTTP client
+// honours request_timeout and caps responses at 1 MiB. What the Broker remembers
+// of c from before c's settings last changed (a backoff after a refusal, the last
+// token) is dropped: new settings deserve a new attempt.
+func (b *integrationsBackend) brokerFor(cfg *engineConfig, c *credential) *oauth.Broker {
 	tc := b.tokens
 	tc.brokerMu.Lock()
 	defer tc.brokerMu.Unlock()
@@ -53,6 +58,13 @@ func (b *integrationsBackend) brokerFor(cfg *engineConfig) *oauth.Broker {
 			Transport:        b.transport,
 		})
 		tc.broker, tc.brokerFor = oauth.NewBroker(client, b.now), want
+		clear(tc.settings)
+	}
+	if at, seen := tc.settings[c.Name]; !seen || c.UpdatedAt.After(at) {
+		if seen {
+			tc.broker.Forget(c.Name)
+		}
+		tc.settings[c.Name] = c.UpdatedAt
 	}
 	return tc.broker
 }
@@ -111,6 +123,7 @@ func (b *integrationsBackend) forgetToken(name string) {
 	if tc.broker != nil {
 		tc.broker.Forget(name)
 	}
+	delete(tc.settings, name)
 	tc.brokerMu.Unlock()
 }
 
@@ -128,16 +141,24 @@ func (b *integrationsBackend) tokenAccess(ctx context.Context, s logical.Storage
 	if err != nil {
 		return nil, nil, err
 	}
+	// A token minted before the credential's settings last changed (new secret,
+	// scopes, endpoint) is not served; its refresh token, if any, is still used.
+	current := cached == nil || !cached.IssuedAt.Before(c.UpdatedAt)
 	var res oauth.Result
-	if cached.ValidFor(b.now(), minValid) {
+	if current && cached.ValidFor(b.now(), minValid) {
 		res.Token = cached // the hot path: no lock, no allocation beyond the response
 	} else {
+		if !current {
+			old := *cached
+			old.AccessToken = ""
+			cached = &old
+		}
 		oc, err := oauth.FromFields(c.Type, c.Values)
 		if err != nil {
 			return nil, nil, fmt.Errorf("building the OAuth configuration of %q: %w", c.Name, err)
 		}
 		oc.RedirectURL = b.redirectURL(cfg, c)
-		res, err = b.brokerFor(cfg).Token(ctx, c.Name, oc, cached, minValid, func(ctx context.Context, tok *oauth.Token) error {
+		res, err = b.brokerFor(cfg, c).Token(ctx, c.Name, oc, cached, minValid, func(ctx context.Context, tok *oauth.Token) error {
 			return b.storeToken(ctx, s, c.Name, tok)
 		})
 		if err != nil {

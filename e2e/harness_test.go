@@ -69,6 +69,10 @@ type serverOptions struct {
 	persistent bool
 	// unregistered leaves plugin registration to the test (Terraform does it).
 	unregistered bool
+	// raftNode runs a persistent server on integrated storage with this node ID.
+	raftNode string
+	// joinTo makes a raft node join that leader's cluster instead of initialising.
+	joinTo *vaultServer
 }
 
 // vaultServer is one real Vault server process listening on loopback.
@@ -120,19 +124,39 @@ func startVault(opts serverOptions) (*vaultServer, error) {
 		dir:     dir,
 		logPath: filepath.Join(dir, "vault.log"),
 	}
+	if opts.raftNode != "" {
+		opts.persistent = true
+		v.opts = opts
+	}
 	if !opts.persistent {
 		v.token = "root-" + filepath.Base(dir)
 	} else {
+		storage := fmt.Sprintf("storage \"file\" { path = %q }", filepath.Join(dir, "data"))
+		cluster, clusterListen := "", ""
+		if opts.raftNode != "" {
+			clusterPort, err := freePort()
+			if err != nil {
+				return nil, err
+			}
+			storage = fmt.Sprintf("storage \"raft\" {\n  path    = %q\n  node_id = %q\n}", filepath.Join(dir, "raft"), opts.raftNode)
+			cluster = fmt.Sprintf("cluster_addr = \"https://127.0.0.1:%d\"", clusterPort)
+			clusterListen = fmt.Sprintf("cluster_address = \"127.0.0.1:%d\"", clusterPort)
+			if err := os.MkdirAll(filepath.Join(dir, "raft"), 0o700); err != nil {
+				return nil, err
+			}
+		}
 		cfg := fmt.Sprintf(`
-storage "file" { path = %q }
+%s
 listener "tcp" {
   address     = "127.0.0.1:%d"
   tls_disable = true
+  %s
 }
 plugin_directory = %q
 api_addr         = %q
+%s
 disable_mlock    = true
-`, filepath.Join(dir, "data"), port, pluginDir(), v.addr)
+`, storage, port, clusterListen, pluginDir(), v.addr, cluster)
 		if err := os.WriteFile(filepath.Join(dir, "config.hcl"), []byte(cfg), 0o600); err != nil {
 			return nil, err
 		}
@@ -205,6 +229,13 @@ func (v *vaultServer) launch() error {
 }
 
 func (v *vaultServer) initAndUnseal() error {
+	if leader := v.opts.joinTo; leader != nil && v.unsealKey == "" {
+		if _, err := v.client.Sys().RaftJoin(&api.RaftJoinRequest{LeaderAPIAddr: leader.addr}); err != nil {
+			return fmt.Errorf("joining the raft cluster of %s: %w", leader.addr, err)
+		}
+		v.unsealKey, v.token = leader.unsealKey, leader.token
+		v.client.SetToken(v.token)
+	}
 	status, err := v.client.Sys().InitStatus()
 	if err != nil {
 		return err
@@ -220,11 +251,12 @@ func (v *vaultServer) initAndUnseal() error {
 	if _, err := v.client.Sys().Unseal(v.unsealKey); err != nil {
 		return fmt.Errorf("unseal: %w", err)
 	}
-	// The active node needs a moment after unseal to mount everything; wait for it.
+	// The active node needs a moment after unseal to mount everything, and a joining
+	// node to catch up as a standby; wait for it.
 	deadline := time.Now().Add(60 * time.Second)
 	for {
 		h, err := v.client.Sys().Health()
-		if err == nil && h.Initialized && !h.Sealed && !h.Standby {
+		if err == nil && h.Initialized && !h.Sealed && (h.Standby == (v.opts.joinTo != nil)) {
 			return nil
 		}
 		if time.Now().After(deadline) {

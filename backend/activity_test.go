@@ -1,0 +1,675 @@
+package backend
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/vault/sdk/helper/consts"
+	"github.com/hashicorp/vault/sdk/logical"
+
+	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/backend/lifecycle"
+	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/backend/usage"
+)
+
+// lcCountingStorage wraps a storage and counts every operation, so tests can prove what
+// a path or a sweep does (and does not do) to storage. failPuts makes every Put fail.
+type lcCountingStorage struct {
+	logical.Storage
+	gets, puts, deletes, lists atomic.Int64
+	failPuts                   atomic.Bool
+	failPutsUnder              atomic.Value // string: Puts of keys with this prefix fail
+}
+
+func newLCCountingStorage() *lcCountingStorage {
+	return &lcCountingStorage{Storage: &logical.InmemStorage{}}
+}
+
+func (c *lcCountingStorage) Get(ctx context.Context, key string) (*logical.StorageEntry, error) {
+	c.gets.Add(1)
+	return c.Storage.Get(ctx, key)
+}
+
+func (c *lcCountingStorage) Put(ctx context.Context, e *logical.StorageEntry) error {
+	c.puts.Add(1)
+	if prefix, _ := c.failPutsUnder.Load().(string); c.failPuts.Load() || (prefix != "" && strings.HasPrefix(e.Key, prefix)) {
+		return errors.New("storage unavailable")
+	}
+	return c.Storage.Put(ctx, e)
+}
+
+func (c *lcCountingStorage) Delete(ctx context.Context, key string) error {
+	c.deletes.Add(1)
+	return c.Storage.Delete(ctx, key)
+}
+
+func (c *lcCountingStorage) List(ctx context.Context, prefix string) ([]string, error) {
+	c.lists.Add(1)
+	return c.Storage.List(ctx, prefix)
+}
+
+func (c *lcCountingStorage) reset() {
+	c.gets.Store(0)
+	c.puts.Store(0)
+	c.deletes.Store(0)
+	c.lists.Store(0)
+}
+
+func (c *lcCountingStorage) reads() int64  { return c.gets.Load() + c.lists.Load() }
+func (c *lcCountingStorage) writes() int64 { return c.puts.Load() + c.deletes.Load() }
+
+// lcLogBuffer is a log sink safe for the notifier goroutine and the test to share.
+type lcLogBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (s *lcLogBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.buf.Write(p)
+}
+
+func (s *lcLogBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.buf.String()
+}
+
+// lcOptions adjusts the backend newLCBackend builds.
+type lcOptions struct {
+	storage logical.Storage     // default: fresh InmemStorage
+	clock   *testClock          // default: newTestClock()
+	events  logical.EventSender // default: none (the server has no event support)
+	logs    *lcLogBuffer        // default: null logger
+	system  logical.SystemView  // default: a writable primary
+	// initialize runs the InitializeFunc: the background flush loop, the notifier and
+	// the index build. Off, nothing runs behind the test's back.
+	initialize bool
+}
+
+// newLCBackend is newTestBackend with the knobs the lifecycle tests need.
+func newLCBackend(t testing.TB, o lcOptions) (*integrationsBackend, logical.Storage, *testClock) {
+	t.Helper()
+	if o.storage == nil {
+		o.storage = &logical.InmemStorage{}
+	}
+	if o.clock == nil {
+		o.clock = newTestClock()
+	}
+	if o.system == nil {
+		o.system = &logical.StaticSystemView{DefaultLeaseTTLVal: time.Hour, MaxLeaseTTLVal: 24 * time.Hour}
+	}
+	logger := hclog.NewNullLogger()
+	if o.logs != nil {
+		logger = hclog.New(&hclog.LoggerOptions{Output: o.logs, Level: hclog.Debug})
+	}
+	b := newBackend(o.clock.Now)
+	conf := &logical.BackendConfig{Logger: logger, System: o.system, StorageView: o.storage, EventsSender: o.events}
+	if err := b.Setup(context.Background(), conf); err != nil {
+		t.Fatal(err)
+	}
+	b.storage = o.storage
+	if o.initialize {
+		if err := b.Initialize(context.Background(), &logical.InitializationRequest{Storage: o.storage}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Cleanup(func() { b.Cleanup(context.Background()) })
+	return b, o.storage, o.clock
+}
+
+// do sends a request as a named caller and returns the response and error as they are,
+// for the refusals (403, 404) that call treats as failures.
+func lcDo(b logical.Backend, s logical.Storage, op logical.Operation, path, displayName string, data map[string]any) (*logical.Response, error) {
+	return b.HandleRequest(context.Background(), &logical.Request{
+		Operation: op, Path: path, Data: data, Storage: s, DisplayName: displayName,
+	})
+}
+
+// createBasic creates a basic credential with optional extra fields.
+func lcCreateBasic(t testing.TB, b logical.Backend, s logical.Storage, name string, extra map[string]any) {
+	t.Helper()
+	data := map[string]any{"type": "basic", "username": "u", "password": "p"}
+	for k, v := range extra {
+		data[k] = v
+	}
+	mustOK(t, b, s, logical.CreateOperation, "credentials/"+name, data)
+}
+
+// access reads access/<name> and fails the test unless it is handed out.
+func lcAccess(t testing.TB, b logical.Backend, s logical.Storage, name string) *logical.Response {
+	t.Helper()
+	resp, err := lcDo(b, s, logical.ReadOperation, "access/"+name, "", nil)
+	if err != nil || resp == nil || resp.IsError() {
+		t.Fatalf("access/%s: resp %v, err %v", name, resp, err)
+	}
+	return resp
+}
+
+// readCredential returns the management view of a credential (nil when it is gone).
+func lcRead(t testing.TB, b logical.Backend, s logical.Storage, name string) map[string]any {
+	t.Helper()
+	resp := call(t, b, s, logical.ReadOperation, "credentials/"+name, nil)
+	if resp == nil {
+		return nil
+	}
+	if resp.IsError() {
+		t.Fatalf("read credentials/%s: %v", name, resp.Error())
+	}
+	return resp.Data
+}
+
+// logEvents reads credentials/<name>/logs with the given filters.
+func lcLogs(t testing.TB, b logical.Backend, s logical.Storage, name string, query map[string]any) []map[string]any {
+	t.Helper()
+	resp := mustOK(t, b, s, logical.ReadOperation, "credentials/"+name+"/logs", query)
+	if resp == nil {
+		t.Fatalf("logs of %s: no response", name)
+	}
+	return resp.Data["events"].([]map[string]any)
+}
+
+func lcStoredUsage(t testing.TB, s logical.Storage, name string) *usage.Usage {
+	t.Helper()
+	u, err := loadUsage(context.Background(), s, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return u
+}
+
+func lcFlush(t testing.TB, b *integrationsBackend, s logical.Storage) {
+	t.Helper()
+	if err := b.flushUsage(context.Background(), s); err != nil {
+		t.Fatalf("flush: %v", err)
+	}
+}
+
+func TestAccessRecordsUsageInMemory(t *testing.T) {
+	t.Parallel()
+	b, s, clock := newLCBackend(t, lcOptions{})
+	lcCreateBasic(t, b, s, "svc", nil)
+	if got := lcRead(t, b, s, "svc"); got["access_count"] != int64(0) || got["last_accessed"] != "" || got["health"] != lifecycle.HealthAwaitingUsage {
+		t.Fatalf("new credential: count %v last %v health %v", got["access_count"], got["last_accessed"], got["health"])
+	}
+
+	clock.Advance(time.Hour)
+	first := clock.Now()
+	cases := []struct {
+		display, param, want string
+	}{
+		{"token-ci", "jira-sync", "jira-sync"}, // the parameter wins
+		{"token-ci", "", "token-ci"},           // else the caller's display name
+		{"", "servicenow", "servicenow"},
+	}
+	for _, c := range cases {
+		clock.Advance(time.Minute)
+		data := map[string]any{}
+		if c.param != "" {
+			data["integration"] = c.param
+		}
+		resp, err := lcDo(b, s, logical.ReadOperation, "access/svc", c.display, data)
+		if err != nil || resp.IsError() {
+			t.Fatalf("access: %v %v", resp, err)
+		}
+		if resp.Data["username"] != "u" || resp.Data["password"] != "p" {
+			t.Fatalf("access returned %v", resp.Data)
+		}
+	}
+	last := clock.Now()
+
+	// Before any flush the management view already counts the reads.
+	got := lcRead(t, b, s, "svc")
+	if got["access_count"] != int64(len(cases)) {
+		t.Fatalf("access_count = %v, want %d", got["access_count"], len(cases))
+	}
+	if got["last_accessed"] != last.Format(time.RFC3339) {
+		t.Fatalf("last_accessed = %v, want %v", got["last_accessed"], last.Format(time.RFC3339))
+	}
+	if got["health"] != lifecycle.HealthGreen {
+		t.Fatalf("health after use = %v", got["health"])
+	}
+	if got["suspend_at"] != last.Add(180*day).Format(time.RFC3339) || got["purge_at"] != last.Add(365*day).Format(time.RFC3339) {
+		t.Fatalf("window not renewed by unflushed access: suspend_at %v purge_at %v", got["suspend_at"], got["purge_at"])
+	}
+	if _, err := s.Get(context.Background(), usagePrefix+"svc"); err != nil {
+		t.Fatal(err)
+	}
+
+	events := lcLogs(t, b, s, "svc", map[string]any{"event": usage.EventAccess})
+	if len(events) != len(cases) {
+		t.Fatalf("want %d access events, got %v", len(cases), events)
+	}
+	for i, c := range cases {
+		ev := events[len(cases)-1-i] // newest first
+		if ev["integration"] != c.want || ev["status"] != usage.StatusSuccess {
+			t.Errorf("event %d: %v, want integration %q", i, ev, c.want)
+		}
+		wantTime := first.Add(time.Duration(i+1) * time.Minute).Format(time.RFC3339Nano)
+		if ev["time"] != wantTime {
+			t.Errorf("event %d time %v, want %v", i, ev["time"], wantTime)
+		}
+	}
+
+	// The flush writes usage/<name>, apart from the credential.
+	lcFlush(t, b, s)
+	u := lcStoredUsage(t, s, "svc")
+	if u.Count != int64(len(cases)) || !u.LastAccessed.Equal(last) {
+		t.Fatalf("stored usage: count %d last %v", u.Count, u.LastAccessed)
+	}
+	entry, err := s.Get(context.Background(), credentialPrefix+"svc")
+	if err != nil || entry == nil {
+		t.Fatalf("credential entry: %v %v", entry, err)
+	}
+	if strings.Contains(string(entry.Value), "jira-sync") {
+		t.Fatal("usage events were written into the credential entry")
+	}
+	if got := lcRead(t, b, s, "svc"); got["access_count"] != int64(len(cases)) {
+		t.Fatalf("after flush access_count = %v (counted twice or lost)", got["access_count"])
+	}
+}
+
+func TestAccessPathWritesNothing(t *testing.T) {
+	t.Parallel()
+	cs := newLCCountingStorage()
+	b, s, clock := newLCBackend(t, lcOptions{storage: cs})
+	lcCreateBasic(t, b, s, "hot", nil)
+	lcCreateBasic(t, b, s, "other", nil)
+	lcFlush(t, b, s)
+	lcAccess(t, b, s, "hot") // warm: config and credential decoded once
+	lcAccess(t, b, s, "other")
+
+	const n = 500
+	cs.reset()
+	for i := 0; i < n; i++ {
+		clock.Advance(time.Second)
+		name := "hot"
+		if i%5 == 0 {
+			name = "other"
+		}
+		lcAccess(t, b, s, name)
+	}
+	if cs.writes() != 0 {
+		t.Fatalf("%d access reads wrote storage: %d puts, %d deletes", n, cs.puts.Load(), cs.deletes.Load())
+	}
+	if cs.reads() != 0 {
+		t.Fatalf("%d warm access reads read storage %d times", n, cs.reads())
+	}
+
+	lcFlush(t, b, s)
+	if cs.puts.Load() == 0 {
+		t.Fatal("the flush wrote nothing")
+	}
+	// Two usage entries, and each credential's window renewed once: batched, not per read.
+	if p := cs.puts.Load(); p > 4 {
+		t.Fatalf("the flush of two credentials made %d puts", p)
+	}
+	if got := lcStoredUsage(t, s, "hot").Count + lcStoredUsage(t, s, "other").Count; got != n+2 {
+		t.Fatalf("stored counts add up to %d, want %d", got, n+2)
+	}
+	c, _ := b.credentials.get(context.Background(), s, "hot")
+	if !c.State.ActivityAt.Equal(clock.Now().Add(-time.Second)) && !c.State.ActivityAt.Equal(clock.Now()) {
+		t.Fatalf("flush did not renew the window: activity_at %v, now %v", c.State.ActivityAt, clock.Now())
+	}
+}
+
+func TestFlushFailureLosesNothing(t *testing.T) {
+	t.Parallel()
+	cs := newLCCountingStorage()
+	b, s, clock := newLCBackend(t, lcOptions{storage: cs})
+	lcCreateBasic(t, b, s, "svc", nil)
+	lcFlush(t, b, s)
+	for i := 0; i < 3; i++ {
+		clock.Advance(time.Minute)
+		lcAccess(t, b, s, "svc")
+	}
+	cs.failPuts.Store(true)
+	if err := b.flushUsage(context.Background(), s); err == nil {
+		t.Fatal("flush over failing storage reported no error")
+	}
+	clock.Advance(time.Minute)
+	lcAccess(t, b, s, "svc")
+	if got := lcRead(t, b, s, "svc")["access_count"]; got != int64(4) {
+		t.Fatalf("after a failed flush access_count = %v, want 4", got)
+	}
+	cs.failPuts.Store(false)
+	lcFlush(t, b, s)
+	u := lcStoredUsage(t, s, "svc")
+	if u.Count != 4 || !u.LastAccessed.Equal(clock.Now()) {
+		t.Fatalf("after retry stored count %d last %v", u.Count, u.LastAccessed)
+	}
+	if n := len(u.Filter(usage.Filter{Event: usage.EventAccess})); n != 4 {
+		t.Fatalf("stored %d access events, want 4", n)
+	}
+}
+
+// TestFlushRetriesOnlyWhatWasNotStored: when the usage is stored but renewing the
+// credential's window fails, the retry renews the window without counting twice.
+func TestFlushRetriesOnlyWhatWasNotStored(t *testing.T) {
+	t.Parallel()
+	cs := newLCCountingStorage()
+	b, s, clock := newLCBackend(t, lcOptions{storage: cs})
+	lcCreateBasic(t, b, s, "svc", nil)
+	lcFlush(t, b, s)
+	for i := 0; i < 3; i++ {
+		clock.Advance(time.Hour)
+		lcAccess(t, b, s, "svc")
+	}
+	cs.failPutsUnder.Store(credentialPrefix)
+	if err := b.flushUsage(context.Background(), s); err == nil {
+		t.Fatal("flush reported no error")
+	}
+	if got := lcRead(t, b, s, "svc")["access_count"]; got != int64(3) {
+		t.Fatalf("between flushes access_count = %v, want 3", got)
+	}
+	cs.failPutsUnder.Store("")
+	lcFlush(t, b, s)
+	if u := lcStoredUsage(t, s, "svc"); u.Count != 3 || len(u.Filter(usage.Filter{Event: usage.EventAccess})) != 3 {
+		t.Fatalf("after the retry stored count %d, events %v: counted twice", u.Count, u.Events)
+	}
+	stored, err := s.Get(context.Background(), credentialPrefix+"svc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var c credential
+	if err := stored.DecodeJSON(&c); err != nil {
+		t.Fatal(err)
+	}
+	if !c.State.ActivityAt.Equal(clock.Now()) {
+		t.Fatalf("stored window starts %v, want the last access %v", c.State.ActivityAt, clock.Now())
+	}
+	if got := lcRead(t, b, s, "svc")["access_count"]; got != int64(3) {
+		t.Fatalf("after the retry access_count = %v, want 3", got)
+	}
+}
+
+func TestCleanupFlushesUsage(t *testing.T) {
+	t.Parallel()
+	storage := &logical.InmemStorage{}
+	clock := newTestClock()
+	b, s, _ := newLCBackend(t, lcOptions{storage: storage, clock: clock, initialize: true})
+	lcCreateBasic(t, b, s, "svc", nil)
+	const n = 7
+	for i := 0; i < n; i++ {
+		clock.Advance(time.Hour)
+		if _, err := lcDo(b, s, logical.ReadOperation, "access/svc", "etl", nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	last := clock.Now()
+	b.Cleanup(context.Background())
+
+	// A new backend over the same storage, as after a restart or a leader change.
+	b2, s2, _ := newLCBackend(t, lcOptions{storage: storage, clock: clock, initialize: true})
+	got := lcRead(t, b2, s2, "svc")
+	if got["access_count"] != int64(n) || got["last_accessed"] != last.Format(time.RFC3339) {
+		t.Fatalf("after restart: access_count %v last_accessed %v", got["access_count"], got["last_accessed"])
+	}
+	if got["suspend_at"] != last.Add(180*day).Format(time.RFC3339) {
+		t.Fatalf("after restart suspend_at %v: the renewed window was lost", got["suspend_at"])
+	}
+	events := lcLogs(t, b2, s2, "svc", map[string]any{"integration": "etl"})
+	if len(events) != n {
+		t.Fatalf("after restart %d events of etl, want %d", len(events), n)
+	}
+}
+
+func TestEventsLoggedForChangesAndTokens(t *testing.T) {
+	t.Parallel()
+	var fail atomic.Bool
+	provider := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		if fail.Load() {
+			w.WriteHeader(http.StatusUnauthorized)
+			_, _ = w.Write([]byte(`{"error":"invalid_client"}`))
+			return
+		}
+		_, _ = w.Write([]byte(`{"access_token":"at-1","token_type":"Bearer","expires_in":3600}`))
+	}))
+	t.Cleanup(provider.Close)
+	events := logical.NewMockEventSender()
+	b, s, clock := newLCBackend(t, lcOptions{events: events})
+	mustOK(t, b, s, logical.CreateOperation, "credentials/cc", map[string]any{
+		"type": "oauth2_client_credentials", "token_url": provider.URL + "/token", "client_id": "id", "client_secret": "secret",
+	})
+	clock.Advance(time.Minute)
+	resp := lcAccess(t, b, s, "cc")
+	if resp.Data["access_token"] != "at-1" {
+		t.Fatalf("access: %v", resp.Data)
+	}
+	clock.Advance(time.Minute)
+	mustOK(t, b, s, logical.UpdateOperation, "credentials/cc", map[string]any{
+		"token_url": provider.URL + "/token2", "client_id": "id2",
+	})
+	fail.Store(true)
+	clock.Advance(2 * time.Hour) // the cached token is gone with the update anyway
+	if _, err := lcDo(b, s, logical.ReadOperation, "access/cc", "", nil); err == nil {
+		t.Fatal("access with a refused grant succeeded")
+	}
+
+	got := lcLogs(t, b, s, "cc", nil)
+	var kinds []string
+	for i := len(got) - 1; i >= 0; i-- {
+		kinds = append(kinds, got[i]["event"].(string)+"/"+got[i]["status"].(string))
+	}
+	want := []string{
+		"created/success", "token_minted/success", "access/success", "updated/success",
+		"refresh_failed/failure", "access/failure",
+	}
+	if strings.Join(kinds, " ") != strings.Join(want, " ") {
+		t.Fatalf("log:\n got %v\nwant %v", kinds, want)
+	}
+	if st := lcRead(t, b, s, "cc"); st["status"] != string(lifecycle.StatusNeedsReauth) || st["health"] != lifecycle.HealthRed {
+		t.Fatalf("after invalid_client: status %v health %v", st["status"], st["health"])
+	}
+	if !lcSentEvent(events, "integrations/credential-needs_reauth", "cc") {
+		t.Fatalf("no needs_reauth Vault event: %v", lcEventTypes(events))
+	}
+}
+
+func TestBackgroundWorkOnlyWhereWritesAreSafe(t *testing.T) {
+	t.Parallel()
+	cs := newLCCountingStorage()
+	standby := &logical.StaticSystemView{ReplicationStateVal: consts.ReplicationPerformanceStandby}
+	b, s, clock := newLCBackend(t, lcOptions{storage: cs, system: standby})
+	// Seed a credential long overdue, as the active node would have written it.
+	c := &credential{Name: "old", Type: "basic", Values: map[string]any{"username": "u", "password": "p"},
+		CreatedAt: clock.Now(), UpdatedAt: clock.Now(), State: lifecycle.NewState(clock.Now())}
+	entry, _ := logical.StorageEntryJSON(credentialPrefix+"old", c)
+	if err := s.Put(context.Background(), entry); err != nil {
+		t.Fatal(err)
+	}
+	clock.Advance(200 * day)
+	b.activity.recorder.Access("old", clock.Now(), "x", true, "")
+	cs.reset()
+	if err := b.periodic(context.Background(), &logical.Request{Storage: s}); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.flushUsage(context.Background(), s); err != nil {
+		t.Fatal(err)
+	}
+	if cs.writes() != 0 || cs.reads() != 0 {
+		t.Fatalf("on a performance standby the sweep and flush touched storage: %d reads, %d writes", cs.reads(), cs.writes())
+	}
+}
+
+// TestConcurrentAccessFlushSweep runs readers against flushes and sweeps; under -race it
+// checks the locking, and at the end that no access was lost or refused.
+func TestConcurrentAccessFlushSweep(t *testing.T) {
+	t.Parallel()
+	b, s, clock := newLCBackend(t, lcOptions{initialize: true})
+	const creds, readers, reads = 8, 8, 150
+	for i := 0; i < creds; i++ {
+		lcCreateBasic(t, b, s, fmt.Sprintf("c%d", i), nil)
+	}
+	ctx := context.Background()
+	var wg sync.WaitGroup
+	stop := make(chan struct{})
+	var bgErr atomic.Value
+	background := func(f func() error) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				if err := f(); err != nil {
+					bgErr.Store(err)
+				}
+			}
+		}()
+	}
+	background(func() error { return b.flushUsage(ctx, s) })
+	background(func() error { return b.periodic(ctx, &logical.Request{Storage: s}) })
+	background(func() error {
+		clock.Advance(time.Minute) // time passes, but never a whole window
+		_, err := b.HandleRequest(ctx, &logical.Request{Operation: logical.ReadOperation, Path: "alerts", Storage: s})
+		return err
+	})
+
+	// A watcher: the count a management read shows never goes backwards, flush or not.
+	var went atomic.Value
+	background(func() error {
+		var last int64
+		for i := 0; i < 50; i++ {
+			resp, err := lcDo(b, s, logical.ReadOperation, "credentials/c0", "", nil)
+			if err != nil {
+				return err
+			}
+			n := resp.Data["access_count"].(int64)
+			if n < last {
+				went.Store(fmt.Sprintf("access_count went from %d to %d", last, n))
+			}
+			last = n
+		}
+		return nil
+	})
+
+	var readersWG sync.WaitGroup
+	var refused atomic.Int64
+	for r := 0; r < readers; r++ {
+		readersWG.Add(1)
+		go func(r int) {
+			defer readersWG.Done()
+			for i := 0; i < reads; i++ {
+				name := fmt.Sprintf("c%d", (r+i)%creds)
+				resp, err := lcDo(b, s, logical.ReadOperation, "access/"+name, fmt.Sprintf("reader-%d", r), nil)
+				if err != nil || resp == nil || resp.IsError() {
+					refused.Add(1)
+				}
+				if i%25 == 0 {
+					_, _ = lcDo(b, s, logical.ReadOperation, "credentials/"+name, "", nil)
+				}
+			}
+		}(r)
+	}
+	readersWG.Wait()
+	close(stop)
+	wg.Wait()
+	if err := bgErr.Load(); err != nil {
+		t.Fatalf("background work failed: %v", err)
+	}
+	if msg := went.Load(); msg != nil {
+		t.Fatal(msg)
+	}
+	if refused.Load() != 0 {
+		t.Fatalf("%d reads refused", refused.Load())
+	}
+	lcFlush(t, b, s)
+	var total int64
+	for i := 0; i < creds; i++ {
+		name := fmt.Sprintf("c%d", i)
+		u := lcStoredUsage(t, s, name)
+		total += u.Count
+		if got := lcRead(t, b, s, name)["access_count"]; got != u.Count {
+			t.Fatalf("%s: view count %v, stored %d", name, got, u.Count)
+		}
+		if st := lcRead(t, b, s, name)["status"]; st != string(lifecycle.StatusActive) {
+			t.Fatalf("%s: status %v after constant use", name, st)
+		}
+	}
+	if total != readers*reads {
+		t.Fatalf("stored %d accesses, want %d", total, readers*reads)
+	}
+}
+
+// seedCredentials stores n copies of a credential made through the API, named
+// <prefix>00000…, created age ago; it writes storage directly so that 10,000 take
+// a moment. It returns the names.
+func lcSeed(t testing.TB, s logical.Storage, clock *testClock, prefix string, n int, age time.Duration) []string {
+	t.Helper()
+	tmplB, tmplS, _ := newLCBackend(t, lcOptions{clock: clock})
+	lcCreateBasic(t, tmplB, tmplS, "template", nil)
+	tmpl, err := tmplB.credentials.get(context.Background(), tmplS, "template")
+	if err != nil || tmpl == nil {
+		t.Fatalf("template: %v", err)
+	}
+	names := make([]string, n)
+	at := clock.Now().Add(-age)
+	for i := range names {
+		c := tmpl.clone()
+		c.Name = fmt.Sprintf("%s%05d", prefix, i)
+		c.CreatedAt, c.UpdatedAt, c.State = at, at, lifecycle.NewState(at)
+		entry, err := logical.StorageEntryJSON(credentialPrefix+c.Name, c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Put(context.Background(), entry); err != nil {
+			t.Fatal(err)
+		}
+		names[i] = c.Name
+	}
+	return names
+}
+
+func TestSweepCostFollowsDueCredentials(t *testing.T) {
+	t.Parallel()
+	cs := newLCCountingStorage()
+	clock := newTestClock()
+	lcSeed(t, cs, clock, "idle-", 10000, 0)
+	due := lcSeed(t, cs, clock, "due-", 5, 95*day) // the 90-day warning is due
+	b, s, _ := newLCBackend(t, lcOptions{storage: cs, clock: clock, initialize: true})
+	if got := b.activity.index.Len(); got != 10005 {
+		t.Fatalf("index holds %d credentials, want 10005", got)
+	}
+	ctx := context.Background()
+
+	cs.reset()
+	if err := b.periodic(ctx, &logical.Request{Storage: s}); err != nil {
+		t.Fatal(err)
+	}
+	if r, w := cs.reads(), cs.writes(); r >= 50 || w != int64(len(due)) {
+		t.Fatalf("sweep with %d due of 10,005: %d reads, %d writes", len(due), r, w)
+	}
+	for _, name := range due {
+		if st := lcRead(t, b, s, name); st["health"] != lifecycle.HealthYellow {
+			t.Fatalf("%s not warned: %v", name, st["health"])
+		}
+	}
+	lcFlush(t, b, s) // the warnings' log events
+
+	// Nothing due: the sweep costs the same however many credentials are idle.
+	for run := 0; run < 3; run++ {
+		clock.Advance(time.Hour)
+		cs.reset()
+		if err := b.periodic(ctx, &logical.Request{Storage: s}); err != nil {
+			t.Fatal(err)
+		}
+		if r, w := cs.reads(), cs.writes(); r >= 50 || w != 0 {
+			t.Fatalf("idle sweep %d: %d reads, %d writes", run, r, w)
+		}
+	}
+}

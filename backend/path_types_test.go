@@ -1,0 +1,295 @@
+package backend
+
+import (
+	"net/http"
+	"reflect"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/hashicorp/vault/sdk/framework"
+	"github.com/hashicorp/vault/sdk/logical"
+
+	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/backend/credtype"
+)
+
+// designTypes is the type table of DESIGN.md: name, kind, required and sensitive
+// fields. The catalog must offer at least these, spelt this way.
+var designTypes = []struct {
+	name, kind          string
+	required, sensitive []string
+}{
+	{"basic", "static", []string{"username", "password"}, []string{"password", "totp_secret"}},
+	{"bearer", "static", []string{"token"}, []string{"token"}},
+	{"api_key", "static", []string{"key"}, []string{"key"}},
+	{"certificate", "static", []string{"certificate", "private_key"}, []string{"private_key", "private_key_password"}},
+	{"sftp_password", "static", []string{"host", "host_key_fingerprint", "username", "password"}, []string{"password", "totp_secret"}},
+	{"sftp_ssh_key", "static", []string{"host", "host_key_fingerprint", "username", "private_key"}, []string{"private_key", "passphrase"}},
+	{"webhook", "static", []string{"url"}, nil},
+	{"device_account", "static", []string{"hostname", "ip", "username"}, []string{"password", "totp_secret"}},
+	{"oauth2_client_credentials", "oauth2", []string{"token_url", "client_id", "client_secret"}, []string{"client_secret"}},
+	{"oauth2_password", "oauth2", []string{"token_url", "client_id", "client_secret", "username", "password"}, []string{"client_secret", "password", "totp_secret"}},
+	{"oauth2_authorization_code", "oauth2", []string{"auth_url", "token_url", "client_id"}, []string{"client_secret"}},
+	{"m365", "oauth2", []string{"tenant", "client_id", "client_secret"}, []string{"client_secret"}},
+	{"zoom", "oauth2", []string{"account_id", "client_id", "client_secret"}, []string{"client_secret"}},
+	{"servicenow_oauth", "oauth2", []string{"instance", "client_id", "client_secret"}, []string{"client_secret", "password", "totp_secret"}},
+	{"cisco_client_credentials", "oauth2", []string{"auth_url", "client_id", "client_secret"}, []string{"client_secret"}},
+	{"slack", "static", []string{"token"}, []string{"token"}},
+	{"pagerduty", "static", []string{"routing_key"}, []string{"routing_key"}},
+	{"okta", "static", []string{"url", "token"}, []string{"token"}},
+}
+
+func TestTypesListShowsEveryTypeWithKind(t *testing.T) {
+	t.Parallel()
+	b, s, _ := newTestBackend(t)
+	resp := mustOK(t, b, s, logical.ListOperation, "types/", nil)
+	keys, _ := resp.Data["keys"].([]string)
+	var want []string
+	for _, d := range designTypes {
+		want = append(want, d.name)
+	}
+	slices.Sort(want)
+	if !reflect.DeepEqual(keys, want) {
+		t.Fatalf("types keys = %v\nwant %v", keys, want)
+	}
+	info, _ := resp.Data["key_info"].(map[string]any)
+	for _, d := range designTypes {
+		ki, _ := info[d.name].(map[string]any)
+		if ki == nil {
+			t.Errorf("%s: no key_info", d.name)
+			continue
+		}
+		if ki["kind"] != d.kind {
+			t.Errorf("%s: kind %v, want %s", d.name, ki["kind"], d.kind)
+		}
+		if desc, _ := ki["description"].(string); desc == "" {
+			t.Errorf("%s: empty description", d.name)
+		}
+	}
+	if aliases := info["m365"].(map[string]any)["aliases"]; !reflect.DeepEqual(aliases, []string{"microsoft_graph"}) {
+		t.Errorf("m365 aliases = %v", aliases)
+	}
+}
+
+func TestTypeReadMatchesCatalogAndDesign(t *testing.T) {
+	t.Parallel()
+	b, s, _ := newTestBackend(t)
+	commonFields := []string{"description", "tags", "used_by", "suspend_after", "purge_after", "expires_at"}
+	for _, d := range designTypes {
+		t.Run(d.name, func(t *testing.T) {
+			t.Parallel()
+			typ, ok := credtype.Lookup(d.name)
+			if !ok {
+				t.Fatalf("type %s not in the catalog", d.name)
+			}
+			resp := mustOK(t, b, s, logical.ReadOperation, "types/"+d.name, nil)
+			if resp.Data["name"] != d.name || resp.Data["kind"] != d.kind {
+				t.Fatalf("name/kind = %v/%v", resp.Data["name"], resp.Data["kind"])
+			}
+			fields, _ := resp.Data["fields"].([]map[string]any)
+			if len(fields) != len(typ.Fields) {
+				t.Fatalf("%d fields shown, catalog has %d", len(fields), len(typ.Fields))
+			}
+			var required, sensitive, names []string
+			for i, f := range fields {
+				cf := typ.Fields[i]
+				want := map[string]any{
+					"name": cf.Name, "type": string(cf.Type), "required": cf.Required, "sensitive": cf.Sensitive,
+					"default": cf.Default, "rule": cf.Rule, "description": cf.Description, "common": cf.Common,
+				}
+				if !reflect.DeepEqual(f, want) {
+					t.Errorf("field %d:\n got %v\nwant %v", i, f, want)
+				}
+				if r, _ := f["rule"].(string); r == "" {
+					t.Errorf("field %s has no rule", cf.Name)
+				}
+				if r, _ := f["description"].(string); r == "" {
+					t.Errorf("field %s has no description", cf.Name)
+				}
+				names = append(names, cf.Name)
+				if cf.Required {
+					required = append(required, cf.Name)
+				}
+				if cf.Sensitive {
+					sensitive = append(sensitive, cf.Name)
+				}
+			}
+			slices.Sort(required)
+			slices.Sort(sensitive)
+			wantReq, wantSens := slices.Sorted(slices.Values(d.required)), slices.Sorted(slices.Values(d.sensitive))
+			if !slices.Equal(required, wantReq) {
+				t.Errorf("required = %v, DESIGN.md says %v", required, wantReq)
+			}
+			if !slices.Equal(sensitive, wantSens) {
+				t.Errorf("sensitive = %v, DESIGN.md says %v", sensitive, wantSens)
+			}
+			for _, c := range commonFields {
+				if !slices.Contains(names, c) {
+					t.Errorf("missing common field %s", c)
+				}
+			}
+		})
+	}
+}
+
+func TestTypeReadDefaultsMatchDesign(t *testing.T) {
+	t.Parallel()
+	b, s, _ := newTestBackend(t)
+	cases := []struct {
+		typ, field string
+		want       any
+	}{
+		{"bearer", "header_prefix", "Bearer"},
+		{"api_key", "header_name", "X-API-Key"},
+		{"m365", "scopes", []string{"https://graph.microsoft.com/.default"}},
+		{"oauth2_client_credentials", "auth_style", "header"},
+		{"basic", "username", nil},
+	}
+	for _, tc := range cases {
+		resp := mustOK(t, b, s, logical.ReadOperation, "types/"+tc.typ, nil)
+		var got any = "<missing>"
+		for _, f := range resp.Data["fields"].([]map[string]any) {
+			if f["name"] == tc.field {
+				got = f["default"]
+			}
+		}
+		if !reflect.DeepEqual(got, tc.want) {
+			t.Errorf("%s.%s default = %#v, want %#v", tc.typ, tc.field, got, tc.want)
+		}
+	}
+}
+
+func TestTypeReadAliasesAndUnknown(t *testing.T) {
+	t.Parallel()
+	b, s, _ := newTestBackend(t)
+	for _, alias := range []string{"microsoft_graph", "M365"} {
+		resp := mustOK(t, b, s, logical.ReadOperation, "types/"+alias, nil)
+		if resp.Data["name"] != "m365" {
+			t.Errorf("types/%s name = %v, want m365", alias, resp.Data["name"])
+		}
+	}
+	credWantStatus(t, b, s, logical.ReadOperation, "types/no_such_type", nil, http.StatusNotFound)
+}
+
+// The path schema of credentials/<name> is generated from the catalog: every field of
+// every type is declared once, with the same sensitivity, and nothing else.
+func TestCredentialSchemaComesFromCatalog(t *testing.T) {
+	t.Parallel()
+	schema := credentialFields()
+	want := map[string]bool{"name": true, "type": true}
+	for _, typ := range credtype.All() {
+		for _, f := range typ.Fields {
+			want[f.Name] = true
+			sf, ok := schema[f.Name]
+			if !ok {
+				t.Errorf("%s.%s is not in the path schema", typ.Name, f.Name)
+				continue
+			}
+			if sf.DisplayAttrs == nil || sf.DisplayAttrs.Sensitive != f.Sensitive {
+				t.Errorf("%s: schema sensitive flag disagrees with the catalog", f.Name)
+			}
+			wantType := framework.TypeString
+			switch f.Type {
+			case credtype.FieldList:
+				wantType = framework.TypeCommaStringSlice
+			case credtype.FieldDuration:
+				wantType = framework.TypeDurationSecond
+			}
+			if sf.Type != wantType {
+				t.Errorf("%s: schema type %v, want %v", f.Name, sf.Type, wantType)
+			}
+		}
+	}
+	for name := range schema {
+		if !want[name] {
+			t.Errorf("schema field %s belongs to no type", name)
+		}
+	}
+}
+
+// Validation follows the definitions types/<type> shows: each required field, when
+// missing, is refused by name; each field a type does not list is refused.
+func TestValidationFollowsTypeDefinitions(t *testing.T) {
+	t.Parallel()
+	b, s, _ := newTestBackend(t)
+	for _, typ := range credtype.All() {
+		t.Run(typ.Name, func(t *testing.T) {
+			t.Parallel()
+			resp := mustOK(t, b, s, logical.ReadOperation, "types/"+typ.Name, nil)
+			own := map[string]bool{}
+			for _, f := range resp.Data["fields"].([]map[string]any) {
+				name := f["name"].(string)
+				own[name] = true
+				if f["required"] != true {
+					continue
+				}
+				values := exampleValues(t, typ.Name, "REQUIREDFIELD")
+				delete(values, name)
+				credWant400(t, b, s, logical.CreateOperation, "credentials/req-"+typ.Name+"-"+name, credWithType(typ.Name, values), name, "is required")
+			}
+			for _, other := range credtype.FieldNames() {
+				if own[other] {
+					continue
+				}
+				values := exampleValues(t, typ.Name, "FOREIGNFIELD")
+				values[other] = "x"
+				credWant400(t, b, s, logical.CreateOperation, "credentials/foreign-"+typ.Name, credWithType(typ.Name, values), other, "not a field of type")
+			}
+		})
+	}
+	if names := storedCredentialNames(t, s); len(names) != 0 {
+		t.Fatalf("refused writes stored %v", names)
+	}
+}
+
+// A type that tightens a shared field shows its own rule, the one it validates with.
+func TestTypeReadShowsTypeSpecificRules(t *testing.T) {
+	t.Parallel()
+	b, s, _ := newTestBackend(t)
+	cases := []struct{ typ, field, fragment string }{
+		{"basic", "username", "no ':'"},
+		{"slack", "token", "xox"},
+		{"sftp_ssh_key", "private_key", "OpenSSH"},
+		{"certificate", "private_key", "must match the certificate"},
+		{"sftp_password", "host_key_fingerprint", "MD5"},
+		{"webhook", "url", "https"},
+		{"basic", "totp_secret", "base32"},
+	}
+	for _, tc := range cases {
+		resp := mustOK(t, b, s, logical.ReadOperation, "types/"+tc.typ, nil)
+		rule := "<field missing>"
+		for _, f := range resp.Data["fields"].([]map[string]any) {
+			if f["name"] == tc.field {
+				rule, _ = f["rule"].(string)
+			}
+		}
+		if !strings.Contains(rule, tc.fragment) {
+			t.Errorf("%s.%s rule %q lacks %q", tc.typ, tc.field, rule, tc.fragment)
+		}
+	}
+}
+
+// The lifecycle fields are validated by the backend, by the rules types/<type> shows
+// for them: a description as long as the rule allows is accepted, one byte more is not.
+func TestLifecycleFieldRulesMatchCatalog(t *testing.T) {
+	t.Parallel()
+	b, s, _ := newTestBackend(t)
+	var rule string
+	for _, f := range mustOK(t, b, s, logical.ReadOperation, "types/webhook", nil).Data["fields"].([]map[string]any) {
+		if f["name"] == "description" {
+			rule = f["rule"].(string)
+		}
+	}
+	if !strings.Contains(rule, "4096 bytes") || !strings.Contains(rule, "line breaks allowed") {
+		t.Fatalf("description rule %q: update this test to the catalog's limit", rule)
+	}
+	data := credWithType("webhook", exampleValues(t, "webhook", "RULESMATCH"))
+	data["description"] = strings.Repeat("line\n", 4096/5) + "tail\t"
+	data["description"] = data["description"].(string)[:4096]
+	mustOK(t, b, s, logical.CreateOperation, "credentials/long-description", data)
+	if got := mustOK(t, b, s, logical.ReadOperation, "credentials/long-description", nil).Data["description"]; got != data["description"] {
+		t.Fatalf("description not kept as written (%d bytes)", len(got.(string)))
+	}
+	data["description"] = data["description"].(string) + "x"
+	credWant400(t, b, s, logical.UpdateOperation, "credentials/long-description", data, "description", "4096")
+}
