@@ -449,7 +449,7 @@ func TestEventsLoggedForChangesAndTokens(t *testing.T) {
 	}
 	clock.Advance(time.Minute)
 	mustOK(t, b, s, logical.UpdateOperation, "credentials/cc", map[string]any{
-		"token_url": provider.URL + "/token2", "client_id": "id2",
+		"token_url": provider.URL + "/token2", "client_id": "id2", "client_secret": "secret",
 	})
 	fail.Store(true)
 	clock.Advance(2 * time.Hour) // the cached token is gone with the update anyway

@@ -263,6 +263,9 @@ func (b *integrationsBackend) buildCredential(ctx context.Context, s logical.Sto
 	if err != nil {
 		return nil, err
 	}
+	if err := checkRedirectedSecrets(t, existing, validated.Values, raw); err != nil {
+		return nil, err
+	}
 	c.Values = validated.Values
 	c.Derived = validated.Derived
 	c.NotAfter = validated.NotAfter
@@ -626,4 +629,43 @@ func (b *integrationsBackend) pathCredentialsList(ctx context.Context, req *logi
 		}
 	}
 	return logical.ListResponseWithInfo(keys, info), nil
+}
+
+// destinationFields say where a credential's secrets are sent or used: the engine posts
+// client secrets to token endpoints, and integrations send tokens and passwords to the
+// url or host handed out with them.
+var destinationFields = []string{"url", "token_url", "auth_url", "tenant", "instance", "host", "host_key_fingerprint"}
+
+// checkRedirectedSecrets refuses an update that points stored secrets somewhere new
+// without sending them again. Otherwise someone allowed to update a credential but not
+// to read it could have the engine (or an integration) deliver its secret to a server
+// of their choosing.
+func checkRedirectedSecrets(t *credtype.Type, existing *credential, next map[string]any, raw map[string]any) error {
+	if existing == nil {
+		return nil
+	}
+	var changed string
+	for _, f := range destinationFields {
+		to, _ := next[f].(string)
+		if _, ok := t.Field(f); ok && to != "" && str(existing.Values[f]) != to {
+			changed = f
+			break
+		}
+	}
+	if changed == "" {
+		return nil
+	}
+	var missing []string
+	for _, name := range t.SensitiveFields() {
+		if v, _ := existing.Values[name].(string); v == "" {
+			continue // nothing stored to redirect
+		}
+		if _, sent := raw[name]; !sent {
+			missing = append(missing, name)
+		}
+	}
+	if len(missing) == 0 {
+		return nil
+	}
+	return fieldErr(changed, fmt.Sprintf("changes where this credential's secrets are sent: send %s again in the same request", strings.Join(missing, ", ")))
 }

@@ -952,3 +952,54 @@ func TestCredentialPathsInOpenAPI(t *testing.T) {
 		t.Errorf("credentials/{name} operations incomplete: %+v", item)
 	}
 }
+
+// TestRedirectingSecretsNeedsThemAgain: pointing a credential's stored secret at a new
+// destination is refused unless the same request sends the secret, so a caller who may
+// update but not read cannot have the secret delivered to a server of its choosing.
+func TestRedirectingSecretsNeedsThemAgain(t *testing.T) {
+	t.Parallel()
+	cases := []struct {
+		typ     string
+		create  map[string]any
+		repoint map[string]any
+		secret  string
+	}{
+		{"oauth2_client_credentials", map[string]any{"token_url": "https://idp.example.com/token", "client_id": "c", "client_secret": "s1"},
+			map[string]any{"token_url": "https://evil.example.net/token"}, "client_secret"},
+		{"m365", map[string]any{"tenant": "contoso.onmicrosoft.com", "client_id": "c", "client_secret": "s1"},
+			map[string]any{"tenant": "evil.onmicrosoft.com"}, "client_secret"},
+		{"servicenow_oauth", map[string]any{"instance": "dev1", "client_id": "c", "client_secret": "s1"},
+			map[string]any{"instance": "evil1"}, "client_secret"},
+		{"bearer", map[string]any{"token": "t1", "url": "https://api.example.com"},
+			map[string]any{"url": "https://evil.example.net"}, "token"},
+		{"okta", map[string]any{"token": "t1", "url": "https://example.okta.com"},
+			map[string]any{"url": "https://evil.okta.com"}, "token"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.typ, func(t *testing.T) {
+			t.Parallel()
+			b, s, _ := newTestBackend(t)
+			create := maps.Clone(tc.create)
+			create["type"] = tc.typ
+			mustOK(t, b, s, logical.CreateOperation, "credentials/c", create)
+			before := credStorageSnapshot(t, s)
+			for _, op := range []logical.Operation{logical.PatchOperation, logical.UpdateOperation} {
+				data := maps.Clone(tc.repoint)
+				if op == logical.UpdateOperation {
+					data = maps.Clone(tc.create)
+					maps.Copy(data, tc.repoint)
+					delete(data, tc.secret)
+				}
+				resp := call(t, b, s, op, "credentials/c", data)
+				wantFieldError(t, resp, tc.secret)
+				if after := credStorageSnapshot(t, s); !maps.Equal(before, after) {
+					t.Fatalf("%s: refused repoint changed storage", op)
+				}
+			}
+			// Sending the secret with it is fine.
+			data := maps.Clone(tc.repoint)
+			data[tc.secret] = "s2"
+			mustOK(t, b, s, logical.PatchOperation, "credentials/c", data)
+		})
+	}
+}
