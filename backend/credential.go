@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -62,6 +63,15 @@ type credentialStore struct {
 	// it read storage; otherwise a delete or invalidation racing the read would be
 	// undone by the stale copy it read.
 	gens [256]uint64
+
+	// names is every credential name, sorted, so a list page costs a binary search
+	// plus the page instead of listing and sorting the whole mount. Loaded from storage
+	// on first use; nil after an invalidation, which cannot say whether the key was
+	// written or deleted.
+	namesMu  sync.RWMutex
+	names    []string
+	loaded   bool
+	namesGen uint64 // counts changes to the set of names, to detect a racing load
 }
 
 func newCredentialStore() *credentialStore {
@@ -132,6 +142,14 @@ func (cs *credentialStore) put(ctx context.Context, s logical.Storage, c *creden
 	cs.cache[c.Name] = c
 	cs.gens[locksutil.LockIndexForKey(c.Name)]++
 	cs.mu.Unlock()
+	cs.namesMu.Lock()
+	if i, found := slices.BinarySearch(cs.names, c.Name); !found {
+		cs.namesGen++
+		if cs.loaded {
+			cs.names = slices.Insert(cs.names, i, c.Name)
+		}
+	}
+	cs.namesMu.Unlock()
 	return nil
 }
 
@@ -140,8 +158,69 @@ func (cs *credentialStore) remove(ctx context.Context, s logical.Storage, name s
 	if err := s.Delete(ctx, credentialPrefix+name); err != nil {
 		return fmt.Errorf("deleting credential %q: %w", name, err)
 	}
-	cs.forget(name)
+	cs.mu.Lock()
+	delete(cs.cache, name)
+	cs.gens[locksutil.LockIndexForKey(name)]++
+	cs.mu.Unlock()
+	cs.namesMu.Lock()
+	cs.namesGen++
+	if i, found := slices.BinarySearch(cs.names, name); found {
+		cs.names = slices.Delete(cs.names, i, i+1)
+	}
+	cs.namesMu.Unlock()
 	return nil
+}
+
+// namesAfter returns up to n credential names that sort after the given one.
+func (cs *credentialStore) namesAfter(ctx context.Context, s logical.Storage, after string, n int) ([]string, error) {
+	page := func(names []string) []string {
+		i, found := slices.BinarySearch(names, after)
+		if found {
+			i++
+		}
+		return slices.Clone(names[i:min(i+n, len(names))])
+	}
+	for {
+		listed, err := cs.loadNames(ctx, s)
+		if err != nil {
+			return nil, err
+		}
+		if listed != nil {
+			return page(listed), nil
+		}
+		cs.namesMu.RLock()
+		if cs.loaded {
+			defer cs.namesMu.RUnlock()
+			return page(cs.names), nil
+		}
+		cs.namesMu.RUnlock() // invalidated since loadNames: load again
+	}
+}
+
+// loadNames fills the name index from storage when it is not loaded. The listing runs
+// outside the lock; if a write changed the set of names meanwhile, the listing may
+// have missed it, so it is not kept (and is returned for this one call only).
+func (cs *credentialStore) loadNames(ctx context.Context, s logical.Storage) ([]string, error) {
+	cs.namesMu.RLock()
+	loaded, gen := cs.loaded, cs.namesGen
+	cs.namesMu.RUnlock()
+	if loaded {
+		return nil, nil
+	}
+	names, err := s.List(ctx, credentialPrefix)
+	if err != nil {
+		return nil, fmt.Errorf("listing credentials: %w", err)
+	}
+	slices.Sort(names)
+	cs.namesMu.Lock()
+	defer cs.namesMu.Unlock()
+	if cs.namesGen != gen {
+		return names, nil
+	}
+	if !cs.loaded {
+		cs.names, cs.loaded = names, true
+	}
+	return nil, nil
 }
 
 // forget drops the cached copy, e.g. when another node changed the entry.
@@ -150,6 +229,10 @@ func (cs *credentialStore) forget(name string) {
 	delete(cs.cache, name)
 	cs.gens[locksutil.LockIndexForKey(name)]++
 	cs.mu.Unlock()
+	cs.namesMu.Lock()
+	cs.names, cs.loaded = nil, false
+	cs.namesGen++
+	cs.namesMu.Unlock()
 }
 
 func (cs *credentialStore) forgetAll() {

@@ -585,25 +585,27 @@ func (b *integrationsBackend) pathCredentialsList(ctx context.Context, req *logi
 	}
 	tag, filter, after := d.Get("tag").(string), strings.ToLower(d.Get("filter").(string)), d.Get("after").(string)
 
-	names, err := req.Storage.List(ctx, credentialPrefix)
-	if err != nil {
-		return nil, fmt.Errorf("listing credentials: %w", err)
-	}
-	slices.Sort(names)
-	start, _ := slices.BinarySearch(names, after)
-	if after != "" && start < len(names) && names[start] == after {
-		start++
-	}
 	cfg, err := b.loadConfig(ctx, req.Storage)
 	if err != nil {
 		return nil, err
 	}
 	keys := []string{}
 	info := map[string]any{}
-	for _, name := range names[start:] {
-		if len(keys) == limit {
-			break
+	// Names come from the store's sorted index in batches, so a page costs a binary
+	// search plus the names it examines, however many credentials the mount holds.
+	batch := min(limit*2, maxListLimit)
+	var names []string
+	for len(keys) < limit {
+		if len(names) == 0 {
+			if names, err = b.credentials.namesAfter(ctx, req.Storage, after, batch); err != nil {
+				return nil, err
+			}
+			if len(names) == 0 {
+				break
+			}
 		}
+		name := names[0]
+		names, after = names[1:], name
 		if filter != "" && !strings.Contains(strings.ToLower(name), filter) {
 			continue
 		}

@@ -1003,3 +1003,49 @@ func TestRedirectingSecretsNeedsThemAgain(t *testing.T) {
 		})
 	}
 }
+
+// TestListFollowsOtherNodesWrites: the in-memory name index is dropped on invalidation,
+// so a credential another node created or deleted shows up (or goes) in the next list.
+func TestListFollowsOtherNodesWrites(t *testing.T) {
+	t.Parallel()
+	b, s, _ := newTestBackend(t)
+	ctx := context.Background()
+	mustOK(t, b, s, logical.CreateOperation, "credentials/a", map[string]any{"type": "webhook", "url": "https://h.example.com/a"})
+	list := func() []string {
+		return mustOK(t, b, s, logical.ListOperation, "credentials/", nil).Data["keys"].([]string)
+	}
+	if got := list(); !slices.Equal(got, []string{"a"}) {
+		t.Fatalf("list = %v", got)
+	}
+	// Another node writes b (copying a's entry under a new name) and deletes a.
+	entry, err := s.Get(ctx, "credentials/a")
+	if err != nil || entry == nil {
+		t.Fatal(err)
+	}
+	var c credential
+	if err := entry.DecodeJSON(&c); err != nil {
+		t.Fatal(err)
+	}
+	c.Name = "b"
+	e2, _ := logical.StorageEntryJSON("credentials/b", &c)
+	if err := s.Put(ctx, e2); err != nil {
+		t.Fatal(err)
+	}
+	b.InvalidateKey(ctx, "credentials/b")
+	if got := list(); !slices.Equal(got, []string{"a", "b"}) {
+		t.Fatalf("after another node's create: %v", got)
+	}
+	if err := s.Delete(ctx, "credentials/a"); err != nil {
+		t.Fatal(err)
+	}
+	b.InvalidateKey(ctx, "credentials/a")
+	if got := list(); !slices.Equal(got, []string{"b"}) {
+		t.Fatalf("after another node's delete: %v", got)
+	}
+	// Our own writes keep the index without a reload.
+	mustOK(t, b, s, logical.CreateOperation, "credentials/0first", map[string]any{"type": "webhook", "url": "https://h.example.com/0"})
+	mustOK(t, b, s, logical.DeleteOperation, "credentials/b", nil)
+	if got := list(); !slices.Equal(got, []string{"0first"}) {
+		t.Fatalf("after own create and delete: %v", got)
+	}
+}
