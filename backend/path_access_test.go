@@ -87,9 +87,7 @@ func basicAuth(user, password string) string {
 }
 
 // wantAccess is what access/<name> returns for a static type written with values
-// (exampleValues or encryptedKeyValues), as DESIGN.md lists it. The catalog also hands
-// out a credential's url where it has one (bearer, api_key, okta); DESIGN.md's table
-// leaves it out, but the integration needs it to use the secret.
+// (exampleValues or encryptedKeyValues): exactly what DESIGN.md lists, nothing more.
 func wantAccess(t testing.TB, typeName string, v map[string]any, now time.Time) map[string]any {
 	t.Helper()
 	str := func(k string) string { s, _ := v[k].(string); return s }
@@ -108,14 +106,14 @@ func wantAccess(t testing.TB, typeName string, v map[string]any, now time.Time) 
 		out = pick("username", "password")
 		out["authorization"] = basicAuth(str("username"), str("password"))
 	case "bearer":
-		out = pick("token", "url")
+		out = pick("token")
 		prefix := str("header_prefix")
 		if prefix == "" {
 			prefix = "Bearer"
 		}
 		out["authorization"] = prefix + " " + str("token")
 	case "api_key":
-		out = pick("key", "header_name", "url")
+		out = pick("key", "header_name")
 		if _, ok := out["header_name"]; !ok {
 			out["header_name"] = "X-API-Key"
 		}
@@ -140,7 +138,7 @@ func wantAccess(t testing.TB, typeName string, v map[string]any, now time.Time) 
 	case "pagerduty":
 		out = pick("routing_key")
 	case "okta":
-		out = pick("token", "url")
+		out = pick("token")
 		out["authorization"] = "SSWS " + str("token")
 	default:
 		t.Fatalf("no access expectation for static type %q", typeName)

@@ -35,13 +35,13 @@ func TestAccessStaticTypes(t *testing.T) {
 			"token": "t0k", "authorization": "Bearer t0k",
 		}},
 		{"bearer", map[string]any{"token": "t0k", "header_prefix": "Token"}, map[string]any{
-			"token": "t0k", "authorization": "Token t0k", "url": "https://api.example.com/v1",
+			"token": "t0k", "authorization": "Token t0k",
 		}},
 		{"api_key", map[string]any{"key": "k1"}, map[string]any{
 			"key": "k1", "header_name": "X-API-Key",
 		}},
 		{"api_key", map[string]any{"key": "k1", "header_name": "Api-Key", "url": "https://api.example.com"}, map[string]any{
-			"key": "k1", "header_name": "Api-Key", "url": "https://api.example.com",
+			"key": "k1", "header_name": "Api-Key",
 		}},
 		{"sftp_password", map[string]any{"totp_secret": rfcSecret}, map[string]any{
 			"host": "sftp://files.example.com:2222/", "host_key_fingerprint": p.hostKeyFingerprint,
@@ -59,7 +59,7 @@ func TestAccessStaticTypes(t *testing.T) {
 		{"slack", nil, map[string]any{"token": "xoxb-1234-5678-abcdef", "authorization": "Bearer xoxb-1234-5678-abcdef"}},
 		{"pagerduty", nil, map[string]any{"routing_key": "e93facc04764012d7bfb002500d5d1a6"}},
 		{"okta", nil, map[string]any{
-			"url": "https://example.okta.com", "token": "00abcdefghijklmnopqrstuvwxyz0123456789ABCD",
+			"token": "00abcdefghijklmnopqrstuvwxyz0123456789ABCD",
 			"authorization": "SSWS 00abcdefghijklmnopqrstuvwxyz0123456789ABCD",
 		}},
 	}

@@ -225,7 +225,7 @@ func types() []*Type {
 				use("header_prefix", defaultValue("Bearer")),
 				use("url", describe("URL of the API the token is for.")),
 			),
-			access: &accessSpec{fields: []string{"token", "url"}, extra: prefixedAuthorization("header_prefix", "Bearer")},
+			access: &accessSpec{fields: []string{"token"}, extra: prefixedAuthorization("header_prefix", "Bearer")},
 		},
 		{
 			Name: "api_key", Kind: KindStatic,
@@ -235,7 +235,7 @@ func types() []*Type {
 				use("header_name", defaultValue("X-API-Key")),
 				use("url", describe("URL of the API the key is for.")),
 			),
-			access: &accessSpec{fields: []string{"key", "header_name", "url"}},
+			access: &accessSpec{fields: []string{"key", "header_name"}},
 		},
 		{
 			Name: "certificate", Kind: KindStatic,
@@ -404,7 +404,7 @@ func types() []*Type {
 				use("url", required, describe("Okta org URL, such as https://example.okta.com.")),
 				use("token", required, describe("Okta API token.")),
 			),
-			access: &accessSpec{fields: []string{"token", "url"}, extra: fixedAuthorization("SSWS")},
+			access: &accessSpec{fields: []string{"token"}, extra: fixedAuthorization("SSWS")},
 		},
 	}
 }
