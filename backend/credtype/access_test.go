@@ -59,7 +59,7 @@ func TestAccessStaticTypes(t *testing.T) {
 		{"slack", nil, map[string]any{"token": "xoxb-1234-5678-abcdef", "authorization": "Bearer xoxb-1234-5678-abcdef"}},
 		{"pagerduty", nil, map[string]any{"routing_key": "e93facc04764012d7bfb002500d5d1a6"}},
 		{"okta", nil, map[string]any{
-			"token": "00abcdefghijklmnopqrstuvwxyz0123456789ABCD",
+			"token":         "00abcdefghijklmnopqrstuvwxyz0123456789ABCD",
 			"authorization": "SSWS 00abcdefghijklmnopqrstuvwxyz0123456789ABCD",
 		}},
 	}
