@@ -159,7 +159,13 @@ func (b *integrationsBackend) tokenAccess(ctx context.Context, s logical.Storage
 		}
 		oc.RedirectURL = b.redirectURL(cfg, c)
 		res, err = b.brokerFor(cfg, c).Token(ctx, c.Name, oc, cached, minValid, func(ctx context.Context, tok *oauth.Token) error {
-			return b.storeToken(ctx, s, c.Name, tok)
+			if err := b.storeToken(ctx, s, c.Name, tok); err != nil {
+				return err
+			}
+			// Recorded here, once per token: every reader that joined the request
+			// gets Minted too.
+			b.recordEvent(c.Name, usage.EventTokenMinted, true, "", "expires "+rfc3339(tok.Expiry))
+			return nil
 		})
 		if err != nil {
 			return nil, nil, b.tokenFailure(ctx, s, c, err)
@@ -172,9 +178,6 @@ func (b *integrationsBackend) tokenAccess(ctx context.Context, s logical.Storage
 	if res.Warning != "" {
 		warnings = append(warnings, res.Warning)
 		b.recordEvent(c.Name, usage.EventRefreshFailed, false, "", res.Warning)
-	}
-	if res.Minted {
-		b.recordEvent(c.Name, usage.EventTokenMinted, true, "", "expires "+rfc3339(res.Token.Expiry))
 	}
 	tok := res.Token
 	tokenType := tok.TokenType
