@@ -43,7 +43,10 @@ type activity struct {
 
 	mu        sync.Mutex
 	summaries map[string]usageSummary
-	transient map[string]bool // last provider call failed transiently; cached token served
+	// transient marks credentials whose last provider call failed in a way that may
+	// pass (a cached token was served). A sync.Map, because the cached-token access
+	// path reads it on every call and must not take a shared lock.
+	transient sync.Map // name -> struct{}
 	// inflight is what a flush drained and has not yet stored, so reads in the meantime
 	// still count it; flushing says whether there is any (the access path checks it
 	// without the lock). Both change under mu, with the Drain, so a reader holding mu
@@ -66,7 +69,6 @@ func newActivity() *activity {
 		recorder:  usage.NewRecorder(),
 		index:     lifecycle.NewIndex(),
 		summaries: make(map[string]usageSummary),
-		transient: make(map[string]bool),
 	}
 }
 
@@ -195,9 +197,7 @@ func loadUsage(ctx context.Context, s logical.Storage, name string) (*usage.Usag
 
 // healthInput gathers what health and alerts are judged on.
 func (b *integrationsBackend) healthInput(c *credential, sum usageSummary) lifecycle.HealthInput {
-	b.activity.mu.Lock()
-	transient := b.activity.transient[c.Name]
-	b.activity.mu.Unlock()
+	_, transient := b.activity.transient.Load(c.Name)
 	return lifecycle.HealthInput{
 		State:               b.currentState(c),
 		Accessed:            !sum.lastAccessed.IsZero(),
@@ -266,8 +266,8 @@ func (b *integrationsBackend) forgetCredential(name string) {
 	a.mu.Lock()
 	delete(a.summaries, name)
 	delete(a.inflight, name)
-	delete(a.transient, name)
 	a.mu.Unlock()
+	a.transient.Delete(name)
 	b.forgetToken(name)
 }
 
@@ -504,4 +504,14 @@ func (b *integrationsBackend) sweepOne(ctx context.Context, s logical.Storage, c
 	b.recordEvent(name, event, true, "", action.Message())
 	b.activity.index.Set(name, p.NextDue(n.State))
 	return nil
+}
+
+// setTransient records whether a credential's last provider call failed transiently.
+// Clearing an unset flag costs one lock-free lookup, so the hot path can call it.
+func (a *activity) setTransient(name string, failed bool) {
+	if failed {
+		a.transient.Store(name, struct{}{})
+	} else if _, set := a.transient.Load(name); set {
+		a.transient.Delete(name)
+	}
 }

@@ -438,6 +438,10 @@ func (b *integrationsBackend) saveCredential(ctx context.Context, s logical.Stor
 			}
 		}
 	}
+	if existing != nil {
+		// New settings deserve a fresh token and a fresh start with the provider.
+		b.forgetToken(c.Name)
+	}
 	return b.afterCredentialChange(ctx, s, c.Name)
 }
 
@@ -549,7 +553,16 @@ func (b *integrationsBackend) deleteCredential(ctx context.Context, s logical.St
 			return fmt.Errorf("cleaning device index: %w", err)
 		}
 	}
-	for _, prefix := range []string{tokenPrefix, usagePrefix} {
+	// A pending authorization goes too: a credential re-created under the same name
+	// must not complete the old one's consent.
+	if p, err := loadPending(ctx, s, c.Name); err != nil {
+		return err
+	} else if p != nil {
+		if err := s.Delete(ctx, oauthStatePrefix+p.State); err != nil {
+			return fmt.Errorf("deleting pending authorization of %q: %w", c.Name, err)
+		}
+	}
+	for _, prefix := range []string{tokenPrefix, usagePrefix, authorizationPrefix} {
 		if err := s.Delete(ctx, prefix+c.Name); err != nil {
 			return fmt.Errorf("deleting %s%s: %w", prefix, c.Name, err)
 		}

@@ -367,3 +367,32 @@ func asCoded(err error, target *logical.HTTPCodedError) bool {
 	}
 	return ok
 }
+
+// TestDeleteSpendsPendingAuthorization: deleting a credential removes its pending
+// consent, so one re-created under the same name cannot be completed with the old state.
+func TestDeleteSpendsPendingAuthorization(t *testing.T) {
+	t.Parallel()
+	b, s, _ := newTestBackend(t)
+	ctx := context.Background()
+	mustOK(t, b, s, logical.UpdateOperation, "config", map[string]any{"callback_base_url": "https://vault.example.com"})
+	create := map[string]any{
+		"type": "oauth2_authorization_code", "auth_url": "https://idp.example.com/authorize",
+		"token_url": "https://idp.example.com/token", "client_id": "c", "client_secret": "s",
+	}
+	mustOK(t, b, s, logical.CreateOperation, "credentials/crm", create)
+	state := mustOK(t, b, s, logical.UpdateOperation, "credentials/crm/authorize", nil).Data["state"].(string)
+	if e, _ := s.Get(ctx, oauthStatePrefix+state); e == nil {
+		t.Fatal("no pending state stored; the test proves nothing")
+	}
+	mustOK(t, b, s, logical.DeleteOperation, "credentials/crm", nil)
+	for _, prefix := range []string{authorizationPrefix, oauthStatePrefix} {
+		if keys, err := s.List(ctx, prefix); err != nil || len(keys) != 0 {
+			t.Fatalf("%s left behind: %v %v", prefix, keys, err)
+		}
+	}
+	mustOK(t, b, s, logical.CreateOperation, "credentials/crm", create)
+	resp := call(t, b, s, logical.ReadOperation, callbackPath, map[string]any{"state": state, "code": "old-code"})
+	if resp.Data[logical.HTTPStatusCode] != http.StatusBadRequest {
+		t.Fatalf("old state after re-create: status %v", resp.Data[logical.HTTPStatusCode])
+	}
+}

@@ -172,9 +172,7 @@ func (b *integrationsBackend) tokenAccess(ctx context.Context, s logical.Storage
 		}
 	}
 	var warnings []string
-	b.activity.mu.Lock()
-	b.activity.transient[c.Name] = res.Warning != ""
-	b.activity.mu.Unlock()
+	b.activity.setTransient(c.Name, res.Warning != "")
 	if res.Warning != "" {
 		warnings = append(warnings, res.Warning)
 		b.recordEvent(c.Name, usage.EventRefreshFailed, false, "", res.Warning)
@@ -205,9 +203,7 @@ func (b *integrationsBackend) tokenFailure(ctx context.Context, s logical.Storag
 	}
 	b.recordEvent(c.Name, usage.EventRefreshFailed, false, "", oe.Error())
 	if !oe.Permanent() {
-		b.activity.mu.Lock()
-		b.activity.transient[c.Name] = true
-		b.activity.mu.Unlock()
+		b.activity.setTransient(c.Name, true)
 		return logical.CodedError(http.StatusBadGateway, fmt.Sprintf("credential %q: the provider could not issue a token: %s", c.Name, oe.Error()))
 	}
 	if err := b.markNeedsReauth(ctx, s, c.Name, lifecycle.Reason(oe.Code)); err != nil {
