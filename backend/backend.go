@@ -60,7 +60,9 @@ type integrationsBackend struct {
 	// notifyBackoff is how long to wait before retrying a notification; tests
 	// shorten it.
 	notifyBackoff func(attempt int) time.Duration
-	cleanOnce     sync.Once
+	// slackPostURL is Slack's chat.postMessage; tests point it at a local server.
+	slackPostURL string
+	cleanOnce    sync.Once
 
 	mountMu sync.RWMutex
 	mount   string // where the engine is mounted, learnt from requests
@@ -74,6 +76,7 @@ func newBackend(now func() time.Time) *integrationsBackend {
 		activity:      newActivity(),
 		notifications: make(chan notification, notifyQueueSize),
 		notifyBackoff: jitteredBackoff,
+		slackPostURL:  slackPostMessageURL,
 	}
 	b.Backend = &framework.Backend{
 		Help:           strings.TrimSpace(backendHelp),

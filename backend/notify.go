@@ -10,6 +10,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	neturl "net/url"
+	"strings"
 	"time"
 
 	"github.com/hashicorp/vault/sdk/logical"
@@ -106,12 +107,12 @@ func (b *integrationsBackend) post(stop <-chan struct{}, n notification) {
 		b.Logger().Warn("notify credential not found", "notify_credential", cfg.NotifyCredential)
 		return
 	}
-	url, header, value := notifyTarget(target)
-	if url == "" {
+	dest := notifyTarget(target, b.slackPostURL)
+	if dest.url == "" {
 		b.Logger().Warn("notify credential has no URL to post to", "notify_credential", cfg.NotifyCredential, "type", target.Type)
 		return
 	}
-	body, _ := json.Marshal(n)
+	body := dest.body(n, cfg.NotifyChannel)
 	client := &http.Client{
 		Timeout:   cfg.RequestTimeout,
 		Transport: b.transport,
@@ -119,14 +120,18 @@ func (b *integrationsBackend) post(stop <-chan struct{}, n notification) {
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 	}
 	for attempt := 1; attempt <= notifyAttempts; attempt++ {
-		status, err := postOnce(ctx, client, url, header, value, body)
+		status, answer, err := postOnce(ctx, client, dest, body)
 		if err == nil && status < 300 {
-			return
+			if err = dest.check(answer); err == nil {
+				return
+			}
 		}
 		if ctx.Err() != nil {
 			return // stopping
 		}
-		permanent := err == nil && status >= 400 && status < 500 && status != http.StatusTooManyRequests
+		var transient *transientRefusal
+		permanent := err == nil && status >= 400 && status < 500 && status != http.StatusTooManyRequests ||
+			err != nil && status < 300 && !errors.As(err, &transient)
 		b.Logger().Warn("notification not delivered", "notify_credential", cfg.NotifyCredential, "attempt", attempt, "status", status, "error", err)
 		if permanent || attempt == notifyAttempts {
 			return
@@ -140,29 +145,85 @@ func (b *integrationsBackend) post(stop <-chan struct{}, n notification) {
 	}
 }
 
-// notifyTarget is where and how a notify credential is posted to.
-func notifyTarget(c *credential) (url, header, value string) {
+// slackPostMessageURL is Slack's Web API method for posting a message as the bot whose
+// token a slack credential holds.
+const slackPostMessageURL = "https://slack.com/api/chat.postMessage"
+
+// notifyDestination is how one notify credential is posted to.
+type notifyDestination struct {
+	url    string
+	header string // extra header and its value, e.g. Authorization
+	value  string
+	slack  bool // Slack's Web API: a message body, and errors reported in a 200 answer
+}
+
+// body is what is posted: the notification as JSON, or a Slack message.
+func (d notifyDestination) body(n notification, channel string) []byte {
+	var v any = n
+	if d.slack {
+		text := fmt.Sprintf("[%s] %s: %s", strings.TrimSuffix(n.Mount, "/"), n.Credential, n.Message)
+		v = map[string]string{"channel": channel, "text": text}
+	}
+	b, _ := json.Marshal(v)
+	return b
+}
+
+// transientRefusal is a refusal worth retrying (Slack's "ratelimited").
+type transientRefusal struct{ code string }
+
+func (e *transientRefusal) Error() string { return "refused for now: " + e.code }
+
+// check reads a successful answer: Slack reports failures as {"ok": false, "error": …}.
+func (d notifyDestination) check(answer []byte) error {
+	if !d.slack {
+		return nil
+	}
+	var r struct {
+		OK    bool   `json:"ok"`
+		Error string `json:"error"`
+	}
+	if err := json.Unmarshal(answer, &r); err != nil {
+		return errors.New("slack answered with something other than JSON")
+	}
+	switch {
+	case r.OK:
+		return nil
+	case r.Error == "ratelimited":
+		return &transientRefusal{code: r.Error}
+	default:
+		return fmt.Errorf("slack refused the message: %s", r.Error)
+	}
+}
+
+// notifyTarget is where and how a notify credential is posted to; url is empty for a
+// credential that cannot receive notifications.
+func notifyTarget(c *credential, slackURL string) notifyDestination {
 	switch c.Type {
 	case "webhook":
-		return str(c.Values["url"]), "", ""
+		return notifyDestination{url: str(c.Values["url"])}
 	case "bearer":
 		prefix := str(c.Values["header_prefix"])
 		if prefix == "" {
 			prefix = "Bearer"
 		}
-		return str(c.Values["url"]), "Authorization", prefix + " " + str(c.Values["token"])
+		return notifyDestination{url: str(c.Values["url"]), header: "Authorization", value: prefix + " " + str(c.Values["token"])}
+	case "slack":
+		return notifyDestination{url: slackURL, header: "Authorization", value: "Bearer " + str(c.Values["token"]), slack: true}
 	}
-	return "", "", ""
+	return notifyDestination{}
 }
 
-func postOnce(ctx context.Context, client *http.Client, url, header, value string, body []byte) (int, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
+func postOnce(ctx context.Context, client *http.Client, d notifyDestination, body []byte) (int, []byte, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, d.url, bytes.NewReader(body))
 	if err != nil {
-		return 0, fmt.Errorf("building request: %w", err)
+		return 0, nil, fmt.Errorf("building request: %w", err)
 	}
 	req.Header.Set("Content-Type", "application/json")
-	if header != "" {
-		req.Header.Set(header, value)
+	if d.slack {
+		req.Header.Set("Content-Type", "application/json; charset=utf-8") // Slack warns without the charset
+	}
+	if d.header != "" {
+		req.Header.Set(d.header, d.value)
 	}
 	resp, err := client.Do(req)
 	if err != nil {
@@ -171,11 +232,11 @@ func postOnce(ctx context.Context, client *http.Client, url, header, value strin
 		if errors.As(err, &ue) {
 			err = ue.Err
 		}
-		return 0, fmt.Errorf("posting notification: %w", err)
+		return 0, nil, fmt.Errorf("posting notification: %w", err)
 	}
 	defer resp.Body.Close()
-	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, notifyBodyLimit))
-	return resp.StatusCode, nil
+	answer, _ := io.ReadAll(io.LimitReader(resp.Body, notifyBodyLimit))
+	return resp.StatusCode, answer, nil
 }
 
 // jitteredBackoff waits a random time up to 2^attempt seconds (full jitter), so many

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -365,5 +366,57 @@ func TestNotifyDoesNotFollowRedirects(t *testing.T) {
 	b.post(make(chan struct{}), notification{Event: "suspended", Credential: "svc"})
 	if got := elsewhere.count("svc"); got != 0 {
 		t.Fatalf("the redirect target received %d notifications, want 0", got)
+	}
+}
+
+// TestNotifySlack: a slack credential posts a message to notify_channel through
+// chat.postMessage with its bot token, and Slack's {"ok": false} answers count as
+// failures (ratelimited is retried, anything else is not).
+func TestNotifySlack(t *testing.T) {
+	t.Parallel()
+	cases := []struct {
+		name     string
+		answers  []string // in turn; the last repeats
+		attempts int
+	}{
+		{"delivered", []string{`{"ok":true}`}, 1},
+		{"rate limited, then delivered", []string{`{"ok":false,"error":"ratelimited"}`, `{"ok":true}`}, 2},
+		{"channel not found", []string{`{"ok":false,"error":"channel_not_found"}`}, 1},
+		{"not JSON", []string{`<html>`}, 1},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			var mu sync.Mutex
+			var got []map[string]string
+			var auth []string
+			slack := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				var msg map[string]string
+				_ = json.NewDecoder(r.Body).Decode(&msg)
+				mu.Lock()
+				got = append(got, msg)
+				auth = append(auth, r.Header.Get("Authorization"))
+				answer := tc.answers[min(len(got), len(tc.answers))-1]
+				mu.Unlock()
+				_, _ = io.WriteString(w, answer)
+			}))
+			t.Cleanup(slack.Close)
+			b, s, _ := newLCBackend(t, lcOptions{})
+			b.slackPostURL = slack.URL
+			b.notifyBackoff = func(int) time.Duration { return 0 }
+			mustOK(t, b, s, logical.CreateOperation, "credentials/chat", map[string]any{"type": "slack", "token": "xoxb-123-456-abc"})
+			wantFieldError(t, call(t, b, s, logical.UpdateOperation, "config", map[string]any{"notify_credential": "chat"}), "notify_channel")
+			mustOK(t, b, s, logical.UpdateOperation, "config", map[string]any{"notify_credential": "chat", "notify_channel": "C0123ABCD"})
+			b.post(make(chan struct{}), notification{Event: "suspended", Credential: "svc", Message: "Credential suspended because it isn't being used.", Mount: "integrations/"})
+			mu.Lock()
+			defer mu.Unlock()
+			if len(got) != tc.attempts {
+				t.Fatalf("%d posts, want %d", len(got), tc.attempts)
+			}
+			want := map[string]string{"channel": "C0123ABCD", "text": "[integrations] svc: Credential suspended because it isn't being used."}
+			if !maps.Equal(got[0], want) || auth[0] != "Bearer xoxb-123-456-abc" {
+				t.Fatalf("posted %v with %q, want %v with the bot token", got[0], auth[0], want)
+			}
+		})
 	}
 }

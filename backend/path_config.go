@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/url"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/hashicorp/go-secure-stdlib/parseutil"
@@ -50,6 +51,7 @@ type engineConfig struct {
 	DefaultTokenLifetime time.Duration   `json:"default_token_lifetime"`
 	CallbackBaseURL      string          `json:"callback_base_url,omitempty"`
 	NotifyCredential     string          `json:"notify_credential,omitempty"`
+	NotifyChannel        string          `json:"notify_channel,omitempty"`
 }
 
 func defaultConfig() *engineConfig {
@@ -118,7 +120,11 @@ func pathConfig(b *integrationsBackend) *framework.Path {
 			},
 			"notify_credential": {
 				Type:        framework.TypeString,
-				Description: "Name of a webhook credential, or a bearer credential with a url, that receives lifecycle notifications as a JSON POST.",
+				Description: "Name of a credential that receives lifecycle notifications: a webhook, or a bearer credential with a url (JSON POST), or a slack bot token (a message to notify_channel).",
+			},
+			"notify_channel": {
+				Type:        framework.TypeString,
+				Description: "Slack channel (ID or name) for notifications when notify_credential is a slack credential.",
 			},
 		},
 		Operations: map[logical.Operation]framework.OperationHandler{
@@ -196,6 +202,7 @@ func (c *engineConfig) responseData() map[string]any {
 		"default_token_lifetime": seconds(c.DefaultTokenLifetime),
 		"callback_base_url":      c.CallbackBaseURL,
 		"notify_credential":      c.NotifyCredential,
+		"notify_channel":         c.NotifyChannel,
 	}
 }
 
@@ -217,7 +224,7 @@ func (b *integrationsBackend) pathConfigWrite(ctx context.Context, req *logical.
 	if err := next.validate(); err != nil {
 		return logical.ErrorResponse(err.Error()), nil
 	}
-	if err := b.checkNotifyCredential(ctx, req.Storage, next.NotifyCredential); err != nil {
+	if err := b.checkNotifyCredential(ctx, req.Storage, &next); err != nil {
 		return validationResponse(err)
 	}
 	if err := b.storeConfig(ctx, req.Storage, &next); err != nil {
@@ -285,6 +292,9 @@ func (c *engineConfig) update(d *framework.FieldData) error {
 	if v, ok := d.GetOk("notify_credential"); ok {
 		c.NotifyCredential = v.(string)
 	}
+	if v, ok := d.GetOk("notify_channel"); ok {
+		c.NotifyChannel = v.(string)
+	}
 	return nil
 }
 
@@ -341,6 +351,9 @@ func (c *engineConfig) validate() error {
 	if c.NotifyCredential != "" && !validName(c.NotifyCredential) {
 		return fieldErr("notify_credential", nameRule)
 	}
+	if len(c.NotifyChannel) > 80 || strings.ContainsAny(c.NotifyChannel, " \t\r\n,") {
+		return fieldErr("notify_channel", "must be a Slack channel ID or name: at most 80 characters, no spaces or commas")
+	}
 	return nil
 }
 
@@ -353,8 +366,10 @@ func validateBaseURL(raw string) error {
 }
 
 // checkNotifyCredential refuses a notify_credential that does not exist or cannot
-// receive a POST: it must be a webhook, or a bearer credential with a url.
-func (b *integrationsBackend) checkNotifyCredential(ctx context.Context, s logical.Storage, name string) error {
+// receive notifications: a webhook, a bearer credential with a url, or a slack
+// credential together with notify_channel.
+func (b *integrationsBackend) checkNotifyCredential(ctx context.Context, s logical.Storage, cfg *engineConfig) error {
+	name := cfg.NotifyCredential
 	if name == "" {
 		return nil
 	}
@@ -365,8 +380,12 @@ func (b *integrationsBackend) checkNotifyCredential(ctx context.Context, s logic
 	if c == nil {
 		return fieldErr("notify_credential", fmt.Sprintf("names no credential (create %q first)", name))
 	}
-	if url, _, _ := notifyTarget(c); url == "" {
-		return fieldErr("notify_credential", "must name a webhook credential, or a bearer credential with a url")
+	dest := notifyTarget(c, b.slackPostURL)
+	switch {
+	case dest.url == "":
+		return fieldErr("notify_credential", "must name a webhook credential, a bearer credential with a url, or a slack credential")
+	case dest.slack && cfg.NotifyChannel == "":
+		return fieldErr("notify_channel", "is required when notify_credential is a slack credential")
 	}
 	return nil
 }

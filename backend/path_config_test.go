@@ -23,6 +23,7 @@ func TestConfigDefaults(t *testing.T) {
 		"default_token_lifetime": int64(3600),
 		"callback_base_url":      "",
 		"notify_credential":      "",
+		"notify_channel":         "",
 	}
 	if !reflect.DeepEqual(resp.Data, want) {
 		t.Fatalf("defaults:\n got %#v\nwant %#v", resp.Data, want)
