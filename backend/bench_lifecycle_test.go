@@ -29,7 +29,8 @@ func BenchmarkSweepNothingDue(b *testing.B) {
 	b.ReportAllocs()
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		clock.Advance(time.Minute)
+		// Time moves, but by so little that nothing falls due however large b.N gets.
+		clock.Advance(time.Millisecond)
 		if err := be.periodic(ctx, req); err != nil {
 			b.Fatal(err)
 		}
