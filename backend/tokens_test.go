@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"net/http/httptest"
 	"net/url"
 	"strings"
 	"sync"
@@ -14,48 +13,40 @@ import (
 	"time"
 
 	"github.com/go-oauth2/oauth2/v4"
-	"github.com/go-oauth2/oauth2/v4/manage"
-	"github.com/go-oauth2/oauth2/v4/models"
-	"github.com/go-oauth2/oauth2/v4/server"
-	"github.com/go-oauth2/oauth2/v4/store"
 	"github.com/hashicorp/vault/sdk/logical"
 
 	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/backend/oauth"
+	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/internal/oauthtest"
 )
 
-// Fixtures of the test provider. The secrets and the body marker are searched for in
-// every error message and management read.
+// Fixtures of the test provider (internal/oauthtest). The secrets and the body marker
+// are searched for in every error message and management read.
 const (
-	tpClientID     = "client-1"
-	tpClientSecret = "SECRET-cs-5b1e9a"
-	tpUsername     = "alice"
-	tpPassword     = "SECRET-pw-77c0d4"
-	tpUserID       = "user-1"
+	tpClientID     = oauthtest.ClientID
+	tpClientSecret = oauthtest.ClientSecret
+	tpUsername     = oauthtest.Username
+	tpPassword     = oauthtest.Password
 	tpCallbackBase = "https://vault.example.test:8200"
-	tpBodyMarker   = "BODY-MARKER-7d1f"
+	tpBodyMarker   = oauthtest.Marker
 )
 
-// testProvider is a real OAuth 2.0 authorization server (go-oauth2's manager, stores
-// and server) on loopback. A thin wrapper counts token requests, records the refresh
-// tokens it is sent and the tokens it issues, and can answer in the server's place to
-// simulate faults.
+// testProvider is the shared real OAuth 2.0 test server (internal/oauthtest) under the
+// names this package's tests (path_oauth_test.go too) were written against.
 type testProvider struct {
-	*httptest.Server
-	mgr    *manage.Manager
-	tokens oauth2.TokenStore
-
-	requests atomic.Int64 // token endpoint requests, counted before anything else
-
-	mu            sync.Mutex
-	fault         func(w http.ResponseWriter, r *http.Request) bool
-	refreshesSent []string // refresh_token parameters received
-	issued        []issuedToken
+	*oauthtest.Provider
+	requests requestCount      // token endpoint requests
+	tokens   oauth2.TokenStore // the server's, to revoke a grant as the user would
 }
+
+// requestCount lets tests read the count as p.requests.Load().
+type requestCount struct{ p *oauthtest.Provider }
+
+func (c requestCount) Load() int64 { return c.p.Requests() }
 
 type issuedToken struct{ access, refresh string }
 
 type providerConfig struct {
-	accessTTL time.Duration // lifetime of every access token issued
+	accessTTL time.Duration // lifetime of every access token issued (default an hour)
 	rotate    bool          // refresh_token grants issue a new refresh token and retire the old one
 }
 
@@ -64,140 +55,24 @@ func newTestProvider(t testing.TB, pc providerConfig) *testProvider {
 	if pc.accessTTL == 0 {
 		pc.accessTTL = time.Hour
 	}
-	mgr := manage.NewDefaultManager()
-	tokens, err := store.NewMemoryTokenStore()
-	if err != nil {
-		t.Fatal(err)
-	}
-	mgr.MapTokenStorage(tokens)
-	clients := store.NewClientStore()
-	if err := clients.Set(tpClientID, &models.Client{ID: tpClientID, Secret: tpClientSecret, Domain: tpCallbackBase}); err != nil {
-		t.Fatal(err)
-	}
-	mgr.MapClientStorage(clients)
-	mgr.SetClientTokenCfg(&manage.Config{AccessTokenExp: pc.accessTTL})
-	mgr.SetPasswordTokenCfg(&manage.Config{AccessTokenExp: pc.accessTTL, RefreshTokenExp: 24 * time.Hour, IsGenerateRefresh: true})
-	mgr.SetAuthorizeCodeTokenCfg(&manage.Config{AccessTokenExp: pc.accessTTL, RefreshTokenExp: 24 * time.Hour, IsGenerateRefresh: true})
-	mgr.SetRefreshTokenCfg(&manage.RefreshingConfig{
-		AccessTokenExp: pc.accessTTL, IsGenerateRefresh: pc.rotate, IsRemoveAccess: true, IsRemoveRefreshing: pc.rotate,
-	})
-
-	cfg := server.NewConfig()
-	cfg.ForcePKCE = true
-	cfg.AllowedCodeChallengeMethods = []oauth2.CodeChallengeMethod{oauth2.CodeChallengeS256}
-	srv := server.NewServer(cfg, mgr)
-	srv.SetClientInfoHandler(func(r *http.Request) (string, string, error) {
-		if id, secret, ok := r.BasicAuth(); ok {
-			return id, secret, nil
-		}
-		return server.ClientFormHandler(r)
-	})
-	srv.SetPasswordAuthorizationHandler(func(_ context.Context, _, username, password string) (string, error) {
-		if username == tpUsername && password == tpPassword {
-			return tpUserID, nil
-		}
-		return "", nil
-	})
-	srv.SetUserAuthorizationHandler(func(http.ResponseWriter, *http.Request) (string, error) {
-		return tpUserID, nil // the consent screen approves at once
-	})
-	p := &testProvider{mgr: mgr, tokens: tokens}
-	srv.SetExtensionFieldsHandler(func(ti oauth2.TokenInfo) map[string]any {
-		p.mu.Lock()
-		p.issued = append(p.issued, issuedToken{ti.GetAccess(), ti.GetRefresh()})
-		p.mu.Unlock()
-		return nil
-	})
-	mux := http.NewServeMux()
-	mux.HandleFunc("/authorize", func(w http.ResponseWriter, r *http.Request) {
-		if err := srv.HandleAuthorizeRequest(w, r); err != nil {
-			http.Error(w, err.Error(), http.StatusBadRequest)
-		}
-	})
-	mux.HandleFunc("/token", func(w http.ResponseWriter, r *http.Request) {
-		p.requests.Add(1)
-		if err := r.ParseForm(); err != nil {
-			http.Error(w, "bad form", http.StatusBadRequest)
-			return
-		}
-		p.mu.Lock()
-		if rt := r.PostForm.Get("refresh_token"); rt != "" {
-			p.refreshesSent = append(p.refreshesSent, rt)
-		}
-		fault := p.fault
-		p.mu.Unlock()
-		if fault != nil && fault(w, r) {
-			return
-		}
-		_ = srv.HandleTokenRequest(w, r)
-	})
-	p.Server = httptest.NewServer(mux)
-	t.Cleanup(p.Close)
-	return p
+	p := oauthtest.New(t, oauthtest.Options{Domain: tpCallbackBase, AccessTTL: pc.accessTTL, Rotate: pc.rotate, ForcePKCE: true})
+	return &testProvider{Provider: p, requests: requestCount{p}, tokens: p.TokenStore()}
 }
 
-func (p *testProvider) tokenURL() string { return p.URL + "/token" }
-func (p *testProvider) authURL() string  { return p.URL + "/authorize" }
-
-// setFault makes fn see token requests first; returning true means it answered.
-func (p *testProvider) setFault(fn func(w http.ResponseWriter, r *http.Request) bool) {
-	p.mu.Lock()
-	p.fault = fn
-	p.mu.Unlock()
-}
+func (p *testProvider) tokenURL() string { return p.TokenURL() }
+func (p *testProvider) authURL() string  { return p.AuthURL() }
 
 func (p *testProvider) lastIssued(t testing.TB) issuedToken {
 	t.Helper()
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if len(p.issued) == 0 {
-		t.Fatal("the provider issued no token")
-	}
-	return p.issued[len(p.issued)-1]
-}
-
-func (p *testProvider) lastRefreshSent() string {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if len(p.refreshesSent) == 0 {
-		return ""
-	}
-	return p.refreshesSent[len(p.refreshesSent)-1]
-}
-
-// failWith answers every token request with status, a JSON error body carrying the
-// marker, and the given headers.
-func failWith(status int, header ...string) func(http.ResponseWriter, *http.Request) bool {
-	return func(w http.ResponseWriter, _ *http.Request) bool {
-		for i := 0; i+1 < len(header); i += 2 {
-			w.Header().Set(header[i], header[i+1])
-		}
-		w.Header().Set("Content-Type", "application/json")
-		w.WriteHeader(status)
-		fmt.Fprintf(w, `{"error_description":"upstream trouble %s"}`, tpBodyMarker)
-		return true
-	}
+	tok := p.LastIssued(t)
+	return issuedToken{tok.Access, tok.Refresh}
 }
 
 // consent drives the provider's authorization endpoint like a browser whose user
 // approves, and returns the redirect back to Vault (not followed).
 func (p *testProvider) consent(t testing.TB, authURL string) *url.URL {
 	t.Helper()
-	browser := *p.Client()
-	browser.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
-	resp, err := browser.Get(authURL)
-	if err != nil {
-		t.Fatalf("consent: %v", err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusFound {
-		t.Fatalf("consent: status %d, want 302", resp.StatusCode)
-	}
-	loc, err := url.Parse(resp.Header.Get("Location"))
-	if err != nil || loc.Query().Get("code") == "" {
-		t.Fatalf("consent: redirect %q carries no code (%v)", resp.Header.Get("Location"), err)
-	}
-	return loc
+	return p.Authorize(t, authURL)
 }
 
 // countingStorage counts the storage operations a request makes.
@@ -412,7 +287,7 @@ func TestStaleTokenSingleFlight(t *testing.T) {
 	clock.Advance(time.Hour - 30*time.Second)
 
 	release := make(chan struct{})
-	p.setFault(func(http.ResponseWriter, *http.Request) bool {
+	p.SetFault(func(http.ResponseWriter, *http.Request) bool {
 		<-release // hold the one request until every reader has asked
 		return false
 	})
@@ -470,7 +345,7 @@ func TestRefreshTokenRotationPersisted(t *testing.T) {
 			clock.Advance(time.Hour) // the access token is now stale
 			s.reset()
 			got := accessOK(t, b, s, "ac", nil).Data["access_token"]
-			if sent := p.lastRefreshSent(); sent != first.refresh {
+			if sent := p.LastRefreshToken(); sent != first.refresh {
 				t.Fatalf("refreshed with %q, want the issued refresh token", sent)
 			}
 			second := p.lastIssued(t)
@@ -497,7 +372,7 @@ func TestRefreshTokenRotationPersisted(t *testing.T) {
 			// Refreshing again uses the refresh token that was stored.
 			clock.Advance(time.Hour)
 			accessOK(t, b, s, "ac", nil)
-			if sent := p.lastRefreshSent(); sent != wantRefresh {
+			if sent := p.LastRefreshToken(); sent != wantRefresh {
 				t.Fatalf("second refresh sent %q, want %q", sent, wantRefresh)
 			}
 		})
@@ -567,7 +442,7 @@ func TestTransientFailures(t *testing.T) {
 		p := newTestProvider(t, providerConfig{})
 		b, s, clock := oauthBackend(t)
 		mustOK(t, b, s, logical.CreateOperation, "credentials/cc", clientCredentials(p, "header"))
-		p.setFault(failWith(http.StatusInternalServerError))
+		p.SetFault(oauthtest.Fail(http.StatusInternalServerError))
 		code, msg := accessErr(t, b, s, "cc")
 		if code != http.StatusBadGateway || !strings.Contains(msg, "500") {
 			t.Fatalf("got %d %q, want 502 naming HTTP 500", code, msg)
@@ -580,7 +455,7 @@ func TestTransientFailures(t *testing.T) {
 			t.Fatalf("during backoff: %d, %d requests, want 502 after 1", code, p.requests.Load())
 		}
 		clock.Advance(2 * time.Second)
-		p.setFault(nil)
+		p.SetFault(nil)
 		accessOK(t, b, s, "cc", nil)
 		if p.requests.Load() != 2 {
 			t.Fatalf("%d requests after the backoff, want 2", p.requests.Load())
@@ -591,12 +466,12 @@ func TestTransientFailures(t *testing.T) {
 		p := newTestProvider(t, providerConfig{})
 		b, s, clock := oauthBackend(t)
 		mustOK(t, b, s, logical.CreateOperation, "credentials/cc", clientCredentials(p, "header"))
-		p.setFault(failWith(http.StatusTooManyRequests, "Retry-After", "30"))
+		p.SetFault(oauthtest.Fail(http.StatusTooManyRequests, "Retry-After", "30"))
 		code, msg := accessErr(t, b, s, "cc")
 		if code != http.StatusBadGateway || !strings.Contains(msg, "429") {
 			t.Fatalf("got %d %q, want 502 naming HTTP 429", code, msg)
 		}
-		p.setFault(nil)
+		p.SetFault(nil)
 		clock.Advance(29 * time.Second)
 		if code, _ := accessErr(t, b, s, "cc"); code != http.StatusBadGateway || p.requests.Load() != 1 {
 			t.Fatalf("29 s into a 30 s Retry-After: %d after %d requests, want 502 after 1", code, p.requests.Load())
@@ -614,7 +489,7 @@ func TestTransientFailures(t *testing.T) {
 		mustOK(t, b, s, logical.CreateOperation, "credentials/cc", clientCredentials(p, "header"))
 		cached := accessOK(t, b, s, "cc", nil).Data["access_token"]
 		clock.Advance(time.Hour - 30*time.Second) // 30 s left: stale, not expired
-		p.setFault(failWith(http.StatusServiceUnavailable))
+		p.SetFault(oauthtest.Fail(http.StatusServiceUnavailable))
 		resp := accessOK(t, b, s, "cc", nil)
 		if resp.Data["access_token"] != cached || len(resp.Warnings) != 1 || !strings.Contains(resp.Warnings[0], "503") {
 			t.Fatalf("during an outage: token %v warnings %q, want the cached token and a warning naming 503", resp.Data["access_token"], resp.Warnings)
@@ -676,7 +551,7 @@ func TestNeedsReauthTransitions(t *testing.T) {
 			if tc.data != nil {
 				data = tc.data(p)
 			}
-			p.setFault(tc.fault)
+			p.SetFault(tc.fault)
 			mustOK(t, b, s, logical.CreateOperation, "credentials/c", data)
 			code, msg := accessErr(t, b, s, "c")
 			if code != http.StatusForbidden || !strings.Contains(msg, "re-authoriz") || !strings.Contains(msg, tc.code) {
@@ -696,7 +571,7 @@ func TestNeedsReauthTransitions(t *testing.T) {
 			}
 			// Fixing the settings (an update with every field) clears the state at once,
 			// even though the Broker is still backing off from the refusal.
-			p.setFault(nil)
+			p.SetFault(nil)
 			clock.Advance(time.Millisecond)
 			fixed := clientCredentials(p, "header")
 			if tc.data != nil {
@@ -719,11 +594,9 @@ func TestNeedsReauthTransitions(t *testing.T) {
 	}
 }
 
-func oauthError(status int, code string) func(http.ResponseWriter, *http.Request) bool {
+func oauthError(status int, code string) oauthtest.Fault {
 	return func(w http.ResponseWriter, _ *http.Request) bool {
-		w.Header().Set("Content-Type", "application/json")
-		w.WriteHeader(status)
-		fmt.Fprintf(w, `{"error":%q,"error_description":"no %s"}`, code, tpBodyMarker)
+		oauthtest.WriteJSON(w, status, fmt.Sprintf(`{"error":%q,"error_description":"no %s"}`, code, tpBodyMarker))
 		return true
 	}
 }
