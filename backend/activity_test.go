@@ -3,7 +3,6 @@ package backend
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -20,52 +19,6 @@ import (
 	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/backend/lifecycle"
 	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/backend/usage"
 )
-
-// lcCountingStorage wraps a storage and counts every operation, so tests can prove what
-// a path or a sweep does (and does not do) to storage. failPuts makes every Put fail.
-type lcCountingStorage struct {
-	logical.Storage
-	gets, puts, deletes, lists atomic.Int64
-	failPuts                   atomic.Bool
-	failPutsUnder              atomic.Value // string: Puts of keys with this prefix fail
-}
-
-func newLCCountingStorage() *lcCountingStorage {
-	return &lcCountingStorage{Storage: &logical.InmemStorage{}}
-}
-
-func (c *lcCountingStorage) Get(ctx context.Context, key string) (*logical.StorageEntry, error) {
-	c.gets.Add(1)
-	return c.Storage.Get(ctx, key)
-}
-
-func (c *lcCountingStorage) Put(ctx context.Context, e *logical.StorageEntry) error {
-	c.puts.Add(1)
-	if prefix, _ := c.failPutsUnder.Load().(string); c.failPuts.Load() || (prefix != "" && strings.HasPrefix(e.Key, prefix)) {
-		return errors.New("storage unavailable")
-	}
-	return c.Storage.Put(ctx, e)
-}
-
-func (c *lcCountingStorage) Delete(ctx context.Context, key string) error {
-	c.deletes.Add(1)
-	return c.Storage.Delete(ctx, key)
-}
-
-func (c *lcCountingStorage) List(ctx context.Context, prefix string) ([]string, error) {
-	c.lists.Add(1)
-	return c.Storage.List(ctx, prefix)
-}
-
-func (c *lcCountingStorage) reset() {
-	c.gets.Store(0)
-	c.puts.Store(0)
-	c.deletes.Store(0)
-	c.lists.Store(0)
-}
-
-func (c *lcCountingStorage) reads() int64  { return c.gets.Load() + c.lists.Load() }
-func (c *lcCountingStorage) writes() int64 { return c.puts.Load() + c.deletes.Load() }
 
 // lcLogBuffer is a log sink safe for the notifier goroutine and the test to share.
 type lcLogBuffer struct {
@@ -281,7 +234,7 @@ func TestAccessRecordsUsageInMemory(t *testing.T) {
 
 func TestAccessPathWritesNothing(t *testing.T) {
 	t.Parallel()
-	cs := newLCCountingStorage()
+	cs := newCountingStorage()
 	b, s, clock := newLCBackend(t, lcOptions{storage: cs})
 	lcCreateBasic(t, b, s, "hot", nil)
 	lcCreateBasic(t, b, s, "other", nil)
@@ -325,7 +278,7 @@ func TestAccessPathWritesNothing(t *testing.T) {
 
 func TestFlushFailureLosesNothing(t *testing.T) {
 	t.Parallel()
-	cs := newLCCountingStorage()
+	cs := newCountingStorage()
 	b, s, clock := newLCBackend(t, lcOptions{storage: cs})
 	lcCreateBasic(t, b, s, "svc", nil)
 	lcFlush(t, b, s)
@@ -357,7 +310,7 @@ func TestFlushFailureLosesNothing(t *testing.T) {
 // credential's window fails, the retry renews the window without counting twice.
 func TestFlushRetriesOnlyWhatWasNotStored(t *testing.T) {
 	t.Parallel()
-	cs := newLCCountingStorage()
+	cs := newCountingStorage()
 	b, s, clock := newLCBackend(t, lcOptions{storage: cs})
 	lcCreateBasic(t, b, s, "svc", nil)
 	lcFlush(t, b, s)
@@ -479,7 +432,7 @@ func TestEventsLoggedForChangesAndTokens(t *testing.T) {
 
 func TestBackgroundWorkOnlyWhereWritesAreSafe(t *testing.T) {
 	t.Parallel()
-	cs := newLCCountingStorage()
+	cs := newCountingStorage()
 	standby := &logical.StaticSystemView{ReplicationStateVal: consts.ReplicationPerformanceStandby}
 	b, s, clock := newLCBackend(t, lcOptions{storage: cs, system: standby})
 	// Seed a credential long overdue, as the active node would have written it.
@@ -637,7 +590,7 @@ func lcSeed(t testing.TB, s logical.Storage, clock *testClock, prefix string, n 
 
 func TestSweepCostFollowsDueCredentials(t *testing.T) {
 	t.Parallel()
-	cs := newLCCountingStorage()
+	cs := newCountingStorage()
 	clock := newTestClock()
 	lcSeed(t, cs, clock, "idle-", 10000, 0)
 	due := lcSeed(t, cs, clock, "due-", 5, 95*day) // the 90-day warning is due

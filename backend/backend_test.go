@@ -2,8 +2,11 @@ package backend
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -86,4 +89,70 @@ func wantFieldError(t testing.TB, resp *logical.Response, field string) {
 	if msg := resp.Error().Error(); !strings.Contains(msg, field) {
 		t.Fatalf("error %q does not name field %q", msg, field)
 	}
+}
+
+// countingStorage wraps a storage and counts every operation, so tests can prove what
+// a path, a flush or a sweep does (and does not do) to storage. It can also make Puts
+// fail: all of them, those under a prefix, or one key.
+type countingStorage struct {
+	logical.Storage
+	gets, puts, deletes, lists atomic.Int64
+	failPuts                   atomic.Bool
+	failPutsUnder              atomic.Value // string: Puts of keys with this prefix fail
+
+	mu      sync.Mutex
+	written []*logical.StorageEntry // entries Put successfully since the last reset
+	failPut string                  // Put of this key fails while set
+}
+
+func newCountingStorage() *countingStorage {
+	return &countingStorage{Storage: &logical.InmemStorage{}}
+}
+
+func (c *countingStorage) Get(ctx context.Context, key string) (*logical.StorageEntry, error) {
+	c.gets.Add(1)
+	return c.Storage.Get(ctx, key)
+}
+
+func (c *countingStorage) Put(ctx context.Context, e *logical.StorageEntry) error {
+	c.puts.Add(1)
+	prefix, _ := c.failPutsUnder.Load().(string)
+	c.mu.Lock()
+	fail := c.failPuts.Load() || (prefix != "" && strings.HasPrefix(e.Key, prefix)) || (c.failPut != "" && c.failPut == e.Key)
+	if !fail {
+		c.written = append(c.written, e)
+	}
+	c.mu.Unlock()
+	if fail {
+		return errors.New("storage unavailable")
+	}
+	return c.Storage.Put(ctx, e)
+}
+
+func (c *countingStorage) Delete(ctx context.Context, key string) error {
+	c.deletes.Add(1)
+	return c.Storage.Delete(ctx, key)
+}
+
+func (c *countingStorage) List(ctx context.Context, prefix string) ([]string, error) {
+	c.lists.Add(1)
+	return c.Storage.List(ctx, prefix)
+}
+
+func (c *countingStorage) reads() int64  { return c.gets.Load() + c.lists.Load() }
+func (c *countingStorage) writes() int64 { return c.puts.Load() + c.deletes.Load() }
+func (c *countingStorage) total() int64  { return c.reads() + c.writes() }
+
+func (c *countingStorage) reset() {
+	c.gets.Store(0)
+	c.puts.Store(0)
+	c.deletes.Store(0)
+	c.lists.Store(0)
+	c.mu.Lock()
+	c.written = nil
+	c.mu.Unlock()
+}
+
+func (c *countingStorage) String() string {
+	return fmt.Sprintf("get %d, put %d, delete %d, list %d", c.gets.Load(), c.puts.Load(), c.deletes.Load(), c.lists.Load())
 }

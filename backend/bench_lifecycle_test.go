@@ -13,7 +13,7 @@ import (
 // storage-ops/op counts every Get, List, Put and Delete the sweep makes.
 func BenchmarkSweepNothingDue(b *testing.B) {
 	const n = 10000
-	cs := newLCCountingStorage()
+	cs := newCountingStorage()
 	clock := newTestClock()
 	lcSeed(b, cs, clock, "idle-", n, 0)
 	be, s, _ := newLCBackend(b, lcOptions{storage: cs, clock: clock, initialize: true})

@@ -12,7 +12,7 @@ import (
 // the full framework request path, from every P at once. The target (DESIGN.md) is no
 // storage operation per access: storage-ops/op must be 0.
 func BenchmarkAccessStatic(b *testing.B) {
-	cs := newOpCountingStorage()
+	cs := newCountingStorage()
 	// The background flush writes usage by design; a long interval keeps it out of
 	// the measurement.
 	be, _ := newBackendOver(b, cs, map[string]any{"usage_flush_interval": "1h"})
@@ -21,7 +21,7 @@ func BenchmarkAccessStatic(b *testing.B) {
 		"username": "svc-integration", "password": "correct horse battery staple",
 	}))
 	mustOK(b, be, cs, logical.ReadOperation, "access/bench", nil) // warm-up: decode and cache
-	start := cs.ops()
+	start := cs.total()
 	b.ReportAllocs()
 	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {
@@ -36,7 +36,7 @@ func BenchmarkAccessStatic(b *testing.B) {
 		}
 	})
 	b.StopTimer()
-	ops := cs.ops() - start
+	ops := cs.total() - start
 	b.ReportMetric(float64(ops)/float64(b.N), "storage-ops/op")
 	if ops != 0 {
 		b.Fatalf("%d storage operations in %d cached accesses (%s)", ops, b.N, cs)

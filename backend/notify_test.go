@@ -268,7 +268,7 @@ func TestNotifyNeverBlocks(t *testing.T) {
 		return http.StatusOK
 	})
 
-	cs := newLCCountingStorage()
+	cs := newCountingStorage()
 	clock := newTestClock()
 	const n = notifyQueueSize + 50
 	idle := lcSeed(t, cs, clock, "idle-", n, 95*day)

@@ -8,7 +8,6 @@ import (
 	"net/url"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -73,59 +72,6 @@ func (p *testProvider) lastIssued(t testing.TB) issuedToken {
 func (p *testProvider) consent(t testing.TB, authURL string) *url.URL {
 	t.Helper()
 	return p.Authorize(t, authURL)
-}
-
-// countingStorage counts the storage operations a request makes.
-type countingStorage struct {
-	logical.Storage
-	gets, puts, lists, deletes atomic.Int64
-
-	mu      sync.Mutex
-	written []*logical.StorageEntry
-	failPut string // Put of this key fails while set
-}
-
-func (s *countingStorage) Get(ctx context.Context, key string) (*logical.StorageEntry, error) {
-	s.gets.Add(1)
-	return s.Storage.Get(ctx, key)
-}
-
-func (s *countingStorage) Put(ctx context.Context, e *logical.StorageEntry) error {
-	s.puts.Add(1)
-	s.mu.Lock()
-	fail := s.failPut == e.Key
-	if !fail {
-		s.written = append(s.written, e)
-	}
-	s.mu.Unlock()
-	if fail {
-		return errors.New("storage unavailable")
-	}
-	return s.Storage.Put(ctx, e)
-}
-
-func (s *countingStorage) List(ctx context.Context, prefix string) ([]string, error) {
-	s.lists.Add(1)
-	return s.Storage.List(ctx, prefix)
-}
-
-func (s *countingStorage) Delete(ctx context.Context, key string) error {
-	s.deletes.Add(1)
-	return s.Storage.Delete(ctx, key)
-}
-
-func (s *countingStorage) total() int64 {
-	return s.gets.Load() + s.puts.Load() + s.lists.Load() + s.deletes.Load()
-}
-
-func (s *countingStorage) reset() {
-	s.gets.Store(0)
-	s.puts.Store(0)
-	s.lists.Store(0)
-	s.deletes.Store(0)
-	s.mu.Lock()
-	s.written = nil
-	s.mu.Unlock()
 }
 
 // oauthBackend is a test backend with its callback base URL set.
