@@ -12,7 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/vault/sdk/helper/consts"
 	"github.com/hashicorp/vault/sdk/logical"
 
@@ -36,49 +35,6 @@ func (s *lcLogBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.buf.String()
-}
-
-// lcOptions adjusts the backend newLCBackend builds.
-type lcOptions struct {
-	storage logical.Storage     // default: fresh InmemStorage
-	clock   *testClock          // default: newTestClock()
-	events  logical.EventSender // default: none (the server has no event support)
-	logs    *lcLogBuffer        // default: null logger
-	system  logical.SystemView  // default: a writable primary
-	// initialize runs the InitializeFunc: the background flush loop, the notifier and
-	// the index build. Off, nothing runs behind the test's back.
-	initialize bool
-}
-
-// newLCBackend is newTestBackend with the knobs the lifecycle tests need.
-func newLCBackend(t testing.TB, o lcOptions) (*integrationsBackend, logical.Storage, *testClock) {
-	t.Helper()
-	if o.storage == nil {
-		o.storage = &logical.InmemStorage{}
-	}
-	if o.clock == nil {
-		o.clock = newTestClock()
-	}
-	if o.system == nil {
-		o.system = &logical.StaticSystemView{DefaultLeaseTTLVal: time.Hour, MaxLeaseTTLVal: 24 * time.Hour}
-	}
-	logger := hclog.NewNullLogger()
-	if o.logs != nil {
-		logger = hclog.New(&hclog.LoggerOptions{Output: o.logs, Level: hclog.Debug})
-	}
-	b := newBackend(o.clock.Now)
-	conf := &logical.BackendConfig{Logger: logger, System: o.system, StorageView: o.storage, EventsSender: o.events}
-	if err := b.Setup(context.Background(), conf); err != nil {
-		t.Fatal(err)
-	}
-	b.storage = o.storage
-	if o.initialize {
-		if err := b.Initialize(context.Background(), &logical.InitializationRequest{Storage: o.storage}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	t.Cleanup(func() { b.Cleanup(context.Background()) })
-	return b, o.storage, o.clock
 }
 
 // do sends a request as a named caller and returns the response and error as they are,
@@ -150,7 +106,7 @@ func lcFlush(t testing.TB, b *integrationsBackend, s logical.Storage) {
 
 func TestAccessRecordsUsageInMemory(t *testing.T) {
 	t.Parallel()
-	b, s, clock := newLCBackend(t, lcOptions{})
+	b, s, clock := newBackendWith(t, backendOptions{})
 	lcCreateBasic(t, b, s, "svc", nil)
 	if got := lcRead(t, b, s, "svc"); got["access_count"] != int64(0) || got["last_accessed"] != "" || got["health"] != lifecycle.HealthAwaitingUsage {
 		t.Fatalf("new credential: count %v last %v health %v", got["access_count"], got["last_accessed"], got["health"])
@@ -235,7 +191,7 @@ func TestAccessRecordsUsageInMemory(t *testing.T) {
 func TestAccessPathWritesNothing(t *testing.T) {
 	t.Parallel()
 	cs := newCountingStorage()
-	b, s, clock := newLCBackend(t, lcOptions{storage: cs})
+	b, s, clock := newBackendWith(t, backendOptions{storage: cs})
 	lcCreateBasic(t, b, s, "hot", nil)
 	lcCreateBasic(t, b, s, "other", nil)
 	lcFlush(t, b, s)
@@ -279,7 +235,7 @@ func TestAccessPathWritesNothing(t *testing.T) {
 func TestFlushFailureLosesNothing(t *testing.T) {
 	t.Parallel()
 	cs := newCountingStorage()
-	b, s, clock := newLCBackend(t, lcOptions{storage: cs})
+	b, s, clock := newBackendWith(t, backendOptions{storage: cs})
 	lcCreateBasic(t, b, s, "svc", nil)
 	lcFlush(t, b, s)
 	for i := 0; i < 3; i++ {
@@ -311,7 +267,7 @@ func TestFlushFailureLosesNothing(t *testing.T) {
 func TestFlushRetriesOnlyWhatWasNotStored(t *testing.T) {
 	t.Parallel()
 	cs := newCountingStorage()
-	b, s, clock := newLCBackend(t, lcOptions{storage: cs})
+	b, s, clock := newBackendWith(t, backendOptions{storage: cs})
 	lcCreateBasic(t, b, s, "svc", nil)
 	lcFlush(t, b, s)
 	for i := 0; i < 3; i++ {
@@ -350,7 +306,7 @@ func TestCleanupFlushesUsage(t *testing.T) {
 	t.Parallel()
 	storage := &logical.InmemStorage{}
 	clock := newTestClock()
-	b, s, _ := newLCBackend(t, lcOptions{storage: storage, clock: clock, initialize: true})
+	b, s, _ := newBackendWith(t, backendOptions{storage: storage, clock: clock, initialize: true})
 	lcCreateBasic(t, b, s, "svc", nil)
 	const n = 7
 	for i := 0; i < n; i++ {
@@ -363,7 +319,7 @@ func TestCleanupFlushesUsage(t *testing.T) {
 	b.Cleanup(context.Background())
 
 	// A new backend over the same storage, as after a restart or a leader change.
-	b2, s2, _ := newLCBackend(t, lcOptions{storage: storage, clock: clock, initialize: true})
+	b2, s2, _ := newBackendWith(t, backendOptions{storage: storage, clock: clock, initialize: true})
 	got := lcRead(t, b2, s2, "svc")
 	if got["access_count"] != int64(n) || got["last_accessed"] != last.Format(time.RFC3339) {
 		t.Fatalf("after restart: access_count %v last_accessed %v", got["access_count"], got["last_accessed"])
@@ -391,7 +347,7 @@ func TestEventsLoggedForChangesAndTokens(t *testing.T) {
 	}))
 	t.Cleanup(provider.Close)
 	events := logical.NewMockEventSender()
-	b, s, clock := newLCBackend(t, lcOptions{events: events})
+	b, s, clock := newBackendWith(t, backendOptions{events: events})
 	mustOK(t, b, s, logical.CreateOperation, "credentials/cc", map[string]any{
 		"type": "oauth2_client_credentials", "token_url": provider.URL + "/token", "client_id": "id", "client_secret": "secret",
 	})
@@ -434,7 +390,7 @@ func TestBackgroundWorkOnlyWhereWritesAreSafe(t *testing.T) {
 	t.Parallel()
 	cs := newCountingStorage()
 	standby := &logical.StaticSystemView{ReplicationStateVal: consts.ReplicationPerformanceStandby}
-	b, s, clock := newLCBackend(t, lcOptions{storage: cs, system: standby})
+	b, s, clock := newBackendWith(t, backendOptions{storage: cs, system: standby})
 	// Seed a credential long overdue, as the active node would have written it.
 	c := &credential{Name: "old", Type: "basic", Values: map[string]any{"username": "u", "password": "p"},
 		CreatedAt: clock.Now(), UpdatedAt: clock.Now(), State: lifecycle.NewState(clock.Now())}
@@ -460,7 +416,7 @@ func TestBackgroundWorkOnlyWhereWritesAreSafe(t *testing.T) {
 // checks the locking, and at the end that no access was lost or refused.
 func TestConcurrentAccessFlushSweep(t *testing.T) {
 	t.Parallel()
-	b, s, clock := newLCBackend(t, lcOptions{initialize: true})
+	b, s, clock := newBackendWith(t, backendOptions{initialize: true})
 	const creds, readers, reads = 8, 8, 150
 	for i := 0; i < creds; i++ {
 		lcCreateBasic(t, b, s, fmt.Sprintf("c%d", i), nil)
@@ -564,7 +520,7 @@ func TestConcurrentAccessFlushSweep(t *testing.T) {
 // a moment. It returns the names.
 func lcSeed(t testing.TB, s logical.Storage, clock *testClock, prefix string, n int, age time.Duration) []string {
 	t.Helper()
-	tmplB, tmplS, _ := newLCBackend(t, lcOptions{clock: clock})
+	tmplB, tmplS, _ := newBackendWith(t, backendOptions{clock: clock})
 	lcCreateBasic(t, tmplB, tmplS, "template", nil)
 	tmpl, err := tmplB.credentials.get(context.Background(), tmplS, "template")
 	if err != nil || tmpl == nil {
@@ -594,7 +550,7 @@ func TestSweepCostFollowsDueCredentials(t *testing.T) {
 	clock := newTestClock()
 	lcSeed(t, cs, clock, "idle-", 10000, 0)
 	due := lcSeed(t, cs, clock, "due-", 5, 95*day) // the 90-day warning is due
-	b, s, _ := newLCBackend(t, lcOptions{storage: cs, clock: clock, initialize: true})
+	b, s, _ := newBackendWith(t, backendOptions{storage: cs, clock: clock, initialize: true})
 	if got := b.activity.index.Len(); got != 10005 {
 		t.Fatalf("index holds %d credentials, want 10005", got)
 	}

@@ -36,25 +36,60 @@ func (c *testClock) Advance(d time.Duration) {
 	c.mu.Unlock()
 }
 
-// newTestBackend returns a backend over in-memory storage and an injected clock.
+// newTestBackend returns a backend over in-memory storage and an injected clock, with
+// its background work started.
 func newTestBackend(t testing.TB) (*integrationsBackend, logical.Storage, *testClock) {
 	t.Helper()
-	clock := newTestClock()
-	storage := &logical.InmemStorage{}
-	b := newBackend(clock.Now)
-	conf := &logical.BackendConfig{
-		Logger:      hclog.NewNullLogger(),
-		System:      &logical.StaticSystemView{DefaultLeaseTTLVal: time.Hour, MaxLeaseTTLVal: 24 * time.Hour},
-		StorageView: storage,
+	return newBackendWith(t, backendOptions{initialize: true})
+}
+
+// backendOptions adjusts the backend newBackendWith builds.
+type backendOptions struct {
+	storage logical.Storage     // default: fresh InmemStorage
+	clock   *testClock          // default: newTestClock()
+	events  logical.EventSender // default: none (the server has no event support)
+	logs    *lcLogBuffer        // default: null logger
+	system  logical.SystemView  // default: a writable primary
+	// config, when set, is written before the background work starts, so its
+	// usage_flush_interval applies from the first flush.
+	config map[string]any
+	// initialize runs the InitializeFunc: the background flush loop, the notifier and
+	// the index build. Off, nothing runs behind the test's back.
+	initialize bool
+}
+
+// newBackendWith is newTestBackend with the knobs the lifecycle tests need.
+func newBackendWith(t testing.TB, o backendOptions) (*integrationsBackend, logical.Storage, *testClock) {
+	t.Helper()
+	if o.storage == nil {
+		o.storage = &logical.InmemStorage{}
 	}
+	if o.clock == nil {
+		o.clock = newTestClock()
+	}
+	if o.system == nil {
+		o.system = &logical.StaticSystemView{DefaultLeaseTTLVal: time.Hour, MaxLeaseTTLVal: 24 * time.Hour}
+	}
+	logger := hclog.NewNullLogger()
+	if o.logs != nil {
+		logger = hclog.New(&hclog.LoggerOptions{Output: o.logs, Level: hclog.Debug})
+	}
+	b := newBackend(o.clock.Now)
+	conf := &logical.BackendConfig{Logger: logger, System: o.system, StorageView: o.storage, EventsSender: o.events}
 	if err := b.Setup(context.Background(), conf); err != nil {
 		t.Fatal(err)
 	}
-	if err := b.Initialize(context.Background(), &logical.InitializationRequest{Storage: storage}); err != nil {
-		t.Fatal(err)
+	b.storage = o.storage
+	if o.config != nil {
+		mustOK(t, b, o.storage, logical.UpdateOperation, "config", o.config)
+	}
+	if o.initialize {
+		if err := b.Initialize(context.Background(), &logical.InitializationRequest{Storage: o.storage}); err != nil {
+			t.Fatal(err)
+		}
 	}
 	t.Cleanup(func() { b.Cleanup(context.Background()) })
-	return b, storage, clock
+	return b, o.storage, o.clock
 }
 
 // call sends one request and fails the test on a transport-level error (not on an

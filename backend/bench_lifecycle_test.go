@@ -16,7 +16,7 @@ func BenchmarkSweepNothingDue(b *testing.B) {
 	cs := newCountingStorage()
 	clock := newTestClock()
 	lcSeed(b, cs, clock, "idle-", n, 0)
-	be, s, _ := newLCBackend(b, lcOptions{storage: cs, clock: clock, initialize: true})
+	be, s, _ := newBackendWith(b, backendOptions{storage: cs, clock: clock, initialize: true})
 	if got := be.activity.index.Len(); got != n {
 		b.Fatalf("index holds %d credentials, want %d", got, n)
 	}

@@ -102,7 +102,7 @@ func TestNotifyLogsAndSendsVaultEvents(t *testing.T) {
 	t.Parallel()
 	events := logical.NewMockEventSender()
 	logs := &lcLogBuffer{}
-	b, s, clock := newLCBackend(t, lcOptions{events: events, logs: logs})
+	b, s, clock := newBackendWith(t, backendOptions{events: events, logs: logs})
 	lcCreateBasic(t, b, s, "svc", nil)
 	created := clock.Now()
 	steps := []struct {
@@ -158,7 +158,7 @@ func TestNotifyPostsToNotifyCredential(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			r := newLCReceiver(t, nil)
-			b, s, clock := newLCBackend(t, lcOptions{initialize: true})
+			b, s, clock := newBackendWith(t, backendOptions{initialize: true})
 			lcCreateBasic(t, b, s, "svc", nil)
 			created := clock.Now()
 			clock.Advance(90 * day)
@@ -206,7 +206,7 @@ func TestNotifyRetriesAreBounded(t *testing.T) {
 			r := newLCReceiver(t, func(_ notification, attempt int) int {
 				return tc.statuses[min(attempt, len(tc.statuses))-1]
 			})
-			b, s, _ := newLCBackend(t, lcOptions{})
+			b, s, _ := newBackendWith(t, backendOptions{})
 			var waits []int
 			b.notifyBackoff = func(attempt int) time.Duration { waits = append(waits, attempt); return 0 }
 			mustOK(t, b, s, logical.CreateOperation, "credentials/hook", map[string]any{"type": "webhook", "url": r.URL})
@@ -235,7 +235,7 @@ func TestNotifyWithoutUsableTarget(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			logs := &lcLogBuffer{}
-			b, s, _ := newLCBackend(t, lcOptions{logs: logs})
+			b, s, _ := newBackendWith(t, backendOptions{logs: logs})
 			lcCreateBasic(t, b, s, "plain", nil)
 			// config refuses such a target now; a config stored earlier, or a target
 			// deleted since, still gets here.
@@ -273,7 +273,7 @@ func TestNotifyNeverBlocks(t *testing.T) {
 	const n = notifyQueueSize + 50
 	idle := lcSeed(t, cs, clock, "idle-", n, 95*day)
 	logs := &lcLogBuffer{}
-	b, s, _ := newLCBackend(t, lcOptions{storage: cs, clock: clock, initialize: true, logs: logs})
+	b, s, _ := newBackendWith(t, backendOptions{storage: cs, clock: clock, initialize: true, logs: logs})
 	t.Cleanup(unblock) // runs before the backend cleans up and the receiver closes
 	lcCreateBasic(t, b, s, "live", nil)
 	mustOK(t, b, s, logical.CreateOperation, "credentials/hook", map[string]any{"type": "webhook", "url": r.URL})
@@ -316,7 +316,7 @@ func TestCleanupDoesNotWaitForSlowReceiver(t *testing.T) {
 		<-release
 		return http.StatusOK
 	})
-	b, s, clock := newLCBackend(t, lcOptions{initialize: true})
+	b, s, clock := newBackendWith(t, backendOptions{initialize: true})
 	t.Cleanup(unblock)
 	lcCreateBasic(t, b, s, "svc", nil)
 	mustOK(t, b, s, logical.CreateOperation, "credentials/hook", map[string]any{"type": "webhook", "url": r.URL})
@@ -359,7 +359,7 @@ func TestNotifyDoesNotFollowRedirects(t *testing.T) {
 		http.Redirect(w, r, elsewhere.URL, http.StatusTemporaryRedirect)
 	}))
 	t.Cleanup(redirector.Close)
-	b, s, _ := newLCBackend(t, lcOptions{})
+	b, s, _ := newBackendWith(t, backendOptions{})
 	b.notifyBackoff = func(int) time.Duration { return 0 }
 	mustOK(t, b, s, logical.CreateOperation, "credentials/hook", map[string]any{"type": "webhook", "url": redirector.URL})
 	mustOK(t, b, s, logical.UpdateOperation, "config", map[string]any{"notify_credential": "hook"})
@@ -401,7 +401,7 @@ func TestNotifySlack(t *testing.T) {
 				_, _ = io.WriteString(w, answer)
 			}))
 			t.Cleanup(slack.Close)
-			b, s, _ := newLCBackend(t, lcOptions{})
+			b, s, _ := newBackendWith(t, backendOptions{})
 			b.slackPostURL = slack.URL
 			b.notifyBackoff = func(int) time.Duration { return 0 }
 			mustOK(t, b, s, logical.CreateOperation, "credentials/chat", map[string]any{"type": "slack", "token": "xoxb-123-456-abc"})

@@ -13,34 +13,15 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/vault/sdk/logical"
 
 	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/backend/credtype"
 )
 
-// newBackendOver is newTestBackend over the given storage. config, when not nil, is
-// written before the background work starts, so its usage_flush_interval applies
-// from the first flush.
+// newBackendOver is newTestBackend over the given storage, with config written first.
 func newBackendOver(t testing.TB, s logical.Storage, config map[string]any) (*integrationsBackend, *testClock) {
 	t.Helper()
-	clock := newTestClock()
-	b := newBackend(clock.Now)
-	conf := &logical.BackendConfig{
-		Logger:      hclog.NewNullLogger(),
-		System:      &logical.StaticSystemView{DefaultLeaseTTLVal: time.Hour, MaxLeaseTTLVal: 24 * time.Hour},
-		StorageView: s,
-	}
-	if err := b.Setup(context.Background(), conf); err != nil {
-		t.Fatal(err)
-	}
-	if config != nil {
-		mustOK(t, b, s, logical.UpdateOperation, "config", config)
-	}
-	if err := b.Initialize(context.Background(), &logical.InitializationRequest{Storage: s}); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { b.Cleanup(context.Background()) })
+	b, _, clock := newBackendWith(t, backendOptions{storage: s, config: config, initialize: true})
 	return b, clock
 }
 

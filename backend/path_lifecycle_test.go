@@ -242,7 +242,7 @@ func TestLifecycleTimeline(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			events := logical.NewMockEventSender()
-			b, s, clock := newLCBackend(t, lcOptions{events: events})
+			b, s, clock := newBackendWith(t, backendOptions{events: events})
 			tl := &lcTimeline{t: t, b: b, s: s, clock: clock, start: clock.Now(), events: events, name: "svc"}
 			if tc.config != nil {
 				mustOK(t, b, s, logical.UpdateOperation, "config", tc.config)
@@ -323,7 +323,7 @@ func lcWantGone(t *testing.T, b *integrationsBackend, s logical.Storage, name st
 func TestLateSweepPurgesDirectly(t *testing.T) {
 	t.Parallel()
 	events := logical.NewMockEventSender()
-	b, s, clock := newLCBackend(t, lcOptions{events: events})
+	b, s, clock := newBackendWith(t, backendOptions{events: events})
 	lcCreateBasic(t, b, s, "svc", nil)
 	lcAccess(t, b, s, "svc")
 	clock.Advance(400 * day) // the node was down the whole time
@@ -338,7 +338,7 @@ func TestLateSweepPurgesDirectly(t *testing.T) {
 
 func TestExpiredCredentialRefused(t *testing.T) {
 	t.Parallel()
-	b, s, clock := newLCBackend(t, lcOptions{})
+	b, s, clock := newBackendWith(t, backendOptions{})
 	expires := clock.Now().Add(10 * day)
 	lcCreateBasic(t, b, s, "svc", map[string]any{"expires_at": expires.Format(time.RFC3339)})
 	if v := lcRead(t, b, s, "svc"); v["expires_at"] != expires.Format(time.RFC3339) || v["suspend_at"] != expires.Format(time.RFC3339) {
@@ -395,7 +395,7 @@ func lcWantRefusal(t *testing.T, resp *logical.Response, err error, wants ...str
 
 func TestManualLifecycleActions(t *testing.T) {
 	t.Parallel()
-	b, s, clock := newLCBackend(t, lcOptions{})
+	b, s, clock := newBackendWith(t, backendOptions{})
 	lcCreateBasic(t, b, s, "svc", nil)
 
 	clock.Advance(10 * day)
@@ -433,7 +433,7 @@ func TestManualLifecycleActions(t *testing.T) {
 
 func TestHealth(t *testing.T) {
 	t.Parallel()
-	b, s, clock := newLCBackend(t, lcOptions{})
+	b, s, clock := newBackendWith(t, backendOptions{})
 	lcCreateBasic(t, b, s, "new", nil)
 	lcCreateBasic(t, b, s, "used", nil)
 	lcCreateBasic(t, b, s, "warned", nil)
@@ -470,7 +470,7 @@ func TestHealth(t *testing.T) {
 
 func TestLogsFilters(t *testing.T) {
 	t.Parallel()
-	b, s, clock := newLCBackend(t, lcOptions{})
+	b, s, clock := newBackendWith(t, backendOptions{})
 	lcCreateBasic(t, b, s, "svc", nil)
 	start := clock.Now()
 	// Ten reads a minute apart, alternating integrations; reads 4 and 5 refused while
@@ -539,7 +539,7 @@ func TestLogsFilters(t *testing.T) {
 
 func TestLogSizeCap(t *testing.T) {
 	t.Parallel()
-	b, s, clock := newLCBackend(t, lcOptions{})
+	b, s, clock := newBackendWith(t, backendOptions{})
 	mustOK(t, b, s, logical.UpdateOperation, "config", map[string]any{"log_size": 5})
 	lcCreateBasic(t, b, s, "svc", nil)
 	for i := 1; i <= 12; i++ {
@@ -592,7 +592,7 @@ func lcSelfSignedPEM(t *testing.T, notAfter time.Time) (certPEM, keyPEM string) 
 
 func TestAlerts(t *testing.T) {
 	t.Parallel()
-	b, s, clock := newLCBackend(t, lcOptions{})
+	b, s, clock := newBackendWith(t, backendOptions{})
 	lcCreateBasic(t, b, s, "idle", nil)
 	clock.Advance(95 * day)
 	now := clock.Now()
@@ -644,7 +644,7 @@ func TestAlerts(t *testing.T) {
 // to credentials the index filed under the old ones.
 func TestConfigChangeReachesIndexedCredentials(t *testing.T) {
 	t.Parallel()
-	b, s, clock := newLCBackend(t, lcOptions{})
+	b, s, clock := newBackendWith(t, backendOptions{})
 	lcCreateBasic(t, b, s, "svc", nil)
 	clock.Advance(day)
 	if err := b.periodic(context.Background(), &logical.Request{Storage: s}); err != nil {
