@@ -9,7 +9,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/hashicorp/go-secure-stdlib/parseutil"
 	"github.com/hashicorp/vault/sdk/logical"
 
 	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/backend/lifecycle"
@@ -235,12 +234,6 @@ func (b *integrationsBackend) lifecycleView(ctx context.Context, s logical.Stora
 		"expires_at":    rfc3339(st.ExpiresAt),
 		"suspended_at":  rfc3339(st.SuspendedAt),
 	}
-}
-
-// parseDurationField accepts a duration as seconds (number or numeric string) or a
-// Go/Vault duration string such as "90d" or "2160h".
-func parseDurationField(v any) (time.Duration, error) {
-	return parseutil.ParseDurationSecond(v)
 }
 
 // afterCredentialChange re-indexes a credential whose settings or state changed.

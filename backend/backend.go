@@ -130,11 +130,7 @@ func (b *integrationsBackend) periodic(ctx context.Context, req *logical.Request
 	if !b.WriteSafeReplicationState() {
 		return nil
 	}
-	if b.activity.index.Len() == 0 {
-		if err := b.buildIndex(ctx, req.Storage); err != nil {
-			return err
-		}
-	}
+	// The sweep (re)builds the index itself when it was never built or config changed.
 	if err := b.sweep(ctx, req.Storage); err != nil {
 		return err
 	}
@@ -161,12 +157,13 @@ func (b *integrationsBackend) invalidate(_ context.Context, key string) {
 		b.config = nil
 		b.configMu.Unlock()
 	case strings.HasPrefix(key, credentialPrefix):
-		b.credentials.forget(strings.TrimPrefix(key, credentialPrefix))
+		// Another node changed the credential: its settings may be new, so what was
+		// learnt under the old ones (token, backoff) goes too, as on a local update.
+		name := strings.TrimPrefix(key, credentialPrefix)
+		b.credentials.forget(name)
+		b.forgetToken(name)
 	case strings.HasPrefix(key, tokenPrefix):
-		name := strings.TrimPrefix(key, tokenPrefix)
-		b.tokens.mu.Lock()
-		delete(b.tokens.tokens, name)
-		b.tokens.mu.Unlock()
+		b.tokens.dropToken(strings.TrimPrefix(key, tokenPrefix))
 	case strings.HasPrefix(key, usagePrefix):
 		b.activity.mu.Lock()
 		delete(b.activity.summaries, strings.TrimPrefix(key, usagePrefix))

@@ -264,6 +264,20 @@ func (c *credential) clone() *credential {
 // and username. Hostnames and usernames compare case-insensitively, as they do on the
 // systems PAM products manage.
 func deviceKey(hostname, ip, username string) string {
-	h := sha256.Sum256([]byte(strings.ToLower(hostname) + "\x00" + ip + "\x00" + strings.ToLower(username)))
+	h := deviceHash(hostname, ip, username)
 	return deviceIndexPrefix + hex.EncodeToString(h[:16])
+}
+
+// deviceHash identifies a device account by its triple, for the index key and for the
+// names of accounts created without an identifier.
+func deviceHash(hostname, ip, username string) [sha256.Size]byte {
+	return sha256.Sum256([]byte(strings.ToLower(hostname) + "\x00" + ip + "\x00" + strings.ToLower(username)))
+}
+
+// deviceIndexKey is where a device account is indexed by its triple; "" for other types.
+func (c *credential) deviceIndexKey() string {
+	if c.Type != deviceAccountType {
+		return ""
+	}
+	return deviceKey(str(c.Values["hostname"]), str(c.Values["ip"]), str(c.Values["username"]))
 }

@@ -69,8 +69,8 @@ func (b *integrationsBackend) pathAccessRead(ctx context.Context, req *logical.R
 	}
 	var data map[string]any
 	var warnings []string
-	if c.kind().Kind == credtype.KindStatic {
-		data, err = c.kind().Access(c.Values, now)
+	if t := c.kind(); t.Kind == credtype.KindStatic {
+		data, err = t.Access(c.Values, now)
 	} else {
 		data, warnings, err = b.tokenAccess(ctx, req.Storage, cfg, c, d.Get("minimum_seconds").(int))
 	}

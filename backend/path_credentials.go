@@ -10,11 +10,13 @@ import (
 	"time"
 	"unicode"
 
+	"github.com/hashicorp/go-secure-stdlib/parseutil"
 	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/logical"
 
 	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/backend/credtype"
 	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/backend/lifecycle"
+	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/backend/usage"
 )
 
 // Limits on list pages and on the lifecycle metadata a credential carries.
@@ -182,11 +184,7 @@ func (b *integrationsBackend) writeCredential(ctx context.Context, req *logical.
 	if err := b.saveCredential(ctx, req.Storage, c, existing); err != nil {
 		return validationResponse(err) // a device account whose hostname+ip+username is taken is a 400
 	}
-	event := "updated"
-	if existing == nil {
-		event = "created"
-	}
-	b.recordEvent(name, event, true, requestIntegration(req, ""), "")
+	b.recordEvent(name, writeEvent(existing), true, requestIntegration(req, ""), "")
 	return b.credentialResponse(ctx, req.Storage, c)
 }
 
@@ -367,7 +365,7 @@ func (b *integrationsBackend) applyLifecycleFields(ctx context.Context, s logica
 		}
 		var dur time.Duration
 		if v != nil && v != "" {
-			secs, err := parseDurationField(v)
+			secs, err := parseutil.ParseDurationSecond(v)
 			if err != nil || secs <= 0 {
 				return fieldErr(wf.name, "must be a positive duration such as 90d, 2160h or a number of seconds")
 			}
@@ -416,8 +414,7 @@ func typeNames() []string {
 // saveCredential stores c and keeps the secondary records in step: the device-account
 // index, and cached tokens that new settings make stale.
 func (b *integrationsBackend) saveCredential(ctx context.Context, s logical.Storage, c, existing *credential) error {
-	if c.Type == "device_account" {
-		key := deviceKey(str(c.Values["hostname"]), str(c.Values["ip"]), str(c.Values["username"]))
+	if key := c.deviceIndexKey(); key != "" {
 		if owner, err := s.Get(ctx, key); err != nil {
 			return fmt.Errorf("reading device index: %w", err)
 		} else if owner != nil && string(owner.Value) != c.Name {
@@ -430,9 +427,8 @@ func (b *integrationsBackend) saveCredential(ctx context.Context, s logical.Stor
 	if err := b.credentials.put(ctx, s, c); err != nil {
 		return err
 	}
-	if existing != nil && existing.Type == "device_account" {
-		old := deviceKey(str(existing.Values["hostname"]), str(existing.Values["ip"]), str(existing.Values["username"]))
-		if old != deviceKey(str(c.Values["hostname"]), str(c.Values["ip"]), str(c.Values["username"])) {
+	if existing != nil {
+		if old := existing.deviceIndexKey(); old != "" && old != c.deviceIndexKey() {
 			if err := s.Delete(ctx, old); err != nil {
 				return fmt.Errorf("cleaning device index: %w", err)
 			}
@@ -446,6 +442,14 @@ func (b *integrationsBackend) saveCredential(ctx context.Context, s logical.Stor
 }
 
 func str(v any) string { s, _ := v.(string); return s }
+
+// writeEvent names a write in the credential's log.
+func writeEvent(existing *credential) string {
+	if existing == nil {
+		return usage.EventCreated
+	}
+	return usage.EventUpdated
+}
 
 func (b *integrationsBackend) pathCredentialRead(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
 	name := d.Get("name").(string)
@@ -547,22 +551,17 @@ func (b *integrationsBackend) pathCredentialDelete(ctx context.Context, req *log
 // deleteCredential removes a credential and everything stored beside it. The caller
 // holds the name's lock.
 func (b *integrationsBackend) deleteCredential(ctx context.Context, s logical.Storage, c *credential) error {
-	if c.Type == "device_account" {
-		key := deviceKey(str(c.Values["hostname"]), str(c.Values["ip"]), str(c.Values["username"]))
+	if key := c.deviceIndexKey(); key != "" {
 		if err := s.Delete(ctx, key); err != nil {
 			return fmt.Errorf("cleaning device index: %w", err)
 		}
 	}
 	// A pending authorization goes too: a credential re-created under the same name
 	// must not complete the old one's consent.
-	if p, err := loadPending(ctx, s, c.Name); err != nil {
+	if err := dropPending(ctx, s, c.Name); err != nil {
 		return err
-	} else if p != nil {
-		if err := s.Delete(ctx, oauthStatePrefix+p.State); err != nil {
-			return fmt.Errorf("deleting pending authorization of %q: %w", c.Name, err)
-		}
 	}
-	for _, prefix := range []string{tokenPrefix, usagePrefix, authorizationPrefix} {
+	for _, prefix := range []string{tokenPrefix, usagePrefix} {
 		if err := s.Delete(ctx, prefix+c.Name); err != nil {
 			return fmt.Errorf("deleting %s%s: %w", prefix, c.Name, err)
 		}

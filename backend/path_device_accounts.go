@@ -2,7 +2,6 @@ package backend
 
 import (
 	"context"
-	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
 	"regexp"
@@ -141,11 +140,7 @@ func (b *integrationsBackend) pathDeviceAccountUpsert(ctx context.Context, req *
 	if err := b.saveCredential(ctx, req.Storage, c, existing); err != nil {
 		return validationResponse(err)
 	}
-	event := "updated"
-	if existing == nil {
-		event = "created"
-	}
-	b.recordEvent(name, event, true, requestIntegration(req, ""), "device-accounts upsert")
+	b.recordEvent(name, writeEvent(existing), true, requestIntegration(req, ""), "device-accounts upsert")
 	resp, err := b.credentialResponse(ctx, req.Storage, c)
 	if resp != nil {
 		resp.Data["created"] = existing == nil
@@ -158,7 +153,7 @@ var unsafeNameChars = regexp.MustCompile(`[^A-Za-z0-9_.-]+`)
 // deviceAccountName derives a stable, unique name for a device account created
 // without an identifier: readable parts plus a hash of the identifying triple.
 func deviceAccountName(hostname, username, ip string) string {
-	h := sha256.Sum256([]byte(strings.ToLower(hostname) + "\x00" + ip + "\x00" + strings.ToLower(username)))
+	h := deviceHash(hostname, ip, username)
 	base := unsafeNameChars.ReplaceAllString(strings.ToLower(hostname)+"_"+strings.ToLower(username), "-")
 	if len(base) > 100 {
 		base = base[:100]

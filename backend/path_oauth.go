@@ -125,7 +125,8 @@ func (b *integrationsBackend) pathAuthorize(ctx context.Context, req *logical.Re
 	if c == nil {
 		return nil, logical.CodedError(http.StatusNotFound, fmt.Sprintf("credential %q does not exist", name))
 	}
-	if !supportsAuthorize(c) {
+	oc, err := oauth.FromFields(c.Type, c.Values)
+	if err != nil || oc.Grant != oauth.GrantAuthorizationCode {
 		return logical.ErrorResponse("credential %q is of type %s, which does not use the authorization-code flow", name, c.Type), nil
 	}
 	cfg, err := b.loadConfig(ctx, req.Storage)
@@ -136,11 +137,10 @@ func (b *integrationsBackend) pathAuthorize(ctx context.Context, req *logical.Re
 		if err := b.completeAuthorization(ctx, req.Storage, cfg, name, d.Get("state").(string), code); err != nil {
 			return authorizationResponse(err)
 		}
-		return b.credentialResponse(ctx, req.Storage, mustGet(ctx, b, req.Storage, name, c))
-	}
-	oc, err := oauth.FromFields(c.Type, c.Values)
-	if err != nil {
-		return nil, fmt.Errorf("building the OAuth configuration of %q: %w", name, err)
+		if c, err = b.credentials.get(ctx, req.Storage, name); err != nil || c == nil {
+			return nil, err
+		}
+		return b.credentialResponse(ctx, req.Storage, c)
 	}
 	oc.RedirectURL = b.redirectURL(cfg, c)
 	if oc.RedirectURL == "" {
@@ -168,19 +168,6 @@ func (b *integrationsBackend) pathAuthorize(ctx context.Context, req *logical.Re
 		"redirect_url": p.RedirectURL,
 		"expires_at":   rfc3339(p.ExpiresAt),
 	}}, nil
-}
-
-// supportsAuthorize reports whether a credential uses the authorization-code grant.
-func supportsAuthorize(c *credential) bool {
-	oc, err := oauth.FromFields(c.Type, c.Values)
-	return err == nil && oc.Grant == oauth.GrantAuthorizationCode
-}
-
-func mustGet(ctx context.Context, b *integrationsBackend, s logical.Storage, name string, fallback *credential) *credential {
-	if c, err := b.credentials.get(ctx, s, name); err == nil && c != nil {
-		return c
-	}
-	return fallback
 }
 
 // requestCallbackURL builds the callback URL from the request's Host header, which
@@ -212,12 +199,8 @@ func firstHeader(req *logical.Request, name string) string {
 // storePending replaces the credential's pending authorization; an older state stops
 // working. The caller holds the credential's lock.
 func (b *integrationsBackend) storePending(ctx context.Context, s logical.Storage, name string, p pendingAuthorization) error {
-	if old, err := loadPending(ctx, s, name); err != nil {
+	if err := dropPending(ctx, s, name); err != nil {
 		return err
-	} else if old != nil {
-		if err := s.Delete(ctx, oauthStatePrefix+old.State); err != nil {
-			return err
-		}
 	}
 	entry, err := logical.StorageEntryJSON(authorizationPrefix+name, p)
 	if err != nil {
@@ -227,6 +210,22 @@ func (b *integrationsBackend) storePending(ctx context.Context, s logical.Storag
 		return fmt.Errorf("storing pending authorization: %w", err)
 	}
 	return s.Put(ctx, &logical.StorageEntry{Key: oauthStatePrefix + p.State, Value: []byte(name)})
+}
+
+// dropPending removes a credential's pending authorization, if any, and so spends its
+// state. The caller holds the credential's lock.
+func dropPending(ctx context.Context, s logical.Storage, name string) error {
+	p, err := loadPending(ctx, s, name)
+	if err != nil || p == nil {
+		return err
+	}
+	if err := s.Delete(ctx, oauthStatePrefix+p.State); err != nil {
+		return fmt.Errorf("deleting the pending authorization of %q: %w", name, err)
+	}
+	if err := s.Delete(ctx, authorizationPrefix+name); err != nil {
+		return fmt.Errorf("deleting the pending authorization of %q: %w", name, err)
+	}
+	return nil
 }
 
 func loadPending(ctx context.Context, s logical.Storage, name string) (*pendingAuthorization, error) {
@@ -273,8 +272,9 @@ func (b *integrationsBackend) completeAuthorization(ctx context.Context, s logic
 		return &errAuthorization{"state does not match the pending authorization"}
 	}
 	// The state is single-use whatever the outcome.
-	_ = s.Delete(ctx, authorizationPrefix+name)
-	_ = s.Delete(ctx, oauthStatePrefix+p.State)
+	if err := dropPending(ctx, s, name); err != nil {
+		return err
+	}
 	if !b.now().Before(p.ExpiresAt) {
 		return &errAuthorization{"the authorization expired (they last 10 minutes): start a new one with authorize"}
 	}
@@ -283,11 +283,7 @@ func (b *integrationsBackend) completeAuthorization(ctx context.Context, s logic
 		return err
 	}
 	oc.RedirectURL = p.RedirectURL
-	client := oauth.NewClient(oauth.ClientOptions{
-		Timeout: cfg.RequestTimeout, MaxResponseBytes: 1 << 20,
-		DefaultLifetime: cfg.DefaultTokenLifetime, Now: b.now, Transport: b.transport,
-	})
-	tok, err := client.Exchange(ctx, oc, code, p.Verifier)
+	tok, err := b.newOAuthClient(cfg).Exchange(ctx, oc, code, p.Verifier)
 	if err != nil {
 		detail := "the token exchange failed"
 		var oe *oauth.Error
@@ -363,8 +359,7 @@ func (b *integrationsBackend) cleanAuthorizations(ctx context.Context, s logical
 		unlock := b.credentials.lock(name)
 		p, err := loadPending(ctx, s, name)
 		if err == nil && p != nil && !now.Before(p.ExpiresAt) {
-			_ = s.Delete(ctx, oauthStatePrefix+p.State)
-			err = s.Delete(ctx, authorizationPrefix+name)
+			err = dropPending(ctx, s, name)
 		}
 		unlock()
 		if err != nil {

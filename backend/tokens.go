@@ -31,40 +31,34 @@ type tokenCache struct {
 	brokerMu  sync.Mutex
 	broker    *oauth.Broker
 	brokerFor [2]time.Duration // request timeout, default lifetime
-	// settings holds, per credential, the UpdatedAt of the settings the Broker's
-	// state for it (backoff, last token) was built under.
-	settings map[string]time.Time
 }
 
 func newTokenCache() *tokenCache {
-	return &tokenCache{tokens: make(map[string]*oauth.Token), settings: make(map[string]time.Time)}
+	return &tokenCache{tokens: make(map[string]*oauth.Token)}
 }
 
-// brokerFor returns a Broker configured by cfg, for credential c. Its HTTP client
-// honours request_timeout and caps responses at 1 MiB. What the Broker remembers
-// of c from before c's settings last changed (a backoff after a refusal, the last
-// token) is dropped: new settings deserve a new attempt.
-func (b *integrationsBackend) brokerFor(cfg *engineConfig, c *credential) *oauth.Broker {
+// newOAuthClient is the bounded client every provider call goes through: cfg's
+// request_timeout, a 1 MiB response cap, cfg's default token lifetime.
+func (b *integrationsBackend) newOAuthClient(cfg *engineConfig) *oauth.Client {
+	return oauth.NewClient(oauth.ClientOptions{
+		Timeout:          cfg.RequestTimeout,
+		MaxResponseBytes: 1 << 20,
+		DefaultLifetime:  cfg.DefaultTokenLifetime,
+		Now:              b.now,
+		Transport:        b.transport,
+	})
+}
+
+// brokerFor returns a Broker configured by cfg, rebuilt when those settings change.
+// What it remembers of one credential (backoff, last token) is dropped by forgetToken
+// whenever the credential is updated, re-authorized or deleted.
+func (b *integrationsBackend) brokerFor(cfg *engineConfig) *oauth.Broker {
 	tc := b.tokens
 	tc.brokerMu.Lock()
 	defer tc.brokerMu.Unlock()
 	want := [2]time.Duration{cfg.RequestTimeout, cfg.DefaultTokenLifetime}
 	if tc.broker == nil || tc.brokerFor != want {
-		client := oauth.NewClient(oauth.ClientOptions{
-			Timeout:          cfg.RequestTimeout,
-			MaxResponseBytes: 1 << 20,
-			DefaultLifetime:  cfg.DefaultTokenLifetime,
-			Now:              b.now,
-			Transport:        b.transport,
-		})
-		tc.broker, tc.brokerFor = oauth.NewBroker(client, b.now), want
-		clear(tc.settings)
-	}
-	if at, seen := tc.settings[c.Name]; !seen || c.UpdatedAt.After(at) {
-		if seen {
-			tc.broker.Forget(c.Name)
-		}
-		tc.settings[c.Name] = c.UpdatedAt
+		tc.broker, tc.brokerFor = oauth.NewBroker(b.newOAuthClient(cfg), b.now), want
 	}
 	return tc.broker
 }
@@ -113,17 +107,22 @@ func (b *integrationsBackend) storeToken(ctx context.Context, s logical.Storage,
 	return nil
 }
 
-// forgetToken drops the in-memory token and the Broker's backoff for a credential.
-func (b *integrationsBackend) forgetToken(name string) {
-	tc := b.tokens
+// dropToken forgets the decoded copy of a stored token, e.g. when another node wrote it.
+func (tc *tokenCache) dropToken(name string) {
 	tc.mu.Lock()
 	delete(tc.tokens, name)
 	tc.mu.Unlock()
+}
+
+// forgetToken drops the in-memory token and the Broker's backoff and last token for a
+// credential: new settings deserve a new attempt.
+func (b *integrationsBackend) forgetToken(name string) {
+	tc := b.tokens
+	tc.dropToken(name)
 	tc.brokerMu.Lock()
 	if tc.broker != nil {
 		tc.broker.Forget(name)
 	}
-	delete(tc.settings, name)
 	tc.brokerMu.Unlock()
 }
 
@@ -158,7 +157,7 @@ func (b *integrationsBackend) tokenAccess(ctx context.Context, s logical.Storage
 			return nil, nil, fmt.Errorf("building the OAuth configuration of %q: %w", c.Name, err)
 		}
 		oc.RedirectURL = b.redirectURL(cfg, c)
-		res, err = b.brokerFor(cfg, c).Token(ctx, c.Name, oc, cached, minValid, func(ctx context.Context, tok *oauth.Token) error {
+		res, err = b.brokerFor(cfg).Token(ctx, c.Name, oc, cached, minValid, func(ctx context.Context, tok *oauth.Token) error {
 			if err := b.storeToken(ctx, s, c.Name, tok); err != nil {
 				return err
 			}

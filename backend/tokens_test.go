@@ -569,3 +569,29 @@ func TestUpdateDropsTokenOfOldSettings(t *testing.T) {
 		t.Fatal("the token minted after the update is not cached")
 	}
 }
+
+// TestInvalidatedCredentialRereadsItsToken: when another node changes a credential,
+// Invalidate drops what this node learnt under the old settings, so the next access
+// reads the stored token again instead of serving the remembered one.
+func TestInvalidatedCredentialRereadsItsToken(t *testing.T) {
+	t.Parallel()
+	p := newTestProvider(t, providerConfig{})
+	b, s, _ := oauthBackend(t)
+	mustOK(t, b, s, logical.CreateOperation, "credentials/cc", clientCredentials(p, "header"))
+	first := accessOK(t, b, s, "cc", nil).Data["access_token"]
+	s.reset()
+	accessOK(t, b, s, "cc", nil)
+	if n := s.total(); n != 0 {
+		t.Fatalf("cached access made %d storage operations, want 0", n)
+	}
+	b.InvalidateKey(context.Background(), "credentials/cc")
+	if got := accessOK(t, b, s, "cc", nil).Data["access_token"]; got != first {
+		t.Fatalf("after invalidation: token %v, want the stored %v", got, first)
+	}
+	if n := s.gets.Load(); n < 2 {
+		t.Fatalf("after invalidation the access read storage %d times, want the credential and its token reread", n)
+	}
+	if n := p.requests.Load(); n != 1 {
+		t.Fatalf("%d token requests, want 1: the stored token is still good", n)
+	}
+}
