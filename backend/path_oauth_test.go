@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/vault/sdk/logical"
+
+	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/internal/oauthtest"
 )
 
 const callbackURL = tpCallbackBase + "/v1/integrations/" + callbackPath
@@ -19,7 +21,7 @@ const callbackURL = tpCallbackBase + "/v1/integrations/" + callbackPath
 func authCodeFields(p *testProvider) map[string]any {
 	return map[string]any{
 		"type": "oauth2_authorization_code", "auth_url": p.authURL(), "token_url": p.tokenURL(),
-		"client_id": tpClientID, "client_secret": tpClientSecret, "scopes": "offline_access,read",
+		"client_id": oauthtest.ClientID, "client_secret": oauthtest.ClientSecret, "scopes": "offline_access,read",
 	}
 }
 
@@ -77,7 +79,7 @@ func TestAuthorizeReturnsConsentURLWithStateAndPKCE(t *testing.T) {
 	if err != nil || len(raw) != 32 || q.Get("state") != state {
 		t.Fatalf("state %q (in URL %q): want 32 random bytes, base64url", state, q.Get("state"))
 	}
-	if q.Get("response_type") != "code" || q.Get("client_id") != tpClientID || q.Get("scope") != "offline_access read" {
+	if q.Get("response_type") != "code" || q.Get("client_id") != oauthtest.ClientID || q.Get("scope") != "offline_access read" {
 		t.Fatalf("consent URL query %v", q)
 	}
 	if q.Get("code_challenge_method") != "S256" || len(q.Get("code_challenge")) != 43 {
@@ -98,7 +100,7 @@ func TestAuthorizeReturnsConsentURLWithStateAndPKCE(t *testing.T) {
 	if base64.RawURLEncoding.EncodeToString(sum[:]) != q.Get("code_challenge") {
 		t.Fatal("code_challenge is not the S256 hash of the stored verifier")
 	}
-	if strings.Contains(u.String(), p2.Verifier) || strings.Contains(u.String(), tpClientSecret) {
+	if strings.Contains(u.String(), p2.Verifier) || strings.Contains(u.String(), oauthtest.ClientSecret) {
 		t.Fatal("the consent URL carries the verifier or the client secret")
 	}
 	// Each authorize draws a new state, and the older one stops working.
@@ -241,9 +243,9 @@ func TestCallbackWithoutStateOrCode(t *testing.T) {
 	}
 	// A refusal by the provider shows its error code, escaped, never its description.
 	status, page := callback(t, b, s, url.Values{
-		"state": {loc.Query().Get("state")}, "error": {"access_denied<b>"}, "error_description": {"<script>" + tpBodyMarker},
+		"state": {loc.Query().Get("state")}, "error": {"access_denied<b>"}, "error_description": {"<script>" + oauthtest.Marker},
 	})
-	if status != http.StatusBadRequest || !strings.Contains(page, "access_denied&lt;b&gt;") || strings.Contains(page, tpBodyMarker) || strings.Contains(page, "<script>") {
+	if status != http.StatusBadRequest || !strings.Contains(page, "access_denied&lt;b&gt;") || strings.Contains(page, oauthtest.Marker) || strings.Contains(page, "<script>") {
 		t.Fatalf("provider error: %d %s", status, page)
 	}
 	if p.requests.Load() != 0 {
@@ -278,7 +280,7 @@ func TestAuthorizeWithCodeCompletesByHand(t *testing.T) {
 	// A code the provider does not know: refused, naming its error code, and spent.
 	startAuthorization(t, b, s, "ac")
 	resp, err = request(b, s, logical.UpdateOperation, "credentials/ac/authorize", map[string]any{"code": "not-a-code"})
-	if err != nil || resp == nil || !resp.IsError() || !strings.Contains(resp.Error().Error(), "invalid_grant") || strings.Contains(resp.Error().Error(), tpClientSecret) {
+	if err != nil || resp == nil || !resp.IsError() || !strings.Contains(resp.Error().Error(), "invalid_grant") || strings.Contains(resp.Error().Error(), oauthtest.ClientSecret) {
 		t.Fatalf("unknown code: %v %v", resp, err)
 	}
 	if pending, _ := loadPending(context.Background(), s, "ac"); pending != nil {

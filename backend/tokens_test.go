@@ -18,16 +18,8 @@ import (
 	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/internal/oauthtest"
 )
 
-// Fixtures of the test provider (internal/oauthtest). The secrets and the body marker
-// are searched for in every error message and management read.
-const (
-	tpClientID     = oauthtest.ClientID
-	tpClientSecret = oauthtest.ClientSecret
-	tpUsername     = oauthtest.Username
-	tpPassword     = oauthtest.Password
-	tpCallbackBase = "https://vault.example.test:8200"
-	tpBodyMarker   = oauthtest.Marker
-)
+// tpCallbackBase is the Vault address the test backends build redirect URLs from.
+const tpCallbackBase = "https://vault.example.test:8200"
 
 // testProvider is the shared real OAuth 2.0 test server (internal/oauthtest) under the
 // names this package's tests (path_oauth_test.go too) were written against.
@@ -114,7 +106,7 @@ func accessErr(t *testing.T, b *integrationsBackend, s logical.Storage, name str
 	if !errors.As(err, &ce) {
 		t.Fatalf("access %s: error %v is not coded", name, err)
 	}
-	for _, secret := range []string{tpClientSecret, tpPassword, tpBodyMarker} {
+	for _, secret := range []string{oauthtest.ClientSecret, oauthtest.Password, oauthtest.Marker} {
 		if strings.Contains(err.Error(), secret) {
 			t.Fatalf("access error leaks %q: %v", secret, err)
 		}
@@ -130,8 +122,8 @@ func credStatus(t *testing.T, b *integrationsBackend, s logical.Storage, name st
 
 func clientCredentials(p *testProvider, style string) map[string]any {
 	return map[string]any{
-		"type": "oauth2_client_credentials", "token_url": p.tokenURL(), "client_id": tpClientID,
-		"client_secret": tpClientSecret, "scopes": "read,write", "auth_style": style,
+		"type": "oauth2_client_credentials", "token_url": p.tokenURL(), "client_id": oauthtest.ClientID,
+		"client_secret": oauthtest.ClientSecret, "scopes": "read,write", "auth_style": style,
 	}
 }
 
@@ -142,8 +134,8 @@ func TestTokenGrantsAgainstRealServer(t *testing.T) {
 	cases := map[string]map[string]any{
 		"cc-header": clientCredentials(p, "header"),
 		"cc-body":   clientCredentials(p, "body"),
-		"password": {"type": "oauth2_password", "token_url": p.tokenURL(), "client_id": tpClientID,
-			"client_secret": tpClientSecret, "username": tpUsername, "password": tpPassword},
+		"password": {"type": "oauth2_password", "token_url": p.tokenURL(), "client_id": oauthtest.ClientID,
+			"client_secret": oauthtest.ClientSecret, "username": oauthtest.Username, "password": oauthtest.Password},
 	}
 	for name, data := range cases {
 		mustOK(t, b, s, logical.CreateOperation, "credentials/"+name, data)
@@ -158,7 +150,7 @@ func TestTokenGrantsAgainstRealServer(t *testing.T) {
 		}
 		// Management reads never show the token, nor the refresh token of the password grant.
 		read := fmt.Sprint(mustOK(t, b, s, logical.ReadOperation, "credentials/"+name, nil).Data)
-		for _, secret := range []string{issued.access, issued.refresh, tpClientSecret, tpPassword} {
+		for _, secret := range []string{issued.access, issued.refresh, oauthtest.ClientSecret, oauthtest.Password} {
 			if secret != "" && strings.Contains(read, secret) {
 				t.Fatalf("%s: management read shows a secret: %s", name, read)
 			}
@@ -440,7 +432,7 @@ func TestTransientFailures(t *testing.T) {
 		if resp.Data["access_token"] != cached || len(resp.Warnings) != 1 || !strings.Contains(resp.Warnings[0], "503") {
 			t.Fatalf("during an outage: token %v warnings %q, want the cached token and a warning naming 503", resp.Data["access_token"], resp.Warnings)
 		}
-		if strings.Contains(resp.Warnings[0], tpBodyMarker) {
+		if strings.Contains(resp.Warnings[0], oauthtest.Marker) {
 			t.Fatalf("warning echoes the provider's body: %s", resp.Warnings[0])
 		}
 		if h := mustOK(t, b, s, logical.ReadOperation, "credentials/cc", nil).Data["health"]; h != "yellow" {
@@ -482,8 +474,8 @@ func TestNeedsReauthTransitions(t *testing.T) {
 			return d
 		}},
 		{"invalid_grant", nil, func(p *testProvider) map[string]any {
-			return map[string]any{"type": "oauth2_password", "token_url": p.tokenURL(), "client_id": tpClientID,
-				"client_secret": tpClientSecret, "username": tpUsername, "password": "wrong"}
+			return map[string]any{"type": "oauth2_password", "token_url": p.tokenURL(), "client_id": oauthtest.ClientID,
+				"client_secret": oauthtest.ClientSecret, "username": oauthtest.Username, "password": "wrong"}
 		}},
 		{"unauthorized_client", oauthError(http.StatusBadRequest, "unauthorized_client"), nil},
 		{"unsupported_grant_type", oauthError(http.StatusBadRequest, "unsupported_grant_type"), nil},
@@ -522,7 +514,7 @@ func TestNeedsReauthTransitions(t *testing.T) {
 			fixed := clientCredentials(p, "header")
 			if tc.data != nil {
 				fixed = tc.data(p)
-				fixed["client_secret"], fixed["password"] = tpClientSecret, tpPassword
+				fixed["client_secret"], fixed["password"] = oauthtest.ClientSecret, oauthtest.Password
 				if fixed["type"] == "oauth2_client_credentials" {
 					delete(fixed, "password")
 				}
@@ -542,7 +534,7 @@ func TestNeedsReauthTransitions(t *testing.T) {
 
 func oauthError(status int, code string) oauthtest.Fault {
 	return func(w http.ResponseWriter, _ *http.Request) bool {
-		oauthtest.WriteJSON(w, status, fmt.Sprintf(`{"error":%q,"error_description":"no %s"}`, code, tpBodyMarker))
+		oauthtest.WriteJSON(w, status, fmt.Sprintf(`{"error":%q,"error_description":"no %s"}`, code, oauthtest.Marker))
 		return true
 	}
 }

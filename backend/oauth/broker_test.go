@@ -9,6 +9,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/internal/oauthtest"
 )
 
 // newTestBroker returns a broker on clock whose jitter always draws the top
@@ -214,7 +216,7 @@ func TestBrokerTransientBackoffServesCachedWithWarning(t *testing.T) {
 	failing.Store(true)
 	p.setBefore(func(w http.ResponseWriter, _ *http.Request) bool {
 		if failing.Load() {
-			http.Error(w, bodyMarker, http.StatusServiceUnavailable)
+			http.Error(w, oauthtest.Marker, http.StatusServiceUnavailable)
 			return true
 		}
 		return false
@@ -270,7 +272,7 @@ func TestBrokerTransientWithoutUsableCache(t *testing.T) {
 	p := newProvider(t, providerOptions{})
 	p.setBefore(func(w http.ResponseWriter, _ *http.Request) bool {
 		w.Header().Set("Retry-After", "30")
-		http.Error(w, bodyMarker, http.StatusTooManyRequests)
+		http.Error(w, oauthtest.Marker, http.StatusTooManyRequests)
 		return true
 	})
 	clock := newFakeClock()
@@ -319,7 +321,7 @@ func TestBrokerPermanentErrorAndForget(t *testing.T) {
 
 	// The operator fixes the secret; the backend calls Forget.
 	b.Forget("cred")
-	cfg.ClientSecret = testClientSecret
+	cfg.ClientSecret = oauthtest.ClientSecret
 	res, err := b.Token(context.Background(), "cred", cfg, cached, time.Minute, st.persist)
 	if err != nil || !res.Minted {
 		t.Fatalf("after Forget: %+v, %v", res, err)

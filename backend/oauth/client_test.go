@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/internal/oauthtest"
 )
 
 func newTestClient(clock *fakeClock) *Client {
@@ -88,7 +90,7 @@ func TestMintPassword(t *testing.T) {
 	p := newProvider(t, providerOptions{})
 	c := newTestClient(newFakeClock())
 	cfg := p.config(AuthStyleHeader)
-	cfg.Grant, cfg.Username, cfg.Password = GrantPassword, testUsername, testPassword
+	cfg.Grant, cfg.Username, cfg.Password = GrantPassword, oauthtest.Username, oauthtest.Password
 
 	tok, err := c.Mint(context.Background(), cfg, "")
 	if err != nil {
@@ -97,7 +99,7 @@ func TestMintPassword(t *testing.T) {
 	if tok.AccessToken == "" || tok.RefreshToken == "" {
 		t.Errorf("token = %+v, want access and refresh tokens", tok)
 	}
-	if f := p.last(t).Form; f.Get("grant_type") != "password" || f.Get("username") != testUsername {
+	if f := p.last(t).Form; f.Get("grant_type") != "password" || f.Get("username") != oauthtest.Username {
 		t.Errorf("form = %v", f)
 	}
 
@@ -223,9 +225,9 @@ func TestZoomAccountCredentials(t *testing.T) {
 	t.Parallel()
 	p := newProvider(t, providerOptions{clientAuth: AuthStyleHeader})
 	cfg, err := FromFields(TypeZoom, map[string]any{
-		"account_id":    testAccountID,
-		"client_id":     testClientID,
-		"client_secret": testClientSecret,
+		"account_id":    oauthtest.AccountID,
+		"client_id":     oauthtest.ClientID,
+		"client_secret": oauthtest.ClientSecret,
 		"token_url":     p.tokenURL(),
 	})
 	if err != nil {
@@ -240,10 +242,10 @@ func TestZoomAccountCredentials(t *testing.T) {
 		t.Fatal("no access token")
 	}
 	req := p.last(t)
-	if req.Form.Get("grant_type") != "account_credentials" || req.Form.Get("account_id") != testAccountID {
+	if req.Form.Get("grant_type") != "account_credentials" || req.Form.Get("account_id") != oauthtest.AccountID {
 		t.Errorf("form = %v", req.Form)
 	}
-	if req.AuthStyle != AuthStyleHeader || req.BasicUser != testClientID {
+	if req.AuthStyle != AuthStyleHeader || req.BasicUser != oauthtest.ClientID {
 		t.Errorf("auth = %s user %q, want Basic", req.AuthStyle, req.BasicUser)
 	}
 
@@ -269,7 +271,7 @@ func TestPresetsAgainstLocalServer(t *testing.T) {
 			AuthStyleBody, "client_credentials", AuthStyleBody, "a b"},
 		{"servicenow client credentials", TypeServiceNow, map[string]any{"instance": "dev1234"},
 			AuthStyleBody, "client_credentials", AuthStyleBody, ""},
-		{"servicenow password", TypeServiceNow, map[string]any{"instance": "dev1234", "username": testUsername, "password": testPassword},
+		{"servicenow password", TypeServiceNow, map[string]any{"instance": "dev1234", "username": oauthtest.Username, "password": oauthtest.Password},
 			AuthStyleBody, "password", AuthStyleBody, ""},
 		{"cisco", TypeCisco, map[string]any{"auth_url": "https://id.cisco.com/oauth2/default/v1/token"},
 			AuthStyleHeader, "client_credentials", AuthStyleHeader, ""},
@@ -278,8 +280,8 @@ func TestPresetsAgainstLocalServer(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			p := newProvider(t, providerOptions{clientAuth: tt.serverFor})
-			tt.fields["client_id"] = testClientID
-			tt.fields["client_secret"] = testClientSecret
+			tt.fields["client_id"] = oauthtest.ClientID
+			tt.fields["client_secret"] = oauthtest.ClientSecret
 			tt.fields["token_url"] = p.tokenURL()
 			cfg, err := FromFields(tt.typ, tt.fields)
 			if err != nil {
@@ -312,37 +314,37 @@ func TestTransportFailuresAreClassified(t *testing.T) {
 		retryAfter time.Duration
 	}{
 		{"500", func(w http.ResponseWriter, _ *http.Request) {
-			http.Error(w, "internal "+bodyMarker, http.StatusInternalServerError)
+			http.Error(w, "internal "+oauthtest.Marker, http.StatusInternalServerError)
 		}, Transient, CodeHTTP5xx, 500, 0},
 		{"502 with oauth server_error", func(w http.ResponseWriter, _ *http.Request) {
-			writeJSON(w, http.StatusBadGateway, `{"error":"server_error","error_description":"`+bodyMarker+`"}`)
+			writeJSON(w, http.StatusBadGateway, `{"error":"server_error","error_description":"`+oauthtest.Marker+`"}`)
 		}, Transient, "server_error", 502, 0},
 		{"503 retry-after seconds", func(w http.ResponseWriter, _ *http.Request) {
 			w.Header().Set("Retry-After", "120")
-			http.Error(w, bodyMarker, http.StatusServiceUnavailable)
+			http.Error(w, oauthtest.Marker, http.StatusServiceUnavailable)
 		}, Transient, CodeHTTP5xx, 503, 2 * time.Minute},
 		{"503 retry-after date", func(w http.ResponseWriter, _ *http.Request) {
 			w.Header().Set("Retry-After", retryDate)
-			http.Error(w, bodyMarker, http.StatusServiceUnavailable)
+			http.Error(w, oauthtest.Marker, http.StatusServiceUnavailable)
 		}, Transient, CodeHTTP5xx, 503, 90 * time.Second},
 		{"429", func(w http.ResponseWriter, _ *http.Request) {
 			w.Header().Set("Retry-After", "7")
-			http.Error(w, bodyMarker, http.StatusTooManyRequests)
+			http.Error(w, oauthtest.Marker, http.StatusTooManyRequests)
 		}, Transient, CodeRateLimited, 429, 7 * time.Second},
 		{"400 without code", func(w http.ResponseWriter, _ *http.Request) {
-			http.Error(w, bodyMarker, http.StatusBadRequest)
+			http.Error(w, oauthtest.Marker, http.StatusBadRequest)
 		}, Permanent, CodeHTTP4xx, 400, 0},
 		{"unknown code on 400", func(w http.ResponseWriter, _ *http.Request) {
-			writeJSON(w, http.StatusBadRequest, `{"error":"invalid_dpop_proof","error_description":"`+bodyMarker+`"}`)
+			writeJSON(w, http.StatusBadRequest, `{"error":"invalid_dpop_proof","error_description":"`+oauthtest.Marker+`"}`)
 		}, Permanent, "invalid_dpop_proof", 400, 0},
 		{"200 not json", func(w http.ResponseWriter, _ *http.Request) {
-			writeJSON(w, http.StatusOK, "<html>"+bodyMarker+"</html>")
+			writeJSON(w, http.StatusOK, "<html>"+oauthtest.Marker+"</html>")
 		}, Transient, CodeBadResponse, 200, 0},
 		{"200 without access_token", func(w http.ResponseWriter, _ *http.Request) {
-			writeJSON(w, http.StatusOK, `{"token_type":"`+bodyMarker+`"}`)
+			writeJSON(w, http.StatusOK, `{"token_type":"`+oauthtest.Marker+`"}`)
 		}, Transient, CodeBadResponse, 200, 0},
 		{"200 with error code", func(w http.ResponseWriter, _ *http.Request) {
-			writeJSON(w, http.StatusOK, `{"error":"invalid_client","error_description":"`+bodyMarker+`"}`)
+			writeJSON(w, http.StatusOK, `{"error":"invalid_client","error_description":"`+oauthtest.Marker+`"}`)
 		}, Permanent, "invalid_client", 200, 0},
 	}
 	for _, tt := range tests {
@@ -350,7 +352,7 @@ func TestTransportFailuresAreClassified(t *testing.T) {
 			t.Parallel()
 			srv := httptest.NewServer(tt.handler)
 			t.Cleanup(srv.Close)
-			cfg := Config{Grant: GrantClientCredentials, TokenURL: srv.URL, ClientID: testClientID, ClientSecret: testClientSecret}
+			cfg := Config{Grant: GrantClientCredentials, TokenURL: srv.URL, ClientID: oauthtest.ClientID, ClientSecret: oauthtest.ClientSecret}
 			_, err := newTestClient(newFakeClock()).Mint(context.Background(), cfg, "")
 			e := wantError(t, err, tt.class, tt.code)
 			if e.Status != tt.status || e.RetryAfter != tt.retryAfter {
@@ -390,7 +392,7 @@ func TestConnectionRefusedIsTransient(t *testing.T) {
 	}
 	addr := ln.Addr().String()
 	ln.Close()
-	cfg := Config{Grant: GrantClientCredentials, TokenURL: "http://" + addr + "/token", ClientID: testClientID, ClientSecret: testClientSecret}
+	cfg := Config{Grant: GrantClientCredentials, TokenURL: "http://" + addr + "/token", ClientID: oauthtest.ClientID, ClientSecret: oauthtest.ClientSecret}
 	_, err = newTestClient(newFakeClock()).Mint(context.Background(), cfg, "")
 	e := wantError(t, err, Transient, CodeNetwork)
 	if e.Status != 0 || !strings.Contains(err.Error(), "refused") {
@@ -410,7 +412,7 @@ func TestTimeoutIsTransient(t *testing.T) {
 	t.Cleanup(srv.Close)
 	t.Cleanup(func() { close(done) }) // runs before srv.Close
 	c := NewClient(ClientOptions{Timeout: 50 * time.Millisecond})
-	cfg := Config{Grant: GrantClientCredentials, TokenURL: srv.URL, ClientID: testClientID, ClientSecret: testClientSecret}
+	cfg := Config{Grant: GrantClientCredentials, TokenURL: srv.URL, ClientID: oauthtest.ClientID, ClientSecret: oauthtest.ClientSecret}
 	_, err := c.Mint(context.Background(), cfg, "")
 	wantError(t, err, Transient, CodeTimeout)
 	if !errors.Is(err, context.DeadlineExceeded) {
@@ -425,7 +427,7 @@ func TestTimeoutIsTransient(t *testing.T) {
 
 func TestResponseSizeCap(t *testing.T) {
 	t.Parallel()
-	big := `{"access_token":"` + strings.Repeat("a", 4096) + `","token_type":"bearer","pad":"` + bodyMarker + `"}`
+	big := `{"access_token":"` + strings.Repeat("a", 4096) + `","token_type":"bearer","pad":"` + oauthtest.Marker + `"}`
 	for _, chunked := range []bool{false, true} {
 		name := map[bool]string{false: "content-length", true: "chunked"}[chunked]
 		t.Run(name, func(t *testing.T) {
@@ -439,7 +441,7 @@ func TestResponseSizeCap(t *testing.T) {
 			}))
 			t.Cleanup(srv.Close)
 			c := NewClient(ClientOptions{MaxResponseBytes: 1024})
-			cfg := Config{Grant: GrantClientCredentials, TokenURL: srv.URL, ClientID: testClientID, ClientSecret: testClientSecret}
+			cfg := Config{Grant: GrantClientCredentials, TokenURL: srv.URL, ClientID: oauthtest.ClientID, ClientSecret: oauthtest.ClientSecret}
 			_, err := c.Mint(context.Background(), cfg, "")
 			e := wantError(t, err, Transient, CodeResponseTooLarge)
 			if e.Status != http.StatusOK {
@@ -456,7 +458,7 @@ func TestResponseSizeCap(t *testing.T) {
 		t.Cleanup(srv.Close)
 		clock := newFakeClock()
 		c := NewClient(ClientOptions{MaxResponseBytes: int64(len(body)), Now: clock.Now})
-		cfg := Config{Grant: GrantClientCredentials, TokenURL: srv.URL, ClientID: testClientID}
+		cfg := Config{Grant: GrantClientCredentials, TokenURL: srv.URL, ClientID: oauthtest.ClientID}
 		tok, err := c.Mint(context.Background(), cfg, "")
 		if err != nil {
 			t.Fatal(err)
@@ -513,7 +515,7 @@ func TestInsecureEndpointRefused(t *testing.T) {
 	t.Parallel()
 	c := newTestClient(newFakeClock())
 	for _, grant := range []Grant{GrantClientCredentials, GrantAuthorizationCode} {
-		cfg := Config{Grant: grant, TokenURL: "http://idp.example/token", AuthURL: "https://idp.example/authorize", ClientID: testClientID, ClientSecret: testClientSecret}
+		cfg := Config{Grant: grant, TokenURL: "http://idp.example/token", AuthURL: "https://idp.example/authorize", ClientID: oauthtest.ClientID, ClientSecret: oauthtest.ClientSecret}
 		_, err := c.Mint(context.Background(), cfg, "refresh")
 		wantError(t, err, Permanent, CodeInsecureEndpoint)
 		if grant == GrantAuthorizationCode {
@@ -521,7 +523,7 @@ func TestInsecureEndpointRefused(t *testing.T) {
 			wantError(t, err, Permanent, CodeInsecureEndpoint)
 		}
 	}
-	cfg := Config{Grant: GrantPassword, TokenURL: "https://idp.example/token", ClientID: testClientID}
+	cfg := Config{Grant: GrantPassword, TokenURL: "https://idp.example/token", ClientID: oauthtest.ClientID}
 	_, err := c.Mint(context.Background(), cfg, "")
 	wantError(t, err, Permanent, CodeInvalidConfig)
 }

@@ -6,12 +6,14 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/internal/oauthtest"
 )
 
 func TestFromFields(t *testing.T) {
 	t.Parallel()
 	base := func(extra map[string]any) map[string]any {
-		f := map[string]any{"client_id": "id", "client_secret": testClientSecret}
+		f := map[string]any{"client_id": "id", "client_secret": oauthtest.ClientSecret}
 		for k, v := range extra {
 			f[k] = v
 		}
@@ -22,7 +24,7 @@ func TestFromFields(t *testing.T) {
 		TokenURL:     "https://login.microsoftonline.com/contoso.onmicrosoft.com/oauth2/v2.0/token",
 		AuthURL:      "https://login.microsoftonline.com/contoso.onmicrosoft.com/oauth2/v2.0/authorize",
 		ClientID:     "id",
-		ClientSecret: testClientSecret,
+		ClientSecret: oauthtest.ClientSecret,
 		Scopes:       []string{"https://graph.microsoft.com/.default"},
 		AuthStyle:    AuthStyleBody,
 	}
@@ -37,18 +39,18 @@ func TestFromFields(t *testing.T) {
 			"token_url": "https://idp.example/token", "scopes": []string{"a", "b"},
 			"audience": "https://api.example", "auth_style": "body",
 		}), Config{Grant: GrantClientCredentials, TokenURL: "https://idp.example/token", ClientID: "id",
-			ClientSecret: testClientSecret, Scopes: []string{"a", "b"}, Audience: "https://api.example", AuthStyle: AuthStyleBody}, ""},
+			ClientSecret: oauthtest.ClientSecret, Scopes: []string{"a", "b"}, Audience: "https://api.example", AuthStyle: AuthStyleBody}, ""},
 		{"client credentials without token_url", TypeClientCredentials, base(nil), Config{}, `"token_url" is required`},
 		{"client credentials over http", TypeClientCredentials, base(map[string]any{"token_url": "http://idp.example/token"}),
 			Config{}, "must use https"},
 		{"client credentials over loopback http", TypeClientCredentials, base(map[string]any{"token_url": "http://127.0.0.1:8200/token"}),
-			Config{Grant: GrantClientCredentials, TokenURL: "http://127.0.0.1:8200/token", ClientID: "id", ClientSecret: testClientSecret}, ""},
+			Config{Grant: GrantClientCredentials, TokenURL: "http://127.0.0.1:8200/token", ClientID: "id", ClientSecret: oauthtest.ClientSecret}, ""},
 		{"bad auth style", TypeClientCredentials, base(map[string]any{"token_url": "https://idp.example/token", "auth_style": "query"}),
 			Config{}, "auth_style"},
 		{"password", TypePassword, base(map[string]any{
-			"token_url": "https://idp.example/token", "username": "u", "password": testPassword,
+			"token_url": "https://idp.example/token", "username": "u", "password": oauthtest.Password,
 		}), Config{Grant: GrantPassword, TokenURL: "https://idp.example/token", ClientID: "id",
-			ClientSecret: testClientSecret, Username: "u", Password: testPassword}, ""},
+			ClientSecret: oauthtest.ClientSecret, Username: "u", Password: oauthtest.Password}, ""},
 		{"password without password", TypePassword, base(map[string]any{"token_url": "https://idp.example/token", "username": "u"}),
 			Config{}, `"password" is required`},
 		{"authorization code, public client", TypeAuthorizationCode, map[string]any{
@@ -65,33 +67,33 @@ func TestFromFields(t *testing.T) {
 		{"m365 scopes as string", TypeM365, base(map[string]any{"tenant": "common", "scopes": "a b,c"}), Config{
 			Grant: GrantClientCredentials, TokenURL: "https://login.microsoftonline.com/common/oauth2/v2.0/token",
 			AuthURL: "https://login.microsoftonline.com/common/oauth2/v2.0/authorize", ClientID: "id",
-			ClientSecret: testClientSecret, Scopes: []string{"a", "b", "c"}, AuthStyle: AuthStyleBody}, ""},
+			ClientSecret: oauthtest.ClientSecret, Scopes: []string{"a", "b", "c"}, AuthStyle: AuthStyleBody}, ""},
 		{"m365 overrides", TypeM365, base(map[string]any{
 			"tenant": "t", "token_url": "https://login.example.us/t/token", "auth_url": "https://login.example.us/t/authorize",
 		}), Config{Grant: GrantClientCredentials, TokenURL: "https://login.example.us/t/token",
-			AuthURL: "https://login.example.us/t/authorize", ClientID: "id", ClientSecret: testClientSecret,
+			AuthURL: "https://login.example.us/t/authorize", ClientID: "id", ClientSecret: oauthtest.ClientSecret,
 			Scopes: []string{m365DefaultScope}, AuthStyle: AuthStyleBody}, ""},
 		{"m365 tenant with a path", TypeM365, base(map[string]any{"tenant": "../evil"}), Config{}, "tenant"},
 		{"zoom", TypeZoom, base(map[string]any{"account_id": "acct"}), Config{Grant: GrantAccountCredentials,
-			TokenURL: "https://zoom.us/oauth/token", ClientID: "id", ClientSecret: testClientSecret,
+			TokenURL: "https://zoom.us/oauth/token", ClientID: "id", ClientSecret: oauthtest.ClientSecret,
 			AuthStyle: AuthStyleHeader, Params: map[string]string{"account_id": "acct"}}, ""},
 		{"zoom without account", TypeZoom, base(nil), Config{}, "account_id"},
 		{"servicenow client credentials", TypeServiceNow, base(map[string]any{"instance": "dev1234"}), Config{
 			Grant: GrantClientCredentials, TokenURL: "https://dev1234.service-now.com/oauth_token.do", ClientID: "id",
-			ClientSecret: testClientSecret, AuthStyle: AuthStyleBody}, ""},
-		{"servicenow password", TypeServiceNow, base(map[string]any{"instance": "Dev1234.service-now.com", "username": "u", "password": testPassword}),
+			ClientSecret: oauthtest.ClientSecret, AuthStyle: AuthStyleBody}, ""},
+		{"servicenow password", TypeServiceNow, base(map[string]any{"instance": "Dev1234.service-now.com", "username": "u", "password": oauthtest.Password}),
 			Config{Grant: GrantPassword, TokenURL: "https://dev1234.service-now.com/oauth_token.do", ClientID: "id",
-				ClientSecret: testClientSecret, AuthStyle: AuthStyleBody, Username: "u", Password: testPassword}, ""},
+				ClientSecret: oauthtest.ClientSecret, AuthStyle: AuthStyleBody, Username: "u", Password: oauthtest.Password}, ""},
 		{"servicenow username only", TypeServiceNow, base(map[string]any{"instance": "dev1", "username": "u"}), Config{}, "together"},
 		{"servicenow instance with a host", TypeServiceNow, base(map[string]any{"instance": "evil.example/x"}), Config{}, "instance"},
 		{"cisco", TypeCisco, base(map[string]any{"auth_url": "https://id.cisco.com/oauth2/default/v1/token"}), Config{
 			Grant: GrantClientCredentials, TokenURL: "https://id.cisco.com/oauth2/default/v1/token", ClientID: "id",
-			ClientSecret: testClientSecret, AuthStyle: AuthStyleHeader}, ""},
+			ClientSecret: oauthtest.ClientSecret, AuthStyle: AuthStyleHeader}, ""},
 		{"cisco token_url override", TypeCisco, base(map[string]any{
 			"auth_url": "https://id.cisco.com/token", "token_url": "https://127.0.0.1/token",
 		}), Config{Grant: GrantClientCredentials, TokenURL: "https://127.0.0.1/token", ClientID: "id",
-			ClientSecret: testClientSecret, AuthStyle: AuthStyleHeader}, ""},
-		{"missing client_id", TypeZoom, map[string]any{"account_id": "a", "client_secret": testClientSecret}, Config{}, "client_id"},
+			ClientSecret: oauthtest.ClientSecret, AuthStyle: AuthStyleHeader}, ""},
+		{"missing client_id", TypeZoom, map[string]any{"account_id": "a", "client_secret": oauthtest.ClientSecret}, Config{}, "client_id"},
 		{"non-string field", TypeClientCredentials, base(map[string]any{"token_url": 42}), Config{}, "must be a string"},
 		{"bad scopes", TypeClientCredentials, base(map[string]any{"token_url": "https://idp.example/token", "scopes": []any{1}}),
 			Config{}, "scopes"},
@@ -168,7 +170,7 @@ func FuzzPresetEndpoints(f *testing.F) {
 
 func TestStringsRedactSecrets(t *testing.T) {
 	t.Parallel()
-	cfg := Config{Grant: GrantPassword, ClientID: "id", ClientSecret: testClientSecret, Username: "u", Password: testPassword}
+	cfg := Config{Grant: GrantPassword, ClientID: "id", ClientSecret: oauthtest.ClientSecret, Username: "u", Password: oauthtest.Password}
 	tok := &Token{AccessToken: "SECRET-access", RefreshToken: "SECRET-refresh", TokenType: "Bearer"}
 	for _, s := range []string{fmt.Sprintf("%v %+v %#v %s", cfg, cfg, cfg, cfg), fmt.Sprintf("%v %+v %#v %v", tok, tok, tok, *tok)} {
 		assertNoLeak(t, s)

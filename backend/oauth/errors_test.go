@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"golang.org/x/oauth2"
+
+	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/internal/oauthtest"
 )
 
 func TestClassifyRetrieveError(t *testing.T) {
@@ -47,8 +49,8 @@ func TestClassifyRetrieveError(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			tt.err.Body = []byte(bodyMarker)
-			tt.err.ErrorDescription = bodyMarker
+			tt.err.Body = []byte(oauthtest.Marker)
+			tt.err.ErrorDescription = oauthtest.Marker
 			e := classify(fmt.Errorf("wrapped: %w", tt.err), nil, now)
 			if e.Class != tt.class || e.Code != tt.code || e.RetryAfter != tt.retryAfter {
 				t.Fatalf("got %s %q retry %v, want %s %q %v", e.Class, e.Code, e.RetryAfter, tt.class, tt.code, tt.retryAfter)

@@ -11,18 +11,8 @@ import (
 	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/internal/oauthtest"
 )
 
-// Test fixtures: the shared test provider's. The secrets contain markers so tests can
-// assert they never appear in an error message or warning.
-const (
-	testClientID     = oauthtest.ClientID
-	testClientSecret = oauthtest.ClientSecret
-	testUsername     = oauthtest.Username
-	testPassword     = oauthtest.Password
-	testAccountID    = oauthtest.AccountID
-	testRedirectURL  = "http://127.0.0.1/callback"
-	// bodyMarker is put into every error body the provider sends.
-	bodyMarker = oauthtest.Marker
-)
+// testRedirectURL is the redirect URL the tests' authorization-code configs use.
+const testRedirectURL = "http://127.0.0.1/callback"
 
 // providerOptions shape one test provider.
 type providerOptions struct {
@@ -89,8 +79,8 @@ func (p *provider) config(style string) Config {
 		Grant:        GrantClientCredentials,
 		TokenURL:     p.TokenURL(),
 		AuthURL:      p.AuthURL(),
-		ClientID:     testClientID,
-		ClientSecret: testClientSecret,
+		ClientID:     oauthtest.ClientID,
+		ClientSecret: oauthtest.ClientSecret,
 		Scopes:       []string{"read", "write"},
 		AuthStyle:    style,
 		RedirectURL:  testRedirectURL,
@@ -136,7 +126,7 @@ func (c *fakeClock) Advance(d time.Duration) {
 // assertNoLeak fails when msg carries a secret or provider content.
 func assertNoLeak(t testing.TB, msg string) {
 	t.Helper()
-	for _, s := range []string{testClientSecret, testPassword, bodyMarker} {
+	for _, s := range []string{oauthtest.ClientSecret, oauthtest.Password, oauthtest.Marker} {
 		if strings.Contains(msg, s) {
 			t.Errorf("message leaks %q: %s", s, msg)
 		}
