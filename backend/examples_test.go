@@ -154,7 +154,7 @@ func exampleValues(t testing.TB, typeName string, marker string) map[string]any 
 			"username": "upload", "private_key": markedEd25519(t, marker).keyPEM,
 		}
 	case "webhook":
-		examples = map[string]any{"url": "https://hooks.example.com/services/T000/B000"}
+		examples = map[string]any{"url": "https://hooks.example.com/services/T000/B000/" + marker}
 	case "device_account":
 		examples = map[string]any{
 			"hostname": "srv01.corp.example.com", "ip": "10.0.0.5", "username": "administrator",

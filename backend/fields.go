@@ -4,13 +4,14 @@ import (
 	"fmt"
 	"regexp"
 	"slices"
+	"strings"
 
 	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/logical"
 )
 
 // nameRule is the rule credential names follow; it is quoted in every refusal.
-const nameRule = "must be 1-128 letters, digits, '-', '_' or '.', beginning and ending with a letter, digit or '_'"
+const nameRule = "must be 1-128 letters, digits, '-', '_' or '.', beginning and ending with a letter, digit or '_', without '..'"
 
 // nameRe is nameRule. A name must begin and end with a word character because the
 // paths below a credential (credentials/<name>/suspend, /logs, /authorize, …) route
@@ -23,8 +24,10 @@ var nameRe = regexp.MustCompile(`^[A-Za-z0-9_](?:[A-Za-z0-9_.-]{0,126}[A-Za-z0-9
 // answers with a 400 naming the field and the rule instead of an "unsupported path".
 const nameSegment = `(?P<name>[^/]+)`
 
+// validName reports whether s follows nameRule. Vault's storage refuses any key with a
+// ".." in it, so such a name could only ever fail with a 500.
 func validName(s string) bool {
-	return nameRe.MatchString(s)
+	return nameRe.MatchString(s) && !strings.Contains(s, "..")
 }
 
 // fieldError is a validation failure that names the field and the rule it broke. It

@@ -645,11 +645,6 @@ func (b *integrationsBackend) pathCredentialsList(ctx context.Context, req *logi
 	return logical.ListResponseWithInfo(keys, info), nil
 }
 
-// destinationFields say where a credential's secrets are sent or used: the engine posts
-// client secrets to token endpoints, and integrations send tokens and passwords to the
-// url or host handed out with them.
-var destinationFields = []string{"url", "token_url", "auth_url", "tenant", "instance", "host", "host_key_fingerprint"}
-
 // checkRedirectedSecrets refuses an update that points stored secrets somewhere new
 // without sending them again. Otherwise someone allowed to update a credential but not
 // to read it could have the engine (or an integration) deliver its secret to a server
@@ -658,10 +653,12 @@ func checkRedirectedSecrets(t *credtype.Type, existing *credential, next map[str
 	if existing == nil {
 		return nil
 	}
-	var changed string
-	for _, f := range destinationFields {
-		to, _ := next[f].(string)
-		if _, ok := t.Field(f); ok && to != "" && str(existing.Values[f]) != to {
+	// Clearing a destination sends nothing to a place of the caller's choosing (an
+	// override falls back to the preset's endpoint); what was learnt under the old
+	// destination is still forgotten.
+	changed := ""
+	for _, f := range repointed(t, existing, next) {
+		if str(next[f]) != "" {
 			changed = f
 			break
 		}
@@ -682,4 +679,21 @@ func checkRedirectedSecrets(t *credtype.Type, existing *credential, next map[str
 		return nil
 	}
 	return fieldErr(changed, fmt.Sprintf("changes where this credential's secrets are sent: send %s again in the same request", strings.Join(missing, ", ")))
+}
+
+// repointed names the destination fields (the catalog says which fields are) whose
+// values differ between the stored credential and next; none for a new credential.
+// Clearing an optional destination (an override going back to the preset's default)
+// counts too.
+func repointed(t *credtype.Type, existing *credential, next map[string]any) []string {
+	if existing == nil {
+		return nil
+	}
+	var changed []string
+	for _, f := range t.DestinationFields() {
+		if str(existing.Values[f]) != str(next[f]) {
+			changed = append(changed, f)
+		}
+	}
+	return changed
 }

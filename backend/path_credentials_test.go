@@ -211,7 +211,7 @@ func TestCredentialNameRules(t *testing.T) {
 	t.Parallel()
 	b, s, _ := newTestBackend(t)
 	values := credWithType("webhook", exampleValues(t, "webhook", "NAMESMARKER"))
-	valid := []string{"a", "Z9", "svc.prod_01-x", "_", "_private_", "a..b", "x-y.z", strings.Repeat("n", 128)}
+	valid := []string{"a", "Z9", "svc.prod_01-x", "_", "_private_", "a.b-c", "x-y.z", strings.Repeat("n", 128)}
 	for _, name := range valid {
 		mustOK(t, b, s, logical.CreateOperation, "credentials/"+name, values)
 		if got := mustOK(t, b, s, logical.ReadOperation, "credentials/"+name, nil).Data["name"]; got != name {
@@ -225,7 +225,7 @@ func TestCredentialNameRules(t *testing.T) {
 	if !reflect.DeepEqual(keys, slices.Sorted(slices.Values(valid))) {
 		t.Errorf("list = %v", keys)
 	}
-	invalid := []string{"a@b", "with space", "ünïcode", "semi;colon", "quote'", "star*", "plus+", ".", "..", ".hidden", "-lead", "trail-", "trail.", strings.Repeat("n", 129)}
+	invalid := []string{"a@b", "with space", "ünïcode", "semi;colon", "quote'", "star*", "plus+", ".", "..", "a..b", "db...prod", ".hidden", "-lead", "trail-", "trail.", strings.Repeat("n", 129)}
 	for _, name := range invalid {
 		t.Run(name, func(t *testing.T) {
 			credWant400(t, b, s, logical.CreateOperation, "credentials/"+name, values, "name", "letters, digits")

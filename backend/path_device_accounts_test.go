@@ -86,7 +86,7 @@ func TestDeviceAccountUpsertByIdentifier(t *testing.T) {
 	}
 	// The identifier wins over the triple: the account moves to a new address.
 	moved := mustOK(t, b, s, logical.UpdateOperation, "device-accounts", map[string]any{
-		"identifier": "dc01-admin", "ip": "10.1.0.2",
+		"identifier": "dc01-admin", "ip": "10.1.0.2", "password": "pw1",
 	}).Data
 	if moved["created"] != false || moved["ip"] != "10.1.0.2" || moved["hostname"] != "dc01" {
 		t.Fatalf("move by identifier: %v", moved)

@@ -67,6 +67,7 @@ func (b *integrationsBackend) pathTypeRead(_ context.Context, _ *logical.Request
 			"type":        string(f.Type),
 			"required":    f.Required,
 			"sensitive":   f.Sensitive,
+			"destination": f.Destination,
 			"default":     f.Default,
 			"rule":        f.Rule,
 			"description": f.Description,

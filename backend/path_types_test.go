@@ -25,7 +25,7 @@ var designTypes = []struct {
 	{"certificate", "static", []string{"certificate", "private_key"}, []string{"private_key", "private_key_password"}},
 	{"sftp_password", "static", []string{"host", "host_key_fingerprint", "username", "password"}, []string{"password", "totp_secret"}},
 	{"sftp_ssh_key", "static", []string{"host", "host_key_fingerprint", "username", "private_key"}, []string{"private_key", "passphrase"}},
-	{"webhook", "static", []string{"url"}, nil},
+	{"webhook", "static", []string{"url"}, []string{"url"}},
 	{"device_account", "static", []string{"hostname", "ip", "username"}, []string{"password", "totp_secret"}},
 	{"oauth2_client_credentials", "oauth2", []string{"token_url", "client_id", "client_secret"}, []string{"client_secret"}},
 	{"oauth2_password", "oauth2", []string{"token_url", "client_id", "client_secret", "username", "password"}, []string{"client_secret", "password", "totp_secret"}},
@@ -94,7 +94,7 @@ func TestTypeReadMatchesCatalogAndDesign(t *testing.T) {
 			for i, f := range fields {
 				cf := typ.Fields[i]
 				want := map[string]any{
-					"name": cf.Name, "type": string(cf.Type), "required": cf.Required, "sensitive": cf.Sensitive,
+					"name": cf.Name, "type": string(cf.Type), "required": cf.Required, "sensitive": cf.Sensitive, "destination": cf.Destination,
 					"default": cf.Default, "rule": cf.Rule, "description": cf.Description, "common": cf.Common,
 				}
 				if !reflect.DeepEqual(f, want) {
@@ -185,7 +185,8 @@ func TestCredentialSchemaComesFromCatalog(t *testing.T) {
 				t.Errorf("%s.%s is not in the path schema", typ.Name, f.Name)
 				continue
 			}
-			if sf.DisplayAttrs == nil || sf.DisplayAttrs.Sensitive != f.Sensitive {
+			// The schema masks a field that any type holds as a secret (webhook url).
+			if sf.DisplayAttrs == nil || f.Sensitive && !sf.DisplayAttrs.Sensitive {
 				t.Errorf("%s: schema sensitive flag disagrees with the catalog", f.Name)
 			}
 			wantType := framework.TypeString

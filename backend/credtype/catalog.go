@@ -57,7 +57,7 @@ func init() {
 		Description: "API token."})
 	define(Field{Name: "key", Type: FieldString, Sensitive: true, check: checkVisibleASCII, Rule: ruleVisible,
 		Description: "API key."})
-	define(Field{Name: "url", Type: FieldString, check: checkHTTPSURL, Rule: ruleHTTPSURL,
+	define(Field{Name: "url", Type: FieldString, Destination: true, check: checkHTTPSURL, Rule: ruleHTTPSURL,
 		Description: "URL of the service the credential is for."})
 	define(Field{Name: "header_prefix", Type: FieldString, check: checkHTTPToken(64),
 		Rule:        "HTTP authentication scheme: letters, digits and !#$%&'*+-.^_`|~, at most 64 bytes",
@@ -76,22 +76,22 @@ func init() {
 	define(Field{Name: "private_key_password", Type: FieldString, Sensitive: true, verbatim: true,
 		Rule:        "required when private_key is encrypted and refused when it is not; must decrypt it; " + ruleVerbatim,
 		Description: "Password that decrypts private_key."})
-	define(Field{Name: "host", Type: FieldString, check: checkSFTPHost, Rule: ruleSFTPHost,
+	define(Field{Name: "host", Type: FieldString, Destination: true, check: checkSFTPHost, Rule: ruleSFTPHost,
 		Description: "SFTP server, as sftp://host:port/."})
-	define(Field{Name: "host_key_fingerprint", Type: FieldString, check: checkHostKeyFingerprint, Rule: ruleHostKeyFP,
+	define(Field{Name: "host_key_fingerprint", Type: FieldString, Destination: true, check: checkHostKeyFingerprint, Rule: ruleHostKeyFP,
 		Description: "SHA256 fingerprint of the server's host key, checked before authenticating."})
 	define(Field{Name: "passphrase", Type: FieldString, Sensitive: true, verbatim: true,
 		Rule:        "required when private_key is encrypted and refused when it is not; must decrypt it; " + ruleVerbatim,
 		Description: "Passphrase that decrypts private_key."})
 
 	// Device accounts (PAM style).
-	define(Field{Name: "hostname", Type: FieldString, check: checkHostname,
+	define(Field{Name: "hostname", Type: FieldString, Destination: true, check: checkHostname,
 		Rule:        "host name: dot-separated labels of letters, digits, '-' or '_' (1-63 each, 253 in all); stored lower-case",
 		Description: "Host name of the device."})
-	define(Field{Name: "ip", Type: FieldString, check: checkIP,
+	define(Field{Name: "ip", Type: FieldString, Destination: true, check: checkIP,
 		Rule:        "IPv4 or IPv6 address without zone; stored in canonical form",
 		Description: "IP address of the device."})
-	define(Field{Name: "domain", Type: FieldString, Rule: ruleLine,
+	define(Field{Name: "domain", Type: FieldString, Destination: true, Rule: ruleLine,
 		Description: "Domain the account belongs to."})
 	define(Field{Name: "additional", Type: FieldString, multiline: true, Rule: ruleText,
 		Description: "Additional sign-in information."})
@@ -99,11 +99,11 @@ func init() {
 		Description: "Notes about the account."})
 
 	// OAuth 2.0.
-	define(Field{Name: "token_url", Type: FieldString, check: checkHTTPSURL, Rule: ruleHTTPSURL,
+	define(Field{Name: "token_url", Type: FieldString, Destination: true, check: checkHTTPSURL, Rule: ruleHTTPSURL,
 		Description: "Token endpoint."})
-	define(Field{Name: "auth_url", Type: FieldString, check: checkHTTPSURL, Rule: ruleHTTPSURL,
+	define(Field{Name: "auth_url", Type: FieldString, Destination: true, check: checkHTTPSURL, Rule: ruleHTTPSURL,
 		Description: "Authorization endpoint."})
-	define(Field{Name: "redirect_url", Type: FieldString, check: checkHTTPSURL, Rule: ruleHTTPSURL,
+	define(Field{Name: "redirect_url", Type: FieldString, Destination: true, check: checkHTTPSURL, Rule: ruleHTTPSURL,
 		Description: "Redirect URI registered with the provider; defaults to the engine's oauth/callback under config callback_base_url."})
 	define(Field{Name: "client_id", Type: FieldString, check: checkNoSpace, Rule: ruleNoSpace,
 		Description: "OAuth client (application) ID."})
@@ -119,12 +119,12 @@ func init() {
 		Description: "How the client ID and secret are sent to the token endpoint."})
 
 	// Provider presets.
-	define(Field{Name: "tenant", Type: FieldString, check: checkTenant,
+	define(Field{Name: "tenant", Type: FieldString, Destination: true, check: checkTenant,
 		Rule:        "directory (tenant) ID as a GUID, or a verified domain such as contoso.onmicrosoft.com; stored lower-case",
 		Description: "Microsoft Entra tenant."})
 	define(Field{Name: "account_id", Type: FieldString, check: checkNoSpace, Rule: ruleNoSpace,
 		Description: "Zoom account ID of the Server-to-Server OAuth app."})
-	define(Field{Name: "instance", Type: FieldString, check: checkInstance,
+	define(Field{Name: "instance", Type: FieldString, Destination: true, check: checkInstance,
 		Rule:        `ServiceNow instance name, a DNS label such as "dev12345" ("dev12345.service-now.com" is accepted and shortened); stored lower-case`,
 		Description: "ServiceNow instance."})
 	define(Field{Name: "routing_key", Type: FieldString, Sensitive: true, check: checkRoutingKey,
@@ -161,6 +161,9 @@ func init() {
 type fieldOption func(*Field)
 
 func required(f *Field) { f.Required = true }
+
+// secret makes a field sensitive in one type (the path schema then masks it for all).
+func secret(f *Field) { f.Sensitive = true }
 
 func defaultValue(v any) fieldOption { return func(f *Field) { f.Default = v } }
 
@@ -275,7 +278,7 @@ func types() []*Type {
 			Name: "webhook", Kind: KindStatic,
 			Description: "An incoming-webhook URL.",
 			Fields: fields(false,
-				use("url", required, describe("The webhook URL.")),
+				use("url", required, secret, describe("The webhook URL. Sensitive: Slack and Teams webhook URLs carry their own secret.")),
 			),
 			access: &accessSpec{fields: []string{"url"}},
 		},
@@ -442,6 +445,12 @@ func buildCatalog(ts []*Type) catalogIndex {
 			if _, ok := c.schema[f.Name]; !ok {
 				s := schemaFields[f.Name]
 				s.Required, s.Default = false, nil
+				c.schema[f.Name] = s
+			}
+			if f.Sensitive {
+				// Masked in the schema wherever any type holds it as a secret.
+				s := c.schema[f.Name]
+				s.Sensitive = true
 				c.schema[f.Name] = s
 			}
 		}

@@ -38,7 +38,7 @@ var designTable = []struct {
 
 var lifecycleNames = []string{"description", "tags", "used_by", "suspend_after", "purge_after", "expires_at"}
 
-var sensitiveNames = []string{"client_secret", "key", "passphrase", "password", "private_key", "private_key_password", "routing_key", "token", "totp_secret"}
+var sensitiveNames = []string{"client_secret", "key", "passphrase", "password", "private_key", "private_key_password", "routing_key", "token", "totp_secret", "url"}
 
 func TestCatalogMatchesDesign(t *testing.T) {
 	t.Parallel()
@@ -146,9 +146,21 @@ func TestFieldDefinitionsAreConsistent(t *testing.T) {
 			if f.Required && f.Default != nil {
 				t.Errorf("%s.%s: required with a default", typ.Name, f.Name)
 			}
+			if f.Destination != schemaFields[f.Name].Destination {
+				t.Errorf("%s.%s: destination differs from the shared definition", typ.Name, f.Name)
+			}
+			// A type may make a field sensitive that is not elsewhere (webhook url),
+			// never the other way round.
+			if schemaFields[f.Name].Sensitive && !f.Sensitive {
+				t.Errorf("%s.%s: a secret field made non-sensitive", typ.Name, f.Name)
+			}
 			if prev, ok := seen[f.Name]; ok {
-				if prev.Type != f.Type || prev.Sensitive != f.Sensitive || prev.Common != f.Common {
-					t.Errorf("%s.%s differs from another type's definition in type or sensitivity", typ.Name, f.Name)
+				if prev.Type != f.Type || prev.Common != f.Common {
+					t.Errorf("%s.%s differs from another type's definition in type", typ.Name, f.Name)
+				}
+				if f.Sensitive && !prev.Sensitive {
+					seen[f.Name] = f
+					sensitive = append(sensitive, f.Name)
 				}
 				continue
 			}
@@ -199,5 +211,40 @@ func TestFieldAndSensitiveFields(t *testing.T) {
 	}
 	if got, want := basic.SensitiveFields(), []string{"password", "totp_secret"}; !slices.Equal(got, want) {
 		t.Errorf("SensitiveFields() = %v, want %v", got, want)
+	}
+}
+
+// TestSensitiveAndDestinationFields pins the per-type facts the backend derives the
+// repoint rule and the management view from.
+func TestSensitiveAndDestinationFields(t *testing.T) {
+	t.Parallel()
+	sensitive := func(typ, field string) bool {
+		ty, _ := Lookup(typ)
+		f, ok := ty.Field(field)
+		if !ok {
+			t.Fatalf("%s has no field %s", typ, field)
+		}
+		return f.Sensitive
+	}
+	if !sensitive("webhook", "url") {
+		t.Error("webhook.url is not sensitive: Slack and Teams webhook URLs carry their own secret")
+	}
+	if sensitive("bearer", "url") || sensitive("okta", "url") {
+		t.Error("bearer/okta url made sensitive: only a webhook's URL is a secret")
+	}
+	for typ, want := range map[string][]string{
+		"webhook":                   {"url"},
+		"bearer":                    {"url"},
+		"sftp_password":             {"host", "host_key_fingerprint"},
+		"device_account":            {"hostname", "ip", "domain"},
+		"oauth2_authorization_code": {"auth_url", "token_url", "redirect_url"},
+		"m365":                      {"tenant", "token_url", "auth_url"},
+		"servicenow_oauth":          {"instance", "token_url", "auth_url"},
+		"pagerduty":                 nil,
+	} {
+		ty, _ := Lookup(typ)
+		if got := ty.DestinationFields(); !slices.Equal(got, want) {
+			t.Errorf("%s.DestinationFields() = %v, want %v", typ, got, want)
+		}
 	}
 }

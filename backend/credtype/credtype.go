@@ -39,7 +39,9 @@ const (
 )
 
 // Field describes one field of a credential type. The same name means the same thing,
-// with the same FieldType and sensitivity, in every type that has it.
+// with the same FieldType, in every type that has it. Sensitivity and destination are
+// the same too, except that a type may mark a field sensitive that others do not (a
+// webhook's url carries its own secret; a bearer token's url does not).
 type Field struct {
 	// Name is the API name of the field; it is part of the engine's API.
 	Name string
@@ -49,6 +51,11 @@ type Field struct {
 	Required bool
 	// Sensitive fields are stored but never returned by `credentials/<name>`.
 	Sensitive bool
+	// Destination fields say where the credential's secrets are sent or used: an
+	// endpoint the engine posts them to, or the host or URL an integration is handed
+	// them for. Changing one requires sending the secrets again, and forgets every token
+	// and pending authorization learnt under the old destination.
+	Destination bool
 	// Default is applied by Validate when the field is unset: a string, a []string or
 	// nil. Treat it as read-only; it is shared with the catalog.
 	Default any
@@ -141,6 +148,17 @@ func (t *Type) Field(name string) (Field, bool) {
 		}
 	}
 	return Field{}, false
+}
+
+// DestinationFields returns the names of t's destination fields, in field order.
+func (t *Type) DestinationFields() []string {
+	var names []string
+	for _, f := range t.Fields {
+		if f.Destination {
+			names = append(names, f.Name)
+		}
+	}
+	return names
 }
 
 // SensitiveFields returns the names of t's sensitive fields, in field order, so the
