@@ -2,6 +2,7 @@ package oauth
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"sync"
@@ -96,7 +97,7 @@ func NewBroker(c *Client, now func() time.Time) *Broker {
 // can lock the account at some providers. Forget ends the backoff.
 func (b *Broker) Token(ctx context.Context, key string, cfg Config, cached *Token, minValid time.Duration,
 	persist func(context.Context, *Token) error) (Result, error) {
-	if cached.ValidFor(b.now(), minValid) {
+	if cached.Fresh(b.now(), minValid, b.client.lifetimeFor(cfg)) {
 		return Result{Token: cached}, nil
 	}
 	return b.wait(ctx, key, cfg, cached, minValid, persist)
@@ -152,18 +153,19 @@ func (b *Broker) fly(ctx context.Context, key string, cfg Config, cached *Token,
 	b.mu.Unlock()
 
 	now := b.now()
+	lifetime := b.client.lifetimeFor(cfg)
 	if last != nil && !persisted {
 		// A token whose persist failed: store it before serving it or
 		// refreshing from it, or a rotated refresh token could exist only in
 		// memory.
-		if err := b.persist(ctx, key, st, last, persist); err != nil {
+		if err := b.persist(ctx, key, st, last, persist, cfg); err != nil {
 			return Result{}, err
 		}
-		if last.ValidFor(now, minValid) {
+		if last.Fresh(now, minValid, lifetime) {
 			return Result{Token: last, Minted: true}, nil
 		}
 	}
-	if last.ValidFor(now, minValid) {
+	if last.Fresh(now, minValid, lifetime) {
 		// Minted by an earlier request the caller's cache has not caught up
 		// with.
 		return Result{Token: last}, nil
@@ -176,9 +178,7 @@ func (b *Broker) fly(ctx context.Context, key string, cfg Config, cached *Token,
 		return degrade(src, lastErr, until, now)
 	}
 
-	mintCtx, cancel := context.WithTimeout(ctx, b.client.timeout)
-	tok, err := b.client.Mint(mintCtx, cfg, src.refreshToken())
-	cancel()
+	tok, err := b.client.Mint(ctx, cfg, src.refreshToken()) // bounded by cfg's timeout
 	if err != nil {
 		e := classify(err, nil, now)
 		now = b.now()
@@ -199,17 +199,30 @@ func (b *Broker) fly(ctx context.Context, key string, cfg Config, cached *Token,
 		st.failures, st.until, st.lastErr = 0, time.Time{}, nil
 	}
 	b.mu.Unlock()
-	if err := b.persist(ctx, key, st, tok, persist); err != nil {
+	if err := b.persist(ctx, key, st, tok, persist, cfg); err != nil {
 		return Result{}, err
 	}
 	return Result{Token: tok, Minted: true}, nil
 }
 
+// ErrDiscarded is what a persist callback returns (wrapped) to refuse a token for
+// good: the settings it was requested under are gone (the credential was updated
+// or deleted meanwhile). The Broker then forgets the token instead of storing it
+// on the next call, and the callers of that request get the error.
+var ErrDiscarded = errors.New("the token was requested under settings that have changed since; it was discarded")
+
 func (b *Broker) persist(ctx context.Context, key string, st *keyState, tok *Token,
-	persist func(context.Context, *Token) error) error {
-	ctx, cancel := context.WithTimeout(ctx, b.client.timeout)
+	persist func(context.Context, *Token) error, cfg Config) error {
+	ctx, cancel := context.WithTimeout(ctx, b.client.timeoutFor(cfg))
 	defer cancel()
 	if err := persist(ctx, tok); err != nil {
+		if errors.Is(err, ErrDiscarded) {
+			b.mu.Lock()
+			if st.last == tok {
+				st.last, st.persisted = nil, false
+			}
+			b.mu.Unlock()
+		}
 		return fmt.Errorf("persisting the token for %q: %w", key, err)
 	}
 	b.mu.Lock()

@@ -26,6 +26,17 @@ type Token struct {
 	Expiry       time.Time `json:"expiry"`
 	Scope        string    `json:"scope,omitempty"`
 	IssuedAt     time.Time `json:"issued_at"`
+	// AssumedLifetime is the default lifetime Expiry was computed from when the
+	// provider's answer said nothing of it (no expires_in); 0 when it did. A token
+	// whose lifetime was assumed is only as good as the assumption: Fresh refuses
+	// it once the default in force is another.
+	AssumedLifetime time.Duration `json:"assumed_lifetime,omitempty"`
+}
+
+// Fresh reports whether t is valid for d after now (ValidFor) and its expiry rests
+// on what the provider said or on defaultLifetime, the default in force now.
+func (t *Token) Fresh(now time.Time, d, defaultLifetime time.Duration) bool {
+	return t.ValidFor(now, d) && (t.AssumedLifetime == 0 || t.AssumedLifetime == defaultLifetime)
 }
 
 // String describes t without its access and refresh tokens, for logs. It
@@ -115,6 +126,8 @@ func (c *Client) Mint(ctx context.Context, cfg Config, refreshToken string) (*To
 	if err := checkConfig(cfg); err != nil {
 		return nil, err
 	}
+	ctx, cancel := c.bound(ctx, cfg)
+	defer cancel()
 	ctx, tr := c.requestContext(ctx)
 	var (
 		tok *oauth2.Token
@@ -160,6 +173,8 @@ func (c *Client) Exchange(ctx context.Context, cfg Config, code, verifier string
 	if verifier != "" {
 		opts = append(opts, oauth2.VerifierOption(verifier))
 	}
+	ctx, cancel := c.bound(ctx, cfg)
+	defer cancel()
 	ctx, tr := c.requestContext(ctx)
 	tok, err := cfg.codeConfig().Exchange(ctx, code, opts...)
 	if err != nil {
@@ -192,6 +207,28 @@ func NewState() (string, error) {
 	return base64.RawURLEncoding.EncodeToString(b), nil
 }
 
+// bound limits one request to cfg.Timeout (when set and shorter than the
+// client's own timeout, which stays the upper bound).
+func (c *Client) bound(ctx context.Context, cfg Config) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, c.timeoutFor(cfg))
+}
+
+func (c *Client) timeoutFor(cfg Config) time.Duration {
+	if cfg.Timeout > 0 && cfg.Timeout < c.timeout {
+		return cfg.Timeout
+	}
+	return c.timeout
+}
+
+// lifetimeFor is the lifetime assumed for cfg's tokens when the provider names
+// none.
+func (c *Client) lifetimeFor(cfg Config) time.Duration {
+	if cfg.DefaultLifetime > 0 {
+		return cfg.DefaultLifetime
+	}
+	return c.lifetime
+}
+
 // requestContext hands x/oauth2 the bounded client and a fresh trace.
 func (c *Client) requestContext(ctx context.Context) (context.Context, *exchangeTrace) {
 	tr := &exchangeTrace{}
@@ -214,12 +251,16 @@ func checkConfig(cfg Config) error {
 // token converts x/oauth2's token, re-basing the expiry on the injected clock.
 func (c *Client) token(tok *oauth2.Token, cfg Config) *Token {
 	now := c.now()
+	lifetime, assumed := c.lifetimeOf(tok, cfg)
 	t := &Token{
 		AccessToken:  tok.AccessToken,
 		TokenType:    tok.Type(),
 		RefreshToken: tok.RefreshToken,
-		Expiry:       now.Add(c.lifetimeOf(tok)),
+		Expiry:       now.Add(lifetime),
 		IssuedAt:     now,
+	}
+	if assumed {
+		t.AssumedLifetime = lifetime
 	}
 	if s, ok := tok.Extra("scope").(string); ok && s != "" {
 		t.Scope = s
@@ -232,8 +273,9 @@ func (c *Client) token(tok *oauth2.Token, cfg Config) *Token {
 
 // lifetimeOf reads expires_in. clientcredentials drops Token.ExpiresIn, so the
 // raw response is consulted before falling back to x/oauth2's wall-clock
-// Expiry.
-func (c *Client) lifetimeOf(tok *oauth2.Token) time.Duration {
+// Expiry. Without either it assumes cfg.DefaultLifetime (else the client's) and
+// says so.
+func (c *Client) lifetimeOf(tok *oauth2.Token, cfg Config) (time.Duration, bool) {
 	secs := tok.ExpiresIn
 	if secs <= 0 {
 		switch v := tok.Extra("expires_in").(type) {
@@ -248,14 +290,14 @@ func (c *Client) lifetimeOf(tok *oauth2.Token) time.Duration {
 		}
 	}
 	if secs > 0 {
-		return time.Duration(secs) * time.Second
+		return time.Duration(secs) * time.Second, false
 	}
 	if !tok.Expiry.IsZero() {
 		if d := time.Until(tok.Expiry); d > 0 {
-			return d
+			return d, false
 		}
 	}
-	return c.lifetime
+	return c.lifetimeFor(cfg), true
 }
 
 // directConfig expresses every direct grant through clientcredentials.Config:

@@ -9,6 +9,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"time"
 
 	"golang.org/x/oauth2"
 )
@@ -54,6 +55,14 @@ type Config struct {
 	// the authorization request of the authorization-code grant, e.g. Zoom's
 	// account_id.
 	Params map[string]string
+
+	// Timeout bounds one request made with this Config; zero (or more than the
+	// Client's own timeout) means the Client's. It lets one long-lived Client and
+	// Broker follow a changed engine setting without being rebuilt.
+	Timeout time.Duration
+	// DefaultLifetime is assumed for a token whose answer has no expires_in;
+	// zero means the Client's.
+	DefaultLifetime time.Duration
 }
 
 // Preset type names. They match the credential-type catalog; "microsoft_graph"

@@ -197,12 +197,23 @@ func classify(err error, tr *exchangeTrace, now time.Time) *Error {
 
 // classifyResponse classifies an answer from the provider: its OAuth error
 // code first, then its HTTP status.
+//
+// The error code is provider text: only one SafeCode accepts is kept (and so
+// looked up in permanentCodes and transientCodes); anything else is replaced by
+// http_<status>, and the description and body are never read.
 func classifyResponse(re *oauth2.RetrieveError, now time.Time) *Error {
-	e := &Error{Code: re.ErrorCode}
+	e := &Error{}
 	var header http.Header
 	if re.Response != nil {
 		e.Status = re.Response.StatusCode
 		header = re.Response.Header
+	}
+	if re.ErrorCode != "" {
+		if code, ok := SafeCode(re.ErrorCode); ok {
+			e.Code = code
+		} else {
+			e.Code = fmt.Sprintf("http_%d", e.Status)
+		}
 	}
 	switch {
 	case permanentCodes[e.Code]:
@@ -234,6 +245,33 @@ func classifyResponse(re *oauth2.RetrieveError, now time.Time) *Error {
 		e.RetryAfter = parseRetryAfter(header.Get("Retry-After"), now)
 	}
 	return e
+}
+
+// MaxCodeLen is the longest provider error code SafeCode keeps.
+const MaxCodeLen = 64
+
+// SafeCode returns s when it is safe to repeat a provider's (or any stranger's)
+// error code in errors, stored state, logs, events, notifications and HTML: 1 to
+// MaxCodeLen bytes of ASCII letters, digits, '_', '-', '.' and ':'. That is a
+// subset of RFC 6749's error syntax (1*( %x20-21 / %x23-5B / %x5D-7E )) which
+// every registered and common code fits (invalid_grant, AADSTS70000,
+// urn:ietf:params:oauth:error:...); it leaves out spaces, line breaks, quotes and
+// the characters that mean something in HTML or Slack text ('<', '>', '&', '!',
+// '*', '`', '@'). Otherwise it returns "" and false, and the caller uses a code
+// of its own (such as http_<status>).
+func SafeCode(s string) (string, bool) {
+	if s == "" || len(s) > MaxCodeLen {
+		return "", false
+	}
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9',
+			c == '_', c == '-', c == '.', c == ':':
+		default:
+			return "", false
+		}
+	}
+	return s, true
 }
 
 func defaultCode(e *Error, code string) {
