@@ -50,7 +50,7 @@ type integrationsBackend struct {
 	config   *engineConfig
 
 	credentials *credentialStore
-	tokens      *tokenCache
+	tokens      *tokenStore
 	activity    *activity
 
 	notifications chan notification
@@ -72,12 +72,12 @@ func newBackend(now func() time.Time) *integrationsBackend {
 	b := &integrationsBackend{
 		now:           now,
 		credentials:   newCredentialStore(),
-		tokens:        newTokenCache(),
 		activity:      newActivity(),
 		notifications: make(chan notification, notifyQueueSize),
 		notifyBackoff: jitteredBackoff,
 		slackPostURL:  slackPostMessageURL,
 	}
+	b.tokens = newTokenStore(b)
 	b.Backend = &framework.Backend{
 		Help:           strings.TrimSpace(backendHelp),
 		BackendType:    logical.TypeLogical,
@@ -158,12 +158,16 @@ func (b *integrationsBackend) invalidate(_ context.Context, key string) {
 		b.configMu.Unlock()
 	case strings.HasPrefix(key, credentialPrefix):
 		// Another node changed the credential: its settings may be new, so what was
-		// learnt under the old ones (token, backoff) goes too, as on a local update.
+		// learnt under the old ones (token, backoff, the Broker's last token) goes
+		// too, and requests in flight here cannot store their answers, as on a local
+		// update. The stored token is the other node's to keep or delete.
 		name := strings.TrimPrefix(key, credentialPrefix)
 		b.credentials.forget(name)
-		b.forgetToken(name)
+		b.tokens.invalidated(name)
 	case strings.HasPrefix(key, tokenPrefix):
-		b.tokens.dropToken(strings.TrimPrefix(key, tokenPrefix))
+		// Another node stored or deleted the token (a mint, an exchange, a repoint):
+		// the copies here, the Broker's included, are older.
+		b.tokens.invalidated(strings.TrimPrefix(key, tokenPrefix))
 	case strings.HasPrefix(key, usagePrefix):
 		b.activity.mu.Lock()
 		delete(b.activity.summaries, strings.TrimPrefix(key, usagePrefix))

@@ -85,6 +85,14 @@ func (cs *credentialStore) lock(name string) func() {
 	return l.Unlock
 }
 
+// rlock holds off writes to one credential (on this node) while a reader takes a
+// consistent view of it, e.g. with its token generation.
+func (cs *credentialStore) rlock(name string) func() {
+	l := locksutil.LockForKey(cs.locks, name)
+	l.RLock()
+	return l.RUnlock
+}
+
 // get returns the credential called name, or nil when there is none. The result is
 // shared: callers must not modify it.
 func (cs *credentialStore) get(ctx context.Context, s logical.Storage, name string) (*credential, error) {

@@ -424,6 +424,16 @@ func (b *integrationsBackend) saveCredential(ctx context.Context, s logical.Stor
 			return fmt.Errorf("writing device index: %w", err)
 		}
 	}
+	// A repoint (any destination field changed) forgets every token, refresh token
+	// and pending authorization learnt under the old destination; so does a create,
+	// in case a predecessor under the name left any. They go before the new
+	// settings are stored, so no node sees the new destination beside them.
+	repoint := existing == nil || len(repointed(c.kind(), existing, c.Values)) > 0
+	if repoint {
+		if err := b.dropLearnt(ctx, s, c.Name); err != nil {
+			return err
+		}
+	}
 	if err := b.credentials.put(ctx, s, c); err != nil {
 		return err
 	}
@@ -434,9 +444,11 @@ func (b *integrationsBackend) saveCredential(ctx context.Context, s logical.Stor
 			}
 		}
 	}
-	if existing != nil {
-		// New settings deserve a fresh token and a fresh start with the provider.
-		b.forgetToken(c.Name)
+	// New settings deserve a fresh token and a fresh start with the provider; a
+	// request in flight under the old ones cannot store its answer (and, after a
+	// repoint, whatever it stored meanwhile is deleted again).
+	if err := b.tokens.forget(ctx, s, c.Name, repoint); err != nil {
+		return err
 	}
 	return b.afterCredentialChange(ctx, s, c.Name)
 }
@@ -558,15 +570,19 @@ func (b *integrationsBackend) deleteCredential(ctx context.Context, s logical.St
 	}
 	// A pending authorization goes too: a credential re-created under the same name
 	// must not complete the old one's consent.
-	if err := dropPending(ctx, s, c.Name); err != nil {
+	if err := b.dropLearnt(ctx, s, c.Name); err != nil {
 		return err
 	}
-	for _, prefix := range []string{tokenPrefix, usagePrefix} {
-		if err := s.Delete(ctx, prefix+c.Name); err != nil {
-			return fmt.Errorf("deleting %s%s: %w", prefix, c.Name, err)
-		}
+	if err := s.Delete(ctx, usagePrefix+c.Name); err != nil {
+		return fmt.Errorf("deleting %s%s: %w", usagePrefix, c.Name, err)
 	}
 	if err := b.credentials.remove(ctx, s, c.Name); err != nil {
+		return err
+	}
+	// Nothing outlives a delete: a token request still in flight finds no
+	// credential and discards its answer; one that stored it before the remove is
+	// deleted here.
+	if err := b.tokens.forget(ctx, s, c.Name, true); err != nil {
 		return err
 	}
 	b.forgetCredential(c.Name)

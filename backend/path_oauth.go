@@ -35,6 +35,9 @@ type pendingAuthorization struct {
 	Verifier    string    `json:"verifier"`
 	RedirectURL string    `json:"redirect_url"`
 	ExpiresAt   time.Time `json:"expires_at"`
+	// FromCallbackBase says RedirectURL was built from the engine's
+	// callback_base_url: a change of that setting drops the authorization.
+	FromCallbackBase bool `json:"from_callback_base,omitempty"`
 }
 
 func pathOAuth(b *integrationsBackend) []*framework.Path {
@@ -143,6 +146,7 @@ func (b *integrationsBackend) pathAuthorize(ctx context.Context, req *logical.Re
 		return b.credentialResponse(ctx, req.Storage, c)
 	}
 	oc.RedirectURL = b.redirectURL(cfg, c)
+	fromBase := oc.RedirectURL != "" && str(c.Values["redirect_url"]) == ""
 	if oc.RedirectURL == "" {
 		oc.RedirectURL = requestCallbackURL(req)
 	}
@@ -155,7 +159,7 @@ func (b *integrationsBackend) pathAuthorize(ctx context.Context, req *logical.Re
 	}
 	p := pendingAuthorization{
 		State: state, Verifier: oauth.NewVerifier(), RedirectURL: oc.RedirectURL,
-		ExpiresAt: b.now().UTC().Add(authorizationTTL),
+		ExpiresAt: b.now().UTC().Add(authorizationTTL), FromCallbackBase: fromBase,
 	}
 	unlock := b.credentials.lock(name)
 	defer unlock()
@@ -228,6 +232,15 @@ func dropPending(ctx context.Context, s logical.Storage, name string) error {
 	return nil
 }
 
+// dropLearnt deletes what a credential learnt from its provider: its stored token and
+// pending authorization, and their copies in memory. The caller holds the lock.
+func (b *integrationsBackend) dropLearnt(ctx context.Context, s logical.Storage, name string) error {
+	if err := dropPending(ctx, s, name); err != nil {
+		return err
+	}
+	return b.tokens.forget(ctx, s, name, true)
+}
+
 func loadPending(ctx context.Context, s logical.Storage, name string) (*pendingAuthorization, error) {
 	entry, err := s.Get(ctx, authorizationPrefix+name)
 	if err != nil || entry == nil {
@@ -253,37 +266,17 @@ func authorizationResponse(err error) (*logical.Response, error) {
 	return nil, err
 }
 
-// completeAuthorization exchanges a code for tokens, spending the pending state.
+// completeAuthorization exchanges a code for tokens, spending the pending state. No
+// lock is held during the exchange: the state is spent under the credential's lock,
+// the provider is asked without it, and the tokens are stored under the lock again
+// only if the credential is still there with the settings (the token generation) the
+// exchange started from.
 func (b *integrationsBackend) completeAuthorization(ctx context.Context, s logical.Storage, cfg *engineConfig, name, state, code string) error {
-	unlock := b.credentials.lock(name)
-	defer unlock()
-	c, err := b.credentials.get(ctx, s, name)
+	t, oc, verifier, err := b.spendAuthorization(ctx, s, cfg, name, state)
 	if err != nil {
 		return err
 	}
-	p, err := loadPending(ctx, s, name)
-	if err != nil {
-		return err
-	}
-	if c == nil || p == nil {
-		return &errAuthorization{"no authorization is pending for this credential: start one with authorize"}
-	}
-	if state != "" && subtle.ConstantTimeCompare([]byte(state), []byte(p.State)) != 1 {
-		return &errAuthorization{"state does not match the pending authorization"}
-	}
-	// The state is single-use whatever the outcome.
-	if err := dropPending(ctx, s, name); err != nil {
-		return err
-	}
-	if !b.now().Before(p.ExpiresAt) {
-		return &errAuthorization{"the authorization expired (they last 10 minutes): start a new one with authorize"}
-	}
-	oc, err := oauth.FromFields(c.Type, c.Values)
-	if err != nil {
-		return err
-	}
-	oc.RedirectURL = p.RedirectURL
-	tok, err := b.newOAuthClient(cfg).Exchange(ctx, oc, code, p.Verifier)
+	tok, err := b.tokens.brokerOfClient().Exchange(ctx, oc, code, verifier)
 	if err != nil {
 		detail := "the token exchange failed"
 		var oe *oauth.Error
@@ -293,8 +286,20 @@ func (b *integrationsBackend) completeAuthorization(ctx context.Context, s logic
 		b.recordEvent(name, usage.EventAuthorized, false, "", detail)
 		return &errAuthorization{fmt.Sprintf("the provider refused the authorization code: %s", detail)}
 	}
-	b.forgetToken(name)
-	if err := b.storeToken(ctx, s, name, tok); err != nil {
+	unlock := b.credentials.lock(name)
+	defer unlock()
+	// put checks the generation, the credential and its destination; on success the
+	// generation moves on, so refreshes in flight from an older grant cannot
+	// overwrite the new tokens.
+	if err := b.tokens.put(ctx, s, t, tok, true); err != nil {
+		if isDiscarded(err) {
+			b.recordEvent(name, usage.EventAuthorized, false, "", "the credential changed during the exchange")
+			return &errAuthorization{"the credential was changed or deleted while the authorization completed: start a new one with authorize"}
+		}
+		return err
+	}
+	c, err := b.credentials.get(ctx, s, name)
+	if err != nil || c == nil {
 		return err
 	}
 	n := c.clone()
@@ -306,11 +311,58 @@ func (b *integrationsBackend) completeAuthorization(ctx context.Context, s logic
 	return b.afterCredentialChange(ctx, s, name)
 }
 
+// spendAuthorization checks and spends the pending authorization of name under its
+// lock, and returns what the exchange needs: the ticket its result is stored under,
+// the provider configuration and the PKCE verifier.
+func (b *integrationsBackend) spendAuthorization(ctx context.Context, s logical.Storage, cfg *engineConfig, name, state string) (tokenTicket, oauth.Config, string, error) {
+	var none oauth.Config
+	unlock := b.credentials.lock(name)
+	defer unlock()
+	c, err := b.credentials.get(ctx, s, name)
+	if err != nil {
+		return tokenTicket{}, none, "", err
+	}
+	p, err := loadPending(ctx, s, name)
+	if err != nil {
+		return tokenTicket{}, none, "", err
+	}
+	if c == nil || p == nil {
+		return tokenTicket{}, none, "", &errAuthorization{"no authorization is pending for this credential: start one with authorize"}
+	}
+	if state != "" && subtle.ConstantTimeCompare([]byte(state), []byte(p.State)) != 1 {
+		return tokenTicket{}, none, "", &errAuthorization{"state does not match the pending authorization"}
+	}
+	// The state is single-use whatever the outcome.
+	if err := dropPending(ctx, s, name); err != nil {
+		return tokenTicket{}, none, "", err
+	}
+	if !b.now().Before(p.ExpiresAt) {
+		return tokenTicket{}, none, "", &errAuthorization{"the authorization expired (they last 10 minutes): start a new one with authorize"}
+	}
+	if p.FromCallbackBase && p.RedirectURL != b.redirectURL(cfg, c) {
+		// callback_base_url changed since: the consent was sent elsewhere.
+		return tokenTicket{}, none, "", &errAuthorization{"the engine's callback_base_url changed since this authorization started: start a new one with authorize"}
+	}
+	oc, err := b.oauthConfig(cfg, c)
+	if err != nil {
+		return tokenTicket{}, none, "", err
+	}
+	oc.RedirectURL = p.RedirectURL
+	// Under the lock, so the generation and the credential belong together.
+	t := tokenTicket{name: name, gen: b.tokens.generation(name), dest: destination(c)}
+	return t, oc, p.Verifier, nil
+}
+
 func (b *integrationsBackend) pathCallback(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
 	state, code := d.Get("state").(string), d.Get("code").(string)
 	if e := d.Get("error").(string); e != "" {
-		// The provider's own words are not echoed: only its error code, escaped.
-		return callbackPage(http.StatusBadRequest, "Authorization was not granted", "The provider answered: "+e+". Start again from Vault."), nil
+		// Anyone can send a browser here with any query: nothing of it is shown but
+		// an error code that passes oauth.SafeCode (never error_description).
+		msg := "The provider did not grant the authorization. Start again from Vault."
+		if code, ok := oauth.SafeCode(e); ok {
+			msg = "The provider answered: " + code + ". Start again from Vault."
+		}
+		return callbackPage(http.StatusBadRequest, "Authorization was not granted", msg), nil
 	}
 	if state == "" || code == "" {
 		return callbackPage(http.StatusBadRequest, "Authorization incomplete", "The request carries no state or no code."), nil

@@ -241,11 +241,12 @@ func TestCallbackWithoutStateOrCode(t *testing.T) {
 			t.Fatalf("%s: %d %s", name, status, page)
 		}
 	}
-	// A refusal by the provider shows its error code, escaped, never its description.
+	// A refusal by the provider shows its error code when it is a valid one, never
+	// its description nor anything else a stranger put in the query.
 	status, page := callback(t, b, s, url.Values{
-		"state": {loc.Query().Get("state")}, "error": {"access_denied<b>"}, "error_description": {"<script>" + oauthtest.Marker},
+		"state": {loc.Query().Get("state")}, "error": {"access_denied"}, "error_description": {"<script>" + oauthtest.Marker},
 	})
-	if status != http.StatusBadRequest || !strings.Contains(page, "access_denied&lt;b&gt;") || strings.Contains(page, oauthtest.Marker) || strings.Contains(page, "<script>") {
+	if status != http.StatusBadRequest || !strings.Contains(page, "The provider answered: access_denied.") || strings.Contains(page, oauthtest.Marker) || strings.Contains(page, "script") {
 		t.Fatalf("provider error: %d %s", status, page)
 	}
 	if p.requests.Load() != 0 {
@@ -254,6 +255,37 @@ func TestCallbackWithoutStateOrCode(t *testing.T) {
 	// The pending authorization is still usable.
 	if status, page := callback(t, b, s, loc.Query()); status != http.StatusOK {
 		t.Fatalf("complete redirect afterwards: %d %s", status, page)
+	}
+}
+
+// TestCallbackReflectsOnlyAValidErrorCode: the callback is unauthenticated, so
+// anyone can send a browser to it with any query. The page shows nothing of it but an
+// error code that is valid (oauth.SafeCode): no markup, no line breaks, no Slack
+// mentions, no 10 KB codes, never the description, not even escaped.
+func TestCallbackReflectsOnlyAValidErrorCode(t *testing.T) {
+	t.Parallel()
+	b, s, _ := oauthBackend(t)
+	const desc = "DESCRIPTION-FROM-A-STRANGER"
+	for _, hostile := range []string{
+		"access_denied<b>", "<script>alert(1)</script>", "invalid_grant\nINJECTED: line", "<!channel>",
+		"a&b", "quote\"d", strings.Repeat("x", 10<<10),
+	} {
+		status, page := callback(t, b, s, url.Values{"error": {hostile}, "error_description": {desc}})
+		if status != http.StatusBadRequest || !strings.Contains(page, "did not grant the authorization") {
+			t.Fatalf("error %.40q: %d %s", hostile, status, page)
+		}
+		for _, leak := range []string{"script", "INJECTED", "channel", "&lt;", "&amp;", "&#34;", "xxxxxxxx", desc} {
+			if strings.Contains(page, leak) {
+				t.Fatalf("error %.40q: the page reflects %q: %s", hostile, leak, page)
+			}
+		}
+		if len(page) > 1024 {
+			t.Fatalf("error %.40q: a %d-byte page", hostile, len(page))
+		}
+	}
+	_, page := callback(t, b, s, url.Values{"error": {"consent_required"}, "error_description": {desc}})
+	if !strings.Contains(page, "The provider answered: consent_required.") || strings.Contains(page, desc) {
+		t.Fatalf("a valid code: %s", page)
 	}
 }
 

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"sync"
 	"time"
 
 	"github.com/hashicorp/vault/sdk/logical"
@@ -22,112 +21,16 @@ const tokenPrefix = "tokens/"
 // maxMinimumSeconds bounds what a caller may ask of a token's remaining life.
 const maxMinimumSeconds = 24 * 60 * 60
 
-// tokenCache holds the newest token of each OAuth credential and the Broker that mints
-// them. The Broker is rebuilt when the settings it was made with change.
-type tokenCache struct {
-	mu     sync.RWMutex
-	tokens map[string]*oauth.Token
-
-	brokerMu  sync.Mutex
-	broker    *oauth.Broker
-	brokerFor [2]time.Duration // request timeout, default lifetime
-}
-
-func newTokenCache() *tokenCache {
-	return &tokenCache{tokens: make(map[string]*oauth.Token)}
-}
-
-// newOAuthClient is the bounded client every provider call goes through: cfg's
-// request_timeout, a 1 MiB response cap, cfg's default token lifetime.
-func (b *integrationsBackend) newOAuthClient(cfg *engineConfig) *oauth.Client {
-	return oauth.NewClient(oauth.ClientOptions{
-		Timeout:          cfg.RequestTimeout,
-		MaxResponseBytes: 1 << 20,
-		DefaultLifetime:  cfg.DefaultTokenLifetime,
-		Now:              b.now,
-		Transport:        b.transport,
-	})
-}
-
-// brokerFor returns a Broker configured by cfg, rebuilt when those settings change.
-// What it remembers of one credential (backoff, last token) is dropped by forgetToken
-// whenever the credential is updated, re-authorized or deleted.
-func (b *integrationsBackend) brokerFor(cfg *engineConfig) *oauth.Broker {
-	tc := b.tokens
-	tc.brokerMu.Lock()
-	defer tc.brokerMu.Unlock()
-	want := [2]time.Duration{cfg.RequestTimeout, cfg.DefaultTokenLifetime}
-	if tc.broker == nil || tc.brokerFor != want {
-		tc.broker, tc.brokerFor = oauth.NewBroker(b.newOAuthClient(cfg), b.now), want
-	}
-	return tc.broker
-}
-
-// cachedToken returns the stored token of a credential, from memory when it can.
-func (b *integrationsBackend) cachedToken(ctx context.Context, s logical.Storage, name string) (*oauth.Token, error) {
-	tc := b.tokens
-	tc.mu.RLock()
-	tok, ok := tc.tokens[name]
-	tc.mu.RUnlock()
-	if ok {
-		return tok, nil
-	}
-	entry, err := s.Get(ctx, tokenPrefix+name)
-	if err != nil {
-		return nil, fmt.Errorf("reading token of %q: %w", name, err)
-	}
-	if entry != nil {
-		tok = new(oauth.Token)
-		if err := entry.DecodeJSON(tok); err != nil {
-			return nil, fmt.Errorf("decoding token of %q: %w", name, err)
-		}
-	}
-	tc.mu.Lock()
-	if cur, raced := tc.tokens[name]; raced {
-		tok = cur
-	} else {
-		tc.tokens[name] = tok // nil too: remembers "none stored" until a mint
-	}
-	tc.mu.Unlock()
-	return tok, nil
-}
-
-// storeToken persists a token (and so a rotated refresh token) before anyone gets it.
-func (b *integrationsBackend) storeToken(ctx context.Context, s logical.Storage, name string, tok *oauth.Token) error {
-	entry, err := logical.StorageEntryJSON(tokenPrefix+name, tok)
-	if err != nil {
-		return fmt.Errorf("encoding token of %q: %w", name, err)
-	}
-	if err := s.Put(ctx, entry); err != nil {
-		return fmt.Errorf("storing token of %q: %w", name, err)
-	}
-	b.tokens.mu.Lock()
-	b.tokens.tokens[name] = tok
-	b.tokens.mu.Unlock()
-	return nil
-}
-
-// dropToken forgets the decoded copy of a stored token, e.g. when another node wrote it.
-func (tc *tokenCache) dropToken(name string) {
-	tc.mu.Lock()
-	delete(tc.tokens, name)
-	tc.mu.Unlock()
-}
-
-// forgetToken drops the in-memory token and the Broker's backoff and last token for a
-// credential: new settings deserve a new attempt.
-func (b *integrationsBackend) forgetToken(name string) {
-	tc := b.tokens
-	tc.dropToken(name)
-	tc.brokerMu.Lock()
-	if tc.broker != nil {
-		tc.broker.Forget(name)
-	}
-	tc.brokerMu.Unlock()
-}
-
 // tokenAccess hands out a valid access token for an OAuth credential, minting one when
 // the cached token will not last minimum_seconds (default expiry_buffer).
+//
+// A provider whose tokens live no longer than that demand (lifetime = expiry − issue
+// time of the newest token) cannot satisfy it however often it is asked, so the demand
+// is lowered for such a token (shortLivedDemand): the token minted is served, with a
+// warning saying how long it lasts, and it is served again (with the warning) until
+// it has less than expiry_buffer left — or, when expiry_buffer itself is not shorter
+// than the token's lifetime, less than half its lifetime — and only then is another
+// minted.
 func (b *integrationsBackend) tokenAccess(ctx context.Context, s logical.Storage, cfg *engineConfig, c *credential, minimumSeconds int) (map[string]any, []string, error) {
 	if minimumSeconds < 0 || minimumSeconds > maxMinimumSeconds {
 		return nil, nil, logical.CodedError(http.StatusBadRequest, fieldErr("minimum_seconds", fmt.Sprintf("must be between 0 and %d", maxMinimumSeconds)).Error())
@@ -136,29 +39,51 @@ func (b *integrationsBackend) tokenAccess(ctx context.Context, s logical.Storage
 	if m := time.Duration(minimumSeconds) * time.Second; m > minValid {
 		minValid = m
 	}
-	cached, err := b.cachedToken(ctx, s, c.Name)
+	ts := b.tokens
+	cached, err := ts.cached(ctx, s, c.Name)
 	if err != nil {
 		return nil, nil, err
 	}
-	// A token minted before the credential's settings last changed (new secret,
-	// scopes, endpoint) is not served; its refresh token, if any, is still used.
-	current := cached == nil || !cached.IssuedAt.Before(c.UpdatedAt)
 	var res oauth.Result
-	if current && cached.ValidFor(b.now(), minValid) {
-		res.Token = cached // the hot path: no lock, no allocation beyond the response
+	if tok := servable(cached, c, cfg, b.now(), minValid); tok != nil {
+		res.Token = tok // the hot path: no lock, no allocation beyond the response
 	} else {
-		if !current {
-			old := *cached
-			old.AccessToken = ""
-			cached = &old
+		// The slow path reads the credential again together with the generation of
+		// its token state, so the token it obtains is stored only if neither changed.
+		t, cur, err := ts.ticket(ctx, s, c.Name)
+		if err != nil {
+			return nil, nil, err
 		}
-		oc, err := oauth.FromFields(c.Type, c.Values)
+		if cur == nil {
+			return nil, nil, logical.CodedError(http.StatusNotFound, fmt.Sprintf("credential %q does not exist", c.Name))
+		}
+		c = cur
+		if cached, err = ts.cached(ctx, s, c.Name); err != nil {
+			return nil, nil, err
+		}
+		var src *oauth.Token
+		if cached != nil && (cached.Destination == "" || cached.Destination == t.dest) {
+			// A token learnt under another destination is never used, not even its
+			// refresh token: a repoint forgets it.
+			if tok := servable(cached, c, cfg, b.now(), minValid); tok != nil {
+				src = tok
+			} else {
+				old := cached.Token
+				if cached.IssuedAt.Before(c.UpdatedAt) {
+					// Minted before the settings last changed (new secret, scopes):
+					// not served; its refresh token, if any, is still used.
+					old.AccessToken = ""
+				}
+				src = &old
+			}
+		}
+		oc, err := b.oauthConfig(cfg, c)
 		if err != nil {
 			return nil, nil, fmt.Errorf("building the OAuth configuration of %q: %w", c.Name, err)
 		}
 		oc.RedirectURL = b.redirectURL(cfg, c)
-		res, err = b.brokerFor(cfg).Token(ctx, c.Name, oc, cached, minValid, func(ctx context.Context, tok *oauth.Token) error {
-			if err := b.storeToken(ctx, s, c.Name, tok); err != nil {
+		res, err = ts.brokerOf().Token(ctx, c.Name, oc, src, shortLivedDemand(minValid, cfg.ExpiryBuffer, src), func(ctx context.Context, tok *oauth.Token) error {
+			if err := ts.put(ctx, s, t, tok, false); err != nil {
 				return err
 			}
 			// Recorded here, once per token: every reader that joined the request
@@ -166,6 +91,9 @@ func (b *integrationsBackend) tokenAccess(ctx context.Context, s logical.Storage
 			b.recordEvent(c.Name, usage.EventTokenMinted, true, "", "expires "+rfc3339(tok.Expiry))
 			return nil
 		})
+		if isDiscarded(err) {
+			return nil, nil, logical.CodedError(http.StatusConflict, fmt.Sprintf("credential %q changed while its token was requested; read it again", c.Name))
+		}
 		if err != nil {
 			return nil, nil, b.tokenFailure(ctx, s, c, err)
 		}
@@ -177,6 +105,12 @@ func (b *integrationsBackend) tokenAccess(ctx context.Context, s logical.Storage
 		b.recordEvent(c.Name, usage.EventRefreshFailed, false, "", res.Warning)
 	}
 	tok := res.Token
+	now := b.now()
+	if life, left := tok.Expiry.Sub(tok.IssuedAt), tok.Expiry.Sub(now); life <= minValid && left < minValid {
+		warnings = append(warnings, fmt.Sprintf(
+			"the provider's tokens last %s, not longer than the %s asked for (minimum_seconds or the engine's expiry_buffer); this one is valid for %s more",
+			life.Round(time.Second), minValid, left.Round(time.Second)))
+	}
 	tokenType := tok.TokenType
 	if tokenType == "" {
 		tokenType = "Bearer"
@@ -185,10 +119,45 @@ func (b *integrationsBackend) tokenAccess(ctx context.Context, s logical.Storage
 		"access_token":  tok.AccessToken,
 		"token_type":    tokenType,
 		"expires_at":    rfc3339(tok.Expiry),
-		"expires_in":    int64(tok.Expiry.Sub(b.now()) / time.Second),
+		"expires_in":    int64(tok.Expiry.Sub(now) / time.Second),
 		"scope":         tok.Scope,
 		"authorization": tokenType + " " + tok.AccessToken,
 	}, warnings, nil
+}
+
+// servable returns the cached token when it may be handed out as it is: minted under
+// the credential's current settings (not before its last update, and not on a
+// default_token_lifetime no longer in force) and valid for the demand
+// (shortLivedDemand). Otherwise nil.
+func servable(cached *storedToken, c *credential, cfg *engineConfig, now time.Time, minValid time.Duration) *oauth.Token {
+	if cached == nil || cached.IssuedAt.Before(c.UpdatedAt) {
+		return nil
+	}
+	tok := &cached.Token
+	if !tok.Fresh(now, shortLivedDemand(minValid, cfg.ExpiryBuffer, tok), cfg.DefaultTokenLifetime) {
+		return nil
+	}
+	return tok
+}
+
+// shortLivedDemand is how long tok must still be valid to be served, given the demand
+// minValid (minimum_seconds or expiry_buffer) and the engine's expiry_buffer. When
+// tok's whole lifetime is not longer than minValid, no token from this provider could
+// meet the demand, and minting again would only repeat the request on every read: the
+// demand becomes expiry_buffer, or half the lifetime when expiry_buffer is not shorter
+// than the lifetime either.
+func shortLivedDemand(minValid, buffer time.Duration, tok *oauth.Token) time.Duration {
+	if tok == nil || tok.AccessToken == "" {
+		return minValid
+	}
+	life := tok.Expiry.Sub(tok.IssuedAt)
+	if life <= 0 || minValid < life {
+		return minValid
+	}
+	if buffer < life {
+		return buffer
+	}
+	return life / 2
 }
 
 // tokenFailure records a failed mint and turns it into the caller's error: a

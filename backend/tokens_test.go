@@ -290,7 +290,7 @@ func TestRefreshTokenRotationPersisted(t *testing.T) {
 			if got != second.access {
 				t.Fatalf("access returned %v, provider issued %q", got, second.access)
 			}
-			stored := storedToken(t, s, "ac")
+			stored := storedTokenOf(t, s, "ac")
 			wantRefresh := first.refresh
 			if rotate {
 				wantRefresh = second.refresh
@@ -342,7 +342,7 @@ func TestRotatedTokenWithheldUntilStored(t *testing.T) {
 	if got := accessOK(t, b, s, "ac", nil).Data["access_token"]; got != rotated.access || p.requests.Load() != 2 {
 		t.Fatalf("after storage recovered: %v after %d requests, want the rotated token without a new request", got, p.requests.Load())
 	}
-	if stored := storedToken(t, s, "ac"); stored.RefreshToken != rotated.refresh {
+	if stored := storedTokenOf(t, s, "ac"); stored.RefreshToken != rotated.refresh {
 		t.Fatal("the rotated refresh token is not the stored one")
 	}
 }
@@ -358,7 +358,7 @@ func putKey(s *countingStorage, key string) bool {
 	return false
 }
 
-func storedToken(t *testing.T, s logical.Storage, name string) *oauth.Token {
+func storedTokenOf(t *testing.T, s logical.Storage, name string) *oauth.Token {
 	t.Helper()
 	e, err := s.Get(context.Background(), tokenPrefix+name)
 	if err != nil || e == nil {

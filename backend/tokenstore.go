@@ -1,0 +1,274 @@
+package backend
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"sync"
+
+	"github.com/hashicorp/vault/sdk/helper/locksutil"
+	"github.com/hashicorp/vault/sdk/logical"
+
+	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/backend/oauth"
+)
+
+// errTokenDiscarded is what a caller gets when the token request it waited for was
+// answered after its credential changed, was deleted or reauthorized: the answer
+// belongs to settings that are gone and was thrown away.
+var errTokenDiscarded = fmt.Errorf("the credential changed while its token was requested: %w", oauth.ErrDiscarded)
+
+// storedToken is the stored (tokens/<name>) and cached form of a credential's token.
+type storedToken struct {
+	oauth.Token
+	// Destination fingerprints the credential's destination fields (the catalog
+	// says which) when the token was learnt. A token, and above all its refresh
+	// token, is used only while the credential still points there: a refresh token
+	// never follows a repoint, whatever cache or node it is read from. "" for a
+	// token stored before fingerprints existed.
+	Destination string `json:"destination,omitempty"`
+}
+
+// tokenTicket is what a token request remembers from its start: the credential it
+// acts for, and the generation of the credential's token state then.
+type tokenTicket struct {
+	name string
+	gen  uint64
+	dest string
+}
+
+// tokenStore is the one owner of every OAuth credential's token state: the
+// tokens/<name> storage entries, their decoded copies in memory, the Broker (its
+// in-flight requests, backoff and last token per credential) and a generation per
+// credential. Every change of a credential's settings, a delete, a purge, a
+// re-authorization or an invalidation from another node goes through forget, which
+// moves the generation on; every write of a token (a mint, a code exchange)
+// checks, under the name's lock, that the credential still exists, points where it
+// did, and has the generation the request started with, and otherwise discards
+// the token. The Broker lives as long as the backend: engine settings reach it per
+// request (oauth.Config Timeout and DefaultLifetime), so a config change drops no
+// in-flight request or backoff.
+type tokenStore struct {
+	b     *integrationsBackend
+	locks []*locksutil.LockEntry // per name: orders token writes against forgets
+
+	mu      sync.RWMutex
+	tokens  map[string]*storedToken // nil value: "none stored", until a write
+	gens    map[string]uint64
+	counter uint64 // gens are drawn from it, so a generation is never reused
+
+	brokerOnce sync.Once
+	broker     *oauth.Broker
+	client     *oauth.Client
+}
+
+func newTokenStore(b *integrationsBackend) *tokenStore {
+	return &tokenStore{b: b, locks: locksutil.CreateLocks(), tokens: make(map[string]*storedToken), gens: make(map[string]uint64)}
+}
+
+// maxOAuthTimeout bounds every provider call whatever request_timeout says; each
+// request is bounded by the request_timeout in force when it starts.
+const maxOAuthTimeout = maxRequestTimeout
+
+// brokerOf returns the Broker, made on first use and kept for the backend's life.
+func (ts *tokenStore) brokerOf() *oauth.Broker {
+	ts.brokerOnce.Do(func() {
+		ts.client = ts.b.newOAuthClient()
+		ts.broker = oauth.NewBroker(ts.client, ts.b.now)
+	})
+	return ts.broker
+}
+
+// brokerOfClient is the Client the Broker mints with, for code exchanges.
+func (ts *tokenStore) brokerOfClient() *oauth.Client {
+	ts.brokerOf()
+	return ts.client
+}
+
+// newOAuthClient is the bounded client every provider call goes through: a 1 MiB
+// response cap, the backend's clock and transport. Timeouts and the assumed token
+// lifetime come with each request (oauthConfig).
+func (b *integrationsBackend) newOAuthClient() *oauth.Client {
+	return oauth.NewClient(oauth.ClientOptions{
+		Timeout:          maxOAuthTimeout,
+		MaxResponseBytes: 1 << 20,
+		Now:              b.now,
+		Transport:        b.transport,
+	})
+}
+
+// oauthConfig is the provider configuration of c under the engine settings cfg.
+func (b *integrationsBackend) oauthConfig(cfg *engineConfig, c *credential) (oauth.Config, error) {
+	oc, err := oauth.FromFields(c.Type, c.Values)
+	if err != nil {
+		return oauth.Config{}, err
+	}
+	oc.Timeout, oc.DefaultLifetime = cfg.RequestTimeout, cfg.DefaultTokenLifetime
+	return oc, nil
+}
+
+// destination fingerprints where c's secrets go: its type and the values of its
+// destination fields.
+func destination(c *credential) string {
+	h := sha256.New()
+	fmt.Fprintf(h, "%s\x00", c.Type)
+	for _, f := range c.kind().DestinationFields() {
+		v := str(c.Values[f])
+		fmt.Fprintf(h, "%s=%d:%s\x00", f, len(v), v)
+	}
+	return hex.EncodeToString(h.Sum(nil)[:16])
+}
+
+// ticket starts a token request for c: it reads the generation and the credential
+// together (under the credential's read lock, so no update falls between them) and
+// returns the credential as it is now, nil when it is gone.
+func (ts *tokenStore) ticket(ctx context.Context, s logical.Storage, name string) (tokenTicket, *credential, error) {
+	unlock := ts.b.credentials.rlock(name)
+	defer unlock()
+	gen := ts.generation(name)
+	c, err := ts.b.credentials.get(ctx, s, name)
+	if err != nil || c == nil {
+		return tokenTicket{}, nil, err
+	}
+	return tokenTicket{name: name, gen: gen, dest: destination(c)}, c, nil
+}
+
+func (ts *tokenStore) generation(name string) uint64 {
+	ts.mu.RLock()
+	defer ts.mu.RUnlock()
+	return ts.gens[name]
+}
+
+// cached returns the stored token of a credential, from memory when it can; nil when
+// there is none.
+func (ts *tokenStore) cached(ctx context.Context, s logical.Storage, name string) (*storedToken, error) {
+	ts.mu.RLock()
+	tok, ok := ts.tokens[name]
+	gen := ts.gens[name]
+	ts.mu.RUnlock()
+	if ok {
+		return tok, nil
+	}
+	entry, err := s.Get(ctx, tokenPrefix+name)
+	if err != nil {
+		return nil, fmt.Errorf("reading token of %q: %w", name, err)
+	}
+	if entry != nil {
+		tok = new(storedToken)
+		if err := entry.DecodeJSON(tok); err != nil {
+			return nil, fmt.Errorf("decoding token of %q: %w", name, err)
+		}
+	}
+	ts.mu.Lock()
+	// A write or a forget may have raced the read: never go back to an older copy,
+	// nor bring back one that was forgotten meanwhile.
+	if cur, raced := ts.tokens[name]; raced {
+		tok = cur
+	} else if ts.gens[name] == gen {
+		ts.tokens[name] = tok
+	}
+	ts.mu.Unlock()
+	return tok, nil
+}
+
+// put stores tok for the request t started, before anyone receives it, unless the
+// credential was deleted, repointed or otherwise changed (its generation moved on)
+// since, or tok's lifetime rests on a default_token_lifetime no longer in force:
+// then the token is discarded (errTokenDiscarded). replace also moves the
+// generation on, so that requests still in flight (refreshing from the old refresh
+// token) cannot overwrite tok: a code exchange uses it.
+func (ts *tokenStore) put(ctx context.Context, s logical.Storage, t tokenTicket, tok *oauth.Token, replace bool) error {
+	l := locksutil.LockForKey(ts.locks, t.name)
+	l.Lock()
+	defer l.Unlock()
+	if ts.generation(t.name) != t.gen {
+		return errTokenDiscarded
+	}
+	c, err := ts.b.credentials.get(ctx, s, t.name)
+	if err != nil {
+		return err
+	}
+	if c == nil || destination(c) != t.dest {
+		return errTokenDiscarded
+	}
+	if tok.AssumedLifetime != 0 {
+		cfg, err := ts.b.loadConfig(ctx, s)
+		if err != nil {
+			return err
+		}
+		if tok.AssumedLifetime != cfg.DefaultTokenLifetime {
+			return errTokenDiscarded
+		}
+	}
+	st := &storedToken{Token: *tok, Destination: t.dest}
+	entry, err := logical.StorageEntryJSON(tokenPrefix+t.name, st)
+	if err != nil {
+		return fmt.Errorf("encoding token of %q: %w", t.name, err)
+	}
+	if replace {
+		ts.bump(t.name)
+	}
+	if err := s.Put(ctx, entry); err != nil {
+		return fmt.Errorf("storing token of %q: %w", t.name, err)
+	}
+	ts.mu.Lock()
+	ts.tokens[t.name] = st
+	ts.mu.Unlock()
+	return nil
+}
+
+// bump moves a credential's generation on and drops what memory holds of its token
+// state: the decoded token and the Broker's backoff, last token and in-flight
+// request (whose result can then no longer be stored).
+func (ts *tokenStore) bump(name string) {
+	ts.mu.Lock()
+	ts.counter++
+	ts.gens[name] = ts.counter
+	delete(ts.tokens, name)
+	ts.mu.Unlock()
+	ts.brokerOf().Forget(name)
+}
+
+// forget is how every change of a credential reaches its token state. After an
+// update that keeps the destination, the stored token stays (its refresh token is
+// still good; its access token is not served, being older than the update). With
+// drop — a repoint, a delete, a purge — the stored token goes too.
+func (ts *tokenStore) forget(ctx context.Context, s logical.Storage, name string, drop bool) error {
+	l := locksutil.LockForKey(ts.locks, name)
+	l.Lock()
+	defer l.Unlock()
+	ts.bump(name)
+	if !drop {
+		return nil
+	}
+	if err := s.Delete(ctx, tokenPrefix+name); err != nil {
+		return fmt.Errorf("deleting the token of %q: %w", name, err)
+	}
+	return nil
+}
+
+// removed forgets the generation of a deleted credential, so the map does not grow
+// with every name ever deleted. A request still in flight is refused all the same:
+// put finds no credential, and a new one under the name starts from a new
+// generation (saveCredential forgets on create too).
+func (ts *tokenStore) removed(name string) {
+	ts.mu.Lock()
+	delete(ts.gens, name)
+	delete(ts.tokens, name)
+	ts.mu.Unlock()
+}
+
+// invalidated follows another node's change of a credential or its token: what this
+// node holds in memory goes, and requests in flight here cannot write back.
+func (ts *tokenStore) invalidated(name string) {
+	l := locksutil.LockForKey(ts.locks, name)
+	l.Lock()
+	defer l.Unlock()
+	ts.bump(name)
+}
+
+func isDiscarded(err error) bool { return errors.Is(err, oauth.ErrDiscarded) }
+
+// forgetToken drops every in-memory trace of a deleted credential's token state.
+func (b *integrationsBackend) forgetToken(name string) { b.tokens.removed(name) }
