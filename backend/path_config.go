@@ -230,6 +230,9 @@ func (b *integrationsBackend) pathConfigWrite(ctx context.Context, req *logical.
 	if err := b.storeConfig(ctx, req.Storage, &next); err != nil {
 		return nil, err
 	}
+	if err := b.configChanged(ctx, req.Storage, current, &next); err != nil {
+		return nil, err
+	}
 	return &logical.Response{Data: next.responseData()}, nil
 }
 

@@ -174,6 +174,36 @@ func (b *integrationsBackend) pathAuthorize(ctx context.Context, req *logical.Re
 	}}, nil
 }
 
+// configChanged tells what was learnt under the old engine settings that they
+// changed. Of those settings only two bear on it: callback_base_url on pending
+// authorizations (one whose redirect_url was built from it is dropped; the exchange
+// checks again, for other nodes and races) and default_token_lifetime on stored
+// tokens (a token whose expiry was assumed from it is no longer fresh: Token.Fresh
+// and tokenStore.put check, so nothing needs doing here). request_timeout bounds
+// each request as it starts and changes nothing already learnt; the Broker, its
+// requests in flight and its backoff survive every change.
+func (b *integrationsBackend) configChanged(ctx context.Context, s logical.Storage, old, next *engineConfig) error {
+	if old.CallbackBaseURL == next.CallbackBaseURL {
+		return nil
+	}
+	names, err := s.List(ctx, authorizationPrefix)
+	if err != nil {
+		return fmt.Errorf("listing pending authorizations: %w", err)
+	}
+	for _, name := range names {
+		unlock := b.credentials.lock(name)
+		p, err := loadPending(ctx, s, name)
+		if err == nil && p != nil && p.FromCallbackBase {
+			err = dropPending(ctx, s, name)
+		}
+		unlock()
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // requestCallbackURL builds the callback URL from the request's Host header, which
 // Vault passes only when the mount allows it (passthrough_request_headers).
 func requestCallbackURL(req *logical.Request) string {
