@@ -94,3 +94,47 @@ func TestErrorMessage(t *testing.T) {
 		t.Error("Permanent/String")
 	}
 }
+
+// TestSafeCode pins what may be repeated of a stranger's error code: RFC 6749's
+// syntax narrowed to letters, digits, '_', '-', '.' and ':', at most MaxCodeLen bytes.
+func TestSafeCode(t *testing.T) {
+	t.Parallel()
+	for _, ok := range []string{"invalid_grant", "AADSTS70000", "urn:ietf:params:oauth:error:x", "slow_down", "a", strings.Repeat("a", MaxCodeLen)} {
+		if got, good := SafeCode(ok); !good || got != ok {
+			t.Errorf("SafeCode(%q) = %q, %v; want it kept", ok, got, good)
+		}
+	}
+	for _, bad := range []string{"", "invalid grant", "invalid_grant\n", "a\rb", "<script>", "<!channel>", "a&b", `a"b`, `a\b`,
+		"a*b", "`a`", "@here", "caf\u00e9", "a\x00b", strings.Repeat("a", MaxCodeLen+1)} {
+		if got, good := SafeCode(bad); good || got != "" {
+			t.Errorf("SafeCode(%q) = %q, %v; want it refused", bad, got, good)
+		}
+	}
+}
+
+// TestClassifyKeepsOnlySafeCodes: an error code that is not safe is replaced by
+// http_<status> and classified by the status alone; in particular a lookalike of a
+// permanent code does not count as one.
+func TestClassifyKeepsOnlySafeCodes(t *testing.T) {
+	t.Parallel()
+	now := newFakeClock().Now()
+	for _, tt := range []struct {
+		code   string
+		status int
+		want   string
+		class  Class
+	}{
+		{"invalid_grant\nX-Injected: 1", 400, "http_400", Permanent},
+		{"<!channel>", 401, "http_401", Permanent},
+		{strings.Repeat("x", 10<<10), 503, "http_503", Transient},
+		{"server_error <b>", 500, "http_500", Transient},
+		{"invalid_grant", 400, "invalid_grant", Permanent},
+	} {
+		re := &oauth2.RetrieveError{Response: &http.Response{StatusCode: tt.status, Header: http.Header{}}, ErrorCode: tt.code,
+			ErrorDescription: oauthtest.Marker, Body: []byte(oauthtest.Marker)}
+		e := classify(re, nil, now)
+		if e.Code != tt.want || e.Class != tt.class || strings.Contains(e.Error(), oauthtest.Marker) || strings.ContainsAny(e.Error(), "\n<") {
+			t.Errorf("code %.30q on %d: %s %q (%s), want %s %q", tt.code, tt.status, e.Class, e.Code, e.Error(), tt.class, tt.want)
+		}
+	}
+}
