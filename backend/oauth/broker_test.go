@@ -435,3 +435,64 @@ func BenchmarkBrokerMint(b *testing.B) {
 	}
 	b.ReportMetric(float64(p.requests.Load())/float64(b.N), "upstream-requests/op")
 }
+
+// TestBrokerForgetsADiscardedToken: a persist callback refusing a token with
+// ErrDiscarded (its settings changed meanwhile) ends it: the callers get the error,
+// and the next call asks the provider again instead of storing the refused token.
+func TestBrokerForgetsADiscardedToken(t *testing.T) {
+	t.Parallel()
+	p := newProvider(t, providerOptions{})
+	clock := newFakeClock()
+	b := newTestBroker(clock)
+	cfg := p.config(AuthStyleHeader)
+	refuse := func(context.Context, *Token) error { return ErrDiscarded }
+	if _, err := b.Token(context.Background(), "k", cfg, nil, time.Minute, refuse); !errors.Is(err, ErrDiscarded) {
+		t.Fatalf("err = %v, want ErrDiscarded", err)
+	}
+	var st savedTokens
+	res, err := b.Token(context.Background(), "k", cfg, nil, time.Minute, st.persist)
+	if err != nil || p.requests.Load() != 2 || st.count() != 1 || st.lastSaved().AccessToken != res.Token.AccessToken {
+		t.Fatalf("after a discard: %v, %d requests, %d saved; want a new token from a second request", err, p.requests.Load(), st.count())
+	}
+}
+
+// TestBrokerTimeoutPerRequest: Config.Timeout bounds the request, so one long-lived
+// Broker follows a changed request_timeout.
+func TestBrokerTimeoutPerRequest(t *testing.T) {
+	t.Parallel()
+	p := newProvider(t, providerOptions{})
+	p.setBefore(func(_ http.ResponseWriter, r *http.Request) bool { <-r.Context().Done(); return true })
+	clock := newFakeClock()
+	b := newTestBroker(clock)
+	cfg := p.config(AuthStyleHeader)
+	cfg.Timeout = 50 * time.Millisecond // the client's own is 5 s
+	_, err := b.Token(context.Background(), "k", cfg, nil, time.Minute, (&savedTokens{}).persist)
+	var e *Error
+	if !errors.As(err, &e) || e.Code != CodeTimeout {
+		t.Fatalf("err = %v, want a timeout after Config.Timeout", err)
+	}
+}
+
+// TestAssumedLifetimeRecorded: a token whose answer has no expires_in records the
+// lifetime assumed for it, and is not Fresh under another default.
+func TestAssumedLifetimeRecorded(t *testing.T) {
+	t.Parallel()
+	p := newProvider(t, providerOptions{})
+	p.setBefore(func(w http.ResponseWriter, _ *http.Request) bool {
+		oauthtest.WriteJSON(w, http.StatusOK, `{"access_token":"a","token_type":"Bearer"}`)
+		return true
+	})
+	clock := newFakeClock()
+	cfg := p.config(AuthStyleHeader)
+	cfg.DefaultLifetime = 10 * time.Minute
+	tok, err := newTestClient(clock).Mint(context.Background(), cfg, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tok.AssumedLifetime != 10*time.Minute || !tok.Expiry.Equal(clock.Now().Add(10*time.Minute)) {
+		t.Fatalf("assumed %v expiry %v, want 10m", tok.AssumedLifetime, tok.Expiry)
+	}
+	if !tok.Fresh(clock.Now(), time.Minute, 10*time.Minute) || tok.Fresh(clock.Now(), time.Minute, time.Hour) {
+		t.Fatal("Fresh does not follow the default lifetime in force")
+	}
+}
