@@ -134,7 +134,7 @@ func TestClassifyKeepsOnlySafeCodes(t *testing.T) {
 			ErrorDescription: oauthtest.Marker, Body: []byte(oauthtest.Marker)}
 		e := classify(re, nil, now)
 		if e.Code != tt.want || e.Class != tt.class || strings.Contains(e.Error(), oauthtest.Marker) || strings.ContainsAny(e.Error(), "\n<") {
-			t.Errorf("code %.30q on %d: %s %q (%s), want %s %q", tt.code, tt.status, e.Class, e.Code, e.Error(), tt.class, tt.want)
+			t.Errorf("code %.30q on %d: %s %.60q (%.120q), want %s %q", tt.code, tt.status, e.Class, e.Code, e.Error(), tt.class, tt.want)
 		}
 	}
 }
