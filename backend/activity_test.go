@@ -582,3 +582,61 @@ func TestSweepCostFollowsDueCredentials(t *testing.T) {
 		}
 	}
 }
+
+// TestRenewalDoesNotDependOnTheUsageLog: an access that was served renews the
+// inactivity window even while its log entry cannot be stored; the log entry is kept
+// for the next flush.
+func TestRenewalDoesNotDependOnTheUsageLog(t *testing.T) {
+	t.Parallel()
+	cs := newCountingStorage()
+	clock := newTestClock()
+	b, s, _ := newBackendWith(t, backendOptions{storage: cs, clock: clock})
+	lcCreateBasic(t, b, s, "svc", nil)
+	lcFlush(t, b, s)
+	clock.Advance(100 * day)
+	lcAccess(t, b, s, "svc")
+	served := clock.Now()
+	cs.failPutsUnder.Store(usagePrefix)
+	if err := b.flushUsage(context.Background(), s); err == nil {
+		t.Fatal("flush with the usage log unwritable reported no error")
+	}
+	stored, err := s.Get(context.Background(), credentialPrefix+"svc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var c credential
+	if err := stored.DecodeJSON(&c); err != nil {
+		t.Fatal(err)
+	}
+	if !c.State.ActivityAt.Equal(served) {
+		t.Fatalf("stored window starts %v, want the served access %v", c.State.ActivityAt, served)
+	}
+	// Unloaded while the log is still unwritable: the access is lost from the log,
+	// not from the window.
+	b.Cleanup(context.Background())
+	b2, s2, _ := newBackendWith(t, backendOptions{storage: cs, clock: clock})
+	if got := lcRead(t, b2, s2, "svc")["suspend_at"]; got != served.Add(180*day).Format(time.RFC3339) {
+		t.Fatalf("after restart suspend_at %v, want %v", got, served.Add(180*day).Format(time.RFC3339))
+	}
+}
+
+// TestUsageLogRetriedAfterRenewal: once the usage log is writable again, the access
+// whose log entry failed is stored exactly once.
+func TestUsageLogRetriedAfterRenewal(t *testing.T) {
+	t.Parallel()
+	cs := newCountingStorage()
+	b, s, clock := newBackendWith(t, backendOptions{storage: cs})
+	lcCreateBasic(t, b, s, "svc", nil)
+	lcFlush(t, b, s)
+	clock.Advance(time.Hour)
+	lcAccess(t, b, s, "svc")
+	cs.failPutsUnder.Store(usagePrefix)
+	if err := b.flushUsage(context.Background(), s); err == nil {
+		t.Fatal("flush reported no error")
+	}
+	cs.failPutsUnder.Store("")
+	lcFlush(t, b, s)
+	if u := lcStoredUsage(t, s, "svc"); u.Count != 1 || len(u.Filter(usage.Filter{Event: usage.EventAccess})) != 1 {
+		t.Fatalf("stored count %d, events %v", u.Count, u.Events)
+	}
+}
