@@ -48,6 +48,10 @@ type integrationsBackend struct {
 	// configMu guards config, the decoded engine-wide settings (nil until first read).
 	configMu sync.RWMutex
 	config   *engineConfig
+	// configWriteMu serialises config writes and resets, read-modify-write as a whole,
+	// so concurrent partial updates do not lose each other's fields. It is taken before
+	// configMu, never while holding it.
+	configWriteMu sync.Mutex
 
 	credentials *credentialStore
 	tokens      *tokenCache

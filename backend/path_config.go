@@ -212,6 +212,10 @@ func (b *integrationsBackend) pathConfigWrite(ctx context.Context, req *logical.
 	if resp := rejectUnknownFields(d); resp != nil {
 		return resp, nil
 	}
+	// The update applies to the config in force when it is stored: no other write may
+	// land between this read and the store. Nothing below calls out to the network.
+	b.configWriteMu.Lock()
+	defer b.configWriteMu.Unlock()
 	current, err := b.loadConfig(ctx, req.Storage)
 	if err != nil {
 		return nil, err
@@ -234,6 +238,8 @@ func (b *integrationsBackend) pathConfigWrite(ctx context.Context, req *logical.
 }
 
 func (b *integrationsBackend) pathConfigDelete(ctx context.Context, req *logical.Request, _ *framework.FieldData) (*logical.Response, error) {
+	b.configWriteMu.Lock()
+	defer b.configWriteMu.Unlock()
 	b.configMu.Lock()
 	defer b.configMu.Unlock()
 	if err := req.Storage.Delete(ctx, configPath); err != nil {
