@@ -3,15 +3,19 @@ package backend
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"net"
 	"net/http"
-	neturl "net/url"
 	"strings"
+	"syscall"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/hashicorp/vault/sdk/logical"
 
@@ -60,6 +64,9 @@ func (b *integrationsBackend) notifyState(ctx context.Context, c *credential, ev
 
 func (b *integrationsBackend) deliver(ctx context.Context, n notification) {
 	n.Mount, n.Time = b.mountPath(), rfc3339(b.now())
+	// The message is the engine's own text, but part of it can come from elsewhere (a
+	// provider's error code): it goes out as one bounded line.
+	n.Message = oneLine(n.Message, maxNotifyMessage)
 	b.Logger().Warn(n.Message, "credential", n.Credential, "event", n.Event, "due", n.Due)
 	// Servers without event support answer with an error; the log line above stands.
 	if err := logical.SendEvent(ctx, b.Backend, "integrations/credential-"+n.Event,
@@ -161,7 +168,9 @@ type notifyDestination struct {
 func (d notifyDestination) body(n notification, channel string) []byte {
 	var v any = n
 	if d.slack {
-		text := fmt.Sprintf("[%s] %s: %s", strings.TrimSuffix(n.Mount, "/"), n.Credential, n.Message)
+		// Everything in the text is escaped as Slack's formatting rules ask, so no part
+		// of it can mention anyone (<!channel>, <@U…>) or become a link.
+		text := fmt.Sprintf("[%s] %s: %s", slackEscape(strings.TrimSuffix(n.Mount, "/")), slackEscape(n.Credential), slackEscape(n.Message))
 		v = map[string]string{"channel": channel, "text": text}
 	}
 	b, _ := json.Marshal(v)
@@ -191,8 +200,53 @@ func (d notifyDestination) check(answer []byte) error {
 	case r.Error == "ratelimited":
 		return &transientRefusal{code: r.Error}
 	default:
-		return fmt.Errorf("slack refused the message: %s", r.Error)
+		return fmt.Errorf("slack refused the message: %s", slackErrorCode(r.Error))
 	}
+}
+
+// slackEscaper escapes the three characters Slack's message formatting gives meaning to.
+var slackEscaper = strings.NewReplacer("&", "&amp;", "<", "&lt;", ">", "&gt;")
+
+func slackEscape(s string) string { return slackEscaper.Replace(s) }
+
+// maxSlackErrorCode bounds the Slack error code kept in logs and errors.
+const maxSlackErrorCode = 64
+
+// slackErrorCode keeps Slack's error field only when it looks like one of its codes
+// (channel_not_found, not_authed, …): a short token of [a-z0-9_]. Anything else is
+// provider text, which is never echoed.
+func slackErrorCode(code string) string {
+	if code == "" || len(code) > maxSlackErrorCode {
+		return "unknown"
+	}
+	for _, r := range code {
+		if !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '_') {
+			return "unknown"
+		}
+	}
+	return code
+}
+
+// maxNotifyMessage bounds a notification's message, in logs, events and posts.
+const maxNotifyMessage = 512
+
+// oneLine makes s safe for a log line: every control character (newlines included)
+// becomes a space, and it is cut to at most max bytes on a rune boundary.
+func oneLine(s string, max int) string {
+	s = strings.Map(func(r rune) rune {
+		if unicode.IsControl(r) || r == '\u2028' || r == '\u2029' {
+			return ' '
+		}
+		return r
+	}, strings.ToValidUTF8(s, "?"))
+	if len(s) > max {
+		cut := max
+		for cut > 0 && !utf8.RuneStart(s[cut]) {
+			cut--
+		}
+		s = s[:cut]
+	}
+	return s
 }
 
 // notifyTarget is where and how a notify credential is posted to; url is empty for a
@@ -227,16 +281,37 @@ func postOnce(ctx context.Context, client *http.Client, d notifyDestination, bod
 	}
 	resp, err := client.Do(req)
 	if err != nil {
-		// A webhook URL can itself be a secret (Slack's are): report the cause only.
-		var ue *neturl.Error
-		if errors.As(err, &ue) {
-			err = ue.Err
-		}
-		return 0, nil, fmt.Errorf("posting notification: %w", err)
+		return 0, nil, transportFailure(err)
 	}
 	defer resp.Body.Close()
 	answer, _ := io.ReadAll(io.LimitReader(resp.Body, notifyBodyLimit))
 	return resp.StatusCode, answer, nil
+}
+
+// transportFailure names why a POST got no answer by kind only. The URL can itself be
+// a secret (Slack's and Teams' webhooks are), and the error text of a broken exchange
+// can quote what the receiver sent: neither reaches a log line.
+func transportFailure(err error) error {
+	var ne net.Error
+	var op *net.OpError
+	var dns *net.DNSError
+	var cert *tls.CertificateVerificationError
+	var rec tls.RecordHeaderError
+	switch {
+	case errors.Is(err, context.Canceled):
+		return errors.New("posting notification: cancelled")
+	case errors.Is(err, context.DeadlineExceeded), errors.As(err, &ne) && ne.Timeout():
+		return errors.New("posting notification: timed out")
+	case errors.As(err, &cert), errors.As(err, &rec):
+		return errors.New("posting notification: TLS handshake failed")
+	case errors.As(err, &dns):
+		return errors.New("posting notification: host name not resolved")
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return errors.New("posting notification: connection refused")
+	case errors.As(err, &op):
+		return errors.New("posting notification: network error (" + op.Op + ")")
+	}
+	return errors.New("posting notification: no valid answer")
 }
 
 // jitteredBackoff waits a random time up to 2^attempt seconds (full jitter), so many

@@ -7,6 +7,7 @@ import (
 	"maps"
 	"net/http"
 	"net/http/httptest"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -418,5 +419,83 @@ func TestNotifySlack(t *testing.T) {
 				t.Fatalf("posted %v with %q, want %v with the bot token", got[0], auth[0], want)
 			}
 		})
+	}
+}
+
+// TestSlackTextIsEscaped: nothing in a Slack message can mention anyone or become a
+// link: &, < and > are escaped in every part of the text.
+func TestSlackTextIsEscaped(t *testing.T) {
+	t.Parallel()
+	d := notifyDestination{slack: true}
+	n := notification{
+		Credential: "svc&co",
+		Message:    "<!channel> see <https://evil.example/|the fix> & <@U0123>",
+		Mount:      "team<b>/",
+	}
+	var msg map[string]string
+	if err := json.Unmarshal(d.body(n, "C0123ABCD"), &msg); err != nil {
+		t.Fatal(err)
+	}
+	want := "[team&lt;b&gt;] svc&amp;co: &lt;!channel&gt; see &lt;https://evil.example/|the fix&gt; &amp; &lt;@U0123&gt;"
+	if msg["text"] != want {
+		t.Fatalf("text %q\nwant %q", msg["text"], want)
+	}
+}
+
+// TestSlackRefusalEchoesNoProviderText: of Slack's error field only a short code of
+// [a-z0-9_] reaches the error and the log; anything else is "unknown". No log line of
+// a delivery carries provider text or a line break of its own.
+func TestSlackRefusalEchoesNoProviderText(t *testing.T) {
+	t.Parallel()
+	for code, want := range map[string]string{
+		"channel_not_found":              "channel_not_found",
+		"not_authed":                     "not_authed",
+		"":                               "unknown",
+		"Bad Thing":                      "unknown",
+		"x\ny":                           "unknown",
+		"<!channel>":                     "unknown",
+		strings.Repeat("a", 65):          "unknown",
+		"invalid_auth; call +1 555 0100": "unknown",
+	} {
+		body, _ := json.Marshal(map[string]any{"ok": false, "error": code})
+		err := notifyDestination{slack: true}.check(body)
+		if err == nil || err.Error() != "slack refused the message: "+want {
+			t.Errorf("error %q: got %v, want the code %q", code, err, want)
+		}
+	}
+
+	hostile := "PROVIDERTEXT <!channel>\ncall +1 555 0100"
+	slack := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_ = json.NewEncoder(w).Encode(map[string]any{"ok": false, "error": hostile})
+	}))
+	t.Cleanup(slack.Close)
+	logs := &lcLogBuffer{}
+	b, s, _ := newBackendWith(t, backendOptions{logs: logs})
+	b.slackPostURL = slack.URL
+	b.notifyBackoff = func(int) time.Duration { return 0 }
+	mustOK(t, b, s, logical.CreateOperation, "credentials/chat", map[string]any{"type": "slack", "token": "xoxb-123-456-abc"})
+	mustOK(t, b, s, logical.UpdateOperation, "config", map[string]any{"notify_credential": "chat", "notify_channel": "C0123ABCD"})
+	lcCreateBasic(t, b, s, "svc", nil)
+	c, err := b.credentials.get(context.Background(), s, "svc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A message carrying a line break of its own (part of one can come from a provider).
+	b.notifyState(context.Background(), c, "needs_reauth", "The provider refused the grant\nINJECTED line.")
+	b.post(make(chan struct{}), notification{Event: "suspended", Credential: "svc", Message: "m"})
+	out := logs.String()
+	for _, leak := range []string{"PROVIDERTEXT", "555", "<!channel>", "xoxb-123"} {
+		if strings.Contains(out, leak) {
+			t.Errorf("log carries %q:\n%s", leak, out)
+		}
+	}
+	if !strings.Contains(out, "unknown") {
+		t.Errorf("log does not say the refusal was unknown:\n%s", out)
+	}
+	lineStart := regexp.MustCompile(`^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d`)
+	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+		if !lineStart.MatchString(line) {
+			t.Errorf("a log line does not start with a timestamp (a line break got in): %q", line)
+		}
 	}
 }
