@@ -57,9 +57,9 @@ type integrationsBackend struct {
 	tokens      *tokenCache
 	activity    *activity
 
-	notifications chan notification
-	notifierStop  chan struct{}
-	notifierDone  chan struct{}
+	outbox       *outbox // notifications waiting for delivery
+	notifierStop chan struct{}
+	notifierDone chan struct{}
 
 	// notifyBackoff is how long to wait before retrying a notification; tests
 	// shorten it.
@@ -78,7 +78,7 @@ func newBackend(now func() time.Time) *integrationsBackend {
 		credentials:   newCredentialStore(),
 		tokens:        newTokenCache(),
 		activity:      newActivity(),
-		notifications: make(chan notification, notifyQueueSize),
+		outbox:        newOutbox(),
 		notifyBackoff: jitteredBackoff,
 		slackPostURL:  slackPostMessageURL,
 	}
@@ -88,7 +88,7 @@ func newBackend(now func() time.Time) *integrationsBackend {
 		RunningVersion: Version,
 		PathsSpecial: &logical.Paths{
 			// Everything holding a secret is seal-wrapped where the server supports it.
-			SealWrapStorage: []string{configPath, credentialPrefix, tokenPrefix, authorizationPrefix},
+			SealWrapStorage: []string{configPath, credentialPrefix, tokenPrefix, authorizationPrefix, outboxPrefix, outboxDroppedKey},
 			// The provider redirects a browser here, which carries no Vault token.
 			Unauthenticated: []string{callbackPath},
 		},
@@ -124,6 +124,7 @@ func (b *integrationsBackend) initialize(ctx context.Context, req *logical.Initi
 		if err := b.buildIndex(ctx, req.Storage); err != nil {
 			b.Logger().Error("building the lifecycle index failed; the sweep will retry", "error", err)
 		}
+		b.outbox.wake() // what an earlier run left in the outbox is delivered now
 	}
 	return nil
 }
@@ -135,6 +136,8 @@ func (b *integrationsBackend) periodic(ctx context.Context, req *logical.Request
 		return nil
 	}
 	// The sweep (re)builds the index itself when it was never built or config changed.
+	// Undelivered notifications are retried from the notifier, never from here.
+	defer b.outbox.wake()
 	if err := b.sweep(ctx, req.Storage); err != nil {
 		return err
 	}
@@ -148,6 +151,17 @@ func (b *integrationsBackend) clean(ctx context.Context) {
 		if b.notifierStop != nil {
 			close(b.notifierStop)
 			<-b.notifierDone
+		}
+		b.outbox.mu.Lock()
+		unstored := 0
+		for _, e := range b.outbox.entries {
+			if !e.stored && !e.delivered {
+				unstored++
+			}
+		}
+		b.outbox.mu.Unlock()
+		if unstored > 0 {
+			b.Logger().Error("notifications storage refused are lost with this unload", "count", unstored)
 		}
 	})
 }

@@ -127,7 +127,7 @@ func pathConfig(b *integrationsBackend) *framework.Path {
 			},
 			"notify_credential": {
 				Type:        framework.TypeString,
-				Description: "Name of a credential that receives lifecycle notifications: a webhook, or a bearer credential with a url (JSON POST), or a slack bot token (a message to notify_channel).",
+				Description: fmt.Sprintf("Name of a credential that receives lifecycle notifications: a webhook, or a bearer credential with a url (JSON POST), or a slack bot token (a message to notify_channel). Notifications wait in an outbox in storage (at most %d) until delivered, retried with backoff up to %s; alerts show those not delivered.", maxOutbox, notifyMaxBackoff),
 			},
 			"notify_channel": {
 				Type:        framework.TypeString,
