@@ -124,7 +124,13 @@ func (b *integrationsBackend) initialize(ctx context.Context, req *logical.Initi
 		if err := b.buildIndex(ctx, req.Storage); err != nil {
 			b.Logger().Error("building the lifecycle index failed; the sweep will retry", "error", err)
 		}
-		b.outbox.wake() // what an earlier run left in the outbox is delivered now
+		// What an earlier run left in the outbox is delivered now. Loading it here keeps
+		// the notifier from touching storage while there is nothing to deliver.
+		if waiting, err := b.outbox.load(ctx, req.Storage); err != nil {
+			b.Logger().Error("reading the notification outbox failed; the notifier will retry", "error", err)
+		} else if waiting > 0 {
+			b.outbox.wake()
+		}
 	}
 	return nil
 }

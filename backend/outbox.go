@@ -99,6 +99,14 @@ func (o *outbox) wake() {
 // the last a full outbox gives up.
 func purgeRelated(event string) bool { return event == "purge-warning" || event == "purged" }
 
+// load reads the outbox from storage (once) and says how many notifications wait.
+func (o *outbox) load(ctx context.Context, s logical.Storage) (int, error) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	err := o.loadLocked(ctx, s)
+	return len(o.entries), err
+}
+
 // loadLocked reads the outbox from storage once. The caller holds o.mu.
 func (o *outbox) loadLocked(ctx context.Context, s logical.Storage) error {
 	if o.loaded {
