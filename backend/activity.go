@@ -388,23 +388,30 @@ func (b *integrationsBackend) flushOne(ctx context.Context, s logical.Storage, c
 	}
 	a.mu.Unlock()
 	u.Merge(p, cfg.LogSize)
-	entry, err := logical.StorageEntryJSON(usagePrefix+name, u)
-	if err == nil {
-		err = s.Put(ctx, entry)
+	entry, usageErr := logical.StorageEntryJSON(usagePrefix+name, u)
+	if usageErr == nil {
+		usageErr = s.Put(ctx, entry)
 	}
-	if err != nil {
-		b.landed(name, nil, &p)
-		return fmt.Errorf("storing usage of %q: %w", name, err)
-	}
+	// The renewal does not wait on the log: an access that was served renews the
+	// window even when its log entry cannot be stored (it is retried below).
+	var touchErr error
 	if !p.LastAccessed.IsZero() && p.LastAccessed.Sub(c.State.ActivityAt) >= touchGranularity {
 		n := c.clone()
 		n.State = lifecycle.Touch(n.State, p.LastAccessed)
-		if err := b.credentials.put(ctx, s, n); err != nil {
-			// The counts and events are stored: only the renewal is left to retry.
-			b.landed(name, u, &usage.Pending{LastAccessed: p.LastAccessed})
-			return err
+		if touchErr = b.credentials.put(ctx, s, n); touchErr == nil {
+			b.activity.index.Set(name, b.policyFor(cfg, n).NextDue(n.State))
 		}
-		b.activity.index.Set(name, b.policyFor(cfg, n).NextDue(n.State))
+	}
+	switch {
+	case usageErr != nil:
+		// Everything goes back for the next flush; a renewal already stored is not
+		// repeated, since the stored window already starts at it.
+		b.landed(name, nil, &p)
+		return errors.Join(fmt.Errorf("storing usage of %q: %w", name, usageErr), touchErr)
+	case touchErr != nil:
+		// The counts and events are stored: only the renewal is left to retry.
+		b.landed(name, u, &usage.Pending{LastAccessed: p.LastAccessed})
+		return touchErr
 	}
 	b.landed(name, u, nil)
 	return nil

@@ -582,3 +582,118 @@ func TestSweepCostFollowsDueCredentials(t *testing.T) {
 		}
 	}
 }
+
+// TestRenewalDoesNotDependOnTheUsageLog: an access that was served renews the
+// inactivity window even while its log entry cannot be stored; the log entry is kept
+// for the next flush.
+func TestRenewalDoesNotDependOnTheUsageLog(t *testing.T) {
+	t.Parallel()
+	cs := newCountingStorage()
+	clock := newTestClock()
+	b, s, _ := newBackendWith(t, backendOptions{storage: cs, clock: clock})
+	lcCreateBasic(t, b, s, "svc", nil)
+	lcFlush(t, b, s)
+	clock.Advance(100 * day)
+	lcAccess(t, b, s, "svc")
+	served := clock.Now()
+	cs.failPutsUnder.Store(usagePrefix)
+	if err := b.flushUsage(context.Background(), s); err == nil {
+		t.Fatal("flush with the usage log unwritable reported no error")
+	}
+	stored, err := s.Get(context.Background(), credentialPrefix+"svc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var c credential
+	if err := stored.DecodeJSON(&c); err != nil {
+		t.Fatal(err)
+	}
+	if !c.State.ActivityAt.Equal(served) {
+		t.Fatalf("stored window starts %v, want the served access %v", c.State.ActivityAt, served)
+	}
+	// Unloaded while the log is still unwritable: the access is lost from the log,
+	// not from the window.
+	b.Cleanup(context.Background())
+	b2, s2, _ := newBackendWith(t, backendOptions{storage: cs, clock: clock})
+	if got := lcRead(t, b2, s2, "svc")["suspend_at"]; got != served.Add(180*day).Format(time.RFC3339) {
+		t.Fatalf("after restart suspend_at %v, want %v", got, served.Add(180*day).Format(time.RFC3339))
+	}
+}
+
+// TestUsageLogRetriedAfterRenewal: once the usage log is writable again, the access
+// whose log entry failed is stored exactly once.
+func TestUsageLogRetriedAfterRenewal(t *testing.T) {
+	t.Parallel()
+	cs := newCountingStorage()
+	b, s, clock := newBackendWith(t, backendOptions{storage: cs})
+	lcCreateBasic(t, b, s, "svc", nil)
+	lcFlush(t, b, s)
+	clock.Advance(time.Hour)
+	lcAccess(t, b, s, "svc")
+	cs.failPutsUnder.Store(usagePrefix)
+	if err := b.flushUsage(context.Background(), s); err == nil {
+		t.Fatal("flush reported no error")
+	}
+	cs.failPutsUnder.Store("")
+	lcFlush(t, b, s)
+	if u := lcStoredUsage(t, s, "svc"); u.Count != 1 || len(u.Filter(usage.Filter{Event: usage.EventAccess})) != 1 {
+		t.Fatalf("stored count %d, events %v", u.Count, u.Events)
+	}
+}
+
+// TestUsageLogStaysUnderEntryLimit: at the largest log_size config allows, a log full
+// of the largest events a caller can cause stays under maxUsageEntry (512 KiB, half of
+// Vault's 1 MiB raft entry limit); one more is refused by name.
+func TestUsageLogStaysUnderEntryLimit(t *testing.T) {
+	t.Parallel()
+	if maxLogSize < defaultLogSize {
+		t.Fatalf("maxLogSize %d is below the default log_size %d", maxLogSize, defaultLogSize)
+	}
+	b, s, clock := newBackendWith(t, backendOptions{})
+	mustOK(t, b, s, logical.UpdateOperation, "config", map[string]any{"log_size": maxLogSize})
+	resp := call(t, b, s, logical.UpdateOperation, "config", map[string]any{"log_size": maxLogSize + 1})
+	wantFieldError(t, resp, "log_size")
+	if msg := resp.Error().Error(); !strings.Contains(msg, fmt.Sprint(maxLogSize)) {
+		t.Fatalf("refusal %q does not state the cap %d", msg, maxLogSize)
+	}
+	lcCreateBasic(t, b, s, "svc", nil)
+	hostile := strings.Repeat("<\x00", 300) // each character JSON-escapes to 6 bytes
+	// Rounds of as many events as the recorder holds between flushes.
+	for round := 0; round*usage.DefaultMaxPending < maxLogSize+50; round++ {
+		for range usage.DefaultMaxPending / 2 {
+			clock.Advance(time.Second)
+			b.activity.recorder.Access("svc", clock.Now(), hostile, true, hostile)
+			b.recordEvent("svc", hostile, false, hostile, hostile)
+		}
+		lcFlush(t, b, s)
+	}
+	entry, err := s.Get(context.Background(), usagePrefix+"svc")
+	if err != nil || entry == nil {
+		t.Fatalf("stored usage: %v %v", entry, err)
+	}
+	if len(entry.Value) > maxUsageEntry {
+		t.Fatalf("stored usage takes %d bytes, over %d", len(entry.Value), maxUsageEntry)
+	}
+	if u := lcStoredUsage(t, s, "svc"); len(u.Events) != maxLogSize {
+		t.Fatalf("stored %d events, want log_size %d", len(u.Events), maxLogSize)
+	}
+	t.Logf("log of %d maximal events: %d bytes (cap %d)", maxLogSize, len(entry.Value), maxUsageEntry)
+}
+
+// TestStoredLogSizeAboveTheCapIsHeldToIt: a log_size stored before the cap existed is
+// held to it.
+func TestStoredLogSizeAboveTheCapIsHeldToIt(t *testing.T) {
+	t.Parallel()
+	s := &logical.InmemStorage{}
+	entry, err := logical.StorageEntryJSON(configPath, map[string]any{"log_size": 10000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Put(context.Background(), entry); err != nil {
+		t.Fatal(err)
+	}
+	b, _, _ := newBackendWith(t, backendOptions{storage: s})
+	if got := mustOK(t, b, s, logical.ReadOperation, "config", nil).Data["log_size"]; got != maxLogSize {
+		t.Fatalf("log_size in force %v, want the cap %d", got, maxLogSize)
+	}
+}

@@ -48,14 +48,18 @@ type integrationsBackend struct {
 	// configMu guards config, the decoded engine-wide settings (nil until first read).
 	configMu sync.RWMutex
 	config   *engineConfig
+	// configWriteMu serialises config writes and resets, read-modify-write as a whole,
+	// so concurrent partial updates do not lose each other's fields. It is taken before
+	// configMu, never while holding it.
+	configWriteMu sync.Mutex
 
 	credentials *credentialStore
 	tokens      *tokenStore
 	activity    *activity
 
-	notifications chan notification
-	notifierStop  chan struct{}
-	notifierDone  chan struct{}
+	outbox       *outbox // notifications waiting for delivery
+	notifierStop chan struct{}
+	notifierDone chan struct{}
 
 	// notifyBackoff is how long to wait before retrying a notification; tests
 	// shorten it.
@@ -73,7 +77,7 @@ func newBackend(now func() time.Time) *integrationsBackend {
 		now:           now,
 		credentials:   newCredentialStore(),
 		activity:      newActivity(),
-		notifications: make(chan notification, notifyQueueSize),
+		outbox:        newOutbox(),
 		notifyBackoff: jitteredBackoff,
 		slackPostURL:  slackPostMessageURL,
 	}
@@ -84,7 +88,7 @@ func newBackend(now func() time.Time) *integrationsBackend {
 		RunningVersion: Version,
 		PathsSpecial: &logical.Paths{
 			// Everything holding a secret is seal-wrapped where the server supports it.
-			SealWrapStorage: []string{configPath, credentialPrefix, tokenPrefix, authorizationPrefix},
+			SealWrapStorage: []string{configPath, credentialPrefix, tokenPrefix, authorizationPrefix, outboxPrefix, outboxDroppedKey},
 			// The provider redirects a browser here, which carries no Vault token.
 			Unauthenticated: []string{callbackPath},
 		},
@@ -120,6 +124,13 @@ func (b *integrationsBackend) initialize(ctx context.Context, req *logical.Initi
 		if err := b.buildIndex(ctx, req.Storage); err != nil {
 			b.Logger().Error("building the lifecycle index failed; the sweep will retry", "error", err)
 		}
+		// What an earlier run left in the outbox is delivered now. Loading it here keeps
+		// the notifier from touching storage while there is nothing to deliver.
+		if waiting, err := b.outbox.load(ctx, req.Storage); err != nil {
+			b.Logger().Error("reading the notification outbox failed; the notifier will retry", "error", err)
+		} else if waiting > 0 {
+			b.outbox.wake()
+		}
 	}
 	return nil
 }
@@ -131,6 +142,8 @@ func (b *integrationsBackend) periodic(ctx context.Context, req *logical.Request
 		return nil
 	}
 	// The sweep (re)builds the index itself when it was never built or config changed.
+	// Undelivered notifications are retried from the notifier, never from here.
+	defer b.outbox.wake()
 	if err := b.sweep(ctx, req.Storage); err != nil {
 		return err
 	}
@@ -144,6 +157,17 @@ func (b *integrationsBackend) clean(ctx context.Context) {
 		if b.notifierStop != nil {
 			close(b.notifierStop)
 			<-b.notifierDone
+		}
+		b.outbox.mu.Lock()
+		unstored := 0
+		for _, e := range b.outbox.entries {
+			if !e.stored && !e.delivered {
+				unstored++
+			}
+		}
+		b.outbox.mu.Unlock()
+		if unstored > 0 {
+			b.Logger().Error("notifications storage refused are lost with this unload", "count", unstored)
 		}
 	})
 }

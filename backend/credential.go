@@ -55,6 +55,11 @@ func (c *credential) kind() *credtype.Type {
 // the access path does no storage I/O once a credential has been read.
 type credentialStore struct {
 	locks []*locksutil.LockEntry // per-name write locks
+	// deviceLocks serialise changes to device-index entries, per index key. They are
+	// taken after a credential's name lock and never the other way round: whoever holds
+	// the lock of an index key knows that no device account gains or loses that triple
+	// meanwhile, so it can trust the stored triple of the account the entry names.
+	deviceLocks []*locksutil.LockEntry
 
 	mu    sync.RWMutex
 	cache map[string]*credential // never mutated in place: writers swap in a new value
@@ -75,7 +80,7 @@ type credentialStore struct {
 }
 
 func newCredentialStore() *credentialStore {
-	return &credentialStore{locks: locksutil.CreateLocks(), cache: make(map[string]*credential)}
+	return &credentialStore{locks: locksutil.CreateLocks(), deviceLocks: locksutil.CreateLocks(), cache: make(map[string]*credential)}
 }
 
 // lock serialises writes to one credential (on this node).
@@ -91,6 +96,24 @@ func (cs *credentialStore) rlock(name string) func() {
 	l := locksutil.LockForKey(cs.locks, name)
 	l.RLock()
 	return l.RUnlock
+}
+
+// lockDevices takes the device-index locks of the given keys ("" ignored), in a fixed
+// order, for a caller holding the name lock of the credential it changes.
+func (cs *credentialStore) lockDevices(keys ...string) func() {
+	keys = slices.DeleteFunc(slices.Clone(keys), func(k string) bool { return k == "" })
+	if len(keys) == 0 {
+		return func() {}
+	}
+	locks := locksutil.LocksForKeys(cs.deviceLocks, keys)
+	for _, l := range locks {
+		l.Lock()
+	}
+	return func() {
+		for i := len(locks) - 1; i >= 0; i-- {
+			locks[i].Unlock()
+		}
+	}
 }
 
 // get returns the credential called name, or nil when there is none. The result is
@@ -288,4 +311,38 @@ func (c *credential) deviceIndexKey() string {
 		return ""
 	}
 	return deviceKey(str(c.Values["hostname"]), str(c.Values["ip"]), str(c.Values["username"]))
+}
+
+// hasDeviceTriple reports whether c is a device account whose stored hostname, ip and
+// username are the given ones (normalized as deviceTriple does), comparing as the index
+// does. An index entry or a derived name only says where to look; this says whether
+// the account found there is the one asked for.
+func (c *credential) hasDeviceTriple(hostname, ip, username string) bool {
+	return c != nil && c.Type == deviceAccountType &&
+		strings.ToLower(str(c.Values["hostname"])) == strings.ToLower(hostname) &&
+		str(c.Values["ip"]) == ip &&
+		strings.ToLower(str(c.Values["username"])) == strings.ToLower(username)
+}
+
+// deviceTripleOf is a device account's stored hostname, ip and username.
+func (c *credential) deviceTripleOf() (hostname, ip, username string) {
+	return str(c.Values["hostname"]), str(c.Values["ip"]), str(c.Values["username"])
+}
+
+// deviceIndexed returns the device account the index entry at key names, if that
+// account's stored triple is the given one; nil for a missing, stale or colliding
+// entry. A writer holds the key's device lock, so the answer holds until it is done.
+func (cs *credentialStore) deviceIndexed(ctx context.Context, s logical.Storage, key, hostname, ip, username string) (*credential, error) {
+	entry, err := s.Get(ctx, key)
+	if err != nil {
+		return nil, fmt.Errorf("reading device index: %w", err)
+	}
+	if entry == nil || !validName(string(entry.Value)) {
+		return nil, nil
+	}
+	c, err := cs.get(ctx, s, string(entry.Value))
+	if err != nil || !c.hasDeviceTriple(hostname, ip, username) {
+		return nil, err
+	}
+	return c, nil
 }

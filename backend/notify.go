@@ -3,27 +3,31 @@ package backend
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"net"
 	"net/http"
-	neturl "net/url"
 	"strings"
+	"syscall"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/hashicorp/vault/sdk/logical"
 
 	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/backend/lifecycle"
 )
 
-// Notification delivery bounds: a full queue drops (and logs) rather than blocking a
-// request or the sweep.
+// Notification delivery bounds. Notifications wait in the outbox (see outbox.go), so a
+// receiver that is slow, down or refusing holds up neither a request nor the sweep.
 const (
-	notifyQueueSize = 256
-	notifyAttempts  = 4
 	notifyBodyLimit = 64 << 10
+	// notifyMaxBackoff caps the wait between two attempts at one notification.
+	notifyMaxBackoff = time.Hour
 )
 
 // notification is the JSON body POSTed to the notify credential, and the metadata of
@@ -60,89 +64,16 @@ func (b *integrationsBackend) notifyState(ctx context.Context, c *credential, ev
 
 func (b *integrationsBackend) deliver(ctx context.Context, n notification) {
 	n.Mount, n.Time = b.mountPath(), rfc3339(b.now())
+	// The message is the engine's own text, but part of it can come from elsewhere (a
+	// provider's error code): it goes out as one bounded line.
+	n.Message = oneLine(n.Message, maxNotifyMessage)
 	b.Logger().Warn(n.Message, "credential", n.Credential, "event", n.Event, "due", n.Due)
 	// Servers without event support answer with an error; the log line above stands.
 	if err := logical.SendEvent(ctx, b.Backend, "integrations/credential-"+n.Event,
 		"credential", n.Credential, "type", n.Type, "message", n.Message, "due", n.Due); err != nil {
 		b.Logger().Debug("vault event not sent", "error", err)
 	}
-	select {
-	case b.notifications <- n:
-	default:
-		b.Logger().Error("notification queue full; notification dropped", "credential", n.Credential, "event", n.Event)
-	}
-}
-
-// runNotifier POSTs queued notifications to config.notify_credential until stop closes.
-func (b *integrationsBackend) runNotifier(stop <-chan struct{}) {
-	for {
-		select {
-		case <-stop:
-			return
-		case n := <-b.notifications:
-			b.post(stop, n)
-		}
-	}
-}
-
-// post delivers one notification with bounded retries and jittered backoff.
-func (b *integrationsBackend) post(stop <-chan struct{}, n notification) {
-	// Clean must not wait out request_timeout for a receiver that hangs: stopping
-	// cancels the request in flight.
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go func() {
-		select {
-		case <-stop:
-			cancel()
-		case <-ctx.Done():
-		}
-	}()
-	cfg, err := b.loadConfig(ctx, b.storage)
-	if err != nil || cfg.NotifyCredential == "" {
-		return
-	}
-	target, err := b.credentials.get(ctx, b.storage, cfg.NotifyCredential)
-	if err != nil || target == nil {
-		b.Logger().Warn("notify credential not found", "notify_credential", cfg.NotifyCredential)
-		return
-	}
-	dest := notifyTarget(target, b.slackPostURL)
-	if dest.url == "" {
-		b.Logger().Warn("notify credential has no URL to post to", "notify_credential", cfg.NotifyCredential, "type", target.Type)
-		return
-	}
-	body := dest.body(n, cfg.NotifyChannel)
-	client := &http.Client{
-		Timeout:   cfg.RequestTimeout,
-		Transport: b.transport,
-		// A redirect would resend the body (and a bearer token) wherever it points.
-		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-	}
-	for attempt := 1; attempt <= notifyAttempts; attempt++ {
-		status, answer, err := postOnce(ctx, client, dest, body)
-		if err == nil && status < 300 {
-			if err = dest.check(answer); err == nil {
-				return
-			}
-		}
-		if ctx.Err() != nil {
-			return // stopping
-		}
-		var transient *transientRefusal
-		permanent := err == nil && status >= 400 && status < 500 && status != http.StatusTooManyRequests ||
-			err != nil && status < 300 && !errors.As(err, &transient)
-		b.Logger().Warn("notification not delivered", "notify_credential", cfg.NotifyCredential, "attempt", attempt, "status", status, "error", err)
-		if permanent || attempt == notifyAttempts {
-			return
-		}
-		wait := b.notifyBackoff(attempt)
-		select {
-		case <-stop:
-			return
-		case <-time.After(wait):
-		}
-	}
+	b.enqueue(ctx, n)
 }
 
 // slackPostMessageURL is Slack's Web API method for posting a message as the bot whose
@@ -161,17 +92,24 @@ type notifyDestination struct {
 func (d notifyDestination) body(n notification, channel string) []byte {
 	var v any = n
 	if d.slack {
-		text := fmt.Sprintf("[%s] %s: %s", strings.TrimSuffix(n.Mount, "/"), n.Credential, n.Message)
+		// Everything in the text is escaped as Slack's formatting rules ask, so no part
+		// of it can mention anyone (<!channel>, <@U…>) or become a link.
+		text := fmt.Sprintf("[%s] %s: %s", slackEscape(strings.TrimSuffix(n.Mount, "/")), slackEscape(n.Credential), slackEscape(n.Message))
 		v = map[string]string{"channel": channel, "text": text}
 	}
 	b, _ := json.Marshal(v)
 	return b
 }
 
-// transientRefusal is a refusal worth retrying (Slack's "ratelimited").
-type transientRefusal struct{ code string }
+// slackRefusal is Slack's {"ok": false} answer, reduced to its error code.
+type slackRefusal struct {
+	code string // slackErrorCode: a short [a-z0-9_] token or "unknown"
+}
 
-func (e *transientRefusal) Error() string { return "refused for now: " + e.code }
+func (e *slackRefusal) Error() string { return "slack refused the message: " + e.code }
+
+// transient reports whether the refusal is worth retrying soon (Slack's "ratelimited").
+func (e *slackRefusal) transient() bool { return e.code == "ratelimited" }
 
 // check reads a successful answer: Slack reports failures as {"ok": false, "error": …}.
 func (d notifyDestination) check(answer []byte) error {
@@ -183,16 +121,57 @@ func (d notifyDestination) check(answer []byte) error {
 		Error string `json:"error"`
 	}
 	if err := json.Unmarshal(answer, &r); err != nil {
-		return errors.New("slack answered with something other than JSON")
+		return &slackRefusal{code: "not_json"}
 	}
-	switch {
-	case r.OK:
+	if r.OK {
 		return nil
-	case r.Error == "ratelimited":
-		return &transientRefusal{code: r.Error}
-	default:
-		return fmt.Errorf("slack refused the message: %s", r.Error)
 	}
+	return &slackRefusal{code: slackErrorCode(r.Error)}
+}
+
+// slackEscaper escapes the three characters Slack's message formatting gives meaning to.
+var slackEscaper = strings.NewReplacer("&", "&amp;", "<", "&lt;", ">", "&gt;")
+
+func slackEscape(s string) string { return slackEscaper.Replace(s) }
+
+// maxSlackErrorCode bounds the Slack error code kept in logs and errors.
+const maxSlackErrorCode = 64
+
+// slackErrorCode keeps Slack's error field only when it looks like one of its codes
+// (channel_not_found, not_authed, …): a short token of [a-z0-9_]. Anything else is
+// provider text, which is never echoed.
+func slackErrorCode(code string) string {
+	if code == "" || len(code) > maxSlackErrorCode {
+		return "unknown"
+	}
+	for _, r := range code {
+		if !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '_') {
+			return "unknown"
+		}
+	}
+	return code
+}
+
+// maxNotifyMessage bounds a notification's message, in logs, events and posts.
+const maxNotifyMessage = 512
+
+// oneLine makes s safe for a log line: every control character (newlines included)
+// becomes a space, and it is cut to at most max bytes on a rune boundary.
+func oneLine(s string, max int) string {
+	s = strings.Map(func(r rune) rune {
+		if unicode.IsControl(r) || r == '\u2028' || r == '\u2029' {
+			return ' '
+		}
+		return r
+	}, strings.ToValidUTF8(s, "?"))
+	if len(s) > max {
+		cut := max
+		for cut > 0 && !utf8.RuneStart(s[cut]) {
+			cut--
+		}
+		s = s[:cut]
+	}
+	return s
 }
 
 // notifyTarget is where and how a notify credential is posted to; url is empty for a
@@ -227,20 +206,50 @@ func postOnce(ctx context.Context, client *http.Client, d notifyDestination, bod
 	}
 	resp, err := client.Do(req)
 	if err != nil {
-		// A webhook URL can itself be a secret (Slack's are): report the cause only.
-		var ue *neturl.Error
-		if errors.As(err, &ue) {
-			err = ue.Err
-		}
-		return 0, nil, fmt.Errorf("posting notification: %w", err)
+		return 0, nil, transportFailure(err)
 	}
 	defer resp.Body.Close()
 	answer, _ := io.ReadAll(io.LimitReader(resp.Body, notifyBodyLimit))
 	return resp.StatusCode, answer, nil
 }
 
-// jitteredBackoff waits a random time up to 2^attempt seconds (full jitter), so many
-// engines retrying one receiver do not retry in step.
+// postError is a POST that got no answer, named by kind only. The URL can itself be a
+// secret (Slack's and Teams' webhooks are), and the error text of a broken exchange
+// can quote what the receiver sent: neither reaches a log line.
+type postError struct{ kind string }
+
+func (e *postError) Error() string { return "posting notification: " + e.kind }
+
+func transportFailure(err error) error {
+	var ne net.Error
+	var op *net.OpError
+	var dns *net.DNSError
+	var cert *tls.CertificateVerificationError
+	var rec tls.RecordHeaderError
+	switch {
+	case errors.Is(err, context.Canceled):
+		return &postError{"cancelled"}
+	case errors.Is(err, context.DeadlineExceeded), errors.As(err, &ne) && ne.Timeout():
+		return &postError{"timeout"}
+	case errors.As(err, &cert), errors.As(err, &rec):
+		return &postError{"tls_error"}
+	case errors.As(err, &dns):
+		return &postError{"dns_error"}
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return &postError{"connection_refused"}
+	case errors.As(err, &op):
+		return &postError{"network_error"}
+	}
+	return &postError{"no_answer"}
+}
+
+// jitteredBackoff is the wait before attempt+1 at a notification: half of
+// min(2^attempt seconds, notifyMaxBackoff) plus a random part up to the other half, so
+// it grows, is capped, and many engines retrying one receiver do not retry in step.
 func jitteredBackoff(attempt int) time.Duration {
-	return time.Duration(rand.Int64N(int64(time.Second << attempt)))
+	ceiling := notifyMaxBackoff
+	if attempt < 20 {
+		ceiling = min(time.Second<<max(attempt, 1), notifyMaxBackoff)
+	}
+	return ceiling/2 + time.Duration(rand.Int64N(int64(ceiling/2)+1))
 }

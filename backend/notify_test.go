@@ -7,6 +7,7 @@ import (
 	"maps"
 	"net/http"
 	"net/http/httptest"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -187,18 +188,24 @@ func TestNotifyPostsToNotifyCredential(t *testing.T) {
 	}
 }
 
-func TestNotifyRetriesAreBounded(t *testing.T) {
+// TestNotifyRetriesUntilDelivered: each pass makes one attempt at a notification that
+// is due; a failure backs it off (no attempt before the backoff has passed), and it is
+// tried again until it is delivered, however often the receiver fails.
+func TestNotifyRetriesUntilDelivered(t *testing.T) {
 	t.Parallel()
 	cases := []struct {
 		name     string
 		statuses []int // answers in turn; the last repeats
+		passes   int
 		attempts int
+		kept     bool
 	}{
-		{"delivered", []int{200}, 1},
-		{"transient then delivered", []int{503, 204}, 2},
-		{"rate limited then delivered", []int{429, 200}, 2},
-		{"permanent refusal", []int{400}, 1},
-		{"never delivered", []int{500}, notifyAttempts},
+		{"delivered", []int{200}, 3, 1, false},
+		{"transient then delivered", []int{503, 204}, 3, 2, false},
+		{"rate limited then delivered", []int{429, 200}, 3, 2, false},
+		{"refused, still kept", []int{400}, 5, 5, true},
+		{"never delivered, still kept", []int{500}, 8, 8, true},
+		{"down for a while, then delivered", []int{500, 502, 503, 500, 500, 200}, 8, 6, false},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -206,36 +213,39 @@ func TestNotifyRetriesAreBounded(t *testing.T) {
 			r := newLCReceiver(t, func(_ notification, attempt int) int {
 				return tc.statuses[min(attempt, len(tc.statuses))-1]
 			})
-			b, s, _ := newBackendWith(t, backendOptions{})
-			var waits []int
-			b.notifyBackoff = func(attempt int) time.Duration { waits = append(waits, attempt); return 0 }
+			b, s, clock := newBackendWith(t, backendOptions{})
 			mustOK(t, b, s, logical.CreateOperation, "credentials/hook", map[string]any{"type": "webhook", "url": r.URL})
 			mustOK(t, b, s, logical.UpdateOperation, "config", map[string]any{"notify_credential": "hook"})
-			b.post(make(chan struct{}), notification{Event: "suspended", Credential: "svc"}) // synchronous
+			b.enqueue(context.Background(), notification{Event: "suspended", Credential: "svc"})
+			for pass := range tc.passes {
+				before := r.count("svc")
+				b.deliverOutbox(context.Background())
+				// Not due again until its backoff has passed.
+				b.deliverOutbox(context.Background())
+				if got := r.count("svc") - before; got > 1 {
+					t.Fatalf("pass %d: %d attempts at one notification", pass, got)
+				}
+				clock.Advance(notifyMaxBackoff)
+			}
 			if got := r.count("svc"); got != tc.attempts {
 				t.Fatalf("%d attempts, want %d", got, tc.attempts)
 			}
-			if len(waits) != tc.attempts-1 {
-				t.Fatalf("backed off %d times, want %d", len(waits), tc.attempts-1)
+			if stored := outboxStored(t, s); (len(stored) == 1) != tc.kept {
+				t.Fatalf("outbox holds %v, want kept=%v", stored, tc.kept)
 			}
 		})
 	}
 }
 
+// TestNotifyWithoutUsableTarget: a notify_credential deleted or unusable since config
+// was written keeps the notification in the outbox (and alerts show it), to be
+// delivered once the target works again.
 func TestNotifyWithoutUsableTarget(t *testing.T) {
 	t.Parallel()
-	cases := []struct {
-		name, target string
-		wantLog      string
-	}{
-		{"missing", "nope", "notify credential not found"},
-		{"no url", "plain", "notify credential has no URL to post to"},
-	}
-	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
+	for _, target := range []string{"nope", "plain"} {
+		t.Run(target, func(t *testing.T) {
 			t.Parallel()
-			logs := &lcLogBuffer{}
-			b, s, _ := newBackendWith(t, backendOptions{logs: logs})
+			b, s, clock := newBackendWith(t, backendOptions{})
 			lcCreateBasic(t, b, s, "plain", nil)
 			// config refuses such a target now; a config stored earlier, or a target
 			// deleted since, still gets here.
@@ -244,20 +254,31 @@ func TestNotifyWithoutUsableTarget(t *testing.T) {
 				t.Fatal(err)
 			}
 			next := *cfg
-			next.NotifyCredential = tc.target
+			next.NotifyCredential = target
 			if err := b.storeConfig(context.Background(), s, &next); err != nil {
 				t.Fatal(err)
 			}
-			b.post(make(chan struct{}), notification{Event: "suspended", Credential: "svc"})
-			if !strings.Contains(logs.String(), tc.wantLog) {
-				t.Fatalf("log lacks %q:\n%s", tc.wantLog, logs.String())
+			b.enqueue(context.Background(), notification{Event: "suspended", Credential: "svc"})
+			b.deliverOutbox(context.Background())
+			stored := outboxStored(t, s)
+			if len(stored) != 1 || stored[0].Attempts != 1 || stored[0].LastFailure != "no_target" {
+				t.Fatalf("outbox %+v", stored)
+			}
+			r := newLCReceiver(t, nil)
+			mustOK(t, b, s, logical.DeleteOperation, "credentials/plain", nil)
+			mustOK(t, b, s, logical.CreateOperation, "credentials/"+target, map[string]any{"type": "webhook", "url": r.URL})
+			clock.Advance(notifyMaxBackoff)
+			b.deliverOutbox(context.Background())
+			if r.count("svc") != 1 || len(outboxStored(t, s)) != 0 {
+				t.Fatalf("after the target was fixed: %d deliveries, outbox %v", r.count("svc"), outboxStored(t, s))
 			}
 		})
 	}
 }
 
 // TestNotifyNeverBlocks: a receiver that hangs neither holds up the sweep (even with
-// more notifications than the queue holds) nor the access path.
+// more notifications than the old in-memory queue held) nor the access path, and
+// every warning the sweep counted is waiting in the outbox or delivered.
 func TestNotifyNeverBlocks(t *testing.T) {
 	t.Parallel()
 	release := make(chan struct{})
@@ -270,7 +291,7 @@ func TestNotifyNeverBlocks(t *testing.T) {
 
 	cs := newCountingStorage()
 	clock := newTestClock()
-	const n = notifyQueueSize + 50
+	const n = 256 + 50
 	idle := lcSeed(t, cs, clock, "idle-", n, 95*day)
 	logs := &lcLogBuffer{}
 	b, s, _ := newBackendWith(t, backendOptions{storage: cs, clock: clock, initialize: true, logs: logs})
@@ -291,8 +312,8 @@ func TestNotifyNeverBlocks(t *testing.T) {
 	}
 	r.next(t) // the notifier is stuck in the first POST
 	lcAccess(t, b, s, "live")
-	if !strings.Contains(logs.String(), "notification queue full") {
-		t.Fatalf("%d notifications for a queue of %d, but no drop was logged", n, notifyQueueSize)
+	if strings.Contains(logs.String(), "dropped") {
+		t.Fatalf("a notification was dropped:\n%s", logs.String())
 	}
 	warned := 0
 	for _, name := range idle {
@@ -302,6 +323,15 @@ func TestNotifyNeverBlocks(t *testing.T) {
 	}
 	if warned != n {
 		t.Fatalf("%d of %d credentials warned", warned, n)
+	}
+	queued := map[string]bool{}
+	for _, e := range outboxStored(t, s) {
+		queued[e.Notification.Credential] = true
+	}
+	for _, name := range idle {
+		if !queued[name] {
+			t.Fatalf("the warning of %s is not in the outbox (only the first one is in flight, undelivered)", name)
+		}
 	}
 }
 
@@ -340,14 +370,23 @@ func TestCleanupDoesNotWaitForSlowReceiver(t *testing.T) {
 	}
 }
 
-func TestNotifyBackoffIsJitteredAndGrows(t *testing.T) {
+func TestNotifyBackoffIsJitteredGrowsAndIsCapped(t *testing.T) {
 	t.Parallel()
-	for attempt := 1; attempt <= notifyAttempts; attempt++ {
-		ceiling := time.Second << attempt
+	for attempt := 1; attempt <= 100; attempt++ {
+		ceiling := notifyMaxBackoff
+		if attempt < 12 {
+			ceiling = min(time.Second<<attempt, notifyMaxBackoff)
+		}
+		seen := map[time.Duration]bool{}
 		for range 200 {
-			if w := jitteredBackoff(attempt); w < 0 || w >= ceiling {
-				t.Fatalf("attempt %d waited %v, want [0, %v)", attempt, w, ceiling)
+			w := jitteredBackoff(attempt)
+			if w < ceiling/2 || w > ceiling {
+				t.Fatalf("attempt %d waited %v, want [%v, %v]", attempt, w, ceiling/2, ceiling)
 			}
+			seen[w] = true
+		}
+		if len(seen) < 2 {
+			t.Fatalf("attempt %d: no jitter", attempt)
 		}
 	}
 }
@@ -360,10 +399,10 @@ func TestNotifyDoesNotFollowRedirects(t *testing.T) {
 	}))
 	t.Cleanup(redirector.Close)
 	b, s, _ := newBackendWith(t, backendOptions{})
-	b.notifyBackoff = func(int) time.Duration { return 0 }
 	mustOK(t, b, s, logical.CreateOperation, "credentials/hook", map[string]any{"type": "webhook", "url": redirector.URL})
 	mustOK(t, b, s, logical.UpdateOperation, "config", map[string]any{"notify_credential": "hook"})
-	b.post(make(chan struct{}), notification{Event: "suspended", Credential: "svc"})
+	b.enqueue(context.Background(), notification{Event: "suspended", Credential: "svc"})
+	b.deliverOutbox(context.Background())
 	if got := elsewhere.count("svc"); got != 0 {
 		t.Fatalf("the redirect target received %d notifications, want 0", got)
 	}
@@ -371,7 +410,7 @@ func TestNotifyDoesNotFollowRedirects(t *testing.T) {
 
 // TestNotifySlack: a slack credential posts a message to notify_channel through
 // chat.postMessage with its bot token, and Slack's {"ok": false} answers count as
-// failures (ratelimited is retried, anything else is not).
+// failures, tried again later.
 func TestNotifySlack(t *testing.T) {
 	t.Parallel()
 	cases := []struct {
@@ -381,8 +420,8 @@ func TestNotifySlack(t *testing.T) {
 	}{
 		{"delivered", []string{`{"ok":true}`}, 1},
 		{"rate limited, then delivered", []string{`{"ok":false,"error":"ratelimited"}`, `{"ok":true}`}, 2},
-		{"channel not found", []string{`{"ok":false,"error":"channel_not_found"}`}, 1},
-		{"not JSON", []string{`<html>`}, 1},
+		{"channel not found, then found", []string{`{"ok":false,"error":"channel_not_found"}`, `{"ok":true}`}, 2},
+		{"not JSON, then JSON", []string{`<html>`, `{"ok":true}`}, 2},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -401,13 +440,21 @@ func TestNotifySlack(t *testing.T) {
 				_, _ = io.WriteString(w, answer)
 			}))
 			t.Cleanup(slack.Close)
-			b, s, _ := newBackendWith(t, backendOptions{})
+			b, s, clock := newBackendWith(t, backendOptions{})
 			b.slackPostURL = slack.URL
-			b.notifyBackoff = func(int) time.Duration { return 0 }
 			mustOK(t, b, s, logical.CreateOperation, "credentials/chat", map[string]any{"type": "slack", "token": "xoxb-123-456-abc"})
 			wantFieldError(t, call(t, b, s, logical.UpdateOperation, "config", map[string]any{"notify_credential": "chat"}), "notify_channel")
 			mustOK(t, b, s, logical.UpdateOperation, "config", map[string]any{"notify_credential": "chat", "notify_channel": "C0123ABCD"})
-			b.post(make(chan struct{}), notification{Event: "suspended", Credential: "svc", Message: "Credential suspended because it isn't being used.", Mount: "integrations/"})
+			lcCreateBasic(t, b, s, "svc", nil)
+			c, err := b.credentials.get(context.Background(), s, "svc")
+			if err != nil {
+				t.Fatal(err)
+			}
+			b.notifyState(context.Background(), c, "suspended", "Credential suspended because it isn't being used.")
+			for range tc.attempts + 1 { // one pass more than needed: a delivered one is not posted again
+				b.deliverOutbox(context.Background())
+				clock.Advance(notifyMaxBackoff)
+			}
 			mu.Lock()
 			defer mu.Unlock()
 			if len(got) != tc.attempts {
@@ -418,5 +465,82 @@ func TestNotifySlack(t *testing.T) {
 				t.Fatalf("posted %v with %q, want %v with the bot token", got[0], auth[0], want)
 			}
 		})
+	}
+}
+
+// TestSlackTextIsEscaped: nothing in a Slack message can mention anyone or become a
+// link: &, < and > are escaped in every part of the text.
+func TestSlackTextIsEscaped(t *testing.T) {
+	t.Parallel()
+	d := notifyDestination{slack: true}
+	n := notification{
+		Credential: "svc&co",
+		Message:    "<!channel> see <https://evil.example/|the fix> & <@U0123>",
+		Mount:      "team<b>/",
+	}
+	var msg map[string]string
+	if err := json.Unmarshal(d.body(n, "C0123ABCD"), &msg); err != nil {
+		t.Fatal(err)
+	}
+	want := "[team&lt;b&gt;] svc&amp;co: &lt;!channel&gt; see &lt;https://evil.example/|the fix&gt; &amp; &lt;@U0123&gt;"
+	if msg["text"] != want {
+		t.Fatalf("text %q\nwant %q", msg["text"], want)
+	}
+}
+
+// TestSlackRefusalEchoesNoProviderText: of Slack's error field only a short code of
+// [a-z0-9_] reaches the error and the log; anything else is "unknown". No log line of
+// a delivery carries provider text or a line break of its own.
+func TestSlackRefusalEchoesNoProviderText(t *testing.T) {
+	t.Parallel()
+	for code, want := range map[string]string{
+		"channel_not_found":              "channel_not_found",
+		"not_authed":                     "not_authed",
+		"":                               "unknown",
+		"Bad Thing":                      "unknown",
+		"x\ny":                           "unknown",
+		"<!channel>":                     "unknown",
+		strings.Repeat("a", 65):          "unknown",
+		"invalid_auth; call +1 555 0100": "unknown",
+	} {
+		body, _ := json.Marshal(map[string]any{"ok": false, "error": code})
+		err := notifyDestination{slack: true}.check(body)
+		if err == nil || err.Error() != "slack refused the message: "+want {
+			t.Errorf("error %q: got %v, want the code %q", code, err, want)
+		}
+	}
+
+	hostile := "PROVIDERTEXT <!channel>\ncall +1 555 0100"
+	slack := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_ = json.NewEncoder(w).Encode(map[string]any{"ok": false, "error": hostile})
+	}))
+	t.Cleanup(slack.Close)
+	logs := &lcLogBuffer{}
+	b, s, _ := newBackendWith(t, backendOptions{logs: logs})
+	b.slackPostURL = slack.URL
+	mustOK(t, b, s, logical.CreateOperation, "credentials/chat", map[string]any{"type": "slack", "token": "xoxb-123-456-abc"})
+	mustOK(t, b, s, logical.UpdateOperation, "config", map[string]any{"notify_credential": "chat", "notify_channel": "C0123ABCD"})
+	lcCreateBasic(t, b, s, "svc", nil)
+	c, err := b.credentials.get(context.Background(), s, "svc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A message carrying a line break of its own (part of one can come from a provider).
+	b.notifyState(context.Background(), c, "needs_reauth", "The provider refused the grant\nINJECTED line.")
+	b.deliverOutbox(context.Background())
+	out := logs.String()
+	for _, leak := range []string{"PROVIDERTEXT", "555", "<!channel>", "xoxb-123"} {
+		if strings.Contains(out, leak) {
+			t.Errorf("log carries %q:\n%s", leak, out)
+		}
+	}
+	if !strings.Contains(out, "unknown") {
+		t.Errorf("log does not say the refusal was unknown:\n%s", out)
+	}
+	lineStart := regexp.MustCompile(`^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d`)
+	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+		if !lineStart.MatchString(line) {
+			t.Errorf("a log line does not start with a timestamp (a line break got in): %q", line)
+		}
 	}
 }

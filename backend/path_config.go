@@ -12,6 +12,8 @@ import (
 	"github.com/hashicorp/go-secure-stdlib/parseutil"
 	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/logical"
+
+	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/backend/usage"
 )
 
 // configPath is both the API path and the storage key of the engine-wide settings.
@@ -33,7 +35,12 @@ var (
 
 // Bounds that keep a typo from turning into an outage or unbounded memory.
 const (
-	maxLogSize        = 10000
+	// maxUsageEntry is the most bytes a credential's stored usage (its log) may take at
+	// worst: half of the 1 MiB Vault's raft storage allows for one entry.
+	maxUsageEntry = 512 << 10
+	// maxLogSize is the largest log_size whose log stays within maxUsageEntry with every
+	// event at its largest (see usage.MaxEncodedEvent).
+	maxLogSize        = (maxUsageEntry - usage.MaxEncodedEnvelope) / usage.MaxEncodedEvent
 	maxRequestTimeout = 5 * time.Minute
 	maxFlushInterval  = time.Hour
 	maxWarnThresholds = 16
@@ -101,7 +108,7 @@ func pathConfig(b *integrationsBackend) *framework.Path {
 			},
 			"log_size": {
 				Type:        framework.TypeInt,
-				Description: "How many of the most recent events each credential's log keeps. Default 250.",
+				Description: fmt.Sprintf("How many of the most recent events each credential's log keeps: 1 to %d, so that a log stays under %d KiB, well within Vault's storage entry limit. Default %d.", maxLogSize, maxUsageEntry>>10, defaultLogSize),
 				Default:     defaultLogSize,
 			},
 			"usage_flush_interval": {
@@ -120,7 +127,7 @@ func pathConfig(b *integrationsBackend) *framework.Path {
 			},
 			"notify_credential": {
 				Type:        framework.TypeString,
-				Description: "Name of a credential that receives lifecycle notifications: a webhook, or a bearer credential with a url (JSON POST), or a slack bot token (a message to notify_channel).",
+				Description: fmt.Sprintf("Name of a credential that receives lifecycle notifications: a webhook, or a bearer credential with a url (JSON POST), or a slack bot token (a message to notify_channel). Notifications wait in an outbox in storage (at most %d) until delivered, retried with backoff up to %s; alerts show those not delivered.", maxOutbox, notifyMaxBackoff),
 			},
 			"notify_channel": {
 				Type:        framework.TypeString,
@@ -174,6 +181,8 @@ func (b *integrationsBackend) loadConfig(ctx context.Context, s logical.Storage)
 			return nil, fmt.Errorf("decoding config: %w", err)
 		}
 	}
+	// A log_size stored before the cap existed is held to it.
+	c.LogSize = min(c.LogSize, maxLogSize)
 	b.config = c
 	return c, nil
 }
@@ -212,6 +221,10 @@ func (b *integrationsBackend) pathConfigWrite(ctx context.Context, req *logical.
 	if resp := rejectUnknownFields(d); resp != nil {
 		return resp, nil
 	}
+	// The update applies to the config in force when it is stored: no other write may
+	// land between this read and the store. Nothing below calls out to the network.
+	b.configWriteMu.Lock()
+	defer b.configWriteMu.Unlock()
 	current, err := b.loadConfig(ctx, req.Storage)
 	if err != nil {
 		return nil, err
@@ -237,6 +250,8 @@ func (b *integrationsBackend) pathConfigWrite(ctx context.Context, req *logical.
 }
 
 func (b *integrationsBackend) pathConfigDelete(ctx context.Context, req *logical.Request, _ *framework.FieldData) (*logical.Response, error) {
+	b.configWriteMu.Lock()
+	defer b.configWriteMu.Unlock()
 	b.configMu.Lock()
 	defer b.configMu.Unlock()
 	if err := req.Storage.Delete(ctx, configPath); err != nil {

@@ -3,7 +3,9 @@ package backend
 import (
 	"context"
 	"reflect"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/hashicorp/vault/sdk/logical"
 )
@@ -129,5 +131,46 @@ func TestConfigNotifyCredentialMustBeDeliverable(t *testing.T) {
 	mustOK(t, b, s, logical.UpdateOperation, "config", map[string]any{"notify_credential": "hook"})
 	if got := mustOK(t, b, s, logical.ReadOperation, "config", nil).Data["notify_credential"]; got != "hook" {
 		t.Fatalf("notify_credential = %v", got)
+	}
+}
+
+// TestConfigConcurrentPartialUpdates: two callers updating different fields at the
+// same time both land, in memory and in storage.
+func TestConfigConcurrentPartialUpdates(t *testing.T) {
+	t.Parallel()
+	b, s, _ := newTestBackend(t)
+	for i := range 250 {
+		// log_size stays within its cap (maxLogSize) for every round.
+		logSize, timeout := 10+i, int64(10+i)
+		start := make(chan struct{})
+		var wg sync.WaitGroup
+		for _, data := range []map[string]any{{"log_size": logSize}, {"request_timeout": timeout}} {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				<-start
+				resp, err := b.HandleRequest(context.Background(), &logical.Request{
+					Operation: logical.UpdateOperation, Path: "config", Data: data, Storage: s,
+				})
+				if err != nil || resp.IsError() {
+					t.Errorf("update %v: %v %v", data, resp, err)
+				}
+			}()
+		}
+		close(start)
+		wg.Wait()
+		got := mustOK(t, b, s, logical.ReadOperation, "config", nil).Data
+		if got["log_size"] != logSize || got["request_timeout"] != timeout {
+			t.Fatalf("round %d: log_size %v (want %d), request_timeout %v (want %d): an update was lost",
+				i, got["log_size"], logSize, got["request_timeout"], timeout)
+		}
+		stored := defaultConfig()
+		entry, err := s.Get(context.Background(), configPath)
+		if err != nil || entry == nil || entry.DecodeJSON(stored) != nil {
+			t.Fatalf("round %d: stored config: %v %v", i, entry, err)
+		}
+		if stored.LogSize != logSize || stored.RequestTimeout != time.Duration(timeout)*time.Second {
+			t.Fatalf("round %d: stored log_size %d, request_timeout %s: an update was lost", i, stored.LogSize, stored.RequestTimeout)
+		}
 	}
 }

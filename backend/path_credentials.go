@@ -414,14 +414,29 @@ func typeNames() []string {
 // saveCredential stores c and keeps the secondary records in step: the device-account
 // index, and cached tokens that new settings make stale.
 func (b *integrationsBackend) saveCredential(ctx context.Context, s logical.Storage, c, existing *credential) error {
-	if key := c.deviceIndexKey(); key != "" {
-		if owner, err := s.Get(ctx, key); err != nil {
-			return fmt.Errorf("reading device index: %w", err)
-		} else if owner != nil && string(owner.Value) != c.Name {
-			return fieldErr("hostname", fmt.Sprintf("a device account with this hostname, ip and username already exists (%s)", owner.Value))
+	// The device index: claim the new triple, drop the old one. Both keys stay locked
+	// until the credential is stored, so no other account claims or loses them between
+	// the check and the write.
+	key, oldKey := c.deviceIndexKey(), ""
+	if existing != nil {
+		oldKey = existing.deviceIndexKey()
+	}
+	unlockDevices := b.credentials.lockDevices(key, oldKey)
+	defer unlockDevices()
+	if key != "" {
+		hostname, ip, username := c.deviceTripleOf()
+		owner, err := b.credentials.deviceIndexed(ctx, s, key, hostname, ip, username)
+		if err != nil {
+			return err
 		}
-		if err := s.Put(ctx, &logical.StorageEntry{Key: key, Value: []byte(c.Name)}); err != nil {
-			return fmt.Errorf("writing device index: %w", err)
+		if owner != nil && owner.Name != c.Name {
+			return fieldErr("hostname", fmt.Sprintf("a device account with this hostname, ip and username already exists (%s)", owner.Name))
+		}
+		// An entry naming anything else (a stale entry, a colliding hash) is replaced.
+		if owner == nil {
+			if err := s.Put(ctx, &logical.StorageEntry{Key: key, Value: []byte(c.Name)}); err != nil {
+				return fmt.Errorf("writing device index: %w", err)
+			}
 		}
 	}
 	// A repoint (any destination field changed) forgets every token, refresh token
@@ -437,11 +452,9 @@ func (b *integrationsBackend) saveCredential(ctx context.Context, s logical.Stor
 	if err := b.credentials.put(ctx, s, c); err != nil {
 		return err
 	}
-	if existing != nil {
-		if old := existing.deviceIndexKey(); old != "" && old != c.deviceIndexKey() {
-			if err := s.Delete(ctx, old); err != nil {
-				return fmt.Errorf("cleaning device index: %w", err)
-			}
+	if oldKey != "" && oldKey != key {
+		if err := b.dropDeviceIndex(ctx, s, oldKey, c.Name); err != nil {
+			return err
 		}
 	}
 	// New settings deserve a fresh token and a fresh start with the provider; a
@@ -451,6 +464,23 @@ func (b *integrationsBackend) saveCredential(ctx context.Context, s logical.Stor
 		return err
 	}
 	return b.afterCredentialChange(ctx, s, c.Name)
+}
+
+// dropDeviceIndex deletes the index entry at key if it names the credential called
+// name; an entry another account has claimed since stays. The caller holds the key's
+// device lock.
+func (b *integrationsBackend) dropDeviceIndex(ctx context.Context, s logical.Storage, key, name string) error {
+	entry, err := s.Get(ctx, key)
+	if err != nil {
+		return fmt.Errorf("reading device index: %w", err)
+	}
+	if entry == nil || string(entry.Value) != name {
+		return nil
+	}
+	if err := s.Delete(ctx, key); err != nil {
+		return fmt.Errorf("cleaning device index: %w", err)
+	}
+	return nil
 }
 
 func str(v any) string { s, _ := v.(string); return s }
@@ -564,8 +594,10 @@ func (b *integrationsBackend) pathCredentialDelete(ctx context.Context, req *log
 // holds the name's lock.
 func (b *integrationsBackend) deleteCredential(ctx context.Context, s logical.Storage, c *credential) error {
 	if key := c.deviceIndexKey(); key != "" {
-		if err := s.Delete(ctx, key); err != nil {
-			return fmt.Errorf("cleaning device index: %w", err)
+		unlockDevices := b.credentials.lockDevices(key)
+		defer unlockDevices()
+		if err := b.dropDeviceIndex(ctx, s, key, c.Name); err != nil {
+			return err
 		}
 	}
 	// A pending authorization goes too: a credential re-created under the same name

@@ -2,7 +2,9 @@ package backend
 
 import (
 	"context"
+	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"regexp"
 	"strings"
@@ -103,31 +105,34 @@ func (b *integrationsBackend) pathDeviceAccountUpsert(ctx context.Context, req *
 			raw[k] = v
 		}
 	}
-	name := d.Get("identifier").(string)
-	if name != "" && !validName(name) {
-		return logical.ErrorResponse(fieldErr("identifier", nameRule).Error()), nil
-	}
-	if name == "" {
+	var (
+		name     = d.Get("identifier").(string)
+		existing *credential
+		unlock   func()
+	)
+	if name != "" {
+		if !validName(name) {
+			return logical.ErrorResponse(fieldErr("identifier", nameRule).Error()), nil
+		}
+		unlock = b.credentials.lock(name)
+		c, err := b.credentials.get(ctx, req.Storage, name)
+		if err != nil {
+			unlock()
+			return nil, err
+		}
+		existing = c
+	} else {
 		hostname, ip, username, err := deviceTriple(raw)
 		if err != nil {
 			return logical.ErrorResponse(err.Error()), nil
 		}
-		entry, err := req.Storage.Get(ctx, deviceKey(hostname, ip, username))
+		name, existing, unlock, err = b.findDeviceAccount(ctx, req.Storage, hostname, ip, username)
 		if err != nil {
 			return nil, err
 		}
-		if entry != nil {
-			name = string(entry.Value)
-		} else {
-			name = deviceAccountName(hostname, username, ip)
-		}
 	}
-	unlock := b.credentials.lock(name)
 	defer unlock()
-	existing, err := b.credentials.get(ctx, req.Storage, name)
-	if err != nil {
-		return nil, err
-	}
+	// This path changes device accounts only, whatever the name leads to.
 	if existing != nil && existing.Type != deviceAccountType {
 		return logical.ErrorResponse(fieldErr("identifier", fmt.Sprintf("names a credential of type %s, not a device account", existing.Type)).Error()), nil
 	}
@@ -148,17 +153,76 @@ func (b *integrationsBackend) pathDeviceAccountUpsert(ctx context.Context, req *
 	return resp, err
 }
 
+// findDeviceAccount finds the device account whose stored triple is the given one, or
+// a free name to create it under, and returns with that name locked. What the index
+// entry or a derived name leads to is only taken when the account there has this
+// triple now: an account moved away since (or an entry left stale, or a hash that
+// collides) is never rewritten by the old triple.
+func (b *integrationsBackend) findDeviceAccount(ctx context.Context, s logical.Storage, hostname, ip, username string) (string, *credential, func(), error) {
+	var candidates []string
+	entry, err := s.Get(ctx, deviceKey(hostname, ip, username))
+	if err != nil {
+		return "", nil, nil, fmt.Errorf("reading device index: %w", err)
+	}
+	if entry != nil && validName(string(entry.Value)) {
+		candidates = append(candidates, string(entry.Value))
+	}
+	indexed := len(candidates)
+	candidates = append(candidates, deviceAccountNames(hostname, username, ip)...)
+	for i, name := range candidates {
+		unlock := b.credentials.lock(name)
+		c, err := b.credentials.get(ctx, s, name)
+		if err != nil {
+			unlock()
+			return "", nil, nil, err
+		}
+		switch {
+		case c.hasDeviceTriple(hostname, ip, username):
+			return name, c, unlock, nil
+		case c == nil && i >= indexed:
+			return name, nil, unlock, nil // a derived name, free: create the account there
+		}
+		unlock()
+	}
+	return "", nil, nil, errors.New("no free name for a new device account")
+}
+
 var unsafeNameChars = regexp.MustCompile(`[^A-Za-z0-9_.-]+`)
 
-// deviceAccountName derives a stable, unique name for a device account created
-// without an identifier: readable parts plus a hash of the identifying triple.
-func deviceAccountName(hostname, username, ip string) string {
+// maxDeviceNameBase bounds the readable part of a derived name, so that with the
+// longest hash suffix it stays within the 128 characters of the name rule.
+const maxDeviceNameBase = 80
+
+// deviceAccountNames derives names for a device account created without an
+// identifier, in the order they are tried: readable parts plus a short hash of the
+// identifying triple, then the same with a longer hash, then random suffixes for when
+// those are taken by other credentials. Every one follows the name rule.
+func deviceAccountNames(hostname, username, ip string) []string {
 	h := deviceHash(hostname, ip, username)
 	base := unsafeNameChars.ReplaceAllString(strings.ToLower(hostname)+"_"+strings.ToLower(username), "-")
-	if len(base) > 100 {
-		base = base[:100]
+	for strings.Contains(base, "..") {
+		base = strings.ReplaceAll(base, "..", ".") // Vault's storage refuses ".." in a key
 	}
-	return base + "-" + hex.EncodeToString(h[:4])
+	if len(base) > maxDeviceNameBase {
+		base = base[:maxDeviceNameBase]
+	}
+	names := []string{base + "-" + hex.EncodeToString(h[:4]), base + "-" + hex.EncodeToString(h[:16])}
+	for range 4 {
+		var r [8]byte
+		_, _ = rand.Read(r[:])
+		names = append(names, base+"-"+hex.EncodeToString(r[:]))
+	}
+	out := names[:0]
+	for _, n := range names {
+		if !validName(n) {
+			// Only a base that does not begin with a letter, digit or '_' gets here.
+			n = "device_" + strings.TrimLeft(n, ".-")
+		}
+		if validName(n) {
+			out = append(out, n)
+		}
+	}
+	return out
 }
 
 func (b *integrationsBackend) pathLookup(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
@@ -166,11 +230,8 @@ func (b *integrationsBackend) pathLookup(ctx context.Context, req *logical.Reque
 	if err != nil {
 		return logical.ErrorResponse(err.Error()), nil
 	}
-	entry, err := req.Storage.Get(ctx, deviceKey(hostname, ip, username))
-	if err != nil || entry == nil {
-		return nil, err
-	}
-	c, err := b.credentials.get(ctx, req.Storage, string(entry.Value))
+	// Only an account whose stored triple is the one asked for is found.
+	c, err := b.credentials.deviceIndexed(ctx, req.Storage, deviceKey(hostname, ip, username), hostname, ip, username)
 	if err != nil || c == nil {
 		return nil, err
 	}

@@ -1,12 +1,17 @@
 package backend
 
 import (
+	"context"
+	"fmt"
 	"maps"
 	"net/http"
 	"reflect"
 	"slices"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/hashicorp/vault/sdk/logical"
 )
@@ -204,6 +209,304 @@ func TestDeviceAccountIndexFollowsCredentialWrites(t *testing.T) {
 		}
 		if k != credentialPrefix+again["name"].(string) && strings.HasPrefix(k, credentialPrefix) {
 			t.Errorf("left behind: %s", k)
+		}
+	}
+}
+
+func deviceAccountAt(t *testing.T, b *integrationsBackend, s logical.Storage, name string) *credential {
+	t.Helper()
+	c, err := b.credentials.get(context.Background(), s, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// TestDeviceAccountMovedAwayIsNotRewrittenByItsOldTriple: an account created by its
+// triple (so under a name derived from it) and then moved by identifier is never
+// found, let alone rewritten, by the old triple: an upsert by the old triple creates
+// another account.
+func TestDeviceAccountMovedAwayIsNotRewrittenByItsOldTriple(t *testing.T) {
+	t.Parallel()
+	b, s, _ := newTestBackend(t)
+	old := map[string]any{"hostname": "srv01", "ip": "10.0.0.5", "username": "admin"}
+	first := mustOK(t, b, s, logical.UpdateOperation, "device-accounts", map[string]any{
+		"hostname": "srv01", "ip": "10.0.0.5", "username": "admin", "password": "moved-pw",
+	}).Data
+	name := first["name"].(string)
+	mustOK(t, b, s, logical.UpdateOperation, "device-accounts", map[string]any{"identifier": name, "ip": "10.0.0.6", "password": "moved-pw"})
+	credWantStatus(t, b, s, logical.ReadOperation, "lookup", old, http.StatusNotFound)
+
+	again := mustOK(t, b, s, logical.UpdateOperation, "device-accounts", map[string]any{
+		"hostname": "srv01", "ip": "10.0.0.5", "username": "admin", "notes": "the old address",
+	}).Data
+	if again["created"] != true || again["name"] == name || !validName(again["name"].(string)) {
+		t.Fatalf("upsert by the old triple: %v (moved account %s)", again, name)
+	}
+	moved := deviceAccountAt(t, b, s, name)
+	if !moved.hasDeviceTriple("srv01", "10.0.0.6", "admin") || moved.Values["notes"] != nil || moved.Values["password"] != "moved-pw" {
+		t.Fatalf("the moved account was rewritten: %v", moved.Values)
+	}
+	if got := mustOK(t, b, s, logical.ReadOperation, "lookup", old).Data["name"]; got != again["name"] {
+		t.Fatalf("lookup of the old triple = %v, want the new account %v", got, again["name"])
+	}
+}
+
+// TestDeviceIndexEntryNamingAnotherAccountRedirectsNothing: an index entry that names
+// an account whose stored triple is not the entry's (left stale, or a colliding hash)
+// or a credential of another type leads neither a lookup, nor an upsert, nor a
+// conflict check to it.
+func TestDeviceIndexEntryNamingAnotherAccountRedirectsNothing(t *testing.T) {
+	t.Parallel()
+	b, s, _ := newTestBackend(t)
+	ctx := context.Background()
+	mustOK(t, b, s, logical.UpdateOperation, "device-accounts", map[string]any{
+		"identifier": "victim", "hostname": "other", "ip": "10.9.9.9", "username": "root", "password": "victim-pw",
+	})
+	mustOK(t, b, s, logical.CreateOperation, "credentials/plain", credWithType("basic", exampleValues(t, "basic", "STALEINDEX")))
+	for i, target := range []string{"victim", "plain"} {
+		triple := map[string]any{"hostname": "srv0" + fmt.Sprint(i), "ip": "10.0.0.5", "username": "admin"}
+		key := deviceKey(triple["hostname"].(string), "10.0.0.5", "admin")
+		if err := s.Put(ctx, &logical.StorageEntry{Key: key, Value: []byte(target)}); err != nil {
+			t.Fatal(err)
+		}
+		before := credStorageSnapshot(t, s)[credentialPrefix+target]
+		credWantStatus(t, b, s, logical.ReadOperation, "lookup", triple, http.StatusNotFound)
+		data := maps.Clone(triple)
+		data["notes"] = "upsert " + target
+		got := mustOK(t, b, s, logical.UpdateOperation, "device-accounts", data).Data
+		if got["created"] != true || got["name"] == target {
+			t.Fatalf("upsert through an entry naming %s: %v", target, got)
+		}
+		if after := credStorageSnapshot(t, s)[credentialPrefix+target]; after != before {
+			t.Fatalf("the upsert rewrote %s", target)
+		}
+		if found := mustOK(t, b, s, logical.ReadOperation, "lookup", triple).Data["name"]; found != got["name"] {
+			t.Fatalf("lookup after the upsert = %v, want %v", found, got["name"])
+		}
+	}
+	// Nor does such an entry block creating the account it does not describe.
+	key := deviceKey("srv09", "10.0.0.5", "admin")
+	if err := s.Put(ctx, &logical.StorageEntry{Key: key, Value: []byte("victim")}); err != nil {
+		t.Fatal(err)
+	}
+	mustOK(t, b, s, logical.CreateOperation, "credentials/by-path", map[string]any{
+		"type": "device_account", "hostname": "srv09", "ip": "10.0.0.5", "username": "admin",
+	})
+	if v := deviceAccountAt(t, b, s, "victim"); !v.hasDeviceTriple("other", "10.9.9.9", "root") {
+		t.Fatalf("victim changed: %v", v.Values)
+	}
+}
+
+// TestDeviceAccountDerivedNamesFollowTheNameRule: the names the engine derives for
+// accounts created without an identifier are valid credential names, whatever the
+// username ('..' included), and one taken by another credential is passed over.
+func TestDeviceAccountDerivedNamesFollowTheNameRule(t *testing.T) {
+	t.Parallel()
+	b, s, _ := newTestBackend(t)
+	for _, username := range []string{"a..b", "..", "...x", "a/../b", "Ünïcode user", strings.Repeat("long.", 40), "-x-", "_"} {
+		for _, n := range deviceAccountNames("srv01", username, "10.0.0.5") {
+			if !validName(n) {
+				t.Errorf("username %q: derived name %q breaks the name rule", username, n)
+			}
+		}
+		got := mustOK(t, b, s, logical.UpdateOperation, "device-accounts", map[string]any{
+			"hostname": "srv01", "ip": "10.0.0.5", "username": username,
+		}).Data
+		if name, _ := got["name"].(string); got["created"] != true || !validName(name) {
+			t.Errorf("username %q: %v", username, got)
+		}
+	}
+	// The first derived name taken by a credential of another type: the next is used.
+	names := deviceAccountNames("srv02", "admin", "10.0.0.5")
+	mustOK(t, b, s, logical.CreateOperation, "credentials/"+names[0], credWithType("basic", exampleValues(t, "basic", "DERIVEDTAKEN")))
+	got := mustOK(t, b, s, logical.UpdateOperation, "device-accounts", map[string]any{"hostname": "srv02", "ip": "10.0.0.5", "username": "admin"}).Data
+	if got["created"] != true || got["name"] != names[1] {
+		t.Fatalf("with %s taken: %v", names[0], got)
+	}
+	if c := deviceAccountAt(t, b, s, names[0]); c.Type != "basic" {
+		t.Fatalf("%s became %s", names[0], c.Type)
+	}
+}
+
+// TestDeviceAccountsConcurrentMoveAndOldTriple: an upsert by the old triple racing a
+// move away either updates the account before it moves or creates another one; it
+// never moves the account back.
+func TestDeviceAccountsConcurrentMoveAndOldTriple(t *testing.T) {
+	t.Parallel()
+	b, s, _ := newTestBackend(t)
+	for i := range 100 {
+		host := fmt.Sprintf("race%d", i)
+		name := mustOK(t, b, s, logical.UpdateOperation, "device-accounts", map[string]any{
+			"hostname": host, "ip": "10.0.0.1", "username": "u",
+		}).Data["name"].(string)
+		start := make(chan struct{})
+		var wg sync.WaitGroup
+		for _, data := range []map[string]any{
+			{"identifier": name, "ip": "10.0.0.2"},
+			{"hostname": host, "ip": "10.0.0.1", "username": "u", "notes": "by the old triple"},
+		} {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				<-start
+				resp, err := b.HandleRequest(context.Background(), &logical.Request{
+					Operation: logical.UpdateOperation, Path: "device-accounts", Data: data, Storage: s,
+				})
+				if err != nil || resp.IsError() {
+					t.Errorf("upsert %v: %v %v", data, resp, err)
+				}
+			}()
+		}
+		close(start)
+		wg.Wait()
+		if c := deviceAccountAt(t, b, s, name); !c.hasDeviceTriple(host, "10.0.0.2", "u") {
+			t.Fatalf("round %d: the moved account was moved back: %v", i, c.Values)
+		}
+	}
+}
+
+// meetingStorage holds each Get of a device-index key, once read, until a second one arrives (or
+// a short while passes, for when none can: the fixed code lets only one in at a time).
+// It makes the check-then-claim race of two writers deterministic where it exists.
+type meetingStorage struct {
+	logical.Storage
+	mu      sync.Mutex
+	waiting chan struct{}
+}
+
+func (m *meetingStorage) Get(ctx context.Context, key string) (*logical.StorageEntry, error) {
+	entry, err := m.Storage.Get(ctx, key) // read first, then wait: both readers see the same
+	if strings.HasPrefix(key, deviceIndexPrefix) {
+		m.mu.Lock()
+		if m.waiting == nil {
+			ch := make(chan struct{})
+			m.waiting = ch
+			m.mu.Unlock()
+			select {
+			case <-ch:
+			case <-time.After(100 * time.Millisecond):
+				m.mu.Lock()
+				if m.waiting == ch {
+					m.waiting = nil
+				}
+				m.mu.Unlock()
+			}
+		} else {
+			close(m.waiting)
+			m.waiting = nil
+			m.mu.Unlock()
+		}
+	}
+	return entry, err
+}
+
+// TestDeviceTripleClaimedOnce: two credentials created at once with one hostname + ip +
+// username: exactly one gets it.
+func TestDeviceTripleClaimedOnce(t *testing.T) {
+	t.Parallel()
+	s := &meetingStorage{Storage: &logical.InmemStorage{}}
+	b, _, _ := newBackendWith(t, backendOptions{storage: s})
+	for i := range 5 {
+		host := fmt.Sprintf("claim%d", i)
+		start := make(chan struct{})
+		var wg sync.WaitGroup
+		var won atomic.Int32
+		for _, name := range []string{host + "-a", host + "-b"} {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				<-start
+				resp, err := b.HandleRequest(context.Background(), &logical.Request{
+					Operation: logical.CreateOperation, Path: "credentials/" + name, Storage: s,
+					Data: map[string]any{"type": "device_account", "hostname": host, "ip": "10.0.0.1", "username": "u"},
+				})
+				if err == nil && !resp.IsError() {
+					won.Add(1)
+				}
+			}()
+		}
+		close(start)
+		wg.Wait()
+		if won.Load() != 1 {
+			t.Fatalf("round %d: %d credentials got the same triple", i, won.Load())
+		}
+	}
+}
+
+// TestDeviceAccountsChangeOnlyDeviceAccounts: whoever may write device-accounts
+// changes device accounts and their index entries, nothing else: not a credential of
+// another type (by identifier, by an index entry or by a derived name), not config,
+// not a field the type does not have. lookup shows the management view, no secret.
+func TestDeviceAccountsChangeOnlyDeviceAccounts(t *testing.T) {
+	t.Parallel()
+	b, s, _ := newTestBackend(t)
+	ctx := context.Background()
+	mustOK(t, b, s, logical.CreateOperation, "credentials/tok", credWithType("bearer", exampleValues(t, "bearer", "ONLYDEVICE")))
+	mustOK(t, b, s, logical.UpdateOperation, "config", map[string]any{"log_size": 100})
+	derived := deviceAccountNames("srv03", "admin", "10.0.0.3")[0]
+	mustOK(t, b, s, logical.CreateOperation, "credentials/"+derived, credWithType("basic", exampleValues(t, "basic", "ONLYDEVICE")))
+	if err := s.Put(ctx, &logical.StorageEntry{Key: deviceKey("srv04", "10.0.0.4", "admin"), Value: []byte("tok")}); err != nil {
+		t.Fatal(err)
+	}
+	before := credStorageSnapshot(t, s)
+
+	for _, data := range []map[string]any{
+		{"identifier": "tok", "hostname": "h", "ip": "10.0.0.1", "username": "u"},
+		{"identifier": "tok", "notes": "x"},
+		{"identifier": derived, "notes": "x"},
+		{"hostname": "h", "ip": "10.0.0.1", "username": "u", "type": "bearer"},
+		{"hostname": "h", "ip": "10.0.0.1", "username": "u", "token": "x"},
+		{"hostname": "h", "ip": "10.0.0.1", "username": "u", "url": "https://example.com"},
+		{"hostname": "h", "ip": "10.0.0.1", "username": "u", "client_secret": "x"},
+		{"hostname": "h", "ip": "10.0.0.1", "username": "u", "log_size": 5},
+		{"hostname": "h", "ip": "10.0.0.1", "username": "u", "notify_credential": "tok"},
+		{"hostname": "h", "ip": "10.0.0.1", "username": "u", "name": "tok"},
+	} {
+		if resp := call(t, b, s, logical.UpdateOperation, "device-accounts", data); resp == nil || !resp.IsError() {
+			t.Errorf("device-accounts %v was accepted: %v", data, resp)
+		}
+	}
+	if after := credStorageSnapshot(t, s); !maps.Equal(before, after) {
+		t.Fatal("a refused device-accounts write changed storage")
+	}
+	made := map[string]bool{}
+	for _, data := range []map[string]any{
+		{"hostname": "srv03", "ip": "10.0.0.3", "username": "admin", "password": "device-pw-3"}, // its derived name is taken
+		{"hostname": "srv04", "ip": "10.0.0.4", "username": "admin", "password": "device-pw-4"}, // its index entry names tok
+		{"identifier": "dev5", "hostname": "srv05", "ip": "10.0.0.5", "username": "admin", "password": "device-pw-5"},
+		{"identifier": "dev5", "ip": "10.0.0.6", "password": "device-pw-5"},
+	} {
+		made[mustOK(t, b, s, logical.UpdateOperation, "device-accounts", data).Data["name"].(string)] = true
+	}
+	after := credStorageSnapshot(t, s)
+	for k, v := range after {
+		if before[k] == v {
+			continue
+		}
+		name, isCred := strings.CutPrefix(k, credentialPrefix)
+		switch {
+		case strings.HasPrefix(k, deviceIndexPrefix):
+		case isCred && made[name] && deviceAccountAt(t, b, s, name).Type == deviceAccountType:
+		default:
+			t.Errorf("device-accounts changed %s", k)
+		}
+	}
+	for k := range before {
+		if _, ok := after[k]; !ok && !strings.HasPrefix(k, deviceIndexPrefix) {
+			t.Errorf("device-accounts deleted %s", k)
+		}
+	}
+	if got := mustOK(t, b, s, logical.ReadOperation, "config", nil).Data["log_size"]; got != 100 {
+		t.Errorf("config log_size = %v", got)
+	}
+	found := mustOK(t, b, s, logical.ReadOperation, "lookup", map[string]any{"hostname": "srv04", "ip": "10.0.0.4", "username": "admin"}).Data
+	if found["type"] != deviceAccountType || !slices.Equal(found["secret_fields"].([]string), []string{"password"}) {
+		t.Fatalf("lookup: %v", found)
+	}
+	for k, v := range found {
+		if s, _ := v.(string); strings.Contains(s, "device-pw") {
+			t.Errorf("lookup shows the password in %s", k)
 		}
 	}
 }

@@ -87,7 +87,7 @@ func pathLifecycle(b *integrationsBackend) []*framework.Path {
 			},
 		},
 		HelpSynopsis:    "Everything that needs a person: pending suspensions and purges, re-authorizations, expiries, failures.",
-		HelpDescription: "Each alert names the credential, the reason, its severity and when it takes (or took) effect.",
+		HelpDescription: "Each alert names the credential, the reason, its severity and when it takes (or took) effect. Notifications not delivered to notify_credential show as notification_undelivered (with event, attempts and queued_at) and drops of a full outbox as notifications_dropped.",
 	})
 	return paths
 }
@@ -202,6 +202,11 @@ func (b *integrationsBackend) pathAlertsRead(ctx context.Context, req *logical.R
 		}
 		alerts = append(alerts, b.policyFor(cfg, c).Alerts(name, b.healthInput(c, sum), now)...)
 	}
+	undelivered, err := b.outboxAlerts(ctx, req.Storage, now)
+	if err != nil {
+		return nil, err
+	}
+	alerts = append(alerts, undelivered...)
 	slices.SortStableFunc(alerts, func(a, b lifecycle.Alert) int {
 		if a.Severity != b.Severity {
 			return strings.Compare(a.Severity, b.Severity) // "red" before "yellow"
@@ -210,10 +215,14 @@ func (b *integrationsBackend) pathAlertsRead(ctx context.Context, req *logical.R
 	})
 	out := make([]map[string]any, 0, len(alerts))
 	for _, a := range alerts {
-		out = append(out, map[string]any{
+		alert := map[string]any{
 			"name": a.Name, "reason": a.Reason, "severity": a.Severity,
 			"due": rfc3339(a.Due), "detail": a.Detail,
-		})
+		}
+		if a.Event != "" {
+			alert["event"], alert["attempts"], alert["queued_at"] = a.Event, a.Attempts, rfc3339(a.QueuedAt)
+		}
+		out = append(out, alert)
 	}
 	return &logical.Response{Data: map[string]any{"alerts": out}}, nil
 }

@@ -61,6 +61,12 @@ type Alert struct {
 	// without knowing every reason.
 	Severity string `json:"severity"`
 	Detail   string `json:"detail,omitempty"`
+
+	// For alerts about notifications the engine could not deliver: the notification's
+	// event, the attempts made and when it was first queued.
+	Event    string    `json:"event,omitempty"`
+	Attempts int       `json:"attempts,omitempty"`
+	QueuedAt time.Time `json:"queued_at,omitzero"`
 }
 
 // Health grades a credential. A problem outranks awaiting_usage, so a credential

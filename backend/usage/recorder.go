@@ -230,6 +230,7 @@ func (s *shard) restore(name string, old Pending, maxPending int) {
 // add appends ev, overwriting the oldest event once the cap is reached so that a hot
 // credential costs no allocation per access in the steady state.
 func (e *entry) add(ev Event, maxPending int) {
+	ev = Bound(ev)
 	if len(e.events) < maxPending {
 		e.events = append(e.events, ev)
 		return

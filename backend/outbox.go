@@ -1,0 +1,514 @@
+package backend
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/vault/sdk/logical"
+
+	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/backend/lifecycle"
+)
+
+// The outbox keeps every notification for config.notify_credential until it is
+// delivered: in storage (seal-wrapped), so that neither a receiver that is down, nor a
+// burst the receiver cannot take, nor a restart loses a warning sent before a purge.
+// Queuing is a storage write, never a network call, so it holds up neither a request
+// nor the sweep; the notifier goroutine posts, one attempt per notification per pass,
+// and backs off (capped at notifyMaxBackoff) while the receiver fails. Alerts show what
+// is not delivered.
+const (
+	outboxPrefix     = "notify-outbox/"
+	outboxDroppedKey = "notify-dropped"
+
+	// maxOutbox caps the notifications waiting; see enqueue for what a full outbox does.
+	maxOutbox = 1000
+	// outboxStaleAfter is how long a notification may wait, even untried, before alerts
+	// call it undelivered.
+	outboxStaleAfter = 15 * time.Minute
+	// outboxPollInterval is the longest the notifier sleeps between passes.
+	outboxPollInterval = 30 * time.Second
+	// droppedAlertFor is how long alerts keep showing that notifications were dropped.
+	droppedAlertFor = 30 * day
+)
+
+// Alert reasons of the outbox.
+const (
+	alertNotificationUndelivered = "notification_undelivered"
+	alertNotificationsDropped    = "notifications_dropped"
+)
+
+// outboxEntry is one notification waiting for delivery.
+type outboxEntry struct {
+	ID           string       `json:"id"`
+	Notification notification `json:"notification"`
+	QueuedAt     time.Time    `json:"queued_at"`
+	Attempts     int          `json:"attempts"`
+	NextAttempt  time.Time    `json:"next_attempt"`
+	// LastFailure names the last failed attempt by kind only (http_503, timeout,
+	// slack_channel_not_found, no_target): never a URL or a receiver's text.
+	LastFailure string `json:"last_failure,omitempty"`
+
+	stored    bool // the entry is in storage as it is now
+	delivered bool // posted; only its removal from storage is left
+}
+
+// outboxDropped records notifications a full outbox could not keep.
+type outboxDropped struct {
+	Count      int64     `json:"count"`
+	First      time.Time `json:"first"`
+	Last       time.Time `json:"last"`
+	Credential string    `json:"credential"`
+	Event      string    `json:"event"`
+}
+
+type outbox struct {
+	mu      sync.Mutex // guards the fields below and orders the outbox's storage writes
+	loaded  bool
+	entries map[string]*outboxEntry
+	dropped *outboxDropped
+	// pausedUntil holds every attempt back after the receiver itself failed.
+	pausedUntil time.Time
+
+	passMu sync.Mutex // one delivery pass at a time
+	kick   chan struct{}
+}
+
+func newOutbox() *outbox {
+	return &outbox{entries: make(map[string]*outboxEntry), kick: make(chan struct{}, 1)}
+}
+
+// wake asks the notifier for a pass without waiting for it.
+func (o *outbox) wake() {
+	select {
+	case o.kick <- struct{}{}:
+	default:
+	}
+}
+
+// purgeRelated reports whether a notification announces (or reports) a purge: those are
+// the last a full outbox gives up.
+func purgeRelated(event string) bool { return event == "purge-warning" || event == "purged" }
+
+// load reads the outbox from storage (once) and says how many notifications wait.
+func (o *outbox) load(ctx context.Context, s logical.Storage) (int, error) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	err := o.loadLocked(ctx, s)
+	return len(o.entries), err
+}
+
+// loadLocked reads the outbox from storage once. The caller holds o.mu.
+func (o *outbox) loadLocked(ctx context.Context, s logical.Storage) error {
+	if o.loaded {
+		return nil
+	}
+	entries, dropped, err := readOutbox(ctx, s)
+	if err != nil {
+		return err
+	}
+	for id, e := range entries {
+		if _, ok := o.entries[id]; !ok {
+			o.entries[id] = e
+		}
+	}
+	if o.dropped == nil {
+		o.dropped = dropped
+	}
+	o.loaded = true
+	return nil
+}
+
+// readOutbox reads every stored outbox entry and the drop record.
+func readOutbox(ctx context.Context, s logical.Storage) (map[string]*outboxEntry, *outboxDropped, error) {
+	ids, err := s.List(ctx, outboxPrefix)
+	if err != nil {
+		return nil, nil, fmt.Errorf("listing the notification outbox: %w", err)
+	}
+	entries := make(map[string]*outboxEntry, len(ids))
+	for _, id := range ids {
+		raw, err := s.Get(ctx, outboxPrefix+id)
+		if err != nil {
+			return nil, nil, fmt.Errorf("reading the notification outbox: %w", err)
+		}
+		if raw == nil {
+			continue
+		}
+		e := new(outboxEntry)
+		if err := raw.DecodeJSON(e); err != nil || e.ID != id {
+			continue // not ours to deliver; it is left alone
+		}
+		e.stored = true
+		entries[id] = e
+	}
+	var dropped *outboxDropped
+	if raw, err := s.Get(ctx, outboxDroppedKey); err != nil {
+		return nil, nil, fmt.Errorf("reading the notification outbox: %w", err)
+	} else if raw != nil {
+		dropped = new(outboxDropped)
+		if err := raw.DecodeJSON(dropped); err != nil {
+			dropped = nil
+		}
+	}
+	return entries, dropped, nil
+}
+
+// outboxSeq orders notifications queued at the same clock reading.
+var outboxSeq atomic.Uint64
+
+// newOutboxID names a notification so that names sort in queuing order: the time, a
+// sequence number, and a random part so that two nodes never pick the same name.
+func newOutboxID(at time.Time) string {
+	var r [6]byte
+	_, _ = rand.Read(r[:])
+	return fmt.Sprintf("%020d-%020d-%s", at.UnixNano(), outboxSeq.Add(1), hex.EncodeToString(r[:]))
+}
+
+// putLocked stores e; the caller holds o.mu. A failure leaves e in memory, unstored,
+// for the next pass to store again.
+func (o *outbox) putLocked(ctx context.Context, s logical.Storage, e *outboxEntry) error {
+	entry, err := logical.StorageEntryJSON(outboxPrefix+e.ID, e)
+	if err == nil {
+		err = s.Put(ctx, entry)
+	}
+	e.stored = err == nil
+	return err
+}
+
+// enqueue keeps n in the outbox for the notifier. It never blocks on the receiver.
+//
+// The outbox holds at most maxOutbox notifications. When it is full, a purge warning or
+// purge report takes the place of the oldest notification of another kind; only when
+// every waiting one is itself about a purge is the new one refused. Either way the drop
+// is logged and recorded, and alerts show it (notifications_dropped) for
+// droppedAlertFor: nothing is dropped silently.
+func (b *integrationsBackend) enqueue(ctx context.Context, n notification) {
+	if !b.WriteSafeReplicationState() {
+		// Only the active node keeps the outbox; the log line and Vault event stand.
+		b.Logger().Debug("notification not queued on a node that cannot write", "credential", n.Credential, "event", n.Event)
+		return
+	}
+	cfg, err := b.loadConfig(ctx, b.storage)
+	if err != nil || cfg.NotifyCredential == "" {
+		return // nowhere to post to
+	}
+	now := b.now().UTC()
+	o := b.outbox
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if err := o.loadLocked(ctx, b.storage); err != nil {
+		b.Logger().Error("reading the notification outbox failed", "error", err)
+	}
+	if len(o.entries) >= maxOutbox {
+		victim := (*outboxEntry)(nil)
+		if purgeRelated(n.Event) {
+			for _, e := range o.entries {
+				if !purgeRelated(e.Notification.Event) && (victim == nil || e.ID < victim.ID) {
+					victim = e
+				}
+			}
+		}
+		dropped := n
+		if victim != nil {
+			dropped = victim.Notification
+			delete(o.entries, victim.ID)
+			if err := b.storage.Delete(ctx, outboxPrefix+victim.ID); err != nil {
+				b.Logger().Error("removing a notification from the outbox failed", "error", err)
+			}
+		}
+		o.recordDropLocked(ctx, b, dropped, now)
+		if victim == nil {
+			return
+		}
+	}
+	e := &outboxEntry{ID: newOutboxID(now), Notification: n, QueuedAt: now, NextAttempt: now}
+	o.entries[e.ID] = e
+	if err := o.putLocked(ctx, b.storage, e); err != nil {
+		b.Logger().Error("storing a notification in the outbox failed; it is kept in memory and stored again on the next attempt",
+			"credential", n.Credential, "event", n.Event, "error", err)
+	}
+	o.wake()
+}
+
+// recordDropLocked counts a notification the full outbox could not keep.
+func (o *outbox) recordDropLocked(ctx context.Context, b *integrationsBackend, n notification, now time.Time) {
+	b.Logger().Error("notification outbox full; notification dropped",
+		"credential", n.Credential, "event", n.Event, "outbox_size", maxOutbox)
+	d := o.dropped
+	if d == nil || now.Sub(d.Last) > droppedAlertFor {
+		d = &outboxDropped{First: now}
+	}
+	d.Count++
+	d.Last, d.Credential, d.Event = now, n.Credential, n.Event
+	o.dropped = d
+	entry, err := logical.StorageEntryJSON(outboxDroppedKey, d)
+	if err == nil {
+		err = b.storage.Put(ctx, entry)
+	}
+	if err != nil {
+		b.Logger().Error("recording a dropped notification failed", "error", err)
+	}
+}
+
+// runNotifier delivers the outbox until stop closes: at once when woken, else when the
+// next attempt is due, and at least every outboxPollInterval.
+func (b *integrationsBackend) runNotifier(stop <-chan struct{}) {
+	// Clean must not wait out request_timeout for a receiver that hangs: stopping
+	// cancels the request in flight.
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		<-stop
+		cancel()
+	}()
+	for {
+		timer := time.NewTimer(b.outbox.nextWake(b.now()))
+		select {
+		case <-stop:
+			timer.Stop()
+			return
+		case <-b.outbox.kick:
+			timer.Stop()
+		case <-timer.C:
+		}
+		b.deliverOutbox(ctx)
+	}
+}
+
+// nextWake is how long the notifier may sleep: until the earliest attempt due, within
+// [time.Second, outboxPollInterval].
+func (o *outbox) nextWake(now time.Time) time.Duration {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	wait := outboxPollInterval
+	for _, e := range o.entries {
+		at := e.NextAttempt
+		if at.Before(o.pausedUntil) {
+			at = o.pausedUntil
+		}
+		wait = min(wait, at.Sub(now))
+	}
+	return max(wait, time.Second)
+}
+
+// deliverOutbox makes one pass over the notifications due: one attempt each, oldest
+// first. A delivered one leaves the outbox; a failed one is tried again after a capped
+// backoff. When the receiver itself fails (no answer, 5xx, 429, no usable target) the
+// pass stops and the whole outbox waits out that backoff; a refusal of one
+// notification (another 4xx) holds back only that one.
+func (b *integrationsBackend) deliverOutbox(ctx context.Context) {
+	if b.storage == nil || !b.WriteSafeReplicationState() {
+		return
+	}
+	o := b.outbox
+	o.passMu.Lock()
+	defer o.passMu.Unlock()
+	now := b.now().UTC()
+	o.mu.Lock()
+	if err := o.loadLocked(ctx, b.storage); err != nil {
+		o.mu.Unlock()
+		b.Logger().Warn("reading the notification outbox failed; will retry", "error", err)
+		return
+	}
+	if now.Before(o.pausedUntil) {
+		o.mu.Unlock()
+		return
+	}
+	var due []*outboxEntry
+	for _, e := range o.entries {
+		if e.delivered || !now.Before(e.NextAttempt) {
+			due = append(due, e)
+		}
+	}
+	o.mu.Unlock()
+	if len(due) == 0 {
+		return
+	}
+	slices.SortFunc(due, func(a, b *outboxEntry) int { return strings.Compare(a.ID, b.ID) })
+
+	cfg, err := b.loadConfig(ctx, b.storage)
+	if err != nil {
+		b.Logger().Warn("reading config failed; notifications will be retried", "error", err)
+		return
+	}
+	if cfg.NotifyCredential == "" {
+		// The operator turned notifications off: what waits goes too.
+		o.mu.Lock()
+		for _, e := range due {
+			o.removeLocked(ctx, b, e)
+		}
+		o.mu.Unlock()
+		return
+	}
+	for _, e := range due {
+		if ctx.Err() != nil {
+			return // stopping
+		}
+		var res attemptResult
+		o.mu.Lock()
+		if o.entries[e.ID] != e { // dropped for a purge warning meanwhile
+			o.mu.Unlock()
+			continue
+		}
+		delivered := e.delivered
+		n := e.Notification
+		o.mu.Unlock()
+		if !delivered {
+			res = b.attemptDelivery(ctx, cfg, n)
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		o.mu.Lock()
+		if o.entries[e.ID] != e {
+			o.mu.Unlock()
+			continue
+		}
+		if res.failure == "" {
+			e.delivered = true
+			o.removeLocked(ctx, b, e)
+			o.mu.Unlock()
+			continue
+		}
+		e.Attempts++
+		e.LastFailure = res.failure
+		e.NextAttempt = now.Add(max(b.notifyBackoff(e.Attempts), time.Second))
+		if err := o.putLocked(ctx, b.storage, e); err != nil {
+			b.Logger().Warn("storing a notification's attempts failed", "error", err)
+		}
+		if res.targetDown {
+			o.pausedUntil = e.NextAttempt
+		}
+		o.mu.Unlock()
+		b.Logger().Warn("notification not delivered; will retry",
+			"credential", n.Credential, "event", n.Event, "attempt", e.Attempts, "failure", res.failure,
+			"next_attempt", rfc3339(e.NextAttempt))
+		if res.targetDown {
+			return
+		}
+	}
+}
+
+// removeLocked takes a notification out of the outbox. If storage refuses, it stays
+// marked delivered and the next pass removes it without posting it again.
+func (o *outbox) removeLocked(ctx context.Context, b *integrationsBackend, e *outboxEntry) {
+	if e.stored {
+		if err := b.storage.Delete(ctx, outboxPrefix+e.ID); err != nil {
+			b.Logger().Warn("removing a delivered notification from the outbox failed; will retry", "error", err)
+			return
+		}
+	}
+	delete(o.entries, e.ID)
+}
+
+// attemptResult is the outcome of one attempt at a notification.
+type attemptResult struct {
+	failure    string // "" when delivered, else its kind
+	targetDown bool   // the receiver failed, not this notification: pause the outbox
+}
+
+// attemptDelivery posts n once to the notify credential. No lock is held meanwhile.
+func (b *integrationsBackend) attemptDelivery(ctx context.Context, cfg *engineConfig, n notification) attemptResult {
+	target, err := b.credentials.get(ctx, b.storage, cfg.NotifyCredential)
+	if err != nil {
+		return attemptResult{failure: "storage_error", targetDown: true}
+	}
+	if target == nil {
+		return attemptResult{failure: "no_target", targetDown: true}
+	}
+	dest := notifyTarget(target, b.slackPostURL)
+	if dest.url == "" {
+		return attemptResult{failure: "no_target", targetDown: true}
+	}
+	client := &http.Client{
+		Timeout:   cfg.RequestTimeout,
+		Transport: b.transport,
+		// A redirect would resend the body (and a bearer token) wherever it points.
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
+	status, answer, err := postOnce(ctx, client, dest, dest.body(n, cfg.NotifyChannel))
+	var pe *postError
+	switch {
+	case errors.As(err, &pe):
+		return attemptResult{failure: pe.kind, targetDown: true}
+	case err != nil:
+		return attemptResult{failure: "no_answer", targetDown: true}
+	case status >= 300:
+		refused := status >= 400 && status < 500 && status != http.StatusTooManyRequests
+		return attemptResult{failure: "http_" + strconv.Itoa(status), targetDown: !refused}
+	}
+	var sr *slackRefusal
+	if err := dest.check(answer); errors.As(err, &sr) {
+		return attemptResult{failure: "slack_" + sr.code, targetDown: sr.transient()}
+	}
+	return attemptResult{}
+}
+
+// outboxAlerts lists what the outbox has not delivered: each notification that failed
+// at least once, waits while the receiver is failing, or has waited outboxStaleAfter;
+// and recent drops of a full outbox. A
+// warning or report about a purge is red: someone may lose a credential unwarned.
+func (b *integrationsBackend) outboxAlerts(ctx context.Context, s logical.Storage, now time.Time) ([]lifecycle.Alert, error) {
+	o := b.outbox
+	var entries []outboxEntry
+	var dropped *outboxDropped
+	o.mu.Lock()
+	// While the receiver is failing, everything waiting is undelivered, tried or not.
+	paused := now.Before(o.pausedUntil)
+	if o.loaded {
+		for _, e := range o.entries {
+			entries = append(entries, *e)
+		}
+		if o.dropped != nil {
+			d := *o.dropped
+			dropped = &d
+		}
+		o.mu.Unlock()
+	} else {
+		o.mu.Unlock()
+		stored, d, err := readOutbox(ctx, s)
+		if err != nil {
+			return nil, err
+		}
+		for _, e := range stored {
+			entries = append(entries, *e)
+		}
+		dropped = d
+	}
+	var out []lifecycle.Alert
+	for _, e := range entries {
+		if e.delivered || (e.Attempts == 0 && !paused && now.Sub(e.QueuedAt) < outboxStaleAfter) {
+			continue
+		}
+		sev := lifecycle.HealthYellow
+		if purgeRelated(e.Notification.Event) {
+			sev = lifecycle.HealthRed
+		}
+		detail := fmt.Sprintf("not delivered to notify_credential after %d attempts", e.Attempts)
+		if e.LastFailure != "" {
+			detail += " (last: " + e.LastFailure + ")"
+		}
+		out = append(out, lifecycle.Alert{
+			Name: e.Notification.Credential, Reason: alertNotificationUndelivered, Due: e.QueuedAt, Severity: sev, Detail: detail,
+			Event: e.Notification.Event, Attempts: e.Attempts, QueuedAt: e.QueuedAt,
+		})
+	}
+	if dropped != nil && now.Sub(dropped.Last) <= droppedAlertFor {
+		out = append(out, lifecycle.Alert{
+			Name: dropped.Credential, Reason: alertNotificationsDropped, Due: dropped.First, Severity: lifecycle.HealthRed,
+			Detail: fmt.Sprintf("%d notifications dropped since %s: the outbox holds at most %d; the last was %s",
+				dropped.Count, rfc3339(dropped.First), maxOutbox, dropped.Event),
+			Event: dropped.Event, Attempts: 0, QueuedAt: dropped.Last,
+		})
+	}
+	return out, nil
+}
