@@ -163,6 +163,12 @@ func checkX509PrivateKey(s string) (string, error) {
 	default:
 		return "", errX509Key
 	}
+	if b.Type == pkcs8Encrypted {
+		// Bounded before anything derives: finishCertificate runs the KDF.
+		if err := checkPKCS8Params(b.Bytes); err != nil {
+			return "", err
+		}
+	}
 	if encrypted(b) {
 		return string(pem.EncodeToMemory(b)), nil
 	}
@@ -235,6 +241,7 @@ func decryptX509Key(keyPEM, password string) (crypto.Signer, *FieldError) {
 	// Legacy PEM encryption is deprecated because it is weak and cannot always detect
 	// a wrong password, but it is what many tools still write; a key that does not
 	// parse after decryption is treated as a wrong password too.
+	kdfRuns.Add(1)
 	//lint:ignore SA1019 see above
 	der, err := x509.DecryptPEMBlock(b, []byte(password))
 	if err != nil {
@@ -397,6 +404,8 @@ func finishSSHKey(v *Validated) FieldErrors {
 		if pass == "" {
 			return FieldErrors{{Field: "passphrase", Rule: "is required: private_key is encrypted"}}
 		}
+		// checkSSHPrivateKey bounded the bcrypt rounds before this derives.
+		kdfRuns.Add(1)
 		if key, err = ssh.ParseRawPrivateKeyWithPassphrase(keyPEM, []byte(pass)); err != nil {
 			return FieldErrors{{Field: "passphrase", Rule: "does not decrypt private_key"}}
 		}
@@ -435,6 +444,12 @@ func accessPrivateKey(keyPEM, password string) (string, error) {
 // writes it) with github.com/youmark/pkcs8, then applies the same key rules as to an
 // unencrypted key by parsing the decrypted PKCS#8 again.
 func decryptPKCS8(der []byte, password string) (crypto.Signer, *FieldError) {
+	// Checked again here, not only by checkX509PrivateKey: a key stored before the caps
+	// existed must not run an unbounded KDF either.
+	if err := checkPKCS8Params(der); err != nil {
+		return nil, fieldError("private_key", err)
+	}
+	kdfRuns.Add(1)
 	key, err := pkcs8.ParsePKCS8PrivateKey(der, []byte(password))
 	if err != nil {
 		return nil, &FieldError{Field: "private_key_password", Rule: "does not decrypt private_key"}
