@@ -70,7 +70,10 @@ func (b *integrationsBackend) pathAccessRead(ctx context.Context, req *logical.R
 	var data map[string]any
 	var warnings []string
 	if t := c.kind(); t.Kind == credtype.KindStatic {
-		data, err = t.Access(c.Values, now)
+		var secrets map[string]string
+		if secrets, err = c.accessSecrets(); err == nil {
+			data, err = t.Access(c.Values, secrets, now)
+		}
 	} else {
 		data, warnings, err = b.tokenAccess(ctx, req.Storage, cfg, c, d.Get("minimum_seconds").(int))
 	}

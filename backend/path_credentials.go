@@ -266,6 +266,7 @@ func (b *integrationsBackend) buildCredential(ctx context.Context, s logical.Sto
 	}
 	c.Values = validated.Values
 	c.Derived = validated.Derived
+	c.Secrets = validated.Secrets
 	c.NotAfter = validated.NotAfter
 
 	if err := b.applyLifecycleFields(ctx, s, c, raw, patch); err != nil {

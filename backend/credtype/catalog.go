@@ -249,7 +249,7 @@ func types() []*Type {
 				use("private_key_password"),
 			),
 			finish: finishCertificate,
-			access: &accessSpec{fields: []string{"certificate"}, extra: certificateAccess},
+			access: &accessSpec{fields: []string{"certificate"}, extra: certificateAccess, derive: certificateSecrets},
 		},
 		{
 			Name: "sftp_password", Kind: KindStatic,

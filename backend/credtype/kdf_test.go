@@ -225,3 +225,68 @@ func BenchmarkLargestAcceptedKDF(b *testing.B) {
 		})
 	}
 }
+
+// TestKDFRunsOnceAtWrite: Validate derives the decrypted key (one KDF run) into
+// Secrets; Access hands it out without deriving, however often it is read; without
+// Secrets, Access refuses an encrypted key rather than derive it; DeriveSecrets (for
+// credentials stored before Secrets existed) yields the same material. Not parallel:
+// it reads the process-wide KDF counter.
+func TestKDFRunsOnceAtWrite(t *testing.T) {
+	p := pki()
+	typ := mustType(t, "certificate")
+	for _, tc := range []struct{ name, cert, key string }{
+		{"PKCS#8 PBKDF2", p.rsaCert, p.rsaPKCS8Encrypted},
+		{"PKCS#8 scrypt", p.ecCert, p.ecPKCS8Encrypted},
+		{"legacy PEM", p.ecCert, p.ecLegacyEncrypted},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			before := KDFRuns()
+			v, err := typ.Validate(map[string]any{"certificate": tc.cert, "private_key": tc.key, "private_key_password": testKeyPassword})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if n := KDFRuns() - before; n != 1 {
+				t.Fatalf("Validate ran the KDF %d times, want 1", n)
+			}
+			key, ferr := decryptX509Key(tc.key, testKeyPassword)
+			if ferr != nil {
+				t.Fatal(ferr)
+			}
+			want := pkcs8String(key)
+			if v.Secrets["private_key"] != want {
+				t.Fatalf("Secrets[private_key] is not the decrypted key as PKCS#8")
+			}
+			before = KDFRuns()
+			for range 10 {
+				out, err := typ.Access(v.Values, v.Secrets, rfcTime)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if out["private_key"] != want {
+					t.Fatal("Access did not hand out the decrypted key")
+				}
+			}
+			if n := KDFRuns() - before; n != 0 {
+				t.Fatalf("10 Access calls ran the KDF %d times, want 0", n)
+			}
+			if _, err := typ.Access(v.Values, nil, rfcTime); err == nil || !strings.Contains(err.Error(), "decrypted form was not supplied") {
+				t.Fatalf("Access without Secrets = %v, want a refusal", err)
+			}
+			if n := KDFRuns() - before; n != 0 {
+				t.Fatalf("Access without Secrets ran the KDF %d times", n)
+			}
+			got, err := typ.DeriveSecrets(v.Values)
+			if err != nil || got["private_key"] != want {
+				t.Fatalf("DeriveSecrets = %v, %v; want the decrypted key", got != nil, err)
+			}
+		})
+	}
+	// Nothing to derive for an unencrypted key, nor for other types.
+	v, err := typ.Validate(goodValues(t, "certificate"))
+	if err != nil || v.Secrets != nil {
+		t.Fatalf("unencrypted key: Secrets = %v, %v", v, err)
+	}
+	if s, err := mustType(t, "basic").DeriveSecrets(goodValues(t, "basic")); s != nil || err != nil {
+		t.Fatalf("basic DeriveSecrets = %v, %v", s, err)
+	}
+}

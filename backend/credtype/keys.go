@@ -272,6 +272,14 @@ func finishCertificate(v *Validated) FieldErrors {
 	if !ok || !pub.Equal(leaf.PublicKey) {
 		return FieldErrors{{Field: "private_key", Rule: "must match the public key of the certificate (the first, leaf, certificate)"}}
 	}
+	if encrypted, err := keyIsEncrypted(str(v.Values, "private_key")); err == nil && encrypted {
+		// Access hands out this form; deriving it is what the KDF was run for.
+		plain, err := pkcs8PEM(key)
+		if err != nil {
+			return FieldErrors{fieldError("private_key", err)}
+		}
+		v.Secrets = map[string]string{"private_key": plain}
+	}
 	v.NotAfter = leaf.NotAfter
 	v.Derived["not_after"] = leaf.NotAfter
 	v.Derived["not_before"] = leaf.NotBefore
@@ -425,17 +433,37 @@ func finishSSHKey(v *Validated) FieldErrors {
 	return nil
 }
 
-// accessPrivateKey returns the decrypted PKCS#8 PEM of a stored certificate key. Keys
-// stored unencrypted are PKCS#8 already (checkX509PrivateKey normalized them), so the
-// common case costs no parsing.
-func accessPrivateKey(keyPEM, password string) (string, error) {
+// keyIsEncrypted reports whether a stored key PEM needs its password.
+func keyIsEncrypted(keyPEM string) (bool, error) {
 	b, err := keyBlock(keyPEM)
-	if err == nil && b.Type == "PRIVATE KEY" && !legacyEncrypted(b) && password == "" {
+	if err != nil {
+		return false, err
+	}
+	return encrypted(b), nil
+}
+
+// errKeyNotDerived is what Access answers for an encrypted key whose decrypted form
+// was not handed in: Access never runs a KDF (see DeriveSecrets).
+var errKeyNotDerived = errors.New("private_key is encrypted and its decrypted form was not supplied (see DeriveSecrets)")
+
+// accessPrivateKey returns the PKCS#8 PEM of a stored certificate key that is not
+// encrypted. Keys stored unencrypted are PKCS#8 already (checkX509PrivateKey
+// normalized them), so the common case costs no parsing; an encrypted key's decrypted
+// form comes from the secrets derived when it was written.
+func accessPrivateKey(keyPEM string) (string, error) {
+	b, err := keyBlock(keyPEM)
+	if err != nil {
+		return "", fieldError("private_key", err)
+	}
+	if encrypted(b) {
+		return "", errKeyNotDerived
+	}
+	if b.Type == "PRIVATE KEY" {
 		return string(pem.EncodeToMemory(b)), nil
 	}
-	key, ferr := decryptX509Key(keyPEM, password)
-	if ferr != nil {
-		return "", ferr
+	key, err := parsePrivateKeyDER(b.Type, b.Bytes)
+	if err != nil {
+		return "", fieldError("private_key", err)
 	}
 	return pkcs8PEM(key)
 }

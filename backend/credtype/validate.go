@@ -68,6 +68,13 @@ type Validated struct {
 	Derived map[string]any
 	// NotAfter is the certificate's expiry; zero for other types.
 	NotAfter time.Time
+	// Secrets is secret material derived from the values when they are validated, so
+	// that reading the credential never derives it again: for a certificate whose
+	// private_key is encrypted, "private_key" holds the decrypted key as PKCS#8 PEM
+	// (the KDF runs here, once per write). It is as secret as the values: store it with
+	// them, pass it to Access, and never show it in a management read. Nil when there
+	// is nothing to derive.
+	Secrets map[string]string
 }
 
 // Validate checks the complete set of type-specific values of a credential — the
