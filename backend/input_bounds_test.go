@@ -1,0 +1,151 @@
+package backend
+
+import (
+	"fmt"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"unicode/utf8"
+
+	"github.com/hashicorp/vault/sdk/logical"
+
+	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/backend/credtype"
+)
+
+var (
+	ruleBytesRe = regexp.MustCompile(`at most (\d+) bytes`)
+	ruleItemsRe = regexp.MustCompile(`at most (\d+) items`)
+	ruleEachRe  = regexp.MustCompile(`at most (\d+) bytes each`)
+)
+
+// ruleLimit reads the limit a rule states, failing the test when it states none.
+func ruleLimit(t testing.TB, re *regexp.Regexp, typeName string, f credtype.Field) int {
+	t.Helper()
+	m := re.FindStringSubmatch(f.Rule)
+	if m == nil {
+		t.Fatalf("%s.%s: rule states no limit matching %q: %s", typeName, f.Name, re, f.Rule)
+	}
+	n, _ := strconv.Atoi(m[1])
+	return n
+}
+
+// TestEveryFieldRefusesOneByteOver walks every field of every type in the catalog: its
+// rule (what types/<type> shows) states a byte limit, and a write one byte over it —
+// or, for a list, one item over or an item one byte over — is a 400 naming the field
+// and the limit, and stores nothing.
+func TestEveryFieldRefusesOneByteOver(t *testing.T) {
+	t.Parallel()
+	b, s, _ := newTestBackend(t)
+	for _, typ := range credtype.All() {
+		for _, f := range typ.Fields {
+			t.Run(typ.Name+"/"+f.Name, func(t *testing.T) {
+				base := credWithType(typ.Name, exampleValues(t, typ.Name, "BOUNDSMARK"))
+				write := func(v any, want string) {
+					t.Helper()
+					data := credWithType(typ.Name, base)
+					data[f.Name] = v
+					credWant400(t, b, s, logical.CreateOperation, "credentials/bounds", data, f.Name, want)
+					if names := storedCredentialNames(t, s); len(names) != 0 {
+						t.Fatalf("refused write stored %v", names)
+					}
+				}
+				if f.Type == credtype.FieldList {
+					each := ruleLimit(t, ruleEachRe, typ.Name, f)
+					items := ruleLimit(t, ruleItemsRe, typ.Name, f)
+					write([]any{strings.Repeat("a", each+1)}, fmt.Sprintf("at most %d bytes", each))
+					many := make([]any, items+1)
+					for i := range many {
+						many[i] = fmt.Sprintf("a%d", i)
+					}
+					write(many, fmt.Sprintf("at most %d items", items))
+					return
+				}
+				n := ruleLimit(t, ruleBytesRe, typ.Name, f)
+				over := strings.Repeat("1", n+1)
+				if f.Type == credtype.FieldDuration {
+					// One second, spelt in n+1 bytes: the framework parses durations
+					// before the handler sees them, so the value must be one it parses.
+					over = strings.Repeat("0", n) + "1"
+				}
+				write(over, fmt.Sprintf("at most %d bytes", n))
+			})
+		}
+	}
+}
+
+// TestAccessIntegrationLabelBounded: the integration label is at most 128 printable
+// characters; anything else is a 400 naming it, served nothing and logged nothing. The
+// fallback from the caller's display name is clamped to the same rule.
+func TestAccessIntegrationLabelBounded(t *testing.T) {
+	t.Parallel()
+	b, s, _ := newTestBackend(t)
+	lcCreateBasic(t, b, s, "lbl", nil)
+	ok128 := strings.Repeat("é", 128) // 128 characters, 256 bytes
+	mustOK(t, b, s, logical.ReadOperation, "access/lbl", map[string]any{"integration": ok128})
+	for name, label := range map[string]string{
+		"129 characters": strings.Repeat("a", 129),
+		"100 KB":         strings.Repeat("x", 100<<10),
+		"line break":     "siem\nINJECTED",
+		"control":        "siem\x1b[31m",
+		"format char":    "siem\u200bx",
+		"invalid UTF-8":  "siem\xff",
+	} {
+		credWant400(t, b, s, logical.ReadOperation, "access/lbl", map[string]any{"integration": label}, "integration", "at most 128 printable characters")
+		_ = name
+	}
+	long := strings.Repeat("d", 300) + "\n"
+	if resp, err := lcDo(b, s, logical.ReadOperation, "access/lbl", "token-"+long, nil); err != nil || resp.IsError() {
+		t.Fatalf("access with a long display name: %v %v", resp, err)
+	}
+	var labels []string
+	for _, ev := range lcLogs(t, b, s, "lbl", nil) {
+		labels = append(labels, ev["integration"].(string))
+	}
+	for _, l := range labels {
+		if utf8.RuneCountInString(l) > 128 || strings.ContainsAny(l, "\n\x1b\u200b") || len(l) > 512 {
+			t.Errorf("logged integration label breaks the rule: %q", l)
+		}
+	}
+	if !contains(labels, ok128) || !contains(labels, "token-"+strings.Repeat("d", 122)) {
+		t.Errorf("logged labels = %q, want the 128-character one and the clamped display name", labels)
+	}
+}
+
+func contains(list []string, s string) bool {
+	for _, e := range list {
+		if e == s {
+			return true
+		}
+	}
+	return false
+}
+
+// TestQueryFiltersBounded: the list and logs filters are bounded with a 400 naming
+// the filter.
+func TestQueryFiltersBounded(t *testing.T) {
+	t.Parallel()
+	b, s, _ := newTestBackend(t)
+	lcCreateBasic(t, b, s, "q", nil)
+	for _, tc := range []struct {
+		op    logical.Operation
+		path  string
+		field string
+		value string
+		want  string
+	}{
+		{logical.ListOperation, "credentials/", "filter", strings.Repeat("f", 129), "at most 128 bytes"},
+		{logical.ListOperation, "credentials/", "after", strings.Repeat("f", 129), "at most 128 bytes"},
+		{logical.ListOperation, "credentials/", "tag", strings.Repeat("f", 129), "at most 128 bytes"},
+		{logical.ReadOperation, "credentials/q/logs", "integration", strings.Repeat("i", 129), "at most 128 printable characters"},
+		{logical.ReadOperation, "credentials/q/logs", "integration", "a\nb", "at most 128 printable characters"},
+		{logical.ReadOperation, "credentials/q/logs", "event", strings.Repeat("e", 65), "at most 64 bytes"},
+		{logical.ReadOperation, "credentials/q/logs", "since", strings.Repeat("1", 65), "at most 64 bytes"},
+		{logical.ReadOperation, "credentials/q/logs", "until", strings.Repeat("1", 65), "at most 64 bytes"},
+	} {
+		credWant400(t, b, s, tc.op, tc.path, map[string]any{tc.field: tc.value}, tc.field, tc.want)
+	}
+	// At the limit they are accepted.
+	mustOK(t, b, s, logical.ListOperation, "credentials/", map[string]any{"filter": strings.Repeat("f", 128), "after": strings.Repeat("f", 128), "tag": strings.Repeat("f", 128)})
+	mustOK(t, b, s, logical.ReadOperation, "credentials/q/logs", map[string]any{"integration": strings.Repeat("i", 128), "event": strings.Repeat("e", 64)})
+}
