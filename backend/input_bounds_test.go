@@ -149,3 +149,33 @@ func TestQueryFiltersBounded(t *testing.T) {
 	mustOK(t, b, s, logical.ListOperation, "credentials/", map[string]any{"filter": strings.Repeat("f", 128), "after": strings.Repeat("f", 128), "tag": strings.Repeat("f", 128)})
 	mustOK(t, b, s, logical.ReadOperation, "credentials/q/logs", map[string]any{"integration": strings.Repeat("i", 128), "event": strings.Repeat("e", 64)})
 }
+
+// TestWindowMinimumOneDay: a credential's own suspend_after and purge_after are at
+// least one day — stated in types/ and enforced with a 400 naming the field, on create
+// and on patch — so an update right cannot become a delete right.
+func TestWindowMinimumOneDay(t *testing.T) {
+	t.Parallel()
+	b, s, _ := newTestBackend(t)
+	for _, name := range []string{"suspend_after", "purge_after"} {
+		typ, _ := credtype.Lookup("basic")
+		f, _ := typ.Field(name)
+		if !strings.Contains(f.Rule, "at least one day (86400 seconds)") {
+			t.Errorf("%s rule does not state the minimum: %s", name, f.Rule)
+		}
+		for _, v := range []any{"1s", 60, "23h59m59s", 86399} {
+			data := map[string]any{"type": "basic", "username": "u", "password": "p", name: v}
+			credWant400(t, b, s, logical.CreateOperation, "credentials/short", data, name, "at least one day")
+		}
+	}
+	if names := storedCredentialNames(t, s); len(names) != 0 {
+		t.Fatalf("refused writes stored %v", names)
+	}
+	lcCreateBasic(t, b, s, "w", map[string]any{"suspend_after": "1d", "purge_after": 2 * 86400})
+	stored := func() string { return credStorageSnapshot(t, s)[credentialPrefix+"w"] }
+	before := stored()
+	credWant400(t, b, s, logical.PatchOperation, "credentials/w", map[string]any{"purge_after": "10s"}, "purge_after", "at least one day")
+	credWant400(t, b, s, logical.PatchOperation, "credentials/w", map[string]any{"suspend_after": "10s"}, "suspend_after", "at least one day")
+	if stored() != before {
+		t.Error("a refused patch changed the stored credential")
+	}
+}

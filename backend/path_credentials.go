@@ -376,6 +376,9 @@ func (b *integrationsBackend) applyLifecycleFields(ctx context.Context, s logica
 			if err != nil || secs <= 0 {
 				return fieldErr(wf.name, "must be a positive duration such as 90d, 2160h or a number of seconds")
 			}
+			if err := lifecycle.CheckWindow(secs); err != nil {
+				return fieldErr(wf.name, err.Error())
+			}
 			dur = secs
 		}
 		*wf.dst = dur

@@ -4,6 +4,9 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"time"
+
+	lc "github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/backend/lifecycle"
 )
 
 // Size limits. A PEM field holds a certificate chain or one key; anything else is a
@@ -22,6 +25,9 @@ const (
 )
 
 const fieldTOTPSecret = "totp_secret"
+
+// ruleMinWindow states lifecycle's minimum for a credential's own windows.
+var ruleMinWindow = fmt.Sprintf("at least one day (%d seconds)", int64(lc.MinWindow/time.Second))
 
 // Rules shared by several fields; each is shown in the catalog and repeated in errors.
 const (
@@ -167,10 +173,10 @@ func init() {
 		Rule:        "list of integration names without commas or control characters; duplicates dropped; at most 64 items of at most 128 bytes each",
 		Description: "Integrations expected to use the credential."})
 	define(Field{Name: "suspend_after", Type: FieldDuration, Common: true, maxLen: maxShort,
-		Rule:        "duration in seconds (or such as \"4320h\"); unset uses config suspend_after",
+		Rule:        "duration in seconds (or such as \"4320h\"), " + ruleMinWindow + "; unset uses config suspend_after",
 		Description: "Suspend the credential after this long without an access read."})
 	define(Field{Name: "purge_after", Type: FieldDuration, Common: true, maxLen: maxShort,
-		Rule:        "duration in seconds (or such as \"8760h\"); unset uses config purge_after",
+		Rule:        "duration in seconds (or such as \"8760h\"), " + ruleMinWindow + ", longer than suspend_after; unset uses config purge_after",
 		Description: "Delete the credential after this long without an access read."})
 	define(Field{Name: "expires_at", Type: FieldTime, Common: true, maxLen: maxShort,
 		Rule:        "RFC 3339 time, such as 2027-01-31T00:00:00Z",
