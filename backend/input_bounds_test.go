@@ -11,6 +11,7 @@ import (
 	"github.com/hashicorp/vault/sdk/logical"
 
 	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/backend/credtype"
+	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/internal/oauthtest"
 )
 
 var (
@@ -177,5 +178,23 @@ func TestWindowMinimumOneDay(t *testing.T) {
 	credWant400(t, b, s, logical.PatchOperation, "credentials/w", map[string]any{"suspend_after": "10s"}, "suspend_after", "at least one day")
 	if stored() != before {
 		t.Error("a refused patch changed the stored credential")
+	}
+}
+
+// TestPasswordReachesProviderVerbatim: a password written with leading and trailing
+// spaces ("used exactly as given") reaches the token endpoint as written, through the
+// catalog, storage and the oauth package.
+func TestPasswordReachesProviderVerbatim(t *testing.T) {
+	t.Parallel()
+	p := newTestProvider(t, providerConfig{})
+	b, s, _ := oauthBackend(t)
+	const password = "  " + oauthtest.Password + " "
+	mustOK(t, b, s, logical.CreateOperation, "credentials/pw", map[string]any{
+		"type": "oauth2_password", "token_url": p.tokenURL(), "client_id": oauthtest.ClientID,
+		"client_secret": oauthtest.ClientSecret, "username": oauthtest.Username, "password": password, "auth_style": "body",
+	})
+	_, _ = request(b, s, logical.ReadOperation, "access/pw", nil) // the provider refuses the spaced password
+	if got := p.LastRequest(t).Form.Get("password"); got != password {
+		t.Fatalf("provider received password %q, want %q", got, password)
 	}
 }
