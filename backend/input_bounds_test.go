@@ -198,3 +198,28 @@ func TestPasswordReachesProviderVerbatim(t *testing.T) {
 		t.Fatalf("provider received password %q, want %q", got, password)
 	}
 }
+
+// TestConversionErrorsDoNotEchoValues: a value the framework cannot convert to its
+// field's type (a list or object sent as a password, words as a duration) is a 400
+// naming the field, without the value: the framework's own message quotes it, and
+// error text reaches the audit log in clear.
+func TestConversionErrorsDoNotEchoValues(t *testing.T) {
+	t.Parallel()
+	b, s, _ := newTestBackend(t)
+	for _, tc := range []struct {
+		field string
+		value any
+	}{
+		{"password", []any{"SECRETINALIST7Q"}},
+		{"password", map[string]any{"k": "SECRETINAMAP7Q"}},
+		{"password", []any{map[string]any{"k": "SECRETDEEP7Q"}}},
+		{"suspend_after", "SECRETDURATION7Q"},
+	} {
+		data := map[string]any{"type": "basic", "username": "u", "password": "p", tc.field: tc.value}
+		credWant400(t, b, s, logical.CreateOperation, "credentials/conv", data, tc.field, "wrong type or form")
+		resp, _ := credReq(t, b, s, logical.CreateOperation, "credentials/conv", data)
+		if msg := resp.Error().Error(); strings.Contains(msg, "SECRET") {
+			t.Errorf("%s: error echoes the value: %s", tc.field, msg)
+		}
+	}
+}
