@@ -108,11 +108,14 @@ var catalogText = func() []string {
 }()
 
 // fuzzRequest sends one request and checks the properties every write must keep.
-// Refusals are searched for every value a sensitive field of any type holds; a success
-// (which answers with the credential's management view) for the secrets of its type.
+// A refusal's text is searched for every value a sensitive field of any type holds. A
+// success answers with the credential's management view, which also holds values
+// stored by earlier inputs: it must hold no sensitive field of the credential's type,
+// and no value equal to one of the stored secrets.
 func fuzzRequest(t *testing.T, b *integrationsBackend, s logical.Storage, op logical.Operation, path string, raw map[string]any, extra ...string) {
 	t.Helper()
 	before := credStorageSnapshot(t, s)
+	extra = append(extra, storedCredentialNames(t, s)...)
 	req := &logical.Request{Operation: op, Path: path, Data: maps.Clone(raw), Storage: s}
 	resp, err := b.HandleRequest(context.Background(), req)
 	code, _ := logical.RespondErrorCommon(req, resp, err)
@@ -123,12 +126,10 @@ func fuzzRequest(t *testing.T, b *integrationsBackend, s logical.Storage, op log
 	secrets := inputSecrets(nil, raw, extra...)
 	switch {
 	case code == 0 || code == http.StatusNoContent:
-		text = credJSON(t, resp)
 		if resp != nil {
-			if typ, ok := credtype.Lookup(fmt.Sprint(resp.Data["type"])); ok {
-				secrets = inputSecrets(typ, raw, extra...)
-			}
+			checkManagementView(t, b, s, resp.Data)
 		}
+		return
 	case code >= 400 && code < 500:
 		text = fmt.Sprint(err)
 		if resp != nil {
@@ -145,6 +146,57 @@ func fuzzRequest(t *testing.T, b *integrationsBackend, s logical.Storage, op log
 			t.Fatalf("%s %s (status %d): answer contains the input secret %q: %s", op, path, code, secret, text)
 		}
 	}
+}
+
+// checkManagementView asserts a credential's management view shows none of its
+// stored secrets.
+func checkManagementView(t *testing.T, b *integrationsBackend, s logical.Storage, data map[string]any) {
+	t.Helper()
+	name, _ := data["name"].(string)
+	typ, ok := credtype.Lookup(fmt.Sprint(data["type"]))
+	if name == "" || !ok {
+		return
+	}
+	c, err := b.credentials.get(context.Background(), s, name)
+	if err != nil || c == nil {
+		t.Fatalf("written credential %q not found: %v", name, err)
+	}
+	public := map[string]bool{}
+	for _, f := range typ.Fields {
+		if v, ok := c.Values[f.Name].(string); ok && !f.Sensitive {
+			public[v] = true
+		}
+	}
+	secrets := map[string]bool{}
+	for _, f := range typ.Fields {
+		if v, ok := c.Values[f.Name].(string); ok && f.Sensitive && v != "" && !public[v] {
+			secrets[v] = true
+		}
+		if _, shown := data[f.Name]; shown && f.Sensitive {
+			t.Fatalf("management view shows sensitive field %q", f.Name)
+		}
+	}
+	for _, v := range c.Secrets {
+		secrets[v] = true
+	}
+	var walk func(v any)
+	walk = func(v any) {
+		switch v := v.(type) {
+		case string:
+			if secrets[v] {
+				t.Fatalf("management view of %s shows a stored secret", name)
+			}
+		case []string:
+			for _, e := range v {
+				walk(e)
+			}
+		case map[string]any:
+			for _, e := range v {
+				walk(e)
+			}
+		}
+	}
+	walk(data)
 }
 
 // FuzzCredentialWrite fuzzes create, update and patch of credentials/<name>.
