@@ -1,6 +1,10 @@
 package backend
 
 import (
+	"context"
+	"crypto/x509/pkix"
+	"encoding/asn1"
+	"encoding/pem"
 	"fmt"
 	"regexp"
 	"strconv"
@@ -222,4 +226,66 @@ func TestConversionErrorsDoNotEchoValues(t *testing.T) {
 			t.Errorf("%s: error echoes the value: %s", tc.field, msg)
 		}
 	}
+}
+
+// TestLogsNameBounded: a name no credential can have (too long, or with '..', which
+// Vault's storage refuses) is a plain 404 on the logs path, never a storage error.
+func TestLogsNameBounded(t *testing.T) {
+	t.Parallel()
+	b, s, _ := newTestBackend(t)
+	cs := &countingStorage{Storage: s}
+	for _, name := range []string{strings.Repeat("a", 129), "a..b", "x" + strings.Repeat("y", 1<<16)} {
+		resp, err := b.HandleRequest(context.Background(), &logical.Request{Operation: logical.ReadOperation, Path: "credentials/" + name + "/logs", Storage: cs})
+		if err != nil || resp != nil {
+			t.Errorf("logs of an impossible name: %v %v, want a plain 404", resp, err)
+		}
+	}
+	if n := cs.reads(); n != 0 {
+		t.Errorf("logs of impossible names read storage %d times", n)
+	}
+}
+
+// TestHostileKeyRefusedByWrite: through the write path, a certificate whose key asks
+// scrypt for 16 GiB is a 400 on private_key stating the cap, stores nothing and runs no
+// KDF. (credtype's tests cover every KDF and cipher case and the benchmark the time.)
+func TestHostileKeyRefusedByWrite(t *testing.T) {
+	b, s, _ := newTestBackend(t)
+	k := encryptedECKey(t, "pw-hostile")
+	before := credtype.KDFRuns()
+	credWant400(t, b, s, logical.CreateOperation, "credentials/hostile", map[string]any{
+		"type": "certificate", "certificate": k.certPEM, "private_key": hostileScryptKey(t), "private_key_password": "pw-hostile",
+	}, "private_key", "128·N·r ≤ 128 MiB")
+	if n := credtype.KDFRuns() - before; n != 0 {
+		t.Errorf("KDF ran %d times", n)
+	}
+	if names := storedCredentialNames(t, s); len(names) != 0 {
+		t.Errorf("refused write stored %v", names)
+	}
+}
+
+// hostileScryptKey is an ENCRYPTED PRIVATE KEY whose PBES2 parameters ask for scrypt
+// with N=2^24, r=8 (16 GiB); the ciphertext is filler.
+func hostileScryptKey(t testing.TB) string {
+	t.Helper()
+	der := func(v any) []byte {
+		b, err := asn1.Marshal(v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	alg := func(oid asn1.ObjectIdentifier, params any) pkix.AlgorithmIdentifier {
+		return pkix.AlgorithmIdentifier{Algorithm: oid, Parameters: asn1.RawValue{FullBytes: der(params)}}
+	}
+	kdf := alg(asn1.ObjectIdentifier{1, 3, 6, 1, 4, 1, 11591, 4, 11}, struct {
+		Salt    []byte
+		N, R, P int64
+	}{make([]byte, 16), 1 << 24, 8, 1})
+	cipher := alg(asn1.ObjectIdentifier{2, 16, 840, 1, 101, 3, 4, 1, 42}, make([]byte, 16))
+	pbes2 := alg(asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 5, 13}, struct{ KDF, Cipher pkix.AlgorithmIdentifier }{kdf, cipher})
+	info := der(struct {
+		Alg  pkix.AlgorithmIdentifier
+		Data []byte
+	}{pbes2, make([]byte, 64)})
+	return string(pem.EncodeToMemory(&pem.Block{Type: "ENCRYPTED PRIVATE KEY", Bytes: info}))
 }
