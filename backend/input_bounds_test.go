@@ -218,6 +218,8 @@ func TestConversionErrorsDoNotEchoValues(t *testing.T) {
 		{"password", map[string]any{"k": "SECRETINAMAP7Q"}},
 		{"password", []any{map[string]any{"k": "SECRETDEEP7Q"}}},
 		{"suspend_after", "SECRETDURATION7Q"},
+		{"suspend_after", "-SECRET7Q"},
+		{"tags", map[string]any{"SECRETKEY7Q": "SECRETVAL7Q"}},
 	} {
 		data := map[string]any{"type": "basic", "username": "u", "password": "p", tc.field: tc.value}
 		credWant400(t, b, s, logical.CreateOperation, "credentials/conv", data, tc.field, "wrong type or form")

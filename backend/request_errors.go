@@ -3,6 +3,7 @@ package backend
 import (
 	"context"
 	"regexp"
+	"strings"
 
 	"github.com/hashicorp/vault/sdk/logical"
 )
@@ -18,6 +19,9 @@ var (
 	quotedValue = regexp.MustCompile(`"(?:[^"\\]|\\.)*"`)
 	// trailingValue is mapstructure's ", value: '…'" suffix, which runs to the end.
 	trailingValue = regexp.MustCompile(`(?s),? value: '.*$`)
+	// singleQuoted is a single-quoted span, as parseutil and mapstructure quote values
+	// ("cannot provide negative value '-5'") and type names ("expected type 'string'").
+	singleQuoted = regexp.MustCompile(`(type )?'[^']*'`)
 )
 
 // conversionRule is the conversion message without any part of the value: what the
@@ -25,6 +29,12 @@ var (
 func conversionRule(detail string) string {
 	detail = trailingValue.ReplaceAllString(detail, "")
 	detail = quotedValue.ReplaceAllString(detail, "(value not shown)")
+	detail = singleQuoted.ReplaceAllStringFunc(detail, func(q string) string {
+		if strings.HasPrefix(q, "type ") || q == "''" {
+			return q // a Go type name, or the empty name mapstructure gives the value
+		}
+		return "(value not shown)"
+	})
 	if detail == "" || len(detail) > 200 {
 		return "has a value of the wrong type or form for this field"
 	}
