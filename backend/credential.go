@@ -33,9 +33,13 @@ type credential struct {
 	UsedBy      []string       `json:"used_by,omitempty"`
 	Values      map[string]any `json:"values"`
 	Derived     map[string]any `json:"derived,omitempty"`
-	NotAfter    time.Time      `json:"not_after,omitzero"`
-	CreatedAt   time.Time      `json:"created_at"`
-	UpdatedAt   time.Time      `json:"updated_at"`
+	// Secrets is the secret material derived when the values were validated (a
+	// certificate's decrypted private key), so access/ never runs a KDF. As secret as
+	// Values and stored beside them; never part of a management read (Derived is).
+	Secrets   map[string]string `json:"secrets,omitempty"`
+	NotAfter  time.Time         `json:"not_after,omitzero"`
+	CreatedAt time.Time         `json:"created_at"`
+	UpdatedAt time.Time         `json:"updated_at"`
 
 	// Per-credential overrides of the engine's windows; zero means the engine default.
 	SuspendAfter time.Duration `json:"suspend_after,omitempty"`
@@ -43,6 +47,29 @@ type credential struct {
 
 	// State is the lifecycle state: status, activity time, warnings sent.
 	State lifecycle.State `json:"state"`
+
+	// lazy holds Secrets derived in memory for an entry stored without them (written by
+	// v0.1): derived on the first access, once per decoded copy, never persisted by a
+	// read. Nil on credentials built by a write, which carry Secrets.
+	lazy *lazySecrets
+}
+
+type lazySecrets struct {
+	once    sync.Once
+	secrets map[string]string
+	err     error
+}
+
+// accessSecrets returns the derived secrets access/ hands to the catalog's Access.
+func (c *credential) accessSecrets() (map[string]string, error) {
+	if c.Secrets != nil {
+		return c.Secrets, nil
+	}
+	if c.lazy == nil {
+		return c.kind().DeriveSecrets(c.Values)
+	}
+	c.lazy.once.Do(func() { c.lazy.secrets, c.lazy.err = c.kind().DeriveSecrets(c.Values) })
+	return c.lazy.secrets, c.lazy.err
 }
 
 // kind returns the credential's type definition; stored types always resolve.
@@ -134,7 +161,7 @@ func (cs *credentialStore) get(ctx context.Context, s logical.Storage, name stri
 	if entry == nil {
 		return nil, nil
 	}
-	c = new(credential)
+	c = &credential{lazy: new(lazySecrets)}
 	if err := entry.DecodeJSON(c); err != nil {
 		return nil, fmt.Errorf("decoding credential %q: %w", name, err)
 	}
@@ -278,6 +305,7 @@ func (cs *credentialStore) forgetAll() {
 // clone returns a copy of c that a writer may change without touching the cached one.
 func (c *credential) clone() *credential {
 	n := *c
+	n.lazy = new(lazySecrets) // the copy's values may change: derive afresh if needed
 	n.Values = make(map[string]any, len(c.Values))
 	for k, v := range c.Values {
 		if l, ok := v.([]string); ok {

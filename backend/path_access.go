@@ -5,6 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strings"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/logical"
@@ -24,7 +27,7 @@ func pathAccess(b *integrationsBackend) *framework.Path {
 			"name": {Type: framework.TypeString, Description: "Name of the credential.", Required: true},
 			"integration": {
 				Type:        framework.TypeString,
-				Description: "Name of the calling integration, for the usage log. Default: the caller's Vault display name.",
+				Description: "Name of the calling integration, for the usage log: " + integrationRule + ". Default: the caller's Vault display name (shortened to 128 characters, anything unprintable replaced by '?').",
 				Query:       true,
 			},
 			"minimum_seconds": {
@@ -57,7 +60,10 @@ func (b *integrationsBackend) pathAccessRead(ctx context.Context, req *logical.R
 	if err != nil || c == nil {
 		return nil, err
 	}
-	integration := requestIntegration(req, d.Get("integration").(string))
+	integration, err := integrationLabel(req, d.Get("integration").(string))
+	if err != nil {
+		return logical.ErrorResponse(err.Error()), nil
+	}
 	now := b.now().UTC()
 	cfg, err := b.loadConfig(ctx, req.Storage)
 	if err != nil {
@@ -70,7 +76,10 @@ func (b *integrationsBackend) pathAccessRead(ctx context.Context, req *logical.R
 	var data map[string]any
 	var warnings []string
 	if t := c.kind(); t.Kind == credtype.KindStatic {
-		data, err = t.Access(c.Values, now)
+		var secrets map[string]string
+		if secrets, err = c.accessSecrets(); err == nil {
+			data, err = t.Access(c.Values, secrets, now)
+		}
 	} else {
 		data, warnings, err = b.tokenAccess(ctx, req.Storage, cfg, c, d.Get("minimum_seconds").(int))
 	}
@@ -99,4 +108,53 @@ func unavailable(name string, err error) error {
 		hint = fmt.Sprintf("; unsuspend it at credentials/%s/unsuspend", name)
 	}
 	return logical.CodedError(http.StatusForbidden, fmt.Sprintf("credential %q cannot be used: %s%s", name, ue.Error(), hint))
+}
+
+// maxIntegration bounds the integration label of access/ and of the logs filter: it is
+// stored in every usage event, so an unbounded one would fill the log.
+const maxIntegration = 128
+
+// integrationRule is the rule of the integration label, quoted in its refusals.
+const integrationRule = "at most 128 printable characters (letters, digits, punctuation, symbols and spaces; no control or format characters)"
+
+// validIntegration reports whether s follows integrationRule.
+func validIntegration(s string) bool {
+	if len(s) > utf8.UTFMax*maxIntegration || !utf8.ValidString(s) || utf8.RuneCountInString(s) > maxIntegration {
+		return false
+	}
+	return !strings.ContainsFunc(s, func(r rune) bool { return !unicode.IsPrint(r) })
+}
+
+// integrationLabel is who a request is logged as: the explicit label, refused unless it
+// follows integrationRule, else the caller's Vault identity made to follow it. Vault
+// sets the display name from a role or token name, which the caller may have chosen.
+func integrationLabel(req *logical.Request, explicit string) (string, error) {
+	if explicit != "" {
+		if !validIntegration(explicit) {
+			return "", fieldErr("integration", "must be "+integrationRule)
+		}
+		return explicit, nil
+	}
+	return clampIntegration(requestIntegration(req, "")), nil
+}
+
+// clampIntegration makes s follow integrationRule: unprintable runes (and invalid
+// UTF-8) become '?', and only the first maxIntegration characters are kept.
+func clampIntegration(s string) string {
+	if validIntegration(s) {
+		return s
+	}
+	var out strings.Builder
+	n := 0
+	for _, r := range s {
+		if n == maxIntegration {
+			break
+		}
+		if !unicode.IsPrint(r) {
+			r = '?'
+		}
+		out.WriteRune(r)
+		n++
+	}
+	return out.String()
 }

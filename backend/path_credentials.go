@@ -8,7 +8,6 @@ import (
 	"slices"
 	"strings"
 	"time"
-	"unicode"
 
 	"github.com/hashicorp/go-secure-stdlib/parseutil"
 	"github.com/hashicorp/vault/sdk/framework"
@@ -19,15 +18,25 @@ import (
 	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/backend/usage"
 )
 
-// Limits on list pages and on the lifecycle metadata a credential carries.
+// Limits on list pages. The lifecycle metadata a credential carries (description,
+// tags, used_by) is bounded by the catalog's rules for those fields.
 const (
 	defaultListLimit = 1000
 	maxListLimit     = 10000
-	maxTags          = 64
-	maxTagLen        = 128
-	// maxDescription is what the catalog's rule for description says (types/<type>).
-	maxDescription = 4096
+	// maxNameLen is the longest name nameRule allows, in bytes: the bound on the list
+	// filters that take a name or part of one.
+	maxNameLen = 128
 )
+
+// lifecycleField is the catalog's definition of a common lifecycle field, whose rule
+// (size limits included) the backend enforces.
+func lifecycleField(name string) credtype.Field {
+	f, ok := credtype.SchemaField(name)
+	if !ok || !f.Lifecycle() {
+		panic("backend: catalog lacks lifecycle field " + name)
+	}
+	return f
+}
 
 // credentialFields is the path schema for credentials/<name>: name and type, then every
 // field of every credential type, declared once from the catalog.
@@ -77,10 +86,10 @@ func pathCredentials(b *integrationsBackend) []*framework.Path {
 			},
 			Fields: map[string]*framework.FieldSchema{
 				"type":   {Type: framework.TypeString, Description: "Only credentials of this type (aliases accepted).", Query: true},
-				"tag":    {Type: framework.TypeString, Description: "Only credentials carrying this tag.", Query: true},
+				"tag":    {Type: framework.TypeString, Description: fmt.Sprintf("Only credentials carrying this tag (at most %d bytes).", lifecycleField("tags").MaxBytes()), Query: true},
 				"status": {Type: framework.TypeString, Description: "Only credentials in this status: active, suspended or needs_reauth.", Query: true},
-				"filter": {Type: framework.TypeString, Description: "Only credentials whose name contains this text (case-insensitive).", Query: true},
-				"after":  {Type: framework.TypeString, Description: "Start the page after this name (the last name of the previous page).", Query: true},
+				"filter": {Type: framework.TypeString, Description: fmt.Sprintf("Only credentials whose name contains this text (case-insensitive; at most %d bytes).", maxNameLen), Query: true},
+				"after":  {Type: framework.TypeString, Description: fmt.Sprintf("Start the page after this name (the last name of the previous page; at most %d bytes).", maxNameLen), Query: true},
 				"limit":  {Type: framework.TypeInt, Description: fmt.Sprintf("At most this many names (default %d, at most %d).", defaultListLimit, maxListLimit), Query: true},
 			},
 			Operations: map[logical.Operation]framework.OperationHandler{
@@ -184,7 +193,7 @@ func (b *integrationsBackend) writeCredential(ctx context.Context, req *logical.
 	if err := b.saveCredential(ctx, req.Storage, c, existing); err != nil {
 		return validationResponse(err) // a device account whose hostname+ip+username is taken is a 400
 	}
-	b.recordEvent(name, writeEvent(existing), true, requestIntegration(req, ""), "")
+	b.recordEvent(name, writeEvent(existing), true, clampIntegration(requestIntegration(req, "")), "")
 	return b.credentialResponse(ctx, req.Storage, c)
 }
 
@@ -266,6 +275,7 @@ func (b *integrationsBackend) buildCredential(ctx context.Context, s logical.Sto
 	}
 	c.Values = validated.Values
 	c.Derived = validated.Derived
+	c.Secrets = validated.Secrets
 	c.NotAfter = validated.NotAfter
 
 	if err := b.applyLifecycleFields(ctx, s, c, raw, patch); err != nil {
@@ -324,11 +334,9 @@ func (b *integrationsBackend) applyLifecycleFields(ctx context.Context, s logica
 		if v != nil && d == "" {
 			d = fmt.Sprint(v)
 		}
-		if len(d) > maxDescription {
-			return fieldErr("description", fmt.Sprintf("must be at most %d bytes", maxDescription))
-		}
-		if strings.ContainsFunc(d, func(r rune) bool { return unicode.IsControl(r) && r != '\n' && r != '\r' && r != '\t' }) {
-			return fieldErr("description", "must not contain control characters other than tabs and line breaks")
+		d, err := lifecycleField("description").NormalizeText(d)
+		if err != nil {
+			return fieldErr("description", err.Error())
 		}
 		c.Description = d
 	}
@@ -344,16 +352,12 @@ func (b *integrationsBackend) applyLifecycleFields(ctx context.Context, s logica
 		if v != nil {
 			list = fieldValue(credtype.Field{Type: credtype.FieldList}, v).([]string)
 		}
-		if len(list) > maxTags {
-			return fieldErr(lf.name, fmt.Sprintf("at most %d entries", maxTags))
-		}
-		for _, e := range list {
-			if len(e) > maxTagLen || strings.ContainsRune(e, ',') || strings.ContainsFunc(e, unicode.IsControl) {
-				return fieldErr(lf.name, fmt.Sprintf("entries must be at most %d bytes, without commas, line breaks or other control characters", maxTagLen))
-			}
+		list, err := lifecycleField(lf.name).NormalizeList(list)
+		if err != nil {
+			return fieldErr(lf.name, err.Error())
 		}
 		slices.Sort(list)
-		*lf.dst = slices.Compact(list)
+		*lf.dst = list
 	}
 	for _, wf := range []struct {
 		name string
@@ -364,10 +368,16 @@ func (b *integrationsBackend) applyLifecycleFields(ctx context.Context, s logica
 			continue
 		}
 		var dur time.Duration
+		if s, isString := v.(string); isString && len(s) > lifecycleField(wf.name).MaxBytes() {
+			return fieldErr(wf.name, fmt.Sprintf("must be at most %d bytes", lifecycleField(wf.name).MaxBytes()))
+		}
 		if v != nil && v != "" {
 			secs, err := parseutil.ParseDurationSecond(v)
 			if err != nil || secs <= 0 {
 				return fieldErr(wf.name, "must be a positive duration such as 90d, 2160h or a number of seconds")
+			}
+			if err := lifecycle.CheckWindow(secs); err != nil {
+				return fieldErr(wf.name, err.Error())
 			}
 			dur = secs
 		}
@@ -378,6 +388,9 @@ func (b *integrationsBackend) applyLifecycleFields(ctx context.Context, s logica
 		text, isString := v.(string)
 		if v != nil && !isString {
 			return fieldErr("expires_at", "must be an RFC 3339 time such as 2027-01-31T00:00:00Z")
+		}
+		if max := lifecycleField("expires_at").MaxBytes(); len(text) > max {
+			return fieldErr("expires_at", fmt.Sprintf("must be at most %d bytes", max))
 		}
 		if text != "" {
 			parsed, err := time.Parse(time.RFC3339, text)
@@ -643,7 +656,16 @@ func (b *integrationsBackend) pathCredentialsList(ctx context.Context, req *logi
 	if limit < 0 || limit > maxListLimit {
 		return logical.ErrorResponse(fieldErr("limit", fmt.Sprintf("must be between 1 and %d", maxListLimit)).Error()), nil
 	}
-	tag, filter, after := d.Get("tag").(string), strings.ToLower(d.Get("filter").(string)), d.Get("after").(string)
+	tag, filter, after := d.Get("tag").(string), d.Get("filter").(string), d.Get("after").(string)
+	for _, q := range []struct {
+		name, value string
+		max         int
+	}{{"tag", tag, lifecycleField("tags").MaxBytes()}, {"filter", filter, maxNameLen}, {"after", after, maxNameLen}} {
+		if len(q.value) > q.max {
+			return logical.ErrorResponse(fieldErr(q.name, fmt.Sprintf("must be at most %d bytes", q.max)).Error()), nil
+		}
+	}
+	filter = strings.ToLower(filter)
 
 	cfg, err := b.loadConfig(ctx, req.Storage)
 	if err != nil {

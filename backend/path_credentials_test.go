@@ -318,8 +318,8 @@ func TestCredentialValidationRefusals(t *testing.T) {
 		{"description control character", "webhook", map[string]any{"description": "bell\a"}, "description", "control characters"},
 		{"tag control character", "webhook", map[string]any{"tags": []any{"nul\x00"}}, "tags", "control characters"},
 		{"expires_at number", "webhook", map[string]any{"expires_at": 1893456000}, "expires_at", "RFC 3339"},
-		{"too many tags", "webhook", map[string]any{"tags": strings.Repeat("t,", 64) + "last"}, "tags", "64"},
-		{"tag line break", "webhook", map[string]any{"tags": []any{"a\nb"}}, "tags", "line breaks"},
+		{"too many tags", "webhook", map[string]any{"tags": manyLabels(65)}, "tags", "at most 64 items"},
+		{"tag line break", "webhook", map[string]any{"tags": []any{"a\nb"}}, "tags", "control characters"},
 		{"used_by too long", "webhook", map[string]any{"used_by": []any{strings.Repeat("u", 129)}}, "used_by", "128"},
 		{"suspend_after negative", "webhook", map[string]any{"suspend_after": -5}, "suspend_after", "negative"},
 		{"purge_after zero", "webhook", map[string]any{"purge_after": "0"}, "purge_after", "positive"},
@@ -1048,4 +1048,13 @@ func TestListFollowsOtherNodesWrites(t *testing.T) {
 	if got := list(); !slices.Equal(got, []string{"0first"}) {
 		t.Fatalf("after own create and delete: %v", got)
 	}
+}
+
+// manyLabels is n distinct labels as a comma-separated list.
+func manyLabels(n int) string {
+	labels := make([]string, n)
+	for i := range labels {
+		labels[i] = fmt.Sprintf("t%d", i)
+	}
+	return strings.Join(labels, ",")
 }

@@ -60,10 +60,10 @@ func pathLifecycle(b *integrationsBackend) []*framework.Path {
 		Fields: map[string]*framework.FieldSchema{
 			"name":        {Type: framework.TypeString, Description: "Name of the credential.", Required: true},
 			"status":      {Type: framework.TypeString, Description: "Only events with this outcome: success or failure.", Query: true},
-			"integration": {Type: framework.TypeString, Description: "Only events of this integration.", Query: true},
-			"event":       {Type: framework.TypeString, Description: "Only events of this kind, e.g. access, token_minted, warning.", Query: true},
-			"since":       {Type: framework.TypeString, Description: "Only events at or after this RFC 3339 time.", Query: true},
-			"until":       {Type: framework.TypeString, Description: "Only events at or before this RFC 3339 time.", Query: true},
+			"integration": {Type: framework.TypeString, Description: "Only events of this integration (" + integrationRule + ").", Query: true},
+			"event":       {Type: framework.TypeString, Description: fmt.Sprintf("Only events of this kind, e.g. access, token_minted, warning (at most %d bytes).", maxLogQuery), Query: true},
+			"since":       {Type: framework.TypeString, Description: fmt.Sprintf("Only events at or after this RFC 3339 time (at most %d bytes).", maxLogQuery), Query: true},
+			"until":       {Type: framework.TypeString, Description: fmt.Sprintf("Only events at or before this RFC 3339 time (at most %d bytes).", maxLogQuery), Query: true},
 			"limit":       {Type: framework.TypeInt, Description: "At most this many events (newest first).", Query: true},
 		},
 		Operations: map[logical.Operation]framework.OperationHandler{
@@ -130,6 +130,9 @@ func (b *integrationsBackend) lifecycleAction(ctx context.Context, req *logical.
 
 func (b *integrationsBackend) pathLogsRead(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
 	name := d.Get("name").(string)
+	if !validName(name) {
+		return nil, nil // no such credential can exist; do not touch storage with the key
+	}
 	c, err := b.credentials.get(ctx, req.Storage, name)
 	if err != nil || c == nil {
 		return nil, err
@@ -142,6 +145,14 @@ func (b *integrationsBackend) pathLogsRead(ctx context.Context, req *logical.Req
 	}
 	if f.Status != "" && f.Status != usage.StatusSuccess && f.Status != usage.StatusFailure {
 		return logical.ErrorResponse(fieldErr("status", "must be success or failure").Error()), nil
+	}
+	if f.Integration != "" && !validIntegration(f.Integration) {
+		return logical.ErrorResponse(fieldErr("integration", "must be "+integrationRule).Error()), nil
+	}
+	for _, q := range []string{"event", "since", "until"} {
+		if len(d.Get(q).(string)) > maxLogQuery {
+			return logical.ErrorResponse(fieldErr(q, fmt.Sprintf("must be at most %d bytes", maxLogQuery)).Error()), nil
+		}
 	}
 	for _, tf := range []struct {
 		name string
@@ -174,6 +185,10 @@ func (b *integrationsBackend) pathLogsRead(ctx context.Context, req *logical.Req
 	}
 	return &logical.Response{Data: map[string]any{"events": out, "access_count": u.Count, "last_accessed": rfc3339(u.LastAccessed)}}, nil
 }
+
+// maxLogQuery bounds the event kind and time filters of credentials/<name>/logs: event
+// kinds and RFC 3339 times are far shorter.
+const maxLogQuery = 64
 
 func rfc3339Nano(t time.Time) string { return t.UTC().Format(time.RFC3339Nano) }
 

@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
-# make test: vet, unit tests under -race, then end-to-end tests against a real Vault
-# server (built by bootstrap/vault), the vault CLI, the HTTP API client and Terraform.
+# make test: vet, unit tests under -race, every fuzz target for a few seconds, then
+# end-to-end tests against a real Vault server (built by bootstrap/vault), the vault
+# CLI, the HTTP API client and Terraform.
 #   scripts/test.sh          everything
-#   scripts/test.sh unit     vet and unit tests
+#   scripts/test.sh unit     vet, unit tests and fuzzing
+#   scripts/test.sh fuzz     fuzzing only
 #   scripts/test.sh e2e      end-to-end tests only
+# FUZZTIME (default 5s) is how long each fuzz target runs; FUZZTIME=0 skips fuzzing.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 cd "$ROOT"
@@ -22,11 +25,41 @@ if [ "$what" = all ]; then
   tools_pid=$!
 fi
 
+# fuzz_all runs every fuzz target of every package for FUZZTIME, one go test per
+# target (go test fuzzes one target per invocation). Targets are discovered with
+# go test -list, so new ones are picked up; the unit tests have run their seeds.
+fuzz_all() {
+  local fuzztime="${FUZZTIME:-5s}" listing line pkg name start count=0
+  if [ "$fuzztime" = 0 ]; then log "fuzzing skipped (FUZZTIME=0)"; return 0; fi
+  listing="$(go test -list '^Fuzz' ./...)"
+  local names=()
+  start=$SECONDS
+  while IFS= read -r line; do
+    case "$line" in
+      Fuzz*) names+=("$line") ;;
+      ok*)
+        pkg="$(awk '{print $2}' <<<"$line")"
+        for name in ${names[@]+"${names[@]}"}; do
+          log "fuzz $name in $pkg for $fuzztime"
+          go test -run '^$' -fuzz "^${name}\$" -fuzztime "$fuzztime" "$pkg"
+          count=$((count + 1))
+        done
+        names=()
+        ;;
+    esac
+  done <<<"$listing"
+  log "fuzzed $count targets for $fuzztime each in $((SECONDS - start))s"
+}
+
 if [ "$what" = all ] || [ "$what" = unit ]; then
   log "go vet"
   go vet ./...
   log "unit tests (-race)"
   go test -race -count=1 ./...
+fi
+
+if [ "$what" = all ] || [ "$what" = unit ] || [ "$what" = fuzz ]; then
+  fuzz_all
 fi
 
 if [ "$what" = all ] || [ "$what" = e2e ]; then

@@ -10,8 +10,11 @@ import (
 type accessSpec struct {
 	// fields are returned as stored, when set.
 	fields []string
-	// extra adds computed values such as a ready Authorization header.
-	extra func(values, out map[string]any) error
+	// extra adds computed values such as a ready Authorization header, from the
+	// stored values and the secrets derived when they were written.
+	extra func(values map[string]any, secrets map[string]string, out map[string]any) error
+	// derive recomputes the secrets Validate derives, for values stored without them.
+	derive func(values map[string]any) (map[string]string, error)
 }
 
 // Access returns the material `access/<name>` hands an integration for a static
@@ -23,8 +26,12 @@ type accessSpec struct {
 // When a totp_secret is set, Access adds "totp_code", the RFC 6238 code at now; the
 // secret itself is not returned, since the code is all a sign-in needs.
 //
+// secrets is what Validate returned in Validated.Secrets (or DeriveSecrets, for values
+// stored without it). Access never runs a key-derivation function: an encrypted key
+// whose decrypted form is missing from secrets is an error.
+//
 // OAuth 2.0 kinds have no static material: Access refuses them.
-func (t *Type) Access(values map[string]any, now time.Time) (map[string]any, error) {
+func (t *Type) Access(values map[string]any, secrets map[string]string, now time.Time) (map[string]any, error) {
 	if t.access == nil {
 		return nil, fmt.Errorf("credential type %q is %s: access mints a token instead", t.Name, t.Kind)
 	}
@@ -44,7 +51,7 @@ func (t *Type) Access(values map[string]any, now time.Time) (map[string]any, err
 		}
 	}
 	if t.access.extra != nil {
-		if err := t.access.extra(values, out); err != nil {
+		if err := t.access.extra(values, secrets, out); err != nil {
 			return nil, fmt.Errorf("stored %s credential: %w", t.Name, err)
 		}
 	}
@@ -61,7 +68,7 @@ func (t *Type) Access(values map[string]any, now time.Time) (map[string]any, err
 }
 
 // basicAuthorization is the RFC 7617 header value.
-func basicAuthorization(values, out map[string]any) error {
+func basicAuthorization(values map[string]any, _ map[string]string, out map[string]any) error {
 	creds := str(values, "username") + ":" + str(values, "password")
 	out["authorization"] = "Basic " + base64.StdEncoding.EncodeToString([]byte(creds))
 	return nil
@@ -69,8 +76,8 @@ func basicAuthorization(values, out map[string]any) error {
 
 // prefixedAuthorization builds "<scheme> <token>" with the scheme read from a field,
 // falling back to def for values stored before the field had a default.
-func prefixedAuthorization(field, def string) func(values, out map[string]any) error {
-	return func(values, out map[string]any) error {
+func prefixedAuthorization(field, def string) func(map[string]any, map[string]string, map[string]any) error {
+	return func(values map[string]any, _ map[string]string, out map[string]any) error {
 		scheme := str(values, field)
 		if scheme == "" {
 			scheme = def
@@ -80,23 +87,58 @@ func prefixedAuthorization(field, def string) func(values, out map[string]any) e
 	}
 }
 
-func fixedAuthorization(scheme string) func(values, out map[string]any) error {
-	return func(values, out map[string]any) error {
+func fixedAuthorization(scheme string) func(map[string]any, map[string]string, map[string]any) error {
+	return func(values map[string]any, _ map[string]string, out map[string]any) error {
 		out["authorization"] = scheme + " " + str(values, "token")
 		return nil
 	}
 }
 
-func certificateAccess(values, out map[string]any) error {
+func certificateAccess(values map[string]any, secrets map[string]string, out map[string]any) error {
 	leaf, err := leafCertificate(str(values, "certificate"))
 	if err != nil {
 		return fieldError("certificate", err)
 	}
-	key, err := accessPrivateKey(str(values, "private_key"), str(values, "private_key_password"))
-	if err != nil {
-		return err
+	key := secrets["private_key"]
+	if key == "" {
+		if key, err = accessPrivateKey(str(values, "private_key")); err != nil {
+			return err
+		}
 	}
 	out["private_key"] = key
 	out["not_after"] = leaf.NotAfter.UTC().Format(time.RFC3339)
 	return nil
+}
+
+// certificateSecrets decrypts a stored encrypted key: the one derivation Access needs
+// done beforehand. Nil for an unencrypted key.
+func certificateSecrets(values map[string]any) (map[string]string, error) {
+	keyPEM := str(values, "private_key")
+	if enc, err := keyIsEncrypted(keyPEM); err != nil || !enc {
+		return nil, nil // Access reports a broken key itself
+	}
+	key, ferr := decryptX509Key(keyPEM, str(values, "private_key_password"))
+	if ferr != nil {
+		return nil, ferr
+	}
+	plain, err := pkcs8PEM(key)
+	if err != nil {
+		return nil, err
+	}
+	return map[string]string{"private_key": plain}, nil
+}
+
+// DeriveSecrets recomputes Validated.Secrets from stored values, for credentials stored
+// before the engine kept them (v0.1). It runs the key's KDF: call it once per stored
+// credential and keep the result, never once per read. Nil when there is nothing to
+// derive.
+func (t *Type) DeriveSecrets(values map[string]any) (map[string]string, error) {
+	if t.access == nil || t.access.derive == nil {
+		return nil, nil
+	}
+	s, err := t.access.derive(values)
+	if err != nil {
+		return nil, fmt.Errorf("stored %s credential: %w", t.Name, err)
+	}
+	return s, nil
 }

@@ -4,6 +4,9 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"time"
+
+	lc "github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/backend/lifecycle"
 )
 
 // Size limits. A PEM field holds a certificate chain or one key; anything else is a
@@ -13,9 +16,18 @@ const (
 	maxPEM        = 64 << 10
 	maxTOTPSecret = 256
 	maxListItems  = 64
+	// maxHostname is the DNS limit on a name (RFC 1035), for host names and tenants.
+	maxHostname = 253
+	// maxLabel bounds one tag or used_by entry.
+	maxLabel = 128
+	// maxShort bounds the durations and times of the lifecycle fields.
+	maxShort = 64
 )
 
 const fieldTOTPSecret = "totp_secret"
+
+// ruleMinWindow states lifecycle's minimum for a credential's own windows.
+var ruleMinWindow = fmt.Sprintf("at least one day (%d seconds)", int64(lc.MinWindow/time.Second))
 
 // Rules shared by several fields; each is shown in the catalog and repeated in errors.
 const (
@@ -44,7 +56,25 @@ func define(f Field) {
 	if f.Type == FieldList && f.maxItems == 0 {
 		f.maxItems = maxListItems
 	}
+	f.stateLimits()
 	schemaFields[f.Name] = f
+}
+
+// stateLimits makes the rule state the size limits normalize enforces, so what
+// types/ shows and what a write is refused for cannot differ: a rule that does not
+// already say them gets them appended.
+func (f *Field) stateLimits() {
+	add := func(part string) {
+		if !strings.Contains(f.Rule, part) {
+			f.Rule += "; " + part
+		}
+	}
+	if f.Type == FieldList {
+		add(fmt.Sprintf("at most %d items", f.maxItems))
+		add(fmt.Sprintf("at most %d bytes each", f.maxLen))
+		return
+	}
+	add(fmt.Sprintf("at most %d bytes", f.maxLen))
 }
 
 func init() {
@@ -59,10 +89,10 @@ func init() {
 		Description: "API key."})
 	define(Field{Name: "url", Type: FieldString, Destination: true, check: checkHTTPSURL, Rule: ruleHTTPSURL,
 		Description: "URL of the service the credential is for."})
-	define(Field{Name: "header_prefix", Type: FieldString, check: checkHTTPToken(64),
+	define(Field{Name: "header_prefix", Type: FieldString, check: checkHTTPToken, maxLen: 64,
 		Rule:        "HTTP authentication scheme: letters, digits and !#$%&'*+-.^_`|~, at most 64 bytes",
 		Description: "Scheme put before the token in the Authorization header."})
-	define(Field{Name: "header_name", Type: FieldString, check: checkHTTPToken(256),
+	define(Field{Name: "header_name", Type: FieldString, check: checkHTTPToken, maxLen: 256,
 		Rule:        "HTTP header name: letters, digits and !#$%&'*+-.^_`|~, at most 256 bytes",
 		Description: "Request header that carries the key."})
 
@@ -71,7 +101,7 @@ func init() {
 		Rule:        "PEM X.509 certificate, leaf first, optionally followed by its chain; CERTIFICATE blocks only, at most 65536 bytes",
 		Description: "Client certificate (PEM), leaf first."})
 	define(Field{Name: "private_key", Type: FieldString, Sensitive: true, check: checkX509PrivateKey, maxLen: maxPEM, multiline: true,
-		Rule:        "PEM private key: PKCS#1 RSA, PKCS#8 or SEC1 EC, optionally encrypted (PKCS#8 ENCRYPTED PRIVATE KEY, or legacy PEM Proc-Type: 4,ENCRYPTED) with private_key_password; must match the certificate; at most 65536 bytes",
+		Rule:        "PEM private key: PKCS#1 RSA, PKCS#8 or SEC1 EC, optionally encrypted (PKCS#8 ENCRYPTED PRIVATE KEY, or legacy PEM Proc-Type: 4,ENCRYPTED) with private_key_password; " + ruleKDF + "; must match the certificate; at most 65536 bytes",
 		Description: "Private key (PEM)."})
 	define(Field{Name: "private_key_password", Type: FieldString, Sensitive: true, verbatim: true,
 		Rule:        "required when private_key is encrypted and refused when it is not; must decrypt it; " + ruleVerbatim,
@@ -85,10 +115,10 @@ func init() {
 		Description: "Passphrase that decrypts private_key."})
 
 	// Device accounts (PAM style).
-	define(Field{Name: "hostname", Type: FieldString, Destination: true, check: checkHostname,
-		Rule:        "host name: dot-separated labels of letters, digits, '-' or '_' (1-63 each, 253 in all); stored lower-case",
+	define(Field{Name: "hostname", Type: FieldString, Destination: true, check: checkHostname, maxLen: maxHostname,
+		Rule:        "host name: dot-separated labels of letters, digits, '-' or '_' (1-63 each); stored lower-case; at most 253 bytes",
 		Description: "Host name of the device."})
-	define(Field{Name: "ip", Type: FieldString, Destination: true, check: checkIP,
+	define(Field{Name: "ip", Type: FieldString, Destination: true, check: checkIP, maxLen: maxShort,
 		Rule:        "IPv4 or IPv6 address without zone; stored in canonical form",
 		Description: "IP address of the device."})
 	define(Field{Name: "domain", Type: FieldString, Destination: true, Rule: ruleLine,
@@ -110,7 +140,7 @@ func init() {
 	define(Field{Name: "client_secret", Type: FieldString, Sensitive: true, Rule: ruleLine,
 		Description: "OAuth client secret."})
 	define(Field{Name: "scopes", Type: FieldList, item: scopeItems,
-		Rule:        "list of scope tokens (RFC 6749: printable ASCII except space, '\"' and '\\'); space-separated items are split, duplicates dropped; at most 64",
+		Rule:        "list of scope tokens (RFC 6749: printable ASCII except space, '\"' and '\\'); space-separated items are split, duplicates dropped; at most 64 items of at most 4096 bytes each",
 		Description: "Scopes to request."})
 	define(Field{Name: "audience", Type: FieldString, Rule: ruleLine,
 		Description: "audience parameter of the token request, for providers that need one."})
@@ -119,35 +149,36 @@ func init() {
 		Description: "How the client ID and secret are sent to the token endpoint."})
 
 	// Provider presets.
-	define(Field{Name: "tenant", Type: FieldString, Destination: true, check: checkTenant,
+	define(Field{Name: "tenant", Type: FieldString, Destination: true, check: checkTenant, maxLen: maxHostname,
 		Rule:        "directory (tenant) ID as a GUID, or a verified domain such as contoso.onmicrosoft.com; stored lower-case",
 		Description: "Microsoft Entra tenant."})
 	define(Field{Name: "account_id", Type: FieldString, check: checkNoSpace, Rule: ruleNoSpace,
 		Description: "Zoom account ID of the Server-to-Server OAuth app."})
-	define(Field{Name: "instance", Type: FieldString, Destination: true, check: checkInstance,
+	define(Field{Name: "instance", Type: FieldString, Destination: true, check: checkInstance, maxLen: maxHostname,
 		Rule:        `ServiceNow instance name, a DNS label such as "dev12345" ("dev12345.service-now.com" is accepted and shortened); stored lower-case`,
 		Description: "ServiceNow instance."})
-	define(Field{Name: "routing_key", Type: FieldString, Sensitive: true, check: checkRoutingKey,
+	define(Field{Name: "routing_key", Type: FieldString, Sensitive: true, check: checkRoutingKey, maxLen: 32,
 		Rule:        "32 letters and digits (the Events API v2 integration key)",
 		Description: "PagerDuty Events API v2 routing key."})
 
 	// Common fields. The lifecycle ones are validated by the backend, which owns the
-	// engine-wide defaults they fall back to.
+	// engine-wide defaults they fall back to; it applies their size rules from here
+	// (NormalizeText, NormalizeList, MaxBytes).
 	define(Field{Name: "description", Type: FieldString, Common: true, multiline: true, Rule: ruleText,
 		Description: "What the credential is for."})
-	define(Field{Name: "tags", Type: FieldList, Common: true,
-		Rule:        "list of labels",
+	define(Field{Name: "tags", Type: FieldList, Common: true, item: labelItem, maxLen: maxLabel,
+		Rule:        "list of labels without commas or control characters; duplicates dropped; at most 64 items of at most 128 bytes each",
 		Description: "Labels to find the credential by."})
-	define(Field{Name: "used_by", Type: FieldList, Common: true,
-		Rule:        "list of integration names",
+	define(Field{Name: "used_by", Type: FieldList, Common: true, item: labelItem, maxLen: maxLabel,
+		Rule:        "list of integration names without commas or control characters; duplicates dropped; at most 64 items of at most 128 bytes each",
 		Description: "Integrations expected to use the credential."})
-	define(Field{Name: "suspend_after", Type: FieldDuration, Common: true,
-		Rule:        "duration in seconds (or such as \"4320h\"); unset uses config suspend_after",
+	define(Field{Name: "suspend_after", Type: FieldDuration, Common: true, maxLen: maxShort,
+		Rule:        "duration in seconds (or such as \"4320h\"), " + ruleMinWindow + "; unset uses config suspend_after",
 		Description: "Suspend the credential after this long without an access read."})
-	define(Field{Name: "purge_after", Type: FieldDuration, Common: true,
-		Rule:        "duration in seconds (or such as \"8760h\"); unset uses config purge_after",
+	define(Field{Name: "purge_after", Type: FieldDuration, Common: true, maxLen: maxShort,
+		Rule:        "duration in seconds (or such as \"8760h\"), " + ruleMinWindow + ", longer than suspend_after; unset uses config purge_after",
 		Description: "Delete the credential after this long without an access read."})
-	define(Field{Name: "expires_at", Type: FieldTime, Common: true,
+	define(Field{Name: "expires_at", Type: FieldTime, Common: true, maxLen: maxShort,
 		Rule:        "RFC 3339 time, such as 2027-01-31T00:00:00Z",
 		Description: "Time from which the credential is suspended as expired."})
 	define(Field{Name: fieldTOTPSecret, Type: FieldString, Common: true, Sensitive: true, check: checkTOTPSecret, maxLen: maxTOTPSecret,
@@ -183,6 +214,7 @@ func use(name string, opts ...fieldOption) Field {
 	for _, o := range opts {
 		o(&f)
 	}
+	f.stateLimits() // a tightened rule states them too
 	return f
 }
 
@@ -249,7 +281,7 @@ func types() []*Type {
 				use("private_key_password"),
 			),
 			finish: finishCertificate,
-			access: &accessSpec{fields: []string{"certificate"}, extra: certificateAccess},
+			access: &accessSpec{fields: []string{"certificate"}, extra: certificateAccess, derive: certificateSecrets},
 		},
 		{
 			Name: "sftp_password", Kind: KindStatic,

@@ -1,7 +1,9 @@
 package credtype
 
 import (
+	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -245,6 +247,43 @@ func TestSensitiveAndDestinationFields(t *testing.T) {
 		ty, _ := Lookup(typ)
 		if got := ty.DestinationFields(); !slices.Equal(got, want) {
 			t.Errorf("%s.DestinationFields() = %v, want %v", typ, got, want)
+		}
+	}
+}
+
+// TestRulesStateEnforcedLimits: the byte and item limits a rule states (what types/
+// shows) are exactly the ones normalize enforces — not only "something at or below".
+func TestRulesStateEnforcedLimits(t *testing.T) {
+	t.Parallel()
+	num := func(re, rule string) int {
+		m := regexp.MustCompile(re).FindStringSubmatch(rule)
+		if m == nil {
+			return -1
+		}
+		n, _ := strconv.Atoi(m[1])
+		return n
+	}
+	for _, typ := range All() {
+		for _, f := range typ.Fields {
+			if f.Type == FieldList {
+				if n := num(`at most (\d+) bytes each`, f.Rule); n != f.maxLen {
+					t.Errorf("%s.%s: rule states items of %d bytes, enforced %d: %s", typ.Name, f.Name, n, f.maxLen, f.Rule)
+				}
+				if n := num(`at most (\d+) items`, f.Rule); n != f.maxItems {
+					t.Errorf("%s.%s: rule states %d items, enforced %d: %s", typ.Name, f.Name, n, f.maxItems, f.Rule)
+				}
+				continue
+			}
+			if n := num(`at most (\d+) bytes`, f.Rule); n != f.maxLen {
+				t.Errorf("%s.%s: rule states %d bytes, enforced %d: %s", typ.Name, f.Name, n, f.maxLen, f.Rule)
+			}
+			if f.Type != FieldString {
+				continue
+			}
+			// At the limit the length rule passes (another rule may still refuse).
+			if _, err := f.normalizeString(strings.Repeat("a", f.maxLen)); err != nil && strings.Contains(err.Error(), "at most") {
+				t.Errorf("%s.%s: a value of exactly %d bytes is refused for its length", typ.Name, f.Name, f.maxLen)
+			}
 		}
 	}
 }

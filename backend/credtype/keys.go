@@ -163,6 +163,12 @@ func checkX509PrivateKey(s string) (string, error) {
 	default:
 		return "", errX509Key
 	}
+	if b.Type == pkcs8Encrypted {
+		// Bounded before anything derives: finishCertificate runs the KDF.
+		if err := checkPKCS8Params(b.Bytes); err != nil {
+			return "", err
+		}
+	}
 	if encrypted(b) {
 		return string(pem.EncodeToMemory(b)), nil
 	}
@@ -235,6 +241,7 @@ func decryptX509Key(keyPEM, password string) (crypto.Signer, *FieldError) {
 	// Legacy PEM encryption is deprecated because it is weak and cannot always detect
 	// a wrong password, but it is what many tools still write; a key that does not
 	// parse after decryption is treated as a wrong password too.
+	kdfRuns.Add(1)
 	//lint:ignore SA1019 see above
 	der, err := x509.DecryptPEMBlock(b, []byte(password))
 	if err != nil {
@@ -264,6 +271,14 @@ func finishCertificate(v *Validated) FieldErrors {
 	pub, ok := key.Public().(interface{ Equal(crypto.PublicKey) bool })
 	if !ok || !pub.Equal(leaf.PublicKey) {
 		return FieldErrors{{Field: "private_key", Rule: "must match the public key of the certificate (the first, leaf, certificate)"}}
+	}
+	if encrypted, err := keyIsEncrypted(str(v.Values, "private_key")); err == nil && encrypted {
+		// Access hands out this form; deriving it is what the KDF was run for.
+		plain, err := pkcs8PEM(key)
+		if err != nil {
+			return FieldErrors{fieldError("private_key", err)}
+		}
+		v.Secrets = map[string]string{"private_key": plain}
 	}
 	v.NotAfter = leaf.NotAfter
 	v.Derived["not_after"] = leaf.NotAfter
@@ -397,6 +412,8 @@ func finishSSHKey(v *Validated) FieldErrors {
 		if pass == "" {
 			return FieldErrors{{Field: "passphrase", Rule: "is required: private_key is encrypted"}}
 		}
+		// checkSSHPrivateKey bounded the bcrypt rounds before this derives.
+		kdfRuns.Add(1)
 		if key, err = ssh.ParseRawPrivateKeyWithPassphrase(keyPEM, []byte(pass)); err != nil {
 			return FieldErrors{{Field: "passphrase", Rule: "does not decrypt private_key"}}
 		}
@@ -416,17 +433,37 @@ func finishSSHKey(v *Validated) FieldErrors {
 	return nil
 }
 
-// accessPrivateKey returns the decrypted PKCS#8 PEM of a stored certificate key. Keys
-// stored unencrypted are PKCS#8 already (checkX509PrivateKey normalized them), so the
-// common case costs no parsing.
-func accessPrivateKey(keyPEM, password string) (string, error) {
+// keyIsEncrypted reports whether a stored key PEM needs its password.
+func keyIsEncrypted(keyPEM string) (bool, error) {
 	b, err := keyBlock(keyPEM)
-	if err == nil && b.Type == "PRIVATE KEY" && !legacyEncrypted(b) && password == "" {
+	if err != nil {
+		return false, err
+	}
+	return encrypted(b), nil
+}
+
+// errKeyNotDerived is what Access answers for an encrypted key whose decrypted form
+// was not handed in: Access never runs a KDF (see DeriveSecrets).
+var errKeyNotDerived = errors.New("private_key is encrypted and its decrypted form was not supplied (see DeriveSecrets)")
+
+// accessPrivateKey returns the PKCS#8 PEM of a stored certificate key that is not
+// encrypted. Keys stored unencrypted are PKCS#8 already (checkX509PrivateKey
+// normalized them), so the common case costs no parsing; an encrypted key's decrypted
+// form comes from the secrets derived when it was written.
+func accessPrivateKey(keyPEM string) (string, error) {
+	b, err := keyBlock(keyPEM)
+	if err != nil {
+		return "", fieldError("private_key", err)
+	}
+	if encrypted(b) {
+		return "", errKeyNotDerived
+	}
+	if b.Type == "PRIVATE KEY" {
 		return string(pem.EncodeToMemory(b)), nil
 	}
-	key, ferr := decryptX509Key(keyPEM, password)
-	if ferr != nil {
-		return "", ferr
+	key, err := parsePrivateKeyDER(b.Type, b.Bytes)
+	if err != nil {
+		return "", fieldError("private_key", err)
 	}
 	return pkcs8PEM(key)
 }
@@ -435,6 +472,12 @@ func accessPrivateKey(keyPEM, password string) (string, error) {
 // writes it) with github.com/youmark/pkcs8, then applies the same key rules as to an
 // unencrypted key by parsing the decrypted PKCS#8 again.
 func decryptPKCS8(der []byte, password string) (crypto.Signer, *FieldError) {
+	// Checked again here, not only by checkX509PrivateKey: a key stored before the caps
+	// existed must not run an unbounded KDF either.
+	if err := checkPKCS8Params(der); err != nil {
+		return nil, fieldError("private_key", err)
+	}
+	kdfRuns.Add(1)
 	key, err := pkcs8.ParsePKCS8PrivateKey(der, []byte(password))
 	if err != nil {
 		return nil, &FieldError{Field: "private_key_password", Rule: "does not decrypt private_key"}

@@ -90,7 +90,7 @@ func TestCertificateRefuses(t *testing.T) {
 		{"password for unencrypted key", p.rsaCert, p.rsaPKCS1, "pw", "private_key_password", "must be empty"},
 		{"PKCS#8 encrypted, wrong password", p.rsaCert, p.rsaPKCS8Encrypted, "wrong", "private_key_password", "does not decrypt private_key"},
 		{"PKCS#8 encrypted without password", p.ecCert, p.ecPKCS8Encrypted, "", "private_key_password", "is required: private_key is encrypted"},
-		{"PKCS#8 encrypted garbage", p.rsaCert, pkcs8Garbage, "pw", "private_key_password", "does not decrypt private_key"},
+		{"PKCS#8 encrypted garbage", p.rsaCert, pkcs8Garbage, "pw", "private_key", "well-formed encrypted PKCS#8 key"},
 		{"PKCS#8 encrypted, other key", p.ecCert, p.rsaPKCS8Encrypted, testKeyPassword, "private_key", "must match the public key of the certificate"},
 		{"unknown legacy cipher", p.rsaCert, unknownCipher, testKeyPassword, "private_key", "DEK-Info"},
 		{"bad legacy IV", p.rsaCert, badIV, testKeyPassword, "private_key", "DEK-Info"},

@@ -199,18 +199,23 @@ func isTChar(c byte) bool {
 	return isAlnum(c) || strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0
 }
 
-func checkHTTPToken(maxLen int) func(string) (string, error) {
-	return func(s string) (string, error) {
-		if len(s) > maxLen {
-			return "", rulef("must be at most %d bytes", maxLen)
+// checkHTTPToken checks the syntax; the field's maxLen bounds the length.
+func checkHTTPToken(s string) (string, error) {
+	for i := 0; i < len(s); i++ {
+		if !isTChar(s[i]) {
+			return "", ruleError("must contain only letters, digits and !#$%&'*+-.^_`|~ (an HTTP token)")
 		}
-		for i := 0; i < len(s); i++ {
-			if !isTChar(s[i]) {
-				return "", ruleError("must contain only letters, digits and !#$%&'*+-.^_`|~ (an HTTP token)")
-			}
-		}
-		return s, nil
 	}
+	return s, nil
+}
+
+// labelItem is a tag or used_by entry: commas would split it when sent as a
+// comma-separated list.
+func labelItem(s string) ([]string, error) {
+	if strings.Contains(s, ",") {
+		return nil, ruleError("must have items without commas")
+	}
+	return []string{s}, nil
 }
 
 // checkVisibleASCII is for values sent in an HTTP header, where anything else would

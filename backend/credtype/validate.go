@@ -68,6 +68,13 @@ type Validated struct {
 	Derived map[string]any
 	// NotAfter is the certificate's expiry; zero for other types.
 	NotAfter time.Time
+	// Secrets is secret material derived from the values when they are validated, so
+	// that reading the credential never derives it again: for a certificate whose
+	// private_key is encrypted, "private_key" holds the decrypted key as PKCS#8 PEM
+	// (the KDF runs here, once per write). It is as secret as the values: store it with
+	// them, pass it to Access, and never show it in a management read. Nil when there
+	// is nothing to derive.
+	Secrets map[string]string
 }
 
 // Validate checks the complete set of type-specific values of a credential — the
@@ -211,13 +218,28 @@ func (f Field) normalizeList(items []string) ([]string, error) {
 			if !slices.Contains(out, p) {
 				out = append(out, p)
 			}
+			// Checked as the list grows, so a huge list costs one pass, not a
+			// quadratic de-duplication.
+			if len(out) > f.maxItems {
+				return nil, rulef("must have at most %d items", f.maxItems)
+			}
 		}
-	}
-	if len(out) > f.maxItems {
-		return nil, rulef("must have at most %d items", f.maxItems)
 	}
 	return out, nil
 }
+
+// NormalizeText applies f's string rules (size, UTF-8, control characters, trimming
+// unless verbatim, and its own check) to s. The backend uses it for the lifecycle
+// field description, so the rule types/ shows is the one it enforces. Errors are
+// rule sentences without the input.
+func (f Field) NormalizeText(s string) (string, error) { return f.normalizeString(s) }
+
+// NormalizeList applies f's list rules (item size and syntax, count, de-duplication)
+// to items, for the lifecycle lists tags and used_by.
+func (f Field) NormalizeList(items []string) ([]string, error) { return f.normalizeList(items) }
+
+// MaxBytes is the size limit f's rule states: of a value, or of one list item.
+func (f Field) MaxBytes() int { return f.maxLen }
 
 // stringList accepts the list shapes the backend may hand over: []string from a
 // request, []any from JSON-decoded storage.

@@ -245,7 +245,7 @@ func TestValidateRefuses(t *testing.T) {
 		{"scope with quote", "oauth2_client_credentials", "scopes", []string{`read"write`}, "RFC 6749"},
 		{"hostname with space", "device_account", "hostname", "srv 01", "host name"},
 		{"hostname leading hyphen", "device_account", "hostname", "-srv.example.com", "host name"},
-		{"hostname too long", "device_account", "hostname", strings.Repeat("a.", 127) + "ab", "host name"},
+		{"hostname too long", "device_account", "hostname", strings.Repeat("a.", 127) + "ab", "at most 253 bytes"},
 		{"ip out of range", "device_account", "ip", "10.0.0.256", "IPv4 or IPv6"},
 		{"ip with zone", "device_account", "ip", "fe80::1%eth0", "without zone"},
 		{"ip hostname", "device_account", "ip", "srv01", "IPv4 or IPv6"},
@@ -255,7 +255,7 @@ func TestValidateRefuses(t *testing.T) {
 		{"instance underscore", "servicenow_oauth", "instance", "dev_1", "instance name"},
 		{"slack signing secret", "slack", "token", "8f742231b10e8888abcd99yyyzzz85a5", "Slack token"},
 		{"pagerduty short", "pagerduty", "routing_key", "abc", "32 letters and digits"},
-		{"pagerduty punctuation", "pagerduty", "routing_key", "e93facc0-4764012d7bfb002500d5d1a6", "32 letters and digits"},
+		{"pagerduty punctuation", "pagerduty", "routing_key", "e93facc0-764012d7bfb002500d5d1a6", "32 letters and digits"},
 		{"okta http", "okta", "url", "http://example.okta.com", "https URL"},
 	}
 	for _, tc := range tests {

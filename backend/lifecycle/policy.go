@@ -18,6 +18,21 @@ const (
 	DefaultPurgeAfter   = 365 * Day
 )
 
+// MinWindow is the shortest suspend_after or purge_after a credential may set for
+// itself. Anyone allowed to update a credential may set its windows; a window of
+// seconds would let that right suspend or purge the credential at once, turning an
+// update right into a delete right.
+const MinWindow = Day
+
+// CheckWindow reports whether d may be a credential's own suspend_after or
+// purge_after. The error is a rule, phrased to follow the field name.
+func CheckWindow(d time.Duration) error {
+	if d < MinWindow {
+		return fmt.Errorf("must be at least one day (%d seconds): a shorter window would let an update suspend or purge the credential at once", int64(MinWindow/time.Second))
+	}
+	return nil
+}
+
 // DefaultWarnBefore is the vendor's warning schedule: 90, 60, 30 and 7 days ahead.
 func DefaultWarnBefore() []time.Duration {
 	return []time.Duration{90 * Day, 60 * Day, 30 * Day, 7 * Day}

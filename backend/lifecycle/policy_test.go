@@ -344,3 +344,17 @@ func TestStateJSON(t *testing.T) {
 		t.Errorf("round trip: %+v, %v", back, err)
 	}
 }
+
+func TestCheckWindow(t *testing.T) {
+	t.Parallel()
+	for _, d := range []time.Duration{Day, Day + time.Second, 365 * Day} {
+		if err := CheckWindow(d); err != nil {
+			t.Errorf("CheckWindow(%s) = %v, want nil", d, err)
+		}
+	}
+	for _, d := range []time.Duration{0, time.Second, Day - time.Second, -Day} {
+		if err := CheckWindow(d); err == nil || !strings.Contains(err.Error(), "at least one day (86400 seconds)") {
+			t.Errorf("CheckWindow(%s) = %v, want the one-day minimum", d, err)
+		}
+	}
+}

@@ -126,7 +126,7 @@ func IsOAuthType(typeName string) bool {
 func FromFields(typeName string, fields map[string]any) (Config, error) {
 	f := fieldReader{fields: fields}
 	cfg := Config{
-		ClientSecret: f.str("client_secret"),
+		ClientSecret: f.secret("client_secret"),
 		Scopes:       f.scopes(),
 		Audience:     f.str("audience"),
 		AuthStyle:    f.str("auth_style"),
@@ -141,7 +141,7 @@ func FromFields(typeName string, fields map[string]any) (Config, error) {
 		cfg.Grant = GrantPassword
 		cfg.TokenURL = f.required("token_url")
 		cfg.Username = f.required("username")
-		cfg.Password = f.required("password")
+		cfg.Password = f.requiredSecret("password")
 	case TypeAuthorizationCode:
 		cfg.Grant = GrantAuthorizationCode
 		cfg.AuthURL = f.required("auth_url")
@@ -174,7 +174,7 @@ func FromFields(typeName string, fields map[string]any) (Config, error) {
 			f.fail("instance", "must be the instance name, as in <name>.service-now.com")
 		}
 		cfg.TokenURL = fmt.Sprintf(serviceNowURLFmt, instance)
-		cfg.Username, cfg.Password = f.str("username"), f.str("password")
+		cfg.Username, cfg.Password = f.str("username"), f.secret("password")
 		switch {
 		case cfg.Username != "" && cfg.Password != "":
 			cfg.Grant = GrantPassword
@@ -339,6 +339,13 @@ func (f *fieldReader) fail(name, rule string) {
 }
 
 func (f *fieldReader) str(name string) string {
+	return strings.TrimSpace(f.secret(name))
+}
+
+// secret reads a secret exactly as stored: a password is used as given (the catalog
+// marks it so), and a client secret is sent as it was validated and stored. Trimming
+// here would silently send another secret than the one the operator wrote.
+func (f *fieldReader) secret(name string) string {
 	v, ok := f.fields[name]
 	if !ok || v == nil {
 		return ""
@@ -348,11 +355,19 @@ func (f *fieldReader) str(name string) string {
 		f.fail(name, "must be a string")
 		return ""
 	}
-	return strings.TrimSpace(s)
+	return s
 }
 
 func (f *fieldReader) required(name string) string {
 	s := f.str(name)
+	if s == "" {
+		f.fail(name, "is required")
+	}
+	return s
+}
+
+func (f *fieldReader) requiredSecret(name string) string {
+	s := f.secret(name)
 	if s == "" {
 		f.fail(name, "is required")
 	}

@@ -1,0 +1,178 @@
+package credtype
+
+import (
+	"crypto/x509/pkix"
+	"encoding/asn1"
+	"fmt"
+	"sync/atomic"
+)
+
+// Caps on the key-derivation work an encrypted private key may ask for. The KDF runs on
+// the write path, once per write; the caps are checked on the parameters read from the
+// key before anything derives, so a key built to pin a core or exhaust memory is
+// refused in microseconds instead of running until Vault's request timeout.
+const (
+	// maxPBKDF2Iterations: OpenSSL writes 2048 (1.1) or 10000/600000 (3.x) iterations
+	// by default; a million HMAC-SHA256 rounds cost about half a second.
+	maxPBKDF2Iterations = 1_000_000
+	// maxScryptMemory bounds scrypt's working memory, 128·N·r bytes: 128 MiB is eight
+	// times OpenSSL's default (N=2^14, r=8 is 16 MiB).
+	maxScryptMemory = 128 << 20
+	// maxScryptWork bounds 128·N·r·p, which scrypt's CPU time is proportional to (its
+	// p lanes run one after another in the same memory): twice the largest memory.
+	maxScryptWork = 2 * maxScryptMemory
+)
+
+// ruleKDF is the part of the private_key rule that states the caps (types/ shows it).
+var ruleKDF = fmt.Sprintf("an encrypted PKCS#8 key must use PBES2 with PBKDF2 (HMAC-SHA1 or HMAC-SHA256, at most %d iterations) or scrypt (128·N·r at most %d MiB of memory, 128·N·r·p at most %d MiB) and AES-128/192/256-CBC or DES-EDE3-CBC; legacy PEM encryption uses a fixed one-round MD5 KDF",
+	maxPBKDF2Iterations, maxScryptMemory>>20, maxScryptWork>>20)
+
+var (
+	oidPBES2          = asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 5, 13}
+	oidPBKDF2         = asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 5, 12}
+	oidScrypt         = asn1.ObjectIdentifier{1, 3, 6, 1, 4, 1, 11591, 4, 11}
+	oidHMACWithSHA1   = asn1.ObjectIdentifier{1, 2, 840, 113549, 2, 7}
+	oidHMACWithSHA256 = asn1.ObjectIdentifier{1, 2, 840, 113549, 2, 9}
+)
+
+// pbes2Ciphers are the encryption schemes accepted, with their key and block sizes.
+// github.com/youmark/pkcs8 also registers AES-GCM OIDs but decrypts them as CBC, so
+// they are not accepted.
+var pbes2Ciphers = []struct {
+	oid                asn1.ObjectIdentifier
+	keySize, blockSize int
+}{
+	{asn1.ObjectIdentifier{2, 16, 840, 1, 101, 3, 4, 1, 2}, 16, 16},  // aes128-CBC
+	{asn1.ObjectIdentifier{2, 16, 840, 1, 101, 3, 4, 1, 22}, 24, 16}, // aes192-CBC
+	{asn1.ObjectIdentifier{2, 16, 840, 1, 101, 3, 4, 1, 42}, 32, 16}, // aes256-CBC
+	{asn1.ObjectIdentifier{1, 2, 840, 113549, 3, 7}, 24, 8},          // des-ede3-cbc
+}
+
+// RFC 5958 / RFC 8018 structures, read with encoding/asn1 before any derivation.
+type encryptedPrivateKeyInfo struct {
+	Algorithm     pkix.AlgorithmIdentifier
+	EncryptedData []byte
+}
+
+type pbes2Params struct {
+	KeyDerivationFunc pkix.AlgorithmIdentifier
+	EncryptionScheme  pkix.AlgorithmIdentifier
+}
+
+type pbkdf2Params struct {
+	Salt           []byte
+	IterationCount int64
+	KeyLength      int64                    `asn1:"optional"`
+	PRF            pkix.AlgorithmIdentifier `asn1:"optional"`
+}
+
+type scryptParams struct {
+	Salt                     []byte
+	CostParameter            int64
+	BlockSize                int64
+	ParallelizationParameter int64
+	KeyLength                int64 `asn1:"optional"`
+}
+
+var (
+	errPKCS8Structure = ruleError("must be a well-formed encrypted PKCS#8 key (EncryptedPrivateKeyInfo with PBES2 parameters)")
+	errPKCS8Scheme    = ruleError("must be encrypted with PBES2 (PKCS#5 v2): other PKCS#8 encryption schemes are not supported; " + "re-encrypt it with `openssl pkcs8 -topk8 -v2 aes-256-cbc`")
+	errPKCS8KDF       = ruleError("must use PBKDF2 or scrypt as its PBES2 key-derivation function")
+	errPKCS8PRF       = ruleError("must use HMAC-SHA1 or HMAC-SHA256 as its PBKDF2 pseudo-random function")
+	errPKCS8Cipher    = ruleError("must be encrypted with AES-128-CBC, AES-192-CBC, AES-256-CBC or DES-EDE3-CBC, with an IV of the cipher's block size")
+	errPBKDF2Cost     = rulef("must be encrypted with at most %d PBKDF2 iterations", maxPBKDF2Iterations)
+	errScryptCost     = rulef("must be encrypted with scrypt parameters within 128·N·r ≤ %d MiB of memory and 128·N·r·p ≤ %d MiB (N a power of two, r and p at least 1)", maxScryptMemory>>20, maxScryptWork>>20)
+)
+
+// unmarshalDER decodes exactly one DER value into v: trailing bytes are refused too.
+func unmarshalDER(der []byte, v any) bool {
+	rest, err := asn1.Unmarshal(der, v)
+	return err == nil && len(rest) == 0
+}
+
+// checkPKCS8Params reads the KDF and cipher of an encrypted PKCS#8 key and refuses any
+// it does not support or whose cost exceeds the caps. It derives nothing.
+func checkPKCS8Params(der []byte) error {
+	var info encryptedPrivateKeyInfo
+	if !unmarshalDER(der, &info) {
+		return errPKCS8Structure
+	}
+	if !info.Algorithm.Algorithm.Equal(oidPBES2) {
+		return errPKCS8Scheme
+	}
+	var params pbes2Params
+	if !unmarshalDER(info.Algorithm.Parameters.FullBytes, &params) {
+		return errPKCS8Structure
+	}
+	keySize, blockSize := 0, 0
+	for _, c := range pbes2Ciphers {
+		if params.EncryptionScheme.Algorithm.Equal(c.oid) {
+			keySize, blockSize = c.keySize, c.blockSize
+		}
+	}
+	var iv []byte
+	if keySize == 0 || !unmarshalDER(params.EncryptionScheme.Parameters.FullBytes, &iv) || len(iv) != blockSize {
+		return errPKCS8Cipher
+	}
+	if n := len(info.EncryptedData); n == 0 || n%blockSize != 0 {
+		return errPKCS8Structure
+	}
+	kdf := params.KeyDerivationFunc
+	switch {
+	case kdf.Algorithm.Equal(oidPBKDF2):
+		var p pbkdf2Params
+		if !unmarshalDER(kdf.Parameters.FullBytes, &p) {
+			return errPKCS8Structure
+		}
+		if p.IterationCount < 1 || p.IterationCount > maxPBKDF2Iterations {
+			return errPBKDF2Cost
+		}
+		if p.KeyLength != 0 && p.KeyLength != int64(keySize) {
+			return errPKCS8Structure
+		}
+		switch prf := p.PRF.Algorithm; {
+		case len(prf) == 0, prf.Equal(oidHMACWithSHA1), prf.Equal(oidHMACWithSHA256):
+		default:
+			return errPKCS8PRF
+		}
+	case kdf.Algorithm.Equal(oidScrypt):
+		var p scryptParams
+		if !unmarshalDER(kdf.Parameters.FullBytes, &p) {
+			return errPKCS8Structure
+		}
+		if !scryptWithinCaps(p.CostParameter, p.BlockSize, p.ParallelizationParameter) {
+			return errScryptCost
+		}
+		if p.KeyLength != 0 && p.KeyLength != int64(keySize) {
+			return errPKCS8Structure
+		}
+	default:
+		return errPKCS8KDF
+	}
+	return nil
+}
+
+// scryptWithinCaps checks N, r and p against the caps without overflowing: each factor
+// is bounded before the products are formed.
+func scryptWithinCaps(n, r, p int64) bool {
+	if n < 2 || n&(n-1) != 0 || r < 1 || p < 1 {
+		return false
+	}
+	if n > maxScryptMemory || r > maxScryptMemory || p > maxScryptWork {
+		return false
+	}
+	mem := 128 * n * r // at most 128·2^27·2^27 = 2^61: no overflow
+	if mem > maxScryptMemory {
+		return false
+	}
+	return mem*p <= maxScryptWork // mem ≤ 2^27 and p ≤ 2^28
+}
+
+// kdfRuns counts the key derivations run on encrypted private keys (PKCS#8, legacy PEM
+// and OpenSSH bcrypt), so tests can prove where they run and where they do not.
+var kdfRuns atomic.Uint64
+
+// KDFRuns returns how many times a private key's KDF has run in this process. It
+// exists for tests (the KDF must run when a key is written, never when it is read) and
+// for diagnostics.
+func KDFRuns() uint64 { return kdfRuns.Load() }

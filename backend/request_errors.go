@@ -1,0 +1,56 @@
+package backend
+
+import (
+	"context"
+	"regexp"
+	"strings"
+
+	"github.com/hashicorp/vault/sdk/logical"
+)
+
+// conversionFailure matches the framework's refusal of a value it cannot convert to
+// its field's schema type. The framework appends the conversion library's message,
+// which quotes the value: a JSON list or object sent as a password comes back in the
+// error (and so in clear in the audit log, which does not HMAC error text).
+var conversionFailure = regexp.MustCompile(`(?s)^Field validation failed: error converting input for field "([^"]*)": (.*)$`)
+
+var (
+	// quotedValue is a Go-quoted string in a conversion message (strconv, time).
+	quotedValue = regexp.MustCompile(`"(?:[^"\\]|\\.)*"`)
+	// trailingValue is mapstructure's ", value: '…'" suffix, which runs to the end.
+	trailingValue = regexp.MustCompile(`(?s),? value: '.*$`)
+	// singleQuoted is a single-quoted span, as parseutil and mapstructure quote values
+	// ("cannot provide negative value '-5'") and type names ("expected type 'string'").
+	singleQuoted = regexp.MustCompile(`(type )?'[^']*'`)
+)
+
+// conversionRule is the conversion message without any part of the value: what the
+// value should have been, in the library's words.
+func conversionRule(detail string) string {
+	detail = trailingValue.ReplaceAllString(detail, "")
+	detail = quotedValue.ReplaceAllString(detail, "(value not shown)")
+	detail = singleQuoted.ReplaceAllStringFunc(detail, func(q string) string {
+		if strings.HasPrefix(q, "type ") || q == "''" {
+			return q // a Go type name, or the empty name mapstructure gives the value
+		}
+		return "(value not shown)"
+	})
+	if detail == "" || len(detail) > 200 {
+		return "has a value of the wrong type or form for this field"
+	}
+	return "has a value of the wrong type or form for this field: " + detail
+}
+
+// HandleRequest is the framework's, with its conversion errors stripped of the value:
+// what remains names the field and the rule, as every refusal of this engine does.
+func (b *integrationsBackend) HandleRequest(ctx context.Context, req *logical.Request) (*logical.Response, error) {
+	resp, err := b.Backend.HandleRequest(ctx, req)
+	if resp != nil && resp.IsError() && resp.Data != nil {
+		if msg, ok := resp.Data["error"].(string); ok {
+			if m := conversionFailure.FindStringSubmatch(msg); m != nil {
+				resp.Data["error"] = fieldErr(m[1], conversionRule(m[2])).Error()
+			}
+		}
+	}
+	return resp, err
+}
