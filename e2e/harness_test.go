@@ -73,6 +73,9 @@ type serverOptions struct {
 	raftNode string
 	// joinTo makes a raft node join that leader's cluster instead of initialising.
 	joinTo *vaultServer
+	// pluginEnv is registered with the plugin ("KEY=value"): the plugin process gets
+	// it, the server does not.
+	pluginEnv []string
 }
 
 // vaultServer is one real Vault server process listening on loopback.
@@ -327,6 +330,7 @@ func (v *vaultServer) registerPlugin() error {
 		Command: pluginName,
 		SHA256:  sum,
 		Version: os.Getenv("PLUGIN_VERSION"),
+		Env:     v.opts.pluginEnv,
 	})
 }
 

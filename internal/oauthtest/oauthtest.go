@@ -75,6 +75,10 @@ type Options struct {
 	// ForcePKCE makes the server require a code challenge. Only S256 is accepted either
 	// way: a client must never fall back to plain.
 	ForcePKCE bool
+	// ClientSecret is the registered client's secret and Password its user's password;
+	// default ClientSecret and Password. A test that searches outputs for the secrets of
+	// several credentials gives each provider its own.
+	ClientSecret, Password string
 }
 
 // Request is a token request as the provider received it, before any rewriting.
@@ -124,6 +128,12 @@ func New(t testing.TB, o Options) *Provider {
 	if o.Domain == "" {
 		o.Domain = "http://127.0.0.1"
 	}
+	if o.ClientSecret == "" {
+		o.ClientSecret = ClientSecret
+	}
+	if o.Password == "" {
+		o.Password = Password
+	}
 	p := &Provider{mgr: manage.NewDefaultManager(), accessTTL: o.AccessTTL, rotate: o.Rotate}
 	tokens, err := store.NewMemoryTokenStore()
 	if err != nil {
@@ -132,7 +142,7 @@ func New(t testing.TB, o Options) *Provider {
 	p.tokens = tokens
 	p.mgr.MapTokenStorage(tokens)
 	clients := store.NewClientStore()
-	if err := clients.Set(ClientID, &models.Client{ID: ClientID, Secret: ClientSecret, Domain: o.Domain}); err != nil {
+	if err := clients.Set(ClientID, &models.Client{ID: ClientID, Secret: o.ClientSecret, Domain: o.Domain}); err != nil {
 		t.Fatal(err)
 	}
 	p.mgr.MapClientStorage(clients)
@@ -152,7 +162,7 @@ func New(t testing.TB, o Options) *Provider {
 		return server.ClientFormHandler(r)
 	})
 	p.srv.SetPasswordAuthorizationHandler(func(_ context.Context, _, username, password string) (string, error) {
-		if username == Username && password == Password {
+		if username == Username && password == o.Password {
 			return UserID, nil
 		}
 		return "", nil // the server answers invalid_grant
@@ -302,6 +312,20 @@ func last[T any](t testing.TB, p *Provider, record *[]T, none string) T {
 		t.Fatal(none)
 	}
 	return (*record)[len(*record)-1]
+}
+
+// Received is every token request the provider received, oldest first.
+func (p *Provider) Received() []Request {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return append([]Request(nil), p.received...)
+}
+
+// Issued is every token the server issued, oldest first.
+func (p *Provider) Issued() []Token {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return append([]Token(nil), p.issued...)
 }
 
 // TokenStore is the server's token store, for what a user or an administrator does at

@@ -112,3 +112,43 @@ func TestRotation(t *testing.T) {
 		t.Fatalf("the retired refresh token answered %d", status)
 	}
 }
+
+// A provider with secrets of its own accepts those and refuses the package defaults,
+// and Received and Issued list every request and token.
+func TestOwnSecretsAndRecords(t *testing.T) {
+	t.Parallel()
+	p := New(t, Options{ClientSecret: "own-secret", Password: "own-password"})
+	post := func(secret string, form url.Values) int {
+		req, _ := http.NewRequest(http.MethodPost, p.TokenURL(), strings.NewReader(form.Encode()))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		req.SetBasicAuth(ClientID, secret)
+		resp, err := p.Client().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	cc := url.Values{"grant_type": {"client_credentials"}}
+	if s := post(ClientSecret, cc); s != http.StatusUnauthorized && s != http.StatusBadRequest {
+		t.Fatalf("the default secret: %d, want a refusal", s)
+	}
+	if s := post("own-secret", cc); s != http.StatusOK {
+		t.Fatalf("the provider's own secret: %d", s)
+	}
+	pw := url.Values{"grant_type": {"password"}, "username": {Username}}
+	pw.Set("password", Password)
+	if s := post("own-secret", pw); s == http.StatusOK {
+		t.Fatal("the default password was accepted")
+	}
+	pw.Set("password", "own-password")
+	if s := post("own-secret", pw); s != http.StatusOK {
+		t.Fatalf("the provider's own password: %d", s)
+	}
+	if n := len(p.Received()); n != 4 {
+		t.Fatalf("Received lists %d requests, want 4", n)
+	}
+	if issued := p.Issued(); len(issued) != 2 || issued[1] != p.LastIssued(t) || issued[0].Access == issued[1].Access {
+		t.Fatalf("Issued lists %+v", issued)
+	}
+}
