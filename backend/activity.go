@@ -82,17 +82,15 @@ func (b *integrationsBackend) recordEvent(name, event string, ok bool, integrati
 	})
 }
 
-// requestIntegration names who is calling: the explicit parameter, else the caller's
-// Vault display name, else its entity.
-func requestIntegration(req *logical.Request, explicit string) string {
-	switch {
-	case explicit != "":
-		return explicit
-	case req.DisplayName != "":
-		return req.DisplayName
-	default:
-		return req.EntityID
+// requestIntegration names who is calling, for the usage log: the caller's Vault
+// display name, else its entity, made to follow integrationRule. Vault sets the display
+// name from a role or token name, which the caller may have chosen.
+func requestIntegration(req *logical.Request) string {
+	who := req.DisplayName
+	if who == "" {
+		who = req.EntityID
 	}
+	return clampIntegration(who)
 }
 
 // policyFor is the effective lifecycle policy of a credential: the engine's config with

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/vault/sdk/framework"
@@ -68,8 +69,7 @@ type integrationsBackend struct {
 	slackPostURL string
 	cleanOnce    sync.Once
 
-	mountMu sync.RWMutex
-	mount   string // where the engine is mounted, learnt from requests
+	mount atomic.Pointer[string] // where the engine is mounted, learnt from requests
 }
 
 func newBackend(now func() time.Time) *integrationsBackend {
@@ -199,14 +199,26 @@ func (b *integrationsBackend) invalidate(_ context.Context, key string) {
 	}
 }
 
-// rememberMount learns the mount path from a request, for callback URLs and events.
+// rememberMount learns the mount path from a request, for callback URLs, events and
+// notifications. Every request passes here (HandleRequest), so it costs one atomic
+// load unless the mount moved.
 func (b *integrationsBackend) rememberMount(req *logical.Request) {
 	if req.MountPoint == "" {
 		return
 	}
-	b.mountMu.Lock()
-	b.mount = req.MountPoint
-	b.mountMu.Unlock()
+	if cur := b.mount.Load(); cur != nil && *cur == req.MountPoint {
+		return
+	}
+	m := req.MountPoint
+	b.mount.Store(&m)
+}
+
+// mountPath is where the engine is mounted, with a trailing slash.
+func (b *integrationsBackend) mountPath() string {
+	if m := b.mount.Load(); m != nil {
+		return *m
+	}
+	return "integrations/"
 }
 
 const backendHelp = `

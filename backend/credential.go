@@ -154,6 +154,12 @@ func (cs *credentialStore) get(ctx context.Context, s logical.Storage, name stri
 	if ok {
 		return c, nil
 	}
+	if !validName(name) {
+		// No such credential can exist, and a key Vault's storage refuses (one with
+		// "..") would only turn into a 500: every path that names a credential gets
+		// "not found" instead.
+		return nil, nil
+	}
 	entry, err := s.Get(ctx, credentialPrefix+name)
 	if err != nil {
 		return nil, fmt.Errorf("reading credential %q: %w", name, err)

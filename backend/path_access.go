@@ -126,8 +126,7 @@ func validIntegration(s string) bool {
 }
 
 // integrationLabel is who a request is logged as: the explicit label, refused unless it
-// follows integrationRule, else the caller's Vault identity made to follow it. Vault
-// sets the display name from a role or token name, which the caller may have chosen.
+// follows integrationRule, else the caller's Vault identity (requestIntegration).
 func integrationLabel(req *logical.Request, explicit string) (string, error) {
 	if explicit != "" {
 		if !validIntegration(explicit) {
@@ -135,7 +134,7 @@ func integrationLabel(req *logical.Request, explicit string) (string, error) {
 		}
 		return explicit, nil
 	}
-	return clampIntegration(requestIntegration(req, "")), nil
+	return requestIntegration(req), nil
 }
 
 // clampIntegration makes s follow integrationRule: unprintable runes (and invalid

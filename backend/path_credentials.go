@@ -193,7 +193,7 @@ func (b *integrationsBackend) writeCredential(ctx context.Context, req *logical.
 	if err := b.saveCredential(ctx, req.Storage, c, existing); err != nil {
 		return validationResponse(err) // a device account whose hostname+ip+username is taken is a 400
 	}
-	b.recordEvent(name, writeEvent(existing), true, clampIntegration(requestIntegration(req, "")), "")
+	b.recordEvent(name, writeEvent(existing), true, requestIntegration(req), "")
 	return b.credentialResponse(ctx, req.Storage, c)
 }
 
@@ -592,7 +592,8 @@ func rfc3339(t time.Time) string {
 func (b *integrationsBackend) pathCredentialDelete(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
 	name := d.Get("name").(string)
 	if !validName(name) {
-		return nil, nil
+		// No such credential can exist: say why, as a create would.
+		return logical.ErrorResponse(fieldErr("name", nameRule).Error()), nil
 	}
 	unlock := b.credentials.lock(name)
 	defer unlock()

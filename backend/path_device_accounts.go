@@ -145,7 +145,7 @@ func (b *integrationsBackend) pathDeviceAccountUpsert(ctx context.Context, req *
 	if err := b.saveCredential(ctx, req.Storage, c, existing); err != nil {
 		return validationResponse(err)
 	}
-	b.recordEvent(name, writeEvent(existing), true, requestIntegration(req, ""), "device-accounts upsert")
+	b.recordEvent(name, writeEvent(existing), true, requestIntegration(req), "device-accounts upsert")
 	resp, err := b.credentialResponse(ctx, req.Storage, c)
 	if resp != nil {
 		resp.Data["created"] = existing == nil

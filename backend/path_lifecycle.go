@@ -121,7 +121,7 @@ func (b *integrationsBackend) lifecycleAction(ctx context.Context, req *logical.
 	if err := b.credentials.put(ctx, req.Storage, n); err != nil {
 		return nil, err
 	}
-	b.recordEvent(name, event, true, requestIntegration(req, ""), detail)
+	b.recordEvent(name, event, true, requestIntegration(req), detail)
 	if err := b.afterCredentialChange(ctx, req.Storage, name); err != nil {
 		return nil, err
 	}

@@ -50,8 +50,8 @@ func pathOAuth(b *integrationsBackend) []*framework.Path {
 			},
 			Fields: map[string]*framework.FieldSchema{
 				"name":  {Type: framework.TypeString, Description: "Name of an authorization-code credential.", Required: true},
-				"code":  {Type: framework.TypeString, Description: "Completes the flow by hand: the code the provider returned to the redirect URL."},
-				"state": {Type: framework.TypeString, Description: "With code: the state returned beside it (checked when given)."},
+				"code":  {Type: framework.TypeString, Description: "Completes the flow by hand: the code the provider returned to the redirect URL (at most 4096 printable ASCII characters)."},
+				"state": {Type: framework.TypeString, Description: "With code: the state returned beside it (checked when given; 43 base64url characters)."},
 			},
 			Operations: map[logical.Operation]framework.OperationHandler{
 				logical.UpdateOperation: &framework.PathOperation{
@@ -105,21 +105,10 @@ func (b *integrationsBackend) redirectURL(cfg *engineConfig, c *credential) stri
 	return strings.TrimRight(cfg.CallbackBaseURL, "/") + "/v1/" + b.mountPath() + callbackPath
 }
 
-// mountPath is where the engine is mounted, with a trailing slash.
-func (b *integrationsBackend) mountPath() string {
-	b.mountMu.RLock()
-	defer b.mountMu.RUnlock()
-	if b.mount == "" {
-		return "integrations/"
-	}
-	return b.mount
-}
-
 func (b *integrationsBackend) pathAuthorize(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
 	if resp := rejectUnknownFields(d); resp != nil {
 		return resp, nil
 	}
-	b.rememberMount(req)
 	name := d.Get("name").(string)
 	c, err := b.credentials.get(ctx, req.Storage, name)
 	if err != nil {
@@ -137,7 +126,14 @@ func (b *integrationsBackend) pathAuthorize(ctx context.Context, req *logical.Re
 		return nil, err
 	}
 	if code := d.Get("code").(string); code != "" {
-		if err := b.completeAuthorization(ctx, req.Storage, cfg, name, d.Get("state").(string), code); err != nil {
+		if !oauth.ValidCode(code) {
+			return logical.ErrorResponse(fieldErr("code", fmt.Sprintf("must be 1-%d printable ASCII characters, as the provider returned it", oauth.MaxAuthCodeLen)).Error()), nil
+		}
+		state := d.Get("state").(string)
+		if state != "" && !oauth.ValidState(state) {
+			return logical.ErrorResponse(fieldErr("state", "must be the state authorize returned (43 base64url characters)").Error()), nil
+		}
+		if err := b.completeAuthorization(ctx, req.Storage, cfg, name, state, code); err != nil {
 			return authorizationResponse(err)
 		}
 		if c, err = b.credentials.get(ctx, req.Storage, name); err != nil || c == nil {
@@ -396,6 +392,10 @@ func (b *integrationsBackend) pathCallback(ctx context.Context, req *logical.Req
 	}
 	if state == "" || code == "" {
 		return callbackPage(http.StatusBadRequest, "Authorization incomplete", "The request carries no state or no code."), nil
+	}
+	if !oauth.ValidState(state) || !oauth.ValidCode(code) {
+		// Not something authorize issued or a provider sends: nothing to look up.
+		return callbackPage(http.StatusBadRequest, "Authorization not recognised", "This link is not one Vault issued. Start again from Vault."), nil
 	}
 	entry, err := req.Storage.Get(ctx, oauthStatePrefix+state)
 	if err != nil {

@@ -43,7 +43,9 @@ func conversionRule(detail string) string {
 
 // HandleRequest is the framework's, with its conversion errors stripped of the value:
 // what remains names the field and the rule, as every refusal of this engine does.
+// It also learns the mount path from every request.
 func (b *integrationsBackend) HandleRequest(ctx context.Context, req *logical.Request) (*logical.Response, error) {
+	b.rememberMount(req)
 	resp, err := b.Backend.HandleRequest(ctx, req)
 	if resp != nil && resp.IsError() && resp.Data != nil {
 		if msg, ok := resp.Data["error"].(string); ok {

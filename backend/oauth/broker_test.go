@@ -237,7 +237,7 @@ func TestBrokerTransientBackoffServesCachedWithWarning(t *testing.T) {
 	}
 
 	res := call()
-	if res.Token.AccessToken != "cached" || res.Minted || !strings.Contains(res.Warning, CodeHTTP5xx) {
+	if res.Token.AccessToken != "cached" || res.Minted || !strings.Contains(res.Warning, "http_503") {
 		t.Fatalf("first call: %+v", res)
 	}
 	assertNoLeak(t, res.Warning)

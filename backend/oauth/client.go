@@ -207,6 +207,42 @@ func NewState() (string, error) {
 	return base64.RawURLEncoding.EncodeToString(b), nil
 }
 
+// stateLen is the length of every state NewState returns.
+const stateLen = 43
+
+// ValidState reports whether s has the form of a state NewState returns (43 base64url
+// characters), so anything else can be refused before it is used as a storage key.
+func ValidState(s string) bool {
+	if len(s) != stateLen {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !('A' <= c && c <= 'Z' || 'a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '-' || c == '_') {
+			return false
+		}
+	}
+	return true
+}
+
+// MaxAuthCodeLen bounds an authorization code. RFC 6749 sets no limit; providers' codes are
+// well under 2 KB.
+const MaxAuthCodeLen = 4096
+
+// ValidCode reports whether s can be an authorization code: 1 to MaxCodeLen visible
+// ASCII characters or spaces (RFC 6749 appendix A.11: VSCHAR).
+func ValidCode(s string) bool {
+	if s == "" || len(s) > MaxAuthCodeLen {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < 0x20 || s[i] > 0x7e {
+			return false
+		}
+	}
+	return true
+}
+
 // bound limits one request to cfg.Timeout (when set and shorter than the
 // client's own timeout, which stays the upper bound).
 func (c *Client) bound(ctx context.Context, cfg Config) (context.Context, context.CancelFunc) {

@@ -315,25 +315,25 @@ func TestTransportFailuresAreClassified(t *testing.T) {
 	}{
 		{"500", func(w http.ResponseWriter, _ *http.Request) {
 			http.Error(w, "internal "+oauthtest.Marker, http.StatusInternalServerError)
-		}, Transient, CodeHTTP5xx, 500, 0},
+		}, Transient, "http_500", 500, 0},
 		{"502 with oauth server_error", func(w http.ResponseWriter, _ *http.Request) {
 			writeJSON(w, http.StatusBadGateway, `{"error":"server_error","error_description":"`+oauthtest.Marker+`"}`)
 		}, Transient, "server_error", 502, 0},
 		{"503 retry-after seconds", func(w http.ResponseWriter, _ *http.Request) {
 			w.Header().Set("Retry-After", "120")
 			http.Error(w, oauthtest.Marker, http.StatusServiceUnavailable)
-		}, Transient, CodeHTTP5xx, 503, 2 * time.Minute},
+		}, Transient, "http_503", 503, 2 * time.Minute},
 		{"503 retry-after date", func(w http.ResponseWriter, _ *http.Request) {
 			w.Header().Set("Retry-After", retryDate)
 			http.Error(w, oauthtest.Marker, http.StatusServiceUnavailable)
-		}, Transient, CodeHTTP5xx, 503, 90 * time.Second},
+		}, Transient, "http_503", 503, 90 * time.Second},
 		{"429", func(w http.ResponseWriter, _ *http.Request) {
 			w.Header().Set("Retry-After", "7")
 			http.Error(w, oauthtest.Marker, http.StatusTooManyRequests)
 		}, Transient, CodeRateLimited, 429, 7 * time.Second},
 		{"400 without code", func(w http.ResponseWriter, _ *http.Request) {
 			http.Error(w, oauthtest.Marker, http.StatusBadRequest)
-		}, Permanent, CodeHTTP4xx, 400, 0},
+		}, Permanent, "http_400", 400, 0},
 		{"unknown code on 400", func(w http.ResponseWriter, _ *http.Request) {
 			writeJSON(w, http.StatusBadRequest, `{"error":"invalid_dpop_proof","error_description":"`+oauthtest.Marker+`"}`)
 		}, Permanent, "invalid_dpop_proof", 400, 0},

@@ -49,8 +49,6 @@ const (
 	CodeNetwork          = "network"            // connection refused, reset, DNS, TLS
 	CodeTimeout          = "timeout"            // no complete answer within the request timeout
 	CodeCanceled         = "canceled"           // the caller's context was cancelled
-	CodeHTTP4xx          = "http_4xx"           // 4xx without an OAuth error code
-	CodeHTTP5xx          = "http_5xx"           // 5xx without an OAuth error code
 	CodeRateLimited      = "rate_limited"       // 429 without an OAuth error code
 	CodeResponseTooLarge = "response_too_large" // body above ClientOptions.MaxResponseBytes
 	CodeBadResponse      = "bad_response"       // unparseable answer, or one without access_token
@@ -212,7 +210,7 @@ func classifyResponse(re *oauth2.RetrieveError, now time.Time) *Error {
 		if code, ok := SafeCode(re.ErrorCode); ok {
 			e.Code = code
 		} else {
-			e.Code = fmt.Sprintf("http_%d", e.Status)
+			e.Code = HTTPCode(e.Status)
 		}
 	}
 	switch {
@@ -228,10 +226,10 @@ func classifyResponse(re *oauth2.RetrieveError, now time.Time) *Error {
 		defaultCode(e, CodeTimeout)
 	case e.Status >= 500:
 		e.Class = Transient
-		defaultCode(e, CodeHTTP5xx)
+		defaultCode(e, HTTPCode(e.Status))
 	case e.Status >= 400:
 		e.Class = Permanent
-		defaultCode(e, CodeHTTP4xx)
+		defaultCode(e, HTTPCode(e.Status))
 	case e.Code != "":
 		// An error code in a 2xx answer (some servers do this) is a refusal.
 		e.Class = Permanent
@@ -273,6 +271,10 @@ func SafeCode(s string) (string, bool) {
 	}
 	return s, true
 }
+
+// HTTPCode is the generic code of an error answer without a usable OAuth error code:
+// "http_" and its status, e.g. http_400.
+func HTTPCode(status int) string { return "http_" + strconv.Itoa(status) }
 
 func defaultCode(e *Error, code string) {
 	if e.Code == "" {
