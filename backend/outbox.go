@@ -390,7 +390,7 @@ func (b *integrationsBackend) deliverOutbox(ctx context.Context) {
 		}
 		o.mu.Unlock()
 		b.Logger().Warn("notification not delivered; will retry",
-			"credential", n.Credential, "event", n.Event, "attempt", e.Attempts, "failure", res.failure,
+			"notify_credential", cfg.NotifyCredential, "credential", n.Credential, "event", n.Event, "attempt", e.Attempts, "failure", res.failure,
 			"next_attempt", rfc3339(e.NextAttempt))
 		if res.targetDown {
 			return

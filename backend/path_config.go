@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unicode"
 
 	"github.com/hashicorp/go-secure-stdlib/parseutil"
 	"github.com/hashicorp/vault/sdk/framework"
@@ -123,7 +124,7 @@ func pathConfig(b *integrationsBackend) *framework.Path {
 			},
 			"callback_base_url": {
 				Type:        framework.TypeString,
-				Description: `Externally reachable Vault address used to build the OAuth redirect URL, e.g. "https://vault.example.com:8200". Default: taken from the request.`,
+				Description: `Externally reachable Vault address used to build the OAuth redirect URL, e.g. "https://vault.example.com:8200" (at most 1024 printable ASCII characters). Default: taken from the request.`,
 			},
 			"notify_credential": {
 				Type:        framework.TypeString,
@@ -131,7 +132,7 @@ func pathConfig(b *integrationsBackend) *framework.Path {
 			},
 			"notify_channel": {
 				Type:        framework.TypeString,
-				Description: "Slack channel (ID or name) for notifications when notify_credential is a slack credential.",
+				Description: "Slack channel (ID or name) for notifications when notify_credential is a slack credential: " + notifyChannelRule + ".",
 			},
 		},
 		Operations: map[logical.Operation]framework.OperationHandler{
@@ -369,13 +370,25 @@ func (c *engineConfig) validate() error {
 	if c.NotifyCredential != "" && !validName(c.NotifyCredential) {
 		return fieldErr("notify_credential", nameRule)
 	}
-	if len(c.NotifyChannel) > 80 || strings.ContainsAny(c.NotifyChannel, " \t\r\n,") {
-		return fieldErr("notify_channel", "must be a Slack channel ID or name: at most 80 characters, no spaces or commas")
+	if len(c.NotifyChannel) > maxNotifyChannel || strings.ContainsFunc(c.NotifyChannel, func(r rune) bool { return r == ',' || !unicode.IsGraphic(r) || unicode.IsSpace(r) }) {
+		return fieldErr("notify_channel", notifyChannelRule)
 	}
 	return nil
 }
 
+// notify_channel is a Slack channel ID or name.
+const (
+	maxNotifyChannel  = 80
+	notifyChannelRule = "must be a Slack channel ID or name: at most 80 bytes, no spaces, commas or control characters"
+)
+
+// maxBaseURL bounds callback_base_url: it is put before every redirect URL.
+const maxBaseURL = 1024
+
 func validateBaseURL(raw string) error {
+	if len(raw) > maxBaseURL || strings.ContainsFunc(raw, func(r rune) bool { return r <= ' ' || r == 0x7f || r > 0x7e }) {
+		return fmt.Errorf("must be an absolute http(s) URL of at most %d printable ASCII characters without spaces", maxBaseURL)
+	}
 	u, err := url.Parse(raw)
 	if err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http") || u.User != nil || u.RawQuery != "" || u.Fragment != "" {
 		return errors.New("must be an absolute http(s) URL with a host and no credentials, query or fragment")

@@ -3,6 +3,7 @@ package backend
 import (
 	"context"
 	"reflect"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -72,7 +73,13 @@ func TestConfigValidation(t *testing.T) {
 		{"log size huge", map[string]any{"log_size": 1000000}, "log_size"},
 		{"callback not a URL", map[string]any{"callback_base_url": "vault.example.com"}, "callback_base_url"},
 		{"callback with query", map[string]any{"callback_base_url": "https://v.example.com/?x=1"}, "callback_base_url"},
+		{"callback too long", map[string]any{"callback_base_url": "https://v.example.com/" + strings.Repeat("p", 1024)}, "callback_base_url"},
+		{"callback control character", map[string]any{"callback_base_url": "https://v.example.com/\x00"}, "callback_base_url"},
+		{"callback line break", map[string]any{"callback_base_url": "https://v.example.com/a\nb"}, "callback_base_url"},
 		{"notify bad name", map[string]any{"notify_credential": "a/b"}, "notify_credential"},
+		{"notify dotted name", map[string]any{"notify_credential": "a..b"}, "notify_credential"},
+		{"channel control character", map[string]any{"notify_channel": "#ops\x00"}, "notify_channel"},
+		{"channel too long", map[string]any{"notify_channel": strings.Repeat("c", 81)}, "notify_channel"},
 		{"unknown field", map[string]any{"suspend_afterr": "30d"}, "suspend_afterr"},
 	}
 	for _, tc := range cases {
