@@ -37,13 +37,13 @@ func TestClassifyRetrieveError(t *testing.T) {
 		{"unauthorized_client", &oauth2.RetrieveError{Response: resp(400, ""), ErrorCode: "unauthorized_client"}, Permanent, "unauthorized_client", 0},
 		{"temporarily_unavailable on 400", &oauth2.RetrieveError{Response: resp(400, ""), ErrorCode: "temporarily_unavailable"}, Transient, "temporarily_unavailable", 0},
 		{"invalid_client on 500 stays permanent", &oauth2.RetrieveError{Response: resp(500, ""), ErrorCode: "invalid_client"}, Permanent, "invalid_client", 0},
-		{"404", &oauth2.RetrieveError{Response: resp(404, "")}, Permanent, "http_0", 0},
+		{"404", &oauth2.RetrieveError{Response: resp(404, "")}, Permanent, "http_404", 0},
 		{"408", &oauth2.RetrieveError{Response: resp(408, "")}, Transient, CodeTimeout, 0},
 		{"429 negative retry-after", &oauth2.RetrieveError{Response: resp(429, "-5")}, Transient, CodeRateLimited, 0},
 		{"429 garbage retry-after", &oauth2.RetrieveError{Response: resp(429, "soon")}, Transient, CodeRateLimited, 0},
 		{"503 huge retry-after", &oauth2.RetrieveError{Response: resp(503, "9999999999")}, Transient, "http_503", maxRetryAfter},
-		{"503 past date", &oauth2.RetrieveError{Response: resp(503, now.Add(-time.Hour).Format(http.TimeFormat))}, Transient, "http_0", 0},
-		{"500 ignores retry-after", &oauth2.RetrieveError{Response: resp(500, "60")}, Transient, "http_0", 0},
+		{"503 past date", &oauth2.RetrieveError{Response: resp(503, now.Add(-time.Hour).Format(http.TimeFormat))}, Transient, "http_503", 0},
+		{"500 ignores retry-after", &oauth2.RetrieveError{Response: resp(500, "60")}, Transient, "http_500", 0},
 		{"304", &oauth2.RetrieveError{Response: resp(304, "")}, Transient, CodeBadResponse, 0},
 	}
 	for _, tt := range tests {
