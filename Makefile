@@ -5,7 +5,7 @@ VERSION := v$(shell tr -d ' \n' < VERSION)
 MODULE  := $(shell go list -m)
 LDFLAGS := -s -w -X $(MODULE)/backend.Version=$(VERSION)
 
-.PHONY: build dev test unit e2e bench fmt vet vault tfprovider clean
+.PHONY: build dev test unit fuzz e2e bench fmt vet vault tfprovider clean
 
 build: ## bin/vault-plugin-secrets-integrations
 	CGO_ENABLED=0 go build -trimpath -ldflags "$(LDFLAGS)" -o bin/$(PLUGIN) ./cmd/$(PLUGIN)
@@ -13,11 +13,14 @@ build: ## bin/vault-plugin-secrets-integrations
 dev: build ## a real Vault dev server with the plugin mounted at integrations/
 	@bash scripts/dev.sh
 
-test: ## vet, unit tests under -race, then end-to-end tests against a real Vault
+test: ## vet, unit tests under -race, every fuzz target, then end-to-end tests against a real Vault
 	@bash scripts/test.sh
 
-unit: ## vet and unit tests only
+unit: ## vet, unit tests and fuzzing
 	@bash scripts/test.sh unit
+
+fuzz: ## every fuzz target for FUZZTIME (default 5s)
+	@bash scripts/test.sh fuzz
 
 e2e: build ## end-to-end tests only
 	@bash scripts/test.sh e2e
