@@ -161,7 +161,14 @@ func checkManagementView(t *testing.T, b *integrationsBackend, s logical.Storage
 	if err != nil || c == nil {
 		t.Fatalf("written credential %q not found: %v", name, err)
 	}
-	public := map[string]bool{}
+	// What the caller wrote into public fields is public, even when it equals a
+	// secret (a description that repeats the token is the caller's choice).
+	public := map[string]bool{c.Description: true, c.Name: true}
+	for _, l := range [][]string{c.Tags, c.UsedBy} {
+		for _, v := range l {
+			public[v] = true
+		}
+	}
 	for _, f := range typ.Fields {
 		if v, ok := c.Values[f.Name].(string); ok && !f.Sensitive {
 			public[v] = true
