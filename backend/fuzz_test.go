@@ -176,7 +176,9 @@ func checkManagementView(t *testing.T, b *integrationsBackend, s logical.Storage
 	}
 	secrets := map[string]bool{}
 	for _, f := range typ.Fields {
-		if v, ok := c.Values[f.Name].(string); ok && f.Sensitive && v != "" && !public[v] {
+		// Short values occur in the view by chance (a key "key" is also the name in
+		// secret_fields), as in inputSecrets.
+		if v, ok := c.Values[f.Name].(string); ok && f.Sensitive && len(v) >= minSecretLen && !public[v] {
 			secrets[v] = true
 		}
 		if _, shown := data[f.Name]; shown && f.Sensitive {
@@ -184,7 +186,9 @@ func checkManagementView(t *testing.T, b *integrationsBackend, s logical.Storage
 		}
 	}
 	for _, v := range c.Secrets {
-		secrets[v] = true
+		if len(v) >= minSecretLen && !public[v] {
+			secrets[v] = true
+		}
 	}
 	var walk func(v any)
 	walk = func(v any) {
