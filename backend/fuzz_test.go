@@ -93,6 +93,21 @@ func inputSecrets(typ *credtype.Type, raw map[string]any, extra ...string) []str
 	return out
 }
 
+// engineText reports whether v is text the engine itself puts in a management view
+// (a type or field name, a rule, a status): a secret equal to it proves nothing there.
+func engineText(v string) bool {
+	for _, t := range catalogText {
+		if strings.Contains(t, v) {
+			return true
+		}
+	}
+	switch v {
+	case "awaiting_usage", "needs_reauth", "suspended", "inactivity":
+		return true
+	}
+	return false
+}
+
 // catalogText is every name, rule and description of the catalog: an answer quotes
 // them, so a "secret" that is part of one proves nothing when found.
 var catalogText = func() []string {
@@ -178,7 +193,7 @@ func checkManagementView(t *testing.T, b *integrationsBackend, s logical.Storage
 	for _, f := range typ.Fields {
 		// Short values occur in the view by chance (a key "key" is also the name in
 		// secret_fields), as in inputSecrets.
-		if v, ok := c.Values[f.Name].(string); ok && f.Sensitive && len(v) >= minSecretLen && !public[v] {
+		if v, ok := c.Values[f.Name].(string); ok && f.Sensitive && len(v) >= minSecretLen && !public[v] && !engineText(v) {
 			secrets[v] = true
 		}
 		if _, shown := data[f.Name]; shown && f.Sensitive {
@@ -186,7 +201,7 @@ func checkManagementView(t *testing.T, b *integrationsBackend, s logical.Storage
 		}
 	}
 	for _, v := range c.Secrets {
-		if len(v) >= minSecretLen && !public[v] {
+		if len(v) >= minSecretLen && !public[v] && !engineText(v) {
 			secrets[v] = true
 		}
 	}
