@@ -281,7 +281,10 @@ func TestOAuthAuthorizationCodeFlow(t *testing.T) {
 	if err := p.TokenStore().RemoveByRefresh(context.Background(), issued.Refresh); err != nil {
 		t.Fatal(err)
 	}
-	_, err = vc.Logical().ReadWithData(mount+"/access/ac", map[string][]string{"minimum_seconds": {"86400"}})
+	// An update that keeps the destination makes the cached access token stale but
+	// keeps the refresh token, so the next read refreshes.
+	shared.mustCLI(t, "patch", mount+"/credentials/ac", "description=revoked upstream")
+	_, err = vc.Logical().Read(mount + "/access/ac")
 	if statusCode(err) != http.StatusForbidden || !strings.Contains(err.Error(), "invalid_grant") || !strings.Contains(err.Error(), "re-authoriz") {
 		t.Fatalf("access after revocation: %v", err)
 	}
@@ -310,7 +313,7 @@ func TestOAuthAuthorizationCodeFlow(t *testing.T) {
 		start := decode(t, shared.mustCLI(t, "write", "-force", "-format=json", mount+"/credentials/ac-manual/authorize")).Data
 		loc := p.Authorize(t, start["auth_url"].(string)) // consent, redirect not followed
 		// A wrong state is refused and does not spend the authorization.
-		if out, err := shared.cli("write", mount+"/credentials/ac-manual/authorize", "code="+loc.Query().Get("code"), "state=not-the-state"); err == nil || !strings.Contains(err.Error(), "state does not match") {
+		if out, err := shared.cli("write", mount+"/credentials/ac-manual/authorize", "code="+loc.Query().Get("code"), "state="+strings.Repeat("A", 43)); err == nil || !strings.Contains(err.Error(), "state does not match") {
 			t.Fatalf("wrong state accepted: %s %v", out, err)
 		}
 		done := decode(t, shared.mustCLI(t, "write", "-format=json", mount+"/credentials/ac-manual/authorize",
@@ -324,10 +327,10 @@ func TestOAuthAuthorizationCodeFlow(t *testing.T) {
 	})
 }
 
-// TestOAuthRefreshRotation: an access token that is stale as soon as it is issued
-// (its lifetime is shorter than expiry_buffer) is refreshed on every read; the
-// provider rotates the refresh token, Vault stores the new one (it is what Vault
-// sends after a restart) and the old one is refused.
+// TestOAuthRefreshRotation: an access token made stale by an update that keeps the
+// destination is refreshed with the stored refresh token; the provider rotates the
+// refresh token, Vault stores the new one (it is what Vault sends after a restart) and
+// the old one is refused.
 func TestOAuthRefreshRotation(t *testing.T) {
 	t.Parallel()
 	v := newVault(t, serverOptions{persistent: true})
@@ -340,6 +343,7 @@ func TestOAuthRefreshRotation(t *testing.T) {
 	authorizeThroughBrowser(t, v, p, mount, "ac")
 	first := p.LastIssued(t)
 
+	v.mustCLI(t, "patch", mount+"/credentials/ac", "description=rotation")
 	got := readAccess(t, v, mount, "ac")
 	second := p.LastIssued(t)
 	if n := p.Requests(); n != 2 {
@@ -373,6 +377,7 @@ func TestOAuthRefreshRotation(t *testing.T) {
 	// the refresh token it stored.
 	v.restart(t)
 	before := p.Requests()
+	v.mustCLI(t, "patch", mount+"/credentials/ac", "description=after restart")
 	got = readAccess(t, v, mount, "ac")
 	if p.Requests() != before+1 {
 		t.Fatalf("%d requests after the restart, want 1", p.Requests()-before)
@@ -412,11 +417,12 @@ func TestOAuthCachedTokenSurvivesRestart(t *testing.T) {
 func TestOAuthSingleFlight(t *testing.T) {
 	t.Parallel()
 	mount := shared.mount(t)
-	p := newIDP(t, oauthtest.Options{AccessTTL: 30 * time.Second}) // stale at once: expiry_buffer is 60 s
+	p := newIDP(t, oauthtest.Options{AccessTTL: 2 * time.Hour})
 	shared.mustCLI(t, "write", mount+"/credentials/cc", "type=oauth2_client_credentials",
 		"token_url="+p.TokenURL(), "client_id="+oauthtest.ClientID, "client_secret="+oauthtest.ClientSecret)
 	stale := readAccess(t, shared, mount, "cc")["access_token"]
-	p.SetAccessTTL(2 * time.Hour) // the next token is good for the whole wave
+	// An update makes the cached token stale: every reader of the wave needs a new one.
+	shared.mustCLI(t, "patch", mount+"/credentials/cc", "description=wave")
 
 	const (
 		readers = 1000
@@ -606,7 +612,9 @@ func TestOAuthFaults(t *testing.T) {
 
 	t.Run("cached token served during an outage", func(t *testing.T) {
 		t.Parallel()
-		p := newIDP(t, oauthtest.Options{AccessTTL: 59 * time.Second}) // valid, but inside expiry_buffer (60 s)
+		// A 62 s token is served for its first 2 s, then falls inside expiry_buffer
+		// (60 s) while still valid for a minute.
+		p := newIDP(t, oauthtest.Options{AccessTTL: 62 * time.Second})
 		create(t, "outage", p.TokenURL(), "client_secret="+oauthtest.ClientSecret)
 		s, err := access("outage")
 		if err != nil {
@@ -614,7 +622,13 @@ func TestOAuthFaults(t *testing.T) {
 		}
 		cached := s.Data["access_token"]
 		p.SetFault(oauthtest.Fail(http.StatusServiceUnavailable))
-		s, err = access("outage")
+		// Read until a read finds the token due and asks the provider.
+		deadline := time.Now().Add(20 * time.Second)
+		for p.Requests() < 2 && time.Now().Before(deadline) {
+			if s, err = access("outage"); err != nil || s.Data["access_token"] != cached {
+				t.Fatalf("before the token fell due: %v %v", s, err)
+			}
+		}
 		if err != nil || s.Data["access_token"] != cached || len(s.Warnings) != 1 || !strings.Contains(s.Warnings[0], "HTTP 503") {
 			t.Fatalf("during the outage: %v %v (want the cached token with a warning naming 503)", s, err)
 		}
