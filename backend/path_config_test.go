@@ -24,6 +24,7 @@ func TestConfigDefaults(t *testing.T) {
 		"log_size":               250,
 		"usage_flush_interval":   int64(10),
 		"default_token_lifetime": int64(3600),
+		"refresh_ahead":          true,
 		"callback_base_url":      "",
 		"notify_credential":      "",
 		"notify_channel":         "",
