@@ -51,3 +51,28 @@ func BenchmarkAccessCachedToken(b *testing.B) {
 	clock.Advance(50 * time.Minute)
 	b.Run("in-window", run)
 }
+
+// BenchmarkTokenAccessCached is tokenAccess alone for a cached token (no framework
+// routing, no usage recording), serially: where the refresh-ahead check sits.
+func BenchmarkTokenAccessCached(b *testing.B) {
+	p := newTestProvider(b, providerConfig{accessTTL: time.Hour})
+	cs := newCountingStorage()
+	be, _ := newBackendOver(b, cs, map[string]any{"usage_flush_interval": "1h"})
+	ctx := context.Background()
+	mustOK(b, be, cs, logical.CreateOperation, "credentials/bench", clientCredentials(p, "body"))
+	mustOK(b, be, cs, logical.ReadOperation, "access/bench", nil)
+	cfg, err := be.loadConfig(ctx, cs)
+	if err != nil {
+		b.Fatal(err)
+	}
+	c, err := be.credentials.get(ctx, cs, "bench")
+	if err != nil || c == nil {
+		b.Fatal(c, err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if data, _, err := be.tokenAccess(ctx, cs, cfg, c, 0); err != nil || data["access_token"] == "" {
+			b.Fatal(err)
+		}
+	}
+}
