@@ -82,13 +82,15 @@ func (b *integrationsBackend) refreshAhead(cfg *engineConfig, st *storedToken, n
 	if v == aheadRunning || now.UnixNano() < v || !st.ahead.CompareAndSwap(v, aheadRunning) {
 		return warning
 	}
-	// Once per token (and per retry): asking the node's replication state may be
-	// a call to Vault.
-	if b.storage == nil || !b.WriteSafeReplicationState() {
-		st.ahead.Store(aheadNever)
-		return warning
-	}
-	if !b.tokens.goAhead(func(ctx context.Context) { b.refreshInBackground(ctx, cfg, st, name, minValid) }) {
+	if !b.tokens.goAhead(func(ctx context.Context) {
+		// Asked here, not on the read: the node's replication state may be a
+		// call to Vault.
+		if b.storage == nil || !b.WriteSafeReplicationState() {
+			st.ahead.Store(aheadNever)
+			return
+		}
+		b.refreshInBackground(ctx, cfg, st, name, minValid)
+	}) {
 		st.ahead.Store(aheadNever) // the mount is being unloaded
 	}
 	return warning
