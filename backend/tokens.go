@@ -31,6 +31,10 @@ const maxMinimumSeconds = 24 * 60 * 60
 // it has less than expiry_buffer left — or, when expiry_buffer itself is not shorter
 // than the token's lifetime, less than half its lifetime — and only then is another
 // minted.
+//
+// With refresh_ahead, a read that finds the cached token in its refresh window
+// (refreshAt, before that due point) also starts its refresh in the background
+// (refreshAhead), and is served the current token without waiting.
 func (b *integrationsBackend) tokenAccess(ctx context.Context, s logical.Storage, cfg *engineConfig, c *credential, minimumSeconds int) (map[string]any, []string, error) {
 	if minimumSeconds < 0 || minimumSeconds > maxMinimumSeconds {
 		return nil, nil, logical.CodedError(http.StatusBadRequest, fieldErr("minimum_seconds", fmt.Sprintf("must be between 0 and %d", maxMinimumSeconds)).Error())
