@@ -153,6 +153,7 @@ func (b *integrationsBackend) periodic(ctx context.Context, req *logical.Request
 // clean runs when the mount is unloaded: flush what was counted, stop the goroutines.
 func (b *integrationsBackend) clean(ctx context.Context) {
 	b.cleanOnce.Do(func() {
+		b.tokens.stop() // background refreshes and provider requests in flight
 		b.stopActivity(ctx)
 		if b.notifierStop != nil {
 			close(b.notifierStop)

@@ -60,6 +60,10 @@ type engineConfig struct {
 	CallbackBaseURL      string          `json:"callback_base_url,omitempty"`
 	NotifyCredential     string          `json:"notify_credential,omitempty"`
 	NotifyChannel        string          `json:"notify_channel,omitempty"`
+	// RefreshAhead makes a read of a token in its refresh window (refreshAt) start
+	// its refresh in the background, so no reader waits at the due point. A config
+	// stored before the field existed decodes to the default, true.
+	RefreshAhead bool `json:"refresh_ahead"`
 }
 
 func defaultConfig() *engineConfig {
@@ -72,6 +76,7 @@ func defaultConfig() *engineConfig {
 		LogSize:              defaultLogSize,
 		UsageFlushInterval:   defaultUsageFlushInterval,
 		DefaultTokenLifetime: defaultDefaultTokenLifetime,
+		RefreshAhead:         true,
 	}
 }
 
@@ -121,6 +126,11 @@ func pathConfig(b *integrationsBackend) *framework.Path {
 				Type:        framework.TypeDurationSecond,
 				Description: "Lifetime assumed for an OAuth access token whose provider sent no expires_in. Default 1 hour.",
 				Default:     int(defaultDefaultTokenLifetime.Seconds()),
+			},
+			"refresh_ahead": {
+				Type:        framework.TypeBool,
+				Description: "Refresh an OAuth token that is being read in the background before it falls due (less than expiry_buffer left), so no reader waits on the provider; a token nobody reads is not refreshed. Off, the reader that finds the token due waits for the new one. Default true.",
+				Default:     true,
 			},
 			"callback_base_url": {
 				Type:        framework.TypeString,
@@ -210,6 +220,7 @@ func (c *engineConfig) responseData() map[string]any {
 		"log_size":               c.LogSize,
 		"usage_flush_interval":   seconds(c.UsageFlushInterval),
 		"default_token_lifetime": seconds(c.DefaultTokenLifetime),
+		"refresh_ahead":          c.RefreshAhead,
 		"callback_base_url":      c.CallbackBaseURL,
 		"notify_credential":      c.NotifyCredential,
 		"notify_channel":         c.NotifyChannel,
@@ -304,6 +315,11 @@ func (c *engineConfig) update(d *framework.FieldData) error {
 	}
 	if v, ok := d.GetOk("log_size"); ok {
 		c.LogSize = v.(int)
+	}
+	if v, ok, err := d.GetOkErr("refresh_ahead"); err != nil {
+		return fieldErr("refresh_ahead", "must be a boolean (true or false)")
+	} else if ok {
+		c.RefreshAhead = v.(bool)
 	}
 	if v, ok := d.GetOk("callback_base_url"); ok {
 		c.CallbackBaseURL = v.(string)

@@ -24,6 +24,7 @@ func TestConfigDefaults(t *testing.T) {
 		"log_size":               250,
 		"usage_flush_interval":   int64(10),
 		"default_token_lifetime": int64(3600),
+		"refresh_ahead":          true,
 		"callback_base_url":      "",
 		"notify_credential":      "",
 		"notify_channel":         "",
@@ -80,6 +81,7 @@ func TestConfigValidation(t *testing.T) {
 		{"notify dotted name", map[string]any{"notify_credential": "a..b"}, "notify_credential"},
 		{"channel control character", map[string]any{"notify_channel": "#ops\x00"}, "notify_channel"},
 		{"channel too long", map[string]any{"notify_channel": strings.Repeat("c", 81)}, "notify_channel"},
+		{"refresh ahead not a boolean", map[string]any{"refresh_ahead": "sometimes"}, "refresh_ahead"},
 		{"unknown field", map[string]any{"suspend_afterr": "30d"}, "suspend_afterr"},
 	}
 	for _, tc := range cases {
@@ -103,6 +105,35 @@ func TestConfigDeleteRestoresDefaults(t *testing.T) {
 	resp := mustOK(t, b, s, logical.ReadOperation, "config", nil)
 	if resp.Data["log_size"] != defaultLogSize {
 		t.Fatalf("log_size after delete = %v", resp.Data["log_size"])
+	}
+}
+
+// refresh_ahead is on by default, can be turned off and on, survives other updates, and
+// a config stored before the field existed reads as on.
+func TestConfigRefreshAhead(t *testing.T) {
+	t.Parallel()
+	b, s, _ := newTestBackend(t)
+	mustOK(t, b, s, logical.UpdateOperation, "config", map[string]any{"refresh_ahead": false})
+	mustOK(t, b, s, logical.UpdateOperation, "config", map[string]any{"log_size": 5})
+	if got := mustOK(t, b, s, logical.ReadOperation, "config", nil).Data["refresh_ahead"]; got != false {
+		t.Fatalf("refresh_ahead after turning it off = %v", got)
+	}
+	mustOK(t, b, s, logical.UpdateOperation, "config", map[string]any{"refresh_ahead": "true"})
+	if got := mustOK(t, b, s, logical.ReadOperation, "config", nil).Data["refresh_ahead"]; got != true {
+		t.Fatalf("refresh_ahead after turning it on = %v", got)
+	}
+	mustOK(t, b, s, logical.UpdateOperation, "config", map[string]any{"refresh_ahead": false})
+	mustOK(t, b, s, logical.DeleteOperation, "config", nil)
+	if got := mustOK(t, b, s, logical.ReadOperation, "config", nil).Data["refresh_ahead"]; got != true {
+		t.Fatalf("refresh_ahead after reset = %v", got)
+	}
+	old, _ := logical.StorageEntryJSON(configPath, map[string]any{"log_size": 7, "expiry_buffer": int64(time.Minute)})
+	if err := s.Put(context.Background(), old); err != nil {
+		t.Fatal(err)
+	}
+	b.invalidate(context.Background(), configPath)
+	if got := mustOK(t, b, s, logical.ReadOperation, "config", nil).Data; got["refresh_ahead"] != true || got["log_size"] != 7 {
+		t.Fatalf("a config stored before refresh_ahead existed reads as %v", got)
 	}
 }
 

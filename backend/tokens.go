@@ -31,6 +31,10 @@ const maxMinimumSeconds = 24 * 60 * 60
 // it has less than expiry_buffer left — or, when expiry_buffer itself is not shorter
 // than the token's lifetime, less than half its lifetime — and only then is another
 // minted.
+//
+// With refresh_ahead, a read that finds the cached token in its refresh window
+// (refreshAt, before that due point) also starts its refresh in the background
+// (refreshAhead), and is served the current token without waiting.
 func (b *integrationsBackend) tokenAccess(ctx context.Context, s logical.Storage, cfg *engineConfig, c *credential, minimumSeconds int) (map[string]any, []string, error) {
 	if minimumSeconds < 0 || minimumSeconds > maxMinimumSeconds {
 		return nil, nil, logical.CodedError(http.StatusBadRequest, fieldErr("minimum_seconds", fmt.Sprintf("must be between 0 and %d", maxMinimumSeconds)).Error())
@@ -39,58 +43,24 @@ func (b *integrationsBackend) tokenAccess(ctx context.Context, s logical.Storage
 	if m := time.Duration(minimumSeconds) * time.Second; m > minValid {
 		minValid = m
 	}
-	ts := b.tokens
-	cached, err := ts.cached(ctx, s, c.Name)
+	cached, err := b.tokens.cached(ctx, s, c.Name)
 	if err != nil {
 		return nil, nil, err
 	}
 	var res oauth.Result
-	if tok := servable(cached, c, cfg, b.now(), minValid); tok != nil {
-		res.Token = tok // the hot path: no lock, no allocation beyond the response
-	} else {
-		// The slow path reads the credential again together with the generation of
-		// its token state, so the token it obtains is stored only if neither changed.
-		t, cur, err := ts.ticket(ctx, s, c.Name)
-		if err != nil {
-			return nil, nil, err
+	var aheadWarning string
+	if at := b.now(); servable(cached, c, cfg, at, minValid) != nil {
+		res.Token = &cached.Token // the hot path: no lock, no allocation beyond the response
+		if cfg.RefreshAhead && !at.Before(refreshAt(res.Token, shortLivedDemand(minValid, cfg.ExpiryBuffer, res.Token))) {
+			// In the refresh window: one read starts the refresh in the background;
+			// this one and every other is served the current token meanwhile.
+			aheadWarning = b.refreshAhead(cfg, cached, c.Name, minValid, at)
 		}
-		if cur == nil {
+	} else {
+		res, err = b.mintToken(ctx, s, cfg, c.Name, minValid, nil)
+		if errors.Is(err, errCredentialGone) {
 			return nil, nil, logical.CodedError(http.StatusNotFound, fmt.Sprintf("credential %q does not exist", c.Name))
 		}
-		c = cur
-		if cached, err = ts.cached(ctx, s, c.Name); err != nil {
-			return nil, nil, err
-		}
-		var src *oauth.Token
-		if cached != nil && (cached.Destination == "" || cached.Destination == t.dest) {
-			// A token learnt under another destination is never used, not even its
-			// refresh token: a repoint forgets it.
-			if tok := servable(cached, c, cfg, b.now(), minValid); tok != nil {
-				src = tok
-			} else {
-				old := cached.Token
-				if cached.IssuedAt.Before(c.UpdatedAt) {
-					// Minted before the settings last changed (new secret, scopes):
-					// not served; its refresh token, if any, is still used.
-					old.AccessToken = ""
-				}
-				src = &old
-			}
-		}
-		oc, err := b.oauthConfig(cfg, c)
-		if err != nil {
-			return nil, nil, fmt.Errorf("building the OAuth configuration of %q: %w", c.Name, err)
-		}
-		oc.RedirectURL = b.redirectURL(cfg, c)
-		res, err = ts.brokerOf().Token(ctx, c.Name, oc, src, shortLivedDemand(minValid, cfg.ExpiryBuffer, src), func(ctx context.Context, tok *oauth.Token) error {
-			if err := ts.put(ctx, s, t, tok, false); err != nil {
-				return err
-			}
-			// Recorded here, once per token: every reader that joined the request
-			// gets Minted too.
-			b.recordEvent(c.Name, usage.EventTokenMinted, true, "", "expires "+rfc3339(tok.Expiry))
-			return nil
-		})
 		if isDiscarded(err) {
 			return nil, nil, logical.CodedError(http.StatusConflict, fmt.Sprintf("credential %q changed while its token was requested; read it again", c.Name))
 		}
@@ -99,10 +69,14 @@ func (b *integrationsBackend) tokenAccess(ctx context.Context, s logical.Storage
 		}
 	}
 	var warnings []string
-	b.activity.setTransient(c.Name, res.Warning != "")
+	b.activity.setTransient(c.Name, res.Warning != "" || aheadWarning != "")
 	if res.Warning != "" {
 		warnings = append(warnings, res.Warning)
 		b.recordEvent(c.Name, usage.EventRefreshFailed, false, "", res.Warning)
+	}
+	if aheadWarning != "" {
+		// Recorded once, by the background refresh that failed.
+		warnings = append(warnings, aheadWarning)
 	}
 	tok := res.Token
 	now := b.now()
@@ -123,6 +97,73 @@ func (b *integrationsBackend) tokenAccess(ctx context.Context, s logical.Storage
 		"scope":         tok.Scope,
 		"authorization": tokenType + " " + tok.AccessToken,
 	}, warnings, nil
+}
+
+// errCredentialGone is what mintToken returns when the credential no longer exists.
+var errCredentialGone = errors.New("the credential does not exist")
+
+// errAheadStale is what mintToken returns for a background refresh whose token is no
+// longer the credential's current one: someone else refreshed it, or the credential
+// changed. There is nothing left for it to do.
+var errAheadStale = errors.New("the token to refresh ahead is no longer current")
+
+// mintToken obtains a token for the credential name through the Broker's single
+// flight: the slow path of a read (ahead nil: valid for minValid, or served degraded
+// as the Broker decides), or a background refresh of the token ahead (refresh
+// ahead: valid beyond ahead's refresh window, so the Broker requests one even though
+// ahead is still servable). It reads the credential again together with the
+// generation of its token state, so the token it obtains is stored only if neither
+// changed meanwhile (tokenStore.put).
+func (b *integrationsBackend) mintToken(ctx context.Context, s logical.Storage, cfg *engineConfig, name string, minValid time.Duration, ahead *storedToken) (oauth.Result, error) {
+	ts := b.tokens
+	t, c, err := ts.ticket(ctx, s, name)
+	if err != nil {
+		return oauth.Result{}, err
+	}
+	if c == nil {
+		return oauth.Result{}, errCredentialGone
+	}
+	cached, err := ts.cached(ctx, s, c.Name)
+	if err != nil {
+		return oauth.Result{}, err
+	}
+	var src *oauth.Token
+	if cached != nil && (cached.Destination == "" || cached.Destination == t.dest) {
+		// A token learnt under another destination is never used, not even its
+		// refresh token: a repoint forgets it.
+		if tok := servable(cached, c, cfg, b.now(), minValid); tok != nil {
+			src = tok
+		} else {
+			old := cached.Token
+			if cached.IssuedAt.Before(c.UpdatedAt) {
+				// Minted before the settings last changed (new secret, scopes):
+				// not served; its refresh token, if any, is still used.
+				old.AccessToken = ""
+			}
+			src = &old
+		}
+	}
+	demand := shortLivedDemand(minValid, cfg.ExpiryBuffer, src)
+	if ahead != nil {
+		if cached != ahead || src == nil {
+			return oauth.Result{}, errAheadStale
+		}
+		demand += refreshLead(src, demand)
+	}
+	oc, err := b.oauthConfig(cfg, c)
+	if err != nil {
+		return oauth.Result{}, fmt.Errorf("building the OAuth configuration of %q: %w", c.Name, err)
+	}
+	oc.RedirectURL = b.redirectURL(cfg, c)
+	return ts.brokerOf().Token(ctx, c.Name, oc, src, demand, func(ctx context.Context, tok *oauth.Token) error {
+		if err := ts.put(ctx, s, t, tok, false); err != nil {
+			return err
+		}
+		// Recorded here, once per token: every reader that joined the request
+		// gets Minted too.
+		b.recordEvent(c.Name, usage.EventTokenMinted, true, "", "expires "+rfc3339(tok.Expiry))
+		return nil
+	})
 }
 
 // servable returns the cached token when it may be handed out as it is: minted under

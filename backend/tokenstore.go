@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 
 	"github.com/hashicorp/vault/sdk/helper/locksutil"
 	"github.com/hashicorp/vault/sdk/logical"
@@ -28,6 +29,15 @@ type storedToken struct {
 	// never follows a repoint, whatever cache or node it is read from. "" for a
 	// token stored before fingerprints existed.
 	Destination string `json:"destination,omitempty"`
+
+	// ahead is this token's refresh-ahead state, in memory only (a new token, or
+	// the same one decoded again, starts idle): aheadIdle, aheadRunning while a
+	// background refresh runs, or the UnixNano before which no new one starts after
+	// a failed one (aheadNever: not on this node).
+	ahead atomic.Int64
+	// aheadWarning is why the last background refresh failed transiently; it is
+	// served with the token until a refresh succeeds and replaces it.
+	aheadWarning atomic.Pointer[string]
 }
 
 // tokenTicket is what a token request remembers from its start: the credential it
@@ -61,10 +71,48 @@ type tokenStore struct {
 	brokerOnce sync.Once
 	broker     *oauth.Broker
 	client     *oauth.Client
+
+	// Background refreshes (refresh ahead): each runs on aheadCtx, which stop
+	// cancels; aheadRunning counts them so stop can wait.
+	aheadMu      sync.Mutex
+	aheadStopped bool
+	aheadWG      sync.WaitGroup
+	aheadCtx     context.Context
+	aheadCancel  context.CancelFunc
 }
 
 func newTokenStore(b *integrationsBackend) *tokenStore {
-	return &tokenStore{b: b, locks: locksutil.CreateLocks(), tokens: make(map[string]*storedToken), gens: make(map[string]uint64)}
+	ts := &tokenStore{b: b, locks: locksutil.CreateLocks(), tokens: make(map[string]*storedToken), gens: make(map[string]uint64)}
+	ts.aheadCtx, ts.aheadCancel = context.WithCancel(context.Background())
+	return ts
+}
+
+// goAhead runs f in the background on a context stop cancels, unless stop has
+// already been called; it reports whether f was started.
+func (ts *tokenStore) goAhead(f func(ctx context.Context)) bool {
+	ts.aheadMu.Lock()
+	defer ts.aheadMu.Unlock()
+	if ts.aheadStopped {
+		return false
+	}
+	ts.aheadWG.Add(1)
+	go func() {
+		defer ts.aheadWG.Done()
+		f(ts.aheadCtx)
+	}()
+	return true
+}
+
+// stop ends the background work when the mount is unloaded: no background refresh
+// starts any more, the running ones and every provider request in flight are
+// cancelled, and stop returns once all of them have.
+func (ts *tokenStore) stop() {
+	ts.aheadMu.Lock()
+	ts.aheadStopped = true
+	ts.aheadMu.Unlock()
+	ts.aheadCancel()
+	ts.brokerOf().Close()
+	ts.aheadWG.Wait()
 }
 
 // maxOAuthTimeout bounds every provider call whatever request_timeout says; each

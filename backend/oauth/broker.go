@@ -32,8 +32,14 @@ type Broker struct {
 	now    func() time.Time
 	group  singleflight.Group
 
-	mu   sync.Mutex
-	keys map[string]*keyState
+	mu      sync.Mutex
+	keys    map[string]*keyState
+	closed  bool           // Close was called: no request starts any more
+	flights sync.WaitGroup // requests in flight, for Close to wait on
+
+	// base ends with Close; every request in flight is cancelled with it.
+	base   context.Context
+	cancel context.CancelFunc
 
 	// jitter returns a uniform value in [0, n); tests make it deterministic.
 	jitter func(n int64) int64
@@ -69,12 +75,59 @@ func NewBroker(c *Client, now func() time.Time) *Broker {
 	if now == nil {
 		now = time.Now
 	}
+	base, cancel := context.WithCancel(context.Background())
 	return &Broker{
 		client: c,
 		now:    now,
 		keys:   make(map[string]*keyState),
 		jitter: rand.Int64N,
+		base:   base,
+		cancel: cancel,
 	}
+}
+
+// ErrClosed is what a request gets once the Broker is closed.
+var ErrClosed = errors.New("the token broker is closed")
+
+// Close cancels every request in flight, waits until each has returned, and makes
+// every later one fail with ErrClosed. The backend calls it when the mount is
+// unloaded, so nothing reaches the provider or storage afterwards.
+func (b *Broker) Close() {
+	b.mu.Lock()
+	b.closed = true
+	b.mu.Unlock()
+	b.cancel()
+	b.flights.Wait()
+}
+
+// RetryAt is when the next provider request for key may be made after failed ones:
+// the end of its backoff, or the zero time when it is not backing off.
+func (b *Broker) RetryAt(key string) time.Time {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if st := b.keys[key]; st != nil {
+		return st.until
+	}
+	return time.Time{}
+}
+
+// startFlight registers a request about to run on ctx, which it makes end with Close
+// as well; done must be called when the request has returned.
+func (b *Broker) startFlight(ctx context.Context) (_ context.Context, done func(), _ error) {
+	b.mu.Lock()
+	if b.closed {
+		b.mu.Unlock()
+		return nil, nil, ErrClosed
+	}
+	b.flights.Add(1)
+	b.mu.Unlock()
+	ctx, cancel := context.WithCancel(ctx)
+	stop := context.AfterFunc(b.base, cancel)
+	return ctx, func() {
+		stop()
+		cancel()
+		b.flights.Done()
+	}, nil
 }
 
 // Token returns a token for key valid for at least minValid.
@@ -83,8 +136,8 @@ func NewBroker(c *Client, now func() time.Time) *Broker {
 // when valid for minValid, without locking or allocating. Otherwise at most
 // one provider request per key is in flight: concurrent callers wait for it
 // (until their ctx ends) and share its result. The request runs on a context
-// detached from every caller but bounded by the client timeout, so a Vault
-// request ending does not cancel it for the others.
+// detached from every caller but bounded by the client timeout and ended by
+// Close, so a Vault request ending does not cancel it for the others.
 //
 // On success persist(ctx, tok) runs before anyone receives tok, so a rotated
 // refresh token is stored first; a persist error is returned (and persisting
@@ -110,7 +163,12 @@ func (b *Broker) wait(ctx context.Context, key string, cfg Config, cached *Token
 	persist func(context.Context, *Token) error) (Result, error) {
 	flightCtx := context.WithoutCancel(ctx)
 	ch := b.group.DoChan(key, func() (any, error) {
-		return b.fly(flightCtx, key, cfg, cached, minValid, persist)
+		fctx, done, err := b.startFlight(flightCtx)
+		if err != nil {
+			return Result{}, err
+		}
+		defer done()
+		return b.fly(fctx, key, cfg, cached, minValid, persist)
 	})
 	select {
 	case r := <-ch:

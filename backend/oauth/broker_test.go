@@ -496,3 +496,56 @@ func TestAssumedLifetimeRecorded(t *testing.T) {
 		t.Fatal("Fresh does not follow the default lifetime in force")
 	}
 }
+
+// Close cancels a request held at the provider (its token never persisted), and
+// refuses every later request without asking the provider.
+func TestBrokerClose(t *testing.T) {
+	t.Parallel()
+	p := newProvider(t, providerOptions{})
+	arrived, gate := make(chan struct{}, 1), make(chan struct{})
+	t.Cleanup(func() { close(gate) })
+	p.setBefore(func(http.ResponseWriter, *http.Request) bool { arrived <- struct{}{}; <-gate; return false })
+	clock := newFakeClock()
+	b := newTestBroker(clock)
+	cfg := p.config(AuthStyleHeader)
+	var st savedTokens
+	done := make(chan error, 1)
+	go func() {
+		_, err := b.Token(context.Background(), "cred", cfg, expiredToken(clock), time.Minute, st.persist)
+		done <- err
+	}()
+	<-arrived
+	b.Close() // the provider still holds the request: Close cancelled it
+	if err := <-done; err == nil {
+		t.Fatal("the request cancelled by Close succeeded")
+	}
+	if st.count() != 0 {
+		t.Fatal("a token was persisted after Close")
+	}
+	if _, err := b.Token(context.Background(), "other", cfg, nil, time.Minute, st.persist); !errors.Is(err, ErrClosed) {
+		t.Fatalf("request after Close: %v, want ErrClosed", err)
+	}
+	if n := p.requests.Load(); n != 1 {
+		t.Fatalf("%d provider requests, want only the one cancelled", n)
+	}
+}
+
+// RetryAt is the end of a key's backoff after a failure, zero otherwise.
+func TestBrokerRetryAt(t *testing.T) {
+	t.Parallel()
+	p := newProvider(t, providerOptions{})
+	clock := newFakeClock()
+	b := newTestBroker(clock)
+	cfg := p.config(AuthStyleHeader)
+	var st savedTokens
+	if !b.RetryAt("cred").IsZero() {
+		t.Fatal("RetryAt of an unknown key is not zero")
+	}
+	cfg.ClientSecret = "SECRET-client-wrong"
+	if _, err := b.Token(context.Background(), "cred", cfg, nil, time.Minute, st.persist); err == nil {
+		t.Fatal("a refused request succeeded")
+	}
+	if got, want := b.RetryAt("cred"), clock.Now().Add(backoffBase); !got.Equal(want) {
+		t.Fatalf("RetryAt after the first failure = %s, want %s", got, want)
+	}
+}

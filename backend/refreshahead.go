@@ -1,0 +1,143 @@
+package backend
+
+import (
+	"context"
+	"errors"
+	"math"
+	"time"
+
+	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/backend/oauth"
+	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/backend/usage"
+)
+
+// Refresh ahead (DESIGN.md, Tokens): a token that is being read is refreshed in the
+// background before it falls due, so no reader waits on the provider; a token nobody
+// reads is not refreshed.
+//
+// The rule. A token falls due for a read at expiry − demand, where demand is what the
+// read needs (expiry_buffer, or minimum_seconds, lowered by shortLivedDemand for
+// tokens that never live that long): from then on that reader is not served it. Its
+// refresh window opens lead earlier, with
+//
+//	lead = min(max(lifetime/5, minRefreshLead), (due − issued)/2)
+//
+// A fifth of the lifetime leaves room for the provider to answer and, after a
+// failure, for retries under the Broker's backoff before anyone is refused the token;
+// minRefreshLead keeps that room for short-lived tokens; and the window never opens
+// in the first half of the time a token may be served, so a provider of very short
+// tokens is asked at most twice as often as without refresh ahead (never on every
+// read). For an hour-long token and the default 60 s expiry_buffer the window opens
+// 13 minutes before expiry; for a 4 s token with a 1 s buffer, 1.5 s after issue.
+//
+// The first read in the window starts one background refresh (an atomic flag on the
+// cached token: reads outside the window do one time comparison more, reads inside it
+// an atomic load; neither takes a lock or allocates). It runs only on a node that may
+// write (WriteSafeReplicationState), through the Broker's single flight, so a reader
+// who arrives when the token is actually due joins the same provider request: one
+// request per rollover. A token nobody reads in its window is never refreshed ahead;
+// there is no timer.
+//
+// Failures are the Broker's: classified and backed off as on the read path. A
+// transient one leaves the still-valid token served, with the Broker's warning, and
+// the next read after the backoff tries again; at the due point readers fall back to
+// the read path (served degraded or refused, as without refresh ahead). A permanent
+// refusal marks the credential needs_reauth, as the read path does: the provider's
+// answer is about the grant, not about who asked, and waiting for the due point would
+// only hide for minutes what a person must fix (the Broker would refuse the next
+// reader with the same error, without asking again).
+const minRefreshLead = 10 * time.Second
+
+// States of storedToken.ahead besides a not-before time.
+const (
+	aheadIdle    int64 = 0
+	aheadRunning int64 = -1
+	aheadNever   int64 = math.MaxInt64 // a node that may not write: never here
+)
+
+// aheadRetryPause is the pause before another background refresh after one failed
+// without the Broker backing off (storage trouble, the request timing out).
+const aheadRetryPause = time.Second
+
+// refreshLead is how long before its due point (expiry − demand) the refresh window
+// of tok opens.
+func refreshLead(tok *oauth.Token, demand time.Duration) time.Duration {
+	life := tok.Expiry.Sub(tok.IssuedAt)
+	return max(0, min(max(life/5, minRefreshLead), (life-demand)/2))
+}
+
+// refreshAt is when the refresh window of tok opens for a read needing demand.
+func refreshAt(tok *oauth.Token, demand time.Duration) time.Time {
+	return tok.Expiry.Add(-demand - refreshLead(tok, demand))
+}
+
+// refreshAhead is called by a read that found the cached token st in its refresh
+// window. It starts the background refresh unless one is running or backing off, and
+// returns the warning of the last failed one ("" when none), for the reader.
+func (b *integrationsBackend) refreshAhead(cfg *engineConfig, st *storedToken, name string, minValid time.Duration, now time.Time) string {
+	warning := ""
+	if w := st.aheadWarning.Load(); w != nil {
+		warning = *w
+	}
+	v := st.ahead.Load()
+	if v == aheadRunning || now.UnixNano() < v || !st.ahead.CompareAndSwap(v, aheadRunning) {
+		return warning
+	}
+	if !b.tokens.goAhead(func(ctx context.Context) {
+		// Asked here, not on the read: the node's replication state may be a
+		// call to Vault.
+		if b.storage == nil || !b.WriteSafeReplicationState() {
+			st.ahead.Store(aheadNever)
+			return
+		}
+		b.refreshInBackground(ctx, cfg, st, name, minValid)
+	}) {
+		st.ahead.Store(aheadNever) // the mount is being unloaded
+	}
+	return warning
+}
+
+// refreshInBackground refreshes st, the cached token of name, on a context detached
+// from the read that started it, bounded by request_timeout and cancelled by Clean.
+func (b *integrationsBackend) refreshInBackground(ctx context.Context, cfg *engineConfig, st *storedToken, name string, minValid time.Duration) {
+	ctx, cancel := context.WithTimeout(ctx, cfg.RequestTimeout)
+	defer cancel()
+	s := b.storage
+	res, err := b.mintToken(ctx, s, cfg, name, minValid, st)
+	switch {
+	case err == nil && res.Warning == "":
+		// The new token is stored and cached (a new storedToken, idle); st is no
+		// longer served. The Broker may also have answered with a token minted
+		// meanwhile, which is cached already.
+		b.activity.setTransient(name, false)
+		return
+	case err == nil:
+		// A transient failure: the Broker backs off and serves st degraded.
+		w := res.Warning
+		st.aheadWarning.Store(&w)
+		b.activity.setTransient(name, true)
+		b.recordEvent(name, usage.EventRefreshFailed, false, "", w)
+	case errors.Is(err, errAheadStale), errors.Is(err, errCredentialGone), isDiscarded(err), errors.Is(err, oauth.ErrClosed):
+		// Superseded: refreshed by someone else, or the credential changed or went
+		// (its result, if any, was not stored), or the mount is going away.
+		st.ahead.Store(aheadNever)
+		return
+	default:
+		var oe *oauth.Error
+		if !errors.As(err, &oe) {
+			b.Logger().Warn("refreshing a token ahead of its expiry did not complete; it is served until it falls due", "credential", name, "error", err)
+		}
+		// The refresh's own context may have run out: recording gets a bound of its
+		// own, still ended by Clean.
+		rctx, rcancel := context.WithTimeout(b.tokens.aheadCtx, cfg.RequestTimeout)
+		defer rcancel()
+		c, gerr := b.credentials.get(rctx, s, name)
+		if gerr == nil && c != nil {
+			_ = b.tokenFailure(rctx, s, c, err) // records it; needs_reauth on a permanent refusal
+		}
+	}
+	next := b.tokens.brokerOf().RetryAt(name)
+	if now := b.now(); !next.After(now) {
+		next = now.Add(aheadRetryPause)
+	}
+	st.ahead.Store(next.UnixNano())
+}
