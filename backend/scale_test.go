@@ -293,7 +293,3 @@ func BenchmarkScaleHeap(b *testing.B) {
 		})
 	}
 }
-
-// waitIndexBuilt returns once the lifecycle index is complete (Initialize builds it
-// synchronously before the change to a background build).
-func waitIndexBuilt(b *testing.B, be *integrationsBackend) {}
