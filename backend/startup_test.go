@@ -335,3 +335,68 @@ func TestAlertsMatchAFullScan(t *testing.T) {
 		t.Fatal("the failing alert never showed: the test does not exercise it")
 	}
 }
+
+// TestListThatStopsAtItsLimitSaysSo: a page that stops at its limit with names after it
+// warns with the after value to continue from; following it lists every name once; a
+// page with nothing after it, or short of its limit, carries no warning. Also with a
+// filter, and at the default limit.
+func TestListThatStopsAtItsLimitSaysSo(t *testing.T) {
+	t.Parallel()
+	clock := newTestClock()
+	s := logical.NewStorageView(&logical.InmemStorage{}, "")
+	names := lcSeed(t, s, clock, "c-", defaultListLimit+1, 0)
+	b, _, _ := newBackendWith(t, backendOptions{storage: s, clock: clock, initialize: true})
+	list := func(q map[string]any) *logical.Response {
+		t.Helper()
+		return mustOK(t, b, s, logical.ListOperation, "credentials/", q)
+	}
+	afterIn := func(resp *logical.Response) string {
+		t.Helper()
+		if len(resp.Warnings) != 1 {
+			t.Fatalf("warnings %q, want one naming after", resp.Warnings)
+		}
+		var after string
+		if i := strings.Index(resp.Warnings[0], `after="`); i >= 0 {
+			after = resp.Warnings[0][i+len(`after="`):]
+			after = after[:strings.IndexByte(after, '"')]
+		}
+		return after
+	}
+
+	// No limit given: the default page, and the warning says where to go on.
+	resp := list(nil)
+	keys := resp.Data["keys"].([]string)
+	if len(keys) != defaultListLimit || afterIn(resp) != keys[len(keys)-1] {
+		t.Fatalf("default page: %d keys, warnings %q", len(keys), resp.Warnings)
+	}
+	resp = list(map[string]any{"after": afterIn(resp)})
+	if keys := resp.Data["keys"].([]string); !slices.Equal(keys, names[defaultListLimit:]) || len(resp.Warnings) != 0 {
+		t.Fatalf("second page: %v, warnings %q", keys, resp.Warnings)
+	}
+
+	// Following the warnings pages through everything, once.
+	var all []string
+	q := map[string]any{"limit": 300}
+	for {
+		resp := list(q)
+		all = append(all, resp.Data["keys"].([]string)...)
+		if len(resp.Warnings) == 0 {
+			break
+		}
+		q["after"] = afterIn(resp)
+	}
+	if !slices.Equal(all, names) {
+		t.Fatalf("paging by the warnings listed %d names, want %d", len(all), len(names))
+	}
+
+	// A page that ends exactly at the last name: nothing more, no warning.
+	if resp := list(map[string]any{"limit": 1, "after": names[len(names)-2]}); len(resp.Warnings) != 0 {
+		t.Fatalf("last page warns: %q", resp.Warnings)
+	}
+	// A filter: the page fills, more names follow, the warning names the last match.
+	resp = list(map[string]any{"filter": "c-000", "limit": 5})
+	keys = resp.Data["keys"].([]string)
+	if len(keys) != 5 || afterIn(resp) != keys[4] {
+		t.Fatalf("filtered page: %v, warnings %q", keys, resp.Warnings)
+	}
+}
