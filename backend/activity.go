@@ -39,6 +39,12 @@ type usageSummary struct {
 type activity struct {
 	recorder *usage.Recorder
 	index    *lifecycle.Index
+	// alerting files credentials under Policy.AlertsFrom, so alerts visits only those
+	// with something to show; failing (under mu) names those whose stored run of
+	// failures reached lifecycle.FailingAfter. Both may hold more than alert (alerts
+	// judges each afresh), never less.
+	alerting *lifecycle.Index
+	failing  map[string]struct{}
 
 	mu        sync.Mutex
 	summaries map[string]usageSummary
@@ -61,12 +67,25 @@ type activity struct {
 	indexedFor atomic.Pointer[engineConfig]
 	stop       chan struct{}
 	done       chan struct{}
+
+	// The index is built by a background scan (startIndexBuild), so a mount of many
+	// credentials serves from the moment it is set up. buildMu guards the scan's
+	// handle; scanned and total report its progress.
+	buildMu       sync.Mutex
+	buildCancel   context.CancelFunc
+	buildDone     chan struct{}
+	scanned       atomic.Int64
+	total         atomic.Int64
+	scanCount     atomic.Int64 // scans started, for tests
+	buildFinished func()       // test hook: called when a scan ends; nil in production
 }
 
 func newActivity() *activity {
 	return &activity{
 		recorder:  usage.NewRecorder(),
 		index:     lifecycle.NewIndex(),
+		alerting:  lifecycle.NewIndex(),
+		failing:   make(map[string]struct{}),
 		summaries: make(map[string]usageSummary),
 	}
 }
@@ -139,7 +158,7 @@ func (b *integrationsBackend) summary(ctx context.Context, s logical.Storage, na
 		// summary filed meanwhile wins over what was just loaded.
 		a.mu.Lock()
 		if _, raced := a.summaries[name]; !raced {
-			a.summaries[name] = summarize(u)
+			a.fileSummary(name, summarize(u))
 		}
 		a.mu.Unlock()
 	}
@@ -156,6 +175,17 @@ func (b *integrationsBackend) summary(ctx context.Context, s logical.Storage, na
 		sum.consecutiveFailures = trailingFailures(more.Events, sum.consecutiveFailures)
 	}
 	return sum, nil
+}
+
+// fileSummary keeps name's stored summary, and whether its run of failures makes it a
+// candidate for the failing alert. The caller holds a.mu.
+func (a *activity) fileSummary(name string, sum usageSummary) {
+	a.summaries[name] = sum
+	if sum.consecutiveFailures >= lifecycle.FailingAfter {
+		a.failing[name] = struct{}{}
+	} else {
+		delete(a.failing, name)
+	}
 }
 
 func summarize(u *usage.Usage) usageSummary {
@@ -238,24 +268,38 @@ func (b *integrationsBackend) lifecycleView(ctx context.Context, s logical.Stora
 func (b *integrationsBackend) afterCredentialChange(ctx context.Context, s logical.Storage, name string) error {
 	c, err := b.credentials.get(ctx, s, name)
 	if err != nil || c == nil {
-		b.activity.index.Remove(name)
+		b.activity.unindex(name)
 		return err
 	}
 	cfg, err := b.loadConfig(ctx, s)
 	if err != nil {
 		return err
 	}
-	b.activity.index.Set(name, b.policyFor(cfg, c).NextDue(c.State))
+	b.activity.file(name, b.policyFor(cfg, c), c.State, c.NotAfter)
 	return nil
+}
+
+// file puts a credential in the sweep's index under its next due action and in the
+// alerting index under the time it may first show an alert.
+func (a *activity) file(name string, p lifecycle.Policy, st lifecycle.State, notAfter time.Time) {
+	a.index.Set(name, p.NextDue(st))
+	a.alerting.Set(name, p.AlertsFrom(st, notAfter))
+}
+
+// unindex drops a credential from both indexes.
+func (a *activity) unindex(name string) {
+	a.index.Remove(name)
+	a.alerting.Remove(name)
 }
 
 // forgetCredential drops every in-memory trace of a deleted credential.
 func (b *integrationsBackend) forgetCredential(name string) {
 	a := b.activity
 	a.recorder.Forget(name)
-	a.index.Remove(name)
+	a.unindex(name)
 	a.mu.Lock()
 	delete(a.summaries, name)
+	delete(a.failing, name)
 	delete(a.inflight, name)
 	a.mu.Unlock()
 	a.transient.Delete(name)
@@ -354,7 +398,7 @@ func (b *integrationsBackend) landed(name string, u *usage.Usage, back *usage.Pe
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if u != nil {
-		a.summaries[name] = summarize(u)
+		a.fileSummary(name, summarize(u))
 	}
 	if back != nil {
 		a.recorder.Restore(map[string]usage.Pending{name: *back})
@@ -382,7 +426,7 @@ func (b *integrationsBackend) flushOne(ctx context.Context, s logical.Storage, c
 	a := b.activity
 	a.mu.Lock()
 	if _, ok := a.summaries[name]; !ok {
-		a.summaries[name] = summarize(u) // see summary: filed before anything is stored
+		a.fileSummary(name, summarize(u)) // see summary: filed before anything is stored
 	}
 	a.mu.Unlock()
 	u.Merge(p, cfg.LogSize)
@@ -397,7 +441,7 @@ func (b *integrationsBackend) flushOne(ctx context.Context, s logical.Storage, c
 		n := c.clone()
 		n.State = lifecycle.Touch(n.State, p.LastAccessed)
 		if touchErr = b.credentials.put(ctx, s, n); touchErr == nil {
-			b.activity.index.Set(name, b.policyFor(cfg, n).NextDue(n.State))
+			b.activity.file(name, b.policyFor(cfg, n), n.State, n.NotAfter)
 		}
 	}
 	switch {
@@ -415,23 +459,186 @@ func (b *integrationsBackend) flushOne(ctx context.Context, s logical.Storage, c
 	return nil
 }
 
-// buildIndex fills the due-time index from storage; it runs once when the backend
-// starts on the node that does background work.
+// startIndexBuild starts the background scan that (re)builds the indexes from storage,
+// unless one is running. Until it ends the sweep acts on what is indexed (every write
+// indexes its credential), and alerts says it may be incomplete.
+func (b *integrationsBackend) startIndexBuild(s logical.Storage) {
+	a := b.activity
+	a.buildMu.Lock()
+	defer a.buildMu.Unlock()
+	if a.buildDone != nil {
+		select {
+		case <-a.buildDone:
+		default:
+			return // one is running; a config change meanwhile makes the next sweep start another
+		}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	a.buildCancel, a.buildDone = cancel, done
+	a.scanCount.Add(1)
+	go func() {
+		defer close(done)
+		defer cancel()
+		if err := b.buildIndex(ctx, s); err != nil && ctx.Err() == nil {
+			b.Logger().Error("building the lifecycle index failed; the next sweep retries", "error", err)
+		}
+		if a.buildFinished != nil {
+			a.buildFinished()
+		}
+	}()
+}
+
+// stopIndexBuild cancels a running scan and waits for it to end.
+func (b *integrationsBackend) stopIndexBuild() {
+	a := b.activity
+	a.buildMu.Lock()
+	cancel, done := a.buildCancel, a.buildDone
+	a.buildMu.Unlock()
+	if cancel != nil {
+		cancel()
+		<-done
+	}
+}
+
+// indexComplete reports whether the indexes hold every credential under the current
+// config.
+func (b *integrationsBackend) indexComplete(cfg *engineConfig) bool {
+	return b.activity.indexedFor.Load() == cfg
+}
+
+// buildIndex fills the indexes from storage: every credential's next due action and
+// alert time, and the stored runs of failures. It takes no credential lock: what it
+// read is filed only if the credential's store generation did not move meanwhile (see
+// indexOne), so a write or delete racing the scan wins and nothing deleted comes
+// back. It decodes only the fields the indexes need and caches nothing, so the scan
+// costs no memory for credentials nobody reads.
 func (b *integrationsBackend) buildIndex(ctx context.Context, s logical.Storage) error {
 	cfg, err := b.loadConfig(ctx, s)
 	if err != nil {
 		return err
 	}
+	a := b.activity
 	names, err := s.List(ctx, credentialPrefix)
 	if err != nil {
 		return fmt.Errorf("listing credentials: %w", err)
 	}
+	// Only credentials ever used have a usage entry: read those only.
+	used, err := s.List(ctx, usagePrefix)
+	if err != nil {
+		return fmt.Errorf("listing usage: %w", err)
+	}
+	hasUsage := make(map[string]struct{}, len(used))
+	for _, n := range used {
+		hasUsage[n] = struct{}{}
+	}
+	a.scanned.Store(0)
+	a.total.Store(int64(len(names)))
 	for _, name := range names {
-		if err := b.afterCredentialChange(ctx, s, name); err != nil {
+		if err := ctx.Err(); err != nil {
 			return err
 		}
+		_, usage := hasUsage[name]
+		if err := b.indexOne(ctx, s, cfg, name, usage); err != nil {
+			return err
+		}
+		a.scanned.Add(1)
 	}
-	b.activity.indexedFor.Store(cfg)
+	a.indexedFor.Store(cfg)
+	return nil
+}
+
+// indexedCredential is the part of a stored credential the indexes are computed from.
+type indexedCredential struct {
+	NotAfter     time.Time       `json:"not_after,omitzero"`
+	SuspendAfter time.Duration   `json:"suspend_after,omitempty"`
+	PurgeAfter   time.Duration   `json:"purge_after,omitempty"`
+	State        lifecycle.State `json:"state"`
+}
+
+// indexedUsage is the part of a usage entry the failing alert is computed from.
+type indexedUsage struct {
+	Events []struct {
+		Event  string `json:"event"`
+		Status string `json:"status"`
+	} `json:"events"`
+}
+
+func (b *integrationsBackend) indexOne(ctx context.Context, s logical.Storage, cfg *engineConfig, name string, hasUsage bool) error {
+	a := b.activity
+	for attempt := 0; ; attempt++ {
+		if attempt == 8 {
+			// The credential's shard keeps changing under the scan: index it the way a
+			// write does, under its lock.
+			unlock := b.credentials.lock(name)
+			err := b.afterCredentialChange(ctx, s, name)
+			unlock()
+			if err != nil {
+				return err
+			}
+			break
+		}
+		c, gen := b.credentials.cachedGen(name)
+		var ic indexedCredential
+		found := c != nil
+		if found {
+			ic = indexedCredential{NotAfter: c.NotAfter, SuspendAfter: c.SuspendAfter, PurgeAfter: c.PurgeAfter, State: c.State}
+		} else {
+			entry, err := s.Get(ctx, credentialPrefix+name)
+			if err != nil {
+				return fmt.Errorf("reading credential %q: %w", name, err)
+			}
+			if found = entry != nil; found {
+				if err := entry.DecodeJSON(&ic); err != nil {
+					// One undecodable entry must not keep the rest unindexed; reads
+					// of it fail with the same error.
+					b.Logger().Error("a stored credential cannot be decoded: not indexed", "credential", name, "error", err)
+					return nil
+				}
+			}
+		}
+		// Filed only if no write, delete or invalidation of the credential's shard
+		// came between the read and now: those index (or unindex) the credential
+		// themselves after their change, so a stale read must not land after them.
+		if b.credentials.ifUnchanged(name, gen, func() {
+			if !found {
+				a.unindex(name)
+				return
+			}
+			a.file(name, b.policyFor(cfg, &credential{SuspendAfter: ic.SuspendAfter, PurgeAfter: ic.PurgeAfter}), ic.State, ic.NotAfter)
+		}) {
+			break
+		}
+	}
+	if !hasUsage {
+		return nil
+	}
+	a.mu.Lock()
+	_, filed := a.summaries[name]
+	a.mu.Unlock()
+	if filed {
+		return nil // a read or flush filed it, and keeps failing up to date
+	}
+	entry, err := s.Get(ctx, usagePrefix+name)
+	if err != nil || entry == nil {
+		return err
+	}
+	var u indexedUsage
+	if err := entry.DecodeJSON(&u); err != nil {
+		b.Logger().Warn("stored usage cannot be decoded", "credential", name, "error", err)
+		return nil
+	}
+	events := make([]usage.Event, len(u.Events))
+	for i, ev := range u.Events {
+		events[i] = usage.Event{Event: ev.Event, Status: ev.Status}
+	}
+	if trailingFailures(events, 0) >= lifecycle.FailingAfter {
+		a.mu.Lock()
+		if _, filed := a.summaries[name]; !filed {
+			a.failing[name] = struct{}{}
+		}
+		a.mu.Unlock()
+	}
 	return nil
 }
 
@@ -453,10 +660,12 @@ func (b *integrationsBackend) sweep(ctx context.Context, s logical.Storage) erro
 	if err != nil {
 		return err
 	}
-	if b.activity.indexedFor.Load() != cfg {
-		if err := b.buildIndex(ctx, s); err != nil {
-			return err
-		}
+	if !b.indexComplete(cfg) {
+		// Never built, or built under other windows: rebuild in the background and
+		// act meanwhile on what is indexed. Each due name is judged afresh under its
+		// lock, so a partial index can delay an action (until the scan files the
+		// credential) but never repeat one or act on a stale state.
+		b.startIndexBuild(s)
 	}
 	now := b.now().UTC()
 	var errs []error
@@ -476,7 +685,7 @@ func (b *integrationsBackend) sweepOne(ctx context.Context, s logical.Storage, c
 		return err
 	}
 	if c == nil {
-		b.activity.index.Remove(name)
+		b.activity.unindex(name)
 		return nil
 	}
 	p := b.policyFor(cfg, c)
@@ -484,6 +693,7 @@ func (b *integrationsBackend) sweepOne(ctx context.Context, s logical.Storage, c
 	action, ok := p.Due(state, now)
 	if !ok {
 		b.activity.index.Set(name, p.NextDue(state))
+		b.activity.alerting.Set(name, p.AlertsFrom(c.State, c.NotAfter)) // the stored state: never later than the current one's
 		return nil
 	}
 	b.notify(ctx, c, action)
@@ -500,7 +710,7 @@ func (b *integrationsBackend) sweepOne(ctx context.Context, s logical.Storage, c
 		event = usage.EventSuspended
 	}
 	b.recordEvent(name, event, true, "", action.Message())
-	b.activity.index.Set(name, p.NextDue(n.State))
+	b.activity.file(name, p, n.State, n.NotAfter)
 	return nil
 }
 

@@ -109,7 +109,7 @@ func newBackend(now func() time.Time) *integrationsBackend {
 }
 
 // initialize starts the background work: the usage flush loop, the notifier, and the
-// due-time index the sweep works from.
+// scan that builds the due-time index the sweep works from.
 func (b *integrationsBackend) initialize(ctx context.Context, req *logical.InitializationRequest) error {
 	if b.storage == nil {
 		b.storage = req.Storage
@@ -121,9 +121,11 @@ func (b *integrationsBackend) initialize(ctx context.Context, req *logical.Initi
 	}()
 	b.startActivity()
 	if b.WriteSafeReplicationState() {
-		if err := b.buildIndex(ctx, req.Storage); err != nil {
-			b.Logger().Error("building the lifecycle index failed; the sweep will retry", "error", err)
-		}
+		// The index is built in the background: Initialize returns at once however many
+		// credentials the mount holds, and reads and lists are served from storage
+		// meanwhile. Vault calls Initialize on every mount setup of the node that does
+		// background work: a plugin reload, a restart, a standby becoming active.
+		b.startIndexBuild(req.Storage)
 		// What an earlier run left in the outbox is delivered now. Loading it here keeps
 		// the notifier from touching storage while there is nothing to deliver.
 		if waiting, err := b.outbox.load(ctx, req.Storage); err != nil {
@@ -154,6 +156,7 @@ func (b *integrationsBackend) periodic(ctx context.Context, req *logical.Request
 func (b *integrationsBackend) clean(ctx context.Context) {
 	b.cleanOnce.Do(func() {
 		b.tokens.stop() // background refreshes and provider requests in flight
+		b.stopIndexBuild()
 		b.stopActivity(ctx)
 		if b.notifierStop != nil {
 			close(b.notifierStop)

@@ -56,6 +56,9 @@ type backendOptions struct {
 	// initialize runs the InitializeFunc: the background flush loop, the notifier and
 	// the index build. Off, nothing runs behind the test's back.
 	initialize bool
+	// scanRunning returns from newBackendWith while the initial index scan may still
+	// run; by default it waits for the scan, so tests start from a built index.
+	scanRunning bool
 }
 
 // newBackendWith is newTestBackend with the knobs the lifecycle tests need.
@@ -89,9 +92,25 @@ func newBackendWith(t testing.TB, o backendOptions) (*integrationsBackend, logic
 		if err := b.Initialize(context.Background(), &logical.InitializationRequest{Storage: o.storage}); err != nil {
 			t.Fatal(err)
 		}
+		if !o.scanRunning {
+			waitIndexBuilt(t, b)
+		}
 	}
 	t.Cleanup(func() { b.Cleanup(context.Background()) })
 	return b, o.storage, o.clock
+}
+
+// waitIndexBuilt returns once the background scan that builds the lifecycle index,
+// if one was started, has ended.
+func waitIndexBuilt(t testing.TB, b *integrationsBackend) {
+	t.Helper()
+	a := b.activity
+	a.buildMu.Lock()
+	done := a.buildDone
+	a.buildMu.Unlock()
+	if done != nil {
+		<-done
+	}
 }
 
 // call sends one request and fails the test on a transport-level error (not on an

@@ -193,6 +193,29 @@ func (cs *credentialStore) get(ctx context.Context, s logical.Storage, name stri
 	return c, nil
 }
 
+// cachedGen returns the cached copy of name (nil if none) and the generation of its
+// shard, for a reader that will check with ifUnchanged that nothing changed since.
+// It never touches storage.
+func (cs *credentialStore) cachedGen(name string) (*credential, uint64) {
+	cs.mu.RLock()
+	defer cs.mu.RUnlock()
+	return cs.cache[name], cs.gens[locksutil.LockIndexForKey(name)]
+}
+
+// ifUnchanged runs fn and returns true if no put, remove or forget of name's shard
+// happened since cachedGen returned gen; else it returns false without running fn.
+// fn runs under the store's read lock, so no such change can slip in before it ends:
+// a writer that changes the credential and then re-indexes it is ordered after fn.
+func (cs *credentialStore) ifUnchanged(name string, gen uint64, fn func()) bool {
+	cs.mu.RLock()
+	defer cs.mu.RUnlock()
+	if cs.gens[locksutil.LockIndexForKey(name)] != gen {
+		return false
+	}
+	fn()
+	return true
+}
+
 // put stores c (the caller holds the name's lock) and caches it.
 func (cs *credentialStore) put(ctx context.Context, s logical.Storage, c *credential) error {
 	entry, err := logical.StorageEntryJSON(credentialPrefix+c.Name, c)

@@ -99,7 +99,7 @@ func pathCredentials(b *integrationsBackend) []*framework.Path {
 				},
 			},
 			HelpSynopsis:    "List credentials, with their type, status, health and tags.",
-			HelpDescription: "Lists credential names in order with key_info for each. Filter by type, tag, status or a name substring; page with after and limit.",
+			HelpDescription: fmt.Sprintf("Lists credential names in order with key_info for each. Filter by type, tag, status or a name substring; page with after and limit. A page holds at most limit names (default %d); when it stops at its limit with more names after it, the response carries a warning naming the after value to continue from.", defaultListLimit),
 		},
 		{
 			Pattern: "credentials/" + nameSegment + "$",
@@ -713,7 +713,22 @@ func (b *integrationsBackend) pathCredentialsList(ctx context.Context, req *logi
 			"last_accessed": lv["last_accessed"],
 		}
 	}
-	return logical.ListResponseWithInfo(keys, info), nil
+	resp := logical.ListResponseWithInfo(keys, info)
+	if len(keys) == limit {
+		more := len(names) > 0
+		if !more {
+			next, err := b.credentials.namesAfter(ctx, req.Storage, after, 1)
+			if err != nil {
+				return nil, err
+			}
+			more = len(next) > 0
+		}
+		if more {
+			// vault list has no paging flags: say where the page stopped and how to go on.
+			resp.AddWarning(fmt.Sprintf("Listed the first %d credentials (limit %d); more may follow. List again with after=%q to continue.", limit, limit, keys[len(keys)-1]))
+		}
+	}
+	return resp, nil
 }
 
 // checkRedirectedSecrets refuses an update that points stored secrets somewhere new

@@ -193,17 +193,13 @@ const maxLogQuery = 64
 func rfc3339Nano(t time.Time) string { return t.UTC().Format(time.RFC3339Nano) }
 
 func (b *integrationsBackend) pathAlertsRead(ctx context.Context, req *logical.Request, _ *framework.FieldData) (*logical.Response, error) {
-	names, err := req.Storage.List(ctx, credentialPrefix)
-	if err != nil {
-		return nil, err
-	}
 	cfg, err := b.loadConfig(ctx, req.Storage)
 	if err != nil {
 		return nil, err
 	}
 	now := b.now().UTC()
 	var alerts []lifecycle.Alert
-	for _, name := range names {
+	for _, name := range b.alertCandidates(now) {
 		c, err := b.credentials.get(ctx, req.Storage, name)
 		if err != nil {
 			return nil, err
@@ -239,5 +235,32 @@ func (b *integrationsBackend) pathAlertsRead(ctx context.Context, req *logical.R
 		}
 		out = append(out, alert)
 	}
-	return &logical.Response{Data: map[string]any{"alerts": out}}, nil
+	resp := &logical.Response{Data: map[string]any{"alerts": out}}
+	if !b.indexComplete(cfg) {
+		a := b.activity
+		resp.AddWarning(fmt.Sprintf("The lifecycle index is still being built (%d of %d credentials indexed): these alerts may be incomplete. Read alerts again shortly.", a.scanned.Load(), a.total.Load()))
+	}
+	return resp, nil
+}
+
+// alertCandidates names, sorted, every credential that may have an alert at now: those
+// the alerting index files at or before now, those whose stored run of failures is
+// long enough, and those with a failure not yet flushed. Its cost follows their
+// number, not the number of credentials stored.
+func (b *integrationsBackend) alertCandidates(now time.Time) []string {
+	a := b.activity
+	names := a.alerting.Due(now, 0)
+	a.mu.Lock()
+	for name := range a.failing {
+		names = append(names, name)
+	}
+	for name, p := range a.inflight {
+		if slices.ContainsFunc(p.Events, func(ev usage.Event) bool { return ev.Status == usage.StatusFailure }) {
+			names = append(names, name)
+		}
+	}
+	a.mu.Unlock()
+	names = append(names, a.recorder.WithFailures()...)
+	slices.Sort(names)
+	return slices.Compact(names)
 }

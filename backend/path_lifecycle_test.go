@@ -651,6 +651,12 @@ func TestConfigChangeReachesIndexedCredentials(t *testing.T) {
 		t.Fatal(err)
 	}
 	mustOK(t, b, s, logical.UpdateOperation, "config", map[string]any{"suspend_after": "20d", "purge_after": "40d", "warn_before": "7d"})
+	// The next sweep sees the index was built under other windows and rebuilds it in
+	// the background.
+	if err := b.periodic(context.Background(), &logical.Request{Storage: s}); err != nil {
+		t.Fatal(err)
+	}
+	waitIndexBuilt(t, b)
 	for d := 2; d <= 20; d++ {
 		clock.Advance(day)
 		if err := b.periodic(context.Background(), &logical.Request{Storage: s}); err != nil {

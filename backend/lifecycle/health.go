@@ -203,3 +203,50 @@ func (p Policy) Usable(s State, now time.Time) error {
 	}
 	return nil
 }
+
+// alwaysAlerting is what AlertsFrom returns for a credential whose state alone is an
+// alert: before any time the engine can be asked about.
+var alwaysAlerting = time.Unix(0, 0).UTC()
+
+// AlertsFrom is the earliest time at which Alerts may list anything for a credential
+// in state s with certificate expiry notAfter, other than repeated failures (which
+// depend on usage, not time); zero when nothing time or state can bring ever will.
+// Until the state changes, Alerts(..., now) before that time lists no such alert, so
+// an index filed under it finds every alerting credential without visiting the rest.
+// A later State (a newer access) only moves it later, so filing the stored state is
+// safe for a caller that judges the current one.
+func (p Policy) AlertsFrom(s State, notAfter time.Time) time.Time {
+	if s.Status == StatusSuspended || s.Status == StatusNeedsReauth {
+		return alwaysAlerting
+	}
+	var from time.Time
+	earliest := func(t time.Time) {
+		if !t.IsZero() && (from.IsZero() || t.Before(from)) {
+			from = t
+		}
+	}
+	if at, _ := p.suspension(s); !at.IsZero() {
+		earliest(p.warningFrom(s, at))
+	}
+	if at := p.PurgeAt(s); !at.IsZero() {
+		earliest(p.warningFrom(s, at))
+	}
+	if at := s.ExpiresAt; !at.IsZero() {
+		earliest(at.Add(-ExpiryNotice))
+	}
+	if !notAfter.IsZero() {
+		earliest(notAfter.Add(-ExpiryNotice))
+	}
+	return from
+}
+
+// warningFrom is when warningOpen starts to hold for a suspension or purge at target.
+func (p Policy) warningFrom(s State, target time.Time) time.Time {
+	window := target.Sub(s.activity())
+	for _, t := range p.thresholds() {
+		if t < window {
+			return target.Add(-t)
+		}
+	}
+	return target
+}

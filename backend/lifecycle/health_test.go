@@ -2,6 +2,7 @@ package lifecycle
 
 import (
 	"fmt"
+	"math/rand/v2"
 	"slices"
 	"testing"
 	"time"
@@ -173,5 +174,64 @@ func TestShortWindowAlertOpens(t *testing.T) {
 	}
 	if got := p.Health(in, at(day(23))); got != HealthYellow {
 		t.Errorf("Health = %q at the 7-day warning, want yellow", got)
+	}
+}
+
+// TestAlertsFromBoundsAlerts checks the promise an alert index relies on: before
+// AlertsFrom, Alerts lists nothing but repeated failures; at and after it, anything
+// listed is found. Random policies, states (expiry, certificate end, suspension,
+// re-authorization, warnings sent, accesses) and times.
+func TestAlertsFromBoundsAlerts(t *testing.T) {
+	t.Parallel()
+	rng := rand.New(rand.NewPCG(3, 4))
+	randDur := func(maxDays int) time.Duration {
+		if rng.IntN(5) == 0 {
+			return 0
+		}
+		return time.Duration(rng.Int64N(int64(day(maxDays)))) + time.Hour
+	}
+	found := 0
+	for i := range 5000 {
+		p := Policy{SuspendAfter: randDur(400), PurgeAfter: randDur(800)}
+		for range rng.IntN(6) {
+			p.WarnBefore = append(p.WarnBefore, randDur(120))
+		}
+		s := NewState(t0)
+		if rng.IntN(3) == 0 {
+			s.ExpiresAt = t0.Add(randDur(500))
+		}
+		var notAfter time.Time
+		if rng.IntN(3) == 0 {
+			notAfter = t0.Add(randDur(500))
+		}
+		if rng.IntN(3) == 0 {
+			s = Touch(s, t0.Add(randDur(100)))
+		}
+		switch rng.IntN(6) {
+		case 0:
+			s = Suspend(s, ReasonManual, t0.Add(randDur(50)))
+		case 1:
+			s = NeedsReauth(s, ReasonManual, t0.Add(randDur(50)))
+		case 2:
+			if a, ok := p.Due(s, t0.Add(randDur(600))); ok {
+				s = Apply(s, a, a.Due)
+			}
+		}
+		from := p.AlertsFrom(s, notAfter)
+		in := HealthInput{State: s, NotAfter: notAfter, Accessed: true, ConsecutiveFailures: rng.IntN(FailingAfter)}
+		for range 20 {
+			now := t0.Add(time.Duration(rng.Int64N(int64(day(1500)))))
+			alerts := p.Alerts("x", in, now)
+			if len(alerts) == 0 {
+				continue
+			}
+			found++
+			if from.IsZero() || now.Before(from) {
+				t.Fatalf("case %d: alerts %v at %v, but AlertsFrom is %v (policy %+v, state %+v, not_after %v)", i, alerts, now, from, p, s, notAfter)
+			}
+		}
+	}
+	if found < 1000 {
+		t.Fatalf("only %d alerting samples: the generator does not exercise AlertsFrom", found)
 	}
 }

@@ -259,3 +259,21 @@ func (e *entry) take() Pending {
 	}
 	return Pending{Count: e.count, Failures: e.failures, LastAccessed: e.last, Events: events}
 }
+
+// WithFailures returns the names whose pending usage holds a failed event, so a
+// caller can find credentials whose run of failures may have grown since the last
+// flush without visiting the others. Its cost follows what is pending.
+func (r *Recorder) WithFailures() []string {
+	var out []string
+	for i := range r.shards {
+		s := &r.shards[i]
+		s.mu.Lock()
+		for name, e := range s.pending {
+			if slices.ContainsFunc(e.events, func(ev Event) bool { return ev.Status == StatusFailure }) {
+				out = append(out, name)
+			}
+		}
+		s.mu.Unlock()
+	}
+	return out
+}

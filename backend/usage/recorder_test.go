@@ -330,3 +330,22 @@ func BenchmarkRecorderDrain(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*names), "ns/credential")
 }
+
+func TestRecorderWithFailures(t *testing.T) {
+	t.Parallel()
+	r := NewRecorder()
+	at := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	r.Access("ok", at, "i", true, "")
+	r.Access("refused", at, "i", false, "suspended")
+	r.Log("refresh", Event{Time: at, Event: EventRefreshFailed, Status: StatusFailure})
+	r.Log("warned", Event{Time: at, Event: EventWarning, Status: StatusSuccess})
+	got := r.WithFailures()
+	slices.Sort(got)
+	if want := []string{"refresh", "refused"}; !slices.Equal(got, want) {
+		t.Fatalf("WithFailures = %v, want %v", got, want)
+	}
+	r.Drain()
+	if got := r.WithFailures(); len(got) != 0 {
+		t.Fatalf("after Drain: %v", got)
+	}
+}
