@@ -197,6 +197,10 @@ func postOnce(ctx context.Context, client *http.Client, d notifyDestination, bod
 	if err != nil {
 		return 0, nil, fmt.Errorf("building request: %w", err)
 	}
+	// Notifications are rare: a fresh connection each time, so a keep-alive connection
+	// the receiver (or a load balancer in front of it) has closed meanwhile never turns
+	// a delivery into a failure.
+	req.Close = true
 	req.Header.Set("Content-Type", "application/json")
 	if d.slack {
 		req.Header.Set("Content-Type", "application/json; charset=utf-8") // Slack warns without the charset
