@@ -26,8 +26,9 @@ source "$(dirname "$0")/lib.sh"
 cd "$ROOT"
 pattern="${BENCH:-.}"
 count="${BENCH_COUNT:-1}"
-mkdir -p bin
-inproc="$ROOT/bin/bench-inprocess.txt"
+# Not in bin/: a Vault dev server registers every file of its plugin directory.
+mkdir -p "$ROOT/.cache"
+inproc="$ROOT/.cache/bench-inprocess.txt"
 
 if [ "${BENCH_INPROCESS:-1}" != 0 ]; then
   log "in-process benchmarks"
