@@ -35,8 +35,8 @@ if [ "${BENCH_INPROCESS:-1}" != 0 ]; then
   go test -run '^$' -bench "$pattern" -skip 'BenchmarkSweepScale' -benchmem -count="$count" ./... | tee "$inproc"
   log "in-process sweep at each size (BENCH_SCALE=${BENCH_SCALE:-1000,10000,100000})"
   # A due sweep re-seeds a backend per iteration: a few iterations are enough.
-  go test -run '^$' -bench 'BenchmarkSweepScale/.*due=0' -benchmem -count="$count" ./backend/ | tee -a "$inproc"
-  go test -run '^$' -bench 'BenchmarkSweepScale/.*due=1' -benchtime=3x -benchmem -count="$count" ./backend/ | tee -a "$inproc"
+  go test -run '^$' -bench 'BenchmarkSweepScale/n=/due=0' -benchmem -count="$count" ./backend/ | tee -a "$inproc"
+  go test -run '^$' -bench 'BenchmarkSweepScale/n=/due=1' -benchtime=3x -benchmem -count="$count" ./backend/ | tee -a "$inproc"
 fi
 
 log "outside-in benchmarks through real Vault servers (e2e/benchmarks_test.go)"
