@@ -338,7 +338,8 @@ func (r *benchReport) plot(path string) error {
 		lat := plot.New()
 		lat.Title.Text = "list / alerts latency"
 		lat.X.Label.Text = "credentials"
-		lat.Y.Label.Text = "ms"
+		lat.Y.Label.Text = "ms (log scale)"
+		lat.Y.Scale, lat.Y.Tick.Marker = plot.LogScale{}, plot.LogTicks{}
 		lat.X.Scale, lat.X.Tick.Marker = plot.LogScale{}, plot.LogTicks{}
 		series := func(f func(*scaleResult) float64) plotter.XYs {
 			var pts plotter.XYs
