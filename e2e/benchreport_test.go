@@ -64,7 +64,7 @@ func (r *benchReport) render(t *testing.T) string {
 		}
 		w("\n")
 		for _, name := range []string{"access/ static (basic)", "access/ cached OAuth token"} {
-			read("%s runs at %.2f×–%.2f× the constant plugin (target ≥ 0.90×, within 10%%): %s.", name, worst[name], bestRatio(r, name), yesNo(worst[name] >= 0.90))
+			read("%s runs at %.3f×–%.3f× the constant plugin (target ≥ 0.900×, within 10%%): %s.", name, worst[name], bestRatio(r, name), yesNo(worst[name] >= 0.90))
 		}
 		read("The management read runs at ≥ %.2f× and KV v2 at ≥ %.2f× the constant plugin.", worst["credentials/<name> read"], worst["KV v2 read"])
 	}
