@@ -1,19 +1,49 @@
 #!/usr/bin/env bash
-# make bench: every benchmark with its figures (ns/op, allocations, and the metrics the
-# benchmarks report themselves: storage-ops/op, provider requests, req/s).
-#   BENCH=regexp       only the benchmarks matching it
-#   BENCH_COUNT=N      repeat each (for benchstat)
+# make bench: every benchmark with its figures, written to BENCHMARKS.md (and
+# BENCHMARKS.png beside it) at the repo root.
+#   1. in-process `go test -bench -benchmem` (ns/op, allocations, storage-ops/op, ...),
+#      including the sweep at each size (BenchmarkSweepScale);
+#   2. the outside-in driver, e2e/benchmarks_test.go (TestBenchmarkReport): closed-loop
+#      HTTP load, token rollover, herd and scale through real Vault dev servers. It folds
+#      the in-process figures into the report.
+# Knobs (defaults are the recorded run; the quick ones are for iterating):
+#   BENCH=regexp              only the in-process benchmarks matching it (default all)
+#   BENCH_COUNT=N             repeat each in-process benchmark
+#   BENCH_DURATION=5s         one load round per target and concurrency (quick: 1s)
+#   BENCH_ROUNDS=3            alternating load rounds
+#   BENCH_ROLLOVER_LIFETIME=60s  token lifetime of the rollover run (quick: 10s)
+#   BENCH_ROLLOVERS=3         rollovers to run through
+#   BENCH_PROVIDER_LATENCY=350ms the OAuth token endpoint's latency
+#   BENCH_REFRESH_AHEAD=on    on|off for the rollover run (when the engine has it)
+#   BENCH_SCALE=1000,10000,100000  mount sizes (quick: 1000,10000)
+#   BENCH_SWEEP_WAIT=65s      wait for Vault's periodic tick before the after-sweep RSS (0 skips)
+#   BENCH_ONLY=load,rollover,herd,scale  sections of the driver to run
+#   BENCH_REPORT=path         where to write the report (default BENCHMARKS.md)
+#   BENCH_INPROCESS=0         skip the in-process benchmarks
+# A quick run: BENCH_SCALE=1000,10000 BENCH_ROLLOVER_LIFETIME=10s BENCH_DURATION=1s make bench
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 cd "$ROOT"
 pattern="${BENCH:-.}"
 count="${BENCH_COUNT:-1}"
+# Not in bin/: a Vault dev server registers every file of its plugin directory.
+mkdir -p "$ROOT/.cache"
+inproc="$ROOT/.cache/bench-inprocess.txt"
 
-log "in-process benchmarks"
-go test -run '^$' -bench "$pattern" -benchmem -count="$count" ./...
+if [ "${BENCH_INPROCESS:-1}" != 0 ]; then
+  log "in-process benchmarks"
+  go test -run '^$' -bench "$pattern" -skip 'BenchmarkSweepScale' -benchmem -count="$count" ./... | tee "$inproc"
+  log "in-process sweep at each size (BENCH_SCALE=${BENCH_SCALE:-1000,10000,100000})"
+  # A due sweep re-seeds a backend per iteration: a few iterations are enough.
+  go test -run '^$' -bench 'BenchmarkSweepScale/n=/due=0' -benchmem -count="$count" ./backend/ | tee -a "$inproc"
+  go test -run '^$' -bench 'BenchmarkSweepScale/n=/due=1' -benchtime=3x -benchmem -count="$count" ./backend/ | tee -a "$inproc"
+fi
 
-log "access throughput through a real Vault server, against a constant-answering plugin"
+log "outside-in benchmarks through real Vault servers (e2e/benchmarks_test.go)"
 make --no-print-directory build
 CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o bin/vault-plugin-constant ./e2e/constplugin
 export VAULT_BIN="$(vault_bin)" PLUGIN_DIR="$ROOT/bin" PLUGIN_VERSION="$(plugin_version)"
-go test -tags e2e -run '^$' -bench "$pattern" -benchtime="${E2E_BENCHTIME:-20000x}" -count="$count" ./e2e/
+export BENCH_REPORT="${BENCH_REPORT:-$ROOT/BENCHMARKS.md}" BENCH_INPROC="$inproc"
+start=$(date +%s)
+go test -tags e2e -count=1 -timeout 4h -run '^TestBenchmarkReport$' -v ./e2e/
+log "wrote $BENCH_REPORT in $(( $(date +%s) - start )) s"

@@ -1,0 +1,877 @@
+//go:build e2e
+
+package e2e
+
+// TestBenchmarkReport is the benchmark driver behind `make bench`: it measures the
+// engine from outside, as a user would, through real Vault dev servers, and writes
+// BENCHMARKS.md (and BENCHMARKS.png beside it). It runs only when BENCH_REPORT names
+// the file to write; `make test` leaves it out. Knobs (see scripts/bench.sh):
+//
+//	BENCH_REPORT             the Markdown file to write (the PNG goes beside it)
+//	BENCH_DURATION           length of one load round (default 5s)
+//	BENCH_ROUNDS             alternating rounds per target and concurrency (default 3)
+//	BENCH_ROLLOVER_LIFETIME  token lifetime in the rollover run (default 60s)
+//	BENCH_ROLLOVERS          rollovers to run through (default 3)
+//	BENCH_PROVIDER_LATENCY   the OAuth token endpoint's added latency (default 350ms)
+//	BENCH_REFRESH_AHEAD      on|off for the rollover run, when the engine has it (default on)
+//	BENCH_SCALE              mount sizes (default 1000,10000,100000)
+//	BENCH_SWEEP_WAIT         wait for a periodic tick before the after-sweep RSS (default 65s; 0 skips)
+//	BENCH_ONLY               sections to run: load,rollover,herd,scale (default all)
+//	BENCH_INPROC             `go test -bench` output to fold into the report
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/json"
+	"encoding/pem"
+	"fmt"
+	"io"
+	"math"
+	"math/big"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/vault/api"
+
+	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/internal/fixtures"
+	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/internal/loadgen"
+	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/internal/oauthtest"
+)
+
+type benchSettings struct {
+	duration, lifetime, providerLatency, sweepWait time.Duration
+	rounds, rollovers                              int
+	refreshAhead                                   bool
+	sizes                                          []int
+	only                                           map[string]bool
+	inproc                                         string
+}
+
+func (s benchSettings) quick() bool {
+	full := s.duration >= 5*time.Second && s.rounds >= 3 && s.lifetime >= 60*time.Second && s.rollovers >= 3
+	has100k := false
+	for _, n := range s.sizes {
+		has100k = has100k || n >= 100000
+	}
+	return !full || !has100k || len(s.only) > 0
+}
+
+func (s benchSettings) run(section string) bool { return len(s.only) == 0 || s.only[section] }
+
+func envDuration(t *testing.T, name string, def time.Duration) time.Duration {
+	v := os.Getenv(name)
+	if v == "" {
+		return def
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil {
+		t.Fatalf("%s=%q: %v", name, v, err)
+	}
+	return d
+}
+
+func envInt(t *testing.T, name string, def int) int {
+	v := os.Getenv(name)
+	if v == "" {
+		return def
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 {
+		t.Fatalf("%s=%q: want a positive number", name, v)
+	}
+	return n
+}
+
+func benchSettingsFromEnv(t *testing.T) benchSettings {
+	s := benchSettings{
+		duration:        envDuration(t, "BENCH_DURATION", 5*time.Second),
+		lifetime:        envDuration(t, "BENCH_ROLLOVER_LIFETIME", 60*time.Second),
+		providerLatency: envDuration(t, "BENCH_PROVIDER_LATENCY", 350*time.Millisecond),
+		sweepWait:       envDuration(t, "BENCH_SWEEP_WAIT", 65*time.Second),
+		rounds:          envInt(t, "BENCH_ROUNDS", 3),
+		rollovers:       envInt(t, "BENCH_ROLLOVERS", 3),
+		refreshAhead:    os.Getenv("BENCH_REFRESH_AHEAD") != "off",
+		sizes:           []int{1000, 10000, 100000},
+		only:            map[string]bool{},
+		inproc:          os.Getenv("BENCH_INPROC"),
+	}
+	if v := os.Getenv("BENCH_SCALE"); v != "" {
+		s.sizes = nil
+		for _, f := range strings.Split(v, ",") {
+			n, err := strconv.Atoi(strings.TrimSpace(f))
+			if err != nil || n < 200 {
+				t.Fatalf("BENCH_SCALE=%q: want sizes of at least 200, comma-separated", v)
+			}
+			s.sizes = append(s.sizes, n)
+		}
+		sort.Ints(s.sizes)
+	}
+	if v := os.Getenv("BENCH_ONLY"); v != "" {
+		for _, f := range strings.Split(v, ",") {
+			s.only[strings.TrimSpace(f)] = true
+		}
+	}
+	if s.lifetime < 4*time.Second {
+		t.Fatalf("BENCH_ROLLOVER_LIFETIME=%v: at least 4s", s.lifetime)
+	}
+	return s
+}
+
+// benchReport is everything the run measured; render turns it into BENCHMARKS.md.
+type benchReport struct {
+	settings     benchSettings
+	started      time.Time
+	took         time.Duration
+	load         map[string]map[int]*loadgen.Result // target → clients → merged rounds
+	loadTargets  []string
+	loadClients  []int
+	rollover     *rolloverResult
+	herd         *herdResult
+	scale        []*scaleResult
+	refreshAhead string // "on", "off", or "not in this engine"
+	notes        []string
+}
+
+func (r *benchReport) note(format string, args ...any) {
+	r.notes = append(r.notes, fmt.Sprintf(format, args...))
+}
+
+func TestBenchmarkReport(t *testing.T) {
+	out := os.Getenv("BENCH_REPORT")
+	if out == "" {
+		t.Skip("BENCH_REPORT is not set: run `make bench`")
+	}
+	s := benchSettingsFromEnv(t)
+	rep := &benchReport{settings: s, started: time.Now()}
+	if s.run("load") {
+		benchLoad(t, s, rep)
+	}
+	if s.run("rollover") {
+		benchRollover(t, s, rep)
+	}
+	if s.run("herd") {
+		benchHerd(t, s, rep)
+	}
+	if s.run("scale") {
+		for _, n := range s.sizes {
+			rep.scale = append(rep.scale, benchScale(t, s, rep, n))
+		}
+	}
+	rep.took = time.Since(rep.started)
+	md := rep.render(t)
+	if err := os.WriteFile(out, []byte(md), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	png := strings.TrimSuffix(out, filepath.Ext(out)) + ".png"
+	if err := rep.plot(png); err != nil {
+		t.Fatalf("plot: %v", err)
+	}
+	t.Logf("wrote %s and %s in %s", out, png, rep.took.Round(time.Second))
+}
+
+// ---- helpers ----------------------------------------------------------------
+
+// benchHTTP is the driver's own client for setup requests (not the measured load).
+var benchHTTP = loadgen.NewClient(64)
+
+// vaultDo sends one API request to v and decodes the answer's JSON (nil for 204).
+func vaultDo(v *vaultServer, method, path string, body any) (map[string]any, int, error) {
+	var rd io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return nil, 0, err
+		}
+		rd = bytes.NewReader(b)
+	}
+	req, err := http.NewRequest(method, v.addr+"/v1/"+path, rd)
+	if err != nil {
+		return nil, 0, err
+	}
+	req.Header.Set("X-Vault-Token", v.token)
+	resp, err := benchHTTP.Do(req)
+	if err != nil {
+		return nil, 0, err
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	if err != nil {
+		return nil, resp.StatusCode, err
+	}
+	var out map[string]any
+	if len(raw) > 0 {
+		_ = json.Unmarshal(raw, &out)
+	}
+	if resp.StatusCode >= 300 {
+		return out, resp.StatusCode, fmt.Errorf("%s %s: status %d: %.300s", method, path, resp.StatusCode, raw)
+	}
+	return out, resp.StatusCode, nil
+}
+
+func mustDo(t *testing.T, v *vaultServer, method, path string, body any) map[string]any {
+	t.Helper()
+	out, _, err := vaultDo(v, method, path, body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// latencyProvider starts an oauthtest provider whose token endpoint answers after
+// delay, as a real provider does, and records when each request arrived.
+type latencyProvider struct {
+	*oauthtest.Provider
+	mu       sync.Mutex
+	arrivals []time.Time
+}
+
+func newLatencyProvider(t *testing.T, ttl, delay time.Duration) *latencyProvider {
+	lp := &latencyProvider{Provider: oauthtest.New(t, oauthtest.Options{AccessTTL: ttl})}
+	lp.SetFault(func(http.ResponseWriter, *http.Request) bool {
+		lp.mu.Lock()
+		lp.arrivals = append(lp.arrivals, time.Now())
+		lp.mu.Unlock()
+		if delay > 0 {
+			time.Sleep(delay) // the provider's own latency: holds this request only
+		}
+		return false
+	})
+	return lp
+}
+
+func (lp *latencyProvider) arrivalsSince(t0 time.Time) []time.Duration {
+	lp.mu.Lock()
+	defer lp.mu.Unlock()
+	var out []time.Duration
+	for _, a := range lp.arrivals {
+		if !a.Before(t0) {
+			out = append(out, a.Sub(t0))
+		}
+	}
+	return out
+}
+
+// setRefreshAhead writes config refresh_ahead when the engine has the field and
+// reports whether it does.
+func setRefreshAhead(t *testing.T, v *vaultServer, mount string, on bool) bool {
+	_, _, _ = vaultDo(v, http.MethodPost, mount+"/config", map[string]any{"refresh_ahead": on})
+	cfg := mustDo(t, v, http.MethodGet, mount+"/config", nil)
+	data, _ := cfg["data"].(map[string]any)
+	got, ok := data["refresh_ahead"]
+	if ok && got != on {
+		t.Fatalf("config refresh_ahead is %v after writing %v", got, on)
+	}
+	return ok
+}
+
+func mountPlugin(t *testing.T, v *vaultServer, path string) {
+	t.Helper()
+	if err := v.client.Sys().Mount(path, &api.MountInput{Type: pluginName,
+		Config: api.MountConfigInput{PluginVersion: os.Getenv("PLUGIN_VERSION")}}); err != nil {
+		t.Fatalf("mounting %s: %v", path, err)
+	}
+}
+
+func ms(d time.Duration) string {
+	f := float64(d) / float64(time.Millisecond)
+	switch {
+	case f >= 100:
+		return fmt.Sprintf("%.0f ms", f)
+	case f >= 10:
+		return fmt.Sprintf("%.1f ms", f)
+	default:
+		return fmt.Sprintf("%.2f ms", f)
+	}
+}
+
+// ---- a. closed-loop load ----------------------------------------------------
+
+func benchLoad(t *testing.T, s benchSettings, rep *benchReport) {
+	v := shared
+	constBin := filepath.Join(pluginDir(), constPluginName)
+	sum, err := fileSHA256(constBin)
+	if err != nil {
+		t.Fatalf("baseline plugin not built (%v): run `make bench`", err)
+	}
+	if err := v.client.Sys().RegisterPlugin(&api.RegisterPluginInput{
+		Name: constPluginName, Type: api.PluginTypeSecrets, Command: constPluginName, SHA256: sum,
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := v.client.Sys().Mount("load-const", &api.MountInput{Type: constPluginName}); err != nil {
+		t.Fatal(err)
+	}
+	mountPlugin(t, v, "load-int")
+	mustDo(t, v, http.MethodPost, "secret/data/bench", map[string]any{"data": map[string]any{"username": "svc-user", "password": "pw-0123456789"}})
+	mustDo(t, v, http.MethodPost, "load-int/credentials/svc", map[string]any{"type": "basic", "username": "svc-user", "password": "pw-0123456789"})
+	p := newLatencyProvider(t, 2*time.Hour, 0)
+	mustDo(t, v, http.MethodPost, "load-int/credentials/oauth", map[string]any{"type": "oauth2_client_credentials",
+		"token_url": p.TokenURL(), "client_id": oauthtest.ClientID, "client_secret": oauthtest.ClientSecret})
+
+	type target struct{ name, path, want string }
+	targets := []target{
+		{"constant plugin", "load-const/access/svc", "pw-0123456789"},
+		{"KV v2 read", "secret/data/bench", "pw-0123456789"},
+		{"access/ static (basic)", "load-int/access/svc", "pw-0123456789"},
+		{"access/ cached OAuth token", "load-int/access/oauth", "access_token"},
+		{"credentials/<name> read", "load-int/credentials/svc", `"type":"basic"`},
+	}
+	clients := []int{4, 16, 64}
+	rep.load = map[string]map[int]*loadgen.Result{}
+	rounds := map[string]map[int][]*loadgen.Result{}
+	for _, tg := range targets {
+		rep.loadTargets = append(rep.loadTargets, tg.name)
+		rounds[tg.name] = map[int][]*loadgen.Result{}
+		// Warm: the OAuth token is minted here, and every connection path is hot.
+		if r := loadgen.Run(context.Background(), loadgen.Config{Workers: 4, Count: 200}, loadgen.Get(v.addr+"/v1/"+tg.path, v.token, tg.want)); r.Errors > 0 {
+			t.Fatalf("%s: %d errors warming up: %s", tg.name, r.Errors, r.FirstErr)
+		}
+	}
+	rep.loadClients = clients
+	mints := p.Requests()
+	for round := range s.rounds {
+		for _, c := range clients {
+			// Rotate the order every round so no target always runs first or last.
+			for i := range targets {
+				tg := targets[(i+round)%len(targets)]
+				client := loadgen.NewClient(c)
+				r := loadgen.Run(context.Background(), loadgen.Config{Workers: c, Duration: s.duration, Client: client},
+					loadgen.Get(v.addr+"/v1/"+tg.path, v.token, tg.want))
+				client.CloseIdleConnections()
+				if r.Errors > 0 {
+					t.Fatalf("%s at %d clients: %d of %d requests failed: %s", tg.name, c, r.Errors, r.N(), r.FirstErr)
+				}
+				rounds[tg.name][c] = append(rounds[tg.name][c], r)
+				t.Logf("load round %d: %-28s %2d clients %8.0f req/s p50 %s p99 %s", round+1, tg.name, c, r.Rate(), ms(r.Quantile(.5)), ms(r.Quantile(.99)))
+			}
+		}
+	}
+	if extra := p.Requests() - mints; extra != 0 {
+		rep.note("the cached OAuth token target made %d provider requests during the load rounds (want 0)", extra)
+	}
+	for name, byC := range rounds {
+		rep.load[name] = map[int]*loadgen.Result{}
+		for c, rs := range byC {
+			rep.load[name][c] = loadgen.Merge(rs...)
+		}
+	}
+	_ = v.client.Sys().Unmount("load-const")
+	_ = v.client.Sys().Unmount("load-int")
+}
+
+// ---- b. rollover ------------------------------------------------------------
+
+type rolloverWindow struct {
+	at                  time.Duration // first provider request of the rollover, from the run's start
+	requests            int           // provider requests in it
+	n                   int
+	p99, max, steadyMax time.Duration
+	slow                int // reads in the window as slow as a provider request
+}
+
+type rolloverResult struct {
+	workers              int
+	lifetime, buffer     time.Duration
+	latency              time.Duration
+	duration             time.Duration
+	total                *loadgen.Result
+	steadyP99, steadyMax time.Duration
+	windows              []rolloverWindow
+	requests             int
+	series               []loadgen.Sample // for the plot: the slowest read of each 100 ms
+}
+
+const rolloverHalfWindow = time.Second // "within 2 s of a rollover": ±1 s around it
+
+func benchRollover(t *testing.T, s benchSettings, rep *benchReport) {
+	v := shared
+	mountPlugin(t, v, "roll")
+	defer v.client.Sys().Unmount("roll")
+	buffer := (s.lifetime / 6).Truncate(time.Second)
+	if buffer < time.Second {
+		buffer = time.Second
+	}
+	mustDo(t, v, http.MethodPost, "roll/config", map[string]any{"expiry_buffer": fmt.Sprintf("%ds", int(buffer.Seconds()))})
+	switch {
+	case !setRefreshAhead(t, v, "roll", s.refreshAhead):
+		rep.refreshAhead = "not in this engine"
+	case s.refreshAhead:
+		rep.refreshAhead = "on"
+	default:
+		rep.refreshAhead = "off"
+	}
+	p := newLatencyProvider(t, s.lifetime, s.providerLatency)
+	mustDo(t, v, http.MethodPost, "roll/credentials/cc", map[string]any{"type": "oauth2_client_credentials",
+		"token_url": p.TokenURL(), "client_id": oauthtest.ClientID, "client_secret": oauthtest.ClientSecret})
+	mustDo(t, v, http.MethodGet, "roll/access/cc", nil) // the first mint, outside the measurement
+	period := s.lifetime - buffer
+	dur := time.Duration(float64(period)*(float64(s.rollovers)+0.6)) + 2*time.Second
+	const workers = 8
+	t.Logf("rollover: %d clients for %s, tokens of %s, expiry_buffer %s, provider latency %s, refresh_ahead %s",
+		workers, dur.Round(time.Second), s.lifetime, buffer, s.providerLatency, rep.refreshAhead)
+	res := loadgen.Run(context.Background(), loadgen.Config{Workers: workers, Duration: dur},
+		loadgen.Get(v.addr+"/v1/roll/access/cc", v.token, "access_token"))
+	if res.Errors > 0 {
+		t.Fatalf("rollover: %d of %d reads failed: %s", res.Errors, res.N(), res.FirstErr)
+	}
+	arrivals := p.arrivalsSince(res.Began) // relative to the run's start, as the samples are
+	rr := &rolloverResult{workers: workers, lifetime: s.lifetime, buffer: buffer, latency: s.providerLatency,
+		duration: res.Elapsed, total: res, requests: len(arrivals)}
+	// A rollover is a cluster of provider requests (within 2 s of each other).
+	for _, a := range arrivals {
+		if n := len(rr.windows); n > 0 && a-rr.windows[n-1].at < 2*time.Second {
+			rr.windows[n-1].requests++
+			continue
+		}
+		rr.windows = append(rr.windows, rolloverWindow{at: a, requests: 1})
+	}
+	in := func(sm loadgen.Sample, c time.Duration) bool {
+		return sm.Start+sm.Latency >= c-rolloverHalfWindow && sm.Start <= c+rolloverHalfWindow
+	}
+	slowAt := s.providerLatency * 8 / 10
+	var steady []time.Duration
+	for _, sm := range res.Samples {
+		near := false
+		for i := range rr.windows {
+			if in(sm, rr.windows[i].at) {
+				near = true
+			}
+		}
+		if !near {
+			steady = append(steady, sm.Latency)
+			if sm.Latency > rr.steadyMax {
+				rr.steadyMax = sm.Latency
+			}
+		}
+	}
+	sort.Slice(steady, func(i, j int) bool { return steady[i] < steady[j] })
+	rr.steadyP99 = loadgen.Quantile(steady, .99)
+	for i := range rr.windows {
+		w := &rr.windows[i]
+		var lat []time.Duration
+		for _, sm := range res.Samples {
+			if in(sm, w.at) {
+				lat = append(lat, sm.Latency)
+				if sm.Latency >= slowAt {
+					w.slow++
+				}
+			}
+		}
+		sort.Slice(lat, func(a, b int) bool { return lat[a] < lat[b] })
+		w.n, w.p99 = len(lat), loadgen.Quantile(lat, .99)
+		if len(lat) > 0 {
+			w.max = lat[len(lat)-1]
+		}
+		// A steady window of the same length: midway to the next rollover (or back to
+		// the previous one for the last).
+		mid := w.at + period/2
+		if i+1 < len(rr.windows) {
+			mid = (w.at + rr.windows[i+1].at) / 2
+		} else if i > 0 {
+			mid = (w.at + rr.windows[i-1].at) / 2
+		}
+		for _, sm := range res.Samples {
+			if in(sm, mid) && sm.Latency > w.steadyMax {
+				w.steadyMax = sm.Latency
+			}
+		}
+	}
+	// The plot's series: the slowest read of every 100 ms.
+	buckets := map[int]time.Duration{}
+	for _, sm := range res.Samples {
+		b := int(sm.Start / (100 * time.Millisecond))
+		if sm.Latency > buckets[b] {
+			buckets[b] = sm.Latency
+		}
+	}
+	for b, l := range buckets {
+		rr.series = append(rr.series, loadgen.Sample{Start: time.Duration(b) * 100 * time.Millisecond, Latency: l})
+	}
+	sort.Slice(rr.series, func(i, j int) bool { return rr.series[i].Start < rr.series[j].Start })
+	rep.rollover = rr
+}
+
+// ---- c. herd ----------------------------------------------------------------
+
+type herdResult struct {
+	readers, requests, errors int
+	max, p50                  time.Duration
+	refreshAhead              string
+}
+
+func benchHerd(t *testing.T, s benchSettings, rep *benchReport) {
+	v := shared
+	mountPlugin(t, v, "herd")
+	defer v.client.Sys().Unmount("herd")
+	hr := &herdResult{readers: 1000, refreshAhead: "not in this engine"}
+	if setRefreshAhead(t, v, "herd", false) {
+		hr.refreshAhead = "off"
+	}
+	const ttl = 2 * time.Second
+	p := newLatencyProvider(t, ttl, s.providerLatency)
+	mustDo(t, v, http.MethodPost, "herd/credentials/cc", map[string]any{"type": "oauth2_client_credentials",
+		"token_url": p.TokenURL(), "client_id": oauthtest.ClientID, "client_secret": oauthtest.ClientSecret})
+	mustDo(t, v, http.MethodGet, "herd/access/cc", nil)
+	p.SetAccessTTL(2 * time.Hour) // the herd's token is good for the rest of the run
+	// Wall-clock expiry of the provider's 2 s token: the readers below meet an expired one.
+	time.Sleep(ttl + 500*time.Millisecond)
+	before := p.Requests()
+	client := loadgen.NewClient(hr.readers)
+	defer client.CloseIdleConnections()
+	get := loadgen.Get(v.addr+"/v1/herd/access/cc", v.token, "access_token")
+	var (
+		wg     sync.WaitGroup
+		errs   atomic.Int64
+		mu     sync.Mutex
+		lat    []time.Duration
+		starts = make(chan struct{})
+	)
+	for range hr.readers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-starts
+			t0 := time.Now()
+			err := get(context.Background(), client)
+			d := time.Since(t0)
+			if err != nil {
+				errs.Add(1)
+			}
+			mu.Lock()
+			lat = append(lat, d)
+			mu.Unlock()
+		}()
+	}
+	close(starts)
+	wg.Wait()
+	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
+	hr.requests, hr.errors = int(p.Requests()-before), int(errs.Load())
+	hr.max, hr.p50 = lat[len(lat)-1], loadgen.Quantile(lat, .5)
+	rep.herd = hr
+}
+
+// ---- d. scale ---------------------------------------------------------------
+
+type scaleResult struct {
+	n                                  int
+	create, warm                       time.Duration
+	createErrors                       int
+	rssCreated, rssListed, rssSwept    float64 // MB; 0 = not measured
+	listFirst, listLast, listTag       time.Duration
+	listType, fullList, alerts         time.Duration
+	fullListNames                      int
+	reloadCall                         time.Duration
+	reloadErr                          string
+	reloadAccess, reloadList           time.Duration
+	alertsAfterReload, listAfterReload time.Duration
+	tokenMints                         int64
+}
+
+// scaleCertPEMs are a few distinct RSA-2048 certificate/key pairs (~3 KB of PEM each),
+// reused across the certificate credentials so creation is fast.
+func scaleCertPEMs(t *testing.T, n int) [][2]string {
+	var out [][2]string
+	for i := range n {
+		key, err := rsa.GenerateKey(rand.Reader, 2048)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tmpl := &x509.Certificate{SerialNumber: big.NewInt(int64(i + 1)), Subject: pkix.Name{CommonName: fmt.Sprintf("bench-%d.example.com", i)},
+			NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().AddDate(1, 0, 0)}
+		der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pk, err := x509.MarshalPKCS8PrivateKey(key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, [2]string{string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})),
+			string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: pk}))})
+	}
+	return out
+}
+
+func scaleName(i int) string { return fmt.Sprintf("cred-%06d", i) }
+
+// scaleMix is the fixed mix of BENCHMARKS.md, by i mod 10: 0–3 bearer/api_key, 4–5
+// basic, 6–7 OAuth client credentials, 8 certificate, 9 SFTP (password or key).
+func scaleMix(i int, tokenURL string, certs [][2]string, sshKey string) map[string]any {
+	var m map[string]any
+	switch i % 10 {
+	case 0, 1:
+		m = map[string]any{"type": "bearer", "token": fmt.Sprintf("tok-%d", i), "url": "https://api.example.com/v1"}
+	case 2, 3:
+		m = map[string]any{"type": "api_key", "key": fmt.Sprintf("key-%d", i), "header_name": "X-Api-Token", "url": "https://api.example.com"}
+	case 4, 5:
+		m = map[string]any{"type": "basic", "username": "svc-user", "password": fmt.Sprintf("pw-%d", i)}
+	case 6, 7:
+		m = map[string]any{"type": "oauth2_client_credentials", "token_url": tokenURL,
+			"client_id": oauthtest.ClientID, "client_secret": oauthtest.ClientSecret}
+	case 8:
+		c := certs[(i/10)%len(certs)]
+		m = map[string]any{"type": "certificate", "certificate": c[0], "private_key": c[1]}
+	default:
+		m = map[string]any{"type": "sftp_password", "host": "sftp://files.example.com:22/", "host_key_fingerprint": fixtures.HostKeyFingerprint(),
+			"username": "transfer", "password": fmt.Sprintf("pw-%d", i)}
+		if (i/10)%2 == 1 {
+			m = map[string]any{"type": "sftp_ssh_key", "host": "sftp://files.example.com:2222/", "host_key_fingerprint": fixtures.HostKeyFingerprint(),
+				"username": "transfer", "private_key": sshKey}
+		}
+	}
+	m["tags"] = []string{fmt.Sprintf("shard-%d", i%20)}
+	return m
+}
+
+// parallel runs f(i) for i in [0, n) on workers goroutines and returns the errors.
+func parallel(n, workers int, f func(i int) error) (int, string) {
+	var next, failed atomic.Int64
+	var first atomic.Value
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= n {
+					return
+				}
+				if err := f(i); err != nil {
+					failed.Add(1)
+					first.CompareAndSwap(nil, err.Error())
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	s, _ := first.Load().(string)
+	return int(failed.Load()), s
+}
+
+// pluginRSS is the resident set of the integrations plugin process under v, in MB.
+func pluginRSS(v *vaultServer) (float64, error) {
+	pid, err := pluginPID(v)
+	if err != nil {
+		return 0, err
+	}
+	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, err
+	}
+	for _, line := range strings.Split(string(status), "\n") {
+		if f := strings.Fields(line); len(f) >= 2 && f[0] == "VmRSS:" {
+			kb, err := strconv.ParseFloat(f[1], 64)
+			return kb / 1024, err
+		}
+	}
+	return 0, fmt.Errorf("no VmRSS in /proc/%d/status", pid)
+}
+
+// pluginPID finds the child of v's server process running the plugin binary.
+func pluginPID(v *vaultServer) (int, error) {
+	parent := v.cmd.Process.Pid
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		return 0, err
+	}
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		if err != nil {
+			continue
+		}
+		// pid (comm) state ppid ...: comm may hold spaces, so split after the last ')'.
+		rest := string(stat[bytes.LastIndexByte(stat, ')')+1:])
+		f := strings.Fields(rest)
+		if len(f) < 2 || f[1] != strconv.Itoa(parent) {
+			continue
+		}
+		cmdline, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+		argv0, _, _ := bytes.Cut(cmdline, []byte{0})
+		if filepath.Base(string(argv0)) == pluginName {
+			return pid, nil
+		}
+	}
+	return 0, fmt.Errorf("no %s process under Vault (pid %d)", pluginName, parent)
+}
+
+// timeRead is the median of k reads of path (each checked).
+func timeRead(t *testing.T, v *vaultServer, path string, k int) time.Duration {
+	t.Helper()
+	r := loadgen.Run(context.Background(), loadgen.Config{Workers: 1, Count: k, Client: benchHTTP}, loadgen.Get(v.addr+"/v1/"+path, v.token, ""))
+	if r.Errors > 0 {
+		t.Fatalf("reading %s: %s", path, r.FirstErr)
+	}
+	return r.Quantile(.5)
+}
+
+// listAll pages through mount's credentials 1,000 at a time and returns the names.
+func listAll(v *vaultServer, mount string) ([]string, error) {
+	var names []string
+	after := ""
+	for {
+		q := url.Values{"list": {"true"}, "limit": {"1000"}}
+		if after != "" {
+			q.Set("after", after)
+		}
+		out, code, err := vaultDo(v, http.MethodGet, mount+"/credentials?"+q.Encode(), nil)
+		if code == http.StatusNotFound && after != "" {
+			return names, nil // Vault answers an empty list with 404: nothing after the last page
+		}
+		if err != nil {
+			return names, err
+		}
+		data, _ := out["data"].(map[string]any)
+		keys, _ := data["keys"].([]any)
+		for _, k := range keys {
+			names = append(names, fmt.Sprint(k))
+		}
+		if len(keys) < 1000 {
+			return names, nil
+		}
+		after = names[len(names)-1]
+	}
+}
+
+func benchScale(t *testing.T, s benchSettings, rep *benchReport, n int) *scaleResult {
+	sr := &scaleResult{n: n}
+	v, err := startVault(serverOptions{})
+	if err != nil {
+		t.Fatalf("starting Vault: %v", err)
+	}
+	defer v.stop()
+	if err := v.registerPlugin(); err != nil {
+		t.Fatal(err)
+	}
+	mountPlugin(t, v, "scale")
+	p := newLatencyProvider(t, 2*time.Hour, 0)
+	certs := scaleCertPEMs(t, 4)
+	sshKey := fixtures.SSHKey("")
+	const workers = 32
+	start := time.Now()
+	sr.createErrors, _ = parallel(n, workers, func(i int) error {
+		_, _, err := vaultDo(v, http.MethodPost, "scale/credentials/"+scaleName(i), scaleMix(i, p.TokenURL(), certs, sshKey))
+		return err
+	})
+	sr.create = time.Since(start)
+	if sr.createErrors > 0 {
+		_, first := parallel(1, 1, func(int) error {
+			_, _, err := vaultDo(v, http.MethodPost, "scale/credentials/probe", scaleMix(0, p.TokenURL(), certs, sshKey))
+			return err
+		})
+		t.Fatalf("%d of %d creations failed (e.g. %s)", sr.createErrors, n, first)
+	}
+	start = time.Now()
+	if failed, first := parallel(n, workers, func(i int) error {
+		if i%10 != 6 && i%10 != 7 {
+			return nil
+		}
+		_, _, err := vaultDo(v, http.MethodGet, "scale/access/"+scaleName(i), nil)
+		return err
+	}); failed > 0 {
+		t.Fatalf("%d OAuth warm-up reads failed: %s", failed, first)
+	}
+	sr.warm, sr.tokenMints = time.Since(start), p.Requests()
+	t.Logf("scale %d: created in %s, %d OAuth tokens cached in %s", n, sr.create.Round(time.Millisecond), sr.tokenMints, sr.warm.Round(time.Millisecond))
+	if sr.rssCreated, err = pluginRSS(v); err != nil {
+		rep.note("RSS at %d: %v", n, err)
+	}
+	const k = 15
+	sr.listFirst = timeRead(t, v, "scale/credentials?list=true&limit=100", k)
+	sr.listLast = timeRead(t, v, "scale/credentials?list=true&limit=100&after="+scaleName(n-101), k)
+	sr.listTag = timeRead(t, v, "scale/credentials?list=true&limit=100&tag=shard-7", k)
+	sr.listType = timeRead(t, v, "scale/credentials?list=true&limit=100&type=certificate", k)
+	sr.alerts = timeRead(t, v, "scale/alerts", 5)
+	start = time.Now()
+	names, err := listAll(v, "scale")
+	sr.fullList, sr.fullListNames = time.Since(start), len(names)
+	if err != nil || len(names) != n {
+		t.Fatalf("full list: %d names of %d (%v)", len(names), n, err)
+	}
+	sr.rssListed, _ = pluginRSS(v)
+	if s.sweepWait > 0 {
+		// Vault calls the engine's periodic function about once a minute; the sweep
+		// runs in it. Waiting past one tick is the only outside view of it.
+		time.Sleep(s.sweepWait)
+		sr.rssSwept, _ = pluginRSS(v)
+	}
+	// Reload the mount's plugin: a new backend over the same storage.
+	probe := "scale/access/" + scaleName(4) // a basic credential
+	start = time.Now()
+	_, rerr := v.client.Sys().ReloadPlugin(&api.ReloadPluginInput{Mounts: []string{"scale/"}})
+	sr.reloadCall = time.Since(start)
+	if rerr != nil {
+		sr.reloadErr = rerr.Error()
+	}
+	deadline := start.Add(10 * time.Minute)
+	for {
+		if _, _, err := vaultDo(v, http.MethodGet, probe, nil); err == nil {
+			sr.reloadAccess = time.Since(start)
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("scale %d: no access/ served within 10 minutes of the reload", n)
+		}
+		time.Sleep(5 * time.Millisecond) // poll interval of the outside observer
+	}
+	for {
+		names, err := listAll(v, "scale")
+		if err == nil && len(names) == n {
+			sr.reloadList = time.Since(start)
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("scale %d: no complete list within 10 minutes of the reload (%d names, %v)", n, len(names), err)
+		}
+	}
+	sr.alertsAfterReload = timeRead(t, v, "scale/alerts", 5)
+	sr.listAfterReload = timeRead(t, v, "scale/credentials?list=true&limit=100", k)
+	t.Logf("scale %d: list %s/%s alerts %s rss %.0f/%.0f/%.0f MB, reload → access %s, → full list %s",
+		n, ms(sr.listFirst), ms(sr.listLast), ms(sr.alerts), sr.rssCreated, sr.rssListed, sr.rssSwept,
+		sr.reloadAccess.Round(time.Millisecond), sr.reloadList.Round(time.Millisecond))
+	return sr
+}
+
+// ---- machine ----------------------------------------------------------------
+
+func machine() (cores, mem, vaultVersion, commit string) {
+	out, _ := exec.Command("nproc").Output()
+	cores = strings.TrimSpace(string(out))
+	if mi, err := os.ReadFile("/proc/meminfo"); err == nil {
+		for _, line := range strings.Split(string(mi), "\n") {
+			if f := strings.Fields(line); len(f) >= 2 && f[0] == "MemTotal:" {
+				kb, _ := strconv.ParseFloat(f[1], 64)
+				mem = fmt.Sprintf("%.1f GiB", kb/1024/1024)
+			}
+		}
+	}
+	out, _ = exec.Command(os.Getenv("VAULT_BIN"), "version").Output()
+	vaultVersion = strings.TrimSpace(string(out))
+	out, _ = exec.Command("git", "describe", "--always", "--dirty").Output()
+	commit = strings.TrimSpace(string(out))
+	return
+}
+
+var _ = syscall.Getpid
+var _ = math.Inf
+var _ = runtime.NumCPU
