@@ -1,13 +1,16 @@
 package backend
 
 import (
+	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"runtime"
 	"runtime/pprof"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -50,13 +53,14 @@ func memoryRequest(t testing.TB, i int, cert map[string]any) map[string]any {
 // loadMemoryMix creates n credentials of memoryMix through HandleRequest, stores a
 // token for every OAuth one (as a mint would: through the token store, ~1 KB JWT-sized
 // access token), reads each once through access/ and lists them all.
-func loadMemoryMix(b *testing.B, be *integrationsBackend, s logical.Storage, n int) {
+func loadMemoryMix(b *testing.B, be *integrationsBackend, s logical.Storage, n int, stage func(string)) {
 	b.Helper()
 	ctx := context.Background()
 	cert := rsaCertValues(b)
 	for i := range n {
 		mustOK(b, be, s, logical.CreateOperation, "credentials/"+scaleName(i), memoryRequest(b, i, cert))
 	}
+	stage("created")
 	jwt := strings.Repeat("eyJhbGciOiJSUzI1NiJ9", 40) // ~800 bytes, a typical JWT
 	for i := range n {
 		if memoryType(i) != "oauth2_client_credentials" {
@@ -73,13 +77,17 @@ func loadMemoryMix(b *testing.B, be *integrationsBackend, s logical.Storage, n i
 			b.Fatalf("token %s: %v", name, err)
 		}
 	}
+	stage("tokens")
 	for i := range n {
 		mustOK(b, be, s, logical.ReadOperation, "access/"+scaleName(i), nil)
 	}
+	stage("accessed")
 	listAllCredentials(b, be, s, nil, 1000)
+	stage("listed")
 	if err := be.flushUsage(ctx, s); err != nil {
 		b.Fatal(err)
 	}
+	stage("flushed")
 }
 
 // BenchmarkScaleMemory loads n credentials of memoryMix (see loadMemoryMix) and
@@ -100,19 +108,12 @@ func BenchmarkScaleMemory(b *testing.B) {
 				runtime.ReadMemStats(&base)
 				s := &logical.InmemStorage{}
 				be := startBackend(b, s)
-				loadMemoryMix(b, be, s, n)
+				loadMemoryMix(b, be, s, n, func(string) {})
 				runtime.GC()
 				var all runtime.MemStats
 				runtime.ReadMemStats(&all)
 				if f := os.Getenv("INTEGRATIONS_HEAPPROFILE"); f != "" {
-					out, err := os.Create(f)
-					if err != nil {
-						b.Fatal(err)
-					}
-					if err := pprof.Lookup("heap").WriteTo(out, 0); err != nil {
-						b.Fatal(err)
-					}
-					out.Close()
+					writeHeapProfile(b, f)
 				}
 				be.Cleanup(context.Background())
 				be = nil
@@ -127,5 +128,144 @@ func BenchmarkScaleMemory(b *testing.B) {
 				b.ReportMetric(float64(all.HeapAlloc-storageOnly.HeapAlloc)/float64(n), "backend-B/credential")
 			}
 		})
+	}
+}
+
+// valuelessStorage keeps the names of credentials and tokens but not their entries:
+// in production those live in Vault, not in the plugin, so a measurement of the
+// process (RSS) must not count them. Everything is cached after its write, so nothing
+// reads a dropped value back; a read that did would fail the benchmark. Usage
+// entries are dropped too and read as absent (only the flush reads them). Other
+// entries (config) are kept.
+type valuelessStorage struct {
+	logical.InmemStorage
+	mu   sync.Mutex
+	keys map[string]struct{}
+}
+
+var errValueDropped = errors.New("value dropped by the benchmark's storage")
+
+func dropped(key string) bool {
+	return strings.HasPrefix(key, credentialPrefix) || strings.HasPrefix(key, tokenPrefix) || strings.HasPrefix(key, usagePrefix)
+}
+
+func (s *valuelessStorage) Put(ctx context.Context, e *logical.StorageEntry) error {
+	if !dropped(e.Key) {
+		return s.InmemStorage.Put(ctx, e)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.keys == nil {
+		s.keys = map[string]struct{}{}
+	}
+	s.keys[e.Key] = struct{}{}
+	return nil
+}
+
+func (s *valuelessStorage) Get(ctx context.Context, key string) (*logical.StorageEntry, error) {
+	if !dropped(key) {
+		return s.InmemStorage.Get(ctx, key)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.keys[key]; ok && !strings.HasPrefix(key, usagePrefix) {
+		return nil, errValueDropped
+	}
+	// A usage entry reads as absent: a flush then writes what it has, as for a new one.
+	return nil, nil
+}
+
+func (s *valuelessStorage) Delete(ctx context.Context, key string) error {
+	if !dropped(key) {
+		return s.InmemStorage.Delete(ctx, key)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.keys, key)
+	return nil
+}
+
+func (s *valuelessStorage) List(ctx context.Context, prefix string) ([]string, error) {
+	if !dropped(prefix) {
+		return s.InmemStorage.List(ctx, prefix)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []string
+	for k := range s.keys {
+		if rest, ok := strings.CutPrefix(k, prefix); ok && !strings.Contains(rest, "/") {
+			out = append(out, rest)
+		}
+	}
+	return out, nil
+}
+
+// procStatus returns a field of /proc/self/status in MB (VmRSS, VmHWM), 0 if unknown.
+func procStatus(field string) float64 {
+	raw, _ := os.ReadFile("/proc/self/status")
+	for _, line := range bytes.Split(raw, []byte("\n")) {
+		if rest, ok := bytes.CutPrefix(line, []byte(field+":")); ok {
+			kb, _ := strconv.Atoi(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(string(rest)), "kB")))
+			return float64(kb) / 1024
+		}
+	}
+	return 0
+}
+
+// BenchmarkScaleRSS loads n credentials of memoryMix over a storage that keeps no
+// credential or token values (valuelessStorage) and reports the process's resident
+// memory as seen from outside, with the GC settings the process runs with (the
+// Factory's, applied here as Factory applies them; GOGC in the environment overrides
+// it). Run one size per process, or the figures of the earlier sizes carry over:
+//
+//	INTEGRATIONS_SCALE=100000 go test -run '^$' -bench 'ScaleRSS' -benchtime 1x ./backend/
+func BenchmarkScaleRSS(b *testing.B) {
+	for _, n := range scaleSizes(b) {
+		b.Run(strconv.Itoa(n), func(b *testing.B) {
+			for b.Loop() {
+				applyMemoryPolicy()
+				s := &valuelessStorage{}
+				be := startBackend(b, s)
+				loadMemoryMix(b, be, s, n, func(stage string) {
+					b.ReportMetric(procStatus("VmRSS"), "rss-MB-"+stage)
+					if os.Getenv("INTEGRATIONS_STAGE_HEAP") != "" {
+						runtime.GC()
+						var ms runtime.MemStats
+						runtime.ReadMemStats(&ms)
+						b.ReportMetric(float64(ms.HeapAlloc)/(1<<20), "live-MB-"+stage)
+						if f := os.Getenv("INTEGRATIONS_HEAPPROFILE"); f != "" {
+							writeHeapProfile(b, f+"."+stage)
+						}
+					}
+				})
+				b.ReportMetric(procStatus("VmHWM"), "peak-rss-MB")
+				runtime.GC()
+				var ms runtime.MemStats
+				runtime.ReadMemStats(&ms)
+				b.ReportMetric(float64(ms.HeapAlloc)/(1<<20), "live-heap-MB")
+				b.ReportMetric(float64(ms.HeapInuse)/(1<<20), "heap-inuse-MB")
+				b.ReportMetric(float64(ms.Sys)/(1<<20), "sys-MB")
+				be.Cleanup(context.Background())
+				// What is left without the backend is the harness's: the storage's keys
+				// and tokens' entries, which live in Vault in production.
+				be = nil
+				runtime.GC()
+				var harness runtime.MemStats
+				runtime.ReadMemStats(&harness)
+				runtime.KeepAlive(s)
+				b.ReportMetric(float64(harness.HeapAlloc)/(1<<20), "harness-heap-MB")
+			}
+		})
+	}
+}
+
+func writeHeapProfile(b *testing.B, file string) {
+	out, err := os.Create(file)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer out.Close()
+	if err := pprof.Lookup("heap").WriteTo(out, 0); err != nil {
+		b.Fatal(err)
 	}
 }
