@@ -5,10 +5,7 @@ package backend
 
 import (
 	"context"
-	"math"
 	"net/http"
-	"os"
-	"runtime/debug"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -28,7 +25,6 @@ const operationPrefix = "integrations"
 
 // Factory creates and sets up the backend; it is what the plugin binary serves.
 func Factory(ctx context.Context, conf *logical.BackendConfig) (logical.Backend, error) {
-	applyMemoryPolicy()
 	b := newBackend(time.Now)
 	if err := b.Setup(ctx, conf); err != nil {
 		return nil, err
@@ -242,29 +238,3 @@ or a valid OAuth access token, minted and refreshed as needed.
 
 Engine-wide settings live at "config".
 `
-
-// pluginMemoryLimit is the soft limit of the plugin process's Go memory (the
-// runtime's GOMEMLIMIT) unless the operator sets one. The live heap is what the
-// mount holds (BenchmarkScaleMemory: ~1.9 KB per credential in the issue-15 mix, ~180
-// MB at 100,000); with the default GOGC=100 alone the runtime lets the heap grow to
-// twice that before collecting, and RSS was ~600 MB at 100,000 (BenchmarkScaleRSS:
-// 440 MiB after creation, 627 MiB after reading and listing everything). With this
-// limit the GC collects sooner once the process nears it: a small mount never does,
-// and GOGC still governs it. A mount whose live heap alone exceeds the limit (several
-// hundred thousand credentials) would spend up to half a core collecting: raise the
-// limit for such a mount with `vault plugin register -env GOMEMLIMIT=1GiB ...`.
-const pluginMemoryLimit = 256 << 20
-
-var memoryPolicyOnce sync.Once
-
-// applyMemoryPolicy sets the process's GC settings, once per process (a multiplexed
-// plugin serves every mount from one process): the only place the plugin sets any.
-// An operator's GOMEMLIMIT, or a limit set otherwise, wins.
-func applyMemoryPolicy() {
-	memoryPolicyOnce.Do(func() {
-		if _, set := os.LookupEnv("GOMEMLIMIT"); set || debug.SetMemoryLimit(-1) != math.MaxInt64 {
-			return
-		}
-		debug.SetMemoryLimit(pluginMemoryLimit)
-	})
-}
