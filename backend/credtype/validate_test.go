@@ -398,3 +398,20 @@ func TestErrorsNeverEchoSensitiveValues(t *testing.T) {
 		}
 	}
 }
+
+// A type that derives nothing keeps no Derived map: the backend caches every
+// credential's Validated parts for its life, so an empty map would cost each of them.
+// A type that derives facts still gets them.
+func TestValidateKeepsNoEmptyDerived(t *testing.T) {
+	t.Parallel()
+	for _, name := range []string{"bearer", "certificate"} {
+		typ, _ := Lookup(name)
+		got, err := typ.Validate(goodValues(t, name))
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if wantNil := name == "bearer"; (got.Derived == nil) != wantNil {
+			t.Errorf("%s: Derived = %#v, want nil: %v", name, got.Derived, wantNil)
+		}
+	}
+}

@@ -155,7 +155,9 @@ func (r *Recorder) Drain() map[string]Pending {
 		if n := len(s.pending); n > 0 {
 			// An idle shard keeps its empty map: no allocation per shard per flush.
 			taken = append(taken, s.pending)
-			s.pending = make(map[string]*entry, n)
+			// Not sized for n: after a burst (100k creations, each pending) the map
+			// would keep room for all of them for good, though few are pending later.
+			s.pending = make(map[string]*entry)
 			total += n
 		}
 		s.forgotten = nil
