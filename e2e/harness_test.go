@@ -303,7 +303,10 @@ func (v *vaultServer) halt() {
 
 func (v *vaultServer) stop() {
 	v.halt()
-	os.RemoveAll(v.dir)
+	if os.Getenv("E2E_KEEP") == "" { // E2E_KEEP=1 keeps each server's directory and log
+
+		os.RemoveAll(v.dir)
+	}
 }
 
 func (v *vaultServer) logTail() string {

@@ -17,24 +17,27 @@ import (
 // needs a person.
 func TestUsageAndLifecycleThroughCLI(t *testing.T) {
 	t.Parallel()
-	mount := shared.mount(t)
+	// Its own server: a plugin reload restarts the multiplexed plugin process, which
+	// would cut off every other test's mount on a shared server.
+	v := newVault(t, serverOptions{})
+	mount := v.mount(t)
 	cred := mount + "/credentials/svc"
-	shared.mustCLI(t, "write", cred, "type=basic", "username=svc", "password=pw", "suspend_after=5d", "purge_after=30d")
+	v.mustCLI(t, "write", cred, "type=basic", "username=svc", "password=pw", "suspend_after=5d", "purge_after=30d")
 	for i := range 7 {
-		shared.mustCLI(t, "read", mount+"/access/svc", fmt.Sprintf("integration=forwarder-%d", i%2))
+		v.mustCLI(t, "read", mount+"/access/svc", fmt.Sprintf("integration=forwarder-%d", i%2))
 	}
 
 	// A plugin reload runs the engine's Clean, which flushes usage, and starts it anew
 	// from storage: what the read shows now was stored, not held in memory. (Through
 	// the API: Vault 1.21's CLI cannot reload by mount.)
-	if _, err := shared.client.Sys().ReloadPlugin(&api.ReloadPluginInput{Mounts: []string{mount + "/"}}); err != nil {
+	if _, err := v.client.Sys().ReloadPlugin(&api.ReloadPluginInput{Mounts: []string{mount + "/"}}); err != nil {
 		t.Fatalf("reloading the mount: %v", err)
 	}
-	read := decode(t, shared.mustCLI(t, "read", "-format=json", cred)).Data
+	read := decode(t, v.mustCLI(t, "read", "-format=json", cred)).Data
 	if fmt.Sprint(read["access_count"]) != "7" || read["last_accessed"] == "" || read["health"] != "green" {
 		t.Fatalf("after the flush: access_count=%v last_accessed=%v health=%v", read["access_count"], read["last_accessed"], read["health"])
 	}
-	logs := decode(t, shared.mustCLI(t, "read", "-format=json", mount+"/credentials/svc/logs", "integration=forwarder-1")).Data
+	logs := decode(t, v.mustCLI(t, "read", "-format=json", mount+"/credentials/svc/logs", "integration=forwarder-1")).Data
 	events, _ := logs["events"].([]any)
 	if len(events) != 3 {
 		t.Fatalf("logs for forwarder-1: %d events, want 3: %v", len(events), logs)
@@ -43,38 +46,38 @@ func TestUsageAndLifecycleThroughCLI(t *testing.T) {
 	// A credential that expires (and so is suspended) in five days is due soon: alerts
 	// lists it, and only it.
 	soon := time.Now().Add(5 * 24 * time.Hour).UTC().Format(time.RFC3339)
-	shared.mustCLI(t, "write", mount+"/credentials/soon", "type=webhook", "url=https://hooks.example.com/x", "expires_at="+soon)
+	v.mustCLI(t, "write", mount+"/credentials/soon", "type=webhook", "url=https://hooks.example.com/x", "expires_at="+soon)
 	var alerts struct {
 		Data struct {
 			Alerts []map[string]any `json:"alerts"`
 		} `json:"data"`
 	}
-	if err := json.Unmarshal([]byte(shared.mustCLI(t, "read", "-format=json", mount+"/alerts")), &alerts); err != nil {
+	if err := json.Unmarshal([]byte(v.mustCLI(t, "read", "-format=json", mount+"/alerts")), &alerts); err != nil {
 		t.Fatal(err)
 	}
 	if len(alerts.Data.Alerts) != 1 || alerts.Data.Alerts[0]["name"] != "soon" || alerts.Data.Alerts[0]["reason"] != "expiring" || alerts.Data.Alerts[0]["due"] != soon {
 		t.Fatalf("alerts = %v, want one: soon expiring at %s", alerts.Data.Alerts, soon)
 	}
 
-	shared.mustCLI(t, "write", "-f", cred+"/suspend")
-	_, err := shared.cli("read", mount+"/access/svc")
+	v.mustCLI(t, "write", "-f", cred+"/suspend")
+	_, err := v.cli("read", mount+"/access/svc")
 	if err == nil || !strings.Contains(err.Error(), "Code: 403") || !strings.Contains(err.Error(), "suspended") {
 		t.Fatalf("access while suspended: %v", err)
 	}
-	if st := decode(t, shared.mustCLI(t, "read", "-format=json", cred)).Data; st["status"] != "suspended" || st["health"] != "red" {
+	if st := decode(t, v.mustCLI(t, "read", "-format=json", cred)).Data; st["status"] != "suspended" || st["health"] != "red" {
 		t.Fatalf("after suspend: status=%v health=%v", st["status"], st["health"])
 	}
-	shared.mustCLI(t, "write", "-f", cred+"/unsuspend")
-	shared.mustCLI(t, "read", mount+"/access/svc")
-	before := decode(t, shared.mustCLI(t, "read", "-format=json", cred)).Data["suspend_at"]
-	shared.mustCLI(t, "write", "-f", cred+"/reset-inactivity")
-	after := decode(t, shared.mustCLI(t, "read", "-format=json", cred)).Data
+	v.mustCLI(t, "write", "-f", cred+"/unsuspend")
+	v.mustCLI(t, "read", mount+"/access/svc")
+	before := decode(t, v.mustCLI(t, "read", "-format=json", cred)).Data["suspend_at"]
+	v.mustCLI(t, "write", "-f", cred+"/reset-inactivity")
+	after := decode(t, v.mustCLI(t, "read", "-format=json", cred)).Data
 	if after["status"] != "active" || after["suspend_at"] == "" || fmt.Sprint(after["suspend_at"]) < fmt.Sprint(before) {
 		t.Fatalf("after reset: status=%v suspend_at %v -> %v", after["status"], before, after["suspend_at"])
 	}
 
 	// The events a person would look for are all in the log.
-	all := decode(t, shared.mustCLI(t, "read", "-format=json", mount+"/credentials/svc/logs")).Data
+	all := decode(t, v.mustCLI(t, "read", "-format=json", mount+"/credentials/svc/logs")).Data
 	raw, _ := json.Marshal(all["events"])
 	for _, ev := range []string{"created", "access", "suspended", "unsuspended", "inactivity_reset"} {
 		if !strings.Contains(string(raw), `"event":"`+ev+`"`) {
