@@ -20,6 +20,7 @@ import (
 	"github.com/hashicorp/vault/sdk/logical"
 
 	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/backend/lifecycle"
+	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/backend/oauth"
 )
 
 // Notification delivery bounds. Notifications wait in the outbox (see outbox.go), so a
@@ -103,7 +104,7 @@ func (d notifyDestination) body(n notification, channel string) []byte {
 
 // slackRefusal is Slack's {"ok": false} answer, reduced to its error code.
 type slackRefusal struct {
-	code string // slackErrorCode: a short [a-z0-9_] token or "unknown"
+	code string // slackErrorCode: a safe code (oauth.SafeCode) or "unknown"
 }
 
 func (e *slackRefusal) Error() string { return "slack refused the message: " + e.code }
@@ -134,22 +135,14 @@ var slackEscaper = strings.NewReplacer("&", "&amp;", "<", "&lt;", ">", "&gt;")
 
 func slackEscape(s string) string { return slackEscaper.Replace(s) }
 
-// maxSlackErrorCode bounds the Slack error code kept in logs and errors.
-const maxSlackErrorCode = 64
-
-// slackErrorCode keeps Slack's error field only when it looks like one of its codes
-// (channel_not_found, not_authed, …): a short token of [a-z0-9_]. Anything else is
-// provider text, which is never echoed.
+// slackErrorCode keeps Slack's error field only when it is a safe code (channel_not_found,
+// not_authed, …) by the rule every provider's error code follows (oauth.SafeCode).
+// Anything else is provider text, which is never echoed.
 func slackErrorCode(code string) string {
-	if code == "" || len(code) > maxSlackErrorCode {
-		return "unknown"
+	if c, ok := oauth.SafeCode(code); ok {
+		return c
 	}
-	for _, r := range code {
-		if !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '_') {
-			return "unknown"
-		}
-	}
-	return code
+	return "unknown"
 }
 
 // maxNotifyMessage bounds a notification's message, in logs, events and posts.

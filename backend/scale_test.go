@@ -292,20 +292,8 @@ func BenchmarkScaleHeap(b *testing.B) {
 				if err := be.flushUsage(context.Background(), s); err != nil {
 					b.Fatal(err)
 				}
-				runtime.GC()
-				var all runtime.MemStats
-				runtime.ReadMemStats(&all)
-				be.Cleanup(context.Background())
-				be = nil
-				runtime.GC()
-				var storageOnly runtime.MemStats
-				runtime.ReadMemStats(&storageOnly)
-				runtime.KeepAlive(s)
-				mb := func(v uint64) float64 { return float64(v) / (1 << 20) }
-				b.ReportMetric(mb(all.HeapAlloc-base.HeapAlloc), "heap-MB")
-				b.ReportMetric(mb(storageOnly.HeapAlloc-base.HeapAlloc), "storage-MB")
-				b.ReportMetric(mb(all.HeapAlloc-storageOnly.HeapAlloc), "backend-MB")
-				b.ReportMetric(float64(all.HeapAlloc-storageOnly.HeapAlloc)/float64(n), "backend-B/credential")
+				all := backendHeap(b, &be, s, base, n)
+				b.ReportMetric(toMB(all.HeapAlloc-base.HeapAlloc), "heap-MB")
 			}
 		})
 	}
