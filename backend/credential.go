@@ -66,14 +66,14 @@ func (c *credential) accessSecrets() (map[string]string, error) {
 		return c.Secrets, nil
 	}
 	if c.lazy == nil {
-		return c.kind().DeriveSecrets(c.Values)
+		return c.typeDef().DeriveSecrets(c.Values)
 	}
-	c.lazy.once.Do(func() { c.lazy.secrets, c.lazy.err = c.kind().DeriveSecrets(c.Values) })
+	c.lazy.once.Do(func() { c.lazy.secrets, c.lazy.err = c.typeDef().DeriveSecrets(c.Values) })
 	return c.lazy.secrets, c.lazy.err
 }
 
-// kind returns the credential's type definition; stored types always resolve.
-func (c *credential) kind() *credtype.Type {
+// typeDef returns the catalog definition of the credential's type; stored types always resolve.
+func (c *credential) typeDef() *credtype.Type {
 	t, _ := credtype.Lookup(c.Type)
 	return t
 }

@@ -1,13 +1,13 @@
 package backend
 
 import (
-	"fmt"
 	"regexp"
 	"slices"
 	"strings"
 
 	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/logical"
+	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/backend/credtype"
 )
 
 // nameRule is the rule credential names follow; it is quoted in every refusal.
@@ -30,15 +30,10 @@ func validName(s string) bool {
 	return nameRe.MatchString(s) && !strings.Contains(s, "..")
 }
 
-// fieldError is a validation failure that names the field and the rule it broke. It
-// never carries the value, so it is safe for secrets.
-type fieldError struct {
-	field, rule string
-}
-
-func (e *fieldError) Error() string { return fmt.Sprintf("field %q: %s", e.field, e.rule) }
-
-func fieldErr(field, rule string) error { return &fieldError{field: field, rule: rule} }
+// fieldErr is a validation failure naming the field and the rule it broke: the
+// catalog's FieldError, the one field-error type of the engine. It never carries the
+// value, so it is safe for secrets.
+func fieldErr(field, rule string) error { return &credtype.FieldError{Field: field, Rule: rule} }
 
 // rejectUnknownFields refuses a request carrying parameters the path does not define.
 // Vault itself only warns about them; for a credential store, a misspelt secret field

@@ -75,7 +75,7 @@ func (b *integrationsBackend) pathAccessRead(ctx context.Context, req *logical.R
 	}
 	var data map[string]any
 	var warnings []string
-	if t := c.kind(); t.Kind == credtype.KindStatic {
+	if t := c.typeDef(); t.Kind == credtype.KindStatic {
 		var secrets map[string]string
 		if secrets, err = c.accessSecrets(); err == nil {
 			data, err = t.Access(c.Values, secrets, now)

@@ -227,8 +227,6 @@ func (c *engineConfig) responseData() map[string]any {
 	}
 }
 
-func seconds(d time.Duration) int64 { return int64(d / time.Second) }
-
 func (b *integrationsBackend) pathConfigWrite(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
 	if resp := rejectUnknownFields(d); resp != nil {
 		return resp, nil

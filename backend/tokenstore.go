@@ -161,7 +161,7 @@ func (b *integrationsBackend) oauthConfig(cfg *engineConfig, c *credential) (oau
 func destination(c *credential) string {
 	h := sha256.New()
 	fmt.Fprintf(h, "%s\x00", c.Type)
-	for _, f := range c.kind().DestinationFields() {
+	for _, f := range c.typeDef().DestinationFields() {
 		v := str(c.Values[f])
 		fmt.Fprintf(h, "%s=%d:%s\x00", f, len(v), v)
 	}

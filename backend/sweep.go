@@ -1,0 +1,301 @@
+// The sweep: the due-time and alerting indexes, the background scan that builds them,
+// and the periodic pass that warns about, suspends and purges credentials.
+
+package backend
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/hashicorp/vault/sdk/logical"
+	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/backend/lifecycle"
+	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/backend/usage"
+)
+
+// sweepBatch caps the credentials one sweep processes; the rest wait for the next.
+const sweepBatch = 5000
+
+// afterCredentialChange re-indexes a credential whose settings or state changed.
+func (b *integrationsBackend) afterCredentialChange(ctx context.Context, s logical.Storage, name string) error {
+	c, err := b.credentials.get(ctx, s, name)
+	if err != nil || c == nil {
+		b.activity.unindex(name)
+		return err
+	}
+	cfg, err := b.loadConfig(ctx, s)
+	if err != nil {
+		return err
+	}
+	b.activity.file(name, b.policyFor(cfg, c), c.State, c.NotAfter)
+	return nil
+}
+
+// file puts a credential in the sweep's index under its next due action and in the
+// alerting index under the time it may first show an alert.
+func (a *activity) file(name string, p lifecycle.Policy, st lifecycle.State, notAfter time.Time) {
+	a.index.Set(name, p.NextDue(st))
+	a.alerting.Set(name, p.AlertsFrom(st, notAfter))
+}
+
+// unindex drops a credential from both indexes.
+func (a *activity) unindex(name string) {
+	a.index.Remove(name)
+	a.alerting.Remove(name)
+}
+
+// startIndexBuild starts the background scan that (re)builds the indexes from storage,
+// unless one is running. Until it ends the sweep acts on what is indexed (every write
+// indexes its credential), and alerts says it may be incomplete.
+func (b *integrationsBackend) startIndexBuild(s logical.Storage) {
+	a := b.activity
+	a.buildMu.Lock()
+	defer a.buildMu.Unlock()
+	if a.buildDone != nil {
+		select {
+		case <-a.buildDone:
+		default:
+			return // one is running; a config change meanwhile makes the next sweep start another
+		}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	a.buildCancel, a.buildDone = cancel, done
+	a.scanCount.Add(1)
+	go func() {
+		defer close(done)
+		defer cancel()
+		if err := b.buildIndex(ctx, s); err != nil && ctx.Err() == nil {
+			b.Logger().Error("building the lifecycle index failed; the next sweep retries", "error", err)
+		}
+		if a.buildFinished != nil {
+			a.buildFinished()
+		}
+	}()
+}
+
+// stopIndexBuild cancels a running scan and waits for it to end.
+func (b *integrationsBackend) stopIndexBuild() {
+	a := b.activity
+	a.buildMu.Lock()
+	cancel, done := a.buildCancel, a.buildDone
+	a.buildMu.Unlock()
+	if cancel != nil {
+		cancel()
+		<-done
+	}
+}
+
+// indexComplete reports whether the indexes hold every credential under the current
+// config.
+func (b *integrationsBackend) indexComplete(cfg *engineConfig) bool {
+	return b.activity.indexedFor.Load() == cfg
+}
+
+// buildIndex fills the indexes from storage: every credential's next due action and
+// alert time, and the stored runs of failures. It takes no credential lock: what it
+// read is filed only if the credential's store generation did not move meanwhile (see
+// indexOne), so a write or delete racing the scan wins and nothing deleted comes
+// back. It decodes only the fields the indexes need and caches nothing, so the scan
+// costs no memory for credentials nobody reads.
+func (b *integrationsBackend) buildIndex(ctx context.Context, s logical.Storage) error {
+	cfg, err := b.loadConfig(ctx, s)
+	if err != nil {
+		return err
+	}
+	a := b.activity
+	names, err := s.List(ctx, credentialPrefix)
+	if err != nil {
+		return fmt.Errorf("listing credentials: %w", err)
+	}
+	// Only credentials ever used have a usage entry: read those only.
+	used, err := s.List(ctx, usagePrefix)
+	if err != nil {
+		return fmt.Errorf("listing usage: %w", err)
+	}
+	hasUsage := make(map[string]struct{}, len(used))
+	for _, n := range used {
+		hasUsage[n] = struct{}{}
+	}
+	a.scanned.Store(0)
+	a.total.Store(int64(len(names)))
+	for _, name := range names {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		_, usage := hasUsage[name]
+		if err := b.indexOne(ctx, s, cfg, name, usage); err != nil {
+			return err
+		}
+		a.scanned.Add(1)
+	}
+	a.indexedFor.Store(cfg)
+	return nil
+}
+
+// indexedCredential is the part of a stored credential the indexes are computed from.
+type indexedCredential struct {
+	NotAfter     time.Time       `json:"not_after,omitzero"`
+	SuspendAfter time.Duration   `json:"suspend_after,omitempty"`
+	PurgeAfter   time.Duration   `json:"purge_after,omitempty"`
+	State        lifecycle.State `json:"state"`
+}
+
+// indexedUsage is the part of a usage entry the failing alert is computed from.
+type indexedUsage struct {
+	Events []struct {
+		Event  string `json:"event"`
+		Status string `json:"status"`
+	} `json:"events"`
+}
+
+func (b *integrationsBackend) indexOne(ctx context.Context, s logical.Storage, cfg *engineConfig, name string, hasUsage bool) error {
+	a := b.activity
+	for attempt := 0; ; attempt++ {
+		if attempt == 8 {
+			// The credential's shard keeps changing under the scan: index it the way a
+			// write does, under its lock.
+			unlock := b.credentials.lock(name)
+			err := b.afterCredentialChange(ctx, s, name)
+			unlock()
+			if err != nil {
+				return err
+			}
+			break
+		}
+		c, gen := b.credentials.cachedGen(name)
+		var ic indexedCredential
+		found := c != nil
+		if found {
+			ic = indexedCredential{NotAfter: c.NotAfter, SuspendAfter: c.SuspendAfter, PurgeAfter: c.PurgeAfter, State: c.State}
+		} else {
+			entry, err := s.Get(ctx, credentialPrefix+name)
+			if err != nil {
+				return fmt.Errorf("reading credential %q: %w", name, err)
+			}
+			if found = entry != nil; found {
+				if err := entry.DecodeJSON(&ic); err != nil {
+					// One undecodable entry must not keep the rest unindexed; reads
+					// of it fail with the same error.
+					b.Logger().Error("a stored credential cannot be decoded: not indexed", "credential", name, "error", err)
+					return nil
+				}
+			}
+		}
+		// Filed only if no write, delete or invalidation of the credential's shard
+		// came between the read and now: those index (or unindex) the credential
+		// themselves after their change, so a stale read must not land after them.
+		if b.credentials.ifUnchanged(name, gen, func() {
+			if !found {
+				a.unindex(name)
+				return
+			}
+			a.file(name, b.policyFor(cfg, &credential{SuspendAfter: ic.SuspendAfter, PurgeAfter: ic.PurgeAfter}), ic.State, ic.NotAfter)
+		}) {
+			break
+		}
+	}
+	if !hasUsage {
+		return nil
+	}
+	a.mu.Lock()
+	_, filed := a.summaries[name]
+	a.mu.Unlock()
+	if filed {
+		return nil // a read or flush filed it, and keeps failing up to date
+	}
+	entry, err := s.Get(ctx, usagePrefix+name)
+	if err != nil || entry == nil {
+		return err
+	}
+	var u indexedUsage
+	if err := entry.DecodeJSON(&u); err != nil {
+		b.Logger().Warn("stored usage cannot be decoded", "credential", name, "error", err)
+		return nil
+	}
+	events := make([]usage.Event, len(u.Events))
+	for i, ev := range u.Events {
+		events[i] = usage.Event{Event: ev.Event, Status: ev.Status}
+	}
+	if trailingFailures(events, 0) >= lifecycle.FailingAfter {
+		a.mu.Lock()
+		if _, filed := a.summaries[name]; !filed {
+			a.failing[name] = struct{}{}
+		}
+		a.mu.Unlock()
+	}
+	return nil
+}
+
+// sweep warns about, suspends and purges the credentials whose time has come. Its cost
+// follows the number of credentials with something due, not the number stored.
+func (b *integrationsBackend) sweep(ctx context.Context, s logical.Storage) error {
+	if !b.WriteSafeReplicationState() {
+		return nil
+	}
+	// No flush may run while the sweep judges credentials: one that drained an access
+	// but has not yet renewed its credential's window would let the sweep suspend a
+	// credential used moments before its deadline.
+	b.activity.flushMu.Lock()
+	defer b.activity.flushMu.Unlock()
+	if err := b.flushLocked(ctx, s); err != nil {
+		b.Logger().Warn("flushing usage before the sweep failed", "error", err)
+	}
+	cfg, err := b.loadConfig(ctx, s)
+	if err != nil {
+		return err
+	}
+	if !b.indexComplete(cfg) {
+		// Never built, or built under other windows: rebuild in the background and
+		// act meanwhile on what is indexed. Each due name is judged afresh under its
+		// lock, so a partial index can delay an action (until the scan files the
+		// credential) but never repeat one or act on a stale state.
+		b.startIndexBuild(s)
+	}
+	now := b.now().UTC()
+	var errs []error
+	for _, name := range b.activity.index.Due(now, sweepBatch) {
+		if err := b.sweepOne(ctx, s, cfg, name, now); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (b *integrationsBackend) sweepOne(ctx context.Context, s logical.Storage, cfg *engineConfig, name string, now time.Time) error {
+	unlock := b.credentials.lock(name)
+	defer unlock()
+	c, err := b.credentials.get(ctx, s, name)
+	if err != nil {
+		return err
+	}
+	if c == nil {
+		b.activity.unindex(name)
+		return nil
+	}
+	p := b.policyFor(cfg, c)
+	state := b.currentState(c)
+	action, ok := p.Due(state, now)
+	if !ok {
+		b.activity.index.Set(name, p.NextDue(state))
+		b.activity.alerting.Set(name, p.AlertsFrom(c.State, c.NotAfter)) // the stored state: never later than the current one's
+		return nil
+	}
+	b.notify(ctx, c, action)
+	if action.Kind == lifecycle.ActionPurge {
+		return b.deleteCredential(ctx, s, c)
+	}
+	n := c.clone()
+	n.State = lifecycle.Apply(state, action, now)
+	if err := b.credentials.put(ctx, s, n); err != nil {
+		return err
+	}
+	event := usage.EventWarning
+	if action.Kind == lifecycle.ActionSuspend {
+		event = usage.EventSuspended
+	}
+	b.recordEvent(name, event, true, "", action.Message())
+	b.activity.file(name, p, n.State, n.NotAfter)
+	return nil
+}

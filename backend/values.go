@@ -1,0 +1,24 @@
+// Small conversions shared by the views.
+
+package backend
+
+import "time"
+
+func str(v any) string { s, _ := v.(string); return s }
+
+func nonNil(l []string) []string {
+	if l == nil {
+		return []string{}
+	}
+	return l
+}
+
+// rfc3339 renders t, or "" for the zero time.
+func rfc3339(t time.Time) string {
+	if t.IsZero() {
+		return ""
+	}
+	return t.UTC().Format(time.RFC3339)
+}
+
+func seconds(d time.Duration) int64 { return int64(d / time.Second) }
