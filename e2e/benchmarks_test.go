@@ -144,6 +144,7 @@ type benchReport struct {
 	rollover     *rolloverResult
 	herd         *herdResult
 	scale        []*scaleResult
+	startup      []*startupResult
 	refreshAhead string // "on", "off", or "not in this engine"
 	notes        []string
 }
@@ -171,6 +172,11 @@ func TestBenchmarkReport(t *testing.T) {
 	if s.run("scale") {
 		for _, n := range s.sizes {
 			rep.scale = append(rep.scale, benchScale(t, s, rep, n))
+		}
+	}
+	if s.run("startup") {
+		for _, n := range s.sizes {
+			rep.startup = append(rep.startup, benchStartup(t, rep, n))
 		}
 	}
 	rep.took = time.Since(rep.started)

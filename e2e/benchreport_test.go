@@ -150,6 +150,21 @@ func (r *benchReport) render(t *testing.T) string {
 		}
 	}
 
+	if len(r.startup) > 0 {
+		w("### Restart and leader change\n\nThe same mix on integrated storage (Raft). **Restart**: one node, stopped cleanly (SIGINT) and started again; Vault's part is start-up and unseal until the node reports active. **Leader change**: three nodes, the leader killed with SIGKILL; Vault's part is from the kill until a survivor reports active (polled every 20 ms). Every time after \"active\" is the engine's: the mount must serve within 2 s of it. The probes are a basic credential and an OAuth credential whose token was cached before; \"token requests\" counts what the provider received after the restart or kill (0: the stored token was served).\n\n")
+		w("| credentials | create (1 node) | start → active | active → first access/ | active → complete list | token requests | create (3 nodes) | kill → new leader active | active → first access/ | active → complete list | token requests |\n|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+		for _, sr := range r.startup {
+			w("%s", fmtStartup(sr))
+		}
+		w("\n")
+		for _, sr := range r.startup {
+			if sr.n == 100000 {
+				read("At 100,000 on integrated storage: restart → first served access/ %s after the node is active, leader change → %s after the new leader is active (target ≤ 2 s: %s).",
+					sr.restartAccess.Round(time.Millisecond), sr.failoverAccess.Round(time.Millisecond), yesNo(max(sr.restartAccess, sr.failoverAccess) <= 2*time.Second))
+			}
+		}
+	}
+
 	if len(inproc.lines) > 0 {
 		w("## 5. In-process benchmarks\n\n`go test -bench -benchmem` of the access path, the management read, the validators (one per type) and the rest of the package benchmarks; storage-ops/op comes from a counting storage.\n\n")
 		w("| benchmark | ns/op | B/op | allocs/op | other |\n|---|---:|---:|---:|---|\n")

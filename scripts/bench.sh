@@ -17,7 +17,7 @@
 #   BENCH_REFRESH_AHEAD=on    on|off for the rollover run (when the engine has it)
 #   BENCH_SCALE=1000,10000,100000  mount sizes (quick: 1000,10000)
 #   BENCH_SWEEP_WAIT=65s      wait for Vault's periodic tick before the after-sweep RSS (0 skips)
-#   BENCH_ONLY=load,rollover,herd,scale  sections of the driver to run
+#   BENCH_ONLY=load,rollover,herd,scale,startup  sections of the driver to run
 #   BENCH_REPORT=path         where to write the report (default BENCHMARKS.md)
 #   BENCH_INPROCESS=0         skip the in-process benchmarks
 # A quick run: BENCH_SCALE=1000,10000 BENCH_ROLLOVER_LIFETIME=10s BENCH_DURATION=1s make bench
