@@ -31,7 +31,7 @@ func basicAuth(user, password string) string {
 }
 
 // wantAccess is what access/<name> returns for a static type written with values
-// (exampleValues or encryptedKeyValues): exactly what DESIGN.md lists, nothing more.
+// (exampleValues or encryptedKeyValues): exactly what docs/API.md lists, nothing more.
 func wantAccess(t testing.TB, typeName string, v map[string]any, now time.Time) map[string]any {
 	t.Helper()
 	str := func(k string) string { s, _ := v[k].(string); return s }
