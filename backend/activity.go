@@ -11,8 +11,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/hashicorp/vault/sdk/logical"
-
 	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/backend/lifecycle"
 	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/backend/usage"
 )
@@ -82,17 +80,6 @@ func (b *integrationsBackend) recordEvent(name, event string, ok bool, integrati
 	b.activity.recorder.Log(name, usage.Event{
 		Time: b.now().UTC(), Event: event, Status: status, Integration: integration, Detail: detail,
 	})
-}
-
-// requestIntegration names who is calling, for the usage log: the caller's Vault
-// display name, else its entity, made to follow integrationRule. Vault sets the display
-// name from a role or token name, which the caller may have chosen.
-func requestIntegration(req *logical.Request) string {
-	who := req.DisplayName
-	if who == "" {
-		who = req.EntityID
-	}
-	return clampIntegration(who)
 }
 
 // forgetCredential drops every in-memory trace of a deleted credential.

@@ -9,7 +9,7 @@ import (
 )
 
 // BenchmarkAccessStatic measures access/<name> for a cached basic credential through
-// the full framework request path, from every P at once. The target (DESIGN.md) is no
+// the full framework request path, from every P at once. The target (docs/ARCHITECTURE.md) is no
 // storage operation per access: storage-ops/op must be 0.
 func BenchmarkAccessStatic(b *testing.B) {
 	cs := newCountingStorage()

@@ -51,7 +51,7 @@ func BenchmarkTokenAccessCached(b *testing.B) {
 	}
 	b.ReportAllocs()
 	for b.Loop() {
-		if data, _, err := be.tokenAccess(ctx, cs, cfg, c, 0); err != nil || data["access_token"] == "" {
+		if data, _, err := be.tokenAccess(ctx, cs, cfg, c, 0, be.now()); err != nil || data["access_token"] == "" {
 			b.Fatal(err)
 		}
 	}

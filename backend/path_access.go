@@ -1,3 +1,10 @@
+// The access/ read path, top-down: the path and its handler (pathAccessRead), the
+// static material (staticAccess), token access (tokenAccess, mintToken, servable,
+// shortLivedDemand), then failure handling (tokenFailure, markNeedsReauth,
+// unavailable). Refresh ahead, which a token read may start, is refreshahead.go; the
+// token state it all reads and writes is tokenStore (tokenstore.go); the integration
+// label is integration.go.
+
 package backend
 
 import (
@@ -5,15 +12,15 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"strings"
-	"unicode"
-	"unicode/utf8"
+	"time"
 
 	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/logical"
 
 	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/backend/credtype"
 	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/backend/lifecycle"
+	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/backend/oauth"
+	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/backend/usage"
 )
 
 func pathAccess(b *integrationsBackend) *framework.Path {
@@ -51,6 +58,11 @@ Refused while the credential is suspended, expired or needs re-authorization.`,
 	}
 }
 
+// pathAccessRead is the access/ read, top-down: the credential (from memory once
+// cached), who is asking, whether its lifecycle state lets it be used, then its
+// material — static (staticAccess) or an OAuth token (tokenAccess) — and the usage
+// record. The read takes the time once: the refusal, the failure and the success are
+// all recorded at now.
 func (b *integrationsBackend) pathAccessRead(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
 	name := d.Get("name").(string)
 	if !validName(name) {
@@ -76,19 +88,282 @@ func (b *integrationsBackend) pathAccessRead(ctx context.Context, req *logical.R
 	var data map[string]any
 	var warnings []string
 	if t := c.typeDef(); t.Kind == credtype.KindStatic {
-		var secrets map[string]string
-		if secrets, err = c.accessSecrets(); err == nil {
-			data, err = t.Access(c.Values, secrets, now)
-		}
+		data, err = staticAccess(t, c, now)
 	} else {
-		data, warnings, err = b.tokenAccess(ctx, req.Storage, cfg, c, d.Get("minimum_seconds").(int))
+		data, warnings, err = b.tokenAccess(ctx, req.Storage, cfg, c, d.Get("minimum_seconds").(int), now)
 	}
 	if err != nil {
-		b.activity.recorder.Access(name, b.now().UTC(), integration, false, err.Error())
+		b.activity.recorder.Access(name, now, integration, false, err.Error())
 		return nil, err
 	}
 	b.activity.recorder.Access(name, now, integration, true, "")
 	return &logical.Response{Data: data, Warnings: warnings}, nil
+}
+
+// staticAccess is the material of a static credential: the catalog's Access over its
+// values and the secrets derived when they were written (a decrypted private key), so
+// no KDF runs here.
+func staticAccess(t *credtype.Type, c *credential, now time.Time) (map[string]any, error) {
+	secrets, err := c.accessSecrets()
+	if err != nil {
+		return nil, err
+	}
+	return t.Access(c.Values, secrets, now)
+}
+
+// maxMinimumSeconds bounds what a caller may ask of a token's remaining life.
+const maxMinimumSeconds = 24 * 60 * 60
+
+// tokenAccess hands out a valid access token for an OAuth credential, minting one when
+// the cached token will not last minimum_seconds (default expiry_buffer).
+//
+// A provider whose tokens live no longer than that demand (lifetime = expiry − issue
+// time of the newest token) cannot satisfy it however often it is asked, so the demand
+// is lowered for such a token (shortLivedDemand): the token minted is served, with a
+// warning saying how long it lasts, and it is served again (with the warning) until
+// it has less than expiry_buffer left — or, when expiry_buffer itself is not shorter
+// than the token's lifetime, less than half its lifetime — and only then is another
+// minted.
+//
+// With refresh_ahead, a read that finds the cached token in its refresh window
+// (refreshAt, before that due point) also starts its refresh in the background
+// (refreshAhead), and is served the current token without waiting.
+//
+// now is the read's: the cached token is judged at it, and a failure is recorded at
+// it. An answer that waited for the provider is reckoned (expires_in, the short-lived
+// warning) from when it is given.
+func (b *integrationsBackend) tokenAccess(ctx context.Context, s logical.Storage, cfg *engineConfig, c *credential, minimumSeconds int, now time.Time) (map[string]any, []string, error) {
+	if minimumSeconds < 0 || minimumSeconds > maxMinimumSeconds {
+		return nil, nil, logical.CodedError(http.StatusBadRequest, fieldErr("minimum_seconds", fmt.Sprintf("must be between 0 and %d", maxMinimumSeconds)).Error())
+	}
+	minValid := cfg.ExpiryBuffer
+	if m := time.Duration(minimumSeconds) * time.Second; m > minValid {
+		minValid = m
+	}
+	cached, err := b.tokens.cached(ctx, s, c.Name)
+	if err != nil {
+		return nil, nil, err
+	}
+	var res oauth.Result
+	var aheadWarning string
+	answered := now
+	if servable(cached, c, cfg, now, minValid) != nil {
+		res.Token = &cached.Token // the hot path: no lock, no allocation beyond the response
+		if cfg.RefreshAhead && !now.Before(refreshAt(res.Token, shortLivedDemand(minValid, cfg.ExpiryBuffer, res.Token))) {
+			// In the refresh window: one read starts the refresh in the background;
+			// this one and every other is served the current token meanwhile.
+			aheadWarning = b.refreshAhead(cfg, cached, c.Name, minValid, now)
+		}
+	} else {
+		var t tokenTicket
+		res, t, err = b.mintToken(ctx, s, cfg, c.Name, minValid, nil)
+		if errors.Is(err, errCredentialGone) {
+			return nil, nil, logical.CodedError(http.StatusNotFound, fmt.Sprintf("credential %q does not exist", c.Name))
+		}
+		if isDiscarded(err) {
+			return nil, nil, logical.CodedError(http.StatusConflict, fmt.Sprintf("credential %q changed while its token was requested; read it again", c.Name))
+		}
+		if err != nil {
+			return nil, nil, b.tokenFailure(ctx, s, t, err, now)
+		}
+		answered = b.now()
+	}
+	var warnings []string
+	b.activity.setTransient(c.Name, res.Warning != "" || aheadWarning != "")
+	if res.Warning != "" {
+		warnings = append(warnings, res.Warning)
+		b.recordEvent(c.Name, usage.EventRefreshFailed, false, "", res.Warning)
+	}
+	if aheadWarning != "" {
+		// Recorded once, by the background refresh that failed.
+		warnings = append(warnings, aheadWarning)
+	}
+	tok := res.Token
+	if life, left := tok.Expiry.Sub(tok.IssuedAt), tok.Expiry.Sub(answered); life <= minValid && left < minValid {
+		warnings = append(warnings, fmt.Sprintf(
+			"the provider's tokens last %s, not longer than the %s asked for (minimum_seconds or the engine's expiry_buffer); this one is valid for %s more",
+			life.Round(time.Second), minValid, left.Round(time.Second)))
+	}
+	tokenType := tok.TokenType
+	if tokenType == "" {
+		tokenType = "Bearer"
+	}
+	return map[string]any{
+		"access_token":  tok.AccessToken,
+		"token_type":    tokenType,
+		"expires_at":    rfc3339(tok.Expiry),
+		"expires_in":    int64(tok.Expiry.Sub(answered) / time.Second),
+		"scope":         tok.Scope,
+		"authorization": tokenType + " " + tok.AccessToken,
+	}, warnings, nil
+}
+
+// errCredentialGone is what mintToken returns when the credential no longer exists.
+var errCredentialGone = errors.New("the credential does not exist")
+
+// errAheadStale is what mintToken returns for a background refresh whose token is no
+// longer the credential's current one: someone else refreshed it, or the credential
+// changed. There is nothing left for it to do.
+var errAheadStale = errors.New("the token to refresh ahead is no longer current")
+
+// mintToken obtains a token for the credential name through the Broker's single
+// flight: the slow path of a read (ahead nil: valid for minValid, or served degraded
+// as the Broker decides), or a background refresh of the token ahead (refresh
+// ahead: valid beyond ahead's refresh window, so the Broker requests one even though
+// ahead is still servable). It returns the ticket the request was made under, for
+// tokenFailure.
+//
+// It does not use the credential its caller holds: it reads the credential again,
+// together with the generation of its token state (tokenStore.ticket, under the
+// credential's read lock). The copy a read holds was taken before that generation,
+// so an update falling between them would pair the new generation with the old
+// settings, and a token minted under those would be stored as current. Read
+// together, the token is stored only if neither changed meanwhile (tokenStore.put).
+// Once the credential is cached this read is from memory.
+func (b *integrationsBackend) mintToken(ctx context.Context, s logical.Storage, cfg *engineConfig, name string, minValid time.Duration, ahead *storedToken) (oauth.Result, tokenTicket, error) {
+	ts := b.tokens
+	t, c, err := ts.ticket(ctx, s, name)
+	if err != nil {
+		return oauth.Result{}, t, err
+	}
+	if c == nil {
+		return oauth.Result{}, t, errCredentialGone
+	}
+	cached, err := ts.cached(ctx, s, c.Name)
+	if err != nil {
+		return oauth.Result{}, t, err
+	}
+	var src *oauth.Token
+	if cached != nil && (cached.Destination == "" || cached.Destination == t.dest) {
+		// A token learnt under another destination is never used, not even its
+		// refresh token: a repoint forgets it.
+		if tok := servable(cached, c, cfg, b.now(), minValid); tok != nil {
+			src = tok
+		} else {
+			old := cached.Token
+			if cached.IssuedAt.Before(c.UpdatedAt) {
+				// Minted before the settings last changed (new secret, scopes):
+				// not served; its refresh token, if any, is still used.
+				old.AccessToken = ""
+			}
+			src = &old
+		}
+	}
+	demand := shortLivedDemand(minValid, cfg.ExpiryBuffer, src)
+	if ahead != nil {
+		if cached != ahead || src == nil {
+			return oauth.Result{}, t, errAheadStale
+		}
+		demand += refreshLead(src, demand)
+	}
+	oc, err := b.oauthConfig(cfg, c)
+	if err != nil {
+		return oauth.Result{}, t, fmt.Errorf("building the OAuth configuration of %q: %w", c.Name, err)
+	}
+	oc.RedirectURL = b.redirectURL(cfg, c)
+	res, err := ts.brokerOf().Token(ctx, c.Name, oc, src, demand, func(ctx context.Context, tok *oauth.Token) error {
+		if err := ts.put(ctx, s, t, tok, false); err != nil {
+			return err
+		}
+		// Recorded here, once per token: every reader that joined the request
+		// gets Minted too.
+		b.recordEvent(c.Name, usage.EventTokenMinted, true, "", "expires "+rfc3339(tok.Expiry))
+		return nil
+	})
+	return res, t, err
+}
+
+// servable returns the cached token when it may be handed out as it is: minted under
+// the credential's current settings (not before its last update, and not on a
+// default_token_lifetime no longer in force) and valid for the demand
+// (shortLivedDemand). Otherwise nil.
+func servable(cached *storedToken, c *credential, cfg *engineConfig, now time.Time, minValid time.Duration) *oauth.Token {
+	if cached == nil || cached.IssuedAt.Before(c.UpdatedAt) {
+		return nil
+	}
+	tok := &cached.Token
+	if !tok.Fresh(now, shortLivedDemand(minValid, cfg.ExpiryBuffer, tok), cfg.DefaultTokenLifetime) {
+		return nil
+	}
+	return tok
+}
+
+// shortLivedDemand is how long tok must still be valid to be served, given the demand
+// minValid (minimum_seconds or expiry_buffer) and the engine's expiry_buffer. When
+// tok's whole lifetime is not longer than minValid, no token from this provider could
+// meet the demand, and minting again would only repeat the request on every read: the
+// demand becomes expiry_buffer, or half the lifetime when expiry_buffer is not shorter
+// than the lifetime either.
+func shortLivedDemand(minValid, buffer time.Duration, tok *oauth.Token) time.Duration {
+	if tok == nil || tok.AccessToken == "" {
+		return minValid
+	}
+	life := tok.Expiry.Sub(tok.IssuedAt)
+	if life <= 0 || minValid < life {
+		return minValid
+	}
+	if buffer < life {
+		return buffer
+	}
+	return life / 2
+}
+
+// tokenFailure records the failed mint of the request t started (at now, the time of
+// the read or the background refresh that made it) and turns it into the caller's
+// error: a permanent refusal marks the credential needs_reauth (403), anything else
+// is a 502 naming the provider's status, never its body.
+func (b *integrationsBackend) tokenFailure(ctx context.Context, s logical.Storage, t tokenTicket, err error, now time.Time) error {
+	var oe *oauth.Error
+	if !errors.As(err, &oe) {
+		b.recordEvent(t.name, usage.EventRefreshFailed, false, "", "token request did not complete")
+		return err
+	}
+	b.recordEvent(t.name, usage.EventRefreshFailed, false, "", oe.Error())
+	if !oe.Permanent() {
+		b.activity.setTransient(t.name, true)
+		return logical.CodedError(http.StatusBadGateway, fmt.Sprintf("credential %q: the provider could not issue a token: %s", t.name, oe.Error()))
+	}
+	current, err := b.markNeedsReauth(ctx, s, t, lifecycle.Reason(oe.Code), now)
+	if err != nil {
+		b.Logger().Error("recording needs_reauth failed", "credential", t.name, "error", err)
+	} else if !current {
+		return logical.CodedError(http.StatusConflict, fmt.Sprintf("credential %q changed while its token was requested; read it again", t.name))
+	}
+	return logical.CodedError(http.StatusForbidden, fmt.Sprintf(
+		"credential %q needs re-authorization: the provider refused the grant (%s); re-authorize it with credentials/%s/authorize or update its settings",
+		t.name, oe.Error(), t.name))
+}
+
+// markNeedsReauth stores the needs_reauth state, dated now, after the provider
+// permanently refused the request t started. It reports false, changing nothing, when
+// the refusal is of settings the credential no longer has: it is gone, or its token
+// state moved on since t (an update, a repoint, a re-authorization; each moves the
+// generation under the credential's lock, which is held here).
+//
+// The credential is read again under the lock, and that read is the write's, not the
+// failure's: the copy the failed request held was read before the provider was asked,
+// and writing it back would lose a state change stored since (a usage flush renewing
+// the inactivity window, a suspend, the sweep's warnings).
+func (b *integrationsBackend) markNeedsReauth(ctx context.Context, s logical.Storage, t tokenTicket, reason lifecycle.Reason, now time.Time) (bool, error) {
+	unlock := b.credentials.lock(t.name)
+	defer unlock()
+	if b.tokens.generation(t.name) != t.gen {
+		return false, nil
+	}
+	c, err := b.credentials.get(ctx, s, t.name)
+	if err != nil || c == nil {
+		return false, err
+	}
+	n := c.clone()
+	n.State = lifecycle.NeedsReauth(n.State, reason, now.UTC())
+	if n.State.Status == c.State.Status && n.State.Reason == c.State.Reason {
+		return true, nil
+	}
+	if err := b.credentials.put(ctx, s, n); err != nil {
+		return true, err
+	}
+	b.notifyState(ctx, n, "needs_reauth", "The provider refused the grant ("+string(reason)+"); re-authorize the credential.")
+	return true, b.afterCredentialChange(ctx, s, t.name)
 }
 
 // unavailable is the refusal of a credential that cannot be handed out: 403 with the
@@ -108,52 +383,4 @@ func unavailable(name string, err error) error {
 		hint = fmt.Sprintf("; unsuspend it at credentials/%s/unsuspend", name)
 	}
 	return logical.CodedError(http.StatusForbidden, fmt.Sprintf("credential %q cannot be used: %s%s", name, ue.Error(), hint))
-}
-
-// maxIntegration bounds the integration label of access/ and of the logs filter: it is
-// stored in every usage event, so an unbounded one would fill the log.
-const maxIntegration = 128
-
-// integrationRule is the rule of the integration label, quoted in its refusals.
-const integrationRule = "at most 128 printable characters (letters, digits, punctuation, symbols and spaces; no control or format characters)"
-
-// validIntegration reports whether s follows integrationRule.
-func validIntegration(s string) bool {
-	if len(s) > utf8.UTFMax*maxIntegration || !utf8.ValidString(s) || utf8.RuneCountInString(s) > maxIntegration {
-		return false
-	}
-	return !strings.ContainsFunc(s, func(r rune) bool { return !unicode.IsPrint(r) })
-}
-
-// integrationLabel is who a request is logged as: the explicit label, refused unless it
-// follows integrationRule, else the caller's Vault identity (requestIntegration).
-func integrationLabel(req *logical.Request, explicit string) (string, error) {
-	if explicit != "" {
-		if !validIntegration(explicit) {
-			return "", fieldErr("integration", "must be "+integrationRule)
-		}
-		return explicit, nil
-	}
-	return requestIntegration(req), nil
-}
-
-// clampIntegration makes s follow integrationRule: unprintable runes (and invalid
-// UTF-8) become '?', and only the first maxIntegration characters are kept.
-func clampIntegration(s string) string {
-	if validIntegration(s) {
-		return s
-	}
-	var out strings.Builder
-	n := 0
-	for _, r := range s {
-		if n == maxIntegration {
-			break
-		}
-		if !unicode.IsPrint(r) {
-			r = '?'
-		}
-		out.WriteRune(r)
-		n++
-	}
-	return out.String()
 }

@@ -3,6 +3,7 @@ package backend
 import (
 	"context"
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"maps"
 	"net/http"
@@ -30,7 +31,7 @@ func basicAuth(user, password string) string {
 }
 
 // wantAccess is what access/<name> returns for a static type written with values
-// (exampleValues or encryptedKeyValues): exactly what DESIGN.md lists, nothing more.
+// (exampleValues or encryptedKeyValues): exactly what docs/API.md lists, nothing more.
 func wantAccess(t testing.TB, typeName string, v map[string]any, now time.Time) map[string]any {
 	t.Helper()
 	str := func(k string) string { s, _ := v[k].(string); return s }
@@ -284,4 +285,82 @@ func TestAccessConcurrentWithUpdates(t *testing.T) {
 	if c := mustOK(t, b, s, logical.ReadOperation, "credentials/shared", nil).Data["access_count"]; c != accesses.Load()+1 {
 		t.Fatalf("access_count = %v, want %d", c, accesses.Load()+1)
 	}
+}
+
+// A failed access is recorded at the time the read began, however long the provider
+// took to refuse: the access event and the needs_reauth it causes carry the read's
+// now, not a second reading of the clock.
+func TestFailedAccessRecordedAtTheReadsTime(t *testing.T) {
+	t.Parallel()
+	p := newTestProvider(t, providerConfig{})
+	b, s, clock := oauthBackend(t)
+	mustOK(t, b, s, logical.CreateOperation, "credentials/c", clientCredentials(p, "header"))
+	start := clock.Now().UTC()
+	refuse := oauthError(http.StatusUnauthorized, "invalid_client")
+	p.SetFault(func(w http.ResponseWriter, r *http.Request) bool {
+		clock.Advance(time.Minute) // the provider is slow to refuse
+		return refuse(w, r)
+	})
+	if code, _ := accessErr(t, b, s, "c"); code != http.StatusForbidden {
+		t.Fatalf("access: %d, want 403", code)
+	}
+	access := lcLogs(t, b, s, "c", map[string]any{"event": "access"})
+	if len(access) != 1 || access[0]["status"] != "failure" || access[0]["time"] != rfc3339Nano(start) {
+		t.Fatalf("access events %v, want one failure at %s", access, rfc3339Nano(start))
+	}
+	c, err := b.credentials.get(context.Background(), s, "c")
+	if err != nil || c == nil {
+		t.Fatalf("get: %v %v", c, err)
+	}
+	if !c.State.NeedsReauthAt.Equal(start) {
+		t.Fatalf("needs_reauth_at %s, want the read's time %s", c.State.NeedsReauthAt, start)
+	}
+}
+
+// A permanent refusal of a request that started under settings changed since (here
+// an update, which a person makes to fix the credential) says nothing about the new
+// settings: the credential is not marked needs_reauth, and the reader is told to read
+// again.
+func TestRefusalOfOldSettingsDoesNotMarkNewOnes(t *testing.T) {
+	t.Parallel()
+	p := newTestProvider(t, providerConfig{})
+	b, s, _ := oauthBackend(t)
+	data := clientCredentials(p, "header")
+	mustOK(t, b, s, logical.CreateOperation, "credentials/c", data)
+	asked, release := make(chan struct{}), make(chan struct{})
+	refuse := oauthError(http.StatusUnauthorized, "invalid_client")
+	var once sync.Once
+	p.SetFault(func(w http.ResponseWriter, r *http.Request) bool {
+		first := false
+		once.Do(func() { first = true })
+		if !first {
+			return false
+		}
+		close(asked)
+		<-release
+		return refuse(w, r)
+	})
+	type result struct {
+		resp *logical.Response
+		err  error
+	}
+	done := make(chan result, 1)
+	go func() {
+		resp, err := request(b, s, logical.ReadOperation, "access/c", nil)
+		done <- result{resp, err}
+	}()
+	<-asked
+	update := maps.Clone(data)
+	delete(update, "type")
+	mustOK(t, b, s, logical.UpdateOperation, "credentials/c", update)
+	close(release)
+	r := <-done
+	var ce logical.HTTPCodedError
+	if r.err == nil || !errors.As(r.err, &ce) || ce.Code() != http.StatusConflict {
+		t.Fatalf("access during the update: %v %v, want 409", r.resp, r.err)
+	}
+	if st, reason := credStatus(t, b, s, "c"); st != "active" {
+		t.Fatalf("status %s (%s) after a refusal of the old settings, want active", st, reason)
+	}
+	accessOK(t, b, s, "c", nil)
 }

@@ -22,7 +22,7 @@ const configPath = "config"
 
 const day = 24 * time.Hour
 
-// Defaults of the engine-wide settings; DESIGN.md fixes them.
+// Defaults of the engine-wide settings; README.md (Configuration) documents them.
 var (
 	defaultSuspendAfter         = 180 * day
 	defaultPurgeAfter           = 365 * day

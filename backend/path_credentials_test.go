@@ -20,7 +20,7 @@ import (
 	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/backend/credtype"
 )
 
-// designReadKeys are the keys DESIGN.md lists for a credentials/<name> read.
+// designReadKeys are the keys docs/API.md lists for a credentials/<name> read.
 var designReadKeys = []string{
 	"type", "description", "tags", "used_by", "status", "health", "created_at", "updated_at",
 	"last_accessed", "access_count", "suspend_at", "purge_at", "expires_at", "secret_fields",

@@ -13,7 +13,7 @@ import (
 	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/backend/credtype"
 )
 
-// designTypes is the type table of DESIGN.md: name, kind, required and sensitive
+// designTypes is the type table of docs/API.md: name, kind, required and sensitive
 // fields. The catalog must offer at least these, spelt this way.
 var designTypes = []struct {
 	name, kind          string
@@ -118,10 +118,10 @@ func TestTypeReadMatchesCatalogAndDesign(t *testing.T) {
 			slices.Sort(sensitive)
 			wantReq, wantSens := slices.Sorted(slices.Values(d.required)), slices.Sorted(slices.Values(d.sensitive))
 			if !slices.Equal(required, wantReq) {
-				t.Errorf("required = %v, DESIGN.md says %v", required, wantReq)
+				t.Errorf("required = %v, docs/API.md says %v", required, wantReq)
 			}
 			if !slices.Equal(sensitive, wantSens) {
-				t.Errorf("sensitive = %v, DESIGN.md says %v", sensitive, wantSens)
+				t.Errorf("sensitive = %v, docs/API.md says %v", sensitive, wantSens)
 			}
 			for _, c := range commonFields {
 				if !slices.Contains(names, c) {

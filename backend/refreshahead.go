@@ -10,7 +10,7 @@ import (
 	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/backend/usage"
 )
 
-// Refresh ahead (DESIGN.md, Tokens): a token that is being read is refreshed in the
+// Refresh ahead (docs/ARCHITECTURE.md, Background work): a token that is being read is refreshed in the
 // background before it falls due, so no reader waits on the provider; a token nobody
 // reads is not refreshed.
 //
@@ -102,7 +102,7 @@ func (b *integrationsBackend) refreshInBackground(ctx context.Context, cfg *engi
 	ctx, cancel := context.WithTimeout(ctx, cfg.RequestTimeout)
 	defer cancel()
 	s := b.storage
-	res, err := b.mintToken(ctx, s, cfg, name, minValid, st)
+	res, t, err := b.mintToken(ctx, s, cfg, name, minValid, st)
 	switch {
 	case err == nil && res.Warning == "":
 		// The new token is stored and cached (a new storedToken, idle); st is no
@@ -130,9 +130,10 @@ func (b *integrationsBackend) refreshInBackground(ctx context.Context, cfg *engi
 		// own, still ended by Clean.
 		rctx, rcancel := context.WithTimeout(b.tokens.aheadCtx, cfg.RequestTimeout)
 		defer rcancel()
-		c, gerr := b.credentials.get(rctx, s, name)
-		if gerr == nil && c != nil {
-			_ = b.tokenFailure(rctx, s, c, err) // records it; needs_reauth on a permanent refusal
+		// Recorded only while the credential exists: events of one deleted meanwhile
+		// would outlive it.
+		if c, gerr := b.credentials.get(rctx, s, name); gerr == nil && c != nil {
+			_ = b.tokenFailure(rctx, s, t, err, b.now()) // records it; needs_reauth on a permanent refusal
 		}
 	}
 	next := b.tokens.brokerOf().RetryAt(name)

@@ -20,6 +20,10 @@ import (
 // belongs to settings that are gone and was thrown away.
 var errTokenDiscarded = fmt.Errorf("the credential changed while its token was requested: %w", oauth.ErrDiscarded)
 
+// tokenPrefix is where minted OAuth tokens are cached in barrier storage, so a
+// restart or a leader change does not mint again.
+const tokenPrefix = "tokens/"
+
 // storedToken is the stored (tokens/<name>) and cached form of a credential's token.
 type storedToken struct {
 	oauth.Token

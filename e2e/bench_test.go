@@ -19,7 +19,7 @@ const constPluginName = "vault-plugin-constant"
 
 // BenchmarkAccessThroughVault measures access/<name> reads of a cached static
 // credential through a real Vault server, next to the same reads of a baseline plugin
-// that answers a constant from memory (e2e/constplugin). DESIGN.md's target is a
+// that answers a constant from memory (e2e/constplugin). docs/ARCHITECTURE.md's target is a
 // throughput within 10% of the baseline. Run with `make bench`.
 func BenchmarkAccessThroughVault(b *testing.B) {
 	constBin := filepath.Join(pluginDir(), constPluginName)

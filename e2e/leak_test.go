@@ -35,11 +35,11 @@ import (
 	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/internal/oauthtest"
 )
 
-// oauthAccess is what DESIGN.md says an OAuth type's access/ returns that can carry a
+// oauthAccess is what docs/API.md says an OAuth type's access/ returns that can carry a
 // secret: the access token, alone and as an Authorization header value.
 var oauthAccess = map[string][]string{"access_token": {"access_token"}, "authorization": {"access_token"}}
 
-// accessFields is DESIGN.md's credential-type table, "access/<name> returns" column:
+// accessFields is docs/API.md's credential-type table, "access/<name> returns" column:
 // for each type, the fields of an access/ answer that may carry a secret, and which of
 // the credential's secrets (by kind) each may carry. Nothing else of any secret may
 // appear in any answer, log or notification.
@@ -134,7 +134,7 @@ func randomHex(n int) string {
 // what they are sent, all with a file audit device on. It then looks for every
 // secret, in every encoding, in every answer, the server log, the audit log and the
 // notifications, and finds them only in access/ answers of their own credential, in
-// the fields DESIGN.md's table names.
+// the fields docs/API.md's table names.
 func TestLeakScan(t *testing.T) {
 	t.Parallel()
 	began := time.Now()
@@ -182,7 +182,7 @@ func TestLeakScan(t *testing.T) {
 			}
 		}
 		if _, ok := accessFields[typ]; !ok {
-			t.Errorf("the server lists type %s, which DESIGN.md's table (accessFields here) does not", typ)
+			t.Errorf("the server lists type %s, which docs/API.md's table (accessFields here) does not", typ)
 		}
 	}
 	r.want(r.do(http.MethodGet, "types/carrier_pigeon", nil, nil), 404)
@@ -299,7 +299,7 @@ func TestLeakScan(t *testing.T) {
 			t.Errorf("type %s: the leak scan has no example values; add them", typ)
 			continue
 		}
-		// The secrets: what the server's catalog marks sensitive, and what DESIGN.md's
+		// The secrets: what the server's catalog marks sensitive, and what docs/API.md's
 		// table says access/ hands out (so a field the catalog forgets is still looked for).
 		secretFields := slices.Clone(sensitive[typ])
 		for _, kinds := range accessFields[typ] {
@@ -413,7 +413,7 @@ func TestLeakScan(t *testing.T) {
 			r.want(r.do(http.MethodGet, "access/"+n, url.Values{"integration": {"leak-scan"}}, nil), 200)
 		}
 		if long := r.do(http.MethodGet, "access/"+n, url.Values{"integration": {longLabel}}, nil); n == "lk-basic" && long.Status != 400 {
-			// DESIGN.md: the integration label is at most 128 printable characters.
+			// docs/API.md: the integration label is at most 128 printable characters.
 			t.Errorf("%s with a %d-character integration label: want 400", long, len(longLabel))
 		}
 		r.want(r.do(http.MethodGet, "access/"+n, url.Values{"minimum_seconds": {"abc"}}, nil), 400)
@@ -493,7 +493,7 @@ func TestLeakScan(t *testing.T) {
 			c := r.do(method, path, nil, body)
 			switch {
 			case name == "a..b" && (c.Status < 400 || c.Status >= 500):
-				// DESIGN.md: names hold no "..", refused by the name rule (a 400), or
+				// docs/API.md: names hold no "..", refused by the name rule (a 400), or
 				// not found; never a server error, never a success.
 				t.Errorf("%s at a name storage cannot hold (a..b): %d, want a 4xx; answer: %.200s", o, c.Status, r.redact(c.errorText()))
 			case name == "lk-missing" && c.Status < 400 && method != http.MethodDelete:
@@ -593,7 +593,7 @@ func TestLeakScan(t *testing.T) {
 			delete(data, field)
 		}
 		rest, _ := json.Marshal(envelope)
-		leaks = append(leaks, find(all, string(rest)+"\n"+headerText(c.Header), c.String()+" outside the fields DESIGN.md lists")...)
+		leaks = append(leaks, find(all, string(rest)+"\n"+headerText(c.Header), c.String()+" outside the fields docs/API.md lists")...)
 	}
 	// The scan can see: every field that should carry a secret did, in some answer.
 	for name := range served {

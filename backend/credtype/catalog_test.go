@@ -8,7 +8,7 @@ import (
 	"testing"
 )
 
-// designTable is DESIGN.md's "Credential types" table: field names and which are
+// designTable is docs/API.md's "Credential types" table: field names and which are
 // required are part of the API, so the catalog is pinned to it. Required fields are
 // marked with a trailing '*'.
 var designTable = []struct {
