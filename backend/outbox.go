@@ -512,3 +512,16 @@ func (b *integrationsBackend) outboxAlerts(ctx context.Context, s logical.Storag
 	}
 	return out, nil
 }
+
+// unstored counts the notifications waiting that storage refused so far.
+func (o *outbox) unstored() int {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	n := 0
+	for _, e := range o.entries {
+		if !e.stored && !e.delivered {
+			n++
+		}
+	}
+	return n
+}

@@ -14,10 +14,6 @@ import (
 	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/backend/usage"
 )
 
-// tokenPrefix is where minted OAuth tokens are cached in barrier storage, so a
-// restart or a leader change does not mint again.
-const tokenPrefix = "tokens/"
-
 // maxMinimumSeconds bounds what a caller may ask of a token's remaining life.
 const maxMinimumSeconds = 24 * 60 * 60
 
