@@ -48,15 +48,7 @@ func TestSweepStoresBeforeItNotifies(t *testing.T) {
 	st := &refusingStorage{Storage: logical.NewStorageView(&logical.InmemStorage{}, "")}
 	b, s, clock := newBackendWith(t, backendOptions{events: events, storage: st})
 	lcCreateBasic(t, b, s, "svc", nil)
-	sent := func() []string {
-		events.Lock()
-		defer events.Unlock()
-		var out []string
-		for _, ev := range events.Events {
-			out = append(out, string(ev.Type))
-		}
-		return out
-	}
+	sent := func() []string { return lcEventTypes(events) }
 	steps := []struct {
 		advance   time.Duration
 		eventType string
