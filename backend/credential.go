@@ -155,27 +155,28 @@ type indexedCredential struct {
 	State        lifecycle.State `json:"state"`
 }
 
-// indexView reads the part of name's credential the sweep's indexes need, from the
-// cache when it holds the credential, else decoding only those fields from storage
-// and caching nothing. It returns the shard generation for ifUnchanged, so a caller
-// holding no lock files what it read only if no write raced the read. found is false
-// for a credential that does not exist.
-func (cs *credentialStore) indexView(ctx context.Context, s logical.Storage, name string) (ic indexedCredential, found bool, gen uint64, err error) {
-	c, found, gen := cs.cache.peek(name)
-	if found {
-		return indexedCredential{NotAfter: c.NotAfter, SuspendAfter: c.SuspendAfter, PurgeAfter: c.PurgeAfter, State: c.State}, true, gen, nil
+// indexView returns the part of name's credential the sweep's indexes need (nil when
+// there is none): the cached copy when there is one, else only those fields decoded
+// from storage, caching nothing. It also returns the shard generation for
+// ifUnchanged, so a caller holding no lock files what it read only if no write raced
+// the read.
+func (cs *credentialStore) indexView(ctx context.Context, s logical.Storage, name string) (*credential, uint64, error) {
+	c, ok, gen := cs.cache.peek(name)
+	if ok {
+		return c, gen, nil
 	}
 	entry, err := s.Get(ctx, credentialPrefix+name)
-	if err != nil || entry == nil {
-		if err != nil {
-			err = fmt.Errorf("reading credential %q: %w", name, err)
-		}
-		return ic, false, gen, err
+	if err != nil {
+		return nil, gen, fmt.Errorf("reading credential %q: %w", name, err)
 	}
+	if entry == nil {
+		return nil, gen, nil
+	}
+	var ic indexedCredential
 	if err := entry.DecodeJSON(&ic); err != nil {
-		return ic, false, gen, fmt.Errorf("%w: credential %q: %w", errUndecodable, name, err)
+		return nil, gen, fmt.Errorf("%w: credential %q: %w", errUndecodable, name, err)
 	}
-	return ic, true, gen, nil
+	return &credential{Name: name, NotAfter: ic.NotAfter, SuspendAfter: ic.SuspendAfter, PurgeAfter: ic.PurgeAfter, State: ic.State}, gen, nil
 }
 
 // errUndecodable marks a stored entry that cannot be decoded. The index scan skips
@@ -227,8 +228,7 @@ func (cs *credentialStore) remove(ctx context.Context, s logical.Storage, name s
 	return nil
 }
 
-// list returns every stored credential name, from storage (for the index scan, which
-// must not trust a name index an invalidation may have emptied).
+// list returns every stored credential name, read from storage.
 func (cs *credentialStore) list(ctx context.Context, s logical.Storage) ([]string, error) {
 	names, err := s.List(ctx, credentialPrefix)
 	if err != nil {

@@ -151,7 +151,7 @@ func (b *integrationsBackend) indexOne(ctx context.Context, s logical.Storage, c
 			}
 			break
 		}
-		ic, found, gen, err := b.credentials.indexView(ctx, s, name)
+		c, gen, err := b.credentials.indexView(ctx, s, name)
 		if errors.Is(err, errUndecodable) {
 			// One undecodable entry must not keep the rest unindexed; reads of it fail
 			// with the same error.
@@ -165,11 +165,11 @@ func (b *integrationsBackend) indexOne(ctx context.Context, s logical.Storage, c
 		// came between the read and now: those index (or unindex) the credential
 		// themselves after their change, so a stale read must not land after them.
 		if b.credentials.ifUnchanged(name, gen, func() {
-			if !found {
+			if c == nil {
 				a.unindex(name)
 				return
 			}
-			b.reindex(cfg, &credential{Name: name, SuspendAfter: ic.SuspendAfter, PurgeAfter: ic.PurgeAfter, NotAfter: ic.NotAfter, State: ic.State}, ic.State)
+			b.reindex(cfg, c, c.State)
 		}) {
 			break
 		}

@@ -260,11 +260,13 @@ func (ts *tokenStore) put(ctx context.Context, s logical.Storage, t tokenTicket,
 // state: the decoded token and the Broker's backoff, last token and in-flight
 // request (whose result can then no longer be stored).
 func (ts *tokenStore) bump(name string) {
+	// The copy goes first: a request that reads the new generation (ticket) and then
+	// the token (cached) never finds the copy the generation moved on from.
+	ts.cache.drop(name)
 	ts.mu.Lock()
 	ts.counter++
 	ts.gens[name] = ts.counter
 	ts.mu.Unlock()
-	ts.cache.drop(name)
 	ts.brokerOf().Forget(name)
 }
 
@@ -291,10 +293,10 @@ func (ts *tokenStore) forget(ctx context.Context, s logical.Storage, name string
 // put finds no credential, and a new one under the name starts from a new
 // generation (saveCredential forgets on create too).
 func (ts *tokenStore) removed(name string) {
+	ts.cache.drop(name)
 	ts.mu.Lock()
 	delete(ts.gens, name)
 	ts.mu.Unlock()
-	ts.cache.drop(name)
 }
 
 // invalidated follows another node's change of a credential or its token: what this
