@@ -121,16 +121,9 @@ func (cs *credentialStore) get(ctx context.Context, s logical.Storage, name stri
 			// credential gets "not found" instead.
 			return nil, false, nil
 		}
-		entry, err := s.Get(ctx, credentialPrefix+name)
-		if err != nil {
-			return nil, false, fmt.Errorf("reading credential %q: %w", name, err)
-		}
-		if entry == nil {
-			return nil, false, nil
-		}
 		c := &credential{lazy: new(lazySecrets)}
-		if err := entry.DecodeJSON(c); err != nil {
-			return nil, false, fmt.Errorf("decoding credential %q: %w", name, err)
+		if found, err := cs.read(ctx, s, name, c); !found || err != nil {
+			return nil, false, err
 		}
 		// JSON gives lists back as []any; the catalog works with []string.
 		for k, v := range c.Values {
@@ -165,18 +158,26 @@ func (cs *credentialStore) indexView(ctx context.Context, s logical.Storage, nam
 	if ok {
 		return c, gen, nil
 	}
-	entry, err := s.Get(ctx, credentialPrefix+name)
-	if err != nil {
-		return nil, gen, fmt.Errorf("reading credential %q: %w", name, err)
-	}
-	if entry == nil {
-		return nil, gen, nil
-	}
 	var ic indexedCredential
-	if err := entry.DecodeJSON(&ic); err != nil {
-		return nil, gen, fmt.Errorf("%w: credential %q: %w", errUndecodable, name, err)
+	if found, err := cs.read(ctx, s, name, &ic); !found || err != nil {
+		return nil, gen, err
 	}
 	return &credential{Name: name, NotAfter: ic.NotAfter, SuspendAfter: ic.SuspendAfter, PurgeAfter: ic.PurgeAfter, State: ic.State}, gen, nil
+}
+
+// read decodes the stored credential called name into v; false when there is none.
+func (cs *credentialStore) read(ctx context.Context, s logical.Storage, name string, v any) (bool, error) {
+	entry, err := s.Get(ctx, credentialPrefix+name)
+	if err != nil {
+		return false, fmt.Errorf("reading credential %q: %w", name, err)
+	}
+	if entry == nil {
+		return false, nil
+	}
+	if err := entry.DecodeJSON(v); err != nil {
+		return false, fmt.Errorf("%w: credential %q: %w", errUndecodable, name, err)
+	}
+	return true, nil
 }
 
 // errUndecodable marks a stored entry that cannot be decoded. The index scan skips
