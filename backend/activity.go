@@ -1,7 +1,8 @@
 // The activity of a mount: what it tracks in memory about usage and lifecycle, the
 // usage log of non-access events, and the background loop that flushes usage.
-// usage_flush.go writes usage behind, sweep.go acts on the lifecycle rules, and
-// credential_view.go is the management view built from both.
+// usage_store.go owns the stored usage, usage_flush.go writes it behind, sweep.go acts
+// on the lifecycle rules, and credential_view.go is the management view built from
+// them.
 
 package backend
 
@@ -15,33 +16,22 @@ import (
 	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/backend/usage"
 )
 
-// activity tracks usage in memory, flushes it in batches and keeps the due-time index
-// the sweep works from.
+// activity tracks usage in memory (the usage store flushes it) and keeps the due-time
+// index the sweep works from.
 type activity struct {
 	recorder *usage.Recorder
 	index    *lifecycle.Index
 	// alerting files credentials under Policy.AlertsFrom, so alerts visits only those
-	// with something to show; failing (under mu) names those whose stored run of
-	// failures reached lifecycle.FailingAfter. Both may hold more than alert (alerts
-	// judges each afresh), never less.
+	// with something to show. It may hold more than alert (alerts judges each
+	// afresh), never less.
 	alerting *lifecycle.Index
-	failing  map[string]struct{}
 
-	mu        sync.Mutex
-	summaries map[string]usageSummary
 	// transient marks credentials whose last provider call failed in a way that may
 	// pass (a cached token was served). A sync.Map, because the cached-token access
 	// path reads it on every call and must not take a shared lock.
 	transient sync.Map // name -> struct{}
-	// inflight is what a flush drained and has not yet stored, so reads in the meantime
-	// still count it; flushing says whether there is any (the access path checks it
-	// without the lock). Both change under mu, with the Drain, so a reader holding mu
-	// sees an access in the recorder, in flight or in the summary: never twice, never
-	// nowhere.
-	inflight map[string]usage.Pending
-	flushing atomic.Bool
 
-	flushMu sync.Mutex // one flush at a time
+	flushMu sync.Mutex // one flush at a time, and none while the sweep judges
 	// indexedFor is the config the index's due times were computed with; the sweep
 	// rebuilds the index when config changes, or shortened windows would only be
 	// noticed at the due times filed under the old ones.
@@ -62,13 +52,7 @@ type activity struct {
 }
 
 func newActivity() *activity {
-	return &activity{
-		recorder:  usage.NewRecorder(),
-		index:     lifecycle.NewIndex(),
-		alerting:  lifecycle.NewIndex(),
-		failing:   make(map[string]struct{}),
-		summaries: make(map[string]usageSummary),
-	}
+	return &activity{recorder: usage.NewRecorder(), index: lifecycle.NewIndex(), alerting: lifecycle.NewIndex()}
 }
 
 // recordEvent logs a non-access event for a credential (in memory until the flush).
@@ -82,18 +66,12 @@ func (b *integrationsBackend) recordEvent(name, event string, ok bool, integrati
 	})
 }
 
-// forgetCredential drops every in-memory trace of a deleted credential.
-func (b *integrationsBackend) forgetCredential(name string) {
-	a := b.activity
+// forget drops what the activity holds of a deleted credential: its unflushed usage,
+// its place in the indexes, its transient flag.
+func (a *activity) forget(name string) {
 	a.recorder.Forget(name)
 	a.unindex(name)
-	a.mu.Lock()
-	delete(a.summaries, name)
-	delete(a.failing, name)
-	delete(a.inflight, name)
-	a.mu.Unlock()
 	a.transient.Delete(name)
-	b.forgetToken(name)
 }
 
 // startActivity begins the flush loop; stopActivity ends it and flushes what is left.

@@ -90,7 +90,7 @@ func lcLogs(t testing.TB, b logical.Backend, s logical.Storage, name string, que
 
 func lcStoredUsage(t testing.TB, s logical.Storage, name string) *usage.Usage {
 	t.Helper()
-	u, err := loadUsage(context.Background(), s, name)
+	u, err := new(usageStore).load(context.Background(), s, name) // load reads storage only
 	if err != nil {
 		t.Fatal(err)
 	}

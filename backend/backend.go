@@ -54,9 +54,14 @@ type integrationsBackend struct {
 	// configMu, never while holding it.
 	configWriteMu sync.Mutex
 
-	credentials *credentialStore
-	tokens      *tokenStore
-	activity    *activity
+	// The stores, each the one owner of its storage keys (credential_save.go cascades
+	// a credential's changes through the secondary ones).
+	credentials    *credentialStore    // credentials/
+	devices        *deviceIndex        // device-index/
+	authorizations *authorizationStore // authorizations/, oauth-states/
+	tokens         *tokenStore         // tokens/
+	usage          *usageStore         // usage/
+	activity       *activity
 
 	outbox       *outbox // notifications waiting for delivery
 	notifierStop chan struct{}
@@ -81,7 +86,10 @@ func newBackend(now func() time.Time) *integrationsBackend {
 		notifyBackoff: jitteredBackoff,
 		slackPostURL:  slackPostMessageURL,
 	}
+	b.devices = newDeviceIndex(b.credentials)
+	b.authorizations = &authorizationStore{credentials: b.credentials}
 	b.tokens = newTokenStore(b)
+	b.usage = newUsageStore(b.activity.recorder)
 	b.Backend = &framework.Backend{
 		Help:           strings.TrimSpace(backendHelp),
 		BackendType:    logical.TypeLogical,
@@ -162,44 +170,36 @@ func (b *integrationsBackend) clean(ctx context.Context) {
 			close(b.notifierStop)
 			<-b.notifierDone
 		}
-		b.outbox.mu.Lock()
-		unstored := 0
-		for _, e := range b.outbox.entries {
-			if !e.stored && !e.delivered {
-				unstored++
-			}
-		}
-		b.outbox.mu.Unlock()
-		if unstored > 0 {
+		if unstored := b.outbox.unstored(); unstored > 0 {
 			b.Logger().Error("notifications storage refused are lost with this unload", "count", unstored)
 		}
 	})
 }
 
 // invalidate drops cached copies of a storage entry another node (or a replicated
-// write) has changed, so the next read decodes it afresh.
+// write) has changed, so the next read decodes it afresh: each key goes to the store
+// that owns it. The device index, pending authorizations and the outbox cache nothing
+// another node writes.
 func (b *integrationsBackend) invalidate(_ context.Context, key string) {
-	switch {
-	case key == configPath:
+	if key == configPath {
 		b.configMu.Lock()
 		b.config = nil
 		b.configMu.Unlock()
-	case strings.HasPrefix(key, credentialPrefix):
+		return
+	}
+	if name, ok := strings.CutPrefix(key, credentialPrefix); ok {
 		// Another node changed the credential: its settings may be new, so what was
 		// learnt under the old ones (token, backoff, the Broker's last token) goes
 		// too, and requests in flight here cannot store their answers, as on a local
 		// update. The stored token is the other node's to keep or delete.
-		name := strings.TrimPrefix(key, credentialPrefix)
 		b.credentials.forget(name)
 		b.tokens.invalidated(name)
-	case strings.HasPrefix(key, tokenPrefix):
+	} else if name, ok := strings.CutPrefix(key, tokenPrefix); ok {
 		// Another node stored or deleted the token (a mint, an exchange, a repoint):
 		// the copies here, the Broker's included, are older.
-		b.tokens.invalidated(strings.TrimPrefix(key, tokenPrefix))
-	case strings.HasPrefix(key, usagePrefix):
-		b.activity.mu.Lock()
-		delete(b.activity.summaries, strings.TrimPrefix(key, usagePrefix))
-		b.activity.mu.Unlock()
+		b.tokens.invalidated(name)
+	} else if name, ok := strings.CutPrefix(key, usagePrefix); ok {
+		b.usage.invalidated(name)
 	}
 }
 

@@ -2,8 +2,7 @@ package backend
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -17,11 +16,8 @@ import (
 	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/backend/lifecycle"
 )
 
-// Storage prefixes; each mirrors the API path that owns it.
-const (
-	credentialPrefix  = "credentials/"
-	deviceIndexPrefix = "device-index/"
-)
+// credentialPrefix is where credentials are stored; it mirrors the API path.
+const credentialPrefix = "credentials/"
 
 // credential is the stored form of one credential. Values holds the type's fields,
 // secrets included; the whole entry is seal-wrapped.
@@ -78,23 +74,13 @@ func (c *credential) typeDef() *credtype.Type {
 	return t
 }
 
-// credentialStore reads and writes credentials, keeping decoded copies in memory so
-// the access path does no storage I/O once a credential has been read.
+// credentialStore reads and writes credentials (credentials/<name>), keeping decoded
+// copies in memory so the access path does no storage I/O once a credential has been
+// read. Its name locks order every change of a credential and of the records stored
+// beside it (secondary.go).
 type credentialStore struct {
 	locks []*locksutil.LockEntry // per-name write locks
-	// deviceLocks serialise changes to device-index entries, per index key. They are
-	// taken after a credential's name lock and never the other way round: whoever holds
-	// the lock of an index key knows that no device account gains or loses that triple
-	// meanwhile, so it can trust the stored triple of the account the entry names.
-	deviceLocks []*locksutil.LockEntry
-
-	mu    sync.RWMutex
-	cache map[string]*credential // never mutated in place: writers swap in a new value
-	// gens counts the puts and forgets per lock shard. A read that missed the cache
-	// only caches what it decoded when no put or forget of its shard happened while
-	// it read storage; otherwise a delete or invalidation racing the read would be
-	// undone by the stale copy it read.
-	gens [256]uint64
+	cache *genCache[*credential]
 
 	// names is every credential name, sorted, so a list page costs a binary search
 	// plus the page instead of listing and sorting the whole mount. Loaded from storage
@@ -107,7 +93,7 @@ type credentialStore struct {
 }
 
 func newCredentialStore() *credentialStore {
-	return &credentialStore{locks: locksutil.CreateLocks(), deviceLocks: locksutil.CreateLocks(), cache: make(map[string]*credential)}
+	return &credentialStore{locks: locksutil.CreateLocks(), cache: newGenCache[*credential]()}
 }
 
 // lock serialises writes to one credential (on this node).
@@ -125,95 +111,86 @@ func (cs *credentialStore) rlock(name string) func() {
 	return l.RUnlock
 }
 
-// lockDevices takes the device-index locks of the given keys ("" ignored), in a fixed
-// order, for a caller holding the name lock of the credential it changes.
-func (cs *credentialStore) lockDevices(keys ...string) func() {
-	keys = slices.DeleteFunc(slices.Clone(keys), func(k string) bool { return k == "" })
-	if len(keys) == 0 {
-		return func() {}
-	}
-	locks := locksutil.LocksForKeys(cs.deviceLocks, keys)
-	for _, l := range locks {
-		l.Lock()
-	}
-	return func() {
-		for i := len(locks) - 1; i >= 0; i-- {
-			locks[i].Unlock()
-		}
-	}
-}
-
 // get returns the credential called name, or nil when there is none. The result is
 // shared: callers must not modify it.
 func (cs *credentialStore) get(ctx context.Context, s logical.Storage, name string) (*credential, error) {
-	shard := locksutil.LockIndexForKey(name)
-	cs.mu.RLock()
-	c, ok := cs.cache[name]
-	gen := cs.gens[shard]
-	cs.mu.RUnlock()
+	return cs.cache.get(name, func() (*credential, bool, error) {
+		if !validName(name) {
+			// No such credential can exist, and a key Vault's storage refuses (one
+			// with "..") would only turn into a 500: every path that names a
+			// credential gets "not found" instead.
+			return nil, false, nil
+		}
+		c := &credential{lazy: new(lazySecrets)}
+		if found, err := cs.read(ctx, s, name, c); !found || err != nil {
+			return nil, false, err
+		}
+		// JSON gives lists back as []any; the catalog works with []string.
+		for k, v := range c.Values {
+			if l, ok := v.([]any); ok {
+				strs := make([]string, len(l))
+				for i, e := range l {
+					strs[i], _ = e.(string)
+				}
+				c.Values[k] = strs
+			}
+		}
+		return c, true, nil
+	})
+}
+
+// indexedCredential is the part of a stored credential the sweep's indexes are
+// computed from.
+type indexedCredential struct {
+	NotAfter     time.Time       `json:"not_after,omitzero"`
+	SuspendAfter time.Duration   `json:"suspend_after,omitempty"`
+	PurgeAfter   time.Duration   `json:"purge_after,omitempty"`
+	State        lifecycle.State `json:"state"`
+}
+
+// indexView returns the part of name's credential the sweep's indexes need (nil when
+// there is none): the cached copy when there is one, else only those fields decoded
+// from storage, caching nothing. It also returns the shard generation for
+// ifUnchanged, so a caller holding no lock files what it read only if no write raced
+// the read.
+func (cs *credentialStore) indexView(ctx context.Context, s logical.Storage, name string) (*credential, uint64, error) {
+	c, ok, gen := cs.cache.peek(name)
 	if ok {
-		return c, nil
+		return c, gen, nil
 	}
-	if !validName(name) {
-		// No such credential can exist, and a key Vault's storage refuses (one with
-		// "..") would only turn into a 500: every path that names a credential gets
-		// "not found" instead.
-		return nil, nil
+	var ic indexedCredential
+	if found, err := cs.read(ctx, s, name, &ic); !found || err != nil {
+		return nil, gen, err
 	}
+	return &credential{Name: name, NotAfter: ic.NotAfter, SuspendAfter: ic.SuspendAfter, PurgeAfter: ic.PurgeAfter, State: ic.State}, gen, nil
+}
+
+// read decodes the stored credential called name into v; false when there is none.
+func (cs *credentialStore) read(ctx context.Context, s logical.Storage, name string, v any) (bool, error) {
 	entry, err := s.Get(ctx, credentialPrefix+name)
 	if err != nil {
-		return nil, fmt.Errorf("reading credential %q: %w", name, err)
+		return false, fmt.Errorf("reading credential %q: %w", name, err)
 	}
 	if entry == nil {
-		return nil, nil
+		return false, nil
 	}
-	c = &credential{lazy: new(lazySecrets)}
-	if err := entry.DecodeJSON(c); err != nil {
-		return nil, fmt.Errorf("decoding credential %q: %w", name, err)
+	if err := entry.DecodeJSON(v); err != nil {
+		return false, fmt.Errorf("%w: credential %q: %w", errUndecodable, name, err)
 	}
-	// JSON gives lists back as []any; the catalog works with []string.
-	for k, v := range c.Values {
-		if l, ok := v.([]any); ok {
-			strs := make([]string, len(l))
-			for i, e := range l {
-				strs[i], _ = e.(string)
-			}
-			c.Values[k] = strs
-		}
-	}
-	cs.mu.Lock()
-	// A write may have raced this read; the cache must not go back to an older copy,
-	// nor bring back one that was deleted or invalidated meanwhile.
-	if cur, ok := cs.cache[name]; ok {
-		c = cur
-	} else if cs.gens[shard] == gen {
-		cs.cache[name] = c
-	}
-	cs.mu.Unlock()
-	return c, nil
+	return true, nil
 }
 
-// cachedGen returns the cached copy of name (nil if none) and the generation of its
-// shard, for a reader that will check with ifUnchanged that nothing changed since.
-// It never touches storage.
-func (cs *credentialStore) cachedGen(name string) (*credential, uint64) {
-	cs.mu.RLock()
-	defer cs.mu.RUnlock()
-	return cs.cache[name], cs.gens[locksutil.LockIndexForKey(name)]
-}
+// errUndecodable marks a stored entry that cannot be decoded. The index scan skips
+// such an entry, with a log line, rather than leave the rest unindexed; reads of it
+// fail alike.
+var errUndecodable = errors.New("cannot decode")
 
 // ifUnchanged runs fn and returns true if no put, remove or forget of name's shard
-// happened since cachedGen returned gen; else it returns false without running fn.
-// fn runs under the store's read lock, so no such change can slip in before it ends:
+// happened since indexView returned gen; else it returns false without running fn.
+// fn runs under the cache's read lock, so no such change can slip in before it ends:
 // a writer that changes the credential and then re-indexes it is ordered after fn.
 func (cs *credentialStore) ifUnchanged(name string, gen uint64, fn func()) bool {
-	cs.mu.RLock()
-	defer cs.mu.RUnlock()
-	if cs.gens[locksutil.LockIndexForKey(name)] != gen {
-		return false
-	}
-	fn()
-	return true
+	return cs.cache.ifUnchanged(name, gen, fn)
 }
 
 // put stores c (the caller holds the name's lock) and caches it.
@@ -225,10 +202,7 @@ func (cs *credentialStore) put(ctx context.Context, s logical.Storage, c *creden
 	if err := s.Put(ctx, entry); err != nil {
 		return fmt.Errorf("storing credential %q: %w", c.Name, err)
 	}
-	cs.mu.Lock()
-	cs.cache[c.Name] = c
-	cs.gens[locksutil.LockIndexForKey(c.Name)]++
-	cs.mu.Unlock()
+	cs.cache.set(c.Name, c)
 	cs.namesMu.Lock()
 	if i, found := slices.BinarySearch(cs.names, c.Name); !found {
 		cs.namesGen++
@@ -245,10 +219,7 @@ func (cs *credentialStore) remove(ctx context.Context, s logical.Storage, name s
 	if err := s.Delete(ctx, credentialPrefix+name); err != nil {
 		return fmt.Errorf("deleting credential %q: %w", name, err)
 	}
-	cs.mu.Lock()
-	delete(cs.cache, name)
-	cs.gens[locksutil.LockIndexForKey(name)]++
-	cs.mu.Unlock()
+	cs.cache.drop(name)
 	cs.namesMu.Lock()
 	cs.namesGen++
 	if i, found := slices.BinarySearch(cs.names, name); found {
@@ -256,6 +227,15 @@ func (cs *credentialStore) remove(ctx context.Context, s logical.Storage, name s
 	}
 	cs.namesMu.Unlock()
 	return nil
+}
+
+// list returns every stored credential name, read from storage.
+func (cs *credentialStore) list(ctx context.Context, s logical.Storage) ([]string, error) {
+	names, err := s.List(ctx, credentialPrefix)
+	if err != nil {
+		return nil, fmt.Errorf("listing credentials: %w", err)
+	}
+	return names, nil
 }
 
 // namesAfter returns up to n credential names that sort after the given one.
@@ -294,9 +274,9 @@ func (cs *credentialStore) loadNames(ctx context.Context, s logical.Storage) ([]
 	if loaded {
 		return nil, nil
 	}
-	names, err := s.List(ctx, credentialPrefix)
+	names, err := cs.list(ctx, s)
 	if err != nil {
-		return nil, fmt.Errorf("listing credentials: %w", err)
+		return nil, err
 	}
 	slices.Sort(names)
 	cs.namesMu.Lock()
@@ -312,23 +292,11 @@ func (cs *credentialStore) loadNames(ctx context.Context, s logical.Storage) ([]
 
 // forget drops the cached copy, e.g. when another node changed the entry.
 func (cs *credentialStore) forget(name string) {
-	cs.mu.Lock()
-	delete(cs.cache, name)
-	cs.gens[locksutil.LockIndexForKey(name)]++
-	cs.mu.Unlock()
+	cs.cache.drop(name)
 	cs.namesMu.Lock()
 	cs.names, cs.loaded = nil, false
 	cs.namesGen++
 	cs.namesMu.Unlock()
-}
-
-func (cs *credentialStore) forgetAll() {
-	cs.mu.Lock()
-	cs.cache = make(map[string]*credential)
-	for i := range cs.gens {
-		cs.gens[i]++
-	}
-	cs.mu.Unlock()
 }
 
 // clone returns a copy of c that a writer may change without touching the cached one.
@@ -346,20 +314,6 @@ func (c *credential) clone() *credential {
 	n.UsedBy = append([]string(nil), c.UsedBy...)
 	n.State.Warned = append([]string(nil), c.State.Warned...)
 	return &n
-}
-
-// deviceKey is the storage key under which a device account is found by hostname, IP
-// and username. Hostnames and usernames compare case-insensitively, as they do on the
-// systems PAM products manage.
-func deviceKey(hostname, ip, username string) string {
-	h := deviceHash(hostname, ip, username)
-	return deviceIndexPrefix + hex.EncodeToString(h[:16])
-}
-
-// deviceHash identifies a device account by its triple, for the index key and for the
-// names of accounts created without an identifier.
-func deviceHash(hostname, ip, username string) [sha256.Size]byte {
-	return sha256.Sum256([]byte(strings.ToLower(hostname) + "\x00" + ip + "\x00" + strings.ToLower(username)))
 }
 
 // deviceIndexKey is where a device account is indexed by its triple; "" for other types.
@@ -384,22 +338,4 @@ func (c *credential) hasDeviceTriple(hostname, ip, username string) bool {
 // deviceTripleOf is a device account's stored hostname, ip and username.
 func (c *credential) deviceTripleOf() (hostname, ip, username string) {
 	return str(c.Values["hostname"]), str(c.Values["ip"]), str(c.Values["username"])
-}
-
-// deviceIndexed returns the device account the index entry at key names, if that
-// account's stored triple is the given one; nil for a missing, stale or colliding
-// entry. A writer holds the key's device lock, so the answer holds until it is done.
-func (cs *credentialStore) deviceIndexed(ctx context.Context, s logical.Storage, key, hostname, ip, username string) (*credential, error) {
-	entry, err := s.Get(ctx, key)
-	if err != nil {
-		return nil, fmt.Errorf("reading device index: %w", err)
-	}
-	if entry == nil || !validName(string(entry.Value)) {
-		return nil, nil
-	}
-	c, err := cs.get(ctx, s, string(entry.Value))
-	if err != nil || !c.hasDeviceTriple(hostname, ip, username) {
-		return nil, err
-	}
-	return c, nil
 }

@@ -1,10 +1,10 @@
-// Saving and deleting a credential together with the records stored beside it.
+// Saving and deleting a credential together with the records stored beside it, and the
+// one cascade through every store of those secondary records.
 
 package backend
 
 import (
 	"context"
-	"fmt"
 
 	"github.com/hashicorp/vault/sdk/logical"
 )
@@ -19,95 +19,112 @@ func (b *integrationsBackend) saveCredential(ctx context.Context, s logical.Stor
 	if existing != nil {
 		oldKey = existing.deviceIndexKey()
 	}
-	unlockDevices := b.credentials.lockDevices(key, oldKey)
+	unlockDevices := b.devices.lock(key, oldKey)
 	defer unlockDevices()
 	if key != "" {
-		hostname, ip, username := c.deviceTripleOf()
-		owner, err := b.credentials.deviceIndexed(ctx, s, key, hostname, ip, username)
-		if err != nil {
+		if err := b.devices.claim(ctx, s, c); err != nil {
 			return err
-		}
-		if owner != nil && owner.Name != c.Name {
-			return fieldErr("hostname", fmt.Sprintf("a device account with this hostname, ip and username already exists (%s)", owner.Name))
-		}
-		// An entry naming anything else (a stale entry, a colliding hash) is replaced.
-		if owner == nil {
-			if err := s.Put(ctx, &logical.StorageEntry{Key: key, Value: []byte(c.Name)}); err != nil {
-				return fmt.Errorf("writing device index: %w", err)
-			}
 		}
 	}
 	// A repoint (any destination field changed) forgets every token, refresh token
 	// and pending authorization learnt under the old destination; so does a create,
-	// in case a predecessor under the name left any. They go before the new
-	// settings are stored, so no node sees the new destination beside them.
-	repoint := existing == nil || len(repointed(c.typeDef(), existing, c.Values)) > 0
-	if repoint {
-		if err := b.dropLearnt(ctx, s, c.Name); err != nil {
-			return err
-		}
+	// in case a predecessor under the name left any.
+	scope := keepRecords
+	if existing == nil || len(repointed(c.typeDef(), existing, c.Values)) > 0 {
+		scope = dropLearnt
+	}
+	if err := b.dropSecondary(ctx, s, c, scope); err != nil {
+		return err
 	}
 	if err := b.credentials.put(ctx, s, c); err != nil {
 		return err
 	}
 	if oldKey != "" && oldKey != key {
-		if err := b.dropDeviceIndex(ctx, s, oldKey, c.Name); err != nil {
+		if err := b.devices.release(ctx, s, oldKey, c.Name); err != nil {
 			return err
 		}
 	}
-	// New settings deserve a fresh token and a fresh start with the provider; a
-	// request in flight under the old ones cannot store its answer (and, after a
-	// repoint, whatever it stored meanwhile is deleted again).
-	if err := b.tokens.forget(ctx, s, c.Name, repoint); err != nil {
+	if err := b.settleSecondary(ctx, s, c.Name, scope); err != nil {
 		return err
 	}
 	return b.afterCredentialChange(ctx, s, c.Name)
 }
 
-// dropDeviceIndex deletes the index entry at key if it names the credential called
-// name; an entry another account has claimed since stays. The caller holds the key's
-// device lock.
-func (b *integrationsBackend) dropDeviceIndex(ctx context.Context, s logical.Storage, key, name string) error {
-	entry, err := s.Get(ctx, key)
-	if err != nil {
-		return fmt.Errorf("reading device index: %w", err)
-	}
-	if entry == nil || string(entry.Value) != name {
-		return nil
-	}
-	if err := s.Delete(ctx, key); err != nil {
-		return fmt.Errorf("cleaning device index: %w", err)
-	}
-	return nil
-}
-
-// deleteCredential removes a credential and everything stored beside it. The caller
-// holds the name's lock.
+// deleteCredential removes a credential and everything stored beside it; the sweep's
+// purge comes here too. The caller holds the name's lock.
 func (b *integrationsBackend) deleteCredential(ctx context.Context, s logical.Storage, c *credential) error {
-	if key := c.deviceIndexKey(); key != "" {
-		unlockDevices := b.credentials.lockDevices(key)
-		defer unlockDevices()
-		if err := b.dropDeviceIndex(ctx, s, key, c.Name); err != nil {
-			return err
-		}
-	}
-	// A pending authorization goes too: a credential re-created under the same name
-	// must not complete the old one's consent.
-	if err := b.dropLearnt(ctx, s, c.Name); err != nil {
+	unlockDevices := b.devices.lock(c.deviceIndexKey())
+	defer unlockDevices()
+	if err := b.dropSecondary(ctx, s, c, dropAll); err != nil {
 		return err
-	}
-	if err := s.Delete(ctx, usagePrefix+c.Name); err != nil {
-		return fmt.Errorf("deleting %s%s: %w", usagePrefix, c.Name, err)
 	}
 	if err := b.credentials.remove(ctx, s, c.Name); err != nil {
 		return err
 	}
-	// Nothing outlives a delete: a token request still in flight finds no
-	// credential and discards its answer; one that stored it before the remove is
-	// deleted here.
+	return b.settleSecondary(ctx, s, c.Name, dropAll)
+}
+
+// secondaryScope is what a change of a credential does to the records stored beside
+// it.
+type secondaryScope int
+
+const (
+	// keepRecords: an update that keeps the destination. The stored token stays (its
+	// refresh token is still good; its access token is not served, being older than
+	// the update); what memory holds of it goes.
+	keepRecords secondaryScope = iota
+	// dropLearnt: a create or a repoint. What was learnt from the provider under the
+	// old destination goes: the pending authorization and the token.
+	dropLearnt
+	// dropAll: a delete or a purge. Everything goes: usage, the device-index entry,
+	// and every trace in memory, too.
+	dropAll
+)
+
+// dropSecondary and settleSecondary are the one cascade through a credential's
+// secondary stores: a record kind stored beside credentials is added here, and a
+// save, a delete and a purge reach it.
+//
+// dropSecondary runs before the credential's own entry is stored or removed, so that
+// no node sees the new settings beside records of the old. The caller holds the
+// name's lock and, for dropAll, the device lock of c's index key.
+func (b *integrationsBackend) dropSecondary(ctx context.Context, s logical.Storage, c *credential, scope secondaryScope) error {
+	if scope == keepRecords {
+		return nil
+	}
+	if key := c.deviceIndexKey(); key != "" && scope == dropAll {
+		if err := b.devices.release(ctx, s, key, c.Name); err != nil {
+			return err
+		}
+	}
+	// A pending authorization goes with the destination it was started for: a
+	// credential re-created under the name, or repointed, must not complete the old
+	// consent.
+	if err := b.authorizations.drop(ctx, s, c.Name); err != nil {
+		return err
+	}
 	if err := b.tokens.forget(ctx, s, c.Name, true); err != nil {
 		return err
 	}
-	b.forgetCredential(c.Name)
+	if scope == dropAll {
+		return b.usage.remove(ctx, s, c.Name)
+	}
+	return nil
+}
+
+// settleSecondary runs after the credential's entry was stored or removed. New
+// settings deserve a fresh token and a fresh start with the provider: a token request
+// in flight under the old ones cannot store its answer, and (after a repoint or a
+// delete) whatever it stored before the change is deleted again. After a delete,
+// nothing of the credential stays in memory.
+func (b *integrationsBackend) settleSecondary(ctx context.Context, s logical.Storage, name string, scope secondaryScope) error {
+	if err := b.tokens.forget(ctx, s, name, scope != keepRecords); err != nil {
+		return err
+	}
+	if scope == dropAll {
+		b.activity.forget(name)
+		b.usage.forget(name)
+		b.tokens.removed(name)
+	}
 	return nil
 }

@@ -27,17 +27,11 @@ func (b *integrationsBackend) policyFor(cfg *engineConfig, c *credential) lifecy
 
 // currentState is the credential's lifecycle state with unflushed accesses counted.
 func (b *integrationsBackend) currentState(c *credential) lifecycle.State {
-	a := b.activity
 	st := c.State
-	if a.flushing.Load() {
-		a.mu.Lock()
-		last := a.inflight[c.Name].LastAccessed
-		a.mu.Unlock()
-		if !last.IsZero() {
-			st = lifecycle.Touch(st, last)
-		}
+	if last := b.usage.inflightAccess(c.Name); !last.IsZero() {
+		st = lifecycle.Touch(st, last)
 	}
-	if last := a.recorder.LastAccessed(c.Name); !last.IsZero() {
+	if last := b.activity.recorder.LastAccessed(c.Name); !last.IsZero() {
 		st = lifecycle.Touch(st, last)
 	}
 	return st
@@ -58,7 +52,7 @@ func (b *integrationsBackend) healthInput(c *credential, sum usageSummary) lifec
 // lifecycleView is the lifecycle and usage part of a credential's management view.
 func (b *integrationsBackend) lifecycleView(ctx context.Context, s logical.Storage, cfg *engineConfig, c *credential) map[string]any {
 	now := b.now()
-	sum, err := b.summary(ctx, s, c.Name)
+	sum, err := b.usage.summary(ctx, s, c.Name)
 	if err != nil {
 		b.Logger().Warn("reading usage failed", "credential", c.Name, "error", err)
 	}

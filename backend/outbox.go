@@ -1,15 +1,13 @@
+// The outbox: the notifications waiting for delivery, in storage and in memory, and
+// the alerts about those not delivered. notifier.go delivers them.
+
 package backend
 
 import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"errors"
 	"fmt"
-	"net/http"
-	"slices"
-	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -259,145 +257,6 @@ func (o *outbox) recordDropLocked(ctx context.Context, b *integrationsBackend, n
 	}
 }
 
-// runNotifier delivers the outbox until stop closes: at once when woken, else when the
-// next attempt is due, and at least every outboxPollInterval.
-func (b *integrationsBackend) runNotifier(stop <-chan struct{}) {
-	// Clean must not wait out request_timeout for a receiver that hangs: stopping
-	// cancels the request in flight.
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go func() {
-		<-stop
-		cancel()
-	}()
-	for {
-		timer := time.NewTimer(b.outbox.nextWake(b.now()))
-		select {
-		case <-stop:
-			timer.Stop()
-			return
-		case <-b.outbox.kick:
-			timer.Stop()
-		case <-timer.C:
-		}
-		b.deliverOutbox(ctx)
-	}
-}
-
-// nextWake is how long the notifier may sleep: until the earliest attempt due, within
-// [time.Second, outboxPollInterval].
-func (o *outbox) nextWake(now time.Time) time.Duration {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	wait := outboxPollInterval
-	for _, e := range o.entries {
-		at := e.NextAttempt
-		if at.Before(o.pausedUntil) {
-			at = o.pausedUntil
-		}
-		wait = min(wait, at.Sub(now))
-	}
-	return max(wait, time.Second)
-}
-
-// deliverOutbox makes one pass over the notifications due: one attempt each, oldest
-// first. A delivered one leaves the outbox; a failed one is tried again after a capped
-// backoff. When the receiver itself fails (no answer, 5xx, 429, no usable target) the
-// pass stops and the whole outbox waits out that backoff; a refusal of one
-// notification (another 4xx) holds back only that one.
-func (b *integrationsBackend) deliverOutbox(ctx context.Context) {
-	if b.storage == nil || !b.WriteSafeReplicationState() {
-		return
-	}
-	o := b.outbox
-	o.passMu.Lock()
-	defer o.passMu.Unlock()
-	now := b.now().UTC()
-	o.mu.Lock()
-	if err := o.loadLocked(ctx, b.storage); err != nil {
-		o.mu.Unlock()
-		b.Logger().Warn("reading the notification outbox failed; will retry", "error", err)
-		return
-	}
-	if now.Before(o.pausedUntil) {
-		o.mu.Unlock()
-		return
-	}
-	var due []*outboxEntry
-	for _, e := range o.entries {
-		if e.delivered || !now.Before(e.NextAttempt) {
-			due = append(due, e)
-		}
-	}
-	o.mu.Unlock()
-	if len(due) == 0 {
-		return
-	}
-	slices.SortFunc(due, func(a, b *outboxEntry) int { return strings.Compare(a.ID, b.ID) })
-
-	cfg, err := b.loadConfig(ctx, b.storage)
-	if err != nil {
-		b.Logger().Warn("reading config failed; notifications will be retried", "error", err)
-		return
-	}
-	if cfg.NotifyCredential == "" {
-		// The operator turned notifications off: what waits goes too.
-		o.mu.Lock()
-		for _, e := range due {
-			o.removeLocked(ctx, b, e)
-		}
-		o.mu.Unlock()
-		return
-	}
-	for _, e := range due {
-		if ctx.Err() != nil {
-			return // stopping
-		}
-		var res attemptResult
-		o.mu.Lock()
-		if o.entries[e.ID] != e { // dropped for a purge warning meanwhile
-			o.mu.Unlock()
-			continue
-		}
-		delivered := e.delivered
-		n := e.Notification
-		o.mu.Unlock()
-		if !delivered {
-			res = b.attemptDelivery(ctx, cfg, n)
-		}
-		if ctx.Err() != nil {
-			return
-		}
-		o.mu.Lock()
-		if o.entries[e.ID] != e {
-			o.mu.Unlock()
-			continue
-		}
-		if res.failure == "" {
-			e.delivered = true
-			o.removeLocked(ctx, b, e)
-			o.mu.Unlock()
-			continue
-		}
-		e.Attempts++
-		e.LastFailure = res.failure
-		e.NextAttempt = now.Add(max(b.notifyBackoff(e.Attempts), time.Second))
-		if err := o.putLocked(ctx, b.storage, e); err != nil {
-			b.Logger().Warn("storing a notification's attempts failed", "error", err)
-		}
-		if res.targetDown {
-			o.pausedUntil = e.NextAttempt
-		}
-		o.mu.Unlock()
-		b.Logger().Warn("notification not delivered; will retry",
-			"notify_credential", cfg.NotifyCredential, "credential", n.Credential, "event", n.Event, "attempt", e.Attempts, "failure", res.failure,
-			"next_attempt", rfc3339(e.NextAttempt))
-		if res.targetDown {
-			return
-		}
-	}
-}
-
 // removeLocked takes a notification out of the outbox. If storage refuses, it stays
 // marked delivered and the next pass removes it without posting it again.
 func (o *outbox) removeLocked(ctx context.Context, b *integrationsBackend, e *outboxEntry) {
@@ -408,49 +267,6 @@ func (o *outbox) removeLocked(ctx context.Context, b *integrationsBackend, e *ou
 		}
 	}
 	delete(o.entries, e.ID)
-}
-
-// attemptResult is the outcome of one attempt at a notification.
-type attemptResult struct {
-	failure    string // "" when delivered, else its kind
-	targetDown bool   // the receiver failed, not this notification: pause the outbox
-}
-
-// attemptDelivery posts n once to the notify credential. No lock is held meanwhile.
-func (b *integrationsBackend) attemptDelivery(ctx context.Context, cfg *engineConfig, n notification) attemptResult {
-	target, err := b.credentials.get(ctx, b.storage, cfg.NotifyCredential)
-	if err != nil {
-		return attemptResult{failure: "storage_error", targetDown: true}
-	}
-	if target == nil {
-		return attemptResult{failure: "no_target", targetDown: true}
-	}
-	dest := notifyTarget(target, b.slackPostURL)
-	if dest.url == "" {
-		return attemptResult{failure: "no_target", targetDown: true}
-	}
-	client := &http.Client{
-		Timeout:   cfg.RequestTimeout,
-		Transport: b.transport,
-		// A redirect would resend the body (and a bearer token) wherever it points.
-		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-	}
-	status, answer, err := postOnce(ctx, client, dest, dest.body(n, cfg.NotifyChannel))
-	var pe *postError
-	switch {
-	case errors.As(err, &pe):
-		return attemptResult{failure: pe.kind, targetDown: true}
-	case err != nil:
-		return attemptResult{failure: "no_answer", targetDown: true}
-	case status >= 300:
-		refused := status >= 400 && status < 500 && status != http.StatusTooManyRequests
-		return attemptResult{failure: "http_" + strconv.Itoa(status), targetDown: !refused}
-	}
-	var sr *slackRefusal
-	if err := dest.check(answer); errors.As(err, &sr) {
-		return attemptResult{failure: "slack_" + sr.code, targetDown: sr.transient()}
-	}
-	return attemptResult{}
 }
 
 // outboxAlerts lists what the outbox has not delivered: each notification that failed
@@ -511,4 +327,17 @@ func (b *integrationsBackend) outboxAlerts(ctx context.Context, s logical.Storag
 		})
 	}
 	return out, nil
+}
+
+// unstored counts the notifications waiting that storage refused so far.
+func (o *outbox) unstored() int {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	n := 0
+	for _, e := range o.entries {
+		if !e.stored && !e.delivered {
+			n++
+		}
+	}
+	return n
 }

@@ -160,12 +160,12 @@ func (b *integrationsBackend) pathDeviceAccountUpsert(ctx context.Context, req *
 // collides) is never rewritten by the old triple.
 func (b *integrationsBackend) findDeviceAccount(ctx context.Context, s logical.Storage, hostname, ip, username string) (string, *credential, func(), error) {
 	var candidates []string
-	entry, err := s.Get(ctx, deviceKey(hostname, ip, username))
+	indexedName, err := b.devices.named(ctx, s, hostname, ip, username)
 	if err != nil {
-		return "", nil, nil, fmt.Errorf("reading device index: %w", err)
+		return "", nil, nil, err
 	}
-	if entry != nil && validName(string(entry.Value)) {
-		candidates = append(candidates, string(entry.Value))
+	if indexedName != "" {
+		candidates = append(candidates, indexedName)
 	}
 	indexed := len(candidates)
 	candidates = append(candidates, deviceAccountNames(hostname, username, ip)...)
@@ -231,7 +231,7 @@ func (b *integrationsBackend) pathLookup(ctx context.Context, req *logical.Reque
 		return logical.ErrorResponse(err.Error()), nil
 	}
 	// Only an account whose stored triple is the one asked for is found.
-	c, err := b.credentials.deviceIndexed(ctx, req.Storage, deviceKey(hostname, ip, username), hostname, ip, username)
+	c, err := b.devices.find(ctx, req.Storage, hostname, ip, username)
 	if err != nil || c == nil {
 		return nil, err
 	}

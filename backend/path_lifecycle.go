@@ -166,7 +166,7 @@ func (b *integrationsBackend) pathLogsRead(ctx context.Context, req *logical.Req
 			*tf.dst = t
 		}
 	}
-	u, err := loadUsage(ctx, req.Storage, name)
+	u, err := b.usage.load(ctx, req.Storage, name)
 	if err != nil {
 		return nil, err
 	}
@@ -207,7 +207,7 @@ func (b *integrationsBackend) pathAlertsRead(ctx context.Context, req *logical.R
 		if c == nil {
 			continue
 		}
-		sum, err := b.summary(ctx, req.Storage, name)
+		sum, err := b.usage.summary(ctx, req.Storage, name)
 		if err != nil {
 			return nil, err
 		}
@@ -250,16 +250,7 @@ func (b *integrationsBackend) pathAlertsRead(ctx context.Context, req *logical.R
 func (b *integrationsBackend) alertCandidates(now time.Time) []string {
 	a := b.activity
 	names := a.alerting.Due(now, 0)
-	a.mu.Lock()
-	for name := range a.failing {
-		names = append(names, name)
-	}
-	for name, p := range a.inflight {
-		if slices.ContainsFunc(p.Events, func(ev usage.Event) bool { return ev.Status == usage.StatusFailure }) {
-			names = append(names, name)
-		}
-	}
-	a.mu.Unlock()
+	names = append(names, b.usage.failingCandidates()...)
 	names = append(names, a.recorder.WithFailures()...)
 	slices.Sort(names)
 	return slices.Compact(names)

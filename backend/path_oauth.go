@@ -8,7 +8,6 @@ import (
 	"html"
 	"net/http"
 	"strings"
-	"time"
 
 	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/logical"
@@ -18,27 +17,8 @@ import (
 	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/backend/usage"
 )
 
-// Storage of pending authorizations: the latest one per credential, and the state
-// value pointing back at its credential for the callback.
-const (
-	authorizationPrefix = "authorizations/"
-	oauthStatePrefix    = "oauth-states/"
-	callbackPath        = "oauth/callback"
-)
-
-// authorizationTTL is how long a consent URL's state stays usable.
-const authorizationTTL = 10 * time.Minute
-
-// pendingAuthorization is an authorization-code flow started by authorize.
-type pendingAuthorization struct {
-	State       string    `json:"state"`
-	Verifier    string    `json:"verifier"`
-	RedirectURL string    `json:"redirect_url"`
-	ExpiresAt   time.Time `json:"expires_at"`
-	// FromCallbackBase says RedirectURL was built from the engine's
-	// callback_base_url: a change of that setting drops the authorization.
-	FromCallbackBase bool `json:"from_callback_base,omitempty"`
-}
+// callbackPath is where the provider sends the browser after consent.
+const callbackPath = "oauth/callback"
 
 func pathOAuth(b *integrationsBackend) []*framework.Path {
 	return []*framework.Path{
@@ -159,7 +139,7 @@ func (b *integrationsBackend) pathAuthorize(ctx context.Context, req *logical.Re
 	}
 	unlock := b.credentials.lock(name)
 	defer unlock()
-	if err := b.storePending(ctx, req.Storage, name, p); err != nil {
+	if err := b.authorizations.put(ctx, req.Storage, name, p); err != nil {
 		return nil, err
 	}
 	return &logical.Response{Data: map[string]any{
@@ -182,22 +162,7 @@ func (b *integrationsBackend) configChanged(ctx context.Context, s logical.Stora
 	if old.CallbackBaseURL == next.CallbackBaseURL {
 		return nil
 	}
-	names, err := s.List(ctx, authorizationPrefix)
-	if err != nil {
-		return fmt.Errorf("listing pending authorizations: %w", err)
-	}
-	for _, name := range names {
-		unlock := b.credentials.lock(name)
-		p, err := loadPending(ctx, s, name)
-		if err == nil && p != nil && p.FromCallbackBase {
-			err = dropPending(ctx, s, name)
-		}
-		unlock()
-		if err != nil {
-			return err
-		}
-	}
-	return nil
+	return b.authorizations.dropWhere(ctx, s, func(p *pendingAuthorization) bool { return p.FromCallbackBase })
 }
 
 // requestCallbackURL builds the callback URL from the request's Host header, which
@@ -224,59 +189,6 @@ func firstHeader(req *logical.Request, name string) string {
 		}
 	}
 	return ""
-}
-
-// storePending replaces the credential's pending authorization; an older state stops
-// working. The caller holds the credential's lock.
-func (b *integrationsBackend) storePending(ctx context.Context, s logical.Storage, name string, p pendingAuthorization) error {
-	if err := dropPending(ctx, s, name); err != nil {
-		return err
-	}
-	entry, err := logical.StorageEntryJSON(authorizationPrefix+name, p)
-	if err != nil {
-		return err
-	}
-	if err := s.Put(ctx, entry); err != nil {
-		return fmt.Errorf("storing pending authorization: %w", err)
-	}
-	return s.Put(ctx, &logical.StorageEntry{Key: oauthStatePrefix + p.State, Value: []byte(name)})
-}
-
-// dropPending removes a credential's pending authorization, if any, and so spends its
-// state. The caller holds the credential's lock.
-func dropPending(ctx context.Context, s logical.Storage, name string) error {
-	p, err := loadPending(ctx, s, name)
-	if err != nil || p == nil {
-		return err
-	}
-	if err := s.Delete(ctx, oauthStatePrefix+p.State); err != nil {
-		return fmt.Errorf("deleting the pending authorization of %q: %w", name, err)
-	}
-	if err := s.Delete(ctx, authorizationPrefix+name); err != nil {
-		return fmt.Errorf("deleting the pending authorization of %q: %w", name, err)
-	}
-	return nil
-}
-
-// dropLearnt deletes what a credential learnt from its provider: its stored token and
-// pending authorization, and their copies in memory. The caller holds the lock.
-func (b *integrationsBackend) dropLearnt(ctx context.Context, s logical.Storage, name string) error {
-	if err := dropPending(ctx, s, name); err != nil {
-		return err
-	}
-	return b.tokens.forget(ctx, s, name, true)
-}
-
-func loadPending(ctx context.Context, s logical.Storage, name string) (*pendingAuthorization, error) {
-	entry, err := s.Get(ctx, authorizationPrefix+name)
-	if err != nil || entry == nil {
-		return nil, err
-	}
-	p := new(pendingAuthorization)
-	if err := entry.DecodeJSON(p); err != nil {
-		return nil, err
-	}
-	return p, nil
 }
 
 // errAuthorization is a failure a person can act on (bad or spent state, refused code).
@@ -348,7 +260,7 @@ func (b *integrationsBackend) spendAuthorization(ctx context.Context, s logical.
 	if err != nil {
 		return tokenTicket{}, none, "", err
 	}
-	p, err := loadPending(ctx, s, name)
+	p, err := b.authorizations.load(ctx, s, name)
 	if err != nil {
 		return tokenTicket{}, none, "", err
 	}
@@ -359,7 +271,7 @@ func (b *integrationsBackend) spendAuthorization(ctx context.Context, s logical.
 		return tokenTicket{}, none, "", &errAuthorization{"state does not match the pending authorization"}
 	}
 	// The state is single-use whatever the outcome.
-	if err := dropPending(ctx, s, name); err != nil {
+	if err := b.authorizations.drop(ctx, s, name); err != nil {
 		return tokenTicket{}, none, "", err
 	}
 	if !b.now().Before(p.ExpiresAt) {
@@ -397,18 +309,17 @@ func (b *integrationsBackend) pathCallback(ctx context.Context, req *logical.Req
 		// Not something authorize issued or a provider sends: nothing to look up.
 		return callbackPage(http.StatusBadRequest, "Authorization not recognised", "This link is not one Vault issued. Start again from Vault."), nil
 	}
-	entry, err := req.Storage.Get(ctx, oauthStatePrefix+state)
+	name, err := b.authorizations.credentialOf(ctx, req.Storage, state)
 	if err != nil {
 		return nil, err
 	}
-	if entry == nil {
+	if name == "" {
 		return callbackPage(http.StatusBadRequest, "Authorization not recognised", "This link was already used, has expired, or was replaced by a newer one. Start again from Vault."), nil
 	}
 	cfg, err := b.loadConfig(ctx, req.Storage)
 	if err != nil {
 		return nil, err
 	}
-	name := string(entry.Value)
 	if err := b.completeAuthorization(ctx, req.Storage, cfg, name, state, code); err != nil {
 		var ae *errAuthorization
 		if errors.As(err, &ae) {
@@ -428,25 +339,4 @@ func callbackPage(status int, title, message string) *logical.Response {
 		logical.HTTPRawBody:     []byte(body),
 		logical.HTTPStatusCode:  status,
 	}}
-}
-
-// cleanAuthorizations removes pending authorizations whose ten minutes are up.
-func (b *integrationsBackend) cleanAuthorizations(ctx context.Context, s logical.Storage) error {
-	names, err := s.List(ctx, authorizationPrefix)
-	if err != nil {
-		return err
-	}
-	now := b.now()
-	for _, name := range names {
-		unlock := b.credentials.lock(name)
-		p, err := loadPending(ctx, s, name)
-		if err == nil && p != nil && !now.Before(p.ExpiresAt) {
-			err = dropPending(ctx, s, name)
-		}
-		unlock()
-		if err != nil {
-			return err
-		}
-	}
-	return nil
 }

@@ -92,7 +92,7 @@ func TestAuthorizeReturnsConsentURLWithStateAndPKCE(t *testing.T) {
 		t.Fatalf("expires_at %v, want %s", got["expires_at"], want)
 	}
 	// The verifier stays in Vault; the challenge is its S256 hash.
-	p2, err := loadPending(context.Background(), s, "ac")
+	p2, err := b.authorizations.load(context.Background(), s, "ac")
 	if err != nil || p2 == nil {
 		t.Fatalf("pending authorization not stored: %v", err)
 	}
@@ -315,7 +315,7 @@ func TestAuthorizeWithCodeCompletesByHand(t *testing.T) {
 	if err != nil || resp == nil || !resp.IsError() || !strings.Contains(resp.Error().Error(), "invalid_grant") || strings.Contains(resp.Error().Error(), oauthtest.ClientSecret) {
 		t.Fatalf("unknown code: %v %v", resp, err)
 	}
-	if pending, _ := loadPending(context.Background(), s, "ac"); pending != nil {
+	if pending, _ := b.authorizations.load(context.Background(), s, "ac"); pending != nil {
 		t.Fatal("a refused code left the authorization pending")
 	}
 }

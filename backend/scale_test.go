@@ -314,7 +314,7 @@ func BenchmarkScaleScan(b *testing.B) {
 			be.storage = s
 			b.ReportAllocs()
 			for b.Loop() {
-				be.credentials.forgetAll()
+				be.credentials.cache.dropAll()
 				if err := be.buildIndex(context.Background(), s); err != nil {
 					b.Fatal(err)
 				}

@@ -150,7 +150,7 @@ func TestDeleteRacingTheScanStaysDeleted(t *testing.T) {
 	if _, ok := b.activity.alerting.Get(victim); ok {
 		t.Fatal("a credential deleted during the scan is back in the alerting index")
 	}
-	if c, _ := b.credentials.cachedGen(victim); c != nil {
+	if c, _, _ := b.credentials.cache.peek(victim); c != nil {
 		t.Fatal("a credential deleted during the scan is back in the cache")
 	}
 	if _, ok := b.activity.index.Get(other); !ok {
@@ -247,7 +247,7 @@ func referenceAlerts(t *testing.T, b *integrationsBackend, s logical.Storage) []
 		if err != nil || c == nil {
 			t.Fatalf("%s: %v", name, err)
 		}
-		sum, err := b.summary(ctx, s, name)
+		sum, err := b.usage.summary(ctx, s, name)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -6,7 +6,6 @@ package backend
 import (
 	"context"
 	"errors"
-	"fmt"
 	"time"
 
 	"github.com/hashicorp/vault/sdk/logical"
@@ -28,15 +27,19 @@ func (b *integrationsBackend) afterCredentialChange(ctx context.Context, s logic
 	if err != nil {
 		return err
 	}
-	b.activity.file(name, b.policyFor(cfg, c), c.State, c.NotAfter)
+	b.reindex(cfg, c, c.State)
 	return nil
 }
 
-// file puts a credential in the sweep's index under its next due action and in the
-// alerting index under the time it may first show an alert.
-func (a *activity) file(name string, p lifecycle.Policy, st lifecycle.State, notAfter time.Time) {
-	a.index.Set(name, p.NextDue(st))
-	a.alerting.Set(name, p.AlertsFrom(st, notAfter))
+// reindex files a credential in the sweep's two indexes, under the policy cfg gives
+// it: the due-time index under its next action judged from due (the state acted on:
+// c's stored state, or the sweep's current one, which counts unflushed accesses), and
+// the alerting index under the time c's stored state may first show an alert (never
+// later than the current one's). Every write, flush, scan and sweep files through here.
+func (b *integrationsBackend) reindex(cfg *engineConfig, c *credential, due lifecycle.State) {
+	p := b.policyFor(cfg, c)
+	b.activity.index.Set(c.Name, p.NextDue(due))
+	b.activity.alerting.Set(c.Name, p.AlertsFrom(c.State, c.NotAfter))
 }
 
 // unindex drops a credential from both indexes.
@@ -105,14 +108,14 @@ func (b *integrationsBackend) buildIndex(ctx context.Context, s logical.Storage)
 		return err
 	}
 	a := b.activity
-	names, err := s.List(ctx, credentialPrefix)
+	names, err := b.credentials.list(ctx, s)
 	if err != nil {
-		return fmt.Errorf("listing credentials: %w", err)
+		return err
 	}
 	// Only credentials ever used have a usage entry: read those only.
-	used, err := s.List(ctx, usagePrefix)
+	used, err := b.usage.list(ctx, s)
 	if err != nil {
-		return fmt.Errorf("listing usage: %w", err)
+		return err
 	}
 	hasUsage := make(map[string]struct{}, len(used))
 	for _, n := range used {
@@ -134,22 +137,6 @@ func (b *integrationsBackend) buildIndex(ctx context.Context, s logical.Storage)
 	return nil
 }
 
-// indexedCredential is the part of a stored credential the indexes are computed from.
-type indexedCredential struct {
-	NotAfter     time.Time       `json:"not_after,omitzero"`
-	SuspendAfter time.Duration   `json:"suspend_after,omitempty"`
-	PurgeAfter   time.Duration   `json:"purge_after,omitempty"`
-	State        lifecycle.State `json:"state"`
-}
-
-// indexedUsage is the part of a usage entry the failing alert is computed from.
-type indexedUsage struct {
-	Events []struct {
-		Event  string `json:"event"`
-		Status string `json:"status"`
-	} `json:"events"`
-}
-
 func (b *integrationsBackend) indexOne(ctx context.Context, s logical.Storage, cfg *engineConfig, name string, hasUsage bool) error {
 	a := b.activity
 	for attempt := 0; ; attempt++ {
@@ -164,34 +151,25 @@ func (b *integrationsBackend) indexOne(ctx context.Context, s logical.Storage, c
 			}
 			break
 		}
-		c, gen := b.credentials.cachedGen(name)
-		var ic indexedCredential
-		found := c != nil
-		if found {
-			ic = indexedCredential{NotAfter: c.NotAfter, SuspendAfter: c.SuspendAfter, PurgeAfter: c.PurgeAfter, State: c.State}
-		} else {
-			entry, err := s.Get(ctx, credentialPrefix+name)
-			if err != nil {
-				return fmt.Errorf("reading credential %q: %w", name, err)
-			}
-			if found = entry != nil; found {
-				if err := entry.DecodeJSON(&ic); err != nil {
-					// One undecodable entry must not keep the rest unindexed; reads
-					// of it fail with the same error.
-					b.Logger().Error("a stored credential cannot be decoded: not indexed", "credential", name, "error", err)
-					return nil
-				}
-			}
+		c, gen, err := b.credentials.indexView(ctx, s, name)
+		if errors.Is(err, errUndecodable) {
+			// One undecodable entry must not keep the rest unindexed; reads of it fail
+			// with the same error.
+			b.Logger().Error("a stored credential cannot be decoded: not indexed", "credential", name, "error", err)
+			return nil
+		}
+		if err != nil {
+			return err
 		}
 		// Filed only if no write, delete or invalidation of the credential's shard
 		// came between the read and now: those index (or unindex) the credential
 		// themselves after their change, so a stale read must not land after them.
 		if b.credentials.ifUnchanged(name, gen, func() {
-			if !found {
+			if c == nil {
 				a.unindex(name)
 				return
 			}
-			a.file(name, b.policyFor(cfg, &credential{SuspendAfter: ic.SuspendAfter, PurgeAfter: ic.PurgeAfter}), ic.State, ic.NotAfter)
+			b.reindex(cfg, c, c.State)
 		}) {
 			break
 		}
@@ -199,33 +177,12 @@ func (b *integrationsBackend) indexOne(ctx context.Context, s logical.Storage, c
 	if !hasUsage {
 		return nil
 	}
-	a.mu.Lock()
-	_, filed := a.summaries[name]
-	a.mu.Unlock()
-	if filed {
-		return nil // a read or flush filed it, and keeps failing up to date
-	}
-	entry, err := s.Get(ctx, usagePrefix+name)
-	if err != nil || entry == nil {
-		return err
-	}
-	var u indexedUsage
-	if err := entry.DecodeJSON(&u); err != nil {
+	err := b.usage.indexFailing(ctx, s, name)
+	if errors.Is(err, errUndecodable) {
 		b.Logger().Warn("stored usage cannot be decoded", "credential", name, "error", err)
 		return nil
 	}
-	events := make([]usage.Event, len(u.Events))
-	for i, ev := range u.Events {
-		events[i] = usage.Event{Event: ev.Event, Status: ev.Status}
-	}
-	if trailingFailures(events, 0) >= lifecycle.FailingAfter {
-		a.mu.Lock()
-		if _, filed := a.summaries[name]; !filed {
-			a.failing[name] = struct{}{}
-		}
-		a.mu.Unlock()
-	}
-	return nil
+	return err
 }
 
 // sweep warns about, suspends and purges the credentials whose time has come. Its cost
@@ -278,24 +235,30 @@ func (b *integrationsBackend) sweepOne(ctx context.Context, s logical.Storage, c
 	state := b.currentState(c)
 	action, ok := p.Due(state, now)
 	if !ok {
-		b.activity.index.Set(name, p.NextDue(state))
-		b.activity.alerting.Set(name, p.AlertsFrom(c.State, c.NotAfter)) // the stored state: never later than the current one's
+		b.reindex(cfg, c, state) // alerting from the stored state: never later than the current one's
 		return nil
 	}
-	b.notify(ctx, c, action)
+	// Each change is stored before it is announced: a notification never tells of a
+	// warning, suspension or purge that storage refused (the next sweep tries again,
+	// and announces it then).
 	if action.Kind == lifecycle.ActionPurge {
-		return b.deleteCredential(ctx, s, c)
+		if err := b.deleteCredential(ctx, s, c); err != nil {
+			return err
+		}
+		b.notify(ctx, c, action)
+		return nil
 	}
 	n := c.clone()
 	n.State = lifecycle.Apply(state, action, now)
 	if err := b.credentials.put(ctx, s, n); err != nil {
 		return err
 	}
+	b.notify(ctx, n, action)
 	event := usage.EventWarning
 	if action.Kind == lifecycle.ActionSuspend {
 		event = usage.EventSuspended
 	}
 	b.recordEvent(name, event, true, "", action.Message())
-	b.activity.file(name, p, n.State, n.NotAfter)
+	b.reindex(cfg, n, n.State)
 	return nil
 }

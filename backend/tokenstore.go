@@ -15,14 +15,14 @@ import (
 	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/backend/oauth"
 )
 
+// tokenPrefix is where minted OAuth tokens are cached in barrier storage, so a
+// restart or a leader change does not mint again; only tokenStore touches it.
+const tokenPrefix = "tokens/"
+
 // errTokenDiscarded is what a caller gets when the token request it waited for was
 // answered after its credential changed, was deleted or reauthorized: the answer
 // belongs to settings that are gone and was thrown away.
 var errTokenDiscarded = fmt.Errorf("the credential changed while its token was requested: %w", oauth.ErrDiscarded)
-
-// tokenPrefix is where minted OAuth tokens are cached in barrier storage, so a
-// restart or a leader change does not mint again.
-const tokenPrefix = "tokens/"
 
 // storedToken is the stored (tokens/<name>) and cached form of a credential's token.
 type storedToken struct {
@@ -67,8 +67,9 @@ type tokenStore struct {
 	b     *integrationsBackend
 	locks []*locksutil.LockEntry // per name: orders token writes against forgets
 
+	cache *genCache[*storedToken] // nil value: "none stored", until a write
+
 	mu      sync.RWMutex
-	tokens  map[string]*storedToken // nil value: "none stored", until a write
 	gens    map[string]uint64
 	counter uint64 // gens are drawn from it, so a generation is never reused
 
@@ -86,7 +87,7 @@ type tokenStore struct {
 }
 
 func newTokenStore(b *integrationsBackend) *tokenStore {
-	ts := &tokenStore{b: b, locks: locksutil.CreateLocks(), tokens: make(map[string]*storedToken), gens: make(map[string]uint64)}
+	ts := &tokenStore{b: b, locks: locksutil.CreateLocks(), cache: newGenCache[*storedToken](), gens: make(map[string]uint64)}
 	ts.aheadCtx, ts.aheadCancel = context.WithCancel(context.Background())
 	return ts
 }
@@ -195,33 +196,20 @@ func (ts *tokenStore) generation(name string) uint64 {
 // cached returns the stored token of a credential, from memory when it can; nil when
 // there is none.
 func (ts *tokenStore) cached(ctx context.Context, s logical.Storage, name string) (*storedToken, error) {
-	ts.mu.RLock()
-	tok, ok := ts.tokens[name]
-	gen := ts.gens[name]
-	ts.mu.RUnlock()
-	if ok {
-		return tok, nil
-	}
-	entry, err := s.Get(ctx, tokenPrefix+name)
-	if err != nil {
-		return nil, fmt.Errorf("reading token of %q: %w", name, err)
-	}
-	if entry != nil {
-		tok = new(storedToken)
-		if err := entry.DecodeJSON(tok); err != nil {
-			return nil, fmt.Errorf("decoding token of %q: %w", name, err)
+	return ts.cache.get(name, func() (*storedToken, bool, error) {
+		entry, err := s.Get(ctx, tokenPrefix+name)
+		if err != nil {
+			return nil, false, fmt.Errorf("reading token of %q: %w", name, err)
 		}
-	}
-	ts.mu.Lock()
-	// A write or a forget may have raced the read: never go back to an older copy,
-	// nor bring back one that was forgotten meanwhile.
-	if cur, raced := ts.tokens[name]; raced {
-		tok = cur
-	} else if ts.gens[name] == gen {
-		ts.tokens[name] = tok
-	}
-	ts.mu.Unlock()
-	return tok, nil
+		if entry == nil {
+			return nil, true, nil // "none stored" is worth remembering too
+		}
+		tok := new(storedToken)
+		if err := entry.DecodeJSON(tok); err != nil {
+			return nil, false, fmt.Errorf("decoding token of %q: %w", name, err)
+		}
+		return tok, true, nil
+	})
 }
 
 // put stores tok for the request t started, before anyone receives it, unless the
@@ -264,9 +252,7 @@ func (ts *tokenStore) put(ctx context.Context, s logical.Storage, t tokenTicket,
 	if err := s.Put(ctx, entry); err != nil {
 		return fmt.Errorf("storing token of %q: %w", t.name, err)
 	}
-	ts.mu.Lock()
-	ts.tokens[t.name] = st
-	ts.mu.Unlock()
+	ts.cache.set(t.name, st)
 	return nil
 }
 
@@ -274,10 +260,12 @@ func (ts *tokenStore) put(ctx context.Context, s logical.Storage, t tokenTicket,
 // state: the decoded token and the Broker's backoff, last token and in-flight
 // request (whose result can then no longer be stored).
 func (ts *tokenStore) bump(name string) {
+	// The copy goes first: a request that reads the new generation (ticket) and then
+	// the token (cached) never finds the copy the generation moved on from.
+	ts.cache.drop(name)
 	ts.mu.Lock()
 	ts.counter++
 	ts.gens[name] = ts.counter
-	delete(ts.tokens, name)
 	ts.mu.Unlock()
 	ts.brokerOf().Forget(name)
 }
@@ -305,9 +293,9 @@ func (ts *tokenStore) forget(ctx context.Context, s logical.Storage, name string
 // put finds no credential, and a new one under the name starts from a new
 // generation (saveCredential forgets on create too).
 func (ts *tokenStore) removed(name string) {
+	ts.cache.drop(name)
 	ts.mu.Lock()
 	delete(ts.gens, name)
-	delete(ts.tokens, name)
 	ts.mu.Unlock()
 }
 
@@ -321,6 +309,3 @@ func (ts *tokenStore) invalidated(name string) {
 }
 
 func isDiscarded(err error) bool { return errors.Is(err, oauth.ErrDiscarded) }
-
-// forgetToken drops every in-memory trace of a deleted credential's token state.
-func (b *integrationsBackend) forgetToken(name string) { b.tokens.removed(name) }

@@ -1,0 +1,122 @@
+package backend
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/hashicorp/vault/sdk/logical"
+)
+
+// Storage of pending authorizations: the latest one per credential, and the state
+// value pointing back at its credential for the callback.
+const (
+	authorizationPrefix = "authorizations/"
+	oauthStatePrefix    = "oauth-states/"
+)
+
+// authorizationTTL is how long a consent URL's state stays usable.
+const authorizationTTL = 10 * time.Minute
+
+// pendingAuthorization is an authorization-code flow started by authorize.
+type pendingAuthorization struct {
+	State       string    `json:"state"`
+	Verifier    string    `json:"verifier"`
+	RedirectURL string    `json:"redirect_url"`
+	ExpiresAt   time.Time `json:"expires_at"`
+	// FromCallbackBase says RedirectURL was built from the engine's
+	// callback_base_url: a change of that setting drops the authorization.
+	FromCallbackBase bool `json:"from_callback_base,omitempty"`
+}
+
+// authorizationStore is the one owner of the authorizations/ and oauth-states/
+// entries. It has no locks of its own and caches nothing: a pending authorization is
+// changed under its credential's name lock, so that spending it, replacing it and
+// deleting the credential are ordered against each other, and it is read once per
+// consent.
+type authorizationStore struct {
+	credentials *credentialStore // whose name locks guard the entries
+}
+
+// load returns the credential's pending authorization, nil when there is none.
+func (as *authorizationStore) load(ctx context.Context, s logical.Storage, name string) (*pendingAuthorization, error) {
+	entry, err := s.Get(ctx, authorizationPrefix+name)
+	if err != nil || entry == nil {
+		return nil, err
+	}
+	p := new(pendingAuthorization)
+	if err := entry.DecodeJSON(p); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// credentialOf returns the name of the credential whose pending authorization issued
+// state, "" when none did (spent, expired or replaced). The caller then checks the
+// state again under that credential's lock.
+func (as *authorizationStore) credentialOf(ctx context.Context, s logical.Storage, state string) (string, error) {
+	entry, err := s.Get(ctx, oauthStatePrefix+state)
+	if err != nil || entry == nil {
+		return "", err
+	}
+	return string(entry.Value), nil
+}
+
+// put replaces the credential's pending authorization; an older state stops working.
+// The caller holds the credential's lock.
+func (as *authorizationStore) put(ctx context.Context, s logical.Storage, name string, p pendingAuthorization) error {
+	if err := as.drop(ctx, s, name); err != nil {
+		return err
+	}
+	entry, err := logical.StorageEntryJSON(authorizationPrefix+name, p)
+	if err != nil {
+		return err
+	}
+	if err := s.Put(ctx, entry); err != nil {
+		return fmt.Errorf("storing pending authorization: %w", err)
+	}
+	return s.Put(ctx, &logical.StorageEntry{Key: oauthStatePrefix + p.State, Value: []byte(name)})
+}
+
+// drop removes a credential's pending authorization, if any, and so spends its state.
+// The caller holds the credential's lock.
+func (as *authorizationStore) drop(ctx context.Context, s logical.Storage, name string) error {
+	p, err := as.load(ctx, s, name)
+	if err != nil || p == nil {
+		return err
+	}
+	if err := s.Delete(ctx, oauthStatePrefix+p.State); err != nil {
+		return fmt.Errorf("deleting the pending authorization of %q: %w", name, err)
+	}
+	if err := s.Delete(ctx, authorizationPrefix+name); err != nil {
+		return fmt.Errorf("deleting the pending authorization of %q: %w", name, err)
+	}
+	return nil
+}
+
+// dropWhere drops every pending authorization for which gone says so, each judged and
+// dropped under its credential's lock.
+func (as *authorizationStore) dropWhere(ctx context.Context, s logical.Storage, gone func(*pendingAuthorization) bool) error {
+	names, err := s.List(ctx, authorizationPrefix)
+	if err != nil {
+		return fmt.Errorf("listing pending authorizations: %w", err)
+	}
+	for _, name := range names {
+		unlock := as.credentials.lock(name)
+		p, err := as.load(ctx, s, name)
+		if err == nil && p != nil && gone(p) {
+			err = as.drop(ctx, s, name)
+		}
+		unlock()
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// cleanAuthorizations removes pending authorizations whose ten minutes are up.
+func (b *integrationsBackend) cleanAuthorizations(ctx context.Context, s logical.Storage) error {
+	now := b.now()
+	return b.authorizations.dropWhere(ctx, s, func(p *pendingAuthorization) bool { return !now.Before(p.ExpiresAt) })
+}

@@ -1,0 +1,285 @@
+package backend
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/vault/sdk/logical"
+
+	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/backend/lifecycle"
+	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/backend/usage"
+)
+
+// usagePrefix is where each credential's usage figures and event log are stored, apart
+// from the credential so that flushing usage never rewrites secrets.
+const usagePrefix = "usage/"
+
+// usageSummary is the part of a credential's stored usage kept in memory for reads and
+// lists: the event log itself stays in storage.
+type usageSummary struct {
+	count               int64
+	lastAccessed        time.Time
+	consecutiveFailures int
+}
+
+// usageStore is the one owner of the usage/<name> entries: their storage, the
+// summaries decoded from them, the failing set derived from those, and what a flush
+// drained from the recorder but has not stored yet. One lock, mu, covers all of them
+// and the recorder's drain, so a reader sees an access in the recorder, in flight or
+// in the summary: never twice, never nowhere.
+type usageStore struct {
+	recorder *usage.Recorder // the activity's; drained and peeked under mu
+
+	mu        sync.Mutex
+	summaries map[string]usageSummary
+	// failing names those whose stored run of failures reached lifecycle.FailingAfter;
+	// it may hold more than alert (alerts judges each afresh), never less.
+	failing map[string]struct{}
+	// inflight is what a flush drained and has not yet stored, so reads in the
+	// meantime still count it; flushing says whether there is any (the access path
+	// checks it without the lock).
+	inflight map[string]usage.Pending
+	flushing atomic.Bool
+}
+
+func newUsageStore(recorder *usage.Recorder) *usageStore {
+	return &usageStore{recorder: recorder, summaries: make(map[string]usageSummary), failing: make(map[string]struct{})}
+}
+
+// load reads a credential's stored usage; empty when it has none.
+func (us *usageStore) load(ctx context.Context, s logical.Storage, name string) (*usage.Usage, error) {
+	u := &usage.Usage{}
+	entry, err := s.Get(ctx, usagePrefix+name)
+	if err != nil {
+		return nil, fmt.Errorf("reading usage of %q: %w", name, err)
+	}
+	if entry != nil {
+		if err := entry.DecodeJSON(u); err != nil {
+			return nil, fmt.Errorf("decoding usage of %q: %w", name, err)
+		}
+	}
+	return u, nil
+}
+
+// put stores a credential's usage (the flush of it, under the credential's lock).
+func (us *usageStore) put(ctx context.Context, s logical.Storage, name string, u *usage.Usage) error {
+	entry, err := logical.StorageEntryJSON(usagePrefix+name, u)
+	if err == nil {
+		err = s.Put(ctx, entry)
+	}
+	if err != nil {
+		return fmt.Errorf("storing usage of %q: %w", name, err)
+	}
+	return nil
+}
+
+// remove deletes a credential's stored usage.
+func (us *usageStore) remove(ctx context.Context, s logical.Storage, name string) error {
+	if err := s.Delete(ctx, usagePrefix+name); err != nil {
+		return fmt.Errorf("deleting %s%s: %w", usagePrefix, name, err)
+	}
+	return nil
+}
+
+// forget drops what memory holds of a deleted credential's usage.
+func (us *usageStore) forget(name string) {
+	us.mu.Lock()
+	delete(us.summaries, name)
+	delete(us.failing, name)
+	delete(us.inflight, name)
+	us.mu.Unlock()
+}
+
+// invalidated drops the summary of an entry another node changed.
+func (us *usageStore) invalidated(name string) {
+	us.mu.Lock()
+	delete(us.summaries, name)
+	us.mu.Unlock()
+}
+
+// summary returns the credential's usage figures, stored plus unflushed.
+func (us *usageStore) summary(ctx context.Context, s logical.Storage, name string) (usageSummary, error) {
+	us.mu.Lock()
+	_, ok := us.summaries[name]
+	us.mu.Unlock()
+	if !ok {
+		u, err := us.load(ctx, s, name)
+		if err != nil {
+			return usageSummary{}, err
+		}
+		// A flush files the summary it started from before it stores anything, so a
+		// summary filed meanwhile wins over what was just loaded.
+		us.fileIfMissing(name, u)
+	}
+	us.mu.Lock()
+	sum := us.summaries[name]
+	in := us.inflight[name]
+	p := us.recorder.Peek(name)
+	us.mu.Unlock()
+	for _, more := range []usage.Pending{in, p} {
+		sum.count += more.Count
+		if more.LastAccessed.After(sum.lastAccessed) {
+			sum.lastAccessed = more.LastAccessed
+		}
+		sum.consecutiveFailures = trailingFailures(more.Events, sum.consecutiveFailures)
+	}
+	return sum, nil
+}
+
+// fileIfMissing files the summary of u unless one is filed already.
+func (us *usageStore) fileIfMissing(name string, u *usage.Usage) {
+	us.mu.Lock()
+	if _, filed := us.summaries[name]; !filed {
+		us.fileLocked(name, summarize(u))
+	}
+	us.mu.Unlock()
+}
+
+// fileLocked keeps name's stored summary, and whether its run of failures makes it a
+// candidate for the failing alert. The caller holds us.mu.
+func (us *usageStore) fileLocked(name string, sum usageSummary) {
+	us.summaries[name] = sum
+	if sum.consecutiveFailures >= lifecycle.FailingAfter {
+		us.failing[name] = struct{}{}
+	} else {
+		delete(us.failing, name)
+	}
+}
+
+func summarize(u *usage.Usage) usageSummary {
+	return usageSummary{count: u.Count, lastAccessed: u.LastAccessed, consecutiveFailures: trailingFailures(u.Events, 0)}
+}
+
+// trailingFailures extends a run of failed accesses and refreshes with newer events:
+// a success ends the run.
+func trailingFailures(events []usage.Event, run int) int {
+	for _, ev := range events {
+		if ev.Event != usage.EventAccess && ev.Event != usage.EventRefreshFailed && ev.Event != usage.EventTokenMinted {
+			continue
+		}
+		if ev.Status == usage.StatusFailure {
+			run++
+		} else {
+			run = 0
+		}
+	}
+	return run
+}
+
+// indexedUsage is the part of a usage entry the failing alert is computed from.
+type indexedUsage struct {
+	Events []struct {
+		Event  string `json:"event"`
+		Status string `json:"status"`
+	} `json:"events"`
+}
+
+// list names every credential with stored usage.
+func (us *usageStore) list(ctx context.Context, s logical.Storage) ([]string, error) {
+	used, err := s.List(ctx, usagePrefix)
+	if err != nil {
+		return nil, fmt.Errorf("listing usage: %w", err)
+	}
+	return used, nil
+}
+
+// indexFailing marks name failing if its stored run of failures is long enough, for
+// the index scan: it decodes only the events' kinds and statuses and keeps no summary.
+// A summary filed by a read or a flush keeps failing up to date itself and wins.
+func (us *usageStore) indexFailing(ctx context.Context, s logical.Storage, name string) error {
+	us.mu.Lock()
+	_, filed := us.summaries[name]
+	us.mu.Unlock()
+	if filed {
+		return nil
+	}
+	entry, err := s.Get(ctx, usagePrefix+name)
+	if err != nil || entry == nil {
+		return err
+	}
+	var u indexedUsage
+	if err := entry.DecodeJSON(&u); err != nil {
+		return fmt.Errorf("%w: usage of %q: %w", errUndecodable, name, err)
+	}
+	events := make([]usage.Event, len(u.Events))
+	for i, ev := range u.Events {
+		events[i] = usage.Event{Event: ev.Event, Status: ev.Status}
+	}
+	if trailingFailures(events, 0) >= lifecycle.FailingAfter {
+		us.mu.Lock()
+		if _, filed := us.summaries[name]; !filed {
+			us.failing[name] = struct{}{}
+		}
+		us.mu.Unlock()
+	}
+	return nil
+}
+
+// drain takes what the recorder counted for a flush; it stays in flight, counted by
+// readers, until landed.
+func (us *usageStore) drain() map[string]usage.Pending {
+	us.mu.Lock()
+	defer us.mu.Unlock()
+	pending := us.recorder.Drain()
+	if len(pending) > 0 {
+		us.inflight = maps.Clone(pending)
+		us.flushing.Store(true)
+	}
+	return pending
+}
+
+// flushed ends a flush: nothing is in flight any more.
+func (us *usageStore) flushed() {
+	us.mu.Lock()
+	us.inflight = nil
+	us.flushing.Store(false)
+	us.mu.Unlock()
+}
+
+// landed ends name's flight: u (when stored) becomes its summary, and back (when
+// something could not be stored) returns to the recorder for the next flush. One lock
+// covers both, so no reader sees the usage twice or not at all.
+func (us *usageStore) landed(name string, u *usage.Usage, back *usage.Pending) {
+	us.mu.Lock()
+	defer us.mu.Unlock()
+	if u != nil {
+		us.fileLocked(name, summarize(u))
+	}
+	if back != nil {
+		us.recorder.Restore(map[string]usage.Pending{name: *back})
+	}
+	delete(us.inflight, name)
+}
+
+// inflightAccess is when name was last accessed in what a flush has in flight; zero
+// when nothing is. It costs one atomic load while no flush runs.
+func (us *usageStore) inflightAccess(name string) time.Time {
+	if !us.flushing.Load() {
+		return time.Time{}
+	}
+	us.mu.Lock()
+	defer us.mu.Unlock()
+	return us.inflight[name].LastAccessed
+}
+
+// failingCandidates names the credentials whose stored run of failures is long enough
+// and those with a failure in flight, for alerts.
+func (us *usageStore) failingCandidates() []string {
+	us.mu.Lock()
+	defer us.mu.Unlock()
+	names := make([]string, 0, len(us.failing))
+	for name := range us.failing {
+		names = append(names, name)
+	}
+	for name, p := range us.inflight {
+		if slices.ContainsFunc(p.Events, func(ev usage.Event) bool { return ev.Status == usage.StatusFailure }) {
+			names = append(names, name)
+		}
+	}
+	return names
+}
