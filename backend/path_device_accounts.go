@@ -15,10 +15,12 @@ import (
 	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/backend/credtype"
 )
 
-const deviceAccountType = "device_account"
+// deviceAccountType is the catalog type device-accounts/ and lookup/ serve and the
+// device index holds: the one marked DeviceIndexed.
+var deviceAccountType = credtype.DeviceAccountType().Name
 
 // deviceAccountFields is the schema of device-accounts: identifier plus every field a
-// device_account takes.
+// device account takes.
 func deviceAccountFields() map[string]*framework.FieldSchema {
 	fields := map[string]*framework.FieldSchema{
 		"identifier": {
@@ -26,7 +28,7 @@ func deviceAccountFields() map[string]*framework.FieldSchema {
 			Description: "Name of the device account to create or update. Without it, the account is found by hostname, ip and username, or created.",
 		},
 	}
-	t, _ := credtype.Lookup(deviceAccountType)
+	t := credtype.DeviceAccountType()
 	all := credentialFields()
 	for _, f := range t.Fields {
 		fields[f.Name] = all[f.Name]
@@ -67,7 +69,7 @@ when not found. An update keeps stored secrets it does not send.`,
 				},
 			},
 			HelpSynopsis:    "Find a device account by hostname, ip and username.",
-			HelpDescription: "Returns the management view of the matching device_account (never its secrets).",
+			HelpDescription: "Returns the management view of the matching device account (never its secrets).",
 		},
 	}
 }
@@ -87,8 +89,7 @@ func deviceTriple(raw map[string]any) (hostname, ip, username string, err error)
 	// Normalize exactly as the validator does for the stored account (lower-case host
 	// without a trailing dot, canonical unmapped IP), so that every spelling it accepts
 	// finds the account, and a malformed value is refused by name.
-	t, _ := credtype.Lookup(deviceAccountType)
-	v, verr := t.Validate(map[string]any{"hostname": hostname, "ip": ip, "username": username})
+	v, verr := credtype.DeviceAccountType().Validate(map[string]any{"hostname": hostname, "ip": ip, "username": username})
 	if verr != nil {
 		return "", "", "", verr
 	}
