@@ -36,6 +36,19 @@ func deviceAccountFields() map[string]*framework.FieldSchema {
 	return fields
 }
 
+// lookupFields are the query parameters of lookup/: the fields a device account is
+// found by, as the catalog defines them.
+func lookupFields() map[string]*framework.FieldSchema {
+	all := credentialFields()
+	fields := map[string]*framework.FieldSchema{}
+	for _, name := range []string{"hostname", "ip", "username"} {
+		f := *all[name]
+		f.Query = true
+		fields[name] = &f
+	}
+	return fields
+}
+
 func pathDeviceAccounts(b *integrationsBackend) []*framework.Path {
 	return []*framework.Path{
 		{
@@ -57,11 +70,7 @@ when not found. An update keeps stored secrets it does not send.`,
 		{
 			Pattern:      "lookup/?$",
 			DisplayAttrs: &framework.DisplayAttributes{OperationPrefix: operationPrefix, OperationSuffix: "device-account"},
-			Fields: map[string]*framework.FieldSchema{
-				"hostname": {Type: framework.TypeString, Description: "Hostname of the device.", Query: true},
-				"ip":       {Type: framework.TypeString, Description: "IP address of the device.", Query: true},
-				"username": {Type: framework.TypeString, Description: "Account name on the device.", Query: true},
-			},
+			Fields:       lookupFields(),
 			Operations: map[logical.Operation]framework.OperationHandler{
 				logical.ReadOperation: &framework.PathOperation{
 					Callback:     b.pathLookup,
