@@ -22,28 +22,27 @@ var deviceAccountType = credtype.DeviceAccountType().Name
 // deviceAccountFields is the schema of device-accounts: identifier plus every field a
 // device account takes.
 func deviceAccountFields() map[string]*framework.FieldSchema {
-	fields := map[string]*framework.FieldSchema{
-		"identifier": {
-			Type:        framework.TypeString,
-			Description: "Name of the device account to create or update. Without it, the account is found by hostname, ip and username, or created.",
-		},
-	}
 	t := credtype.DeviceAccountType()
-	all := credentialFields()
-	for _, f := range t.Fields {
-		fields[f.Name] = all[f.Name]
+	names := make([]string, len(t.Fields))
+	for i, f := range t.Fields {
+		names[i] = f.Name
+	}
+	fields := catalogSchema(names, false)
+	fields["identifier"] = &framework.FieldSchema{
+		Type:        framework.TypeString,
+		Description: "Name of the device account to create or update. Without it, the account is found by hostname, ip and username, or created.",
 	}
 	return fields
 }
 
-// lookupFields are the query parameters of lookup/: the fields a device account is
-// found by, as the catalog defines them.
-func lookupFields() map[string]*framework.FieldSchema {
+// catalogSchema is the path schema of the named catalog fields, as query parameters
+// when query is set (lookup/ takes the fields a device account is found by).
+func catalogSchema(names []string, query bool) map[string]*framework.FieldSchema {
 	all := credentialFields()
-	fields := map[string]*framework.FieldSchema{}
-	for _, name := range []string{"hostname", "ip", "username"} {
+	fields := make(map[string]*framework.FieldSchema, len(names)+1)
+	for _, name := range names {
 		f := *all[name]
-		f.Query = true
+		f.Query = query
 		fields[name] = &f
 	}
 	return fields
@@ -70,7 +69,7 @@ when not found. An update keeps stored secrets it does not send.`,
 		{
 			Pattern:      "lookup/?$",
 			DisplayAttrs: &framework.DisplayAttributes{OperationPrefix: operationPrefix, OperationSuffix: "device-account"},
-			Fields:       lookupFields(),
+			Fields:       catalogSchema([]string{"hostname", "ip", "username"}, true),
 			Operations: map[logical.Operation]framework.OperationHandler{
 				logical.ReadOperation: &framework.PathOperation{
 					Callback:     b.pathLookup,
