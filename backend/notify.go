@@ -167,22 +167,22 @@ func oneLine(s string, max int) string {
 	return s
 }
 
-// notifyTarget is where and how a notify credential is posted to; url is empty for a
-// credential that cannot receive notifications.
+// notifyTarget is where and how a notify credential is posted to, as its type in the
+// catalog says (credtype.Type.NotifyTarget); url is empty for a credential that cannot
+// receive notifications.
 func notifyTarget(c *credential, slackURL string) notifyDestination {
-	switch c.Type {
-	case "webhook":
-		return notifyDestination{url: str(c.Values["url"])}
-	case "bearer":
-		prefix := str(c.Values["header_prefix"])
-		if prefix == "" {
-			prefix = "Bearer"
-		}
-		return notifyDestination{url: str(c.Values["url"]), header: "Authorization", value: prefix + " " + str(c.Values["token"])}
-	case "slack":
-		return notifyDestination{url: slackURL, header: "Authorization", value: "Bearer " + str(c.Values["token"]), slack: true}
+	t, ok := c.typeDef().NotifyTarget(c.Values)
+	if !ok {
+		return notifyDestination{}
 	}
-	return notifyDestination{}
+	d := notifyDestination{url: t.URL, slack: t.SlackAPI}
+	if t.SlackAPI {
+		d.url = slackURL
+	}
+	if t.Authorization != "" {
+		d.header, d.value = "Authorization", t.Authorization
+	}
+	return d
 }
 
 func postOnce(ctx context.Context, client *http.Client, d notifyDestination, body []byte) (int, []byte, error) {

@@ -15,21 +15,35 @@ import (
 	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/backend/credtype"
 )
 
-const deviceAccountType = "device_account"
+// deviceAccountType is the catalog type device-accounts/ and lookup/ serve and the
+// device index holds: the one marked DeviceIndexed.
+var deviceAccountType = credtype.DeviceAccountType().Name
 
 // deviceAccountFields is the schema of device-accounts: identifier plus every field a
-// device_account takes.
+// device account takes.
 func deviceAccountFields() map[string]*framework.FieldSchema {
-	fields := map[string]*framework.FieldSchema{
-		"identifier": {
-			Type:        framework.TypeString,
-			Description: "Name of the device account to create or update. Without it, the account is found by hostname, ip and username, or created.",
-		},
+	t := credtype.DeviceAccountType()
+	names := make([]string, len(t.Fields))
+	for i, f := range t.Fields {
+		names[i] = f.Name
 	}
-	t, _ := credtype.Lookup(deviceAccountType)
+	fields := catalogSchema(names, false)
+	fields["identifier"] = &framework.FieldSchema{
+		Type:        framework.TypeString,
+		Description: "Name of the device account to create or update. Without it, the account is found by hostname, ip and username, or created.",
+	}
+	return fields
+}
+
+// catalogSchema is the path schema of the named catalog fields, as query parameters
+// when query is set (lookup/ takes the fields a device account is found by).
+func catalogSchema(names []string, query bool) map[string]*framework.FieldSchema {
 	all := credentialFields()
-	for _, f := range t.Fields {
-		fields[f.Name] = all[f.Name]
+	fields := make(map[string]*framework.FieldSchema, len(names)+1)
+	for _, name := range names {
+		f := *all[name]
+		f.Query = query
+		fields[name] = &f
 	}
 	return fields
 }
@@ -55,11 +69,7 @@ when not found. An update keeps stored secrets it does not send.`,
 		{
 			Pattern:      "lookup/?$",
 			DisplayAttrs: &framework.DisplayAttributes{OperationPrefix: operationPrefix, OperationSuffix: "device-account"},
-			Fields: map[string]*framework.FieldSchema{
-				"hostname": {Type: framework.TypeString, Description: "Hostname of the device.", Query: true},
-				"ip":       {Type: framework.TypeString, Description: "IP address of the device.", Query: true},
-				"username": {Type: framework.TypeString, Description: "Account name on the device.", Query: true},
-			},
+			Fields:       catalogSchema([]string{"hostname", "ip", "username"}, true),
 			Operations: map[logical.Operation]framework.OperationHandler{
 				logical.ReadOperation: &framework.PathOperation{
 					Callback:     b.pathLookup,
@@ -67,7 +77,7 @@ when not found. An update keeps stored secrets it does not send.`,
 				},
 			},
 			HelpSynopsis:    "Find a device account by hostname, ip and username.",
-			HelpDescription: "Returns the management view of the matching device_account (never its secrets).",
+			HelpDescription: "Returns the management view of the matching device account (never its secrets).",
 		},
 	}
 }
@@ -87,8 +97,7 @@ func deviceTriple(raw map[string]any) (hostname, ip, username string, err error)
 	// Normalize exactly as the validator does for the stored account (lower-case host
 	// without a trailing dot, canonical unmapped IP), so that every spelling it accepts
 	// finds the account, and a malformed value is refused by name.
-	t, _ := credtype.Lookup(deviceAccountType)
-	v, verr := t.Validate(map[string]any{"hostname": hostname, "ip": ip, "username": username})
+	v, verr := credtype.DeviceAccountType().Validate(map[string]any{"hostname": hostname, "ip": ip, "username": username})
 	if verr != nil {
 		return "", "", "", verr
 	}

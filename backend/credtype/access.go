@@ -10,8 +10,11 @@ import (
 type accessSpec struct {
 	// fields are returned as stored, when set.
 	fields []string
-	// extra adds computed values such as a ready Authorization header, from the
-	// stored values and the secrets derived when they were written.
+	// authorization builds the ready Authorization header value access returns as
+	// "authorization"; notifications posted with the credential use the same one.
+	authorization func(values map[string]any) string
+	// extra adds other computed values, from the stored values and the secrets
+	// derived when they were written.
 	extra func(values map[string]any, secrets map[string]string, out map[string]any) error
 	// derive recomputes the secrets Validate derives, for values stored without them.
 	derive func(values map[string]any) (map[string]string, error)
@@ -50,6 +53,9 @@ func (t *Type) Access(values map[string]any, secrets map[string]string, now time
 			out[name] = cloneValue(f.Default)
 		}
 	}
+	if t.access.authorization != nil {
+		out["authorization"] = t.access.authorization(values)
+	}
 	if t.access.extra != nil {
 		if err := t.access.extra(values, secrets, out); err != nil {
 			return nil, fmt.Errorf("stored %s credential: %w", t.Name, err)
@@ -68,30 +74,62 @@ func (t *Type) Access(values map[string]any, secrets map[string]string, now time
 }
 
 // basicAuthorization is the RFC 7617 header value.
-func basicAuthorization(values map[string]any, _ map[string]string, out map[string]any) error {
+func basicAuthorization(values map[string]any) string {
 	creds := str(values, "username") + ":" + str(values, "password")
-	out["authorization"] = "Basic " + base64.StdEncoding.EncodeToString([]byte(creds))
-	return nil
+	return "Basic " + base64.StdEncoding.EncodeToString([]byte(creds))
 }
 
 // prefixedAuthorization builds "<scheme> <token>" with the scheme read from a field,
 // falling back to def for values stored before the field had a default.
-func prefixedAuthorization(field, def string) func(map[string]any, map[string]string, map[string]any) error {
-	return func(values map[string]any, _ map[string]string, out map[string]any) error {
+func prefixedAuthorization(field, def string) func(map[string]any) string {
+	return func(values map[string]any) string {
 		scheme := str(values, field)
 		if scheme == "" {
 			scheme = def
 		}
-		out["authorization"] = scheme + " " + str(values, "token")
-		return nil
+		return scheme + " " + str(values, "token")
 	}
 }
 
-func fixedAuthorization(scheme string) func(map[string]any, map[string]string, map[string]any) error {
-	return func(values map[string]any, _ map[string]string, out map[string]any) error {
-		out["authorization"] = scheme + " " + str(values, "token")
-		return nil
+func fixedAuthorization(scheme string) func(map[string]any) string {
+	return func(values map[string]any) string { return scheme + " " + str(values, "token") }
+}
+
+// notifySpec is how a type receives the engine's notifications: POSTed to the URL in
+// one of its fields, or sent through Slack's Web API with its token.
+type notifySpec struct {
+	urlField string
+	slackAPI bool
+}
+
+// NotifyTarget is where and how a credential receives the engine's notifications.
+type NotifyTarget struct {
+	// URL is the stored URL the notification is POSTed to as JSON; empty with SlackAPI.
+	URL string
+	// SlackAPI means a message posted through Slack's Web API (chat.postMessage).
+	SlackAPI bool
+	// Authorization is the Authorization header value, built as access/ builds it;
+	// empty for none.
+	Authorization string
+}
+
+// NotifyTarget returns how a credential of type t with the stored values receives
+// notifications; false when it cannot, because its type cannot or it lacks the URL
+// (a bearer credential without a url).
+func (t *Type) NotifyTarget(values map[string]any) (NotifyTarget, bool) {
+	if t == nil || t.notify == nil {
+		return NotifyTarget{}, false
 	}
+	n := NotifyTarget{SlackAPI: t.notify.slackAPI}
+	if !n.SlackAPI {
+		if n.URL = str(values, t.notify.urlField); n.URL == "" {
+			return NotifyTarget{}, false
+		}
+	}
+	if t.access != nil && t.access.authorization != nil {
+		n.Authorization = t.access.authorization(values)
+	}
+	return n, true
 }
 
 func certificateAccess(values map[string]any, secrets map[string]string, out map[string]any) error {

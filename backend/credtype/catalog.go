@@ -232,218 +232,6 @@ func lifecycle(withTOTP bool) []Field {
 	return fs
 }
 
-// oauthOverrides are the endpoint overrides every OAuth preset accepts.
-func oauthOverrides(tokenDesc, authDesc string) []Field {
-	return []Field{
-		use("token_url", describe(tokenDesc)),
-		use("auth_url", describe(authDesc)),
-	}
-}
-
-func types() []*Type {
-	const graphScope = "https://graph.microsoft.com/.default"
-	return []*Type{
-		{
-			Name: "basic", Kind: KindStatic,
-			Description: "Username and password, handed out with a ready HTTP Basic Authorization header.",
-			Fields: fields(true,
-				use("username", required, tighten(ruleLine+"; no ':' (RFC 7617)", checkBasicUsername)),
-				use("password", required),
-			),
-			access: &accessSpec{fields: []string{"username", "password"}, extra: basicAuthorization},
-		},
-		{
-			Name: "bearer", Kind: KindStatic,
-			Description: "A static bearer token, handed out with a ready Authorization header.",
-			Fields: fields(false,
-				use("token", required),
-				use("header_prefix", defaultValue("Bearer")),
-				use("url", describe("URL of the API the token is for.")),
-			),
-			access: &accessSpec{fields: []string{"token"}, extra: prefixedAuthorization("header_prefix", "Bearer")},
-		},
-		{
-			Name: "api_key", Kind: KindStatic,
-			Description: "An API key sent in a request header.",
-			Fields: fields(false,
-				use("key", required),
-				use("header_name", defaultValue("X-API-Key")),
-				use("url", describe("URL of the API the key is for.")),
-			),
-			access: &accessSpec{fields: []string{"key", "header_name"}},
-		},
-		{
-			Name: "certificate", Kind: KindStatic,
-			Description: "An X.509 client certificate and its private key, for mutual TLS.",
-			Fields: fields(false,
-				use("certificate", required),
-				use("private_key", required),
-				use("private_key_password"),
-			),
-			finish: finishCertificate,
-			access: &accessSpec{fields: []string{"certificate"}, extra: certificateAccess, derive: certificateSecrets},
-		},
-		{
-			Name: "sftp_password", Kind: KindStatic,
-			Description: "Sign-in to an SFTP server with a password.",
-			Fields: fields(true,
-				use("host", required),
-				use("host_key_fingerprint", required),
-				use("username", required),
-				use("password", required),
-			),
-		},
-		{
-			Name: "sftp_ssh_key", Kind: KindStatic,
-			Description: "Sign-in to an SFTP server with an SSH private key.",
-			Fields: fields(false,
-				use("host", required),
-				use("host_key_fingerprint", required),
-				use("username", required),
-				use("private_key", required, describe("SSH private key (OpenSSH or PEM)."),
-					tighten(fmt.Sprintf("SSH private key: OpenSSH format, or PEM PKCS#1 RSA, PKCS#8 or SEC1 EC (legacy PEM encryption allowed); RSA, ECDSA or Ed25519; at most %d bcrypt KDF rounds; at most 65536 bytes", maxKDFRounds), checkSSHPrivateKey)),
-				use("passphrase"),
-			),
-			finish: finishSSHKey,
-		},
-		{
-			Name: "webhook", Kind: KindStatic,
-			Description: "An incoming-webhook URL.",
-			Fields: fields(false,
-				use("url", required, secret, describe("The webhook URL. Sensitive: Slack and Teams webhook URLs carry their own secret.")),
-			),
-			access: &accessSpec{fields: []string{"url"}},
-		},
-		{
-			Name: "device_account", Kind: KindStatic,
-			Description: "An account on a device (PAM style), also found by hostname + ip + username.",
-			Fields: fields(true,
-				use("hostname", required),
-				use("ip", required),
-				use("username", required),
-				use("password"),
-				use("domain"),
-				use("additional"),
-				use("notes"),
-			),
-		},
-		{
-			Name: "oauth2_client_credentials", Kind: KindOAuth2,
-			Description: "Any OAuth 2.0 provider, client credentials grant.",
-			Fields: fields(false,
-				use("token_url", required),
-				use("client_id", required),
-				use("client_secret", required),
-				use("scopes"),
-				use("audience"),
-				use("auth_style", defaultValue("header")),
-			),
-		},
-		{
-			Name: "oauth2_password", Kind: KindOAuth2,
-			Description: "Any OAuth 2.0 provider, resource owner password grant.",
-			Fields: fields(true,
-				use("token_url", required),
-				use("client_id", required),
-				use("client_secret", required),
-				use("scopes"),
-				use("audience"),
-				use("auth_style", defaultValue("header")),
-				use("username", required),
-				use("password", required),
-			),
-		},
-		{
-			Name: "oauth2_authorization_code", Kind: KindOAuth2,
-			Description: "Any OAuth 2.0 provider, authorization code grant with PKCE; a person consents once through credentials/<name>/authorize.",
-			Fields: fields(false,
-				use("auth_url", required),
-				use("token_url", required),
-				use("client_id", required),
-				use("client_secret", describe("OAuth client secret; leave unset for a public client.")),
-				use("scopes"),
-				use("redirect_url"),
-			),
-		},
-		{
-			Name: "m365", Kind: KindOAuth2, Aliases: []string{"microsoft_graph"},
-			Description: "Microsoft Graph (Microsoft Entra app registration), client credentials grant.",
-			Fields: fields(false, append([]Field{
-				use("tenant", required),
-				use("client_id", required, describe("Application (client) ID of the app registration.")),
-				use("client_secret", required),
-				use("scopes", defaultValue([]string{graphScope})),
-			}, oauthOverrides(
-				"Token endpoint; default https://login.microsoftonline.com/<tenant>/oauth2/v2.0/token.",
-				"Authorization endpoint; default https://login.microsoftonline.com/<tenant>/oauth2/v2.0/authorize.",
-			)...)...),
-		},
-		{
-			Name: "zoom", Kind: KindOAuth2,
-			Description: "Zoom Server-to-Server OAuth app (account credentials grant).",
-			Fields: fields(false, append([]Field{
-				use("account_id", required),
-				use("client_id", required),
-				use("client_secret", required),
-			}, oauthOverrides(
-				"Token endpoint; default https://zoom.us/oauth/token.",
-				"Authorization endpoint; default https://zoom.us/oauth/authorize.",
-			)...)...),
-		},
-		{
-			Name: "servicenow_oauth", Kind: KindOAuth2,
-			Description: "ServiceNow OAuth client: client credentials grant, or password grant when username and password are given.",
-			Fields: fields(true, append([]Field{
-				use("instance", required),
-				use("client_id", required),
-				use("client_secret", required),
-				use("username", describe("User for the password grant; set together with password.")),
-				use("password", describe("Password for the password grant; set together with username.")),
-			}, oauthOverrides(
-				"Token endpoint; default https://<instance>.service-now.com/oauth_token.do.",
-				"Authorization endpoint; default https://<instance>.service-now.com/oauth_auth.do.",
-			)...)...),
-			finish: finishServiceNow,
-		},
-		{
-			Name: "cisco_client_credentials", Kind: KindOAuth2,
-			Description: "Cisco API client (for example Secure Endpoint, XDR or Umbrella), client credentials grant against auth_url.",
-			Fields: fields(false,
-				use("auth_url", required, describe("Token (authentication) endpoint of the Cisco API.")),
-				use("client_id", required),
-				use("client_secret", required),
-				use("token_url", describe("Token endpoint, overriding auth_url.")),
-			),
-		},
-		{
-			Name: "slack", Kind: KindStatic,
-			Description: "A Slack bot, user or app-level token.",
-			Fields: fields(false,
-				use("token", required, describe("Slack token."),
-					tighten(`Slack token: printable ASCII without spaces, beginning "xox" (xoxb-, xoxp-, xoxe.…) or "xapp-"`, checkSlackToken)),
-			),
-			access: &accessSpec{fields: []string{"token"}, extra: fixedAuthorization("Bearer")},
-		},
-		{
-			Name: "pagerduty", Kind: KindStatic,
-			Description: "A PagerDuty Events API v2 routing (integration) key.",
-			Fields: fields(false,
-				use("routing_key", required),
-			),
-			access: &accessSpec{fields: []string{"routing_key"}},
-		},
-		{
-			Name: "okta", Kind: KindStatic,
-			Description: "An Okta API token (SSWS) for one Okta org.",
-			Fields: fields(false,
-				use("url", required, describe("Okta org URL, such as https://example.okta.com.")),
-				use("token", required, describe("Okta API token.")),
-			),
-			access: &accessSpec{fields: []string{"token"}, extra: fixedAuthorization("SSWS")},
-		},
-	}
-}
-
 // fields appends the common fields to a type's own.
 func fields(withTOTP bool, own ...Field) []Field {
 	return append(own, lifecycle(withTOTP)...)
@@ -455,6 +243,8 @@ type catalogIndex struct {
 	byName     map[string]*Type
 	fieldNames []string
 	schema     map[string]Field
+	// deviceAccounts is the type marked DeviceIndexed.
+	deviceAccounts *Type
 }
 
 var catalog catalogIndex
@@ -486,6 +276,7 @@ func buildCatalog(ts []*Type) catalogIndex {
 				c.schema[f.Name] = s
 			}
 		}
+		deriveFacts(&c, t)
 		if t.Kind == KindStatic && t.access == nil {
 			// Types whose access material is "all of their fields".
 			t.access = &accessSpec{}
@@ -502,5 +293,29 @@ func buildCatalog(ts []*Type) catalogIndex {
 		c.fieldNames = append(c.fieldNames, n)
 	}
 	slices.Sort(c.fieldNames)
+	if c.deviceAccounts == nil {
+		panic("credtype: no type is DeviceIndexed")
+	}
 	return c
+}
+
+// deriveFacts sets what follows from a type's declarations, and refuses declarations
+// that name fields the type lacks.
+func deriveFacts(c *catalogIndex, t *Type) {
+	t.Kind = KindStatic
+	if t.OAuth != nil {
+		t.Kind = KindOAuth2
+		checkPreset(t)
+	}
+	if t.DeviceIndexed {
+		if c.deviceAccounts != nil {
+			panic("credtype: two DeviceIndexed types: " + c.deviceAccounts.Name + ", " + t.Name)
+		}
+		c.deviceAccounts = t
+	}
+	if n := t.notify; n != nil && !n.slackAPI {
+		if _, ok := t.Field(n.urlField); !ok {
+			panic(fmt.Sprintf("credtype: type %s notifies through field %s, which it lacks", t.Name, n.urlField))
+		}
+	}
 }

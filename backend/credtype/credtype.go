@@ -95,6 +95,7 @@ type Type struct {
 	// Name is the canonical type name stored with a credential, e.g. "m365".
 	Name string
 	// Kind says whether the credential is handed out (static) or mints tokens (oauth2).
+	// The catalog derives it: oauth2 for a type with an OAuth preset, else static.
 	Kind Kind
 	// Aliases are other names Lookup accepts, e.g. "microsoft_graph".
 	Aliases []string
@@ -102,6 +103,13 @@ type Type struct {
 	Description string
 	// Fields are the type's own fields, then the common fields that apply to it.
 	Fields []Field
+	// OAuth is how an oauth2 type's fields become a token request; nil for static
+	// types. The oauth package builds its Config from it and knows no type names.
+	OAuth *OAuthPreset
+	// DeviceIndexed marks the one type whose accounts are also found by hostname + ip
+	// + username (the backend's device-accounts/ and lookup/ paths, and its device
+	// index); see DeviceAccountType.
+	DeviceIndexed bool
 
 	// finish runs the checks that span fields (a key matching its certificate, a
 	// passphrase decrypting its key) once every field is valid on its own, and fills in
@@ -109,6 +117,8 @@ type Type struct {
 	finish func(*Validated) FieldErrors
 	// access shapes what `access/<name>` returns; nil for oauth2 kinds.
 	access *accessSpec
+	// notify says how the type receives the engine's notifications; nil when it cannot.
+	notify *notifySpec
 }
 
 // All returns every credential type, sorted by Name. The types are shared with the
@@ -123,6 +133,12 @@ func All() []*Type {
 func Lookup(name string) (*Type, bool) {
 	t, ok := catalog.byName[strings.ToLower(strings.TrimSpace(name))]
 	return t, ok
+}
+
+// DeviceAccountType returns the type marked DeviceIndexed. The type is shared with
+// the catalog: treat it as read-only.
+func DeviceAccountType() *Type {
+	return catalog.deviceAccounts
 }
 
 // FieldNames returns the union of every field name of every type, sorted, so the path

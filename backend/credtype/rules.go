@@ -38,10 +38,7 @@ func checkHTTPSURL(s string) (string, error) {
 			return "", ruleError("must have a port between 1 and 65535 when it has one")
 		}
 	}
-	switch scheme := strings.ToLower(u.Scheme); {
-	case scheme == "https":
-	case scheme == "http" && isLoopback(host):
-	default:
+	if !EndpointAllowed(strings.ToLower(u.Scheme), host) {
 		return "", errHTTPSURL
 	}
 	u.Scheme = strings.ToLower(u.Scheme)
@@ -119,6 +116,16 @@ func parsePort(s string) (int, bool) {
 	return n, err == nil && n >= 1 && n <= 65535
 }
 
+// EndpointAllowed is the one rule for where the engine sends or hands out credentials:
+// scheme (lower-case) https, or http only to a loopback host, where the wire is this
+// machine (tests, local development providers). The catalog's URL fields and the oauth
+// package's endpoints and redirects all use it.
+func EndpointAllowed(scheme, host string) bool {
+	return scheme == "https" || scheme == "http" && isLoopback(host)
+}
+
+// isLoopback: localhost (with or without its trailing dot), 127.0.0.0/8 and ::1,
+// IPv4-mapped forms included.
 func isLoopback(host string) bool {
 	if strings.EqualFold(strings.TrimSuffix(host, "."), "localhost") {
 		return true

@@ -224,7 +224,7 @@ func TestMintAuthorizationCodeWithoutRefreshToken(t *testing.T) {
 func TestZoomAccountCredentials(t *testing.T) {
 	t.Parallel()
 	p := newProvider(t, providerOptions{clientAuth: AuthStyleHeader})
-	cfg, err := FromFields(TypeZoom, map[string]any{
+	cfg, err := FromFields("zoom", map[string]any{
 		"account_id":    oauthtest.AccountID,
 		"client_id":     oauthtest.ClientID,
 		"client_secret": oauthtest.ClientSecret,
@@ -265,15 +265,15 @@ func TestPresetsAgainstLocalServer(t *testing.T) {
 		wantStyle string
 		wantScope string
 	}{
-		{"m365", TypeM365, map[string]any{"tenant": "contoso.onmicrosoft.com"},
+		{"m365", "m365", map[string]any{"tenant": "contoso.onmicrosoft.com"},
 			AuthStyleBody, "client_credentials", AuthStyleBody, "https://graph.microsoft.com/.default"},
-		{"microsoft_graph alias", TypeMicrosoftGraph, map[string]any{"tenant": "common", "scopes": []string{"a", "b"}},
+		{"microsoft_graph alias", "microsoft_graph", map[string]any{"tenant": "contoso.onmicrosoft.com", "scopes": []string{"a", "b"}},
 			AuthStyleBody, "client_credentials", AuthStyleBody, "a b"},
-		{"servicenow client credentials", TypeServiceNow, map[string]any{"instance": "dev1234"},
+		{"servicenow client credentials", "servicenow_oauth", map[string]any{"instance": "dev1234"},
 			AuthStyleBody, "client_credentials", AuthStyleBody, ""},
-		{"servicenow password", TypeServiceNow, map[string]any{"instance": "dev1234", "username": oauthtest.Username, "password": oauthtest.Password},
+		{"servicenow password", "servicenow_oauth", map[string]any{"instance": "dev1234", "username": oauthtest.Username, "password": oauthtest.Password},
 			AuthStyleBody, "password", AuthStyleBody, ""},
-		{"cisco", TypeCisco, map[string]any{"auth_url": "https://id.cisco.com/oauth2/default/v1/token"},
+		{"cisco", "cisco_client_credentials", map[string]any{"auth_url": "https://id.cisco.com/oauth2/default/v1/token"},
 			AuthStyleHeader, "client_credentials", AuthStyleHeader, ""},
 	}
 	for _, tt := range tests {

@@ -4,14 +4,14 @@ import (
 	"errors"
 	"fmt"
 	"maps"
-	"net/netip"
 	"net/url"
-	"regexp"
 	"slices"
 	"strings"
 	"time"
 
 	"golang.org/x/oauth2"
+
+	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/backend/credtype"
 )
 
 // Grant is the OAuth 2.0 grant a credential uses to obtain access tokens.
@@ -65,29 +65,6 @@ type Config struct {
 	DefaultLifetime time.Duration
 }
 
-// Preset type names. They match the credential-type catalog; "microsoft_graph"
-// is accepted as an alias of TypeM365.
-const (
-	TypeClientCredentials = "oauth2_client_credentials"
-	TypePassword          = "oauth2_password"
-	TypeAuthorizationCode = "oauth2_authorization_code"
-	TypeM365              = "m365"
-	TypeMicrosoftGraph    = "microsoft_graph"
-	TypeZoom              = "zoom"
-	TypeServiceNow        = "servicenow_oauth"
-	TypeCisco             = "cisco_client_credentials"
-)
-
-// Provider endpoints and defaults baked into the presets.
-const (
-	m365TokenURLFormat = "https://login.microsoftonline.com/%s/oauth2/v2.0/token"
-	m365AuthURLFormat  = "https://login.microsoftonline.com/%s/oauth2/v2.0/authorize"
-	m365DefaultScope   = "https://graph.microsoft.com/.default"
-	zoomTokenURL       = "https://zoom.us/oauth/token"
-	serviceNowURLFmt   = "https://%s.service-now.com/oauth_token.do"
-	serviceNowSuffix   = ".service-now.com"
-)
-
 // reservedParams are set by the grant itself; letting Params override them
 // would change the grant or leak one credential's secret into another slot.
 var reservedParams = map[string]bool{
@@ -98,109 +75,60 @@ var reservedParams = map[string]bool{
 	"response_type": true, "audience": true,
 }
 
-var (
-	// A tenant is a GUID, a verified domain or one of "common",
-	// "organizations", "consumers"; it lands in a URL path, so nothing else.
-	tenantPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9.-]{0,254}$`)
-	// A ServiceNow instance name is one DNS label.
-	instancePattern = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$`)
-)
-
-// IsOAuthType reports whether typeName is one of the OAuth 2.0 credential
-// types FromFields understands.
-func IsOAuthType(typeName string) bool {
-	switch typeName {
-	case TypeClientCredentials, TypePassword, TypeAuthorizationCode,
-		TypeM365, TypeMicrosoftGraph, TypeZoom, TypeServiceNow, TypeCisco:
-		return true
-	}
-	return false
-}
-
-// FromFields maps a credential type's validated fields to a Config, applying
-// the provider presets. fields values are strings, except "scopes", which may
-// also be a []string (or []any of strings, as JSON decoding yields). Every
-// preset honours "token_url" and "auth_url" overrides, so a test or a private
-// deployment can point it elsewhere. The result is validated with
-// Config.Validate.
+// FromFields maps a credential's validated fields to a Config by its type's OAuth
+// preset in the catalog (credtype.OAuthPreset): the grant, endpoint templates filled
+// from fields by the fields' own rules, the default scopes and auth style, and the
+// fields sent as parameters. Every preset honours "token_url" and "auth_url"
+// overrides, so a test or a private deployment can point it elsewhere. fields values
+// are strings, except "scopes", which may also be a []string (or []any of strings, as
+// JSON decoding yields). The result is validated with Config.Validate.
 func FromFields(typeName string, fields map[string]any) (Config, error) {
+	t, ok := credtype.Lookup(typeName)
+	if !ok || t.OAuth == nil {
+		return Config{}, fmt.Errorf("credential type %q is not an OAuth 2.0 type", typeName)
+	}
+	p := t.OAuth
 	f := fieldReader{fields: fields}
 	cfg := Config{
+		Grant:        Grant(p.Grant),
 		ClientSecret: f.secret("client_secret"),
 		Scopes:       f.scopes(),
 		Audience:     f.str("audience"),
 		AuthStyle:    f.str("auth_style"),
 		RedirectURL:  f.str("redirect_url"),
 	}
-
-	switch typeName {
-	case TypeClientCredentials:
-		cfg.Grant = GrantClientCredentials
-		cfg.TokenURL = f.required("token_url")
-	case TypePassword:
-		cfg.Grant = GrantPassword
-		cfg.TokenURL = f.required("token_url")
-		cfg.Username = f.required("username")
-		cfg.Password = f.requiredSecret("password")
-	case TypeAuthorizationCode:
-		cfg.Grant = GrantAuthorizationCode
-		cfg.AuthURL = f.required("auth_url")
-		cfg.TokenURL = f.required("token_url")
-		// A public client (no secret) identifies itself in the body; HTTP Basic with
-		// an empty password is refused by some providers.
-		if cfg.ClientSecret == "" {
-			defaultStyle(&cfg, AuthStyleBody)
-		}
-	case TypeM365, TypeMicrosoftGraph:
-		tenant := f.required("tenant")
-		if tenant != "" && !tenantPattern.MatchString(tenant) {
-			f.fail("tenant", "must be a tenant ID or domain")
-		}
-		cfg.Grant = GrantClientCredentials
-		cfg.TokenURL = fmt.Sprintf(m365TokenURLFormat, tenant)
-		cfg.AuthURL = fmt.Sprintf(m365AuthURLFormat, tenant)
-		if len(cfg.Scopes) == 0 {
-			cfg.Scopes = []string{m365DefaultScope}
-		}
-		defaultStyle(&cfg, AuthStyleBody)
-	case TypeZoom:
-		cfg.Grant = GrantAccountCredentials
-		cfg.TokenURL = zoomTokenURL
-		cfg.Params = map[string]string{"account_id": f.required("account_id")}
-		defaultStyle(&cfg, AuthStyleHeader)
-	case TypeServiceNow:
-		instance := strings.TrimSuffix(strings.ToLower(f.required("instance")), serviceNowSuffix)
-		if instance != "" && !instancePattern.MatchString(instance) {
-			f.fail("instance", "must be the instance name, as in <name>.service-now.com")
-		}
-		cfg.TokenURL = fmt.Sprintf(serviceNowURLFmt, instance)
+	if len(cfg.Scopes) == 0 {
+		cfg.Scopes = t.DefaultScopes()
+	}
+	cfg.TokenURL = f.endpoint(t, p.TokenURL, "token_url")
+	if p.AuthURL != "" {
+		cfg.AuthURL = f.endpoint(t, p.AuthURL, "auth_url")
+	}
+	switch {
+	case cfg.Grant == GrantPassword:
+		cfg.Username, cfg.Password = f.required("username"), f.requiredSecret("password")
+	case p.PasswordGrantWithUser:
 		cfg.Username, cfg.Password = f.str("username"), f.secret("password")
 		switch {
 		case cfg.Username != "" && cfg.Password != "":
 			cfg.Grant = GrantPassword
 		case cfg.Username != "" || cfg.Password != "":
 			f.fail("password", "username and password must be given together")
-		default:
-			cfg.Grant = GrantClientCredentials
 		}
+	}
+	for _, name := range p.Params {
+		if cfg.Params == nil {
+			cfg.Params = make(map[string]string, len(p.Params))
+		}
+		cfg.Params[name] = f.required(name)
+	}
+	// A public client (no secret) identifies itself in the body; HTTP Basic with an
+	// empty password is refused by some providers.
+	if cfg.ClientSecret == "" {
 		defaultStyle(&cfg, AuthStyleBody)
-	case TypeCisco:
-		cfg.Grant = GrantClientCredentials
-		cfg.TokenURL = f.required("auth_url") // Cisco calls its token endpoint the auth URL
-		defaultStyle(&cfg, AuthStyleHeader)
-	default:
-		return Config{}, fmt.Errorf("credential type %q is not an OAuth 2.0 type", typeName)
 	}
+	defaultStyle(&cfg, p.AuthStyle)
 	cfg.ClientID = f.required("client_id")
-
-	// Overrides apply to every preset. For cisco, auth_url already is the
-	// token endpoint, so only token_url overrides it.
-	if v := f.str("token_url"); v != "" {
-		cfg.TokenURL = v
-	}
-	if v := f.str("auth_url"); v != "" && typeName != TypeCisco {
-		cfg.AuthURL = v
-	}
 	if f.err != nil {
 		return Config{}, fmt.Errorf("%s: %w", typeName, f.err)
 	}
@@ -296,23 +224,13 @@ func checkEndpointURL(u *url.URL) error {
 		return errors.New("must be an absolute URL")
 	case u.User != nil:
 		return errors.New("must not contain credentials")
-	case u.Scheme == "https":
-		return nil
-	case u.Scheme == "http" && isLoopback(u.Hostname()):
+	case credtype.EndpointAllowed(u.Scheme, u.Hostname()):
 		return nil
 	case u.Scheme == "http":
 		return errInsecureEndpoint
 	default:
 		return fmt.Errorf("scheme %q is not supported", u.Scheme)
 	}
-}
-
-func isLoopback(host string) bool {
-	if strings.EqualFold(host, "localhost") {
-		return true
-	}
-	addr, err := netip.ParseAddr(host)
-	return err == nil && addr.Unmap().IsLoopback()
 }
 
 // authStyle maps the configured style onto x/oauth2's. Auto-detection is never
@@ -336,6 +254,22 @@ func (f *fieldReader) fail(name, rule string) {
 	if f.err == nil {
 		f.err = fmt.Errorf("field %q %s", name, rule)
 	}
+}
+
+// endpoint is a preset's endpoint: its template filled from the fields, overridden by
+// the field called field when that is set. Without a template the field is required.
+func (f *fieldReader) endpoint(t *credtype.Type, tmpl, field string) string {
+	if tmpl == "" {
+		return f.required(field)
+	}
+	v, err := t.FillEndpoint(tmpl, f.fields)
+	if err != nil && f.err == nil {
+		f.err = err
+	}
+	if o := f.str(field); o != "" {
+		return o
+	}
+	return v
 }
 
 func (f *fieldReader) str(name string) string {

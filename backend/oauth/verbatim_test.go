@@ -19,9 +19,9 @@ func TestSecretsReachProviderVerbatim(t *testing.T) {
 		typ    string
 		fields map[string]any
 	}{
-		{TypePassword, map[string]any{"token_url": p.TokenURL(), "client_id": oauthtest.ClientID, "client_secret": secret,
+		{"oauth2_password", map[string]any{"token_url": p.TokenURL(), "client_id": oauthtest.ClientID, "client_secret": secret,
 			"username": oauthtest.Username, "password": password, "auth_style": AuthStyleBody}},
-		{TypeServiceNow, map[string]any{"instance": "dev1", "token_url": p.TokenURL(), "client_id": oauthtest.ClientID, "client_secret": secret,
+		{"servicenow_oauth", map[string]any{"instance": "dev1", "token_url": p.TokenURL(), "client_id": oauthtest.ClientID, "client_secret": secret,
 			"username": oauthtest.Username, "password": password, "auth_style": AuthStyleBody}},
 	} {
 		t.Run(tc.typ, func(t *testing.T) {
