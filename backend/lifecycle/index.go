@@ -110,24 +110,6 @@ func (x *Index) due(now time.Time, limit int) ([]string, int) {
 	return out, visited
 }
 
-// Next returns the earliest filed name and its time; ok is false when the index is
-// empty. The sweep can sleep until then.
-func (x *Index) Next() (name string, due time.Time, ok bool) {
-	x.mu.Lock()
-	defer x.mu.Unlock()
-	if len(x.heap) == 0 {
-		return "", time.Time{}, false
-	}
-	return x.heap[0].name, x.heap[0].due, true
-}
-
-// Len is the number of filed names.
-func (x *Index) Len() int {
-	x.mu.Lock()
-	defer x.mu.Unlock()
-	return len(x.heap)
-}
-
 func (x *Index) less(i, j int) bool {
 	a, b := x.heap[i], x.heap[j]
 	if c := a.due.Compare(b.due); c != 0 {
