@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"strings"
 	"unicode"
-	"unicode/utf8"
 
 	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/logical"
@@ -27,7 +26,7 @@ func pathAccess(b *integrationsBackend) *framework.Path {
 			"name": {Type: framework.TypeString, Description: "Name of the credential.", Required: true},
 			"integration": {
 				Type:        framework.TypeString,
-				Description: "Name of the calling integration, for the usage log: " + integrationRule + ". Default: the caller's Vault display name (shortened to 128 characters, anything unprintable replaced by '?').",
+				Description: "Name of the calling integration, for the usage log: " + credtype.IntegrationRule + ". Default: the caller's Vault display name (shortened to 128 characters, anything unprintable replaced by '?').",
 				Query:       true,
 			},
 			"minimum_seconds": {
@@ -110,43 +109,28 @@ func unavailable(name string, err error) error {
 	return logical.CodedError(http.StatusForbidden, fmt.Sprintf("credential %q cannot be used: %s%s", name, ue.Error(), hint))
 }
 
-// maxIntegration bounds the integration label of access/ and of the logs filter: it is
-// stored in every usage event, so an unbounded one would fill the log.
-const maxIntegration = 128
-
-// integrationRule is the rule of the integration label, quoted in its refusals.
-const integrationRule = "at most 128 printable characters (letters, digits, punctuation, symbols and spaces; no control or format characters)"
-
-// validIntegration reports whether s follows integrationRule.
-func validIntegration(s string) bool {
-	if len(s) > utf8.UTFMax*maxIntegration || !utf8.ValidString(s) || utf8.RuneCountInString(s) > maxIntegration {
-		return false
-	}
-	return !strings.ContainsFunc(s, func(r rune) bool { return !unicode.IsPrint(r) })
-}
-
 // integrationLabel is who a request is logged as: the explicit label, refused unless it
 // follows integrationRule, else the caller's Vault identity (requestIntegration).
 func integrationLabel(req *logical.Request, explicit string) (string, error) {
 	if explicit != "" {
-		if !validIntegration(explicit) {
-			return "", fieldErr("integration", "must be "+integrationRule)
+		if !credtype.ValidIntegration(explicit) {
+			return "", fieldErr("integration", "must be "+credtype.IntegrationRule)
 		}
 		return explicit, nil
 	}
 	return requestIntegration(req), nil
 }
 
-// clampIntegration makes s follow integrationRule: unprintable runes (and invalid
-// UTF-8) become '?', and only the first maxIntegration characters are kept.
+// clampIntegration makes s follow credtype.IntegrationRule: unprintable runes (and
+// invalid UTF-8) become '?', and only the first MaxIntegration characters are kept.
 func clampIntegration(s string) string {
-	if validIntegration(s) {
+	if credtype.ValidIntegration(s) {
 		return s
 	}
 	var out strings.Builder
 	n := 0
 	for _, r := range s {
-		if n == maxIntegration {
+		if n == credtype.MaxIntegration {
 			break
 		}
 		if !unicode.IsPrint(r) {

@@ -8,6 +8,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/hashicorp/go-secure-stdlib/parseutil"
 	lc "github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/backend/lifecycle"
@@ -26,13 +28,14 @@ var commonNames = defineCommon()
 
 func defineCommon() []string {
 	fs := []Field{
-		{Name: "description", Type: FieldString, Common: true, multiline: true, Rule: ruleText,
+		{Name: "description", Type: FieldString, Common: true, multiline: true,
+			Rule:        "text (line breaks allowed, and tabs; no other control characters), at most 4096 bytes",
 			Description: "What the credential is for."},
 		{Name: "tags", Type: FieldList, Common: true, item: labelItem, maxLen: maxLabel,
 			Rule:        "list of labels without commas or control characters; duplicates dropped; at most 64 items of at most 128 bytes each",
 			Description: "Labels to find the credential by."},
-		{Name: "used_by", Type: FieldList, Common: true, item: labelItem, maxLen: maxLabel,
-			Rule:        "list of integration names without commas or control characters; duplicates dropped; at most 64 items of at most 128 bytes each",
+		{Name: "used_by", Type: FieldList, Common: true, item: integrationItem, maxLen: utf8.UTFMax * MaxIntegration,
+			Rule:        "list of integration names without commas, each " + IntegrationRule + " as on access/; duplicates dropped; at most 64 items",
 			Description: "Integrations expected to use the credential."},
 		{Name: "suspend_after", Type: FieldDuration, Common: true, maxLen: maxShort,
 			Rule:        `duration in seconds (or such as "180d" or "4320h"), ` + lc.MinWindowRule + "; unset uses config suspend_after",
@@ -53,6 +56,30 @@ func defineCommon() []string {
 		names[i] = f.Name
 	}
 	return names
+}
+
+// MaxIntegration bounds an integration name, in characters: the caller's label on
+// access/, the logs filter, and each used_by entry, which names such a caller.
+const MaxIntegration = 128
+
+// IntegrationRule is the rule of an integration name, quoted in its refusals.
+const IntegrationRule = "at most 128 printable characters (letters, digits, punctuation, symbols and spaces; no control or format characters)"
+
+// ValidIntegration reports whether s follows IntegrationRule.
+func ValidIntegration(s string) bool {
+	if len(s) > utf8.UTFMax*MaxIntegration || !utf8.ValidString(s) || utf8.RuneCountInString(s) > MaxIntegration {
+		return false
+	}
+	return !strings.ContainsFunc(s, func(r rune) bool { return !unicode.IsPrint(r) })
+}
+
+// integrationItem is a used_by entry: an integration name, without the commas that
+// would split it when sent as a comma-separated list.
+func integrationItem(s string) ([]string, error) {
+	if !ValidIntegration(s) {
+		return nil, ruleError("must have items of " + IntegrationRule)
+	}
+	return labelItem(s)
 }
 
 // lifecycle returns the common fields every type takes, plus totp_secret for the
