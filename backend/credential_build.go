@@ -156,12 +156,10 @@ func (b *integrationsBackend) applyLifecycleFields(ctx context.Context, s logica
 	if err := common.Set(values); err != nil {
 		return err
 	}
-	// New limits start a new window at once, as the vendor does; so does a new expiry.
-	if common.SuspendAfter != c.SuspendAfter || common.PurgeAfter != c.PurgeAfter || !common.ExpiresAt.Equal(c.State.ExpiresAt) {
-		c.State = lifecycle.Touch(c.State, b.now().UTC())
-	}
+	windowsChanged := common.SuspendAfter != c.SuspendAfter || common.PurgeAfter != c.PurgeAfter
+	c.State = lifecycle.NewLimits(c.State, common.ExpiresAt, windowsChanged, b.now().UTC())
 	c.Description, c.Tags, c.UsedBy = common.Description, common.Tags, common.UsedBy
-	c.SuspendAfter, c.PurgeAfter, c.State.ExpiresAt = common.SuspendAfter, common.PurgeAfter, common.ExpiresAt
+	c.SuspendAfter, c.PurgeAfter = common.SuspendAfter, common.PurgeAfter
 	cfg, err := b.loadConfig(ctx, s)
 	if err != nil {
 		return err

@@ -88,8 +88,10 @@ func (c *engineConfig) policy() lifecycle.Policy {
 func pathConfig(b *integrationsBackend) *framework.Path {
 	def := lifecycle.DefaultPolicy()
 	warnDefault := make([]string, len(def.WarnBefore))
+	warnDays := make([]string, len(def.WarnBefore))
 	for i, w := range def.WarnBefore {
 		warnDefault[i] = strconv.FormatInt(seconds(w), 10)
+		warnDays[i] = strconv.FormatInt(int64(w/day), 10) + "d"
 	}
 	return &framework.Path{
 		Pattern: configPath + "$",
@@ -99,17 +101,17 @@ func pathConfig(b *integrationsBackend) *framework.Path {
 		Fields: map[string]*framework.FieldSchema{
 			"suspend_after": {
 				Type:        framework.TypeDurationSecond,
-				Description: "Suspend a credential after this long without a successful access. Default 180 days.",
+				Description: fmt.Sprintf("Suspend a credential after this long without a successful access. Default %d days.", def.SuspendAfter/day),
 				Default:     int(def.SuspendAfter.Seconds()),
 			},
 			"purge_after": {
 				Type:        framework.TypeDurationSecond,
-				Description: "Delete a credential after this long without a successful access; must exceed suspend_after. Default 365 days.",
+				Description: fmt.Sprintf("Delete a credential after this long without a successful access; must exceed suspend_after. Default %d days.", def.PurgeAfter/day),
 				Default:     int(def.PurgeAfter.Seconds()),
 			},
 			"warn_before": {
 				Type:        framework.TypeCommaStringSlice,
-				Description: `Warn this long before suspension and before purge, once per threshold; durations such as "90d" or seconds, largest first, each shorter than suspend_after. Default 90d,60d,30d,7d.`,
+				Description: fmt.Sprintf(`Warn this long before suspension and before purge, once per threshold; durations such as "90d" or seconds, largest first, at most %d, each shorter than suspend_after. Default %s.`, lifecycle.MaxWarnThresholds, strings.Join(warnDays, ",")),
 				Default:     warnDefault,
 			},
 			"expiry_buffer": {

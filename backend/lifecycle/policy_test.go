@@ -218,6 +218,17 @@ func TestTouchAndTransitions(t *testing.T) {
 	if ok.Status != StatusActive || ok.Reason != "" || !ok.NeedsReauthAt.IsZero() || !ok.ActivityAt.Equal(at(day(7))) {
 		t.Errorf("Reauthorized = %+v", ok)
 	}
+	// New limits restart the window; the same limits leave the state alone.
+	exp := at(day(100))
+	if got := NewLimits(s, exp, false, at(day(8))); !got.ExpiresAt.Equal(exp) || !got.ActivityAt.Equal(at(day(8))) || got.Warned != nil {
+		t.Errorf("NewLimits(new expiry) = %+v, want a new window", got)
+	}
+	if got := NewLimits(s, time.Time{}, true, at(day(8))); !got.ActivityAt.Equal(at(day(8))) {
+		t.Errorf("NewLimits(new windows) = %+v, want a new window", got)
+	}
+	if got := NewLimits(s, time.Time{}, false, at(day(8))); !got.ActivityAt.Equal(s.ActivityAt) || len(got.Warned) != 1 {
+		t.Errorf("NewLimits(unchanged) = %+v, want the state as it was", got)
+	}
 	// New settings retry a refused grant without renewing the window.
 	if got := Reconfigured(re); got.Status != StatusActive || got.Reason != "" || !got.NeedsReauthAt.IsZero() || !got.ActivityAt.Equal(re.ActivityAt) {
 		t.Errorf("Reconfigured(needs_reauth) = %+v", got)

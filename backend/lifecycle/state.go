@@ -144,6 +144,18 @@ func Reconfigured(s State) State {
 	return s
 }
 
+// NewLimits returns s with a credential's expiry set to expiresAt, written at the
+// given time. New limits start a new window at once, as the vendor does: when the
+// expiry or one of the credential's windows changed (windowsChanged), the window
+// restarts; otherwise the state is as it was.
+func NewLimits(s State, expiresAt time.Time, windowsChanged bool, at time.Time) State {
+	if windowsChanged || !expiresAt.Equal(s.ExpiresAt) {
+		s = Touch(s, at)
+	}
+	s.ExpiresAt = expiresAt
+	return s
+}
+
 // Apply returns the state after performing a, which Policy.Due returned at now.
 func Apply(s State, a Action, now time.Time) State {
 	switch a.Kind {
