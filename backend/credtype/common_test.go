@@ -2,8 +2,8 @@ package credtype
 
 import (
 	"encoding/json"
-	"errors"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -55,21 +55,14 @@ func TestCommonSetRefusals(t *testing.T) {
 		"expires_at":    "next SECRET",
 		"totp_secret":   "JBSWY3DPEHPK3PXP",
 	})
-	var fes FieldErrors
-	if !errors.As(err, &fes) {
-		t.Fatalf("Set = %v, want FieldErrors", err)
-	}
-	var got []string
-	for _, fe := range fes {
-		got = append(got, fe.Field)
-	}
-	if want := []string{"description", "expires_at", "purge_after", "suspend_after", "tags", "totp_secret"}; !reflect.DeepEqual(got, want) {
-		t.Errorf("refused fields %v, want %v", got, want)
-	}
-	for _, frag := range []string{"control characters", "RFC 3339", `such as "180d"`, "at least one day (86400 seconds)", "without commas", "is not a common field"} {
-		if !strings.Contains(err.Error(), frag) {
-			t.Errorf("error %q lacks %q", err, frag)
-		}
+	wantFieldError(t, err, "description", "control characters")
+	wantFieldError(t, err, "expires_at", "RFC 3339")
+	wantFieldError(t, err, "purge_after", `such as "180d"`)
+	wantFieldError(t, err, "suspend_after", "at least one day (86400 seconds)")
+	wantFieldError(t, err, "tags", "without commas")
+	wantFieldError(t, err, "totp_secret", "is not a common field")
+	if fes, ok := err.(FieldErrors); !ok || len(fes) != 6 || !slices.IsSortedFunc(fes, func(a, b *FieldError) int { return strings.Compare(a.Field, b.Field) }) {
+		t.Errorf("Set = %v, want six FieldErrors sorted by field", err)
 	}
 	if strings.Contains(err.Error(), "SECRET") {
 		t.Errorf("error echoes a value: %s", err)

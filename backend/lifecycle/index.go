@@ -66,16 +66,6 @@ func (x *Index) Remove(name string) {
 	}
 }
 
-// Get returns the time name is filed under.
-func (x *Index) Get(name string) (time.Time, bool) {
-	x.mu.Lock()
-	defer x.mu.Unlock()
-	if e, ok := x.names[name]; ok {
-		return e.due, true
-	}
-	return time.Time{}, false
-}
-
 // Due returns the names due at or before now, earliest first, at most limit of them
 // (limit < 1: all). They stay filed: the sweep re-Sets each after processing it, so one
 // that fails is retried on the next sweep. The cost grows with the number returned,
