@@ -7,11 +7,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
 	"strings"
-	"time"
 
-	"github.com/hashicorp/go-secure-stdlib/parseutil"
 	"github.com/hashicorp/vault/sdk/logical"
 	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/backend/credtype"
 	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/backend/lifecycle"
@@ -49,9 +46,7 @@ func (b *integrationsBackend) buildCredential(ctx context.Context, s logical.Sto
 		return nil, fieldErr("type", "is required when creating a credential")
 	}
 
-	c := &credential{Name: name, Type: t.Name, CreatedAt: now, State: lifecycle.State{
-		Status: lifecycle.StatusActive, CreatedAt: now, ActivityAt: now,
-	}}
+	c := &credential{Name: name, Type: t.Name, CreatedAt: now, State: lifecycle.NewState(now)}
 	if existing != nil {
 		c = existing.clone()
 	}
@@ -100,18 +95,19 @@ func (b *integrationsBackend) buildCredential(ctx context.Context, s logical.Sto
 	if err := b.applyLifecycleFields(ctx, s, c, raw, patch); err != nil {
 		return nil, err
 	}
-	if existing != nil && existing.State.Status == lifecycle.StatusNeedsReauth && !patch {
-		// New settings deserve a new attempt; if the provider still refuses, the next
-		// access marks the credential again.
-		c.State.Status, c.State.Reason = lifecycle.StatusActive, ""
+	if existing != nil && !patch {
+		c.State = lifecycle.Reconfigured(c.State) // new settings deserve a new attempt
 	}
 	return c, nil
 }
 
 // fieldValue converts a raw request value to the catalog's wire type: []string for
-// lists, string otherwise.
+// lists, string for strings; durations and times go as sent, for the catalog to parse.
 func fieldValue(f credtype.Field, v any) any {
-	if f.Type == credtype.FieldList {
+	switch f.Type {
+	case credtype.FieldDuration, credtype.FieldTime:
+		return v
+	case credtype.FieldList:
 		var out []string
 		switch l := v.(type) {
 		case []string:
@@ -137,102 +133,38 @@ func fieldValue(f credtype.Field, v any) any {
 	return fmt.Sprint(v)
 }
 
-// applyLifecycleFields validates and applies description, tags, used_by, the window
-// overrides and expires_at.
+// applyLifecycleFields applies description, tags, used_by, the window overrides and
+// expires_at, as the catalog validates them, then holds the credential's effective
+// policy to lifecycle's rules.
 func (b *integrationsBackend) applyLifecycleFields(ctx context.Context, s logical.Storage, c *credential, raw map[string]any, patch bool) error {
-	before := *c
-	get := func(name string) (any, bool) {
-		v, ok := raw[name]
-		if !ok && !patch {
-			return nil, true // an update clears what it omits
-		}
-		return v, ok
-	}
-	if v, ok := get("description"); ok {
-		d, _ := v.(string)
-		if v != nil && d == "" {
-			d = fmt.Sprint(v)
-		}
-		d, err := lifecycleField("description").NormalizeText(d)
-		if err != nil {
-			return fieldErr("description", err.Error())
-		}
-		c.Description = d
-	}
-	for _, lf := range []struct {
-		name string
-		dst  *[]string
-	}{{"tags", &c.Tags}, {"used_by", &c.UsedBy}} {
-		v, ok := get(lf.name)
-		if !ok {
+	values := map[string]any{}
+	for _, f := range c.typeDef().Fields {
+		if !f.Lifecycle() {
 			continue
 		}
-		var list []string
-		if v != nil {
-			list = fieldValue(credtype.Field{Type: credtype.FieldList}, v).([]string)
+		switch v, sent := raw[f.Name]; {
+		case sent && v != nil:
+			values[f.Name] = fieldValue(f, v)
+		case sent || !patch: // null clears, and an update clears what it omits
+			values[f.Name] = nil
 		}
-		list, err := lifecycleField(lf.name).NormalizeList(list)
-		if err != nil {
-			return fieldErr(lf.name, err.Error())
-		}
-		slices.Sort(list)
-		*lf.dst = list
 	}
-	for _, wf := range []struct {
-		name string
-		dst  *time.Duration
-	}{{"suspend_after", &c.SuspendAfter}, {"purge_after", &c.PurgeAfter}} {
-		v, ok := get(wf.name)
-		if !ok {
-			continue
-		}
-		var dur time.Duration
-		if s, isString := v.(string); isString && len(s) > lifecycleField(wf.name).MaxBytes() {
-			return fieldErr(wf.name, fmt.Sprintf("must be at most %d bytes", lifecycleField(wf.name).MaxBytes()))
-		}
-		if v != nil && v != "" {
-			secs, err := parseutil.ParseDurationSecond(v)
-			if err != nil || secs <= 0 {
-				return fieldErr(wf.name, "must be a positive duration such as 90d, 2160h or a number of seconds")
-			}
-			if err := lifecycle.CheckWindow(secs); err != nil {
-				return fieldErr(wf.name, err.Error())
-			}
-			dur = secs
-		}
-		*wf.dst = dur
+	common := credtype.Common{
+		Description: c.Description, Tags: c.Tags, UsedBy: c.UsedBy,
+		SuspendAfter: c.SuspendAfter, PurgeAfter: c.PurgeAfter, ExpiresAt: c.State.ExpiresAt,
 	}
-	if v, ok := get("expires_at"); ok {
-		var at time.Time
-		text, isString := v.(string)
-		if v != nil && !isString {
-			return fieldErr("expires_at", "must be an RFC 3339 time such as 2027-01-31T00:00:00Z")
-		}
-		if max := lifecycleField("expires_at").MaxBytes(); len(text) > max {
-			return fieldErr("expires_at", fmt.Sprintf("must be at most %d bytes", max))
-		}
-		if text != "" {
-			parsed, err := time.Parse(time.RFC3339, text)
-			if err != nil {
-				return fieldErr("expires_at", "must be an RFC 3339 time such as 2027-01-31T00:00:00Z")
-			}
-			at = parsed.UTC()
-		}
-		c.State.ExpiresAt = at
+	if err := common.Set(values); err != nil {
+		return err
 	}
-	// New limits start a new window at once, as the vendor does; so does a new expiry.
-	if c.SuspendAfter != before.SuspendAfter || c.PurgeAfter != before.PurgeAfter || !c.State.ExpiresAt.Equal(before.State.ExpiresAt) {
-		c.State = lifecycle.Touch(c.State, b.now().UTC())
-	}
+	windowsChanged := common.SuspendAfter != c.SuspendAfter || common.PurgeAfter != c.PurgeAfter
+	c.State = lifecycle.NewLimits(c.State, common.ExpiresAt, windowsChanged, b.now().UTC())
+	c.Description, c.Tags, c.UsedBy = common.Description, common.Tags, common.UsedBy
+	c.SuspendAfter, c.PurgeAfter = common.SuspendAfter, common.PurgeAfter
 	cfg, err := b.loadConfig(ctx, s)
 	if err != nil {
 		return err
 	}
-	p := b.policyFor(cfg, c)
-	if p.PurgeAfter <= p.SuspendAfter {
-		return fieldErr("purge_after", "must be longer than suspend_after (the engine default applies where a credential sets none)")
-	}
-	return nil
+	return policyErr(b.policyFor(cfg, c).Validate())
 }
 
 func typeNames() []string {

@@ -13,16 +13,10 @@ import (
 )
 
 // policyFor is the effective lifecycle policy of a credential: the engine's config with
-// the credential's overrides.
+// the credential's overrides. It stays a method because the sweep, the flush, the
+// access path and the views all ask it, with the config they already hold.
 func (b *integrationsBackend) policyFor(cfg *engineConfig, c *credential) lifecycle.Policy {
-	p := lifecycle.Policy{SuspendAfter: cfg.SuspendAfter, PurgeAfter: cfg.PurgeAfter, WarnBefore: cfg.WarnBefore}
-	if c.SuspendAfter > 0 {
-		p.SuspendAfter = c.SuspendAfter
-	}
-	if c.PurgeAfter > 0 {
-		p.PurgeAfter = c.PurgeAfter
-	}
-	return p
+	return cfg.policy().Override(c.SuspendAfter, c.PurgeAfter)
 }
 
 // currentState is the credential's lifecycle state with unflushed accesses counted.

@@ -1,53 +1,39 @@
 // The integration label: who an access/ read (and a logs filter) names as the caller,
-// its rule, and the label taken from the caller's Vault identity when none is given.
+// checked against the catalog's rule (credtype.IntegrationRule, which used_by follows
+// too), and the label taken from the caller's Vault identity when none is given.
 
 package backend
 
 import (
 	"strings"
 	"unicode"
-	"unicode/utf8"
 
 	"github.com/hashicorp/vault/sdk/logical"
+	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/backend/credtype"
 )
 
-// maxIntegration bounds the integration label of access/ and of the logs filter: it is
-// stored in every usage event, so an unbounded one would fill the log.
-const maxIntegration = 128
-
-// integrationRule is the rule of the integration label, quoted in its refusals.
-const integrationRule = "at most 128 printable characters (letters, digits, punctuation, symbols and spaces; no control or format characters)"
-
-// validIntegration reports whether s follows integrationRule.
-func validIntegration(s string) bool {
-	if len(s) > utf8.UTFMax*maxIntegration || !utf8.ValidString(s) || utf8.RuneCountInString(s) > maxIntegration {
-		return false
-	}
-	return !strings.ContainsFunc(s, func(r rune) bool { return !unicode.IsPrint(r) })
-}
-
 // integrationLabel is who a request is logged as: the explicit label, refused unless it
-// follows integrationRule, else the caller's Vault identity (requestIntegration).
+// follows credtype.IntegrationRule, else the caller's Vault identity (requestIntegration).
 func integrationLabel(req *logical.Request, explicit string) (string, error) {
 	if explicit != "" {
-		if !validIntegration(explicit) {
-			return "", fieldErr("integration", "must be "+integrationRule)
+		if !credtype.ValidIntegration(explicit) {
+			return "", fieldErr("integration", "must be "+credtype.IntegrationRule)
 		}
 		return explicit, nil
 	}
 	return requestIntegration(req), nil
 }
 
-// clampIntegration makes s follow integrationRule: unprintable runes (and invalid
-// UTF-8) become '?', and only the first maxIntegration characters are kept.
+// clampIntegration makes s follow credtype.IntegrationRule: unprintable runes (and
+// invalid UTF-8) become '?', and only the first MaxIntegration characters are kept.
 func clampIntegration(s string) string {
-	if validIntegration(s) {
+	if credtype.ValidIntegration(s) {
 		return s
 	}
 	var out strings.Builder
 	n := 0
 	for _, r := range s {
-		if n == maxIntegration {
+		if n == credtype.MaxIntegration {
 			break
 		}
 		if !unicode.IsPrint(r) {
@@ -60,7 +46,7 @@ func clampIntegration(s string) string {
 }
 
 // requestIntegration names who is calling, for the usage log: the caller's Vault
-// display name, else its entity, made to follow integrationRule. Vault sets the display
+// display name, else its entity, made to follow credtype.IntegrationRule. Vault sets the display
 // name from a role or token name, which the caller may have chosen.
 func requestIntegration(req *logical.Request) string {
 	who := req.DisplayName

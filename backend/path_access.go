@@ -34,7 +34,7 @@ func pathAccess(b *integrationsBackend) *framework.Path {
 			"name": {Type: framework.TypeString, Description: "Name of the credential.", Required: true},
 			"integration": {
 				Type:        framework.TypeString,
-				Description: "Name of the calling integration, for the usage log: " + integrationRule + ". Default: the caller's Vault display name (shortened to 128 characters, anything unprintable replaced by '?').",
+				Description: "Name of the calling integration, for the usage log: " + credtype.IntegrationRule + ". Default: the caller's Vault display name (shortened to 128 characters, anything unprintable replaced by '?').",
 				Query:       true,
 			},
 			"minimum_seconds": {

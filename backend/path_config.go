@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 	"unicode"
@@ -14,19 +15,18 @@ import (
 	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/logical"
 
+	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/backend/lifecycle"
 	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/backend/usage"
 )
 
 // configPath is both the API path and the storage key of the engine-wide settings.
 const configPath = "config"
 
-const day = 24 * time.Hour
+const day = lifecycle.Day
 
 // Defaults of the engine-wide settings; README.md (Configuration) documents them.
+// Those of suspend_after, purge_after and warn_before are lifecycle's DefaultPolicy.
 var (
-	defaultSuspendAfter         = 180 * day
-	defaultPurgeAfter           = 365 * day
-	defaultWarnBefore           = []time.Duration{90 * day, 60 * day, 30 * day, 7 * day}
 	defaultExpiryBuffer         = 60 * time.Second
 	defaultRequestTimeout       = 30 * time.Second
 	defaultLogSize              = 250
@@ -44,7 +44,6 @@ const (
 	maxLogSize        = (maxUsageEntry - usage.MaxEncodedEnvelope) / usage.MaxEncodedEvent
 	maxRequestTimeout = 5 * time.Minute
 	maxFlushInterval  = time.Hour
-	maxWarnThresholds = 16
 )
 
 // engineConfig is the stored form of config. Durations are stored as nanoseconds.
@@ -67,10 +66,11 @@ type engineConfig struct {
 }
 
 func defaultConfig() *engineConfig {
+	p := lifecycle.DefaultPolicy()
 	return &engineConfig{
-		SuspendAfter:         defaultSuspendAfter,
-		PurgeAfter:           defaultPurgeAfter,
-		WarnBefore:           slices.Clone(defaultWarnBefore),
+		SuspendAfter:         p.SuspendAfter,
+		PurgeAfter:           p.PurgeAfter,
+		WarnBefore:           p.WarnBefore,
 		ExpiryBuffer:         defaultExpiryBuffer,
 		RequestTimeout:       defaultRequestTimeout,
 		LogSize:              defaultLogSize,
@@ -80,7 +80,19 @@ func defaultConfig() *engineConfig {
 	}
 }
 
+// policy is the lifecycle policy of a credential without overrides of its own.
+func (c *engineConfig) policy() lifecycle.Policy {
+	return lifecycle.Policy{SuspendAfter: c.SuspendAfter, PurgeAfter: c.PurgeAfter, WarnBefore: c.WarnBefore}
+}
+
 func pathConfig(b *integrationsBackend) *framework.Path {
+	def := lifecycle.DefaultPolicy()
+	warnDefault := make([]string, len(def.WarnBefore))
+	warnDays := make([]string, len(def.WarnBefore))
+	for i, w := range def.WarnBefore {
+		warnDefault[i] = strconv.FormatInt(seconds(w), 10)
+		warnDays[i] = strconv.FormatInt(int64(w/day), 10) + "d"
+	}
 	return &framework.Path{
 		Pattern: configPath + "$",
 		DisplayAttrs: &framework.DisplayAttributes{
@@ -89,18 +101,18 @@ func pathConfig(b *integrationsBackend) *framework.Path {
 		Fields: map[string]*framework.FieldSchema{
 			"suspend_after": {
 				Type:        framework.TypeDurationSecond,
-				Description: "Suspend a credential after this long without a successful access. Default 180 days.",
-				Default:     int(defaultSuspendAfter.Seconds()),
+				Description: fmt.Sprintf("Suspend a credential after this long without a successful access. Default %d days.", def.SuspendAfter/day),
+				Default:     int(def.SuspendAfter.Seconds()),
 			},
 			"purge_after": {
 				Type:        framework.TypeDurationSecond,
-				Description: "Delete a credential after this long without a successful access; must exceed suspend_after. Default 365 days.",
-				Default:     int(defaultPurgeAfter.Seconds()),
+				Description: fmt.Sprintf("Delete a credential after this long without a successful access; must exceed suspend_after. Default %d days.", def.PurgeAfter/day),
+				Default:     int(def.PurgeAfter.Seconds()),
 			},
 			"warn_before": {
 				Type:        framework.TypeCommaStringSlice,
-				Description: `Warn this long before suspension and before purge, once per threshold; durations such as "90d" or seconds, largest first, each shorter than suspend_after. Default 90d,60d,30d,7d.`,
-				Default:     []string{"7776000", "5184000", "2592000", "604800"},
+				Description: fmt.Sprintf(`Warn this long before suspension and before purge, once per threshold; durations such as "90d" or seconds, largest first, at most %d, each shorter than suspend_after. Default %s.`, lifecycle.MaxWarnThresholds, strings.Join(warnDays, ",")),
+				Default:     warnDefault,
 			},
 			"expiry_buffer": {
 				Type:        framework.TypeDurationSecond,
@@ -334,12 +346,13 @@ func (c *engineConfig) update(d *framework.FieldData) error {
 // validate checks the settings as a whole, so that a change to one field cannot leave
 // the combination inconsistent.
 func (c *engineConfig) validate() error {
+	if err := policyErr(c.policy().ValidateDefault()); err != nil {
+		return err
+	}
 	positive := []struct {
 		name string
 		d    time.Duration
 	}{
-		{"suspend_after", c.SuspendAfter},
-		{"purge_after", c.PurgeAfter},
 		{"expiry_buffer", c.ExpiryBuffer},
 		{"request_timeout", c.RequestTimeout},
 		{"usage_flush_interval", c.UsageFlushInterval},
@@ -350,28 +363,11 @@ func (c *engineConfig) validate() error {
 			return fieldErr(p.name, "must be a positive duration")
 		}
 	}
-	if c.PurgeAfter <= c.SuspendAfter {
-		return fieldErr("purge_after", "must be longer than suspend_after")
-	}
 	if c.RequestTimeout > maxRequestTimeout {
 		return fieldErr("request_timeout", fmt.Sprintf("must be at most %s", maxRequestTimeout))
 	}
 	if c.UsageFlushInterval > maxFlushInterval {
 		return fieldErr("usage_flush_interval", fmt.Sprintf("must be at most %s", maxFlushInterval))
-	}
-	if len(c.WarnBefore) > maxWarnThresholds {
-		return fieldErr("warn_before", fmt.Sprintf("at most %d thresholds", maxWarnThresholds))
-	}
-	for i, w := range c.WarnBefore {
-		if w <= 0 {
-			return fieldErr("warn_before", "each threshold must be a positive duration")
-		}
-		if i > 0 && w >= c.WarnBefore[i-1] {
-			return fieldErr("warn_before", "thresholds must be listed largest first, without repeats")
-		}
-		if w >= c.SuspendAfter {
-			return fieldErr("warn_before", "each threshold must be shorter than suspend_after (and so than purge_after)")
-		}
 	}
 	if c.LogSize < 1 || c.LogSize > maxLogSize {
 		return fieldErr("log_size", fmt.Sprintf("must be between 1 and %d", maxLogSize))
@@ -388,6 +384,15 @@ func (c *engineConfig) validate() error {
 		return fieldErr("notify_channel", notifyChannelRule)
 	}
 	return nil
+}
+
+// policyErr is the field error of the lifecycle rule a policy breaks; nil for nil.
+func policyErr(err error) error {
+	var re *lifecycle.RuleError
+	if errors.As(err, &re) {
+		return fieldErr(re.Field, re.Rule)
+	}
+	return err
 }
 
 // notify_channel is a Slack channel ID or name.

@@ -11,6 +11,7 @@ import (
 	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/logical"
 
+	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/backend/credtype"
 	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/backend/lifecycle"
 	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/backend/usage"
 )
@@ -60,7 +61,7 @@ func pathLifecycle(b *integrationsBackend) []*framework.Path {
 		Fields: map[string]*framework.FieldSchema{
 			"name":        {Type: framework.TypeString, Description: "Name of the credential.", Required: true},
 			"status":      {Type: framework.TypeString, Description: "Only events with this outcome: success or failure.", Query: true},
-			"integration": {Type: framework.TypeString, Description: "Only events of this integration (" + integrationRule + ").", Query: true},
+			"integration": {Type: framework.TypeString, Description: "Only events of this integration (" + credtype.IntegrationRule + ").", Query: true},
 			"event":       {Type: framework.TypeString, Description: fmt.Sprintf("Only events of this kind, e.g. access, token_minted, warning (at most %d bytes).", maxLogQuery), Query: true},
 			"since":       {Type: framework.TypeString, Description: fmt.Sprintf("Only events at or after this RFC 3339 time (at most %d bytes).", maxLogQuery), Query: true},
 			"until":       {Type: framework.TypeString, Description: fmt.Sprintf("Only events at or before this RFC 3339 time (at most %d bytes).", maxLogQuery), Query: true},
@@ -146,8 +147,8 @@ func (b *integrationsBackend) pathLogsRead(ctx context.Context, req *logical.Req
 	if f.Status != "" && f.Status != usage.StatusSuccess && f.Status != usage.StatusFailure {
 		return logical.ErrorResponse(fieldErr("status", "must be success or failure").Error()), nil
 	}
-	if f.Integration != "" && !validIntegration(f.Integration) {
-		return logical.ErrorResponse(fieldErr("integration", "must be "+integrationRule).Error()), nil
+	if f.Integration != "" && !credtype.ValidIntegration(f.Integration) {
+		return logical.ErrorResponse(fieldErr("integration", "must be "+credtype.IntegrationRule).Error()), nil
 	}
 	for _, q := range []string{"event", "since", "until"} {
 		if len(d.Get(q).(string)) > maxLogQuery {

@@ -144,16 +144,16 @@ func TestDeleteRacingTheScanStaysDeleted(t *testing.T) {
 	close(gt.release) // the scan goes on with what it read before the delete
 	waitIndexBuilt(t, b)
 
-	if _, ok := b.activity.index.Get(victim); ok {
+	if dueBy(b.activity.index, victim, never) {
 		t.Fatal("a credential deleted during the scan is back in the sweep's index")
 	}
-	if _, ok := b.activity.alerting.Get(victim); ok {
+	if dueBy(b.activity.alerting, victim, never) {
 		t.Fatal("a credential deleted during the scan is back in the alerting index")
 	}
 	if c, _, _ := b.credentials.cache.peek(victim); c != nil {
 		t.Fatal("a credential deleted during the scan is back in the cache")
 	}
-	if _, ok := b.activity.index.Get(other); !ok {
+	if !dueBy(b.activity.index, other, never) {
 		t.Fatal("the scan did not index the other credential")
 	}
 	if got := lcAlerts(t, b, gs); len(got) != 0 {

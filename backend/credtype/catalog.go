@@ -4,9 +4,6 @@ import (
 	"fmt"
 	"slices"
 	"strings"
-	"time"
-
-	lc "github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/backend/lifecycle"
 )
 
 // Size limits. A PEM field holds a certificate chain or one key; anything else is a
@@ -25,9 +22,6 @@ const (
 )
 
 const fieldTOTPSecret = "totp_secret"
-
-// ruleMinWindow states lifecycle's minimum for a credential's own windows.
-var ruleMinWindow = fmt.Sprintf("at least one day (%d seconds)", int64(lc.MinWindow/time.Second))
 
 // Rules shared by several fields; each is shown in the catalog and repeated in errors.
 const (
@@ -161,30 +155,6 @@ func init() {
 		Rule:        "32 letters and digits (the Events API v2 integration key)",
 		Description: "PagerDuty Events API v2 routing key."})
 
-	// Common fields. The lifecycle ones are validated by the backend, which owns the
-	// engine-wide defaults they fall back to; it applies their size rules from here
-	// (NormalizeText, NormalizeList, MaxBytes).
-	define(Field{Name: "description", Type: FieldString, Common: true, multiline: true, Rule: ruleText,
-		Description: "What the credential is for."})
-	define(Field{Name: "tags", Type: FieldList, Common: true, item: labelItem, maxLen: maxLabel,
-		Rule:        "list of labels without commas or control characters; duplicates dropped; at most 64 items of at most 128 bytes each",
-		Description: "Labels to find the credential by."})
-	define(Field{Name: "used_by", Type: FieldList, Common: true, item: labelItem, maxLen: maxLabel,
-		Rule:        "list of integration names without commas or control characters; duplicates dropped; at most 64 items of at most 128 bytes each",
-		Description: "Integrations expected to use the credential."})
-	define(Field{Name: "suspend_after", Type: FieldDuration, Common: true, maxLen: maxShort,
-		Rule:        "duration in seconds (or such as \"4320h\"), " + ruleMinWindow + "; unset uses config suspend_after",
-		Description: "Suspend the credential after this long without an access read."})
-	define(Field{Name: "purge_after", Type: FieldDuration, Common: true, maxLen: maxShort,
-		Rule:        "duration in seconds (or such as \"8760h\"), " + ruleMinWindow + ", longer than suspend_after; unset uses config purge_after",
-		Description: "Delete the credential after this long without an access read."})
-	define(Field{Name: "expires_at", Type: FieldTime, Common: true, maxLen: maxShort,
-		Rule:        "RFC 3339 time, such as 2027-01-31T00:00:00Z",
-		Description: "Time from which the credential is suspended as expired."})
-	define(Field{Name: fieldTOTPSecret, Type: FieldString, Common: true, Sensitive: true, check: checkTOTPSecret, maxLen: maxTOTPSecret,
-		Rule:        "base32 TOTP secret (case-insensitive; spaces and '=' padding ignored), at least 80 bits (16 characters), at most 256 bytes; codes are RFC 6238 SHA1, 6 digits, 30 s",
-		Description: "TOTP secret of the account; access then also returns the current totp_code."})
-
 	catalog = buildCatalog(types())
 }
 
@@ -216,25 +186,6 @@ func use(name string, opts ...fieldOption) Field {
 	}
 	f.stateLimits() // a tightened rule states them too
 	return f
-}
-
-// lifecycle returns the common fields every type takes, plus totp_secret for the
-// password-bearing types, whose accounts may demand a second factor.
-func lifecycle(withTOTP bool) []Field {
-	names := []string{"description", "tags", "used_by", "suspend_after", "purge_after", "expires_at"}
-	if withTOTP {
-		names = append(names, fieldTOTPSecret)
-	}
-	fs := make([]Field, len(names))
-	for i, n := range names {
-		fs[i] = use(n)
-	}
-	return fs
-}
-
-// fields appends the common fields to a type's own.
-func fields(withTOTP bool, own ...Field) []Field {
-	return append(own, lifecycle(withTOTP)...)
 }
 
 // catalogIndex is the catalog in the shapes the exported functions need, built once.

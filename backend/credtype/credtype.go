@@ -32,9 +32,9 @@ const (
 	FieldString FieldType = "string"
 	// FieldList values are []string (comma-separated or a JSON array on the wire).
 	FieldList FieldType = "list"
-	// FieldDuration values are durations in seconds (the backend parses them).
+	// FieldDuration values are durations in seconds (Common.Set parses them).
 	FieldDuration FieldType = "duration"
-	// FieldTime values are RFC 3339 times (the backend parses them).
+	// FieldTime values are RFC 3339 times (Common.Set parses them).
 	FieldTime FieldType = "time"
 )
 
@@ -84,7 +84,7 @@ type Field struct {
 }
 
 // Lifecycle reports whether f is one of the common lifecycle fields (description, tags,
-// used_by, suspend_after, purge_after, expires_at). The backend validates those;
+// used_by, suspend_after, purge_after, expires_at). Common.Set validates those;
 // Validate skips them.
 func (f Field) Lifecycle() bool {
 	return f.Common && f.Name != fieldTOTPSecret

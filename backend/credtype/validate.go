@@ -83,8 +83,8 @@ type Validated struct {
 // values holds the type's own fields and totp_secret: a string for string fields, a
 // []string (or []any of strings, as decoded from JSON) for lists. An empty string,
 // empty list or nil counts as unset. The lifecycle fields (description, tags, used_by,
-// suspend_after, purge_after, expires_at) belong to the backend: Validate neither
-// checks them nor copies them into Values. Any other name that is not a field of t is
+// suspend_after, purge_after, expires_at) are Common.Set's: Validate neither checks
+// them nor copies them into Values. Any other name that is not a field of t is
 // refused unless its value is empty, so a caller may pass the zero values of a
 // schema that declares every type's fields.
 //
@@ -173,10 +173,14 @@ func (f Field) normalize(raw any) (v any, set bool, err error) {
 		}
 		list, err := f.normalizeList(items)
 		return list, len(list) > 0 && err == nil, err
-	default:
-		// Durations and times are lifecycle fields, which Validate skips.
-		return nil, false, rulef("is a %s field, validated by the backend", f.Type)
+	case FieldDuration: // the lifecycle windows, which Common.Set validates
+		d, err := f.normalizeDuration(raw)
+		return d, d != 0 && err == nil, err
+	case FieldTime:
+		t, err := f.normalizeTime(raw)
+		return t, !t.IsZero() && err == nil, err
 	}
+	return nil, false, rulef("is a %s field, which no check knows", f.Type)
 }
 
 // normalizeString applies the checks every string field gets — size, encoding,
@@ -239,16 +243,6 @@ func (f Field) normalizeList(items []string) ([]string, error) {
 	}
 	return out, nil
 }
-
-// NormalizeText applies f's string rules (size, UTF-8, control characters, trimming
-// unless verbatim, and its own check) to s. The backend uses it for the lifecycle
-// field description, so the rule types/ shows is the one it enforces. Errors are
-// rule sentences without the input.
-func (f Field) NormalizeText(s string) (string, error) { return f.normalizeString(s) }
-
-// NormalizeList applies f's list rules (item size and syntax, count, de-duplication)
-// to items, for the lifecycle lists tags and used_by.
-func (f Field) NormalizeList(items []string) ([]string, error) { return f.normalizeList(items) }
 
 // MaxBytes is the size limit f's rule states: of a value, or of one list item.
 func (f Field) MaxBytes() int { return f.maxLen }

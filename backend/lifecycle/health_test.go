@@ -164,7 +164,7 @@ func TestHealthAndAlerts(t *testing.T) {
 // only fitting warning, 7 days ahead, not 90.
 func TestShortWindowAlertOpens(t *testing.T) {
 	t.Parallel()
-	p := Policy{SuspendAfter: day(30), WarnBefore: DefaultWarnBefore()}
+	p := Policy{SuspendAfter: day(30), WarnBefore: DefaultPolicy().WarnBefore}
 	in := HealthInput{State: NewState(t0), Accessed: true}
 	if got := p.Alerts("c", in, at(day(23)-time.Nanosecond)); len(got) != 0 {
 		t.Errorf("alert before the 7-day warning: %+v", got)

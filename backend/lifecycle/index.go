@@ -66,16 +66,6 @@ func (x *Index) Remove(name string) {
 	}
 }
 
-// Get returns the time name is filed under.
-func (x *Index) Get(name string) (time.Time, bool) {
-	x.mu.Lock()
-	defer x.mu.Unlock()
-	if e, ok := x.names[name]; ok {
-		return e.due, true
-	}
-	return time.Time{}, false
-}
-
 // Due returns the names due at or before now, earliest first, at most limit of them
 // (limit < 1: all). They stay filed: the sweep re-Sets each after processing it, so one
 // that fails is retried on the next sweep. The cost grows with the number returned,
@@ -108,24 +98,6 @@ func (x *Index) due(now time.Time, limit int) ([]string, int) {
 		}
 	}
 	return out, visited
-}
-
-// Next returns the earliest filed name and its time; ok is false when the index is
-// empty. The sweep can sleep until then.
-func (x *Index) Next() (name string, due time.Time, ok bool) {
-	x.mu.Lock()
-	defer x.mu.Unlock()
-	if len(x.heap) == 0 {
-		return "", time.Time{}, false
-	}
-	return x.heap[0].name, x.heap[0].due, true
-}
-
-// Len is the number of filed names.
-func (x *Index) Len() int {
-	x.mu.Lock()
-	defer x.mu.Unlock()
-	return len(x.heap)
 }
 
 func (x *Index) less(i, j int) bool {

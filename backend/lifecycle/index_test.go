@@ -13,7 +13,7 @@ import (
 func TestIndexOrderUpdateRemove(t *testing.T) {
 	t.Parallel()
 	x := NewIndex()
-	if _, _, ok := x.Next(); ok || x.Len() != 0 || x.Due(at(day(1000)), 0) != nil {
+	if _, _, ok := x.next(); ok || x.len() != 0 || x.Due(at(day(1000)), 0) != nil {
 		t.Fatal("a new index is not empty")
 	}
 	x.Set("c", at(day(3)))
@@ -49,11 +49,11 @@ func TestIndexOrderUpdateRemove(t *testing.T) {
 		if got := x.Due(at(st.now), st.max); !slices.Equal(got, st.wantDue) {
 			t.Errorf("%s: Due = %q, want %q", st.name, got, st.wantDue)
 		}
-		if got := x.Len(); got != st.wantLen {
+		if got := x.len(); got != st.wantLen {
 			t.Errorf("%s: Len = %d, want %d", st.name, got, st.wantLen)
 		}
 		if len(st.wantDue) > 0 {
-			if name, _, _ := x.Next(); name != st.wantDue[0] {
+			if name, _, _ := x.next(); name != st.wantDue[0] {
 				t.Errorf("%s: Next = %q, want %q", st.name, name, st.wantDue[0])
 			}
 		}
@@ -78,7 +78,7 @@ func TestIndexMatchesReference(t *testing.T) {
 			x.Set(name, due)
 			ref[name] = due
 		}
-		if got, ok := x.Get(name); ok != !ref[name].IsZero() || !got.Equal(ref[name]) {
+		if got, ok := x.get(name); ok != !ref[name].IsZero() || !got.Equal(ref[name]) {
 			t.Fatalf("op %d: Get(%s) = %v %v, want %v", i, name, got, ok, ref[name])
 		}
 		if i%97 != 0 {
@@ -104,8 +104,8 @@ func TestIndexMatchesReference(t *testing.T) {
 		if got := x.Due(now, limit); !slices.Equal(got, want) {
 			t.Fatalf("op %d: Due(%v, %d) = %q, want %q", i, now, limit, got, want)
 		}
-		if x.Len() != len(ref) {
-			t.Fatalf("op %d: Len %d, want %d", i, x.Len(), len(ref))
+		if x.len() != len(ref) {
+			t.Fatalf("op %d: Len %d, want %d", i, x.len(), len(ref))
 		}
 	}
 }
@@ -156,7 +156,7 @@ func TestIndexConcurrent(t *testing.T) {
 				case 1:
 					x.Due(at(day(50)), 10)
 				case 2:
-					x.Next()
+					x.next()
 				default:
 					x.Set(name, at(day(i%100)))
 				}
@@ -166,12 +166,12 @@ func TestIndexConcurrent(t *testing.T) {
 	wg.Wait()
 	// The heap is still consistent: everything comes out in order.
 	all := x.Due(at(day(1000)), 0)
-	if len(all) != x.Len() {
-		t.Fatalf("Due returned %d of %d", len(all), x.Len())
+	if len(all) != x.len() {
+		t.Fatalf("Due returned %d of %d", len(all), x.len())
 	}
 	prev := time.Time{}
 	for _, n := range all {
-		due, _ := x.Get(n)
+		due, _ := x.get(n)
 		if due.Before(prev) {
 			t.Fatalf("out of order at %s", n)
 		}
@@ -209,4 +209,31 @@ func BenchmarkIndexSet(b *testing.B) {
 		x.Set(names[i%len(names)], at(time.Duration(i%8760)*time.Hour))
 		i++
 	}
+}
+
+// next is the earliest filed name and its time; ok is false when the index is empty.
+func (x *Index) next() (name string, due time.Time, ok bool) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if len(x.heap) == 0 {
+		return "", time.Time{}, false
+	}
+	return x.heap[0].name, x.heap[0].due, true
+}
+
+// len is the number of filed names.
+func (x *Index) len() int {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	return len(x.heap)
+}
+
+// get is the time name is filed under.
+func (x *Index) get(name string) (time.Time, bool) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if e, ok := x.names[name]; ok {
+		return e.due, true
+	}
+	return time.Time{}, false
 }

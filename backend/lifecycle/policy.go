@@ -12,68 +12,107 @@ import (
 // Day is the unit the limits are expressed in.
 const Day = 24 * time.Hour
 
-// Defaults from the design, matching the vendor's six months and one year.
-const (
-	DefaultSuspendAfter = 180 * Day
-	DefaultPurgeAfter   = 365 * Day
-)
-
 // MinWindow is the shortest suspend_after or purge_after a credential may set for
 // itself. Anyone allowed to update a credential may set its windows; a window of
 // seconds would let that right suspend or purge the credential at once, turning an
 // update right into a delete right.
 const MinWindow = Day
 
+// MinWindowRule states MinWindow, for the catalog's rule and the refusal alike.
+var MinWindowRule = fmt.Sprintf("at least one day (%d seconds)", int64(MinWindow/time.Second))
+
+// MaxWarnThresholds bounds warn_before.
+const MaxWarnThresholds = 16
+
 // CheckWindow reports whether d may be a credential's own suspend_after or
 // purge_after. The error is a rule, phrased to follow the field name.
 func CheckWindow(d time.Duration) error {
 	if d < MinWindow {
-		return fmt.Errorf("must be at least one day (%d seconds): a shorter window would let an update suspend or purge the credential at once", int64(MinWindow/time.Second))
+		return errors.New("must be a positive duration of " + MinWindowRule + ": a shorter window would let an update suspend or purge the credential at once")
 	}
 	return nil
 }
 
-// DefaultWarnBefore is the vendor's warning schedule: 90, 60, 30 and 7 days ahead.
-func DefaultWarnBefore() []time.Duration {
-	return []time.Duration{90 * Day, 60 * Day, 30 * Day, 7 * Day}
-}
-
-// DefaultPolicy is the policy of a mount with no configuration.
+// DefaultPolicy is the policy of a mount with no configuration, from the design:
+// the vendor's six months to suspension and one year to purge, warned 90, 60, 30 and
+// 7 days ahead. The engine's config defaults are this policy.
 func DefaultPolicy() Policy {
-	return Policy{SuspendAfter: DefaultSuspendAfter, PurgeAfter: DefaultPurgeAfter, WarnBefore: DefaultWarnBefore()}
+	return Policy{SuspendAfter: 180 * Day, PurgeAfter: 365 * Day, WarnBefore: []time.Duration{90 * Day, 60 * Day, 30 * Day, 7 * Day}}
 }
 
 // Policy is the effective inactivity policy of one credential: the mount's config
-// with the credential's overrides applied by the caller.
+// with the credential's overrides (Override).
 type Policy struct {
-	// SuspendAfter and PurgeAfter count from the start of the inactivity window. Zero
-	// disables the step; a suspended credential keeps counting toward purge.
+	// SuspendAfter and PurgeAfter count from the start of the inactivity window; a
+	// suspended credential keeps counting toward purge. Validate requires both, but Due
+	// and the rest treat zero as "this step never happens".
 	SuspendAfter time.Duration
 	PurgeAfter   time.Duration
-	// WarnBefore lists how long before a suspension or purge to warn, in any order. A
-	// threshold is used only when its warning falls inside the window, so a 30-day
-	// window with the default schedule is warned 7 days ahead only.
+	// WarnBefore lists how long before a suspension or purge to warn. A threshold is
+	// used only when its warning falls inside the window, so a 30-day window with the
+	// default schedule is warned 7 days ahead only.
 	WarnBefore []time.Duration
 }
 
-// Validate reports a policy a person most likely did not mean.
+// Override returns p with a credential's own windows in place of p's; a zero window
+// keeps p's (the credential sets none).
+func (p Policy) Override(suspendAfter, purgeAfter time.Duration) Policy {
+	if suspendAfter > 0 {
+		p.SuspendAfter = suspendAfter
+	}
+	if purgeAfter > 0 {
+		p.PurgeAfter = purgeAfter
+	}
+	return p
+}
+
+// RuleError is the rule a policy breaks, naming the setting; the backend turns it into
+// its field error.
+type RuleError struct {
+	Field, Rule string
+}
+
+func (e *RuleError) Error() string { return e.Field + " " + e.Rule }
+
+// Validate reports the first rule p breaks: both windows positive, purge_after longer
+// than suspend_after, and the warning thresholds positive, largest first without
+// repeats, at most MaxWarnThresholds. It holds for the engine's config and for every
+// credential's effective policy (the config with its overrides).
 func (p Policy) Validate() error {
-	var errs []error
-	if p.SuspendAfter < 0 {
-		errs = append(errs, fmt.Errorf("suspend_after must not be negative, got %s", p.SuspendAfter))
+	switch {
+	case p.SuspendAfter <= 0:
+		return &RuleError{"suspend_after", "must be a positive duration"}
+	case p.PurgeAfter <= 0:
+		return &RuleError{"purge_after", "must be a positive duration"}
+	case p.PurgeAfter <= p.SuspendAfter:
+		return &RuleError{"purge_after", "must be longer than suspend_after"}
+	case len(p.WarnBefore) > MaxWarnThresholds:
+		return &RuleError{"warn_before", fmt.Sprintf("at most %d thresholds", MaxWarnThresholds)}
 	}
-	if p.PurgeAfter < 0 {
-		errs = append(errs, fmt.Errorf("purge_after must not be negative, got %s", p.PurgeAfter))
-	}
-	if p.SuspendAfter > 0 && p.PurgeAfter > 0 && p.PurgeAfter < p.SuspendAfter {
-		errs = append(errs, fmt.Errorf("purge_after (%s) must not be shorter than suspend_after (%s)", p.PurgeAfter, p.SuspendAfter))
-	}
-	for _, t := range p.WarnBefore {
-		if t <= 0 {
-			errs = append(errs, fmt.Errorf("warn_before values must be positive, got %s", t))
+	for i, w := range p.WarnBefore {
+		if w <= 0 {
+			return &RuleError{"warn_before", "each threshold must be a positive duration"}
+		}
+		if i > 0 && w >= p.WarnBefore[i-1] {
+			return &RuleError{"warn_before", "thresholds must be listed largest first, without repeats"}
 		}
 	}
-	return errors.Join(errs...)
+	return nil
+}
+
+// ValidateDefault is Validate for the engine's config, whose thresholds must also fit
+// its suspend_after: a default schedule that can never be sent is a mistake, while a
+// credential with a shorter window of its own just skips the thresholds too long for it.
+func (p Policy) ValidateDefault() error {
+	if err := p.Validate(); err != nil {
+		return err
+	}
+	for _, w := range p.WarnBefore {
+		if w >= p.SuspendAfter {
+			return &RuleError{"warn_before", "each threshold must be shorter than suspend_after (and so than purge_after)"}
+		}
+	}
+	return nil
 }
 
 // ActionKind is what a sweep does to a credential.

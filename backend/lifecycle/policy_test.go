@@ -44,12 +44,12 @@ func TestDue(t *testing.T) {
 		{"suspended: purge", def, suspended, day(365), "purge 0s inactivity d365"},
 		{
 			"purge warning beats suspension warning",
-			Policy{SuspendAfter: day(300), PurgeAfter: day(365), WarnBefore: DefaultWarnBefore()},
+			Policy{SuspendAfter: day(300), PurgeAfter: day(365), WarnBefore: DefaultPolicy().WarnBefore},
 			fresh, day(280), "warn_purge 90d inactivity d275",
 		},
 		{
 			"then the suspension warning",
-			Policy{SuspendAfter: day(300), PurgeAfter: day(365), WarnBefore: DefaultWarnBefore()},
+			Policy{SuspendAfter: day(300), PurgeAfter: day(365), WarnBefore: DefaultPolicy().WarnBefore},
 			warned(fresh, "purge:90d"), day(280), "warn_suspend 30d inactivity d270",
 		},
 		{
@@ -99,7 +99,7 @@ func TestDue(t *testing.T) {
 // suspension. One sweep suspends; the warning comes at the next, not never.
 func TestSameInstant(t *testing.T) {
 	t.Parallel()
-	p := Policy{SuspendAfter: day(30), PurgeAfter: day(60), WarnBefore: DefaultWarnBefore()}
+	p := Policy{SuspendAfter: day(30), PurgeAfter: day(60), WarnBefore: DefaultPolicy().WarnBefore}
 	s := NewState(t0)
 	now := at(day(30))
 	var kinds []string
@@ -218,6 +218,24 @@ func TestTouchAndTransitions(t *testing.T) {
 	if ok.Status != StatusActive || ok.Reason != "" || !ok.NeedsReauthAt.IsZero() || !ok.ActivityAt.Equal(at(day(7))) {
 		t.Errorf("Reauthorized = %+v", ok)
 	}
+	// New limits restart the window; the same limits leave the state alone.
+	exp := at(day(100))
+	if got := NewLimits(s, exp, false, at(day(8))); !got.ExpiresAt.Equal(exp) || !got.ActivityAt.Equal(at(day(8))) || got.Warned != nil {
+		t.Errorf("NewLimits(new expiry) = %+v, want a new window", got)
+	}
+	if got := NewLimits(s, time.Time{}, true, at(day(8))); !got.ActivityAt.Equal(at(day(8))) {
+		t.Errorf("NewLimits(new windows) = %+v, want a new window", got)
+	}
+	if got := NewLimits(s, time.Time{}, false, at(day(8))); !got.ActivityAt.Equal(s.ActivityAt) || len(got.Warned) != 1 {
+		t.Errorf("NewLimits(unchanged) = %+v, want the state as it was", got)
+	}
+	// New settings retry a refused grant without renewing the window.
+	if got := Reconfigured(re); got.Status != StatusActive || got.Reason != "" || !got.NeedsReauthAt.IsZero() || !got.ActivityAt.Equal(re.ActivityAt) {
+		t.Errorf("Reconfigured(needs_reauth) = %+v", got)
+	}
+	if got := Reconfigured(sus); got.Status != StatusSuspended || got.Reason != ReasonManual {
+		t.Errorf("Reconfigured lifted a suspension: %+v", got)
+	}
 
 	if got := Apply(s, Action{Kind: ActionPurge, Reason: ReasonInactivity}, at(day(365))); got.Status != StatusPurged {
 		t.Errorf("Apply(purge) = %+v", got)
@@ -241,21 +259,30 @@ func TestApplyDoesNotAlias(t *testing.T) {
 	}
 }
 
+// TestValidate: one rule set for the engine's config and every credential's effective
+// policy. Purge equal to suspension, or a window of zero, is refused (the engine's
+// rule; an earlier Validate, used only by tests, allowed both).
 func TestValidate(t *testing.T) {
 	t.Parallel()
+	def := DefaultPolicy()
 	tests := []struct {
 		name    string
 		p       Policy
 		wantErr string
 	}{
-		{"default", DefaultPolicy(), ""},
-		{"zero disables", Policy{}, ""},
-		{"purge equal to suspend", Policy{SuspendAfter: day(10), PurgeAfter: day(10)}, ""},
-		{"purge without suspend", Policy{PurgeAfter: day(10)}, ""},
-		{"negative suspend", Policy{SuspendAfter: -1}, "suspend_after must not be negative"},
-		{"negative purge", Policy{PurgeAfter: -1}, "purge_after must not be negative"},
-		{"purge before suspend", Policy{SuspendAfter: day(10), PurgeAfter: day(5)}, "must not be shorter than suspend_after"},
-		{"zero threshold", Policy{WarnBefore: []time.Duration{0}}, "warn_before values must be positive"},
+		{"default", def, ""},
+		{"no warnings", Policy{SuspendAfter: day(10), PurgeAfter: day(11)}, ""},
+		{"zero suspend", Policy{PurgeAfter: day(10)}, "suspend_after must be a positive duration"},
+		{"zero purge", Policy{SuspendAfter: day(10)}, "purge_after must be a positive duration"},
+		{"negative suspend", Policy{SuspendAfter: -1, PurgeAfter: day(10)}, "suspend_after must be a positive duration"},
+		{"purge equal to suspend", Policy{SuspendAfter: day(10), PurgeAfter: day(10)}, "purge_after must be longer than suspend_after"},
+		{"purge before suspend", Policy{SuspendAfter: day(10), PurgeAfter: day(5)}, "purge_after must be longer than suspend_after"},
+		{"zero threshold", Policy{SuspendAfter: day(10), PurgeAfter: day(20), WarnBefore: []time.Duration{0}}, "each threshold must be a positive duration"},
+		{"thresholds out of order", Policy{SuspendAfter: day(10), PurgeAfter: day(20), WarnBefore: []time.Duration{day(1), day(2)}}, "largest first"},
+		{"repeated threshold", Policy{SuspendAfter: day(10), PurgeAfter: day(20), WarnBefore: []time.Duration{day(2), day(2)}}, "without repeats"},
+		{"too many thresholds", Policy{SuspendAfter: day(100), PurgeAfter: day(200), WarnBefore: make([]time.Duration, MaxWarnThresholds+1)}, "at most 16 thresholds"},
+		// A credential's own short window skips the thresholds too long for it.
+		{"thresholds longer than the window", def.Override(day(1), day(2)), ""},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -264,7 +291,32 @@ func TestValidate(t *testing.T) {
 			if tc.wantErr == "" && err != nil || tc.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tc.wantErr)) {
 				t.Errorf("Validate() = %v, want %q", err, tc.wantErr)
 			}
+			var re *RuleError
+			if err != nil && !errors.As(err, &re) {
+				t.Errorf("Validate() = %T, want a *RuleError naming the setting", err)
+			}
 		})
+	}
+	if err := def.Override(day(1), day(2)).ValidateDefault(); err == nil || !strings.Contains(err.Error(), "warn_before each threshold must be shorter than suspend_after") {
+		t.Errorf("ValidateDefault with thresholds beyond suspend_after = %v", err)
+	}
+	if err := def.ValidateDefault(); err != nil {
+		t.Errorf("ValidateDefault(DefaultPolicy()) = %v", err)
+	}
+}
+
+// TestOverride: a credential's own windows replace the config's; zero keeps them.
+func TestOverride(t *testing.T) {
+	t.Parallel()
+	def := DefaultPolicy()
+	if got := def.Override(0, 0); got.SuspendAfter != def.SuspendAfter || got.PurgeAfter != def.PurgeAfter {
+		t.Errorf("Override(0, 0) = %+v, want the defaults", got)
+	}
+	if got := def.Override(day(2), 0); got.SuspendAfter != day(2) || got.PurgeAfter != def.PurgeAfter || len(got.WarnBefore) != len(def.WarnBefore) {
+		t.Errorf("Override(2d, 0) = %+v", got)
+	}
+	if got := def.Override(0, day(400)); got.SuspendAfter != def.SuspendAfter || got.PurgeAfter != day(400) {
+		t.Errorf("Override(0, 400d) = %+v", got)
 	}
 }
 

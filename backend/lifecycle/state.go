@@ -130,10 +130,30 @@ func NeedsReauth(s State, reason Reason, at time.Time) State {
 // Reauthorized records a completed authorization. It is a person acting on the
 // credential, so the window is renewed too.
 func Reauthorized(s State, at time.Time) State {
+	return Touch(Reconfigured(s), at)
+}
+
+// Reconfigured records that a person wrote new settings (an update, not a patch): a
+// credential needing re-authorization gets a new attempt and is active again; if
+// the provider still refuses, the next access marks it again. Any other status stays.
+// The window is not renewed here: only a change of the limits renews it (Touch).
+func Reconfigured(s State) State {
 	if s.Status == StatusNeedsReauth {
 		s.Status, s.Reason, s.NeedsReauthAt = StatusActive, "", time.Time{}
 	}
-	return Touch(s, at)
+	return s
+}
+
+// NewLimits returns s with a credential's expiry set to expiresAt, written at the
+// given time. New limits start a new window at once, as the vendor does: when the
+// expiry or one of the credential's windows changed (windowsChanged), the window
+// restarts; otherwise the state is as it was.
+func NewLimits(s State, expiresAt time.Time, windowsChanged bool, at time.Time) State {
+	if windowsChanged || !expiresAt.Equal(s.ExpiresAt) {
+		s = Touch(s, at)
+	}
+	s.ExpiresAt = expiresAt
+	return s
 }
 
 // Apply returns the state after performing a, which Policy.Due returned at now.

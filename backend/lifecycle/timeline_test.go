@@ -161,7 +161,7 @@ func simulate(t *testing.T, creds map[string]credential, down [2]time.Duration, 
 		clock = t0
 		for range 10000 {
 			next := time.Time{}
-			if _, due, ok := idx.Next(); ok {
+			if _, due, ok := idx.next(); ok {
 				next = due
 			}
 			for name, c := range creds {
@@ -235,7 +235,7 @@ func TestTimeline(t *testing.T) {
 		},
 		{
 			name: "short windows use only the thresholds that fit",
-			cred: credential{policy: Policy{SuspendAfter: day(30), PurgeAfter: day(100), WarnBefore: DefaultWarnBefore()}, state: NewState(t0)},
+			cred: credential{policy: Policy{SuspendAfter: day(30), PurgeAfter: day(100), WarnBefore: DefaultPolicy().WarnBefore}, state: NewState(t0)},
 			want: []string{
 				"d10 warn_purge 90d inactivity", // purge warnings may come before suspension
 				"d23 warn_suspend 7d inactivity",
@@ -380,7 +380,7 @@ func TestTimeline(t *testing.T) {
 		},
 		{
 			name: "late sweep: down days 95-195, purges without suspending first",
-			cred: credential{policy: Policy{SuspendAfter: day(150), PurgeAfter: day(190), WarnBefore: DefaultWarnBefore()}, state: NewState(t0)},
+			cred: credential{policy: Policy{SuspendAfter: day(150), PurgeAfter: day(190), WarnBefore: DefaultPolicy().WarnBefore}, state: NewState(t0)},
 			down: [2]time.Duration{day(95), day(195)},
 			want: []string{
 				"d60 warn_suspend 90d inactivity",
