@@ -51,3 +51,16 @@ func rejectUnknownFields(d *framework.FieldData) *logical.Response {
 	slices.Sort(unknown)
 	return logical.ErrorResponse("unknown field(s) %q: not accepted at this path", unknown)
 }
+
+// writeOperation is the handler of an operation that writes storage: a performance
+// standby or secondary forwards it to the node that may write, so that no write is
+// ever refused (or lost) for arriving at the wrong node. Every writing operation is
+// declared through it.
+func writeOperation(cb framework.OperationFunc, verb, suffix string) *framework.PathOperation {
+	return &framework.PathOperation{
+		Callback:                    cb,
+		DisplayAttrs:                &framework.DisplayAttributes{OperationVerb: verb, OperationSuffix: suffix},
+		ForwardPerformanceStandby:   true,
+		ForwardPerformanceSecondary: true,
+	}
+}

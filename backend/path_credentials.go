@@ -106,34 +106,14 @@ func pathCredentials(b *integrationsBackend) []*framework.Path {
 			Fields:         credentialFields(),
 			ExistenceCheck: b.credentialExists,
 			Operations: map[logical.Operation]framework.OperationHandler{
-				logical.CreateOperation: &framework.PathOperation{
-					Callback:                    b.pathCredentialWrite,
-					DisplayAttrs:                &framework.DisplayAttributes{OperationVerb: "create"},
-					ForwardPerformanceStandby:   true,
-					ForwardPerformanceSecondary: true,
-				},
-				logical.UpdateOperation: &framework.PathOperation{
-					Callback:                    b.pathCredentialWrite,
-					DisplayAttrs:                &framework.DisplayAttributes{OperationVerb: "write"},
-					ForwardPerformanceStandby:   true,
-					ForwardPerformanceSecondary: true,
-				},
-				logical.PatchOperation: &framework.PathOperation{
-					Callback:                    b.pathCredentialPatch,
-					DisplayAttrs:                &framework.DisplayAttributes{OperationVerb: "patch"},
-					ForwardPerformanceStandby:   true,
-					ForwardPerformanceSecondary: true,
-				},
+				logical.CreateOperation: writeOperation(b.pathCredentialWrite, "create", ""),
+				logical.UpdateOperation: writeOperation(b.pathCredentialWrite, "write", ""),
+				logical.PatchOperation:  writeOperation(b.pathCredentialPatch, "patch", ""),
 				logical.ReadOperation: &framework.PathOperation{
 					Callback:     b.pathCredentialRead,
 					DisplayAttrs: &framework.DisplayAttributes{OperationVerb: "read"},
 				},
-				logical.DeleteOperation: &framework.PathOperation{
-					Callback:                    b.pathCredentialDelete,
-					DisplayAttrs:                &framework.DisplayAttributes{OperationVerb: "delete"},
-					ForwardPerformanceStandby:   true,
-					ForwardPerformanceSecondary: true,
-				},
+				logical.DeleteOperation: writeOperation(b.pathCredentialDelete, "delete", ""),
 			},
 			HelpSynopsis: "Manage one credential: create, update, patch, read (never a secret), delete.",
 			HelpDescription: `Create with "type" and the type's fields (see the types path for each type's fields and rules).

@@ -55,12 +55,7 @@ func pathDeviceAccounts(b *integrationsBackend) []*framework.Path {
 			DisplayAttrs: &framework.DisplayAttributes{OperationPrefix: operationPrefix, OperationSuffix: "device-account"},
 			Fields:       deviceAccountFields(),
 			Operations: map[logical.Operation]framework.OperationHandler{
-				logical.UpdateOperation: &framework.PathOperation{
-					Callback:                    b.pathDeviceAccountUpsert,
-					DisplayAttrs:                &framework.DisplayAttributes{OperationVerb: "upsert"},
-					ForwardPerformanceStandby:   true,
-					ForwardPerformanceSecondary: true,
-				},
+				logical.UpdateOperation: writeOperation(b.pathDeviceAccountUpsert, "upsert", ""),
 			},
 			HelpSynopsis: "Create or update a device account, PAM style.",
 			HelpDescription: `Found by identifier (its name) when given, else by hostname + ip + username; created

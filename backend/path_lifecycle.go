@@ -39,14 +39,9 @@ func pathLifecycle(b *integrationsBackend) []*framework.Path {
 				"name": {Type: framework.TypeString, Description: "Name of the credential.", Required: true},
 			},
 			Operations: map[logical.Operation]framework.OperationHandler{
-				logical.UpdateOperation: &framework.PathOperation{
-					Callback: func(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
-						return b.lifecycleAction(ctx, req, d, action)
-					},
-					DisplayAttrs:                &framework.DisplayAttributes{OperationVerb: a.verb},
-					ForwardPerformanceStandby:   true,
-					ForwardPerformanceSecondary: true,
-				},
+				logical.UpdateOperation: writeOperation(func(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
+					return b.lifecycleAction(ctx, req, d, action)
+				}, a.verb, ""),
 			},
 			HelpSynopsis:    a.synopsis,
 			HelpDescription: a.synopsis + " The action is logged in the credential's events.",

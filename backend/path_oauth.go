@@ -34,12 +34,7 @@ func pathOAuth(b *integrationsBackend) []*framework.Path {
 				"state": {Type: framework.TypeString, Description: "With code: the state returned beside it (checked when given; 43 base64url characters)."},
 			},
 			Operations: map[logical.Operation]framework.OperationHandler{
-				logical.UpdateOperation: &framework.PathOperation{
-					Callback:                    b.pathAuthorize,
-					DisplayAttrs:                &framework.DisplayAttributes{OperationVerb: "authorize"},
-					ForwardPerformanceStandby:   true,
-					ForwardPerformanceSecondary: true,
-				},
+				logical.UpdateOperation: writeOperation(b.pathAuthorize, "authorize", ""),
 			},
 			HelpSynopsis: "Start (or complete by hand) the consent flow of an authorization-code credential.",
 			HelpDescription: `Without code: returns the provider's consent URL, with a single-use state (valid 10 minutes)
@@ -60,12 +55,7 @@ for providers that cannot reach Vault.`,
 				"error_description": {Type: framework.TypeString, Description: "Provider's description of the error.", Query: true},
 			},
 			Operations: map[logical.Operation]framework.OperationHandler{
-				logical.ReadOperation: &framework.PathOperation{
-					Callback:                    b.pathCallback,
-					DisplayAttrs:                &framework.DisplayAttributes{OperationVerb: "complete"},
-					ForwardPerformanceStandby:   true,
-					ForwardPerformanceSecondary: true,
-				},
+				logical.ReadOperation: writeOperation(b.pathCallback, "complete", ""),
 			},
 			HelpSynopsis:    "The OAuth redirect target (unauthenticated): completes a pending authorization.",
 			HelpDescription: "The provider sends the user's browser here after consent. The exchange happens only when state matches a pending, unexpired authorization; the state is then spent.",
