@@ -65,9 +65,6 @@ Refused while the credential is suspended, expired or needs re-authorization.`,
 // all recorded at now.
 func (b *integrationsBackend) pathAccessRead(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
 	name := d.Get("name").(string)
-	if !validName(name) {
-		return nil, nil // no such credential can exist
-	}
 	c, err := b.credentials.get(ctx, req.Storage, name)
 	if err != nil || c == nil {
 		return nil, err

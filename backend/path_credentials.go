@@ -128,9 +128,6 @@ The type is fixed after create.`,
 
 func (b *integrationsBackend) credentialExists(ctx context.Context, req *logical.Request, d *framework.FieldData) (bool, error) {
 	name := d.Get("name").(string)
-	if !validName(name) {
-		return false, nil
-	}
 	c, err := b.credentials.get(ctx, req.Storage, name)
 	return c != nil, err
 }
@@ -175,9 +172,6 @@ func (b *integrationsBackend) writeCredential(ctx context.Context, req *logical.
 
 func (b *integrationsBackend) pathCredentialRead(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
 	name := d.Get("name").(string)
-	if !validName(name) {
-		return nil, nil // no such credential can exist; do not touch storage with the key
-	}
 	c, err := b.credentials.get(ctx, req.Storage, name)
 	if err != nil || c == nil {
 		return nil, err

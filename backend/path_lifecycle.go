@@ -126,9 +126,6 @@ func (b *integrationsBackend) lifecycleAction(ctx context.Context, req *logical.
 
 func (b *integrationsBackend) pathLogsRead(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
 	name := d.Get("name").(string)
-	if !validName(name) {
-		return nil, nil // no such credential can exist; do not touch storage with the key
-	}
 	c, err := b.credentials.get(ctx, req.Storage, name)
 	if err != nil || c == nil {
 		return nil, err
