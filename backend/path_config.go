@@ -15,6 +15,7 @@ import (
 	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/logical"
 
+	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/backend/credtype"
 	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/backend/lifecycle"
 	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/backend/usage"
 )
@@ -150,7 +151,7 @@ func pathConfig(b *integrationsBackend) *framework.Path {
 			},
 			"notify_credential": {
 				Type:        framework.TypeString,
-				Description: fmt.Sprintf("Name of a credential that receives lifecycle notifications: a webhook, or a bearer credential with a url (JSON POST), or a slack bot token (a message to notify_channel). Notifications wait in an outbox in storage (at most %d) until delivered, retried with backoff up to %s; alerts show those not delivered.", maxOutbox, notifyMaxBackoff),
+				Description: fmt.Sprintf("Name of a credential that receives lifecycle notifications (a JSON POST, or a Slack message): %s. Notifications wait in an outbox in storage (at most %d) until delivered, retried with backoff up to %s; alerts show those not delivered.", credtype.NotifyRule(), maxOutbox, notifyMaxBackoff),
 			},
 			"notify_channel": {
 				Type:        framework.TypeString,
@@ -406,8 +407,8 @@ func validateBaseURL(raw string) error {
 }
 
 // checkNotifyCredential refuses a notify_credential that does not exist or cannot
-// receive notifications: a webhook, a bearer credential with a url, or a slack
-// credential together with notify_channel.
+// receive notifications (the catalog says which can: credtype.NotifyRule), and a Slack
+// target without notify_channel.
 func (b *integrationsBackend) checkNotifyCredential(ctx context.Context, s logical.Storage, cfg *engineConfig) error {
 	name := cfg.NotifyCredential
 	if name == "" {
@@ -423,7 +424,7 @@ func (b *integrationsBackend) checkNotifyCredential(ctx context.Context, s logic
 	dest := notifyTarget(c, b.slackPostURL)
 	switch {
 	case dest.url == "":
-		return fieldErr("notify_credential", "must name a webhook credential, a bearer credential with a url, or a slack credential")
+		return fieldErr("notify_credential", "must name "+credtype.NotifyRule())
 	case dest.slack && cfg.NotifyChannel == "":
 		return fieldErr("notify_channel", "is required when notify_credential is a slack credential")
 	}

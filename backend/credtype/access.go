@@ -3,6 +3,7 @@ package credtype
 import (
 	"encoding/base64"
 	"fmt"
+	"strings"
 	"time"
 )
 
@@ -179,4 +180,27 @@ func (t *Type) DeriveSecrets(values map[string]any) (map[string]string, error) {
 		return nil, fmt.Errorf("stored %s credential: %w", t.Name, err)
 	}
 	return s, nil
+}
+
+// NotifyRule names the credentials that can receive notifications, for the rule of a
+// setting that names one: each type with a notification target, in catalog order.
+func NotifyRule() string {
+	var kinds []string
+	for _, t := range catalog.sorted {
+		switch {
+		case t.notify == nil:
+		case t.notify.slackAPI:
+			kinds = append(kinds, "a "+t.Name+" credential (a message to notify_channel)")
+		default:
+			if f, _ := t.Field(t.notify.urlField); f.Required {
+				kinds = append(kinds, "a "+t.Name+" credential")
+			} else {
+				kinds = append(kinds, "a "+t.Name+" credential with a "+f.Name)
+			}
+		}
+	}
+	if len(kinds) < 2 {
+		return strings.Join(kinds, "")
+	}
+	return strings.Join(kinds[:len(kinds)-1], ", ") + " or " + kinds[len(kinds)-1]
 }
