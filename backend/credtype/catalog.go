@@ -257,6 +257,12 @@ func deriveFacts(c *catalogIndex, t *Type) {
 	if t.OAuth != nil {
 		t.Kind = KindOAuth2
 		checkPreset(t)
+		if t.OAuth.PasswordGrantWithUser {
+			if t.finish != nil {
+				panic("credtype: type " + t.Name + ": a preset with PasswordGrantWithUser takes its cross-field check from the preset")
+			}
+			t.finish = finishUserPassword
+		}
 	}
 	if t.DeviceIndexed {
 		if c.deviceAccounts != nil {

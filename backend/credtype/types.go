@@ -172,7 +172,6 @@ func types() []*Type {
 				use("username", describe("User for the password grant; set together with password.")),
 				use("password", describe("Password for the password grant; set together with username.")),
 			}, endpointOverrides(serviceNow)...)...),
-			finish: finishServiceNow,
 		},
 		{
 			Name: "cisco_client_credentials",

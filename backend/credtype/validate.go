@@ -310,8 +310,10 @@ func str(values map[string]any, name string) string {
 	return s
 }
 
-// finishServiceNow refuses half a password grant: username and password come together.
-func finishServiceNow(v *Validated) FieldErrors {
+// finishUserPassword refuses half a password grant, for a preset that selects the
+// password grant when username and password are set (OAuthPreset.PasswordGrantWithUser):
+// they come together.
+func finishUserPassword(v *Validated) FieldErrors {
 	user, pass := str(v.Values, "username") != "", str(v.Values, "password") != ""
 	switch {
 	case user && !pass:
