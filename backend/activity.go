@@ -57,12 +57,17 @@ func newActivity() *activity {
 
 // recordEvent logs a non-access event for a credential (in memory until the flush).
 func (b *integrationsBackend) recordEvent(name, event string, ok bool, integration, detail string) {
+	b.recordEventAt(b.now(), name, event, ok, integration, detail)
+}
+
+// recordEventAt is recordEvent dated at, for a request that has taken its time already.
+func (b *integrationsBackend) recordEventAt(at time.Time, name, event string, ok bool, integration, detail string) {
 	status := usage.StatusSuccess
 	if !ok {
 		status = usage.StatusFailure
 	}
 	b.activity.recorder.Log(name, usage.Event{
-		Time: b.now().UTC(), Event: event, Status: status, Integration: integration, Detail: detail,
+		Time: at.UTC(), Event: event, Status: status, Integration: integration, Detail: detail,
 	})
 }
 

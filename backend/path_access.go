@@ -312,10 +312,10 @@ func shortLivedDemand(minValid, buffer time.Duration, tok *oauth.Token) time.Dur
 func (b *integrationsBackend) tokenFailure(ctx context.Context, s logical.Storage, t tokenTicket, err error, now time.Time) error {
 	var oe *oauth.Error
 	if !errors.As(err, &oe) {
-		b.recordEvent(t.name, usage.EventRefreshFailed, false, "", "token request did not complete")
+		b.recordEventAt(now, t.name, usage.EventRefreshFailed, false, "", "token request did not complete")
 		return err
 	}
-	b.recordEvent(t.name, usage.EventRefreshFailed, false, "", oe.Error())
+	b.recordEventAt(now, t.name, usage.EventRefreshFailed, false, "", oe.Error())
 	if !oe.Permanent() {
 		b.activity.setTransient(t.name, true)
 		return logical.CodedError(http.StatusBadGateway, fmt.Sprintf("credential %q: the provider could not issue a token: %s", t.name, oe.Error()))

@@ -315,6 +315,10 @@ func TestFailedAccessRecordedAtTheReadsTime(t *testing.T) {
 	if !c.State.NeedsReauthAt.Equal(start) {
 		t.Fatalf("needs_reauth_at %s, want the read's time %s", c.State.NeedsReauthAt, start)
 	}
+	failed := lcLogs(t, b, s, "c", map[string]any{"event": "refresh_failed"})
+	if len(failed) != 1 || failed[0]["time"] != rfc3339Nano(start) {
+		t.Fatalf("refresh_failed events %v, want one at the read's time %s", failed, rfc3339Nano(start))
+	}
 }
 
 // A permanent refusal of a request that started under settings changed since (here
@@ -363,4 +367,36 @@ func TestRefusalOfOldSettingsDoesNotMarkNewOnes(t *testing.T) {
 		t.Fatalf("status %s (%s) after a refusal of the old settings, want active", st, reason)
 	}
 	accessOK(t, b, s, "c", nil)
+}
+
+// failingGets refuses every Get while fail is set.
+type failingGets struct {
+	logical.Storage
+	fail atomic.Bool
+}
+
+func (f *failingGets) Get(ctx context.Context, key string) (*logical.StorageEntry, error) {
+	if f.fail.Load() {
+		return nil, errors.New("storage unavailable")
+	}
+	return f.Storage.Get(ctx, key)
+}
+
+// A token request whose credential cannot be read still names the credential, so the
+// failure it leads to is recorded under that name (not under "").
+func TestTicketNamesTheCredentialWhenItCannotBeRead(t *testing.T) {
+	t.Parallel()
+	p := newTestProvider(t, providerConfig{})
+	b, s, _ := oauthBackend(t)
+	mustOK(t, b, s, logical.CreateOperation, "credentials/c", clientCredentials(p, "header"))
+	b.credentials.forget("c")
+	fs := &failingGets{Storage: s}
+	fs.fail.Store(true)
+	tk, c, err := b.tokens.ticket(context.Background(), fs, "c")
+	if err == nil || c != nil {
+		t.Fatalf("ticket over failing storage: %v %v, want an error", c, err)
+	}
+	if tk.name != "c" {
+		t.Fatalf("ticket name %q, want %q", tk.name, "c")
+	}
 }

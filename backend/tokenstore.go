@@ -182,7 +182,9 @@ func (ts *tokenStore) ticket(ctx context.Context, s logical.Storage, name string
 	gen := ts.generation(name)
 	c, err := ts.b.credentials.get(ctx, s, name)
 	if err != nil || c == nil {
-		return tokenTicket{}, nil, err
+		// Still names the credential, so a failure recorded through it is filed
+		// under the right name.
+		return tokenTicket{name: name, gen: gen}, nil, err
 	}
 	return tokenTicket{name: name, gen: gen, dest: destination(c)}, c, nil
 }
