@@ -21,7 +21,7 @@ func typeRule(t *testing.T, b logical.Backend, s logical.Storage, typ, field str
 }
 
 // TestUsedByTakesIntegrationLabels: used_by names the integrations that call access/,
-// so an entry follows the rule of the integration label there (DESIGN.md: at most 128
+// so an entry follows the rule of the integration label there (docs/API.md, Input rules: at most 128
 // printable characters). used_by had a copy of its own — 128 bytes, no control
 // characters — which refused a label access/ takes and took one access/ refuses.
 func TestUsedByTakesIntegrationLabels(t *testing.T) {

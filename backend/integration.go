@@ -5,9 +5,6 @@
 package backend
 
 import (
-	"strings"
-	"unicode"
-
 	"github.com/hashicorp/vault/sdk/logical"
 	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/backend/credtype"
 )
@@ -24,27 +21,6 @@ func integrationLabel(req *logical.Request, explicit string) (string, error) {
 	return requestIntegration(req), nil
 }
 
-// clampIntegration makes s follow credtype.IntegrationRule: unprintable runes (and
-// invalid UTF-8) become '?', and only the first MaxIntegration characters are kept.
-func clampIntegration(s string) string {
-	if credtype.ValidIntegration(s) {
-		return s
-	}
-	var out strings.Builder
-	n := 0
-	for _, r := range s {
-		if n == credtype.MaxIntegration {
-			break
-		}
-		if !unicode.IsPrint(r) {
-			r = '?'
-		}
-		out.WriteRune(r)
-		n++
-	}
-	return out.String()
-}
-
 // requestIntegration names who is calling, for the usage log: the caller's Vault
 // display name, else its entity, made to follow credtype.IntegrationRule. Vault sets the display
 // name from a role or token name, which the caller may have chosen.
@@ -53,5 +29,5 @@ func requestIntegration(req *logical.Request) string {
 	if who == "" {
 		who = req.EntityID
 	}
-	return clampIntegration(who)
+	return credtype.ClampIntegration(who)
 }

@@ -155,7 +155,7 @@ func pathConfig(b *integrationsBackend) *framework.Path {
 			},
 			"notify_channel": {
 				Type:        framework.TypeString,
-				Description: "Slack channel (ID or name) for notifications when notify_credential is a slack credential: " + notifyChannelRule + ".",
+				Description: "Slack channel (ID or name) for notifications when notify_credential posts through the Slack API: " + notifyChannelRule + ".",
 			},
 		},
 		Operations: map[logical.Operation]framework.OperationHandler{
@@ -426,7 +426,7 @@ func (b *integrationsBackend) checkNotifyCredential(ctx context.Context, s logic
 	case dest.url == "":
 		return fieldErr("notify_credential", "must name "+credtype.NotifyRule())
 	case dest.slack && cfg.NotifyChannel == "":
-		return fieldErr("notify_channel", "is required when notify_credential is a slack credential")
+		return fieldErr("notify_channel", "is required when notify_credential posts through the Slack API")
 	}
 	return nil
 }

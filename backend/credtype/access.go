@@ -190,7 +190,7 @@ func NotifyRule() string {
 		switch {
 		case t.notify == nil:
 		case t.notify.slackAPI:
-			kinds = append(kinds, "a "+t.Name+" credential (a message to notify_channel)")
+			kinds = append(kinds, "a "+t.Name+" credential")
 		default:
 			if f, _ := t.Field(t.notify.urlField); f.Required {
 				kinds = append(kinds, "a "+t.Name+" credential")

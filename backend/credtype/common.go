@@ -73,6 +73,27 @@ func ValidIntegration(s string) bool {
 	return !strings.ContainsFunc(s, func(r rune) bool { return !unicode.IsPrint(r) })
 }
 
+// ClampIntegration makes s follow IntegrationRule: unprintable runes (and
+// invalid UTF-8) become '?', and only the first MaxIntegration characters are kept.
+func ClampIntegration(s string) string {
+	if ValidIntegration(s) {
+		return s
+	}
+	var out strings.Builder
+	n := 0
+	for _, r := range s {
+		if n == MaxIntegration {
+			break
+		}
+		if !unicode.IsPrint(r) {
+			r = '?'
+		}
+		out.WriteRune(r)
+		n++
+	}
+	return out.String()
+}
+
 // integrationItem is a used_by entry: an integration name, without the commas that
 // would split it when sent as a comma-separated list.
 func integrationItem(s string) ([]string, error) {

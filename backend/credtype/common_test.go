@@ -73,7 +73,7 @@ func TestCommonSetRefusals(t *testing.T) {
 }
 
 // TestUsedByFollowsIntegrationRule: a used_by entry names an integration, so it
-// follows the rule of the integration label on access/ (DESIGN.md: at most 128
+// follows the rule of the integration label on access/ (docs/API.md, Input rules: at most 128
 // printable characters). Before, used_by had a rule of its own: 128 bytes and no
 // control characters, which refused a 128-character non-ASCII name the label takes and
 // took a format character the label refuses.

@@ -16,7 +16,7 @@ func TestNotifyRuleNamesEveryTarget(t *testing.T) {
 			t.Errorf("type %s: receives notifications = %v, named in %q = %v", typ.Name, can, rule, named)
 		}
 	}
-	if want := "a bearer credential with a url, a slack credential (a message to notify_channel) or a webhook credential"; rule != want {
+	if want := "a bearer credential with a url, a slack credential or a webhook credential"; rule != want {
 		t.Errorf("NotifyRule() = %q, want %q", rule, want)
 	}
 }
