@@ -63,6 +63,8 @@ type engineConfig struct {
 	// its refresh in the background, so no reader waits at the due point. A config
 	// stored before the field existed decodes to the default, true.
 	RefreshAhead bool `json:"refresh_ahead"`
+	// MetricsCredentialLabel adds credential names to the metrics (metrics_config.go).
+	MetricsCredentialLabel bool `json:"metrics_credential_label,omitempty"`
 }
 
 func defaultConfig() *engineConfig {
@@ -156,6 +158,7 @@ func pathConfig(b *integrationsBackend) *framework.Path {
 				Type:        framework.TypeString,
 				Description: "Slack channel (ID or name) for notifications when notify_credential is a slack credential: " + notifyChannelRule + ".",
 			},
+			metricsLabelField: metricsLabelSchema,
 		},
 		Operations: map[logical.Operation]framework.OperationHandler{
 			logical.ReadOperation: &framework.PathOperation{
@@ -236,6 +239,7 @@ func (c *engineConfig) responseData() map[string]any {
 		"callback_base_url":      c.CallbackBaseURL,
 		"notify_credential":      c.NotifyCredential,
 		"notify_channel":         c.NotifyChannel,
+		metricsLabelField:        c.MetricsCredentialLabel,
 	}
 }
 
@@ -340,7 +344,7 @@ func (c *engineConfig) update(d *framework.FieldData) error {
 	if v, ok := d.GetOk("notify_channel"); ok {
 		c.NotifyChannel = v.(string)
 	}
-	return nil
+	return c.updateMetricsLabel(d)
 }
 
 // validate checks the settings as a whole, so that a change to one field cannot leave
