@@ -178,8 +178,9 @@ func pathConfig(b *integrationsBackend) *framework.Path {
 				ForwardPerformanceSecondary: true,
 			},
 		},
-		HelpSynopsis:    "Engine-wide defaults: inactivity windows, warnings, token caching and provider limits.",
-		HelpDescription: "Reading returns the settings in force (defaults where nothing was written). Writing changes only the fields given. Deleting restores every default.",
+		HelpSynopsis: "Engine-wide defaults: inactivity windows, warnings, token caching and provider limits.",
+		HelpDescription: "Reading returns the settings in force (defaults where nothing was written). Writing changes only the fields given. Deleting restores every default." +
+			examples("vault read integrations/config", "vault write integrations/config expiry_buffer=120 warn_before=30d,7d"),
 	}
 }
 
