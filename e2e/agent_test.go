@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -87,14 +88,18 @@ func TestVaultAgentRerendersOAuthToken(t *testing.T) {
 	defer cancel()
 	var agentLog bytes.Buffer
 	cmd := exec.CommandContext(ctx, os.Getenv("VAULT_BIN"), "agent", "-config="+configFile, "-log-level=debug")
-	cmd.Env = append(os.Environ(), "VAULT_ADDR=", "VAULT_TOKEN=")
+	// An empty VAULT_ADDR would win over the config's address; the token is the
+	// auto-auth one.
+	cmd.Env = append(os.Environ(), "VAULT_ADDR="+shared.addr, "VAULT_TOKEN=")
 	cmd.Stdout, cmd.Stderr = &agentLog, &agentLog
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
+	// stopAgent ends the agent; its log may be read only after (the process writes it).
+	var stopOnce sync.Once
+	stopAgent := func() { stopOnce.Do(func() { cancel(); _ = cmd.Wait() }) }
 	defer func() {
-		cancel()
-		_ = cmd.Wait()
+		stopAgent()
 		if t.Failed() {
 			t.Logf("agent log:\n%s", agentLog.String())
 		}
@@ -107,8 +112,12 @@ func TestVaultAgentRerendersOAuthToken(t *testing.T) {
 		token               string
 	}
 	var renders []render
-	deadline := time.Now().Add(time.Duration(rerenders+1)*lifetime + 30*time.Second)
+	start := time.Now()
+	deadline := start.Add(time.Duration(rerenders+1)*lifetime + 30*time.Second)
 	for len(renders) < rerenders+1 && time.Now().Before(deadline) {
+		if len(renders) == 0 && time.Since(start) > 30*time.Second {
+			t.Fatal("Agent rendered nothing in 30 s")
+		}
 		b, err := os.ReadFile(rendered)
 		tok := strings.TrimSpace(string(b))
 		if err != nil || tok == "" || (len(renders) > 0 && renders[len(renders)-1].token == tok) {
@@ -143,7 +152,8 @@ func TestVaultAgentRerendersOAuthToken(t *testing.T) {
 	if _, err := os.Stat(sink); err != nil {
 		t.Errorf("the token sink was not written: %v", err)
 	}
-	if !strings.Contains(agentLog.String(), "rotation_period") {
+	stopAgent()
+	if !strings.Contains(agentLog.String(), "Found rotation_period") {
 		t.Errorf("Agent did not schedule the re-read by rotation_period/ttl")
 	}
 }
