@@ -15,6 +15,7 @@ func TestCLIReadsWell(t *testing.T) {
 	mount := shared.mount(t)
 
 	table := shared.mustCLI(t, "read", mount+"/types/basic")
+	t.Logf("vault read %s/types/basic:\n%s", mount, table)
 	for _, row := range []string{`(?m)^required\s+\[username password\]$`, `(?m)^sensitive\s+\[password totp_secret\]$`, `(?m)^optional\s+\[`} {
 		if !regexp.MustCompile(row).MatchString(table) {
 			t.Errorf("vault read %s/types/basic has no row %s:\n%s", mount, row, table)
