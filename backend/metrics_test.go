@@ -187,3 +187,27 @@ func TestMetricsSweepRuns(t *testing.T) {
 		t.Errorf("sweep durations observed = %v, want 2", got)
 	}
 }
+
+// Notifications are counted per attempt: a failed one, then the delivered retry.
+func TestMetricsCountNotifications(t *testing.T) {
+	t.Parallel()
+	r := newLCReceiver(t, func(_ notification, attempt int) int {
+		if attempt == 1 {
+			return http.StatusServiceUnavailable
+		}
+		return http.StatusOK
+	})
+	b, s, clock := newBackendWith(t, backendOptions{})
+	mustOK(t, b, s, logical.CreateOperation, "credentials/hook", map[string]any{"type": "webhook", "url": r.URL})
+	mustOK(t, b, s, logical.UpdateOperation, "config", map[string]any{"notify_credential": "hook"})
+	b.enqueue(t.Context(), notification{Event: "suspended", Credential: "svc"})
+	b.deliverOutbox(t.Context())
+	clock.Advance(notifyMaxBackoff)
+	b.deliverOutbox(t.Context())
+	f, _ := scrape(t, b, s)
+	for result, want := range map[string]float64{"failed": 1, "sent": 1} {
+		if got := metricValue(f, "integrations_notifications_total", map[string]string{"result": result}); got != want {
+			t.Errorf("notifications %s = %v, want %v", result, got, want)
+		}
+	}
+}
