@@ -44,55 +44,45 @@ type metrics struct {
 	flightWaiters    prometheus.Counter
 	notifications    *prometheus.CounterVec // result
 	sweepRuns        *prometheus.CounterVec // result
-	sweepDuration    prometheus.Histogram
+	sweepDuration    prometheus.Observer
 	credentialStates *stateCounts
 }
 
+// counterVec and histogramVec declare a metric of this engine: its name (without the
+// namespace), help text and label names.
+func counterVec(name, help string, labels ...string) *prometheus.CounterVec {
+	return prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: metricsNamespace, Name: name, Help: help}, labels)
+}
+
+func histogramVec(name, help string, buckets []float64, labels ...string) *prometheus.HistogramVec {
+	return prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: metricsNamespace, Name: name, Help: help, Buckets: buckets}, labels)
+}
+
 func newMetrics(states *stateCounts) *metrics {
+	waiters := counterVec("token_singleflight_waiters_total",
+		"Token requests that joined one already in flight for the same credential instead of asking the provider again.")
+	sweeps := histogramVec("sweep_duration_seconds", "How long lifecycle sweeps took.", []float64{.001, .005, .01, .05, .1, .5, 1, 5, 10, 30})
 	m := &metrics{
 		registry: prometheus.NewRegistry(),
-		accessReads: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Namespace: metricsNamespace, Name: "access_reads_total",
-			Help: "access/ reads, by the credential type's kind (static, oauth2) and result (ok, refused by the lifecycle state, error).",
-		}, []string{"kind", "result"}),
-		accessByName: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Namespace: metricsNamespace, Name: "credential_access_reads_total",
-			Help: "access/ reads by credential name and result; only counted while config metrics_credential_label is true.",
-		}, []string{"credential", "result"}),
-		tokenReads: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Namespace: metricsNamespace, Name: "token_reads_total",
-			Help: "OAuth access/ reads by where the token came from: the cache, or a request to the provider (made or joined).",
-		}, []string{"source"}),
-		tokenRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Namespace: metricsNamespace, Name: "provider_token_requests_total",
-			Help: "Requests to providers' token endpoints, by grant and result class (ok, transient, permanent).",
-		}, []string{"grant", "result"}),
-		tokenDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
-			Namespace: metricsNamespace, Name: "provider_token_request_duration_seconds",
-			Help:    "How long requests to providers' token endpoints took, by grant.",
-			Buckets: []float64{.01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
-		}, []string{"grant"}),
-		flightWaiters: prometheus.NewCounter(prometheus.CounterOpts{
-			Namespace: metricsNamespace, Name: "token_singleflight_waiters_total",
-			Help: "Token requests that joined one already in flight for the same credential instead of asking the provider again.",
-		}),
-		notifications: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Namespace: metricsNamespace, Name: "notifications_total",
-			Help: "Notification deliveries, by result: sent, failed (retried later) or dropped (the outbox was full).",
-		}, []string{"result"}),
-		sweepRuns: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Namespace: metricsNamespace, Name: "sweep_runs_total",
-			Help: "Lifecycle sweeps, by result (ok, error).",
-		}, []string{"result"}),
-		sweepDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
-			Namespace: metricsNamespace, Name: "sweep_duration_seconds",
-			Help:    "How long lifecycle sweeps took.",
-			Buckets: []float64{.001, .005, .01, .05, .1, .5, 1, 5, 10, 30},
-		}),
+		accessReads: counterVec("access_reads_total",
+			"access/ reads, by the credential type's kind (static, oauth2) and result (ok, refused by the lifecycle state, error).", "kind", "result"),
+		accessByName: counterVec("credential_access_reads_total",
+			"access/ reads by credential name and result; only counted while config metrics_credential_label is true.", "credential", "result"),
+		tokenReads: counterVec("token_reads_total",
+			"OAuth access/ reads by where the token came from: the cache, or a request to the provider (made or joined).", "source"),
+		tokenRequests: counterVec("provider_token_requests_total",
+			"Requests to providers' token endpoints, by grant and result class (ok, transient, permanent).", "grant", "result"),
+		tokenDuration: histogramVec("provider_token_request_duration_seconds",
+			"How long requests to providers' token endpoints took, by grant.", []float64{.01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30}, "grant"),
+		flightWaiters: waiters.WithLabelValues(),
+		notifications: counterVec("notifications_total",
+			"Notification deliveries, by result: sent, failed (retried later) or dropped (the outbox was full).", "result"),
+		sweepRuns:        counterVec("sweep_runs_total", "Lifecycle sweeps, by result (ok, error).", "result"),
+		sweepDuration:    sweeps.WithLabelValues(),
 		credentialStates: states,
 	}
 	m.registry.MustRegister(m.accessReads, m.accessByName, m.tokenReads, m.tokenRequests, m.tokenDuration,
-		m.flightWaiters, m.notifications, m.sweepRuns, m.sweepDuration, states)
+		waiters, m.notifications, m.sweepRuns, sweeps, states)
 	states.byName = m.accessByName
 	// The series of the access path, resolved once: a read counts without hashing
 	// label values.
