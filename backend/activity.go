@@ -25,6 +25,8 @@ type activity struct {
 	// with something to show. It may hold more than alert (alerts judges each
 	// afresh), never less.
 	alerting *lifecycle.Index
+	// states counts the indexed credentials by status and health, for the metrics.
+	states *stateCounts
 
 	// transient marks credentials whose last provider call failed in a way that may
 	// pass (a cached token was served). A sync.Map, because the cached-token access
@@ -52,7 +54,7 @@ type activity struct {
 }
 
 func newActivity() *activity {
-	return &activity{recorder: usage.NewRecorder(), index: lifecycle.NewIndex(), alerting: lifecycle.NewIndex()}
+	return &activity{recorder: usage.NewRecorder(), index: lifecycle.NewIndex(), alerting: lifecycle.NewIndex(), states: newStateCounts()}
 }
 
 // recordEvent logs a non-access event for a credential (in memory until the flush).

@@ -62,6 +62,7 @@ type integrationsBackend struct {
 	tokens         *tokenStore         // tokens/
 	usage          *usageStore         // usage/
 	activity       *activity
+	metrics        *metrics // this mount's Prometheus registry (metrics.go)
 
 	outbox       *outbox // notifications waiting for delivery
 	notifierStop chan struct{}
@@ -86,6 +87,7 @@ func newBackend(now func() time.Time) *integrationsBackend {
 		notifyBackoff: jitteredBackoff,
 		slackPostURL:  slackPostMessageURL,
 	}
+	b.metrics = newMetrics(b.activity.states)
 	b.devices = newDeviceIndex(b.credentials)
 	b.authorizations = &authorizationStore{credentials: b.credentials}
 	b.tokens = newTokenStore(b)
@@ -101,7 +103,7 @@ func newBackend(now func() time.Time) *integrationsBackend {
 			Unauthenticated: []string{callbackPath},
 		},
 		Paths: framework.PathAppend(
-			[]*framework.Path{pathConfig(b), pathAccess(b)},
+			[]*framework.Path{pathConfig(b), pathAccess(b), pathMetrics(b)},
 			pathTypes(b),
 			pathOAuth(b),
 			pathLifecycle(b),

@@ -11,10 +11,8 @@ import (
 // typeRule is the rule types/<typ> shows for field.
 func typeRule(t *testing.T, b logical.Backend, s logical.Storage, typ, field string) string {
 	t.Helper()
-	for _, f := range mustOK(t, b, s, logical.ReadOperation, "types/"+typ, nil).Data["fields"].([]map[string]any) {
-		if f["name"] == field {
-			return f["rule"].(string)
-		}
+	if f, ok := typeFields(t, b, s, typ)[field]; ok {
+		return f["rule"].(string)
 	}
 	t.Fatalf("types/%s shows no field %s", typ, field)
 	return ""

@@ -82,6 +82,9 @@ func (b *integrationsBackend) buildCredential(ctx context.Context, s logical.Sto
 	}
 	validated, err := t.Validate(values)
 	if err != nil {
+		if existing != nil && !patch {
+			err = patchHint(err, t, values, b.mountPath()+"credentials/"+name)
+		}
 		return nil, err
 	}
 	if err := checkRedirectedSecrets(t, existing, validated.Values, raw); err != nil {
@@ -99,6 +102,30 @@ func (b *integrationsBackend) buildCredential(ctx context.Context, s logical.Sto
 		c.State = lifecycle.Reconfigured(c.State) // new settings deserve a new attempt
 	}
 	return c, nil
+}
+
+// patchHint adds to each required field an update omitted why it is required again
+// (an update replaces the non-secret fields) and how to change only some fields.
+func patchHint(err error, t *credtype.Type, values map[string]any, path string) error {
+	var fes credtype.FieldErrors
+	var fe *credtype.FieldError
+	switch {
+	case errors.As(err, &fes):
+	case errors.As(err, &fe):
+		fes = credtype.FieldErrors{fe}
+	default:
+		return err
+	}
+	out := make(credtype.FieldErrors, len(fes))
+	for i, e := range fes {
+		out[i] = e
+		if f, ok := t.Field(e.Field); ok && f.Required && values[e.Field] == nil {
+			out[i] = &credtype.FieldError{Field: e.Field, Rule: e.Rule + fmt.Sprintf(
+				"; an update (vault write) replaces every non-secret field, so it must send each required one: to change only some fields, use vault patch %s %s=...",
+				path, e.Field)}
+		}
+	}
+	return out
 }
 
 // fieldValue converts a raw request value to the catalog's wire type: []string for

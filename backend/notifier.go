@@ -127,6 +127,9 @@ func (b *integrationsBackend) deliverOutbox(ctx context.Context) {
 			o.mu.Unlock()
 			continue
 		}
+		if !delivered {
+			b.metrics.notificationAttempt(res.failure)
+		}
 		if res.failure == "" {
 			e.delivered = true
 			o.removeLocked(ctx, b, e)

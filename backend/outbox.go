@@ -241,6 +241,7 @@ func (b *integrationsBackend) enqueue(ctx context.Context, n notification) {
 func (o *outbox) recordDropLocked(ctx context.Context, b *integrationsBackend, n notification, now time.Time) {
 	b.Logger().Error("notification outbox full; notification dropped",
 		"credential", n.Credential, "event", n.Event, "outbox_size", maxOutbox)
+	b.metrics.notifications.WithLabelValues("dropped").Inc()
 	d := o.dropped
 	if d == nil || now.Sub(d.Last) > droppedAlertFor {
 		d = &outboxDropped{First: now}

@@ -53,8 +53,12 @@ func pathAccess(b *integrationsBackend) *framework.Path {
 		HelpDescription: `Static types return their secret fields, with a ready "authorization" header value where
 one applies and "totp_code" where a TOTP secret is set. OAuth types return a valid
 access_token, token_type, expires_at and scope, minted or refreshed as needed.
-Every read is recorded as usage and renews the credential's inactivity window.
-Refused while the credential is suspended, expired or needs re-authorization.`,
+OAuth answers also carry ttl (seconds until this reader would be handed another
+token) and rotation_period (the token's lifetime), which Vault Agent templates
+re-render by. Every read is recorded as usage and renews the credential's inactivity
+window. Refused while the credential is suspended, expired or needs re-authorization.` +
+			examples("vault read integrations/access/billing-db integration=nightly-export",
+				"vault read -field=access_token integrations/access/crm-api minimum_seconds=300"),
 	}
 }
 
@@ -78,22 +82,26 @@ func (b *integrationsBackend) pathAccessRead(ctx context.Context, req *logical.R
 	if err != nil {
 		return nil, err
 	}
+	t := c.typeDef()
 	if err := b.policyFor(cfg, c).Usable(b.currentState(c), now); err != nil {
 		b.activity.recorder.Access(name, now, integration, false, err.Error())
+		b.metrics.accessRead(t.Kind, name, accessResultRefused, cfg.MetricsCredentialLabel)
 		return nil, unavailable(name, err)
 	}
 	var data map[string]any
 	var warnings []string
-	if t := c.typeDef(); t.Kind == credtype.KindStatic {
+	if t.Kind == credtype.KindStatic {
 		data, err = staticAccess(t, c, now)
 	} else {
 		data, warnings, err = b.tokenAccess(ctx, req.Storage, cfg, c, d.Get("minimum_seconds").(int), now)
 	}
 	if err != nil {
 		b.activity.recorder.Access(name, now, integration, false, err.Error())
+		b.metrics.accessRead(t.Kind, name, accessResultError, cfg.MetricsCredentialLabel)
 		return nil, err
 	}
 	b.activity.recorder.Access(name, now, integration, true, "")
+	b.metrics.accessRead(t.Kind, name, accessResultOK, cfg.MetricsCredentialLabel)
 	return &logical.Response{Data: data, Warnings: warnings}, nil
 }
 
@@ -144,7 +152,9 @@ func (b *integrationsBackend) tokenAccess(ctx context.Context, s logical.Storage
 	var res oauth.Result
 	var aheadWarning string
 	answered := now
+	held := cached // the cache entry of the token served; nil once one was minted
 	if servable(cached, c, cfg, now, minValid) != nil {
+		b.metrics.fromCache.Inc()
 		res.Token = &cached.Token // the hot path: no lock, no allocation beyond the response
 		if cfg.RefreshAhead && !now.Before(refreshAt(res.Token, shortLivedDemand(minValid, cfg.ExpiryBuffer, res.Token))) {
 			// In the refresh window: one read starts the refresh in the background;
@@ -152,6 +162,8 @@ func (b *integrationsBackend) tokenAccess(ctx context.Context, s logical.Storage
 			aheadWarning = b.refreshAhead(cfg, cached, c.Name, minValid, now)
 		}
 	} else {
+		b.metrics.fromProvider.Inc()
+		held = nil
 		var t tokenTicket
 		res, t, err = b.mintToken(ctx, s, cfg, c.Name, minValid, nil)
 		if errors.Is(err, errCredentialGone) {
@@ -185,13 +197,22 @@ func (b *integrationsBackend) tokenAccess(ctx context.Context, s logical.Storage
 	if tokenType == "" {
 		tokenType = "Bearer"
 	}
+	if held != nil && &held.Token != tok {
+		held = nil // the Broker answered with another token than the cached one
+	}
+	// ttl and rotation_period are what Vault Agent's templates re-render a secret
+	// without a lease by: it reads again ttl seconds later, when this reader would be
+	// handed another token.
+	handOver := b.handOverAt(cfg, held, c.Name, tok, shortLivedDemand(minValid, cfg.ExpiryBuffer, tok), answered)
 	return map[string]any{
-		"access_token":  tok.AccessToken,
-		"token_type":    tokenType,
-		"expires_at":    rfc3339(tok.Expiry),
-		"expires_in":    int64(tok.Expiry.Sub(answered) / time.Second),
-		"scope":         tok.Scope,
-		"authorization": tokenType + " " + tok.AccessToken,
+		"access_token":    tok.AccessToken,
+		"token_type":      tokenType,
+		"expires_at":      rfc3339(tok.Expiry),
+		"expires_in":      int64(tok.Expiry.Sub(answered) / time.Second),
+		"scope":           tok.Scope,
+		"authorization":   tokenType + " " + tok.AccessToken,
+		"ttl":             int64(handOver.Sub(answered) / time.Second),
+		"rotation_period": int64(tok.Expiry.Sub(tok.IssuedAt) / time.Second),
 	}, warnings, nil
 }
 

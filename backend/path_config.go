@@ -64,6 +64,8 @@ type engineConfig struct {
 	// its refresh in the background, so no reader waits at the due point. A config
 	// stored before the field existed decodes to the default, true.
 	RefreshAhead bool `json:"refresh_ahead"`
+	// MetricsCredentialLabel adds credential names to the metrics (metrics_config.go).
+	MetricsCredentialLabel bool `json:"metrics_credential_label,omitempty"`
 }
 
 func defaultConfig() *engineConfig {
@@ -157,6 +159,7 @@ func pathConfig(b *integrationsBackend) *framework.Path {
 				Type:        framework.TypeString,
 				Description: "Slack channel (ID or name) for notifications when notify_credential posts through the Slack API: " + notifyChannelRule + ".",
 			},
+			metricsLabelField: metricsLabelSchema,
 		},
 		Operations: map[logical.Operation]framework.OperationHandler{
 			logical.ReadOperation: &framework.PathOperation{
@@ -166,8 +169,9 @@ func pathConfig(b *integrationsBackend) *framework.Path {
 			logical.UpdateOperation: writeOperation(b.pathConfigWrite, "configure", ""),
 			logical.DeleteOperation: writeOperation(b.pathConfigDelete, "reset", "configuration"),
 		},
-		HelpSynopsis:    "Engine-wide defaults: inactivity windows, warnings, token caching and provider limits.",
-		HelpDescription: "Reading returns the settings in force (defaults where nothing was written). Writing changes only the fields given. Deleting restores every default.",
+		HelpSynopsis: "Engine-wide defaults: inactivity windows, warnings, token caching and provider limits.",
+		HelpDescription: "Reading returns the settings in force (defaults where nothing was written). Writing changes only the fields given. Deleting restores every default." +
+			examples("vault read integrations/config", "vault write integrations/config expiry_buffer=120 warn_before=30d,7d"),
 	}
 }
 
@@ -227,6 +231,7 @@ func (c *engineConfig) responseData() map[string]any {
 		"callback_base_url":      c.CallbackBaseURL,
 		"notify_credential":      c.NotifyCredential,
 		"notify_channel":         c.NotifyChannel,
+		metricsLabelField:        c.MetricsCredentialLabel,
 	}
 }
 
@@ -331,7 +336,7 @@ func (c *engineConfig) update(d *framework.FieldData) error {
 	if v, ok := d.GetOk("notify_channel"); ok {
 		c.NotifyChannel = v.(string)
 	}
-	return nil
+	return c.updateMetricsLabel(d)
 }
 
 // validate checks the settings as a whole, so that a change to one field cannot leave

@@ -16,18 +16,19 @@ func TestConfigDefaults(t *testing.T) {
 	b, s, _ := newTestBackend(t)
 	resp := mustOK(t, b, s, logical.ReadOperation, "config", nil)
 	want := map[string]any{
-		"suspend_after":          int64(180 * 86400),
-		"purge_after":            int64(365 * 86400),
-		"warn_before":            []int64{90 * 86400, 60 * 86400, 30 * 86400, 7 * 86400},
-		"expiry_buffer":          int64(60),
-		"request_timeout":        int64(30),
-		"log_size":               250,
-		"usage_flush_interval":   int64(10),
-		"default_token_lifetime": int64(3600),
-		"refresh_ahead":          true,
-		"callback_base_url":      "",
-		"notify_credential":      "",
-		"notify_channel":         "",
+		"suspend_after":            int64(180 * 86400),
+		"purge_after":              int64(365 * 86400),
+		"warn_before":              []int64{90 * 86400, 60 * 86400, 30 * 86400, 7 * 86400},
+		"expiry_buffer":            int64(60),
+		"request_timeout":          int64(30),
+		"log_size":                 250,
+		"usage_flush_interval":     int64(10),
+		"default_token_lifetime":   int64(3600),
+		"refresh_ahead":            true,
+		"callback_base_url":        "",
+		"notify_credential":        "",
+		"notify_channel":           "",
+		"metrics_credential_label": false,
 	}
 	if !reflect.DeepEqual(resp.Data, want) {
 		t.Fatalf("defaults:\n got %#v\nwant %#v", resp.Data, want)

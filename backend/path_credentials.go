@@ -94,8 +94,9 @@ func pathCredentials(b *integrationsBackend) []*framework.Path {
 					DisplayAttrs: &framework.DisplayAttributes{OperationVerb: "list"},
 				},
 			},
-			HelpSynopsis:    "List credentials, with their type, status, health and tags.",
-			HelpDescription: fmt.Sprintf("Lists credential names in order with key_info for each. Filter by type, tag, status or a name substring; page with after and limit. A page holds at most limit names (default %d); when it stops at its limit with more names after it, the response carries a warning naming the after value to continue from.", defaultListLimit),
+			HelpSynopsis: "List credentials, with their type, status, health and tags.",
+			HelpDescription: fmt.Sprintf("Lists credential names in order with key_info for each. Filter by type, tag, status or a name substring; page with after and limit. A page holds at most limit names (default %d); when it stops at its limit with more names after it, the response carries a warning naming the after value to continue from.", defaultListLimit) +
+				examples("vault list integrations/credentials", "vault list integrations/credentials type=basic status=suspended limit=50"),
 		},
 		{
 			Pattern: "credentials/" + nameSegment + "$",
@@ -121,7 +122,11 @@ Reads return the non-secret fields, derived facts, lifecycle and usage figures, 
 "secret_fields" (names of the secrets that are set) — never a secret value.
 An update replaces the non-secret fields; secret fields it omits keep their stored values.
 A patch changes only the fields it names (null removes an optional field).
-The type is fixed after create.`,
+The type is fixed after create.` + examples(
+				"vault write integrations/credentials/billing-db type=basic username=svc password=s3cret tags=team-a",
+				"vault read integrations/credentials/billing-db",
+				"vault patch integrations/credentials/billing-db description=\"nightly export\"",
+				"vault delete integrations/credentials/billing-db"),
 		},
 	}
 }

@@ -59,7 +59,8 @@ func pathDeviceAccounts(b *integrationsBackend) []*framework.Path {
 			},
 			HelpSynopsis: "Create or update a device account, PAM style.",
 			HelpDescription: `Found by identifier (its name) when given, else by hostname + ip + username; created
-when not found. An update keeps stored secrets it does not send.`,
+when not found. An update keeps stored secrets it does not send.` +
+				examples("vault write integrations/device-accounts hostname=db1 ip=10.0.0.5 username=admin password=s3cret"),
 		},
 		{
 			Pattern:      "lookup/?$",
@@ -71,8 +72,9 @@ when not found. An update keeps stored secrets it does not send.`,
 					DisplayAttrs: &framework.DisplayAttributes{OperationVerb: "look-up"},
 				},
 			},
-			HelpSynopsis:    "Find a device account by hostname, ip and username.",
-			HelpDescription: "Returns the management view of the matching device account (never its secrets).",
+			HelpSynopsis: "Find a device account by hostname, ip and username.",
+			HelpDescription: "Returns the management view of the matching device account (never its secrets)." +
+				examples("vault read integrations/lookup hostname=db1 ip=10.0.0.5 username=admin"),
 		},
 	}
 }

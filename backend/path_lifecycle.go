@@ -43,8 +43,9 @@ func pathLifecycle(b *integrationsBackend) []*framework.Path {
 					return b.lifecycleAction(ctx, req, d, action)
 				}, a.verb, ""),
 			},
-			HelpSynopsis:    a.synopsis,
-			HelpDescription: a.synopsis + " The action is logged in the credential's events.",
+			HelpSynopsis: a.synopsis,
+			HelpDescription: a.synopsis + " The action is logged in the credential's events." +
+				examples("vault write -f integrations/credentials/billing-db/"+action),
 		})
 	}
 	paths = append(paths, &framework.Path{
@@ -68,8 +69,9 @@ func pathLifecycle(b *integrationsBackend) []*framework.Path {
 				DisplayAttrs: &framework.DisplayAttributes{OperationVerb: "read"},
 			},
 		},
-		HelpSynopsis:    "The most recent events of a credential: accesses, tokens minted, warnings, state changes.",
-		HelpDescription: "Newest first; the engine keeps log_size events per credential (default 250). Filter by status, integration, event kind and time range.",
+		HelpSynopsis: "The most recent events of a credential: accesses, tokens minted, warnings, state changes.",
+		HelpDescription: "Newest first; the engine keeps log_size events per credential (default 250). Filter by status, integration, event kind and time range." +
+			examples("vault read integrations/credentials/billing-db/logs status=failure limit=20"),
 	}, &framework.Path{
 		Pattern: "alerts/?$",
 		DisplayAttrs: &framework.DisplayAttributes{
@@ -82,8 +84,9 @@ func pathLifecycle(b *integrationsBackend) []*framework.Path {
 				DisplayAttrs: &framework.DisplayAttributes{OperationVerb: "read"},
 			},
 		},
-		HelpSynopsis:    "Everything that needs a person: pending suspensions and purges, re-authorizations, expiries, failures.",
-		HelpDescription: "Each alert names the credential, the reason, its severity and when it takes (or took) effect. Notifications not delivered to notify_credential show as notification_undelivered (with event, attempts and queued_at) and drops of a full outbox as notifications_dropped.",
+		HelpSynopsis: "Everything that needs a person: pending suspensions and purges, re-authorizations, expiries, failures.",
+		HelpDescription: "Each alert names the credential, the reason, its severity and when it takes (or took) effect. Notifications not delivered to notify_credential show as notification_undelivered (with event, attempts and queued_at) and drops of a full outbox as notifications_dropped." +
+			examples("vault read -format=json integrations/alerts"),
 	})
 	return paths
 }

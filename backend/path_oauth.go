@@ -40,7 +40,9 @@ func pathOAuth(b *integrationsBackend) []*framework.Path {
 			HelpDescription: `Without code: returns the provider's consent URL, with a single-use state (valid 10 minutes)
 and a PKCE (S256) challenge. After consent the provider redirects to the engine's
 oauth/callback, which completes the exchange. With code: completes the exchange here,
-for providers that cannot reach Vault.`,
+for providers that cannot reach Vault.` + examples(
+				"vault write -f -field=auth_url integrations/credentials/crm-api/authorize",
+				"vault write integrations/credentials/crm-api/authorize code=<code> state=<state>"),
 		},
 		{
 			Pattern: callbackPath + "$",
@@ -57,8 +59,9 @@ for providers that cannot reach Vault.`,
 			Operations: map[logical.Operation]framework.OperationHandler{
 				logical.ReadOperation: writeOperation(b.pathCallback, "complete", ""),
 			},
-			HelpSynopsis:    "The OAuth redirect target (unauthenticated): completes a pending authorization.",
-			HelpDescription: "The provider sends the user's browser here after consent. The exchange happens only when state matches a pending, unexpired authorization; the state is then spent.",
+			HelpSynopsis: "The OAuth redirect target (unauthenticated): completes a pending authorization.",
+			HelpDescription: "The provider sends the user's browser here after consent. The exchange happens only when state matches a pending, unexpired authorization; the state is then spent." +
+				examples("curl \"$VAULT_ADDR/v1/integrations/oauth/callback?state=<state>&code=<code>\" (the browser does this)"),
 		},
 	}
 }

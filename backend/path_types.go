@@ -20,8 +20,9 @@ func pathTypes(b *integrationsBackend) []*framework.Path {
 					DisplayAttrs: &framework.DisplayAttributes{OperationVerb: "list"},
 				},
 			},
-			HelpSynopsis:    "The catalog of credential types.",
-			HelpDescription: "Lists every credential type with its kind (static or oauth2), aliases and description.",
+			HelpSynopsis: "The catalog of credential types.",
+			HelpDescription: "Lists every credential type with its kind (static or oauth2), aliases and description." +
+				examples("vault list integrations/types"),
 		},
 		{
 			Pattern:      "types/" + framework.GenericNameRegex("type") + "$",
@@ -35,8 +36,13 @@ func pathTypes(b *integrationsBackend) []*framework.Path {
 					DisplayAttrs: &framework.DisplayAttributes{OperationVerb: "read"},
 				},
 			},
-			HelpSynopsis:    "One credential type: its kind and every field with its rule.",
-			HelpDescription: "Shows each field of the type: whether it is required or sensitive, its default, the validation rule and a description. These are the same definitions the engine validates with.",
+			HelpSynopsis: "One credential type: its kind and every field with its rule.",
+			HelpDescription: `Shows the type's fields by name: required, optional and sensitive (lists of field names,
+in catalog order), then under "fields" each field's details keyed by its name: its
+value type, whether it is required or sensitive, its default, the validation rule and
+a description. These are the same definitions the engine validates with. The table
+output shows the lists; -format=json shows everything.` + examples("vault read integrations/types/oauth2_client_credentials",
+				"vault read -format=json -field=fields integrations/types/basic"),
 		},
 	}
 }
@@ -60,10 +66,19 @@ func (b *integrationsBackend) pathTypeRead(_ context.Context, _ *logical.Request
 	if !ok {
 		return nil, nil
 	}
-	fields := make([]map[string]any, 0, len(t.Fields))
+	// The lists read as a table (vault read); the details are keyed by field name.
+	fields := make(map[string]map[string]any, len(t.Fields))
+	required, optional, sensitive := []string{}, []string{}, []string{}
 	for _, f := range t.Fields {
-		fields = append(fields, map[string]any{
-			"name":        f.Name,
+		if f.Required {
+			required = append(required, f.Name)
+		} else {
+			optional = append(optional, f.Name)
+		}
+		if f.Sensitive {
+			sensitive = append(sensitive, f.Name)
+		}
+		fields[f.Name] = map[string]any{
 			"type":        string(f.Type),
 			"required":    f.Required,
 			"sensitive":   f.Sensitive,
@@ -72,13 +87,16 @@ func (b *integrationsBackend) pathTypeRead(_ context.Context, _ *logical.Request
 			"rule":        f.Rule,
 			"description": f.Description,
 			"common":      f.Common,
-		})
+		}
 	}
 	return &logical.Response{Data: map[string]any{
 		"name":        t.Name,
 		"kind":        string(t.Kind),
 		"aliases":     nonNil(t.Aliases),
 		"description": t.Description,
+		"required":    required,
+		"optional":    optional,
+		"sensitive":   sensitive,
 		"fields":      fields,
 	}}, nil
 }

@@ -39,6 +39,12 @@ var designTypes = []struct {
 	{"okta", "static", []string{"url", "token"}, []string{"token"}},
 }
 
+// typeFields is the per-field details types/<typ> shows, keyed by field name.
+func typeFields(t *testing.T, b logical.Backend, s logical.Storage, typ string) map[string]map[string]any {
+	t.Helper()
+	return mustOK(t, b, s, logical.ReadOperation, "types/"+typ, nil).Data["fields"].(map[string]map[string]any)
+}
+
 func TestTypesListShowsEveryTypeWithKind(t *testing.T) {
 	t.Parallel()
 	b, s, _ := newTestBackend(t)
@@ -86,19 +92,19 @@ func TestTypeReadMatchesCatalogAndDesign(t *testing.T) {
 			if resp.Data["name"] != d.name || resp.Data["kind"] != d.kind {
 				t.Fatalf("name/kind = %v/%v", resp.Data["name"], resp.Data["kind"])
 			}
-			fields, _ := resp.Data["fields"].([]map[string]any)
+			fields, _ := resp.Data["fields"].(map[string]map[string]any)
 			if len(fields) != len(typ.Fields) {
 				t.Fatalf("%d fields shown, catalog has %d", len(fields), len(typ.Fields))
 			}
-			var required, sensitive, names []string
-			for i, f := range fields {
-				cf := typ.Fields[i]
+			var required, optional, sensitive, names []string
+			for _, cf := range typ.Fields {
+				f := fields[cf.Name]
 				want := map[string]any{
-					"name": cf.Name, "type": string(cf.Type), "required": cf.Required, "sensitive": cf.Sensitive, "destination": cf.Destination,
+					"type": string(cf.Type), "required": cf.Required, "sensitive": cf.Sensitive, "destination": cf.Destination,
 					"default": cf.Default, "rule": cf.Rule, "description": cf.Description, "common": cf.Common,
 				}
 				if !reflect.DeepEqual(f, want) {
-					t.Errorf("field %d:\n got %v\nwant %v", i, f, want)
+					t.Errorf("field %s:\n got %v\nwant %v", cf.Name, f, want)
 				}
 				if r, _ := f["rule"].(string); r == "" {
 					t.Errorf("field %s has no rule", cf.Name)
@@ -109,9 +115,17 @@ func TestTypeReadMatchesCatalogAndDesign(t *testing.T) {
 				names = append(names, cf.Name)
 				if cf.Required {
 					required = append(required, cf.Name)
+				} else {
+					optional = append(optional, cf.Name)
 				}
 				if cf.Sensitive {
 					sensitive = append(sensitive, cf.Name)
+				}
+			}
+			// The lists the table shows: field names in catalog order.
+			for key, want := range map[string][]string{"required": required, "optional": optional, "sensitive": sensitive} {
+				if got, _ := resp.Data[key].([]string); !slices.Equal(got, want) {
+					t.Errorf("%s = %v, want %v", key, resp.Data[key], want)
 				}
 			}
 			slices.Sort(required)
@@ -146,12 +160,9 @@ func TestTypeReadDefaultsMatchDesign(t *testing.T) {
 		{"basic", "username", nil},
 	}
 	for _, tc := range cases {
-		resp := mustOK(t, b, s, logical.ReadOperation, "types/"+tc.typ, nil)
 		var got any = "<missing>"
-		for _, f := range resp.Data["fields"].([]map[string]any) {
-			if f["name"] == tc.field {
-				got = f["default"]
-			}
+		if f, ok := typeFields(t, b, s, tc.typ)[tc.field]; ok {
+			got = f["default"]
 		}
 		if !reflect.DeepEqual(got, tc.want) {
 			t.Errorf("%s.%s default = %#v, want %#v", tc.typ, tc.field, got, tc.want)
@@ -216,10 +227,8 @@ func TestValidationFollowsTypeDefinitions(t *testing.T) {
 	for _, typ := range credtype.All() {
 		t.Run(typ.Name, func(t *testing.T) {
 			t.Parallel()
-			resp := mustOK(t, b, s, logical.ReadOperation, "types/"+typ.Name, nil)
 			own := map[string]bool{}
-			for _, f := range resp.Data["fields"].([]map[string]any) {
-				name := f["name"].(string)
+			for name, f := range typeFields(t, b, s, typ.Name) {
 				own[name] = true
 				if f["required"] != true {
 					continue
@@ -257,12 +266,9 @@ func TestTypeReadShowsTypeSpecificRules(t *testing.T) {
 		{"basic", "totp_secret", "base32"},
 	}
 	for _, tc := range cases {
-		resp := mustOK(t, b, s, logical.ReadOperation, "types/"+tc.typ, nil)
 		rule := "<field missing>"
-		for _, f := range resp.Data["fields"].([]map[string]any) {
-			if f["name"] == tc.field {
-				rule, _ = f["rule"].(string)
-			}
+		if f, ok := typeFields(t, b, s, tc.typ)[tc.field]; ok {
+			rule, _ = f["rule"].(string)
 		}
 		if !strings.Contains(rule, tc.fragment) {
 			t.Errorf("%s.%s rule %q lacks %q", tc.typ, tc.field, rule, tc.fragment)
@@ -275,12 +281,7 @@ func TestTypeReadShowsTypeSpecificRules(t *testing.T) {
 func TestLifecycleFieldRulesMatchCatalog(t *testing.T) {
 	t.Parallel()
 	b, s, _ := newTestBackend(t)
-	var rule string
-	for _, f := range mustOK(t, b, s, logical.ReadOperation, "types/webhook", nil).Data["fields"].([]map[string]any) {
-		if f["name"] == "description" {
-			rule = f["rule"].(string)
-		}
-	}
+	rule, _ := typeFields(t, b, s, "webhook")["description"]["rule"].(string)
 	if !strings.Contains(rule, "4096 bytes") || !strings.Contains(rule, "line breaks allowed") {
 		t.Fatalf("description rule %q: update this test to the catalog's limit", rule)
 	}

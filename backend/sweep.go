@@ -40,12 +40,14 @@ func (b *integrationsBackend) reindex(cfg *engineConfig, c *credential, due life
 	p := b.policyFor(cfg, c)
 	b.activity.index.Set(c.Name, p.NextDue(due))
 	b.activity.alerting.Set(c.Name, p.AlertsFrom(c.State, c.NotAfter))
+	b.activity.states.set(c.Name, c.State.Status, b.indexedHealth(p, c, due))
 }
 
-// unindex drops a credential from both indexes.
+// unindex drops a credential from both indexes and the metrics' counts.
 func (a *activity) unindex(name string) {
 	a.index.Remove(name)
 	a.alerting.Remove(name)
+	a.states.remove(name)
 }
 
 // startIndexBuild starts the background scan that (re)builds the indexes from storage,
@@ -187,10 +189,11 @@ func (b *integrationsBackend) indexOne(ctx context.Context, s logical.Storage, c
 
 // sweep warns about, suspends and purges the credentials whose time has come. Its cost
 // follows the number of credentials with something due, not the number stored.
-func (b *integrationsBackend) sweep(ctx context.Context, s logical.Storage) error {
+func (b *integrationsBackend) sweep(ctx context.Context, s logical.Storage) (err error) {
 	if !b.WriteSafeReplicationState() {
 		return nil
 	}
+	defer func(start time.Time) { b.metrics.sweepRan(start, err) }(time.Now())
 	// No flush may run while the sweep judges credentials: one that drained an access
 	// but has not yet renewed its credential's window would let the sweep suspend a
 	// credential used moments before its deadline.

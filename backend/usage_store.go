@@ -283,3 +283,19 @@ func (us *usageStore) failingCandidates() []string {
 	}
 	return names
 }
+
+// everAccessed reports whether name's usage in memory shows a successful access; for
+// the health gauge (metrics.go).
+func (us *usageStore) everAccessed(name string) bool {
+	us.mu.Lock()
+	defer us.mu.Unlock()
+	return !us.summaries[name].lastAccessed.IsZero()
+}
+
+// isFailing reports whether name is in the failing set, for the health gauge.
+func (us *usageStore) isFailing(name string) bool {
+	us.mu.Lock()
+	defer us.mu.Unlock()
+	_, failing := us.failing[name]
+	return failing
+}

@@ -376,7 +376,7 @@ func TestPathHelpAndOpenAPIDescribeFields(t *testing.T) {
 			}
 		}
 	}
-	for _, p := range []string{"/credentials/{name}", "/access/{name}", "/types/{type}", "/config", "/oauth/callback", "/device-accounts", "/lookup", "/alerts", "/credentials/{name}/logs", "/credentials/{name}/authorize", "/credentials/{name}/suspend"} {
+	for _, p := range []string{"/credentials/{name}", "/access/{name}", "/types/{type}", "/config", "/oauth/callback", "/device-accounts", "/lookup", "/alerts", "/credentials/{name}/logs", "/credentials/{name}/authorize", "/credentials/{name}/suspend", "/metrics"} {
 		item, ok := doc.Paths["/"+mount+p]
 		if !ok {
 			t.Errorf("OpenAPI lacks %s", p)

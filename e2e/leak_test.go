@@ -175,11 +175,21 @@ func TestLeakScan(t *testing.T) {
 	sensitive := map[string][]string{}
 	for _, typ := range typeNames {
 		c := r.must(r.do(http.MethodGet, "types/"+typ, nil, nil), 200)
-		for _, f := range c.data()["fields"].([]any) {
-			f := f.(map[string]any)
-			if f["sensitive"] == true {
-				sensitive[typ] = append(sensitive[typ], f["name"].(string))
+		// The sensitive list (catalog order) and the per-field flags must agree.
+		for _, name := range c.data()["sensitive"].([]any) {
+			sensitive[typ] = append(sensitive[typ], name.(string))
+		}
+		flagged := 0
+		for name, f := range c.data()["fields"].(map[string]any) {
+			if f.(map[string]any)["sensitive"] == true {
+				flagged++
+				if !slices.Contains(sensitive[typ], name) {
+					t.Errorf("types/%s: field %s is sensitive but not in the sensitive list", typ, name)
+				}
 			}
+		}
+		if flagged != len(sensitive[typ]) {
+			t.Errorf("types/%s: sensitive list %v, %d fields flagged", typ, sensitive[typ], flagged)
 		}
 		if _, ok := accessFields[typ]; !ok {
 			t.Errorf("the server lists type %s, which docs/API.md's table (accessFields here) does not", typ)
@@ -502,6 +512,8 @@ func TestLeakScan(t *testing.T) {
 		}
 	}
 	r.want(r.do(http.MethodGet, "alerts", nil, nil), 200)
+	// The exposition after every access above: counts only, scanned like any answer.
+	r.want(r.do(http.MethodGet, "metrics", nil, nil), 200)
 
 	// The hostile provider's invalid_client made lk-echo400 need re-authorization,
 	// which is announced to the webhook; the webhook answers 500 and is retried.

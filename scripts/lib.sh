@@ -87,3 +87,15 @@ tf_mirror() {
 
 # plugin_version prints the version the plugin reports and is registered with.
 plugin_version() { echo "v$(tr -d ' \n' < "$ROOT/VERSION")"; }
+
+# prometheus_bin prints the path of a Prometheus server, installing Debian's `prometheus`
+# package (which brings promtool) when it is missing and we are root. The metrics e2e test
+# scrapes the plugin with it; without it that test skips, so nothing else depends on it.
+prometheus_bin() {
+  if ! command -v prometheus >/dev/null 2>&1; then
+    if [ "$(id -u)" != 0 ]; then log "prometheus is missing and we are not root: the metrics e2e test will skip"; return 1; fi
+    log "installing Debian's prometheus package (server and promtool)"
+    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus; } >&2 || return 1
+  fi
+  command -v prometheus
+}

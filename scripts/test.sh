@@ -16,6 +16,8 @@ tools_log="$CACHE_DIR/tools-build.log"
 prepare_tools() {
   vault_bin >/dev/null
   if command -v terraform >/dev/null 2>&1; then tf_mirror >/dev/null; fi
+  # The metrics e2e test scrapes with a real Prometheus; it skips when none can be had.
+  prometheus_bin >/dev/null || true
 }
 
 if [ "$what" = all ]; then

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sync/singleflight"
@@ -162,7 +163,9 @@ func (b *Broker) Token(ctx context.Context, key string, cfg Config, cached *Toke
 func (b *Broker) wait(ctx context.Context, key string, cfg Config, cached *Token, minValid time.Duration,
 	persist func(context.Context, *Token) error) (Result, error) {
 	flightCtx := context.WithoutCancel(ctx)
+	var started atomic.Bool // whether this call's function became the flight
 	ch := b.group.DoChan(key, func() (any, error) {
+		started.Store(true)
 		fctx, done, err := b.startFlight(flightCtx)
 		if err != nil {
 			return Result{}, err
@@ -172,6 +175,9 @@ func (b *Broker) wait(ctx context.Context, key string, cfg Config, cached *Token
 	})
 	select {
 	case r := <-ch:
+		if !started.Load() {
+			b.client.observer.Waiter()
+		}
 		if r.Err != nil {
 			return Result{}, r.Err
 		}

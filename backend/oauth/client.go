@@ -77,6 +77,9 @@ type ClientOptions struct {
 	// Transport is the base transport; nil means a clone of
 	// http.DefaultTransport (system TLS roots, proxy from the environment).
 	Transport http.RoundTripper
+	// Observer is told of every token request and single-flight waiter; nil
+	// observes nothing.
+	Observer Observer
 }
 
 // Client makes token requests with a bounded HTTP client. It is safe for
@@ -86,6 +89,7 @@ type Client struct {
 	timeout  time.Duration
 	lifetime time.Duration
 	now      func() time.Time
+	observer Observer
 }
 
 // NewClient returns a Client with o's bounds.
@@ -105,6 +109,9 @@ func NewClient(o ClientOptions) *Client {
 	if o.Transport == nil {
 		o.Transport = http.DefaultTransport.(*http.Transport).Clone()
 	}
+	if o.Observer == nil {
+		o.Observer = nopObserver{}
+	}
 	return &Client{
 		http: &http.Client{
 			Transport:     &boundedTransport{base: o.Transport, limit: o.MaxResponseBytes},
@@ -114,6 +121,7 @@ func NewClient(o ClientOptions) *Client {
 		timeout:  o.Timeout,
 		lifetime: o.DefaultLifetime,
 		now:      o.Now,
+		observer: o.Observer,
 	}
 }
 
@@ -133,6 +141,7 @@ func (c *Client) Mint(ctx context.Context, cfg Config, refreshToken string) (*To
 		tok *oauth2.Token
 		err error
 	)
+	grant, start := string(cfg.Grant), time.Now()
 	switch cfg.Grant {
 	case GrantAuthorizationCode:
 		if refreshToken == "" {
@@ -141,13 +150,17 @@ func (c *Client) Mint(ctx context.Context, cfg Config, refreshToken string) (*To
 		}
 		// reuseTokenSource sees a token without an access token as expired
 		// and runs exactly one refresh_token grant.
+		grant = "refresh_token"
 		tok, err = cfg.codeConfig().TokenSource(ctx, &oauth2.Token{RefreshToken: refreshToken}).Token()
 	default:
 		tok, err = cfg.directConfig().Token(ctx)
 	}
 	if err != nil {
-		return nil, classify(err, tr, c.now())
+		e := classify(err, tr, c.now())
+		c.observe(grant, start, e)
+		return nil, e
 	}
+	c.observe(grant, start, nil)
 	t := c.token(tok, cfg)
 	if t.RefreshToken == "" {
 		t.RefreshToken = refreshToken
@@ -176,10 +189,14 @@ func (c *Client) Exchange(ctx context.Context, cfg Config, code, verifier string
 	ctx, cancel := c.bound(ctx, cfg)
 	defer cancel()
 	ctx, tr := c.requestContext(ctx)
+	start := time.Now()
 	tok, err := cfg.codeConfig().Exchange(ctx, code, opts...)
 	if err != nil {
-		return nil, classify(err, tr, c.now())
+		e := classify(err, tr, c.now())
+		c.observe(string(GrantAuthorizationCode), start, e)
+		return nil, e
 	}
+	c.observe(string(GrantAuthorizationCode), start, nil)
 	return c.token(tok, cfg), nil
 }
 

@@ -1,0 +1,247 @@
+// The engine's Prometheus metrics: one registry per mount (never the process-wide
+// default, so two mounts in one plugin process do not mix their figures), filled in
+// by the owners of what is counted — the access path, the token client and broker
+// (through oauth.Observer), the notifier and the sweep — and the gauges of
+// credentials by status and health, which are counts kept in step with the lifecycle
+// indexes (reindex, unindex), never a scan at scrape time. path_metrics.go serves
+// them. README.md (Metrics) lists the names.
+
+package backend
+
+import (
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/backend/credtype"
+	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/backend/lifecycle"
+	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/backend/oauth"
+)
+
+// metricsNamespace prefixes every metric name.
+const metricsNamespace = "integrations"
+
+// Results of an access read, the values of its result label.
+const (
+	accessResultOK      = "ok"
+	accessResultRefused = "refused" // the credential's lifecycle state does not allow it (403)
+	accessResultError   = "error"   // anything else: a provider failure, storage, a bad argument
+)
+
+// metrics holds one mount's collectors.
+type metrics struct {
+	registry *prometheus.Registry
+
+	accessReads      *prometheus.CounterVec // kind, result
+	accessCounters   map[[2]string]prometheus.Counter
+	accessByName     *prometheus.CounterVec // credential, result: only with metrics_credential_label
+	tokenReads       *prometheus.CounterVec // source: cache or provider
+	fromCache        prometheus.Counter
+	fromProvider     prometheus.Counter
+	tokenRequests    *prometheus.CounterVec // grant, result
+	tokenDuration    *prometheus.HistogramVec
+	flightWaiters    prometheus.Counter
+	notifications    *prometheus.CounterVec // result
+	sweepRuns        *prometheus.CounterVec // result
+	sweepDuration    prometheus.Observer
+	credentialStates *stateCounts
+}
+
+// counterVec and histogramVec declare a metric of this engine: its name (without the
+// namespace), help text and label names.
+func counterVec(name, help string, labels ...string) *prometheus.CounterVec {
+	return prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: metricsNamespace, Name: name, Help: help}, labels)
+}
+
+func histogramVec(name, help string, buckets []float64, labels ...string) *prometheus.HistogramVec {
+	return prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: metricsNamespace, Name: name, Help: help, Buckets: buckets}, labels)
+}
+
+func newMetrics(states *stateCounts) *metrics {
+	waiters := counterVec("token_singleflight_waiters_total",
+		"Token requests that joined one already in flight for the same credential instead of asking the provider again.")
+	sweeps := histogramVec("sweep_duration_seconds", "How long lifecycle sweeps took.", []float64{.001, .005, .01, .05, .1, .5, 1, 5, 10, 30})
+	m := &metrics{
+		registry: prometheus.NewRegistry(),
+		accessReads: counterVec("access_reads_total",
+			"access/ reads, by the credential type's kind (static, oauth2) and result (ok, refused by the lifecycle state, error).", "kind", "result"),
+		accessByName: counterVec("credential_access_reads_total",
+			"access/ reads by credential name and result; only counted while config metrics_credential_label is true.", "credential", "result"),
+		tokenReads: counterVec("token_reads_total",
+			"OAuth access/ reads by where the token came from: the cache, or a request to the provider (made or joined).", "source"),
+		tokenRequests: counterVec("provider_token_requests_total",
+			"Requests to providers' token endpoints, by grant and result class (ok, transient, permanent).", "grant", "result"),
+		tokenDuration: histogramVec("provider_token_request_duration_seconds",
+			"How long requests to providers' token endpoints took, by grant.", []float64{.01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30}, "grant"),
+		flightWaiters: waiters.WithLabelValues(),
+		notifications: counterVec("notifications_total",
+			"Notification deliveries, by result: sent, failed (retried later) or dropped (the outbox was full).", "result"),
+		sweepRuns:        counterVec("sweep_runs_total", "Lifecycle sweeps, by result (ok, error).", "result"),
+		sweepDuration:    sweeps.WithLabelValues(),
+		credentialStates: states,
+	}
+	m.registry.MustRegister(m.accessReads, m.accessByName, m.tokenReads, m.tokenRequests, m.tokenDuration,
+		waiters, m.notifications, m.sweepRuns, sweeps, states)
+	states.byName = m.accessByName
+	// The series of the access path, resolved once: a read counts without hashing
+	// label values.
+	m.accessCounters = make(map[[2]string]prometheus.Counter)
+	for _, kind := range []credtype.Kind{credtype.KindStatic, credtype.KindOAuth2} {
+		for _, result := range []string{accessResultOK, accessResultRefused, accessResultError} {
+			m.accessCounters[[2]string{string(kind), result}] = m.accessReads.WithLabelValues(string(kind), result)
+		}
+	}
+	m.fromCache, m.fromProvider = m.tokenReads.WithLabelValues("cache"), m.tokenReads.WithLabelValues("provider")
+	return m
+}
+
+// accessRead counts one access/ read of credential name, of kind, with result; the
+// name is a label only when byName (config metrics_credential_label).
+func (m *metrics) accessRead(kind credtype.Kind, name, result string, byName bool) {
+	if c, ok := m.accessCounters[[2]string{string(kind), result}]; ok {
+		c.Inc()
+	} else {
+		m.accessReads.WithLabelValues(string(kind), result).Inc()
+	}
+	if byName {
+		m.accessByName.WithLabelValues(name, result).Inc()
+	}
+}
+
+// notificationAttempt counts one attempt at delivering a notification that ended
+// with failure ("" when it was delivered).
+func (m *metrics) notificationAttempt(failure string) {
+	result := "sent"
+	if failure != "" {
+		result = "failed"
+	}
+	m.notifications.WithLabelValues(result).Inc()
+}
+
+// sweepRan counts one sweep that started at start and ended with err.
+func (m *metrics) sweepRan(start time.Time, err error) {
+	result := "ok"
+	if err != nil {
+		result = "error"
+	}
+	m.sweepRuns.WithLabelValues(result).Inc()
+	m.sweepDuration.Observe(time.Since(start).Seconds())
+}
+
+// The oauth.Observer the token client and broker report to.
+var _ oauth.Observer = (*metrics)(nil)
+
+func (m *metrics) TokenRequest(grant, result string, took time.Duration) {
+	m.tokenRequests.WithLabelValues(grant, result).Inc()
+	m.tokenDuration.WithLabelValues(grant).Observe(took.Seconds())
+}
+
+func (m *metrics) Waiter() { m.flightWaiters.Inc() }
+
+// Statuses and health values the gauges report, each always present (0 when no
+// credential has it), so a query over them never finds a series missing.
+var (
+	gaugeStatuses = []lifecycle.Status{lifecycle.StatusActive, lifecycle.StatusSuspended, lifecycle.StatusNeedsReauth}
+	gaugeHealth   = []string{lifecycle.HealthAwaitingUsage, lifecycle.HealthGreen, lifecycle.HealthYellow, lifecycle.HealthRed}
+)
+
+// stateCounts counts credentials by status and health, kept in step with the
+// lifecycle indexes: every write, flush, scan and sweep files a credential through
+// reindex, which sets it here, and a delete unindexes it. A scrape reads the counts;
+// it visits no credential. Health is as judged when the credential was last indexed
+// (Policy.Health on its state, certificate end, a transient provider failure and a
+// run of failures), so a change that reindexes nothing — a warning coming due — shows
+// at the next sweep or flush that files it.
+type stateCounts struct {
+	mu       sync.Mutex
+	of       map[string]credentialGauge
+	byStatus map[lifecycle.Status]int
+	byHealth map[string]int
+	byName   *prometheus.CounterVec // series to drop when a credential goes
+
+	statusDesc, healthDesc *prometheus.Desc
+}
+
+type credentialGauge struct {
+	status lifecycle.Status
+	health string
+}
+
+func newStateCounts() *stateCounts {
+	return &stateCounts{
+		of:       make(map[string]credentialGauge),
+		byStatus: make(map[lifecycle.Status]int),
+		byHealth: make(map[string]int),
+		statusDesc: prometheus.NewDesc(metricsNamespace+"_credentials",
+			"Credentials by lifecycle status (as stored; the sweep applies a window that ran out).", []string{"status"}, nil),
+		healthDesc: prometheus.NewDesc(metricsNamespace+"_credentials_by_health",
+			"Credentials by health, as judged when each was last indexed.", []string{"health"}, nil),
+	}
+}
+
+// set files name under status and health.
+func (sc *stateCounts) set(name string, status lifecycle.Status, health string) {
+	g := credentialGauge{status: status, health: health}
+	sc.mu.Lock()
+	defer sc.mu.Unlock()
+	if old, ok := sc.of[name]; ok {
+		if old == g {
+			return
+		}
+		sc.byStatus[old.status]--
+		sc.byHealth[old.health]--
+	}
+	sc.of[name] = g
+	sc.byStatus[status]++
+	sc.byHealth[health]++
+}
+
+// remove drops name, for a deleted credential, with its per-credential series.
+func (sc *stateCounts) remove(name string) {
+	sc.mu.Lock()
+	if old, ok := sc.of[name]; ok {
+		delete(sc.of, name)
+		sc.byStatus[old.status]--
+		sc.byHealth[old.health]--
+	}
+	sc.mu.Unlock()
+	if sc.byName != nil {
+		sc.byName.DeletePartialMatch(prometheus.Labels{"credential": name})
+	}
+}
+
+func (sc *stateCounts) Describe(ch chan<- *prometheus.Desc) {
+	ch <- sc.statusDesc
+	ch <- sc.healthDesc
+}
+
+func (sc *stateCounts) Collect(ch chan<- prometheus.Metric) {
+	sc.mu.Lock()
+	defer sc.mu.Unlock()
+	for _, s := range gaugeStatuses {
+		ch <- prometheus.MustNewConstMetric(sc.statusDesc, prometheus.GaugeValue, float64(sc.byStatus[s]), string(s))
+	}
+	for _, h := range gaugeHealth {
+		ch <- prometheus.MustNewConstMetric(sc.healthDesc, prometheus.GaugeValue, float64(sc.byHealth[h]), h)
+	}
+}
+
+// indexedHealth is c's health for the gauge, judged at reindex from what the
+// engine holds in memory: the state being filed, the certificate's end, a transient
+// provider failure, the failing set and whether c was ever accessed.
+func (b *integrationsBackend) indexedHealth(p lifecycle.Policy, c *credential, st lifecycle.State) string {
+	_, transient := b.activity.transient.Load(c.Name)
+	in := lifecycle.HealthInput{
+		State: st,
+		// A window renewed since creation is most often an access (also an unsuspend
+		// or a reset); it answers for credentials whose usage is not in memory.
+		Accessed:         st.ActivityAt.After(st.CreatedAt) || b.usage.everAccessed(c.Name) || !b.activity.recorder.LastAccessed(c.Name).IsZero(),
+		NotAfter:         c.NotAfter,
+		TransientFailure: transient,
+	}
+	if b.usage.isFailing(c.Name) {
+		in.ConsecutiveFailures = lifecycle.FailingAfter
+	}
+	return p.Health(in, b.now())
+}

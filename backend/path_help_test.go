@@ -1,0 +1,44 @@
+package backend
+
+import (
+	"reflect"
+	"strings"
+	"testing"
+
+	"github.com/hashicorp/vault/sdk/logical"
+)
+
+// Every path's help ends with an example command, rendered by examples, and vault
+// path-help shows it.
+func TestEveryPathHelpShowsAnExample(t *testing.T) {
+	t.Parallel()
+	b, s, _ := newTestBackend(t)
+	for _, p := range b.Paths {
+		if !strings.Contains(p.HelpDescription, "\n\nExample") || !strings.Contains(p.HelpDescription, "\n    $ ") {
+			t.Errorf("path %s: help shows no example:\n%s", p.Pattern, p.HelpDescription)
+		}
+	}
+	resp := mustOK(t, b, s, logical.HelpOperation, "access/x", nil)
+	if help, _ := resp.Data["help"].(string); !strings.Contains(help, "$ vault read integrations/access/") {
+		t.Fatalf("path-help of access/ shows no example:\n%s", help)
+	}
+}
+
+// An update that omits a required field says why it is required again and points to
+// vault patch; a create that omits one says only the rule, and nothing is stored.
+func TestUpdateMissingRequiredFieldHintsAtPatch(t *testing.T) {
+	t.Parallel()
+	b, s, _ := newTestBackend(t)
+	mustOK(t, b, s, logical.CreateOperation, "credentials/db", basicCredential())
+	before := credStorageSnapshot(t, s)
+	credWant400(t, b, s, logical.UpdateOperation, "credentials/db", map[string]any{"password": "n3w-secret"},
+		"username", "is required", "vault patch integrations/credentials/db username=")
+	if after := credStorageSnapshot(t, s); !reflect.DeepEqual(after, before) {
+		t.Fatalf("a refused update changed storage")
+	}
+	resp := credWantStatus(t, b, s, logical.CreateOperation, "credentials/fresh", map[string]any{"type": "basic", "password": "x-secret"}, 400)
+	if msg := resp.Error().Error(); !strings.Contains(msg, `"username"`) || strings.Contains(msg, "vault patch") {
+		t.Fatalf("create without username: %q", msg)
+	}
+	mustOK(t, b, s, logical.PatchOperation, "credentials/db", map[string]any{"password": "n3w-secret"})
+}
