@@ -13,6 +13,7 @@ import (
 
 	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/logical"
+	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/backend/credtype"
 )
 
 // Version is the plugin's semantic version, set at build time with
@@ -72,19 +73,23 @@ type integrationsBackend struct {
 	notifyBackoff func(attempt int) time.Duration
 	// slackPostURL is Slack's chat.postMessage; tests point it at a local server.
 	slackPostURL string
-	cleanOnce    sync.Once
+	// slackVerifyURL is Slack's auth.test, which verifies a slack credential; tests
+	// point it at a local server.
+	slackVerifyURL string
+	cleanOnce      sync.Once
 
 	mount atomic.Pointer[string] // where the engine is mounted, learnt from requests
 }
 
 func newBackend(now func() time.Time) *integrationsBackend {
 	b := &integrationsBackend{
-		now:           now,
-		credentials:   newCredentialStore(),
-		activity:      newActivity(),
-		outbox:        newOutbox(),
-		notifyBackoff: jitteredBackoff,
-		slackPostURL:  slackPostMessageURL,
+		now:            now,
+		credentials:    newCredentialStore(),
+		activity:       newActivity(),
+		outbox:         newOutbox(),
+		notifyBackoff:  jitteredBackoff,
+		slackPostURL:   slackPostMessageURL,
+		slackVerifyURL: credtype.SlackAuthTestURL,
 	}
 	b.devices = newDeviceIndex(b.credentials)
 	b.authorizations = &authorizationStore{credentials: b.credentials}
@@ -105,6 +110,7 @@ func newBackend(now func() time.Time) *integrationsBackend {
 			pathTypes(b),
 			pathOAuth(b),
 			pathLifecycle(b),
+			[]*framework.Path{pathVerify(b)},
 			pathCredentials(b),
 			pathDeviceAccounts(b),
 		),

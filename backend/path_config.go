@@ -64,6 +64,9 @@ type engineConfig struct {
 	// its refresh in the background, so no reader waits at the due point. A config
 	// stored before the field existed decodes to the default, true.
 	RefreshAhead bool `json:"refresh_ahead"`
+	// VerifyInterval re-verifies every credential this often (verify_schedule.go);
+	// zero is off, the default.
+	VerifyInterval time.Duration `json:"verify_interval,omitempty"`
 }
 
 func defaultConfig() *engineConfig {
@@ -124,6 +127,10 @@ func pathConfig(b *integrationsBackend) *framework.Path {
 				Type:        framework.TypeDurationSecond,
 				Description: "Time limit for each request to a provider (token endpoints, notifications). Default 30 seconds, at most 5 minutes.",
 				Default:     int(defaultRequestTimeout.Seconds()),
+			},
+			"verify_interval": {
+				Type:        framework.TypeDurationSecond,
+				Description: "Re-verify every credential this often on the active node (as credentials/<name>/verify does; a credential's own verify_interval overrides it), spread over the interval: " + lifecycle.VerifyIntervalRule + ", or 0 for off. Default 0 (off).",
 			},
 			"log_size": {
 				Type:        framework.TypeInt,
@@ -224,6 +231,7 @@ func (c *engineConfig) responseData() map[string]any {
 		"usage_flush_interval":   seconds(c.UsageFlushInterval),
 		"default_token_lifetime": seconds(c.DefaultTokenLifetime),
 		"refresh_ahead":          c.RefreshAhead,
+		"verify_interval":        seconds(c.VerifyInterval),
 		"callback_base_url":      c.CallbackBaseURL,
 		"notify_credential":      c.NotifyCredential,
 		"notify_channel":         c.NotifyChannel,
@@ -297,6 +305,7 @@ func (c *engineConfig) update(d *framework.FieldData) error {
 		"request_timeout":        &c.RequestTimeout,
 		"usage_flush_interval":   &c.UsageFlushInterval,
 		"default_token_lifetime": &c.DefaultTokenLifetime,
+		"verify_interval":        &c.VerifyInterval,
 	}
 	for name, dst := range durations {
 		if v, ok := d.GetOk(name); ok {
@@ -359,6 +368,11 @@ func (c *engineConfig) validate() error {
 	}
 	if c.UsageFlushInterval > maxFlushInterval {
 		return fieldErr("usage_flush_interval", fmt.Sprintf("must be at most %s", maxFlushInterval))
+	}
+	if c.VerifyInterval != 0 {
+		if err := lifecycle.CheckVerifyInterval(c.VerifyInterval); err != nil {
+			return fieldErr("verify_interval", err.Error()+", or 0 for off")
+		}
 	}
 	if c.LogSize < 1 || c.LogSize > maxLogSize {
 		return fieldErr("log_size", fmt.Sprintf("must be between 1 and %d", maxLogSize))

@@ -1,0 +1,261 @@
+// Package verify runs the network checks of credentials/<name>/verify: one GET with a
+// credential's authorization, Slack's auth.test, and an SSH sign-in that requires the
+// server's host key to match the stored fingerprint. The catalog (credtype) says which
+// check a type gets and with what; the backend records the outcome (lifecycle).
+//
+// Every check is bounded like the oauth package's token client: a timeout over the
+// whole exchange, the endpoint rule (credtype.EndpointAllowed) on every URL including
+// redirects, no redirect to another host, and a cap on what is read. An outcome's
+// detail never carries a secret or the remote side's text. The package imports no
+// Vault package.
+package verify
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"syscall"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+
+	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/backend/credtype"
+	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/backend/lifecycle"
+)
+
+// Bounds of one check.
+const (
+	// DefaultTimeout is used when Checker.Timeout is zero.
+	DefaultTimeout = 30 * time.Second
+	// MaxBody caps what is read of an HTTP answer (Slack's is a small JSON object).
+	MaxBody = 64 << 10
+	// maxRedirects bounds same-host redirects.
+	maxRedirects = 3
+)
+
+// Checker runs checks. The zero value uses DefaultTimeout and http.DefaultTransport.
+type Checker struct {
+	// Timeout bounds one check from connecting to the last byte read.
+	Timeout time.Duration
+	// Transport is the base HTTP transport; nil is a clone of http.DefaultTransport.
+	Transport http.RoundTripper
+	// Dial opens the TCP connection of an SSH check; nil is a net.Dialer.
+	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
+}
+
+// Outcome is a check's result (lifecycle.VerifyOK or VerifyFailed) and its detail.
+type Outcome struct {
+	Result string
+	Detail string
+}
+
+func ok(detail string) Outcome     { return Outcome{lifecycle.VerifyOK, detail} }
+func failed(detail string) Outcome { return Outcome{lifecycle.VerifyFailed, detail} }
+
+func (c Checker) timeout() time.Duration {
+	if c.Timeout > 0 {
+		return c.Timeout
+	}
+	return DefaultTimeout
+}
+
+// Run performs the network check of plan (VerifyHTTP, VerifySlack or VerifySSH).
+func (c Checker) Run(ctx context.Context, plan credtype.VerifyPlan) Outcome {
+	ctx, cancel := context.WithTimeout(ctx, c.timeout())
+	defer cancel()
+	switch plan.Method {
+	case credtype.VerifyHTTP, credtype.VerifySlack:
+		return c.http(ctx, plan)
+	case credtype.VerifySSH:
+		return c.ssh(ctx, plan)
+	}
+	return failed("no network check for " + string(plan.Method))
+}
+
+// checkRedirect follows a redirect only to the same host and under the endpoint rule:
+// the request carries the credential.
+func checkRedirect(req *http.Request, via []*http.Request) error {
+	if len(via) > maxRedirects {
+		return errors.New("too many redirects")
+	}
+	if !strings.EqualFold(req.URL.Host, via[0].URL.Host) || !allowed(req.URL) {
+		return errRedirect
+	}
+	return nil
+}
+
+var errRedirect = errors.New("redirect to another host refused")
+
+func allowed(u *url.URL) bool {
+	return credtype.EndpointAllowed(strings.ToLower(u.Scheme), u.Hostname())
+}
+
+func (c Checker) http(ctx context.Context, plan credtype.VerifyPlan) Outcome {
+	u, err := url.Parse(plan.URL)
+	if err != nil || !allowed(u) {
+		return failed("the URL is not https (http only to loopback hosts)")
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, plan.URL, nil)
+	if err != nil {
+		return failed("the URL cannot be requested")
+	}
+	if plan.Header != "" {
+		req.Header.Set(plan.Header, plan.HeaderValue)
+	}
+	req.Header.Set("Accept", "application/json")
+	req.Close = true // rare calls: no idle connection left to a server nobody else uses
+	transport := c.Transport
+	if transport == nil {
+		transport = http.DefaultTransport.(*http.Transport).Clone()
+	}
+	client := &http.Client{Transport: transport, CheckRedirect: checkRedirect, Timeout: c.timeout()}
+	resp, err := client.Do(req)
+	if err != nil {
+		if errors.Is(err, errRedirect) {
+			return failed("the server redirected to another host, which was not followed")
+		}
+		return failed("no answer: " + networkKind(err))
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, MaxBody+1))
+	switch {
+	case resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden:
+		return failed(fmt.Sprintf("refused: HTTP %d", resp.StatusCode))
+	case resp.StatusCode < 200 || resp.StatusCode > 299:
+		return failed(fmt.Sprintf("unexpected answer: HTTP %d", resp.StatusCode))
+	case plan.Method != credtype.VerifySlack:
+		return ok(fmt.Sprintf("HTTP %d", resp.StatusCode))
+	case err != nil || len(body) > MaxBody:
+		return failed("the answer could not be read")
+	}
+	return slackAnswer(body)
+}
+
+// slackAnswer reads auth.test's {"ok": …, "error": …}; only a safe error code is kept.
+func slackAnswer(body []byte) Outcome {
+	var r struct {
+		OK    bool   `json:"ok"`
+		Error string `json:"error"`
+	}
+	if json.Unmarshal(body, &r) != nil {
+		return failed("the answer is not Slack's JSON")
+	}
+	if r.OK {
+		return ok("auth.test ok")
+	}
+	code := "unknown"
+	if safeCode(r.Error) {
+		code = r.Error
+	}
+	return failed("slack refused the token: " + code)
+}
+
+// safeCode: Slack's error codes are short snake_case words (invalid_auth,
+// token_revoked); anything else is text that is not echoed.
+func safeCode(s string) bool {
+	if s == "" || len(s) > 64 {
+		return false
+	}
+	for _, r := range s {
+		if !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '_') {
+			return false
+		}
+	}
+	return true
+}
+
+// networkKind names a failed connection by kind only: error texts can quote the
+// remote side.
+func networkKind(err error) string {
+	var ne net.Error
+	var dns *net.DNSError
+	var cert *tls.CertificateVerificationError
+	var rec tls.RecordHeaderError
+	switch {
+	case errors.Is(err, context.DeadlineExceeded), errors.As(err, &ne) && ne.Timeout():
+		return "timeout"
+	case errors.Is(err, context.Canceled):
+		return "cancelled"
+	case errors.As(err, &cert), errors.As(err, &rec):
+		return "tls_error"
+	case errors.As(err, &dns):
+		return "dns_error"
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return "connection_refused"
+	}
+	return "network_error"
+}
+
+// errHostKey is the host key callback's refusal; offered is the key's fingerprint.
+type errHostKey struct{ offered string }
+
+func (e *errHostKey) Error() string { return "host key mismatch" }
+
+func (c Checker) ssh(ctx context.Context, plan credtype.VerifyPlan) Outcome {
+	dial := c.Dial
+	if dial == nil {
+		dial = (&net.Dialer{}).DialContext
+	}
+	conn, err := dial(ctx, "tcp", plan.Address)
+	if err != nil {
+		return failed("no connection: " + networkKind(err))
+	}
+	defer conn.Close()
+	// The handshake and authentication run within the check's deadline, and end
+	// with it however the server behaves.
+	if dl, set := ctx.Deadline(); set {
+		_ = conn.SetDeadline(dl)
+	}
+	stop := context.AfterFunc(ctx, func() { conn.Close() })
+	defer stop()
+	auth := []ssh.AuthMethod{ssh.Password(plan.Password)}
+	if plan.Signer != nil {
+		auth = []ssh.AuthMethod{ssh.PublicKeys(plan.Signer)}
+	}
+	cfg := &ssh.ClientConfig{
+		User: plan.Username,
+		Auth: auth,
+		HostKeyCallback: func(_ string, _ net.Addr, key ssh.PublicKey) error {
+			if fp := ssh.FingerprintSHA256(key); fp != plan.Fingerprint {
+				return &errHostKey{offered: fp}
+			}
+			return nil
+		},
+		Timeout: c.timeout(),
+	}
+	client, chans, reqs, err := ssh.NewClientConn(conn, plan.Address, cfg)
+	var hk *errHostKey
+	switch {
+	case errors.As(err, &hk):
+		return failed("host key mismatch: the server offered " + hk.offered + ", not host_key_fingerprint")
+	case err != nil && strings.Contains(err.Error(), "unable to authenticate"):
+		// x/crypto/ssh's own text for every offered method refused.
+		return failed("the server refused the " + authName(plan) + " for " + plan.Username)
+	case err != nil && ctx.Err() != nil:
+		return failed("no answer: timeout")
+	case err != nil:
+		return failed("the SSH handshake failed: " + networkKind(err))
+	}
+	go ssh.DiscardRequests(reqs)
+	go func() {
+		for ch := range chans {
+			_ = ch.Reject(ssh.Prohibited, "no channels")
+		}
+	}()
+	client.Close() // nothing runs: signed in, then gone
+	return ok("host key matches; signed in as " + plan.Username)
+}
+
+func authName(plan credtype.VerifyPlan) string {
+	if plan.Signer != nil {
+		return "key"
+	}
+	return "password"
+}
