@@ -25,6 +25,9 @@ type activity struct {
 	// with something to show. It may hold more than alert (alerts judges each
 	// afresh), never less.
 	alerting *lifecycle.Index
+	// verifying files credentials under their next scheduled verification
+	// (verify_schedule.go); those never verified on a schedule are not filed.
+	verifying *lifecycle.Index
 
 	// transient marks credentials whose last provider call failed in a way that may
 	// pass (a cached token was served). A sync.Map, because the cached-token access
@@ -52,7 +55,7 @@ type activity struct {
 }
 
 func newActivity() *activity {
-	return &activity{recorder: usage.NewRecorder(), index: lifecycle.NewIndex(), alerting: lifecycle.NewIndex()}
+	return &activity{recorder: usage.NewRecorder(), index: lifecycle.NewIndex(), alerting: lifecycle.NewIndex(), verifying: lifecycle.NewIndex()}
 }
 
 // recordEvent logs a non-access event for a credential (in memory until the flush).

@@ -63,6 +63,7 @@ type integrationsBackend struct {
 	tokens         *tokenStore         // tokens/
 	usage          *usageStore         // usage/
 	activity       *activity
+	verifier       *verifier // the verify schedule's runs
 
 	outbox       *outbox // notifications waiting for delivery
 	notifierStop chan struct{}
@@ -86,6 +87,7 @@ func newBackend(now func() time.Time) *integrationsBackend {
 		now:            now,
 		credentials:    newCredentialStore(),
 		activity:       newActivity(),
+		verifier:       newVerifier(),
 		outbox:         newOutbox(),
 		notifyBackoff:  jitteredBackoff,
 		slackPostURL:   slackPostMessageURL,
@@ -160,6 +162,9 @@ func (b *integrationsBackend) periodic(ctx context.Context, req *logical.Request
 	// The sweep (re)builds the index itself when it was never built or config changed.
 	// Undelivered notifications are retried from the notifier, never from here.
 	defer b.outbox.wake()
+	// The verify schedule runs in the background, after the sweep has (re)built the
+	// indexes it works from.
+	defer b.startDueVerifications(req.Storage)
 	if err := b.sweep(ctx, req.Storage); err != nil {
 		return err
 	}
@@ -169,7 +174,8 @@ func (b *integrationsBackend) periodic(ctx context.Context, req *logical.Request
 // clean runs when the mount is unloaded: flush what was counted, stop the goroutines.
 func (b *integrationsBackend) clean(ctx context.Context) {
 	b.cleanOnce.Do(func() {
-		b.tokens.stop() // background refreshes and provider requests in flight
+		b.verifier.stop() // scheduled verifications, before the token requests they make
+		b.tokens.stop()   // background refreshes and provider requests in flight
 		b.stopIndexBuild()
 		b.stopActivity(ctx)
 		if b.notifierStop != nil {

@@ -80,7 +80,9 @@ func VerifyInterval(s State, def time.Duration) time.Duration {
 }
 
 // NextVerify is when the schedule next verifies the credential called name, every
-// interval (zero: never, and NextVerify is zero). Each credential has its own slots,
+// interval (zero: never, and NextVerify is zero). Only an active credential is
+// verified on a schedule: a suspended one is not in use, and asking a provider again
+// for a grant it refused for good (needs_reauth) can lock the account. Each credential has its own slots,
 // interval apart and offset from the epoch by a hash of its name, so credentials
 // spread evenly over the interval instead of falling due together (100,000 at a daily
 // interval: about 70 a minute). The next verification is the first slot at least half
@@ -88,7 +90,7 @@ func VerifyInterval(s State, def time.Duration) time.Duration {
 // repeat at once); a credential never verified, or overdue (the schedule was off), takes
 // the first slot half an interval after now, which spreads them too.
 func NextVerify(name string, s State, interval time.Duration, now time.Time) time.Time {
-	if interval <= 0 {
+	if interval <= 0 || s.Status != StatusActive {
 		return time.Time{}
 	}
 	from := now
