@@ -67,6 +67,10 @@ type engineConfig struct {
 	// VerifyInterval re-verifies every credential this often (verify_schedule.go);
 	// zero is off, the default.
 	VerifyInterval time.Duration `json:"verify_interval,omitempty"`
+	// VerifySince is when verify_interval was last changed: credentials not verified
+	// since then take their first slot after it (lifecycle.NextVerify), spread over the
+	// interval rather than all at once.
+	VerifySince time.Time `json:"verify_since,omitzero"`
 }
 
 func defaultConfig() *engineConfig {
@@ -257,6 +261,9 @@ func (b *integrationsBackend) pathConfigWrite(ctx context.Context, req *logical.
 	}
 	if err := next.validate(); err != nil {
 		return logical.ErrorResponse(err.Error()), nil
+	}
+	if next.VerifyInterval != current.VerifyInterval {
+		next.VerifySince = b.now().UTC()
 	}
 	if err := b.checkNotifyCredential(ctx, req.Storage, &next); err != nil {
 		return validationResponse(err)

@@ -49,7 +49,11 @@ func (b *integrationsBackend) nextVerify(cfg *engineConfig, c *credential) time.
 	if t == nil || t.VerifyMethod() == credtype.VerifyUnsupported {
 		return time.Time{}
 	}
-	return lifecycle.NextVerify(c.Name, c.State, lifecycle.VerifyInterval(c.State, cfg.VerifyInterval), b.now().UTC())
+	if c.State.VerifyInterval > 0 {
+		// The credential's own interval: set when it was written, after its creation.
+		return lifecycle.NextVerify(c.Name, c.State, c.State.VerifyInterval, time.Time{})
+	}
+	return lifecycle.NextVerify(c.Name, c.State, cfg.VerifyInterval, cfg.VerifySince)
 }
 
 // startDueVerifications starts a run over the credentials due for verification, unless

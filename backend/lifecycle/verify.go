@@ -70,31 +70,29 @@ func CheckVerifyInterval(d time.Duration) error {
 	return nil
 }
 
-// VerifyInterval is how often a credential in state s is re-verified: its own
-// interval, else the engine's (def); zero is never.
-func VerifyInterval(s State, def time.Duration) time.Duration {
-	if s.VerifyInterval > 0 {
-		return s.VerifyInterval
-	}
-	return def
-}
-
 // NextVerify is when the schedule next verifies the credential called name, every
 // interval (zero: never, and NextVerify is zero). Only an active credential is
 // verified on a schedule: a suspended one is not in use, and asking a provider again
-// for a grant it refused for good (needs_reauth) can lock the account. Each credential has its own slots,
-// interval apart and offset from the epoch by a hash of its name, so credentials
-// spread evenly over the interval instead of falling due together (100,000 at a daily
-// interval: about 70 a minute). The next verification is the first slot at least half
-// an interval after the last one (so one done by hand just before its slot does not
-// repeat at once); a credential never verified, or overdue (the schedule was off), takes
-// the first slot half an interval after now, which spreads them too.
-func NextVerify(name string, s State, interval time.Duration, now time.Time) time.Time {
+// for a grant it refused for good (needs_reauth) can lock the account.
+//
+// Each credential has its own slots, interval apart and offset from the epoch by a
+// hash of its name, so credentials spread evenly over the interval instead of falling
+// due together (100,000 at a daily interval: about 70 a minute). The next
+// verification is the first slot at least half an interval after the latest of the
+// last verification, the credential's creation and since (when the schedule was
+// turned on or changed): one verified by hand just before its slot is not verified
+// again at once, and turning the schedule on for many credentials spreads them over
+// the interval too. The answer depends on the state alone, not on when it is asked,
+// so re-filing a credential (every write and flush does) never postpones it.
+func NextVerify(name string, s State, interval time.Duration, since time.Time) time.Time {
 	if interval <= 0 || s.Status != StatusActive {
 		return time.Time{}
 	}
-	from := now
-	if v := s.Verified; v != nil && !v.CheckedAt.IsZero() && v.CheckedAt.Add(interval).After(now) {
+	from := s.CreatedAt
+	if since.After(from) {
+		from = since
+	}
+	if v := s.Verified; v != nil && v.CheckedAt.After(from) {
 		from = v.CheckedAt
 	}
 	from = from.Add(interval / 2)
@@ -102,9 +100,9 @@ func NextVerify(name string, s State, interval time.Duration, now time.Time) tim
 	h.Write([]byte(name))
 	offset := time.Duration(h.Sum64() % uint64(interval))
 	// The first slot (epoch + offset + k·interval) not before from.
-	since := from.Sub(time.Unix(0, 0).Add(offset))
-	k := since / interval
-	if since%interval != 0 && since > 0 {
+	elapsed := from.Sub(time.Unix(0, 0).Add(offset))
+	k := elapsed / interval
+	if elapsed%interval != 0 && elapsed > 0 {
 		k++
 	}
 	return time.Unix(0, 0).Add(offset + k*interval).UTC()
