@@ -46,6 +46,13 @@ func startSSHD(t *testing.T) *sshd {
 		t.Skip(msg)
 	}
 	dir := t.TempDir()
+	// sshd reads authorized_keys as the test user: it must reach the file (the host
+	// key stays 0600, root's).
+	for _, d := range []string{filepath.Dir(dir), dir} {
+		if err := os.Chmod(d, 0o711); err != nil {
+			t.Fatal(err)
+		}
+	}
 	_, hostPriv, _ := ed25519.GenerateKey(rand.Reader)
 	hostSigner, _ := ssh.NewSignerFromKey(hostPriv)
 	writePEMKey(t, filepath.Join(dir, "host_ed25519"), hostPriv)
