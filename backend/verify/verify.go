@@ -12,7 +12,6 @@ package verify
 
 import (
 	"context"
-	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -21,13 +20,13 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
-	"syscall"
 	"time"
 
 	"golang.org/x/crypto/ssh"
 
 	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/backend/credtype"
 	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/backend/lifecycle"
+	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/backend/oauth"
 )
 
 // Bounds of one check.
@@ -150,47 +149,17 @@ func slackAnswer(body []byte) Outcome {
 	if r.OK {
 		return ok("auth.test ok")
 	}
-	code := "unknown"
-	if safeCode(r.Error) {
-		code = r.Error
+	code, safe := oauth.SafeCode(r.Error)
+	if !safe {
+		code = "unknown"
 	}
 	return failed("slack refused the token: " + code)
 }
 
-// safeCode: Slack's error codes are short snake_case words (invalid_auth,
-// token_revoked); anything else is text that is not echoed.
-func safeCode(s string) bool {
-	if s == "" || len(s) > 64 {
-		return false
-	}
-	for _, r := range s {
-		if !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '_') {
-			return false
-		}
-	}
-	return true
-}
-
-// networkKind names a failed connection by kind only: error texts can quote the
-// remote side.
+// networkKind names a failed connection from local facts only, as the token client
+// does (oauth.Classify): error texts can quote the remote side.
 func networkKind(err error) string {
-	var ne net.Error
-	var dns *net.DNSError
-	var cert *tls.CertificateVerificationError
-	var rec tls.RecordHeaderError
-	switch {
-	case errors.Is(err, context.DeadlineExceeded), errors.As(err, &ne) && ne.Timeout():
-		return "timeout"
-	case errors.Is(err, context.Canceled):
-		return "cancelled"
-	case errors.As(err, &cert), errors.As(err, &rec):
-		return "tls_error"
-	case errors.As(err, &dns):
-		return "dns_error"
-	case errors.Is(err, syscall.ECONNREFUSED):
-		return "connection_refused"
-	}
-	return "network_error"
+	return oauth.Classify(err).Describe()
 }
 
 // errHostKey is the host key callback's refusal; offered is the key's fingerprint.
