@@ -35,6 +35,9 @@ type verifier struct {
 	ctx     context.Context
 	cancel  context.CancelFunc
 	stopped bool
+	// full is a test hook: called when a run waits because maxVerifyInFlight are in
+	// flight; nil in production.
+	full func()
 }
 
 func newVerifier() *verifier {
@@ -84,12 +87,16 @@ func (b *integrationsBackend) startDueVerifications(s logical.Storage) {
 }
 
 // runDueVerifications verifies every credential due, at most maxVerifyInFlight at once,
-// until none is left. Each is filed verifyRetry ahead before it starts, so a pass
-// never takes one twice and the run ends; its recorded result files its next slot.
+// until none is left. Each is filed verifyRetry ahead before it starts, so the next
+// pass does not take it again and the run ends; its recorded result files its next
+// slot. A name still in flight is skipped: the index scan, which files what it read
+// before the result was stored, can make it due again meanwhile.
 func (b *integrationsBackend) runDueVerifications(ctx context.Context, s logical.Storage) {
 	slots := make(chan struct{}, maxVerifyInFlight)
 	var wg sync.WaitGroup
 	defer wg.Wait()
+	var mu sync.Mutex
+	inFlight := map[string]struct{}{}
 	idx := b.activity.verifying
 	for ctx.Err() == nil {
 		now := b.now().UTC()
@@ -99,15 +106,42 @@ func (b *integrationsBackend) runDueVerifications(ctx context.Context, s logical
 		}
 		for _, name := range names {
 			idx.Set(name, now.Add(verifyRetry))
+			mu.Lock()
+			_, running := inFlight[name]
+			inFlight[name] = struct{}{}
+			mu.Unlock()
+			if running {
+				continue
+			}
 			select {
 			case slots <- struct{}{}:
+			default:
+				if hook := b.verifier.full; hook != nil {
+					hook()
+				}
+				select {
+				case slots <- struct{}{}:
+				case <-ctx.Done():
+					mu.Lock()
+					delete(inFlight, name)
+					mu.Unlock()
+					return
+				}
 			case <-ctx.Done():
+				mu.Lock()
+				delete(inFlight, name)
+				mu.Unlock()
 				return
 			}
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				defer func() { <-slots }()
+				defer func() {
+					mu.Lock()
+					delete(inFlight, name)
+					mu.Unlock()
+					<-slots
+				}()
 				if _, _, err := b.verifyCredential(ctx, s, name); err != nil && ctx.Err() == nil {
 					b.Logger().Warn("scheduled verification failed; retried later", "credential", name, "error", err)
 				}

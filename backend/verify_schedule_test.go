@@ -109,15 +109,29 @@ func TestVerifyScheduleBoundsInFlight(t *testing.T) {
 	b, s, clock := newTestBackend(t)
 	srv := newCountingVerifyServer(t)
 	const n = 60
-	// The first requests wait until maxVerifyInFlight are in at once, so an unbounded
-	// schedule would have more than that in flight meanwhile.
+	// Requests are held until the run has had to wait for a free slot, and then until
+	// every request it started is in: the server then sees all that were in flight at
+	// once, and no more can come while the run waits.
+	// (An unbounded run gets all n in at once, and they are released then.)
 	var started atomic.Int64
-	full := make(chan struct{})
+	arrived := make(chan struct{}, n)
+	release := make(chan struct{})
+	var releaseOnce sync.Once
 	srv.hold = func() {
-		if started.Add(1) == maxVerifyInFlight {
-			close(full)
+		if started.Add(1) == n {
+			releaseOnce.Do(func() { close(release) })
 		}
-		<-full
+		arrived <- struct{}{}
+		<-release
+	}
+	var waited atomic.Int64
+	b.verifier.full = func() {
+		if waited.Add(1) == 1 {
+			for range maxVerifyInFlight {
+				<-arrived
+			}
+			releaseOnce.Do(func() { close(release) })
+		}
 	}
 	mustOK(t, b, s, logical.UpdateOperation, "config", map[string]any{"verify_interval": "1h"})
 	for i := range n {
@@ -128,6 +142,9 @@ func TestVerifyScheduleBoundsInFlight(t *testing.T) {
 	tick(t, b, s)
 	if got := started.Load(); got != n {
 		t.Fatalf("%d verifications ran, want %d", got, n)
+	}
+	if waited.Load() == 0 {
+		t.Error("the run never waited for a free slot: verifications in flight are not bounded")
 	}
 	if m := srv.max.Load(); m != maxVerifyInFlight {
 		t.Errorf("%d verifications in flight at most, want %d", m, maxVerifyInFlight)
