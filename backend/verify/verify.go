@@ -19,6 +19,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 
@@ -162,19 +163,73 @@ func networkKind(err error) string {
 	return oauth.Classify(err).Describe()
 }
 
-// errHostKey is the host key callback's refusal; offered is the key's fingerprint.
-type errHostKey struct{ offered string }
+// errHostKey is the host key callback's refusal: the key the server offered.
+type errHostKey struct{ offered ssh.PublicKey }
 
 func (e *errHostKey) Error() string { return "host key mismatch" }
 
+// hostKeyGroups are the host key algorithms asked for in turn. A server with several
+// host keys shows the one the client prefers, and a SHA256 fingerprint does not say
+// which type of key it is of: when the key shown is not the pinned one, the others
+// are asked for, each on a new connection, before the check fails.
+var hostKeyGroups = [][]string{
+	{ssh.KeyAlgoED25519},
+	{ssh.KeyAlgoECDSA256, ssh.KeyAlgoECDSA384, ssh.KeyAlgoECDSA521},
+	{ssh.KeyAlgoRSASHA512, ssh.KeyAlgoRSASHA256},
+}
+
+// hostKeyGroup is the index in hostKeyGroups of the algorithms that show a key of
+// type keyType (RSA keys are of type ssh-rsa, shown as rsa-sha2-*); -1 for none.
+func hostKeyGroup(keyType string) int {
+	if keyType == ssh.KeyAlgoRSA {
+		keyType = ssh.KeyAlgoRSASHA512
+	}
+	for i, g := range hostKeyGroups {
+		if slices.Contains(g, keyType) {
+			return i
+		}
+	}
+	return -1
+}
+
+// ssh connects, requires the pinned host key, and signs in; it runs nothing.
 func (c Checker) ssh(ctx context.Context, plan credtype.VerifyPlan) Outcome {
+	var offered []string
+	seen := map[int]bool{}
+	// Attempt -1 takes the client's own preference; then each group not yet seen.
+	for attempt := -1; attempt < len(hostKeyGroups); attempt++ {
+		var algos []string
+		if attempt >= 0 {
+			if seen[attempt] {
+				continue
+			}
+			seen[attempt], algos = true, hostKeyGroups[attempt]
+		}
+		out, hk := c.sshAttempt(ctx, plan, algos)
+		if hk == nil {
+			if attempt >= 0 && out.Detail == detailNoCommonHostKey {
+				continue // the server has no key of this type
+			}
+			return out
+		}
+		offered = append(offered, ssh.FingerprintSHA256(hk.offered))
+		seen[hostKeyGroup(hk.offered.Type())] = true
+	}
+	return failed("host key mismatch: the server offered " + strings.Join(offered, " and ") + ", not host_key_fingerprint")
+}
+
+const detailNoCommonHostKey = "the server has no host key of the types asked for"
+
+// sshAttempt is one connection: the host key it was shown when that is not the
+// pinned one, else the outcome.
+func (c Checker) sshAttempt(ctx context.Context, plan credtype.VerifyPlan, hostKeyAlgos []string) (Outcome, *errHostKey) {
 	dial := c.Dial
 	if dial == nil {
 		dial = (&net.Dialer{}).DialContext
 	}
 	conn, err := dial(ctx, "tcp", plan.Address)
 	if err != nil {
-		return failed("no connection: " + networkKind(err))
+		return failed("no connection: " + networkKind(err)), nil
 	}
 	defer conn.Close()
 	// The handshake and authentication run within the check's deadline, and end
@@ -192,25 +247,28 @@ func (c Checker) ssh(ctx context.Context, plan credtype.VerifyPlan) Outcome {
 		User: plan.Username,
 		Auth: auth,
 		HostKeyCallback: func(_ string, _ net.Addr, key ssh.PublicKey) error {
-			if fp := ssh.FingerprintSHA256(key); fp != plan.Fingerprint {
-				return &errHostKey{offered: fp}
+			if ssh.FingerprintSHA256(key) != plan.Fingerprint {
+				return &errHostKey{offered: key}
 			}
 			return nil
 		},
-		Timeout: c.timeout(),
+		HostKeyAlgorithms: hostKeyAlgos,
+		Timeout:           c.timeout(),
 	}
 	client, chans, reqs, err := ssh.NewClientConn(conn, plan.Address, cfg)
 	var hk *errHostKey
 	switch {
 	case errors.As(err, &hk):
-		return failed("host key mismatch: the server offered " + hk.offered + ", not host_key_fingerprint")
+		return Outcome{}, hk
 	case err != nil && strings.Contains(err.Error(), "unable to authenticate"):
 		// x/crypto/ssh's own text for every offered method refused.
-		return failed("the server refused the " + authName(plan) + " for " + plan.Username)
+		return failed("the server refused the " + authName(plan) + " for " + plan.Username), nil
+	case err != nil && strings.Contains(err.Error(), "no common algorithm for host key"):
+		return failed(detailNoCommonHostKey), nil
 	case err != nil && ctx.Err() != nil:
-		return failed("no answer: timeout")
+		return failed("no answer: timeout"), nil
 	case err != nil:
-		return failed("the SSH handshake failed: " + networkKind(err))
+		return failed("the SSH handshake failed: " + networkKind(err)), nil
 	}
 	go ssh.DiscardRequests(reqs)
 	go func() {
@@ -219,7 +277,7 @@ func (c Checker) ssh(ctx context.Context, plan credtype.VerifyPlan) Outcome {
 		}
 	}()
 	client.Close() // nothing runs: signed in, then gone
-	return ok("host key matches; signed in as " + plan.Username)
+	return ok("host key matches; signed in as " + plan.Username), nil
 }
 
 func authName(plan credtype.VerifyPlan) string {

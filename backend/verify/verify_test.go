@@ -3,8 +3,11 @@ package verify
 import (
 	"bytes"
 	"context"
+	"crypto/ecdsa"
 	"crypto/ed25519"
+	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/rsa"
 	"errors"
 	"net"
 	"strings"
@@ -21,12 +24,14 @@ import (
 // sshServer is an in-process SSH server on loopback that accepts user "u" with
 // password "pw" or the key allowed, and counts sessions opened (none may be).
 type sshServer struct {
-	addr        string
-	fingerprint string
-	sessions    atomic.Int64
+	addr         string
+	fingerprint  string // of the ed25519 host key
+	fingerprints []string
+	sessions     atomic.Int64
 }
 
-func newSSHServer(t *testing.T, allowed ssh.PublicKey) *sshServer {
+// newSSHServer serves with an ed25519 host key and the extra ones given.
+func newSSHServer(t *testing.T, allowed ssh.PublicKey, extra ...ssh.Signer) *sshServer {
 	t.Helper()
 	_, hostPriv, _ := ed25519.GenerateKey(rand.Reader)
 	hostKey, err := ssh.NewSignerFromKey(hostPriv)
@@ -48,12 +53,17 @@ func newSSHServer(t *testing.T, allowed ssh.PublicKey) *sshServer {
 		},
 	}
 	cfg.AddHostKey(hostKey)
+	fps := []string{ssh.FingerprintSHA256(hostKey.PublicKey())}
+	for _, k := range extra {
+		cfg.AddHostKey(k)
+		fps = append(fps, ssh.FingerprintSHA256(k.PublicKey()))
+	}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { l.Close() })
-	srv := &sshServer{addr: l.Addr().String(), fingerprint: ssh.FingerprintSHA256(hostKey.PublicKey())}
+	srv := &sshServer{addr: l.Addr().String(), fingerprint: fps[0], fingerprints: fps}
 	go func() {
 		for {
 			conn, err := l.Accept()
@@ -113,6 +123,33 @@ func TestSSHCheck(t *testing.T) {
 	}
 	if n := srv.sessions.Load(); n != 0 {
 		t.Errorf("the check opened %d channels; it must run nothing", n)
+	}
+}
+
+// A server with several host keys shows the one the client prefers; whichever is
+// pinned is found, and a pin of none names every key offered.
+func TestSSHCheckServerWithSeveralHostKeys(t *testing.T) {
+	t.Parallel()
+	ecKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	ecSigner, _ := ssh.NewSignerFromKey(ecKey)
+	rsaKey, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rsaSigner, _ := ssh.NewSignerFromKey(rsaKey)
+	srv := newSSHServer(t, nil, ecSigner, rsaSigner)
+	for i, fp := range srv.fingerprints {
+		plan := credtype.VerifyPlan{Method: credtype.VerifySSH, Address: srv.addr, Username: "u", Password: "pw", Fingerprint: fp}
+		if out := (Checker{Timeout: 10 * time.Second}).Run(context.Background(), plan); out.Result != lifecycle.VerifyOK {
+			t.Errorf("host key %d pinned: %+v", i, out)
+		}
+	}
+	plan := credtype.VerifyPlan{Method: credtype.VerifySSH, Address: srv.addr, Username: "u", Password: "pw", Fingerprint: "SHA256:" + strings.Repeat("A", 43)}
+	out := Checker{Timeout: 10 * time.Second}.Run(context.Background(), plan)
+	for _, fp := range srv.fingerprints {
+		if out.Result != lifecycle.VerifyFailed || !strings.Contains(out.Detail, fp) {
+			t.Errorf("no key pinned: %+v lacks %s", out, fp)
+		}
 	}
 }
 
