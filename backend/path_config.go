@@ -64,13 +64,11 @@ type engineConfig struct {
 	// its refresh in the background, so no reader waits at the due point. A config
 	// stored before the field existed decodes to the default, true.
 	RefreshAhead bool `json:"refresh_ahead"`
-	// VerifyInterval re-verifies every credential this often (verify_schedule.go);
-	// zero is off, the default.
+	// VerifyInterval re-verifies every credential this often (0, the default, is off);
+	// VerifySince, when it was last changed, is where the schedule's slots start from
+	// for credentials not verified since (lifecycle.NextVerify).
 	VerifyInterval time.Duration `json:"verify_interval,omitempty"`
-	// VerifySince is when verify_interval was last changed: credentials not verified
-	// since then take their first slot after it (lifecycle.NextVerify), spread over the
-	// interval rather than all at once.
-	VerifySince time.Time `json:"verify_since,omitzero"`
+	VerifySince    time.Time     `json:"verify_since,omitzero"`
 }
 
 func defaultConfig() *engineConfig {
