@@ -107,11 +107,10 @@ func (b *integrationsBackend) check(ctx context.Context, s logical.Storage, cfg 
 	case credtype.VerifyMint:
 		return b.verifyMint(ctx, s, cfg, c.Name, now)
 	case credtype.VerifyDates:
-		out := verify.Outcome{Result: lifecycle.VerifyOK}
-		if ok, detail := credtype.CheckDates(c.Values, now); !ok {
-			out = verify.Outcome{Result: lifecycle.VerifyFailed, Detail: detail}
-		} else {
-			out.Detail = detail
+		out := verify.Outcome{Result: lifecycle.VerifyFailed}
+		ok, detail := credtype.CheckDates(c.Values, now)
+		if out.Detail = detail; ok {
+			out.Result = lifecycle.VerifyOK
 		}
 		return out, nil
 	}
