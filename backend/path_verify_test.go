@@ -293,3 +293,31 @@ func TestVerifyMissingIs404(t *testing.T) {
 		t.Fatalf("verify of a missing credential: %v %v, want nil (404)", resp, err)
 	}
 }
+
+// Every grant mints through verify: client credentials (both auth styles), password,
+// and authorization code, which refreshes with the refresh token it holds. One never
+// authorized has nothing to mint with: needs_reauth, as on access/.
+func TestVerifyMintsThroughEveryGrant(t *testing.T) {
+	t.Parallel()
+	p := newTestProvider(t, providerConfig{})
+	b, s, _ := oauthBackend(t)
+	mustOK(t, b, s, logical.UpdateOperation, "credentials/cc-body", clientCredentials(p, "body"))
+	mustOK(t, b, s, logical.UpdateOperation, "credentials/password", map[string]any{"type": "oauth2_password", "token_url": p.tokenURL(),
+		"client_id": oauthtest.ClientID, "client_secret": oauthtest.ClientSecret, "username": oauthtest.Username, "password": oauthtest.Password})
+	authorizeCode(t, b, s, p, "code")
+	for _, name := range []string{"cc-body", "password", "code"} {
+		before := p.requests.Load()
+		wantVerify(t, verifyResult(t, b, s, name), lifecycle.VerifyOK, "token minted")
+		if p.requests.Load() != before+1 {
+			t.Errorf("%s: %d token requests, want 1", name, p.requests.Load()-before)
+		}
+		if name == "code" && p.LastRequest(t).Form.Get("grant_type") != "refresh_token" {
+			t.Errorf("code: grant %q, want refresh_token", p.LastRequest(t).Form.Get("grant_type"))
+		}
+	}
+	mustOK(t, b, s, logical.CreateOperation, "credentials/never", authCodeFields(p))
+	wantVerify(t, verifyResult(t, b, s, "never"), lifecycle.VerifyFailed, "no_refresh_token")
+	if status, _ := credStatus(t, b, s, "never"); status != "needs_reauth" {
+		t.Errorf("never authorized: status %s, want needs_reauth", status)
+	}
+}
