@@ -102,19 +102,19 @@ func (b *integrationsBackend) verifyCredential(ctx context.Context, s logical.St
 
 // check runs the check the catalog declares for c's type.
 func (b *integrationsBackend) check(ctx context.Context, s logical.Storage, cfg *engineConfig, c *credential, now time.Time) (verify.Outcome, error) {
-	t := c.typeDef()
+	t, values := c.typeDef(), c.Values // the stored values: read here only
 	switch t.VerifyMethod() {
 	case credtype.VerifyMint:
 		return b.verifyMint(ctx, s, cfg, c.Name, now)
 	case credtype.VerifyDates:
 		out := verify.Outcome{Result: lifecycle.VerifyFailed}
-		ok, detail := credtype.CheckDates(c.Values, now)
+		ok, detail := credtype.CheckDates(values, now)
 		if out.Detail = detail; ok {
 			out.Result = lifecycle.VerifyOK
 		}
 		return out, nil
 	}
-	plan, err := t.VerifyPlan(c.Values)
+	plan, err := t.VerifyPlan(values)
 	switch {
 	case err != nil:
 		return verify.Outcome{Result: lifecycle.VerifyFailed, Detail: "the stored credential cannot be used: " + err.Error()}, nil
