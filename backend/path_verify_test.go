@@ -204,6 +204,7 @@ func TestVerifyHTTPTypes(t *testing.T) {
 		{"bearer-none", map[string]any{"type": "bearer", "token": "t-1"}, lifecycle.VerifyUnsupported, "verify_url or url"},
 		{"okta", map[string]any{"type": "okta", "url": okta.URL, "token": "okta-token"}, lifecycle.VerifyOK, ""},
 		{"webhook", map[string]any{"type": "webhook", "url": basic.URL}, lifecycle.VerifyUnsupported, "would post"},
+		{"device", map[string]any{"type": "device_account", "hostname": "sw1.example.com", "ip": "192.0.2.10", "username": "admin", "password": "pw"}, lifecycle.VerifyUnsupported, "by hand"},
 		{"pagerduty", map[string]any{"type": "pagerduty", "routing_key": "R0123456789abcdef0123456789abcde"}, lifecycle.VerifyUnsupported, "page"},
 	}
 	for _, tc := range cases {
