@@ -27,6 +27,9 @@ type activity struct {
 	alerting *lifecycle.Index
 	// states counts the indexed credentials by status and health, for the metrics.
 	states *stateCounts
+	// verifying files credentials under their next scheduled verification
+	// (verify_schedule.go); those never verified on a schedule are not filed.
+	verifying *lifecycle.Index
 
 	// transient marks credentials whose last provider call failed in a way that may
 	// pass (a cached token was served). A sync.Map, because the cached-token access
@@ -54,7 +57,7 @@ type activity struct {
 }
 
 func newActivity() *activity {
-	return &activity{recorder: usage.NewRecorder(), index: lifecycle.NewIndex(), alerting: lifecycle.NewIndex(), states: newStateCounts()}
+	return &activity{recorder: usage.NewRecorder(), index: lifecycle.NewIndex(), alerting: lifecycle.NewIndex(), verifying: lifecycle.NewIndex(), states: newStateCounts()}
 }
 
 // recordEvent logs a non-access event for a credential (in memory until the flush).

@@ -13,6 +13,7 @@ import (
 
 	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/logical"
+	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/backend/credtype"
 )
 
 // Version is the plugin's semantic version, set at build time with
@@ -62,7 +63,8 @@ type integrationsBackend struct {
 	tokens         *tokenStore         // tokens/
 	usage          *usageStore         // usage/
 	activity       *activity
-	metrics        *metrics // this mount's Prometheus registry (metrics.go)
+	metrics        *metrics  // this mount's Prometheus registry (metrics.go)
+	verifier       *verifier // the verify schedule's runs
 
 	outbox       *outbox // notifications waiting for delivery
 	notifierStop chan struct{}
@@ -73,19 +75,24 @@ type integrationsBackend struct {
 	notifyBackoff func(attempt int) time.Duration
 	// slackPostURL is Slack's chat.postMessage; tests point it at a local server.
 	slackPostURL string
-	cleanOnce    sync.Once
+	// slackVerifyURL is Slack's auth.test, which verifies a slack credential; tests
+	// point it at a local server.
+	slackVerifyURL string
+	cleanOnce      sync.Once
 
 	mount atomic.Pointer[string] // where the engine is mounted, learnt from requests
 }
 
 func newBackend(now func() time.Time) *integrationsBackend {
 	b := &integrationsBackend{
-		now:           now,
-		credentials:   newCredentialStore(),
-		activity:      newActivity(),
-		outbox:        newOutbox(),
-		notifyBackoff: jitteredBackoff,
-		slackPostURL:  slackPostMessageURL,
+		now:            now,
+		credentials:    newCredentialStore(),
+		activity:       newActivity(),
+		verifier:       newVerifier(),
+		outbox:         newOutbox(),
+		notifyBackoff:  jitteredBackoff,
+		slackPostURL:   slackPostMessageURL,
+		slackVerifyURL: credtype.SlackAuthTestURL,
 	}
 	b.metrics = newMetrics(b.activity.states)
 	b.devices = newDeviceIndex(b.credentials)
@@ -107,6 +114,7 @@ func newBackend(now func() time.Time) *integrationsBackend {
 			pathTypes(b),
 			pathOAuth(b),
 			pathLifecycle(b),
+			[]*framework.Path{pathVerify(b)},
 			pathCredentials(b),
 			pathDeviceAccounts(b),
 		),
@@ -156,6 +164,9 @@ func (b *integrationsBackend) periodic(ctx context.Context, req *logical.Request
 	// The sweep (re)builds the index itself when it was never built or config changed.
 	// Undelivered notifications are retried from the notifier, never from here.
 	defer b.outbox.wake()
+	// The verify schedule runs in the background, after the sweep has (re)built the
+	// indexes it works from.
+	defer b.startDueVerifications(req.Storage)
 	if err := b.sweep(ctx, req.Storage); err != nil {
 		return err
 	}
@@ -165,7 +176,8 @@ func (b *integrationsBackend) periodic(ctx context.Context, req *logical.Request
 // clean runs when the mount is unloaded: flush what was counted, stop the goroutines.
 func (b *integrationsBackend) clean(ctx context.Context) {
 	b.cleanOnce.Do(func() {
-		b.tokens.stop() // background refreshes and provider requests in flight
+		b.verifier.stop() // scheduled verifications, before the token requests they make
+		b.tokens.stop()   // background refreshes and provider requests in flight
 		b.stopIndexBuild()
 		b.stopActivity(ctx)
 		if b.notifierStop != nil {

@@ -142,6 +142,7 @@ func (cs *credentialStore) get(ctx context.Context, s logical.Storage, name stri
 // indexedCredential is the part of a stored credential the sweep's indexes are
 // computed from.
 type indexedCredential struct {
+	Type         string          `json:"type"` // which types the verify schedule skips
 	NotAfter     time.Time       `json:"not_after,omitzero"`
 	SuspendAfter time.Duration   `json:"suspend_after,omitempty"`
 	PurgeAfter   time.Duration   `json:"purge_after,omitempty"`
@@ -162,7 +163,7 @@ func (cs *credentialStore) indexView(ctx context.Context, s logical.Storage, nam
 	if found, err := cs.read(ctx, s, name, &ic); !found || err != nil {
 		return nil, gen, err
 	}
-	return &credential{Name: name, NotAfter: ic.NotAfter, SuspendAfter: ic.SuspendAfter, PurgeAfter: ic.PurgeAfter, State: ic.State}, gen, nil
+	return &credential{Name: name, Type: ic.Type, NotAfter: ic.NotAfter, SuspendAfter: ic.SuspendAfter, PurgeAfter: ic.PurgeAfter, State: ic.State}, gen, nil
 }
 
 // read decodes the stored credential called name into v; false when there is none.

@@ -179,6 +179,7 @@ func (b *integrationsBackend) applyLifecycleFields(ctx context.Context, s logica
 	common := credtype.Common{
 		Description: c.Description, Tags: c.Tags, UsedBy: c.UsedBy,
 		SuspendAfter: c.SuspendAfter, PurgeAfter: c.PurgeAfter, ExpiresAt: c.State.ExpiresAt,
+		VerifyInterval: c.State.VerifyInterval,
 	}
 	if err := common.Set(values); err != nil {
 		return err
@@ -187,6 +188,7 @@ func (b *integrationsBackend) applyLifecycleFields(ctx context.Context, s logica
 	c.State = lifecycle.NewLimits(c.State, common.ExpiresAt, windowsChanged, b.now().UTC())
 	c.Description, c.Tags, c.UsedBy = common.Description, common.Tags, common.UsedBy
 	c.SuspendAfter, c.PurgeAfter = common.SuspendAfter, common.PurgeAfter
+	c.State.VerifyInterval = common.VerifyInterval
 	cfg, err := b.loadConfig(ctx, s)
 	if err != nil {
 		return err

@@ -60,7 +60,13 @@ func (b *integrationsBackend) lifecycleView(ctx context.Context, s logical.Stora
 	if err := p.Usable(st, now); errors.As(err, &unavailable) && st.Status == lifecycle.StatusActive {
 		status, reason = string(lifecycle.StatusSuspended), string(unavailable.Reason)
 	}
+	verifiedAt, verifyResult := "", ""
+	if v := st.Verified; v != nil {
+		verifiedAt, verifyResult = rfc3339(v.CheckedAt), v.Result
+	}
 	return map[string]any{
+		"verified_at":   verifiedAt,
+		"verify_result": verifyResult,
 		"status":        status,
 		"status_reason": reason,
 		"health":        p.Health(in, now),
@@ -114,6 +120,9 @@ func (b *integrationsBackend) credentialResponse(ctx context.Context, s logical.
 	}
 	if c.PurgeAfter > 0 {
 		data["purge_after"] = seconds(c.PurgeAfter)
+	}
+	if c.State.VerifyInterval > 0 {
+		data["verify_interval"] = seconds(c.State.VerifyInterval)
 	}
 	for k, v := range b.lifecycleView(ctx, s, cfg, c) {
 		data[k] = v

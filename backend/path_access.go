@@ -165,7 +165,7 @@ func (b *integrationsBackend) tokenAccess(ctx context.Context, s logical.Storage
 		b.metrics.fromProvider.Inc()
 		held = nil
 		var t tokenTicket
-		res, t, err = b.mintToken(ctx, s, cfg, c.Name, minValid, nil)
+		res, t, err = b.mintToken(ctx, s, cfg, c.Name, minValid, nil, false)
 		if errors.Is(err, errCredentialGone) {
 			return nil, nil, logical.CodedError(http.StatusNotFound, fmt.Sprintf("credential %q does not exist", c.Name))
 		}
@@ -228,8 +228,9 @@ var errAheadStale = errors.New("the token to refresh ahead is no longer current"
 // flight: the slow path of a read (ahead nil: valid for minValid, or served degraded
 // as the Broker decides), or a background refresh of the token ahead (refresh
 // ahead: valid beyond ahead's refresh window, so the Broker requests one even though
-// ahead is still servable). It returns the ticket the request was made under, for
-// tokenFailure.
+// ahead is still servable), or a verification (force: the grant runs whatever is
+// cached). It returns the ticket the request was made under, for tokenFailure. A
+// mint that succeeds supersedes a failed verification (verifiedByMint).
 //
 // It does not use the credential its caller holds: it reads the credential again,
 // together with the generation of its token state (tokenStore.ticket, under the
@@ -238,7 +239,7 @@ var errAheadStale = errors.New("the token to refresh ahead is no longer current"
 // settings, and a token minted under those would be stored as current. Read
 // together, the token is stored only if neither changed meanwhile (tokenStore.put).
 // Once the credential is cached this read is from memory.
-func (b *integrationsBackend) mintToken(ctx context.Context, s logical.Storage, cfg *engineConfig, name string, minValid time.Duration, ahead *storedToken) (oauth.Result, tokenTicket, error) {
+func (b *integrationsBackend) mintToken(ctx context.Context, s logical.Storage, cfg *engineConfig, name string, minValid time.Duration, ahead *storedToken, force bool) (oauth.Result, tokenTicket, error) {
 	ts := b.tokens
 	t, c, err := ts.ticket(ctx, s, name)
 	if err != nil {
@@ -268,6 +269,9 @@ func (b *integrationsBackend) mintToken(ctx context.Context, s logical.Storage, 
 		}
 	}
 	demand := shortLivedDemand(minValid, cfg.ExpiryBuffer, src)
+	if force {
+		demand = verifyDemand
+	}
 	if ahead != nil {
 		if cached != ahead || src == nil {
 			return oauth.Result{}, t, errAheadStale
@@ -288,6 +292,9 @@ func (b *integrationsBackend) mintToken(ctx context.Context, s logical.Storage, 
 		b.recordEvent(c.Name, usage.EventTokenMinted, true, "", "expires "+rfc3339(tok.Expiry))
 		return nil
 	})
+	if err == nil && res.Minted && !force && c.State.VerifyFailed() {
+		b.verifiedByMint(ctx, s, t, res.Token.IssuedAt)
+	}
 	return res, t, err
 }
 

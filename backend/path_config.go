@@ -66,6 +66,11 @@ type engineConfig struct {
 	RefreshAhead bool `json:"refresh_ahead"`
 	// MetricsCredentialLabel adds credential names to the metrics (metrics_config.go).
 	MetricsCredentialLabel bool `json:"metrics_credential_label,omitempty"`
+	// VerifyInterval re-verifies every credential this often (0, the default, is off);
+	// VerifySince, when it was last changed, is where the schedule's slots start from
+	// for credentials not verified since (lifecycle.NextVerify).
+	VerifyInterval time.Duration `json:"verify_interval,omitempty"`
+	VerifySince    time.Time     `json:"verify_since,omitzero"`
 }
 
 func defaultConfig() *engineConfig {
@@ -126,6 +131,10 @@ func pathConfig(b *integrationsBackend) *framework.Path {
 				Type:        framework.TypeDurationSecond,
 				Description: "Time limit for each request to a provider (token endpoints, notifications). Default 30 seconds, at most 5 minutes.",
 				Default:     int(defaultRequestTimeout.Seconds()),
+			},
+			"verify_interval": {
+				Type:        framework.TypeDurationSecond,
+				Description: "Re-verify every credential this often on the active node (as credentials/<name>/verify does; a credential's own verify_interval overrides it), spread over the interval: " + lifecycle.VerifyIntervalRule + ", or 0 for off. Default 0 (off).",
 			},
 			"log_size": {
 				Type:        framework.TypeInt,
@@ -228,6 +237,7 @@ func (c *engineConfig) responseData() map[string]any {
 		"usage_flush_interval":   seconds(c.UsageFlushInterval),
 		"default_token_lifetime": seconds(c.DefaultTokenLifetime),
 		"refresh_ahead":          c.RefreshAhead,
+		"verify_interval":        seconds(c.VerifyInterval),
 		"callback_base_url":      c.CallbackBaseURL,
 		"notify_credential":      c.NotifyCredential,
 		"notify_channel":         c.NotifyChannel,
@@ -254,6 +264,9 @@ func (b *integrationsBackend) pathConfigWrite(ctx context.Context, req *logical.
 	}
 	if err := next.validate(); err != nil {
 		return logical.ErrorResponse(err.Error()), nil
+	}
+	if next.VerifyInterval != current.VerifyInterval {
+		next.VerifySince = b.now().UTC()
 	}
 	if err := b.checkNotifyCredential(ctx, req.Storage, &next); err != nil {
 		return validationResponse(err)
@@ -302,6 +315,7 @@ func (c *engineConfig) update(d *framework.FieldData) error {
 		"request_timeout":        &c.RequestTimeout,
 		"usage_flush_interval":   &c.UsageFlushInterval,
 		"default_token_lifetime": &c.DefaultTokenLifetime,
+		"verify_interval":        &c.VerifyInterval,
 	}
 	for name, dst := range durations {
 		if v, ok := d.GetOk(name); ok {
@@ -364,6 +378,11 @@ func (c *engineConfig) validate() error {
 	}
 	if c.UsageFlushInterval > maxFlushInterval {
 		return fieldErr("usage_flush_interval", fmt.Sprintf("must be at most %s", maxFlushInterval))
+	}
+	if c.VerifyInterval != 0 {
+		if err := lifecycle.CheckVerifyInterval(c.VerifyInterval); err != nil {
+			return fieldErr("verify_interval", err.Error()+", or 0 for off")
+		}
 	}
 	if c.LogSize < 1 || c.LogSize > maxLogSize {
 		return fieldErr("log_size", fmt.Sprintf("must be between 1 and %d", maxLogSize))

@@ -25,6 +25,7 @@ func TestConfigDefaults(t *testing.T) {
 		"usage_flush_interval":     int64(10),
 		"default_token_lifetime":   int64(3600),
 		"refresh_ahead":            true,
+		"verify_interval":          int64(0),
 		"callback_base_url":        "",
 		"notify_credential":        "",
 		"notify_channel":           "",

@@ -275,6 +275,8 @@ func (b *integrationsBackend) pathCredentialsList(ctx context.Context, req *logi
 			"status":        lv["status"],
 			"health":        lv["health"],
 			"last_accessed": lv["last_accessed"],
+			"verified_at":   lv["verified_at"],
+			"verify_result": lv["verify_result"],
 		}
 	}
 	resp := logical.ListResponseWithInfo(keys, info)

@@ -694,6 +694,7 @@ func TestCredentialsListKeyInfoAndFilters(t *testing.T) {
 	wantInfo := map[string]any{
 		"type": "basic", "description": "the alpha-prod one", "tags": []string{"db", "prod"},
 		"status": "active", "health": "green", "last_accessed": accessedAt,
+		"verified_at": "", "verify_result": "",
 	}
 	if got := info["alpha-prod"]; !reflect.DeepEqual(got, wantInfo) {
 		t.Errorf("key_info[alpha-prod] =\n%#v\nwant\n%#v", got, wantInfo)

@@ -138,7 +138,7 @@ func (b *integrationsBackend) refreshInBackground(ctx context.Context, cfg *engi
 	ctx, cancel := context.WithTimeout(ctx, cfg.RequestTimeout)
 	defer cancel()
 	s := b.storage
-	res, t, err := b.mintToken(ctx, s, cfg, name, minValid, st)
+	res, t, err := b.mintToken(ctx, s, cfg, name, minValid, st, false)
 	switch {
 	case err == nil && res.Warning == "":
 		// The new token is stored and cached (a new storedToken, idle); st is no

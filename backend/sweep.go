@@ -32,7 +32,7 @@ func (b *integrationsBackend) afterCredentialChange(ctx context.Context, s logic
 }
 
 // reindex files a credential in the sweep's two indexes, under the policy cfg gives
-// it: the due-time index under its next action judged from due (the state acted on:
+// it, and in the verify schedule's (nextVerify): the due-time index under its next action judged from due (the state acted on:
 // c's stored state, or the sweep's current one, which counts unflushed accesses), and
 // the alerting index under the time c's stored state may first show an alert (never
 // later than the current one's). Every write, flush, scan and sweep files through here.
@@ -41,12 +41,14 @@ func (b *integrationsBackend) reindex(cfg *engineConfig, c *credential, due life
 	b.activity.index.Set(c.Name, p.NextDue(due))
 	b.activity.alerting.Set(c.Name, p.AlertsFrom(c.State, c.NotAfter))
 	b.activity.states.set(c.Name, c.State.Status, b.indexedHealth(p, c, due))
+	b.activity.verifying.Set(c.Name, b.nextVerify(cfg, c))
 }
 
-// unindex drops a credential from both indexes and the metrics' counts.
+// unindex drops a credential from the indexes and the metrics' counts.
 func (a *activity) unindex(name string) {
 	a.index.Remove(name)
 	a.alerting.Remove(name)
+	a.verifying.Remove(name)
 	a.states.remove(name)
 }
 

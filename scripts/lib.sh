@@ -99,3 +99,30 @@ prometheus_bin() {
   fi
   command -v prometheus
 }
+
+# The e2e tests' SSH server: OpenSSH's sshd (Debian's openssh-server) and a local user
+# it authenticates by password or key. The test starts its own sshd on a free loopback
+# port with its own host key and config; this only makes the binary and the user exist.
+# Installing needs root and apt-get; elsewhere the test skips (fails under CI=true).
+E2E_SSH_USER="${E2E_SSH_USER:-integrations-e2e}"
+E2E_SSH_PASSWORD="${E2E_SSH_PASSWORD:-e2e-sftp-Pa55word}"
+prepare_sshd() {
+  if [ ! -x /usr/sbin/sshd ]; then
+    if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then
+      log "sshd missing and cannot be installed here (needs root and apt-get): the SFTP verification tests will skip"
+      return 0
+    fi
+    log "installing openssh-server for the SFTP verification tests"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends openssh-server >&2 ||
+      { apt-get update >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends openssh-server >&2; } || return 1
+  fi
+  [ "$(id -u)" = 0 ] || return 0
+  if ! id "$E2E_SSH_USER" >/dev/null 2>&1; then
+    useradd --create-home --shell /bin/sh "$E2E_SSH_USER" >&2 || return 1
+  fi
+  echo "$E2E_SSH_USER:$E2E_SSH_PASSWORD" | chpasswd >&2
+  # sshd refuses to start without its privilege-separation directory.
+  mkdir -p /run/sshd && chmod 0755 /run/sshd
+  export E2E_SSH_USER E2E_SSH_PASSWORD
+  export E2E_SSHD=/usr/sbin/sshd
+}

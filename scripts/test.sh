@@ -14,6 +14,7 @@ what="${1:-all}"
 
 tools_log="$CACHE_DIR/tools-build.log"
 prepare_tools() {
+  prepare_sshd
   vault_bin >/dev/null
   if command -v terraform >/dev/null 2>&1; then tf_mirror >/dev/null; fi
   # The metrics e2e test scrapes with a real Prometheus; it skips when none can be had.
@@ -71,6 +72,8 @@ if [ "$what" = all ] || [ "$what" = e2e ]; then
   else
     prepare_tools
   fi
+  # Again in this shell (cheap once installed): it exports where sshd and its test user are.
+  prepare_sshd
   make --no-print-directory build
   export VAULT_BIN="$(vault_bin)"
   export PLUGIN_DIR="$ROOT/bin"

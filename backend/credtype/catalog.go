@@ -83,6 +83,8 @@ func init() {
 		Description: "API key."})
 	define(Field{Name: "url", Type: FieldString, Destination: true, check: checkHTTPSURL, Rule: ruleHTTPSURL,
 		Description: "URL of the service the credential is for."})
+	define(Field{Name: "verify_url", Type: FieldString, Destination: true, check: checkHTTPSURL, Rule: ruleHTTPSURL,
+		Description: "URL that credentials/<name>/verify sends one GET to, with the credential's authorization (default: url). It receives the secret: changing it requires resending the secret."})
 	define(Field{Name: "header_prefix", Type: FieldString, check: checkHTTPToken, maxLen: 64,
 		Rule:        "HTTP authentication scheme: letters, digits and !#$%&'*+-.^_`|~, at most 64 bytes",
 		Description: "Scheme put before the token in the Authorization header."})

@@ -18,9 +18,9 @@ var designTable = []struct {
 	fields  []string
 	totp    bool
 }{
-	{"basic", KindStatic, nil, []string{"username*", "password*"}, true},
-	{"bearer", KindStatic, nil, []string{"token*", "header_prefix", "url"}, false},
-	{"api_key", KindStatic, nil, []string{"key*", "header_name", "url"}, false},
+	{"basic", KindStatic, nil, []string{"username*", "password*", "verify_url"}, true},
+	{"bearer", KindStatic, nil, []string{"token*", "header_prefix", "url", "verify_url"}, false},
+	{"api_key", KindStatic, nil, []string{"key*", "header_name", "url", "verify_url"}, false},
 	{"certificate", KindStatic, nil, []string{"certificate*", "private_key*", "private_key_password"}, false},
 	{"sftp_password", KindStatic, nil, []string{"host*", "host_key_fingerprint*", "username*", "password*"}, true},
 	{"sftp_ssh_key", KindStatic, nil, []string{"host*", "host_key_fingerprint*", "username*", "private_key*", "passphrase"}, false},
@@ -38,7 +38,7 @@ var designTable = []struct {
 	{"okta", KindStatic, nil, []string{"url*", "token*"}, false},
 }
 
-var lifecycleNames = []string{"description", "tags", "used_by", "suspend_after", "purge_after", "expires_at"}
+var lifecycleNames = []string{"description", "tags", "used_by", "suspend_after", "purge_after", "verify_interval", "expires_at"}
 
 var sensitiveNames = []string{"client_secret", "key", "passphrase", "password", "private_key", "private_key_password", "routing_key", "token", "totp_secret", "url"}
 
@@ -236,7 +236,9 @@ func TestSensitiveAndDestinationFields(t *testing.T) {
 	}
 	for typ, want := range map[string][]string{
 		"webhook":                   {"url"},
-		"bearer":                    {"url"},
+		"bearer":                    {"url", "verify_url"},
+		"basic":                     {"verify_url"},
+		"api_key":                   {"url", "verify_url"},
 		"sftp_password":             {"host", "host_key_fingerprint"},
 		"device_account":            {"hostname", "ip", "domain"},
 		"oauth2_authorization_code": {"auth_url", "token_url", "redirect_url"},

@@ -43,6 +43,9 @@ func defineCommon() []string {
 		{Name: "purge_after", Type: FieldDuration, Common: true, maxLen: maxShort,
 			Rule:        `duration in seconds (or such as "365d" or "8760h"), ` + lc.MinWindowRule + ", longer than suspend_after; unset uses config purge_after",
 			Description: "Delete the credential after this long without an access read."},
+		{Name: "verify_interval", Type: FieldDuration, Common: true, maxLen: maxShort, duration: lc.CheckVerifyInterval,
+			Rule:        `duration in seconds (or such as "1d" or "12h"), ` + lc.VerifyIntervalRule + "; unset uses config verify_interval",
+			Description: "Re-verify the credential this often (credentials/<name>/verify); never counts as an access."},
 		{Name: "expires_at", Type: FieldTime, Common: true, maxLen: maxShort,
 			Rule:        "RFC 3339 time, such as 2027-01-31T00:00:00Z",
 			Description: "Time from which the credential is suspended as expired."},
@@ -135,6 +138,8 @@ type Common struct {
 	// engine's config in force.
 	SuspendAfter time.Duration
 	PurgeAfter   time.Duration
+	// VerifyInterval is the credential's own verify_interval; zero leaves the engine's.
+	VerifyInterval time.Duration
 	// ExpiresAt is in UTC; zero for none.
 	ExpiresAt time.Time
 }
@@ -147,12 +152,13 @@ type Common struct {
 func (c *Common) Set(values map[string]any) error {
 	next := *c
 	targets := map[string]any{
-		"description":   &next.Description,
-		"tags":          &next.Tags,
-		"used_by":       &next.UsedBy,
-		"suspend_after": &next.SuspendAfter,
-		"purge_after":   &next.PurgeAfter,
-		"expires_at":    &next.ExpiresAt,
+		"description":     &next.Description,
+		"tags":            &next.Tags,
+		"used_by":         &next.UsedBy,
+		"suspend_after":   &next.SuspendAfter,
+		"purge_after":     &next.PurgeAfter,
+		"verify_interval": &next.VerifyInterval,
+		"expires_at":      &next.ExpiresAt,
 	}
 	var errs FieldErrors
 	for name, raw := range values {
@@ -201,8 +207,11 @@ func (f Field) normalizeDuration(raw any) (time.Duration, error) {
 	if err != nil {
 		return 0, ruleError(ruleDuration)
 	}
-	// Every duration field is a lifecycle window.
-	if err := lc.CheckWindow(d); err != nil {
+	check := lc.CheckWindow // a lifecycle window, unless the field says otherwise
+	if f.duration != nil {
+		check = f.duration
+	}
+	if err := check(d); err != nil {
 		return 0, ruleError(err.Error()) // lifecycle's rule sentence, without the input
 	}
 	return d, nil

@@ -10,6 +10,7 @@ package credtype
 import (
 	"slices"
 	"strings"
+	"time"
 )
 
 // Kind says how a credential yields access material.
@@ -76,6 +77,8 @@ type Field struct {
 	maxLen int
 	// maxItems bounds a list.
 	maxItems int
+	// duration is the rule of a duration field; nil: a lifecycle window (lifecycle.CheckWindow).
+	duration func(time.Duration) error
 	// multiline fields (PEM, notes) may contain line breaks and tabs.
 	multiline bool
 	// verbatim fields (passwords, passphrases) are used byte for byte: trimming them
@@ -119,6 +122,9 @@ type Type struct {
 	access *accessSpec
 	// notify says how the type receives the engine's notifications; nil when it cannot.
 	notify *notifySpec
+	// verify is how credentials/<name>/verify checks a static type (verify.go); OAuth
+	// types mint a token instead, and nil is unsupported.
+	verify *verifySpec
 }
 
 // All returns every credential type, sorted by Name. The types are shared with the

@@ -25,8 +25,10 @@ func types() []*Type {
 			Fields: fields(true,
 				use("username", required, tighten(ruleLine+"; no ':' (RFC 7617)", checkBasicUsername)),
 				use("password", required),
+				use("verify_url"),
 			),
 			access: &accessSpec{fields: []string{"username", "password"}, authorization: basicAuthorization},
+			verify: httpVerify("", "verify_url"),
 		},
 		{
 			Name:        "bearer",
@@ -35,9 +37,11 @@ func types() []*Type {
 				use("token", required),
 				use("header_prefix", defaultValue("Bearer")),
 				use("url", describe("URL of the API the token is for.")),
+				use("verify_url"),
 			),
 			access: &accessSpec{fields: []string{"token"}, authorization: prefixedAuthorization("header_prefix", "Bearer")},
 			notify: &notifySpec{urlField: "url"},
+			verify: httpVerify("", "verify_url", "url"),
 		},
 		{
 			Name:        "api_key",
@@ -46,8 +50,10 @@ func types() []*Type {
 				use("key", required),
 				use("header_name", defaultValue("X-API-Key")),
 				use("url", describe("URL of the API the key is for.")),
+				use("verify_url"),
 			),
 			access: &accessSpec{fields: []string{"key", "header_name"}},
+			verify: &verifySpec{method: VerifyHTTP, urlFields: []string{"verify_url", "url"}, header: apiKeyHeader},
 		},
 		{
 			Name:        "certificate",
@@ -59,6 +65,7 @@ func types() []*Type {
 			),
 			finish: finishCertificate,
 			access: &accessSpec{fields: []string{"certificate"}, extra: certificateAccess, derive: certificateSecrets},
+			verify: &verifySpec{method: VerifyDates},
 		},
 		{
 			Name:        "sftp_password",
@@ -69,6 +76,7 @@ func types() []*Type {
 				use("username", required),
 				use("password", required),
 			),
+			verify: &verifySpec{method: VerifySSH},
 		},
 		{
 			Name:        "sftp_ssh_key",
@@ -82,6 +90,7 @@ func types() []*Type {
 				use("passphrase"),
 			),
 			finish: finishSSHKey,
+			verify: &verifySpec{method: VerifySSH},
 		},
 		{
 			Name:        "webhook",
@@ -91,6 +100,7 @@ func types() []*Type {
 			),
 			access: &accessSpec{fields: []string{"url"}},
 			notify: &notifySpec{urlField: "url"},
+			verify: unsupportedVerify("a webhook has no read-only call: a test message would post"),
 		},
 		{
 			Name: "device_account", DeviceIndexed: true,
@@ -104,6 +114,7 @@ func types() []*Type {
 				use("additional"),
 				use("notes"),
 			),
+			verify: unsupportedVerify("a device account is used by hand, not through an API the engine can call"),
 		},
 		{
 			Name: "oauth2_client_credentials", OAuth: &OAuthPreset{Grant: "client_credentials"},
@@ -194,6 +205,7 @@ func types() []*Type {
 			),
 			access: &accessSpec{fields: []string{"token"}, authorization: fixedAuthorization("Bearer")},
 			notify: &notifySpec{slackAPI: true},
+			verify: &verifySpec{method: VerifySlack},
 		},
 		{
 			Name:        "pagerduty",
@@ -202,6 +214,7 @@ func types() []*Type {
 				use("routing_key", required),
 			),
 			access: &accessSpec{fields: []string{"routing_key"}},
+			verify: unsupportedVerify("the Events API has no read-only call: a test event would page someone"),
 		},
 		{
 			Name:        "okta",
@@ -211,6 +224,7 @@ func types() []*Type {
 				use("token", required, describe("Okta API token.")),
 			),
 			access: &accessSpec{fields: []string{"token"}, authorization: fixedAuthorization("SSWS")},
+			verify: httpVerify("/api/v1/users/me", "url"),
 		},
 	}
 }

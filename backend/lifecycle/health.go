@@ -92,7 +92,7 @@ func (p Policy) Health(in HealthInput, now time.Time) string {
 // Alerts lists what needs a person for one credential, earliest first: a suspension
 // or purge within the largest warning threshold that fits its window (red once
 // overdue), suspension, re-authorization, expiry or a certificate's end within
-// ExpiryNotice (red once passed), and repeated failures.
+// ExpiryNotice (red once passed), a failed verification, and repeated failures.
 func (p Policy) Alerts(name string, in HealthInput, now time.Time) []Alert {
 	s := in.State
 	var out []Alert
@@ -132,6 +132,9 @@ func (p Policy) Alerts(name string, in HealthInput, now time.Time) []Alert {
 			reason = AlertCertificateExpired
 		}
 		add(reason, at, !now.Before(at), "certificate not_after")
+	}
+	if s.VerifyFailed() {
+		add(AlertVerifyFailed, s.Verified.CheckedAt, true, s.Verified.Detail)
 	}
 	if in.ConsecutiveFailures >= FailingAfter {
 		add(AlertFailing, time.Time{}, true, strconv.Itoa(in.ConsecutiveFailures)+" failures in a row")
@@ -216,7 +219,7 @@ var alwaysAlerting = time.Unix(0, 0).UTC()
 // A later State (a newer access) only moves it later, so filing the stored state is
 // safe for a caller that judges the current one.
 func (p Policy) AlertsFrom(s State, notAfter time.Time) time.Time {
-	if s.Status == StatusSuspended || s.Status == StatusNeedsReauth {
+	if s.Status == StatusSuspended || s.Status == StatusNeedsReauth || s.VerifyFailed() {
 		return alwaysAlerting
 	}
 	var from time.Time

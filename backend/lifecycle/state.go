@@ -56,6 +56,11 @@ type State struct {
 	// Warned holds the keys of the warnings sent in the current window, such as
 	// "suspend:30d", so each is sent once however often the sweep runs.
 	Warned []string `json:"warned,omitempty"`
+	// Verified is the last verification (verify.go); nil when never verified.
+	Verified *Verification `json:"verified,omitempty"`
+	// VerifyInterval is the credential's own verify_interval; zero uses the engine's.
+	// A setting kept with the state it schedules, as ExpiresAt is.
+	VerifyInterval time.Duration `json:"verify_interval,omitempty"`
 }
 
 // NewState is the state of a credential created at the given time.

@@ -125,6 +125,16 @@ func (e *Error) Error() string {
 	return b.String()
 }
 
+// Describe is the failure as Error says it, without the token-request framing: the
+// code, and the local facts of a network failure. For other exchanges that classify
+// their transport errors here (the verification of a credential).
+func (e *Error) Describe() string {
+	if e.detail == "" {
+		return e.Code
+	}
+	return e.Code + ": " + e.detail
+}
+
 // Unwrap exposes context errors only.
 func (e *Error) Unwrap() error { return e.cause }
 

@@ -24,6 +24,8 @@ const (
 	EventAuthorized      = "authorized"
 	EventCreated         = "created"
 	EventPurged          = "purged"
+	// EventVerify is a verification (credentials/<name>/verify or the schedule); never an access.
+	EventVerify = "verify"
 )
 
 // Outcomes of an event, the values of Event.Status.
