@@ -19,16 +19,18 @@ import (
 // credentialPrefix is where credentials are stored; it mirrors the API path.
 const credentialPrefix = "credentials/"
 
-// credential is the stored form of one credential. Values holds the type's fields,
-// secrets included; the whole entry is seal-wrapped.
+// credential is the stored form of one credential, and the form the store caches.
+// Values holds the type's fields, secrets included, in the catalog's compact layout
+// (credtype.Values: no per-credential map), encoded as the JSON object it always was;
+// the whole entry is seal-wrapped.
 type credential struct {
-	Name        string         `json:"name"`
-	Type        string         `json:"type"`
-	Description string         `json:"description,omitempty"`
-	Tags        []string       `json:"tags,omitempty"`
-	UsedBy      []string       `json:"used_by,omitempty"`
-	Values      map[string]any `json:"values"`
-	Derived     map[string]any `json:"derived,omitempty"`
+	Name        string          `json:"name"`
+	Type        string          `json:"type"`
+	Description string          `json:"description,omitempty"`
+	Tags        []string        `json:"tags,omitempty"`
+	UsedBy      []string        `json:"used_by,omitempty"`
+	Values      credtype.Values `json:"values"`
+	Derived     map[string]any  `json:"derived,omitempty"`
 	// Secrets is the secret material derived when the values were validated (a
 	// certificate's decrypted private key), so access/ never runs a KDF. As secret as
 	// Values and stored beside them; never part of a management read (Derived is).
@@ -62,16 +64,33 @@ func (c *credential) accessSecrets() (map[string]string, error) {
 		return c.Secrets, nil
 	}
 	if c.lazy == nil {
-		return c.typeDef().DeriveSecrets(c.Values)
+		return c.typeDef().DeriveSecrets(&c.Values)
 	}
-	c.lazy.once.Do(func() { c.lazy.secrets, c.lazy.err = c.typeDef().DeriveSecrets(c.Values) })
+	c.lazy.once.Do(func() { c.lazy.secrets, c.lazy.err = c.typeDef().DeriveSecrets(&c.Values) })
 	return c.lazy.secrets, c.lazy.err
 }
 
 // typeDef returns the catalog definition of the credential's type; stored types always resolve.
 func (c *credential) typeDef() *credtype.Type {
+	if t := c.Values.Type(); t != nil {
+		return t
+	}
 	t, _ := credtype.Lookup(c.Type)
 	return t
+}
+
+// compact turns a credential decoded from storage into the form kept in the cache:
+// its values in the catalog's compact layout for its type and its type name shared
+// with the catalog. What it holds, and so what it encodes back to, is unchanged.
+func (c *credential) compact() {
+	t, ok := credtype.Lookup(c.Type)
+	if !ok {
+		return
+	}
+	c.Values = t.Bind(c.Values)
+	if c.Type == t.Name {
+		c.Type = t.Name
+	}
 }
 
 // credentialStore reads and writes credentials (credentials/<name>), keeping decoded
@@ -125,16 +144,7 @@ func (cs *credentialStore) get(ctx context.Context, s logical.Storage, name stri
 		if found, err := cs.read(ctx, s, name, c); !found || err != nil {
 			return nil, false, err
 		}
-		// JSON gives lists back as []any; the catalog works with []string.
-		for k, v := range c.Values {
-			if l, ok := v.([]any); ok {
-				strs := make([]string, len(l))
-				for i, e := range l {
-					strs[i], _ = e.(string)
-				}
-				c.Values[k] = strs
-			}
-		}
+		c.compact()
 		return c, true, nil
 	})
 }
@@ -303,13 +313,6 @@ func (cs *credentialStore) forget(name string) {
 func (c *credential) clone() *credential {
 	n := *c
 	n.lazy = new(lazySecrets) // the copy's values may change: derive afresh if needed
-	n.Values = make(map[string]any, len(c.Values))
-	for k, v := range c.Values {
-		if l, ok := v.([]string); ok {
-			v = append([]string(nil), l...)
-		}
-		n.Values[k] = v
-	}
 	n.Tags = append([]string(nil), c.Tags...)
 	n.UsedBy = append([]string(nil), c.UsedBy...)
 	n.State.Warned = append([]string(nil), c.State.Warned...)
@@ -321,7 +324,7 @@ func (c *credential) deviceIndexKey() string {
 	if c.Type != deviceAccountType {
 		return ""
 	}
-	return deviceKey(str(c.Values["hostname"]), str(c.Values["ip"]), str(c.Values["username"]))
+	return deviceKey(c.Values.Str("hostname"), c.Values.Str("ip"), c.Values.Str("username"))
 }
 
 // hasDeviceTriple reports whether c is a device account whose stored hostname, ip and
@@ -330,12 +333,12 @@ func (c *credential) deviceIndexKey() string {
 // the account found there is the one asked for.
 func (c *credential) hasDeviceTriple(hostname, ip, username string) bool {
 	return c != nil && c.Type == deviceAccountType &&
-		strings.ToLower(str(c.Values["hostname"])) == strings.ToLower(hostname) &&
-		str(c.Values["ip"]) == ip &&
-		strings.ToLower(str(c.Values["username"])) == strings.ToLower(username)
+		strings.ToLower(c.Values.Str("hostname")) == strings.ToLower(hostname) &&
+		c.Values.Str("ip") == ip &&
+		strings.ToLower(c.Values.Str("username")) == strings.ToLower(username)
 }
 
 // deviceTripleOf is a device account's stored hostname, ip and username.
 func (c *credential) deviceTripleOf() (hostname, ip, username string) {
-	return str(c.Values["hostname"]), str(c.Values["ip"]), str(c.Values["username"])
+	return c.Values.Str("hostname"), c.Values.Str("ip"), c.Values.Str("username")
 }

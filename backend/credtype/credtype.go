@@ -119,6 +119,10 @@ type Type struct {
 	access *accessSpec
 	// notify says how the type receives the engine's notifications; nil when it cannot.
 	notify *notifySpec
+	// slots is the slot of each value field in Values, slotNames the field of each
+	// slot (layOut).
+	slots     map[string]int
+	slotNames []string
 }
 
 // All returns every credential type, sorted by Name. The types are shared with the
