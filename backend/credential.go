@@ -109,10 +109,13 @@ type credentialStore struct {
 	names    []string
 	loaded   bool
 	namesGen uint64 // counts changes to the set of names, to detect a racing load
+
+	// labels files names by type and tag, for filtered list pages (credential_labels.go).
+	labels *labelIndex
 }
 
 func newCredentialStore() *credentialStore {
-	return &credentialStore{locks: locksutil.CreateLocks(), cache: newGenCache[*credential]()}
+	return &credentialStore{locks: locksutil.CreateLocks(), cache: newGenCache[*credential](), labels: newLabelIndex()}
 }
 
 // lock serialises writes to one credential (on this node).
@@ -145,13 +148,16 @@ func (cs *credentialStore) get(ctx context.Context, s logical.Storage, name stri
 			return nil, false, err
 		}
 		c.compact()
+		c.Tags = cs.labels.intern(c.Tags)
 		return c, true, nil
 	})
 }
 
-// indexedCredential is the part of a stored credential the sweep's indexes are
-// computed from.
+// indexedCredential is the part of a stored credential the sweep's indexes and the
+// label index are computed from.
 type indexedCredential struct {
+	Type         string          `json:"type"`
+	Tags         []string        `json:"tags,omitempty"`
 	NotAfter     time.Time       `json:"not_after,omitzero"`
 	SuspendAfter time.Duration   `json:"suspend_after,omitempty"`
 	PurgeAfter   time.Duration   `json:"purge_after,omitempty"`
@@ -172,7 +178,7 @@ func (cs *credentialStore) indexView(ctx context.Context, s logical.Storage, nam
 	if found, err := cs.read(ctx, s, name, &ic); !found || err != nil {
 		return nil, gen, err
 	}
-	return &credential{Name: name, NotAfter: ic.NotAfter, SuspendAfter: ic.SuspendAfter, PurgeAfter: ic.PurgeAfter, State: ic.State}, gen, nil
+	return &credential{Name: name, Type: ic.Type, Tags: ic.Tags, NotAfter: ic.NotAfter, SuspendAfter: ic.SuspendAfter, PurgeAfter: ic.PurgeAfter, State: ic.State}, gen, nil
 }
 
 // read decodes the stored credential called name into v; false when there is none.
@@ -203,8 +209,9 @@ func (cs *credentialStore) ifUnchanged(name string, gen uint64, fn func()) bool 
 	return cs.cache.ifUnchanged(name, gen, fn)
 }
 
-// put stores c (the caller holds the name's lock) and caches it.
+// put stores c (the caller holds the name's lock), caches it and files its labels.
 func (cs *credentialStore) put(ctx context.Context, s logical.Storage, c *credential) error {
+	c.Tags = cs.labels.intern(c.Tags) // a new slice: c's may be shared with a cached copy
 	entry, err := logical.StorageEntryJSON(credentialPrefix+c.Name, c)
 	if err != nil {
 		return fmt.Errorf("encoding credential %q: %w", c.Name, err)
@@ -213,6 +220,8 @@ func (cs *credentialStore) put(ctx context.Context, s logical.Storage, c *creden
 		return fmt.Errorf("storing credential %q: %w", c.Name, err)
 	}
 	cs.cache.set(c.Name, c)
+	// After the cache, whose generation a racing read checks before it files (refile).
+	cs.labels.file(c.Name, c.typeDef(), c.Tags)
 	cs.namesMu.Lock()
 	if i, found := slices.BinarySearch(cs.names, c.Name); !found {
 		cs.namesGen++
@@ -230,6 +239,7 @@ func (cs *credentialStore) remove(ctx context.Context, s logical.Storage, name s
 		return fmt.Errorf("deleting credential %q: %w", name, err)
 	}
 	cs.cache.drop(name)
+	cs.labels.unfile(name)
 	cs.namesMu.Lock()
 	cs.namesGen++
 	if i, found := slices.BinarySearch(cs.names, name); found {
@@ -303,6 +313,7 @@ func (cs *credentialStore) loadNames(ctx context.Context, s logical.Storage) ([]
 // forget drops the cached copy, e.g. when another node changed the entry.
 func (cs *credentialStore) forget(name string) {
 	cs.cache.drop(name)
+	cs.labels.invalidate(name)
 	cs.namesMu.Lock()
 	cs.names, cs.loaded = nil, false
 	cs.namesGen++

@@ -134,6 +134,7 @@ func (b *integrationsBackend) buildIndex(ctx context.Context, s logical.Storage)
 		a.scanned.Add(1)
 	}
 	a.indexedFor.Store(cfg)
+	b.credentials.labels.markComplete()
 	return nil
 }
 
@@ -145,6 +146,9 @@ func (b *integrationsBackend) indexOne(ctx context.Context, s logical.Storage, c
 			// write does, under its lock.
 			unlock := b.credentials.lock(name)
 			err := b.afterCredentialChange(ctx, s, name)
+			if err == nil {
+				err = b.credentials.refile(ctx, s, name)
+			}
 			unlock()
 			if err != nil {
 				return err
@@ -167,9 +171,11 @@ func (b *integrationsBackend) indexOne(ctx context.Context, s logical.Storage, c
 		if b.credentials.ifUnchanged(name, gen, func() {
 			if c == nil {
 				a.unindex(name)
+				b.credentials.labels.unfile(name)
 				return
 			}
 			b.reindex(cfg, c, c.State)
+			b.credentials.labels.file(name, c.typeDef(), c.Tags)
 		}) {
 			break
 		}
