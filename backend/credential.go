@@ -58,6 +58,15 @@ type lazySecrets struct {
 	err     error
 }
 
+// newLazy is room for secrets derived on first access, for a credential whose type
+// derives them but that carries none; nil for the others, which need none.
+func (c *credential) newLazy() *lazySecrets {
+	if c.Secrets != nil || !c.typeDef().DerivesSecrets() {
+		return nil
+	}
+	return new(lazySecrets)
+}
+
 // accessSecrets returns the derived secrets access/ hands to the catalog's Access.
 func (c *credential) accessSecrets() (map[string]string, error) {
 	if c.Secrets != nil {
@@ -143,11 +152,12 @@ func (cs *credentialStore) get(ctx context.Context, s logical.Storage, name stri
 			// credential gets "not found" instead.
 			return nil, false, nil
 		}
-		c := &credential{lazy: new(lazySecrets)}
+		c := &credential{}
 		if found, err := cs.read(ctx, s, name, c); !found || err != nil {
 			return nil, false, err
 		}
 		c.compact()
+		c.lazy = c.newLazy()
 		c.Tags = cs.labels.intern(c.Tags)
 		return c, true, nil
 	})
@@ -323,7 +333,7 @@ func (cs *credentialStore) forget(name string) {
 // clone returns a copy of c that a writer may change without touching the cached one.
 func (c *credential) clone() *credential {
 	n := *c
-	n.lazy = new(lazySecrets) // the copy's values may change: derive afresh if needed
+	n.lazy = c.newLazy() // the copy's values may change: derive afresh if needed
 	n.Tags = append([]string(nil), c.Tags...)
 	n.UsedBy = append([]string(nil), c.UsedBy...)
 	n.State.Warned = append([]string(nil), c.State.Warned...)

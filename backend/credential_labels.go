@@ -20,10 +20,12 @@ import (
 // credential changed by another node is pending (its labels are unknown here) until a
 // filtered list reads it again, before that list answers.
 type labelIndex struct {
-	mu       sync.RWMutex
-	byType   map[*credtype.Type][]string
-	byTag    map[string]*taggedNames
-	of       map[string]labels   // what each filed name is filed under
+	mu     sync.RWMutex
+	byType map[*credtype.Type][]string
+	byTag  map[string]*taggedNames
+	// tagsOf is what each tagged name is filed under. A name's type needs no such
+	// record: there are few types, and unfiling looks the name up in each list.
+	tagsOf   map[string][]*taggedNames
 	pending  map[string]struct{} // names whose labels are unknown here
 	complete bool
 }
@@ -33,16 +35,11 @@ type taggedNames struct {
 	names []string
 }
 
-type labels struct {
-	t    *credtype.Type
-	tags []*taggedNames
-}
-
 func newLabelIndex() *labelIndex {
 	return &labelIndex{
 		byType:  map[*credtype.Type][]string{},
 		byTag:   map[string]*taggedNames{},
-		of:      map[string]labels{},
+		tagsOf:  map[string][]*taggedNames{},
 		pending: map[string]struct{}{},
 	}
 }
@@ -52,7 +49,7 @@ func (x *labelIndex) file(name string, t *credtype.Type, tags []string) {
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	x.unfileLocked(name)
-	l := labels{t: t}
+	var filed []*taggedNames
 	for _, tag := range tags {
 		tn := x.byTag[tag]
 		if tn == nil {
@@ -60,12 +57,14 @@ func (x *labelIndex) file(name string, t *credtype.Type, tags []string) {
 			x.byTag[tag] = tn
 		}
 		tn.names = insertName(tn.names, name)
-		l.tags = append(l.tags, tn)
+		filed = append(filed, tn)
+	}
+	if filed != nil {
+		x.tagsOf[name] = filed
 	}
 	if t != nil {
 		x.byType[t] = insertName(x.byType[t], name)
 	}
-	x.of[name] = l
 	delete(x.pending, name)
 }
 
@@ -106,21 +105,20 @@ func (x *labelIndex) invalidate(name string) {
 }
 
 func (x *labelIndex) unfileLocked(name string) {
-	l, ok := x.of[name]
-	if !ok {
-		return
-	}
-	delete(x.of, name)
-	if l.t != nil {
-		if x.byType[l.t] = removeName(x.byType[l.t], name); len(x.byType[l.t]) == 0 {
-			delete(x.byType, l.t)
+	for t, names := range x.byType {
+		if i, found := slices.BinarySearch(names, name); found {
+			if x.byType[t] = slices.Delete(names, i, i+1); len(x.byType[t]) == 0 {
+				delete(x.byType, t)
+			}
+			break
 		}
 	}
-	for _, tn := range l.tags {
+	for _, tn := range x.tagsOf[name] {
 		if tn.names = removeName(tn.names, name); len(tn.names) == 0 {
 			delete(x.byTag, tn.tag)
 		}
 	}
+	delete(x.tagsOf, name)
 }
 
 // markPending marks name to be read again before the index answers.

@@ -166,6 +166,12 @@ func certificateSecrets(values Fields) (map[string]string, error) {
 	return map[string]string{"private_key": plain}, nil
 }
 
+// DerivesSecrets reports whether DeriveSecrets may return something for t's values,
+// so a caller need keep room for derived secrets only for such types.
+func (t *Type) DerivesSecrets() bool {
+	return t != nil && t.access != nil && t.access.derive != nil
+}
+
 // DeriveSecrets recomputes Validated.Secrets from stored values, for credentials stored
 // before the engine kept them (v0.1). It runs the key's KDF: call it once per stored
 // credential and keep the result, never once per read. Nil when there is nothing to
