@@ -25,9 +25,11 @@ type labelIndex struct {
 	byTag  map[string]*taggedNames
 	// tagsOf is what each tagged name is filed under. A name's type needs no such
 	// record: there are few types, and unfiling looks the name up in each list.
-	tagsOf   map[string][]*taggedNames
-	pending  map[string]struct{} // names whose labels are unknown here
-	complete bool
+	tagsOf  map[string][]*taggedNames
+	pending map[string]struct{} // names whose labels are unknown here
+	// filling is set once a scan has started: only from then on must an invalidated
+	// name be kept pending (a node that never scans keeps no such list).
+	filling, complete bool
 }
 
 type taggedNames struct {
@@ -101,7 +103,9 @@ func (x *labelIndex) invalidate(name string) {
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	x.unfileLocked(name)
-	x.pending[name] = struct{}{}
+	if x.filling {
+		x.pending[name] = struct{}{}
+	}
 }
 
 func (x *labelIndex) unfileLocked(name string) {
@@ -125,6 +129,14 @@ func (x *labelIndex) unfileLocked(name string) {
 func (x *labelIndex) markPending(name string) {
 	x.mu.Lock()
 	x.pending[name] = struct{}{}
+	x.mu.Unlock()
+}
+
+// startFill records that a scan of every stored credential begins: it lists them
+// after this, so what was invalidated before is read by it.
+func (x *labelIndex) startFill() {
+	x.mu.Lock()
+	x.filling = true
 	x.mu.Unlock()
 }
 

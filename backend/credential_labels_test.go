@@ -150,8 +150,15 @@ func TestLabelIndexInvalidation(t *testing.T) {
 	writeLabelled(t, other, s, logical.CreateOperation, "c-50", "bearer", "red,blue")
 	for _, n := range []string{"c-00", "c-01", "c-50"} {
 		b.InvalidateKey(ctx, credentialPrefix+n)
+		other.InvalidateKey(ctx, credentialPrefix+n)
 	}
 	checkFilteredLists(t, b, s, true)
+	// A node that never scans (other: not initialized) keeps no pending names, and
+	// its filtered lists are exact all the same.
+	if n := len(other.credentials.labels.pending); n != 0 {
+		t.Fatalf("a node that does not scan keeps %d pending names", n)
+	}
+	checkFilteredLists(t, other, s, false)
 }
 
 // TestLabelIndexConcurrent: filtered lists while credentials are created, retagged,

@@ -108,6 +108,7 @@ func (b *integrationsBackend) buildIndex(ctx context.Context, s logical.Storage)
 		return err
 	}
 	a := b.activity
+	b.credentials.labels.startFill()
 	names, err := b.credentials.list(ctx, s)
 	if err != nil {
 		return err
