@@ -46,11 +46,21 @@ func newLabelIndex() *labelIndex {
 	}
 }
 
-// file files name under its type and tags, replacing what it was filed under.
+// file files name under its type and tags, replacing what it was filed under. Only
+// the lists name joins or leaves change: filing a name as it is filed already (most
+// writes: a flush renewing a window, a state change) moves no list, and a retag moves
+// only the lists of the tags it adds or drops.
 func (x *labelIndex) file(name string, t *credtype.Type, tags []string) {
 	x.mu.Lock()
 	defer x.mu.Unlock()
-	x.unfileLocked(name)
+	delete(x.pending, name)
+	if t == nil {
+		x.unfileTypeLocked(name)
+	} else if _, found := slices.BinarySearch(x.byType[t], name); !found {
+		x.unfileTypeLocked(name) // a name is filed under one type at most
+		x.byType[t] = insertName(x.byType[t], name)
+	}
+	old := x.tagsOf[name]
 	var filed []*taggedNames
 	for _, tag := range tags {
 		tn := x.byTag[tag]
@@ -58,16 +68,21 @@ func (x *labelIndex) file(name string, t *credtype.Type, tags []string) {
 			tn = &taggedNames{tag: tag}
 			x.byTag[tag] = tn
 		}
-		tn.names = insertName(tn.names, name)
+		if !slices.Contains(old, tn) {
+			tn.names = insertName(tn.names, name)
+		}
 		filed = append(filed, tn)
 	}
-	if filed != nil {
+	for _, tn := range old {
+		if !slices.Contains(filed, tn) {
+			x.leaveTagLocked(tn, name)
+		}
+	}
+	if filed == nil {
+		delete(x.tagsOf, name)
+	} else if !slices.Equal(filed, old) {
 		x.tagsOf[name] = filed
 	}
-	if t != nil {
-		x.byType[t] = insertName(x.byType[t], name)
-	}
-	delete(x.pending, name)
 }
 
 // intern returns tags with each tag the index holds replaced by the index's copy, so
@@ -109,20 +124,29 @@ func (x *labelIndex) invalidate(name string) {
 }
 
 func (x *labelIndex) unfileLocked(name string) {
+	x.unfileTypeLocked(name)
+	for _, tn := range x.tagsOf[name] {
+		x.leaveTagLocked(tn, name)
+	}
+	delete(x.tagsOf, name)
+}
+
+// unfileTypeLocked drops name from the list of its type, found among the few types.
+func (x *labelIndex) unfileTypeLocked(name string) {
 	for t, names := range x.byType {
 		if i, found := slices.BinarySearch(names, name); found {
 			if x.byType[t] = slices.Delete(names, i, i+1); len(x.byType[t]) == 0 {
 				delete(x.byType, t)
 			}
-			break
+			return
 		}
 	}
-	for _, tn := range x.tagsOf[name] {
-		if tn.names = removeName(tn.names, name); len(tn.names) == 0 {
-			delete(x.byTag, tn.tag)
-		}
+}
+
+func (x *labelIndex) leaveTagLocked(tn *taggedNames, name string) {
+	if tn.names = removeName(tn.names, name); len(tn.names) == 0 {
+		delete(x.byTag, tn.tag)
 	}
-	delete(x.tagsOf, name)
 }
 
 // markPending marks name to be read again before the index answers.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"slices"
 	"strings"
 	"sync"
@@ -239,5 +240,63 @@ func TestFilteredListAfterRestartReadsOnlyMatches(t *testing.T) {
 	// The two credentials, the config at most once, and the usage of each listed one.
 	if gets := cs.gets.Load(); gets > 6 {
 		t.Fatalf("a filtered list after a restart read %d entries (%s)", gets, cs)
+	}
+}
+
+// TestLabelIndexMatchesModel: random filings, retags, deletes and invalidations of a
+// few names, checked after each against a plain model of what each name carries.
+func TestLabelIndexMatchesModel(t *testing.T) {
+	t.Parallel()
+	types := []*credtype.Type{catalogType(t, "basic"), catalogType(t, "bearer")}
+	tagSets := [][]string{nil, {"a"}, {"b"}, {"a", "b"}, {"b", "c"}, {"c"}}
+	type carried struct {
+		t    *credtype.Type
+		tags []string
+	}
+	x := newLabelIndex()
+	x.startFill()
+	x.markComplete()
+	model := map[string]carried{}
+	rng := rand.New(rand.NewPCG(1, 2))
+	for step := range 3000 {
+		name := fmt.Sprintf("n-%02d", rng.IntN(40))
+		switch op := rng.IntN(10); {
+		case op < 6:
+			c := carried{types[rng.IntN(len(types))], tagSets[rng.IntN(len(tagSets))]}
+			if old, ok := model[name]; ok {
+				c.t = old.t // a name keeps its type while it exists
+			}
+			x.file(name, c.t, c.tags)
+			model[name] = c
+		case op < 8:
+			x.unfile(name)
+			delete(model, name)
+		default:
+			// Invalidated, then read again as it is.
+			x.invalidate(name)
+			if c, ok := model[name]; ok {
+				x.file(name, c.t, c.tags)
+			} else {
+				x.unfile(name)
+			}
+		}
+		for _, typ := range append([]*credtype.Type{nil}, types...) {
+			for _, tag := range []string{"", "a", "b", "c"} {
+				if typ == nil && tag == "" {
+					continue
+				}
+				want := []string{}
+				for n, c := range model {
+					if (typ == nil || c.t == typ) && (tag == "" || slices.Contains(c.tags, tag)) {
+						want = append(want, n)
+					}
+				}
+				slices.Sort(want)
+				got, ok := x.after(typ, tag, "", 100)
+				if !ok || !slices.Equal(got, want) {
+					t.Fatalf("step %d: after(%v, %q) = %v, %v; want %v", step, typ, tag, got, ok, want)
+				}
+			}
+		}
 	}
 }
