@@ -392,7 +392,7 @@ func TestBackgroundWorkOnlyWhereWritesAreSafe(t *testing.T) {
 	standby := &logical.StaticSystemView{ReplicationStateVal: consts.ReplicationPerformanceStandby}
 	b, s, clock := newBackendWith(t, backendOptions{storage: cs, system: standby})
 	// Seed a credential long overdue, as the active node would have written it.
-	c := &credential{Name: "old", Type: "basic", Values: map[string]any{"username": "u", "password": "p"},
+	c := &credential{Name: "old", Type: "basic", Values: catalogType(t, "basic").Compact(map[string]any{"username": "u", "password": "p"}),
 		CreatedAt: clock.Now(), UpdatedAt: clock.Now(), State: lifecycle.NewState(clock.Now())}
 	entry, _ := logical.StorageEntryJSON(credentialPrefix+"old", c)
 	if err := s.Put(context.Background(), entry); err != nil {

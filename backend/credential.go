@@ -19,16 +19,18 @@ import (
 // credentialPrefix is where credentials are stored; it mirrors the API path.
 const credentialPrefix = "credentials/"
 
-// credential is the stored form of one credential. Values holds the type's fields,
-// secrets included; the whole entry is seal-wrapped.
+// credential is the stored form of one credential, and the form the store caches.
+// Values holds the type's fields, secrets included, in the catalog's compact layout
+// (credtype.Values: no per-credential map), encoded as the JSON object it always was;
+// the whole entry is seal-wrapped.
 type credential struct {
-	Name        string         `json:"name"`
-	Type        string         `json:"type"`
-	Description string         `json:"description,omitempty"`
-	Tags        []string       `json:"tags,omitempty"`
-	UsedBy      []string       `json:"used_by,omitempty"`
-	Values      map[string]any `json:"values"`
-	Derived     map[string]any `json:"derived,omitempty"`
+	Name        string          `json:"name"`
+	Type        string          `json:"type"`
+	Description string          `json:"description,omitempty"`
+	Tags        []string        `json:"tags,omitempty"`
+	UsedBy      []string        `json:"used_by,omitempty"`
+	Values      credtype.Values `json:"values"`
+	Derived     map[string]any  `json:"derived,omitempty"`
 	// Secrets is the secret material derived when the values were validated (a
 	// certificate's decrypted private key), so access/ never runs a KDF. As secret as
 	// Values and stored beside them; never part of a management read (Derived is).
@@ -56,22 +58,48 @@ type lazySecrets struct {
 	err     error
 }
 
+// newLazy is room for secrets derived on first access, for a credential whose type
+// derives them but that carries none; nil for the others, which need none.
+func (c *credential) newLazy() *lazySecrets {
+	if c.Secrets != nil || !c.typeDef().DerivesSecrets() {
+		return nil
+	}
+	return new(lazySecrets)
+}
+
 // accessSecrets returns the derived secrets access/ hands to the catalog's Access.
 func (c *credential) accessSecrets() (map[string]string, error) {
 	if c.Secrets != nil {
 		return c.Secrets, nil
 	}
 	if c.lazy == nil {
-		return c.typeDef().DeriveSecrets(c.Values)
+		return c.typeDef().DeriveSecrets(&c.Values)
 	}
-	c.lazy.once.Do(func() { c.lazy.secrets, c.lazy.err = c.typeDef().DeriveSecrets(c.Values) })
+	c.lazy.once.Do(func() { c.lazy.secrets, c.lazy.err = c.typeDef().DeriveSecrets(&c.Values) })
 	return c.lazy.secrets, c.lazy.err
 }
 
 // typeDef returns the catalog definition of the credential's type; stored types always resolve.
 func (c *credential) typeDef() *credtype.Type {
+	if t := c.Values.Type(); t != nil {
+		return t
+	}
 	t, _ := credtype.Lookup(c.Type)
 	return t
+}
+
+// compact turns a credential decoded from storage into the form kept in the cache:
+// its values in the catalog's compact layout for its type and its type name shared
+// with the catalog. What it holds, and so what it encodes back to, is unchanged.
+func (c *credential) compact() {
+	t, ok := credtype.Lookup(c.Type)
+	if !ok {
+		return
+	}
+	c.Values = t.Bind(c.Values)
+	if c.Type == t.Name {
+		c.Type = t.Name
+	}
 }
 
 // credentialStore reads and writes credentials (credentials/<name>), keeping decoded
@@ -90,10 +118,13 @@ type credentialStore struct {
 	names    []string
 	loaded   bool
 	namesGen uint64 // counts changes to the set of names, to detect a racing load
+
+	// labels files names by type and tag, for filtered list pages (credential_labels.go).
+	labels *labelIndex
 }
 
 func newCredentialStore() *credentialStore {
-	return &credentialStore{locks: locksutil.CreateLocks(), cache: newGenCache[*credential]()}
+	return &credentialStore{locks: locksutil.CreateLocks(), cache: newGenCache[*credential](), labels: newLabelIndex()}
 }
 
 // lock serialises writes to one credential (on this node).
@@ -121,28 +152,22 @@ func (cs *credentialStore) get(ctx context.Context, s logical.Storage, name stri
 			// credential gets "not found" instead.
 			return nil, false, nil
 		}
-		c := &credential{lazy: new(lazySecrets)}
+		c := &credential{}
 		if found, err := cs.read(ctx, s, name, c); !found || err != nil {
 			return nil, false, err
 		}
-		// JSON gives lists back as []any; the catalog works with []string.
-		for k, v := range c.Values {
-			if l, ok := v.([]any); ok {
-				strs := make([]string, len(l))
-				for i, e := range l {
-					strs[i], _ = e.(string)
-				}
-				c.Values[k] = strs
-			}
-		}
+		c.compact()
+		c.lazy = c.newLazy()
+		c.Tags = cs.labels.intern(c.Tags)
 		return c, true, nil
 	})
 }
 
-// indexedCredential is the part of a stored credential the sweep's indexes are
-// computed from.
+// indexedCredential is the part of a stored credential the sweep's indexes and the
+// label index are computed from.
 type indexedCredential struct {
-	Type         string          `json:"type"` // which types the verify schedule skips
+	Type         string          `json:"type"` // which types the verify schedule skips, and the label index
+	Tags         []string        `json:"tags,omitempty"`
 	NotAfter     time.Time       `json:"not_after,omitzero"`
 	SuspendAfter time.Duration   `json:"suspend_after,omitempty"`
 	PurgeAfter   time.Duration   `json:"purge_after,omitempty"`
@@ -163,7 +188,7 @@ func (cs *credentialStore) indexView(ctx context.Context, s logical.Storage, nam
 	if found, err := cs.read(ctx, s, name, &ic); !found || err != nil {
 		return nil, gen, err
 	}
-	return &credential{Name: name, Type: ic.Type, NotAfter: ic.NotAfter, SuspendAfter: ic.SuspendAfter, PurgeAfter: ic.PurgeAfter, State: ic.State}, gen, nil
+	return &credential{Name: name, Type: ic.Type, Tags: ic.Tags, NotAfter: ic.NotAfter, SuspendAfter: ic.SuspendAfter, PurgeAfter: ic.PurgeAfter, State: ic.State}, gen, nil
 }
 
 // read decodes the stored credential called name into v; false when there is none.
@@ -194,8 +219,9 @@ func (cs *credentialStore) ifUnchanged(name string, gen uint64, fn func()) bool 
 	return cs.cache.ifUnchanged(name, gen, fn)
 }
 
-// put stores c (the caller holds the name's lock) and caches it.
+// put stores c (the caller holds the name's lock), caches it and files its labels.
 func (cs *credentialStore) put(ctx context.Context, s logical.Storage, c *credential) error {
+	c.Tags = cs.labels.intern(c.Tags) // a new slice: c's may be shared with a cached copy
 	entry, err := logical.StorageEntryJSON(credentialPrefix+c.Name, c)
 	if err != nil {
 		return fmt.Errorf("encoding credential %q: %w", c.Name, err)
@@ -204,6 +230,8 @@ func (cs *credentialStore) put(ctx context.Context, s logical.Storage, c *creden
 		return fmt.Errorf("storing credential %q: %w", c.Name, err)
 	}
 	cs.cache.set(c.Name, c)
+	// After the cache, whose generation a racing read checks before it files (refile).
+	cs.labels.file(c.Name, c.typeDef(), c.Tags)
 	cs.namesMu.Lock()
 	if i, found := slices.BinarySearch(cs.names, c.Name); !found {
 		cs.namesGen++
@@ -221,6 +249,7 @@ func (cs *credentialStore) remove(ctx context.Context, s logical.Storage, name s
 		return fmt.Errorf("deleting credential %q: %w", name, err)
 	}
 	cs.cache.drop(name)
+	cs.labels.unfile(name)
 	cs.namesMu.Lock()
 	cs.namesGen++
 	if i, found := slices.BinarySearch(cs.names, name); found {
@@ -294,6 +323,7 @@ func (cs *credentialStore) loadNames(ctx context.Context, s logical.Storage) ([]
 // forget drops the cached copy, e.g. when another node changed the entry.
 func (cs *credentialStore) forget(name string) {
 	cs.cache.drop(name)
+	cs.labels.invalidate(name)
 	cs.namesMu.Lock()
 	cs.names, cs.loaded = nil, false
 	cs.namesGen++
@@ -303,14 +333,7 @@ func (cs *credentialStore) forget(name string) {
 // clone returns a copy of c that a writer may change without touching the cached one.
 func (c *credential) clone() *credential {
 	n := *c
-	n.lazy = new(lazySecrets) // the copy's values may change: derive afresh if needed
-	n.Values = make(map[string]any, len(c.Values))
-	for k, v := range c.Values {
-		if l, ok := v.([]string); ok {
-			v = append([]string(nil), l...)
-		}
-		n.Values[k] = v
-	}
+	n.lazy = c.newLazy() // the copy's values may change: derive afresh if needed
 	n.Tags = append([]string(nil), c.Tags...)
 	n.UsedBy = append([]string(nil), c.UsedBy...)
 	n.State.Warned = append([]string(nil), c.State.Warned...)
@@ -322,7 +345,7 @@ func (c *credential) deviceIndexKey() string {
 	if c.Type != deviceAccountType {
 		return ""
 	}
-	return deviceKey(str(c.Values["hostname"]), str(c.Values["ip"]), str(c.Values["username"]))
+	return deviceKey(c.Values.Str("hostname"), c.Values.Str("ip"), c.Values.Str("username"))
 }
 
 // hasDeviceTriple reports whether c is a device account whose stored hostname, ip and
@@ -331,12 +354,12 @@ func (c *credential) deviceIndexKey() string {
 // the account found there is the one asked for.
 func (c *credential) hasDeviceTriple(hostname, ip, username string) bool {
 	return c != nil && c.Type == deviceAccountType &&
-		strings.ToLower(str(c.Values["hostname"])) == strings.ToLower(hostname) &&
-		str(c.Values["ip"]) == ip &&
-		strings.ToLower(str(c.Values["username"])) == strings.ToLower(username)
+		strings.ToLower(c.Values.Str("hostname")) == strings.ToLower(hostname) &&
+		c.Values.Str("ip") == ip &&
+		strings.ToLower(c.Values.Str("username")) == strings.ToLower(username)
 }
 
 // deviceTripleOf is a device account's stored hostname, ip and username.
 func (c *credential) deviceTripleOf() (hostname, ip, username string) {
-	return str(c.Values["hostname"]), str(c.Values["ip"]), str(c.Values["username"])
+	return c.Values.Str("hostname"), c.Values.Str("ip"), c.Values.Str("username")
 }

@@ -65,7 +65,7 @@ func (b *integrationsBackend) buildCredential(ctx context.Context, s logical.Sto
 		case sent:
 			values[f.Name] = fieldValue(f, v)
 		case existing != nil && (patch || f.Sensitive):
-			if old, ok := existing.Values[f.Name]; ok {
+			if old, ok := existing.Values.Get(f.Name); ok {
 				values[f.Name] = old
 			}
 		}
@@ -87,10 +87,10 @@ func (b *integrationsBackend) buildCredential(ctx context.Context, s logical.Sto
 		}
 		return nil, err
 	}
-	if err := checkRedirectedSecrets(t, existing, validated.Values, raw); err != nil {
+	if err := checkRedirectedSecrets(t, existing, credtype.FieldMap(validated.Values), raw); err != nil {
 		return nil, err
 	}
-	c.Values = validated.Values
+	c.Values = t.Compact(validated.Values)
 	c.Derived = validated.Derived
 	c.Secrets = validated.Secrets
 	c.NotAfter = validated.NotAfter
@@ -216,7 +216,7 @@ func writeEvent(existing *credential) string {
 // without sending them again. Otherwise someone allowed to update a credential but not
 // to read it could have the engine (or an integration) deliver its secret to a server
 // of their choosing.
-func checkRedirectedSecrets(t *credtype.Type, existing *credential, next map[string]any, raw map[string]any) error {
+func checkRedirectedSecrets(t *credtype.Type, existing *credential, next credtype.Fields, raw map[string]any) error {
 	if existing == nil {
 		return nil
 	}
@@ -225,7 +225,7 @@ func checkRedirectedSecrets(t *credtype.Type, existing *credential, next map[str
 	// destination is still forgotten.
 	changed := ""
 	for _, f := range repointed(t, existing, next) {
-		if str(next[f]) != "" {
+		if next.Str(f) != "" {
 			changed = f
 			break
 		}
@@ -235,7 +235,7 @@ func checkRedirectedSecrets(t *credtype.Type, existing *credential, next map[str
 	}
 	var missing []string
 	for _, name := range t.SensitiveFields() {
-		if v, _ := existing.Values[name].(string); v == "" {
+		if existing.Values.Str(name) == "" {
 			continue // nothing stored to redirect
 		}
 		if _, sent := raw[name]; !sent {
@@ -252,13 +252,13 @@ func checkRedirectedSecrets(t *credtype.Type, existing *credential, next map[str
 // values differ between the stored credential and next; none for a new credential.
 // Clearing an optional destination (an override going back to the preset's default)
 // counts too.
-func repointed(t *credtype.Type, existing *credential, next map[string]any) []string {
+func repointed(t *credtype.Type, existing *credential, next credtype.Fields) []string {
 	if existing == nil {
 		return nil
 	}
 	var changed []string
 	for _, f := range t.DestinationFields() {
-		if str(existing.Values[f]) != str(next[f]) {
+		if existing.Values.Str(f) != next.Str(f) {
 			changed = append(changed, f)
 		}
 	}

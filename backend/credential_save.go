@@ -30,7 +30,7 @@ func (b *integrationsBackend) saveCredential(ctx context.Context, s logical.Stor
 	// and pending authorization learnt under the old destination; so does a create,
 	// in case a predecessor under the name left any.
 	scope := keepRecords
-	if existing == nil || len(repointed(c.typeDef(), existing, c.Values)) > 0 {
+	if existing == nil || len(repointed(c.typeDef(), existing, &c.Values)) > 0 {
 		scope = dropLearnt
 	}
 	if err := b.dropSecondary(ctx, s, c, scope); err != nil {

@@ -98,7 +98,7 @@ func (b *integrationsBackend) credentialResponse(ctx context.Context, s logical.
 	}
 	secretFields := []string{}
 	for _, f := range t.Fields {
-		v, set := c.Values[f.Name]
+		v, set := c.Values.Get(f.Name)
 		switch {
 		case f.Lifecycle():
 		case f.Sensitive:

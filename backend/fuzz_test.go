@@ -185,7 +185,7 @@ func checkManagementView(t *testing.T, b *integrationsBackend, s logical.Storage
 		}
 	}
 	for _, f := range typ.Fields {
-		if v, ok := c.Values[f.Name].(string); ok && !f.Sensitive {
+		if v := c.Values.Str(f.Name); v != "" && !f.Sensitive {
 			public[v] = true
 		}
 	}
@@ -193,7 +193,7 @@ func checkManagementView(t *testing.T, b *integrationsBackend, s logical.Storage
 	for _, f := range typ.Fields {
 		// Short values occur in the view by chance (a key "key" is also the name in
 		// secret_fields), as in inputSecrets.
-		if v, ok := c.Values[f.Name].(string); ok && f.Sensitive && len(v) >= minSecretLen && !public[v] && !engineText(v) {
+		if v := c.Values.Str(f.Name); v != "" && f.Sensitive && len(v) >= minSecretLen && !public[v] && !engineText(v) {
 			secrets[v] = true
 		}
 		if _, shown := data[f.Name]; shown && f.Sensitive {

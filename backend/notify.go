@@ -171,7 +171,7 @@ func oneLine(s string, max int) string {
 // catalog says (credtype.Type.NotifyTarget); url is empty for a credential that cannot
 // receive notifications.
 func notifyTarget(c *credential, slackURL string) notifyDestination {
-	t, ok := c.typeDef().NotifyTarget(c.Values)
+	t, ok := c.typeDef().NotifyTarget(&c.Values)
 	if !ok {
 		return notifyDestination{}
 	}

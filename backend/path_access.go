@@ -113,7 +113,7 @@ func staticAccess(t *credtype.Type, c *credential, now time.Time) (map[string]an
 	if err != nil {
 		return nil, err
 	}
-	return t.Access(c.Values, secrets, now)
+	return t.Access(&c.Values, secrets, now)
 }
 
 // maxMinimumSeconds bounds what a caller may ask of a token's remaining life.

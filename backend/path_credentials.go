@@ -201,12 +201,13 @@ func (b *integrationsBackend) pathCredentialDelete(ctx context.Context, req *log
 
 func (b *integrationsBackend) pathCredentialsList(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
 	var wantType string
+	var typ *credtype.Type
 	if v := d.Get("type").(string); v != "" {
 		t, ok := credtype.Lookup(v)
 		if !ok {
 			return logical.ErrorResponse(fieldErr("type", "must be one of: "+strings.Join(typeNames(), ", ")).Error()), nil
 		}
-		wantType = t.Name
+		wantType, typ = t.Name, t
 	}
 	status := d.Get("status").(string)
 	switch lifecycle.Status(status) {
@@ -238,13 +239,14 @@ func (b *integrationsBackend) pathCredentialsList(ctx context.Context, req *logi
 	}
 	keys := []string{}
 	info := map[string]any{}
-	// Names come from the store's sorted index in batches, so a page costs a binary
-	// search plus the names it examines, however many credentials the mount holds.
+	// Names come from the store's sorted indexes in batches (those of the type or tag
+	// asked for, when the label index can answer), so a page costs a binary search plus
+	// the names it examines, however many credentials the mount holds.
 	batch := min(limit*2, maxListLimit)
 	var names []string
 	for len(keys) < limit {
 		if len(names) == 0 {
-			if names, err = b.credentials.namesAfter(ctx, req.Storage, after, batch); err != nil {
+			if names, err = b.credentials.namesFiltered(ctx, req.Storage, typ, tag, after, batch); err != nil {
 				return nil, err
 			}
 			if len(names) == 0 {
@@ -283,7 +285,7 @@ func (b *integrationsBackend) pathCredentialsList(ctx context.Context, req *logi
 	if len(keys) == limit {
 		more := len(names) > 0
 		if !more {
-			next, err := b.credentials.namesAfter(ctx, req.Storage, after, 1)
+			next, err := b.credentials.namesFiltered(ctx, req.Storage, typ, tag, after, 1)
 			if err != nil {
 				return nil, err
 			}

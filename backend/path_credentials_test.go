@@ -595,7 +595,7 @@ func TestCredentialCacheInvalidation(t *testing.T) {
 		t.Fatal(c, err)
 	}
 	n := c.clone()
-	n.Values["password"] = "third"
+	setValue(n, "password", "third")
 	n.Description = "from another node"
 	entry, err := logical.StorageEntryJSON(credentialPrefix+"c", n)
 	if err != nil {
@@ -904,7 +904,7 @@ func TestCredentialCacheNotResurrectedByRacingRead(t *testing.T) {
 			case "invalidate":
 				c, _ := b.credentials.get(ctx, g, "raced")
 				n := c.clone()
-				n.Values["password"] = "new"
+				setValue(n, "password", "new")
 				entry, _ := logical.StorageEntryJSON(credentialPrefix+"raced", n)
 				if err := g.Storage.Put(ctx, entry); err != nil {
 					t.Fatal(err)

@@ -244,7 +244,7 @@ func TestDeviceAccountMovedAwayIsNotRewrittenByItsOldTriple(t *testing.T) {
 		t.Fatalf("upsert by the old triple: %v (moved account %s)", again, name)
 	}
 	moved := deviceAccountAt(t, b, s, name)
-	if !moved.hasDeviceTriple("srv01", "10.0.0.6", "admin") || moved.Values["notes"] != nil || moved.Values["password"] != "moved-pw" {
+	if _, notes := moved.Values.Get("notes"); !moved.hasDeviceTriple("srv01", "10.0.0.6", "admin") || notes || moved.Values.Str("password") != "moved-pw" {
 		t.Fatalf("the moved account was rewritten: %v", moved.Values)
 	}
 	if got := mustOK(t, b, s, logical.ReadOperation, "lookup", old).Data["name"]; got != again["name"] {

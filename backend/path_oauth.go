@@ -69,7 +69,7 @@ for providers that cannot reach Vault.` + examples(
 // redirectURL is where the provider sends the browser after consent: the credential's
 // redirect_url, else this mount's callback under callback_base_url.
 func (b *integrationsBackend) redirectURL(cfg *engineConfig, c *credential) string {
-	if u := str(c.Values["redirect_url"]); u != "" {
+	if u := c.Values.Str("redirect_url"); u != "" {
 		return u
 	}
 	if cfg.CallbackBaseURL == "" {
@@ -90,7 +90,7 @@ func (b *integrationsBackend) pathAuthorize(ctx context.Context, req *logical.Re
 	if c == nil {
 		return nil, logical.CodedError(http.StatusNotFound, fmt.Sprintf("credential %q does not exist", name))
 	}
-	oc, err := oauth.FromFields(c.Type, c.Values)
+	oc, err := oauth.FromFields(c.Type, c.Values.Map())
 	if err != nil || oc.Grant != oauth.GrantAuthorizationCode {
 		return logical.ErrorResponse("credential %q is of type %s, which does not use the authorization-code flow", name, c.Type), nil
 	}
@@ -115,7 +115,7 @@ func (b *integrationsBackend) pathAuthorize(ctx context.Context, req *logical.Re
 		return b.credentialResponse(ctx, req.Storage, c)
 	}
 	oc.RedirectURL = b.redirectURL(cfg, c)
-	fromBase := oc.RedirectURL != "" && str(c.Values["redirect_url"]) == ""
+	fromBase := oc.RedirectURL != "" && c.Values.Str("redirect_url") == ""
 	if oc.RedirectURL == "" {
 		oc.RedirectURL = requestCallbackURL(req)
 	}

@@ -102,7 +102,7 @@ func (b *integrationsBackend) verifyCredential(ctx context.Context, s logical.St
 
 // check runs the check the catalog declares for c's type.
 func (b *integrationsBackend) check(ctx context.Context, s logical.Storage, cfg *engineConfig, c *credential, now time.Time) (verify.Outcome, error) {
-	t, values := c.typeDef(), c.Values // the stored values: read here only
+	t, values := c.typeDef(), &c.Values // the stored values: read here only
 	switch t.VerifyMethod() {
 	case credtype.VerifyMint:
 		return b.verifyMint(ctx, s, cfg, c.Name, now)

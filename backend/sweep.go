@@ -112,6 +112,7 @@ func (b *integrationsBackend) buildIndex(ctx context.Context, s logical.Storage)
 		return err
 	}
 	a := b.activity
+	b.credentials.labels.startFill()
 	names, err := b.credentials.list(ctx, s)
 	if err != nil {
 		return err
@@ -138,6 +139,7 @@ func (b *integrationsBackend) buildIndex(ctx context.Context, s logical.Storage)
 		a.scanned.Add(1)
 	}
 	a.indexedFor.Store(cfg)
+	b.credentials.labels.markComplete()
 	return nil
 }
 
@@ -149,6 +151,9 @@ func (b *integrationsBackend) indexOne(ctx context.Context, s logical.Storage, c
 			// write does, under its lock.
 			unlock := b.credentials.lock(name)
 			err := b.afterCredentialChange(ctx, s, name)
+			if err == nil {
+				err = b.credentials.refile(ctx, s, name)
+			}
 			unlock()
 			if err != nil {
 				return err
@@ -171,9 +176,11 @@ func (b *integrationsBackend) indexOne(ctx context.Context, s logical.Storage, c
 		if b.credentials.ifUnchanged(name, gen, func() {
 			if c == nil {
 				a.unindex(name)
+				b.credentials.labels.unfile(name)
 				return
 			}
 			b.reindex(cfg, c, c.State)
+			b.credentials.labels.file(name, c.typeDef(), c.Tags)
 		}) {
 			break
 		}

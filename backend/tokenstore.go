@@ -154,7 +154,7 @@ func (b *integrationsBackend) newOAuthClient() *oauth.Client {
 
 // oauthConfig is the provider configuration of c under the engine settings cfg.
 func (b *integrationsBackend) oauthConfig(cfg *engineConfig, c *credential) (oauth.Config, error) {
-	oc, err := oauth.FromFields(c.Type, c.Values)
+	oc, err := oauth.FromFields(c.Type, c.Values.Map())
 	if err != nil {
 		return oauth.Config{}, err
 	}
@@ -168,7 +168,7 @@ func destination(c *credential) string {
 	h := sha256.New()
 	fmt.Fprintf(h, "%s\x00", c.Type)
 	for _, f := range c.typeDef().DestinationFields() {
-		v := str(c.Values[f])
+		v := c.Values.Str(f)
 		fmt.Fprintf(h, "%s=%d:%s\x00", f, len(v), v)
 	}
 	return hex.EncodeToString(h.Sum(nil)[:16])

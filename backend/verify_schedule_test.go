@@ -12,6 +12,7 @@ import (
 
 	"github.com/hashicorp/vault/sdk/helper/consts"
 	"github.com/hashicorp/vault/sdk/logical"
+	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/backend/credtype"
 )
 
 // countingVerifyServer answers 200 and counts requests per credential (the bearer
@@ -171,7 +172,8 @@ func TestVerifyScheduleOwnIntervalAndActiveNodeOnly(t *testing.T) {
 
 	standby := &logical.StaticSystemView{ReplicationStateVal: consts.ReplicationPerformanceStandby}
 	sb, ss, sclock := newBackendWith(t, backendOptions{system: standby})
-	c := &credential{Name: "own2", Type: "bearer", Values: map[string]any{"token": "own2", "verify_url": srv.URL}}
+	bearer, _ := credtype.Lookup("bearer")
+	c := &credential{Name: "own2", Type: "bearer", Values: bearer.Compact(map[string]any{"token": "own2", "verify_url": srv.URL})}
 	c.CreatedAt, c.UpdatedAt = sclock.Now(), sclock.Now()
 	c.State.Status, c.State.VerifyInterval = "active", 2*time.Hour
 	entry, _ := logical.StorageEntryJSON(credentialPrefix+c.Name, c)

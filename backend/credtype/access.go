@@ -13,12 +13,12 @@ type accessSpec struct {
 	fields []string
 	// authorization builds the ready Authorization header value access returns as
 	// "authorization"; notifications posted with the credential use the same one.
-	authorization func(values map[string]any) string
+	authorization func(values Fields) string
 	// extra adds other computed values, from the stored values and the secrets
 	// derived when they were written.
-	extra func(values map[string]any, secrets map[string]string, out map[string]any) error
+	extra func(values Fields, secrets map[string]string, out map[string]any) error
 	// derive recomputes the secrets Validate derives, for values stored without them.
-	derive func(values map[string]any) (map[string]string, error)
+	derive func(values Fields) (map[string]string, error)
 }
 
 // Access returns the material `access/<name>` hands an integration for a static
@@ -35,13 +35,13 @@ type accessSpec struct {
 // whose decrypted form is missing from secrets is an error.
 //
 // OAuth 2.0 kinds have no static material: Access refuses them.
-func (t *Type) Access(values map[string]any, secrets map[string]string, now time.Time) (map[string]any, error) {
+func (t *Type) Access(values Fields, secrets map[string]string, now time.Time) (map[string]any, error) {
 	if t.access == nil {
 		return nil, fmt.Errorf("credential type %q is %s: access mints a token instead", t.Name, t.Kind)
 	}
 	out := make(map[string]any, len(t.access.fields)+2)
 	for _, name := range t.access.fields {
-		s := str(values, name)
+		s := values.Str(name)
 		if s != "" {
 			out[name] = s
 			continue
@@ -62,7 +62,7 @@ func (t *Type) Access(values map[string]any, secrets map[string]string, now time
 			return nil, fmt.Errorf("stored %s credential: %w", t.Name, err)
 		}
 	}
-	if secret := str(values, fieldTOTPSecret); secret != "" {
+	if secret := values.Str(fieldTOTPSecret); secret != "" {
 		if _, ok := t.Field(fieldTOTPSecret); ok {
 			code, err := TOTPCode(secret, now)
 			if err != nil {
@@ -75,25 +75,25 @@ func (t *Type) Access(values map[string]any, secrets map[string]string, now time
 }
 
 // basicAuthorization is the RFC 7617 header value.
-func basicAuthorization(values map[string]any) string {
-	creds := str(values, "username") + ":" + str(values, "password")
+func basicAuthorization(values Fields) string {
+	creds := values.Str("username") + ":" + values.Str("password")
 	return "Basic " + base64.StdEncoding.EncodeToString([]byte(creds))
 }
 
 // prefixedAuthorization builds "<scheme> <token>" with the scheme read from a field,
 // falling back to def for values stored before the field had a default.
-func prefixedAuthorization(field, def string) func(map[string]any) string {
-	return func(values map[string]any) string {
-		scheme := str(values, field)
+func prefixedAuthorization(field, def string) func(Fields) string {
+	return func(values Fields) string {
+		scheme := values.Str(field)
 		if scheme == "" {
 			scheme = def
 		}
-		return scheme + " " + str(values, "token")
+		return scheme + " " + values.Str("token")
 	}
 }
 
-func fixedAuthorization(scheme string) func(map[string]any) string {
-	return func(values map[string]any) string { return scheme + " " + str(values, "token") }
+func fixedAuthorization(scheme string) func(Fields) string {
+	return func(values Fields) string { return scheme + " " + values.Str("token") }
 }
 
 // notifySpec is how a type receives the engine's notifications: POSTed to the URL in
@@ -117,13 +117,13 @@ type NotifyTarget struct {
 // NotifyTarget returns how a credential of type t with the stored values receives
 // notifications; false when it cannot, because its type cannot or it lacks the URL
 // (a bearer credential without a url).
-func (t *Type) NotifyTarget(values map[string]any) (NotifyTarget, bool) {
+func (t *Type) NotifyTarget(values Fields) (NotifyTarget, bool) {
 	if t == nil || t.notify == nil {
 		return NotifyTarget{}, false
 	}
 	n := NotifyTarget{SlackAPI: t.notify.slackAPI}
 	if !n.SlackAPI {
-		if n.URL = str(values, t.notify.urlField); n.URL == "" {
+		if n.URL = values.Str(t.notify.urlField); n.URL == "" {
 			return NotifyTarget{}, false
 		}
 	}
@@ -133,14 +133,14 @@ func (t *Type) NotifyTarget(values map[string]any) (NotifyTarget, bool) {
 	return n, true
 }
 
-func certificateAccess(values map[string]any, secrets map[string]string, out map[string]any) error {
-	leaf, err := leafCertificate(str(values, "certificate"))
+func certificateAccess(values Fields, secrets map[string]string, out map[string]any) error {
+	leaf, err := leafCertificate(values.Str("certificate"))
 	if err != nil {
 		return fieldError("certificate", err)
 	}
 	key := secrets["private_key"]
 	if key == "" {
-		if key, err = accessPrivateKey(str(values, "private_key")); err != nil {
+		if key, err = accessPrivateKey(values.Str("private_key")); err != nil {
 			return err
 		}
 	}
@@ -151,12 +151,12 @@ func certificateAccess(values map[string]any, secrets map[string]string, out map
 
 // certificateSecrets decrypts a stored encrypted key: the one derivation Access needs
 // done beforehand. Nil for an unencrypted key.
-func certificateSecrets(values map[string]any) (map[string]string, error) {
-	keyPEM := str(values, "private_key")
+func certificateSecrets(values Fields) (map[string]string, error) {
+	keyPEM := values.Str("private_key")
 	if enc, err := keyIsEncrypted(keyPEM); err != nil || !enc {
 		return nil, nil // Access reports a broken key itself
 	}
-	key, ferr := decryptX509Key(keyPEM, str(values, "private_key_password"))
+	key, ferr := decryptX509Key(keyPEM, values.Str("private_key_password"))
 	if ferr != nil {
 		return nil, ferr
 	}
@@ -167,11 +167,17 @@ func certificateSecrets(values map[string]any) (map[string]string, error) {
 	return map[string]string{"private_key": plain}, nil
 }
 
+// DerivesSecrets reports whether DeriveSecrets may return something for t's values,
+// so a caller need keep room for derived secrets only for such types.
+func (t *Type) DerivesSecrets() bool {
+	return t != nil && t.access != nil && t.access.derive != nil
+}
+
 // DeriveSecrets recomputes Validated.Secrets from stored values, for credentials stored
 // before the engine kept them (v0.1). It runs the key's KDF: call it once per stored
 // credential and keep the result, never once per read. Nil when there is nothing to
 // derive.
-func (t *Type) DeriveSecrets(values map[string]any) (map[string]string, error) {
+func (t *Type) DeriveSecrets(values Fields) (map[string]string, error) {
 	if t.access == nil || t.access.derive == nil {
 		return nil, nil
 	}

@@ -97,7 +97,7 @@ func access(t *testing.T, typ *Type, in map[string]any) map[string]any {
 	if err != nil {
 		t.Fatalf("Validate = %v", err)
 	}
-	got, err := typ.Access(v.Values, v.Secrets, rfcTime)
+	got, err := typ.Access(FieldMap(v.Values), v.Secrets, rfcTime)
 	if err != nil {
 		t.Fatalf("Access = %v", err)
 	}
@@ -152,15 +152,15 @@ func TestAccessRefuses(t *testing.T) {
 		if typ.Kind != KindOAuth2 {
 			continue
 		}
-		if _, err := typ.Access(goodValues(t, typ.Name), nil, rfcTime); err == nil {
+		if _, err := typ.Access(FieldMap(goodValues(t, typ.Name)), nil, rfcTime); err == nil {
 			t.Errorf("%s: Access succeeded for an oauth2 kind", typ.Name)
 		}
 	}
-	if _, err := mustType(t, "basic").Access(map[string]any{"username": "u"}, nil, rfcTime); err == nil || !strings.Contains(err.Error(), `"password"`) {
+	if _, err := mustType(t, "basic").Access(FieldMap{"username": "u"}, nil, rfcTime); err == nil || !strings.Contains(err.Error(), `"password"`) {
 		t.Errorf("Access without a required field = %v", err)
 	}
 	p := pki()
-	_, err := mustType(t, "certificate").Access(map[string]any{
+	_, err := mustType(t, "certificate").Access(FieldMap{
 		"certificate": p.rsaCert, "private_key": p.rsaLegacyEncrypted, "private_key_password": "CANARY7Q",
 	}, nil, rfcTime)
 	if err == nil || strings.Contains(err.Error(), "CANARY7Q") {

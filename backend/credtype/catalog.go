@@ -230,6 +230,7 @@ func buildCatalog(ts []*Type) catalogIndex {
 			}
 		}
 		deriveFacts(&c, t)
+		t.layOut()
 		if t.Kind == KindStatic && t.access == nil {
 			// Types whose access material is "all of their fields".
 			t.access = &accessSpec{}

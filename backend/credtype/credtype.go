@@ -125,6 +125,10 @@ type Type struct {
 	// verify is how credentials/<name>/verify checks a static type (verify.go); OAuth
 	// types mint a token instead, and nil is unsupported.
 	verify *verifySpec
+	// slots is the slot of each value field in Values, slotNames the field of each
+	// slot (layOut).
+	slots     map[string]int
+	slotNames []string
 }
 
 // All returns every credential type, sorted by Name. The types are shared with the

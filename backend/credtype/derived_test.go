@@ -33,14 +33,14 @@ func TestNotifyTargets(t *testing.T) {
 	}
 	for _, tt := range tests {
 		typ := mustType(t, tt.typ)
-		got, ok := typ.NotifyTarget(tt.values)
+		got, ok := typ.NotifyTarget(FieldMap(tt.values))
 		if ok != tt.ok || got != tt.want {
 			t.Errorf("%s %v: NotifyTarget = %+v, %v; want %+v, %v", tt.typ, tt.values, got, ok, tt.want, tt.ok)
 		}
 		if !ok || got.Authorization == "" {
 			continue
 		}
-		out, err := typ.Access(tt.values, nil, time.Unix(0, 0))
+		out, err := typ.Access(FieldMap(tt.values), nil, time.Unix(0, 0))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -49,7 +49,7 @@ func TestNotifyTargets(t *testing.T) {
 		}
 	}
 	var none *Type
-	if _, ok := none.NotifyTarget(nil); ok {
+	if _, ok := none.NotifyTarget(FieldMap(nil)); ok {
 		t.Error("an unknown (nil) type receives notifications")
 	}
 }

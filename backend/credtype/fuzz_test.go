@@ -224,7 +224,7 @@ func FuzzCertificateCredential(f *testing.F) {
 		if got.NotAfter.IsZero() {
 			t.Fatal("accepted without NotAfter")
 		}
-		out, err := typ.Access(got.Values, got.Secrets, time.Now())
+		out, err := typ.Access(FieldMap(got.Values), got.Secrets, time.Now())
 		if err != nil {
 			t.Fatalf("accepted but Access fails: %v", err)
 		}

@@ -258,7 +258,7 @@ func TestKDFRunsOnceAtWrite(t *testing.T) {
 			}
 			before = KDFRuns()
 			for range 10 {
-				out, err := typ.Access(v.Values, v.Secrets, rfcTime)
+				out, err := typ.Access(FieldMap(v.Values), v.Secrets, rfcTime)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -269,13 +269,13 @@ func TestKDFRunsOnceAtWrite(t *testing.T) {
 			if n := KDFRuns() - before; n != 0 {
 				t.Fatalf("10 Access calls ran the KDF %d times, want 0", n)
 			}
-			if _, err := typ.Access(v.Values, nil, rfcTime); err == nil || !strings.Contains(err.Error(), "decrypted form was not supplied") {
+			if _, err := typ.Access(FieldMap(v.Values), nil, rfcTime); err == nil || !strings.Contains(err.Error(), "decrypted form was not supplied") {
 				t.Fatalf("Access without Secrets = %v, want a refusal", err)
 			}
 			if n := KDFRuns() - before; n != 0 {
 				t.Fatalf("Access without Secrets ran the KDF %d times", n)
 			}
-			got, err := typ.DeriveSecrets(v.Values)
+			got, err := typ.DeriveSecrets(FieldMap(v.Values))
 			if err != nil || got["private_key"] != want {
 				t.Fatalf("DeriveSecrets = %v, %v; want the decrypted key", got != nil, err)
 			}
@@ -286,7 +286,7 @@ func TestKDFRunsOnceAtWrite(t *testing.T) {
 	if err != nil || v.Secrets != nil {
 		t.Fatalf("unencrypted key: Secrets = %v, %v", v, err)
 	}
-	if s, err := mustType(t, "basic").DeriveSecrets(goodValues(t, "basic")); s != nil || err != nil {
+	if s, err := mustType(t, "basic").DeriveSecrets(FieldMap(goodValues(t, "basic"))); s != nil || err != nil {
 		t.Fatalf("basic DeriveSecrets = %v, %v", s, err)
 	}
 }

@@ -10,7 +10,7 @@ import (
 func TestNotifyRuleNamesEveryTarget(t *testing.T) {
 	rule := NotifyRule()
 	for _, typ := range All() {
-		_, can := typ.NotifyTarget(map[string]any{"url": "https://example.com/x", "token": "xoxb-1"})
+		_, can := typ.NotifyTarget(FieldMap{"url": "https://example.com/x", "token": "xoxb-1"})
 		named := strings.Contains(rule, "a "+typ.Name+" credential")
 		if can != named {
 			t.Errorf("type %s: receives notifications = %v, named in %q = %v", typ.Name, can, rule, named)

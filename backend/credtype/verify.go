@@ -48,7 +48,7 @@ type verifySpec struct {
 	path string
 	// header is the credential's authorization header; nil: Authorization built as
 	// access/ builds it.
-	header func(values map[string]any) (name, value string)
+	header func(values Fields) (name, value string)
 	// why says why a type cannot be verified.
 	why string
 }
@@ -95,7 +95,7 @@ type VerifyPlan struct {
 // VerifyPlan turns a credential of type t with the stored (validated) values into its
 // check. An SSH key is decrypted here (its bcrypt rounds were bounded when it was
 // written); the plan is built per verification and dropped after it.
-func (t *Type) VerifyPlan(values map[string]any) (VerifyPlan, error) {
+func (t *Type) VerifyPlan(values Fields) (VerifyPlan, error) {
 	p := VerifyPlan{Method: t.VerifyMethod()}
 	spec := t.verify
 	switch p.Method {
@@ -109,7 +109,7 @@ func (t *Type) VerifyPlan(values map[string]any) (VerifyPlan, error) {
 		if p.Method == VerifyHTTP {
 			p.URL = ""
 			for _, f := range spec.urlFields {
-				if u := str(values, f); u != "" {
+				if u := values.Str(f); u != "" {
 					p.URL = strings.TrimSuffix(u, "/") + spec.path
 					if spec.path == "" {
 						p.URL = u
@@ -129,15 +129,15 @@ func (t *Type) VerifyPlan(values map[string]any) (VerifyPlan, error) {
 			p.Header, p.HeaderValue = "Authorization", t.access.authorization(values)
 		}
 	case VerifySSH:
-		u, err := url.Parse(str(values, "host"))
+		u, err := url.Parse(values.Str("host"))
 		if err != nil || u.Host == "" {
 			return p, fieldError("host", errSFTPHost)
 		}
-		p.Address, p.Fingerprint, p.Username = u.Host, str(values, "host_key_fingerprint"), str(values, "username")
-		if p.Password = str(values, "password"); p.Password != "" {
+		p.Address, p.Fingerprint, p.Username = u.Host, values.Str("host_key_fingerprint"), values.Str("username")
+		if p.Password = values.Str("password"); p.Password != "" {
 			return p, nil
 		}
-		key, err := sshPrivateKey(str(values, "private_key"), str(values, "passphrase"))
+		key, err := sshPrivateKey(values.Str("private_key"), values.Str("passphrase"))
 		if err != nil {
 			return p, err
 		}
@@ -163,19 +163,19 @@ func sshPrivateKey(keyPEM, pass string) (ssh.Signer, error) {
 }
 
 // apiKeyHeader is an api_key's header: header_name (default X-API-Key) carrying the key.
-func apiKeyHeader(values map[string]any) (string, string) {
-	name := str(values, "header_name")
+func apiKeyHeader(values Fields) (string, string) {
+	name := values.Str("header_name")
 	if name == "" {
 		name = "X-API-Key"
 	}
-	return name, str(values, "key")
+	return name, values.Str("key")
 }
 
 // CheckDates is the verification of a certificate: every certificate of the stored
 // PEM (leaf first, then its chain) is within its validity dates at now. The detail
 // names the first that is not, and when.
-func CheckDates(values map[string]any, now time.Time) (bool, string) {
-	blocks, err := pemBlocks(str(values, "certificate"))
+func CheckDates(values Fields, now time.Time) (bool, string) {
+	blocks, err := pemBlocks(values.Str("certificate"))
 	if err != nil || len(blocks) == 0 {
 		return false, "the stored certificate does not parse"
 	}
