@@ -83,13 +83,3 @@ func (c *genCache[V]) drop(name string) {
 	c.gens[locksutil.LockIndexForKey(name)]++
 	c.mu.Unlock()
 }
-
-// dropAll forgets every value.
-func (c *genCache[V]) dropAll() {
-	c.mu.Lock()
-	c.m = make(map[string]V)
-	for i := range c.gens {
-		c.gens[i]++
-	}
-	c.mu.Unlock()
-}
