@@ -44,6 +44,7 @@ type metrics struct {
 	flightWaiters    prometheus.Counter
 	notifications    *prometheus.CounterVec // result
 	sweepRuns        *prometheus.CounterVec // result
+	verifications    *prometheus.CounterVec // result
 	sweepDuration    prometheus.Observer
 	credentialStates *stateCounts
 }
@@ -77,12 +78,14 @@ func newMetrics(states *stateCounts) *metrics {
 		flightWaiters: waiters.WithLabelValues(),
 		notifications: counterVec("notifications_total",
 			"Notification deliveries, by result: sent, failed (retried later) or dropped (the outbox was full).", "result"),
-		sweepRuns:        counterVec("sweep_runs_total", "Lifecycle sweeps, by result (ok, error).", "result"),
-		sweepDuration:    sweeps.WithLabelValues(),
+		sweepRuns:     counterVec("sweep_runs_total", "Lifecycle sweeps, by result (ok, error).", "result"),
+		sweepDuration: sweeps.WithLabelValues(),
+		verifications: counterVec("verifications_total",
+			"Verifications recorded (credentials/<name>/verify and the verify_interval schedule), by result (ok, failed, unsupported).", "result"),
 		credentialStates: states,
 	}
 	m.registry.MustRegister(m.accessReads, m.accessByName, m.tokenReads, m.tokenRequests, m.tokenDuration,
-		waiters, m.notifications, m.sweepRuns, sweeps, states)
+		waiters, m.notifications, m.sweepRuns, sweeps, m.verifications, states)
 	states.byName = m.accessByName
 	// The series of the access path, resolved once: a read counts without hashing
 	// label values.

@@ -211,3 +211,22 @@ func TestMetricsCountNotifications(t *testing.T) {
 		}
 	}
 }
+
+// Verifications are counted by result, once each, when recorded.
+func TestMetricsCountVerifications(t *testing.T) {
+	t.Parallel()
+	b, s, _ := newTestBackend(t)
+	srv, _ := authServer(t, "Authorization", "Basic dXNlcjpwYXNz") // user:pass
+	mustOK(t, b, s, logical.UpdateOperation, "credentials/good", map[string]any{"type": "basic", "username": "user", "password": "pass", "verify_url": srv.URL})
+	mustOK(t, b, s, logical.UpdateOperation, "credentials/bad", map[string]any{"type": "basic", "username": "user", "password": "nope", "verify_url": srv.URL})
+	mustOK(t, b, s, logical.UpdateOperation, "credentials/hook", map[string]any{"type": "webhook", "url": srv.URL})
+	for _, name := range []string{"good", "good", "bad", "hook"} {
+		verifyResult(t, b, s, name)
+	}
+	f, _ := scrape(t, b, s)
+	for result, want := range map[string]float64{"ok": 2, "failed": 1, "unsupported": 1} {
+		if got := metricValue(f, "integrations_verifications_total", map[string]string{"result": result}); got != want {
+			t.Errorf("verifications %s = %v, want %v", result, got, want)
+		}
+	}
+}

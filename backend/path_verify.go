@@ -168,6 +168,7 @@ func (b *integrationsBackend) recordVerification(ctx context.Context, s logical.
 		return false, err
 	}
 	b.recordEvent(n.Name, usage.EventVerify, v.Result != lifecycle.VerifyFailed, "", v.Result+": "+v.Detail)
+	b.metrics.verifications.WithLabelValues(v.Result).Inc()
 	return true, b.afterCredentialChange(ctx, s, n.Name)
 }
 
