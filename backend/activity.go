@@ -43,6 +43,9 @@ type activity struct {
 	indexedFor atomic.Pointer[engineConfig]
 	stop       chan struct{}
 	done       chan struct{}
+	// reconfigured wakes the flush loop when config changes, so a new
+	// usage_flush_interval applies from the last flush, not after the old one.
+	reconfigured chan struct{}
 
 	// The index is built by a background scan (startIndexBuild), so a mount of many
 	// credentials serves from the moment it is set up. buildMu guards the scan's
@@ -57,7 +60,17 @@ type activity struct {
 }
 
 func newActivity() *activity {
-	return &activity{recorder: usage.NewRecorder(), index: lifecycle.NewIndex(), alerting: lifecycle.NewIndex(), verifying: lifecycle.NewIndex(), states: newStateCounts()}
+	return &activity{recorder: usage.NewRecorder(), index: lifecycle.NewIndex(), alerting: lifecycle.NewIndex(),
+		verifying: lifecycle.NewIndex(), states: newStateCounts(), reconfigured: make(chan struct{}, 1)}
+}
+
+// configChanged tells the flush loop to read usage_flush_interval again. It never
+// blocks: one pending wake-up is enough.
+func (a *activity) configChanged() {
+	select {
+	case a.reconfigured <- struct{}{}:
+	default:
+	}
 }
 
 // recordEvent logs a non-access event for a credential (in memory until the flush).
@@ -90,21 +103,29 @@ func (b *integrationsBackend) startActivity() {
 	a.stop, a.done = make(chan struct{}), make(chan struct{})
 	go func() {
 		defer close(a.done)
+		last := time.Now()
 		for {
 			interval := defaultUsageFlushInterval
 			if cfg, err := b.loadConfig(context.Background(), b.storage); err == nil {
 				interval = cfg.UsageFlushInterval
 			}
-			timer := time.NewTimer(interval)
+			// Due an interval after the last flush: when config changes the loop
+			// re-arms from there, so a lowered interval applies at once and a stream
+			// of config writes cannot put the flush off.
+			timer := time.NewTimer(time.Until(last.Add(interval)))
 			select {
 			case <-a.stop:
 				timer.Stop()
 				return
+			case <-a.reconfigured:
+				timer.Stop()
+				continue
 			case <-timer.C:
 			}
 			if err := b.flushUsage(context.Background(), b.storage); err != nil {
 				b.Logger().Warn("flushing usage failed; will retry", "error", err)
 			}
+			last = time.Now()
 		}
 	}()
 }

@@ -199,6 +199,7 @@ func (b *integrationsBackend) invalidate(_ context.Context, key string) {
 		b.configMu.Lock()
 		b.config = nil
 		b.configMu.Unlock()
+		b.activity.configChanged()
 		return
 	}
 	if name, ok := strings.CutPrefix(key, credentialPrefix); ok {

@@ -289,6 +289,7 @@ func (b *integrationsBackend) pathConfigDelete(ctx context.Context, req *logical
 		return nil, fmt.Errorf("deleting config: %w", err)
 	}
 	b.config = nil
+	b.activity.configChanged()
 	return nil, nil
 }
 
@@ -303,6 +304,7 @@ func (b *integrationsBackend) storeConfig(ctx context.Context, s logical.Storage
 		return fmt.Errorf("storing config: %w", err)
 	}
 	b.config = c
+	b.activity.configChanged()
 	return nil
 }
 

@@ -301,6 +301,53 @@ func (v *vaultServer) halt() {
 	_ = syscall.Kill(-v.cmd.Process.Pid, syscall.SIGKILL)
 }
 
+// kill ends the server and its plugins with SIGKILL (the process group), as a crash
+// would: no seal, no unmount, no flush.
+func (v *vaultServer) kill() {
+	if v.cmd == nil || v.cmd.Process == nil {
+		return
+	}
+	_ = syscall.Kill(-v.cmd.Process.Pid, syscall.SIGKILL)
+	<-v.exited
+}
+
+// crash kills the server with SIGKILL and starts it again on the same storage.
+func (v *vaultServer) crash(t *testing.T) {
+	t.Helper()
+	if !v.opts.persistent {
+		t.Fatal("crash needs a persistent server")
+	}
+	v.kill()
+	if err := v.launch(); err != nil {
+		t.Fatalf("starting Vault after SIGKILL: %v", err)
+	}
+}
+
+// pluginPIDs lists the running processes of this plugin that the server started.
+func (v *vaultServer) pluginPIDs() []int {
+	entries, _ := os.ReadDir("/proc")
+	var pids []int
+	for _, e := range entries {
+		stat, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
+		if err != nil {
+			continue
+		}
+		// pid (comm) state ppid ...; comm is cut at 15 characters.
+		s := string(stat)
+		open, closing := strings.IndexByte(s, '('), strings.LastIndexByte(s, ')')
+		if open < 0 || closing < open || !strings.HasPrefix(pluginName, s[open+1:closing]) {
+			continue
+		}
+		var pid, ppid int
+		var state string
+		if _, err := fmt.Sscanf(s[:open]+s[closing+1:], "%d %s %d", &pid, &state, &ppid); err == nil &&
+			ppid == v.cmd.Process.Pid && state != "Z" {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
+}
+
 func (v *vaultServer) stop() {
 	v.halt()
 	if os.Getenv("E2E_KEEP") == "" { // E2E_KEEP=1 keeps each server's directory and log

@@ -59,16 +59,22 @@ func (t *Token) ValidFor(now time.Time, d time.Duration) bool {
 // Defaults for ClientOptions.
 const (
 	DefaultTimeout          = 30 * time.Second
-	DefaultMaxResponseBytes = 1 << 20
+	DefaultMaxResponseBytes = oauth2ReadLimit - 1
 	DefaultLifetime         = time.Hour
 )
+
+// oauth2ReadLimit is how much of a token response x/oauth2 reads: it parses the first
+// MiB and ignores the rest, so a cap must stay under it to see an answer exceed it.
+const oauth2ReadLimit = 1 << 20
 
 // ClientOptions bound a Client. Zero values take the Default* constants.
 type ClientOptions struct {
 	// Timeout bounds one token request, including reading the response.
 	Timeout time.Duration
 	// MaxResponseBytes caps a token response body. x/oauth2 itself reads at
-	// most 1 MiB, so a larger cap only turns "too large" into "bad response".
+	// most 1 MiB, so a cap of 1 MiB or more is lowered to one byte under it:
+	// otherwise an oversized answer would be cut there and reported as a bad
+	// response instead of a too large one.
 	MaxResponseBytes int64
 	// DefaultLifetime is assumed for tokens whose response has no expires_in.
 	DefaultLifetime time.Duration
@@ -97,7 +103,7 @@ func NewClient(o ClientOptions) *Client {
 	if o.Timeout <= 0 {
 		o.Timeout = DefaultTimeout
 	}
-	if o.MaxResponseBytes <= 0 {
+	if o.MaxResponseBytes <= 0 || o.MaxResponseBytes >= oauth2ReadLimit {
 		o.MaxResponseBytes = DefaultMaxResponseBytes
 	}
 	if o.DefaultLifetime <= 0 {
@@ -160,8 +166,11 @@ func (c *Client) Mint(ctx context.Context, cfg Config, refreshToken string) (*To
 		c.observe(grant, start, e)
 		return nil, e
 	}
-	c.observe(grant, start, nil)
-	t := c.token(tok, cfg)
+	t, err := c.token(tok, cfg)
+	c.observe(grant, start, err)
+	if err != nil {
+		return nil, err
+	}
 	if t.RefreshToken == "" {
 		t.RefreshToken = refreshToken
 	}
@@ -196,8 +205,9 @@ func (c *Client) Exchange(ctx context.Context, cfg Config, code, verifier string
 		c.observe(string(GrantAuthorizationCode), start, e)
 		return nil, e
 	}
-	c.observe(string(GrantAuthorizationCode), start, nil)
-	return c.token(tok, cfg), nil
+	t, err := c.token(tok, cfg)
+	c.observe(string(GrantAuthorizationCode), start, err)
+	return t, err
 }
 
 // AuthCodeURL builds the provider's consent URL for cfg with state and an S256
@@ -301,10 +311,14 @@ func checkConfig(cfg Config) error {
 	return nil
 }
 
-// token converts x/oauth2's token, re-basing the expiry on the injected clock.
-func (c *Client) token(tok *oauth2.Token, cfg Config) *Token {
+// token converts x/oauth2's token, re-basing the expiry on the injected clock. A
+// negative expires_in makes the answer a bad response.
+func (c *Client) token(tok *oauth2.Token, cfg Config) (*Token, error) {
 	now := c.now()
-	lifetime, assumed := c.lifetimeOf(tok, cfg)
+	lifetime, assumed, err := c.lifetimeOf(tok, cfg)
+	if err != nil {
+		return nil, err
+	}
 	t := &Token{
 		AccessToken:  tok.AccessToken,
 		TokenType:    tok.Type(),
@@ -321,16 +335,17 @@ func (c *Client) token(tok *oauth2.Token, cfg Config) *Token {
 		// RFC 6749 §5.1: an omitted scope is the one requested.
 		t.Scope = strings.Join(cfg.Scopes, " ")
 	}
-	return t
+	return t, nil
 }
 
 // lifetimeOf reads expires_in. clientcredentials drops Token.ExpiresIn, so the
 // raw response is consulted before falling back to x/oauth2's wall-clock
-// Expiry. Without either it assumes cfg.DefaultLifetime (else the client's) and
-// says so.
-func (c *Client) lifetimeOf(tok *oauth2.Token, cfg Config) (time.Duration, bool) {
+// Expiry. Without either (or with 0) it assumes cfg.DefaultLifetime (else the
+// client's) and says so. A negative expires_in is an error: x/oauth2 turns it into an
+// expiry in the past, which would otherwise read as "none given".
+func (c *Client) lifetimeOf(tok *oauth2.Token, cfg Config) (time.Duration, bool, error) {
 	secs := tok.ExpiresIn
-	if secs <= 0 {
+	if secs == 0 {
 		switch v := tok.Extra("expires_in").(type) {
 		case float64: // JSON
 			secs = int64(v)
@@ -342,15 +357,19 @@ func (c *Client) lifetimeOf(tok *oauth2.Token, cfg Config) (time.Duration, bool)
 			secs, _ = strconv.ParseInt(v, 10, 64)
 		}
 	}
+	if secs < 0 {
+		return 0, false, &Error{Class: Transient, Code: CodeBadResponse, Status: http.StatusOK,
+			detail: "the provider's answer gives a negative expires_in"}
+	}
 	if secs > 0 {
-		return time.Duration(secs) * time.Second, false
+		return time.Duration(secs) * time.Second, false, nil
 	}
 	if !tok.Expiry.IsZero() {
 		if d := time.Until(tok.Expiry); d > 0 {
-			return d, false
+			return d, false, nil
 		}
 	}
-	return c.lifetimeFor(cfg), true
+	return c.lifetimeFor(cfg), true, nil
 }
 
 // directConfig expresses every direct grant through clientcredentials.Config:
