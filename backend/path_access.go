@@ -166,11 +166,8 @@ func (b *integrationsBackend) tokenAccess(ctx context.Context, s logical.Storage
 		held = nil
 		var t tokenTicket
 		res, t, err = b.mintToken(ctx, s, cfg, c.Name, minValid, nil, false)
-		if errors.Is(err, errCredentialGone) {
-			return nil, nil, logical.CodedError(http.StatusNotFound, fmt.Sprintf("credential %q does not exist", c.Name))
-		}
-		if isDiscarded(err) {
-			return nil, nil, logical.CodedError(http.StatusConflict, fmt.Sprintf("credential %q changed while its token was requested; read it again", c.Name))
+		if refused := mintRefusal(c.Name, err, "read it again"); refused != nil {
+			return nil, nil, refused
 		}
 		if err != nil {
 			return nil, nil, b.tokenFailure(ctx, s, t, err, now)
@@ -218,6 +215,19 @@ func (b *integrationsBackend) tokenAccess(ctx context.Context, s logical.Storage
 
 // errCredentialGone is what mintToken returns when the credential no longer exists.
 var errCredentialGone = errors.New("the credential does not exist")
+
+// mintRefusal is the caller's answer to a mint whose credential went (404) or changed
+// while its token was requested (409, saying what to do again); nil for any other
+// outcome, which the caller handles.
+func mintRefusal(name string, err error, again string) error {
+	switch {
+	case errors.Is(err, errCredentialGone):
+		return logical.CodedError(http.StatusNotFound, fmt.Sprintf("credential %q does not exist", name))
+	case isDiscarded(err):
+		return logical.CodedError(http.StatusConflict, fmt.Sprintf("credential %q changed while its token was requested; %s", name, again))
+	}
+	return nil
+}
 
 // errAheadStale is what mintToken returns for a background refresh whose token is no
 // longer the credential's current one: someone else refreshed it, or the credential

@@ -9,9 +9,7 @@ package backend
 import (
 	"context"
 	"errors"
-	"fmt"
 	"math"
-	"net/http"
 	"time"
 
 	"github.com/hashicorp/vault/sdk/framework"
@@ -132,11 +130,10 @@ func (b *integrationsBackend) check(ctx context.Context, s logical.Storage, cfg 
 // the access path (tokenFailure).
 func (b *integrationsBackend) verifyMint(ctx context.Context, s logical.Storage, cfg *engineConfig, name string, now time.Time) (verify.Outcome, error) {
 	res, t, err := b.mintToken(ctx, s, cfg, name, cfg.ExpiryBuffer, nil, true)
+	if refused := mintRefusal(name, err, "verify it again"); refused != nil {
+		return verify.Outcome{}, refused
+	}
 	switch {
-	case errors.Is(err, errCredentialGone):
-		return verify.Outcome{}, logical.CodedError(http.StatusNotFound, fmt.Sprintf("credential %q does not exist", name))
-	case isDiscarded(err):
-		return verify.Outcome{}, logical.CodedError(http.StatusConflict, fmt.Sprintf("credential %q changed while it was verified; verify it again", name))
 	case err != nil:
 		// For its effects: the log event, and needs_reauth on a permanent refusal.
 		ferr := b.tokenFailure(ctx, s, t, err, now)
