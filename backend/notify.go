@@ -19,6 +19,7 @@ import (
 
 	"github.com/hashicorp/vault/sdk/logical"
 
+	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/backend/credtype"
 	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/backend/lifecycle"
 	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/backend/oauth"
 )
@@ -249,4 +250,29 @@ func jitteredBackoff(attempt int) time.Duration {
 		ceiling = min(time.Second<<max(attempt, 1), notifyMaxBackoff)
 	}
 	return ceiling/2 + time.Duration(rand.Int64N(int64(ceiling/2)+1))
+}
+
+// checkNotifyCredential refuses a notify_credential that does not exist or cannot
+// receive notifications (the catalog says which can: credtype.NotifyRule), and a Slack
+// target without notify_channel.
+func (b *integrationsBackend) checkNotifyCredential(ctx context.Context, s logical.Storage, cfg *engineConfig) error {
+	name := cfg.NotifyCredential
+	if name == "" {
+		return nil
+	}
+	c, err := b.credentials.get(ctx, s, name)
+	if err != nil {
+		return err
+	}
+	if c == nil {
+		return fieldErr("notify_credential", fmt.Sprintf("names no credential (create %q first)", name))
+	}
+	dest := notifyTarget(c, b.slackPostURL)
+	switch {
+	case dest.url == "":
+		return fieldErr("notify_credential", "must name "+credtype.NotifyRule())
+	case dest.slack && cfg.NotifyChannel == "":
+		return fieldErr("notify_channel", "is required when notify_credential posts through the Slack API")
+	}
+	return nil
 }

@@ -431,28 +431,3 @@ func validateBaseURL(raw string) error {
 	}
 	return nil
 }
-
-// checkNotifyCredential refuses a notify_credential that does not exist or cannot
-// receive notifications (the catalog says which can: credtype.NotifyRule), and a Slack
-// target without notify_channel.
-func (b *integrationsBackend) checkNotifyCredential(ctx context.Context, s logical.Storage, cfg *engineConfig) error {
-	name := cfg.NotifyCredential
-	if name == "" {
-		return nil
-	}
-	c, err := b.credentials.get(ctx, s, name)
-	if err != nil {
-		return err
-	}
-	if c == nil {
-		return fieldErr("notify_credential", fmt.Sprintf("names no credential (create %q first)", name))
-	}
-	dest := notifyTarget(c, b.slackPostURL)
-	switch {
-	case dest.url == "":
-		return fieldErr("notify_credential", "must name "+credtype.NotifyRule())
-	case dest.slack && cfg.NotifyChannel == "":
-		return fieldErr("notify_channel", "is required when notify_credential posts through the Slack API")
-	}
-	return nil
-}
