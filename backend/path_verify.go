@@ -9,7 +9,9 @@ package backend
 import (
 	"context"
 	"errors"
+	"fmt"
 	"math"
+	"net/http"
 	"time"
 
 	"github.com/hashicorp/vault/sdk/framework"
@@ -53,9 +55,17 @@ inactivity window is not renewed.` + examples("vault write -f integrations/crede
 
 func (b *integrationsBackend) pathVerifyWrite(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
 	name := d.Get("name").(string)
+	if !validName(name) {
+		// No such credential can exist: say why, as a create would.
+		return logical.ErrorResponse(fieldErr("name", nameRule).Error()), nil
+	}
 	v, warning, err := b.verifyCredential(ctx, req.Storage, name)
-	if err != nil || v == nil {
+	if err != nil {
 		return nil, err
+	}
+	if v == nil {
+		// An update answering nothing would be a 204: say that there is nothing to verify.
+		return nil, logical.CodedError(http.StatusNotFound, fmt.Sprintf("credential %q does not exist", name))
 	}
 	resp := &logical.Response{Data: map[string]any{
 		"result":     v.Result,

@@ -2,6 +2,7 @@ package backend
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -289,9 +290,16 @@ func TestVerifyURLIsADestination(t *testing.T) {
 func TestVerifyMissingIs404(t *testing.T) {
 	t.Parallel()
 	b, s, _ := newTestBackend(t)
-	resp, err := request(b, s, logical.UpdateOperation, "credentials/nope/verify", nil)
-	if err != nil || resp != nil {
-		t.Fatalf("verify of a missing credential: %v %v, want nil (404)", resp, err)
+	// An update that answers nothing is a 204 to the caller: a missing credential must
+	// be a 404 it can tell apart from success.
+	_, err := request(b, s, logical.UpdateOperation, "credentials/nope/verify", nil)
+	var coded logical.HTTPCodedError
+	if !errors.As(err, &coded) || coded.Code() != http.StatusNotFound {
+		t.Fatalf("verify of a missing credential: %v, want a 404", err)
+	}
+	resp, err := request(b, s, logical.UpdateOperation, "credentials/a..b/verify", nil)
+	if err != nil || resp == nil || !resp.IsError() || !strings.Contains(resp.Error().Error(), "without '..'") {
+		t.Fatalf("verify of a name the rule refuses: %v %v, want a 400 naming the rule", resp, err)
 	}
 }
 
