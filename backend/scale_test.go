@@ -3,13 +3,7 @@ package backend
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
-	"crypto/rsa"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"fmt"
-	"math/big"
 	"os"
 	"runtime"
 	"strconv"
@@ -20,6 +14,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/vault/sdk/logical"
+	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/internal/fixtures"
 )
 
 // The scale benchmarks run at the sizes in INTEGRATIONS_SCALE (comma-separated credential
@@ -69,26 +64,8 @@ func scaleName(i int) string { return fmt.Sprintf("cred-%06d", i) }
 // rsaCertValues is a certificate credential with a 2048-bit RSA key: ~3 KB of PEM.
 func rsaCertValues(t testing.TB) map[string]any {
 	t.Helper()
-	key, err := rsa.GenerateKey(rand.Reader, 2048)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "scale.example.com"},
-		NotBefore: time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC), NotAfter: time.Date(2036, 1, 1, 0, 0, 0, 0, time.UTC),
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pk, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return map[string]any{
-		"certificate": string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})),
-		"private_key": string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: pk})),
-	}
+	cert, key := fixtures.RSACertificate("scale.example.com", time.Date(2036, 1, 1, 0, 0, 0, 0, time.UTC))
+	return map[string]any{"certificate": cert, "private_key": key}
 }
 
 // scaleRequest is the create request of credential i of the mix.

@@ -22,16 +22,10 @@ package e2e
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
-	"crypto/rsa"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/json"
-	"encoding/pem"
 	"fmt"
 	"io"
 	"math"
-	"math/big"
 	"net/http"
 	"net/url"
 	"os"
@@ -592,24 +586,10 @@ type scaleResult struct {
 // scaleCertPEMs are a few distinct RSA-2048 certificate/key pairs (~3 KB of PEM each),
 // reused across the certificate credentials so creation is fast.
 func scaleCertPEMs(t *testing.T, n int) [][2]string {
-	var out [][2]string
-	for i := range n {
-		key, err := rsa.GenerateKey(rand.Reader, 2048)
-		if err != nil {
-			t.Fatal(err)
-		}
-		tmpl := &x509.Certificate{SerialNumber: big.NewInt(int64(i + 1)), Subject: pkix.Name{CommonName: fmt.Sprintf("bench-%d.example.com", i)},
-			NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().AddDate(1, 0, 0)}
-		der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-		if err != nil {
-			t.Fatal(err)
-		}
-		pk, err := x509.MarshalPKCS8PrivateKey(key)
-		if err != nil {
-			t.Fatal(err)
-		}
-		out = append(out, [2]string{string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})),
-			string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: pk}))})
+	t.Helper()
+	out := make([][2]string, n)
+	for i := range out {
+		out[i][0], out[i][1] = fixtures.RSACertificate(fmt.Sprintf("bench-%d.example.com", i), time.Now().AddDate(1, 0, 0))
 	}
 	return out
 }
