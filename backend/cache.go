@@ -3,8 +3,16 @@ package backend
 import (
 	"sync"
 
+	"github.com/hashicorp/golang-lru/v2/simplelru"
 	"github.com/hashicorp/vault/sdk/helper/locksutil"
 )
+
+// cacheEntries bounds how many decoded entries one genCache keeps. The cache is what
+// makes a hot credential's access/ cost no storage read; it is not the only copy of
+// anything (storage is), so a mount of 100,000 credentials keeps its hot ones, not all
+// of them, and the plugin's memory follows the working set rather than the mount. A
+// mount at or under the bound keeps everything it has read or written, as before.
+const cacheEntries = 10_000
 
 // genCache keeps decoded copies of storage entries by name, for a store that reads
 // storage without holding a lock: it never lets a read that a write or an invalidation
@@ -13,13 +21,26 @@ import (
 // read that missed the cache keeps what it decoded only if its shard's generation is
 // the one it saw before reading storage. Values are never mutated in place: writers
 // swap in a new one.
+//
+// It holds at most cacheEntries values, evicting the least recently used. Eviction is
+// not a change and moves no generation: an evicted value is read from storage again,
+// where it is the same.
 type genCache[V any] struct {
-	mu   sync.RWMutex
-	m    map[string]V
+	mu   sync.Mutex
+	m    *simplelru.LRU[string, V]
 	gens [256]uint64 // per locksutil shard, as the stores' name locks
 }
 
-func newGenCache[V any]() *genCache[V] { return &genCache[V]{m: make(map[string]V)} }
+func newGenCache[V any]() *genCache[V] { return newGenCacheSized[V](cacheEntries) }
+
+// newGenCacheSized is a genCache of at most n values.
+func newGenCacheSized[V any](n int) *genCache[V] {
+	m, err := simplelru.NewLRU[string, V](n, nil)
+	if err != nil {
+		panic(err) // only for n <= 0
+	}
+	return &genCache[V]{m: m}
+}
 
 // get returns name's cached value, else the one load reads from storage. load reports
 // whether its value may be cached (a store may choose not to cache a miss); it is
@@ -36,22 +57,32 @@ func (c *genCache[V]) get(name string, load func() (v V, keep bool, err error)) 
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if cur, ok := c.m[name]; ok {
+	if cur, ok := c.m.Get(name); ok {
 		return cur, nil
 	}
 	if c.gens[locksutil.LockIndexForKey(name)] == gen {
-		c.m[name] = v
+		c.m.Add(name, v)
 	}
 	return v, nil
 }
 
 // peek returns the cached value of name (ok false if none) and its shard's generation,
 // for a reader that will check with ifUnchanged that nothing changed since. It never
-// touches storage.
+// touches storage. A hit counts as a use for eviction.
 func (c *genCache[V]) peek(name string) (v V, ok bool, gen uint64) {
-	c.mu.RLock()
-	defer c.mu.RUnlock()
-	v, ok = c.m[name]
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	v, ok = c.m.Get(name)
+	return v, ok, c.gens[locksutil.LockIndexForKey(name)]
+}
+
+// glance is peek for a reader that is not using the value in earnest (the sweep's and
+// the list's views of many credentials): a hit does not count as a use, so a full list
+// or scan does not evict the credentials integrations are reading.
+func (c *genCache[V]) glance(name string) (v V, ok bool, gen uint64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	v, ok = c.m.Peek(name)
 	return v, ok, c.gens[locksutil.LockIndexForKey(name)]
 }
 
@@ -59,8 +90,8 @@ func (c *genCache[V]) peek(name string) (v V, ok bool, gen uint64) {
 // peek returned gen; else it returns false without running fn. fn runs under the
 // cache's read lock, so no such change can slip in before it ends.
 func (c *genCache[V]) ifUnchanged(name string, gen uint64, fn func()) bool {
-	c.mu.RLock()
-	defer c.mu.RUnlock()
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	if c.gens[locksutil.LockIndexForKey(name)] != gen {
 		return false
 	}
@@ -71,7 +102,7 @@ func (c *genCache[V]) ifUnchanged(name string, gen uint64, fn func()) bool {
 // set caches v as name's value, after a write stored it.
 func (c *genCache[V]) set(name string, v V) {
 	c.mu.Lock()
-	c.m[name] = v
+	c.m.Add(name, v)
 	c.gens[locksutil.LockIndexForKey(name)]++
 	c.mu.Unlock()
 }
@@ -79,7 +110,7 @@ func (c *genCache[V]) set(name string, v V) {
 // drop forgets name's value: it was deleted, or changed elsewhere.
 func (c *genCache[V]) drop(name string) {
 	c.mu.Lock()
-	delete(c.m, name)
+	c.m.Remove(name)
 	c.gens[locksutil.LockIndexForKey(name)]++
 	c.mu.Unlock()
 }

@@ -103,8 +103,8 @@ func (c *credential) compact() {
 }
 
 // credentialStore reads and writes credentials (credentials/<name>), keeping decoded
-// copies in memory so the access path does no storage I/O once a credential has been
-// read. Its name locks order every change of a credential and of the records stored
+// copies of the most recently used ones in memory (genCache, at most cacheEntries) so
+// the access path does no storage I/O for a credential in use. Its name locks order every change of a credential and of the records stored
 // beside it (secondary.go).
 type credentialStore struct {
 	locks []*locksutil.LockEntry // per-name write locks
@@ -146,21 +146,39 @@ func (cs *credentialStore) rlock(name string) func() {
 // shared: callers must not modify it.
 func (cs *credentialStore) get(ctx context.Context, s logical.Storage, name string) (*credential, error) {
 	return cs.cache.get(name, func() (*credential, bool, error) {
-		if !validName(name) {
-			// No such credential can exist, and a key Vault's storage refuses (one
-			// with "..") would only turn into a 500: every path that names a
-			// credential gets "not found" instead.
-			return nil, false, nil
-		}
-		c := &credential{}
-		if found, err := cs.read(ctx, s, name, c); !found || err != nil {
-			return nil, false, err
-		}
-		c.compact()
-		c.lazy = c.newLazy()
-		c.Tags = cs.labels.intern(c.Tags)
-		return c, true, nil
+		c, err := cs.load(ctx, s, name)
+		return c, c != nil, err
 	})
+}
+
+// view is get for a reader of many credentials (a list page, the usage flush, the
+// sweep): the cached copy when there is one, else the stored one decoded for this call
+// only, so a full list neither fills the cache with every credential nor evicts the
+// ones being accessed.
+func (cs *credentialStore) view(ctx context.Context, s logical.Storage, name string) (*credential, error) {
+	if c, ok, _ := cs.cache.glance(name); ok {
+		return c, nil
+	}
+	return cs.load(ctx, s, name)
+}
+
+// load decodes the stored credential called name into the form the cache keeps; nil
+// when there is none.
+func (cs *credentialStore) load(ctx context.Context, s logical.Storage, name string) (*credential, error) {
+	if !validName(name) {
+		// No such credential can exist, and a key Vault's storage refuses (one with
+		// "..") would only turn into a 500: every path that names a credential gets
+		// "not found" instead.
+		return nil, nil
+	}
+	c := &credential{}
+	if found, err := cs.read(ctx, s, name, c); !found || err != nil {
+		return nil, err
+	}
+	c.compact()
+	c.lazy = c.newLazy()
+	c.Tags = cs.labels.intern(c.Tags)
+	return c, nil
 }
 
 // indexedCredential is the part of a stored credential the sweep's indexes and the
@@ -180,7 +198,7 @@ type indexedCredential struct {
 // ifUnchanged, so a caller holding no lock files what it read only if no write raced
 // the read.
 func (cs *credentialStore) indexView(ctx context.Context, s logical.Storage, name string) (*credential, uint64, error) {
-	c, ok, gen := cs.cache.peek(name)
+	c, ok, gen := cs.cache.glance(name)
 	if ok {
 		return c, gen, nil
 	}

@@ -258,7 +258,7 @@ func (b *integrationsBackend) pathCredentialsList(ctx context.Context, req *logi
 		if filter != "" && !strings.Contains(strings.ToLower(name), filter) {
 			continue
 		}
-		c, err := b.credentials.get(ctx, req.Storage, name)
+		c, err := b.credentials.view(ctx, req.Storage, name)
 		if err != nil {
 			return nil, err
 		}

@@ -330,7 +330,7 @@ func BenchmarkScaleHeapAfterRestart(b *testing.B) {
 // benchmark's reset between iterations; the engine itself never needs it).
 func dropAllCached[V any](c *genCache[V]) {
 	c.mu.Lock()
-	c.m = make(map[string]V)
+	c.m.Purge()
 	for i := range c.gens {
 		c.gens[i]++
 	}

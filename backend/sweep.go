@@ -235,7 +235,7 @@ func (b *integrationsBackend) sweep(ctx context.Context, s logical.Storage) (err
 func (b *integrationsBackend) sweepOne(ctx context.Context, s logical.Storage, cfg *engineConfig, name string, now time.Time) error {
 	unlock := b.credentials.lock(name)
 	defer unlock()
-	c, err := b.credentials.get(ctx, s, name)
+	c, err := b.credentials.view(ctx, s, name)
 	if err != nil {
 		return err
 	}

@@ -86,7 +86,7 @@ func (b *integrationsBackend) flushOne(ctx context.Context, s logical.Storage, c
 	unlock := b.credentials.lock(name)
 	defer unlock()
 	us := b.usage
-	c, err := b.credentials.get(ctx, s, name)
+	c, err := b.credentials.view(ctx, s, name)
 	if err != nil {
 		us.landed(name, nil, &p)
 		return err
