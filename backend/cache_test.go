@@ -1,8 +1,14 @@
 package backend
 
 import (
+	"context"
+	"errors"
 	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/hashicorp/vault/sdk/logical"
 )
@@ -114,6 +120,54 @@ func TestCredentialCacheBoundedOnTheMount(t *testing.T) {
 	for i := range 3 {
 		if _, ok, _ := b.credentials.cache.glance(fmt.Sprintf("c%02d", i)); !ok {
 			t.Fatalf("c%02d, accessed just before the list, was evicted by it", i)
+		}
+	}
+}
+
+// barrierStorage holds every credential read until want of them are in flight at once,
+// so a caller reading them one after another never gets past the first: it fails
+// after a generous bound instead of hanging.
+type barrierStorage struct {
+	logical.Storage
+	want    int32
+	waiting atomic.Int32
+	open    chan struct{}
+	once    sync.Once
+}
+
+func (g *barrierStorage) Get(ctx context.Context, key string) (*logical.StorageEntry, error) {
+	if strings.HasPrefix(key, credentialPrefix) {
+		if g.waiting.Add(1) >= g.want {
+			g.once.Do(func() { close(g.open) })
+		}
+		select {
+		case <-g.open:
+		case <-time.After(10 * time.Second):
+			return nil, errors.New("credential reads were not concurrent")
+		}
+	}
+	return g.Storage.Get(ctx, key)
+}
+
+func TestListPageReadsUncachedCredentialsConcurrently(t *testing.T) {
+	b, s, _ := newTestBackend(t)
+	const n = 8
+	for i := range n {
+		mustOK(t, b, s, logical.CreateOperation, fmt.Sprintf("credentials/c%02d", i),
+			map[string]any{"type": "bearer", "token": fmt.Sprintf("TOKEN-%02d", i), "description": fmt.Sprintf("number %d", i)})
+	}
+	dropAllCached(b.credentials.cache)
+	gated := &barrierStorage{Storage: s, want: n, open: make(chan struct{})}
+	resp := mustOK(t, b, gated, logical.ListOperation, "credentials/", map[string]any{"limit": n})
+	keys, _ := resp.Data["keys"].([]string)
+	info, _ := resp.Data["key_info"].(map[string]any)
+	if len(keys) != n {
+		t.Fatalf("list returned %v, want %d names", keys, n)
+	}
+	for i, k := range keys {
+		got, _ := info[k].(map[string]any)
+		if want := fmt.Sprintf("number %d", i); got["description"] != want {
+			t.Fatalf("key_info[%s].description = %v, want %q", k, got["description"], want)
 		}
 	}
 }

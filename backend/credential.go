@@ -11,6 +11,7 @@ import (
 
 	"github.com/hashicorp/vault/sdk/helper/locksutil"
 	"github.com/hashicorp/vault/sdk/logical"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/backend/credtype"
 	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/backend/lifecycle"
@@ -160,6 +161,43 @@ func (cs *credentialStore) view(ctx context.Context, s logical.Storage, name str
 		return c, nil
 	}
 	return cs.load(ctx, s, name)
+}
+
+// viewWorkers bounds the storage reads one viewMany makes at once.
+const viewWorkers = 16
+
+// viewMany is view for several names (the rest of a list page): cached ones from
+// memory, the others read from storage concurrently, at most viewWorkers at a time, so
+// a page of credentials the cache does not hold costs a few storage round trips rather
+// than one per credential. The map has an entry for every name, nil for one that does
+// not exist.
+func (cs *credentialStore) viewMany(ctx context.Context, s logical.Storage, names []string) (map[string]*credential, error) {
+	out := make(map[string]*credential, len(names))
+	var missing []string
+	for _, name := range names {
+		if c, ok, _ := cs.cache.glance(name); ok {
+			out[name] = c
+		} else {
+			missing = append(missing, name)
+		}
+	}
+	read := make([]*credential, len(missing))
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(viewWorkers)
+	for i, name := range missing {
+		g.Go(func() error {
+			c, err := cs.load(gctx, s, name)
+			read[i] = c
+			return err
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return nil, err
+	}
+	for i, name := range missing {
+		out[name] = read[i]
+	}
+	return out, nil
 }
 
 // load decodes the stored credential called name into the form the cache keeps; nil

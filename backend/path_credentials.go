@@ -244,6 +244,10 @@ func (b *integrationsBackend) pathCredentialsList(ctx context.Context, req *logi
 	// the names it examines, however many credentials the mount holds.
 	batch := min(limit*2, maxListLimit)
 	var names []string
+	// Credentials the page still needs are read together (viewMany): those not cached
+	// come from storage concurrently, not one round trip each.
+	var read map[string]*credential
+	matches := func(name string) bool { return filter == "" || strings.Contains(strings.ToLower(name), filter) }
 	for len(keys) < limit {
 		if len(names) == 0 {
 			if names, err = b.credentials.namesFiltered(ctx, req.Storage, typ, tag, after, batch); err != nil {
@@ -255,12 +259,24 @@ func (b *integrationsBackend) pathCredentialsList(ctx context.Context, req *logi
 		}
 		name := names[0]
 		names, after = names[1:], name
-		if filter != "" && !strings.Contains(strings.ToLower(name), filter) {
+		if !matches(name) {
 			continue
 		}
-		c, err := b.credentials.view(ctx, req.Storage, name)
-		if err != nil {
-			return nil, err
+		c, ok := read[name]
+		if !ok {
+			want := []string{name}
+			for _, next := range names {
+				if len(want) >= limit-len(keys) {
+					break
+				}
+				if matches(next) {
+					want = append(want, next)
+				}
+			}
+			if read, err = b.credentials.viewMany(ctx, req.Storage, want); err != nil {
+				return nil, err
+			}
+			c = read[name]
 		}
 		if c == nil || (wantType != "" && c.Type != wantType) || (tag != "" && !slices.Contains(c.Tags, tag)) {
 			continue
