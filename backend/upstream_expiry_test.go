@@ -90,7 +90,7 @@ func TestUpstreamExpiryThroughTheSweep(t *testing.T) {
 	sweepNow(t, b, s)
 	sweepNow(t, b, s) // a second pass at the same time announces nothing again
 	clock.Advance(day)
-	sweepNow(t, b, s) // nor does a later one inside the same threshold
+	sweepNow(t, b, s)                                                                // nor does a later one inside the same threshold
 	wantEvents := []string{"cert certificate-expired", "app client-secret-expiring"} // earliest due first
 	if got := upstreamEvents(events); !slices.Equal(got, wantEvents) {
 		t.Fatalf("events %q, want %q", got, wantEvents)
