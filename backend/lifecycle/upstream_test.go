@@ -270,7 +270,7 @@ func TestUpstreamNextDueAgreesWithDue(t *testing.T) {
 			if next.IsZero() {
 				break
 			}
-			if a, ok := p.Due(s, next.Add(-time.Nanosecond)); ok && next.After(now) {
+			if a, ok := p.Due(s, next.Add(-time.Nanosecond)); ok {
 				t.Fatalf("case %d: %+v due before NextDue %v (policy %+v, state %+v)", i, a, next, p, s)
 			}
 			if _, ok := p.Due(s, next); !ok {
