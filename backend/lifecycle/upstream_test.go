@@ -1,7 +1,6 @@
 package lifecycle
 
 import (
-	"math/rand/v2"
 	"slices"
 	"strings"
 	"testing"
@@ -244,47 +243,5 @@ func TestHalfWindowWarning(t *testing.T) {
 	msg := Action{Kind: ActionWarnSuspend, Threshold: 60 * time.Hour, Reason: ReasonInactivity}.Message()
 	if msg != "Credential will be suspended in 60 hours because it isn't being used." {
 		t.Errorf("Message = %q", msg)
-	}
-}
-
-// TestUpstreamNextDueAgreesWithDue is NextDue's promise with upstream expiries among
-// the deadlines: nothing is due before it and something is due at it.
-func TestUpstreamNextDueAgreesWithDue(t *testing.T) {
-	t.Parallel()
-	rng := rand.New(rand.NewPCG(5, 6))
-	for i := range 2000 {
-		p := Policy{SuspendAfter: day(1 + rng.IntN(400)), PurgeAfter: day(401 + rng.IntN(400))}
-		for range rng.IntN(5) {
-			p.WarnBefore = append(p.WarnBefore, time.Duration(rng.Int64N(int64(day(120))))+time.Hour)
-		}
-		var ups []Upstream
-		for _, f := range []string{UpstreamCertificate, UpstreamClientSecret, UpstreamClientCertificate} {
-			if rng.IntN(2) == 0 {
-				ups = append(ups, Upstream{Field: f, At: at(time.Duration(rng.Int64N(int64(day(600)))) - day(30))})
-			}
-		}
-		s := WithUpstream(NewState(t0), ups)
-		now := t0
-		for step := 0; step < 40 && s.Status != StatusPurged; step++ {
-			next := p.NextDue(s)
-			if next.IsZero() {
-				break
-			}
-			if a, ok := p.Due(s, next.Add(-time.Nanosecond)); ok {
-				t.Fatalf("case %d: %+v due before NextDue %v (policy %+v, state %+v)", i, a, next, p, s)
-			}
-			if _, ok := p.Due(s, next); !ok {
-				t.Fatalf("case %d: nothing due at NextDue %v (policy %+v, state %+v)", i, next, p, s)
-			}
-			if next.After(now) {
-				now = next
-			}
-			if rng.IntN(6) == 0 {
-				now = now.Add(time.Duration(rng.Int64N(int64(day(100)))))
-			}
-			if a, ok := p.Due(s, now); ok {
-				s = Apply(s, a, now)
-			}
-		}
 	}
 }
