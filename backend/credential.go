@@ -247,6 +247,17 @@ func (cs *credentialStore) indexView(ctx context.Context, s logical.Storage, nam
 	return &credential{Name: name, Type: ic.Type, Tags: ic.Tags, NotAfter: ic.NotAfter, SuspendAfter: ic.SuspendAfter, PurgeAfter: ic.PurgeAfter, State: ic.State}, gen, nil
 }
 
+// legacyUpstream gives a certificate credential stored before upstream expiries were
+// kept in the lifecycle state (every write sets them since) its certificate's expiry,
+// so its warnings and alerts follow the same rules. Applied where the state is judged
+// (currentState, reindex), so a stored entry reads back as it was stored.
+func legacyUpstream(st lifecycle.State, notAfter time.Time) lifecycle.State {
+	if st.Upstream != nil || notAfter.IsZero() {
+		return st
+	}
+	return lifecycle.WithUpstream(st, []lifecycle.Upstream{{Field: lifecycle.UpstreamCertificate, At: notAfter}})
+}
+
 // read decodes the stored credential called name into v; false when there is none.
 func (cs *credentialStore) read(ctx context.Context, s logical.Storage, name string, v any) (bool, error) {
 	entry, err := s.Get(ctx, credentialPrefix+name)

@@ -94,6 +94,7 @@ func (b *integrationsBackend) buildCredential(ctx context.Context, s logical.Sto
 	c.Derived = validated.Derived
 	c.Secrets = validated.Secrets
 	c.NotAfter = validated.NotAfter
+	c.State = lifecycle.WithUpstream(c.State, validated.Upstream())
 
 	if err := b.applyLifecycleFields(ctx, s, c, raw, patch); err != nil {
 		return nil, err

@@ -21,7 +21,7 @@ func (b *integrationsBackend) policyFor(cfg *engineConfig, c *credential) lifecy
 
 // currentState is the credential's lifecycle state with unflushed accesses counted.
 func (b *integrationsBackend) currentState(c *credential) lifecycle.State {
-	st := c.State
+	st := legacyUpstream(c.State, c.NotAfter)
 	if last := b.usage.inflightAccess(c.Name); !last.IsZero() {
 		st = lifecycle.Touch(st, last)
 	}
@@ -37,7 +37,6 @@ func (b *integrationsBackend) healthInput(c *credential, sum usageSummary) lifec
 	return lifecycle.HealthInput{
 		State:               b.currentState(c),
 		Accessed:            !sum.lastAccessed.IsZero(),
-		NotAfter:            c.NotAfter,
 		ConsecutiveFailures: sum.consecutiveFailures,
 		TransientFailure:    transient,
 	}

@@ -231,7 +231,7 @@ func (sc *stateCounts) Collect(ch chan<- prometheus.Metric) {
 }
 
 // indexedHealth is c's health for the gauge, judged at reindex from what the
-// engine holds in memory: the state being filed, the certificate's end, a transient
+// engine holds in memory: the state being filed (with its upstream expiries), a transient
 // provider failure, the failing set and whether c was ever accessed.
 func (b *integrationsBackend) indexedHealth(p lifecycle.Policy, c *credential, st lifecycle.State) string {
 	_, transient := b.activity.transient.Load(c.Name)
@@ -240,7 +240,6 @@ func (b *integrationsBackend) indexedHealth(p lifecycle.Policy, c *credential, s
 		// A window renewed since creation is most often an access (also an unsuspend
 		// or a reset); it answers for credentials whose usage is not in memory.
 		Accessed:         st.ActivityAt.After(st.CreatedAt) || b.usage.everAccessed(c.Name) || !b.activity.recorder.LastAccessed(c.Name).IsZero(),
-		NotAfter:         c.NotAfter,
 		TransientFailure: transient,
 	}
 	if b.usage.isFailing(c.Name) {

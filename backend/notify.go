@@ -52,6 +52,10 @@ func (b *integrationsBackend) notify(ctx context.Context, c *credential, a lifec
 		lifecycle.ActionSuspend:     "suspended",
 		lifecycle.ActionPurge:       "purged",
 	}[a.Kind]
+	if reason := a.AlertReason(); reason != "" {
+		// An upstream expiry is announced under its alert's reason: client-secret-expiring, certificate-expired, ...
+		event = strings.ReplaceAll(reason, "_", "-")
+	}
 	// A warning's Due is when the warning itself became due; the person reading it wants
 	// when the suspension or purge it announces takes effect.
 	due := a.Due.Add(a.Threshold)

@@ -85,7 +85,7 @@ func pathLifecycle(b *integrationsBackend) []*framework.Path {
 			},
 		},
 		HelpSynopsis: "Everything that needs a person: pending suspensions and purges, re-authorizations, expiries, failures.",
-		HelpDescription: "Each alert names the credential, the reason, its severity and when it takes (or took) effect. Notifications not delivered to notify_credential show as notification_undelivered (with event, attempts and queued_at) and drops of a full outbox as notifications_dropped." +
+		HelpDescription: "Each alert names the credential, the reason, its severity and when it takes (or took) effect. A client secret or certificate expiring upstream shows as client_secret_expiring or certificate_expiring from the largest warn_before threshold (yellow), then client_secret_expired or certificate_expired (red); the engine never suspends for them. Notifications not delivered to notify_credential show as notification_undelivered (with event, attempts and queued_at) and drops of a full outbox as notifications_dropped." +
 			examples("vault read -format=json integrations/alerts"),
 	})
 	return paths

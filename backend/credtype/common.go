@@ -19,6 +19,8 @@ import (
 const (
 	ruleDuration = `must be a duration in seconds, or such as "180d" or "4320h"`
 	ruleTime     = "must be an RFC 3339 time such as 2027-01-31T00:00:00Z"
+	// ruleTimeField is the rule types/ shows for a time field.
+	ruleTimeField = "RFC 3339 time, such as 2027-01-31T00:00:00Z"
 )
 
 // commonNames are the common fields in the order every type lists them after its own;
@@ -47,7 +49,7 @@ func defineCommon() []string {
 			Rule:        `duration in seconds (or such as "1d" or "12h"), ` + lc.VerifyIntervalRule + "; unset uses config verify_interval",
 			Description: "Re-verify the credential this often (credentials/<name>/verify); never counts as an access."},
 		{Name: "expires_at", Type: FieldTime, Common: true, maxLen: maxShort,
-			Rule:        "RFC 3339 time, such as 2027-01-31T00:00:00Z",
+			Rule:        ruleTimeField,
 			Description: "Time from which the credential is suspended as expired."},
 		{Name: fieldTOTPSecret, Type: FieldString, Common: true, Sensitive: true, check: checkTOTPSecret, maxLen: maxTOTPSecret,
 			Rule:        "base32 TOTP secret (case-insensitive; spaces and '=' padding ignored), at least 80 bits (16 characters), at most 256 bytes; codes are RFC 6238 SHA1, 6 digits, 30 s",
@@ -229,6 +231,11 @@ func (f Field) normalizeTime(raw any) (time.Time, error) {
 	if s == "" {
 		return time.Time{}, nil
 	}
+	return parseTime(s)
+}
+
+// parseTime is the rule of every time value: RFC 3339, kept in UTC.
+func parseTime(s string) (time.Time, error) {
 	t, err := time.Parse(time.RFC3339, s)
 	if err != nil {
 		return time.Time{}, ruleError(ruleTime)

@@ -14,8 +14,8 @@ const (
 	HealthRed           = "red"
 )
 
-// ExpiryNotice is how far ahead an expires_at or a certificate's not_after makes a
-// credential yellow and raises an alert.
+// ExpiryNotice is how far ahead an expires_at makes a credential yellow and raises an
+// alert. Upstream expiries (upstream.go) follow the warn_before thresholds instead.
 const ExpiryNotice = 30 * Day
 
 // FailingAfter is how many failures in a row make a credential red: one or two are
@@ -32,6 +32,8 @@ const (
 	AlertExpired             = "expired"
 	AlertCertificateExpiring = "certificate_expiring"
 	AlertCertificateExpired  = "certificate_expired"
+	AlertSecretExpiring      = "client_secret_expiring"
+	AlertSecretExpired       = "client_secret_expired"
 	AlertFailing             = "failing"
 )
 
@@ -41,8 +43,6 @@ type HealthInput struct {
 	State State
 	// Accessed reports whether the credential was ever accessed successfully.
 	Accessed bool
-	// NotAfter is a certificate's expiry, zero for other types.
-	NotAfter time.Time
 	// ConsecutiveFailures counts failed accesses or token refreshes since the last
 	// success.
 	ConsecutiveFailures int
@@ -91,8 +91,9 @@ func (p Policy) Health(in HealthInput, now time.Time) string {
 
 // Alerts lists what needs a person for one credential, earliest first: a suspension
 // or purge within the largest warning threshold that fits its window (red once
-// overdue), suspension, re-authorization, expiry or a certificate's end within
-// ExpiryNotice (red once passed), a failed verification, and repeated failures.
+// overdue), suspension, re-authorization, expiry within ExpiryNotice (red once
+// passed), upstream expiries from their first warning threshold (red once passed), a
+// failed verification, and repeated failures.
 func (p Policy) Alerts(name string, in HealthInput, now time.Time) []Alert {
 	s := in.State
 	var out []Alert
@@ -112,7 +113,7 @@ func (p Policy) Alerts(name string, in HealthInput, now time.Time) []Alert {
 	}
 
 	expiryCovered := s.Status == StatusSuspended
-	if at, why := p.suspension(s); p.warningOpen(s, ActionWarnSuspend, at, now) {
+	if at, why := p.suspension(s); p.warningOpen(s, at, why, now) {
 		if why == ReasonExpired {
 			add(expiryReason(at, now), at, !now.Before(at), "expires_at")
 			expiryCovered = true
@@ -120,18 +121,16 @@ func (p Policy) Alerts(name string, in HealthInput, now time.Time) []Alert {
 			add(AlertSuspensionPending, at, !now.Before(at), string(why))
 		}
 	}
-	if at := p.PurgeAt(s); p.warningOpen(s, ActionWarnPurge, at, now) {
+	if at := p.PurgeAt(s); p.warningOpen(s, at, ReasonInactivity, now) {
 		add(AlertPurgePending, at, !now.Before(at), string(ReasonInactivity))
 	}
 	if at := s.ExpiresAt; !expiryCovered && !at.IsZero() && !now.Before(at.Add(-ExpiryNotice)) {
 		add(expiryReason(at, now), at, !now.Before(at), "expires_at")
 	}
-	if at := in.NotAfter; !at.IsZero() && !now.Before(at.Add(-ExpiryNotice)) {
-		reason := AlertCertificateExpiring
-		if !now.Before(at) {
-			reason = AlertCertificateExpired
+	for _, u := range s.Upstream {
+		if !now.Before(p.upstreamAlertFrom(u)) {
+			add(u.alertReason(now), u.At, !now.Before(u.At), u.kind().detail)
 		}
-		add(reason, at, !now.Before(at), "certificate not_after")
 	}
 	if s.VerifyFailed() {
 		add(AlertVerifyFailed, s.Verified.CheckedAt, true, s.Verified.Detail)
@@ -150,24 +149,11 @@ func expiryReason(at, now time.Time) string {
 	return AlertExpired
 }
 
-// warningOpen reports whether a suspension or purge at target is close enough to
-// warn about: its first warning that fits the window has come due, or the target
-// itself has passed. With no threshold fitting, only an overdue target counts.
-func (p Policy) warningOpen(s State, kind ActionKind, target time.Time, now time.Time) bool {
-	if target.IsZero() {
-		return false
-	}
-	if !now.Before(target) {
-		return true
-	}
-	window := target.Sub(s.activity())
-	for _, t := range p.thresholds() {
-		if t < window {
-			// The largest threshold that fits: its warning opens the alert.
-			return !now.Before(target.Add(-t))
-		}
-	}
-	return false
+// warningOpen reports whether a suspension or purge at target (for reason why) is
+// close enough to warn about: its first warning that fits the window (fitting) has
+// come due, or the target itself has passed.
+func (p Policy) warningOpen(s State, target time.Time, why Reason, now time.Time) bool {
+	return !target.IsZero() && !now.Before(p.warningFrom(s, target, why))
 }
 
 // UnavailableError says why a credential cannot be handed out.
@@ -212,44 +198,37 @@ func (p Policy) Usable(s State, now time.Time) error {
 var alwaysAlerting = time.Unix(0, 0).UTC()
 
 // AlertsFrom is the earliest time at which Alerts may list anything for a credential
-// in state s with certificate expiry notAfter, other than repeated failures (which
-// depend on usage, not time); zero when nothing time or state can bring ever will.
-// Until the state changes, Alerts(..., now) before that time lists no such alert, so
-// an index filed under it finds every alerting credential without visiting the rest.
-// A later State (a newer access) only moves it later, so filing the stored state is
-// safe for a caller that judges the current one.
-func (p Policy) AlertsFrom(s State, notAfter time.Time) time.Time {
+// in state s, other than repeated failures (which depend on usage, not time); zero
+// when nothing time or state can bring ever will. Until the state changes,
+// Alerts(..., now) before that time lists no such alert, so an index filed under it
+// finds every alerting credential without visiting the rest. A later State (a newer
+// access) only moves it later, so filing the stored state is safe for a caller that
+// judges the current one.
+func (p Policy) AlertsFrom(s State) time.Time {
 	if s.Status == StatusSuspended || s.Status == StatusNeedsReauth || s.VerifyFailed() {
 		return alwaysAlerting
 	}
 	var from time.Time
-	earliest := func(t time.Time) {
-		if !t.IsZero() && (from.IsZero() || t.Before(from)) {
-			from = t
-		}
-	}
-	if at, _ := p.suspension(s); !at.IsZero() {
-		earliest(p.warningFrom(s, at))
+	if at, why := p.suspension(s); !at.IsZero() {
+		from = earliest(from, p.warningFrom(s, at, why))
 	}
 	if at := p.PurgeAt(s); !at.IsZero() {
-		earliest(p.warningFrom(s, at))
+		from = earliest(from, p.warningFrom(s, at, ReasonInactivity))
 	}
 	if at := s.ExpiresAt; !at.IsZero() {
-		earliest(at.Add(-ExpiryNotice))
+		from = earliest(from, at.Add(-ExpiryNotice))
 	}
-	if !notAfter.IsZero() {
-		earliest(notAfter.Add(-ExpiryNotice))
+	for _, u := range s.Upstream {
+		from = earliest(from, p.upstreamAlertFrom(u))
 	}
 	return from
 }
 
-// warningFrom is when warningOpen starts to hold for a suspension or purge at target.
-func (p Policy) warningFrom(s State, target time.Time) time.Time {
-	window := target.Sub(s.activity())
-	for _, t := range p.thresholds() {
-		if t < window {
-			return target.Add(-t)
-		}
+// warningFrom is when warningOpen starts to hold for a suspension or purge at target:
+// its first fitting warning, or the target itself when none fits.
+func (p Policy) warningFrom(s State, target time.Time, why Reason) time.Time {
+	if ts := p.fitting(s, target, why); len(ts) > 0 {
+		return target.Add(-ts[0])
 	}
 	return target
 }

@@ -101,29 +101,29 @@ func TestHealthAndAlerts(t *testing.T) {
 			wantAlerts: []string{"needs_reauth red d1 invalid_client", "expiring yellow d20 expires_at"},
 		},
 		{
-			name: "certificate expiring", in: HealthInput{State: fresh, Accessed: true, NotAfter: at(day(40))}, now: day(10),
+			name: "certificate expiring", in: HealthInput{State: withCert(fresh, day(40)), Accessed: true}, now: day(10),
 			wantHealth: HealthYellow,
 			wantAlerts: []string{"certificate_expiring yellow d40 certificate not_after"},
 		},
 		{
-			name: "certificate expiring, never used", in: HealthInput{State: fresh, NotAfter: at(day(40))}, now: day(10),
+			name: "certificate expiring, never used", in: HealthInput{State: withCert(fresh, day(40))}, now: day(10),
 			wantHealth: HealthYellow,
 			wantAlerts: []string{"certificate_expiring yellow d40 certificate not_after"},
 		},
 		{
-			name: "certificate far from expiry", in: HealthInput{State: fresh, Accessed: true, NotAfter: at(day(41))}, now: day(10),
+			name: "certificate beyond the largest threshold", in: HealthInput{State: withCert(fresh, day(101)), Accessed: true}, now: day(10),
 			wantHealth: HealthGreen,
 		},
 		{
-			name: "certificate expired", in: HealthInput{State: fresh, Accessed: true, NotAfter: at(day(5))}, now: day(10),
+			name: "certificate expired", in: HealthInput{State: withCert(fresh, day(5)), Accessed: true}, now: day(10),
 			wantHealth: HealthRed,
 			wantAlerts: []string{"certificate_expired red d5 certificate not_after"},
 		},
 		{
 			name: "everything at once, earliest first",
 			in: HealthInput{
-				State: NeedsReauth(withExpiry(fresh, day(120)), "invalid_grant", at(day(95))), Accessed: true,
-				NotAfter: at(day(110)), ConsecutiveFailures: 4,
+				State: withCert(NeedsReauth(withExpiry(fresh, day(120)), "invalid_grant", at(day(95))), day(110)), Accessed: true,
+				ConsecutiveFailures: 4,
 			},
 			now:        day(100),
 			wantHealth: HealthRed,
@@ -200,10 +200,13 @@ func TestAlertsFromBoundsAlerts(t *testing.T) {
 		if rng.IntN(3) == 0 {
 			s.ExpiresAt = t0.Add(randDur(500))
 		}
-		var notAfter time.Time
-		if rng.IntN(3) == 0 {
-			notAfter = t0.Add(randDur(500))
+		var ups []Upstream
+		for _, f := range []string{UpstreamCertificate, UpstreamClientSecret} {
+			if rng.IntN(3) == 0 {
+				ups = append(ups, Upstream{Field: f, At: t0.Add(randDur(500))})
+			}
 		}
+		s = WithUpstream(s, ups)
 		if rng.IntN(3) == 0 {
 			s = Touch(s, t0.Add(randDur(100)))
 		}
@@ -217,8 +220,8 @@ func TestAlertsFromBoundsAlerts(t *testing.T) {
 				s = Apply(s, a, a.Due)
 			}
 		}
-		from := p.AlertsFrom(s, notAfter)
-		in := HealthInput{State: s, NotAfter: notAfter, Accessed: true, ConsecutiveFailures: rng.IntN(FailingAfter)}
+		from := p.AlertsFrom(s)
+		in := HealthInput{State: s, Accessed: true, ConsecutiveFailures: rng.IntN(FailingAfter)}
 		for range 20 {
 			now := t0.Add(time.Duration(rng.Int64N(int64(day(1500)))))
 			alerts := p.Alerts("x", in, now)
@@ -227,11 +230,16 @@ func TestAlertsFromBoundsAlerts(t *testing.T) {
 			}
 			found++
 			if from.IsZero() || now.Before(from) {
-				t.Fatalf("case %d: alerts %v at %v, but AlertsFrom is %v (policy %+v, state %+v, not_after %v)", i, alerts, now, from, p, s, notAfter)
+				t.Fatalf("case %d: alerts %v at %v, but AlertsFrom is %v (policy %+v, state %+v)", i, alerts, now, from, p, s)
 			}
 		}
 	}
 	if found < 1000 {
 		t.Fatalf("only %d alerting samples: the generator does not exercise AlertsFrom", found)
 	}
+}
+
+// withCert gives s a certificate that expires at offset d.
+func withCert(s State, d time.Duration) State {
+	return WithUpstream(s, []Upstream{{Field: UpstreamCertificate, At: at(d)}})
 }

@@ -135,6 +135,8 @@ type Action struct {
 	Threshold time.Duration
 	// Reason is why the suspension or purge happens (or will, for a warning).
 	Reason Reason
+	// Upstream names the upstream expiry (Upstream.Field) of an upstream action.
+	Upstream string
 }
 
 // Key is the warning's entry in State.Warned, such as "suspend:30d"; empty for
@@ -160,6 +162,8 @@ func warnKey(prefix string, t time.Duration) string {
 func (a Action) Message() string {
 	expired := a.Reason == ReasonExpired
 	switch {
+	case a.Kind == ActionWarnUpstream || a.Kind == ActionUpstreamEnd:
+		return a.upstreamMessage()
 	case a.Kind == ActionWarnSuspend && expired:
 		return "Credential will expire and be suspended in " + humanDuration(a.Threshold) + "."
 	case a.Kind == ActionWarnSuspend:
@@ -182,6 +186,9 @@ func humanDuration(d time.Duration) string {
 		return "1 day"
 	case d%Day == 0:
 		return strconv.FormatInt(int64(d/Day), 10) + " days"
+	case d > Day && d%time.Hour == 0:
+		// Half a short window, such as 60 hours of a 5-day suspend_after.
+		return strconv.FormatInt(int64(d/time.Hour), 10) + " hours"
 	}
 	return d.String()
 }
@@ -237,7 +244,10 @@ func (p Policy) Due(s State, now time.Time) (Action, bool) {
 	if a, ok := p.dueWarning(s, ActionWarnPurge, p.PurgeAt(s), ReasonInactivity, now); ok {
 		return a, true
 	}
-	return p.dueWarning(s, ActionWarnSuspend, suspendAt, why, now)
+	if a, ok := p.dueWarning(s, ActionWarnSuspend, suspendAt, why, now); ok {
+		return a, true
+	}
+	return p.upstreamDue(s, now)
 }
 
 // NextDue is the earliest time Due could return an action for s: the time to file
@@ -245,17 +255,18 @@ func (p Policy) Due(s State, now time.Time) (Action, bool) {
 // due before it, and something is due at it.
 func (p Policy) NextDue(s State) time.Time {
 	purgeAt := p.PurgeAt(s)
-	suspendAt, _ := p.suspension(s)
+	suspendAt, why := p.suspension(s)
 	next := earliest(purgeAt, suspendAt)
 	for _, w := range []struct {
 		kind   ActionKind
 		target time.Time
-	}{{ActionWarnPurge, purgeAt}, {ActionWarnSuspend, suspendAt}} {
-		if pending := p.pendingWarnings(s, w.kind, w.target); len(pending) > 0 {
+		why    Reason
+	}{{ActionWarnPurge, purgeAt, ReasonInactivity}, {ActionWarnSuspend, suspendAt, why}} {
+		if pending := p.pendingWarnings(s, w.kind, w.target, w.why); len(pending) > 0 {
 			next = earliest(next, w.target.Add(-pending[0]))
 		}
 	}
-	return next
+	return earliest(next, p.upstreamNext(s))
 }
 
 // earliest returns the earlier of two times, zero meaning "never".
@@ -269,7 +280,7 @@ func earliest(a, b time.Time) time.Time {
 // dueWarning returns the warning of kind to send at now for a suspension or purge at
 // target: the nearest threshold that has passed, unless it or a nearer one was sent.
 func (p Policy) dueWarning(s State, kind ActionKind, target time.Time, why Reason, now time.Time) (Action, bool) {
-	pending := p.pendingWarnings(s, kind, target)
+	pending := p.pendingWarnings(s, kind, target, why)
 	for i := len(pending) - 1; i >= 0; i-- {
 		if at := target.Add(-pending[i]); !now.Before(at) {
 			return Action{Kind: kind, Due: at, Threshold: pending[i], Reason: why}, true
@@ -279,13 +290,27 @@ func (p Policy) dueWarning(s State, kind ActionKind, target time.Time, why Reaso
 }
 
 // pendingWarnings returns the thresholds, largest (earliest) first, whose warnings
-// for a suspension or purge at target may still be sent. A threshold counts only when
-// its warning falls after the window started: thresholds too long for the window are
-// skipped, and so is a warning that was already due when an access or reset renewed
-// the window (which can happen with expires_at, which a renewal does not move).
-// Thresholds up to the nearest one already sent are done with: after a late sweep
-// the farther ones it skipped are not sent any more.
-func (p Policy) pendingWarnings(s State, kind ActionKind, target time.Time) []time.Duration {
+// for a suspension or purge at target (for reason why) may still be sent: those that
+// fit the window (fitting). Thresholds up to the nearest one already sent are done
+// with: after a late sweep the farther ones it skipped are not sent any more.
+func (p Policy) pendingWarnings(s State, kind ActionKind, target time.Time, why Reason) []time.Duration {
+	ts := p.fitting(s, target, why)
+	for i := len(ts) - 1; i >= 0; i-- {
+		if s.warned(Action{Kind: kind, Threshold: ts[i]}.Key()) {
+			return ts[i+1:]
+		}
+	}
+	return ts
+}
+
+// fitting returns the warning thresholds of a suspension or purge at target (for
+// reason why), largest first: those whose warning falls after the window started.
+// Thresholds too long for the window are skipped, and so is a warning that was
+// already due when an access or reset renewed the window (which can happen with
+// expires_at, which a renewal does not move). When none fits an inactivity window
+// (a 5-day suspend_after under thresholds of 90, 60, 30 and 7 days), its one warning
+// comes at half the window, so no inactivity suspension or purge comes unannounced.
+func (p Policy) fitting(s State, target time.Time, why Reason) []time.Duration {
 	if target.IsZero() {
 		return nil
 	}
@@ -296,10 +321,8 @@ func (p Policy) pendingWarnings(s State, kind ActionKind, target time.Time) []ti
 	for start < len(ts) && ts[start] >= window {
 		start++
 	}
-	for i := len(ts) - 1; i >= start; i-- {
-		if s.warned(Action{Kind: kind, Threshold: ts[i]}.Key()) {
-			return ts[i+1:]
-		}
+	if start == len(ts) && why == ReasonInactivity && window > 0 {
+		return []time.Duration{window / 2}
 	}
 	return ts[start:]
 }

@@ -143,6 +143,13 @@ func TestNextDueAgreesWithDue(t *testing.T) {
 		if rng.IntN(3) == 0 {
 			s.ExpiresAt = t0.Add(randDur(500))
 		}
+		var ups []Upstream // upstream expiries, some already passed when written
+		for _, f := range []string{UpstreamCertificate, UpstreamClientSecret, UpstreamClientCertificate} {
+			if rng.IntN(3) == 0 {
+				ups = append(ups, Upstream{Field: f, At: t0.Add(randDur(600) - day(30))})
+			}
+		}
+		s = WithUpstream(s, ups)
 		now := t0
 		for step := 0; step < 40 && s.Status != StatusPurged; step++ {
 			next := p.NextDue(s)

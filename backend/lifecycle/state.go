@@ -61,6 +61,9 @@ type State struct {
 	// VerifyInterval is the credential's own verify_interval; zero uses the engine's.
 	// A setting kept with the state it schedules, as ExpiresAt is.
 	VerifyInterval time.Duration `json:"verify_interval,omitempty"`
+	// Upstream holds the credential's upstream expiries and what was announced about
+	// each (upstream.go): kept apart from Warned, which a new window forgets.
+	Upstream []Upstream `json:"upstream,omitempty"`
 }
 
 // NewState is the state of a credential created at the given time.
@@ -173,6 +176,8 @@ func Apply(s State, a Action, now time.Time) State {
 		s = Suspend(s, a.Reason, now)
 	case ActionPurge:
 		s.Status, s.Reason = StatusPurged, a.Reason
+	case ActionWarnUpstream, ActionUpstreamEnd:
+		s = applyUpstream(s, a)
 	}
 	return s
 }

@@ -85,7 +85,7 @@ func TestFailedVerificationIsRedUntilSuperseded(t *testing.T) {
 	if len(alerts) != 1 || alerts[0].Reason != AlertVerifyFailed || alerts[0].Detail != "HTTP 401" {
 		t.Errorf("alerts = %+v", alerts)
 	}
-	if from := p.AlertsFrom(failed, time.Time{}); from.After(now) {
+	if from := p.AlertsFrom(failed); from.After(now) {
 		t.Errorf("AlertsFrom %v: a failed verification alerts at once", from)
 	}
 	if _, changed := Minted(failed, now); changed {
