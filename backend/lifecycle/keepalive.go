@@ -1,0 +1,48 @@
+package lifecycle
+
+import (
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Keep-alive: a refresh token held for an idle credential is exercised (one refresh)
+// at least every keepalive_interval, so providers that expire unused refresh tokens
+// (Microsoft after 90 days, Google after 6 months) do not. It is not an access: the
+// inactivity window, the access count and last_accessed stay as they are.
+
+// DefaultKeepaliveInterval is the engine's keepalive_interval unless config says
+// otherwise.
+const DefaultKeepaliveInterval = 7 * Day
+
+// Bounds of keepalive_interval (zero, off, aside).
+const (
+	MinKeepaliveInterval = time.Hour
+	MaxKeepaliveInterval = 365 * Day
+)
+
+// KeepaliveIntervalRule states the bounds, for the config's description and refusals.
+var KeepaliveIntervalRule = fmt.Sprintf("between one hour (%d seconds) and 365 days", int64(MinKeepaliveInterval/time.Second))
+
+// CheckKeepaliveInterval reports whether d may be a keepalive_interval (zero is off,
+// and is the caller's to allow).
+func CheckKeepaliveInterval(d time.Duration) error {
+	if d < MinKeepaliveInterval || d > MaxKeepaliveInterval {
+		return errors.New("must be a duration " + KeepaliveIntervalRule)
+	}
+	return nil
+}
+
+// NextKeepAlive is when a credential's held refresh token is next exercised: interval
+// after it was last used (exercised: the issue time of the token it came with, which
+// every refresh renews). Zero when never: no interval (off), no refresh token held
+// (exercised zero), or a credential not active — a suspended one is not in use, and
+// asking a provider again for a grant it refused for good (needs_reauth) can lock the
+// account. Like NextVerify, it depends on the state alone, so re-filing never
+// postpones it.
+func NextKeepAlive(s State, exercised time.Time, interval time.Duration) time.Time {
+	if interval <= 0 || exercised.IsZero() || s.Status != StatusActive {
+		return time.Time{}
+	}
+	return exercised.Add(interval)
+}
