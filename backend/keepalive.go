@@ -129,20 +129,15 @@ func (b *integrationsBackend) startKeepAlives(s logical.Storage) {
 func (b *integrationsBackend) keepAliveOne(ctx context.Context, s logical.Storage, cfg *engineConfig, name string) {
 	k := b.tokens.kept
 	c, err := b.credentials.get(ctx, s, name)
+	var tok *storedToken
+	if err == nil && c != nil {
+		tok, err = b.tokens.heldRefreshToken(ctx, s, c)
+	}
 	if err != nil {
-		b.Logger().Warn("keep-alive could not read the credential; retried later", "credential", name, "error", err)
+		b.Logger().Warn("keep-alive could not read the credential or its token state; retried later", "credential", name, "error", err)
 		return
 	}
-	if c == nil {
-		k.forget(name)
-		return
-	}
-	tok, err := b.tokens.heldRefreshToken(ctx, s, c)
-	if err != nil {
-		b.Logger().Warn("keep-alive could not read the token state; retried later", "credential", name, "error", err)
-		return
-	}
-	if tok == nil {
+	if tok == nil { // gone, or holding no refresh token any more
 		k.forget(name)
 		return
 	}

@@ -39,9 +39,7 @@ func importCredential(t *testing.T, b *integrationsBackend, s logical.Storage, p
 }
 
 func TestKeepAliveOnScheduleAndNotUsage(t *testing.T) {
-	t.Parallel()
-	p := newTestProvider(t, providerConfig{})
-	b, s, clock := oauthBackend(t)
+	p, b, s, clock := importBackend(t)
 	rt := importCredential(t, b, s, p, "idle")
 	before := mustOK(t, b, s, logical.ReadOperation, "credentials/idle", nil).Data
 	n := p.requests.Load()
@@ -92,9 +90,7 @@ func metricValueOf(t *testing.T, b *integrationsBackend, s logical.Storage, name
 }
 
 func TestKeepAliveSkipsSuspendedAndNeedsReauth(t *testing.T) {
-	t.Parallel()
-	p := newTestProvider(t, providerConfig{})
-	b, s, clock := oauthBackend(t)
+	p, b, s, clock := importBackend(t)
 	importCredential(t, b, s, p, "sus")
 	mustOK(t, b, s, logical.UpdateOperation, "credentials/sus/suspend", nil)
 	mustOK(t, b, s, logical.CreateOperation, "credentials/bad", importedFields(p, "unknown-refresh-token"))
@@ -113,9 +109,7 @@ func TestKeepAliveSkipsSuspendedAndNeedsReauth(t *testing.T) {
 }
 
 func TestKeepAliveOffWithZero(t *testing.T) {
-	t.Parallel()
-	p := newTestProvider(t, providerConfig{})
-	b, s, clock := oauthBackend(t)
+	p, b, s, clock := importBackend(t)
 	mustOK(t, b, s, logical.UpdateOperation, "config", map[string]any{"keepalive_interval": 0})
 	if got := mustOK(t, b, s, logical.ReadOperation, "config", nil).Data["keepalive_interval"]; got != int64(0) {
 		t.Fatalf("keepalive_interval %v, want 0", got)
@@ -152,9 +146,7 @@ func TestKeepaliveIntervalRule(t *testing.T) {
 }
 
 func TestKeepAliveTransientThenPermanent(t *testing.T) {
-	t.Parallel()
-	p := newTestProvider(t, providerConfig{})
-	b, s, clock := oauthBackend(t)
+	p, b, s, clock := importBackend(t)
 	rt := importCredential(t, b, s, p, "idle")
 	n := p.requests.Load()
 	clock.Advance(week)
@@ -181,9 +173,7 @@ func TestKeepAliveTransientThenPermanent(t *testing.T) {
 	}
 	clock.Advance(week)
 	keepAliveTick(t, b, s)
-	if st, reason := credStatus(t, b, s, "idle"); st != "needs_reauth" || reason != "invalid_grant" {
-		t.Fatalf("after a refused keep-alive: %s (%s), want needs_reauth (invalid_grant)", st, reason)
-	}
+	wantStatus(t, b, s, "idle", "needs_reauth", "invalid_grant", "after a refused keep-alive")
 	m := p.requests.Load()
 	clock.Advance(week)
 	keepAliveTick(t, b, s)

@@ -1,13 +1,10 @@
 package backend
 
 import (
-	"context"
 	"fmt"
 	"net/http"
-	"slices"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/hashicorp/vault/sdk/logical"
 
@@ -22,6 +19,22 @@ func importedFields(p *testProvider, refreshToken string) map[string]any {
 	return d
 }
 
+// importBackend starts a parallel test with a provider and an OAuth backend.
+func importBackend(t *testing.T) (*testProvider, *integrationsBackend, *countingStorage, *testClock) {
+	t.Parallel()
+	p := newTestProvider(t, providerConfig{})
+	b, s, clock := oauthBackend(t)
+	return p, b, s, clock
+}
+
+// wantStatus fails unless name's status (and reason, when one is given) are these.
+func wantStatus(t *testing.T, b *integrationsBackend, s logical.Storage, name, status, reason, when string) {
+	t.Helper()
+	if st, r := credStatus(t, b, s, name); st != status || (reason != "" && r != reason) {
+		t.Fatalf("%s: status %s (%s), want %s (%s)", when, st, r, status, reason)
+	}
+}
+
 func secretFieldsOf(t *testing.T, b *integrationsBackend, s logical.Storage, name string) []string {
 	t.Helper()
 	return mustOK(t, b, s, logical.ReadOperation, "credentials/"+name, nil).Data["secret_fields"].([]string)
@@ -30,7 +43,7 @@ func secretFieldsOf(t *testing.T, b *integrationsBackend, s logical.Storage, nam
 // rawEntry is a stored entry's JSON, "" when there is none.
 func rawEntry(t *testing.T, s logical.Storage, key string) string {
 	t.Helper()
-	e, err := s.Get(context.Background(), key)
+	e, err := s.Get(t.Context(), key)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -41,14 +54,12 @@ func rawEntry(t *testing.T, s logical.Storage, key string) string {
 }
 
 func TestImportedRefreshTokenMintsWithoutConsent(t *testing.T) {
-	t.Parallel()
-	p := newTestProvider(t, providerConfig{})
-	b, s, _ := oauthBackend(t)
+	p, b, s, _ := importBackend(t)
 	rt := p.IssueRefreshToken(t, callbackURL, "offline_access")
 	before := p.requests.Load()
 
 	resp := mustOK(t, b, s, logical.CreateOperation, "credentials/imp", importedFields(p, rt))
-	if got := resp.Data["secret_fields"].([]string); !slices.Contains(got, "refresh_token") || !slices.Contains(got, "client_secret") {
+	if got := resp.Data["secret_fields"].([]string); !strings.Contains(fmt.Sprint(got), "refresh_token") || !strings.Contains(fmt.Sprint(got), "client_secret") {
 		t.Errorf("secret_fields after the create %v, want refresh_token and client_secret", got)
 	}
 	if strings.Contains(fmt.Sprint(resp.Data), rt) {
@@ -61,11 +72,11 @@ func TestImportedRefreshTokenMintsWithoutConsent(t *testing.T) {
 	if cred := rawEntry(t, s, credentialPrefix+"imp"); strings.Contains(cred, rt) || strings.Contains(cred, "refresh_token") {
 		t.Errorf("the credential entry holds the refresh token: %s", cred)
 	}
-	c, _ := b.credentials.get(context.Background(), s, "imp")
-	if st, _ := b.tokens.cached(context.Background(), s, "imp"); st == nil || st.RefreshToken != rt || st.Destination != destination(c) || st.AccessToken != "" {
+	c, _ := b.credentials.get(t.Context(), s, "imp")
+	if st, _ := b.tokens.cached(t.Context(), s, "imp"); st == nil || st.RefreshToken != rt || st.Destination != destination(c) || st.AccessToken != "" {
 		t.Fatalf("token state %v, want the imported refresh token under the credential's destination", st)
 	}
-	if got := secretFieldsOf(t, b, s, "imp"); !slices.Contains(got, "refresh_token") {
+	if got := secretFieldsOf(t, b, s, "imp"); !strings.Contains(fmt.Sprint(got), "refresh_token") {
 		t.Errorf("secret_fields %v lack refresh_token", got)
 	}
 
@@ -76,24 +87,20 @@ func TestImportedRefreshTokenMintsWithoutConsent(t *testing.T) {
 	if tok != p.lastIssued(t).access {
 		t.Fatalf("access/ served %v, not the token the provider issued", tok)
 	}
-	if st, _ := credStatus(t, b, s, "imp"); st != "active" {
-		t.Fatalf("status %s after minting", st)
-	}
+	wantStatus(t, b, s, "imp", "active", "", "after minting")
 }
 
 func TestImportOnUpdateReplacesTheTokenState(t *testing.T) {
-	t.Parallel()
-	p := newTestProvider(t, providerConfig{})
-	b, s, clock := oauthBackend(t)
+	p, b, s, clock := importBackend(t)
 	authorizeCode(t, b, s, p, "ac")
-	if got := secretFieldsOf(t, b, s, "ac"); !slices.Contains(got, "refresh_token") {
+	if got := secretFieldsOf(t, b, s, "ac"); !strings.Contains(fmt.Sprint(got), "refresh_token") {
 		t.Errorf("secret_fields after consent %v lack refresh_token", got)
 	}
 	old := accessOK(t, b, s, "ac", nil).Data["access_token"]
 	consented := storedTokenOf(t, s, "ac").RefreshToken
 
 	rt := p.IssueRefreshToken(t, callbackURL)
-	clock.Advance(time.Second)
+	clock.Advance(week) // later: the update is dated after the consent
 	for _, op := range []logical.Operation{logical.PatchOperation, logical.UpdateOperation} {
 		data := map[string]any{"refresh_token": rt}
 		if op == logical.UpdateOperation {
@@ -115,36 +122,28 @@ func TestImportOnUpdateReplacesTheTokenState(t *testing.T) {
 }
 
 func TestImportClearsNeedsReauth(t *testing.T) {
-	t.Parallel()
-	p := newTestProvider(t, providerConfig{})
-	b, s, _ := oauthBackend(t)
+	p, b, s, _ := importBackend(t)
 	mustOK(t, b, s, logical.CreateOperation, "credentials/bad", importedFields(p, "not-a-token-the-provider-issued"))
 	code, msg := accessErr(t, b, s, "bad")
 	if code != http.StatusForbidden || !strings.Contains(msg, "invalid_grant") {
 		t.Fatalf("an unknown refresh token: %d %q, want 403 invalid_grant", code, msg)
 	}
-	if st, reason := credStatus(t, b, s, "bad"); st != "needs_reauth" || reason != "invalid_grant" {
-		t.Fatalf("status %s (%s), want needs_reauth (invalid_grant)", st, reason)
-	}
+	wantStatus(t, b, s, "bad", "needs_reauth", "invalid_grant", "an unknown refresh token")
 	// Importing a good one is a re-authorization: active at once, and it mints.
 	mustOK(t, b, s, logical.PatchOperation, "credentials/bad", map[string]any{"refresh_token": p.IssueRefreshToken(t, callbackURL)})
-	if st, _ := credStatus(t, b, s, "bad"); st != "active" {
-		t.Fatalf("status after importing a refresh token %s, want active", st)
-	}
+	wantStatus(t, b, s, "bad", "active", "", "after importing a refresh token")
 	accessOK(t, b, s, "bad", nil)
 }
 
 func TestRepointForgetsImportedRefreshToken(t *testing.T) {
-	t.Parallel()
-	p := newTestProvider(t, providerConfig{})
+	p, b, s, _ := importBackend(t)
 	other := newTestProvider(t, providerConfig{})
-	b, s, _ := oauthBackend(t)
 	rt := p.IssueRefreshToken(t, callbackURL)
 	mustOK(t, b, s, logical.CreateOperation, "credentials/imp", importedFields(p, rt))
 
 	moved := map[string]any{"token_url": other.tokenURL(), "client_secret": oauthtest.ClientSecret}
 	mustOK(t, b, s, logical.PatchOperation, "credentials/imp", moved)
-	if got := secretFieldsOf(t, b, s, "imp"); slices.Contains(got, "refresh_token") {
+	if got := secretFieldsOf(t, b, s, "imp"); strings.Contains(fmt.Sprint(got), "refresh_token") {
 		t.Errorf("secret_fields after a repoint %v still list refresh_token", got)
 	}
 	if raw := rawEntry(t, s, tokenPrefix+"imp"); raw != "" {
@@ -167,15 +166,13 @@ func TestRepointForgetsImportedRefreshToken(t *testing.T) {
 // A write whose refresh token cannot be stored fails whole: the credential is as it
 // was (or absent, for a create) and the token state it held still mints.
 func TestFailedImportChangesNothing(t *testing.T) {
-	t.Parallel()
-	p := newTestProvider(t, providerConfig{})
-	b, s, clock := oauthBackend(t)
+	p, b, s, clock := importBackend(t)
 	rt := p.IssueRefreshToken(t, callbackURL)
 	mustOK(t, b, s, logical.CreateOperation, "credentials/imp", importedFields(p, rt))
 	before := mustOK(t, b, s, logical.ReadOperation, "credentials/imp", nil).Data
 
 	s.failPutsUnder.Store(tokenPrefix)
-	clock.Advance(time.Minute)
+	clock.Advance(week) // later: a changed updated_at would show
 	data := importedFields(p, "a-new-one")
 	delete(data, "type")
 	data["scopes"] = "other"
@@ -206,9 +203,7 @@ func TestFailedImportChangesNothing(t *testing.T) {
 }
 
 func TestRefreshTokenOnlyForTheCodeGrant(t *testing.T) {
-	t.Parallel()
-	p := newTestProvider(t, providerConfig{})
-	b, s, _ := oauthBackend(t)
+	p, b, s, _ := importBackend(t)
 	d := clientCredentials(p, "header")
 	d["refresh_token"] = "rt"
 	resp, _ := request(b, s, logical.CreateOperation, "credentials/cc", d)

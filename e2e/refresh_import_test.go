@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
-	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -72,7 +71,7 @@ func TestImportedRefreshTokenSurvivesRestartAndRotates(t *testing.T) {
 		t.Fatal("access/ does not serve the token of the last refresh")
 	}
 	read = decode(t, v.mustCLI(t, "read", "-format=json", mount+"/credentials/imported")).Data
-	if read["status"] != "active" || !slices.Contains(strings.Fields(strings.Trim(fmt.Sprint(read["secret_fields"]), "[]")), "refresh_token") {
+	if read["status"] != "active" || !strings.Contains(fmt.Sprint(read["secret_fields"]), "refresh_token") {
 		t.Fatalf("after rotation: status %v, secret_fields %v", read["status"], read["secret_fields"])
 	}
 	assertNothingShows(t, v, mount, "imported", rt, rotated, newest.Refresh, oauthtest.ClientSecret)

@@ -1,10 +1,6 @@
 package lifecycle
 
-import (
-	"errors"
-	"fmt"
-	"time"
-)
+import "time"
 
 // Keep-alive: a refresh token held for an idle credential is exercised (one refresh)
 // at least every keepalive_interval, so providers that expire unused refresh tokens
@@ -15,23 +11,15 @@ import (
 // otherwise.
 const DefaultKeepaliveInterval = 7 * Day
 
-// Bounds of keepalive_interval (zero, off, aside).
-const (
-	MinKeepaliveInterval = time.Hour
-	MaxKeepaliveInterval = 365 * Day
-)
+// keepalive_interval has verify_interval's bounds (zero, off, aside): at most hourly,
+// at least yearly.
 
 // KeepaliveIntervalRule states the bounds, for the config's description and refusals.
-var KeepaliveIntervalRule = fmt.Sprintf("between one hour (%d seconds) and 365 days", int64(MinKeepaliveInterval/time.Second))
+var KeepaliveIntervalRule = VerifyIntervalRule
 
 // CheckKeepaliveInterval reports whether d may be a keepalive_interval (zero is off,
 // and is the caller's to allow).
-func CheckKeepaliveInterval(d time.Duration) error {
-	if d < MinKeepaliveInterval || d > MaxKeepaliveInterval {
-		return errors.New("must be a duration " + KeepaliveIntervalRule)
-	}
-	return nil
-}
+func CheckKeepaliveInterval(d time.Duration) error { return CheckVerifyInterval(d) }
 
 // NextKeepAlive is when a credential's held refresh token is next exercised: interval
 // after it was last used (exercised: the issue time of the token it came with, which
