@@ -117,7 +117,10 @@ func (b *integrationsBackend) startKeepAlives(s logical.Storage) {
 			return
 		}
 		b.runDue(ctx, b.keepalives, b.tokens.kept.due, maxKeepAliveInFlight, keepAliveBatch, keepAliveRetry, func(ctx context.Context, name string) {
-			b.keepAliveOne(ctx, s, cfg, name)
+			// Asked for each one: a node that lost the right to write stops here.
+			if b.WriteSafeReplicationState() {
+				b.keepAliveOne(ctx, s, cfg, name)
+			}
 		})
 	})
 }
