@@ -2,6 +2,7 @@ package backend
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"testing"
 	"time"
@@ -223,4 +224,28 @@ func TestKeepAliveRebuiltByScanActiveNodeOnly(t *testing.T) {
 	wantRequests(t, p, n, "a performance standby's tick")
 	keepAliveTick(t, b2, storage)
 	wantRequests(t, p, n+1, "the active node's tick after the restart")
+}
+
+// BenchmarkKeepAliveTick is a keep-alive run on a mount whose index holds n refresh
+// tokens, few of them due: its cost follows the due ones, not n.
+func BenchmarkKeepAliveTick(b *testing.B) {
+	for _, n := range []int{1_000, 100_000} {
+		b.Run(fmt.Sprintf("held=%d", n), func(b *testing.B) {
+			be, s, clock := newBackendWith(b, backendOptions{})
+			k := be.tokens.kept
+			now := clock.Now()
+			for i := range n {
+				name := fmt.Sprintf("c%06d", i)
+				k.mu.Lock()
+				k.used[name] = now
+				k.mu.Unlock()
+				k.due.Set(name, now.Add(week+time.Duration(i)*time.Second))
+			}
+			b.ResetTimer()
+			for range b.N {
+				be.startKeepAlives(s)
+				be.keepalives.wait()
+			}
+		})
+	}
 }
