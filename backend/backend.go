@@ -63,8 +63,9 @@ type integrationsBackend struct {
 	tokens         *tokenStore         // tokens/
 	usage          *usageStore         // usage/
 	activity       *activity
-	metrics        *metrics  // this mount's Prometheus registry (metrics.go)
-	verifier       *verifier // the verify schedule's runs
+	metrics        *metrics       // this mount's Prometheus registry (metrics.go)
+	verifier       *backgroundRun // the verify schedule's runs
+	keepalives     *backgroundRun // keep-alive's runs (keepalive.go)
 
 	outbox       *outbox // notifications waiting for delivery
 	notifierStop chan struct{}
@@ -88,7 +89,8 @@ func newBackend(now func() time.Time) *integrationsBackend {
 		now:            now,
 		credentials:    newCredentialStore(),
 		activity:       newActivity(),
-		verifier:       newVerifier(),
+		verifier:       newBackgroundRun(),
+		keepalives:     newBackgroundRun(),
 		outbox:         newOutbox(),
 		notifyBackoff:  jitteredBackoff,
 		slackPostURL:   slackPostMessageURL,
@@ -167,6 +169,7 @@ func (b *integrationsBackend) periodic(ctx context.Context, req *logical.Request
 	// The verify schedule runs in the background, after the sweep has (re)built the
 	// indexes it works from.
 	defer b.startDueVerifications(req.Storage)
+	defer b.startKeepAlives(req.Storage)
 	if err := b.sweep(ctx, req.Storage); err != nil {
 		return err
 	}
@@ -176,8 +179,9 @@ func (b *integrationsBackend) periodic(ctx context.Context, req *logical.Request
 // clean runs when the mount is unloaded: flush what was counted, stop the goroutines.
 func (b *integrationsBackend) clean(ctx context.Context) {
 	b.cleanOnce.Do(func() {
-		b.verifier.stop() // scheduled verifications, before the token requests they make
-		b.tokens.stop()   // background refreshes and provider requests in flight
+		b.verifier.stop()   // scheduled verifications, before the token requests they make
+		b.keepalives.stop() // keep-alive refreshes, likewise
+		b.tokens.stop()     // background refreshes and provider requests in flight
 		b.stopIndexBuild()
 		b.stopActivity(ctx)
 		if b.notifierStop != nil {

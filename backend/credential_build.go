@@ -26,24 +26,26 @@ func validationResponse(err error) (*logical.Response, error) {
 }
 
 // buildCredential merges the request's fields into the existing credential (or a new
-// one) and validates the result as a whole.
-func (b *integrationsBackend) buildCredential(ctx context.Context, s logical.Storage, name string, raw map[string]any, existing *credential, patch bool) (*credential, error) {
+// one) and validates the result as a whole. It also returns the refresh token the
+// request imports ("" when none), which saveCredential stores as the credential's
+// token state, never among its values.
+func (b *integrationsBackend) buildCredential(ctx context.Context, s logical.Storage, name string, raw map[string]any, existing *credential, patch bool) (*credential, string, error) {
 	now := b.now().UTC()
 	var t *credtype.Type
 	if v, ok := raw["type"]; ok && v != nil {
 		typeName, _ := v.(string)
 		found, ok := credtype.Lookup(typeName)
 		if !ok {
-			return nil, fieldErr("type", "must be one of: "+strings.Join(typeNames(), ", "))
+			return nil, "", fieldErr("type", "must be one of: "+strings.Join(typeNames(), ", "))
 		}
 		if existing != nil && found.Name != existing.Type {
-			return nil, fieldErr("type", fmt.Sprintf("is fixed after create (this credential is %s); delete and recreate it to change the type", existing.Type))
+			return nil, "", fieldErr("type", fmt.Sprintf("is fixed after create (this credential is %s); delete and recreate it to change the type", existing.Type))
 		}
 		t = found
 	} else if existing != nil {
 		t = existing.typeDef()
 	} else {
-		return nil, fieldErr("type", "is required when creating a credential")
+		return nil, "", fieldErr("type", "is required when creating a credential")
 	}
 
 	c := &credential{Name: name, Type: t.Name, CreatedAt: now, State: lifecycle.NewState(now)}
@@ -75,7 +77,7 @@ func (b *integrationsBackend) buildCredential(ctx context.Context, s logical.Sto
 			continue
 		}
 		if f, ok := t.Field(k); !ok {
-			return nil, fieldErr(k, fmt.Sprintf("is not a field of type %s", t.Name))
+			return nil, "", fieldErr(k, fmt.Sprintf("is not a field of type %s", t.Name))
 		} else if f.Lifecycle() {
 			continue
 		}
@@ -85,10 +87,10 @@ func (b *integrationsBackend) buildCredential(ctx context.Context, s logical.Sto
 		if existing != nil && !patch {
 			err = patchHint(err, t, values, b.mountPath()+"credentials/"+name)
 		}
-		return nil, err
+		return nil, "", err
 	}
 	if err := checkRedirectedSecrets(t, existing, credtype.FieldMap(validated.Values), raw); err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	c.Values = t.Compact(validated.Values)
 	c.Derived = validated.Derived
@@ -97,12 +99,16 @@ func (b *integrationsBackend) buildCredential(ctx context.Context, s logical.Sto
 	c.State = lifecycle.WithUpstream(c.State, validated.Upstream())
 
 	if err := b.applyLifecycleFields(ctx, s, c, raw, patch); err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	if existing != nil && !patch {
 		c.State = lifecycle.Reconfigured(c.State) // new settings deserve a new attempt
 	}
-	return c, nil
+	if validated.RefreshToken != "" {
+		// An imported refresh token stands for a completed consent.
+		c.State = lifecycle.Reauthorized(c.State, now)
+	}
+	return c, validated.RefreshToken, nil
 }
 
 // patchHint adds to each required field an update omitted why it is required again

@@ -10,8 +10,10 @@ import (
 )
 
 // saveCredential stores c and keeps the secondary records in step: the device-account
-// index, and cached tokens that new settings make stale.
-func (b *integrationsBackend) saveCredential(ctx context.Context, s logical.Storage, c, existing *credential) error {
+// index, and cached tokens that new settings make stale. A refreshToken (imported by
+// the write, "" when none) becomes c's token state once c is stored; if that fails,
+// the credential is put back as it was (importRefreshToken), so the write fails whole.
+func (b *integrationsBackend) saveCredential(ctx context.Context, s logical.Storage, c, existing *credential, refreshToken string) error {
 	// The device index: claim the new triple, drop the old one. Both keys stay locked
 	// until the credential is stored, so no other account claims or loses them between
 	// the check and the write.
@@ -45,6 +47,9 @@ func (b *integrationsBackend) saveCredential(ctx context.Context, s logical.Stor
 		}
 	}
 	if err := b.settleSecondary(ctx, s, c.Name, scope); err != nil {
+		return err
+	}
+	if err := b.importRefreshToken(ctx, s, c, existing, refreshToken); err != nil {
 		return err
 	}
 	return b.afterCredentialChange(ctx, s, c.Name)

@@ -100,6 +100,10 @@ func (b *integrationsBackend) credentialResponse(ctx context.Context, s logical.
 		v, set := c.Values.Get(f.Name)
 		switch {
 		case f.Lifecycle():
+		case f.TokenState:
+			if b.tokenStateSet(ctx, s, c) {
+				secretFields = append(secretFields, f.Name)
+			}
 		case f.Sensitive:
 			if set && v != "" {
 				secretFields = append(secretFields, f.Name)

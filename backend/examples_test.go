@@ -175,7 +175,8 @@ func exampleValues(t testing.TB, typeName string, marker string) map[string]any 
 		examples = map[string]any{
 			"auth_url": "https://auth.example.com/authorize", "token_url": "https://auth.example.com/token",
 			"client_id": "client-1", "client_secret": "cs-" + marker, "scopes": []string{"offline_access"},
-			"redirect_url": "https://vault.example.com/v1/integrations/oauth/callback",
+			"redirect_url":  "https://vault.example.com/v1/integrations/oauth/callback",
+			"refresh_token": "rt-" + marker,
 		}
 	case "m365":
 		examples = map[string]any{
@@ -391,6 +392,9 @@ func TestExampleValuesAreValidAndMarkEverySecret(t *testing.T) {
 				}
 				for _, f := range typ.Fields {
 					v, set := got.Values[f.Name]
+					if f.TokenState { // kept as token state, not among the values
+						v, set = got.RefreshToken, got.RefreshToken != ""
+					}
 					if !f.Sensitive || !set {
 						continue
 					}

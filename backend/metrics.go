@@ -45,6 +45,7 @@ type metrics struct {
 	notifications    *prometheus.CounterVec // result
 	sweepRuns        *prometheus.CounterVec // result
 	verifications    *prometheus.CounterVec // result
+	keepAlives       *prometheus.CounterVec // result (keepalive.go)
 	sweepDuration    prometheus.Observer
 	credentialStates *stateCounts
 }
@@ -86,6 +87,9 @@ func newMetrics(states *stateCounts) *metrics {
 	}
 	m.registry.MustRegister(m.accessReads, m.accessByName, m.tokenReads, m.tokenRequests, m.tokenDuration,
 		waiters, m.notifications, m.sweepRuns, sweeps, m.verifications, states)
+	m.keepAlives = counterVec("keepalive_refreshes_total",
+		"Keep-alive refreshes of idle credentials' refresh tokens (keepalive_interval), by result (ok, transient, permanent).", "result")
+	m.registry.MustRegister(m.keepAlives)
 	states.byName = m.accessByName
 	// The series of the access path, resolved once: a read counts without hashing
 	// label values.

@@ -71,6 +71,10 @@ type engineConfig struct {
 	// for credentials not verified since (lifecycle.NextVerify).
 	VerifyInterval time.Duration `json:"verify_interval,omitempty"`
 	VerifySince    time.Time     `json:"verify_since,omitzero"`
+	// KeepaliveInterval is how often a held refresh token is exercised at least
+	// (keepalive.go); 0 is off. A config stored before the field existed decodes to
+	// the default.
+	KeepaliveInterval time.Duration `json:"keepalive_interval"`
 }
 
 func defaultConfig() *engineConfig {
@@ -85,6 +89,7 @@ func defaultConfig() *engineConfig {
 		UsageFlushInterval:   defaultUsageFlushInterval,
 		DefaultTokenLifetime: defaultDefaultTokenLifetime,
 		RefreshAhead:         true,
+		KeepaliveInterval:    lifecycle.DefaultKeepaliveInterval,
 	}
 }
 
@@ -135,6 +140,11 @@ func pathConfig(b *integrationsBackend) *framework.Path {
 			"verify_interval": {
 				Type:        framework.TypeDurationSecond,
 				Description: "Re-verify every credential this often on the active node (as credentials/<name>/verify does; a credential's own verify_interval overrides it), spread over the interval: " + lifecycle.VerifyIntervalRule + ", or 0 for off. Default 0 (off).",
+			},
+			"keepalive_interval": {
+				Type:        framework.TypeDurationSecond,
+				Description: fmt.Sprintf("Exercise a held OAuth refresh token (one refresh, on the active node) at least this often since it was last used, so providers that expire unused refresh tokens do not; not an access. %s, or 0 for off. Default %d days.", lifecycle.KeepaliveIntervalRule, lifecycle.DefaultKeepaliveInterval/day),
+				Default:     int(lifecycle.DefaultKeepaliveInterval.Seconds()),
 			},
 			"log_size": {
 				Type:        framework.TypeInt,
@@ -238,6 +248,7 @@ func (c *engineConfig) responseData() map[string]any {
 		"default_token_lifetime": seconds(c.DefaultTokenLifetime),
 		"refresh_ahead":          c.RefreshAhead,
 		"verify_interval":        seconds(c.VerifyInterval),
+		"keepalive_interval":     seconds(c.KeepaliveInterval),
 		"callback_base_url":      c.CallbackBaseURL,
 		"notify_credential":      c.NotifyCredential,
 		"notify_channel":         c.NotifyChannel,
@@ -318,6 +329,7 @@ func (c *engineConfig) update(d *framework.FieldData) error {
 		"usage_flush_interval":   &c.UsageFlushInterval,
 		"default_token_lifetime": &c.DefaultTokenLifetime,
 		"verify_interval":        &c.VerifyInterval,
+		"keepalive_interval":     &c.KeepaliveInterval,
 	}
 	for name, dst := range durations {
 		if v, ok := d.GetOk(name); ok {
@@ -384,6 +396,11 @@ func (c *engineConfig) validate() error {
 	if c.VerifyInterval != 0 {
 		if err := lifecycle.CheckVerifyInterval(c.VerifyInterval); err != nil {
 			return fieldErr("verify_interval", err.Error()+", or 0 for off")
+		}
+	}
+	if c.KeepaliveInterval != 0 {
+		if err := lifecycle.CheckKeepaliveInterval(c.KeepaliveInterval); err != nil {
+			return fieldErr("keepalive_interval", err.Error()+", or 0 for off")
 		}
 	}
 	if c.LogSize < 1 || c.LogSize > maxLogSize {

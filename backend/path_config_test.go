@@ -26,6 +26,7 @@ func TestConfigDefaults(t *testing.T) {
 		"default_token_lifetime":   int64(3600),
 		"refresh_ahead":            true,
 		"verify_interval":          int64(0),
+		"keepalive_interval":       int64(7 * 86400),
 		"callback_base_url":        "",
 		"notify_credential":        "",
 		"notify_channel":           "",

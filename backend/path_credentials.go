@@ -12,6 +12,7 @@ import (
 
 	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/backend/credtype"
 	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/backend/lifecycle"
+	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/backend/usage"
 )
 
 // Limits on list pages. The lifecycle metadata a credential carries (description,
@@ -164,14 +165,17 @@ func (b *integrationsBackend) writeCredential(ctx context.Context, req *logical.
 	if patch && existing == nil {
 		return nil, logical.CodedError(http.StatusNotFound, fmt.Sprintf("credential %q does not exist", name))
 	}
-	c, err := b.buildCredential(ctx, req.Storage, name, d.Raw, existing, patch)
+	c, refreshToken, err := b.buildCredential(ctx, req.Storage, name, d.Raw, existing, patch)
 	if err != nil {
 		return validationResponse(err)
 	}
-	if err := b.saveCredential(ctx, req.Storage, c, existing); err != nil {
+	if err := b.saveCredential(ctx, req.Storage, c, existing, refreshToken); err != nil {
 		return validationResponse(err) // a device account whose hostname+ip+username is taken is a 400
 	}
 	b.recordEvent(name, writeEvent(existing), true, requestIntegration(req), "")
+	if refreshToken != "" {
+		b.recordEvent(name, usage.EventAuthorized, true, requestIntegration(req), "refresh token imported")
+	}
 	return b.credentialResponse(ctx, req.Storage, c)
 }
 

@@ -144,11 +144,11 @@ func (b *integrationsBackend) pathDeviceAccountUpsert(ctx context.Context, req *
 	}
 	raw["type"] = deviceAccountType
 	// An upsert keeps what it does not send, as the PAM products do.
-	c, err := b.buildCredential(ctx, req.Storage, name, raw, existing, existing != nil)
+	c, _, err := b.buildCredential(ctx, req.Storage, name, raw, existing, existing != nil)
 	if err != nil {
 		return validationResponse(err)
 	}
-	if err := b.saveCredential(ctx, req.Storage, c, existing); err != nil {
+	if err := b.saveCredential(ctx, req.Storage, c, existing, ""); err != nil {
 		return validationResponse(err)
 	}
 	b.recordEvent(name, writeEvent(existing), true, requestIntegration(req), "device-accounts upsert")

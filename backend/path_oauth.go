@@ -40,7 +40,8 @@ func pathOAuth(b *integrationsBackend) []*framework.Path {
 			HelpDescription: `Without code: returns the provider's consent URL, with a single-use state (valid 10 minutes)
 and a PKCE (S256) challenge. After consent the provider redirects to the engine's
 oauth/callback, which completes the exchange. With code: completes the exchange here,
-for providers that cannot reach Vault.` + examples(
+for providers that cannot reach Vault. Instead of consenting here, a refresh token
+obtained elsewhere can be imported: write it as refresh_token to credentials/<name>.` + examples(
 				"vault write -f -field=auth_url integrations/credentials/crm-api/authorize",
 				"vault write integrations/credentials/crm-api/authorize code=<code> state=<state>"),
 		},

@@ -29,7 +29,7 @@ var designTypes = []struct {
 	{"device_account", "static", []string{"hostname", "ip", "username"}, []string{"password", "totp_secret"}},
 	{"oauth2_client_credentials", "oauth2", []string{"token_url", "client_id", "client_secret"}, []string{"client_secret"}},
 	{"oauth2_password", "oauth2", []string{"token_url", "client_id", "client_secret", "username", "password"}, []string{"client_secret", "password", "totp_secret"}},
-	{"oauth2_authorization_code", "oauth2", []string{"auth_url", "token_url", "client_id"}, []string{"client_secret"}},
+	{"oauth2_authorization_code", "oauth2", []string{"auth_url", "token_url", "client_id"}, []string{"client_secret", "refresh_token"}},
 	{"m365", "oauth2", []string{"tenant", "client_id", "client_secret"}, []string{"client_secret"}},
 	{"zoom", "oauth2", []string{"account_id", "client_id", "client_secret"}, []string{"client_secret"}},
 	{"servicenow_oauth", "oauth2", []string{"instance", "client_id", "client_secret"}, []string{"client_secret", "password", "totp_secret"}},

@@ -43,6 +43,7 @@ func (b *integrationsBackend) reindex(cfg *engineConfig, c *credential, due life
 	b.activity.alerting.Set(c.Name, p.AlertsFrom(legacyUpstream(c.State, c.NotAfter)))
 	b.activity.states.set(c.Name, c.State.Status, b.indexedHealth(p, c, due))
 	b.activity.verifying.Set(c.Name, b.nextVerify(cfg, c))
+	b.tokens.kept.file(cfg, c)
 }
 
 // unindex drops a credential from the indexes and the metrics' counts.
@@ -170,6 +171,11 @@ func (b *integrationsBackend) indexOne(ctx context.Context, s logical.Storage, c
 		}
 		if err != nil {
 			return err
+		}
+		if c != nil {
+			if err := b.holdScanned(ctx, s, c); err != nil {
+				return err
+			}
 		}
 		// Filed only if no write, delete or invalidation of the credential's shard
 		// came between the read and now: those index (or unindex) the credential

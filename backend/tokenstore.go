@@ -68,6 +68,7 @@ type tokenStore struct {
 	locks []*locksutil.LockEntry // per name: orders token writes against forgets
 
 	cache *genCache[*storedToken] // nil value: "none stored", until a write
+	kept  *keepAlive              // when each held refresh token is due for keep-alive
 
 	mu      sync.RWMutex
 	gens    map[string]uint64
@@ -87,7 +88,7 @@ type tokenStore struct {
 }
 
 func newTokenStore(b *integrationsBackend) *tokenStore {
-	ts := &tokenStore{b: b, locks: locksutil.CreateLocks(), cache: newGenCache[*storedToken](), gens: make(map[string]uint64)}
+	ts := &tokenStore{b: b, locks: locksutil.CreateLocks(), cache: newGenCache[*storedToken](), gens: make(map[string]uint64), kept: newKeepAlive()}
 	ts.aheadCtx, ts.aheadCancel = context.WithCancel(context.Background())
 	return ts
 }
@@ -256,6 +257,11 @@ func (ts *tokenStore) put(ctx context.Context, s logical.Storage, t tokenTicket,
 		return fmt.Errorf("storing token of %q: %w", t.name, err)
 	}
 	ts.cache.set(t.name, st)
+	// Its refresh token was just used (or obtained): keep-alive is due an interval on.
+	ts.kept.hold(t.name, st, c.typeDef())
+	if cfg, err := ts.b.loadConfig(ctx, s); err == nil {
+		ts.kept.file(cfg, c)
+	}
 	return nil
 }
 
@@ -285,6 +291,7 @@ func (ts *tokenStore) forget(ctx context.Context, s logical.Storage, name string
 	if !drop {
 		return nil
 	}
+	ts.kept.forget(name)
 	if err := s.Delete(ctx, tokenPrefix+name); err != nil {
 		return fmt.Errorf("deleting the token of %q: %w", name, err)
 	}
@@ -297,6 +304,7 @@ func (ts *tokenStore) forget(ctx context.Context, s logical.Storage, name string
 // generation (saveCredential forgets on create too).
 func (ts *tokenStore) removed(name string) {
 	ts.cache.drop(name)
+	ts.kept.forget(name)
 	ts.mu.Lock()
 	delete(ts.gens, name)
 	ts.mu.Unlock()

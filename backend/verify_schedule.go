@@ -27,22 +27,44 @@ const (
 	verifyRetry = 15 * time.Minute
 )
 
-// verifier runs the schedule: one run at a time, started by the periodic tick and
-// ended by Clean.
-type verifier struct {
+// backgroundRun is a schedule's runs (the verify schedule's, keep-alive's): one run at
+// a time, started by the periodic tick and ended by Clean.
+type backgroundRun struct {
 	mu      sync.Mutex
 	done    chan struct{} // closed when the current run ends; nil before the first
 	ctx     context.Context
 	cancel  context.CancelFunc
 	stopped bool
-	// full is a test hook: called when a run waits because maxVerifyInFlight are in
-	// flight; nil in production.
+	// full is a test hook: called when a run waits because its in-flight bound is
+	// reached; nil in production.
 	full func()
 }
 
-func newVerifier() *verifier {
+func newBackgroundRun() *backgroundRun {
 	ctx, cancel := context.WithCancel(context.Background())
-	return &verifier{ctx: ctx, cancel: cancel}
+	return &backgroundRun{ctx: ctx, cancel: cancel}
+}
+
+// start runs run in the background unless a run is still going or stop was called.
+func (v *backgroundRun) start(run func(ctx context.Context)) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if v.stopped {
+		return
+	}
+	if v.done != nil {
+		select {
+		case <-v.done:
+		default:
+			return
+		}
+	}
+	done := make(chan struct{})
+	v.done = done
+	go func() {
+		defer close(done)
+		run(v.ctx)
+	}()
 }
 
 // nextVerify is when the schedule next verifies c: zero when never (no interval, a
@@ -65,93 +87,80 @@ func (b *integrationsBackend) startDueVerifications(s logical.Storage) {
 	if !b.WriteSafeReplicationState() {
 		return
 	}
-	v := b.verifier
-	v.mu.Lock()
-	defer v.mu.Unlock()
-	if v.stopped {
-		return
-	}
-	if v.done != nil {
-		select {
-		case <-v.done:
-		default:
-			return
-		}
-	}
-	done := make(chan struct{})
-	v.done = done
-	go func() {
-		defer close(done)
-		b.runDueVerifications(v.ctx, s)
-	}()
+	b.verifier.start(func(ctx context.Context) { b.runDueVerifications(ctx, s) })
 }
 
-// runDueVerifications verifies every credential due, at most maxVerifyInFlight at once,
-// until none is left. Each is filed verifyRetry ahead before it starts, so the next
-// pass does not take it again and the run ends; its recorded result files its next
-// slot. A name still in flight is skipped: the index scan, which files what it read
-// before the result was stored, can make it due again meanwhile.
+// runDueVerifications verifies every credential due, at most maxVerifyInFlight at once.
 func (b *integrationsBackend) runDueVerifications(ctx context.Context, s logical.Storage) {
-	slots := make(chan struct{}, maxVerifyInFlight)
+	b.runDue(ctx, b.verifier, b.activity.verifying, maxVerifyInFlight, verifyBatch, verifyRetry, func(ctx context.Context, name string) {
+		if _, _, err := b.verifyCredential(ctx, s, name); err != nil && ctx.Err() == nil {
+			b.Logger().Warn("scheduled verification failed; retried later", "credential", name, "error", err)
+		}
+	})
+}
+
+// runDue runs do for every name idx says is due, at most inFlight at once, until none
+// is left. Each is filed retry ahead before it starts, so the next pass does not take
+// it again and the run ends; what do records files its next time. A name still in
+// flight is skipped: the index scan, which files what it read before a result was
+// stored, can make it due again meanwhile.
+func (b *integrationsBackend) runDue(ctx context.Context, run *backgroundRun, idx *lifecycle.Index, inFlight, batch int, retry time.Duration, do func(ctx context.Context, name string)) {
+	slots := make(chan struct{}, inFlight)
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	var mu sync.Mutex
-	inFlight := map[string]struct{}{}
-	idx := b.activity.verifying
+	running := map[string]struct{}{}
+	release := func(name string) {
+		mu.Lock()
+		delete(running, name)
+		mu.Unlock()
+	}
 	for ctx.Err() == nil {
 		now := b.now().UTC()
-		names := idx.Due(now, verifyBatch)
+		names := idx.Due(now, batch)
 		if len(names) == 0 {
 			return
 		}
 		for _, name := range names {
-			idx.Set(name, now.Add(verifyRetry))
+			idx.Set(name, now.Add(retry))
 			mu.Lock()
-			_, running := inFlight[name]
-			inFlight[name] = struct{}{}
+			_, busy := running[name]
+			running[name] = struct{}{}
 			mu.Unlock()
-			if running {
+			if busy {
 				continue
 			}
 			select {
 			case slots <- struct{}{}:
 			default:
-				if hook := b.verifier.full; hook != nil {
+				if hook := run.full; hook != nil {
 					hook()
 				}
 				select {
 				case slots <- struct{}{}:
 				case <-ctx.Done():
-					mu.Lock()
-					delete(inFlight, name)
-					mu.Unlock()
+					release(name)
 					return
 				}
 			case <-ctx.Done():
-				mu.Lock()
-				delete(inFlight, name)
-				mu.Unlock()
+				release(name)
 				return
 			}
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
 				defer func() {
-					mu.Lock()
-					delete(inFlight, name)
-					mu.Unlock()
+					release(name)
 					<-slots
 				}()
-				if _, _, err := b.verifyCredential(ctx, s, name); err != nil && ctx.Err() == nil {
-					b.Logger().Warn("scheduled verification failed; retried later", "credential", name, "error", err)
-				}
+				do(ctx, name)
 			}()
 		}
 	}
 }
 
 // waitVerifications waits for the current run to end (tests, and Clean).
-func (v *verifier) wait() {
+func (v *backgroundRun) wait() {
 	v.mu.Lock()
 	done := v.done
 	v.mu.Unlock()
@@ -161,7 +170,7 @@ func (v *verifier) wait() {
 }
 
 // stop cancels a run and waits for it; no run starts after.
-func (v *verifier) stop() {
+func (v *backgroundRun) stop() {
 	v.mu.Lock()
 	v.stopped = true
 	v.mu.Unlock()

@@ -295,6 +295,9 @@ func TestLeakScan(t *testing.T) {
 			}
 			if typ == "oauth2_authorization_code" {
 				values["scopes"] = []string{"offline_access", "read"}
+				// Imported, and unknown to the provider: refused at the first access
+				// (needs_reauth) until the consent below.
+				values["refresh_token"] = "rt-" + m
 			}
 		case "oauth2_password", "servicenow_oauth":
 			values = oauth(map[string]any{"username": oauthtest.Username, "password": "pw-" + m, "totp_secret": totp})
@@ -413,7 +416,7 @@ func TestLeakScan(t *testing.T) {
 		}
 		switch {
 		case s.typ == "oauth2_authorization_code":
-			r.want(r.do(http.MethodGet, "access/"+n, nil, nil), 403) // not authorized yet
+			r.want(r.do(http.MethodGet, "access/"+n, nil, nil), 403) // its imported refresh token is refused: needs_reauth
 		case strings.HasPrefix(n, "lk-echo4"):
 			r.want(r.do(http.MethodGet, "access/"+n, nil, nil), 403)
 		case strings.HasPrefix(n, "lk-echo5"):

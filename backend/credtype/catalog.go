@@ -205,6 +205,7 @@ var catalog catalogIndex
 func buildCatalog(ts []*Type) catalogIndex {
 	c := catalogIndex{byName: map[string]*Type{}, schema: map[string]Field{}}
 	for _, t := range ts {
+		addTokenStateFields(t)
 		addOAuthFields(t)
 		for _, n := range append([]string{t.Name}, t.Aliases...) {
 			if _, dup := c.byName[n]; dup {

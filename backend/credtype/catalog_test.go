@@ -1,6 +1,7 @@
 package credtype
 
 import (
+	"errors"
 	"regexp"
 	"slices"
 	"strconv"
@@ -28,7 +29,7 @@ var designTable = []struct {
 	{"device_account", KindStatic, nil, []string{"hostname*", "ip*", "username*", "password", "domain", "additional", "notes"}, true},
 	{"oauth2_client_credentials", KindOAuth2, nil, []string{"token_url*", "client_id*", "client_secret*", "scopes", "audience", "auth_style"}, false},
 	{"oauth2_password", KindOAuth2, nil, []string{"token_url*", "client_id*", "client_secret*", "scopes", "audience", "auth_style", "username*", "password*"}, true},
-	{"oauth2_authorization_code", KindOAuth2, nil, []string{"auth_url*", "token_url*", "client_id*", "client_secret", "scopes", "redirect_url"}, false},
+	{"oauth2_authorization_code", KindOAuth2, nil, []string{"auth_url*", "token_url*", "client_id*", "client_secret", "scopes", "redirect_url", "refresh_token"}, false},
 	{"m365", KindOAuth2, []string{"microsoft_graph"}, []string{"tenant*", "client_id*", "client_secret*", "scopes", "token_url", "auth_url"}, false},
 	{"zoom", KindOAuth2, nil, []string{"account_id*", "client_id*", "client_secret*", "token_url", "auth_url"}, false},
 	{"servicenow_oauth", KindOAuth2, nil, []string{"instance*", "client_id*", "client_secret*", "username", "password", "token_url", "auth_url"}, true},
@@ -43,7 +44,7 @@ var oauthOwn = []string{"client_secret_expires_at"}
 
 var lifecycleNames = []string{"description", "tags", "used_by", "suspend_after", "purge_after", "verify_interval", "expires_at"}
 
-var sensitiveNames = []string{"client_secret", "key", "passphrase", "password", "private_key", "private_key_password", "routing_key", "token", "totp_secret", "url"}
+var sensitiveNames = []string{"client_secret", "key", "passphrase", "password", "private_key", "private_key_password", "refresh_token", "routing_key", "token", "totp_secret", "url"}
 
 func TestCatalogMatchesDesign(t *testing.T) {
 	t.Parallel()
@@ -293,6 +294,47 @@ func TestRulesStateEnforcedLimits(t *testing.T) {
 			if _, err := f.normalizeString(strings.Repeat("a", f.maxLen)); err != nil && strings.Contains(err.Error(), "at most") {
 				t.Errorf("%s.%s: a value of exactly %d bytes is refused for its length", typ.Name, f.Name, f.maxLen)
 			}
+		}
+	}
+}
+
+// The refresh_token field comes from the preset's grant, not from a type name: every
+// type whose preset uses authorization_code takes it, no other type does, and it is
+// never among the values Validate keeps.
+func TestRefreshTokenFieldFollowsTheGrant(t *testing.T) {
+	for _, typ := range All() {
+		_, has := typ.Field(FieldRefreshToken)
+		if want := typ.OAuth != nil && typ.OAuth.Grant == "authorization_code"; has != want {
+			t.Errorf("%s: has refresh_token %v, want %v", typ.Name, has, want)
+		}
+	}
+	fake := &Type{Name: "fake_code", OAuth: &OAuthPreset{Grant: "authorization_code", AuthURL: "{auth_url}"},
+		Fields: fields(false, use("auth_url", required), use("token_url", required), use("client_id", required))}
+	addTokenStateFields(fake)
+	if f, ok := fake.Field(FieldRefreshToken); !ok || !f.Sensitive || !f.TokenState {
+		t.Fatalf("a preset with the authorization_code grant got no sensitive token-state refresh_token: %+v", f)
+	}
+	typ, _ := Lookup("oauth2_authorization_code")
+	v, err := typ.Validate(map[string]any{"auth_url": "https://idp.example/auth", "token_url": "https://idp.example/token",
+		"client_id": "c", FieldRefreshToken: "  rt-123 with space  "})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v.RefreshToken != "rt-123 with space" {
+		t.Errorf("RefreshToken %q, want it trimmed", v.RefreshToken)
+	}
+	if _, kept := v.Values[FieldRefreshToken]; kept {
+		t.Error("refresh_token kept among the values")
+	}
+	if vals := typ.Compact(v.Values); vals.Str(FieldRefreshToken) != "" {
+		t.Error("refresh_token has a slot in the compact values")
+	}
+	for _, bad := range []string{"rt\x01x", "rt\u00e9", strings.Repeat("r", maxRefreshToken+1)} {
+		_, err := typ.Validate(map[string]any{"auth_url": "https://idp.example/auth", "token_url": "https://idp.example/token",
+			"client_id": "c", FieldRefreshToken: bad})
+		var fe *FieldError
+		if !errors.As(err, &fe) || fe.Field != FieldRefreshToken || strings.Contains(err.Error(), bad) {
+			t.Errorf("refresh_token %.10q: error %v, want a refusal naming the field and not the value", bad, err)
 		}
 	}
 }

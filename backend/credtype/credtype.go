@@ -67,6 +67,10 @@ type Field struct {
 	// Common is true for the fields every type takes (the lifecycle fields and, on
 	// password-bearing types, totp_secret).
 	Common bool
+	// TokenState fields (refresh_token) are validated like the others but are not
+	// among a credential's values: Validate hands the value over in
+	// Validated.RefreshToken, for the backend's token state.
+	TokenState bool
 
 	// check validates and normalizes one non-empty string value. It returns only
 	// ruleError values, never a library error, so no input can be echoed.

@@ -68,6 +68,9 @@ type Validated struct {
 	Derived map[string]any
 	// NotAfter is the certificate's expiry; zero for other types.
 	NotAfter time.Time
+	// RefreshToken is an imported refresh token (the TokenState field), normalized;
+	// it is not in Values. "" when none was sent.
+	RefreshToken string
 	// Secrets is secret material derived from the values when they are validated, so
 	// that reading the credential never derives it again: for a certificate whose
 	// private_key is encrypted, "private_key" holds the decrypted key as PKCS#8 PEM
@@ -104,11 +107,12 @@ func (t *Type) Validate(values map[string]any) (*Validated, error) {
 	// a multi-group table (~700 B) where the ≤6 values fit one group (~330 B).
 	n := 0
 	for _, f := range t.Fields {
-		if !f.Lifecycle() {
+		if !f.Lifecycle() && !f.TokenState {
 			n++
 		}
 	}
 	out := make(map[string]any, n)
+	refreshToken := ""
 	for _, f := range t.Fields {
 		if f.Lifecycle() {
 			continue
@@ -117,6 +121,10 @@ func (t *Type) Validate(values map[string]any) (*Validated, error) {
 		switch {
 		case err != nil:
 			errs = append(errs, fieldError(f.Name, err))
+		case f.TokenState:
+			if set {
+				refreshToken = v.(string)
+			}
 		case set:
 			out[f.Name] = v
 		case f.Default != nil:
@@ -125,7 +133,7 @@ func (t *Type) Validate(values map[string]any) (*Validated, error) {
 			errs = append(errs, &FieldError{Field: f.Name, Rule: "is required"})
 		}
 	}
-	res := &Validated{Values: out, Derived: map[string]any{}}
+	res := &Validated{Values: out, Derived: map[string]any{}, RefreshToken: refreshToken}
 	if len(errs) == 0 && t.finish != nil {
 		errs = t.finish(res)
 	}

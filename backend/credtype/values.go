@@ -46,7 +46,7 @@ type slotList struct {
 func (t *Type) layOut() {
 	t.slots = map[string]int{}
 	for _, f := range t.Fields {
-		if !f.Lifecycle() {
+		if !f.Lifecycle() && !f.TokenState {
 			t.slots[f.Name] = len(t.slotNames)
 			t.slotNames = append(t.slotNames, f.Name)
 		}

@@ -190,6 +190,14 @@ func TestRefresh(t *testing.T) {
 			if rotate == (second.RefreshToken == first.RefreshToken) {
 				t.Errorf("rotate=%v but refresh token %q -> %q", rotate, first.RefreshToken, second.RefreshToken)
 			}
+			// Without rotation the provider's answer carries no refresh token at all:
+			// the one Mint returned is the old one, kept by the client.
+			if answered := p.LastIssued(t).Refresh; rotate == (answered == "") {
+				t.Errorf("rotate=%v but the provider's refresh answer carried refresh token %q", rotate, answered)
+			}
+			if !rotate && second.RefreshToken != first.RefreshToken {
+				t.Errorf("an answer without a refresh token lost the old one: %q -> %q", first.RefreshToken, second.RefreshToken)
+			}
 
 			// The old refresh token works again only without rotation.
 			_, err = c.Mint(context.Background(), cfg, first.RefreshToken)

@@ -105,6 +105,8 @@ type Provider struct {
 	srv      *server.Server
 	tokens   oauth2.TokenStore
 	requests atomic.Int64 // token endpoint requests, counted before anything else
+	// clientSecret is the registered client's, for IssueRefreshToken.
+	clientSecret string
 
 	// cfgMu orders changes of the manager's settings against request handling: the
 	// library's settings maps are not safe for concurrent use, and tests change them
@@ -134,7 +136,7 @@ func New(t testing.TB, o Options) *Provider {
 	if o.Password == "" {
 		o.Password = Password
 	}
-	p := &Provider{mgr: manage.NewDefaultManager(), accessTTL: o.AccessTTL, rotate: o.Rotate}
+	p := &Provider{mgr: manage.NewDefaultManager(), accessTTL: o.AccessTTL, rotate: o.Rotate, clientSecret: o.ClientSecret}
 	tokens, err := store.NewMemoryTokenStore()
 	if err != nil {
 		t.Fatal(err)

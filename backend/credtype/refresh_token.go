@@ -1,0 +1,58 @@
+// Imported refresh tokens: the refresh_token field every type whose OAuth preset uses
+// the authorization_code grant takes, as an alternative to the consent flow.
+
+package credtype
+
+import "slices"
+
+// FieldRefreshToken is the field that imports a refresh token obtained elsewhere.
+const FieldRefreshToken = "refresh_token"
+
+// maxRefreshToken bounds an imported refresh token: providers' are well under it
+// (Microsoft's, the longest seen, a few KiB).
+const maxRefreshToken = 16 << 10
+
+// refreshTokenField is defined while the package variables are initialized, before
+// any init() builds the type table.
+var refreshTokenField = defineRefreshToken()
+
+func defineRefreshToken() string {
+	define(Field{Name: FieldRefreshToken, Type: FieldString, Sensitive: true, TokenState: true,
+		check: checkVSChar, maxLen: maxRefreshToken,
+		Rule: "printable ASCII (RFC 6749 VSCHAR), at most 16384 bytes; write-only: kept as the credential's token state, not among its fields",
+		Description: "A refresh token obtained outside Vault, imported instead of running the consent flow (credentials/<name>/authorize); the next access/ read mints through it. " +
+			"It replaces any token held; it is forgotten with every token when a destination field changes."})
+	return FieldRefreshToken
+}
+
+// RefreshTokens reports whether t's credentials hold refresh tokens: its OAuth preset
+// uses the authorization_code grant, which the engine refreshes through them.
+func (t *Type) RefreshTokens() bool {
+	return t.OAuth != nil && t.OAuth.Grant == "authorization_code"
+}
+
+// addTokenStateFields gives a type whose credentials hold refresh tokens the field
+// that imports one, after its own fields and before the common ones.
+func addTokenStateFields(t *Type) {
+	if !t.RefreshTokens() {
+		return
+	}
+	if _, ok := t.Field(refreshTokenField); ok {
+		return
+	}
+	at := slices.IndexFunc(t.Fields, func(f Field) bool { return f.Common })
+	if at < 0 {
+		at = len(t.Fields)
+	}
+	t.Fields = slices.Insert(t.Fields, at, use(refreshTokenField))
+}
+
+// checkVSChar accepts RFC 6749's VSCHAR (%x20-7E), the characters of a refresh token.
+func checkVSChar(s string) (string, error) {
+	for i := 0; i < len(s); i++ {
+		if s[i] < 0x20 || s[i] > 0x7e {
+			return "", ruleError("must be printable ASCII (RFC 6749 VSCHAR)")
+		}
+	}
+	return s, nil
+}
