@@ -653,13 +653,18 @@ func parallel(n, workers int, f func(i int) error) (int, string) {
 	return int(failed.Load()), s
 }
 
-// pluginRSS is the resident set of the integrations plugin process under v, in MB.
-func pluginRSS(v *vaultServer) (float64, error) {
+// pluginProc reads /proc/<pid>/<file> of the integrations plugin process under v.
+func pluginProc(v *vaultServer, file string) ([]byte, error) {
 	pid, err := pluginPID(v)
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
-	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	return os.ReadFile(fmt.Sprintf("/proc/%d/%s", pid, file))
+}
+
+// pluginRSS is the resident set of the integrations plugin process under v, in MB.
+func pluginRSS(v *vaultServer) (float64, error) {
+	status, err := pluginProc(v, "status")
 	if err != nil {
 		return 0, err
 	}
@@ -669,24 +674,20 @@ func pluginRSS(v *vaultServer) (float64, error) {
 			return kb / 1024, err
 		}
 	}
-	return 0, fmt.Errorf("no VmRSS in /proc/%d/status", pid)
+	return 0, errors.New("no VmRSS in the plugin's /proc status")
 }
 
 // pluginCPU returns the CPU time (user + system, in clock ticks) the plugin process
 // of v has used.
 func pluginCPU(v *vaultServer) (int64, error) {
-	pid, err := pluginPID(v)
-	if err != nil {
-		return 0, err
-	}
-	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	stat, err := pluginProc(v, "stat")
 	if err != nil {
 		return 0, err
 	}
 	// After "pid (comm)": state is field 3 of proc(5), utime 14 and stime 15.
 	f := strings.Fields(string(stat[bytes.LastIndexByte(stat, ')')+1:]))
 	if len(f) < 13 {
-		return 0, fmt.Errorf("short /proc/%d/stat", pid)
+		return 0, errors.New("short /proc stat of the plugin")
 	}
 	utime, err1 := strconv.ParseInt(f[11], 10, 64)
 	stime, err2 := strconv.ParseInt(f[12], 10, 64)
