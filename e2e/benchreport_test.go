@@ -180,6 +180,7 @@ func (r *benchReport) render(t *testing.T) string {
 		}
 	}
 
+	w("%s", renderBefore(r))
 	w("## Reading\n\n")
 	for _, line := range reading {
 		w("- %s\n", line)

@@ -1,0 +1,101 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"fmt"
+	"strings"
+	"time"
+)
+
+// before is a figure measured before the work of issue 15, with where it comes from;
+// the report sets this run's figure beside it.
+type before struct {
+	what, was, source string
+	now               func(r *benchReport) string
+}
+
+// issueV01 is the measurement quoted in issue 15: v0.1, bearer credentials created
+// through the API on a dev server, measured from outside as this benchmark does.
+const issueV01 = "issue 15 (v0.1, bearer credentials)"
+
+// fullRunBefore is the last full `make bench` before the caches were bounded.
+const fullRunBefore = "full run of commit 6c01851 (this mix)"
+
+func scaleAt(r *benchReport, n int) *scaleResult {
+	for _, sr := range r.scale {
+		if sr.n == n {
+			return sr
+		}
+	}
+	return nil
+}
+
+func startupAt(r *benchReport, n int) *startupResult {
+	for _, sr := range r.startup {
+		if sr.n == n {
+			return sr
+		}
+	}
+	return nil
+}
+
+// fromScale formats a figure of the scale section at n, "—" when n was not measured.
+func fromScale(n int, f func(*scaleResult) string) func(*benchReport) string {
+	return func(r *benchReport) string {
+		if sr := scaleAt(r, n); sr != nil {
+			return f(sr)
+		}
+		return "—"
+	}
+}
+
+func listPages(sr *scaleResult) string { return ms(sr.listFirst) + " / " + ms(sr.listLast) }
+
+func rssStages(sr *scaleResult) string {
+	return mb(sr.rssCreated) + " / " + mb(sr.rssListed) + " / " + mb(sr.rssSwept)
+}
+
+var befores = []before{
+	{"`plugin reload` → first served access/, 10,000", "12 s", issueV01, fromScale(10000, func(sr *scaleResult) string { return sr.reloadAccess.Round(time.Millisecond).String() })},
+	{"`plugin reload` → first served access/, 100,000", "1 min 46 s (the reload call timed out at 60 s)", issueV01, fromScale(100000, func(sr *scaleResult) string { return sr.reloadAccess.Round(time.Millisecond).String() })},
+	{"leader change (SIGKILL) → first access/, 10,000, 3-node Raft", "17.0 s from the kill (13.4 s with 2 credentials: Vault's failover)", issueV01, func(r *benchReport) string {
+		if sr := startupAt(r, 10000); sr != nil {
+			return fmt.Sprintf("%s from the kill: Vault's %s, then %s", (sr.electedAfter + sr.failoverAccess).Round(time.Millisecond), sr.electedAfter.Round(time.Millisecond), sr.failoverAccess.Round(time.Millisecond))
+		}
+		return "—"
+	}},
+	{"`alerts`, 100,000", "526 ms", issueV01, fromScale(100000, func(sr *scaleResult) string { return ms(sr.alerts) })},
+	{"list first / last page (limit 100), 100,000", "15 / 17 ms", issueV01, fromScale(100000, listPages)},
+	{"plugin RSS, 100,000: after creation / full list / sweep", "220 MB (bearer only)", issueV01, fromScale(100000, rssStages)},
+	{"plugin RSS, 100,000: after creation / full list / sweep", "407 / 462 / 418 MB", fullRunBefore, fromScale(100000, rssStages)},
+	{"tag filter nothing matches, 100,000 (in-process BenchmarkScaleList)", "73.5 ms", "commit 86166c2, before the label index", func(r *benchReport) string {
+		if v := parseInproc(r.settings.inproc).metric("BenchmarkScaleList/100000/nomatch/first", "ns/op"); v != "" {
+			return v + " ns"
+		}
+		return "—"
+	}},
+	{"slowest read at a token rollover (provider 350–400 ms)", "415 ms (steady p99 8.5 ms; every worker waited once)", issueV01, func(r *benchReport) string {
+		rr := r.rollover
+		if rr == nil {
+			return "—"
+		}
+		var worst time.Duration
+		for _, win := range rr.windows {
+			worst = max(worst, win.max)
+		}
+		return fmt.Sprintf("%s (steady p99 %s)", ms(worst), ms(rr.steadyP99))
+	}},
+}
+
+// renderBefore is the before/after table of the report.
+func renderBefore(r *benchReport) string {
+	var b strings.Builder
+	b.WriteString("## 6. Before and after\n\nEach figure measured before the work of issue 15, where it comes from, and the same figure in this run.\n\n")
+	b.WriteString("| figure | before | measured in | this run |\n|---|---|---|---|\n")
+	for _, x := range befores {
+		fmt.Fprintf(&b, "| %s | %s | %s | %s |\n", x.what, x.was, x.source, x.now(r))
+	}
+	b.WriteString("\n")
+	return b.String()
+}
