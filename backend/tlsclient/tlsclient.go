@@ -138,12 +138,15 @@ func (c *Cache) For(m Material) (http.RoundTripper, error) {
 	if rt := c.lookup(fp); rt != nil {
 		return rt, nil
 	}
+	// Cloning the base writes its lazily set defaults: one at a time.
+	c.mu.Lock()
+	rt := c.base.Clone()
+	c.mu.Unlock()
 	// Built outside the lock: parsing PEM is the expensive part.
-	cfg, err := m.Config(c.base.TLSClientConfig)
+	cfg, err := m.Config(rt.TLSClientConfig)
 	if err != nil {
 		return nil, err
 	}
-	rt := c.base.Clone()
 	rt.TLSClientConfig = cfg
 	return c.insert(fp, rt), nil
 }
