@@ -59,11 +59,7 @@ func defineClientAuth() []string {
 			Rule:        "RS256 or PS256 for an RSA client_key, ES256 for P-256, ES384 for P-384, EdDSA for Ed25519; default: RS256, ES256, ES384 or EdDSA by the key",
 			Description: "JWS algorithm the client assertion is signed with."},
 	}
-	names := make([]string, len(fs))
-	for i, f := range fs {
-		define(f)
-		names[i] = f.Name
-	}
+	names := defineAll(fs)
 	define(Field{Name: fieldCACertificate, Type: FieldString, Destination: true, check: checkCertificatePEM, maxLen: maxPEM, multiline: true,
 		Rule:        "PEM bundle of X.509 certificates (CERTIFICATE blocks only), at most 65536 bytes",
 		Description: "Extra trust anchors for this credential's TLS connections (token endpoint, verification, notifications), added to the system's: for a provider or service behind a private CA. Changing it changes who may receive the credential's secrets: it requires resending them."})
