@@ -3,7 +3,9 @@ package backend
 import (
 	"context"
 	"crypto"
+	"crypto/sha256"
 	"crypto/tls"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -185,5 +187,30 @@ func TestCACertificateVerifyAndNotify(t *testing.T) {
 		}
 	case <-time.After(30 * time.Second): // a bound on a failure, not a wait for success
 		t.Fatal("the notification never reached the private-CA server")
+	}
+}
+
+// TestDestinationFingerprintKeptWithoutCACertificate: ca_certificate is a destination
+// field added after tokens were fingerprinted by their destination; a credential
+// without one keeps the fingerprint it had, so an upgrade does not forget its cached
+// token and refresh token. Setting one changes it (a repoint).
+func TestDestinationFingerprintKeptWithoutCACertificate(t *testing.T) {
+	t.Parallel()
+	typ, _ := credtype.Lookup("oauth2_authorization_code")
+	values := map[string]any{"auth_url": "https://idp.example/authorize", "token_url": "https://idp.example/token", "client_id": "c"}
+	c := &credential{Type: typ.Name, Values: typ.Compact(values)}
+	// The fingerprint as it was computed before ca_certificate existed.
+	h := sha256.New()
+	fmt.Fprintf(h, "%s\x00", typ.Name)
+	for _, f := range []string{"auth_url", "token_url", "redirect_url"} {
+		v, _ := values[f].(string)
+		fmt.Fprintf(h, "%s=%d:%s\x00", f, len(v), v)
+	}
+	if got, want := destination(c), hex.EncodeToString(h.Sum(nil)[:16]); got != want {
+		t.Errorf("destination = %s, want the fingerprint stored tokens carry, %s", got, want)
+	}
+	values["ca_certificate"] = fixtures.NewCA("x").PEM
+	if destination(&credential{Type: typ.Name, Values: typ.Compact(values)}) == destination(c) {
+		t.Error("setting ca_certificate does not change the destination")
 	}
 }

@@ -126,7 +126,7 @@ func (t *Type) NotifyTarget(values Fields) (NotifyTarget, bool) {
 	}
 	n := NotifyTarget{SlackAPI: t.notify.slackAPI}
 	if !n.SlackAPI {
-		n.CACertificate = values.Str(fieldCACertificate)
+		n.CACertificate = values.Str(FieldCACertificate)
 		if n.URL = values.Str(t.notify.urlField); n.URL == "" {
 			return NotifyTarget{}, false
 		}

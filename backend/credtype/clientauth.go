@@ -60,13 +60,17 @@ func defineClientAuth() []string {
 			Description: "JWS algorithm the client assertion is signed with."},
 	}
 	names := defineAll(fs)
-	define(Field{Name: fieldCACertificate, Type: FieldString, Destination: true, check: checkCertificatePEM, maxLen: maxPEM, multiline: true,
+	define(Field{Name: FieldCACertificate, Type: FieldString, Destination: true, check: checkCertificatePEM, maxLen: maxPEM, multiline: true,
 		Rule:        "PEM bundle of X.509 certificates (CERTIFICATE blocks only), at most 65536 bytes",
 		Description: "Extra trust anchors for this credential's TLS connections (token endpoint, verification, notifications), added to the system's: for a provider or service behind a private CA. Changing it changes who may receive the credential's secrets: it requires resending them."})
 	return names
 }
 
-const fieldCACertificate = "ca_certificate"
+// FieldCACertificate is the trust-anchor field. It is a destination field added after
+// tokens were fingerprinted by their destination: unset, it is left out of the
+// fingerprint, so a credential's fingerprint stays what it was before the field
+// existed.
+const FieldCACertificate = "ca_certificate"
 
 // secretWhen is when client_secret is required: for the shared-secret styles.
 var secretWhen = &Condition{Field: "auth_style", Values: []string{AuthStyleHeader, AuthStyleBody}}
@@ -151,7 +155,7 @@ func withTrustAnchors(t *Type) {
 		return
 	}
 	own, common := splitCommon(t.Fields)
-	t.Fields = append(append(own, use(fieldCACertificate)), common...)
+	t.Fields = append(append(own, use(FieldCACertificate)), common...)
 }
 
 // splitCommon returns a type's own fields (a copy) and its common ones.

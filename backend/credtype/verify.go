@@ -126,7 +126,7 @@ func (t *Type) VerifyPlan(values Fields) (VerifyPlan, error) {
 			}
 		}
 		if p.Method == VerifyHTTP {
-			p.CACertificate = values.Str(fieldCACertificate)
+			p.CACertificate = values.Str(FieldCACertificate)
 		}
 		switch {
 		case spec.header != nil:

@@ -98,6 +98,7 @@ type ClientOptions struct {
 // concurrent use and holds no per-credential state.
 type Client struct {
 	http       *http.Client
+	base       http.RoundTripper // under http's bounds
 	transports *tlsclient.Cache
 	limit      int64
 	timeout    time.Duration
@@ -135,6 +136,7 @@ func NewClient(o ClientOptions) *Client {
 			CheckRedirect: checkRedirect,
 			Timeout:       o.Timeout,
 		},
+		base:       o.Transport,
 		transports: o.Transports,
 		limit:      o.MaxResponseBytes,
 		timeout:    o.Timeout,
@@ -306,17 +308,6 @@ func (c *Client) lifetimeFor(cfg Config) time.Duration {
 		return cfg.DefaultLifetime
 	}
 	return c.lifetime
-}
-
-// requestContext hands x/oauth2 cfg's bounded client (httpFor) and a fresh trace.
-func (c *Client) requestContext(ctx context.Context, cfg Config) (context.Context, *exchangeTrace, error) {
-	hc, err := c.httpFor(cfg)
-	if err != nil {
-		return nil, nil, err
-	}
-	tr := &exchangeTrace{}
-	ctx = context.WithValue(ctx, oauth2.HTTPClient, hc)
-	return context.WithValue(ctx, traceKey{}, tr), tr, nil
 }
 
 // checkConfig repeats Config.Validate right before a request (defence in

@@ -1,6 +1,7 @@
 package oauth
 
 import (
+	"context"
 	"crypto"
 	"crypto/rand"
 	"crypto/sha1" //nolint:gosec // x5t is defined as the SHA-1 thumbprint (RFC 7515 §4.1.7)
@@ -15,6 +16,7 @@ import (
 
 	"github.com/go-jose/go-jose/v4"
 	"github.com/go-jose/go-jose/v4/jwt"
+	"golang.org/x/oauth2"
 
 	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/backend/credtype"
 	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/backend/tlsclient"
@@ -153,6 +155,17 @@ func (t *assertionTransport) RoundTrip(req *http.Request) (*http.Response, error
 	return t.base.RoundTrip(out)
 }
 
+// requestContext hands x/oauth2 cfg's bounded client (httpFor) and a fresh trace.
+func (c *Client) requestContext(ctx context.Context, cfg Config) (context.Context, *exchangeTrace, error) {
+	hc, err := c.httpFor(cfg)
+	if err != nil {
+		return nil, nil, err
+	}
+	tr := &exchangeTrace{}
+	ctx = context.WithValue(ctx, oauth2.HTTPClient, hc)
+	return context.WithValue(ctx, traceKey{}, tr), tr, nil
+}
+
 // httpFor is the HTTP client of cfg's token requests: the shared one, or for a
 // credential with its own TLS or a client assertion, one over the cached transport
 // of its TLS material with the same bounds (timeout, response cap, redirects).
@@ -161,7 +174,10 @@ func (c *Client) httpFor(cfg Config) (*http.Client, error) {
 	if m.Empty() && cfg.AuthStyle != AuthStylePrivateKeyJWT {
 		return c.http, nil
 	}
-	rt, err := c.transports.For(m)
+	rt, err := c.base, error(nil)
+	if !m.Empty() {
+		rt, err = c.transports.For(m)
+	}
 	if err != nil {
 		detail := "the TLS material does not parse"
 		if errors.Is(err, tlsclient.ErrMaterial) {
