@@ -214,3 +214,40 @@ func TestDestinationFingerprintKeptWithoutCACertificate(t *testing.T) {
 		t.Error("setting ca_certificate does not change the destination")
 	}
 }
+
+// TestClientKeyRefusalsAre400s: a client key that breaks a rule is a 400 naming the
+// field and the rule, and never quotes the key; nothing is stored.
+func TestClientKeyRefusalsAre400s(t *testing.T) {
+	t.Parallel()
+	b, s, _ := newTestBackend(t)
+	weak := fixtures.KeyPEM(fixtures.NewKey("rsa1024"))
+	p256 := fixtures.NewKey("p256")
+	for _, tc := range []struct {
+		extra       map[string]any
+		field, rule string
+		secret      string
+	}{
+		{map[string]any{"client_key": weak}, "client_key", "at least 2048 bits", weak},
+		{map[string]any{"client_key": fixtures.KeyPEM(p256), "client_assertion_algorithm": "RS256"}, "client_assertion_algorithm", "must fit client_key", fixtures.KeyPEM(p256)},
+		{map[string]any{"client_key": fixtures.KeyPEM(p256), "client_certificate": fixtures.SelfSigned(fixtures.NewKey("p256"), "x", time.Now().AddDate(0, 1, 0))},
+			"client_key", "must match the public key of client_certificate", fixtures.KeyPEM(p256)},
+		{map[string]any{}, "client_key", `is required when auth_style is "private_key_jwt" or "tls_client_auth"`, ""},
+	} {
+		data := map[string]any{"type": "oauth2_client_credentials", "token_url": "https://idp.example/token", "client_id": "c", "auth_style": "private_key_jwt"}
+		for k, v := range tc.extra {
+			data[k] = v
+		}
+		resp := call(t, b, s, logical.CreateOperation, "credentials/refused", data)
+		wantFieldError(t, resp, tc.field)
+		msg := resp.Error().Error()
+		if !strings.Contains(msg, tc.rule) {
+			t.Errorf("refusal %q lacks the rule %q", msg, tc.rule)
+		}
+		if tc.secret != "" && strings.Contains(msg, strings.Split(tc.secret, "\n")[1]) {
+			t.Errorf("refusal quotes the key: %q", msg)
+		}
+		if got := call(t, b, s, logical.ReadOperation, "credentials/refused", nil); got != nil {
+			t.Errorf("a refused write stored something: %v", got.Data)
+		}
+	}
+}
