@@ -323,3 +323,35 @@ func TestCACertificate(t *testing.T) {
 	_, err = c.Mint(context.Background(), cfg, "")
 	wantError(t, err, Transient, CodeNetwork)
 }
+
+// TestClientAuthKeepsBounds: the client a credential with its own TLS or assertion
+// gets keeps the shared client's bounds: no redirect to another host (the assertion
+// would follow it), and the response size cap.
+func TestClientAuthKeepsBounds(t *testing.T) {
+	t.Parallel()
+	var elsewhere int
+	other := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) { elsewhere++ }))
+	t.Cleanup(other.Close)
+	target := strings.Replace(other.URL, "127.0.0.1", "localhost", 1)
+	redirector := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, target+"/token", http.StatusTemporaryRedirect)
+	}))
+	t.Cleanup(redirector.Close)
+	key := fixtures.NewKey("ed25519")
+	cfg := Config{Grant: GrantClientCredentials, TokenURL: redirector.URL + "/token", ClientID: "c",
+		AuthStyle: AuthStylePrivateKeyJWT, ClientKey: fixtures.KeyPEM(key)}
+	_, err := newTestClient(newFakeClock()).Mint(context.Background(), cfg, "")
+	wantError(t, err, Permanent, CodeRedirectRefused)
+	if elsewhere != 0 {
+		t.Error("the assertion followed a redirect to another host")
+	}
+
+	big := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write([]byte(`{"access_token":"` + strings.Repeat("a", 4096) + `"}`))
+	}))
+	t.Cleanup(big.Close)
+	cfg.TokenURL = big.URL + "/token"
+	_, err = NewClient(ClientOptions{MaxResponseBytes: 1024}).Mint(context.Background(), cfg, "")
+	wantError(t, err, Transient, CodeResponseTooLarge)
+}
