@@ -123,7 +123,7 @@ func (t *Type) ValidateAt(values map[string]any, now time.Time) (*Validated, err
 		}
 	}
 	out := make(map[string]any, min(n, 8)) // the OAuth types have more fields than any one credential sets
-	var conditional []Field // unset, required when another field says so
+	var conditional []Field                // unset, required when another field says so
 	for _, f := range t.Fields {
 		if f.Lifecycle() {
 			continue
