@@ -12,6 +12,7 @@ import (
 	"github.com/hashicorp/vault/sdk/helper/locksutil"
 	"github.com/hashicorp/vault/sdk/logical"
 
+	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/backend/credtype"
 	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/backend/oauth"
 )
 
@@ -149,6 +150,7 @@ func (b *integrationsBackend) newOAuthClient() *oauth.Client {
 		MaxResponseBytes: 1 << 20,
 		Now:              b.now,
 		Transport:        b.transport,
+		Transports:       b.tlsTransports(),
 		Observer:         b.metrics,
 	})
 }
@@ -170,6 +172,9 @@ func destination(c *credential) string {
 	fmt.Fprintf(h, "%s\x00", c.Type)
 	for _, f := range c.typeDef().DestinationFields() {
 		v := c.Values.Str(f)
+		if v == "" && f == credtype.FieldCACertificate {
+			continue // unset: the fingerprint tokens stored before the field carry
+		}
 		fmt.Fprintf(h, "%s=%d:%s\x00", f, len(v), v)
 	}
 	return hex.EncodeToString(h.Sum(nil)[:16])

@@ -220,3 +220,30 @@ func TestShortInactivityWindowWarnsAtHalf(t *testing.T) {
 		t.Errorf("suspension_pending alerts %v, want one from half the window", got)
 	}
 }
+
+// An OAuth client_certificate's not_after is an upstream expiry too: a certificate
+// expiring in 3 days alerts certificate_expiring (yellow) from the write on, with the
+// field it comes from, and is warned about once; the credential stays active.
+func TestClientCertificateExpiryAlerts(t *testing.T) {
+	t.Parallel()
+	events := logical.NewMockEventSender()
+	b, s, clock := newBackendWith(t, backendOptions{events: events, initialize: true})
+	now := clock.Now()
+	certPEM, keyPEM := lcSelfSignedPEM(t, now.Add(3*day))
+	mustOK(t, b, s, logical.CreateOperation, "credentials/mtls", map[string]any{
+		"type": "oauth2_client_credentials", "token_url": "https://auth.example.com/oauth2/token",
+		"client_id": "app", "auth_style": "tls_client_auth", "client_certificate": certPEM, "client_key": keyPEM,
+	})
+	alerts := alertsOf(lcAlerts(t, b, s), lifecycle.AlertCertificateExpiring)
+	if len(alerts) != 1 || alerts[0]["name"] != "mtls" || alerts[0]["severity"] != lifecycle.HealthYellow || alerts[0]["detail"] != "client_certificate not_after" {
+		t.Fatalf("certificate_expiring alerts %v, want one yellow for mtls from its client_certificate", alerts)
+	}
+	sweepNow(t, b, s)
+	sweepNow(t, b, s)
+	if got := upstreamEvents(events); !slices.Equal(got, []string{"certificate-expiring"}) {
+		t.Errorf("events %q, want one certificate-expiring", got)
+	}
+	if st := lcRead(t, b, s, "mtls")["status"]; st != "active" {
+		t.Errorf("status %v, want active: an upstream expiry never suspends", st)
+	}
+}

@@ -251,7 +251,11 @@ func TestLeakScan(t *testing.T) {
 			p := oauthtest.New(t, oauthtest.Options{ForcePKCE: true, Domain: v.addr, Rotate: true,
 				ClientSecret: "cs-" + m, Password: "pw-" + m})
 			providers[name] = p
-			out := map[string]any{"client_id": oauthtest.ClientID, "client_secret": "cs-" + m, "token_url": p.TokenURL()}
+			out := map[string]any{"client_id": oauthtest.ClientID, "client_secret": "cs-" + m, "token_url": p.TokenURL(),
+				// Stored beside the secret (auth_style stays the secret's): a client key
+				// must not leak either.
+				"client_key": fixtures.KeyPEM(fixtures.NewKey("p256"))}
+			pems["client_key"] = true
 			for k, x := range extra {
 				out[k] = x
 			}

@@ -55,6 +55,11 @@ func defineCommon() []string {
 			Rule:        "base32 TOTP secret (case-insensitive; spaces and '=' padding ignored), at least 80 bits (16 characters), at most 256 bytes; codes are RFC 6238 SHA1, 6 digits, 30 s",
 			Description: "TOTP secret of the account; access then also returns the current totp_code."},
 	}
+	return defineAll(fs)
+}
+
+// defineAll defines each field and returns their names in order.
+func defineAll(fs []Field) []string {
 	names := make([]string, len(fs))
 	for i, f := range fs {
 		define(f)

@@ -53,15 +53,14 @@ func checkTime(s string) (string, error) {
 }
 
 // Upstream lists the dates v's material stops working at the provider, for
-// lifecycle.WithUpstream (which drops the zero ones): a certificate's not_after and an
-// OAuth client secret's client_secret_expires_at.
+// lifecycle.WithUpstream (which drops the zero ones): a certificate's not_after, an
+// OAuth client secret's client_secret_expires_at and an OAuth client_certificate's
+// not_after.
 func (v *Validated) Upstream() []lc.Upstream {
 	secretEnd, _ := parseTime(str(v.Values, fieldSecretExpiresAt)) // unset: zero
 	return []lc.Upstream{
 		{Field: lc.UpstreamCertificate, At: v.NotAfter},
 		{Field: lc.UpstreamClientSecret, At: secretEnd},
-		// TODO(issue 11, merge with H1): H1 adds client_certificate and its leaf's
-		// NotAfter on Validated (ClientCertNotAfter); its expiry is then this one line:
-		// {Field: lc.UpstreamClientCertificate, At: v.ClientCertNotAfter},
+		{Field: lc.UpstreamClientCertificate, At: v.ClientCertNotAfter},
 	}
 }

@@ -71,6 +71,9 @@ type Validated struct {
 	// RefreshToken is an imported refresh token (the TokenState field), normalized;
 	// it is not in Values. "" when none was sent.
 	RefreshToken string
+	// ClientCertNotAfter is the expiry of an OAuth type's client_certificate (its
+	// leaf); zero without one.
+	ClientCertNotAfter time.Time
 	// Secrets is secret material derived from the values when they are validated, so
 	// that reading the credential never derives it again: for a certificate whose
 	// private_key is encrypted, "private_key" holds the decrypted key as PKCS#8 PEM
@@ -78,6 +81,9 @@ type Validated struct {
 	// them, pass it to Access, and never show it in a management read. Nil when there
 	// is nothing to derive.
 	Secrets map[string]string
+
+	// now is the clock of ValidateAt; zero for Validate.
+	now time.Time
 }
 
 // Validate checks the complete set of type-specific values of a credential — the
@@ -95,7 +101,15 @@ type Validated struct {
 // fields (a key matching its certificate, a passphrase decrypting its key) run once
 // every field is valid on its own. Validate does not look at the clock: an expired
 // certificate is accepted, and its NotAfter lets the backend warn about it.
+// ValidateAt adds the rules that need the time.
 func (t *Type) Validate(values map[string]any) (*Validated, error) {
+	return t.ValidateAt(values, time.Time{})
+}
+
+// ValidateAt is Validate with the rules that need the time at now: an OAuth type's
+// client_certificate must not be expired (a certificate credential's may be: its
+// not_after is what the engine warns about).
+func (t *Type) ValidateAt(values map[string]any, now time.Time) (*Validated, error) {
 	var errs FieldErrors
 	for name, raw := range values {
 		if _, ok := t.Field(name); !ok && !isEmpty(raw) {
@@ -111,7 +125,8 @@ func (t *Type) Validate(values map[string]any) (*Validated, error) {
 			n++
 		}
 	}
-	out := make(map[string]any, n)
+	out := make(map[string]any, min(n, 8)) // the OAuth types have more fields than any one credential sets
+	var conditional []Field                // unset, required when another field says so
 	refreshToken := ""
 	for _, f := range t.Fields {
 		if f.Lifecycle() {
@@ -131,9 +146,16 @@ func (t *Type) Validate(values map[string]any) (*Validated, error) {
 			out[f.Name] = cloneValue(f.Default)
 		case f.Required:
 			errs = append(errs, &FieldError{Field: f.Name, Rule: "is required"})
+		case f.RequiredWhen != nil:
+			conditional = append(conditional, f)
 		}
 	}
-	res := &Validated{Values: out, Derived: map[string]any{}, RefreshToken: refreshToken}
+	for _, f := range conditional {
+		if f.RequiredWhen.holds(out) {
+			errs = append(errs, &FieldError{Field: f.Name, Rule: "is " + f.RequiredWhen.Rule()})
+		}
+	}
+	res := &Validated{Values: out, Derived: map[string]any{}, RefreshToken: refreshToken, now: now}
 	if len(errs) == 0 && t.finish != nil {
 		errs = t.finish(res)
 	}
