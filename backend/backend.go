@@ -14,6 +14,7 @@ import (
 	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/logical"
 	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/backend/credtype"
+	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/backend/tlsclient"
 )
 
 // Version is the plugin's semantic version, set at build time with
@@ -46,6 +47,9 @@ type integrationsBackend struct {
 	// transport is the base HTTP transport for provider calls; nil means the default.
 	// Tests point it at local servers.
 	transport http.RoundTripper
+	// transports are the per-credential TLS transports over transport (tls.go).
+	transportsOnce sync.Once
+	transports     *tlsclient.Cache
 
 	// configMu guards config, the decoded engine-wide settings (nil until first read).
 	configMu sync.RWMutex

@@ -205,6 +205,17 @@ func exampleValues(t testing.TB, typeName string, marker string) map[string]any 
 	return maps.Clone(examples)
 }
 
+// clientKeyValues is an OAuth type's example authenticating with private_key_jwt: no
+// client secret, a client_key (which carries the marker) and its certificate.
+func clientKeyValues(t testing.TB, typeName, marker string) map[string]any {
+	t.Helper()
+	v := exampleValues(t, typeName, marker)
+	k := markedEd25519(t, marker)
+	delete(v, "client_secret")
+	v["auth_style"], v["client_key"], v["client_certificate"], v["client_key_id"] = "private_key_jwt", k.keyPEM, k.certPEM, "key-1"
+	return v
+}
+
 // encryptedKeyValues returns the key types with an encrypted private key, whose
 // password or passphrase contains marker (the key itself is ciphertext and cannot).
 func encryptedKeyValues(t testing.TB, typeName, marker string) map[string]any {
@@ -382,6 +393,9 @@ func TestExampleValuesAreValidAndMarkEverySecret(t *testing.T) {
 			variants := []map[string]any{exampleValues(t, typ.Name, marker)}
 			if typ.Name == "certificate" || typ.Name == "sftp_ssh_key" {
 				variants = append(variants, encryptedKeyValues(t, typ.Name, marker))
+			}
+			if typ.Kind == credtype.KindOAuth2 {
+				variants = append(variants, clientKeyValues(t, typ.Name, marker))
 			}
 			covered := map[string]bool{}
 			for i, values := range variants {

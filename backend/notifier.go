@@ -11,6 +11,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/backend/tlsclient"
 )
 
 // runNotifier delivers the outbox until stop closes: at once when woken, else when the
@@ -174,9 +176,13 @@ func (b *integrationsBackend) attemptDelivery(ctx context.Context, cfg *engineCo
 	if dest.url == "" {
 		return attemptResult{failure: "no_target", targetDown: true}
 	}
+	transport, err := b.tlsTransports().For(tlsclient.Material{CACertificates: dest.ca})
+	if err != nil {
+		return attemptResult{failure: "tls_material", targetDown: true}
+	}
 	client := &http.Client{
 		Timeout:   cfg.RequestTimeout,
-		Transport: b.transport,
+		Transport: transport,
 		// A redirect would resend the body (and a bearer token) wherever it points.
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 	}

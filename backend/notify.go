@@ -87,7 +87,8 @@ type notifyDestination struct {
 	url    string
 	header string // extra header and its value, e.g. Authorization
 	value  string
-	slack  bool // Slack's Web API: a message body, and errors reported in a 200 answer
+	slack  bool   // Slack's Web API: a message body, and errors reported in a 200 answer
+	ca     string // the target's ca_certificate: extra trust anchors
 }
 
 // body is what is posted: the notification as JSON, or a Slack message.
@@ -176,7 +177,7 @@ func notifyTarget(c *credential, slackURL string) notifyDestination {
 	if !ok {
 		return notifyDestination{}
 	}
-	d := notifyDestination{url: t.URL, slack: t.SlackAPI}
+	d := notifyDestination{url: t.URL, slack: t.SlackAPI, ca: t.CACertificate}
 	if t.SlackAPI {
 		d.url = slackURL
 	}

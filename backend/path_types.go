@@ -40,7 +40,8 @@ func pathTypes(b *integrationsBackend) []*framework.Path {
 			HelpDescription: `Shows the type's fields by name: required, optional and sensitive (lists of field names,
 in catalog order), then under "fields" each field's details keyed by its name: its
 value type, whether it is required or sensitive, its default, the validation rule and
-a description. These are the same definitions the engine validates with. The table
+a description; a field required only under a condition has "required_when" (the other
+field and the values that make it required). These are the same definitions the engine validates with. The table
 output shows the lists; -format=json shows everything.` + examples("vault read integrations/types/oauth2_client_credentials",
 				"vault read -format=json -field=fields integrations/types/basic"),
 		},
@@ -87,6 +88,10 @@ func (b *integrationsBackend) pathTypeRead(_ context.Context, _ *logical.Request
 			"rule":        f.Rule,
 			"description": f.Description,
 			"common":      f.Common,
+		}
+		if w := f.RequiredWhen; w != nil {
+			// Required only when another field has one of these values (its rule says so).
+			fields[f.Name]["required_when"] = map[string]any{"field": w.Field, "values": w.Values}
 		}
 	}
 	return &logical.Response{Data: map[string]any{

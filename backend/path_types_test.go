@@ -27,13 +27,13 @@ var designTypes = []struct {
 	{"sftp_ssh_key", "static", []string{"host", "host_key_fingerprint", "username", "private_key"}, []string{"private_key", "passphrase"}},
 	{"webhook", "static", []string{"url"}, []string{"url"}},
 	{"device_account", "static", []string{"hostname", "ip", "username"}, []string{"password", "totp_secret"}},
-	{"oauth2_client_credentials", "oauth2", []string{"token_url", "client_id", "client_secret"}, []string{"client_secret"}},
-	{"oauth2_password", "oauth2", []string{"token_url", "client_id", "client_secret", "username", "password"}, []string{"client_secret", "password", "totp_secret"}},
-	{"oauth2_authorization_code", "oauth2", []string{"auth_url", "token_url", "client_id"}, []string{"client_secret"}},
-	{"m365", "oauth2", []string{"tenant", "client_id", "client_secret"}, []string{"client_secret"}},
-	{"zoom", "oauth2", []string{"account_id", "client_id", "client_secret"}, []string{"client_secret"}},
-	{"servicenow_oauth", "oauth2", []string{"instance", "client_id", "client_secret"}, []string{"client_secret", "password", "totp_secret"}},
-	{"cisco_client_credentials", "oauth2", []string{"auth_url", "client_id", "client_secret"}, []string{"client_secret"}},
+	{"oauth2_client_credentials", "oauth2", []string{"token_url", "client_id"}, []string{"client_key", "client_secret"}},
+	{"oauth2_password", "oauth2", []string{"token_url", "client_id", "username", "password"}, []string{"client_key", "client_secret", "password", "totp_secret"}},
+	{"oauth2_authorization_code", "oauth2", []string{"auth_url", "token_url", "client_id"}, []string{"client_key", "client_secret"}},
+	{"m365", "oauth2", []string{"tenant", "client_id"}, []string{"client_key", "client_secret"}},
+	{"zoom", "oauth2", []string{"account_id", "client_id"}, []string{"client_key", "client_secret"}},
+	{"servicenow_oauth", "oauth2", []string{"instance", "client_id"}, []string{"client_key", "client_secret", "password", "totp_secret"}},
+	{"cisco_client_credentials", "oauth2", []string{"auth_url", "client_id"}, []string{"client_key", "client_secret"}},
 	{"slack", "static", []string{"token"}, []string{"token"}},
 	{"pagerduty", "static", []string{"routing_key"}, []string{"routing_key"}},
 	{"okta", "static", []string{"url", "token"}, []string{"token"}},
@@ -102,6 +102,9 @@ func TestTypeReadMatchesCatalogAndDesign(t *testing.T) {
 				want := map[string]any{
 					"type": string(cf.Type), "required": cf.Required, "sensitive": cf.Sensitive, "destination": cf.Destination,
 					"default": cf.Default, "rule": cf.Rule, "description": cf.Description, "common": cf.Common,
+				}
+				if w := cf.RequiredWhen; w != nil {
+					want["required_when"] = map[string]any{"field": w.Field, "values": w.Values}
 				}
 				if !reflect.DeepEqual(f, want) {
 					t.Errorf("field %s:\n got %v\nwant %v", cf.Name, f, want)

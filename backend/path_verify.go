@@ -131,7 +131,7 @@ func (b *integrationsBackend) check(ctx context.Context, s logical.Storage, cfg 
 	case plan.Method == credtype.VerifySlack:
 		plan.URL = b.slackVerifyURL
 	}
-	checker := verify.Checker{Timeout: cfg.RequestTimeout, Transport: b.transport}
+	checker := verify.Checker{Timeout: cfg.RequestTimeout, Transport: b.transport, Transports: b.tlsTransports()}
 	return checker.Run(ctx, plan), nil
 }
 

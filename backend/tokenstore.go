@@ -148,6 +148,7 @@ func (b *integrationsBackend) newOAuthClient() *oauth.Client {
 		MaxResponseBytes: 1 << 20,
 		Now:              b.now,
 		Transport:        b.transport,
+		Transports:       b.tlsTransports(),
 		Observer:         b.metrics,
 	})
 }

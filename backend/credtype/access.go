@@ -112,6 +112,9 @@ type NotifyTarget struct {
 	// Authorization is the Authorization header value, built as access/ builds it;
 	// empty for none.
 	Authorization string
+	// CACertificate is the credential's ca_certificate: extra trust anchors for the
+	// URL's TLS.
+	CACertificate string
 }
 
 // NotifyTarget returns how a credential of type t with the stored values receives
@@ -123,6 +126,7 @@ func (t *Type) NotifyTarget(values Fields) (NotifyTarget, bool) {
 	}
 	n := NotifyTarget{SlackAPI: t.notify.slackAPI}
 	if !n.SlackAPI {
+		n.CACertificate = values.Str(fieldCACertificate)
 		if n.URL = values.Str(t.notify.urlField); n.URL == "" {
 			return NotifyTarget{}, false
 		}

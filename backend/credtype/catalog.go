@@ -141,8 +141,8 @@ func init() {
 	define(Field{Name: "audience", Type: FieldString, Rule: ruleLine,
 		Description: "audience parameter of the token request, for providers that need one."})
 	define(Field{Name: "auth_style", Type: FieldString, check: checkAuthStyle,
-		Rule:        `"header" (HTTP Basic, RFC 6749 section 2.3.1) or "body" (form parameters)`,
-		Description: "How the client ID and secret are sent to the token endpoint."})
+		Rule:        `"header" (client_secret by HTTP Basic, RFC 6749 section 2.3.1), "body" (form parameters), "private_key_jwt" (a client assertion signed with client_key, RFC 7523) or "tls_client_auth" (mutual TLS with client_certificate and client_key, RFC 8705)`,
+		Description: "How the client authenticates to the token endpoint."})
 
 	// Provider presets.
 	define(Field{Name: "tenant", Type: FieldString, Destination: true, check: checkTenant, maxLen: maxHostname,
@@ -205,6 +205,7 @@ var catalog catalogIndex
 func buildCatalog(ts []*Type) catalogIndex {
 	c := catalogIndex{byName: map[string]*Type{}, schema: map[string]Field{}}
 	for _, t := range ts {
+		deriveFacts(&c, t) // first: it adds fields
 		for _, n := range append([]string{t.Name}, t.Aliases...) {
 			if _, dup := c.byName[n]; dup {
 				panic("credtype: type name used twice: " + n)
@@ -229,7 +230,6 @@ func buildCatalog(ts []*Type) catalogIndex {
 				c.schema[f.Name] = s
 			}
 		}
-		deriveFacts(&c, t)
 		t.layOut()
 		if t.Kind == KindStatic && t.access == nil {
 			// Types whose access material is "all of their fields".
@@ -266,7 +266,9 @@ func deriveFacts(c *catalogIndex, t *Type) {
 			}
 			t.finish = finishUserPassword
 		}
+		withClientAuth(t)
 	}
+	withTrustAnchors(t)
 	if t.DeviceIndexed {
 		if c.deviceAccounts != nil {
 			panic("credtype: two DeviceIndexed types: " + c.deviceAccounts.Name + ", " + t.Name)

@@ -18,29 +18,34 @@ var designTable = []struct {
 	fields  []string
 	totp    bool
 }{
-	{"basic", KindStatic, nil, []string{"username*", "password*", "verify_url"}, true},
-	{"bearer", KindStatic, nil, []string{"token*", "header_prefix", "url", "verify_url"}, false},
-	{"api_key", KindStatic, nil, []string{"key*", "header_name", "url", "verify_url"}, false},
+	{"basic", KindStatic, nil, []string{"username*", "password*", "verify_url", "ca_certificate"}, true},
+	{"bearer", KindStatic, nil, []string{"token*", "header_prefix", "url", "verify_url", "ca_certificate"}, false},
+	{"api_key", KindStatic, nil, []string{"key*", "header_name", "url", "verify_url", "ca_certificate"}, false},
 	{"certificate", KindStatic, nil, []string{"certificate*", "private_key*", "private_key_password"}, false},
 	{"sftp_password", KindStatic, nil, []string{"host*", "host_key_fingerprint*", "username*", "password*"}, true},
 	{"sftp_ssh_key", KindStatic, nil, []string{"host*", "host_key_fingerprint*", "username*", "private_key*", "passphrase"}, false},
-	{"webhook", KindStatic, nil, []string{"url*"}, false},
+	{"webhook", KindStatic, nil, []string{"url*", "ca_certificate"}, false},
 	{"device_account", KindStatic, nil, []string{"hostname*", "ip*", "username*", "password", "domain", "additional", "notes"}, true},
-	{"oauth2_client_credentials", KindOAuth2, nil, []string{"token_url*", "client_id*", "client_secret*", "scopes", "audience", "auth_style"}, false},
-	{"oauth2_password", KindOAuth2, nil, []string{"token_url*", "client_id*", "client_secret*", "scopes", "audience", "auth_style", "username*", "password*"}, true},
-	{"oauth2_authorization_code", KindOAuth2, nil, []string{"auth_url*", "token_url*", "client_id*", "client_secret", "scopes", "redirect_url"}, false},
-	{"m365", KindOAuth2, []string{"microsoft_graph"}, []string{"tenant*", "client_id*", "client_secret*", "scopes", "token_url", "auth_url"}, false},
-	{"zoom", KindOAuth2, nil, []string{"account_id*", "client_id*", "client_secret*", "token_url", "auth_url"}, false},
-	{"servicenow_oauth", KindOAuth2, nil, []string{"instance*", "client_id*", "client_secret*", "username", "password", "token_url", "auth_url"}, true},
-	{"cisco_client_credentials", KindOAuth2, nil, []string{"auth_url*", "client_id*", "client_secret*", "token_url"}, false},
+	{"oauth2_client_credentials", KindOAuth2, nil, append([]string{"token_url*", "client_id*", "client_secret~", "scopes", "audience", "auth_style"}, clientAuthFields...), false},
+	{"oauth2_password", KindOAuth2, nil, append([]string{"token_url*", "client_id*", "client_secret~", "scopes", "audience", "auth_style", "username*", "password*"}, clientAuthFields...), true},
+	{"oauth2_authorization_code", KindOAuth2, nil, append([]string{"auth_url*", "token_url*", "client_id*", "client_secret", "scopes", "redirect_url", "auth_style"}, clientAuthFields...), false},
+	{"m365", KindOAuth2, []string{"microsoft_graph"}, append([]string{"tenant*", "client_id*", "client_secret~", "scopes", "token_url", "auth_url", "auth_style"}, clientAuthFields...), false},
+	{"zoom", KindOAuth2, nil, append([]string{"account_id*", "client_id*", "client_secret~", "token_url", "auth_url", "auth_style"}, clientAuthFields...), false},
+	{"servicenow_oauth", KindOAuth2, nil, append([]string{"instance*", "client_id*", "client_secret~", "username", "password", "token_url", "auth_url", "auth_style"}, clientAuthFields...), true},
+	{"cisco_client_credentials", KindOAuth2, nil, append([]string{"auth_url*", "client_id*", "client_secret~", "token_url", "auth_style"}, clientAuthFields...), false},
 	{"slack", KindStatic, nil, []string{"token*"}, false},
 	{"pagerduty", KindStatic, nil, []string{"routing_key*"}, false},
-	{"okta", KindStatic, nil, []string{"url*", "token*"}, false},
+	{"okta", KindStatic, nil, []string{"url*", "token*", "ca_certificate"}, false},
 }
+
+// clientAuthFields are the client-authentication fields every OAuth type takes after
+// its own (and auth_style); '~' marks a field required only under a condition
+// (RequiredWhen), such as client_secret for the shared-secret auth styles.
+var clientAuthFields = []string{"client_key~", "client_key_id", "client_certificate~", "client_assertion_audience", "client_assertion_algorithm", "ca_certificate"}
 
 var lifecycleNames = []string{"description", "tags", "used_by", "suspend_after", "purge_after", "verify_interval", "expires_at"}
 
-var sensitiveNames = []string{"client_secret", "key", "passphrase", "password", "private_key", "private_key_password", "routing_key", "token", "totp_secret", "url"}
+var sensitiveNames = []string{"client_key", "client_secret", "key", "passphrase", "password", "private_key", "private_key_password", "routing_key", "token", "totp_secret", "url"}
 
 func TestCatalogMatchesDesign(t *testing.T) {
 	t.Parallel()
@@ -60,8 +65,11 @@ func TestCatalogMatchesDesign(t *testing.T) {
 					continue
 				}
 				name := f.Name
-				if f.Required {
+				switch {
+				case f.Required:
 					name += "*"
+				case f.RequiredWhen != nil:
+					name += "~"
 				}
 				own = append(own, name)
 			}
@@ -235,15 +243,15 @@ func TestSensitiveAndDestinationFields(t *testing.T) {
 		t.Error("bearer/okta url made sensitive: only a webhook's URL is a secret")
 	}
 	for typ, want := range map[string][]string{
-		"webhook":                   {"url"},
-		"bearer":                    {"url", "verify_url"},
-		"basic":                     {"verify_url"},
-		"api_key":                   {"url", "verify_url"},
+		"webhook":                   {"url", "ca_certificate"},
+		"bearer":                    {"url", "verify_url", "ca_certificate"},
+		"basic":                     {"verify_url", "ca_certificate"},
+		"api_key":                   {"url", "verify_url", "ca_certificate"},
 		"sftp_password":             {"host", "host_key_fingerprint"},
 		"device_account":            {"hostname", "ip", "domain"},
-		"oauth2_authorization_code": {"auth_url", "token_url", "redirect_url"},
-		"m365":                      {"tenant", "token_url", "auth_url"},
-		"servicenow_oauth":          {"instance", "token_url", "auth_url"},
+		"oauth2_authorization_code": {"auth_url", "token_url", "redirect_url", "ca_certificate"},
+		"m365":                      {"tenant", "token_url", "auth_url", "ca_certificate"},
+		"servicenow_oauth":          {"instance", "token_url", "auth_url", "ca_certificate"},
 		"pagerduty":                 nil,
 	} {
 		ty, _ := Lookup(typ)

@@ -50,6 +50,9 @@ type Field struct {
 	Type FieldType
 	// Required fields must be set (after defaults) for Validate to accept a credential.
 	Required bool
+	// RequiredWhen makes a field that is not Required required when another field
+	// (after its default) has one of some values; the Rule states it.
+	RequiredWhen *Condition
 	// Sensitive fields are stored but never returned by `credentials/<name>`.
 	Sensitive bool
 	// Destination fields say where the credential's secrets are sent or used: an

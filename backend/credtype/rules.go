@@ -276,14 +276,6 @@ func checkRoutingKey(s string) (string, error) {
 	return s, nil
 }
 
-func checkAuthStyle(s string) (string, error) {
-	switch s = strings.ToLower(s); s {
-	case "header", "body":
-		return s, nil
-	}
-	return "", ruleError(`must be "header" or "body"`)
-}
-
 var guidRe = regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$`)
 
 // checkTenant refuses the multi-tenant aliases (common, organizations, consumers):

@@ -68,6 +68,9 @@ type Validated struct {
 	Derived map[string]any
 	// NotAfter is the certificate's expiry; zero for other types.
 	NotAfter time.Time
+	// ClientCertNotAfter is the expiry of an OAuth type's client_certificate (its
+	// leaf); zero without one.
+	ClientCertNotAfter time.Time
 	// Secrets is secret material derived from the values when they are validated, so
 	// that reading the credential never derives it again: for a certificate whose
 	// private_key is encrypted, "private_key" holds the decrypted key as PKCS#8 PEM
@@ -75,6 +78,9 @@ type Validated struct {
 	// them, pass it to Access, and never show it in a management read. Nil when there
 	// is nothing to derive.
 	Secrets map[string]string
+
+	// now is the clock of ValidateAt; zero for Validate.
+	now time.Time
 }
 
 // Validate checks the complete set of type-specific values of a credential — the
@@ -92,7 +98,15 @@ type Validated struct {
 // fields (a key matching its certificate, a passphrase decrypting its key) run once
 // every field is valid on its own. Validate does not look at the clock: an expired
 // certificate is accepted, and its NotAfter lets the backend warn about it.
+// ValidateAt adds the rules that need the time.
 func (t *Type) Validate(values map[string]any) (*Validated, error) {
+	return t.ValidateAt(values, time.Time{})
+}
+
+// ValidateAt is Validate with the rules that need the time at now: an OAuth type's
+// client_certificate must not be expired (a certificate credential's may be: its
+// not_after is what the engine warns about).
+func (t *Type) ValidateAt(values map[string]any, now time.Time) (*Validated, error) {
 	var errs FieldErrors
 	for name, raw := range values {
 		if _, ok := t.Field(name); !ok && !isEmpty(raw) {
@@ -109,6 +123,7 @@ func (t *Type) Validate(values map[string]any) (*Validated, error) {
 		}
 	}
 	out := make(map[string]any, n)
+	var conditional []Field // unset, required when another field says so
 	for _, f := range t.Fields {
 		if f.Lifecycle() {
 			continue
@@ -123,9 +138,16 @@ func (t *Type) Validate(values map[string]any) (*Validated, error) {
 			out[f.Name] = cloneValue(f.Default)
 		case f.Required:
 			errs = append(errs, &FieldError{Field: f.Name, Rule: "is required"})
+		case f.RequiredWhen != nil:
+			conditional = append(conditional, f)
 		}
 	}
-	res := &Validated{Values: out, Derived: map[string]any{}}
+	for _, f := range conditional {
+		if f.RequiredWhen.holds(out) {
+			errs = append(errs, &FieldError{Field: f.Name, Rule: "is " + f.RequiredWhen.Rule()})
+		}
+	}
+	res := &Validated{Values: out, Derived: map[string]any{}, now: now}
 	if len(errs) == 0 && t.finish != nil {
 		errs = t.finish(res)
 	}

@@ -83,6 +83,9 @@ type VerifyPlan struct {
 	// HTTP and Slack checks: the URL, and the header carrying the credential.
 	URL                 string
 	Header, HeaderValue string
+	// CACertificate is the credential's ca_certificate (extra trust anchors for
+	// URL), empty for the system's roots alone.
+	CACertificate string
 
 	// SSH checks: host:port, the expected SHA256 host key fingerprint, and how to sign in.
 	Address     string
@@ -121,6 +124,9 @@ func (t *Type) VerifyPlan(values Fields) (VerifyPlan, error) {
 				p.Method, p.Unsupported = VerifyUnsupported, "no "+strings.Join(spec.urlFields, " or ")+" to check against"
 				return p, nil
 			}
+		}
+		if p.Method == VerifyHTTP {
+			p.CACertificate = values.Str(fieldCACertificate)
 		}
 		switch {
 		case spec.header != nil:

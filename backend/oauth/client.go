@@ -15,6 +15,8 @@ import (
 
 	"golang.org/x/oauth2"
 	"golang.org/x/oauth2/clientcredentials"
+
+	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/backend/tlsclient"
 )
 
 // Token is an access token as the backend caches and serves it. Expiry and
@@ -86,16 +88,22 @@ type ClientOptions struct {
 	// Observer is told of every token request and single-flight waiter; nil
 	// observes nothing.
 	Observer Observer
+	// Transports holds the transports of credentials with their own TLS
+	// (ca_certificate, tls_client_auth); nil means a cache of its own over
+	// Transport.
+	Transports *tlsclient.Cache
 }
 
 // Client makes token requests with a bounded HTTP client. It is safe for
 // concurrent use and holds no per-credential state.
 type Client struct {
-	http     *http.Client
-	timeout  time.Duration
-	lifetime time.Duration
-	now      func() time.Time
-	observer Observer
+	http       *http.Client
+	transports *tlsclient.Cache
+	limit      int64
+	timeout    time.Duration
+	lifetime   time.Duration
+	now        func() time.Time
+	observer   Observer
 }
 
 // NewClient returns a Client with o's bounds.
@@ -118,16 +126,21 @@ func NewClient(o ClientOptions) *Client {
 	if o.Observer == nil {
 		o.Observer = nopObserver{}
 	}
+	if o.Transports == nil {
+		o.Transports = tlsclient.NewCache(o.Transport, 0)
+	}
 	return &Client{
 		http: &http.Client{
 			Transport:     &boundedTransport{base: o.Transport, limit: o.MaxResponseBytes},
 			CheckRedirect: checkRedirect,
 			Timeout:       o.Timeout,
 		},
-		timeout:  o.Timeout,
-		lifetime: o.DefaultLifetime,
-		now:      o.Now,
-		observer: o.Observer,
+		transports: o.Transports,
+		limit:      o.MaxResponseBytes,
+		timeout:    o.Timeout,
+		lifetime:   o.DefaultLifetime,
+		now:        o.Now,
+		observer:   o.Observer,
 	}
 }
 
@@ -142,11 +155,11 @@ func (c *Client) Mint(ctx context.Context, cfg Config, refreshToken string) (*To
 	}
 	ctx, cancel := c.bound(ctx, cfg)
 	defer cancel()
-	ctx, tr := c.requestContext(ctx)
-	var (
-		tok *oauth2.Token
-		err error
-	)
+	ctx, tr, err := c.requestContext(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	var tok *oauth2.Token
 	grant, start := string(cfg.Grant), time.Now()
 	switch cfg.Grant {
 	case GrantAuthorizationCode:
@@ -197,7 +210,10 @@ func (c *Client) Exchange(ctx context.Context, cfg Config, code, verifier string
 	}
 	ctx, cancel := c.bound(ctx, cfg)
 	defer cancel()
-	ctx, tr := c.requestContext(ctx)
+	ctx, tr, err := c.requestContext(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
 	start := time.Now()
 	tok, err := cfg.codeConfig().Exchange(ctx, code, opts...)
 	if err != nil {
@@ -292,11 +308,15 @@ func (c *Client) lifetimeFor(cfg Config) time.Duration {
 	return c.lifetime
 }
 
-// requestContext hands x/oauth2 the bounded client and a fresh trace.
-func (c *Client) requestContext(ctx context.Context) (context.Context, *exchangeTrace) {
+// requestContext hands x/oauth2 cfg's bounded client (httpFor) and a fresh trace.
+func (c *Client) requestContext(ctx context.Context, cfg Config) (context.Context, *exchangeTrace, error) {
+	hc, err := c.httpFor(cfg)
+	if err != nil {
+		return nil, nil, err
+	}
 	tr := &exchangeTrace{}
-	ctx = context.WithValue(ctx, oauth2.HTTPClient, c.http)
-	return context.WithValue(ctx, traceKey{}, tr), tr
+	ctx = context.WithValue(ctx, oauth2.HTTPClient, hc)
+	return context.WithValue(ctx, traceKey{}, tr), tr, nil
 }
 
 // checkConfig repeats Config.Validate right before a request (defence in
@@ -390,7 +410,7 @@ func (c Config) directConfig() *clientcredentials.Config {
 	c.addParams(params.Set)
 	return &clientcredentials.Config{
 		ClientID:       c.ClientID,
-		ClientSecret:   c.ClientSecret,
+		ClientSecret:   c.secret(),
 		TokenURL:       c.TokenURL,
 		Scopes:         c.Scopes,
 		EndpointParams: params,
@@ -402,7 +422,7 @@ func (c Config) directConfig() *clientcredentials.Config {
 func (c Config) codeConfig() *oauth2.Config {
 	return &oauth2.Config{
 		ClientID:     c.ClientID,
-		ClientSecret: c.ClientSecret,
+		ClientSecret: c.secret(),
 		Endpoint: oauth2.Endpoint{
 			AuthURL:   c.AuthURL,
 			TokenURL:  c.TokenURL,

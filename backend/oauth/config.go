@@ -34,6 +34,12 @@ const (
 	AuthStyleHeader = "header"
 	// AuthStyleBody sends client_id and client_secret as form parameters.
 	AuthStyleBody = "body"
+	// AuthStylePrivateKeyJWT sends client_id and a fresh client assertion signed
+	// with ClientKey (RFC 7523 §2.2), and no secret.
+	AuthStylePrivateKeyJWT = credtype.AuthStylePrivateKeyJWT
+	// AuthStyleTLSClientAuth sends client_id over mutual TLS with
+	// ClientCertificate and ClientKey (RFC 8705 §2.1), and no secret.
+	AuthStyleTLSClientAuth = credtype.AuthStyleTLSClientAuth
 )
 
 // Config is everything needed to talk to one provider's token endpoint,
@@ -47,7 +53,7 @@ type Config struct {
 	ClientSecret string
 	Scopes       []string
 	Audience     string // sent as the "audience" parameter when set (Auth0, Okta custom servers)
-	AuthStyle    string // AuthStyleHeader (default) or AuthStyleBody
+	AuthStyle    string // AuthStyleHeader (default), AuthStyleBody, AuthStylePrivateKeyJWT or AuthStyleTLSClientAuth
 	Username     string
 	Password     string
 	RedirectURL  string
@@ -55,6 +61,16 @@ type Config struct {
 	// the authorization request of the authorization-code grant, e.g. Zoom's
 	// account_id.
 	Params map[string]string
+
+	// Client authentication without a secret (clientauth.go). ClientKey is a PEM
+	// private key (secret); ClientCertificate its PEM certificate, leaf first.
+	ClientKey                string
+	ClientKeyID              string // kid of the client assertion
+	ClientCertificate        string
+	ClientAssertionAudience  string // aud of the client assertion; default TokenURL
+	ClientAssertionAlgorithm string // JWS alg; default from the key
+	// CACertificate is a PEM bundle of extra trust anchors for the token endpoint.
+	CACertificate string
 
 	// Timeout bounds one request made with this Config; zero (or more than the
 	// Client's own timeout) means the Client's. It lets one long-lived Client and
@@ -96,6 +112,13 @@ func FromFields(typeName string, fields map[string]any) (Config, error) {
 		Audience:     f.str("audience"),
 		AuthStyle:    f.str("auth_style"),
 		RedirectURL:  f.str("redirect_url"),
+
+		ClientKey:                f.secret("client_key"),
+		ClientKeyID:              f.str("client_key_id"),
+		ClientCertificate:        f.str("client_certificate"),
+		ClientAssertionAudience:  f.str("client_assertion_audience"),
+		ClientAssertionAlgorithm: f.str("client_assertion_algorithm"),
+		CACertificate:            f.str("ca_certificate"),
 	}
 	if len(cfg.Scopes) == 0 {
 		cfg.Scopes = t.DefaultScopes()
@@ -138,12 +161,23 @@ func FromFields(typeName string, fields map[string]any) (Config, error) {
 	return cfg, nil
 }
 
-// String describes c with the client secret and password redacted.
+// String describes c with the client secret, client key and password redacted
+// (certificates are public, but long: only whether one is set is shown).
 func (c Config) String() string {
 	return fmt.Sprintf("oauth.Config{Grant:%s TokenURL:%s AuthURL:%s ClientID:%s ClientSecret:%s Scopes:%v "+
-		"Audience:%s AuthStyle:%s Username:%s Password:%s RedirectURL:%s Params:%v}",
+		"Audience:%s AuthStyle:%s Username:%s Password:%s RedirectURL:%s Params:%v "+
+		"ClientKey:%s ClientKeyID:%s ClientCertificate:%s ClientAssertionAudience:%s ClientAssertionAlgorithm:%s CACertificate:%s}",
 		c.Grant, c.TokenURL, c.AuthURL, c.ClientID, redact(c.ClientSecret), c.Scopes,
-		c.Audience, c.AuthStyle, c.Username, redact(c.Password), c.RedirectURL, c.Params)
+		c.Audience, c.AuthStyle, c.Username, redact(c.Password), c.RedirectURL, c.Params,
+		redact(c.ClientKey), c.ClientKeyID, present(c.ClientCertificate), c.ClientAssertionAudience,
+		c.ClientAssertionAlgorithm, present(c.CACertificate))
+}
+
+func present(s string) string {
+	if s == "" {
+		return ""
+	}
+	return "[set]"
 }
 
 // GoString is String, so %#v redacts too.
@@ -175,8 +209,16 @@ func (c Config) Validate() error {
 	}
 	switch c.AuthStyle {
 	case "", AuthStyleHeader, AuthStyleBody:
+	case AuthStylePrivateKeyJWT:
+		if c.ClientKey == "" {
+			errs = append(errs, errors.New("client_key is required for auth_style private_key_jwt"))
+		}
+	case AuthStyleTLSClientAuth:
+		if c.ClientKey == "" || c.ClientCertificate == "" {
+			errs = append(errs, errors.New("client_key and client_certificate are required for auth_style tls_client_auth"))
+		}
 	default:
-		errs = append(errs, fmt.Errorf("auth_style must be %q or %q", AuthStyleHeader, AuthStyleBody))
+		errs = append(errs, fmt.Errorf("auth_style must be %q, %q, %q or %q", AuthStyleHeader, AuthStyleBody, AuthStylePrivateKeyJWT, AuthStyleTLSClientAuth))
 	}
 	for _, k := range slices.Sorted(maps.Keys(c.Params)) {
 		if reservedParams[k] {
@@ -237,10 +279,20 @@ func checkEndpointURL(u *url.URL) error {
 // used: it retries a failed request with the other style, which would double
 // provider requests on every failure and blur error classification.
 func (c Config) authStyle() oauth2.AuthStyle {
-	if c.AuthStyle == AuthStyleBody {
-		return oauth2.AuthStyleInParams
+	if c.AuthStyle == AuthStyleHeader || c.AuthStyle == "" {
+		return oauth2.AuthStyleInHeader
 	}
-	return oauth2.AuthStyleInHeader
+	// body, and the styles without a secret: client_id in the body
+	return oauth2.AuthStyleInParams
+}
+
+// secret is the client secret the token request carries: none for the styles that
+// authenticate otherwise, whatever is stored.
+func (c Config) secret() string {
+	if c.AuthStyle == AuthStylePrivateKeyJWT || c.AuthStyle == AuthStyleTLSClientAuth {
+		return ""
+	}
+	return c.ClientSecret
 }
 
 // fieldReader pulls typed values out of a credential's field map, remembering

@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -55,6 +56,7 @@ const (
 	CodeRedirectRefused  = "redirect_refused"   // redirect to another host, insecure target, too many
 	CodeInsecureEndpoint = "insecure_endpoint"  // http to a non-loopback host
 	CodeInvalidConfig    = "invalid_config"     // Config.Validate failed
+	CodeTLSClientRefused = "tls_client_refused" // the endpoint's TLS refused the client (certificate)
 )
 
 // OAuth error codes (RFC 6749 §5.2 and common extensions) by class. Codes not
@@ -187,6 +189,10 @@ func classify(err error, tr *exchangeTrace, now time.Time) *Error {
 	case errors.Is(err, context.DeadlineExceeded) || isTimeout(err):
 		return &Error{Class: Transient, Code: CodeTimeout, Status: status,
 			detail: "no complete response within the request timeout", cause: context.DeadlineExceeded}
+	}
+	if clientCertRefused(err) {
+		return &Error{Class: Permanent, Code: CodeTLSClientRefused, Status: status,
+			detail: "the token endpoint refused the TLS client certificate (or its absence)"}
 	}
 	if d, ok := networkDetail(err); ok {
 		return &Error{Class: Transient, Code: CodeNetwork, Status: status, detail: d}
@@ -361,4 +367,25 @@ func redirectDetail(err error) string {
 	default:
 		return "redirect to another host"
 	}
+}
+
+// clientCertAlerts are Go's names of the TLS alerts a server sends when it refuses
+// the client's certificate (RFC 8446 §6.2): the mutual-TLS counterpart of
+// invalid_client. They are crypto/tls's own strings for the alert code, not text
+// from the server.
+var clientCertAlerts = []string{
+	"tls: bad certificate", "tls: unsupported certificate", "tls: revoked certificate",
+	"tls: expired certificate", "tls: unknown certificate", "tls: unknown certificate authority",
+	"tls: access denied", "tls: certificate required",
+}
+
+// clientCertRefused reports a remote TLS alert refusing the client's certificate.
+// crypto/tls reports it as a *net.OpError "remote error" around an unexported alert
+// type, so it is matched by the alert's name.
+func clientCertRefused(err error) bool {
+	var opErr *net.OpError
+	if !errors.As(err, &opErr) || opErr.Op != "remote error" || opErr.Err == nil {
+		return false
+	}
+	return slices.Contains(clientCertAlerts, opErr.Err.Error())
 }

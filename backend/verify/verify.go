@@ -28,6 +28,7 @@ import (
 	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/backend/credtype"
 	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/backend/lifecycle"
 	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/backend/oauth"
+	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/backend/tlsclient"
 )
 
 // Bounds of one check.
@@ -48,6 +49,9 @@ type Checker struct {
 	Transport http.RoundTripper
 	// Dial opens the TCP connection of an SSH check; nil is a net.Dialer.
 	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
+	// Transports gives an HTTP check of a credential with a ca_certificate its
+	// transport; nil is a cache of its own over Transport.
+	Transports *tlsclient.Cache
 }
 
 // Outcome is a check's result (lifecycle.VerifyOK or VerifyFailed) and its detail.
@@ -111,9 +115,13 @@ func (c Checker) http(ctx context.Context, plan credtype.VerifyPlan) Outcome {
 	}
 	req.Header.Set("Accept", "application/json")
 	req.Close = true // rare calls: no idle connection left to a server nobody else uses
-	transport := c.Transport
-	if transport == nil {
-		transport = http.DefaultTransport.(*http.Transport).Clone()
+	transports := c.Transports
+	if transports == nil {
+		transports = tlsclient.NewCache(c.Transport, 1)
+	}
+	transport, err := transports.For(tlsclient.Material{CACertificates: plan.CACertificate})
+	if err != nil {
+		return failed("the stored ca_certificate does not parse")
 	}
 	client := &http.Client{Transport: transport, CheckRedirect: checkRedirect, Timeout: c.timeout()}
 	resp, err := client.Do(req)
