@@ -13,6 +13,7 @@ import (
 
 	"github.com/hashicorp/vault/api"
 
+	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/internal/fixtures"
 	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/internal/fositetest"
 )
 
@@ -48,7 +49,8 @@ var clientAuthCases = []clientAuthCase{
 // TestClientAuthFosite: every client-authentication style mints through a real Vault
 // against fosite, over TLS trusted only through ca_certificate, with a fresh assertion
 // (distinct jti) per mint; a wrong key and a wrong audience are refused by the server
-// and leave the credential needs_reauth; no key material shows anywhere.
+// and leave the credential needs_reauth, as does a client certificate the mutual-TLS
+// handshake refuses; no key material shows anywhere.
 func TestClientAuthFosite(t *testing.T) {
 	t.Parallel()
 	mount := shared.mount(t)
@@ -65,9 +67,9 @@ func runClientAuthCase(t *testing.T, vc *api.Client, mount string, tc clientAuth
 	p := fositetest.New(t, fositetest.Options{})
 	key, wrong := fositetest.NewKey(tc.keyAlg), fositetest.NewKey(tc.keyAlg)
 	clientID := "client-" + tc.name
-	cert := p.IssueClientCertificate(t, clientID, key)
+	cert, wrongCert := p.IssueClientCertificate(t, clientID, key), p.IssueClientCertificate(t, clientID, wrong)
 	reg := fositetest.Client{ID: clientID, Algorithm: tc.alg, KeyID: tc.kid, PublicKey: key.Public()}
-	fields := maps(tc.fields, map[string]any{"client_id": clientID, "client_key": fositetest.KeyPEM(key),
+	fields := maps(tc.fields, map[string]any{"client_id": clientID, "client_key": fixtures.KeyPEM(key),
 		"ca_certificate": p.CACertificatePEM(), "token_url": p.TokenURL()})
 	if tc.kid != "" {
 		fields["client_key_id"] = tc.kid
@@ -82,7 +84,10 @@ func runClientAuthCase(t *testing.T, vc *api.Client, mount string, tc clientAuth
 		fields["client_certificate"] = fositetest.CertificatePEM(cert)
 	}
 	p.Register(t, reg)
-	secrets := append(pemSecrets(fositetest.KeyPEM(key)), pemSecrets(fositetest.KeyPEM(wrong))...)
+	// A certificate from no CA the mutual-TLS endpoint trusts.
+	stranger := fixtures.SelfSigned(wrong, clientID, time.Now().AddDate(1, 0, 0))
+	public := []string{fositetest.CertificatePEM(cert), fositetest.CertificatePEM(wrongCert), stranger}
+	secrets := append(pemSecrets(fixtures.KeyPEM(key), public...), pemSecrets(fixtures.KeyPEM(wrong), public...)...)
 	var names []string
 	write := func(name string, f map[string]any) {
 		t.Helper()
@@ -115,43 +120,52 @@ func runClientAuthCase(t *testing.T, vc *api.Client, mount string, tc clientAuth
 		t.Fatalf("two mints carried the same jti %q", first.Assertion.JTI())
 	}
 
-	// Refused by the server, classified permanent: needs_reauth, and no further request.
-	refusal := func(name string, f map[string]any) fositetest.Request {
+	// Refused, classified permanent: needs_reauth for reason, and no further request.
+	// invalid_client is the token endpoint's answer to one request; any other reason
+	// is a refusal in the TLS handshake, before a request reaches it.
+	refusal := func(name string, f map[string]any, reason string) fositetest.Request {
 		t.Helper()
 		write(name, f)
 		before := p.Requests()
 		_, err := access(name)
-		if statusCode(err) != http.StatusForbidden || !strings.Contains(err.Error(), "invalid_client") {
-			t.Fatalf("access of %s: %v, want 403 naming invalid_client", name, err)
+		if statusCode(err) != http.StatusForbidden || !strings.Contains(err.Error(), reason) {
+			t.Fatalf("access of %s: %v, want 403 naming %s", name, err, reason)
 		}
 		noSecretIn(t, "the error", err.Error(), secrets)
-		last := p.LastRequest(t)
-		if p.Requests() != before+1 || last.Error != "invalid_client" || last.Status != http.StatusUnauthorized {
-			t.Fatalf("%s: %d requests, the server answered %d %q; want one refused with invalid_client", name, p.Requests()-before, last.Status, last.Error)
+		var last fositetest.Request
+		if reason != "invalid_client" {
+			if p.Requests() != before {
+				t.Fatalf("%s: a request reached the token endpoint", name)
+			}
+		} else if last = p.LastRequest(t); p.Requests() != before+1 || last.Error != reason || last.Status != http.StatusUnauthorized {
+			t.Fatalf("%s: %d requests, the server answered %d %q; want one refused with %s", name, p.Requests()-before, last.Status, last.Error, reason)
 		}
 		read := decode(t, shared.mustCLI(t, "read", "-format=json", mount+"/credentials/"+name)).Data
-		if read["status"] != "needs_reauth" || read["status_reason"] != "invalid_client" {
-			t.Fatalf("%s after the refusal: status %v (%v), want needs_reauth (invalid_client)", name, read["status"], read["status_reason"])
+		if read["status"] != "needs_reauth" || read["status_reason"] != reason {
+			t.Fatalf("%s after the refusal: status %v (%v), want needs_reauth (%s)", name, read["status"], read["status_reason"], reason)
 		}
-		if _, err := access(name); statusCode(err) != http.StatusForbidden || p.Requests() != before+1 {
-			t.Fatalf("%s again: %v after %d requests, want 403 without asking the server", name, err, p.Requests()-before)
+		after := p.Requests()
+		if _, err := access(name); statusCode(err) != http.StatusForbidden || p.Requests() != after {
+			t.Fatalf("%s again: %v after %d requests, want 403 without asking the server", name, err, p.Requests()-after)
 		}
 		return last
 	}
 	wrongKey := maps(fields, nil)
-	wrongKey["client_key"] = fositetest.KeyPEM(wrong)
+	wrongKey["client_key"] = fixtures.KeyPEM(wrong)
 	if _, ok := fields["client_certificate"]; ok {
 		// The certificate must match the key (the engine checks): another pair. With
 		// tls_client_auth it is from the same client CA, so TLS accepts it and the
 		// server's binding to the client_id refuses it.
-		wrongKey["client_certificate"] = fositetest.CertificatePEM(p.IssueClientCertificate(t, clientID, wrong))
+		wrongKey["client_certificate"] = fositetest.CertificatePEM(wrongCert)
 	}
-	refusal(tc.name+"-wrong-key", wrongKey)
-	if !tc.mtls {
+	refusal(tc.name+"-wrong-key", wrongKey, "invalid_client")
+	if tc.mtls {
+		refusal(tc.name+"-foreign-ca", maps(fields, map[string]any{"client_key": fixtures.KeyPEM(wrong), "client_certificate": stranger}), "tls_client_refused")
+	} else {
 		const elsewhere = "https://elsewhere.example/oauth2/token"
 		wrongAud := maps(fields, nil)
 		wrongAud["client_assertion_audience"] = elsewhere
-		if got := refusal(tc.name+"-wrong-aud", wrongAud); got.Assertion == nil || !slices.Contains(audience(got.Assertion), elsewhere) {
+		if got := refusal(tc.name+"-wrong-aud", wrongAud, "invalid_client"); got.Assertion == nil || !slices.Contains(audience(got.Assertion), elsewhere) {
 			t.Fatalf("the refused assertion's aud is %v, want %s", got.Assertion, elsewhere)
 		}
 	}
@@ -242,13 +256,18 @@ func claimTime(a *fositetest.Assertion, name string) time.Time {
 
 // pemSecrets are the strings by which a private key PEM would be recognised in an
 // output: the whole block and each line of its base64 body, since an output may
-// escape or re-wrap the newlines.
-func pemSecrets(keyPEM string) []string {
+// escape or re-wrap the newlines. A line found in one of the public PEMs (the
+// certificates, shown in reads) is left out: PKCS#8 carries the public key too, and
+// its base64 can line up with the certificate's.
+func pemSecrets(keyPEM string, public ...string) []string {
 	out := []string{keyPEM}
 	for _, line := range strings.Split(keyPEM, "\n") {
-		if len(line) >= 32 && !strings.HasPrefix(line, "-----") {
-			out = append(out, line)
+		if len(line) < 32 || strings.HasPrefix(line, "-----") || slices.ContainsFunc(public, func(p string) bool {
+			return strings.Contains(strings.ReplaceAll(p, "\n", ""), line)
+		}) {
+			continue
 		}
+		out = append(out, line)
 	}
 	return out
 }

@@ -37,6 +37,8 @@ import (
 	"github.com/ory/fosite"
 	"github.com/ory/fosite/compose"
 	"github.com/ory/fosite/storage"
+
+	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/internal/fixtures"
 )
 
 // Marker is put into the description of every error the provider answers, so tests can
@@ -72,7 +74,7 @@ type Request struct {
 // Provider is a running fosite authorization server with two token endpoints.
 type Provider struct {
 	server, mtls *httptest.Server
-	ca, clientCA *authority
+	ca, clientCA *fixtures.CA
 	store        *store
 	oauth        *fosite.Fosite
 	accessTTL    atomic.Int64 // time.Duration
@@ -113,13 +115,7 @@ func New(t testing.TB, o Options) *Provider {
 		o.AccessTTL = time.Hour
 	}
 	p.accessTTL.Store(int64(o.AccessTTL))
-	var err error
-	if p.ca, err = newAuthority("fositetest server CA"); err != nil {
-		t.Fatal(err)
-	}
-	if p.clientCA, err = newAuthority("fositetest client CA"); err != nil {
-		t.Fatal(err)
-	}
+	p.ca, p.clientCA = fixtures.NewCA("fositetest server CA"), fixtures.NewCA("fositetest client CA")
 	secret := make([]byte, 32)
 	_, _ = rand.Read(secret)
 	base := &fosite.Config{
@@ -136,12 +132,9 @@ func New(t testing.TB, o Options) *Provider {
 	p.oauth = fosite.NewOAuth2Provider(p.store, cfg)
 	base.TokenEndpointHandlers.Append(compose.OAuth2ClientCredentialsGrantFactory(cfg, p.store, compose.NewOAuth2HMACStrategy(cfg)).(fosite.TokenEndpointHandler))
 
-	serverCert, err := p.ca.serverCertificate()
-	if err != nil {
-		t.Fatal(err)
-	}
+	serverCert := p.ca.ServerCertificate()
 	p.server = p.start(serverCert, nil)
-	p.mtls = p.start(serverCert, &tls.Config{ClientAuth: tls.RequireAndVerifyClientCert, ClientCAs: p.clientCA.pool()})
+	p.mtls = p.start(serverCert, &tls.Config{ClientAuth: tls.RequireAndVerifyClientCert, ClientCAs: p.clientCA.Pool()})
 	t.Cleanup(p.Close)
 	return p
 }
@@ -220,24 +213,20 @@ func (p *Provider) MTLSTokenURL() string { return p.mtls.URL + "/token" }
 
 // CACertificatePEM is the private CA that issued both endpoints' server certificate:
 // the trust anchor a client needs (a credential's ca_certificate).
-func (p *Provider) CACertificatePEM() string { return CertificatePEM(p.ca.cert) }
+func (p *Provider) CACertificatePEM() string { return p.ca.PEM }
 
 // IssueClientCertificate is a certificate for key's public half from the client CA the
 // mutual-TLS endpoint trusts, with common name cn.
 func (p *Provider) IssueClientCertificate(t testing.TB, cn string, key crypto.Signer) *x509.Certificate {
 	t.Helper()
-	cert, err := p.clientCA.issue(cn, key.Public(), x509.ExtKeyUsageClientAuth)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return cert
+	return issue(t, p.clientCA, cn, key)
 }
 
 // HTTPClient is a client that trusts the provider's CA and, when given one, presents a
 // client certificate.
 func (p *Provider) HTTPClient(clientCert ...tls.Certificate) *http.Client {
 	return &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{
-		RootCAs: p.ca.pool(), Certificates: clientCert, MinVersion: tls.VersionTLS12,
+		RootCAs: p.ca.Pool(), Certificates: clientCert, MinVersion: tls.VersionTLS12,
 	}}}
 }
 

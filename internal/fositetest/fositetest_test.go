@@ -16,6 +16,8 @@ import (
 
 	"github.com/go-jose/go-jose/v4"
 	josejwt "github.com/go-jose/go-jose/v4/jwt"
+
+	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/internal/fixtures"
 )
 
 // assertion is a client assertion built with go-jose directly, as RFC 7523 §3 describes
@@ -202,14 +204,7 @@ func TestMutualTLS(t *testing.T) {
 	refused(t, "no client certificate", status, body)
 
 	requests := p.Requests()
-	foreign, err := newAuthority("foreign")
-	if err != nil {
-		t.Fatal(err)
-	}
-	stranger, err := foreign.issue("mtls-client", key.Public(), x509.ExtKeyUsageClientAuth)
-	if err != nil {
-		t.Fatal(err)
-	}
+	stranger := issue(t, fixtures.NewCA("foreign"), "mtls-client", key)
 	for what, c := range map[string]*http.Client{"foreign CA": p.HTTPClient(pair(stranger)), "none": p.HTTPClient()} {
 		if _, err := c.PostForm(p.MTLSTokenURL(), form()); err == nil {
 			t.Fatalf("client certificate %s: the handshake succeeded", what)
