@@ -44,6 +44,12 @@ var clientAuthCases = []clientAuthCase{
 		fields: map[string]any{"type": "oauth2_client_credentials", "auth_style": "tls_client_auth"}},
 	{name: "m365-certificate", keyAlg: fositetest.RS256, alg: fositetest.RS256, x5t: true,
 		fields: map[string]any{"type": "m365", "tenant": "contoso.onmicrosoft.com", "auth_style": "private_key_jwt"}},
+	// The other presets that take a client assertion, their token endpoint overridden
+	// (Zoom's Server-to-Server apps authenticate with their secret only).
+	{name: "servicenow-jwt", keyAlg: fositetest.ES256, alg: fositetest.ES256,
+		fields: map[string]any{"type": "servicenow_oauth", "instance": "dev12345", "auth_style": "private_key_jwt"}},
+	{name: "cisco-jwt", keyAlg: fositetest.RS256, alg: fositetest.RS256, kid: "kid-cisco",
+		fields: map[string]any{"type": "cisco_client_credentials", "auth_url": "https://id.cisco.com/oauth2/default/v1/token", "auth_style": "private_key_jwt"}},
 }
 
 // TestClientAuthFosite: every client-authentication style mints through a real Vault
