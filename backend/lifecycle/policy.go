@@ -310,6 +310,7 @@ func (p Policy) pendingWarnings(s State, kind ActionKind, target time.Time, why 
 // expires_at, which a renewal does not move). When none fits an inactivity window
 // (a 5-day suspend_after under thresholds of 90, 60, 30 and 7 days), its one warning
 // comes at half the window, so no inactivity suspension or purge comes unannounced.
+// With no thresholds at all (warn_before set empty: warnings off) there is none.
 func (p Policy) fitting(s State, target time.Time, why Reason) []time.Duration {
 	if target.IsZero() {
 		return nil
@@ -321,7 +322,7 @@ func (p Policy) fitting(s State, target time.Time, why Reason) []time.Duration {
 	for start < len(ts) && ts[start] >= window {
 		start++
 	}
-	if start == len(ts) && why == ReasonInactivity && window > 0 {
+	if len(ts) > 0 && start == len(ts) && why == ReasonInactivity && window > 0 {
 		return []time.Duration{window / 2}
 	}
 	return ts[start:]

@@ -217,8 +217,8 @@ func TestHalfWindowWarning(t *testing.T) {
 			[]string{"warn_suspend 36h0m0s d1+12h0m0s", "warn_purge 60h0m0s d2+12h0m0s", "suspend 0s d3", "purge 0s d5"}},
 		{"a fitting threshold: no half-window warning", Policy{SuspendAfter: day(30), PurgeAfter: day(400), WarnBefore: def}, NewState(t0),
 			[]string{"warn_suspend 168h0m0s d23", "suspend 0s d30"}},
-		{"no thresholds at all: half the window", Policy{SuspendAfter: day(4), PurgeAfter: day(400)}, NewState(t0),
-			[]string{"warn_suspend 48h0m0s d2", "suspend 0s d4"}},
+		{"no thresholds at all (warn_before empty: warnings off): none", Policy{SuspendAfter: day(4), PurgeAfter: day(400)}, NewState(t0),
+			[]string{"suspend 0s d4"}},
 		{"expires_at is not an inactivity window", Policy{SuspendAfter: day(100), PurgeAfter: day(400), WarnBefore: def}, withExpiry(NewState(t0), day(5)),
 			[]string{"suspend 0s d5"}},
 	}
