@@ -28,6 +28,7 @@ const cacheEntries = 10_000
 type genCache[V any] struct {
 	mu   sync.Mutex
 	m    *simplelru.LRU[string, V]
+	size int
 	gens [256]uint64 // per locksutil shard, as the stores' name locks
 }
 
@@ -39,7 +40,7 @@ func newGenCacheSized[V any](n int) *genCache[V] {
 	if err != nil {
 		panic(err) // only for n <= 0
 	}
-	return &genCache[V]{m: m}
+	return &genCache[V]{m: m, size: n}
 }
 
 // get returns name's cached value, else the one load reads from storage. load reports
@@ -97,6 +98,14 @@ func (c *genCache[V]) ifUnchanged(name string, gen uint64, fn func()) bool {
 	}
 	fn()
 	return true
+}
+
+// hasRoom reports whether the cache holds fewer values than its bound, so adding one
+// would evict nothing.
+func (c *genCache[V]) hasRoom() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.m.Len() < c.size
 }
 
 // set caches v as name's value, after a write stored it.

@@ -171,3 +171,27 @@ func TestListPageReadsUncachedCredentialsConcurrently(t *testing.T) {
 		}
 	}
 }
+
+// A list page fills the cache while it has room (a mount within the bound, just
+// started), so the next list is served from memory; a full cache it leaves alone.
+func TestListFillsTheCacheOnlyWhileItHasRoom(t *testing.T) {
+	b, s, _ := newTestBackend(t)
+	for i := range 6 {
+		mustOK(t, b, s, logical.CreateOperation, fmt.Sprintf("credentials/c%02d", i),
+			map[string]any{"type": "bearer", "token": fmt.Sprintf("TOKEN-%02d", i)})
+	}
+	b.credentials.cache = newGenCacheSized[*credential](10)
+	mustOK(t, b, s, logical.ListOperation, "credentials/", map[string]any{"limit": 100})
+	if got := b.credentials.cache.m.Len(); got != 6 {
+		t.Fatalf("after a list of 6 with room for 10, the cache holds %d", got)
+	}
+	b.credentials.cache = newGenCacheSized[*credential](2)
+	mustOK(t, b, s, logical.ReadOperation, "access/c04", nil)
+	mustOK(t, b, s, logical.ReadOperation, "access/c05", nil)
+	mustOK(t, b, s, logical.ListOperation, "credentials/", map[string]any{"limit": 100})
+	for _, name := range []string{"c04", "c05"} {
+		if _, ok, _ := b.credentials.cache.glance(name); !ok {
+			t.Fatalf("%s, accessed before the list, was evicted by it", name)
+		}
+	}
+}

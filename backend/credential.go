@@ -166,11 +166,14 @@ func (cs *credentialStore) view(ctx context.Context, s logical.Storage, name str
 // viewWorkers bounds the storage reads one viewMany makes at once.
 const viewWorkers = 16
 
-// viewMany is view for several names (the rest of a list page): cached ones from
-// memory, the others read from storage concurrently, at most viewWorkers at a time, so
-// a page of credentials the cache does not hold costs a few storage round trips rather
-// than one per credential. The map has an entry for every name, nil for one that does
-// not exist.
+// viewMany is what a list page reads of several credentials: the cached copies, and
+// for the others their indexedCredential part (no values: read with readIndexed,
+// which skips the secrets), read from storage concurrently, at most viewWorkers at a
+// time, so a page of credentials the cache does not hold costs a few storage round
+// trips rather than one per credential. It caches what it reads only while the cache
+// has room, so a list never evicts the credentials being accessed. The map has an
+// entry for every name, nil for one that does not exist. Callers use only the indexed
+// fields.
 func (cs *credentialStore) viewMany(ctx context.Context, s logical.Storage, names []string) (map[string]*credential, error) {
 	out := make(map[string]*credential, len(names))
 	var missing []string
@@ -181,12 +184,22 @@ func (cs *credentialStore) viewMany(ctx context.Context, s logical.Storage, name
 			missing = append(missing, name)
 		}
 	}
+	// While the cache has room (a mount within its bound, or one just started), the
+	// page fills it: that evicts nothing, and the next list of these names is served
+	// from memory.
+	fill := cs.cache.hasRoom()
 	read := make([]*credential, len(missing))
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(viewWorkers)
 	for i, name := range missing {
 		g.Go(func() error {
-			c, err := cs.load(gctx, s, name)
+			var c *credential
+			var err error
+			if fill {
+				c, err = cs.get(gctx, s, name)
+			} else {
+				c, err = cs.readIndexed(gctx, s, name)
+			}
 			read[i] = c
 			return err
 		})
@@ -219,10 +232,12 @@ func (cs *credentialStore) load(ctx context.Context, s logical.Storage, name str
 	return c, nil
 }
 
-// indexedCredential is the part of a stored credential the sweep's indexes and the
-// label index are computed from.
+// indexedCredential is the part of a stored credential the sweep's indexes, the
+// label index and a list page's key_info are computed from: no values, so reading it
+// skips the secrets (a certificate's PEMs) instead of decoding them.
 type indexedCredential struct {
 	Type         string          `json:"type"` // which types the verify schedule skips, and the label index
+	Description  string          `json:"description,omitempty"`
 	Tags         []string        `json:"tags,omitempty"`
 	NotAfter     time.Time       `json:"not_after,omitzero"`
 	SuspendAfter time.Duration   `json:"suspend_after,omitempty"`
@@ -240,11 +255,19 @@ func (cs *credentialStore) indexView(ctx context.Context, s logical.Storage, nam
 	if ok {
 		return c, gen, nil
 	}
+	c, err := cs.readIndexed(ctx, s, name)
+	return c, gen, err
+}
+
+// readIndexed decodes the indexedCredential part of name's stored credential into a
+// credential without values; nil when there is none.
+func (cs *credentialStore) readIndexed(ctx context.Context, s logical.Storage, name string) (*credential, error) {
 	var ic indexedCredential
 	if found, err := cs.read(ctx, s, name, &ic); !found || err != nil {
-		return nil, gen, err
+		return nil, err
 	}
-	return &credential{Name: name, Type: ic.Type, Tags: ic.Tags, NotAfter: ic.NotAfter, SuspendAfter: ic.SuspendAfter, PurgeAfter: ic.PurgeAfter, State: ic.State}, gen, nil
+	return &credential{Name: name, Type: ic.Type, Description: ic.Description, Tags: cs.labels.intern(ic.Tags),
+		NotAfter: ic.NotAfter, SuspendAfter: ic.SuspendAfter, PurgeAfter: ic.PurgeAfter, State: ic.State}, nil
 }
 
 // legacyUpstream gives a certificate credential stored before upstream expiries were
