@@ -13,7 +13,9 @@ package backend
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"sync"
 	"time"
 
@@ -62,11 +64,20 @@ func newKeepAlive() *keepAlive {
 // refresh token was last used, or nothing when it holds none.
 func (k *keepAlive) hold(name string, tok *storedToken, t *credtype.Type) {
 	if tok == nil || tok.RefreshToken == "" || t == nil || !t.RefreshTokens() {
+		k.holdAt(name, time.Time{})
+		return
+	}
+	k.holdAt(name, tok.IssuedAt)
+}
+
+// holdAt records that name's refresh token was last used at used; zero: it holds none.
+func (k *keepAlive) holdAt(name string, used time.Time) {
+	if used.IsZero() {
 		k.forget(name)
 		return
 	}
 	k.mu.Lock()
-	k.used[name] = tok.IssuedAt
+	k.used[name] = used
 	k.mu.Unlock()
 }
 
@@ -90,18 +101,54 @@ func (k *keepAlive) file(cfg *engineConfig, c *credential) {
 	k.due.Set(c.Name, lifecycle.NextKeepAlive(c.State, used, cfg.KeepaliveInterval))
 }
 
-// holdScanned reads the token state of a credential the index scan found, when its
-// type refreshes, so that reindex files it.
-func (b *integrationsBackend) holdScanned(ctx context.Context, s logical.Storage, c *credential) error {
-	t := c.typeDef()
-	if t == nil || !t.RefreshTokens() {
-		return nil
+// scannedUse is when the refresh token of a credential the index scan found was last
+// used, for holdAt (zero: none held, or its type does not refresh). The scan reads
+// every refresh-capable credential's token, so it never goes through the bounded
+// token cache: a cached copy is glanced at (not promoted), else the entry is decoded
+// from storage, only the fields keep-alive needs, and not cached, so an index build
+// over a large mount does not evict the hot working set. An entry that cannot be
+// decoded is logged by name (never its content) and not kept alive; the scan carries
+// on, and reads of the token fail alike.
+func (b *integrationsBackend) scannedUse(ctx context.Context, s logical.Storage, c *credential) (time.Time, error) {
+	if t := c.typeDef(); t == nil || !t.RefreshTokens() {
+		return time.Time{}, nil
 	}
-	tok, err := b.tokens.cached(ctx, s, c.Name)
-	if err != nil {
+	if tok, ok, _ := b.tokens.cache.glance(c.Name); ok {
+		if tok == nil || tok.RefreshToken == "" {
+			return time.Time{}, nil
+		}
+		return tok.IssuedAt, nil
+	}
+	entry, err := s.Get(ctx, tokenPrefix+c.Name)
+	if err != nil || entry == nil {
+		if err != nil {
+			err = fmt.Errorf("reading token of %q: %w", c.Name, err)
+		}
+		return time.Time{}, err
+	}
+	var tok struct {
+		RefreshToken present   `json:"refresh_token"`
+		IssuedAt     time.Time `json:"issued_at"`
+	}
+	if err := entry.DecodeJSON(&tok); err != nil {
+		b.Logger().Error("a stored token cannot be decoded: not kept alive", "credential", c.Name)
+		return time.Time{}, nil
+	}
+	if !tok.RefreshToken {
+		return time.Time{}, nil
+	}
+	return tok.IssuedAt, nil
+}
+
+// present decodes a JSON string as whether it is non-empty, keeping nothing of it.
+type present bool
+
+func (p *present) UnmarshalJSON(data []byte) error {
+	var v string
+	if err := json.Unmarshal(data, &v); err != nil && string(data) != "null" {
 		return err
 	}
-	b.tokens.kept.hold(c.Name, tok, t)
+	*p = v != ""
 	return nil
 }
 

@@ -206,9 +206,11 @@ func TestKeepAliveRebuiltByScanActiveNodeOnly(t *testing.T) {
 	if err != nil || c == nil {
 		t.Fatal(c, err)
 	}
-	if err := sb.holdScanned(context.Background(), storage, c); err != nil {
+	used, err := sb.scannedUse(context.Background(), storage, c)
+	if err != nil {
 		t.Fatal(err)
 	}
+	sb.tokens.kept.holdAt("held", used)
 	sb.reindex(defaultConfig(), c, c.State)
 
 	b2, _, _ := newBackendWith(t, backendOptions{storage: storage, clock: clock, initialize: true})

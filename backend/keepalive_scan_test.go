@@ -1,0 +1,145 @@
+package backend
+
+import (
+	"context"
+	"strings"
+	"testing"
+
+	"github.com/hashicorp/vault/sdk/logical"
+)
+
+// heldForKeepAlive reports whether the keep-alive schedule holds name's refresh token.
+func heldForKeepAlive(b *integrationsBackend, name string) bool {
+	k := b.tokens.kept
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	_, ok := k.used[name]
+	return ok
+}
+
+// One token entry that cannot be decoded is skipped for keep-alive (logged by name, its
+// content never) and does not stop the scan: the index is complete, the rest held.
+func TestKeepAliveScanSkipsUndecodableToken(t *testing.T) {
+	t.Parallel()
+	p := newTestProvider(t, providerConfig{})
+	storage := logical.NewStorageView(&logical.InmemStorage{}, "")
+	clock := newTestClock()
+	b1, _, _ := newBackendWith(t, backendOptions{storage: storage, clock: clock, initialize: true})
+	importCredential(t, b1, storage, p, "broken")
+	importCredential(t, b1, storage, p, "fine")
+	b1.Cleanup(t.Context())
+	const garbage = `{"refresh_token":"secret-looking-garbage`
+	if err := storage.Put(t.Context(), &logical.StorageEntry{Key: tokenPrefix + "broken", Value: []byte(garbage)}); err != nil {
+		t.Fatal(err)
+	}
+	logs := &lcLogBuffer{}
+	b2, _, _ := newBackendWith(t, backendOptions{storage: storage, clock: clock, logs: logs, initialize: true})
+	cfg, err := b2.loadConfig(t.Context(), storage)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !b2.indexComplete(cfg) {
+		t.Fatal("one undecodable token entry kept the index incomplete")
+	}
+	if heldForKeepAlive(b2, "broken") || !heldForKeepAlive(b2, "fine") {
+		t.Errorf("held for keep-alive: broken %v, fine %v; want only the decodable one", heldForKeepAlive(b2, "broken"), heldForKeepAlive(b2, "fine"))
+	}
+	out := logs.String()
+	if !strings.Contains(out, "broken") || strings.Contains(out, "secret-looking") {
+		t.Errorf("want a log line naming the credential and never the entry's content; got %q", out)
+	}
+	scans := b2.activity.scanCount.Load()
+	sweepNow(t, b2, storage)
+	waitIndexBuilt(t, b2)
+	if got := b2.activity.scanCount.Load(); got != scans {
+		t.Errorf("a sweep after the scan rescanned (%d scans, was %d)", got, scans)
+	}
+}
+
+// The scan reads tokens without filling or reordering the bounded token cache: an index
+// build over a large mount must not evict the hot working set.
+func TestKeepAliveScanLeavesTokenCacheAlone(t *testing.T) {
+	t.Parallel()
+	p := newTestProvider(t, providerConfig{})
+	storage := logical.NewStorageView(&logical.InmemStorage{}, "")
+	clock := newTestClock()
+	b1, _, _ := newBackendWith(t, backendOptions{storage: storage, clock: clock, initialize: true})
+	for _, n := range []string{"a", "b", "c"} {
+		importCredential(t, b1, storage, p, n)
+	}
+	b1.Cleanup(t.Context())
+	b2, _, _ := newBackendWith(t, backendOptions{storage: storage, clock: clock})
+	// "a" is hot (cached); the cache has room for two only.
+	b2.tokens.cache = newGenCacheSized[*storedToken](2)
+	if _, err := b2.tokens.cached(t.Context(), storage, "a"); err != nil {
+		t.Fatal(err)
+	}
+	if err := b2.buildIndex(t.Context(), storage); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range []string{"a", "b", "c"} {
+		if !heldForKeepAlive(b2, n) {
+			t.Errorf("%s not held for keep-alive after the scan", n)
+		}
+	}
+	c := b2.tokens.cache
+	c.mu.Lock()
+	keys := c.m.Keys()
+	c.mu.Unlock()
+	if len(keys) != 1 || keys[0] != "a" {
+		t.Errorf("token cache after the scan holds %v, want only the hot [a]", keys)
+	}
+}
+
+// hookStorage calls onGet before each Get.
+type hookStorage struct {
+	logical.Storage
+	onGet func(key string)
+}
+
+func (h *hookStorage) Get(ctx context.Context, key string) (*logical.StorageEntry, error) {
+	if h.onGet != nil {
+		h.onGet(key)
+	}
+	return h.Storage.Get(ctx, key)
+}
+
+// A credential whose shard keeps changing under the scan is indexed under its lock
+// (the fallback after 8 attempts); its refresh token is held for keep-alive all the
+// same, so after a restart it is kept alive.
+func TestKeepAliveScanFallbackHoldsToken(t *testing.T) {
+	t.Parallel()
+	p := newTestProvider(t, providerConfig{})
+	storage := &hookStorage{Storage: logical.NewStorageView(&logical.InmemStorage{}, "")}
+	clock := newTestClock()
+	b1, _, _ := newBackendWith(t, backendOptions{storage: storage, clock: clock, initialize: true})
+	importCredential(t, b1, storage, p, "held")
+	b1.Cleanup(t.Context())
+
+	b2, _, _ := newBackendWith(t, backendOptions{storage: storage, clock: clock})
+	reads := 0
+	storage.onGet = func(key string) {
+		if key == credentialPrefix+"held" {
+			reads++
+			b2.credentials.cache.drop("held") // a change of the shard after every read
+		}
+	}
+	cfg, err := b2.loadConfig(t.Context(), storage)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b2.indexOne(t.Context(), storage, cfg, "held", false); err != nil {
+		t.Fatal(err)
+	}
+	storage.onGet = nil
+	if reads < 8 {
+		t.Fatalf("the scan read the credential %d times; the fallback was not reached", reads)
+	}
+	if !heldForKeepAlive(b2, "held") {
+		t.Fatal("the fallback path did not hold the refresh token for keep-alive")
+	}
+	n := p.requests.Load()
+	clock.Advance(week)
+	keepAliveTick(t, b2, storage)
+	wantRequests(t, p, n+1, "the keep-alive after the fallback")
+}
