@@ -54,6 +54,30 @@ type keepAlive struct {
 
 	mu   sync.Mutex
 	used map[string]time.Time
+	// started is when this node took up the background work (Initialize on the
+	// active node): the keep-alives overdue then are spread, not run in one burst.
+	started time.Time
+}
+
+// start records that this node takes up keep-alive now; Initialize calls it before
+// the index scan files the held tokens.
+func (k *keepAlive) start(now time.Time) {
+	k.mu.Lock()
+	k.started = now
+	k.mu.Unlock()
+}
+
+// next is when c's refresh token, last used at used, is next exercised under cfg:
+// lifecycle.NextKeepAlive, the overdue spread from when this node started or
+// keepalive_interval last changed, whichever is later.
+func (k *keepAlive) next(cfg *engineConfig, name string, st lifecycle.State, used time.Time) time.Time {
+	k.mu.Lock()
+	since := k.started
+	k.mu.Unlock()
+	if cfg.KeepaliveSince.After(since) {
+		since = cfg.KeepaliveSince
+	}
+	return lifecycle.NextKeepAlive(name, st, used, cfg.KeepaliveInterval, since)
 }
 
 func newKeepAlive() *keepAlive {
@@ -98,7 +122,7 @@ func (k *keepAlive) file(cfg *engineConfig, c *credential) {
 	if !held {
 		return
 	}
-	k.due.Set(c.Name, lifecycle.NextKeepAlive(c.State, used, cfg.KeepaliveInterval))
+	k.due.Set(c.Name, k.next(cfg, c.Name, c.State, used))
 }
 
 // scannedUse is when the refresh token of a credential the index scan found was last
@@ -194,7 +218,7 @@ func (b *integrationsBackend) keepAliveOne(ctx context.Context, s logical.Storag
 	k.hold(name, tok, c.typeDef())
 	now := b.now().UTC()
 	st := b.currentState(c)
-	next := lifecycle.NextKeepAlive(st, tok.IssuedAt, cfg.KeepaliveInterval)
+	next := k.next(cfg, name, st, tok.IssuedAt)
 	if next.After(now) || next.IsZero() {
 		k.due.Set(name, next) // zero: not kept alive until a change files it again
 		return

@@ -2,8 +2,10 @@ package backend
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/hashicorp/vault/sdk/logical"
 )
@@ -142,4 +144,36 @@ func TestKeepAliveScanFallbackHoldsToken(t *testing.T) {
 	clock.Advance(week)
 	keepAliveTick(t, b2, storage)
 	wantRequests(t, p, n+1, "the keep-alive after the fallback")
+}
+
+// After a restart with every held refresh token long overdue, the keep-alives are
+// spread over a day from the restart (lifecycle.NextKeepAlive), not run in one burst.
+func TestKeepAliveOverdueAfterRestartSpread(t *testing.T) {
+	t.Parallel()
+	p := newTestProvider(t, providerConfig{})
+	storage := logical.NewStorageView(&logical.InmemStorage{}, "")
+	clock := newTestClock()
+	b1, _, _ := newBackendWith(t, backendOptions{storage: storage, clock: clock, initialize: true})
+	const n = 12
+	for i := range n {
+		importCredential(t, b1, storage, p, fmt.Sprintf("idle%02d", i))
+	}
+	b1.Cleanup(t.Context())
+	clock.Advance(5 * week) // an upgrade after a long outage: all overdue
+
+	b2, _, _ := newBackendWith(t, backendOptions{storage: storage, clock: clock, initialize: true})
+	start := p.requests.Load()
+	keepAliveTick(t, b2, storage)
+	if got := p.requests.Load() - start; got > n/2 {
+		t.Fatalf("%d of %d overdue keep-alives ran at the first tick after the restart; want them spread", got, n)
+	}
+	clock.Advance(12 * time.Hour)
+	keepAliveTick(t, b2, storage)
+	half := p.requests.Load() - start
+	if half == 0 || half == n {
+		t.Errorf("half a day after the restart %d of %d kept alive; want them spread over the day", half, n)
+	}
+	clock.Advance(12 * time.Hour)
+	keepAliveTick(t, b2, storage)
+	wantRequests(t, p, start+n, "a day after the restart")
 }

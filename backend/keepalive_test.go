@@ -121,10 +121,12 @@ func TestKeepAliveOffWithZero(t *testing.T) {
 	keepAliveTick(t, b, s)
 	wantRequests(t, p, n, "keepalive_interval 0")
 
-	// Turned on, the overdue token is exercised once the index is refiled.
+	// Turned on, the overdue token is exercised once the index is refiled, within the
+	// spread of overdue keep-alives (lifecycle.NextKeepAlive).
 	mustOK(t, b, s, logical.UpdateOperation, "config", map[string]any{"keepalive_interval": "1h"})
 	keepAliveTick(t, b, s) // the sweep sees the new config and rebuilds the indexes
 	waitIndexBuilt(t, b)
+	clock.Advance(lifecycle.KeepAliveSpread(time.Hour))
 	keepAliveTick(t, b, s)
 	wantRequests(t, p, n+1, "keepalive_interval back on")
 }
