@@ -34,6 +34,10 @@ const (
 	// keepAliveRetry files a credential whose keep-alive started, so a run never takes
 	// it twice; a refresh stores a token, which files the next time.
 	keepAliveRetry = 15 * time.Minute
+	// keepAliveRecheck files a credential whose keep-alive minted nothing (it joined
+	// a request in flight that served a token without refreshing): judged again from
+	// its stored token at a tick soon after.
+	keepAliveRecheck = time.Minute
 )
 
 // Outcomes of a keep-alive, the result label of its counter and its log line.
@@ -54,6 +58,9 @@ type keepAlive struct {
 
 	mu   sync.Mutex
 	used map[string]time.Time
+	// mint is the token request of a keep-alive; nil (but in tests) is mintToken,
+	// forced.
+	mint func(ctx context.Context, s logical.Storage, cfg *engineConfig, name string) (oauth.Result, tokenTicket, error)
 	// started is when this node took up the background work (Initialize on the
 	// active node): the keep-alives overdue then are spread, not run in one burst.
 	started time.Time
@@ -231,15 +238,28 @@ func (b *integrationsBackend) keepAliveOne(ctx context.Context, s logical.Storag
 	// force: the grant runs whatever access token is cached, through the same single
 	// flight as access/ (a read arriving meanwhile joins it). Not an access: nothing
 	// is recorded in the usage recorder but the token's own events.
-	res, t, err := b.mintToken(ctx, s, cfg, name, cfg.ExpiryBuffer, nil, true)
+	mint := k.mint
+	if mint == nil {
+		mint = func(ctx context.Context, s logical.Storage, cfg *engineConfig, name string) (oauth.Result, tokenTicket, error) {
+			return b.mintToken(ctx, s, cfg, name, cfg.ExpiryBuffer, nil, true)
+		}
+	}
+	res, t, err := mint(ctx, s, cfg, name)
 	switch {
-	case err == nil && res.Warning == "":
+	case err == nil && res.Warning != "":
+		b.activity.setTransient(name, true)
+		b.keepAliveDone(name, keepAliveTransient, res.Warning)
+	case err == nil && !res.Minted:
+		// Joined a request in flight that served a token without refreshing: nothing
+		// was stored and the refresh token was not exercised by this one. Not counted;
+		// judged again soon from the stored token (a refresh that stored one meanwhile
+		// files it an interval on).
+		k.due.Set(name, now.Add(keepAliveRecheck))
+		return
+	case err == nil:
 		b.activity.setTransient(name, false)
 		b.keepAliveDone(name, keepAliveOK, "")
 		return // the stored token filed the next one
-	case err == nil:
-		b.activity.setTransient(name, true)
-		b.keepAliveDone(name, keepAliveTransient, res.Warning)
 	case mintRefusal(name, err, "") != nil, errors.Is(err, oauth.ErrClosed), ctx.Err() != nil:
 		return // changed, gone or unloading meanwhile: whatever changed it files it
 	default:

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/vault/sdk/logical"
+
+	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/backend/oauth"
 )
 
 // heldForKeepAlive reports whether the keep-alive schedule holds name's refresh token.
@@ -176,4 +178,38 @@ func TestKeepAliveOverdueAfterRestartSpread(t *testing.T) {
 	clock.Advance(12 * time.Hour)
 	keepAliveTick(t, b2, storage)
 	wantRequests(t, p, start+n, "a day after the restart")
+}
+
+// A keep-alive that joins a request in flight which serves a token without minting
+// stored nothing: it is not counted ok, and the credential is judged again soon, from
+// the token the other request stored.
+func TestKeepAliveThatMintsNothingIsNotOK(t *testing.T) {
+	p, b, s, clock := importBackend(t)
+	importCredential(t, b, s, p, "idle")
+	clock.Advance(week)
+	joined := 0
+	b.tokens.kept.mint = func(ctx context.Context, s logical.Storage, cfg *engineConfig, name string) (oauth.Result, tokenTicket, error) {
+		joined++
+		// The request in flight it joined: an earlier one refreshed and stored, this
+		// one serves that token, minting nothing.
+		res, tt, err := b.mintToken(ctx, s, cfg, name, cfg.ExpiryBuffer, nil, false)
+		res.Minted = false
+		return res, tt, err
+	}
+	n := p.requests.Load()
+	keepAliveTick(t, b, s)
+	if joined != 1 {
+		t.Fatalf("%d keep-alives, want 1", joined)
+	}
+	if got := metricValueOf(t, b, s, "integrations_keepalive_refreshes_total", map[string]string{"result": "ok"}); got > 0 {
+		t.Errorf("a keep-alive that minted nothing counted ok (%v)", got)
+	}
+	if due := b.tokens.kept.due.Due(clock.Now().Add(keepAliveRecheck), 10); len(due) != 1 {
+		t.Fatalf("due within the recheck: %v, want the credential", due)
+	}
+	clock.Advance(keepAliveRecheck)
+	keepAliveTick(t, b, s)
+	if joined != 1 || p.requests.Load() != n+1 {
+		t.Errorf("the recheck: %d keep-alives, %d requests (want 1 and %d): the stored token was refreshed just now", joined, p.requests.Load(), n+1)
+	}
 }
