@@ -4,11 +4,14 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/hashicorp/vault/sdk/logical"
 
+	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/backend/lifecycle"
 	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/backend/oauth"
 )
 
@@ -211,5 +214,99 @@ func TestKeepAliveThatMintsNothingIsNotOK(t *testing.T) {
 	keepAliveTick(t, b, s)
 	if joined != 1 || p.requests.Load() != n+1 {
 		t.Errorf("the recheck: %d keep-alives, %d requests (want 1 and %d): the stored token was refreshed just now", joined, p.requests.Load(), n+1)
+	}
+}
+
+// Many due at once (more than the in-flight bound), one deleted and one suspended
+// while the run is under way: under -race, each of the others is kept alive once, and
+// the deleted and suspended ones are not held or kept alive afterwards.
+func TestKeepAliveManyDueRacingDeleteAndSuspend(t *testing.T) {
+	p, b, s, clock := importBackend(t)
+	const n = 10
+	for i := range n {
+		importCredential(t, b, s, p, fmt.Sprintf("c%d", i))
+	}
+	var full atomic.Int64
+	b.keepalives.full = func() { full.Add(1) }
+	clock.Advance(week)
+	start := p.requests.Load()
+	var wg sync.WaitGroup
+	wg.Add(2)
+	b.startKeepAlives(s)
+	go func() {
+		defer wg.Done()
+		if resp, err := request(b, s, logical.DeleteOperation, "credentials/c0", nil); err != nil || (resp != nil && resp.IsError()) {
+			t.Errorf("delete: %v %v", resp, err)
+		}
+	}()
+	go func() {
+		defer wg.Done()
+		if resp, err := request(b, s, logical.UpdateOperation, "credentials/c1/suspend", nil); err != nil || (resp != nil && resp.IsError()) {
+			t.Errorf("suspend: %v %v", resp, err)
+		}
+	}()
+	wg.Wait()
+	b.keepalives.wait()
+	if got := p.requests.Load() - start; got < n-2 || got > n {
+		t.Fatalf("%d keep-alives for %d due (two racing a delete and a suspend)", got, n)
+	}
+	if full.Load() == 0 {
+		t.Error("the run never waited on its in-flight bound with more due than it allows")
+	}
+	if heldForKeepAlive(b, "c0") {
+		t.Error("a deleted credential is still held for keep-alive")
+	}
+	if st, _ := credStatus(t, b, s, "c1"); st != "suspended" {
+		t.Fatalf("c1 %s, want suspended", st)
+	}
+	// A week on: the eight others once each, the deleted and the suspended not.
+	clock.Advance(week)
+	start = p.requests.Load()
+	keepAliveTick(t, b, s)
+	wantRequests(t, p, start+n-2, "a week after the racing run")
+}
+
+// A credential whose inactivity window ran out, before the sweep has suspended it, is
+// not kept alive: the sweep suspends it, and a suspended one is not kept alive.
+func TestKeepAliveNotWhenWindowRanOut(t *testing.T) {
+	p, b, s, clock := importBackend(t)
+	importCredential(t, b, s, p, "idle")
+	clock.Advance(lifecycle.DefaultPolicy().SuspendAfter + lifecycle.Day)
+	n := p.requests.Load()
+	b.startKeepAlives(s) // no sweep first: the credential is still active
+	b.keepalives.wait()
+	wantRequests(t, p, n, "a credential whose window ran out")
+	if c, err := b.credentials.get(t.Context(), s, "idle"); err != nil || c == nil || c.State.Status != lifecycle.StatusActive {
+		t.Fatalf("stored %v (%v); the keep-alive must leave suspending to the sweep", c, err)
+	}
+	if due := b.tokens.kept.due.Due(clock.Now().Add(52*week), 10); len(due) != 0 {
+		t.Errorf("still filed for keep-alive: %v", due)
+	}
+	keepAliveTick(t, b, s) // the sweep suspends it
+	if st, _ := credStatus(t, b, s, "idle"); st != "suspended" {
+		t.Fatalf("after the sweep: %s, want suspended", st)
+	}
+	clock.Advance(week)
+	keepAliveTick(t, b, s)
+	wantRequests(t, p, n, "suspended")
+}
+
+// A provider that does not rotate refresh tokens: after a keep-alive the stored refresh
+// token is the one held before, and the next keep-alive sends it again.
+func TestKeepAliveWithoutRotationKeepsTheRefreshToken(t *testing.T) {
+	p, b, s, clock := importBackend(t)
+	rt := importCredential(t, b, s, p, "idle")
+	for i := range 2 {
+		clock.Advance(week)
+		keepAliveTick(t, b, s)
+		if got := p.LastRequest(t).Form.Get("refresh_token"); got != rt {
+			t.Fatalf("keep-alive %d sent another refresh token", i+1)
+		}
+		if st := storedTokenOf(t, s, "idle"); st.RefreshToken != rt || st.AccessToken == "" {
+			t.Fatalf("after keep-alive %d the stored token state lost its refresh token or holds no access token", i+1)
+		}
+	}
+	if got := metricValueOf(t, b, s, "integrations_keepalive_refreshes_total", map[string]string{"result": "ok"}); got != 2 {
+		t.Errorf("ok keep-alives %v, want 2", got)
 	}
 }
