@@ -24,17 +24,29 @@ func heldForKeepAlive(b *integrationsBackend, name string) bool {
 	return ok
 }
 
+// beforeRestart is a mount on storage (fresh when nil) whose refresh tokens for names
+// were imported by a backend since cleaned up, as before a restart: the provider and
+// the clock, for the backend the test starts next.
+func beforeRestart(t *testing.T, storage logical.Storage, names ...string) (*testProvider, logical.Storage, *testClock) {
+	t.Helper()
+	p := newTestProvider(t, providerConfig{})
+	if storage == nil {
+		storage = logical.NewStorageView(&logical.InmemStorage{}, "")
+	}
+	clock := newTestClock()
+	b1, _, _ := newBackendWith(t, backendOptions{storage: storage, clock: clock, initialize: true})
+	for _, n := range names {
+		importCredential(t, b1, storage, p, n)
+	}
+	b1.Cleanup(t.Context())
+	return p, storage, clock
+}
+
 // One token entry that cannot be decoded is skipped for keep-alive (logged by name, its
 // content never) and does not stop the scan: the index is complete, the rest held.
 func TestKeepAliveScanSkipsUndecodableToken(t *testing.T) {
 	t.Parallel()
-	p := newTestProvider(t, providerConfig{})
-	storage := logical.NewStorageView(&logical.InmemStorage{}, "")
-	clock := newTestClock()
-	b1, _, _ := newBackendWith(t, backendOptions{storage: storage, clock: clock, initialize: true})
-	importCredential(t, b1, storage, p, "broken")
-	importCredential(t, b1, storage, p, "fine")
-	b1.Cleanup(t.Context())
+	_, storage, clock := beforeRestart(t, nil, "broken", "fine")
 	const garbage = `{"refresh_token":"secret-looking-garbage`
 	if err := storage.Put(t.Context(), &logical.StorageEntry{Key: tokenPrefix + "broken", Value: []byte(garbage)}); err != nil {
 		t.Fatal(err)
@@ -67,14 +79,7 @@ func TestKeepAliveScanSkipsUndecodableToken(t *testing.T) {
 // build over a large mount must not evict the hot working set.
 func TestKeepAliveScanLeavesTokenCacheAlone(t *testing.T) {
 	t.Parallel()
-	p := newTestProvider(t, providerConfig{})
-	storage := logical.NewStorageView(&logical.InmemStorage{}, "")
-	clock := newTestClock()
-	b1, _, _ := newBackendWith(t, backendOptions{storage: storage, clock: clock, initialize: true})
-	for _, n := range []string{"a", "b", "c"} {
-		importCredential(t, b1, storage, p, n)
-	}
-	b1.Cleanup(t.Context())
+	_, storage, clock := beforeRestart(t, nil, "a", "b", "c")
 	b2, _, _ := newBackendWith(t, backendOptions{storage: storage, clock: clock})
 	// "a" is hot (cached); the cache has room for two only.
 	b2.tokens.cache = newGenCacheSized[*storedToken](2)
@@ -116,12 +121,8 @@ func (h *hookStorage) Get(ctx context.Context, key string) (*logical.StorageEntr
 // same, so after a restart it is kept alive.
 func TestKeepAliveScanFallbackHoldsToken(t *testing.T) {
 	t.Parallel()
-	p := newTestProvider(t, providerConfig{})
 	storage := &hookStorage{Storage: logical.NewStorageView(&logical.InmemStorage{}, "")}
-	clock := newTestClock()
-	b1, _, _ := newBackendWith(t, backendOptions{storage: storage, clock: clock, initialize: true})
-	importCredential(t, b1, storage, p, "held")
-	b1.Cleanup(t.Context())
+	p, _, clock := beforeRestart(t, storage, "held")
 
 	b2, _, _ := newBackendWith(t, backendOptions{storage: storage, clock: clock})
 	reads := 0
@@ -155,15 +156,12 @@ func TestKeepAliveScanFallbackHoldsToken(t *testing.T) {
 // spread over a day from the restart (lifecycle.NextKeepAlive), not run in one burst.
 func TestKeepAliveOverdueAfterRestartSpread(t *testing.T) {
 	t.Parallel()
-	p := newTestProvider(t, providerConfig{})
-	storage := logical.NewStorageView(&logical.InmemStorage{}, "")
-	clock := newTestClock()
-	b1, _, _ := newBackendWith(t, backendOptions{storage: storage, clock: clock, initialize: true})
 	const n = 12
+	var names []string
 	for i := range n {
-		importCredential(t, b1, storage, p, fmt.Sprintf("idle%02d", i))
+		names = append(names, fmt.Sprintf("idle%02d", i))
 	}
-	b1.Cleanup(t.Context())
+	p, storage, clock := beforeRestart(t, nil, names...)
 	clock.Advance(5 * week) // an upgrade after a long outage: all overdue
 
 	b2, _, _ := newBackendWith(t, backendOptions{storage: storage, clock: clock, initialize: true})
