@@ -149,6 +149,7 @@ func (b *integrationsBackend) initialize(ctx context.Context, req *logical.Initi
 		// credentials the mount holds, and reads and lists are served from storage
 		// meanwhile. Vault calls Initialize on every mount setup of the node that does
 		// background work: a plugin reload, a restart, a standby becoming active.
+		b.tokens.kept.start(b.now().UTC())
 		b.startIndexBuild(req.Storage)
 		// What an earlier run left in the outbox is delivered now. Loading it here keeps
 		// the notifier from touching storage while there is nothing to deliver.

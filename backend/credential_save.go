@@ -34,6 +34,9 @@ func (b *integrationsBackend) saveCredential(ctx context.Context, s logical.Stor
 	scope := keepRecords
 	if existing == nil || len(repointed(c.typeDef(), existing, &c.Values)) > 0 {
 		scope = dropLearnt
+		if existing != nil && refreshToken != "" {
+			scope = replaceLearnt
+		}
 	}
 	if err := b.dropSecondary(ctx, s, c, scope); err != nil {
 		return err
@@ -84,7 +87,18 @@ const (
 	// dropAll: a delete or a purge. Everything goes: usage, the device-index entry,
 	// and every trace in memory, too.
 	dropAll
+	// replaceLearnt: a repoint whose write imports a refresh token. As dropLearnt,
+	// except that the stored token is not deleted: the import (adopt) overwrites it
+	// under the new destination, and if that fails and the credential is put back,
+	// the old token state is still there, so the failed write changed nothing. What
+	// memory holds of it goes, and the generation moves on, so no request in flight
+	// under the old settings can store its answer (put also refuses one whose
+	// destination moved).
+	replaceLearnt
 )
+
+// dropsToken reports whether the scope deletes the stored token.
+func (sc secondaryScope) dropsToken() bool { return sc == dropLearnt || sc == dropAll }
 
 // dropSecondary and settleSecondary are the one cascade through a credential's
 // secondary stores: a record kind stored beside credentials is added here, and a
@@ -108,7 +122,7 @@ func (b *integrationsBackend) dropSecondary(ctx context.Context, s logical.Stora
 	if err := b.authorizations.drop(ctx, s, c.Name); err != nil {
 		return err
 	}
-	if err := b.tokens.forget(ctx, s, c.Name, true); err != nil {
+	if err := b.tokens.forget(ctx, s, c.Name, scope.dropsToken()); err != nil {
 		return err
 	}
 	if scope == dropAll {
@@ -123,7 +137,7 @@ func (b *integrationsBackend) dropSecondary(ctx context.Context, s logical.Stora
 // delete) whatever it stored before the change is deleted again. After a delete,
 // nothing of the credential stays in memory.
 func (b *integrationsBackend) settleSecondary(ctx context.Context, s logical.Storage, name string, scope secondaryScope) error {
-	if err := b.tokens.forget(ctx, s, name, scope != keepRecords); err != nil {
+	if err := b.tokens.forget(ctx, s, name, scope.dropsToken()); err != nil {
 		return err
 	}
 	if scope == dropAll {

@@ -13,7 +13,9 @@ package backend
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"sync"
 	"time"
 
@@ -32,6 +34,10 @@ const (
 	// keepAliveRetry files a credential whose keep-alive started, so a run never takes
 	// it twice; a refresh stores a token, which files the next time.
 	keepAliveRetry = 15 * time.Minute
+	// keepAliveRecheck files a credential whose keep-alive minted nothing (it joined
+	// a request in flight that served a token without refreshing): judged again from
+	// its stored token at a tick soon after.
+	keepAliveRecheck = time.Minute
 )
 
 // Outcomes of a keep-alive, the result label of its counter and its log line.
@@ -52,6 +58,33 @@ type keepAlive struct {
 
 	mu   sync.Mutex
 	used map[string]time.Time
+	// mint is the token request of a keep-alive; nil (but in tests) is mintToken,
+	// forced.
+	mint func(ctx context.Context, s logical.Storage, cfg *engineConfig, name string) (oauth.Result, tokenTicket, error)
+	// started is when this node took up the background work (Initialize on the
+	// active node): the keep-alives overdue then are spread, not run in one burst.
+	started time.Time
+}
+
+// start records that this node takes up keep-alive now; Initialize calls it before
+// the index scan files the held tokens.
+func (k *keepAlive) start(now time.Time) {
+	k.mu.Lock()
+	k.started = now
+	k.mu.Unlock()
+}
+
+// next is when c's refresh token, last used at used, is next exercised under cfg:
+// lifecycle.NextKeepAlive, the overdue spread from when this node started or
+// keepalive_interval last changed, whichever is later.
+func (k *keepAlive) next(cfg *engineConfig, name string, st lifecycle.State, used time.Time) time.Time {
+	k.mu.Lock()
+	since := k.started
+	k.mu.Unlock()
+	if cfg.KeepaliveSince.After(since) {
+		since = cfg.KeepaliveSince
+	}
+	return lifecycle.NextKeepAlive(name, st, used, cfg.KeepaliveInterval, since)
 }
 
 func newKeepAlive() *keepAlive {
@@ -62,11 +95,20 @@ func newKeepAlive() *keepAlive {
 // refresh token was last used, or nothing when it holds none.
 func (k *keepAlive) hold(name string, tok *storedToken, t *credtype.Type) {
 	if tok == nil || tok.RefreshToken == "" || t == nil || !t.RefreshTokens() {
+		k.holdAt(name, time.Time{})
+		return
+	}
+	k.holdAt(name, tok.IssuedAt)
+}
+
+// holdAt records that name's refresh token was last used at used; zero: it holds none.
+func (k *keepAlive) holdAt(name string, used time.Time) {
+	if used.IsZero() {
 		k.forget(name)
 		return
 	}
 	k.mu.Lock()
-	k.used[name] = tok.IssuedAt
+	k.used[name] = used
 	k.mu.Unlock()
 }
 
@@ -87,21 +129,57 @@ func (k *keepAlive) file(cfg *engineConfig, c *credential) {
 	if !held {
 		return
 	}
-	k.due.Set(c.Name, lifecycle.NextKeepAlive(c.State, used, cfg.KeepaliveInterval))
+	k.due.Set(c.Name, k.next(cfg, c.Name, c.State, used))
 }
 
-// holdScanned reads the token state of a credential the index scan found, when its
-// type refreshes, so that reindex files it.
-func (b *integrationsBackend) holdScanned(ctx context.Context, s logical.Storage, c *credential) error {
-	t := c.typeDef()
-	if t == nil || !t.RefreshTokens() {
-		return nil
+// scannedUse is when the refresh token of a credential the index scan found was last
+// used, for holdAt (zero: none held, or its type does not refresh). The scan reads
+// every refresh-capable credential's token, so it never goes through the bounded
+// token cache: a cached copy is glanced at (not promoted), else the entry is decoded
+// from storage, only the fields keep-alive needs, and not cached, so an index build
+// over a large mount does not evict the hot working set. An entry that cannot be
+// decoded is logged by name (never its content) and not kept alive; the scan carries
+// on, and reads of the token fail alike.
+func (b *integrationsBackend) scannedUse(ctx context.Context, s logical.Storage, c *credential) (time.Time, error) {
+	if t := c.typeDef(); t == nil || !t.RefreshTokens() {
+		return time.Time{}, nil
 	}
-	tok, err := b.tokens.cached(ctx, s, c.Name)
-	if err != nil {
+	if tok, ok, _ := b.tokens.cache.glance(c.Name); ok {
+		if tok == nil || tok.RefreshToken == "" {
+			return time.Time{}, nil
+		}
+		return tok.IssuedAt, nil
+	}
+	entry, err := s.Get(ctx, tokenPrefix+c.Name)
+	if err != nil || entry == nil {
+		if err != nil {
+			err = fmt.Errorf("reading token of %q: %w", c.Name, err)
+		}
+		return time.Time{}, err
+	}
+	var tok struct {
+		RefreshToken present   `json:"refresh_token"`
+		IssuedAt     time.Time `json:"issued_at"`
+	}
+	if err := entry.DecodeJSON(&tok); err != nil {
+		b.Logger().Error("a stored token cannot be decoded: not kept alive", "credential", c.Name)
+		return time.Time{}, nil
+	}
+	if !tok.RefreshToken {
+		return time.Time{}, nil
+	}
+	return tok.IssuedAt, nil
+}
+
+// present decodes a JSON string as whether it is non-empty, keeping nothing of it.
+type present bool
+
+func (p *present) UnmarshalJSON(data []byte) error {
+	var v string
+	if err := json.Unmarshal(data, &v); err != nil && string(data) != "null" {
 		return err
 	}
-	b.tokens.kept.hold(c.Name, tok, t)
+	*p = v != ""
 	return nil
 }
 
@@ -147,7 +225,7 @@ func (b *integrationsBackend) keepAliveOne(ctx context.Context, s logical.Storag
 	k.hold(name, tok, c.typeDef())
 	now := b.now().UTC()
 	st := b.currentState(c)
-	next := lifecycle.NextKeepAlive(st, tok.IssuedAt, cfg.KeepaliveInterval)
+	next := k.next(cfg, name, st, tok.IssuedAt)
 	if next.After(now) || next.IsZero() {
 		k.due.Set(name, next) // zero: not kept alive until a change files it again
 		return
@@ -160,15 +238,28 @@ func (b *integrationsBackend) keepAliveOne(ctx context.Context, s logical.Storag
 	// force: the grant runs whatever access token is cached, through the same single
 	// flight as access/ (a read arriving meanwhile joins it). Not an access: nothing
 	// is recorded in the usage recorder but the token's own events.
-	res, t, err := b.mintToken(ctx, s, cfg, name, cfg.ExpiryBuffer, nil, true)
+	mint := k.mint
+	if mint == nil {
+		mint = func(ctx context.Context, s logical.Storage, cfg *engineConfig, name string) (oauth.Result, tokenTicket, error) {
+			return b.mintToken(ctx, s, cfg, name, cfg.ExpiryBuffer, nil, true)
+		}
+	}
+	res, t, err := mint(ctx, s, cfg, name)
 	switch {
-	case err == nil && res.Warning == "":
+	case err == nil && res.Warning != "":
+		b.activity.setTransient(name, true)
+		b.keepAliveDone(name, keepAliveTransient, res.Warning)
+	case err == nil && !res.Minted:
+		// Joined a request in flight that served a token without refreshing: nothing
+		// was stored and the refresh token was not exercised by this one. Not counted;
+		// judged again soon from the stored token (a refresh that stored one meanwhile
+		// files it an interval on).
+		k.due.Set(name, now.Add(keepAliveRecheck))
+		return
+	case err == nil:
 		b.activity.setTransient(name, false)
 		b.keepAliveDone(name, keepAliveOK, "")
 		return // the stored token filed the next one
-	case err == nil:
-		b.activity.setTransient(name, true)
-		b.keepAliveDone(name, keepAliveTransient, res.Warning)
 	case mintRefusal(name, err, "") != nil, errors.Is(err, oauth.ErrClosed), ctx.Err() != nil:
 		return // changed, gone or unloading meanwhile: whatever changed it files it
 	default:

@@ -121,10 +121,12 @@ func TestKeepAliveOffWithZero(t *testing.T) {
 	keepAliveTick(t, b, s)
 	wantRequests(t, p, n, "keepalive_interval 0")
 
-	// Turned on, the overdue token is exercised once the index is refiled.
+	// Turned on, the overdue token is exercised once the index is refiled, within the
+	// spread of overdue keep-alives (lifecycle.NextKeepAlive).
 	mustOK(t, b, s, logical.UpdateOperation, "config", map[string]any{"keepalive_interval": "1h"})
 	keepAliveTick(t, b, s) // the sweep sees the new config and rebuilds the indexes
 	waitIndexBuilt(t, b)
+	clock.Advance(lifecycle.KeepAliveSpread(time.Hour))
 	keepAliveTick(t, b, s)
 	wantRequests(t, p, n+1, "keepalive_interval back on")
 }
@@ -206,9 +208,11 @@ func TestKeepAliveRebuiltByScanActiveNodeOnly(t *testing.T) {
 	if err != nil || c == nil {
 		t.Fatal(c, err)
 	}
-	if err := sb.holdScanned(context.Background(), storage, c); err != nil {
+	used, err := sb.scannedUse(context.Background(), storage, c)
+	if err != nil {
 		t.Fatal(err)
 	}
+	sb.tokens.kept.holdAt("held", used)
 	sb.reindex(defaultConfig(), c, c.State)
 
 	b2, _, _ := newBackendWith(t, backendOptions{storage: storage, clock: clock, initialize: true})

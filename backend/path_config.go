@@ -73,8 +73,10 @@ type engineConfig struct {
 	VerifySince    time.Time     `json:"verify_since,omitzero"`
 	// KeepaliveInterval is how often a held refresh token is exercised at least
 	// (keepalive.go); 0 is off. A config stored before the field existed decodes to
-	// the default.
+	// the default. KeepaliveSince, when it was last changed, is from where the
+	// keep-alives then overdue are spread (lifecycle.NextKeepAlive).
 	KeepaliveInterval time.Duration `json:"keepalive_interval"`
+	KeepaliveSince    time.Time     `json:"keepalive_since,omitzero"`
 }
 
 func defaultConfig() *engineConfig {
@@ -278,6 +280,9 @@ func (b *integrationsBackend) pathConfigWrite(ctx context.Context, req *logical.
 	}
 	if next.VerifyInterval != current.VerifyInterval {
 		next.VerifySince = b.now().UTC()
+	}
+	if next.KeepaliveInterval != current.KeepaliveInterval {
+		next.KeepaliveSince = b.now().UTC()
 	}
 	if err := b.checkNotifyCredential(ctx, req.Storage, &next); err != nil {
 		return validationResponse(err)

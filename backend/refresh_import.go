@@ -18,8 +18,8 @@ import (
 // importRefreshToken stores refreshToken as c's token state, after c itself was
 // stored (saveCredential; the caller holds the name's lock). If the token cannot be
 // stored, c is put back as existing was (or removed, for a create), so the write
-// fails whole; only what a repoint drops before any write (the old token) stays
-// dropped, as on any failed repoint.
+// fails whole: a repoint that imports keeps the old token until adopt overwrites it
+// (replaceLearnt), so it is there again with the old credential.
 func (b *integrationsBackend) importRefreshToken(ctx context.Context, s logical.Storage, c, existing *credential, refreshToken string) error {
 	if refreshToken == "" {
 		return nil
@@ -36,6 +36,9 @@ func (b *integrationsBackend) importRefreshToken(ctx context.Context, s logical.
 	}
 	if undo != nil {
 		b.Logger().Error("putting back a credential whose imported refresh token could not be stored failed", "credential", c.Name, "error", undo)
+		// c stays, with new settings: the old token state must not follow them (a
+		// repoint kept it for the import to overwrite).
+		undo = errors.Join(undo, b.tokens.forget(ctx, s, c.Name, true))
 	}
 	return errors.Join(err, undo, b.afterCredentialChange(ctx, s, c.Name))
 }

@@ -182,10 +182,19 @@ func TestFailedImportChangesNothing(t *testing.T) {
 	if resp, err := request(b, s, logical.CreateOperation, "credentials/new", importedFields(p, "x")); err == nil && (resp == nil || !resp.IsError()) {
 		t.Fatal("a create whose refresh token could not be stored succeeded")
 	}
+	// A repoint bringing its own refresh token: the old token state must survive too.
+	other := newTestProvider(t, providerConfig{})
+	moved := map[string]any{"token_url": other.tokenURL(), "client_secret": oauthtest.ClientSecret, "refresh_token": "for-the-new-place"}
+	if resp, err := request(b, s, logical.PatchOperation, "credentials/imp", moved); err == nil && (resp == nil || !resp.IsError()) {
+		t.Fatal("a repoint whose refresh token could not be stored succeeded")
+	}
 	s.failPutsUnder.Store("")
+	if !heldForKeepAlive(b, "imp") {
+		t.Error("after the failed repoint the refresh token is no longer held for keep-alive")
+	}
 
 	after := mustOK(t, b, s, logical.ReadOperation, "credentials/imp", nil).Data
-	for _, k := range []string{"scopes", "updated_at", "secret_fields"} {
+	for _, k := range []string{"scopes", "token_url", "updated_at", "secret_fields"} {
 		if fmt.Sprint(after[k]) != fmt.Sprint(before[k]) {
 			t.Errorf("%s changed by the failed write: %v -> %v", k, before[k], after[k])
 		}

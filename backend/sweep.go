@@ -152,10 +152,7 @@ func (b *integrationsBackend) indexOne(ctx context.Context, s logical.Storage, c
 			// The credential's shard keeps changing under the scan: index it the way a
 			// write does, under its lock.
 			unlock := b.credentials.lock(name)
-			err := b.afterCredentialChange(ctx, s, name)
-			if err == nil {
-				err = b.credentials.refile(ctx, s, name)
-			}
+			err := b.indexLocked(ctx, s, name)
 			unlock()
 			if err != nil {
 				return err
@@ -172,20 +169,23 @@ func (b *integrationsBackend) indexOne(ctx context.Context, s logical.Storage, c
 		if err != nil {
 			return err
 		}
+		var used time.Time
 		if c != nil {
-			if err := b.holdScanned(ctx, s, c); err != nil {
+			if used, err = b.scannedUse(ctx, s, c); err != nil {
 				return err
 			}
 		}
 		// Filed only if no write, delete or invalidation of the credential's shard
 		// came between the read and now: those index (or unindex) the credential
-		// themselves after their change, so a stale read must not land after them.
+		// themselves after their change, so a stale read must not land after them
+		// (nor a deleted credential's refresh token stay held).
 		if b.credentials.ifUnchanged(name, gen, func() {
 			if c == nil {
 				a.unindex(name)
 				b.credentials.labels.unfile(name)
 				return
 			}
+			b.tokens.kept.holdAt(name, used)
 			b.reindex(cfg, c, c.State)
 			b.credentials.labels.file(name, c.typeDef(), c.Tags)
 		}) {
@@ -199,6 +199,25 @@ func (b *integrationsBackend) indexOne(ctx context.Context, s logical.Storage, c
 	if errors.Is(err, errUndecodable) {
 		b.Logger().Warn("stored usage cannot be decoded", "credential", name, "error", err)
 		return nil
+	}
+	return err
+}
+
+// indexLocked indexes name the way a write does, the caller holding its lock: its
+// refresh token held for keep-alive, then filed in every index and the labels.
+func (b *integrationsBackend) indexLocked(ctx context.Context, s logical.Storage, name string) error {
+	c, err := b.credentials.get(ctx, s, name)
+	if err == nil && c != nil {
+		var used time.Time
+		if used, err = b.scannedUse(ctx, s, c); err == nil {
+			b.tokens.kept.holdAt(name, used)
+		}
+	}
+	if err == nil {
+		err = b.afterCredentialChange(ctx, s, name)
+	}
+	if err == nil {
+		err = b.credentials.refile(ctx, s, name)
 	}
 	return err
 }

@@ -154,8 +154,14 @@ func withTrustAnchors(t *Type) {
 	if t.OAuth == nil && !hasURL && !hasVerify {
 		return
 	}
+	t.insertBeforeCommon(use(FieldCACertificate))
+}
+
+// insertBeforeCommon adds fs to t's fields after its own and before the common ones,
+// where every field the catalog gives a type besides its own goes.
+func (t *Type) insertBeforeCommon(fs ...Field) {
 	own, common := splitCommon(t.Fields)
-	t.Fields = append(append(own, use(FieldCACertificate)), common...)
+	t.Fields = append(append(own, fs...), common...)
 }
 
 // splitCommon returns a type's own fields (a copy) and its common ones.

@@ -3,8 +3,6 @@
 
 package credtype
 
-import "slices"
-
 // FieldRefreshToken is the field that imports a refresh token obtained elsewhere.
 const FieldRefreshToken = "refresh_token"
 
@@ -40,11 +38,7 @@ func addTokenStateFields(t *Type) {
 	if _, ok := t.Field(refreshTokenField); ok {
 		return
 	}
-	at := slices.IndexFunc(t.Fields, func(f Field) bool { return f.Common })
-	if at < 0 {
-		at = len(t.Fields)
-	}
-	t.Fields = slices.Insert(t.Fields, at, use(refreshTokenField))
+	t.insertBeforeCommon(use(refreshTokenField))
 }
 
 // checkVSChar accepts RFC 6749's VSCHAR (%x20-7E), the characters of a refresh token.

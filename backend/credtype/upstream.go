@@ -5,7 +5,6 @@
 package credtype
 
 import (
-	"slices"
 	"time"
 
 	lc "github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/backend/lifecycle"
@@ -31,16 +30,13 @@ func addOAuthFields(t *Type) {
 	if t.OAuth == nil {
 		return
 	}
-	at := slices.IndexFunc(t.Fields, func(f Field) bool { return f.Common })
-	if at < 0 {
-		at = len(t.Fields)
-	}
+	var add []Field
 	for _, n := range oauthNames {
 		if _, ok := t.Field(n); !ok {
-			t.Fields = slices.Insert(t.Fields, at, use(n))
-			at++
+			add = append(add, use(n))
 		}
 	}
+	t.insertBeforeCommon(add...)
 }
 
 // checkTime is a time value kept as a string field: the time rule, normalized to UTC.

@@ -21,16 +21,34 @@ var KeepaliveIntervalRule = VerifyIntervalRule
 // and is the caller's to allow).
 func CheckKeepaliveInterval(d time.Duration) error { return CheckVerifyInterval(d) }
 
-// NextKeepAlive is when a credential's held refresh token is next exercised: interval
-// after it was last used (exercised: the issue time of the token it came with, which
-// every refresh renews). Zero when never: no interval (off), no refresh token held
-// (exercised zero), or a credential not active — a suspended one is not in use, and
-// asking a provider again for a grant it refused for good (needs_reauth) can lock the
-// account. Like NextVerify, it depends on the state alone, so re-filing never
-// postpones it.
-func NextKeepAlive(s State, exercised time.Time, interval time.Duration) time.Time {
+// NextKeepAlive is when the held refresh token of the credential called name is next
+// exercised: interval after it was last used (exercised: the issue time of the token
+// it came with, which every refresh renews). Zero when never: no interval (off), no
+// refresh token held (exercised zero), or a credential not active — a suspended one is
+// not in use, and asking a provider again for a grant it refused for good
+// (needs_reauth) can lock the account.
+//
+// One already overdue when the schedule started (since: the node took up the work, or
+// keepalive_interval changed) — after an upgrade, with keep-alive turned back on, after
+// an outage — is not due at once with every other idle credential (100,000 refreshes in
+// one burst, which providers throttle): it gets a slot of its own within
+// KeepAliveSpread of since, by a hash of its name (as NextVerify's slots). Like
+// NextVerify, it depends on the state and since alone, not on when it is asked, so
+// re-filing never postpones it.
+func NextKeepAlive(name string, s State, exercised time.Time, interval time.Duration, since time.Time) time.Time {
 	if interval <= 0 || exercised.IsZero() || s.Status != StatusActive {
 		return time.Time{}
 	}
-	return exercised.Add(interval)
+	due := exercised.Add(interval)
+	if !due.Before(since) {
+		return due
+	}
+	return slot(name, KeepAliveSpread(interval), since)
+}
+
+// KeepAliveSpread is how far NextKeepAlive spreads the keep-alives overdue at since:
+// a seventh of the interval, at most a day (at the default week, 100,000 overdue
+// credentials come to about 70 a minute).
+func KeepAliveSpread(interval time.Duration) time.Duration {
+	return min(interval/7, Day)
 }

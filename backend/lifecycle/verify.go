@@ -95,15 +95,22 @@ func NextVerify(name string, s State, interval time.Duration, since time.Time) t
 	if v := s.Verified; v != nil && v.CheckedAt.After(from) {
 		from = v.CheckedAt
 	}
-	from = from.Add(interval / 2)
+	return slot(name, interval, from.Add(interval/2))
+}
+
+// slot is the first of name's slots not before from: period apart, offset from the
+// epoch by a hash of name, so that many names falling due together spread evenly over
+// period instead. The schedules that must not burst (NextVerify, NextKeepAlive) share
+// it.
+func slot(name string, period time.Duration, from time.Time) time.Time {
 	h := fnv.New64a()
 	h.Write([]byte(name))
-	offset := time.Duration(h.Sum64() % uint64(interval))
-	// The first slot (epoch + offset + k·interval) not before from.
+	offset := time.Duration(h.Sum64() % uint64(period))
+	// The first slot (epoch + offset + k·period) not before from.
 	elapsed := from.Sub(time.Unix(0, 0).Add(offset))
-	k := elapsed / interval
-	if elapsed%interval != 0 && elapsed > 0 {
+	k := elapsed / period
+	if elapsed%period != 0 && elapsed > 0 {
 		k++
 	}
-	return time.Unix(0, 0).Add(offset + k*interval).UTC()
+	return time.Unix(0, 0).Add(offset + k*period).UTC()
 }
