@@ -48,7 +48,17 @@ func newGenCacheSized[V any](n int) *genCache[V] {
 // cached only if no set or drop of name's shard came while load ran, and a value a
 // racing write cached wins over it.
 func (c *genCache[V]) get(name string, load func() (v V, keep bool, err error)) (V, error) {
-	v, ok, gen := c.peek(name)
+	c.mu.Lock()
+	v, ok := c.m.Get(name)
+	c.mu.Unlock()
+	if ok {
+		return v, nil // a hit hashes nothing: the access path's common case
+	}
+	shard := locksutil.LockIndexForKey(name)
+	c.mu.Lock()
+	v, ok = c.m.Get(name)
+	gen := c.gens[shard]
+	c.mu.Unlock()
 	if ok {
 		return v, nil
 	}
@@ -61,25 +71,17 @@ func (c *genCache[V]) get(name string, load func() (v V, keep bool, err error)) 
 	if cur, ok := c.m.Get(name); ok {
 		return cur, nil
 	}
-	if c.gens[locksutil.LockIndexForKey(name)] == gen {
+	if c.gens[shard] == gen {
 		c.m.Add(name, v)
 	}
 	return v, nil
 }
 
-// peek returns the cached value of name (ok false if none) and its shard's generation,
-// for a reader that will check with ifUnchanged that nothing changed since. It never
-// touches storage. A hit counts as a use for eviction.
-func (c *genCache[V]) peek(name string) (v V, ok bool, gen uint64) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	v, ok = c.m.Get(name)
-	return v, ok, c.gens[locksutil.LockIndexForKey(name)]
-}
-
-// glance is peek for a reader that is not using the value in earnest (the sweep's and
-// the list's views of many credentials): a hit does not count as a use, so a full list
-// or scan does not evict the credentials integrations are reading.
+// glance returns the cached value of name (ok false if none) and its shard's
+// generation, for a reader that will check with ifUnchanged that nothing changed since,
+// or that is not using the value in earnest (the sweep's and the list's views of many
+// credentials): it never touches storage, and a hit does not count as a use, so a
+// full list or scan does not evict the credentials integrations are reading.
 func (c *genCache[V]) glance(name string) (v V, ok bool, gen uint64) {
 	c.mu.Lock()
 	defer c.mu.Unlock()

@@ -39,7 +39,7 @@ func TestGenCacheIsBounded(t *testing.T) {
 	if v, _ := c.get("a", reads.load("a")); v != "stored-a" || reads["a"] != 1 {
 		t.Fatalf("a read again: %q after %d storage reads, want the cached copy", v, reads["a"])
 	}
-	if _, ok, _ := c.peek("b"); ok {
+	if _, ok, _ := c.glance("b"); ok {
 		t.Fatal("b is still cached: the least recently used value was not the one evicted")
 	}
 }
@@ -50,7 +50,10 @@ func TestGenCacheGlanceIsNotAUse(t *testing.T) {
 		name    string
 		evicted string
 	}{
-		{(*genCache[string]).peek, "peek", "b"},
+		{func(c *genCache[string], name string) (string, bool, uint64) {
+			v, err := c.get(name, func() (string, bool, error) { return "", false, errors.New("not cached") })
+			return v, err == nil, 0
+		}, "get", "b"},
 		{(*genCache[string]).glance, "glance", "a"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

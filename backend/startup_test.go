@@ -150,7 +150,7 @@ func TestDeleteRacingTheScanStaysDeleted(t *testing.T) {
 	if dueBy(b.activity.alerting, victim, never) {
 		t.Fatal("a credential deleted during the scan is back in the alerting index")
 	}
-	if c, _, _ := b.credentials.cache.peek(victim); c != nil {
+	if c, _, _ := b.credentials.cache.glance(victim); c != nil {
 		t.Fatal("a credential deleted during the scan is back in the cache")
 	}
 	if !dueBy(b.activity.index, other, never) {
