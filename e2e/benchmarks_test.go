@@ -16,7 +16,8 @@ package e2e
 //	BENCH_REFRESH_AHEAD      on|off for the rollover run, when the engine has it (default on)
 //	BENCH_SCALE              mount sizes (default 1000,10000,100000)
 //	BENCH_SWEEP_WAIT         wait for a periodic tick before the after-sweep RSS (default 65s; 0 skips)
-//	BENCH_ONLY               sections to run: load,rollover,herd,scale (default all)
+//	BENCH_ONLY               sections to run: load,rollover,herd,scale,startup (default all)
+//	BENCH_BASELINE           an older build of this plugin in the plugin directory, read beside it in the load rounds
 //	BENCH_INPROC             `go test -bench` output to fold into the report
 
 import (
@@ -332,6 +333,27 @@ func benchLoad(t *testing.T, s benchSettings, rep *benchReport) {
 		{"access/ static (basic)", "load-int/access/svc", "pw-0123456789"},
 		{"access/ cached OAuth token", "load-int/access/oauth", "access_token"},
 		{"credentials/<name> read", "load-int/credentials/svc", `"type":"basic"`},
+	}
+	// BENCH_BASELINE names an older build of this plugin in the plugin directory: its
+	// access/ reads join the rounds, so a change in the ratio can be told from noise.
+	if base := os.Getenv("BENCH_BASELINE"); base != "" {
+		sum, err := fileSHA256(filepath.Join(pluginDir(), base))
+		if err != nil {
+			t.Fatalf("BENCH_BASELINE=%s: %v", base, err)
+		}
+		if err := v.client.Sys().RegisterPlugin(&api.RegisterPluginInput{Name: base, Type: api.PluginTypeSecrets, Command: base, SHA256: sum}); err != nil {
+			t.Fatal(err)
+		}
+		if err := v.client.Sys().Mount("load-base", &api.MountInput{Type: base}); err != nil {
+			t.Fatal(err)
+		}
+		mustDo(t, v, http.MethodPost, "load-base/credentials/svc", map[string]any{"type": "basic", "username": "svc-user", "password": "pw-0123456789"})
+		mustDo(t, v, http.MethodPost, "load-base/credentials/oauth", map[string]any{"type": "oauth2_client_credentials",
+			"token_url": p.TokenURL(), "client_id": oauthtest.ClientID, "client_secret": oauthtest.ClientSecret})
+		targets = append(targets,
+			target{"baseline " + base + ": access/ static (basic)", "load-base/access/svc", "pw-0123456789"},
+			target{"baseline " + base + ": access/ cached OAuth token", "load-base/access/oauth", "access_token"})
+		defer func() { _ = v.client.Sys().Unmount("load-base") }()
 	}
 	clients := []int{4, 16, 64}
 	rep.load = map[string]map[int]*loadgen.Result{}
