@@ -8,7 +8,6 @@
 package tlsclient
 
 import (
-	"container/list"
 	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
@@ -16,6 +15,8 @@ import (
 	"fmt"
 	"net/http"
 	"sync"
+
+	"github.com/hashicorp/golang-lru/v2/simplelru"
 )
 
 // Material is the TLS material of one credential's connections. The zero value is
@@ -86,16 +87,10 @@ type Cache struct {
 	// other is a base that is not an *http.Transport (a test's): used as it is for
 	// empty material; per-credential TLS cannot be layered on it.
 	other http.RoundTripper
-	size  int
 
 	mu      sync.Mutex
-	order   *list.List // of *entry, most recently used first
-	entries map[[sha256.Size]byte]*list.Element
-}
-
-type entry struct {
-	fp [sha256.Size]byte
-	rt *http.Transport
+	entries *simplelru.LRU[[sha256.Size]byte, *http.Transport]
+	evicted []*http.Transport // dropped under mu, their idle connections closed after it
 }
 
 // NewCache returns a cache of at most size transports (0: DefaultSize) cloned from
@@ -105,7 +100,8 @@ func NewCache(base http.RoundTripper, size int) *Cache {
 	if size <= 0 {
 		size = DefaultSize
 	}
-	c := &Cache{size: size, order: list.New(), entries: map[[sha256.Size]byte]*list.Element{}}
+	c := &Cache{}
+	c.entries, _ = simplelru.NewLRU(size, func(_ [sha256.Size]byte, rt *http.Transport) { c.evicted = append(c.evicted, rt) })
 	switch b := base.(type) {
 	case nil:
 		c.base = http.DefaultTransport.(*http.Transport).Clone()
@@ -154,30 +150,21 @@ func (c *Cache) For(m Material) (http.RoundTripper, error) {
 func (c *Cache) lookup(fp [sha256.Size]byte) *http.Transport {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if el, ok := c.entries[fp]; ok {
-		c.order.MoveToFront(el)
-		return el.Value.(*entry).rt
-	}
-	return nil
+	rt, _ := c.entries.Get(fp)
+	return rt
 }
 
 // insert adds rt under fp unless another caller won the race, and returns the one
 // kept.
 func (c *Cache) insert(fp [sha256.Size]byte, rt *http.Transport) *http.Transport {
-	var evicted []*http.Transport
 	c.mu.Lock()
-	if el, ok := c.entries[fp]; ok {
-		c.order.MoveToFront(el)
+	if kept, ok := c.entries.Get(fp); ok {
 		c.mu.Unlock()
-		return el.Value.(*entry).rt
+		return kept
 	}
-	c.entries[fp] = c.order.PushFront(&entry{fp: fp, rt: rt})
-	for c.order.Len() > c.size {
-		last := c.order.Back()
-		e := c.order.Remove(last).(*entry)
-		delete(c.entries, e.fp)
-		evicted = append(evicted, e.rt)
-	}
+	c.entries.Add(fp, rt)
+	evicted := c.evicted
+	c.evicted = nil
 	c.mu.Unlock()
 	for _, t := range evicted {
 		t.CloseIdleConnections() // requests in flight finish on their connections
@@ -189,5 +176,5 @@ func (c *Cache) insert(fp [sha256.Size]byte, rt *http.Transport) *http.Transport
 func (c *Cache) Len() int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.order.Len()
+	return c.entries.Len()
 }
