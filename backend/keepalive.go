@@ -13,9 +13,7 @@ package backend
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
-	"fmt"
 	"sync"
 	"time"
 
@@ -144,43 +142,12 @@ func (b *integrationsBackend) scannedUse(ctx context.Context, s logical.Storage,
 	if t := c.typeDef(); t == nil || !t.RefreshTokens() {
 		return time.Time{}, nil
 	}
-	if tok, ok, _ := b.tokens.cache.glance(c.Name); ok {
-		if tok == nil || tok.RefreshToken == "" {
-			return time.Time{}, nil
-		}
-		return tok.IssuedAt, nil
-	}
-	entry, err := s.Get(ctx, tokenPrefix+c.Name)
-	if err != nil || entry == nil {
-		if err != nil {
-			err = fmt.Errorf("reading token of %q: %w", c.Name, err)
-		}
-		return time.Time{}, err
-	}
-	var tok struct {
-		RefreshToken present   `json:"refresh_token"`
-		IssuedAt     time.Time `json:"issued_at"`
-	}
-	if err := entry.DecodeJSON(&tok); err != nil {
+	used, err := b.tokens.refreshHeldSince(ctx, s, c.Name)
+	if errors.Is(err, errUndecodable) {
 		b.Logger().Error("a stored token cannot be decoded: not kept alive", "credential", c.Name)
 		return time.Time{}, nil
 	}
-	if !tok.RefreshToken {
-		return time.Time{}, nil
-	}
-	return tok.IssuedAt, nil
-}
-
-// present decodes a JSON string as whether it is non-empty, keeping nothing of it.
-type present bool
-
-func (p *present) UnmarshalJSON(data []byte) error {
-	var v string
-	if err := json.Unmarshal(data, &v); err != nil && string(data) != "null" {
-		return err
-	}
-	*p = v != ""
-	return nil
+	return used, err
 }
 
 // startKeepAlives starts a run over the refresh tokens due for keep-alive, unless one

@@ -4,10 +4,12 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/hashicorp/vault/sdk/helper/locksutil"
 	"github.com/hashicorp/vault/sdk/logical"
@@ -325,3 +327,47 @@ func (ts *tokenStore) invalidated(name string) {
 }
 
 func isDiscarded(err error) bool { return errors.Is(err, oauth.ErrDiscarded) }
+
+// refreshHeldSince returns the issue time of name's stored token when it holds a
+// refresh token (zero when none is held), for the index scan: a cached copy is glanced
+// at (not promoted), else only those fields are decoded from storage and nothing is
+// cached, so a scan over a large mount does not evict the hot working set. An entry
+// that cannot be decoded is errUndecodable.
+func (ts *tokenStore) refreshHeldSince(ctx context.Context, s logical.Storage, name string) (time.Time, error) {
+	if tok, ok, _ := ts.cache.glance(name); ok {
+		if tok == nil || tok.RefreshToken == "" {
+			return time.Time{}, nil
+		}
+		return tok.IssuedAt, nil
+	}
+	entry, err := s.Get(ctx, tokenPrefix+name)
+	if err != nil || entry == nil {
+		if err != nil {
+			err = fmt.Errorf("reading token of %q: %w", name, err)
+		}
+		return time.Time{}, err
+	}
+	var tok struct {
+		RefreshToken present   `json:"refresh_token"`
+		IssuedAt     time.Time `json:"issued_at"`
+	}
+	if err := entry.DecodeJSON(&tok); err != nil {
+		return time.Time{}, fmt.Errorf("%w: token of %q", errUndecodable, name)
+	}
+	if !tok.RefreshToken {
+		return time.Time{}, nil
+	}
+	return tok.IssuedAt, nil
+}
+
+// present decodes a JSON string as whether it is non-empty, keeping nothing of it.
+type present bool
+
+func (p *present) UnmarshalJSON(data []byte) error {
+	var v string
+	if err := json.Unmarshal(data, &v); err != nil && string(data) != "null" {
+		return err
+	}
+	*p = v != ""
+	return nil
+}
