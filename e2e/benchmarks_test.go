@@ -9,7 +9,7 @@ package e2e
 //
 //	BENCH_REPORT             the Markdown file to write (the PNG goes beside it)
 //	BENCH_DURATION           length of one load round (default 5s)
-//	BENCH_ROUNDS             alternating rounds per target and concurrency (default 3)
+//	BENCH_ROUNDS             alternating rounds per target and concurrency (default 5)
 //	BENCH_ROLLOVER_LIFETIME  token lifetime in the rollover run (default 60s)
 //	BENCH_ROLLOVERS          rollovers to run through (default 3)
 //	BENCH_PROVIDER_LATENCY   the OAuth token endpoint's added latency (default 350ms)
@@ -100,7 +100,7 @@ func benchSettingsFromEnv(t *testing.T) benchSettings {
 		lifetime:        envDuration(t, "BENCH_ROLLOVER_LIFETIME", 60*time.Second),
 		providerLatency: envDuration(t, "BENCH_PROVIDER_LATENCY", 350*time.Millisecond),
 		sweepWait:       envDuration(t, "BENCH_SWEEP_WAIT", 65*time.Second),
-		rounds:          envInt(t, "BENCH_ROUNDS", 3),
+		rounds:          envInt(t, "BENCH_ROUNDS", 5),
 		rollovers:       envInt(t, "BENCH_ROLLOVERS", 3),
 		refreshAhead:    os.Getenv("BENCH_REFRESH_AHEAD") != "off",
 		sizes:           []int{1000, 10000, 100000},
@@ -134,7 +134,9 @@ type benchReport struct {
 	settings     benchSettings
 	started      time.Time
 	took         time.Duration
-	load         map[string]map[int]*loadgen.Result // target → clients → merged rounds
+	load         map[string]map[int]*loadgen.Result   // target → clients → merged rounds
+	loadRounds   map[string]map[int][]*loadgen.Result // target → clients → each round
+	loadCPU      map[string]map[int]*cpuPerRequest
 	loadTargets  []string
 	loadClients  []int
 	rollover     *rolloverResult
@@ -326,13 +328,16 @@ func benchLoad(t *testing.T, s benchSettings, rep *benchReport) {
 	mustDo(t, v, http.MethodPost, "load-int/credentials/oauth", map[string]any{"type": "oauth2_client_credentials",
 		"token_url": p.TokenURL(), "client_id": oauthtest.ClientID, "client_secret": oauthtest.ClientSecret})
 
-	type target struct{ name, path, want string }
+	// proc is the plugin binary that answers the target (none for KV, built into Vault):
+	// its CPU time per request is measured beside Vault's.
+	type target struct{ name, path, want, proc string }
 	targets := []target{
-		{"constant plugin", "load-const/access/svc", "pw-0123456789"},
-		{"KV v2 read", "secret/data/bench", "pw-0123456789"},
-		{"access/ static (basic)", "load-int/access/svc", "pw-0123456789"},
-		{"access/ cached OAuth token", "load-int/access/oauth", "access_token"},
-		{"credentials/<name> read", "load-int/credentials/svc", `"type":"basic"`},
+		{"constant plugin", "load-const/access/svc", "pw-0123456789", constPluginName},
+		{constTokenTarget, "load-const/access/oauth", "access_token", constPluginName},
+		{"KV v2 read", "secret/data/bench", "pw-0123456789", ""},
+		{"access/ static (basic)", "load-int/access/svc", "pw-0123456789", pluginName},
+		{"access/ cached OAuth token", "load-int/access/oauth", "access_token", pluginName},
+		{"credentials/<name> read", "load-int/credentials/svc", `"type":"basic"`, pluginName},
 	}
 	// BENCH_BASELINE names an older build of this plugin in the plugin directory: its
 	// access/ reads join the rounds, so a change in the ratio can be told from noise.
@@ -351,8 +356,8 @@ func benchLoad(t *testing.T, s benchSettings, rep *benchReport) {
 		mustDo(t, v, http.MethodPost, "load-base/credentials/oauth", map[string]any{"type": "oauth2_client_credentials",
 			"token_url": p.TokenURL(), "client_id": oauthtest.ClientID, "client_secret": oauthtest.ClientSecret})
 		targets = append(targets,
-			target{"baseline " + base + ": access/ static (basic)", "load-base/access/svc", "pw-0123456789"},
-			target{"baseline " + base + ": access/ cached OAuth token", "load-base/access/oauth", "access_token"})
+			target{"baseline " + base + ": access/ static (basic)", "load-base/access/svc", "pw-0123456789", base},
+			target{"baseline " + base + ": access/ cached OAuth token", "load-base/access/oauth", "access_token", base})
 		defer func() { _ = v.client.Sys().Unmount("load-base") }()
 	}
 	clients := []int{4, 16, 64}
@@ -367,6 +372,30 @@ func benchLoad(t *testing.T, s benchSettings, rep *benchReport) {
 		}
 	}
 	rep.loadClients = clients
+	// Every plugin process is started by the warm-up reads above.
+	procs := map[string]int{}
+	for _, tg := range targets {
+		if tg.proc == "" || procs[tg.proc] != 0 {
+			continue
+		}
+		pid, err := childPID(v, tg.proc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		procs[tg.proc] = pid
+	}
+	rep.loadCPU = map[string]map[int]*cpuPerRequest{}
+	cpuOf := func(tg target) (vault, plugin int64) {
+		var err1, err2 error
+		vault, err1 = processCPU(v.cmd.Process.Pid)
+		if tg.proc != "" {
+			plugin, err2 = processCPU(procs[tg.proc])
+		}
+		if err := errors.Join(err1, err2); err != nil {
+			t.Fatalf("reading CPU times for %s: %v", tg.name, err)
+		}
+		return vault, plugin
+	}
 	mints := p.Requests()
 	for round := range s.rounds {
 		for _, c := range clients {
@@ -374,13 +403,22 @@ func benchLoad(t *testing.T, s benchSettings, rep *benchReport) {
 			for i := range targets {
 				tg := targets[(i+round)%len(targets)]
 				client := loadgen.NewClient(c)
+				vault0, plugin0 := cpuOf(tg)
 				r := loadgen.Run(context.Background(), loadgen.Config{Workers: c, Duration: s.duration, Client: client},
 					loadgen.Get(v.addr+"/v1/"+tg.path, v.token, tg.want))
+				vault1, plugin1 := cpuOf(tg)
 				client.CloseIdleConnections()
 				if r.Errors > 0 {
 					t.Fatalf("%s at %d clients: %d of %d requests failed: %s", tg.name, c, r.Errors, r.N(), r.FirstErr)
 				}
 				rounds[tg.name][c] = append(rounds[tg.name][c], r)
+				if rep.loadCPU[tg.name] == nil {
+					rep.loadCPU[tg.name] = map[int]*cpuPerRequest{}
+				}
+				if rep.loadCPU[tg.name][c] == nil {
+					rep.loadCPU[tg.name][c] = &cpuPerRequest{plugin: tg.proc != ""}
+				}
+				rep.loadCPU[tg.name][c].add(vault1-vault0, plugin1-plugin0, r.N())
 				t.Logf("load round %d: %-28s %2d clients %8.0f req/s p50 %s p99 %s", round+1, tg.name, c, r.Rate(), ms(r.Quantile(.5)), ms(r.Quantile(.99)))
 			}
 		}
@@ -388,6 +426,7 @@ func benchLoad(t *testing.T, s benchSettings, rep *benchReport) {
 	if extra := p.Requests() - mints; extra != 0 {
 		rep.note("the cached OAuth token target made %d provider requests during the load rounds (want 0)", extra)
 	}
+	rep.loadRounds = rounds
 	for name, byC := range rounds {
 		rep.load[name] = map[int]*loadgen.Result{}
 		for c, rs := range byC {
@@ -396,6 +435,37 @@ func benchLoad(t *testing.T, s benchSettings, rep *benchReport) {
 	}
 	_ = v.client.Sys().Unmount("load-const")
 	_ = v.client.Sys().Unmount("load-int")
+}
+
+// constTokenTarget is the constant plugin answering an OAuth token's shape: the ceiling
+// for the cached OAuth read's answer.
+const constTokenTarget = "constant plugin, OAuth-shaped answer"
+
+// cpuPerRequest sums, over a target's load rounds at one concurrency, the CPU time the
+// Vault server and the plugin process answering it used, and the requests answered.
+// Closed-loop throughput on a shared machine moves with whatever else runs; the CPU
+// each request costs moves far less, so it tells a slower path from a noisy round.
+type cpuPerRequest struct {
+	plugin                  bool // the target is answered by a plugin process
+	vaultTicks, pluginTicks int64
+	requests                int
+}
+
+func (c *cpuPerRequest) add(vault, plugin int64, requests int) {
+	c.vaultTicks += vault
+	c.pluginTicks += plugin
+	c.requests += requests
+}
+
+// clockTick is the unit of /proc/<pid>/stat's CPU times (USER_HZ, 100 on Linux).
+const clockTick = 10 * time.Millisecond
+
+// perRequest is the CPU time of ticks spread over the requests.
+func (c *cpuPerRequest) perRequest(ticks int64) time.Duration {
+	if c.requests == 0 {
+		return 0
+	}
+	return time.Duration(ticks) * clockTick / time.Duration(c.requests)
 }
 
 // ---- b. rollover ------------------------------------------------------------
@@ -702,14 +772,24 @@ func pluginRSS(v *vaultServer) (float64, error) {
 // pluginCPU returns the CPU time (user + system, in clock ticks) the plugin process
 // of v has used.
 func pluginCPU(v *vaultServer) (int64, error) {
-	stat, err := pluginProc(v, "stat")
+	pid, err := pluginPID(v)
+	if err != nil {
+		return 0, err
+	}
+	return processCPU(pid)
+}
+
+// processCPU returns the CPU time (user + system of all its threads, in clock ticks of
+// 10 ms) process pid has used.
+func processCPU(pid int) (int64, error) {
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
 		return 0, err
 	}
 	// After "pid (comm)": state is field 3 of proc(5), utime 14 and stime 15.
 	f := strings.Fields(string(stat[bytes.LastIndexByte(stat, ')')+1:]))
 	if len(f) < 13 {
-		return 0, errors.New("short /proc stat of the plugin")
+		return 0, fmt.Errorf("short /proc/%d/stat", pid)
 	}
 	utime, err1 := strconv.ParseInt(f[11], 10, 64)
 	stime, err2 := strconv.ParseInt(f[12], 10, 64)
@@ -742,7 +822,11 @@ func waitPluginIdle(v *vaultServer, max time.Duration) (time.Duration, error) {
 }
 
 // pluginPID finds the child of v's server process running the plugin binary.
-func pluginPID(v *vaultServer) (int, error) {
+func pluginPID(v *vaultServer) (int, error) { return childPID(v, pluginName) }
+
+// childPID finds the child of v's server process running the plugin binary named
+// binary.
+func childPID(v *vaultServer, binary string) (int, error) {
 	parent := v.cmd.Process.Pid
 	entries, err := os.ReadDir("/proc")
 	if err != nil {
@@ -765,11 +849,11 @@ func pluginPID(v *vaultServer) (int, error) {
 		}
 		cmdline, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
 		argv0, _, _ := bytes.Cut(cmdline, []byte{0})
-		if filepath.Base(string(argv0)) == pluginName {
+		if filepath.Base(string(argv0)) == binary {
 			return pid, nil
 		}
 	}
-	return 0, fmt.Errorf("no %s process under Vault (pid %d)", pluginName, parent)
+	return 0, fmt.Errorf("no %s process under Vault (pid %d)", binary, parent)
 }
 
 // timeRead is the median of k reads of path (each checked).

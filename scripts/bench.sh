@@ -10,7 +10,7 @@
 #   BENCH=regexp              only the in-process benchmarks matching it (default all)
 #   BENCH_COUNT=N             repeat each in-process benchmark
 #   BENCH_DURATION=5s         one load round per target and concurrency (quick: 1s)
-#   BENCH_ROUNDS=3            alternating load rounds
+#   BENCH_ROUNDS=5            alternating load rounds
 #   BENCH_ROLLOVER_LIFETIME=60s  token lifetime of the rollover run (quick: 10s)
 #   BENCH_ROLLOVERS=3         rollovers to run through
 #   BENCH_PROVIDER_LATENCY=350ms the OAuth token endpoint's latency
@@ -20,6 +20,8 @@
 #   BENCH_ONLY=load,rollover,herd,scale,startup  sections of the driver to run
 #   BENCH_REPORT=path         where to write the report (default BENCHMARKS.md)
 #   BENCH_INPROCESS=0         skip the in-process benchmarks
+#   BENCH_BASELINE=<commit>   also read an older build of this plugin in the load rounds,
+#                             built from that commit into bin/ (or a binary already there)
 # A quick run: BENCH_SCALE=1000,10000 BENCH_ROLLOVER_LIFETIME=10s BENCH_DURATION=1s make bench
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
@@ -41,6 +43,18 @@ fi
 
 log "outside-in benchmarks through real Vault servers (e2e/benchmarks_test.go)"
 make --no-print-directory build
+if [ -n "${BENCH_BASELINE:-}" ] && [ ! -x "$ROOT/bin/$BENCH_BASELINE" ]; then
+  sha="$(git rev-parse --short "$BENCH_BASELINE^{commit}")"
+  base="vault-plugin-integrations-$sha"
+  if [ ! -x "$ROOT/bin/$base" ]; then
+    log "building the baseline plugin from $sha"
+    src="$ROOT/.cache/baseline-$sha"
+    rm -rf "$src" && mkdir -p "$src"
+    git archive "$sha" | tar -x -C "$src"
+    (cd "$src" && CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$ROOT/bin/$base" ./cmd/vault-plugin-secrets-integrations)
+  fi
+  export BENCH_BASELINE="$base"
+fi
 CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o bin/vault-plugin-constant ./e2e/constplugin
 export VAULT_BIN="$(vault_bin)" PLUGIN_DIR="$ROOT/bin" PLUGIN_VERSION="$(plugin_version)"
 export BENCH_REPORT="${BENCH_REPORT:-$ROOT/BENCHMARKS.md}" BENCH_INPROC="$inproc"

@@ -36,6 +36,21 @@ var constant = map[string]any{
 	"authorization": "Basic c3ZjLXVzZXI6cHctMDEyMzQ1Njc4OQ==",
 }
 
+// constantToken has the shape of an OAuth credential's access response (the fields,
+// their types and a 48-character token as internal/oauthtest issues), answered for
+// access/oauth: the ceiling of an external plugin giving that much answer, so the
+// benchmark can tell the cost of the answer's size from the engine's own work.
+var constantToken = map[string]any{
+	"access_token":    "MZQ0ZJLHMDATMJE3NI0ZNGVILTGWMZETNJY1YJK4NDC2MDE5",
+	"token_type":      "Bearer",
+	"expires_at":      "2026-12-01T19:04:05Z",
+	"expires_in":      int64(7140),
+	"scope":           "",
+	"authorization":   "Bearer MZQ0ZJLHMDATMJE3NI0ZNGVILTGWMZETNJY1YJK4NDC2MDE5",
+	"ttl":             int64(6840),
+	"rotation_period": int64(7200),
+}
+
 func factory(ctx context.Context, conf *logical.BackendConfig) (logical.Backend, error) {
 	b := &framework.Backend{
 		BackendType: logical.TypeLogical,
@@ -44,9 +59,13 @@ func factory(ctx context.Context, conf *logical.BackendConfig) (logical.Backend,
 			Fields:  map[string]*framework.FieldSchema{"name": {Type: framework.TypeString}},
 			Operations: map[logical.Operation]framework.OperationHandler{
 				logical.ReadOperation: &framework.PathOperation{
-					Callback: func(context.Context, *logical.Request, *framework.FieldData) (*logical.Response, error) {
-						data := make(map[string]any, len(constant))
-						for k, v := range constant {
+					Callback: func(_ context.Context, _ *logical.Request, d *framework.FieldData) (*logical.Response, error) {
+						answer := constant
+						if d.Get("name").(string) == "oauth" {
+							answer = constantToken
+						}
+						data := make(map[string]any, len(answer))
+						for k, v := range answer {
 							data[k] = v
 						}
 						return &logical.Response{Data: data}, nil
