@@ -8,6 +8,7 @@ import (
 	"image/color"
 	"os"
 	"sort"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -88,6 +89,11 @@ func (r *benchReport) render(t *testing.T) string {
 				line += ": the rest of its distance from the constant plugin is the size of its answer, carried through the plugin's JSON, gRPC and Vault, not the engine's work"
 			}
 			read("%s.", line)
+		}
+		for _, name := range []string{"access/ static (basic)", "access/ cached OAuth token"} {
+			if line := baselineReading(r, name); line != "" {
+				read("%s", line)
+			}
 		}
 		read("The management read runs at ≥ %.2f× and KV v2 at ≥ %.2f× the constant plugin.", worst["credentials/<name> read"], worst["KV v2 read"])
 	}
@@ -228,6 +234,37 @@ func roundRatios(r *benchReport, name string, c int) (lo, hi float64) {
 		hi = max(hi, ratio)
 	}
 	return lo, hi
+}
+
+// baselineReading compares target name with the same target of the BENCH_BASELINE
+// build, read in the same rounds: the ratio of their rates and of the CPU time (Vault
+// and plugin) each request cost, at each concurrency. "" without a baseline.
+func baselineReading(r *benchReport, name string) string {
+	var base string
+	for _, t := range r.loadTargets {
+		if strings.HasPrefix(t, "baseline ") && strings.HasSuffix(t, ": "+name) {
+			base = t
+		}
+	}
+	if base == "" {
+		return ""
+	}
+	var rates, cpus []string
+	for _, c := range r.loadClients {
+		rates = append(rates, fmt.Sprintf("%.2f", r.load[name][c].Rate()/r.load[base][c].Rate()))
+		mine, theirs := r.loadCPU[name][c], r.loadCPU[base][c]
+		if mine == nil || theirs == nil {
+			continue
+		}
+		per := func(x *cpuPerRequest) time.Duration { return x.perRequest(x.vaultTicks + x.pluginTicks) }
+		cpus = append(cpus, fmt.Sprintf("%.2f", float64(per(mine))/float64(per(theirs))))
+	}
+	var clients []string
+	for _, c := range r.loadClients {
+		clients = append(clients, strconv.Itoa(c))
+	}
+	return fmt.Sprintf("%s against the older build %s, in the same rounds, at %s clients: rate %s, CPU per request (Vault + plugin) %s.",
+		name, strings.TrimSuffix(strings.TrimPrefix(base, "baseline "), ": "+name), strings.Join(clients, " / "), strings.Join(rates, " / "), strings.Join(cpus, " / "))
 }
 
 // us shows a short duration in microseconds.
