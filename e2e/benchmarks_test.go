@@ -796,27 +796,33 @@ func processCPU(pid int) (int64, error) {
 	return utime + stime, errors.Join(err1, err2)
 }
 
-// waitPluginIdle waits until v's plugin process uses under 5% of a core over a second
-// (its background work has ended, as seen from outside), at most max, and returns how
-// long that took.
-func waitPluginIdle(v *vaultServer, max time.Duration) (time.Duration, error) {
+// waitIdle waits until v's plugin process and v's server each use under 5% of a core
+// over a second (the background work the plugin started has ended, including the
+// storage writes Vault does for it, as seen from outside), at most max, and returns
+// how long that took.
+func waitIdle(v *vaultServer, max time.Duration) (time.Duration, error) {
 	const window = time.Second
 	const idleTicks = 5 // of the 100 a second on Linux
 	start := time.Now()
-	last, err := pluginCPU(v)
+	cpus := func() (plugin, vault int64, err error) {
+		plugin, err1 := pluginCPU(v)
+		vault, err2 := processCPU(v.cmd.Process.Pid)
+		return plugin, vault, errors.Join(err1, err2)
+	}
+	lastPlugin, lastVault, err := cpus()
 	if err != nil {
 		return 0, err
 	}
 	for time.Since(start) < max {
 		time.Sleep(window) // the observation window itself, not a stand-in for a signal
-		cur, err := pluginCPU(v)
+		plugin, vault, err := cpus()
 		if err != nil {
 			return time.Since(start), err
 		}
-		if cur-last < idleTicks {
+		if plugin-lastPlugin < idleTicks && vault-lastVault < idleTicks {
 			return time.Since(start), nil
 		}
-		last = cur
+		lastPlugin, lastVault = plugin, vault
 	}
 	return time.Since(start), fmt.Errorf("still busy after %s", max)
 }
@@ -940,10 +946,10 @@ func benchScale(t *testing.T, s benchSettings, rep *benchReport, n int) *scaleRe
 	const k = 15
 	// The warm-up's reads leave background work behind (the usage flush renews 20% of
 	// the mount's inactivity windows): a first page read now shares the machine with
-	// it. The other figures are read once the plugin is idle again.
+	// it. The other figures are read once the plugin and Vault are idle again.
 	sr.listBusy = timeRead(t, v, "scale/credentials?list=true&limit=100", k)
-	if sr.settle, err = waitPluginIdle(v, 5*time.Minute); err != nil {
-		rep.note("scale %d: the plugin did not go idle: %v", n, err)
+	if sr.settle, err = waitIdle(v, 5*time.Minute); err != nil {
+		rep.note("scale %d: the plugin and Vault did not go idle: %v", n, err)
 	}
 	sr.listFirst = timeRead(t, v, "scale/credentials?list=true&limit=100", k)
 	sr.listLast = timeRead(t, v, "scale/credentials?list=true&limit=100&after="+scaleName(n-101), k)
