@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"image/color"
 	"os"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -52,14 +53,10 @@ func (r *benchReport) render(t *testing.T) string {
 		w("## 1. Closed-loop HTTP load\n\nEach client sends its next request when the previous one has answered (internal/loadgen, keep-alive). Rounds of %s alternate between the targets, %d rounds each; the figures merge the rounds. The per-round column is the range of the ratio within each round, where the target and the constant plugin ran minutes apart at most: its width is this machine's noise. CPU per request is the CPU time (user + system, all threads, from /proc) the Vault server and the plugin process answering the target used over its rounds, divided by the requests answered.\n\n", s.duration, s.rounds)
 		w("| target | clients | req/s | p50 | p99 | max | ratio to constant plugin | per round | Vault CPU/req | plugin CPU/req |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 		base := r.load["constant plugin"]
-		worst := map[string]float64{}
 		for _, name := range r.loadTargets {
 			for _, c := range r.loadClients {
 				res := r.load[name][c]
 				ratio := res.Rate() / base[c].Rate()
-				if old, ok := worst[name]; !ok || ratio < old {
-					worst[name] = ratio
-				}
 				lo, hi := roundRatios(r, name, c)
 				vaultCPU, pluginCPU := "—", "—"
 				if cpu := r.loadCPU[name][c]; cpu != nil {
@@ -73,17 +70,11 @@ func (r *benchReport) render(t *testing.T) string {
 		}
 		w("\n")
 		for _, name := range []string{"access/ static (basic)", "access/ cached OAuth token"} {
-			read("%s runs at %.3f×–%.3f× the constant plugin (target ≥ 0.900×, within 10%%): %s.", name, worst[name], bestRatio(r, name), yesNo(worst[name] >= 0.90))
+			lo, hi := minMax(mergedRatios(r, name, "constant plugin"))
+			read("%s runs at %.3f×–%.3f× the constant plugin (target ≥ 0.900×, within 10%%): %s.", name, lo, hi, yesNo(lo >= 0.90))
 		}
-		if shaped := r.load[constTokenTarget]; shaped != nil {
-			lo, hi := 0.0, 0.0
-			for i, c := range r.loadClients {
-				ratio := r.load["access/ cached OAuth token"][c].Rate() / shaped[c].Rate()
-				if i == 0 || ratio < lo {
-					lo = ratio
-				}
-				hi = max(hi, ratio)
-			}
+		if r.load[constTokenTarget] != nil {
+			lo, hi := minMax(mergedRatios(r, "access/ cached OAuth token", constTokenTarget))
 			line := fmt.Sprintf("Against the constant plugin giving an answer of the OAuth token's shape (eight fields rather than three), the cached OAuth read runs at %.3f×–%.3f×", lo, hi)
 			if lo >= 0.95 {
 				line += ": the rest of its distance from the constant plugin is the size of its answer, carried through the plugin's JSON, gRPC and Vault, not the engine's work"
@@ -95,7 +86,9 @@ func (r *benchReport) render(t *testing.T) string {
 				read("%s", line)
 			}
 		}
-		read("The management read runs at ≥ %.2f× and KV v2 at ≥ %.2f× the constant plugin.", worst["credentials/<name> read"], worst["KV v2 read"])
+		management, _ := minMax(mergedRatios(r, "credentials/<name> read", "constant plugin"))
+		kv, _ := minMax(mergedRatios(r, "KV v2 read", "constant plugin"))
+		read("The management read runs at ≥ %.2f× and KV v2 at ≥ %.2f× the constant plugin.", management, kv)
 	}
 
 	if rr := r.rollover; rr != nil {
@@ -226,14 +219,28 @@ func (r *benchReport) render(t *testing.T) string {
 // plugin's within one load round at c clients.
 func roundRatios(r *benchReport, name string, c int) (lo, hi float64) {
 	mine, base := r.loadRounds[name][c], r.loadRounds["constant plugin"][c]
+	var ratios []float64
 	for i := range min(len(mine), len(base)) {
-		ratio := mine[i].Rate() / base[i].Rate()
-		if i == 0 || ratio < lo {
-			lo = ratio
-		}
-		hi = max(hi, ratio)
+		ratios = append(ratios, mine[i].Rate()/base[i].Rate())
 	}
-	return lo, hi
+	return minMax(ratios)
+}
+
+// mergedRatios is name's rate over against's at each concurrency, every round merged.
+func mergedRatios(r *benchReport, name, against string) []float64 {
+	var ratios []float64
+	for _, c := range r.loadClients {
+		ratios = append(ratios, r.load[name][c].Rate()/r.load[against][c].Rate())
+	}
+	return ratios
+}
+
+// minMax is the lowest and the highest of xs; zeros when there are none.
+func minMax(xs []float64) (lo, hi float64) {
+	if len(xs) == 0 {
+		return 0, 0
+	}
+	return slices.Min(xs), slices.Max(xs)
 }
 
 // baselineReading compares target name with the same target of the BENCH_BASELINE
@@ -250,8 +257,10 @@ func baselineReading(r *benchReport, name string) string {
 		return ""
 	}
 	var rates, cpus []string
+	for _, ratio := range mergedRatios(r, name, base) {
+		rates = append(rates, fmt.Sprintf("%.2f", ratio))
+	}
 	for _, c := range r.loadClients {
-		rates = append(rates, fmt.Sprintf("%.2f", r.load[name][c].Rate()/r.load[base][c].Rate()))
 		mine, theirs := r.loadCPU[name][c], r.loadCPU[base][c]
 		if mine == nil || theirs == nil {
 			continue
@@ -269,14 +278,6 @@ func baselineReading(r *benchReport, name string) string {
 
 // us shows a short duration in microseconds.
 func us(d time.Duration) string { return fmt.Sprintf("%.0f µs", float64(d)/float64(time.Microsecond)) }
-
-func bestRatio(r *benchReport, name string) float64 {
-	best := 0.0
-	for _, c := range r.loadClients {
-		best = max(best, r.load[name][c].Rate()/r.load["constant plugin"][c].Rate())
-	}
-	return best
-}
 
 func rel(a, b time.Duration) float64 {
 	if b <= 0 {
