@@ -48,16 +48,14 @@ func newGenCacheSized[V any](n int) *genCache[V] {
 // cached only if no set or drop of name's shard came while load ran, and a value a
 // racing write cached wins over it.
 func (c *genCache[V]) get(name string, load func() (v V, keep bool, err error)) (V, error) {
+	var shard uint8
+	var gen uint64
 	c.mu.Lock()
 	v, ok := c.m.Get(name)
-	c.mu.Unlock()
-	if ok {
-		return v, nil // a hit hashes nothing: the access path's common case
+	if !ok { // a hit hashes nothing: the access path's common case
+		shard = locksutil.LockIndexForKey(name)
+		gen = c.gens[shard]
 	}
-	shard := locksutil.LockIndexForKey(name)
-	c.mu.Lock()
-	v, ok = c.m.Get(name)
-	gen := c.gens[shard]
 	c.mu.Unlock()
 	if ok {
 		return v, nil
