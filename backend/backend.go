@@ -175,6 +175,9 @@ func (b *integrationsBackend) periodic(ctx context.Context, req *logical.Request
 	// indexes it works from.
 	defer b.startDueVerifications(req.Storage)
 	defer b.startKeepAlives(req.Storage)
+	// A refresh token the provider issued that storage refused is retried every tick,
+	// whether or not anyone reads the credential.
+	b.tokens.saveAllUnsaved(ctx, req.Storage)
 	if err := b.sweep(ctx, req.Storage); err != nil {
 		return err
 	}
@@ -187,6 +190,10 @@ func (b *integrationsBackend) clean(ctx context.Context) {
 		b.verifier.stop()   // scheduled verifications, before the token requests they make
 		b.keepalives.stop() // keep-alive refreshes, likewise
 		b.tokens.stop()     // background refreshes and provider requests in flight
+		if b.storage != nil && b.WriteSafeReplicationState() {
+			// A last try for what storage refused: memory does not outlive the unload.
+			b.tokens.saveAllUnsaved(ctx, b.storage)
+		}
 		b.stopIndexBuild()
 		b.stopActivity(ctx)
 		if b.notifierStop != nil {

@@ -255,6 +255,21 @@ func checkRedirectedSecrets(t *credtype.Type, existing *credential, next credtyp
 	return fieldErr(changed, fmt.Sprintf("changes where this credential's secrets are sent: send %s again in the same request", strings.Join(missing, ", ")))
 }
 
+// regranted reports whether next names another OAuth client than existing (a
+// grant-owner field changed): the token state and pending authorization of the old
+// client are forgotten, as after a repoint.
+func regranted(t *credtype.Type, existing *credential, next credtype.Fields) bool {
+	if existing == nil {
+		return false
+	}
+	for _, f := range t.GrantOwnerFields() {
+		if existing.Values.Str(f) != next.Str(f) {
+			return true
+		}
+	}
+	return false
+}
+
 // repointed names the destination fields (the catalog says which fields are) whose
 // values differ between the stored credential and next; none for a new credential.
 // Clearing an optional destination (an override going back to the preset's default)

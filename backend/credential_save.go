@@ -29,10 +29,11 @@ func (b *integrationsBackend) saveCredential(ctx context.Context, s logical.Stor
 		}
 	}
 	// A repoint (any destination field changed) forgets every token, refresh token
-	// and pending authorization learnt under the old destination; so does a create,
-	// in case a predecessor under the name left any.
+	// and pending authorization learnt under the old destination; so does a new
+	// client_id (a refresh token belongs to the client it was issued to), and a
+	// create, in case a predecessor under the name left any.
 	scope := keepRecords
-	if existing == nil || len(repointed(c.typeDef(), existing, &c.Values)) > 0 {
+	if existing == nil || len(repointed(c.typeDef(), existing, &c.Values)) > 0 || regranted(c.typeDef(), existing, &c.Values) {
 		scope = dropLearnt
 		if existing != nil && refreshToken != "" {
 			scope = replaceLearnt

@@ -251,6 +251,18 @@ var errAheadStale = errors.New("the token to refresh ahead is no longer current"
 // Once the credential is cached this read is from memory.
 func (b *integrationsBackend) mintToken(ctx context.Context, s logical.Storage, cfg *engineConfig, name string, minValid time.Duration, ahead *storedToken, force bool) (oauth.Result, tokenTicket, error) {
 	ts := b.tokens
+	if !b.WriteSafeReplicationState() {
+		// A performance standby cannot store what the provider answers, and a rotated
+		// refresh token that cannot be stored is lost: Vault forwards a request that
+		// returns ErrReadOnly to the active node, which mints there.
+		return oauth.Result{}, tokenTicket{name: name}, logical.ErrReadOnly
+	}
+	// A refresh token the provider issued that storage refused is stored first: until
+	// it is, no request is made (the one it replaced is retired).
+	if err := ts.saveUnsaved(ctx, s, name); err != nil {
+		b.Logger().Error("a token state the provider issued is still not stored; no token request until it is", "credential", name, "error", err)
+		return oauth.Result{}, tokenTicket{name: name}, err
+	}
 	t, c, err := ts.ticket(ctx, s, name)
 	if err != nil {
 		return oauth.Result{}, t, err
@@ -263,9 +275,9 @@ func (b *integrationsBackend) mintToken(ctx context.Context, s logical.Storage, 
 		return oauth.Result{}, t, err
 	}
 	var src *oauth.Token
-	if cached != nil && (cached.Destination == "" || cached.Destination == t.dest) {
-		// A token learnt under another destination is never used, not even its
-		// refresh token: a repoint forgets it.
+	if cached != nil && (cached.Destination == "" || cached.Destination == t.dest) && (cached.Client == "" || cached.Client == t.client) {
+		// A token learnt under another destination or for another client is never
+		// used, not even its refresh token: a repoint or a new client_id forgets it.
 		if tok := servable(cached, c, cfg, b.now(), minValid); tok != nil {
 			src = tok
 		} else {
@@ -313,7 +325,7 @@ func (b *integrationsBackend) mintToken(ctx context.Context, s logical.Storage, 
 // default_token_lifetime no longer in force) and valid for the demand
 // (shortLivedDemand). Otherwise nil.
 func servable(cached *storedToken, c *credential, cfg *engineConfig, now time.Time, minValid time.Duration) *oauth.Token {
-	if cached == nil || cached.IssuedAt.Before(c.UpdatedAt) {
+	if cached == nil || cached.unsaved || cached.IssuedAt.Before(c.UpdatedAt) {
 		return nil
 	}
 	tok := &cached.Token
@@ -351,6 +363,10 @@ func (b *integrationsBackend) tokenFailure(ctx context.Context, s logical.Storag
 	var oe *oauth.Error
 	if !errors.As(err, &oe) {
 		b.recordEventAt(now, t.name, usage.EventRefreshFailed, false, "", "token request did not complete")
+		if errors.Is(err, errUnsaved) {
+			// Kept in memory and retried: the caller may retry too, and is told so.
+			return logical.CodedError(http.StatusServiceUnavailable, fmt.Sprintf("credential %q: %s", t.name, errUnsaved))
+		}
 		return err
 	}
 	b.recordEventAt(now, t.name, usage.EventRefreshFailed, false, "", oe.Error())

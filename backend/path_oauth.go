@@ -223,7 +223,10 @@ func (b *integrationsBackend) completeAuthorization(ctx context.Context, s logic
 	// put checks the generation, the credential and its destination; on success the
 	// generation moves on, so refreshes in flight from an older grant cannot
 	// overwrite the new tokens.
-	if err := b.tokens.put(ctx, s, t, tok, true); err != nil {
+	if err := b.tokens.put(ctx, s, t, tok, true); err != nil && !errors.Is(err, errRefreshKept) {
+		// errRefreshKept: the credential was edited during the exchange (a description,
+		// a suspend), but it still points where it did for the same client: the
+		// consented refresh token is stored, and the consent stands.
 		if isDiscarded(err) {
 			b.recordEvent(name, usage.EventAuthorized, false, "", "the credential changed during the exchange")
 			return &errAuthorization{"the credential was changed or deleted while the authorization completed: start a new one with authorize"}
@@ -281,7 +284,7 @@ func (b *integrationsBackend) spendAuthorization(ctx context.Context, s logical.
 	}
 	oc.RedirectURL = p.RedirectURL
 	// Under the lock, so the generation and the credential belong together.
-	t := tokenTicket{name: name, gen: b.tokens.generation(name), dest: destination(c)}
+	t := tokenTicket{name: name, gen: b.tokens.generation(name), dest: destination(c), client: grantOwner(c)}
 	return t, oc, p.Verifier, nil
 }
 

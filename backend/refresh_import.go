@@ -51,7 +51,7 @@ func (ts *tokenStore) adopt(ctx context.Context, s logical.Storage, c *credentia
 	l := locksutil.LockForKey(ts.locks, c.Name)
 	l.Lock()
 	defer l.Unlock()
-	st := &storedToken{Token: oauth.Token{RefreshToken: refreshToken, IssuedAt: ts.b.now().UTC()}, Destination: destination(c)}
+	st := &storedToken{Token: oauth.Token{RefreshToken: refreshToken, IssuedAt: ts.b.now().UTC()}, Destination: destination(c), Client: grantOwner(c)}
 	entry, err := logical.StorageEntryJSON(tokenPrefix+c.Name, st)
 	if err != nil {
 		return fmt.Errorf("encoding the token of %q: %w", c.Name, err)
@@ -60,6 +60,7 @@ func (ts *tokenStore) adopt(ctx context.Context, s logical.Storage, c *credentia
 	if err := s.Put(ctx, entry); err != nil {
 		return fmt.Errorf("storing the imported refresh token of %q: %w", c.Name, err)
 	}
+	ts.dropUnsaved(c.Name) // a person's import replaces whatever was held
 	ts.cache.set(c.Name, st)
 	ts.kept.hold(c.Name, st, c.typeDef())
 	return nil
@@ -75,8 +76,8 @@ func (ts *tokenStore) heldRefreshToken(ctx context.Context, s logical.Storage, c
 	if err != nil || tok == nil || tok.RefreshToken == "" {
 		return nil, err
 	}
-	if tok.Destination != "" && tok.Destination != destination(c) {
-		return nil, nil // learnt elsewhere: a repoint forgot it
+	if (tok.Destination != "" && tok.Destination != destination(c)) || (tok.Client != "" && tok.Client != grantOwner(c)) {
+		return nil, nil // learnt elsewhere or for another client: forgotten
 	}
 	return tok, nil
 }

@@ -501,8 +501,10 @@ func TestShortLivedTokensAreNotMintedOnEveryRead(t *testing.T) {
 }
 
 // TestExchangeHoldsNoLock: while a code exchange waits for the provider, other work
-// on the credential (a suspend, an update) does not wait for it; an update that
-// lands meanwhile makes the exchange's answer stale, and it is discarded.
+// on the credential (a suspend, an update) does not wait for it. The edits keep the
+// destination and client, so the consent stands: its refresh token is stored, its
+// access token (minted for the old scopes) is not, and the next read refreshes under
+// the new scopes without another consent.
 func TestExchangeHoldsNoLock(t *testing.T) {
 	t.Parallel()
 	p := newTestProvider(t, providerConfig{})
@@ -550,10 +552,19 @@ func TestExchangeHoldsNoLock(t *testing.T) {
 	release()
 	resp := <-exchanged
 	page := string(resp.Data[logical.HTTPRawBody].([]byte))
-	if resp.Data[logical.HTTPStatusCode] != http.StatusBadRequest || !strings.Contains(page, "changed") {
-		t.Fatalf("exchange completed across an update: %s", page)
+	if resp.Data[logical.HTTPStatusCode] != http.StatusOK {
+		t.Fatalf("the exchange did not complete across a suspend and a scopes update: %s", page)
 	}
-	if storageHas(t, s, tokenPrefix+"ac") {
-		t.Fatal("the exchange stored tokens for settings replaced meanwhile")
+	consented := p.lastIssued(t)
+	stored := storedTokenOf(t, s, "ac")
+	if stored.RefreshToken != consented.refresh || stored.AccessToken != "" {
+		t.Fatalf("stored refresh token is the consented one: %v; access token kept: %v (want only the refresh token)",
+			stored.RefreshToken == consented.refresh, stored.AccessToken != "")
+	}
+	mustOK(t, b, s, logical.UpdateOperation, "credentials/ac/unsuspend", nil)
+	got := accessOK(t, b, s, "ac", nil).Data
+	if !strings.Contains(got["scope"].(string), "read") || p.LastRefreshToken() != consented.refresh || p.requests.Load() != 2 {
+		t.Fatalf("after the edits: scope %v, refreshed with the consented token %v, %d requests; want scope read from one refresh",
+			got["scope"], p.LastRefreshToken() == consented.refresh, p.requests.Load())
 	}
 }

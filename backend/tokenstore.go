@@ -27,6 +27,11 @@ const tokenPrefix = "tokens/"
 // belongs to settings that are gone and was thrown away.
 var errTokenDiscarded = fmt.Errorf("the credential changed while its token was requested: %w", oauth.ErrDiscarded)
 
+// errRefreshKept is errTokenDiscarded for an answer whose refresh token was stored
+// all the same (put): only its access token, minted under settings that changed, was
+// thrown away.
+var errRefreshKept = fmt.Errorf("%w; its refresh token was kept", errTokenDiscarded)
+
 // storedToken is the stored (tokens/<name>) and cached form of a credential's token.
 type storedToken struct {
 	oauth.Token
@@ -36,6 +41,9 @@ type storedToken struct {
 	// never follows a repoint, whatever cache or node it is read from. "" for a
 	// token stored before fingerprints existed.
 	Destination string `json:"destination,omitempty"`
+	// Client fingerprints the OAuth client (grantOwner) the token was issued to; ""
+	// for a token stored before it was recorded.
+	Client string `json:"client,omitempty"`
 
 	// ahead is this token's refresh-ahead state, in memory only (a new token, or
 	// the same one decoded again, starts idle): aheadIdle, aheadRunning while a
@@ -45,14 +53,19 @@ type storedToken struct {
 	// aheadWarning is why the last background refresh failed transiently; it is
 	// served with the token until a refresh succeeds and replaces it.
 	aheadWarning atomic.Pointer[string]
+	// unsaved marks a token state the provider issued that storage refused: held in
+	// memory (tokenStore.unsaved) until a write succeeds, never served, and the only
+	// source of the next refresh.
+	unsaved bool
 }
 
 // tokenTicket is what a token request remembers from its start: the credential it
 // acts for, and the generation of the credential's token state then.
 type tokenTicket struct {
-	name string
-	gen  uint64
-	dest string
+	name   string
+	gen    uint64
+	dest   string
+	client string // grantOwner of the credential then
 }
 
 // tokenStore is the one owner of every OAuth credential's token state: the
@@ -73,6 +86,17 @@ type tokenStore struct {
 	cache *genCache[*storedToken] // nil value: "none stored", until a write
 	kept  *keepAlive              // when each held refresh token is due for keep-alive
 
+	// unsaved holds, per credential, a token state the provider issued (a rotated or
+	// consented refresh token) that storage refused, under the name's token lock. It
+	// is what cached returns, so the next refresh starts from it and never from the
+	// refresh token the provider retired; saveUnsaved writes it before any provider
+	// request and on every sweep tick, until it is stored or the credential is gone,
+	// repointed or given another client. unsavedN counts the entries, so the read path
+	// looks at the map only when there is one.
+	unsavedMu sync.Mutex
+	unsaved   map[string]*unsavedToken
+	unsavedN  atomic.Int32
+
 	mu      sync.RWMutex
 	gens    map[string]uint64
 	counter uint64 // gens are drawn from it, so a generation is never reused
@@ -91,7 +115,8 @@ type tokenStore struct {
 }
 
 func newTokenStore(b *integrationsBackend) *tokenStore {
-	ts := &tokenStore{b: b, locks: locksutil.CreateLocks(), cache: newGenCache[*storedToken](), gens: make(map[string]uint64), kept: newKeepAlive()}
+	ts := &tokenStore{b: b, locks: locksutil.CreateLocks(), cache: newGenCache[*storedToken](), gens: make(map[string]uint64),
+		kept: newKeepAlive(), unsaved: make(map[string]*unsavedToken)}
 	ts.aheadCtx, ts.aheadCancel = context.WithCancel(context.Background())
 	return ts
 }
@@ -195,7 +220,22 @@ func (ts *tokenStore) ticket(ctx context.Context, s logical.Storage, name string
 		// under the right name.
 		return tokenTicket{name: name, gen: gen}, nil, err
 	}
-	return tokenTicket{name: name, gen: gen, dest: destination(c)}, c, nil
+	return tokenTicket{name: name, gen: gen, dest: destination(c), client: grantOwner(c)}, c, nil
+}
+
+// grantOwner fingerprints the OAuth client c's grants are issued to (the catalog's
+// grant-owner fields: client_id): a refresh token is only ever used by that client.
+func grantOwner(c *credential) string {
+	fields := c.typeDef().GrantOwnerFields()
+	if len(fields) == 0 {
+		return ""
+	}
+	h := sha256.New()
+	for _, f := range fields {
+		v := c.Values.Str(f)
+		fmt.Fprintf(h, "%s=%d:%s\x00", f, len(v), v)
+	}
+	return hex.EncodeToString(h.Sum(nil)[:16])
 }
 
 func (ts *tokenStore) generation(name string) uint64 {
@@ -207,6 +247,11 @@ func (ts *tokenStore) generation(name string) uint64 {
 // cached returns the stored token of a credential, from memory when it can; nil when
 // there is none.
 func (ts *tokenStore) cached(ctx context.Context, s logical.Storage, name string) (*storedToken, error) {
+	if ts.unsavedN.Load() != 0 {
+		if st := ts.unsavedOf(name); st != nil {
+			return st, nil
+		}
+	}
 	return ts.cache.get(name, func() (*storedToken, bool, error) {
 		entry, err := s.Get(ctx, tokenPrefix+name)
 		if err != nil {
@@ -223,53 +268,209 @@ func (ts *tokenStore) cached(ctx context.Context, s logical.Storage, name string
 	})
 }
 
-// put stores tok for the request t started, before anyone receives it, unless the
-// credential was deleted, repointed or otherwise changed (its generation moved on)
-// since, or tok's lifetime rests on a default_token_lifetime no longer in force:
-// then the token is discarded (errTokenDiscarded). replace also moves the
-// generation on, so that requests still in flight (refreshing from the old refresh
-// token) cannot overwrite tok: a code exchange uses it.
+// put stores tok, the provider's answer to the request t started, before anyone
+// receives it.
+//
+// A refresh token in an answer is what only a person can give back once the provider
+// has retired the one it replaced (a rotation), or once the consent is spent (a code
+// exchange). So it is kept whenever the credential still exists with the destination
+// and client (grantOwner) the request was made for, whatever else changed meanwhile
+// (description, tags, scopes, a suspend, a config change): only a repoint, a new
+// client_id or a delete forgets it. The access token is kept only when nothing
+// changed: the generation is the one t started with, and its lifetime does not rest
+// on a default_token_lifetime no longer in force. Otherwise the refresh token alone
+// is stored (the next read mints under the current settings) and put returns
+// errTokenDiscarded, so no caller is handed a token of old settings.
+//
+// A storage error keeps the state in memory (tokenStore.unsaved) and returns the
+// error: cached returns that state, and saveUnsaved writes it before any further
+// provider request, so the provider never receives the refresh token it retired.
+//
+// replace (a code exchange) replaces whatever is held and moves the generation on, so
+// requests still in flight, refreshing from the old refresh token, cannot overwrite
+// tok; any other answer is stored only if it was refreshed from the refresh token held
+// now (store), so an answer to an older grant never overwrites a newer consent or
+// import.
 func (ts *tokenStore) put(ctx context.Context, s logical.Storage, t tokenTicket, tok *oauth.Token, replace bool) error {
 	l := locksutil.LockForKey(ts.locks, t.name)
 	l.Lock()
 	defer l.Unlock()
-	if ts.generation(t.name) != t.gen {
-		return errTokenDiscarded
+	st := &storedToken{Token: *tok, Destination: t.dest, Client: t.client}
+	current := ts.generation(t.name) == t.gen
+	if current && tok.AssumedLifetime != 0 {
+		cfg, err := ts.b.loadConfig(ctx, s)
+		current = err == nil && tok.AssumedLifetime == cfg.DefaultTokenLifetime
 	}
-	c, err := ts.b.credentials.get(ctx, s, t.name)
+	if !current {
+		if st.RefreshToken == "" || st.RefreshToken == tok.From {
+			return errTokenDiscarded // nothing in it that is not held already
+		}
+		st.AccessToken, st.Expiry, st.AssumedLifetime = "", time.Time{}, 0
+	}
+	if err := ts.store(ctx, s, t.name, st, tok.From, replace); err != nil {
+		if !isDiscarded(err) && st.RefreshToken != "" {
+			ts.holdUnsaved(t.name, &unsavedToken{st: st, from: tok.From, replace: replace})
+			return fmt.Errorf("%w: %w", errUnsaved, err)
+		}
+		return err
+	}
+	if !current {
+		return errRefreshKept
+	}
+	return nil
+}
+
+// unsavedToken is a token state storage refused, with what store needs to write it
+// later.
+type unsavedToken struct {
+	st      *storedToken // marked unsaved; never served
+	from    string       // the refresh token it was refreshed from
+	replace bool         // a consent: replaces whatever is held
+}
+
+// store writes st as name's token state, under the name's token lock, if the
+// credential still exists with st's destination and client and, unless replace, st
+// follows the token state held now: it was refreshed from (from) the refresh token
+// held, or holds that same refresh token. Otherwise it is errTokenDiscarded, and an
+// unsaved state of name that can no longer be stored goes too.
+func (ts *tokenStore) store(ctx context.Context, s logical.Storage, name string, st *storedToken, from string, replace bool) error {
+	c, err := ts.b.credentials.get(ctx, s, name)
 	if err != nil {
 		return err
 	}
-	if c == nil || destination(c) != t.dest {
+	if c == nil || destination(c) != st.Destination || grantOwner(c) != st.Client {
+		ts.dropUnsaved(name)
 		return errTokenDiscarded
 	}
-	if tok.AssumedLifetime != 0 {
-		cfg, err := ts.b.loadConfig(ctx, s)
+	if !replace {
+		held, err := ts.cached(ctx, s, name) // an unsaved state first
 		if err != nil {
 			return err
 		}
-		if tok.AssumedLifetime != cfg.DefaultTokenLifetime {
-			return errTokenDiscarded
+		if h := held.refreshToken(); h != from && h != st.RefreshToken {
+			return errTokenDiscarded // superseded: a newer answer, import or consent is held
 		}
 	}
-	st := &storedToken{Token: *tok, Destination: t.dest}
-	entry, err := logical.StorageEntryJSON(tokenPrefix+t.name, st)
+	saved := st.saved()
+	entry, err := logical.StorageEntryJSON(tokenPrefix+name, saved)
 	if err != nil {
-		return fmt.Errorf("encoding token of %q: %w", t.name, err)
+		return fmt.Errorf("encoding token of %q: %w", name, err)
 	}
 	if replace {
-		ts.bump(t.name)
+		ts.bump(name)
 	}
 	if err := s.Put(ctx, entry); err != nil {
-		return fmt.Errorf("storing token of %q: %w", t.name, err)
+		return fmt.Errorf("storing token of %q: %w", name, err)
 	}
-	ts.cache.set(t.name, st)
+	ts.dropUnsaved(name)
+	ts.cache.set(name, saved)
 	// Its refresh token was just used (or obtained): keep-alive is due an interval on.
-	ts.kept.hold(t.name, st, c.typeDef())
+	ts.kept.hold(name, saved, c.typeDef())
 	if cfg, err := ts.b.loadConfig(ctx, s); err == nil {
 		ts.kept.file(cfg, c)
 	}
 	return nil
+}
+
+// saved is a copy of st as it is stored and cached: not unsaved, idle.
+func (st *storedToken) saved() *storedToken {
+	n := &storedToken{Token: st.Token, Destination: st.Destination, Client: st.Client}
+	n.From = "" // the retired refresh token is of no use once this one is held
+	return n
+}
+
+func (st *storedToken) refreshToken() string {
+	if st == nil {
+		return ""
+	}
+	return st.RefreshToken
+}
+
+// holdUnsaved keeps u as name's token state until saveUnsaved stores it. The caller
+// holds the name's token lock.
+func (ts *tokenStore) holdUnsaved(name string, u *unsavedToken) {
+	st := u.st.saved()
+	st.unsaved = true
+	u.st = st
+	ts.unsavedMu.Lock()
+	if _, ok := ts.unsaved[name]; !ok {
+		ts.unsavedN.Add(1)
+	}
+	ts.unsaved[name] = u
+	ts.unsavedMu.Unlock()
+	ts.cache.drop(name)
+	ts.b.Logger().Error("storing a token state the provider issued failed; it is kept in memory and stored before the next token request", "credential", name)
+}
+
+func (ts *tokenStore) dropUnsaved(name string) {
+	if ts.unsavedN.Load() == 0 {
+		return
+	}
+	ts.unsavedMu.Lock()
+	if _, ok := ts.unsaved[name]; ok {
+		delete(ts.unsaved, name)
+		ts.unsavedN.Add(-1)
+	}
+	ts.unsavedMu.Unlock()
+}
+
+func (ts *tokenStore) unsavedOf(name string) *storedToken {
+	ts.unsavedMu.Lock()
+	defer ts.unsavedMu.Unlock()
+	if u := ts.unsaved[name]; u != nil {
+		return u.st
+	}
+	return nil
+}
+
+// errUnsaved is what a token request gets while the token state the provider last
+// issued cannot be stored: no request is made with the refresh token it replaced.
+var errUnsaved = errors.New("the token state the provider last issued could not be stored yet; retry shortly")
+
+// saveUnsaved stores name's unsaved token state, if it has one; it returns
+// errUnsaved (wrapping the storage error) while storage still refuses it. A state
+// whose credential went, was repointed or given another client is dropped.
+func (ts *tokenStore) saveUnsaved(ctx context.Context, s logical.Storage, name string) error {
+	if ts.unsavedN.Load() == 0 {
+		return nil
+	}
+	l := locksutil.LockForKey(ts.locks, name)
+	l.Lock()
+	defer l.Unlock()
+	ts.unsavedMu.Lock()
+	u := ts.unsaved[name]
+	ts.unsavedMu.Unlock()
+	if u == nil {
+		return nil
+	}
+	err := ts.store(ctx, s, name, u.st, u.from, u.replace)
+	switch {
+	case err == nil:
+		ts.b.Logger().Info("stored the token state that storage refused earlier", "credential", name)
+		return nil
+	case isDiscarded(err):
+		ts.dropUnsaved(name)
+		return nil
+	}
+	return fmt.Errorf("%w: %w", errUnsaved, err)
+}
+
+// saveAllUnsaved retries every unsaved token state (the sweep calls it each tick).
+func (ts *tokenStore) saveAllUnsaved(ctx context.Context, s logical.Storage) {
+	if ts.unsavedN.Load() == 0 {
+		return
+	}
+	ts.unsavedMu.Lock()
+	names := make([]string, 0, len(ts.unsaved))
+	for name := range ts.unsaved {
+		names = append(names, name)
+	}
+	ts.unsavedMu.Unlock()
+	for _, name := range names {
+		if err := ts.saveUnsaved(ctx, s, name); err != nil {
+			ts.b.Logger().Error("storing a token state the provider issued still fails; retried on the next tick", "credential", name, "error", err)
+		}
+	}
 }
 
 // bump moves a credential's generation on and drops what memory holds of its token
@@ -296,8 +497,9 @@ func (ts *tokenStore) forget(ctx context.Context, s logical.Storage, name string
 	defer l.Unlock()
 	ts.bump(name)
 	if !drop {
-		return nil
+		return nil // an unsaved token state stays: its refresh token is still good
 	}
+	ts.dropUnsaved(name)
 	ts.kept.forget(name)
 	if err := s.Delete(ctx, tokenPrefix+name); err != nil {
 		return fmt.Errorf("deleting the token of %q: %w", name, err)
@@ -310,6 +512,7 @@ func (ts *tokenStore) forget(ctx context.Context, s logical.Storage, name string
 // put finds no credential, and a new one under the name starts from a new
 // generation (saveCredential forgets on create too).
 func (ts *tokenStore) removed(name string) {
+	ts.dropUnsaved(name)
 	ts.cache.drop(name)
 	ts.kept.forget(name)
 	ts.mu.Lock()

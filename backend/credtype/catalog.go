@@ -131,7 +131,7 @@ func init() {
 		Description: "Authorization endpoint."})
 	define(Field{Name: "redirect_url", Type: FieldString, Destination: true, check: checkHTTPSURL, Rule: ruleHTTPSURL,
 		Description: "Redirect URI registered with the provider; defaults to the engine's oauth/callback under config callback_base_url."})
-	define(Field{Name: "client_id", Type: FieldString, check: checkNoSpace, Rule: ruleNoSpace,
+	define(Field{Name: "client_id", Type: FieldString, GrantOwner: true, check: checkNoSpace, Rule: ruleNoSpace,
 		Description: "OAuth client (application) ID."})
 	define(Field{Name: "client_secret", Type: FieldString, Sensitive: true, Rule: ruleLine,
 		Description: "OAuth client secret."})

@@ -60,6 +60,11 @@ type Field struct {
 	// them for. Changing one requires sending the secrets again, and forgets every token
 	// and pending authorization learnt under the old destination.
 	Destination bool
+	// GrantOwner fields name the OAuth client a grant is issued to (client_id): a
+	// refresh token belongs to that client and is useless to any other, so changing
+	// one forgets the token state and pending authorization as a repoint does,
+	// without asking for the secrets again.
+	GrantOwner bool
 	// Default is applied by Validate when the field is unset: a string, a []string or
 	// nil. Treat it as read-only; it is shared with the catalog.
 	Default any
@@ -188,6 +193,17 @@ func (t *Type) DestinationFields() []string {
 	var names []string
 	for _, f := range t.Fields {
 		if f.Destination {
+			names = append(names, f.Name)
+		}
+	}
+	return names
+}
+
+// GrantOwnerFields returns the names of t's grant-owner fields, in field order.
+func (t *Type) GrantOwnerFields() []string {
+	var names []string
+	for _, f := range t.Fields {
+		if f.GrantOwner {
 			names = append(names, f.Name)
 		}
 	}

@@ -33,6 +33,10 @@ type Token struct {
 	// whose lifetime was assumed is only as good as the assumption: Fresh refuses
 	// it once the default in force is another.
 	AssumedLifetime time.Duration `json:"assumed_lifetime,omitempty"`
+	// From is the refresh token this token was refreshed from ("" for any other
+	// grant), in memory only: the backend stores an answer only over the token state
+	// it was refreshed from, so an answer to an older grant never replaces a newer one.
+	From string `json:"-"`
 }
 
 // Fresh reports whether t is valid for d after now (ValidFor) and its expiry rests
@@ -189,6 +193,7 @@ func (c *Client) Mint(ctx context.Context, cfg Config, refreshToken string) (*To
 	if t.RefreshToken == "" {
 		t.RefreshToken = refreshToken
 	}
+	t.From = refreshToken
 	return t, nil
 }
 
