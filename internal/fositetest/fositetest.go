@@ -69,6 +69,8 @@ type Request struct {
 	Status      int
 	Error       string
 	AccessToken string
+	// RefreshToken is the refresh token issued ("" when none was).
+	RefreshToken string
 }
 
 // Provider is a running fosite authorization server with two token endpoints.
@@ -79,6 +81,7 @@ type Provider struct {
 	oauth        *fosite.Fosite
 	accessTTL    atomic.Int64 // time.Duration
 	requests     atomic.Int64
+	held         atomic.Pointer[hold]
 
 	mu       sync.Mutex
 	received []Request
@@ -130,7 +133,20 @@ func New(t testing.TB, o Options) *Provider {
 	base.ClientSecretsHasher = &fosite.BCrypt{Config: base}
 	cfg := config{Config: base, p: p}
 	p.oauth = fosite.NewOAuth2Provider(p.store, cfg)
-	base.TokenEndpointHandlers.Append(compose.OAuth2ClientCredentialsGrantFactory(cfg, p.store, compose.NewOAuth2HMACStrategy(cfg)).(fosite.TokenEndpointHandler))
+	strategy := compose.NewOAuth2HMACStrategy(cfg)
+	base.EnforcePKCE = true
+	for _, factory := range []compose.Factory{
+		compose.OAuth2ClientCredentialsGrantFactory, compose.OAuth2AuthorizeExplicitFactory,
+		compose.OAuth2RefreshTokenGrantFactory, compose.OAuth2PKCEFactory,
+	} {
+		h := factory(cfg, p.store, strategy)
+		if ah, ok := h.(fosite.AuthorizeEndpointHandler); ok {
+			base.AuthorizeEndpointHandlers.Append(ah)
+		}
+		if th, ok := h.(fosite.TokenEndpointHandler); ok {
+			base.TokenEndpointHandlers.Append(th)
+		}
+	}
 
 	serverCert := p.ca.ServerCertificate()
 	p.server = p.start(serverCert, nil)
@@ -147,6 +163,7 @@ func (p *Provider) start(cert tls.Certificate, mtls *tls.Config) *httptest.Serve
 	mux.HandleFunc("POST /token", func(w http.ResponseWriter, r *http.Request) {
 		p.serveToken(w, r, s.URL+"/token")
 	})
+	mux.HandleFunc("GET /auth", p.serveAuthorize)
 	s = httptest.NewUnstartedServer(mux)
 	// Refused handshakes are part of the tests; the server need not log them.
 	s.Config.ErrorLog = log.New(io.Discard, "", 0)
@@ -173,6 +190,9 @@ func (p *Provider) serveToken(w http.ResponseWriter, r *http.Request, endpoint s
 		rec.PeerCertificate = r.TLS.PeerCertificates[0]
 	}
 	ctx := context.WithValue(r.Context(), endpointKey{}, endpoint)
+	if rec.Form != nil {
+		p.waitHeld(ctx, rec.Form)
+	}
 	ar, err := p.oauth.NewAccessRequest(ctx, r, new(fosite.DefaultSession))
 	if err == nil {
 		for _, scope := range ar.GetRequestedScopes() {
@@ -181,6 +201,7 @@ func (p *Provider) serveToken(w http.ResponseWriter, r *http.Request, endpoint s
 		var resp fosite.AccessResponder
 		if resp, err = p.oauth.NewAccessResponse(ctx, ar); err == nil {
 			rec.Status, rec.AccessToken = http.StatusOK, resp.GetAccessToken()
+			rec.RefreshToken, _ = resp.GetExtra("refresh_token").(string)
 			p.record(rec) // before the answer: a client that has it finds it recorded
 			p.oauth.WriteAccessResponse(ctx, w, ar, resp)
 			return

@@ -1,0 +1,166 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/internal/fositetest"
+)
+
+// TestRotatedRefreshTokenSurvivesEditsFosite (issue 21): against ory/fosite with
+// refresh-token rotation and reuse detection on (a retired refresh token presented
+// again revokes the whole grant), each refresh path is held at the provider while a
+// routine edit lands through the vault CLI, then released. Afterwards access/ succeeds
+// without a new consent, and the provider never received a retired refresh token.
+//
+// The paths run here are the ones a request drives: an access/ read that must refresh
+// (minimum_seconds above the token's lifetime), credentials/<name>/verify, and the code
+// exchange of a consent. Refresh ahead, keep-alive and the verify schedule store their
+// answer through the same code (tokenStore.put) and are covered in-process with the
+// injected clock (backend/rotation_kept_test.go): on a real server they would need the
+// wall clock to reach a refresh window or an interval.
+func TestRotatedRefreshTokenSurvivesEditsFosite(t *testing.T) {
+	t.Parallel()
+	mount := shared.mount(t)
+	shared.mustCLI(t, "write", mount+"/config", "callback_base_url="+shared.addr)
+	p := fositetest.New(t, fositetest.Options{AccessTTL: time.Hour})
+	client := fositetest.SecretClient{ID: "vault-integrations", Secret: "fosite-client-secret-e2e",
+		RedirectURI: shared.addr + "/v1/" + mount + "/oauth/callback"}
+	p.RegisterSecretClient(t, client)
+
+	edits := []struct {
+		name       string
+		args       []string // a CLI command
+		undo       []string // run before the next read, when the edit refuses reads
+		configEdit bool
+	}{
+		{name: "description", args: []string{"patch", "CRED", "description=edited while refreshing"}},
+		{name: "tags", args: []string{"patch", "CRED", "tags=prod,crm"}},
+		{name: "scopes", args: []string{"patch", "CRED", "scopes=offline_access,read,write"}},
+		{name: "verify_interval", args: []string{"patch", "CRED", "verify_interval=24h"}},
+		{name: "used_by", args: []string{"patch", "CRED", "used_by=billing-sync"}},
+		{name: "suspend", args: []string{"write", "-force", "CRED/suspend"}, undo: []string{"write", "-force", "CRED/unsuspend"}},
+		{name: "default_token_lifetime", args: []string{"write", mount + "/config", "default_token_lifetime=600"}, configEdit: true},
+	}
+	substitute := func(args []string, cred string) []string {
+		out := make([]string, len(args))
+		for i, a := range args {
+			out[i] = strings.ReplaceAll(a, "CRED", cred)
+		}
+		return out
+	}
+	create := func(t *testing.T, name string) string {
+		cred := mount + "/credentials/" + name
+		shared.mustCLI(t, "write", cred, "type=oauth2_authorization_code", "auth_url="+p.AuthURL(),
+			"token_url="+p.TokenURL(), "client_id="+client.ID, "client_secret="+client.Secret,
+			"scopes=offline_access,read", "ca_certificate="+p.CACertificatePEM())
+		return cred
+	}
+	// consent runs authorize and lets a browser approve at fosite and follow its
+	// redirect to Vault's callback; it returns the callback page's status and body.
+	consent := func(t *testing.T, cred string) (int, string) {
+		start := decode(t, shared.mustCLI(t, "write", "-force", "-format=json", cred+"/authorize")).Data
+		browser := p.HTTPClient()
+		resp, err := browser.Get(start["auth_url"].(string))
+		if err != nil {
+			t.Fatalf("browser: %v", err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(body)
+	}
+	paths := []struct {
+		name string
+		hold string // the grant type held at the provider
+		run  func(t *testing.T, cred, name string)
+	}{
+		{name: "access", hold: "refresh_token", run: func(t *testing.T, cred, name string) {
+			_, _ = shared.cli("read", mount+"/access/"+name, "minimum_seconds=7200")
+		}},
+		{name: "verify", hold: "refresh_token", run: func(t *testing.T, cred, name string) {
+			_, _ = shared.cli("write", "-force", cred+"/verify")
+		}},
+		{name: "exchange", hold: "authorization_code", run: func(t *testing.T, cred, name string) {
+			if status, page := consent(t, cred); status != http.StatusOK || !strings.Contains(page, "Authorization complete") {
+				t.Errorf("the consent did not complete across the edit: %d %s", status, page)
+			}
+		}},
+	}
+	for _, path := range paths {
+		t.Run(path.name, func(t *testing.T) {
+			name := "rot-" + path.name
+			cred := create(t, name)
+			if path.hold != "authorization_code" {
+				if status, page := consent(t, cred); status != http.StatusOK {
+					t.Fatalf("consent: %d %s", status, page)
+				}
+			}
+			for _, edit := range edits {
+				before := len(p.RefreshTokens())
+				arrived, release := p.Hold(t, path.hold)
+				done := make(chan struct{})
+				go func() {
+					defer close(done)
+					path.run(t, cred, name)
+				}()
+				select {
+				case <-arrived:
+				case <-done:
+					t.Fatalf("%s: the %s ended without reaching the provider", edit.name, path.name)
+				}
+				shared.mustCLI(t, substitute(edit.args, cred)...)
+				release()
+				<-done
+				if edit.undo != nil {
+					shared.mustCLI(t, substitute(edit.undo, cred)...)
+				}
+				if got := len(p.RefreshTokens()); got != before+1 {
+					t.Fatalf("%s: the provider issued %d refresh tokens, want 1", edit.name, got-before)
+				}
+				// A read that must refresh: it succeeds only with the newest refresh token
+				// (with the retired one fosite refuses and revokes the grant).
+				got := readAccess(t, shared, mount, name, "minimum_seconds=7200")
+				if got["access_token"] == "" {
+					t.Fatalf("%s: access after the edit: %v", edit.name, got)
+				}
+				if edit.configEdit {
+					shared.mustCLI(t, "write", mount+"/config", "default_token_lifetime=3600")
+				}
+			}
+			assertNoRetiredRefreshToken(t, p)
+			if st := decode(t, shared.mustCLI(t, "read", "-format=json", cred)).Data["status"]; st != "active" {
+				t.Fatalf("status %v after the edits, want active without a new consent", st)
+			}
+		})
+	}
+}
+
+// assertNoRetiredRefreshToken fails when a refresh request to p presented any refresh
+// token but the newest one issued before it of its grant: the requests are replayed in
+// the order fosite answered them.
+func assertNoRetiredRefreshToken(t *testing.T, p *fositetest.Provider) {
+	t.Helper()
+	newest := map[string]bool{} // refresh tokens not yet retired
+	for i, r := range p.Received() {
+		if r.Form.Get("grant_type") == "refresh_token" {
+			sent := r.Form.Get("refresh_token")
+			if !newest[sent] {
+				t.Fatalf("request %d presented a retired or unknown refresh token (answered %d %s)", i, r.Status, r.Error)
+			}
+			if r.RefreshToken != "" {
+				delete(newest, sent)
+			}
+		}
+		if r.RefreshToken != "" {
+			newest[r.RefreshToken] = true
+		}
+	}
+	if len(newest) == 0 {
+		t.Fatal("the provider issued no refresh token")
+	}
+}
