@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"regexp"
 	"slices"
 	"strings"
@@ -365,8 +366,16 @@ func TestOIDCProviderConsentAndRotation(t *testing.T) {
 	}
 
 	// 2. The engine's request: prompt=consent, login_hint; a refresh token, then a
-	// refresh with rotation.
-	create("query", nil)
+	// refresh with rotation. Written with the vault CLI, whose key=value pairs are how
+	// an operator sets authorization_params.
+	if out, err := v.cli("write", mount+"/credentials/query", "type=oauth2_authorization_code",
+		"auth_url="+p.issuer+"/auth", "token_url="+p.issuer+"/token", "client_id="+p.clientID, "client_secret="+p.clientSecret,
+		"scopes=openid,offline_access", "authorization_params=login_hint=hint-query", "authorization_params=max_age=3600"); err != nil {
+		t.Fatalf("vault write credentials/query: %v\n%s", err, out)
+	}
+	if got := read("credentials/query")["authorization_params"]; !reflect.DeepEqual(got, map[string]any{"login_hint": "hint-query", "max_age": "3600"}) {
+		t.Errorf("authorization_params read back as %#v", got)
+	}
 	u = authorize("query")
 	ans = p.consent(t, u.String(), "user-query")
 	if ans.loginHint != "hint-query" {
