@@ -260,7 +260,7 @@ func TestValidationFollowsTypeDefinitions(t *testing.T) {
 				case string(credtype.FieldBool):
 					values := exampleValues(t, typ.Name, "BOOLFIELD")
 					values[name] = "maybe"
-					credWant400(t, b, s, logical.CreateOperation, path, credWithType(typ.Name, values), name, "")
+					credWant400(t, b, s, logical.CreateOperation, path, credWithType(typ.Name, values), name, "wrong type or form")
 				}
 				if o, ok := f["one_of"].(map[string]any); ok {
 					group := o["fields"].([]string)
