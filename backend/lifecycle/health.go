@@ -94,7 +94,8 @@ func (p Policy) Health(in HealthInput, now time.Time) string {
 
 // Alerts lists what needs a person for one credential, earliest first: a suspension
 // or purge within the largest warning threshold that fits its window (red once
-// overdue), suspension, re-authorization, expiry within ExpiryNotice (red once
+// overdue), suspension, re-authorization, a consent that brought no refresh token
+// (red), expiry within ExpiryNotice (red once
 // passed), upstream expiries from their first warning threshold (red once passed), a
 // failed verification, and repeated failures.
 func (p Policy) Alerts(name string, in HealthInput, now time.Time) []Alert {
