@@ -215,3 +215,44 @@ func TestValuesCarryMapsAndBools(t *testing.T) {
 	}
 	check("decoded", typ.Bind(back))
 }
+
+// FuzzAuthorizationParams: authorization_params never panics, refuses with a rule only
+// (a fixed sentence, never input), keeps no key the engine owns, and what it accepts is a fixed
+// point that survives the compact layout and a JSON round trip.
+func FuzzAuthorizationParams(f *testing.F) {
+	for _, seed := range [][2]string{{"access_type", "offline"}, {"login_hint", " a@b "}, {"STATE", "x"}, {"k", "v\n"},
+		{"résumé", "v"}, {"prompt", "none"}, {"resource", "https://api.example/?a=b,c"}, {"", ""}, {"k", "\xff"}} {
+		f.Add(seed[0], seed[1])
+	}
+	typ := mustType(f, "oauth2_authorization_code")
+	field, _ := typ.Field(FieldAuthorizationParams)
+	f.Fuzz(func(t *testing.T, k, v string) {
+		m, err := field.normalizeMap(map[string]any{k: v, "access_type": "offline"})
+		if err != nil {
+			var re ruleError
+			if !errors.As(err, &re) {
+				t.Fatalf("refusal %v is not a rule", err)
+			}
+			return
+		}
+		for key := range m {
+			if OwnedAuthorizationParam(key) {
+				t.Fatalf("accepted an owned key %q", key)
+			}
+		}
+		again, err := field.normalizeMap(m)
+		if err != nil || !reflect.DeepEqual(again, m) {
+			t.Fatalf("not a fixed point: %q -> %q (%v)", m, again, err)
+		}
+		vals := typ.Compact(map[string]any{FieldAuthorizationParams: m})
+		b, _ := json.Marshal(vals)
+		var back Values
+		if err := json.Unmarshal(b, &back); err != nil {
+			t.Fatal(err)
+		}
+		back = typ.Bind(back)
+		if got, _ := back.Get(FieldAuthorizationParams); !reflect.DeepEqual(got, m) {
+			t.Fatalf("round trip: %q -> %q", m, got)
+		}
+	})
+}
