@@ -5,7 +5,6 @@ package e2e
 import (
 	"bufio"
 	"encoding/json"
-	"fmt"
 	"html"
 	"io"
 	"net/http"
@@ -264,9 +263,9 @@ func (p *oidcProvider) consent(t *testing.T, authURL, login string) providerAnsw
 //     callback page, the credential and alerts say no_refresh_token_issued at once;
 //   - the engine's own URL asks prompt=consent and carries authorization_params
 //     (login_hint reaches the login form); the consent yields a refresh token; a read
-//     that needs a token lasting longer than the provider's short-lived one refreshes
-//     it, with rotation: the new refresh token differs and the provider refuses the
-//     retired one;
+//     once the provider's short-lived (5 s) access token falls due refreshes it, with
+//     rotation: the new refresh token differs and the provider refuses the retired
+//     one;
 //   - with response_mode form_post the provider answers with a page that posts the
 //     code to the callback, which completes; the file audit device then holds the
 //     query-mode code in clear (the control: Vault writes the URL unhashed) and the
@@ -279,11 +278,14 @@ func TestOIDCProviderConsentAndRotation(t *testing.T) {
 		t.Fatalf("enabling the file audit device: %v", err)
 	}
 	mount := v.mount(t)
-	if _, err := v.client.Logical().Write(mount+"/config", map[string]any{"callback_base_url": v.addr}); err != nil {
+	// A token falls due one second before it expires, and only a read refreshes it (no
+	// refresh ahead), so the test knows when the refresh happens.
+	if _, err := v.client.Logical().Write(mount+"/config", map[string]any{"callback_base_url": v.addr,
+		"expiry_buffer": 1, "refresh_ahead": false}); err != nil {
 		t.Fatal(err)
 	}
 	callback := v.addr + "/v1/" + mount + "/oauth/callback"
-	const accessTTL = 120 // seconds: shorter than the minimum_seconds asked below
+	const accessTTL = 5 // seconds: the provider's access tokens are short-lived
 	p := startOIDCProvider(t, callback, accessTTL)
 	create := func(name string, extra map[string]any) {
 		t.Helper()
@@ -396,18 +398,25 @@ func TestOIDCProviderConsentAndRotation(t *testing.T) {
 	if len(rts) != before+1 {
 		t.Fatalf("%d refresh tokens issued by the consent, want 1", len(rts)-before)
 	}
-	first := read("access/query")["access_token"]
-	// A reader that needs a token for longer than the provider's (120 s) makes the
-	// engine refresh: the cached token falls due for it.
-	second := read("access/query", "minimum_seconds", fmt.Sprint(10*accessTTL))["access_token"]
-	if first == nil || second == nil || first == second {
-		t.Fatalf("access tokens %v then %v: want a refresh", first, second)
+	a := read("access/query")
+	held := p.refreshTokens(t) // the refresh token the engine holds is the newest
+	// The token falls due (less than expiry_buffer, 1 s, left) by the second its
+	// expires_at names (truncated to the second): wait for that time, which no injected
+	// clock can stand in for across Vault, the plugin and the provider.
+	due, err := time.Parse(time.RFC3339, a["expires_at"].(string))
+	if err != nil {
+		t.Fatalf("expires_at %v: %v", a["expires_at"], err)
+	}
+	time.Sleep(time.Until(due.Add(100 * time.Millisecond)))
+	b := read("access/query")
+	if a["access_token"] == nil || a["access_token"] == b["access_token"] {
+		t.Fatalf("access tokens %v then %v: want a refresh once the first fell due", a["access_token"], b["access_token"])
 	}
 	after := p.refreshTokens(t)
-	if len(after) != len(rts)+1 || after[len(after)-1] == rts[len(rts)-1] {
-		t.Fatalf("refresh tokens %d -> %d: want one new, rotated, refresh token", len(rts), len(after))
+	if len(after) != len(held)+1 || after[len(after)-1] == held[len(held)-1] {
+		t.Fatalf("refresh tokens %d -> %d: want one new, rotated, refresh token", len(held), len(after))
 	}
-	if status, code := p.refreshAtProvider(t, rts[len(rts)-1]); status != http.StatusBadRequest || code != "invalid_grant" {
+	if status, code := p.refreshAtProvider(t, held[len(held)-1]); status != http.StatusBadRequest || code != "invalid_grant" {
 		t.Errorf("the retired refresh token: %d %q, want 400 invalid_grant", status, code)
 	}
 
