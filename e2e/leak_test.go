@@ -471,14 +471,14 @@ func TestLeakScan(t *testing.T) {
 	r.want(r.do(http.MethodPost, "credentials/"+ac+"/authorize", nil, map[string]any{"code": loc.Query().Get("code"), "state": loc.Query().Get("state")}), 200)
 	r.want(r.do(http.MethodGet, "access/"+ac, nil, nil), 200)
 	// response_mode form_post: the provider's page POSTs the code to the callback as a
-	// form, which the audit log HMACs. That code is a secret like any other here: the
-	// callback URIs' exemption below does not cover it.
+	// form, which the audit log HMACs. Every code the provider exchanged is a secret of
+	// the scan (below); the callback URIs' exemption does not cover a posted one.
 	r.must(r.do(http.MethodPatch, "credentials/"+ac, nil, map[string]any{"response_mode": "form_post"}), 200, 204)
 	action, posted := acp.AuthorizeFormPost(t, startAuth())
 	if want := v.addr + "/v1/" + mount + "/oauth/callback"; action.String() != want {
 		t.Errorf("form_post page posts to %s, want %s", action, want)
 	}
-	addSecret(newSecret(ac, "authorization_code", "form_post code", posted.Get("code")))
+	postedCode := posted.Get("code")
 	r.must(r.anonForm("oauth/callback", posted), 200)
 	r.want(r.anonForm("oauth/callback", posted), 400) // single use
 	r.want(r.do(http.MethodGet, "access/"+ac, nil, nil), 200)
@@ -583,8 +583,8 @@ func TestLeakScan(t *testing.T) {
 	for _, req := range providers[ac].Received() {
 		grants[req.Form.Get("grant_type")]++
 	}
-	if grants["authorization_code"] != 2 {
-		t.Errorf("the authorization-code provider saw %v, want two code exchanges", grants)
+	if grants["authorization_code"] != 3 {
+		t.Errorf("the authorization-code provider saw %v, want three code exchanges (callback, by hand, form_post)", grants)
 	}
 	t.Logf("authorization-code provider: token requests by grant %v", grants)
 
@@ -667,6 +667,9 @@ func TestLeakScan(t *testing.T) {
 	// can see a code there), which is what response_mode form_post avoids.
 	if !strings.Contains(string(audit), queryCode) {
 		t.Errorf("control: the query-mode authorization code is not in the audit log in clear; the form_post check sees nothing")
+	}
+	if strings.Contains(string(audit), postedCode) {
+		t.Errorf("the form_post authorization code stands in clear in the audit log")
 	}
 	leaks = append(leaks, findLines(all, callbackURI.ReplaceAllString(string(audit), `"request_uri":"(callback)"`), "audit log")...)
 	sort.Slice(leaks, func(i, j int) bool { return leaks[i].String() < leaks[j].String() })
