@@ -466,7 +466,8 @@ func TestLeakScan(t *testing.T) {
 	r.want(r.anon(http.MethodGet, "oauth/callback", loc.Query()), 400) // single use
 	r.want(r.do(http.MethodGet, "access/"+ac, nil, nil), 200)
 	r.do(http.MethodGet, "access/"+ac, url.Values{"minimum_seconds": {"7300"}}, nil) // longer than the token lives: a refresh
-	queryCode := loc.Query().Get("code")                                             // in a callback URI of the audit log: the control below
+	// In a callback URI of the audit log: the control of the form_post check below.
+	queryCode := loc.Query().Get("code")
 	loc = acp.Authorize(t, startAuth())
 	r.want(r.do(http.MethodPost, "credentials/"+ac+"/authorize", nil, map[string]any{"code": loc.Query().Get("code"), "state": loc.Query().Get("state")}), 200)
 	r.want(r.do(http.MethodGet, "access/"+ac, nil, nil), 200)
