@@ -213,6 +213,13 @@ func TestConsentWithoutRefreshTokenSaidAtOnce(t *testing.T) {
 		t.Errorf("access token %v: the one the consent brought should still serve", tok)
 	}
 
+	// Completed by hand, the answer warns.
+	loc = p.consent(t, startAuthorization(t, b, s, "nort")["auth_url"].(string))
+	byHand := mustOK(t, b, s, logical.UpdateOperation, "credentials/nort/authorize", map[string]any{"code": loc.Query().Get("code"), "state": loc.Query().Get("state")})
+	if byHand.Data["authorization_issue"] != "no_refresh_token_issued" || len(byHand.Warnings) != 1 || !strings.Contains(byHand.Warnings[0], "no_refresh_token_issued") {
+		t.Errorf("completion by hand: authorization_issue %v, warnings %q", byHand.Data["authorization_issue"], byHand.Warnings)
+	}
+
 	p.SetFault(nil)
 	loc = p.consent(t, startAuthorization(t, b, s, "nort")["auth_url"].(string))
 	if status, page := callback(t, b, s, loc.Query()); status != http.StatusOK || strings.Contains(page, "no_refresh_token_issued") {

@@ -122,7 +122,11 @@ func (b *integrationsBackend) pathAuthorize(ctx context.Context, req *logical.Re
 		if c, err = b.credentials.get(ctx, req.Storage, name); err != nil || c == nil {
 			return nil, err
 		}
-		return b.credentialResponse(ctx, req.Storage, c)
+		resp, err := b.credentialResponse(ctx, req.Storage, c)
+		if err == nil && c.State.AuthorizationIssue() == lifecycle.IssueNoRefreshToken {
+			resp.AddWarning(noRefreshTokenMessage(name))
+		}
+		return resp, err
 	}
 	oc.RedirectURL = b.redirectURL(cfg, c)
 	fromBase := oc.RedirectURL != "" && c.Values.Str("redirect_url") == ""
@@ -345,12 +349,17 @@ func (b *integrationsBackend) pathCallback(ctx context.Context, req *logical.Req
 		return nil, err
 	}
 	if c != nil && c.State.AuthorizationIssue() == lifecycle.IssueNoRefreshToken {
-		return callbackPage(http.StatusOK, "Authorization complete, but no refresh token was issued",
-			fmt.Sprintf("The provider issued no refresh token for credential %q (%s): Vault can use the access token only until it expires, then someone must consent again. "+
-				"Ask for offline access (scopes offline_access, or authorization_params such as access_type=offline for Google) and authorize again.",
-				name, lifecycle.IssueNoRefreshToken)), nil
+		return callbackPage(http.StatusOK, "Authorization complete, but no refresh token was issued", noRefreshTokenMessage(name)), nil
 	}
 	return callbackPage(http.StatusOK, "Authorization complete", fmt.Sprintf("Vault now holds tokens for credential %q. You can close this window.", name)), nil
+}
+
+// noRefreshTokenMessage says that a consent brought no refresh token, on the callback
+// page and as the warning of a completion by hand.
+func noRefreshTokenMessage(name string) string {
+	return fmt.Sprintf("The provider issued no refresh token for credential %q (%s): Vault can use the access token only until it expires, then someone must consent again. "+
+		"Ask for offline access (scopes offline_access, or authorization_params such as access_type=offline for Google) and authorize again.",
+		name, lifecycle.IssueNoRefreshToken)
 }
 
 // callbackPage is the short page the user's browser shows after the redirect.
