@@ -136,11 +136,14 @@ func patchHint(err error, t *credtype.Type, values map[string]any, path string) 
 }
 
 // fieldValue converts a raw request value to the catalog's wire type: []string for
-// lists, string for strings; durations and times go as sent, for the catalog to parse.
+// lists, string for strings, a map for maps (key=value pairs as the CLI sends them
+// become one); durations, times and bools go as sent, for the catalog to parse.
 func fieldValue(f credtype.Field, v any) any {
 	switch f.Type {
-	case credtype.FieldDuration, credtype.FieldTime:
+	case credtype.FieldDuration, credtype.FieldTime, credtype.FieldBool:
 		return v
+	case credtype.FieldStringMap:
+		return mapValue(v)
 	case credtype.FieldList:
 		var out []string
 		switch l := v.(type) {
@@ -165,6 +168,43 @@ func fieldValue(f credtype.Field, v any) any {
 		return s
 	}
 	return fmt.Sprint(v)
+}
+
+// mapValue reads a map field as framework.TypeKVPairs does: a JSON object as it is,
+// or key=value pairs (`vault write ... authorization_params=access_type=offline
+// authorization_params=login_hint=a@b`: one string, or a list of them; a value may
+// hold '=' and ','). "" clears. Anything else goes as sent, for the catalog to refuse
+// with its rule (never with the value).
+func mapValue(v any) any {
+	var pairs []string
+	switch x := v.(type) {
+	case string:
+		if x == "" {
+			return nil
+		}
+		pairs = []string{x}
+	case []string:
+		pairs = x
+	case []any:
+		for _, e := range x {
+			s, ok := e.(string)
+			if !ok {
+				return v
+			}
+			pairs = append(pairs, s)
+		}
+	default:
+		return v
+	}
+	out := make(map[string]string, len(pairs))
+	for _, p := range pairs {
+		k, val, ok := strings.Cut(p, "=")
+		if !ok || k == "" {
+			return v
+		}
+		out[k] = val
+	}
+	return out
 }
 
 // applyLifecycleFields applies description, tags, used_by, the window overrides and

@@ -75,6 +75,8 @@ func (b *integrationsBackend) lifecycleView(ctx context.Context, s logical.Stora
 		"purge_at":      rfc3339(p.PurgeAt(st)),
 		"expires_at":    rfc3339(st.ExpiresAt),
 		"suspended_at":  rfc3339(st.SuspendedAt),
+		// What is wrong with the last consent (no_refresh_token_issued), "" when nothing.
+		"authorization_issue": st.AuthorizationIssue(),
 	}
 }
 

@@ -68,6 +68,11 @@ func schemaType(t credtype.FieldType) framework.FieldType {
 		return framework.TypeCommaStringSlice
 	case credtype.FieldDuration:
 		return framework.TypeDurationSecond
+	case credtype.FieldStringMap:
+		// A JSON object, or key=value pairs from the CLI.
+		return framework.TypeKVPairs
+	case credtype.FieldBool:
+		return framework.TypeBool
 	default:
 		return framework.TypeString
 	}

@@ -51,18 +51,27 @@ obtained elsewhere can be imported: write it as refresh_token to credentials/<na
 				OperationPrefix: operationPrefix,
 				OperationSuffix: "oauth-callback",
 			},
+			// In the query of a GET (response_mode query), or in the form body of a POST
+			// (response_mode form_post), which the audit log HMACs like every request
+			// field while it writes a URL's query in clear. Query: true documents them
+			// as query parameters of the GET and body fields of the POST.
 			Fields: map[string]*framework.FieldSchema{
 				"state":             {Type: framework.TypeString, Description: "State issued by authorize.", Query: true},
 				"code":              {Type: framework.TypeString, Description: "Authorization code from the provider.", Query: true},
 				"error":             {Type: framework.TypeString, Description: "Error code from the provider, when consent failed.", Query: true},
-				"error_description": {Type: framework.TypeString, Description: "Provider's description of the error.", Query: true},
+				"error_description": {Type: framework.TypeString, Description: "Provider's description of the error (never shown).", Query: true},
 			},
 			Operations: map[logical.Operation]framework.OperationHandler{
-				logical.ReadOperation: writeOperation(b.pathCallback, "complete", ""),
+				logical.ReadOperation:   writeOperation(b.pathCallback, "complete", ""),
+				logical.UpdateOperation: writeOperation(b.pathCallback, "complete", "oauth-callback-form-post"),
 			},
 			HelpSynopsis: "The OAuth redirect target (unauthenticated): completes a pending authorization.",
-			HelpDescription: "The provider sends the user's browser here after consent. The exchange happens only when state matches a pending, unexpired authorization; the state is then spent." +
-				examples("curl \"$VAULT_ADDR/v1/integrations/oauth/callback?state=<state>&code=<code>\" (the browser does this)"),
+			HelpDescription: "The provider sends the user's browser here after consent: a GET with state and code in the query (response_mode query), " +
+				"or a POST of a form carrying them (response_mode form_post), which keeps the code out of every URL and so out of the audit log in clear. " +
+				"The exchange happens only when state matches a pending, unexpired authorization; the state is then spent. " +
+				"A consent that brings no refresh token says so on the page (no_refresh_token_issued) and in alerts." +
+				examples("curl \"$VAULT_ADDR/v1/integrations/oauth/callback?state=<state>&code=<code>\" (the browser does this)",
+					"curl -d state=<state> -d code=<code> \"$VAULT_ADDR/v1/integrations/oauth/callback\" (the provider's form_post page does this)"),
 		},
 	}
 }
@@ -113,7 +122,11 @@ func (b *integrationsBackend) pathAuthorize(ctx context.Context, req *logical.Re
 		if c, err = b.credentials.get(ctx, req.Storage, name); err != nil || c == nil {
 			return nil, err
 		}
-		return b.credentialResponse(ctx, req.Storage, c)
+		resp, err := b.credentialResponse(ctx, req.Storage, c)
+		if err == nil && c.State.AuthorizationIssue() == lifecycle.IssueNoRefreshToken {
+			resp.AddWarning(noRefreshTokenMessage(name))
+		}
+		return resp, err
 	}
 	oc.RedirectURL = b.redirectURL(cfg, c)
 	fromBase := oc.RedirectURL != "" && c.Values.Str("redirect_url") == ""
@@ -239,10 +252,20 @@ func (b *integrationsBackend) completeAuthorization(ctx context.Context, s logic
 	}
 	n := c.clone()
 	n.State = lifecycle.Reauthorized(n.State, b.now().UTC())
+	if tok.RefreshToken == "" && c.typeDef().RefreshTokens() {
+		// Every authorization-code credential refreshes through its refresh token
+		// (offline_access asked or not): without one, access ends when this token
+		// falls due. Said now, on the callback page, in the state and in alerts.
+		n.State = lifecycle.AuthorizedWithoutRefreshToken(n.State, b.now().UTC())
+	}
 	if err := b.credentials.put(ctx, s, n); err != nil {
 		return err
 	}
-	b.recordEvent(name, usage.EventAuthorized, true, "", "authorization code exchanged")
+	detail := "authorization code exchanged"
+	if issue := n.State.AuthorizationIssue(); issue != "" {
+		detail += "; " + issue
+	}
+	b.recordEvent(name, usage.EventAuthorized, true, "", detail)
 	return b.afterCredentialChange(ctx, s, name)
 }
 
@@ -324,7 +347,22 @@ func (b *integrationsBackend) pathCallback(ctx context.Context, req *logical.Req
 		}
 		return nil, err
 	}
+	c, err := b.credentials.get(ctx, req.Storage, name)
+	if err != nil {
+		return nil, err
+	}
+	if c != nil && c.State.AuthorizationIssue() == lifecycle.IssueNoRefreshToken {
+		return callbackPage(http.StatusOK, "Authorization complete, but no refresh token was issued", noRefreshTokenMessage(name)), nil
+	}
 	return callbackPage(http.StatusOK, "Authorization complete", fmt.Sprintf("Vault now holds tokens for credential %q. You can close this window.", name)), nil
+}
+
+// noRefreshTokenMessage says that a consent brought no refresh token, on the callback
+// page and as the warning of a completion by hand.
+func noRefreshTokenMessage(name string) string {
+	return fmt.Sprintf("The provider issued no refresh token for credential %q (%s): Vault can use the access token only until it expires, then someone must consent again. "+
+		"Ask for offline access (scopes offline_access, or authorization_params such as access_type=offline for Google) and authorize again.",
+		name, lifecycle.IssueNoRefreshToken)
 }
 
 // callbackPage is the short page the user's browser shows after the redirect.

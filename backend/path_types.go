@@ -41,7 +41,10 @@ func pathTypes(b *integrationsBackend) []*framework.Path {
 in catalog order), then under "fields" each field's details keyed by its name: its
 value type, whether it is required or sensitive, its default, the validation rule and
 a description; a field required only under a condition has "required_when" (the other
-field and the values that make it required). These are the same definitions the engine validates with. The table
+field and the values that make it required), and a field of a one-of group has "one_of"
+(the group's fields, and exactly: true when one of them must be set, false when at
+most one may be). Types are string, list, map (an object of strings; key=value pairs
+from the CLI), bool, duration and time. These are the same definitions the engine validates with. The table
 output shows the lists; -format=json shows everything.` + examples("vault read integrations/types/oauth2_client_credentials",
 				"vault read -format=json -field=fields integrations/types/basic"),
 		},
@@ -92,6 +95,10 @@ func (b *integrationsBackend) pathTypeRead(_ context.Context, _ *logical.Request
 		if w := f.RequiredWhen; w != nil {
 			// Required only when another field has one of these values (its rule says so).
 			fields[f.Name]["required_when"] = map[string]any{"field": w.Field, "values": w.Values}
+		}
+		if o := f.OneOf; o != nil {
+			// At most one (or exactly one) of these fields may be set (its rule says so).
+			fields[f.Name]["one_of"] = map[string]any{"fields": o.Fields, "exactly": o.Exactly}
 		}
 	}
 	return &logical.Response{Data: map[string]any{

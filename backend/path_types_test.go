@@ -1,9 +1,12 @@
 package backend
 
 import (
+	"fmt"
 	"net/http"
 	"reflect"
+	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -105,6 +108,9 @@ func TestTypeReadMatchesCatalogAndDesign(t *testing.T) {
 				}
 				if w := cf.RequiredWhen; w != nil {
 					want["required_when"] = map[string]any{"field": w.Field, "values": w.Values}
+				}
+				if o := cf.OneOf; o != nil {
+					want["one_of"] = map[string]any{"fields": o.Fields, "exactly": o.Exactly}
 				}
 				if !reflect.DeepEqual(f, want) {
 					t.Errorf("field %s:\n got %v\nwant %v", cf.Name, f, want)
@@ -209,6 +215,10 @@ func TestCredentialSchemaComesFromCatalog(t *testing.T) {
 				wantType = framework.TypeCommaStringSlice
 			case credtype.FieldDuration:
 				wantType = framework.TypeDurationSecond
+			case credtype.FieldStringMap:
+				wantType = framework.TypeKVPairs
+			case credtype.FieldBool:
+				wantType = framework.TypeBool
 			}
 			if sf.Type != wantType {
 				t.Errorf("%s: schema type %v, want %v", f.Name, sf.Type, wantType)
@@ -223,7 +233,10 @@ func TestCredentialSchemaComesFromCatalog(t *testing.T) {
 }
 
 // Validation follows the definitions types/<type> shows: each required field, when
-// missing, is refused by name; each field a type does not list is refused.
+// missing, is refused by name; each field a type does not list is refused; each
+// one-of group refuses two of its fields together (naming the second and the group's
+// rule) and, when one must be set, none (naming the first); a map refuses more keys
+// than it states and a bool anything but true or false.
 func TestValidationFollowsTypeDefinitions(t *testing.T) {
 	t.Parallel()
 	b, s, _ := newTestBackend(t)
@@ -233,6 +246,39 @@ func TestValidationFollowsTypeDefinitions(t *testing.T) {
 			own := map[string]bool{}
 			for name, f := range typeFields(t, b, s, typ.Name) {
 				own[name] = true
+				path := "credentials/rule-" + typ.Name + "-" + name
+				switch f["type"] {
+				case string(credtype.FieldStringMap):
+					values := exampleValues(t, typ.Name, "MAPFIELD")
+					n := ruleNumber(t, `at most (\d+) keys`, f["rule"].(string))
+					pairs := make([]any, n+1)
+					for i := range pairs {
+						pairs[i] = fmt.Sprintf("k%d=v", i)
+					}
+					values[name] = pairs
+					credWant400(t, b, s, logical.CreateOperation, path, credWithType(typ.Name, values), name, fmt.Sprintf("at most %d keys", n))
+				case string(credtype.FieldBool):
+					values := exampleValues(t, typ.Name, "BOOLFIELD")
+					values[name] = "maybe"
+					credWant400(t, b, s, logical.CreateOperation, path, credWithType(typ.Name, values), name, "wrong type or form")
+				}
+				if o, ok := f["one_of"].(map[string]any); ok {
+					group := o["fields"].([]string)
+					rule := f["rule"].(string)
+					if name == group[0] {
+						values := exampleValues(t, typ.Name, "ONEOFFIELD")
+						for _, g := range group {
+							values[g] = sampleValue(g)
+						}
+						credWant400(t, b, s, logical.CreateOperation, path, credWithType(typ.Name, values), group[1], strings.SplitN(rule, ";", 2)[0])
+						if o["exactly"] == true {
+							for _, g := range group {
+								delete(values, g)
+							}
+							credWant400(t, b, s, logical.CreateOperation, path, credWithType(typ.Name, values), group[0], "is required")
+						}
+					}
+				}
 				if f["required"] != true {
 					continue
 				}
@@ -245,7 +291,7 @@ func TestValidationFollowsTypeDefinitions(t *testing.T) {
 					continue
 				}
 				values := exampleValues(t, typ.Name, "FOREIGNFIELD")
-				values[other] = "x"
+				values[other] = sampleValue(other)
 				credWant400(t, b, s, logical.CreateOperation, "credentials/foreign-"+typ.Name, credWithType(typ.Name, values), other, "not a field of type")
 			}
 		})
@@ -253,6 +299,30 @@ func TestValidationFollowsTypeDefinitions(t *testing.T) {
 	if names := storedCredentialNames(t, s); len(names) != 0 {
 		t.Fatalf("refused writes stored %v", names)
 	}
+}
+
+// sampleValue is a value of the field's wire type that the framework converts, so
+// that what refuses it is the engine's rule.
+func sampleValue(field string) any {
+	f, _ := credtype.SchemaField(field)
+	switch f.Type {
+	case credtype.FieldStringMap:
+		return map[string]any{"k": "v"}
+	case credtype.FieldBool:
+		return true
+	}
+	return "x"
+}
+
+// ruleNumber reads the number re captures in a rule, failing the test without one.
+func ruleNumber(t *testing.T, re, rule string) int {
+	t.Helper()
+	m := regexp.MustCompile(re).FindStringSubmatch(rule)
+	if m == nil {
+		t.Fatalf("rule %q states nothing matching %s", rule, re)
+	}
+	n, _ := strconv.Atoi(m[1])
+	return n
 }
 
 // A type that tightens a shared field shows its own rule, the one it validates with.

@@ -466,8 +466,22 @@ func TestLeakScan(t *testing.T) {
 	r.want(r.anon(http.MethodGet, "oauth/callback", loc.Query()), 400) // single use
 	r.want(r.do(http.MethodGet, "access/"+ac, nil, nil), 200)
 	r.do(http.MethodGet, "access/"+ac, url.Values{"minimum_seconds": {"7300"}}, nil) // longer than the token lives: a refresh
+	// In a callback URI of the audit log: the control of the form_post check below.
+	queryCode := loc.Query().Get("code")
 	loc = acp.Authorize(t, startAuth())
 	r.want(r.do(http.MethodPost, "credentials/"+ac+"/authorize", nil, map[string]any{"code": loc.Query().Get("code"), "state": loc.Query().Get("state")}), 200)
+	r.want(r.do(http.MethodGet, "access/"+ac, nil, nil), 200)
+	// response_mode form_post: the provider's page POSTs the code to the callback as a
+	// form, which the audit log HMACs. Every code the provider exchanged is a secret of
+	// the scan (below); the callback URIs' exemption does not cover a posted one.
+	r.must(r.do(http.MethodPatch, "credentials/"+ac, nil, map[string]any{"response_mode": "form_post"}), 200, 204)
+	action, posted := acp.AuthorizeFormPost(t, startAuth())
+	if want := v.addr + "/v1/" + mount + "/oauth/callback"; action.String() != want {
+		t.Errorf("form_post page posts to %s, want %s", action, want)
+	}
+	postedCode := posted.Get("code")
+	r.must(r.anonForm("oauth/callback", posted), 200)
+	r.want(r.anonForm("oauth/callback", posted), 400) // single use
 	r.want(r.do(http.MethodGet, "access/"+ac, nil, nil), 200)
 
 	// Device accounts: upserts (one refused) and lookups.
@@ -570,8 +584,8 @@ func TestLeakScan(t *testing.T) {
 	for _, req := range providers[ac].Received() {
 		grants[req.Form.Get("grant_type")]++
 	}
-	if grants["authorization_code"] != 2 {
-		t.Errorf("the authorization-code provider saw %v, want two code exchanges", grants)
+	if grants["authorization_code"] != 3 {
+		t.Errorf("the authorization-code provider saw %v, want three code exchanges (callback, by hand, form_post)", grants)
 	}
 	t.Logf("authorization-code provider: token requests by grant %v", grants)
 
@@ -646,9 +660,18 @@ func TestLeakScan(t *testing.T) {
 	}
 	// Vault itself writes each request's request_uri to the audit log unhashed; the
 	// provider's redirect to oauth/callback carries the authorization code in its query
-	// (RFC 6749 §4.1.2). That code is single-use, already spent, and worthless without
-	// the PKCE verifier, which is looked for everywhere. Only those URIs are left out.
+	// (RFC 6749 §4.1.2) unless the credential's response_mode is form_post. That code
+	// is single-use, already spent, and worthless without the PKCE verifier, which is
+	// looked for everywhere. Only those URIs are left out; the form-posted code is not.
 	callbackURI := regexp.MustCompile(`"request_uri":"/v1/` + regexp.QuoteMeta(mount) + `/oauth/callback\?[^"]*"`)
+	// The control: a query-mode code does stand in clear in the audit log (so the scan
+	// can see a code there), which is what response_mode form_post avoids.
+	if !strings.Contains(string(audit), queryCode) {
+		t.Errorf("control: the query-mode authorization code is not in the audit log in clear; the form_post check sees nothing")
+	}
+	if strings.Contains(string(audit), postedCode) {
+		t.Errorf("the form_post authorization code stands in clear in the audit log")
+	}
 	leaks = append(leaks, findLines(all, callbackURI.ReplaceAllString(string(audit), `"request_uri":"(callback)"`), "audit log")...)
 	sort.Slice(leaks, func(i, j int) bool { return leaks[i].String() < leaks[j].String() })
 	for _, h := range leaks {

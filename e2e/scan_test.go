@@ -86,6 +86,12 @@ func (r *recorder) anon(method, path string, query url.Values) *call {
 	return r.send(method, path, query, nil, false)
 }
 
+// anonForm POSTs form, url-encoded, without a Vault token: what a provider's
+// form_post page makes the browser send to oauth/callback.
+func (r *recorder) anonForm(path string, form url.Values) *call {
+	return r.send(http.MethodPost, path, nil, form, false)
+}
+
 func (r *recorder) send(method, path string, query url.Values, body any, token bool) *call {
 	r.t.Helper()
 	u := r.v.addr + "/v1/" + r.mount + "/" + path
@@ -93,7 +99,10 @@ func (r *recorder) send(method, path string, query url.Values, body any, token b
 		u += "?" + query.Encode()
 	}
 	var rd io.Reader
-	if body != nil {
+	form, isForm := body.(url.Values)
+	if isForm {
+		rd = strings.NewReader(form.Encode())
+	} else if body != nil {
 		b, err := json.Marshal(body)
 		if err != nil {
 			r.t.Fatal(err)
@@ -109,6 +118,8 @@ func (r *recorder) send(method, path string, query url.Values, body any, token b
 	}
 	if method == http.MethodPatch {
 		req.Header.Set("Content-Type", "application/merge-patch+json")
+	} else if isForm {
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	} else if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}

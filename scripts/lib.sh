@@ -126,3 +126,27 @@ prepare_sshd() {
   export E2E_SSH_USER E2E_SSH_PASSWORD
   export E2E_SSHD=/usr/sbin/sshd
 }
+
+# The e2e tests' OpenID provider: panva's oidc-provider (OpenID Certified), a Node.js
+# package pinned by e2e/oidcprovider/package-lock.json and installed from the npm
+# registry with `npm ci` on first use into the repo cache (.cache/node/, gitignored).
+# oidc_provider_dir prints the installed directory (its node_modules holds the server);
+# it fails when Node.js or npm is missing: Node.js is a prerequisite of make test.
+OIDC_PROVIDER_SRC="$ROOT/e2e/oidcprovider"
+oidc_provider_dir() {
+  if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+    log "Node.js (node and npm) is missing: the oidc-provider e2e test needs it (it fails under CI=true, skips elsewhere)"
+    return 1
+  fi
+  local key dir
+  key=$(cache_key "$OIDC_PROVIDER_SRC/package.json" "$OIDC_PROVIDER_SRC/package-lock.json")
+  dir="$CACHE_DIR/node/oidc-provider-$key"
+  if [ ! -f "$dir/.installed" ]; then
+    log "installing oidc-provider from e2e/oidcprovider/package-lock.json (npm ci) into $dir"
+    rm -rf "$dir.tmp" && mkdir -p "$dir.tmp"
+    cp "$OIDC_PROVIDER_SRC/package.json" "$OIDC_PROVIDER_SRC/package-lock.json" "$dir.tmp/"
+    (cd "$dir.tmp" && npm ci --no-audit --no-fund --ignore-scripts) >&2 || { rm -rf "$dir.tmp"; return 1; }
+    rm -rf "$dir" && mv "$dir.tmp" "$dir" && touch "$dir/.installed"
+  fi
+  echo "$dir"
+}

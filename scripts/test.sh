@@ -19,6 +19,9 @@ prepare_tools() {
   if command -v terraform >/dev/null 2>&1; then tf_mirror >/dev/null; fi
   # The metrics e2e test scrapes with a real Prometheus; it skips when none can be had.
   prometheus_bin >/dev/null || true
+  # The oidc-provider e2e test's server (npm ci on first use); without Node.js that
+  # test fails under CI=true and skips elsewhere.
+  oidc_provider_dir >/dev/null || true
 }
 
 if [ "$what" = all ]; then
@@ -98,6 +101,9 @@ if [ "$what" = all ] || [ "$what" = e2e ]; then
   export PLUGIN_VERSION="$(plugin_version)"
   if command -v terraform >/dev/null 2>&1; then
     export TF_MIRROR="$(tf_mirror)"
+  fi
+  if oidc_dir="$(oidc_provider_dir)"; then
+    export E2E_OIDC_PROVIDER_DIR="$oidc_dir"
   fi
   log "end-to-end tests against $("$VAULT_BIN" version)"
   # E2E_ARGS, e.g. "-run TestConfig -v", narrows the run.

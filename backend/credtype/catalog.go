@@ -1,6 +1,7 @@
 package credtype
 
 import (
+	"cmp"
 	"fmt"
 	"slices"
 	"strings"
@@ -44,6 +45,16 @@ func define(f Field) {
 	if _, dup := schemaFields[f.Name]; dup {
 		panic("credtype: field defined twice: " + f.Name)
 	}
+	schemaFields[f.Name] = withLimits(f)
+}
+
+// withLimits gives f the default bounds of its wire type and has its rule state them.
+func withLimits(f Field) Field {
+	if f.Type == FieldStringMap {
+		// maxLen bounds each value, maxItems the keys.
+		f.maxLen = cmp.Or(f.maxLen, maxMapValueLen)
+		f.maxItems, f.maxKeyLen = cmp.Or(f.maxItems, maxMapKeys), cmp.Or(f.maxKeyLen, maxMapKeyLen)
+	}
 	if f.maxLen == 0 {
 		f.maxLen = maxText
 	}
@@ -51,7 +62,7 @@ func define(f Field) {
 		f.maxItems = maxListItems
 	}
 	f.stateLimits()
-	schemaFields[f.Name] = f
+	return f
 }
 
 // stateLimits makes the rule state the size limits normalize enforces, so what
@@ -63,10 +74,17 @@ func (f *Field) stateLimits() {
 			f.Rule += "; " + part
 		}
 	}
-	if f.Type == FieldList {
+	switch f.Type {
+	case FieldList:
 		add(fmt.Sprintf("at most %d items", f.maxItems))
 		add(fmt.Sprintf("at most %d bytes each", f.maxLen))
 		return
+	case FieldStringMap:
+		add(mapKeyRule)
+		add(f.mapLimits())
+		return
+	case FieldBool:
+		return // a bool has no size
 	}
 	add(fmt.Sprintf("at most %d bytes", f.maxLen))
 }
@@ -230,6 +248,7 @@ func buildCatalog(ts []*Type) catalogIndex {
 				c.schema[f.Name] = s
 			}
 		}
+		applyOneOf(t)
 		t.layOut()
 		if t.Kind == KindStatic && t.access == nil {
 			// Types whose access material is "all of their fields".
@@ -267,6 +286,7 @@ func deriveFacts(c *catalogIndex, t *Type) {
 			t.finish = finishUserPassword
 		}
 		addTokenStateFields(t)
+		addAuthorizationFields(t)
 		withClientAuth(t)
 	}
 	withTrustAnchors(t)

@@ -29,7 +29,7 @@ var designTable = []struct {
 	{"device_account", KindStatic, nil, []string{"hostname*", "ip*", "username*", "password", "domain", "additional", "notes"}, true},
 	{"oauth2_client_credentials", KindOAuth2, nil, append([]string{"token_url*", "client_id*", "client_secret~", "scopes", "audience", "auth_style"}, clientAuthFields...), false},
 	{"oauth2_password", KindOAuth2, nil, append([]string{"token_url*", "client_id*", "client_secret~", "scopes", "audience", "auth_style", "username*", "password*"}, clientAuthFields...), true},
-	{"oauth2_authorization_code", KindOAuth2, nil, append([]string{"auth_url*", "token_url*", "client_id*", "client_secret", "scopes", "redirect_url", "refresh_token", "auth_style"}, clientAuthFields...), false},
+	{"oauth2_authorization_code", KindOAuth2, nil, append([]string{"auth_url*", "token_url*", "client_id*", "client_secret", "scopes", "redirect_url", "refresh_token", "authorization_params", "response_mode", "auth_style"}, clientAuthFields...), false},
 	{"m365", KindOAuth2, []string{"microsoft_graph"}, append([]string{"tenant*", "client_id*", "client_secret~", "scopes", "token_url", "auth_url", "auth_style"}, clientAuthFields...), false},
 	{"zoom", KindOAuth2, nil, append([]string{"account_id*", "client_id*", "client_secret~", "token_url", "auth_url", "auth_style"}, clientAuthFields...), false},
 	{"servicenow_oauth", KindOAuth2, nil, append([]string{"instance*", "client_id*", "client_secret~", "username", "password", "token_url", "auth_url", "auth_style"}, clientAuthFields...), true},
@@ -283,6 +283,17 @@ func TestRulesStateEnforcedLimits(t *testing.T) {
 	}
 	for _, typ := range All() {
 		for _, f := range typ.Fields {
+			if f.Type == FieldStringMap {
+				for re, want := range map[string]int{`at most (\d+) keys`: f.maxItems, `each key at most (\d+) bytes`: f.maxKeyLen, `each value at most (\d+) bytes`: f.maxLen} {
+					if n := num(re, f.Rule); n != want {
+						t.Errorf("%s.%s: rule states %d for %s, enforced %d: %s", typ.Name, f.Name, n, re, want, f.Rule)
+					}
+				}
+				continue
+			}
+			if f.Type == FieldBool {
+				continue
+			}
 			if f.Type == FieldList {
 				if n := num(`at most (\d+) bytes each`, f.Rule); n != f.maxLen {
 					t.Errorf("%s.%s: rule states items of %d bytes, enforced %d: %s", typ.Name, f.Name, n, f.maxLen, f.Rule)

@@ -37,6 +37,11 @@ const (
 	FieldDuration FieldType = "duration"
 	// FieldTime values are RFC 3339 times (Common.Set parses them).
 	FieldTime FieldType = "time"
+	// FieldStringMap values are map[string]string: a JSON object of strings on the
+	// wire, or key=value pairs from the CLI. Bounded in keys, key bytes and value bytes.
+	FieldStringMap FieldType = "map"
+	// FieldBool values are bool: true or false (or the strings strconv.ParseBool takes).
+	FieldBool FieldType = "bool"
 )
 
 // Field describes one field of a credential type. The same name means the same thing,
@@ -53,6 +58,9 @@ type Field struct {
 	// RequiredWhen makes a field that is not Required required when another field
 	// (after its default) has one of some values; the Rule states it.
 	RequiredWhen *Condition
+	// OneOf is the one-of rule the field takes part in (its type's declaration): at
+	// most one, or exactly one, of a group of fields may be set. The Rule states it.
+	OneOf *OneOf
 	// Sensitive fields are stored but never returned by `credentials/<name>`.
 	Sensitive bool
 	// Destination fields say where the credential's secrets are sent or used: an
@@ -87,8 +95,12 @@ type Field struct {
 	item func(string) ([]string, error)
 	// maxLen bounds a string value (or one list element) in bytes.
 	maxLen int
-	// maxItems bounds a list.
+	// maxItems bounds a list, or the keys of a map.
 	maxItems int
+	// maxKeyLen bounds one key of a map, in bytes.
+	maxKeyLen int
+	// mapKey validates and normalizes one key of a map field; nil: mapKeyRule only.
+	mapKey func(string) (string, error)
 	// duration is the rule of a duration field; nil: a lifecycle window (lifecycle.CheckWindow).
 	duration func(time.Duration) error
 	// multiline fields (PEM, notes) may contain line breaks and tabs.
@@ -137,10 +149,16 @@ type Type struct {
 	// verify is how credentials/<name>/verify checks a static type (verify.go); OAuth
 	// types mint a token instead, and nil is unsupported.
 	verify *verifySpec
+	// oneOf are the type's one-of rules; the catalog builder gives each field of a
+	// group its Field.OneOf.
+	oneOf []*OneOf
 	// slots is the slot of each value field in Values, slotNames the field of each
 	// slot (layOut).
 	slots     map[string]int
 	slotNames []string
+	// slotTypes is the wire type of each slot's field: maps and bools are kept in
+	// their slot as canonical JSON.
+	slotTypes []FieldType
 }
 
 // All returns every credential type, sorted by Name. The types are shared with the

@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -59,8 +60,8 @@ func rulef(format string, args ...any) error { return ruleError(fmt.Sprintf(form
 // Validated is a credential's type-specific values after validation.
 type Validated struct {
 	// Values are the normalized values (trimmed, canonical forms, defaults applied),
-	// keyed by field name: string for string fields, []string for lists. Unset fields
-	// are absent.
+	// keyed by field name: string for string fields, []string for lists,
+	// map[string]string for maps, bool for bools. Unset fields are absent.
 	Values map[string]any
 	// Derived are non-secret facts read from the values, such as a certificate's
 	// "not_after" (time.Time), "subject", "issuer", "serial" and "key_algorithm", or an
@@ -90,8 +91,10 @@ type Validated struct {
 // backend merges stored and new values first — and returns them normalized.
 //
 // values holds the type's own fields and totp_secret: a string for string fields, a
-// []string (or []any of strings, as decoded from JSON) for lists. An empty string,
-// empty list or nil counts as unset. The lifecycle fields (description, tags, used_by,
+// []string (or []any of strings, as decoded from JSON) for lists, a map[string]string
+// (or map[string]any of strings) for maps, a bool (or "true"/"false") for bools. An
+// empty string, empty list, empty map or nil counts as unset. A one-of rule is checked
+// on the values once each is valid on its own. The lifecycle fields (description, tags, used_by,
 // suspend_after, purge_after, expires_at) are Common.Set's: Validate neither checks
 // them nor copies them into Values. Any other name that is not a field of t is
 // refused unless its value is empty, so a caller may pass the zero values of a
@@ -155,6 +158,11 @@ func (t *Type) ValidateAt(values map[string]any, now time.Time) (*Validated, err
 			errs = append(errs, &FieldError{Field: f.Name, Rule: "is " + f.RequiredWhen.Rule()})
 		}
 	}
+	for _, o := range t.oneOf {
+		if fe := o.check(out); fe != nil && !slices.ContainsFunc(errs, func(e *FieldError) bool { return slices.Contains(o.Fields, e.Field) }) {
+			errs = append(errs, fe)
+		}
+	}
 	res := &Validated{Values: out, Derived: map[string]any{}, RefreshToken: refreshToken, now: now}
 	if len(errs) == 0 && t.finish != nil {
 		errs = t.finish(res)
@@ -209,6 +217,11 @@ func (f Field) normalize(raw any) (v any, set bool, err error) {
 	case FieldTime:
 		t, err := f.normalizeTime(raw)
 		return t, !t.IsZero() && err == nil, err
+	case FieldStringMap:
+		m, err := f.normalizeMap(raw)
+		return m, len(m) > 0 && err == nil, err
+	case FieldBool:
+		return normalizeBool(raw)
 	}
 	return nil, false, rulef("is a %s field, which no check knows", f.Type)
 }
@@ -323,13 +336,20 @@ func isEmpty(v any) bool {
 		return len(v) == 0
 	case []any:
 		return len(v) == 0
+	case map[string]string:
+		return len(v) == 0
+	case map[string]any:
+		return len(v) == 0
 	}
 	return false
 }
 
 func cloneValue(v any) any {
-	if l, ok := v.([]string); ok {
-		return slices.Clone(l)
+	switch v := v.(type) {
+	case []string:
+		return slices.Clone(v)
+	case map[string]string:
+		return maps.Clone(v)
 	}
 	return v
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"maps"
+	"strconv"
 )
 
 // Fields reads a credential's stored values by field name: the compact Values a
@@ -19,9 +20,32 @@ type FieldMap map[string]any
 // Str returns m[name] if it is a string, "" otherwise.
 func (m FieldMap) Str(name string) string { return str(m, name) }
 
+// StringMap returns a map field's value v as Validate or Get give it
+// (map[string]string) or as JSON decodes it (map[string]any of strings); nil when v
+// is unset or of another shape. The map returned may be shared: do not modify it.
+func StringMap(v any) map[string]string {
+	switch m := v.(type) {
+	case map[string]string:
+		return m
+	case map[string]any:
+		out := make(map[string]string, len(m))
+		for k, e := range m {
+			s, ok := e.(string)
+			if !ok {
+				return nil
+			}
+			out[k] = s
+		}
+		return out
+	}
+	return nil
+}
+
 // Values is a credential's stored values in a compact form for a long-lived cache: one
 // string slot per value field of its type (the fields Validate keeps, in the type's
-// field order), without a per-credential map, boxed values or key strings. List values
+// field order), without a per-credential map, boxed values or key strings. A map
+// value is kept in its slot as canonical JSON (sorted keys), a bool as "true" or
+// "false"; Get and Map give them back as map[string]string and bool. List values
 // and anything the layout cannot hold (a key the type lacks, an empty string, a value
 // of another shape, as an entry stored by other code could have) are kept beside it,
 // so that an entry decodes and encodes back exactly as it was stored. Values is
@@ -49,6 +73,7 @@ func (t *Type) layOut() {
 		if !f.Lifecycle() && !f.TokenState {
 			t.slots[f.Name] = len(t.slotNames)
 			t.slotNames = append(t.slotNames, f.Name)
+			t.slotTypes = append(t.slotTypes, f.Type)
 		}
 	}
 }
@@ -66,9 +91,17 @@ func (t *Type) Compact(values map[string]any) Values {
 	v.strs = make([]string, len(t.slots))
 	for k, x := range values {
 		slot, known := t.slots[k]
+		kind := FieldType("")
+		if known {
+			kind = t.slotTypes[slot]
+		}
+		if s, ok := encodeSlot(kind, x); ok {
+			v.strs[slot] = s
+			continue
+		}
 		switch x := x.(type) {
 		case string:
-			if known && x != "" {
+			if known && x != "" && kind != FieldStringMap && kind != FieldBool {
 				v.strs[slot] = x
 				continue
 			}
@@ -89,6 +122,51 @@ func (t *Type) Compact(values map[string]any) Values {
 	return v
 }
 
+// encodeSlot is the slot form of a map or bool value of a field of that kind: ok is
+// false for any other kind or shape (an empty map, a map holding a non-string), which
+// Compact keeps beside the slots as it was.
+func encodeSlot(kind FieldType, x any) (string, bool) {
+	switch kind {
+	case FieldStringMap:
+		var m map[string]string
+		switch x := x.(type) {
+		case map[string]string:
+			m = x
+		case map[string]any:
+			m = make(map[string]string, len(x))
+			for k, e := range x {
+				s, ok := e.(string)
+				if !ok {
+					return "", false
+				}
+				m[k] = s
+			}
+		}
+		if len(m) == 0 {
+			return "", false
+		}
+		return canonicalMap(m), true
+	case FieldBool:
+		if b, ok := x.(bool); ok {
+			return strconv.FormatBool(b), true
+		}
+	}
+	return "", false
+}
+
+// decodeSlot is the value a slot of a field of kind holds.
+func decodeSlot(kind FieldType, s string) any {
+	switch kind {
+	case FieldStringMap:
+		var m map[string]string
+		_ = json.Unmarshal([]byte(s), &m) // encodeSlot wrote it
+		return m
+	case FieldBool:
+		return s == "true"
+	}
+	return s
+}
+
 func (v *Values) setList(name string, l []string) {
 	if v.rare == nil {
 		v.rare = &rareValues{}
@@ -100,13 +178,14 @@ func (v *Values) setList(name string, l []string) {
 // (see Bind).
 func (v *Values) Type() *Type { return v.t }
 
-// Str returns the string value of the field called name, "" when unset.
+// Str returns the string value of the field called name, "" when unset and for a
+// map or bool field.
 func (v *Values) Str(name string) string {
 	if v.t == nil {
 		return ""
 	}
 	if slot, ok := v.t.slots[name]; ok && slot < len(v.strs) {
-		if s := v.strs[slot]; s != "" {
+		if s := v.strs[slot]; s != "" && v.t.slotTypes[slot] == FieldString {
 			return s
 		}
 	}
@@ -118,10 +197,13 @@ func (v *Values) Str(name string) string {
 }
 
 // Get returns the value of the field called name (a string or a []string, shared:
-// do not modify it) and whether it is set, as a lookup in the map it was built from.
+// do not modify it; a map[string]string or a bool, decoded from its slot) and whether
+// it is set, as a lookup in the map it was built from.
 func (v *Values) Get(name string) (any, bool) {
-	if s := v.Str(name); s != "" {
-		return s, true
+	if v.t != nil {
+		if slot, ok := v.t.slots[name]; ok && slot < len(v.strs) && v.strs[slot] != "" {
+			return decodeSlot(v.t.slotTypes[slot], v.strs[slot]), true
+		}
 	}
 	if v.rare == nil {
 		return nil, false
@@ -144,7 +226,7 @@ func (v *Values) Map() map[string]any {
 	m := make(map[string]any, len(v.strs))
 	for slot, s := range v.strs {
 		if s != "" {
-			m[v.t.slotNames[slot]] = s
+			m[v.t.slotNames[slot]] = decodeSlot(v.t.slotTypes[slot], s)
 		}
 	}
 	if v.rare != nil {

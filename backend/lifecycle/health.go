@@ -35,6 +35,9 @@ const (
 	AlertSecretExpiring      = "client_secret_expiring"
 	AlertSecretExpired       = "client_secret_expired"
 	AlertFailing             = "failing"
+	// AlertNoRefreshTokenIssued: the last consent brought no refresh token, so access
+	// ends when the access token it brought falls due.
+	AlertNoRefreshTokenIssued = IssueNoRefreshToken
 )
 
 // HealthInput is what health is judged on: the lifecycle state plus facts the
@@ -91,7 +94,8 @@ func (p Policy) Health(in HealthInput, now time.Time) string {
 
 // Alerts lists what needs a person for one credential, earliest first: a suspension
 // or purge within the largest warning threshold that fits its window (red once
-// overdue), suspension, re-authorization, expiry within ExpiryNotice (red once
+// overdue), suspension, re-authorization, a consent that brought no refresh token
+// (red), expiry within ExpiryNotice (red once
 // passed), upstream expiries from their first warning threshold (red once passed), a
 // failed verification, and repeated failures.
 func (p Policy) Alerts(name string, in HealthInput, now time.Time) []Alert {
@@ -110,6 +114,10 @@ func (p Policy) Alerts(name string, in HealthInput, now time.Time) []Alert {
 		add(AlertSuspended, s.SuspendedAt, true, string(s.Reason))
 	case StatusNeedsReauth:
 		add(AlertNeedsReauth, s.NeedsReauthAt, true, string(s.Reason))
+	}
+	if !s.NoRefreshTokenAt.IsZero() {
+		add(AlertNoRefreshTokenIssued, s.NoRefreshTokenAt, true,
+			"the consent brought no refresh token: access ends when its access token falls due; ask for offline access (scopes offline_access, or authorization_params such as access_type=offline) and authorize again")
 	}
 
 	expiryCovered := s.Status == StatusSuspended
@@ -205,7 +213,7 @@ var alwaysAlerting = time.Unix(0, 0).UTC()
 // access) only moves it later, so filing the stored state is safe for a caller that
 // judges the current one.
 func (p Policy) AlertsFrom(s State) time.Time {
-	if s.Status == StatusSuspended || s.Status == StatusNeedsReauth || s.VerifyFailed() {
+	if s.Status == StatusSuspended || s.Status == StatusNeedsReauth || s.VerifyFailed() || !s.NoRefreshTokenAt.IsZero() {
 		return alwaysAlerting
 	}
 	var from time.Time

@@ -53,6 +53,11 @@ type State struct {
 	ExpiresAt   time.Time `json:"expires_at,omitzero"`
 	// NeedsReauthAt is when the provider refused the grant; it dates the alert.
 	NeedsReauthAt time.Time `json:"needs_reauth_at,omitzero"`
+	// NoRefreshTokenAt is when a consent ended without the refresh token the
+	// credential refreshes through (AuthorizationIssue, AlertNoRefreshTokenIssued):
+	// the access token it brought works until it falls due, then nothing can renew
+	// it. Zero once a consent or an imported refresh token brings one.
+	NoRefreshTokenAt time.Time `json:"no_refresh_token_at,omitzero"`
 	// Warned holds the keys of the warnings sent in the current window, such as
 	// "suspend:30d", so each is sent once however often the sweep runs.
 	Warned []string `json:"warned,omitempty"`
@@ -138,7 +143,32 @@ func NeedsReauth(s State, reason Reason, at time.Time) State {
 // Reauthorized records a completed authorization. It is a person acting on the
 // credential, so the window is renewed too.
 func Reauthorized(s State, at time.Time) State {
+	s.NoRefreshTokenAt = time.Time{}
 	return Touch(Reconfigured(s), at)
+}
+
+// IssueNoRefreshToken is the AuthorizationIssue of a consent that brought no refresh
+// token where the credential needs one.
+const IssueNoRefreshToken = "no_refresh_token_issued"
+
+// AuthorizedWithoutRefreshToken records a completed authorization whose answer held
+// no refresh token where the credential needs one (every authorization-code
+// credential refreshes through it): the consent is recorded as Reauthorized does, and
+// the missing refresh token is said at once (AuthorizationIssue, an alert) rather
+// than by a lock-out when the access token falls due.
+func AuthorizedWithoutRefreshToken(s State, at time.Time) State {
+	s = Reauthorized(s, at)
+	s.NoRefreshTokenAt = at
+	return s
+}
+
+// AuthorizationIssue names what is wrong with the credential's last consent:
+// IssueNoRefreshToken, or "" when nothing is.
+func (s State) AuthorizationIssue() string {
+	if s.NoRefreshTokenAt.IsZero() {
+		return ""
+	}
+	return IssueNoRefreshToken
 }
 
 // Reconfigured records that a person wrote new settings (an update, not a patch): a

@@ -7,8 +7,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -16,6 +18,7 @@ import (
 	"golang.org/x/oauth2"
 	"golang.org/x/oauth2/clientcredentials"
 
+	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/backend/credtype"
 	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/backend/tlsclient"
 )
 
@@ -234,10 +237,30 @@ func (c *Client) Exchange(ctx context.Context, cfg Config, code, verifier string
 }
 
 // AuthCodeURL builds the provider's consent URL for cfg with state and an S256
-// PKCE challenge derived from verifier (none when verifier is empty). Audience
-// and Params are added as authorization-request parameters.
+// PKCE challenge derived from verifier (none when verifier is empty). Audience,
+// Params and AuthorizationParams are added as authorization-request parameters;
+// response_mode=form_post when ResponseMode asks it; and with offline_access among
+// the scopes, prompt carries consent (OpenID Connect Core section 11: without it a
+// certified server drops offline_access and issues no refresh token).
 func AuthCodeURL(cfg Config, state, verifier string) string {
 	opts := cfg.extraOptions()
+	asked := ""
+	for _, k := range slices.Sorted(maps.Keys(cfg.AuthorizationParams)) {
+		if credtype.OwnedAuthorizationParam(k) {
+			continue // refused at write; never sent, whatever storage holds
+		}
+		if k == "prompt" {
+			asked = cfg.AuthorizationParams[k]
+			continue
+		}
+		opts = append(opts, oauth2.SetAuthURLParam(k, cfg.AuthorizationParams[k]))
+	}
+	if prompt := credtype.AuthorizationPrompt(cfg.Scopes, asked); prompt != "" {
+		opts = append(opts, oauth2.SetAuthURLParam("prompt", prompt))
+	}
+	if cfg.ResponseMode == credtype.ResponseModeFormPost {
+		opts = append(opts, oauth2.SetAuthURLParam("response_mode", credtype.ResponseModeFormPost))
+	}
 	if verifier != "" {
 		opts = append(opts, oauth2.S256ChallengeOption(verifier))
 	}

@@ -61,6 +61,14 @@ type Config struct {
 	// the authorization request of the authorization-code grant, e.g. Zoom's
 	// account_id.
 	Params map[string]string
+	// AuthorizationParams are the credential's authorization_params: provider
+	// parameters of the authorization request only (Google's access_type=offline,
+	// login_hint, resource), never of a token request. None is one the engine owns
+	// (credtype.OwnedAuthorizationParam).
+	AuthorizationParams map[string]string
+	// ResponseMode is the credential's response_mode: "" or "query" (the code comes
+	// back in the redirect's query), or "form_post" (asked as response_mode=form_post).
+	ResponseMode string
 
 	// Client authentication without a secret (clientauth.go). ClientKey is a PEM
 	// private key (secret); ClientCertificate its PEM certificate, leaf first.
@@ -119,6 +127,9 @@ func FromFields(typeName string, fields map[string]any) (Config, error) {
 		ClientAssertionAudience:  f.str("client_assertion_audience"),
 		ClientAssertionAlgorithm: f.str("client_assertion_algorithm"),
 		CACertificate:            f.str("ca_certificate"),
+
+		AuthorizationParams: credtype.StringMap(f.fields[credtype.FieldAuthorizationParams]),
+		ResponseMode:        f.str(credtype.FieldResponseMode),
 	}
 	if len(cfg.Scopes) == 0 {
 		cfg.Scopes = t.DefaultScopes()
@@ -224,6 +235,16 @@ func (c Config) Validate() error {
 		if reservedParams[k] {
 			errs = append(errs, fmt.Errorf("parameter %q is set by the grant and cannot be overridden", k))
 		}
+	}
+	for _, k := range slices.Sorted(maps.Keys(c.AuthorizationParams)) {
+		if credtype.OwnedAuthorizationParam(k) {
+			errs = append(errs, fmt.Errorf("authorization_params: parameter %q is set by the engine and cannot be overridden", k))
+		}
+	}
+	switch c.ResponseMode {
+	case "", credtype.ResponseModeQuery, credtype.ResponseModeFormPost:
+	default:
+		errs = append(errs, fmt.Errorf("response_mode must be %q or %q", credtype.ResponseModeQuery, credtype.ResponseModeFormPost))
 	}
 	switch c.Grant {
 	case GrantClientCredentials:

@@ -14,10 +14,13 @@ package oauthtest
 
 import (
 	"context"
+	"html"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"regexp"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -186,6 +189,10 @@ func New(t testing.TB, o Options) *Provider {
 	mux.HandleFunc("/authorize", func(w http.ResponseWriter, r *http.Request) {
 		p.cfgMu.RLock()
 		defer p.cfgMu.RUnlock()
+		if r.FormValue("response_mode") == "form_post" {
+			p.formPost(w, r)
+			return
+		}
 		if err := p.srv.HandleAuthorizeRequest(w, r); err != nil {
 			http.Error(w, err.Error(), http.StatusBadRequest)
 		}
@@ -364,6 +371,68 @@ func (p *Provider) Authorize(t testing.TB, authURL string) *url.URL {
 		t.Fatalf("authorize: redirect %q carries no code", loc)
 	}
 	return loc
+}
+
+// formPost answers an authorization request with response_mode=form_post as the Form
+// Post Response Mode specification says: instead of a redirect, a page whose form
+// the browser POSTs to the redirect URI with the answer's parameters.
+func (p *Provider) formPost(w http.ResponseWriter, r *http.Request) {
+	rec := httptest.NewRecorder()
+	if err := p.srv.HandleAuthorizeRequest(rec, r); err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	loc, err := url.Parse(rec.Header().Get("Location"))
+	if rec.Code != http.StatusFound || err != nil {
+		w.WriteHeader(rec.Code)
+		_, _ = w.Write(rec.Body.Bytes())
+		return
+	}
+	params := loc.Query()
+	loc.RawQuery = ""
+	var page strings.Builder
+	page.WriteString(`<html><body onload="document.forms[0].submit()"><form method="post" action="` + html.EscapeString(loc.String()) + `">`)
+	for k := range params {
+		page.WriteString(`<input type="hidden" name="` + html.EscapeString(k) + `" value="` + html.EscapeString(params.Get(k)) + `"/>`)
+	}
+	page.WriteString("</form></body></html>")
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	_, _ = w.Write([]byte(page.String()))
+}
+
+var formInputRe = regexp.MustCompile(`<input type="hidden" name="([^"]*)" value="([^"]*)"/>`)
+var formActionRe = regexp.MustCompile(`<form method="post" action="([^"]*)">`)
+
+// AuthorizeFormPost drives the authorization endpoint like a browser whose user
+// approves, for an authorization URL that asks response_mode=form_post: it returns
+// the URL the provider's page POSTs its form to and the form's fields, without
+// posting it. It fails t unless the provider answered with such a page carrying a code.
+func (p *Provider) AuthorizeFormPost(t testing.TB, authURL string) (*url.URL, url.Values) {
+	t.Helper()
+	browser := *p.Client()
+	browser.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	resp, err := browser.Get(authURL)
+	if err != nil {
+		t.Fatalf("authorize: %v", err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	m := formActionRe.FindSubmatch(body)
+	if resp.StatusCode != http.StatusOK || m == nil {
+		t.Fatalf("authorize: status %d, no form_post page: %.200s", resp.StatusCode, body)
+	}
+	action, err := url.Parse(html.UnescapeString(string(m[1])))
+	if err != nil {
+		t.Fatalf("authorize: bad form action: %v", err)
+	}
+	form := url.Values{}
+	for _, in := range formInputRe.FindAllSubmatch(body, -1) {
+		form.Set(html.UnescapeString(string(in[1])), html.UnescapeString(string(in[2])))
+	}
+	if form.Get("code") == "" {
+		t.Fatalf("authorize: form_post page carries no code (error %q)", form.Get("error"))
+	}
+	return action, form
 }
 
 // Fail is a Fault that answers every token request with status, the header pairs
