@@ -3,16 +3,12 @@ package backend
 import (
 	"bytes"
 	"context"
-	"crypto/tls"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
-	"net"
 	"net/http"
 	"strings"
-	"syscall"
 	"time"
 	"unicode"
 	"unicode/utf8"
@@ -21,6 +17,7 @@ import (
 
 	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/backend/credtype"
 	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/backend/lifecycle"
+	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/backend/netpolicy"
 	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/backend/oauth"
 )
 
@@ -224,24 +221,8 @@ type postError struct{ kind string }
 func (e *postError) Error() string { return "posting notification: " + e.kind }
 
 func transportFailure(err error) error {
-	var ne net.Error
-	var op *net.OpError
-	var dns *net.DNSError
-	var cert *tls.CertificateVerificationError
-	var rec tls.RecordHeaderError
-	switch {
-	case errors.Is(err, context.Canceled):
-		return &postError{"cancelled"}
-	case errors.Is(err, context.DeadlineExceeded), errors.As(err, &ne) && ne.Timeout():
-		return &postError{"timeout"}
-	case errors.As(err, &cert), errors.As(err, &rec):
-		return &postError{"tls_error"}
-	case errors.As(err, &dns):
-		return &postError{"dns_error"}
-	case errors.Is(err, syscall.ECONNREFUSED):
-		return &postError{"connection_refused"}
-	case errors.As(err, &op):
-		return &postError{"network_error"}
+	if kind := netpolicy.FailureKind(err); kind != "" {
+		return &postError{kind}
 	}
 	return &postError{"no_answer"}
 }

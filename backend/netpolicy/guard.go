@@ -1,0 +1,72 @@
+package netpolicy
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"net/netip"
+	"syscall"
+	"time"
+)
+
+// Guard applies the policy in force to every connection its dialer opens: the check
+// runs on the resolved address right before connecting (net.Dialer's Control hook), so
+// a name that resolves to a denied address, a redirect, and a name whose address
+// changes between two lookups (DNS rebinding) are judged by where the connection
+// actually goes. A name with several addresses connects to the first allowed one.
+//
+// With a proxy (HTTPS_PROXY in the environment) the connection is to the proxy, and it
+// is the proxy's address that is judged: the proxy then decides where requests go.
+type Guard struct {
+	policy func(context.Context) (*Policy, error)
+	// Resolver resolves names; nil is the system's. Set it before the first dial.
+	Resolver *net.Resolver
+}
+
+// NewGuard returns a guard that asks policy for the policy in force at each connection.
+// A policy that cannot be had refuses the connection.
+func NewGuard(policy func(context.Context) (*Policy, error)) *Guard {
+	return &Guard{policy: policy}
+}
+
+// Control is the net.Dialer ControlContext hook: it refuses a connection to an address
+// the policy does not allow with ErrDenied.
+func (g *Guard) Control(ctx context.Context, _, address string, _ syscall.RawConn) error {
+	ap, err := netip.ParseAddrPort(address)
+	if err != nil {
+		return ErrDenied // not an IP address and port: nothing this guard can judge
+	}
+	p, err := g.policy(ctx)
+	if err != nil {
+		return fmt.Errorf("%w: the policy could not be read", ErrDenied)
+	}
+	if !p.Allows(ap.Addr()) {
+		return ErrDenied
+	}
+	return nil
+}
+
+// Dialer returns a dialer with the guard's check and resolver, and the connect timeout
+// and keep-alive of http.DefaultTransport's.
+func (g *Guard) Dialer() *net.Dialer {
+	return &net.Dialer{
+		Timeout:        30 * time.Second,
+		KeepAlive:      30 * time.Second,
+		Resolver:       g.Resolver,
+		ControlContext: g.Control,
+	}
+}
+
+// DialContext opens a connection through Dialer.
+func (g *Guard) DialContext(ctx context.Context, network, address string) (net.Conn, error) {
+	return g.Dialer().DialContext(ctx, network, address)
+}
+
+// Transport returns a clone of http.DefaultTransport (its timeouts, connection limits
+// and proxy from the environment) whose every connection passes the guard.
+func (g *Guard) Transport() *http.Transport {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.DialContext = g.DialContext
+	return t
+}
