@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -58,9 +59,50 @@ func (g *Guard) Dialer() *net.Dialer {
 	}
 }
 
-// DialContext opens a connection through Dialer.
+// DialContext opens a connection through Dialer. The connection is judged again
+// before each write once the policy in force is another than the one it was opened
+// under, so a kept-alive connection an HTTP transport reuses after the operator denied
+// its address is refused like a new one.
 func (g *Guard) DialContext(ctx context.Context, network, address string) (net.Conn, error) {
-	return g.Dialer().DialContext(ctx, network, address)
+	p, err := g.policy(ctx)
+	if err != nil {
+		return nil, &net.OpError{Op: "dial", Net: network, Err: fmt.Errorf("%w: the policy could not be read", ErrDenied)}
+	}
+	conn, err := g.Dialer().DialContext(ctx, network, address)
+	if err != nil {
+		return nil, err
+	}
+	ap, err := netip.ParseAddrPort(conn.RemoteAddr().String())
+	if err != nil {
+		conn.Close()
+		return nil, &net.OpError{Op: "dial", Net: network, Err: ErrDenied}
+	}
+	c := &guardedConn{Conn: conn, guard: g, addr: ap.Addr()}
+	c.judged.Store(p)
+	return c, nil
+}
+
+// guardedConn is a connection the guard allowed under the policy judged; a write
+// under another policy judges its address again.
+type guardedConn struct {
+	net.Conn
+	guard  *Guard
+	addr   netip.Addr
+	judged atomic.Pointer[Policy]
+}
+
+func (c *guardedConn) Write(b []byte) (int, error) {
+	p, err := c.guard.policy(context.Background())
+	switch {
+	case err != nil:
+		return 0, &net.OpError{Op: "write", Net: "tcp", Err: fmt.Errorf("%w: the policy could not be read", ErrDenied)}
+	case p != c.judged.Load():
+		if !p.Allows(c.addr) {
+			return 0, &net.OpError{Op: "write", Net: "tcp", Err: ErrDenied}
+		}
+		c.judged.Store(p)
+	}
+	return c.Conn.Write(b)
 }
 
 // Transport returns a clone of http.DefaultTransport (its timeouts, connection limits

@@ -136,9 +136,12 @@ func TestGuardTransport(t *testing.T) {
 	if err != nil {
 		t.Fatalf("under the defaults: %v", err)
 	}
-	resp.Body.Close()
-	client.Transport.(*http.Transport).CloseIdleConnections()
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close() // the connection is kept alive for the next request
 	g.p.Store(mustNew(t, denyLoopback, nil))
+	if _, err := client.Post(srv.URL, "text/plain", strings.NewReader("once")); FailureKind(err) != KindDenied {
+		t.Fatalf("loopback denied, on the kept-alive connection: %v, want denied_network", err)
+	}
 	if _, err := client.Get(srv.URL); FailureKind(err) != KindDenied {
 		t.Fatalf("loopback denied: %v, want denied_network", err)
 	}
