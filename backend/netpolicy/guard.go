@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"net/url"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -18,7 +19,9 @@ import (
 // actually goes. A name with several addresses connects to the first allowed one.
 //
 // With a proxy (HTTPS_PROXY in the environment) the connection is to the proxy, and it
-// is the proxy's address that is judged: the proxy then decides where requests go.
+// is the proxy's address that is judged; a request's literal address (an IP, or
+// localhost) is still refused before it is handed to the proxy, but a name is
+// resolved by the proxy, which then decides where it goes.
 type Guard struct {
 	policy func(context.Context) (*Policy, error)
 	// Resolver resolves names; nil is the system's. Set it before the first dial.
@@ -106,9 +109,32 @@ func (c *guardedConn) Write(b []byte) (int, error) {
 }
 
 // Transport returns a clone of http.DefaultTransport (its timeouts, connection limits
-// and proxy from the environment) whose every connection passes the guard.
+// and proxy from the environment) whose every connection passes the guard, and whose
+// requests to a literal address the policy denies are refused before any proxy.
 func (g *Guard) Transport() *http.Transport {
 	t := http.DefaultTransport.(*http.Transport).Clone()
 	t.DialContext = g.DialContext
+	proxy := t.Proxy
+	t.Proxy = func(req *http.Request) (*url.URL, error) {
+		if err := g.checkLiteral(req.Context(), req.URL.Hostname()); err != nil {
+			return nil, err
+		}
+		if proxy == nil {
+			return nil, nil
+		}
+		return proxy(req)
+	}
 	return t
+}
+
+// checkLiteral refuses a host whose literal address the policy denies (CheckHost).
+func (g *Guard) checkLiteral(ctx context.Context, host string) error {
+	p, err := g.policy(ctx)
+	if err != nil {
+		return &net.OpError{Op: "proxyconnect", Net: "tcp", Err: fmt.Errorf("%w: the policy could not be read", ErrDenied)}
+	}
+	if err := p.CheckHost(host); err != nil {
+		return &net.OpError{Op: "proxyconnect", Net: "tcp", Err: err}
+	}
+	return nil
 }

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
+	"net/url"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -189,5 +190,41 @@ func TestFailureKindNamesNoAddress(t *testing.T) {
 	}
 	if FailureKind(nil) != "" || FailureKind(errors.New("not a transport failure")) != "" {
 		t.Error("FailureKind names what is not a transport failure")
+	}
+}
+
+// Behind a proxy the connection goes to the proxy, but a request to a literal address
+// the policy denies is refused before it is handed over.
+func TestGuardTransportProxy(t *testing.T) {
+	t.Parallel()
+	var proxied atomic.Int64
+	proxy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		proxied.Add(1)
+		_, _ = io.WriteString(w, "from the proxy")
+	}))
+	t.Cleanup(proxy.Close)
+	g := newFixedGuard(Default())
+	tr := g.Transport()
+	proxyURL, _ := url.Parse(proxy.URL)
+	inner := tr.Proxy
+	tr.Proxy = func(req *http.Request) (*url.URL, error) {
+		if u, err := inner(req); err != nil || u != nil {
+			return u, err
+		}
+		return proxyURL, nil // as HTTP_PROXY would
+	}
+	client := &http.Client{Transport: tr}
+	resp, err := client.Get("http://allowed.example/")
+	if err != nil {
+		t.Fatalf("through the proxy: %v", err)
+	}
+	resp.Body.Close()
+	for _, target := range []string{"http://169.254.169.254/latest/meta-data/", "http://[fd00:ec2::254]/", "http://2852039166/"} {
+		if _, err := client.Get(target); FailureKind(err) != KindDenied {
+			t.Errorf("%s through the proxy: %v, want denied_network", target, err)
+		}
+	}
+	if n := proxied.Load(); n != 1 {
+		t.Fatalf("the proxy received %d requests, want only the allowed one", n)
 	}
 }
