@@ -150,6 +150,9 @@ func TestDeniedLoopbackRefusedOnEveryPath(t *testing.T) {
 	if res := b.attemptDelivery(ctx, cfg, n); res.failure != netpolicy.KindDenied {
 		t.Errorf("notification with loopback denied: %q, want denied_network", res.failure)
 	}
+	// A notification target named now is judged as a credential's endpoint is.
+	mustOK(t, b, s, logical.UpdateOperation, "config", map[string]any{"notify_credential": ""})
+	wantFieldError(t, call(t, b, s, logical.UpdateOperation, "config", map[string]any{"notify_credential": "hook"}), "notify_credential")
 	if got := []int64{p.requests.Load(), webHits.Load(), sshd.accepted.Load(), hookHits.Load()}; !slices.Equal(got, []int64{tokens, webs, sshs, hooks}) {
 		t.Errorf("requests received (token, verify, ssh, notification): %v, before the policy %v", got, []int64{tokens, webs, sshs, hooks})
 	}

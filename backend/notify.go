@@ -240,8 +240,11 @@ func jitteredBackoff(attempt int) time.Duration {
 
 // checkNotifyCredential refuses a notify_credential that does not exist or cannot
 // receive notifications (the catalog says which can: credtype.NotifyRule), and a Slack
-// target without notify_channel.
-func (b *integrationsBackend) checkNotifyCredential(ctx context.Context, s logical.Storage, cfg *engineConfig) error {
+// target without notify_channel. A newly named one is refused also when its URL is a
+// literal address the network policy denies; a policy tightened under a target
+// already named is not refused for it (its deliveries fail as denied_network, shown
+// in alerts).
+func (b *integrationsBackend) checkNotifyCredential(ctx context.Context, s logical.Storage, cfg *engineConfig, named bool) error {
 	name := cfg.NotifyCredential
 	if name == "" {
 		return nil
@@ -259,6 +262,8 @@ func (b *integrationsBackend) checkNotifyCredential(ctx context.Context, s logic
 		return fieldErr("notify_credential", "must name "+credtype.NotifyRule())
 	case dest.slack && cfg.NotifyChannel == "":
 		return fieldErr("notify_channel", "is required when notify_credential posts through the Slack API")
+	case named && checkEndpoints(cfg, c.typeDef(), &c.Values) != nil:
+		return fieldErr("notify_credential", "names a credential whose URL is an address in a network the engine may not connect to (config denied_networks and allowed_networks)")
 	}
 	return nil
 }

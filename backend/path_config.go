@@ -309,7 +309,7 @@ func (b *integrationsBackend) pathConfigWrite(ctx context.Context, req *logical.
 	if next.KeepaliveInterval != current.KeepaliveInterval {
 		next.KeepaliveSince = b.now().UTC()
 	}
-	if err := b.checkNotifyCredential(ctx, req.Storage, &next); err != nil {
+	if err := b.checkNotifyCredential(ctx, req.Storage, &next, next.NotifyCredential != current.NotifyCredential); err != nil {
 		return validationResponse(err)
 	}
 	if err := b.storeConfig(ctx, req.Storage, &next); err != nil {
