@@ -27,7 +27,7 @@ const (
 )
 
 // Rule is the rule of both lists, as types, errors and the API documentation state it.
-var Rule = fmt.Sprintf("a list of at most %d networks in CIDR notation (10.0.0.0/8, fd00::/8) or bare IP addresses (one address: /32 or /128), each at most %d bytes, without host bits set or a zone", MaxNetworks, MaxNetworkBytes)
+var Rule = fmt.Sprintf("at most %d networks, each in CIDR notation (10.0.0.0/8, fd00::/8) or a bare IP address (one address: /32 or /128) of at most %d bytes, without host bits set or a zone", MaxNetworks, MaxNetworkBytes)
 
 // DefaultDenied are the networks refused when the operator has not chosen: nothing on
 // them is a provider, a receiver or an SFTP server, and some answer with credentials.
@@ -81,9 +81,9 @@ type ListError struct {
 
 func (e *ListError) Error() string {
 	if e.Entry == 0 {
-		return e.Problem + ": must be " + Rule
+		return e.Problem + "; the list must hold " + Rule
 	}
-	return fmt.Sprintf("entry %d %s: each must be %s", e.Entry, e.Problem, Rule)
+	return fmt.Sprintf("entry %d %s; the list must hold %s", e.Entry, e.Problem, Rule)
 }
 
 // New parses both lists. Entries are normalized (Canonical says how), duplicates
