@@ -133,7 +133,7 @@ func providerFaults(t *testing.T) []providerFault {
 				}
 			}},
 		// Go refuses .onion names without sending a DNS query (RFC 7686).
-		{name: "DNS failure", status: http.StatusBadGateway, msg: []string{"dns_failure"}, state: "active",
+		{name: "DNS failure", status: http.StatusBadGateway, msg: []string{"dns_failure", "did not resolve"}, state: "active",
 			endpoint: repoint("https://token.provider-e2e.onion/token")},
 		permanent("invalid_grant", "invalid_grant"),
 		permanent("invalid_client", "invalid_client"),

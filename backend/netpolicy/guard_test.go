@@ -168,6 +168,7 @@ func TestFailureKindNamesNoAddress(t *testing.T) {
 	}{
 		{refused, KindConnectionRefused},
 		{net.JoinHostPort("nowhere.test", port), KindDNS},
+		{net.JoinHostPort("nowhere.onion", port), KindDNS}, // never looked up (RFC 7686)
 	} {
 		_, err := g.DialContext(context.Background(), "tcp", c.addr)
 		kind := FailureKind(err)

@@ -34,6 +34,7 @@ const (
 func FailureKind(err error) string {
 	var (
 		dnsErr  *net.DNSError
+		addrErr *net.AddrError
 		certErr *tls.CertificateVerificationError
 		hostErr x509.HostnameError
 		authErr x509.UnknownAuthorityError
@@ -48,7 +49,9 @@ func FailureKind(err error) string {
 		return ""
 	case errors.Is(err, ErrDenied):
 		return KindDenied
-	case errors.As(err, &dnsErr):
+	case errors.As(err, &dnsErr), errors.As(err, &addrErr):
+		// An AddrError is a name that resolved to no usable address (a .onion name,
+		// which is never looked up, or one without an address of the family asked).
 		return KindDNS
 	case errors.Is(err, context.Canceled):
 		return KindCanceled
@@ -77,7 +80,7 @@ func FailureKind(err error) string {
 // descriptions say what each kind means, from local facts only.
 var descriptions = map[string]string{
 	KindDenied:            "the address is in a network the engine may not connect to (config denied_networks and allowed_networks)",
-	KindDNS:               "the host name did not resolve",
+	KindDNS:               "the host name did not resolve to a usable address",
 	KindConnectionRefused: "the endpoint refused the connection",
 	KindUnreachable:       "the endpoint's network is unreachable",
 	KindTimeout:           "no complete answer within the time limit",
