@@ -14,6 +14,7 @@ import (
 	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/logical"
 	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/backend/credtype"
+	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/backend/netpolicy"
 	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/backend/tlsclient"
 )
 
@@ -44,8 +45,11 @@ type integrationsBackend struct {
 
 	// storage is the mount's storage, for background work outside requests.
 	storage logical.Storage
-	// transport is the base HTTP transport for provider calls; nil means the default.
-	// Tests point it at local servers.
+	// guard applies the network policy in force (config denied_networks and
+	// allowed_networks) to every outbound connection (network.go).
+	guard *netpolicy.Guard
+	// transport is the base HTTP transport of every outbound request: token requests,
+	// verification and notification deliveries. Its connections pass guard.
 	transport http.RoundTripper
 	// transports are the per-credential TLS transports over transport (tls.go).
 	transportsOnce sync.Once
@@ -100,6 +104,8 @@ func newBackend(now func() time.Time) *integrationsBackend {
 		slackPostURL:   slackPostMessageURL,
 		slackVerifyURL: credtype.SlackAuthTestURL,
 	}
+	b.guard = netpolicy.NewGuard(b.networkPolicy)
+	b.transport = b.guard.Transport()
 	b.metrics = newMetrics(b.activity.states)
 	b.devices = newDeviceIndex(b.credentials)
 	b.authorizations = &authorizationStore{credentials: b.credentials}

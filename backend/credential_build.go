@@ -89,6 +89,13 @@ func (b *integrationsBackend) buildCredential(ctx context.Context, s logical.Sto
 		}
 		return nil, "", err
 	}
+	cfg, err := b.loadConfig(ctx, s)
+	if err != nil {
+		return nil, "", err
+	}
+	if err := checkEndpoints(cfg, t, credtype.FieldMap(validated.Values)); err != nil {
+		return nil, "", err
+	}
 	if err := checkRedirectedSecrets(t, existing, credtype.FieldMap(validated.Values), raw); err != nil {
 		return nil, "", err
 	}

@@ -3,16 +3,12 @@ package backend
 import (
 	"bytes"
 	"context"
-	"crypto/tls"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
-	"net"
 	"net/http"
 	"strings"
-	"syscall"
 	"time"
 	"unicode"
 	"unicode/utf8"
@@ -21,6 +17,7 @@ import (
 
 	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/backend/credtype"
 	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/backend/lifecycle"
+	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/backend/netpolicy"
 	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/backend/oauth"
 )
 
@@ -224,24 +221,8 @@ type postError struct{ kind string }
 func (e *postError) Error() string { return "posting notification: " + e.kind }
 
 func transportFailure(err error) error {
-	var ne net.Error
-	var op *net.OpError
-	var dns *net.DNSError
-	var cert *tls.CertificateVerificationError
-	var rec tls.RecordHeaderError
-	switch {
-	case errors.Is(err, context.Canceled):
-		return &postError{"cancelled"}
-	case errors.Is(err, context.DeadlineExceeded), errors.As(err, &ne) && ne.Timeout():
-		return &postError{"timeout"}
-	case errors.As(err, &cert), errors.As(err, &rec):
-		return &postError{"tls_error"}
-	case errors.As(err, &dns):
-		return &postError{"dns_error"}
-	case errors.Is(err, syscall.ECONNREFUSED):
-		return &postError{"connection_refused"}
-	case errors.As(err, &op):
-		return &postError{"network_error"}
+	if kind := netpolicy.FailureKind(err); kind != "" {
+		return &postError{kind}
 	}
 	return &postError{"no_answer"}
 }
@@ -259,8 +240,11 @@ func jitteredBackoff(attempt int) time.Duration {
 
 // checkNotifyCredential refuses a notify_credential that does not exist or cannot
 // receive notifications (the catalog says which can: credtype.NotifyRule), and a Slack
-// target without notify_channel.
-func (b *integrationsBackend) checkNotifyCredential(ctx context.Context, s logical.Storage, cfg *engineConfig) error {
+// target without notify_channel. A newly named one is refused also when its URL is a
+// literal address the network policy denies; a policy tightened under a target
+// already named is not refused for it (its deliveries fail as denied_network, shown
+// in alerts).
+func (b *integrationsBackend) checkNotifyCredential(ctx context.Context, s logical.Storage, cfg *engineConfig, named bool) error {
 	name := cfg.NotifyCredential
 	if name == "" {
 		return nil
@@ -278,6 +262,8 @@ func (b *integrationsBackend) checkNotifyCredential(ctx context.Context, s logic
 		return fieldErr("notify_credential", "must name "+credtype.NotifyRule())
 	case dest.slack && cfg.NotifyChannel == "":
 		return fieldErr("notify_channel", "is required when notify_credential posts through the Slack API")
+	case named && checkEndpoints(cfg, c.typeDef(), &c.Values) != nil:
+		return fieldErr("notify_credential", "names a credential whose URL is an address in a network the engine may not connect to (config denied_networks and allowed_networks)")
 	}
 	return nil
 }

@@ -17,6 +17,7 @@ import (
 
 	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/backend/credtype"
 	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/backend/lifecycle"
+	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/backend/netpolicy"
 	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/backend/usage"
 )
 
@@ -77,6 +78,13 @@ type engineConfig struct {
 	// keep-alives then overdue are spread (lifecycle.NextKeepAlive).
 	KeepaliveInterval time.Duration `json:"keepalive_interval"`
 	KeepaliveSince    time.Time     `json:"keepalive_since,omitzero"`
+	// DeniedNetworks and AllowedNetworks are where the engine may connect
+	// (netpolicy), in canonical form. A config stored before the fields existed
+	// decodes to the defaults; network is the parsed pair, set by loadConfig and
+	// validate.
+	DeniedNetworks  []string `json:"denied_networks"`
+	AllowedNetworks []string `json:"allowed_networks"`
+	network         *netpolicy.Policy
 }
 
 func defaultConfig() *engineConfig {
@@ -92,6 +100,9 @@ func defaultConfig() *engineConfig {
 		DefaultTokenLifetime: defaultDefaultTokenLifetime,
 		RefreshAhead:         true,
 		KeepaliveInterval:    lifecycle.DefaultKeepaliveInterval,
+		DeniedNetworks:       slices.Clone(netpolicy.DefaultDenied),
+		AllowedNetworks:      []string{},
+		network:              netpolicy.Default(),
 	}
 }
 
@@ -180,6 +191,15 @@ func pathConfig(b *integrationsBackend) *framework.Path {
 				Type:        framework.TypeString,
 				Description: "Slack channel (ID or name) for notifications when notify_credential posts through the Slack API: " + notifyChannelRule + ".",
 			},
+			"denied_networks": {
+				Type:        framework.TypeCommaStringSlice,
+				Description: "Networks the engine never connects to (token requests, verification, notifications, SSH sign-ins), judged on the resolved address of every connection and on literal addresses (and localhost) in a credential's endpoint fields when it is written; they win over allowed_networks. " + netpolicy.Rule + ". Default: " + strings.Join(netpolicy.DefaultDenied, ",") + " (this network and the unspecified addresses, link-local, the cloud metadata services); loopback and the private ranges stay reachable until listed here.",
+				Default:     netpolicy.DefaultDenied,
+			},
+			"allowed_networks": {
+				Type:        framework.TypeCommaStringSlice,
+				Description: "When not empty, the only networks the engine connects to (less what denied_networks refuses). " + netpolicy.Rule + ". Default: empty (everything not denied).",
+			},
 			metricsLabelField: metricsLabelSchema,
 		},
 		Operations: map[logical.Operation]framework.OperationHandler{
@@ -222,6 +242,9 @@ func (b *integrationsBackend) loadConfig(ctx context.Context, s logical.Storage)
 	}
 	// A log_size stored before the cap existed is held to it.
 	c.LogSize = min(c.LogSize, maxLogSize)
+	if c.network, err = netpolicy.New(c.DeniedNetworks, c.AllowedNetworks); err != nil {
+		return nil, fmt.Errorf("decoding config: the stored network lists: %w", err)
+	}
 	b.config = c
 	return c, nil
 }
@@ -254,6 +277,8 @@ func (c *engineConfig) responseData() map[string]any {
 		"callback_base_url":      c.CallbackBaseURL,
 		"notify_credential":      c.NotifyCredential,
 		"notify_channel":         c.NotifyChannel,
+		"denied_networks":        c.network.Denied(),
+		"allowed_networks":       c.network.Allowed(),
 		metricsLabelField:        c.MetricsCredentialLabel,
 	}
 }
@@ -284,7 +309,7 @@ func (b *integrationsBackend) pathConfigWrite(ctx context.Context, req *logical.
 	if next.KeepaliveInterval != current.KeepaliveInterval {
 		next.KeepaliveSince = b.now().UTC()
 	}
-	if err := b.checkNotifyCredential(ctx, req.Storage, &next); err != nil {
+	if err := b.checkNotifyCredential(ctx, req.Storage, &next, next.NotifyCredential != current.NotifyCredential); err != nil {
 		return validationResponse(err)
 	}
 	if err := b.storeConfig(ctx, req.Storage, &next); err != nil {
@@ -369,6 +394,12 @@ func (c *engineConfig) update(d *framework.FieldData) error {
 	if v, ok := d.GetOk("notify_channel"); ok {
 		c.NotifyChannel = v.(string)
 	}
+	if v, ok := d.GetOk("denied_networks"); ok {
+		c.DeniedNetworks = v.([]string)
+	}
+	if v, ok := d.GetOk("allowed_networks"); ok {
+		c.AllowedNetworks = v.([]string)
+	}
 	return c.updateMetricsLabel(d)
 }
 
@@ -419,9 +450,29 @@ func (c *engineConfig) validate() error {
 	if c.NotifyCredential != "" && !validName(c.NotifyCredential) {
 		return fieldErr("notify_credential", nameRule)
 	}
+	if err := c.validateNetworks(); err != nil {
+		return err
+	}
 	if len(c.NotifyChannel) > maxNotifyChannel || strings.ContainsFunc(c.NotifyChannel, func(r rune) bool { return r == ',' || !unicode.IsGraphic(r) || unicode.IsSpace(r) }) {
 		return fieldErr("notify_channel", notifyChannelRule)
 	}
+	return nil
+}
+
+// validateNetworks parses denied_networks and allowed_networks, keeps them in
+// canonical form and sets the policy they make.
+func (c *engineConfig) validateNetworks() error {
+	p, err := netpolicy.New(c.DeniedNetworks, c.AllowedNetworks)
+	var le *netpolicy.ListError
+	switch {
+	case errors.As(err, &le) && le.Allowed:
+		return fieldErr("allowed_networks", le.Error())
+	case errors.As(err, &le):
+		return fieldErr("denied_networks", le.Error())
+	case err != nil:
+		return err
+	}
+	c.network, c.DeniedNetworks, c.AllowedNetworks = p, p.Denied(), p.Allowed()
 	return nil
 }
 

@@ -31,6 +31,8 @@ func TestConfigDefaults(t *testing.T) {
 		"notify_credential":        "",
 		"notify_channel":           "",
 		"metrics_credential_label": false,
+		"denied_networks":          []string{"0.0.0.0/8", "::/128", "169.254.0.0/16", "fe80::/10", "fd00:ec2::254/128", "fd00:ec2::23/128", "100.100.100.200/32", "192.0.0.192/32"},
+		"allowed_networks":         []string{},
 	}
 	if !reflect.DeepEqual(resp.Data, want) {
 		t.Fatalf("defaults:\n got %#v\nwant %#v", resp.Data, want)

@@ -131,7 +131,7 @@ func (b *integrationsBackend) check(ctx context.Context, s logical.Storage, cfg 
 	case plan.Method == credtype.VerifySlack:
 		plan.URL = b.slackVerifyURL
 	}
-	checker := verify.Checker{Timeout: cfg.RequestTimeout, Transport: b.transport, Transports: b.tlsTransports()}
+	checker := verify.Checker{Timeout: cfg.RequestTimeout, Transport: b.transport, Transports: b.tlsTransports(), Dial: b.guard.DialContext}
 	return checker.Run(ctx, plan), nil
 }
 

@@ -453,8 +453,8 @@ func TestTransientFailures(t *testing.T) {
 		data["token_url"] = dead
 		mustOK(t, b, s, logical.CreateOperation, "credentials/cc", data)
 		code, msg := accessErr(t, b, s, "cc")
-		if code != http.StatusBadGateway || !strings.Contains(msg, "network") {
-			t.Fatalf("got %d %q, want 502 naming a network failure", code, msg)
+		if code != http.StatusBadGateway || !strings.Contains(msg, "connection_refused") {
+			t.Fatalf("got %d %q, want 502 naming the failure's kind", code, msg)
 		}
 	})
 }

@@ -111,14 +111,14 @@ func providerFaults(t *testing.T) []providerFault {
 		transient("429 with Retry-After", oauthtest.Fail(http.StatusTooManyRequests, "Retry-After", "2"), "HTTP 429", "retry after 2s"),
 		transient("malformed JSON", jsonFault(http.StatusOK, `{"access_token": "x", `+oauthtest.Marker), "bad_response"),
 		transient("64 MiB response", hugeFault, "response_too_large"),
-		{name: "unverifiable TLS", status: http.StatusBadGateway, msg: []string{"network", "TLS"}, state: "active",
+		{name: "unverifiable TLS", status: http.StatusBadGateway, msg: []string{"tls_failure", "TLS"}, state: "active",
 			endpoint: func(t *testing.T, p *oauthtest.Provider) (string, func()) {
 				// A real TLS server whose certificate no system root signs.
 				s := httptest.NewTLSServer(http.HandlerFunc(p.ServeToken))
 				t.Cleanup(s.Close)
 				return s.URL + "/token", nil
 			}},
-		{name: "connection refused", status: http.StatusBadGateway, msg: []string{"network", "connection refused"}, state: "active",
+		{name: "connection refused", status: http.StatusBadGateway, msg: []string{"connection_refused", "refused the connection"}, state: "active",
 			endpoint: func(t *testing.T, p *oauthtest.Provider) (string, func()) {
 				addr := closedPort(t)
 				// The provider comes back on the same address.
@@ -133,7 +133,7 @@ func providerFaults(t *testing.T) []providerFault {
 				}
 			}},
 		// Go refuses .onion names without sending a DNS query (RFC 7686).
-		{name: "DNS failure", status: http.StatusBadGateway, msg: []string{"network"}, state: "active",
+		{name: "DNS failure", status: http.StatusBadGateway, msg: []string{"dns_failure", "did not resolve"}, state: "active",
 			endpoint: repoint("https://token.provider-e2e.onion/token")},
 		permanent("invalid_grant", "invalid_grant"),
 		permanent("invalid_client", "invalid_client"),

@@ -20,6 +20,7 @@ import (
 	"github.com/go-jose/go-jose/v4"
 	"github.com/go-jose/go-jose/v4/jwt"
 
+	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/backend/netpolicy"
 	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/internal/fixtures"
 )
 
@@ -311,8 +312,8 @@ func TestCACertificate(t *testing.T) {
 	cfg := Config{Grant: GrantClientCredentials, TokenURL: srv.URL + "/token", ClientID: "c", ClientSecret: "s"}
 	c := newTestClient(newFakeClock())
 	_, err := c.Mint(context.Background(), cfg, "")
-	e := wantError(t, err, Transient, CodeNetwork)
-	if !strings.Contains(e.Error(), "TLS certificate verification failed") {
+	e := wantError(t, err, Transient, netpolicy.KindTLS)
+	if !strings.Contains(e.Error(), "certificate verification") {
 		t.Errorf("without ca_certificate: %v, want a TLS verification failure", e)
 	}
 	cfg.CACertificate = ca.PEM
@@ -321,7 +322,7 @@ func TestCACertificate(t *testing.T) {
 	}
 	cfg.CACertificate = fixtures.NewCA("Another").PEM
 	_, err = c.Mint(context.Background(), cfg, "")
-	wantError(t, err, Transient, CodeNetwork)
+	wantError(t, err, Transient, netpolicy.KindTLS)
 }
 
 // TestClientAuthKeepsBounds: the client a credential with its own TLS or assertion

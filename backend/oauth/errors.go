@@ -2,11 +2,8 @@ package oauth
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"slices"
@@ -15,6 +12,8 @@ import (
 	"time"
 
 	"golang.org/x/oauth2"
+
+	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/backend/netpolicy"
 )
 
 // Class says whether retrying a failed token request can help.
@@ -47,7 +46,7 @@ func (c Class) String() string {
 // code, Error.Code is that code instead.
 const (
 	CodeNoRefreshToken   = "no_refresh_token"   // authorization-code credential never authorized
-	CodeNetwork          = "network"            // connection refused, reset, DNS, TLS
+	CodeNetwork          = "network"            // a transport failure of no other kind (see below)
 	CodeTimeout          = "timeout"            // no complete answer within the request timeout
 	CodeCanceled         = "canceled"           // the caller's context was cancelled
 	CodeRateLimited      = "rate_limited"       // 429 without an OAuth error code
@@ -58,6 +57,11 @@ const (
 	CodeInvalidConfig    = "invalid_config"     // Config.Validate failed
 	CodeTLSClientRefused = "tls_client_refused" // the endpoint's TLS refused the client (certificate)
 )
+
+// A failed connection's Code is its kind (netpolicy.FailureKind), which names no
+// address, port or DNS server: denied_network, dns_failure, connection_refused,
+// unreachable, tls_failure, connection_reset, connection_closed, timeout, canceled, or
+// network (CodeNetwork) for another transport failure.
 
 // OAuth error codes (RFC 6749 §5.2 and common extensions) by class. Codes not
 // listed are classified by HTTP status.
@@ -194,14 +198,19 @@ func classify(err error, tr *exchangeTrace, now time.Time) *Error {
 		return &Error{Class: Permanent, Code: CodeTLSClientRefused, Status: status,
 			detail: "the token endpoint refused the TLS client certificate (or its absence)"}
 	}
-	if d, ok := networkDetail(err); ok {
-		return &Error{Class: Transient, Code: CodeNetwork, Status: status, detail: d}
+	if kind := netpolicy.FailureKind(err); kind != "" {
+		return &Error{Class: Transient, Code: kind, Status: status, detail: netpolicy.Describe(kind)}
 	}
 	if tr != nil && tr.readErr != nil {
 		// The connection failed mid-body in a way net does not describe
 		// (an HTTP/2 stream reset, say).
 		return &Error{Class: Transient, Code: CodeNetwork, Status: status,
 			detail: "the connection failed while reading the response"}
+	}
+	var urlError interface{ Temporary() bool }
+	if errors.As(err, &urlError) {
+		// *url.Error and other transport errors, whose text can quote the provider.
+		return &Error{Class: Transient, Code: CodeNetwork, Status: status, detail: "transport error"}
 	}
 	// What remains are x/oauth2's own complaints about a 2xx answer: not JSON
 	// or form encoded, or missing access_token.
@@ -322,40 +331,6 @@ func parseRetryAfter(v string, now time.Time) time.Duration {
 func isTimeout(err error) bool {
 	var ne net.Error
 	return errors.As(err, &ne) && ne.Timeout()
-}
-
-// networkDetail describes a transport failure from local facts only. Other
-// transport errors (a malformed status line, say) can quote provider bytes,
-// so they get a fixed description.
-func networkDetail(err error) (string, bool) {
-	var (
-		opErr    *net.OpError
-		dnsErr   *net.DNSError
-		certErr  *tls.CertificateVerificationError
-		hostErr  x509.HostnameError
-		authErr  x509.UnknownAuthorityError
-		invalid  x509.CertificateInvalidError
-		recErr   tls.RecordHeaderError
-		urlError interface{ Temporary() bool }
-	)
-	switch {
-	case errors.As(err, &certErr):
-		return "TLS certificate verification failed", true
-	case errors.As(err, &hostErr), errors.As(err, &authErr), errors.As(err, &invalid):
-		return "TLS certificate verification failed", true
-	case errors.As(err, &recErr):
-		return "the endpoint did not answer with TLS", true
-	case errors.As(err, &dnsErr):
-		return dnsErr.Error(), true
-	case errors.As(err, &opErr):
-		return opErr.Error(), true
-	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
-		return "connection closed by the provider", true
-	case errors.As(err, &urlError):
-		// *url.Error and other transport errors.
-		return "transport error", true
-	}
-	return "", false
 }
 
 func redirectDetail(err error) string {

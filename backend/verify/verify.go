@@ -5,7 +5,9 @@
 //
 // Every check is bounded like the oauth package's token client: a timeout over the
 // whole exchange, the endpoint rule (credtype.EndpointAllowed) on every URL including
-// redirects, no redirect to another host, and a cap on what is read. An outcome's
+// redirects, no redirect to another host, and a cap on what is read. Where it may
+// connect is the caller's dialer's (Checker.Transport and Dial: the backend's
+// netpolicy guard). An outcome's
 // detail never carries a secret or the remote side's text. The package imports no
 // Vault package.
 package verify
@@ -27,6 +29,7 @@ import (
 
 	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/backend/credtype"
 	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/backend/lifecycle"
+	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/backend/netpolicy"
 	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/backend/oauth"
 	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/backend/tlsclient"
 )
@@ -165,10 +168,14 @@ func slackAnswer(body []byte) Outcome {
 	return failed("slack refused the token: " + code)
 }
 
-// networkKind names a failed connection from local facts only, as the token client
-// does (oauth.Classify): error texts can quote the remote side.
+// networkKind names a failed connection or exchange by its kind only
+// (netpolicy.FailureKind), as the token client does: error texts can name the
+// address, the port or the DNS server, or quote the remote side.
 func networkKind(err error) string {
-	return oauth.Classify(err).Describe()
+	if kind := netpolicy.FailureKind(err); kind != "" {
+		return kind + ": " + netpolicy.Describe(kind)
+	}
+	return "the exchange failed"
 }
 
 // errHostKey is the host key callback's refusal: the key the server offered.
