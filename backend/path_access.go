@@ -353,6 +353,9 @@ func (b *integrationsBackend) tokenFailure(ctx context.Context, s logical.Storag
 		b.recordEventAt(now, t.name, usage.EventRefreshFailed, false, "", "token request did not complete")
 		return err
 	}
+	if oe.Code == oauth.CodeThrottled {
+		return throttledError(t.name, oe, now)
+	}
 	b.recordEventAt(now, t.name, usage.EventRefreshFailed, false, "", oe.Error())
 	if !oe.Permanent() {
 		b.activity.setTransient(t.name, true)
@@ -367,6 +370,15 @@ func (b *integrationsBackend) tokenFailure(ctx context.Context, s logical.Storag
 	return logical.CodedError(http.StatusForbidden, fmt.Sprintf(
 		"credential %q needs re-authorization: the provider refused the grant (%s); re-authorize it with credentials/%s/authorize or update its settings",
 		t.name, oe.Error(), t.name))
+}
+
+// throttledError is the answer to a request the credential's token-request bucket
+// held back (oauth.RequestBurst, oauth.RequestsPerMinute): 429 with the time it may
+// be asked again. Nothing reached the provider and nothing failed there, so it is
+// neither recorded as a failed refresh nor a transient fault of the credential.
+func throttledError(name string, oe *oauth.Error, now time.Time) error {
+	return logical.CodedError(http.StatusTooManyRequests, fmt.Sprintf(
+		"credential %q: too many token requests; retry after %s: %s", name, rfc3339(now.Add(oe.RetryAfter)), oe.Error()))
 }
 
 // markNeedsReauth stores the needs_reauth state, dated now, after the provider
