@@ -185,6 +185,11 @@ func (b *integrationsBackend) tokenAccess(ctx context.Context, s logical.Storage
 		warnings = append(warnings, aheadWarning)
 	}
 	tok := res.Token
+	if tok.LifetimeCapped {
+		warnings = append(warnings, fmt.Sprintf(
+			"the provider's expires_in is longer than the %d days the engine accepts; this token is taken to expire at %s",
+			oauth.MaxLifetime/day, rfc3339(tok.Expiry)))
+	}
 	if life, left := tok.Expiry.Sub(tok.IssuedAt), tok.Expiry.Sub(answered); life <= minValid && left < minValid {
 		warnings = append(warnings, fmt.Sprintf(
 			"the provider's tokens last %s, not longer than the %s asked for (minimum_seconds or the engine's expiry_buffer); this one is valid for %s more",
