@@ -204,6 +204,18 @@ func (b *Broker) wait(ctx context.Context, key string, cfg Config, cached *Token
 	}
 }
 
+// Exchange completes an authorization-code grant for key (Client.Exchange) when
+// key's request bucket lets a request through; otherwise it sends nothing and
+// fails with CodeThrottled. A code exchange is a token request like any other, so a
+// loop of authorizations completed by hand is bounded as a loop of refreshes is.
+func (b *Broker) Exchange(ctx context.Context, key string, cfg Config, code, verifier string) (*Token, error) {
+	now := b.now()
+	if ok, at := b.limit.take(key, now); !ok {
+		return nil, throttled(now, at)
+	}
+	return b.client.Exchange(ctx, cfg, code, verifier)
+}
+
 // Forget drops what the Broker knows about key: backoff, the last minted
 // token, and the in-flight request (callers arriving later start a new one).
 // The request bucket stays: a write may let one request through at once, not

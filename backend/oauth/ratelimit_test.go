@@ -49,6 +49,14 @@ func TestBrokerRequestBucket(t *testing.T) {
 	if got := p.requests.Load(); got != RequestBurst {
 		t.Fatalf("a held-back request reached the provider: %d requests", got)
 	}
+	// A code exchange draws on the same bucket.
+	codeCfg := cfg
+	codeCfg.Grant = GrantAuthorizationCode
+	_, err = b.Exchange(ctx, "k", codeCfg, "a-code", "")
+	wantError(t, err, Transient, CodeThrottled)
+	if got := p.requests.Load(); got != RequestBurst {
+		t.Fatalf("a held-back request reached the provider: %d requests", got)
+	}
 	// Another key is not held back.
 	if _, err := b.Token(ctx, "other", cfg, nil, always, st.persist); err != nil {
 		t.Fatalf("another key: %v", err)
