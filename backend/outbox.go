@@ -8,6 +8,8 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"maps"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -123,6 +125,7 @@ func (o *outbox) loadLocked(ctx context.Context, s logical.Storage) error {
 	if err != nil {
 		return err
 	}
+	coalesceStored(ctx, s, entries)
 	for id, e := range entries {
 		if _, ok := o.entries[id]; !ok {
 			o.entries[id] = e
@@ -133,6 +136,40 @@ func (o *outbox) loadLocked(ctx context.Context, s logical.Storage) error {
 	}
 	o.loaded = true
 	return nil
+}
+
+// coalesceStored folds stored entries of one credential and event kind into the
+// oldest of them, as enqueue would have: an outbox an older version filled with one
+// credential's notifications (a thousand needs_reauth) loads as one entry per kind,
+// delivered once with their count, and leaves room for the others. A duplicate whose
+// removal storage refuses stays as it is, to be delivered on its own.
+func coalesceStored(ctx context.Context, s logical.Storage, entries map[string]*outboxEntry) {
+	ids := slices.Sorted(maps.Keys(entries))
+	type kind struct{ credential, event string }
+	oldest := make(map[kind]*outboxEntry)
+	folded := make(map[*outboxEntry]bool)
+	for _, id := range ids {
+		e := entries[id]
+		k := kind{e.Notification.Credential, e.Notification.Event}
+		first := oldest[k]
+		if first == nil {
+			oldest[k] = e
+			continue
+		}
+		if err := s.Delete(ctx, outboxPrefix+id); err != nil {
+			continue
+		}
+		first.Notification = first.Notification.coalesce(e.Notification)
+		delete(entries, id)
+		folded[first] = true
+	}
+	for e := range folded {
+		// If storage refuses, the entry stays stored as it was (e.stored holds, so its
+		// delivery removes it): only the folded count is lost with a restart.
+		if entry, err := logical.StorageEntryJSON(outboxPrefix+e.ID, e); err == nil {
+			_ = s.Put(ctx, entry)
+		}
+	}
 }
 
 // readOutbox reads every stored outbox entry and the drop record.

@@ -111,9 +111,9 @@ func TestOutboxFullOfCredentialsSharesStillPrefersPurges(t *testing.T) {
 }
 
 // TestOutboxEntriesOfThePreviousVersionDeliver: entries stored before coalescing (no
-// count, first_time, last_time; two of one credential and kind) load and are
-// delivered, each counting one at its own time; a new notification of that kind is
-// coalesced into the newer of them.
+// count, first_time, last_time; two of one credential and kind) load, are folded into
+// the older one (its place and attempts kept), and a new notification of that kind
+// joins them: one delivery counting three, from the first's time to the last's.
 func TestOutboxEntriesOfThePreviousVersionDeliver(t *testing.T) {
 	t.Parallel()
 	r := newLCReceiver(t, nil)
@@ -135,24 +135,47 @@ func TestOutboxEntriesOfThePreviousVersionDeliver(t *testing.T) {
 	}
 	b.deliver(ctx, notification{Event: "suspended", Credential: "svc", Type: "basic", Message: "Credential suspended again."})
 	stored := outboxStored(t, s)
-	if len(stored) != 2 || stored[0].Notification.Count != 0 || stored[1].Notification.Count != 2 ||
-		stored[1].Notification.FirstTime != old[1].time || stored[1].Notification.LastTime != rfc3339(clock.Now()) {
+	if len(stored) != 1 || stored[0].ID != old[0].id || stored[0].Attempts != 2 || stored[0].Notification.Count != 3 ||
+		stored[0].Notification.FirstTime != old[0].time || stored[0].Notification.LastTime != rfc3339(clock.Now()) {
 		t.Fatalf("after a new notification the outbox holds %+v", stored)
 	}
 	b.deliverOutbox(ctx)
-	want := []notification{
-		{Event: "suspended", Credential: "svc", Type: "basic", Message: "Credential suspended.", Mount: "integrations/", Time: old[0].time,
-			Count: 1, FirstTime: old[0].time, LastTime: old[0].time},
-		{Event: "suspended", Credential: "svc", Type: "basic", Message: "Credential suspended again.", Mount: "integrations/", Time: rfc3339(clock.Now()),
-			Count: 2, FirstTime: old[1].time, LastTime: rfc3339(clock.Now())},
-	}
-	for i := range want {
-		if got := r.next(t).body; got != want[i] {
-			t.Errorf("delivered\n got %+v\nwant %+v", got, want[i])
-		}
+	want := notification{Event: "suspended", Credential: "svc", Type: "basic", Message: "Credential suspended again.", Mount: "integrations/",
+		Time: rfc3339(clock.Now()), Count: 3, FirstTime: old[0].time, LastTime: rfc3339(clock.Now())}
+	if got := r.next(t).body; got != want {
+		t.Errorf("delivered\n got %+v\nwant %+v", got, want)
 	}
 	if left := outboxStored(t, s); len(left) != 0 {
 		t.Fatalf("%d entries left after delivery", len(left))
+	}
+	if n := r.count("svc"); n != 1 {
+		t.Fatalf("%d posts, want 1", n)
+	}
+}
+
+// TestOutboxFilledByThePreviousVersionMakesRoom: an outbox an older version filled
+// with one credential's needs_reauth notifications loads as one entry counting them
+// all, and another credential's warning is queued beside it.
+func TestOutboxFilledByThePreviousVersionMakesRoom(t *testing.T) {
+	t.Parallel()
+	storage := &logical.InmemStorage{}
+	ctx := context.Background()
+	for i := range maxOutbox {
+		id := fmt.Sprintf("%020d-%020d-%012x", i+1, i+1, i)
+		at := time.Date(2025, 12, 31, 0, 0, i, 0, time.UTC).Format(time.RFC3339)
+		raw := `{"id":"` + id + `","notification":{"event":"needs_reauth","credential":"noisy","type":"oauth2_authorization_code",` +
+			`"message":"refused","mount":"integrations/","time":"` + at + `"},"queued_at":"` + at + `","attempts":0,"next_attempt":"` + at + `"}`
+		if err := storage.Put(ctx, &logical.StorageEntry{Key: outboxPrefix + id, Value: []byte(raw)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b, s, _ := newBackendWith(t, backendOptions{storage: storage})
+	notifyTo(t, b, s, "http://127.0.0.1:1/")
+	b.deliver(ctx, notification{Event: "suspension-warning", Credential: "quiet"})
+	stored := outboxStored(t, s)
+	if len(stored) != 2 || stored[0].Notification.Credential != "noisy" || stored[0].Notification.Count != maxOutbox ||
+		stored[1].Notification.Credential != "quiet" {
+		t.Fatalf("the outbox holds %d entries, the first %+v", len(stored), stored[0].Notification)
 	}
 }
 
