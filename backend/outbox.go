@@ -293,16 +293,16 @@ func (b *integrationsBackend) enqueue(ctx context.Context, n notification) {
 }
 
 // pendingLocked returns the entry of credential and event still waiting to be
-// posted, nil when there is none. The caller holds o.mu.
+// posted, nil when there is none: at most one waits (enqueue coalesces, and loading
+// folds an older version's duplicates), beside at most one being posted. The caller
+// holds o.mu.
 func (o *outbox) pendingLocked(credential, event string) *outboxEntry {
-	var found *outboxEntry
 	for _, e := range o.entries {
-		if e.Notification.Credential == credential && e.Notification.Event == event && e.pending() &&
-			(found == nil || e.ID > found.ID) {
-			found = e // entries of an older version may repeat a kind: the newest takes the rest
+		if e.Notification.Credential == credential && e.Notification.Event == event && e.pending() {
+			return e
 		}
 	}
-	return found
+	return nil
 }
 
 // countLocked counts the entries of credential not yet delivered. The caller holds o.mu.
