@@ -85,6 +85,10 @@ func TestOneCredentialCannotStarveTheOthers(t *testing.T) {
 	if int64(verdicts) != sent {
 		t.Errorf("%d verdicts for %d provider requests: a verify without a request gave a verdict", verdicts, sent)
 	}
+	families, _ := scrape(t, b, s)
+	if got := metricValue(families, "integrations_token_requests_throttled_total", nil); got != float64(throttled) {
+		t.Errorf("integrations_token_requests_throttled_total %v, want the %d requests held back", got, throttled)
+	}
 
 	// late's suspension warning, queued after the loop, still finds room.
 	clock.Advance(5 * day)

@@ -211,6 +211,7 @@ func (b *Broker) wait(ctx context.Context, key string, cfg Config, cached *Token
 func (b *Broker) Exchange(ctx context.Context, key string, cfg Config, code, verifier string) (*Token, error) {
 	now := b.now()
 	if ok, at := b.limit.take(key, now); !ok {
+		b.client.observer.Throttled()
 		return nil, throttled(now, at)
 	}
 	return b.client.Exchange(ctx, cfg, code, verifier)
@@ -271,6 +272,7 @@ func (b *Broker) fly(ctx context.Context, key string, cfg Config, cached *Token,
 	if ok, at := b.limit.take(key, now); !ok {
 		// The bucket is empty: no request, and no failure either (the backoff
 		// stays as it is).
+		b.client.observer.Throttled()
 		return degrade(src, throttled(now, at), at, now)
 	}
 	tok, err := b.client.Mint(ctx, cfg, src.refreshToken()) // bounded by cfg's timeout
