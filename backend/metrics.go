@@ -42,6 +42,7 @@ type metrics struct {
 	tokenRequests    *prometheus.CounterVec // grant, result
 	tokenDuration    *prometheus.HistogramVec
 	flightWaiters    prometheus.Counter
+	throttled        prometheus.Counter
 	notifications    *prometheus.CounterVec // result
 	sweepRuns        *prometheus.CounterVec // result
 	verifications    *prometheus.CounterVec // result
@@ -90,6 +91,10 @@ func newMetrics(states *stateCounts) *metrics {
 	m.keepAlives = counterVec("keepalive_refreshes_total",
 		"Keep-alive refreshes of idle credentials' refresh tokens (keepalive_interval), by result (ok, transient, permanent).", "result")
 	m.registry.MustRegister(m.keepAlives)
+	throttled := counterVec("token_requests_throttled_total",
+		"Token requests not sent because the credential's request bucket was empty (10 at once, 20 a minute).")
+	m.throttled = throttled.WithLabelValues()
+	m.registry.MustRegister(throttled)
 	states.byName = m.accessByName
 	// The series of the access path, resolved once: a read counts without hashing
 	// label values.
@@ -145,6 +150,8 @@ func (m *metrics) TokenRequest(grant, result string, took time.Duration) {
 }
 
 func (m *metrics) Waiter() { m.flightWaiters.Inc() }
+
+func (m *metrics) Throttled() { m.throttled.Inc() }
 
 // Statuses and health values the gauges report, each always present (0 when no
 // credential has it), so a query over them never finds a series missing.

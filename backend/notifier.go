@@ -117,14 +117,17 @@ func (b *integrationsBackend) deliverOutbox(ctx context.Context) {
 		}
 		delivered := e.delivered
 		n := e.Notification
+		e.posting = !delivered // what arrives meanwhile waits in an entry of its own
 		o.mu.Unlock()
 		if !delivered {
 			res = b.attemptDelivery(ctx, cfg, n)
 		}
+		o.mu.Lock()
+		e.posting = false
 		if ctx.Err() != nil {
+			o.mu.Unlock()
 			return
 		}
-		o.mu.Lock()
 		if o.entries[e.ID] != e {
 			o.mu.Unlock()
 			continue

@@ -39,6 +39,38 @@ type notification struct {
 	Due        string `json:"due,omitempty"`
 	Mount      string `json:"mount"`
 	Time       string `json:"time"`
+	// Count is how many notifications of this credential and event kind the outbox
+	// coalesced into this one, FirstTime and LastTime the times of the first and the
+	// last (Time is the last's too). Entries an older version stored have none: tally
+	// fills them in.
+	Count     int    `json:"count,omitempty"`
+	FirstTime string `json:"first_time,omitempty"`
+	LastTime  string `json:"last_time,omitempty"`
+}
+
+// tally is n as it is posted: an entry stored before coalescing counts once, at its
+// own time.
+func (n notification) tally() notification {
+	if n.Count < 1 {
+		n.Count = 1
+	}
+	if n.FirstTime == "" {
+		n.FirstTime = n.Time
+	}
+	if n.LastTime == "" {
+		n.LastTime = n.Time
+	}
+	return n
+}
+
+// coalesce is n (waiting) with later, of the same credential and kind, folded in: the
+// later message, due date, type and time, and one count more per occurrence.
+func (n notification) coalesce(later notification) notification {
+	n, later = n.tally(), later.tally()
+	n.Count += later.Count
+	n.Type, n.Message, n.Due, n.Mount = later.Type, later.Message, later.Due, later.Mount
+	n.Time, n.LastTime = later.Time, later.LastTime
+	return n
 }
 
 // notify announces a sweep action: hclog, a Vault event, and the notify credential.
@@ -94,11 +126,15 @@ type notifyDestination struct {
 
 // body is what is posted: the notification as JSON, or a Slack message.
 func (d notifyDestination) body(n notification, channel string) []byte {
+	n = n.tally()
 	var v any = n
 	if d.slack {
 		// Everything in the text is escaped as Slack's formatting rules ask, so no part
 		// of it can mention anyone (<!channel>, <@U…>) or become a link.
 		text := fmt.Sprintf("[%s] %s: %s", slackEscape(strings.TrimSuffix(n.Mount, "/")), slackEscape(n.Credential), slackEscape(n.Message))
+		if n.Count > 1 {
+			text += fmt.Sprintf(" (%d times since %s)", n.Count, slackEscape(n.FirstTime))
+		}
 		v = map[string]string{"channel": channel, "text": text}
 	}
 	b, _ := json.Marshal(v)

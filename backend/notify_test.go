@@ -174,6 +174,8 @@ func TestNotifyPostsToNotifyCredential(t *testing.T) {
 				Message: "Credential will be suspended in 90 days because it isn't being used.",
 				Due:     created.Add(180 * day).Format(time.RFC3339), Mount: "integrations/",
 				Time: clock.Now().Format(time.RFC3339),
+				// One occurrence: nothing was coalesced into it.
+				Count: 1, FirstTime: clock.Now().Format(time.RFC3339), LastTime: clock.Now().Format(time.RFC3339),
 			}
 			if got.method != http.MethodPost || got.path != "/notify" || got.contentType != "application/json" {
 				t.Errorf("request %s %s %q", got.method, got.path, got.contentType)

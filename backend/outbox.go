@@ -8,6 +8,8 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"maps"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -30,6 +32,10 @@ const (
 
 	// maxOutbox caps the notifications waiting; see enqueue for what a full outbox does.
 	maxOutbox = 1000
+	// maxOutboxPerCredential is one credential's share of the outbox: a credential
+	// whose state flaps (a loop of writes and refusals) coalesces into one entry per
+	// event kind, and holds at most this many entries of the maxOutbox whatever it does.
+	maxOutboxPerCredential = 8
 	// outboxStaleAfter is how long a notification may wait, even untried, before alerts
 	// call it undelivered.
 	outboxStaleAfter = 15 * time.Minute
@@ -58,7 +64,12 @@ type outboxEntry struct {
 
 	stored    bool // the entry is in storage as it is now
 	delivered bool // posted; only its removal from storage is left
+	posting   bool // copied out for a post in flight: nothing more is coalesced into it
 }
+
+// pending reports whether e still waits for a post that has not started: the entry a
+// new notification of its credential and kind is coalesced into.
+func (e *outboxEntry) pending() bool { return !e.delivered && !e.posting }
 
 // outboxDropped records notifications a full outbox could not keep.
 type outboxDropped struct {
@@ -114,6 +125,7 @@ func (o *outbox) loadLocked(ctx context.Context, s logical.Storage) error {
 	if err != nil {
 		return err
 	}
+	coalesceStored(ctx, s, entries)
 	for id, e := range entries {
 		if _, ok := o.entries[id]; !ok {
 			o.entries[id] = e
@@ -124,6 +136,40 @@ func (o *outbox) loadLocked(ctx context.Context, s logical.Storage) error {
 	}
 	o.loaded = true
 	return nil
+}
+
+// coalesceStored folds stored entries of one credential and event kind into the
+// oldest of them, as enqueue would have: an outbox an older version filled with one
+// credential's notifications (a thousand needs_reauth) loads as one entry per kind,
+// delivered once with their count, and leaves room for the others. A duplicate whose
+// removal storage refuses stays as it is, to be delivered on its own.
+func coalesceStored(ctx context.Context, s logical.Storage, entries map[string]*outboxEntry) {
+	ids := slices.Sorted(maps.Keys(entries))
+	type kind struct{ credential, event string }
+	oldest := make(map[kind]*outboxEntry)
+	folded := make(map[*outboxEntry]bool)
+	for _, id := range ids {
+		e := entries[id]
+		k := kind{e.Notification.Credential, e.Notification.Event}
+		first := oldest[k]
+		if first == nil {
+			oldest[k] = e
+			continue
+		}
+		if err := s.Delete(ctx, outboxPrefix+id); err != nil {
+			continue
+		}
+		first.Notification = first.Notification.coalesce(e.Notification)
+		delete(entries, id)
+		folded[first] = true
+	}
+	for e := range folded {
+		// If storage refuses, the entry stays stored as it was (e.stored holds, so its
+		// delivery removes it): only the folded count is lost with a restart.
+		if entry, err := logical.StorageEntryJSON(outboxPrefix+e.ID, e); err == nil {
+			_ = s.Put(ctx, entry)
+		}
+	}
 }
 
 // readOutbox reads every stored outbox entry and the drop record.
@@ -184,6 +230,14 @@ func (o *outbox) putLocked(ctx context.Context, s logical.Storage, e *outboxEntr
 
 // enqueue keeps n in the outbox for the notifier. It never blocks on the receiver.
 //
+// A notification is coalesced with the one of the same credential and event kind
+// still waiting (not yet being posted): that entry keeps its place and its attempts,
+// takes n's message, due date and time, and counts one more occurrence (count,
+// first_time, last_time in the body). So at most one entry per credential and kind
+// waits, and a credential holds at most maxOutboxPerCredential entries: beyond that
+// share, n takes the place of the credential's own oldest entry that is not about a
+// purge (or is refused, when every one is).
+//
 // The outbox holds at most maxOutbox notifications. When it is full, a purge warning or
 // purge report takes the place of the oldest notification of another kind; only when
 // every waiting one is itself about a purge is the new one refused. Either way the drop
@@ -206,25 +260,26 @@ func (b *integrationsBackend) enqueue(ctx context.Context, n notification) {
 	if err := o.loadLocked(ctx, b.storage); err != nil {
 		b.Logger().Error("reading the notification outbox failed", "error", err)
 	}
-	if len(o.entries) >= maxOutbox {
-		victim := (*outboxEntry)(nil)
-		if purgeRelated(n.Event) {
-			for _, e := range o.entries {
-				if !purgeRelated(e.Notification.Event) && (victim == nil || e.ID < victim.ID) {
-					victim = e
-				}
-			}
+	n.Count, n.FirstTime, n.LastTime = 1, n.Time, n.Time
+	if e := o.pendingLocked(n.Credential, n.Event); e != nil {
+		e.Notification = e.Notification.coalesce(n)
+		if err := o.putLocked(ctx, b.storage, e); err != nil {
+			b.Logger().Error("storing a coalesced notification failed; it is kept in memory and stored again on the next attempt",
+				"credential", n.Credential, "event", n.Event, "error", err)
 		}
-		dropped := n
-		if victim != nil {
-			dropped = victim.Notification
-			delete(o.entries, victim.ID)
-			if err := b.storage.Delete(ctx, outboxPrefix+victim.ID); err != nil {
-				b.Logger().Error("removing a notification from the outbox failed", "error", err)
-			}
+		return
+	}
+	if own := o.countLocked(n.Credential); own >= maxOutboxPerCredential {
+		// The credential's share is taken: n replaces its oldest entry not about a purge.
+		if !o.makeRoomLocked(ctx, b, n, now, func(e *outboxEntry) bool {
+			return e.Notification.Credential == n.Credential && e.pending() && !purgeRelated(e.Notification.Event)
+		}) {
+			return
 		}
-		o.recordDropLocked(ctx, b, dropped, now)
-		if victim == nil {
+	} else if len(o.entries) >= maxOutbox {
+		if !o.makeRoomLocked(ctx, b, n, now, func(e *outboxEntry) bool {
+			return purgeRelated(n.Event) && !purgeRelated(e.Notification.Event)
+		}) {
 			return
 		}
 	}
@@ -237,10 +292,56 @@ func (b *integrationsBackend) enqueue(ctx context.Context, n notification) {
 	o.wake()
 }
 
+// pendingLocked returns the entry of credential and event still waiting to be
+// posted, nil when there is none: at most one waits (enqueue coalesces, and loading
+// folds an older version's duplicates), beside at most one being posted. The caller
+// holds o.mu.
+func (o *outbox) pendingLocked(credential, event string) *outboxEntry {
+	for _, e := range o.entries {
+		if e.Notification.Credential == credential && e.Notification.Event == event && e.pending() {
+			return e
+		}
+	}
+	return nil
+}
+
+// countLocked counts the entries of credential not yet delivered. The caller holds o.mu.
+func (o *outbox) countLocked(credential string) int {
+	n := 0
+	for _, e := range o.entries {
+		if e.Notification.Credential == credential && !e.delivered {
+			n++
+		}
+	}
+	return n
+}
+
+// makeRoomLocked drops the oldest entry evictable says may go, to make room for n,
+// and records the drop; without such an entry it records n as dropped and reports
+// false. The caller holds o.mu.
+func (o *outbox) makeRoomLocked(ctx context.Context, b *integrationsBackend, n notification, now time.Time, evictable func(*outboxEntry) bool) bool {
+	var victim *outboxEntry
+	for _, e := range o.entries {
+		if evictable(e) && (victim == nil || e.ID < victim.ID) {
+			victim = e
+		}
+	}
+	if victim == nil {
+		o.recordDropLocked(ctx, b, n, now)
+		return false
+	}
+	delete(o.entries, victim.ID)
+	if err := b.storage.Delete(ctx, outboxPrefix+victim.ID); err != nil {
+		b.Logger().Error("removing a notification from the outbox failed", "error", err)
+	}
+	o.recordDropLocked(ctx, b, victim.Notification, now)
+	return true
+}
+
 // recordDropLocked counts a notification the full outbox could not keep.
 func (o *outbox) recordDropLocked(ctx context.Context, b *integrationsBackend, n notification, now time.Time) {
 	b.Logger().Error("notification outbox full; notification dropped",
-		"credential", n.Credential, "event", n.Event, "outbox_size", maxOutbox)
+		"credential", n.Credential, "event", n.Event, "outbox_size", maxOutbox, "per_credential", maxOutboxPerCredential)
 	b.metrics.notifications.WithLabelValues("dropped").Inc()
 	d := o.dropped
 	if d == nil || now.Sub(d.Last) > droppedAlertFor {
@@ -314,6 +415,9 @@ func (b *integrationsBackend) outboxAlerts(ctx context.Context, s logical.Storag
 		if e.LastFailure != "" {
 			detail += " (last: " + e.LastFailure + ")"
 		}
+		if t := e.Notification.tally(); t.Count > 1 {
+			detail += fmt.Sprintf("; %d occurrences since %s", t.Count, t.FirstTime)
+		}
 		out = append(out, lifecycle.Alert{
 			Name: e.Notification.Credential, Reason: alertNotificationUndelivered, Due: e.QueuedAt, Severity: sev, Detail: detail,
 			Event: e.Notification.Event, Attempts: e.Attempts, QueuedAt: e.QueuedAt,
@@ -322,8 +426,8 @@ func (b *integrationsBackend) outboxAlerts(ctx context.Context, s logical.Storag
 	if dropped != nil && now.Sub(dropped.Last) <= droppedAlertFor {
 		out = append(out, lifecycle.Alert{
 			Name: dropped.Credential, Reason: alertNotificationsDropped, Due: dropped.First, Severity: lifecycle.HealthRed,
-			Detail: fmt.Sprintf("%d notifications dropped since %s: the outbox holds at most %d; the last was %s",
-				dropped.Count, rfc3339(dropped.First), maxOutbox, dropped.Event),
+			Detail: fmt.Sprintf("%d notifications dropped since %s: the outbox holds at most %d, %d per credential; the last was %s",
+				dropped.Count, rfc3339(dropped.First), maxOutbox, maxOutboxPerCredential, dropped.Event),
 			Event: dropped.Event, Attempts: 0, QueuedAt: dropped.Last,
 		})
 	}

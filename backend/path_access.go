@@ -185,6 +185,11 @@ func (b *integrationsBackend) tokenAccess(ctx context.Context, s logical.Storage
 		warnings = append(warnings, aheadWarning)
 	}
 	tok := res.Token
+	if tok.LifetimeCapped {
+		warnings = append(warnings, fmt.Sprintf(
+			"the provider's expires_in is longer than the %d days the engine accepts; this token is taken to expire at %s",
+			oauth.MaxLifetime/day, rfc3339(tok.Expiry)))
+	}
 	if life, left := tok.Expiry.Sub(tok.IssuedAt), tok.Expiry.Sub(answered); life <= minValid && left < minValid {
 		warnings = append(warnings, fmt.Sprintf(
 			"the provider's tokens last %s, not longer than the %s asked for (minimum_seconds or the engine's expiry_buffer); this one is valid for %s more",
@@ -369,6 +374,9 @@ func (b *integrationsBackend) tokenFailure(ctx context.Context, s logical.Storag
 		}
 		return err
 	}
+	if oe.Code == oauth.CodeThrottled {
+		return throttledError(t.name, oe, now)
+	}
 	b.recordEventAt(now, t.name, usage.EventRefreshFailed, false, "", oe.Error())
 	if !oe.Permanent() {
 		b.activity.setTransient(t.name, true)
@@ -383,6 +391,15 @@ func (b *integrationsBackend) tokenFailure(ctx context.Context, s logical.Storag
 	return logical.CodedError(http.StatusForbidden, fmt.Sprintf(
 		"credential %q needs re-authorization: the provider refused the grant (%s); re-authorize it with credentials/%s/authorize or update its settings",
 		t.name, oe.Error(), t.name))
+}
+
+// throttledError is the answer to a request the credential's token-request bucket
+// held back (oauth.RequestBurst, oauth.RequestsPerMinute): 429 with the time it may
+// be asked again. Nothing reached the provider and nothing failed there, so it is
+// neither recorded as a failed refresh nor a transient fault of the credential.
+func throttledError(name string, oe *oauth.Error, now time.Time) error {
+	return logical.CodedError(http.StatusTooManyRequests, fmt.Sprintf(
+		"credential %q: too many token requests; retry after %s: %s", name, rfc3339(now.Add(oe.RetryAfter)), oe.Error()))
 }
 
 // markNeedsReauth stores the needs_reauth state, dated now, after the provider

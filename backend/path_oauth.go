@@ -221,7 +221,7 @@ func (b *integrationsBackend) completeAuthorization(ctx context.Context, s logic
 	if err != nil {
 		return err
 	}
-	tok, err := b.tokens.brokerOfClient().Exchange(ctx, oc, code, verifier)
+	tok, err := b.tokens.brokerOf().Exchange(ctx, name, oc, code, verifier)
 	if err != nil {
 		detail := "the token exchange failed"
 		var oe *oauth.Error
@@ -229,6 +229,9 @@ func (b *integrationsBackend) completeAuthorization(ctx context.Context, s logic
 			detail = oe.Error()
 		}
 		b.recordEvent(name, usage.EventAuthorized, false, "", detail)
+		if oe != nil && oe.Code == oauth.CodeThrottled {
+			return &errAuthorization{"too many token requests for this credential; the code was not sent: authorize again later: " + detail}
+		}
 		return &errAuthorization{fmt.Sprintf("the provider refused the authorization code: %s", detail)}
 	}
 	unlock := b.credentials.lock(name)

@@ -143,12 +143,17 @@ func (b *integrationsBackend) verifyMint(ctx context.Context, s logical.Storage,
 	if refused := mintRefusal(name, err, "verify it again"); refused != nil {
 		return verify.Outcome{}, refused
 	}
+	var oe *oauth.Error
 	switch {
+	case errors.As(err, &oe) && oe.Code == oauth.CodeThrottled:
+		// No request was sent: no verdict either (429 with the time to try again).
+		return verify.Outcome{}, throttledError(name, oe, now)
+	case res.Failure != nil && res.Failure.Code == oauth.CodeThrottled:
+		return verify.Outcome{}, throttledError(name, res.Failure, now)
 	case err != nil:
 		// For its effects: the log event, and needs_reauth on a permanent refusal.
 		ferr := b.tokenFailure(ctx, s, t, err, now)
-		var oe *oauth.Error
-		if !errors.As(err, &oe) {
+		if oe == nil {
 			return verify.Outcome{}, ferr // storage or cancellation: no verdict on the credential
 		}
 		return verify.Outcome{Result: lifecycle.VerifyFailed, Detail: "the provider did not issue a token: " + oe.Error()}, nil

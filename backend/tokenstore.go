@@ -162,12 +162,6 @@ func (ts *tokenStore) brokerOf() *oauth.Broker {
 	return ts.broker
 }
 
-// brokerOfClient is the Client the Broker mints with, for code exchanges.
-func (ts *tokenStore) brokerOfClient() *oauth.Client {
-	ts.brokerOf()
-	return ts.client
-}
-
 // newOAuthClient is the bounded client every provider call goes through: a 1 MiB
 // response cap, the backend's clock and transport. Timeouts and the assumed token
 // lifetime come with each request (oauthConfig).

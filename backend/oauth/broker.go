@@ -21,8 +21,10 @@ const (
 )
 
 // Broker mints tokens per credential key: at most one provider request per
-// key at a time, backoff after failures, and a still-valid token served when
-// the provider is briefly unavailable. It applies no policy of its own (who
+// key at a time, at most RequestBurst at once and RequestsPerMinute sustained
+// (a token bucket per key that Forget does not reset), backoff after failures,
+// and a still-valid token served when the provider is briefly unavailable or the
+// bucket is empty. It applies no policy of its own (who
 // may read, when a credential is suspended): the backend decides that and
 // keeps the token cache in storage; the Broker only remembers the newest
 // token it minted per key, so a reader holding an older cached copy neither
@@ -35,8 +37,9 @@ type Broker struct {
 
 	mu      sync.Mutex
 	keys    map[string]*keyState
-	closed  bool           // Close was called: no request starts any more
-	flights sync.WaitGroup // requests in flight, for Close to wait on
+	limit   *requestLimiter // per key; outlives Forget
+	closed  bool            // Close was called: no request starts any more
+	flights sync.WaitGroup  // requests in flight, for Close to wait on
 
 	// base ends with Close; every request in flight is cancelled with it.
 	base   context.Context
@@ -65,9 +68,12 @@ type Result struct {
 	// call or the in-flight request it joined, so the backend can record it.
 	Minted bool
 	// Warning is set when an older, still unexpired token is served because
-	// minting failed transiently (or is backing off after such a failure);
-	// it is safe to show and log.
+	// minting failed transiently (or is backing off after such a failure, or
+	// the key's request bucket is empty); it is safe to show and log.
 	Warning string
+	// Failure is why Warning was set: the failure the older token stands in
+	// for (Code CodeThrottled when no request was sent). Nil otherwise.
+	Failure *Error
 }
 
 // NewBroker returns a Broker making its requests with c; now is its clock
@@ -81,6 +87,7 @@ func NewBroker(c *Client, now func() time.Time) *Broker {
 		client: c,
 		now:    now,
 		keys:   make(map[string]*keyState),
+		limit:  newRequestLimiter(RequestBurst, requestInterval),
 		jitter: rand.Int64N,
 		base:   base,
 		cancel: cancel,
@@ -101,15 +108,20 @@ func (b *Broker) Close() {
 	b.flights.Wait()
 }
 
-// RetryAt is when the next provider request for key may be made after failed ones:
-// the end of its backoff, or the zero time when it is not backing off.
+// RetryAt is when the next provider request for key may be made: the end of its
+// backoff after failed ones or, if later, when its request bucket next holds a
+// request; the zero time when neither holds it back.
 func (b *Broker) RetryAt(key string) time.Time {
 	b.mu.Lock()
-	defer b.mu.Unlock()
+	var until time.Time
 	if st := b.keys[key]; st != nil {
-		return st.until
+		until = st.until
 	}
-	return time.Time{}
+	b.mu.Unlock()
+	if next := b.limit.next(key, b.now()); next.After(until) {
+		return next
+	}
+	return until
 }
 
 // startFlight registers a request about to run on ctx, which it makes end with Close
@@ -192,8 +204,23 @@ func (b *Broker) wait(ctx context.Context, key string, cfg Config, cached *Token
 	}
 }
 
+// Exchange completes an authorization-code grant for key (Client.Exchange) when
+// key's request bucket lets a request through; otherwise it sends nothing and
+// fails with CodeThrottled. A code exchange is a token request like any other, so a
+// loop of authorizations completed by hand is bounded as a loop of refreshes is.
+func (b *Broker) Exchange(ctx context.Context, key string, cfg Config, code, verifier string) (*Token, error) {
+	now := b.now()
+	if ok, at := b.limit.take(key, now); !ok {
+		b.client.observer.Throttled()
+		return nil, throttled(now, at)
+	}
+	return b.client.Exchange(ctx, cfg, code, verifier)
+}
+
 // Forget drops what the Broker knows about key: backoff, the last minted
 // token, and the in-flight request (callers arriving later start a new one).
+// The request bucket stays: a write may let one request through at once, not
+// a loop of them.
 // The backend calls it after a credential is updated, deleted or
 // re-authorized. An in-flight request is not cancelled; its result still
 // reaches the callers already waiting and its persist callback.
@@ -242,6 +269,12 @@ func (b *Broker) fly(ctx context.Context, key string, cfg Config, cached *Token,
 		return degrade(src, lastErr, until, now)
 	}
 
+	if ok, at := b.limit.take(key, now); !ok {
+		// The bucket is empty: no request, and no failure either (the backoff
+		// stays as it is).
+		b.client.observer.Throttled()
+		return degrade(src, throttled(now, at), at, now)
+	}
 	tok, err := b.client.Mint(ctx, cfg, src.refreshToken()) // bounded by cfg's timeout
 	if err != nil {
 		e := classify(err, nil, now)
@@ -313,7 +346,8 @@ func (b *Broker) backoff(n int, retryAfter time.Duration) time.Duration {
 func degrade(src *Token, e *Error, until, now time.Time) (Result, error) {
 	if e.Class == Transient && src != nil && src.AccessToken != "" && src.Expiry.After(now) {
 		return Result{
-			Token: src,
+			Token:   src,
+			Failure: e,
 			Warning: fmt.Sprintf("serving the cached token, valid until %s: %s; next attempt after %s",
 				src.Expiry.UTC().Format(time.RFC3339), e.Error(), until.UTC().Format(time.RFC3339)),
 		}, nil

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"math"
 	"net/http"
 	"net/url"
 	"slices"
@@ -40,6 +41,9 @@ type Token struct {
 	// grant), in memory only: the backend stores an answer only over the token state
 	// it was refreshed from, so an answer to an older grant never replaces a newer one.
 	From string `json:"-"`
+	// LifetimeCapped is set when the provider's expires_in was longer than
+	// MaxLifetime: Expiry is IssuedAt + MaxLifetime instead.
+	LifetimeCapped bool `json:"lifetime_capped,omitempty"`
 }
 
 // Fresh reports whether t is valid for d after now (ValidFor) and its expiry rests
@@ -70,6 +74,12 @@ const (
 	DefaultTimeout          = 30 * time.Second
 	DefaultMaxResponseBytes = oauth2ReadLimit - 1
 	DefaultLifetime         = time.Hour
+	// MaxLifetime is the longest an access token is taken to live, whatever the
+	// provider's expires_in says; a longer one is capped to it (Token.LifetimeCapped).
+	// The longest-lived access tokens providers issue last 60 days (Facebook,
+	// LinkedIn); a year leaves room for any real lifetime and keeps a hostile or
+	// broken number (1e30, 2^63−1) from overflowing the expiry.
+	MaxLifetime = 365 * 24 * time.Hour
 )
 
 // oauth2ReadLimit is how much of a token response x/oauth2 reads: it parses the first
@@ -354,16 +364,17 @@ func checkConfig(cfg Config) error {
 // negative expires_in makes the answer a bad response.
 func (c *Client) token(tok *oauth2.Token, cfg Config) (*Token, error) {
 	now := c.now()
-	lifetime, assumed, err := c.lifetimeOf(tok, cfg)
+	lifetime, assumed, capped, err := c.lifetimeOf(tok, cfg)
 	if err != nil {
 		return nil, err
 	}
 	t := &Token{
-		AccessToken:  tok.AccessToken,
-		TokenType:    tok.Type(),
-		RefreshToken: tok.RefreshToken,
-		Expiry:       now.Add(lifetime),
-		IssuedAt:     now,
+		AccessToken:    tok.AccessToken,
+		TokenType:      tok.Type(),
+		RefreshToken:   tok.RefreshToken,
+		Expiry:         now.Add(lifetime),
+		IssuedAt:       now,
+		LifetimeCapped: capped,
 	}
 	if assumed {
 		t.AssumedLifetime = lifetime
@@ -377,39 +388,81 @@ func (c *Client) token(tok *oauth2.Token, cfg Config) (*Token, error) {
 	return t, nil
 }
 
-// lifetimeOf reads expires_in. clientcredentials drops Token.ExpiresIn, so the
-// raw response is consulted before falling back to x/oauth2's wall-clock
-// Expiry. Without either (or with 0) it assumes cfg.DefaultLifetime (else the
-// client's) and says so. A negative expires_in is an error: x/oauth2 turns it into an
-// expiry in the past, which would otherwise read as "none given".
-func (c *Client) lifetimeOf(tok *oauth2.Token, cfg Config) (time.Duration, bool, error) {
-	secs := tok.ExpiresIn
-	if secs == 0 {
-		switch v := tok.Extra("expires_in").(type) {
-		case float64: // JSON
-			secs = int64(v)
-		case int64: // form-encoded answers, parsed by Extra
-			secs = v
-		case json.Number:
-			secs, _ = v.Int64()
-		case string:
-			secs, _ = strconv.ParseInt(v, 10, 64)
-		}
+// lifetimeOf reads expires_in: from the raw answer (x/oauth2 keeps a JSON number as
+// a float64, a form value as an int64, a float64 or the string itself; it truncates
+// its own JSON field to 32 bits, which can make a negative value positive), so JSON
+// and form answers follow one rule (Lifetime). Without one (or with 0) it assumes
+// cfg.DefaultLifetime (else the client's) and says so. capped reports a lifetime cut
+// to MaxLifetime.
+func (c *Client) lifetimeOf(tok *oauth2.Token, cfg Config) (d time.Duration, assumed, capped bool, err error) {
+	raw := tok.Extra("expires_in")
+	if raw == nil && tok.ExpiresIn != 0 {
+		raw = tok.ExpiresIn
 	}
-	if secs < 0 {
-		return 0, false, &Error{Class: Transient, Code: CodeBadResponse, Status: http.StatusOK,
-			detail: "the provider's answer gives a negative expires_in"}
+	d, capped, err = Lifetime(raw)
+	if err != nil {
+		return 0, false, false, &Error{Class: Transient, Code: CodeBadResponse, Status: http.StatusOK,
+			detail: "the provider's answer gives " + err.Error()}
 	}
-	if secs > 0 {
-		return time.Duration(secs) * time.Second, false, nil
+	if d > 0 {
+		return d, false, capped, nil
 	}
-	if !tok.Expiry.IsZero() {
-		if d := time.Until(tok.Expiry); d > 0 {
-			return d, false, nil
-		}
-	}
-	return c.lifetimeFor(cfg), true, nil
+	return c.lifetimeFor(cfg), true, false, nil
 }
+
+// Lifetime is the token lifetime an expires_in value gives, as a token answer
+// carries it (a number, or a string of one, which some providers send): 0 when it
+// is absent, empty or 0 (the caller assumes a default); at most MaxLifetime, with
+// capped set when the value was longer (huge values and overflows included);
+// fractions of a second kept. A negative value or one that is not a decimal number
+// is an error: a lifetime is never before the issue time.
+func Lifetime(v any) (d time.Duration, capped bool, err error) {
+	var secs float64
+	switch v := v.(type) {
+	case nil:
+		return 0, false, nil
+	case float64:
+		secs = v
+	case int64:
+		secs = float64(v)
+	case int:
+		secs = float64(v)
+	case json.Number:
+		return Lifetime(string(v))
+	case string:
+		s := strings.TrimSpace(v)
+		if s == "" {
+			return 0, false, nil
+		}
+		if strings.Trim(s, "+-0123456789.eE") != "" {
+			return 0, false, errExpiresInNotNumber
+		}
+		f, perr := strconv.ParseFloat(s, 64)
+		if perr != nil && !errors.Is(perr, strconv.ErrRange) {
+			return 0, false, errExpiresInNotNumber
+		}
+		secs = f // out of range: ±Inf, capped or refused below
+	default:
+		return 0, false, errExpiresInNotNumber
+	}
+	switch {
+	case math.IsNaN(secs):
+		return 0, false, errExpiresInNotNumber
+	case secs < 0:
+		return 0, false, errExpiresInNegative
+	case secs == 0:
+		return 0, false, nil
+	case secs > MaxLifetime.Seconds():
+		return MaxLifetime, true, nil
+	}
+	// At least a nanosecond: a positive lifetime never rounds to "none given".
+	return max(time.Duration(secs*float64(time.Second)), time.Nanosecond), false, nil
+}
+
+var (
+	errExpiresInNegative  = errors.New("a negative expires_in")
+	errExpiresInNotNumber = errors.New("an expires_in that is not a number")
+)
 
 // directConfig expresses every direct grant through clientcredentials.Config:
 // it is the one x/oauth2 entry point that takes extra token parameters, and

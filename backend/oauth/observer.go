@@ -17,6 +17,9 @@ type Observer interface {
 	// Waiter is a Broker caller that joined a request already in flight for its
 	// key instead of starting one.
 	Waiter()
+	// Throttled is a token request the Broker did not send because its key's
+	// request bucket was empty (RequestBurst, RequestsPerMinute).
+	Throttled()
 }
 
 // ResultOK is the TokenRequest result of a request that returned a token.
@@ -27,6 +30,7 @@ type nopObserver struct{}
 
 func (nopObserver) TokenRequest(string, string, time.Duration) {}
 func (nopObserver) Waiter()                                    {}
+func (nopObserver) Throttled()                                 {}
 
 // observe reports one token request of grant that started at start (on the wall
 // clock: a duration, not a date) and ended with err, nil or an *Error.

@@ -10,9 +10,10 @@ import (
 
 // countingObserver records what a Client and Broker report.
 type countingObserver struct {
-	mu       sync.Mutex
-	requests map[string]int // "grant result" -> count
-	waiters  int
+	mu        sync.Mutex
+	requests  map[string]int // "grant result" -> count
+	waiters   int
+	throttled int
 }
 
 func (o *countingObserver) TokenRequest(grant, result string, took time.Duration) {
@@ -30,6 +31,12 @@ func (o *countingObserver) TokenRequest(grant, result string, took time.Duration
 func (o *countingObserver) Waiter() {
 	o.mu.Lock()
 	o.waiters++
+	o.mu.Unlock()
+}
+
+func (o *countingObserver) Throttled() {
+	o.mu.Lock()
+	o.throttled++
 	o.mu.Unlock()
 }
 
