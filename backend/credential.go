@@ -14,6 +14,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/backend/credtype"
+	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/backend/keywork"
 	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/backend/lifecycle"
 )
 
@@ -47,14 +48,19 @@ type credential struct {
 	// State is the lifecycle state: status, activity time, warnings sent.
 	State lifecycle.State `json:"state"`
 
-	// lazy holds Secrets derived in memory for an entry stored without them (written by
-	// v0.1): derived on the first access, once per decoded copy, never persisted by a
-	// read. Nil on credentials built by a write, which carry Secrets.
+	// lazy holds Secrets derived in memory for an entry stored without them (written
+	// before the engine kept them): derived on first use, once per decoded copy, never
+	// persisted by a read (a verification, which writes anyway, keeps them:
+	// keepDerivedFrom).
+	// Nil on credentials built by a write, which carry Secrets.
 	lazy *lazySecrets
 }
 
+// lazySecrets are secrets derived once for a decoded copy. A derivation the key-work
+// gate refused is not kept: the next use tries again.
 type lazySecrets struct {
-	once    sync.Once
+	mu      sync.Mutex
+	done    bool
 	secrets map[string]string
 	err     error
 }
@@ -68,16 +74,41 @@ func (c *credential) newLazy() *lazySecrets {
 	return new(lazySecrets)
 }
 
-// accessSecrets returns the derived secrets access/ hands to the catalog's Access.
-func (c *credential) accessSecrets() (map[string]string, error) {
+// derivedSecrets returns the secrets derived from c's values: those stored with them,
+// else derived now (the KDF under the process-wide key-work limits, within ctx) and
+// kept with this decoded copy. access/ hands them to the catalog's Access, verify to
+// VerifyPlan.
+func (c *credential) derivedSecrets(ctx context.Context) (map[string]string, error) {
 	if c.Secrets != nil {
 		return c.Secrets, nil
 	}
 	if c.lazy == nil {
-		return c.typeDef().DeriveSecrets(&c.Values)
+		return c.typeDef().DeriveSecrets(ctx, &c.Values)
 	}
-	c.lazy.once.Do(func() { c.lazy.secrets, c.lazy.err = c.typeDef().DeriveSecrets(&c.Values) })
+	c.lazy.mu.Lock()
+	defer c.lazy.mu.Unlock()
+	if !c.lazy.done {
+		s, err := c.typeDef().DeriveSecrets(ctx, &c.Values)
+		if keywork.AsBusy(err) != nil {
+			return nil, err
+		}
+		c.lazy.done, c.lazy.secrets, c.lazy.err = true, s, err
+	}
 	return c.lazy.secrets, c.lazy.err
+}
+
+// keepDerivedFrom gives c, about to be stored with the values of was, the secrets was
+// derived lazily, so an entry stored without them is upgraded by the next write that
+// does not change its values (a verification) and never derives them again.
+func (c *credential) keepDerivedFrom(was *credential) {
+	if c.Secrets != nil || was.lazy == nil {
+		return
+	}
+	was.lazy.mu.Lock()
+	defer was.lazy.mu.Unlock()
+	if was.lazy.done && was.lazy.err == nil && was.lazy.secrets != nil {
+		c.Secrets, c.lazy = was.lazy.secrets, nil
+	}
 }
 
 // typeDef returns the catalog definition of the credential's type; stored types always resolve.

@@ -82,7 +82,7 @@ func (b *integrationsBackend) buildCredential(ctx context.Context, s logical.Sto
 			continue
 		}
 	}
-	validated, err := t.ValidateAt(values, now)
+	validated, err := t.ValidateContext(ctx, values, now)
 	if err != nil {
 		if existing != nil && !patch {
 			err = patchHint(err, t, values, b.mountPath()+"credentials/"+name)

@@ -1,10 +1,15 @@
 package credtype
 
 import (
+	"context"
 	"crypto/x509/pkix"
 	"encoding/asn1"
+	"errors"
 	"fmt"
 	"sync/atomic"
+	"time"
+
+	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/backend/keywork"
 )
 
 // Caps on the key-derivation work an encrypted private key may ask for. The KDF runs on
@@ -91,18 +96,19 @@ func unmarshalDER(der []byte, v any) bool {
 }
 
 // checkPKCS8Params reads the KDF and cipher of an encrypted PKCS#8 key and refuses any
-// it does not support or whose cost exceeds the caps. It derives nothing.
-func checkPKCS8Params(der []byte) error {
+// it does not support or whose cost exceeds the caps. It derives nothing; it returns
+// the memory the derivation needs (128·N·r bytes for scrypt).
+func checkPKCS8Params(der []byte) (memory int64, err error) {
 	var info encryptedPrivateKeyInfo
 	if !unmarshalDER(der, &info) {
-		return errPKCS8Structure
+		return 0, errPKCS8Structure
 	}
 	if !info.Algorithm.Algorithm.Equal(oidPBES2) {
-		return errPKCS8Scheme
+		return 0, errPKCS8Scheme
 	}
 	var params pbes2Params
 	if !unmarshalDER(info.Algorithm.Parameters.FullBytes, &params) {
-		return errPKCS8Structure
+		return 0, errPKCS8Structure
 	}
 	keySize, blockSize := 0, 0
 	for _, c := range pbes2Ciphers {
@@ -112,44 +118,45 @@ func checkPKCS8Params(der []byte) error {
 	}
 	var iv []byte
 	if keySize == 0 || !unmarshalDER(params.EncryptionScheme.Parameters.FullBytes, &iv) || len(iv) != blockSize {
-		return errPKCS8Cipher
+		return 0, errPKCS8Cipher
 	}
 	if n := len(info.EncryptedData); n == 0 || n%blockSize != 0 {
-		return errPKCS8Structure
+		return 0, errPKCS8Structure
 	}
 	kdf := params.KeyDerivationFunc
 	switch {
 	case kdf.Algorithm.Equal(oidPBKDF2):
 		var p pbkdf2Params
 		if !unmarshalDER(kdf.Parameters.FullBytes, &p) {
-			return errPKCS8Structure
+			return 0, errPKCS8Structure
 		}
 		if p.IterationCount < 1 || p.IterationCount > maxPBKDF2Iterations {
-			return errPBKDF2Cost
+			return 0, errPBKDF2Cost
 		}
 		if p.KeyLength != 0 && p.KeyLength != int64(keySize) {
-			return errPKCS8Structure
+			return 0, errPKCS8Structure
 		}
 		switch prf := p.PRF.Algorithm; {
 		case len(prf) == 0, prf.Equal(oidHMACWithSHA1), prf.Equal(oidHMACWithSHA256):
 		default:
-			return errPKCS8PRF
+			return 0, errPKCS8PRF
 		}
+		return smallKDFMemory, nil
 	case kdf.Algorithm.Equal(oidScrypt):
 		var p scryptParams
 		if !unmarshalDER(kdf.Parameters.FullBytes, &p) {
-			return errPKCS8Structure
+			return 0, errPKCS8Structure
 		}
 		if !scryptWithinCaps(p.CostParameter, p.BlockSize, p.ParallelizationParameter) {
-			return errScryptCost
+			return 0, errScryptCost
 		}
 		if p.KeyLength != 0 && p.KeyLength != int64(keySize) {
-			return errPKCS8Structure
+			return 0, errPKCS8Structure
 		}
+		return 128 * p.CostParameter * p.BlockSize, nil // within the caps: at most 128 MiB
 	default:
-		return errPKCS8KDF
+		return 0, errPKCS8KDF
 	}
-	return nil
 }
 
 // scryptWithinCaps checks N, r and p against the caps without overflowing: each factor
@@ -168,11 +175,68 @@ func scryptWithinCaps(n, r, p int64) bool {
 	return mem*p <= maxScryptWork // mem ≤ 2^27 and p ≤ 2^28
 }
 
+// smallKDFMemory is the memory cost the key-work gate is told for a derivation whose
+// state is a few KiB whatever its parameters: PBKDF2, bcrypt, the legacy PEM MD5 KDF.
+// They are bounded by the gate's count, not its memory budget.
+const smallKDFMemory = 16 << 10
+
+// KeyWorkLimits bound the key work of the whole plugin process, every mount together
+// (the plugin is multiplexed: one process serves them all). A derivation beyond them
+// waits its turn, at most MaxWait and never closer than Reserve to its request's
+// deadline (the longest derivation the per-key caps allow: bcrypt's 256 rounds take
+// about 2 s), then is refused with *keywork.Busy, which the backend answers with 503
+// and retry_after.
+var KeyWorkLimits = keywork.Limits{
+	Concurrent: 2,
+	Memory:     2 * maxScryptMemory, // two of the largest scrypt derivations
+	MaxWait:    10 * time.Second,
+	Reserve:    5 * time.Second,
+}
+
+// keyWork is the process-wide gate every key derivation goes through (derive).
+var keyWork = keywork.New(KeyWorkLimits)
+
+// KeyWork returns the process-wide gate of key work, for its counters.
+func KeyWork() *keywork.Gate { return keyWork }
+
 // kdfRuns counts the key derivations run on encrypted private keys (PKCS#8, legacy PEM
 // and OpenSSH bcrypt), so tests can prove where they run and where they do not.
 var kdfRuns atomic.Uint64
+
+// kdfObserver, when set (by tests), is called around each derivation, inside the
+// gate: with +1 as it starts and -1 as it ends.
+var kdfObserver atomic.Pointer[func(delta int)]
 
 // KDFRuns returns how many times a private key's KDF has run in this process. It
 // exists for tests (the KDF must run when a key is written, never when it is read) and
 // for diagnostics.
 func KDFRuns() uint64 { return kdfRuns.Load() }
+
+// derive runs one key derivation needing memory bytes once the process-wide gate gives
+// it a turn; without a turn by the time ctx allows, it returns the gate's
+// *keywork.Busy and derives nothing.
+func derive(ctx context.Context, memory int64, run func() error) error {
+	release, err := keyWork.Acquire(ctx, memory)
+	if err != nil {
+		return err
+	}
+	defer release()
+	if obs := kdfObserver.Load(); obs != nil {
+		(*obs)(+1)
+		defer (*obs)(-1)
+	}
+	kdfRuns.Add(1)
+	return run()
+}
+
+// failure turns what a finish check's derivation returned into its result: a
+// *FieldError is the field's failure; anything else (the gate's *keywork.Busy) is kept
+// for ValidateContext to return as it is, with no field to blame.
+func (v *Validated) failure(err error) FieldErrors {
+	var fe *FieldError
+	if errors.As(err, &fe) {
+		return FieldErrors{fe}
+	}
+	v.err = err
+	return nil
+}
