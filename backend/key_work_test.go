@@ -360,3 +360,37 @@ func (srv *sshKeyServer) plainPEM(t *testing.T, entry []byte) string {
 	}
 	return plain
 }
+
+// TestTypesStateKeyWorkLimits: types/ states the engine-wide limits on key work and
+// what a request beyond them gets, from credtype.KeyWorkLimits; so does types/<type>
+// for the types whose keys are derived, and no other.
+func TestTypesStateKeyWorkLimits(t *testing.T) {
+	t.Parallel()
+	b, s, _ := newTestBackend(t)
+	check := func(where string, data map[string]any) {
+		t.Helper()
+		limits, _ := data["limits"].(map[string]any)
+		kdf, _ := limits["key_derivation"].(map[string]any)
+		if kdf == nil {
+			t.Fatalf("%s: no limits.key_derivation in %v", where, data)
+		}
+		if kdf["concurrent_derivations"] != 2 || kdf["kdf_memory_mib"] != int64(256) {
+			t.Errorf("%s: limits %v, want 2 derivations and 256 MiB", where, kdf)
+		}
+		for _, want := range []string{"503", "retry_after", "Retry-After", "allowed_response_headers"} {
+			if !strings.Contains(kdf["when_busy"].(string), want) {
+				t.Errorf("%s: when_busy does not say %q: %v", where, want, kdf["when_busy"])
+			}
+		}
+		if !strings.Contains(kdf["scope"].(string), "whole plugin process") {
+			t.Errorf("%s: scope %v", where, kdf["scope"])
+		}
+	}
+	check("types/", mustOK(t, b, s, logical.ListOperation, "types/", nil).Data)
+	for _, typ := range []string{"certificate", "sftp_ssh_key"} {
+		check("types/"+typ, mustOK(t, b, s, logical.ReadOperation, "types/"+typ, nil).Data)
+	}
+	if l, ok := mustOK(t, b, s, logical.ReadOperation, "types/basic", nil).Data["limits"]; ok {
+		t.Errorf("types/basic states key-work limits: %v", l)
+	}
+}

@@ -193,6 +193,23 @@ var KeyWorkLimits = keywork.Limits{
 	Reserve:    5 * time.Second,
 }
 
+// KeyWorkLimitsView is what types/ states of KeyWorkLimits: the numbers, and what
+// happens to a request beyond them.
+func KeyWorkLimitsView() map[string]any {
+	l := KeyWorkLimits
+	return map[string]any{
+		"scope":                    "the whole plugin process: every mount it serves together",
+		"applies_to":               "the key derivations of encrypted private keys (PBKDF2, scrypt, bcrypt, legacy PEM): on every write of a certificate or sftp_ssh_key credential whose key is encrypted, and once for a credential stored before its decrypted key was kept",
+		"concurrent_derivations":   l.Concurrent,
+		"kdf_memory_mib":           l.Memory >> 20,
+		"weight":                   "each derivation counts the memory its parameters need: scrypt 128·N·r bytes, the others a few KiB",
+		"max_wait_seconds":         int(l.MaxWait / time.Second),
+		"deadline_reserve_seconds": int(l.Reserve / time.Second),
+		"when_busy": fmt.Sprintf("a request beyond the limits waits for its turn, first come first served, at most %d s and never closer than %d s to its deadline, then is answered 503 with retry_after (seconds) in the body and a Retry-After header (Vault passes it on where the mount has allowed_response_headers=Retry-After); nothing is changed, never a 500",
+			int(l.MaxWait/time.Second), int(l.Reserve/time.Second)),
+	}
+}
+
 // keyWork is the process-wide gate every key derivation goes through (derive).
 var keyWork = keywork.New(KeyWorkLimits)
 
