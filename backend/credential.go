@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/vault/sdk/helper/locksutil"
@@ -59,8 +60,8 @@ type credential struct {
 // lazySecrets are secrets derived once for a decoded copy. A derivation the key-work
 // gate refused is not kept: the next use tries again.
 type lazySecrets struct {
+	done    atomic.Bool // set under mu once secrets and err hold the outcome
 	mu      sync.Mutex
-	done    bool
 	secrets map[string]string
 	err     error
 }
@@ -85,16 +86,21 @@ func (c *credential) derivedSecrets(ctx context.Context) (map[string]string, err
 	if c.lazy == nil {
 		return c.typeDef().DeriveSecrets(ctx, &c.Values)
 	}
-	c.lazy.mu.Lock()
-	defer c.lazy.mu.Unlock()
-	if !c.lazy.done {
+	l := c.lazy
+	if l.done.Load() {
+		return l.secrets, l.err
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if !l.done.Load() {
 		s, err := c.typeDef().DeriveSecrets(ctx, &c.Values)
 		if keywork.AsBusy(err) != nil {
 			return nil, err
 		}
-		c.lazy.done, c.lazy.secrets, c.lazy.err = true, s, err
+		l.secrets, l.err = s, err
+		l.done.Store(true)
 	}
-	return c.lazy.secrets, c.lazy.err
+	return l.secrets, l.err
 }
 
 // keepDerivedFrom gives c, about to be stored with the values of was, the secrets was
@@ -104,10 +110,8 @@ func (c *credential) keepDerivedFrom(was *credential) {
 	if c.Secrets != nil || was.lazy == nil {
 		return
 	}
-	was.lazy.mu.Lock()
-	defer was.lazy.mu.Unlock()
-	if was.lazy.done && was.lazy.err == nil && was.lazy.secrets != nil {
-		c.Secrets, c.lazy = was.lazy.secrets, nil
+	if l := was.lazy; l.done.Load() && l.err == nil && l.secrets != nil {
+		c.Secrets, c.lazy = l.secrets, nil
 	}
 }
 

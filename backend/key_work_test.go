@@ -220,7 +220,8 @@ func TestVerifyEncryptedSSHKeyRunsNoKDF(t *testing.T) {
 }
 
 // TestVerifySSHKeyStoredWithoutDecryptedCopy: an sftp_ssh_key stored before the engine
-// kept the decrypted copy still verifies: the first verification decrypts it once,
+// kept the decrypted copy is read through access/ without deriving anything, and still
+// verifies: the first verification decrypts it once,
 // under the key-work limits, and stores the copy with its result, so no later
 // verification — on this node or a fresh one — runs bcrypt.
 func TestVerifySSHKeyStoredWithoutDecryptedCopy(t *testing.T) {
@@ -232,6 +233,13 @@ func TestVerifySSHKeyStoredWithoutDecryptedCopy(t *testing.T) {
 
 	b, _ = newBackendOver(t, s, nil)
 	before := credtype.KDFRuns()
+	// access/ hands out the key as written: it never waits for, or runs, a derivation.
+	if resp := mustOK(t, b, s, logical.ReadOperation, "access/old-files", nil); resp.Data["private_key"] != srv.keyPEM || resp.Data["passphrase"] != srv.passphrase {
+		t.Fatal("access/ does not return private_key and passphrase as written")
+	}
+	if n := credtype.KDFRuns() - before; n != 0 {
+		t.Fatalf("access/ of the old entry ran the KDF %d times, want 0", n)
+	}
 	wantVerify(t, verifyResult(t, b, s, "old-files"), "ok")
 	if n := credtype.KDFRuns() - before; n != 1 {
 		t.Fatalf("the first verification of the old entry ran the KDF %d times, want 1", n)

@@ -114,6 +114,9 @@ func (b *integrationsBackend) pathAccessRead(ctx context.Context, req *logical.R
 // values and the secrets derived when they were written (a decrypted private key), so
 // no KDF runs here.
 func staticAccess(ctx context.Context, t *credtype.Type, c *credential, now time.Time) (map[string]any, error) {
+	if !t.AccessUsesSecrets() {
+		return t.Access(&c.Values, nil, now)
+	}
 	secrets, err := c.derivedSecrets(ctx)
 	if err != nil {
 		return nil, err

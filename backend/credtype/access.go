@@ -18,7 +18,9 @@ type accessSpec struct {
 	// extra adds other computed values, from the stored values and the secrets
 	// derived when they were written.
 	extra func(values Fields, secrets map[string]string, out map[string]any) error
-	// derive recomputes the secrets Validate derives, for values stored without them.
+	// derive recomputes the secrets Validate derives, for values stored without them:
+	// those extra reads (a certificate's decrypted key), or those verify signs with (an
+	// SSH key's).
 	derive func(ctx context.Context, values Fields) (map[string]string, error)
 }
 
@@ -176,6 +178,13 @@ func certificateSecrets(ctx context.Context, values Fields) (map[string]string, 
 // so a caller need keep room for derived secrets only for such types.
 func (t *Type) DerivesSecrets() bool {
 	return t != nil && t.access != nil && t.access.derive != nil
+}
+
+// AccessUsesSecrets reports whether Access reads the derived secrets (a certificate's
+// decrypted key). An sftp_ssh_key derives its decrypted key for verify only: access/
+// hands out the key as written, so reading it never waits for a derivation.
+func (t *Type) AccessUsesSecrets() bool {
+	return t.DerivesSecrets() && t.access.extra != nil
 }
 
 // DeriveSecrets recomputes Validated.Secrets from stored values, for credentials stored
