@@ -197,7 +197,7 @@ var KeyWorkLimits = keywork.Limits{
 // KeyWorkLimitsView is what types/ states of KeyWorkLimits: the numbers, and what
 // happens to a request beyond them.
 func KeyWorkLimitsView() map[string]any {
-	l := KeyWorkLimits
+	l := keyWork.Limits()
 	return map[string]any{
 		"scope":                    "the whole plugin process: every mount it serves together",
 		"applies_to":               "the key derivations of encrypted private keys (PBKDF2, scrypt, bcrypt, legacy PEM): on every write of a certificate or sftp_ssh_key credential whose key is encrypted, and once for a credential stored before its decrypted key was kept",
