@@ -191,6 +191,8 @@ var KeyWorkLimits = keywork.Limits{
 	Concurrent: 2,
 	Memory:     2 * maxScryptMemory, // two of the largest scrypt derivations
 	MaxWait:    10 * time.Second,
+	// Two turns a second at best: more than 32 waiting could not all be served in 10 s.
+	MaxWaiting: 32,
 	Reserve:    5 * time.Second,
 }
 
@@ -205,9 +207,10 @@ func KeyWorkLimitsView() map[string]any {
 		"kdf_memory_mib":           l.Memory >> 20,
 		"weight":                   "each derivation counts the memory its parameters need: scrypt 128·N·r bytes, the others a few KiB",
 		"max_wait_seconds":         int(l.MaxWait / time.Second),
+		"max_waiting":              l.MaxWaiting,
 		"deadline_reserve_seconds": int(l.Reserve / time.Second),
-		"when_busy": fmt.Sprintf("a request beyond the limits waits for its turn, first come first served, at most %d s and never closer than %d s to its deadline, then is answered 503 with retry_after (seconds) in the body and a Retry-After header (Vault passes it on where the mount has allowed_response_headers=Retry-After); nothing is changed, never a 500",
-			int(l.MaxWait/time.Second), int(l.Reserve/time.Second)),
+		"when_busy": fmt.Sprintf("a request beyond the limits waits for its turn, first come first served, at most %d s and never closer than %d s to its deadline (refused at once when %d are already waiting), then is answered 503 with retry_after (seconds) in the body and a Retry-After header (Vault passes it on where the mount has allowed_response_headers=Retry-After); nothing is changed, never a 500",
+			int(l.MaxWait/time.Second), int(l.Reserve/time.Second), l.MaxWaiting),
 	}
 }
 

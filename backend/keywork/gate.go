@@ -27,6 +27,9 @@ type Limits struct {
 	Memory int64
 	// MaxWait is the longest a caller waits for its turn.
 	MaxWait time.Duration
+	// MaxWaiting bounds the queue: a caller finding this many already waiting is
+	// refused at once, since it could not get a turn within MaxWait anyway. 0: no bound.
+	MaxWaiting int
 	// Reserve is how long before its context's deadline a caller stops waiting: the
 	// time the work itself may take once admitted, so the answer (a result, or Busy)
 	// still reaches the caller before the deadline.
@@ -108,7 +111,8 @@ func (g *Gate) Limits() Limits { return g.limits }
 // Acquire waits for a turn for work costing cost bytes of memory and returns the
 // function that ends it (call it once the work is done; later calls do nothing). It
 // waits at most MaxWait, and stops Reserve before ctx's deadline; a caller that gets
-// no turn by then, or whose ctx ends, gets *Busy. Turns are given in arrival order: a
+// no turn by then, whose ctx ends, or who finds MaxWaiting callers queued ahead, gets
+// *Busy. Turns are given in arrival order: a
 // large piece of work at the head of the queue is not overtaken by smaller ones.
 func (g *Gate) Acquire(ctx context.Context, cost int64) (release func(), err error) {
 	cost = max(cost, 0)
@@ -119,7 +123,7 @@ func (g *Gate) Acquire(ctx context.Context, cost int64) (release func(), err err
 		return g.releaser(cost), nil
 	}
 	wait := g.waitLimit(ctx)
-	if wait <= 0 {
+	if wait <= 0 || (g.limits.MaxWaiting > 0 && len(g.queue) >= g.limits.MaxWaiting) {
 		defer g.mu.Unlock()
 		return nil, g.refuse()
 	}

@@ -172,6 +172,25 @@ func TestGateRefusesPastDeadline(t *testing.T) {
 	assertBusy(t, err)
 	hold()
 
+	// A full queue: refused at once, without waiting.
+	full := New(Limits{Concurrent: 1, Memory: mib, MaxWait: time.Hour, MaxWaiting: 1})
+	holdFull, _ := full.Acquire(context.Background(), 0)
+	queued := make(chan error)
+	go func() {
+		r, err := full.Acquire(context.Background(), 0)
+		if r != nil {
+			r()
+		}
+		queued <- err
+	}()
+	waitFor(t, func() bool { return full.Stats().Waiting == 1 })
+	_, err = full.Acquire(context.Background(), 0)
+	assertBusy(t, err)
+	holdFull()
+	if err := <-queued; err != nil {
+		t.Fatalf("the caller queued before the queue filled: %v", err)
+	}
+
 	// The turns freed go to the next caller, and releasing twice frees one turn.
 	r1()
 	r1()
