@@ -274,7 +274,7 @@ func renderKDF(r *benchReport, read func(format string, args ...any)) string {
 		w("| %s | %d | %s | %s | %s | %d | %s | **%s** | %d (%d) | %s | %s |\n", k.plugin, k.writes, k.took.Round(time.Millisecond), strings.Join(parts, ", "), ra, k.stored,
 			mb(k.rssBefore), mb(k.peakRSS), k.reads, k.readErr, ms(k.readP50), ms(k.readMax))
 	}
-	w("\n400 is the wrong password, found after the derivation ran; 503 is a write that got no turn of the engine's key-work limits (2 derivations at once, 256 MiB of KDF memory, for the whole plugin process) within 10 s, answered with `retry_after` and a `Retry-After` header, having changed nothing.\n\n")
+	w("\n400 is the wrong password, found after the derivation ran; 503 is a write that got no turn of the engine's key-work limits (2 derivations at once, 256 MiB of KDF memory, for the whole plugin process) within 10 s, or found 32 writes already waiting, answered with `retry_after` and a `Retry-After` header, having changed nothing. Before the limits, each write held its own 128 MiB at once, whatever the others did; the other mount's reads shared the two cores with every derivation.\n\n")
 	for _, k := range r.kdf {
 		if k.plugin != pluginName {
 			read("Before the key-work limits (%s): %d parallel writes took the plugin to a peak RSS of %s (the issue measured 6 writes → 768 MiB allocated; an unbounded build holds 128 MiB per write in flight).", k.plugin, k.writes, mb(k.peakRSS))
