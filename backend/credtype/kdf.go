@@ -6,7 +6,7 @@ import (
 	"encoding/asn1"
 	"errors"
 	"fmt"
-	"runtime"
+	"runtime/debug"
 	"sync/atomic"
 	"time"
 
@@ -243,10 +243,13 @@ func derive(ctx context.Context, memory int64, run func() error) error {
 	}
 	defer release()
 	if memory >= collectAfter {
-		// Collected before the turn is handed on: with GOGC's default pacing, the heap
-		// may otherwise grow to twice the derivations' live memory before the garbage
-		// of finished ones is reclaimed, and the budget would bound only what is live.
-		defer runtime.GC()
+		// Collected, and given back to the OS, before the turn is handed on: with GOGC's
+		// default pacing the heap may otherwise grow to twice the derivations' live
+		// memory before the garbage of finished ones is reclaimed, and freed pages stay
+		// resident until the background scavenger returns them, while small allocations
+		// in the hole left behind make the next derivation take fresh pages. The budget
+		// would then bound only what is live, not the process's resident memory.
+		defer debug.FreeOSMemory()
 	}
 	if obs := kdfObserver.Load(); obs != nil {
 		(*obs)(+1)
@@ -256,8 +259,8 @@ func derive(ctx context.Context, memory int64, run func() error) error {
 	return run()
 }
 
-// collectAfter is the memory of a derivation after which its garbage is collected at
-// once: OpenSSL's default scrypt (16 MiB) and above. A full collection costs
+// collectAfter is the memory of a derivation after which its garbage is collected and
+// returned at once: OpenSSL's default scrypt (16 MiB) and above. That costs
 // milliseconds beside the derivation's hundreds.
 const collectAfter = 16 << 20
 
