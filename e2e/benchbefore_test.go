@@ -86,7 +86,7 @@ var befores = []before{
 		return "—"
 	}},
 	{"plugin memory, parallel writes of the largest accepted scrypt key (wrong password)", "768 MiB allocated in 2 s by 6 writes; a few dozen take the plugin process down", "issue 21", kdfNow},
-	{"plugin peak RSS, 6 parallel writes of the largest accepted scrypt key", "809 MB; the other mount's access/ p50 168 ms (slowest 560 ms)", "section 7 against commit 7107c52, before the key-work limits", kdfNow},
+	{"plugin peak RSS, 6 parallel writes of the largest accepted scrypt key", "808 MB; the other mount's access/ p50 197 ms (slowest 637 ms)", "section 7 against commit 7107c52, before the key-work limits", kdfNow},
 	{"slowest read at a token rollover (provider 350–400 ms)", "415 ms (steady p99 8.5 ms; every worker waited once)", issueV01, func(r *benchReport) string {
 		rr := r.rollover
 		if rr == nil {
