@@ -103,15 +103,27 @@ func (c *credential) derivedSecrets(ctx context.Context) (map[string]string, err
 	return l.secrets, l.err
 }
 
+// knownSecrets are the secrets derived from c's values so far, without deriving: those
+// stored with them, else those derived lazily for this copy; nil when there are none.
+func (c *credential) knownSecrets() map[string]string {
+	if c.Secrets != nil || c.lazy == nil {
+		return c.Secrets
+	}
+	if l := c.lazy; l.done.Load() && l.err == nil {
+		return l.secrets
+	}
+	return nil
+}
+
 // keepDerivedFrom gives c, about to be stored with the values of was, the secrets was
 // derived lazily, so an entry stored without them is upgraded by the next write that
 // does not change its values (a verification) and never derives them again.
 func (c *credential) keepDerivedFrom(was *credential) {
-	if c.Secrets != nil || was.lazy == nil {
+	if c.Secrets != nil {
 		return
 	}
-	if l := was.lazy; l.done.Load() && l.err == nil && l.secrets != nil {
-		c.Secrets, c.lazy = l.secrets, nil
+	if s := was.knownSecrets(); s != nil {
+		c.Secrets, c.lazy = s, nil
 	}
 }
 

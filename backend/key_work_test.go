@@ -402,3 +402,48 @@ func TestTypesStateKeyWorkLimits(t *testing.T) {
 		t.Errorf("types/basic states key-work limits: %v", l)
 	}
 }
+
+// TestEditDoesNotDeriveAgain: a write that leaves an encrypted key and its password as
+// they were (a patch of the description, an update that omits the secrets) takes the
+// decrypted key kept from the write that set them: it runs no KDF, so it is not refused
+// while the key-work limits are full. A write that changes the password derives again
+// and is checked again.
+func TestEditDoesNotDeriveAgain(t *testing.T) {
+	b, s, _ := newTestBackend(t)
+	cert := encryptedECKey(t, "pw-edit")
+	mustOK(t, b, s, logical.CreateOperation, "credentials/cert", map[string]any{
+		"type": "certificate", "certificate": cert.certPEM, "private_key": cert.keyPEM, "private_key_password": "pw-edit"})
+	sftp := newSSHKeyServer(t, "pass-edit", false)
+	mustOK(t, b, s, logical.CreateOperation, "credentials/files", sftp.values())
+
+	runs := credtype.KDFRuns()
+	release := fillKeyWork(t)
+	for _, name := range []string{"cert", "files"} {
+		resp := requestBy(t, pastDeadline(t), b, s, logical.PatchOperation, "credentials/"+name, map[string]any{"description": "edited while busy"})
+		if resp.IsError() || resp.Data[logical.HTTPStatusCode] != nil {
+			t.Fatalf("patch of %s while the key-work limits are full: %v", name, resp.Data)
+		}
+	}
+	mustOK(t, b, s, logical.UpdateOperation, "credentials/cert", map[string]any{"certificate": cert.certPEM, "description": "an update keeping the secrets"})
+	if n := credtype.KDFRuns() - runs; n != 0 {
+		t.Fatalf("edits that kept the keys ran the KDF %d times, want 0", n)
+	}
+	release()
+
+	if resp := mustOK(t, b, s, logical.ReadOperation, "access/cert", nil); resp.Data["private_key"] != cert.pkcs8PEM {
+		t.Error("access/ after the edits does not hand out the decrypted key")
+	}
+	wantVerify(t, verifyResult(t, b, s, "files"), "ok")
+
+	before := storedEntry(t, s, "cert")
+	resp := call(t, b, s, logical.PatchOperation, "credentials/cert", map[string]any{"private_key_password": "not-pw-edit"})
+	wantFieldError(t, resp, "private_key_password")
+	resp = call(t, b, s, logical.PatchOperation, "credentials/files", map[string]any{"passphrase": "not-pass-edit"})
+	wantFieldError(t, resp, "passphrase")
+	if n := credtype.KDFRuns() - runs; n != 2 {
+		t.Fatalf("two writes of a new password ran the KDF %d times, want 2", n)
+	}
+	if !bytes.Equal(storedEntry(t, s, "cert"), before) {
+		t.Error("the refused patch changed the stored credential")
+	}
+}

@@ -275,3 +275,18 @@ func (v *Validated) failure(err error) FieldErrors {
 	v.err = err
 	return nil
 }
+
+// reused returns the secret derived under the name secret from the previous values,
+// when the write leaves every field the derivation read (inputs) as it was; "" when
+// there is none or an input changed, and the derivation must run.
+func (v *Validated) reused(secret string, inputs ...string) string {
+	if v.prev == nil || v.prev.Values == nil || v.prev.Secrets[secret] == "" {
+		return ""
+	}
+	for _, f := range inputs {
+		if str(v.Values, f) != v.prev.Values.Str(f) {
+			return ""
+		}
+	}
+	return v.prev.Secrets[secret]
+}

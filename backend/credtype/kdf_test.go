@@ -350,7 +350,7 @@ func TestKeyDerivationsBoundedProcessWide(t *testing.T) {
 	runs := KDFRuns()
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	_, err := typ.ValidateContext(ctx, values, time.Time{})
+	_, err := typ.ValidateContext(ctx, values, time.Time{}, nil)
 	if keywork.AsBusy(err) == nil {
 		t.Errorf("a caller whose context ended before its turn: %v, want *keywork.Busy", err)
 	}

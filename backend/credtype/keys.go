@@ -262,9 +262,13 @@ func finishCertificate(v *Validated) FieldErrors {
 	if err != nil {
 		return FieldErrors{fieldError("certificate", err)}
 	}
-	key, err := decryptX509Key(v.ctx, str(v.Values, "private_key"), str(v.Values, "private_key_password"))
-	if err != nil {
-		return v.failure(err)
+	// The key and password the credential already held were checked, and decrypted,
+	// when they were written: an edit of anything else does not derive again.
+	key := reusedX509Key(v.reused("private_key", "private_key", "private_key_password"))
+	if key == nil {
+		if key, err = decryptX509Key(v.ctx, str(v.Values, "private_key"), str(v.Values, "private_key_password")); err != nil {
+			return v.failure(err)
+		}
 	}
 	pub, ok := key.Public().(interface{ Equal(crypto.PublicKey) bool })
 	if !ok || !pub.Equal(leaf.PublicKey) {
@@ -286,6 +290,23 @@ func finishCertificate(v *Validated) FieldErrors {
 	v.Derived["serial"] = colonHex(leaf.SerialNumber.Bytes())
 	v.Derived["key_algorithm"] = keyAlgorithm(leaf.PublicKey)
 	return nil
+}
+
+// reusedX509Key parses a decrypted key kept from an earlier write (PKCS#8 PEM); nil
+// when there is none or it does not parse, and the key must be decrypted again.
+func reusedX509Key(plain string) crypto.Signer {
+	if plain == "" {
+		return nil
+	}
+	b, err := keyBlock(plain)
+	if err != nil || b.Type != "PRIVATE KEY" {
+		return nil
+	}
+	key, err := parsePrivateKeyDER(b.Type, b.Bytes)
+	if err != nil {
+		return nil
+	}
+	return key
 }
 
 func leafCertificate(certPEM string) (*x509.Certificate, error) {

@@ -107,9 +107,20 @@ func openSSHKDFRounds(der []byte) (uint32, bool) {
 // with, so verify never runs bcrypt. access/ still hands out private_key and
 // passphrase as written.
 func finishSSHKey(v *Validated) FieldErrors {
-	key, encrypted, err := openSSHKey(v.ctx, str(v.Values, "private_key"), str(v.Values, "passphrase"))
-	if err != nil {
-		return v.failure(err)
+	var key any
+	var encrypted bool
+	// A key and passphrase the credential already held were checked, and decrypted,
+	// when they were written: an edit of anything else does not run bcrypt again.
+	if plain := v.reused("private_key", "private_key", "passphrase"); plain != "" {
+		if k, err := ssh.ParseRawPrivateKey([]byte(plain)); err == nil {
+			key, encrypted = k, true
+		}
+	}
+	if key == nil {
+		var err error
+		if key, encrypted, err = openSSHKey(v.ctx, str(v.Values, "private_key"), str(v.Values, "passphrase")); err != nil {
+			return v.failure(err)
+		}
 	}
 	signer, err := sshSigner(key)
 	if err != nil {
