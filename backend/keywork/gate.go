@@ -117,7 +117,7 @@ func (g *Gate) Limits() Limits { return g.limits }
 func (g *Gate) Acquire(ctx context.Context, cost int64) (release func(), err error) {
 	cost = max(cost, 0)
 	g.mu.Lock()
-	if len(g.queue) == 0 && g.fits(cost) {
+	if len(g.queue) == 0 && g.fits(cost) && ctx.Err() == nil {
 		g.admit(cost)
 		g.mu.Unlock()
 		return g.releaser(cost), nil
