@@ -172,6 +172,16 @@ func TestGateRefusesPastDeadline(t *testing.T) {
 	assertBusy(t, err)
 	hold()
 
+	// A caller whose context has already ended gets no turn, even a free one.
+	free := New(testLimits())
+	gone, cancelGone := context.WithCancel(context.Background())
+	cancelGone()
+	_, err = free.Acquire(gone, 1*mib)
+	assertBusy(t, err)
+	if s := free.Stats(); s.Admitted != 0 {
+		t.Fatalf("an ended caller was admitted: %+v", s)
+	}
+
 	// A full queue: refused at once, without waiting.
 	full := New(Limits{Concurrent: 1, Memory: mib, MaxWait: time.Hour, MaxWaiting: 1})
 	holdFull, _ := full.Acquire(context.Background(), 0)
