@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/vault/sdk/helper/locksutil"
@@ -14,6 +15,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/backend/credtype"
+	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/backend/keywork"
 	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/backend/lifecycle"
 )
 
@@ -47,14 +49,19 @@ type credential struct {
 	// State is the lifecycle state: status, activity time, warnings sent.
 	State lifecycle.State `json:"state"`
 
-	// lazy holds Secrets derived in memory for an entry stored without them (written by
-	// v0.1): derived on the first access, once per decoded copy, never persisted by a
-	// read. Nil on credentials built by a write, which carry Secrets.
+	// lazy holds Secrets derived in memory for an entry stored without them (written
+	// before the engine kept them): derived on first use, once per decoded copy, never
+	// persisted by a read (a verification, which writes anyway, keeps them:
+	// keepDerivedFrom).
+	// Nil on credentials built by a write, which carry Secrets.
 	lazy *lazySecrets
 }
 
+// lazySecrets are secrets derived once for a decoded copy. A derivation the key-work
+// gate refused is not kept: the next use tries again.
 type lazySecrets struct {
-	once    sync.Once
+	done    atomic.Bool // set under mu once secrets and err hold the outcome
+	mu      sync.Mutex
 	secrets map[string]string
 	err     error
 }
@@ -68,16 +75,56 @@ func (c *credential) newLazy() *lazySecrets {
 	return new(lazySecrets)
 }
 
-// accessSecrets returns the derived secrets access/ hands to the catalog's Access.
-func (c *credential) accessSecrets() (map[string]string, error) {
+// derivedSecrets returns the secrets derived from c's values: those stored with them,
+// else derived now (the KDF under the process-wide key-work limits, within ctx) and
+// kept with this decoded copy. access/ hands them to the catalog's Access, verify to
+// VerifyPlan.
+func (c *credential) derivedSecrets(ctx context.Context) (map[string]string, error) {
 	if c.Secrets != nil {
 		return c.Secrets, nil
 	}
 	if c.lazy == nil {
-		return c.typeDef().DeriveSecrets(&c.Values)
+		return c.typeDef().DeriveSecrets(ctx, &c.Values)
 	}
-	c.lazy.once.Do(func() { c.lazy.secrets, c.lazy.err = c.typeDef().DeriveSecrets(&c.Values) })
-	return c.lazy.secrets, c.lazy.err
+	l := c.lazy
+	if l.done.Load() {
+		return l.secrets, l.err
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if !l.done.Load() {
+		s, err := c.typeDef().DeriveSecrets(ctx, &c.Values)
+		if keywork.AsBusy(err) != nil {
+			return nil, err
+		}
+		l.secrets, l.err = s, err
+		l.done.Store(true)
+	}
+	return l.secrets, l.err
+}
+
+// knownSecrets are the secrets derived from c's values so far, without deriving: those
+// stored with them, else those derived lazily for this copy; nil when there are none.
+func (c *credential) knownSecrets() map[string]string {
+	if c.Secrets != nil || c.lazy == nil {
+		return c.Secrets
+	}
+	if l := c.lazy; l.done.Load() && l.err == nil {
+		return l.secrets
+	}
+	return nil
+}
+
+// keepDerivedFrom gives c, about to be stored with the values of was, the secrets was
+// derived lazily, so an entry stored without them is upgraded by the next write that
+// does not change its values (a verification) and never derives them again.
+func (c *credential) keepDerivedFrom(was *credential) {
+	if c.Secrets != nil {
+		return
+	}
+	if s := was.knownSecrets(); s != nil {
+		c.Secrets, c.lazy = s, nil
+	}
 }
 
 // typeDef returns the catalog definition of the credential's type; stored types always resolve.

@@ -82,7 +82,11 @@ func (b *integrationsBackend) buildCredential(ctx context.Context, s logical.Sto
 			continue
 		}
 	}
-	validated, err := t.ValidateAt(values, now)
+	var prev *credtype.Previous
+	if existing != nil {
+		prev = &credtype.Previous{Values: &existing.Values, Secrets: existing.knownSecrets()}
+	}
+	validated, err := t.ValidateContext(ctx, values, now, prev)
 	if err != nil {
 		if existing != nil && !patch {
 			err = patchHint(err, t, values, b.mountPath()+"credentials/"+name)

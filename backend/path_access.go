@@ -18,6 +18,7 @@ import (
 	"github.com/hashicorp/vault/sdk/logical"
 
 	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/backend/credtype"
+	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/backend/keywork"
 	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/backend/lifecycle"
 	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/backend/oauth"
 	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/backend/usage"
@@ -91,9 +92,13 @@ func (b *integrationsBackend) pathAccessRead(ctx context.Context, req *logical.R
 	var data map[string]any
 	var warnings []string
 	if t.Kind == credtype.KindStatic {
-		data, err = staticAccess(t, c, now)
+		data, err = staticAccess(ctx, t, c, now)
 	} else {
 		data, warnings, err = b.tokenAccess(ctx, req.Storage, cfg, c, d.Get("minimum_seconds").(int), now)
+	}
+	if keywork.AsBusy(err) != nil {
+		// The engine's load, not the credential's fault: no failure is recorded.
+		return nil, err
 	}
 	if err != nil {
 		b.activity.recorder.Access(name, now, integration, false, err.Error())
@@ -108,8 +113,11 @@ func (b *integrationsBackend) pathAccessRead(ctx context.Context, req *logical.R
 // staticAccess is the material of a static credential: the catalog's Access over its
 // values and the secrets derived when they were written (a decrypted private key), so
 // no KDF runs here.
-func staticAccess(t *credtype.Type, c *credential, now time.Time) (map[string]any, error) {
-	secrets, err := c.accessSecrets()
+func staticAccess(ctx context.Context, t *credtype.Type, c *credential, now time.Time) (map[string]any, error) {
+	if !t.AccessUsesSecrets() {
+		return t.Access(&c.Values, nil, now)
+	}
+	secrets, err := c.derivedSecrets(ctx)
 	if err != nil {
 		return nil, err
 	}

@@ -21,8 +21,9 @@ func pathTypes(b *integrationsBackend) []*framework.Path {
 				},
 			},
 			HelpSynopsis: "The catalog of credential types.",
-			HelpDescription: "Lists every credential type with its kind (static or oauth2), aliases and description." +
-				examples("vault list integrations/types"),
+			HelpDescription: "Lists every credential type with its kind (static or oauth2), aliases and description. " +
+				"The answer's \"limits\" (in the API's answer, and in types/<type> for the types whose keys are derived) states the engine-wide bounds on key work: how many key derivations run at once and how much KDF memory they may hold, for the whole plugin process, and what a request beyond them gets (503 with retry_after)." +
+				examples("vault list integrations/types", "vault read -format=json -field=limits integrations/types/certificate"),
 		},
 		{
 			Pattern:      "types/" + framework.GenericNameRegex("type") + "$",
@@ -62,7 +63,9 @@ func (b *integrationsBackend) pathTypesList(context.Context, *logical.Request, *
 			"description": t.Description,
 		}
 	}
-	return logical.ListResponseWithInfo(keys, info), nil
+	resp := logical.ListResponseWithInfo(keys, info)
+	resp.Data["limits"] = map[string]any{"key_derivation": credtype.KeyWorkLimitsView()}
+	return resp, nil
 }
 
 func (b *integrationsBackend) pathTypeRead(_ context.Context, _ *logical.Request, d *framework.FieldData) (*logical.Response, error) {
@@ -101,7 +104,7 @@ func (b *integrationsBackend) pathTypeRead(_ context.Context, _ *logical.Request
 			fields[f.Name]["one_of"] = map[string]any{"fields": o.Fields, "exactly": o.Exactly}
 		}
 	}
-	return &logical.Response{Data: map[string]any{
+	data := map[string]any{
 		"name":        t.Name,
 		"kind":        string(t.Kind),
 		"aliases":     nonNil(t.Aliases),
@@ -110,5 +113,10 @@ func (b *integrationsBackend) pathTypeRead(_ context.Context, _ *logical.Request
 		"optional":    optional,
 		"sensitive":   sensitive,
 		"fields":      fields,
-	}}, nil
+	}
+	if t.DerivesSecrets() {
+		// Its encrypted keys are derived under the engine-wide limits.
+		data["limits"] = map[string]any{"key_derivation": credtype.KeyWorkLimitsView()}
+	}
+	return &logical.Response{Data: data}, nil
 }

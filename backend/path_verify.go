@@ -18,6 +18,7 @@ import (
 	"github.com/hashicorp/vault/sdk/logical"
 
 	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/backend/credtype"
+	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/backend/keywork"
 	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/backend/lifecycle"
 	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/backend/oauth"
 	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/backend/usage"
@@ -122,7 +123,16 @@ func (b *integrationsBackend) check(ctx context.Context, s logical.Storage, cfg 
 		}
 		return out, nil
 	}
-	plan, err := t.VerifyPlan(values)
+	// An encrypted key signs through the copy decrypted when it was written; one stored
+	// without it is decrypted now, under the key-work limits, and kept (keepDerivedFrom).
+	secrets, err := c.derivedSecrets(ctx)
+	switch {
+	case keywork.AsBusy(err) != nil:
+		return verify.Outcome{}, err // no verdict on the credential: the engine is busy
+	case err != nil:
+		return verify.Outcome{Result: lifecycle.VerifyFailed, Detail: "the stored credential cannot be used: " + err.Error()}, nil
+	}
+	plan, err := t.VerifyPlan(values, secrets)
 	switch {
 	case err != nil:
 		return verify.Outcome{Result: lifecycle.VerifyFailed, Detail: "the stored credential cannot be used: " + err.Error()}, nil
@@ -175,6 +185,7 @@ func (b *integrationsBackend) recordVerification(ctx context.Context, s logical.
 		return false, err
 	}
 	n := c.clone()
+	n.keepDerivedFrom(was) // the same values: what was derived for was holds for n
 	n.State = lifecycle.Verified(n.State, v)
 	if err := b.credentials.put(ctx, s, n); err != nil {
 		return false, err

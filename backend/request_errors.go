@@ -2,10 +2,15 @@ package backend
 
 import (
 	"context"
+	"encoding/json"
+	"net/http"
 	"regexp"
+	"strconv"
 	"strings"
 
 	"github.com/hashicorp/vault/sdk/logical"
+
+	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/backend/keywork"
 )
 
 // conversionFailure matches the framework's refusal of a value it cannot convert to
@@ -41,12 +46,36 @@ func conversionRule(detail string) string {
 	return "has a value of the wrong type or form for this field: " + detail
 }
 
+// busyResponse answers a request the key-work gate refused: 503 with Vault's usual
+// "errors" and "retry_after" (seconds) in the body, and a Retry-After header, which
+// Vault passes on only where the mount allows it (allowed_response_headers), so the
+// body carries it too. Nothing was changed.
+func busyResponse(busy *keywork.Busy) (*logical.Response, error) {
+	secs := busy.RetrySeconds()
+	body, err := json.Marshal(map[string]any{"errors": []string{busy.Error()}, "retry_after": secs})
+	if err != nil {
+		return nil, err
+	}
+	return &logical.Response{
+		Data: map[string]any{
+			logical.HTTPStatusCode:  http.StatusServiceUnavailable,
+			logical.HTTPContentType: "application/json",
+			logical.HTTPRawBody:     string(body),
+		},
+		Headers: map[string][]string{"Retry-After": {strconv.Itoa(secs)}},
+	}, nil
+}
+
 // HandleRequest is the framework's, with its conversion errors stripped of the value:
-// what remains names the field and the rule, as every refusal of this engine does.
-// It also learns the mount path from every request.
+// what remains names the field and the rule, as every refusal of this engine does. A
+// key derivation refused by the key-work gate, on any path, is a 503 with retry_after
+// (busyResponse), never a 500. It also learns the mount path from every request.
 func (b *integrationsBackend) HandleRequest(ctx context.Context, req *logical.Request) (*logical.Response, error) {
 	b.rememberMount(req)
 	resp, err := b.Backend.HandleRequest(ctx, req)
+	if busy := keywork.AsBusy(err); busy != nil {
+		return busyResponse(busy)
+	}
 	if resp != nil && resp.IsError() && resp.Data != nil {
 		if msg, ok := resp.Data["error"].(string); ok {
 			if m := conversionFailure.FindStringSubmatch(msg); m != nil {

@@ -203,6 +203,7 @@ func (r *benchReport) render(t *testing.T) string {
 	}
 
 	w("%s", renderBefore(r))
+	w("%s", renderKDF(r, read))
 	w("## Reading\n\n")
 	for _, line := range reading {
 		w("- %s\n", line)

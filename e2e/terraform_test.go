@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -141,6 +142,10 @@ func TestTerraformLifecycle(t *testing.T) {
 	}
 	if m := mounts["integrations/"]; m == nil || m.RunningVersion != os.Getenv("PLUGIN_VERSION") {
 		t.Errorf("mount missing or wrong version: %+v", m)
+	}
+	// Vault passes on the Retry-After of a 503 (key work busy) only where it is allowed.
+	if m := mounts["integrations/"]; m == nil || !slices.Contains(m.Config.AllowedResponseHeaders, "Retry-After") {
+		t.Errorf("the mount does not allow Retry-After: %+v", m)
 	}
 
 	// Secrets are never read back, so nothing may look changed.

@@ -166,11 +166,28 @@ func TestVerifySFTPAgainstOpenSSH(t *testing.T) {
 	write("key", "type=sftp_ssh_key", host, "host_key_fingerprint="+srv.fingerprint, "username="+srv.user, "private_key="+srv.userKey)
 	write("key-wrong", "type=sftp_ssh_key", host, "host_key_fingerprint="+srv.fingerprint, "username="+srv.user, "private_key="+fixtures.SSHKey(""))
 	write("key-fp", "type=sftp_ssh_key", host, "host_key_fingerprint="+fixtures.HostKeyFingerprint(), "username="+srv.user, "private_key="+srv.userKey)
+	// The same key with a passphrase: decrypted once, when written; verify signs with the
+	// kept copy, access/ returns the key and passphrase as written.
+	raw, err := ssh.ParseRawPrivateKey([]byte(srv.userKey))
+	if err != nil {
+		t.Fatal(err)
+	}
+	encBlock, err := ssh.MarshalPrivateKeyWithPassphrase(raw, "", []byte("e2e-passphrase"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	encKey := string(pem.EncodeToMemory(encBlock))
+	write("key-enc", "type=sftp_ssh_key", host, "host_key_fingerprint="+srv.fingerprint, "username="+srv.user, "private_key="+encKey, "passphrase=e2e-passphrase")
 
 	wantResult(t, verifyCredential(t, mount, "pw"), "ok", "host key matches")
 	wantResult(t, verifyCredential(t, mount, "pw-wrong"), "failed", "refused the password")
 	wantResult(t, verifyCredential(t, mount, "pw-fp"), "failed", "host key mismatch", srv.fingerprint)
 	wantResult(t, verifyCredential(t, mount, "key"), "ok")
+	wantResult(t, verifyCredential(t, mount, "key-enc"), "ok")
+	enc := decode(t, shared.mustCLI(t, "read", "-format=json", mount+"/access/key-enc")).Data
+	if enc["private_key"] != encKey || enc["passphrase"] != "e2e-passphrase" {
+		t.Error("access/ of key-enc does not return private_key and passphrase as written")
+	}
 	wantResult(t, verifyCredential(t, mount, "key-wrong"), "failed", "refused the key")
 	wantResult(t, verifyCredential(t, mount, "key-fp"), "failed", srv.fingerprint)
 

@@ -4,8 +4,8 @@
 #   1. in-process `go test -bench -benchmem` (ns/op, allocations, storage-ops/op, ...),
 #      including the sweep at each size (BenchmarkSweepScale);
 #   2. the outside-in driver, e2e/benchmarks_test.go (TestBenchmarkReport): closed-loop
-#      HTTP load, token rollover, herd and scale through real Vault dev servers. It folds
-#      the in-process figures into the report.
+#      HTTP load, token rollover, herd, scale and parallel key derivations through real
+#      Vault dev servers. It folds the in-process figures into the report.
 # Knobs (defaults are the recorded run; the quick ones are for iterating):
 #   BENCH=regexp              only the in-process benchmarks matching it (default all)
 #   BENCH_COUNT=N             repeat each in-process benchmark
@@ -17,7 +17,9 @@
 #   BENCH_REFRESH_AHEAD=on    on|off for the rollover run (when the engine has it)
 #   BENCH_SCALE=1000,10000,100000  mount sizes (quick: 1000,10000)
 #   BENCH_SWEEP_WAIT=65s      wait for Vault's periodic tick before the after-sweep RSS (0 skips)
-#   BENCH_ONLY=load,rollover,herd,scale,startup  sections of the driver to run
+#   BENCH_ONLY=load,rollover,herd,scale,startup,kdf  sections of the driver to run
+#   BENCH_KDF_WRITES=50       parallel writes of the largest accepted scrypt key (kdf)
+#   BENCH_KDF_BASELINE_WRITES=6  the same against BENCH_BASELINE, when set (kdf)
 #   BENCH_REPORT=path         where to write the report (default BENCHMARKS.md)
 #   BENCH_INPROCESS=0         skip the in-process benchmarks
 #   BENCH_BASELINE=<commit>   also read an older build of this plugin in the load rounds,

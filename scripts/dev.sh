@@ -34,7 +34,7 @@ done
 
 SHA="$(sha256sum "$ROOT/bin/$PLUGIN" | cut -d' ' -f1)"
 "$VAULT" plugin register -sha256="$SHA" -version="$VERSION" secret "$PLUGIN" >&2
-"$VAULT" secrets enable -path=integrations -plugin-version="$VERSION" "$PLUGIN" >&2
+"$VAULT" secrets enable -path=integrations -plugin-version="$VERSION" -allowed-response-headers=Retry-After "$PLUGIN" >&2
 
 cat <<MSG
 

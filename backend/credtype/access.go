@@ -1,6 +1,7 @@
 package credtype
 
 import (
+	"context"
 	"encoding/base64"
 	"fmt"
 	"strings"
@@ -17,8 +18,10 @@ type accessSpec struct {
 	// extra adds other computed values, from the stored values and the secrets
 	// derived when they were written.
 	extra func(values Fields, secrets map[string]string, out map[string]any) error
-	// derive recomputes the secrets Validate derives, for values stored without them.
-	derive func(values Fields) (map[string]string, error)
+	// derive recomputes the secrets Validate derives, for values stored without them:
+	// those extra reads (a certificate's decrypted key), or those verify signs with (an
+	// SSH key's).
+	derive func(ctx context.Context, values Fields) (map[string]string, error)
 }
 
 // Access returns the material `access/<name>` hands an integration for a static
@@ -155,14 +158,14 @@ func certificateAccess(values Fields, secrets map[string]string, out map[string]
 
 // certificateSecrets decrypts a stored encrypted key: the one derivation Access needs
 // done beforehand. Nil for an unencrypted key.
-func certificateSecrets(values Fields) (map[string]string, error) {
+func certificateSecrets(ctx context.Context, values Fields) (map[string]string, error) {
 	keyPEM := values.Str("private_key")
 	if enc, err := keyIsEncrypted(keyPEM); err != nil || !enc {
 		return nil, nil // Access reports a broken key itself
 	}
-	key, ferr := decryptX509Key(keyPEM, values.Str("private_key_password"))
-	if ferr != nil {
-		return nil, ferr
+	key, err := decryptX509Key(ctx, keyPEM, values.Str("private_key_password"))
+	if err != nil {
+		return nil, err
 	}
 	plain, err := pkcs8PEM(key)
 	if err != nil {
@@ -177,15 +180,24 @@ func (t *Type) DerivesSecrets() bool {
 	return t != nil && t.access != nil && t.access.derive != nil
 }
 
+// AccessUsesSecrets reports whether Access reads the derived secrets (a certificate's
+// decrypted key). An sftp_ssh_key derives its decrypted key for verify only: access/
+// hands out the key as written, so reading it never waits for a derivation.
+func (t *Type) AccessUsesSecrets() bool {
+	return t.DerivesSecrets() && t.access.extra != nil
+}
+
 // DeriveSecrets recomputes Validated.Secrets from stored values, for credentials stored
-// before the engine kept them (v0.1). It runs the key's KDF: call it once per stored
-// credential and keep the result, never once per read. Nil when there is nothing to
-// derive.
-func (t *Type) DeriveSecrets(values Fields) (map[string]string, error) {
+// before the engine kept them (a certificate's decrypted key, an SSH key's). It
+// runs the key's KDF under the process-wide limits, waiting for its turn within ctx:
+// call it once per stored credential and keep the result, never once per read. Nil
+// when there is nothing to derive. Without a turn it returns *keywork.Busy (wrapped):
+// nothing is wrong with the credential, so that answer must not be kept.
+func (t *Type) DeriveSecrets(ctx context.Context, values Fields) (map[string]string, error) {
 	if t.access == nil || t.access.derive == nil {
 		return nil, nil
 	}
-	s, err := t.access.derive(values)
+	s, err := t.access.derive(ctx, values)
 	if err != nil {
 		return nil, fmt.Errorf("stored %s credential: %w", t.Name, err)
 	}

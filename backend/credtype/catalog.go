@@ -251,8 +251,10 @@ func buildCatalog(ts []*Type) catalogIndex {
 		applyOneOf(t)
 		t.layOut()
 		if t.Kind == KindStatic && t.access == nil {
-			// Types whose access material is "all of their fields".
 			t.access = &accessSpec{}
+		}
+		if t.Kind == KindStatic && t.access.fields == nil {
+			// Types whose access material is "all of their fields".
 			for _, f := range t.Fields {
 				if !f.Common {
 					t.access.fields = append(t.access.fields, f.Name)

@@ -1,10 +1,16 @@
 package credtype
 
 import (
+	"context"
 	"crypto/x509/pkix"
 	"encoding/asn1"
+	"errors"
 	"fmt"
+	"runtime/debug"
 	"sync/atomic"
+	"time"
+
+	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/backend/keywork"
 )
 
 // Caps on the key-derivation work an encrypted private key may ask for. The KDF runs on
@@ -91,18 +97,19 @@ func unmarshalDER(der []byte, v any) bool {
 }
 
 // checkPKCS8Params reads the KDF and cipher of an encrypted PKCS#8 key and refuses any
-// it does not support or whose cost exceeds the caps. It derives nothing.
-func checkPKCS8Params(der []byte) error {
+// it does not support or whose cost exceeds the caps. It derives nothing; it returns
+// the memory the derivation needs (128·N·r bytes for scrypt).
+func checkPKCS8Params(der []byte) (memory int64, err error) {
 	var info encryptedPrivateKeyInfo
 	if !unmarshalDER(der, &info) {
-		return errPKCS8Structure
+		return 0, errPKCS8Structure
 	}
 	if !info.Algorithm.Algorithm.Equal(oidPBES2) {
-		return errPKCS8Scheme
+		return 0, errPKCS8Scheme
 	}
 	var params pbes2Params
 	if !unmarshalDER(info.Algorithm.Parameters.FullBytes, &params) {
-		return errPKCS8Structure
+		return 0, errPKCS8Structure
 	}
 	keySize, blockSize := 0, 0
 	for _, c := range pbes2Ciphers {
@@ -112,44 +119,45 @@ func checkPKCS8Params(der []byte) error {
 	}
 	var iv []byte
 	if keySize == 0 || !unmarshalDER(params.EncryptionScheme.Parameters.FullBytes, &iv) || len(iv) != blockSize {
-		return errPKCS8Cipher
+		return 0, errPKCS8Cipher
 	}
 	if n := len(info.EncryptedData); n == 0 || n%blockSize != 0 {
-		return errPKCS8Structure
+		return 0, errPKCS8Structure
 	}
 	kdf := params.KeyDerivationFunc
 	switch {
 	case kdf.Algorithm.Equal(oidPBKDF2):
 		var p pbkdf2Params
 		if !unmarshalDER(kdf.Parameters.FullBytes, &p) {
-			return errPKCS8Structure
+			return 0, errPKCS8Structure
 		}
 		if p.IterationCount < 1 || p.IterationCount > maxPBKDF2Iterations {
-			return errPBKDF2Cost
+			return 0, errPBKDF2Cost
 		}
 		if p.KeyLength != 0 && p.KeyLength != int64(keySize) {
-			return errPKCS8Structure
+			return 0, errPKCS8Structure
 		}
 		switch prf := p.PRF.Algorithm; {
 		case len(prf) == 0, prf.Equal(oidHMACWithSHA1), prf.Equal(oidHMACWithSHA256):
 		default:
-			return errPKCS8PRF
+			return 0, errPKCS8PRF
 		}
+		return smallKDFMemory, nil
 	case kdf.Algorithm.Equal(oidScrypt):
 		var p scryptParams
 		if !unmarshalDER(kdf.Parameters.FullBytes, &p) {
-			return errPKCS8Structure
+			return 0, errPKCS8Structure
 		}
 		if !scryptWithinCaps(p.CostParameter, p.BlockSize, p.ParallelizationParameter) {
-			return errScryptCost
+			return 0, errScryptCost
 		}
 		if p.KeyLength != 0 && p.KeyLength != int64(keySize) {
-			return errPKCS8Structure
+			return 0, errPKCS8Structure
 		}
+		return 128 * p.CostParameter * p.BlockSize, nil // within the caps: at most 128 MiB
 	default:
-		return errPKCS8KDF
+		return 0, errPKCS8KDF
 	}
-	return nil
 }
 
 // scryptWithinCaps checks N, r and p against the caps without overflowing: each factor
@@ -168,11 +176,117 @@ func scryptWithinCaps(n, r, p int64) bool {
 	return mem*p <= maxScryptWork // mem ≤ 2^27 and p ≤ 2^28
 }
 
+// smallKDFMemory is the memory cost the key-work gate is told for a derivation whose
+// state is a few KiB whatever its parameters: PBKDF2, bcrypt, the legacy PEM MD5 KDF.
+// They are bounded by the gate's count, not its memory budget.
+const smallKDFMemory = 16 << 10
+
+// KeyWorkLimits bound the key work of the whole plugin process, every mount together
+// (the plugin is multiplexed: one process serves them all). A derivation beyond them
+// waits its turn, at most MaxWait and never closer than Reserve to its request's
+// deadline (the longest derivation the per-key caps allow: bcrypt's 256 rounds take
+// about 2 s), then is refused with *keywork.Busy, which the backend answers with 503
+// and retry_after.
+var KeyWorkLimits = keywork.Limits{
+	Concurrent: 2,
+	Memory:     2 * maxScryptMemory, // two of the largest scrypt derivations
+	MaxWait:    10 * time.Second,
+	// Two turns a second at best: more than 32 waiting could not all be served in 10 s.
+	MaxWaiting: 32,
+	Reserve:    5 * time.Second,
+}
+
+// KeyWorkLimitsView is what types/ states of KeyWorkLimits: the numbers, and what
+// happens to a request beyond them.
+func KeyWorkLimitsView() map[string]any {
+	l := keyWork.Limits()
+	return map[string]any{
+		"scope":                    "the whole plugin process: every mount it serves together",
+		"applies_to":               "the key derivations of encrypted private keys (PBKDF2, scrypt, bcrypt, legacy PEM): on every write of a certificate or sftp_ssh_key credential whose key is encrypted, and once for a credential stored before its decrypted key was kept",
+		"concurrent_derivations":   l.Concurrent,
+		"kdf_memory_mib":           l.Memory >> 20,
+		"weight":                   "each derivation counts the memory its parameters need: scrypt 128·N·r bytes, the others a few KiB",
+		"max_wait_seconds":         int(l.MaxWait / time.Second),
+		"max_waiting":              l.MaxWaiting,
+		"deadline_reserve_seconds": int(l.Reserve / time.Second),
+		"when_busy": fmt.Sprintf("a request beyond the limits waits for its turn, first come first served, at most %d s and never closer than %d s to its deadline (refused at once when %d are already waiting), then is answered 503 with retry_after (seconds) in the body and a Retry-After header (Vault passes it on where the mount has allowed_response_headers=Retry-After); nothing is changed, never a 500",
+			int(l.MaxWait/time.Second), int(l.Reserve/time.Second), l.MaxWaiting),
+	}
+}
+
+// keyWork is the process-wide gate every key derivation goes through (derive).
+var keyWork = keywork.New(KeyWorkLimits)
+
+// KeyWork returns the process-wide gate of key work, for its counters.
+func KeyWork() *keywork.Gate { return keyWork }
+
 // kdfRuns counts the key derivations run on encrypted private keys (PKCS#8, legacy PEM
 // and OpenSSH bcrypt), so tests can prove where they run and where they do not.
 var kdfRuns atomic.Uint64
+
+// kdfObserver, when set (by tests), is called around each derivation, inside the
+// gate: with +1 as it starts and -1 as it ends.
+var kdfObserver atomic.Pointer[func(delta int)]
 
 // KDFRuns returns how many times a private key's KDF has run in this process. It
 // exists for tests (the KDF must run when a key is written, never when it is read) and
 // for diagnostics.
 func KDFRuns() uint64 { return kdfRuns.Load() }
+
+// derive runs one key derivation needing memory bytes once the process-wide gate gives
+// it a turn; without a turn by the time ctx allows, it returns the gate's
+// *keywork.Busy and derives nothing.
+func derive(ctx context.Context, memory int64, run func() error) error {
+	release, err := keyWork.Acquire(ctx, memory)
+	if err != nil {
+		return err
+	}
+	defer release()
+	if memory >= collectAfter {
+		// Collected, and given back to the OS, before the turn is handed on: with GOGC's
+		// default pacing the heap may otherwise grow to twice the derivations' live
+		// memory before the garbage of finished ones is reclaimed, and freed pages stay
+		// resident until the background scavenger returns them, while small allocations
+		// in the hole left behind make the next derivation take fresh pages. The budget
+		// would then bound only what is live, not the process's resident memory.
+		defer debug.FreeOSMemory()
+	}
+	if obs := kdfObserver.Load(); obs != nil {
+		(*obs)(+1)
+		defer (*obs)(-1)
+	}
+	kdfRuns.Add(1)
+	return run()
+}
+
+// collectAfter is the memory of a derivation after which its garbage is collected and
+// returned at once: OpenSSL's default scrypt (16 MiB) and above. That costs
+// milliseconds beside the derivation's hundreds.
+const collectAfter = 16 << 20
+
+// failure turns what a finish check's derivation returned into its result: a
+// *FieldError is the field's failure; anything else (the gate's *keywork.Busy) is kept
+// for ValidateContext to return as it is, with no field to blame.
+func (v *Validated) failure(err error) FieldErrors {
+	var fe *FieldError
+	if errors.As(err, &fe) {
+		return FieldErrors{fe}
+	}
+	v.err = err
+	return nil
+}
+
+// reused returns the secret derived under the name secret from the previous values,
+// when the write leaves every field the derivation read (inputs) as it was; "" when
+// there is none or an input changed, and the derivation must run.
+func (v *Validated) reused(secret string, inputs ...string) string {
+	if v.prev == nil || v.prev.Values == nil || v.prev.Secrets[secret] == "" {
+		return ""
+	}
+	for _, f := range inputs {
+		if str(v.Values, f) != v.prev.Values.Str(f) {
+			return ""
+		}
+	}
+	return v.prev.Secrets[secret]
+}

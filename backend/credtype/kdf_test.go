@@ -1,13 +1,20 @@
 package credtype
 
 import (
+	"context"
 	"crypto"
 	"crypto/x509/pkix"
 	"encoding/asn1"
+	"runtime"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/youmark/pkcs8"
+
+	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/backend/keywork"
 )
 
 // Hand-built encrypted PKCS#8 keys: the KDF and cipher parameters are whatever the
@@ -114,9 +121,9 @@ func TestHostileEncryptedKeyRefused(t *testing.T) {
 			_, err := typ.Validate(map[string]any{"certificate": p.ecCert, "private_key": tc.key, "private_key_password": testKeyPassword})
 			wantFieldError(t, err, "private_key", tc.want)
 			// A key stored before the caps existed is refused on the way to the KDF too.
-			_, ferr := decryptX509Key(tc.key, testKeyPassword)
-			if ferr == nil || ferr.Field != "private_key" || !strings.Contains(ferr.Rule, tc.want) {
-				t.Errorf("decryptX509Key: %v, want a private_key error containing %q", ferr, tc.want)
+			_, err = decryptX509Key(context.Background(), tc.key, testKeyPassword)
+			if ferr, ok := err.(*FieldError); !ok || ferr.Field != "private_key" || !strings.Contains(ferr.Rule, tc.want) {
+				t.Errorf("decryptX509Key: %v, want a private_key error containing %q", err, tc.want)
 			}
 			if n := KDFRuns() - before; n != 0 {
 				t.Errorf("KDF ran %d times on a refused key", n)
@@ -130,20 +137,25 @@ func TestHostileEncryptedKeyRefused(t *testing.T) {
 func TestKDFCapsAcceptTheLargest(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {
-		name string
-		key  string
+		name   string
+		key    string
+		memory int64 // what the key-work gate is told the derivation needs
 	}{
-		{"PBKDF2 1000000 iterations", pbkdf2Key(t, maxPBKDF2Iterations, oidHMACWithSHA256)},
-		{"scrypt N=2^17 r=8 p=2 (128 MiB, work 256 MiB)", scryptKey(t, 1<<17, 8, 2)},
-		{"scrypt N=2^20 r=1 p=2", scryptKey(t, 1<<20, 1, 2)},
-		{"OpenSSL default scrypt N=2^14 r=8 p=1", scryptKey(t, 1<<14, 8, 1)},
+		{"PBKDF2 1000000 iterations", pbkdf2Key(t, maxPBKDF2Iterations, oidHMACWithSHA256), smallKDFMemory},
+		{"scrypt N=2^17 r=8 p=2 (128 MiB, work 256 MiB)", scryptKey(t, 1<<17, 8, 2), 128 << 20},
+		{"scrypt N=2^20 r=1 p=2", scryptKey(t, 1<<20, 1, 2), 128 << 20},
+		{"OpenSSL default scrypt N=2^14 r=8 p=1", scryptKey(t, 1<<14, 8, 1), 16 << 20},
 	} {
-		if err := checkPKCS8Params(pemDER(t, tc.key)); err != nil {
+		memory, err := checkPKCS8Params(pemDER(t, tc.key))
+		if err != nil {
 			t.Errorf("%s: refused: %v", tc.name, err)
+		}
+		if memory != tc.memory {
+			t.Errorf("%s: weighed %d bytes, want %d", tc.name, memory, tc.memory)
 		}
 	}
 	for _, key := range []string{pki().rsaPKCS8Encrypted, pki().ecPKCS8Encrypted} {
-		if err := checkPKCS8Params(pemDER(t, key)); err != nil {
+		if _, err := checkPKCS8Params(pemDER(t, key)); err != nil {
 			t.Errorf("library-written key refused: %v", err)
 		}
 	}
@@ -248,9 +260,9 @@ func TestKDFRunsOnceAtWrite(t *testing.T) {
 			if n := KDFRuns() - before; n != 1 {
 				t.Fatalf("Validate ran the KDF %d times, want 1", n)
 			}
-			key, ferr := decryptX509Key(tc.key, testKeyPassword)
-			if ferr != nil {
-				t.Fatal(ferr)
+			key, err := decryptX509Key(context.Background(), tc.key, testKeyPassword)
+			if err != nil {
+				t.Fatal(err)
 			}
 			want := pkcs8String(key)
 			if v.Secrets["private_key"] != want {
@@ -275,7 +287,7 @@ func TestKDFRunsOnceAtWrite(t *testing.T) {
 			if n := KDFRuns() - before; n != 0 {
 				t.Fatalf("Access without Secrets ran the KDF %d times", n)
 			}
-			got, err := typ.DeriveSecrets(FieldMap(v.Values))
+			got, err := typ.DeriveSecrets(context.Background(), FieldMap(v.Values))
 			if err != nil || got["private_key"] != want {
 				t.Fatalf("DeriveSecrets = %v, %v; want the decrypted key", got != nil, err)
 			}
@@ -286,7 +298,75 @@ func TestKDFRunsOnceAtWrite(t *testing.T) {
 	if err != nil || v.Secrets != nil {
 		t.Fatalf("unencrypted key: Secrets = %v, %v", v, err)
 	}
-	if s, err := mustType(t, "basic").DeriveSecrets(FieldMap(goodValues(t, "basic"))); s != nil || err != nil {
+	if s, err := mustType(t, "basic").DeriveSecrets(context.Background(), FieldMap(goodValues(t, "basic"))); s != nil || err != nil {
 		t.Fatalf("basic DeriveSecrets = %v, %v", s, err)
+	}
+}
+
+// TestKeyDerivationsBoundedProcessWide: however many validations run at once, at most
+// KeyWorkLimits.Concurrent key derivations do (the derivations count themselves,
+// through kdfObserver); the others wait their turn and then succeed. A caller whose
+// context ends before its turn gets *keywork.Busy, not a field error, and derives
+// nothing. Not parallel: it uses the process-wide gate.
+func TestKeyDerivationsBoundedProcessWide(t *testing.T) {
+	p := pki()
+	typ := mustType(t, "certificate")
+	values := map[string]any{"certificate": p.ecCert, "private_key": p.ecPKCS8Encrypted, "private_key_password": testKeyPassword}
+	const callers = 6
+	var inFlight, peak atomic.Int64
+	hold := make(chan struct{})
+	obs := func(delta int) {
+		if delta < 0 {
+			inFlight.Add(-1)
+			return
+		}
+		n := inFlight.Add(1)
+		for p := peak.Load(); n > p && !peak.CompareAndSwap(p, n); p = peak.Load() {
+		}
+		<-hold // the derivation runs until the test lets it finish
+	}
+	kdfObserver.Store(&obs)
+	defer kdfObserver.Store(nil)
+
+	errs := make(chan error, callers)
+	var wg sync.WaitGroup
+	for range callers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, err := typ.Validate(values)
+			errs <- err
+		}()
+	}
+	// Every caller is either deriving or queued; nothing else moves until hold closes.
+	for int(inFlight.Load())+keyWork.Stats().Waiting < callers {
+		runtime.Gosched()
+	}
+	if n := inFlight.Load(); n != int64(KeyWorkLimits.Concurrent) {
+		close(hold)
+		t.Fatalf("%d derivations run at once, want %d", n, KeyWorkLimits.Concurrent)
+	}
+
+	runs := KDFRuns()
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	_, err := typ.ValidateContext(ctx, values, time.Time{}, nil)
+	if keywork.AsBusy(err) == nil {
+		t.Errorf("a caller whose context ended before its turn: %v, want *keywork.Busy", err)
+	}
+	if n := KDFRuns() - runs; n != 0 {
+		t.Errorf("a refused caller derived %d times", n)
+	}
+
+	close(hold)
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Errorf("a caller that waited its turn: %v", err)
+		}
+	}
+	if got := peak.Load(); got != int64(KeyWorkLimits.Concurrent) {
+		t.Errorf("peak %d derivations at once, want %d", got, KeyWorkLimits.Concurrent)
 	}
 }

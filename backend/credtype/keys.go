@@ -1,6 +1,7 @@
 package credtype
 
 import (
+	"context"
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/ed25519"
@@ -13,6 +14,8 @@ import (
 	"strings"
 
 	"github.com/youmark/pkcs8"
+
+	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/backend/keywork"
 )
 
 var (
@@ -154,7 +157,7 @@ func checkX509PrivateKey(s string) (string, error) {
 	}
 	if b.Type == pkcs8Encrypted {
 		// Bounded before anything derives: finishCertificate runs the KDF.
-		if err := checkPKCS8Params(b.Bytes); err != nil {
+		if _, err := checkPKCS8Params(b.Bytes); err != nil {
 			return "", err
 		}
 	}
@@ -205,8 +208,9 @@ func pkcs8PEM(key crypto.Signer) (string, error) {
 }
 
 // decryptX509Key returns the usable key of a certificate credential. Its failures name
-// the field to fix: the key itself, or its password.
-func decryptX509Key(keyPEM, password string) (crypto.Signer, *FieldError) {
+// the field to fix (a *FieldError): the key itself, or its password; a derivation the
+// key-work gate gave no turn is its *keywork.Busy.
+func decryptX509Key(ctx context.Context, keyPEM, password string) (crypto.Signer, error) {
 	b, err := keyBlock(keyPEM)
 	if err != nil {
 		return nil, fieldError("private_key", err)
@@ -225,15 +229,20 @@ func decryptX509Key(keyPEM, password string) (crypto.Signer, *FieldError) {
 		return nil, &FieldError{Field: "private_key_password", Rule: "is required: private_key is encrypted"}
 	}
 	if b.Type == pkcs8Encrypted {
-		return decryptPKCS8(b.Bytes, password)
+		return decryptPKCS8(ctx, b.Bytes, password)
 	}
 	// Legacy PEM encryption is deprecated because it is weak and cannot always detect
 	// a wrong password, but it is what many tools still write; a key that does not
 	// parse after decryption is treated as a wrong password too.
-	kdfRuns.Add(1)
-	//lint:ignore SA1019 see above
-	der, err := x509.DecryptPEMBlock(b, []byte(password))
-	if err != nil {
+	var der []byte
+	if err := derive(ctx, smallKDFMemory, func() (err error) {
+		//lint:ignore SA1019 see above
+		der, err = x509.DecryptPEMBlock(b, []byte(password))
+		return err
+	}); err != nil {
+		if busy := keywork.AsBusy(err); busy != nil {
+			return nil, busy
+		}
 		return nil, &FieldError{Field: "private_key_password", Rule: "does not decrypt private_key"}
 	}
 	key, err := parsePrivateKeyDER(b.Type, der)
@@ -253,9 +262,13 @@ func finishCertificate(v *Validated) FieldErrors {
 	if err != nil {
 		return FieldErrors{fieldError("certificate", err)}
 	}
-	key, ferr := decryptX509Key(str(v.Values, "private_key"), str(v.Values, "private_key_password"))
-	if ferr != nil {
-		return FieldErrors{ferr}
+	// The key and password the credential already held were checked, and decrypted,
+	// when they were written: an edit of anything else does not derive again.
+	key := reusedX509Key(v.reused("private_key", "private_key", "private_key_password"))
+	if key == nil {
+		if key, err = decryptX509Key(v.ctx, str(v.Values, "private_key"), str(v.Values, "private_key_password")); err != nil {
+			return v.failure(err)
+		}
 	}
 	pub, ok := key.Public().(interface{ Equal(crypto.PublicKey) bool })
 	if !ok || !pub.Equal(leaf.PublicKey) {
@@ -277,6 +290,23 @@ func finishCertificate(v *Validated) FieldErrors {
 	v.Derived["serial"] = colonHex(leaf.SerialNumber.Bytes())
 	v.Derived["key_algorithm"] = keyAlgorithm(leaf.PublicKey)
 	return nil
+}
+
+// reusedX509Key parses a decrypted key kept from an earlier write (PKCS#8 PEM); nil
+// when there is none or it does not parse, and the key must be decrypted again.
+func reusedX509Key(plain string) crypto.Signer {
+	if plain == "" {
+		return nil
+	}
+	b, err := keyBlock(plain)
+	if err != nil || b.Type != "PRIVATE KEY" {
+		return nil
+	}
+	key, err := parsePrivateKeyDER(b.Type, b.Bytes)
+	if err != nil {
+		return nil
+	}
+	return key
 }
 
 func leafCertificate(certPEM string) (*x509.Certificate, error) {
@@ -356,15 +386,21 @@ func accessPrivateKey(keyPEM string) (string, error) {
 // decryptPKCS8 opens an encrypted PKCS#8 key (PBES2 with PBKDF2 or scrypt, as OpenSSL
 // writes it) with github.com/youmark/pkcs8, then applies the same key rules as to an
 // unencrypted key by parsing the decrypted PKCS#8 again.
-func decryptPKCS8(der []byte, password string) (crypto.Signer, *FieldError) {
+func decryptPKCS8(ctx context.Context, der []byte, password string) (crypto.Signer, error) {
 	// Checked again here, not only by checkX509PrivateKey: a key stored before the caps
 	// existed must not run an unbounded KDF either.
-	if err := checkPKCS8Params(der); err != nil {
+	memory, err := checkPKCS8Params(der)
+	if err != nil {
 		return nil, fieldError("private_key", err)
 	}
-	kdfRuns.Add(1)
-	key, err := pkcs8.ParsePKCS8PrivateKey(der, []byte(password))
-	if err != nil {
+	var key any
+	if err := derive(ctx, memory, func() (err error) {
+		key, err = pkcs8.ParsePKCS8PrivateKey(der, []byte(password))
+		return err
+	}); err != nil {
+		if busy := keywork.AsBusy(err); busy != nil {
+			return nil, busy
+		}
 		return nil, &FieldError{Field: "private_key_password", Rule: "does not decrypt private_key"}
 	}
 	plain, err := x509.MarshalPKCS8PrivateKey(key)

@@ -90,6 +90,7 @@ func types() []*Type {
 				use("passphrase"),
 			),
 			finish: finishSSHKey,
+			access: &accessSpec{derive: sshKeySecrets}, // fields: all of them, as written
 			verify: &verifySpec{method: VerifySSH},
 		},
 		{

@@ -2,6 +2,7 @@ package credtype
 
 import (
 	"cmp"
+	"context"
 	"errors"
 	"fmt"
 	"maps"
@@ -85,6 +86,12 @@ type Validated struct {
 
 	// now is the clock of ValidateAt; zero for Validate.
 	now time.Time
+	// ctx bounds the wait of a key derivation for its turn (ValidateContext).
+	ctx context.Context
+	// err is a failure that is no field's: a derivation the key-work gate refused.
+	err error
+	// prev is the credential being changed (ValidateContext), nil for a create.
+	prev *Previous
 }
 
 // Validate checks the complete set of type-specific values of a credential — the
@@ -113,6 +120,24 @@ func (t *Type) Validate(values map[string]any) (*Validated, error) {
 // client_certificate must not be expired (a certificate credential's may be: its
 // not_after is what the engine warns about).
 func (t *Type) ValidateAt(values map[string]any, now time.Time) (*Validated, error) {
+	return t.ValidateContext(context.Background(), values, now, nil)
+}
+
+// Previous is what a credential held before a write: its stored values and the
+// secrets derived from them. A derivation whose inputs the write leaves unchanged (an
+// edit of the description of a credential with an encrypted key) takes its result from
+// here instead of running the KDF again.
+type Previous struct {
+	Values  Fields
+	Secrets map[string]string
+}
+
+// ValidateContext is ValidateAt for a request: a key derivation (an encrypted key
+// checked against its password) waits for its turn under the process-wide limits
+// (KeyWorkLimits) within ctx's deadline, and without one returns *keywork.Busy, not a
+// FieldError: the input may well be valid. prev (nil for a create) is the credential
+// being changed: a key and password it already held are not derived again.
+func (t *Type) ValidateContext(ctx context.Context, values map[string]any, now time.Time, prev *Previous) (*Validated, error) {
 	var errs FieldErrors
 	for name, raw := range values {
 		if _, ok := t.Field(name); !ok && !isEmpty(raw) {
@@ -163,10 +188,14 @@ func (t *Type) ValidateAt(values map[string]any, now time.Time) (*Validated, err
 			errs = append(errs, fe)
 		}
 	}
-	res := &Validated{Values: out, Derived: map[string]any{}, RefreshToken: refreshToken, now: now}
+	res := &Validated{Values: out, Derived: map[string]any{}, RefreshToken: refreshToken, now: now, ctx: ctx, prev: prev}
 	if len(errs) == 0 && t.finish != nil {
 		errs = t.finish(res)
 	}
+	if len(errs) == 0 && res.err != nil {
+		return nil, res.err
+	}
+	res.ctx, res.prev = nil, nil // the request's: not kept with the result
 	if len(res.Derived) == 0 {
 		res.Derived = nil // most types derive nothing: no empty map kept per credential
 	}

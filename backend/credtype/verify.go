@@ -6,7 +6,6 @@ package credtype
 
 import (
 	"crypto/x509"
-	"errors"
 	"fmt"
 	"net/url"
 	"strings"
@@ -96,9 +95,11 @@ type VerifyPlan struct {
 }
 
 // VerifyPlan turns a credential of type t with the stored (validated) values into its
-// check. An SSH key is decrypted here (its bcrypt rounds were bounded when it was
-// written); the plan is built per verification and dropped after it.
-func (t *Type) VerifyPlan(values Fields) (VerifyPlan, error) {
+// check; secrets are those derived when they were validated (Validated.Secrets, or
+// DeriveSecrets for values stored without them). It runs no KDF: an encrypted SSH key
+// signs through its decrypted copy in secrets, and without one the plan is an error.
+// The plan is built per verification and dropped after it.
+func (t *Type) VerifyPlan(values Fields, secrets map[string]string) (VerifyPlan, error) {
 	p := VerifyPlan{Method: t.VerifyMethod()}
 	spec := t.verify
 	switch p.Method {
@@ -143,29 +144,13 @@ func (t *Type) VerifyPlan(values Fields) (VerifyPlan, error) {
 		if p.Password = values.Str("password"); p.Password != "" {
 			return p, nil
 		}
-		key, err := sshPrivateKey(values.Str("private_key"), values.Str("passphrase"))
+		key, err := sshVerifySigner(values.Str("private_key"), secrets)
 		if err != nil {
 			return p, err
 		}
 		p.Signer = key
 	}
 	return p, nil
-}
-
-// sshPrivateKey decrypts and parses a stored SSH key into a signer.
-func sshPrivateKey(keyPEM, pass string) (ssh.Signer, error) {
-	var key any
-	var err error
-	if pass == "" {
-		key, err = ssh.ParseRawPrivateKey([]byte(keyPEM))
-	} else {
-		kdfRuns.Add(1)
-		key, err = ssh.ParseRawPrivateKeyWithPassphrase([]byte(keyPEM), []byte(pass))
-	}
-	if err != nil {
-		return nil, errors.New("the stored private_key does not parse with its passphrase")
-	}
-	return sshSigner(key)
 }
 
 // apiKeyHeader is an api_key's header: header_name (default X-API-Key) carrying the key.

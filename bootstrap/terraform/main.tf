@@ -33,6 +33,9 @@ resource "vault_mount" "integrations" {
   type           = vault_plugin.integrations.name
   plugin_version = vault_plugin.integrations.version
   description    = "Credentials integrations use to reach other products"
+  # Vault drops the response headers a mount has not allowed: a write refused while the
+  # engine is busy with key derivations (503) says when to retry in Retry-After too.
+  allowed_response_headers = ["Retry-After"]
 }
 
 # Engine-wide settings. Durations are seconds, as the engine reads them back, so the
