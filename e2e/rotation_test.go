@@ -3,6 +3,7 @@
 package e2e
 
 import (
+	"fmt"
 	"io"
 	"net/http"
 	"strings"
@@ -18,19 +19,20 @@ import (
 // routine edit lands through the vault CLI, then released. Afterwards access/ succeeds
 // without a new consent, and the provider never received a retired refresh token.
 //
-// The paths run here are the ones a request drives: an access/ read that must refresh
-// (minimum_seconds above the token's lifetime), credentials/<name>/verify, and the code
-// exchange of a consent. Refresh ahead, keep-alive and the verify schedule store their
-// answer through the same code (tokenStore.put) and are covered in-process with the
-// injected clock (backend/rotation_kept_test.go): on a real server they would need the
-// wall clock to reach a refresh window or an interval.
+// The paths run here: an access/ read of a token that is due, a read in the refresh
+// window (refresh ahead, the refresh running behind the answered read),
+// credentials/<name>/verify, and the code exchange of a consent. Keep-alive and the
+// verify schedule store their answer through the same code (tokenStore.put, reached
+// through mintToken as verify is) and are covered in-process with the injected clock
+// (backend/rotation_kept_test.go): on a real server they would wait for Vault's
+// periodic tick and an interval of at least an hour.
 func TestRotatedRefreshTokenSurvivesEditsFosite(t *testing.T) {
 	t.Parallel()
 	mount := shared.mount(t)
 	shared.mustCLI(t, "write", mount+"/config", "callback_base_url="+shared.addr)
-	// Access tokens of 3 s: the access path refreshes only a token that is due, and for a
-	// token shorter than expiry_buffer that is half its lifetime after issue (see
-	// wantDue below).
+	// Access tokens of 3 s by default: the access path refreshes only a token that is
+	// due, and for a token shorter than expiry_buffer that is half its lifetime after
+	// issue (each path's wait).
 	const accessTTL = 3 * time.Second
 	p := fositetest.New(t, fositetest.Options{AccessTTL: accessTTL})
 	client := fositetest.SecretClient{ID: "vault-integrations", Secret: "fosite-client-secret-e2e",
@@ -81,9 +83,20 @@ func TestRotatedRefreshTokenSurvivesEditsFosite(t *testing.T) {
 	paths := []struct {
 		name string
 		hold string // the grant type held at the provider
-		run  func(t *testing.T, cred, name string)
+		// ttl is the lifetime of the access tokens issued; wait is how long after a
+		// token's issue the path refreshes it: the access path once it is due (half of
+		// a lifetime shorter than expiry_buffer), refresh ahead once its refresh window
+		// opens (a quarter of 20 s: refreshLead) and before it is due.
+		ttl, wait time.Duration
+		// background: the path's request returns at once; the refresh runs behind it.
+		background bool
+		run        func(t *testing.T, cred, name string)
 	}{
-		{name: "access", hold: "refresh_token", run: func(t *testing.T, cred, name string) {
+		{name: "refresh_ahead", hold: "refresh_token", ttl: 20 * time.Second, wait: 5*time.Second + 200*time.Millisecond, background: true,
+			run: func(t *testing.T, cred, name string) {
+				_, _ = shared.cli("read", mount+"/access/"+name)
+			}},
+		{name: "access", hold: "refresh_token", ttl: accessTTL, wait: accessTTL/2 + 100*time.Millisecond, run: func(t *testing.T, cred, name string) {
 			_, _ = shared.cli("read", mount+"/access/"+name)
 		}},
 		{name: "verify", hold: "refresh_token", run: func(t *testing.T, cred, name string) {
@@ -99,6 +112,11 @@ func TestRotatedRefreshTokenSurvivesEditsFosite(t *testing.T) {
 		t.Run(path.name, func(t *testing.T) {
 			name := "rot-" + path.name
 			cred := create(t, name)
+			p.SetAccessTTL(accessTTL)
+			if path.ttl != 0 {
+				p.SetAccessTTL(path.ttl)
+			}
+			shared.mustCLI(t, "write", mount+"/config", fmt.Sprintf("refresh_ahead=%v", path.background))
 			if path.hold != "authorization_code" {
 				if status, page := consent(t, cred); status != http.StatusOK {
 					t.Fatalf("consent: %d %s", status, page)
@@ -106,10 +124,10 @@ func TestRotatedRefreshTokenSurvivesEditsFosite(t *testing.T) {
 			}
 			issued := time.Now() // no token was issued later than this
 			for _, edit := range edits {
-				if path.name == "access" {
-					// The condition the access path refreshes on is that the cached token is
-					// due (half of its 3 s): wait until it is. This waits for no other actor.
-					time.Sleep(time.Until(issued.Add(accessTTL/2 + 100*time.Millisecond)))
+				if path.wait != 0 {
+					// The condition the path refreshes on is the age of the cached token:
+					// wait until it has it. This waits for no other actor.
+					time.Sleep(time.Until(issued.Add(path.wait)))
 				}
 				before := len(p.RefreshTokens())
 				arrived, release := p.Hold(t, path.hold)
@@ -118,14 +136,34 @@ func TestRotatedRefreshTokenSurvivesEditsFosite(t *testing.T) {
 					defer close(done)
 					path.run(t, cred, name)
 				}()
-				select {
-				case <-arrived:
-				case <-done:
-					t.Fatalf("%s: the %s ended without reaching the provider", edit.name, path.name)
+				if path.background {
+					// The read is answered while its refresh is held at the provider (the
+					// bound only detects a read that waits for it).
+					select {
+					case <-done:
+					case <-time.After(30 * time.Second):
+						t.Fatalf("%s: the read waited for the held provider: not refreshed ahead", edit.name)
+					}
+					select {
+					case <-arrived:
+					case <-time.After(30 * time.Second):
+						t.Fatalf("%s: the read in the refresh window started no refresh", edit.name)
+					}
+				} else {
+					select {
+					case <-arrived:
+					case <-done:
+						t.Fatalf("%s: the %s ended without reaching the provider", edit.name, path.name)
+					}
 				}
 				shared.mustCLI(t, substitute(edit.args, cred)...)
 				release()
 				<-done
+				for path.background && len(p.RefreshTokens()) == before {
+					// The held refresh is answered once released; fosite records its answer
+					// before sending it. Bounded by the test's timeout.
+					time.Sleep(20 * time.Millisecond)
+				}
 				if edit.undo != nil {
 					shared.mustCLI(t, substitute(edit.undo, cred)...)
 				}
