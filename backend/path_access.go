@@ -96,8 +96,9 @@ func (b *integrationsBackend) pathAccessRead(ctx context.Context, req *logical.R
 	} else {
 		data, warnings, err = b.tokenAccess(ctx, req.Storage, cfg, c, d.Get("minimum_seconds").(int), now)
 	}
-	if keywork.AsBusy(err) != nil {
-		// The engine's load, not the credential's fault: no failure is recorded.
+	if keywork.AsBusy(err) != nil || errors.Is(err, logical.ErrReadOnly) {
+		// The engine's load, not the credential's fault, or a performance standby
+		// handing the read to the active node (mintToken): no failure is recorded.
 		return nil, err
 	}
 	if err != nil {
@@ -176,6 +177,9 @@ func (b *integrationsBackend) tokenAccess(ctx context.Context, s logical.Storage
 		res, t, err = b.mintToken(ctx, s, cfg, c.Name, minValid, nil, false)
 		if refused := mintRefusal(c.Name, err, "read it again"); refused != nil {
 			return nil, nil, refused
+		}
+		if errors.Is(err, logical.ErrReadOnly) {
+			return nil, nil, err // Vault forwards it to the active node: nothing failed
 		}
 		if err != nil {
 			return nil, nil, b.tokenFailure(ctx, s, t, err, now)
@@ -263,6 +267,22 @@ var errAheadStale = errors.New("the token to refresh ahead is no longer current"
 // together, the token is stored only if neither changed meanwhile (tokenStore.put).
 // Once the credential is cached this read is from memory.
 func (b *integrationsBackend) mintToken(ctx context.Context, s logical.Storage, cfg *engineConfig, name string, minValid time.Duration, ahead *storedToken, force bool) (oauth.Result, tokenTicket, error) {
+	for attempt := 1; ; attempt++ {
+		res, t, err := b.mintOnce(ctx, s, cfg, name, minValid, ahead, force)
+		// ErrRetry: a request detached by an edit (Forget) was still at the provider,
+		// perhaps spending the refresh token this one would have sent; it has ended, so
+		// start again from the token state it left. Edits are rare; a few rounds bound it.
+		if !errors.Is(err, oauth.ErrRetry) || attempt == maxMintAttempts {
+			return res, t, err
+		}
+	}
+}
+
+// maxMintAttempts bounds how often mintToken starts again after oauth.ErrRetry.
+const maxMintAttempts = 4
+
+// mintOnce is one attempt of mintToken.
+func (b *integrationsBackend) mintOnce(ctx context.Context, s logical.Storage, cfg *engineConfig, name string, minValid time.Duration, ahead *storedToken, force bool) (oauth.Result, tokenTicket, error) {
 	ts := b.tokens
 	if !b.WriteSafeReplicationState() {
 		// A performance standby cannot store what the provider answers, and a rotated

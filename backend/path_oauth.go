@@ -239,10 +239,12 @@ func (b *integrationsBackend) completeAuthorization(ctx context.Context, s logic
 	// put checks the generation, the credential and its destination; on success the
 	// generation moves on, so refreshes in flight from an older grant cannot
 	// overwrite the new tokens.
-	if err := b.tokens.put(ctx, s, t, tok, true); err != nil && !errors.Is(err, errRefreshKept) {
+	if err := b.tokens.put(ctx, s, t, tok, true); err != nil && !errors.Is(err, errRefreshKept) && !errors.Is(err, errUnsaved) {
 		// errRefreshKept: the credential was edited during the exchange (a description,
 		// a suspend), but it still points where it did for the same client: the
-		// consented refresh token is stored, and the consent stands.
+		// consented refresh token is stored, and the consent stands. errUnsaved: storage
+		// refused it, but it is held in memory and stored before any token request, so
+		// the consent stands too and the state below says so.
 		if isDiscarded(err) {
 			b.recordEvent(name, usage.EventAuthorized, false, "", "the credential changed during the exchange")
 			return &errAuthorization{"the credential was changed or deleted while the authorization completed: start a new one with authorize"}
@@ -310,7 +312,7 @@ func (b *integrationsBackend) spendAuthorization(ctx context.Context, s logical.
 	}
 	oc.RedirectURL = p.RedirectURL
 	// Under the lock, so the generation and the credential belong together.
-	t := tokenTicket{name: name, gen: b.tokens.generation(name), dest: destination(c), client: grantOwner(c)}
+	t := tokenTicket{name: name, gen: b.tokens.generation(name), dest: destination(c), client: grantOwner(c), grant: b.tokens.grantEpoch(name)}
 	return t, oc, p.Verifier, nil
 }
 
@@ -348,7 +350,11 @@ func (b *integrationsBackend) pathCallback(ctx context.Context, req *logical.Req
 		if errors.As(err, &ae) {
 			return callbackPage(http.StatusBadRequest, "Authorization failed", ae.msg), nil
 		}
-		return nil, err
+		// A storage error's text can name the storage backend's addresses: the
+		// unauthenticated page says only what happened.
+		b.Logger().Error("completing an authorization failed", "credential", name, "error", err)
+		return callbackPage(http.StatusInternalServerError, "Authorization not stored",
+			"Vault could not store the result of this authorization. Retry shortly, or start again from Vault."), nil
 	}
 	c, err := b.credentials.get(ctx, req.Storage, name)
 	if err != nil {

@@ -57,6 +57,7 @@ func (ts *tokenStore) adopt(ctx context.Context, s logical.Storage, c *credentia
 		return fmt.Errorf("encoding the token of %q: %w", c.Name, err)
 	}
 	ts.bump(c.Name)
+	ts.regrant(c.Name) // a code exchange in flight must not overwrite the import
 	if err := s.Put(ctx, entry); err != nil {
 		return fmt.Errorf("storing the imported refresh token of %q: %w", c.Name, err)
 	}

@@ -3,6 +3,7 @@ package backend
 import (
 	"context"
 	"net/http"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -314,5 +315,119 @@ func TestRotatedRefreshTokenSurvivesDefaultLifetimeChange(t *testing.T) {
 	if stored.RefreshToken != rotated || stored.AccessToken != "" {
 		t.Fatalf("stored: the rotated refresh token %v, an access token %v; want only the rotated refresh token",
 			stored.RefreshToken == rotated, stored.AccessToken != "")
+	}
+}
+
+// A read that arrives after an edit while the refresh the edit detached is still at
+// the provider does not send the refresh token that refresh is spending (review of
+// issue 21): it waits for it, then refreshes from what it stored. Before, the edit's
+// Forget let the read start a second request with the same refresh token; the
+// provider refused the retired token, the credential went to needs_reauth, and a
+// provider with reuse detection revoked the grant.
+func TestReadAfterAnEditWaitsForTheDetachedRefresh(t *testing.T) {
+	t.Parallel()
+	p := newTestProvider(t, providerConfig{accessTTL: time.Hour, rotate: true})
+	b, s, clock := oauthBackend(t)
+	authorizeCode(t, b, s, p, "ac")
+	consented := p.lastIssued(t).refresh
+	arrived, release := blockTokens(t, p)
+	clock.Advance(time.Hour)
+	first := accessAsync(b, s, "ac")
+	waitArrived(t, arrived, "the first read's refresh")
+	mustOK(t, b, s, logical.PatchOperation, "credentials/ac", map[string]any{"description": "edited"})
+	second := accessAsync(b, s, "ac")
+	// The second read must now be ordered behind the first request, or at the
+	// provider (what the defect did): wait for whichever happens.
+	for b.tokens.brokerOf().Ordered() == 0 {
+		select {
+		case <-arrived:
+			release()
+			waitRead(t, second, "second read")
+			t.Fatalf("a second refresh reached the provider while the first was in flight (sent the consented token: %v)",
+				p.LastRefreshToken() == consented)
+		default:
+			runtime.Gosched()
+		}
+	}
+	release()
+	waitRead(t, first, "first read")
+	if r := waitRead(t, second, "second read"); r.err != nil || r.resp.IsError() {
+		t.Fatalf("the read after the edit: %v %v", r.resp, r.err)
+	}
+	if st, reason := credStatus(t, b, s, "ac"); st != "active" {
+		t.Fatalf("status %s (%s), want active", st, reason)
+	}
+	if p.requests.Load() != 3 || p.LastRefreshToken() == consented {
+		t.Fatalf("%d requests, last sent the consented token %v: want the exchange and two refreshes, the second from the rotated token",
+			p.requests.Load(), p.LastRefreshToken() == consented)
+	}
+}
+
+// A code exchange in flight while a person imports a refresh token does not overwrite
+// the import: the import is the newer grant (review of issue 21).
+func TestExchangeNeverOverwritesAnImport(t *testing.T) {
+	t.Parallel()
+	p := newTestProvider(t, providerConfig{})
+	b, s, _ := oauthBackend(t)
+	mustOK(t, b, s, logical.CreateOperation, "credentials/ac", authCodeFields(p))
+	loc := p.consent(t, startAuthorization(t, b, s, "ac")["auth_url"].(string))
+	imported := p.IssueRefreshToken(t, callbackURL)
+	arrived, release := blockTokens(t, p)
+	page := make(chan int, 1)
+	go func() {
+		data := map[string]any{}
+		for k := range loc.Query() {
+			data[k] = loc.Query().Get(k)
+		}
+		resp, _ := request(b, s, logical.ReadOperation, callbackPath, data)
+		status, _ := resp.Data[logical.HTTPStatusCode].(int)
+		page <- status
+	}()
+	waitArrived(t, arrived, "the code exchange")
+	mustOK(t, b, s, logical.PatchOperation, "credentials/ac", map[string]any{"refresh_token": imported})
+	release()
+	if status := <-page; status == http.StatusOK {
+		t.Fatal("the exchange reported success although a newer refresh token was imported meanwhile")
+	}
+	if got := storedTokenOf(t, s, "ac").RefreshToken; got != imported {
+		t.Fatal("the code exchange overwrote the imported refresh token")
+	}
+}
+
+// A consent whose tokens storage refuses still stands: the credential is
+// re-authorized, the tokens are held in memory and stored by the next tick, and the
+// unauthenticated page never shows a storage error (review of issue 21).
+func TestConsentKeptAcrossStorageFailure(t *testing.T) {
+	t.Parallel()
+	p := newTestProvider(t, providerConfig{accessTTL: time.Hour, rotate: true})
+	b, s, _ := oauthBackend(t)
+	mustOK(t, b, s, logical.CreateOperation, "credentials/ac", authCodeFields(p))
+	s.mu.Lock()
+	s.failPut = tokenPrefix + "ac"
+	s.mu.Unlock()
+	start := startAuthorization(t, b, s, "ac")
+	status, page := callback(t, b, s, p.consent(t, start["auth_url"].(string)).Query())
+	if status != http.StatusOK || strings.Contains(page, "storage") {
+		t.Fatalf("callback while storage refuses the tokens: %d %s", status, page)
+	}
+	consented := p.lastIssued(t).refresh
+	s.mu.Lock()
+	s.failPut = ""
+	s.mu.Unlock()
+	tick(t, b, s)
+	if got := storedTokenOf(t, s, "ac").RefreshToken; got != consented {
+		t.Fatal("the tick did not store the consented refresh token")
+	}
+	accessOK(t, b, s, "ac", nil)
+
+	// Storage refusing the credential's own write: a fixed page, no storage text.
+	mustOK(t, b, s, logical.CreateOperation, "credentials/ac2", authCodeFields(p))
+	start = startAuthorization(t, b, s, "ac2")
+	s.mu.Lock()
+	s.failPut = credentialPrefix + "ac2"
+	s.mu.Unlock()
+	status, page = callback(t, b, s, p.consent(t, start["auth_url"].(string)).Query())
+	if status != http.StatusInternalServerError || strings.Contains(page, "storage unavailable") {
+		t.Fatalf("callback while storage refuses the credential: %d %s", status, page)
 	}
 }

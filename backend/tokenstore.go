@@ -66,6 +66,7 @@ type tokenTicket struct {
 	gen    uint64
 	dest   string
 	client string // grantOwner of the credential then
+	grant  uint64 // the grant epoch then (grantEpoch), for a code exchange
 }
 
 // tokenStore is the one owner of every OAuth credential's token state: the
@@ -99,7 +100,12 @@ type tokenStore struct {
 
 	mu      sync.RWMutex
 	gens    map[string]uint64
-	counter uint64 // gens are drawn from it, so a generation is never reused
+	counter uint64 // gens and grants are drawn from it, so neither is ever reused
+	// grants moves on, per credential, when its grant is replaced whole: a consent
+	// stored (a code exchange) or a refresh token imported. A code exchange started
+	// before such a replacement must not overwrite it (put); a routine edit moves only
+	// the generation.
+	grants map[string]uint64
 
 	brokerOnce sync.Once
 	broker     *oauth.Broker
@@ -115,7 +121,7 @@ type tokenStore struct {
 }
 
 func newTokenStore(b *integrationsBackend) *tokenStore {
-	ts := &tokenStore{b: b, locks: locksutil.CreateLocks(), cache: newGenCache[*storedToken](), gens: make(map[string]uint64),
+	ts := &tokenStore{b: b, locks: locksutil.CreateLocks(), cache: newGenCache[*storedToken](), gens: make(map[string]uint64), grants: make(map[string]uint64),
 		kept: newKeepAlive(), unsaved: make(map[string]*unsavedToken)}
 	ts.aheadCtx, ts.aheadCancel = context.WithCancel(context.Background())
 	return ts
@@ -232,6 +238,21 @@ func grantOwner(c *credential) string {
 	return hex.EncodeToString(h.Sum(nil)[:16])
 }
 
+// grantEpoch is name's grant epoch (see tokenStore.grants).
+func (ts *tokenStore) grantEpoch(name string) uint64 {
+	ts.mu.RLock()
+	defer ts.mu.RUnlock()
+	return ts.grants[name]
+}
+
+// regrant moves name's grant epoch on. The caller holds the name's token lock.
+func (ts *tokenStore) regrant(name string) {
+	ts.mu.Lock()
+	ts.counter++
+	ts.grants[name] = ts.counter
+	ts.mu.Unlock()
+}
+
 func (ts *tokenStore) generation(name string) uint64 {
 	ts.mu.RLock()
 	defer ts.mu.RUnlock()
@@ -290,6 +311,10 @@ func (ts *tokenStore) put(ctx context.Context, s logical.Storage, t tokenTicket,
 	l.Lock()
 	defer l.Unlock()
 	st := &storedToken{Token: *tok, Destination: t.dest, Client: t.client}
+	if replace && ts.grantEpoch(t.name) != t.grant {
+		// A consent or an import was stored since this exchange started: it is newer.
+		return errTokenDiscarded
+	}
 	current := ts.generation(t.name) == t.gen
 	if current && tok.AssumedLifetime != 0 {
 		cfg, err := ts.b.loadConfig(ctx, s)
@@ -352,6 +377,7 @@ func (ts *tokenStore) store(ctx context.Context, s logical.Storage, name string,
 	}
 	if replace {
 		ts.bump(name)
+		ts.regrant(name)
 	}
 	if err := s.Put(ctx, entry); err != nil {
 		return fmt.Errorf("storing token of %q: %w", name, err)
@@ -511,6 +537,7 @@ func (ts *tokenStore) removed(name string) {
 	ts.kept.forget(name)
 	ts.mu.Lock()
 	delete(ts.gens, name)
+	delete(ts.grants, name)
 	ts.mu.Unlock()
 }
 

@@ -37,6 +37,10 @@ func (f Field) mapLimits() string {
 // Values are trimmed; a key whose value is empty is dropped.
 func (f Field) normalizeMap(raw any) (map[string]string, error) {
 	var in map[string]string
+	if n := mapLen(raw); n > f.maxItems {
+		// Before anything is copied: a request may carry any number of keys.
+		return nil, rulef("must have at most %d keys", f.maxItems)
+	}
 	switch m := raw.(type) {
 	case map[string]string:
 		in = m
@@ -180,4 +184,16 @@ func applyOneOf(t *Type) {
 			f.Rule = o.Rule() + "; " + f.Rule
 		}
 	}
+}
+
+// mapLen is the number of keys of a map value of the shapes normalizeMap takes, -1
+// for any other.
+func mapLen(raw any) int {
+	switch m := raw.(type) {
+	case map[string]string:
+		return len(m)
+	case map[string]any:
+		return len(m)
+	}
+	return -1
 }

@@ -35,8 +35,14 @@ type Broker struct {
 	now    func() time.Time
 	group  singleflight.Group
 
-	mu      sync.Mutex
-	keys    map[string]*keyState
+	mu   sync.Mutex
+	keys map[string]*keyState
+	// running holds, per key, a channel closed when the key's request in flight (and
+	// its persist) has ended. Forget leaves it, so a request that Forget detached
+	// still orders the next one: the two never both spend one refresh token.
+	running map[string]chan struct{}
+	// ordered counts the requests waiting for an earlier one of their key (running).
+	ordered atomic.Int64
 	limit   *requestLimiter // per key; outlives Forget
 	closed  bool            // Close was called: no request starts any more
 	flights sync.WaitGroup  // requests in flight, for Close to wait on
@@ -84,15 +90,25 @@ func NewBroker(c *Client, now func() time.Time) *Broker {
 	}
 	base, cancel := context.WithCancel(context.Background())
 	return &Broker{
-		client: c,
-		now:    now,
-		keys:   make(map[string]*keyState),
-		limit:  newRequestLimiter(RequestBurst, requestInterval),
-		jitter: rand.Int64N,
-		base:   base,
-		cancel: cancel,
+		client:  c,
+		now:     now,
+		keys:    make(map[string]*keyState),
+		running: make(map[string]chan struct{}),
+		limit:   newRequestLimiter(RequestBurst, requestInterval),
+		jitter:  rand.Int64N,
+		base:    base,
+		cancel:  cancel,
 	}
 }
+
+// Ordered is how many requests are waiting for an earlier request of their key that
+// Forget detached (see ErrRetry).
+func (b *Broker) Ordered() int64 { return b.ordered.Load() }
+
+// ErrRetry is what the callers of a request get when it waited for an earlier request
+// of the same key that Forget had detached: the token state may have changed meanwhile,
+// so the caller reads it again and asks again.
+var ErrRetry = errors.New("an earlier token request for the credential ended meanwhile; start again from its result")
 
 // ErrClosed is what a request gets once the Broker is closed.
 var ErrClosed = errors.New("the token broker is closed")
@@ -214,6 +230,12 @@ func (b *Broker) Exchange(ctx context.Context, key string, cfg Config, code, ver
 		b.client.observer.Throttled()
 		return nil, throttled(now, at)
 	}
+	// A flight of its own, so Close cancels it and waits for it like any other.
+	ctx, done, err := b.startFlight(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer done()
 	return b.client.Exchange(ctx, cfg, code, verifier)
 }
 
@@ -234,6 +256,33 @@ func (b *Broker) Forget(key string) {
 // fly is the body of the single in-flight request for key.
 func (b *Broker) fly(ctx context.Context, key string, cfg Config, cached *Token, minValid time.Duration,
 	persist func(context.Context, *Token) error) (Result, error) {
+	b.mu.Lock()
+	prev, done := b.running[key], make(chan struct{})
+	b.running[key] = done
+	b.mu.Unlock()
+	defer func() {
+		b.mu.Lock()
+		if b.running[key] == done {
+			delete(b.running, key)
+		}
+		b.mu.Unlock()
+		close(done)
+	}()
+	if prev != nil {
+		// A request for key that Forget detached is still at the provider: with a
+		// provider that rotates refresh tokens it is spending the one this request
+		// would send, and a second use of a retired refresh token can revoke the
+		// grant. Wait for it to end and to store what it got, then let the caller
+		// start again from there.
+		b.ordered.Add(1)
+		defer b.ordered.Add(-1)
+		select {
+		case <-prev:
+			return Result{}, ErrRetry
+		case <-ctx.Done():
+			return Result{}, fmt.Errorf("waiting for an earlier token request for %q: %w", key, ctx.Err())
+		}
+	}
 	b.mu.Lock()
 	st := b.keys[key]
 	if st == nil {

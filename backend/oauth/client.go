@@ -23,6 +23,15 @@ import (
 	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/backend/tlsclient"
 )
 
+// Bounds on what a provider's answer may carry, so a stored token always fits one
+// storage entry (Consul's are 512 KiB; JSON may escape a byte as six).
+const (
+	MaxAccessTokenBytes  = 64 << 10 // the largest JWT access tokens seen are a few KiB
+	MaxRefreshTokenBytes = 16 << 10
+	maxTokenTypeBytes    = 64
+	maxScopeBytes        = 8 << 10
+)
+
 // Token is an access token as the backend caches and serves it. Expiry and
 // IssuedAt come from the Client's clock, so cache decisions and tests agree.
 type Token struct {
@@ -367,6 +376,25 @@ func (c *Client) token(tok *oauth2.Token, cfg Config) (*Token, error) {
 	lifetime, assumed, capped, err := c.lifetimeOf(tok, cfg)
 	if err != nil {
 		return nil, err
+	}
+	scope, _ := tok.Extra("scope").(string)
+	for _, f := range []struct {
+		name  string
+		value string
+		max   int
+	}{
+		{"access_token", tok.AccessToken, MaxAccessTokenBytes},
+		{"refresh_token", tok.RefreshToken, MaxRefreshTokenBytes},
+		{"token_type", tok.TokenType, maxTokenTypeBytes},
+		{"scope", scope, maxScopeBytes},
+	} {
+		if len(f.value) > f.max {
+			// What is kept must fit one storage entry on every backend (and stay so
+			// once JSON escapes it): an answer that would not is refused, not stored
+			// and retried for ever.
+			return nil, &Error{Class: Transient, Code: CodeBadResponse, Status: http.StatusOK,
+				detail: fmt.Sprintf("the provider's answer has a %s of %d bytes, more than the %d the engine keeps", f.name, len(f.value), f.max)}
+		}
 	}
 	t := &Token{
 		AccessToken:    tok.AccessToken,

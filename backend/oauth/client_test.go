@@ -2,7 +2,9 @@ package oauth
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -646,5 +648,43 @@ func TestTokenLifetimeAndFields(t *testing.T) {
 				t.Errorf("token = %+v", *tok)
 			}
 		})
+	}
+}
+
+// An answer whose fields could not be stored in one storage entry is refused as a
+// bad response, naming the field and its size, never its value; at the bound it is
+// kept.
+func TestTokenFieldsBounded(t *testing.T) {
+	t.Parallel()
+	cases := []struct {
+		field string
+		max   int
+	}{{"access_token", MaxAccessTokenBytes}, {"refresh_token", MaxRefreshTokenBytes}, {"token_type", maxTokenTypeBytes}, {"scope", maxScopeBytes}}
+	for _, tc := range cases {
+		for _, n := range []int{tc.max, tc.max + 1} {
+			t.Run(fmt.Sprintf("%s-%d", tc.field, n), func(t *testing.T) {
+				t.Parallel()
+				fields := map[string]string{"access_token": "at", "token_type": "bearer"}
+				fields[tc.field] = strings.Repeat("b", n)
+				body, _ := json.Marshal(fields)
+				srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+					writeJSON(w, http.StatusOK, string(body))
+				}))
+				t.Cleanup(srv.Close)
+				c := NewClient(ClientOptions{MaxResponseBytes: 1 << 20})
+				cfg := Config{Grant: GrantClientCredentials, TokenURL: srv.URL, ClientID: oauthtest.ClientID}
+				_, err := c.Mint(context.Background(), cfg, "")
+				if n == tc.max {
+					if err != nil {
+						t.Fatalf("at the bound: %v", err)
+					}
+					return
+				}
+				e := wantError(t, err, Transient, CodeBadResponse)
+				if !strings.Contains(e.Error(), tc.field) || strings.Contains(e.Error(), "bbbb") {
+					t.Fatalf("refusal %q: want the field named and no value", e.Error())
+				}
+			})
+		}
 	}
 }
