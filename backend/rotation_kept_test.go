@@ -225,9 +225,7 @@ func TestRotatedRefreshTokenKeptAcrossStorageFailure(t *testing.T) {
 	authorizeCode(t, b, s, p, "ac")
 	consented := p.lastIssued(t).refresh
 	clock.Advance(time.Hour)
-	s.mu.Lock()
-	s.failPut = tokenPrefix + "ac"
-	s.mu.Unlock()
+	failPut(s, tokenPrefix + "ac")
 	if code, _ := accessErr(t, b, s, "ac"); code == http.StatusOK {
 		t.Fatal("access handed out a token whose refresh token could not be stored")
 	}
@@ -251,9 +249,7 @@ func TestRotatedRefreshTokenKeptAcrossStorageFailure(t *testing.T) {
 	if got := storedTokenOf(t, s, "ac").RefreshToken; got != consented {
 		t.Fatal("the stored token changed although storage refused")
 	}
-	s.mu.Lock()
-	s.failPut = ""
-	s.mu.Unlock()
+	failPut(s, "")
 	tick(t, b, s) // the sweep stores it, whether or not anyone reads
 	if got := storedTokenOf(t, s, "ac").RefreshToken; got != rotated {
 		t.Fatal("the tick did not store the rotated refresh token")
@@ -402,18 +398,14 @@ func TestConsentKeptAcrossStorageFailure(t *testing.T) {
 	p := newTestProvider(t, providerConfig{accessTTL: time.Hour, rotate: true})
 	b, s, _ := oauthBackend(t)
 	mustOK(t, b, s, logical.CreateOperation, "credentials/ac", authCodeFields(p))
-	s.mu.Lock()
-	s.failPut = tokenPrefix + "ac"
-	s.mu.Unlock()
+	failPut(s, tokenPrefix + "ac")
 	start := startAuthorization(t, b, s, "ac")
 	status, page := callback(t, b, s, p.consent(t, start["auth_url"].(string)).Query())
 	if status != http.StatusOK || strings.Contains(page, "storage") {
 		t.Fatalf("callback while storage refuses the tokens: %d %s", status, page)
 	}
 	consented := p.lastIssued(t).refresh
-	s.mu.Lock()
-	s.failPut = ""
-	s.mu.Unlock()
+	failPut(s, "")
 	tick(t, b, s)
 	if got := storedTokenOf(t, s, "ac").RefreshToken; got != consented {
 		t.Fatal("the tick did not store the consented refresh token")
@@ -423,11 +415,16 @@ func TestConsentKeptAcrossStorageFailure(t *testing.T) {
 	// Storage refusing the credential's own write: a fixed page, no storage text.
 	mustOK(t, b, s, logical.CreateOperation, "credentials/ac2", authCodeFields(p))
 	start = startAuthorization(t, b, s, "ac2")
-	s.mu.Lock()
-	s.failPut = credentialPrefix + "ac2"
-	s.mu.Unlock()
+	failPut(s, credentialPrefix + "ac2")
 	status, page = callback(t, b, s, p.consent(t, start["auth_url"].(string)).Query())
 	if status != http.StatusInternalServerError || strings.Contains(page, "storage unavailable") {
 		t.Fatalf("callback while storage refuses the credential: %d %s", status, page)
 	}
+}
+
+// failPut makes s refuse every write of key ("" for none).
+func failPut(s *countingStorage, key string) {
+	s.mu.Lock()
+	s.failPut = key
+	s.mu.Unlock()
 }

@@ -208,32 +208,25 @@ func (t *Type) Field(name string) (Field, bool) {
 
 // DestinationFields returns the names of t's destination fields, in field order.
 func (t *Type) DestinationFields() []string {
-	var names []string
-	for _, f := range t.Fields {
-		if f.Destination {
-			names = append(names, f.Name)
-		}
-	}
-	return names
+	return t.fieldsWhere(func(f Field) bool { return f.Destination })
 }
 
 // GrantOwnerFields returns the names of t's grant-owner fields, in field order.
 func (t *Type) GrantOwnerFields() []string {
-	var names []string
-	for _, f := range t.Fields {
-		if f.GrantOwner {
-			names = append(names, f.Name)
-		}
-	}
-	return names
+	return t.fieldsWhere(func(f Field) bool { return f.GrantOwner })
 }
 
 // SensitiveFields returns the names of t's sensitive fields, in field order, so the
 // backend can list which secrets are set and keep stored ones an update omits.
 func (t *Type) SensitiveFields() []string {
+	return t.fieldsWhere(func(f Field) bool { return f.Sensitive })
+}
+
+// fieldsWhere returns the names of t's fields that keep accepts, in field order.
+func (t *Type) fieldsWhere(keep func(Field) bool) []string {
 	var names []string
 	for _, f := range t.Fields {
-		if f.Sensitive {
+		if keep(f) {
 			names = append(names, f.Name)
 		}
 	}
