@@ -225,7 +225,7 @@ func TestRotatedRefreshTokenKeptAcrossStorageFailure(t *testing.T) {
 	authorizeCode(t, b, s, p, "ac")
 	consented := p.lastIssued(t).refresh
 	clock.Advance(time.Hour)
-	failPut(s, tokenPrefix + "ac")
+	failPut(s, tokenPrefix+"ac")
 	if code, _ := accessErr(t, b, s, "ac"); code == http.StatusOK {
 		t.Fatal("access handed out a token whose refresh token could not be stored")
 	}
@@ -398,7 +398,7 @@ func TestConsentKeptAcrossStorageFailure(t *testing.T) {
 	p := newTestProvider(t, providerConfig{accessTTL: time.Hour, rotate: true})
 	b, s, _ := oauthBackend(t)
 	mustOK(t, b, s, logical.CreateOperation, "credentials/ac", authCodeFields(p))
-	failPut(s, tokenPrefix + "ac")
+	failPut(s, tokenPrefix+"ac")
 	start := startAuthorization(t, b, s, "ac")
 	status, page := callback(t, b, s, p.consent(t, start["auth_url"].(string)).Query())
 	if status != http.StatusOK || strings.Contains(page, "storage") {
@@ -415,7 +415,7 @@ func TestConsentKeptAcrossStorageFailure(t *testing.T) {
 	// Storage refusing the credential's own write: a fixed page, no storage text.
 	mustOK(t, b, s, logical.CreateOperation, "credentials/ac2", authCodeFields(p))
 	start = startAuthorization(t, b, s, "ac2")
-	failPut(s, credentialPrefix + "ac2")
+	failPut(s, credentialPrefix+"ac2")
 	status, page = callback(t, b, s, p.consent(t, start["auth_url"].(string)).Query())
 	if status != http.StatusInternalServerError || strings.Contains(page, "storage unavailable") {
 		t.Fatalf("callback while storage refuses the credential: %d %s", status, page)
