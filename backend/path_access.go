@@ -400,6 +400,10 @@ func (b *integrationsBackend) tokenFailure(ctx context.Context, s logical.Storag
 			// Kept in memory and retried: the caller may retry too, and is told so.
 			return logical.CodedError(http.StatusServiceUnavailable, fmt.Sprintf("credential %q: %s", t.name, errUnsaved))
 		}
+		if errors.Is(err, oauth.ErrRetry) {
+			// Edits kept detaching the requests this one waited for (mintToken's rounds).
+			return logical.CodedError(http.StatusServiceUnavailable, fmt.Sprintf("credential %q changed repeatedly while its token was requested; retry", t.name))
+		}
 		return err
 	}
 	if oe.Code == oauth.CodeThrottled {
