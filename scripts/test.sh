@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# make test: vet, unit tests under -race, every fuzz target for a few seconds, then
-# end-to-end tests against a real Vault server (built by bootstrap/vault), the vault
-# CLI, the HTTP API client and Terraform.
+# make test: vet, unit tests under -race, every benchmark once, every fuzz target for a
+# few seconds, then end-to-end tests against a real Vault server (built by
+# bootstrap/vault), the vault CLI, the HTTP API client and Terraform.
 #   scripts/test.sh          everything
-#   scripts/test.sh unit     vet, unit tests and fuzzing
+#   scripts/test.sh unit     vet, unit tests, benchmarks once and fuzzing
 #   scripts/test.sh fuzz     fuzzing only
 #   scripts/test.sh e2e      end-to-end tests only
 # FUZZTIME (default 5s) is how long each fuzz target runs; FUZZTIME=0 skips fuzzing.
@@ -85,11 +85,24 @@ fuzz_all() {
   log "fuzzed $count targets for $fuzztime each in $((SECONDS - start))s"
 }
 
+# bench_once runs every benchmark of every package once (-benchtime=1x), for the checks
+# inside them (b.Fatal on a wrong result), not for figures: `make bench` measures. The
+# scale benchmarks run at their default sizes (1,000 and 10,000; INTEGRATIONS_SCALE
+# adds 100,000, which `make bench` covers). Not under -race: the unit tests were.
+bench_once() {
+  local start=$SECONDS
+  go test -count=1 -run '^$' -bench . -benchtime=1x ./...
+  log "ran every benchmark once in $((SECONDS - start))s"
+}
+
 if [ "$what" = all ] || [ "$what" = unit ]; then
-  log "go vet"
+  log "go vet (and with -tags e2e)"
   go vet ./...
+  go vet -tags e2e ./e2e/
   log "unit tests (-race)"
   go test -race -count=1 ./...
+  log "every benchmark once (-benchtime=1x)"
+  bench_once
 fi
 
 if [ "$what" = all ] || [ "$what" = unit ] || [ "$what" = fuzz ]; then
