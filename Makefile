@@ -13,10 +13,10 @@ build: ## bin/vault-plugin-secrets-integrations
 dev: build ## a real Vault dev server with the plugin mounted at integrations/
 	@bash scripts/dev.sh
 
-test: ## vet, unit tests under -race, every fuzz target, then end-to-end tests against a real Vault
+test: ## vet, unit tests under -race, every benchmark once, every fuzz target, then end-to-end tests against a real Vault
 	@bash scripts/test.sh
 
-unit: ## vet, unit tests and fuzzing
+unit: ## vet, unit tests, every benchmark once and fuzzing
 	@bash scripts/test.sh unit
 
 fuzz: ## every fuzz target for FUZZTIME (default 5s)

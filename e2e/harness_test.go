@@ -6,7 +6,12 @@
 //	VAULT_BIN       the vault binary (server and CLI)
 //	PLUGIN_DIR      the folder holding the freshly built plugin binary
 //	PLUGIN_VERSION  the version it reports and is registered with
-//	TF_MIRROR       a Terraform filesystem mirror holding the Vault provider (optional)
+//	TF_MIRROR       a Terraform filesystem mirror holding the Vault provider
+//	E2E_TERRAFORM   the terraform binary (default: terraform on the PATH)
+//	E2E_PROMETHEUS  the prometheus binary, promtool beside it (default: on the PATH)
+//
+// A test whose outside program is missing (sshd, oidc-provider, Terraform, Prometheus)
+// fails under CI=true and skips elsewhere.
 package e2e
 
 import (
@@ -458,6 +463,34 @@ func statusCode(err error) int {
 		return re.StatusCode
 	}
 	return 0
+}
+
+// missingPrerequisite ends t for want of an outside program the scripts provide: a
+// failure under CI=true (a green CI run must have run every test), a skip elsewhere.
+func missingPrerequisite(t *testing.T, msg string) {
+	t.Helper()
+	if os.Getenv("CI") == "true" {
+		t.Fatal(msg)
+	}
+	t.Skip(msg)
+}
+
+// toolPath is the outside program name as scripts/test.sh found it: the path in the
+// environment variable env when set (it must be executable), else name on the PATH.
+// Neither ends the test through missingPrerequisite, with hint saying what provides it.
+func toolPath(t *testing.T, env, name, hint string) string {
+	t.Helper()
+	if p := os.Getenv(env); p != "" {
+		if info, err := os.Stat(p); err != nil || info.IsDir() || info.Mode()&0o111 == 0 {
+			t.Fatalf("%s=%s is not an executable file (%v)", env, p, err)
+		}
+		return p
+	}
+	p, err := exec.LookPath(name)
+	if err != nil {
+		missingPrerequisite(t, fmt.Sprintf("%s is not installed (%s unset, none on the PATH): %s", name, env, hint))
+	}
+	return p
 }
 
 func pluginDir() string {

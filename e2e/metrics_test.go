@@ -27,10 +27,7 @@ import (
 // the exposition.
 func TestMetricsScrapedByPrometheus(t *testing.T) {
 	t.Parallel()
-	promBin, err := exec.LookPath("prometheus")
-	if err != nil {
-		t.Skip("prometheus is not installed (scripts/lib.sh prometheus_bin installs it as root)")
-	}
+	promBin := toolPath(t, "E2E_PROMETHEUS", "prometheus", "scripts/test.sh installs Debian's prometheus package as root (prometheus_bin in scripts/lib.sh)")
 	mount := shared.mount(t)
 	shared.mustCLI(t, "write", mount+"/credentials/billing-db", "type=basic", "username=svc", "password=s3cret-m")
 

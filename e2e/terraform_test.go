@@ -22,15 +22,14 @@ import (
 // served from the project's filesystem mirror (the registry is out of reach).
 type terraform struct {
 	t   *testing.T
+	bin string
 	dir string
 	env []string
 }
 
 func newTerraform(t *testing.T, v *vaultServer) *terraform {
 	t.Helper()
-	if _, err := exec.LookPath("terraform"); err != nil {
-		t.Skip("terraform is not installed: skipping the Terraform tests")
-	}
+	bin := toolPath(t, "E2E_TERRAFORM", "terraform", "scripts/test.sh builds it from the Go module proxy when the PATH has none (terraform_bin in scripts/lib.sh)")
 	mirror := os.Getenv("TF_MIRROR")
 	if mirror == "" {
 		t.Fatal("TF_MIRROR is not set: run through `make test`, which builds the Vault provider")
@@ -70,7 +69,7 @@ func newTerraform(t *testing.T, v *vaultServer) *terraform {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &terraform{t: t, dir: dir, env: append(os.Environ(),
+	return &terraform{t: t, bin: bin, dir: dir, env: append(os.Environ(),
 		"TF_CLI_CONFIG_FILE="+rc,
 		"CHECKPOINT_DISABLE=1",
 		"TF_IN_AUTOMATION=1",
@@ -87,7 +86,7 @@ func (tf *terraform) run(args ...string) (int, string) {
 	tf.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, "terraform", args...)
+	cmd := exec.CommandContext(ctx, tf.bin, args...)
 	cmd.Dir, cmd.Env = tf.dir, tf.env
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out

@@ -68,6 +68,35 @@ TF_PROVIDER_MODULE="github.com/hashicorp/terraform-provider-vault"
 TF_PROVIDER_PIN="v1.9.1-0.20260422134934-5e9fcd457a99"
 TF_PROVIDER_VERSION="5.9.0"
 
+# Terraform itself, where the PATH has none: built from the Go module proxy like the
+# provider. v1.8.5 is the newest release `go install` can build: from v1.9 on, Terraform's
+# go.mod has replace directives, which `go install module@version` refuses.
+TF_MODULE="github.com/hashicorp/terraform"
+TF_PIN="v1.8.5"
+
+# terraform_bin prints the path of a terraform binary: terraform on the PATH, else the one
+# built from TF_MODULE@TF_PIN into the repo cache (built now when nothing is cached). It
+# fails, saying why, when the module proxy cannot serve it or the build fails.
+terraform_bin() {
+  if command -v terraform >/dev/null 2>&1; then command -v terraform; return 0; fi
+  local name="terraform-$TF_PIN/terraform" bin
+  if ! bin=$(cached "$name"); then
+    if ! go list -m "$TF_MODULE@$TF_PIN" >/dev/null; then
+      log "terraform is not on the PATH and the Go module proxy ($(go env GOPROXY)) does not serve $TF_MODULE@$TF_PIN: install terraform >= 1.5 on the PATH"
+      return 1
+    fi
+    log "terraform is not on the PATH: building $TF_MODULE@$TF_PIN from the Go module proxy (cold: several minutes)"
+    mkdir -p "$CACHE_DIR/terraform-$TF_PIN"
+    if ! GOBIN="$CACHE_DIR/terraform-$TF_PIN" go install -trimpath -ldflags "-s -w" "$TF_MODULE@$TF_PIN" >&2; then
+      log "building $TF_MODULE@$TF_PIN failed (output above): install terraform >= 1.5 on the PATH"
+      return 1
+    fi
+    keep "$name"
+    bin="$CACHE_DIR/$name"
+  fi
+  echo "$bin"
+}
+
 # tf_mirror prints a filesystem-mirror directory holding the provider, building it if needed.
 tf_mirror() {
   local name="tfprovider-$TF_PROVIDER_PIN/terraform-provider-vault" bin mirror
@@ -89,13 +118,20 @@ tf_mirror() {
 plugin_version() { echo "v$(tr -d ' \n' < "$ROOT/VERSION")"; }
 
 # prometheus_bin prints the path of a Prometheus server, installing Debian's `prometheus`
-# package (which brings promtool) when it is missing and we are root. The metrics e2e test
-# scrapes the plugin with it; without it that test skips, so nothing else depends on it.
+# package (which brings promtool) when it is missing. The metrics e2e test scrapes the
+# plugin with it (scripts/test.sh exports the path as E2E_PROMETHEUS). It fails, saying
+# why: with 2 when prometheus is missing and cannot be installed here (installing needs
+# root and apt-get), with 1 when the install fails.
 prometheus_bin() {
   if ! command -v prometheus >/dev/null 2>&1; then
-    if [ "$(id -u)" != 0 ]; then log "prometheus is missing and we are not root: the metrics e2e test will skip"; return 1; fi
+    if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then
+      log "prometheus is missing and cannot be installed here (Debian's prometheus package needs root and apt-get)"
+      return 2
+    fi
     log "installing Debian's prometheus package (server and promtool)"
-    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus; } >&2 || return 1
+    apt-get update -qq >&2 || { log "apt-get update failed: cannot install prometheus"; return 1; }
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >&2 ||
+      { log "apt-get install prometheus failed"; return 1; }
   fi
   command -v prometheus
 }
