@@ -53,8 +53,8 @@ func TestClusterLeaderChange(t *testing.T) {
 	if got := fmt.Sprint(s.Data["access_count"]); got != fmt.Sprint(reads) {
 		t.Errorf("access_count after leader change = %s, want %d", got, reads)
 	}
-	if s.Data["last_accessed"] == "" {
-		t.Error("last_accessed lost in the leader change")
+	if !isNonEmptyString(s.Data["last_accessed"]) {
+		t.Errorf("last_accessed lost in the leader change: %v", s.Data["last_accessed"])
 	}
 	a, err := leader.client.Logical().Read("integrations/access/svc")
 	if err != nil || a == nil || a.Data["password"] != "cluster-secret" {
