@@ -558,3 +558,36 @@ func TestSlackRefusalEchoesNoProviderText(t *testing.T) {
 		}
 	}
 }
+
+// TestNotifyOnFreshConnection: each notification opens a connection of its own, so a
+// keep-alive connection the receiver (or a load balancer) closed meanwhile never
+// turns a delivery into a failure.
+func TestNotifyOnFreshConnection(t *testing.T) {
+	t.Parallel()
+	var mu sync.Mutex
+	var from []string
+	receiver := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		mu.Lock()
+		from = append(from, r.RemoteAddr)
+		mu.Unlock()
+	}))
+	t.Cleanup(receiver.Close)
+	b, s, _ := newBackendWith(t, backendOptions{})
+	mustOK(t, b, s, logical.CreateOperation, "credentials/hook", map[string]any{"type": "webhook", "url": receiver.URL})
+	mustOK(t, b, s, logical.UpdateOperation, "config", map[string]any{"notify_credential": "hook"})
+	// One at a time: two deliveries in flight at once would take two connections
+	// whatever the client does.
+	for _, name := range []string{"svc1", "svc2", "svc3"} {
+		b.enqueue(context.Background(), notification{Event: "suspended", Credential: name})
+		b.deliverOutbox(context.Background())
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(from) != 3 {
+		t.Fatalf("the receiver got %d notifications, want 3", len(from))
+	}
+	if seen := map[string]bool{from[0]: true, from[1]: true, from[2]: true}; len(seen) != 3 {
+		t.Fatalf("notifications came from %v: a connection was reused", from)
+	}
+}
