@@ -46,6 +46,9 @@ type activity struct {
 	// reconfigured wakes the flush loop when config changes, so a new
 	// usage_flush_interval applies from the last flush, not after the old one.
 	reconfigured chan struct{}
+	// flushTimer arms the flush loop's wait, computed on the backend's clock; nil
+	// arms a real timer. Tests set one they fire by hand.
+	flushTimer func(d time.Duration) (fire <-chan time.Time, stop func() bool)
 
 	// The index is built by a background scan (startIndexBuild), so a mount of many
 	// credentials serves from the moment it is set up. buildMu guards the scan's
@@ -101,9 +104,16 @@ func (a *activity) forget(name string) {
 func (b *integrationsBackend) startActivity() {
 	a := b.activity
 	a.stop, a.done = make(chan struct{}), make(chan struct{})
+	arm := a.flushTimer
+	if arm == nil {
+		arm = func(d time.Duration) (<-chan time.Time, func() bool) {
+			t := time.NewTimer(d)
+			return t.C, t.Stop
+		}
+	}
 	go func() {
 		defer close(a.done)
-		last := time.Now()
+		last := b.now()
 		for {
 			interval := defaultUsageFlushInterval
 			if cfg, err := b.loadConfig(context.Background(), b.storage); err == nil {
@@ -112,20 +122,20 @@ func (b *integrationsBackend) startActivity() {
 			// Due an interval after the last flush: when config changes the loop
 			// re-arms from there, so a lowered interval applies at once and a stream
 			// of config writes cannot put the flush off.
-			timer := time.NewTimer(time.Until(last.Add(interval)))
+			fire, stop := arm(last.Add(interval).Sub(b.now()))
 			select {
 			case <-a.stop:
-				timer.Stop()
+				stop()
 				return
 			case <-a.reconfigured:
-				timer.Stop()
+				stop()
 				continue
-			case <-timer.C:
+			case <-fire:
 			}
 			if err := b.flushUsage(context.Background(), b.storage); err != nil {
 				b.Logger().Warn("flushing usage failed; will retry", "error", err)
 			}
-			last = time.Now()
+			last = b.now()
 		}
 	}()
 }

@@ -56,6 +56,8 @@ type backendOptions struct {
 	// initialize runs the InitializeFunc: the background flush loop, the notifier and
 	// the index build. Off, nothing runs behind the test's back.
 	initialize bool
+	// flushTimer replaces the flush loop's timer (activity.flushTimer).
+	flushTimer func(d time.Duration) (<-chan time.Time, func() bool)
 	// scanRunning returns from newBackendWith while the initial index scan may still
 	// run; by default it waits for the scan, so tests start from a built index.
 	scanRunning bool
@@ -80,6 +82,7 @@ func newBackendWith(t testing.TB, o backendOptions) (*integrationsBackend, logic
 		logger = hclog.New(&hclog.LoggerOptions{Output: o.logs, Level: hclog.Debug})
 	}
 	b := newBackend(o.clock.Now)
+	b.activity.flushTimer = o.flushTimer
 	conf := &logical.BackendConfig{Logger: logger, System: o.system, StorageView: o.storage, EventsSender: o.events}
 	if err := b.Setup(context.Background(), conf); err != nil {
 		t.Fatal(err)

@@ -10,6 +10,7 @@ import (
 	"regexp"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -393,10 +394,14 @@ func TestNotifyBackoffIsJitteredGrowsAndIsCapped(t *testing.T) {
 	}
 }
 
+// TestNotifyDoesNotFollowRedirects: a receiver that answers with a redirect is asked
+// once, its target never, and the notification stays queued as a failed attempt.
 func TestNotifyDoesNotFollowRedirects(t *testing.T) {
 	t.Parallel()
 	elsewhere := newLCReceiver(t, func(notification, int) int { return 200 })
+	var redirected atomic.Int64
 	redirector := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		redirected.Add(1)
 		http.Redirect(w, r, elsewhere.URL, http.StatusTemporaryRedirect)
 	}))
 	t.Cleanup(redirector.Close)
@@ -405,8 +410,15 @@ func TestNotifyDoesNotFollowRedirects(t *testing.T) {
 	mustOK(t, b, s, logical.UpdateOperation, "config", map[string]any{"notify_credential": "hook"})
 	b.enqueue(context.Background(), notification{Event: "suspended", Credential: "svc"})
 	b.deliverOutbox(context.Background())
+	if got := redirected.Load(); got != 1 {
+		t.Fatalf("the redirector was asked %d times, want 1", got)
+	}
 	if got := elsewhere.count("svc"); got != 0 {
 		t.Fatalf("the redirect target received %d notifications, want 0", got)
+	}
+	queued := outboxStored(t, s)
+	if len(queued) != 1 || queued[0].Notification.Credential != "svc" || queued[0].Attempts != 1 || queued[0].LastFailure != "http_307" {
+		t.Fatalf("outbox = %+v, want the svc notification still queued after one failed attempt (http_307)", queued)
 	}
 }
 
@@ -544,5 +556,38 @@ func TestSlackRefusalEchoesNoProviderText(t *testing.T) {
 		if !lineStart.MatchString(line) {
 			t.Errorf("a log line does not start with a timestamp (a line break got in): %q", line)
 		}
+	}
+}
+
+// TestNotifyOnFreshConnection: each notification opens a connection of its own, so a
+// keep-alive connection the receiver (or a load balancer) closed meanwhile never
+// turns a delivery into a failure.
+func TestNotifyOnFreshConnection(t *testing.T) {
+	t.Parallel()
+	var mu sync.Mutex
+	var from []string
+	receiver := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		mu.Lock()
+		from = append(from, r.RemoteAddr)
+		mu.Unlock()
+	}))
+	t.Cleanup(receiver.Close)
+	b, s, _ := newBackendWith(t, backendOptions{})
+	mustOK(t, b, s, logical.CreateOperation, "credentials/hook", map[string]any{"type": "webhook", "url": receiver.URL})
+	mustOK(t, b, s, logical.UpdateOperation, "config", map[string]any{"notify_credential": "hook"})
+	// One at a time: two deliveries in flight at once would take two connections
+	// whatever the client does.
+	for _, name := range []string{"svc1", "svc2", "svc3"} {
+		b.enqueue(context.Background(), notification{Event: "suspended", Credential: name})
+		b.deliverOutbox(context.Background())
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(from) != 3 {
+		t.Fatalf("the receiver got %d notifications, want 3", len(from))
+	}
+	if seen := map[string]bool{from[0]: true, from[1]: true, from[2]: true}; len(seen) != 3 {
+		t.Fatalf("notifications came from %v: a connection was reused", from)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"maps"
 	"net/http"
 	"reflect"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -366,32 +367,38 @@ func TestDeviceAccountsConcurrentMoveAndOldTriple(t *testing.T) {
 	}
 }
 
-// meetingStorage holds each Get of a device-index key, once read, until a second one arrives (or
-// a short while passes, for when none can: the fixed code lets only one in at a time).
-// It makes the check-then-claim race of two writers deterministic where it exists.
+// meetingStorage holds the first Get of each device-index key, once read, until a
+// second one arrives, or until another goroutine waits for a device-index lock (the fixed code
+// lets only one writer in at a time, so no second Get can come). Either way the two
+// writers are known to overlap: the check-then-claim race is forced where it exists,
+// and shown to be shut where it does not. unforced counts holds that saw neither.
 type meetingStorage struct {
 	logical.Storage
-	mu      sync.Mutex
-	waiting chan struct{}
+	mu       sync.Mutex
+	held     map[string]bool // keys whose first Get was held: later Gets pass
+	waiting  chan struct{}
+	met      atomic.Int32 // holds ended by a second Get
+	locked   atomic.Int32 // holds ended by a writer waiting for the lock
+	unforced atomic.Int32
 }
 
 func (m *meetingStorage) Get(ctx context.Context, key string) (*logical.StorageEntry, error) {
 	entry, err := m.Storage.Get(ctx, key) // read first, then wait: both readers see the same
 	if strings.HasPrefix(key, deviceIndexPrefix) {
 		m.mu.Lock()
+		if m.waiting == nil && m.held[key] {
+			m.mu.Unlock() // a writer after the race, alone: nothing to meet
+			return entry, err
+		}
 		if m.waiting == nil {
+			if m.held == nil {
+				m.held = map[string]bool{}
+			}
+			m.held[key] = true
 			ch := make(chan struct{})
 			m.waiting = ch
 			m.mu.Unlock()
-			select {
-			case <-ch:
-			case <-time.After(100 * time.Millisecond):
-				m.mu.Lock()
-				if m.waiting == ch {
-					m.waiting = nil
-				}
-				m.mu.Unlock()
-			}
+			m.hold(ch)
 		} else {
 			close(m.waiting)
 			m.waiting = nil
@@ -401,10 +408,62 @@ func (m *meetingStorage) Get(ctx context.Context, key string) (*logical.StorageE
 	return entry, err
 }
 
+// hold waits for the second Get (ch closed) or a writer blocked on a device lock.
+func (m *meetingStorage) hold(ch chan struct{}) {
+	for deadline := time.Now().Add(30 * time.Second); ; {
+		select {
+		case <-ch:
+			m.met.Add(1)
+			return
+		case <-time.After(time.Millisecond): // polling the goroutines' state
+		}
+		blocked := waitingForDeviceLock()
+		if blocked || time.Now().After(deadline) { // the deadline is a failure bound only
+			m.mu.Lock()
+			if m.waiting == ch {
+				m.waiting = nil
+			}
+			m.mu.Unlock()
+			if blocked {
+				m.locked.Add(1)
+			} else {
+				m.unforced.Add(1)
+			}
+			return
+		}
+	}
+}
+
+// waitingForDeviceLock reports whether a goroutine is blocked taking a device-index
+// lock.
+func waitingForDeviceLock() bool {
+	for _, g := range allGoroutines() {
+		header, _, _ := strings.Cut(g, "\n")
+		if strings.Contains(header, "Lock") && strings.Contains(g, "backend.(*deviceIndex).lock(") {
+			return true
+		}
+	}
+	return false
+}
+
+// allGoroutines is the stack of every goroutine of the process.
+func allGoroutines() []string {
+	buf := make([]byte, 1<<20)
+	for {
+		n := runtime.Stack(buf, true)
+		if n < len(buf) {
+			return strings.Split(string(buf[:n]), "\n\n")
+		}
+		buf = make([]byte, 2*len(buf))
+	}
+}
+
 // TestDeviceTripleClaimedOnce: two credentials created at once with one hostname + ip +
 // username: exactly one gets it.
+//
+// Not parallel: meetingStorage looks at every goroutine for one waiting for a device
+// lock, which another test's could be.
 func TestDeviceTripleClaimedOnce(t *testing.T) {
-	t.Parallel()
 	s := &meetingStorage{Storage: &logical.InmemStorage{}}
 	b, _, _ := newBackendWith(t, backendOptions{storage: s})
 	for i := range 5 {
@@ -431,6 +490,11 @@ func TestDeviceTripleClaimedOnce(t *testing.T) {
 		if won.Load() != 1 {
 			t.Fatalf("round %d: %d credentials got the same triple", i, won.Load())
 		}
+	}
+	t.Logf("holds ended by a second read: %d, by a writer at the lock: %d", s.met.Load(), s.locked.Load())
+	if n := s.unforced.Load(); n != 0 || s.met.Load()+s.locked.Load() < 5 {
+		t.Fatalf("the two writers overlapped in %d of 5 rounds (%d met at the index, %d at its lock); %d holds saw neither",
+			s.met.Load()+s.locked.Load(), s.met.Load(), s.locked.Load(), n)
 	}
 }
 

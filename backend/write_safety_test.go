@@ -7,6 +7,7 @@ package backend
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"runtime"
 	"strings"
@@ -39,7 +40,7 @@ func newSwitchableView() *switchableView {
 }
 
 // TestBackgroundWorkFollowsWriteSafety: each background job — flush, sweep, outbox
-// delivery, refresh ahead, index scan — does nothing while the node may not write,
+// delivery, refresh ahead, keep-alive, index scan — does nothing while the node may not write,
 // and resumes when it may again.
 func TestBackgroundWorkFollowsWriteSafety(t *testing.T) {
 	t.Parallel()
@@ -120,6 +121,44 @@ func TestBackgroundWorkFollowsWriteSafety(t *testing.T) {
 		settle(b)
 		if n := p.requests.Load(); n != 1 {
 			t.Fatalf("%d provider requests from refresh ahead on a node that may not write, want none", n-1)
+		}
+	})
+
+	// Keep-alive asks before each refresh, not once per run: a node that loses the
+	// right to write mid-run stops at its next credential. The run's first
+	// refreshes (one per slot) are held at the provider while the node turns
+	// standby; the one waiting for a slot must then not start: not sent, and not
+	// counted as a failure (the mint's own guard would refuse it as read-only).
+	t.Run("keep-alive mid-run", func(t *testing.T) {
+		t.Parallel()
+		view := newSwitchableView()
+		p := newTestProvider(t, providerConfig{})
+		b, s, clock := newBackendWith(t, backendOptions{system: view, initialize: true})
+		mustOK(t, b, s, logical.UpdateOperation, "config", map[string]any{"callback_base_url": tpCallbackBase})
+		for i := range maxKeepAliveInFlight + 1 {
+			importCredential(t, b, s, p, fmt.Sprintf("idle%d", i))
+		}
+		n := p.requests.Load()
+		clock.Advance(week)
+		arrived, release := blockTokens(t, p)
+		b.startKeepAlives(s)
+		for i := range maxKeepAliveInFlight {
+			waitArrived(t, arrived, fmt.Sprintf("keep-alive refresh %d of the run", i+1))
+		}
+		view.standby.Store(true)
+		release()
+		b.keepalives.wait()
+		if got := p.requests.Load() - n; got != maxKeepAliveInFlight {
+			t.Fatalf("%d keep-alive refreshes, want %d: the one after the node turned standby was sent", got, maxKeepAliveInFlight)
+		}
+		// Not started at all: no outcome but the held ones (a keep-alive that went on
+		// would fail on the read-only node and count, log and retry a failure).
+		view.standby.Store(false) // the metrics read is not what is under test
+		ok := metricValueOf(t, b, s, "integrations_keepalive_refreshes_total", map[string]string{"result": keepAliveOK})
+		failed := metricValueOf(t, b, s, "integrations_keepalive_refreshes_total", map[string]string{"result": keepAliveTransient})
+		if ok != maxKeepAliveInFlight || failed > 0 {
+			t.Fatalf("keep-alive outcomes: %v ok (want %d), %v transient (want none): the node kept going after it turned standby",
+				ok, maxKeepAliveInFlight, failed)
 		}
 	})
 

@@ -237,8 +237,18 @@ func TestHostileProvider(t *testing.T) {
 	for i, c := range cases {
 		markers[c.name] = fmt.Sprintf("HSTL%02d%s", i, randomHex(4))
 	}
+	// exchanged lists the codes of the authorization_code grants the token endpoint
+	// received: only the callback subtest sends them.
+	var exchangedMu sync.Mutex
+	var exchanged []string
 	token := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		_, _ = io.Copy(io.Discard, io.LimitReader(r.Body, 1<<20))
+		r.Body = http.MaxBytesReader(w, r.Body, 1<<20)
+		if r.ParseForm() == nil && r.PostForm.Get("grant_type") == "authorization_code" {
+			exchangedMu.Lock()
+			exchanged = append(exchanged, r.PostForm.Get("code"))
+			exchangedMu.Unlock()
+		}
+		_, _ = io.Copy(io.Discard, r.Body)
 		for _, c := range cases {
 			if r.URL.Path == "/"+c.name {
 				c.answer(w, markers[c.name])
@@ -419,16 +429,32 @@ func TestHostileProvider(t *testing.T) {
 		}
 		mk := markers["markup-code"]
 		hostileText := "<script>alert('" + mk + "')</script><b>x</b> <!channel>"
-		for _, q := range []url.Values{
-			{"state": {state()}, "error": {hostileText}, "error_description": {strings.Repeat(hostileText, 2000)}},
-			{"state": {state()}, "error": {"access_denied"}, "error_description": {hostileText}},
-			{"state": {"<b>" + mk + "</b>"}, "code": {hostileText}},
-			{"state": {state()}, "code": {hostileText}}, // the exchange answers with the hostile markup-code case
+		// Each visit is answered, with the page its case calls for: a blank or
+		// failed page would reflect nothing either.
+		for _, v := range []struct {
+			q     url.Values
+			title string
+		}{
+			{url.Values{"state": {state()}, "error": {hostileText}, "error_description": {strings.Repeat(hostileText, 2000)}}, "Authorization was not granted"},
+			{url.Values{"state": {state()}, "error": {"access_denied"}, "error_description": {hostileText}}, "Authorization was not granted"},
+			{url.Values{"state": {"<b>" + mk + "</b>"}, "code": {hostileText}}, "Authorization not recognised"},
+			{url.Values{"state": {state()}, "code": {hostileText}}, "Authorization failed"}, // the exchange answers with the hostile markup-code case
 		} {
-			c := r.anon(http.MethodGet, "oauth/callback", q)
+			c := r.anon(http.MethodGet, "oauth/callback", v.q)
 			if l := leaks(string(c.Body)); len(l) > 0 {
-				t.Errorf("callback page for %v reflects %v", keys(q), l)
+				t.Errorf("callback page for %v reflects %v", keys(v.q), l)
 			}
+			if c.Status != http.StatusBadRequest || !strings.Contains(string(c.Body), v.title) {
+				t.Errorf("callback page for %v: status %d, want 400 with %q: %.300q", keys(v.q), c.Status, v.title, c.Body)
+			}
+		}
+		// The last visit's code reached the provider's token endpoint: its hostile
+		// answer was read and not reflected.
+		exchangedMu.Lock()
+		got := slices.Clone(exchanged)
+		exchangedMu.Unlock()
+		if len(got) != 1 || got[0] != hostileText {
+			t.Errorf("the token endpoint received %d code exchanges (%.100q), want 1 with the code the callback was given", len(got), got)
 		}
 		for _, c := range []*call{r.do(http.MethodGet, "credentials/ac", nil, nil), r.do(http.MethodGet, "credentials/ac/logs", nil, nil)} {
 			if l := leaks(string(c.Body)); len(l) > 0 {

@@ -22,6 +22,7 @@ func TestUsageAndLifecycleThroughCLI(t *testing.T) {
 	v := newVault(t, serverOptions{})
 	mount := v.mount(t)
 	cred := mount + "/credentials/svc"
+	start := time.Now().Truncate(time.Second) // the API shows times to the second
 	v.mustCLI(t, "write", cred, "type=basic", "username=svc", "password=pw", "suspend_after=5d", "purge_after=30d")
 	for i := range 7 {
 		v.mustCLI(t, "read", mount+"/access/svc", fmt.Sprintf("integration=forwarder-%d", i%2))
@@ -34,8 +35,11 @@ func TestUsageAndLifecycleThroughCLI(t *testing.T) {
 		t.Fatalf("reloading the mount: %v", err)
 	}
 	read := decode(t, v.mustCLI(t, "read", "-format=json", cred)).Data
-	if fmt.Sprint(read["access_count"]) != "7" || read["last_accessed"] == "" || read["health"] != "green" {
-		t.Fatalf("after the flush: access_count=%v last_accessed=%v health=%v", read["access_count"], read["last_accessed"], read["health"])
+	if fmt.Sprint(read["access_count"]) != "7" || read["health"] != "green" {
+		t.Fatalf("after the flush: access_count=%v health=%v", read["access_count"], read["health"])
+	}
+	if last := timeField(t, read, "last_accessed"); last.Before(start) || last.After(time.Now()) {
+		t.Fatalf("after the flush: last_accessed %v, want between the test's start %v and now", last, start)
 	}
 	logs := decode(t, v.mustCLI(t, "read", "-format=json", mount+"/credentials/svc/logs", "integration=forwarder-1")).Data
 	events, _ := logs["events"].([]any)
@@ -69,11 +73,22 @@ func TestUsageAndLifecycleThroughCLI(t *testing.T) {
 	}
 	v.mustCLI(t, "write", "-f", cred+"/unsuspend")
 	v.mustCLI(t, "read", mount+"/access/svc")
-	before := decode(t, v.mustCLI(t, "read", "-format=json", cred)).Data["suspend_at"]
+	before := timeField(t, decode(t, v.mustCLI(t, "read", "-format=json", cred)).Data, "suspend_at")
+	// suspend_at shows seconds: a reset in the second of the last activity would show
+	// the suspend_at a no-op reset leaves. Wait for the clock to enter the next
+	// second (a condition on the clock, not on the server), so the two differ.
+	lastActivity := time.Now()
+	time.Sleep(time.Until(lastActivity.Truncate(time.Second).Add(time.Second)))
+	resetFrom := time.Now().Truncate(time.Second)
 	v.mustCLI(t, "write", "-f", cred+"/reset-inactivity")
+	resetBy := time.Now()
 	after := decode(t, v.mustCLI(t, "read", "-format=json", cred)).Data
-	if after["status"] != "active" || after["suspend_at"] == "" || fmt.Sprint(after["suspend_at"]) < fmt.Sprint(before) {
-		t.Fatalf("after reset: status=%v suspend_at %v -> %v", after["status"], before, after["suspend_at"])
+	// The window restarts at the reset: suspend_at is the reset's time plus
+	// suspend_after (5d), later than any suspend_at the earlier activity gave.
+	got := timeField(t, after, "suspend_at")
+	if after["status"] != "active" || got.Before(resetFrom.Add(5*24*time.Hour)) || got.After(resetBy.Add(5*24*time.Hour)) || !got.After(before) {
+		t.Fatalf("after reset: status=%v suspend_at %v -> %v, want the reset's time (%v to %v) + 5d",
+			after["status"], before, got, resetFrom, resetBy)
 	}
 
 	// The events a person would look for are all in the log.
@@ -84,4 +99,26 @@ func TestUsageAndLifecycleThroughCLI(t *testing.T) {
 			t.Errorf("log lacks a %s event: %s", ev, raw)
 		}
 	}
+}
+
+// timeField is m[key] as an RFC 3339 time. It fails t when the field is missing, not
+// a string or not a time: a check like m[key] == "" passes on a missing field.
+func timeField(t testing.TB, m map[string]any, key string) time.Time {
+	t.Helper()
+	s, ok := m[key].(string)
+	if !ok {
+		t.Fatalf("%s is %T (%v), want an RFC 3339 time: %v", key, m[key], m[key], m)
+	}
+	at, err := time.Parse(time.RFC3339, s)
+	if err != nil {
+		t.Fatalf("%s = %q, want an RFC 3339 time", key, s)
+	}
+	return at
+}
+
+// isNonEmptyString reports whether v is a non-empty string: v == "" is false for a
+// missing field (nil) and so passes it.
+func isNonEmptyString(v any) bool {
+	s, ok := v.(string)
+	return ok && s != ""
 }

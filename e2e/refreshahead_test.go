@@ -7,167 +7,161 @@ import (
 	"net/http"
 	"net/http/httptrace"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/internal/oauthtest"
 )
 
-// Refresh ahead on a real Vault: steady reads of one OAuth credential whose provider
-// issues 4-second tokens and takes 300 ms to answer, through several rollovers.
-// expiry_buffer is 1 s, so a token falls due 3 s after issue and its refresh window
-// opens min(max(4s/5, 10s), (4s-1s)/2) = 1.5 s after issue.
+// Refresh ahead on a real Vault, judged by order, not by time: the provider holds
+// every token request until the test releases it (as the in-process
+// TestRefreshAheadReaderNeverWaits does), so a read answered while a request is held
+// did not wait for the provider.
 //
-// The assertion is about waiting, not speed: a read that waits for the provider takes
-// at least the injected latency, so with refresh ahead no read may take that long, and
-// every provider request is one rollover (each token issued is served, none is asked
-// for twice). The same load with refresh_ahead=false first shows that the measurement
-// sees the waiting readers.
+// With refresh_ahead=false first, a read of a due token is answered only with the
+// token issued after the release: the hold sees a waiting reader. With
+// refresh_ahead=true, a read in the refresh window starts one request; while it is
+// held, concurrent reads are all answered with the current token and start nothing
+// more; after the release the new token is served.
 func TestOAuthRefreshAhead(t *testing.T) {
 	t.Parallel()
-	const (
-		lifetime        = 4 * time.Second
-		providerLatency = 300 * time.Millisecond
-		workers         = 4
-		rollovers       = 3
-	)
+	const readers = 8
 	mount := shared.mount(t)
 	shared.mustCLI(t, "write", mount+"/config", "expiry_buffer=1s")
-
-	transport := &http.Transport{MaxConnsPerHost: workers, MaxIdleConnsPerHost: workers,
+	transport := &http.Transport{MaxConnsPerHost: readers, MaxIdleConnsPerHost: readers,
 		DialContext: (&net.Dialer{Timeout: 10 * time.Second}).DialContext}
 	defer transport.CloseIdleConnections()
-	client := &http.Client{Transport: transport, Timeout: time.Minute}
+	client := &http.Client{Transport: transport, Timeout: 2 * time.Minute}
 	trace := &httptrace.ClientTrace{}
-
-	type read struct {
-		start   time.Time
-		latency time.Duration
-		token   string
-	}
-	// run reads access/<name> from workers in a closed loop for long enough to see
-	// `rollovers` rollovers at the due point, and returns every read, the provider
-	// requests made meanwhile and the tokens the provider issued meanwhile.
-	run := func(name string) ([]read, int64, []string) {
-		p := newIDP(t, oauthtest.Options{AccessTTL: lifetime})
-		shared.mustCLI(t, "write", mount+"/credentials/"+name, "type=oauth2_client_credentials",
-			"token_url="+p.TokenURL(), "client_id="+oauthtest.ClientID, "client_secret="+oauthtest.ClientSecret)
-		if _, err := accessToken(client, trace, shared, mount+"/access/"+name); err != nil {
-			t.Fatal(err)
+	read := func(name string) string {
+		t.Helper()
+		tok, err := accessToken(client, trace, shared, mount+"/access/"+name)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
 		}
-		// The provider's latency, as a real one has: it answers every token request
-		// providerLatency after receiving it.
+		return tok
+	}
+	// hold makes p hold every token request until release; arrived receives one
+	// value per request held.
+	hold := func(p *oauthtest.Provider) (arrived <-chan struct{}, release func()) {
+		a := make(chan struct{}, 64)
+		gate := make(chan struct{})
+		var once sync.Once
+		release = func() { once.Do(func() { close(gate) }) }
+		t.Cleanup(release)
 		p.SetFault(func(http.ResponseWriter, *http.Request) bool {
-			time.Sleep(providerLatency)
+			a <- struct{}{}
+			<-gate
 			return false
 		})
-		requests0, issued0 := p.Requests(), len(p.Issued())
-		deadline := time.Now().Add(time.Duration(rollovers+1) * (lifetime - time.Second))
-		var (
-			mu    sync.Mutex
-			reads []read
-			wg    sync.WaitGroup
-			fail  atomic.Value
-		)
-		for range workers {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				for time.Now().Before(deadline) {
-					t0 := time.Now()
-					tok, err := accessToken(client, trace, shared, mount+"/access/"+name)
-					d := time.Since(t0)
-					if err != nil {
-						fail.Store(err)
-						return
-					}
-					mu.Lock()
-					reads = append(reads, read{t0, d, tok})
-					mu.Unlock()
-				}
-			}()
-		}
-		wg.Wait()
-		if err, _ := fail.Load().(error); err != nil {
-			t.Fatalf("%s: read failed: %v", name, err)
-		}
-		// A refresh the last reads started may still be at the provider: read on
-		// until the newest token issued is the one served.
-		for end := time.Now().Add(20 * time.Second); ; {
-			tok, err := accessToken(client, trace, shared, mount+"/access/"+name)
-			if err != nil {
-				t.Fatalf("%s: %v", name, err)
-			}
-			if tok == p.LastIssued(t).Access {
-				break
-			}
-			if time.Now().After(end) {
-				t.Fatalf("%s: the newest token issued is never served", name)
-			}
-		}
-		var issued []string
-		for _, tok := range p.Issued()[issued0:] {
-			issued = append(issued, tok.Access)
-		}
-		return reads, p.Requests() - requests0, issued
+		return a, release
 	}
-	// summarise counts the reads that took as long as a provider request, and the
-	// tokens served, in first-served order.
-	summarise := func(reads []read) (slow int, slowest time.Duration, served []string) {
-		seen := map[string]bool{}
-		first := ""
-		for i, r := range reads {
-			if i == 0 {
-				first = r.token
-			}
-			if r.latency >= providerLatency {
-				slow++
-			}
-			slowest = max(slowest, r.latency)
-			if !seen[r.token] && r.token != first {
-				served = append(served, r.token)
-			}
-			seen[r.token] = true
+	waitArrived := func(arrived <-chan struct{}, what string) {
+		t.Helper()
+		select {
+		case <-arrived:
+		case <-time.After(time.Minute): // a failure bound only
+			t.Fatalf("no token request for %s", what)
 		}
-		return slow, slowest, served
+	}
+	// mint creates credential name on a provider issuing tokens of the given
+	// lifetime and reads it once; it returns the provider, the token, and times no
+	// later and no earlier than its issue.
+	mint := func(name string, lifetime time.Duration) (p *oauthtest.Provider, tok string, from, by time.Time) {
+		p = newIDP(t, oauthtest.Options{AccessTTL: lifetime})
+		shared.mustCLI(t, "write", mount+"/credentials/"+name, "type=oauth2_client_credentials",
+			"token_url="+p.TokenURL(), "client_id="+oauthtest.ClientID, "client_secret="+oauthtest.ClientSecret)
+		from = time.Now()
+		tok = read(name)
+		return p, tok, from, time.Now()
 	}
 
-	// refresh_ahead=false: the reader that finds the token due waits.
+	// refresh_ahead=false: 4 s tokens fall due 3 s after issue. Wait for that point of
+	// the clock (a condition on the clock, not a guess about the server), then read
+	// with the provider held: the answer is the token issued after the release, so
+	// the reader waited for the provider.
 	shared.mustCLI(t, "write", mount+"/config", "refresh_ahead=false")
-	offReads, offRequests, _ := run("cc-off")
-	offSlow, offSlowest, _ := summarise(offReads)
-	t.Logf("refresh_ahead=false: %d reads, %d provider requests, %d reads ≥ %s, slowest %s",
-		len(offReads), offRequests, offSlow, providerLatency, offSlowest.Round(time.Millisecond))
-	if offRequests < rollovers || offSlow == 0 {
-		t.Fatalf("refresh_ahead=false: %d rollovers and %d reads waiting on the provider; the measurement cannot see waiting", offRequests, offSlow)
+	pOff, firstOff, _, issuedOff := mint("cc-off", 4*time.Second)
+	time.Sleep(time.Until(issuedOff.Add(3 * time.Second)))
+	arrived, release := hold(pOff)
+	answer := make(chan string, 1)
+	go func() {
+		tok, err := accessToken(client, trace, shared, mount+"/access/cc-off")
+		if err != nil {
+			tok = "error: " + err.Error()
+		}
+		answer <- tok
+	}()
+	waitArrived(arrived, "the due token (refresh_ahead=false)")
+	select {
+	case tok := <-answer:
+		t.Fatalf("refresh_ahead=false: a read of the due token was answered (%.40q) while its refresh was held", tok)
+	default:
+	}
+	release()
+	if got := <-answer; got == firstOff || got != pOff.LastIssued(t).Access {
+		t.Fatalf("refresh_ahead=false: the read of the due token got %.40q, want the token issued after the release", got)
 	}
 
+	// refresh_ahead=true: 20 s tokens fall due 19 s after issue, and the refresh
+	// window opens min(max(20s/5, 10s), (20s-1s)/2) = 9.5 s after it. Reads from 10 s
+	// on are in the window and, until 19 s, have a token to serve: the reads made
+	// while the request is held must be answered in those 9 s, a margin wide enough
+	// for a loaded machine (past it they would wait for the release and fail below).
 	shared.mustCLI(t, "write", mount+"/config", "refresh_ahead=true")
-	reads, requests, issued := run("cc-on")
-	slow, slowest, served := summarise(reads)
-	t.Logf("refresh_ahead=true: %d reads, %d provider requests, %d tokens issued and served, %d reads ≥ %s, slowest %s",
-		len(reads), requests, len(served), slow, providerLatency, slowest.Round(time.Millisecond))
-	if requests < rollovers {
-		t.Fatalf("%d rollovers, want at least %d", requests, rollovers)
+	p, first, mintFrom, issued := mint("cc-on", 20*time.Second)
+	due := mintFrom.Add(19 * time.Second) // the earliest the token can fall due
+	time.Sleep(time.Until(issued.Add(10 * time.Second)))
+	arrived, release = hold(p)
+	requests0 := p.Requests()
+	// One read in the window starts the refresh; the others come while it is held.
+	// All of them, the first included, must be answered before the release.
+	var wg sync.WaitGroup
+	answers := make(chan string, readers+1)
+	readAsync := func() {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			tok, err := accessToken(client, trace, shared, mount+"/access/cc-on")
+			if err != nil {
+				tok = "error: " + err.Error()
+			}
+			answers <- tok
+		}()
 	}
-	if slow != 0 {
-		t.Fatalf("%d reads took as long as a provider request (≥ %s; slowest %s): a reader waited on the provider", slow, providerLatency, slowest)
+	readAsync()
+	waitArrived(arrived, "refresh ahead")
+	for range readers {
+		readAsync()
 	}
-	// One provider request per rollover: each request issued one token, and every
-	// token issued was served, in order (a second request for a rollover would issue
-	// a token nobody is served).
-	if int64(len(issued)) != requests {
-		t.Fatalf("%d provider requests issued %d tokens", requests, len(issued))
+	all := make(chan struct{})
+	go func() { wg.Wait(); close(all) }()
+	select {
+	case <-all:
+	case <-time.After(time.Until(due)):
+		t.Fatalf("refresh_ahead=true: reads not answered while the refresh was held (%d of %d answered)", len(answers), readers+1)
 	}
-	// The tokens read by the final catch-up reads are not in reads: compare what
-	// was served with what was issued, allowing the last issued to be seen only there.
-	if len(served) != len(issued) && len(served) != len(issued)-1 {
-		t.Fatalf("%d tokens issued, %d served to readers: not one provider request per rollover", len(issued), len(served))
+	if time.Now().After(due) {
+		t.Fatal("refresh_ahead=true: the reads ended past the due point; the hold proves nothing")
 	}
-	for i, tok := range served {
-		if tok != issued[i] {
-			t.Fatalf("rollover %d served a token other than the one issued for it", i+1)
+	close(answers)
+	for got := range answers {
+		if got != first {
+			t.Fatalf("refresh_ahead=true: a read while the refresh was held got %.40q, want the current token", got)
 		}
+	}
+	if n := p.Requests() - requests0; n != 1 {
+		t.Fatalf("refresh_ahead=true: %d token requests while one was held, want 1", n)
+	}
+	release()
+	fresh := ""
+	for end := time.Now().Add(time.Minute); fresh == "" || fresh == first; {
+		fresh = read("cc-on")
+		if time.Now().After(end) {
+			t.Fatal("refresh_ahead=true: the refreshed token is never served")
+		}
+	}
+	if fresh != p.LastIssued(t).Access || p.Requests()-requests0 != 1 {
+		t.Fatalf("refresh_ahead=true: served %.40q after %d requests, want the one token issued by the single refresh", fresh, p.Requests()-requests0)
 	}
 }

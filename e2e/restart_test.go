@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -144,10 +145,15 @@ func TestPluginKilledUnderLoad(t *testing.T) {
 		t.Fatalf("plugin processes %v, want one", pids)
 	}
 	type result struct {
-		at  time.Time
-		err error
+		start, at time.Time
+		err       error
 	}
-	results := make(chan result, 1<<16)
+	// The reader stops when results is full rather than block on it: a restart so
+	// slow that 65,536 reads fail meanwhile ends the test at once (overflow) instead
+	// of hanging until the suite's timeout.
+	const maxReads = 1 << 16
+	results := make(chan result, maxReads)
+	var overflow atomic.Bool
 	stop := make(chan struct{})
 	done := make(chan struct{})
 	go func() {
@@ -158,17 +164,35 @@ func TestPluginKilledUnderLoad(t *testing.T) {
 				return
 			default:
 			}
+			start := time.Now()
 			sec, err := c.Logical().Read(s.mount + "/access/static")
 			if err == nil && (sec == nil || sec.Data["password"] != "restart-secret") {
 				err = fmt.Errorf("wrong answer %v", sec)
 			}
-			results <- result{time.Now(), err}
+			select {
+			case results <- result{start, time.Now(), err}:
+			default:
+				overflow.Store(true)
+				return
+			}
 		}
 	}()
-	// Let the readers run, then kill the plugin.
-	for len(results) < 100 {
-		time.Sleep(10 * time.Millisecond) // waiting for the readers' first answers
+	// waitReads waits until the reader has answered n reads in all.
+	waitReads := func(n int, what string) {
+		t.Helper()
+		for len(results) < n {
+			if overflow.Load() {
+				t.Fatalf("%d reads made while waiting for %s", maxReads, what)
+			}
+			select {
+			case <-done:
+				t.Fatalf("the reader stopped while waiting for %s", what)
+			case <-time.After(10 * time.Millisecond): // polling the reader's count
+			}
+		}
 	}
+	// Let the readers run, then kill the plugin.
+	waitReads(100, "the readers' first answers")
 	killed := time.Now()
 	if err := syscall.Kill(pids[0], syscall.SIGKILL); err != nil {
 		t.Fatal(err)
@@ -176,7 +200,7 @@ func TestPluginKilledUnderLoad(t *testing.T) {
 	// Poll until a new plugin process serves.
 	deadline := time.Now().Add(2 * time.Minute)
 	var back time.Time
-	for back.IsZero() && time.Now().Before(deadline) {
+	for back.IsZero() && time.Now().Before(deadline) && !overflow.Load() {
 		sec, err := noRetryClient(t, v).Logical().Read(s.mount + "/access/static")
 		if err == nil && sec != nil && sec.Data["password"] == "restart-secret" {
 			if p := v.pluginPIDs(); len(p) == 1 && p[0] != pids[0] {
@@ -187,14 +211,14 @@ func TestPluginKilledUnderLoad(t *testing.T) {
 			time.Sleep(50 * time.Millisecond) // polling the server
 		}
 	}
+	if overflow.Load() {
+		t.Fatalf("the reader made %d reads before the plugin served again", maxReads)
+	}
 	if back.IsZero() {
 		t.Fatal("the plugin did not serve again within 2 minutes of its kill")
 	}
-	// A while more under load, then stop.
-	settled := time.Now()
-	for time.Since(settled) < 2*time.Second {
-		time.Sleep(50 * time.Millisecond) // the readers run on
-	}
+	// 100 reads more under load, then stop.
+	waitReads(len(results)+100, "reads after the plugin was back")
 	close(stop)
 	<-done
 	close(results)
@@ -208,8 +232,10 @@ func TestPluginKilledUnderLoad(t *testing.T) {
 		if r.at.Before(killed) {
 			t.Errorf("a read failed before the kill: %v", r.err)
 		}
-		if r.at.After(back.Add(time.Second)) {
-			t.Errorf("a read failed after the plugin was back: %v", r.err)
+		// Ordering, not a margin: a read sent after a read was served by the new
+		// plugin process must be served too.
+		if r.start.After(back) {
+			t.Errorf("a read sent after the plugin was back failed: %v", r.err)
 		}
 		if failed == 0 {
 			firstErr = r.at

@@ -178,7 +178,7 @@ func TestRotatedRefreshTokenSurvivesEditsFosite(t *testing.T) {
 				// A read, and a verification, which always mints: both work without a new
 				// consent only with the refresh token the held answer brought (with a
 				// retired one fosite refuses and revokes the grant).
-				if got := readAccess(t, shared, mount, name); got["access_token"] == "" {
+				if got := readAccess(t, shared, mount, name); !isNonEmptyString(got["access_token"]) {
 					t.Fatalf("%s: access after the edit: %v", edit.name, got)
 				}
 				if out := decode(t, shared.mustCLI(t, "write", "-force", "-format=json", cred+"/verify")).Data; out["result"] != "ok" {

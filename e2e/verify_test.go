@@ -144,7 +144,7 @@ func wantResult(t *testing.T, got map[string]any, result string, detail ...strin
 			t.Errorf("detail %q lacks %q", got["detail"], d)
 		}
 	}
-	if got["checked_at"] == "" || got["latency_ms"] == nil {
+	if !isNonEmptyString(got["checked_at"]) || got["latency_ms"] == nil {
 		t.Errorf("answer lacks checked_at or latency_ms: %v", got)
 	}
 }
@@ -189,7 +189,7 @@ func TestVerifySFTPAgainstOpenSSH(t *testing.T) {
 	wantResult(t, verifyCredential(t, mount, "key-fp"), "failed", srv.fingerprint)
 
 	got := decode(t, shared.mustCLI(t, "read", "-format=json", mount+"/credentials/pw-wrong")).Data
-	if got["verify_result"] != "failed" || got["health"] != "red" || got["verified_at"] == "" {
+	if got["verify_result"] != "failed" || got["health"] != "red" || !isNonEmptyString(got["verified_at"]) {
 		t.Errorf("management read after a failed verification: verify_result %v health %v verified_at %v", got["verify_result"], got["health"], got["verified_at"])
 	}
 	alerts := shared.mustCLI(t, "read", "-format=json", mount+"/alerts")

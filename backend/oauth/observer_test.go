@@ -3,6 +3,8 @@ package oauth
 import (
 	"context"
 	"net/http"
+	"runtime"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -43,8 +45,9 @@ func (o *countingObserver) Throttled() {
 // TestObserverSeesRequestsAndWaiters: a pile of readers behind one request is one
 // token request and readers-1 waiters; a provider failure is reported by its class;
 // a token served from the cache is not a request.
+//
+// Not parallel: it counts the goroutines of the process waiting in Broker.Token.
 func TestObserverSeesRequestsAndWaiters(t *testing.T) {
-	t.Parallel()
 	p := newProvider(t, providerOptions{})
 	release := make(chan struct{})
 	var failing bool
@@ -79,11 +82,14 @@ func TestObserverSeesRequestsAndWaiters(t *testing.T) {
 		}()
 	}
 	started.Wait()
-	// Let the readers reach the single flight before the request is answered; the
-	// count below holds however many did (a late one is served Broker's last token,
-	// neither a request nor a waiter), so this only makes the test meaningful.
-	for p.requests.Load() == 0 {
-		time.Sleep(time.Millisecond)
+	// The request is answered only once every reader waits on the single flight
+	// (the one that started it, and readers-1 joined): the race is forced, not hoped
+	// for.
+	for deadline := time.Now().Add(30 * time.Second); p.requests.Load() != 1 || waitingInToken() != readers; {
+		if time.Now().After(deadline) { // a failure bound only
+			t.Fatalf("%d token requests, %d of %d readers waiting on the flight", p.requests.Load(), waitingInToken(), readers)
+		}
+		time.Sleep(time.Millisecond) // polling the goroutines' state
 	}
 	close(release)
 	done.Wait()
@@ -92,8 +98,8 @@ func TestObserverSeesRequestsAndWaiters(t *testing.T) {
 	if got := obs.requests["client_credentials ok"]; got != 1 {
 		t.Errorf("token requests ok = %d, want 1 (%v)", got, obs.requests)
 	}
-	if obs.waiters < 1 || obs.waiters > readers-1 {
-		t.Errorf("waiters = %d, want between 1 and %d", obs.waiters, readers-1)
+	if obs.waiters != readers-1 {
+		t.Errorf("waiters = %d, want %d", obs.waiters, readers-1)
 	}
 	obs.mu.Unlock()
 
@@ -108,4 +114,25 @@ func TestObserverSeesRequestsAndWaiters(t *testing.T) {
 	if got := obs.requests["client_credentials transient"]; got != 1 {
 		t.Errorf("transient failures = %d, want 1 (%v)", got, obs.requests)
 	}
+}
+
+// waitingInToken counts the goroutines blocked in Broker.Token's wait for a flight.
+func waitingInToken() int {
+	buf := make([]byte, 1<<16)
+	for {
+		n := runtime.Stack(buf, true)
+		if n < len(buf) {
+			buf = buf[:n]
+			break
+		}
+		buf = make([]byte, 2*len(buf))
+	}
+	count := 0
+	for _, g := range strings.Split(string(buf), "\n\n") {
+		header, _, _ := strings.Cut(g, "\n")
+		if strings.Contains(header, "[select") && strings.Contains(g, "oauth.(*Broker).Token(") {
+			count++
+		}
+	}
+	return count
 }
