@@ -49,7 +49,7 @@ func pathLifecycle(b *integrationsBackend) []*framework.Path {
 		})
 	}
 	paths = append(paths, &framework.Path{
-		Pattern: "credentials/" + framework.GenericNameRegex("name") + "/logs$",
+		Pattern: "credentials/" + framework.GenericNameRegex("name") + "/logs/?$",
 		DisplayAttrs: &framework.DisplayAttributes{
 			OperationPrefix: operationPrefix,
 			OperationSuffix: "credential-logs",
@@ -68,10 +68,15 @@ func pathLifecycle(b *integrationsBackend) []*framework.Path {
 				Callback:     b.pathLogsRead,
 				DisplayAttrs: &framework.DisplayAttributes{OperationVerb: "read"},
 			},
+			logical.ListOperation: &framework.PathOperation{
+				Callback:     b.pathLogsList,
+				DisplayAttrs: &framework.DisplayAttributes{OperationVerb: "list"},
+			},
 		},
 		HelpSynopsis: "The most recent events of a credential: accesses, tokens minted, warnings, state changes.",
-		HelpDescription: "Newest first; the engine keeps log_size events per credential (default 250). Filter by status, integration, event kind and time range." +
-			examples("vault read integrations/credentials/billing-db/logs status=failure limit=20"),
+		HelpDescription: "Newest first; the engine keeps log_size events per credential (default 250). Filter by status, integration, event kind and time range. " +
+			"A read answers the events as records (for -format=json); a list answers the same events as a table, one row per event numbered newest first, with the records beside it for -format=json." +
+			examples("vault list -detailed integrations/credentials/billing-db/logs", "vault read -format=json integrations/credentials/billing-db/logs status=failure limit=20"),
 	}, &framework.Path{
 		Pattern: "alerts/?$",
 		DisplayAttrs: &framework.DisplayAttributes{
@@ -83,10 +88,15 @@ func pathLifecycle(b *integrationsBackend) []*framework.Path {
 				Callback:     b.pathAlertsRead,
 				DisplayAttrs: &framework.DisplayAttributes{OperationVerb: "read"},
 			},
+			logical.ListOperation: &framework.PathOperation{
+				Callback:     b.pathAlertsList,
+				DisplayAttrs: &framework.DisplayAttributes{OperationVerb: "list"},
+			},
 		},
 		HelpSynopsis: "Everything that needs a person: pending suspensions and purges, re-authorizations, expiries, failures.",
-		HelpDescription: "Each alert names the credential, the reason, its severity and when it takes (or took) effect. A client secret or certificate expiring upstream shows as client_secret_expiring or certificate_expiring from the largest warn_before threshold (yellow), then client_secret_expired or certificate_expired (red); the engine never suspends for them. Notifications not delivered to notify_credential show as notification_undelivered (with event, attempts and queued_at) and drops of a full outbox as notifications_dropped." +
-			examples("vault read -format=json integrations/alerts"),
+		HelpDescription: "Each alert names the credential, the reason, its severity and when it takes (or took) effect. A client secret or certificate expiring upstream shows as client_secret_expiring or certificate_expiring from the largest warn_before threshold (yellow), then client_secret_expired or certificate_expired (red); the engine never suspends for them. Notifications not delivered to notify_credential show as notification_undelivered (with event, attempts and queued_at) and drops of a full outbox as notifications_dropped. " +
+			"A read answers the alerts as records (for -format=json); a list answers them as a table, one row per alert numbered in the read's order (red first), with the records beside it for -format=json." +
+			examples("vault list -detailed integrations/alerts", "vault read -format=json integrations/alerts"),
 	})
 	return paths
 }
@@ -128,10 +138,30 @@ func (b *integrationsBackend) lifecycleAction(ctx context.Context, req *logical.
 }
 
 func (b *integrationsBackend) pathLogsRead(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
+	data, resp, err := b.logsView(ctx, req, d)
+	if data == nil {
+		return resp, err
+	}
+	return &logical.Response{Data: data}, nil
+}
+
+// pathLogsList is the logs as a table (recordsList): a row per event, newest first.
+func (b *integrationsBackend) pathLogsList(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
+	data, resp, err := b.logsView(ctx, req, d)
+	if data == nil {
+		return resp, err
+	}
+	return recordsList(data["events"].([]map[string]any), data), nil
+}
+
+// logsView is the answer of credentials/<name>/logs: the filtered events and the usage
+// summary. A nil data comes with the answer to give instead (a 400 naming the field,
+// or nothing for a credential that does not exist) or an error.
+func (b *integrationsBackend) logsView(ctx context.Context, req *logical.Request, d *framework.FieldData) (map[string]any, *logical.Response, error) {
 	name := d.Get("name").(string)
 	c, err := b.credentials.get(ctx, req.Storage, name)
 	if err != nil || c == nil {
-		return nil, err
+		return nil, nil, err
 	}
 	f := usage.Filter{
 		Status:      d.Get("status").(string),
@@ -140,14 +170,14 @@ func (b *integrationsBackend) pathLogsRead(ctx context.Context, req *logical.Req
 		Limit:       d.Get("limit").(int),
 	}
 	if f.Status != "" && f.Status != usage.StatusSuccess && f.Status != usage.StatusFailure {
-		return logical.ErrorResponse(fieldErr("status", "must be success or failure").Error()), nil
+		return nil, logical.ErrorResponse(fieldErr("status", "must be success or failure").Error()), nil
 	}
 	if f.Integration != "" && !credtype.ValidIntegration(f.Integration) {
-		return logical.ErrorResponse(fieldErr("integration", "must be "+credtype.IntegrationRule).Error()), nil
+		return nil, logical.ErrorResponse(fieldErr("integration", "must be "+credtype.IntegrationRule).Error()), nil
 	}
 	for _, q := range []string{"event", "since", "until"} {
 		if len(d.Get(q).(string)) > maxLogQuery {
-			return logical.ErrorResponse(fieldErr(q, fmt.Sprintf("must be at most %d bytes", maxLogQuery)).Error()), nil
+			return nil, logical.ErrorResponse(fieldErr(q, fmt.Sprintf("must be at most %d bytes", maxLogQuery)).Error()), nil
 		}
 	}
 	for _, tf := range []struct {
@@ -157,18 +187,18 @@ func (b *integrationsBackend) pathLogsRead(ctx context.Context, req *logical.Req
 		if v := d.Get(tf.name).(string); v != "" {
 			t, err := time.Parse(time.RFC3339, v)
 			if err != nil {
-				return logical.ErrorResponse(fieldErr(tf.name, "must be an RFC 3339 time such as 2026-11-24T08:00:00Z").Error()), nil
+				return nil, logical.ErrorResponse(fieldErr(tf.name, "must be an RFC 3339 time such as 2026-11-24T08:00:00Z").Error()), nil
 			}
 			*tf.dst = t
 		}
 	}
 	u, err := b.usage.load(ctx, req.Storage, name)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	cfg, err := b.loadConfig(ctx, req.Storage)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	u.Merge(b.activity.recorder.Peek(name), cfg.LogSize)
 	events := u.Filter(f)
@@ -179,7 +209,7 @@ func (b *integrationsBackend) pathLogsRead(ctx context.Context, req *logical.Req
 			"integration": ev.Integration, "detail": ev.Detail,
 		})
 	}
-	return &logical.Response{Data: map[string]any{"events": out, "access_count": u.Count, "last_accessed": rfc3339(u.LastAccessed)}}, nil
+	return map[string]any{"events": out, "access_count": u.Count, "last_accessed": rfc3339(u.LastAccessed)}, nil, nil
 }
 
 // maxLogQuery bounds the event kind and time filters of credentials/<name>/logs: event
@@ -189,29 +219,57 @@ const maxLogQuery = 64
 func rfc3339Nano(t time.Time) string { return t.UTC().Format(time.RFC3339Nano) }
 
 func (b *integrationsBackend) pathAlertsRead(ctx context.Context, req *logical.Request, _ *framework.FieldData) (*logical.Response, error) {
-	cfg, err := b.loadConfig(ctx, req.Storage)
+	out, warning, err := b.alertsView(ctx, req.Storage)
 	if err != nil {
 		return nil, err
+	}
+	resp := &logical.Response{Data: map[string]any{"alerts": out}}
+	if warning != "" {
+		resp.AddWarning(warning)
+	}
+	return resp, nil
+}
+
+// pathAlertsList is the alerts as a table (recordsList): a row per alert, in the
+// read's order.
+func (b *integrationsBackend) pathAlertsList(ctx context.Context, req *logical.Request, _ *framework.FieldData) (*logical.Response, error) {
+	out, warning, err := b.alertsView(ctx, req.Storage)
+	if err != nil {
+		return nil, err
+	}
+	resp := recordsList(out, map[string]any{"alerts": out})
+	if warning != "" {
+		resp.AddWarning(warning)
+	}
+	return resp, nil
+}
+
+// alertsView is every alert, red first then by due time, as the answer's records, and
+// a warning when the lifecycle index is still being built.
+func (b *integrationsBackend) alertsView(ctx context.Context, s logical.Storage) ([]map[string]any, string, error) {
+	cfg, err := b.loadConfig(ctx, s)
+	if err != nil {
+		return nil, "", err
 	}
 	now := b.now().UTC()
 	var alerts []lifecycle.Alert
 	for _, name := range b.alertCandidates(now) {
-		c, err := b.credentials.get(ctx, req.Storage, name)
+		c, err := b.credentials.get(ctx, s, name)
 		if err != nil {
-			return nil, err
+			return nil, "", err
 		}
 		if c == nil {
 			continue
 		}
-		sum, err := b.usage.summary(ctx, req.Storage, name)
+		sum, err := b.usage.summary(ctx, s, name)
 		if err != nil {
-			return nil, err
+			return nil, "", err
 		}
 		alerts = append(alerts, b.policyFor(cfg, c).Alerts(name, b.healthInput(c, sum), now)...)
 	}
-	undelivered, err := b.outboxAlerts(ctx, req.Storage, now)
+	undelivered, err := b.outboxAlerts(ctx, s, now)
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	alerts = append(alerts, undelivered...)
 	slices.SortStableFunc(alerts, func(a, b lifecycle.Alert) int {
@@ -231,12 +289,11 @@ func (b *integrationsBackend) pathAlertsRead(ctx context.Context, req *logical.R
 		}
 		out = append(out, alert)
 	}
-	resp := &logical.Response{Data: map[string]any{"alerts": out}}
 	if !b.indexComplete(cfg) {
 		a := b.activity
-		resp.AddWarning(fmt.Sprintf("The lifecycle index is still being built (%d of %d credentials indexed): these alerts may be incomplete. Read alerts again shortly.", a.scanned.Load(), a.total.Load()))
+		return out, fmt.Sprintf("The lifecycle index is still being built (%d of %d credentials indexed): these alerts may be incomplete. Read alerts again shortly.", a.scanned.Load(), a.total.Load()), nil
 	}
-	return resp, nil
+	return out, "", nil
 }
 
 // alertCandidates names, sorted, every credential that may have an alert at now: those

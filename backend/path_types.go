@@ -26,7 +26,7 @@ func pathTypes(b *integrationsBackend) []*framework.Path {
 				examples("vault list integrations/types", "vault read -format=json -field=limits integrations/types/certificate"),
 		},
 		{
-			Pattern:      "types/" + framework.GenericNameRegex("type") + "$",
+			Pattern:      "types/" + framework.GenericNameRegex("type") + "/?$",
 			DisplayAttrs: &framework.DisplayAttributes{OperationPrefix: operationPrefix, OperationSuffix: "credential-type"},
 			Fields: map[string]*framework.FieldSchema{
 				"type": {Type: framework.TypeString, Description: "Name or alias of a credential type.", Required: true},
@@ -35,6 +35,10 @@ func pathTypes(b *integrationsBackend) []*framework.Path {
 				logical.ReadOperation: &framework.PathOperation{
 					Callback:     b.pathTypeRead,
 					DisplayAttrs: &framework.DisplayAttributes{OperationVerb: "read"},
+				},
+				logical.ListOperation: &framework.PathOperation{
+					Callback:     b.pathTypeFieldsList,
+					DisplayAttrs: &framework.DisplayAttributes{OperationVerb: "list", OperationSuffix: "credential-type-fields"},
 				},
 			},
 			HelpSynopsis: "One credential type: its kind and every field with its rule.",
@@ -45,9 +49,11 @@ a description; a field required only under a condition has "required_when" (the 
 field and the values that make it required), and a field of a one-of group has "one_of"
 (the group's fields, and exactly: true when one of them must be set, false when at
 most one may be). Types are string, list, map (an object of strings; key=value pairs
-from the CLI), bool, duration and time. These are the same definitions the engine validates with. The table
-output shows the lists; -format=json shows everything.` + examples("vault read integrations/types/oauth2_client_credentials",
-				"vault read -format=json -field=fields integrations/types/basic"),
+from the CLI), bool, duration and time. These are the same definitions the engine validates with. A read's
+table shows the lists; a list (vault list -detailed) shows the fields as a table, a row per field with its type,
+whether it is required or sensitive, its default and its rule (as validation), and the read's answer beside it for -format=json.` +
+				examples("vault list -detailed integrations/types/oauth2_client_credentials",
+					"vault read -format=json -field=fields integrations/types/basic"),
 		},
 	}
 }
@@ -73,6 +79,39 @@ func (b *integrationsBackend) pathTypeRead(_ context.Context, _ *logical.Request
 	if !ok {
 		return nil, nil
 	}
+	return &logical.Response{Data: typeView(t)}, nil
+}
+
+// typeFieldColumns are the attributes of a field that the list's table shows (the
+// answer's "fields" beside it has them all), by the column names they show under: the
+// CLI orders columns by name, and the long rule reads best last, as "validation".
+var typeFieldColumns = map[string]string{"type": "type", "required": "required", "sensitive": "sensitive", "destination": "destination", "default": "default", "rule": "validation"}
+
+// pathTypeFieldsList is a type's fields as a table: a row per field name (the CLI sorts
+// them), with typeFieldColumns as one-line cells, and the read's answer beside it.
+func (b *integrationsBackend) pathTypeFieldsList(_ context.Context, _ *logical.Request, d *framework.FieldData) (*logical.Response, error) {
+	t, ok := credtype.Lookup(d.Get("type").(string))
+	if !ok {
+		return nil, nil
+	}
+	data := typeView(t)
+	fields := data["fields"].(map[string]map[string]any)
+	keys := make([]string, 0, len(t.Fields))
+	info := make(map[string]any, len(t.Fields))
+	for _, f := range t.Fields {
+		row := make(map[string]any, len(typeFieldColumns))
+		for attr, column := range typeFieldColumns {
+			row[column] = fields[f.Name][attr]
+		}
+		keys = append(keys, f.Name)
+		info[f.Name] = row
+	}
+	return namedList(keys, info, data), nil
+}
+
+// typeView is the answer of types/<type>: the field-name lists, and every field's
+// details keyed by its name.
+func typeView(t *credtype.Type) map[string]any {
 	// The lists read as a table (vault read); the details are keyed by field name.
 	fields := make(map[string]map[string]any, len(t.Fields))
 	required, optional, sensitive := []string{}, []string{}, []string{}
@@ -118,5 +157,5 @@ func (b *integrationsBackend) pathTypeRead(_ context.Context, _ *logical.Request
 		// Its encrypted keys are derived under the engine-wide limits.
 		data["limits"] = map[string]any{"key_derivation": credtype.KeyWorkLimitsView()}
 	}
-	return &logical.Response{Data: data}, nil
+	return data
 }
