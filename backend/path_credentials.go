@@ -296,8 +296,9 @@ func (b *integrationsBackend) pathCredentialsList(ctx context.Context, req *logi
 		}
 		keys = append(keys, name)
 		info[name] = map[string]any{
-			"type":          c.Type,
-			"description":   c.Description,
+			"type": c.Type,
+			// One line, or the CLI's table breaks its row there (the read has it whole).
+			"description":   tableCell(c.Description),
 			"tags":          nonNil(c.Tags),
 			"status":        lv["status"],
 			"health":        lv["health"],

@@ -118,6 +118,15 @@ func TestRecordListsAreTables(t *testing.T) {
 		}
 	}
 
+	// The credential list's description is one line; the read keeps it whole.
+	info := mustOK(t, b, s, logical.ListOperation, "credentials/", nil).Data["key_info"].(map[string]any)
+	if d := info["busy"].(map[string]any)["description"]; d != "two lines" {
+		t.Errorf("credentials key_info description = %q, want one line", d)
+	}
+	if d := mustOK(t, b, s, logical.ReadOperation, "credentials/busy", nil).Data["description"]; d != "two\nlines" {
+		t.Errorf("credentials/busy description = %q, want it as written", d)
+	}
+
 	for _, typ := range []string{"sftp_ssh_key", "oauth2_authorization_code", "oauth2_client_credentials"} {
 		read := mustOK(t, b, s, logical.ReadOperation, "types/"+typ, nil)
 		list := mustOK(t, b, s, logical.ListOperation, "types/"+typ+"/", nil)
