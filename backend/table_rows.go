@@ -22,7 +22,7 @@ import (
 // recordsList answers a list operation with one row per record, in the order given:
 // the keys are the row numbers, zero-padded so the CLI's sorted table keeps that order
 // ("01" … "12"), and each key_info row is the record with every value made one line
-// (flatCell). extra is added to the answer's data as it is (the structured records),
+// (namedList). extra is added to the answer's data as it is (the structured records),
 // so `vault list -detailed -format=json` shows it; the table shows only the rows.
 func recordsList(records []map[string]any, extra map[string]any) *logical.Response {
 	width := len(strconv.Itoa(len(records)))
@@ -31,7 +31,7 @@ func recordsList(records []map[string]any, extra map[string]any) *logical.Respon
 	for i, r := range records {
 		key := fmt.Sprintf("%0*d", width, i+1)
 		keys = append(keys, key)
-		info[key] = flatRow(r)
+		info[key] = r
 	}
 	return namedList(keys, info, extra)
 }
