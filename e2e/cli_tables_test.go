@@ -21,7 +21,7 @@ var goDump = regexp.MustCompile(`map\[|\[map`)
 // answers are unchanged, and the lists carry them beside the rows).
 func TestCLITablesReadWell(t *testing.T) {
 	t.Parallel()
-	v := newVault(t, serverOptions{}) // its own: the idle warning needs a mount-wide warn_before
+	v := shared
 	mount := v.mount(t)
 	// A one-day inactivity window is warned about one second after the last activity.
 	v.mustCLI(t, "write", mount+"/config", "warn_before=90d,60d,30d,7d,86399")
