@@ -62,6 +62,23 @@ build_vault() {
   keep "$name"
 }
 
+# devprovider_bin prints the path of the local OAuth provider make dev runs beside Vault
+# (bootstrap/devprovider, its own Go module), built now when its pin or source changed.
+devprovider_bin() {
+  local src="$ROOT/bootstrap/devprovider" key name bin
+  key=$(cache_key "$src/go.mod" "$src/go.sum" "$src"/*.go)
+  name="devprovider-$key"
+  if ! bin=$(cached "$name"); then
+    log "building the local OAuth provider from bootstrap/devprovider"
+    mkdir -p "$CACHE_DIR"
+    (cd "$src" && CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$CACHE_DIR/$name.tmp" .) >&2 || return 1
+    mv "$CACHE_DIR/$name.tmp" "$CACHE_DIR/$name"
+    keep "$name"
+    bin="$CACHE_DIR/$name"
+  fi
+  echo "$bin"
+}
+
 # The Terraform Vault provider: the registry is out of reach, so it is built from the Go
 # module proxy. This pseudo-version is provider 5.9.0.
 TF_PROVIDER_MODULE="github.com/hashicorp/terraform-provider-vault"
