@@ -41,7 +41,7 @@ func newTerraform(t *testing.T, v *vaultServer) *terraform {
 		t.Fatal(err)
 	}
 	for _, e := range entries {
-		if strings.HasSuffix(e.Name(), ".tf") {
+		if strings.HasSuffix(e.Name(), ".tf") || strings.HasSuffix(e.Name(), ".tfvars") {
 			b, err := os.ReadFile(filepath.Join(src, e.Name()))
 			if err != nil {
 				t.Fatal(err)
@@ -161,6 +161,58 @@ func TestTerraformLifecycle(t *testing.T) {
 	}
 	if _, ok := mounts["integrations/"]; ok {
 		t.Error("destroy left the mount behind")
+	}
+}
+
+// TestTerraformBesideMakeDev applies and destroys the configuration with dev.tfvars, as
+// the README's recipe does next to `make dev`, on a server where make dev's mount
+// (integrations/) runs the same plugin version: Terraform mounts integrations-tf/ and
+// does not register the version, so its destroy leaves the catalog alone, and after a
+// plugin reload make dev's mount still answers. (With register_plugin = true, destroy
+// deregisters the version and the reload leaves integrations/ with "plugin not found
+// in the catalog".)
+func TestTerraformBesideMakeDev(t *testing.T) {
+	t.Parallel()
+	v := newVault(t, serverOptions{}) // registered, as make dev does
+	v.mountAt(t, "integrations")
+	v.mustCLI(t, "write", "integrations/credentials/demo", "type=basic", "username=svc", "password=s3cret")
+
+	tf := newTerraform(t, v)
+	tf.mustRun("init", "-no-color")
+	tf.mustRun("apply", "-auto-approve", "-no-color", "-var-file=dev.tfvars")
+	if auth := tf.mustRun("output", "-raw", "ticketing_authorization"); auth != "Basic c3ZjLXRpY2tldGluZzpjaGFuZ2UtbWUtdGlja2V0aW5n" {
+		t.Errorf("access through the data source gave %q", auth)
+	}
+	mounts, err := v.client.Sys().ListMounts()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m := mounts["integrations-tf/"]; m == nil || m.RunningVersion != os.Getenv("PLUGIN_VERSION") {
+		t.Errorf("dev.tfvars: want the mount integrations-tf/ on %s, got %+v", os.Getenv("PLUGIN_VERSION"), m)
+	}
+	// Terraform's config went to its own mount, not make dev's.
+	if cfg, err := v.client.Logical().Read("integrations/config"); err != nil || cfg == nil || fmt.Sprint(cfg.Data["suspend_after"]) == "7776000" {
+		t.Errorf("make dev's config changed by the apply (or unreadable): %v %v", cfg, err)
+	}
+
+	tf.mustRun("destroy", "-auto-approve", "-no-color", "-var-file=dev.tfvars")
+	mounts, err = v.client.Sys().ListMounts()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := mounts["integrations-tf/"]; ok {
+		t.Error("destroy left integrations-tf/ behind")
+	}
+	if _, err := v.client.Sys().GetPluginWithContext(context.Background(), &api.GetPluginInput{
+		Name: pluginName, Type: api.PluginTypeSecrets, Version: os.Getenv("PLUGIN_VERSION"),
+	}); err != nil {
+		t.Errorf("destroy deregistered the plugin version make dev uses: %v", err)
+	}
+	// A reload starts the mount's plugin afresh from the catalog.
+	v.mustCLI(t, "plugin", "reload", "-type=secret", "-plugin="+pluginName)
+	out, err := v.cli("read", "-field=password", "integrations/access/demo")
+	if err != nil || out != "s3cret" {
+		t.Errorf("make dev's mount after destroy and reload: %q %v", out, err)
 	}
 }
 

@@ -5,7 +5,10 @@
 #   terraform init
 #   terraform apply -var plugin_sha256=$(sha256sum ../../bin/vault-plugin-secrets-integrations | cut -d' ' -f1)
 #
-# The plugin binary must already be in the server's plugin directory.
+# The plugin binary must already be in the server's plugin directory. With
+# register_plugin = true (the default) this registers the plugin version and destroy
+# deregisters it; beside make dev use dev.tfvars (register_plugin = false, mount
+# integrations-tf/): see the README's Terraform section.
 
 terraform {
   required_version = ">= 1.5"
@@ -20,18 +23,31 @@ terraform {
 # VAULT_ADDR and VAULT_TOKEN come from the environment.
 provider "vault" {}
 
+locals {
+  plugin_name = "vault-plugin-secrets-integrations"
+}
+
+# Registered here only with register_plugin (see its description: destroy deregisters).
 resource "vault_plugin" "integrations" {
+  count   = var.register_plugin ? 1 : 0
   type    = "secret"
-  name    = "vault-plugin-secrets-integrations"
-  command = "vault-plugin-secrets-integrations"
+  name    = local.plugin_name
+  command = local.plugin_name
   version = var.plugin_version
   sha256  = var.plugin_sha256
+  lifecycle {
+    precondition {
+      condition     = can(regex("^[0-9a-f]{64}$", var.plugin_sha256))
+      error_message = "plugin_sha256 must be the binary's SHA-256 (64 hex digits) when register_plugin is true."
+    }
+  }
 }
 
 resource "vault_mount" "integrations" {
   path           = var.mount_path
-  type           = vault_plugin.integrations.name
-  plugin_version = vault_plugin.integrations.version
+  type           = local.plugin_name
+  plugin_version = var.plugin_version
+  depends_on     = [vault_plugin.integrations]
   description    = "Credentials integrations use to reach other products"
   # Vault drops the response headers a mount has not allowed: a write refused while the
   # engine is busy with key derivations (503) says when to retry in Retry-After too.
