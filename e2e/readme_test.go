@@ -1,0 +1,521 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/vault/api"
+
+	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/internal/fixtures"
+)
+
+// TestREADMECommands runs README.md as written: it starts `make dev`'s server by running
+// scripts/dev.sh (Vault and the local OAuth provider, on free ports), then runs every
+// command of the README's ```sh blocks in order with bash, as an operator pastes them,
+// then every example command of every path's help (the mount's OpenAPI document). Each
+// must succeed, unless readmeTable says why it is not run or which error it is expected
+// to fail with; a table entry that matches no command fails the test too, so the table
+// cannot outlive the README.
+//
+// What the test changes before running a command: the addresses of make dev's defaults
+// (127.0.0.1:8200 and :8300) become the free ports it chose; readmePlaceholders fill
+// the README's "…" and <…> placeholders; readmeURLs point the example providers at the
+// local OAuth provider. Commands run in a scratch directory with bin/ and bootstrap/
+// linked from the repository and the files the README passes with @ made there.
+func TestREADMECommands(t *testing.T) {
+	t.Parallel()
+	readme := parseREADME(t, filepath.Join("..", "README.md"))
+	dev := startMakeDev(t)
+	work := readmeWorkdir(t, dev)
+	sum, err := fileSHA256(filepath.Join(pluginDir(), pluginName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	fill := readmeFiller(t, dev, sum)
+	used := map[string]bool{}
+
+	for _, c := range readme {
+		dev.run(t, work, fill, used, fmt.Sprintf("README.md:%d", c.line), c.key, c.text)
+	}
+
+	// The path-help examples start from the engine's defaults and the credentials they
+	// name: the README's hardening section closed loopback, where the local provider is.
+	if _, err := dev.client.Logical().Delete("integrations/config"); err != nil {
+		t.Fatalf("resetting config: %v", err)
+	}
+	for _, g := range pathHelpExamples(t, dev.client) {
+		dev.exampleCredentials(t)
+		for _, c := range g.commands {
+			dev.run(t, work, fill, used, "path-help "+g.path, c.key, c.text)
+		}
+	}
+
+	for key, e := range readmeTable {
+		if !used[key] {
+			t.Errorf("readmeTable entry %q (%s) matches no command of the README or of a path's help: remove it", key, e.reason)
+		}
+	}
+}
+
+// readmeEntry says how the test treats one command, keyed by its text (continuation lines
+// joined with one space; "#2" appended for its second occurrence, and so on).
+type readmeEntry struct {
+	// skip: the command is not run, for reason.
+	skip bool
+	// fails: the command must fail, its output containing this text.
+	fails string
+	// reason says why. "TODO(other fix)" marks a README command that fails today for
+	// a bug another change fixes: remove the entry with that fix.
+	reason string
+}
+
+var readmeTable = map[string]readmeEntry{
+	// Not vault commands: the test does what they do itself.
+	"make dev":   {skip: true, reason: "the test runs scripts/dev.sh, what make dev runs, on free ports"},
+	"make dev#2": {skip: true, reason: "the test runs scripts/dev.sh, what make dev runs, on free ports"},
+	"make test":  {skip: true, reason: "the whole suite, this test included"},
+	`export VAULT_ADDR=http://127.0.0.1:8200 VAULT_TOKEN=root PATH="$PWD/.cache/bin:$PATH"`: {skip: true, reason: "the test sets VAULT_ADDR, VAULT_TOKEN and PATH for every command"},
+	"export VAULT_ADDR=http://127.0.0.1:8200 VAULT_TOKEN=root":                              {skip: true, reason: "the test sets VAULT_ADDR and VAULT_TOKEN for every command"},
+	`export PATH="$PWD/.cache/bin:$PATH"`:                                                   {skip: true, reason: "the test puts VAULT_BIN on the PATH as vault"},
+
+	// Terraform: TestTerraformBesideMakeDev runs this recipe (init, apply and destroy with
+	// dev.tfvars beside a mount on the same plugin version), TestTerraformLifecycle the
+	// configuration on a Vault of its own.
+	"make tfprovider":        {skip: true, reason: "TestTerraformBesideMakeDev (scripts/test.sh builds TF_MIRROR)"},
+	"cd bootstrap/terraform": {skip: true, reason: "TestTerraformBesideMakeDev"},
+	"export TF_CLI_CONFIG_FILE=$PWD/dev.tfrc VAULT_ADDR=http://127.0.0.1:8200 VAULT_TOKEN=root": {skip: true, reason: "TestTerraformBesideMakeDev"},
+	"terraform init":                         {skip: true, reason: "TestTerraformBesideMakeDev"},
+	"terraform apply -var-file=dev.tfvars":   {skip: true, reason: "TestTerraformBesideMakeDev"},
+	"terraform destroy -var-file=dev.tfvars": {skip: true, reason: "TestTerraformBesideMakeDev"},
+	"terraform apply -var plugin_sha256=$(sha256sum ../../bin/vault-plugin-secrets-integrations | cut -d' ' -f1)": {skip: true, reason: "TestTerraformLifecycle"},
+
+	// private_key_jwt at Microsoft Entra and Okta: the writes run, but the local
+	// provider's client authenticates with a secret; e2e/client_auth_test.go mints with
+	// these assertions at ory/fosite.
+	"vault read integrations/access/graph#2":   {skip: true, reason: "private_key_jwt at login.microsoftonline.com: client_auth_test.go"},
+	"vault read integrations/access/okta-mgmt": {skip: true, reason: "private_key_jwt at Okta: client_auth_test.go"},
+
+	// Versions: make dev has registered and mounted the plugin already.
+	"vault secrets enable -path=integrations -plugin-version=v0.1.0 -allowed-response-headers=Retry-After vault-plugin-secrets-integrations": {
+		fails: "path is already in use at integrations/", reason: "make dev mounted integrations/ already (the section is for a Vault of your own)"},
+
+	// Path-help examples that need a person's consent in between.
+	"vault write integrations/credentials/crm-api/authorize code=<code> state=<state>":                                            {skip: true, reason: "needs the code of a consent: oauth_test.go completes authorizations by hand"},
+	`curl "$VAULT_ADDR/v1/integrations/oauth/callback?state=<state>&code=<code>" (the browser does this)`:                         {skip: true, reason: "the browser's request after a consent: oauth_test.go"},
+	`curl -d state=<state> -d code=<code> "$VAULT_ADDR/v1/integrations/oauth/callback" (the provider's form_post page does this)`: {skip: true, reason: "the provider's form_post page after a consent: oidcprovider_test.go"},
+}
+
+// readmeCommand is one command of a ```sh block, or one path-help example.
+type readmeCommand struct {
+	line int
+	key  string // the readmeTable key
+	text string
+}
+
+var trailingComment = regexp.MustCompile(`\s{2,}#.*$`)
+
+// parseREADME returns the commands of README.md's ```sh blocks in order: comment lines
+// and blank lines dropped, a line ending in \ joined with the next, a trailing comment
+// (two spaces or more, then #) cut off. It fails on what it does not understand (a
+// heredoc, an unterminated block or continuation).
+func parseREADME(t *testing.T, path string) []readmeCommand {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []readmeCommand
+	seen := map[string]int{}
+	in, cont := false, ""
+	start := 0
+	sc := bufio.NewScanner(bytes.NewReader(b))
+	for n := 1; sc.Scan(); n++ {
+		line := sc.Text()
+		switch {
+		case !in && line == "```sh":
+			in = true
+			continue
+		case in && line == "```":
+			if cont != "" {
+				t.Fatalf("README.md:%d: a ```sh block ends inside a continued command", n)
+			}
+			in = false
+			continue
+		case !in:
+			continue
+		}
+		trimmed := strings.TrimSpace(line)
+		if cont == "" && (trimmed == "" || strings.HasPrefix(trimmed, "#")) {
+			continue
+		}
+		if strings.Contains(line, "<<") {
+			t.Fatalf("README.md:%d: a heredoc in a ```sh block: the test runs one line per command", n)
+		}
+		if cont == "" {
+			start = n
+		}
+		if s, ok := strings.CutSuffix(trimmed, `\`); ok {
+			cont += strings.TrimSpace(s) + " "
+			continue
+		}
+		text := cont + trimmed
+		cont = ""
+		if loc := trailingComment.FindStringIndex(text); loc != nil {
+			text = text[:loc[0]]
+		}
+		seen[text]++
+		key := text
+		if seen[text] > 1 {
+			key = fmt.Sprintf("%s#%d", text, seen[text])
+		}
+		out = append(out, readmeCommand{line: start, key: key, text: text})
+	}
+	if in {
+		t.Fatal("README.md: a ```sh block is not closed")
+	}
+	if len(out) < 40 {
+		t.Fatalf("README.md: only %d commands in ```sh blocks: the parser is lost", len(out))
+	}
+	return out
+}
+
+// makeDev is the server scripts/dev.sh started.
+type makeDev struct {
+	vaultAddr, providerAddr string // host:port
+	client                  *api.Client
+	env                     []string
+}
+
+// startMakeDev runs scripts/dev.sh on free ports until it says it is ready, and stops it
+// (Ctrl-C, as an operator does) when the test ends.
+func startMakeDev(t *testing.T) *makeDev {
+	t.Helper()
+	vp, err := freePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pp, err := freePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := &makeDev{vaultAddr: fmt.Sprintf("127.0.0.1:%d", vp), providerAddr: fmt.Sprintf("127.0.0.1:%d", pp)}
+	cmd := exec.Command("bash", "scripts/dev.sh")
+	cmd.Dir = ".."
+	cmd.Env = append(os.Environ(), fmt.Sprintf("VAULT_DEV_PORT=%d", vp), fmt.Sprintf("DEV_PROVIDER_PORT=%d", pp), "VAULT_DEV_ROOT_TOKEN=root")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	ready := make(chan bool, 1)
+	var printed strings.Builder
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		said := false
+		for sc.Scan() {
+			printed.WriteString(sc.Text() + "\n")
+			if !said && strings.Contains(sc.Text(), "Press Ctrl-C to stop") {
+				said = true
+				ready <- true
+			}
+		}
+		if !said {
+			ready <- false
+		}
+		exited <- cmd.Wait()
+	}()
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(syscall.SIGINT)
+		select {
+		case <-exited:
+		case <-time.After(30 * time.Second):
+			t.Errorf("scripts/dev.sh did not stop within 30s of Ctrl-C")
+			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		}
+	})
+	select {
+	case ok := <-ready:
+		if !ok {
+			t.Fatalf("scripts/dev.sh stopped before it was ready:\n%s\n%s", printed.String(), stderr.String())
+		}
+	case <-time.After(5 * time.Minute):
+		t.Fatalf("scripts/dev.sh was not ready after 5 minutes:\n%s", stderr.String())
+	}
+	// What make dev prints is what the README tells people to expect.
+	for _, want := range []string{"export VAULT_ADDR=http://" + d.vaultAddr + " VAULT_TOKEN=root", "token_url=http://" + d.providerAddr + "/oauth2/token client_id=dev-client client_secret=dev-client-secret"} {
+		if !strings.Contains(printed.String(), want) {
+			t.Errorf("make dev does not print %q:\n%s", want, printed.String())
+		}
+	}
+	d.client, err = api.NewClient(&api.Config{Address: "http://" + d.vaultAddr})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.client.SetToken("root")
+	return d
+}
+
+// readmeWorkdir is the directory commands run in, with the vault CLI on the PATH.
+func readmeWorkdir(t *testing.T, d *makeDev) string {
+	t.Helper()
+	work := t.TempDir()
+	root, err := filepath.Abs("..")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, dir := range []string{"bin", "bootstrap"} {
+		if err := os.Symlink(filepath.Join(root, dir), filepath.Join(work, dir)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	path := filepath.Join(work, ".path")
+	if err := os.MkdirAll(path, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(os.Getenv("VAULT_BIN"), filepath.Join(path, "vault")); err != nil {
+		t.Fatal(err)
+	}
+	cert, key := fixtures.Certificate(time.Now().Add(90 * 24 * time.Hour))
+	files := map[string]string{
+		"client.crt":            cert,
+		"client.key":            key,
+		"crm-refresh-token.txt": providerRefreshToken(t, d.providerAddr),
+		"new-refresh-token.txt": providerRefreshToken(t, d.providerAddr),
+	}
+	for name, content := range files {
+		if err := os.WriteFile(filepath.Join(work, name), []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	d.env = append(os.Environ(),
+		"VAULT_ADDR=http://"+d.vaultAddr, "VAULT_TOKEN=root", "VAULT_FORMAT=", "VAULT_NAMESPACE=",
+		"PATH="+path+string(os.PathListSeparator)+os.Getenv("PATH"))
+	return work
+}
+
+// readmeFiller returns the text a command runs as: make dev's addresses moved to the
+// test's ports, the example providers to the local one, the placeholders filled.
+func readmeFiller(t *testing.T, d *makeDev, pluginSHA256 string) func(string) string {
+	t.Helper()
+	dp := "http://" + d.providerAddr
+	// The README's "…" values, by the field they stand for.
+	placeholders := map[string]string{
+		"client_id":            "dev-client",
+		"client_secret":        "dev-client-secret",
+		"password":             "readme-Passw0rd",
+		"private_key_password": "readme-key-password",
+		"sha256":               pluginSHA256,
+	}
+	// The README's <…> placeholders.
+	angle := map[string]string{
+		"<application (client) ID>": "00000000-0000-0000-0000-000000000001",
+		"<client ID>":               "0oa-readme-client",
+		"<KID>":                     "readme-kid",
+	}
+	// Providers the README names that do not exist, and those the test cannot reach:
+	// the local provider stands in (its client is dev-client).
+	urls := map[string]string{
+		"https://auth.partner.example/oauth/token": dp + "/oauth2/token",
+		"https://crm.example/oauth/authorize":      dp + "/oauth2/auth",
+		"https://crm.example/oauth/token":          dp + "/oauth2/token",
+	}
+	placeholder := regexp.MustCompile(`([A-Za-z0-9_]+)=…`)
+	return func(text string) string {
+		text = strings.ReplaceAll(text, "127.0.0.1:8200", d.vaultAddr)
+		text = strings.ReplaceAll(text, "127.0.0.1:8300", d.providerAddr)
+		for from, to := range urls {
+			text = strings.ReplaceAll(text, from, to)
+		}
+		for from, to := range angle {
+			text = strings.ReplaceAll(text, from, to)
+		}
+		text = placeholder.ReplaceAllStringFunc(text, func(m string) string {
+			field := strings.TrimSuffix(m, "=…")
+			v, ok := placeholders[field]
+			if !ok {
+				t.Errorf("no value for the placeholder %q: add it to readmeFiller's table", m)
+			}
+			return field + "=" + v
+		})
+		// The m365 preset's token endpoint is Microsoft's: the first graph credential
+		// (a client secret) mints at the local provider instead.
+		if strings.HasPrefix(text, "vault write integrations/credentials/graph type=m365 tenant=contoso.onmicrosoft.com client_id=dev-client client_secret=") {
+			text += " token_url=" + dp + "/oauth2/token"
+		}
+		return text
+	}
+}
+
+// run runs one command (or skips it, or expects it to fail) as readmeTable says.
+func (d *makeDev) run(t *testing.T, work string, fill func(string) string, used map[string]bool, where, key, text string) {
+	t.Helper()
+	e, listed := readmeTable[key]
+	if listed {
+		used[key] = true
+	}
+	if e.skip {
+		t.Logf("%s: not run (%s): %s", where, e.reason, text)
+		return
+	}
+	cmd := fill(text)
+	if strings.Contains(cmd, "…") {
+		t.Errorf("%s: a placeholder is left in %q", where, cmd)
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	c := exec.CommandContext(ctx, "bash", "-c", cmd)
+	c.Dir, c.Env, c.Stdin = work, d.env, strings.NewReader("")
+	out, err := c.CombinedOutput()
+	switch {
+	case e.fails != "" && err == nil:
+		t.Errorf("%s: %q succeeded; the table expects it to fail with %q (%s): remove the entry\n%s", where, cmd, e.fails, e.reason, out)
+	case e.fails != "" && !strings.Contains(string(out), e.fails):
+		t.Errorf("%s: %q failed, but not with %q (%s):\n%s", where, cmd, e.fails, e.reason, out)
+	case e.fails == "" && err != nil:
+		t.Errorf("%s: %q failed (%v):\n%s", where, cmd, err, out)
+	}
+}
+
+// exampleGroup is the examples of one path's help, in the order the help lists them.
+type exampleGroup struct {
+	path     string
+	commands []readmeCommand
+}
+
+// pathHelpExamples reads the mount's OpenAPI document (what `vault path-help` shows,
+// per path) and returns the example commands each path's description ends with.
+func pathHelpExamples(t *testing.T, c *api.Client) []exampleGroup {
+	t.Helper()
+	r := c.NewRequest(http.MethodGet, "/v1/integrations/")
+	r.Params.Set("help", "1")
+	resp, err := c.RawRequest(r)
+	if err != nil {
+		t.Fatalf("reading the mount's OpenAPI document: %v", err)
+	}
+	defer resp.Body.Close()
+	var doc struct {
+		OpenAPI struct {
+			Paths map[string]struct {
+				Description string `json:"description"`
+			} `json:"paths"`
+		} `json:"openapi"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&doc); err != nil {
+		t.Fatal(err)
+	}
+	example := regexp.MustCompile(`(?m)^ {4}\$ (.+)$`)
+	var groups []exampleGroup
+	seen := map[string]bool{}
+	total := 0
+	for path, item := range doc.OpenAPI.Paths {
+		g := exampleGroup{path: path}
+		for _, m := range example.FindAllStringSubmatch(item.Description, -1) {
+			text := strings.TrimSpace(m[1])
+			if seen[text] { // the same help on two paths (a list path with and without /)
+				continue
+			}
+			seen[text] = true
+			g.commands = append(g.commands, readmeCommand{key: text, text: text})
+		}
+		if len(g.commands) > 0 {
+			groups = append(groups, g)
+			total += len(g.commands)
+		}
+	}
+	sort.Slice(groups, func(i, j int) bool { return groups[i].path < groups[j].path })
+	if total < 15 {
+		t.Fatalf("only %d path-help examples in the OpenAPI document: the parser is lost", total)
+	}
+	return groups
+}
+
+// exampleCredentials (re)creates the credentials the path-help examples name, so each
+// path's examples start from the same state whatever the one before deleted.
+func (d *makeDev) exampleCredentials(t *testing.T) {
+	t.Helper()
+	dp := "http://" + d.providerAddr
+	creds := map[string]map[string]any{
+		"billing-db": {"type": "basic", "username": "svc", "password": "s3cret"},
+		"crm-api": {"type": "oauth2_authorization_code", "auth_url": dp + "/oauth2/auth", "token_url": dp + "/oauth2/token",
+			"client_id": "dev-client", "client_secret": "dev-client-secret", "scopes": "offline_access,read",
+			"refresh_token": providerRefreshToken(t, d.providerAddr)},
+		// Nothing listens on port 1: verify records a failure, which is an answer.
+		"crm-sftp": {"type": "sftp_password", "host": "sftp://127.0.0.1:1/", "host_key_fingerprint": fixtures.HostKeyFingerprint(),
+			"username": "svc", "password": "s3cret"},
+	}
+	for name, data := range creds {
+		if _, err := d.client.Logical().Write("integrations/credentials/"+name, data); err != nil {
+			t.Fatalf("writing %s for the path-help examples: %v", name, err)
+		}
+	}
+}
+
+// providerRefreshToken consents at the local OAuth provider as a browser would (it
+// consents at once) and exchanges the code: a refresh token of dev-client.
+func providerRefreshToken(t *testing.T, providerAddr string) string {
+	t.Helper()
+	base := "http://" + providerAddr
+	redirect := "http://127.0.0.1/v1/integrations/oauth/callback"
+	verifier := rand.Text() + rand.Text()
+	challenge := sha256.Sum256([]byte(verifier))
+	q := url.Values{
+		"response_type": {"code"}, "client_id": {"dev-client"}, "redirect_uri": {redirect},
+		"state": {rand.Text()}, "scope": {"offline_access read"},
+		"code_challenge": {base64.RawURLEncoding.EncodeToString(challenge[:])}, "code_challenge_method": {"S256"},
+	}
+	noRedirect := &http.Client{Timeout: 30 * time.Second, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	resp, err := noRedirect.Get(base + "/oauth2/auth?" + q.Encode())
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	loc, err := url.Parse(resp.Header.Get("Location"))
+	if err != nil || loc.Query().Get("code") == "" {
+		t.Fatalf("the local provider's authorization endpoint answered %d, Location %q", resp.StatusCode, resp.Header.Get("Location"))
+	}
+	form := url.Values{"grant_type": {"authorization_code"}, "code": {loc.Query().Get("code")}, "code_verifier": {verifier}, "redirect_uri": {redirect}}
+	req, err := http.NewRequest(http.MethodPost, base+"/oauth2/token", strings.NewReader(form.Encode()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.SetBasicAuth("dev-client", "dev-client-secret")
+	resp, err = noRedirect.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var tok struct {
+		RefreshToken string `json:"refresh_token"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&tok); err != nil || tok.RefreshToken == "" {
+		t.Fatalf("the local provider's code exchange answered %d without a refresh token (%v)", resp.StatusCode, err)
+	}
+	return tok.RefreshToken
+}
