@@ -71,7 +71,7 @@ Vault $("$VAULT" version | awk '{print $2}' | tr -d ,) is running with $PLUGIN $
 
     # OAuth 2.0 client credentials against the local provider:
     vault write integrations/credentials/dev-api type=oauth2_client_credentials \\
-        token_url=$DP/oauth2/token client_id=dev-client client_secret=dev-client-secret scopes=read
+        token_url=$DP/oauth2/token client_id=dev-client client_secret=dev-client-secret
     vault read integrations/access/dev-api
 
     # Authorization code: authorize, then open auth_url in a browser (or curl it: the
