@@ -31,7 +31,8 @@ import (
 // TestREADMECommands runs README.md as written: it starts `make dev`'s server by running
 // scripts/dev.sh (Vault and the local OAuth provider, on free ports), then runs every
 // command of the README's ```sh blocks in order with bash, as an operator pastes them,
-// then every example command of every path's help (the mount's OpenAPI document). Each
+// then every example command of every path's help (vault path-help of each path of the
+// mount's OpenAPI document). Each
 // must succeed, unless readmeTable says why it is not run or which error it is expected
 // to fail with; a table entry that matches no command fails the test too, so the table
 // cannot outlive the README.
@@ -408,8 +409,9 @@ type exampleGroup struct {
 	commands []readmeCommand
 }
 
-// pathHelpExamples reads the mount's OpenAPI document (what `vault path-help` shows,
-// per path) and returns the example commands each path's description ends with.
+// pathHelpExamples returns the example commands every path's help ends with (what
+// `vault path-help` shows): the paths from the mount's OpenAPI document, each read with
+// its parameters filled ({name} billing-db, {type} basic).
 func pathHelpExamples(t *testing.T, c *api.Client) []exampleGroup {
 	t.Helper()
 	r := c.NewRequest(http.MethodGet, "/v1/integrations/")
@@ -421,21 +423,32 @@ func pathHelpExamples(t *testing.T, c *api.Client) []exampleGroup {
 	defer resp.Body.Close()
 	var doc struct {
 		OpenAPI struct {
-			Paths map[string]struct {
-				Description string `json:"description"`
-			} `json:"paths"`
+			Paths map[string]json.RawMessage `json:"paths"`
 		} `json:"openapi"`
 	}
 	if err := json.NewDecoder(resp.Body).Decode(&doc); err != nil {
 		t.Fatal(err)
 	}
-	example := regexp.MustCompile(`(?m)^ {4}\$ (.+)$`)
+	params := map[string]string{"name": "billing-db", "type": "basic"}
+	param := regexp.MustCompile(`\{([a-z_]+)\}`)
+	example := regexp.MustCompile(`(?m)^\s*\$ (.+)$`)
 	var groups []exampleGroup
 	seen := map[string]bool{}
 	total := 0
-	for path, item := range doc.OpenAPI.Paths {
+	for path := range doc.OpenAPI.Paths {
+		concrete := param.ReplaceAllStringFunc(path, func(m string) string {
+			v, ok := params[strings.Trim(m, "{}")]
+			if !ok {
+				t.Fatalf("path %s: no value for its parameter %s: add one to pathHelpExamples", path, m)
+			}
+			return v
+		})
+		help, err := c.Help("integrations" + concrete)
+		if err != nil {
+			t.Fatalf("vault path-help integrations%s: %v", concrete, err)
+		}
 		g := exampleGroup{path: path}
-		for _, m := range example.FindAllStringSubmatch(item.Description, -1) {
+		for _, m := range example.FindAllStringSubmatch(help.Help, -1) {
 			text := strings.TrimSpace(m[1])
 			if seen[text] { // the same help on two paths (a list path with and without /)
 				continue
@@ -450,7 +463,7 @@ func pathHelpExamples(t *testing.T, c *api.Client) []exampleGroup {
 	}
 	sort.Slice(groups, func(i, j int) bool { return groups[i].path < groups[j].path })
 	if total < 15 {
-		t.Fatalf("only %d path-help examples in the OpenAPI document: the parser is lost", total)
+		t.Fatalf("only %d path-help examples: the parser is lost", total)
 	}
 	return groups
 }
