@@ -63,6 +63,9 @@ func TestREADMECommands(t *testing.T) {
 	if _, err := dev.client.Logical().Delete("integrations/config"); err != nil {
 		t.Fatalf("resetting config: %v", err)
 	}
+	if _, err := dev.client.Logical().Write("integrations/config", map[string]any{"callback_base_url": "http://" + dev.vaultAddr}); err != nil {
+		t.Fatalf("setting callback_base_url back as make dev does: %v", err)
+	}
 	for _, g := range pathHelpExamples(t, dev.client) {
 		dev.exampleCredentials(t)
 		for _, c := range g.commands {
@@ -118,6 +121,19 @@ var readmeTable = map[string]readmeEntry{
 	// Versions: make dev has registered and mounted the plugin already.
 	"vault secrets enable -path=integrations -plugin-version=v0.1.0 -allowed-response-headers=Retry-After vault-plugin-secrets-integrations": {
 		fails: "path is already in use at integrations/", reason: "make dev mounted integrations/ already (the section is for a Vault of your own)"},
+
+	// Versions: an upgrade needs a second build reporting v0.2.0 (the plugin reports the
+	// version it was built with, and Vault refuses to register another).
+	"vault plugin register -sha256=… -version=v0.2.0 secret vault-plugin-secrets-integrations": {skip: true, reason: "needs a build that reports v0.2.0"},
+	"vault secrets tune -plugin-version=v0.2.0 integrations/":                                  {skip: true, reason: "needs v0.2.0 registered (above)"},
+
+	// Fail today for bugs other changes fix (issue 22): remove each with its fix.
+	"vault write integrations/credentials/mtls type=certificate certificate=@client.crt private_key=@client.key private_key_password=…": {
+		fails: `field "private_key_password": must be empty: private_key is not encrypted`, reason: "TODO(other fix): the mTLS example sends private_key_password with an unencrypted key"},
+	"vault write integrations/credentials/crm/authorize": {
+		fails: "Must supply data or use -force", reason: "TODO(other fix): authorize without -f"},
+	"vault list integrations/credentials type=basic status=suspended limit=50": {
+		fails: "Too many arguments (expected 1, got 4)", reason: "TODO(other fix): path-help's list example passes filters vault list does not take"},
 
 	// Path-help examples that need a person's consent in between.
 	"vault write integrations/credentials/crm-api/authorize code=<code> state=<state>":                                            {skip: true, reason: "needs the code of a consent: oauth_test.go completes authorizations by hand"},
@@ -482,10 +498,15 @@ func (d *makeDev) exampleCredentials(t *testing.T) {
 		"crm-sftp": {"type": "sftp_password", "host": "sftp://127.0.0.1:1/", "host_key_fingerprint": fixtures.HostKeyFingerprint(),
 			"username": "svc", "password": "s3cret"},
 	}
+	// alerts lists something: an empty list is Vault's 404.
+	creds["idle-db"] = map[string]any{"type": "basic", "username": "svc", "password": "s3cret"}
 	for name, data := range creds {
 		if _, err := d.client.Logical().Write("integrations/credentials/"+name, data); err != nil {
 			t.Fatalf("writing %s for the path-help examples: %v", name, err)
 		}
+	}
+	if _, err := d.client.Logical().Write("integrations/credentials/idle-db/suspend", nil); err != nil {
+		t.Fatalf("suspending idle-db for the alerts examples: %v", err)
 	}
 }
 
