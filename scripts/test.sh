@@ -101,6 +101,8 @@ if [ "$what" = all ] || [ "$what" = unit ]; then
   go vet -tags e2e ./e2e/
   log "unit tests (-race)"
   go test -race -count=1 ./...
+  log "make dev's local OAuth provider (bootstrap/devprovider, its own module)"
+  (cd "$ROOT/bootstrap/devprovider" && go vet ./... && go test -race -count=1 ./...)
   log "every benchmark once (-benchtime=1x)"
   bench_once
 fi
