@@ -57,6 +57,10 @@ func TestREADMECommands(t *testing.T) {
 	for _, c := range readme {
 		dev.run(t, work, fill, used, fmt.Sprintf("README.md:%d", c.line), c.key, c.text)
 	}
+	// The quick start's Vault Agent rendered an access token of the local provider.
+	if b, err := os.ReadFile(filepath.Join(work, ".cache", "agent", "dev-api-token")); err != nil || !strings.HasPrefix(string(b), "ory_at_") {
+		t.Errorf("the quick start's vault agent rendered no access token of the local provider (%d bytes, %v)", len(b), err)
+	}
 
 	// The path-help examples start from the engine's defaults and the credentials they
 	// name: the README's hardening section closed loopback, where the local provider is.
