@@ -2,6 +2,7 @@ package backend
 
 import (
 	"context"
+	"strings"
 
 	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/logical"
@@ -18,6 +19,10 @@ func pathTypes(b *integrationsBackend) []*framework.Path {
 				logical.ListOperation: &framework.PathOperation{
 					Callback:     b.pathTypesList,
 					DisplayAttrs: &framework.DisplayAttributes{OperationVerb: "list"},
+				},
+				logical.ReadOperation: &framework.PathOperation{
+					Callback:     b.pathTypesRead,
+					DisplayAttrs: &framework.DisplayAttributes{OperationVerb: "read", OperationSuffix: "credential-types-summary"},
 				},
 			},
 			HelpSynopsis: "The catalog of credential types.",
@@ -72,6 +77,21 @@ func (b *integrationsBackend) pathTypesList(context.Context, *logical.Request, *
 	resp := logical.ListResponseWithInfo(keys, info)
 	resp.Data["limits"] = map[string]any{"key_derivation": credtype.KeyWorkLimitsView()}
 	return resp, nil
+}
+
+// pathTypesRead is the catalog as one line per type, keyed by the type's name, so the
+// CLI's table (vault read integrations/types) shows a row per type; the list has the
+// same knowledge as structured rows.
+func (b *integrationsBackend) pathTypesRead(context.Context, *logical.Request, *framework.FieldData) (*logical.Response, error) {
+	data := map[string]any{}
+	for _, t := range credtype.All() {
+		line := string(t.Kind) + " — " + t.Description
+		if len(t.Aliases) > 0 {
+			line += " (aliases: " + strings.Join(t.Aliases, ", ") + ")"
+		}
+		data[t.Name] = line
+	}
+	return &logical.Response{Data: data}, nil
 }
 
 func (b *integrationsBackend) pathTypeRead(_ context.Context, _ *logical.Request, d *framework.FieldData) (*logical.Response, error) {
