@@ -71,8 +71,11 @@ window. Refused while the credential is suspended, expired or needs re-authoriza
 func (b *integrationsBackend) pathAccessRead(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
 	name := d.Get("name").(string)
 	c, err := b.credentials.get(ctx, req.Storage, name)
-	if err != nil || c == nil {
+	if err != nil {
 		return nil, err
+	}
+	if c == nil {
+		return nil, logical.CodedError(http.StatusNotFound, fmt.Sprintf("credential %q does not exist", name))
 	}
 	integration, err := integrationLabel(req, d.Get("integration").(string))
 	if err != nil {

@@ -2,6 +2,8 @@ package backend
 
 import (
 	"context"
+	"fmt"
+	"net/http"
 	"strings"
 
 	"github.com/hashicorp/vault/sdk/framework"
@@ -79,6 +81,16 @@ func (b *integrationsBackend) pathTypesList(context.Context, *logical.Request, *
 	return resp, nil
 }
 
+// lookupType is the catalog's type of that name or alias, or a 404 saying where the
+// names are (the CLI's bare "No value found" tells nothing).
+func lookupType(name string) (*credtype.Type, error) {
+	t, ok := credtype.Lookup(name)
+	if !ok {
+		return nil, logical.CodedError(http.StatusNotFound, fmt.Sprintf("credential type %q does not exist; vault read integrations/types lists the types", name))
+	}
+	return t, nil
+}
+
 // pathTypesRead is the catalog as one line per type, keyed by the type's name, so the
 // CLI's table (vault read integrations/types) shows a row per type; the list has the
 // same knowledge as structured rows.
@@ -95,9 +107,9 @@ func (b *integrationsBackend) pathTypesRead(context.Context, *logical.Request, *
 }
 
 func (b *integrationsBackend) pathTypeRead(_ context.Context, _ *logical.Request, d *framework.FieldData) (*logical.Response, error) {
-	t, ok := credtype.Lookup(d.Get("type").(string))
-	if !ok {
-		return nil, nil
+	t, err := lookupType(d.Get("type").(string))
+	if err != nil {
+		return nil, err
 	}
 	return &logical.Response{Data: typeView(t)}, nil
 }
@@ -110,9 +122,9 @@ var typeFieldColumns = map[string]string{"type": "type", "required": "required",
 // pathTypeFieldsList is a type's fields as a table: a row per field name (the CLI sorts
 // them), with typeFieldColumns as one-line cells, and the read's answer beside it.
 func (b *integrationsBackend) pathTypeFieldsList(_ context.Context, _ *logical.Request, d *framework.FieldData) (*logical.Response, error) {
-	t, ok := credtype.Lookup(d.Get("type").(string))
-	if !ok {
-		return nil, nil
+	t, err := lookupType(d.Get("type").(string))
+	if err != nil {
+		return nil, err
 	}
 	data := typeView(t)
 	fields := data["fields"].(map[string]map[string]any)

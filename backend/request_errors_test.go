@@ -80,3 +80,22 @@ func TestServedBackendAnswersCodedErrorsAsJSON(t *testing.T) {
 		t.Fatalf("read: %v %v", resp, err)
 	}
 }
+
+// types/<unknown> and access/<missing> answer 404 with a sentence, not an empty 404.
+func TestUnknownTypeAndMissingCredentialAre404WithASentence(t *testing.T) {
+	t.Parallel()
+	b, s := servedBackend(t)
+	for _, c := range []struct {
+		op        logical.Operation
+		path, say string
+	}{
+		{logical.ReadOperation, "types/no_such_type", `credential type "no_such_type" does not exist; vault read integrations/types lists the types`},
+		{logical.ListOperation, "types/no_such_type/", `credential type "no_such_type" does not exist; vault read integrations/types lists the types`},
+		{logical.ReadOperation, "access/missing", `credential "missing" does not exist`},
+	} {
+		resp, err := b.HandleRequest(context.Background(), &logical.Request{Operation: c.op, Path: c.path, Storage: s})
+		if msg := errorAnswerOf(t, resp, err, http.StatusNotFound); msg != c.say {
+			t.Fatalf("%s %s: %q, want %q", c.op, c.path, msg, c.say)
+		}
+	}
+}
