@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/hashicorp/vault/sdk/logical"
@@ -89,7 +90,7 @@ func (b *integrationsBackend) buildCredential(ctx context.Context, s logical.Sto
 	validated, err := t.ValidateContext(ctx, values, now, prev)
 	if err != nil {
 		if existing != nil && !patch {
-			err = patchHint(err, t, values, b.mountPath()+"credentials/"+name)
+			err = patchHint(err, t, values, raw, b.mountPath()+"credentials/"+name)
 		}
 		return nil, "", err
 	}
@@ -123,8 +124,9 @@ func (b *integrationsBackend) buildCredential(ctx context.Context, s logical.Sto
 }
 
 // patchHint adds to each required field an update omitted why it is required again
-// (an update replaces the non-secret fields) and how to change only some fields.
-func patchHint(err error, t *credtype.Type, values map[string]any, path string) error {
+// (an update replaces the non-secret fields), and how to change only the fields the
+// update sent (vault patch with those fields).
+func patchHint(err error, t *credtype.Type, values, raw map[string]any, path string) error {
 	var fes credtype.FieldErrors
 	var fe *credtype.FieldError
 	switch {
@@ -134,13 +136,27 @@ func patchHint(err error, t *credtype.Type, values map[string]any, path string) 
 	default:
 		return err
 	}
+	var sent []string
+	for k := range raw {
+		if k != "name" && k != "type" {
+			sent = append(sent, k)
+		}
+	}
+	slices.Sort(sent)
+	patch := "vault patch " + path + " <field>=… to change only some fields"
+	if len(sent) > 0 {
+		args := make([]string, len(sent))
+		for i, k := range sent {
+			args[i] = k + "=…"
+		}
+		patch = "vault patch " + path + " " + strings.Join(args, " ") + " to change only " + strings.Join(sent, ", ")
+	}
 	out := make(credtype.FieldErrors, len(fes))
 	for i, e := range fes {
 		out[i] = e
 		if f, ok := t.Field(e.Field); ok && f.Required && values[e.Field] == nil {
 			out[i] = &credtype.FieldError{Field: e.Field, Rule: e.Rule + fmt.Sprintf(
-				"; an update (vault write) replaces every non-secret field, so it must send each required one: to change only some fields, use vault patch %s %s=...",
-				path, e.Field)}
+				"; an update (vault write) replaces every non-secret field: send %s again, or use %s", e.Field, patch)}
 		}
 	}
 	return out
