@@ -105,6 +105,9 @@ type Field struct {
 	duration func(time.Duration) error
 	// multiline fields (PEM, notes) may contain line breaks and tabs.
 	multiline bool
+	// pem fields hold PEM text (certificates, keys): a value that is a file name is
+	// refused saying to send the file with @ (the CLI reads it then).
+	pem bool
 	// verbatim fields (passwords, passphrases) are used byte for byte: trimming them
 	// would silently change the secret.
 	verbatim bool
