@@ -13,9 +13,9 @@ import (
 	"unicode"
 	"unicode/utf8"
 )
-
-// never carries a secret value (a PEM field's file name, fileNameLike, is the one value shown), so it is safe to return for secrets.
-// never carries the value, so it is safe to return for secrets.
+// FieldError is one validation failure: the field and the rule its value broke. It
+// never carries a secret value (the one value shown is a PEM field's file name, see
+// fileNameLike), so it is safe to return for secrets.
 type FieldError struct {
 	// Field is the API name of the offending field.
 	Field string
