@@ -13,6 +13,7 @@ import (
 	"unicode"
 	"unicode/utf8"
 )
+
 // FieldError is one validation failure: the field and the rule its value broke. It
 // never carries a secret value (the one value shown is a PEM field's file name, see
 // fileNameLike), so it is safe to return for secrets.
