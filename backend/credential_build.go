@@ -78,7 +78,11 @@ func (b *integrationsBackend) buildCredential(ctx context.Context, s logical.Sto
 			continue
 		}
 		if f, ok := t.Field(k); !ok {
-			return nil, "", fieldErr(k, fmt.Sprintf("is not a field of type %s", t.Name))
+			rule := fmt.Sprintf("is not a field of type %s", t.Name)
+			if near, ok := t.Suggest(k); ok {
+				rule += "; did you mean " + near + "?"
+			}
+			return nil, "", fieldErr(k, rule)
 		} else if f.Lifecycle() {
 			continue
 		}

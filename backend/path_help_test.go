@@ -55,3 +55,18 @@ func TestUpdateOfTagsOnlyNamesTheMissingFieldAndPatchOfTags(t *testing.T) {
 		t.Fatalf("update of tags only: %q, want %q", msg, want)
 	}
 }
+
+// An unknown field one edit away from exactly one field of the type is told its
+// name; one that is not is told only that it is not a field.
+func TestUnknownFieldSuggestsTheNearField(t *testing.T) {
+	t.Parallel()
+	b, s, _ := newTestBackend(t)
+	credWant400(t, b, s, logical.CreateOperation, "credentials/db",
+		map[string]any{"type": "basic", "username": "svc", "passwrod": "s3cret-value"},
+		"passwrod", "is not a field of type basic; did you mean password?")
+	resp := credWantStatus(t, b, s, logical.CreateOperation, "credentials/db",
+		map[string]any{"type": "basic", "username": "svc", "password": "s3cret-value", "hostname": "x"}, 400)
+	if msg := resp.Error().Error(); !strings.Contains(msg, `"hostname"`) || strings.Contains(msg, "did you mean") {
+		t.Fatalf("hostname on basic: %q", msg)
+	}
+}
