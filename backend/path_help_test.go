@@ -63,7 +63,14 @@ func TestUnknownFieldSuggestsTheNearField(t *testing.T) {
 	b, s, _ := newTestBackend(t)
 	credWant400(t, b, s, logical.CreateOperation, "credentials/db",
 		map[string]any{"type": "basic", "username": "svc", "passwrod": "s3cret-value"},
-		"passwrod", "is not a field of type basic; did you mean password?")
+		"passwrod", "did you mean password?")
+	// A field of another type, one edit away from a field of this one.
+	credWant400(t, b, s, logical.CreateOperation, "credentials/db",
+		map[string]any{"type": "basic", "username": "svc", "password": "s3cret-value", "token": "x"},
+		"token", "is not a field of type basic")
+	credWant400(t, b, s, logical.CreateOperation, "credentials/db",
+		map[string]any{"type": "bearer", "tokne": "s3cret-value"},
+		"tokne", "did you mean token?")
 	resp := credWantStatus(t, b, s, logical.CreateOperation, "credentials/db",
 		map[string]any{"type": "basic", "username": "svc", "password": "s3cret-value", "hostname": "x"}, 400)
 	if msg := resp.Error().Error(); !strings.Contains(msg, `"hostname"`) || strings.Contains(msg, "did you mean") {

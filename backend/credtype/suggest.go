@@ -5,15 +5,25 @@ package credtype
 // reports false when no field is, or more than one is, so a suggestion is never a
 // guess between fields.
 func (t *Type) Suggest(name string) (string, bool) {
+	names := make([]string, len(t.Fields))
+	for i, f := range t.Fields {
+		names[i] = f.Name
+	}
+	return NearName(name, names)
+}
+
+// NearName is the one of names one edit away from name, as Suggest; false when none
+// is or more than one is.
+func NearName(name string, names []string) (string, bool) {
 	found := ""
-	for _, f := range t.Fields {
-		if f.Name == name || !oneEditApart(f.Name, name) {
+	for _, n := range names {
+		if n == name || n == found || !oneEditApart(n, name) {
 			continue
 		}
 		if found != "" {
 			return "", false
 		}
-		found = f.Name
+		found = n
 	}
 	return found, found != ""
 }
