@@ -102,7 +102,10 @@ func pathCredentials(b *integrationsBackend) []*framework.Path {
 			},
 			HelpSynopsis: "List credentials, with their type, status, health and tags.",
 			HelpDescription: fmt.Sprintf("Lists credential names in order with key_info for each. Filter by type, tag, status or a name substring; page with after and limit. A page holds at most limit names (default %d); when it stops at its limit with more names after it, the response carries a warning naming the after value to continue from.", defaultListLimit) +
-				examples("vault list integrations/credentials", "vault list integrations/credentials type=basic status=suspended limit=50"),
+				"\n\nvault list takes no parameters: to filter or page from the CLI, read the path with list=true (a LIST by GET, as the HTTP API has it)." +
+				examples("vault list integrations/credentials",
+					"vault read integrations/credentials list=true type=basic status=suspended limit=50",
+					"curl -s -H \"X-Vault-Token: $VAULT_TOKEN\" \"$VAULT_ADDR/v1/integrations/credentials?list=true&type=basic&status=suspended&limit=50\""),
 		},
 		{
 			Pattern: "credentials/" + nameSegment + "$",

@@ -29,8 +29,10 @@ func pathTypes(b *integrationsBackend) []*framework.Path {
 			},
 			HelpSynopsis: "The catalog of credential types.",
 			HelpDescription: "Lists every credential type with its kind (static or oauth2), aliases and description. " +
-				"The answer's \"limits\" (in the API's answer, and in types/<type> for the types whose keys are derived) states the engine-wide bounds on key work: how many key derivations run at once and how much KDF memory they may hold, for the whole plugin process, and what a request beyond them gets (503 with retry_after)." +
-				examples("vault list integrations/types", "vault read -format=json -field=limits integrations/types/certificate"),
+				"The answer's \"limits\" (in the API's answer, and in types/<type> for the types whose keys are derived) states the engine-wide bounds on key work: how many key derivations run at once and how much KDF memory they may hold, for the whole plugin process, and what a request beyond them gets (503 with retry_after). " +
+				"A read (vault read integrations/types) answers one line per type, keyed by the type's name: its kind, its description and its aliases." +
+				examples("vault read integrations/types", "vault list -detailed integrations/types",
+					"vault read -format=json -field=limits integrations/types/certificate"),
 		},
 		{
 			Pattern:      "types/" + framework.GenericNameRegex("type") + "/?$",
