@@ -2,6 +2,7 @@ package backend
 
 import (
 	"fmt"
+	"os"
 	"strings"
 	"testing"
 )
@@ -177,5 +178,50 @@ func TestCLIArgumentRules(t *testing.T) {
 		if (err != nil) != bad {
 			t.Errorf("%q: %v, want refused %v", cmd, err, bad)
 		}
+	}
+}
+
+// Every vault command of the README's shell blocks on the engine's paths (read, write,
+// patch, delete, list, path-help) passes the same rules: none fails as printed for its
+// arguments (an authorize without -f, a vault list with filters).
+func TestREADMEVaultCommandsAreAcceptedByTheCLI(t *testing.T) {
+	t.Parallel()
+	readme, err := os.ReadFile("../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	inShell, n := false, 0
+	var cmd strings.Builder
+	for i, line := range strings.Split(string(readme), "\n") {
+		if strings.HasPrefix(line, "```") {
+			inShell = line == "```sh" || line == "```shell" || line == "```bash"
+			continue
+		}
+		if !inShell {
+			continue
+		}
+		if more, ok := strings.CutSuffix(line, "\\"); ok {
+			cmd.WriteString(more)
+			continue
+		}
+		cmd.WriteString(line)
+		full := strings.TrimSpace(cmd.String())
+		cmd.Reset()
+		words, err := shellWords(full)
+		if err != nil || len(words) < 3 || words[0] != "vault" {
+			continue // not a vault command (shell safety of the rest is not this test's)
+		}
+		switch words[1] {
+		case "read", "write", "patch", "delete", "list", "path-help":
+		default:
+			continue
+		}
+		n++
+		if err := vaultArgsError(words[1:]); err != nil {
+			t.Errorf("README.md:%d: %q: the vault CLI refuses it: %v", i+1, full, err)
+		}
+	}
+	if n < 30 {
+		t.Fatalf("only %d vault commands found in the README", n)
 	}
 }
