@@ -223,6 +223,8 @@ func TestConfigConcurrentPartialUpdates(t *testing.T) {
 func TestConfigConflictNamesTheValueInForce(t *testing.T) {
 	t.Parallel()
 	b, s, _ := newTestBackend(t)
+	credWant400(t, b, s, logical.UpdateOperation, "config", map[string]any{"suspend_after": "400d"},
+		"purge_after", "purge_after is 365 days, suspend_after 400 days")
 	mustOK(t, b, s, logical.UpdateOperation, "config", map[string]any{"purge_after": "300d"})
 	credWant400(t, b, s, logical.UpdateOperation, "config", map[string]any{"suspend_after": "400d"},
 		"purge_after", "must be longer than suspend_after: purge_after is 300 days, suspend_after 400 days")
