@@ -48,8 +48,8 @@ func TestCLIErrorsAreOneLineWithTheStatus(t *testing.T) {
 		args []string
 		want string
 	}{
-		{[]string{"read", mount + "/access/db"}, `Code: 403. Errors:\n\n* credential "db" cannot be used: `},
-		{[]string{"write", "-f", mount + "/credentials/missing/suspend"}, `Code: 404. Errors:\n\n* credential "missing" does not exist`},
+		{[]string{"read", mount + "/access/db"}, "Code: 403. Errors:\n\n* credential \"db\" cannot be used: "},
+		{[]string{"write", "-f", mount + "/credentials/missing/suspend"}, "Code: 404. Errors:\n\n* credential \"missing\" does not exist"},
 	} {
 		out, err := shared.cli(c.args...)
 		if err == nil {
