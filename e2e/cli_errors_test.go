@@ -4,6 +4,8 @@ package e2e
 
 import (
 	"encoding/json"
+	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -105,4 +107,51 @@ func firstLines(s string, n int) string {
 		lines = lines[:n]
 	}
 	return strings.Join(lines, "\n")
+}
+
+// The README's walkthrough passages this issue rewrote run as printed with the real CLI:
+// patch changes the tags and keeps used_by; the update of tags alone is refused with
+// the sentence the README quotes; the mTLS example (an unencrypted key, no
+// private_key_password) is accepted, and a file name without @ says to use @.
+func TestCLIReadmeUpdateAndCertificatePassages(t *testing.T) {
+	t.Parallel()
+	mount := shared.mount(t)
+	shared.mustCLI(t, "write", mount+"/credentials/ticketing", "type=basic", "username=svc-ticketing", "password=s3cret!", "tags=prod,itsm", "used_by=alert-forwarder")
+	shared.mustCLI(t, "patch", mount+"/credentials/ticketing", "tags=prod")
+	shared.mustCLI(t, "patch", mount+"/credentials/ticketing", "description=ITSM service account")
+	js := shared.mustCLI(t, "read", "-format=json", mount+"/credentials/ticketing")
+	var secret struct {
+		Data struct {
+			Tags []string `json:"tags"`
+		}
+	}
+	if err := json.Unmarshal([]byte(js), &secret); err != nil || len(secret.Data.Tags) != 1 || secret.Data.Tags[0] != "prod" {
+		t.Fatalf("after patch tags=prod: %v %s", err, js)
+	}
+	if !strings.Contains(js, `"alert-forwarder"`) || !strings.Contains(js, `"ITSM service account"`) {
+		t.Fatalf("patch lost used_by or description: %s", js)
+	}
+	out, err := shared.cli("write", mount+"/credentials/ticketing", "tags=prod")
+	want := "send username again, or use vault patch " + mount + "/credentials/ticketing tags=… to change only tags"
+	if err == nil || !strings.Contains(err.Error(), `field "username": is required`) || !strings.Contains(err.Error(), want) {
+		t.Fatalf("vault write tags=prod: %v\n%s", err, out)
+	}
+
+	cert, _, key := encryptedCertificate(t, "unused-pw")
+	dir := t.TempDir()
+	crt, keyFile := filepath.Join(dir, "client.crt"), filepath.Join(dir, "client.key")
+	if err := os.WriteFile(crt, []byte(cert), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(keyFile, []byte(key), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	shared.mustCLI(t, "write", mount+"/credentials/mtls", "type=certificate", "certificate=@"+crt, "private_key=@"+keyFile)
+	if out, err := shared.cli("write", mount+"/credentials/mtls2", "type=certificate", "certificate=@"+crt, "private_key=@"+keyFile, "private_key_password=x"); err == nil {
+		t.Fatalf("private_key_password with an unencrypted key was accepted:\n%s", out)
+	}
+	out, err = shared.cli("write", mount+"/credentials/mtls3", "type=certificate", "certificate=client.crt", "private_key=@"+keyFile)
+	if err == nil || !strings.Contains(err.Error(), "looks like a file name: use certificate=@client.crt") {
+		t.Fatalf("certificate=client.crt: %v\n%s", err, out)
+	}
 }
