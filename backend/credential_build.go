@@ -112,8 +112,12 @@ func (b *integrationsBackend) buildCredential(ctx context.Context, s logical.Sto
 	if err := b.applyLifecycleFields(ctx, s, c, raw, patch); err != nil {
 		return nil, "", err
 	}
-	if existing != nil && !patch {
+	if existing != nil && (!patch || sentAny(raw, t.SettingFields())) {
 		c.State = lifecycle.Reconfigured(c.State) // new settings deserve a new attempt
+	}
+	if existing != nil && (validated.RefreshToken != "" || secretsChanged(t, existing, credtype.FieldMap(validated.Values)) ||
+		len(repointed(t, existing, credtype.FieldMap(validated.Values))) > 0) {
+		c.State = lifecycle.SecretsChanged(c.State) // a failed verification was about the old ones
 	}
 	if validated.RefreshToken != "" {
 		// An imported refresh token stands for a completed consent.
@@ -304,6 +308,26 @@ func checkRedirectedSecrets(t *credtype.Type, existing *credential, next credtyp
 		return nil
 	}
 	return fieldErr(changed, fmt.Sprintf("changes where this credential's secrets are sent: send %s again in the same request", strings.Join(missing, ", ")))
+}
+
+// sentAny reports whether the request names any of fields (null included).
+func sentAny(raw map[string]any, fields []string) bool {
+	for _, f := range fields {
+		if _, ok := raw[f]; ok {
+			return true
+		}
+	}
+	return false
+}
+
+// secretsChanged reports whether a sensitive field of next differs from existing's.
+func secretsChanged(t *credtype.Type, existing *credential, next credtype.Fields) bool {
+	for _, f := range t.SensitiveFields() {
+		if existing.Values.Str(f) != next.Str(f) {
+			return true
+		}
+	}
+	return false
 }
 
 // regranted reports whether next names another OAuth client than existing (a

@@ -171,7 +171,8 @@ func (s State) AuthorizationIssue() string {
 	return IssueNoRefreshToken
 }
 
-// Reconfigured records that a person wrote new settings (an update, not a patch): a
+// Reconfigured records that a person wrote new settings (an update, or a patch that
+// sends a setting the provider's refusal can be about: credtype's SettingFields): a
 // credential needing re-authorization gets a new attempt and is active again; if
 // the provider still refuses, the next access marks it again. Any other status stays.
 // The window is not renewed here: only a change of the limits renews it (Touch).
@@ -208,6 +209,17 @@ func Apply(s State, a Action, now time.Time) State {
 		s.Status, s.Reason = StatusPurged, a.Reason
 	case ActionWarnUpstream, ActionUpstreamEnd:
 		s = applyUpstream(s, a)
+	}
+	return s
+}
+
+// SecretsChanged records that a person changed a secret or a destination of the
+// credential (an update or a patch): a failed verification was about the old
+// settings, so it is dropped, and the credential shows no verification result until
+// the next one. A successful one stays: it was true of the credential until now.
+func SecretsChanged(s State) State {
+	if s.VerifyFailed() {
+		s.Verified = nil
 	}
 	return s
 }
