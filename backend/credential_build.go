@@ -48,9 +48,10 @@ func (b *integrationsBackend) buildCredential(ctx context.Context, s logical.Sto
 		return nil, "", fieldErr("type", "is required when creating a credential")
 	}
 
-	c := &credential{Name: name, Type: t.Name, CreatedAt: now, State: lifecycle.NewState(now)}
+	c := &credential{Name: name, Type: t.Name, CreatedAt: now, State: lifecycle.NewState(now), Version: 1}
 	if existing != nil {
 		c = existing.clone()
+		c.Version = existing.version() + 1
 	}
 	c.UpdatedAt = now
 
@@ -73,7 +74,7 @@ func (b *integrationsBackend) buildCredential(ctx context.Context, s logical.Sto
 		}
 	}
 	for k := range raw {
-		if k == "name" || k == "type" {
+		if k == "name" || k == "type" || k == fieldCAS {
 			continue
 		}
 		if f, ok := t.Field(k); !ok {
