@@ -120,6 +120,12 @@ func (b *integrationsBackend) buildCredential(ctx context.Context, s logical.Sto
 		len(repointed(t, existing, credtype.FieldMap(validated.Values))) > 0) {
 		c.State = lifecycle.SecretsChanged(c.State) // a failed verification was about the old ones
 	}
+	if t.Consents() && (existing == nil || len(repointed(t, existing, credtype.FieldMap(validated.Values))) > 0 ||
+		regranted(t, existing, credtype.FieldMap(validated.Values))) {
+		// No consent was given for these settings (saveCredential forgets the token
+		// learnt under the old ones), unless the write imports a refresh token.
+		c.State = lifecycle.AwaitingConsent(c.State, now)
+	}
 	if validated.RefreshToken != "" {
 		// An imported refresh token stands for a completed consent.
 		c.State = lifecycle.Reauthorized(c.State, now)

@@ -93,7 +93,7 @@ func pathCredentials(b *integrationsBackend) []*framework.Path {
 			Fields: map[string]*framework.FieldSchema{
 				"type":   {Type: framework.TypeString, Description: "Only credentials of this type (aliases accepted).", Query: true},
 				"tag":    {Type: framework.TypeString, Description: fmt.Sprintf("Only credentials carrying this tag (at most %d bytes).", lifecycleField("tags").MaxBytes()), Query: true},
-				"status": {Type: framework.TypeString, Description: "Only credentials in this status: active, suspended or needs_reauth.", Query: true},
+				"status": {Type: framework.TypeString, Description: "Only credentials in this status: " + statusList() + ".", Query: true},
 				"filter": {Type: framework.TypeString, Description: fmt.Sprintf("Only credentials whose name contains this text (case-insensitive; at most %d bytes).", maxNameLen), Query: true},
 				"after":  {Type: framework.TypeString, Description: fmt.Sprintf("Start the page after this name (the last name of the previous page; at most %d bytes).", maxNameLen), Query: true},
 				"limit":  {Type: framework.TypeInt, Description: fmt.Sprintf("At most this many names (default %d, at most %d).", defaultListLimit, maxListLimit), Query: true},
@@ -199,6 +199,16 @@ func (b *integrationsBackend) writeCredential(ctx context.Context, req *logical.
 	return b.credentialResponse(ctx, req.Storage, c)
 }
 
+// statusList names the statuses a credential can have, as a refusal and the list
+// filter's description say them: "active, suspended, needs_reauth or awaiting_consent".
+func statusList() string {
+	var names []string
+	for _, st := range lifecycle.Statuses() {
+		names = append(names, string(st))
+	}
+	return strings.Join(names[:len(names)-1], ", ") + " or " + names[len(names)-1]
+}
+
 // fieldCAS is the check-and-set parameter of credentials/<name>, as KV v2 has it.
 const fieldCAS = "cas"
 
@@ -257,10 +267,8 @@ func (b *integrationsBackend) pathCredentialsList(ctx context.Context, req *logi
 		wantType, typ = t.Name, t
 	}
 	status := d.Get("status").(string)
-	switch lifecycle.Status(status) {
-	case "", lifecycle.StatusActive, lifecycle.StatusSuspended, lifecycle.StatusNeedsReauth:
-	default:
-		return logical.ErrorResponse(fieldErr("status", "must be active, suspended or needs_reauth").Error()), nil
+	if status != "" && !slices.Contains(lifecycle.Statuses(), lifecycle.Status(status)) {
+		return logical.ErrorResponse(fieldErr("status", "must be "+statusList()).Error()), nil
 	}
 	limit := d.Get("limit").(int)
 	if limit == 0 {

@@ -2,6 +2,8 @@ package backend
 
 import (
 	"net/http"
+	"strings"
+	"time"
 	"testing"
 
 	"github.com/hashicorp/vault/sdk/logical"
@@ -51,8 +53,10 @@ func refusedClient(t *testing.T, p *testProvider, b *integrationsBackend, s logi
 	data := clientCredentials(p, "header")
 	data["client_secret"] = "not-the-secret"
 	mustOK(t, b, s, logical.CreateOperation, "credentials/"+name, data)
-	if code, _ := accessErr(t, b, s, name); code != http.StatusForbidden {
-		t.Fatalf("a secret the provider does not know: %d, want 403", code)
+	// Told to update its secret, never to authorize (it has no authorize).
+	code, msg := accessErr(t, b, s, name)
+	if code != http.StatusForbidden || !strings.Contains(msg, "vault patch integrations/credentials/"+name+" client_secret=") || strings.Contains(msg, "authorize") {
+		t.Fatalf("a secret the provider does not know: %d %q, want 403 saying to patch client_secret", code, msg)
 	}
 	wantStatus(t, b, s, name, "needs_reauth", "invalid_client", "after the refusal")
 }
@@ -144,4 +148,62 @@ func TestNewSecretClearsFailedVerification(t *testing.T) {
 	if got := verifyResult("cc"); got != "" {
 		t.Fatalf("after a new token_url: verify_result %v, want none", got)
 	}
+}
+
+// TestNeverAuthorizedAwaitsConsent: an authorization-code credential nobody consented
+// for is awaiting_consent from its creation: health yellow, a yellow awaiting_consent
+// alert (not a red needs_reauth), the list filter finds it, and access/ answers 403
+// with the command to authorize it, asking the provider nothing. A consent makes it
+// active. One stored before the status existed (active, no token) turns
+// awaiting_consent at its first read, not needs_reauth (no_refresh_token).
+func TestNeverAuthorizedAwaitsConsent(t *testing.T) {
+	t.Parallel()
+	p := newTestProvider(t, providerConfig{})
+	b, s, _ := oauthBackend(t)
+	mustOK(t, b, s, logical.CreateOperation, "credentials/ac", authCodeFields(p))
+	read := mustOK(t, b, s, logical.ReadOperation, "credentials/ac", nil).Data
+	if read["status"] != "awaiting_consent" || read["health"] != lifecycle.HealthYellow {
+		t.Fatalf("never authorized: status %v, health %v; want awaiting_consent, yellow", read["status"], read["health"])
+	}
+	alerts := lcAlerts(t, b, s)
+	if got := alertsOf(alerts, lifecycle.AlertAwaitingConsent); len(got) != 1 || got[0]["severity"] != lifecycle.HealthYellow {
+		t.Fatalf("alerts %v, want one yellow awaiting_consent", alerts)
+	}
+	if got := alertsOf(alerts, lifecycle.AlertNeedsReauth); len(got) != 0 {
+		t.Fatalf("alerts %v list needs_reauth", alerts)
+	}
+	list := mustOK(t, b, s, logical.ListOperation, "credentials/", map[string]any{"status": "awaiting_consent"})
+	if keys, _ := list.Data["keys"].([]string); len(keys) != 1 || keys[0] != "ac" {
+		t.Fatalf("list status=awaiting_consent: %v", list.Data)
+	}
+	code, msg := accessErr(t, b, s, "ac")
+	if code != http.StatusForbidden || !strings.Contains(msg, "awaiting consent") ||
+		!strings.Contains(msg, "vault write -f integrations/credentials/ac/authorize") || p.requests.Load() != 0 {
+		t.Fatalf("access before consent: %d %q (%d provider requests)", code, msg, p.requests.Load())
+	}
+	start := startAuthorization(t, b, s, "ac")
+	if status, page := callback(t, b, s, p.consent(t, start["auth_url"].(string)).Query()); status != http.StatusOK {
+		t.Fatalf("callback: %d %s", status, page)
+	}
+	wantStatus(t, b, s, "ac", "active", "", "after the consent")
+	accessOK(t, b, s, "ac", nil)
+
+	// As stored before awaiting_consent existed: active, never authorized.
+	mustOK(t, b, s, logical.CreateOperation, "credentials/old", authCodeFields(p))
+	unlock := b.credentials.lock("old")
+	c, err := b.credentials.get(t.Context(), s, "old")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := c.clone()
+	n.State.Status, n.State.AwaitingConsentAt = lifecycle.StatusActive, time.Time{}
+	if err := b.credentials.put(t.Context(), s, n); err != nil {
+		t.Fatal(err)
+	}
+	unlock()
+	code, msg = accessErr(t, b, s, "old")
+	if code != http.StatusForbidden || !strings.Contains(msg, "vault write -f integrations/credentials/old/authorize") {
+		t.Fatalf("first read of a stored never-authorized credential: %d %q", code, msg)
+	}
+	wantStatus(t, b, s, "old", "awaiting_consent", "", "after its first read")
 }
