@@ -3,8 +3,8 @@ package backend
 import (
 	"net/http"
 	"strings"
-	"time"
 	"testing"
+	"time"
 
 	"github.com/hashicorp/vault/sdk/logical"
 

@@ -24,13 +24,13 @@ const FailingAfter = 3
 
 // Alert reasons, the values of Alert.Reason.
 const (
-	AlertSuspensionPending   = "suspension_pending"
-	AlertPurgePending        = "purge_pending"
-	AlertSuspended           = "suspended"
-	AlertNeedsReauth         = "needs_reauth"
+	AlertSuspensionPending = "suspension_pending"
+	AlertPurgePending      = "purge_pending"
+	AlertSuspended         = "suspended"
+	AlertNeedsReauth       = "needs_reauth"
 	// AlertAwaitingConsent: an authorization-code credential no consent was given for
 	// (StatusAwaitingConsent); yellow, since nothing failed.
-	AlertAwaitingConsent = "awaiting_consent"
+	AlertAwaitingConsent     = "awaiting_consent"
 	AlertExpiring            = "expiring"
 	AlertExpired             = "expired"
 	AlertCertificateExpiring = "certificate_expiring"
