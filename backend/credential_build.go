@@ -49,9 +49,10 @@ func (b *integrationsBackend) buildCredential(ctx context.Context, s logical.Sto
 		return nil, "", fieldErr("type", "is required when creating a credential")
 	}
 
-	c := &credential{Name: name, Type: t.Name, CreatedAt: now, State: lifecycle.NewState(now)}
+	c := &credential{Name: name, Type: t.Name, CreatedAt: now, State: lifecycle.NewState(now), Version: 1}
 	if existing != nil {
 		c = existing.clone()
+		c.Version = existing.version() + 1
 	}
 	c.UpdatedAt = now
 
@@ -74,7 +75,7 @@ func (b *integrationsBackend) buildCredential(ctx context.Context, s logical.Sto
 		}
 	}
 	for k := range raw {
-		if k == "name" || k == "type" {
+		if k == "name" || k == "type" || k == fieldCAS {
 			continue
 		}
 		if f, ok := t.Field(k); !ok {
@@ -117,8 +118,18 @@ func (b *integrationsBackend) buildCredential(ctx context.Context, s logical.Sto
 	if err := b.applyLifecycleFields(ctx, s, c, raw, patch); err != nil {
 		return nil, "", err
 	}
-	if existing != nil && !patch {
+	if existing != nil && (!patch || sentAny(raw, t.SettingFields())) {
 		c.State = lifecycle.Reconfigured(c.State) // new settings deserve a new attempt
+	}
+	if existing != nil && (validated.RefreshToken != "" || secretsChanged(t, existing, credtype.FieldMap(validated.Values)) ||
+		len(repointed(t, existing, credtype.FieldMap(validated.Values))) > 0) {
+		c.State = lifecycle.SecretsChanged(c.State) // a failed verification was about the old ones
+	}
+	if t.Consents() && (existing == nil || len(repointed(t, existing, credtype.FieldMap(validated.Values))) > 0 ||
+		regranted(t, existing, credtype.FieldMap(validated.Values))) {
+		// No consent was given for these settings (saveCredential forgets the token
+		// learnt under the old ones), unless the write imports a refresh token.
+		c.State = lifecycle.AwaitingConsent(c.State, now)
 	}
 	if validated.RefreshToken != "" {
 		// An imported refresh token stands for a completed consent.
@@ -324,6 +335,26 @@ func checkRedirectedSecrets(t *credtype.Type, existing *credential, next credtyp
 		return nil
 	}
 	return fieldErr(changed, fmt.Sprintf("changes where this credential's secrets are sent: send %s again in the same request", strings.Join(missing, ", ")))
+}
+
+// sentAny reports whether the request names any of fields (null included).
+func sentAny(raw map[string]any, fields []string) bool {
+	for _, f := range fields {
+		if _, ok := raw[f]; ok {
+			return true
+		}
+	}
+	return false
+}
+
+// secretsChanged reports whether a sensitive field of next differs from existing's.
+func secretsChanged(t *credtype.Type, existing *credential, next credtype.Fields) bool {
+	for _, f := range t.SensitiveFields() {
+		if existing.Values.Str(f) != next.Str(f) {
+			return true
+		}
+	}
+	return false
 }
 
 // regranted reports whether next names another OAuth client than existing (a

@@ -192,11 +192,12 @@ func TestTypeReadAliasesAndUnknown(t *testing.T) {
 }
 
 // The path schema of credentials/<name> is generated from the catalog: every field of
-// every type is declared once, with the same sensitivity, and nothing else.
+// every type is declared once, with the same sensitivity, and nothing else (but for
+// name, type and the check-and-set parameter cas).
 func TestCredentialSchemaComesFromCatalog(t *testing.T) {
 	t.Parallel()
 	schema := credentialFields()
-	want := map[string]bool{"name": true, "type": true}
+	want := map[string]bool{"name": true, "type": true, fieldCAS: true}
 	for _, typ := range credtype.All() {
 		for _, f := range typ.Fields {
 			want[f.Name] = true

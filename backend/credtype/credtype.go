@@ -219,6 +219,16 @@ func (t *Type) GrantOwnerFields() []string {
 	return t.fieldsWhere(func(f Field) bool { return f.GrantOwner })
 }
 
+// SettingFields returns the names of the fields a provider's refusal of t's
+// credential can be about, in field order: every field of the type except the common
+// ones (the lifecycle fields and totp_secret) and client_secret_expires_at, which only
+// records a date. Secrets, destinations, the client and how it authenticates, scopes
+// and the grant's parameters all are. A patch that sends one of them gives a credential
+// the provider refused a new attempt (lifecycle.Reconfigured).
+func (t *Type) SettingFields() []string {
+	return t.fieldsWhere(func(f Field) bool { return !f.Common && f.Name != fieldSecretExpiresAt })
+}
+
 // SensitiveFields returns the names of t's sensitive fields, in field order, so the
 // backend can list which secrets are set and keep stored ones an update omits.
 func (t *Type) SensitiveFields() []string {
