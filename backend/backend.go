@@ -33,7 +33,7 @@ func Factory(ctx context.Context, conf *logical.BackendConfig) (logical.Backend,
 		return nil, err
 	}
 	b.storage = conf.StorageView
-	return b, nil
+	return &codedErrorAnswers{b}, nil
 }
 
 // integrationsBackend keeps the credentials integrations use to reach other products.

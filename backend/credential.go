@@ -41,6 +41,11 @@ type credential struct {
 	NotAfter  time.Time         `json:"not_after,omitzero"`
 	CreatedAt time.Time         `json:"created_at"`
 	UpdatedAt time.Time         `json:"updated_at"`
+	// Version counts the writes of the credential's settings, as KV v2's does: 1 when
+	// created, one more for every update or patch (a device-account upsert too), none
+	// for the engine's own state changes. What cas is checked against. 0 in an entry
+	// stored before versions were kept, which reads as 1 (version).
+	Version int `json:"version,omitempty"`
 
 	// Per-credential overrides of the engine's windows; zero means the engine default.
 	SuspendAfter time.Duration `json:"suspend_after,omitempty"`
@@ -468,6 +473,12 @@ func (cs *credentialStore) forget(name string) {
 }
 
 // clone returns a copy of c that a writer may change without touching the cached one.
+// version is c's version; an entry stored before versions were kept is version 1,
+// as if created then: cas=1 applies to it, and its next write makes it 2.
+func (c *credential) version() int {
+	return max(c.Version, 1)
+}
+
 func (c *credential) clone() *credential {
 	n := *c
 	n.lazy = c.newLazy() // the copy's values may change: derive afresh if needed

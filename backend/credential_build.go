@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/hashicorp/vault/sdk/logical"
@@ -48,9 +49,10 @@ func (b *integrationsBackend) buildCredential(ctx context.Context, s logical.Sto
 		return nil, "", fieldErr("type", "is required when creating a credential")
 	}
 
-	c := &credential{Name: name, Type: t.Name, CreatedAt: now, State: lifecycle.NewState(now)}
+	c := &credential{Name: name, Type: t.Name, CreatedAt: now, State: lifecycle.NewState(now), Version: 1}
 	if existing != nil {
 		c = existing.clone()
+		c.Version = existing.version() + 1
 	}
 	c.UpdatedAt = now
 
@@ -73,11 +75,15 @@ func (b *integrationsBackend) buildCredential(ctx context.Context, s logical.Sto
 		}
 	}
 	for k := range raw {
-		if k == "name" || k == "type" {
+		if k == "name" || k == "type" || k == fieldCAS {
 			continue
 		}
 		if f, ok := t.Field(k); !ok {
-			return nil, "", fieldErr(k, fmt.Sprintf("is not a field of type %s", t.Name))
+			rule := fmt.Sprintf("is not a field of type %s", t.Name)
+			if near, ok := t.Suggest(k); ok {
+				rule += "; did you mean " + near + "?"
+			}
+			return nil, "", fieldErr(k, rule)
 		} else if f.Lifecycle() {
 			continue
 		}
@@ -89,7 +95,7 @@ func (b *integrationsBackend) buildCredential(ctx context.Context, s logical.Sto
 	validated, err := t.ValidateContext(ctx, values, now, prev)
 	if err != nil {
 		if existing != nil && !patch {
-			err = patchHint(err, t, values, b.mountPath()+"credentials/"+name)
+			err = patchHint(err, t, values, raw, b.mountPath()+"credentials/"+name)
 		}
 		return nil, "", err
 	}
@@ -112,8 +118,18 @@ func (b *integrationsBackend) buildCredential(ctx context.Context, s logical.Sto
 	if err := b.applyLifecycleFields(ctx, s, c, raw, patch); err != nil {
 		return nil, "", err
 	}
-	if existing != nil && !patch {
+	if existing != nil && (!patch || sentAny(raw, t.SettingFields())) {
 		c.State = lifecycle.Reconfigured(c.State) // new settings deserve a new attempt
+	}
+	if existing != nil && (validated.RefreshToken != "" || secretsChanged(t, existing, credtype.FieldMap(validated.Values)) ||
+		len(repointed(t, existing, credtype.FieldMap(validated.Values))) > 0) {
+		c.State = lifecycle.SecretsChanged(c.State) // a failed verification was about the old ones
+	}
+	if t.Consents() && (existing == nil || len(repointed(t, existing, credtype.FieldMap(validated.Values))) > 0 ||
+		regranted(t, existing, credtype.FieldMap(validated.Values))) {
+		// No consent was given for these settings (saveCredential forgets the token
+		// learnt under the old ones), unless the write imports a refresh token.
+		c.State = lifecycle.AwaitingConsent(c.State, now)
 	}
 	if validated.RefreshToken != "" {
 		// An imported refresh token stands for a completed consent.
@@ -123,8 +139,9 @@ func (b *integrationsBackend) buildCredential(ctx context.Context, s logical.Sto
 }
 
 // patchHint adds to each required field an update omitted why it is required again
-// (an update replaces the non-secret fields) and how to change only some fields.
-func patchHint(err error, t *credtype.Type, values map[string]any, path string) error {
+// (an update replaces the non-secret fields), and how to change only the fields the
+// update sent (vault patch with those fields).
+func patchHint(err error, t *credtype.Type, values, raw map[string]any, path string) error {
 	var fes credtype.FieldErrors
 	var fe *credtype.FieldError
 	switch {
@@ -134,13 +151,27 @@ func patchHint(err error, t *credtype.Type, values map[string]any, path string) 
 	default:
 		return err
 	}
+	var sent []string
+	for k := range raw {
+		if k != "name" && k != "type" {
+			sent = append(sent, k)
+		}
+	}
+	slices.Sort(sent)
+	patch := "vault patch " + path + " <field>=… to change only some fields"
+	if len(sent) > 0 {
+		args := make([]string, len(sent))
+		for i, k := range sent {
+			args[i] = k + "=…"
+		}
+		patch = "vault patch " + path + " " + strings.Join(args, " ") + " to change only " + strings.Join(sent, ", ")
+	}
 	out := make(credtype.FieldErrors, len(fes))
 	for i, e := range fes {
 		out[i] = e
 		if f, ok := t.Field(e.Field); ok && f.Required && values[e.Field] == nil {
 			out[i] = &credtype.FieldError{Field: e.Field, Rule: e.Rule + fmt.Sprintf(
-				"; an update (vault write) replaces every non-secret field, so it must send each required one: to change only some fields, use vault patch %s %s=...",
-				path, e.Field)}
+				"; an update (vault write) replaces every non-secret field: send %s again, or use %s", e.Field, patch)}
 		}
 	}
 	return out
@@ -304,6 +335,26 @@ func checkRedirectedSecrets(t *credtype.Type, existing *credential, next credtyp
 		return nil
 	}
 	return fieldErr(changed, fmt.Sprintf("changes where this credential's secrets are sent: send %s again in the same request", strings.Join(missing, ", ")))
+}
+
+// sentAny reports whether the request names any of fields (null included).
+func sentAny(raw map[string]any, fields []string) bool {
+	for _, f := range fields {
+		if _, ok := raw[f]; ok {
+			return true
+		}
+	}
+	return false
+}
+
+// secretsChanged reports whether a sensitive field of next differs from existing's.
+func secretsChanged(t *credtype.Type, existing *credential, next credtype.Fields) bool {
+	for _, f := range t.SensitiveFields() {
+		if existing.Values.Str(f) != next.Str(f) {
+			return true
+		}
+	}
+	return false
 }
 
 // regranted reports whether next names another OAuth client than existing (a

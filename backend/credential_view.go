@@ -96,6 +96,7 @@ func (b *integrationsBackend) credentialResponse(ctx context.Context, s logical.
 		"used_by":     nonNil(c.UsedBy),
 		"created_at":  c.CreatedAt.Format(time.RFC3339),
 		"updated_at":  c.UpdatedAt.Format(time.RFC3339),
+		"version":     c.version(),
 	}
 	secretFields := []string{}
 	for _, f := range t.Fields {

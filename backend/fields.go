@@ -49,6 +49,19 @@ func rejectUnknownFields(d *framework.FieldData) *logical.Response {
 		return nil
 	}
 	slices.Sort(unknown)
+	known := make([]string, 0, len(d.Schema))
+	for k := range d.Schema {
+		known = append(known, k)
+	}
+	var near []string
+	for _, k := range unknown {
+		if n, ok := credtype.NearName(k, known); ok {
+			near = append(near, n)
+		}
+	}
+	if len(near) > 0 {
+		return logical.ErrorResponse("unknown field(s) %q: not accepted at this path; did you mean %s?", unknown, strings.Join(near, ", "))
+	}
 	return logical.ErrorResponse("unknown field(s) %q: not accepted at this path", unknown)
 }
 

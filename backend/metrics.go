@@ -156,7 +156,7 @@ func (m *metrics) Throttled() { m.throttled.Inc() }
 // Statuses and health values the gauges report, each always present (0 when no
 // credential has it), so a query over them never finds a series missing.
 var (
-	gaugeStatuses = []lifecycle.Status{lifecycle.StatusActive, lifecycle.StatusSuspended, lifecycle.StatusNeedsReauth}
+	gaugeStatuses = lifecycle.Statuses()
 	gaugeHealth   = []string{lifecycle.HealthAwaitingUsage, lifecycle.HealthGreen, lifecycle.HealthYellow, lifecycle.HealthRed}
 )
 

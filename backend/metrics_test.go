@@ -2,7 +2,9 @@ package backend
 
 import (
 	"bytes"
+	"encoding/json"
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -12,10 +14,11 @@ import (
 	"github.com/prometheus/common/expfmt"
 )
 
-// scrape reads metrics as Vault would answer it and parses the exposition.
+// scrape reads metrics as a Prometheus scrape asks for them (format=prometheus) and
+// parses the exposition.
 func scrape(t *testing.T, b *integrationsBackend, s logical.Storage) (map[string]*dto.MetricFamily, string) {
 	t.Helper()
-	resp := mustOK(t, b, s, logical.ReadOperation, "metrics", nil)
+	resp := mustOK(t, b, s, logical.ReadOperation, "metrics", map[string]any{"format": "prometheus"})
 	if ct := resp.Data[logical.HTTPContentType]; ct != "text/plain; version=0.0.4; charset=utf-8" {
 		t.Fatalf("content type %v", ct)
 	}
@@ -58,6 +61,57 @@ next:
 		}
 	}
 	return -1
+}
+
+// vault read integrations/metrics answers JSON, as Vault's sys/metrics does: a key per
+// series, named as the exposition names it, with the same value; format=prometheus
+// is the exposition; any other format is a 400 naming the field.
+func TestMetricsReadIsJSONByDefault(t *testing.T) {
+	t.Parallel()
+	b, s, _ := newTestBackend(t)
+	mustOK(t, b, s, logical.CreateOperation, "credentials/db", basicCredential())
+	mustOK(t, b, s, logical.ReadOperation, "access/db", nil)
+	for _, format := range []any{nil, "json"} {
+		var data map[string]any
+		if format != nil {
+			data = map[string]any{"format": format}
+		}
+		resp := mustOK(t, b, s, logical.ReadOperation, "metrics", data)
+		if _, raw := resp.Data[logical.HTTPRawBody]; raw {
+			t.Fatalf("format %v: a raw answer, want JSON data", format)
+		}
+		if v := resp.Data[`integrations_access_reads_total{kind="static",result="ok"}`]; v != float64(1) {
+			t.Fatalf("format %v: access reads %v in %v", format, v, resp.Data)
+		}
+		if v := resp.Data[`integrations_credentials{status="active"}`]; v != float64(1) {
+			t.Fatalf("format %v: active credentials %v", format, v)
+		}
+		if _, err := json.Marshal(resp.Data); err != nil {
+			t.Fatalf("format %v: not JSON: %v", format, err)
+		}
+	}
+	// The same series as the exposition, value for value.
+	_, text := scrape(t, b, s)
+	js := mustOK(t, b, s, logical.ReadOperation, "metrics", nil).Data
+	lines := 0
+	for _, line := range strings.Split(text, "\n") {
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		lines++
+		i := strings.LastIndexByte(line, ' ')
+		want, err := strconv.ParseFloat(line[i+1:], 64)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, ok := js[line[:i]].(float64); !ok || got != want {
+			t.Errorf("series %s: JSON %v, exposition %v", line[:i], js[line[:i]], want)
+		}
+	}
+	if lines != len(js) {
+		t.Errorf("exposition %d series, JSON %d", lines, len(js))
+	}
+	credWant400(t, b, s, logical.ReadOperation, "metrics", map[string]any{"format": "xml"}, "format", `must be "json" (the default) or "prometheus"`)
 }
 
 func basicCredential() map[string]any {

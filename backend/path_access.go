@@ -71,8 +71,11 @@ window. Refused while the credential is suspended, expired or needs re-authoriza
 func (b *integrationsBackend) pathAccessRead(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
 	name := d.Get("name").(string)
 	c, err := b.credentials.get(ctx, req.Storage, name)
-	if err != nil || c == nil {
+	if err != nil {
 		return nil, err
+	}
+	if c == nil {
+		return nil, logical.CodedError(http.StatusNotFound, fmt.Sprintf("credential %q does not exist", name))
 	}
 	integration, err := integrationLabel(req, d.Get("integration").(string))
 	if err != nil {
@@ -87,7 +90,7 @@ func (b *integrationsBackend) pathAccessRead(ctx context.Context, req *logical.R
 	if err := b.policyFor(cfg, c).Usable(b.currentState(c), now); err != nil {
 		b.activity.recorder.Access(name, now, integration, false, err.Error())
 		b.metrics.accessRead(t.Kind, name, accessResultRefused, cfg.MetricsCredentialLabel)
-		return nil, unavailable(name, err)
+		return nil, b.unavailable(c, err)
 	}
 	var data map[string]any
 	var warnings []string
@@ -414,15 +417,20 @@ func (b *integrationsBackend) tokenFailure(ctx context.Context, s logical.Storag
 		b.activity.setTransient(t.name, true)
 		return logical.CodedError(http.StatusBadGateway, fmt.Sprintf("credential %q: the provider could not issue a token: %s", t.name, oe.Error()))
 	}
-	current, err := b.markNeedsReauth(ctx, s, t, lifecycle.Reason(oe.Code), now)
+	awaiting := oe.Code == oauth.CodeNoRefreshToken // nothing was refused: no consent yet
+	current, c, err := b.markNeedsReauth(ctx, s, t, lifecycle.Reason(oe.Code), awaiting, now)
 	if err != nil {
 		b.Logger().Error("recording needs_reauth failed", "credential", t.name, "error", err)
 	} else if !current {
 		return logical.CodedError(http.StatusConflict, fmt.Sprintf("credential %q changed while its token was requested; read it again", t.name))
 	}
+	if awaiting {
+		return logical.CodedError(http.StatusForbidden, fmt.Sprintf(
+			"credential %q is awaiting consent: it holds no refresh token (%s); %s", t.name, oe.Error(), b.refusalFix(t.name, c, lifecycle.StatusAwaitingConsent, "")))
+	}
 	return logical.CodedError(http.StatusForbidden, fmt.Sprintf(
-		"credential %q needs re-authorization: the provider refused the grant (%s); re-authorize it with credentials/%s/authorize or update its settings",
-		t.name, oe.Error(), t.name))
+		"credential %q needs re-authorization: the provider refused the grant (%s); %s",
+		t.name, oe.Error(), b.refusalFix(t.name, c, lifecycle.StatusNeedsReauth, lifecycle.Reason(oe.Code))))
 }
 
 // throttledError is the answer to a request the credential's token-request bucket
@@ -435,7 +443,10 @@ func throttledError(name string, oe *oauth.Error, now time.Time) error {
 }
 
 // markNeedsReauth stores the needs_reauth state, dated now, after the provider
-// permanently refused the request t started. It reports false, changing nothing, when
+// permanently refused the request t started; awaiting: the awaiting_consent state
+// instead, for a request that had no refresh token to send (the credential was never
+// authorized under its settings). It returns the credential as stored (nil when it
+// is gone), and reports false, changing nothing, when
 // the refusal is of settings the credential no longer has: it is gone, or its token
 // state moved on since t (an update, a repoint, a re-authorization; each moves the
 // generation under the credential's lock, which is held here).
@@ -444,43 +455,80 @@ func throttledError(name string, oe *oauth.Error, now time.Time) error {
 // failure's: the copy the failed request held was read before the provider was asked,
 // and writing it back would lose a state change stored since (a usage flush renewing
 // the inactivity window, a suspend, the sweep's warnings).
-func (b *integrationsBackend) markNeedsReauth(ctx context.Context, s logical.Storage, t tokenTicket, reason lifecycle.Reason, now time.Time) (bool, error) {
+func (b *integrationsBackend) markNeedsReauth(ctx context.Context, s logical.Storage, t tokenTicket, reason lifecycle.Reason, awaiting bool, now time.Time) (bool, *credential, error) {
 	unlock := b.credentials.lock(t.name)
 	defer unlock()
 	if b.tokens.generation(t.name) != t.gen {
-		return false, nil
+		return false, nil, nil
 	}
 	c, err := b.credentials.get(ctx, s, t.name)
 	if err != nil || c == nil {
-		return false, err
+		return false, nil, err
 	}
 	n := c.clone()
-	n.State = lifecycle.NeedsReauth(n.State, reason, now.UTC())
+	if awaiting {
+		n.State = lifecycle.AwaitingConsent(n.State, now.UTC())
+	} else {
+		n.State = lifecycle.NeedsReauth(n.State, reason, now.UTC())
+	}
 	if n.State.Status == c.State.Status && n.State.Reason == c.State.Reason {
-		return true, nil
+		return true, c, nil
 	}
 	if err := b.credentials.put(ctx, s, n); err != nil {
-		return true, err
+		return true, c, err
 	}
-	b.notifyState(ctx, n, "needs_reauth", "The provider refused the grant ("+string(reason)+"); re-authorize the credential.")
-	return true, b.afterCredentialChange(ctx, s, t.name)
+	if n.State.Status == lifecycle.StatusNeedsReauth {
+		// Awaiting consent is not news: nothing failed, and alerts list it.
+		b.notifyState(ctx, n, "needs_reauth", "The provider refused the grant ("+string(reason)+"); re-authorize the credential.")
+	}
+	return true, n, b.afterCredentialChange(ctx, s, t.name)
 }
 
-// unavailable is the refusal of a credential that cannot be handed out: 403 with the
-// state and what a person can do about it.
-func unavailable(name string, err error) error {
+// unavailable is the refusal of c, which cannot be handed out: 403 with the state and
+// what a person can do about it.
+func (b *integrationsBackend) unavailable(c *credential, err error) error {
 	var ue *lifecycle.UnavailableError
 	if !errors.As(err, &ue) {
 		return err
 	}
+	name := c.Name
 	hint := ""
 	switch {
-	case ue.Status == lifecycle.StatusNeedsReauth:
-		hint = fmt.Sprintf("; re-authorize it with credentials/%s/authorize, or update its settings", name)
+	case ue.Status == lifecycle.StatusNeedsReauth, ue.Status == lifecycle.StatusAwaitingConsent:
+		hint = "; " + b.refusalFix(name, c, ue.Status, ue.Reason)
 	case ue.Reason == lifecycle.ReasonExpired:
 		hint = fmt.Sprintf("; update its expires_at, then unsuspend it at credentials/%s/unsuspend", name)
 	case ue.Status == lifecycle.StatusSuspended:
 		hint = fmt.Sprintf("; unsuspend it at credentials/%s/unsuspend", name)
 	}
 	return logical.CodedError(http.StatusForbidden, fmt.Sprintf("credential %q cannot be used: %s%s", name, ue.Error(), hint))
+}
+
+// refusalFix says, as a CLI command, what a person does about the credential called
+// name (c, nil when unknown) that is refused in status for reason (the provider's
+// error code): authorize one awaiting consent; update the field the refusal is about
+// (credtype RefusedField: a client_credentials credential refused with invalid_client
+// is told to patch its client_secret, never to authorize, which it cannot); authorize
+// again an authorization-code credential whose grant was refused; otherwise fix the
+// settings with a patch, which gives it a new attempt, as a verification that mints
+// does.
+func (b *integrationsBackend) refusalFix(name string, c *credential, status lifecycle.Status, reason lifecycle.Reason) string {
+	path := b.mountPath() + "credentials/" + name
+	authorize := fmt.Sprintf("authorize it: vault write -f %s/authorize, and open the auth_url it answers", path)
+	if status == lifecycle.StatusAwaitingConsent {
+		return authorize
+	}
+	var t *credtype.Type
+	if c != nil {
+		t = c.typeDef()
+	}
+	if t != nil {
+		if f := t.RefusedField(&c.Values, string(reason)); f != "" {
+			return fmt.Sprintf("update its %s: vault patch %s %s=…", f, path, f)
+		}
+		if t.Consents() {
+			return fmt.Sprintf("re-%s; or fix its settings: vault patch %s <field>=…", authorize, path)
+		}
+	}
+	return fmt.Sprintf("fix the setting it refused: vault patch %s <field>=… (a patch of any setting gives it a new attempt), or once the provider accepts it again: vault write -f %s/verify", path, path)
 }

@@ -217,3 +217,20 @@ func TestConfigConcurrentPartialUpdates(t *testing.T) {
 		}
 	}
 }
+
+// A cross-field config rule names the value in force it conflicts with: suspend_after
+// beyond the configured purge_after says what purge_after is.
+func TestConfigConflictNamesTheValueInForce(t *testing.T) {
+	t.Parallel()
+	b, s, _ := newTestBackend(t)
+	credWant400(t, b, s, logical.UpdateOperation, "config", map[string]any{"suspend_after": "400d"},
+		"purge_after", "purge_after is 365 days, suspend_after 400 days")
+	mustOK(t, b, s, logical.UpdateOperation, "config", map[string]any{"purge_after": "300d"})
+	credWant400(t, b, s, logical.UpdateOperation, "config", map[string]any{"suspend_after": "400d"},
+		"purge_after", "must be longer than suspend_after: purge_after is 300 days, suspend_after 400 days")
+	credWant400(t, b, s, logical.UpdateOperation, "config", map[string]any{"suspend_after": "20d", "warn_before": "30d,7d"},
+		"warn_before", "30 days is not shorter than suspend_after 20 days")
+	if got := mustOK(t, b, s, logical.ReadOperation, "config", nil).Data["suspend_after"]; got != int64(180*24*3600) {
+		t.Fatalf("a refused write changed suspend_after: %v", got)
+	}
+}

@@ -48,6 +48,10 @@ func credentialFields() map[string]*framework.FieldSchema {
 			Type:        framework.TypeString,
 			Description: "Credential type (see the types path). Fixed after create.",
 		},
+		fieldCAS: {
+			Type:        framework.TypeInt,
+			Description: "Check-and-set, as KV v2: the write or patch applies only if the credential's version (reads show it) is this; 0 creates only, refusing a name that exists. Unset: no check.",
+		},
 	}
 	for _, name := range credtype.FieldNames() {
 		f, _ := credtype.SchemaField(name)
@@ -89,7 +93,7 @@ func pathCredentials(b *integrationsBackend) []*framework.Path {
 			Fields: map[string]*framework.FieldSchema{
 				"type":   {Type: framework.TypeString, Description: "Only credentials of this type (aliases accepted).", Query: true},
 				"tag":    {Type: framework.TypeString, Description: fmt.Sprintf("Only credentials carrying this tag (at most %d bytes).", lifecycleField("tags").MaxBytes()), Query: true},
-				"status": {Type: framework.TypeString, Description: "Only credentials in this status: active, suspended or needs_reauth.", Query: true},
+				"status": {Type: framework.TypeString, Description: "Only credentials in this status: " + statusList() + ".", Query: true},
 				"filter": {Type: framework.TypeString, Description: fmt.Sprintf("Only credentials whose name contains this text (case-insensitive; at most %d bytes).", maxNameLen), Query: true},
 				"after":  {Type: framework.TypeString, Description: fmt.Sprintf("Start the page after this name (the last name of the previous page; at most %d bytes).", maxNameLen), Query: true},
 				"limit":  {Type: framework.TypeInt, Description: fmt.Sprintf("At most this many names (default %d, at most %d).", defaultListLimit, maxListLimit), Query: true},
@@ -102,7 +106,10 @@ func pathCredentials(b *integrationsBackend) []*framework.Path {
 			},
 			HelpSynopsis: "List credentials, with their type, status, health and tags.",
 			HelpDescription: fmt.Sprintf("Lists credential names in order with key_info for each. Filter by type, tag, status or a name substring; page with after and limit. A page holds at most limit names (default %d); when it stops at its limit with more names after it, the response carries a warning naming the after value to continue from.", defaultListLimit) +
-				examples("vault list integrations/credentials", "vault list integrations/credentials type=basic status=suspended limit=50"),
+				"\n\nvault list takes no parameters: to filter or page from the CLI, read the path with list=true (a LIST by GET, as the HTTP API has it)." +
+				examples("vault list integrations/credentials",
+					"vault read integrations/credentials list=true type=basic status=suspended limit=50",
+					"curl -s -H \"X-Vault-Token: $VAULT_TOKEN\" \"$VAULT_ADDR/v1/integrations/credentials?list=true&type=basic&status=suspended&limit=50\""),
 		},
 		{
 			Pattern: "credentials/" + nameSegment + "$",
@@ -161,6 +168,10 @@ func (b *integrationsBackend) writeCredential(ctx context.Context, req *logical.
 	if resp := rejectUnknownFields(d); resp != nil {
 		return resp, nil
 	}
+	cas, casSet, err := d.GetOkErr(fieldCAS)
+	if err != nil || (casSet && cas.(int) < 0) {
+		return logical.ErrorResponse(fieldErr(fieldCAS, "must be a whole number, 0 or more").Error()), nil
+	}
 	unlock := b.credentials.lock(name)
 	defer unlock()
 	existing, err := b.credentials.get(ctx, req.Storage, name)
@@ -169,6 +180,13 @@ func (b *integrationsBackend) writeCredential(ctx context.Context, req *logical.
 	}
 	if patch && existing == nil {
 		return nil, logical.CodedError(http.StatusNotFound, fmt.Sprintf("credential %q does not exist", name))
+	}
+	if casSet {
+		// Checked under the name's lock, against the entry this write replaces: of
+		// writers sending the same cas, exactly one applies.
+		if err := checkAndSet(existing, cas.(int)); err != nil {
+			return logical.ErrorResponse(err.Error()), nil
+		}
 	}
 	c, refreshToken, err := b.buildCredential(ctx, req.Storage, name, d.Raw, existing, patch)
 	if err != nil {
@@ -182,6 +200,39 @@ func (b *integrationsBackend) writeCredential(ctx context.Context, req *logical.
 		b.recordEvent(name, usage.EventAuthorized, true, requestIntegration(req), "refresh token imported")
 	}
 	return b.credentialResponse(ctx, req.Storage, c)
+}
+
+// statusList names the statuses a credential can have, as a refusal and the list
+// filter's description say them: "active, suspended, needs_reauth or awaiting_consent".
+func statusList() string {
+	var names []string
+	for _, st := range lifecycle.Statuses() {
+		names = append(names, string(st))
+	}
+	return strings.Join(names[:len(names)-1], ", ") + " or " + names[len(names)-1]
+}
+
+// fieldCAS is the check-and-set parameter of credentials/<name>, as KV v2 has it.
+const fieldCAS = "cas"
+
+// checkAndSet refuses a write whose cas is not the stored credential's version (0: no
+// credential), in KV v2's words, and says what the version is.
+func checkAndSet(existing *credential, cas int) error {
+	current := 0
+	if existing != nil {
+		current = existing.version()
+	}
+	if cas == current {
+		return nil
+	}
+	rule := fmt.Sprintf("check-and-set parameter did not match the current version: the credential is at version %d; read it again, or send no cas to write regardless", current)
+	switch {
+	case existing == nil:
+		rule = "check-and-set parameter did not match the current version: the credential does not exist (cas=0 creates it)"
+	case cas == 0:
+		rule = fmt.Sprintf("check-and-set parameter did not match the current version: cas=0 creates only, and the credential exists at version %d", current)
+	}
+	return fieldErr(fieldCAS, rule)
 }
 
 func (b *integrationsBackend) pathCredentialRead(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
@@ -219,10 +270,8 @@ func (b *integrationsBackend) pathCredentialsList(ctx context.Context, req *logi
 		wantType, typ = t.Name, t
 	}
 	status := d.Get("status").(string)
-	switch lifecycle.Status(status) {
-	case "", lifecycle.StatusActive, lifecycle.StatusSuspended, lifecycle.StatusNeedsReauth:
-	default:
-		return logical.ErrorResponse(fieldErr("status", "must be active, suspended or needs_reauth").Error()), nil
+	if status != "" && !slices.Contains(lifecycle.Statuses(), lifecycle.Status(status)) {
+		return logical.ErrorResponse(fieldErr("status", "must be "+statusList()).Error()), nil
 	}
 	limit := d.Get("limit").(int)
 	if limit == 0 {

@@ -477,6 +477,7 @@ func TestCredentialPatchChangesOnlyWhatItNames(t *testing.T) {
 	for _, st := range steps {
 		mustOK(t, b, s, logical.PatchOperation, "credentials/p", st.patch)
 		maps.Copy(want, st.want)
+		want["version"] = want["version"].(int) + 1 // every patch is a write
 		for _, k := range st.gone {
 			delete(want, k)
 		}

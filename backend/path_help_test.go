@@ -32,7 +32,7 @@ func TestUpdateMissingRequiredFieldHintsAtPatch(t *testing.T) {
 	mustOK(t, b, s, logical.CreateOperation, "credentials/db", basicCredential())
 	before := credStorageSnapshot(t, s)
 	credWant400(t, b, s, logical.UpdateOperation, "credentials/db", map[string]any{"password": "n3w-secret"},
-		"username", "is required", "vault patch integrations/credentials/db username=")
+		"username", "is required", "send username again", "vault patch integrations/credentials/db password=… to change only password")
 	if after := credStorageSnapshot(t, s); !reflect.DeepEqual(after, before) {
 		t.Fatalf("a refused update changed storage")
 	}
@@ -41,4 +41,39 @@ func TestUpdateMissingRequiredFieldHintsAtPatch(t *testing.T) {
 		t.Fatalf("create without username: %q", msg)
 	}
 	mustOK(t, b, s, logical.PatchOperation, "credentials/db", map[string]any{"password": "n3w-secret"})
+}
+
+// An update that changes tags only is told that username is missing and why, and how
+// to change only tags: never to patch username, which it did not mean to change.
+func TestUpdateOfTagsOnlyNamesTheMissingFieldAndPatchOfTags(t *testing.T) {
+	t.Parallel()
+	b, s, _ := newTestBackend(t)
+	mustOK(t, b, s, logical.CreateOperation, "credentials/ticketing", basicCredential())
+	resp := credWantStatus(t, b, s, logical.UpdateOperation, "credentials/ticketing", map[string]any{"tags": "prod"}, 400)
+	want := `an update (vault write) replaces every non-secret field: send username again, or use vault patch integrations/credentials/ticketing tags=… to change only tags`
+	if msg := resp.Error().Error(); !strings.Contains(msg, `"username"`) || !strings.Contains(msg, want) || strings.Contains(msg, "username=") {
+		t.Fatalf("update of tags only: %q, want %q", msg, want)
+	}
+}
+
+// An unknown field one edit away from exactly one field of the type is told its
+// name; one that is not is told only that it is not a field.
+func TestUnknownFieldSuggestsTheNearField(t *testing.T) {
+	t.Parallel()
+	b, s, _ := newTestBackend(t)
+	credWant400(t, b, s, logical.CreateOperation, "credentials/db",
+		map[string]any{"type": "basic", "username": "svc", "passwrod": "s3cret-value"},
+		"passwrod", "did you mean password?")
+	// A field of another type, one edit away from a field of this one.
+	credWant400(t, b, s, logical.CreateOperation, "credentials/db",
+		map[string]any{"type": "basic", "username": "svc", "password": "s3cret-value", "token": "x"},
+		"token", "is not a field of type basic")
+	credWant400(t, b, s, logical.CreateOperation, "credentials/db",
+		map[string]any{"type": "bearer", "tokne": "s3cret-value"},
+		"tokne", "did you mean token?")
+	resp := credWantStatus(t, b, s, logical.CreateOperation, "credentials/db",
+		map[string]any{"type": "basic", "username": "svc", "password": "s3cret-value", "hostname": "x"}, 400)
+	if msg := resp.Error().Error(); !strings.Contains(msg, `"hostname"`) || strings.Contains(msg, "did you mean") {
+		t.Fatalf("hostname on basic: %q", msg)
+	}
 }

@@ -43,7 +43,7 @@ oauth/callback, which completes the exchange. With code: completes the exchange 
 for providers that cannot reach Vault. Instead of consenting here, a refresh token
 obtained elsewhere can be imported: write it as refresh_token to credentials/<name>.` + examples(
 				"vault write -f -field=auth_url integrations/credentials/crm-api/authorize",
-				"vault write integrations/credentials/crm-api/authorize code=<code> state=<state>"),
+				"vault write integrations/credentials/crm-api/authorize 'code=<code>' 'state=<state>'"),
 		},
 		{
 			Pattern: callbackPath + "$",
@@ -70,8 +70,8 @@ obtained elsewhere can be imported: write it as refresh_token to credentials/<na
 				"or a POST of a form carrying them (response_mode form_post), which keeps the code out of every URL and so out of the audit log in clear. " +
 				"The exchange happens only when state matches a pending, unexpired authorization; the state is then spent. " +
 				"A consent that brings no refresh token says so on the page (no_refresh_token_issued) and in alerts." +
-				examples("curl \"$VAULT_ADDR/v1/integrations/oauth/callback?state=<state>&code=<code>\" (the browser does this)",
-					"curl -d state=<state> -d code=<code> \"$VAULT_ADDR/v1/integrations/oauth/callback\" (the provider's form_post page does this)"),
+				examples("curl \"$VAULT_ADDR/v1/integrations/oauth/callback?state=<state>&code=<code>\"  # the browser does this",
+					"curl -d 'state=<state>' -d 'code=<code>' \"$VAULT_ADDR/v1/integrations/oauth/callback\"  # the provider's form_post page does this"),
 		},
 	}
 }

@@ -355,11 +355,11 @@ func TestAuthorizeClearsNeedsReauth(t *testing.T) {
 	b, s, clock := oauthBackend(t)
 	mustOK(t, b, s, logical.CreateOperation, "credentials/ac", authCodeFields(p))
 	code, msg := accessErr(t, b, s, "ac")
-	if code != http.StatusForbidden || !strings.Contains(msg, "credentials/ac/authorize") || p.requests.Load() != 0 {
+	if code != http.StatusForbidden || !strings.Contains(msg, "vault write -f integrations/credentials/ac/authorize") || p.requests.Load() != 0 {
 		t.Fatalf("access before consent: %d %q (%d requests)", code, msg, p.requests.Load())
 	}
-	if st, _ := credStatus(t, b, s, "ac"); st != "needs_reauth" {
-		t.Fatalf("status before consent %s, want needs_reauth", st)
+	if st, _ := credStatus(t, b, s, "ac"); st != "awaiting_consent" {
+		t.Fatalf("status before consent %s, want awaiting_consent", st)
 	}
 	start := startAuthorization(t, b, s, "ac")
 	if status, page := callback(t, b, s, p.consent(t, start["auth_url"].(string)).Query()); status != http.StatusOK {

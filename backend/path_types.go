@@ -2,6 +2,9 @@ package backend
 
 import (
 	"context"
+	"fmt"
+	"net/http"
+	"strings"
 
 	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/logical"
@@ -19,11 +22,17 @@ func pathTypes(b *integrationsBackend) []*framework.Path {
 					Callback:     b.pathTypesList,
 					DisplayAttrs: &framework.DisplayAttributes{OperationVerb: "list"},
 				},
+				logical.ReadOperation: &framework.PathOperation{
+					Callback:     b.pathTypesRead,
+					DisplayAttrs: &framework.DisplayAttributes{OperationVerb: "read", OperationSuffix: "credential-types-summary"},
+				},
 			},
 			HelpSynopsis: "The catalog of credential types.",
 			HelpDescription: "Lists every credential type with its kind (static or oauth2), aliases and description. " +
-				"The answer's \"limits\" (in the API's answer, and in types/<type> for the types whose keys are derived) states the engine-wide bounds on key work: how many key derivations run at once and how much KDF memory they may hold, for the whole plugin process, and what a request beyond them gets (503 with retry_after)." +
-				examples("vault list integrations/types", "vault read -format=json -field=limits integrations/types/certificate"),
+				"The answer's \"limits\" (in the API's answer, and in types/<type> for the types whose keys are derived) states the engine-wide bounds on key work: how many key derivations run at once and how much KDF memory they may hold, for the whole plugin process, and what a request beyond them gets (503 with retry_after). " +
+				"A read (vault read integrations/types) answers one line per type, keyed by the type's name: its kind, its description and its aliases." +
+				examples("vault read integrations/types", "vault list -detailed integrations/types",
+					"vault read -format=json -field=limits integrations/types/certificate"),
 		},
 		{
 			Pattern:      "types/" + framework.GenericNameRegex("type") + "/?$",
@@ -74,10 +83,35 @@ func (b *integrationsBackend) pathTypesList(context.Context, *logical.Request, *
 	return resp, nil
 }
 
-func (b *integrationsBackend) pathTypeRead(_ context.Context, _ *logical.Request, d *framework.FieldData) (*logical.Response, error) {
-	t, ok := credtype.Lookup(d.Get("type").(string))
+// lookupType is the catalog's type of that name or alias, or a 404 saying where the
+// names are (the CLI's bare "No value found" tells nothing).
+func lookupType(name string) (*credtype.Type, error) {
+	t, ok := credtype.Lookup(name)
 	if !ok {
-		return nil, nil
+		return nil, logical.CodedError(http.StatusNotFound, fmt.Sprintf("credential type %q does not exist; vault read integrations/types lists the types", name))
+	}
+	return t, nil
+}
+
+// pathTypesRead is the catalog as one line per type, keyed by the type's name, so the
+// CLI's table (vault read integrations/types) shows a row per type; the list has the
+// same knowledge as structured rows.
+func (b *integrationsBackend) pathTypesRead(context.Context, *logical.Request, *framework.FieldData) (*logical.Response, error) {
+	data := map[string]any{}
+	for _, t := range credtype.All() {
+		line := string(t.Kind) + " — " + t.Description
+		if len(t.Aliases) > 0 {
+			line += " (aliases: " + strings.Join(t.Aliases, ", ") + ")"
+		}
+		data[t.Name] = line
+	}
+	return &logical.Response{Data: data}, nil
+}
+
+func (b *integrationsBackend) pathTypeRead(_ context.Context, _ *logical.Request, d *framework.FieldData) (*logical.Response, error) {
+	t, err := lookupType(d.Get("type").(string))
+	if err != nil {
+		return nil, err
 	}
 	return &logical.Response{Data: typeView(t)}, nil
 }
@@ -90,9 +124,9 @@ var typeFieldColumns = map[string]string{"type": "type", "required": "required",
 // pathTypeFieldsList is a type's fields as a table: a row per field name (the CLI sorts
 // them), with typeFieldColumns as one-line cells, and the read's answer beside it.
 func (b *integrationsBackend) pathTypeFieldsList(_ context.Context, _ *logical.Request, d *framework.FieldData) (*logical.Response, error) {
-	t, ok := credtype.Lookup(d.Get("type").(string))
-	if !ok {
-		return nil, nil
+	t, err := lookupType(d.Get("type").(string))
+	if err != nil {
+		return nil, err
 	}
 	data := typeView(t)
 	fields := data["fields"].(map[string]map[string]any)

@@ -192,11 +192,12 @@ func TestTypeReadAliasesAndUnknown(t *testing.T) {
 }
 
 // The path schema of credentials/<name> is generated from the catalog: every field of
-// every type is declared once, with the same sensitivity, and nothing else.
+// every type is declared once, with the same sensitivity, and nothing else (but for
+// name, type and the check-and-set parameter cas).
 func TestCredentialSchemaComesFromCatalog(t *testing.T) {
 	t.Parallel()
 	schema := credentialFields()
-	want := map[string]bool{"name": true, "type": true}
+	want := map[string]bool{"name": true, "type": true, fieldCAS: true}
 	for _, typ := range credtype.All() {
 		for _, f := range typ.Fields {
 			want[f.Name] = true
@@ -367,4 +368,25 @@ func TestLifecycleFieldRulesMatchCatalog(t *testing.T) {
 	}
 	data["description"] = data["description"].(string) + "x"
 	credWant400(t, b, s, logical.UpdateOperation, "credentials/long-description", data, "description", "4096")
+}
+
+// vault read integrations/types works (it was a list path only: 405): one one-line
+// row per catalog type, keyed by its name, saying its kind and description.
+func TestTypesReadIsOneLinePerType(t *testing.T) {
+	t.Parallel()
+	b, s, _ := newTestBackend(t)
+	resp := mustOK(t, b, s, logical.ReadOperation, "types", nil)
+	if len(resp.Data) != len(credtype.All()) {
+		t.Fatalf("read has %d rows, the catalog %d types: %v", len(resp.Data), len(credtype.All()), resp.Data)
+	}
+	for _, typ := range credtype.All() {
+		line, ok := resp.Data[typ.Name].(string)
+		if !ok || strings.Contains(line, "\n") || !strings.HasPrefix(line, string(typ.Kind)+" — ") || !strings.Contains(line, typ.Description) {
+			t.Fatalf("type %s: row %#v, want one line with its kind and description", typ.Name, resp.Data[typ.Name])
+		}
+	}
+	// LIST answers as before.
+	if keys, _ := mustOK(t, b, s, logical.ListOperation, "types/", nil).Data["keys"].([]string); len(keys) != len(credtype.All()) {
+		t.Fatalf("list keys %v", keys)
+	}
 }

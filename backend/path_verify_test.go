@@ -326,7 +326,7 @@ func TestVerifyMintsThroughEveryGrant(t *testing.T) {
 	}
 	mustOK(t, b, s, logical.CreateOperation, "credentials/never", authCodeFields(p))
 	wantVerify(t, verifyResult(t, b, s, "never"), lifecycle.VerifyFailed, "no_refresh_token")
-	if status, _ := credStatus(t, b, s, "never"); status != "needs_reauth" {
-		t.Errorf("never authorized: status %s, want needs_reauth", status)
+	if status, _ := credStatus(t, b, s, "never"); status != "awaiting_consent" {
+		t.Errorf("never authorized: status %s, want awaiting_consent", status)
 	}
 }

@@ -3,6 +3,7 @@ package backend
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"regexp"
 	"strconv"
@@ -84,4 +85,41 @@ func (b *integrationsBackend) HandleRequest(ctx context.Context, req *logical.Re
 		}
 	}
 	return resp, err
+}
+
+// codedErrorAnswers is the backend Vault is served (Factory): the same backend, whose
+// coded errors (logical.CodedError: a 403, 404, 409, 429, 502, 503 … of this engine)
+// are answered the way Vault's own engines answer them, a JSON body {"errors":
+// ["<sentence>"]} with that status. Returned as an error instead, Vault wraps it as a
+// multierror and the CLI prints "* 1 error occurred: * <sentence>"; answered so, it
+// prints "Code: 403. Errors:" and the sentence once. Errors without a code (a storage
+// failure, logical.ErrReadOnly, which a performance standby forwards on) pass as they
+// are, and so do responses: busyResponse keeps its Retry-After header.
+type codedErrorAnswers struct {
+	*integrationsBackend
+}
+
+func (c *codedErrorAnswers) HandleRequest(ctx context.Context, req *logical.Request) (*logical.Response, error) {
+	resp, err := c.integrationsBackend.HandleRequest(ctx, req)
+	if err == nil {
+		return resp, nil
+	}
+	var coded logical.HTTPCodedError
+	if !errors.As(err, &coded) || coded.Code() < 400 {
+		return resp, err
+	}
+	return errorAnswer(coded.Code(), coded.Error())
+}
+
+// errorAnswer is a raw JSON answer {"errors": [msg]} with status code.
+func errorAnswer(code int, msg string) (*logical.Response, error) {
+	body, err := json.Marshal(map[string][]string{"errors": {msg}})
+	if err != nil {
+		return nil, err
+	}
+	return &logical.Response{Data: map[string]any{
+		logical.HTTPStatusCode:  code,
+		logical.HTTPContentType: "application/json",
+		logical.HTTPRawBody:     body,
+	}}, nil
 }

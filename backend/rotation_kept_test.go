@@ -209,8 +209,8 @@ func TestClientIDChangeForgetsTheRefreshToken(t *testing.T) {
 	if storageHas(t, s, tokenPrefix+"ac") {
 		t.Fatal("the refresh token of the old client survived a client_id change")
 	}
-	if code, msg := accessErr(t, b, s, "ac"); code != http.StatusForbidden || !strings.Contains(msg, "re-authoriz") {
-		t.Fatalf("access after a client_id change: %d %q, want 403 asking for re-authorization", code, msg)
+	if code, msg := accessErr(t, b, s, "ac"); code != http.StatusForbidden || !strings.Contains(msg, "awaiting consent") || !strings.Contains(msg, "/authorize") {
+		t.Fatalf("access after a client_id change: %d %q, want 403 asking for a consent", code, msg)
 	}
 }
 

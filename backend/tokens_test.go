@@ -502,10 +502,11 @@ func TestNeedsReauthTransitions(t *testing.T) {
 			if keys, _ := list.Data["keys"].([]string); len(keys) != 1 {
 				t.Fatalf("list status=needs_reauth: %v", list.Data)
 			}
-			// Refused without asking the provider again.
+			// Refused without asking the provider again, told to patch its settings: none
+			// of these types has authorize.
 			code, msg = accessErr(t, b, s, "c")
-			if code != http.StatusForbidden || !strings.Contains(msg, "authorize") || p.requests.Load() != 1 {
-				t.Fatalf("second access: %d %q after %d requests, want 403 after 1", code, msg, p.requests.Load())
+			if code != http.StatusForbidden || !strings.Contains(msg, "vault patch integrations/credentials/c ") || strings.Contains(msg, "/authorize") || p.requests.Load() != 1 {
+				t.Fatalf("second access: %d %q after %d requests, want 403 after 1 saying to patch it", code, msg, p.requests.Load())
 			}
 			// Fixing the settings (an update with every field) clears the state at once,
 			// even though the Broker is still backing off from the refusal.

@@ -93,8 +93,8 @@ func TestRepointNeverCarriesTheRefreshToken(t *testing.T) {
 		}
 	}
 	code, msg := accessErr(t, b, s, "ac")
-	if code != http.StatusForbidden || !strings.Contains(msg, "re-authoriz") {
-		t.Fatalf("access after the repoint: %d %q, want 403 asking for re-authorization", code, msg)
+	if code != http.StatusForbidden || !strings.Contains(msg, "awaiting consent") || !strings.Contains(msg, "/authorize") {
+		t.Fatalf("access after the repoint: %d %q, want 403 asking for a consent", code, msg)
 	}
 	if got := attacker.LastRefreshToken(); got != "" {
 		t.Fatalf("the new token_url received a refresh token (the old one: %v)", got == refresh)
@@ -102,8 +102,8 @@ func TestRepointNeverCarriesTheRefreshToken(t *testing.T) {
 	if n := attacker.requests.Load(); n != 0 {
 		t.Fatalf("the new token_url received %d token requests before any authorization", n)
 	}
-	if st, _ := credStatus(t, b, s, "ac"); st != "needs_reauth" {
-		t.Fatalf("status %s after the repoint, want needs_reauth", st)
+	if st, _ := credStatus(t, b, s, "ac"); st != "awaiting_consent" {
+		t.Fatalf("status %s after the repoint, want awaiting_consent", st)
 	}
 }
 

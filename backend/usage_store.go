@@ -25,6 +25,10 @@ type usageSummary struct {
 	count               int64
 	lastAccessed        time.Time
 	consecutiveFailures int
+	// readFailureAt is when the run's last event, a failed token request, was
+	// made: a failed access at the same time is the same read failing, not another
+	// failure (trailingFailures). Zero otherwise.
+	readFailureAt time.Time
 }
 
 // usageStore is the one owner of the usage/<name> entries: their storage, the
@@ -126,7 +130,7 @@ func (us *usageStore) summary(ctx context.Context, s logical.Storage, name strin
 		if more.LastAccessed.After(sum.lastAccessed) {
 			sum.lastAccessed = more.LastAccessed
 		}
-		sum.consecutiveFailures = trailingFailures(more.Events, sum.consecutiveFailures)
+		sum.consecutiveFailures, sum.readFailureAt = trailingFailures(more.Events, sum.consecutiveFailures, sum.readFailureAt)
 	}
 	return sum, nil
 }
@@ -152,30 +156,44 @@ func (us *usageStore) fileLocked(name string, sum usageSummary) {
 }
 
 func summarize(u *usage.Usage) usageSummary {
-	return usageSummary{count: u.Count, lastAccessed: u.LastAccessed, consecutiveFailures: trailingFailures(u.Events, 0)}
+	sum := usageSummary{count: u.Count, lastAccessed: u.LastAccessed}
+	sum.consecutiveFailures, sum.readFailureAt = trailingFailures(u.Events, 0, time.Time{})
+	return sum
 }
 
 // trailingFailures extends a run of failed accesses and refreshes with newer events:
-// a success ends the run.
-func trailingFailures(events []usage.Event, run int) int {
+// a success ends the run. A read whose token request fails logs two events at the
+// read's time (access/ takes the time once): the refresh_failed, then the failed
+// access. They are one failure, so a failed access dated as the failed token request
+// just before it (refreshAt, carried from the previous batch of events) is not
+// counted again; a refresh that fails with no read (refresh ahead, keep-alive, a
+// verification) still counts. It returns the run and the refreshAt for the next
+// batch.
+func trailingFailures(events []usage.Event, run int, refreshAt time.Time) (int, time.Time) {
 	for _, ev := range events {
 		if ev.Event != usage.EventAccess && ev.Event != usage.EventRefreshFailed && ev.Event != usage.EventTokenMinted {
 			continue
 		}
-		if ev.Status == usage.StatusFailure {
-			run++
-		} else {
-			run = 0
+		switch {
+		case ev.Status != usage.StatusFailure:
+			run, refreshAt = 0, time.Time{}
+		case ev.Event == usage.EventAccess && !refreshAt.IsZero() && ev.Time.Equal(refreshAt):
+			refreshAt = time.Time{} // the read whose token request failed: counted already
+		case ev.Event == usage.EventRefreshFailed:
+			run, refreshAt = run+1, ev.Time
+		default:
+			run, refreshAt = run+1, time.Time{}
 		}
 	}
-	return run
+	return run, refreshAt
 }
 
 // indexedUsage is the part of a usage entry the failing alert is computed from.
 type indexedUsage struct {
 	Events []struct {
-		Event  string `json:"event"`
-		Status string `json:"status"`
+		Time   time.Time `json:"time"`
+		Event  string    `json:"event"`
+		Status string    `json:"status"`
 	} `json:"events"`
 }
 
@@ -208,9 +226,9 @@ func (us *usageStore) indexFailing(ctx context.Context, s logical.Storage, name 
 	}
 	events := make([]usage.Event, len(u.Events))
 	for i, ev := range u.Events {
-		events[i] = usage.Event{Event: ev.Event, Status: ev.Status}
+		events[i] = usage.Event{Time: ev.Time, Event: ev.Event, Status: ev.Status}
 	}
-	if trailingFailures(events, 0) >= lifecycle.FailingAfter {
+	if run, _ := trailingFailures(events, 0, time.Time{}); run >= lifecycle.FailingAfter {
 		us.mu.Lock()
 		if _, filed := us.summaries[name]; !filed {
 			us.failing[name] = struct{}{}

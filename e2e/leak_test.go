@@ -537,8 +537,11 @@ func TestLeakScan(t *testing.T) {
 		}
 	}
 	r.want(r.do(http.MethodGet, "alerts", nil, nil), 200)
-	// The exposition after every access above: counts only, scanned like any answer.
+	// The metrics after every access above, as JSON and as the exposition: counts only,
+	// scanned like any answer.
 	r.want(r.do(http.MethodGet, "metrics", nil, nil), 200)
+	r.want(r.do(http.MethodGet, "metrics", url.Values{"format": {"prometheus"}}, nil), 200)
+	r.want(r.do(http.MethodGet, "metrics", url.Values{"format": {"xml"}}, nil), 400)
 
 	// The hostile provider's invalid_client made lk-echo400 need re-authorization,
 	// which is announced to the webhook; the webhook answers 500 and is retried.

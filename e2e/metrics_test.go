@@ -61,6 +61,8 @@ func TestMetricsScrapedByPrometheus(t *testing.T) {
 scrape_configs:
   - job_name: integrations
     metrics_path: /v1/%s/metrics
+    params:
+      format: ['prometheus']
     authorization:
       type: Bearer
       credentials_file: %s
@@ -118,9 +120,10 @@ scrape_configs:
 	}
 }
 
-// metricsBody GETs <mount>/metrics with token and returns the status and body.
+// metricsBody GETs <mount>/metrics?format=prometheus with token and returns the status
+// and body.
 func metricsBody(addr, mount, token string) (int, string) {
-	req, err := http.NewRequest(http.MethodGet, addr+"/v1/"+mount+"/metrics", nil)
+	req, err := http.NewRequest(http.MethodGet, addr+"/v1/"+mount+"/metrics?format=prometheus", nil)
 	if err != nil {
 		return 0, err.Error()
 	}

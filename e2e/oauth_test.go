@@ -546,12 +546,14 @@ func TestOAuthFaults(t *testing.T) {
 		}
 	}
 
-	t.Run("invalid_client needs re-authorization", func(t *testing.T) {
+	t.Run("invalid_client needs a new secret", func(t *testing.T) {
 		t.Parallel()
 		p := newIDP(t, oauthtest.Options{})
 		create(t, "refused", p.TokenURL(), "client_secret=wrong-secret")
 		_, err := access("refused")
-		if statusCode(err) != http.StatusForbidden || !strings.Contains(err.Error(), "invalid_client") || !strings.Contains(err.Error(), "re-authorize") {
+		// Told to patch its secret, never to authorize (a client_credentials credential has no authorize).
+		if statusCode(err) != http.StatusForbidden || !strings.Contains(err.Error(), "invalid_client") ||
+			!strings.Contains(err.Error(), "vault patch "+mount+"/credentials/refused client_secret=") || strings.Contains(err.Error(), "/authorize") {
 			t.Fatalf("access with a wrong secret: %v", err)
 		}
 		noLeak(t, err)

@@ -98,7 +98,8 @@ func providerFaults(t *testing.T) []providerFault {
 		return providerFault{name: name, fault: f, status: http.StatusBadGateway, msg: msg, state: "active"}
 	}
 	permanent := func(name, code string) providerFault {
-		return providerFault{name: name, status: http.StatusForbidden, msg: []string{code, "re-authorize"}, state: "needs_reauth",
+		// A client_credentials credential has no authorize: it is told to patch its settings.
+		return providerFault{name: name, status: http.StatusForbidden, msg: []string{code, "vault patch"}, state: "needs_reauth",
 			fault: jsonFault(http.StatusBadRequest, `{"error":"`+code+`","error_description":"`+oauthtest.Marker+`"}`)}
 	}
 	repoint := func(bad string) func(*testing.T, *oauthtest.Provider) (string, func()) {

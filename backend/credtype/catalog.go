@@ -111,10 +111,10 @@ func init() {
 		Description: "Request header that carries the key."})
 
 	// Certificates and SSH.
-	define(Field{Name: "certificate", Type: FieldString, check: checkCertificatePEM, maxLen: maxPEM, multiline: true,
+	define(Field{Name: "certificate", Type: FieldString, pem: true, check: checkCertificatePEM, maxLen: maxPEM, multiline: true,
 		Rule:        "PEM X.509 certificate, leaf first, optionally followed by its chain; CERTIFICATE blocks only, at most 65536 bytes",
 		Description: "Client certificate (PEM), leaf first."})
-	define(Field{Name: "private_key", Type: FieldString, Sensitive: true, check: checkX509PrivateKey, maxLen: maxPEM, multiline: true,
+	define(Field{Name: "private_key", Type: FieldString, pem: true, Sensitive: true, check: checkX509PrivateKey, maxLen: maxPEM, multiline: true,
 		Rule:        "PEM private key: PKCS#1 RSA, PKCS#8 or SEC1 EC, optionally encrypted (PKCS#8 ENCRYPTED PRIVATE KEY, or legacy PEM Proc-Type: 4,ENCRYPTED) with private_key_password; " + ruleKDF + "; must match the certificate; at most 65536 bytes",
 		Description: "Private key (PEM)."})
 	define(Field{Name: "private_key_password", Type: FieldString, Sensitive: true, verbatim: true,

@@ -43,13 +43,13 @@ var clientAuthNames = defineClientAuth()
 
 func defineClientAuth() []string {
 	fs := []Field{
-		{Name: "client_key", Type: FieldString, Sensitive: true, check: checkClientKey, maxLen: maxPEM, multiline: true,
+		{Name: "client_key", Type: FieldString, pem: true, Sensitive: true, check: checkClientKey, maxLen: maxPEM, multiline: true,
 			Rule:        ruleClientKey,
 			Description: "Private key the client authenticates with: it signs the client assertion (private_key_jwt) or the TLS handshake (tls_client_auth)."},
 		{Name: "client_key_id", Type: FieldString, check: checkNoSpace, maxLen: 1024,
 			Rule:        "single line without spaces or control characters, at most 1024 bytes",
 			Description: "Key ID the provider knows client_key by: the kid header of the client assertion."},
-		{Name: "client_certificate", Type: FieldString, check: checkCertificatePEM, maxLen: maxPEM, multiline: true,
+		{Name: "client_certificate", Type: FieldString, pem: true, check: checkCertificatePEM, maxLen: maxPEM, multiline: true,
 			Rule:        "PEM X.509 certificate of client_key, leaf first, optionally followed by its chain; CERTIFICATE blocks only; not expired when written; at most 65536 bytes",
 			Description: "Certificate of client_key. With private_key_jwt the assertion's header then carries its x5t and x5t#S256 thumbprints (what Microsoft Entra matches certificate credentials by); with tls_client_auth it is presented in the TLS handshake."},
 		{Name: "client_assertion_audience", Type: FieldString, check: checkNoSpace,
@@ -60,7 +60,7 @@ func defineClientAuth() []string {
 			Description: "JWS algorithm the client assertion is signed with."},
 	}
 	names := defineAll(fs)
-	define(Field{Name: FieldCACertificate, Type: FieldString, Destination: true, check: checkCertificatePEM, maxLen: maxPEM, multiline: true,
+	define(Field{Name: FieldCACertificate, Type: FieldString, pem: true, Destination: true, check: checkCertificatePEM, maxLen: maxPEM, multiline: true,
 		Rule:        "PEM bundle of X.509 certificates (CERTIFICATE blocks only), at most 65536 bytes",
 		Description: "Extra trust anchors for this credential's TLS connections (token endpoint, verification, notifications), added to the system's: for a provider or service behind a private CA. Changing it changes who may receive the credential's secrets: it requires resending them."})
 	return names

@@ -105,6 +105,9 @@ type Field struct {
 	duration func(time.Duration) error
 	// multiline fields (PEM, notes) may contain line breaks and tabs.
 	multiline bool
+	// pem fields hold PEM text (certificates, keys): a value that is a file name is
+	// refused saying to send the file with @ (the CLI reads it then).
+	pem bool
 	// verbatim fields (passwords, passphrases) are used byte for byte: trimming them
 	// would silently change the secret.
 	verbatim bool
@@ -214,6 +217,16 @@ func (t *Type) DestinationFields() []string {
 // GrantOwnerFields returns the names of t's grant-owner fields, in field order.
 func (t *Type) GrantOwnerFields() []string {
 	return t.fieldsWhere(func(f Field) bool { return f.GrantOwner })
+}
+
+// SettingFields returns the names of the fields a provider's refusal of t's
+// credential can be about, in field order: every field of the type except the common
+// ones (the lifecycle fields and totp_secret) and client_secret_expires_at, which only
+// records a date. Secrets, destinations, the client and how it authenticates, scopes
+// and the grant's parameters all are. A patch that sends one of them gives a credential
+// the provider refused a new attempt (lifecycle.Reconfigured).
+func (t *Type) SettingFields() []string {
+	return t.fieldsWhere(func(f Field) bool { return !f.Common && f.Name != fieldSecretExpiresAt })
 }
 
 // SensitiveFields returns the names of t's sensitive fields, in field order, so the

@@ -29,6 +29,39 @@ func (t *Type) RefreshTokens() bool {
 	return t.OAuth != nil && t.OAuth.Grant == "authorization_code"
 }
 
+// Consents reports whether t's credentials are authorized by a person's consent
+// (credentials/<name>/authorize): those that hold refresh tokens.
+func (t *Type) Consents() bool { return t.RefreshTokens() }
+
+// RefusedField names the field a provider's refusal of t's credential with the OAuth
+// error code is most likely about, for the refusal to say what to change: the client's
+// secret (client_key when it authenticates with a key) for invalid_client and
+// unauthorized_client, the password of a password grant for invalid_grant, scopes for
+// invalid_scope. "" when no one field is (an authorization-code credential's
+// invalid_grant is its refresh token: it needs a new consent).
+func (t *Type) RefusedField(values Fields, code string) string {
+	has := func(f string) bool { _, ok := t.Field(f); return ok }
+	switch code {
+	case "invalid_client", "unauthorized_client":
+		switch values.Str("auth_style") {
+		case AuthStylePrivateKeyJWT, AuthStyleTLSClientAuth:
+			return "client_key"
+		}
+		if has("client_secret") {
+			return "client_secret"
+		}
+	case "invalid_grant":
+		if t.OAuth != nil && (t.OAuth.Grant == "password" || (t.OAuth.PasswordGrantWithUser && values.Str("username") != "")) {
+			return "password"
+		}
+	case "invalid_scope":
+		if has("scopes") {
+			return "scopes"
+		}
+	}
+	return ""
+}
+
 // addTokenStateFields gives a type whose credentials hold refresh tokens the field
 // that imports one, after its own fields and before the common ones.
 func addTokenStateFields(t *Type) {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"regexp"
 	"slices"
 	"strings"
 	"time"
@@ -14,7 +15,8 @@ import (
 )
 
 // FieldError is one validation failure: the field and the rule its value broke. It
-// never carries the value, so it is safe to return for secrets.
+// never carries a secret value (the one value shown is a PEM field's file name, see
+// fileNameLike), so it is safe to return for secrets.
 type FieldError struct {
 	// Field is the API name of the offending field.
 	Field string
@@ -255,6 +257,11 @@ func (f Field) normalize(raw any) (v any, set bool, err error) {
 	return nil, false, rulef("is a %s field, which no check knows", f.Type)
 }
 
+// fileNameLike is a file name a PEM field may be given by mistake: a path of
+// letters, digits and ._~/- ending in a key or certificate extension, or an OpenSSH
+// key file's usual name. No PEM text and no base64 (which has no '.') matches it.
+var fileNameLike = regexp.MustCompile(`^[A-Za-z0-9._~/-]{0,250}(\.(pem|crt|cer|cert|key|der|p8|pk8|p12|pfx|pub|ca|bundle|txt)|(^|/)id_(rsa|dsa|ecdsa|ed25519)(_sk)?)$`)
+
 // normalizeString applies the checks every string field gets — size, encoding,
 // control characters — then the field's own.
 func (f Field) normalizeString(s string) (string, error) {
@@ -269,6 +276,16 @@ func (f Field) normalizeString(s string) (string, error) {
 	}
 	if s == "" {
 		return "", nil
+	}
+	if f.pem && fileNameLike.MatchString(s) {
+		// The CLI sends a file's content for field=@file, and the name itself without
+		// the @. The name is shown (fileNameLike matches nothing PEM or base64 could
+		// be), except for a sensitive field, whose value is never shown.
+		name := s
+		if f.Sensitive {
+			name = "<file>"
+		}
+		return "", rulef("looks like a file name: use %s=@%s", f.Name, name)
 	}
 	if err := checkControl(s, f.multiline); err != nil {
 		return "", err

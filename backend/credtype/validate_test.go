@@ -415,3 +415,53 @@ func TestValidateKeepsNoEmptyDerived(t *testing.T) {
 		}
 	}
 }
+
+// A PEM field given a file name without @ says to send the file with @: every field
+// the catalog marks PEM does, naming the file unless the field is sensitive; the same
+// name in a field that is not PEM is not taken for a file, and PEM text never is.
+func TestPEMFieldGivenAFileNameSaysUseAt(t *testing.T) {
+	t.Parallel()
+	wantPEM := map[string]bool{"certificate": true, "private_key": true, "client_key": true, "client_certificate": true, FieldCACertificate: true}
+	seen := map[string]bool{}
+	for _, typ := range All() {
+		for _, f := range typ.Fields {
+			if f.pem != wantPEM[f.Name] {
+				t.Errorf("%s.%s: pem %v", typ.Name, f.Name, f.pem)
+			}
+			if !f.pem || f.Type != FieldString {
+				continue
+			}
+			seen[f.Name] = true
+			in := goodValues(t, typ.Name)
+			in[f.Name] = "certs/client.crt"
+			_, err := typ.Validate(in)
+			want := "looks like a file name: use " + f.Name + "=@certs/client.crt"
+			if f.Sensitive {
+				want = "looks like a file name: use " + f.Name + "=@<file>"
+			}
+			wantFieldError(t, err, f.Name, want)
+			if f.Sensitive && strings.Contains(err.Error(), "client.crt") {
+				t.Errorf("%s.%s: the sensitive value is shown: %v", typ.Name, f.Name, err)
+			}
+		}
+	}
+	if len(seen) != len(wantPEM) {
+		t.Errorf("PEM fields tried: %v", seen)
+	}
+	for _, name := range []string{"client.crt", "id_ed25519", "/home/me/.ssh/id_rsa", "tls/ca.pem", "key.pk8"} {
+		if !fileNameLike.MatchString(name) {
+			t.Errorf("%q not taken for a file name", name)
+		}
+	}
+	for _, v := range []string{"-----BEGIN CERTIFICATE-----", "MIIBIjANBgkqhkiG9w0BAQEFAAOCAQ8AMIIBCgKCAQEA/abc", "notes.pem extra", "c:\\x.pem"} {
+		if fileNameLike.MatchString(v) {
+			t.Errorf("%q taken for a file name", v)
+		}
+	}
+	// basic's password is not PEM: a value such as client.crt is just a password.
+	in := goodValues(t, "basic")
+	in["password"] = "client.crt"
+	if _, err := mustType(t, "basic").Validate(in); err != nil {
+		t.Fatalf("password client.crt: %v", err)
+	}
+}

@@ -24,10 +24,13 @@ const FailingAfter = 3
 
 // Alert reasons, the values of Alert.Reason.
 const (
-	AlertSuspensionPending   = "suspension_pending"
-	AlertPurgePending        = "purge_pending"
-	AlertSuspended           = "suspended"
-	AlertNeedsReauth         = "needs_reauth"
+	AlertSuspensionPending = "suspension_pending"
+	AlertPurgePending      = "purge_pending"
+	AlertSuspended         = "suspended"
+	AlertNeedsReauth       = "needs_reauth"
+	// AlertAwaitingConsent: an authorization-code credential no consent was given for
+	// (StatusAwaitingConsent); yellow, since nothing failed.
+	AlertAwaitingConsent     = "awaiting_consent"
 	AlertExpiring            = "expiring"
 	AlertExpired             = "expired"
 	AlertCertificateExpiring = "certificate_expiring"
@@ -94,7 +97,8 @@ func (p Policy) Health(in HealthInput, now time.Time) string {
 
 // Alerts lists what needs a person for one credential, earliest first: a suspension
 // or purge within the largest warning threshold that fits its window (red once
-// overdue), suspension, re-authorization, a consent that brought no refresh token
+// overdue), suspension, re-authorization, awaiting consent (yellow), a consent that
+// brought no refresh token
 // (red), expiry within ExpiryNotice (red once
 // passed), upstream expiries from their first warning threshold (red once passed), a
 // failed verification, and repeated failures.
@@ -114,6 +118,8 @@ func (p Policy) Alerts(name string, in HealthInput, now time.Time) []Alert {
 		add(AlertSuspended, s.SuspendedAt, true, string(s.Reason))
 	case StatusNeedsReauth:
 		add(AlertNeedsReauth, s.NeedsReauthAt, true, string(s.Reason))
+	case StatusAwaitingConsent:
+		add(AlertAwaitingConsent, s.AwaitingConsentAt, false, "no consent for its current settings: authorize it at credentials/"+name+"/authorize")
 	}
 	if !s.NoRefreshTokenAt.IsZero() {
 		add(AlertNoRefreshTokenIssued, s.NoRefreshTokenAt, true,
@@ -173,8 +179,11 @@ type UnavailableError struct {
 // Error reads like the vendor's refusal, naming the reason a person can act on.
 func (e *UnavailableError) Error() string {
 	msg := "credential is " + string(e.Status)
-	if e.Status == StatusNeedsReauth {
+	switch e.Status {
+	case StatusNeedsReauth:
 		msg = "credential needs re-authorization"
+	case StatusAwaitingConsent:
+		msg = "credential is awaiting consent"
 	}
 	if e.Reason != "" {
 		msg += " (" + string(e.Reason) + ")"
@@ -189,7 +198,7 @@ func (e *UnavailableError) Error() string {
 // moments ago still counts.
 func (p Policy) Usable(s State, now time.Time) error {
 	switch s.Status {
-	case StatusSuspended, StatusNeedsReauth, StatusPurged:
+	case StatusSuspended, StatusNeedsReauth, StatusAwaitingConsent, StatusPurged:
 		return &UnavailableError{Status: s.Status, Reason: s.Reason}
 	}
 	if at := p.PurgeAt(s); !at.IsZero() && !now.Before(at) {
@@ -213,7 +222,7 @@ var alwaysAlerting = time.Unix(0, 0).UTC()
 // access) only moves it later, so filing the stored state is safe for a caller that
 // judges the current one.
 func (p Policy) AlertsFrom(s State) time.Time {
-	if s.Status == StatusSuspended || s.Status == StatusNeedsReauth || s.VerifyFailed() || !s.NoRefreshTokenAt.IsZero() {
+	if s.Status == StatusSuspended || s.Status == StatusNeedsReauth || s.Status == StatusAwaitingConsent || s.VerifyFailed() || !s.NoRefreshTokenAt.IsZero() {
 		return alwaysAlerting
 	}
 	var from time.Time

@@ -85,7 +85,10 @@ func (p Policy) Validate() error {
 	case p.PurgeAfter <= 0:
 		return &RuleError{"purge_after", "must be a positive duration"}
 	case p.PurgeAfter <= p.SuspendAfter:
-		return &RuleError{"purge_after", "must be longer than suspend_after"}
+		// The values in force are named: the one the request changed, and the other it
+		// conflicts with (config's or the credential's own).
+		return &RuleError{"purge_after", fmt.Sprintf("must be longer than suspend_after: purge_after is %s, suspend_after %s",
+			humanDuration(p.PurgeAfter), humanDuration(p.SuspendAfter))}
 	case len(p.WarnBefore) > MaxWarnThresholds:
 		return &RuleError{"warn_before", fmt.Sprintf("at most %d thresholds", MaxWarnThresholds)}
 	}
@@ -109,7 +112,8 @@ func (p Policy) ValidateDefault() error {
 	}
 	for _, w := range p.WarnBefore {
 		if w >= p.SuspendAfter {
-			return &RuleError{"warn_before", "each threshold must be shorter than suspend_after (and so than purge_after)"}
+			return &RuleError{"warn_before", fmt.Sprintf("each threshold must be shorter than suspend_after (and so than purge_after): %s is not shorter than suspend_after %s",
+				humanDuration(w), humanDuration(p.SuspendAfter))}
 		}
 	}
 	return nil

@@ -27,8 +27,19 @@ const (
 	StatusActive      Status = "active"
 	StatusSuspended   Status = "suspended"
 	StatusNeedsReauth Status = "needs_reauth"
-	StatusPurged      Status = "purged"
+	// StatusAwaitingConsent is an authorization-code credential no consent was given
+	// for under its current settings (never authorized, or its destination or client
+	// changed since): nothing failed, a person has to authorize it. Refused like
+	// needs_reauth, but a warning (yellow), not a fault.
+	StatusAwaitingConsent Status = "awaiting_consent"
+	StatusPurged          Status = "purged"
 )
+
+// Statuses lists the statuses a stored credential can have (StatusPurged never is
+// stored), for whatever enumerates them: the list filter, the metrics gauge.
+func Statuses() []Status {
+	return []Status{StatusActive, StatusSuspended, StatusNeedsReauth, StatusAwaitingConsent}
+}
 
 // Reason says why a credential is suspended or purged. For StatusNeedsReauth it is
 // the provider's error code, such as "invalid_grant".
@@ -53,6 +64,9 @@ type State struct {
 	ExpiresAt   time.Time `json:"expires_at,omitzero"`
 	// NeedsReauthAt is when the provider refused the grant; it dates the alert.
 	NeedsReauthAt time.Time `json:"needs_reauth_at,omitzero"`
+	// AwaitingConsentAt is when the credential came to await consent; it dates the
+	// alert.
+	AwaitingConsentAt time.Time `json:"awaiting_consent_at,omitzero"`
 	// NoRefreshTokenAt is when a consent ended without the refresh token the
 	// credential refreshes through (AuthorizationIssue, AlertNoRefreshTokenIssued):
 	// the access token it brought works until it falls due, then nothing can renew
@@ -123,13 +137,26 @@ func Suspend(s State, reason Reason, at time.Time) State {
 		return s
 	}
 	s.Status, s.Reason, s.SuspendedAt = StatusSuspended, reason, at
-	s.NeedsReauthAt = time.Time{}
+	s.NeedsReauthAt, s.AwaitingConsentAt = time.Time{}, time.Time{}
+	return s
+}
+
+// AwaitingConsent records that the credential has no consent for its current
+// settings (created without one, its destination or client changed, or the provider
+// was asked for a token with no refresh token to send): active and needs_reauth
+// credentials await consent from at; a suspended one stays suspended.
+func AwaitingConsent(s State, at time.Time) State {
+	switch s.Status {
+	case StatusActive, StatusNeedsReauth:
+		s.Status, s.Reason, s.NeedsReauthAt, s.AwaitingConsentAt = StatusAwaitingConsent, "", time.Time{}, at
+	}
 	return s
 }
 
 // NeedsReauth records that the provider refused the grant for good (reason is its
 // error code). A suspended credential stays suspended: suspension is the stronger
-// statement and is what an operator has to undo first.
+// statement and is what an operator has to undo first. One awaiting consent stays so:
+// a consent is what it needs.
 func NeedsReauth(s State, reason Reason, at time.Time) State {
 	switch s.Status {
 	case StatusActive:
@@ -140,11 +167,21 @@ func NeedsReauth(s State, reason Reason, at time.Time) State {
 	return s
 }
 
-// Reauthorized records a completed authorization. It is a person acting on the
-// credential, so the window is renewed too.
+// Reauthorized records a completed authorization (a consent, or an imported refresh
+// token): a credential awaiting consent or needing re-authorization is active again.
+// It is a person acting on the credential, so the window is renewed too.
 func Reauthorized(s State, at time.Time) State {
 	s.NoRefreshTokenAt = time.Time{}
-	return Touch(Reconfigured(s), at)
+	return Touch(granted(s), at)
+}
+
+// granted is s once the credential is known to obtain tokens again (a consent, a
+// token minted by a verification): neither refused nor awaiting consent.
+func granted(s State) State {
+	if s.Status == StatusAwaitingConsent {
+		s.Status, s.Reason, s.AwaitingConsentAt = StatusActive, "", time.Time{}
+	}
+	return Reconfigured(s)
 }
 
 // IssueNoRefreshToken is the AuthorizationIssue of a consent that brought no refresh
@@ -171,9 +208,11 @@ func (s State) AuthorizationIssue() string {
 	return IssueNoRefreshToken
 }
 
-// Reconfigured records that a person wrote new settings (an update, not a patch): a
+// Reconfigured records that a person wrote new settings (an update, or a patch that
+// sends a setting the provider's refusal can be about: credtype's SettingFields): a
 // credential needing re-authorization gets a new attempt and is active again; if
-// the provider still refuses, the next access marks it again. Any other status stays.
+// the provider still refuses, the next access marks it again. Any other status stays:
+// new settings are no consent.
 // The window is not renewed here: only a change of the limits renews it (Touch).
 func Reconfigured(s State) State {
 	if s.Status == StatusNeedsReauth {
@@ -208,6 +247,17 @@ func Apply(s State, a Action, now time.Time) State {
 		s.Status, s.Reason = StatusPurged, a.Reason
 	case ActionWarnUpstream, ActionUpstreamEnd:
 		s = applyUpstream(s, a)
+	}
+	return s
+}
+
+// SecretsChanged records that a person changed a secret or a destination of the
+// credential (an update or a patch): a failed verification was about the old
+// settings, so it is dropped, and the credential shows no verification result until
+// the next one. A successful one stays: it was true of the credential until now.
+func SecretsChanged(s State) State {
+	if s.VerifyFailed() {
+		s.Verified = nil
 	}
 	return s
 }

@@ -28,9 +28,14 @@ type Verification struct {
 }
 
 // Verified records a verification in the state. It is not an access: the inactivity
-// window and the warnings stay as they are.
+// window and the warnings stay as they are. A verification that succeeded proves the
+// credential works (for an OAuth type, a token was minted): one refused for
+// re-authorization (or awaiting consent) is usable again.
 func Verified(s State, v Verification) State {
 	s.Verified = &v
+	if v.Result == VerifyOK {
+		s = granted(s)
+	}
 	return s
 }
 
