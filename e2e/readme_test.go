@@ -130,19 +130,6 @@ var readmeTable = map[string]readmeEntry{
 	// version it was built with, and Vault refuses to register another).
 	"vault plugin register -sha256=… -version=v0.2.0 secret vault-plugin-secrets-integrations": {skip: true, reason: "needs a build that reports v0.2.0"},
 	"vault secrets tune -plugin-version=v0.2.0 integrations/":                                  {skip: true, reason: "needs v0.2.0 registered (above)"},
-
-	// Fail today for bugs other changes fix (issue 22): remove each with its fix.
-	"vault write integrations/credentials/mtls type=certificate certificate=@client.crt private_key=@client.key private_key_password=…": {
-		fails: `field "private_key_password": must be empty: private_key is not encrypted`, reason: "TODO(other fix): the mTLS example sends private_key_password with an unencrypted key"},
-	"vault write integrations/credentials/crm/authorize": {
-		fails: "Must supply data or use -force", reason: "TODO(other fix): authorize without -f"},
-	"vault list integrations/credentials type=basic status=suspended limit=50": {
-		fails: "Too many arguments (expected 1, got 4)", reason: "TODO(other fix): path-help's list example passes filters vault list does not take"},
-
-	// Path-help examples that need a person's consent in between.
-	"vault write integrations/credentials/crm-api/authorize code=<code> state=<state>":                                            {skip: true, reason: "needs the code of a consent: oauth_test.go completes authorizations by hand"},
-	`curl "$VAULT_ADDR/v1/integrations/oauth/callback?state=<state>&code=<code>" (the browser does this)`:                         {skip: true, reason: "the browser's request after a consent: oauth_test.go"},
-	`curl -d state=<state> -d code=<code> "$VAULT_ADDR/v1/integrations/oauth/callback" (the provider's form_post page does this)`: {skip: true, reason: "the provider's form_post page after a consent: oidcprovider_test.go"},
 }
 
 // readmeCommand is one command of a ```sh block, or one path-help example.
@@ -404,6 +391,15 @@ func (d *makeDev) run(t *testing.T, work string, fill func(string) string, used 
 		return
 	}
 	cmd := fill(text)
+	// A curl to oauth/callback exits 0 whatever the page says: it must say it completed.
+	mustSay := ""
+	if strings.Contains(cmd, "<state>") {
+		code, state := d.consent(t, "crm-api")
+		cmd = strings.NewReplacer("<code>", code, "<state>", state).Replace(cmd)
+		if strings.HasPrefix(cmd, "curl ") {
+			mustSay = "Authorization complete"
+		}
+	}
 	if strings.Contains(cmd, "…") {
 		t.Errorf("%s: a placeholder is left in %q", where, cmd)
 		return
@@ -420,6 +416,8 @@ func (d *makeDev) run(t *testing.T, work string, fill func(string) string, used 
 		t.Errorf("%s: %q failed, but not with %q (%s):\n%s", where, cmd, e.fails, e.reason, out)
 	case e.fails == "" && err != nil:
 		t.Errorf("%s: %q failed (%v):\n%s", where, cmd, err, out)
+	case !strings.Contains(string(out), mustSay):
+		t.Errorf("%s: %q does not say %q:\n%s", where, cmd, mustSay, out)
 	}
 }
 
@@ -470,6 +468,9 @@ func pathHelpExamples(t *testing.T, c *api.Client) []exampleGroup {
 		g := exampleGroup{path: path}
 		for _, m := range example.FindAllStringSubmatch(help.Help, -1) {
 			text := strings.TrimSpace(m[1])
+			if loc := trailingComment.FindStringIndex(text); loc != nil {
+				text = text[:loc[0]]
+			}
 			if seen[text] { // the same help on two paths (a list path with and without /)
 				continue
 			}
@@ -512,6 +513,29 @@ func (d *makeDev) exampleCredentials(t *testing.T) {
 	if _, err := d.client.Logical().Write("integrations/credentials/idle-db/suspend", nil); err != nil {
 		t.Fatalf("suspending idle-db for the alerts examples: %v", err)
 	}
+}
+
+// consent starts an authorization of credential name and consents at the local provider
+// as a browser would, without following its redirect to Vault: the code and state an
+// example then completes the authorization with.
+func (d *makeDev) consent(t *testing.T, name string) (code, state string) {
+	t.Helper()
+	s, err := d.client.Logical().Write("integrations/credentials/"+name+"/authorize", nil)
+	if err != nil || s == nil {
+		t.Fatalf("authorize %s: %v", name, err)
+	}
+	authURL, _ := s.Data["auth_url"].(string)
+	noRedirect := &http.Client{Timeout: 30 * time.Second, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	resp, err := noRedirect.Get(authURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	loc, err := url.Parse(resp.Header.Get("Location"))
+	if err != nil || loc.Query().Get("code") == "" || loc.Query().Get("state") == "" {
+		t.Fatalf("the local provider's consent answered %d, Location %q", resp.StatusCode, resp.Header.Get("Location"))
+	}
+	return loc.Query().Get("code"), loc.Query().Get("state")
 }
 
 // providerRefreshToken consents at the local OAuth provider as a browser would (it
