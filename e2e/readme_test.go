@@ -45,17 +45,29 @@ import (
 func TestREADMECommands(t *testing.T) {
 	t.Parallel()
 	readme := parseREADME(t, filepath.Join("..", "README.md"))
-	dev := startMakeDev(t)
-	work := readmeWorkdir(t, dev)
-	sum, err := fileSHA256(filepath.Join(pluginDir(), pluginName))
+	// A plugin directory of its own: the Versions section upgrades the binary in it.
+	plugins := filepath.Join(t.TempDir(), "plugins")
+	if err := os.MkdirAll(plugins, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(filepath.Join(pluginDir(), pluginName))
 	if err != nil {
 		t.Fatal(err)
 	}
-	fill := readmeFiller(t, dev, sum)
+	if err := os.WriteFile(filepath.Join(plugins, pluginName), b, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	dev := startMakeDev(t, plugins)
+	work := readmeWorkdir(t, dev, plugins)
+	fill := readmeFiller(t, dev)
 	used := map[string]bool{}
 
 	for _, c := range readme {
 		dev.run(t, work, fill, used, fmt.Sprintf("README.md:%d", c.line), c.key, c.text)
+	}
+	// The Versions section's upgrade took: make dev's mount runs v0.2.0.
+	if mounts, err := dev.client.Sys().ListMounts(); err != nil || mounts["integrations/"] == nil || mounts["integrations/"].RunningVersion != "v0.2.0" {
+		t.Errorf("after the README's upgrade, integrations/ does not run v0.2.0: %v %+v", err, mounts["integrations/"])
 	}
 	// The quick start's Vault Agent rendered an access token of the local provider.
 	if b, err := os.ReadFile(filepath.Join(work, ".cache", "agent", "dev-api-token")); err != nil || !strings.HasPrefix(string(b), "ory_at_") {
@@ -89,6 +101,8 @@ func TestREADMECommands(t *testing.T) {
 type readmeEntry struct {
 	// skip: the command is not run, for reason.
 	skip bool
+	// before runs before the command: what the README says the operator did first.
+	before func(*testing.T, *makeDev)
 	// fails: the command must fail, its output containing this text.
 	fails string
 	// reason says why. "TODO(other fix)" marks a README command that fails today for
@@ -126,10 +140,8 @@ var readmeTable = map[string]readmeEntry{
 	"vault secrets enable -path=integrations -plugin-version=v0.1.0 -allowed-response-headers=Retry-After vault-plugin-secrets-integrations": {
 		fails: "path is already in use at integrations/", reason: "make dev mounted integrations/ already (the section is for a Vault of your own)"},
 
-	// Versions: an upgrade needs a second build reporting v0.2.0 (the plugin reports the
-	// version it was built with, and Vault refuses to register another).
-	"vault plugin register -sha256=… -version=v0.2.0 secret vault-plugin-secrets-integrations": {skip: true, reason: "needs a build that reports v0.2.0"},
-	"vault secrets tune -plugin-version=v0.2.0 integrations/":                                  {skip: true, reason: "needs v0.2.0 registered (above)"},
+	// Versions: "put the new binary in the plugin directory" comes first.
+	"vault plugin register -sha256=… -version=v0.2.0 secret vault-plugin-secrets-integrations": {before: buildV020, reason: "the new binary, built to report v0.2.0"},
 }
 
 // readmeCommand is one command of a ```sh block, or one path-help example.
@@ -211,11 +223,14 @@ type makeDev struct {
 	vaultAddr, providerAddr string // host:port
 	client                  *api.Client
 	env                     []string
+	plugins                 string // its plugin directory
+	// placeholders are the README's "…" values, by the field they stand for.
+	placeholders map[string]string
 }
 
 // startMakeDev runs scripts/dev.sh on free ports until it says it is ready, and stops it
 // (Ctrl-C, as an operator does) when the test ends.
-func startMakeDev(t *testing.T) *makeDev {
+func startMakeDev(t *testing.T, plugins string) *makeDev {
 	t.Helper()
 	vp, err := freePort()
 	if err != nil {
@@ -225,10 +240,10 @@ func startMakeDev(t *testing.T) *makeDev {
 	if err != nil {
 		t.Fatal(err)
 	}
-	d := &makeDev{vaultAddr: fmt.Sprintf("127.0.0.1:%d", vp), providerAddr: fmt.Sprintf("127.0.0.1:%d", pp)}
+	d := &makeDev{vaultAddr: fmt.Sprintf("127.0.0.1:%d", vp), providerAddr: fmt.Sprintf("127.0.0.1:%d", pp), plugins: plugins}
 	cmd := exec.Command("bash", "scripts/dev.sh")
 	cmd.Dir = ".."
-	cmd.Env = append(os.Environ(), fmt.Sprintf("VAULT_DEV_PORT=%d", vp), fmt.Sprintf("DEV_PROVIDER_PORT=%d", pp), "VAULT_DEV_ROOT_TOKEN=root")
+	cmd.Env = append(os.Environ(), fmt.Sprintf("VAULT_DEV_PORT=%d", vp), fmt.Sprintf("DEV_PROVIDER_PORT=%d", pp), "VAULT_DEV_ROOT_TOKEN=root", "DEV_PLUGIN_DIR="+plugins)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
@@ -289,17 +304,18 @@ func startMakeDev(t *testing.T) *makeDev {
 }
 
 // readmeWorkdir is the directory commands run in, with the vault CLI on the PATH.
-func readmeWorkdir(t *testing.T, d *makeDev) string {
+func readmeWorkdir(t *testing.T, d *makeDev, plugins string) string {
 	t.Helper()
 	work := t.TempDir()
 	root, err := filepath.Abs("..")
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, dir := range []string{"bin", "bootstrap"} {
-		if err := os.Symlink(filepath.Join(root, dir), filepath.Join(work, dir)); err != nil {
-			t.Fatal(err)
-		}
+	if err := os.Symlink(filepath.Join(root, "bootstrap"), filepath.Join(work, "bootstrap")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(plugins, filepath.Join(work, "bin")); err != nil {
+		t.Fatal(err)
 	}
 	path := filepath.Join(work, ".path")
 	if err := os.MkdirAll(path, 0o755); err != nil {
@@ -328,16 +344,15 @@ func readmeWorkdir(t *testing.T, d *makeDev) string {
 
 // readmeFiller returns the text a command runs as: make dev's addresses moved to the
 // test's ports, the example providers to the local one, the placeholders filled.
-func readmeFiller(t *testing.T, d *makeDev, pluginSHA256 string) func(string) string {
+func readmeFiller(t *testing.T, d *makeDev) func(string) string {
 	t.Helper()
 	dp := "http://" + d.providerAddr
-	// The README's "…" values, by the field they stand for.
-	placeholders := map[string]string{
+	d.placeholders = map[string]string{
 		"client_id":            "dev-client",
 		"client_secret":        "dev-client-secret",
 		"password":             "readme-Passw0rd",
 		"private_key_password": "readme-key-password",
-		"sha256":               pluginSHA256,
+		// sha256: set by buildV020, the only command that has it.
 	}
 	// The README's <…> placeholders.
 	angle := map[string]string{
@@ -364,7 +379,7 @@ func readmeFiller(t *testing.T, d *makeDev, pluginSHA256 string) func(string) st
 		}
 		text = placeholder.ReplaceAllStringFunc(text, func(m string) string {
 			field := strings.TrimSuffix(m, "=…")
-			v, ok := placeholders[field]
+			v, ok := d.placeholders[field]
 			if !ok {
 				t.Errorf("no value for the placeholder %q: add it to readmeFiller's table", m)
 			}
@@ -389,6 +404,9 @@ func (d *makeDev) run(t *testing.T, work string, fill func(string) string, used 
 	if e.skip {
 		t.Logf("%s: not run (%s): %s", where, e.reason, text)
 		return
+	}
+	if e.before != nil {
+		e.before(t, d)
 	}
 	cmd := fill(text)
 	// A curl to oauth/callback exits 0 whatever the page says: it must say it completed.
@@ -419,6 +437,30 @@ func (d *makeDev) run(t *testing.T, work string, fill func(string) string, used 
 	case !strings.Contains(string(out), mustSay):
 		t.Errorf("%s: %q does not say %q:\n%s", where, cmd, mustSay, out)
 	}
+}
+
+// buildV020 builds the plugin reporting v0.2.0 over the binary in make dev's plugin
+// directory, as an operator installs a new version, and fills the README's -sha256=….
+func buildV020(t *testing.T, d *makeDev) {
+	t.Helper()
+	dst := filepath.Join(d.plugins, pluginName)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-ldflags",
+		"-s -w -X github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/backend.Version=v0.2.0",
+		"-o", dst+".new", "./cmd/"+pluginName)
+	cmd.Dir, cmd.Env = "..", append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("building the plugin as v0.2.0: %v\n%s", err, out)
+	}
+	if err := os.Rename(dst+".new", dst); err != nil {
+		t.Fatal(err)
+	}
+	sum, err := fileSHA256(dst)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.placeholders["sha256"] = sum
 }
 
 // exampleGroup is the examples of one path's help, in the order the help lists them.

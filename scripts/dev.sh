@@ -2,7 +2,8 @@
 # make dev: a real Vault dev server on loopback with the plugin registered (sha256 and
 # version) and mounted at integrations/, and beside it the local OAuth provider
 # (bootstrap/devprovider) on 127.0.0.1:8300. Stays in the foreground; Ctrl-C stops both.
-# VAULT_DEV_PORT (8200) and DEV_PROVIDER_PORT (8300) move them.
+# VAULT_DEV_PORT (8200) and DEV_PROVIDER_PORT (8300) move them; DEV_PLUGIN_DIR (bin/)
+# is the plugin directory (the README test upgrades the plugin in a copy of its own).
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 
@@ -11,6 +12,7 @@ PLUGIN=vault-plugin-secrets-integrations
 VERSION="$(plugin_version)"
 PORT="${VAULT_DEV_PORT:-8200}"
 TOKEN="${VAULT_DEV_ROOT_TOKEN:-root}"
+PLUGINS="${DEV_PLUGIN_DIR:-$ROOT/bin}"
 export VAULT_ADDR="http://127.0.0.1:$PORT" VAULT_TOKEN="$TOKEN"
 DEVPROVIDER="$(devprovider_bin)"
 DP_PORT="${DEV_PROVIDER_PORT:-8300}"
@@ -20,7 +22,7 @@ DATA="$(mktemp -d)"
 DEV_PROVIDER_PORT="$DP_PORT" "$DEVPROVIDER" >"$DATA/devprovider.log" 2>&1 &
 DP_PID=$!
 "$VAULT" server -dev -dev-root-token-id="$TOKEN" -dev-listen-address="127.0.0.1:$PORT" \
-  -dev-plugin-dir="$ROOT/bin" >"$DATA/vault.log" 2>&1 &
+  -dev-plugin-dir="$PLUGINS" >"$DATA/vault.log" 2>&1 &
 VAULT_PID=$!
 stop() {
   trap - INT TERM EXIT
@@ -50,7 +52,7 @@ for _ in $(seq 1 300); do
 done
 "$VAULT" status >/dev/null
 
-SHA="$(sha256sum "$ROOT/bin/$PLUGIN" | cut -d' ' -f1)"
+SHA="$(sha256sum "$PLUGINS/$PLUGIN" | cut -d' ' -f1)"
 "$VAULT" plugin register -sha256="$SHA" -version="$VERSION" secret "$PLUGIN" >&2
 "$VAULT" secrets enable -path=integrations -plugin-version="$VERSION" -allowed-response-headers=Retry-After "$PLUGIN" >&2
 # The authorization-code flow sends the browser back to this Vault's oauth/callback.
