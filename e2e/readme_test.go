@@ -44,6 +44,11 @@ import (
 // linked from the repository and the files the README passes with @ made there.
 func TestREADMECommands(t *testing.T) {
 	t.Parallel()
+	for _, tool := range []string{"bash", "curl", "openssl"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			missingPrerequisite(t, tool+" is not installed: the README's commands use it")
+		}
+	}
 	readme := parseREADME(t, filepath.Join("..", "README.md"))
 	// A plugin directory of its own: the Versions section upgrades the binary in it.
 	plugins := filepath.Join(t.TempDir(), "plugins")
