@@ -213,6 +213,8 @@ plugin_directory = %q
 api_addr         = %q
 %s
 disable_mlock    = true
+# The kill tests read what storage holds (sys/raw) to judge what a kill lost.
+raw_storage_endpoint = true
 `, storage, port, clusterListen, pluginDir(), v.addr, cluster)
 		if err := os.WriteFile(filepath.Join(dir, "config.hcl"), []byte(cfg), 0o600); err != nil {
 			return nil, err
