@@ -118,7 +118,7 @@ func TestKillLeaderUnderLoad(t *testing.T) {
 			case 0:
 				o.op = "read static"
 				if sec, err = c.Logical().Read(mount + "/access/static"); err == nil && (sec == nil || sec.Data["password"] != "cluster-secret") {
-					o.wrong = fmt.Sprint(sec)
+					o.wrong = outcome(sec, nil)
 				}
 			case 1:
 				o.op = "read cc"
@@ -148,7 +148,7 @@ func TestKillLeaderUnderLoad(t *testing.T) {
 				}
 				o.op = "read counted"
 				if sec, err = c.Logical().Read(mount + "/access/counted"); err == nil && (sec == nil || sec.Data["password"] != "counted-secret") {
-					o.wrong = fmt.Sprint(sec)
+					o.wrong = outcome(sec, nil)
 				}
 				inCount.Add(-1)
 			}

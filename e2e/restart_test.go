@@ -56,7 +56,7 @@ func (s *survivors) readStatic(t *testing.T, v *vaultServer, n int) {
 	for range n {
 		sec, err := c.Logical().Read(s.mount + "/access/static")
 		if err != nil || sec == nil || sec.Data["password"] != "restart-secret" {
-			t.Fatalf("access/static: %v %v", sec, err)
+			t.Fatalf("access/static: %s", outcome(sec, err))
 		}
 		s.reads++
 	}
@@ -82,7 +82,7 @@ func (s *survivors) check(t *testing.T, v *vaultServer, what string) int {
 	st := decode(t, v.mustCLI(t, "read", "-format=json", s.mount+"/credentials/static")).Data
 	count, _ := strconv.Atoi(fmt.Sprint(st["access_count"]))
 	if sec := readAccess(t, v, s.mount, "static"); sec["password"] != "restart-secret" {
-		t.Errorf("after %s: access/static %v", what, sec)
+		t.Errorf("after %s: access/static is not the stored password (%s)", what, fieldNames(sec))
 	}
 	s.reads++
 	return count
@@ -206,7 +206,7 @@ func TestPluginKilledUnderLoad(t *testing.T) {
 			start := time.Now()
 			sec, err := c.Logical().Read(s.mount + "/access/static")
 			if err == nil && (sec == nil || sec.Data["password"] != "restart-secret") {
-				err = fmt.Errorf("wrong answer %v", sec)
+				err = fmt.Errorf("wrong answer (%s)", outcome(sec, nil))
 			}
 			select {
 			case results <- result{start, time.Now(), err}:
