@@ -283,7 +283,11 @@ func TestPluginKilledUnderLoad(t *testing.T) {
 		lastErr = r.at
 	}
 	gap := back.Sub(killed)
-	t.Logf("plugin killed: served again after %s; %d reads served, %d failed (from %s to %s after the kill)",
-		gap.Round(time.Millisecond), served, failed, firstErr.Sub(killed).Round(time.Millisecond), lastErr.Sub(killed).Round(time.Millisecond))
+	failures := "none failed"
+	if failed > 0 {
+		failures = fmt.Sprintf("%d failed, from %s to %s after the kill", failed,
+			firstErr.Sub(killed).Round(time.Millisecond), lastErr.Sub(killed).Round(time.Millisecond))
+	}
+	t.Logf("plugin killed: served again after %s; %d reads served, %s", gap.Round(time.Millisecond), served, failures)
 	s.check(t, v, "the plugin's kill")
 }
