@@ -5,10 +5,13 @@ VERSION := v$(shell tr -d ' \n' < VERSION)
 MODULE  := $(shell go list -m)
 LDFLAGS := -s -w -X $(MODULE)/backend.Version=$(VERSION)
 
-.PHONY: build dev test unit fuzz e2e bench fmt vet vault tfprovider clean
+.PHONY: build build-race dev test unit fuzz e2e bench fmt vet vault tfprovider clean
 
 build: ## bin/vault-plugin-secrets-integrations
 	CGO_ENABLED=0 go build -trimpath -ldflags "$(LDFLAGS)" -o bin/$(PLUGIN) ./cmd/$(PLUGIN)
+
+build-race: ## bin-race/vault-plugin-secrets-integrations: the plugin built with -race (cgo) for the e2e run
+	CGO_ENABLED=1 go build -race -trimpath -ldflags "-X $(MODULE)/backend.Version=$(VERSION)" -o bin-race/$(PLUGIN) ./cmd/$(PLUGIN)
 
 dev: build ## a real Vault dev server with the plugin mounted at integrations/
 	@bash scripts/dev.sh
@@ -41,4 +44,4 @@ tfprovider: ## build (or reuse) the Terraform Vault provider
 	@bash -c 'source scripts/lib.sh && tf_mirror'
 
 clean:
-	rm -rf bin
+	rm -rf bin bin-race

@@ -60,7 +60,7 @@ func lcAccess(t testing.TB, b logical.Backend, s logical.Storage, name string) *
 	t.Helper()
 	resp, err := lcDo(b, s, logical.ReadOperation, "access/"+name, "", nil)
 	if err != nil || resp == nil || resp.IsError() {
-		t.Fatalf("access/%s: resp %v, err %v", name, resp, err)
+		t.Fatalf("access/%s: %s", name, outcome(resp, err))
 	}
 	return resp
 }
@@ -129,10 +129,10 @@ func TestAccessRecordsUsageInMemory(t *testing.T) {
 		}
 		resp, err := lcDo(b, s, logical.ReadOperation, "access/svc", c.display, data)
 		if err != nil || resp.IsError() {
-			t.Fatalf("access: %v %v", resp, err)
+			t.Fatalf("access: %s", outcome(resp, err))
 		}
 		if resp.Data["username"] != "u" || resp.Data["password"] != "p" {
-			t.Fatalf("access returned %v", resp.Data)
+			t.Fatalf("access returned %s", outcome(resp, nil))
 		}
 	}
 	last := clock.Now()
@@ -354,7 +354,7 @@ func TestEventsLoggedForChangesAndTokens(t *testing.T) {
 	clock.Advance(time.Minute)
 	resp := lcAccess(t, b, s, "cc")
 	if resp.Data["access_token"] != "at-1" {
-		t.Fatalf("access: %v", resp.Data)
+		t.Fatalf("access: not the minted token (%s)", outcome(resp, nil))
 	}
 	clock.Advance(time.Minute)
 	mustOK(t, b, s, logical.UpdateOperation, "credentials/cc", map[string]any{

@@ -37,7 +37,7 @@ func benchCachedAccess(b *testing.B, be *integrationsBackend, cs *countingStorag
 				Operation: logical.ReadOperation, Path: "access/bench", Storage: cs, DisplayName: "bench",
 			})
 			if err != nil || resp == nil || resp.Data[key] == nil {
-				b.Errorf("access: %v %v", resp, err)
+				b.Errorf("access: %s", outcome(resp, err))
 				return
 			}
 		}

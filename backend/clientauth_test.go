@@ -67,7 +67,7 @@ func TestPrivateKeyJWTAccessMints(t *testing.T) {
 	})
 	got := mustOK(t, b, s, logical.ReadOperation, "access/jwt", nil)
 	if got.Data["access_token"] != "jwt-minted" {
-		t.Fatalf("access/ = %v", got.Data)
+		t.Fatalf("access/: not the minted token (%s)", outcome(got, nil))
 	}
 	read := mustOK(t, b, s, logical.ReadOperation, "credentials/jwt", nil)
 	if sf, _ := read.Data["secret_fields"].([]string); !slices.Equal(sf, []string{"client_key"}) {
@@ -90,7 +90,7 @@ func TestPrivateKeyJWTAccessMints(t *testing.T) {
 	mustOK(t, b, s, logical.PatchOperation, "credentials/jwt", map[string]any{"client_key": other, "client_certificate": nil})
 	resp, err := b.HandleRequest(context.Background(), &logical.Request{Operation: logical.ReadOperation, Path: "access/jwt", Storage: s})
 	if err == nil && (resp == nil || !resp.IsError()) {
-		t.Fatalf("a key the provider does not know minted: %v", resp)
+		t.Fatalf("a key the provider does not know minted: %s", outcome(resp, err))
 	}
 	if st := mustOK(t, b, s, logical.ReadOperation, "credentials/jwt", nil).Data["status"]; st != string(lifecycle.StatusNeedsReauth) {
 		t.Errorf("status after invalid_client = %v, want needs_reauth", st)

@@ -35,7 +35,7 @@ func TestAccessWarnsOfACappedLifetime(t *testing.T) {
 		resp := mustOK(t, b, s, logical.ReadOperation, "access/cc", nil)
 		if resp.Data["access_token"] != "at-forever" || resp.Data["expires_at"] != rfc3339(issued.Add(oauth.MaxLifetime)) ||
 			resp.Data["rotation_period"] != int64(oauth.MaxLifetime/time.Second) {
-			t.Fatalf("read %d: %v", i, resp.Data)
+			t.Fatalf("read %d: not the token and its capped expiry (%s)", i, outcome(resp, nil))
 		}
 		if len(resp.Warnings) != 1 || !strings.Contains(resp.Warnings[0], "longer than the 365 days") {
 			t.Fatalf("read %d: warnings %q", i, resp.Warnings)

@@ -1,8 +1,11 @@
 package backend
 
 import (
+	"fmt"
 	"net/http"
 	"runtime"
+	"sort"
+	"strings"
 	"testing"
 	"time"
 
@@ -26,7 +29,7 @@ func TestThousandFailingReads(t *testing.T) {
 	if code, _ := accessErr(t, b, s, "cc"); code != http.StatusBadGateway {
 		t.Fatalf("first read: %d, want 502", code)
 	}
-	goroutines, heap := settledFigures()
+	owners, goroutines, heap := backendOwners(), runtime.NumGoroutine(), liveHeap()
 	const reads = 1000
 	for i := range reads {
 		if code, _ := accessErr(t, b, s, "cc"); code != http.StatusBadGateway {
@@ -47,12 +50,10 @@ func TestThousandFailingReads(t *testing.T) {
 	if err := b.flushUsage(t.Context(), s); err != nil {
 		t.Fatal(err)
 	}
-	afterG, afterH := settledFigures()
+	waitNoNewOwners(t, owners)
+	afterG, afterH := runtime.NumGoroutine(), liveHeap()
 	t.Logf("%d failing reads: goroutines %d -> %d, heap %d KiB -> %d KiB, %d provider requests",
 		2*reads, goroutines, afterG, heap>>10, afterH>>10, p.requests.Load())
-	if afterG > goroutines {
-		t.Errorf("goroutines grew from %d to %d", goroutines, afterG)
-	}
 	// The usage log is capped (log_size events), so the heap may move by what the
 	// runtime and the event log's fill take, never by what 2,000 reads would hold.
 	const slack = 2 << 20
@@ -65,22 +66,64 @@ func TestThousandFailingReads(t *testing.T) {
 // with jitter under it).
 const backoffCeiling = 2 * time.Second
 
-// settledFigures is the goroutine count and live heap once goroutines that are
-// ending (a connection being closed, a timer's) have ended: it polls, for at most
-// 10 s, until the count stops falling.
-func settledFigures() (goroutines int, heap uint64) {
-	n := runtime.NumGoroutine()
-	deadline := time.Now().Add(10 * time.Second)
-	for time.Now().Before(deadline) {
-		time.Sleep(50 * time.Millisecond) // polling the count, not synchronising
-		m := runtime.NumGoroutine()
-		if m >= n {
-			break
+// backendOwners counts the goroutines backendGoroutines lists (those running code of
+// this package outside its tests) by owner: the first of this package's functions on
+// the stack, arguments cut. Goroutines of the runtime, net/http or the testing
+// package are not counted, so the figure does not move with connections closing or
+// timers firing elsewhere; a goroutine the backend starts and leaves behind is.
+func backendOwners() map[string]int {
+	const pkg = "vault-plugin-secrets-integrations/backend."
+	owners := map[string]int{}
+	for _, g := range backendGoroutines() {
+		for _, line := range strings.Split(g, "\n")[1:] {
+			if strings.Contains(line, pkg) && !strings.HasPrefix(line, "created by") {
+				if i := strings.LastIndexByte(line, '('); i > 0 {
+					line = line[:i]
+				}
+				owners[line]++
+				break
+			}
 		}
-		n = m
 	}
+	return owners
+}
+
+// extraOwners is what after holds beyond before: each owner with more goroutines
+// than it had.
+func extraOwners(before, after map[string]int) []string {
+	var extra []string
+	for owner, n := range after {
+		if n > before[owner] {
+			extra = append(extra, fmt.Sprintf("%s: %d, was %d", owner, n, before[owner]))
+		}
+	}
+	sort.Strings(extra)
+	return extra
+}
+
+// waitNoNewOwners waits for the exact condition that no owner runs more goroutines
+// than it did in before (goroutines that are ending, a request's own, end), and
+// fails the test naming the owners that still do after 10 s.
+func waitNoNewOwners(t *testing.T, before map[string]int) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		extra := extraOwners(before, backendOwners())
+		if len(extra) == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Errorf("goroutines of the backend left behind (owner: now, before):\n%s", strings.Join(extra, "\n"))
+			return
+		}
+		time.Sleep(20 * time.Millisecond) // polling the condition, not a quiet period
+	}
+}
+
+// liveHeap is the live heap after a collection.
+func liveHeap() uint64 {
 	runtime.GC()
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
-	return n, ms.HeapAlloc
+	return ms.HeapAlloc
 }

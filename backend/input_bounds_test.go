@@ -117,7 +117,7 @@ func TestAccessIntegrationLabelBounded(t *testing.T) {
 	}
 	long := strings.Repeat("d", 300) + "\n"
 	if resp, err := lcDo(b, s, logical.ReadOperation, "access/lbl", "token-"+long, nil); err != nil || resp.IsError() {
-		t.Fatalf("access with a long display name: %v %v", resp, err)
+		t.Fatalf("access with a long display name: %s", outcome(resp, err))
 	}
 	var labels []string
 	for _, ev := range lcLogs(t, b, s, "lbl", nil) {

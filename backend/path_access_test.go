@@ -8,6 +8,7 @@ import (
 	"maps"
 	"net/http"
 	"reflect"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -130,7 +131,8 @@ func TestAccessStaticTypesReturnWhatDesignLists(t *testing.T) {
 			got := mustOK(t, b, s, logical.ReadOperation, "access/"+v.name, nil).Data
 			want := wantAccess(t, v.typ, values, clock.Now())
 			if !reflect.DeepEqual(got, want) {
-				t.Errorf("access/%s:\n got %v\nwant %v", v.name, got, want)
+				t.Errorf("access/%s: the fields %v differ from the expected answer's %v",
+					v.name, differingFields(got, want), slices.Sorted(maps.Keys(want)))
 			}
 		})
 	}
@@ -157,7 +159,7 @@ func TestAccessRefusedWhenUnusable(t *testing.T) {
 	mustOK(t, b, s, logical.UpdateOperation, "credentials/held/suspend", nil)
 	resp, code := credReq(t, b, s, logical.ReadOperation, "access/held", nil)
 	if code != http.StatusForbidden {
-		t.Fatalf("suspended: status %d, want 403 (%v)", code, resp)
+		t.Fatalf("suspended: status %d, want 403 (%s)", code, outcome(resp, nil))
 	}
 
 	expiring := maps.Clone(values)
@@ -231,7 +233,7 @@ func TestAccessConcurrentWithUpdates(t *testing.T) {
 			for range reads {
 				resp, err := b.HandleRequest(ctx, &logical.Request{Operation: logical.ReadOperation, Path: "access/shared", Storage: s})
 				if err != nil || resp == nil || resp.IsError() {
-					t.Errorf("access: %v %v", resp, err)
+					t.Errorf("access: %s", outcome(resp, err))
 					return
 				}
 				accesses.Add(1)
@@ -241,7 +243,7 @@ func TestAccessConcurrentWithUpdates(t *testing.T) {
 					t.Errorf("torn read: %s / %s", user, pass)
 				}
 				if resp.Data["authorization"] != basicAuth(user, pass) {
-					t.Errorf("authorization %v does not match %s:%s", resp.Data["authorization"], user, pass)
+					t.Errorf("authorization does not match the username and password read with it")
 				}
 			}
 		})
@@ -361,7 +363,7 @@ func TestRefusalOfOldSettingsDoesNotMarkNewOnes(t *testing.T) {
 	r := <-done
 	var ce logical.HTTPCodedError
 	if r.err == nil || !errors.As(r.err, &ce) || ce.Code() != http.StatusConflict {
-		t.Fatalf("access during the update: %v %v, want 409", r.resp, r.err)
+		t.Fatalf("access during the update: %s, want 409", outcome(r.resp, r.err))
 	}
 	if st, reason := credStatus(t, b, s, "c"); st != "active" {
 		t.Fatalf("status %s (%s) after a refusal of the old settings, want active", st, reason)

@@ -318,20 +318,30 @@ func (b *integrationsBackend) pathConfigWrite(ctx context.Context, req *logical.
 	if err := b.configChanged(ctx, req.Storage, current, &next); err != nil {
 		return nil, err
 	}
+	b.rebuildIndex(req.Storage)
 	return &logical.Response{Data: next.responseData()}, nil
 }
 
 func (b *integrationsBackend) pathConfigDelete(ctx context.Context, req *logical.Request, _ *framework.FieldData) (*logical.Response, error) {
 	b.configWriteMu.Lock()
 	defer b.configWriteMu.Unlock()
+	if err := b.deleteConfig(ctx, req.Storage); err != nil {
+		return nil, err
+	}
+	// After configMu is released: the scan reads config.
+	b.rebuildIndex(req.Storage)
+	return nil, nil
+}
+
+func (b *integrationsBackend) deleteConfig(ctx context.Context, s logical.Storage) error {
 	b.configMu.Lock()
 	defer b.configMu.Unlock()
-	if err := req.Storage.Delete(ctx, configPath); err != nil {
-		return nil, fmt.Errorf("deleting config: %w", err)
+	if err := s.Delete(ctx, configPath); err != nil {
+		return fmt.Errorf("deleting config: %w", err)
 	}
 	b.config = nil
 	b.activity.configChanged()
-	return nil, nil
+	return nil
 }
 
 func (b *integrationsBackend) storeConfig(ctx context.Context, s logical.Storage, c *engineConfig) error {

@@ -198,7 +198,7 @@ func TestCredentialReadNeverShowsSecrets(t *testing.T) {
 		}
 		if typ, _ := credtype.Lookup(w.typ); typ.Kind == credtype.KindStatic && len(typ.SensitiveFields()) > 0 && !strings.HasPrefix(w.name, "leak-enc-") {
 			if a := mustOK(t, b, s, logical.ReadOperation, "access/"+w.name, nil); !strings.Contains(credJSON(t, a.Data), marker) {
-				t.Errorf("%s: access does not hand out the secret: %v", w.name, a.Data)
+				t.Errorf("%s: access does not hand out the secret: %s", w.name, outcome(a, nil))
 			}
 		}
 	}

@@ -183,7 +183,7 @@ func TestRefreshTokenForgottenOnRepointClientChangeDelete(t *testing.T) {
 			change.run(t, b, s)
 			release()
 			if r := waitRead(t, done, "access"); r.err == nil && r.resp != nil && !r.resp.IsError() {
-				t.Fatalf("the read was served a token minted for settings that went: %v", r.resp.Data)
+				t.Fatalf("the read was served a token minted for settings that went: %s", outcome(r.resp, nil))
 			}
 			if storageHas(t, s, tokenPrefix+"ac") {
 				t.Fatalf("after a %s the old grant's token state is stored", change.name)
@@ -305,7 +305,7 @@ func TestRotatedRefreshTokenSurvivesDefaultLifetimeChange(t *testing.T) {
 	mustOK(t, b, s, logical.UpdateOperation, "config", map[string]any{"default_token_lifetime": 600})
 	close(gate)
 	if r := waitRead(t, done, "access"); r.err == nil && !r.resp.IsError() {
-		t.Fatalf("served a token whose lifetime rests on a replaced default: %v", r.resp.Data)
+		t.Fatalf("served a token whose lifetime rests on a replaced default: %s", outcome(r.resp, nil))
 	}
 	stored := storedTokenOf(t, s, "ac")
 	if stored.RefreshToken != rotated || stored.AccessToken != "" {

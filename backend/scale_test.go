@@ -166,7 +166,7 @@ func BenchmarkScaleStartup(b *testing.B) {
 				initTotal += time.Since(start)
 				resp, err := be.HandleRequest(context.Background(), &logical.Request{Operation: logical.ReadOperation, Path: last, Storage: s})
 				if err != nil || resp == nil || resp.IsError() {
-					b.Fatalf("first access: %v %v", resp, err)
+					b.Fatalf("first access: %s", outcome(resp, err))
 				}
 				firstTotal += time.Since(start)
 				waitIndexBuilt(b, be)

@@ -96,6 +96,24 @@ func (b *integrationsBackend) stopIndexBuild() {
 	}
 }
 
+// rebuildIndex starts the scan again after a config change (a write or a delete of
+// config), so the indexes are rebuilt under the new windows at once rather than at
+// the next sweep, up to a minute later, with alerts saying the index is still being
+// built meanwhile. A scan under the old config is cancelled first. Nothing happens
+// before the background work has started (Initialize builds the index then) or on a
+// node that may not write.
+func (b *integrationsBackend) rebuildIndex(s logical.Storage) {
+	a := b.activity
+	a.buildMu.Lock()
+	started := a.buildDone != nil
+	a.buildMu.Unlock()
+	if !started || !b.WriteSafeReplicationState() {
+		return
+	}
+	b.stopIndexBuild()
+	b.startIndexBuild(s)
+}
+
 // indexComplete reports whether the indexes hold every credential under the current
 // config.
 func (b *integrationsBackend) indexComplete(cfg *engineConfig) bool {

@@ -90,7 +90,7 @@ func accessOK(t *testing.T, b *integrationsBackend, s logical.Storage, name stri
 		t.Fatalf("access %s: %v %v", name, resp, err)
 	}
 	if resp.Data["access_token"] == "" || resp.Data["access_token"] == nil {
-		t.Fatalf("access %s returned no access token: %v", name, resp.Data)
+		t.Fatalf("access %s returned no access token: %s", name, outcome(resp, nil))
 	}
 	return resp
 }
@@ -100,7 +100,7 @@ func accessErr(t *testing.T, b *integrationsBackend, s logical.Storage, name str
 	t.Helper()
 	resp, err := request(b, s, logical.ReadOperation, "access/"+name, nil)
 	if err == nil {
-		t.Fatalf("access %s succeeded: %v", name, resp)
+		t.Fatalf("access %s succeeded: %s", name, outcome(resp, nil))
 	}
 	var ce logical.HTTPCodedError
 	if !errors.As(err, &ce) {
@@ -330,7 +330,7 @@ func TestRotatedTokenWithheldUntilStored(t *testing.T) {
 	s.mu.Unlock()
 	resp, err := request(b, s, logical.ReadOperation, "access/ac", nil)
 	if err == nil || (resp != nil && resp.Data["access_token"] != nil) {
-		t.Fatalf("access handed out a token that could not be stored: %v %v", resp, err)
+		t.Fatalf("access handed out a token that could not be stored: %s", outcome(resp, err))
 	}
 	rotated := p.lastIssued(t)
 	if p.requests.Load() != 2 {

@@ -229,7 +229,7 @@ func TestInFlightMintDiscardedOnUpdate(t *testing.T) {
 	release()
 	r := <-done
 	if r.err == nil {
-		t.Fatalf("the in-flight access was served a token of the old settings: %v", r.resp.Data)
+		t.Fatalf("the in-flight access was served a token of the old settings: %s", outcome(r.resp, nil))
 	}
 	if !strings.Contains(r.err.Error(), "changed while") {
 		t.Fatalf("in-flight access error %q, want one saying the credential changed", r.err)
@@ -321,7 +321,7 @@ func TestAssumedLifetimeInFlightDiscarded(t *testing.T) {
 	mustOK(t, b, s, logical.UpdateOperation, "config", map[string]any{"default_token_lifetime": 600})
 	close(gate)
 	if r := <-done; r.err == nil {
-		t.Fatalf("served a token whose lifetime rests on a replaced default: %v", r.resp.Data)
+		t.Fatalf("served a token whose lifetime rests on a replaced default: %s", outcome(r.resp, nil))
 	}
 	if storageHas(t, s, tokenPrefix+"cc") {
 		t.Fatal("stored a token whose lifetime rests on a replaced default")

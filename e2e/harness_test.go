@@ -9,6 +9,9 @@
 //	TF_MIRROR       a Terraform filesystem mirror holding the Vault provider
 //	E2E_TERRAFORM   the terraform binary (default: terraform on the PATH)
 //	E2E_PROMETHEUS  the prometheus binary, promtool beside it (default: on the PATH)
+//	E2E_RACE_LOG_DIR  where the race-enabled plugin (make build-race) writes its race
+//	                reports: the harness registers the plugin with GORACE pointing
+//	                there, and the run fails when any report is there at its end
 //
 // A test whose outside program is missing (sshd, oidc-provider, Terraform, Prometheus)
 // fails under CI=true and skips elsewhere.
@@ -49,6 +52,12 @@ func TestMain(m *testing.M) {
 			os.Exit(2)
 		}
 	}
+	if dir := os.Getenv("E2E_RACE_LOG_DIR"); dir != "" {
+		if info, err := os.Stat(dir); err != nil || !info.IsDir() {
+			fmt.Fprintf(os.Stderr, "e2e: E2E_RACE_LOG_DIR=%s is not a folder (%v)\n", dir, err)
+			os.Exit(2)
+		}
+	}
 	var err error
 	shared, err = startVault(serverOptions{})
 	if err != nil {
@@ -65,7 +74,47 @@ func TestMain(m *testing.M) {
 		fmt.Fprintf(os.Stderr, "--- shared Vault server log (tail) ---\n%s", shared.logTail())
 	}
 	shared.stop()
+	if raceReports() && code == 0 {
+		code = 1
+	}
 	os.Exit(code)
+}
+
+// raceGORACE is the GORACE setting the plugin is registered with when E2E_RACE_LOG_DIR
+// names a folder: each plugin process writes its reports to race.<pid> there and
+// runs on after one (halt_on_error=0), so one run finds every race the tests reach.
+func raceGORACE() []string {
+	dir := os.Getenv("E2E_RACE_LOG_DIR")
+	if dir == "" {
+		return nil
+	}
+	return []string{"GORACE=log_path=" + filepath.Join(dir, "race") + " halt_on_error=0"}
+}
+
+// raceReports prints every race report the plugin processes wrote to E2E_RACE_LOG_DIR
+// and reports whether there was any. Every server is stopped by then (its plugins with
+// it), so every report is written.
+func raceReports() bool {
+	dir := os.Getenv("E2E_RACE_LOG_DIR")
+	if dir == "" {
+		return false
+	}
+	files, err := filepath.Glob(filepath.Join(dir, "race.*"))
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "e2e: listing race reports in %s: %v\n", dir, err)
+		return true
+	}
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			b = []byte(err.Error())
+		}
+		fmt.Fprintf(os.Stderr, "--- race report %s ---\n%s\n", f, b)
+	}
+	if len(files) > 0 {
+		fmt.Fprintf(os.Stderr, "e2e: FAIL: the race-enabled plugin reported %d data race file(s) in %s\n", len(files), dir)
+	}
+	return len(files) > 0
 }
 
 type serverOptions struct {
@@ -79,7 +128,7 @@ type serverOptions struct {
 	// joinTo makes a raft node join that leader's cluster instead of initialising.
 	joinTo *vaultServer
 	// pluginEnv is registered with the plugin ("KEY=value"): the plugin process gets
-	// it, the server does not.
+	// it, the server does not. GORACE is added when E2E_RACE_LOG_DIR is set.
 	pluginEnv []string
 }
 
@@ -164,6 +213,8 @@ plugin_directory = %q
 api_addr         = %q
 %s
 disable_mlock    = true
+# The kill tests read what storage holds (sys/raw) to judge what a kill lost.
+raw_storage_endpoint = true
 `, storage, port, clusterListen, pluginDir(), v.addr, cluster)
 		if err := os.WriteFile(filepath.Join(dir, "config.hcl"), []byte(cfg), 0o600); err != nil {
 			return nil, err
@@ -385,7 +436,7 @@ func (v *vaultServer) registerPlugin() error {
 		Command: pluginName,
 		SHA256:  sum,
 		Version: os.Getenv("PLUGIN_VERSION"),
-		Env:     v.opts.pluginEnv,
+		Env:     append(raceGORACE(), v.opts.pluginEnv...),
 	})
 }
 

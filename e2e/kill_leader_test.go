@@ -16,8 +16,8 @@ import (
 	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/internal/oauthtest"
 )
 
-// outcome is one request of the steady traffic in TestKillLeaderUnderLoad.
-type outcome struct {
+// loadOutcome is one request of the steady traffic in TestKillLeaderUnderLoad.
+type loadOutcome struct {
 	node       int
 	op         string
 	start, end time.Time
@@ -39,8 +39,8 @@ func loadClient(t *testing.T, v *vaultServer) *api.Client {
 // starts — when its leader is killed with SIGKILL. Once a new leader is elected,
 // everything written before the kill is there: credentials, the cached token (not
 // minted again), the rotated refresh token, a pending authorization, a suspended
-// credential; usage is there up to the flush bound. No reader gets a wrong secret, and
-// no request fails except while a node has no leader.
+// credential; usage is there as storage held it at the kill. No reader gets a wrong
+// secret, and no request fails except while a node has no leader.
 func TestKillLeaderUnderLoad(t *testing.T) {
 	n1 := newVault(t, serverOptions{raftNode: "k1"})
 	n2 := newVault(t, serverOptions{raftNode: "k2", joinTo: n1, unregistered: true})
@@ -89,10 +89,11 @@ func TestKillLeaderUnderLoad(t *testing.T) {
 	}
 	var (
 		mu       sync.Mutex
-		outcomes []outcome
+		outcomes []loadOutcome
 		written  []string
-		dead     atomic.Bool // n1 was killed: the workers stop sending to it
-		counting atomic.Bool // the readers of "counted" run until the kill
+		dead     atomic.Bool  // n1 was killed: the workers stop sending to it
+		counting atomic.Bool  // the readers of "counted" run until the kill
+		inCount  atomic.Int64 // reads of "counted" in flight
 		stop     = make(chan struct{})
 		wg       sync.WaitGroup
 	)
@@ -110,14 +111,14 @@ func TestKillLeaderUnderLoad(t *testing.T) {
 				continue
 			}
 			c := clients[node]
-			o := outcome{node: node, start: time.Now()}
+			o := loadOutcome{node: node, start: time.Now()}
 			var err error
 			var sec *api.Secret
 			switch i % 5 {
 			case 0:
 				o.op = "read static"
 				if sec, err = c.Logical().Read(mount + "/access/static"); err == nil && (sec == nil || sec.Data["password"] != "cluster-secret") {
-					o.wrong = fmt.Sprint(sec)
+					o.wrong = outcome(sec, nil)
 				}
 			case 1:
 				o.op = "read cc"
@@ -138,13 +139,18 @@ func TestKillLeaderUnderLoad(t *testing.T) {
 					o.wrong = "no auth_url"
 				}
 			case 4:
+				// Counted in flight before counting is checked, so that once counting
+				// is off and nothing is in flight no read of "counted" is under way.
+				inCount.Add(1)
 				if !counting.Load() {
+					inCount.Add(-1)
 					continue
 				}
 				o.op = "read counted"
 				if sec, err = c.Logical().Read(mount + "/access/counted"); err == nil && (sec == nil || sec.Data["password"] != "counted-secret") {
-					o.wrong = fmt.Sprint(sec)
+					o.wrong = outcome(sec, nil)
 				}
+				inCount.Add(-1)
 			}
 			o.end = time.Now()
 			if err != nil {
@@ -163,27 +169,53 @@ func TestKillLeaderUnderLoad(t *testing.T) {
 		wg.Add(1)
 		go worker(w)
 	}
-	// Run a few flush intervals under load, then kill the leader.
-	for start := time.Now(); time.Since(start) < 3*flushInterval; {
-		time.Sleep(100 * time.Millisecond) // the workers run
+	// countedOK is how many reads of "counted" succeeded so far.
+	countedOK := func() int64 {
+		mu.Lock()
+		defer mu.Unlock()
+		var n int64
+		for _, o := range outcomes {
+			if o.op == "read counted" && o.status == 0 {
+				n++
+			}
+		}
+		return n
 	}
+	// Under load, until the flush is seen to store reads made under it (storage
+	// catches up with what was counted at some point); then the reads of "counted"
+	// stop, storage is read, and the leader is killed. Order, not time: what storage
+	// held at the kill must survive it.
+	for countedOK() < 20 {
+		time.Sleep(50 * time.Millisecond) // polling the workers' progress
+	}
+	n1.waitStoredCount(t, mount, "counted", countedOK())
 	counting.Store(false)
+	for inCount.Load() != 0 {
+		time.Sleep(10 * time.Millisecond) // polling for the last read of "counted" to end
+	}
+	held := n1.storedCount(t, mount, "counted")
 	dead.Store(true)
 	killed := time.Now()
 	n1.kill()
 	leader := pollActive(t, nodes[1:])
 	elected := time.Now()
 	// Traffic goes on until every survivor has served 50 requests since the election.
-	for deadline := time.Now().Add(90 * time.Second); time.Now().Before(deadline); {
+	// The 90 s are a hang, not slowness: a survivor that never serves fails the test.
+	var served map[int]int
+	for deadline := time.Now().Add(90 * time.Second); ; {
 		mu.Lock()
-		ok := map[int]int{}
+		served = map[int]int{}
 		for _, o := range outcomes {
 			if o.start.After(elected) && o.status == 0 {
-				ok[o.node]++
+				served[o.node]++
 			}
 		}
 		mu.Unlock()
-		if ok[1] >= 50 && ok[2] >= 50 {
+		if served[1] >= 50 && served[2] >= 50 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Errorf("90 s after the election the survivors had served %d and %d requests, want 50 each", served[1], served[2])
 			break
 		}
 		time.Sleep(100 * time.Millisecond) // polling the workers' progress
@@ -191,8 +223,17 @@ func TestKillLeaderUnderLoad(t *testing.T) {
 	close(stop)
 	wg.Wait()
 
-	// The traffic: no wrong secret ever; no failure before the kill; on the survivors,
-	// failures only while they had no leader.
+	// The traffic: no wrong secret ever; no failure before the kill; on a survivor,
+	// failures only until its first successful answer after the kill (the new leader
+	// serving through it): a request it starts after that answer must succeed.
+	firstServed := map[int]time.Time{}
+	for _, o := range outcomes {
+		if o.node != 0 && o.status == 0 && o.start.After(killed) {
+			if at, ok := firstServed[o.node]; !ok || o.end.Before(at) {
+				firstServed[o.node] = o.end
+			}
+		}
+	}
 	var before, after, failed int
 	lastFailure := map[int]time.Time{}
 	statuses := map[string]int{}
@@ -218,6 +259,10 @@ func TestKillLeaderUnderLoad(t *testing.T) {
 		if o.end.Before(killed) {
 			t.Errorf("%s through node %d failed before the kill: %d", o.op, o.node+1, o.status)
 		}
+		if first, ok := firstServed[o.node]; ok && o.start.After(first) {
+			t.Errorf("%s through node %d failed (%d), started %s after the node's first answer under the new leader",
+				o.op, o.node+1, o.status, o.start.Sub(first).Round(time.Millisecond))
+		}
 		failed++
 		statuses[fmt.Sprintf("%s %d", o.op, o.status)]++
 		if _, ok := samples[o.status]; !ok {
@@ -228,12 +273,7 @@ func TestKillLeaderUnderLoad(t *testing.T) {
 		}
 	}
 	var window time.Duration
-	for node, at := range lastFailure {
-		// A survivor fails only until it knows the new leader: bounded, and never for
-		// a request started well after the election.
-		if at.After(elected.Add(15 * time.Second)) {
-			t.Errorf("node %d still failed a request started %s after the election", node+1, at.Sub(elected).Round(time.Millisecond))
-		}
+	for _, at := range lastFailure {
 		window = max(window, at.Sub(killed))
 	}
 	t.Logf("leader killed: new leader %s after %s; %d requests before the kill, %d after; %d failed on the survivors, the last started %s after the kill: %v",
@@ -241,7 +281,6 @@ func TestKillLeaderUnderLoad(t *testing.T) {
 	for status, text := range samples {
 		t.Logf("a failure with status %d: %s", status, text)
 	}
-
 	// Everything written before the kill (and every write that succeeded) is there.
 	c := leader.client
 	list, err := c.Logical().List(mount + "/credentials")
@@ -263,27 +302,23 @@ func TestKillLeaderUnderLoad(t *testing.T) {
 		t.Errorf("the suspended credential after the kill: %v %v", held, err)
 	}
 
-	// Usage: what was counted before the kill is stored, up to the flush bound.
+	// Usage: what storage held at the kill is there; only what it did not hold yet
+	// (counted since the last flush) may be lost.
 	var countedReads int
-	var recent int // answered in the last two flush intervals before the kill
 	for _, o := range outcomes {
-		if o.op == "read counted" && o.status == 0 && o.end.Before(killed) {
+		if o.op == "read counted" {
 			countedReads++
-			if o.end.After(killed.Add(-2 * flushInterval)) {
-				recent++
-			}
 		}
 	}
 	st, err := c.Logical().Read(mount + "/credentials/counted")
 	if err != nil || st == nil {
 		t.Fatalf("read counted: %v", err)
 	}
-	stored := int(jsonInt(st.Data["access_count"]))
-	lost := countedReads - stored
-	t.Logf("usage: %d reads of counted before the kill, %d stored, %d lost; %d answered in the last 2 x usage_flush_interval (%s)",
-		countedReads, stored, lost, recent, flushInterval)
-	if lost < 0 || lost > recent {
-		t.Errorf("%d counts lost to the kill (of %d), want 0 to %d: at most the last flush interval's", lost, countedReads, recent)
+	stored := jsonInt(st.Data["access_count"])
+	t.Logf("usage: %d reads of counted before the kill, storage held %d at the kill, %d stored after it (%d lost)",
+		countedReads, held, stored, int64(countedReads)-stored)
+	if stored < held || stored > int64(countedReads) {
+		t.Errorf("access_count %d after the kill, want from the %d storage held at the kill to the %d reads made", stored, held, countedReads)
 	}
 
 	// The cached token was not minted again, by the load or after it.

@@ -219,7 +219,7 @@ func TestProviderFaults(t *testing.T) {
 
 			s, wait, err := access(name)
 			if err == nil {
-				t.Fatalf("access succeeded: %v", s.Data)
+				t.Fatalf("access succeeded: %s", outcome(s, nil))
 			}
 			if wait > faultWaitBound {
 				t.Errorf("the caller waited %s, more than request_timeout %s and margin", wait, faultRequestTimeout)

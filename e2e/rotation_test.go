@@ -179,7 +179,7 @@ func TestRotatedRefreshTokenSurvivesEditsFosite(t *testing.T) {
 				// consent only with the refresh token the held answer brought (with a
 				// retired one fosite refuses and revokes the grant).
 				if got := readAccess(t, shared, mount, name); !isNonEmptyString(got["access_token"]) {
-					t.Fatalf("%s: access after the edit: %v", edit.name, got)
+					t.Fatalf("%s: access after the edit has no access_token (%s)", edit.name, fieldNames(got))
 				}
 				if out := decode(t, shared.mustCLI(t, "write", "-force", "-format=json", cred+"/verify")).Data; out["result"] != "ok" {
 					t.Fatalf("%s: verify after the edit: %v", edit.name, out)

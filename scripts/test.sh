@@ -6,6 +6,10 @@
 #   scripts/test.sh unit     vet, unit tests, benchmarks once and fuzzing
 #   scripts/test.sh fuzz     fuzzing only
 #   scripts/test.sh e2e      end-to-end tests only
+# The end-to-end tests run the plugin built with -race (make build-race, into bin-race/:
+# a dev server registers every entry of its plugin directory, so the race build is kept
+# out of bin/, where a subfolder stops `make dev` and E2E_RACE=0 runs with "is a
+# directory"); E2E_RACE=0 runs the plain build instead.
 # FUZZTIME (default 5s) is how long each fuzz target runs; FUZZTIME=0 skips fuzzing.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
@@ -123,6 +127,15 @@ if [ "$what" = all ] || [ "$what" = e2e ]; then
   make --no-print-directory build
   export VAULT_BIN="$(vault_bin)"
   export PLUGIN_DIR="$ROOT/bin"
+  if [ "${E2E_RACE:-1}" != 0 ]; then
+    # The race-enabled plugin: every server the harness starts registers it with
+    # GORACE writing reports to E2E_RACE_LOG_DIR, and the run fails when any is there.
+    make --no-print-directory build-race
+    PLUGIN_DIR="$ROOT/bin-race"
+    E2E_RACE_LOG_DIR="$(mktemp -d "${TMPDIR:-/tmp}/e2e-race.XXXXXX")"
+    export E2E_RACE_LOG_DIR
+    log "e2e with the race-enabled plugin; race reports go to $E2E_RACE_LOG_DIR"
+  fi
   export PLUGIN_VERSION="$(plugin_version)"
   E2E_TERRAFORM="$(terraform_bin)"
   TF_MIRROR="$(tf_mirror)"
