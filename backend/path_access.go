@@ -401,11 +401,11 @@ func (b *integrationsBackend) tokenFailure(ctx context.Context, s logical.Storag
 		b.recordEventAt(now, t.name, usage.EventRefreshFailed, false, "", "token request did not complete")
 		if errors.Is(err, errUnsaved) {
 			// Kept in memory and retried: the caller may retry too, and is told so.
-			return logical.CodedError(http.StatusServiceUnavailable, fmt.Sprintf("credential %q: %s", t.name, errUnsaved))
+			return retryAfterError(http.StatusServiceUnavailable, fmt.Sprintf("credential %q: %s", t.name, errUnsaved), time.Second)
 		}
 		if errors.Is(err, oauth.ErrRetry) {
 			// Edits kept detaching the requests this one waited for (mintToken's rounds).
-			return logical.CodedError(http.StatusServiceUnavailable, fmt.Sprintf("credential %q changed repeatedly while its token was requested; retry", t.name))
+			return retryAfterError(http.StatusServiceUnavailable, fmt.Sprintf("credential %q changed repeatedly while its token was requested; retry", t.name), time.Second)
 		}
 		return err
 	}
@@ -438,8 +438,8 @@ func (b *integrationsBackend) tokenFailure(ctx context.Context, s logical.Storag
 // be asked again. Nothing reached the provider and nothing failed there, so it is
 // neither recorded as a failed refresh nor a transient fault of the credential.
 func throttledError(name string, oe *oauth.Error, now time.Time) error {
-	return logical.CodedError(http.StatusTooManyRequests, fmt.Sprintf(
-		"credential %q: too many token requests; retry after %s: %s", name, rfc3339(now.Add(oe.RetryAfter)), oe.Error()))
+	return retryAfterError(http.StatusTooManyRequests, fmt.Sprintf(
+		"credential %q: too many token requests; retry after %s: %s", name, rfc3339(now.Add(oe.RetryAfter)), oe.Error()), oe.RetryAfter)
 }
 
 // markNeedsReauth stores the needs_reauth state, dated now, after the provider

@@ -8,6 +8,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/hashicorp/vault/sdk/logical"
 
@@ -104,22 +105,78 @@ func (c *codedErrorAnswers) HandleRequest(ctx context.Context, req *logical.Requ
 	if err == nil {
 		return resp, nil
 	}
-	var coded logical.HTTPCodedError
-	if !errors.As(err, &coded) || coded.Code() < 400 {
+	if req.WrapInfo != nil && req.WrapInfo.TTL > 0 {
+		// A caller asking for response wrapping: Vault wraps any answer that is not
+		// an error, so a refusal answered as a raw body would come back as a
+		// wrapping token, found out only on unwrap. Left an error, it is not wrapped.
 		return resp, err
 	}
-	return errorAnswer(coded.Code(), coded.Error())
+	if answer, ok := codedAnswer(err); ok {
+		return answer, nil
+	}
+	return resp, err
 }
 
-// errorAnswer is a raw JSON answer {"errors": [msg]} with status code.
-func errorAnswer(code int, msg string) (*logical.Response, error) {
-	body, err := json.Marshal(map[string][]string{"errors": {msg}})
+// codedAnswer is the raw answer to a coded error of 400 or more (errorAnswer, with
+// retry_after when the error is a retryLater); false for any other error.
+func codedAnswer(err error) (*logical.Response, bool) {
+	var coded logical.HTTPCodedError
+	if !errors.As(err, &coded) || coded.Code() < 400 {
+		return nil, false
+	}
+	retry := -1
+	var later *retryLater
+	if errors.As(err, &later) {
+		retry = later.seconds
+	}
+	answer, mErr := errorAnswer(coded.Code(), coded.Error(), retry)
+	if mErr != nil {
+		return nil, false
+	}
+	return answer, true
+}
+
+// retryLater is a coded error (a 429 or 503) after which the same request may
+// succeed: the answer carries retry_after (whole seconds, at least 1) in its body and
+// a Retry-After header, as busyResponse does.
+type retryLater struct {
+	code    int
+	msg     string
+	seconds int
+}
+
+func (e *retryLater) Error() string { return e.msg }
+func (e *retryLater) Code() int     { return e.code }
+
+// retryAfterError is a coded error whose answer says when to try again (d, rounded
+// up to whole seconds, at least 1).
+func retryAfterError(code int, msg string, d time.Duration) error {
+	secs := int((d + time.Second - 1) / time.Second)
+	if secs < 1 {
+		secs = 1
+	}
+	return &retryLater{code: code, msg: msg, seconds: secs}
+}
+
+// errorAnswer is a raw JSON answer {"errors": [msg]} with status code; with
+// retryAfter >= 0 also "retry_after" and a Retry-After header (which Vault passes on
+// where the mount allows it, allowed_response_headers).
+func errorAnswer(code int, msg string, retryAfter int) (*logical.Response, error) {
+	payload := map[string]any{"errors": []string{msg}}
+	if retryAfter >= 0 {
+		payload["retry_after"] = retryAfter
+	}
+	body, err := json.Marshal(payload)
 	if err != nil {
 		return nil, err
 	}
-	return &logical.Response{Data: map[string]any{
+	resp := &logical.Response{Data: map[string]any{
 		logical.HTTPStatusCode:  code,
 		logical.HTTPContentType: "application/json",
 		logical.HTTPRawBody:     body,
-	}}, nil
+	}}
+	if retryAfter >= 0 {
+		resp.Headers = map[string][]string{"Retry-After": {strconv.Itoa(retryAfter)}}
+	}
+	return resp, nil
 }

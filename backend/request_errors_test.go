@@ -3,7 +3,10 @@ package backend
 import (
 	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -96,6 +99,63 @@ func TestUnknownTypeAndMissingCredentialAre404WithASentence(t *testing.T) {
 		resp, err := b.HandleRequest(context.Background(), &logical.Request{Operation: c.op, Path: c.path, Storage: s})
 		if msg := errorAnswerOf(t, resp, err, http.StatusNotFound); msg != c.say {
 			t.Fatalf("%s %s: %q, want %q", c.op, c.path, msg, c.say)
+		}
+	}
+}
+
+// A refusal of a request that asks for response wrapping stays an error: Vault wraps
+// every answer that is not one, so a raw 403 body would reach the caller as a wrapping
+// token and the refusal only on unwrap.
+func TestWrappedRequestRefusalStaysAnError(t *testing.T) {
+	t.Parallel()
+	b, s := servedBackend(t)
+	do := func(op logical.Operation, path string, data map[string]any, wrap *logical.RequestWrapInfo) (*logical.Response, error) {
+		return b.HandleRequest(context.Background(), &logical.Request{Operation: op, Path: path, Data: data, Storage: s, WrapInfo: wrap})
+	}
+	if resp, err := do(logical.UpdateOperation, "credentials/ticketing", basicCredential(), nil); err != nil || resp.IsError() {
+		t.Fatalf("create: %v %v", resp, err)
+	}
+	if resp, err := do(logical.UpdateOperation, "credentials/ticketing/suspend", nil, nil); err != nil || resp.IsError() {
+		t.Fatalf("suspend: %v %v", resp, err)
+	}
+	resp, err := do(logical.ReadOperation, "access/ticketing", nil, &logical.RequestWrapInfo{TTL: 5 * time.Minute})
+	var coded logical.HTTPCodedError
+	if !errors.As(err, &coded) || coded.Code() != http.StatusForbidden {
+		t.Fatalf("wrapped read of a suspended credential: %#v, %v; want the 403 as an error", resp, err)
+	}
+	if resp != nil && resp.Data[logical.HTTPRawBody] != nil {
+		t.Fatalf("wrapped read answered a raw body %s beside the error", resp.Data[logical.HTTPRawBody])
+	}
+}
+
+// A coded error after which the same request may succeed (429, 503) carries when to
+// try again, in the body and as Retry-After, like the key-work gate's 503.
+func TestRetryableErrorsSayWhenToRetry(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct {
+		err  error
+		code int
+		secs int
+	}{
+		{retryAfterError(http.StatusTooManyRequests, "too many", 2500*time.Millisecond), http.StatusTooManyRequests, 3},
+		{retryAfterError(http.StatusServiceUnavailable, "retry", 0), http.StatusServiceUnavailable, 1},
+	} {
+		resp, ok := codedAnswer(fmt.Errorf("wrapped: %w", c.err))
+		if !ok {
+			t.Fatalf("%v: no coded answer", c.err)
+		}
+		var err error
+		if msg := errorAnswerOf(t, resp, err, c.code); msg != c.err.Error() {
+			t.Fatalf("sentence %q", msg)
+		}
+		var body struct {
+			RetryAfter int `json:"retry_after"`
+		}
+		if err := json.Unmarshal(resp.Data[logical.HTTPRawBody].([]byte), &body); err != nil || body.RetryAfter != c.secs {
+			t.Fatalf("retry_after %d (%v), want %d", body.RetryAfter, err, c.secs)
+		}
+		if got := resp.Headers["Retry-After"]; len(got) != 1 || got[0] != strconv.Itoa(c.secs) {
+			t.Fatalf("Retry-After %v, want %d", got, c.secs)
 		}
 	}
 }
