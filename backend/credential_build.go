@@ -75,7 +75,7 @@ func (b *integrationsBackend) buildCredential(ctx context.Context, s logical.Sto
 		}
 	}
 	for k := range raw {
-		if k == "name" || k == "type" || k == fieldCAS {
+		if requestParameter(k) {
 			continue
 		}
 		if f, ok := t.Field(k); !ok {
@@ -125,8 +125,7 @@ func (b *integrationsBackend) buildCredential(ctx context.Context, s logical.Sto
 		len(repointed(t, existing, credtype.FieldMap(validated.Values))) > 0) {
 		c.State = lifecycle.SecretsChanged(c.State) // a failed verification was about the old ones
 	}
-	if t.Consents() && (existing == nil || len(repointed(t, existing, credtype.FieldMap(validated.Values))) > 0 ||
-		regranted(t, existing, credtype.FieldMap(validated.Values))) {
+	if t.Consents() && forgetsGrant(t, existing, credtype.FieldMap(validated.Values)) {
 		// No consent was given for these settings (saveCredential forgets the token
 		// learnt under the old ones), unless the write imports a refresh token.
 		c.State = lifecycle.AwaitingConsent(c.State, now)
@@ -153,7 +152,7 @@ func patchHint(err error, t *credtype.Type, values, raw map[string]any, path str
 	}
 	var sent []string
 	for k := range raw {
-		if k != "name" && k != "type" {
+		if !requestParameter(k) {
 			sent = append(sent, k)
 		}
 	}
@@ -337,6 +336,12 @@ func checkRedirectedSecrets(t *credtype.Type, existing *credential, next credtyp
 	return fieldErr(changed, fmt.Sprintf("changes where this credential's secrets are sent: send %s again in the same request", strings.Join(missing, ", ")))
 }
 
+// requestParameter reports whether k is a parameter of the write itself (the name
+// in the path, the type, the check-and-set version), not a field of the credential.
+func requestParameter(k string) bool {
+	return k == "name" || k == "type" || k == fieldCAS
+}
+
 // sentAny reports whether the request names any of fields (null included).
 func sentAny(raw map[string]any, fields []string) bool {
 	for _, f := range fields {
@@ -370,6 +375,14 @@ func regranted(t *credtype.Type, existing *credential, next credtype.Fields) boo
 		}
 	}
 	return false
+}
+
+// forgetsGrant reports whether writing next over existing (nil: a create) forgets
+// the grant learnt so far: its token state, refresh token and pending authorization
+// (saveCredential drops them) — a create, a repoint or another client. The one rule
+// behind both what is dropped and awaiting_consent.
+func forgetsGrant(t *credtype.Type, existing *credential, next credtype.Fields) bool {
+	return existing == nil || len(repointed(t, existing, next)) > 0 || regranted(t, existing, next)
 }
 
 // repointed names the destination fields (the catalog says which fields are) whose

@@ -33,7 +33,7 @@ func (b *integrationsBackend) saveCredential(ctx context.Context, s logical.Stor
 	// client_id (a refresh token belongs to the client it was issued to), and a
 	// create, in case a predecessor under the name left any.
 	scope := keepRecords
-	if existing == nil || len(repointed(c.typeDef(), existing, &c.Values)) > 0 || regranted(c.typeDef(), existing, &c.Values) {
+	if forgetsGrant(c.typeDef(), existing, &c.Values) {
 		scope = dropLearnt
 		if existing != nil && refreshToken != "" {
 			scope = replaceLearnt

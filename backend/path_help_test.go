@@ -54,6 +54,11 @@ func TestUpdateOfTagsOnlyNamesTheMissingFieldAndPatchOfTags(t *testing.T) {
 	if msg := resp.Error().Error(); !strings.Contains(msg, `"username"`) || !strings.Contains(msg, want) || strings.Contains(msg, "username=") {
 		t.Fatalf("update of tags only: %q, want %q", msg, want)
 	}
+	// cas is a parameter of the write, not a field to change: the hint leaves it out.
+	resp = credWantStatus(t, b, s, logical.UpdateOperation, "credentials/ticketing", map[string]any{"tags": "prod", "cas": 1}, 400)
+	if msg := resp.Error().Error(); !strings.Contains(msg, want) || strings.Contains(msg, "cas") {
+		t.Fatalf("update of tags only with cas: %q, want %q", msg, want)
+	}
 }
 
 // An unknown field one edit away from exactly one field of the type is told its
