@@ -9,6 +9,7 @@ import (
 	"github.com/hashicorp/vault/sdk/logical"
 
 	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/backend/lifecycle"
+	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/backend/usage"
 	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/internal/oauthtest"
 )
 
@@ -206,4 +207,34 @@ func TestNeverAuthorizedAwaitsConsent(t *testing.T) {
 		t.Fatalf("first read of a stored never-authorized credential: %d %q", code, msg)
 	}
 	wantStatus(t, b, s, "old", "awaiting_consent", "", "after its first read")
+}
+
+// Concurrent failing reads interleave their events (two token requests fail, then
+// both accesses are recorded) and still count once each; a refresh that fails with
+// no read counts on its own.
+func TestInterleavedFailingReadsCountOnceEach(t *testing.T) {
+	t.Parallel()
+	t0 := time.Date(2026, 12, 6, 12, 0, 0, 0, time.UTC)
+	at := func(d time.Duration) time.Time { return t0.Add(d) }
+	ev := func(kind string, when time.Time) usage.Event {
+		return usage.Event{Time: when, Event: kind, Status: usage.StatusFailure}
+	}
+	events := []usage.Event{
+		ev(usage.EventRefreshFailed, at(1)), ev(usage.EventRefreshFailed, at(2)),
+		ev(usage.EventAccess, at(1)), ev(usage.EventAccess, at(2)),
+		ev(usage.EventRefreshFailed, at(3)), // refresh ahead, no read
+		// two reads at the same instant (second precision after a reload)
+		ev(usage.EventRefreshFailed, at(4)), ev(usage.EventRefreshFailed, at(4)),
+		ev(usage.EventAccess, at(4)), ev(usage.EventAccess, at(4)),
+	}
+	if run, pending := trailingFailures(events, 0, nil); run != 5 || len(pending) != 1 {
+		t.Fatalf("run %d, %d unpaired; want 5 failures (4 reads, 1 refresh) and the refresh unpaired", run, len(pending))
+	}
+	// Split across batches at every point, the run is the same.
+	for cut := range events {
+		run, pending := trailingFailures(events[:cut], 0, nil)
+		if run, _ = trailingFailures(events[cut:], run, pending); run != 5 {
+			t.Fatalf("split at %d: run %d, want 5", cut, run)
+		}
+	}
 }

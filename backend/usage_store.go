@@ -25,10 +25,10 @@ type usageSummary struct {
 	count               int64
 	lastAccessed        time.Time
 	consecutiveFailures int
-	// readFailureAt is when the run's last event, a failed token request, was
-	// made: a failed access at the same time is the same read failing, not another
-	// failure (trailingFailures). Zero otherwise.
-	readFailureAt time.Time
+	// readFailures are the times of the run's failed token requests not yet paired
+	// with a failed access: a failed access at one of them is the same read
+	// failing, not another failure (trailingFailures). Nil when there are none.
+	readFailures []time.Time
 }
 
 // usageStore is the one owner of the usage/<name> entries: their storage, the
@@ -130,7 +130,7 @@ func (us *usageStore) summary(ctx context.Context, s logical.Storage, name strin
 		if more.LastAccessed.After(sum.lastAccessed) {
 			sum.lastAccessed = more.LastAccessed
 		}
-		sum.consecutiveFailures, sum.readFailureAt = trailingFailures(more.Events, sum.consecutiveFailures, sum.readFailureAt)
+		sum.consecutiveFailures, sum.readFailures = trailingFailures(more.Events, sum.consecutiveFailures, sum.readFailures)
 	}
 	return sum, nil
 }
@@ -157,36 +157,54 @@ func (us *usageStore) fileLocked(name string, sum usageSummary) {
 
 func summarize(u *usage.Usage) usageSummary {
 	sum := usageSummary{count: u.Count, lastAccessed: u.LastAccessed}
-	sum.consecutiveFailures, sum.readFailureAt = trailingFailures(u.Events, 0, time.Time{})
+	sum.consecutiveFailures, sum.readFailures = trailingFailures(u.Events, 0, nil)
 	return sum
 }
 
 // trailingFailures extends a run of failed accesses and refreshes with newer events:
 // a success ends the run. A read whose token request fails logs two events at the
 // read's time (access/ takes the time once): the refresh_failed, then the failed
-// access. They are one failure, so a failed access dated as the failed token request
-// just before it (refreshAt, carried from the previous batch of events) is not
-// counted again; a refresh that fails with no read (refresh ahead, keep-alive, a
-// verification) still counts. It returns the run and the refreshAt for the next
-// batch.
-func trailingFailures(events []usage.Event, run int, refreshAt time.Time) (int, time.Time) {
+// access. They are one failure, so a failed access dated as an unpaired failed token
+// request (pending, carried from the previous batch of events) is not counted again,
+// however concurrent reads' events interleave; a refresh that fails with no read
+// (refresh ahead, keep-alive, a verification) still counts. It returns the run and
+// the unpaired token-request failures for the next batch (at most
+// maxUnpairedFailures, the newest).
+func trailingFailures(events []usage.Event, run int, pending []time.Time) (int, []time.Time) {
+	pending = slices.Clip(slices.Clone(pending)) // the caller's copy may be shared: never written
 	for _, ev := range events {
 		if ev.Event != usage.EventAccess && ev.Event != usage.EventRefreshFailed && ev.Event != usage.EventTokenMinted {
 			continue
 		}
 		switch {
 		case ev.Status != usage.StatusFailure:
-			run, refreshAt = 0, time.Time{}
-		case ev.Event == usage.EventAccess && !refreshAt.IsZero() && ev.Time.Equal(refreshAt):
-			refreshAt = time.Time{} // the read whose token request failed: counted already
+			run, pending = 0, nil
 		case ev.Event == usage.EventRefreshFailed:
-			run, refreshAt = run+1, ev.Time
+			run++
+			if len(pending) == maxUnpairedFailures {
+				pending = slices.Delete(pending, 0, 1)
+			}
+			pending = append(pending, ev.Time)
+		case ev.Event == usage.EventAccess:
+			if i := slices.IndexFunc(pending, ev.Time.Equal); i >= 0 {
+				// the read whose token request failed: counted already
+				pending = slices.Delete(pending, i, i+1)
+				if len(pending) == 0 {
+					pending = nil
+				}
+				continue
+			}
+			run++
 		default:
-			run, refreshAt = run+1, time.Time{}
+			run++
 		}
 	}
-	return run, refreshAt
+	return run, pending
 }
+
+// maxUnpairedFailures bounds the failed token requests a summary keeps waiting for
+// their failed access: more reads than this failing at once may count twice.
+const maxUnpairedFailures = 16
 
 // indexedUsage is the part of a usage entry the failing alert is computed from.
 type indexedUsage struct {
@@ -228,7 +246,7 @@ func (us *usageStore) indexFailing(ctx context.Context, s logical.Storage, name 
 	for i, ev := range u.Events {
 		events[i] = usage.Event{Time: ev.Time, Event: ev.Event, Status: ev.Status}
 	}
-	if run, _ := trailingFailures(events, 0, time.Time{}); run >= lifecycle.FailingAfter {
+	if run, _ := trailingFailures(events, 0, nil); run >= lifecycle.FailingAfter {
 		us.mu.Lock()
 		if _, filed := us.summaries[name]; !filed {
 			us.failing[name] = struct{}{}
