@@ -57,7 +57,7 @@ access_token, token_type, expires_at and scope, minted or refreshed as needed.
 OAuth answers also carry ttl (seconds until this reader would be handed another
 token) and rotation_period (the token's lifetime), which Vault Agent templates
 re-render by. Every read is recorded as usage and renews the credential's inactivity
-window. Refused while the credential is suspended, expired or needs re-authorization.` +
+window. Refused while the credential is suspended, expired, awaiting consent or needs re-authorization.` +
 			examples("vault read integrations/access/billing-db integration=nightly-export",
 				"vault read -field=access_token integrations/access/crm-api minimum_seconds=300"),
 	}
