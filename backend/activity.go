@@ -56,6 +56,7 @@ type activity struct {
 	buildMu       sync.Mutex
 	buildCancel   context.CancelFunc
 	buildDone     chan struct{}
+	buildClosed   bool // the backend is unloading (clean): no scan starts any more
 	scanned       atomic.Int64
 	total         atomic.Int64
 	scanCount     atomic.Int64 // scans started, for tests

@@ -200,7 +200,7 @@ func (b *integrationsBackend) clean(ctx context.Context) {
 			// A last try for what storage refused: memory does not outlive the unload.
 			b.tokens.saveAllUnsaved(ctx, b.storage)
 		}
-		b.stopIndexBuild()
+		b.stopIndexBuild(true)
 		b.stopActivity(ctx)
 		if b.notifierStop != nil {
 			close(b.notifierStop)

@@ -43,3 +43,20 @@ func TestConfigChangeRebuildsIndex(t *testing.T) {
 		}
 	}
 }
+
+// A config write that races the unload (clean has stopped the scan) starts no scan on
+// the unloaded backend.
+func TestConfigWriteAfterCleanStartsNoScan(t *testing.T) {
+	t.Parallel()
+	b, s, _ := newBackendWith(t, backendOptions{initialize: true})
+	lcCreateBasic(t, b, s, "svc", nil)
+	waitIndexBuilt(t, b)
+	b.Cleanup(t.Context())
+	scans := b.activity.scanCount.Load()
+	if resp, err := request(b, s, logical.UpdateOperation, "config", map[string]any{"suspend_after": "2400h"}); err != nil || (resp != nil && resp.IsError()) {
+		t.Fatalf("config write: %v %v", resp, err)
+	}
+	if n := b.activity.scanCount.Load() - scans; n != 0 {
+		t.Fatalf("config write after clean started %d index scans, want 0", n)
+	}
+}

@@ -61,6 +61,9 @@ func (b *integrationsBackend) startIndexBuild(s logical.Storage) {
 	a := b.activity
 	a.buildMu.Lock()
 	defer a.buildMu.Unlock()
+	if a.buildClosed {
+		return // unloading: a config write racing clean starts nothing
+	}
 	if a.buildDone != nil {
 		select {
 		case <-a.buildDone:
@@ -84,11 +87,13 @@ func (b *integrationsBackend) startIndexBuild(s logical.Storage) {
 	}()
 }
 
-// stopIndexBuild cancels a running scan and waits for it to end.
-func (b *integrationsBackend) stopIndexBuild() {
+// stopIndexBuild cancels a running scan and waits for it to end; with closing (clean)
+// no scan starts after it.
+func (b *integrationsBackend) stopIndexBuild(closing bool) {
 	a := b.activity
 	a.buildMu.Lock()
 	cancel, done := a.buildCancel, a.buildDone
+	a.buildClosed = a.buildClosed || closing
 	a.buildMu.Unlock()
 	if cancel != nil {
 		cancel()
@@ -110,7 +115,7 @@ func (b *integrationsBackend) rebuildIndex(s logical.Storage) {
 	if !started || !b.WriteSafeReplicationState() {
 		return
 	}
-	b.stopIndexBuild()
+	b.stopIndexBuild(false)
 	b.startIndexBuild(s)
 }
 
