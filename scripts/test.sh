@@ -137,6 +137,10 @@ if [ "$what" = all ] || [ "$what" = e2e ]; then
     log "e2e with the race-enabled plugin; race reports go to $E2E_RACE_LOG_DIR"
   fi
   export PLUGIN_VERSION="$(plugin_version)"
+  # The previous release's plugin, for the upgrade/downgrade test (e2e/upgrade_test.go).
+  E2E_PREVIOUS_PLUGIN="$(previous_plugin)"
+  E2E_PREVIOUS_VERSION="${E2E_PREVIOUS_PLUGIN##*-}"
+  export E2E_PREVIOUS_PLUGIN E2E_PREVIOUS_VERSION
   E2E_TERRAFORM="$(terraform_bin)"
   TF_MIRROR="$(tf_mirror)"
   export E2E_TERRAFORM TF_MIRROR
