@@ -134,6 +134,20 @@ func TestUpgradeInPlace(t *testing.T) {
 		st.reads[n] = credRead(t, v, n)
 	}
 
+	// A field a later version might add, stored beside the others (as this one
+	// stores its records, through sys/raw before the reload): what does the previous
+	// release do with it?
+	rawKey := "sys/raw/logical/" + v.mountUUID(t, upgradeMount) + "/credentials/up-basic"
+	rec := rawRecord(t, v, rawKey)
+	rec["x_later_field"] = "later"
+	b, err := json.Marshal(rec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := v.client.Logical().Write(rawKey, map[string]any{"value": string(b)}); err != nil {
+		t.Fatalf("sys/raw write: %v", err)
+	}
+
 	// The downgrade: the previous release over what this one stored.
 	v.mustCLI(t, "secrets", "tune", "-plugin-version="+prevVersion, upgradeMount+"/")
 	v.mustCLI(t, "plugin", "reload", "-type=secret", "-plugin="+pluginName)
@@ -143,6 +157,13 @@ func TestUpgradeInPlace(t *testing.T) {
 	checkAccess(t, v, st, "after the downgrade")
 	if n := p.Requests() - requestsBefore; n != 0 {
 		t.Errorf("after the downgrade: %d provider requests, want every stored token served", n)
+	}
+	// It reads and serves the record with the field it does not know (checkReads and
+	// checkAccess above) and drops the field when it rewrites the record (README,
+	// Upgrading, says so): a field a version adds must mean nothing when absent.
+	v.mustCLI(t, "patch", upgradeMount+"/credentials/up-basic", "description=patched after the downgrade")
+	if _, kept := rawRecord(t, v, rawKey)["x_later_field"]; kept {
+		t.Errorf("a patch by %s kept a field it does not know: README's Upgrading says it drops it", prevVersion)
 	}
 	v.mustCLI(t, "patch", upgradeMount+"/credentials/ac", "description=refreshed after the downgrade")
 	if got := readAccess(t, v, upgradeMount, "ac"); got["access_token"] != p.LastIssued(t).Access || p.LastRequest(t).Form.Get("grant_type") != "refresh_token" {
@@ -358,6 +379,20 @@ func wantRunning(t *testing.T, v *vaultServer, version string) {
 	if got := mounts[upgradeMount+"/"].Running; got != version {
 		t.Fatalf("%s/ runs %q, want %s", upgradeMount, got, version)
 	}
+}
+
+// rawRecord is the JSON record stored at a sys/raw path.
+func rawRecord(t *testing.T, v *vaultServer, path string) map[string]any {
+	t.Helper()
+	sec, err := v.client.Logical().Read(path)
+	if err != nil || sec == nil {
+		t.Fatalf("sys/raw read: %s", outcome(sec, err))
+	}
+	var rec map[string]any
+	if err := json.Unmarshal([]byte(fmt.Sprint(sec.Data["value"])), &rec); err != nil {
+		t.Fatalf("the record at %s is not JSON: %v", path, err)
+	}
+	return rec
 }
 
 // outbox lists the notifications waiting in the upgrade test's mount's outbox (its
