@@ -264,6 +264,14 @@ func seedPrevious(t *testing.T, v *vaultServer, p *oauthtest.Provider, dead stri
 	for _, n := range st.names {
 		st.reads[n] = credRead(t, v, n)
 	}
+	for n, a := range st.access {
+		if c := fmt.Sprint(st.reads[n]["access_count"]); a != nil && c != "3" {
+			t.Fatalf("credentials/%s shows access_count %s after 3 access/ reads", n, c)
+		}
+		if logs, _ := st.reads[n]["(logs)"].([]any); len(logs) < 3 {
+			t.Fatalf("credentials/%s/logs holds %d events after 3 access/ reads", n, len(logs))
+		}
+	}
 	if got := st.reads["held"]["status"]; got != "suspended" {
 		t.Fatalf("held is %v after its suspension", got)
 	}
@@ -273,10 +281,13 @@ func seedPrevious(t *testing.T, v *vaultServer, p *oauthtest.Provider, dead stri
 	return st
 }
 
-// credRead is credentials/<name> on the upgrade test's mount.
+// credRead is credentials/<name> on the upgrade test's mount, with its usage log's
+// events under "(logs)".
 func credRead(t *testing.T, v *vaultServer, name string) map[string]any {
 	t.Helper()
-	return decode(t, v.mustCLI(t, "read", "-format=json", upgradeMount+"/credentials/"+name)).Data
+	data := decode(t, v.mustCLI(t, "read", "-format=json", upgradeMount+"/credentials/"+name)).Data
+	data["(logs)"] = decode(t, v.mustCLI(t, "read", "-format=json", upgradeMount+"/credentials/"+name+"/logs")).Data["events"]
+	return data
 }
 
 // windowFields are a credential read's times that follow its inactivity window: the
@@ -305,6 +316,11 @@ func checkReads(t *testing.T, v *vaultServer, st *upgradeState, when string) {
 			continue
 		}
 		got := decode(t, out).Data
+		if out, err = v.cli("read", "-format=json", upgradeMount+"/credentials/"+n+"/logs"); err != nil {
+			t.Errorf("%s: credentials/%s/logs: %v", when, n, err)
+		} else {
+			got["(logs)"] = decode(t, out).Data["events"]
+		}
 		for k, want := range st.reads[n] {
 			if g, ok := got[k]; !ok {
 				t.Errorf("%s: credentials/%s has no %s (was %v)", when, n, k, want)
