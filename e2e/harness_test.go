@@ -6,6 +6,8 @@
 //	VAULT_BIN       the vault binary (server and CLI)
 //	PLUGIN_DIR      the folder holding the freshly built plugin binary
 //	PLUGIN_VERSION  the version it reports and is registered with
+//	E2E_PREVIOUS_PLUGIN, E2E_PREVIOUS_VERSION  the previous release's plugin binary
+//	                and the version it reports (upgrade_test.go)
 //	TF_MIRROR       a Terraform filesystem mirror holding the Vault provider
 //	E2E_TERRAFORM   the terraform binary (default: terraform on the PATH)
 //	E2E_PROMETHEUS  the prometheus binary, promtool beside it (default: on the PATH)
@@ -127,6 +129,9 @@ type serverOptions struct {
 	raftNode string
 	// joinTo makes a raft node join that leader's cluster instead of initialising.
 	joinTo *vaultServer
+	// pluginDir is the server's plugin directory (default PLUGIN_DIR): a folder of
+	// the test's own holding more than one build.
+	pluginDir string
 	// pluginEnv is registered with the plugin ("KEY=value"): the plugin process gets
 	// it, the server does not. GORACE is added when E2E_RACE_LOG_DIR is set.
 	pluginEnv []string
@@ -215,7 +220,7 @@ api_addr         = %q
 disable_mlock    = true
 # The kill tests read what storage holds (sys/raw) to judge what a kill lost.
 raw_storage_endpoint = true
-`, storage, port, clusterListen, pluginDir(), v.addr, cluster)
+`, storage, port, clusterListen, v.pluginDir(), v.addr, cluster)
 		if err := os.WriteFile(filepath.Join(dir, "config.hcl"), []byte(cfg), 0o600); err != nil {
 			return nil, err
 		}
@@ -236,7 +241,7 @@ func (v *vaultServer) launch() error {
 	} else {
 		args = []string{"server", "-dev", "-dev-root-token-id=" + v.token,
 			"-dev-listen-address=" + strings.TrimPrefix(v.addr, "http://"),
-			"-dev-plugin-dir=" + pluginDir()}
+			"-dev-plugin-dir=" + v.pluginDir()}
 	}
 	logFile, err := os.OpenFile(v.logPath, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
 	if err != nil {
@@ -542,6 +547,14 @@ func toolPath(t *testing.T, env, name, hint string) string {
 		missingPrerequisite(t, fmt.Sprintf("%s is not installed (%s unset, none on the PATH): %s", name, env, hint))
 	}
 	return p
+}
+
+// pluginDir is the server's plugin directory.
+func (v *vaultServer) pluginDir() string {
+	if v.opts.pluginDir != "" {
+		return v.opts.pluginDir
+	}
+	return pluginDir()
 }
 
 func pluginDir() string {

@@ -70,9 +70,9 @@ func TestREADMECommands(t *testing.T) {
 	for _, c := range readme {
 		dev.run(t, work, fill, used, fmt.Sprintf("README.md:%d", c.line), c.key, c.text)
 	}
-	// The Versions section's upgrade took: make dev's mount runs v0.2.0.
-	if mounts, err := dev.client.Sys().ListMounts(); err != nil || mounts["integrations/"] == nil || mounts["integrations/"].RunningVersion != "v0.2.0" {
-		t.Errorf("after the README's upgrade, integrations/ does not run v0.2.0: %v %+v", err, mounts["integrations/"])
+	// The Versions section's upgrade took: make dev's mount runs the next version.
+	if mounts, err := dev.client.Sys().ListMounts(); err != nil || mounts["integrations/"] == nil || mounts["integrations/"].RunningVersion != nextVersion {
+		t.Errorf("after the README's upgrade, integrations/ does not run %s: %v %+v", nextVersion, err, mounts["integrations/"])
 	}
 	// The quick start's Vault Agent rendered an access token of the local provider.
 	if b, err := os.ReadFile(filepath.Join(work, ".cache", "agent", "dev-api-token")); err != nil || !strings.HasPrefix(string(b), "ory_at_") {
@@ -142,11 +142,11 @@ var readmeTable = map[string]readmeEntry{
 	"vault read integrations/access/okta-mgmt": {skip: true, reason: "private_key_jwt at Okta: client_auth_test.go"},
 
 	// Versions: make dev has registered and mounted the plugin already.
-	"vault secrets enable -path=integrations -plugin-version=v0.1.0 -allowed-response-headers=Retry-After vault-plugin-secrets-integrations": {
+	"vault secrets enable -path=integrations -plugin-version=v0.2.0 -allowed-response-headers=Retry-After vault-plugin-secrets-integrations": {
 		fails: "path is already in use at integrations/", reason: "make dev mounted integrations/ already (the section is for a Vault of your own)"},
 
 	// Versions: "put the new binary in the plugin directory" comes first.
-	"vault plugin register -sha256=… -version=v0.2.0 secret vault-plugin-secrets-integrations": {before: buildV020, reason: "the new binary, built to report v0.2.0"},
+	"vault plugin register -sha256=… -version=" + nextVersion + " secret vault-plugin-secrets-integrations": {before: buildNext, reason: "the new binary, built to report " + nextVersion},
 }
 
 // readmeCommand is one command of a ```sh block, or one path-help example.
@@ -444,19 +444,23 @@ func (d *makeDev) run(t *testing.T, work string, fill func(string) string, used 
 	}
 }
 
-// buildV020 builds the plugin reporting v0.2.0 over the binary in make dev's plugin
+// nextVersion is the version the README's upgrade passage moves to: the one after
+// VERSION (make dev registers VERSION).
+const nextVersion = "v0.3.0"
+
+// buildNext builds the plugin reporting nextVersion over the binary in make dev's plugin
 // directory, as an operator installs a new version, and fills the README's -sha256=….
-func buildV020(t *testing.T, d *makeDev) {
+func buildNext(t *testing.T, d *makeDev) {
 	t.Helper()
 	dst := filepath.Join(d.plugins, pluginName)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-ldflags",
-		"-s -w -X github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/backend.Version=v0.2.0",
+		"-s -w -X github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/backend.Version="+nextVersion,
 		"-o", dst+".new", "./cmd/"+pluginName)
 	cmd.Dir, cmd.Env = "..", append(os.Environ(), "CGO_ENABLED=0")
 	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("building the plugin as v0.2.0: %v\n%s", err, out)
+		t.Fatalf("building the plugin as %s: %v\n%s", nextVersion, err, out)
 	}
 	if err := os.Rename(dst+".new", dst); err != nil {
 		t.Fatal(err)

@@ -203,3 +203,32 @@ oidc_provider_dir() {
   fi
   echo "$dir"
 }
+
+# PREVIOUS_RELEASE is the commit of the release before this one; the upgrade e2e test
+# (e2e/upgrade_test.go) mounts its build, upgrades to this one and downgrades again.
+PREVIOUS_RELEASE="${PREVIOUS_RELEASE:-867d649}"
+
+# previous_plugin prints the path of the plugin built from PREVIOUS_RELEASE (git
+# archive of that commit, built as its Makefile builds, reporting the version of its
+# VERSION file), built once into the cache. It needs the history: a shallow clone
+# without that commit fails here.
+previous_plugin() {
+  local sha version name
+  sha="$(git -C "$ROOT" rev-parse --short=12 "$PREVIOUS_RELEASE^{commit}")" || {
+    log "commit $PREVIOUS_RELEASE (the previous release) is not in this clone's history"; return 1; }
+  version="v$(git -C "$ROOT" show "$sha:VERSION" | tr -d ' \n')"
+  name="previous-$sha/vault-plugin-secrets-integrations-$version"
+  if ! cached "$name" >/dev/null; then
+    log "building the previous release's plugin ($version) from $sha"
+    local src="$CACHE_DIR/previous-$sha/src" module
+    rm -rf "$src" && mkdir -p "$src"
+    git -C "$ROOT" archive "$sha" | tar -x -C "$src"
+    module="$(cd "$src" && go list -m)"
+    (cd "$src" && CGO_ENABLED=0 go build -trimpath -ldflags "-s -w -X $module/backend.Version=$version" \
+      -o "$CACHE_DIR/$name.tmp" ./cmd/vault-plugin-secrets-integrations) >&2 || return 1
+    mv "$CACHE_DIR/$name.tmp" "$CACHE_DIR/$name"
+    rm -rf "$src"
+    keep "$name"
+  fi
+  cached "$name"
+}

@@ -137,6 +137,13 @@ if [ "$what" = all ] || [ "$what" = e2e ]; then
     log "e2e with the race-enabled plugin; race reports go to $E2E_RACE_LOG_DIR"
   fi
   export PLUGIN_VERSION="$(plugin_version)"
+  # The previous release's plugin, for the upgrade/downgrade test (e2e/upgrade_test.go).
+  # Without that commit (a shallow clone) the test fails under CI=true, skips elsewhere.
+  if prev="$(previous_plugin)"; then
+    export E2E_PREVIOUS_PLUGIN="$prev" E2E_PREVIOUS_VERSION="${prev##*-}"
+  else
+    log "the upgrade e2e test will skip (it fails under CI=true): no previous release to build"
+  fi
   E2E_TERRAFORM="$(terraform_bin)"
   TF_MIRROR="$(tf_mirror)"
   export E2E_TERRAFORM TF_MIRROR

@@ -20,7 +20,7 @@ variable "plugin_sha256" {
 variable "plugin_version" {
   description = "Version the plugin reports (the VERSION file, with a leading v); the mount runs it."
   type        = string
-  default     = "v0.1.0"
+  default     = "v0.2.0"
 }
 
 variable "mount_path" {
