@@ -51,6 +51,16 @@ func TestAwaitingConsentTransitions(t *testing.T) {
 	}
 	if got := AwaitingConsent(Suspend(NewState(at), ReasonManual, at), at); got.Status != StatusSuspended {
 		t.Errorf("from suspended: %s, want suspended", got.Status)
+	} else if back := Unsuspend(got, at); back.Status != StatusAwaitingConsent {
+		t.Errorf("suspended while awaiting consent, then unsuspended: %s, want awaiting_consent", back.Status)
+	}
+	// A suspension gives no consent: unsuspended, it awaits consent again.
+	if got := Unsuspend(Suspend(s, ReasonManual, at), at); got.Status != StatusAwaitingConsent || !got.AwaitingConsentAt.Equal(at) {
+		t.Errorf("awaiting consent, suspended, unsuspended: %+v, want awaiting_consent since %v", got, at)
+	}
+	// A consent while suspended is a consent.
+	if got := Unsuspend(Reauthorized(Suspend(s, ReasonManual, at), at), at); got.Status != StatusActive {
+		t.Errorf("consented while suspended, unsuspended: %s, want active", got.Status)
 	}
 }
 

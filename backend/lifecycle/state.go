@@ -124,6 +124,10 @@ func Touch(s State, at time.Time) State {
 func Unsuspend(s State, at time.Time) State {
 	if s.Status == StatusSuspended {
 		s.Status, s.Reason, s.SuspendedAt = StatusActive, "", time.Time{}
+		if !s.AwaitingConsentAt.IsZero() {
+			// Still no consent for its settings: a suspension does not give one.
+			s.Status = StatusAwaitingConsent
+		}
 	}
 	s = Touch(s, at)
 	s.Warned = nil
@@ -137,18 +141,21 @@ func Suspend(s State, reason Reason, at time.Time) State {
 		return s
 	}
 	s.Status, s.Reason, s.SuspendedAt = StatusSuspended, reason, at
-	s.NeedsReauthAt, s.AwaitingConsentAt = time.Time{}, time.Time{}
+	s.NeedsReauthAt = time.Time{} // AwaitingConsentAt stays: Unsuspend returns to it
 	return s
 }
 
 // AwaitingConsent records that the credential has no consent for its current
 // settings (created without one, its destination or client changed, or the provider
 // was asked for a token with no refresh token to send): active and needs_reauth
-// credentials await consent from at; a suspended one stays suspended.
+// credentials await consent from at; a suspended one stays suspended, and awaits
+// consent once unsuspended.
 func AwaitingConsent(s State, at time.Time) State {
 	switch s.Status {
 	case StatusActive, StatusNeedsReauth:
 		s.Status, s.Reason, s.NeedsReauthAt, s.AwaitingConsentAt = StatusAwaitingConsent, "", time.Time{}, at
+	case StatusSuspended:
+		s.AwaitingConsentAt = at // what Unsuspend returns to
 	}
 	return s
 }
@@ -179,8 +186,9 @@ func Reauthorized(s State, at time.Time) State {
 // token minted by a verification): neither refused nor awaiting consent.
 func granted(s State) State {
 	if s.Status == StatusAwaitingConsent {
-		s.Status, s.Reason, s.AwaitingConsentAt = StatusActive, "", time.Time{}
+		s.Status, s.Reason = StatusActive, ""
 	}
+	s.AwaitingConsentAt = time.Time{}
 	return Reconfigured(s)
 }
 
