@@ -175,14 +175,19 @@ func (b *integrationsBackend) verifyMint(ctx context.Context, s logical.Storage,
 }
 
 // recordVerification stores v in the lifecycle state of the credential read as was,
-// unless it changed since (another update's settings were not the ones verified), and
-// logs it. It reports whether v was stored.
+// unless it changed since (another update's settings were not the ones verified, or
+// its status moved on, e.g. a refusal recorded meanwhile), and logs it. It reports whether v was stored.
 func (b *integrationsBackend) recordVerification(ctx context.Context, s logical.Storage, was *credential, v lifecycle.Verification) (bool, error) {
 	unlock := b.credentials.lock(was.Name)
 	defer unlock()
 	c, err := b.credentials.get(ctx, s, was.Name)
 	if err != nil || c == nil || !c.UpdatedAt.Equal(was.UpdatedAt) {
 		return false, err
+	}
+	if v.Result == lifecycle.VerifyOK && (c.State.Status != was.State.Status || !c.State.NeedsReauthAt.Equal(was.State.NeedsReauthAt)) {
+		// A refusal (or a suspension) recorded while this verification ran is newer
+		// than what it found: it neither overrides it nor makes the credential usable.
+		return false, nil
 	}
 	n := c.clone()
 	n.keepDerivedFrom(was) // the same values: what was derived for was holds for n

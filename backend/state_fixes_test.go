@@ -238,3 +238,29 @@ func TestInterleavedFailingReadsCountOnceEach(t *testing.T) {
 		}
 	}
 }
+
+// A verification that minted does not undo a refusal recorded while it ran: the
+// refusal is newer than what the verification found, so the result is not recorded
+// and the credential stays needs_reauth.
+func TestVerifyDoesNotUndoANewerRefusal(t *testing.T) {
+	t.Parallel()
+	b, s, clock := newTestBackend(t)
+	lcCreateBasic(t, b, s, "svc", nil)
+	was, err := b.credentials.get(t.Context(), s, "svc")
+	if err != nil || was == nil {
+		t.Fatalf("get: %v %v", was, err)
+	}
+	// A refusal recorded meanwhile (as markNeedsReauth stores it: UpdatedAt unchanged).
+	refused := was.clone()
+	refused.State = lifecycle.NeedsReauth(refused.State, "invalid_client", clock.Now())
+	if err := b.credentials.put(t.Context(), s, refused); err != nil {
+		t.Fatal(err)
+	}
+	stored, err := b.recordVerification(t.Context(), s, was, lifecycle.Verification{Result: lifecycle.VerifyOK, CheckedAt: clock.Now(), Detail: "token minted"})
+	if err != nil || stored {
+		t.Fatalf("recordVerification: stored %v, %v; want not stored", stored, err)
+	}
+	if c, _ := b.credentials.get(t.Context(), s, "svc"); c.State.Status != lifecycle.StatusNeedsReauth {
+		t.Fatalf("status %s after the older verification, want needs_reauth", c.State.Status)
+	}
+}
