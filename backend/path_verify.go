@@ -184,9 +184,11 @@ func (b *integrationsBackend) recordVerification(ctx context.Context, s logical.
 	if err != nil || c == nil || !c.UpdatedAt.Equal(was.UpdatedAt) {
 		return false, err
 	}
-	if v.Result == lifecycle.VerifyOK && (c.State.Status != was.State.Status || !c.State.NeedsReauthAt.Equal(was.State.NeedsReauthAt)) {
-		// A refusal (or a suspension) recorded while this verification ran is newer
-		// than what it found: it neither overrides it nor makes the credential usable.
+	if v.Result == lifecycle.VerifyOK && c.State.NeedsReauthAt.After(was.State.NeedsReauthAt) {
+		// A refusal recorded while this successful verification ran is newer than
+		// what it found: it neither overrides it nor makes the credential usable. (A
+		// mint of this verification that cleared a failed one changes the status
+		// too, so the status itself is not compared.)
 		return false, nil
 	}
 	n := c.clone()
