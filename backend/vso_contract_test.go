@@ -68,8 +68,8 @@ func vsoRead(t *testing.T, b *integrationsBackend, s logical.Storage, name strin
 //
 //   - after each sync: computePostSyncHorizon, ttl (+0.5 s and jitter) from the sync,
 //     i.e. read time + ttl;
-//   - after its own restart: computeRotationTime, last_vault_rotation (Unix seconds)
-//     + the ttl it stored from its last read.
+//   - after its own restart: computeRotationTime, the ttl it stored from its last
+//     read added to last_vault_rotation (Unix seconds).
 //
 // ttl counts from the read (it is also what Vault Agent waits, from its read), so the
 // first lands on the hand-over point H (when this reader would be handed another
