@@ -156,3 +156,42 @@ func TestVSOContractStaticHasNone(t *testing.T) {
 		t.Error("a static answer carries last_vault_rotation")
 	}
 }
+
+// External Secrets Operator reads every refreshInterval, not by ttl. The README's rule,
+// at most a tenth of the token lifetime, keeps the token a periodic reader holds valid
+// until its next read, over several lifetimes; 15 minutes with hour-long tokens does
+// not (the first read in the refresh window is answered with the current token, which
+// has 13 minutes or less left).
+func TestPeriodicReaderRefreshInterval(t *testing.T) {
+	t.Parallel()
+	held := func(interval time.Duration) (expiredAt time.Time, ok bool) {
+		p := newTestProvider(t, providerConfig{accessTTL: time.Hour})
+		b, s, clock := newBackendWith(t, backendOptions{initialize: true})
+		mustOK(t, b, s, logical.CreateOperation, "credentials/cc", clientCredentials(p, "body"))
+		for range int(4 * time.Hour / interval) {
+			resp := accessOK(t, b, s, "cc", nil)
+			settle(b)
+			expiry := mustParseTime(t, resp.Data["expires_at"].(string))
+			clock.Advance(interval)
+			if !expiry.After(clock.Now()) {
+				return expiry, false
+			}
+		}
+		return time.Time{}, true
+	}
+	if at, ok := held(6 * time.Minute); !ok {
+		t.Fatalf("read every 6 minutes: the held token expired at %s before the next read", at)
+	}
+	if _, ok := held(15 * time.Minute); ok {
+		t.Fatal("read every 15 minutes: the held token never expired before the next read; the README's rule would be stricter than needed")
+	}
+}
+
+func mustParseTime(t *testing.T, s string) time.Time {
+	t.Helper()
+	at, err := time.Parse(time.RFC3339, s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return at
+}
