@@ -57,8 +57,8 @@ access_token, token_type, expires_at and scope, minted or refreshed as needed.
 OAuth answers also carry ttl (seconds until this reader would be handed another
 token, counted from this read), rotation_period (the token's lifetime) and
 last_vault_rotation (when the token was issued, RFC 3339 with nanoseconds), which
-Vault Agent templates and Vault Secrets Operator re-read by. Every read is recorded as usage and renews the credential's inactivity
-window. Refused while the credential is suspended, expired or needs re-authorization.` +
+Vault Agent templates and Vault Secrets Operator re-read by. Every read is recorded
+as usage and renews the credential's inactivity window. Refused while the credential is suspended, expired or needs re-authorization.` +
 			examples("vault read integrations/access/billing-db integration=nightly-export",
 				"vault read -field=access_token integrations/access/crm-api minimum_seconds=300"),
 	}
