@@ -90,6 +90,10 @@ type integrationsBackend struct {
 	cleanOnce      sync.Once
 
 	mount atomic.Pointer[string] // where the engine is mounted, learnt from requests
+
+	// eventsMissing is set once the server has answered that it has no event support,
+	// which is then logged once (eventNotSent).
+	eventsMissing atomic.Bool
 }
 
 func newBackend(now func() time.Time) *integrationsBackend {

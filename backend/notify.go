@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -13,7 +14,10 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/logical"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/backend/credtype"
 	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/backend/lifecycle"
@@ -106,9 +110,24 @@ func (b *integrationsBackend) deliver(ctx context.Context, n notification) {
 	// Servers without event support answer with an error; the log line above stands.
 	if err := logical.SendEvent(ctx, b.Backend, "integrations/credential-"+n.Event,
 		"credential", n.Credential, "type", n.Type, "message", n.Message, "due", n.Due); err != nil {
-		b.Logger().Debug("vault event not sent", "error", err)
+		b.eventNotSent(err)
 	}
 	b.enqueue(ctx, n)
+}
+
+// eventNotSent logs a Vault event that could not be sent. A server without event
+// support (one that answers gRPC Unimplemented, as the open-source fork does, or a
+// mount given no event sender) is said once per mount, at Info: it is how that
+// server is, not a failure, and every notification meets it. Any other error is
+// logged at Debug each time.
+func (b *integrationsBackend) eventNotSent(err error) {
+	if status.Code(err) == codes.Unimplemented || errors.Is(err, framework.ErrNoEvents) {
+		if b.eventsMissing.CompareAndSwap(false, true) {
+			b.Logger().Info("this Vault server does not support Vault events: notifications go to this log and the notify credential only", "error", err)
+		}
+		return
+	}
+	b.Logger().Debug("vault event not sent", "error", err)
 }
 
 // slackPostMessageURL is Slack's Web API method for posting a message as the bot whose

@@ -55,9 +55,11 @@ func pathAccess(b *integrationsBackend) *framework.Path {
 one applies and "totp_code" where a TOTP secret is set. OAuth types return a valid
 access_token, token_type, expires_at and scope, minted or refreshed as needed.
 OAuth answers also carry ttl (seconds until this reader would be handed another
-token) and rotation_period (the token's lifetime), which Vault Agent templates
-re-render by. Every read is recorded as usage and renews the credential's inactivity
-window. Refused while the credential is suspended, expired, awaiting consent or needs re-authorization.` +
+token, counted from this read), rotation_period (the token's lifetime) and
+last_vault_rotation (when the token was issued, RFC 3339 with nanoseconds), which
+Vault Agent templates and Vault Secrets Operator re-read by. Every read is recorded
+as usage and renews the credential's inactivity window. Refused while the credential
+is suspended, expired, awaiting consent or needs re-authorization.` +
 			examples("vault read integrations/access/billing-db integration=nightly-export",
 				"vault read -field=access_token integrations/access/crm-api minimum_seconds=300"),
 	}
@@ -219,17 +221,22 @@ func (b *integrationsBackend) tokenAccess(ctx context.Context, s logical.Storage
 	}
 	// ttl and rotation_period are what Vault Agent's templates re-render a secret
 	// without a lease by: it reads again ttl seconds later, when this reader would be
-	// handed another token.
+	// handed another token. Vault Secrets Operator (VaultDynamicSecret with
+	// allowStaticCreds) reads the same two and last_vault_rotation, the served token's
+	// issue time: it syncs again ttl after its read, and after its own restart at
+	// last_vault_rotation + ttl, which is that hand-over point moved earlier by the
+	// token's age at the read — early (one more read of the same token), never late.
 	handOver := b.handOverAt(cfg, held, c.Name, tok, shortLivedDemand(minValid, cfg.ExpiryBuffer, tok), answered)
 	return map[string]any{
-		"access_token":    tok.AccessToken,
-		"token_type":      tokenType,
-		"expires_at":      rfc3339(tok.Expiry),
-		"expires_in":      int64(tok.Expiry.Sub(answered) / time.Second),
-		"scope":           tok.Scope,
-		"authorization":   tokenType + " " + tok.AccessToken,
-		"ttl":             int64(handOver.Sub(answered) / time.Second),
-		"rotation_period": int64(tok.Expiry.Sub(tok.IssuedAt) / time.Second),
+		"access_token":        tok.AccessToken,
+		"token_type":          tokenType,
+		"expires_at":          rfc3339(tok.Expiry),
+		"expires_in":          int64(tok.Expiry.Sub(answered) / time.Second),
+		"scope":               tok.Scope,
+		"authorization":       tokenType + " " + tok.AccessToken,
+		"ttl":                 int64(handOver.Sub(answered) / time.Second),
+		"rotation_period":     int64(tok.Expiry.Sub(tok.IssuedAt) / time.Second),
+		"last_vault_rotation": rfc3339Nano(tok.IssuedAt),
 	}, warnings, nil
 }
 

@@ -140,6 +140,14 @@ func (b *integrationsBackend) refreshInBackground(ctx context.Context, cfg *engi
 	s := b.storage
 	res, t, err := b.mintToken(ctx, s, cfg, name, minValid, st, false)
 	switch {
+	case err == nil && res.Warning == "" && res.Token == &st.Token:
+		// Nothing requested: the Broker still counts st valid beyond the window (a
+		// read exactly at its opening: the read path's window includes that instant,
+		// ValidFor too). st is idle again, so the next read in the window starts
+		// another; left running, every reader would be answered ttl=1 until the due
+		// point.
+		st.ahead.Store(aheadIdle)
+		return
 	case err == nil && res.Warning == "":
 		// The new token is stored and cached (a new storedToken, idle); st is no
 		// longer served. The Broker may also have answered with a token minted
