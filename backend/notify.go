@@ -244,7 +244,7 @@ func postOnce(ctx context.Context, client *http.Client, d notifyDestination, bod
 	if err != nil {
 		return 0, nil, transportFailure(err)
 	}
-	defer resp.Body.Close()
+	defer func() { _ = resp.Body.Close() }()
 	answer, _ := io.ReadAll(io.LimitReader(resp.Body, notifyBodyLimit))
 	return resp.StatusCode, answer, nil
 }
