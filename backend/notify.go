@@ -271,7 +271,7 @@ func jitteredBackoff(attempt int) time.Duration {
 	if attempt < 20 {
 		ceiling = min(time.Second<<max(attempt, 1), notifyMaxBackoff)
 	}
-	return ceiling/2 + time.Duration(rand.Int64N(int64(ceiling/2)+1))
+	return ceiling/2 + time.Duration(rand.Int64N(int64(ceiling/2)+1)) //nolint:gosec // G404: retry jitter spreads load and guards nothing, so math/rand is right
 }
 
 // checkNotifyCredential refuses a notify_credential that does not exist or cannot

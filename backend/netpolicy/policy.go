@@ -291,5 +291,5 @@ func parseInetAton(s string) (netip.Addr, bool) {
 		return netip.Addr{}, false
 	}
 	n |= last
-	return netip.AddrFrom4([4]byte{byte(n >> 24), byte(n >> 16), byte(n >> 8), byte(n)}), true
+	return netip.AddrFrom4([4]byte{byte(n >> 24), byte(n >> 16), byte(n >> 8), byte(n)}), true //nolint:gosec // G115: each byte() keeps the low 8 bits on purpose: the four octets of n
 }
