@@ -188,16 +188,16 @@ func slackErrorCode(code string) string {
 const maxNotifyMessage = 512
 
 // oneLine makes s safe for a log line: every control character (newlines included)
-// becomes a space, and it is cut to at most max bytes on a rune boundary.
-func oneLine(s string, max int) string {
+// becomes a space, and it is cut to at most limit bytes on a rune boundary.
+func oneLine(s string, limit int) string {
 	s = strings.Map(func(r rune) rune {
 		if unicode.IsControl(r) || r == '\u2028' || r == '\u2029' {
 			return ' '
 		}
 		return r
 	}, strings.ToValidUTF8(s, "?"))
-	if len(s) > max {
-		cut := max
+	if len(s) > limit {
+		cut := limit
 		for cut > 0 && !utf8.RuneStart(s[cut]) {
 			cut--
 		}

@@ -119,8 +119,10 @@ func Canonical(entries []string) ([]string, error) {
 	return out, nil
 }
 
-// Denied and Allowed are the lists in canonical form, for a read of the config.
-func (p *Policy) Denied() []string  { return prefixStrings(p.denied) }
+// Denied is the deny list in canonical form, for a read of the config.
+func (p *Policy) Denied() []string { return prefixStrings(p.denied) }
+
+// Allowed is the allow list in canonical form, for a read of the config.
 func (p *Policy) Allowed() []string { return prefixStrings(p.allowed) }
 
 func prefixStrings(ps []netip.Prefix) []string {
