@@ -29,7 +29,7 @@ func yesNo(ok bool) string {
 	return "**not met**"
 }
 
-func (r *benchReport) render(t *testing.T) string {
+func (r *benchReport) render(_ *testing.T) string {
 	var b strings.Builder
 	w := func(format string, args ...any) { fmt.Fprintf(&b, format, args...) }
 	s := r.settings
