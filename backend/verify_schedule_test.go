@@ -31,7 +31,7 @@ func newCountingVerifyServer(t *testing.T) *countingVerifyServer {
 	cs.Server = httptest.NewServer(http.HandlerFunc(func(_ http.ResponseWriter, r *http.Request) {
 		n := cs.active.Add(1)
 		defer cs.active.Add(-1)
-		for m := cs.max.Load(); n > m && !cs.max.CompareAndSwap(m, n); m = cs.max.Load() {
+		for m := cs.max.Load(); n > m && !cs.max.CompareAndSwap(m, n); m = cs.max.Load() { //nolint:revive // empty-block: a compare-and-swap loop; the loop header is the work
 		}
 		cs.mu.Lock()
 		cs.hits[r.Header.Get("Authorization")]++

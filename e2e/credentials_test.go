@@ -221,7 +221,7 @@ func TestManageThroughAPIClient(t *testing.T) {
 func listWith(ctx context.Context, path string, query map[string][]string) (*api.Secret, error) {
 	req := shared.client.NewRequest("LIST", "/v1/"+path)
 	req.Params = query
-	resp, err := shared.client.RawRequestWithContext(ctx, req)
+	resp, err := shared.client.RawRequestWithContext(ctx, req) //nolint:staticcheck // SA1019: LIST with query parameters, which api.Logical has no helper for
 	if resp != nil {
 		defer resp.Body.Close()
 	}

@@ -481,7 +481,7 @@ func pathHelpExamples(t *testing.T, c *api.Client) []exampleGroup {
 	t.Helper()
 	r := c.NewRequest(http.MethodGet, "/v1/integrations/")
 	r.Params.Set("help", "1")
-	resp, err := c.RawRequest(r)
+	resp, err := c.RawRequest(r) //nolint:staticcheck // SA1019: the raw OpenAPI answer of ?help=1, read as `vault path-help` does
 	if err != nil {
 		t.Fatalf("reading the mount's OpenAPI document: %v", err)
 	}
