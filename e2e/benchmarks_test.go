@@ -501,7 +501,7 @@ const rolloverHalfWindow = time.Second // "within 2 s of a rollover": ±1 s arou
 func benchRollover(t *testing.T, s benchSettings, rep *benchReport) {
 	v := shared
 	mountPlugin(t, v, "roll")
-	defer v.client.Sys().Unmount("roll")
+	defer func() { _ = v.client.Sys().Unmount("roll") }() // cleanup: the server goes away with the test
 	buffer := (s.lifetime / 6).Truncate(time.Second)
 	if buffer < time.Second {
 		buffer = time.Second
@@ -617,7 +617,7 @@ type herdResult struct {
 func benchHerd(t *testing.T, s benchSettings, rep *benchReport) {
 	v := shared
 	mountPlugin(t, v, "herd")
-	defer v.client.Sys().Unmount("herd")
+	defer func() { _ = v.client.Sys().Unmount("herd") }() // cleanup: the server goes away with the test
 	hr := &herdResult{readers: 1000, refreshAhead: "not in this engine"}
 	if setRefreshAhead(t, v, "herd", false) {
 		hr.refreshAhead = "off"

@@ -374,7 +374,9 @@ func (r inprocResults) get(name string) string {
 		return "—"
 	}
 	var ns float64
-	fmt.Sscan(v, &ns)
+	if _, err := fmt.Sscan(v, &ns); err != nil {
+		return v // not a number: shown as recorded
+	}
 	s := time.Duration(ns).String()
 	if ops := r.metric(name, "storage-ops/op"); ops != "" {
 		s += " (" + ops + " storage ops)"
