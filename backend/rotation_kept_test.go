@@ -61,7 +61,7 @@ func refreshPaths() []refreshPath {
 			clock.Advance(time.Hour)
 			return asyncRequest(b, s, logical.ReadOperation, "access/ac")
 		}},
-		{name: "verify", start: func(_ *testing.T, b *integrationsBackend, s logical.Storage, clock *testClock) func() {
+		{name: "verify", start: func(_ *testing.T, b *integrationsBackend, s logical.Storage, _ *testClock) func() {
 			return asyncRequest(b, s, logical.UpdateOperation, "credentials/ac/verify")
 		}},
 		{name: "refresh_ahead", setup: map[string]any{"refresh_ahead": true}, start: func(t *testing.T, b *integrationsBackend, s logical.Storage, clock *testClock) func() {

@@ -101,7 +101,7 @@ func providerFaults(t *testing.T) []providerFault {
 			fault: jsonFault(http.StatusBadRequest, `{"error":"`+code+`","error_description":"`+oauthtest.Marker+`"}`)}
 	}
 	repoint := func(bad string) func(*testing.T, *oauthtest.Provider) (string, func()) {
-		return func(_ *testing.T, p *oauthtest.Provider) (string, func()) { return bad, nil }
+		return func(_ *testing.T, _ *oauthtest.Provider) (string, func()) { return bad, nil }
 	}
 	return []providerFault{
 		transient("timeout", slowFault, "timeout"),

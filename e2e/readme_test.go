@@ -280,7 +280,7 @@ func startMakeDev(t *testing.T, plugins string) *makeDev {
 	t.Cleanup(func() {
 		_ = cmd.Process.Signal(syscall.SIGINT)
 		select {
-		case <-exited:
+		case <-exited: //nolint:errcheck // its exit status after Ctrl-C is not what the test checks
 		case <-time.After(30 * time.Second):
 			t.Errorf("scripts/dev.sh did not stop within 30s of Ctrl-C")
 			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
