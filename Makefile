@@ -5,7 +5,7 @@ VERSION := v$(shell tr -d ' \n' < VERSION)
 MODULE  := $(shell go list -m)
 LDFLAGS := -s -w -X $(MODULE)/backend.Version=$(VERSION)
 
-.PHONY: build build-race dev test unit fuzz e2e bench fmt vet vault tfprovider clean
+.PHONY: build build-race dev test unit lint fuzz e2e bench fmt vet vault tfprovider clean
 
 build: ## bin/vault-plugin-secrets-integrations
 	CGO_ENABLED=0 go build -trimpath -ldflags "$(LDFLAGS)" -o bin/$(PLUGIN) ./cmd/$(PLUGIN)
@@ -16,11 +16,14 @@ build-race: ## bin-race/vault-plugin-secrets-integrations: the plugin built with
 dev: build ## a real Vault dev server with the plugin mounted at integrations/
 	@bash scripts/dev.sh
 
-test: ## vet, unit tests under -race, every benchmark once, every fuzz target, then end-to-end tests against a real Vault
+test: ## vet, lint, unit tests under -race, every benchmark once, every fuzz target, then end-to-end tests against a real Vault
 	@bash scripts/test.sh
 
-unit: ## vet, unit tests, every benchmark once and fuzzing
+unit: ## vet, lint, unit tests, every benchmark once and fuzzing
 	@bash scripts/test.sh unit
+
+lint: ## golangci-lint (pinned, built once from the Go module proxy and cached) with .golangci.yml
+	@bash scripts/test.sh lint
 
 fuzz: ## every fuzz target for FUZZTIME (default 5s)
 	@bash scripts/test.sh fuzz

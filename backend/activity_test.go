@@ -336,7 +336,7 @@ func TestCleanupFlushesUsage(t *testing.T) {
 func TestEventsLoggedForChangesAndTokens(t *testing.T) {
 	t.Parallel()
 	var fail atomic.Bool
-	provider := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	provider := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		if fail.Load() {
 			w.WriteHeader(http.StatusUnauthorized)

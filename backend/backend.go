@@ -149,18 +149,18 @@ func (b *integrationsBackend) initialize(ctx context.Context, req *logical.Initi
 		b.storage = req.Storage
 	}
 	b.notifierStop, b.notifierDone = make(chan struct{}), make(chan struct{})
-	go func() {
+	go func() { //nolint:contextcheck // background work that outlives this call: it runs under the backend's own lifetime, not the request's context
 		defer close(b.notifierDone)
 		b.runNotifier(b.notifierStop)
 	}()
-	b.startActivity()
+	b.startActivity() //nolint:contextcheck // background work that outlives this call: it runs under the backend's own lifetime, not the request's context
 	if b.WriteSafeReplicationState() {
 		// The index is built in the background: Initialize returns at once however many
 		// credentials the mount holds, and reads and lists are served from storage
 		// meanwhile. Vault calls Initialize on every mount setup of the node that does
 		// background work: a plugin reload, a restart, a standby becoming active.
 		b.tokens.kept.start(b.now().UTC())
-		b.startIndexBuild(req.Storage)
+		b.startIndexBuild(req.Storage) //nolint:contextcheck // background work that outlives this call: it runs under the backend's own lifetime, not the request's context
 		// What an earlier run left in the outbox is delivered now. Loading it here keeps
 		// the notifier from touching storage while there is nothing to deliver.
 		if waiting, err := b.outbox.load(ctx, req.Storage); err != nil {

@@ -27,7 +27,7 @@ func BenchmarkAccessCachedToken(b *testing.B) {
 	// with the provider holding the refresh: every read serves the cached token.
 	gate := make(chan struct{})
 	b.Cleanup(func() { close(gate) })
-	p.SetFault(func(w http.ResponseWriter, r *http.Request) bool { <-gate; return false })
+	p.SetFault(func(_ http.ResponseWriter, _ *http.Request) bool { <-gate; return false })
 	clock.Advance(50 * time.Minute)
 	b.Run("in-window", run)
 }

@@ -502,9 +502,9 @@ func (c *credential) deviceIndexKey() string {
 // the account found there is the one asked for.
 func (c *credential) hasDeviceTriple(hostname, ip, username string) bool {
 	return c != nil && c.Type == deviceAccountType &&
-		strings.ToLower(c.Values.Str("hostname")) == strings.ToLower(hostname) &&
+		strings.ToLower(c.Values.Str("hostname")) == strings.ToLower(hostname) && //nolint:staticcheck // SA6005: compares exactly as the index keys are built (strings.ToLower), which EqualFold's folding does not
 		c.Values.Str("ip") == ip &&
-		strings.ToLower(c.Values.Str("username")) == strings.ToLower(username)
+		strings.ToLower(c.Values.Str("username")) == strings.ToLower(username) //nolint:staticcheck // SA6005: as above
 }
 
 // deviceTripleOf is a device account's stored hostname, ip and username.

@@ -54,7 +54,7 @@ func fillKeyWork(t *testing.T) (release func()) {
 }
 
 // requestBy sends one request under ctx and returns the answer, whatever it is.
-func requestBy(t *testing.T, ctx context.Context, b logical.Backend, s logical.Storage, op logical.Operation, path string, data map[string]any) *logical.Response {
+func requestBy(t *testing.T, ctx context.Context, b logical.Backend, s logical.Storage, op logical.Operation, path string, data map[string]any) *logical.Response { //nolint:revive // context-as-argument: *testing.T first, as every test helper here
 	t.Helper()
 	resp, err := b.HandleRequest(ctx, &logical.Request{Operation: op, Path: path, Data: data, Storage: s})
 	if err != nil {

@@ -251,7 +251,7 @@ func rebindingServers(t *testing.T) (public, internal netip.Addr, hits *rebindHi
 		hits.public.Add(1)
 		_, _ = io.Copy(io.Discard, r.Body)
 		w.Header().Set("Connection", "close")
-		http.Redirect(w, r, "/real"+r.URL.Path, http.StatusTemporaryRedirect)
+		http.Redirect(w, r, "/real"+r.URL.Path, http.StatusTemporaryRedirect) //nolint:gosec // G710: the test provider redirects on purpose: the client under test must refuse it
 	})
 	serve(il, func(w http.ResponseWriter, _ *http.Request) {
 		hits.internal.Add(1)

@@ -207,16 +207,16 @@ func slackErrorCode(code string) string {
 const maxNotifyMessage = 512
 
 // oneLine makes s safe for a log line: every control character (newlines included)
-// becomes a space, and it is cut to at most max bytes on a rune boundary.
-func oneLine(s string, max int) string {
+// becomes a space, and it is cut to at most limit bytes on a rune boundary.
+func oneLine(s string, limit int) string {
 	s = strings.Map(func(r rune) rune {
 		if unicode.IsControl(r) || r == '\u2028' || r == '\u2029' {
 			return ' '
 		}
 		return r
 	}, strings.ToValidUTF8(s, "?"))
-	if len(s) > max {
-		cut := max
+	if len(s) > limit {
+		cut := limit
 		for cut > 0 && !utf8.RuneStart(s[cut]) {
 			cut--
 		}
@@ -263,7 +263,7 @@ func postOnce(ctx context.Context, client *http.Client, d notifyDestination, bod
 	if err != nil {
 		return 0, nil, transportFailure(err)
 	}
-	defer resp.Body.Close()
+	defer func() { _ = resp.Body.Close() }()
 	answer, _ := io.ReadAll(io.LimitReader(resp.Body, notifyBodyLimit))
 	return resp.StatusCode, answer, nil
 }
@@ -290,7 +290,7 @@ func jitteredBackoff(attempt int) time.Duration {
 	if attempt < 20 {
 		ceiling = min(time.Second<<max(attempt, 1), notifyMaxBackoff)
 	}
-	return ceiling/2 + time.Duration(rand.Int64N(int64(ceiling/2)+1))
+	return ceiling/2 + time.Duration(rand.Int64N(int64(ceiling/2)+1)) //nolint:gosec // G404: retry jitter spreads load and guards nothing, so math/rand is right
 }
 
 // checkNotifyCredential refuses a notify_credential that does not exist or cannot

@@ -525,7 +525,7 @@ func TestSlackRefusalEchoesNoProviderText(t *testing.T) {
 	}
 
 	hostile := "PROVIDERTEXT <!channel>\ncall +1 555 0100"
-	slack := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	slack := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		_ = json.NewEncoder(w).Encode(map[string]any{"ok": false, "error": hostile})
 	}))
 	t.Cleanup(slack.Close)
@@ -566,7 +566,7 @@ func TestNotifyOnFreshConnection(t *testing.T) {
 	t.Parallel()
 	var mu sync.Mutex
 	var from []string
-	receiver := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	receiver := httptest.NewServer(http.HandlerFunc(func(_ http.ResponseWriter, r *http.Request) {
 		_, _ = io.Copy(io.Discard, r.Body)
 		mu.Lock()
 		from = append(from, r.RemoteAddr)

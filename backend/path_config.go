@@ -318,7 +318,7 @@ func (b *integrationsBackend) pathConfigWrite(ctx context.Context, req *logical.
 	if err := b.configChanged(ctx, req.Storage, current, &next); err != nil {
 		return nil, err
 	}
-	b.rebuildIndex(req.Storage)
+	b.rebuildIndex(req.Storage) //nolint:contextcheck // background work that outlives this call: it runs under the backend's own lifetime, not the request's context
 	return &logical.Response{Data: next.responseData()}, nil
 }
 
@@ -329,7 +329,7 @@ func (b *integrationsBackend) pathConfigDelete(ctx context.Context, req *logical
 		return nil, err
 	}
 	// After configMu is released: the scan reads config.
-	b.rebuildIndex(req.Storage)
+	b.rebuildIndex(req.Storage) //nolint:contextcheck // background work that outlives this call: it runs under the backend's own lifetime, not the request's context
 	return nil, nil
 }
 

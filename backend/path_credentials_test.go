@@ -730,7 +730,7 @@ func TestCredentialsListKeyInfoAndFilters(t *testing.T) {
 	}
 	for _, f := range filters {
 		resp, code := credReq(t, b, s, logical.ListOperation, "credentials/", f.q)
-		if code != 0 && !(code == http.StatusNotFound && f.want == nil) {
+		if code != 0 && (code != http.StatusNotFound || f.want != nil) {
 			t.Errorf("list %v: status %d", f.q, code)
 			continue
 		}
@@ -907,7 +907,7 @@ func TestCredentialCacheNotResurrectedByRacingRead(t *testing.T) {
 				n := c.clone()
 				setValue(n, "password", "new")
 				entry, _ := logical.StorageEntryJSON(credentialPrefix+"raced", n)
-				if err := g.Storage.Put(ctx, entry); err != nil {
+				if err := g.Put(ctx, entry); err != nil {
 					t.Fatal(err)
 				}
 				b.InvalidateKey(ctx, credentialPrefix+"raced")

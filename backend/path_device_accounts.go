@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"regexp"
 	"strings"
+	"time"
 
 	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/logical"
@@ -80,7 +81,7 @@ when not found. An update keeps stored secrets it does not send.` +
 }
 
 // deviceTriple reads hostname, ip and username, refusing a request that lacks any.
-func deviceTriple(raw map[string]any) (hostname, ip, username string, err error) {
+func deviceTriple(ctx context.Context, raw map[string]any) (hostname, ip, username string, err error) {
 	for _, f := range []struct {
 		name string
 		dst  *string
@@ -94,7 +95,7 @@ func deviceTriple(raw map[string]any) (hostname, ip, username string, err error)
 	// Normalize exactly as the validator does for the stored account (lower-case host
 	// without a trailing dot, canonical unmapped IP), so that every spelling it accepts
 	// finds the account, and a malformed value is refused by name.
-	v, verr := credtype.DeviceAccountType().Validate(map[string]any{"hostname": hostname, "ip": ip, "username": username})
+	v, verr := credtype.DeviceAccountType().ValidateContext(ctx, map[string]any{"hostname": hostname, "ip": ip, "username": username}, time.Time{}, nil)
 	if verr != nil {
 		return "", "", "", verr
 	}
@@ -128,7 +129,7 @@ func (b *integrationsBackend) pathDeviceAccountUpsert(ctx context.Context, req *
 		}
 		existing = c
 	} else {
-		hostname, ip, username, err := deviceTriple(raw)
+		hostname, ip, username, err := deviceTriple(ctx, raw)
 		if err != nil {
 			return logical.ErrorResponse(err.Error()), nil
 		}
@@ -232,7 +233,7 @@ func deviceAccountNames(hostname, username, ip string) []string {
 }
 
 func (b *integrationsBackend) pathLookup(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
-	hostname, ip, username, err := deviceTriple(d.Raw)
+	hostname, ip, username, err := deviceTriple(ctx, d.Raw)
 	if err != nil {
 		return logical.ErrorResponse(err.Error()), nil
 	}

@@ -313,7 +313,7 @@ func lcWantGone(t *testing.T, b *integrationsBackend, s logical.Storage, name st
 	for _, path := range []string{"credentials/" + name, "access/" + name, "credentials/" + name + "/logs"} {
 		resp, err := lcDo(b, s, logical.ReadOperation, path, "", nil)
 		var coded logical.HTTPCodedError
-		if resp != nil || err != nil && !(errors.As(err, &coded) && coded.Code() == http.StatusNotFound) {
+		if resp != nil || err != nil && (!errors.As(err, &coded) || coded.Code() != http.StatusNotFound) {
 			t.Errorf("read %s after purge: %v, %v; want a 404", path, resp, err)
 		}
 	}

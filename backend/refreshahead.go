@@ -176,8 +176,8 @@ func (b *integrationsBackend) refreshInBackground(ctx context.Context, cfg *engi
 		defer rcancel()
 		// Recorded only while the credential exists: events of one deleted meanwhile
 		// would outlive it.
-		if c, gerr := b.credentials.get(rctx, s, name); gerr == nil && c != nil {
-			_ = b.tokenFailure(rctx, s, t, err, b.now()) // records it; needs_reauth on a permanent refusal
+		if c, gerr := b.credentials.get(rctx, s, name); gerr == nil && c != nil { //nolint:contextcheck // on purpose: the refresh's context may have run out; rctx is bounded by the refresh-ahead context, which Clean ends
+			_ = b.tokenFailure(rctx, s, t, err, b.now()) //nolint:contextcheck // as above. It records it; needs_reauth on a permanent refusal
 		}
 	}
 	next := b.tokens.brokerOf().RetryAt(name)

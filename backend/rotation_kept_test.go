@@ -57,11 +57,11 @@ func refreshPaths() []refreshPath {
 		}
 	}
 	return []refreshPath{
-		{name: "access", start: func(t *testing.T, b *integrationsBackend, s logical.Storage, clock *testClock) func() {
+		{name: "access", start: func(_ *testing.T, b *integrationsBackend, s logical.Storage, clock *testClock) func() {
 			clock.Advance(time.Hour)
 			return asyncRequest(b, s, logical.ReadOperation, "access/ac")
 		}},
-		{name: "verify", start: func(t *testing.T, b *integrationsBackend, s logical.Storage, clock *testClock) func() {
+		{name: "verify", start: func(_ *testing.T, b *integrationsBackend, s logical.Storage, _ *testClock) func() {
 			return asyncRequest(b, s, logical.UpdateOperation, "credentials/ac/verify")
 		}},
 		{name: "refresh_ahead", setup: map[string]any{"refresh_ahead": true}, start: func(t *testing.T, b *integrationsBackend, s logical.Storage, clock *testClock) func() {
@@ -69,11 +69,11 @@ func refreshPaths() []refreshPath {
 			accessOK(t, b, s, "ac", nil) // served the current token; the refresh runs behind
 			return func() { settle(b) }
 		}},
-		{name: "keepalive", start: func(t *testing.T, b *integrationsBackend, s logical.Storage, clock *testClock) func() {
+		{name: "keepalive", start: func(_ *testing.T, b *integrationsBackend, s logical.Storage, clock *testClock) func() {
 			clock.Advance(week + time.Hour)
 			return asyncTick(b, s, b.keepalives.wait)
 		}},
-		{name: "verify_schedule", setup: map[string]any{"verify_interval": "1h"}, start: func(t *testing.T, b *integrationsBackend, s logical.Storage, clock *testClock) func() {
+		{name: "verify_schedule", setup: map[string]any{"verify_interval": "1h"}, start: func(_ *testing.T, b *integrationsBackend, s logical.Storage, clock *testClock) func() {
 			clock.Advance(2 * time.Hour)
 			return asyncTick(b, s, b.verifier.wait)
 		}},

@@ -269,7 +269,7 @@ func (b *integrationsBackend) sweep(ctx context.Context, s logical.Storage) (err
 		// act meanwhile on what is indexed. Each due name is judged afresh under its
 		// lock, so a partial index can delay an action (until the scan files the
 		// credential) but never repeat one or act on a stale state.
-		b.startIndexBuild(s)
+		b.startIndexBuild(s) //nolint:contextcheck // background work that outlives this call: it runs under the backend's own lifetime, not the request's context
 	}
 	now := b.now().UTC()
 	var errs []error

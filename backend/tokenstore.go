@@ -196,13 +196,13 @@ func (b *integrationsBackend) oauthConfig(cfg *engineConfig, c *credential) (oau
 // destination fields.
 func destination(c *credential) string {
 	h := sha256.New()
-	fmt.Fprintf(h, "%s\x00", c.Type)
+	_, _ = fmt.Fprintf(h, "%s\x00", c.Type)
 	for _, f := range c.typeDef().DestinationFields() {
 		v := c.Values.Str(f)
 		if v == "" && f == credtype.FieldCACertificate {
 			continue // unset: the fingerprint tokens stored before the field carry
 		}
-		fmt.Fprintf(h, "%s=%d:%s\x00", f, len(v), v)
+		_, _ = fmt.Fprintf(h, "%s=%d:%s\x00", f, len(v), v)
 	}
 	return hex.EncodeToString(h.Sum(nil)[:16])
 }
@@ -233,7 +233,7 @@ func grantOwner(c *credential) string {
 	h := sha256.New()
 	for _, f := range fields {
 		v := c.Values.Str(f)
-		fmt.Fprintf(h, "%s=%d:%s\x00", f, len(v), v)
+		_, _ = fmt.Fprintf(h, "%s=%d:%s\x00", f, len(v), v)
 	}
 	return hex.EncodeToString(h.Sum(nil)[:16])
 }

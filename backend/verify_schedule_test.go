@@ -28,10 +28,10 @@ type countingVerifyServer struct {
 
 func newCountingVerifyServer(t *testing.T) *countingVerifyServer {
 	cs := &countingVerifyServer{hits: map[string]int{}}
-	cs.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	cs.Server = httptest.NewServer(http.HandlerFunc(func(_ http.ResponseWriter, r *http.Request) {
 		n := cs.active.Add(1)
 		defer cs.active.Add(-1)
-		for m := cs.max.Load(); n > m && !cs.max.CompareAndSwap(m, n); m = cs.max.Load() {
+		for m := cs.max.Load(); n > m && !cs.max.CompareAndSwap(m, n); m = cs.max.Load() { //nolint:revive // empty-block: a compare-and-swap loop; the loop header is the work
 		}
 		cs.mu.Lock()
 		cs.hits[r.Header.Get("Authorization")]++

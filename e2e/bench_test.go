@@ -40,12 +40,12 @@ func BenchmarkAccessThroughVault(b *testing.B) {
 		if err := c.Sys().Mount(m.path, &api.MountInput{Type: m.typ}); err != nil {
 			b.Fatal(err)
 		}
-		defer c.Sys().Unmount(m.path)
+		defer func() { _ = c.Sys().Unmount(m.path) }() // cleanup: the server goes away with the test
 	}
 	if err := c.Sys().Mount("bench-int", &api.MountInput{Type: pluginName, Config: api.MountConfigInput{PluginVersion: os.Getenv("PLUGIN_VERSION")}}); err != nil {
 		b.Fatal(err)
 	}
-	defer c.Sys().Unmount("bench-int")
+	defer func() { _ = c.Sys().Unmount("bench-int") }() // cleanup: the server goes away with the test
 	if _, err := c.Logical().Write("bench-int/credentials/svc", map[string]any{
 		"type": "basic", "username": "svc-user", "password": "pw-0123456789",
 	}); err != nil {

@@ -501,7 +501,7 @@ const rolloverHalfWindow = time.Second // "within 2 s of a rollover": ±1 s arou
 func benchRollover(t *testing.T, s benchSettings, rep *benchReport) {
 	v := shared
 	mountPlugin(t, v, "roll")
-	defer v.client.Sys().Unmount("roll")
+	defer func() { _ = v.client.Sys().Unmount("roll") }() // cleanup: the server goes away with the test
 	buffer := (s.lifetime / 6).Truncate(time.Second)
 	if buffer < time.Second {
 		buffer = time.Second
@@ -617,7 +617,7 @@ type herdResult struct {
 func benchHerd(t *testing.T, s benchSettings, rep *benchReport) {
 	v := shared
 	mountPlugin(t, v, "herd")
-	defer v.client.Sys().Unmount("herd")
+	defer func() { _ = v.client.Sys().Unmount("herd") }() // cleanup: the server goes away with the test
 	hr := &herdResult{readers: 1000, refreshAhead: "not in this engine"}
 	if setRefreshAhead(t, v, "herd", false) {
 		hr.refreshAhead = "off"
@@ -806,7 +806,7 @@ func processCPU(pid int) (int64, error) {
 // over a second (the background work the plugin started has ended, including the
 // storage writes Vault does for it, as seen from outside), at most max, and returns
 // how long that took.
-func waitIdle(v *vaultServer, max time.Duration) (time.Duration, error) {
+func waitIdle(v *vaultServer, limit time.Duration) (time.Duration, error) {
 	const window = time.Second
 	const idleTicks = 5 // of the 100 a second on Linux
 	start := time.Now()
@@ -819,7 +819,7 @@ func waitIdle(v *vaultServer, max time.Duration) (time.Duration, error) {
 	if err != nil {
 		return 0, err
 	}
-	for time.Since(start) < max {
+	for time.Since(start) < limit {
 		time.Sleep(window) // the observation window itself, not a stand-in for a signal
 		plugin, vault, err := cpus()
 		if err != nil {
@@ -830,7 +830,7 @@ func waitIdle(v *vaultServer, max time.Duration) (time.Duration, error) {
 		}
 		lastPlugin, lastVault = plugin, vault
 	}
-	return time.Since(start), fmt.Errorf("still busy after %s", max)
+	return time.Since(start), fmt.Errorf("still busy after %s", limit)
 }
 
 // pluginPID finds the child of v's server process running the plugin binary.

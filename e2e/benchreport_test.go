@@ -29,7 +29,7 @@ func yesNo(ok bool) string {
 	return "**not met**"
 }
 
-func (r *benchReport) render(t *testing.T) string {
+func (r *benchReport) render(_ *testing.T) string {
 	var b strings.Builder
 	w := func(format string, args ...any) { fmt.Fprintf(&b, format, args...) }
 	s := r.settings
@@ -374,7 +374,9 @@ func (r inprocResults) get(name string) string {
 		return "—"
 	}
 	var ns float64
-	fmt.Sscan(v, &ns)
+	if _, err := fmt.Sscan(v, &ns); err != nil {
+		return v // not a number: shown as recorded
+	}
 	s := time.Duration(ns).String()
 	if ops := r.metric(name, "storage-ops/op"); ops != "" {
 		s += " (" + ops + " storage ops)"

@@ -221,7 +221,7 @@ func TestManageThroughAPIClient(t *testing.T) {
 func listWith(ctx context.Context, path string, query map[string][]string) (*api.Secret, error) {
 	req := shared.client.NewRequest("LIST", "/v1/"+path)
 	req.Params = query
-	resp, err := shared.client.RawRequestWithContext(ctx, req)
+	resp, err := shared.client.RawRequestWithContext(ctx, req) //nolint:staticcheck // SA1019: LIST with query parameters, which api.Logical has no helper for
 	if resp != nil {
 		defer resp.Body.Close()
 	}
@@ -252,10 +252,12 @@ func TestValidationThroughCLI(t *testing.T) {
 	_, otherKey := fixtures.Certificate(mustTime(t, "2030-01-01T00:00:00Z"))
 	keyFile := filepath.Join(t.TempDir(), "k.pem")
 	certFile := filepath.Join(t.TempDir(), "c.pem")
-	os.WriteFile(keyFile, []byte(otherKey), 0o600)
-	os.WriteFile(certFile, []byte(cert), 0o600)
 	sshKey := filepath.Join(t.TempDir(), "id")
-	os.WriteFile(sshKey, []byte(fixtures.SSHKey("right")), 0o600)
+	for file, content := range map[string]string{keyFile: otherKey, certFile: cert, sshKey: fixtures.SSHKey("right")} {
+		if err := os.WriteFile(file, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
 	fp := fixtures.HostKeyFingerprint()
 	cases := []struct {
 		name, field string

@@ -422,9 +422,9 @@ func (v *vaultServer) logTail() string {
 	if err != nil {
 		return err.Error()
 	}
-	const max = 8000
-	if len(b) > max {
-		b = b[len(b)-max:]
+	const keep = 8000
+	if len(b) > keep {
+		b = b[len(b)-keep:]
 	}
 	return string(b)
 }
@@ -497,19 +497,6 @@ func (v *vaultServer) mustCLI(t *testing.T, args ...string) string {
 		t.Fatal(err)
 	}
 	return out
-}
-
-// cliWithStdin runs the CLI with data on standard input (for `-` arguments, e.g. PEM
-// files written as field=-).
-func (v *vaultServer) cliWithStdin(stdin io.Reader, args ...string) (string, error) {
-	cmd := exec.Command(os.Getenv("VAULT_BIN"), args...)
-	cmd.Env = append(os.Environ(), "VAULT_ADDR="+v.addr, "VAULT_TOKEN="+v.token, "VAULT_FORMAT=")
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr, cmd.Stdin = &stdout, &stderr, stdin
-	if err := cmd.Run(); err != nil {
-		return stdout.String(), fmt.Errorf("vault %s: %w\n%s", strings.Join(args, " "), err, stderr.String())
-	}
-	return stdout.String(), nil
 }
 
 // statusCode is the HTTP status of an API error, 0 when err is not one.

@@ -151,7 +151,6 @@ func (m *slackMITM) connectsSeen() []string {
 // hostileCase is one answer of the hostile token endpoint.
 type hostileCase struct {
 	name      string
-	marker    string                                 // in everything the answer carries
 	answer    func(w http.ResponseWriter, mk string) // what the provider sends
 	wantCodes []string                               // what callers and stored state may name instead
 	permanent bool                                   // the refusal makes the credential needs_reauth

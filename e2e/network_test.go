@@ -29,7 +29,7 @@ func TestNetworkPolicy(t *testing.T) {
 	if got := fmt.Sprint(cfg.Data["denied_networks"]); got != fmt.Sprint(netpolicy.DefaultDenied) {
 		t.Errorf("default denied_networks %s, want %v", got, netpolicy.DefaultDenied)
 	}
-	cred := func(name string) map[string]any {
+	cred := func(_ string) map[string]any {
 		return map[string]any{"type": "oauth2_client_credentials", "token_url": p.TokenURL(), "client_id": oauthtest.ClientID, "client_secret": oauthtest.ClientSecret}
 	}
 	for _, name := range []string{"first", "second"} {

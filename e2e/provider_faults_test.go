@@ -33,16 +33,14 @@ type providerFault struct {
 	// fault answers in the provider's place; endpoint instead gives a token_url that
 	// fails before any provider sees the request (then 0 provider requests).
 	fault    oauthtest.Fault
-	endpoint func(t *testing.T, p *oauthtest.Provider) (tokenURL string, recover func())
+	endpoint func(t *testing.T, p *oauthtest.Provider) (tokenURL string, restore func())
 	status   int      // the caller's status
 	msg      []string // what the caller's message names
 	state    string   // the credential's status afterwards
-	// recover makes the provider healthy again (default: SetFault(nil)).
-	recover func(p *oauthtest.Provider)
 }
 
 // slowFault holds the request until the client gives up.
-func slowFault(w http.ResponseWriter, r *http.Request) bool {
+func slowFault(_ http.ResponseWriter, r *http.Request) bool {
 	<-r.Context().Done()
 	return true
 }
@@ -103,7 +101,7 @@ func providerFaults(t *testing.T) []providerFault {
 			fault: jsonFault(http.StatusBadRequest, `{"error":"`+code+`","error_description":"`+oauthtest.Marker+`"}`)}
 	}
 	repoint := func(bad string) func(*testing.T, *oauthtest.Provider) (string, func()) {
-		return func(t *testing.T, p *oauthtest.Provider) (string, func()) { return bad, nil }
+		return func(_ *testing.T, _ *oauthtest.Provider) (string, func()) { return bad, nil }
 	}
 	return []providerFault{
 		transient("timeout", slowFault, "timeout"),

@@ -280,7 +280,7 @@ func startMakeDev(t *testing.T, plugins string) *makeDev {
 	t.Cleanup(func() {
 		_ = cmd.Process.Signal(syscall.SIGINT)
 		select {
-		case <-exited:
+		case <-exited: //nolint:errcheck // its exit status after Ctrl-C is not what the test checks
 		case <-time.After(30 * time.Second):
 			t.Errorf("scripts/dev.sh did not stop within 30s of Ctrl-C")
 			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
@@ -485,7 +485,7 @@ func pathHelpExamples(t *testing.T, c *api.Client) []exampleGroup {
 	t.Helper()
 	r := c.NewRequest(http.MethodGet, "/v1/integrations/")
 	r.Params.Set("help", "1")
-	resp, err := c.RawRequest(r)
+	resp, err := c.RawRequest(r) //nolint:staticcheck // SA1019: the raw OpenAPI answer of ?help=1, read as `vault path-help` does
 	if err != nil {
 		t.Fatalf("reading the mount's OpenAPI document: %v", err)
 	}

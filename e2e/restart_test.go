@@ -12,8 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hashicorp/vault/api"
-
 	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/internal/oauthtest"
 )
 
@@ -29,11 +27,10 @@ const flushInterval = 2 * time.Second
 // survivors is what a restart must keep: a static credential with its usage, an OAuth
 // credential with its cached token, and a suspended credential.
 type survivors struct {
-	mount  string
-	p      *oauthtest.Provider
-	token  any
-	reads  int // successful access reads of "static"
-	client *api.Client
+	mount string
+	p     *oauthtest.Provider
+	token any
+	reads int // successful access reads of "static"
 }
 
 func seedSurvivors(t *testing.T, v *vaultServer) *survivors {

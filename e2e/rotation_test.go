@@ -93,16 +93,16 @@ func TestRotatedRefreshTokenSurvivesEditsFosite(t *testing.T) {
 		run        func(t *testing.T, cred, name string)
 	}{
 		{name: "refresh_ahead", hold: "refresh_token", ttl: 20 * time.Second, wait: 5*time.Second + 200*time.Millisecond, background: true,
-			run: func(t *testing.T, cred, name string) {
+			run: func(_ *testing.T, _, name string) {
 				_, _ = shared.cli("read", mount+"/access/"+name)
 			}},
-		{name: "access", hold: "refresh_token", ttl: accessTTL, wait: accessTTL/2 + 100*time.Millisecond, run: func(t *testing.T, cred, name string) {
+		{name: "access", hold: "refresh_token", ttl: accessTTL, wait: accessTTL/2 + 100*time.Millisecond, run: func(_ *testing.T, _, name string) {
 			_, _ = shared.cli("read", mount+"/access/"+name)
 		}},
-		{name: "verify", hold: "refresh_token", run: func(t *testing.T, cred, name string) {
+		{name: "verify", hold: "refresh_token", run: func(_ *testing.T, cred, _ string) {
 			_, _ = shared.cli("write", "-force", cred+"/verify")
 		}},
-		{name: "exchange", hold: "authorization_code", run: func(t *testing.T, cred, name string) {
+		{name: "exchange", hold: "authorization_code", run: func(t *testing.T, cred, _ string) {
 			if status, page := consent(t, cred); status != http.StatusOK || !strings.Contains(page, "Authorization complete") {
 				t.Errorf("the consent did not complete across the edit: %d %s", status, page)
 			}

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# make test: vet, unit tests under -race, every benchmark once, every fuzz target for a
+# make test: vet, the lint gate (golangci-lint, .golangci.yml), unit tests under -race, every benchmark once, every fuzz target for a
 # few seconds, then end-to-end tests against a real Vault server (built by
 # bootstrap/vault), the vault CLI, the HTTP API client and Terraform.
 #   scripts/test.sh          everything
-#   scripts/test.sh unit     vet, unit tests, benchmarks once and fuzzing
+#   scripts/test.sh unit     vet, lint, unit tests, benchmarks once and fuzzing
+#   scripts/test.sh lint     the lint gate only (make lint)
 #   scripts/test.sh fuzz     fuzzing only
 #   scripts/test.sh e2e      end-to-end tests only
 # The end-to-end tests run the plugin built with -race (make build-race, into bin-race/:
@@ -99,10 +100,27 @@ bench_once() {
   log "ran every benchmark once in $((SECONDS - start))s"
 }
 
+# lint_all runs golangci-lint (pinned and cached by scripts/lib.sh) with .golangci.yml on
+# the module, e2e/ included (the configuration sets the e2e build tag), and on make dev's
+# local OAuth provider (bootstrap/devprovider, its own module). Any finding fails.
+lint_all() {
+  local lint start=$SECONDS
+  lint="$(golangci_lint_bin)"
+  log "golangci-lint $GOLANGCI_LINT_PIN (.golangci.yml)"
+  "$lint" run ./...
+  (cd "$ROOT/bootstrap/devprovider" && "$lint" run --config "$ROOT/.golangci.yml" ./...)
+  log "lint passed in $((SECONDS - start))s"
+}
+
+if [ "$what" = lint ]; then
+  lint_all
+fi
+
 if [ "$what" = all ] || [ "$what" = unit ]; then
   log "go vet (and with -tags e2e)"
   go vet ./...
   go vet -tags e2e ./e2e/
+  lint_all
   log "unit tests (-race)"
   go test -race -count=1 ./...
   log "make dev's local OAuth provider (bootstrap/devprovider, its own module)"

@@ -109,12 +109,10 @@ var pki = sync.OnceValue(func() *testPKI {
 	p.ecPKCS8 = pkcs8String(p.ecKey)
 	p.edPKCS8 = pkcs8String(p.edKey)
 
-	//lint:ignore SA1019 legacy PEM encryption is what is being tested
-	b, err := x509.EncryptPEMBlock(rand.Reader, "RSA PRIVATE KEY", x509.MarshalPKCS1PrivateKey(p.rsaKey), []byte(testKeyPassword), x509.PEMCipherAES256)
+	b, err := x509.EncryptPEMBlock(rand.Reader, "RSA PRIVATE KEY", x509.MarshalPKCS1PrivateKey(p.rsaKey), []byte(testKeyPassword), x509.PEMCipherAES256) //nolint:staticcheck // SA1019: legacy PEM encryption is what is being tested
 	must(err)
 	p.rsaLegacyEncrypted = string(pem.EncodeToMemory(b))
-	//lint:ignore SA1019 legacy PEM encryption is what is being tested
-	b, err = x509.EncryptPEMBlock(rand.Reader, "EC PRIVATE KEY", ecDER, []byte(testKeyPassword), x509.PEMCipher3DES)
+	b, err = x509.EncryptPEMBlock(rand.Reader, "EC PRIVATE KEY", ecDER, []byte(testKeyPassword), x509.PEMCipher3DES) //nolint:staticcheck // SA1019: legacy PEM encryption is what is being tested
 	must(err)
 	p.ecLegacyEncrypted = string(pem.EncodeToMemory(b))
 	der, err := pkcs8.MarshalPrivateKey(p.rsaKey, []byte(testKeyPassword), nil) // AES-256-CBC, PBKDF2

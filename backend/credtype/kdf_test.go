@@ -321,7 +321,7 @@ func TestKeyDerivationsBoundedProcessWide(t *testing.T) {
 			return
 		}
 		n := inFlight.Add(1)
-		for p := peak.Load(); n > p && !peak.CompareAndSwap(p, n); p = peak.Load() {
+		for p := peak.Load(); n > p && !peak.CompareAndSwap(p, n); p = peak.Load() { //nolint:revive // empty-block: a compare-and-swap loop; the loop header is the work
 		}
 		<-hold // the derivation runs until the test lets it finish
 	}

@@ -236,8 +236,7 @@ func decryptX509Key(ctx context.Context, keyPEM, password string) (crypto.Signer
 	// parse after decryption is treated as a wrong password too.
 	var der []byte
 	if err := derive(ctx, smallKDFMemory, func() (err error) {
-		//lint:ignore SA1019 see above
-		der, err = x509.DecryptPEMBlock(b, []byte(password))
+		der, err = x509.DecryptPEMBlock(b, []byte(password)) //nolint:staticcheck // SA1019: reading legacy-encrypted keys operators hold, see above
 		return err
 	}); err != nil {
 		if busy := keywork.AsBusy(err); busy != nil {

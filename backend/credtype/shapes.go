@@ -67,7 +67,7 @@ func (f Field) normalizeMap(raw any) (map[string]string, error) {
 			return nil, rulef("must have keys of at most %d bytes", f.maxKeyLen)
 		}
 		if k == "" || strings.ContainsFunc(k, func(r rune) bool {
-			return !(r < utf8.RuneSelf && (isAlnum(byte(r)) || r == '_' || r == '-' || r == '.'))
+			return !(r < utf8.RuneSelf && (isAlnum(byte(r)) || r == '_' || r == '-' || r == '.')) //nolint:gosec,staticcheck // G115: byte(r) only runs for r < utf8.RuneSelf, an ASCII rune that fits; QF1001: reads as the set of allowed runes
 		}) {
 			return nil, ruleError("must have " + mapKeyRule)
 		}

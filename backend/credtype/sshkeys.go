@@ -7,8 +7,7 @@ package credtype
 import (
 	"bytes"
 	"context"
-	//lint:ignore SA1019 imported only to recognise, and refuse, DSA keys
-	"crypto/dsa"
+	"crypto/dsa" //nolint:staticcheck // SA1019: imported only to recognise, and refuse, DSA keys
 	"encoding/pem"
 	"errors"
 	"strings"

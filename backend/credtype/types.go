@@ -9,13 +9,13 @@ func types() []*Type {
 	const graphScope = "https://graph.microsoft.com/.default"
 	// Presets whose endpoints are templates: their token_url and auth_url descriptions
 	// are written from the same templates FromFields fills.
-	m365 := &OAuthPreset{Grant: "client_credentials", AuthStyle: "body",
+	m365 := &OAuthPreset{Grant: "client_credentials", AuthStyle: "body", //nolint:gosec // G101: a public token endpoint template, not a credential
 		TokenURL: "https://login.microsoftonline.com/{tenant}/oauth2/v2.0/token",
 		AuthURL:  "https://login.microsoftonline.com/{tenant}/oauth2/v2.0/authorize"}
-	zoom := &OAuthPreset{Grant: "account_credentials", AuthStyle: "header", Params: []string{"account_id"},
+	zoom := &OAuthPreset{Grant: "account_credentials", AuthStyle: "header", Params: []string{"account_id"}, //nolint:gosec // G101: a public token endpoint, not a credential
 		TokenURL: "https://zoom.us/oauth/token",
 		AuthURL:  "https://zoom.us/oauth/authorize"}
-	serviceNow := &OAuthPreset{Grant: "client_credentials", PasswordGrantWithUser: true, AuthStyle: "body",
+	serviceNow := &OAuthPreset{Grant: "client_credentials", PasswordGrantWithUser: true, AuthStyle: "body", //nolint:gosec // G101: a public token endpoint template, not a credential
 		TokenURL: "https://{instance}.service-now.com/oauth_token.do",
 		AuthURL:  "https://{instance}.service-now.com/oauth_auth.do"}
 	return []*Type{
@@ -188,7 +188,7 @@ func types() []*Type {
 		{
 			Name: "cisco_client_credentials",
 			// Cisco calls its token endpoint the auth URL; token_url overrides it.
-			OAuth:       &OAuthPreset{Grant: "client_credentials", AuthStyle: "header", TokenURL: "{auth_url}"},
+			OAuth:       &OAuthPreset{Grant: "client_credentials", AuthStyle: "header", TokenURL: "{auth_url}"}, //nolint:gosec // G101: a template naming another field, not a credential
 			Description: "Cisco API client (for example Secure Endpoint, XDR or Umbrella), client credentials grant against auth_url.",
 			Fields: fields(false,
 				use("auth_url", required, describe("Token (authentication) endpoint of the Cisco API.")),

@@ -44,7 +44,7 @@ func TestGateBoundsConcurrency(t *testing.T) {
 			}
 			defer release()
 			n := inFlight.Add(1)
-			for p := peak.Load(); n > p && !peak.CompareAndSwap(p, n); p = peak.Load() {
+			for p := peak.Load(); n > p && !peak.CompareAndSwap(p, n); p = peak.Load() { //nolint:revive // empty-block: a compare-and-swap loop; the loop header is the work
 			}
 			<-hold
 			inFlight.Add(-1)

@@ -109,8 +109,8 @@ func NextVerify(name string, s State, interval time.Duration, since time.Time) t
 // it.
 func slot(name string, period time.Duration, from time.Time) time.Time {
 	h := fnv.New64a()
-	h.Write([]byte(name))
-	offset := time.Duration(h.Sum64() % uint64(period))
+	_, _ = h.Write([]byte(name))
+	offset := time.Duration(h.Sum64() % uint64(period)) //nolint:gosec // G115: period is a positive duration (a zero one would divide by zero first)
 	// The first slot (epoch + offset + k·period) not before from.
 	elapsed := from.Sub(time.Unix(0, 0).Add(offset))
 	k := elapsed / period

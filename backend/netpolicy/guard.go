@@ -77,7 +77,7 @@ func (g *Guard) DialContext(ctx context.Context, network, address string) (net.C
 	}
 	ap, err := netip.ParseAddrPort(conn.RemoteAddr().String())
 	if err != nil {
-		conn.Close()
+		_ = conn.Close() // refused: the close error changes nothing
 		return nil, &net.OpError{Op: "dial", Net: network, Err: ErrDenied}
 	}
 	c := &guardedConn{Conn: conn, guard: g, addr: ap.Addr()}

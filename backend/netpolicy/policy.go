@@ -119,8 +119,10 @@ func Canonical(entries []string) ([]string, error) {
 	return out, nil
 }
 
-// Denied and Allowed are the lists in canonical form, for a read of the config.
-func (p *Policy) Denied() []string  { return prefixStrings(p.denied) }
+// Denied is the deny list in canonical form, for a read of the config.
+func (p *Policy) Denied() []string { return prefixStrings(p.denied) }
+
+// Allowed is the allow list in canonical form, for a read of the config.
 func (p *Policy) Allowed() []string { return prefixStrings(p.allowed) }
 
 func prefixStrings(ps []netip.Prefix) []string {
@@ -291,5 +293,5 @@ func parseInetAton(s string) (netip.Addr, bool) {
 		return netip.Addr{}, false
 	}
 	n |= last
-	return netip.AddrFrom4([4]byte{byte(n >> 24), byte(n >> 16), byte(n >> 8), byte(n)}), true
+	return netip.AddrFrom4([4]byte{byte(n >> 24), byte(n >> 16), byte(n >> 8), byte(n)}), true //nolint:gosec // G115: each byte() keeps the low 8 bits on purpose: the four octets of n
 }

@@ -415,7 +415,7 @@ func TestConnectionRefusedIsTransient(t *testing.T) {
 func TestTimeoutIsTransient(t *testing.T) {
 	t.Parallel()
 	done := make(chan struct{})
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	srv := httptest.NewServer(http.HandlerFunc(func(_ http.ResponseWriter, r *http.Request) {
 		select { // hang until the client gives up or the test ends
 		case <-r.Context().Done():
 		case <-done:

@@ -131,7 +131,7 @@ func (t *assertionTransport) RoundTrip(req *http.Request) (*http.Response, error
 		return nil, configError("a token request without a body cannot carry a client assertion")
 	}
 	body, err := io.ReadAll(io.LimitReader(req.Body, maxTokenRequest+1))
-	req.Body.Close()
+	_ = req.Body.Close() // read in full above: nothing is lost
 	if err != nil || len(body) > maxTokenRequest {
 		return nil, configError("the token request could not be read back to add the client assertion")
 	}

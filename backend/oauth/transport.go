@@ -50,7 +50,7 @@ func (t *boundedTransport) RoundTrip(req *http.Request) (*http.Response, error) 
 	}
 	if resp.ContentLength > t.limit {
 		// Refuse before reading anything we would throw away.
-		resp.Body.Close()
+		_ = resp.Body.Close() // refused unread: the close error changes nothing
 		tr.noteReadErr(errResponseTooLarge)
 		return nil, errResponseTooLarge
 	}

@@ -38,7 +38,7 @@ func (m Material) Empty() bool { return m == Material{} }
 func (m Material) fingerprint() [sha256.Size]byte {
 	h := sha256.New()
 	for _, p := range []string{m.CACertificates, m.ClientCertificate, m.ClientKey} {
-		fmt.Fprintf(h, "%d:%s", len(p), p)
+		_, _ = fmt.Fprintf(h, "%d:%s", len(p), p)
 	}
 	var fp [sha256.Size]byte
 	h.Sum(fp[:0])

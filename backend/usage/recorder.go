@@ -84,7 +84,7 @@ func (r *Recorder) shard(name string) *shard {
 	if len(r.shards) == 1 {
 		return &r.shards[0]
 	}
-	return &r.shards[maphash.String(r.seed, name)&uint64(len(r.shards)-1)]
+	return &r.shards[maphash.String(r.seed, name)&uint64(len(r.shards)-1)] //nolint:gosec // G115: len() is never negative
 }
 
 // Access records one access attempt at the given time. ok reports whether the

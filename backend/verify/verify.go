@@ -134,7 +134,7 @@ func (c Checker) http(ctx context.Context, plan credtype.VerifyPlan) Outcome {
 		}
 		return failed("no answer: " + networkKind(err))
 	}
-	defer resp.Body.Close()
+	defer func() { _ = resp.Body.Close() }()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, MaxBody+1))
 	switch {
 	case resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden:
@@ -246,13 +246,13 @@ func (c Checker) sshAttempt(ctx context.Context, plan credtype.VerifyPlan, hostK
 	if err != nil {
 		return failed("no connection: " + networkKind(err)), nil
 	}
-	defer conn.Close()
+	defer func() { _ = conn.Close() }()
 	// The handshake and authentication run within the check's deadline, and end
 	// with it however the server behaves.
 	if dl, set := ctx.Deadline(); set {
 		_ = conn.SetDeadline(dl)
 	}
-	stop := context.AfterFunc(ctx, func() { conn.Close() })
+	stop := context.AfterFunc(ctx, func() { _ = conn.Close() })
 	defer stop()
 	auth := []ssh.AuthMethod{ssh.Password(plan.Password)}
 	if plan.Signer != nil {
@@ -291,7 +291,7 @@ func (c Checker) sshAttempt(ctx context.Context, plan credtype.VerifyPlan, hostK
 			_ = ch.Reject(ssh.Prohibited, "no channels")
 		}
 	}()
-	client.Close() // nothing runs: signed in, then gone
+	_ = client.Close() // nothing runs: signed in, then gone
 	return ok("host key matches; signed in as " + plan.Username), nil
 }
 

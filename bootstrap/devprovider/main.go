@@ -50,7 +50,7 @@ import (
 
 const (
 	clientID     = "dev-client"
-	clientSecret = "dev-client-secret"
+	clientSecret = "dev-client-secret" //nolint:gosec // G101: the local dev provider's published test secret (make dev prints it), no real credential
 	subject      = "dev-user"
 )
 
@@ -85,7 +85,7 @@ func run() error {
 		<-ctx.Done()
 		shut, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
-		_ = srv.Shutdown(shut)
+		_ = srv.Shutdown(shut) //nolint:contextcheck // ctx is already done here: the shutdown needs a deadline of its own
 	}()
 	log.Printf("listening on %s: token URL %s/oauth2/token, auth URL %s/oauth2/auth, client %s / %s", base, base, base, clientID, clientSecret)
 	if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
@@ -200,13 +200,13 @@ func (p *provider) token(w http.ResponseWriter, r *http.Request) {
 		var resp fosite.AccessResponder
 		if resp, err = p.oauth.NewAccessResponse(ctx, ar); err == nil {
 			_, refreshed := resp.GetExtra("refresh_token").(string)
-			log.Printf("token %s for %s: 200 (refresh token issued: %t)", r.PostForm.Get("grant_type"), ar.GetClient().GetID(), refreshed)
+			log.Printf("token %q for %q: 200 (refresh token issued: %t)", r.PostForm.Get("grant_type"), ar.GetClient().GetID(), refreshed) //nolint:gosec // G706: %q escapes every control character, so a request cannot forge a log line
 			p.oauth.WriteAccessResponse(ctx, w, ar, resp)
 			return
 		}
 	}
 	rfc := fosite.ErrorToRFC6749Error(err)
-	log.Printf("token %s: %d %s", r.PostForm.Get("grant_type"), rfc.StatusCode(), rfc.ErrorField)
+	log.Printf("token %q: %d %q", r.PostForm.Get("grant_type"), rfc.StatusCode(), rfc.ErrorField) //nolint:gosec // G706: %q escapes every control character, so a request cannot forge a log line
 	p.oauth.WriteAccessError(ctx, w, ar, rfc)
 }
 
@@ -217,7 +217,7 @@ func (p *provider) authorize(w http.ResponseWriter, r *http.Request) {
 	ar, err := p.oauth.NewAuthorizeRequest(ctx, r)
 	if err != nil {
 		rfc := fosite.ErrorToRFC6749Error(err)
-		log.Printf("authorize: %d %s", rfc.StatusCode(), rfc.ErrorField)
+		log.Printf("authorize: %d %q", rfc.StatusCode(), rfc.ErrorField) //nolint:gosec // G706: %q escapes every control character, so a request cannot forge a log line
 		p.oauth.WriteAuthorizeError(ctx, w, ar, err)
 		return
 	}
@@ -229,10 +229,10 @@ func (p *provider) authorize(w http.ResponseWriter, r *http.Request) {
 	}
 	resp, err := p.oauth.NewAuthorizeResponse(ctx, ar, &fosite.DefaultSession{Subject: subject})
 	if err != nil {
-		log.Printf("authorize: %v", fosite.ErrorToRFC6749Error(err).ErrorField)
+		log.Printf("authorize: %q", fosite.ErrorToRFC6749Error(err).ErrorField) //nolint:gosec // G706: %q escapes every control character, so a request cannot forge a log line
 		p.oauth.WriteAuthorizeError(ctx, w, ar, err)
 		return
 	}
-	log.Printf("authorize %s: consented for %s, redirecting to %s", ar.GetClient().GetID(), subject, ar.GetRedirectURI().Redacted())
+	log.Printf("authorize %q: consented for %s, redirecting to %q", ar.GetClient().GetID(), subject, ar.GetRedirectURI().Redacted()) //nolint:gosec // G706: %q escapes every control character, so a request cannot forge a log line
 	p.oauth.WriteAuthorizeResponse(ctx, w, ar, resp)
 }
