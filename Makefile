@@ -5,7 +5,7 @@ VERSION := v$(shell tr -d ' \n' < VERSION)
 MODULE  := $(shell go list -m)
 LDFLAGS := -s -w -X $(MODULE)/backend.Version=$(VERSION)
 
-.PHONY: build build-race dev test unit lint fuzz e2e bench fmt vet vault tfprovider clean
+.PHONY: build build-race dev test unit lint fuzz e2e bench fmt vet vault tfprovider release clean
 
 build: ## bin/vault-plugin-secrets-integrations
 	CGO_ENABLED=0 go build -trimpath -ldflags "$(LDFLAGS)" -o bin/$(PLUGIN) ./cmd/$(PLUGIN)
@@ -34,6 +34,9 @@ e2e: build ## end-to-end tests only
 bench: ## benchmarks with their figures
 	@bash scripts/bench.sh
 
+release: ## dist/: the plugin for every release platform, its SBOMs and SHA256SUMS (VERSION=x.y.z, default: the VERSION file)
+	@bash scripts/release.sh $(if $(filter command line,$(origin VERSION)),$(VERSION))
+
 fmt:
 	gofmt -w $$(git ls-files '*.go') bootstrap/vault/main.go
 
@@ -47,4 +50,4 @@ tfprovider: ## build (or reuse) the Terraform Vault provider
 	@bash -c 'source scripts/lib.sh && tf_mirror'
 
 clean:
-	rm -rf bin bin-race
+	rm -rf bin bin-race dist

@@ -141,8 +141,15 @@ var readmeTable = map[string]readmeEntry{
 	"vault read integrations/access/graph#2":   {skip: true, reason: "private_key_jwt at login.microsoftonline.com: client_auth_test.go"},
 	"vault read integrations/access/okta-mgmt": {skip: true, reason: "private_key_jwt at Okta: client_auth_test.go"},
 
-	// Versions: make dev has registered and mounted the plugin already.
+	// Installing a release: the release's files are made by scripts/release.sh (for
+	// linux/amd64) in the work directory first; /etc/vault/plugins is make dev's plugin
+	// directory (readmeFiller).
+	"sha256sum -c --ignore-missing SHA256SUMS": {before: releaseV020, reason: "the release's files, as an operator downloads them"},
 	"vault secrets enable -path=integrations -plugin-version=v0.2.0 -allowed-response-headers=Retry-After vault-plugin-secrets-integrations": {
+		fails: "path is already in use at integrations/", reason: "make dev mounted integrations/ already (the section is for a Vault of your own)"},
+
+	// Versions: make dev has registered and mounted the plugin already.
+	"vault secrets enable -path=integrations -plugin-version=v0.2.0 -allowed-response-headers=Retry-After vault-plugin-secrets-integrations#2": {
 		fails: "path is already in use at integrations/", reason: "make dev mounted integrations/ already (the section is for a Vault of your own)"},
 
 	// Versions: "put the new binary in the plugin directory" comes first.
@@ -229,6 +236,7 @@ type makeDev struct {
 	client                  *api.Client
 	env                     []string
 	plugins                 string // its plugin directory
+	work                    string // where the README's commands run
 	// placeholders are the README's "…" values, by the field they stand for.
 	placeholders map[string]string
 }
@@ -312,6 +320,7 @@ func startMakeDev(t *testing.T, plugins string) *makeDev {
 func readmeWorkdir(t *testing.T, d *makeDev, plugins string) string {
 	t.Helper()
 	work := t.TempDir()
+	d.work = work
 	root, err := filepath.Abs("..")
 	if err != nil {
 		t.Fatal(err)
@@ -376,6 +385,7 @@ func readmeFiller(t *testing.T, d *makeDev) func(string) string {
 	return func(text string) string {
 		text = strings.ReplaceAll(text, "127.0.0.1:8200", d.vaultAddr)
 		text = strings.ReplaceAll(text, "127.0.0.1:8300", d.providerAddr)
+		text = strings.ReplaceAll(text, "/etc/vault/plugins/", d.plugins+"/")
 		for from, to := range urls {
 			text = strings.ReplaceAll(text, from, to)
 		}
@@ -470,6 +480,31 @@ func buildNext(t *testing.T, d *makeDev) {
 		t.Fatal(err)
 	}
 	d.placeholders["sha256"] = sum
+}
+
+// releaseV020 makes the release files the README's install starts from: scripts/release.sh
+// builds v0.2.0 for linux/amd64 (no SBOM: internal/release's test checks those), and its
+// binary and SHA256SUMS go into the directory the commands run in.
+func releaseV020(t *testing.T, d *makeDev) {
+	t.Helper()
+	dist := t.TempDir()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "bash", "scripts/release.sh", "0.2.0")
+	cmd.Dir = ".."
+	cmd.Env = append(os.Environ(), "DIST="+dist, "PLATFORMS=linux/amd64", "SBOM=0")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("scripts/release.sh 0.2.0: %v\n%s", err, out)
+	}
+	for _, name := range []string{pluginName + "_0.2.0_linux_amd64", "SHA256SUMS"} {
+		b, err := os.ReadFile(filepath.Join(dist, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(d.work, name), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
 }
 
 // exampleGroup is the examples of one path's help, in the order the help lists them.

@@ -253,3 +253,22 @@ previous_plugin() {
   fi
   cached "$name"
 }
+
+# The CycloneDX SBOM generator make release runs on each binary: cyclonedx-gomod from the
+# Go module proxy, pinned, built once into the repo cache like Vault.
+CYCLONEDX_MODULE="github.com/CycloneDX/cyclonedx-gomod/cmd/cyclonedx-gomod"
+CYCLONEDX_PIN="v1.10.0"
+
+# cyclonedx_gomod_bin prints the path of cyclonedx-gomod $CYCLONEDX_PIN, building it from
+# the Go module proxy when nothing is cached.
+cyclonedx_gomod_bin() {
+  local name="cyclonedx-gomod-$CYCLONEDX_PIN/cyclonedx-gomod" bin
+  if ! bin=$(cached "$name"); then
+    log "building cyclonedx-gomod $CYCLONEDX_PIN from the Go module proxy (cold: about a minute)"
+    mkdir -p "$CACHE_DIR/cyclonedx-gomod-$CYCLONEDX_PIN"
+    GOBIN="$CACHE_DIR/cyclonedx-gomod-$CYCLONEDX_PIN" CGO_ENABLED=0 go install -trimpath -ldflags "-s -w" "$CYCLONEDX_MODULE@$CYCLONEDX_PIN" >&2 || return 1
+    keep "$name"
+    bin="$CACHE_DIR/$name"
+  fi
+  echo "$bin"
+}

@@ -122,7 +122,8 @@ if [ "$what" = all ] || [ "$what" = unit ]; then
   go vet -tags e2e ./e2e/
   lint_all
   log "unit tests (-race)"
-  go test -race -count=1 ./...
+  # -timeout: internal/release builds the plugin twice, once with an empty build cache.
+  go test -race -count=1 -timeout 20m ./...
   log "make dev's local OAuth provider (bootstrap/devprovider, its own module)"
   (cd "$ROOT/bootstrap/devprovider" && go vet ./... && go test -race -count=1 ./...)
   log "every benchmark once (-benchtime=1x)"
