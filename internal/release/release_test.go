@@ -163,7 +163,14 @@ func checkSBOM(t *testing.T, path string, bi *buildinfo.BuildInfo) {
 func copyTree(t *testing.T, src, dst string) {
 	t.Helper()
 	skip := map[string]bool{".git": true, ".cache": true, "bin": true, "bin-race": true, "dist": true, ".terraform": true, "node_modules": true}
-	err := filepath.WalkDir(src, func(path string, d fs.DirEntry, err error) error {
+	// Files are read through a root at src, so a symlink swapped in meanwhile cannot
+	// lead the copy outside the tree.
+	root, err := os.OpenRoot(src)
+	if err != nil {
+		t.Fatalf("opening the tree: %v", err)
+	}
+	defer root.Close()
+	err = filepath.WalkDir(src, func(path string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
 		}
@@ -179,7 +186,7 @@ func copyTree(t *testing.T, src, dst string) {
 		case d.IsDir():
 			return os.MkdirAll(target, 0o755)
 		case d.Type().IsRegular():
-			b, err := os.ReadFile(path)
+			b, err := root.ReadFile(rel)
 			if err != nil {
 				return err
 			}
