@@ -32,6 +32,24 @@ keep() {
   cp "$CACHE_DIR/$name" "$MACHINE_CACHE/$name.tmp" 2>/dev/null && mv "$MACHINE_CACHE/$name.tmp" "$MACHINE_CACHE/$name" || true
 }
 
+# go_installed NAME MODULE@PIN WHAT prints the path of a program `go install` builds from
+# the Go module proxy, cached in the repo cache as NAME (dir/program) and in the machine
+# cache; it is built now when neither has it, logging WHAT (and how long a cold build
+# takes). It fails, saying so, when the build fails.
+go_installed() {
+  local name="$1" pkg="$2" what="$3" dir
+  if cached "$name"; then return 0; fi
+  dir="$CACHE_DIR/$(dirname "$name")"
+  log "building $what from the Go module proxy ($pkg)"
+  mkdir -p "$dir"
+  if ! GOBIN="$dir" go install -trimpath -ldflags "-s -w" "$pkg" >&2; then
+    log "building $pkg failed (output above)"
+    return 1
+  fi
+  keep "$name"
+  echo "$CACHE_DIR/$name"
+}
+
 # vault_bin prints the path of a vault binary: $VAULT_BIN when set, else the one built
 # from bootstrap/vault (built now if the pin changed or nothing is cached).
 vault_bin() {
@@ -96,34 +114,21 @@ TF_PIN="v1.8.5"
 # fails, saying why, when the module proxy cannot serve it or the build fails.
 terraform_bin() {
   if command -v terraform >/dev/null 2>&1; then command -v terraform; return 0; fi
-  local name="terraform-$TF_PIN/terraform" bin
-  if ! bin=$(cached "$name"); then
-    if ! go list -m "$TF_MODULE@$TF_PIN" >/dev/null; then
-      log "terraform is not on the PATH and the Go module proxy ($(go env GOPROXY)) does not serve $TF_MODULE@$TF_PIN: install terraform >= 1.5 on the PATH"
-      return 1
-    fi
-    log "terraform is not on the PATH: building $TF_MODULE@$TF_PIN from the Go module proxy (cold: several minutes)"
-    mkdir -p "$CACHE_DIR/terraform-$TF_PIN"
-    if ! GOBIN="$CACHE_DIR/terraform-$TF_PIN" go install -trimpath -ldflags "-s -w" "$TF_MODULE@$TF_PIN" >&2; then
-      log "building $TF_MODULE@$TF_PIN failed (output above): install terraform >= 1.5 on the PATH"
-      return 1
-    fi
-    keep "$name"
-    bin="$CACHE_DIR/$name"
+  local name="terraform-$TF_PIN/terraform"
+  if cached "$name"; then return 0; fi
+  if ! go list -m "$TF_MODULE@$TF_PIN" >/dev/null; then
+    log "terraform is not on the PATH and the Go module proxy ($(go env GOPROXY)) does not serve $TF_MODULE@$TF_PIN: install terraform >= 1.5 on the PATH"
+    return 1
   fi
-  echo "$bin"
+  go_installed "$name" "$TF_MODULE@$TF_PIN" "terraform, which is not on the PATH (cold: several minutes)" ||
+    { log "install terraform >= 1.5 on the PATH instead"; return 1; }
 }
 
 # tf_mirror prints a filesystem-mirror directory holding the provider, building it if needed.
 tf_mirror() {
   local name="tfprovider-$TF_PROVIDER_PIN/terraform-provider-vault" bin mirror
-  if ! bin=$(cached "$name"); then
-    log "building terraform-provider-vault $TF_PROVIDER_VERSION from the Go module proxy (cold: about 5 minutes)"
-    mkdir -p "$CACHE_DIR/tfprovider-$TF_PROVIDER_PIN"
-    GOBIN="$CACHE_DIR/tfprovider-$TF_PROVIDER_PIN" go install -trimpath -ldflags "-s -w" "$TF_PROVIDER_MODULE@$TF_PROVIDER_PIN" >&2 || return 1
-    keep "$name"
-    bin="$CACHE_DIR/$name"
-  fi
+  bin=$(go_installed "$name" "$TF_PROVIDER_MODULE@$TF_PROVIDER_PIN" \
+    "terraform-provider-vault $TF_PROVIDER_VERSION (cold: about 5 minutes)") || return 1
   mirror="$CACHE_DIR/tfmirror"
   local dir="$mirror/registry.terraform.io/hashicorp/vault/$TF_PROVIDER_VERSION/linux_amd64"
   mkdir -p "$dir"
@@ -140,16 +145,8 @@ GOLANGCI_LINT_PIN="v2.15.0"
 # golangci_lint_bin prints the path of golangci-lint at GOLANGCI_LINT_PIN, building it
 # now when nothing is cached (cold: a few minutes on 2 cores).
 golangci_lint_bin() {
-  local name="golangci-lint-$GOLANGCI_LINT_PIN/golangci-lint" bin
-  if ! bin=$(cached "$name"); then
-    log "building golangci-lint $GOLANGCI_LINT_PIN from the Go module proxy (cold: a few minutes)"
-    mkdir -p "$CACHE_DIR/golangci-lint-$GOLANGCI_LINT_PIN"
-    GOBIN="$CACHE_DIR/golangci-lint-$GOLANGCI_LINT_PIN" go install -trimpath -ldflags "-s -w" \
-      "$GOLANGCI_LINT_MODULE@$GOLANGCI_LINT_PIN" >&2 || { log "building golangci-lint $GOLANGCI_LINT_PIN failed (output above)"; return 1; }
-    keep "$name"
-    bin="$CACHE_DIR/$name"
-  fi
-  echo "$bin"
+  go_installed "golangci-lint-$GOLANGCI_LINT_PIN/golangci-lint" "$GOLANGCI_LINT_MODULE@$GOLANGCI_LINT_PIN" \
+    "golangci-lint $GOLANGCI_LINT_PIN (cold: a few minutes)"
 }
 
 # plugin_version prints the version the plugin reports and is registered with.
@@ -262,13 +259,6 @@ CYCLONEDX_PIN="v1.10.0"
 # cyclonedx_gomod_bin prints the path of cyclonedx-gomod $CYCLONEDX_PIN, building it from
 # the Go module proxy when nothing is cached.
 cyclonedx_gomod_bin() {
-  local name="cyclonedx-gomod-$CYCLONEDX_PIN/cyclonedx-gomod" bin
-  if ! bin=$(cached "$name"); then
-    log "building cyclonedx-gomod $CYCLONEDX_PIN from the Go module proxy (cold: about a minute)"
-    mkdir -p "$CACHE_DIR/cyclonedx-gomod-$CYCLONEDX_PIN"
-    GOBIN="$CACHE_DIR/cyclonedx-gomod-$CYCLONEDX_PIN" CGO_ENABLED=0 go install -trimpath -ldflags "-s -w" "$CYCLONEDX_MODULE@$CYCLONEDX_PIN" >&2 || return 1
-    keep "$name"
-    bin="$CACHE_DIR/$name"
-  fi
-  echo "$bin"
+  go_installed "cyclonedx-gomod-$CYCLONEDX_PIN/cyclonedx-gomod" "$CYCLONEDX_MODULE@$CYCLONEDX_PIN" \
+    "cyclonedx-gomod $CYCLONEDX_PIN (cold: about a minute)"
 }
