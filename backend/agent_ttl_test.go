@@ -88,13 +88,15 @@ func TestAccessTTLDuringBackoff(t *testing.T) {
 	}
 }
 
-// Static answers have no ttl or rotation_period: nothing in them rotates.
+// Static answers have no ttl, rotation_period or last_vault_rotation: nothing in them
+// is issued or rotates (and a VaultDynamicSecret over one syncs once). Every OAuth
+// type's answer carries them, through the same read (tokenAccess).
 func TestStaticAccessHasNoTTL(t *testing.T) {
 	t.Parallel()
 	b, s, _ := newTestBackend(t)
 	mustOK(t, b, s, logical.CreateOperation, "credentials/db", basicCredential())
 	resp := mustOK(t, b, s, logical.ReadOperation, "access/db", nil)
-	for _, k := range []string{"ttl", "rotation_period"} {
+	for _, k := range []string{"ttl", "rotation_period", "last_vault_rotation"} {
 		if _, ok := resp.Data[k]; ok {
 			t.Errorf("a static answer carries %s", k)
 		}

@@ -216,8 +216,6 @@ func (b *integrationsBackend) logsView(ctx context.Context, req *logical.Request
 // kinds and RFC 3339 times are far shorter.
 const maxLogQuery = 64
 
-func rfc3339Nano(t time.Time) string { return t.UTC().Format(time.RFC3339Nano) }
-
 func (b *integrationsBackend) pathAlertsRead(ctx context.Context, req *logical.Request, _ *framework.FieldData) (*logical.Response, error) {
 	out, warning, err := b.alertsView(ctx, req.Storage)
 	if err != nil {

@@ -21,4 +21,8 @@ func rfc3339(t time.Time) string {
 	return t.UTC().Format(time.RFC3339)
 }
 
+// rfc3339Nano renders t in UTC with its nanoseconds (log event times, a served token's
+// last_vault_rotation).
+func rfc3339Nano(t time.Time) string { return t.UTC().Format(time.RFC3339Nano) }
+
 func seconds(d time.Duration) int64 { return int64(d / time.Second) }

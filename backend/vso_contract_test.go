@@ -144,19 +144,6 @@ func TestVSOStaticCredsContract(t *testing.T) {
 	}
 }
 
-// Every OAuth type's answer carries the contract: all of them serve an issued token
-// through the same read (tokenAccess). Static answers carry none of it: nothing in
-// them is issued or rotates, and a VaultDynamicSecret over one syncs once.
-func TestVSOContractStaticHasNone(t *testing.T) {
-	t.Parallel()
-	b, s, _ := newTestBackend(t)
-	mustOK(t, b, s, logical.CreateOperation, "credentials/db", basicCredential())
-	resp := mustOK(t, b, s, logical.ReadOperation, "access/db", nil)
-	if _, ok := resp.Data["last_vault_rotation"]; ok {
-		t.Error("a static answer carries last_vault_rotation")
-	}
-}
-
 // External Secrets Operator reads every refreshInterval, not by ttl. The README's rule,
 // at most a tenth of the token lifetime, keeps the token a periodic reader holds valid
 // until its next read, over several lifetimes; 15 minutes with hour-long tokens does
