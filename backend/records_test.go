@@ -118,6 +118,9 @@ func TestCredentialRecordVersions(t *testing.T) {
 	if got := mustOK(t, b, s, logical.ReadOperation, "access/old-key", nil).Data["header_name"]; got != "X-API-Key" {
 		t.Errorf("access/ of an api_key stored without header_name: header_name %v", got)
 	}
+	if got := mustOK(t, b, s, logical.ReadOperation, "credentials/old-bearer", nil).Data["header_prefix"]; got != "Bearer" {
+		t.Errorf("read of a bearer stored without header_prefix: header_prefix %v", got)
+	}
 
 	// The indexes read only part of an entry: the same rule applies to it.
 	putRaw(t, s, credentialPrefix+"g-certificate", goldenEntries(t, "testdata/credentials-62069f0.json")["g-certificate"])
