@@ -22,8 +22,8 @@ import (
 //
 // Kinds without a format of their own carry no version: oauth-states/<state> and
 // device-index/<hash> hold a credential's name as raw bytes (a new format would need
-// new keys, or a previous release reading them would misread them). The outbox's
-// entries are the outbox's (outbox.go).
+// new keys, or a previous release reading them would misread them). The notification
+// outbox's entries are left to the outbox, which owns them.
 const (
 	credentialRecordVersion    = 1
 	tokenRecordVersion         = 1
@@ -68,7 +68,8 @@ func (p *pendingAuthorization) stamp() { p.Record = authorizationRecordVersion }
 // before the engine kept it lack, costs a key derivation under the process-wide
 // key-work gate, which a decode must not wait for; it is derived on first use and kept
 // by the next write that leaves the key as it is (credential.derivedSecrets,
-// keepDerivedFrom).
+// keepDerivedFrom). That derivation checks the KDF's parameters against today's caps
+// again (credtype's decryptPKCS8), since a key stored before them was never checked.
 func upgradeCredential(c *credential) {
 	if c.Record < 1 {
 		c.State = upgradeState(c.Record, c.State, c.NotAfter)
