@@ -160,7 +160,7 @@ func (c *credential) compact() {
 // credentialStore reads and writes credentials (credentials/<name>), keeping decoded
 // copies of the most recently used ones in memory (genCache, at most cacheEntries) so
 // the access path does no storage I/O for a credential in use. Its name locks order every change of a credential and of the records stored
-// beside it (secondary.go).
+// beside it (credential_save.go).
 type credentialStore struct {
 	locks []*locksutil.LockEntry // per-name write locks
 	cache *genCache[*credential]
