@@ -247,8 +247,10 @@ func (s *stdServer) token(r *http.Request) (map[string]any, error) {
 		return nil, errInvalidRequest
 	}
 	gt := r.FormValue("grant_type")
-	if gt == "" {
-		return nil, errUnsupportedGrant
+	switch gt {
+	case "authorization_code", "password", "client_credentials", "refresh_token":
+	default:
+		return nil, errUnsupportedGrant // before client authentication, as go-oauth2
 	}
 	id, secret, err := s.client(r)
 	if err != nil {
@@ -328,9 +330,8 @@ func (s *stdServer) token(r *http.Request) (map[string]any, error) {
 		}
 		delete(s.refresh, rt)
 		return s.issueLocked(g, true), nil
-	default:
-		return nil, errUnauthorized
 	}
+	return nil, errUnsupportedGrant
 }
 
 // client is the client's id and secret, from HTTP Basic or the form as
@@ -388,8 +389,8 @@ func (s *stdServer) errorValues(e *oauthError) url.Values {
 	return url.Values{"error": {e.code}, "error_description": {e.description + " " + Marker}}
 }
 
-// newToken is an opaque token or code: random text, base64url and upper case, the
-// shape of go-oauth2's.
+// newToken is an opaque token or code of go-oauth2's shape: 36 characters of random
+// text, base64url and upper case (48 characters).
 func newToken() string {
-	return strings.ToUpper(base64.RawURLEncoding.EncodeToString([]byte(rand.Text())))
+	return strings.ToUpper(base64.RawURLEncoding.EncodeToString([]byte((rand.Text() + rand.Text())[:36])))
 }
