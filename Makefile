@@ -16,7 +16,7 @@ build-race: ## bin-race/vault-plugin-secrets-integrations: the plugin built with
 dev: build ## a real Vault dev server with the plugin mounted at integrations/
 	@bash scripts/dev.sh
 
-test: ## vet, lint, unit tests under -race, every benchmark once, every fuzz target, then end-to-end tests against a real Vault
+test: ## vet, lint, unit tests under -race, every benchmark once, every fuzz target (in every Go module), then end-to-end tests against a real Vault
 	@bash scripts/test.sh
 
 unit: ## vet, lint, unit tests, every benchmark once and fuzzing
@@ -40,8 +40,8 @@ release: ## dist/: the plugin for every release platform, its SBOMs and SHA256SU
 fmt:
 	gofmt -w $$(git ls-files '*.go') bootstrap/vault/main.go
 
-vet:
-	go vet ./...
+vet: ## go vet in every Go module (the plugin, e2e/, bootstrap/devprovider), with and without the e2e tag
+	@source scripts/lib.sh && for m in "$${GO_MODULES[@]}"; do (cd "$$m" && go vet ./... && go vet -tags e2e ./...) || exit 1; done
 
 vault: ## build (or reuse) the Vault server binary
 	@bash -c 'source scripts/lib.sh && vault_bin'

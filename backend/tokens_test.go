@@ -11,7 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/go-oauth2/oauth2/v4"
 	"github.com/hashicorp/vault/sdk/logical"
 
 	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/backend/oauth"
@@ -21,12 +20,12 @@ import (
 // tpCallbackBase is the Vault address the test backends build redirect URLs from.
 const tpCallbackBase = "https://vault.example.test:8200"
 
-// testProvider is the shared real OAuth 2.0 test server (internal/oauthtest) under the
+// testProvider is the shared OAuth 2.0 test server (internal/oauthtest) under the
 // names this package's tests (path_oauth_test.go too) were written against.
 type testProvider struct {
 	*oauthtest.Provider
-	requests requestCount      // token endpoint requests
-	tokens   oauth2.TokenStore // the server's, to revoke a grant as the user would
+	requests requestCount         // token endpoint requests
+	tokens   oauthtest.TokenStore // the server's, to revoke a grant as the user would
 }
 
 // requestCount lets tests read the count as p.requests.Load().

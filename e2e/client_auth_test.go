@@ -13,12 +13,12 @@ import (
 
 	"github.com/hashicorp/vault/api"
 
+	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/e2e/internal/fositetest"
 	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/internal/fixtures"
-	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/internal/fositetest"
 )
 
 // clientAuthCase is one client-authentication style, run against a fosite provider of
-// its own (internal/fositetest), which verifies what Vault sends.
+// its own (e2e/internal/fositetest), which verifies what Vault sends.
 type clientAuthCase struct {
 	name   string
 	keyAlg string         // the key made for the credential (fositetest.NewKey)

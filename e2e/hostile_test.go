@@ -28,7 +28,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/internal/oauthtest"
+	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/e2e/internal/oauthtest"
 )
 
 // slackMITM stands in for https://slack.com on loopback. The plugin posts Slack

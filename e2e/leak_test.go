@@ -31,8 +31,8 @@ import (
 	"github.com/hashicorp/vault/api"
 	"github.com/youmark/pkcs8"
 
+	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/e2e/internal/oauthtest"
 	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/internal/fixtures"
-	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/internal/oauthtest"
 )
 
 // oauthAccess is what docs/API.md says an OAuth type's access/ returns that can carry a

@@ -9,7 +9,7 @@ import (
 	"testing"
 
 	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/backend/netpolicy"
-	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/internal/oauthtest"
+	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/e2e/internal/oauthtest"
 )
 
 // TestNetworkPolicy through a real Vault: the defaults reach a provider on loopback;

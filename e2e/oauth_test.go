@@ -20,10 +20,10 @@ import (
 
 	"github.com/hashicorp/vault/api"
 
-	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/internal/oauthtest"
+	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/e2e/internal/oauthtest"
 )
 
-// newIDP starts the shared real OAuth 2.0 test server (internal/oauthtest) on
+// newIDP starts the shared real OAuth 2.0 test server (e2e/internal/oauthtest: go-oauth2) on
 // 127.0.0.1 for t. Vault must send a PKCE challenge: the provider requires one.
 func newIDP(t *testing.T, o oauthtest.Options) *oauthtest.Provider {
 	t.Helper()

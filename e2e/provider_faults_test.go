@@ -15,7 +15,7 @@ import (
 
 	"github.com/hashicorp/vault/api"
 
-	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/internal/oauthtest"
+	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/e2e/internal/oauthtest"
 )
 
 // faultRequestTimeout is the mount's request_timeout in TestProviderFaults: short, so

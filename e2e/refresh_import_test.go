@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/internal/oauthtest"
+	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/e2e/internal/oauthtest"
 )
 
 // TestImportedRefreshTokenSurvivesRestartAndRotates: a refresh token obtained from the

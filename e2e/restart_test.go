@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/internal/oauthtest"
+	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/e2e/internal/oauthtest"
 )
 
 // The restart and kill tests are not parallel: each runs Vault servers of its own,

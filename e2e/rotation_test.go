@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/internal/fositetest"
+	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/e2e/internal/fositetest"
 )
 
 // TestRotatedRefreshTokenSurvivesEditsFosite (issue 21): against ory/fosite with

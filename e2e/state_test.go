@@ -8,7 +8,7 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/internal/oauthtest"
+	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/e2e/internal/oauthtest"
 )
 
 // TestPatchedSecretWorksAgain: with the real vault CLI, a client_credentials

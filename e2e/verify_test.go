@@ -19,8 +19,8 @@ import (
 
 	"golang.org/x/crypto/ssh"
 
+	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/e2e/internal/oauthtest"
 	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/internal/fixtures"
-	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/internal/oauthtest"
 )
 
 // sshd is a real OpenSSH server started by the test on a free loopback port, with a

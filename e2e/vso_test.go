@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/internal/oauthtest"
+	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/e2e/internal/oauthtest"
 )
 
 // Vault Secrets Operator reads access/ through Vault's API client, as here, and takes

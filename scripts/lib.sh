@@ -89,7 +89,7 @@ devprovider_bin() {
   if ! bin=$(cached "$name"); then
     log "building the local OAuth provider from bootstrap/devprovider"
     mkdir -p "$CACHE_DIR"
-    (cd "$src" && CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$CACHE_DIR/$name.tmp" .) >&2 || return 1
+    (cd "$src" && CGO_ENABLED=0 GOWORK=off go build -trimpath -ldflags "-s -w" -o "$CACHE_DIR/$name.tmp" .) >&2 || return 1
     mv "$CACHE_DIR/$name.tmp" "$CACHE_DIR/$name"
     keep "$name"
     bin="$CACHE_DIR/$name"
@@ -222,6 +222,14 @@ oidc_provider_dir() {
   echo "$dir"
 }
 
+# GO_MODULES are the repository's Go modules that have tests, relative to ROOT: the plugin
+# (.), the end-to-end module (e2e/: the suite, the OAuth test providers on fosite and
+# go-oauth2, the benchmark report and its plot, kept out of the plugin's go.mod) and
+# make dev's local provider (bootstrap/devprovider). scripts/test.sh vets, lints, tests,
+# benchmarks and fuzzes each in its own directory. There is no go.work: each builds
+# from its own go.mod, and the plugin's never names what only the tests use.
+GO_MODULES=(. e2e bootstrap/devprovider)
+
 # PREVIOUS_RELEASE is the commit of the release before this one; the upgrade e2e test
 # (e2e/upgrade_test.go) mounts its build, upgrades to this one and downgrades again.
 PREVIOUS_RELEASE="${PREVIOUS_RELEASE:-867d649}"
@@ -242,7 +250,7 @@ previous_plugin() {
     rm -rf "$src" && mkdir -p "$src"
     git -C "$ROOT" archive "$sha" | tar -x -C "$src"
     module="$(cd "$src" && go list -m)"
-    (cd "$src" && CGO_ENABLED=0 go build -trimpath -ldflags "-s -w -X $module/backend.Version=$version" \
+    (cd "$src" && CGO_ENABLED=0 GOWORK=off go build -trimpath -ldflags "-s -w -X $module/backend.Version=$version" \
       -o "$CACHE_DIR/$name.tmp" ./cmd/vault-plugin-secrets-integrations) >&2 || return 1
     mv "$CACHE_DIR/$name.tmp" "$CACHE_DIR/$name"
     rm -rf "$src"

@@ -22,7 +22,7 @@ if ! [[ "$ver" =~ ^[0-9]+\.[0-9]+\.[0-9]+(-[0-9A-Za-z.-]+)?$ ]]; then
 fi
 dist="${DIST:-$ROOT/dist}"
 platforms="${PLATFORMS:-linux/amd64 linux/arm64 darwin/amd64 darwin/arm64 freebsd/amd64}"
-module="$(go list -m)"
+module="$(GOWORK=off go list -m)"
 
 # dist/ holds one release: what an earlier one left is removed, anything else stops us.
 mkdir -p "$dist"
@@ -38,7 +38,8 @@ done
 # system paths, -buildvcs=false the VCS stamp (a dirty tree or another clone would
 # differ), -buildid= the build ID (a hash of the inputs, paths among them), -s -w the
 # symbol table and DWARF. The environment's GOFLAGS are replaced, and the per-arch
-# levels pinned, so a developer's settings do not leak into a release.
+# levels pinned, so a developer's settings do not leak into a release; GOWORK=off builds
+# from the plugin's go.mod alone, even beside a developer's go.work.
 ldflags="-s -w -buildid= -X $module/backend.Version=v$ver"
 flags=(-trimpath -buildvcs=false -mod=readonly -ldflags "$ldflags")
 
@@ -49,7 +50,7 @@ for p in $platforms; do
   os="${p%/*}" arch="${p#*/}"
   out="$dist/${PLUGIN}_${ver}_${os}_${arch}"
   log "building $(basename "$out")"
-  CGO_ENABLED=0 GOOS="$os" GOARCH="$arch" GOFLAGS= GOAMD64=v1 GOARM64=v8.0 GOEXPERIMENT= \
+  CGO_ENABLED=0 GOOS="$os" GOARCH="$arch" GOFLAGS= GOWORK=off GOAMD64=v1 GOARM64=v8.0 GOEXPERIMENT= \
     go build "${flags[@]}" -o "$out" "./cmd/$PLUGIN"
   if [ -n "$sbom" ]; then
     # bin: the modules the binary really links, read from its build info; no serial

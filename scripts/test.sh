@@ -12,6 +12,9 @@
 # out of bin/, where a subfolder stops `make dev` and E2E_RACE=0 runs with "is a
 # directory"); E2E_RACE=0 runs the plain build instead.
 # FUZZTIME (default 5s) is how long each fuzz target runs; FUZZTIME=0 skips fuzzing.
+# Vet, lint, unit tests, benchmarks and fuzzing run in every Go module of GO_MODULES
+# (scripts/lib.sh): the plugin, the end-to-end module (e2e/: the suite, its OAuth
+# providers and the benchmark report) and make dev's provider (bootstrap/devprovider).
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 cd "$ROOT"
@@ -64,15 +67,29 @@ fuzz_one() {
   fi
 }
 
-# fuzz_all runs every fuzz target of every package for FUZZTIME, one go test per
-# target (go test fuzzes one target per invocation). Targets are discovered with
-# go test -list, so new ones are picked up; the unit tests have run their seeds.
+# fuzz_all runs every fuzz target of every package of every module for FUZZTIME, one go
+# test per target (go test fuzzes one target per invocation). Targets are discovered
+# with go test -list, so new ones are picked up; the unit tests have run their seeds.
 fuzz_all() {
-  local fuzztime="${FUZZTIME:-5s}" listing line pkg name start count=0
+  local fuzztime="${FUZZTIME:-5s}" mod start count=0
   if [ "$fuzztime" = 0 ]; then log "fuzzing skipped (FUZZTIME=0)"; return 0; fi
+  start=$SECONDS
+  for mod in "${GO_MODULES[@]}"; do
+    # go test -list and the go test per target resolve packages in the module's own
+    # directory (each module is its own build list).
+    pushd "$ROOT/$mod" >/dev/null
+    fuzz_module "$fuzztime"
+    popd >/dev/null
+  done
+  log "fuzzed $count targets for $fuzztime each in $((SECONDS - start))s"
+}
+
+# fuzz_module fuzzes the targets of the module in the working directory; it counts
+# them in fuzz_all's count.
+fuzz_module() {
+  local fuzztime="$1" listing line pkg name
   listing="$(go test -list '^Fuzz' ./...)"
   local names=()
-  start=$SECONDS
   while IFS= read -r line; do
     case "$line" in
       Fuzz*) names+=("$line") ;;
@@ -87,7 +104,6 @@ fuzz_all() {
         ;;
     esac
   done <<<"$listing"
-  log "fuzzed $count targets for $fuzztime each in $((SECONDS - start))s"
 }
 
 # bench_once runs every benchmark of every package once (-benchtime=1x), for the checks
@@ -95,20 +111,23 @@ fuzz_all() {
 # scale benchmarks run at their default sizes (1,000 and 10,000; INTEGRATIONS_SCALE
 # adds 100,000, which `make bench` covers). Not under -race: the unit tests were.
 bench_once() {
-  local start=$SECONDS
-  go test -count=1 -run '^$' -bench . -benchtime=1x ./...
+  local start=$SECONDS mod
+  for mod in "${GO_MODULES[@]}"; do
+    (cd "$ROOT/$mod" && go test -count=1 -run '^$' -bench . -benchtime=1x ./...)
+  done
   log "ran every benchmark once in $((SECONDS - start))s"
 }
 
 # lint_all runs golangci-lint (pinned and cached by scripts/lib.sh) with .golangci.yml on
-# the module, e2e/ included (the configuration sets the e2e build tag), and on make dev's
-# local OAuth provider (bootstrap/devprovider, its own module). Any finding fails.
+# every module of GO_MODULES (the configuration sets the e2e build tag, so the
+# end-to-end suite is linted too). Any finding fails.
 lint_all() {
-  local lint start=$SECONDS
+  local lint start=$SECONDS mod
   lint="$(golangci_lint_bin)"
-  log "golangci-lint $GOLANGCI_LINT_PIN (.golangci.yml)"
-  "$lint" run ./...
-  (cd "$ROOT/bootstrap/devprovider" && "$lint" run --config "$ROOT/.golangci.yml" ./...)
+  log "golangci-lint $GOLANGCI_LINT_PIN (.golangci.yml) in ${GO_MODULES[*]}"
+  for mod in "${GO_MODULES[@]}"; do
+    (cd "$ROOT/$mod" && "$lint" run --config "$ROOT/.golangci.yml" ./...)
+  done
   log "lint passed in $((SECONDS - start))s"
 }
 
@@ -117,15 +136,16 @@ if [ "$what" = lint ]; then
 fi
 
 if [ "$what" = all ] || [ "$what" = unit ]; then
-  log "go vet (and with -tags e2e)"
-  go vet ./...
-  go vet -tags e2e ./e2e/
+  log "go vet (and with -tags e2e) in ${GO_MODULES[*]}"
+  for mod in "${GO_MODULES[@]}"; do
+    (cd "$ROOT/$mod" && go vet ./... && go vet -tags e2e ./...)
+  done
   lint_all
-  log "unit tests (-race)"
-  # -timeout: internal/release builds the plugin twice, once with an empty build cache.
-  go test -race -count=1 -timeout 20m ./...
-  log "make dev's local OAuth provider (bootstrap/devprovider, its own module)"
-  (cd "$ROOT/bootstrap/devprovider" && go vet ./... && go test -race -count=1 ./...)
+  for mod in "${GO_MODULES[@]}"; do
+    log "unit tests (-race) in module $mod"
+    # -timeout: internal/release builds the plugin twice, once with an empty build cache.
+    (cd "$ROOT/$mod" && go test -race -count=1 -timeout 20m ./...)
+  done
   log "every benchmark once (-benchtime=1x)"
   bench_once
 fi
@@ -173,7 +193,8 @@ if [ "$what" = all ] || [ "$what" = e2e ]; then
     export E2E_OIDC_PROVIDER_DIR="$oidc_dir"
   fi
   log "end-to-end tests against $("$VAULT_BIN" version)"
-  # E2E_ARGS, e.g. "-run TestConfig -v", narrows the run.
+  # E2E_ARGS, e.g. "-run TestConfig -v", narrows the run. The suite is the e2e module's
+  # package at its root (e2e/), run from there.
   # shellcheck disable=SC2086
-  go test -race -count=1 -tags e2e -timeout 40m ./e2e/ ${E2E_ARGS:-}
+  (cd "$ROOT/e2e" && go test -race -count=1 -tags e2e -timeout 40m . ${E2E_ARGS:-})
 fi

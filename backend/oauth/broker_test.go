@@ -418,7 +418,7 @@ func BenchmarkBrokerCachedToken(b *testing.B) {
 	})
 }
 
-// BenchmarkBrokerMint measures a full mint against the local go-oauth2
+// BenchmarkBrokerMint measures a full mint against the local test
 // server, for scale: this is what the cache saves.
 func BenchmarkBrokerMint(b *testing.B) {
 	p := newProvider(b, providerOptions{})

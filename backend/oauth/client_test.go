@@ -229,9 +229,9 @@ func TestMintAuthorizationCodeWithoutRefreshToken(t *testing.T) {
 	}
 }
 
-// TestZoomAccountCredentials runs the zoom preset against the real server;
+// TestZoomAccountCredentials runs the zoom preset against the test server;
 // the provider's token handler checks Zoom's grant_type=account_credentials
-// and account_id and then lets go-oauth2 treat it as client credentials.
+// and account_id and then lets the server treat it as client credentials.
 func TestZoomAccountCredentials(t *testing.T) {
 	t.Parallel()
 	p := newProvider(t, providerOptions{clientAuth: AuthStyleHeader})

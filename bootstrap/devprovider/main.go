@@ -3,7 +3,7 @@
 // refresh tokens, Vault Agent, verify) run on a laptop with no account anywhere.
 //
 // It is ory/fosite — a real implementation of the standards, the one the repo's
-// internal/fositetest drives in tests — on plain HTTP on loopback (the engine allows
+// e2e/internal/fositetest drives in tests — on plain HTTP on loopback (the engine allows
 // http to loopback), with one confidential client:
 //
 //	client_id      dev-client

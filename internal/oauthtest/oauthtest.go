@@ -1,19 +1,18 @@
-// Package oauthtest runs a real OAuth 2.0 authorization server on loopback for tests.
+// Package oauthtest runs an OAuth 2.0 authorization server on loopback for tests.
 //
-// The server is go-oauth2's own manager, in-memory token and client stores and server,
-// not a fake of ours: a fake would only agree with our reading of RFC 6749, while a
-// separate implementation catches the places where the client and a provider disagree.
-// A thin handler in front of its token endpoint adds what tests need and a real
+// A handler in front of the server's token endpoint adds what tests need and a real
 // provider does not offer: it counts and records requests and the tokens issued, speaks
 // Zoom's account_credentials grant, and lets a test answer in the server's place to
-// simulate a fault.
+// simulate a fault. The server itself is a Server (server.go): the standard-library
+// one here for the plugin's unit tests, go-oauth2's in the end-to-end module
+// (e2e/internal/oauthtest), so the plugin's go.mod names no OAuth server library
+// while the end-to-end suite still runs against a separate implementation.
 //
 // The package imports nothing from Vault, so the SDK-free oauth package can test with
 // it as well as the plugin and the end-to-end tests. It is meant for tests only.
 package oauthtest
 
 import (
-	"context"
 	"html"
 	"io"
 	"net/http"
@@ -25,13 +24,6 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
-
-	"github.com/go-oauth2/oauth2/v4"
-	oautherrors "github.com/go-oauth2/oauth2/v4/errors"
-	"github.com/go-oauth2/oauth2/v4/manage"
-	"github.com/go-oauth2/oauth2/v4/models"
-	"github.com/go-oauth2/oauth2/v4/server"
-	"github.com/go-oauth2/oauth2/v4/store"
 )
 
 // The provider's one registered client, its one user and Zoom account. The secrets and
@@ -55,9 +47,6 @@ const (
 	ClientAuthBody   = "body"   // client_id and client_secret in the form only
 )
 
-// refreshTTL is the lifetime of the refresh tokens issued: longer than any test runs.
-const refreshTTL = 24 * time.Hour
-
 // Options shape one provider. The zero value is a provider that accepts either client
 // authentication, does not require PKCE, does not rotate refresh tokens and issues
 // access tokens for two hours.
@@ -65,8 +54,9 @@ type Options struct {
 	// Domain is the client's registered redirect base; the server refuses a
 	// redirect_uri on another host. Default http://127.0.0.1.
 	Domain string
-	// AccessTTL is the lifetime of every access token issued. Default two hours, as
-	// go-oauth2's own defaults. SetAccessTTL changes it later.
+	// AccessTTL is the lifetime of every access token issued. Default two hours (the
+	// default of go-oauth2, which the tests first ran against). SetAccessTTL changes it
+	// later.
 	AccessTTL time.Duration
 	// Rotate makes a refresh_token grant issue a new refresh token and retire the old
 	// one; otherwise the answer has no refresh_token and the old one stays valid.
@@ -82,6 +72,8 @@ type Options struct {
 	// default ClientSecret and Password. A test that searches outputs for the secrets of
 	// several credentials gives each provider its own.
 	ClientSecret, Password string
+	// Server builds the authorization server; nil is NewStdServer.
+	Server func(ServerConfig) (Server, error)
 }
 
 // Request is a token request as the provider received it, before any rewriting.
@@ -104,16 +96,14 @@ type Fault func(w http.ResponseWriter, r *http.Request) bool
 // the embedded httptest.Server gives its URL and an HTTP client for it.
 type Provider struct {
 	*httptest.Server
-	mgr      *manage.Manager
-	srv      *server.Server
-	tokens   oauth2.TokenStore
+	srv      Server
 	requests atomic.Int64 // token endpoint requests, counted before anything else
 	// clientSecret is the registered client's, for IssueRefreshToken.
 	clientSecret string
 
-	// cfgMu orders changes of the manager's settings against request handling: the
-	// library's settings maps are not safe for concurrent use, and tests change them
-	// while requests are in flight.
+	// cfgMu orders changes of the server's settings against request handling: Set
+	// runs with no request in flight (go-oauth2's settings maps are not safe for
+	// concurrent use), and tests change them while requests are in flight.
 	cfgMu     sync.RWMutex
 	accessTTL time.Duration
 	rotate    bool
@@ -139,51 +129,21 @@ func New(t testing.TB, o Options) *Provider {
 	if o.Password == "" {
 		o.Password = Password
 	}
-	p := &Provider{mgr: manage.NewDefaultManager(), accessTTL: o.AccessTTL, rotate: o.Rotate, clientSecret: o.ClientSecret}
-	tokens, err := store.NewMemoryTokenStore()
+	if o.Server == nil {
+		o.Server = NewStdServer
+	}
+	p := &Provider{clientSecret: o.ClientSecret, accessTTL: o.AccessTTL, rotate: o.Rotate}
+	srv, err := o.Server(ServerConfig{Domain: o.Domain, ClientSecret: o.ClientSecret, Password: o.Password,
+		ClientAuth: o.ClientAuth, ForcePKCE: o.ForcePKCE, AccessTTL: o.AccessTTL, Rotate: o.Rotate,
+		Issued: func(tok Token) {
+			p.mu.Lock()
+			p.issued = append(p.issued, tok)
+			p.mu.Unlock()
+		}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	p.tokens = tokens
-	p.mgr.MapTokenStorage(tokens)
-	clients := store.NewClientStore()
-	if err := clients.Set(ClientID, &models.Client{ID: ClientID, Secret: o.ClientSecret, Domain: o.Domain}); err != nil {
-		t.Fatal(err)
-	}
-	p.mgr.MapClientStorage(clients)
-	p.applyLocked() // nothing runs yet
-
-	cfg := server.NewConfig()
-	cfg.ForcePKCE = o.ForcePKCE
-	cfg.AllowedCodeChallengeMethods = []oauth2.CodeChallengeMethod{oauth2.CodeChallengeS256}
-	p.srv = server.NewServer(cfg, p.mgr)
-	p.srv.SetClientInfoHandler(func(r *http.Request) (string, string, error) {
-		if id, secret, ok := r.BasicAuth(); ok && o.ClientAuth != ClientAuthBody {
-			return id, secret, nil
-		}
-		if o.ClientAuth == ClientAuthHeader {
-			return "", "", oautherrors.ErrInvalidClient
-		}
-		return server.ClientFormHandler(r)
-	})
-	p.srv.SetPasswordAuthorizationHandler(func(_ context.Context, _, username, password string) (string, error) {
-		if username == Username && password == o.Password {
-			return UserID, nil
-		}
-		return "", nil // the server answers invalid_grant
-	})
-	// The consent screen: the user approves at once.
-	p.srv.SetUserAuthorizationHandler(func(http.ResponseWriter, *http.Request) (string, error) {
-		return UserID, nil
-	})
-	p.srv.SetResponseErrorHandler(func(re *oautherrors.Response) { re.Description += " " + Marker })
-	// Called for every token the server issues, whatever the grant.
-	p.srv.SetExtensionFieldsHandler(func(ti oauth2.TokenInfo) map[string]any {
-		p.mu.Lock()
-		p.issued = append(p.issued, Token{ti.GetAccess(), ti.GetRefresh()})
-		p.mu.Unlock()
-		return nil
-	})
+	p.srv = srv
 
 	mux := http.NewServeMux()
 	mux.HandleFunc("/authorize", func(w http.ResponseWriter, r *http.Request) {
@@ -193,7 +153,7 @@ func New(t testing.TB, o Options) *Provider {
 			p.formPost(w, r)
 			return
 		}
-		if err := p.srv.HandleAuthorizeRequest(w, r); err != nil {
+		if err := p.srv.Authorize(w, r); err != nil {
 			http.Error(w, err.Error(), http.StatusBadRequest)
 		}
 	})
@@ -222,33 +182,21 @@ func (p *Provider) ServeToken(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	// Zoom's server-to-server grant is client credentials for the account named by
-	// account_id. go-oauth2 knows only RFC 6749 grants, so check the Zoom-specific
-	// part here and let the real server do the rest.
+	// account_id. A Server knows only RFC 6749 grants, so check the Zoom-specific
+	// part here and let the server do the rest.
 	if r.PostForm.Get("grant_type") == "account_credentials" {
 		if r.PostForm.Get("account_id") != AccountID {
 			WriteJSON(w, http.StatusBadRequest, `{"error":"invalid_request","error_description":"unknown account `+Marker+`"}`)
 			return
 		}
 		for _, f := range []url.Values{r.Form, r.PostForm} {
-			f.Set("grant_type", string(oauth2.ClientCredentials))
+			f.Set("grant_type", "client_credentials")
 			f.Del("account_id")
 		}
 	}
 	p.cfgMu.RLock()
 	defer p.cfgMu.RUnlock()
-	_ = p.srv.HandleTokenRequest(w, r)
-}
-
-// applyLocked hands the current lifetime and rotation to the manager. The caller
-// holds cfgMu for writing, or no request can be running yet.
-func (p *Provider) applyLocked() {
-	d := p.accessTTL
-	p.mgr.SetClientTokenCfg(&manage.Config{AccessTokenExp: d})
-	p.mgr.SetPasswordTokenCfg(&manage.Config{AccessTokenExp: d, RefreshTokenExp: refreshTTL, IsGenerateRefresh: true})
-	p.mgr.SetAuthorizeCodeTokenCfg(&manage.Config{AccessTokenExp: d, RefreshTokenExp: refreshTTL, IsGenerateRefresh: true})
-	p.mgr.SetRefreshTokenCfg(&manage.RefreshingConfig{
-		AccessTokenExp: d, IsGenerateRefresh: p.rotate, IsRemoveAccess: true, IsRemoveRefreshing: p.rotate,
-	})
+	p.srv.Token(w, r)
 }
 
 // TokenURL is the provider's token endpoint.
@@ -263,7 +211,7 @@ func (p *Provider) SetAccessTTL(d time.Duration) {
 	p.cfgMu.Lock()
 	defer p.cfgMu.Unlock()
 	p.accessTTL = d
-	p.applyLocked()
+	p.srv.Set(p.accessTTL, p.rotate)
 }
 
 // SetRotate sets whether refresh_token grants from now on rotate the refresh token
@@ -272,7 +220,7 @@ func (p *Provider) SetRotate(rotate bool) {
 	p.cfgMu.Lock()
 	defer p.cfgMu.Unlock()
 	p.rotate = rotate
-	p.applyLocked()
+	p.srv.Set(p.accessTTL, p.rotate)
 }
 
 // SetFault makes f see every token request first; nil removes it.
@@ -339,7 +287,7 @@ func (p *Provider) Issued() []Token {
 
 // TokenStore is the server's token store, for what a user or an administrator does at
 // the provider, such as revoking a grant (RemoveByRefresh).
-func (p *Provider) TokenStore() oauth2.TokenStore { return p.tokens }
+func (p *Provider) TokenStore() TokenStore { return p.srv }
 
 // Authorize drives the authorization endpoint like a browser whose user approves, and
 // returns the redirect back to the client without following it. It fails t unless the
@@ -378,7 +326,7 @@ func (p *Provider) Authorize(t testing.TB, authURL string) *url.URL {
 // the browser POSTs to the redirect URI with the answer's parameters.
 func (p *Provider) formPost(w http.ResponseWriter, r *http.Request) {
 	rec := httptest.NewRecorder()
-	if err := p.srv.HandleAuthorizeRequest(rec, r); err != nil {
+	if err := p.srv.Authorize(rec, r); err != nil {
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
 	}
