@@ -12,32 +12,30 @@ import (
 	"strings"
 	"time"
 
+	"github.com/hashicorp/vault/sdk/logical"
+
 	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/backend/tlsclient"
 )
 
-// runNotifier delivers the outbox until stop closes: at once when woken, else when the
-// next attempt is due, and at least every outboxPollInterval.
-func (b *integrationsBackend) runNotifier(stop <-chan struct{}) {
-	// Clean must not wait out request_timeout for a receiver that hangs: stopping
-	// cancels the request in flight.
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go func() {
-		<-stop
-		cancel()
-	}()
-	for {
-		timer := time.NewTimer(b.outbox.nextWake(b.now()))
-		select {
-		case <-stop:
-			timer.Stop()
-			return
-		case <-b.outbox.kick:
-			timer.Stop()
-		case <-timer.C:
-		}
-		b.deliverOutbox(ctx)
+// awaitDelivery is the outbox delivery job's wait: a pass at once when woken, else when
+// the next attempt is due, and at least every outboxPollInterval.
+func (b *integrationsBackend) awaitDelivery(ctx context.Context) bool {
+	timer := time.NewTimer(b.outbox.nextWake(b.now()))
+	defer timer.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-b.outbox.kick:
+	case <-timer.C:
 	}
+	return true
+}
+
+// deliveryStep is one delivery pass. Clean must not wait out request_timeout for a
+// receiver that hangs: stopping the job cancels ctx, and with it the post in flight.
+func (b *integrationsBackend) deliveryStep(ctx context.Context, _ logical.Storage) error {
+	b.deliverOutbox(ctx)
+	return nil
 }
 
 // nextWake is how long the notifier may sleep: until the earliest attempt due, within

@@ -141,13 +141,13 @@ func TestBackgroundWorkFollowsWriteSafety(t *testing.T) {
 		n := p.requests.Load()
 		clock.Advance(week)
 		arrived, release := blockTokens(t, p)
-		b.startKeepAlives(s)
+		b.keepalives.Start(s)
 		for i := range maxKeepAliveInFlight {
 			waitArrived(t, arrived, fmt.Sprintf("keep-alive refresh %d of the run", i+1))
 		}
 		view.standby.Store(true)
 		release()
-		b.keepalives.wait()
+		b.keepalives.Wait()
 		if got := p.requests.Load() - n; got != maxKeepAliveInFlight {
 			t.Fatalf("%d keep-alive refreshes, want %d: the one after the node turned standby was sent", got, maxKeepAliveInFlight)
 		}
@@ -170,7 +170,7 @@ func TestBackgroundWorkFollowsWriteSafety(t *testing.T) {
 		view.standby.Store(true)
 		cs.reset()
 		b, _, _ := newBackendWith(t, backendOptions{storage: cs, system: view, initialize: true})
-		if n := b.activity.scanCount.Load(); n != 0 || cs.lists.Load() != 0 {
+		if n := b.indexScan.Starts(); n != 0 || cs.lists.Load() != 0 {
 			t.Fatalf("initialize on a node that may not write: %d scans, storage %s", n, cs)
 		}
 		view.standby.Store(false)
@@ -178,7 +178,7 @@ func TestBackgroundWorkFollowsWriteSafety(t *testing.T) {
 			t.Fatal(err)
 		}
 		waitIndexBuilt(t, b)
-		if n := b.activity.scanCount.Load(); n != 1 {
+		if n := b.indexScan.Starts(); n != 1 {
 			t.Fatalf("%d scans once writable again, want the sweep to start one", n)
 		}
 	})
@@ -212,7 +212,7 @@ func TestCleanStopsBackgroundWork(t *testing.T) {
 	clock.Advance(inWindow)
 	accessOK(t, b, s, "cc", nil)
 	waitArrived(t, arrived, "refresh ahead")
-	b.startIndexBuild(s)
+	b.indexScan.Start(s)
 	b.activity.recorder.Access("cc", clock.Now(), "x", true, "")
 
 	b.Cleanup(ctx)
@@ -262,6 +262,7 @@ func backendGoroutines() []string {
 		buf = make([]byte, 2*len(buf))
 	}
 	const pkg = "vault-plugin-secrets-integrations/backend."
+	const jobsPkg = "vault-plugin-secrets-integrations/backend/jobs."
 	var out []string
 	for i, g := range strings.Split(string(buf), "\n\n") {
 		if i == 0 { // the caller's own goroutine comes first
@@ -270,7 +271,7 @@ func backendGoroutines() []string {
 		// A frame is a function line followed by its file line.
 		lines := strings.Split(g, "\n")
 		for j := 1; j+1 < len(lines); j++ {
-			if strings.Contains(lines[j], pkg) && !strings.HasPrefix(lines[j], "created by") &&
+			if (strings.Contains(lines[j], pkg) || strings.Contains(lines[j], jobsPkg)) && !strings.HasPrefix(lines[j], "created by") &&
 				!strings.Contains(strings.Fields(lines[j+1])[0], "_test.go") {
 				out = append(out, g)
 				break
