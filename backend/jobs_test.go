@@ -2,6 +2,9 @@ package backend
 
 import (
 	"context"
+	"os"
+	"slices"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -76,3 +79,30 @@ func TestAddingAJob(t *testing.T) {
 
 // secretMarker stands for a secret a panic's value could carry.
 const secretMarker = "s3cr3t-token-value"
+
+// TestJobTable: docs/ARCHITECTURE.md's job table lists every registered job, in the
+// registration order (the tick and stop order it explains), and nothing else.
+func TestJobTable(t *testing.T) {
+	t.Parallel()
+	doc, err := os.ReadFile("../docs/ARCHITECTURE.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var documented []string
+	for _, line := range strings.Split(string(doc), "\n") {
+		cells := strings.Split(line, "|")
+		if len(cells) < 4 {
+			continue
+		}
+		if _, err := strconv.Atoi(strings.TrimSpace(cells[1])); err == nil {
+			documented = append(documented, strings.TrimSpace(cells[2]))
+		}
+	}
+	var registered []string
+	for _, j := range newBackend(time.Now).jobs.Jobs() {
+		registered = append(registered, j.Name)
+	}
+	if !slices.Equal(documented, registered) {
+		t.Fatalf("the job table in docs/ARCHITECTURE.md:\n got %q\nwant %q (registerJobs, in order)", documented, registered)
+	}
+}
