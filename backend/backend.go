@@ -16,6 +16,7 @@ import (
 	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/backend/credtype"
 	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/backend/jobs"
 	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/backend/netpolicy"
+	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/backend/notify"
 	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/backend/tlsclient"
 )
 
@@ -85,11 +86,8 @@ type integrationsBackend struct {
 	// in-flight bound is reached; nil in production.
 	verifyFull, keepAliveFull func()
 
-	outbox *outbox // notifications waiting for delivery
+	outbox *notify.Outbox // notifications waiting for delivery, and their delivery
 
-	// notifyBackoff is how long to wait before retrying a notification; tests
-	// shorten it.
-	notifyBackoff func(attempt int) time.Duration
 	// slackPostURL is Slack's chat.postMessage; tests point it at a local server.
 	slackPostURL string
 	// slackVerifyURL is Slack's auth.test, which verifies a slack credential; tests
@@ -109,14 +107,13 @@ func newBackend(now func() time.Time) *integrationsBackend {
 		now:            now,
 		credentials:    newCredentialStore(),
 		activity:       newActivity(),
-		outbox:         newOutbox(),
-		notifyBackoff:  jitteredBackoff,
-		slackPostURL:   slackPostMessageURL,
+		slackPostURL:   notify.SlackPostMessageURL,
 		slackVerifyURL: credtype.SlackAuthTestURL,
 	}
 	b.guard = netpolicy.NewGuard(b.networkPolicy)
 	b.transport = b.guard.Transport()
 	b.metrics = newMetrics(b.activity.states)
+	b.outbox = b.newOutbox()
 	b.devices = newDeviceIndex(b.credentials)
 	b.authorizations = &authorizationStore{credentials: b.credentials}
 	b.tokens = newTokenStore(b)
@@ -128,7 +125,7 @@ func newBackend(now func() time.Time) *integrationsBackend {
 		RunningVersion: Version,
 		PathsSpecial: &logical.Paths{
 			// Everything holding a secret is seal-wrapped where the server supports it.
-			SealWrapStorage: []string{configPath, credentialPrefix, tokenPrefix, authorizationPrefix, outboxPrefix, outboxDroppedKey},
+			SealWrapStorage: []string{configPath, credentialPrefix, tokenPrefix, authorizationPrefix, notify.Prefix, notify.DroppedKey},
 			// The provider redirects a browser here, which carries no Vault token.
 			Unauthenticated: []string{callbackPath},
 		},
@@ -165,10 +162,10 @@ func (b *integrationsBackend) initialize(ctx context.Context, req *logical.Initi
 		b.indexScan.Start(req.Storage) //nolint:contextcheck // background work that outlives this call: it runs under the job's own context, which Clean ends, not the request's
 		// What an earlier run left in the outbox is delivered now. Loading it here keeps
 		// the notifier from touching storage while there is nothing to deliver.
-		if waiting, err := b.outbox.load(ctx, req.Storage); err != nil {
+		if waiting, err := b.outbox.Load(ctx, req.Storage); err != nil {
 			b.Logger().Error("reading the notification outbox failed; the notifier will retry", "error", err)
 		} else if waiting > 0 {
-			b.outbox.wake()
+			b.outbox.Wake()
 		}
 	}
 	return nil
@@ -185,7 +182,7 @@ func (b *integrationsBackend) periodic(ctx context.Context, req *logical.Request
 func (b *integrationsBackend) clean(ctx context.Context) {
 	b.cleanOnce.Do(func() {
 		b.jobs.Stop(ctx)
-		if unstored := b.outbox.unstored(); unstored > 0 {
+		if unstored := b.outbox.Unstored(); unstored > 0 {
 			b.Logger().Error("notifications storage refused are lost with this unload", "count", unstored)
 		}
 	})

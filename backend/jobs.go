@@ -39,7 +39,7 @@ func (b *integrationsBackend) registerJobs() {
 	r.Register(jobs.Spec{Name: "authorization clean-up", Trigger: jobs.Tick, Do: b.cleanAuthorizations})
 	b.indexScan = r.Register(jobs.Spec{Name: "index scan", Trigger: jobs.Run, Bound: 1, Do: b.scanIndex})
 	r.Register(jobs.Spec{Name: "usage flush", Trigger: jobs.Loop, Bound: 1, Wait: b.awaitFlush, Do: b.flushStep, Final: b.finalFlush})
-	r.Register(jobs.Spec{Name: "outbox delivery", Trigger: jobs.Loop, Bound: 1, OnTick: true, Wait: b.awaitDelivery, Wake: b.outbox.wake, Do: b.deliveryStep})
+	r.Register(jobs.Spec{Name: "outbox delivery", Trigger: jobs.Loop, Bound: 1, OnTick: true, Wait: b.outbox.Wait, Wake: b.outbox.Wake, Do: b.deliveryStep})
 }
 
 // saveUnsaved retries, every tick, a refresh token the provider issued that storage

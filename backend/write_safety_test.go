@@ -19,6 +19,7 @@ import (
 	"github.com/hashicorp/vault/sdk/logical"
 
 	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/backend/lifecycle"
+	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/backend/notify"
 )
 
 // switchableView is a system view whose node can lose (and regain) the right to
@@ -93,16 +94,16 @@ func TestBackgroundWorkFollowsWriteSafety(t *testing.T) {
 		b, s, _ := newBackendWith(t, backendOptions{storage: cs, system: view})
 		mustOK(t, b, s, logical.CreateOperation, "credentials/hook", map[string]any{"type": "webhook", "url": r.URL})
 		mustOK(t, b, s, logical.UpdateOperation, "config", map[string]any{"notify_credential": "hook"})
-		b.enqueue(ctx, notification{Event: "suspended", Credential: "queued"})
+		b.outbox.Enqueue(ctx, notify.Notification{Event: "suspended", Credential: "queued"})
 		view.standby.Store(true)
 		cs.reset()
-		b.enqueue(ctx, notification{Event: "suspended", Credential: "refused"})
-		b.deliverOutbox(ctx)
+		b.outbox.Enqueue(ctx, notify.Notification{Event: "suspended", Credential: "refused"})
+		b.outbox.Deliver(ctx)
 		if cs.total() != 0 || r.count("queued")+r.count("refused") != 0 {
 			t.Fatalf("a node that may not write: storage %s, %d posts", cs, r.count("queued")+r.count("refused"))
 		}
 		view.standby.Store(false)
-		b.deliverOutbox(ctx)
+		b.outbox.Deliver(ctx)
 		if r.count("queued") != 1 || r.count("refused") != 0 {
 			t.Fatalf("once writable again: %d posts of the queued notification (want 1), %d of the refused one (want 0)",
 				r.count("queued"), r.count("refused"))
@@ -193,7 +194,7 @@ func TestCleanStopsBackgroundWork(t *testing.T) {
 	// Not parallel: it looks at every goroutine of the process.
 	ctx := context.Background()
 	hold := make(chan struct{})
-	r := newLCReceiver(t, func(notification, int) int {
+	r := newLCReceiver(t, func(notify.Notification, int) int {
 		<-hold
 		return http.StatusOK
 	})
@@ -203,7 +204,7 @@ func TestCleanStopsBackgroundWork(t *testing.T) {
 	arrived, _ := blockTokens(t, p)
 	mustOK(t, b, s, logical.CreateOperation, "credentials/hook", map[string]any{"type": "webhook", "url": r.URL})
 	mustOK(t, b, s, logical.UpdateOperation, "config", map[string]any{"notify_credential": "hook"})
-	b.enqueue(ctx, notification{Event: "suspended", Credential: "held"})
+	b.outbox.Enqueue(ctx, notify.Notification{Event: "suspended", Credential: "held"})
 	select {
 	case <-r.got: // the notifier's post is held at the receiver
 	case <-time.After(30 * time.Second):
