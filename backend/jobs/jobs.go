@@ -262,13 +262,14 @@ func (h *Handle) Start(s logical.Storage) bool {
 	if h.spec.Trigger != Run {
 		panic("jobs: Start on a job that is not a run: " + h.spec.Name)
 	}
-	if !h.r.o.WriteSafe() || !h.acquire() {
+	if !h.r.o.WriteSafe() {
 		return false
 	}
 	ctx, cancel := context.WithCancel(h.ctx)
-	h.mu.Lock()
-	h.runCancel = cancel
-	h.mu.Unlock()
+	if !h.acquire(cancel) {
+		cancel()
+		return false
+	}
 	go func() {
 		defer h.release()
 		defer cancel()
@@ -301,7 +302,7 @@ func (h *Handle) Go(f func(ctx context.Context), skipped func()) bool {
 	if h.spec.Trigger != Demand {
 		panic("jobs: Go on a job that is not on demand: " + h.spec.Name)
 	}
-	if !h.acquire() {
+	if !h.acquire(nil) {
 		if skipped != nil {
 			skipped()
 		}
@@ -322,8 +323,9 @@ func (h *Handle) Go(f func(ctx context.Context), skipped func()) bool {
 	return true
 }
 
-// acquire counts a run in, unless the runner is closed or the bound is reached.
-func (h *Handle) acquire() bool {
+// acquire counts a run in, unless the runner is closed or the bound is reached; cancel
+// (a Run's) is what Restart calls to end it.
+func (h *Handle) acquire(cancel context.CancelFunc) bool {
 	h.r.mu.Lock()
 	defer h.r.mu.Unlock()
 	if h.r.closed {
@@ -337,6 +339,9 @@ func (h *Handle) acquire() bool {
 	h.begin0()
 	if h.spec.Trigger != Tick {
 		h.starts++
+	}
+	if cancel != nil {
+		h.runCancel = cancel
 	}
 	return true
 }
@@ -411,7 +416,7 @@ func (h *Handle) loop() {
 // inline runs a Tick job on the caller's goroutine, counted so Stop waits for it, on a
 // context Stop also cancels. A panic is an error for the tick; the next tick runs it.
 func (h *Handle) inline(ctx context.Context, s logical.Storage) (err error) {
-	if !h.acquire() {
+	if !h.acquire(nil) {
 		return nil
 	}
 	defer h.release()

@@ -242,3 +242,36 @@ func TestRegisterRejects(t *testing.T) {
 		}()
 	}
 }
+
+// TestRunRestart: Restart does nothing before the first run; then it cancels the run
+// going, waits for it and starts another; Start does not start a second beside it.
+func TestRunRestart(t *testing.T) {
+	r, _, _ := testRunner(t)
+	started := make(chan int, 3)
+	var runs atomic.Int64
+	h := r.Register(Spec{Name: "scan", Trigger: Run, Bound: 1, Do: func(ctx context.Context, _ logical.Storage) error {
+		started <- int(runs.Add(1))
+		<-ctx.Done()
+		return nil
+	}})
+	if h.Restart(nil) || h.Starts() != 0 {
+		t.Fatal("Restart started a job never started")
+	}
+	if !h.Start(nil) {
+		t.Fatal("not started")
+	}
+	<-started
+	if h.Start(nil) {
+		t.Fatal("a second run beside the first")
+	}
+	if !h.Restart(nil) {
+		t.Fatal("not restarted")
+	}
+	if got := <-started; got != 2 || h.Starts() != 2 {
+		t.Fatalf("run %d, %d starts", got, h.Starts())
+	}
+	r.Stop(context.Background())
+	if h.Restart(nil) {
+		t.Fatal("restarted after Stop")
+	}
+}
