@@ -52,7 +52,7 @@ func (ts *tokenStore) adopt(ctx context.Context, s logical.Storage, c *credentia
 	l.Lock()
 	defer l.Unlock()
 	st := &storedToken{Token: oauth.Token{RefreshToken: refreshToken, IssuedAt: ts.b.now().UTC()}, Destination: destination(c), Client: grantOwner(c)}
-	entry, err := logical.StorageEntryJSON(tokenPrefix+c.Name, st)
+	entry, err := recordEntry(tokenPrefix+c.Name, st)
 	if err != nil {
 		return fmt.Errorf("encoding the token of %q: %w", c.Name, err)
 	}
@@ -77,7 +77,7 @@ func (ts *tokenStore) heldRefreshToken(ctx context.Context, s logical.Storage, c
 	if err != nil || tok == nil || tok.RefreshToken == "" {
 		return nil, err
 	}
-	if (tok.Destination != "" && tok.Destination != destination(c)) || (tok.Client != "" && tok.Client != grantOwner(c)) {
+	if !tok.learntFor(destination(c), grantOwner(c)) {
 		return nil, nil // learnt elsewhere or for another client: forgotten
 	}
 	return tok, nil

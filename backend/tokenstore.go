@@ -38,12 +38,15 @@ type storedToken struct {
 	// Destination fingerprints the credential's destination fields (the catalog
 	// says which) when the token was learnt. A token, and above all its refresh
 	// token, is used only while the credential still points there: a refresh token
-	// never follows a repoint, whatever cache or node it is read from. "" for a
-	// token stored before fingerprints existed.
+	// never follows a repoint, whatever cache or node it is read from (learntFor).
 	Destination string `json:"destination,omitempty"`
-	// Client fingerprints the OAuth client (grantOwner) the token was issued to; ""
-	// for a token stored before it was recorded.
+	// Client fingerprints the OAuth client (grantOwner) the token was issued to.
 	Client string `json:"client,omitempty"`
+	// Record is the version of the stored format (records.go), stamped when stored.
+	Record int `json:"record_version,omitempty"`
+	// anyDestination and anyClient mark a token stored before the fingerprint was
+	// recorded (upgradeToken): it matches the credential's current one.
+	anyDestination, anyClient bool
 
 	// ahead is this token's refresh-ahead state, in memory only (a new token, or
 	// the same one decoded again, starts idle): aheadIdle, aheadRunning while a
@@ -242,6 +245,7 @@ func (ts *tokenStore) cached(ctx context.Context, s logical.Storage, name string
 		if err := entry.DecodeJSON(tok); err != nil {
 			return nil, false, fmt.Errorf("decoding token of %q: %w", name, err)
 		}
+		upgradeToken(tok)
 		return tok, true, nil
 	})
 }
@@ -334,7 +338,7 @@ func (ts *tokenStore) store(ctx context.Context, s logical.Storage, name string,
 		}
 	}
 	saved := st.saved()
-	entry, err := logical.StorageEntryJSON(tokenPrefix+name, saved)
+	entry, err := recordEntry(tokenPrefix+name, saved)
 	if err != nil {
 		return fmt.Errorf("encoding token of %q: %w", name, err)
 	}
