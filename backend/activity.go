@@ -7,7 +7,6 @@
 package backend
 
 import (
-	"context"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -41,8 +40,9 @@ type activity struct {
 	// rebuilds the index when config changes, or shortened windows would only be
 	// noticed at the due times filed under the old ones.
 	indexedFor atomic.Pointer[engineConfig]
-	stop       chan struct{}
-	done       chan struct{}
+	// flushedAt is when the flush loop last flushed (or found nothing to do); only
+	// the loop's goroutine touches it.
+	flushedAt time.Time
 	// reconfigured wakes the flush loop when config changes, so a new
 	// usage_flush_interval applies from the last flush, not after the old one.
 	reconfigured chan struct{}
@@ -50,17 +50,12 @@ type activity struct {
 	// arms a real timer. Tests set one they fire by hand.
 	flushTimer func(d time.Duration) (fire <-chan time.Time, stop func() bool)
 
-	// The index is built by a background scan (startIndexBuild), so a mount of many
-	// credentials serves from the moment it is set up. buildMu guards the scan's
-	// handle; scanned and total report its progress.
-	buildMu       sync.Mutex
-	buildCancel   context.CancelFunc
-	buildDone     chan struct{}
-	buildClosed   bool // the backend is unloading (clean): no scan starts any more
+	// The index is built by a background scan (the index scan job, sweep.go), so a
+	// mount of many credentials serves from the moment it is set up; scanned and
+	// total report its progress.
 	scanned       atomic.Int64
 	total         atomic.Int64
-	scanCount     atomic.Int64 // scans started, for tests
-	buildFinished func()       // test hook: called when a scan ends; nil in production
+	buildFinished func() // test hook: called when a scan ends; nil in production
 }
 
 func newActivity() *activity {
@@ -99,58 +94,6 @@ func (a *activity) forget(name string) {
 	a.recorder.Forget(name)
 	a.unindex(name)
 	a.transient.Delete(name)
-}
-
-// startActivity begins the flush loop; stopActivity ends it and flushes what is left.
-func (b *integrationsBackend) startActivity() {
-	a := b.activity
-	a.stop, a.done = make(chan struct{}), make(chan struct{})
-	arm := a.flushTimer
-	if arm == nil {
-		arm = func(d time.Duration) (<-chan time.Time, func() bool) {
-			t := time.NewTimer(d)
-			return t.C, t.Stop
-		}
-	}
-	go func() {
-		defer close(a.done)
-		last := b.now()
-		for {
-			interval := defaultUsageFlushInterval
-			if cfg, err := b.loadConfig(context.Background(), b.storage); err == nil {
-				interval = cfg.UsageFlushInterval
-			}
-			// Due an interval after the last flush: when config changes the loop
-			// re-arms from there, so a lowered interval applies at once and a stream
-			// of config writes cannot put the flush off.
-			fire, stop := arm(last.Add(interval).Sub(b.now()))
-			select {
-			case <-a.stop:
-				stop()
-				return
-			case <-a.reconfigured:
-				stop()
-				continue
-			case <-fire:
-			}
-			if err := b.flushUsage(context.Background(), b.storage); err != nil {
-				b.Logger().Warn("flushing usage failed; will retry", "error", err)
-			}
-			last = b.now()
-		}
-	}()
-}
-
-func (b *integrationsBackend) stopActivity(ctx context.Context) {
-	a := b.activity
-	if a.stop != nil {
-		close(a.stop)
-		<-a.done
-		a.stop = nil
-	}
-	if err := b.flushUsage(ctx, b.storage); err != nil {
-		b.Logger().Error("flushing usage at shutdown failed", "error", err)
-	}
 }
 
 // setTransient records whether a credential's last provider call failed transiently.

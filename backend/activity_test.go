@@ -19,7 +19,7 @@ import (
 	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/backend/usage"
 )
 
-// lcLogBuffer is a log sink safe for the notifier goroutine and the test to share.
+// lcLogBuffer is a log sink safe for the background jobs and the test to share.
 type lcLogBuffer struct {
 	mu  sync.Mutex
 	buf bytes.Buffer

@@ -14,7 +14,9 @@ import (
 	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/logical"
 	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/backend/credtype"
+	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/backend/jobs"
 	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/backend/netpolicy"
+	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/backend/notify"
 	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/backend/tlsclient"
 )
 
@@ -71,17 +73,21 @@ type integrationsBackend struct {
 	tokens         *tokenStore         // tokens/
 	usage          *usageStore         // usage/
 	activity       *activity
-	metrics        *metrics       // this mount's Prometheus registry (metrics.go)
-	verifier       *backgroundRun // the verify schedule's runs
-	keepalives     *backgroundRun // keep-alive's runs (keepalive.go)
+	metrics        *metrics // this mount's Prometheus registry (metrics.go)
 
-	outbox       *outbox // notifications waiting for delivery
-	notifierStop chan struct{}
-	notifierDone chan struct{}
+	// jobs runs the background work, every job registered in jobs.go; the handles
+	// below are the jobs started from elsewhere than the tick.
+	jobs       *jobs.Runner
+	verifier   *jobs.Handle // the verify schedule's runs
+	keepalives *jobs.Handle // keep-alive's runs (keepalive.go)
+	ahead      *jobs.Handle // background refreshes (refreshahead.go)
+	indexScan  *jobs.Handle // the scan that builds the indexes (sweep.go)
+	// verifyFull and keepAliveFull are test hooks: called when a run waits because its
+	// in-flight bound is reached; nil in production.
+	verifyFull, keepAliveFull func()
 
-	// notifyBackoff is how long to wait before retrying a notification; tests
-	// shorten it.
-	notifyBackoff func(attempt int) time.Duration
+	outbox *notify.Outbox // notifications waiting for delivery, and their delivery
+
 	// slackPostURL is Slack's chat.postMessage; tests point it at a local server.
 	slackPostURL string
 	// slackVerifyURL is Slack's auth.test, which verifies a slack credential; tests
@@ -101,27 +107,25 @@ func newBackend(now func() time.Time) *integrationsBackend {
 		now:            now,
 		credentials:    newCredentialStore(),
 		activity:       newActivity(),
-		verifier:       newBackgroundRun(),
-		keepalives:     newBackgroundRun(),
-		outbox:         newOutbox(),
-		notifyBackoff:  jitteredBackoff,
-		slackPostURL:   slackPostMessageURL,
+		slackPostURL:   notify.SlackPostMessageURL,
 		slackVerifyURL: credtype.SlackAuthTestURL,
 	}
 	b.guard = netpolicy.NewGuard(b.networkPolicy)
 	b.transport = b.guard.Transport()
 	b.metrics = newMetrics(b.activity.states)
+	b.outbox = b.newOutbox()
 	b.devices = newDeviceIndex(b.credentials)
 	b.authorizations = &authorizationStore{credentials: b.credentials}
 	b.tokens = newTokenStore(b)
 	b.usage = newUsageStore(b.activity.recorder)
+	b.registerJobs()
 	b.Backend = &framework.Backend{
 		Help:           strings.TrimSpace(backendHelp),
 		BackendType:    logical.TypeLogical,
 		RunningVersion: Version,
 		PathsSpecial: &logical.Paths{
 			// Everything holding a secret is seal-wrapped where the server supports it.
-			SealWrapStorage: []string{configPath, credentialPrefix, tokenPrefix, authorizationPrefix, outboxPrefix, outboxDroppedKey},
+			SealWrapStorage: []string{configPath, credentialPrefix, tokenPrefix, authorizationPrefix, notify.Prefix, notify.DroppedKey},
 			// The provider redirects a browser here, which carries no Vault token.
 			Unauthenticated: []string{callbackPath},
 		},
@@ -148,69 +152,37 @@ func (b *integrationsBackend) initialize(ctx context.Context, req *logical.Initi
 	if b.storage == nil {
 		b.storage = req.Storage
 	}
-	b.notifierStop, b.notifierDone = make(chan struct{}), make(chan struct{})
-	go func() { //nolint:contextcheck // background work that outlives this call: it runs under the backend's own lifetime, not the request's context
-		defer close(b.notifierDone)
-		b.runNotifier(b.notifierStop)
-	}()
-	b.startActivity() //nolint:contextcheck // background work that outlives this call: it runs under the backend's own lifetime, not the request's context
+	b.jobs.Start() // the loops: the usage flush and the outbox delivery
 	if b.WriteSafeReplicationState() {
 		// The index is built in the background: Initialize returns at once however many
 		// credentials the mount holds, and reads and lists are served from storage
 		// meanwhile. Vault calls Initialize on every mount setup of the node that does
 		// background work: a plugin reload, a restart, a standby becoming active.
 		b.tokens.kept.start(b.now().UTC())
-		b.startIndexBuild(req.Storage) //nolint:contextcheck // background work that outlives this call: it runs under the backend's own lifetime, not the request's context
+		b.indexScan.Start(req.Storage) //nolint:contextcheck // background work that outlives this call: it runs under the job's own context, which Clean ends, not the request's
 		// What an earlier run left in the outbox is delivered now. Loading it here keeps
 		// the notifier from touching storage while there is nothing to deliver.
-		if waiting, err := b.outbox.load(ctx, req.Storage); err != nil {
+		if waiting, err := b.outbox.Load(ctx, req.Storage); err != nil {
 			b.Logger().Error("reading the notification outbox failed; the notifier will retry", "error", err)
 		} else if waiting > 0 {
-			b.outbox.wake()
+			b.outbox.Wake()
 		}
 	}
 	return nil
 }
 
-// periodic runs on Vault's rollback tick (about once a minute): the lifecycle sweep and
-// the clean-up of expired authorizations.
+// periodic runs on Vault's rollback tick (about once a minute): the jobs the tick
+// triggers, in the order jobs.go registers them.
 func (b *integrationsBackend) periodic(ctx context.Context, req *logical.Request) error {
-	if !b.WriteSafeReplicationState() {
-		return nil
-	}
-	// The sweep (re)builds the index itself when it was never built or config changed.
-	// Undelivered notifications are retried from the notifier, never from here.
-	defer b.outbox.wake()
-	// The verify schedule runs in the background, after the sweep has (re)built the
-	// indexes it works from.
-	defer b.startDueVerifications(req.Storage)
-	defer b.startKeepAlives(req.Storage)
-	// A refresh token the provider issued that storage refused is retried every tick,
-	// whether or not anyone reads the credential.
-	b.tokens.saveAllUnsaved(ctx, req.Storage)
-	if err := b.sweep(ctx, req.Storage); err != nil {
-		return err
-	}
-	return b.cleanAuthorizations(ctx, req.Storage)
+	return b.jobs.Tick(ctx, req.Storage)
 }
 
-// clean runs when the mount is unloaded: flush what was counted, stop the goroutines.
+// clean runs when the mount is unloaded: every job stopped, in the order jobs.go
+// registers them, and waited for.
 func (b *integrationsBackend) clean(ctx context.Context) {
 	b.cleanOnce.Do(func() {
-		b.verifier.stop()   // scheduled verifications, before the token requests they make
-		b.keepalives.stop() // keep-alive refreshes, likewise
-		b.tokens.stop()     // background refreshes and provider requests in flight
-		if b.storage != nil && b.WriteSafeReplicationState() {
-			// A last try for what storage refused: memory does not outlive the unload.
-			b.tokens.saveAllUnsaved(ctx, b.storage)
-		}
-		b.stopIndexBuild(true)
-		b.stopActivity(ctx)
-		if b.notifierStop != nil {
-			close(b.notifierStop)
-			<-b.notifierDone
-		}
-		if unstored := b.outbox.unstored(); unstored > 0 {
+		b.jobs.Stop(ctx)
+		if unstored := b.outbox.Unstored(); unstored > 0 {
 			b.Logger().Error("notifications storage refused are lost with this unload", "count", unstored)
 		}
 	})

@@ -107,13 +107,7 @@ func newBackendWith(t testing.TB, o backendOptions) (*integrationsBackend, logic
 // if one was started, has ended.
 func waitIndexBuilt(t testing.TB, b *integrationsBackend) {
 	t.Helper()
-	a := b.activity
-	a.buildMu.Lock()
-	done := a.buildDone
-	a.buildMu.Unlock()
-	if done != nil {
-		<-done
-	}
+	b.indexScan.Wait()
 }
 
 // call sends one request and fails the test on a transport-level error (not on an

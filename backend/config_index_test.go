@@ -30,11 +30,11 @@ func TestConfigChangeRebuildsIndex(t *testing.T) {
 		{"write", logical.UpdateOperation, map[string]any{"suspend_after": "2400h"}},
 		{"delete", logical.DeleteOperation, nil},
 	} {
-		scans := b.activity.scanCount.Load()
+		scans := b.indexScan.Starts()
 		if resp, err := request(b, s, change.op, "config", change.data); err != nil || (resp != nil && resp.IsError()) {
 			t.Fatalf("config %s: %v %v", change.what, resp, err)
 		}
-		if n := b.activity.scanCount.Load() - scans; n != 1 {
+		if n := b.indexScan.Starts() - scans; n != 1 {
 			t.Fatalf("config %s started %d index scans, want 1", change.what, n)
 		}
 		waitIndexBuilt(t, b)
@@ -52,11 +52,11 @@ func TestConfigWriteAfterCleanStartsNoScan(t *testing.T) {
 	lcCreateBasic(t, b, s, "svc", nil)
 	waitIndexBuilt(t, b)
 	b.Cleanup(t.Context())
-	scans := b.activity.scanCount.Load()
+	scans := b.indexScan.Starts()
 	if resp, err := request(b, s, logical.UpdateOperation, "config", map[string]any{"suspend_after": "2400h"}); err != nil || (resp != nil && resp.IsError()) {
 		t.Fatalf("config write: %v %v", resp, err)
 	}
-	if n := b.activity.scanCount.Load() - scans; n != 0 {
+	if n := b.indexScan.Starts() - scans; n != 0 {
 		t.Fatalf("config write after clean started %d index scans, want 0", n)
 	}
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/hashicorp/vault/sdk/logical"
 
+	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/backend/notify"
 	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/backend/oauth"
 )
 
@@ -104,8 +105,8 @@ func TestOneCredentialCannotStarveTheOthers(t *testing.T) {
 		}
 	}
 	noisy := outboxCount(t, s, "noisy", "")
-	if noisy == 0 || noisy > maxOutboxPerCredential {
-		t.Errorf("noisy holds %d outbox entries, want 1 to %d", noisy, maxOutboxPerCredential)
+	if noisy == 0 || noisy > notify.MaxPerCredential {
+		t.Errorf("noisy holds %d outbox entries, want 1 to %d", noisy, notify.MaxPerCredential)
 	}
 	refusals, coalesced := 0, 0
 	for _, e := range outboxStored(t, s) {
@@ -118,7 +119,7 @@ func TestOneCredentialCannotStarveTheOthers(t *testing.T) {
 	if refusals != 1 || int64(coalesced) != sent {
 		t.Errorf("noisy's needs_reauth notifications: %d entries counting %d, want 1 counting %d", refusals, coalesced, sent)
 	}
-	if dropped := alertsOf(lcAlerts(t, b, s), alertNotificationsDropped); len(dropped) != 0 {
+	if dropped := alertsOf(lcAlerts(t, b, s), notify.AlertDropped); len(dropped) != 0 {
 		t.Errorf("notifications dropped: %v", dropped)
 	}
 }

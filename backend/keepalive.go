@@ -150,24 +150,20 @@ func (b *integrationsBackend) scannedUse(ctx context.Context, s logical.Storage,
 	return used, err
 }
 
-// startKeepAlives starts a run over the refresh tokens due for keep-alive, unless one
-// is running. Active node only.
-func (b *integrationsBackend) startKeepAlives(s logical.Storage) {
-	if !b.WriteSafeReplicationState() {
-		return
+// runKeepAlives is the keep-alive job's run (started by the tick, one at a time): a
+// keep-alive of every refresh token due, at most maxKeepAliveInFlight at once.
+func (b *integrationsBackend) runKeepAlives(ctx context.Context, s logical.Storage) error {
+	cfg, err := b.loadConfig(ctx, s)
+	if err != nil || cfg.KeepaliveInterval == 0 {
+		return nil //nolint:nilerr // a config that cannot be read is retried at the next tick
 	}
-	b.keepalives.start(func(ctx context.Context) {
-		cfg, err := b.loadConfig(ctx, s)
-		if err != nil || cfg.KeepaliveInterval == 0 {
-			return
+	b.runDue(ctx, b.keepAliveFull, b.tokens.kept.due, maxKeepAliveInFlight, keepAliveBatch, keepAliveRetry, func(ctx context.Context, name string) {
+		// Asked for each one: a node that lost the right to write stops here.
+		if b.WriteSafeReplicationState() {
+			b.keepAliveOne(ctx, s, cfg, name)
 		}
-		b.runDue(ctx, b.keepalives, b.tokens.kept.due, maxKeepAliveInFlight, keepAliveBatch, keepAliveRetry, func(ctx context.Context, name string) {
-			// Asked for each one: a node that lost the right to write stops here.
-			if b.WriteSafeReplicationState() {
-				b.keepAliveOne(ctx, s, cfg, name)
-			}
-		})
 	})
+	return nil
 }
 
 // keepAliveOne exercises the refresh token of name if it is due, judged afresh: the

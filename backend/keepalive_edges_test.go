@@ -67,10 +67,10 @@ func TestKeepAliveScanSkipsUndecodableToken(t *testing.T) {
 	if !strings.Contains(out, "broken") || strings.Contains(out, "secret-looking") {
 		t.Errorf("want a log line naming the credential and never the entry's content; got %q", out)
 	}
-	scans := b2.activity.scanCount.Load()
+	scans := b2.indexScan.Starts()
 	sweepNow(t, b2, storage)
 	waitIndexBuilt(t, b2)
-	if got := b2.activity.scanCount.Load(); got != scans {
+	if got := b2.indexScan.Starts(); got != scans {
 		t.Errorf("a sweep after the scan rescanned (%d scans, was %d)", got, scans)
 	}
 }
@@ -225,12 +225,12 @@ func TestKeepAliveManyDueRacingDeleteAndSuspend(t *testing.T) {
 		importCredential(t, b, s, p, fmt.Sprintf("c%d", i))
 	}
 	var full atomic.Int64
-	b.keepalives.full = func() { full.Add(1) }
+	b.keepAliveFull = func() { full.Add(1) }
 	clock.Advance(week)
 	start := p.requests.Load()
 	var wg sync.WaitGroup
 	wg.Add(2)
-	b.startKeepAlives(s)
+	b.keepalives.Start(s)
 	go func() {
 		defer wg.Done()
 		if resp, err := request(b, s, logical.DeleteOperation, "credentials/c0", nil); err != nil || (resp != nil && resp.IsError()) {
@@ -244,7 +244,7 @@ func TestKeepAliveManyDueRacingDeleteAndSuspend(t *testing.T) {
 		}
 	}()
 	wg.Wait()
-	b.keepalives.wait()
+	b.keepalives.Wait()
 	if got := p.requests.Load() - start; got < n-2 || got > n {
 		t.Fatalf("%d keep-alives for %d due (two racing a delete and a suspend)", got, n)
 	}
@@ -271,8 +271,8 @@ func TestKeepAliveNotWhenWindowRanOut(t *testing.T) {
 	importCredential(t, b, s, p, "idle")
 	clock.Advance(lifecycle.DefaultPolicy().SuspendAfter + lifecycle.Day)
 	n := p.requests.Load()
-	b.startKeepAlives(s) // no sweep first: the credential is still active
-	b.keepalives.wait()
+	b.keepalives.Start(s) // no sweep first: the credential is still active
+	b.keepalives.Wait()
 	wantRequests(t, p, n, "a credential whose window ran out")
 	if c, err := b.credentials.get(t.Context(), s, "idle"); err != nil || c == nil || c.State.Status != lifecycle.StatusActive {
 		t.Fatalf("stored %v (%v); the keep-alive must leave suspending to the sweep", c, err)

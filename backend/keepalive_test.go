@@ -21,7 +21,7 @@ const week = 7 * lifecycle.Day
 func keepAliveTick(t *testing.T, b *integrationsBackend, s logical.Storage) {
 	t.Helper()
 	tick(t, b, s)
-	b.keepalives.wait()
+	b.keepalives.Wait()
 }
 
 // wantRequests fails unless the provider has had want token requests.
@@ -247,8 +247,8 @@ func BenchmarkKeepAliveTick(b *testing.B) {
 			}
 			b.ResetTimer()
 			for range b.N {
-				be.startKeepAlives(s)
-				be.keepalives.wait()
+				be.keepalives.Start(s)
+				be.keepalives.Wait()
 			}
 		})
 	}

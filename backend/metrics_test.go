@@ -12,6 +12,8 @@ import (
 	"github.com/hashicorp/vault/sdk/logical"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
+
+	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/backend/notify"
 )
 
 // scrape reads metrics as a Prometheus scrape asks for them (format=prometheus) and
@@ -245,7 +247,7 @@ func TestMetricsSweepRuns(t *testing.T) {
 // Notifications are counted per attempt: a failed one, then the delivered retry.
 func TestMetricsCountNotifications(t *testing.T) {
 	t.Parallel()
-	r := newLCReceiver(t, func(_ notification, attempt int) int {
+	r := newLCReceiver(t, func(_ notify.Notification, attempt int) int {
 		if attempt == 1 {
 			return http.StatusServiceUnavailable
 		}
@@ -254,10 +256,10 @@ func TestMetricsCountNotifications(t *testing.T) {
 	b, s, clock := newBackendWith(t, backendOptions{})
 	mustOK(t, b, s, logical.CreateOperation, "credentials/hook", map[string]any{"type": "webhook", "url": r.URL})
 	mustOK(t, b, s, logical.UpdateOperation, "config", map[string]any{"notify_credential": "hook"})
-	b.enqueue(t.Context(), notification{Event: "suspended", Credential: "svc"})
-	b.deliverOutbox(t.Context())
-	clock.Advance(notifyMaxBackoff)
-	b.deliverOutbox(t.Context())
+	b.outbox.Enqueue(t.Context(), notify.Notification{Event: "suspended", Credential: "svc"})
+	b.outbox.Deliver(t.Context())
+	clock.Advance(notify.MaxBackoff)
+	b.outbox.Deliver(t.Context())
 	f, _ := scrape(t, b, s)
 	for result, want := range map[string]float64{"failed": 1, "sent": 1} {
 		if got := metricValue(f, "integrations_notifications_total", map[string]string{"result": result}); got != want {

@@ -24,6 +24,7 @@ import (
 	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/backend/credtype"
 	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/backend/lifecycle"
 	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/backend/netpolicy"
+	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/backend/notify"
 	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/internal/dnstest"
 	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/internal/fixtures"
 	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/internal/oauthtest"
@@ -124,16 +125,15 @@ func TestDeniedLoopbackRefusedOnEveryPath(t *testing.T) {
 		"host": "sftp://" + sshd.addr + "/", "host_key_fingerprint": sshd.fingerprint, "username": "u", "password": "pw"})
 	mustOK(t, b, s, logical.CreateOperation, "credentials/hook", map[string]any{"type": "webhook", "url": hook.URL})
 	mustOK(t, b, s, logical.UpdateOperation, "config", map[string]any{"notify_credential": "hook"})
-	n := notification{Event: "suspension-warning", Credential: "web", Type: "bearer", Message: "test"}
+	n := notify.Notification{Event: "suspension-warning", Credential: "web", Type: "bearer", Message: "test"}
 
 	// The defaults reach loopback: local providers in development, and every test.
 	accessOK(t, b, s, "cc", nil)
 	wantVerify(t, verifyResult(t, b, s, "web"), lifecycle.VerifyOK)
 	wantVerify(t, verifyResult(t, b, s, "web-name"), lifecycle.VerifyOK)
 	wantVerify(t, verifyResult(t, b, s, "files"), lifecycle.VerifyOK)
-	cfg, _ := b.loadConfig(ctx, s)
-	if res := b.attemptDelivery(ctx, cfg, n); res.failure != "" {
-		t.Fatalf("notification under the defaults: %q", res.failure)
+	if failure := b.outbox.Attempt(ctx, n); failure != "" {
+		t.Fatalf("notification under the defaults: %q", failure)
 	}
 	tokens, webs, sshs, hooks := p.requests.Load(), webHits.Load(), sshd.accepted.Load(), hookHits.Load()
 
@@ -146,9 +146,8 @@ func TestDeniedLoopbackRefusedOnEveryPath(t *testing.T) {
 	wantVerify(t, verifyResult(t, b, s, "web"), lifecycle.VerifyFailed, netpolicy.KindDenied)
 	wantVerify(t, verifyResult(t, b, s, "web-name"), lifecycle.VerifyFailed, netpolicy.KindDenied)
 	wantVerify(t, verifyResult(t, b, s, "files"), lifecycle.VerifyFailed, netpolicy.KindDenied)
-	cfg, _ = b.loadConfig(ctx, s)
-	if res := b.attemptDelivery(ctx, cfg, n); res.failure != netpolicy.KindDenied {
-		t.Errorf("notification with loopback denied: %q, want denied_network", res.failure)
+	if failure := b.outbox.Attempt(ctx, n); failure != netpolicy.KindDenied {
+		t.Errorf("notification with loopback denied: %q, want denied_network", failure)
 	}
 	// A notification target named now is judged as a credential's endpoint is.
 	mustOK(t, b, s, logical.UpdateOperation, "config", map[string]any{"notify_credential": ""})
@@ -436,12 +435,11 @@ func TestDialFailuresNameOnlyTheKind(t *testing.T) {
 			t.Errorf("access/ %s: %q, want the kind %s", name, msg, c.kind)
 		}
 		mustOK(t, b, s, logical.UpdateOperation, "config", map[string]any{"notify_credential": "hook-" + name})
-		cfg, _ := b.loadConfig(ctx, s)
-		res := b.attemptDelivery(ctx, cfg, notification{Event: "test", Credential: "x", Message: "m"})
-		if res.failure != c.kind {
-			t.Errorf("notification to %s: %q, want %s", name, res.failure, c.kind)
+		failure := b.outbox.Attempt(ctx, notify.Notification{Event: "test", Credential: "x", Message: "m"})
+		if failure != c.kind {
+			t.Errorf("notification to %s: %q, want %s", name, failure, c.kind)
 		}
-		said = append(said, res.failure)
+		said = append(said, failure)
 		for _, cred := range []string{"tok-", "web-", "ssh-"} {
 			read := mustOK(t, b, s, logical.ReadOperation, "credentials/"+cred+name, nil).Data
 			for _, f := range credtype.EndpointFields() {

@@ -1,19 +1,15 @@
 package backend
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"math/rand/v2"
 	"net/http"
 	"strings"
-	"time"
 	"unicode"
 	"unicode/utf8"
 
+	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/logical"
 	"google.golang.org/grpc/codes"
@@ -21,61 +17,9 @@ import (
 
 	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/backend/credtype"
 	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/backend/lifecycle"
-	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/backend/netpolicy"
-	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/backend/oauth"
+	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/backend/notify"
+	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/backend/tlsclient"
 )
-
-// Notification delivery bounds. Notifications wait in the outbox (see outbox.go), so a
-// receiver that is slow, down or refusing holds up neither a request nor the sweep.
-const (
-	notifyBodyLimit = 64 << 10
-	// notifyMaxBackoff caps the wait between two attempts at one notification.
-	notifyMaxBackoff = time.Hour
-)
-
-// notification is the JSON body POSTed to the notify credential, and the metadata of
-// the Vault event.
-type notification struct {
-	Event      string `json:"event"`
-	Credential string `json:"credential"`
-	Type       string `json:"type"`
-	Message    string `json:"message"`
-	Due        string `json:"due,omitempty"`
-	Mount      string `json:"mount"`
-	Time       string `json:"time"`
-	// Count is how many notifications of this credential and event kind the outbox
-	// coalesced into this one, FirstTime and LastTime the times of the first and the
-	// last (Time is the last's too). Entries an older version stored have none: tally
-	// fills them in.
-	Count     int    `json:"count,omitempty"`
-	FirstTime string `json:"first_time,omitempty"`
-	LastTime  string `json:"last_time,omitempty"`
-}
-
-// tally is n as it is posted: an entry stored before coalescing counts once, at its
-// own time.
-func (n notification) tally() notification {
-	if n.Count < 1 {
-		n.Count = 1
-	}
-	if n.FirstTime == "" {
-		n.FirstTime = n.Time
-	}
-	if n.LastTime == "" {
-		n.LastTime = n.Time
-	}
-	return n
-}
-
-// coalesce is n (waiting) with later, of the same credential and kind, folded in: the
-// later message, due date, type and time, and one count more per occurrence.
-func (n notification) coalesce(later notification) notification {
-	n, later = n.tally(), later.tally()
-	n.Count += later.Count
-	n.Type, n.Message, n.Due, n.Mount = later.Type, later.Message, later.Due, later.Mount
-	n.Time, n.LastTime = later.Time, later.LastTime
-	return n
-}
 
 // notify announces a sweep action: hclog, a Vault event, and the notify credential.
 func (b *integrationsBackend) notify(ctx context.Context, c *credential, a lifecycle.Action) {
@@ -92,16 +36,16 @@ func (b *integrationsBackend) notify(ctx context.Context, c *credential, a lifec
 	// A warning's Due is when the warning itself became due; the person reading it wants
 	// when the suspension or purge it announces takes effect.
 	due := a.Due.Add(a.Threshold)
-	n := notification{Event: event, Credential: c.Name, Type: c.Type, Message: a.Message(), Due: rfc3339(due)}
+	n := notify.Notification{Event: event, Credential: c.Name, Type: c.Type, Message: a.Message(), Due: rfc3339(due)}
 	b.deliver(ctx, n)
 }
 
 // notifyState announces a state change outside the sweep, such as needs_reauth.
 func (b *integrationsBackend) notifyState(ctx context.Context, c *credential, event, message string) {
-	b.deliver(ctx, notification{Event: event, Credential: c.Name, Type: c.Type, Message: message})
+	b.deliver(ctx, notify.Notification{Event: event, Credential: c.Name, Type: c.Type, Message: message})
 }
 
-func (b *integrationsBackend) deliver(ctx context.Context, n notification) {
+func (b *integrationsBackend) deliver(ctx context.Context, n notify.Notification) {
 	n.Mount, n.Time = b.mountPath(), rfc3339(b.now())
 	// The message is the engine's own text, but part of it can come from elsewhere (a
 	// provider's error code): it goes out as one bounded line.
@@ -112,7 +56,7 @@ func (b *integrationsBackend) deliver(ctx context.Context, n notification) {
 		"credential", n.Credential, "type", n.Type, "message", n.Message, "due", n.Due); err != nil {
 		b.eventNotSent(err)
 	}
-	b.enqueue(ctx, n)
+	b.outbox.Enqueue(ctx, n)
 }
 
 // eventNotSent logs a Vault event that could not be sent. A server without event
@@ -128,79 +72,6 @@ func (b *integrationsBackend) eventNotSent(err error) {
 		return
 	}
 	b.Logger().Debug("vault event not sent", "error", err)
-}
-
-// slackPostMessageURL is Slack's Web API method for posting a message as the bot whose
-// token a slack credential holds.
-const slackPostMessageURL = "https://slack.com/api/chat.postMessage"
-
-// notifyDestination is how one notify credential is posted to.
-type notifyDestination struct {
-	url    string
-	header string // extra header and its value, e.g. Authorization
-	value  string
-	slack  bool   // Slack's Web API: a message body, and errors reported in a 200 answer
-	ca     string // the target's ca_certificate: extra trust anchors
-}
-
-// body is what is posted: the notification as JSON, or a Slack message.
-func (d notifyDestination) body(n notification, channel string) []byte {
-	n = n.tally()
-	var v any = n
-	if d.slack {
-		// Everything in the text is escaped as Slack's formatting rules ask, so no part
-		// of it can mention anyone (<!channel>, <@U…>) or become a link.
-		text := fmt.Sprintf("[%s] %s: %s", slackEscape(strings.TrimSuffix(n.Mount, "/")), slackEscape(n.Credential), slackEscape(n.Message))
-		if n.Count > 1 {
-			text += fmt.Sprintf(" (%d times since %s)", n.Count, slackEscape(n.FirstTime))
-		}
-		v = map[string]string{"channel": channel, "text": text}
-	}
-	b, _ := json.Marshal(v)
-	return b
-}
-
-// slackRefusal is Slack's {"ok": false} answer, reduced to its error code.
-type slackRefusal struct {
-	code string // slackErrorCode: a safe code (oauth.SafeCode) or "unknown"
-}
-
-func (e *slackRefusal) Error() string { return "slack refused the message: " + e.code }
-
-// transient reports whether the refusal is worth retrying soon (Slack's "ratelimited").
-func (e *slackRefusal) transient() bool { return e.code == "ratelimited" }
-
-// check reads a successful answer: Slack reports failures as {"ok": false, "error": …}.
-func (d notifyDestination) check(answer []byte) error {
-	if !d.slack {
-		return nil
-	}
-	var r struct {
-		OK    bool   `json:"ok"`
-		Error string `json:"error"`
-	}
-	if err := json.Unmarshal(answer, &r); err != nil {
-		return &slackRefusal{code: "not_json"}
-	}
-	if r.OK {
-		return nil
-	}
-	return &slackRefusal{code: slackErrorCode(r.Error)}
-}
-
-// slackEscaper escapes the three characters Slack's message formatting gives meaning to.
-var slackEscaper = strings.NewReplacer("&", "&amp;", "<", "&lt;", ">", "&gt;")
-
-func slackEscape(s string) string { return slackEscaper.Replace(s) }
-
-// slackErrorCode keeps Slack's error field only when it is a safe code (channel_not_found,
-// not_authed, …) by the rule every provider's error code follows (oauth.SafeCode).
-// Anything else is provider text, which is never echoed.
-func slackErrorCode(code string) string {
-	if c, ok := oauth.SafeCode(code); ok {
-		return c
-	}
-	return "unknown"
 }
 
 // maxNotifyMessage bounds a notification's message, in logs, events and posts.
@@ -225,72 +96,46 @@ func oneLine(s string, limit int) string {
 	return s
 }
 
-// notifyTarget is where and how a notify credential is posted to, as its type in the
-// catalog says (credtype.Type.NotifyTarget); url is empty for a credential that cannot
-// receive notifications.
-func notifyTarget(c *credential, slackURL string) notifyDestination {
+// notifyTarget is where and how c is posted to, as its type in the catalog says.
+func (b *integrationsBackend) notifyTarget(c *credential) notify.Target {
 	t, ok := c.typeDef().NotifyTarget(&c.Values)
-	if !ok {
-		return notifyDestination{}
-	}
-	d := notifyDestination{url: t.URL, slack: t.SlackAPI, ca: t.CACertificate}
-	if t.SlackAPI {
-		d.url = slackURL
-	}
-	if t.Authorization != "" {
-		d.header, d.value = "Authorization", t.Authorization
-	}
-	return d
+	return notify.TargetOf(t, ok, b.slackPostURL)
 }
 
-func postOnce(ctx context.Context, client *http.Client, d notifyDestination, body []byte) (int, []byte, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, d.url, bytes.NewReader(body))
-	if err != nil {
-		return 0, nil, fmt.Errorf("building request: %w", err)
-	}
-	// Notifications are rare: a fresh connection each time, so a keep-alive connection
-	// the receiver (or a load balancer in front of it) has closed meanwhile never turns
-	// a delivery into a failure.
-	req.Close = true
-	req.Header.Set("Content-Type", "application/json")
-	if d.slack {
-		req.Header.Set("Content-Type", "application/json; charset=utf-8") // Slack warns without the charset
-	}
-	if d.header != "" {
-		req.Header.Set(d.header, d.value)
-	}
-	resp, err := client.Do(req)
-	if err != nil {
-		return 0, nil, transportFailure(err)
-	}
-	defer func() { _ = resp.Body.Close() }()
-	answer, _ := io.ReadAll(io.LimitReader(resp.Body, notifyBodyLimit))
-	return resp.StatusCode, answer, nil
+// newOutbox is the notifications' outbox and delivery (package notify) with what it
+// reads from the mount.
+func (b *integrationsBackend) newOutbox() *notify.Outbox {
+	return notify.New(notify.Deps{
+		Storage:   func() logical.Storage { return b.storage },
+		Now:       b.now,
+		Logger:    func() hclog.Logger { return b.Logger() },
+		WriteSafe: func() bool { return b.WriteSafeReplicationState() },
+		Settings: func(ctx context.Context, s logical.Storage) (notify.Settings, error) {
+			cfg, err := b.loadConfig(ctx, s)
+			if err != nil {
+				return notify.Settings{}, err
+			}
+			return notify.Settings{Credential: cfg.NotifyCredential, Channel: cfg.NotifyChannel, Timeout: cfg.RequestTimeout}, nil
+		},
+		Target: func(ctx context.Context, s logical.Storage, name string) (notify.Target, error) {
+			c, err := b.credentials.get(ctx, s, name)
+			if err != nil || c == nil {
+				return notify.Target{}, err
+			}
+			return b.notifyTarget(c), nil
+		},
+		Transport: func(ca string) (http.RoundTripper, error) {
+			return b.tlsTransports().For(tlsclient.Material{CACertificates: ca})
+		},
+		Attempted: b.metrics.notificationAttempt,
+		Dropped:   func() { b.metrics.notifications.WithLabelValues("dropped").Inc() },
+	})
 }
 
-// postError is a POST that got no answer, named by kind only. The URL can itself be a
-// secret (Slack's and Teams' webhooks are), and the error text of a broken exchange
-// can quote what the receiver sent: neither reaches a log line.
-type postError struct{ kind string }
-
-func (e *postError) Error() string { return "posting notification: " + e.kind }
-
-func transportFailure(err error) error {
-	if kind := netpolicy.FailureKind(err); kind != "" {
-		return &postError{kind}
-	}
-	return &postError{"no_answer"}
-}
-
-// jitteredBackoff is the wait before attempt+1 at a notification: half of
-// min(2^attempt seconds, notifyMaxBackoff) plus a random part up to the other half, so
-// it grows, is capped, and many engines retrying one receiver do not retry in step.
-func jitteredBackoff(attempt int) time.Duration {
-	ceiling := notifyMaxBackoff
-	if attempt < 20 {
-		ceiling = min(time.Second<<max(attempt, 1), notifyMaxBackoff)
-	}
-	return ceiling/2 + time.Duration(rand.Int64N(int64(ceiling/2)+1)) //nolint:gosec // G404: retry jitter spreads load and guards nothing, so math/rand is right
+// deliveryStep is one pass of the outbox delivery job.
+func (b *integrationsBackend) deliveryStep(ctx context.Context, _ logical.Storage) error {
+	b.outbox.Deliver(ctx)
+	return nil
 }
 
 // checkNotifyCredential refuses a notify_credential that does not exist or cannot
@@ -311,11 +156,11 @@ func (b *integrationsBackend) checkNotifyCredential(ctx context.Context, s logic
 	if c == nil {
 		return fieldErr("notify_credential", fmt.Sprintf("names no credential (create %q first)", name))
 	}
-	dest := notifyTarget(c, b.slackPostURL)
+	dest := b.notifyTarget(c)
 	switch {
-	case dest.url == "":
+	case dest.URL == "":
 		return fieldErr("notify_credential", "must name "+credtype.NotifyRule())
-	case dest.slack && cfg.NotifyChannel == "":
+	case dest.Slack && cfg.NotifyChannel == "":
 		return fieldErr("notify_channel", "is required when notify_credential posts through the Slack API")
 	case named && checkEndpoints(cfg, c.typeDef(), &c.Values) != nil:
 		return fieldErr("notify_credential", "names a credential whose URL is an address in a network the engine may not connect to (config denied_networks and allowed_networks)")

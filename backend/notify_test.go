@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/vault/sdk/logical"
+
+	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/backend/notify"
 )
 
 // eventTypes lists the Vault events sent so far, in order.
@@ -43,7 +45,7 @@ func lcSentEvent(m *logical.MockEventSender, eventType, credential string) bool 
 // lcReceived is one request the notification receiver got.
 type lcReceived struct {
 	method, contentType, authorization, path string
-	body                                     notification
+	body                                     notify.Notification
 }
 
 // lcReceiver is a loopback HTTP server standing in for a webhook. status decides the
@@ -53,16 +55,16 @@ type lcReceiver struct {
 	got chan lcReceived
 
 	mu     sync.Mutex
-	status func(n notification, attempt int) int
+	status func(n notify.Notification, attempt int) int
 	counts map[string]int
 }
 
-func newLCReceiver(t *testing.T, status func(n notification, attempt int) int) *lcReceiver {
+func newLCReceiver(t *testing.T, status func(n notify.Notification, attempt int) int) *lcReceiver {
 	t.Helper()
 	r := &lcReceiver{got: make(chan lcReceived, 1024), status: status, counts: map[string]int{}}
 	r.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		body, _ := io.ReadAll(req.Body)
-		var n notification
+		var n notify.Notification
 		if err := json.Unmarshal(body, &n); err != nil {
 			t.Errorf("notification body %q: %v", body, err)
 		}
@@ -170,7 +172,7 @@ func TestNotifyPostsToNotifyCredential(t *testing.T) {
 				t.Fatal(err)
 			}
 			got := r.next(t)
-			want := notification{
+			want := notify.Notification{
 				Event: "suspension-warning", Credential: "svc", Type: "basic",
 				Message: "Credential will be suspended in 90 days because it isn't being used.",
 				Due:     created.Add(180 * day).Format(time.RFC3339), Mount: "integrations/",
@@ -213,22 +215,22 @@ func TestNotifyRetriesUntilDelivered(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			r := newLCReceiver(t, func(_ notification, attempt int) int {
+			r := newLCReceiver(t, func(_ notify.Notification, attempt int) int {
 				return tc.statuses[min(attempt, len(tc.statuses))-1]
 			})
 			b, s, clock := newBackendWith(t, backendOptions{})
 			mustOK(t, b, s, logical.CreateOperation, "credentials/hook", map[string]any{"type": "webhook", "url": r.URL})
 			mustOK(t, b, s, logical.UpdateOperation, "config", map[string]any{"notify_credential": "hook"})
-			b.enqueue(context.Background(), notification{Event: "suspended", Credential: "svc"})
+			b.outbox.Enqueue(context.Background(), notify.Notification{Event: "suspended", Credential: "svc"})
 			for pass := range tc.passes {
 				before := r.count("svc")
-				b.deliverOutbox(context.Background())
+				b.outbox.Deliver(context.Background())
 				// Not due again until its backoff has passed.
-				b.deliverOutbox(context.Background())
+				b.outbox.Deliver(context.Background())
 				if got := r.count("svc") - before; got > 1 {
 					t.Fatalf("pass %d: %d attempts at one notification", pass, got)
 				}
-				clock.Advance(notifyMaxBackoff)
+				clock.Advance(notify.MaxBackoff)
 			}
 			if got := r.count("svc"); got != tc.attempts {
 				t.Fatalf("%d attempts, want %d", got, tc.attempts)
@@ -261,8 +263,8 @@ func TestNotifyWithoutUsableTarget(t *testing.T) {
 			if err := b.storeConfig(context.Background(), s, &next); err != nil {
 				t.Fatal(err)
 			}
-			b.enqueue(context.Background(), notification{Event: "suspended", Credential: "svc"})
-			b.deliverOutbox(context.Background())
+			b.outbox.Enqueue(context.Background(), notify.Notification{Event: "suspended", Credential: "svc"})
+			b.outbox.Deliver(context.Background())
 			stored := outboxStored(t, s)
 			if len(stored) != 1 || stored[0].Attempts != 1 || stored[0].LastFailure != "no_target" {
 				t.Fatalf("outbox %+v", stored)
@@ -270,8 +272,8 @@ func TestNotifyWithoutUsableTarget(t *testing.T) {
 			r := newLCReceiver(t, nil)
 			mustOK(t, b, s, logical.DeleteOperation, "credentials/plain", nil)
 			mustOK(t, b, s, logical.CreateOperation, "credentials/"+target, map[string]any{"type": "webhook", "url": r.URL})
-			clock.Advance(notifyMaxBackoff)
-			b.deliverOutbox(context.Background())
+			clock.Advance(notify.MaxBackoff)
+			b.outbox.Deliver(context.Background())
 			if r.count("svc") != 1 || len(outboxStored(t, s)) != 0 {
 				t.Fatalf("after the target was fixed: %d deliveries, outbox %v", r.count("svc"), outboxStored(t, s))
 			}
@@ -287,7 +289,7 @@ func TestNotifyNeverBlocks(t *testing.T) {
 	release := make(chan struct{})
 	var once sync.Once
 	unblock := func() { once.Do(func() { close(release) }) }
-	r := newLCReceiver(t, func(notification, int) int {
+	r := newLCReceiver(t, func(notify.Notification, int) int {
 		<-release
 		return http.StatusOK
 	})
@@ -345,7 +347,7 @@ func TestCleanupDoesNotWaitForSlowReceiver(t *testing.T) {
 	release := make(chan struct{})
 	var once sync.Once
 	unblock := func() { once.Do(func() { close(release) }) }
-	r := newLCReceiver(t, func(notification, int) int {
+	r := newLCReceiver(t, func(notify.Notification, int) int {
 		<-release
 		return http.StatusOK
 	})
@@ -373,32 +375,11 @@ func TestCleanupDoesNotWaitForSlowReceiver(t *testing.T) {
 	}
 }
 
-func TestNotifyBackoffIsJitteredGrowsAndIsCapped(t *testing.T) {
-	t.Parallel()
-	for attempt := 1; attempt <= 100; attempt++ {
-		ceiling := notifyMaxBackoff
-		if attempt < 12 {
-			ceiling = min(time.Second<<attempt, notifyMaxBackoff)
-		}
-		seen := map[time.Duration]bool{}
-		for range 200 {
-			w := jitteredBackoff(attempt)
-			if w < ceiling/2 || w > ceiling {
-				t.Fatalf("attempt %d waited %v, want [%v, %v]", attempt, w, ceiling/2, ceiling)
-			}
-			seen[w] = true
-		}
-		if len(seen) < 2 {
-			t.Fatalf("attempt %d: no jitter", attempt)
-		}
-	}
-}
-
 // TestNotifyDoesNotFollowRedirects: a receiver that answers with a redirect is asked
 // once, its target never, and the notification stays queued as a failed attempt.
 func TestNotifyDoesNotFollowRedirects(t *testing.T) {
 	t.Parallel()
-	elsewhere := newLCReceiver(t, func(notification, int) int { return 200 })
+	elsewhere := newLCReceiver(t, func(notify.Notification, int) int { return 200 })
 	var redirected atomic.Int64
 	redirector := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		redirected.Add(1)
@@ -408,8 +389,8 @@ func TestNotifyDoesNotFollowRedirects(t *testing.T) {
 	b, s, _ := newBackendWith(t, backendOptions{})
 	mustOK(t, b, s, logical.CreateOperation, "credentials/hook", map[string]any{"type": "webhook", "url": redirector.URL})
 	mustOK(t, b, s, logical.UpdateOperation, "config", map[string]any{"notify_credential": "hook"})
-	b.enqueue(context.Background(), notification{Event: "suspended", Credential: "svc"})
-	b.deliverOutbox(context.Background())
+	b.outbox.Enqueue(context.Background(), notify.Notification{Event: "suspended", Credential: "svc"})
+	b.outbox.Deliver(context.Background())
 	if got := redirected.Load(); got != 1 {
 		t.Fatalf("the redirector was asked %d times, want 1", got)
 	}
@@ -466,8 +447,8 @@ func TestNotifySlack(t *testing.T) {
 			}
 			b.notifyState(context.Background(), c, "suspended", "Credential suspended because it isn't being used.")
 			for range tc.attempts + 1 { // one pass more than needed: a delivered one is not posted again
-				b.deliverOutbox(context.Background())
-				clock.Advance(notifyMaxBackoff)
+				b.outbox.Deliver(context.Background())
+				clock.Advance(notify.MaxBackoff)
 			}
 			mu.Lock()
 			defer mu.Unlock()
@@ -482,48 +463,11 @@ func TestNotifySlack(t *testing.T) {
 	}
 }
 
-// TestSlackTextIsEscaped: nothing in a Slack message can mention anyone or become a
-// link: &, < and > are escaped in every part of the text.
-func TestSlackTextIsEscaped(t *testing.T) {
+// TestSlackRefusalLogsNoProviderText: of Slack's error field only a short code reaches
+// the log (the codes themselves: notify's TestSlackRefusalEchoesNoProviderText); no log
+// line of a delivery carries provider text or a line break of its own.
+func TestSlackRefusalLogsNoProviderText(t *testing.T) {
 	t.Parallel()
-	d := notifyDestination{slack: true}
-	n := notification{
-		Credential: "svc&co",
-		Message:    "<!channel> see <https://evil.example/|the fix> & <@U0123>",
-		Mount:      "team<b>/",
-	}
-	var msg map[string]string
-	if err := json.Unmarshal(d.body(n, "C0123ABCD"), &msg); err != nil {
-		t.Fatal(err)
-	}
-	want := "[team&lt;b&gt;] svc&amp;co: &lt;!channel&gt; see &lt;https://evil.example/|the fix&gt; &amp; &lt;@U0123&gt;"
-	if msg["text"] != want {
-		t.Fatalf("text %q\nwant %q", msg["text"], want)
-	}
-}
-
-// TestSlackRefusalEchoesNoProviderText: of Slack's error field only a short code of
-// [a-z0-9_] reaches the error and the log; anything else is "unknown". No log line of
-// a delivery carries provider text or a line break of its own.
-func TestSlackRefusalEchoesNoProviderText(t *testing.T) {
-	t.Parallel()
-	for code, want := range map[string]string{
-		"channel_not_found":              "channel_not_found",
-		"not_authed":                     "not_authed",
-		"":                               "unknown",
-		"Bad Thing":                      "unknown",
-		"x\ny":                           "unknown",
-		"<!channel>":                     "unknown",
-		strings.Repeat("a", 65):          "unknown",
-		"invalid_auth; call +1 555 0100": "unknown",
-	} {
-		body, _ := json.Marshal(map[string]any{"ok": false, "error": code})
-		err := notifyDestination{slack: true}.check(body)
-		if err == nil || err.Error() != "slack refused the message: "+want {
-			t.Errorf("error %q: got %v, want the code %q", code, err, want)
-		}
-	}
-
 	hostile := "PROVIDERTEXT <!channel>\ncall +1 555 0100"
 	slack := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		_ = json.NewEncoder(w).Encode(map[string]any{"ok": false, "error": hostile})
@@ -541,7 +485,7 @@ func TestSlackRefusalEchoesNoProviderText(t *testing.T) {
 	}
 	// A message carrying a line break of its own (part of one can come from a provider).
 	b.notifyState(context.Background(), c, "needs_reauth", "The provider refused the grant\nINJECTED line.")
-	b.deliverOutbox(context.Background())
+	b.outbox.Deliver(context.Background())
 	out := logs.String()
 	for _, leak := range []string{"PROVIDERTEXT", "555", "<!channel>", "xoxb-123"} {
 		if strings.Contains(out, leak) {
@@ -579,8 +523,8 @@ func TestNotifyOnFreshConnection(t *testing.T) {
 	// One at a time: two deliveries in flight at once would take two connections
 	// whatever the client does.
 	for _, name := range []string{"svc1", "svc2", "svc3"} {
-		b.enqueue(context.Background(), notification{Event: "suspended", Credential: name})
-		b.deliverOutbox(context.Background())
+		b.outbox.Enqueue(context.Background(), notify.Notification{Event: "suspended", Credential: name})
+		b.outbox.Deliver(context.Background())
 	}
 	mu.Lock()
 	defer mu.Unlock()

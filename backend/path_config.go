@@ -18,6 +18,7 @@ import (
 	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/backend/credtype"
 	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/backend/lifecycle"
 	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/backend/netpolicy"
+	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/backend/notify"
 	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/backend/usage"
 )
 
@@ -185,7 +186,7 @@ func pathConfig(b *integrationsBackend) *framework.Path {
 			},
 			"notify_credential": {
 				Type:        framework.TypeString,
-				Description: fmt.Sprintf("Name of a credential that receives lifecycle notifications (a JSON POST, or a Slack message): %s. Notifications wait in an outbox in storage (at most %d) until delivered, retried with backoff up to %s; alerts show those not delivered.", credtype.NotifyRule(), maxOutbox, notifyMaxBackoff),
+				Description: fmt.Sprintf("Name of a credential that receives lifecycle notifications (a JSON POST, or a Slack message): %s. Notifications wait in an outbox in storage (at most %d) until delivered, retried with backoff up to %s; alerts show those not delivered.", credtype.NotifyRule(), notify.MaxOutbox, notify.MaxBackoff),
 			},
 			"notify_channel": {
 				Type:        framework.TypeString,

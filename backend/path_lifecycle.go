@@ -265,7 +265,7 @@ func (b *integrationsBackend) alertsView(ctx context.Context, s logical.Storage)
 		}
 		alerts = append(alerts, b.policyFor(cfg, c).Alerts(name, b.healthInput(c, sum), now)...)
 	}
-	undelivered, err := b.outboxAlerts(ctx, s, now)
+	undelivered, err := b.outbox.Alerts(ctx, s, now)
 	if err != nil {
 		return nil, "", err
 	}

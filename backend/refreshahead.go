@@ -118,17 +118,16 @@ func (b *integrationsBackend) refreshAhead(cfg *engineConfig, st *storedToken, n
 	if v == aheadRunning || now.UnixNano() < v || !st.ahead.CompareAndSwap(v, aheadRunning) {
 		return warning
 	}
-	if !b.tokens.goAhead(func(ctx context.Context) {
-		// Asked here, not on the read: the node's replication state may be a
-		// call to Vault.
-		if b.storage == nil || !b.WriteSafeReplicationState() {
+	// The job asks the node's write safety in the background, not on the read: it
+	// may be a call to Vault. Not started (unloading, or a node that may not write):
+	// not on this node.
+	b.ahead.Go(func(ctx context.Context) {
+		if b.storage == nil {
 			st.ahead.Store(aheadNever)
 			return
 		}
 		b.refreshInBackground(ctx, cfg, st, name, minValid)
-	}) {
-		st.ahead.Store(aheadNever) // the mount is being unloaded
-	}
+	}, func() { st.ahead.Store(aheadNever) })
 	return warning
 }
 
@@ -172,7 +171,7 @@ func (b *integrationsBackend) refreshInBackground(ctx context.Context, cfg *engi
 		}
 		// The refresh's own context may have run out: recording gets a bound of its
 		// own, still ended by Clean.
-		rctx, rcancel := context.WithTimeout(b.tokens.aheadCtx, cfg.RequestTimeout)
+		rctx, rcancel := context.WithTimeout(b.ahead.Context(), cfg.RequestTimeout)
 		defer rcancel()
 		// Recorded only while the credential exists: events of one deleted meanwhile
 		// would outlive it.

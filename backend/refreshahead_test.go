@@ -65,7 +65,7 @@ func waitArrived(t *testing.T, arrived <-chan struct{}, what string) {
 }
 
 // settle waits until no background refresh is running.
-func settle(b *integrationsBackend) { b.tokens.aheadWG.Wait() }
+func settle(b *integrationsBackend) { b.ahead.Wait() }
 
 // A read in the refresh window is served the current token at once while the refresh
 // it started is held at the provider; once the provider answers, readers get the new

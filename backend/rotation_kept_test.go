@@ -71,11 +71,11 @@ func refreshPaths() []refreshPath {
 		}},
 		{name: "keepalive", start: func(_ *testing.T, b *integrationsBackend, s logical.Storage, clock *testClock) func() {
 			clock.Advance(week + time.Hour)
-			return asyncTick(b, s, b.keepalives.wait)
+			return asyncTick(b, s, b.keepalives.Wait)
 		}},
 		{name: "verify_schedule", setup: map[string]any{"verify_interval": "1h"}, start: func(_ *testing.T, b *integrationsBackend, s logical.Storage, clock *testClock) func() {
 			clock.Advance(2 * time.Hour)
-			return asyncTick(b, s, b.verifier.wait)
+			return asyncTick(b, s, b.verifier.Wait)
 		}},
 	}
 }

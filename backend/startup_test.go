@@ -211,7 +211,7 @@ func TestSweepDuringTheScan(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if got := b.activity.scanCount.Load(); got != 1 {
+	if got := b.indexScan.Starts(); got != 1 {
 		t.Fatalf("%d scans started, want 1 (the sweep must not start another while one runs)", got)
 	}
 	if w0, w1 := warnings(due[0]), warnings(due[1]); w0 != 1 || w1 != 0 {

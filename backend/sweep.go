@@ -53,51 +53,19 @@ func (a *activity) unindex(name string) {
 	a.states.remove(name)
 }
 
-// startIndexBuild starts the background scan that (re)builds the indexes from storage,
-// unless one is running. Until it ends the sweep acts on what is indexed (every write
-// indexes its credential), and alerts says it may be incomplete.
-func (b *integrationsBackend) startIndexBuild(s logical.Storage) {
-	a := b.activity
-	a.buildMu.Lock()
-	defer a.buildMu.Unlock()
-	if a.buildClosed {
-		return // unloading: a config write racing clean starts nothing
+// scanIndex is the index scan job: one run (re)builds the indexes from storage. Until
+// it ends the sweep acts on what is indexed (every write indexes its credential), and
+// alerts says it may be incomplete. It is started at Initialize, by a sweep that finds
+// the index missing or built under other windows (unless a scan is running: a config
+// change meanwhile makes the next sweep start another) and by rebuildIndex.
+func (b *integrationsBackend) scanIndex(ctx context.Context, s logical.Storage) error {
+	if err := b.buildIndex(ctx, s); err != nil && ctx.Err() == nil {
+		b.Logger().Error("building the lifecycle index failed; the next sweep retries", "error", err)
 	}
-	if a.buildDone != nil {
-		select {
-		case <-a.buildDone:
-		default:
-			return // one is running; a config change meanwhile makes the next sweep start another
-		}
+	if hook := b.activity.buildFinished; hook != nil {
+		hook()
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	a.buildCancel, a.buildDone = cancel, done
-	a.scanCount.Add(1)
-	go func() {
-		defer close(done)
-		defer cancel()
-		if err := b.buildIndex(ctx, s); err != nil && ctx.Err() == nil {
-			b.Logger().Error("building the lifecycle index failed; the next sweep retries", "error", err)
-		}
-		if a.buildFinished != nil {
-			a.buildFinished()
-		}
-	}()
-}
-
-// stopIndexBuild cancels a running scan and waits for it to end; with closing (clean)
-// no scan starts after it.
-func (b *integrationsBackend) stopIndexBuild(closing bool) {
-	a := b.activity
-	a.buildMu.Lock()
-	cancel, done := a.buildCancel, a.buildDone
-	a.buildClosed = a.buildClosed || closing
-	a.buildMu.Unlock()
-	if cancel != nil {
-		cancel()
-		<-done
-	}
+	return nil
 }
 
 // rebuildIndex starts the scan again after a config change (a write or a delete of
@@ -107,15 +75,9 @@ func (b *integrationsBackend) stopIndexBuild(closing bool) {
 // before the background work has started (Initialize builds the index then) or on a
 // node that may not write.
 func (b *integrationsBackend) rebuildIndex(s logical.Storage) {
-	a := b.activity
-	a.buildMu.Lock()
-	started := a.buildDone != nil
-	a.buildMu.Unlock()
-	if !started || !b.WriteSafeReplicationState() {
-		return
+	if b.WriteSafeReplicationState() {
+		b.indexScan.Restart(s)
 	}
-	b.stopIndexBuild(false)
-	b.startIndexBuild(s)
 }
 
 // indexComplete reports whether the indexes hold every credential under the current
@@ -268,7 +230,7 @@ func (b *integrationsBackend) sweep(ctx context.Context, s logical.Storage) (err
 		// act meanwhile on what is indexed. Each due name is judged afresh under its
 		// lock, so a partial index can delay an action (until the scan files the
 		// credential) but never repeat one or act on a stale state.
-		b.startIndexBuild(s) //nolint:contextcheck // background work that outlives this call: it runs under the backend's own lifetime, not the request's context
+		b.indexScan.Start(s) //nolint:contextcheck // background work that outlives this call: it runs under the job's own context, which Clean ends, not the request's
 	}
 	now := b.now().UTC()
 	var errs []error

@@ -113,49 +113,12 @@ type tokenStore struct {
 	brokerOnce sync.Once
 	broker     *oauth.Broker
 	client     *oauth.Client
-
-	// Background refreshes (refresh ahead): each runs on aheadCtx, which stop
-	// cancels; aheadRunning counts them so stop can wait.
-	aheadMu      sync.Mutex
-	aheadStopped bool
-	aheadWG      sync.WaitGroup
-	aheadCtx     context.Context
-	aheadCancel  context.CancelFunc
 }
 
 func newTokenStore(b *integrationsBackend) *tokenStore {
 	ts := &tokenStore{b: b, locks: locksutil.CreateLocks(), cache: newGenCache[*storedToken](), gens: make(map[string]uint64), grants: make(map[string]uint64),
 		kept: newKeepAlive(), unsaved: make(map[string]*unsavedToken)}
-	ts.aheadCtx, ts.aheadCancel = context.WithCancel(context.Background())
 	return ts
-}
-
-// goAhead runs f in the background on a context stop cancels, unless stop has
-// already been called; it reports whether f was started.
-func (ts *tokenStore) goAhead(f func(ctx context.Context)) bool {
-	ts.aheadMu.Lock()
-	defer ts.aheadMu.Unlock()
-	if ts.aheadStopped {
-		return false
-	}
-	ts.aheadWG.Add(1)
-	go func() {
-		defer ts.aheadWG.Done()
-		f(ts.aheadCtx)
-	}()
-	return true
-}
-
-// stop ends the background work when the mount is unloaded: no background refresh
-// starts any more, the running ones and every provider request in flight are
-// cancelled, and stop returns once all of them have.
-func (ts *tokenStore) stop() {
-	ts.aheadMu.Lock()
-	ts.aheadStopped = true
-	ts.aheadMu.Unlock()
-	ts.aheadCancel()
-	ts.brokerOf().Close()
-	ts.aheadWG.Wait()
 }
 
 // maxOAuthTimeout bounds every provider call whatever request_timeout says; each

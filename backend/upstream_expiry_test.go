@@ -12,6 +12,7 @@ import (
 
 	"github.com/hashicorp/vault/sdk/logical"
 	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/backend/lifecycle"
+	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/backend/notify"
 )
 
 // upstreamEvents returns the kind of each Vault event sent, in order.
@@ -55,7 +56,7 @@ func createExpiringApp(t *testing.T, b logical.Backend, s logical.Storage, name 
 // when it comes, nothing is suspended, and a new date starts afresh.
 func TestUpstreamExpiryThroughTheSweep(t *testing.T) {
 	t.Parallel()
-	r := newLCReceiver(t, func(notification, int) int { return http.StatusServiceUnavailable })
+	r := newLCReceiver(t, func(notify.Notification, int) int { return http.StatusServiceUnavailable })
 	events := logical.NewMockEventSender()
 	b, s, clock := newBackendWith(t, backendOptions{events: events, initialize: true})
 	mustOK(t, b, s, logical.CreateOperation, "credentials/hook", map[string]any{"type": "webhook", "url": r.URL + "/n"})

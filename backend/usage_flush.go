@@ -127,3 +127,56 @@ func (b *integrationsBackend) flushOne(ctx context.Context, s logical.Storage, c
 	us.landed(name, u, nil)
 	return nil
 }
+
+// awaitFlush is the usage flush job's wait: an interval after the last flush. When
+// config changes it re-arms from there, so a lowered usage_flush_interval applies at
+// once and a stream of config writes cannot put the flush off.
+func (b *integrationsBackend) awaitFlush(ctx context.Context) bool {
+	a := b.activity
+	arm := a.flushTimer
+	if arm == nil {
+		arm = func(d time.Duration) (<-chan time.Time, func() bool) {
+			t := time.NewTimer(d)
+			return t.C, t.Stop
+		}
+	}
+	if a.flushedAt.IsZero() {
+		a.flushedAt = b.now()
+	}
+	for {
+		interval := defaultUsageFlushInterval
+		if cfg, err := b.loadConfig(ctx, b.storage); err == nil {
+			interval = cfg.UsageFlushInterval
+		}
+		fire, stop := arm(a.flushedAt.Add(interval).Sub(b.now()))
+		select {
+		case <-ctx.Done():
+			stop()
+			return false
+		case <-a.reconfigured:
+			stop()
+			continue
+		case <-fire:
+		}
+		// Due again an interval on, whether or not this node may write now.
+		a.flushedAt = b.now()
+		return true
+	}
+}
+
+// flushStep is one scheduled flush. A flush under way when Clean comes is finished
+// (Clean waits for it), not cancelled: the last flush follows it.
+func (b *integrationsBackend) flushStep(ctx context.Context, s logical.Storage) error {
+	if err := b.flushUsage(context.WithoutCancel(ctx), s); err != nil {
+		b.Logger().Warn("flushing usage failed; will retry", "error", err)
+	}
+	b.activity.flushedAt = b.now()
+	return nil
+}
+
+// finalFlush is the last flush, at Clean, once the loop has stopped.
+func (b *integrationsBackend) finalFlush(ctx context.Context, s logical.Storage) {
+	if err := b.flushUsage(ctx, s); err != nil {
+		b.Logger().Error("flushing usage at shutdown failed", "error", err)
+	}
+}

@@ -27,46 +27,6 @@ const (
 	verifyRetry = 15 * time.Minute
 )
 
-// backgroundRun is a schedule's runs (the verify schedule's, keep-alive's): one run at
-// a time, started by the periodic tick and ended by Clean.
-type backgroundRun struct {
-	mu      sync.Mutex
-	done    chan struct{} // closed when the current run ends; nil before the first
-	ctx     context.Context
-	cancel  context.CancelFunc
-	stopped bool
-	// full is a test hook: called when a run waits because its in-flight bound is
-	// reached; nil in production.
-	full func()
-}
-
-func newBackgroundRun() *backgroundRun {
-	ctx, cancel := context.WithCancel(context.Background())
-	return &backgroundRun{ctx: ctx, cancel: cancel}
-}
-
-// start runs run in the background unless a run is still going or stop was called.
-func (v *backgroundRun) start(run func(ctx context.Context)) {
-	v.mu.Lock()
-	defer v.mu.Unlock()
-	if v.stopped {
-		return
-	}
-	if v.done != nil {
-		select {
-		case <-v.done:
-		default:
-			return
-		}
-	}
-	done := make(chan struct{})
-	v.done = done
-	go func() {
-		defer close(done)
-		run(v.ctx)
-	}()
-}
-
 // nextVerify is when the schedule next verifies c: zero when never (no interval, a
 // type with no check, a credential not active).
 func (b *integrationsBackend) nextVerify(cfg *engineConfig, c *credential) time.Time {
@@ -81,22 +41,15 @@ func (b *integrationsBackend) nextVerify(cfg *engineConfig, c *credential) time.
 	return lifecycle.NextVerify(c.Name, c.State, cfg.VerifyInterval, cfg.VerifySince)
 }
 
-// startDueVerifications starts a run over the credentials due for verification, unless
-// one is running. Active node only.
-func (b *integrationsBackend) startDueVerifications(s logical.Storage) {
-	if !b.WriteSafeReplicationState() {
-		return
-	}
-	b.verifier.start(func(ctx context.Context) { b.runDueVerifications(ctx, s) })
-}
-
-// runDueVerifications verifies every credential due, at most maxVerifyInFlight at once.
-func (b *integrationsBackend) runDueVerifications(ctx context.Context, s logical.Storage) {
-	b.runDue(ctx, b.verifier, b.activity.verifying, maxVerifyInFlight, verifyBatch, verifyRetry, func(ctx context.Context, name string) {
+// runDueVerifications is the verify schedule job's run (started by the tick, one at a
+// time): it verifies every credential due, at most maxVerifyInFlight at once.
+func (b *integrationsBackend) runDueVerifications(ctx context.Context, s logical.Storage) error {
+	b.runDue(ctx, b.verifyFull, b.activity.verifying, maxVerifyInFlight, verifyBatch, verifyRetry, func(ctx context.Context, name string) {
 		if _, _, err := b.verifyCredential(ctx, s, name); err != nil && ctx.Err() == nil {
 			b.Logger().Warn("scheduled verification failed; retried later", "credential", name, "error", err)
 		}
 	})
+	return nil
 }
 
 // runDue runs do for every name idx says is due, at most inFlight at once, until none
@@ -104,7 +57,8 @@ func (b *integrationsBackend) runDueVerifications(ctx context.Context, s logical
 // it again and the run ends; what do records files its next time. A name still in
 // flight is skipped: the index scan, which files what it read before a result was
 // stored, can make it due again meanwhile.
-func (b *integrationsBackend) runDue(ctx context.Context, run *backgroundRun, idx *lifecycle.Index, inFlight, batch int, retry time.Duration, do func(ctx context.Context, name string)) {
+// full, a test hook, is called when a name waits for a slot.
+func (b *integrationsBackend) runDue(ctx context.Context, full func(), idx *lifecycle.Index, inFlight, batch int, retry time.Duration, do func(ctx context.Context, name string)) {
 	slots := make(chan struct{}, inFlight)
 	var wg sync.WaitGroup
 	defer wg.Wait()
@@ -133,8 +87,8 @@ func (b *integrationsBackend) runDue(ctx context.Context, run *backgroundRun, id
 			select {
 			case slots <- struct{}{}:
 			default:
-				if hook := run.full; hook != nil {
-					hook()
+				if full != nil {
+					full()
 				}
 				select {
 				case slots <- struct{}{}:
@@ -157,23 +111,4 @@ func (b *integrationsBackend) runDue(ctx context.Context, run *backgroundRun, id
 			}()
 		}
 	}
-}
-
-// waitVerifications waits for the current run to end (tests, and Clean).
-func (v *backgroundRun) wait() {
-	v.mu.Lock()
-	done := v.done
-	v.mu.Unlock()
-	if done != nil {
-		<-done
-	}
-}
-
-// stop cancels a run and waits for it; no run starts after.
-func (v *backgroundRun) stop() {
-	v.mu.Lock()
-	v.stopped = true
-	v.mu.Unlock()
-	v.cancel()
-	v.wait()
 }

@@ -56,7 +56,7 @@ func tick(t *testing.T, b *integrationsBackend, s logical.Storage) {
 	if err := b.periodic(context.Background(), &logical.Request{Storage: s}); err != nil {
 		t.Fatal(err)
 	}
-	b.verifier.wait()
+	b.verifier.Wait()
 }
 
 func TestVerifyScheduleVerifiesEachDueCredentialOnce(t *testing.T) {
@@ -126,7 +126,7 @@ func TestVerifyScheduleBoundsInFlight(t *testing.T) {
 		<-release
 	}
 	var waited atomic.Int64
-	b.verifier.full = func() {
+	b.verifyFull = func() {
 		if waited.Add(1) == 1 {
 			for range maxVerifyInFlight {
 				<-arrived

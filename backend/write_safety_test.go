@@ -19,6 +19,7 @@ import (
 	"github.com/hashicorp/vault/sdk/logical"
 
 	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/backend/lifecycle"
+	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/backend/notify"
 )
 
 // switchableView is a system view whose node can lose (and regain) the right to
@@ -93,16 +94,16 @@ func TestBackgroundWorkFollowsWriteSafety(t *testing.T) {
 		b, s, _ := newBackendWith(t, backendOptions{storage: cs, system: view})
 		mustOK(t, b, s, logical.CreateOperation, "credentials/hook", map[string]any{"type": "webhook", "url": r.URL})
 		mustOK(t, b, s, logical.UpdateOperation, "config", map[string]any{"notify_credential": "hook"})
-		b.enqueue(ctx, notification{Event: "suspended", Credential: "queued"})
+		b.outbox.Enqueue(ctx, notify.Notification{Event: "suspended", Credential: "queued"})
 		view.standby.Store(true)
 		cs.reset()
-		b.enqueue(ctx, notification{Event: "suspended", Credential: "refused"})
-		b.deliverOutbox(ctx)
+		b.outbox.Enqueue(ctx, notify.Notification{Event: "suspended", Credential: "refused"})
+		b.outbox.Deliver(ctx)
 		if cs.total() != 0 || r.count("queued")+r.count("refused") != 0 {
 			t.Fatalf("a node that may not write: storage %s, %d posts", cs, r.count("queued")+r.count("refused"))
 		}
 		view.standby.Store(false)
-		b.deliverOutbox(ctx)
+		b.outbox.Deliver(ctx)
 		if r.count("queued") != 1 || r.count("refused") != 0 {
 			t.Fatalf("once writable again: %d posts of the queued notification (want 1), %d of the refused one (want 0)",
 				r.count("queued"), r.count("refused"))
@@ -141,13 +142,13 @@ func TestBackgroundWorkFollowsWriteSafety(t *testing.T) {
 		n := p.requests.Load()
 		clock.Advance(week)
 		arrived, release := blockTokens(t, p)
-		b.startKeepAlives(s)
+		b.keepalives.Start(s)
 		for i := range maxKeepAliveInFlight {
 			waitArrived(t, arrived, fmt.Sprintf("keep-alive refresh %d of the run", i+1))
 		}
 		view.standby.Store(true)
 		release()
-		b.keepalives.wait()
+		b.keepalives.Wait()
 		if got := p.requests.Load() - n; got != maxKeepAliveInFlight {
 			t.Fatalf("%d keep-alive refreshes, want %d: the one after the node turned standby was sent", got, maxKeepAliveInFlight)
 		}
@@ -170,7 +171,7 @@ func TestBackgroundWorkFollowsWriteSafety(t *testing.T) {
 		view.standby.Store(true)
 		cs.reset()
 		b, _, _ := newBackendWith(t, backendOptions{storage: cs, system: view, initialize: true})
-		if n := b.activity.scanCount.Load(); n != 0 || cs.lists.Load() != 0 {
+		if n := b.indexScan.Starts(); n != 0 || cs.lists.Load() != 0 {
 			t.Fatalf("initialize on a node that may not write: %d scans, storage %s", n, cs)
 		}
 		view.standby.Store(false)
@@ -178,7 +179,7 @@ func TestBackgroundWorkFollowsWriteSafety(t *testing.T) {
 			t.Fatal(err)
 		}
 		waitIndexBuilt(t, b)
-		if n := b.activity.scanCount.Load(); n != 1 {
+		if n := b.indexScan.Starts(); n != 1 {
 			t.Fatalf("%d scans once writable again, want the sweep to start one", n)
 		}
 	})
@@ -193,7 +194,7 @@ func TestCleanStopsBackgroundWork(t *testing.T) {
 	// Not parallel: it looks at every goroutine of the process.
 	ctx := context.Background()
 	hold := make(chan struct{})
-	r := newLCReceiver(t, func(notification, int) int {
+	r := newLCReceiver(t, func(notify.Notification, int) int {
 		<-hold
 		return http.StatusOK
 	})
@@ -203,7 +204,7 @@ func TestCleanStopsBackgroundWork(t *testing.T) {
 	arrived, _ := blockTokens(t, p)
 	mustOK(t, b, s, logical.CreateOperation, "credentials/hook", map[string]any{"type": "webhook", "url": r.URL})
 	mustOK(t, b, s, logical.UpdateOperation, "config", map[string]any{"notify_credential": "hook"})
-	b.enqueue(ctx, notification{Event: "suspended", Credential: "held"})
+	b.outbox.Enqueue(ctx, notify.Notification{Event: "suspended", Credential: "held"})
 	select {
 	case <-r.got: // the notifier's post is held at the receiver
 	case <-time.After(30 * time.Second):
@@ -212,7 +213,7 @@ func TestCleanStopsBackgroundWork(t *testing.T) {
 	clock.Advance(inWindow)
 	accessOK(t, b, s, "cc", nil)
 	waitArrived(t, arrived, "refresh ahead")
-	b.startIndexBuild(s)
+	b.indexScan.Start(s)
 	b.activity.recorder.Access("cc", clock.Now(), "x", true, "")
 
 	b.Cleanup(ctx)
@@ -220,7 +221,7 @@ func TestCleanStopsBackgroundWork(t *testing.T) {
 	if !putKey(fenced.countingStorage, usagePrefix+"cc") {
 		t.Fatal("Clean did not flush the usage counted before it")
 	}
-	if left := backendGoroutines(); len(left) > 0 {
+	if left := backendGoroutinesAfterExit(); len(left) > 0 {
 		t.Fatalf("%d goroutines of the backend still run after Clean:\n%s", len(left), strings.Join(left, "\n\n"))
 	}
 	if n := fenced.late.Load(); n != 0 {
@@ -249,6 +250,19 @@ func (f *fencedStorage) Delete(ctx context.Context, key string) error {
 	return f.countingStorage.Delete(ctx, key)
 }
 
+// backendGoroutinesAfterExit is backendGoroutines once those that have done their
+// work have also exited: a goroutine whose caller was released (a WaitGroup's Done, a
+// closed channel) can still be on its way out, runnable in its last frame, when the
+// caller looks. It yields (no sleep) until none is left or five seconds have passed,
+// and returns what is left: goroutines that still run.
+func backendGoroutinesAfterExit() []string {
+	left := backendGoroutines()
+	for deadline := time.Now().Add(5 * time.Second); len(left) > 0 && time.Now().Before(deadline); left = backendGoroutines() {
+		runtime.Gosched()
+	}
+	return left
+}
+
 // backendGoroutines lists the stacks of goroutines other than the caller's that run
 // code of this package outside its tests' helpers.
 func backendGoroutines() []string {
@@ -262,6 +276,8 @@ func backendGoroutines() []string {
 		buf = make([]byte, 2*len(buf))
 	}
 	const pkg = "vault-plugin-secrets-integrations/backend."
+	const jobsPkg = "vault-plugin-secrets-integrations/backend/jobs."
+	const notifyPkg = "vault-plugin-secrets-integrations/backend/notify."
 	var out []string
 	for i, g := range strings.Split(string(buf), "\n\n") {
 		if i == 0 { // the caller's own goroutine comes first
@@ -270,7 +286,7 @@ func backendGoroutines() []string {
 		// A frame is a function line followed by its file line.
 		lines := strings.Split(g, "\n")
 		for j := 1; j+1 < len(lines); j++ {
-			if strings.Contains(lines[j], pkg) && !strings.HasPrefix(lines[j], "created by") &&
+			if (strings.Contains(lines[j], pkg) || strings.Contains(lines[j], jobsPkg) || strings.Contains(lines[j], notifyPkg)) && !strings.HasPrefix(lines[j], "created by") &&
 				!strings.Contains(strings.Fields(lines[j+1])[0], "_test.go") {
 				out = append(out, g)
 				break

@@ -11,20 +11,34 @@ import (
 
 	"github.com/hashicorp/vault/sdk/helper/consts"
 	"github.com/hashicorp/vault/sdk/logical"
+
+	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/backend/notify"
 )
 
-// outboxStored reads the notifications waiting in storage, oldest first.
-func outboxStored(t testing.TB, s logical.Storage) []outboxEntry {
+// outboxStored reads the notifications waiting in storage, as stored, oldest first.
+func outboxStored(t testing.TB, s logical.Storage) []notify.Entry {
 	t.Helper()
-	entries, _, err := readOutbox(context.Background(), s)
+	ctx := context.Background()
+	ids, err := s.List(ctx, notify.Prefix)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var out []outboxEntry
-	for _, e := range entries {
-		out = append(out, *e)
+	var out []notify.Entry
+	for _, id := range ids {
+		raw, err := s.Get(ctx, notify.Prefix+id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if raw == nil {
+			continue
+		}
+		var e notify.Entry
+		if err := raw.DecodeJSON(&e); err != nil || e.ID != id {
+			continue // not the outbox's: it leaves it alone
+		}
+		out = append(out, e)
 	}
-	slices.SortFunc(out, func(a, b outboxEntry) int { return strings.Compare(a.ID, b.ID) })
+	slices.SortFunc(out, func(a, b notify.Entry) int { return strings.Compare(a.ID, b.ID) })
 	return out
 }
 
@@ -52,7 +66,7 @@ func alertsOf(alerts []map[string]any, reason string) []map[string]any {
 func TestOutboxKeepsWarningsThroughFailuresAndRestart(t *testing.T) {
 	t.Parallel()
 	var up atomic.Bool
-	r := newLCReceiver(t, func(notification, int) int {
+	r := newLCReceiver(t, func(notify.Notification, int) int {
 		if up.Load() {
 			return http.StatusOK
 		}
@@ -77,7 +91,7 @@ func TestOutboxKeepsWarningsThroughFailuresAndRestart(t *testing.T) {
 		if err := b.periodic(context.Background(), &logical.Request{Storage: s}); err != nil {
 			t.Fatal(err)
 		}
-		b.deliverOutbox(context.Background()) // the receiver answers 503
+		b.outbox.Deliver(context.Background()) // the receiver answers 503
 		if got := len(outboxStored(t, s)); got != i+1 {
 			t.Fatalf("step %d: %d notifications waiting, want %d", i, got, i+1)
 		}
@@ -85,7 +99,7 @@ func TestOutboxKeepsWarningsThroughFailuresAndRestart(t *testing.T) {
 	if lcRead(t, b, s, "svc") != nil {
 		t.Fatal("a dead notification target held up the purge")
 	}
-	undelivered := alertsOf(lcAlerts(t, b, s), alertNotificationUndelivered)
+	undelivered := alertsOf(lcAlerts(t, b, s), notify.AlertUndelivered)
 	var events []string
 	for _, a := range undelivered {
 		if a["name"] != "svc" || a["queued_at"] == "" {
@@ -120,7 +134,7 @@ func TestOutboxKeepsWarningsThroughFailuresAndRestart(t *testing.T) {
 	}
 	before := r.count("svc")
 	up.Store(true)
-	clock.Advance(notifyMaxBackoff)
+	clock.Advance(notify.MaxBackoff)
 	b2, s2, _ := newBackendWith(t, backendOptions{storage: storage, clock: clock, initialize: true})
 	var got []string
 	for range want {
@@ -131,11 +145,11 @@ func TestOutboxKeepsWarningsThroughFailuresAndRestart(t *testing.T) {
 	}
 	// A pass of our own waits for the notifier's (one pass at a time) and finds
 	// nothing left to post.
-	b2.deliverOutbox(context.Background())
+	b2.outbox.Deliver(context.Background())
 	if left := outboxStored(t, storage); len(left) != 0 {
 		t.Fatalf("delivered notifications left in the outbox: %+v", left)
 	}
-	if n := len(alertsOf(lcAlerts(t, b2, s2), alertNotificationUndelivered)); n != 0 {
+	if n := len(alertsOf(lcAlerts(t, b2, s2), notify.AlertUndelivered)); n != 0 {
 		t.Fatalf("%d undelivered alerts after delivery", n)
 	}
 	if extra := r.count("svc") - before; extra != len(want) {
@@ -153,39 +167,39 @@ func TestOutboxFullNeverDropsAPurgeWarningSilently(t *testing.T) {
 	mustOK(t, b, s, logical.CreateOperation, "credentials/hook", map[string]any{"type": "webhook", "url": "http://127.0.0.1:1/"})
 	mustOK(t, b, s, logical.UpdateOperation, "config", map[string]any{"notify_credential": "hook"})
 	ctx := context.Background()
-	for i := range maxOutbox {
-		b.enqueue(ctx, notification{Event: "suspension-warning", Credential: fmt.Sprintf("c%04d", i)})
+	for i := range notify.MaxOutbox {
+		b.outbox.Enqueue(ctx, notify.Notification{Event: "suspension-warning", Credential: fmt.Sprintf("c%04d", i)})
 	}
-	b.enqueue(ctx, notification{Event: "purge-warning", Credential: "doomed"})
+	b.outbox.Enqueue(ctx, notify.Notification{Event: "purge-warning", Credential: "doomed"})
 	stored := outboxStored(t, s)
-	if len(stored) != maxOutbox || stored[len(stored)-1].Notification.Credential != "doomed" || stored[0].Notification.Credential != "c0001" {
+	if len(stored) != notify.MaxOutbox || stored[len(stored)-1].Notification.Credential != "doomed" || stored[0].Notification.Credential != "c0001" {
 		t.Fatalf("outbox of %d, first %s, last %s", len(stored), stored[0].Notification.Credential, stored[len(stored)-1].Notification.Credential)
 	}
-	dropped := alertsOf(lcAlerts(t, b, s), alertNotificationsDropped)
+	dropped := alertsOf(lcAlerts(t, b, s), notify.AlertDropped)
 	if len(dropped) != 1 || dropped[0]["name"] != "c0000" || dropped[0]["severity"] != "red" || !strings.Contains(dropped[0]["detail"].(string), "1 notifications dropped") {
 		t.Fatalf("dropped alerts %v", dropped)
 	}
 	// A suspension warning finds no room.
-	b.enqueue(ctx, notification{Event: "suspension-warning", Credential: "late"})
-	if got := len(outboxStored(t, s)); got != maxOutbox {
+	b.outbox.Enqueue(ctx, notify.Notification{Event: "suspension-warning", Credential: "late"})
+	if got := len(outboxStored(t, s)); got != notify.MaxOutbox {
 		t.Fatalf("outbox of %d", got)
 	}
 	// Purge notifications push out the 999 suspension warnings left, the last of them
 	// finds no room; then only purge notifications wait, and the newest purge warning
 	// is refused too. Every one of these is counted: 1 + 1 + 999 + 1 + 1.
-	for i := range maxOutbox {
-		b.enqueue(ctx, notification{Event: "purged", Credential: fmt.Sprintf("p%04d", i)})
+	for i := range notify.MaxOutbox {
+		b.outbox.Enqueue(ctx, notify.Notification{Event: "purged", Credential: fmt.Sprintf("p%04d", i)})
 	}
-	b.enqueue(ctx, notification{Event: "purge-warning", Credential: "refused"})
-	dropped = alertsOf(lcAlerts(t, b, s), alertNotificationsDropped)
-	if len(dropped) != 1 || dropped[0]["name"] != "refused" || !strings.Contains(dropped[0]["detail"].(string), fmt.Sprintf("%d notifications dropped", maxOutbox+3)) {
+	b.outbox.Enqueue(ctx, notify.Notification{Event: "purge-warning", Credential: "refused"})
+	dropped = alertsOf(lcAlerts(t, b, s), notify.AlertDropped)
+	if len(dropped) != 1 || dropped[0]["name"] != "refused" || !strings.Contains(dropped[0]["detail"].(string), fmt.Sprintf("%d notifications dropped", notify.MaxOutbox+3)) {
 		t.Fatalf("dropped alerts %v", dropped)
 	}
 	if !strings.Contains(logs.String(), "credential=refused") || !strings.Contains(logs.String(), "outbox full") {
 		t.Fatal("the refused purge warning was not logged")
 	}
 	for _, e := range outboxStored(t, s) {
-		if !purgeRelated(e.Notification.Event) {
+		if !notify.PurgeRelated(e.Notification.Event) {
 			t.Fatalf("a %s outlived the purge notifications", e.Notification.Event)
 		}
 	}
@@ -200,21 +214,21 @@ func TestOutboxOnlyWhereWritesAreSafe(t *testing.T) {
 	active, s, _ := newBackendWith(t, backendOptions{storage: cs})
 	mustOK(t, active, s, logical.CreateOperation, "credentials/hook", map[string]any{"type": "webhook", "url": r.URL})
 	mustOK(t, active, s, logical.UpdateOperation, "config", map[string]any{"notify_credential": "hook"})
-	active.enqueue(context.Background(), notification{Event: "suspended", Credential: "svc"})
+	active.outbox.Enqueue(context.Background(), notify.Notification{Event: "suspended", Credential: "svc"})
 	standby := &logical.StaticSystemView{ReplicationStateVal: consts.ReplicationPerformanceStandby}
 	b, _, clock := newBackendWith(t, backendOptions{storage: cs, system: standby})
 	cs.reset()
-	b.enqueue(context.Background(), notification{Event: "suspended", Credential: "other"})
-	b.deliverOutbox(context.Background())
+	b.outbox.Enqueue(context.Background(), notify.Notification{Event: "suspended", Credential: "other"})
+	b.outbox.Deliver(context.Background())
 	if cs.writes() != 0 || r.count("svc")+r.count("other") != 0 {
 		t.Fatalf("a standby wrote %d times and posted %d times", cs.writes(), r.count("svc")+r.count("other"))
 	}
 	// The standby's alerts show what has waited too long on the active node.
-	if got := alertsOf(lcAlerts(t, b, cs), alertNotificationUndelivered); len(got) != 0 {
+	if got := alertsOf(lcAlerts(t, b, cs), notify.AlertUndelivered); len(got) != 0 {
 		t.Fatalf("a fresh, untried notification is already an alert: %v", got)
 	}
-	clock.Advance(outboxStaleAfter)
-	if got := alertsOf(lcAlerts(t, b, cs), alertNotificationUndelivered); len(got) != 1 || got[0]["name"] != "svc" {
+	clock.Advance(notify.StaleAfter)
+	if got := alertsOf(lcAlerts(t, b, cs), notify.AlertUndelivered); len(got) != 1 || got[0]["name"] != "svc" {
 		t.Fatalf("standby alerts %v, want the notification waiting for svc", got)
 	}
 }
@@ -224,7 +238,7 @@ func TestOutboxOnlyWhereWritesAreSafe(t *testing.T) {
 func TestOutboxPassDoesNotHoldUpTheSweep(t *testing.T) {
 	t.Parallel()
 	release := make(chan struct{})
-	r := newLCReceiver(t, func(notification, int) int {
+	r := newLCReceiver(t, func(notify.Notification, int) int {
 		<-release
 		return http.StatusOK
 	})
@@ -233,11 +247,11 @@ func TestOutboxPassDoesNotHoldUpTheSweep(t *testing.T) {
 	mustOK(t, b, s, logical.CreateOperation, "credentials/hook", map[string]any{"type": "webhook", "url": r.URL})
 	mustOK(t, b, s, logical.UpdateOperation, "config", map[string]any{"notify_credential": "hook"})
 	lcCreateBasic(t, b, s, "svc", nil)
-	b.enqueue(context.Background(), notification{Event: "suspended", Credential: "first"})
+	b.outbox.Enqueue(context.Background(), notify.Notification{Event: "suspended", Credential: "first"})
 	passDone := make(chan struct{})
 	go func() {
 		defer close(passDone)
-		b.deliverOutbox(context.Background())
+		b.outbox.Deliver(context.Background())
 	}()
 	r.next(t) // the pass is in its POST
 	clock.Advance(90 * day)

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/vault/sdk/logical"
+
+	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/backend/notify"
 )
 
 // notifyTo makes the webhook at url the notify credential of b.
@@ -33,7 +35,7 @@ func TestOutboxCoalescesPerCredentialAndKind(t *testing.T) {
 
 	first := clock.Now()
 	for i := range 2000 {
-		b.deliver(ctx, notification{Event: "needs_reauth", Credential: "noisy", Message: fmt.Sprintf("refusal %d", i)})
+		b.deliver(ctx, notify.Notification{Event: "needs_reauth", Credential: "noisy", Message: fmt.Sprintf("refusal %d", i)})
 		clock.Advance(time.Second)
 	}
 	last := clock.Now().Add(-time.Second)
@@ -49,10 +51,10 @@ func TestOutboxCoalescesPerCredentialAndKind(t *testing.T) {
 	// Eleven other kinds: the credential's share holds eight entries; each new kind
 	// beyond it takes the place of the credential's oldest, and the drop is recorded.
 	for i := range 11 {
-		b.deliver(ctx, notification{Event: fmt.Sprintf("kind-%02d", i), Credential: "noisy", Message: "m"})
+		b.deliver(ctx, notify.Notification{Event: fmt.Sprintf("kind-%02d", i), Credential: "noisy", Message: "m"})
 	}
-	if got := outboxCount(t, s, "noisy", ""); got != maxOutboxPerCredential {
-		t.Fatalf("noisy holds %d entries, want its share of %d", got, maxOutboxPerCredential)
+	if got := outboxCount(t, s, "noisy", ""); got != notify.MaxPerCredential {
+		t.Fatalf("noisy holds %d entries, want its share of %d", got, notify.MaxPerCredential)
 	}
 	if got := outboxCount(t, s, "noisy", "needs_reauth"); got != 0 {
 		t.Fatal("the oldest entry of the credential was not the one to go")
@@ -62,21 +64,21 @@ func TestOutboxCoalescesPerCredentialAndKind(t *testing.T) {
 	}
 	// A purge warning takes the place of the credential's oldest entry, and a second
 	// one is coalesced with it.
-	b.deliver(ctx, notification{Event: "purge-warning", Credential: "noisy", Message: "purge soon"})
-	b.deliver(ctx, notification{Event: "purge-warning", Credential: "noisy", Message: "purge sooner"})
-	if got := outboxCount(t, s, "noisy", "purge-warning"); got != 1 || outboxCount(t, s, "noisy", "") != maxOutboxPerCredential {
+	b.deliver(ctx, notify.Notification{Event: "purge-warning", Credential: "noisy", Message: "purge soon"})
+	b.deliver(ctx, notify.Notification{Event: "purge-warning", Credential: "noisy", Message: "purge sooner"})
+	if got := outboxCount(t, s, "noisy", "purge-warning"); got != 1 || outboxCount(t, s, "noisy", "") != notify.MaxPerCredential {
 		t.Fatalf("%d purge warnings among %d entries of noisy", got, outboxCount(t, s, "noisy", ""))
 	}
 	// Another credential's warning is queued.
-	b.deliver(ctx, notification{Event: "suspension-warning", Credential: "quiet", Message: "q"})
+	b.deliver(ctx, notify.Notification{Event: "suspension-warning", Credential: "quiet", Message: "q"})
 	if outboxCount(t, s, "quiet", "suspension-warning") != 1 {
 		t.Fatal("another credential's warning was not queued")
 	}
 
 	// Delivered, the coalesced purge warning says how many it stands for.
-	b.deliverOutbox(ctx)
-	var purge *notification
-	for range maxOutboxPerCredential + 1 {
+	b.outbox.Deliver(ctx)
+	var purge *notify.Notification
+	for range notify.MaxPerCredential + 1 {
 		got := r.next(t).body
 		if got.Event == "purge-warning" {
 			purge = &got
@@ -97,15 +99,15 @@ func TestOutboxFullOfCredentialsSharesStillPrefersPurges(t *testing.T) {
 	b, s, _ := newBackendWith(t, backendOptions{})
 	notifyTo(t, b, s, "http://127.0.0.1:1/")
 	ctx := context.Background()
-	for i := range maxOutbox {
-		b.deliver(ctx, notification{Event: fmt.Sprintf("kind-%d", i%maxOutboxPerCredential), Credential: fmt.Sprintf("c%04d", i/maxOutboxPerCredential)})
+	for i := range notify.MaxOutbox {
+		b.deliver(ctx, notify.Notification{Event: fmt.Sprintf("kind-%d", i%notify.MaxPerCredential), Credential: fmt.Sprintf("c%04d", i/notify.MaxPerCredential)})
 	}
-	if got := len(outboxStored(t, s)); got != maxOutbox {
+	if got := len(outboxStored(t, s)); got != notify.MaxOutbox {
 		t.Fatalf("outbox of %d", got)
 	}
-	b.deliver(ctx, notification{Event: "suspended", Credential: "newcomer"})
-	b.deliver(ctx, notification{Event: "purge-warning", Credential: "doomed"})
-	if outboxCount(t, s, "newcomer", "") != 0 || outboxCount(t, s, "doomed", "purge-warning") != 1 || len(outboxStored(t, s)) != maxOutbox {
+	b.deliver(ctx, notify.Notification{Event: "suspended", Credential: "newcomer"})
+	b.deliver(ctx, notify.Notification{Event: "purge-warning", Credential: "doomed"})
+	if outboxCount(t, s, "newcomer", "") != 0 || outboxCount(t, s, "doomed", "purge-warning") != 1 || len(outboxStored(t, s)) != notify.MaxOutbox {
 		t.Fatal("a full outbox did not refuse the suspension and make room for the purge warning")
 	}
 }
@@ -129,18 +131,18 @@ func TestOutboxEntriesOfThePreviousVersionDeliver(t *testing.T) {
 		raw := `{"id":"` + o.id + `","notification":{"event":"suspended","credential":"svc","type":"basic",` +
 			`"message":"Credential suspended.","mount":"integrations/","time":"` + o.time + `"},` +
 			`"queued_at":"` + o.time + `","attempts":2,"next_attempt":"` + o.time + `","last_failure":"http_503"}`
-		if err := storage.Put(ctx, &logical.StorageEntry{Key: outboxPrefix + o.id, Value: []byte(raw)}); err != nil {
+		if err := storage.Put(ctx, &logical.StorageEntry{Key: notify.Prefix + o.id, Value: []byte(raw)}); err != nil {
 			t.Fatal(err)
 		}
 	}
-	b.deliver(ctx, notification{Event: "suspended", Credential: "svc", Type: "basic", Message: "Credential suspended again."})
+	b.deliver(ctx, notify.Notification{Event: "suspended", Credential: "svc", Type: "basic", Message: "Credential suspended again."})
 	stored := outboxStored(t, s)
 	if len(stored) != 1 || stored[0].ID != old[0].id || stored[0].Attempts != 2 || stored[0].Notification.Count != 3 ||
 		stored[0].Notification.FirstTime != old[0].time || stored[0].Notification.LastTime != rfc3339(clock.Now()) {
 		t.Fatalf("after a new notification the outbox holds %+v", stored)
 	}
-	b.deliverOutbox(ctx)
-	want := notification{Event: "suspended", Credential: "svc", Type: "basic", Message: "Credential suspended again.", Mount: "integrations/",
+	b.outbox.Deliver(ctx)
+	want := notify.Notification{Event: "suspended", Credential: "svc", Type: "basic", Message: "Credential suspended again.", Mount: "integrations/",
 		Time: rfc3339(clock.Now()), Count: 3, FirstTime: old[0].time, LastTime: rfc3339(clock.Now())}
 	if got := r.next(t).body; got != want {
 		t.Errorf("delivered\n got %+v\nwant %+v", got, want)
@@ -160,20 +162,20 @@ func TestOutboxFilledByThePreviousVersionMakesRoom(t *testing.T) {
 	t.Parallel()
 	storage := &logical.InmemStorage{}
 	ctx := context.Background()
-	for i := range maxOutbox {
+	for i := range notify.MaxOutbox {
 		id := fmt.Sprintf("%020d-%020d-%012x", i+1, i+1, i)
 		at := time.Date(2025, 12, 31, 0, 0, i, 0, time.UTC).Format(time.RFC3339)
 		raw := `{"id":"` + id + `","notification":{"event":"needs_reauth","credential":"noisy","type":"oauth2_authorization_code",` +
 			`"message":"refused","mount":"integrations/","time":"` + at + `"},"queued_at":"` + at + `","attempts":0,"next_attempt":"` + at + `"}`
-		if err := storage.Put(ctx, &logical.StorageEntry{Key: outboxPrefix + id, Value: []byte(raw)}); err != nil {
+		if err := storage.Put(ctx, &logical.StorageEntry{Key: notify.Prefix + id, Value: []byte(raw)}); err != nil {
 			t.Fatal(err)
 		}
 	}
 	b, s, _ := newBackendWith(t, backendOptions{storage: storage})
 	notifyTo(t, b, s, "http://127.0.0.1:1/")
-	b.deliver(ctx, notification{Event: "suspension-warning", Credential: "quiet"})
+	b.deliver(ctx, notify.Notification{Event: "suspension-warning", Credential: "quiet"})
 	stored := outboxStored(t, s)
-	if len(stored) != 2 || stored[0].Notification.Credential != "noisy" || stored[0].Notification.Count != maxOutbox ||
+	if len(stored) != 2 || stored[0].Notification.Credential != "noisy" || stored[0].Notification.Count != notify.MaxOutbox ||
 		stored[1].Notification.Credential != "quiet" {
 		t.Fatalf("the outbox holds %d entries, the first %+v", len(stored), stored[0].Notification)
 	}
@@ -185,7 +187,7 @@ func TestOutboxFilledByThePreviousVersionMakesRoom(t *testing.T) {
 func TestOutboxDoesNotCoalesceIntoAPostInFlight(t *testing.T) {
 	t.Parallel()
 	release := make(chan struct{})
-	r := newLCReceiver(t, func(n notification, _ int) int {
+	r := newLCReceiver(t, func(n notify.Notification, _ int) int {
 		if n.Message == "first" {
 			<-release
 		}
@@ -194,23 +196,23 @@ func TestOutboxDoesNotCoalesceIntoAPostInFlight(t *testing.T) {
 	b, s, _ := newBackendWith(t, backendOptions{})
 	notifyTo(t, b, s, r.URL)
 	ctx := context.Background()
-	b.deliver(ctx, notification{Event: "needs_reauth", Credential: "svc", Message: "first"})
+	b.deliver(ctx, notify.Notification{Event: "needs_reauth", Credential: "svc", Message: "first"})
 	passDone := make(chan struct{})
 	go func() {
 		defer close(passDone)
-		b.deliverOutbox(ctx)
+		b.outbox.Deliver(ctx)
 	}()
 	if got := r.next(t).body; got.Message != "first" || got.Count != 1 {
 		t.Fatalf("first post %+v", got)
 	}
-	b.deliver(ctx, notification{Event: "needs_reauth", Credential: "svc", Message: "second"})
+	b.deliver(ctx, notify.Notification{Event: "needs_reauth", Credential: "svc", Message: "second"})
 	close(release)
 	<-passDone
 	stored := outboxStored(t, s)
 	if len(stored) != 1 || stored[0].Notification.Message != "second" || stored[0].Notification.Count != 1 {
 		t.Fatalf("after the post the outbox holds %+v, want the second notification alone", stored)
 	}
-	b.deliverOutbox(ctx)
+	b.outbox.Deliver(ctx)
 	if got := r.next(t).body; got.Message != "second" || got.Count != 1 {
 		t.Fatalf("second post %+v", got)
 	}
