@@ -10,7 +10,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math"
 	"net/http"
 	"time"
 
@@ -24,10 +23,6 @@ import (
 	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/backend/usage"
 	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/backend/verify"
 )
-
-// verifyDemand is the demand of a verification's mint: longer than any token lives, so
-// neither the cached token nor the Broker's last one is served and the grant runs.
-const verifyDemand = time.Duration(math.MaxInt64 / 2)
 
 func pathVerify(b *integrationsBackend) *framework.Path {
 	return &framework.Path{
@@ -149,7 +144,7 @@ func (b *integrationsBackend) check(ctx context.Context, s logical.Storage, cfg 
 // like any other; a permanent refusal marks the credential needs_reauth exactly as on
 // the access path (tokenFailure).
 func (b *integrationsBackend) verifyMint(ctx context.Context, s logical.Storage, cfg *engineConfig, name string, now time.Time) (verify.Outcome, error) {
-	res, t, err := b.mintToken(ctx, s, cfg, name, cfg.ExpiryBuffer, nil, true)
+	res, t, err := b.mintToken(ctx, s, cfg, mintForVerify(name, cfg))
 	if refused := mintRefusal(name, err, "verify it again"); refused != nil {
 		return verify.Outcome{}, refused
 	}
