@@ -113,7 +113,7 @@ func newBackend(now func() time.Time) *integrationsBackend {
 	b.metrics = newMetrics(b.activity.states)
 	b.devices = newDeviceIndex(b.credentials)
 	b.authorizations = &authorizationStore{credentials: b.credentials}
-	b.tokens = newTokenStore(b)
+	b.tokens = newTokenStore(tokenDepsOf(b))
 	b.usage = newUsageStore(b.activity.recorder)
 	b.Backend = &framework.Backend{
 		Help:           strings.TrimSpace(backendHelp),

@@ -9,7 +9,6 @@ import (
 	"errors"
 	"fmt"
 
-	"github.com/hashicorp/vault/sdk/helper/locksutil"
 	"github.com/hashicorp/vault/sdk/logical"
 
 	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/backend/oauth"
@@ -48,23 +47,22 @@ func (b *integrationsBackend) importRefreshToken(ctx context.Context, s logical.
 // whatever was held. The generation moves on, so a request in flight from the old
 // token state cannot overwrite it, and the cached access token goes.
 func (ts *tokenStore) adopt(ctx context.Context, s logical.Storage, c *credential, refreshToken string) error {
-	l := locksutil.LockForKey(ts.locks, c.Name)
-	l.Lock()
-	defer l.Unlock()
-	st := &storedToken{Token: oauth.Token{RefreshToken: refreshToken, IssuedAt: ts.b.now().UTC()}, Destination: destination(c), Client: grantOwner(c)}
-	entry, err := logical.StorageEntryJSON(tokenPrefix+c.Name, st)
-	if err != nil {
-		return fmt.Errorf("encoding the token of %q: %w", c.Name, err)
-	}
-	ts.bump(c.Name)
-	ts.regrant(c.Name) // a code exchange in flight must not overwrite the import
-	if err := s.Put(ctx, entry); err != nil {
-		return fmt.Errorf("storing the imported refresh token of %q: %w", c.Name, err)
-	}
-	ts.dropUnsaved(c.Name) // a person's import replaces whatever was held
-	ts.cache.set(c.Name, st)
-	ts.kept.hold(c.Name, st, c.typeDef())
-	return nil
+	return ts.withLock(c.Name, func(h tokenHeld) error {
+		st := &storedToken{Token: oauth.Token{RefreshToken: refreshToken, IssuedAt: ts.deps.now().UTC()}, Destination: destination(c), Client: grantOwner(c)}
+		entry, err := logical.StorageEntryJSON(tokenPrefix+c.Name, st)
+		if err != nil {
+			return fmt.Errorf("encoding the token of %q: %w", c.Name, err)
+		}
+		ts.bump(h)
+		ts.regrant(h) // a code exchange in flight must not overwrite the import
+		if err := s.Put(ctx, entry); err != nil {
+			return fmt.Errorf("storing the imported refresh token of %q: %w", c.Name, err)
+		}
+		ts.dropUnsaved(c.Name) // a person's import replaces whatever was held
+		ts.cache.set(c.Name, st)
+		ts.kept.hold(c.Name, st, c.typeDef())
+		return nil
+	})
 }
 
 // heldRefreshToken returns the token state of c when it holds a refresh token learnt
