@@ -183,16 +183,14 @@ func newCredentialStore() *credentialStore {
 // lock serialises writes to one credential (on this node).
 func (cs *credentialStore) lock(name string) func() {
 	l := locksutil.LockForKey(cs.locks, name)
-	l.Lock()
-	return l.Unlock
+	return lockRanked(rankCredential, l)
 }
 
 // rlock holds off writes to one credential (on this node) while a reader takes a
 // consistent view of it, e.g. with its token generation.
 func (cs *credentialStore) rlock(name string) func() {
 	l := locksutil.LockForKey(cs.locks, name)
-	l.RLock()
-	return l.RUnlock
+	return lockRanked(rankCredential, l.RLocker())
 }
 
 // get returns the credential called name, or nil when there is none. The result is

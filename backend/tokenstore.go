@@ -585,11 +585,9 @@ func (ts *tokenStore) invalidated(name string) {
 // that lock takes it rather than a bare name.
 type tokenHeld struct{ name string }
 
-// withLock runs f holding name's token lock.
+// withLock runs f holding name's token lock (rank rankToken).
 func (ts *tokenStore) withLock(name string, f func(h tokenHeld) error) error {
-	l := locksutil.LockForKey(ts.locks, name)
-	l.Lock()
-	defer l.Unlock()
+	defer lockRanked(rankToken, locksutil.LockForKey(ts.locks, name))()
 	return f(tokenHeld{name: name})
 }
 
