@@ -333,7 +333,7 @@ func (b *integrationsBackend) mintOnce(ctx context.Context, s logical.Storage, c
 	}
 	oc.RedirectURL = b.redirectURL(cfg, c)
 	res, err := ts.brokerOf().Token(ctx, c.Name, oc, src, demand, func(ctx context.Context, tok *oauth.Token) error {
-		if err := ts.put(ctx, s, t, tok, false); err != nil {
+		if err := ts.putMinted(ctx, s, t, tok); err != nil {
 			return err
 		}
 		// Recorded here, once per token: every reader that joined the request

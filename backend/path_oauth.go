@@ -236,10 +236,10 @@ func (b *integrationsBackend) completeAuthorization(ctx context.Context, s logic
 	}
 	unlock := b.credentials.lock(name)
 	defer unlock()
-	// put checks the generation, the credential and its destination; on success the
+	// putConsent checks the generation, the credential and its destination; on success the
 	// generation moves on, so refreshes in flight from an older grant cannot
 	// overwrite the new tokens.
-	if err := b.tokens.put(ctx, s, t, tok, true); err != nil && !errors.Is(err, errRefreshKept) && !errors.Is(err, errUnsaved) {
+	if err := b.tokens.putConsent(ctx, s, t, tok); err != nil && !errors.Is(err, errRefreshKept) && !errors.Is(err, errUnsaved) {
 		// errRefreshKept: the credential was edited during the exchange (a description,
 		// a suspend), but it still points where it did for the same client: the
 		// consented refresh token is stored, and the consent stands. errUnsaved: storage
@@ -312,8 +312,7 @@ func (b *integrationsBackend) spendAuthorization(ctx context.Context, s logical.
 	}
 	oc.RedirectURL = p.RedirectURL
 	// Under the lock, so the generation and the credential belong together.
-	t := tokenTicket{name: name, gen: b.tokens.generation(name), dest: destination(c), client: grantOwner(c), grant: b.tokens.grantEpoch(name)}
-	return t, oc, p.Verifier, nil
+	return b.tokens.consentTicket(c), oc, p.Verifier, nil
 }
 
 func (b *integrationsBackend) pathCallback(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {

@@ -311,6 +311,26 @@ func (ts *tokenStore) cached(ctx context.Context, s logical.Storage, name string
 	})
 }
 
+// putMinted stores the answer of a mint (mintToken) to the request t started: kept
+// only if it follows the token state held now (see put).
+func (ts *tokenStore) putMinted(ctx context.Context, s logical.Storage, t tokenTicket, tok *oauth.Token) error {
+	return ts.put(ctx, s, t, tok, false)
+}
+
+// putConsent stores the answer of a code exchange to the request t (consentTicket)
+// started: it replaces whatever is held unless a consent or an import was stored
+// since (see put).
+func (ts *tokenStore) putConsent(ctx context.Context, s logical.Storage, t tokenTicket, tok *oauth.Token) error {
+	return ts.put(ctx, s, t, tok, true)
+}
+
+// consentTicket starts a code exchange for c, which the caller read under c's lock:
+// the generation and the grant epoch now, with c's destination and client, so the
+// consent is stored only while all of them hold (putConsent).
+func (ts *tokenStore) consentTicket(c *credential) tokenTicket {
+	return tokenTicket{name: c.Name, gen: ts.generation(c.Name), dest: destination(c), client: grantOwner(c), grant: ts.grantEpoch(c.Name)}
+}
+
 // put stores tok, the provider's answer to the request t started, before anyone
 // receives it.
 //
@@ -366,6 +386,45 @@ func (ts *tokenStore) putHeld(ctx context.Context, s logical.Storage, h tokenHel
 		return errRefreshKept
 	}
 	return nil
+}
+
+// adopt makes a refresh token obtained elsewhere c's token state: stored under c's
+// destination, with no access token (the next access/ mints through it), replacing
+// whatever was held. The generation moves on, so a request in flight from the old
+// token state cannot overwrite it, and the cached access token goes.
+func (ts *tokenStore) adopt(ctx context.Context, s logical.Storage, c *credential, refreshToken string) error {
+	return ts.withLock(c.Name, func(h tokenHeld) error {
+		st := &storedToken{Token: oauth.Token{RefreshToken: refreshToken, IssuedAt: ts.deps.now().UTC()}, Destination: destination(c), Client: grantOwner(c)}
+		entry, err := logical.StorageEntryJSON(tokenPrefix+c.Name, st)
+		if err != nil {
+			return fmt.Errorf("encoding the token of %q: %w", c.Name, err)
+		}
+		ts.bump(h)
+		ts.regrant(h) // a code exchange in flight must not overwrite the import
+		if err := s.Put(ctx, entry); err != nil {
+			return fmt.Errorf("storing the imported refresh token of %q: %w", c.Name, err)
+		}
+		ts.dropUnsaved(c.Name) // a person's import replaces whatever was held
+		ts.cache.set(c.Name, st)
+		ts.kept.hold(c.Name, st, c.typeDef())
+		return nil
+	})
+}
+
+// heldRefreshToken returns the token state of c when it holds a refresh token learnt
+// under c's current destination (by consent, import or rotation); nil otherwise.
+func (ts *tokenStore) heldRefreshToken(ctx context.Context, s logical.Storage, c *credential) (*storedToken, error) {
+	if t := c.typeDef(); t == nil || !t.RefreshTokens() {
+		return nil, nil
+	}
+	tok, err := ts.cached(ctx, s, c.Name)
+	if err != nil || tok == nil || tok.RefreshToken == "" {
+		return nil, err
+	}
+	if (tok.Destination != "" && tok.Destination != destination(c)) || (tok.Client != "" && tok.Client != grantOwner(c)) {
+		return nil, nil // learnt elsewhere or for another client: forgotten
+	}
+	return tok, nil
 }
 
 // unsavedToken is a token state storage refused, with what store needs to write it
