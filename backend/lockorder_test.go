@@ -27,7 +27,7 @@ func TestLockOrderCatchesInversion(t *testing.T) {
 				t.Errorf("recovered %v, want a lockOrderError credential-under-token", r)
 			}
 		}()
-		unlock := b.credentials.lock("a")
+		_, unlock := b.credentials.lock("a")
 		unlock()
 		t.Error("a credential lock was taken under a token lock")
 		return nil
@@ -36,7 +36,7 @@ func TestLockOrderCatchesInversion(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The order the engine keeps passes, and nothing stays recorded.
-	unlockC := b.credentials.lock("a")
+	_, unlockC := b.credentials.lock("a")
 	unlockD := b.devices.lock("k1", "k2")
 	_ = b.tokens.withLock("a", func(tokenHeld) error {
 		var mu sync.Mutex
@@ -61,10 +61,13 @@ func lockHeldEmpty(t *testing.T) {
 	lockRanked(rankConfigWrite, &mu)()
 }
 
-// A tokenHeld is made only by tokenStore.withLock, so a function that takes one runs
-// under the name's token lock: the compiler checks the parameter, this test the one
-// place that makes the value.
-func TestTokenHeldOnlyFromWithLock(t *testing.T) {
+// A held-lock proof is made only where its lock is taken: a tokenHeld by
+// tokenStore.withLock (tokenstore.go), a credentialHeld by credentialStore.lock
+// (credential.go). A function that takes one then runs under that lock: the compiler
+// checks the parameter, this test the one place that makes the value. An empty
+// literal (the zero value an error return carries) names no credential and is allowed.
+func TestHeldLocksOnlyFromTheirLock(t *testing.T) {
+	makers := map[string]string{"tokenHeld": "tokenstore.go withLock", "credentialHeld": "credential.go lock"}
 	files, err := filepath.Glob("*.go")
 	if err != nil {
 		t.Fatal(err)
@@ -79,16 +82,17 @@ func TestTokenHeldOnlyFromWithLock(t *testing.T) {
 			t.Fatal(err)
 		}
 		for _, d := range f.Decls {
-			fd, ok := d.(*ast.FuncDecl)
+			where := name
+			if fd, ok := d.(*ast.FuncDecl); ok {
+				where += " " + fd.Name.Name
+			}
 			ast.Inspect(d, func(n ast.Node) bool {
 				lit, isLit := n.(*ast.CompositeLit)
-				if !isLit {
+				if !isLit || len(lit.Elts) == 0 {
 					return true
 				}
-				if id, isID := lit.Type.(*ast.Ident); isID && id.Name == "tokenHeld" {
-					if !ok || fd.Name.Name != "withLock" || name != "tokenstore.go" {
-						t.Errorf("%s: a tokenHeld is made outside tokenStore.withLock", fset.Position(lit.Pos()))
-					}
+				if id, isID := lit.Type.(*ast.Ident); isID && makers[id.Name] != "" && makers[id.Name] != where {
+					t.Errorf("%s: a %s is made in %s, not only in %s", fset.Position(lit.Pos()), id.Name, where, makers[id.Name])
 				}
 				return true
 			})

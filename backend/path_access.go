@@ -412,7 +412,7 @@ func throttledError(name string, oe *oauth.Error, now time.Time) error {
 // and writing it back would lose a state change stored since (a usage flush renewing
 // the inactivity window, a suspend, the sweep's warnings).
 func (b *integrationsBackend) markNeedsReauth(ctx context.Context, s logical.Storage, t tokenTicket, reason lifecycle.Reason, awaiting bool, now time.Time) (bool, *credential, error) {
-	unlock := b.credentials.lock(t.name)
+	held, unlock := b.credentials.lock(t.name)
 	defer unlock()
 	if b.tokens.generation(t.name) != t.gen {
 		return false, nil, nil
@@ -430,7 +430,7 @@ func (b *integrationsBackend) markNeedsReauth(ctx context.Context, s logical.Sto
 	if n.State.Status == c.State.Status && n.State.Reason == c.State.Reason {
 		return true, c, nil
 	}
-	if err := b.credentials.put(ctx, s, n); err != nil {
+	if err := b.credentials.put(ctx, s, held, n); err != nil {
 		return true, c, err
 	}
 	if n.State.Status == lifecycle.StatusNeedsReauth {

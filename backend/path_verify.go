@@ -173,7 +173,7 @@ func (b *integrationsBackend) verifyMint(ctx context.Context, s logical.Storage,
 // unless it changed since (another update's settings were not the ones verified, or
 // its status moved on, e.g. a refusal recorded meanwhile), and logs it. It reports whether v was stored.
 func (b *integrationsBackend) recordVerification(ctx context.Context, s logical.Storage, was *credential, v lifecycle.Verification) (bool, error) {
-	unlock := b.credentials.lock(was.Name)
+	held, unlock := b.credentials.lock(was.Name)
 	defer unlock()
 	c, err := b.credentials.get(ctx, s, was.Name)
 	if err != nil || c == nil || !c.UpdatedAt.Equal(was.UpdatedAt) {
@@ -189,7 +189,7 @@ func (b *integrationsBackend) recordVerification(ctx context.Context, s logical.
 	n := c.clone()
 	n.keepDerivedFrom(was) // the same values: what was derived for was holds for n
 	n.State = lifecycle.Verified(n.State, v)
-	if err := b.credentials.put(ctx, s, n); err != nil {
+	if err := b.credentials.put(ctx, s, held, n); err != nil {
 		return false, err
 	}
 	b.recordEvent(n.Name, usage.EventVerify, v.Result != lifecycle.VerifyFailed, "", v.Result+": "+v.Detail)
@@ -200,7 +200,7 @@ func (b *integrationsBackend) recordVerification(ctx context.Context, s logical.
 // verifiedByMint records that a token minted at at supersedes a failed verification
 // of the credential the request t was made for, unless its settings moved on since.
 func (b *integrationsBackend) verifiedByMint(ctx context.Context, s logical.Storage, t tokenTicket, at time.Time) {
-	unlock := b.credentials.lock(t.name)
+	held, unlock := b.credentials.lock(t.name)
 	defer unlock()
 	if b.tokens.generation(t.name) != t.gen {
 		return
@@ -215,7 +215,7 @@ func (b *integrationsBackend) verifiedByMint(ctx context.Context, s logical.Stor
 	}
 	n := c.clone()
 	n.State = st
-	if err := b.credentials.put(ctx, s, n); err != nil {
+	if err := b.credentials.put(ctx, s, held, n); err != nil {
 		b.Logger().Warn("recording the mint that supersedes a failed verification failed", "credential", t.name, "error", err)
 		return
 	}

@@ -11,15 +11,14 @@ import (
 	"errors"
 
 	"github.com/hashicorp/vault/sdk/logical"
-
 )
 
 // importRefreshToken stores refreshToken as c's token state, after c itself was
-// stored (saveCredential; the caller holds the name's lock). If the token cannot be
+// stored (saveCredential, holding the name's lock h). If the token cannot be
 // stored, c is put back as existing was (or removed, for a create), so the write
 // fails whole: a repoint that imports keeps the old token until adopt overwrites it
 // (replaceLearnt), so it is there again with the old credential.
-func (b *integrationsBackend) importRefreshToken(ctx context.Context, s logical.Storage, c, existing *credential, refreshToken string) error {
+func (b *integrationsBackend) importRefreshToken(ctx context.Context, s logical.Storage, h credentialHeld, c, existing *credential, refreshToken string) error {
 	if refreshToken == "" {
 		return nil
 	}
@@ -29,9 +28,9 @@ func (b *integrationsBackend) importRefreshToken(ctx context.Context, s logical.
 	}
 	var undo error
 	if existing == nil {
-		undo = b.credentials.remove(ctx, s, c.Name)
+		undo = b.credentials.remove(ctx, s, h)
 	} else {
-		undo = b.credentials.put(ctx, s, existing.clone())
+		undo = b.credentials.put(ctx, s, h, existing.clone())
 	}
 	if undo != nil {
 		b.Logger().Error("putting back a credential whose imported refresh token could not be stored failed", "credential", c.Name, "error", undo)

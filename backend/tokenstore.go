@@ -324,11 +324,11 @@ func (ts *tokenStore) putConsent(ctx context.Context, s logical.Storage, t token
 	return ts.put(ctx, s, t, tok, true)
 }
 
-// consentTicket starts a code exchange for c, which the caller read under c's lock:
-// the generation and the grant epoch now, with c's destination and client, so the
+// consentTicket starts a code exchange for c, which the caller read holding its lock
+// h: the generation and the grant epoch now, with c's destination and client, so the
 // consent is stored only while all of them hold (putConsent).
-func (ts *tokenStore) consentTicket(c *credential) tokenTicket {
-	return tokenTicket{name: c.Name, gen: ts.generation(c.Name), dest: destination(c), client: grantOwner(c), grant: ts.grantEpoch(c.Name)}
+func (ts *tokenStore) consentTicket(h credentialHeld, c *credential) tokenTicket {
+	return tokenTicket{name: h.name, gen: ts.generation(h.name), dest: destination(c), client: grantOwner(c), grant: ts.grantEpoch(h.name)}
 }
 
 // put stores tok, the provider's answer to the request t started, before anyone
@@ -640,7 +640,7 @@ func (ts *tokenStore) invalidated(name string) {
 }
 
 // tokenHeld is proof that its holder holds the token lock of name: withLock alone
-// makes one (TestTokenHeldOnlyFromWithLock), and every function that must run under
+// makes one (TestHeldLocksOnlyFromTheirLock), and every function that must run under
 // that lock takes it rather than a bare name.
 type tokenHeld struct{ name string }
 
