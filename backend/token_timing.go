@@ -1,12 +1,12 @@
 // The timing rules of a token, in one place: what a mint is asked for (mintRequest),
-// when a cached token may be served as it is (servable), when it falls due for a read
-// and when its refresh window opens (refreshAt), and the demand each kind of mint puts
-// to the Broker (mintRequest.demand). The Broker applies two rules of its own, which
-// stay in backend/oauth: oauth.Token.Fresh (valid for the demand, and not resting on a
-// default_token_lifetime no longer in force) decides whether it serves the token it is
-// given without a request, and its degrade serves that token, with a warning, while
-// the provider fails transiently and the token has not expired. The table in
-// token_timing_test.go covers every combination the callers use.
+// when a cached token may be served as it is (servable, lifetimeInForce), when it falls
+// due for a read and when its refresh window opens (refreshAt), and the demand each
+// kind of mint puts to the Broker (mintRequest.demand). The Broker applies two rules
+// of its own, which stay in backend/oauth: oauth.Token.Fresh (valid for the demand,
+// and not resting on a default_token_lifetime no longer in force) decides whether it
+// serves the token it is given without a request, and its degrade serves that token,
+// with a warning, while the provider fails transiently and the token has not expired.
+// The table in token_timing_test.go covers every combination the callers use.
 
 package backend
 
@@ -133,6 +133,14 @@ func servable(cached *storedToken, c *credential, cfg *engineConfig, now time.Ti
 		return nil
 	}
 	return tok
+}
+
+// lifetimeInForce reports whether tok's expiry does not rest on a
+// default_token_lifetime other than cfg's: a provider sent expires_in, or the lifetime
+// it was assumed from is still the engine's. A token that fails it is neither served
+// (oauth.Token.Fresh applies the same rule) nor stored as current (tokenStore.put).
+func lifetimeInForce(tok *oauth.Token, cfg *engineConfig) bool {
+	return tok.AssumedLifetime == 0 || tok.AssumedLifetime == cfg.DefaultTokenLifetime
 }
 
 // inRefreshWindow reports whether a read at now, needing minValid, that was served

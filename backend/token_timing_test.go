@@ -190,3 +190,23 @@ func TestMintRequestConstructors(t *testing.T) {
 		t.Errorf("ahead demand %s, want 13m", d)
 	}
 }
+
+// A token whose lifetime the engine assumed is current only while that is still the
+// engine's default_token_lifetime; one with the provider's expires_in always is. The
+// Broker's Token.Fresh agrees.
+func TestLifetimeInForce(t *testing.T) {
+	cfg := &engineConfig{DefaultTokenLifetime: time.Hour}
+	now := time.Unix(1000, 0)
+	for _, c := range []struct {
+		assumed time.Duration
+		want    bool
+	}{{0, true}, {time.Hour, true}, {30 * time.Minute, false}} {
+		tok := &oauth.Token{AccessToken: "x", IssuedAt: now, Expiry: now.Add(time.Hour), AssumedLifetime: c.assumed}
+		if got := lifetimeInForce(tok, cfg); got != c.want {
+			t.Errorf("assumed %s: %t, want %t", c.assumed, got, c.want)
+		}
+		if fresh := tok.Fresh(now, time.Minute, cfg.DefaultTokenLifetime); fresh != c.want {
+			t.Errorf("assumed %s: Token.Fresh %t, want %t", c.assumed, fresh, c.want)
+		}
+	}
+}

@@ -367,7 +367,7 @@ func (ts *tokenStore) putHeld(ctx context.Context, s logical.Storage, h tokenHel
 	current := ts.generation(t.name) == t.gen
 	if current && tok.AssumedLifetime != 0 {
 		cfg, err := ts.deps.config(ctx, s)
-		current = err == nil && tok.AssumedLifetime == cfg.DefaultTokenLifetime
+		current = err == nil && lifetimeInForce(tok, cfg)
 	}
 	if !current {
 		if st.RefreshToken == "" || st.RefreshToken == tok.From {
