@@ -27,6 +27,8 @@ type pendingAuthorization struct {
 	// FromCallbackBase says RedirectURL was built from the engine's
 	// callback_base_url: a change of that setting drops the authorization.
 	FromCallbackBase bool `json:"from_callback_base,omitempty"`
+	// Record is the version of the stored format (records.go), stamped when stored.
+	Record int `json:"record_version,omitempty"`
 }
 
 // authorizationStore is the one owner of the authorizations/ and oauth-states/
@@ -48,6 +50,7 @@ func (as *authorizationStore) load(ctx context.Context, s logical.Storage, name 
 	if err := entry.DecodeJSON(p); err != nil {
 		return nil, err
 	}
+	upgradeAuthorization(p)
 	return p, nil
 }
 
@@ -69,7 +72,7 @@ func (as *authorizationStore) put(ctx context.Context, s logical.Storage, h cred
 	if err := as.drop(ctx, s, h); err != nil {
 		return err
 	}
-	entry, err := logical.StorageEntryJSON(authorizationPrefix+name, p)
+	entry, err := recordEntry(authorizationPrefix+name, &p)
 	if err != nil {
 		return err
 	}

@@ -43,8 +43,8 @@ type credential struct {
 	UpdatedAt time.Time         `json:"updated_at"`
 	// Version counts the writes of the credential's settings, as KV v2's does: 1 when
 	// created, one more for every update or patch (a device-account upsert too), none
-	// for the engine's own state changes. What cas is checked against. 0 in an entry
-	// stored before versions were kept, which reads as 1 (version).
+	// for the engine's own state changes. What cas is checked against. An entry
+	// stored before versions were kept reads as 1 (upgradeCredential).
 	Version int `json:"version,omitempty"`
 
 	// Per-credential overrides of the engine's windows; zero means the engine default.
@@ -53,6 +53,8 @@ type credential struct {
 
 	// State is the lifecycle state: status, activity time, warnings sent.
 	State lifecycle.State `json:"state"`
+	// Record is the version of the stored format (records.go); put writes the current one.
+	Record int `json:"record_version,omitempty"`
 
 	// lazy holds Secrets derived in memory for an entry stored without them (written
 	// before the engine kept them): derived on first use, once per decoded copy, never
@@ -158,7 +160,7 @@ func (c *credential) compact() {
 // credentialStore reads and writes credentials (credentials/<name>), keeping decoded
 // copies of the most recently used ones in memory (genCache, at most cacheEntries) so
 // the access path does no storage I/O for a credential in use. Its name locks order every change of a credential and of the records stored
-// beside it (secondary.go).
+// beside it (credential_save.go).
 type credentialStore struct {
 	locks []*locksutil.LockEntry // per-name write locks
 	cache *genCache[*credential]
@@ -284,6 +286,7 @@ func (cs *credentialStore) load(ctx context.Context, s logical.Storage, name str
 		return nil, err
 	}
 	c.compact()
+	upgradeCredential(c)
 	c.lazy = c.newLazy()
 	c.Tags = cs.labels.intern(c.Tags)
 	return c, nil
@@ -300,6 +303,7 @@ type indexedCredential struct {
 	SuspendAfter time.Duration   `json:"suspend_after,omitempty"`
 	PurgeAfter   time.Duration   `json:"purge_after,omitempty"`
 	State        lifecycle.State `json:"state"`
+	Record       int             `json:"record_version,omitempty"`
 }
 
 // indexView returns the part of name's credential the sweep's indexes need (nil when
@@ -323,19 +327,9 @@ func (cs *credentialStore) readIndexed(ctx context.Context, s logical.Storage, n
 	if found, err := cs.read(ctx, s, name, &ic); !found || err != nil {
 		return nil, err
 	}
+	upgradeIndexed(&ic)
 	return &credential{Name: name, Type: ic.Type, Description: ic.Description, Tags: cs.labels.intern(ic.Tags),
-		NotAfter: ic.NotAfter, SuspendAfter: ic.SuspendAfter, PurgeAfter: ic.PurgeAfter, State: ic.State}, nil
-}
-
-// legacyUpstream gives a certificate credential stored before upstream expiries were
-// kept in the lifecycle state (every write sets them since) its certificate's expiry,
-// so its warnings and alerts follow the same rules. Applied where the state is judged
-// (currentState, reindex), so a stored entry reads back as it was stored.
-func legacyUpstream(st lifecycle.State, notAfter time.Time) lifecycle.State {
-	if st.Upstream != nil || notAfter.IsZero() {
-		return st
-	}
-	return lifecycle.WithUpstream(st, []lifecycle.Upstream{{Field: lifecycle.UpstreamCertificate, At: notAfter}})
+		NotAfter: ic.NotAfter, SuspendAfter: ic.SuspendAfter, PurgeAfter: ic.PurgeAfter, State: ic.State, Record: ic.Record}, nil
 }
 
 // read decodes the stored credential called name into v; false when there is none.
@@ -372,7 +366,7 @@ func (cs *credentialStore) put(ctx context.Context, s logical.Storage, h credent
 		return fmt.Errorf("storing credential %q under the lock of %q", c.Name, h.name)
 	}
 	c.Tags = cs.labels.intern(c.Tags) // a new slice: c's may be shared with a cached copy
-	entry, err := logical.StorageEntryJSON(credentialPrefix+c.Name, c)
+	entry, err := recordEntry(credentialPrefix+c.Name, c)
 	if err != nil {
 		return fmt.Errorf("encoding credential %q: %w", c.Name, err)
 	}
@@ -481,13 +475,12 @@ func (cs *credentialStore) forget(name string) {
 	cs.namesMu.Unlock()
 }
 
-// clone returns a copy of c that a writer may change without touching the cached one.
-// version is c's version; an entry stored before versions were kept is version 1,
-// as if created then: cas=1 applies to it, and its next write makes it 2.
+// version is c's version: 1 when created, one more for each write of its settings.
 func (c *credential) version() int {
-	return max(c.Version, 1)
+	return c.Version
 }
 
+// clone returns a copy of c that a writer may change without touching the cached one.
 func (c *credential) clone() *credential {
 	n := *c
 	n.lazy = c.newLazy() // the copy's values may change: derive afresh if needed

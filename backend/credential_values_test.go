@@ -30,12 +30,10 @@ func setValue(c *credential, name string, v any) {
 	c.Values = c.typeDef().Compact(m)
 }
 
-// TestStoredCredentialsReadBackUnchanged: entries written by the engine before the
-// compact cached form (testdata/credentials-62069f0.json, one of every type, written
-// through the API at commit 62069f0) decode into the compact form and encode back to
-// the same bytes, and the compact form answers as the stored map does.
-func TestStoredCredentialsReadBackUnchanged(t *testing.T) {
-	raw, err := os.ReadFile("testdata/credentials-62069f0.json")
+// goldenEntries reads a golden file of stored credentials: entry by name.
+func goldenEntries(t *testing.T, file string) map[string]string {
+	t.Helper()
+	raw, err := os.ReadFile(file)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -44,9 +42,23 @@ func TestStoredCredentialsReadBackUnchanged(t *testing.T) {
 		t.Fatal(err)
 	}
 	if len(stored) < len(credtype.All()) {
-		t.Fatalf("%d stored entries, want one per type at least", len(stored))
+		t.Fatalf("%s: %d stored entries, want one per type at least", file, len(stored))
 	}
-	for name, entry := range stored {
+	return stored
+}
+
+// TestStoredCredentialsReadBackUnchanged: entries written by the engine before the
+// compact cached form and before record versions (testdata/credentials-62069f0.json,
+// one of every type, written through the API at commit 62069f0) decode into the
+// compact form, the compact form answers as the stored map does, and they encode
+// back as the current version writes them: testdata/credentials-v1.json, the same
+// entries with their record version, their settings' version (1) and a certificate's
+// expiry in its lifecycle state (upgradeCredential; TestCredentialRecordVersions
+// checks that this is all that differs). Those decode to the same credentials and
+// encode back to the same bytes.
+func TestStoredCredentialsReadBackUnchanged(t *testing.T) {
+	current := goldenEntries(t, "testdata/credentials-v1.json")
+	for name, entry := range goldenEntries(t, "testdata/credentials-62069f0.json") {
 		c := decodeStored(t, name, entry)
 		if c.Values.Type() == nil || c.Values.Type().Name != c.Type {
 			t.Fatalf("%s: values not bound to type %s", name, c.Type)
@@ -66,19 +78,24 @@ func TestStoredCredentialsReadBackUnchanged(t *testing.T) {
 		if !reflect.DeepEqual(normalizeLists(c.Values.Map()), plain.Values) {
 			t.Fatalf("%s: Map() = %v, stored %v", name, c.Values.Map(), plain.Values)
 		}
-		reencoded(t, name, c, entry)
+		reencoded(t, name, c, current[name])
+		if now := decodeStored(t, name, current[name]); !reflect.DeepEqual(now, c) {
+			t.Fatalf("%s: the current version's entry decodes to\n%+v\nthe older one's to\n%+v", name, now, c)
+		}
+		reencoded(t, name, decodeStored(t, name, current[name]), current[name])
 	}
 }
 
 // TestOddStoredValuesReadBackUnchanged: values no write of the engine produces (an
 // empty string, a key the type lacks, a number, an empty list, no values at all) are
-// kept as they were stored.
+// kept as they were stored (entries of the current record version, which an upgrade
+// leaves as they are).
 func TestOddStoredValuesReadBackUnchanged(t *testing.T) {
 	for name, entry := range map[string]string{
-		"odd":   `{"name":"odd","type":"basic","values":{"extra":{"a":1},"n":12345678901234567890,"password":"","scopes":[],"username":"u"},"created_at":"2026-01-01T12:00:00Z","updated_at":"2026-01-01T12:00:00Z","state":{"status":"active","created_at":"2026-01-01T12:00:00Z","activity_at":"2026-01-01T12:00:00Z"}}` + "\n",
-		"empty": `{"name":"empty","type":"basic","values":{},"created_at":"2026-01-01T12:00:00Z","updated_at":"2026-01-01T12:00:00Z","state":{"status":"active","created_at":"2026-01-01T12:00:00Z","activity_at":"2026-01-01T12:00:00Z"}}` + "\n",
-		"null":  `{"name":"null","type":"basic","values":null,"created_at":"2026-01-01T12:00:00Z","updated_at":"2026-01-01T12:00:00Z","state":{"status":"active","created_at":"2026-01-01T12:00:00Z","activity_at":"2026-01-01T12:00:00Z"}}` + "\n",
-		"gone":  `{"name":"gone","type":"no_such_type","values":{"username":"u"},"created_at":"2026-01-01T12:00:00Z","updated_at":"2026-01-01T12:00:00Z","state":{"status":"active","created_at":"2026-01-01T12:00:00Z","activity_at":"2026-01-01T12:00:00Z"}}` + "\n",
+		"odd":   `{"name":"odd","type":"basic","values":{"extra":{"a":1},"n":12345678901234567890,"password":"","scopes":[],"username":"u"},"created_at":"2026-01-01T12:00:00Z","updated_at":"2026-01-01T12:00:00Z","version":1,"state":{"status":"active","created_at":"2026-01-01T12:00:00Z","activity_at":"2026-01-01T12:00:00Z"},"record_version":1}` + "\n",
+		"empty": `{"name":"empty","type":"basic","values":{},"created_at":"2026-01-01T12:00:00Z","updated_at":"2026-01-01T12:00:00Z","version":1,"state":{"status":"active","created_at":"2026-01-01T12:00:00Z","activity_at":"2026-01-01T12:00:00Z"},"record_version":1}` + "\n",
+		"null":  `{"name":"null","type":"basic","values":null,"created_at":"2026-01-01T12:00:00Z","updated_at":"2026-01-01T12:00:00Z","version":1,"state":{"status":"active","created_at":"2026-01-01T12:00:00Z","activity_at":"2026-01-01T12:00:00Z"},"record_version":1}` + "\n",
+		"gone":  `{"name":"gone","type":"no_such_type","values":{"username":"u"},"created_at":"2026-01-01T12:00:00Z","updated_at":"2026-01-01T12:00:00Z","version":1,"state":{"status":"active","created_at":"2026-01-01T12:00:00Z","activity_at":"2026-01-01T12:00:00Z"},"record_version":1}` + "\n",
 	} {
 		c := decodeStored(t, name, entry)
 		reencoded(t, name, c, entry)

@@ -21,7 +21,7 @@ func (b *integrationsBackend) policyFor(cfg *engineConfig, c *credential) lifecy
 
 // currentState is the credential's lifecycle state with unflushed accesses counted.
 func (b *integrationsBackend) currentState(c *credential) lifecycle.State {
-	st := legacyUpstream(c.State, c.NotAfter)
+	st := c.State
 	if last := b.usage.inflightAccess(c.Name); !last.IsZero() {
 		st = lifecycle.Touch(st, last)
 	}

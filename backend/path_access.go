@@ -317,7 +317,7 @@ func (b *integrationsBackend) mintOnce(ctx context.Context, s logical.Storage, c
 		return oauth.Result{}, t, err
 	}
 	usable := cached
-	if cached != nil && (cached.Destination != "" && cached.Destination != t.dest || cached.Client != "" && cached.Client != t.client) {
+	if cached != nil && !cached.learntFor(t.dest, t.client) {
 		// A token learnt under another destination or for another client is never
 		// used, not even its refresh token: a repoint or a new client_id forgets it.
 		usable = nil

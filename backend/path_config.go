@@ -62,8 +62,7 @@ type engineConfig struct {
 	NotifyCredential     string          `json:"notify_credential,omitempty"`
 	NotifyChannel        string          `json:"notify_channel,omitempty"`
 	// RefreshAhead makes a read of a token in its refresh window (refreshAt) start
-	// its refresh in the background, so no reader waits at the due point. A config
-	// stored before the field existed decodes to the default, true.
+	// its refresh in the background, so no reader waits at the due point.
 	RefreshAhead bool `json:"refresh_ahead"`
 	// MetricsCredentialLabel adds credential names to the metrics (metrics_config.go).
 	MetricsCredentialLabel bool `json:"metrics_credential_label,omitempty"`
@@ -73,18 +72,19 @@ type engineConfig struct {
 	VerifyInterval time.Duration `json:"verify_interval,omitempty"`
 	VerifySince    time.Time     `json:"verify_since,omitzero"`
 	// KeepaliveInterval is how often a held refresh token is exercised at least
-	// (keepalive.go); 0 is off. A config stored before the field existed decodes to
-	// the default. KeepaliveSince, when it was last changed, is from where the
+	// (keepalive.go); 0 is off. KeepaliveSince, when it was last changed, is from where the
 	// keep-alives then overdue are spread (lifecycle.NextKeepAlive).
 	KeepaliveInterval time.Duration `json:"keepalive_interval"`
 	KeepaliveSince    time.Time     `json:"keepalive_since,omitzero"`
 	// DeniedNetworks and AllowedNetworks are where the engine may connect
-	// (netpolicy), in canonical form. A config stored before the fields existed
-	// decodes to the defaults; network is the parsed pair, set by loadConfig and
-	// validate.
+	// (netpolicy), in canonical form; network is the parsed pair, set by loadConfig
+	// and validate.
 	DeniedNetworks  []string `json:"denied_networks"`
 	AllowedNetworks []string `json:"allowed_networks"`
 	network         *netpolicy.Policy
+	// Record is the version of the stored format: a field a config stored in an
+	// older one lacks reads as its default (upgradeConfig, records.go).
+	Record int `json:"record_version,omitempty"`
 }
 
 func defaultConfig() *engineConfig {
@@ -240,9 +240,8 @@ func (b *integrationsBackend) loadConfig(ctx context.Context, s logical.Storage)
 		if err := entry.DecodeJSON(c); err != nil {
 			return nil, fmt.Errorf("decoding config: %w", err)
 		}
+		upgradeConfig(c)
 	}
-	// A log_size stored before the cap existed is held to it.
-	c.LogSize = min(c.LogSize, maxLogSize)
 	if c.network, err = netpolicy.New(c.DeniedNetworks, c.AllowedNetworks); err != nil {
 		return nil, fmt.Errorf("decoding config: the stored network lists: %w", err)
 	}
@@ -343,7 +342,7 @@ func (b *integrationsBackend) deleteConfig(ctx context.Context, s logical.Storag
 }
 
 func (b *integrationsBackend) storeConfig(ctx context.Context, s logical.Storage, c *engineConfig) error {
-	entry, err := logical.StorageEntryJSON(configPath, c)
+	entry, err := recordEntry(configPath, c)
 	if err != nil {
 		return fmt.Errorf("encoding config: %w", err)
 	}

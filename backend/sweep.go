@@ -38,9 +38,8 @@ func (b *integrationsBackend) afterCredentialChange(ctx context.Context, s logic
 // later than the current one's). Every write, flush, scan and sweep files through here.
 func (b *integrationsBackend) reindex(cfg *engineConfig, c *credential, due lifecycle.State) {
 	p := b.policyFor(cfg, c)
-	due = legacyUpstream(due, c.NotAfter)
 	b.activity.index.Set(c.Name, p.NextDue(due))
-	b.activity.alerting.Set(c.Name, p.AlertsFrom(legacyUpstream(c.State, c.NotAfter)))
+	b.activity.alerting.Set(c.Name, p.AlertsFrom(c.State))
 	b.activity.states.set(c.Name, c.State.Status, b.indexedHealth(p, c, due))
 	b.activity.verifying.Set(c.Name, b.nextVerify(cfg, c))
 	b.tokens.kept.file(cfg, c)

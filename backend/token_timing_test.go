@@ -75,7 +75,7 @@ func timingOutcome(t *testing.T, r mintRequest, cached *storedToken, c *credenti
 	return ""
 }
 
-// Every combination the callers of mintToken make (access.go's read and its slow
+// Every combination the callers of mintToken make (path_access.go's read and its slow
 // path, refresh ahead, verify, keep-alive; forced exactly for verify and keep-alive),
 // against every token state and demand, with refresh_ahead on and off.
 func TestTokenTimingTable(t *testing.T) {

@@ -39,12 +39,15 @@ type storedToken struct {
 	// Destination fingerprints the credential's destination fields (the catalog
 	// says which) when the token was learnt. A token, and above all its refresh
 	// token, is used only while the credential still points there: a refresh token
-	// never follows a repoint, whatever cache or node it is read from. "" for a
-	// token stored before fingerprints existed.
+	// never follows a repoint, whatever cache or node it is read from (learntFor).
 	Destination string `json:"destination,omitempty"`
-	// Client fingerprints the OAuth client (grantOwner) the token was issued to; ""
-	// for a token stored before it was recorded.
+	// Client fingerprints the OAuth client (grantOwner) the token was issued to.
 	Client string `json:"client,omitempty"`
+	// Record is the version of the stored format (records.go), stamped when stored.
+	Record int `json:"record_version,omitempty"`
+	// anyDestination and anyClient mark a token stored before the fingerprint was
+	// recorded (upgradeToken): it matches the credential's current one.
+	anyDestination, anyClient bool
 
 	// ahead is this token's refresh-ahead state, in memory only (a new token, or
 	// the same one decoded again, starts idle): aheadIdle, aheadRunning while a
@@ -307,6 +310,7 @@ func (ts *tokenStore) cached(ctx context.Context, s logical.Storage, name string
 		if err := entry.DecodeJSON(tok); err != nil {
 			return nil, false, fmt.Errorf("decoding token of %q: %w", name, err)
 		}
+		upgradeToken(tok)
 		return tok, true, nil
 	})
 }
@@ -395,7 +399,7 @@ func (ts *tokenStore) putHeld(ctx context.Context, s logical.Storage, h tokenHel
 func (ts *tokenStore) adopt(ctx context.Context, s logical.Storage, c *credential, refreshToken string) error {
 	return ts.withLock(c.Name, func(h tokenHeld) error {
 		st := &storedToken{Token: oauth.Token{RefreshToken: refreshToken, IssuedAt: ts.deps.now().UTC()}, Destination: destination(c), Client: grantOwner(c)}
-		entry, err := logical.StorageEntryJSON(tokenPrefix+c.Name, st)
+		entry, err := recordEntry(tokenPrefix+c.Name, st)
 		if err != nil {
 			return fmt.Errorf("encoding the token of %q: %w", c.Name, err)
 		}
@@ -421,7 +425,7 @@ func (ts *tokenStore) heldRefreshToken(ctx context.Context, s logical.Storage, c
 	if err != nil || tok == nil || tok.RefreshToken == "" {
 		return nil, err
 	}
-	if (tok.Destination != "" && tok.Destination != destination(c)) || (tok.Client != "" && tok.Client != grantOwner(c)) {
+	if !tok.learntFor(destination(c), grantOwner(c)) {
 		return nil, nil // learnt elsewhere or for another client: forgotten
 	}
 	return tok, nil
@@ -460,7 +464,7 @@ func (ts *tokenStore) store(ctx context.Context, s logical.Storage, h tokenHeld,
 		}
 	}
 	saved := st.saved()
-	entry, err := logical.StorageEntryJSON(tokenPrefix+name, saved)
+	entry, err := recordEntry(tokenPrefix+name, saved)
 	if err != nil {
 		return fmt.Errorf("encoding token of %q: %w", name, err)
 	}

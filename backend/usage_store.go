@@ -57,7 +57,7 @@ func newUsageStore(recorder *usage.Recorder) *usageStore {
 
 // load reads a credential's stored usage; empty when it has none.
 func (us *usageStore) load(ctx context.Context, s logical.Storage, name string) (*usage.Usage, error) {
-	u := &usage.Usage{}
+	u := &storedUsage{}
 	entry, err := s.Get(ctx, usagePrefix+name)
 	if err != nil {
 		return nil, fmt.Errorf("reading usage of %q: %w", name, err)
@@ -66,13 +66,14 @@ func (us *usageStore) load(ctx context.Context, s logical.Storage, name string) 
 		if err := entry.DecodeJSON(u); err != nil {
 			return nil, fmt.Errorf("decoding usage of %q: %w", name, err)
 		}
+		upgradeUsage(u)
 	}
-	return u, nil
+	return &u.Usage, nil
 }
 
 // put stores a credential's usage (the flush of it, under the credential's lock).
 func (us *usageStore) put(ctx context.Context, s logical.Storage, name string, u *usage.Usage) error {
-	entry, err := logical.StorageEntryJSON(usagePrefix+name, u)
+	entry, err := recordEntry(usagePrefix+name, &storedUsage{Usage: *u})
 	if err == nil {
 		err = s.Put(ctx, entry)
 	}

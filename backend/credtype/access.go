@@ -49,12 +49,8 @@ func (t *Type) Access(values Fields, secrets map[string]string, now time.Time) (
 			out[name] = s
 			continue
 		}
-		switch f, _ := t.Field(name); {
-		case f.Required:
+		if f, _ := t.Field(name); f.Required {
 			return nil, fmt.Errorf("stored %s credential lacks required field %q", t.Name, name)
-		case f.Default != nil:
-			// Stored before the field had a default.
-			out[name] = cloneValue(f.Default)
 		}
 	}
 	if t.access.authorization != nil {
@@ -83,16 +79,43 @@ func basicAuthorization(values Fields) string {
 	return "Basic " + base64.StdEncoding.EncodeToString([]byte(creds))
 }
 
-// prefixedAuthorization builds "<scheme> <token>" with the scheme read from a field,
-// falling back to def for values stored before the field had a default.
-func prefixedAuthorization(field, def string) func(Fields) string {
+// prefixedAuthorization builds "<scheme> <token>" with the scheme read from a field
+// (which has a default: see WithDefaults for values stored before it had).
+func prefixedAuthorization(field string) func(Fields) string {
 	return func(values Fields) string {
-		scheme := values.Str(field)
-		if scheme == "" {
-			scheme = def
-		}
-		return scheme + " " + values.Str("token")
+		return values.Str(field) + " " + values.Str("token")
 	}
+}
+
+// WithDefaults returns the stored values v of a static type with each field that has
+// a default and is unset (or empty) given it, as Validate gives it today: for values
+// stored before the field had a default (bearer's header_prefix, api_key's
+// header_name), which Access, the authorization header and verify then read as
+// written today. v itself when nothing is missing. The backend applies it to entries
+// stored before record versions (upgradeCredential); OAuth types are left as stored.
+func (t *Type) WithDefaults(v Values) Values {
+	if t.access == nil {
+		return v
+	}
+	var m map[string]any
+	for _, f := range t.Fields {
+		if f.Default == nil || f.Lifecycle() || f.TokenState {
+			continue
+		}
+		if x, set := v.Get(f.Name); set && x != "" {
+			continue
+		}
+		if m == nil {
+			if m = v.Map(); m == nil {
+				m = map[string]any{}
+			}
+		}
+		m[f.Name] = cloneValue(f.Default)
+	}
+	if m == nil {
+		return v
+	}
+	return t.Compact(m)
 }
 
 func fixedAuthorization(scheme string) func(Fields) string {

@@ -167,3 +167,32 @@ func TestAccessRefuses(t *testing.T) {
 		t.Errorf("Access with a wrong stored password = %v", err)
 	}
 }
+
+// TestWithDefaults: values stored before a static type's field had a default get it
+// (unset or empty), as Validate gives it; set values, and OAuth types, are left as
+// they are, and values that lack nothing come back unchanged.
+func TestWithDefaults(t *testing.T) {
+	t.Parallel()
+	bearer, apiKey, zoom := mustType(t, "bearer"), mustType(t, "api_key"), mustType(t, "zoom")
+	for _, tc := range []struct {
+		typ        *Type
+		stored     map[string]any
+		field, got string
+	}{
+		{bearer, map[string]any{"token": "t"}, "header_prefix", "Bearer"},
+		{bearer, map[string]any{"token": "t", "header_prefix": ""}, "header_prefix", "Bearer"},
+		{bearer, map[string]any{"token": "t", "header_prefix": "Token"}, "header_prefix", "Token"},
+		{apiKey, map[string]any{"key": "k"}, "header_name", "X-API-Key"},
+		{apiKey, map[string]any{"key": "k", "header_name": "X-Key"}, "header_name", "X-Key"},
+		{zoom, map[string]any{"client_id": "c"}, "auth_style", ""},
+	} {
+		v := tc.typ.Compact(tc.stored)
+		up := tc.typ.WithDefaults(v)
+		if got := up.Str(tc.field); got != tc.got {
+			t.Errorf("%s %v: %s = %q, want %q", tc.typ.Name, tc.stored, tc.field, got, tc.got)
+		}
+		if up.Str(tc.field) == tc.stored[tc.field] && !reflect.DeepEqual(up, v) {
+			t.Errorf("%s %v: changed values that lacked nothing", tc.typ.Name, tc.stored)
+		}
+	}
+}

@@ -33,14 +33,16 @@ func TestNotifyTargets(t *testing.T) {
 	}
 	for _, tt := range tests {
 		typ := mustType(t, tt.typ)
-		got, ok := typ.NotifyTarget(FieldMap(tt.values))
+		// As the backend holds them: a default the values lack filled in (WithDefaults).
+		stored := typ.WithDefaults(typ.Compact(tt.values))
+		got, ok := typ.NotifyTarget(&stored)
 		if ok != tt.ok || got != tt.want {
 			t.Errorf("%s %v: NotifyTarget = %+v, %v; want %+v, %v", tt.typ, tt.values, got, ok, tt.want, tt.ok)
 		}
 		if !ok || got.Authorization == "" {
 			continue
 		}
-		out, err := typ.Access(FieldMap(tt.values), nil, time.Unix(0, 0))
+		out, err := typ.Access(&stored, nil, time.Unix(0, 0))
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -39,7 +39,7 @@ func types() []*Type {
 				use("url", describe("URL of the API the token is for.")),
 				use("verify_url"),
 			),
-			access: &accessSpec{fields: []string{"token"}, authorization: prefixedAuthorization("header_prefix", "Bearer")},
+			access: &accessSpec{fields: []string{"token"}, authorization: prefixedAuthorization("header_prefix")},
 			notify: &notifySpec{urlField: "url"},
 			verify: httpVerify("", "verify_url", "url"),
 		},

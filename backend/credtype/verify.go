@@ -155,11 +155,7 @@ func (t *Type) VerifyPlan(values Fields, secrets map[string]string) (VerifyPlan,
 
 // apiKeyHeader is an api_key's header: header_name (default X-API-Key) carrying the key.
 func apiKeyHeader(values Fields) (string, string) {
-	name := values.Str("header_name")
-	if name == "" {
-		name = "X-API-Key"
-	}
-	return name, values.Str("key")
+	return values.Str("header_name"), values.Str("key")
 }
 
 // CheckDates is the verification of a certificate: every certificate of the stored

@@ -494,7 +494,7 @@ var (
 
 // directConfig expresses every direct grant through clientcredentials.Config:
 // it is the one x/oauth2 entry point that takes extra token parameters, and
-// it lets EndpointParams override grant_type (clientcredentials.go exempts
+// it lets EndpointParams override grant_type (golang.org/x/oauth2/clientcredentials exempts
 // "grant_type" from its no-overwrite check). oauth2.Config's
 // PasswordCredentialsToken cannot send audience or other parameters.
 func (c Config) directConfig() *clientcredentials.Config {

@@ -6,7 +6,8 @@ import (
 )
 
 // Bounds on the fields of one logged event, in characters. Every event the recorder
-// takes or Merge keeps is cut to them, so the stored log of a credential has a
+// takes is cut to them (and every event of a log stored before they existed, by the
+// backend when it decodes the log), so the stored log of a credential has a
 // worst-case size however hostile the caller's integration label or a detail is.
 const (
 	MaxEventKind   = 32

@@ -89,11 +89,8 @@ func (u *Usage) Merge(p Pending, maxEvents int) {
 		// Copy rather than reslice so the dropped events' backing array is released.
 		events = append([]Event(nil), events[len(events)-maxEvents:]...)
 	}
-	// The recorder bounds what it takes; a log stored before the bounds existed is
-	// bounded here, so the stored entry's size has a ceiling (see MaxEncodedEvent).
-	for i := range events {
-		events[i] = Bound(events[i])
-	}
+	// The events are bounded (Bound): the recorder bounds what it takes, and the
+	// backend bounds a log stored before the bounds existed when it decodes it.
 	u.Events = events
 }
 
