@@ -65,10 +65,11 @@ func (as *authorizationStore) credentialOf(ctx context.Context, s logical.Storag
 	return string(entry.Value), nil
 }
 
-// put replaces the credential's pending authorization; an older state stops working.
-// The caller holds the credential's lock.
-func (as *authorizationStore) put(ctx context.Context, s logical.Storage, name string, p pendingAuthorization) error {
-	if err := as.drop(ctx, s, name); err != nil {
+// put replaces the pending authorization of the credential whose lock h is; an older
+// state stops working.
+func (as *authorizationStore) put(ctx context.Context, s logical.Storage, h credentialHeld, p pendingAuthorization) error {
+	name := h.name
+	if err := as.drop(ctx, s, h); err != nil {
 		return err
 	}
 	entry, err := recordEntry(authorizationPrefix+name, &p)
@@ -81,9 +82,10 @@ func (as *authorizationStore) put(ctx context.Context, s logical.Storage, name s
 	return s.Put(ctx, &logical.StorageEntry{Key: oauthStatePrefix + p.State, Value: []byte(name)})
 }
 
-// drop removes a credential's pending authorization, if any, and so spends its state.
-// The caller holds the credential's lock.
-func (as *authorizationStore) drop(ctx context.Context, s logical.Storage, name string) error {
+// drop removes the pending authorization, if any, of the credential whose lock h is,
+// and so spends its state.
+func (as *authorizationStore) drop(ctx context.Context, s logical.Storage, h credentialHeld) error {
+	name := h.name
 	p, err := as.load(ctx, s, name)
 	if err != nil || p == nil {
 		return err
@@ -105,10 +107,10 @@ func (as *authorizationStore) dropWhere(ctx context.Context, s logical.Storage, 
 		return fmt.Errorf("listing pending authorizations: %w", err)
 	}
 	for _, name := range names {
-		unlock := as.credentials.lock(name)
+		held, unlock := as.credentials.lock(name)
 		p, err := as.load(ctx, s, name)
 		if err == nil && p != nil && gone(p) {
-			err = as.drop(ctx, s, name)
+			err = as.drop(ctx, s, held)
 		}
 		unlock()
 		if err != nil {

@@ -61,8 +61,8 @@ type integrationsBackend struct {
 	configMu sync.RWMutex
 	config   *engineConfig
 	// configWriteMu serialises config writes and resets, read-modify-write as a whole,
-	// so concurrent partial updates do not lose each other's fields. It is taken before
-	// configMu, never while holding it.
+	// so concurrent partial updates do not lose each other's fields. Its place in the
+	// lock order (before credential locks and configMu) is lockorder.go's.
 	configWriteMu sync.Mutex
 
 	// The stores, each the one owner of its storage keys (credential_save.go cascades
@@ -116,7 +116,7 @@ func newBackend(now func() time.Time) *integrationsBackend {
 	b.outbox = b.newOutbox()
 	b.devices = newDeviceIndex(b.credentials)
 	b.authorizations = &authorizationStore{credentials: b.credentials}
-	b.tokens = newTokenStore(b)
+	b.tokens = newTokenStore(tokenDepsOf(b))
 	b.usage = newUsageStore(b.activity.recorder)
 	b.registerJobs()
 	b.Backend = &framework.Backend{
@@ -194,9 +194,9 @@ func (b *integrationsBackend) clean(ctx context.Context) {
 // another node writes.
 func (b *integrationsBackend) invalidate(_ context.Context, key string) {
 	if key == configPath {
-		b.configMu.Lock()
+		unlock := lockRanked(rankConfig, &b.configMu)
 		b.config = nil
-		b.configMu.Unlock()
+		unlock()
 		b.activity.configChanged()
 		return
 	}

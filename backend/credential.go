@@ -182,19 +182,24 @@ func newCredentialStore() *credentialStore {
 	return &credentialStore{locks: locksutil.CreateLocks(), cache: newGenCache[*credential](), labels: newLabelIndex()}
 }
 
-// lock serialises writes to one credential (on this node).
-func (cs *credentialStore) lock(name string) func() {
+// credentialHeld is proof that its holder holds the name lock of a credential:
+// credentialStore.lock alone makes one (TestHeldLocksOnlyFromTheirLock), and every
+// function that must run under that lock (put, remove, saveCredential,
+// deleteCredential, the pending authorization's put and drop …) takes it.
+type credentialHeld struct{ name string }
+
+// lock serialises writes to one credential (on this node): it returns the proof that
+// the lock is held, and the release.
+func (cs *credentialStore) lock(name string) (credentialHeld, func()) {
 	l := locksutil.LockForKey(cs.locks, name)
-	l.Lock()
-	return l.Unlock
+	return credentialHeld{name: name}, lockRanked(rankCredential, l)
 }
 
 // rlock holds off writes to one credential (on this node) while a reader takes a
 // consistent view of it, e.g. with its token generation.
 func (cs *credentialStore) rlock(name string) func() {
 	l := locksutil.LockForKey(cs.locks, name)
-	l.RLock()
-	return l.RUnlock
+	return lockRanked(rankCredential, l.RLocker())
 }
 
 // get returns the credential called name, or nil when there is none. The result is
@@ -355,8 +360,11 @@ func (cs *credentialStore) ifUnchanged(name string, gen uint64, fn func()) bool 
 	return cs.cache.ifUnchanged(name, gen, fn)
 }
 
-// put stores c (the caller holds the name's lock), caches it and files its labels.
-func (cs *credentialStore) put(ctx context.Context, s logical.Storage, c *credential) error {
+// put stores c under its name's lock h, caches it and files its labels.
+func (cs *credentialStore) put(ctx context.Context, s logical.Storage, h credentialHeld, c *credential) error {
+	if h.name != c.Name {
+		return fmt.Errorf("storing credential %q under the lock of %q", c.Name, h.name)
+	}
 	c.Tags = cs.labels.intern(c.Tags) // a new slice: c's may be shared with a cached copy
 	entry, err := recordEntry(credentialPrefix+c.Name, c)
 	if err != nil {
@@ -379,8 +387,9 @@ func (cs *credentialStore) put(ctx context.Context, s logical.Storage, c *creden
 	return nil
 }
 
-// remove deletes the stored credential (the caller holds the name's lock).
-func (cs *credentialStore) remove(ctx context.Context, s logical.Storage, name string) error {
+// remove deletes the stored credential whose name lock h is.
+func (cs *credentialStore) remove(ctx context.Context, s logical.Storage, h credentialHeld) error {
+	name := h.name
 	if err := s.Delete(ctx, credentialPrefix+name); err != nil {
 		return fmt.Errorf("deleting credential %q: %w", name, err)
 	}

@@ -13,7 +13,7 @@ import (
 // index, and cached tokens that new settings make stale. A refreshToken (imported by
 // the write, "" when none) becomes c's token state once c is stored; if that fails,
 // the credential is put back as it was (importRefreshToken), so the write fails whole.
-func (b *integrationsBackend) saveCredential(ctx context.Context, s logical.Storage, c, existing *credential, refreshToken string) error {
+func (b *integrationsBackend) saveCredential(ctx context.Context, s logical.Storage, h credentialHeld, c, existing *credential, refreshToken string) error {
 	// The device index: claim the new triple, drop the old one. Both keys stay locked
 	// until the credential is stored, so no other account claims or loses them between
 	// the check and the write.
@@ -39,10 +39,10 @@ func (b *integrationsBackend) saveCredential(ctx context.Context, s logical.Stor
 			scope = replaceLearnt
 		}
 	}
-	if err := b.dropSecondary(ctx, s, c, scope); err != nil {
+	if err := b.dropSecondary(ctx, s, h, c, scope); err != nil {
 		return err
 	}
-	if err := b.credentials.put(ctx, s, c); err != nil {
+	if err := b.credentials.put(ctx, s, h, c); err != nil {
 		return err
 	}
 	if oldKey != "" && oldKey != key {
@@ -53,21 +53,21 @@ func (b *integrationsBackend) saveCredential(ctx context.Context, s logical.Stor
 	if err := b.settleSecondary(ctx, s, c.Name, scope); err != nil {
 		return err
 	}
-	if err := b.importRefreshToken(ctx, s, c, existing, refreshToken); err != nil {
+	if err := b.importRefreshToken(ctx, s, h, c, existing, refreshToken); err != nil {
 		return err
 	}
 	return b.afterCredentialChange(ctx, s, c.Name)
 }
 
 // deleteCredential removes a credential and everything stored beside it; the sweep's
-// purge comes here too. The caller holds the name's lock.
-func (b *integrationsBackend) deleteCredential(ctx context.Context, s logical.Storage, c *credential) error {
+// purge comes here too, holding the name's lock (h).
+func (b *integrationsBackend) deleteCredential(ctx context.Context, s logical.Storage, h credentialHeld, c *credential) error {
 	unlockDevices := b.devices.lock(c.deviceIndexKey())
 	defer unlockDevices()
-	if err := b.dropSecondary(ctx, s, c, dropAll); err != nil {
+	if err := b.dropSecondary(ctx, s, h, c, dropAll); err != nil {
 		return err
 	}
-	if err := b.credentials.remove(ctx, s, c.Name); err != nil {
+	if err := b.credentials.remove(ctx, s, h); err != nil {
 		return err
 	}
 	return b.settleSecondary(ctx, s, c.Name, dropAll)
@@ -107,8 +107,8 @@ func (sc secondaryScope) dropsToken() bool { return sc == dropLearnt || sc == dr
 //
 // dropSecondary runs before the credential's own entry is stored or removed, so that
 // no node sees the new settings beside records of the old. The caller holds the
-// name's lock and, for dropAll, the device lock of c's index key.
-func (b *integrationsBackend) dropSecondary(ctx context.Context, s logical.Storage, c *credential, scope secondaryScope) error {
+// name's lock (h) and, for dropAll, the device lock of c's index key.
+func (b *integrationsBackend) dropSecondary(ctx context.Context, s logical.Storage, h credentialHeld, c *credential, scope secondaryScope) error {
 	if scope == keepRecords {
 		return nil
 	}
@@ -120,7 +120,7 @@ func (b *integrationsBackend) dropSecondary(ctx context.Context, s logical.Stora
 	// A pending authorization goes with the destination it was started for: a
 	// credential re-created under the name, or repointed, must not complete the old
 	// consent.
-	if err := b.authorizations.drop(ctx, s, c.Name); err != nil {
+	if err := b.authorizations.drop(ctx, s, h); err != nil {
 		return err
 	}
 	if err := b.tokens.forget(ctx, s, c.Name, scope.dropsToken()); err != nil {

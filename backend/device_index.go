@@ -22,7 +22,7 @@ const deviceIndexPrefix = "device-index/"
 type deviceIndex struct {
 	credentials *credentialStore
 	// locks serialise changes to entries, per key. They are taken after a
-	// credential's name lock and never the other way round: whoever holds the lock of
+	// credential's name lock and never the other way round (rankDevice, lockorder.go): whoever holds the lock of
 	// a key knows that no device account gains or loses that triple meanwhile, so it
 	// can trust the stored triple of the account the entry names.
 	locks []*locksutil.LockEntry
@@ -54,6 +54,7 @@ func (d *deviceIndex) lock(keys ...string) func() {
 		return func() {}
 	}
 	locks := locksutil.LocksForKeys(d.locks, keys)
+	lockAcquire(rankDevice)
 	for _, l := range locks {
 		l.Lock()
 	}
@@ -61,6 +62,7 @@ func (d *deviceIndex) lock(keys ...string) func() {
 		for i := len(locks) - 1; i >= 0; i-- {
 			locks[i].Unlock()
 		}
+		lockReleased(rankDevice)
 	}
 }
 

@@ -56,8 +56,8 @@ type keepAlive struct {
 
 	mu   sync.Mutex
 	used map[string]time.Time
-	// mint is the token request of a keep-alive; nil (but in tests) is mintToken,
-	// forced.
+	// mint is the token request of a keep-alive; nil (but in tests) is mintToken of
+	// mintForKeepAlive.
 	mint func(ctx context.Context, s logical.Storage, cfg *engineConfig, name string) (oauth.Result, tokenTicket, error)
 	// started is when this node took up the background work (Initialize on the
 	// active node): the keep-alives overdue then are spread, not run in one burst.
@@ -204,7 +204,7 @@ func (b *integrationsBackend) keepAliveOne(ctx context.Context, s logical.Storag
 	mint := k.mint
 	if mint == nil {
 		mint = func(ctx context.Context, s logical.Storage, cfg *engineConfig, name string) (oauth.Result, tokenTicket, error) {
-			return b.mintToken(ctx, s, cfg, name, cfg.ExpiryBuffer, nil, true)
+			return b.mintToken(ctx, s, cfg, mintForKeepAlive(name, cfg))
 		}
 	}
 	res, t, err := mint(ctx, s, cfg, name)

@@ -193,7 +193,7 @@ func TestKeepAliveThatMintsNothingIsNotOK(t *testing.T) {
 		joined++
 		// The request in flight it joined: an earlier one refreshed and stored, this
 		// one serves that token, minting nothing.
-		res, tt, err := b.mintToken(ctx, s, cfg, name, cfg.ExpiryBuffer, nil, false)
+		res, tt, err := b.mintToken(ctx, s, cfg, mintForRead(name, cfg.ExpiryBuffer))
 		res.Minted = false
 		return res, tt, err
 	}

@@ -12,9 +12,11 @@ import (
 // connection passes (b.guard): the config's, read from storage when no request has
 // since a change (a reset, or an invalidation from another node).
 func (b *integrationsBackend) networkPolicy(ctx context.Context) (*netpolicy.Policy, error) {
+	lockAcquire(rankConfig)
 	b.configMu.RLock()
 	c := b.config
 	b.configMu.RUnlock()
+	lockReleased(rankConfig)
 	if c == nil {
 		if b.storage == nil {
 			return netpolicy.Default(), nil // not yet set up: nothing stored to read

@@ -1,7 +1,7 @@
 // The access/ read path, top-down: the path and its handler (pathAccessRead), the
-// static material (staticAccess), token access (tokenAccess, mintToken, servable,
-// shortLivedDemand), then failure handling (tokenFailure, markNeedsReauth,
-// unavailable). Refresh ahead, which a token read may start, is refreshahead.go; the
+// static material (staticAccess), token access (tokenAccess, mintToken), then failure handling (tokenFailure, markNeedsReauth,
+// unavailable). The timing rules (servable, due, the demand of each kind of mint) are
+// token_timing.go. Refresh ahead, which a token read may start, is refreshahead.go; the
 // token state it all reads and writes is tokenStore (tokenstore.go); the integration
 // label is integration.go.
 
@@ -170,7 +170,7 @@ func (b *integrationsBackend) tokenAccess(ctx context.Context, s logical.Storage
 	if servable(cached, c, cfg, now, minValid) != nil {
 		b.metrics.fromCache.Inc()
 		res.Token = &cached.Token // the hot path: no lock, no allocation beyond the response
-		if cfg.RefreshAhead && !now.Before(refreshAt(res.Token, shortLivedDemand(minValid, cfg.ExpiryBuffer, res.Token))) {
+		if inRefreshWindow(cfg, res.Token, minValid, now) {
 			// In the refresh window: one read starts the refresh in the background;
 			// this one and every other is served the current token meanwhile.
 			aheadWarning = b.refreshAhead(cfg, cached, c.Name, minValid, now)
@@ -179,7 +179,7 @@ func (b *integrationsBackend) tokenAccess(ctx context.Context, s logical.Storage
 		b.metrics.fromProvider.Inc()
 		held = nil
 		var t tokenTicket
-		res, t, err = b.mintToken(ctx, s, cfg, c.Name, minValid, nil, false)
+		res, t, err = b.mintToken(ctx, s, cfg, mintForRead(c.Name, minValid))
 		if refused := mintRefusal(c.Name, err, "read it again"); refused != nil {
 			return nil, nil, refused
 		}
@@ -261,13 +261,11 @@ func mintRefusal(name string, err error, again string) error {
 // changed. There is nothing left for it to do.
 var errAheadStale = errors.New("the token to refresh ahead is no longer current")
 
-// mintToken obtains a token for the credential name through the Broker's single
-// flight: the slow path of a read (ahead nil: valid for minValid, or served degraded
-// as the Broker decides), or a background refresh of the token ahead (refresh
-// ahead: valid beyond ahead's refresh window, so the Broker requests one even though
-// ahead is still servable), or a verification (force: the grant runs whatever is
-// cached). It returns the ticket the request was made under, for tokenFailure. A
-// mint that succeeds supersedes a failed verification (verifiedByMint).
+// mintToken obtains a token for the request r through the Broker's single flight;
+// r's reason and demand say what is asked (token_timing.go: a read's slow path, a
+// background refresh ahead, a forced verification or keep-alive). It returns the
+// ticket the request was made under, for tokenFailure. A mint that succeeds and was
+// not forced supersedes a failed verification (verifiedByMint).
 //
 // It does not use the credential its caller holds: it reads the credential again,
 // together with the generation of its token state (tokenStore.ticket, under the
@@ -276,9 +274,9 @@ var errAheadStale = errors.New("the token to refresh ahead is no longer current"
 // settings, and a token minted under those would be stored as current. Read
 // together, the token is stored only if neither changed meanwhile (tokenStore.put).
 // Once the credential is cached this read is from memory.
-func (b *integrationsBackend) mintToken(ctx context.Context, s logical.Storage, cfg *engineConfig, name string, minValid time.Duration, ahead *storedToken, force bool) (oauth.Result, tokenTicket, error) {
+func (b *integrationsBackend) mintToken(ctx context.Context, s logical.Storage, cfg *engineConfig, r mintRequest) (oauth.Result, tokenTicket, error) {
 	for attempt := 1; ; attempt++ {
-		res, t, err := b.mintOnce(ctx, s, cfg, name, minValid, ahead, force)
+		res, t, err := b.mintOnce(ctx, s, cfg, r)
 		// ErrRetry: a request detached by an edit (Forget) was still at the provider,
 		// perhaps spending the refresh token this one would have sent; it has ended, so
 		// start again from the token state it left. Edits are rare; a few rounds bound it.
@@ -292,8 +290,9 @@ func (b *integrationsBackend) mintToken(ctx context.Context, s logical.Storage, 
 const maxMintAttempts = 4
 
 // mintOnce is one attempt of mintToken.
-func (b *integrationsBackend) mintOnce(ctx context.Context, s logical.Storage, cfg *engineConfig, name string, minValid time.Duration, ahead *storedToken, force bool) (oauth.Result, tokenTicket, error) {
+func (b *integrationsBackend) mintOnce(ctx context.Context, s logical.Storage, cfg *engineConfig, r mintRequest) (oauth.Result, tokenTicket, error) {
 	ts := b.tokens
+	name := r.name
 	if !b.WriteSafeReplicationState() {
 		// A performance standby cannot store what the provider answers, and a rotated
 		// refresh token that cannot be stored is lost: Vault forwards a request that
@@ -317,39 +316,24 @@ func (b *integrationsBackend) mintOnce(ctx context.Context, s logical.Storage, c
 	if err != nil {
 		return oauth.Result{}, t, err
 	}
-	var src *oauth.Token
-	if cached != nil && cached.learntFor(t.dest, t.client) {
+	usable := cached
+	if cached != nil && !cached.learntFor(t.dest, t.client) {
 		// A token learnt under another destination or for another client is never
 		// used, not even its refresh token: a repoint or a new client_id forgets it.
-		if tok := servable(cached, c, cfg, b.now(), minValid); tok != nil {
-			src = tok
-		} else {
-			old := cached.Token
-			if cached.IssuedAt.Before(c.UpdatedAt) {
-				// Minted before the settings last changed (new secret, scopes):
-				// not served; its refresh token, if any, is still used.
-				old.AccessToken = ""
-			}
-			src = &old
-		}
+		usable = nil
 	}
-	demand := shortLivedDemand(minValid, cfg.ExpiryBuffer, src)
-	if force {
-		demand = verifyDemand
+	src := mintSource(usable, c, cfg, b.now(), r.minValid)
+	if r.reason == mintAhead && (cached != r.ahead || src == nil) {
+		return oauth.Result{}, t, errAheadStale
 	}
-	if ahead != nil {
-		if cached != ahead || src == nil {
-			return oauth.Result{}, t, errAheadStale
-		}
-		demand += refreshLead(src, demand)
-	}
+	demand := r.demand(src, cfg.ExpiryBuffer)
 	oc, err := b.oauthConfig(cfg, c)
 	if err != nil {
 		return oauth.Result{}, t, fmt.Errorf("building the OAuth configuration of %q: %w", c.Name, err)
 	}
 	oc.RedirectURL = b.redirectURL(cfg, c)
 	res, err := ts.brokerOf().Token(ctx, c.Name, oc, src, demand, func(ctx context.Context, tok *oauth.Token) error {
-		if err := ts.put(ctx, s, t, tok, false); err != nil {
+		if err := ts.putMinted(ctx, s, t, tok); err != nil {
 			return err
 		}
 		// Recorded here, once per token: every reader that joined the request
@@ -357,45 +341,10 @@ func (b *integrationsBackend) mintOnce(ctx context.Context, s logical.Storage, c
 		b.recordEvent(c.Name, usage.EventTokenMinted, true, "", "expires "+rfc3339(tok.Expiry))
 		return nil
 	})
-	if err == nil && res.Minted && !force && c.State.VerifyFailed() {
+	if err == nil && res.Minted && !r.forced && c.State.VerifyFailed() {
 		b.verifiedByMint(ctx, s, t, res.Token.IssuedAt)
 	}
 	return res, t, err
-}
-
-// servable returns the cached token when it may be handed out as it is: minted under
-// the credential's current settings (not before its last update, and not on a
-// default_token_lifetime no longer in force) and valid for the demand
-// (shortLivedDemand). Otherwise nil.
-func servable(cached *storedToken, c *credential, cfg *engineConfig, now time.Time, minValid time.Duration) *oauth.Token {
-	if cached == nil || cached.unsaved || cached.IssuedAt.Before(c.UpdatedAt) {
-		return nil
-	}
-	tok := &cached.Token
-	if !tok.Fresh(now, shortLivedDemand(minValid, cfg.ExpiryBuffer, tok), cfg.DefaultTokenLifetime) {
-		return nil
-	}
-	return tok
-}
-
-// shortLivedDemand is how long tok must still be valid to be served, given the demand
-// minValid (minimum_seconds or expiry_buffer) and the engine's expiry_buffer. When
-// tok's whole lifetime is not longer than minValid, no token from this provider could
-// meet the demand, and minting again would only repeat the request on every read: the
-// demand becomes expiry_buffer, or half the lifetime when expiry_buffer is not shorter
-// than the lifetime either.
-func shortLivedDemand(minValid, buffer time.Duration, tok *oauth.Token) time.Duration {
-	if tok == nil || tok.AccessToken == "" {
-		return minValid
-	}
-	life := tok.Expiry.Sub(tok.IssuedAt)
-	if life <= 0 || minValid < life {
-		return minValid
-	}
-	if buffer < life {
-		return buffer
-	}
-	return life / 2
 }
 
 // tokenFailure records the failed mint of the request t started (at now, the time of
@@ -463,7 +412,7 @@ func throttledError(name string, oe *oauth.Error, now time.Time) error {
 // and writing it back would lose a state change stored since (a usage flush renewing
 // the inactivity window, a suspend, the sweep's warnings).
 func (b *integrationsBackend) markNeedsReauth(ctx context.Context, s logical.Storage, t tokenTicket, reason lifecycle.Reason, awaiting bool, now time.Time) (bool, *credential, error) {
-	unlock := b.credentials.lock(t.name)
+	held, unlock := b.credentials.lock(t.name)
 	defer unlock()
 	if b.tokens.generation(t.name) != t.gen {
 		return false, nil, nil
@@ -481,7 +430,7 @@ func (b *integrationsBackend) markNeedsReauth(ctx context.Context, s logical.Sto
 	if n.State.Status == c.State.Status && n.State.Reason == c.State.Reason {
 		return true, c, nil
 	}
-	if err := b.credentials.put(ctx, s, n); err != nil {
+	if err := b.credentials.put(ctx, s, held, n); err != nil {
 		return true, c, err
 	}
 	if n.State.Status == lifecycle.StatusNeedsReauth {

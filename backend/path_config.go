@@ -220,14 +220,15 @@ func pathConfig(b *integrationsBackend) *framework.Path {
 // loadConfig returns the settings in force, decoding them from storage at most once
 // until a write or an invalidation.
 func (b *integrationsBackend) loadConfig(ctx context.Context, s logical.Storage) (*engineConfig, error) {
+	lockAcquire(rankConfig)
 	b.configMu.RLock()
 	c := b.config
 	b.configMu.RUnlock()
+	lockReleased(rankConfig)
 	if c != nil {
 		return c, nil
 	}
-	b.configMu.Lock()
-	defer b.configMu.Unlock()
+	defer lockRanked(rankConfig, &b.configMu)()
 	if b.config != nil {
 		return b.config, nil
 	}
@@ -289,8 +290,7 @@ func (b *integrationsBackend) pathConfigWrite(ctx context.Context, req *logical.
 	}
 	// The update applies to the config in force when it is stored: no other write may
 	// land between this read and the store. Nothing below calls out to the network.
-	b.configWriteMu.Lock()
-	defer b.configWriteMu.Unlock()
+	defer lockRanked(rankConfigWrite, &b.configWriteMu)()
 	current, err := b.loadConfig(ctx, req.Storage)
 	if err != nil {
 		return nil, err
@@ -323,8 +323,7 @@ func (b *integrationsBackend) pathConfigWrite(ctx context.Context, req *logical.
 }
 
 func (b *integrationsBackend) pathConfigDelete(ctx context.Context, req *logical.Request, _ *framework.FieldData) (*logical.Response, error) {
-	b.configWriteMu.Lock()
-	defer b.configWriteMu.Unlock()
+	defer lockRanked(rankConfigWrite, &b.configWriteMu)()
 	if err := b.deleteConfig(ctx, req.Storage); err != nil {
 		return nil, err
 	}
@@ -334,8 +333,7 @@ func (b *integrationsBackend) pathConfigDelete(ctx context.Context, req *logical
 }
 
 func (b *integrationsBackend) deleteConfig(ctx context.Context, s logical.Storage) error {
-	b.configMu.Lock()
-	defer b.configMu.Unlock()
+	defer lockRanked(rankConfig, &b.configMu)()
 	if err := s.Delete(ctx, configPath); err != nil {
 		return fmt.Errorf("deleting config: %w", err)
 	}
@@ -349,8 +347,7 @@ func (b *integrationsBackend) storeConfig(ctx context.Context, s logical.Storage
 	if err != nil {
 		return fmt.Errorf("encoding config: %w", err)
 	}
-	b.configMu.Lock()
-	defer b.configMu.Unlock()
+	defer lockRanked(rankConfig, &b.configMu)()
 	if err := s.Put(ctx, entry); err != nil {
 		return fmt.Errorf("storing config: %w", err)
 	}

@@ -172,7 +172,7 @@ func (b *integrationsBackend) writeCredential(ctx context.Context, req *logical.
 	if err != nil || (casSet && cas.(int) < 0) {
 		return logical.ErrorResponse(fieldErr(fieldCAS, "must be a whole number, 0 or more").Error()), nil
 	}
-	unlock := b.credentials.lock(name)
+	held, unlock := b.credentials.lock(name)
 	defer unlock()
 	existing, err := b.credentials.get(ctx, req.Storage, name)
 	if err != nil {
@@ -192,7 +192,7 @@ func (b *integrationsBackend) writeCredential(ctx context.Context, req *logical.
 	if err != nil {
 		return validationResponse(err)
 	}
-	if err := b.saveCredential(ctx, req.Storage, c, existing, refreshToken); err != nil {
+	if err := b.saveCredential(ctx, req.Storage, held, c, existing, refreshToken); err != nil {
 		return validationResponse(err) // a device account whose hostname+ip+username is taken is a 400
 	}
 	b.recordEvent(name, writeEvent(existing), true, requestIntegration(req), "")
@@ -250,13 +250,13 @@ func (b *integrationsBackend) pathCredentialDelete(ctx context.Context, req *log
 		// No such credential can exist: say why, as a create would.
 		return logical.ErrorResponse(fieldErr("name", nameRule).Error()), nil
 	}
-	unlock := b.credentials.lock(name)
+	held, unlock := b.credentials.lock(name)
 	defer unlock()
 	c, err := b.credentials.get(ctx, req.Storage, name)
 	if err != nil || c == nil {
 		return nil, err
 	}
-	return nil, b.deleteCredential(ctx, req.Storage, c)
+	return nil, b.deleteCredential(ctx, req.Storage, held, c)
 }
 
 func (b *integrationsBackend) pathCredentialsList(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {

@@ -115,13 +115,14 @@ func (b *integrationsBackend) pathDeviceAccountUpsert(ctx context.Context, req *
 	var (
 		name     = d.Get("identifier").(string)
 		existing *credential
+		held     credentialHeld
 		unlock   func()
 	)
 	if name != "" {
 		if !validName(name) {
 			return logical.ErrorResponse(fieldErr("identifier", nameRule).Error()), nil
 		}
-		unlock = b.credentials.lock(name)
+		held, unlock = b.credentials.lock(name)
 		c, err := b.credentials.get(ctx, req.Storage, name)
 		if err != nil {
 			unlock()
@@ -133,7 +134,7 @@ func (b *integrationsBackend) pathDeviceAccountUpsert(ctx context.Context, req *
 		if err != nil {
 			return logical.ErrorResponse(err.Error()), nil
 		}
-		name, existing, unlock, err = b.findDeviceAccount(ctx, req.Storage, hostname, ip, username)
+		name, existing, held, unlock, err = b.findDeviceAccount(ctx, req.Storage, hostname, ip, username)
 		if err != nil {
 			return nil, err
 		}
@@ -149,7 +150,7 @@ func (b *integrationsBackend) pathDeviceAccountUpsert(ctx context.Context, req *
 	if err != nil {
 		return validationResponse(err)
 	}
-	if err := b.saveCredential(ctx, req.Storage, c, existing, ""); err != nil {
+	if err := b.saveCredential(ctx, req.Storage, held, c, existing, ""); err != nil {
 		return validationResponse(err)
 	}
 	b.recordEvent(name, writeEvent(existing), true, requestIntegration(req), "device-accounts upsert")
@@ -165,11 +166,11 @@ func (b *integrationsBackend) pathDeviceAccountUpsert(ctx context.Context, req *
 // entry or a derived name leads to is only taken when the account there has this
 // triple now: an account moved away since (or an entry left stale, or a hash that
 // collides) is never rewritten by the old triple.
-func (b *integrationsBackend) findDeviceAccount(ctx context.Context, s logical.Storage, hostname, ip, username string) (string, *credential, func(), error) {
+func (b *integrationsBackend) findDeviceAccount(ctx context.Context, s logical.Storage, hostname, ip, username string) (string, *credential, credentialHeld, func(), error) {
 	var candidates []string
 	indexedName, err := b.devices.named(ctx, s, hostname, ip, username)
 	if err != nil {
-		return "", nil, nil, err
+		return "", nil, credentialHeld{}, nil, err
 	}
 	if indexedName != "" {
 		candidates = append(candidates, indexedName)
@@ -177,21 +178,21 @@ func (b *integrationsBackend) findDeviceAccount(ctx context.Context, s logical.S
 	indexed := len(candidates)
 	candidates = append(candidates, deviceAccountNames(hostname, username, ip)...)
 	for i, name := range candidates {
-		unlock := b.credentials.lock(name)
+		held, unlock := b.credentials.lock(name)
 		c, err := b.credentials.get(ctx, s, name)
 		if err != nil {
 			unlock()
-			return "", nil, nil, err
+			return "", nil, credentialHeld{}, nil, err
 		}
 		switch {
 		case c.hasDeviceTriple(hostname, ip, username):
-			return name, c, unlock, nil
+			return name, c, held, unlock, nil
 		case c == nil && i >= indexed:
-			return name, nil, unlock, nil // a derived name, free: create the account there
+			return name, nil, held, unlock, nil // a derived name, free: create the account there
 		}
 		unlock()
 	}
-	return "", nil, nil, errors.New("no free name for a new device account")
+	return "", nil, credentialHeld{}, nil, errors.New("no free name for a new device account")
 }
 
 var unsafeNameChars = regexp.MustCompile(`[^A-Za-z0-9_.-]+`)

@@ -103,7 +103,7 @@ func pathLifecycle(b *integrationsBackend) []*framework.Path {
 
 func (b *integrationsBackend) lifecycleAction(ctx context.Context, req *logical.Request, d *framework.FieldData, action string) (*logical.Response, error) {
 	name := d.Get("name").(string)
-	unlock := b.credentials.lock(name)
+	held, unlock := b.credentials.lock(name)
 	defer unlock()
 	c, err := b.credentials.get(ctx, req.Storage, name)
 	if err != nil {
@@ -127,7 +127,7 @@ func (b *integrationsBackend) lifecycleAction(ctx context.Context, req *logical.
 	default:
 		n.State, event, detail = lifecycle.Touch(state, now), usage.EventInactivityReset, "inactivity window restarted by hand"
 	}
-	if err := b.credentials.put(ctx, req.Storage, n); err != nil {
+	if err := b.credentials.put(ctx, req.Storage, held, n); err != nil {
 		return nil, err
 	}
 	b.recordEvent(name, event, true, requestIntegration(req), detail)

@@ -144,9 +144,9 @@ func (b *integrationsBackend) pathAuthorize(ctx context.Context, req *logical.Re
 		State: state, Verifier: oauth.NewVerifier(), RedirectURL: oc.RedirectURL,
 		ExpiresAt: b.now().UTC().Add(authorizationTTL), FromCallbackBase: fromBase,
 	}
-	unlock := b.credentials.lock(name)
+	held, unlock := b.credentials.lock(name)
 	defer unlock()
-	if err := b.authorizations.put(ctx, req.Storage, name, p); err != nil {
+	if err := b.authorizations.put(ctx, req.Storage, held, p); err != nil {
 		return nil, err
 	}
 	return &logical.Response{Data: map[string]any{
@@ -234,12 +234,12 @@ func (b *integrationsBackend) completeAuthorization(ctx context.Context, s logic
 		}
 		return &errAuthorization{fmt.Sprintf("the provider refused the authorization code: %s", detail)}
 	}
-	unlock := b.credentials.lock(name)
+	held, unlock := b.credentials.lock(name)
 	defer unlock()
-	// put checks the generation, the credential and its destination; on success the
+	// putConsent checks the generation, the credential and its destination; on success the
 	// generation moves on, so refreshes in flight from an older grant cannot
 	// overwrite the new tokens.
-	if err := b.tokens.put(ctx, s, t, tok, true); err != nil && !errors.Is(err, errRefreshKept) && !errors.Is(err, errUnsaved) {
+	if err := b.tokens.putConsent(ctx, s, t, tok); err != nil && !errors.Is(err, errRefreshKept) && !errors.Is(err, errUnsaved) {
 		// errRefreshKept: the credential was edited during the exchange (a description,
 		// a suspend), but it still points where it did for the same client: the
 		// consented refresh token is stored, and the consent stands. errUnsaved: storage
@@ -263,7 +263,7 @@ func (b *integrationsBackend) completeAuthorization(ctx context.Context, s logic
 		// falls due. Said now, on the callback page, in the state and in alerts.
 		n.State = lifecycle.AuthorizedWithoutRefreshToken(n.State, b.now().UTC())
 	}
-	if err := b.credentials.put(ctx, s, n); err != nil {
+	if err := b.credentials.put(ctx, s, held, n); err != nil {
 		return err
 	}
 	detail := "authorization code exchanged"
@@ -279,7 +279,7 @@ func (b *integrationsBackend) completeAuthorization(ctx context.Context, s logic
 // the provider configuration and the PKCE verifier.
 func (b *integrationsBackend) spendAuthorization(ctx context.Context, s logical.Storage, cfg *engineConfig, name, state string) (tokenTicket, oauth.Config, string, error) {
 	var none oauth.Config
-	unlock := b.credentials.lock(name)
+	held, unlock := b.credentials.lock(name)
 	defer unlock()
 	c, err := b.credentials.get(ctx, s, name)
 	if err != nil {
@@ -296,7 +296,7 @@ func (b *integrationsBackend) spendAuthorization(ctx context.Context, s logical.
 		return tokenTicket{}, none, "", &errAuthorization{"state does not match the pending authorization"}
 	}
 	// The state is single-use whatever the outcome.
-	if err := b.authorizations.drop(ctx, s, name); err != nil {
+	if err := b.authorizations.drop(ctx, s, held); err != nil {
 		return tokenTicket{}, none, "", err
 	}
 	if !b.now().Before(p.ExpiresAt) {
@@ -312,8 +312,7 @@ func (b *integrationsBackend) spendAuthorization(ctx context.Context, s logical.
 	}
 	oc.RedirectURL = p.RedirectURL
 	// Under the lock, so the generation and the credential belong together.
-	t := tokenTicket{name: name, gen: b.tokens.generation(name), dest: destination(c), client: grantOwner(c), grant: b.tokens.grantEpoch(name)}
-	return t, oc, p.Verifier, nil
+	return b.tokens.consentTicket(held, c), oc, p.Verifier, nil
 }
 
 func (b *integrationsBackend) pathCallback(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {

@@ -10,7 +10,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math"
 	"net/http"
 	"time"
 
@@ -24,10 +23,6 @@ import (
 	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/backend/usage"
 	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/backend/verify"
 )
-
-// verifyDemand is the demand of a verification's mint: longer than any token lives, so
-// neither the cached token nor the Broker's last one is served and the grant runs.
-const verifyDemand = time.Duration(math.MaxInt64 / 2)
 
 func pathVerify(b *integrationsBackend) *framework.Path {
 	return &framework.Path{
@@ -149,7 +144,7 @@ func (b *integrationsBackend) check(ctx context.Context, s logical.Storage, cfg 
 // like any other; a permanent refusal marks the credential needs_reauth exactly as on
 // the access path (tokenFailure).
 func (b *integrationsBackend) verifyMint(ctx context.Context, s logical.Storage, cfg *engineConfig, name string, now time.Time) (verify.Outcome, error) {
-	res, t, err := b.mintToken(ctx, s, cfg, name, cfg.ExpiryBuffer, nil, true)
+	res, t, err := b.mintToken(ctx, s, cfg, mintForVerify(name, cfg))
 	if refused := mintRefusal(name, err, "verify it again"); refused != nil {
 		return verify.Outcome{}, refused
 	}
@@ -178,7 +173,7 @@ func (b *integrationsBackend) verifyMint(ctx context.Context, s logical.Storage,
 // unless it changed since (another update's settings were not the ones verified, or
 // its status moved on, e.g. a refusal recorded meanwhile), and logs it. It reports whether v was stored.
 func (b *integrationsBackend) recordVerification(ctx context.Context, s logical.Storage, was *credential, v lifecycle.Verification) (bool, error) {
-	unlock := b.credentials.lock(was.Name)
+	held, unlock := b.credentials.lock(was.Name)
 	defer unlock()
 	c, err := b.credentials.get(ctx, s, was.Name)
 	if err != nil || c == nil || !c.UpdatedAt.Equal(was.UpdatedAt) {
@@ -194,7 +189,7 @@ func (b *integrationsBackend) recordVerification(ctx context.Context, s logical.
 	n := c.clone()
 	n.keepDerivedFrom(was) // the same values: what was derived for was holds for n
 	n.State = lifecycle.Verified(n.State, v)
-	if err := b.credentials.put(ctx, s, n); err != nil {
+	if err := b.credentials.put(ctx, s, held, n); err != nil {
 		return false, err
 	}
 	b.recordEvent(n.Name, usage.EventVerify, v.Result != lifecycle.VerifyFailed, "", v.Result+": "+v.Detail)
@@ -205,7 +200,7 @@ func (b *integrationsBackend) recordVerification(ctx context.Context, s logical.
 // verifiedByMint records that a token minted at at supersedes a failed verification
 // of the credential the request t was made for, unless its settings moved on since.
 func (b *integrationsBackend) verifiedByMint(ctx context.Context, s logical.Storage, t tokenTicket, at time.Time) {
-	unlock := b.credentials.lock(t.name)
+	held, unlock := b.credentials.lock(t.name)
 	defer unlock()
 	if b.tokens.generation(t.name) != t.gen {
 		return
@@ -220,7 +215,7 @@ func (b *integrationsBackend) verifiedByMint(ctx context.Context, s logical.Stor
 	}
 	n := c.clone()
 	n.State = st
-	if err := b.credentials.put(ctx, s, n); err != nil {
+	if err := b.credentials.put(ctx, s, held, n); err != nil {
 		b.Logger().Warn("recording the mint that supersedes a failed verification failed", "credential", t.name, "error", err)
 		return
 	}

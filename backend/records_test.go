@@ -264,7 +264,10 @@ func TestAuthorizationRecordVersions(t *testing.T) {
 	if *p != want {
 		t.Fatalf("a version 0 authorization reads as %+v", p)
 	}
-	if err := b.authorizations.put(context.Background(), s, "ac", pendingAuthorization{State: "st2", Verifier: "v2", RedirectURL: "https://vault.example/cb", ExpiresAt: want.ExpiresAt}); err != nil {
+	held, unlock := b.credentials.lock("ac")
+	err = b.authorizations.put(context.Background(), s, held, pendingAuthorization{State: "st2", Verifier: "v2", RedirectURL: "https://vault.example/cb", ExpiresAt: want.ExpiresAt})
+	unlock()
+	if err != nil {
 		t.Fatal(err)
 	}
 	e, err := s.Get(context.Background(), authorizationPrefix+"ac")

@@ -1,26 +1,24 @@
 // Imported refresh tokens: a refresh_token written to an authorization-code
 // credential (credtype.FieldRefreshToken) becomes its token state, as if a consent had
-// obtained it, and is shown only as a name in secret_fields.
+// obtained it, and is shown only as a name in secret_fields. The write of the token
+// state itself (tokenStore.adopt) is tokenstore.go's, with every other; this file puts
+// the credential back when it fails.
 
 package backend
 
 import (
 	"context"
 	"errors"
-	"fmt"
 
-	"github.com/hashicorp/vault/sdk/helper/locksutil"
 	"github.com/hashicorp/vault/sdk/logical"
-
-	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/backend/oauth"
 )
 
 // importRefreshToken stores refreshToken as c's token state, after c itself was
-// stored (saveCredential; the caller holds the name's lock). If the token cannot be
+// stored (saveCredential, holding the name's lock h). If the token cannot be
 // stored, c is put back as existing was (or removed, for a create), so the write
 // fails whole: a repoint that imports keeps the old token until adopt overwrites it
 // (replaceLearnt), so it is there again with the old credential.
-func (b *integrationsBackend) importRefreshToken(ctx context.Context, s logical.Storage, c, existing *credential, refreshToken string) error {
+func (b *integrationsBackend) importRefreshToken(ctx context.Context, s logical.Storage, h credentialHeld, c, existing *credential, refreshToken string) error {
 	if refreshToken == "" {
 		return nil
 	}
@@ -30,9 +28,9 @@ func (b *integrationsBackend) importRefreshToken(ctx context.Context, s logical.
 	}
 	var undo error
 	if existing == nil {
-		undo = b.credentials.remove(ctx, s, c.Name)
+		undo = b.credentials.remove(ctx, s, h)
 	} else {
-		undo = b.credentials.put(ctx, s, existing.clone())
+		undo = b.credentials.put(ctx, s, h, existing.clone())
 	}
 	if undo != nil {
 		b.Logger().Error("putting back a credential whose imported refresh token could not be stored failed", "credential", c.Name, "error", undo)
@@ -41,46 +39,6 @@ func (b *integrationsBackend) importRefreshToken(ctx context.Context, s logical.
 		undo = errors.Join(undo, b.tokens.forget(ctx, s, c.Name, true))
 	}
 	return errors.Join(err, undo, b.afterCredentialChange(ctx, s, c.Name))
-}
-
-// adopt makes a refresh token obtained elsewhere c's token state: stored under c's
-// destination, with no access token (the next access/ mints through it), replacing
-// whatever was held. The generation moves on, so a request in flight from the old
-// token state cannot overwrite it, and the cached access token goes.
-func (ts *tokenStore) adopt(ctx context.Context, s logical.Storage, c *credential, refreshToken string) error {
-	l := locksutil.LockForKey(ts.locks, c.Name)
-	l.Lock()
-	defer l.Unlock()
-	st := &storedToken{Token: oauth.Token{RefreshToken: refreshToken, IssuedAt: ts.b.now().UTC()}, Destination: destination(c), Client: grantOwner(c)}
-	entry, err := recordEntry(tokenPrefix+c.Name, st)
-	if err != nil {
-		return fmt.Errorf("encoding the token of %q: %w", c.Name, err)
-	}
-	ts.bump(c.Name)
-	ts.regrant(c.Name) // a code exchange in flight must not overwrite the import
-	if err := s.Put(ctx, entry); err != nil {
-		return fmt.Errorf("storing the imported refresh token of %q: %w", c.Name, err)
-	}
-	ts.dropUnsaved(c.Name) // a person's import replaces whatever was held
-	ts.cache.set(c.Name, st)
-	ts.kept.hold(c.Name, st, c.typeDef())
-	return nil
-}
-
-// heldRefreshToken returns the token state of c when it holds a refresh token learnt
-// under c's current destination (by consent, import or rotation); nil otherwise.
-func (ts *tokenStore) heldRefreshToken(ctx context.Context, s logical.Storage, c *credential) (*storedToken, error) {
-	if t := c.typeDef(); t == nil || !t.RefreshTokens() {
-		return nil, nil
-	}
-	tok, err := ts.cached(ctx, s, c.Name)
-	if err != nil || tok == nil || tok.RefreshToken == "" {
-		return nil, err
-	}
-	if !tok.learntFor(destination(c), grantOwner(c)) {
-		return nil, nil // learnt elsewhere or for another client: forgotten
-	}
-	return tok, nil
 }
 
 // tokenStateSet reports whether the token-state field (refresh_token) of c is set, for

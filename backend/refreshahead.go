@@ -14,20 +14,8 @@ import (
 // background before it falls due, so no reader waits on the provider; a token nobody
 // reads is not refreshed.
 //
-// The rule. A token falls due for a read at expiry − demand, where demand is what the
-// read needs (expiry_buffer, or minimum_seconds, lowered by shortLivedDemand for
-// tokens that never live that long): from then on that reader is not served it. Its
-// refresh window opens lead earlier, with
-//
-//	lead = min(max(lifetime/5, minRefreshLead), (due − issued)/2)
-//
-// A fifth of the lifetime leaves room for the provider to answer and, after a
-// failure, for retries under the Broker's backoff before anyone is refused the token;
-// minRefreshLead keeps that room for short-lived tokens; and the window never opens
-// in the first half of the time a token may be served, so a provider of very short
-// tokens is asked at most twice as often as without refresh ahead (never on every
-// read). For an hour-long token and the default 60 s expiry_buffer the window opens
-// 13 minutes before expiry; for a 4 s token with a 1 s buffer, 1.5 s after issue.
+// The rule (when a token falls due for a read, when its refresh window opens) is
+// token_timing.go's, with every other timing rule of a mint.
 //
 // The first read in the window starts one background refresh (an atomic flag on the
 // cached token: reads outside the window do one time comparison more, reads inside it
@@ -45,7 +33,6 @@ import (
 // answer is about the grant, not about who asked, and waiting for the due point would
 // only hide for minutes what a person must fix (the Broker would refuse the next
 // reader with the same error, without asking again).
-const minRefreshLead = 10 * time.Second
 
 // States of storedToken.ahead besides a not-before time.
 const (
@@ -57,18 +44,6 @@ const (
 // aheadRetryPause is the pause before another background refresh after one failed
 // without the Broker backing off (storage trouble, the request timing out).
 const aheadRetryPause = time.Second
-
-// refreshLead is how long before its due point (expiry − demand) the refresh window
-// of tok opens.
-func refreshLead(tok *oauth.Token, demand time.Duration) time.Duration {
-	life := tok.Expiry.Sub(tok.IssuedAt)
-	return max(0, min(max(life/5, minRefreshLead), (life-demand)/2))
-}
-
-// refreshAt is when the refresh window of tok opens for a read needing demand.
-func refreshAt(tok *oauth.Token, demand time.Duration) time.Time {
-	return tok.Expiry.Add(-demand - refreshLead(tok, demand))
-}
 
 // handOverAt is when a reader needing demand (shortLivedDemand of its minValid) would
 // next be handed a token other than tok, by the rules above and the access path's:
@@ -137,7 +112,7 @@ func (b *integrationsBackend) refreshInBackground(ctx context.Context, cfg *engi
 	ctx, cancel := context.WithTimeout(ctx, cfg.RequestTimeout)
 	defer cancel()
 	s := b.storage
-	res, t, err := b.mintToken(ctx, s, cfg, name, minValid, st, false)
+	res, t, err := b.mintToken(ctx, s, cfg, mintForAhead(name, minValid, st))
 	switch {
 	case err == nil && res.Warning == "" && res.Token == &st.Token:
 		// Nothing requested: the Broker still counts st valid beyond the window (a

@@ -191,14 +191,14 @@ func TestNeverAuthorizedAwaitsConsent(t *testing.T) {
 
 	// As stored before awaiting_consent existed: active, never authorized.
 	mustOK(t, b, s, logical.CreateOperation, "credentials/old", authCodeFields(p))
-	unlock := b.credentials.lock("old")
+	held, unlock := b.credentials.lock("old")
 	c, err := b.credentials.get(t.Context(), s, "old")
 	if err != nil {
 		t.Fatal(err)
 	}
 	n := c.clone()
 	n.State.Status, n.State.AwaitingConsentAt = lifecycle.StatusActive, time.Time{}
-	if err := b.credentials.put(t.Context(), s, n); err != nil {
+	if err := b.credentials.put(t.Context(), s, held, n); err != nil {
 		t.Fatal(err)
 	}
 	unlock()
@@ -253,7 +253,10 @@ func TestVerifyDoesNotUndoANewerRefusal(t *testing.T) {
 	// A refusal recorded meanwhile (as markNeedsReauth stores it: UpdatedAt unchanged).
 	refused := was.clone()
 	refused.State = lifecycle.NeedsReauth(refused.State, "invalid_client", clock.Now())
-	if err := b.credentials.put(t.Context(), s, refused); err != nil {
+	held, unlock := b.credentials.lock("svc")
+	err = b.credentials.put(t.Context(), s, held, refused)
+	unlock()
+	if err != nil {
 		t.Fatal(err)
 	}
 	stored, err := b.recordVerification(t.Context(), s, was, lifecycle.Verification{Result: lifecycle.VerifyOK, CheckedAt: clock.Now(), Detail: "token minted"})

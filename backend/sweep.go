@@ -135,7 +135,7 @@ func (b *integrationsBackend) indexOne(ctx context.Context, s logical.Storage, c
 		if attempt == 8 {
 			// The credential's shard keeps changing under the scan: index it the way a
 			// write does, under its lock.
-			unlock := b.credentials.lock(name)
+			_, unlock := b.credentials.lock(name)
 			err := b.indexLocked(ctx, s, name)
 			unlock()
 			if err != nil {
@@ -243,7 +243,7 @@ func (b *integrationsBackend) sweep(ctx context.Context, s logical.Storage) (err
 }
 
 func (b *integrationsBackend) sweepOne(ctx context.Context, s logical.Storage, cfg *engineConfig, name string, now time.Time) error {
-	unlock := b.credentials.lock(name)
+	held, unlock := b.credentials.lock(name)
 	defer unlock()
 	c, err := b.credentials.view(ctx, s, name)
 	if err != nil {
@@ -264,7 +264,7 @@ func (b *integrationsBackend) sweepOne(ctx context.Context, s logical.Storage, c
 	// warning, suspension or purge that storage refused (the next sweep tries again,
 	// and announces it then).
 	if action.Kind == lifecycle.ActionPurge {
-		if err := b.deleteCredential(ctx, s, c); err != nil {
+		if err := b.deleteCredential(ctx, s, held, c); err != nil {
 			return err
 		}
 		b.notify(ctx, c, action)
@@ -272,7 +272,7 @@ func (b *integrationsBackend) sweepOne(ctx context.Context, s logical.Storage, c
 	}
 	n := c.clone()
 	n.State = lifecycle.Apply(state, action, now)
-	if err := b.credentials.put(ctx, s, n); err != nil {
+	if err := b.credentials.put(ctx, s, held, n); err != nil {
 		return err
 	}
 	b.notify(ctx, n, action)

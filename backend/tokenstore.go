@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/vault/sdk/helper/locksutil"
 	"github.com/hashicorp/vault/sdk/logical"
 
@@ -84,8 +85,8 @@ type tokenTicket struct {
 // request (oauth.Config Timeout and DefaultLifetime), so a config change drops no
 // in-flight request or backoff.
 type tokenStore struct {
-	b     *integrationsBackend
-	locks []*locksutil.LockEntry // per name: orders token writes against forgets
+	deps  tokenDeps
+	locks []*locksutil.LockEntry // per name: orders token writes against forgets (withLock)
 
 	cache *genCache[*storedToken] // nil value: "none stored", until a write
 	kept  *keepAlive              // when each held refresh token is due for keep-alive
@@ -115,8 +116,35 @@ type tokenStore struct {
 	client     *oauth.Client
 }
 
-func newTokenStore(b *integrationsBackend) *tokenStore {
-	ts := &tokenStore{b: b, locks: locksutil.CreateLocks(), cache: newGenCache[*storedToken](), gens: make(map[string]uint64), grants: make(map[string]uint64),
+// tokenDeps is what the token store uses of the rest of the engine, and all of it.
+type tokenDeps struct {
+	now    func() time.Time
+	logger func() hclog.Logger // the backend's, which Setup sets after the store is made
+	// credentials is the credential lookup: a credential and its read lock (ticket),
+	// the credential a write is checked against (store).
+	credentials *credentialStore
+	// config reads the engine config in force (a token write checks
+	// default_token_lifetime and files keep-alive by keepalive_interval).
+	config func(context.Context, logical.Storage) (*engineConfig, error)
+	// newClient makes the OAuth client under the Broker, once.
+	newClient func() *oauth.Client
+}
+
+// tokenDepsOf is the token store's view of b.
+func tokenDepsOf(b *integrationsBackend) tokenDeps {
+	return tokenDeps{
+		now: b.now,
+		// Not the method value b.Logger: b.Backend, through which it is promoted, is
+		// set after the store is made, and a method value would keep the nil one.
+		logger:      func() hclog.Logger { return b.Logger() },
+		credentials: b.credentials,
+		config:      b.loadConfig,
+		newClient:   b.newOAuthClient,
+	}
+}
+
+func newTokenStore(deps tokenDeps) *tokenStore {
+	ts := &tokenStore{deps: deps, locks: locksutil.CreateLocks(), cache: newGenCache[*storedToken](), gens: make(map[string]uint64), grants: make(map[string]uint64),
 		kept: newKeepAlive(), unsaved: make(map[string]*unsavedToken)}
 	return ts
 }
@@ -128,8 +156,8 @@ const maxOAuthTimeout = maxRequestTimeout
 // brokerOf returns the Broker, made on first use and kept for the backend's life.
 func (ts *tokenStore) brokerOf() *oauth.Broker {
 	ts.brokerOnce.Do(func() {
-		ts.client = ts.b.newOAuthClient()
-		ts.broker = oauth.NewBroker(ts.client, ts.b.now)
+		ts.client = ts.deps.newClient()
+		ts.broker = oauth.NewBroker(ts.client, ts.deps.now)
 	})
 	return ts.broker
 }
@@ -177,10 +205,10 @@ func destination(c *credential) string {
 // together (under the credential's read lock, so no update falls between them) and
 // returns the credential as it is now, nil when it is gone.
 func (ts *tokenStore) ticket(ctx context.Context, s logical.Storage, name string) (tokenTicket, *credential, error) {
-	unlock := ts.b.credentials.rlock(name)
+	unlock := ts.deps.credentials.rlock(name)
 	defer unlock()
 	gen := ts.generation(name)
-	c, err := ts.b.credentials.get(ctx, s, name)
+	c, err := ts.deps.credentials.get(ctx, s, name)
 	if err != nil || c == nil {
 		// Still names the credential, so a failure recorded through it is filed
 		// under the right name.
@@ -211,11 +239,11 @@ func (ts *tokenStore) grantEpoch(name string) uint64 {
 	return ts.grants[name]
 }
 
-// regrant moves name's grant epoch on. The caller holds the name's token lock.
-func (ts *tokenStore) regrant(name string) {
+// regrant moves the grant epoch of the name h holds on.
+func (ts *tokenStore) regrant(h tokenHeld) {
 	ts.mu.Lock()
 	ts.counter++
-	ts.grants[name] = ts.counter
+	ts.grants[h.name] = ts.counter
 	ts.mu.Unlock()
 }
 
@@ -250,6 +278,26 @@ func (ts *tokenStore) cached(ctx context.Context, s logical.Storage, name string
 	})
 }
 
+// putMinted stores the answer of a mint (mintToken) to the request t started: kept
+// only if it follows the token state held now (see put).
+func (ts *tokenStore) putMinted(ctx context.Context, s logical.Storage, t tokenTicket, tok *oauth.Token) error {
+	return ts.put(ctx, s, t, tok, false)
+}
+
+// putConsent stores the answer of a code exchange to the request t (consentTicket)
+// started: it replaces whatever is held unless a consent or an import was stored
+// since (see put).
+func (ts *tokenStore) putConsent(ctx context.Context, s logical.Storage, t tokenTicket, tok *oauth.Token) error {
+	return ts.put(ctx, s, t, tok, true)
+}
+
+// consentTicket starts a code exchange for c, which the caller read holding its lock
+// h: the generation and the grant epoch now, with c's destination and client, so the
+// consent is stored only while all of them hold (putConsent).
+func (ts *tokenStore) consentTicket(h credentialHeld, c *credential) tokenTicket {
+	return tokenTicket{name: h.name, gen: ts.generation(h.name), dest: destination(c), client: grantOwner(c), grant: ts.grantEpoch(h.name)}
+}
+
 // put stores tok, the provider's answer to the request t started, before anyone
 // receives it.
 //
@@ -274,9 +322,10 @@ func (ts *tokenStore) cached(ctx context.Context, s logical.Storage, name string
 // now (store), so an answer to an older grant never overwrites a newer consent or
 // import.
 func (ts *tokenStore) put(ctx context.Context, s logical.Storage, t tokenTicket, tok *oauth.Token, replace bool) error {
-	l := locksutil.LockForKey(ts.locks, t.name)
-	l.Lock()
-	defer l.Unlock()
+	return ts.withLock(t.name, func(h tokenHeld) error { return ts.putHeld(ctx, s, h, t, tok, replace) })
+}
+
+func (ts *tokenStore) putHeld(ctx context.Context, s logical.Storage, h tokenHeld, t tokenTicket, tok *oauth.Token, replace bool) error {
 	st := &storedToken{Token: *tok, Destination: t.dest, Client: t.client}
 	if replace && ts.grantEpoch(t.name) != t.grant {
 		// A consent or an import was stored since this exchange started: it is newer.
@@ -284,8 +333,8 @@ func (ts *tokenStore) put(ctx context.Context, s logical.Storage, t tokenTicket,
 	}
 	current := ts.generation(t.name) == t.gen
 	if current && tok.AssumedLifetime != 0 {
-		cfg, err := ts.b.loadConfig(ctx, s)
-		current = err == nil && tok.AssumedLifetime == cfg.DefaultTokenLifetime
+		cfg, err := ts.deps.config(ctx, s)
+		current = err == nil && lifetimeInForce(tok, cfg)
 	}
 	if !current {
 		if st.RefreshToken == "" || st.RefreshToken == tok.From {
@@ -293,9 +342,9 @@ func (ts *tokenStore) put(ctx context.Context, s logical.Storage, t tokenTicket,
 		}
 		st.AccessToken, st.Expiry, st.AssumedLifetime = "", time.Time{}, 0
 	}
-	if err := ts.store(ctx, s, t.name, st, tok.From, replace); err != nil {
+	if err := ts.store(ctx, s, h, st, tok.From, replace); err != nil {
 		if !isDiscarded(err) && st.RefreshToken != "" {
-			ts.holdUnsaved(t.name, &unsavedToken{st: st, from: tok.From, replace: replace})
+			ts.holdUnsaved(h, &unsavedToken{st: st, from: tok.From, replace: replace})
 			return fmt.Errorf("%w: %w", errUnsaved, err)
 		}
 		return err
@@ -306,6 +355,45 @@ func (ts *tokenStore) put(ctx context.Context, s logical.Storage, t tokenTicket,
 	return nil
 }
 
+// adopt makes a refresh token obtained elsewhere c's token state: stored under c's
+// destination, with no access token (the next access/ mints through it), replacing
+// whatever was held. The generation moves on, so a request in flight from the old
+// token state cannot overwrite it, and the cached access token goes.
+func (ts *tokenStore) adopt(ctx context.Context, s logical.Storage, c *credential, refreshToken string) error {
+	return ts.withLock(c.Name, func(h tokenHeld) error {
+		st := &storedToken{Token: oauth.Token{RefreshToken: refreshToken, IssuedAt: ts.deps.now().UTC()}, Destination: destination(c), Client: grantOwner(c)}
+		entry, err := recordEntry(tokenPrefix+c.Name, st)
+		if err != nil {
+			return fmt.Errorf("encoding the token of %q: %w", c.Name, err)
+		}
+		ts.bump(h)
+		ts.regrant(h) // a code exchange in flight must not overwrite the import
+		if err := s.Put(ctx, entry); err != nil {
+			return fmt.Errorf("storing the imported refresh token of %q: %w", c.Name, err)
+		}
+		ts.dropUnsaved(c.Name) // a person's import replaces whatever was held
+		ts.cache.set(c.Name, st)
+		ts.kept.hold(c.Name, st, c.typeDef())
+		return nil
+	})
+}
+
+// heldRefreshToken returns the token state of c when it holds a refresh token learnt
+// under c's current destination (by consent, import or rotation); nil otherwise.
+func (ts *tokenStore) heldRefreshToken(ctx context.Context, s logical.Storage, c *credential) (*storedToken, error) {
+	if t := c.typeDef(); t == nil || !t.RefreshTokens() {
+		return nil, nil
+	}
+	tok, err := ts.cached(ctx, s, c.Name)
+	if err != nil || tok == nil || tok.RefreshToken == "" {
+		return nil, err
+	}
+	if !tok.learntFor(destination(c), grantOwner(c)) {
+		return nil, nil // learnt elsewhere or for another client: forgotten
+	}
+	return tok, nil
+}
+
 // unsavedToken is a token state storage refused, with what store needs to write it
 // later.
 type unsavedToken struct {
@@ -314,13 +402,14 @@ type unsavedToken struct {
 	replace bool         // a consent: replaces whatever is held
 }
 
-// store writes st as name's token state, under the name's token lock, if the
-// credential still exists with st's destination and client and, unless replace, st
-// follows the token state held now: it was refreshed from (from) the refresh token
-// held, or holds that same refresh token. Otherwise it is errTokenDiscarded, and an
-// unsaved state of name that can no longer be stored goes too.
-func (ts *tokenStore) store(ctx context.Context, s logical.Storage, name string, st *storedToken, from string, replace bool) error {
-	c, err := ts.b.credentials.get(ctx, s, name)
+// store writes st as the token state of the name h holds, if the credential still
+// exists with st's destination and client and, unless replace, st follows the token
+// state held now: it was refreshed from (from) the refresh token held, or holds that
+// same refresh token. Otherwise it is errTokenDiscarded, and an unsaved state of name
+// that can no longer be stored goes too.
+func (ts *tokenStore) store(ctx context.Context, s logical.Storage, h tokenHeld, st *storedToken, from string, replace bool) error {
+	name := h.name
+	c, err := ts.deps.credentials.get(ctx, s, name)
 	if err != nil {
 		return err
 	}
@@ -333,7 +422,7 @@ func (ts *tokenStore) store(ctx context.Context, s logical.Storage, name string,
 		if err != nil {
 			return err
 		}
-		if h := held.refreshToken(); h != from && h != st.RefreshToken {
+		if rt := held.refreshToken(); rt != from && rt != st.RefreshToken {
 			return errTokenDiscarded // superseded: a newer answer, import or consent is held
 		}
 	}
@@ -343,8 +432,8 @@ func (ts *tokenStore) store(ctx context.Context, s logical.Storage, name string,
 		return fmt.Errorf("encoding token of %q: %w", name, err)
 	}
 	if replace {
-		ts.bump(name)
-		ts.regrant(name)
+		ts.bump(h)
+		ts.regrant(h)
 	}
 	if err := s.Put(ctx, entry); err != nil {
 		return fmt.Errorf("storing token of %q: %w", name, err)
@@ -353,7 +442,7 @@ func (ts *tokenStore) store(ctx context.Context, s logical.Storage, name string,
 	ts.cache.set(name, saved)
 	// Its refresh token was just used (or obtained): keep-alive is due an interval on.
 	ts.kept.hold(name, saved, c.typeDef())
-	if cfg, err := ts.b.loadConfig(ctx, s); err == nil {
+	if cfg, err := ts.deps.config(ctx, s); err == nil {
 		ts.kept.file(cfg, c)
 	}
 	return nil
@@ -373,9 +462,10 @@ func (st *storedToken) refreshToken() string {
 	return st.RefreshToken
 }
 
-// holdUnsaved keeps u as name's token state until saveUnsaved stores it. The caller
-// holds the name's token lock.
-func (ts *tokenStore) holdUnsaved(name string, u *unsavedToken) {
+// holdUnsaved keeps u as the token state of the name h holds until saveUnsaved
+// stores it.
+func (ts *tokenStore) holdUnsaved(h tokenHeld, u *unsavedToken) {
+	name := h.name
 	st := u.st.saved()
 	st.unsaved = true
 	u.st = st
@@ -386,7 +476,7 @@ func (ts *tokenStore) holdUnsaved(name string, u *unsavedToken) {
 	ts.unsaved[name] = u
 	ts.unsavedMu.Unlock()
 	ts.cache.drop(name)
-	ts.b.Logger().Error("storing a token state the provider issued failed; it is kept in memory and stored before the next token request", "credential", name)
+	ts.deps.logger().Error("storing a token state the provider issued failed; it is kept in memory and stored before the next token request", "credential", name)
 }
 
 func (ts *tokenStore) dropUnsaved(name string) {
@@ -421,25 +511,24 @@ func (ts *tokenStore) saveUnsaved(ctx context.Context, s logical.Storage, name s
 	if ts.unsavedN.Load() == 0 {
 		return nil
 	}
-	l := locksutil.LockForKey(ts.locks, name)
-	l.Lock()
-	defer l.Unlock()
-	ts.unsavedMu.Lock()
-	u := ts.unsaved[name]
-	ts.unsavedMu.Unlock()
-	if u == nil {
-		return nil
-	}
-	err := ts.store(ctx, s, name, u.st, u.from, u.replace)
-	switch {
-	case err == nil:
-		ts.b.Logger().Info("stored the token state that storage refused earlier", "credential", name)
-		return nil
-	case isDiscarded(err):
-		ts.dropUnsaved(name)
-		return nil
-	}
-	return fmt.Errorf("%w: %w", errUnsaved, err)
+	return ts.withLock(name, func(h tokenHeld) error {
+		ts.unsavedMu.Lock()
+		u := ts.unsaved[name]
+		ts.unsavedMu.Unlock()
+		if u == nil {
+			return nil
+		}
+		err := ts.store(ctx, s, h, u.st, u.from, u.replace)
+		switch {
+		case err == nil:
+			ts.deps.logger().Info("stored the token state that storage refused earlier", "credential", name)
+			return nil
+		case isDiscarded(err):
+			ts.dropUnsaved(name)
+			return nil
+		}
+		return fmt.Errorf("%w: %w", errUnsaved, err)
+	})
 }
 
 // saveAllUnsaved retries every unsaved token state (the sweep calls it each tick).
@@ -455,15 +544,16 @@ func (ts *tokenStore) saveAllUnsaved(ctx context.Context, s logical.Storage) {
 	ts.unsavedMu.Unlock()
 	for _, name := range names {
 		if err := ts.saveUnsaved(ctx, s, name); err != nil {
-			ts.b.Logger().Error("storing a token state the provider issued still fails; retried on the next tick", "credential", name, "error", err)
+			ts.deps.logger().Error("storing a token state the provider issued still fails; retried on the next tick", "credential", name, "error", err)
 		}
 	}
 }
 
-// bump moves a credential's generation on and drops what memory holds of its token
-// state: the decoded token and the Broker's backoff, last token and in-flight
-// request (whose result can then no longer be stored).
-func (ts *tokenStore) bump(name string) {
+// bump moves the generation of the credential h holds on and drops what memory holds
+// of its token state: the decoded token and the Broker's backoff, last token and
+// in-flight request (whose result can then no longer be stored).
+func (ts *tokenStore) bump(h tokenHeld) {
+	name := h.name
 	// The copy goes first: a request that reads the new generation (ticket) and then
 	// the token (cached) never finds the copy the generation moved on from.
 	ts.cache.drop(name)
@@ -479,19 +569,18 @@ func (ts *tokenStore) bump(name string) {
 // still good; its access token is not served, being older than the update). With
 // drop — a repoint, a delete, a purge — the stored token goes too.
 func (ts *tokenStore) forget(ctx context.Context, s logical.Storage, name string, drop bool) error {
-	l := locksutil.LockForKey(ts.locks, name)
-	l.Lock()
-	defer l.Unlock()
-	ts.bump(name)
-	if !drop {
-		return nil // an unsaved token state stays: its refresh token is still good
-	}
-	ts.dropUnsaved(name)
-	ts.kept.forget(name)
-	if err := s.Delete(ctx, tokenPrefix+name); err != nil {
-		return fmt.Errorf("deleting the token of %q: %w", name, err)
-	}
-	return nil
+	return ts.withLock(name, func(h tokenHeld) error {
+		ts.bump(h)
+		if !drop {
+			return nil // an unsaved token state stays: its refresh token is still good
+		}
+		ts.dropUnsaved(name)
+		ts.kept.forget(name)
+		if err := s.Delete(ctx, tokenPrefix+name); err != nil {
+			return fmt.Errorf("deleting the token of %q: %w", name, err)
+		}
+		return nil
+	})
 }
 
 // removed forgets the generation of a deleted credential, so the map does not grow
@@ -511,10 +600,21 @@ func (ts *tokenStore) removed(name string) {
 // invalidated follows another node's change of a credential or its token: what this
 // node holds in memory goes, and requests in flight here cannot write back.
 func (ts *tokenStore) invalidated(name string) {
-	l := locksutil.LockForKey(ts.locks, name)
-	l.Lock()
-	defer l.Unlock()
-	ts.bump(name)
+	_ = ts.withLock(name, func(h tokenHeld) error {
+		ts.bump(h)
+		return nil
+	})
+}
+
+// tokenHeld is proof that its holder holds the token lock of name: withLock alone
+// makes one (TestHeldLocksOnlyFromTheirLock), and every function that must run under
+// that lock takes it rather than a bare name.
+type tokenHeld struct{ name string }
+
+// withLock runs f holding name's token lock (rank rankToken).
+func (ts *tokenStore) withLock(name string, f func(h tokenHeld) error) error {
+	defer lockRanked(rankToken, locksutil.LockForKey(ts.locks, name))()
+	return f(tokenHeld{name: name})
 }
 
 func isDiscarded(err error) bool { return errors.Is(err, oauth.ErrDiscarded) }

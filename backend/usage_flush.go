@@ -83,7 +83,7 @@ func (b *integrationsBackend) flushLocked(ctx context.Context, s logical.Storage
 const flushWorkers = 16
 
 func (b *integrationsBackend) flushOne(ctx context.Context, s logical.Storage, cfg *engineConfig, name string, p usage.Pending) error {
-	unlock := b.credentials.lock(name)
+	held, unlock := b.credentials.lock(name)
 	defer unlock()
 	us := b.usage
 	c, err := b.credentials.view(ctx, s, name)
@@ -109,7 +109,7 @@ func (b *integrationsBackend) flushOne(ctx context.Context, s logical.Storage, c
 	if !p.LastAccessed.IsZero() && p.LastAccessed.Sub(c.State.ActivityAt) >= touchGranularity {
 		n := c.clone()
 		n.State = lifecycle.Touch(n.State, p.LastAccessed)
-		if touchErr = b.credentials.put(ctx, s, n); touchErr == nil {
+		if touchErr = b.credentials.put(ctx, s, held, n); touchErr == nil {
 			b.reindex(cfg, n, n.State)
 		}
 	}
