@@ -35,6 +35,10 @@ func TestLockOrderCatchesInversion(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if n, first := lockInversionsSeen(); n != 1 || first == nil {
+		t.Errorf("inversions recorded: %d (%v), want the one raised", n, first)
+	}
+	resetLockInversions() // raised on purpose: TestMain must not fail the run for it
 	// The order the engine keeps passes, and nothing stays recorded.
 	_, unlockC := b.credentials.lock("a")
 	unlockD := b.devices.lock("k1", "k2")
