@@ -42,7 +42,10 @@ func lockAcquire(r lockRank) {
 	lockHeld.Lock()
 	defer lockHeld.Unlock()
 	for _, h := range lockHeld.by[id] {
-		if h > r {
+		// A lock of the same rank counts too: two locks of one rank are taken together
+		// only by one acquisition in locksutil's sorted order (deviceIndex.lock), and
+		// a name's lock taken again under itself would deadlock.
+		if h >= r {
 			// Recorded as well as raised: a background job recovers its panics (the
 			// runner logs and restarts it), and the package's TestMain fails the run
 			// on any inversion recorded, wherever it was recovered.

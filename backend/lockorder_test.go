@@ -145,3 +145,32 @@ func TestDeviceIndexRefusesAnUnheldKey(t *testing.T) {
 		t.Fatal("the entry stayed after a release under its lock")
 	}
 }
+
+// Two locks of one rank taken one after the other are an inversion too (either order
+// of two names would deadlock against the other), as is the flush lock under a
+// credential's: the checker catches both.
+func TestLockOrderCatchesSameRankAndFlush(t *testing.T) {
+	if !lockOrderChecked {
+		t.Skip("the lock order is checked in race builds (go test -race)")
+	}
+	defer resetLockInversions() // raised on purpose
+	b := newBackend(nil)
+	caught := func(f func()) (le lockOrderError) {
+		defer func() {
+			if e, ok := recover().(lockOrderError); ok {
+				le = e
+			}
+		}()
+		f()
+		return lockOrderError{}
+	}
+	_, unlockA := b.credentials.lock("a")
+	if le := caught(func() { _, u := b.credentials.lock("b"); u() }); le.want != rankCredential || le.held != rankCredential {
+		t.Errorf("a second credential lock under the first: %v, want it caught", le)
+	}
+	if le := caught(func() { lockRanked(rankFlush, &b.activity.flushMu)() }); le.want != rankFlush || le.held != rankCredential {
+		t.Errorf("the flush lock under a credential lock: %v, want it caught", le)
+	}
+	unlockA()
+	lockHeldEmpty(t)
+}

@@ -135,10 +135,7 @@ func (b *integrationsBackend) indexOne(ctx context.Context, s logical.Storage, c
 		if attempt == 8 {
 			// The credential's shard keeps changing under the scan: index it the way a
 			// write does, under its lock.
-			h, unlock := b.credentials.lock(name)
-			err := b.indexLocked(ctx, s, h)
-			unlock()
-			if err != nil {
+			if err := b.indexUnderLock(ctx, s, name); err != nil {
 				return err
 			}
 			break
@@ -187,6 +184,14 @@ func (b *integrationsBackend) indexOne(ctx context.Context, s logical.Storage, c
 	return err
 }
 
+// indexUnderLock takes name's lock and indexes it (indexLocked); the lock is released
+// by defer, so that a panic the job runner recovers does not leave it held.
+func (b *integrationsBackend) indexUnderLock(ctx context.Context, s logical.Storage, name string) error {
+	h, unlock := b.credentials.lock(name)
+	defer unlock()
+	return b.indexLocked(ctx, s, h)
+}
+
 // indexLocked indexes a credential the way a write does, the caller holding its lock
 // (h): its refresh token held for keep-alive, then filed in every index and the labels.
 func (b *integrationsBackend) indexLocked(ctx context.Context, s logical.Storage, h credentialHeld) error {
@@ -217,8 +222,7 @@ func (b *integrationsBackend) sweep(ctx context.Context, s logical.Storage) (err
 	// No flush may run while the sweep judges credentials: one that drained an access
 	// but has not yet renewed its credential's window would let the sweep suspend a
 	// credential used moments before its deadline.
-	b.activity.flushMu.Lock()
-	defer b.activity.flushMu.Unlock()
+	defer lockRanked(rankFlush, &b.activity.flushMu)()
 	if err := b.flushLocked(ctx, s); err != nil {
 		b.Logger().Warn("flushing usage before the sweep failed", "error", err)
 	}
