@@ -69,8 +69,8 @@ func newTestOutbox(t *testing.T) (*Outbox, *mount) {
 			m.attempted = append(m.attempted, failure)
 			m.mu.Unlock()
 		},
-		Dropped:   func() { m.mu.Lock(); m.dropped++; m.mu.Unlock() },
-		Backoff:   func(int) time.Duration { return time.Minute },
+		Dropped: func() { m.mu.Lock(); m.dropped++; m.mu.Unlock() },
+		Backoff: func(int) time.Duration { return time.Minute },
 	})
 	return o, m
 }
