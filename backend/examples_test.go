@@ -1,6 +1,8 @@
 package backend
 
 import (
+	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/internal/fixtures"
+
 	"context"
 	"crypto/ecdsa"
 	"crypto/ed25519"
@@ -193,6 +195,26 @@ func exampleValues(t testing.TB, typeName string, marker string) map[string]any 
 	case "cisco_client_credentials":
 		examples = map[string]any{
 			"auth_url": "https://visibility.amp.cisco.com/iroh/oauth2/token", "client_id": "cc1", "client_secret": "cs-" + marker,
+		}
+	case "oauth2_jwt_bearer":
+		examples = map[string]any{
+			"token_url": "https://auth.example.com/oauth2/token", "issuer": "svc-issuer", "subject": "svc-user",
+			"client_key": markedEd25519(t, marker).keyPEM, "client_key_id": "key-1", "scopes": []string{"read"},
+			"client_id": "client-1", "client_secret": "cs-" + marker, "auth_style": "body",
+		}
+	case "google_service_account":
+		// The key file is kept as written: the marker rides in its client_id, which
+		// the engine does not read.
+		file := fixtures.ServiceAccountKey(fixtures.RSAKey(), "sa@project-1.iam.gserviceaccount.com", "kid-1", "https://oauth2.googleapis.com/token")
+		examples = map[string]any{
+			"service_account_key": strings.Replace(file, `"100000000000000000001"`, `"`+marker+`"`, 1),
+			"scopes":              []string{"https://www.googleapis.com/auth/admin.directory.user.readonly"}, "subject": "admin@example.com",
+		}
+	case "salesforce_jwt":
+		// An RSA key cannot carry the marker (client_key is stored re-encoded): the
+		// leak checks of this type look for the key's own lines.
+		examples = map[string]any{
+			"consumer_key": "3MVG9-consumer", "username": "integration@example.com", "client_key": fixtures.KeyPEM(fixtures.RSAKey()),
 		}
 	case "slack":
 		examples = map[string]any{"token": "xoxb-1234-" + marker}
