@@ -287,10 +287,10 @@ func TestGoogleServiceAccountAssertion(t *testing.T) {
 func TestSalesforceAssertionAndInstanceURL(t *testing.T) {
 	t.Parallel()
 	for login, aud := range map[string]string{
-		"https://login.salesforce.com":                   "https://login.salesforce.com",
-		"https://test.salesforce.com":                    "https://test.salesforce.com",
-		"https://acme.my.salesforce.com":                 "https://login.salesforce.com",
-		"https://acme--uat.sandbox.my.salesforce.com":    "https://test.salesforce.com",
+		"https://login.salesforce.com":                    "https://login.salesforce.com",
+		"https://test.salesforce.com":                     "https://test.salesforce.com",
+		"https://acme.my.salesforce.com":                  "https://login.salesforce.com",
+		"https://acme--uat.sandbox.my.salesforce.com":     "https://test.salesforce.com",
 		"https://ACME--UAT.SANDBOX.MY.SALESFORCE.COM:443": "https://test.salesforce.com",
 	} {
 		if got := credtype.SalesforceAudience(login); got != aud {

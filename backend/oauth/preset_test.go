@@ -3,8 +3,8 @@ package oauth
 import (
 	"maps"
 	"regexp"
-	"sync"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/backend/credtype"
