@@ -183,26 +183,9 @@ type serviceAccountKey struct {
 // parseServiceAccountKey reads and checks a key file. Its errors are rules: nothing
 // of the file (which holds a key) is ever quoted.
 func parseServiceAccountKey(s string) (*serviceAccountKey, *rsa.PrivateKey, error) {
-	var k serviceAccountKey
-	dec := json.NewDecoder(strings.NewReader(s))
-	if err := dec.Decode(&k); err != nil {
-		return nil, nil, ruleError("must be the JSON key file of a Google service account")
-	}
-	if dec.More() {
-		return nil, nil, ruleError("must be one JSON object")
-	}
-	switch {
-	case k.Type != "service_account":
-		return nil, nil, ruleError(`must be a service account key (type "service_account"); other Google credential files (authorized_user, external_account, …) are not accepted`)
-	case k.ClientEmail == "" || strings.ContainsFunc(k.ClientEmail, isSpaceOrControl) || !strings.Contains(k.ClientEmail, "@") || len(k.ClientEmail) > 320:
-		return nil, nil, ruleError("must have a client_email (the service account's address)")
-	case k.PrivateKeyID == "" || strings.ContainsFunc(k.PrivateKeyID, isSpaceOrControl) || len(k.PrivateKeyID) > 256:
-		return nil, nil, ruleError("must have a private_key_id")
-	case k.PrivateKey == "":
-		return nil, nil, ruleError("must have a private_key")
-	}
-	if _, err := checkHTTPSURL(k.TokenURI); err != nil {
-		return nil, nil, ruleError("must have a token_uri that is an https URL (http only for loopback hosts)")
+	k, err := readServiceAccountKey(s)
+	if err != nil {
+		return nil, nil, err
 	}
 	key, err := parseClientKey(k.PrivateKey)
 	if err != nil {
@@ -212,7 +195,35 @@ func parseServiceAccountKey(s string) (*serviceAccountKey, *rsa.PrivateKey, erro
 	if !ok {
 		return nil, nil, ruleError("must have a private_key that is an RSA key (Google signs with RS256)")
 	}
-	return &k, rk, nil
+	return k, rk, nil
+}
+
+// readServiceAccountKey reads a key file and checks all but its key, which the
+// signer parses (and refuses) again: a mint reads the file without parsing the key
+// twice.
+func readServiceAccountKey(s string) (*serviceAccountKey, error) {
+	var k serviceAccountKey
+	dec := json.NewDecoder(strings.NewReader(s))
+	if err := dec.Decode(&k); err != nil {
+		return nil, ruleError("must be the JSON key file of a Google service account")
+	}
+	if dec.More() {
+		return nil, ruleError("must be one JSON object")
+	}
+	switch {
+	case k.Type != "service_account":
+		return nil, ruleError(`must be a service account key (type "service_account"); other Google credential files (authorized_user, external_account, …) are not accepted`)
+	case k.ClientEmail == "" || strings.ContainsFunc(k.ClientEmail, isSpaceOrControl) || !strings.Contains(k.ClientEmail, "@") || len(k.ClientEmail) > 320:
+		return nil, ruleError("must have a client_email (the service account's address)")
+	case k.PrivateKeyID == "" || strings.ContainsFunc(k.PrivateKeyID, isSpaceOrControl) || len(k.PrivateKeyID) > 256:
+		return nil, ruleError("must have a private_key_id")
+	case k.PrivateKey == "":
+		return nil, ruleError("must have a private_key")
+	}
+	if _, err := checkHTTPSURL(k.TokenURI); err != nil {
+		return nil, ruleError("must have a token_uri that is an https URL (http only for loopback hosts)")
+	}
+	return &k, nil
 }
 
 func isSpaceOrControl(r rune) bool { return r <= ' ' || r == 0x7f }
@@ -298,7 +309,7 @@ func jwtBearerAssertion(values map[string]any) (*Assertion, error) {
 // the scopes in the scope claim, sub the user of domain-wide delegation, exp at most
 // an hour on (five minutes here: a fresh one is signed for every request).
 func googleAssertion(values map[string]any) (*Assertion, error) {
-	k, _, err := parseServiceAccountKey(str(values, "service_account_key"))
+	k, err := readServiceAccountKey(str(values, "service_account_key"))
 	if err != nil {
 		return nil, fieldError("service_account_key", err)
 	}
