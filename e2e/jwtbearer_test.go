@@ -366,3 +366,51 @@ func jwtBearerLeakValues(t *testing.T, typ, m string, issuers map[string]interfa
 		return map[string]any{"login_url": sf.LoginURL(), "consumer_key": "ck-" + m, "username": "u@example.com", "client_key": keyPEM}, keyPEM
 	}
 }
+
+// jwtBearerTargetNames are the load targets of the JWT-bearer types, in the order
+// jwtBearerLoadTargets makes them.
+var jwtBearerTargetNames = []string{
+	"access/ cached JWT-bearer token (oauth2_jwt_bearer)",
+	"access/ cached Google service account token",
+	"access/ cached Salesforce token",
+}
+
+// jwtBearerLoadTarget is one cached JWT-bearer read of the load rounds.
+type jwtBearerLoadTarget struct{ name, path, want string }
+
+// jwtBearerLoadTargets writes one credential of each JWT-bearer type on the load-int
+// mount, each minting from a server of its own (fosite's RFC 7523 handler, the Google
+// and Salesforce contract servers), and returns their access/ reads.
+func jwtBearerLoadTargets(t *testing.T, v *vaultServer) []jwtBearerLoadTarget {
+	t.Helper()
+	key := fixtures.RSAKey()
+	p := fositetest.New(t, fositetest.Options{JWTBearerWithoutClient: true})
+	p.TrustIssuer(t, "bench-issuer", "bench-subject", "", key.Public(), fositetest.RS256)
+	g := jwtgranttest.NewGoogle(t)
+	g.Add(jwtgranttest.ServiceAccount{Email: "bench@p.iam.gserviceaccount.com", Keys: map[string]crypto.PublicKey{"kid-bench": key.Public()}})
+	sf := jwtgranttest.NewSalesforce(t, jwtgranttest.SalesforceLogin, "https://bench.my.salesforce.com")
+	sf.Add(jwtgranttest.ConnectedApp{ConsumerKey: "3MVG9-bench", Key: key.Public(), Users: []string{"bench@example.com"}})
+	mustDo(t, v, http.MethodPost, "load-int/credentials/jb", map[string]any{"type": "oauth2_jwt_bearer", "token_url": p.TokenURL(),
+		"issuer": "bench-issuer", "subject": "bench-subject", "client_key": fixtures.KeyPEM(key), "ca_certificate": p.CACertificatePEM()})
+	mustDo(t, v, http.MethodPost, "load-int/credentials/gsa", map[string]any{"type": "google_service_account",
+		"service_account_key": fixtures.ServiceAccountKey(key, "bench@p.iam.gserviceaccount.com", "kid-bench", g.TokenURI()),
+		"scopes": []string{"https://www.googleapis.com/auth/cloud-platform"}})
+	mustDo(t, v, http.MethodPost, "load-int/credentials/sf", map[string]any{"type": "salesforce_jwt", "login_url": sf.LoginURL(),
+		"consumer_key": "3MVG9-bench", "username": "bench@example.com", "client_key": fixtures.KeyPEM(key)})
+	return []jwtBearerLoadTarget{
+		{jwtBearerTargetNames[0], "load-int/access/jb", "access_token"},
+		{jwtBearerTargetNames[1], "load-int/access/gsa", "access_token"},
+		{jwtBearerTargetNames[2], "load-int/access/sf", "instance_url"},
+	}
+}
+
+// presentTargets are those of names that the report has load figures for.
+func presentTargets(r *benchReport, names []string) []string {
+	var out []string
+	for _, n := range names {
+		if r.load[n] != nil {
+			out = append(out, n)
+		}
+	}
+	return out
+}
