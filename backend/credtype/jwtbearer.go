@@ -17,7 +17,7 @@ import (
 )
 
 // GrantJWTBearer is the grant_type of the JWT-bearer authorization grant.
-const GrantJWTBearer = "urn:ietf:params:oauth:grant-type:jwt-bearer"
+const GrantJWTBearer = "urn:ietf:params:oauth:grant-type:jwt-bearer" //nolint:gosec // G101: a grant type, not a credential
 
 // Assertion lifetimes: the default and the longest an oauth2_jwt_bearer credential
 // may ask for (Google accepts at most an hour), and Salesforce's three minutes.
@@ -84,9 +84,9 @@ func (a Assertion) String() string {
 // GoString is String, so %#v redacts too.
 func (a Assertion) GoString() string { return a.String() }
 
-// jwtBearerNames are the fields of the JWT-bearer types, defined before the catalog
-// is built.
-var jwtBearerNames = defineJWTBearer()
+// The fields of the JWT-bearer types are defined with the package's variables, before
+// the catalog is built (catalog.go's init).
+var _ = defineJWTBearer()
 
 func defineJWTBearer() []string {
 	define(Field{Name: "issuer", Type: FieldString, check: checkNoSpace, Rule: ruleNoSpace,
