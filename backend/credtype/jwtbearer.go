@@ -114,6 +114,11 @@ func defineJWTBearer() []string {
 	return []string{"issuer", "subject", "scope_in", "assertion_lifetime", "claims", "service_account_key", "login_url", "consumer_key"}
 }
 
+// principal makes a field one that says who a JWT-bearer grant's token is for (the
+// assertion's iss or sub): a grant-owner field, so a change forgets the cached token
+// (as a changed client_id does) instead of serving the previous principal's.
+func principal(f *Field) { f.GrantOwner = true }
+
 // jwtBearerKeyRule is client_key's rule on the JWT-bearer types.
 const jwtBearerKeyRule = "client_key signs the grant's assertion (and the client assertion with auth_style private_key_jwt)"
 
