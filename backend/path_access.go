@@ -227,7 +227,7 @@ func (b *integrationsBackend) tokenAccess(ctx context.Context, s logical.Storage
 	// last_vault_rotation + ttl, which is that hand-over point moved earlier by the
 	// token's age at the read — early (one more read of the same token), never late.
 	handOver := b.handOverAt(cfg, held, c.Name, tok, shortLivedDemand(minValid, cfg.ExpiryBuffer, tok), answered)
-	return map[string]any{
+	data := map[string]any{
 		"access_token":        tok.AccessToken,
 		"token_type":          tokenType,
 		"expires_at":          rfc3339(tok.Expiry),
@@ -237,7 +237,13 @@ func (b *integrationsBackend) tokenAccess(ctx context.Context, s logical.Storage
 		"ttl":                 int64(handOver.Sub(answered) / time.Second),
 		"rotation_period":     int64(tok.Expiry.Sub(tok.IssuedAt) / time.Second),
 		"last_vault_rotation": rfc3339Nano(tok.IssuedAt),
-	}, warnings, nil
+	}
+	for k, v := range tok.Extra {
+		if _, own := data[k]; !own { // a preset's answer member (Salesforce's instance_url), never one of these
+			data[k] = v
+		}
+	}
+	return data, warnings, nil
 }
 
 // errCredentialGone is what mintToken returns when the credential no longer exists.

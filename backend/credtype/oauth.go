@@ -35,6 +35,20 @@ type OAuthPreset struct {
 	// Params are fields sent as extra token-request parameters, such as Zoom's
 	// account_id; each is required.
 	Params []string
+	// TokenURLFromKey: the token endpoint is the one the key file names (Google's
+	// token_uri, Assertion.TokenURL), and the type has no token_url field.
+	TokenURLFromKey bool
+	// NoClientAuth: the provider knows the client by the assertion alone (Google,
+	// Salesforce); the type takes no client-authentication fields.
+	NoClientAuth bool
+	// ResponseFields are members of the token answer, besides the token, that access/
+	// hands out with it (Salesforce's instance_url). Each must be an https URL: the
+	// only kind a preset names.
+	ResponseFields []string
+
+	// assertion builds the JWT-bearer grant's assertion (GrantJWTBearer) from a
+	// credential's values (jwtbearer.go); nil for the other grants.
+	assertion func(values map[string]any) (*Assertion, error)
 }
 
 // DefaultScopes returns a copy of the scopes t requests when its credential sets none:
@@ -57,6 +71,9 @@ func (t *Type) FillEndpoint(tmpl string, values map[string]any) (string, error) 
 		name := m[1 : len(m)-1]
 		f, _ := t.Field(name) // buildCatalog checked it is one of t's fields
 		v, set, err := f.normalize(values[name])
+		if !set && err == nil && f.Default != nil {
+			v, set = f.Default, true // such as salesforce_jwt's login_url
+		}
 		switch {
 		case ferr != nil:
 		case err != nil:
@@ -102,8 +119,11 @@ func checkPreset(t *Type) {
 			panic(fmt.Sprintf("credtype: type %s: malformed endpoint template %q", t.Name, tmpl))
 		}
 	}
-	if p.TokenURL == "" {
+	if p.TokenURL == "" && !p.TokenURLFromKey {
 		need = append(need, "token_url")
+	}
+	if (p.Grant == GrantJWTBearer) != (p.assertion != nil) {
+		panic(fmt.Sprintf("credtype: type %s: the JWT-bearer grant and an assertion go together", t.Name))
 	}
 	if p.PasswordGrantWithUser || p.Grant == "password" {
 		need = append(need, "username", "password")

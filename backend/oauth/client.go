@@ -53,6 +53,10 @@ type Token struct {
 	// LifetimeCapped is set when the provider's expires_in was longer than
 	// MaxLifetime: Expiry is IssuedAt + MaxLifetime instead.
 	LifetimeCapped bool `json:"lifetime_capped,omitempty"`
+	// Extra are the answer's members the preset names besides the token
+	// (Config.ResponseFields: Salesforce's instance_url), handed out with it. Not
+	// secrets.
+	Extra map[string]string `json:"extra,omitempty"`
 }
 
 // Fresh reports whether t is valid for d after now (ValidFor) and its expiry rests
@@ -64,9 +68,9 @@ func (t *Token) Fresh(now time.Time, d, defaultLifetime time.Duration) bool {
 // String describes t without its access and refresh tokens, for logs. It
 // has a value receiver so Token values and pointers both redact.
 func (t Token) String() string {
-	return fmt.Sprintf("oauth.Token{TokenType:%s AccessToken:%s RefreshToken:%s Expiry:%s Scope:%q IssuedAt:%s}",
+	return fmt.Sprintf("oauth.Token{TokenType:%s AccessToken:%s RefreshToken:%s Expiry:%s Scope:%q IssuedAt:%s Extra:%v}",
 		t.TokenType, redact(t.AccessToken), redact(t.RefreshToken),
-		t.Expiry.UTC().Format(time.RFC3339), t.Scope, t.IssuedAt.UTC().Format(time.RFC3339))
+		t.Expiry.UTC().Format(time.RFC3339), t.Scope, t.IssuedAt.UTC().Format(time.RFC3339), t.Extra)
 }
 
 // GoString is String, so %#v redacts too.
@@ -199,6 +203,13 @@ func (c *Client) Mint(ctx context.Context, cfg Config, refreshToken string) (*To
 		// and runs exactly one refresh_token grant.
 		grant = "refresh_token"
 		tok, err = cfg.codeConfig().TokenSource(ctx, &oauth2.Token{RefreshToken: refreshToken}).Token()
+	case GrantJWTBearer:
+		dc, aerr := c.jwtBearerConfig(cfg)
+		if aerr != nil {
+			c.observe(grant, start, aerr)
+			return nil, aerr
+		}
+		tok, err = dc.Token(ctx)
 	default:
 		tok, err = cfg.directConfig().Token(ctx)
 	}
@@ -406,6 +417,9 @@ func (c *Client) token(tok *oauth2.Token, cfg Config) (*Token, error) {
 	}
 	if assumed {
 		t.AssumedLifetime = lifetime
+	}
+	if t.Extra, err = responseFields(tok, cfg); err != nil {
+		return nil, err
 	}
 	if s, ok := tok.Extra("scope").(string); ok && s != "" {
 		t.Scope = s
