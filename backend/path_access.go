@@ -344,6 +344,9 @@ func (b *integrationsBackend) mintOnce(ctx context.Context, s logical.Storage, c
 	if err == nil && res.Minted && !r.forced && c.State.VerifyFailed() {
 		b.verifiedByMint(ctx, s, t, res.Token.IssuedAt)
 	}
+	if err == nil && res.Minted {
+		b.overlapAfterMint(ctx, s, t, c, res.Token)
+	}
 	return res, t, err
 }
 

@@ -53,6 +53,9 @@ type Token struct {
 	// LifetimeCapped is set when the provider's expires_in was longer than
 	// MaxLifetime: Expiry is IssuedAt + MaxLifetime instead.
 	LifetimeCapped bool `json:"lifetime_capped,omitempty"`
+	// ByPrevious, in memory only, is set on a token obtained through Config.Previous
+	// after the current client secret or key was refused (overlap.go).
+	ByPrevious bool `json:"-"`
 }
 
 // Fresh reports whether t is valid for d after now (ValidFor) and its expiry rests
@@ -178,6 +181,9 @@ func NewClient(o ClientOptions) *Client {
 // Code "no_refresh_token". When the provider does not rotate the refresh
 // token, the returned Token keeps refreshToken. Failures are *Error.
 func (c *Client) Mint(ctx context.Context, cfg Config, refreshToken string) (*Token, error) {
+	if cfg.Previous != nil {
+		return c.mintOverlap(ctx, cfg, refreshToken)
+	}
 	if err := checkConfig(cfg); err != nil {
 		return nil, err
 	}
@@ -229,6 +235,9 @@ func (c *Client) Exchange(ctx context.Context, cfg Config, code, verifier string
 	}
 	if code == "" {
 		return nil, &Error{Class: Permanent, Code: CodeInvalidConfig, detail: "authorization code is empty"}
+	}
+	if cfg.Previous != nil {
+		return c.exchangeOverlap(ctx, cfg, code, verifier)
 	}
 	if err := checkConfig(cfg); err != nil {
 		return nil, err

@@ -87,6 +87,11 @@ type Config struct {
 	// DefaultLifetime is assumed for a token whose answer has no expires_in;
 	// zero means the Client's.
 	DefaultLifetime time.Duration
+
+	// Previous is the client as it was before its secret or key was rotated, while the
+	// credential keeps it (client_secret_overlap): tried once when this one is refused
+	// with invalid_client (overlap.go). Never printed by String.
+	Previous *Config
 }
 
 // reservedParams are set by the grant itself; letting Params override them

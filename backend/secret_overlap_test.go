@@ -1,0 +1,317 @@
+package backend
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/vault/sdk/logical"
+
+	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/backend/lifecycle"
+	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/internal/fixtures"
+)
+
+// secretServer is a token endpoint (client credentials) whose accepted client secrets
+// the test sets, recording the secret each request came with.
+type secretServer struct {
+	*httptest.Server
+	mu       sync.Mutex
+	accepted map[string]bool
+	sent     []string
+}
+
+const (
+	overlapOld = "old-secret-0123456789"
+	overlapNew = "new-secret-9876543210"
+)
+
+func newSecretServer(t *testing.T, accepted ...string) *secretServer {
+	t.Helper()
+	ss := &secretServer{}
+	ss.accept(accepted...)
+	ss.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_ = r.ParseForm()
+		id, secret, ok := r.BasicAuth()
+		if !ok {
+			id, secret = r.PostForm.Get("client_id"), r.PostForm.Get("client_secret")
+		}
+		ss.mu.Lock()
+		ss.sent = append(ss.sent, secret)
+		good := id == "app" && ss.accepted[secret]
+		n := len(ss.sent)
+		ss.mu.Unlock()
+		w.Header().Set("Content-Type", "application/json")
+		if !good {
+			w.WriteHeader(http.StatusUnauthorized)
+			_, _ = w.Write([]byte(`{"error":"invalid_client"}`))
+			return
+		}
+		_, _ = fmt.Fprintf(w, `{"access_token":"at-%d","token_type":"Bearer","expires_in":600}`, n)
+	}))
+	t.Cleanup(ss.Close)
+	return ss
+}
+
+func (ss *secretServer) accept(secrets ...string) {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	ss.accepted = map[string]bool{}
+	for _, s := range secrets {
+		ss.accepted[s] = true
+	}
+}
+
+// took returns the secrets sent since the last call.
+func (ss *secretServer) took() []string {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	out := ss.sent
+	ss.sent = nil
+	return out
+}
+
+func overlapCred(ss *secretServer, style, secret string) map[string]any {
+	return map[string]any{"type": "oauth2_client_credentials", "token_url": ss.URL + "/token", "client_id": "app",
+		"client_secret": secret, "auth_style": style}
+}
+
+func wantSent(t *testing.T, ss *secretServer, step string, want ...string) {
+	t.Helper()
+	if got := ss.took(); fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("%s: secrets sent %v, want %v", step, got, want)
+	}
+}
+
+// credView reads credentials/<name> and checks that no client secret appears in it.
+func credView(t *testing.T, b *integrationsBackend, s logical.Storage, name string) map[string]any {
+	t.Helper()
+	data := mustOK(t, b, s, logical.ReadOperation, "credentials/"+name, nil).Data
+	raw, _ := json.Marshal(data)
+	for _, secret := range []string{overlapOld, overlapNew} {
+		if strings.Contains(string(raw), secret) {
+			t.Fatalf("credentials/%s shows a client secret: %s", name, raw)
+		}
+	}
+	return data
+}
+
+func TestSecretOverlapServesThroughThePreviousSecret(t *testing.T) {
+	t.Parallel()
+	for _, style := range []string{"header", "body"} {
+		t.Run(style, func(t *testing.T) {
+			t.Parallel()
+			ss := newSecretServer(t, overlapOld)
+			events := logical.NewMockEventSender()
+			b, s, clock := newBackendWith(t, backendOptions{events: events})
+			mustOK(t, b, s, logical.CreateOperation, "credentials/cc", overlapCred(ss, style, overlapOld))
+			lcAccess(t, b, s, "cc")
+			wantSent(t, ss, "first read", overlapOld)
+
+			clock.Advance(time.Minute)
+			rotatedAt := clock.Now()
+			mustOK(t, b, s, logical.UpdateOperation, "credentials/cc", overlapCred(ss, style, overlapNew))
+			view := credView(t, b, s, "cc")
+			if want := rotatedAt.Add(time.Hour).UTC().Format(time.RFC3339); view["previous_client_secret_until"] != want {
+				t.Fatalf("previous_client_secret_until = %v, want %s", view["previous_client_secret_until"], want)
+			}
+			if fmt.Sprint(view["secret_fields"]) != "[client_secret]" {
+				t.Fatalf("secret_fields = %v", view["secret_fields"])
+			}
+
+			// The provider does not know the new secret yet: the previous one serves.
+			clock.Advance(time.Minute)
+			lcAccess(t, b, s, "cc")
+			wantSent(t, ss, "read after the rotation", overlapNew, overlapOld)
+			view = credView(t, b, s, "cc")
+			if view["status"] != "active" || view["health"] != lifecycle.HealthYellow {
+				t.Fatalf("after the refusal: status %v health %v, want active yellow", view["status"], view["health"])
+			}
+			refused := alertsOf(lcAlerts(t, b, s), lifecycle.AlertNewSecretRefused)
+			if len(refused) != 1 || refused[0]["severity"] != lifecycle.HealthYellow {
+				t.Fatalf("alerts: %v", lcAlerts(t, b, s))
+			}
+			if n := countEvents(events, "integrations/credential-"+lifecycle.AlertNewSecretRefused); n != 1 {
+				t.Fatalf("%d new_client_secret_refused events, want 1", n)
+			}
+
+			// Still refused at the next mint: served again, announced once.
+			clock.Advance(11 * time.Minute)
+			lcAccess(t, b, s, "cc")
+			wantSent(t, ss, "second mint", overlapNew, overlapOld)
+			if n := countEvents(events, "integrations/credential-"+lifecycle.AlertNewSecretRefused); n != 1 {
+				t.Fatalf("%d new_client_secret_refused events after the second refusal, want 1", n)
+			}
+
+			// The provider accepts the new secret: the first token it obtains forgets
+			// the previous one.
+			ss.accept(overlapOld, overlapNew)
+			clock.Advance(11 * time.Minute)
+			lcAccess(t, b, s, "cc")
+			wantSent(t, ss, "accepted", overlapNew)
+			view = credView(t, b, s, "cc")
+			if _, kept := view["previous_client_secret_until"]; kept || view["health"] != lifecycle.HealthGreen {
+				t.Fatalf("after the new secret worked: %v", view)
+			}
+			if got := alertsOf(lcAlerts(t, b, s), lifecycle.AlertNewSecretRefused); len(got) != 0 {
+				t.Fatalf("alert stays: %v", got)
+			}
+			entry, err := s.Get(context.Background(), "credentials/cc")
+			if err != nil || strings.Contains(string(entry.Value), overlapOld) {
+				t.Fatalf("the stored credential still holds the previous secret (%v)", err)
+			}
+
+			// Forgotten: when the provider refuses the new one again, nothing falls back.
+			ss.accept(overlapOld)
+			clock.Advance(11 * time.Minute)
+			if _, err := lcDo(b, s, logical.ReadOperation, "access/cc", "", nil); err == nil {
+				t.Fatal("access succeeded through a forgotten secret")
+			}
+			wantSent(t, ss, "after forgetting", overlapNew)
+		})
+	}
+}
+
+func countEvents(events *logical.MockEventSender, kind string) int {
+	events.Lock()
+	defer events.Unlock()
+	n := 0
+	for _, e := range events.Events {
+		if string(e.Type) == kind {
+			n++
+			if strings.Contains(e.Event.String(), overlapOld) || strings.Contains(e.Event.String(), overlapNew) {
+				panic("an event carries a client secret")
+			}
+		}
+	}
+	return n
+}
+
+func TestSecretOverlapEndsAtTheSweep(t *testing.T) {
+	t.Parallel()
+	ss := newSecretServer(t, overlapOld)
+	b, s, clock := newBackendWith(t, backendOptions{})
+	mustOK(t, b, s, logical.CreateOperation, "credentials/cc", overlapCred(ss, "header", overlapOld))
+	data := overlapCred(ss, "header", overlapNew)
+	data["client_secret_overlap"] = "30m"
+	mustOK(t, b, s, logical.UpdateOperation, "credentials/cc", data)
+	lcAccess(t, b, s, "cc")
+	wantSent(t, ss, "within the overlap", overlapNew, overlapOld)
+
+	// A sweep before the end keeps it.
+	clock.Advance(29 * time.Minute)
+	if err := b.periodic(context.Background(), &logical.Request{Storage: s}); err != nil {
+		t.Fatal(err)
+	}
+	if _, kept := credView(t, b, s, "cc")["previous_client_secret_until"]; !kept {
+		t.Fatal("forgotten before the overlap ended")
+	}
+	clock.Advance(2 * time.Minute)
+	if err := b.periodic(context.Background(), &logical.Request{Storage: s}); err != nil {
+		t.Fatal(err)
+	}
+	entry, err := s.Get(context.Background(), "credentials/cc")
+	if err != nil || strings.Contains(string(entry.Value), overlapOld) {
+		t.Fatalf("the sweep left the previous secret stored (%v)", err)
+	}
+	view := credView(t, b, s, "cc")
+	if _, kept := view["previous_client_secret_until"]; kept {
+		t.Fatalf("still kept after the overlap: %v", view)
+	}
+	if got := alertsOf(lcAlerts(t, b, s), lifecycle.AlertNewSecretRefused); len(got) != 0 {
+		t.Fatalf("alert after the overlap: %v", got)
+	}
+	// The token minted through the previous secret expires; the new one is refused.
+	clock.Advance(10 * time.Minute)
+	if _, err := lcDo(b, s, logical.ReadOperation, "access/cc", "", nil); err == nil {
+		t.Fatal("access succeeded after the overlap")
+	}
+	wantSent(t, ss, "after the overlap", overlapNew)
+	if st, reason := credStatus(t, b, s, "cc"); st != "needs_reauth" || reason != "invalid_client" {
+		t.Fatalf("status %s %s", st, reason)
+	}
+}
+
+// The previous secret is not used past the overlap even when no sweep ran.
+func TestSecretOverlapEndsWithoutASweep(t *testing.T) {
+	t.Parallel()
+	ss := newSecretServer(t, overlapOld)
+	b, s, clock := newBackendWith(t, backendOptions{})
+	mustOK(t, b, s, logical.CreateOperation, "credentials/cc", overlapCred(ss, "body", overlapOld))
+	mustOK(t, b, s, logical.UpdateOperation, "credentials/cc", overlapCred(ss, "body", overlapNew))
+	clock.Advance(time.Hour)
+	if _, err := lcDo(b, s, logical.ReadOperation, "access/cc", "", nil); err == nil {
+		t.Fatal("access succeeded through an expired overlap")
+	}
+	wantSent(t, ss, "at the end of the overlap", overlapNew)
+}
+
+func TestSecretOverlapNotKept(t *testing.T) {
+	t.Parallel()
+	ss := newSecretServer(t, overlapOld)
+	other := newSecretServer(t, overlapOld)
+	cases := map[string]map[string]any{
+		"overlap off":   {"client_secret": overlapNew, "client_secret_overlap": "0"},
+		"new client_id": {"client_secret": overlapNew, "client_id": "app2"},
+		"repoint":       {"client_secret": overlapNew, "token_url": other.URL + "/token"},
+		"same secret":   {"client_secret": overlapOld, "description": "edited"},
+		"secret unset":  {"auth_style": "private_key_jwt", "client_secret": nil, "client_key": fixtures.KeyPEM(fixtures.NewKey("p256"))},
+	}
+	for name, change := range cases {
+		b, s, _ := newBackendWith(t, backendOptions{})
+		mustOK(t, b, s, logical.CreateOperation, "credentials/cc", overlapCred(ss, "header", overlapOld))
+		mustOK(t, b, s, logical.PatchOperation, "credentials/cc", change)
+		if v, kept := credView(t, b, s, "cc")["previous_client_secret_until"]; kept {
+			t.Errorf("%s: previous secret kept until %v", name, v)
+		}
+	}
+	ss.took()
+
+	// Off: a refused new secret is a refusal.
+	b, s, _ := newBackendWith(t, backendOptions{})
+	mustOK(t, b, s, logical.CreateOperation, "credentials/cc", overlapCred(ss, "header", overlapOld))
+	mustOK(t, b, s, logical.PatchOperation, "credentials/cc", map[string]any{"client_secret": overlapNew, "client_secret_overlap": "0s"})
+	if _, err := lcDo(b, s, logical.ReadOperation, "access/cc", "", nil); err == nil {
+		t.Fatal("access succeeded with the overlap off")
+	}
+	wantSent(t, ss, "overlap off", overlapNew)
+
+	// A client_id change after a rotation forgets the previous secret too.
+	b, s, _ = newBackendWith(t, backendOptions{})
+	mustOK(t, b, s, logical.CreateOperation, "credentials/cc", overlapCred(ss, "header", overlapOld))
+	mustOK(t, b, s, logical.PatchOperation, "credentials/cc", map[string]any{"client_secret": overlapNew})
+	mustOK(t, b, s, logical.PatchOperation, "credentials/cc", map[string]any{"description": "kept"})
+	if _, kept := credView(t, b, s, "cc")["previous_client_secret_until"]; !kept {
+		t.Fatal("an edit that rotates nothing forgot the previous secret")
+	}
+	mustOK(t, b, s, logical.PatchOperation, "credentials/cc", map[string]any{"client_id": "app2"})
+	if _, kept := credView(t, b, s, "cc")["previous_client_secret_until"]; kept {
+		t.Fatal("a new client_id kept the previous secret")
+	}
+}
+
+func TestSecretOverlapField(t *testing.T) {
+	t.Parallel()
+	ss := newSecretServer(t, overlapOld)
+	b, s, _ := newBackendWith(t, backendOptions{})
+	for _, bad := range []string{"8d", "-1h", "soon"} {
+		data := overlapCred(ss, "header", overlapOld)
+		data["client_secret_overlap"] = bad
+		resp := call(t, b, s, logical.CreateOperation, "credentials/bad", data)
+		wantFieldError(t, resp, "client_secret_overlap")
+		if strings.Contains(resp.Error().Error(), bad) {
+			t.Errorf("the refusal echoes the value: %v", resp.Error())
+		}
+	}
+	data := overlapCred(ss, "header", overlapOld)
+	data["client_secret_overlap"] = "7200"
+	mustOK(t, b, s, logical.CreateOperation, "credentials/cc", data)
+	if got := credView(t, b, s, "cc")["client_secret_overlap"]; got != "2h0m0s" {
+		t.Fatalf("client_secret_overlap = %v", got)
+	}
+}
