@@ -198,4 +198,3 @@ func (b *integrationsBackend) forgetEndedOverlap(ctx context.Context, s logical.
 	b.reindex(cfg, n, n.State)
 	return nil
 }
-
