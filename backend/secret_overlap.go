@@ -23,6 +23,10 @@ import (
 	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/backend/usage"
 )
 
+// eventNewSecretRefused is the notification (and Vault event integrations/credential-…)
+// of a new client secret refused while the previous one served.
+const eventNewSecretRefused = "new-client-secret-refused"
+
 // keepPreviousClient sets what c (about to be written over existing, nil for a
 // create; c's values are the new ones, validated) keeps of its previous client: a
 // rotated client_secret or client_key starts an overlap that keeps the client
@@ -147,7 +151,7 @@ func (b *integrationsBackend) announceOverlap(ctx context.Context, n *credential
 	if refused {
 		msg := "The provider refused the new client secret (invalid_client); the previous one obtained the token and is kept until " +
 			rfc3339(n.State.SecretOverlap.Until) + ". Make sure the new client secret is right (at Microsoft Entra: replicated)."
-		b.notifyState(ctx, n, lifecycle.AlertNewSecretRefused, msg)
+		b.notifyState(ctx, n, eventNewSecretRefused, msg)
 		b.recordEvent(n.Name, usage.EventWarning, false, "", lifecycle.AlertNewSecretRefused)
 		return
 	}

@@ -136,7 +136,7 @@ func TestSecretOverlapServesThroughThePreviousSecret(t *testing.T) {
 			if len(refused) != 1 || refused[0]["severity"] != lifecycle.HealthYellow {
 				t.Fatalf("alerts: %v", lcAlerts(t, b, s))
 			}
-			if n := countEvents(events, "integrations/credential-"+lifecycle.AlertNewSecretRefused); n != 1 {
+			if n := countEvents(events, "integrations/credential-"+eventNewSecretRefused); n != 1 {
 				t.Fatalf("%d new_client_secret_refused events, want 1", n)
 			}
 
@@ -144,7 +144,7 @@ func TestSecretOverlapServesThroughThePreviousSecret(t *testing.T) {
 			clock.Advance(11 * time.Minute)
 			lcAccess(t, b, s, "cc")
 			wantSent(t, ss, "second mint", overlapNew, overlapOld)
-			if n := countEvents(events, "integrations/credential-"+lifecycle.AlertNewSecretRefused); n != 1 {
+			if n := countEvents(events, "integrations/credential-"+eventNewSecretRefused); n != 1 {
 				t.Fatalf("%d new_client_secret_refused events after the second refusal, want 1", n)
 			}
 
