@@ -2,6 +2,7 @@ package backend
 
 import (
 	"context"
+	"crypto"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -11,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-jose/go-jose/v4"
+	"github.com/go-jose/go-jose/v4/jwt"
 	"github.com/hashicorp/vault/sdk/logical"
 
 	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/backend/lifecycle"
@@ -313,5 +316,103 @@ func TestSecretOverlapField(t *testing.T) {
 	mustOK(t, b, s, logical.CreateOperation, "credentials/cc", data)
 	if got := credView(t, b, s, "cc")["client_secret_overlap"]; got != "2h0m0s" {
 		t.Fatalf("client_secret_overlap = %v", got)
+	}
+}
+
+// keyServer is a private_key_jwt token endpoint accepting assertions signed by the keys
+// the test sets, recording the kid of each assertion.
+type keyServer struct {
+	*httptest.Server
+	mu   sync.Mutex
+	keys map[string]crypto.PublicKey // by kid
+	kids []string
+}
+
+func newKeyServer(t *testing.T) *keyServer {
+	t.Helper()
+	ks := &keyServer{keys: map[string]crypto.PublicKey{}}
+	ks.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_ = r.ParseForm()
+		tok, err := jwt.ParseSigned(r.Form.Get("client_assertion"), []jose.SignatureAlgorithm{jose.ES256})
+		kid := ""
+		if err == nil && len(tok.Headers) == 1 {
+			kid = tok.Headers[0].KeyID
+		}
+		ks.mu.Lock()
+		ks.kids = append(ks.kids, kid)
+		pub, known := ks.keys[kid]
+		ks.mu.Unlock()
+		var c jwt.Claims
+		w.Header().Set("Content-Type", "application/json")
+		if err != nil || !known || tok.Claims(pub, &c) != nil || c.Subject != "svc-app" {
+			w.WriteHeader(http.StatusUnauthorized)
+			_, _ = w.Write([]byte(`{"error":"invalid_client"}`))
+			return
+		}
+		_, _ = w.Write([]byte(`{"access_token":"jwt-minted","token_type":"Bearer","expires_in":600}`))
+	}))
+	t.Cleanup(ks.Close)
+	return ks
+}
+
+func (ks *keyServer) accept(keys map[string]crypto.PublicKey) {
+	ks.mu.Lock()
+	defer ks.mu.Unlock()
+	ks.keys = keys
+}
+
+func (ks *keyServer) took() []string {
+	ks.mu.Lock()
+	defer ks.mu.Unlock()
+	out := ks.kids
+	ks.kids = nil
+	return out
+}
+
+// A pasted client_key that changes follows the same rule: the previous key, with its
+// key id and certificate as they were, serves while the provider does not know the new
+// one, and is forgotten once the new one is accepted.
+func TestSecretOverlapClientKey(t *testing.T) {
+	t.Parallel()
+	oldKey, newKey := fixtures.NewKey("p256"), fixtures.NewKey("p256")
+	ks := newKeyServer(t)
+	ks.accept(map[string]crypto.PublicKey{"k1": oldKey.Public()})
+	b, s, clock := newBackendWith(t, backendOptions{})
+	notAfter := time.Now().AddDate(0, 6, 0)
+	mustOK(t, b, s, logical.CreateOperation, "credentials/jwt", map[string]any{
+		"type": "oauth2_client_credentials", "token_url": ks.URL + "/token", "client_id": "svc-app", "auth_style": "private_key_jwt",
+		"client_key": fixtures.KeyPEM(oldKey), "client_key_id": "k1", "client_certificate": fixtures.SelfSigned(oldKey, "svc-app", notAfter),
+	})
+	lcAccess(t, b, s, "jwt")
+	if got := ks.took(); fmt.Sprint(got) != "[k1]" {
+		t.Fatalf("first mint: kids %v", got)
+	}
+	clock.Advance(time.Minute)
+	mustOK(t, b, s, logical.PatchOperation, "credentials/jwt", map[string]any{
+		"client_key": fixtures.KeyPEM(newKey), "client_key_id": "k2", "client_certificate": fixtures.SelfSigned(newKey, "svc-app", notAfter),
+	})
+	clock.Advance(time.Minute)
+	lcAccess(t, b, s, "jwt")
+	if got := ks.took(); fmt.Sprint(got) != "[k2 k1]" {
+		t.Fatalf("after the rotation: kids %v, want the new key refused, then the previous one", got)
+	}
+	view := mustOK(t, b, s, logical.ReadOperation, "credentials/jwt", nil).Data
+	if view["status"] != "active" || view["health"] != lifecycle.HealthYellow || view["previous_client_secret_until"] == nil {
+		t.Fatalf("after the refusal: %v", view)
+	}
+	raw, _ := json.Marshal(view)
+	if strings.Contains(string(raw), "PRIVATE KEY") {
+		t.Fatal("the read shows a client key")
+	}
+
+	ks.accept(map[string]crypto.PublicKey{"k1": oldKey.Public(), "k2": newKey.Public()})
+	clock.Advance(11 * time.Minute)
+	lcAccess(t, b, s, "jwt")
+	if got := ks.took(); fmt.Sprint(got) != "[k2]" {
+		t.Fatalf("new key accepted: kids %v", got)
+	}
+	view = mustOK(t, b, s, logical.ReadOperation, "credentials/jwt", nil).Data
+	if view["previous_client_secret_until"] != nil || view["health"] != lifecycle.HealthGreen {
+		t.Fatalf("after the new key worked: %v", view)
 	}
 }
