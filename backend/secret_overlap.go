@@ -38,7 +38,7 @@ func keepPreviousClient(t *credtype.Type, c, existing *credential, now time.Time
 		return
 	}
 	overlap := credtype.SecretOverlap(&c.Values)
-	if overlap <= 0 {
+	if overlap <= 0 || refusedClientState(existing.State) {
 		return
 	}
 	for _, f := range credtype.RotatedClientAuth {
@@ -66,6 +66,14 @@ func keepPreviousClient(t *credtype.Type, c, existing *credential, now time.Time
 		o.Until = end
 	}
 	c.PreviousClient, c.State.SecretOverlap = maps.Clone(existing.PreviousClient), &o
+}
+
+// refusedClientState reports whether st says the provider refused the client itself
+// (needs_reauth for invalid_client, or its mutual-TLS counterpart): a client the
+// provider already refused is not worth keeping.
+func refusedClientState(st lifecycle.State) bool {
+	return st.Status == lifecycle.StatusNeedsReauth &&
+		(st.Reason == "invalid_client" || st.Reason == oauth.CodeTLSClientRefused)
 }
 
 // sameClient reports whether prev is the client authentication v has now (a write

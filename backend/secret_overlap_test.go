@@ -265,6 +265,19 @@ func TestSecretOverlapNotKept(t *testing.T) {
 		"same secret":   {"client_secret": overlapOld, "description": "edited"},
 		"secret unset":  {"auth_style": "private_key_jwt", "client_secret": nil, "client_key": fixtures.KeyPEM(fixtures.NewKey("p256"))},
 	}
+	// A secret the provider refused already is not kept when a new one replaces it.
+	{
+		refused := newSecretServer(t, overlapNew)
+		b, s, _ := newBackendWith(t, backendOptions{})
+		mustOK(t, b, s, logical.CreateOperation, "credentials/cc", overlapCred(refused, "header", overlapOld))
+		if _, err := lcDo(b, s, logical.ReadOperation, "access/cc", "", nil); err == nil {
+			t.Fatal("a refused secret minted")
+		}
+		mustOK(t, b, s, logical.PatchOperation, "credentials/cc", map[string]any{"client_secret": overlapNew})
+		if v, kept := credView(t, b, s, "cc")["previous_client_secret_until"]; kept {
+			t.Errorf("a refused secret is kept until %v", v)
+		}
+	}
 	for name, change := range cases {
 		b, s, _ := newBackendWith(t, backendOptions{})
 		mustOK(t, b, s, logical.CreateOperation, "credentials/cc", overlapCred(ss, "header", overlapOld))
