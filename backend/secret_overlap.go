@@ -25,7 +25,7 @@ import (
 
 // eventNewSecretRefused is the notification (and Vault event integrations/credential-…)
 // of a new client secret refused while the previous one served.
-const eventNewSecretRefused = "new-client-secret-refused"
+const eventNewSecretRefused = "new-client-secret-refused" //nolint:gosec // G101: an event name, not a credential
 
 // keepPreviousClient sets what c (about to be written over existing, nil for a
 // create; c's values are the new ones, validated) keeps of its previous client: a

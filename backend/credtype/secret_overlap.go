@@ -21,7 +21,7 @@ const (
 	MaxSecretOverlap     = 7 * 24 * time.Hour
 )
 
-const ruleSecretOverlap = `a duration in seconds, or such as "1h" or "30m", from 0 (off) to 7 days; unset: 1 hour`
+const ruleSecretOverlap = `a duration in seconds, or such as "1h" or "30m", from 0 (off) to 7 days; unset: 1 hour` //nolint:gosec // G101: a rule, not a credential
 
 // overlapNames are the OAuth fields of this file, added to every OAuth type beside
 // oauthNames (addOAuthFields).

@@ -2,12 +2,12 @@ package lifecycle
 
 import "time"
 
-// AlertNewSecretRefused: the provider refused the credential's new client secret (or
-// pasted client key) with invalid_client and the previous one, kept for
-// client_secret_overlap, obtained the token instead. Yellow: nothing fails yet, but
+// AlertNewSecretRefused is the alert of a credential whose provider refused its new
+// client secret (or pasted client key) with invalid_client while the previous one,
+// kept for client_secret_overlap, obtained the token instead. Yellow: nothing fails yet, but
 // the new secret is not accepted (not yet replicated, or wrong), and when the overlap
 // ends the credential needs it.
-const AlertNewSecretRefused = "new_client_secret_refused"
+const AlertNewSecretRefused = "new_client_secret_refused" //nolint:gosec // G101: an alert reason, not a credential
 
 // SecretOverlap is what the lifecycle knows of a previous client secret a credential
 // keeps (the secret itself is in the credential, never here): until when it is kept,
