@@ -429,3 +429,24 @@ func TestSecretOverlapClientKey(t *testing.T) {
 		t.Fatalf("after the new key worked: %v", view)
 	}
 }
+
+// The previous secret is stored with the credential: a backend started again on the
+// same storage (a restart, another node after a step-down) still falls back to it.
+func TestSecretOverlapSurvivesARestart(t *testing.T) {
+	t.Parallel()
+	ss := newSecretServer(t, overlapOld)
+	clock := newTestClock()
+	storage := &logical.InmemStorage{}
+	b, s, _ := newBackendWith(t, backendOptions{storage: storage, clock: clock})
+	mustOK(t, b, s, logical.CreateOperation, "credentials/cc", overlapCred(ss, "body", overlapOld))
+	mustOK(t, b, s, logical.PatchOperation, "credentials/cc", map[string]any{"client_secret": overlapNew})
+	b.Clean(context.Background())
+
+	b2, s2, _ := newBackendWith(t, backendOptions{storage: storage, clock: clock})
+	clock.Advance(time.Minute)
+	lcAccess(t, b2, s2, "cc")
+	wantSent(t, ss, "after the restart", overlapNew, overlapOld)
+	if h := credView(t, b2, s2, "cc")["health"]; h != lifecycle.HealthYellow {
+		t.Fatalf("health %v, want yellow", h)
+	}
+}
