@@ -3,6 +3,7 @@
 package e2e
 
 import (
+	"crypto"
 	"encoding/json"
 	"fmt"
 	"testing"
@@ -11,7 +12,20 @@ import (
 	"github.com/hashicorp/vault/api"
 
 	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/e2e/internal/fositetest"
+	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/internal/fixtures"
 )
+
+// overlapCase is one way a client authenticates while its secret or key rotates: the
+// credential's fields before and after the rotation, and what the server accepts at
+// each step (only the old, both, only the new).
+type overlapCase struct {
+	create, rotate             map[string]any
+	knowOld, knowBoth, knowNew func()
+	secrets                    []string // what no read may show
+	// refusal is the server's error for the new client before it knows it: fosite
+	// answers invalid_request for an assertion whose key id it does not know.
+	refusal string
+}
 
 // TestClientSecretOverlapFosite: client-secret rotation without an outage, through a
 // real Vault against fosite, whose clients accept rotated secrets as a provider does
@@ -19,8 +33,9 @@ import (
 // is given the new one and keeps serving through the old; then the server accepts the
 // new one and the engine forgets the old; then the server retires the old one. No
 // read fails, the credential never leaves active, and every step's provider requests
-// are counted. Both styles that send a client secret: header (client_secret_basic)
-// and body (client_secret_post).
+// are counted. Both styles that send a client secret, header (client_secret_basic)
+// and body (client_secret_post), and a pasted client_key (private_key_jwt, verified by
+// fosite against the client's registered key), which follows the same rule.
 func TestClientSecretOverlapFosite(t *testing.T) {
 	t.Parallel()
 	mount := shared.mount(t)
@@ -28,23 +43,55 @@ func TestClientSecretOverlapFosite(t *testing.T) {
 	for style, method := range map[string]string{"header": fositetest.ClientSecretBasic, "body": fositetest.ClientSecretPost} {
 		t.Run(style, func(t *testing.T) {
 			t.Parallel()
-			runSecretOverlap(t, vc, mount, style, method)
+			p := fositetest.New(t, fositetest.Options{})
+			id := "rotating-" + style
+			oldSecret, newSecret := "old-secret-"+style+"-4f1c0d9e2b7a", "new-secret-"+style+"-9a8b7c6d5e4f"
+			runSecretOverlap(t, vc, mount, "rot-"+style, p, overlapCase{
+				create: map[string]any{"type": "oauth2_client_credentials", "token_url": p.TokenURL(), "ca_certificate": p.CACertificatePEM(),
+					"client_id": id, "client_secret": oldSecret, "auth_style": style, "scopes": "read"},
+				rotate:   map[string]any{"client_secret": newSecret},
+				knowOld:  func() { p.RegisterRotatingClient(t, id, method, oldSecret) },
+				knowBoth: func() { p.RegisterRotatingClient(t, id, method, newSecret, oldSecret) },
+				knowNew:  func() { p.RegisterRotatingClient(t, id, method, newSecret) },
+				secrets:  []string{oldSecret, newSecret},
+				refusal:  "invalid_client",
+			})
 		})
 	}
+	t.Run("private_key_jwt", func(t *testing.T) {
+		t.Parallel()
+		p := fositetest.New(t, fositetest.Options{})
+		id := "rotating-key"
+		oldKey, newKey := fositetest.NewKey(fositetest.ES256), fositetest.NewKey(fositetest.ES256)
+		register := func(kid string, key crypto.Signer) func() {
+			return func() {
+				p.Register(t, fositetest.Client{ID: id, Algorithm: fositetest.ES256, KeyID: kid, PublicKey: key.Public()})
+			}
+		}
+		runSecretOverlap(t, vc, mount, "rot-key", p, overlapCase{
+			create: map[string]any{"type": "oauth2_client_credentials", "token_url": p.TokenURL(), "ca_certificate": p.CACertificatePEM(),
+				"client_id": id, "auth_style": "private_key_jwt", "client_key": fixtures.KeyPEM(oldKey), "client_key_id": "k1"},
+			rotate:  map[string]any{"client_key": fixtures.KeyPEM(newKey), "client_key_id": "k2"},
+			knowOld: register("k1", oldKey),
+			// fositetest registers one key per client: "both" is the new one alone, which
+			// the engine must then use, and forget the old.
+			knowBoth: register("k2", newKey),
+			knowNew:  register("k2", newKey),
+			secrets:  pemSecrets(fixtures.KeyPEM(oldKey)), // plus the new key's body, below
+			refusal:  "invalid_request",
+		})
+	})
 }
 
-func runSecretOverlap(t *testing.T, vc *api.Client, mount, style, method string) {
+func runSecretOverlap(t *testing.T, vc *api.Client, mount, name string, p *fositetest.Provider, tc overlapCase) {
 	began := time.Now()
-	p := fositetest.New(t, fositetest.Options{})
-	id, name := "rotating-"+style, "rot-"+style
-	oldSecret, newSecret := "old-secret-"+style+"-4f1c0d9e2b7a", "new-secret-"+style+"-9a8b7c6d5e4f"
-	secrets := []string{oldSecret, newSecret}
-	p.RegisterRotatingClient(t, id, method, oldSecret)
+	secrets := tc.secrets
+	if k, ok := tc.rotate["client_key"].(string); ok {
+		secrets = append(secrets, pemSecrets(k)...)
+	}
+	tc.knowOld()
 	path := mount + "/credentials/" + name
-	if _, err := vc.Logical().Write(path, map[string]any{
-		"type": "oauth2_client_credentials", "token_url": p.TokenURL(), "ca_certificate": p.CACertificatePEM(),
-		"client_id": id, "client_secret": oldSecret, "auth_style": style, "scopes": "read",
-	}); err != nil {
+	if _, err := vc.Logical().Write(path, tc.create); err != nil {
 		t.Fatal(err)
 	}
 	view := func() map[string]any {
@@ -116,12 +163,12 @@ func runSecretOverlap(t *testing.T, vc *api.Client, mount, style, method string)
 
 	// 1. The engine is given the new secret before the server accepts it: the first
 	// mint is refused (invalid_client) and served through the old one, once.
-	if _, err := vc.Logical().JSONMergePatch(t.Context(), path, map[string]any{"client_secret": newSecret}); err != nil {
+	if _, err := vc.Logical().JSONMergePatch(t.Context(), path, tc.rotate); err != nil {
 		t.Fatal(err)
 	}
 	got, v := step("new secret, not yet accepted", 5, false)
-	if got != 2 || fmt.Sprint(lastErrors(2)) != "[invalid_client ]" {
-		t.Fatalf("after the rotation: %d requests, answers %q; want 2: invalid_client, then a token", got, lastErrors(int(got)))
+	if got != 2 || fmt.Sprint(lastErrors(2)) != "["+tc.refusal+" ]" {
+		t.Fatalf("after the rotation: %d requests, answers %q; want 2: %s, then a token", got, lastErrors(int(got)), tc.refusal)
 	}
 	if v["health"] != "yellow" || v["previous_client_secret_until"] == nil || !alerted() {
 		t.Fatalf("after the refusal: health %v, previous kept until %v, alerted %v; want yellow, kept, alerted",
@@ -134,7 +181,7 @@ func runSecretOverlap(t *testing.T, vc *api.Client, mount, style, method string)
 
 	// 2. The server accepts the new secret (the old still works): the next mint uses
 	// the new one, once, and the engine forgets the old.
-	p.RegisterRotatingClient(t, id, method, newSecret, oldSecret)
+	tc.knowBoth()
 	got, v = step("new secret accepted", 3, true)
 	if got != 1 || lastErrors(1)[0] != "" {
 		t.Fatalf("new secret accepted: %d requests (%q), want 1 accepted", got, lastErrors(int(got)))
@@ -145,9 +192,9 @@ func runSecretOverlap(t *testing.T, vc *api.Client, mount, style, method string)
 	}
 
 	// 3. The server retires the old secret: nothing changes.
-	p.RegisterRotatingClient(t, id, method, newSecret)
+	tc.knowNew()
 	if got, _ := step("old secret retired", 5, true); got != 1 {
 		t.Fatalf("old secret retired: %d requests, want 1", got)
 	}
-	t.Logf("%s: %d reads, none failed; %d provider requests in all; %s", style, reads, p.Requests(), time.Since(began).Round(time.Millisecond))
+	t.Logf("%s: %d reads, none failed; %d provider requests in all; %s", name, reads, p.Requests(), time.Since(began).Round(time.Millisecond))
 }

@@ -9,12 +9,20 @@ import (
 	"errors"
 )
 
-// refusedClient reports whether err is the provider refusing the client itself: the
-// OAuth error invalid_client (a secret or client assertion it does not accept), or its
-// mutual-TLS counterpart, a TLS alert refusing the client certificate.
-func refusedClient(err error) bool {
+// refusedClient reports whether err, the answer to a request made with cfg, is the
+// provider refusing the client itself: the OAuth error invalid_client (a secret or
+// client assertion it does not accept), or its mutual-TLS counterpart, a TLS alert
+// refusing the client certificate. With a client assertion, invalid_request too: a
+// server that cannot find the assertion's key id among the client's keys may say so
+// (ory/fosite and Ory Hydra do), which is what a rotated key looks like before the
+// provider knows it.
+func refusedClient(err error, cfg Config) bool {
 	var e *Error
-	return errors.As(err, &e) && (e.Code == "invalid_client" || e.Code == CodeTLSClientRefused)
+	if !errors.As(err, &e) {
+		return false
+	}
+	return e.Code == "invalid_client" || e.Code == CodeTLSClientRefused ||
+		(e.Code == "invalid_request" && cfg.AuthStyle == AuthStylePrivateKeyJWT)
 }
 
 // overlap runs request with cfg (its Previous removed) and, when the provider refuses
@@ -27,7 +35,7 @@ func overlap(cfg Config, request func(Config) (*Token, error)) (*Token, error) {
 	prev := cfg.Previous
 	cfg.Previous = nil
 	tok, err := request(cfg)
-	if err == nil || prev == nil || !refusedClient(err) {
+	if err == nil || prev == nil || !refusedClient(err, cfg) {
 		return tok, err
 	}
 	// Everything as now but the client's authentication, as it was.

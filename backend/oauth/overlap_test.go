@@ -72,3 +72,28 @@ func TestConfigStringHidesThePreviousClient(t *testing.T) {
 		}
 	}
 }
+
+// invalid_request is a refused client only for a client assertion (a key id the
+// server does not know yet, as fosite answers); for a client secret it is a malformed
+// request, which the previous secret cannot fix.
+func TestOverlapInvalidRequestOnlyForAssertions(t *testing.T) {
+	t.Parallel()
+	badRequest := &Error{Class: Permanent, Code: "invalid_request", Status: 400}
+	for style, wantSent := range map[string]string{AuthStylePrivateKeyJWT: "new old", AuthStyleHeader: "new", AuthStyleBody: "new"} {
+		cfg := Config{AuthStyle: style, ClientKeyID: "new", Previous: &Config{ClientKeyID: "old"}}
+		var sent []string
+		tok, err := overlap(cfg, func(c Config) (*Token, error) {
+			sent = append(sent, c.ClientKeyID)
+			if c.ClientKeyID == "new" {
+				return nil, badRequest
+			}
+			return &Token{AccessToken: "at"}, nil
+		})
+		if got := strings.Join(sent, " "); got != wantSent {
+			t.Errorf("%s: sent %q, want %q", style, got, wantSent)
+		}
+		if style == AuthStylePrivateKeyJWT && (err != nil || !tok.ByPrevious) {
+			t.Errorf("%s: %v, want a token through the previous key", style, err)
+		}
+	}
+}
