@@ -4,6 +4,7 @@ package e2e
 
 import (
 	"crypto"
+	"crypto/x509"
 	"encoding/json"
 	"fmt"
 	"testing"
@@ -35,7 +36,9 @@ type overlapCase struct {
 // read fails, the credential never leaves active, and every step's provider requests
 // are counted. Both styles that send a client secret, header (client_secret_basic)
 // and body (client_secret_post), and a pasted client_key (private_key_jwt, verified by
-// fosite against the client's registered key), which follows the same rule.
+// fosite against the client's registered key) and a pasted client_key with its
+// certificate over mutual TLS (tls_client_auth, the certificate bound to the client),
+// which follow the same rule.
 func TestClientSecretOverlapFosite(t *testing.T) {
 	t.Parallel()
 	mount := shared.mount(t)
@@ -79,6 +82,25 @@ func TestClientSecretOverlapFosite(t *testing.T) {
 			knowNew:  register("k2", newKey),
 			secrets:  pemSecrets(fixtures.KeyPEM(oldKey)), // plus the new key's body, below
 			refusal:  "invalid_request",
+		})
+	})
+	t.Run("tls_client_auth", func(t *testing.T) {
+		t.Parallel()
+		p := fositetest.New(t, fositetest.Options{})
+		id := "rotating-cert"
+		oldKey, newKey := fositetest.NewKey(fositetest.ES256), fositetest.NewKey(fositetest.ES256)
+		oldCert, newCert := p.IssueClientCertificate(t, id, oldKey), p.IssueClientCertificate(t, id, newKey)
+		bind := func(cert *x509.Certificate) func() {
+			return func() { p.Register(t, fositetest.Client{ID: id, Method: fositetest.TLSClientAuth, Certificate: cert}) }
+		}
+		runSecretOverlap(t, vc, mount, "rot-cert", p, overlapCase{
+			create: map[string]any{"type": "oauth2_client_credentials", "token_url": p.MTLSTokenURL(), "ca_certificate": p.CACertificatePEM(),
+				"client_id": id, "auth_style": "tls_client_auth", "client_key": fixtures.KeyPEM(oldKey), "client_certificate": fositetest.CertificatePEM(oldCert)},
+			rotate: map[string]any{"client_key": fixtures.KeyPEM(newKey), "client_certificate": fositetest.CertificatePEM(newCert)},
+			// One certificate is bound to a client at a time: "both" is the new one.
+			knowOld: bind(oldCert), knowBoth: bind(newCert), knowNew: bind(newCert),
+			secrets: pemSecrets(fixtures.KeyPEM(oldKey), fositetest.CertificatePEM(oldCert), fositetest.CertificatePEM(newCert)),
+			refusal: "invalid_client",
 		})
 	})
 }
