@@ -450,3 +450,30 @@ func TestSecretOverlapSurvivesARestart(t *testing.T) {
 		t.Fatalf("health %v, want yellow", h)
 	}
 }
+
+// The refresh_token grant of an authorization-code credential goes through the
+// overlap as the client-credentials grant does: the held refresh token is sent with
+// the previous secret when the new one is refused.
+func TestSecretOverlapRefreshGrant(t *testing.T) {
+	t.Parallel()
+	ss := newSecretServer(t, overlapOld)
+	b, s, clock := newBackendWith(t, backendOptions{})
+	mustOK(t, b, s, logical.UpdateOperation, "config", map[string]any{"callback_base_url": tpCallbackBase})
+	mustOK(t, b, s, logical.CreateOperation, "credentials/ac", map[string]any{
+		"type": "oauth2_authorization_code", "auth_url": ss.URL + "/authorize", "token_url": ss.URL + "/token",
+		"client_id": "app", "client_secret": overlapOld, "auth_style": "body", "refresh_token": "rt-imported-0123456789",
+	})
+	lcAccess(t, b, s, "ac")
+	wantSent(t, ss, "first refresh", overlapOld)
+	clock.Advance(time.Minute)
+	mustOK(t, b, s, logical.PatchOperation, "credentials/ac", map[string]any{"client_secret": overlapNew})
+	if st, _ := credStatus(t, b, s, "ac"); st != "active" {
+		t.Fatalf("a new client_secret left status %s (the refresh token is the same client's)", st)
+	}
+	clock.Advance(time.Minute)
+	lcAccess(t, b, s, "ac")
+	wantSent(t, ss, "refresh after the rotation", overlapNew, overlapOld)
+	if h := credView(t, b, s, "ac")["health"]; h != lifecycle.HealthYellow {
+		t.Fatalf("health %v, want yellow", h)
+	}
+}
