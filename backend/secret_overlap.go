@@ -157,8 +157,8 @@ func (b *integrationsBackend) overlapAfterMint(ctx context.Context, s logical.St
 // in the log and the usage events.
 func (b *integrationsBackend) announceOverlap(ctx context.Context, n *credential, refused bool) {
 	if refused {
-		msg := "The provider refused the new client secret (invalid_client); the previous one obtained the token and is kept until " +
-			rfc3339(n.State.SecretOverlap.Until) + ". Make sure the new client secret is right (at Microsoft Entra: replicated)."
+		msg := "The provider refused the new client secret or key; the previous one obtained the token and is kept until " +
+			rfc3339(n.State.SecretOverlap.Until) + ". Make sure the new one is right (at Microsoft Entra: replicated)."
 		b.notifyState(ctx, n, eventNewSecretRefused, msg)
 		b.recordEvent(n.Name, usage.EventWarning, false, "", lifecycle.AlertNewSecretRefused)
 		return

@@ -42,6 +42,6 @@ func (s State) secretRefusedAlert(now time.Time) (time.Time, string, bool) {
 	if o == nil || o.RefusedAt.IsZero() || !now.Before(o.Until) {
 		return time.Time{}, "", false
 	}
-	return o.RefusedAt, "the provider refused the new client secret (invalid_client); tokens come through the previous one until " +
+	return o.RefusedAt, "the provider refused the new client secret or key; tokens come through the previous one until " +
 		o.Until.UTC().Format(time.RFC3339) + ": make sure the new one is right (and, at Microsoft Entra, replicated)", true
 }
