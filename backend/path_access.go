@@ -350,6 +350,9 @@ func (b *integrationsBackend) mintOnce(ctx context.Context, s logical.Storage, c
 	if err == nil && res.Minted && !r.forced && c.State.VerifyFailed() {
 		b.verifiedByMint(ctx, s, t, res.Token.IssuedAt)
 	}
+	if err == nil && res.Minted {
+		b.overlapAfterMint(ctx, s, t, c, res.Token)
+	}
 	var pe *oauth.PanicError
 	if errors.As(err, &pe) {
 		b.Logger().Error("a token request panicked", "credential", c.Name, "panic_type", pe.Type, "stack", string(pe.Stack))

@@ -42,6 +42,7 @@ func (b *integrationsBackend) reindex(cfg *engineConfig, c *credential, due life
 	b.activity.alerting.Set(c.Name, p.AlertsFrom(c.State))
 	b.activity.states.set(c.Name, c.State.Status, b.indexedHealth(p, c, due))
 	b.activity.verifying.Set(c.Name, b.nextVerify(cfg, c))
+	b.activity.overlaps.Set(c.Name, overlapUntil(c.State))
 	b.tokens.kept.file(cfg, c)
 }
 
@@ -50,6 +51,7 @@ func (a *activity) unindex(name string) {
 	a.index.Remove(name)
 	a.alerting.Remove(name)
 	a.verifying.Remove(name)
+	a.overlaps.Remove(name)
 	a.states.remove(name)
 }
 
@@ -243,6 +245,9 @@ func (b *integrationsBackend) sweep(ctx context.Context, s logical.Storage) (err
 		if err := b.sweepOne(ctx, s, cfg, name, now); err != nil {
 			errs = append(errs, err)
 		}
+	}
+	if err := b.sweepOverlaps(ctx, s, cfg, now); err != nil {
+		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
 }

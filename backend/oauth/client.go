@@ -57,6 +57,9 @@ type Token struct {
 	// (Config.ResponseFields: Salesforce's instance_url), handed out with it. Not
 	// secrets.
 	Extra map[string]string `json:"extra,omitempty"`
+	// ByPrevious, in memory only, is set on a token obtained through Config.Previous
+	// after the current client secret or key was refused (overlap.go).
+	ByPrevious bool `json:"-"`
 }
 
 // Fresh reports whether t is valid for d after now (ValidFor) and its expiry rests
@@ -182,6 +185,9 @@ func NewClient(o ClientOptions) *Client {
 // Code "no_refresh_token". When the provider does not rotate the refresh
 // token, the returned Token keeps refreshToken. Failures are *Error.
 func (c *Client) Mint(ctx context.Context, cfg Config, refreshToken string) (*Token, error) {
+	if cfg.Previous != nil {
+		return c.mintOverlap(ctx, cfg, refreshToken)
+	}
 	if err := checkConfig(cfg); err != nil {
 		return nil, err
 	}
@@ -240,6 +246,9 @@ func (c *Client) Exchange(ctx context.Context, cfg Config, code, verifier string
 	}
 	if code == "" {
 		return nil, &Error{Class: Permanent, Code: CodeInvalidConfig, detail: "authorization code is empty"}
+	}
+	if cfg.Previous != nil {
+		return c.exchangeOverlap(ctx, cfg, code, verifier)
 	}
 	if err := checkConfig(cfg); err != nil {
 		return nil, err

@@ -94,6 +94,10 @@ type Config struct {
 	// ResponseFields are token-answer members handed out with the token
 	// (credtype.OAuthPreset.ResponseFields), kept in Token.Extra.
 	ResponseFields []string
+	// Previous is the client as it was before its secret or key was rotated, while the
+	// credential keeps it (client_secret_overlap): tried once when this one is refused
+	// with invalid_client (overlap.go). Never printed by String.
+	Previous *Config
 }
 
 // reservedParams are set by the grant itself; letting Params override them
