@@ -206,7 +206,20 @@ var errExchangeChanged = errors.New("the credential changed while its token was 
 // exchange, and the outcome cached under the generation it started with.
 func (b *integrationsBackend) exchangeOnce(ctx context.Context, s logical.Storage, cfg *engineConfig, c *credential, r exchangeRequest, minValid time.Duration, ahead *exchangeEntry) (exchangeResult, error) {
 	name, key := c.Name, r.key()
-	gen := b.tokens.generation(name)
+	// The credential again, with the generation, read together (as a mint does): the
+	// reader's copy may be older than the generation, and an exchange made under its
+	// settings must not be cached as current.
+	t, c, err := b.tokens.ticket(ctx, s, name)
+	if err != nil {
+		return exchangeResult{}, err
+	}
+	if c == nil {
+		return exchangeResult{}, errCredentialGone
+	}
+	if err := exchangeAllowed(b, c, r); err != nil {
+		return exchangeResult{}, err
+	}
+	gen := t.gen
 	e := b.exchanges.get(name, key, gen)
 	now := b.now()
 	if ahead != nil && e != ahead {

@@ -239,6 +239,8 @@ func (b *integrationsBackend) exchangeAccess(ctx context.Context, s logical.Stor
 		res, err := b.exchangeWait(ctx, s, cfg, c, r, minValid, nil)
 		var oe *oauth.Error
 		switch {
+		case errors.Is(err, errCredentialGone):
+			return nil, nil, logical.CodedError(http.StatusNotFound, fmt.Sprintf("credential %q does not exist", c.Name))
 		case errors.Is(err, errExchangeChanged):
 			return nil, nil, logical.CodedError(http.StatusConflict, fmt.Sprintf("credential %q changed while its token was exchanged; read it again", c.Name))
 		case errors.As(err, &oe):
