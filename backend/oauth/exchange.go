@@ -16,9 +16,11 @@ import (
 )
 
 // GrantTokenExchange is the grant_type of an RFC 8693 token request.
-const GrantTokenExchange = "urn:ietf:params:oauth:grant-type:token-exchange"
+const GrantTokenExchange = "urn:ietf:params:oauth:grant-type:token-exchange" //nolint:gosec // G101: a registered URN, not a credential
 
-// Token type identifiers (RFC 8693 section 3).
+// Token type identifiers (RFC 8693 section 3): registered URNs, not credentials.
+//
+//nolint:gosec // G101: see above
 const (
 	TokenTypeAccessToken = "urn:ietf:params:oauth:token-type:access_token"
 	TokenTypeJWT         = "urn:ietf:params:oauth:token-type:jwt"
