@@ -31,7 +31,11 @@ const (
 )
 
 func pathExchange(b *integrationsBackend) *framework.Path {
-	op := &framework.PathOperation{Callback: b.pathExchangeRead}
+	// One handler. Like every write, the update is forwarded to the node that may write
+	// (TestEveryWriteIsForwarded); a read is served where it arrives, as access/ is,
+	// and a subject token that must be minted sends it to the active node (ErrReadOnly).
+	read := &framework.PathOperation{Callback: b.pathExchangeRead}
+	update := &framework.PathOperation{Callback: b.pathExchangeRead, ForwardPerformanceStandby: true, ForwardPerformanceSecondary: true}
 	return &framework.Path{
 		Pattern: "exchange/" + nameSegment + "$",
 		DisplayAttrs: &framework.DisplayAttributes{
@@ -66,8 +70,8 @@ func pathExchange(b *integrationsBackend) *framework.Path {
 			},
 		},
 		Operations: map[logical.Operation]framework.OperationHandler{
-			logical.ReadOperation:   op,
-			logical.UpdateOperation: op,
+			logical.ReadOperation:   read,
+			logical.UpdateOperation: update,
 		},
 		HelpSynopsis: "RFC 8693 token exchange of an OAuth credential's access token for another audience, resource or scope.",
 		HelpDescription: `The credential's current access token (minted as access/ would) is exchanged at its
