@@ -28,6 +28,7 @@ type exchangeProvider struct {
 	mints     atomic.Int64
 	exchanges atomic.Int64
 	ttl       time.Duration // of exchanged tokens
+	refuse    atomic.Value  // string: an error code every exchange is refused with
 	audiences []string      // the provider's known audiences
 
 	mu      sync.Mutex
@@ -73,6 +74,10 @@ func (p *exchangeProvider) serve(w http.ResponseWriter, r *http.Request) {
 		}
 		if gate != nil {
 			<-gate
+		}
+		if code, _ := p.refuse.Load().(string); code != "" {
+			answer(http.StatusBadRequest, map[string]any{"error": code})
+			return
 		}
 		if !known || r.PostForm.Get("subject_token_type") != oauth.TokenTypeAccessToken {
 			answer(http.StatusBadRequest, map[string]any{"error": "invalid_request", "error_description": "bad subject"})
@@ -176,6 +181,16 @@ func TestExchangeRefusals(t *testing.T) {
 		t.Fatalf("a refused exchange changed the credential: status %v", view.Data["status"])
 	}
 	accessOK(t, b, s, "cc", nil)
+
+	// Another refusal of the exchange (the client may not exchange): 403, and still not
+	// the credential's fault.
+	p.refuse.Store("unauthorized_client")
+	resp, err = exchangeRead(b, s, map[string]any{"audience": "api-a"})
+	wantExchangeStatus(t, resp, err, 403, "refused to exchange", "unauthorized_client")
+	if view := mustOK(t, b, s, logical.ReadOperation, "credentials/cc", nil); view.Data["status"] != "active" {
+		t.Fatalf("a refused exchange changed the credential: status %v", view.Data["status"])
+	}
+	p.refuse.Store("")
 
 	// Exchange off: an empty allow-list.
 	mustOK(t, b, s, logical.PatchOperation, "credentials/cc", map[string]any{"exchange_audiences": []string{}})
@@ -298,6 +313,14 @@ func TestExchangeCacheAndSingleFlight(t *testing.T) {
 	mustOK(t, b, s, logical.ReadOperation, "exchange/cc", map[string]any{"audience": "api-b"})
 	if p.exchanges.Load() != before+1 {
 		t.Fatal("an exchange from before the update was served")
+	}
+	// Memory only: a restart (a new backend over the same storage) exchanges again, from
+	// the stored subject token (no mint).
+	mints, before := p.mints.Load(), p.exchanges.Load()
+	b2, _ := newBackendOver(t, s, nil)
+	if r2 := mustOK(t, b2, s, logical.ReadOperation, "exchange/cc", map[string]any{"audience": "api-b"}); r2.Data["access_token"] == "" ||
+		p.exchanges.Load() != before+1 || p.mints.Load() != mints {
+		t.Fatalf("after a restart: %d exchanges, %d mints (want 1 and 0)", p.exchanges.Load()-before, p.mints.Load()-mints)
 	}
 	// A delete drops them too.
 	mustOK(t, b, s, logical.DeleteOperation, "credentials/cc", nil)
