@@ -71,6 +71,7 @@ type integrationsBackend struct {
 	devices        *deviceIndex        // device-index/
 	authorizations *authorizationStore // authorizations/, oauth-states/
 	tokens         *tokenStore         // tokens/
+	exchanges      *exchangeCache      // exchanged tokens, memory only (exchange.go)
 	usage          *usageStore         // usage/
 	activity       *activity
 	metrics        *metrics // this mount's Prometheus registry (metrics.go)
@@ -117,6 +118,7 @@ func newBackend(now func() time.Time) *integrationsBackend {
 	b.devices = newDeviceIndex(b.credentials)
 	b.authorizations = &authorizationStore{credentials: b.credentials}
 	b.tokens = newTokenStore(tokenDepsOf(b))
+	b.exchanges = newExchangeCache()
 	b.usage = newUsageStore(b.activity.recorder)
 	b.registerJobs()
 	b.Backend = &framework.Backend{
@@ -137,6 +139,7 @@ func newBackend(now func() time.Time) *integrationsBackend {
 			[]*framework.Path{pathVerify(b)},
 			pathCredentials(b),
 			pathDeviceAccounts(b),
+			[]*framework.Path{pathExchange(b)},
 		),
 		InitializeFunc: b.initialize,
 		PeriodicFunc:   b.periodic,
@@ -207,6 +210,7 @@ func (b *integrationsBackend) invalidate(_ context.Context, key string) {
 		// update. The stored token is the other node's to keep or delete.
 		b.credentials.forget(name)
 		b.tokens.invalidated(name)
+		b.exchanges.drop(name)
 	} else if name, ok := strings.CutPrefix(key, tokenPrefix); ok {
 		// Another node stored or deleted the token (a mint, an exchange, a repoint):
 		// the copies here, the Broker's included, are older.

@@ -32,6 +32,7 @@ import (
 	"github.com/youmark/pkcs8"
 
 	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/e2e/internal/oauthtest"
+	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/e2e/internal/zitadeltest"
 	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/internal/fixtures"
 )
 
@@ -448,6 +449,9 @@ func TestLeakScan(t *testing.T) {
 			t.Errorf("%s with a %d-character integration label: want 400", long, len(longLabel))
 		}
 		r.want(r.do(http.MethodGet, "access/"+n, url.Values{"minimum_seconds": {"abc"}}, nil), 400)
+		// exchange/: a static type has nothing to exchange (400), an OAuth one without
+		// exchange_audiences has exchange off (403); neither answer names a secret.
+		r.want(r.do(http.MethodGet, "exchange/"+n, url.Values{"audience": {"leak-scan"}}, nil), 400, 403)
 		if verifiesLocally(s.typ) && !strings.HasPrefix(n, "lk-echo") {
 			// The answer's detail (and the verify event in the logs) are scanned too.
 			r.want(r.do(http.MethodPost, "credentials/"+n+"/verify", nil, nil), 200)
@@ -497,6 +501,15 @@ func TestLeakScan(t *testing.T) {
 	r.must(r.anonForm("oauth/callback", posted), 200)
 	r.want(r.anonForm("oauth/callback", posted), 400) // single use
 	r.want(r.do(http.MethodGet, "access/"+ac, nil, nil), 200)
+
+	// Token exchange: a credential of its own at a real RFC 8693 server (zitadel/oidc's
+	// op), exchanged by a read and by a write (every answer scanned like the others).
+	zp := zitadeltest.New(t, zitadeltest.Options{Audiences: []string{"api-a"}})
+	r.must(r.do(http.MethodPost, "credentials/lk-exchange", nil, map[string]any{"type": "oauth2_client_credentials", "token_url": zp.TokenURL(),
+		"client_id": zitadeltest.ClientID, "client_secret": zitadeltest.ClientSecret, "exchange_audiences": "api-a"}), 200, 204)
+	r.want(r.do(http.MethodGet, "exchange/lk-exchange", url.Values{"audience": {"api-a"}}, nil), 200)
+	r.want(r.do(http.MethodPost, "exchange/lk-exchange", nil, map[string]any{"audience": "api-a", "scope": "openid"}), 200)
+	r.want(r.do(http.MethodPost, "exchange/lk-exchange", nil, map[string]any{"audience": "api-b"}), 400)
 
 	// Device accounts: upserts (one refused) and lookups.
 	dm := newMarker()

@@ -49,7 +49,7 @@ var designTable = []struct {
 var clientAuthFields = []string{"client_key~", "client_key_id", "client_certificate~", "client_assertion_audience", "client_assertion_algorithm", "ca_certificate"}
 
 // oauthOwn are the fields every OAuth type takes after those (API.md, "Every OAuth type").
-var oauthOwn = []string{"client_secret_expires_at", "client_secret_overlap"}
+var oauthOwn = []string{"client_secret_expires_at", "exchange_audiences", "client_secret_overlap"}
 
 var lifecycleNames = []string{"description", "tags", "used_by", "suspend_after", "purge_after", "verify_interval", "expires_at"}
 
