@@ -225,7 +225,11 @@ func (c *Client) PollDevice(ctx context.Context, cfg Config, deviceCode string) 
 	cfg.addParams(params.Set)
 	params.Set("grant_type", string(GrantDeviceCode))
 	params.Set("device_code", deviceCode)
-	if cfg.authStyle() == oauth2.AuthStyleInHeader && cfg.secret() != "" {
+	style := cfg.authStyle()
+	if cfg.secret() == "" {
+		style = oauth2.AuthStyleInParams // a public client (or a key) names itself in the body
+	}
+	if style == oauth2.AuthStyleInHeader {
 		// RFC 8628 section 3.4 names client_id among the parameters; servers that
 		// authenticate the client by the header accept it beside (oidc-provider,
 		// Entra), and GitHub requires it.
@@ -236,7 +240,7 @@ func (c *Client) PollDevice(ctx context.Context, cfg Config, deviceCode string) 
 		ClientSecret:   cfg.secret(),
 		TokenURL:       cfg.TokenURL,
 		EndpointParams: params,
-		AuthStyle:      cfg.authStyle(),
+		AuthStyle:      style,
 		// No scope: the device authorization request carried it.
 	}
 	start := time.Now()
