@@ -55,6 +55,7 @@ var accessFields = map[string]map[string][]string{
 	"oauth2_client_credentials": oauthAccess,
 	"oauth2_password":           oauthAccess,
 	"oauth2_authorization_code": oauthAccess,
+	"oauth2_device_code":        oauthAccess,
 	"m365":                      oauthAccess,
 	"zoom":                      oauthAccess,
 	"servicenow_oauth":          oauthAccess,
@@ -308,6 +309,12 @@ func TestLeakScan(t *testing.T) {
 			if typ == "servicenow_oauth" {
 				values["instance"] = "dev12345"
 			}
+		case "oauth2_device_code":
+			// The scan's provider has no device authorization endpoint: authorize is
+			// refused (400, its code only) and the credential awaits consent.
+			values = oauth(nil)
+			values["device_authorization_url"] = values["token_url"]
+			values["scopes"] = []string{"offline_access", "read"}
 		case "zoom":
 			values = oauth(map[string]any{"account_id": oauthtest.AccountID})
 		case "cisco_client_credentials":
@@ -421,6 +428,8 @@ func TestLeakScan(t *testing.T) {
 		switch {
 		case s.typ == "oauth2_authorization_code":
 			r.want(r.do(http.MethodGet, "access/"+n, nil, nil), 403) // its imported refresh token is refused: needs_reauth
+		case s.typ == "oauth2_device_code":
+			r.want(r.do(http.MethodGet, "access/"+n, nil, nil), 403) // awaiting consent
 		case strings.HasPrefix(n, "lk-echo4"):
 			r.want(r.do(http.MethodGet, "access/"+n, nil, nil), 403)
 		case strings.HasPrefix(n, "lk-echo5"):
@@ -756,7 +765,7 @@ func checkAudit(t *testing.T, audit, mount string, served map[string]bool, credT
 // neither, as its consent is part of the scan.
 func verifiesLocally(typ string) bool {
 	switch typ {
-	case "bearer", "api_key", "okta", "slack", "sftp_password", "sftp_ssh_key", "oauth2_authorization_code":
+	case "bearer", "api_key", "okta", "slack", "sftp_password", "sftp_ssh_key", "oauth2_authorization_code", "oauth2_device_code":
 		return false
 	}
 	return true
