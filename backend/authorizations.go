@@ -120,10 +120,10 @@ func (as *authorizationStore) drop(ctx context.Context, s logical.Storage, h cre
 	if err != nil || p == nil {
 		return err
 	}
-	if p.device() {
-		// no oauth-states/ entry
-	} else if err := s.Delete(ctx, oauthStatePrefix+p.State); err != nil {
-		return fmt.Errorf("deleting the pending authorization of %q: %w", name, err)
+	if !p.device() { // a device authorization has no oauth-states/ entry
+		if err := s.Delete(ctx, oauthStatePrefix+p.State); err != nil {
+			return fmt.Errorf("deleting the pending authorization of %q: %w", name, err)
+		}
 	}
 	if err := s.Delete(ctx, authorizationPrefix+name); err != nil {
 		return fmt.Errorf("deleting the pending authorization of %q: %w", name, err)
