@@ -55,8 +55,8 @@ func (b *integrationsBackend) startDeviceAuthorization(ctx context.Context, req 
 		ExpiresAt: now.Add(da.ExpiresIn), Interval: da.Interval,
 	}
 	held, unlock := b.credentials.lock(name)
-	now2, err := b.credentials.get(ctx, req.Storage, name)
-	if err == nil && (now2 == nil || destination(now2) != dest || grantOwner(now2) != client) {
+	cur, err := b.credentials.get(ctx, req.Storage, name)
+	if err == nil && (cur == nil || destination(cur) != dest || grantOwner(cur) != client) {
 		unlock()
 		return nil, logical.CodedError(http.StatusConflict, fmt.Sprintf("credential %q was changed or deleted while its device authorization started: authorize again", name))
 	}
