@@ -97,6 +97,9 @@ func (p *deviceProvider) serve(w http.ResponseWriter, r *http.Request) {
 		p.refresh = "rt-1"
 		p.mu.Unlock()
 		_ = json.NewEncoder(w).Encode(map[string]any{"access_token": "at-1", "refresh_token": "rt-1", "token_type": "Bearer", "expires_in": 300})
+	case "slow_down_20":
+		// GitHub's answer: HTTP 200, naming the interval to keep to.
+		_, _ = io.WriteString(w, `{"error":"slow_down","interval":20}`)
 	default:
 		code := map[string]string{"pending": "authorization_pending", "slow_down": "slow_down", "denied": "access_denied", "expired": "expired_token"}[answer]
 		w.WriteHeader(http.StatusBadRequest)
@@ -247,6 +250,30 @@ func TestDeviceFlowSlowDownAddsFiveSecondsForGood(t *testing.T) {
 	a, err := b.authorizations.load(context.Background(), s, "dev")
 	if err != nil || a == nil || a.Interval != 15*time.Second {
 		t.Fatalf("stored attempt %v %v", a, err)
+	}
+}
+
+// A slow_down naming a longer interval (GitHub's) is kept to; a shorter one is not.
+func TestDeviceFlowSlowDownKeepsToTheNamedInterval(t *testing.T) {
+	t.Parallel()
+	b, s, clock, _ := deviceBackend(t, nil)
+	p := newDeviceProvider(t, "slow_down_20", "pending", "pending")
+	mustOK(t, b, s, logical.CreateOperation, "credentials/dev", deviceFields(p))
+	mustOK(t, b, s, logical.UpdateOperation, "credentials/dev/authorize", nil)
+	var at []time.Duration
+	var elapsed time.Duration
+	for range 50 {
+		clock.Advance(time.Second)
+		elapsed += time.Second
+		before := p.pollCount()
+		pollStep(t, b, s)
+		if p.pollCount() > before {
+			at = append(at, elapsed)
+		}
+	}
+	want := []time.Duration{5 * time.Second, 25 * time.Second, 45 * time.Second}
+	if fmt.Sprint(at) != fmt.Sprint(want) {
+		t.Fatalf("polls at %v, want %v (20 s named by slow_down)", at, want)
 	}
 }
 

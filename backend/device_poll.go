@@ -252,7 +252,7 @@ func (b *integrationsBackend) pollDevice(ctx context.Context, s logical.Storage,
 	case oe.Code == oauth.CodeAuthorizationPending:
 		b.deviceFlow.reschedule(start.name, start.attempt, now.Add(start.interval))
 	case oe.Code == oauth.CodeSlowDown:
-		b.deviceSlowDown(ctx, s, start, now)
+		b.deviceSlowDown(ctx, s, start, oe.RetryAfter, now)
 	case oe.Code == oauth.CodeExpiredToken:
 		b.deviceEnded(ctx, s, start, "", "the device code expired before the person consented: authorize again", now)
 	case oe.Permanent():
@@ -305,9 +305,10 @@ func (b *integrationsBackend) devicePollStart(ctx context.Context, s logical.Sto
 }
 
 // deviceSlowDown slows the attempt down by five seconds for this and every later
-// poll, and stores the interval, so a new active node keeps to it.
-func (b *integrationsBackend) deviceSlowDown(ctx context.Context, s logical.Storage, start *devicePoll, now time.Time) {
-	interval := oauth.SlowedDown(start.interval)
+// poll, or to the interval the answer named (GitHub's) when that is longer, and stores
+// the interval, so a new active node keeps to it.
+func (b *integrationsBackend) deviceSlowDown(ctx context.Context, s logical.Storage, start *devicePoll, named time.Duration, now time.Time) {
+	interval := max(oauth.SlowedDown(start.interval), min(named, oauth.MaxDeviceInterval))
 	held, unlock := b.credentials.lock(start.name)
 	p, err := b.authorizations.load(ctx, s, start.name)
 	if err == nil && p != nil && p.State == start.attempt {

@@ -194,6 +194,24 @@ func DeviceInterval(d time.Duration) time.Duration {
 	return min(max(d, MinDeviceInterval), MaxDeviceInterval)
 }
 
+// slowDownInterval is the interval a slow_down answer names (GitHub sends one), held
+// within the device interval bounds; 0 when it names none.
+func slowDownInterval(err error) time.Duration {
+	var re *oauth2.RetrieveError
+	if !errors.As(err, &re) || re.Response == nil {
+		return 0
+	}
+	vals, perr := answerValues(re.Response.Header.Get("Content-Type"), re.Body)
+	if perr != nil {
+		return 0
+	}
+	d, _, lerr := Lifetime(vals.raw("interval"))
+	if lerr != nil || d <= 0 {
+		return 0
+	}
+	return DeviceInterval(d)
+}
+
 // SlowedDown is the interval after a slow_down at interval (RFC 8628 section 3.5:
 // five seconds more, for this and every later poll), held under MaxDeviceInterval.
 func SlowedDown(interval time.Duration) time.Duration {
@@ -249,6 +267,11 @@ func (c *Client) PollDevice(ctx context.Context, cfg Config, deviceCode string) 
 		e := classify(err, tr, c.now())
 		if e.Code == CodeAuthorizationPending || e.Code == CodeSlowDown {
 			e.Class = Transient
+		}
+		if e.Code == CodeSlowDown {
+			// GitHub's slow_down names the new interval: RetryAfter carries it, and the
+			// poller keeps to the later of it and five seconds more.
+			e.RetryAfter = slowDownInterval(err)
 		}
 		c.observe(string(GrantDeviceCode), start, e)
 		return nil, e

@@ -242,6 +242,33 @@ func TestPollDeviceGitHubAnswers(t *testing.T) {
 	}
 }
 
+// GitHub's slow_down names the interval to keep to from then on.
+func TestPollDeviceSlowDownNamesTheInterval(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name   string
+		answer func(http.ResponseWriter)
+		want   time.Duration
+	}{
+		{"github form", answerForm("error=slow_down&error_description=x&interval=10"), 10 * time.Second},
+		{"github json", answerJSON(200, `{"error":"slow_down","interval":15}`), 15 * time.Second},
+		{"none named", answerJSON(400, `{"error":"slow_down"}`), 0},
+		{"hostile", answerJSON(200, `{"error":"slow_down","interval":1e9}`), MaxDeviceInterval},
+		{"not a number", answerJSON(200, `{"error":"slow_down","interval":"soon"}`), 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			s := newDeviceServer(t)
+			s.token = tc.answer
+			_, err := NewClient(ClientOptions{}).PollDevice(context.Background(), s.config("", ""), "dc")
+			var e *Error
+			if !errors.As(err, &e) || e.Code != CodeSlowDown || e.RetryAfter != tc.want {
+				t.Fatalf("got %v (retry after %v), want slow_down naming %s", err, e, tc.want)
+			}
+		})
+	}
+}
+
 func TestPollDeviceSuccessAndRequest(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {
