@@ -7,6 +7,7 @@ import (
 	"runtime"
 	"strconv"
 	"sync"
+	"sync/atomic"
 )
 
 // lockOrderChecked: race builds check the lock order (lockorder.go).
@@ -42,7 +43,13 @@ func lockAcquire(r lockRank) {
 	defer lockHeld.Unlock()
 	for _, h := range lockHeld.by[id] {
 		if h > r {
-			panic(lockOrderError{want: r, held: h})
+			// Recorded as well as raised: a background job recovers its panics (the
+			// runner logs and restarts it), and the package's TestMain fails the run
+			// on any inversion recorded, wherever it was recovered.
+			e := lockOrderError{want: r, held: h}
+			lockInversions.Add(1)
+			lockFirstInversion.CompareAndSwap(nil, &e)
+			panic(e)
 		}
 	}
 	lockHeld.by[id] = append(lockHeld.by[id], r)
@@ -67,4 +74,27 @@ func lockReleased(r lockRank) {
 	} else {
 		lockHeld.by[id] = held
 	}
+}
+
+// lockInversions counts the inversions the checker has raised; lockFirstInversion is
+// the first of them.
+var (
+	lockInversions     atomic.Int64
+	lockFirstInversion atomic.Pointer[lockOrderError]
+)
+
+// lockInversionsSeen reports how many inversions were raised since the last reset, and
+// the first.
+func lockInversionsSeen() (int64, error) {
+	if e := lockFirstInversion.Load(); e != nil {
+		return lockInversions.Load(), *e
+	}
+	return lockInversions.Load(), nil
+}
+
+// resetLockInversions forgets the inversions raised so far: for a test that raises
+// one on purpose.
+func resetLockInversions() {
+	lockInversions.Store(0)
+	lockFirstInversion.Store(nil)
 }

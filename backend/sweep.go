@@ -135,8 +135,8 @@ func (b *integrationsBackend) indexOne(ctx context.Context, s logical.Storage, c
 		if attempt == 8 {
 			// The credential's shard keeps changing under the scan: index it the way a
 			// write does, under its lock.
-			_, unlock := b.credentials.lock(name)
-			err := b.indexLocked(ctx, s, name)
+			h, unlock := b.credentials.lock(name)
+			err := b.indexLocked(ctx, s, h)
 			unlock()
 			if err != nil {
 				return err
@@ -187,9 +187,10 @@ func (b *integrationsBackend) indexOne(ctx context.Context, s logical.Storage, c
 	return err
 }
 
-// indexLocked indexes name the way a write does, the caller holding its lock: its
-// refresh token held for keep-alive, then filed in every index and the labels.
-func (b *integrationsBackend) indexLocked(ctx context.Context, s logical.Storage, name string) error {
+// indexLocked indexes a credential the way a write does, the caller holding its lock
+// (h): its refresh token held for keep-alive, then filed in every index and the labels.
+func (b *integrationsBackend) indexLocked(ctx context.Context, s logical.Storage, h credentialHeld) error {
+	name := h.name
 	c, err := b.credentials.get(ctx, s, name)
 	if err == nil && c != nil {
 		var used time.Time
