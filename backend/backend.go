@@ -83,6 +83,12 @@ type integrationsBackend struct {
 	keepalives *jobs.Handle // keep-alive's runs (keepalive.go)
 	ahead      *jobs.Handle // background refreshes (refreshahead.go)
 	indexScan  *jobs.Handle // the scan that builds the indexes (sweep.go)
+
+	// deviceFlow schedules the polls of pending device authorizations, run by the
+	// device polling job (device_poll.go).
+	deviceFlow  *devicePoller
+	devicePolls *jobs.Handle
+
 	// verifyFull and keepAliveFull are test hooks: called when a run waits because its
 	// in-flight bound is reached; nil in production.
 	verifyFull, keepAliveFull func()
@@ -120,6 +126,7 @@ func newBackend(now func() time.Time) *integrationsBackend {
 	b.tokens = newTokenStore(tokenDepsOf(b))
 	b.exchanges = newExchangeCache()
 	b.usage = newUsageStore(b.activity.recorder)
+	b.deviceFlow = newDevicePoller()
 	b.registerJobs()
 	b.Backend = &framework.Backend{
 		Help:           strings.TrimSpace(backendHelp),

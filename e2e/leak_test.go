@@ -56,6 +56,7 @@ var accessFields = map[string]map[string][]string{
 	"oauth2_client_credentials": oauthAccess,
 	"oauth2_password":           oauthAccess,
 	"oauth2_authorization_code": oauthAccess,
+	"oauth2_device_code":        oauthAccess,
 	"m365":                      oauthAccess,
 	"zoom":                      oauthAccess,
 	"servicenow_oauth":          oauthAccess,
@@ -313,6 +314,12 @@ func TestLeakScan(t *testing.T) {
 			if typ == "servicenow_oauth" {
 				values["instance"] = "dev12345"
 			}
+		case "oauth2_device_code":
+			// The scan's provider has no device authorization endpoint: authorize is
+			// refused (400, its code only) and the credential awaits consent.
+			values = oauth(nil)
+			values["device_authorization_url"] = values["token_url"]
+			values["scopes"] = []string{"offline_access", "read"}
 		case "zoom":
 			values = oauth(map[string]any{"account_id": oauthtest.AccountID})
 		case "cisco_client_credentials":
@@ -436,6 +443,8 @@ func TestLeakScan(t *testing.T) {
 		switch {
 		case s.typ == "oauth2_authorization_code":
 			r.want(r.do(http.MethodGet, "access/"+n, nil, nil), 403) // its imported refresh token is refused: needs_reauth
+		case s.typ == "oauth2_device_code":
+			r.want(r.do(http.MethodGet, "access/"+n, nil, nil), 403) // awaiting consent
 		case strings.HasPrefix(n, "lk-echo4"):
 			r.want(r.do(http.MethodGet, "access/"+n, nil, nil), 403)
 		case strings.HasPrefix(n, "lk-echo5"):
@@ -677,7 +686,9 @@ func TestLeakScan(t *testing.T) {
 		}
 	}
 	for _, s := range specs {
-		if !served[s.name] && !strings.HasPrefix(s.name, "lk-echo4") && !strings.HasPrefix(s.name, "lk-echo5") {
+		// The scan's provider has no device flow: the device-code credential awaits consent
+		// throughout (its tokens' scan is TestDeviceAuthorizationGrant's, at oidc-provider).
+		if !served[s.name] && !strings.HasPrefix(s.name, "lk-echo4") && !strings.HasPrefix(s.name, "lk-echo5") && s.typ != "oauth2_device_code" {
 			t.Errorf("access/%s never answered 200", s.name)
 		}
 	}
@@ -788,7 +799,7 @@ func checkAudit(t *testing.T, audit, mount string, served map[string]bool, credT
 // neither, as its consent is part of the scan.
 func verifiesLocally(typ string) bool {
 	switch typ {
-	case "bearer", "api_key", "okta", "slack", "sftp_password", "sftp_ssh_key", "oauth2_authorization_code":
+	case "bearer", "api_key", "okta", "slack", "sftp_password", "sftp_ssh_key", "oauth2_authorization_code", "oauth2_device_code":
 		return false
 	}
 	return true

@@ -162,6 +162,13 @@ var readmeTable = map[string]readmeEntry{
 	`vault write integrations/exchange/crm-api resource=https://api.example.com/ scope="orders.read"`: {
 		fails: "token exchange is off", reason: "the example credential has no exchange_audiences; exchange_test.go exchanges"},
 
+	// Device authorization at Microsoft Entra and GitHub: the writes run; the device
+	// authorization request would go to their hosts. e2e/device_test.go runs the flow
+	// at oidc-provider.
+	"vault write -f integrations/credentials/graph-device/authorize":  {skip: true, reason: "device authorization at login.microsoftonline.com: device_test.go"},
+	"vault write -f integrations/credentials/github-device/authorize": {skip: true, reason: "device authorization at github.com: device_test.go"},
+	"vault read -field=access_token integrations/access/graph-device": {fails: "cannot be used", reason: "nobody consented: awaiting_consent (device_test.go consents at oidc-provider)"},
+
 	// Installing a release: the release's files are made by scripts/release.sh (for
 	// linux/amd64) in the work directory first; /etc/vault/plugins is make dev's plugin
 	// directory (readmeFiller).

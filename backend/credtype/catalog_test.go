@@ -30,6 +30,7 @@ var designTable = []struct {
 	{"oauth2_client_credentials", KindOAuth2, nil, append([]string{"token_url*", "client_id*", "client_secret~", "scopes", "audience", "auth_style"}, clientAuthFields...), false},
 	{"oauth2_password", KindOAuth2, nil, append([]string{"token_url*", "client_id*", "client_secret~", "scopes", "audience", "auth_style", "username*", "password*"}, clientAuthFields...), true},
 	{"oauth2_authorization_code", KindOAuth2, nil, append([]string{"auth_url*", "token_url*", "client_id*", "client_secret", "scopes", "redirect_url", "refresh_token", "authorization_params", "response_mode", "auth_style"}, clientAuthFields...), false},
+	{"oauth2_device_code", KindOAuth2, nil, append([]string{"device_authorization_url*", "token_url*", "client_id*", "client_secret", "scopes", "auth_style"}, clientAuthFields...), false},
 	{"m365", KindOAuth2, []string{"microsoft_graph"}, append([]string{"tenant*", "client_id*", "client_secret~", "scopes", "token_url", "auth_url", "auth_style"}, clientAuthFields...), false},
 	{"zoom", KindOAuth2, nil, append([]string{"account_id*", "client_id*", "client_secret~", "token_url", "auth_url", "auth_style"}, clientAuthFields...), false},
 	{"servicenow_oauth", KindOAuth2, nil, append([]string{"instance*", "client_id*", "client_secret~", "username", "password", "token_url", "auth_url", "auth_style"}, clientAuthFields...), true},
