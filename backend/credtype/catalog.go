@@ -289,10 +289,14 @@ func deriveFacts(c *catalogIndex, t *Type) {
 		}
 		addTokenStateFields(t)
 		addAuthorizationFields(t)
-		withClientAuth(t)
+		if !t.OAuth.OwnAuth {
+			withClientAuth(t)
+		}
 	}
 	withTrustAnchors(t)
-	addOAuthFields(t) // last: after every field an OAuth type takes for itself
+	if t.OAuth == nil || !t.OAuth.OwnAuth {
+		addOAuthFields(t) // last: after every field an OAuth type takes for itself
+	}
 	if t.DeviceIndexed {
 		if c.deviceAccounts != nil {
 			panic("credtype: two DeviceIndexed types: " + c.deviceAccounts.Name + ", " + t.Name)

@@ -197,6 +197,7 @@ func goodValues(t testing.TB, typ string) map[string]any {
 		"slack":                    {"token": "xoxb-1234-5678-abcdef"},
 		"pagerduty":                {"routing_key": "e93facc04764012d7bfb002500d5d1a6"},
 		"okta":                     {"url": "https://example.okta.com", "token": "00abcdefghijklmnopqrstuvwxyz0123456789ABCD"},
+		"github_app":               {"app_id": "123456", "private_key": p.rsaPKCS1, "installation_id": "7890123"},
 	}
 	v, ok := examples[typ]
 	if !ok {

@@ -35,6 +35,10 @@ type OAuthPreset struct {
 	// Params are fields sent as extra token-request parameters, such as Zoom's
 	// account_id; each is required.
 	Params []string
+	// OwnAuth marks a grant that authenticates with a key of its own (a GitHub App's
+	// JWT): the type takes no client-authentication fields and no
+	// client_secret_expires_at.
+	OwnAuth bool
 }
 
 // DefaultScopes returns a copy of the scopes t requests when its credential sets none:
