@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -134,7 +135,7 @@ func (b *Broker) RetryAt(key string) time.Time {
 		until = st.until
 	}
 	b.mu.Unlock()
-	if next := b.limit.next(key, b.now()); next.After(until) {
+	if next := b.limit.next(bucketOf(key), b.now()); next.After(until) {
 		return next
 	}
 	return until
@@ -226,7 +227,7 @@ func (b *Broker) wait(ctx context.Context, key string, cfg Config, cached *Token
 // loop of authorizations completed by hand is bounded as a loop of refreshes is.
 func (b *Broker) Exchange(ctx context.Context, key string, cfg Config, code, verifier string) (*Token, error) {
 	now := b.now()
-	if ok, at := b.limit.take(key, now); !ok {
+	if ok, at := b.limit.take(bucketOf(key), now); !ok {
 		b.client.observer.Throttled()
 		return nil, throttled(now, at)
 	}
@@ -318,7 +319,7 @@ func (b *Broker) fly(ctx context.Context, key string, cfg Config, cached *Token,
 		return degrade(src, lastErr, until, now)
 	}
 
-	if ok, at := b.limit.take(key, now); !ok {
+	if ok, at := b.limit.take(bucketOf(key), now); !ok {
 		// The bucket is empty: no request, and no failure either (the backoff
 		// stays as it is).
 		b.client.observer.Throttled()
@@ -349,6 +350,19 @@ func (b *Broker) fly(ctx context.Context, key string, cfg Config, cached *Token,
 		return Result{}, err
 	}
 	return Result{Token: tok, Minted: true}, nil
+}
+
+// VariantKey is the Broker key of a variant of key's token (a GitHub App token
+// narrowed for one caller): its own single flight, backoff and last token, but key's
+// request bucket, so variants cannot multiply a credential's requests.
+func VariantKey(key, variant string) string { return key + "\x00" + variant }
+
+// bucketOf is the request bucket of a Broker key: the credential's, for a variant.
+func bucketOf(key string) string {
+	if i := strings.IndexByte(key, 0); i >= 0 {
+		return key[:i]
+	}
+	return key
 }
 
 // ErrDiscarded is what a persist callback returns (wrapped) to refuse a token for

@@ -53,6 +53,8 @@ type Token struct {
 	// LifetimeCapped is set when the provider's expires_in was longer than
 	// MaxLifetime: Expiry is IssuedAt + MaxLifetime instead.
 	LifetimeCapped bool `json:"lifetime_capped,omitempty"`
+	// GitHub is what a GitHub App installation token was granted (githubapp.go).
+	GitHub *GitHubGrant `json:"github,omitempty"`
 }
 
 // Fresh reports whether t is valid for d after now (ValidFor) and its expiry rests
@@ -186,6 +188,9 @@ func (c *Client) Mint(ctx context.Context, cfg Config, refreshToken string) (*To
 	ctx, tr, err := c.requestContext(ctx, cfg)
 	if err != nil {
 		return nil, err
+	}
+	if cfg.Grant == GrantGitHubApp {
+		return c.mintGitHubApp(ctx, cfg, tr)
 	}
 	var tok *oauth2.Token
 	grant, start := string(cfg.Grant), time.Now()

@@ -87,6 +87,9 @@ type Config struct {
 	// DefaultLifetime is assumed for a token whose answer has no expires_in;
 	// zero means the Client's.
 	DefaultLifetime time.Duration
+
+	// GitHub is a github_app credential's App (githubapp.go); nil for other grants.
+	GitHub *GitHubApp
 }
 
 // reservedParams are set by the grant itself; letting Params override them
@@ -113,6 +116,9 @@ func FromFields(typeName string, fields map[string]any) (Config, error) {
 	}
 	p := t.OAuth
 	f := fieldReader{fields: fields}
+	if p.Grant == credtype.GrantGitHubApp {
+		return gitHubFromFields(typeName, &f)
+	}
 	cfg := Config{
 		Grant:        Grant(p.Grant),
 		ClientSecret: f.secret("client_secret"),
@@ -211,6 +217,9 @@ func defaultStyle(cfg *Config, style string) {
 // grant needs are present, the auth style is known and the endpoints are https
 // (or loopback). Errors name the field, never its value.
 func (c Config) Validate() error {
+	if c.Grant == GrantGitHubApp {
+		return c.GitHub.validate(c)
+	}
 	var errs []error
 	if c.ClientID == "" {
 		errs = append(errs, errors.New("client_id is required"))

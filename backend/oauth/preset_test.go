@@ -13,13 +13,14 @@ var sample = map[string]any{
 	"tenant": "contoso.onmicrosoft.com", "instance": "dev1", "account_id": "acct",
 	"client_id": "id", "client_secret": "s", "username": "u", "password": "p",
 	"auth_url": "https://idp.example/authorize", "token_url": "https://idp.example/token",
+	"app_id": "1", "installation_id": "2", "private_key": "k",
 }
 
 // requiredSample is the sample value of each field typ requires.
 func requiredSample(typ *credtype.Type) map[string]any {
 	fields := map[string]any{}
 	for _, g := range typ.Fields {
-		if g.Required {
+		if g.Required || g.OneOf != nil && g.OneOf.Exactly && g.OneOf.Fields[0] == g.Name {
 			fields[g.Name] = sample[g.Name]
 		}
 	}
