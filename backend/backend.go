@@ -71,6 +71,7 @@ type integrationsBackend struct {
 	devices        *deviceIndex        // device-index/
 	authorizations *authorizationStore // authorizations/, oauth-states/
 	tokens         *tokenStore         // tokens/
+	narrowed       narrowedCache       // github_app tokens narrowed per caller, in memory (githubapp.go)
 	usage          *usageStore         // usage/
 	activity       *activity
 	metrics        *metrics // this mount's Prometheus registry (metrics.go)

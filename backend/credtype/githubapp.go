@@ -176,8 +176,9 @@ func GitHubPermissionRank(level string) int {
 	return slices.Index(GitHubPermissionLevels, level) + 1
 }
 
-// checkGitHubKey keeps the App's key as PKCS#8 PEM, refusing anything but RSA: GitHub
-// signs and verifies App JWTs with RS256 only.
+// checkGitHubKey keeps the App's key as written (GitHub's PKCS#1 PEM, or PKCS#8),
+// refusing anything but an unencrypted RSA key of at least 2048 bits: GitHub signs and
+// verifies App JWTs with RS256 only.
 func checkGitHubKey(s string) (string, error) {
 	key, err := parseClientKey(s)
 	if err != nil {
@@ -186,7 +187,7 @@ func checkGitHubKey(s string) (string, error) {
 	if _, ok := key.(*rsa.PrivateKey); !ok {
 		return "", ruleError("must be an RSA key: GitHub App JWTs are RS256")
 	}
-	return pkcs8PEM(key)
+	return s, nil
 }
 
 // GitHubAppKey parses a stored github_app private_key into its RSA key.
