@@ -164,4 +164,3 @@ func TestGitHubNarrow(t *testing.T) {
 		t.Fatalf("narrowing an unrestricted App: %q %v", k, err)
 	}
 }
-

@@ -478,8 +478,13 @@ func (s *Server) installationObject(in *Installation) map[string]any {
 	if in.Suspended {
 		suspendedAt, suspendedBy = created, s.user("octocat", 583231, "User")
 	}
+	// The description's list answer (GET /app/installations) types the account as
+	// allOf Simple User and Enterprise: the account carries Enterprise's required
+	// fields too (name, slug, created_at, updated_at), which Simple User allows.
+	account := s.user(in.Account, in.ID+1000, "Organization")
+	account["name"], account["slug"], account["created_at"], account["updated_at"] = in.Account, in.Account, created, created
 	return map[string]any{
-		"id": in.ID, "account": s.user(in.Account, in.ID+1000, "Organization"), "repository_selection": cmpOr(in.Selection, "selected"),
+		"id": in.ID, "account": account, "repository_selection": cmpOr(in.Selection, "selected"),
 		"access_tokens_url": s.baseURL + "/app/installations/" + id + "/access_tokens", "repositories_url": s.baseURL + "/installation/repositories",
 		"html_url": "https://github.com/organizations/" + in.Account + "/settings/installations/" + id, "app_id": s.AppID, "client_id": s.ClientID,
 		"target_id": in.ID + 1000, "target_type": "Organization", "permissions": maps.Clone(in.Permissions), "events": []string{"push"},
