@@ -231,7 +231,7 @@ func TestGitHubApp(t *testing.T) {
 		t.Fatalf("uninstalled: %v", err)
 	}
 	c, _ := vc.Logical().Read(mount + "/credentials/ci-bot")
-	if c.Data["status"] != "needs_reauth" || c.Data["reason"] != oauth.CodeGitHubInstallationNotFound {
+	if c.Data["status"] != "needs_reauth" || c.Data["status_reason"] != oauth.CodeGitHubInstallationNotFound {
 		t.Fatalf("after the uninstall: %v", c.Data)
 	}
 	if keyLine := strings.Split(fixtures.GitHubAppKeyPEM(), "\n")[2]; strings.Contains(fmt.Sprint(c.Data), keyLine) ||

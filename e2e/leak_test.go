@@ -33,6 +33,7 @@ import (
 
 	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/e2e/internal/oauthtest"
 	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/internal/fixtures"
+	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/internal/githubtest"
 )
 
 // oauthAccess is what docs/API.md says an OAuth type's access/ returns that can carry a
@@ -62,6 +63,7 @@ var accessFields = map[string]map[string][]string{
 	"slack":                     {"token": {"token"}, "authorization": {"token"}},
 	"pagerduty":                 {"routing_key": {"routing_key"}},
 	"okta":                      {"token": {"token"}, "authorization": {"token"}},
+	"github_app":                {"token": {"access_token"}, "authorization": {"access_token"}},
 }
 
 // receiver is a notification target on loopback that answers every POST with status
@@ -211,6 +213,7 @@ func TestLeakScan(t *testing.T) {
 	// Providers: a real one per OAuth credential, with secrets of its own, and a
 	// hostile one that echoes whatever it is sent.
 	providers := map[string]*oauthtest.Provider{}
+	gitHubs := map[string]*githubtest.Server{}
 	hostileAccess, hostileRefresh := "hat-"+randomHex(12), "hrt-"+randomHex(12)
 	hostile := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		_ = req.ParseForm()
@@ -312,6 +315,17 @@ func TestLeakScan(t *testing.T) {
 			values = oauth(map[string]any{"account_id": oauthtest.AccountID})
 		case "cisco_client_credentials":
 			values = oauth(map[string]any{"auth_url": ""})
+		case "github_app":
+			// The suite's GitHub; the key's body lines are the secret (the marker rides in
+			// a PEM header, which the engine keeps with the key).
+			gh := githubtest.New(123456, "Iv23liLeakScan", &fixtures.GitHubAppKey().PublicKey,
+				&githubtest.Installation{ID: 7890, Account: "octo-org", Repositories: []string{"octo-repo"}, Permissions: map[string]string{"contents": "write"}})
+			srv := httptest.NewServer(gh.Handler())
+			t.Cleanup(srv.Close)
+			gh.SetBaseURL(srv.URL)
+			gitHubs[name] = gh
+			values = fixtures.Values(typ, m, srv.URL)
+			pems["private_key"] = true
 		default:
 			t.Errorf("type %s: the leak scan has no example values; add them", typ)
 			continue
@@ -428,6 +442,12 @@ func TestLeakScan(t *testing.T) {
 		default:
 			r.want(r.do(http.MethodGet, "access/"+n, nil, nil), 200)
 			r.want(r.do(http.MethodGet, "access/"+n, url.Values{"integration": {"leak-scan"}}, nil), 200)
+		}
+		if s.typ == "github_app" {
+			// A narrowed token, and narrowings refused (more than the credential allows).
+			r.want(r.do(http.MethodGet, "access/"+n, url.Values{"permissions": {"metadata=read"}}, nil), 200, 400)
+			r.want(r.do(http.MethodGet, "access/"+n, url.Values{"permissions": {"contents=admin"}}, nil), 400)
+			r.want(r.do(http.MethodGet, "access/"+n, url.Values{"repositories": {"other-repo"}}, nil), 400)
 		}
 		if long := r.do(http.MethodGet, "access/"+n, url.Values{"integration": {longLabel}}, nil); n == "lk-basic" && long.Status != 400 {
 			// docs/API.md: the integration label is at most 128 printable characters.
@@ -580,6 +600,17 @@ func TestLeakScan(t *testing.T) {
 			}
 			if code := req.Form.Get("code"); code != "" {
 				addSecret(newSecret(name, "authorization_code", code[:6], code))
+			}
+		}
+	}
+	for name, gh := range gitHubs {
+		for _, tok := range gh.Issued() {
+			addSecret(newSecret(name, "access_token", tok[:6], tok))
+		}
+		for _, req := range gh.Requests() {
+			// The App JWT is a secret too: signed by the key, good for 10 minutes.
+			if jwt, ok := strings.CutPrefix(req.Header.Get("Authorization"), "Bearer "); ok && len(jwt) > 40 {
+				addSecret(newSecret(name, "app_jwt", jwt[:6], jwt))
 			}
 		}
 	}

@@ -155,6 +155,18 @@ func (s *Server) TokenRequests() int {
 	return n
 }
 
+// Issued returns every installation token the server issued.
+func (s *Server) Issued() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]string, 0, len(s.tokens))
+	for tok := range s.tokens {
+		out = append(out, tok)
+	}
+	slices.Sort(out)
+	return out
+}
+
 // Valid reports whether token is an installation token the server issued that has
 // not expired.
 func (s *Server) Valid(token string) bool {
