@@ -238,6 +238,12 @@ func TestGitHubApp(t *testing.T) {
 		!slices.Equal(stringsOf(c.Data["secret_fields"]), []string{"private_key"}) {
 		t.Fatalf("the management read: secret_fields %v, or it shows the key", c.Data["secret_fields"])
 	}
+	// By installation_id, GitHub's own 404.
+	shared.mustCLI(t, "write", mount+"/credentials/gone", "type=github_app", "app_id=123456", "private_key=@"+keyFile,
+		"installation_id=7890", "base_url="+gh.url)
+	if _, err := vc.Logical().Read(mount + "/access/gone"); statusCode(err) != http.StatusForbidden || !strings.Contains(err.Error(), oauth.CodeGitHubInstallationNotFound) {
+		t.Fatalf("uninstalled, by installation_id: %v", err)
+	}
 	gh.conforms(t, 200, 201, 403, 404)
 }
 
