@@ -451,3 +451,35 @@ func TestGitHubAppNarrowingsShareTheBucket(t *testing.T) {
 		t.Fatalf("%d token requests, want %d", n, oauth.RequestBurst)
 	}
 }
+
+// TestGitHubAppRefreshAhead: a read in the installation token's refresh window is
+// served the current token and starts one background mint; the next read gets the new
+// token without waiting, and no further request is made.
+func TestGitHubAppRefreshAhead(t *testing.T) {
+	t.Parallel()
+	b, s, clock := newBackendWith(t, backendOptions{initialize: true})
+	gh := githubtest.New(testAppID, "Iv23liTestClient", &fixtures.GitHubAppKey().PublicKey,
+		&githubtest.Installation{ID: 7890, Account: "octo-org", Repositories: []string{"a"}, Permissions: map[string]string{"contents": "read"}})
+	gh.Now = clock.Now
+	srv := httptest.NewServer(gh.Handler())
+	t.Cleanup(srv.Close)
+	gh.SetBaseURL(srv.URL)
+	f := &gitHubFixture{b: b, s: s, clock: clock, gh: gh, url: srv.URL}
+	f.create(t, "gh", nil)
+	first, _ := f.access(t, "gh", nil)
+	// An hour-long token with the default 60 s buffer: the window opens 13 minutes
+	// before expiry (refreshLead), at 47 minutes.
+	clock.Advance(50 * time.Minute)
+	during, code := f.access(t, "gh", nil)
+	if code != 0 || during.Data["token"] != first.Data["token"] {
+		t.Fatalf("a read in the window was not served the current token: %d", code)
+	}
+	settle(b)
+	if n := gh.TokenRequests(); n != 2 {
+		t.Fatalf("%d token requests after the window opened, want 2 (one background mint)", n)
+	}
+	after, _ := f.access(t, "gh", nil)
+	if after.Data["token"] == first.Data["token"] || !gh.Valid(after.Data["token"].(string)) || gh.TokenRequests() != 2 {
+		t.Fatalf("after the background mint: token %v, %d requests", after.Data["token"], gh.TokenRequests())
+	}
+}
