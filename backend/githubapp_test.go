@@ -312,10 +312,11 @@ func TestGitHubAppRefusals(t *testing.T) {
 		name   string
 		break_ func(*githubtest.Server)
 		reason string
+		fix    string // the field the refusal tells a person to patch
 	}{
-		{"unauthorized", func(s *githubtest.Server) { s.Key = &fixtures.NewKey("rsa2048").(*rsa.PrivateKey).PublicKey }, oauth.CodeGitHubUnauthorized},
-		{"suspended", func(s *githubtest.Server) { s.Suspend(7890) }, oauth.CodeGitHubForbidden},
-		{"uninstalled", func(s *githubtest.Server) { s.Uninstall(7890) }, oauth.CodeGitHubInstallationNotFound},
+		{"unauthorized", func(s *githubtest.Server) { s.Key = &fixtures.NewKey("rsa2048").(*rsa.PrivateKey).PublicKey }, oauth.CodeGitHubUnauthorized, "private_key"},
+		{"suspended", func(s *githubtest.Server) { s.Suspend(7890) }, oauth.CodeGitHubForbidden, "installation_id"},
+		{"uninstalled", func(s *githubtest.Server) { s.Uninstall(7890) }, oauth.CodeGitHubInstallationNotFound, "installation_id"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			t.Parallel()
@@ -323,7 +324,8 @@ func TestGitHubAppRefusals(t *testing.T) {
 			f.create(t, "gh", nil)
 			c.break_(f.gh)
 			code, msg := accessErr(t, f.b, f.s, "gh")
-			if code != http.StatusForbidden || !strings.Contains(msg, c.reason) || strings.Contains(msg, "BEGIN") {
+			if code != http.StatusForbidden || !strings.Contains(msg, c.reason) || strings.Contains(msg, "BEGIN") ||
+				!strings.Contains(msg, "credentials/gh "+c.fix+"=") {
 				t.Fatalf("access: %d %s", code, msg)
 			}
 			cred, err := f.b.credentials.get(context.Background(), f.s, "gh")

@@ -214,3 +214,24 @@ func finishGitHubApp(v *Validated) FieldErrors {
 	}
 	return nil
 }
+
+// gitHubRefusedField is RefusedField for github_app's refusals: the key for a JWT
+// GitHub refused, the installation (or owner) for one it does not know, the
+// narrowing for one it will not grant.
+func gitHubRefusedField(t *Type, values Fields, code string) string {
+	if t.OAuth == nil || t.OAuth.Grant != GrantGitHubApp {
+		return ""
+	}
+	switch code {
+	case "github_app_unauthorized":
+		return fieldPrivateKey
+	case "github_installation_not_found", "github_forbidden":
+		if values.Str(FieldOwner) != "" {
+			return FieldOwner
+		}
+		return FieldInstallationID
+	case "github_unprocessable":
+		return FieldPermissions
+	}
+	return ""
+}
