@@ -309,10 +309,10 @@ func TestNarrowedCacheBounds(t *testing.T) {
 func TestGitHubAppRefusals(t *testing.T) {
 	t.Parallel()
 	for _, c := range []struct {
-		name   string
-		break_ func(*githubtest.Server)
-		reason string
-		fix    string // the field the refusal tells a person to patch
+		name    string
+		breakIt func(*githubtest.Server)
+		reason  string
+		fix     string // the field the refusal tells a person to patch
 	}{
 		{"unauthorized", func(s *githubtest.Server) { s.Key = &fixtures.NewKey("rsa2048").(*rsa.PrivateKey).PublicKey }, oauth.CodeGitHubUnauthorized, "private_key"},
 		{"suspended", func(s *githubtest.Server) { s.Suspend(7890) }, oauth.CodeGitHubForbidden, "installation_id"},
@@ -322,7 +322,7 @@ func TestGitHubAppRefusals(t *testing.T) {
 			t.Parallel()
 			f := newGitHubFixture(t)
 			f.create(t, "gh", nil)
-			c.break_(f.gh)
+			c.breakIt(f.gh)
 			code, msg := accessErr(t, f.b, f.s, "gh")
 			if code != http.StatusForbidden || !strings.Contains(msg, c.reason) || strings.Contains(msg, "BEGIN") ||
 				!strings.Contains(msg, "credentials/gh "+c.fix+"=") {

@@ -51,8 +51,9 @@ const (
 	rulePermissions = "object of GitHub App permission names (lower-case letters, digits and '_') to \"read\", \"write\" or \"admin\"; at most 64 keys"
 )
 
-// githubAppNames are the github_app fields, defined before the catalog is built.
-var githubAppNames = defineGitHubApp()
+// The github_app fields are defined as the package's variables are initialized: before
+// init builds the catalog.
+var _ = defineGitHubApp()
 
 func defineGitHubApp() []string {
 	define(Field{Name: FieldAppID, Type: FieldString, GrantOwner: true, check: checkDigits, maxLen: 20,
@@ -82,7 +83,7 @@ func githubAppType() *Type {
 		Name: "github_app",
 		// TokenURL names base_url, so the preset's endpoint is the REST root; the
 		// token request itself is oauth's (githubapp.go).
-		OAuth:       &OAuthPreset{Grant: GrantGitHubApp, TokenURL: "{base_url}", OwnAuth: true},
+		OAuth:       &OAuthPreset{Grant: GrantGitHubApp, TokenURL: "{base_url}", OwnAuth: true}, //nolint:gosec // G101: a template naming another field, not a credential
 		Description: "A GitHub App: its private key signs an App JWT, traded for an installation access token (1 hour), optionally narrowed to repositories and permissions.",
 		Fields: fields(false,
 			use(FieldAppID),

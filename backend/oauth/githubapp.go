@@ -301,12 +301,12 @@ type gitHubCall struct {
 func (c *Client) mintGitHubApp(ctx context.Context, cfg Config, tr *exchangeTrace) (*Token, error) {
 	g := cfg.GitHub
 	start := time.Now()
-	tok, err := c.gitHubToken(ctx, cfg, g, tr)
+	tok, err := c.gitHubToken(ctx, g, tr)
 	c.observe(string(GrantGitHubApp), start, err)
 	return tok, err
 }
 
-func (c *Client) gitHubToken(ctx context.Context, cfg Config, g *GitHubApp, tr *exchangeTrace) (*Token, error) {
+func (c *Client) gitHubToken(ctx context.Context, g *GitHubApp, tr *exchangeTrace) (*Token, error) {
 	key, err := credtype.GitHubAppKey(g.PrivateKey)
 	if err != nil {
 		return nil, configError(err.Error())

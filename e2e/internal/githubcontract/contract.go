@@ -9,7 +9,6 @@ package githubcontract
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -190,11 +189,11 @@ func (k *Checker) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		op.Problems = append(op.Problems, "no operation of GitHub's REST API is "+r.Method+" "+r.URL.Path)
 	} else {
 		op.Template = route.Path
-		check := r.Clone(context.Background())
+		check := r.Clone(r.Context())
 		check.Body = io.NopCloser(bytes.NewReader(body))
 		in = &openapi3filter.RequestValidationInput{Request: check, PathParams: params, Route: route,
 			Options: &openapi3filter.Options{AuthenticationFunc: openapi3filter.NoopAuthenticationFunc, MultiError: true}}
-		if err := openapi3filter.ValidateRequest(context.Background(), in); err != nil {
+		if err := openapi3filter.ValidateRequest(r.Context(), in); err != nil {
 			op.Problems = append(op.Problems, "request: "+err.Error())
 		}
 	}
@@ -207,7 +206,7 @@ func (k *Checker) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		} else {
 			out := &openapi3filter.ResponseValidationInput{RequestValidationInput: in, Status: rec.Code, Header: rec.Header(),
 				Body: io.NopCloser(bytes.NewReader(rec.Body.Bytes())), Options: &openapi3filter.Options{IncludeResponseStatus: true, MultiError: true}}
-			if err := openapi3filter.ValidateResponse(context.Background(), out); err != nil {
+			if err := openapi3filter.ValidateResponse(r.Context(), out); err != nil {
 				op.Problems = append(op.Problems, "answer: "+err.Error())
 			}
 		}
