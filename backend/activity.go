@@ -29,6 +29,9 @@ type activity struct {
 	// verifying files credentials under their next scheduled verification
 	// (verify_schedule.go); those never verified on a schedule are not filed.
 	verifying *lifecycle.Index
+	// overlaps files credentials keeping a previous client secret under the end of
+	// its overlap, when the sweep forgets it (secret_overlap.go).
+	overlaps *lifecycle.Index
 
 	// transient marks credentials whose last provider call failed in a way that may
 	// pass (a cached token was served). A sync.Map, because the cached-token access
@@ -60,7 +63,7 @@ type activity struct {
 
 func newActivity() *activity {
 	return &activity{recorder: usage.NewRecorder(), index: lifecycle.NewIndex(), alerting: lifecycle.NewIndex(),
-		verifying: lifecycle.NewIndex(), states: newStateCounts(), reconfigured: make(chan struct{}, 1)}
+		verifying: lifecycle.NewIndex(), overlaps: lifecycle.NewIndex(), states: newStateCounts(), reconfigured: make(chan struct{}, 1)}
 }
 
 // configChanged tells the flush loop to read usage_flush_interval again. It never

@@ -107,17 +107,23 @@ func (as *authorizationStore) dropWhere(ctx context.Context, s logical.Storage, 
 		return fmt.Errorf("listing pending authorizations: %w", err)
 	}
 	for _, name := range names {
-		held, unlock := as.credentials.lock(name)
-		p, err := as.load(ctx, s, name)
-		if err == nil && p != nil && gone(p) {
-			err = as.drop(ctx, s, held)
-		}
-		unlock()
-		if err != nil {
+		if err := as.dropIf(ctx, s, name, gone); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// dropIf drops name's pending authorization if gone says so, under the credential's
+// lock, released by defer: a panic recovered by the job runner must not leave it held.
+func (as *authorizationStore) dropIf(ctx context.Context, s logical.Storage, name string, gone func(*pendingAuthorization) bool) error {
+	held, unlock := as.credentials.lock(name)
+	defer unlock()
+	p, err := as.load(ctx, s, name)
+	if err == nil && p != nil && gone(p) {
+		err = as.drop(ctx, s, held)
+	}
+	return err
 }
 
 // cleanAuthorizations removes pending authorizations whose ten minutes are up.

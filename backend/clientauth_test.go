@@ -87,7 +87,8 @@ func TestPrivateKeyJWTAccessMints(t *testing.T) {
 
 	clock.Advance(time.Second) // the update is after the token: it is not served again
 	other := fixtures.KeyPEM(fixtures.NewKey("p256"))
-	mustOK(t, b, s, logical.PatchOperation, "credentials/jwt", map[string]any{"client_key": other, "client_certificate": nil})
+	// No overlap: the previous key is not tried (secret_overlap_test.go tries it).
+	mustOK(t, b, s, logical.PatchOperation, "credentials/jwt", map[string]any{"client_key": other, "client_certificate": nil, "client_secret_overlap": "0"})
 	resp, err := b.HandleRequest(context.Background(), &logical.Request{Operation: logical.ReadOperation, Path: "access/jwt", Storage: s})
 	if err == nil && (resp == nil || !resp.IsError()) {
 		t.Fatalf("a key the provider does not know minted: %s", outcome(resp, err))

@@ -53,6 +53,11 @@ type credential struct {
 
 	// State is the lifecycle state: status, activity time, warnings sent.
 	State lifecycle.State `json:"state"`
+	// PreviousClient is the client authentication (client_secret, or client_key with
+	// its key id, certificate and algorithm) a write replaced, kept while
+	// State.SecretOverlap says so (client_secret_overlap, secret_overlap.go). As secret
+	// as Values; never part of a management read.
+	PreviousClient map[string]string `json:"previous_client,omitempty"`
 	// Record is the version of the stored format (records.go); put writes the current one.
 	Record int `json:"record_version,omitempty"`
 

@@ -125,6 +125,7 @@ func (b *integrationsBackend) buildCredential(ctx context.Context, s logical.Sto
 		len(repointed(t, existing, credtype.FieldMap(validated.Values))) > 0) {
 		c.State = lifecycle.SecretsChanged(c.State) // a failed verification was about the old ones
 	}
+	keepPreviousClient(t, c, existing, now) // client_secret_overlap
 	if t.Consents() && forgetsGrant(t, existing, credtype.FieldMap(validated.Values)) {
 		// No consent was given for these settings (saveCredential forgets the token
 		// learnt under the old ones), unless the write imports a refresh token.

@@ -21,10 +21,10 @@ func (b *integrationsBackend) saveCredential(ctx context.Context, s logical.Stor
 	if existing != nil {
 		oldKey = existing.deviceIndexKey()
 	}
-	unlockDevices := b.devices.lock(key, oldKey)
+	dh, unlockDevices := b.devices.lock(h, key, oldKey)
 	defer unlockDevices()
 	if key != "" {
-		if err := b.devices.claim(ctx, s, c); err != nil {
+		if err := b.devices.claim(ctx, s, dh, c); err != nil {
 			return err
 		}
 	}
@@ -39,14 +39,14 @@ func (b *integrationsBackend) saveCredential(ctx context.Context, s logical.Stor
 			scope = replaceLearnt
 		}
 	}
-	if err := b.dropSecondary(ctx, s, h, c, scope); err != nil {
+	if err := b.dropSecondary(ctx, s, h, dh, c, scope); err != nil {
 		return err
 	}
 	if err := b.credentials.put(ctx, s, h, c); err != nil {
 		return err
 	}
 	if oldKey != "" && oldKey != key {
-		if err := b.devices.release(ctx, s, oldKey, c.Name); err != nil {
+		if err := b.devices.release(ctx, s, dh, oldKey, c.Name); err != nil {
 			return err
 		}
 	}
@@ -62,9 +62,9 @@ func (b *integrationsBackend) saveCredential(ctx context.Context, s logical.Stor
 // deleteCredential removes a credential and everything stored beside it; the sweep's
 // purge comes here too, holding the name's lock (h).
 func (b *integrationsBackend) deleteCredential(ctx context.Context, s logical.Storage, h credentialHeld, c *credential) error {
-	unlockDevices := b.devices.lock(c.deviceIndexKey())
+	dh, unlockDevices := b.devices.lock(h, c.deviceIndexKey())
 	defer unlockDevices()
-	if err := b.dropSecondary(ctx, s, h, c, dropAll); err != nil {
+	if err := b.dropSecondary(ctx, s, h, dh, c, dropAll); err != nil {
 		return err
 	}
 	if err := b.credentials.remove(ctx, s, h); err != nil {
@@ -107,13 +107,13 @@ func (sc secondaryScope) dropsToken() bool { return sc == dropLearnt || sc == dr
 //
 // dropSecondary runs before the credential's own entry is stored or removed, so that
 // no node sees the new settings beside records of the old. The caller holds the
-// name's lock (h) and, for dropAll, the device lock of c's index key.
-func (b *integrationsBackend) dropSecondary(ctx context.Context, s logical.Storage, h credentialHeld, c *credential, scope secondaryScope) error {
+// name's lock (h) and, for dropAll, the device lock of c's index key (dh).
+func (b *integrationsBackend) dropSecondary(ctx context.Context, s logical.Storage, h credentialHeld, dh deviceHeld, c *credential, scope secondaryScope) error {
 	if scope == keepRecords {
 		return nil
 	}
 	if key := c.deviceIndexKey(); key != "" && scope == dropAll {
-		if err := b.devices.release(ctx, s, key, c.Name); err != nil {
+		if err := b.devices.release(ctx, s, dh, key, c.Name); err != nil {
 			return err
 		}
 	}

@@ -130,6 +130,10 @@ func (b *integrationsBackend) credentialResponse(ctx context.Context, s logical.
 	if c.State.VerifyInterval > 0 {
 		data["verify_interval"] = seconds(c.State.VerifyInterval)
 	}
+	if c.PreviousClient != nil && c.State.Kept(b.now()) {
+		// When the previous client secret is forgotten at the latest; never the secret.
+		data["previous_client_secret_until"] = rfc3339(c.State.SecretOverlap.Until)
+	}
 	for k, v := range b.lifecycleView(ctx, s, cfg, c) {
 		data[k] = v
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -46,19 +47,31 @@ func deviceHash(hostname, ip, username string) [sha256.Size]byte {
 	return sha256.Sum256([]byte(strings.ToLower(hostname) + "\x00" + ip + "\x00" + strings.ToLower(username)))
 }
 
+// deviceHeld is the proof that a writer holds the device-index keys it names: claim
+// and release take it, so that no entry changes under a key its writer has not
+// locked. Only lock makes one (TestHeldLocksOnlyFromTheirLock).
+type deviceHeld struct{ keys []string }
+
+// holds reports whether key is among the locked keys.
+func (dh deviceHeld) holds(key string) bool { return slices.Contains(dh.keys, key) }
+
+// errDeviceKeyNotHeld is a programming error: an index entry changed without its lock.
+var errDeviceKeyNotHeld = errors.New("device index: the entry's key is not locked by this writer")
+
 // lock takes the locks of the given keys ("" ignored), in a fixed order, for a caller
-// holding the name lock of the credential it changes.
-func (d *deviceIndex) lock(keys ...string) func() {
+// holding the name lock (h) of the credential it changes, and returns the proof and
+// the release.
+func (d *deviceIndex) lock(_ credentialHeld, keys ...string) (deviceHeld, func()) {
 	keys = slices.DeleteFunc(slices.Clone(keys), func(k string) bool { return k == "" })
 	if len(keys) == 0 {
-		return func() {}
+		return deviceHeld{}, func() {}
 	}
 	locks := locksutil.LocksForKeys(d.locks, keys)
 	lockAcquire(rankDevice)
 	for _, l := range locks {
 		l.Lock()
 	}
-	return func() {
+	return deviceHeld{keys: keys}, func() {
 		for i := len(locks) - 1; i >= 0; i-- {
 			locks[i].Unlock()
 		}
@@ -96,8 +109,11 @@ func (d *deviceIndex) find(ctx context.Context, s logical.Storage, hostname, ip,
 
 // claim files c under its triple unless another device account has that triple (an
 // entry naming anything else, a stale entry or a colliding hash, is replaced). The
-// caller holds the key's lock until c is stored.
-func (d *deviceIndex) claim(ctx context.Context, s logical.Storage, c *credential) error {
+// caller holds the key's lock (dh) until c is stored.
+func (d *deviceIndex) claim(ctx context.Context, s logical.Storage, dh deviceHeld, c *credential) error {
+	if !dh.holds(c.deviceIndexKey()) {
+		return errDeviceKeyNotHeld
+	}
 	hostname, ip, username := c.deviceTripleOf()
 	owner, err := d.find(ctx, s, hostname, ip, username)
 	if err != nil {
@@ -116,8 +132,11 @@ func (d *deviceIndex) claim(ctx context.Context, s logical.Storage, c *credentia
 }
 
 // release deletes the entry at key if it names the credential called name; an entry
-// another account has claimed since stays. The caller holds the key's lock.
-func (d *deviceIndex) release(ctx context.Context, s logical.Storage, key, name string) error {
+// another account has claimed since stays. The caller holds the key's lock (dh).
+func (d *deviceIndex) release(ctx context.Context, s logical.Storage, dh deviceHeld, key, name string) error {
+	if !dh.holds(key) {
+		return errDeviceKeyNotHeld
+	}
 	entry, err := s.Get(ctx, key)
 	if err != nil {
 		return fmt.Errorf("reading device index: %w", err)

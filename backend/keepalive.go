@@ -157,7 +157,7 @@ func (b *integrationsBackend) runKeepAlives(ctx context.Context, s logical.Stora
 	if err != nil || cfg.KeepaliveInterval == 0 {
 		return nil //nolint:nilerr // a config that cannot be read is retried at the next tick
 	}
-	b.runDue(ctx, b.keepAliveFull, b.tokens.kept.due, maxKeepAliveInFlight, keepAliveBatch, keepAliveRetry, func(ctx context.Context, name string) {
+	b.runDue(ctx, b.keepalives, b.keepAliveFull, b.tokens.kept.due, maxKeepAliveInFlight, keepAliveBatch, keepAliveRetry, func(ctx context.Context, name string) {
 		// Asked for each one: a node that lost the right to write stops here.
 		if b.WriteSafeReplicationState() {
 			b.keepAliveOne(ctx, s, cfg, name)

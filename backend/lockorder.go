@@ -24,6 +24,9 @@ const (
 	// rankConfigWrite is integrationsBackend.configWriteMu: a config write or reset as a
 	// whole, which may then change credentials' pending authorizations (configChanged).
 	rankConfigWrite lockRank = iota + 1
+	// rankFlush is activity.flushMu: one usage flush at a time, and none while the
+	// sweep judges; both take credential locks under it.
+	rankFlush
 	// rankCredential is credentialStore's per-name lock (lock, rlock): every change of
 	// a credential and of the records stored beside it.
 	rankCredential
@@ -42,6 +45,8 @@ func (r lockRank) String() string {
 	switch r {
 	case rankConfigWrite:
 		return "config write"
+	case rankFlush:
+		return "usage flush"
 	case rankCredential:
 		return "credential"
 	case rankDevice:

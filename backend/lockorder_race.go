@@ -7,6 +7,7 @@ import (
 	"runtime"
 	"strconv"
 	"sync"
+	"sync/atomic"
 )
 
 // lockOrderChecked: race builds check the lock order (lockorder.go).
@@ -41,8 +42,17 @@ func lockAcquire(r lockRank) {
 	lockHeld.Lock()
 	defer lockHeld.Unlock()
 	for _, h := range lockHeld.by[id] {
-		if h > r {
-			panic(lockOrderError{want: r, held: h})
+		// A lock of the same rank counts too: two locks of one rank are taken together
+		// only by one acquisition in locksutil's sorted order (deviceIndex.lock), and
+		// a name's lock taken again under itself would deadlock.
+		if h >= r {
+			// Recorded as well as raised: a background job recovers its panics (the
+			// runner logs and restarts it), and the package's TestMain fails the run
+			// on any inversion recorded, wherever it was recovered.
+			e := lockOrderError{want: r, held: h}
+			lockInversions.Add(1)
+			lockFirstInversion.CompareAndSwap(nil, &e)
+			panic(e)
 		}
 	}
 	lockHeld.by[id] = append(lockHeld.by[id], r)
@@ -67,4 +77,27 @@ func lockReleased(r lockRank) {
 	} else {
 		lockHeld.by[id] = held
 	}
+}
+
+// lockInversions counts the inversions the checker has raised; lockFirstInversion is
+// the first of them.
+var (
+	lockInversions     atomic.Int64
+	lockFirstInversion atomic.Pointer[lockOrderError]
+)
+
+// lockInversionsSeen reports how many inversions were raised since the last reset, and
+// the first.
+func lockInversionsSeen() (int64, error) {
+	if e := lockFirstInversion.Load(); e != nil {
+		return lockInversions.Load(), *e
+	}
+	return lockInversions.Load(), nil
+}
+
+// resetLockInversions forgets the inversions raised so far: for a test that raises
+// one on purpose.
+func resetLockInversions() {
+	lockInversions.Store(0)
+	lockFirstInversion.Store(nil)
 }

@@ -235,7 +235,7 @@ func (b *integrationsBackend) tokenAccess(ctx context.Context, s logical.Storage
 	if isGitHubApp(c.typeDef()) {
 		return gitHubAccess(tok, answered, handOver), warnings, nil
 	}
-	return map[string]any{
+	data := map[string]any{
 		"access_token":        tok.AccessToken,
 		"token_type":          tokenType,
 		"expires_at":          rfc3339(tok.Expiry),
@@ -245,7 +245,13 @@ func (b *integrationsBackend) tokenAccess(ctx context.Context, s logical.Storage
 		"ttl":                 int64(handOver.Sub(answered) / time.Second),
 		"rotation_period":     int64(tok.Expiry.Sub(tok.IssuedAt) / time.Second),
 		"last_vault_rotation": rfc3339Nano(tok.IssuedAt),
-	}, warnings, nil
+	}
+	for k, v := range tok.Extra {
+		if _, own := data[k]; !own { // a preset's answer member (Salesforce's instance_url), never one of these
+			data[k] = v
+		}
+	}
+	return data, warnings, nil
 }
 
 // errCredentialGone is what mintToken returns when the credential no longer exists.
@@ -354,6 +360,13 @@ func (b *integrationsBackend) mintOnce(ctx context.Context, s logical.Storage, c
 	})
 	if err == nil && res.Minted && !r.forced && c.State.VerifyFailed() {
 		b.verifiedByMint(ctx, s, t, res.Token.IssuedAt)
+	}
+	if err == nil && res.Minted {
+		b.overlapAfterMint(ctx, s, t, c, res.Token)
+	}
+	var pe *oauth.PanicError
+	if errors.As(err, &pe) {
+		b.Logger().Error("a token request panicked", "credential", c.Name, "panic_type", pe.Type, "stack", string(pe.Stack))
 	}
 	return res, t, err
 }

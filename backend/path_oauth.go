@@ -263,8 +263,12 @@ func (b *integrationsBackend) completeAuthorization(ctx context.Context, s logic
 		// falls due. Said now, on the callback page, in the state and in alerts.
 		n.State = lifecycle.AuthorizedWithoutRefreshToken(n.State, b.now().UTC())
 	}
+	overlapChanged, refused := settleOverlap(n, tok.ByPrevious, b.now().UTC())
 	if err := b.credentials.put(ctx, s, held, n); err != nil {
 		return err
+	}
+	if overlapChanged {
+		b.announceOverlap(ctx, n, refused)
 	}
 	detail := "authorization code exchanged"
 	if issue := n.State.AuthorizationIssue(); issue != "" {

@@ -20,6 +20,13 @@ import (
 // drops the field it does not know. A change of a kind's stored format raises its
 // version and adds the rule that reads the older one to its upgrade below.
 //
+// A field added so that its absence reads as what older entries meant needs no new
+// version and no upgrade rule: a credential's previous_client and its state's
+// secret_overlap (client_secret_overlap, secret_overlap.go) are absent in every entry
+// written before them, which kept no previous client secret, and a release that does
+// not know them drops them on its next write, which only forgets the previous secret
+// early (the new one is then used alone, as before).
+//
 // Kinds without a format of their own carry no version: oauth-states/<state> and
 // device-index/<hash> hold a credential's name as raw bytes (a new format would need
 // new keys, or a previous release reading them would misread them). The notification

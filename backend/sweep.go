@@ -42,6 +42,7 @@ func (b *integrationsBackend) reindex(cfg *engineConfig, c *credential, due life
 	b.activity.alerting.Set(c.Name, p.AlertsFrom(c.State))
 	b.activity.states.set(c.Name, c.State.Status, b.indexedHealth(p, c, due))
 	b.activity.verifying.Set(c.Name, b.nextVerify(cfg, c))
+	b.activity.overlaps.Set(c.Name, overlapUntil(c.State))
 	b.tokens.kept.file(cfg, c)
 }
 
@@ -50,6 +51,7 @@ func (a *activity) unindex(name string) {
 	a.index.Remove(name)
 	a.alerting.Remove(name)
 	a.verifying.Remove(name)
+	a.overlaps.Remove(name)
 	a.states.remove(name)
 }
 
@@ -135,10 +137,7 @@ func (b *integrationsBackend) indexOne(ctx context.Context, s logical.Storage, c
 		if attempt == 8 {
 			// The credential's shard keeps changing under the scan: index it the way a
 			// write does, under its lock.
-			_, unlock := b.credentials.lock(name)
-			err := b.indexLocked(ctx, s, name)
-			unlock()
-			if err != nil {
+			if err := b.indexUnderLock(ctx, s, name); err != nil {
 				return err
 			}
 			break
@@ -187,9 +186,18 @@ func (b *integrationsBackend) indexOne(ctx context.Context, s logical.Storage, c
 	return err
 }
 
-// indexLocked indexes name the way a write does, the caller holding its lock: its
-// refresh token held for keep-alive, then filed in every index and the labels.
-func (b *integrationsBackend) indexLocked(ctx context.Context, s logical.Storage, name string) error {
+// indexUnderLock takes name's lock and indexes it (indexLocked); the lock is released
+// by defer, so that a panic the job runner recovers does not leave it held.
+func (b *integrationsBackend) indexUnderLock(ctx context.Context, s logical.Storage, name string) error {
+	h, unlock := b.credentials.lock(name)
+	defer unlock()
+	return b.indexLocked(ctx, s, h)
+}
+
+// indexLocked indexes a credential the way a write does, the caller holding its lock
+// (h): its refresh token held for keep-alive, then filed in every index and the labels.
+func (b *integrationsBackend) indexLocked(ctx context.Context, s logical.Storage, h credentialHeld) error {
+	name := h.name
 	c, err := b.credentials.get(ctx, s, name)
 	if err == nil && c != nil {
 		var used time.Time
@@ -216,8 +224,7 @@ func (b *integrationsBackend) sweep(ctx context.Context, s logical.Storage) (err
 	// No flush may run while the sweep judges credentials: one that drained an access
 	// but has not yet renewed its credential's window would let the sweep suspend a
 	// credential used moments before its deadline.
-	b.activity.flushMu.Lock()
-	defer b.activity.flushMu.Unlock()
+	defer lockRanked(rankFlush, &b.activity.flushMu)()
 	if err := b.flushLocked(ctx, s); err != nil {
 		b.Logger().Warn("flushing usage before the sweep failed", "error", err)
 	}
@@ -238,6 +245,9 @@ func (b *integrationsBackend) sweep(ctx context.Context, s logical.Storage) (err
 		if err := b.sweepOne(ctx, s, cfg, name, now); err != nil {
 			errs = append(errs, err)
 		}
+	}
+	if err := b.sweepOverlaps(ctx, s, cfg, now); err != nil {
+		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
 }

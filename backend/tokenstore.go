@@ -183,6 +183,7 @@ func (b *integrationsBackend) oauthConfig(cfg *engineConfig, c *credential) (oau
 		return oauth.Config{}, err
 	}
 	oc.Timeout, oc.DefaultLifetime = cfg.RequestTimeout, cfg.DefaultTokenLifetime
+	withPreviousClient(&oc, c, b.now())
 	return oc, nil
 }
 

@@ -6,10 +6,12 @@ package backend
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"time"
 
 	"github.com/hashicorp/vault/sdk/logical"
+	bgjobs "github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/backend/jobs"
 	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/backend/lifecycle"
 	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/backend/usage"
 )
@@ -25,8 +27,7 @@ func (b *integrationsBackend) flushUsage(ctx context.Context, s logical.Storage)
 		return nil
 	}
 	a := b.activity
-	a.flushMu.Lock()
-	defer a.flushMu.Unlock()
+	defer lockRanked(rankFlush, &a.flushMu)()
 	return b.flushLocked(ctx, s)
 }
 
@@ -63,7 +64,15 @@ func (b *integrationsBackend) flushLocked(ctx context.Context, s logical.Storage
 		go func() {
 			defer wg.Done()
 			for j := range jobs {
-				if err := b.flushOne(ctx, s, cfg, j.name, j.p); err != nil {
+				var err error
+				// Guarded: a panic in one credential's flush is logged and counted as
+				// its failure (what it held stays pending), the others go on.
+				if panicked := bgjobs.Guard(b.Logger(), "usage flush", "flushing one credential's usage panicked", func() {
+					err = b.flushOne(ctx, s, cfg, j.name, j.p)
+				}); panicked {
+					err = fmt.Errorf("flushing the usage of %q panicked", j.name)
+				}
+				if err != nil {
 					errMu.Lock()
 					errs = append(errs, err)
 					errMu.Unlock()

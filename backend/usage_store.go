@@ -239,6 +239,9 @@ func (us *usageStore) indexFailing(ctx context.Context, s logical.Storage, name 
 	if err != nil || entry == nil {
 		return err
 	}
+	// A partial decode that skips upgradeUsage: the only version-0 rule (bounding
+	// each event's fields) changes no event's time, kind or status, which is all this
+	// reads.
 	var u indexedUsage
 	if err := entry.DecodeJSON(&u); err != nil {
 		return fmt.Errorf("%w: usage of %q: %w", errUndecodable, name, err)

@@ -12,6 +12,7 @@ import (
 	"github.com/hashicorp/vault/sdk/logical"
 
 	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/backend/credtype"
+	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/backend/jobs"
 	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/backend/lifecycle"
 )
 
@@ -44,7 +45,7 @@ func (b *integrationsBackend) nextVerify(cfg *engineConfig, c *credential) time.
 // runDueVerifications is the verify schedule job's run (started by the tick, one at a
 // time): it verifies every credential due, at most maxVerifyInFlight at once.
 func (b *integrationsBackend) runDueVerifications(ctx context.Context, s logical.Storage) error {
-	b.runDue(ctx, b.verifyFull, b.activity.verifying, maxVerifyInFlight, verifyBatch, verifyRetry, func(ctx context.Context, name string) {
+	b.runDue(ctx, b.verifier, b.verifyFull, b.activity.verifying, maxVerifyInFlight, verifyBatch, verifyRetry, func(ctx context.Context, name string) {
 		if _, _, err := b.verifyCredential(ctx, s, name); err != nil && ctx.Err() == nil {
 			b.Logger().Warn("scheduled verification failed; retried later", "credential", name, "error", err)
 		}
@@ -58,7 +59,10 @@ func (b *integrationsBackend) runDueVerifications(ctx context.Context, s logical
 // flight is skipped: the index scan, which files what it read before a result was
 // stored, can make it due again meanwhile.
 // full, a test hook, is called when a name waits for a slot.
-func (b *integrationsBackend) runDue(ctx context.Context, full func(), idx *lifecycle.Index, inFlight, batch int, retry time.Duration, do func(ctx context.Context, name string)) {
+//
+// Each do runs guarded (jobs.Guard): a panic in one is logged as job's and the run
+// goes on.
+func (b *integrationsBackend) runDue(ctx context.Context, job *jobs.Handle, full func(), idx *lifecycle.Index, inFlight, batch int, retry time.Duration, do func(ctx context.Context, name string)) {
 	slots := make(chan struct{}, inFlight)
 	var wg sync.WaitGroup
 	defer wg.Wait()
@@ -107,7 +111,7 @@ func (b *integrationsBackend) runDue(ctx context.Context, full func(), idx *life
 					release(name)
 					<-slots
 				}()
-				do(ctx, name)
+				job.Guard(func() { do(ctx, name) })
 			}()
 		}
 	}

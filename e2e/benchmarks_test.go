@@ -356,6 +356,10 @@ func benchLoad(t *testing.T, s benchSettings, rep *benchReport) {
 		{gitHubAppTarget, "load-int/access/gh", `"token"`, pluginName},
 		{"credentials/<name> read", "load-int/credentials/svc", `"type":"basic"`, pluginName},
 	}
+	// The JWT-bearer types' cached reads (jwtbearer_test.go's servers).
+	for _, j := range jwtBearerLoadTargets(t, v) {
+		targets = append(targets, target{j.name, j.path, j.want, pluginName})
+	}
 	// BENCH_BASELINE names an older build of this plugin in the plugin directory: its
 	// access/ reads join the rounds, so a change in the ratio can be told from noise.
 	if base := os.Getenv("BENCH_BASELINE"); base != "" {

@@ -69,7 +69,7 @@ func (r *benchReport) render(_ *testing.T) string {
 			}
 		}
 		w("\n")
-		for _, name := range []string{"access/ static (basic)", "access/ cached OAuth token"} {
+		for _, name := range append([]string{"access/ static (basic)", "access/ cached OAuth token"}, presentTargets(r, jwtBearerTargetNames)...) {
 			lo, hi := minMax(mergedRatios(r, name, "constant plugin"))
 			read("%s runs at %.3f×–%.3f× the constant plugin (target ≥ 0.900×, within 10%%): %s.", name, lo, hi, yesNo(lo >= 0.90))
 		}

@@ -60,6 +60,9 @@ var accessFields = map[string]map[string][]string{
 	"zoom":                      oauthAccess,
 	"servicenow_oauth":          oauthAccess,
 	"cisco_client_credentials":  oauthAccess,
+	"oauth2_jwt_bearer":         oauthAccess,
+	"google_service_account":    oauthAccess,
+	"salesforce_jwt":            oauthAccess,
 	"slack":                     {"token": {"token"}, "authorization": {"token"}},
 	"pagerduty":                 {"routing_key": {"routing_key"}},
 	"okta":                      {"token": {"token"}, "authorization": {"token"}},
@@ -213,6 +216,7 @@ func TestLeakScan(t *testing.T) {
 	// Providers: a real one per OAuth credential, with secrets of its own, and a
 	// hostile one that echoes whatever it is sent.
 	providers := map[string]*oauthtest.Provider{}
+	issuers := map[string]interface{ Issued() []string }{} // the JWT-bearer types' servers
 	gitHubs := map[string]*githubtest.Server{}
 	hostileAccess, hostileRefresh := "hat-"+randomHex(12), "hrt-"+randomHex(12)
 	hostile := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
@@ -315,6 +319,16 @@ func TestLeakScan(t *testing.T) {
 			values = oauth(map[string]any{"account_id": oauthtest.AccountID})
 		case "cisco_client_credentials":
 			values = oauth(map[string]any{"auth_url": ""})
+		case "oauth2_jwt_bearer", "google_service_account", "salesforce_jwt":
+			// JWT-bearer grants (jwtbearer_test.go): each against a server of its own, its
+			// key trusted there; the key and the tokens it is issued are secrets.
+			var keyPEM string
+			values, keyPEM = jwtBearerLeakValues(t, typ, m, issuers, name)
+			if typ == "google_service_account" {
+				addSecret(newPEMSecret(name, "service_account_key (private_key)", m, keyPEM))
+			} else {
+				pems["client_key"] = true
+			}
 		case "github_app":
 			// The suite's GitHub; the key's body lines are the secret (the marker rides in
 			// a PEM header, which the engine keeps with the key).
@@ -601,6 +615,11 @@ func TestLeakScan(t *testing.T) {
 			if code := req.Form.Get("code"); code != "" {
 				addSecret(newSecret(name, "authorization_code", code[:6], code))
 			}
+		}
+	}
+	for name, p := range issuers {
+		for _, tok := range p.Issued() {
+			addSecret(newSecret(name, "access_token", tok[:6], tok))
 		}
 	}
 	for name, gh := range gitHubs {

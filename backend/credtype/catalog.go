@@ -289,9 +289,7 @@ func deriveFacts(c *catalogIndex, t *Type) {
 		}
 		addTokenStateFields(t)
 		addAuthorizationFields(t)
-		if !t.OAuth.OwnAuth {
-			withClientAuth(t)
-		}
+		withClientAuth(t)
 	}
 	withTrustAnchors(t)
 	if t.OAuth == nil || !t.OAuth.OwnAuth {

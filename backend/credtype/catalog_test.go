@@ -34,6 +34,10 @@ var designTable = []struct {
 	{"zoom", KindOAuth2, nil, append([]string{"account_id*", "client_id*", "client_secret~", "token_url", "auth_url", "auth_style"}, clientAuthFields...), false},
 	{"servicenow_oauth", KindOAuth2, nil, append([]string{"instance*", "client_id*", "client_secret~", "username", "password", "token_url", "auth_url", "auth_style"}, clientAuthFields...), true},
 	{"cisco_client_credentials", KindOAuth2, nil, append([]string{"auth_url*", "client_id*", "client_secret~", "token_url", "auth_style"}, clientAuthFields...), false},
+	{"oauth2_jwt_bearer", KindOAuth2, nil, []string{"token_url*", "issuer*", "subject", "audience", "client_key*", "client_key_id", "scopes", "scope_in", "assertion_lifetime", "claims",
+		"client_id", "client_secret", "auth_style", "client_certificate~", "client_assertion_audience", "client_assertion_algorithm", "ca_certificate"}, false},
+	{"google_service_account", KindOAuth2, nil, []string{"service_account_key*", "scopes*", "subject", "ca_certificate"}, false},
+	{"salesforce_jwt", KindOAuth2, nil, []string{"login_url", "consumer_key*", "username*", "client_key*", "ca_certificate"}, false},
 	{"slack", KindStatic, nil, []string{"token*"}, false},
 	{"pagerduty", KindStatic, nil, []string{"routing_key*"}, false},
 	{"okta", KindStatic, nil, []string{"url*", "token*", "ca_certificate"}, false},
@@ -47,11 +51,11 @@ var designTable = []struct {
 var clientAuthFields = []string{"client_key~", "client_key_id", "client_certificate~", "client_assertion_audience", "client_assertion_algorithm", "ca_certificate"}
 
 // oauthOwn are the fields every OAuth type takes after those (API.md, "Every OAuth type").
-var oauthOwn = []string{"client_secret_expires_at"}
+var oauthOwn = []string{"client_secret_expires_at", "client_secret_overlap"}
 
 var lifecycleNames = []string{"description", "tags", "used_by", "suspend_after", "purge_after", "verify_interval", "expires_at"}
 
-var sensitiveNames = []string{"client_key", "client_secret", "key", "passphrase", "password", "private_key", "private_key_password", "refresh_token", "routing_key", "token", "totp_secret", "url"}
+var sensitiveNames = []string{"client_key", "client_secret", "key", "passphrase", "password", "private_key", "private_key_password", "refresh_token", "routing_key", "service_account_key", "token", "totp_secret", "url"}
 
 func TestCatalogMatchesDesign(t *testing.T) {
 	t.Parallel()

@@ -117,6 +117,9 @@ func requiredWhen(c *Condition) fieldOption {
 // and client_assertion_algorithm. A client_secret the entry requires becomes required
 // only for the shared-secret styles.
 func withClientAuth(t *Type) {
+	if t.OAuth.NoClientAuth {
+		return
+	}
 	own, common := splitCommon(t.Fields)
 	if _, ok := t.Field("auth_style"); !ok {
 		var opts []fieldOption
@@ -132,6 +135,9 @@ func withClientAuth(t *Type) {
 		}
 	}
 	for _, n := range clientAuthNames {
+		if _, listed := t.Field(n); listed {
+			continue // the entry's own (a JWT-bearer type's client_key is required)
+		}
 		var opts []fieldOption
 		switch n {
 		case "client_key":

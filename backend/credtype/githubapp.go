@@ -83,7 +83,7 @@ func githubAppType() *Type {
 		Name: "github_app",
 		// TokenURL names base_url, so the preset's endpoint is the REST root; the
 		// token request itself is oauth's (githubapp.go).
-		OAuth:       &OAuthPreset{Grant: GrantGitHubApp, TokenURL: "{base_url}", OwnAuth: true}, //nolint:gosec // G101: a template naming another field, not a credential
+		OAuth:       &OAuthPreset{Grant: GrantGitHubApp, TokenURL: "{base_url}", OwnAuth: true, NoClientAuth: true}, //nolint:gosec // G101: a template naming another field, not a credential
 		Description: "A GitHub App: its private key signs an App JWT, traded for an installation access token (1 hour), optionally narrowed to repositories and permissions.",
 		Fields: fields(false,
 			use(FieldAppID),

@@ -1,6 +1,8 @@
 package credtype
 
 import (
+	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/internal/fixtures"
+
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/ed25519"
@@ -195,9 +197,17 @@ func goodValues(t testing.TB, typ string) map[string]any {
 		"servicenow_oauth":         {"instance": "dev12345", "client_id": "sn1", "client_secret": "ss1"},
 		"cisco_client_credentials": {"auth_url": "https://visibility.amp.cisco.com/iroh/oauth2/token", "client_id": "cc1", "client_secret": "cs1"},
 		"slack":                    {"token": "xoxb-1234-5678-abcdef"},
-		"pagerduty":                {"routing_key": "e93facc04764012d7bfb002500d5d1a6"},
-		"okta":                     {"url": "https://example.okta.com", "token": "00abcdefghijklmnopqrstuvwxyz0123456789ABCD"},
-		"github_app":               {"app_id": "123456", "private_key": p.rsaPKCS1, "installation_id": "7890123"},
+		"oauth2_jwt_bearer": {
+			"token_url": "https://auth.example.com/oauth2/token", "issuer": "svc-1", "client_key": p.rsaPKCS8,
+		},
+		"google_service_account": {
+			"service_account_key": fixtures.ServiceAccountKey(p.rsaKey, "sa@project-1.iam.gserviceaccount.com", "0123abcd", "https://oauth2.googleapis.com/token"),
+			"scopes":              []string{"https://www.googleapis.com/auth/cloud-platform"},
+		},
+		"salesforce_jwt": {"consumer_key": "3MVG9abc", "username": "api@example.com", "client_key": p.rsaPKCS1},
+		"pagerduty":      {"routing_key": "e93facc04764012d7bfb002500d5d1a6"},
+		"okta":           {"url": "https://example.okta.com", "token": "00abcdefghijklmnopqrstuvwxyz0123456789ABCD"},
+		"github_app":     {"app_id": "123456", "private_key": p.rsaPKCS1, "installation_id": "7890123"},
 	}
 	v, ok := examples[typ]
 	if !ok {

@@ -35,9 +35,23 @@ type OAuthPreset struct {
 	// Params are fields sent as extra token-request parameters, such as Zoom's
 	// account_id; each is required.
 	Params []string
-	// OwnAuth marks a grant that authenticates with a key of its own (a GitHub App's
-	// JWT): the type takes no client-authentication fields and no
-	// client_secret_expires_at.
+	// TokenURLFromKey: the token endpoint is the one the key file names (Google's
+	// token_uri, Assertion.TokenURL), and the type has no token_url field.
+	TokenURLFromKey bool
+	// NoClientAuth: the provider knows the client by the assertion alone (Google,
+	// Salesforce); the type takes no client-authentication fields.
+	NoClientAuth bool
+	// ResponseFields are members of the token answer, besides the token, that access/
+	// hands out with it (Salesforce's instance_url). Each must be an https URL: the
+	// only kind a preset names.
+	ResponseFields []string
+
+	// assertion builds the JWT-bearer grant's assertion (GrantJWTBearer) from a
+	// credential's values (jwtbearer.go); nil for the other grants.
+	assertion func(values map[string]any) (*Assertion, error)
+	// OwnAuth marks a grant that is not OAuth's (a GitHub App's JWT, with
+	// NoClientAuth): the type takes no client_secret_expires_at and no
+	// client_secret_overlap, having no client secret.
 	OwnAuth bool
 }
 
@@ -61,6 +75,9 @@ func (t *Type) FillEndpoint(tmpl string, values map[string]any) (string, error) 
 		name := m[1 : len(m)-1]
 		f, _ := t.Field(name) // buildCatalog checked it is one of t's fields
 		v, set, err := f.normalize(values[name])
+		if !set && err == nil && f.Default != nil {
+			v, set = f.Default, true // such as salesforce_jwt's login_url
+		}
 		switch {
 		case ferr != nil:
 		case err != nil:
@@ -106,8 +123,11 @@ func checkPreset(t *Type) {
 			panic(fmt.Sprintf("credtype: type %s: malformed endpoint template %q", t.Name, tmpl))
 		}
 	}
-	if p.TokenURL == "" {
+	if p.TokenURL == "" && !p.TokenURLFromKey {
 		need = append(need, "token_url")
+	}
+	if (p.Grant == GrantJWTBearer) != (p.assertion != nil) {
+		panic(fmt.Sprintf("credtype: type %s: the JWT-bearer grant and an assertion go together", t.Name))
 	}
 	if p.PasswordGrantWithUser || p.Grant == "password" {
 		need = append(need, "username", "password")

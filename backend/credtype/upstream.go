@@ -31,7 +31,7 @@ func addOAuthFields(t *Type) {
 		return
 	}
 	var add []Field
-	for _, n := range oauthNames {
+	for _, n := range append(oauthNames[:len(oauthNames):len(oauthNames)], overlapNames...) {
 		if _, ok := t.Field(n); !ok {
 			add = append(add, use(n))
 		}

@@ -48,9 +48,12 @@ func TestValidateRequiresRequiredFields(t *testing.T) {
 				t.Parallel()
 				for _, empty := range []any{nil, "", "   "} {
 					in := goodValues(t, typ.Name)
-					if empty == nil {
+					switch {
+					case empty == nil:
 						delete(in, f.Name)
-					} else {
+					case f.Type == FieldList:
+						in[f.Name] = []string{empty.(string)} // a list arrives as a list
+					default:
 						in[f.Name] = empty
 					}
 					if f.verbatim && empty == "   " {

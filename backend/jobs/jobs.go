@@ -431,17 +431,28 @@ func (h *Handle) inline(ctx context.Context, s logical.Storage) (err error) {
 
 // guard runs f and reports whether it panicked, logging the panic without its value.
 func (h *Handle) guard(f func()) (panicked bool) {
+	return Guard(h.r.o.Logger(), h.spec.Name, "background job panicked; restarted", f)
+}
+
+// Guard runs f, one piece of a job's work on a goroutine of its own (a worker of a
+// run, a flush worker), and reports whether it panicked. A panic is recovered and
+// logged as the runner logs a job's own: the job's name, the panic's type and the
+// stack, never the value, which may hold a secret (a formatted token, a request). The
+// piece's work is lost; the job goes on with the next.
+func Guard(logger hclog.Logger, job, msg string, f func()) (panicked bool) {
 	defer func() {
 		if v := recover(); v != nil {
 			panicked = true
-			// The value may hold a secret (a formatted token, a request): only its
-			// type is logged, with the stack, which holds no values.
-			h.r.o.Logger().Error("background job panicked; restarted", "job", h.spec.Name,
-				"panic_type", fmt.Sprintf("%T", v), "stack", string(debug.Stack()))
+			logger.Error(msg, "job", job, "panic_type", fmt.Sprintf("%T", v), "stack", string(debug.Stack()))
 		}
 	}()
 	f()
 	return false
+}
+
+// Guard runs f, a piece of h's work on a goroutine of its own, as the package's Guard.
+func (h *Handle) Guard(f func()) (panicked bool) {
+	return Guard(h.r.o.Logger(), h.spec.Name, "a piece of a background job panicked; the job goes on", f)
 }
 
 // pause waits out the restart pause after panics panics; false when ctx ended first.

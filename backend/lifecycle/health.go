@@ -149,6 +149,9 @@ func (p Policy) Alerts(name string, in HealthInput, now time.Time) []Alert {
 	if s.VerifyFailed() {
 		add(AlertVerifyFailed, s.Verified.CheckedAt, true, s.Verified.Detail)
 	}
+	if at, detail, ok := s.secretRefusedAlert(now); ok {
+		add(AlertNewSecretRefused, at, false, detail)
+	}
 	if in.ConsecutiveFailures >= FailingAfter {
 		add(AlertFailing, time.Time{}, true, strconv.Itoa(in.ConsecutiveFailures)+" failures in a row")
 	}
@@ -237,6 +240,9 @@ func (p Policy) AlertsFrom(s State) time.Time {
 	}
 	for _, u := range s.Upstream {
 		from = earliest(from, p.upstreamAlertFrom(u))
+	}
+	if o := s.SecretOverlap; o != nil && !o.RefusedAt.IsZero() {
+		from = earliest(from, o.RefusedAt)
 	}
 	return from
 }

@@ -83,6 +83,9 @@ type State struct {
 	// Upstream holds the credential's upstream expiries and what was announced about
 	// each (upstream.go): kept apart from Warned, which a new window forgets.
 	Upstream []Upstream `json:"upstream,omitempty"`
+	// SecretOverlap is set while the credential keeps its previous client secret
+	// (client_secret_overlap, secret_overlap.go).
+	SecretOverlap *SecretOverlap `json:"secret_overlap,omitempty"`
 }
 
 // NewState is the state of a credential created at the given time.

@@ -88,24 +88,8 @@ func (o *Outbox) Deliver(ctx context.Context) {
 	o.passMu.Lock()
 	defer o.passMu.Unlock()
 	now := o.d.Now().UTC()
-	o.mu.Lock()
-	if err := o.loadLocked(ctx, s); err != nil {
-		o.mu.Unlock()
-		o.d.Logger().Warn("reading the notification outbox failed; will retry", "error", err)
-		return
-	}
-	if now.Before(o.pausedUntil) {
-		o.mu.Unlock()
-		return
-	}
-	var due []*Entry
-	for _, e := range o.entries {
-		if e.delivered || !now.Before(e.NextAttempt) {
-			due = append(due, e)
-		}
-	}
-	o.mu.Unlock()
-	if len(due) == 0 {
+	due, ok := o.dueAt(ctx, s, now)
+	if !ok || len(due) == 0 {
 		return
 	}
 	slices.SortFunc(due, func(a, b *Entry) int { return strings.Compare(a.ID, b.ID) })
@@ -117,59 +101,27 @@ func (o *Outbox) Deliver(ctx context.Context) {
 	}
 	if set.Credential == "" {
 		// The operator turned notifications off: what waits goes too.
-		o.mu.Lock()
-		for _, e := range due {
-			o.removeLocked(ctx, s, e)
-		}
-		o.mu.Unlock()
+		o.removeAll(ctx, s, due)
 		return
 	}
 	for _, e := range due {
 		if ctx.Err() != nil {
 			return // stopping
 		}
-		var res attemptResult
-		o.mu.Lock()
-		if o.entries[e.ID] != e { // dropped for a purge warning meanwhile
-			o.mu.Unlock()
-			continue
+		n, delivered, ok := o.begin(e)
+		if !ok {
+			continue // dropped for a purge warning meanwhile
 		}
-		delivered := e.delivered
-		n := e.Notification
-		e.posting = !delivered // what arrives meanwhile waits in an entry of its own
-		o.mu.Unlock()
+		var res attemptResult
 		if !delivered {
 			res = o.attempt(ctx, s, set, n)
 		}
-		o.mu.Lock()
-		e.posting = false
-		if ctx.Err() != nil {
-			o.mu.Unlock()
+		switch o.finish(ctx, s, e, delivered, res, now) {
+		case passStop:
 			return
-		}
-		if o.entries[e.ID] != e {
-			o.mu.Unlock()
+		case passNext:
 			continue
 		}
-		if !delivered {
-			o.d.Attempted(res.failure)
-		}
-		if res.failure == "" {
-			e.delivered = true
-			o.removeLocked(ctx, s, e)
-			o.mu.Unlock()
-			continue
-		}
-		e.Attempts++
-		e.LastFailure = res.failure
-		e.NextAttempt = now.Add(max(o.d.Backoff(e.Attempts), time.Second))
-		if err := o.putLocked(ctx, s, e); err != nil {
-			o.d.Logger().Warn("storing a notification's attempts failed", "error", err)
-		}
-		if res.targetDown {
-			o.pausedUntil = e.NextAttempt
-		}
-		o.mu.Unlock()
 		o.d.Logger().Warn("notification not delivered; will retry",
 			"notify_credential", set.Credential, "credential", n.Credential, "event", n.Event, "attempt", e.Attempts, "failure", res.failure,
 			"next_attempt", RFC3339(e.NextAttempt))
@@ -177,6 +129,94 @@ func (o *Outbox) Deliver(ctx context.Context) {
 			return
 		}
 	}
+}
+
+// Each step of a pass that touches the entries holds o.mu in a function of its own,
+// released by defer: a panic in the middle of one (recovered by the job runner) must
+// not leave the outbox locked for every later Enqueue.
+
+// dueAt loads the outbox if need be and returns the entries due at now; ok is false
+// when the pass has nothing to do (storage failed, or the receiver's pause runs).
+func (o *Outbox) dueAt(ctx context.Context, s logical.Storage, now time.Time) (due []*Entry, ok bool) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if err := o.loadLocked(ctx, s); err != nil {
+		o.d.Logger().Warn("reading the notification outbox failed; will retry", "error", err)
+		return nil, false
+	}
+	if now.Before(o.pausedUntil) {
+		return nil, false
+	}
+	for _, e := range o.entries {
+		if e.delivered || !now.Before(e.NextAttempt) {
+			due = append(due, e)
+		}
+	}
+	return due, true
+}
+
+// removeAll removes the given entries.
+func (o *Outbox) removeAll(ctx context.Context, s logical.Storage, due []*Entry) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	for _, e := range due {
+		o.removeLocked(ctx, s, e)
+	}
+}
+
+// begin marks e as being posted and returns what to post; ok is false when e has left
+// the outbox meanwhile. What arrives for the same notification while e is posted
+// waits in an entry of its own.
+func (o *Outbox) begin(e *Entry) (n Notification, delivered, ok bool) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.entries[e.ID] != e {
+		return Notification{}, false, false
+	}
+	e.posting = !e.delivered
+	return e.Notification, e.delivered, true
+}
+
+// passStep is what a pass does after an attempt.
+type passStep int
+
+const (
+	passNext   passStep = iota // on to the next entry
+	passFailed                 // e failed and is rescheduled: log it, and stop if the receiver is down
+	passStop                   // the pass is stopping
+)
+
+// finish records the attempt's outcome on e: delivered entries leave the outbox,
+// failed ones are rescheduled after the capped backoff (and the whole outbox paused
+// when the receiver itself failed).
+func (o *Outbox) finish(ctx context.Context, s logical.Storage, e *Entry, delivered bool, res attemptResult, now time.Time) passStep {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	e.posting = false
+	if ctx.Err() != nil {
+		return passStop
+	}
+	if o.entries[e.ID] != e {
+		return passNext
+	}
+	if !delivered {
+		o.d.Attempted(res.failure)
+	}
+	if res.failure == "" {
+		e.delivered = true
+		o.removeLocked(ctx, s, e)
+		return passNext
+	}
+	e.Attempts++
+	e.LastFailure = res.failure
+	e.NextAttempt = now.Add(max(o.d.Backoff(e.Attempts), time.Second))
+	if err := o.putLocked(ctx, s, e); err != nil {
+		o.d.Logger().Warn("storing a notification's attempts failed", "error", err)
+	}
+	if res.targetDown {
+		o.pausedUntil = e.NextAttempt
+	}
+	return passFailed
 }
 
 // attemptResult is the outcome of one attempt at a notification.

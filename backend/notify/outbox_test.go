@@ -27,6 +27,8 @@ type mount struct {
 	target    Target
 	attempted []string
 	dropped   int
+
+	panicOnAttempt atomic.Bool // Attempted panics, as a bug in a metric would
 }
 
 func (m *mount) clock() time.Time {
@@ -59,9 +61,16 @@ func newTestOutbox(t *testing.T) (*Outbox, *mount) {
 			return m.target, nil
 		},
 		Transport: func(string) (http.RoundTripper, error) { return http.DefaultTransport, nil },
-		Attempted: func(failure string) { m.mu.Lock(); m.attempted = append(m.attempted, failure); m.mu.Unlock() },
-		Dropped:   func() { m.mu.Lock(); m.dropped++; m.mu.Unlock() },
-		Backoff:   func(int) time.Duration { return time.Minute },
+		Attempted: func(failure string) {
+			if m.panicOnAttempt.Load() {
+				panic("a bug while counting an attempt")
+			}
+			m.mu.Lock()
+			m.attempted = append(m.attempted, failure)
+			m.mu.Unlock()
+		},
+		Dropped: func() { m.mu.Lock(); m.dropped++; m.mu.Unlock() },
+		Backoff: func(int) time.Duration { return time.Minute },
 	})
 	return o, m
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -193,7 +194,17 @@ func (b *Broker) wait(ctx context.Context, key string, cfg Config, cached *Token
 	persist func(context.Context, *Token) error) (Result, error) {
 	flightCtx := context.WithoutCancel(ctx)
 	var started atomic.Bool // whether this call's function became the flight
-	ch := b.group.DoChan(key, func() (any, error) {
+	ch := b.group.DoChan(key, func() (val any, err error) {
+		// singleflight re-panics a flight's panic on a goroutine of its own, where
+		// nothing can recover it: the flight recovers it here and fails with a
+		// PanicError, which carries no value. A token the flight minted but did not
+		// store stays unpersisted in the key's state, and the next request stores
+		// it first.
+		defer func() {
+			if v := recover(); v != nil {
+				val, err = Result{}, &PanicError{Type: fmt.Sprintf("%T", v), Stack: debug.Stack()}
+			}
+		}()
 		started.Store(true)
 		fctx, done, err := b.startFlight(flightCtx)
 		if err != nil {
@@ -363,6 +374,18 @@ func bucketOf(key string) string {
 		return key[:i]
 	}
 	return key
+}
+
+// PanicError is a token request that panicked (in the Client, or in the persist
+// callback): the panic's type and the stack, never its value, which may hold a secret.
+// The backend logs it.
+type PanicError struct {
+	Type  string
+	Stack []byte
+}
+
+func (e *PanicError) Error() string {
+	return "internal error: the token request panicked (" + e.Type + "); the plugin's log has the stack"
 }
 
 // ErrDiscarded is what a persist callback returns (wrapped) to refuse a token for

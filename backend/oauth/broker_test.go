@@ -550,3 +550,37 @@ func TestBrokerRetryAt(t *testing.T) {
 		t.Fatalf("RetryAt after the first failure = %s, want %s", got, want)
 	}
 }
+
+// A flight that panics (here in the persist callback, after the provider answered)
+// fails its callers with a PanicError that carries no value, instead of killing the
+// process on singleflight's goroutine; the token the provider issued is kept
+// unpersisted and stored first by the next call, without a new request.
+func TestBrokerFlightPanicIsAnError(t *testing.T) {
+	t.Parallel()
+	p := newProvider(t, providerOptions{})
+	clock := newFakeClock()
+	b := newTestBroker(clock)
+	cfg := p.config(AuthStyleHeader)
+	const secret = "PANIC-VALUE-MARKER"
+	_, err := b.Token(context.Background(), "cred", cfg, nil, time.Minute, func(context.Context, *Token) error {
+		panic(secret)
+	})
+	var pe *PanicError
+	if !errors.As(err, &pe) || pe.Type != "string" || len(pe.Stack) == 0 {
+		t.Fatalf("err = %v, want a PanicError with the type and the stack", err)
+	}
+	if strings.Contains(err.Error(), secret) || strings.Contains(string(pe.Stack), secret) {
+		t.Fatal("the panic's value is in the error")
+	}
+	var st savedTokens
+	res, err := b.Token(context.Background(), "cred", cfg, nil, time.Minute, st.persist)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := p.requests.Load(); n != 1 {
+		t.Errorf("%d provider requests, want 1: the token minted before the panic is served", n)
+	}
+	if st.count() != 1 || res.Token.AccessToken != st.lastSaved().AccessToken {
+		t.Errorf("the token minted before the panic was not stored first: saved %d", st.count())
+	}
+}

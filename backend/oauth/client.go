@@ -53,6 +53,13 @@ type Token struct {
 	// LifetimeCapped is set when the provider's expires_in was longer than
 	// MaxLifetime: Expiry is IssuedAt + MaxLifetime instead.
 	LifetimeCapped bool `json:"lifetime_capped,omitempty"`
+	// Extra are the answer's members the preset names besides the token
+	// (Config.ResponseFields: Salesforce's instance_url), handed out with it. Not
+	// secrets.
+	Extra map[string]string `json:"extra,omitempty"`
+	// ByPrevious, in memory only, is set on a token obtained through Config.Previous
+	// after the current client secret or key was refused (overlap.go).
+	ByPrevious bool `json:"-"`
 	// GitHub is what a GitHub App installation token was granted (githubapp.go).
 	GitHub *GitHubGrant `json:"github,omitempty"`
 }
@@ -66,9 +73,9 @@ func (t *Token) Fresh(now time.Time, d, defaultLifetime time.Duration) bool {
 // String describes t without its access and refresh tokens, for logs. It
 // has a value receiver so Token values and pointers both redact.
 func (t Token) String() string {
-	return fmt.Sprintf("oauth.Token{TokenType:%s AccessToken:%s RefreshToken:%s Expiry:%s Scope:%q IssuedAt:%s}",
+	return fmt.Sprintf("oauth.Token{TokenType:%s AccessToken:%s RefreshToken:%s Expiry:%s Scope:%q IssuedAt:%s Extra:%v}",
 		t.TokenType, redact(t.AccessToken), redact(t.RefreshToken),
-		t.Expiry.UTC().Format(time.RFC3339), t.Scope, t.IssuedAt.UTC().Format(time.RFC3339))
+		t.Expiry.UTC().Format(time.RFC3339), t.Scope, t.IssuedAt.UTC().Format(time.RFC3339), t.Extra)
 }
 
 // GoString is String, so %#v redacts too.
@@ -180,6 +187,9 @@ func NewClient(o ClientOptions) *Client {
 // Code "no_refresh_token". When the provider does not rotate the refresh
 // token, the returned Token keeps refreshToken. Failures are *Error.
 func (c *Client) Mint(ctx context.Context, cfg Config, refreshToken string) (*Token, error) {
+	if cfg.Previous != nil {
+		return c.mintOverlap(ctx, cfg, refreshToken)
+	}
 	if err := checkConfig(cfg); err != nil {
 		return nil, err
 	}
@@ -204,6 +214,13 @@ func (c *Client) Mint(ctx context.Context, cfg Config, refreshToken string) (*To
 		// and runs exactly one refresh_token grant.
 		grant = "refresh_token"
 		tok, err = cfg.codeConfig().TokenSource(ctx, &oauth2.Token{RefreshToken: refreshToken}).Token()
+	case GrantJWTBearer:
+		dc, aerr := c.jwtBearerConfig(cfg)
+		if aerr != nil {
+			c.observe(grant, start, aerr)
+			return nil, aerr
+		}
+		tok, err = dc.Token(ctx)
 	default:
 		tok, err = cfg.directConfig().Token(ctx)
 	}
@@ -234,6 +251,9 @@ func (c *Client) Exchange(ctx context.Context, cfg Config, code, verifier string
 	}
 	if code == "" {
 		return nil, &Error{Class: Permanent, Code: CodeInvalidConfig, detail: "authorization code is empty"}
+	}
+	if cfg.Previous != nil {
+		return c.exchangeOverlap(ctx, cfg, code, verifier)
 	}
 	if err := checkConfig(cfg); err != nil {
 		return nil, err
@@ -411,6 +431,9 @@ func (c *Client) token(tok *oauth2.Token, cfg Config) (*Token, error) {
 	}
 	if assumed {
 		t.AssumedLifetime = lifetime
+	}
+	if t.Extra, err = responseFields(tok, cfg); err != nil {
+		return nil, err
 	}
 	if s, ok := tok.Extra("scope").(string); ok && s != "" {
 		t.Scope = s

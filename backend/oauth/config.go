@@ -88,6 +88,16 @@ type Config struct {
 	// zero means the Client's.
 	DefaultLifetime time.Duration
 
+	// Assertion is what the JWT-bearer grant signs for every token request
+	// (jwtbearer.go); nil for the other grants. It holds the signing key.
+	Assertion *credtype.Assertion
+	// ResponseFields are token-answer members handed out with the token
+	// (credtype.OAuthPreset.ResponseFields), kept in Token.Extra.
+	ResponseFields []string
+	// Previous is the client as it was before its secret or key was rotated, while the
+	// credential keeps it (client_secret_overlap): tried once when this one is refused
+	// with invalid_client (overlap.go). Never printed by String.
+	Previous *Config
 	// GitHub is a github_app credential's App (githubapp.go); nil for other grants.
 	GitHub *GitHubApp
 }
@@ -99,7 +109,8 @@ var reservedParams = map[string]bool{
 	"username": true, "password": true, "scope": true, "refresh_token": true,
 	"code": true, "code_verifier": true, "code_challenge": true,
 	"code_challenge_method": true, "redirect_uri": true, "state": true,
-	"response_type": true, "audience": true,
+	"response_type": true, "audience": true, "assertion": true,
+	"client_assertion": true, "client_assertion_type": true,
 }
 
 // FromFields maps a credential's validated fields to a Config by its type's OAuth
@@ -140,7 +151,14 @@ func FromFields(typeName string, fields map[string]any) (Config, error) {
 	if len(cfg.Scopes) == 0 {
 		cfg.Scopes = t.DefaultScopes()
 	}
-	cfg.TokenURL = f.endpoint(t, p.TokenURL, "token_url")
+	if !p.TokenURLFromKey {
+		cfg.TokenURL = f.endpoint(t, p.TokenURL, "token_url")
+	}
+	if cfg.Grant == GrantJWTBearer && f.err == nil {
+		if err := fromAssertion(t, &cfg, fields); err != nil {
+			f.err = err
+		}
+	}
 	if p.AuthURL != "" {
 		cfg.AuthURL = f.endpoint(t, p.AuthURL, "auth_url")
 	}
@@ -168,7 +186,11 @@ func FromFields(typeName string, fields map[string]any) (Config, error) {
 		defaultStyle(&cfg, AuthStyleBody)
 	}
 	defaultStyle(&cfg, p.AuthStyle)
-	cfg.ClientID = f.required("client_id")
+	if cfg.Grant == GrantJWTBearer {
+		cfg.ClientID = f.str("client_id") // optional: the assertion names the client
+	} else {
+		cfg.ClientID = f.required("client_id")
+	}
 	if f.err != nil {
 		return Config{}, fmt.Errorf("%s: %w", typeName, f.err)
 	}
@@ -183,11 +205,11 @@ func FromFields(typeName string, fields map[string]any) (Config, error) {
 func (c Config) String() string {
 	return fmt.Sprintf("oauth.Config{Grant:%s TokenURL:%s AuthURL:%s ClientID:%s ClientSecret:%s Scopes:%v "+
 		"Audience:%s AuthStyle:%s Username:%s Password:%s RedirectURL:%s Params:%v "+
-		"ClientKey:%s ClientKeyID:%s ClientCertificate:%s ClientAssertionAudience:%s ClientAssertionAlgorithm:%s CACertificate:%s}",
+		"ClientKey:%s ClientKeyID:%s ClientCertificate:%s ClientAssertionAudience:%s ClientAssertionAlgorithm:%s CACertificate:%s Assertion:%v}",
 		c.Grant, c.TokenURL, c.AuthURL, c.ClientID, redact(c.ClientSecret), c.Scopes,
 		c.Audience, c.AuthStyle, c.Username, redact(c.Password), c.RedirectURL, c.Params,
 		redact(c.ClientKey), c.ClientKeyID, present(c.ClientCertificate), c.ClientAssertionAudience,
-		c.ClientAssertionAlgorithm, present(c.CACertificate))
+		c.ClientAssertionAlgorithm, present(c.CACertificate), c.Assertion)
 }
 
 func present(s string) string {
@@ -221,7 +243,7 @@ func (c Config) Validate() error {
 		return c.GitHub.validate(c)
 	}
 	var errs []error
-	if c.ClientID == "" {
+	if c.ClientID == "" && c.Grant != GrantJWTBearer {
 		errs = append(errs, errors.New("client_id is required"))
 	}
 	if err := CheckEndpoint(c.TokenURL); err != nil {
@@ -268,6 +290,10 @@ func (c Config) Validate() error {
 	case GrantAuthorizationCode:
 		if err := CheckEndpoint(c.AuthURL); err != nil {
 			errs = append(errs, fmt.Errorf("auth_url: %w", err))
+		}
+	case GrantJWTBearer:
+		if err := c.validateAssertion(); err != nil {
+			errs = append(errs, err)
 		}
 	default:
 		errs = append(errs, fmt.Errorf("unsupported grant %q", c.Grant))

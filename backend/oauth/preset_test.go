@@ -1,11 +1,14 @@
 package oauth
 
 import (
+	"maps"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/backend/credtype"
+	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/internal/fixtures"
 )
 
 // sample holds a valid value for every field an OAuth type may require.
@@ -16,8 +19,15 @@ var sample = map[string]any{
 	"app_id": "1", "installation_id": "2", "private_key": "k",
 }
 
+// keySample is an RSA client key (PKCS#8 PEM) for the JWT-bearer types.
+var keySample = sync.OnceValue(func() string { return fixtures.KeyPEM(fixtures.RSAKey()) })
+
 // requiredSample is the sample value of each field typ requires.
 func requiredSample(typ *credtype.Type) map[string]any {
+	sample := maps.Clone(sample)
+	sample["issuer"], sample["consumer_key"], sample["client_key"] = "iss", "ck", keySample()
+	sample["scopes"] = []string{"s1"}
+	sample["service_account_key"] = fixtures.ServiceAccountKey(fixtures.RSAKey(), "sa@p.iam.gserviceaccount.com", "kid1", "https://oauth2.googleapis.com/token")
 	fields := map[string]any{}
 	for _, g := range typ.Fields {
 		if g.Required || g.OneOf != nil && g.OneOf.Exactly && g.OneOf.Fields[0] == g.Name {

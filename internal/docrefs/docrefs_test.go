@@ -209,3 +209,63 @@ func rel(root, path string) string {
 	}
 	return path
 }
+
+// TestFileMapListsEverySource fails when docs/ARCHITECTURE.md's file map misses a
+// source file of the plugin (backend/ and cmd/, tests aside) or lists one that is
+// gone: a newcomer reads the map to find what owns what.
+func TestFileMapListsEverySource(t *testing.T) {
+	root := repoRoot(t)
+	doc, err := os.ReadFile(filepath.Join(root, "docs", "ARCHITECTURE.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	section := mapSection(string(doc))
+	if section == "" {
+		t.Fatal(`docs/ARCHITECTURE.md has no "## File map" section`)
+	}
+	listed := map[string]bool{}
+	for _, name := range goFileRef.FindAllString(section, -1) {
+		listed[name] = true
+	}
+	var sources []string
+	for _, dir := range []string{"backend", "cmd"} {
+		err := filepath.WalkDir(filepath.Join(root, dir), func(path string, d fs.DirEntry, err error) error {
+			if err != nil {
+				return err
+			}
+			if d.IsDir() && skipped[d.Name()] {
+				return filepath.SkipDir
+			}
+			if !d.IsDir() && strings.HasSuffix(path, ".go") && !strings.HasSuffix(path, "_test.go") {
+				r, _ := filepath.Rel(root, path)
+				sources = append(sources, filepath.ToSlash(r))
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, s := range sources {
+		if !listed[s] {
+			t.Errorf("the file map does not list %s", s)
+		}
+		delete(listed, s)
+	}
+	for name := range listed {
+		t.Errorf("the file map lists %s, which is not a source file of backend/ or cmd/", name)
+	}
+}
+
+// mapSection is the text of the "## File map" section of an architecture document, up
+// to its next heading (the test map that follows is checked by TestNamedGoFilesExist).
+func mapSection(doc string) string {
+	_, after, ok := strings.Cut(doc, "\n## File map\n")
+	if !ok {
+		return ""
+	}
+	if i := strings.Index(after, "\n#"); i >= 0 {
+		after = after[:i]
+	}
+	return after
+}

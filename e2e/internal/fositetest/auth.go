@@ -65,6 +65,7 @@ type store struct {
 	*storage.MemoryStore
 	mu      sync.RWMutex
 	clients map[string]*registered
+	trusted []trustedKey // grant-assertion keys (jwtbearer.go)
 }
 
 func (s *store) GetClient(_ context.Context, id string) (fosite.Client, error) {

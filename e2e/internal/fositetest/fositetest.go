@@ -52,6 +52,10 @@ const maxBody = 64 << 10
 type Options struct {
 	// AccessTTL is the lifetime of the access tokens issued; SetAccessTTL changes it.
 	AccessTTL time.Duration
+	// JWTBearerWithoutClient lets a JWT-bearer grant (GrantJWTBearer) come without
+	// client authentication, the assertion alone identifying the caller; otherwise the
+	// client must authenticate and be allowed the grant (RegisterJWTBearerClient).
+	JWTBearerWithoutClient bool
 }
 
 // Request is one token request as received, with the answer given.
@@ -62,6 +66,9 @@ type Request struct {
 	Form url.Values
 	// Assertion is the client_assertion, decoded unverified; nil when none parsed.
 	Assertion *Assertion
+	// Grant is the JWT-bearer grant's assertion, decoded unverified; nil when none
+	// parsed.
+	Grant *Assertion
 	// PeerCertificate is the client certificate presented over mutual TLS, if any.
 	PeerCertificate *x509.Certificate
 	// Status is the HTTP status answered; Error the OAuth error code ("" on success)
@@ -129,6 +136,8 @@ func New(t testing.TB, o Options) *Provider {
 		ScopeStrategy:            func([]string, string) bool { return true },
 		AudienceMatchingStrategy: func([]string, []string) error { return nil },
 		JWKSFetcherStrategy:      fosite.NewDefaultJWKSFetcherStrategy(),
+
+		GrantTypeJWTBearerCanSkipClientAuth: o.JWTBearerWithoutClient,
 	}
 	base.ClientSecretsHasher = &fosite.BCrypt{Config: base}
 	cfg := config{Config: base, p: p}
@@ -138,6 +147,7 @@ func New(t testing.TB, o Options) *Provider {
 	for _, factory := range []compose.Factory{
 		compose.OAuth2ClientCredentialsGrantFactory, compose.OAuth2AuthorizeExplicitFactory,
 		compose.OAuth2RefreshTokenGrantFactory, compose.OAuth2PKCEFactory,
+		compose.RFC7523AssertionGrantFactory,
 	} {
 		h := factory(cfg, p.store, strategy)
 		if ah, ok := h.(fosite.AuthorizeEndpointHandler); ok {
@@ -184,6 +194,9 @@ func (p *Provider) serveToken(w http.ResponseWriter, r *http.Request, endpoint s
 		rec.Form = maps.Clone(r.PostForm)
 		if a, err := peekAssertion(r.PostForm.Get("client_assertion")); err == nil {
 			rec.Assertion = a
+		}
+		if a, err := peekAssertion(r.PostForm.Get("assertion")); err == nil {
+			rec.Grant = a
 		}
 	}
 	if r.TLS != nil && len(r.TLS.PeerCertificates) > 0 {

@@ -31,6 +31,10 @@ func setValue(c *credential, name string, v any) {
 }
 
 // goldenEntries reads a golden file of stored credentials: entry by name.
+// typesAfterGolden are the types added after the golden files were written: no
+// stored entry of theirs predates the current record version.
+var typesAfterGolden = []string{"oauth2_jwt_bearer", "google_service_account", "salesforce_jwt"}
+
 func goldenEntries(t *testing.T, file string) map[string]string {
 	t.Helper()
 	raw, err := os.ReadFile(file)
@@ -41,7 +45,7 @@ func goldenEntries(t *testing.T, file string) map[string]string {
 	if err := json.Unmarshal(raw, &stored); err != nil {
 		t.Fatal(err)
 	}
-	if len(stored) < len(credtype.All()) {
+	if len(stored) < len(credtype.All())-len(typesAfterGolden) {
 		t.Fatalf("%s: %d stored entries, want one per type at least", file, len(stored))
 	}
 	return stored
