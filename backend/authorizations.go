@@ -27,9 +27,23 @@ type pendingAuthorization struct {
 	// FromCallbackBase says RedirectURL was built from the engine's
 	// callback_base_url: a change of that setting drops the authorization.
 	FromCallbackBase bool `json:"from_callback_base,omitempty"`
+	// The device authorization grant's attempt (device_flow.go): State is then the
+	// attempt's own random id, with no oauth-states/ entry (nothing comes back
+	// through the callback); DeviceCode is a secret, stored here seal-wrapped so that a
+	// new active node resumes polling, and never shown or logged; the user code and
+	// URIs are what the person is shown; Interval is the polling interval in force
+	// (each slow_down adds five seconds).
+	DeviceCode              string        `json:"device_code,omitempty"`
+	UserCode                string        `json:"user_code,omitempty"`
+	VerificationURI         string        `json:"verification_uri,omitempty"`
+	VerificationURIComplete string        `json:"verification_uri_complete,omitempty"`
+	Interval                time.Duration `json:"interval,omitempty"`
 	// Record is the version of the stored format (records.go), stamped when stored.
 	Record int `json:"record_version,omitempty"`
 }
+
+// device reports whether p is a device authorization attempt.
+func (p *pendingAuthorization) device() bool { return p.DeviceCode != "" }
 
 // authorizationStore is the one owner of the authorizations/ and oauth-states/
 // entries. It has no locks of its own and caches nothing: a pending authorization is
@@ -79,7 +93,23 @@ func (as *authorizationStore) put(ctx context.Context, s logical.Storage, h cred
 	if err := s.Put(ctx, entry); err != nil {
 		return fmt.Errorf("storing pending authorization: %w", err)
 	}
+	if p.device() {
+		return nil // polled by the engine, never completed through the callback
+	}
 	return s.Put(ctx, &logical.StorageEntry{Key: oauthStatePrefix + p.State, Value: []byte(name)})
+}
+
+// keep rewrites the pending device authorization p of the credential whose lock h is
+// (a slower interval), in place.
+func (as *authorizationStore) keep(ctx context.Context, s logical.Storage, h credentialHeld, p pendingAuthorization) error {
+	entry, err := recordEntry(authorizationPrefix+h.name, &p)
+	if err != nil {
+		return err
+	}
+	if err := s.Put(ctx, entry); err != nil {
+		return fmt.Errorf("storing pending authorization: %w", err)
+	}
+	return nil
 }
 
 // drop removes the pending authorization, if any, of the credential whose lock h is,
@@ -90,8 +120,10 @@ func (as *authorizationStore) drop(ctx context.Context, s logical.Storage, h cre
 	if err != nil || p == nil {
 		return err
 	}
-	if err := s.Delete(ctx, oauthStatePrefix+p.State); err != nil {
-		return fmt.Errorf("deleting the pending authorization of %q: %w", name, err)
+	if !p.device() { // a device authorization has no oauth-states/ entry
+		if err := s.Delete(ctx, oauthStatePrefix+p.State); err != nil {
+			return fmt.Errorf("deleting the pending authorization of %q: %w", name, err)
+		}
 	}
 	if err := s.Delete(ctx, authorizationPrefix+name); err != nil {
 		return fmt.Errorf("deleting the pending authorization of %q: %w", name, err)

@@ -71,6 +71,7 @@ type integrationsBackend struct {
 	devices        *deviceIndex        // device-index/
 	authorizations *authorizationStore // authorizations/, oauth-states/
 	tokens         *tokenStore         // tokens/
+	exchanges      *exchangeCache      // exchanged tokens, memory only (exchange.go)
 	narrowed       narrowedCache       // github_app tokens narrowed per caller, in memory (githubapp.go)
 	usage          *usageStore         // usage/
 	activity       *activity
@@ -83,6 +84,12 @@ type integrationsBackend struct {
 	keepalives *jobs.Handle // keep-alive's runs (keepalive.go)
 	ahead      *jobs.Handle // background refreshes (refreshahead.go)
 	indexScan  *jobs.Handle // the scan that builds the indexes (sweep.go)
+
+	// deviceFlow schedules the polls of pending device authorizations, run by the
+	// device polling job (device_poll.go).
+	deviceFlow  *devicePoller
+	devicePolls *jobs.Handle
+
 	// verifyFull and keepAliveFull are test hooks: called when a run waits because its
 	// in-flight bound is reached; nil in production.
 	verifyFull, keepAliveFull func()
@@ -118,7 +125,9 @@ func newBackend(now func() time.Time) *integrationsBackend {
 	b.devices = newDeviceIndex(b.credentials)
 	b.authorizations = &authorizationStore{credentials: b.credentials}
 	b.tokens = newTokenStore(tokenDepsOf(b))
+	b.exchanges = newExchangeCache()
 	b.usage = newUsageStore(b.activity.recorder)
+	b.deviceFlow = newDevicePoller()
 	b.registerJobs()
 	b.Backend = &framework.Backend{
 		Help:           strings.TrimSpace(backendHelp),
@@ -138,6 +147,7 @@ func newBackend(now func() time.Time) *integrationsBackend {
 			[]*framework.Path{pathVerify(b)},
 			pathCredentials(b),
 			pathDeviceAccounts(b),
+			[]*framework.Path{pathExchange(b)},
 		),
 		InitializeFunc: b.initialize,
 		PeriodicFunc:   b.periodic,
@@ -208,6 +218,7 @@ func (b *integrationsBackend) invalidate(_ context.Context, key string) {
 		// update. The stored token is the other node's to keep or delete.
 		b.credentials.forget(name)
 		b.tokens.invalidated(name)
+		b.exchanges.drop(name)
 	} else if name, ok := strings.CutPrefix(key, tokenPrefix); ok {
 		// Another node stored or deleted the token (a mint, an exchange, a repoint):
 		// the copies here, the Broker's included, are older.

@@ -141,6 +141,7 @@ func (b *integrationsBackend) settleSecondary(ctx context.Context, s logical.Sto
 	if err := b.tokens.forget(ctx, s, name, scope.dropsToken()); err != nil {
 		return err
 	}
+	b.exchanges.drop(name) // tokens exchanged from the old settings' token (exchange.go)
 	if scope == dropAll {
 		b.activity.forget(name)
 		b.usage.forget(name)

@@ -137,6 +137,11 @@ func (b *integrationsBackend) credentialResponse(ctx context.Context, s logical.
 	for k, v := range b.lifecycleView(ctx, s, cfg, c) {
 		data[k] = v
 	}
+	if t.DeviceFlow() {
+		if err := b.deviceView(ctx, s, c, data); err != nil {
+			return nil, err
+		}
+	}
 	return &logical.Response{Data: data}, nil
 }
 

@@ -179,6 +179,11 @@ func exampleValues(t testing.TB, typeName string, marker string) map[string]any 
 			"redirect_url":  "https://vault.example.com/v1/integrations/oauth/callback",
 			"refresh_token": "rt-" + marker,
 		}
+	case "oauth2_device_code":
+		examples = map[string]any{
+			"device_authorization_url": "https://auth.example.com/device", "token_url": "https://auth.example.com/token",
+			"client_id": "client-1", "client_secret": "cs-" + marker, "scopes": []string{"offline_access"}, "auth_style": "body",
+		}
 	case "m365":
 		examples = map[string]any{
 			"tenant": "72f988bf-86f1-41af-91ab-2d7cd011db47", "client_id": "00000000-0000-0000-0000-000000000001",

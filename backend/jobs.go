@@ -18,8 +18,8 @@ import (
 // what storage refused, then the sweep, then the authorizations' clean-up; an error
 // skips the rest) and then starts or wakes the OnTick jobs in this order; Clean stops
 // the jobs in this order, each waited for before the next:
-//   - the scheduled runs and refresh ahead first, before the token requests they make
-//     are cancelled (refresh ahead's Stopping closes the Broker);
+//   - the scheduled runs, device polling and refresh ahead first, before the token
+//     requests they make are cancelled (refresh ahead's Stopping closes the Broker);
 //   - the unsaved tokens' last save after every token request has ended;
 //   - the index scan before the usage flush, whose Final is the last flush: nothing
 //     counted after it;
@@ -33,6 +33,7 @@ func (b *integrationsBackend) registerJobs() {
 	b.jobs = r
 	b.keepalives = r.Register(jobs.Spec{Name: "keep-alive", Trigger: jobs.Run, Bound: 1, OnTick: true, Do: b.runKeepAlives})
 	b.verifier = r.Register(jobs.Spec{Name: "verify schedule", Trigger: jobs.Run, Bound: 1, OnTick: true, Do: b.runDueVerifications})
+	b.devicePolls = r.Register(jobs.Spec{Name: "device polling", Trigger: jobs.Loop, Bound: 1, Wait: b.awaitDevicePoll, Wake: b.deviceFlow.wake, Do: b.pollDevices})
 	b.ahead = r.Register(jobs.Spec{Name: "refresh ahead", Trigger: jobs.Demand, Stopping: func() { b.tokens.brokerOf().Close() }})
 	r.Register(jobs.Spec{Name: "save unsaved tokens", Trigger: jobs.Tick, Do: b.saveUnsaved, Final: b.lastSaveUnsaved})
 	r.Register(jobs.Spec{Name: "sweep", Trigger: jobs.Tick, Do: b.sweep})

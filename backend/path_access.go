@@ -495,12 +495,15 @@ func (b *integrationsBackend) unavailable(c *credential, err error) error {
 func (b *integrationsBackend) refusalFix(name string, c *credential, status lifecycle.Status, reason lifecycle.Reason) string {
 	path := b.mountPath() + "credentials/" + name
 	authorize := fmt.Sprintf("authorize it: vault write -f %s/authorize, and open the auth_url it answers", path)
-	if status == lifecycle.StatusAwaitingConsent {
-		return authorize
-	}
 	var t *credtype.Type
 	if c != nil {
 		t = c.typeDef()
+	}
+	if t != nil && t.DeviceFlow() {
+		authorize = fmt.Sprintf("authorize it: vault write -f %s/authorize, and have a person enter the user_code it answers at its verification_uri", path)
+	}
+	if status == lifecycle.StatusAwaitingConsent {
+		return authorize
 	}
 	if t != nil {
 		if f := t.RefusedField(&c.Values, string(reason)); f != "" {

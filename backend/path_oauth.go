@@ -29,20 +29,27 @@ func pathOAuth(b *integrationsBackend) []*framework.Path {
 				OperationSuffix: "credential",
 			},
 			Fields: map[string]*framework.FieldSchema{
-				"name":  {Type: framework.TypeString, Description: "Name of an authorization-code credential.", Required: true},
+				"name":  {Type: framework.TypeString, Description: "Name of an authorization-code or device-code credential.", Required: true},
 				"code":  {Type: framework.TypeString, Description: "Completes the flow by hand: the code the provider returned to the redirect URL (at most 4096 printable ASCII characters)."},
 				"state": {Type: framework.TypeString, Description: "With code: the state returned beside it (checked when given; 43 base64url characters)."},
 			},
 			Operations: map[logical.Operation]framework.OperationHandler{
 				logical.UpdateOperation: writeOperation(b.pathAuthorize, "authorize", ""),
 			},
-			HelpSynopsis: "Start (or complete by hand) the consent flow of an authorization-code credential.",
+			HelpSynopsis: "Start (or complete by hand) the consent flow of an authorization-code credential, or start a device authorization.",
 			HelpDescription: `Without code: returns the provider's consent URL, with a single-use state (valid 10 minutes)
 and a PKCE (S256) challenge. After consent the provider redirects to the engine's
 oauth/callback, which completes the exchange. With code: completes the exchange here,
 for providers that cannot reach Vault. Instead of consenting here, a refresh token
-obtained elsewhere can be imported: write it as refresh_token to credentials/<name>.` + examples(
+obtained elsewhere can be imported: write it as refresh_token to credentials/<name>.
+
+On an oauth2_device_code credential (RFC 8628): starts a device authorization and
+answers user_code, verification_uri, verification_uri_complete, expires_at and
+interval. A person opens verification_uri on any device and enters user_code; the
+engine polls the token endpoint in the background and stores the tokens once they
+consent. A new authorize replaces (cancels) a pending one.` + examples(
 				"vault write -f -field=auth_url integrations/credentials/crm-api/authorize",
+				"vault write -f integrations/credentials/graph-device/authorize",
 				"vault write integrations/credentials/crm-api/authorize 'code=<code>' 'state=<state>'"),
 		},
 		{
@@ -99,6 +106,9 @@ func (b *integrationsBackend) pathAuthorize(ctx context.Context, req *logical.Re
 	}
 	if c == nil {
 		return nil, logical.CodedError(http.StatusNotFound, fmt.Sprintf("credential %q does not exist", name))
+	}
+	if c.typeDef().DeviceFlow() {
+		return b.startDeviceAuthorization(ctx, req, d, c)
 	}
 	oc, err := oauth.FromFields(c.Type, c.Values.Map())
 	if err != nil || oc.Grant != oauth.GrantAuthorizationCode {

@@ -33,6 +33,7 @@ var designTypes = []struct {
 	{"oauth2_client_credentials", "oauth2", []string{"token_url", "client_id"}, []string{"client_key", "client_secret"}},
 	{"oauth2_password", "oauth2", []string{"token_url", "client_id", "username", "password"}, []string{"client_key", "client_secret", "password", "totp_secret"}},
 	{"oauth2_authorization_code", "oauth2", []string{"auth_url", "token_url", "client_id"}, []string{"client_key", "client_secret", "refresh_token"}},
+	{"oauth2_device_code", "oauth2", []string{"device_authorization_url", "token_url", "client_id"}, []string{"client_key", "client_secret"}},
 	{"m365", "oauth2", []string{"tenant", "client_id"}, []string{"client_key", "client_secret"}},
 	{"zoom", "oauth2", []string{"account_id", "client_id"}, []string{"client_key", "client_secret"}},
 	{"servicenow_oauth", "oauth2", []string{"instance", "client_id"}, []string{"client_key", "client_secret", "password", "totp_secret"}},

@@ -32,6 +32,7 @@ import (
 	"github.com/youmark/pkcs8"
 
 	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/e2e/internal/oauthtest"
+	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/e2e/internal/zitadeltest"
 	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/internal/fixtures"
 	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/internal/githubtest"
 )
@@ -56,6 +57,7 @@ var accessFields = map[string]map[string][]string{
 	"oauth2_client_credentials": oauthAccess,
 	"oauth2_password":           oauthAccess,
 	"oauth2_authorization_code": oauthAccess,
+	"oauth2_device_code":        oauthAccess,
 	"m365":                      oauthAccess,
 	"zoom":                      oauthAccess,
 	"servicenow_oauth":          oauthAccess,
@@ -315,6 +317,12 @@ func TestLeakScan(t *testing.T) {
 			if typ == "servicenow_oauth" {
 				values["instance"] = "dev12345"
 			}
+		case "oauth2_device_code":
+			// The scan's provider has no device authorization endpoint: authorize is
+			// refused (400, its code only) and the credential awaits consent.
+			values = oauth(nil)
+			values["device_authorization_url"] = values["token_url"]
+			values["scopes"] = []string{"offline_access", "read"}
 		case "zoom":
 			values = oauth(map[string]any{"account_id": oauthtest.AccountID})
 		case "cisco_client_credentials":
@@ -449,6 +457,8 @@ func TestLeakScan(t *testing.T) {
 		switch {
 		case s.typ == "oauth2_authorization_code":
 			r.want(r.do(http.MethodGet, "access/"+n, nil, nil), 403) // its imported refresh token is refused: needs_reauth
+		case s.typ == "oauth2_device_code":
+			r.want(r.do(http.MethodGet, "access/"+n, nil, nil), 403) // awaiting consent
 		case strings.HasPrefix(n, "lk-echo4"):
 			r.want(r.do(http.MethodGet, "access/"+n, nil, nil), 403)
 		case strings.HasPrefix(n, "lk-echo5"):
@@ -468,6 +478,9 @@ func TestLeakScan(t *testing.T) {
 			t.Errorf("%s with a %d-character integration label: want 400", long, len(longLabel))
 		}
 		r.want(r.do(http.MethodGet, "access/"+n, url.Values{"minimum_seconds": {"abc"}}, nil), 400)
+		// exchange/: a static type has nothing to exchange (400), an OAuth one without
+		// exchange_audiences has exchange off (403); neither answer names a secret.
+		r.want(r.do(http.MethodGet, "exchange/"+n, url.Values{"audience": {"leak-scan"}}, nil), 400, 403)
 		if verifiesLocally(s.typ) && !strings.HasPrefix(n, "lk-echo") {
 			// The answer's detail (and the verify event in the logs) are scanned too.
 			r.want(r.do(http.MethodPost, "credentials/"+n+"/verify", nil, nil), 200)
@@ -517,6 +530,15 @@ func TestLeakScan(t *testing.T) {
 	r.must(r.anonForm("oauth/callback", posted), 200)
 	r.want(r.anonForm("oauth/callback", posted), 400) // single use
 	r.want(r.do(http.MethodGet, "access/"+ac, nil, nil), 200)
+
+	// Token exchange: a credential of its own at a real RFC 8693 server (zitadel/oidc's
+	// op), exchanged by a read and by a write (every answer scanned like the others).
+	zp := zitadeltest.New(t, zitadeltest.Options{Audiences: []string{"api-a"}})
+	r.must(r.do(http.MethodPost, "credentials/lk-exchange", nil, map[string]any{"type": "oauth2_client_credentials", "token_url": zp.TokenURL(),
+		"client_id": zitadeltest.ClientID, "client_secret": zitadeltest.ClientSecret, "exchange_audiences": "api-a"}), 200, 204)
+	r.want(r.do(http.MethodGet, "exchange/lk-exchange", url.Values{"audience": {"api-a"}}, nil), 200)
+	r.want(r.do(http.MethodPost, "exchange/lk-exchange", nil, map[string]any{"audience": "api-a", "scope": "openid"}), 200)
+	r.want(r.do(http.MethodPost, "exchange/lk-exchange", nil, map[string]any{"audience": "api-b"}), 400)
 
 	// Device accounts: upserts (one refused) and lookups.
 	dm := newMarker()
@@ -695,7 +717,9 @@ func TestLeakScan(t *testing.T) {
 		}
 	}
 	for _, s := range specs {
-		if !served[s.name] && !strings.HasPrefix(s.name, "lk-echo4") && !strings.HasPrefix(s.name, "lk-echo5") {
+		// The scan's provider has no device flow: the device-code credential awaits consent
+		// throughout (its tokens' scan is TestDeviceAuthorizationGrant's, at oidc-provider).
+		if !served[s.name] && !strings.HasPrefix(s.name, "lk-echo4") && !strings.HasPrefix(s.name, "lk-echo5") && s.typ != "oauth2_device_code" {
 			t.Errorf("access/%s never answered 200", s.name)
 		}
 	}
@@ -806,7 +830,7 @@ func checkAudit(t *testing.T, audit, mount string, served map[string]bool, credT
 // neither, as its consent is part of the scan.
 func verifiesLocally(typ string) bool {
 	switch typ {
-	case "bearer", "api_key", "okta", "slack", "sftp_password", "sftp_ssh_key", "oauth2_authorization_code":
+	case "bearer", "api_key", "okta", "slack", "sftp_password", "sftp_ssh_key", "oauth2_authorization_code", "oauth2_device_code":
 		return false
 	}
 	return true

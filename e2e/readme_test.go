@@ -149,6 +149,26 @@ var readmeTable = map[string]readmeEntry{
 	"vault read -field=access_token integrations/access/workspace-directory": {skip: true, reason: "Google's token endpoint: TestGoogleServiceAccount"},
 	"vault read integrations/access/crm-salesforce":                          {skip: true, reason: "Salesforce's token endpoint: TestSalesforceJWT"},
 
+	// Token exchange: make dev's provider (ory/fosite) has no RFC 8693 grant, so it
+	// refuses the exchange (never marking the credential); e2e/exchange_test.go runs
+	// these against zitadel/oidc's op. The path-help examples' crm-api has no
+	// exchange_audiences: exchange is off for it.
+	"vault read integrations/exchange/partner-api audience=https://orders.partner.example": {
+		fails: "the provider refused", reason: "fosite has no token exchange: exchange_test.go"},
+	"vault write integrations/exchange/partner-api resource=https://billing.partner.example/ scope=invoices.read": {
+		fails: "the provider refused", reason: "fosite has no token exchange: exchange_test.go"},
+	"vault read integrations/exchange/crm-api audience=https://orders.example.com": {
+		fails: "token exchange is off", reason: "the example credential has no exchange_audiences; exchange_test.go exchanges"},
+	`vault write integrations/exchange/crm-api resource=https://api.example.com/ scope="orders.read"`: {
+		fails: "token exchange is off", reason: "the example credential has no exchange_audiences; exchange_test.go exchanges"},
+
+	// Device authorization at Microsoft Entra and GitHub: the writes run; the device
+	// authorization request would go to their hosts. e2e/device_test.go runs the flow
+	// at oidc-provider.
+	"vault write -f integrations/credentials/graph-device/authorize":  {skip: true, reason: "device authorization at login.microsoftonline.com: device_test.go"},
+	"vault write -f integrations/credentials/github-device/authorize": {skip: true, reason: "device authorization at github.com: device_test.go"},
+	"vault read -field=access_token integrations/access/graph-device": {fails: "cannot be used", reason: "nobody consented: awaiting_consent (device_test.go consents at oidc-provider)"},
+
 	// GitHub App: the commands reach GitHub (api.github.com); TestGitHubApp types their forms
 	// write (a key file with @, owner, repositories, permissions pairs), the narrowed read
 	// and verify through the CLI against the suite's GitHub server.

@@ -78,7 +78,7 @@ func defineAuthorization() []string {
 // authorization_code) authorization_params and response_mode, before its common
 // fields, and the check that spans them and scopes.
 func addAuthorizationFields(t *Type) {
-	if !t.RefreshTokens() {
+	if !t.codeFlow() {
 		return
 	}
 	var add []Field

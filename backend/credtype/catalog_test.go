@@ -30,6 +30,7 @@ var designTable = []struct {
 	{"oauth2_client_credentials", KindOAuth2, nil, append([]string{"token_url*", "client_id*", "client_secret~", "scopes", "audience", "auth_style"}, clientAuthFields...), false},
 	{"oauth2_password", KindOAuth2, nil, append([]string{"token_url*", "client_id*", "client_secret~", "scopes", "audience", "auth_style", "username*", "password*"}, clientAuthFields...), true},
 	{"oauth2_authorization_code", KindOAuth2, nil, append([]string{"auth_url*", "token_url*", "client_id*", "client_secret", "scopes", "redirect_url", "refresh_token", "authorization_params", "response_mode", "auth_style"}, clientAuthFields...), false},
+	{"oauth2_device_code", KindOAuth2, nil, append([]string{"device_authorization_url*", "token_url*", "client_id*", "client_secret", "scopes", "auth_style"}, clientAuthFields...), false},
 	{"m365", KindOAuth2, []string{"microsoft_graph"}, append([]string{"tenant*", "client_id*", "client_secret~", "scopes", "token_url", "auth_url", "auth_style"}, clientAuthFields...), false},
 	{"zoom", KindOAuth2, nil, append([]string{"account_id*", "client_id*", "client_secret~", "token_url", "auth_url", "auth_style"}, clientAuthFields...), false},
 	{"servicenow_oauth", KindOAuth2, nil, append([]string{"instance*", "client_id*", "client_secret~", "username", "password", "token_url", "auth_url", "auth_style"}, clientAuthFields...), true},
@@ -51,7 +52,7 @@ var designTable = []struct {
 var clientAuthFields = []string{"client_key~", "client_key_id", "client_certificate~", "client_assertion_audience", "client_assertion_algorithm", "ca_certificate"}
 
 // oauthOwn are the fields every OAuth type takes after those (API.md, "Every OAuth type").
-var oauthOwn = []string{"client_secret_expires_at", "client_secret_overlap"}
+var oauthOwn = []string{"client_secret_expires_at", "exchange_audiences", "client_secret_overlap"}
 
 var lifecycleNames = []string{"description", "tags", "used_by", "suspend_after", "purge_after", "verify_interval", "expires_at"}
 

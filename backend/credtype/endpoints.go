@@ -12,7 +12,7 @@ import (
 // when a credential is written. Not among them: redirect_url (Vault's own address,
 // reached by a browser) and a device account's hostname and ip (kept for integrations;
 // the engine never connects to them).
-var endpointFields = []string{"url", "verify_url", "token_url", "auth_url", "host"}
+var endpointFields = []string{"url", "verify_url", "token_url", "auth_url", "host", FieldDeviceAuthorizationURL}
 
 // Endpoint is the host one endpoint field of a credential names.
 type Endpoint struct {

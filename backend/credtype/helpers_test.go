@@ -190,6 +190,9 @@ func goodValues(t testing.TB, typ string) map[string]any {
 		"oauth2_authorization_code": {
 			"auth_url": "https://auth.example.com/authorize", "token_url": "https://auth.example.com/token", "client_id": "client-1",
 		},
+		"oauth2_device_code": {
+			"device_authorization_url": "https://auth.example.com/device", "token_url": "https://auth.example.com/token", "client_id": "client-1",
+		},
 		"m365": {
 			"tenant": "72f988bf-86f1-41af-91ab-2d7cd011db47", "client_id": "00000000-0000-0000-0000-000000000001", "client_secret": "cs~1",
 		},

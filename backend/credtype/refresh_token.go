@@ -24,9 +24,10 @@ func defineRefreshToken() string {
 }
 
 // RefreshTokens reports whether t's credentials hold refresh tokens: its OAuth preset
-// uses the authorization_code grant, which the engine refreshes through them.
+// uses the authorization_code or the device_code grant (a person's consent), which the
+// engine refreshes through them.
 func (t *Type) RefreshTokens() bool {
-	return t.OAuth != nil && t.OAuth.Grant == "authorization_code"
+	return t.codeFlow() || t.DeviceFlow()
 }
 
 // Consents reports whether t's credentials are authorized by a person's consent
@@ -64,10 +65,10 @@ func (t *Type) RefusedField(values Fields, code string) string {
 	return ""
 }
 
-// addTokenStateFields gives a type whose credentials hold refresh tokens the field
-// that imports one, after its own fields and before the common ones.
+// addTokenStateFields gives an authorization-code type the field that imports a
+// refresh token, after its own fields and before the common ones.
 func addTokenStateFields(t *Type) {
-	if !t.RefreshTokens() {
+	if !t.codeFlow() {
 		return
 	}
 	if _, ok := t.Field(refreshTokenField); ok {

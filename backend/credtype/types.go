@@ -155,6 +155,18 @@ func types() []*Type {
 				use("redirect_url"),
 			),
 		},
+		// Device authorization grant (RFC 8628), issue 25.
+		{
+			Name: "oauth2_device_code", OAuth: &OAuthPreset{Grant: GrantDeviceCode},
+			Description: "Any OAuth 2.0 provider, device authorization grant (RFC 8628): credentials/<name>/authorize answers a user_code and a verification_uri for a person to consent on any device, and the engine polls until they have; no browser needs to reach Vault.",
+			Fields: fields(false,
+				use(deviceAuthorizationField, required),
+				use("token_url", required),
+				use("client_id", required),
+				use("client_secret", describe("OAuth client secret; leave unset for a public client (GitHub OAuth apps, Entra public client flows).")),
+				use("scopes"),
+			),
+		},
 		{
 			Name: "m365", Aliases: []string{"microsoft_graph"}, OAuth: m365,
 			Description: "Microsoft Graph (Microsoft Entra app registration), client credentials grant.",

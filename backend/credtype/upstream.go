@@ -21,7 +21,7 @@ func defineOAuth() []string {
 	define(Field{Name: fieldSecretExpiresAt, Type: FieldString, check: checkTime, maxLen: maxShort,
 		Rule:        ruleTimeField + "; stored in UTC",
 		Description: "When the client secret stops working at the provider (Entra caps a secret at two years). The engine warns at the warn_before thresholds and alerts (client_secret_expiring, then client_secret_expired); it never suspends for it."})
-	return []string{fieldSecretExpiresAt}
+	return []string{fieldSecretExpiresAt, defineExchange()}
 }
 
 // addOAuthFields gives a type with an OAuth preset the fields every OAuth type takes,

@@ -205,7 +205,7 @@ func (c *Client) Mint(ctx context.Context, cfg Config, refreshToken string) (*To
 	var tok *oauth2.Token
 	grant, start := string(cfg.Grant), time.Now()
 	switch cfg.Grant {
-	case GrantAuthorizationCode:
+	case GrantAuthorizationCode, GrantDeviceCode: // refreshed; the device grant itself is PollDevice
 		if refreshToken == "" {
 			return nil, &Error{Class: Permanent, Code: CodeNoRefreshToken,
 				detail: "the credential has not been authorized"}

@@ -57,6 +57,9 @@ type Config struct {
 	Username     string
 	Password     string
 	RedirectURL  string
+	// DeviceAuthorizationURL is the device authorization endpoint of the device_code
+	// grant (device.go).
+	DeviceAuthorizationURL string
 	// Params are extra parameters for the token request of direct grants and
 	// the authorization request of the authorization-code grant, e.g. Zoom's
 	// account_id.
@@ -161,6 +164,9 @@ func FromFields(typeName string, fields map[string]any) (Config, error) {
 	}
 	if p.AuthURL != "" {
 		cfg.AuthURL = f.endpoint(t, p.AuthURL, "auth_url")
+	}
+	if t.DeviceFlow() {
+		cfg.DeviceAuthorizationURL = f.required(credtype.FieldDeviceAuthorizationURL)
 	}
 	switch {
 	case cfg.Grant == GrantPassword:
@@ -294,6 +300,10 @@ func (c Config) Validate() error {
 	case GrantJWTBearer:
 		if err := c.validateAssertion(); err != nil {
 			errs = append(errs, err)
+		}
+	case GrantDeviceCode:
+		if err := CheckEndpoint(c.DeviceAuthorizationURL); err != nil {
+			errs = append(errs, fmt.Errorf("device_authorization_url: %w", err))
 		}
 	default:
 		errs = append(errs, fmt.Errorf("unsupported grant %q", c.Grant))

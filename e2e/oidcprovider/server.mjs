@@ -6,6 +6,9 @@
 //
 //   node server.mjs <config.json>
 //
+// The device authorization grant is on too (features.deviceFlow): its user-code, login,
+// consent and confirmation pages are the development ones, driven the same way.
+//
 // config.json: {"port": 0, "client_id", "client_secret", "redirect_uris": [...],
 // "access_token_ttl": seconds}. On listening it prints one JSON line to stdout:
 // {"issuer": "http://127.0.0.1:<port>"}. GET /e2e/refresh-tokens lists the refresh
@@ -25,14 +28,16 @@ server.listen(cfg.port || 0, '127.0.0.1', () => {
       client_id: cfg.client_id,
       client_secret: cfg.client_secret,
       redirect_uris: cfg.redirect_uris,
-      grant_types: ['authorization_code', 'refresh_token'],
+      grant_types: ['authorization_code', 'refresh_token', 'urn:ietf:params:oauth:grant-type:device_code'],
       response_types: ['code'],
       token_endpoint_auth_method: 'client_secret_basic',
     }],
     pkce: { required: () => true, methods: ['S256'] },
     rotateRefreshToken: true,
     ttl: { AccessToken: cfg.access_token_ttl || 120 },
-    features: { devInteractions: { enabled: true } },
+    // deviceFlow: RFC 8628 (device_authorization_endpoint /device/auth, verification at
+    // /device), for the device authorization grant's test (e2e/device_test.go).
+    features: { devInteractions: { enabled: true }, deviceFlow: { enabled: true } },
     cookies: { keys: ['e2e-cookie-key-not-a-secret'] },
     // The default findAccount: any login is an account whose sub is the login.
   });

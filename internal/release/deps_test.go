@@ -12,6 +12,7 @@ import (
 var testOnly = []string{
 	"github.com/ory/fosite",            // e2e/internal/fositetest, bootstrap/devprovider
 	"github.com/go-oauth2/oauth2",      // e2e/internal/oauthtest
+	"github.com/zitadel/oidc",          // e2e/internal/zitadeltest
 	"gonum.org/v1/plot",                // e2e's benchmark report
 	"codeberg.org/go-fonts/liberation", // gonum/plot's fonts
 }
