@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"slices"
 	"strings"
 	"sync"
@@ -205,6 +206,20 @@ func (cs *credentialStore) lock(name string) (credentialHeld, func()) {
 func (cs *credentialStore) rlock(name string) func() {
 	l := locksutil.LockForKey(cs.locks, name)
 	return lockRanked(rankCredential, l.RLocker())
+}
+
+// errNoCredential is the 404 every path answers for a credential that does not exist.
+func errNoCredential(name string) error {
+	return logical.CodedError(http.StatusNotFound, fmt.Sprintf("credential %q does not exist", name))
+}
+
+// credentialOr404 is the credential called name, or errNoCredential.
+func (b *integrationsBackend) credentialOr404(ctx context.Context, s logical.Storage, name string) (*credential, error) {
+	c, err := b.credentials.get(ctx, s, name)
+	if err == nil && c == nil {
+		err = errNoCredential(name)
+	}
+	return c, err
 }
 
 // get returns the credential called name, or nil when there is none. The result is

@@ -339,35 +339,14 @@ func (b *integrationsBackend) exchangeAhead(cfg *engineConfig, c *credential, r 
 	return warning
 }
 
-// exchangeHandOverAt is handOverAt for an exchanged token: when a reader needing
-// demand would next be handed another token than e's (the refresh window's opening
-// with refresh ahead, the due point without), never before now + 1 s. e is nil for a
-// token just exchanged.
+// exchangeHandOverAt is handOverAt for an exchanged token (handOverPoint,
+// token_timing.go): past its due point, the exchange's own backoff says when it is
+// tried again. e is nil for a token just exchanged.
 func exchangeHandOverAt(cfg *engineConfig, e *exchangeEntry, tok *oauth.Token, demand time.Duration, now time.Time) time.Time {
-	soonest := now.Add(time.Second)
-	due := tok.Expiry.Add(-demand)
-	point := due
-	if cfg.RefreshAhead {
-		if at := refreshAt(tok, demand); at.After(now) {
-			point = at
-		} else if e == nil {
-			point = soonest
-		} else if v := e.ahead.Load(); v == aheadIdle || v == aheadRunning {
-			point = soonest
-		} else if v != aheadNever {
-			point = time.Unix(0, v)
-			if due.Before(point) {
-				point = due
-			}
-		}
+	if e == nil {
+		return handOverPoint(cfg.RefreshAhead, nil, tok, demand, now, nil)
 	}
-	if !point.After(now) && e != nil {
-		point = e.until
-	}
-	if point.Before(soonest) {
-		return soonest
-	}
-	return point
+	return handOverPoint(cfg.RefreshAhead, &e.ahead, tok, demand, now, func() time.Time { return e.until })
 }
 
 // exchangeFailure turns a failed exchange of r into the caller's error. The provider's

@@ -72,12 +72,9 @@ is suspended, expired, awaiting consent or needs re-authorization.` +
 // all recorded at now.
 func (b *integrationsBackend) pathAccessRead(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
 	name := d.Get("name").(string)
-	c, err := b.credentials.get(ctx, req.Storage, name)
+	c, err := b.credentialOr404(ctx, req.Storage, name)
 	if err != nil {
 		return nil, err
-	}
-	if c == nil {
-		return nil, logical.CodedError(http.StatusNotFound, fmt.Sprintf("credential %q does not exist", name))
 	}
 	integration, err := integrationLabel(req, d.Get("integration").(string))
 	if err != nil {
@@ -263,7 +260,7 @@ var errCredentialGone = errors.New("the credential does not exist")
 func mintRefusal(name string, err error, again string) error {
 	switch {
 	case errors.Is(err, errCredentialGone):
-		return logical.CodedError(http.StatusNotFound, fmt.Sprintf("credential %q does not exist", name))
+		return errNoCredential(name)
 	case isDiscarded(err):
 		return logical.CodedError(http.StatusConflict, fmt.Sprintf("credential %q changed while its token was requested; %s", name, again))
 	}

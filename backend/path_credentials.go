@@ -3,7 +3,6 @@ package backend
 import (
 	"context"
 	"fmt"
-	"net/http"
 	"slices"
 	"strings"
 
@@ -179,7 +178,7 @@ func (b *integrationsBackend) writeCredential(ctx context.Context, req *logical.
 		return nil, err
 	}
 	if patch && existing == nil {
-		return nil, logical.CodedError(http.StatusNotFound, fmt.Sprintf("credential %q does not exist", name))
+		return nil, errNoCredential(name)
 	}
 	if casSet {
 		// Checked under the name's lock, against the entry this write replaces: of

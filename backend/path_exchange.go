@@ -94,12 +94,9 @@ A policy may grant this path without access/ and the reverse.` +
 // exchanged token (exchangeAccess) and the usage record.
 func (b *integrationsBackend) pathExchangeRead(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
 	name := d.Get("name").(string)
-	c, err := b.credentials.get(ctx, req.Storage, name)
+	c, err := b.credentialOr404(ctx, req.Storage, name)
 	if err != nil {
 		return nil, err
-	}
-	if c == nil {
-		return nil, logical.CodedError(http.StatusNotFound, fmt.Sprintf("credential %q does not exist", name))
 	}
 	integration, err := integrationLabel(req, d.Get("integration").(string))
 	if err != nil {

@@ -3,7 +3,6 @@ package backend
 import (
 	"context"
 	"fmt"
-	"net/http"
 	"slices"
 	"strings"
 	"time"
@@ -105,12 +104,9 @@ func (b *integrationsBackend) lifecycleAction(ctx context.Context, req *logical.
 	name := d.Get("name").(string)
 	held, unlock := b.credentials.lock(name)
 	defer unlock()
-	c, err := b.credentials.get(ctx, req.Storage, name)
+	c, err := b.credentialOr404(ctx, req.Storage, name)
 	if err != nil {
 		return nil, err
-	}
-	if c == nil {
-		return nil, logical.CodedError(http.StatusNotFound, fmt.Sprintf("credential %q does not exist", name))
 	}
 	now := b.now().UTC()
 	n := c.clone()

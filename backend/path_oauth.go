@@ -100,12 +100,9 @@ func (b *integrationsBackend) pathAuthorize(ctx context.Context, req *logical.Re
 		return resp, nil
 	}
 	name := d.Get("name").(string)
-	c, err := b.credentials.get(ctx, req.Storage, name)
+	c, err := b.credentialOr404(ctx, req.Storage, name)
 	if err != nil {
 		return nil, err
-	}
-	if c == nil {
-		return nil, logical.CodedError(http.StatusNotFound, fmt.Sprintf("credential %q does not exist", name))
 	}
 	if c.typeDef().DeviceFlow() {
 		return b.startDeviceAuthorization(ctx, req, d, c)

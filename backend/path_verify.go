@@ -9,8 +9,6 @@ package backend
 import (
 	"context"
 	"errors"
-	"fmt"
-	"net/http"
 	"time"
 
 	"github.com/hashicorp/vault/sdk/framework"
@@ -61,7 +59,7 @@ func (b *integrationsBackend) pathVerifyWrite(ctx context.Context, req *logical.
 	}
 	if v == nil {
 		// An update answering nothing would be a 204: say that there is nothing to verify.
-		return nil, logical.CodedError(http.StatusNotFound, fmt.Sprintf("credential %q does not exist", name))
+		return nil, errNoCredential(name)
 	}
 	resp := &logical.Response{Data: map[string]any{
 		"result":     v.Result,

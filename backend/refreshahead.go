@@ -45,40 +45,16 @@ const (
 // without the Broker backing off (storage trouble, the request timing out).
 const aheadRetryPause = time.Second
 
-// handOverAt is when a reader needing demand (shortLivedDemand of its minValid) would
-// next be handed a token other than tok, by the rules above and the access path's:
-// the opening of tok's refresh window with refresh ahead, its due point without.
-// Inside the window a refresh is running or about to (a read started it): one second
-// from now, unless it is backing off after a failure, when the window's next attempt
-// or the due point, whichever is first. Past the due point (tok served degraded while
-// the provider fails) the Broker's next attempt. Never before now + 1s, so a reader
-// that re-reads at this time (Vault Agent, through the ttl of the answer) never
-// spins. st is tok's cache entry, or nil for a token just minted (idle).
+// handOverAt is when a reader of access/ needing demand (shortLivedDemand of its
+// minValid) would next be handed a token other than tok: handOverPoint (token_timing.go)
+// with st's refresh-ahead state (st nil: a token just minted) and, past the due point,
+// the Broker's next attempt.
 func (b *integrationsBackend) handOverAt(cfg *engineConfig, st *storedToken, name string, tok *oauth.Token, demand time.Duration, now time.Time) time.Time {
-	soonest := now.Add(time.Second)
-	due := tok.Expiry.Add(-demand)
-	point := due
-	if cfg.RefreshAhead {
-		if at := refreshAt(tok, demand); at.After(now) {
-			point = at
-		} else if st == nil {
-			point = soonest
-		} else if v := st.ahead.Load(); v == aheadIdle || v == aheadRunning {
-			point = soonest
-		} else if v != aheadNever {
-			point = time.Unix(0, v)
-			if due.Before(point) {
-				point = due
-			}
-		}
+	retry := func() time.Time { return b.tokens.brokerOf().RetryAt(name) }
+	if st == nil {
+		return handOverPoint(cfg.RefreshAhead, nil, tok, demand, now, retry)
 	}
-	if !point.After(now) {
-		point = b.tokens.brokerOf().RetryAt(name)
-	}
-	if point.Before(soonest) {
-		return soonest
-	}
-	return point
+	return handOverPoint(cfg.RefreshAhead, &st.ahead, tok, demand, now, retry)
 }
 
 // refreshAhead is called by a read that found the cached token st in its refresh

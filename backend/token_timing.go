@@ -12,6 +12,7 @@ package backend
 
 import (
 	"math"
+	"sync/atomic"
 	"time"
 
 	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/backend/oauth"
@@ -196,4 +197,41 @@ func refreshLead(tok *oauth.Token, demand time.Duration) time.Duration {
 // refreshAt is when the refresh window of tok opens for a read needing demand.
 func refreshAt(tok *oauth.Token, demand time.Duration) time.Time {
 	return tok.Expiry.Add(-demand - refreshLead(tok, demand))
+}
+
+// handOverPoint is when a reader needing demand would next be handed another token
+// than tok (handOverAt for access/, exchangeHandOverAt for exchange/): the opening of
+// tok's refresh window with refresh ahead, its due point without. Inside the window a
+// refresh is running or about to (a read started it): one second from now, unless it
+// is backing off after a failure (ahead holds the time of its next attempt), when
+// that or the due point, whichever is first. ahead is tok's refresh-ahead state, nil
+// for a token just minted (idle). Past the due point (tok served degraded while the
+// provider fails) retry says when the next attempt is (nil: none known). Never before
+// now + 1s, so a reader that re-reads at this time (Vault Agent, through the ttl of
+// the answer) never spins.
+func handOverPoint(refreshAhead bool, ahead *atomic.Int64, tok *oauth.Token, demand time.Duration, now time.Time, retry func() time.Time) time.Time {
+	soonest := now.Add(time.Second)
+	due := tok.Expiry.Add(-demand)
+	point := due
+	if refreshAhead {
+		if at := refreshAt(tok, demand); at.After(now) {
+			point = at
+		} else if ahead == nil {
+			point = soonest
+		} else if v := ahead.Load(); v == aheadIdle || v == aheadRunning {
+			point = soonest
+		} else if v != aheadNever {
+			point = time.Unix(0, v)
+			if due.Before(point) {
+				point = due
+			}
+		}
+	}
+	if !point.After(now) && retry != nil {
+		point = retry()
+	}
+	if point.Before(soonest) {
+		return soonest
+	}
+	return point
 }

@@ -237,18 +237,29 @@ func (b *Broker) wait(ctx context.Context, key string, cfg Config, cached *Token
 // fails with CodeThrottled. A code exchange is a token request like any other, so a
 // loop of authorizations completed by hand is bounded as a loop of refreshes is.
 func (b *Broker) Exchange(ctx context.Context, key string, cfg Config, code, verifier string) (*Token, error) {
+	return limited(ctx, b, key, func(ctx context.Context) (*Token, error) {
+		return b.client.Exchange(ctx, cfg, code, verifier)
+	})
+}
+
+// limited sends one request of its own for bucket through the Broker: when bucket's
+// request bucket lets it through, as a flight of its own (Close cancels it and waits
+// for it like any other); otherwise it sends nothing and fails with CodeThrottled.
+// The code exchange, the device flow's requests and token exchanges go through it;
+// token requests for access/ go through Token's single flight.
+func limited[T any](ctx context.Context, b *Broker, bucket string, request func(ctx context.Context) (T, error)) (T, error) {
+	var zero T
 	now := b.now()
-	if ok, at := b.limit.take(bucketOf(key), now); !ok {
+	if ok, at := b.limit.take(bucket, now); !ok {
 		b.client.observer.Throttled()
-		return nil, throttled(now, at)
+		return zero, throttled(now, at)
 	}
-	// A flight of its own, so Close cancels it and waits for it like any other.
 	ctx, done, err := b.startFlight(ctx)
 	if err != nil {
-		return nil, err
+		return zero, err
 	}
 	defer done()
-	return b.client.Exchange(ctx, cfg, code, verifier)
+	return request(ctx)
 }
 
 // Forget drops what the Broker knows about key: backoff, the last minted

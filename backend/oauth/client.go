@@ -348,12 +348,21 @@ const MaxAuthCodeLen = 4096
 
 // ValidCode reports whether s can be an authorization code: 1 to MaxCodeLen visible
 // ASCII characters or spaces (RFC 6749 appendix A.11: VSCHAR).
-func ValidCode(s string) bool {
-	if s == "" || len(s) > MaxAuthCodeLen {
+func ValidCode(s string) bool { return printableASCII(s, MaxAuthCodeLen, true) }
+
+// printableASCII reports whether s is 1 to n printable ASCII characters, spaces
+// included when spaces says so (RFC 6749 appendix A: VSCHAR with spaces, NQCHAR-like
+// without).
+func printableASCII(s string, n int, spaces bool) bool {
+	if s == "" || len(s) > n {
 		return false
 	}
+	lowest := byte(0x21)
+	if spaces {
+		lowest = 0x20
+	}
 	for i := 0; i < len(s); i++ {
-		if s[i] < 0x20 || s[i] > 0x7e {
+		if s[i] < lowest || s[i] > 0x7e {
 			return false
 		}
 	}

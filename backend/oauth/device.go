@@ -284,17 +284,9 @@ func (c *Client) PollDevice(ctx context.Context, cfg Config, deviceCode string) 
 // DeviceAuthorize starts a device authorization for key when key's request bucket
 // lets a request through; otherwise it sends nothing and fails with CodeThrottled.
 func (b *Broker) DeviceAuthorize(ctx context.Context, key string, cfg Config) (*DeviceAuthorization, error) {
-	now := b.now()
-	if ok, at := b.limit.take(key, now); !ok {
-		b.client.observer.Throttled()
-		return nil, throttled(now, at)
-	}
-	ctx, done, err := b.startFlight(ctx)
-	if err != nil {
-		return nil, err
-	}
-	defer done()
-	return b.client.DeviceAuthorize(ctx, cfg)
+	return limited(ctx, b, key, func(ctx context.Context) (*DeviceAuthorization, error) {
+		return b.client.DeviceAuthorize(ctx, cfg)
+	})
 }
 
 // PollDevice polls for key's device authorization (Client.PollDevice) when key's
@@ -302,17 +294,9 @@ func (b *Broker) DeviceAuthorize(ctx context.Context, key string, cfg Config) (*
 // CodeThrottled (the poller tries again at its next interval). A poll is a flight of
 // its own, so Close cancels it and waits for it.
 func (b *Broker) PollDevice(ctx context.Context, key string, cfg Config, deviceCode string) (*Token, error) {
-	now := b.now()
-	if ok, at := b.limit.take(key, now); !ok {
-		b.client.observer.Throttled()
-		return nil, throttled(now, at)
-	}
-	ctx, done, err := b.startFlight(ctx)
-	if err != nil {
-		return nil, err
-	}
-	defer done()
-	return b.client.PollDevice(ctx, cfg, deviceCode)
+	return limited(ctx, b, key, func(ctx context.Context) (*Token, error) {
+		return b.client.PollDevice(ctx, cfg, deviceCode)
+	})
 }
 
 // answer holds a provider's answer decoded from JSON or a form.
@@ -356,17 +340,7 @@ func answerValues(contentType string, body []byte) (answer, error) {
 }
 
 // validDeviceCode: 1 to 4096 bytes of RFC 6749 VSCHAR.
-func validDeviceCode(s string) bool {
-	if s == "" || len(s) > maxDeviceCodeBytes {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		if s[i] < 0x20 || s[i] > 0x7e {
-			return false
-		}
-	}
-	return true
-}
+func validDeviceCode(s string) bool { return printableASCII(s, maxDeviceCodeBytes, true) }
 
 // validUserCode: what a person types, shown as it is: 1 to 64 letters, digits, '-',
 // '_', '.' or spaces (Entra's "FN4G8ZXYZ", GitHub's "WDJB-MJHT", RFC 8628's examples).

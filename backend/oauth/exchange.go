@@ -64,17 +64,9 @@ func exchangeBucket(key string) string { return key + "\x00exchange" }
 // CodeThrottled. It runs as a flight of the Broker, so Close cancels it. Failures are
 // *Error.
 func (b *Broker) TokenExchange(ctx context.Context, key string, cfg Config, subject string, r ExchangeRequest) (*Exchanged, error) {
-	now := b.now()
-	if ok, at := b.limit.take(exchangeBucket(key), now); !ok {
-		b.client.observer.Throttled()
-		return nil, throttled(now, at)
-	}
-	ctx, done, err := b.startFlight(ctx)
-	if err != nil {
-		return nil, err
-	}
-	defer done()
-	return b.client.TokenExchange(ctx, cfg, subject, r)
+	return limited(ctx, b, exchangeBucket(key), func(ctx context.Context) (*Exchanged, error) {
+		return b.client.TokenExchange(ctx, cfg, subject, r)
+	})
 }
 
 // TokenExchange makes one RFC 8693 token request: grant_type token-exchange, the
@@ -137,7 +129,7 @@ func (c *Client) TokenExchange(ctx context.Context, cfg Config, subject string, 
 				issued = TokenTypeAccessToken
 			}
 		}
-		if !visibleASCII(issued, maxIssuedTokenTypeBytes) {
+		if !printableASCII(issued, maxIssuedTokenTypeBytes, false) {
 			err = &Error{Class: Transient, Code: CodeBadResponse, Status: http.StatusOK,
 				detail: fmt.Sprintf("the provider's answer has an issued_token_type that is not %d printable characters at most", maxIssuedTokenTypeBytes)}
 		} else {
@@ -148,17 +140,4 @@ func (c *Client) TokenExchange(ctx context.Context, cfg Config, subject string, 
 	}
 	c.observe("token_exchange", start, err)
 	return nil, err
-}
-
-// visibleASCII reports whether s is 1 to n printable ASCII characters without spaces.
-func visibleASCII(s string, n int) bool {
-	if s == "" || len(s) > n {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		if s[i] < 0x21 || s[i] > 0x7e {
-			return false
-		}
-	}
-	return true
 }
