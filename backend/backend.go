@@ -72,6 +72,7 @@ type integrationsBackend struct {
 	authorizations *authorizationStore // authorizations/, oauth-states/
 	tokens         *tokenStore         // tokens/
 	exchanges      *exchangeCache      // exchanged tokens, memory only (exchange.go)
+	narrowed       narrowedCache       // github_app tokens narrowed per caller, in memory (githubapp.go)
 	usage          *usageStore         // usage/
 	activity       *activity
 	metrics        *metrics // this mount's Prometheus registry (metrics.go)

@@ -1,8 +1,6 @@
 package backend
 
 import (
-	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/internal/fixtures"
-
 	"context"
 	"crypto/ecdsa"
 	"crypto/ed25519"
@@ -27,6 +25,7 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/backend/credtype"
+	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/internal/fixtures"
 )
 
 // This file holds what several test files share: a valid example of every credential
@@ -227,10 +226,26 @@ func exampleValues(t testing.TB, typeName string, marker string) map[string]any 
 		examples = map[string]any{"routing_key": routingKey}
 	case "okta":
 		examples = map[string]any{"url": "https://example.okta.com", "token": "00" + marker}
+	case "github_app":
+		// An RSA key has no free bytes: the marker rides in a PEM header, which the
+		// engine keeps with the key as written.
+		examples = map[string]any{
+			"app_id": "123456", "installation_id": "7890123", "private_key": markedRSA(marker),
+			"repositories": []string{"octo-repo"}, "permissions": map[string]string{"contents": "read"},
+			"base_url": "https://api.github.com",
+		}
 	default:
 		t.Fatalf("no example for credential type %q: add one to exampleValues", typeName)
 	}
 	return maps.Clone(examples)
+}
+
+// markedRSA is the fixtures' GitHub App key (PKCS#1, as GitHub issues it) with the
+// marker in a PEM header.
+func markedRSA(marker string) string {
+	block, _ := pem.Decode([]byte(fixtures.GitHubAppKeyPEM()))
+	block.Headers = map[string]string{"Comment": marker}
+	return string(pem.EncodeToMemory(block))
 }
 
 // markerlessKey reports the sensitive fields that cannot carry the marker: an RSA

@@ -31,7 +31,7 @@ func pathAccess(b *integrationsBackend) *framework.Path {
 			OperationPrefix: operationPrefix,
 			OperationSuffix: "credential-material",
 		},
-		Fields: map[string]*framework.FieldSchema{
+		Fields: withFields(accessNarrowingFields(), map[string]*framework.FieldSchema{
 			"name": {Type: framework.TypeString, Description: "Name of the credential.", Required: true},
 			"integration": {
 				Type:        framework.TypeString,
@@ -43,7 +43,7 @@ func pathAccess(b *integrationsBackend) *framework.Path {
 				Description: "OAuth types: the token handed out stays valid at least this long (default: the engine's expiry_buffer).",
 				Query:       true,
 			},
-		},
+		}),
 		Operations: map[logical.Operation]framework.OperationHandler{
 			logical.ReadOperation: &framework.PathOperation{
 				Callback:     b.pathAccessRead,
@@ -93,9 +93,14 @@ func (b *integrationsBackend) pathAccessRead(ctx context.Context, req *logical.R
 	}
 	var data map[string]any
 	var warnings []string
-	if t.Kind == credtype.KindStatic {
+	narrowing, err := gitHubNarrowingOf(t, d)
+	switch {
+	case err != nil:
+	case t.Kind == credtype.KindStatic:
 		data, err = staticAccess(ctx, t, c, now)
-	} else {
+	case narrowing != nil:
+		data, warnings, err = b.narrowedAccess(ctx, req.Storage, cfg, c, narrowing, d.Get("minimum_seconds").(int), now)
+	default:
 		data, warnings, err = b.tokenAccess(ctx, req.Storage, cfg, c, d.Get("minimum_seconds").(int), now)
 	}
 	if keywork.AsBusy(err) != nil || errors.Is(err, logical.ErrReadOnly) {
@@ -224,6 +229,9 @@ func (b *integrationsBackend) tokenAccess(ctx context.Context, s logical.Storage
 	// last_vault_rotation + ttl, which is that hand-over point moved earlier by the
 	// token's age at the read — early (one more read of the same token), never late.
 	handOver := b.handOverAt(cfg, held, c.Name, tok, shortLivedDemand(minValid, cfg.ExpiryBuffer, tok), answered)
+	if isGitHubApp(c.typeDef()) {
+		return gitHubAccess(tok, answered, handOver), warnings, nil
+	}
 	data := map[string]any{
 		"access_token":        tok.AccessToken,
 		"token_type":          tokenType,
@@ -335,6 +343,9 @@ func (b *integrationsBackend) mintOnce(ctx context.Context, s logical.Storage, c
 		return oauth.Result{}, t, fmt.Errorf("building the OAuth configuration of %q: %w", c.Name, err)
 	}
 	oc.RedirectURL = b.redirectURL(cfg, c)
+	if oc.GitHub != nil {
+		oc.GitHub.Check = r.reason == mintVerify // verify: GET /app and the installation first
+	}
 	res, err := ts.brokerOf().Token(ctx, c.Name, oc, src, demand, func(ctx context.Context, tok *oauth.Token) error {
 		if err := ts.putMinted(ctx, s, t, tok); err != nil {
 			return err

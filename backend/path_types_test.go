@@ -44,6 +44,7 @@ var designTypes = []struct {
 	{"slack", "static", []string{"token"}, []string{"token"}},
 	{"pagerduty", "static", []string{"routing_key"}, []string{"routing_key"}},
 	{"okta", "static", []string{"url", "token"}, []string{"token"}},
+	{"github_app", "oauth2", []string{"private_key"}, []string{"private_key"}},
 }
 
 // typeFields is the per-field details types/<typ> shows, keyed by field name.
@@ -310,6 +311,12 @@ func TestValidationFollowsTypeDefinitions(t *testing.T) {
 // that what refuses it is the engine's rule.
 func sampleValue(field string) any {
 	f, _ := credtype.SchemaField(field)
+	switch field {
+	case "app_id", "installation_id":
+		return "42"
+	case "owner":
+		return "octo-org"
+	}
 	switch f.Type {
 	case credtype.FieldStringMap:
 		return map[string]any{"k": "v"}

@@ -31,6 +31,7 @@ import (
 	"io"
 	"math"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"os"
 	"os/exec"
@@ -49,6 +50,7 @@ import (
 
 	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/e2e/internal/oauthtest"
 	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/internal/fixtures"
+	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/internal/githubtest"
 	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/internal/loadgen"
 )
 
@@ -333,6 +335,14 @@ func benchLoad(t *testing.T, s benchSettings, rep *benchReport) {
 	p := newLatencyProvider(t, 2*time.Hour, 0)
 	mustDo(t, v, http.MethodPost, "load-int/credentials/oauth", map[string]any{"type": "oauth2_client_credentials",
 		"token_url": p.TokenURL(), "client_id": oauthtest.ClientID, "client_secret": oauthtest.ClientSecret})
+	// A GitHub App (the suite's GitHub, internal/githubtest), narrowed to one repository.
+	gh := githubtest.New(123456, "Iv23liBench", &fixtures.GitHubAppKey().PublicKey,
+		&githubtest.Installation{ID: 7890, Account: "octo-org", Repositories: []string{"octo-repo"}, Permissions: map[string]string{"contents": "read"}})
+	ghSrv := httptest.NewServer(gh.Handler())
+	t.Cleanup(ghSrv.Close)
+	gh.SetBaseURL(ghSrv.URL)
+	mustDo(t, v, http.MethodPost, "load-int/credentials/gh", map[string]any{"type": "github_app", "app_id": "123456",
+		"private_key": fixtures.GitHubAppKeyPEM(), "installation_id": "7890", "repositories": []string{"octo-repo"}, "base_url": ghSrv.URL})
 
 	// proc is the plugin binary that answers the target (none for KV, built into Vault):
 	// its CPU time per request is measured beside Vault's.
@@ -343,6 +353,7 @@ func benchLoad(t *testing.T, s benchSettings, rep *benchReport) {
 		{"KV v2 read", "secret/data/bench", "pw-0123456789", ""},
 		{"access/ static (basic)", "load-int/access/svc", "pw-0123456789", pluginName},
 		{"access/ cached OAuth token", "load-int/access/oauth", "access_token", pluginName},
+		{gitHubAppTarget, "load-int/access/gh", `"token"`, pluginName},
 		{"credentials/<name> read", "load-int/credentials/svc", `"type":"basic"`, pluginName},
 	}
 	// The JWT-bearer types' cached reads (jwtbearer_test.go's servers).
@@ -435,6 +446,9 @@ func benchLoad(t *testing.T, s benchSettings, rep *benchReport) {
 	}
 	if extra := p.Requests() - mints; extra != 0 {
 		rep.note("the cached OAuth token target made %d provider requests during the load rounds (want 0)", extra)
+	}
+	if n := gh.TokenRequests(); n != 1 {
+		rep.note("the cached GitHub App token target made %d token requests to GitHub (want 1: the warm-up's mint)", n)
 	}
 	rep.loadRounds = rounds
 	for name, byC := range rounds {

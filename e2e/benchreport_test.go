@@ -81,6 +81,10 @@ func (r *benchReport) render(_ *testing.T) string {
 			}
 			read("%s.", line)
 		}
+		if r.load[gitHubAppTarget] != nil {
+			lo, hi := minMax(mergedRatios(r, gitHubAppTarget, "constant plugin"))
+			read("%s runs at %.3f×–%.3f× the constant plugin (target ≥ 0.900×, within 10%%): %s.", gitHubAppTarget, lo, hi, yesNo(lo >= 0.90))
+		}
 		for _, name := range []string{"access/ static (basic)", "access/ cached OAuth token"} {
 			if line := baselineReading(r, name); line != "" {
 				read("%s", line)
@@ -237,6 +241,9 @@ func mergedRatios(r *benchReport, name, against string) []float64 {
 }
 
 // minMax is the lowest and the highest of xs; zeros when there are none.
+// gitHubAppTarget is the load target reading a cached GitHub App installation token.
+const gitHubAppTarget = "access/ cached GitHub App token"
+
 func minMax(xs []float64) (lo, hi float64) {
 	if len(xs) == 0 {
 		return 0, 0

@@ -34,6 +34,7 @@ import (
 	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/e2e/internal/oauthtest"
 	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/e2e/internal/zitadeltest"
 	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/internal/fixtures"
+	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/internal/githubtest"
 )
 
 // oauthAccess is what docs/API.md says an OAuth type's access/ returns that can carry a
@@ -67,6 +68,7 @@ var accessFields = map[string]map[string][]string{
 	"slack":                     {"token": {"token"}, "authorization": {"token"}},
 	"pagerduty":                 {"routing_key": {"routing_key"}},
 	"okta":                      {"token": {"token"}, "authorization": {"token"}},
+	"github_app":                {"token": {"access_token"}, "authorization": {"access_token"}},
 }
 
 // receiver is a notification target on loopback that answers every POST with status
@@ -217,6 +219,7 @@ func TestLeakScan(t *testing.T) {
 	// hostile one that echoes whatever it is sent.
 	providers := map[string]*oauthtest.Provider{}
 	issuers := map[string]interface{ Issued() []string }{} // the JWT-bearer types' servers
+	gitHubs := map[string]*githubtest.Server{}
 	hostileAccess, hostileRefresh := "hat-"+randomHex(12), "hrt-"+randomHex(12)
 	hostile := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		_ = req.ParseForm()
@@ -334,6 +337,17 @@ func TestLeakScan(t *testing.T) {
 			} else {
 				pems["client_key"] = true
 			}
+		case "github_app":
+			// The suite's GitHub; the key's body lines are the secret (the marker rides in
+			// a PEM header, which the engine keeps with the key).
+			gh := githubtest.New(123456, "Iv23liLeakScan", &fixtures.GitHubAppKey().PublicKey,
+				&githubtest.Installation{ID: 7890, Account: "octo-org", Repositories: []string{"octo-repo"}, Permissions: map[string]string{"contents": "write"}})
+			srv := httptest.NewServer(gh.Handler())
+			t.Cleanup(srv.Close)
+			gh.SetBaseURL(srv.URL)
+			gitHubs[name] = gh
+			values = fixtures.Values(typ, m, srv.URL)
+			pems["private_key"] = true
 		default:
 			t.Errorf("type %s: the leak scan has no example values; add them", typ)
 			continue
@@ -452,6 +466,12 @@ func TestLeakScan(t *testing.T) {
 		default:
 			r.want(r.do(http.MethodGet, "access/"+n, nil, nil), 200)
 			r.want(r.do(http.MethodGet, "access/"+n, url.Values{"integration": {"leak-scan"}}, nil), 200)
+		}
+		if s.typ == "github_app" {
+			// A narrowed token, and narrowings refused (more than the credential allows).
+			r.want(r.do(http.MethodGet, "access/"+n, url.Values{"permissions": {"metadata=read"}}, nil), 200, 400)
+			r.want(r.do(http.MethodGet, "access/"+n, url.Values{"permissions": {"contents=admin"}}, nil), 400)
+			r.want(r.do(http.MethodGet, "access/"+n, url.Values{"repositories": {"other-repo"}}, nil), 400)
 		}
 		if long := r.do(http.MethodGet, "access/"+n, url.Values{"integration": {longLabel}}, nil); n == "lk-basic" && long.Status != 400 {
 			// docs/API.md: the integration label is at most 128 printable characters.
@@ -622,6 +642,17 @@ func TestLeakScan(t *testing.T) {
 	for name, p := range issuers {
 		for _, tok := range p.Issued() {
 			addSecret(newSecret(name, "access_token", tok[:6], tok))
+		}
+	}
+	for name, gh := range gitHubs {
+		for _, tok := range gh.Issued() {
+			addSecret(newSecret(name, "access_token", tok[:6], tok))
+		}
+		for _, req := range gh.Requests() {
+			// The App JWT is a secret too: signed by the key, good for 10 minutes.
+			if jwt, ok := strings.CutPrefix(req.Header.Get("Authorization"), "Bearer "); ok && len(jwt) > 40 {
+				addSecret(newSecret(name, "app_jwt", jwt[:6], jwt))
+			}
 		}
 	}
 	grants := map[string]int{}

@@ -169,6 +169,14 @@ var readmeTable = map[string]readmeEntry{
 	"vault write -f integrations/credentials/github-device/authorize": {skip: true, reason: "device authorization at github.com: device_test.go"},
 	"vault read -field=access_token integrations/access/graph-device": {fails: "cannot be used", reason: "nobody consented: awaiting_consent (device_test.go consents at oidc-provider)"},
 
+	// GitHub App: the commands reach GitHub (api.github.com); TestGitHubApp types their forms
+	// write (a key file with @, owner, repositories, permissions pairs), the narrowed read
+	// and verify through the CLI against the suite's GitHub server.
+	"vault write integrations/credentials/ci-bot type=github_app app_id=123456 private_key=@ci-bot.2026-12-06.private-key.pem owner=octo-org repositories=octo-repo permissions=contents=write permissions=metadata=read": {skip: true, reason: "GitHub: TestGitHubApp"},
+	"vault read integrations/access/ci-bot":                           {skip: true, reason: "GitHub: TestGitHubApp"},
+	"vault read integrations/access/ci-bot permissions=contents=read": {skip: true, reason: "GitHub: TestGitHubApp"},
+	"vault write -f integrations/credentials/ci-bot/verify":           {skip: true, reason: "GitHub: TestGitHubApp"},
+
 	// Installing a release: the release's files are made by scripts/release.sh (for
 	// linux/amd64) in the work directory first; /etc/vault/plugins is make dev's plugin
 	// directory (readmeFiller).

@@ -222,6 +222,30 @@ oidc_provider_dir() {
   echo "$dir"
 }
 
+# github_openapi_dir prints the directory where GitHub's official OpenAPI description
+# (the npm package @octokit/openapi, pinned by e2e/githubopenapi/package-lock.json) is
+# installed; the github_app e2e tests check the engine's requests and the test server's
+# answers against it (E2E_GITHUB_OPENAPI_DIR). Installed once per lock file with npm ci,
+# as oidc_provider_dir installs e2e/oidcprovider.
+GITHUB_OPENAPI_SRC="$ROOT/e2e/githubopenapi"
+github_openapi_dir() {
+  if ! command -v npm >/dev/null 2>&1; then
+    log "npm is missing: the github_app e2e tests need GitHub's OpenAPI description (they fail under CI=true, skip elsewhere)"
+    return 1
+  fi
+  local key dir
+  key=$(cache_key "$GITHUB_OPENAPI_SRC/package.json" "$GITHUB_OPENAPI_SRC/package-lock.json")
+  dir="$CACHE_DIR/node/github-openapi-$key"
+  if [ ! -f "$dir/.installed" ]; then
+    log "installing @octokit/openapi from e2e/githubopenapi/package-lock.json (npm ci) into $dir"
+    rm -rf "$dir.tmp" && mkdir -p "$dir.tmp"
+    cp "$GITHUB_OPENAPI_SRC/package.json" "$GITHUB_OPENAPI_SRC/package-lock.json" "$dir.tmp/"
+    (cd "$dir.tmp" && npm ci --no-audit --no-fund --ignore-scripts) >&2 || { rm -rf "$dir.tmp"; return 1; }
+    rm -rf "$dir" && mv "$dir.tmp" "$dir" && touch "$dir/.installed"
+  fi
+  echo "$dir"
+}
+
 # GO_MODULES are the repository's Go modules that have tests, relative to ROOT: the plugin
 # (.), the end-to-end module (e2e/: the suite, the OAuth test providers on fosite and
 # go-oauth2, the benchmark report and its plot, kept out of the plugin's go.mod) and

@@ -40,6 +40,8 @@ prepare_tools() {
   # The oidc-provider e2e test's server (npm ci on first use); without Node.js that
   # test fails under CI=true and skips elsewhere.
   oidc_provider_dir >/dev/null || true
+  # GitHub's OpenAPI description, for the github_app e2e tests (npm ci on first use).
+  github_openapi_dir >/dev/null || true
 }
 
 if [ "$what" = all ]; then
@@ -191,6 +193,9 @@ if [ "$what" = all ] || [ "$what" = e2e ]; then
   fi
   if oidc_dir="$(oidc_provider_dir)"; then
     export E2E_OIDC_PROVIDER_DIR="$oidc_dir"
+  fi
+  if github_openapi="$(github_openapi_dir)"; then
+    export E2E_GITHUB_OPENAPI_DIR="$github_openapi"
   fi
   log "end-to-end tests against $("$VAULT_BIN" version)"
   # E2E_ARGS, e.g. "-run TestConfig -v", narrows the run. The suite is the e2e module's

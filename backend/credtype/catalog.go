@@ -292,7 +292,9 @@ func deriveFacts(c *catalogIndex, t *Type) {
 		withClientAuth(t)
 	}
 	withTrustAnchors(t)
-	addOAuthFields(t) // last: after every field an OAuth type takes for itself
+	if t.OAuth == nil || !t.OAuth.OwnAuth {
+		addOAuthFields(t) // last: after every field an OAuth type takes for itself
+	}
 	if t.DeviceIndexed {
 		if c.deviceAccounts != nil {
 			panic("credtype: two DeviceIndexed types: " + c.deviceAccounts.Name + ", " + t.Name)

@@ -42,6 +42,8 @@ var designTable = []struct {
 	{"slack", KindStatic, nil, []string{"token*"}, false},
 	{"pagerduty", KindStatic, nil, []string{"routing_key*"}, false},
 	{"okta", KindStatic, nil, []string{"url*", "token*", "ca_certificate"}, false},
+	// A GitHub App authenticates with its own JWT: no client-authentication fields.
+	{"github_app", KindOAuth2, nil, []string{"app_id", "client_id", "private_key*", "installation_id", "owner", "repositories", "permissions", "base_url", "ca_certificate"}, false},
 }
 
 // clientAuthFields are the client-authentication fields every OAuth type takes after
@@ -83,7 +85,7 @@ func TestCatalogMatchesDesign(t *testing.T) {
 				own = append(own, name)
 			}
 			wantOwn := want.fields
-			if want.kind == KindOAuth2 {
+			if want.kind == KindOAuth2 && !typ.OAuth.OwnAuth {
 				wantOwn = append(slices.Clone(wantOwn), oauthOwn...)
 			}
 			if !slices.Equal(own, wantOwn) {

@@ -210,6 +210,7 @@ func goodValues(t testing.TB, typ string) map[string]any {
 		"salesforce_jwt": {"consumer_key": "3MVG9abc", "username": "api@example.com", "client_key": p.rsaPKCS1},
 		"pagerduty":      {"routing_key": "e93facc04764012d7bfb002500d5d1a6"},
 		"okta":           {"url": "https://example.okta.com", "token": "00abcdefghijklmnopqrstuvwxyz0123456789ABCD"},
+		"github_app":     {"app_id": "123456", "private_key": p.rsaPKCS1, "installation_id": "7890123"},
 	}
 	v, ok := examples[typ]
 	if !ok {

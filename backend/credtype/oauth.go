@@ -49,6 +49,10 @@ type OAuthPreset struct {
 	// assertion builds the JWT-bearer grant's assertion (GrantJWTBearer) from a
 	// credential's values (jwtbearer.go); nil for the other grants.
 	assertion func(values map[string]any) (*Assertion, error)
+	// OwnAuth marks a grant that is not OAuth's (a GitHub App's JWT, with
+	// NoClientAuth): the type takes no client_secret_expires_at and no
+	// client_secret_overlap, having no client secret.
+	OwnAuth bool
 }
 
 // DefaultScopes returns a copy of the scopes t requests when its credential sets none:

@@ -59,6 +59,8 @@ func (t *Type) RefusedField(values Fields, code string) string {
 		if has("scopes") {
 			return "scopes"
 		}
+	default:
+		return gitHubRefusedField(t, values, code)
 	}
 	return ""
 }

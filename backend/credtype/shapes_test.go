@@ -51,23 +51,23 @@ func TestOneOfRuleAgreesWithValidation(t *testing.T) {
 			base := map[string]any{}
 			for _, f := range typ.Fields {
 				if f.Required {
-					base[f.Name] = "x"
+					base[f.Name] = oneOfSample(t, typ.Name, f.Name)
 				}
 				if other := f.OneOf; other != nil && other != o && other.Exactly {
-					base[other.Fields[0]] = "x"
+					base[other.Fields[0]] = oneOfSample(t, typ.Name, other.Fields[0])
 				}
 			}
 			// Each one alone is accepted.
 			for _, n := range o.Fields {
 				v := maps.Clone(base)
-				v[n] = "x"
+				v[n] = oneOfSample(t, typ.Name, n)
 				if _, err := typ.Validate(v); err != nil {
 					t.Errorf("%s: %s alone refused: %v", typ.Name, n, err)
 				}
 			}
 			// Two together are refused, naming the second and the rule.
 			v := maps.Clone(base)
-			v[o.Fields[0]], v[o.Fields[1]] = "x", "y"
+			v[o.Fields[0]], v[o.Fields[1]] = oneOfSample(t, typ.Name, o.Fields[0]), oneOfSample(t, typ.Name, o.Fields[1])
 			wantRefusal(t, typ, v, o.Fields[1], o.Rule())
 			// None: refused naming the first when one is required, accepted otherwise.
 			_, err := typ.Validate(base)
@@ -81,6 +81,25 @@ func TestOneOfRuleAgreesWithValidation(t *testing.T) {
 	if groups < 2 {
 		t.Fatalf("%d one-of groups checked: the test is blind", groups)
 	}
+}
+
+// oneOfSample is a valid value of field in typ: "x" where any line is, else the
+// type's own (its goodValues example, or one of oneOfSamples).
+func oneOfSample(t *testing.T, typ, field string) any {
+	if v, ok := oneOfSamples[typ][field]; ok {
+		return v
+	}
+	if typ != "shapes" {
+		if v, ok := goodValues(t, typ)[field]; ok {
+			return v
+		}
+	}
+	return "x"
+}
+
+// oneOfSamples are values of one-of fields that goodValues leaves unset.
+var oneOfSamples = map[string]map[string]any{
+	"github_app": {"client_id": "Iv23liExample", "owner": "octo-org"},
 }
 
 func wantRefusal(t *testing.T, typ *Type, v map[string]any, field, rule string) {

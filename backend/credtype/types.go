@@ -284,5 +284,6 @@ func types() []*Type {
 			access: &accessSpec{fields: []string{"token"}, authorization: fixedAuthorization("SSWS")},
 			verify: httpVerify("/api/v1/users/me", "url"),
 		},
+		githubAppType(),
 	}
 }

@@ -14,10 +14,10 @@ func TestClientSecretExpiresAt(t *testing.T) {
 	t.Parallel()
 	for _, typ := range All() {
 		_, has := typ.Field(fieldSecretExpiresAt)
-		if has != (typ.Kind == KindOAuth2) {
+		if has != (typ.Kind == KindOAuth2 && !typ.OAuth.OwnAuth) {
 			t.Errorf("%s (%s): has client_secret_expires_at = %v", typ.Name, typ.Kind, has)
 		}
-		if typ.Kind != KindOAuth2 {
+		if !has {
 			continue
 		}
 		values := goodValues(t, typ.Name)

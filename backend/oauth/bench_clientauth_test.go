@@ -4,6 +4,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/backend/credtype"
 	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/internal/fixtures"
 )
 
@@ -27,4 +28,31 @@ func BenchmarkClientAssertion(b *testing.B) {
 			}
 		})
 	}
+}
+
+// BenchmarkGitHubAppJWT is what a github_app token request adds before it is sent:
+// parsing the App's stored key (GitHub's PKCS#1 PEM) and signing one App JWT (RS256).
+func BenchmarkGitHubAppJWT(b *testing.B) {
+	keyPEM := fixtures.GitHubAppKeyPEM()
+	b.Run("parse+sign", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			key, err := credtype.GitHubAppKey(keyPEM)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if _, err := SignGitHubAppJWT(key, "123456", time.Now()); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	key := fixtures.GitHubAppKey()
+	b.Run("sign", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := SignGitHubAppJWT(key, "123456", time.Now()); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"runtime/debug"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -135,7 +136,7 @@ func (b *Broker) RetryAt(key string) time.Time {
 		until = st.until
 	}
 	b.mu.Unlock()
-	if next := b.limit.next(key, b.now()); next.After(until) {
+	if next := b.limit.next(bucketOf(key), b.now()); next.After(until) {
 		return next
 	}
 	return until
@@ -340,7 +341,7 @@ func (b *Broker) fly(ctx context.Context, key string, cfg Config, cached *Token,
 		return degrade(src, lastErr, until, now)
 	}
 
-	if ok, at := b.limit.take(key, now); !ok {
+	if ok, at := b.limit.take(bucketOf(key), now); !ok {
 		// The bucket is empty: no request, and no failure either (the backoff
 		// stays as it is).
 		b.client.observer.Throttled()
@@ -371,6 +372,19 @@ func (b *Broker) fly(ctx context.Context, key string, cfg Config, cached *Token,
 		return Result{}, err
 	}
 	return Result{Token: tok, Minted: true}, nil
+}
+
+// VariantKey is the Broker key of a variant of key's token (a GitHub App token
+// narrowed for one caller): its own single flight, backoff and last token, but key's
+// request bucket, so variants cannot multiply a credential's requests.
+func VariantKey(key, variant string) string { return key + "\x00" + variant }
+
+// bucketOf is the request bucket of a Broker key: the credential's, for a variant.
+func bucketOf(key string) string {
+	if i := strings.IndexByte(key, 0); i >= 0 {
+		return key[:i]
+	}
+	return key
 }
 
 // PanicError is a token request that panicked (in the Client, or in the persist

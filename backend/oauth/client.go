@@ -60,6 +60,8 @@ type Token struct {
 	// ByPrevious, in memory only, is set on a token obtained through Config.Previous
 	// after the current client secret or key was refused (overlap.go).
 	ByPrevious bool `json:"-"`
+	// GitHub is what a GitHub App installation token was granted (githubapp.go).
+	GitHub *GitHubGrant `json:"github,omitempty"`
 }
 
 // Fresh reports whether t is valid for d after now (ValidFor) and its expiry rests
@@ -196,6 +198,9 @@ func (c *Client) Mint(ctx context.Context, cfg Config, refreshToken string) (*To
 	ctx, tr, err := c.requestContext(ctx, cfg)
 	if err != nil {
 		return nil, err
+	}
+	if cfg.Grant == GrantGitHubApp {
+		return c.mintGitHubApp(ctx, cfg, tr)
 	}
 	var tok *oauth2.Token
 	grant, start := string(cfg.Grant), time.Now()

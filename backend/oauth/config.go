@@ -101,6 +101,8 @@ type Config struct {
 	// credential keeps it (client_secret_overlap): tried once when this one is refused
 	// with invalid_client (overlap.go). Never printed by String.
 	Previous *Config
+	// GitHub is a github_app credential's App (githubapp.go); nil for other grants.
+	GitHub *GitHubApp
 }
 
 // reservedParams are set by the grant itself; letting Params override them
@@ -128,6 +130,9 @@ func FromFields(typeName string, fields map[string]any) (Config, error) {
 	}
 	p := t.OAuth
 	f := fieldReader{fields: fields}
+	if p.Grant == credtype.GrantGitHubApp {
+		return gitHubFromFields(typeName, &f)
+	}
 	cfg := Config{
 		Grant:        Grant(p.Grant),
 		ClientSecret: f.secret("client_secret"),
@@ -240,6 +245,9 @@ func defaultStyle(cfg *Config, style string) {
 // grant needs are present, the auth style is known and the endpoints are https
 // (or loopback). Errors name the field, never its value.
 func (c Config) Validate() error {
+	if c.Grant == GrantGitHubApp {
+		return c.GitHub.validate(c)
+	}
 	var errs []error
 	if c.ClientID == "" && c.Grant != GrantJWTBearer {
 		errs = append(errs, errors.New("client_id is required"))

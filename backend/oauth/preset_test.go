@@ -17,6 +17,7 @@ var sample = map[string]any{
 	"client_id": "id", "client_secret": "s", "username": "u", "password": "p",
 	"auth_url": "https://idp.example/authorize", "token_url": "https://idp.example/token",
 	"device_authorization_url": "https://idp.example/device",
+	"app_id": "1", "installation_id": "2", "private_key": "k",
 }
 
 // keySample is an RSA client key (PKCS#8 PEM) for the JWT-bearer types.
@@ -30,7 +31,7 @@ func requiredSample(typ *credtype.Type) map[string]any {
 	sample["service_account_key"] = fixtures.ServiceAccountKey(fixtures.RSAKey(), "sa@p.iam.gserviceaccount.com", "kid1", "https://oauth2.googleapis.com/token")
 	fields := map[string]any{}
 	for _, g := range typ.Fields {
-		if g.Required {
+		if g.Required || g.OneOf != nil && g.OneOf.Exactly && g.OneOf.Fields[0] == g.Name {
 			fields[g.Name] = sample[g.Name]
 		}
 	}
