@@ -178,6 +178,14 @@ func (b *integrationsBackend) initialize(ctx context.Context, req *logical.Initi
 		} else if waiting > 0 {
 			b.outbox.Wake()
 		}
+		// Likewise the device authorizations an earlier active node left pending: read
+		// here, so the device poller touches storage only for what is due (it reads
+		// them itself when this fails).
+		if err := b.loadDevicePolls(ctx, req.Storage); err != nil {
+			b.Logger().Error("reading pending device authorizations failed; the device poller will retry", "error", err)
+		} else {
+			b.deviceFlow.wake()
+		}
 	}
 	return nil
 }
