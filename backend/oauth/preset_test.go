@@ -16,8 +16,7 @@ var sample = map[string]any{
 	"tenant": "contoso.onmicrosoft.com", "instance": "dev1", "account_id": "acct",
 	"client_id": "id", "client_secret": "s", "username": "u", "password": "p",
 	"auth_url": "https://idp.example/authorize", "token_url": "https://idp.example/token",
-	"device_authorization_url": "https://idp.example/device",
-	"app_id": "1", "installation_id": "2", "private_key": "k",
+	"device_authorization_url": "https://idp.example/device", "app_id": "1", "installation_id": "2", "private_key": "k",
 }
 
 // keySample is an RSA client key (PKCS#8 PEM) for the JWT-bearer types.
