@@ -394,7 +394,7 @@ func jwtBearerLoadTargets(t *testing.T, v *vaultServer) []jwtBearerLoadTarget {
 		"issuer": "bench-issuer", "subject": "bench-subject", "client_key": fixtures.KeyPEM(key), "ca_certificate": p.CACertificatePEM()})
 	mustDo(t, v, http.MethodPost, "load-int/credentials/gsa", map[string]any{"type": "google_service_account",
 		"service_account_key": fixtures.ServiceAccountKey(key, "bench@p.iam.gserviceaccount.com", "kid-bench", g.TokenURI()),
-		"scopes": []string{"https://www.googleapis.com/auth/cloud-platform"}})
+		"scopes":              []string{"https://www.googleapis.com/auth/cloud-platform"}})
 	mustDo(t, v, http.MethodPost, "load-int/credentials/sf", map[string]any{"type": "salesforce_jwt", "login_url": sf.LoginURL(),
 		"consumer_key": "3MVG9-bench", "username": "bench@example.com", "client_key": fixtures.KeyPEM(key)})
 	return []jwtBearerLoadTarget{
