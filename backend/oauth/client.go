@@ -190,15 +190,11 @@ func (c *Client) Mint(ctx context.Context, cfg Config, refreshToken string) (*To
 	if cfg.Previous != nil {
 		return c.mintOverlap(ctx, cfg, refreshToken)
 	}
-	if err := checkConfig(cfg); err != nil {
-		return nil, err
-	}
-	ctx, cancel := c.bound(ctx, cfg)
-	defer cancel()
-	ctx, tr, err := c.requestContext(ctx, cfg)
+	ctx, cancel, tr, err := c.startRequest(ctx, cfg)
 	if err != nil {
 		return nil, err
 	}
+	defer cancel()
 	if cfg.Grant == GrantGitHubApp {
 		return c.mintGitHubApp(ctx, cfg, tr)
 	}
@@ -255,19 +251,15 @@ func (c *Client) Exchange(ctx context.Context, cfg Config, code, verifier string
 	if cfg.Previous != nil {
 		return c.exchangeOverlap(ctx, cfg, code, verifier)
 	}
-	if err := checkConfig(cfg); err != nil {
-		return nil, err
-	}
 	opts := cfg.extraOptions()
 	if verifier != "" {
 		opts = append(opts, oauth2.VerifierOption(verifier))
 	}
-	ctx, cancel := c.bound(ctx, cfg)
-	defer cancel()
-	ctx, tr, err := c.requestContext(ctx, cfg)
+	ctx, cancel, tr, err := c.startRequest(ctx, cfg)
 	if err != nil {
 		return nil, err
 	}
+	defer cancel()
 	start := time.Now()
 	tok, err := cfg.codeConfig().Exchange(ctx, code, opts...)
 	if err != nil {

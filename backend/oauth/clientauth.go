@@ -155,6 +155,22 @@ func (t *assertionTransport) RoundTrip(req *http.Request) (*http.Response, error
 	return t.base.RoundTrip(out)
 }
 
+// startRequest is the start of every token request the Client makes: cfg checked
+// (checkConfig), the request bounded to cfg's timeout (bound), x/oauth2 handed cfg's
+// bounded client and a fresh trace (requestContext). The caller defers cancel.
+func (c *Client) startRequest(ctx context.Context, cfg Config) (context.Context, context.CancelFunc, *exchangeTrace, error) {
+	if err := checkConfig(cfg); err != nil {
+		return nil, nil, nil, err
+	}
+	ctx, cancel := c.bound(ctx, cfg)
+	ctx, tr, err := c.requestContext(ctx, cfg)
+	if err != nil {
+		cancel()
+		return nil, nil, nil, err
+	}
+	return ctx, cancel, tr, nil
+}
+
 // requestContext hands x/oauth2 cfg's bounded client (httpFor) and a fresh trace.
 func (c *Client) requestContext(ctx context.Context, cfg Config) (context.Context, *exchangeTrace, error) {
 	hc, err := c.httpFor(cfg)

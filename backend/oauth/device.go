@@ -86,15 +86,11 @@ func (c *Client) DeviceAuthorize(ctx context.Context, cfg Config) (*DeviceAuthor
 	if cfg.Grant != GrantDeviceCode {
 		return nil, configError(fmt.Sprintf("grant %q has no device authorization", cfg.Grant))
 	}
-	if err := checkConfig(cfg); err != nil {
-		return nil, err
-	}
-	ctx, cancel := c.bound(ctx, cfg)
-	defer cancel()
-	ctx, tr, err := c.requestContext(ctx, cfg)
+	ctx, cancel, tr, err := c.startRequest(ctx, cfg)
 	if err != nil {
 		return nil, err
 	}
+	defer cancel()
 	hc, _ := ctx.Value(oauth2.HTTPClient).(*http.Client)
 	form := url.Values{}
 	if len(cfg.Scopes) > 0 {
@@ -230,15 +226,11 @@ func (c *Client) PollDevice(ctx context.Context, cfg Config, deviceCode string) 
 	if !validDeviceCode(deviceCode) {
 		return nil, configError("the device code is not one a device authorization answers")
 	}
-	if err := checkConfig(cfg); err != nil {
-		return nil, err
-	}
-	ctx, cancel := c.bound(ctx, cfg)
-	defer cancel()
-	ctx, tr, err := c.requestContext(ctx, cfg)
+	ctx, cancel, tr, err := c.startRequest(ctx, cfg)
 	if err != nil {
 		return nil, err
 	}
+	defer cancel()
 	params := url.Values{}
 	cfg.addParams(params.Set)
 	params.Set("grant_type", string(GrantDeviceCode))

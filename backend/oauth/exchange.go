@@ -75,18 +75,14 @@ func (b *Broker) TokenExchange(ctx context.Context, key string, cfg Config, subj
 // expires_in by Lifetime) and issued_token_type to 256 printable characters. Failures
 // are *Error.
 func (c *Client) TokenExchange(ctx context.Context, cfg Config, subject string, r ExchangeRequest) (*Exchanged, error) {
-	if err := checkConfig(cfg); err != nil {
-		return nil, err
-	}
 	if subject == "" {
 		return nil, &Error{Class: Permanent, Code: CodeInvalidConfig, detail: "no subject token to exchange"}
 	}
-	ctx, cancel := c.bound(ctx, cfg)
-	defer cancel()
-	ctx, tr, err := c.requestContext(ctx, cfg)
+	ctx, cancel, tr, err := c.startRequest(ctx, cfg)
 	if err != nil {
 		return nil, err
 	}
+	defer cancel()
 	params := url.Values{
 		"grant_type":         {GrantTokenExchange},
 		"subject_token":      {subject},
