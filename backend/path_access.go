@@ -65,31 +65,52 @@ is suspended, expired, awaiting consent or needs re-authorization.` +
 	}
 }
 
+// reader is what every read of a credential's material (access/, exchange/) starts
+// from: the credential called by the path's name, or the 404, and the integration
+// label the request names (resp is the 400 of a bad one).
+func (b *integrationsBackend) reader(ctx context.Context, req *logical.Request, d *framework.FieldData) (c *credential, integration string, resp *logical.Response, err error) {
+	c, err = b.credentialOr404(ctx, req.Storage, d.Get("name").(string))
+	if err != nil {
+		return nil, "", nil, err
+	}
+	integration, err = integrationLabel(req, d.Get("integration").(string))
+	if err != nil {
+		return nil, "", logical.ErrorResponse(err.Error()), nil
+	}
+	return c, integration, nil, nil
+}
+
+// refuseUnusable is nil when c's lifecycle state lets it be used at now; otherwise it
+// records the refused read (usage, metrics) and returns the refusal (unavailable).
+func (b *integrationsBackend) refuseUnusable(cfg *engineConfig, c *credential, integration string, now time.Time) error {
+	err := b.policyFor(cfg, c).Usable(b.currentState(c), now)
+	if err == nil {
+		return nil
+	}
+	b.activity.recorder.Access(c.Name, now, integration, false, err.Error())
+	b.metrics.accessRead(c.typeDef().Kind, c.Name, accessResultRefused, cfg.MetricsCredentialLabel)
+	return b.unavailable(c, err)
+}
+
 // pathAccessRead is the access/ read, top-down: the credential (from memory once
 // cached), who is asking, whether its lifecycle state lets it be used, then its
 // material — static (staticAccess) or an OAuth token (tokenAccess) — and the usage
 // record. The read takes the time once: the refusal, the failure and the success are
 // all recorded at now.
 func (b *integrationsBackend) pathAccessRead(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
-	name := d.Get("name").(string)
-	c, err := b.credentialOr404(ctx, req.Storage, name)
-	if err != nil {
-		return nil, err
+	c, integration, resp, err := b.reader(ctx, req, d)
+	if resp != nil || err != nil {
+		return resp, err
 	}
-	integration, err := integrationLabel(req, d.Get("integration").(string))
-	if err != nil {
-		return logical.ErrorResponse(err.Error()), nil
-	}
+	name := c.Name
 	now := b.now().UTC()
 	cfg, err := b.loadConfig(ctx, req.Storage)
 	if err != nil {
 		return nil, err
 	}
 	t := c.typeDef()
-	if err := b.policyFor(cfg, c).Usable(b.currentState(c), now); err != nil {
-		b.activity.recorder.Access(name, now, integration, false, err.Error())
-		b.metrics.accessRead(t.Kind, name, accessResultRefused, cfg.MetricsCredentialLabel)
-		return nil, b.unavailable(c, err)
+	if err := b.refuseUnusable(cfg, c, integration, now); err != nil {
+		return nil, err
 	}
 	var data map[string]any
 	var warnings []string

@@ -93,15 +93,11 @@ A policy may grant this path without access/ and the reverse.` +
 // request (checked, and against the allow-list), the lifecycle state, then the
 // exchanged token (exchangeAccess) and the usage record.
 func (b *integrationsBackend) pathExchangeRead(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
-	name := d.Get("name").(string)
-	c, err := b.credentialOr404(ctx, req.Storage, name)
-	if err != nil {
-		return nil, err
+	c, integration, resp, err := b.reader(ctx, req, d)
+	if resp != nil || err != nil {
+		return resp, err
 	}
-	integration, err := integrationLabel(req, d.Get("integration").(string))
-	if err != nil {
-		return logical.ErrorResponse(err.Error()), nil
-	}
+	name := c.Name
 	t := c.typeDef()
 	if t.Kind != credtype.KindOAuth2 {
 		return nil, logical.CodedError(http.StatusBadRequest, fmt.Sprintf("credential %q is of type %s: token exchange is for OAuth credentials", name, c.Type))
@@ -116,10 +112,8 @@ func (b *integrationsBackend) pathExchangeRead(ctx context.Context, req *logical
 		err = exchangeAllowed(b, c, r)
 	}
 	if err == nil {
-		if err = b.policyFor(cfg, c).Usable(b.currentState(c), now); err != nil {
-			b.activity.recorder.Access(name, now, integration, false, err.Error())
-			b.metrics.accessRead(t.Kind, name, accessResultRefused, cfg.MetricsCredentialLabel)
-			return nil, b.unavailable(c, err)
+		if err := b.refuseUnusable(cfg, c, integration, now); err != nil {
+			return nil, err
 		}
 	}
 	var data map[string]any
