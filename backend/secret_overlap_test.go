@@ -18,6 +18,7 @@ import (
 
 	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/backend/lifecycle"
 	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/internal/fixtures"
+	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/internal/oauthtest"
 )
 
 // secretServer is a token endpoint (client credentials) whose accepted client secrets
@@ -476,4 +477,227 @@ func TestSecretOverlapRefreshGrant(t *testing.T) {
 	if h := credView(t, b, s, "ac")["health"]; h != lifecycle.HealthYellow {
 		t.Fatalf("health %v, want yellow", h)
 	}
+}
+
+// codeOverlapProvider is the stdlib test provider (internal/oauthtest) for the
+// authorization-code grant, registered with overlapOld, behind a fault that decides
+// which client secrets it accepts: an accepted one is passed on as the registered one,
+// any other is refused with invalid_client before the server sees the request (so a
+// refused code stays unspent, as RFC 6749 §4.1.3 has it). It records the secret of
+// every token request, the refresh_token grant's included.
+type codeOverlapProvider struct {
+	*oauthtest.Provider
+	mu       sync.Mutex
+	accepted map[string]bool
+	sent     []string
+}
+
+func newCodeOverlapProvider(t *testing.T, accepted ...string) *codeOverlapProvider {
+	t.Helper()
+	cp := &codeOverlapProvider{Provider: oauthtest.New(t, oauthtest.Options{
+		Domain: tpCallbackBase, AccessTTL: 10 * time.Minute, Rotate: true, ForcePKCE: true, ClientSecret: overlapOld,
+	})}
+	cp.accept(accepted...)
+	cp.SetFault(func(w http.ResponseWriter, r *http.Request) bool {
+		id, secret, basic := r.BasicAuth()
+		if !basic {
+			id, secret = r.PostForm.Get("client_id"), r.PostForm.Get("client_secret")
+		}
+		cp.mu.Lock()
+		cp.sent = append(cp.sent, secret)
+		good := id == oauthtest.ClientID && cp.accepted[secret]
+		cp.mu.Unlock()
+		if !good {
+			oauthtest.WriteJSON(w, http.StatusUnauthorized, `{"error":"invalid_client"}`)
+			return true
+		}
+		if basic {
+			r.SetBasicAuth(id, overlapOld)
+		} else {
+			r.Form.Set("client_secret", overlapOld)
+			r.PostForm.Set("client_secret", overlapOld)
+		}
+		return false
+	})
+	return cp
+}
+
+func (cp *codeOverlapProvider) accept(secrets ...string) {
+	cp.mu.Lock()
+	defer cp.mu.Unlock()
+	cp.accepted = map[string]bool{}
+	for _, s := range secrets {
+		cp.accepted[s] = true
+	}
+}
+
+func (cp *codeOverlapProvider) took() []string {
+	cp.mu.Lock()
+	defer cp.mu.Unlock()
+	out := cp.sent
+	cp.sent = nil
+	return out
+}
+
+func wantCodeSent(t *testing.T, cp *codeOverlapProvider, step string, want ...string) {
+	t.Helper()
+	if got := cp.took(); fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("%s: secrets sent %v, want %v", step, got, want)
+	}
+}
+
+func codeOverlapCred(cp *codeOverlapProvider, style, secret string) map[string]any {
+	return map[string]any{
+		"type": "oauth2_authorization_code", "auth_url": cp.AuthURL(), "token_url": cp.TokenURL(),
+		"client_id": oauthtest.ClientID, "client_secret": secret, "auth_style": style, "scopes": "offline_access,read",
+	}
+}
+
+// rotateCodeSecret creates credentials/ac with overlapOld and replaces it with
+// overlapNew, by a patch or by a full update, and checks the previous one is kept.
+func rotateCodeSecret(t *testing.T, b *integrationsBackend, s logical.Storage, cp *codeOverlapProvider, style string, patch bool) {
+	t.Helper()
+	mustOK(t, b, s, logical.CreateOperation, "credentials/ac", codeOverlapCred(cp, style, overlapOld))
+	if patch {
+		mustOK(t, b, s, logical.PatchOperation, "credentials/ac", map[string]any{"client_secret": overlapNew})
+	} else {
+		mustOK(t, b, s, logical.UpdateOperation, "credentials/ac", codeOverlapCred(cp, style, overlapNew))
+	}
+	if _, kept := credView(t, b, s, "ac")["previous_client_secret_until"]; !kept {
+		t.Fatal("the rotation kept no previous secret")
+	}
+}
+
+// The authorization-code exchange goes through the overlap: a consent completed while
+// the provider knows only the previous secret exchanges its code with it, stores the
+// tokens and leaves the credential active and yellow (new_client_secret_refused),
+// never needs_reauth; the first token the new secret obtains forgets the previous one.
+func TestSecretOverlapCodeExchange(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		style string
+		patch bool
+	}{{"header", true}, {"body", false}} {
+		t.Run(tc.style, func(t *testing.T) {
+			t.Parallel()
+			cp := newCodeOverlapProvider(t, overlapOld)
+			events := logical.NewMockEventSender()
+			b, s, clock := newBackendWith(t, backendOptions{events: events})
+			mustOK(t, b, s, logical.UpdateOperation, "config", map[string]any{"callback_base_url": tpCallbackBase})
+			rotateCodeSecret(t, b, s, cp, tc.style, tc.patch)
+			clock.Advance(time.Minute)
+
+			start := mustOK(t, b, s, logical.UpdateOperation, "credentials/ac/authorize", nil).Data
+			loc := cp.Authorize(t, start["auth_url"].(string))
+			if status, page := callback(t, b, s, loc.Query()); status != http.StatusOK || !strings.Contains(page, "Authorization complete") {
+				t.Fatalf("callback: %d %s", status, page)
+			}
+			wantCodeSent(t, cp, "code exchange", overlapNew, overlapOld)
+			issued := cp.LastIssued(t)
+			stored := storedTokenOf(t, s, "ac")
+			if issued.Refresh == "" || stored.RefreshToken != issued.Refresh {
+				t.Fatalf("the consented refresh token is not stored (issued one: %v)", issued.Refresh != "")
+			}
+			if got := lcAccess(t, b, s, "ac").Data["access_token"]; got != issued.Access {
+				t.Fatalf("access after the consent: %v, want the exchanged token", got)
+			}
+			wantCodeSent(t, cp, "access after the consent")
+			view := credView(t, b, s, "ac")
+			if view["status"] != "active" || view["health"] != lifecycle.HealthYellow || view["status_reason"] != "" {
+				t.Fatalf("after the exchange: status %v (%v) health %v, want active yellow", view["status"], view["status_reason"], view["health"])
+			}
+			if _, kept := view["previous_client_secret_until"]; !kept {
+				t.Fatal("the previous secret was forgotten by the token it obtained")
+			}
+			refused := alertsOf(lcAlerts(t, b, s), lifecycle.AlertNewSecretRefused)
+			if len(refused) != 1 || refused[0]["severity"] != lifecycle.HealthYellow {
+				t.Fatalf("alerts: %v", lcAlerts(t, b, s))
+			}
+			if got := alertsOf(lcAlerts(t, b, s), lifecycle.AlertNeedsReauth); len(got) != 0 {
+				t.Fatalf("needs_reauth alert: %v", got)
+			}
+			if n := countEvents(events, "integrations/credential-"+eventNewSecretRefused); n != 1 {
+				t.Fatalf("%d new_client_secret_refused events, want 1", n)
+			}
+
+			// The provider accepts the new secret: the next mint (a refresh) obtains
+			// its token with it and forgets the previous one.
+			cp.accept(overlapOld, overlapNew)
+			clock.Advance(11 * time.Minute)
+			lcAccess(t, b, s, "ac")
+			wantCodeSent(t, cp, "refresh once the new secret is accepted", overlapNew)
+			view = credView(t, b, s, "ac")
+			if _, kept := view["previous_client_secret_until"]; kept || view["status"] != "active" || view["health"] != lifecycle.HealthGreen {
+				t.Fatalf("after the new secret worked: %v", view)
+			}
+			if got := alertsOf(lcAlerts(t, b, s), lifecycle.AlertNewSecretRefused); len(got) != 0 {
+				t.Fatalf("alert stays: %v", got)
+			}
+			entry, err := s.Get(context.Background(), "credentials/ac")
+			if err != nil || entry == nil || strings.Contains(string(entry.Value), overlapOld) {
+				t.Fatalf("the stored credential still holds the previous secret (%v)", err)
+			}
+		})
+	}
+}
+
+// A provider that knows neither secret refuses the code exchange as it would without
+// the overlap: the consent fails, nothing is stored, the credential still awaits
+// consent, and the refusal raises no new_client_secret_refused.
+func TestSecretOverlapCodeExchangeBothRefused(t *testing.T) {
+	t.Parallel()
+	cp := newCodeOverlapProvider(t, "some-other-secret-000")
+	events := logical.NewMockEventSender()
+	b, s, clock := newBackendWith(t, backendOptions{events: events})
+	mustOK(t, b, s, logical.UpdateOperation, "config", map[string]any{"callback_base_url": tpCallbackBase})
+	rotateCodeSecret(t, b, s, cp, "body", true)
+	clock.Advance(time.Minute)
+
+	// Through the callback.
+	start := mustOK(t, b, s, logical.UpdateOperation, "credentials/ac/authorize", nil).Data
+	loc := cp.Authorize(t, start["auth_url"].(string))
+	if status, page := callback(t, b, s, loc.Query()); status != http.StatusBadRequest || !strings.Contains(page, "Authorization failed") {
+		t.Fatalf("callback: %d %s", status, page)
+	}
+	wantCodeSent(t, cp, "callback exchange", overlapNew, overlapOld)
+
+	// By hand.
+	start = mustOK(t, b, s, logical.UpdateOperation, "credentials/ac/authorize", nil).Data
+	loc = cp.Authorize(t, start["auth_url"].(string))
+	resp, err := request(b, s, logical.UpdateOperation, "credentials/ac/authorize", map[string]any{
+		"code": loc.Query().Get("code"), "state": loc.Query().Get("state"),
+	})
+	if err != nil || resp == nil || !resp.IsError() || !strings.Contains(resp.Error().Error(), "invalid_client") {
+		t.Fatalf("completion by hand: %v %v", resp, err)
+	}
+	for _, secret := range []string{overlapOld, overlapNew} {
+		if strings.Contains(resp.Error().Error(), secret) {
+			t.Fatal("the refusal shows a client secret")
+		}
+	}
+	wantCodeSent(t, cp, "exchange by hand", overlapNew, overlapOld)
+
+	if e, err := s.Get(context.Background(), tokenPrefix+"ac"); err != nil || e != nil {
+		t.Fatalf("a token is stored after a refused exchange (%v)", err)
+	}
+	if len(cp.Issued()) != 0 {
+		t.Fatalf("the provider issued %d tokens", len(cp.Issued()))
+	}
+	if pending, _ := b.authorizations.load(context.Background(), s, "ac"); pending != nil {
+		t.Fatal("a refused exchange left the authorization pending")
+	}
+	view := credView(t, b, s, "ac")
+	if view["status"] != "awaiting_consent" {
+		t.Fatalf("status %v (%v), want awaiting_consent", view["status"], view["status_reason"])
+	}
+	if got := alertsOf(lcAlerts(t, b, s), lifecycle.AlertNewSecretRefused); len(got) != 0 {
+		t.Fatalf("new_client_secret_refused after both secrets were refused: %v", got)
+	}
+	if n := countEvents(events, "integrations/credential-"+eventNewSecretRefused); n != 0 {
+		t.Fatalf("%d new_client_secret_refused events, want 0", n)
+	}
+	if _, err := lcDo(b, s, logical.ReadOperation, "access/ac", "", nil); err == nil {
+		t.Fatal("access succeeded without a consent")
+	}
+	wantCodeSent(t, cp, "access without a consent")
 }
