@@ -26,6 +26,16 @@ func cliArgs(t *testing.T, values map[string]any) []string {
 		switch val := v.(type) {
 		case []string:
 			args = append(args, k+"="+strings.Join(val, ","))
+		case map[string]string:
+			// A map field (TypeKVPairs) as the CLI sends one: the key repeated, one
+			// name=value pair each, which the CLI gathers into a list.
+			for name, v := range val {
+				args = append(args, k+"="+name+"="+v)
+			}
+		case map[string]any:
+			for name, v := range val {
+				args = append(args, fmt.Sprintf("%s=%s=%v", k, name, v))
+			}
 		case string:
 			if strings.Contains(val, "\n") {
 				f := filepath.Join(t.TempDir(), k+".pem")
