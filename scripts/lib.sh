@@ -198,52 +198,48 @@ prepare_sshd() {
   export E2E_SSHD=/usr/sbin/sshd
 }
 
-# The e2e tests' OpenID provider: panva's oidc-provider (OpenID Certified), a Node.js
-# package pinned by e2e/oidcprovider/package-lock.json and installed from the npm
-# registry with `npm ci` on first use into the repo cache (.cache/node/, gitignored).
-# oidc_provider_dir prints the installed directory (its node_modules holds the server);
-# it fails when Node.js or npm is missing: Node.js is a prerequisite of make test.
-OIDC_PROVIDER_SRC="$ROOT/e2e/oidcprovider"
-oidc_provider_dir() {
-  if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
-    log "Node.js (node and npm) is missing: the oidc-provider e2e test needs it (it fails under CI=true, skips elsewhere)"
-    return 1
-  fi
-  local key dir
-  key=$(cache_key "$OIDC_PROVIDER_SRC/package.json" "$OIDC_PROVIDER_SRC/package-lock.json")
-  dir="$CACHE_DIR/node/oidc-provider-$key"
+# npm_installed NAME SRC prints the directory where the npm packages pinned by
+# SRC/package-lock.json are installed (npm ci from the npm registry, once per lock file,
+# into the repo cache .cache/node/NAME-<key>, gitignored); it fails when npm cannot be
+# run or the install fails. The e2e tests' Node.js packages come from here.
+npm_installed() {
+  local name="$1" src="$2" key dir
+  key=$(cache_key "$src/package.json" "$src/package-lock.json")
+  dir="$CACHE_DIR/node/$name-$key"
   if [ ! -f "$dir/.installed" ]; then
-    log "installing oidc-provider from e2e/oidcprovider/package-lock.json (npm ci) into $dir"
+    log "installing $name from ${src#"$ROOT"/}/package-lock.json (npm ci) into $dir"
     rm -rf "$dir.tmp" && mkdir -p "$dir.tmp"
-    cp "$OIDC_PROVIDER_SRC/package.json" "$OIDC_PROVIDER_SRC/package-lock.json" "$dir.tmp/"
+    cp "$src/package.json" "$src/package-lock.json" "$dir.tmp/"
     (cd "$dir.tmp" && npm ci --no-audit --no-fund --ignore-scripts) >&2 || { rm -rf "$dir.tmp"; return 1; }
     rm -rf "$dir" && mv "$dir.tmp" "$dir" && touch "$dir/.installed"
   fi
   echo "$dir"
 }
 
+# The e2e tests' OpenID provider: panva's oidc-provider (OpenID Certified), pinned by
+# e2e/oidcprovider/package-lock.json. oidc_provider_dir prints the installed directory
+# (its node_modules holds the server); it fails when Node.js or npm is missing: Node.js
+# is a prerequisite of make test.
+OIDC_PROVIDER_SRC="$ROOT/e2e/oidcprovider"
+oidc_provider_dir() {
+  if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+    log "Node.js (node and npm) is missing: the oidc-provider e2e test needs it (it fails under CI=true, skips elsewhere)"
+    return 1
+  fi
+  npm_installed oidc-provider "$OIDC_PROVIDER_SRC"
+}
+
 # github_openapi_dir prints the directory where GitHub's official OpenAPI description
 # (the npm package @octokit/openapi, pinned by e2e/githubopenapi/package-lock.json) is
 # installed; the github_app e2e tests check the engine's requests and the test server's
-# answers against it (E2E_GITHUB_OPENAPI_DIR). Installed once per lock file with npm ci,
-# as oidc_provider_dir installs e2e/oidcprovider.
+# answers against it (E2E_GITHUB_OPENAPI_DIR).
 GITHUB_OPENAPI_SRC="$ROOT/e2e/githubopenapi"
 github_openapi_dir() {
   if ! command -v npm >/dev/null 2>&1; then
     log "npm is missing: the github_app e2e tests need GitHub's OpenAPI description (they fail under CI=true, skip elsewhere)"
     return 1
   fi
-  local key dir
-  key=$(cache_key "$GITHUB_OPENAPI_SRC/package.json" "$GITHUB_OPENAPI_SRC/package-lock.json")
-  dir="$CACHE_DIR/node/github-openapi-$key"
-  if [ ! -f "$dir/.installed" ]; then
-    log "installing @octokit/openapi from e2e/githubopenapi/package-lock.json (npm ci) into $dir"
-    rm -rf "$dir.tmp" && mkdir -p "$dir.tmp"
-    cp "$GITHUB_OPENAPI_SRC/package.json" "$GITHUB_OPENAPI_SRC/package-lock.json" "$dir.tmp/"
-    (cd "$dir.tmp" && npm ci --no-audit --no-fund --ignore-scripts) >&2 || { rm -rf "$dir.tmp"; return 1; }
-    rm -rf "$dir" && mv "$dir.tmp" "$dir" && touch "$dir/.installed"
-  fi
-  echo "$dir"
+  npm_installed github-openapi "$GITHUB_OPENAPI_SRC"
 }
 
 # GO_MODULES are the repository's Go modules that have tests, relative to ROOT: the plugin
