@@ -150,7 +150,7 @@ type benchReport struct {
 	startup      []*startupResult
 	kdf          []*kdfResult // this build, then BENCH_BASELINE's when set
 	batch        []*batchBenchResult
-	refreshAhead string       // "on", "off", or "not in this engine"
+	refreshAhead string // "on", "off", or "not in this engine"
 	notes        []string
 }
 
