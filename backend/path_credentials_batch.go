@@ -26,9 +26,9 @@ import (
 const (
 	// batchPath is the path of a bulk create.
 	batchPath = "credentials-batch"
-	// maxBatchItems is the most credentials one batch creates. At the largest item
-	// the catalog accepts, a full batch stays far below Vault's max_request_size (32
-	// MiB by default), which Vault enforces before the engine sees the request (413).
+	// maxBatchItems is the most credentials one batch creates. A full batch of
+	// typical items stays far below Vault's max_request_size (32 MiB by default),
+	// which Vault enforces before the engine sees the request (413).
 	maxBatchItems = 1000
 	// batchWorkers bounds the items of one batch written at once. An item's cost is
 	// mostly waiting: five storage calls for a created bearer credential (its entry
