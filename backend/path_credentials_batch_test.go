@@ -356,3 +356,55 @@ func TestBatchOnReadOnlyNodeIsForwarded(t *testing.T) {
 		t.Fatalf("single create on a read-only node: %v, want ErrReadOnly", err)
 	}
 }
+
+// TestBatchKeyWorkBusyPerItem: an item whose key derivation gets no turn of the
+// process-wide key-work gate before the request's deadline fails on its own, with
+// status 503 and retry_after, as the single create's 503; nothing of it is stored,
+// and the other items are created. Not parallel: it fills the process-wide gate.
+func TestBatchKeyWorkBusyPerItem(t *testing.T) {
+	b, s, _ := newTestBackend(t)
+	cert := encryptedECKey(t, "pw-batch")
+	release := fillKeyWork(t)
+	defer release()
+	resp := requestBy(t, pastDeadline(t), b, s, logical.CreateOperation, batchPath, map[string]any{"items": []any{
+		bearerItem("before", "x"),
+		map[string]any{"name": "enc-cert", "type": "certificate", "certificate": cert.certPEM, "private_key": cert.keyPEM, "private_key_password": "pw-batch"},
+		bearerItem("after", "x"),
+	}})
+	created, failed := batchReport(t, resp)
+	if !reflect.DeepEqual(created, []string{"before", "after"}) || len(failed) != 1 {
+		t.Fatalf("created %v, failed %v", created, failed)
+	}
+	f := failed[1]
+	if f["status"] != 503 || f["retry_after"].(int) < 1 || !strings.Contains(f["error"].(string), "busy with other key derivations") {
+		t.Errorf("busy item: %v", f)
+	}
+	if storedEntry(t, s, "enc-cert") != nil {
+		t.Error("the busy item was stored")
+	}
+	release()
+	created, _ = batchReport(t, batch(t, b, s, []any{map[string]any{"name": "enc-cert", "type": "certificate", "certificate": cert.certPEM, "private_key": cert.keyPEM, "private_key_password": "pw-batch"}}))
+	if !reflect.DeepEqual(created, []string{"enc-cert"}) {
+		t.Errorf("after the gate freed: created %v", created)
+	}
+}
+
+// TestBatchStorageFailurePerItem: an item whose store fails is reported as a 500 of
+// its own (the error is the server log's, not the answer's) and is not stored; the
+// other items are created.
+func TestBatchStorageFailurePerItem(t *testing.T) {
+	t.Parallel()
+	cs := newCountingStorage()
+	b, s, _ := newBackendWith(t, backendOptions{storage: cs, initialize: true})
+	failPut(cs, credentialPrefix+"broken")
+	created, failed := batchReport(t, batch(t, b, s, []any{bearerItem("ok-1", "x"), bearerItem("broken", "x"), bearerItem("ok-2", "x")}))
+	if !reflect.DeepEqual(created, []string{"ok-1", "ok-2"}) || len(failed) != 1 {
+		t.Fatalf("created %v, failed %v", created, failed)
+	}
+	if f := failed[1]; f["status"] != 500 || f["name"] != "broken" || strings.Contains(f["error"].(string), "storage unavailable") {
+		t.Errorf("failure %v", f)
+	}
+	if storedEntry(t, cs, "broken") != nil {
+		t.Error("stored")
+	}
+}

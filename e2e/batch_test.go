@@ -49,6 +49,8 @@ func TestCredentialsBatch(t *testing.T) {
 		{"name": "taken", "type": "bearer", "token": "new-" + mark},
 		{"name": "typo", "type": "bearer", "tokn": mark},
 		{"name": "hooks", "type": "bearer", "token": "tok-" + mark, "description": "imported from the old vault"},
+		// As the README's PAM Core export becomes: tags as the export's comma-separated string.
+		{"name": "db01-oracle", "type": "device_account", "hostname": "db01", "ip": "10.0.4.21", "username": "oracle", "password": "pw-" + mark, "additional": "DATABASE", "tags": "db, prod"},
 	}
 	file := filepath.Join(t.TempDir(), "items.json")
 	raw, err := json.Marshal(map[string]any{"items": items})
@@ -68,7 +70,7 @@ func TestCredentialsBatch(t *testing.T) {
 		t.Fatalf("%v\n%s", err, out)
 	}
 	ans := secret.Data
-	if strings.Join(ans.Created, ",") != "crm-api,billing-db,hooks" || ans.CreatedCount != 3 || ans.FailedCount != 3 || len(secret.Warnings) != 1 {
+	if strings.Join(ans.Created, ",") != "crm-api,billing-db,hooks,db01-oracle" || ans.CreatedCount != 4 || ans.FailedCount != 3 || len(secret.Warnings) != 1 {
 		t.Fatalf("answer %+v, warnings %v", ans, secret.Warnings)
 	}
 	want := map[int]string{2: "no-password", 3: "taken", 4: "typo"}
@@ -92,6 +94,10 @@ func TestCredentialsBatch(t *testing.T) {
 	if got := shared.mustCLI(t, "read", "-field=password", mount+"/access/billing-db"); strings.TrimSpace(got) != "pw-"+mark {
 		t.Errorf("access/billing-db password %q", got)
 	}
+	found := shared.mustCLI(t, "read", "-format=json", mount+"/lookup", "hostname=db01", "ip=10.0.4.21", "username=oracle")
+	if !strings.Contains(found, `"db01-oracle"`) || !strings.Contains(found, `"prod"`) || strings.Contains(found, mark) {
+		t.Errorf("lookup of the batch-created device account:\n%s", found)
+	}
 	if got := shared.mustCLI(t, "read", "-field=token", mount+"/access/taken"); strings.TrimSpace(got) != "old-"+mark {
 		t.Errorf("the batch replaced an existing credential: token %q", got)
 	}
@@ -112,8 +118,8 @@ func TestCredentialsBatch(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if keys, _ := list.Data["keys"].([]any); len(keys) != 1004 {
-		t.Errorf("listed %d credentials, want 1,004", len(keys))
+	if keys, _ := list.Data["keys"].([]any); len(keys) != 1005 {
+		t.Errorf("listed %d credentials, want 1,005", len(keys))
 	}
 
 	// Refused whole: 1,001 items, an empty list.
