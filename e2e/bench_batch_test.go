@@ -5,6 +5,9 @@ package e2e
 import (
 	"fmt"
 	"net/http"
+	"os"
+	"runtime"
+	"strconv"
 	"slices"
 	"strings"
 	"sync"
@@ -54,6 +57,8 @@ func benchBatch(t *testing.T, rep *benchReport) {
 	if err := v.registerPlugin(); err != nil {
 		t.Fatal(err)
 	}
+	loadStart := loadAverage()
+	defer func() { rep.note("batch section: load average %s at its start, %s at its end, on %s cores shared with other work", loadStart, loadAverage(), cores()) }()
 	p := newLatencyProvider(t, 2*time.Hour, 0)
 	certs := scaleCertPEMs(t, 4)
 	sshKey := fixtures.SSHKey("")
@@ -135,7 +140,7 @@ func renderBatch(r *benchReport, read func(format string, args ...any)) string {
 	}
 	var b strings.Builder
 	w := func(format string, args ...any) { fmt.Fprintf(&b, format, args...) }
-	w("## Bulk create (credentials-batch)\n\nCredentials created over HTTP on one Vault dev server (in-memory storage), each run on a fresh mount, unmounted after it; the ways alternate within a run. The machine is shared with other work: each cell is the best run's rate, with the slowest run's after it (the spread). credentials-batch writes each batch's items 8 at a time (batchWorkers).\n\n")
+	w("## Bulk create (credentials-batch)\n\nCredentials created over HTTP on one Vault dev server (in-memory storage), each run on a fresh mount, unmounted after it; the ways alternate within a run. The machine is shared with other work: each cell is the best run's rate, with the slowest run's after it (the spread). credentials-batch writes each batch's items 16 at a time (batchWorkers). The machine's load average at the start and end of the section is in the notes below.\n\n")
 	w("| mix | credentials per run | way | runs | best | slowest | best vs single creates |\n|---|---:|---|---:|---:|---:|---:|\n")
 	for _, res := range r.batch {
 		single := bestRate(res.n, res.took[batchBenchWays[0].name])
@@ -158,3 +163,15 @@ func bestRate(n int, took []time.Duration) float64 {
 	}
 	return float64(n) / slices.Min(took).Seconds()
 }
+
+// loadAverage is the 1-, 5- and 15-minute load average (/proc/loadavg), or "?".
+func loadAverage() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if f := strings.Fields(string(b)); err == nil && len(f) >= 3 {
+		return strings.Join(f[:3], " ")
+	}
+	return "?"
+}
+
+// cores is the number of CPUs this process may use.
+func cores() string { return strconv.Itoa(runtime.NumCPU()) }
