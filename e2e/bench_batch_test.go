@@ -7,8 +7,8 @@ import (
 	"net/http"
 	"os"
 	"runtime"
-	"strconv"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -58,7 +58,9 @@ func benchBatch(t *testing.T, rep *benchReport) {
 		t.Fatal(err)
 	}
 	loadStart := loadAverage()
-	defer func() { rep.note("batch section: load average %s at its start, %s at its end, on %s cores shared with other work", loadStart, loadAverage(), cores()) }()
+	defer func() {
+		rep.note("batch section: load average %s at its start, %s at its end, on %s cores shared with other work", loadStart, loadAverage(), cores())
+	}()
 	p := newLatencyProvider(t, 2*time.Hour, 0)
 	certs := scaleCertPEMs(t, 4)
 	sshKey := fixtures.SSHKey("")
