@@ -12,6 +12,7 @@ import (
 	"encoding/pem"
 	"fmt"
 	"math/big"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -369,4 +370,30 @@ func containsPrivate(t *testing.T, k Key, out string) bool {
 		}
 	}
 	return secret != nil && strings.Contains(out, secret.String()[:12])
+}
+
+// TestSigningPEM: the PEM the oauth package signs with is the key (it parses under
+// client_key's rules, to the same public key), for every algorithm.
+func TestSigningPEM(t *testing.T) {
+	t.Parallel()
+	for _, alg := range Algorithms {
+		k, err := Generate(context.Background(), alg, time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		p, err := k.SigningPEM()
+		if err != nil {
+			t.Fatal(err)
+		}
+		signer, err := credtype.ClientKey(p)
+		if err != nil {
+			t.Fatalf("%s: the signing PEM does not parse as a client_key: %v", alg, err)
+		}
+		if id, _ := Thumbprint(signer.Public()); id != k.ID {
+			t.Errorf("%s: signing PEM is another key (%s, want %s)", alg, id, k.ID)
+		}
+	}
+	if !slices.Equal(Algorithms, credtype.KeyAlgorithms) {
+		t.Errorf("credtype.KeyAlgorithms = %v, want ownedkeys.Algorithms %v", credtype.KeyAlgorithms, Algorithms)
+	}
 }
