@@ -374,3 +374,29 @@ func Thumbprint(pub crypto.PublicKey) (string, error) {
 	}
 	return base64.RawURLEncoding.EncodeToString(tp), nil
 }
+
+// Entry is a stored key's public schedule: what Entries reads without parsing any
+// private key (a due-time index is filed from it on every write and flush).
+type Entry struct {
+	ID        string    `json:"kid"`
+	Algorithm string    `json:"algorithm"`
+	Created   time.Time `json:"created"`
+	Activates time.Time `json:"activates"`
+	Retires   time.Time `json:"retires,omitzero"`
+}
+
+// Entries reads the schedule of what Encode wrote, oldest first, without the private
+// keys.
+func Entries(b []byte) ([]Entry, error) {
+	if len(b) == 0 {
+		return nil, nil
+	}
+	var in []Entry
+	if err := json.Unmarshal(b, &in); err != nil {
+		return nil, fmt.Errorf("ownedkeys: stored key set does not decode: %w", err)
+	}
+	if len(in) > MaxKeys {
+		return nil, fmt.Errorf("ownedkeys: stored key set holds %d keys, more than %d", len(in), MaxKeys)
+	}
+	return in, nil
+}

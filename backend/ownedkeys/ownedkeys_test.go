@@ -397,3 +397,38 @@ func TestSigningPEM(t *testing.T) {
 		t.Errorf("credtype.KeyAlgorithms = %v, want ownedkeys.Algorithms %v", credtype.KeyAlgorithms, Algorithms)
 	}
 }
+
+// TestEntries: the schedule read without the private keys is the set's.
+func TestEntries(t *testing.T) {
+	t.Parallel()
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	var s Set
+	for i, alg := range []string{ECP256, Ed25519} {
+		k, err := Generate(context.Background(), alg, now.Add(time.Duration(i)*time.Hour))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if i == 0 {
+			s.Add(k)
+		} else {
+			s.Rotate(k, now.Add(time.Hour), now.Add(2*time.Hour), time.Hour)
+		}
+	}
+	b, err := s.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	es, err := Entries(b)
+	if err != nil || len(es) != 2 {
+		t.Fatalf("Entries = %v, %v", es, err)
+	}
+	for i, k := range s.Keys() {
+		e := es[i]
+		if e.ID != k.ID || e.Algorithm != k.Algorithm || !e.Created.Equal(k.Created) || !e.Activates.Equal(k.Activates) || !e.Retires.Equal(k.Retires) {
+			t.Errorf("entry %d = %+v, want %v", i, e, k)
+		}
+	}
+	if es[0].Retires.IsZero() || !es[1].Retires.IsZero() {
+		t.Errorf("retirements = %v, %v: want the old key's only", es[0].Retires, es[1].Retires)
+	}
+}
