@@ -273,10 +273,16 @@ func ownedKeysView(c *credential, now time.Time, data map[string]any) error {
 	}
 	var keys []map[string]any
 	for _, p := range set.Published(now) {
-		keys = append(keys, map[string]any{
+		entry := map[string]any{
 			"kid": p.ID, "algorithm": p.Algorithm, "created": rfc3339(p.Created),
 			"activates": rfc3339(p.Activates), "retires": rfc3339(p.Retires), "signing": p.ID == k.ID,
-		})
+		}
+		if pem, ok := c.ClientCertificates[p.ID]; ok {
+			// Each key's certificate, the next key's included: uploaded (Entra) before
+			// that key signs.
+			entry["certificate"] = pem
+		}
+		keys = append(keys, entry)
 	}
 	data["client_keys"] = keys
 	return nil
