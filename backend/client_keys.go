@@ -432,7 +432,7 @@ func (b *integrationsBackend) pathRotateClientKeyWrite(ctx context.Context, req 
 	if raw, ok := d.GetOk(credtype.FieldGenerateClientKey); ok && raw.(string) != "" {
 		values := n.Values.Map()
 		values[credtype.FieldGenerateClientKey] = raw
-		validated, err := t.Validate(values)
+		validated, err := t.ValidateContext(ctx, values, b.now().UTC(), &credtype.Previous{Values: &c.Values, Secrets: c.knownSecrets()})
 		if err != nil {
 			return validationResponse(err)
 		}

@@ -61,7 +61,7 @@ func newJWKSEndpoint(t *testing.T, b logical.Backend, s logical.Storage, name, c
 			_, _ = w.Write([]byte(`{"error":"invalid_client"}`))
 			return
 		}
-		_, _ = fmt.Fprintf(w, `{"access_token":"minted-by-%s","token_type":"Bearer","expires_in":60}`, kid)
+		_, _ = fmt.Fprintf(w, `{"access_token":"minted-by-%s","token_type":"Bearer","expires_in":60}`, kid) //nolint:gosec // G705: a test server's JSON answer, kid from a verified assertion
 	}))
 	t.Cleanup(e.srv.Close)
 	return e
@@ -487,7 +487,7 @@ func TestJWKSAnswersAsMissing(t *testing.T) {
 	if err != nil || resp.Data[logical.HTTPContentType] != "application/jwk-set+json" || !strings.HasPrefix(resp.Headers["Cache-Control"][0], "public, max-age=") {
 		t.Fatalf("jwks/published = %v, %v", resp, err)
 	}
-	if !slices.Contains(b.Backend.PathsSpecial.Unauthenticated, jwksPrefix+"*") {
+	if !slices.Contains(b.PathsSpecial.Unauthenticated, jwksPrefix+"*") {
 		t.Error("jwks/* is not among the unauthenticated paths")
 	}
 }

@@ -356,7 +356,7 @@ func containsPrivate(t *testing.T, k Key, out string) bool {
 	case ed25519.PrivateKey:
 		raw = p.Seed()
 	case *ecdsa.PrivateKey:
-		secret = p.D
+		secret = p.D //nolint:staticcheck // SA1019: the exponent as fmt would print it, looked for in out
 	case *rsa.PrivateKey:
 		secret = p.D
 	}
@@ -364,7 +364,7 @@ func containsPrivate(t *testing.T, k Key, out string) bool {
 		if len(b) == 0 {
 			continue
 		}
-		dec := strings.Trim(fmt.Sprint(b[:8]), "[]")
+		dec := strings.Trim(fmt.Sprint(b[:8]), "[]") //nolint:staticcheck // QF1010: fmt's rendering of the bytes is what is looked for
 		if strings.Contains(out, dec) || strings.Contains(out, fmt.Sprintf("%x", b[:8])) {
 			return true
 		}
