@@ -3,6 +3,7 @@ package backend
 import (
 	"context"
 	"crypto"
+	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
 	"encoding/pem"
@@ -593,4 +594,74 @@ func privateMaterial(t *testing.T, set ownedkeys.Set) []string {
 		}
 	}
 	return out
+}
+
+// TestGeneratedKeySignsJWTBearerAndTLS: a generated key signs the JWT-bearer grant's
+// assertion (oauth2_jwt_bearer, verified against jwks/<name>, kid = thumbprint), and a
+// generated certificate and key make the tls_client_auth handshake (the server sees
+// the generated certificate).
+func TestGeneratedKeySignsJWTBearerAndTLS(t *testing.T) {
+	t.Parallel()
+	b, s, _ := newTestBackend(t)
+	var grantKid string
+	grant := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_ = r.ParseForm()
+		tok, err := jwt.ParseSigned(r.Form.Get("assertion"), []jose.SignatureAlgorithm{jose.EdDSA})
+		ok := err == nil && len(tok.Headers) == 1
+		if ok {
+			set, err := readJWKS(b, s, "bearer")
+			keys := set.Key(tok.Headers[0].KeyID)
+			var c jwt.Claims
+			ok = err == nil && len(keys) == 1 && tok.Claims(keys[0].Key, &c) == nil && c.Issuer == "svc-issuer"
+			grantKid = tok.Headers[0].KeyID
+		}
+		w.Header().Set("Content-Type", "application/json")
+		if !ok {
+			w.WriteHeader(http.StatusBadRequest)
+			_, _ = w.Write([]byte(`{"error":"invalid_grant"}`))
+			return
+		}
+		_, _ = w.Write([]byte(`{"access_token":"bearer-minted","token_type":"Bearer","expires_in":3600}`))
+	}))
+	t.Cleanup(grant.Close)
+	mustOK(t, b, s, logical.CreateOperation, "credentials/bearer", map[string]any{
+		"type": "oauth2_jwt_bearer", "token_url": grant.URL + "/token", "issuer": "svc-issuer",
+		"generate_client_key": "ed25519", "publish_jwks": true,
+	})
+	if got := mustOK(t, b, s, logical.ReadOperation, "access/bearer", nil).Data["access_token"]; got != "bearer-minted" {
+		t.Fatalf("JWT-bearer with a generated key: %v", got)
+	}
+	if k, _ := storedKeys(t, b, s, "bearer").Current(); grantKid != k.ID {
+		t.Errorf("the grant assertion's kid %q, want the thumbprint %s", grantKid, k.ID)
+	}
+
+	var presented []byte
+	var mu sync.Mutex
+	mtls := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		if r.TLS != nil && len(r.TLS.PeerCertificates) == 1 {
+			presented = r.TLS.PeerCertificates[0].Raw
+		}
+		mu.Unlock()
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write([]byte(`{"access_token":"mtls-minted","token_type":"Bearer","expires_in":3600}`))
+	}))
+	mtls.TLS = &tls.Config{ClientAuth: tls.RequireAnyClientCert, MinVersion: tls.VersionTLS12}
+	mtls.StartTLS()
+	t.Cleanup(mtls.Close)
+	ca := string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: mtls.Certificate().Raw}))
+	mustOK(t, b, s, logical.CreateOperation, "credentials/mtls", map[string]any{
+		"type": "oauth2_client_credentials", "token_url": mtls.URL + "/token", "client_id": "c", "ca_certificate": ca,
+		"auth_style": "tls_client_auth", "generate_client_key": "ec-p256", "generate_client_certificate": true,
+	})
+	if got := mustOK(t, b, s, logical.ReadOperation, "access/mtls", nil).Data["access_token"]; got != "mtls-minted" {
+		t.Fatalf("tls_client_auth with a generated certificate: %v", got)
+	}
+	certPEM, _ := mustOK(t, b, s, logical.ReadOperation, "credentials/mtls", nil).Data["client_certificate"].(string)
+	block, _ := pem.Decode([]byte(certPEM))
+	mu.Lock()
+	defer mu.Unlock()
+	if block == nil || string(presented) != string(block.Bytes) {
+		t.Error("the TLS handshake did not present the generated certificate")
+	}
 }
