@@ -5,8 +5,8 @@
 // stays published until every verifier can have seen what it signed, then is
 // destroyed.
 //
-// The private half never leaves this package except through Key.Signer, to sign
-// inside the engine, and through Set.Encode, the storage form. A Key and a Set print
+// The private half never leaves this package except through Key.Signer and
+// Key.SigningPEM, to sign inside the engine, and through Set.Encode, the storage form. A Key and a Set print
 // and marshal to JSON without it: whatever view a caller builds from them carries the
 // public half only.
 package ownedkeys
@@ -86,6 +86,18 @@ func (k Key) Format(f fmt.State, _ rune) { _, _ = f.Write([]byte(k.String())) }
 // Signer is the key that signs inside the engine. It must never be returned,
 // encoded, logged or stored anywhere but by Set.Encode.
 func (k Key) Signer() crypto.Signer { return k.signer }
+
+// SigningPEM is the private key as a PKCS#8 PEM block, for the engine's own signing
+// code only: the oauth package takes a client key as PEM (it parses and signs with it
+// in memory, and its Config prints it redacted). Never for storage (that is Encode),
+// a response, a log or an error.
+func (k Key) SigningPEM() (string, error) {
+	der, err := x509.MarshalPKCS8PrivateKey(k.signer)
+	if err != nil {
+		return "", err
+	}
+	return string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})), nil
+}
 
 // Public is the public half.
 func (k Key) Public() crypto.PublicKey { return k.signer.Public() }
@@ -305,11 +317,11 @@ type storedKey struct {
 func (s Set) Encode() ([]byte, error) {
 	out := make([]storedKey, len(s.keys))
 	for i, k := range s.keys {
-		der, err := x509.MarshalPKCS8PrivateKey(k.signer)
+		private, err := k.SigningPEM()
 		if err != nil {
 			return nil, err
 		}
-		out[i] = storedKey{Key: k, Private: string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}))}
+		out[i] = storedKey{Key: k, Private: private}
 	}
 	return json.Marshal(out)
 }
@@ -361,4 +373,30 @@ func Thumbprint(pub crypto.PublicKey) (string, error) {
 		return "", err
 	}
 	return base64.RawURLEncoding.EncodeToString(tp), nil
+}
+
+// Entry is a stored key's public schedule: what Entries reads without parsing any
+// private key (a due-time index is filed from it on every write and flush).
+type Entry struct {
+	ID        string    `json:"kid"`
+	Algorithm string    `json:"algorithm"`
+	Created   time.Time `json:"created"`
+	Activates time.Time `json:"activates"`
+	Retires   time.Time `json:"retires,omitzero"`
+}
+
+// Entries reads the schedule of what Encode wrote, oldest first, without the private
+// keys.
+func Entries(b []byte) ([]Entry, error) {
+	if len(b) == 0 {
+		return nil, nil
+	}
+	var in []Entry
+	if err := json.Unmarshal(b, &in); err != nil {
+		return nil, fmt.Errorf("ownedkeys: stored key set does not decode: %w", err)
+	}
+	if len(in) > MaxKeys {
+		return nil, fmt.Errorf("ownedkeys: stored key set holds %d keys, more than %d", len(in), MaxKeys)
+	}
+	return in, nil
 }

@@ -12,6 +12,7 @@ import (
 	"encoding/pem"
 	"fmt"
 	"math/big"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -355,7 +356,7 @@ func containsPrivate(t *testing.T, k Key, out string) bool {
 	case ed25519.PrivateKey:
 		raw = p.Seed()
 	case *ecdsa.PrivateKey:
-		secret = p.D
+		secret = p.D //nolint:staticcheck // SA1019: the exponent as fmt would print it, looked for in out
 	case *rsa.PrivateKey:
 		secret = p.D
 	}
@@ -363,10 +364,71 @@ func containsPrivate(t *testing.T, k Key, out string) bool {
 		if len(b) == 0 {
 			continue
 		}
-		dec := strings.Trim(fmt.Sprint(b[:8]), "[]")
+		dec := strings.Trim(fmt.Sprint(b[:8]), "[]") //nolint:staticcheck // QF1010: fmt's rendering of the bytes is what is looked for
 		if strings.Contains(out, dec) || strings.Contains(out, fmt.Sprintf("%x", b[:8])) {
 			return true
 		}
 	}
 	return secret != nil && strings.Contains(out, secret.String()[:12])
+}
+
+// TestSigningPEM: the PEM the oauth package signs with is the key (it parses under
+// client_key's rules, to the same public key), for every algorithm.
+func TestSigningPEM(t *testing.T) {
+	t.Parallel()
+	for _, alg := range Algorithms {
+		k, err := Generate(context.Background(), alg, time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		p, err := k.SigningPEM()
+		if err != nil {
+			t.Fatal(err)
+		}
+		signer, err := credtype.ClientKey(p)
+		if err != nil {
+			t.Fatalf("%s: the signing PEM does not parse as a client_key: %v", alg, err)
+		}
+		if id, _ := Thumbprint(signer.Public()); id != k.ID {
+			t.Errorf("%s: signing PEM is another key (%s, want %s)", alg, id, k.ID)
+		}
+	}
+	if !slices.Equal(Algorithms, credtype.KeyAlgorithms) {
+		t.Errorf("credtype.KeyAlgorithms = %v, want ownedkeys.Algorithms %v", credtype.KeyAlgorithms, Algorithms)
+	}
+}
+
+// TestEntries: the schedule read without the private keys is the set's.
+func TestEntries(t *testing.T) {
+	t.Parallel()
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	var s Set
+	for i, alg := range []string{ECP256, Ed25519} {
+		k, err := Generate(context.Background(), alg, now.Add(time.Duration(i)*time.Hour))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if i == 0 {
+			s.Add(k)
+		} else {
+			s.Rotate(k, now.Add(time.Hour), now.Add(2*time.Hour), time.Hour)
+		}
+	}
+	b, err := s.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	es, err := Entries(b)
+	if err != nil || len(es) != 2 {
+		t.Fatalf("Entries = %v, %v", es, err)
+	}
+	for i, k := range s.Keys() {
+		e := es[i]
+		if e.ID != k.ID || e.Algorithm != k.Algorithm || !e.Created.Equal(k.Created) || !e.Activates.Equal(k.Activates) || !e.Retires.Equal(k.Retires) {
+			t.Errorf("entry %d = %+v, want %v", i, e, k)
+		}
+	}
+	if es[0].Retires.IsZero() || !es[1].Retires.IsZero() {
+		t.Errorf("retirements = %v, %v: want the old key's only", es[0].Retires, es[1].Retires)
+	}
 }
