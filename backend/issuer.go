@@ -22,6 +22,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"regexp"
 	"strings"
 	"sync"
 	"time"
@@ -305,7 +306,7 @@ func (b *integrationsBackend) checkFederated(cfg *engineConfig, name string, val
 func pathIssuer(b *integrationsBackend) []*framework.Path {
 	return []*framework.Path{
 		{
-			Pattern:      issuerDiscoveryPath + "$",
+			Pattern:      regexp.QuoteMeta(issuerDiscoveryPath) + "$",
 			DisplayAttrs: &framework.DisplayAttributes{OperationPrefix: operationPrefix, OperationSuffix: "oidc-discovery"},
 			Operations: map[logical.Operation]framework.OperationHandler{
 				logical.ReadOperation: &framework.PathOperation{Callback: b.pathIssuerDiscovery, DisplayAttrs: &framework.DisplayAttributes{OperationVerb: "read"}},
@@ -316,7 +317,7 @@ func pathIssuer(b *integrationsBackend) []*framework.Path {
 				examples("curl $VAULT_ADDR/v1/integrations/oidc/.well-known/openid-configuration"),
 		},
 		{
-			Pattern:      issuerJWKSPath + "$",
+			Pattern:      regexp.QuoteMeta(issuerJWKSPath) + "$",
 			DisplayAttrs: &framework.DisplayAttributes{OperationPrefix: operationPrefix, OperationSuffix: "oidc-keys"},
 			Operations: map[logical.Operation]framework.OperationHandler{
 				logical.ReadOperation: &framework.PathOperation{Callback: b.pathIssuerKeys, DisplayAttrs: &framework.DisplayAttributes{OperationVerb: "read"}},

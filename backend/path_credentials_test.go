@@ -952,7 +952,8 @@ func TestCredentialPathsInOpenAPI(t *testing.T) {
 	if !ok {
 		t.Fatalf("no OpenAPI document: %T", resp.Data["openapi"])
 	}
-	for _, p := range []string{"/credentials/{name}", "/access/{name}", "/credentials/", "/types/{type}", "/device-accounts", "/lookup"} {
+	for _, p := range []string{"/credentials/{name}", "/access/{name}", "/credentials/", "/types/{type}", "/device-accounts", "/lookup",
+		"/oidc/.well-known/openid-configuration", "/oidc/.well-known/keys", "/oidc/rotate"} {
 		if _, ok := doc.Paths[p]; !ok {
 			t.Errorf("OpenAPI lacks %s (has %v)", p, slices.Sorted(maps.Keys(doc.Paths)))
 		}

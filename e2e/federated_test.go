@@ -4,6 +4,8 @@ package e2e
 
 import (
 	"crypto"
+	"crypto/rand"
+	"crypto/rsa"
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
@@ -218,6 +220,15 @@ func TestFederatedIssuer(t *testing.T) {
 	kids := publishedKIDs(t, r.must(r.anon(http.MethodGet, "oidc/.well-known/keys", nil), 200).Body)
 	if leaked := issuerKeyLeaks(strings.Join(texts, "\n"), append(kids, rotations...)); len(leaked) > 0 {
 		t.Errorf("issuer private keys in answers: %v", leaked)
+	}
+	// The control: the scan does find a private key, escaped in JSON or as a JWK.
+	control, _ := rsa.GenerateKey(rand.Reader, 2048)
+	der, _ := x509.MarshalPKCS8PrivateKey(control)
+	escaped, _ := json.Marshal(map[string]string{"k": string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}))})
+	jwk, _ := json.Marshal(jose.JSONWebKey{Key: control})
+	tp, _ := (&jose.JSONWebKey{Key: control.Public()}).Thumbprint(crypto.SHA256)
+	if got := issuerKeyLeaks(string(escaped)+" "+string(jwk), []string{base64.RawURLEncoding.EncodeToString(tp)}); len(got) != 2 {
+		t.Errorf("control: the issuer key scan found %v in a PEM in JSON and a JWK, want both", got)
 	}
 }
 
