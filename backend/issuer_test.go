@@ -410,6 +410,15 @@ func TestFederatedAccessMints(t *testing.T) {
 	patch, _ := issuerRequest(b, s, logical.PatchOperation, "credentials/fed", map[string]any{"client_key": fixtures.KeyPEM(fixtures.NewKey("p256"))})
 	wantFieldError(t, patch, "client_key")
 
+	// A JWT-bearer type keeps its grant's key under federated client authentication.
+	jb := map[string]any{"type": "oauth2_jwt_bearer", "token_url": srv.URL + "/token", "issuer": "svc", "client_id": "app-1",
+		"client_key": fixtures.KeyPEM(fixtures.NewKey("p256")), "auth_style": "federated"}
+	if resp, err := issuerRequest(b, s, logical.CreateOperation, "credentials/jb", jb); err != nil || resp.IsError() {
+		t.Errorf("oauth2_jwt_bearer with auth_style federated: %s", outcome(resp, err))
+	}
+	resp, _ = issuerRequest(b, s, logical.CreateOperation, "credentials/jb2", maps2(jb, "client_certificate", fixtures.SelfSigned(fixtures.NewKey("p256"), "x", time.Now().AddDate(1, 0, 0))))
+	wantFieldError(t, resp, "client_certificate")
+
 	// issuer removed after the credential was written: a clear configuration error.
 	mustOK(t, b, s, logical.UpdateOperation, "config", map[string]any{"issuer": ""})
 	resp, err = b.HandleRequest(context.Background(), &logical.Request{Operation: logical.ReadOperation, Path: "access/fed", Storage: s})
@@ -498,4 +507,14 @@ func TestIssuerKeysNeverLeave(t *testing.T) {
 			t.Fatalf("a private key part appears in an answer or a log line")
 		}
 	}
+}
+
+// maps2 is m with k set to v, a copy.
+func maps2(m map[string]any, k string, v any) map[string]any {
+	out := make(map[string]any, len(m)+1)
+	for x, y := range m {
+		out[x] = y
+	}
+	out[k] = v
+	return out
 }

@@ -165,7 +165,11 @@ func withClientAuth(t *Type) {
 		own = append(own, use(n, opts...))
 	}
 	t.Fields = append(own, common...)
-	t.finish = chainFinish(t.finish, finishClientAuth)
+	// A JWT-bearer type's client_key is its grant's key, not client authentication:
+	// federated client authentication leaves it alone.
+	_, grantKey := t.Field("client_key")
+	grantKey = grantKey && slices.ContainsFunc(own, func(f Field) bool { return f.Name == "client_key" && f.Required })
+	t.finish = chainFinish(t.finish, func(v *Validated) FieldErrors { return finishClientAuth(v, grantKey) })
 }
 
 // withTrustAnchors gives ca_certificate to every type that talks to an https
@@ -307,18 +311,24 @@ func AssertionAlgorithm(key crypto.PublicKey, asked string) (string, error) {
 // valid on its own: the algorithm fits the key, the key matches the certificate, the
 // certificate is not expired (when the caller gave a clock), and records the
 // certificate's expiry.
-func finishClientAuth(v *Validated) FieldErrors {
+func finishClientAuth(v *Validated, grantKey bool) FieldErrors {
 	keyPEM, certPEM := str(v.Values, "client_key"), str(v.Values, "client_certificate")
 	var errs FieldErrors
 	if str(v.Values, "auth_style") == AuthStyleFederated {
 		// The mount's issuer key signs: a key of the credential's own would be a
-		// secret kept for nothing.
-		for _, f := range []string{"client_key", "client_certificate"} {
+		// secret kept for nothing (a JWT-bearer type's grant key excepted).
+		fields := []string{"client_key", "client_certificate"}
+		if grantKey {
+			fields = fields[1:]
+		}
+		for _, f := range fields {
 			if str(v.Values, f) != "" {
 				errs = append(errs, &FieldError{Field: f, Rule: `must not be set when auth_style is "federated" (the mount's issuer key signs the client assertion); remove it (` + f + `="")`})
 			}
 		}
-		return errs
+		if !grantKey || len(errs) > 0 {
+			return errs
+		}
 	}
 	var key crypto.Signer
 	if keyPEM != "" {
