@@ -80,7 +80,7 @@ func TestFederatedIssuer(t *testing.T) {
 	if slices.Contains(disc.Header.Values("Cache-Control"), "public, max-age=300") {
 		t.Errorf("Cache-Control passed without allowed_response_headers: %v", disc.Header.Values("Cache-Control"))
 	}
-	if err := v.client.Sys().TuneMount(mount, apiTune("Cache-Control")); err != nil {
+	if err := v.client.Sys().TuneMountAllowNil(mount, apiTune("Cache-Control")); err != nil {
 		t.Fatal(err)
 	}
 	keys := r.must(r.anon(http.MethodGet, "oidc/.well-known/keys", nil), 200)
@@ -233,8 +233,8 @@ func TestFederatedIssuer(t *testing.T) {
 }
 
 // apiTune is a mount tune that lets headers through (allowed_response_headers).
-func apiTune(headers ...string) api.MountConfigInput {
-	return api.MountConfigInput{AllowedResponseHeaders: headers}
+func apiTune(headers ...string) api.TuneMountConfigInput {
+	return api.TuneMountConfigInput{AllowedResponseHeaders: &headers}
 }
 
 // publishedKIDs are the kids of a JWKS document.

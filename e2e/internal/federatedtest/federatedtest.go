@@ -165,7 +165,7 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 	}
 	// The issuer is read from the assertion (unverified) only to pick the federated
 	// credential; go-oidc then verifies it against that credential's issuer.
-	unverified, err := jose.ParseSigned(raw, []jose.SignatureAlgorithm{jose.RS256})
+	unverified, err := jose.ParseSignedCompact(raw, []jose.SignatureAlgorithm{jose.RS256})
 	if err != nil || len(unverified.Signatures) != 1 {
 		s.refuse(w, "invalid_client", "AADSTS50027: not a JWS signed RS256")
 		return
