@@ -106,7 +106,11 @@ type integrationsBackend struct {
 	slackVerifyURL string
 	cleanOnce      sync.Once
 
-	mount atomic.Pointer[string] // where the engine is mounted, learnt from requests
+	mount    atomic.Pointer[string] // where the engine is mounted, learnt from requests
+	accessor atomic.Pointer[string] // the mount's accessor, learnt from requests
+
+	// issuer is the mount's OIDC issuer key set (issuer.go).
+	issuer issuerKeys
 
 	// eventsMissing is set once the server has answered that it has no event support,
 	// which is then logged once (eventNotSent).
@@ -138,10 +142,12 @@ func newBackend(now func() time.Time) *integrationsBackend {
 		RunningVersion: Version,
 		PathsSpecial: &logical.Paths{
 			// Everything holding a secret is seal-wrapped where the server supports it.
-			SealWrapStorage: []string{configPath, credentialPrefix, tokenPrefix, authorizationPrefix, notify.Prefix, notify.DroppedKey},
+			SealWrapStorage: []string{configPath, credentialPrefix, tokenPrefix, authorizationPrefix, notify.Prefix, notify.DroppedKey,
+				issuerKeysPath},
 			// The provider redirects a browser here, which carries no Vault token.
-			// jwks/<name>: providers fetch a client's published keys (path_jwks.go).
-			Unauthenticated: []string{callbackPath, jwksPrefix + "*"},
+			// jwks/<name>: providers fetch a client's published keys (path_jwks.go);
+			// the issuer's documents: providers verifying federated client assertions (issuer.go).
+			Unauthenticated: []string{callbackPath, jwksPrefix + "*", issuerDiscoveryPath, issuerJWKSPath},
 		},
 		Paths: framework.PathAppend(
 			[]*framework.Path{pathConfig(b), pathAccess(b), pathMetrics(b)},
@@ -153,6 +159,7 @@ func newBackend(now func() time.Time) *integrationsBackend {
 			[]*framework.Path{pathCredentialsBatch(b)},
 			pathDeviceAccounts(b),
 			[]*framework.Path{pathExchange(b)},
+			pathIssuer(b),
 		),
 		InitializeFunc: b.initialize,
 		PeriodicFunc:   b.periodic,
@@ -224,6 +231,10 @@ func (b *integrationsBackend) invalidate(_ context.Context, key string) {
 		b.activity.configChanged()
 		return
 	}
+	if key == issuerKeysPath {
+		b.issuer.drop() // the active node rotated the issuer keys
+		return
+	}
 	if name, ok := strings.CutPrefix(key, credentialPrefix); ok {
 		// Another node changed the credential: its settings may be new, so what was
 		// learnt under the old ones (token, backoff, the Broker's last token) goes
@@ -245,6 +256,11 @@ func (b *integrationsBackend) invalidate(_ context.Context, key string) {
 // notifications. Every request passes here (HandleRequest), so it costs one atomic
 // load unless the mount moved.
 func (b *integrationsBackend) rememberMount(req *logical.Request) {
+	if a := req.MountAccessor; a != "" {
+		if cur := b.accessor.Load(); cur == nil || *cur != a {
+			b.accessor.Store(&a)
+		}
+	}
 	if req.MountPoint == "" {
 		return
 	}
@@ -253,6 +269,14 @@ func (b *integrationsBackend) rememberMount(req *logical.Request) {
 	}
 	m := req.MountPoint
 	b.mount.Store(&m)
+}
+
+// mountAccessor is the mount's accessor, learnt from requests ("" before any).
+func (b *integrationsBackend) mountAccessor() string {
+	if a := b.accessor.Load(); a != nil {
+		return *a
+	}
+	return ""
 }
 
 // mountPath is where the engine is mounted, with a trailing slash.

@@ -104,6 +104,9 @@ func (b *integrationsBackend) buildCredential(ctx context.Context, s logical.Sto
 	if err != nil {
 		return nil, "", err
 	}
+	if err := b.checkFederated(cfg, name, validated.Values); err != nil {
+		return nil, "", err
+	}
 	if err := checkEndpoints(cfg, t, credtype.FieldMap(validated.Values)); err != nil {
 		return nil, "", err
 	}

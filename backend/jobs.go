@@ -39,6 +39,7 @@ func (b *integrationsBackend) registerJobs() {
 	r.Register(jobs.Spec{Name: "save unsaved tokens", Trigger: jobs.Tick, Do: b.saveUnsaved, Final: b.lastSaveUnsaved})
 	r.Register(jobs.Spec{Name: "sweep", Trigger: jobs.Tick, Do: b.sweep})
 	r.Register(jobs.Spec{Name: "authorization clean-up", Trigger: jobs.Tick, Do: b.cleanAuthorizations})
+	r.Register(jobs.Spec{Name: "issuer key rotation", Trigger: jobs.Run, Bound: 1, OnTick: true, Do: b.rotateIssuerKeys})
 	b.indexScan = r.Register(jobs.Spec{Name: "index scan", Trigger: jobs.Run, Bound: 1, Do: b.scanIndex})
 	r.Register(jobs.Spec{Name: "usage flush", Trigger: jobs.Loop, Bound: 1, Wait: b.awaitFlush, Do: b.flushStep, Final: b.finalFlush})
 	r.Register(jobs.Spec{Name: "outbox delivery", Trigger: jobs.Loop, Bound: 1, OnTick: true, Wait: b.outbox.Wait, Wake: b.outbox.Wake, Do: b.deliveryStep})

@@ -19,6 +19,7 @@ import (
 	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/backend/lifecycle"
 	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/backend/netpolicy"
 	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/backend/notify"
+	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/backend/ownedkeys"
 	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/backend/usage"
 )
 
@@ -83,6 +84,11 @@ type engineConfig struct {
 	DeniedNetworks  []string `json:"denied_networks"`
 	AllowedNetworks []string `json:"allowed_networks"`
 	network         *netpolicy.Policy
+	// Issuer is the public URL of this mount's oidc path as providers reach it: the
+	// iss of federated client assertions (issuer.go); "" is unset.
+	// IssuerKeyRotationPeriod is how long an issuer key signs before the next one.
+	Issuer                  string        `json:"issuer,omitempty"`
+	IssuerKeyRotationPeriod time.Duration `json:"issuer_key_rotation_period"`
 	// Record is the version of the stored format: a field a config stored in an
 	// older one lacks reads as its default (upgradeConfig, records.go).
 	Record int `json:"record_version,omitempty"`
@@ -101,9 +107,11 @@ func defaultConfig() *engineConfig {
 		DefaultTokenLifetime: defaultDefaultTokenLifetime,
 		RefreshAhead:         true,
 		KeepaliveInterval:    lifecycle.DefaultKeepaliveInterval,
-		DeniedNetworks:       slices.Clone(netpolicy.DefaultDenied),
-		AllowedNetworks:      []string{},
-		network:              netpolicy.Default(),
+		// A config stored before the field keeps this default: decoding leaves it.
+		IssuerKeyRotationPeriod: defaultIssuerKeyRotationPeriod,
+		DeniedNetworks:          slices.Clone(netpolicy.DefaultDenied),
+		AllowedNetworks:         []string{},
+		network:                 netpolicy.Default(),
 	}
 }
 
@@ -202,6 +210,15 @@ func pathConfig(b *integrationsBackend) *framework.Path {
 				Description: "When not empty, the only networks the engine connects to (less what denied_networks refuses). " + netpolicy.Rule + ". Default: empty (everything not denied).",
 			},
 			metricsLabelField: metricsLabelSchema,
+			"issuer": {
+				Type:        framework.TypeString,
+				Description: "Public URL of this mount's oidc path as providers reach it, e.g. https://vault.example.com/v1/integrations/oidc: the iss of the client assertions of auth_style=federated credentials, where oidc/.well-known/openid-configuration and oidc/.well-known/keys are found. https (http only to a loopback host), no query, fragment or trailing slash, at most 1024 characters. Default: unset (no federated credentials; the oidc/.well-known paths answer as missing ones).",
+			},
+			"issuer_key_rotation_period": {
+				Type:        framework.TypeDurationSecond,
+				Description: fmt.Sprintf("How long an issuer key signs before the next one does; the next key is published a day ahead (half the period when shorter) and the previous one stays published %s after it stops signing. %s to %d days. Default %d days.", issuerKeyKeep, minIssuerKeyRotationPeriod, maxIssuerKeyRotationPeriod/day, defaultIssuerKeyRotationPeriod/day),
+				Default:     int(defaultIssuerKeyRotationPeriod.Seconds()),
+			},
 		},
 		Operations: map[logical.Operation]framework.OperationHandler{
 			logical.ReadOperation: &framework.PathOperation{
@@ -264,23 +281,25 @@ func (c *engineConfig) responseData() map[string]any {
 		warn[i] = seconds(w)
 	}
 	return map[string]any{
-		"suspend_after":          seconds(c.SuspendAfter),
-		"purge_after":            seconds(c.PurgeAfter),
-		"warn_before":            warn,
-		"expiry_buffer":          seconds(c.ExpiryBuffer),
-		"request_timeout":        seconds(c.RequestTimeout),
-		"log_size":               c.LogSize,
-		"usage_flush_interval":   seconds(c.UsageFlushInterval),
-		"default_token_lifetime": seconds(c.DefaultTokenLifetime),
-		"refresh_ahead":          c.RefreshAhead,
-		"verify_interval":        seconds(c.VerifyInterval),
-		"keepalive_interval":     seconds(c.KeepaliveInterval),
-		"callback_base_url":      c.CallbackBaseURL,
-		"notify_credential":      c.NotifyCredential,
-		"notify_channel":         c.NotifyChannel,
-		"denied_networks":        c.network.Denied(),
-		"allowed_networks":       c.network.Allowed(),
-		metricsLabelField:        c.MetricsCredentialLabel,
+		"suspend_after":              seconds(c.SuspendAfter),
+		"purge_after":                seconds(c.PurgeAfter),
+		"warn_before":                warn,
+		"expiry_buffer":              seconds(c.ExpiryBuffer),
+		"request_timeout":            seconds(c.RequestTimeout),
+		"log_size":                   c.LogSize,
+		"usage_flush_interval":       seconds(c.UsageFlushInterval),
+		"default_token_lifetime":     seconds(c.DefaultTokenLifetime),
+		"refresh_ahead":              c.RefreshAhead,
+		"verify_interval":            seconds(c.VerifyInterval),
+		"keepalive_interval":         seconds(c.KeepaliveInterval),
+		"callback_base_url":          c.CallbackBaseURL,
+		"notify_credential":          c.NotifyCredential,
+		"notify_channel":             c.NotifyChannel,
+		"denied_networks":            c.network.Denied(),
+		"allowed_networks":           c.network.Allowed(),
+		metricsLabelField:            c.MetricsCredentialLabel,
+		"issuer":                     c.Issuer,
+		"issuer_key_rotation_period": seconds(c.IssuerKeyRotationPeriod),
 	}
 }
 
@@ -319,7 +338,16 @@ func (b *integrationsBackend) pathConfigWrite(ctx context.Context, req *logical.
 		return nil, err
 	}
 	b.rebuildIndex(req.Storage) //nolint:contextcheck // background work that outlives this call: it runs under the backend's own lifetime, not the request's context
-	return &logical.Response{Data: next.responseData()}, nil
+	resp := &logical.Response{Data: next.responseData()}
+	if next.Issuer != "" && current.Issuer == "" {
+		// The first issuer key, made now rather than by the first token request.
+		if _, err := b.issuer.update(ctx, req.Storage, func(set *ownedkeys.Set) (bool, error) {
+			return ensureSigning(ctx, set, b.now().UTC())
+		}); err != nil {
+			resp.AddWarning("the first issuer key could not be made now; the issuer key rotation job or the first federated token request makes it: " + err.Error())
+		}
+	}
+	return resp, nil
 }
 
 func (b *integrationsBackend) pathConfigDelete(ctx context.Context, req *logical.Request, _ *framework.FieldData) (*logical.Response, error) {
@@ -359,14 +387,15 @@ func (b *integrationsBackend) storeConfig(ctx context.Context, s logical.Storage
 // update copies the fields present in the request onto c.
 func (c *engineConfig) update(d *framework.FieldData) error {
 	durations := map[string]*time.Duration{
-		"suspend_after":          &c.SuspendAfter,
-		"purge_after":            &c.PurgeAfter,
-		"expiry_buffer":          &c.ExpiryBuffer,
-		"request_timeout":        &c.RequestTimeout,
-		"usage_flush_interval":   &c.UsageFlushInterval,
-		"default_token_lifetime": &c.DefaultTokenLifetime,
-		"verify_interval":        &c.VerifyInterval,
-		"keepalive_interval":     &c.KeepaliveInterval,
+		"suspend_after":              &c.SuspendAfter,
+		"purge_after":                &c.PurgeAfter,
+		"expiry_buffer":              &c.ExpiryBuffer,
+		"request_timeout":            &c.RequestTimeout,
+		"usage_flush_interval":       &c.UsageFlushInterval,
+		"default_token_lifetime":     &c.DefaultTokenLifetime,
+		"verify_interval":            &c.VerifyInterval,
+		"keepalive_interval":         &c.KeepaliveInterval,
+		"issuer_key_rotation_period": &c.IssuerKeyRotationPeriod,
 	}
 	for name, dst := range durations {
 		if v, ok := d.GetOk(name); ok {
@@ -394,6 +423,9 @@ func (c *engineConfig) update(d *framework.FieldData) error {
 	}
 	if v, ok := d.GetOk("callback_base_url"); ok {
 		c.CallbackBaseURL = v.(string)
+	}
+	if v, ok := d.GetOk("issuer"); ok {
+		c.Issuer = v.(string)
 	}
 	if v, ok := d.GetOk("notify_credential"); ok {
 		c.NotifyCredential = v.(string)
@@ -453,6 +485,14 @@ func (c *engineConfig) validate() error {
 		if err := validateBaseURL(c.CallbackBaseURL); err != nil {
 			return fieldErr("callback_base_url", err.Error())
 		}
+	}
+	if c.Issuer != "" {
+		if err := checkIssuer(c.Issuer); err != nil {
+			return err
+		}
+	}
+	if c.IssuerKeyRotationPeriod < minIssuerKeyRotationPeriod || c.IssuerKeyRotationPeriod > maxIssuerKeyRotationPeriod {
+		return fieldErr("issuer_key_rotation_period", fmt.Sprintf("must be between %s and %d days", minIssuerKeyRotationPeriod, maxIssuerKeyRotationPeriod/day))
 	}
 	if c.NotifyCredential != "" && !validName(c.NotifyCredential) {
 		return fieldErr("notify_credential", nameRule)

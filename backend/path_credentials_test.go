@@ -286,7 +286,7 @@ func TestCredentialValidationRefusals(t *testing.T) {
 		{"redirect_url http", "oauth2_authorization_code", map[string]any{"redirect_url": "http://vault.example.com/cb"}, "redirect_url", "https"},
 		{"header_prefix space", "bearer", map[string]any{"header_prefix": "Bear er"}, "header_prefix", "HTTP token"},
 		{"key not ascii", "api_key", map[string]any{"key": "k\u00e9y"}, "key", "printable ASCII"},
-		{"auth_style", "oauth2_client_credentials", map[string]any{"auth_style": "query"}, "auth_style", `"body", "private_key_jwt" or "tls_client_auth"`},
+		{"auth_style", "oauth2_client_credentials", map[string]any{"auth_style": "query"}, "auth_style", `"body", "private_key_jwt", "tls_client_auth" or "federated"`},
 		{"tenant alias", "m365", map[string]any{"tenant": "common"}, "tenant", "tenant ID"},
 		{"instance url", "servicenow_oauth", map[string]any{"instance": "https://dev1.service-now.com"}, "instance", "instance name"},
 		{"servicenow username without password", "servicenow_oauth", map[string]any{"password": nil}, "password", ""},
@@ -952,7 +952,8 @@ func TestCredentialPathsInOpenAPI(t *testing.T) {
 	if !ok {
 		t.Fatalf("no OpenAPI document: %T", resp.Data["openapi"])
 	}
-	for _, p := range []string{"/credentials/{name}", "/access/{name}", "/credentials/", "/types/{type}", "/device-accounts", "/lookup"} {
+	for _, p := range []string{"/credentials/{name}", "/access/{name}", "/credentials/", "/types/{type}", "/device-accounts", "/lookup",
+		"/oidc/.well-known/openid-configuration", "/oidc/.well-known/keys", "/oidc/rotate"} {
 		if _, ok := doc.Paths[p]; !ok {
 			t.Errorf("OpenAPI lacks %s (has %v)", p, slices.Sorted(maps.Keys(doc.Paths)))
 		}

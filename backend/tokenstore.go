@@ -187,6 +187,9 @@ func (b *integrationsBackend) oauthConfig(cfg *engineConfig, c *credential) (oau
 		return oauth.Config{}, err
 	}
 	oc.Timeout, oc.DefaultLifetime = cfg.RequestTimeout, cfg.DefaultTokenLifetime
+	if oc.AuthStyle == oauth.AuthStyleFederated {
+		oc.Federation = b.federation(cfg, c)
+	}
 	withPreviousClient(&oc, c, b.now())
 	return oc, nil
 }

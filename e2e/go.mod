@@ -3,6 +3,7 @@ module github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integra
 go 1.26.0
 
 require (
+	github.com/coreos/go-oidc/v3 v3.15.0
 	github.com/getkin/kin-openapi v0.133.0
 	github.com/go-jose/go-jose/v3 v3.0.3
 	github.com/go-jose/go-jose/v4 v4.1.9

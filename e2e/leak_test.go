@@ -31,6 +31,7 @@ import (
 	"github.com/hashicorp/vault/api"
 	"github.com/youmark/pkcs8"
 
+	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/e2e/internal/federatedtest"
 	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/e2e/internal/oauthtest"
 	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/e2e/internal/zitadeltest"
 	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/internal/fixtures"
@@ -540,6 +541,29 @@ func TestLeakScan(t *testing.T) {
 	r.want(r.do(http.MethodPost, "exchange/lk-exchange", nil, map[string]any{"audience": "api-a", "scope": "openid"}), 200)
 	r.want(r.do(http.MethodPost, "exchange/lk-exchange", nil, map[string]any{"audience": "api-b"}), 400)
 
+	// The engine as an OIDC issuer (federated_test.go): an auth_style=federated
+	// credential minted through a verifier of its assertions, across oidc/rotate. The
+	// issuer's private keys are never known here: every private key found anywhere is
+	// checked against the published kids (issuerKeyLeaks, below).
+	issuerURL := v.addr + "/v1/" + mount + "/oidc"
+	r.must(r.do(http.MethodPost, "config", nil, map[string]any{"issuer": issuerURL}), 200, 204)
+	fedName := "lk-federated"
+	mountsNow, err := v.client.Sys().ListMounts()
+	if err != nil {
+		t.Fatal(err)
+	}
+	fedSrv := federatedtest.New(t, map[string][]federatedtest.Credential{"lk-app": {{Issuer: issuerURL,
+		Subject: "integrations:" + mountsNow[mount+"/"].Accessor + ":" + fedName, Audience: entraAudience}}})
+	r.must(r.do(http.MethodPost, "credentials/"+fedName, nil, map[string]any{"type": "oauth2_client_credentials", "client_id": "lk-app",
+		"auth_style": "federated", "token_url": fedSrv.TokenURL()}), 200, 204)
+	credType[fedName] = "oauth2_client_credentials"
+	r.want(r.anon(http.MethodGet, "oidc/.well-known/openid-configuration", nil), 200)
+	r.want(r.anon(http.MethodGet, "oidc/.well-known/keys", nil), 200)
+	r.want(r.do(http.MethodGet, "access/"+fedName, nil, nil), 200)
+	r.must(r.do(http.MethodPost, "oidc/rotate", nil, map[string]any{}), 200)
+	r.want(r.do(http.MethodPost, "credentials/"+fedName+"/verify", nil, nil), 200)
+	r.want(r.do(http.MethodGet, "oidc/.well-known/keys", nil, nil), 200)
+
 	// Device accounts: upserts (one refused) and lookups.
 	dm := newMarker()
 	dev := r.must(r.do(http.MethodPost, "device-accounts", nil, map[string]any{"hostname": "web07.example.com", "ip": "192.0.2.77", "username": "admin", "password": "pw-" + dm}), 200)
@@ -673,6 +697,12 @@ func TestLeakScan(t *testing.T) {
 			}
 		}
 	}
+	for _, tok := range fedSrv.Issued() {
+		addSecret(newSecret(fedName, "access_token", tok[:6], tok))
+	}
+	for _, a := range fedSrv.Assertions() {
+		addSecret(newSecret(fedName, "client_assertion", a[:6], a))
+	}
 	grants := map[string]int{}
 	for _, req := range providers[ac].Received() {
 		grants[req.Form.Get("grant_type")]++
@@ -791,6 +821,25 @@ func TestLeakScan(t *testing.T) {
 		if strings.Contains(line, "lk-generated") || strings.Contains(line, "/jwks/") {
 			privateIn(fmt.Sprintf("audit log line %d", i+1), line)
 		}
+	}
+
+	// The issuer's private keys, in any answer, notification or log.
+	var issuerKids, everything []string
+	for _, c := range calls {
+		if c.Path == "oidc/.well-known/keys" && c.Status == 200 {
+			issuerKids = append(issuerKids, publishedKIDs(t, c.Body)...)
+		}
+		everything = append(everything, string(c.Body), headerText(c.Header))
+	}
+	for _, b := range hook.received() {
+		everything = append(everything, string(b))
+	}
+	everything = append(everything, string(serverLog), string(audit))
+	if len(issuerKids) < 2 {
+		t.Errorf("the issuer published %v across oidc/rotate: the issuer key scan would prove little", issuerKids)
+	}
+	for _, l := range issuerKeyLeaks(strings.Join(everything, "\n"), issuerKids) {
+		t.Errorf("LEAK: the issuer's private key %s", l)
 	}
 	sort.Slice(leaks, func(i, j int) bool { return leaks[i].String() < leaks[j].String() })
 	for _, h := range leaks {

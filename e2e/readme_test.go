@@ -149,6 +149,13 @@ var readmeTable = map[string]readmeEntry{
 	// Microsoft; e2e/secret_overlap_test.go runs the rotation against ory/fosite.
 	"vault write -f integrations/credentials/graph/verify": {skip: true, reason: "private_key_jwt at login.microsoftonline.com: secret_overlap_test.go"},
 
+	// auth_style=federated at Microsoft Entra: the config and credential writes, the
+	// documents and oidc/rotate run; TestFederatedIssuer mints through a verifier of the
+	// assertions (go-oidc) instead of login.microsoftonline.com.
+	"vault read integrations/access/graph-fed": {skip: true, reason: "a federated assertion at login.microsoftonline.com: federated_test.go"},
+	// oidc/rotate's help example runs after the README reset the config (issuer unset).
+	"vault write -f integrations/oidc/rotate": {before: setIssuer, reason: "the README's config issuer, as the federated credentials section sets it"},
+
 	// JWT-bearer grants at Google and Salesforce: the writes and reads run; the tokens
 	// are minted by e2e/jwtbearer_test.go against servers following their contracts.
 	"vault read -field=access_token integrations/access/workspace-directory": {skip: true, reason: "Google's token endpoint: TestGoogleServiceAccount"},
@@ -529,6 +536,14 @@ func buildNext(t *testing.T, d *makeDev) {
 // releaseV020 makes the release files the README's install starts from: scripts/release.sh
 // builds v0.2.0 for linux/amd64 (no SBOM: internal/release's test checks those), and its
 // binary and SHA256SUMS go into the directory the commands run in.
+// setIssuer writes the README's config issuer (the federated credentials section).
+func setIssuer(t *testing.T, d *makeDev) {
+	t.Helper()
+	if _, err := d.client.Logical().Write("integrations/config", map[string]any{"issuer": "https://vault.example.com/v1/integrations/oidc"}); err != nil {
+		t.Fatalf("setting config issuer: %v", err)
+	}
+}
+
 func releaseV020(t *testing.T, d *makeDev) {
 	t.Helper()
 	dist := t.TempDir()

@@ -25,10 +25,24 @@ const (
 	AuthStyleBody          = "body"
 	AuthStylePrivateKeyJWT = "private_key_jwt"
 	AuthStyleTLSClientAuth = "tls_client_auth"
+	// AuthStyleFederated: the client assertion is signed by the mount's issuer key
+	// (config issuer): no secret and no key in the credential (issuer.go).
+	AuthStyleFederated = "federated"
 )
 
 // authStyles are the auth_style values, in the order the rule names them.
-var authStyles = []string{AuthStyleHeader, AuthStyleBody, AuthStylePrivateKeyJWT, AuthStyleTLSClientAuth}
+var authStyles = []string{AuthStyleHeader, AuthStyleBody, AuthStylePrivateKeyJWT, AuthStyleTLSClientAuth, AuthStyleFederated}
+
+// FieldFederatedSubject is the sub claim of a federated client assertion.
+const FieldFederatedSubject = "federated_subject"
+
+// MaxFederatedSubject bounds federated_subject: Microsoft Entra takes a federated
+// identity credential's subject of at most 600 characters.
+const MaxFederatedSubject = 600
+
+// FederatedAudience is client_assertion_audience's default under auth_style=federated:
+// the audience Microsoft Entra's federated identity credentials expect.
+const FederatedAudience = "api://AzureADTokenExchange"
 
 // minRSABits is the smallest RSA client key accepted (NIST SP 800-131A).
 const minRSABits = 2048
@@ -54,10 +68,13 @@ func defineClientAuth() []string {
 			Description: "Certificate of client_key. With private_key_jwt the assertion's header then carries its x5t and x5t#S256 thumbprints (what Microsoft Entra matches certificate credentials by); with tls_client_auth it is presented in the TLS handshake."},
 		{Name: "client_assertion_audience", Type: FieldString, check: checkNoSpace,
 			Rule:        ruleNoSpace,
-			Description: "aud claim of the client assertion; default: the token endpoint URL."},
+			Description: "aud claim of the client assertion; default: the token endpoint URL, or " + FederatedAudience + " with auth_style federated."},
 		{Name: "client_assertion_algorithm", Type: FieldString, check: checkAssertionAlgorithm, maxLen: 16,
 			Rule:        "RS256 or PS256 for an RSA client_key, ES256 for P-256, ES384 for P-384, EdDSA for Ed25519; default: RS256, ES256, ES384 or EdDSA by the key",
 			Description: "JWS algorithm the client assertion is signed with."},
+		{Name: FieldFederatedSubject, Type: FieldString, check: checkNoSpace, maxLen: MaxFederatedSubject,
+			Rule:        "single line without spaces or control characters, at most 600 bytes",
+			Description: "sub claim of the client assertion with auth_style federated, what the provider's federated credential matches; default integrations:<mount accessor>:<name>, stored on the write that sets auth_style federated."},
 	}
 	names := defineAll(fs)
 	define(Field{Name: FieldCACertificate, Type: FieldString, pem: true, Destination: true, check: checkCertificatePEM, maxLen: maxPEM, multiline: true,
@@ -160,7 +177,11 @@ func withClientAuth(t *Type) {
 		own = append(own, use(n, opts...))
 	}
 	t.Fields = append(own, common...)
-	t.finish = chainFinish(t.finish, finishClientAuth)
+	// A JWT-bearer type's client_key is its grant's key, not client authentication:
+	// federated client authentication leaves it alone.
+	_, grantKey := t.Field("client_key")
+	grantKey = grantKey && slices.ContainsFunc(own, func(f Field) bool { return f.Name == "client_key" && f.Required })
+	t.finish = chainFinish(t.finish, func(v *Validated) FieldErrors { return finishClientAuth(v, grantKey) })
 }
 
 // withTrustAnchors gives ca_certificate to every type that talks to an https
@@ -302,9 +323,25 @@ func AssertionAlgorithm(key crypto.PublicKey, asked string) (string, error) {
 // valid on its own: the algorithm fits the key, the key matches the certificate, the
 // certificate is not expired (when the caller gave a clock), and records the
 // certificate's expiry.
-func finishClientAuth(v *Validated) FieldErrors {
+func finishClientAuth(v *Validated, grantKey bool) FieldErrors {
 	keyPEM, certPEM := str(v.Values, "client_key"), str(v.Values, "client_certificate")
 	var errs FieldErrors
+	if str(v.Values, "auth_style") == AuthStyleFederated {
+		// The mount's issuer key signs: a key of the credential's own would be a
+		// secret kept for nothing (a JWT-bearer type's grant key excepted).
+		fields := []string{"client_key", "client_certificate"}
+		if grantKey {
+			fields = fields[1:]
+		}
+		for _, f := range fields {
+			if str(v.Values, f) != "" {
+				errs = append(errs, &FieldError{Field: f, Rule: `must not be set when auth_style is "federated" (the mount's issuer key signs the client assertion); remove it (` + f + `="")`})
+			}
+		}
+		if !grantKey || len(errs) > 0 {
+			return errs
+		}
+	}
 	var key crypto.Signer
 	if keyPEM != "" {
 		k, err := ClientKey(keyPEM)

@@ -47,6 +47,8 @@ func (t *Type) RefusedField(values Fields, code string) string {
 		switch values.Str("auth_style") {
 		case AuthStylePrivateKeyJWT, AuthStyleTLSClientAuth:
 			return "client_key"
+		case AuthStyleFederated:
+			return FieldFederatedSubject // or the provider's federated credential: issuer, subject, audience
 		}
 		if has("client_secret") {
 			return "client_secret"

@@ -244,7 +244,7 @@ func TestValidateRefuses(t *testing.T) {
 		{"api key with space", "api_key", "key", "k 1", "printable ASCII"},
 		{"client id with space", "zoom", "client_id", "a b", "spaces"},
 		{"account id with space", "zoom", "account_id", "a b", "spaces"},
-		{"auth style", "oauth2_client_credentials", "auth_style", "query", `"header", "body", "private_key_jwt" or "tls_client_auth"`},
+		{"auth style", "oauth2_client_credentials", "auth_style", "query", `"header", "body", "private_key_jwt", "tls_client_auth" or "federated"`},
 		{"scope with quote", "oauth2_client_credentials", "scopes", []string{`read"write`}, "RFC 6749"},
 		{"hostname with space", "device_account", "hostname", "srv 01", "host name"},
 		{"hostname leading hyphen", "device_account", "hostname", "-srv.example.com", "host name"},

@@ -1,6 +1,7 @@
 package oauth
 
 import (
+	"context"
 	"testing"
 	"time"
 
@@ -22,7 +23,7 @@ func BenchmarkClientAssertion(b *testing.B) {
 				if err != nil {
 					b.Fatal(err)
 				}
-				if _, err := a.assertion(); err != nil {
+				if _, err := a.assertion(context.Background()); err != nil {
 					b.Fatal(err)
 				}
 			}

@@ -45,10 +45,14 @@ func (c Config) tlsMaterial() tlsclient.Material {
 	return m
 }
 
-// asserter signs the client assertions of one Config.
+// asserter signs the client assertions of one Config: with private_key_jwt by its
+// client_key (iss = sub = client_id), with federated by the mount's issuer key at the
+// time of each assertion (iss = the issuer, sub = federated_subject).
 type asserter struct {
-	signer   jose.Signer
-	clientID string
+	// signer is the signer of an assertion made at now, and the kid it names.
+	signer   func(ctx context.Context, now time.Time) (jose.Signer, error)
+	issuer   string
+	subject  string
 	audience string
 	now      func() time.Time
 }
@@ -89,27 +93,32 @@ func newAsserter(cfg Config, now func() time.Time) (*asserter, error) {
 	if aud == "" {
 		aud = cfg.TokenURL
 	}
-	return &asserter{signer: signer, clientID: cfg.ClientID, audience: aud, now: now}, nil
+	fixed := func(context.Context, time.Time) (jose.Signer, error) { return signer, nil }
+	return &asserter{signer: fixed, issuer: cfg.ClientID, subject: cfg.ClientID, audience: aud, now: now}, nil
 }
 
 // assertion is a fresh client assertion (RFC 7523 §3, OpenID Connect Core §9):
-// iss = sub = client_id, aud, a random jti, iat = nbf = now, exp 5 minutes on.
-func (a *asserter) assertion() (string, error) {
+// iss, sub, aud, a random jti, iat = nbf = now, exp AssertionLifetime on.
+func (a *asserter) assertion(ctx context.Context) (string, error) {
 	jti := make([]byte, 24)
 	if _, err := rand.Read(jti); err != nil {
 		return "", configError("no randomness for the assertion's jti")
 	}
 	now := a.now()
+	signer, err := a.signer(ctx, now)
+	if err != nil {
+		return "", err
+	}
 	claims := jwt.Claims{
-		Issuer:    a.clientID,
-		Subject:   a.clientID,
+		Issuer:    a.issuer,
+		Subject:   a.subject,
 		Audience:  jwt.Audience{a.audience},
 		ID:        base64.RawURLEncoding.EncodeToString(jti),
 		IssuedAt:  jwt.NewNumericDate(now),
 		NotBefore: jwt.NewNumericDate(now),
 		Expiry:    jwt.NewNumericDate(now.Add(AssertionLifetime)),
 	}
-	s, err := jwt.Signed(a.signer).Claims(claims).Serialize()
+	s, err := jwt.Signed(signer).Claims(claims).Serialize()
 	if err != nil {
 		return "", configError("the client assertion could not be signed")
 	}
@@ -139,7 +148,7 @@ func (t *assertionTransport) RoundTrip(req *http.Request) (*http.Response, error
 	if err != nil {
 		return nil, configError("the token request is not a form")
 	}
-	assertion, err := t.a.assertion()
+	assertion, err := t.a.assertion(req.Context())
 	if err != nil {
 		return nil, err
 	}
@@ -187,7 +196,7 @@ func (c *Client) requestContext(ctx context.Context, cfg Config) (context.Contex
 // of its TLS material with the same bounds (timeout, response cap, redirects).
 func (c *Client) httpFor(cfg Config) (*http.Client, error) {
 	m := cfg.tlsMaterial()
-	if m.Empty() && cfg.AuthStyle != AuthStylePrivateKeyJWT {
+	if m.Empty() && !cfg.asserts() {
 		return c.http, nil
 	}
 	rt, err := c.base, error(nil)
@@ -201,8 +210,12 @@ func (c *Client) httpFor(cfg Config) (*http.Client, error) {
 		}
 		return nil, configError(detail)
 	}
-	if cfg.AuthStyle == AuthStylePrivateKeyJWT {
-		a, err := newAsserter(cfg, c.now)
+	if cfg.asserts() {
+		newA := newAsserter
+		if cfg.AuthStyle == AuthStyleFederated {
+			newA = newFederatedAsserter
+		}
+		a, err := newA(cfg, c.now)
 		if err != nil {
 			return nil, err
 		}
@@ -213,4 +226,9 @@ func (c *Client) httpFor(cfg Config) (*http.Client, error) {
 		CheckRedirect: checkRedirect,
 		Timeout:       c.timeout,
 	}, nil
+}
+
+// asserts reports whether cfg's token requests carry a client assertion.
+func (c Config) asserts() bool {
+	return c.AuthStyle == AuthStylePrivateKeyJWT || c.AuthStyle == AuthStyleFederated
 }

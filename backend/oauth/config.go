@@ -53,7 +53,7 @@ type Config struct {
 	ClientSecret string
 	Scopes       []string
 	Audience     string // sent as the "audience" parameter when set (Auth0, Okta custom servers)
-	AuthStyle    string // AuthStyleHeader (default), AuthStyleBody, AuthStylePrivateKeyJWT or AuthStyleTLSClientAuth
+	AuthStyle    string // AuthStyleHeader (default), AuthStyleBody, AuthStylePrivateKeyJWT, AuthStyleTLSClientAuth or AuthStyleFederated
 	Username     string
 	Password     string
 	RedirectURL  string
@@ -103,6 +103,10 @@ type Config struct {
 	Previous *Config
 	// GitHub is a github_app credential's App (githubapp.go); nil for other grants.
 	GitHub *GitHubApp
+	// Federation is the issuer and key of auth_style federated (federated.go), set by
+	// the engine when config issuer is; nil otherwise. It holds no key, only the way
+	// to sign with the current one.
+	Federation *Federation
 }
 
 // reservedParams are set by the grant itself; letting Params override them
@@ -211,11 +215,11 @@ func FromFields(typeName string, fields map[string]any) (Config, error) {
 func (c Config) String() string {
 	return fmt.Sprintf("oauth.Config{Grant:%s TokenURL:%s AuthURL:%s ClientID:%s ClientSecret:%s Scopes:%v "+
 		"Audience:%s AuthStyle:%s Username:%s Password:%s RedirectURL:%s Params:%v "+
-		"ClientKey:%s ClientKeyID:%s ClientCertificate:%s ClientAssertionAudience:%s ClientAssertionAlgorithm:%s CACertificate:%s Assertion:%v}",
+		"ClientKey:%s ClientKeyID:%s ClientCertificate:%s ClientAssertionAudience:%s ClientAssertionAlgorithm:%s CACertificate:%s Assertion:%v Federation:%s}",
 		c.Grant, c.TokenURL, c.AuthURL, c.ClientID, redact(c.ClientSecret), c.Scopes,
 		c.Audience, c.AuthStyle, c.Username, redact(c.Password), c.RedirectURL, c.Params,
 		redact(c.ClientKey), c.ClientKeyID, present(c.ClientCertificate), c.ClientAssertionAudience,
-		c.ClientAssertionAlgorithm, present(c.CACertificate), c.Assertion)
+		c.ClientAssertionAlgorithm, present(c.CACertificate), c.Assertion, c.Federation.String())
 }
 
 func present(s string) string {
@@ -265,8 +269,9 @@ func (c Config) Validate() error {
 		if c.ClientKey == "" || c.ClientCertificate == "" {
 			errs = append(errs, errors.New("client_key and client_certificate are required for auth_style tls_client_auth"))
 		}
+	case AuthStyleFederated: // the issuer is the engine's: checked when a request is made (federated.go)
 	default:
-		errs = append(errs, fmt.Errorf("auth_style must be %q, %q, %q or %q", AuthStyleHeader, AuthStyleBody, AuthStylePrivateKeyJWT, AuthStyleTLSClientAuth))
+		errs = append(errs, fmt.Errorf("auth_style must be %q, %q, %q, %q or %q", AuthStyleHeader, AuthStyleBody, AuthStylePrivateKeyJWT, AuthStyleTLSClientAuth, AuthStyleFederated))
 	}
 	for _, k := range slices.Sorted(maps.Keys(c.Params)) {
 		if reservedParams[k] {
@@ -355,7 +360,7 @@ func (c Config) authStyle() oauth2.AuthStyle {
 // secret is the client secret the token request carries: none for the styles that
 // authenticate otherwise, whatever is stored.
 func (c Config) secret() string {
-	if c.AuthStyle == AuthStylePrivateKeyJWT || c.AuthStyle == AuthStyleTLSClientAuth {
+	if c.AuthStyle == AuthStylePrivateKeyJWT || c.AuthStyle == AuthStyleTLSClientAuth || c.AuthStyle == AuthStyleFederated {
 		return ""
 	}
 	return c.ClientSecret

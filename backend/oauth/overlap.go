@@ -22,7 +22,7 @@ func refusedClient(err error, cfg Config) bool {
 		return false
 	}
 	return e.Code == "invalid_client" || e.Code == CodeTLSClientRefused ||
-		(e.Code == "invalid_request" && cfg.AuthStyle == AuthStylePrivateKeyJWT)
+		(e.Code == "invalid_request" && cfg.asserts())
 }
 
 // overlap runs request with cfg (its Previous removed) and, when the provider refuses
