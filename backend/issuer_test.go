@@ -410,6 +410,21 @@ func TestFederatedAccessMints(t *testing.T) {
 	patch, _ := issuerRequest(b, s, logical.PatchOperation, "credentials/fed", map[string]any{"client_key": fixtures.KeyPEM(fixtures.NewKey("p256"))})
 	wantFieldError(t, patch, "client_key")
 
+	// So is a generated one: under federated the credential holds no key at all.
+	patch, _ = issuerRequest(b, s, logical.PatchOperation, "credentials/fed", map[string]any{"generate_client_key": "ec-p256"})
+	wantFieldError(t, patch, "generate_client_key")
+	resp, _ = issuerRequest(b, s, logical.CreateOperation, "credentials/fed-gen", maps2(create, "generate_client_key", "ec-p256"))
+	wantFieldError(t, resp, "generate_client_key")
+	// A credential with generated keys moves to federated once it lets them go.
+	gen := map[string]any{"type": "oauth2_client_credentials", "token_url": srv.URL + "/token", "client_id": "app-1", "auth_style": "private_key_jwt", "generate_client_key": "ec-p256"}
+	mustOK(t, b, s, logical.CreateOperation, "credentials/was-gen", gen)
+	resp, _ = issuerRequest(b, s, logical.PatchOperation, "credentials/was-gen", map[string]any{"auth_style": "federated"})
+	wantFieldError(t, resp, "generate_client_key")
+	mustOK(t, b, s, logical.PatchOperation, "credentials/was-gen", map[string]any{"auth_style": "federated", "generate_client_key": ""})
+	if read := mustOK(t, b, s, logical.ReadOperation, "credentials/was-gen", nil); read.Data["client_public_key"] != nil || read.Data["client_keys"] != nil {
+		t.Fatalf("the generated keys outlived the move to federated: %v", read.Data)
+	}
+
 	// A JWT-bearer type keeps its grant's key under federated client authentication.
 	jb := map[string]any{"type": "oauth2_jwt_bearer", "token_url": srv.URL + "/token", "issuer": "svc", "client_id": "app-1",
 		"client_key": fixtures.KeyPEM(fixtures.NewKey("p256")), "auth_style": "federated"}

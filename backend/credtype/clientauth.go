@@ -329,9 +329,9 @@ func finishClientAuth(v *Validated, grantKey bool) FieldErrors {
 	if str(v.Values, "auth_style") == AuthStyleFederated {
 		// The mount's issuer key signs: a key of the credential's own would be a
 		// secret kept for nothing (a JWT-bearer type's grant key excepted).
-		fields := []string{"client_key", "client_certificate"}
+		fields := []string{"client_key", FieldGenerateClientKey, "client_certificate"}
 		if grantKey {
-			fields = fields[1:]
+			fields = fields[2:]
 		}
 		for _, f := range fields {
 			if str(v.Values, f) != "" {

@@ -54,7 +54,7 @@ var ownedKeyNames = defineOwnedKeys()
 func defineOwnedKeys() []string {
 	return defineAll([]Field{
 		{Name: FieldGenerateClientKey, Type: FieldString, check: checkKeyAlgorithm, maxLen: 16,
-			Rule: "one of " + quoteOr(KeyAlgorithms) + "; not together with client_key or client_key_id in one write",
+			Rule: "one of " + quoteOr(KeyAlgorithms) + "; not together with client_key or client_key_id in one write; not with auth_style federated (except the JWT-bearer types, whose grant key it is)",
 			Description: "The engine generates the client key itself (the private key never leaves it: no read, not even access/, returns it) and signs with it. " +
 				"Re-sending the same value changes nothing; another value rotates to a new key of that algorithm (as rotate-client-key does). " +
 				"A later pasted client_key replaces (and destroys) the generated keys. Reads show client_public_key, client_jwk and client_keys."},
