@@ -582,6 +582,16 @@ func TestLeakScan(t *testing.T) {
 	r.want(r.do(http.MethodGet, "lookup", url.Values{"hostname": {"nowhere"}, "ip": {"192.0.2.1"}, "username": {"x"}}, nil), 404)
 	r.want(r.do(http.MethodGet, "access/"+devName, nil, nil), 200)
 
+	// Bulk create (issue 28): an item stored and an item refused, each with a secret;
+	// neither may come back in the per-item report, a log or an audit entry.
+	okM, refM := newMarker(), newMarker()
+	addSecret(newSecret("lk-batch-ok", "token", okM, "tok-"+okM), newSecret("lk-batch-refused", "password", refM, "pw-"+refM))
+	r.must(r.do(http.MethodPost, "credentials-batch", nil, map[string]any{"items": []any{
+		map[string]any{"name": "lk-batch-ok", "type": "bearer", "token": "tok-" + okM},
+		map[string]any{"name": "lk-batch-refused", "type": "basic", "username": "u", "password": "pw-" + refM, "url": "ftp://nowhere"},
+	}}), 200)
+	r.want(r.do(http.MethodPost, "credentials-batch", nil, map[string]any{"items": []any{}}), 400)
+
 	// Keys generated inside the engine (issue 27): the scan never knows them, so every
 	// answer about them (create, read, list, rotation, jwks/ with and without a token,
 	// refusals), the server log and their audit entries are searched for any PRIVATE
