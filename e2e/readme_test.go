@@ -193,11 +193,11 @@ var readmeTable = map[string]readmeEntry{
 	// linux/amd64) in the work directory first; /etc/vault/plugins is make dev's plugin
 	// directory (readmeFiller).
 	"sha256sum -c --ignore-missing SHA256SUMS": {before: releaseV020, reason: "the release's files, as an operator downloads them"},
-	"vault secrets enable -path=integrations -plugin-version=v0.2.0 -allowed-response-headers=Retry-After vault-plugin-secrets-integrations": {
+	"vault secrets enable -path=integrations -plugin-version=v0.2.0 -allowed-response-headers=Retry-After -allowed-response-headers=Cache-Control vault-plugin-secrets-integrations": {
 		fails: "path is already in use at integrations/", reason: "make dev mounted integrations/ already (the section is for a Vault of your own)"},
 
 	// Versions: make dev has registered and mounted the plugin already.
-	"vault secrets enable -path=integrations -plugin-version=v0.2.0 -allowed-response-headers=Retry-After vault-plugin-secrets-integrations#2": {
+	"vault secrets enable -path=integrations -plugin-version=v0.2.0 -allowed-response-headers=Retry-After -allowed-response-headers=Cache-Control vault-plugin-secrets-integrations#2": {
 		fails: "path is already in use at integrations/", reason: "make dev mounted integrations/ already (the section is for a Vault of your own)"},
 
 	// Versions: "put the new binary in the plugin directory" comes first.

@@ -54,7 +54,7 @@ done
 
 SHA="$(sha256sum "$PLUGINS/$PLUGIN" | cut -d' ' -f1)"
 "$VAULT" plugin register -sha256="$SHA" -version="$VERSION" secret "$PLUGIN" >&2
-"$VAULT" secrets enable -path=integrations -plugin-version="$VERSION" -allowed-response-headers=Retry-After "$PLUGIN" >&2
+"$VAULT" secrets enable -path=integrations -plugin-version="$VERSION" -allowed-response-headers=Retry-After -allowed-response-headers=Cache-Control "$PLUGIN" >&2
 # The authorization-code flow sends the browser back to this Vault's oauth/callback.
 "$VAULT" write integrations/config callback_base_url="$VAULT_ADDR" >/dev/null
 

@@ -50,8 +50,9 @@ resource "vault_mount" "integrations" {
   depends_on     = [vault_plugin.integrations]
   description    = "Credentials integrations use to reach other products"
   # Vault drops the response headers a mount has not allowed: a write refused while the
-  # engine is busy with key derivations (503) says when to retry in Retry-After too.
-  allowed_response_headers = ["Retry-After"]
+  # engine is busy with key derivations (503) says when to retry in Retry-After too, and
+  # the unauthenticated key documents (jwks/<name>, oidc/.well-known/*) their caching.
+  allowed_response_headers = ["Retry-After", "Cache-Control"]
 }
 
 # Engine-wide settings. Durations are seconds, as the engine reads them back, so the
