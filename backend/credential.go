@@ -397,8 +397,22 @@ func (cs *credentialStore) put(ctx context.Context, s logical.Storage, h credent
 	if err != nil {
 		return fmt.Errorf("encoding credential %q: %w", c.Name, err)
 	}
+	prev, known, _ := cs.cache.glance(c.Name)
+	publishes := publishesJWKS(c)
+	if !publishes {
+		// Unpublished before the credential is stored: a failure between the two
+		// leaves it unpublished.
+		if err := unmarkPublished(ctx, s, c.Name, known && !publishesJWKS(prev)); err != nil {
+			return err
+		}
+	}
 	if err := s.Put(ctx, entry); err != nil {
 		return fmt.Errorf("storing credential %q: %w", c.Name, err)
+	}
+	if publishes && !(known && publishesJWKS(prev)) {
+		if err := markPublished(ctx, s, c.Name); err != nil {
+			return err
+		}
 	}
 	cs.cache.set(c.Name, c)
 	// After the cache, whose generation a racing read checks before it files (refile).
@@ -417,6 +431,9 @@ func (cs *credentialStore) put(ctx context.Context, s logical.Storage, h credent
 // remove deletes the stored credential whose name lock h is.
 func (cs *credentialStore) remove(ctx context.Context, s logical.Storage, h credentialHeld) error {
 	name := h.name
+	if err := unmarkPublished(ctx, s, name, false); err != nil {
+		return err
+	}
 	if err := s.Delete(ctx, credentialPrefix+name); err != nil {
 		return fmt.Errorf("deleting credential %q: %w", name, err)
 	}

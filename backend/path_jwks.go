@@ -3,7 +3,9 @@
 // Keycloak, fosite). Only credentials with publish_jwks=true answer; every other name,
 // existing or not, gets exactly the answer of a missing one, so an unauthenticated
 // caller learns no names. The body is rendered once per key-set change and served
-// from memory: a request costs a cache lookup (the credential is cached too).
+// from memory: a request costs one read of the jwksPublishedPrefix entry and a cache
+// lookup (the credential is cached too); a name that publishes nothing costs that one
+// read of an absent entry and nothing else, whether a credential has the name or not.
 
 package backend
 
@@ -30,6 +32,46 @@ const jwksPrefix = "jwks/"
 // sees a new key at most this late (rotations publish a key client_key_overlap, at
 // least a minute, before it signs; fosite and Okta also refetch on an unknown kid).
 const jwksMaxAge = 60 * time.Second
+
+// jwksPublishedPrefix stores one empty entry per credential with publish_jwks=true
+// (written by credentialStore.put, deleted by it and by remove): jwks/<name> reads it
+// and nothing else for a name that publishes nothing, so such a name costs exactly what
+// a missing one costs (one read of an absent key), never reads or caches the
+// credential, and an unauthenticated caller can neither tell the names apart by timing
+// nor evict the credentials being accessed from the cache.
+const jwksPublishedPrefix = "jwks-published/"
+
+// publishesJWKS reports whether c publishes its key set at jwks/<name>.
+func publishesJWKS(c *credential) bool { return c != nil && boolValue(c, credtype.FieldPublishJWKS) }
+
+// markPublished files name among the credentials jwks/<name> answers for.
+func markPublished(ctx context.Context, s logical.Storage, name string) error {
+	if err := s.Put(ctx, &logical.StorageEntry{Key: jwksPublishedPrefix + name, Value: []byte{}}); err != nil {
+		return fmt.Errorf("publishing the key set of %q: %w", name, err)
+	}
+	return nil
+}
+
+// unmarkPublished removes name from the credentials jwks/<name> answers for; with
+// knownAbsent (the previous copy is known not to publish) it does nothing, and when it
+// is not known whether it was filed, it reads before it deletes, so a write of a
+// credential that never published costs no extra storage write.
+func unmarkPublished(ctx context.Context, s logical.Storage, name string, knownAbsent bool) error {
+	if knownAbsent {
+		return nil
+	}
+	e, err := s.Get(ctx, jwksPublishedPrefix+name)
+	if err != nil {
+		return fmt.Errorf("reading whether %q publishes its key set: %w", name, err)
+	}
+	if e == nil {
+		return nil
+	}
+	if err := s.Delete(ctx, jwksPublishedPrefix+name); err != nil {
+		return fmt.Errorf("unpublishing the key set of %q: %w", name, err)
+	}
+	return nil
+}
 
 // jwksCacheEntries bounds the rendered key sets kept in memory.
 const jwksCacheEntries = 1024
@@ -99,6 +141,13 @@ func pathJWKS(b *integrationsBackend) *framework.Path {
 func (b *integrationsBackend) pathJWKSRead(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
 	name := d.Get("name").(string)
 	if !validName(name) {
+		return nil, errNoJWKS()
+	}
+	marked, err := req.Storage.Get(ctx, jwksPublishedPrefix+name)
+	if err != nil {
+		return nil, err
+	}
+	if marked == nil {
 		return nil, errNoJWKS()
 	}
 	c, err := b.credentials.get(ctx, req.Storage, name)

@@ -1,0 +1,94 @@
+package backend
+
+import (
+	"context"
+	"sync"
+	"testing"
+
+	"github.com/hashicorp/vault/sdk/logical"
+)
+
+// traceStorage records, for each Get, whether it found an entry: the work a request
+// did, as a timing observer would see it.
+type traceStorage struct {
+	logical.Storage
+	mu    sync.Mutex
+	trace []bool
+}
+
+func (t *traceStorage) Get(ctx context.Context, key string) (*logical.StorageEntry, error) {
+	e, err := t.Storage.Get(ctx, key)
+	t.mu.Lock()
+	t.trace = append(t.trace, e != nil)
+	t.mu.Unlock()
+	return e, err
+}
+
+func (t *traceStorage) take() []bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	out := t.trace
+	t.trace = nil
+	return out
+}
+
+// TestJWKSMissesDoUniformWork: an unauthenticated jwks/<name> of a name that publishes
+// nothing does the same storage work whether a credential of that name exists or not,
+// the first time and every time after (before the fix, an existing credential was read
+// from storage and cached: its second miss cost nothing, a missing name's a storage
+// read, so timing told the names apart; and unauthenticated callers filled the
+// credential cache, evicting the credentials being accessed). It never caches the
+// credential it refuses, and a published set still answers, before and after its
+// credential stops publishing.
+func TestJWKSMissesDoUniformWork(t *testing.T) {
+	t.Parallel()
+	b, s, _ := newTestBackend(t)
+	mustOK(t, b, s, logical.CreateOperation, "credentials/hidden", map[string]any{
+		"type": "oauth2_client_credentials", "token_url": "https://idp.example.com/t", "client_id": "c",
+		"auth_style": "private_key_jwt", "generate_client_key": "ec-p256",
+	})
+	mustOK(t, b, s, logical.CreateOperation, "credentials/published", generatedCredential("https://idp.example.com", "ec-p256"))
+	b.credentials.forget("hidden") // as after an eviction or a restart
+	ts := &traceStorage{Storage: s}
+	served := &codedErrorAnswers{b}
+	work := func(name string) ([]bool, bool) {
+		resp, err := served.HandleRequest(context.Background(), &logical.Request{Operation: logical.ReadOperation, Path: "jwks/" + name, Storage: ts, Unauthenticated: true})
+		return ts.take(), err == nil && resp != nil && resp.Data[logical.HTTPStatusCode] == 200
+	}
+	missing, ok := work("nobody")
+	if ok {
+		t.Fatal("jwks/nobody answered")
+	}
+	for i := range 3 {
+		for _, name := range []string{"nobody", "hidden"} {
+			got, ok := work(name)
+			if ok || len(got) != len(missing) || (len(got) > 0 && got[0] != missing[0]) {
+				t.Errorf("round %d: jwks/%s did storage work %v (answered: %v), want a missing name's %v", i, name, got, ok, missing)
+			}
+		}
+	}
+	if _, cached, _ := b.credentials.cache.glance("hidden"); cached {
+		t.Error("an unauthenticated jwks/ request cached a credential it refused")
+	}
+	if _, ok := work("published"); !ok {
+		t.Fatal("jwks/published did not answer")
+	}
+	mustOK(t, b, s, logical.PatchOperation, "credentials/published", map[string]any{"publish_jwks": false})
+	if _, ok := work("published"); ok {
+		t.Error("jwks/published still answers after publish_jwks=false")
+	}
+	mustOK(t, b, s, logical.PatchOperation, "credentials/published", map[string]any{"publish_jwks": true})
+	b.credentials.forget("published")
+	mustOK(t, b, s, logical.PatchOperation, "credentials/published", map[string]any{"publish_jwks": false})
+	if _, ok := work("published"); ok {
+		t.Error("jwks/published still answers after publish_jwks=false written while it was not cached")
+	}
+	mustOK(t, b, s, logical.PatchOperation, "credentials/published", map[string]any{"publish_jwks": true})
+	if _, ok := work("published"); !ok {
+		t.Error("jwks/published does not answer after publish_jwks=true again")
+	}
+	mustOK(t, b, s, logical.DeleteOperation, "credentials/published", nil)
+	if got, ok := work("published"); ok || len(got) != len(missing) {
+		t.Errorf("jwks/ of a deleted credential: answered %v, work %v, want a missing name's %v", ok, got, missing)
+	}
+}
