@@ -246,7 +246,14 @@ func scheduleIssuerKeys(ctx context.Context, set *ownedkeys.Set, now time.Time, 
 	if err != nil {
 		return changed, err
 	}
-	set.Rotate(next, now, due, issuerKeyKeep)
+	// Published a full issuerPublishAhead before it signs even when the job runs late
+	// (a sealed or stopped cluster): the current key is still published and keeps
+	// signing meanwhile, so no verifier sees a kid it could not have fetched.
+	activates := due
+	if earliest := now.Add(issuerPublishAhead(period)); activates.Before(earliest) {
+		activates = earliest
+	}
+	set.Rotate(next, now, activates, issuerKeyKeep)
 	return true, nil
 }
 

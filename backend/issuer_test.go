@@ -533,3 +533,49 @@ func maps2(m map[string]any, k string, v any) map[string]any {
 	out[k] = v
 	return out
 }
+
+// TestIssuerOverdueRotationPublishesAhead: when the rotation job could not run for
+// longer than the period (a sealed or stopped cluster), the next key is still
+// published issuerPublishAhead before it signs; the current key, still published,
+// keeps signing meanwhile. Before the fix the overdue key signed the moment it was
+// made, and a verifier holding the cached key set refused what it signed.
+func TestIssuerOverdueRotationPublishesAhead(t *testing.T) {
+	t.Parallel()
+	b, s, clock := newTestBackend(t)
+	mustOK(t, b, s, logical.UpdateOperation, "config", map[string]any{"issuer": testIssuer, "issuer_key_rotation_period": "1h"})
+	ctx := context.Background()
+	if err := b.rotateIssuerKeys(ctx, s); err != nil {
+		t.Fatal(err)
+	}
+	first, err := b.issuerSigningKey(ctx, clock.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	clock.Advance(3 * time.Hour) // the job did not run meanwhile
+	if err := b.rotateIssuerKeys(ctx, s); err != nil {
+		t.Fatal(err)
+	}
+	published := clock.Now()
+	k, err := b.issuerSigningKey(ctx, published)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if k.ID != first.ID {
+		t.Fatalf("the overdue next key %s signed the moment it was published", k.ID)
+	}
+	set, _ := loadIssuerKeys(ctx, s)
+	next, _ := set.Current()
+	if next.ID == first.ID {
+		t.Fatal("no next key was published")
+	}
+	if ahead := next.Activates.Sub(published); ahead < issuerPublishAhead(time.Hour) {
+		t.Errorf("the next key signs %s after it was published, want at least %s", ahead, issuerPublishAhead(time.Hour))
+	}
+	clock.Advance(issuerPublishAhead(time.Hour))
+	if err := b.rotateIssuerKeys(ctx, s); err != nil {
+		t.Fatal(err)
+	}
+	if k, err := b.issuerSigningKey(ctx, clock.Now()); err != nil || k.ID != next.ID {
+		t.Errorf("after the publish-ahead the signing key is %s (%v), want the next one %s", k.ID, err, next.ID)
+	}
+}
