@@ -11,6 +11,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"maps"
 	"time"
@@ -116,6 +117,10 @@ func (b *integrationsBackend) settleGeneratedKeys(ctx context.Context, c, existi
 		set.Add(k)
 	case cur.Algorithm != alg:
 		if err := rotateSet(ctx, &set, c, alg, false, now); err != nil {
+			var full *ownedkeys.FullError
+			if errors.As(err, &full) {
+				return fieldErr(credtype.FieldGenerateClientKey, "a different algorithm rotates the key, and "+full.Error())
+			}
 			return err
 		}
 	}
@@ -125,7 +130,13 @@ func (b *integrationsBackend) settleGeneratedKeys(ctx context.Context, c, existi
 // rotateSet adds a new key of alg to set: published now, signing after c's
 // client_key_overlap (now with activate), the older keys retired an overlap after it
 // signs.
+//
+// A set full of keys that signed and have not retired yet (rotations made again and
+// again with activate) refuses with a *ownedkeys.FullError before making a key.
 func rotateSet(ctx context.Context, set *ownedkeys.Set, c *credential, alg string, activate bool, now time.Time) error {
+	if err := set.Room(now); err != nil {
+		return err
+	}
 	k, err := ownedkeys.Generate(ctx, alg, now)
 	if err != nil {
 		return err
@@ -448,6 +459,10 @@ func (b *integrationsBackend) pathRotateClientKeyWrite(ctx context.Context, req 
 		return nil, err
 	}
 	if err := rotateSet(ctx, &set, n, alg, d.Get("activate").(bool), now); err != nil {
+		var full *ownedkeys.FullError
+		if errors.As(err, &full) {
+			return logical.ErrorResponse("credential %q: %s", name, full.Error()), nil
+		}
 		return nil, err
 	}
 	if err := storeKeySet(n, set, c.ClientCertificates, now); err != nil {

@@ -242,6 +242,9 @@ func scheduleIssuerKeys(ctx context.Context, set *ownedkeys.Set, now time.Time, 
 	if now.Before(due.Add(-issuerPublishAhead(period))) {
 		return changed, nil
 	}
+	if err := set.Room(now); err != nil {
+		return changed, err // oidc/rotate filled the set: the schedule waits for a retirement
+	}
 	next, err := ownedkeys.Generate(ctx, issuerKeyAlgorithm, now)
 	if err != nil {
 		return changed, err
@@ -261,6 +264,9 @@ func scheduleIssuerKeys(ctx context.Context, set *ownedkeys.Set, now time.Time, 
 // published for issuerKeyKeep, then are destroyed.
 func (b *integrationsBackend) rotateIssuerKeysNow(ctx context.Context, s logical.Storage, now time.Time) (ownedkeys.Set, error) {
 	return b.issuer.update(ctx, s, func(set *ownedkeys.Set) (bool, error) {
+		if err := set.Room(now); err != nil {
+			return false, err // nothing stored: a set that full would not decode again
+		}
 		next, err := ownedkeys.Generate(ctx, issuerKeyAlgorithm, now)
 		if err != nil {
 			return false, err
@@ -428,6 +434,10 @@ func (b *integrationsBackend) pathIssuerRotate(ctx context.Context, req *logical
 	}
 	now := b.now().UTC()
 	set, err := b.rotateIssuerKeysNow(ctx, req.Storage, now)
+	var full *ownedkeys.FullError
+	if errors.As(err, &full) {
+		return logical.ErrorResponse("oidc/rotate: " + full.Error()), nil
+	}
 	if err != nil {
 		return nil, err
 	}

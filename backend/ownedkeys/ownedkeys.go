@@ -270,6 +270,41 @@ func (s *Set) Rotate(next Key, now, activates time.Time, keep time.Duration) {
 	s.keys = append(kept, next)
 }
 
+// FullError is the refusal of a rotation that would publish more than MaxKeys keys
+// at once: each key that signed stays published until it retires, so rotations made
+// again and again within that time fill the set. Nothing is changed; a rotation after
+// Retires has room.
+type FullError struct {
+	// Retires is when the oldest published key retires, making room.
+	Retires time.Time
+}
+
+func (e *FullError) Error() string {
+	return fmt.Sprintf("%d keys are published already, the most a key set holds (each key that signed stays published until it retires): the oldest retires at %s; rotate again after that",
+		MaxKeys, e.Retires.UTC().Format(time.RFC3339))
+}
+
+// Room reports whether a Rotate at now has room for its key: nil, or a *FullError
+// when the keys Rotate keeps (those published at now that have signed) already
+// number MaxKeys-1.
+func (s Set) Room(now time.Time) error {
+	kept := 0
+	var first time.Time
+	for _, k := range s.keys {
+		if retired(k, now) || k.Activates.After(now) {
+			continue
+		}
+		kept++
+		if !k.Retires.IsZero() && (first.IsZero() || k.Retires.Before(first)) {
+			first = k.Retires
+		}
+	}
+	if kept+1 > MaxKeys {
+		return &FullError{Retires: first}
+	}
+	return nil
+}
+
 // Prune destroys the keys retired by now and reports whether any was.
 func (s *Set) Prune(now time.Time) bool {
 	n := len(s.keys)
@@ -315,6 +350,9 @@ type storedKey struct {
 // Encode is the set's storage form, private keys included: for barrier storage (a
 // seal-wrapped path where the mount's storage supports it), never for a response.
 func (s Set) Encode() ([]byte, error) {
+	if len(s.keys) > MaxKeys { // Decode would refuse it: never store what cannot be read back
+		return nil, fmt.Errorf("ownedkeys: a key set of %d keys, more than %d", len(s.keys), MaxKeys)
+	}
 	out := make([]storedKey, len(s.keys))
 	for i, k := range s.keys {
 		private, err := k.SigningPEM()

@@ -1,6 +1,7 @@
 package ownedkeys
 
 import (
+	"errors"
 	"context"
 	"crypto"
 	"crypto/ecdsa"
@@ -430,5 +431,36 @@ func TestEntries(t *testing.T) {
 	}
 	if es[0].Retires.IsZero() || !es[1].Retires.IsZero() {
 		t.Errorf("retirements = %v, %v: want the old key's only", es[0].Retires, es[1].Retires)
+	}
+}
+
+// TestRoomAndEncodeBound: Room refuses a rotation once MaxKeys-1 keys that signed are
+// published (naming the first retirement), a retirement makes room, and Encode never
+// writes a set Decode would refuse.
+func TestRoomAndEncodeBound(t *testing.T) {
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	var s Set
+	s.Add(mustGenerate(t, Ed25519, t0))
+	now := t0
+	for s.Room(now) == nil {
+		now = now.Add(time.Second)
+		s.Rotate(mustGenerate(t, Ed25519, now), now, now, time.Hour)
+	}
+	if s.Len() != MaxKeys {
+		t.Fatalf("Room refused at %d keys, want %d", s.Len(), MaxKeys)
+	}
+	var full *FullError
+	if err := s.Room(now); !errors.As(err, &full) || !full.Retires.Equal(t0.Add(time.Second+time.Hour)) {
+		t.Errorf("Room = %v, want a FullError naming the first retirement", err)
+	}
+	if err := s.Room(t0.Add(time.Second + time.Hour)); err != nil {
+		t.Errorf("after the first retirement Room = %v", err)
+	}
+	if _, err := s.Encode(); err != nil {
+		t.Fatal(err)
+	}
+	s.Add(mustGenerate(t, Ed25519, now))
+	if _, err := s.Encode(); err == nil {
+		t.Error("Encode wrote a set of more than MaxKeys keys")
 	}
 }
