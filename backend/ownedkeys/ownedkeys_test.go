@@ -1,7 +1,6 @@
 package ownedkeys
 
 import (
-	"errors"
 	"context"
 	"crypto"
 	"crypto/ecdsa"
@@ -11,6 +10,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"encoding/pem"
+	"errors"
 	"fmt"
 	"math/big"
 	"slices"
