@@ -427,6 +427,9 @@ func pathRotateClientKey(b *integrationsBackend) *framework.Path {
 }
 
 func (b *integrationsBackend) pathRotateClientKeyWrite(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
+	if resp := rejectUnknownFields(d); resp != nil {
+		return resp, nil // a misspelt activate must not rotate without activating
+	}
 	name := d.Get("name").(string)
 	held, unlock := b.credentials.lock(name)
 	defer unlock()

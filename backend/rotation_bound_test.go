@@ -167,3 +167,21 @@ func TestConcurrentRotateWriteAccess(t *testing.T) {
 		t.Errorf("%d assertions refused", refused)
 	}
 }
+
+// TestRotateClientKeyRefusesUnknownFields: a misspelt parameter (activte=true) is a
+// 400 naming it and rotates nothing, as on every other write path; before, it was
+// dropped and the rotation ran without activating: the old key kept signing for a
+// whole overlap after an operator's emergency rotation.
+func TestRotateClientKeyRefusesUnknownFields(t *testing.T) {
+	t.Parallel()
+	b, s, _ := newTestBackend(t)
+	mustOK(t, b, s, logical.CreateOperation, "credentials/gen", generatedCredential("https://idp.example.com", "ec-p256"))
+	before := storedKeys(t, b, s, "gen")
+	r := call(t, b, s, logical.UpdateOperation, "credentials/gen/rotate-client-key", map[string]any{"activte": true})
+	if r == nil || !r.IsError() || !strings.Contains(r.Error().Error(), "activte") {
+		t.Errorf("rotate-client-key activte=true: %v, want a 400 naming activte", r)
+	}
+	if after := storedKeys(t, b, s, "gen"); after.Len() != before.Len() {
+		t.Errorf("the refused request rotated: %d keys, was %d", after.Len(), before.Len())
+	}
+}
