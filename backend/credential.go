@@ -397,22 +397,21 @@ func (cs *credentialStore) put(ctx context.Context, s logical.Storage, h credent
 	if err != nil {
 		return fmt.Errorf("encoding credential %q: %w", c.Name, err)
 	}
+	// The jwks/<name> entry first, so that a failure leaves the cache and storage
+	// agreeing on the credential: a stale entry is harmless (jwks/<name> also checks
+	// publish_jwks on the credential), a missing one only unpublishes.
 	prev, known, _ := cs.cache.glance(c.Name)
-	publishes := publishesJWKS(c)
-	if !publishes {
-		// Unpublished before the credential is stored: a failure between the two
-		// leaves it unpublished.
-		if err := unmarkPublished(ctx, s, c.Name, known && !publishesJWKS(prev)); err != nil {
-			return err
+	if publishesJWKS(c) {
+		if !known || !publishesJWKS(prev) {
+			if err := markPublished(ctx, s, c.Name); err != nil {
+				return err
+			}
 		}
+	} else if err := unmarkPublished(ctx, s, c.Name, known && !publishesJWKS(prev)); err != nil {
+		return err
 	}
 	if err := s.Put(ctx, entry); err != nil {
 		return fmt.Errorf("storing credential %q: %w", c.Name, err)
-	}
-	if publishes && !(known && publishesJWKS(prev)) {
-		if err := markPublished(ctx, s, c.Name); err != nil {
-			return err
-		}
 	}
 	cs.cache.set(c.Name, c)
 	// After the cache, whose generation a racing read checks before it files (refile).
