@@ -402,10 +402,8 @@ func (cs *credentialStore) put(ctx context.Context, s logical.Storage, h credent
 	// publish_jwks on the credential), a missing one only unpublishes.
 	prev, known, _ := cs.cache.glance(c.Name)
 	if publishesJWKS(c) {
-		if !known || !publishesJWKS(prev) {
-			if err := markPublished(ctx, s, c.Name); err != nil {
-				return err
-			}
+		if err := markPublished(ctx, s, c.Name); err != nil {
+			return err
 		}
 	} else if err := unmarkPublished(ctx, s, c.Name, known && !publishesJWKS(prev)); err != nil {
 		return err

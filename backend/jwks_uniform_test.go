@@ -92,3 +92,19 @@ func TestJWKSMissesDoUniformWork(t *testing.T) {
 		t.Errorf("jwks/ of a deleted credential: answered %v, work %v, want a missing name's %v", ok, got, missing)
 	}
 }
+
+// TestJWKSEntryRestoredByAWrite: a publishing credential whose jwks-published entry is
+// missing (stored by a build before the entry existed) publishes again after its next
+// write, even while its publishing copy is cached.
+func TestJWKSEntryRestoredByAWrite(t *testing.T) {
+	t.Parallel()
+	b, s, _ := newTestBackend(t)
+	mustOK(t, b, s, logical.CreateOperation, "credentials/published", generatedCredential("https://idp.example.com", "ec-p256"))
+	if err := s.Delete(context.Background(), jwksPublishedPrefix+"published"); err != nil {
+		t.Fatal(err)
+	}
+	mustOK(t, b, s, logical.PatchOperation, "credentials/published", map[string]any{"description": "any write"})
+	if _, err := readJWKS(b, s, "published"); err != nil {
+		t.Errorf("jwks/published after a write: %v", err)
+	}
+}

@@ -44,8 +44,17 @@ const jwksPublishedPrefix = "jwks-published/"
 // publishesJWKS reports whether c publishes its key set at jwks/<name>.
 func publishesJWKS(c *credential) bool { return c != nil && boolValue(c, credtype.FieldPublishJWKS) }
 
-// markPublished files name among the credentials jwks/<name> answers for.
+// markPublished files name among the credentials jwks/<name> answers for: a read,
+// and a write only when the entry is missing (a credential stored before the entry
+// existed gets it on its next write).
 func markPublished(ctx context.Context, s logical.Storage, name string) error {
+	e, err := s.Get(ctx, jwksPublishedPrefix+name)
+	if err != nil {
+		return fmt.Errorf("reading whether %q publishes its key set: %w", name, err)
+	}
+	if e != nil {
+		return nil
+	}
 	if err := s.Put(ctx, &logical.StorageEntry{Key: jwksPublishedPrefix + name, Value: []byte{}}); err != nil {
 		return fmt.Errorf("publishing the key set of %q: %w", name, err)
 	}
