@@ -140,6 +140,7 @@ type Client struct {
 	lifetime   time.Duration
 	now        func() time.Time
 	observer   Observer
+	gate       *hostGate // the per-token-host bound of every request (hostgate.go)
 }
 
 // NewClient returns a Client with o's bounds.
@@ -178,8 +179,15 @@ func NewClient(o ClientOptions) *Client {
 		lifetime:   o.DefaultLifetime,
 		now:        o.Now,
 		observer:   o.Observer,
+		// The host gate paces on the wall clock, not Now: a test's frozen clock would
+		// never let a paced request start. Its own tests drive it with a clock of theirs.
+		gate: newHostGate(gateClock{}),
 	}
 }
+
+// HostStats lists the token hosts the Client has sent requests to: what is in flight,
+// queued and paused at each (hostgate.go), for the metrics.
+func (c *Client) HostStats() []HostStat { return c.gate.stats() }
 
 // Mint obtains a new token. Client-credentials, password and
 // account-credentials grants use cfg alone; an authorization-code credential

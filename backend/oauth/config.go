@@ -103,6 +103,10 @@ type Config struct {
 	Previous *Config
 	// GitHub is a github_app credential's App (githubapp.go); nil for other grants.
 	GitHub *GitHubApp
+	// Host bounds the token requests to this Config's token host, shared with every
+	// other Config of the same host (hostgate.go); zero fields take the defaults. The
+	// backend sets it from config token_host_concurrency and token_host_rate.
+	Host HostLimits
 }
 
 // reservedParams are set by the grant itself; letting Params override them
