@@ -48,7 +48,7 @@ type Broker struct {
 	// urgent holds, per key, the urgency of its flight (hostgate.go): a foreground
 	// caller joining a background flight (a reader arriving while refresh ahead
 	// waits for the host) raises it, so the reader does not queue behind the herd.
-	urgent map[string]*urgency
+	urgent  map[string]*urgency
 	limit   *requestLimiter // per key; outlives Forget
 	closed  bool            // Close was called: no request starts any more
 	flights sync.WaitGroup  // requests in flight, for Close to wait on
