@@ -125,6 +125,7 @@ func newBackend(now func() time.Time) *integrationsBackend {
 	b.devices = newDeviceIndex(b.credentials)
 	b.authorizations = &authorizationStore{credentials: b.credentials}
 	b.tokens = newTokenStore(tokenDepsOf(b))
+	b.metrics.registry.MustRegister(newHostGauges(b.tokens.hostStats))
 	b.exchanges = newExchangeCache()
 	b.usage = newUsageStore(b.activity.recorder)
 	b.deviceFlow = newDevicePoller()

@@ -162,6 +162,10 @@ func (ts *tokenStore) brokerOf() *oauth.Broker {
 	return ts.broker
 }
 
+// hostStats is what the token hosts' bound shows (oauth.Client.HostStats), for the
+// metrics; it makes the Broker when none was made yet (an empty list).
+func (ts *tokenStore) hostStats() []oauth.HostStat { return ts.brokerOf().HostStats() }
+
 // newOAuthClient is the bounded client every provider call goes through: a 1 MiB
 // response cap, the backend's clock and transport. Timeouts and the assumed token
 // lifetime come with each request (oauthConfig).
@@ -183,6 +187,7 @@ func (b *integrationsBackend) oauthConfig(cfg *engineConfig, c *credential) (oau
 		return oauth.Config{}, err
 	}
 	oc.Timeout, oc.DefaultLifetime = cfg.RequestTimeout, cfg.DefaultTokenLifetime
+	oc.Host = oauth.HostLimits{Concurrency: cfg.TokenHostConcurrency, Rate: float64(cfg.TokenHostRate)}
 	withPreviousClient(&oc, c, b.now())
 	return oc, nil
 }

@@ -108,6 +108,9 @@ func NewBroker(c *Client, now func() time.Time) *Broker {
 	}
 }
 
+// HostStats lists the token hosts' bound (Client.HostStats).
+func (b *Broker) HostStats() []HostStat { return b.client.HostStats() }
+
 // Ordered is how many requests are waiting for an earlier request of their key that
 // Forget detached (see ErrRetry).
 func (b *Broker) Ordered() int64 { return b.ordered.Load() }
