@@ -227,7 +227,7 @@ func (b *integrationsBackend) exchangeOnce(ctx context.Context, s logical.Storag
 	}
 	demand := shortLivedDemand(minValid, cfg.ExpiryBuffer, e.token())
 	if ahead != nil {
-		demand += refreshLead(ahead.token(), demand)
+		demand += aheadLead(ahead.token(), demand)
 	}
 	if tok := e.token(); tok != nil && tok.Fresh(now, demand, cfg.DefaultTokenLifetime) {
 		return exchangeResult{entry: e}, nil
