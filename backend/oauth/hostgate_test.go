@@ -7,6 +7,7 @@ import (
 	"runtime"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -102,12 +103,14 @@ func acquireAsync(g *hostGate, ctx context.Context, l HostLimits, p Priority) (<
 	return ch, u
 }
 
-// waitQueued waits until the host's queues hold fg and bg requests.
+// waitQueued waits until the host's queues hold fg and bg requests (testHost's, or
+// the only host's when the gate knows one other).
 func waitQueued(t *testing.T, g *hostGate, fg, bg int) {
 	t.Helper()
 	for i := 0; i < 1_000_000; i++ {
-		for _, s := range g.stats() {
-			if s.Host == testHost && s.Foreground == fg && s.Background == bg {
+		stats := g.stats()
+		for _, s := range stats {
+			if (s.Host == testHost || len(stats) == 1) && s.Foreground == fg && s.Background == bg {
 				return
 			}
 		}
@@ -370,5 +373,68 @@ func TestHostGateContext(t *testing.T) {
 	_, err = g.acquire(dctx, testHost, l, newUrgency(Background))
 	if !errors.As(err, &e) || e.Code != CodeThrottled {
 		t.Fatalf("behind a long queue: %v", err)
+	}
+}
+
+// Through the Broker: a reader (foreground) joining a refresh that waits behind
+// background work at the same host raises it, so it takes the slot kept for readers
+// instead of waiting for the background request in flight.
+func TestBrokerReaderRaisesBackgroundFlight(t *testing.T) {
+	t.Parallel()
+	p := newProvider(t, providerOptions{})
+	held, release := make(chan struct{}), make(chan struct{})
+	var n atomic.Int32
+	p.setBefore(func(http.ResponseWriter, *http.Request) bool {
+		if n.Add(1) == 1 { // the first request (a's) is held
+			close(held)
+			<-release
+		}
+		return false
+	})
+	defer func() {
+		select {
+		case <-release:
+		default:
+			close(release)
+		}
+	}()
+	clock := newFakeClock()
+	b := newTestBroker(clock)
+	cfg := p.config(AuthStyleHeader)
+	cfg.Host = HostLimits{Concurrency: 2, Rate: 1000} // background may fill one slot
+	var st savedTokens
+	bg := WithPriority(context.Background(), Background)
+
+	// A background refresh of "a" holds the one background slot at the provider.
+	aDone := make(chan error, 1)
+	go func() {
+		_, err := b.Token(bg, "a", cfg, nil, time.Minute, st.persist)
+		aDone <- err
+	}()
+	<-held
+	// A background refresh of "b" queues behind it.
+	bDone := make(chan error, 1)
+	go func() {
+		_, err := b.Token(bg, "b", cfg, nil, time.Minute, st.persist)
+		bDone <- err
+	}()
+	waitQueued(t, b.client.gate, 0, 1)
+	// A reader of "b" joins that flight and raises it: both are served while "a" is
+	// still held.
+	res, err := b.Token(context.Background(), "b", cfg, nil, time.Minute, st.persist)
+	if err != nil || res.Token == nil {
+		t.Fatalf("the reader: %v", err)
+	}
+	if err := <-bDone; err != nil {
+		t.Fatalf("the background refresh of b: %v", err)
+	}
+	select {
+	case err := <-aDone:
+		t.Fatalf("a ended before its release: %v", err)
+	default:
+	}
+	close(release)
+	if err := <-aDone; err != nil {
+		t.Fatal(err)
 	}
 }
