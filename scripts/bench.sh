@@ -18,6 +18,13 @@
 #   BENCH_SCALE=1000,10000,100000  mount sizes (quick: 1000,10000)
 #   BENCH_SWEEP_WAIT=65s      wait for Vault's periodic tick before the after-sweep RSS (0 skips)
 #   BENCH_ONLY=load,rollover,herd,scale,startup,kdf  sections of the driver to run
+#   BENCH_ONLY=providers      the provider section alone (never in the default run): 20,000
+#                             client_credentials credentials at one provider answering 429
+#                             above 100/s, tokens of 15 minutes, then 30 minutes of steady reads;
+#                             knobs BENCH_PROVIDER_CREDENTIALS=20000 BENCH_PROVIDER_LIMIT=100
+#                             BENCH_PROVIDER_TTL=15m BENCH_PROVIDER_RATE=66 BENCH_PROVIDER_STEADY=30m
+#                             (e2e/bench_providers_test.go). Harness check: BENCH_ONLY=providers
+#                             BENCH_PROVIDER_CREDENTIALS=2000 BENCH_PROVIDER_TTL=2m BENCH_PROVIDER_STEADY=3m
 #   BENCH_KDF_WRITES=50       parallel writes of the largest accepted scrypt key (kdf)
 #   BENCH_KDF_BASELINE_WRITES=6  the same against BENCH_BASELINE, when set (kdf)
 #   BENCH_REPORT=path         where to write the report (default BENCHMARKS.md)
