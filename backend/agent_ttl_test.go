@@ -50,7 +50,7 @@ func TestAccessTTLIsTheHandOverPoint(t *testing.T) {
 	// min(max(12m, 10s), (60m-20m)/2) = 12 minutes before, at 28, less its spread
 	// (a quarter of the lead at most, 3 minutes); 18 minutes from now.
 	spread1200 := aheadLead(tok, 20*time.Minute) - 12*time.Minute
-	if ttl, _ := ttlOf(t, accessOK(t, b, s, "cc", map[string]any{"minimum_seconds": 1200})); !nearTTL(ttl, int64((18*time.Minute-spread1200).Seconds())) {
+	if ttl, _ := ttlOf(t, accessOK(t, b, s, "cc", map[string]any{"minimum_seconds": 1200})); !nearTTL(ttl, int64((18*time.Minute - spread1200).Seconds())) {
 		t.Fatalf("minimum_seconds=1200: ttl %d, want %v", ttl, 18*time.Minute-spread1200)
 	}
 	// In the window: this read starts the refresh and is served the current token

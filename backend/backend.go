@@ -44,6 +44,9 @@ type integrationsBackend struct {
 
 	// now is the clock; tests inject their own so lifecycle rules run without waiting.
 	now func() time.Time
+	// hostNow is the clock of the token hosts' bound (oauth.ClientOptions.HostNow):
+	// the wall clock, but in tests.
+	hostNow func() time.Time
 
 	// storage is the mount's storage, for background work outside requests.
 	storage logical.Storage
@@ -113,6 +116,7 @@ type integrationsBackend struct {
 func newBackend(now func() time.Time) *integrationsBackend {
 	b := &integrationsBackend{
 		now:            now,
+		hostNow:        time.Now,
 		credentials:    newCredentialStore(),
 		activity:       newActivity(),
 		slackPostURL:   notify.SlackPostMessageURL,

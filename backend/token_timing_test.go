@@ -187,8 +187,8 @@ func TestMintRequestConstructors(t *testing.T) {
 	if d := mintForVerify("a", cfg).demand(tok, time.Minute); d != verifyDemand {
 		t.Errorf("verify demand %s", d)
 	}
-	if d := mintForAhead("a", time.Minute, st).demand(tok, time.Minute); d != time.Minute+12*time.Minute {
-		t.Errorf("ahead demand %s, want 13m", d)
+	if d := mintForAhead("a", time.Minute, st).demand(tok, time.Minute); d != time.Minute+12*time.Minute+refreshSpread(tok, 3*time.Minute) {
+		t.Errorf("ahead demand %s, want 13m and the token's spread", d)
 	}
 }
 

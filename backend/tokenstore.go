@@ -174,6 +174,7 @@ func (b *integrationsBackend) newOAuthClient() *oauth.Client {
 		Timeout:          maxOAuthTimeout,
 		MaxResponseBytes: 1 << 20,
 		Now:              b.now,
+		HostNow:          b.hostNow,
 		Transport:        b.transport,
 		Transports:       b.tlsTransports(),
 		Observer:         b.metrics,

@@ -165,7 +165,8 @@ func benchProviders(t *testing.T) *providersResult {
 	var notActive atomic.Int64
 	parallel(r.creds, 32, func(i int) error {
 		body, _, err := vaultDo(v, http.MethodGet, mount+"/credentials/"+name(i), nil)
-		if err != nil || body["status"] != "active" {
+		data, _ := body["data"].(map[string]any)
+		if err != nil || data["status"] != "active" {
 			notActive.Add(1)
 		}
 		return nil

@@ -468,8 +468,13 @@ func (b *Broker) backoff(n int, retryAfter time.Duration) time.Duration {
 	if retryAfter <= 0 {
 		return d
 	}
-	spread := min(max(retryAfter/2, time.Second), retryAfterSpread)
-	return max(d, retryAfter+time.Duration(b.jitter(int64(spread))))
+	return max(d, retryAfter+time.Duration(b.jitter(int64(RetryAfterSpread(retryAfter)))))
+}
+
+// RetryAfterSpread is the most backoff adds to a Retry-After of d: half of it, at
+// least a second, at most retryAfterSpread.
+func RetryAfterSpread(d time.Duration) time.Duration {
+	return min(max(d/2, time.Second), retryAfterSpread)
 }
 
 // retryAfterSpread caps the spread added to a Retry-After.

@@ -123,6 +123,11 @@ type ClientOptions struct {
 	// Observer is told of every token request and single-flight waiter; nil
 	// observes nothing.
 	Observer Observer
+	// HostNow is the host gate's clock (hostgate.go), the wall clock when nil. It is
+	// not Now: a test's frozen clock would never let a paced request start; a test
+	// gives the wall clock moved on by its own clock's advances, so a host paused by a
+	// Retry-After ends when the test moves past it.
+	HostNow func() time.Time
 	// Transports holds the transports of credentials with their own TLS
 	// (ca_certificate, tls_client_auth); nil means a cache of its own over
 	// Transport.
@@ -179,9 +184,7 @@ func NewClient(o ClientOptions) *Client {
 		lifetime:   o.DefaultLifetime,
 		now:        o.Now,
 		observer:   o.Observer,
-		// The host gate paces on the wall clock, not Now: a test's frozen clock would
-		// never let a paced request start. Its own tests drive it with a clock of theirs.
-		gate: newHostGate(gateClock{}),
+		gate:       newHostGate(gateClock{now: o.HostNow}),
 	}
 }
 

@@ -181,9 +181,7 @@ type hostState struct {
 	fg, bg      list.List // *gateWaiter, oldest first
 	timerAt     time.Time // when the armed timer fires; zero when none
 	stopTimer   func() bool
-	lastUsed    time.Time
 	pauses      uint64 // 429/503 pauses, for metrics
-	lastPause   time.Duration
 }
 
 type gateWaiter struct {
@@ -213,7 +211,7 @@ func (g *hostGate) hostLocked(key string, l HostLimits, now time.Time) *hostStat
 		h = &hostState{key: key, scale: 1}
 		g.hosts[key] = h
 	}
-	h.limits, h.lastUsed = l, now
+	h.limits = l
 	return h
 }
 
@@ -472,7 +470,6 @@ func (g *hostGate) pauseLocked(h *hostState, now time.Time, d time.Duration) {
 		h.next = h.pausedUntil
 	}
 	h.pauses++
-	h.lastPause = d
 }
 
 // HostStat is what the gate shows of one token host, for the metrics.
