@@ -314,6 +314,8 @@ func (b *integrationsBackend) exchangeAhead(cfg *engineConfig, c *credential, r 
 		}
 		ctx, cancel := context.WithTimeout(ctx, 2*cfg.RequestTimeout)
 		defer cancel()
+		// Nobody waits on it: behind every reader at the token host (oauth's host gate).
+		ctx = oauth.WithPriority(ctx, oauth.Background)
 		res, err := b.exchangeWait(ctx, b.storage, cfg, c, r, minValid, e)
 		switch {
 		case err == nil && res.entry == e && len(res.warnings) == 0:

@@ -85,8 +85,8 @@ const (
 	// Foreground is a request someone waits for: an access/ read without a servable
 	// token, an operator's verify or code exchange. The default.
 	Foreground Priority = iota
-	// Background is a request nobody waits for: refresh ahead, keep-alive, scheduled
-	// verification, device polling.
+	// Background is a request nobody waits for: refresh ahead (of access/ and
+	// exchange/), keep-alive, scheduled verification, device polling.
 	Background
 )
 
