@@ -224,13 +224,13 @@ func refreshSpread(tok *oauth.Token, window time.Duration) time.Duration {
 	mix := func(b byte) { h = (h ^ uint64(b)) * 1099511628211 }
 	n := uint64(tok.IssuedAt.UnixNano())
 	for i := 0; i < 8; i++ {
-		mix(byte(n >> (8 * i)))
+		mix(byte(n >> (8 * i))) //nolint:gosec // G115: the low byte, on purpose
 	}
 	a := tok.AccessToken
 	for i := max(0, len(a)-32); i < len(a); i++ {
 		mix(a[i])
 	}
-	return time.Duration(h % uint64(window))
+	return time.Duration(h % uint64(window)) //nolint:gosec // G115: less than window, a positive duration
 }
 
 // handOverPoint is when a reader needing demand would next be handed another token

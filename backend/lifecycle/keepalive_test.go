@@ -97,7 +97,7 @@ func TestKeepAliveJitterSpreads(t *testing.T) {
 			t.Errorf("bucket %d of the hour holds %d of %d: %v", i, c, n, counts)
 		}
 	}
-	if keepAliveJitter("x", used, 7*Day) != keepAliveJitter("x", used, 7*Day) {
+	if a, b := keepAliveJitter("x", used, 7*Day), keepAliveJitter("x", used, 7*Day); a != b {
 		t.Error("the jitter is not the same on every call")
 	}
 	if keepAliveJitter("x", used, 50*time.Minute) >= 30*time.Second {

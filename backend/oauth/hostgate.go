@@ -387,7 +387,7 @@ func (g *hostGate) acquire(ctx context.Context, key string, l HostLimits, u *urg
 		if at, ok := h.startAt(fg, now); ok && at.IsZero() {
 			h.grantLocked(now)
 			g.mu.Unlock()
-			return g.releaser(key, h), nil
+			return g.releaser(h), nil
 		}
 	}
 	if fg {
@@ -400,12 +400,12 @@ func (g *hostGate) acquire(ctx context.Context, key string, l HostLimits, u *urg
 
 	select {
 	case <-w.ready:
-		return g.releaser(key, h), nil
+		return g.releaser(h), nil
 	case <-ctx.Done():
 		g.mu.Lock()
 		if w.granted {
 			g.mu.Unlock()
-			g.releaser(key, h)(0, "")
+			g.releaser(h)(0, "")
 		} else {
 			if w.inFG {
 				h.fg.Remove(w.elem)
@@ -434,7 +434,7 @@ func (g *hostGate) promote(key string, w *gateWaiter) {
 }
 
 // releaser ends one request on h: it frees the slot and, on a 429 or 503, pauses the host.
-func (g *hostGate) releaser(key string, h *hostState) func(int, string) {
+func (g *hostGate) releaser(h *hostState) func(int, string) {
 	var once sync.Once
 	return func(status int, retryAfter string) {
 		once.Do(func() {

@@ -93,7 +93,7 @@ type grant struct {
 	err     error
 }
 
-func acquireAsync(g *hostGate, ctx context.Context, l HostLimits, p Priority) (<-chan grant, *urgency) {
+func acquireAsync(ctx context.Context, g *hostGate, l HostLimits, p Priority) (<-chan grant, *urgency) {
 	u := newUrgency(p)
 	ch := make(chan grant, 1)
 	go func() {
@@ -165,11 +165,11 @@ func TestHostGateConcurrency(t *testing.T) {
 	g := newTestGate(c)
 	l := HostLimits{Concurrency: 2, Rate: 1e6}
 	ctx := context.Background()
-	r1 := mustGrant(t, func() <-chan grant { ch, _ := acquireAsync(g, ctx, l, Foreground); return ch }())
+	r1 := mustGrant(t, func() <-chan grant { ch, _ := acquireAsync(ctx, g, l, Foreground); return ch }())
 	c.Advance(time.Millisecond) // past the pace
-	r2 := mustGrant(t, func() <-chan grant { ch, _ := acquireAsync(g, ctx, l, Foreground); return ch }())
+	r2 := mustGrant(t, func() <-chan grant { ch, _ := acquireAsync(ctx, g, l, Foreground); return ch }())
 	c.Advance(time.Millisecond)
-	third, _ := acquireAsync(g, ctx, l, Foreground)
+	third, _ := acquireAsync(ctx, g, l, Foreground)
 	waitQueued(t, g, 1, 0)
 	c.Advance(time.Second)
 	notGranted(t, third)
@@ -196,7 +196,7 @@ func TestHostGatePace(t *testing.T) {
 	start := c.Now()
 	var chans []<-chan grant
 	for i := 0; i < 5; i++ {
-		ch, _ := acquireAsync(g, ctx, l, Background)
+		ch, _ := acquireAsync(ctx, g, l, Background)
 		chans = append(chans, ch)
 		if i == 0 {
 			mustGrant(t, ch)(http.StatusOK, "")
@@ -225,20 +225,20 @@ func TestHostGateForegroundFirst(t *testing.T) {
 	ctx := context.Background()
 	var releases []func(int, string)
 	for i := 0; i < 3; i++ {
-		ch, _ := acquireAsync(g, ctx, l, Background)
+		ch, _ := acquireAsync(ctx, g, l, Background)
 		releases = append(releases, mustGrant(t, ch))
 		c.Advance(100 * time.Millisecond)
 	}
 	// The fourth slot is the reserved one: background waits even when paced.
-	bg, _ := acquireAsync(g, ctx, l, Background)
+	bg, _ := acquireAsync(ctx, g, l, Background)
 	waitQueued(t, g, 0, 1)
 	c.Advance(time.Second)
 	notGranted(t, bg)
-	fg, _ := acquireAsync(g, ctx, l, Foreground)
+	fg, _ := acquireAsync(ctx, g, l, Foreground)
 	rf := mustGrant(t, fg) // at once: the reserved slot, and the pace allows it
 	// A second foreground request queues behind the pace and the full host, but
 	// ahead of the background one.
-	fg2, _ := acquireAsync(g, ctx, l, Foreground)
+	fg2, _ := acquireAsync(ctx, g, l, Foreground)
 	waitQueued(t, g, 1, 1)
 	releases[0](http.StatusOK, "")
 	c.Advance(100 * time.Millisecond)
@@ -256,11 +256,11 @@ func TestHostGateRaise(t *testing.T) {
 	g := newTestGate(c)
 	l := HostLimits{Concurrency: 10, Rate: 1} // one a second
 	ctx := context.Background()
-	first, _ := acquireAsync(g, ctx, l, Background)
+	first, _ := acquireAsync(ctx, g, l, Background)
 	mustGrant(t, first)(http.StatusOK, "")
-	a, _ := acquireAsync(g, ctx, l, Background)
+	a, _ := acquireAsync(ctx, g, l, Background)
 	waitQueued(t, g, 0, 1)
-	b, ub := acquireAsync(g, ctx, l, Background)
+	b, ub := acquireAsync(ctx, g, l, Background)
 	waitQueued(t, g, 0, 2)
 	ub.raise()
 	waitQueued(t, g, 1, 1)
@@ -279,13 +279,13 @@ func TestHostGateRetryAfterPausesHost(t *testing.T) {
 	g := newTestGate(c)
 	l := HostLimits{Concurrency: 10, Rate: 10}
 	ctx := context.Background()
-	first, _ := acquireAsync(g, ctx, l, Foreground)
+	first, _ := acquireAsync(ctx, g, l, Foreground)
 	release := mustGrant(t, first)
 	release(http.StatusTooManyRequests, "5")
 	start := c.Now()
 	var chans []<-chan grant
 	for i := 0; i < 3; i++ {
-		ch, _ := acquireAsync(g, ctx, l, Background)
+		ch, _ := acquireAsync(ctx, g, l, Background)
 		chans = append(chans, ch)
 		waitQueued(t, g, 0, i+1)
 	}
@@ -321,15 +321,15 @@ func TestHostGateRetryAfterPausesHost(t *testing.T) {
 
 	// A Retry-After of an hour pauses the host for MaxHostPause; a 503 without one, for
 	// hostPauseDefault.
-	ch, _ := acquireAsync(g, ctx, l, Foreground)
+	ch, _ := acquireAsync(ctx, g, l, Foreground)
 	mustGrant(t, ch)(http.StatusServiceUnavailable, "3600")
-	ch, _ = acquireAsync(g, ctx, l, Foreground)
+	ch, _ = acquireAsync(ctx, g, l, Foreground)
 	waitQueued(t, g, 1, 0)
 	c.Advance(MaxHostPause - time.Millisecond)
 	notGranted(t, ch)
 	c.Advance(time.Millisecond)
 	mustGrant(t, ch)(http.StatusServiceUnavailable, "")
-	ch, _ = acquireAsync(g, ctx, l, Foreground)
+	ch, _ = acquireAsync(ctx, g, l, Foreground)
 	waitQueued(t, g, 1, 0)
 	c.Advance(hostPauseDefault)
 	mustGrant(t, ch)(http.StatusOK, "")
@@ -347,7 +347,7 @@ func TestHostGateContext(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	ch, _ := acquireAsync(g, ctx, l, Foreground)
+	ch, _ := acquireAsync(ctx, g, l, Foreground)
 	waitQueued(t, g, 1, 0)
 	cancel()
 	if r := <-ch; !errors.Is(r.err, context.Canceled) {
@@ -367,7 +367,7 @@ func TestHostGateContext(t *testing.T) {
 	// Behind a queue it cannot pass before its deadline (1 a second, 20 queued).
 	c.Advance(30 * time.Second)
 	for i := 0; i < 20; i++ {
-		acquireAsync(g, context.Background(), l, Background)
+		acquireAsync(context.Background(), g, l, Background)
 	}
 	waitQueued(t, g, 0, 19)
 	_, err = g.acquire(dctx, testHost, l, newUrgency(Background))
