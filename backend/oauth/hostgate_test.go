@@ -438,3 +438,48 @@ func TestBrokerReaderRaisesBackgroundFlight(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// Through the Client and a real HTTP answer: a 429 with Retry-After for one credential
+// pauses every credential at that token host (the transport keeps the header for the
+// gate), and a request whose deadline falls inside the pause is not sent.
+func TestClientRetryAfterPausesHost(t *testing.T) {
+	t.Parallel()
+	p := newProvider(t, providerOptions{})
+	var n atomic.Int32
+	p.setBefore(func(w http.ResponseWriter, _ *http.Request) bool {
+		if n.Add(1) == 1 {
+			w.Header().Set("Retry-After", "20")
+			http.Error(w, `{"error":"slow_down"}`, http.StatusTooManyRequests)
+			return true
+		}
+		return false
+	})
+	clock := newFakeClock()
+	c := newTestClient(clock)
+	one := p.config(AuthStyleHeader)
+	_, err := c.Mint(context.Background(), one, "")
+	wantError(t, err, Transient, CodeRateLimited)
+
+	// Another credential (another client) at the same host, within its 5 s timeout.
+	other := p.config(AuthStyleHeader)
+	other.ClientID = "another-client"
+	_, err = c.Mint(context.Background(), other, "")
+	e := wantError(t, err, Transient, CodeThrottled)
+	if e.RetryAfter != 20*time.Second {
+		t.Errorf("retry after %v, want the rest of the pause, 20s", e.RetryAfter)
+	}
+	if got := p.requests.Load(); got != 1 {
+		t.Fatalf("%d requests reached the provider during the pause, want 1", got)
+	}
+	if s := c.HostStats(); len(s) != 1 || !s[0].Paused || s[0].Pauses != 1 {
+		t.Fatalf("host stats %+v, want one host, paused once", s)
+	}
+	// Past the pause the host is asked again.
+	clock.Advance(20 * time.Second)
+	if _, err := c.Mint(context.Background(), one, ""); err != nil {
+		t.Fatalf("after the pause: %v", err)
+	}
+	if got := p.requests.Load(); got != 2 {
+		t.Fatalf("%d requests, want 2", got)
+	}
+}
