@@ -32,6 +32,9 @@ type activity struct {
 	// overlaps files credentials keeping a previous client secret under the end of
 	// its overlap, when the sweep forgets it (secret_overlap.go).
 	overlaps *lifecycle.Index
+	// clientKeys files credentials with generated keys under their key schedule's
+	// next event (client_keys.go: nextClientKeyWork).
+	clientKeys *lifecycle.Index
 
 	// transient marks credentials whose last provider call failed in a way that may
 	// pass (a cached token was served). A sync.Map, because the cached-token access
@@ -63,7 +66,7 @@ type activity struct {
 
 func newActivity() *activity {
 	return &activity{recorder: usage.NewRecorder(), index: lifecycle.NewIndex(), alerting: lifecycle.NewIndex(),
-		verifying: lifecycle.NewIndex(), overlaps: lifecycle.NewIndex(), states: newStateCounts(), reconfigured: make(chan struct{}, 1)}
+		verifying: lifecycle.NewIndex(), overlaps: lifecycle.NewIndex(), clientKeys: lifecycle.NewIndex(), states: newStateCounts(), reconfigured: make(chan struct{}, 1)}
 }
 
 // configChanged tells the flush loop to read usage_flush_interval again. It never

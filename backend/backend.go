@@ -87,6 +87,9 @@ type integrationsBackend struct {
 	keepalives *jobs.Handle // keep-alive's runs (keepalive.go)
 	ahead      *jobs.Handle // background refreshes (refreshahead.go)
 	indexScan  *jobs.Handle // the scan that builds the indexes (sweep.go)
+	// clientKeyJob rotates and destroys generated client keys on schedule (client_keys.go).
+	clientKeyJob *jobs.Handle
+	jwks         jwksCache // rendered jwks/<name> bodies (path_jwks.go)
 
 	// deviceFlow schedules the polls of pending device authorizations, run by the
 	// device polling job (device_poll.go).
@@ -142,15 +145,17 @@ func newBackend(now func() time.Time) *integrationsBackend {
 			// Everything holding a secret is seal-wrapped where the server supports it.
 			SealWrapStorage: []string{configPath, credentialPrefix, tokenPrefix, authorizationPrefix, notify.Prefix, notify.DroppedKey},
 			// The provider redirects a browser here, which carries no Vault token.
-			Unauthenticated: []string{callbackPath},
+			// jwks/<name>: providers fetch a client's published keys (path_jwks.go).
+			Unauthenticated: []string{callbackPath, jwksPrefix + "*"},
 		},
 		Paths: framework.PathAppend(
 			[]*framework.Path{pathConfig(b), pathAccess(b), pathMetrics(b)},
 			pathTypes(b),
 			pathOAuth(b),
 			pathLifecycle(b),
-			[]*framework.Path{pathVerify(b)},
+			[]*framework.Path{pathVerify(b), pathRotateClientKey(b), pathJWKS(b)},
 			pathCredentials(b),
+			[]*framework.Path{pathCredentialsBatch(b)},
 			pathDeviceAccounts(b),
 			[]*framework.Path{pathExchange(b)},
 		),

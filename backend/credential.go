@@ -2,6 +2,7 @@ package backend
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -59,6 +60,12 @@ type credential struct {
 	// State.SecretOverlap says so (client_secret_overlap, secret_overlap.go). As secret
 	// as Values; never part of a management read.
 	PreviousClient map[string]string `json:"previous_client,omitempty"`
+	// ClientKeys are the keys the engine generated (generate_client_key,
+	// client_keys.go) in their storage form (ownedkeys.Set.Encode: the private halves
+	// included), seal-wrapped with the entry. Never among Values, so no view is built
+	// from it; ClientCertificates are their generated certificates by kid (public).
+	ClientKeys         json.RawMessage   `json:"client_keys,omitempty"`
+	ClientCertificates map[string]string `json:"client_certificates,omitempty"`
 	// Record is the version of the stored format (records.go); put writes the current one.
 	Record int `json:"record_version,omitempty"`
 

@@ -74,6 +74,7 @@ func (b *integrationsBackend) buildCredential(ctx context.Context, s logical.Sto
 			}
 		}
 	}
+	prepareOwnedKeyValues(values, raw, existing)
 	for k := range raw {
 		if requestParameter(k) {
 			continue
@@ -114,6 +115,9 @@ func (b *integrationsBackend) buildCredential(ctx context.Context, s logical.Sto
 	c.Secrets = validated.Secrets
 	c.NotAfter = validated.NotAfter
 	c.State = lifecycle.WithUpstream(c.State, validated.Upstream())
+	if err := b.settleGeneratedKeys(ctx, c, existing, now); err != nil {
+		return nil, "", err
+	}
 
 	if err := b.applyLifecycleFields(ctx, s, c, raw, patch); err != nil {
 		return nil, "", err

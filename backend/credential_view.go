@@ -134,6 +134,9 @@ func (b *integrationsBackend) credentialResponse(ctx context.Context, s logical.
 		// When the previous client secret is forgotten at the latest; never the secret.
 		data["previous_client_secret_until"] = rfc3339(c.State.SecretOverlap.Until)
 	}
+	if err := ownedKeysView(c, b.now(), data); err != nil { // the generated keys' public side
+		return nil, err
+	}
 	for k, v := range b.lifecycleView(ctx, s, cfg, c) {
 		data[k] = v
 	}

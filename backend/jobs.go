@@ -33,6 +33,7 @@ func (b *integrationsBackend) registerJobs() {
 	b.jobs = r
 	b.keepalives = r.Register(jobs.Spec{Name: "keep-alive", Trigger: jobs.Run, Bound: 1, OnTick: true, Do: b.runKeepAlives})
 	b.verifier = r.Register(jobs.Spec{Name: "verify schedule", Trigger: jobs.Run, Bound: 1, OnTick: true, Do: b.runDueVerifications})
+	b.clientKeyJob = r.Register(jobs.Spec{Name: "client keys", Trigger: jobs.Run, Bound: 1, OnTick: true, Do: b.runClientKeys})
 	b.devicePolls = r.Register(jobs.Spec{Name: "device polling", Trigger: jobs.Loop, Bound: 1, Wait: b.awaitDevicePoll, Wake: b.deviceFlow.wake, Do: b.pollDevices})
 	b.ahead = r.Register(jobs.Spec{Name: "refresh ahead", Trigger: jobs.Demand, Stopping: func() { b.tokens.brokerOf().Close() }})
 	r.Register(jobs.Spec{Name: "save unsaved tokens", Trigger: jobs.Tick, Do: b.saveUnsaved, Final: b.lastSaveUnsaved})

@@ -107,7 +107,11 @@ func (b *integrationsBackend) pathAuthorize(ctx context.Context, req *logical.Re
 	if c.typeDef().DeviceFlow() {
 		return b.startDeviceAuthorization(ctx, req, d, c)
 	}
-	oc, err := oauth.FromFields(c.Type, c.Values.Map())
+	fields, err := signingFields(c, b.now())
+	if err != nil {
+		return nil, err
+	}
+	oc, err := oauth.FromFields(c.Type, fields)
 	if err != nil || oc.Grant != oauth.GrantAuthorizationCode {
 		return logical.ErrorResponse("credential %q is of type %s, which does not use the authorization-code flow", name, c.Type), nil
 	}

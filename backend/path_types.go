@@ -170,7 +170,12 @@ func typeView(t *credtype.Type) map[string]any {
 		}
 		if w := f.RequiredWhen; w != nil {
 			// Required only when another field has one of these values (its rule says so).
-			fields[f.Name]["required_when"] = map[string]any{"field": w.Field, "values": w.Values}
+			rw := map[string]any{"field": w.Field, "values": w.Values}
+			if w.Unless != "" {
+				// ... unless this field is set (generate_client_key stands for client_key).
+				rw["unless"] = w.Unless
+			}
+			fields[f.Name]["required_when"] = rw
 		}
 		if o := f.OneOf; o != nil {
 			// At most one (or exactly one) of these fields may be set (its rule says so).

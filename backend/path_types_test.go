@@ -38,9 +38,9 @@ var designTypes = []struct {
 	{"zoom", "oauth2", []string{"account_id", "client_id"}, []string{"client_key", "client_secret"}},
 	{"servicenow_oauth", "oauth2", []string{"instance", "client_id"}, []string{"client_key", "client_secret", "password", "totp_secret"}},
 	{"cisco_client_credentials", "oauth2", []string{"auth_url", "client_id"}, []string{"client_key", "client_secret"}},
-	{"oauth2_jwt_bearer", "oauth2", []string{"token_url", "issuer", "client_key"}, []string{"client_key", "client_secret"}},
+	{"oauth2_jwt_bearer", "oauth2", []string{"token_url", "issuer"}, []string{"client_key", "client_secret"}},
 	{"google_service_account", "oauth2", []string{"service_account_key", "scopes"}, []string{"service_account_key"}},
-	{"salesforce_jwt", "oauth2", []string{"consumer_key", "username", "client_key"}, []string{"client_key"}},
+	{"salesforce_jwt", "oauth2", []string{"consumer_key", "username"}, []string{"client_key"}},
 	{"slack", "static", []string{"token"}, []string{"token"}},
 	{"pagerduty", "static", []string{"routing_key"}, []string{"routing_key"}},
 	{"okta", "static", []string{"url", "token"}, []string{"token"}},
@@ -112,7 +112,11 @@ func TestTypeReadMatchesCatalogAndDesign(t *testing.T) {
 					"default": cf.Default, "rule": cf.Rule, "description": cf.Description, "common": cf.Common,
 				}
 				if w := cf.RequiredWhen; w != nil {
-					want["required_when"] = map[string]any{"field": w.Field, "values": w.Values}
+					rw := map[string]any{"field": w.Field, "values": w.Values}
+					if w.Unless != "" {
+						rw["unless"] = w.Unless
+					}
+					want["required_when"] = rw
 				}
 				if o := cf.OneOf; o != nil {
 					want["one_of"] = map[string]any{"fields": o.Fields, "exactly": o.Exactly}

@@ -25,7 +25,12 @@ import (
 // secret_overlap (client_secret_overlap, secret_overlap.go) are absent in every entry
 // written before them, which kept no previous client secret, and a release that does
 // not know them drops them on its next write, which only forgets the previous secret
-// early (the new one is then used alone, as before).
+// early (the new one is then used alone, as before). So are a credential's
+// client_keys and client_certificates (generated keys, client_keys.go): absent, the
+// credential has no generated key, as every older entry; but a release that does not
+// know them drops them on its next write of the credential, which destroys its
+// generated keys (it then signs with nothing and is refused until written again with
+// generate_client_key or a pasted client_key): a downgrade below 0.2.0 loses them.
 //
 // Kinds without a format of their own carry no version: oauth-states/<state> and
 // device-index/<hash> hold a credential's name as raw bytes (a new format would need

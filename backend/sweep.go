@@ -43,6 +43,7 @@ func (b *integrationsBackend) reindex(cfg *engineConfig, c *credential, due life
 	b.activity.states.set(c.Name, c.State.Status, b.indexedHealth(p, c, due))
 	b.activity.verifying.Set(c.Name, b.nextVerify(cfg, c))
 	b.activity.overlaps.Set(c.Name, overlapUntil(c.State))
+	b.activity.clientKeys.Set(c.Name, nextClientKeyWork(c, b.now()))
 	b.tokens.kept.file(cfg, c)
 }
 
@@ -52,6 +53,7 @@ func (a *activity) unindex(name string) {
 	a.alerting.Remove(name)
 	a.verifying.Remove(name)
 	a.overlaps.Remove(name)
+	a.clientKeys.Remove(name)
 	a.states.remove(name)
 }
 

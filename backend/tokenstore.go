@@ -183,7 +183,11 @@ func (b *integrationsBackend) newOAuthClient() *oauth.Client {
 
 // oauthConfig is the provider configuration of c under the engine settings cfg.
 func (b *integrationsBackend) oauthConfig(cfg *engineConfig, c *credential) (oauth.Config, error) {
-	oc, err := oauth.FromFields(c.Type, c.Values.Map())
+	fields, err := signingFields(c, b.now()) // a generated key signs inside the engine (client_keys.go)
+	if err != nil {
+		return oauth.Config{}, err
+	}
+	oc, err := oauth.FromFields(c.Type, fields)
 	if err != nil {
 		return oauth.Config{}, err
 	}

@@ -208,6 +208,7 @@ func (r *benchReport) render(_ *testing.T) string {
 
 	w("%s", renderBefore(r))
 	w("%s", renderKDF(r, read))
+	w("%s", renderBatch(r, read))
 	if r.providers != nil {
 		r.providers.render(w)
 	}

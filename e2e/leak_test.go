@@ -558,6 +558,24 @@ func TestLeakScan(t *testing.T) {
 	r.want(r.do(http.MethodGet, "lookup", url.Values{"hostname": {"nowhere"}, "ip": {"192.0.2.1"}, "username": {"x"}}, nil), 404)
 	r.want(r.do(http.MethodGet, "access/"+devName, nil, nil), 200)
 
+	// Keys generated inside the engine (issue 27): the scan never knows them, so every
+	// answer about them (create, read, list, rotation, jwks/ with and without a token,
+	// refusals), the server log and their audit entries are searched for any PRIVATE
+	// KEY block and any JWK private parameter.
+	generated := map[string]any{"type": "oauth2_client_credentials", "token_url": "https://idp.example.com/oauth2/token",
+		"client_id": "lk-generated-client", "auth_style": "private_key_jwt", "generate_client_key": "rsa-2048",
+		"generate_client_certificate": true, "publish_jwks": true, "client_key_overlap": "1m"}
+	r.must(r.do(http.MethodPost, "credentials/lk-generated", nil, generated), 200, 204)
+	r.want(r.do(http.MethodPost, "credentials/lk-generated", nil, maps(generated, map[string]any{"client_key_id": "refused"})), 400)
+	r.must(r.do(http.MethodGet, "credentials/lk-generated", nil, nil), 200)
+	r.must(r.do(http.MethodPost, "credentials/lk-generated/rotate-client-key", nil, nil), 200)
+	r.must(r.do(http.MethodPost, "credentials/lk-generated/rotate-client-key", nil, map[string]any{"activate": true, "generate_client_key": "ec-p384"}), 200)
+	r.want(r.do(http.MethodPost, "credentials/lk-generated/rotate-client-key", nil, map[string]any{"generate_client_key": "rsa-512"}), 400)
+	r.must(r.do(http.MethodGet, "jwks/lk-generated", nil, nil), 200)
+	r.must(r.anon(http.MethodGet, "jwks/lk-generated", nil), 200)
+	r.want(r.anon(http.MethodGet, "jwks/lk-basic", nil), 404)
+	r.must(r.do(http.MethodGet, "credentials/lk-generated/logs", nil, nil), 200)
+
 	// Every operation with a path parameter, at names that do not exist and that
 	// storage cannot hold; a write there carries a secret that must not come back.
 	ops := mountOps(t, v, mount)
@@ -750,6 +768,30 @@ func TestLeakScan(t *testing.T) {
 		t.Errorf("the form_post authorization code stands in clear in the audit log")
 	}
 	leaks = append(leaks, findLines(all, callbackURI.ReplaceAllString(string(audit), `"request_uri":"(callback)"`), "audit log")...)
+	// The generated keys: no PRIVATE KEY block and no JWK private parameter in any
+	// answer about them, in the server log or in their audit entries.
+	privateJWK := regexp.MustCompile(`\\?"(d|p|q|dp|dq|qi)\\?"\s*:\s*\\?"`)
+	privateIn := func(what, text string) {
+		if strings.Contains(text, "PRIVATE KEY") || privateJWK.MatchString(text) {
+			t.Errorf("LEAK: %s holds a private key block or a JWK private parameter", what)
+		}
+	}
+	nGenerated := 0
+	for _, c := range calls {
+		if strings.Contains(c.Path, "lk-generated") || strings.HasPrefix(c.Path, "jwks/") {
+			nGenerated++
+			privateIn(c.String(), string(c.Body)+"\n"+headerText(c.Header))
+		}
+	}
+	if nGenerated < 8 {
+		t.Errorf("only %d answers about the generated keys were scanned", nGenerated)
+	}
+	privateIn("the server log", string(serverLog))
+	for i, line := range strings.Split(string(audit), "\n") {
+		if strings.Contains(line, "lk-generated") || strings.Contains(line, "/jwks/") {
+			privateIn(fmt.Sprintf("audit log line %d", i+1), line)
+		}
+	}
 	sort.Slice(leaks, func(i, j int) bool { return leaks[i].String() < leaks[j].String() })
 	for _, h := range leaks {
 		t.Errorf("LEAK: %s", h)

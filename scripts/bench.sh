@@ -17,7 +17,9 @@
 #   BENCH_REFRESH_AHEAD=on    on|off for the rollover run (when the engine has it)
 #   BENCH_SCALE=1000,10000,100000  mount sizes (quick: 1000,10000)
 #   BENCH_SWEEP_WAIT=65s      wait for Vault's periodic tick before the after-sweep RSS (0 skips)
-#   BENCH_ONLY=load,rollover,herd,scale,startup,kdf  sections of the driver to run
+#   BENCH_ONLY=load,rollover,herd,scale,startup,kdf,batch  sections of the driver to run
+#   BENCH_BATCH_N=20000       credentials per run of the batch section (credentials-batch vs single creates)
+#   BENCH_BATCH_RUNS=3        runs of each way in the batch section (the report: best and slowest)
 #   BENCH_ONLY=providers      the provider section alone (never in the default run): 20,000
 #                             client_credentials credentials at one provider answering 429
 #                             above 100/s, tokens of 15 minutes, then 30 minutes of steady reads;

@@ -290,6 +290,7 @@ func deriveFacts(c *catalogIndex, t *Type) {
 		addTokenStateFields(t)
 		addAuthorizationFields(t)
 		withClientAuth(t)
+		withOwnedKeys(t)
 	}
 	withTrustAnchors(t)
 	if t.OAuth == nil || !t.OAuth.OwnAuth {

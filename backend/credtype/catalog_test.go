@@ -35,10 +35,10 @@ var designTable = []struct {
 	{"zoom", KindOAuth2, nil, append([]string{"account_id*", "client_id*", "client_secret~", "token_url", "auth_url", "auth_style"}, clientAuthFields...), false},
 	{"servicenow_oauth", KindOAuth2, nil, append([]string{"instance*", "client_id*", "client_secret~", "username", "password", "token_url", "auth_url", "auth_style"}, clientAuthFields...), true},
 	{"cisco_client_credentials", KindOAuth2, nil, append([]string{"auth_url*", "client_id*", "client_secret~", "token_url", "auth_style"}, clientAuthFields...), false},
-	{"oauth2_jwt_bearer", KindOAuth2, nil, []string{"token_url*", "issuer*", "subject", "audience", "client_key*", "client_key_id", "scopes", "scope_in", "assertion_lifetime", "claims",
-		"client_id", "client_secret", "auth_style", "client_certificate~", "client_assertion_audience", "client_assertion_algorithm", "ca_certificate"}, false},
+	{"oauth2_jwt_bearer", KindOAuth2, nil, []string{"token_url*", "issuer*", "subject", "audience", "client_key~", "client_key_id", "scopes", "scope_in", "assertion_lifetime", "claims",
+		"client_id", "client_secret", "auth_style", "client_certificate~", "client_assertion_audience", "client_assertion_algorithm", ownedKeyOwn[0], ownedKeyOwn[1], ownedKeyOwn[2], ownedKeyOwn[3], ownedKeyOwn[4], ownedKeyOwn[5], "ca_certificate"}, false},
 	{"google_service_account", KindOAuth2, nil, []string{"service_account_key*", "scopes*", "subject", "ca_certificate"}, false},
-	{"salesforce_jwt", KindOAuth2, nil, []string{"login_url", "consumer_key*", "username*", "client_key*", "ca_certificate"}, false},
+	{"salesforce_jwt", KindOAuth2, nil, []string{"login_url", "consumer_key*", "username*", "client_key~", ownedKeyOwn[0], ownedKeyOwn[1], ownedKeyOwn[2], ownedKeyOwn[3], ownedKeyOwn[4], ownedKeyOwn[5], "ca_certificate"}, false},
 	{"slack", KindStatic, nil, []string{"token*"}, false},
 	{"pagerduty", KindStatic, nil, []string{"routing_key*"}, false},
 	{"okta", KindStatic, nil, []string{"url*", "token*", "ca_certificate"}, false},
@@ -49,7 +49,11 @@ var designTable = []struct {
 // clientAuthFields are the client-authentication fields every OAuth type takes after
 // its own (and auth_style); '~' marks a field required only under a condition
 // (RequiredWhen), such as client_secret for the shared-secret auth styles.
-var clientAuthFields = []string{"client_key~", "client_key_id", "client_certificate~", "client_assertion_audience", "client_assertion_algorithm", "ca_certificate"}
+var clientAuthFields = []string{"client_key~", "client_key_id", "client_certificate~", "client_assertion_audience", "client_assertion_algorithm",
+	"generate_client_key", "generate_client_certificate", "client_certificate_ttl", "client_key_overlap", "client_key_rotation_period", "publish_jwks", "ca_certificate"}
+
+// ownedKeyOwn are the owned-key fields every type with client_key takes (issue 27).
+var ownedKeyOwn = []string{"generate_client_key", "generate_client_certificate", "client_certificate_ttl", "client_key_overlap", "client_key_rotation_period", "publish_jwks"}
 
 // oauthOwn are the fields every OAuth type takes after those (API.md, "Every OAuth type").
 var oauthOwn = []string{"client_secret_expires_at", "exchange_audiences", "client_secret_overlap"}

@@ -76,20 +76,32 @@ const FieldCACertificate = "ca_certificate"
 var secretWhen = &Condition{Field: "auth_style", Values: []string{AuthStyleHeader, AuthStyleBody}}
 
 // Condition says when a field is required: when Field's value (after its default) is
-// one of Values.
+// one of Values (always, when Field is ""), unless the field Unless is set (a
+// generated key stands for client_key: generate_client_key).
 type Condition struct {
 	Field  string
 	Values []string
+	Unless string
 }
 
 // holds reports whether the condition holds for the normalized values.
 func (c *Condition) holds(values map[string]any) bool {
-	return c != nil && slices.Contains(c.Values, str(values, c.Field))
+	if c == nil || (c.Unless != "" && !isEmpty(values[c.Unless])) {
+		return false
+	}
+	return c.Field == "" || slices.Contains(c.Values, str(values, c.Field))
 }
 
 // Rule is the condition as types/ shows it and a refusal states it.
 func (c *Condition) Rule() string {
-	return fmt.Sprintf("required when %s is %s", c.Field, quoteOr(c.Values))
+	r := "required"
+	if c.Field != "" {
+		r = fmt.Sprintf("required when %s is %s", c.Field, quoteOr(c.Values))
+	}
+	if c.Unless != "" {
+		r += ", unless " + c.Unless + " is set"
+	}
+	return r
 }
 
 func quoteOr(vs []string) string {

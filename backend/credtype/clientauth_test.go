@@ -210,13 +210,31 @@ func TestRequiredWhenShowsRefusals(t *testing.T) {
 			if f.Required || !strings.Contains(f.Rule, w.Rule()) {
 				t.Errorf("%s.%s: rule %q does not state %q (or the field is also Required)", typ.Name, f.Name, f.Rule, w.Rule())
 			}
+			if w.Unless != "" {
+				values := validValues(t, typ.Name)
+				delete(values, f.Name)
+				values["client_key"], values["client_certificate"], values["client_key_id"] = nil, nil, nil
+				values[w.Unless], values[FieldGenerateClientCertificate] = "rsa-2048", true
+				if _, err := typ.ValidateAt(values, now); err != nil && strings.Contains(err.Error(), `"`+f.Name+`": is `) {
+					t.Errorf("%s.%s unset with %s set: %v; want accepted", typ.Name, f.Name, w.Unless, err)
+				}
+			}
+			if typ.OAuth.NoClientAuth {
+				values := validValues(t, typ.Name)
+				delete(values, f.Name)
+				if _, err := typ.ValidateAt(values, now); err == nil || !strings.Contains(err.Error(), `"`+f.Name+`": is `+w.Rule()) {
+					t.Errorf("%s.%s unset: %v; want refused with its rule", typ.Name, f.Name, err)
+				}
+				checked++
+				continue
+			}
 			for _, style := range authStyles {
 				values := validValues(t, typ.Name)
 				values["auth_style"] = style
 				delete(values, f.Name)
 				_, err := typ.ValidateAt(values, now)
 				refused := err != nil && strings.Contains(err.Error(), `"`+f.Name+`": is `+w.Rule())
-				if want := slices.Contains(w.Values, style); refused != want {
+				if want := w.Field == "" || slices.Contains(w.Values, style); refused != want {
 					t.Errorf("%s.%s unset with auth_style %s: %v; want refused=%v", typ.Name, f.Name, style, err, want)
 				}
 				checked++
@@ -237,6 +255,9 @@ func TestRequiredWhenShowsRefusals(t *testing.T) {
 func validValues(t *testing.T, typ string) map[string]any {
 	t.Helper()
 	v := fixtures.Values(typ, "m1", "https://idp.example.com/token")
+	if mustType(t, typ).OAuth.NoClientAuth {
+		return v // salesforce_jwt: its own RSA client_key, no client authentication
+	}
 	v["client_key"], v["client_certificate"] = pki().edPKCS8, pki().edCert
 	if _, err := mustType(t, typ).ValidateAt(v, time.Now()); err != nil {
 		t.Fatalf("%s example: %v", typ, err)

@@ -202,7 +202,7 @@ func KeyWorkLimitsView() map[string]any {
 	l := keyWork.Limits()
 	return map[string]any{
 		"scope":                    "the whole plugin process: every mount it serves together",
-		"applies_to":               "the key derivations of encrypted private keys (PBKDF2, scrypt, bcrypt, legacy PEM): on every write of a certificate or sftp_ssh_key credential whose key is encrypted, and once for a credential stored before its decrypted key was kept",
+		"applies_to":               "the key derivations of encrypted private keys (PBKDF2, scrypt, bcrypt, legacy PEM): on every write of a certificate or sftp_ssh_key credential whose key is encrypted, and once for a credential stored before its decrypted key was kept; and the generation of the engine's own keys (generate_client_key, rotate-client-key, the issuer's signing keys)",
 		"concurrent_derivations":   l.Concurrent,
 		"kdf_memory_mib":           l.Memory >> 20,
 		"weight":                   "each derivation counts the memory its parameters need: scrypt 128·N·r bytes, the others a few KiB",
@@ -219,6 +219,23 @@ var keyWork = keywork.New(KeyWorkLimits)
 
 // KeyWork returns the process-wide gate of key work, for its counters.
 func KeyWork() *keywork.Gate { return keyWork }
+
+// generationMemory is what the key-work gate is told a key generation needs: an RSA
+// generation's working set is a few KiB; it is bounded by the gate's count.
+const generationMemory = 16 << 10
+
+// Generate runs one key generation (the engine's own client and issuer keys) once the
+// process-wide key-work gate gives it a turn: an RSA-3072 generation takes a CPU for
+// up to seconds, and a burst of writes must not take every core of the process.
+// Without a turn by the time ctx allows, it returns the gate's *keywork.Busy.
+func Generate(ctx context.Context, run func() error) error {
+	release, err := keyWork.Acquire(ctx, generationMemory)
+	if err != nil {
+		return err
+	}
+	defer release()
+	return run()
+}
 
 // kdfRuns counts the key derivations run on encrypted private keys (PKCS#8, legacy PEM
 // and OpenSSH bcrypt), so tests can prove where they run and where they do not.

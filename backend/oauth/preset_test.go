@@ -30,7 +30,10 @@ func requiredSample(typ *credtype.Type) map[string]any {
 	sample["service_account_key"] = fixtures.ServiceAccountKey(fixtures.RSAKey(), "sa@p.iam.gserviceaccount.com", "kid1", "https://oauth2.googleapis.com/token")
 	fields := map[string]any{}
 	for _, g := range typ.Fields {
-		if g.Required || g.OneOf != nil && g.OneOf.Exactly && g.OneOf.Fields[0] == g.Name {
+		// client_key "required unless generate_client_key is set": the backend hands
+		// FromFields a generated key as client_key, so it is required here too.
+		always := g.RequiredWhen != nil && g.RequiredWhen.Field == ""
+		if g.Required || always || g.OneOf != nil && g.OneOf.Exactly && g.OneOf.Fields[0] == g.Name {
 			fields[g.Name] = sample[g.Name]
 		}
 	}

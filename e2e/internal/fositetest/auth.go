@@ -45,6 +45,10 @@ type Client struct {
 	KeyID string
 	// PublicKey verifies its assertions (private_key_jwt).
 	PublicKey crypto.PublicKey
+	// JWKSURI, instead of PublicKey, registers the client by its jwks_uri: fosite
+	// fetches the key set there, caches it (Options.JWKSCacheTTL) and fetches it again
+	// for a kid it does not hold. RS, PS and ES algorithms only (fosite's).
+	JWKSURI string
 	// Certificate is, with TLSClientAuth, the one client certificate bound to the client;
 	// with RequireX5T, the certificate whose thumbprints its assertions must name.
 	Certificate *x509.Certificate
@@ -66,6 +70,25 @@ type store struct {
 	mu      sync.RWMutex
 	clients map[string]*registered
 	trusted []trustedKey // grant-assertion keys (jwtbearer.go)
+	// forgetJTI: no assertion jti is kept (Options.ForgetJTI).
+	forgetJTI bool
+}
+
+// ClientAssertionJWTValid is the memory store's jti replay check, or none with
+// forgetJTI.
+func (s *store) ClientAssertionJWTValid(ctx context.Context, jti string) error {
+	if s.forgetJTI {
+		return nil
+	}
+	return s.MemoryStore.ClientAssertionJWTValid(ctx, jti)
+}
+
+// SetClientAssertionJWT keeps jti as the memory store does, or not with forgetJTI.
+func (s *store) SetClientAssertionJWT(ctx context.Context, jti string, exp time.Time) error {
+	if s.forgetJTI {
+		return nil
+	}
+	return s.MemoryStore.SetClientAssertionJWT(ctx, jti, exp)
 }
 
 func (s *store) GetClient(_ context.Context, id string) (fosite.Client, error) {
@@ -95,6 +118,12 @@ func (p *Provider) Register(t testing.TB, c Client) {
 	switch {
 	case c.ID == "":
 		t.Fatal("fositetest: a client needs an ID")
+	case c.Method == PrivateKeyJWT && c.JWKSURI != "":
+		if !knownAlgorithm(c.Algorithm) || c.Algorithm == EdDSA {
+			t.Fatalf("fositetest: client %s: a jwks_uri client needs one of fosite's algorithms (not %q)", c.ID, c.Algorithm)
+		}
+		fc.TokenEndpointAuthSigningAlgorithm = c.Algorithm
+		fc.JSONWebKeysURI = c.JWKSURI
 	case c.Method == PrivateKeyJWT:
 		if c.PublicKey == nil || !knownAlgorithm(c.Algorithm) {
 			t.Fatalf("fositetest: client %s: private_key_jwt needs a public key and one of %v", c.ID, Algorithms)

@@ -56,6 +56,14 @@ type Options struct {
 	// client authentication, the assertion alone identifying the caller; otherwise the
 	// client must authenticate and be allowed the grant (RegisterJWTBearerClient).
 	JWTBearerWithoutClient bool
+	// JWKSCacheTTL is how long fosite keeps a client's JWKS fetched from its jwks_uri
+	// (Client.JWKSURI) before fetching it again; 0 is fosite's default (an hour). An
+	// assertion whose kid is not in the cached set makes it fetch at once either way.
+	JWKSCacheTTL time.Duration
+	// ForgetJTI makes the provider keep no assertion jti, so a replayed assertion is
+	// judged by its signature and dates alone (a test's way of showing that a refusal
+	// is the key's, not the replay rule's).
+	ForgetJTI bool
 }
 
 // Request is one token request as received, with the answer given.
@@ -120,7 +128,7 @@ func endpointURL(ctx context.Context) string { s, _ := ctx.Value(endpointKey{}).
 // New starts a provider for the length of the test t.
 func New(t testing.TB, o Options) *Provider {
 	t.Helper()
-	p := &Provider{store: &store{MemoryStore: storage.NewMemoryStore(), clients: map[string]*registered{}}}
+	p := &Provider{store: &store{MemoryStore: storage.NewMemoryStore(), clients: map[string]*registered{}, forgetJTI: o.ForgetJTI}}
 	if o.AccessTTL == 0 {
 		o.AccessTTL = time.Hour
 	}
@@ -135,7 +143,7 @@ func New(t testing.TB, o Options) *Provider {
 		// defaults, which write the config while requests read it.
 		ScopeStrategy:            func([]string, string) bool { return true },
 		AudienceMatchingStrategy: func([]string, []string) error { return nil },
-		JWKSFetcherStrategy:      fosite.NewDefaultJWKSFetcherStrategy(),
+		JWKSFetcherStrategy:      jwksFetcher(o.JWKSCacheTTL),
 
 		GrantTypeJWTBearerCanSkipClientAuth: o.JWTBearerWithoutClient,
 	}
@@ -163,6 +171,14 @@ func New(t testing.TB, o Options) *Provider {
 	p.mtls = p.start(serverCert, &tls.Config{ClientAuth: tls.RequireAndVerifyClientCert, ClientCAs: p.clientCA.Pool()})
 	t.Cleanup(p.Close)
 	return p
+}
+
+// jwksFetcher is fosite's JWKS fetcher, with ttl as its cache lifetime when set.
+func jwksFetcher(ttl time.Duration) fosite.JWKSFetcherStrategy {
+	if ttl <= 0 {
+		return fosite.NewDefaultJWKSFetcherStrategy()
+	}
+	return fosite.NewDefaultJWKSFetcherStrategy(fosite.JKWKSFetcherWithDefaultTTL(ttl))
 }
 
 // start serves the token endpoint over TLS with cert; mtls adds client-certificate
