@@ -30,17 +30,28 @@ func TestAccessTTLIsTheHandOverPoint(t *testing.T) {
 	b, s, clock, p, first := refreshAheadBackend(t, backendOptions{})
 
 	resp := accessOK(t, b, s, "cc", nil)
-	if ttl, period := ttlOf(t, resp); ttl != 47*60 || period != 3600 {
-		t.Fatalf("fresh token: ttl %d, rotation_period %d; want %d and 3600", ttl, period, 47*60)
+	// The window opens 47 minutes after issue, earlier by the token's own spread
+	// (refreshSpread: less than a quarter of the 12-minute lead).
+	tok := storedTokenOf(t, s, "cc")
+	spread := aheadLead(tok, time.Minute) - 12*time.Minute
+	if spread < 0 || spread >= 3*time.Minute {
+		t.Fatalf("spread %v outside [0, 3m)", spread)
+	}
+	wantTTL := func(at time.Duration) int64 { return int64((at - spread).Seconds()) }
+	nearTTL := func(got, want int64) bool { return got >= want-1 && got <= want+1 }
+	if ttl, period := ttlOf(t, resp); !nearTTL(ttl, wantTTL(47*time.Minute)) || period != 3600 {
+		t.Fatalf("fresh token: ttl %d, rotation_period %d; want %d and 3600", ttl, period, wantTTL(47*time.Minute))
 	}
 	clock.Advance(10 * time.Minute)
-	if ttl, _ := ttlOf(t, accessOK(t, b, s, "cc", nil)); ttl != 37*60 {
-		t.Fatalf("10 minutes on: ttl %d, want %d", ttl, 37*60)
+	if ttl, _ := ttlOf(t, accessOK(t, b, s, "cc", nil)); !nearTTL(ttl, wantTTL(37*time.Minute)) {
+		t.Fatalf("10 minutes on: ttl %d, want %d", ttl, wantTTL(37*time.Minute))
 	}
 	// minimum_seconds=1200: due at 40 minutes, the window opens
-	// min(max(12m, 10s), (60m-20m)/2) = 12 minutes before, at 28; 18 minutes from now.
-	if ttl, _ := ttlOf(t, accessOK(t, b, s, "cc", map[string]any{"minimum_seconds": 1200})); ttl != 18*60 {
-		t.Fatalf("minimum_seconds=1200: ttl %d, want %d", ttl, 18*60)
+	// min(max(12m, 10s), (60m-20m)/2) = 12 minutes before, at 28, less its spread
+	// (a quarter of the lead at most, 3 minutes); 18 minutes from now.
+	spread1200 := aheadLead(tok, 20*time.Minute) - 12*time.Minute
+	if ttl, _ := ttlOf(t, accessOK(t, b, s, "cc", map[string]any{"minimum_seconds": 1200})); !nearTTL(ttl, int64((18*time.Minute - spread1200).Seconds())) {
+		t.Fatalf("minimum_seconds=1200: ttl %d, want %v", ttl, 18*time.Minute-spread1200)
 	}
 	// In the window: this read starts the refresh and is served the current token
 	// for one more second.
@@ -51,8 +62,9 @@ func TestAccessTTLIsTheHandOverPoint(t *testing.T) {
 	}
 	settle(b)
 	resp = accessOK(t, b, s, "cc", nil)
-	if ttl, _ := ttlOf(t, resp); resp.Data["access_token"] == first || ttl != 47*60 {
-		t.Fatalf("after the refresh: new token %v, ttl %d; want a new token good for %d s", resp.Data["access_token"] != first, ttl, 47*60)
+	spread = aheadLead(storedTokenOf(t, s, "cc"), time.Minute) - 12*time.Minute
+	if ttl, _ := ttlOf(t, resp); resp.Data["access_token"] == first || !nearTTL(ttl, wantTTL(47*time.Minute)) {
+		t.Fatalf("after the refresh: new token %v, ttl %d; want a new token good for %d s", resp.Data["access_token"] != first, ttl, wantTTL(47*time.Minute))
 	}
 	if n := p.requests.Load(); n != 2 {
 		t.Fatalf("%d provider requests, want 2", n)

@@ -44,6 +44,9 @@ type integrationsBackend struct {
 
 	// now is the clock; tests inject their own so lifecycle rules run without waiting.
 	now func() time.Time
+	// hostNow is the clock of the token hosts' bound (oauth.ClientOptions.HostNow):
+	// the wall clock, but in tests.
+	hostNow func() time.Time
 
 	// storage is the mount's storage, for background work outside requests.
 	storage logical.Storage
@@ -120,6 +123,7 @@ type integrationsBackend struct {
 func newBackend(now func() time.Time) *integrationsBackend {
 	b := &integrationsBackend{
 		now:            now,
+		hostNow:        time.Now,
 		credentials:    newCredentialStore(),
 		activity:       newActivity(),
 		slackPostURL:   notify.SlackPostMessageURL,
@@ -132,6 +136,7 @@ func newBackend(now func() time.Time) *integrationsBackend {
 	b.devices = newDeviceIndex(b.credentials)
 	b.authorizations = &authorizationStore{credentials: b.credentials}
 	b.tokens = newTokenStore(tokenDepsOf(b))
+	b.metrics.registry.MustRegister(newHostGauges(b.tokens.hostStats))
 	b.exchanges = newExchangeCache()
 	b.usage = newUsageStore(b.activity.recorder)
 	b.deviceFlow = newDevicePoller()

@@ -82,6 +82,10 @@ func newBackendWith(t testing.TB, o backendOptions) (*integrationsBackend, logic
 		logger = hclog.New(&hclog.LoggerOptions{Output: o.logs, Level: hclog.Debug})
 	}
 	b := newBackend(o.clock.Now)
+	// The token hosts' bound paces on the wall clock, moved on by the test clock's
+	// advances: a host paused by a Retry-After ends when the test moves past it.
+	start := o.clock.Now()
+	b.hostNow = func() time.Time { return time.Now().Add(o.clock.Now().Sub(start)) }
 	b.activity.flushTimer = o.flushTimer
 	conf := &logical.BackendConfig{Logger: logger, System: o.system, StorageView: o.storage, EventsSender: o.events}
 	if err := b.Setup(context.Background(), conf); err != nil {

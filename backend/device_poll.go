@@ -236,7 +236,8 @@ func (b *integrationsBackend) pollDevice(ctx context.Context, s logical.Storage,
 	if start == nil {
 		return
 	}
-	tok, err := b.tokens.brokerOf().PollDevice(ctx, start.name, start.oc, start.code)
+	// Nobody waits on a poll: behind every reader at the token host.
+	tok, err := b.tokens.brokerOf().PollDevice(oauth.WithPriority(ctx, oauth.Background), start.name, start.oc, start.code)
 	now := b.now().UTC()
 	if err == nil {
 		b.deviceConsented(ctx, s, start, tok)

@@ -227,7 +227,7 @@ func (b *integrationsBackend) exchangeOnce(ctx context.Context, s logical.Storag
 	}
 	demand := shortLivedDemand(minValid, cfg.ExpiryBuffer, e.token())
 	if ahead != nil {
-		demand += refreshLead(ahead.token(), demand)
+		demand += aheadLead(ahead.token(), demand)
 	}
 	if tok := e.token(); tok != nil && tok.Fresh(now, demand, cfg.DefaultTokenLifetime) {
 		return exchangeResult{entry: e}, nil
@@ -314,6 +314,8 @@ func (b *integrationsBackend) exchangeAhead(cfg *engineConfig, c *credential, r 
 		}
 		ctx, cancel := context.WithTimeout(ctx, 2*cfg.RequestTimeout)
 		defer cancel()
+		// Nobody waits on it: behind every reader at the token host (oauth's host gate).
+		ctx = oauth.WithPriority(ctx, oauth.Background)
 		res, err := b.exchangeWait(ctx, b.storage, cfg, c, r, minValid, e)
 		switch {
 		case err == nil && res.entry == e && len(res.warnings) == 0:

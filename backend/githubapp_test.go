@@ -376,7 +376,8 @@ func TestGitHubAppRateLimits(t *testing.T) {
 			if code, _ := accessErr(t, f.b, f.s, "gh"); code != http.StatusBadGateway || len(f.gh.Requests()) != sent {
 				t.Fatalf("within the backoff: %d, %d requests (was %d)", code, len(f.gh.Requests()), sent)
 			}
-			f.clock.Advance(2 * time.Second)
+			// Past the wait and the spread the backoff adds to it.
+			f.clock.Advance(2*time.Second + oauth.RetryAfterSpread(c.wait))
 			if resp, code := f.access(t, "gh", nil); code != 0 {
 				t.Fatalf("after the backoff: %d %s", code, outcome(resp, nil))
 			}

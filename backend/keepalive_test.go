@@ -49,11 +49,12 @@ func TestKeepAliveOnScheduleAndNotUsage(t *testing.T) {
 	n := p.requests.Load()
 
 	keepAliveTick(t, b, s)
-	clock.Advance(week - time.Minute)
+	// Due a week after the last use, less its own jitter (lifecycle: under an hour).
+	clock.Advance(week - time.Hour)
 	keepAliveTick(t, b, s)
-	wantRequests(t, p, n, "before keepalive_interval passed")
+	wantRequests(t, p, n, "before keepalive_interval (less its jitter) passed")
 
-	clock.Advance(time.Minute)
+	clock.Advance(time.Hour)
 	keepAliveTick(t, b, s)
 	wantRequests(t, p, n+1, "when due")
 	if f := p.LastRequest(t).Form; f.Get("grant_type") != "refresh_token" || f.Get("refresh_token") != rt {
@@ -76,10 +77,10 @@ func TestKeepAliveOnScheduleAndNotUsage(t *testing.T) {
 	clock.Advance(3 * lifecycle.Day)
 	accessOK(t, b, s, "idle", nil) // the keep-alive's access token expired long ago: a refresh
 	wantRequests(t, p, n+2, "the read")
-	clock.Advance(week - time.Minute)
+	clock.Advance(week - time.Hour)
 	keepAliveTick(t, b, s)
 	wantRequests(t, p, n+2, "a week after the keep-alive, days after the read's refresh")
-	clock.Advance(time.Minute)
+	clock.Advance(time.Hour)
 	keepAliveTick(t, b, s)
 	wantRequests(t, p, n+3, "a week after the read's refresh")
 	if got := metricValueOf(t, b, s, "integrations_keepalive_refreshes_total", map[string]string{"result": "ok"}); got != 2 {

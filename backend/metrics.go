@@ -258,3 +258,54 @@ func (b *integrationsBackend) indexedHealth(p lifecycle.Policy, c *credential, s
 	}
 	return p.Health(in, b.now())
 }
+
+// hostGauges shows the token hosts' bound (oauth's host gate) at scrape time: requests
+// in flight and queued (by priority), whether the host is paused by a 429/503, the pace
+// in force and the pauses so far. The one label is the token host (scheme, host and
+// port): never a credential name, so a mount of twenty thousand credentials at one
+// provider shows one series each.
+type hostGauges struct {
+	stats func() []oauth.HostStat
+
+	inFlight, queued, paused, rate, pauses *prometheus.Desc
+}
+
+func newHostGauges(stats func() []oauth.HostStat) *hostGauges {
+	desc := func(name, help string, labels ...string) *prometheus.Desc {
+		return prometheus.NewDesc(prometheus.BuildFQName(metricsNamespace, "", name), help, labels, nil)
+	}
+	return &hostGauges{
+		stats: stats,
+		inFlight: desc("token_host_requests_in_flight",
+			"Token requests in flight to each token host (config token_host_concurrency bounds them).", "host"),
+		queued: desc("token_host_requests_queued",
+			"Token requests waiting for their token host's bound, by priority (foreground: a reader waits on it; background: refresh ahead, keep-alive, scheduled verification, device polling).", "host", "priority"),
+		paused: desc("token_host_paused",
+			"1 while a token host is paused after a 429 or 503 (until its Retry-After, at most a minute), else 0.", "host"),
+		rate: desc("token_host_rate",
+			"The pace in force at each token host, in requests a second: config token_host_rate, or less for a minute after a pause.", "host"),
+		pauses: desc("token_host_pauses_total",
+			"Pauses of each token host after a 429 or 503 answer.", "host"),
+	}
+}
+
+func (h *hostGauges) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{h.inFlight, h.queued, h.paused, h.rate, h.pauses} {
+		ch <- d
+	}
+}
+
+func (h *hostGauges) Collect(ch chan<- prometheus.Metric) {
+	for _, s := range h.stats() {
+		paused := 0.0
+		if s.Paused {
+			paused = 1
+		}
+		ch <- prometheus.MustNewConstMetric(h.inFlight, prometheus.GaugeValue, float64(s.InFlight), s.Host)
+		ch <- prometheus.MustNewConstMetric(h.queued, prometheus.GaugeValue, float64(s.Foreground), s.Host, "foreground")
+		ch <- prometheus.MustNewConstMetric(h.queued, prometheus.GaugeValue, float64(s.Background), s.Host, "background")
+		ch <- prometheus.MustNewConstMetric(h.paused, prometheus.GaugeValue, paused, s.Host)
+		ch <- prometheus.MustNewConstMetric(h.rate, prometheus.GaugeValue, s.Rate, s.Host)
+		ch <- prometheus.MustNewConstMetric(h.pauses, prometheus.CounterValue, float64(s.Pauses), s.Host)
+	}
+}

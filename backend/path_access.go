@@ -307,6 +307,10 @@ var errAheadStale = errors.New("the token to refresh ahead is no longer current"
 // together, the token is stored only if neither changed meanwhile (tokenStore.put).
 // Once the credential is cached this read is from memory.
 func (b *integrationsBackend) mintToken(ctx context.Context, s logical.Storage, cfg *engineConfig, r mintRequest) (oauth.Result, tokenTicket, error) {
+	if r.reason == mintAhead || r.reason == mintKeepAlive {
+		// Nobody waits on it: behind every reader at the token host (oauth's host gate).
+		ctx = oauth.WithPriority(ctx, oauth.Background)
+	}
 	for attempt := 1; ; attempt++ {
 		res, t, err := b.mintOnce(ctx, s, cfg, r)
 		// ErrRetry: a request detached by an edit (Forget) was still at the provider,

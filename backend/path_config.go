@@ -19,6 +19,7 @@ import (
 	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/backend/lifecycle"
 	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/backend/netpolicy"
 	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/backend/notify"
+	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/backend/oauth"
 	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/backend/ownedkeys"
 	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/backend/usage"
 )
@@ -48,6 +49,9 @@ const (
 	maxLogSize        = (maxUsageEntry - usage.MaxEncodedEnvelope) / usage.MaxEncodedEvent
 	maxRequestTimeout = 5 * time.Minute
 	maxFlushInterval  = time.Hour
+	// The host bound's limits: beyond them it would bound nothing a provider accepts.
+	maxTokenHostConcurrency = 1000
+	maxTokenHostRate        = 10000
 )
 
 // engineConfig is the stored form of config. Durations are stored as nanoseconds.
@@ -78,6 +82,11 @@ type engineConfig struct {
 	// keep-alives then overdue are spread (lifecycle.NextKeepAlive).
 	KeepaliveInterval time.Duration `json:"keepalive_interval"`
 	KeepaliveSince    time.Time     `json:"keepalive_since,omitzero"`
+	// TokenHostConcurrency and TokenHostRate bound the token requests to one token host
+	// (scheme, host and port of a token URL), shared by every credential there
+	// (oauth's host gate): requests in flight at once, and requests a second.
+	TokenHostConcurrency int `json:"token_host_concurrency"`
+	TokenHostRate        int `json:"token_host_rate"`
 	// DeniedNetworks and AllowedNetworks are where the engine may connect
 	// (netpolicy), in canonical form; network is the parsed pair, set by loadConfig
 	// and validate.
@@ -109,6 +118,8 @@ func defaultConfig() *engineConfig {
 		KeepaliveInterval:    lifecycle.DefaultKeepaliveInterval,
 		// A config stored before the field keeps this default: decoding leaves it.
 		IssuerKeyRotationPeriod: defaultIssuerKeyRotationPeriod,
+		TokenHostConcurrency:    oauth.DefaultHostConcurrency,
+		TokenHostRate:           oauth.DefaultHostRate,
 		DeniedNetworks:          slices.Clone(netpolicy.DefaultDenied),
 		AllowedNetworks:         []string{},
 		network:                 netpolicy.Default(),
@@ -167,6 +178,16 @@ func pathConfig(b *integrationsBackend) *framework.Path {
 				Type:        framework.TypeDurationSecond,
 				Description: fmt.Sprintf("Exercise a held OAuth refresh token (one refresh, on the active node) at least this often since it was last used, so providers that expire unused refresh tokens do not; not an access. %s, or 0 for off. Default %d days.", lifecycle.KeepaliveIntervalRule, lifecycle.DefaultKeepaliveInterval/day),
 				Default:     int(lifecycle.DefaultKeepaliveInterval.Seconds()),
+			},
+			"token_host_concurrency": {
+				Type:        framework.TypeInt,
+				Description: fmt.Sprintf("At most this many token requests in flight at once to one token host (the scheme, host and port of a token URL), shared by every credential there: access/ mints, refresh ahead, keep-alive, verify, exchanges, the device flow. A quarter (at least one) is kept for requests a reader waits on. 1 to %d. Default %d.", maxTokenHostConcurrency, oauth.DefaultHostConcurrency),
+				Default:     oauth.DefaultHostConcurrency,
+			},
+			"token_host_rate": {
+				Type:        framework.TypeInt,
+				Description: fmt.Sprintf("At most this many token requests a second to one token host, evenly paced, shared as token_host_concurrency is; a 429 or 503 from the host pauses it until its Retry-After (at most %s) and halves the pace for a minute. 1 to %d. Default %d.", oauth.MaxHostPause, maxTokenHostRate, oauth.DefaultHostRate),
+				Default:     oauth.DefaultHostRate,
 			},
 			"log_size": {
 				Type:        framework.TypeInt,
@@ -292,6 +313,8 @@ func (c *engineConfig) responseData() map[string]any {
 		"refresh_ahead":              c.RefreshAhead,
 		"verify_interval":            seconds(c.VerifyInterval),
 		"keepalive_interval":         seconds(c.KeepaliveInterval),
+		"token_host_concurrency":     c.TokenHostConcurrency,
+		"token_host_rate":            c.TokenHostRate,
 		"callback_base_url":          c.CallbackBaseURL,
 		"notify_credential":          c.NotifyCredential,
 		"notify_channel":             c.NotifyChannel,
@@ -416,6 +439,12 @@ func (c *engineConfig) update(d *framework.FieldData) error {
 	if v, ok := d.GetOk("log_size"); ok {
 		c.LogSize = v.(int)
 	}
+	if v, ok := d.GetOk("token_host_concurrency"); ok {
+		c.TokenHostConcurrency = v.(int)
+	}
+	if v, ok := d.GetOk("token_host_rate"); ok {
+		c.TokenHostRate = v.(int)
+	}
 	if v, ok, err := d.GetOkErr("refresh_ahead"); err != nil {
 		return fieldErr("refresh_ahead", "must be a boolean (true or false)")
 	} else if ok {
@@ -477,6 +506,12 @@ func (c *engineConfig) validate() error {
 		if err := lifecycle.CheckKeepaliveInterval(c.KeepaliveInterval); err != nil {
 			return fieldErr("keepalive_interval", err.Error()+", or 0 for off")
 		}
+	}
+	if c.TokenHostConcurrency < 1 || c.TokenHostConcurrency > maxTokenHostConcurrency {
+		return fieldErr("token_host_concurrency", fmt.Sprintf("must be between 1 and %d", maxTokenHostConcurrency))
+	}
+	if c.TokenHostRate < 1 || c.TokenHostRate > maxTokenHostRate {
+		return fieldErr("token_host_rate", fmt.Sprintf("must be between 1 and %d requests a second", maxTokenHostRate))
 	}
 	if c.LogSize < 1 || c.LogSize > maxLogSize {
 		return fieldErr("log_size", fmt.Sprintf("must be between 1 and %d", maxLogSize))

@@ -27,6 +27,8 @@ func TestConfigDefaults(t *testing.T) {
 		"refresh_ahead":              true,
 		"verify_interval":            int64(0),
 		"keepalive_interval":         int64(7 * 86400),
+		"token_host_concurrency":     10,
+		"token_host_rate":            20,
 		"callback_base_url":          "",
 		"notify_credential":          "",
 		"notify_channel":             "",
@@ -78,6 +80,12 @@ func TestConfigValidation(t *testing.T) {
 		{"warn not a duration", map[string]any{"warn_before": "soon"}, "warn_before"},
 		{"warn beyond window", map[string]any{"suspend_after": "10d", "warn_before": "10d"}, "warn_before"},
 		{"log size zero", map[string]any{"log_size": 0}, "log_size"},
+		{"host concurrency zero", map[string]any{"token_host_concurrency": 0}, "token_host_concurrency"},
+		{"host concurrency huge", map[string]any{"token_host_concurrency": 1001}, "token_host_concurrency"},
+		{"host rate zero", map[string]any{"token_host_rate": 0}, "token_host_rate"},
+		{"host rate negative", map[string]any{"token_host_rate": -5}, "token_host_rate"},
+		{"host rate huge", map[string]any{"token_host_rate": 10001}, "token_host_rate"},
+		{"host rate not a number", map[string]any{"token_host_rate": "fast"}, "token_host_rate"},
 		{"log size huge", map[string]any{"log_size": 1000000}, "log_size"},
 		{"callback not a URL", map[string]any{"callback_base_url": "vault.example.com"}, "callback_base_url"},
 		{"callback with query", map[string]any{"callback_base_url": "https://v.example.com/?x=1"}, "callback_base_url"},
@@ -139,8 +147,9 @@ func TestConfigRefreshAhead(t *testing.T) {
 		t.Fatal(err)
 	}
 	b.invalidate(context.Background(), configPath)
-	if got := mustOK(t, b, s, logical.ReadOperation, "config", nil).Data; got["refresh_ahead"] != true || got["log_size"] != 7 {
-		t.Fatalf("a config stored before refresh_ahead existed reads as %v", got)
+	if got := mustOK(t, b, s, logical.ReadOperation, "config", nil).Data; got["refresh_ahead"] != true || got["log_size"] != 7 ||
+		got["token_host_concurrency"] != 10 || got["token_host_rate"] != 20 {
+		t.Fatalf("a config stored before refresh_ahead and the host bound existed reads as %v", got)
 	}
 }
 

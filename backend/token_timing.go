@@ -89,7 +89,7 @@ const verifyDemand = time.Duration(math.MaxInt64 / 2)
 
 // demand is the validity the Broker is asked for, src being the token the mint starts
 // from (mintSource): shortLivedDemand of minValid; verifyDemand when forced; for
-// refresh ahead, that plus the refresh lead, which puts src (still servable) out of
+// refresh ahead, that plus the refresh lead (aheadLead), which puts src (still servable) out of
 // the Broker's reach so it requests a new one.
 func (r mintRequest) demand(src *oauth.Token, buffer time.Duration) time.Duration {
 	d := shortLivedDemand(r.minValid, buffer, src)
@@ -97,7 +97,7 @@ func (r mintRequest) demand(src *oauth.Token, buffer time.Duration) time.Duratio
 		d = verifyDemand
 	}
 	if r.reason == mintAhead && src != nil {
-		d += refreshLead(src, d)
+		d += aheadLead(src, d)
 	}
 	return d
 }
@@ -194,9 +194,43 @@ func refreshLead(tok *oauth.Token, demand time.Duration) time.Duration {
 	return max(0, min(max(life/5, minRefreshLead), (life-demand)/2))
 }
 
-// refreshAt is when the refresh window of tok opens for a read needing demand.
+// refreshAt is when the refresh window of tok opens for a read needing demand:
+// aheadLead before the due point.
 func refreshAt(tok *oauth.Token, demand time.Duration) time.Time {
-	return tok.Expiry.Add(-demand - refreshLead(tok, demand))
+	return tok.Expiry.Add(-demand - aheadLead(tok, demand))
+}
+
+// aheadLead is how long before its due point the refresh window of tok opens: the
+// lead (refreshLead), and tok's own spread (refreshSpread) within a quarter of it
+// more, so tokens minted together (twenty thousand at one provider after a restore)
+// do not all fall due together. The spread only ever opens the window earlier, never
+// in the first half of the time the token may be served: every rule that rests on
+// the lead (the room for retries, a periodic reader's interval) still holds.
+func aheadLead(tok *oauth.Token, demand time.Duration) time.Duration {
+	lead := refreshLead(tok, demand)
+	life := tok.Expiry.Sub(tok.IssuedAt)
+	window := min(lead/4, (life-demand)/2-lead)
+	return lead + refreshSpread(tok, window)
+}
+
+// refreshSpread is tok's own point in [0, window): a hash of its issue time and the
+// end of its access token (a JWT's signature, or the random token itself), the same
+// on every read and every node, different for tokens minted in the same instant.
+func refreshSpread(tok *oauth.Token, window time.Duration) time.Duration {
+	if window <= 0 {
+		return 0
+	}
+	h := uint64(14695981039346656037) // FNV-1a
+	mix := func(b byte) { h = (h ^ uint64(b)) * 1099511628211 }
+	n := uint64(tok.IssuedAt.UnixNano())
+	for i := 0; i < 8; i++ {
+		mix(byte(n >> (8 * i))) //nolint:gosec // G115: the low byte, on purpose
+	}
+	a := tok.AccessToken
+	for i := max(0, len(a)-32); i < len(a); i++ {
+		mix(a[i])
+	}
+	return time.Duration(h % uint64(window)) //nolint:gosec // G115: less than window, a positive duration
 }
 
 // handOverPoint is when a reader needing demand would next be handed another token

@@ -2,6 +2,7 @@ package backend
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net/http"
 	"strings"
@@ -186,8 +187,8 @@ func TestMintRequestConstructors(t *testing.T) {
 	if d := mintForVerify("a", cfg).demand(tok, time.Minute); d != verifyDemand {
 		t.Errorf("verify demand %s", d)
 	}
-	if d := mintForAhead("a", time.Minute, st).demand(tok, time.Minute); d != time.Minute+12*time.Minute {
-		t.Errorf("ahead demand %s, want 13m", d)
+	if d := mintForAhead("a", time.Minute, st).demand(tok, time.Minute); d != time.Minute+12*time.Minute+refreshSpread(tok, 3*time.Minute) {
+		t.Errorf("ahead demand %s, want 13m and the token's spread", d)
 	}
 }
 
@@ -208,5 +209,54 @@ func TestLifetimeInForce(t *testing.T) {
 		if fresh := tok.Fresh(now, time.Minute, cfg.DefaultTokenLifetime); fresh != c.want {
 			t.Errorf("assumed %s: Token.Fresh %t, want %t", c.assumed, fresh, c.want)
 		}
+	}
+}
+
+// Tokens minted in the same instant open their refresh windows at points spread over
+// a quarter of the lead before it (refreshSpread), the same point on every call; a
+// token too short-lived for room (the window would open in the first half of its
+// serving time) gets none.
+func TestRefreshWindowSpread(t *testing.T) {
+	t.Parallel()
+	issued := time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)
+	const life, demand = 15 * time.Minute, time.Minute
+	tok := func(i int) *oauth.Token {
+		return &oauth.Token{AccessToken: fmt.Sprintf("eyJhbGciOi.payload.sig-%08x", i*2654435761), IssuedAt: issued, Expiry: issued.Add(life)}
+	}
+	lead := refreshLead(tok(0), demand) // 3 minutes: a fifth of 15
+	if lead != 3*time.Minute {
+		t.Fatalf("lead %v", lead)
+	}
+	latest := issued.Add(life - demand - lead)
+	const n, buckets = 20_000, 9
+	var counts [buckets]int
+	for i := range n {
+		at := refreshAt(tok(i), demand)
+		early := latest.Sub(at)
+		if early < 0 || early >= lead/4 {
+			t.Fatalf("token %d opens %v before the unspread opening, outside [0, %v)", i, early, lead/4)
+		}
+		counts[early*buckets/(lead/4)]++
+		if !refreshAt(tok(i), demand).Equal(at) {
+			t.Fatal("the opening moved between two calls")
+		}
+	}
+	// 20,000 tokens over 45 s: about 444 a second rather than 20,000 in one instant.
+	for i, c := range counts {
+		if c < n/buckets*8/10 || c > n/buckets*12/10 {
+			t.Errorf("5-second bucket %d holds %d of %d: %v", i, c, n, counts)
+		}
+	}
+	// The Broker is asked for a token valid past the spread opening: a refresh started
+	// there requests one.
+	first := tok(1)
+	r := mintForAhead("x", demand, nil)
+	if d := r.demand(first, demand); first.ValidFor(refreshAt(first, demand), d+time.Nanosecond) {
+		t.Errorf("at the opening the token is still valid for the ahead demand %v", d)
+	}
+	// 20 s tokens with a 1 s buffer: the lead (9.5 s) already reaches the middle.
+	short := &oauth.Token{AccessToken: "a", IssuedAt: issued, Expiry: issued.Add(20 * time.Second)}
+	if got, want := refreshAt(short, time.Second), issued.Add(20*time.Second-time.Second-9500*time.Millisecond); !got.Equal(want) {
+		t.Errorf("short-lived token opens at %v, want %v", got, want)
 	}
 }

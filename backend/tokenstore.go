@@ -162,6 +162,10 @@ func (ts *tokenStore) brokerOf() *oauth.Broker {
 	return ts.broker
 }
 
+// hostStats is what the token hosts' bound shows (oauth.Client.HostStats), for the
+// metrics; it makes the Broker when none was made yet (an empty list).
+func (ts *tokenStore) hostStats() []oauth.HostStat { return ts.brokerOf().HostStats() }
+
 // newOAuthClient is the bounded client every provider call goes through: a 1 MiB
 // response cap, the backend's clock and transport. Timeouts and the assumed token
 // lifetime come with each request (oauthConfig).
@@ -170,6 +174,7 @@ func (b *integrationsBackend) newOAuthClient() *oauth.Client {
 		Timeout:          maxOAuthTimeout,
 		MaxResponseBytes: 1 << 20,
 		Now:              b.now,
+		HostNow:          b.hostNow,
 		Transport:        b.transport,
 		Transports:       b.tlsTransports(),
 		Observer:         b.metrics,
@@ -190,6 +195,7 @@ func (b *integrationsBackend) oauthConfig(cfg *engineConfig, c *credential) (oau
 	if oc.AuthStyle == oauth.AuthStyleFederated {
 		oc.Federation = b.federation(cfg, c)
 	}
+	oc.Host = oauth.HostLimits{Concurrency: cfg.TokenHostConcurrency, Rate: float64(cfg.TokenHostRate)}
 	withPreviousClient(&oc, c, b.now())
 	return oc, nil
 }

@@ -413,10 +413,11 @@ func TestTransientFailures(t *testing.T) {
 		if code, _ := accessErr(t, b, s, "cc"); code != http.StatusBadGateway || p.requests.Load() != 1 {
 			t.Fatalf("29 s into a 30 s Retry-After: %d after %d requests, want 502 after 1", code, p.requests.Load())
 		}
-		clock.Advance(2 * time.Second)
+		// Retry-After and the spread the backoff adds to it (oauth.RetryAfterSpread).
+		clock.Advance(2*time.Second + oauth.RetryAfterSpread(30*time.Second))
 		accessOK(t, b, s, "cc", nil)
 		if p.requests.Load() != 2 {
-			t.Fatalf("%d requests after Retry-After, want 2", p.requests.Load())
+			t.Fatalf("%d requests after Retry-After and its spread, want 2", p.requests.Load())
 		}
 	})
 	t.Run("cached token served with a warning", func(t *testing.T) {

@@ -14,6 +14,8 @@ import (
 	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/backend/credtype"
 	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/backend/jobs"
 	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/backend/lifecycle"
+
+	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/backend/oauth"
 )
 
 const (
@@ -46,7 +48,8 @@ func (b *integrationsBackend) nextVerify(cfg *engineConfig, c *credential) time.
 // time): it verifies every credential due, at most maxVerifyInFlight at once.
 func (b *integrationsBackend) runDueVerifications(ctx context.Context, s logical.Storage) error {
 	b.runDue(ctx, b.verifier, b.verifyFull, b.activity.verifying, maxVerifyInFlight, verifyBatch, verifyRetry, func(ctx context.Context, name string) {
-		if _, _, err := b.verifyCredential(ctx, s, name); err != nil && ctx.Err() == nil {
+		// Nobody waits on a scheduled verification: behind every reader at the token host.
+		if _, _, err := b.verifyCredential(oauth.WithPriority(ctx, oauth.Background), s, name); err != nil && ctx.Err() == nil {
 			b.Logger().Warn("scheduled verification failed; retried later", "credential", name, "error", err)
 		}
 	})

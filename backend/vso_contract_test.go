@@ -92,7 +92,12 @@ func TestVSOStaticCredsContract(t *testing.T) {
 	if first.period != 3600 {
 		t.Fatalf("rotation_period %d, want the token's lifetime 3600", first.period)
 	}
-	handOver := issued.Add(47 * time.Minute)
+	// The window opening: 47 minutes after issue, earlier by the token's own spread
+	// (token_timing.go).
+	handOver := refreshAt(storedTokenOf(t, s, "cc"), time.Minute)
+	if early := issued.Add(47 * time.Minute).Sub(handOver); early < 0 || early >= 3*time.Minute {
+		t.Fatalf("the window opens %v before 47 minutes after issue, want [0, 3m)", early)
+	}
 	token := data["access_token"]
 
 	// Read at T+x: VSO's next sync (read + ttl) is H; after a restart it computes

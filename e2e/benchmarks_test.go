@@ -16,7 +16,8 @@ package e2e
 //	BENCH_REFRESH_AHEAD      on|off for the rollover run, when the engine has it (default on)
 //	BENCH_SCALE              mount sizes (default 1000,10000,100000)
 //	BENCH_SWEEP_WAIT         wait for a periodic tick before the after-sweep RSS (default 65s; 0 skips)
-//	BENCH_ONLY               sections to run: load,rollover,herd,scale,startup,kdf,batch (default all)
+//	BENCH_ONLY               sections to run: load,rollover,herd,scale,startup,kdf,batch (default all);
+//	                         providers runs only when named (bench_providers_test.go has its knobs)
 //	BENCH_BATCH_N, BENCH_BATCH_RUNS  the batch section's size and runs (bench_batch_test.go)
 //	BENCH_KDF_WRITES         parallel writes of the largest scrypt key in the kdf section (default 50)
 //	BENCH_KDF_BASELINE_WRITES  the same against BENCH_BASELINE, when set (default 6)
@@ -150,6 +151,7 @@ type benchReport struct {
 	startup      []*startupResult
 	kdf          []*kdfResult // this build, then BENCH_BASELINE's when set
 	batch        []*batchBenchResult
+	providers    *providersResult
 	refreshAhead string // "on", "off", or "not in this engine"
 	notes        []string
 }
@@ -189,6 +191,9 @@ func TestBenchmarkReport(t *testing.T) {
 	}
 	if s.run("batch") {
 		benchBatch(t, rep) // bench_batch_test.go
+	}
+	if benchProvidersWanted() { // long: only when BENCH_ONLY names it (bench_providers_test.go)
+		rep.providers = benchProviders(t)
 	}
 	rep.took = time.Since(rep.started)
 	md := rep.render(t)

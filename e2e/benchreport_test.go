@@ -209,6 +209,9 @@ func (r *benchReport) render(_ *testing.T) string {
 	w("%s", renderBefore(r))
 	w("%s", renderKDF(r, read))
 	w("%s", renderBatch(r, read))
+	if r.providers != nil {
+		r.providers.render(w)
+	}
 	w("## Reading\n\n")
 	for _, line := range reading {
 		w("- %s\n", line)

@@ -20,6 +20,13 @@
 #   BENCH_ONLY=load,rollover,herd,scale,startup,kdf,batch  sections of the driver to run
 #   BENCH_BATCH_N=20000       credentials per run of the batch section (credentials-batch vs single creates)
 #   BENCH_BATCH_RUNS=3        runs of each way in the batch section (the report: best and slowest)
+#   BENCH_ONLY=providers      the provider section alone (never in the default run): 20,000
+#                             client_credentials credentials at one provider answering 429
+#                             above 100/s, tokens of 15 minutes, then 30 minutes of steady reads;
+#                             knobs BENCH_PROVIDER_CREDENTIALS=20000 BENCH_PROVIDER_LIMIT=100
+#                             BENCH_PROVIDER_TTL=15m BENCH_PROVIDER_RATE=66 BENCH_PROVIDER_STEADY=30m
+#                             (e2e/bench_providers_test.go). Harness check: BENCH_ONLY=providers
+#                             BENCH_PROVIDER_CREDENTIALS=2000 BENCH_PROVIDER_TTL=2m BENCH_PROVIDER_STEADY=3m
 #   BENCH_KDF_WRITES=50       parallel writes of the largest accepted scrypt key (kdf)
 #   BENCH_KDF_BASELINE_WRITES=6  the same against BENCH_BASELINE, when set (kdf)
 #   BENCH_REPORT=path         where to write the report (default BENCHMARKS.md)

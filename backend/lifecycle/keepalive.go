@@ -1,6 +1,10 @@
 package lifecycle
 
-import "time"
+import (
+	"encoding/binary"
+	"hash/fnv"
+	"time"
+)
 
 // Keep-alive: a refresh token held for an idle credential is exercised (one refresh)
 // at least every keepalive_interval, so providers that expire unused refresh tokens
@@ -39,11 +43,29 @@ func NextKeepAlive(name string, s State, exercised time.Time, interval time.Dura
 	if interval <= 0 || exercised.IsZero() || s.Status != StatusActive {
 		return time.Time{}
 	}
-	due := exercised.Add(interval)
+	due := exercised.Add(interval - keepAliveJitter(name, exercised, interval))
 	if !due.Before(since) {
 		return due
 	}
 	return slot(name, KeepAliveSpread(interval), since)
+}
+
+// keepAliveJitter is how much earlier than interval after exercised the credential
+// called name is kept alive: its own point, by a hash of its name and exercised, within
+// a hundredth of the interval, at most an hour (at the default week, an hour). Refresh
+// tokens used in the same instant (a restore, a batch of refreshes) are not all
+// exercised again in one burst; the interval is still never exceeded.
+func keepAliveJitter(name string, exercised time.Time, interval time.Duration) time.Duration {
+	window := min(interval/100, time.Hour)
+	if window <= 0 {
+		return 0
+	}
+	h := fnv.New64a()
+	_, _ = h.Write([]byte(name))
+	var b [8]byte
+	binary.LittleEndian.PutUint64(b[:], uint64(exercised.UnixNano())) //nolint:gosec // G115: the bits of a time, hashed
+	_, _ = h.Write(b[:])
+	return time.Duration(h.Sum64() % uint64(window)) //nolint:gosec // G115: window is a positive duration
 }
 
 // KeepAliveSpread is how far NextKeepAlive spreads the keep-alives overdue at since:

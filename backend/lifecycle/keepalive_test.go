@@ -9,8 +9,10 @@ import (
 func TestNextKeepAlive(t *testing.T) {
 	used := time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)
 	active := NewState(used.Add(-Day))
-	if got := NextKeepAlive("c", active, used, 7*Day, time.Time{}); !got.Equal(used.Add(7 * Day)) {
-		t.Errorf("active: %v, want an interval after the last use", got)
+	// An interval after the last use, less the credential's own jitter (under an hour).
+	got := NextKeepAlive("c", active, used, 7*Day, time.Time{})
+	if !got.Equal(used.Add(7*Day-keepAliveJitter("c", used, 7*Day))) || got.After(used.Add(7*Day)) || !got.After(used.Add(7*Day-time.Hour)) {
+		t.Errorf("active: %v, want within the hour before an interval after the last use", got)
 	}
 	suspended, reauth := active, NeedsReauth(active, "invalid_grant", used)
 	suspended.Status = StatusSuspended
@@ -44,10 +46,12 @@ func TestNextKeepAliveSpreadsOverdue(t *testing.T) {
 	if got, want := KeepAliveSpread(7*time.Hour), time.Hour; got != want {
 		t.Errorf("spread at 7 hours: %v, want %v", got, want)
 	}
-	// Not overdue at since (due at or after it): exactly an interval after the last use.
-	for _, used := range []time.Time{since.Add(-7 * Day), since.Add(-Day)} {
-		if got := NextKeepAlive("c", active, used, 7*Day, since); !got.Equal(used.Add(7 * Day)) {
-			t.Errorf("last used %v: %v, want %v", used, got, used.Add(7*Day))
+	// Not overdue at since (due at or after it): an interval after the last use, less
+	// its jitter.
+	for _, used := range []time.Time{since.Add(-7*Day + time.Hour), since.Add(-Day)} {
+		want := used.Add(7*Day - keepAliveJitter("c", used, 7*Day))
+		if got := NextKeepAlive("c", active, used, 7*Day, since); !got.Equal(want) {
+			t.Errorf("last used %v: %v, want %v", used, got, want)
 		}
 	}
 	for _, interval := range []time.Duration{7 * Day, 7 * time.Hour, 90 * Day} {
@@ -72,5 +76,31 @@ func TestNextKeepAliveSpreadsOverdue(t *testing.T) {
 				break
 			}
 		}
+	}
+}
+
+// Refresh tokens used in the same instant are kept alive at points spread over the
+// hour before the interval ends, never after it.
+func TestKeepAliveJitterSpreads(t *testing.T) {
+	used := time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)
+	const n, buckets = 10_000, 10
+	var counts [buckets]int
+	for i := range n {
+		j := keepAliveJitter(fmt.Sprintf("tenant-%05d", i), used, 7*Day)
+		if j < 0 || j >= time.Hour {
+			t.Fatalf("jitter %v outside [0, 1h)", j)
+		}
+		counts[j*buckets/time.Hour]++
+	}
+	for i, c := range counts {
+		if c < n/buckets*8/10 || c > n/buckets*12/10 {
+			t.Errorf("bucket %d of the hour holds %d of %d: %v", i, c, n, counts)
+		}
+	}
+	if a, b := keepAliveJitter("x", used, 7*Day), keepAliveJitter("x", used, 7*Day); a != b {
+		t.Error("the jitter is not the same on every call")
+	}
+	if keepAliveJitter("x", used, 50*time.Minute) >= 30*time.Second {
+		t.Error("at a 50-minute interval the jitter is not within a hundredth of it")
 	}
 }

@@ -45,6 +45,10 @@ type Broker struct {
 	running map[string]chan struct{}
 	// ordered counts the requests waiting for an earlier one of their key (running).
 	ordered atomic.Int64
+	// urgent holds, per key, the urgency of its flight (hostgate.go): a foreground
+	// caller joining a background flight (a reader arriving while refresh ahead
+	// waits for the host) raises it, so the reader does not queue behind the herd.
+	urgent  map[string]*urgency
 	limit   *requestLimiter // per key; outlives Forget
 	closed  bool            // Close was called: no request starts any more
 	flights sync.WaitGroup  // requests in flight, for Close to wait on
@@ -96,12 +100,16 @@ func NewBroker(c *Client, now func() time.Time) *Broker {
 		now:     now,
 		keys:    make(map[string]*keyState),
 		running: make(map[string]chan struct{}),
+		urgent:  make(map[string]*urgency),
 		limit:   newRequestLimiter(RequestBurst, requestInterval),
 		jitter:  rand.Int64N,
 		base:    base,
 		cancel:  cancel,
 	}
 }
+
+// HostStats lists the token hosts' bound (Client.HostStats).
+func (b *Broker) HostStats() []HostStat { return b.client.HostStats() }
 
 // Ordered is how many requests are waiting for an earlier request of their key that
 // Forget detached (see ErrRetry).
@@ -192,7 +200,20 @@ func (b *Broker) Token(ctx context.Context, key string, cfg Config, cached *Toke
 // to the heap on every call, the cached fast path included.
 func (b *Broker) wait(ctx context.Context, key string, cfg Config, cached *Token, minValid time.Duration,
 	persist func(context.Context, *Token) error) (Result, error) {
-	flightCtx := context.WithoutCancel(ctx)
+	// The flight's urgency: the one already registered for key (raised when this
+	// caller is foreground), else this caller's, registered for later joiners.
+	mine := urgencyOf(ctx)
+	b.mu.Lock()
+	u := b.urgent[key]
+	if u == nil {
+		u = mine
+		b.urgent[key] = u
+	}
+	b.mu.Unlock()
+	if u != mine && mine.foreground() {
+		u.raise()
+	}
+	flightCtx := context.WithValue(context.WithoutCancel(ctx), urgencyKey{}, u)
 	var started atomic.Bool // whether this call's function became the flight
 	ch := b.group.DoChan(key, func() (val any, err error) {
 		// singleflight re-panics a flight's panic on a goroutine of its own, where
@@ -206,6 +227,11 @@ func (b *Broker) wait(ctx context.Context, key string, cfg Config, cached *Token
 			}
 		}()
 		started.Store(true)
+		defer func() {
+			b.mu.Lock()
+			delete(b.urgent, key)
+			b.mu.Unlock()
+		}()
 		fctx, done, err := b.startFlight(flightCtx)
 		if err != nil {
 			return Result{}, err
@@ -428,7 +454,10 @@ func (b *Broker) persist(ctx context.Context, key string, st *keyState, tok *Tok
 }
 
 // backoff is the pause after the n-th consecutive failure: full jitter over
-// (0, min(cap, base·2ⁿ⁻¹)], and never shorter than the provider's Retry-After.
+// (0, min(cap, base·2ⁿ⁻¹)], and never shorter than the provider's Retry-After. After a
+// Retry-After (the provider's, or a paused or busy token host's) a spread of up to half
+// of it, at most retryAfterSpread, is added: the credentials a 429 stopped together do
+// not come back together when it ends.
 func (b *Broker) backoff(n int, retryAfter time.Duration) time.Duration {
 	ceiling := backoffCap
 	if n < 20 { // beyond that the shift has long passed the cap
@@ -436,8 +465,20 @@ func (b *Broker) backoff(n int, retryAfter time.Duration) time.Duration {
 	}
 	// +1 keeps the window non-empty: a zero draw would allow an immediate retry.
 	d := time.Duration(b.jitter(int64(ceiling))) + 1
-	return max(d, retryAfter)
+	if retryAfter <= 0 {
+		return d
+	}
+	return max(d, retryAfter+time.Duration(b.jitter(int64(RetryAfterSpread(retryAfter)))))
 }
+
+// RetryAfterSpread is the most backoff adds to a Retry-After of d: half of it, at
+// least a second, at most retryAfterSpread.
+func RetryAfterSpread(d time.Duration) time.Duration {
+	return min(max(d/2, time.Second), retryAfterSpread)
+}
+
+// retryAfterSpread caps the spread added to a Retry-After.
+const retryAfterSpread = 30 * time.Second
 
 // degrade decides what a caller gets when no request may or could be made.
 func degrade(src *Token, e *Error, until, now time.Time) (Result, error) {

@@ -293,7 +293,12 @@ func TestBrokerTransientWithoutUsableCache(t *testing.T) {
 	if n := p.requests.Load(); n != 1 {
 		t.Fatalf("%d requests inside Retry-After, want 1", n)
 	}
-	clock.Advance(21 * time.Second)
+	// Retry-After and its spread (half of it, at most 30 s; the test's jitter draws the
+	// top of the range) still hold at 44 s.
+	clock.Advance(34 * time.Second)
+	_, err = b.Token(context.Background(), "cred", cfg, nil, time.Minute, st.persist)
+	wantError(t, err, Transient, CodeRateLimited)
+	clock.Advance(time.Second)
 	_, _ = b.Token(context.Background(), "cred", cfg, nil, time.Minute, st.persist)
 	if n := p.requests.Load(); n != 2 {
 		t.Fatalf("%d requests after Retry-After, want 2", n)
@@ -380,10 +385,17 @@ func TestBrokerBackoffSchedule(t *testing.T) {
 			t.Errorf("failure %d: %v, want the cap", n, got)
 		}
 	}
-	if got := b.backoff(1, 10*time.Minute); got != 10*time.Minute {
+	// Retry-After, and a spread of up to half of it (at most retryAfterSpread) on top.
+	if got := b.backoff(1, 10*time.Minute); got != 10*time.Minute+retryAfterSpread-1 {
 		t.Errorf("retry-after ignored: %v", got)
 	}
+	if got := b.backoff(1, 4*time.Second); got != 6*time.Second-1 {
+		t.Errorf("retry-after 4s: %v, want 4s and a spread of 2s", got)
+	}
 	b.jitter = func(int64) int64 { return 0 } // the lowest draw still waits
+	if got := b.backoff(1, 10*time.Minute); got != 10*time.Minute {
+		t.Errorf("retry-after with the lowest spread: %v", got)
+	}
 	if got := b.backoff(3, 0); got <= 0 {
 		t.Errorf("zero backoff window")
 	}

@@ -123,6 +123,11 @@ type ClientOptions struct {
 	// Observer is told of every token request and single-flight waiter; nil
 	// observes nothing.
 	Observer Observer
+	// HostNow is the host gate's clock (hostgate.go), the wall clock when nil. It is
+	// not Now: a test's frozen clock would never let a paced request start; a test
+	// gives the wall clock moved on by its own clock's advances, so a host paused by a
+	// Retry-After ends when the test moves past it.
+	HostNow func() time.Time
 	// Transports holds the transports of credentials with their own TLS
 	// (ca_certificate, tls_client_auth); nil means a cache of its own over
 	// Transport.
@@ -140,6 +145,7 @@ type Client struct {
 	lifetime   time.Duration
 	now        func() time.Time
 	observer   Observer
+	gate       *hostGate // the per-token-host bound of every request (hostgate.go)
 }
 
 // NewClient returns a Client with o's bounds.
@@ -178,8 +184,13 @@ func NewClient(o ClientOptions) *Client {
 		lifetime:   o.DefaultLifetime,
 		now:        o.Now,
 		observer:   o.Observer,
+		gate:       newHostGate(gateClock{now: o.HostNow}),
 	}
 }
+
+// HostStats lists the token hosts the Client has sent requests to: what is in flight,
+// queued and paused at each (hostgate.go), for the metrics.
+func (c *Client) HostStats() []HostStat { return c.gate.stats() }
 
 // Mint obtains a new token. Client-credentials, password and
 // account-credentials grants use cfg alone; an authorization-code credential

@@ -18,7 +18,12 @@ import (
 )
 
 func newTestClient(clock *fakeClock) *Client {
-	return NewClient(ClientOptions{Timeout: 5 * time.Second, Now: clock.Now})
+	c := NewClient(ClientOptions{Timeout: 5 * time.Second, Now: clock.Now})
+	// The host gate paces on the wall clock; here it also moves with the test's
+	// clock, so a host paused by a Retry-After ends when the test advances past it.
+	start := clock.Now()
+	c.gate = newHostGate(gateClock{now: func() time.Time { return time.Now().Add(clock.Now().Sub(start)) }})
+	return c
 }
 
 // wantError asserts err is an *Error of class and code, and leaks nothing.

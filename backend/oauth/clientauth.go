@@ -177,7 +177,16 @@ func (c *Client) startRequest(ctx context.Context, cfg Config) (context.Context,
 		cancel()
 		return nil, nil, nil, err
 	}
-	return ctx, cancel, tr, nil
+	// The host's bound (hostgate.go): the wait counts toward the request's timeout.
+	release, err := c.gate.acquire(ctx, HostOf(cfg.TokenURL), cfg.Host, urgencyOf(ctx))
+	if err != nil {
+		cancel()
+		return nil, nil, nil, err
+	}
+	return ctx, func() {
+		release(tr.status, tr.retryAfter)
+		cancel()
+	}, tr, nil
 }
 
 // requestContext hands x/oauth2 cfg's bounded client (httpFor) and a fresh trace.

@@ -107,6 +107,10 @@ type Config struct {
 	// the engine when config issuer is; nil otherwise. It holds no key, only the way
 	// to sign with the current one.
 	Federation *Federation
+	// Host bounds the token requests to this Config's token host, shared with every
+	// other Config of the same host (hostgate.go); zero fields take the defaults. The
+	// backend sets it from config token_host_concurrency and token_host_rate.
+	Host HostLimits
 }
 
 // reservedParams are set by the grant itself; letting Params override them

@@ -18,8 +18,9 @@ var errTooManyRedirects = fmt.Errorf("%w: too many redirects", errRedirectRefuse
 // string. One trace belongs to one request goroutine; it travels in the
 // request context (traceKey) so the HTTP client itself stays shared.
 type exchangeTrace struct {
-	status  int   // status of the last response received
-	readErr error // first error reading the response body
+	status     int    // status of the last response received
+	retryAfter string // its Retry-After header (429 and 503 only), for the host gate
+	readErr    error  // first error reading the response body
 }
 
 type traceKey struct{}
@@ -47,6 +48,10 @@ func (t *boundedTransport) RoundTrip(req *http.Request) (*http.Response, error) 
 	tr, _ := req.Context().Value(traceKey{}).(*exchangeTrace)
 	if tr != nil {
 		tr.status = resp.StatusCode
+		tr.retryAfter = ""
+		if resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusServiceUnavailable {
+			tr.retryAfter = resp.Header.Get("Retry-After")
+		}
 	}
 	if resp.ContentLength > t.limit {
 		// Refuse before reading anything we would throw away.
