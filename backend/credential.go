@@ -389,6 +389,14 @@ func (cs *credentialStore) ifUnchanged(name string, gen uint64, fn func()) bool 
 
 // put stores c under its name's lock h, caches it and files its labels.
 func (cs *credentialStore) put(ctx context.Context, s logical.Storage, h credentialHeld, c *credential) error {
+	prev, known, _ := cs.cache.glance(c.Name)
+	return cs.putOver(ctx, s, h, c, prev, known)
+}
+
+// putOver is put by a writer that read the copy c replaces (prev; nil: none, a
+// create): what the jwks/<name> entry needs is then known without a storage read, so a
+// create of a credential that publishes nothing costs no extra storage operation.
+func (cs *credentialStore) putOver(ctx context.Context, s logical.Storage, h credentialHeld, c, prev *credential, prevKnown bool) error {
 	if h.name != c.Name {
 		return fmt.Errorf("storing credential %q under the lock of %q", c.Name, h.name)
 	}
@@ -400,12 +408,11 @@ func (cs *credentialStore) put(ctx context.Context, s logical.Storage, h credent
 	// The jwks/<name> entry first, so that a failure leaves the cache and storage
 	// agreeing on the credential: a stale entry is harmless (jwks/<name> also checks
 	// publish_jwks on the credential), a missing one only unpublishes.
-	prev, known, _ := cs.cache.glance(c.Name)
 	if publishesJWKS(c) {
 		if err := markPublished(ctx, s, c.Name); err != nil {
 			return err
 		}
-	} else if err := unmarkPublished(ctx, s, c.Name, known && !publishesJWKS(prev)); err != nil {
+	} else if err := unmarkPublished(ctx, s, c.Name, prevKnown && !publishesJWKS(prev)); err != nil {
 		return err
 	}
 	if err := s.Put(ctx, entry); err != nil {

@@ -42,7 +42,7 @@ func (b *integrationsBackend) saveCredential(ctx context.Context, s logical.Stor
 	if err := b.dropSecondary(ctx, s, h, dh, c, scope); err != nil {
 		return err
 	}
-	if err := b.credentials.put(ctx, s, h, c); err != nil {
+	if err := b.credentials.putOver(ctx, s, h, c, existing, true); err != nil {
 		return err
 	}
 	if oldKey != "" && oldKey != key {

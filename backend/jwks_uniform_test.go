@@ -2,6 +2,7 @@ package backend
 
 import (
 	"context"
+	"strings"
 	"sync"
 	"testing"
 
@@ -106,5 +107,45 @@ func TestJWKSEntryRestoredByAWrite(t *testing.T) {
 	mustOK(t, b, s, logical.PatchOperation, "credentials/published", map[string]any{"description": "any write"})
 	if _, err := readJWKS(b, s, "published"); err != nil {
 		t.Errorf("jwks/published after a write: %v", err)
+	}
+}
+
+// keyTraceStorage records the keys each Get asked for.
+type keyTraceStorage struct {
+	logical.Storage
+	mu   sync.Mutex
+	keys []string
+}
+
+func (t *keyTraceStorage) Get(ctx context.Context, key string) (*logical.StorageEntry, error) {
+	t.mu.Lock()
+	t.keys = append(t.keys, key)
+	t.mu.Unlock()
+	return t.Storage.Get(ctx, key)
+}
+
+// TestCreateReadsNoJWKSEntry: a create (single or batch item) of a credential that
+// publishes nothing does not read its jwks-published entry: the writer knows there was
+// no previous copy (before, every create paid a storage read for it). A later write
+// that stops publishing still removes the entry.
+func TestCreateReadsNoJWKSEntry(t *testing.T) {
+	t.Parallel()
+	b, s, _ := newTestBackend(t)
+	ts := &keyTraceStorage{Storage: s}
+	mustOK(t, b, ts, logical.CreateOperation, "credentials/plain", map[string]any{"type": "bearer", "token": "t"})
+	mustOK(t, b, ts, logical.CreateOperation, "credentials-batch", map[string]any{"items": []any{map[string]any{"name": "plain2", "type": "bearer", "token": "t"}}})
+	for _, k := range ts.keys {
+		if strings.HasPrefix(k, jwksPublishedPrefix) {
+			t.Fatalf("a create read %s", k)
+		}
+	}
+	mustOK(t, b, s, logical.CreateOperation, "credentials/pub", generatedCredential("https://idp.example.com", "ec-p256"))
+	if e, _ := s.Get(context.Background(), jwksPublishedPrefix+"pub"); e == nil {
+		t.Fatal("a publishing credential has no jwks-published entry")
+	}
+	b.credentials.forget("pub") // the writer reads the stored copy, not the cache
+	mustOK(t, b, s, logical.PatchOperation, "credentials/pub", map[string]any{"publish_jwks": false})
+	if e, _ := s.Get(context.Background(), jwksPublishedPrefix+"pub"); e != nil {
+		t.Fatal("the entry outlived publish_jwks=false")
 	}
 }
