@@ -690,6 +690,7 @@ type scaleResult struct {
 	create, warm                       time.Duration
 	createErrors                       int
 	rssCreated, rssListed, rssSwept    float64 // MB; 0 = not measured
+	rssReloaded                        float64 // MB, once the reloaded mount lists completely
 	listFirst, listLast, listTag       time.Duration
 	listBusy, settle                   time.Duration // first page while the warm-up's background work runs; how long that took to end
 	listType, fullList, alerts         time.Duration
@@ -926,7 +927,36 @@ func listAll(v *vaultServer, mount string) ([]string, error) {
 
 func benchScale(t *testing.T, s benchSettings, rep *benchReport, n int) *scaleResult {
 	sr := &scaleResult{n: n}
-	v, err := startVault(serverOptions{})
+	var opts serverOptions
+	var v *vaultServer
+	profDir := os.Getenv("BENCH_HEAPPROF")
+	if profDir != "" {
+		// A plugin built with -tags heapprof (make build-heapprof) writes a heap
+		// profile on SIGUSR1 (and, after returning freed heap, on SIGUSR2).
+		profDir = filepath.Join(profDir, fmt.Sprintf("scale-%d", n))
+		if err := os.MkdirAll(profDir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		opts.pluginEnv = []string{"INTEGRATIONS_HEAPPROF_DIR=" + profDir}
+	}
+	profile := func(label string) {
+		if profDir == "" {
+			return
+		}
+		pid, err := pluginPID(v)
+		if err != nil {
+			t.Logf("heap profile %s: %v", label, err)
+			return
+		}
+		rss, _ := pluginRSS(v)
+		for _, sig := range []syscall.Signal{syscall.SIGUSR1, syscall.SIGUSR2} {
+			_ = syscall.Kill(pid, sig)
+			time.Sleep(3 * time.Second) // a profile of a large heap takes a moment; nothing waits on it
+		}
+		after, _ := pluginRSS(v)
+		t.Logf("heap profile %s: pid %d, rss %.0f MB, %.0f MB after FreeOSMemory (%s)", label, pid, rss, after, profDir)
+	}
+	v, err := startVault(opts) // v is the one declared above, which profile reads
 	if err != nil {
 		t.Fatalf("starting Vault: %v", err)
 	}
@@ -967,6 +997,7 @@ func benchScale(t *testing.T, s benchSettings, rep *benchReport, n int) *scaleRe
 	if sr.rssCreated, err = pluginRSS(v); err != nil {
 		rep.note("RSS at %d: %v", n, err)
 	}
+	profile("after creation")
 	const k = 15
 	// The warm-up's reads leave background work behind (the usage flush renews 20% of
 	// the mount's inactivity windows): a first page read now shares the machine with
@@ -1022,6 +1053,8 @@ func benchScale(t *testing.T, s benchSettings, rep *benchReport, n int) *scaleRe
 			t.Fatalf("scale %d: no complete list within 10 minutes of the reload (%d names, %v)", n, len(names), err)
 		}
 	}
+	sr.rssReloaded, _ = pluginRSS(v)
+	profile("after reload")
 	sr.alertsAfterReload = timeRead(t, v, "scale/alerts", 5)
 	sr.listAfterReload = timeRead(t, v, "scale/credentials?list=true&limit=100", k)
 	t.Logf("scale %d: list while busy %s, idle after %s; list %s/%s alerts %s rss %.0f/%.0f/%.0f MB, reload → access %s, → full list %s",
