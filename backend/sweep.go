@@ -10,9 +10,9 @@ import (
 	"time"
 
 	"github.com/hashicorp/vault/sdk/logical"
-	"golang.org/x/sync/errgroup"
 	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/backend/lifecycle"
 	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/backend/usage"
+	"golang.org/x/sync/errgroup"
 )
 
 // sweepBatch caps the credentials one sweep processes; the rest wait for the next.
