@@ -15,6 +15,8 @@ package e2e
 //	BENCH_PROVIDER_LATENCY   the OAuth token endpoint's added latency (default 350ms)
 //	BENCH_REFRESH_AHEAD      on|off for the rollover run, when the engine has it (default on)
 //	BENCH_SCALE              mount sizes (default 1000,10000,100000)
+//	BENCH_SCALE_STORAGE      dev (a dev server, in memory; default) or raft (one integrated-storage node on disk) for the scale section
+//	BENCH_HEAPPROF           a directory: heap profiles of the plugin after creation and after the reload (PLUGIN_DIR must hold a -tags heapprof build: make build-heapprof)
 //	BENCH_SWEEP_WAIT         wait for a periodic tick before the after-sweep RSS (default 65s; 0 skips)
 //	BENCH_ONLY               sections to run: load,rollover,herd,scale,startup,kdf (default all)
 //	BENCH_KDF_WRITES         parallel writes of the largest scrypt key in the kdf section (default 50)
@@ -61,6 +63,7 @@ type benchSettings struct {
 	sizes                                          []int
 	only                                           map[string]bool
 	inproc                                         string
+	scaleStorage                                   string // "dev" (in memory) or "raft" (one node on disk)
 }
 
 func (s benchSettings) quick() bool {
@@ -110,6 +113,14 @@ func benchSettingsFromEnv(t *testing.T) benchSettings {
 		sizes:           []int{1000, 10000, 100000},
 		only:            map[string]bool{},
 		inproc:          os.Getenv("BENCH_INPROC"),
+		scaleStorage:    os.Getenv("BENCH_SCALE_STORAGE"),
+	}
+	switch s.scaleStorage {
+	case "":
+		s.scaleStorage = "dev"
+	case "dev", "raft":
+	default:
+		t.Fatalf("BENCH_SCALE_STORAGE=%q: dev or raft", s.scaleStorage)
 	}
 	if v := os.Getenv("BENCH_SCALE"); v != "" {
 		s.sizes = nil
@@ -699,6 +710,7 @@ type scaleResult struct {
 	reloadErr                          string
 	reloadAccess, reloadList           time.Duration
 	alertsAfterReload, listAfterReload time.Duration
+	lookup, lookupAfterReload          time.Duration // a device account by hostname + ip + username
 	tokenMints                         int64
 }
 
@@ -720,9 +732,11 @@ func scaleName(i int) string { return fmt.Sprintf("cred-%06d", i) }
 func scaleMix(i int, tokenURL string, certs [][2]string, sshKey string) map[string]any {
 	var m map[string]any
 	switch i % 10 {
-	case 0, 1:
+	case 0:
 		m = map[string]any{"type": "bearer", "token": fmt.Sprintf("tok-%d", i), "url": "https://api.example.com/v1"}
-	case 2, 3:
+	case 1, 3:
+		m = map[string]any{"type": "device_account", "hostname": scaleHost(i), "ip": scaleIP(i), "username": scaleUser(i), "password": fmt.Sprintf("pw-%d", i)}
+	case 2:
 		m = map[string]any{"type": "api_key", "key": fmt.Sprintf("key-%d", i), "header_name": "X-Api-Token", "url": "https://api.example.com"}
 	case 4, 5:
 		m = map[string]any{"type": "basic", "username": "svc-user", "password": fmt.Sprintf("pw-%d", i)}
@@ -743,6 +757,12 @@ func scaleMix(i int, tokenURL string, certs [][2]string, sshKey string) map[stri
 	m["tags"] = []string{fmt.Sprintf("shard-%d", i%20)}
 	return m
 }
+
+// scaleHost, scaleIP and scaleUser are device account i's triple: one host per ten
+// credentials (two accounts on each), distinct for every i up to 2^24.
+func scaleHost(i int) string { return fmt.Sprintf("host-%d.corp.example", i/10) }
+func scaleIP(i int) string   { return fmt.Sprintf("10.%d.%d.%d", (i>>16)&255, (i>>8)&255, i&255) }
+func scaleUser(i int) string { return fmt.Sprintf("svc-%d", i) }
 
 // parallel runs f(i) for i in [0, n) on workers goroutines and returns the errors.
 func parallel(n, workers int, f func(i int) error) (int, string) {
@@ -928,6 +948,10 @@ func listAll(v *vaultServer, mount string) ([]string, error) {
 func benchScale(t *testing.T, s benchSettings, rep *benchReport, n int) *scaleResult {
 	sr := &scaleResult{n: n}
 	var opts serverOptions
+	if s.scaleStorage == "raft" {
+		// As production runs: one node of integrated storage on disk.
+		opts.raftNode = fmt.Sprintf("scale-%d", n)
+	}
 	var v *vaultServer
 	profDir := os.Getenv("BENCH_HEAPPROF")
 	if profDir != "" {
@@ -1011,6 +1035,12 @@ func benchScale(t *testing.T, s benchSettings, rep *benchReport, n int) *scaleRe
 	sr.listTag = timeRead(t, v, "scale/credentials?list=true&limit=100&tag=shard-7", k)
 	sr.listType = timeRead(t, v, "scale/credentials?list=true&limit=100&type=certificate", k)
 	sr.alerts = timeRead(t, v, "scale/alerts", 5)
+	dev := (n-1)/10*10 + 1 // the last device account
+	if dev >= n {
+		dev -= 10
+	}
+	lookup := "scale/lookup?" + url.Values{"hostname": {scaleHost(dev)}, "ip": {scaleIP(dev)}, "username": {scaleUser(dev)}}.Encode()
+	sr.lookup = timeRead(t, v, lookup, k)
 	start = time.Now()
 	names, err := listAll(v, "scale")
 	sr.fullList, sr.fullListNames = time.Since(start), len(names)
@@ -1057,6 +1087,7 @@ func benchScale(t *testing.T, s benchSettings, rep *benchReport, n int) *scaleRe
 	profile("after reload")
 	sr.alertsAfterReload = timeRead(t, v, "scale/alerts", 5)
 	sr.listAfterReload = timeRead(t, v, "scale/credentials?list=true&limit=100", k)
+	sr.lookupAfterReload = timeRead(t, v, lookup, k)
 	t.Logf("scale %d: list while busy %s, idle after %s; list %s/%s alerts %s rss %.0f/%.0f/%.0f MB, reload → access %s, → full list %s",
 		n, ms(sr.listBusy), sr.settle.Round(time.Second), ms(sr.listFirst), ms(sr.listLast), ms(sr.alerts), sr.rssCreated, sr.rssListed, sr.rssSwept,
 		sr.reloadAccess.Round(time.Millisecond), sr.reloadList.Round(time.Millisecond))
