@@ -728,7 +728,8 @@ func scaleCertPEMs(t *testing.T, n int) [][2]string {
 
 func scaleName(i int) string { return fmt.Sprintf("cred-%06d", i) }
 
-// scaleMix is the fixed mix of BENCHMARKS.md, by i mod 10: 0–3 bearer/api_key, 4–5
+// scaleMix is the fixed mix of BENCHMARKS.md, by i mod 10: 0 bearer, 1 and 3 device
+// accounts (issue 28: they took half of what was 0–3 bearer/api_key), 2 api_key, 4–5
 // basic, 6–7 OAuth client credentials, 8 certificate, 9 SFTP (password or key).
 func scaleMix(i int, tokenURL string, certs [][2]string, sshKey string) map[string]any {
 	var m map[string]any
