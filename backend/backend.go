@@ -146,6 +146,7 @@ func newBackend(now func() time.Time) *integrationsBackend {
 			pathLifecycle(b),
 			[]*framework.Path{pathVerify(b)},
 			pathCredentials(b),
+			[]*framework.Path{pathCredentialsBatch(b)},
 			pathDeviceAccounts(b),
 			[]*framework.Path{pathExchange(b)},
 		),

@@ -1,6 +1,7 @@
 package backend
 
 import (
+	"fmt"
 	"regexp"
 	"slices"
 	"strings"
@@ -39,18 +40,28 @@ func fieldErr(field, rule string) error { return &credtype.FieldError{Field: fie
 // Vault itself only warns about them; for a credential store, a misspelt secret field
 // silently dropped is worse than a refusal.
 func rejectUnknownFields(d *framework.FieldData) *logical.Response {
+	if msg := unknownFields(d.Raw, d.Schema); msg != "" {
+		return logical.ErrorResponse(msg)
+	}
+	return nil
+}
+
+// unknownFields is rejectUnknownFields' refusal of the parameters of raw that schema
+// does not define ("" when there are none): it names them, never their values, with
+// the nearest known names. credentials-batch refuses each item's so.
+func unknownFields(raw map[string]any, schema map[string]*framework.FieldSchema) string {
 	var unknown []string
-	for k := range d.Raw {
-		if _, ok := d.Schema[k]; !ok {
+	for k := range raw {
+		if _, ok := schema[k]; !ok {
 			unknown = append(unknown, k)
 		}
 	}
 	if len(unknown) == 0 {
-		return nil
+		return ""
 	}
 	slices.Sort(unknown)
-	known := make([]string, 0, len(d.Schema))
-	for k := range d.Schema {
+	known := make([]string, 0, len(schema))
+	for k := range schema {
 		known = append(known, k)
 	}
 	var near []string
@@ -60,15 +71,11 @@ func rejectUnknownFields(d *framework.FieldData) *logical.Response {
 		}
 	}
 	if len(near) > 0 {
-		return logical.ErrorResponse("unknown field(s) %q: not accepted at this path; did you mean %s?", unknown, strings.Join(near, ", "))
+		return fmt.Sprintf("unknown field(s) %q: not accepted at this path; did you mean %s?", unknown, strings.Join(near, ", "))
 	}
-	return logical.ErrorResponse("unknown field(s) %q: not accepted at this path", unknown)
+	return fmt.Sprintf("unknown field(s) %q: not accepted at this path", unknown)
 }
 
-// writeOperation is the handler of an operation that writes storage: a performance
-// standby or secondary forwards it to the node that may write, so that no write is
-// ever refused (or lost) for arriving at the wrong node. Every writing operation is
-// declared through it.
 func writeOperation(cb framework.OperationFunc, verb, suffix string) *framework.PathOperation {
 	return &framework.PathOperation{
 		Callback:                    cb,

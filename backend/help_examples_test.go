@@ -66,7 +66,7 @@ func shellWords(line string) ([]string, error) {
 // vaultArgsError applies the vault CLI's argument rules to the words after "vault":
 // flags come before the path (after it they are data, or too many arguments); list
 // and path-help take exactly the path; read, write, patch and delete take key=value
-// data after it; write (and patch) without data need -f (-force), else "Must supply
+// data after it (or "-" or "@file": a JSON object read from stdin or the file); write (and patch) without data need -f (-force), else "Must supply
 // data or use -force".
 func vaultArgsError(words []string) error {
 	if len(words) == 0 {
@@ -91,7 +91,8 @@ func vaultArgsError(words []string) error {
 		if strings.HasPrefix(d, "-") {
 			return fmt.Errorf("flag %q after the path is taken as data", d)
 		}
-		if d != "-" && !strings.Contains(d, "=") {
+		// "-" (stdin) and "@file" are JSON objects of data (go-secure-stdlib/kv-builder).
+		if d != "-" && !strings.HasPrefix(d, "@") && !strings.Contains(d, "=") {
 			return fmt.Errorf("Failed to parse K=V data: %q", d)
 		}
 	}

@@ -168,37 +168,69 @@ func (b *integrationsBackend) writeCredential(ctx context.Context, req *logical.
 		return resp, nil
 	}
 	cas, casSet, err := d.GetOkErr(fieldCAS)
+	if !casSet {
+		cas = 0
+	}
 	if err != nil || (casSet && cas.(int) < 0) {
 		return logical.ErrorResponse(fieldErr(fieldCAS, "must be a whole number, 0 or more").Error()), nil
 	}
+	c, err := b.applyCredentialWrite(ctx, req.Storage, name, d.Raw, credentialWriteMode{patch: patch, cas: cas.(int), casSet: casSet}, requestIntegration(req))
+	if err != nil {
+		return validationResponse(err) // a device account whose hostname+ip+username is taken is a 400
+	}
+	return b.credentialResponse(ctx, req.Storage, c)
+}
+
+// credentialWriteMode is how applyCredentialWrite treats a credential that exists.
+type credentialWriteMode struct {
+	patch bool // change only the fields raw names (a patch needs the credential to exist)
+	// cas, when casSet, is the version the stored credential must be at (0: none).
+	cas    int
+	casSet bool
+	// createOnly refuses a name that exists (credentials-batch: a batch never replaces).
+	createOnly bool
+}
+
+// applyCredentialWrite is the one write of a credential, for credentials/<name> and
+// for each item of credentials-batch: under the name's lock, the existing credential
+// checked against mode, the request built and validated through the catalog
+// (buildCredential), stored with its secondary records (saveCredential), and the write
+// recorded in the credential's log. Nothing is stored unless every field passes. A
+// refusal of the caller's input is a *credtype.FieldError (or FieldErrors); anything
+// else is the request's failure (a storage error, a 404 for a patch, the key-work
+// gate's Busy, logical.ErrReadOnly).
+func (b *integrationsBackend) applyCredentialWrite(ctx context.Context, s logical.Storage, name string, raw map[string]any, mode credentialWriteMode, integration string) (*credential, error) {
 	held, unlock := b.credentials.lock(name)
 	defer unlock()
-	existing, err := b.credentials.get(ctx, req.Storage, name)
+	existing, err := b.credentials.get(ctx, s, name)
 	if err != nil {
 		return nil, err
 	}
-	if patch && existing == nil {
+	if mode.patch && existing == nil {
 		return nil, errNoCredential(name)
 	}
-	if casSet {
+	if mode.createOnly && existing != nil {
+		return nil, fieldErr("name", existsInBatchRule)
+	}
+	if mode.casSet {
 		// Checked under the name's lock, against the entry this write replaces: of
 		// writers sending the same cas, exactly one applies.
-		if err := checkAndSet(existing, cas.(int)); err != nil {
-			return logical.ErrorResponse(err.Error()), nil
+		if err := checkAndSet(existing, mode.cas); err != nil {
+			return nil, err
 		}
 	}
-	c, refreshToken, err := b.buildCredential(ctx, req.Storage, name, d.Raw, existing, patch)
+	c, refreshToken, err := b.buildCredential(ctx, s, name, raw, existing, mode.patch)
 	if err != nil {
-		return validationResponse(err)
+		return nil, err
 	}
-	if err := b.saveCredential(ctx, req.Storage, held, c, existing, refreshToken); err != nil {
-		return validationResponse(err) // a device account whose hostname+ip+username is taken is a 400
+	if err := b.saveCredential(ctx, s, held, c, existing, refreshToken); err != nil {
+		return nil, err
 	}
-	b.recordEvent(name, writeEvent(existing), true, requestIntegration(req), "")
+	b.recordEvent(name, writeEvent(existing), true, integration, "")
 	if refreshToken != "" {
-		b.recordEvent(name, usage.EventAuthorized, true, requestIntegration(req), "refresh token imported")
+		b.recordEvent(name, usage.EventAuthorized, true, integration, "refresh token imported")
 	}
-	return b.credentialResponse(ctx, req.Storage, c)
+	return c, nil
 }
 
 // statusList names the statuses a credential can have, as a refusal and the list

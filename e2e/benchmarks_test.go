@@ -18,7 +18,8 @@ package e2e
 //	BENCH_SCALE_STORAGE      dev (a dev server, in memory; default) or raft (one integrated-storage node on disk) for the scale section
 //	BENCH_HEAPPROF           a directory: heap profiles of the plugin after creation and after the reload (PLUGIN_DIR must hold a -tags heapprof build: make build-heapprof)
 //	BENCH_SWEEP_WAIT         wait for a periodic tick before the after-sweep RSS (default 65s; 0 skips)
-//	BENCH_ONLY               sections to run: load,rollover,herd,scale,startup,kdf (default all)
+//	BENCH_ONLY               sections to run: load,rollover,herd,scale,startup,kdf,batch (default all)
+//	BENCH_BATCH_N, BENCH_BATCH_RUNS  the batch section's size and runs (bench_batch_test.go)
 //	BENCH_KDF_WRITES         parallel writes of the largest scrypt key in the kdf section (default 50)
 //	BENCH_KDF_BASELINE_WRITES  the same against BENCH_BASELINE, when set (default 6)
 //	BENCH_BASELINE           an older build of this plugin in the plugin directory, read beside it in the load rounds
@@ -159,7 +160,8 @@ type benchReport struct {
 	scale        []*scaleResult
 	startup      []*startupResult
 	kdf          []*kdfResult // this build, then BENCH_BASELINE's when set
-	refreshAhead string       // "on", "off", or "not in this engine"
+	batch        []*batchBenchResult
+	refreshAhead string // "on", "off", or "not in this engine"
 	notes        []string
 }
 
@@ -195,6 +197,9 @@ func TestBenchmarkReport(t *testing.T) {
 	}
 	if s.run("kdf") {
 		benchKDF(t, rep)
+	}
+	if s.run("batch") {
+		benchBatch(t, rep) // bench_batch_test.go
 	}
 	rep.took = time.Since(rep.started)
 	md := rep.render(t)

@@ -208,6 +208,7 @@ func (r *benchReport) render(_ *testing.T) string {
 
 	w("%s", renderBefore(r))
 	w("%s", renderKDF(r, read))
+	w("%s", renderBatch(r, read))
 	w("## Reading\n\n")
 	for _, line := range reading {
 		w("- %s\n", line)

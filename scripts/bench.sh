@@ -21,7 +21,9 @@
 #                             needs a -tags heapprof build: make build-heapprof, then PLUGIN_DIR=bin-heapprof
 #                             (run the driver by hand as below: this script builds bin/)
 #   BENCH_SWEEP_WAIT=65s      wait for Vault's periodic tick before the after-sweep RSS (0 skips)
-#   BENCH_ONLY=load,rollover,herd,scale,startup,kdf  sections of the driver to run
+#   BENCH_ONLY=load,rollover,herd,scale,startup,kdf,batch  sections of the driver to run
+#   BENCH_BATCH_N=20000       credentials per run of the batch section (credentials-batch vs single creates)
+#   BENCH_BATCH_RUNS=3        runs of each way in the batch section (the report: best and slowest)
 #   BENCH_KDF_WRITES=50       parallel writes of the largest accepted scrypt key (kdf)
 #   BENCH_KDF_BASELINE_WRITES=6  the same against BENCH_BASELINE, when set (kdf)
 #   BENCH_REPORT=path         where to write the report (default BENCHMARKS.md)
