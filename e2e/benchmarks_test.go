@@ -16,6 +16,7 @@ package e2e
 //	BENCH_REFRESH_AHEAD      on|off for the rollover run, when the engine has it (default on)
 //	BENCH_SCALE              mount sizes (default 1000,10000,100000)
 //	BENCH_SCALE_STORAGE      dev (a dev server, in memory; default) or raft (one integrated-storage node on disk) for the scale section
+//	BENCH_SCALE_CREATE       batch (credentials-batch, 1,000 a request, 2 at a time; default) or single (32 clients creating credentials/<name>) for the scale section
 //	BENCH_HEAPPROF           a directory: heap profiles of the plugin after creation and after the reload (PLUGIN_DIR must hold a -tags heapprof build: make build-heapprof)
 //	BENCH_SWEEP_WAIT         wait for a periodic tick before the after-sweep RSS (default 65s; 0 skips)
 //	BENCH_ONLY               sections to run: load,rollover,herd,scale,startup,kdf,batch (default all)
@@ -65,6 +66,7 @@ type benchSettings struct {
 	only                                           map[string]bool
 	inproc                                         string
 	scaleStorage                                   string // "dev" (in memory) or "raft" (one node on disk)
+	scaleCreate                                    string // "batch" (credentials-batch) or "single" (credentials/<name>)
 }
 
 func (s benchSettings) quick() bool {
@@ -115,6 +117,14 @@ func benchSettingsFromEnv(t *testing.T) benchSettings {
 		only:            map[string]bool{},
 		inproc:          os.Getenv("BENCH_INPROC"),
 		scaleStorage:    os.Getenv("BENCH_SCALE_STORAGE"),
+		scaleCreate:     os.Getenv("BENCH_SCALE_CREATE"),
+	}
+	switch s.scaleCreate {
+	case "":
+		s.scaleCreate = "batch"
+	case "batch", "single":
+	default:
+		t.Fatalf("BENCH_SCALE_CREATE=%q: batch or single", s.scaleCreate)
 	}
 	switch s.scaleStorage {
 	case "":
@@ -1001,10 +1011,38 @@ func benchScale(t *testing.T, s benchSettings, rep *benchReport, n int) *scaleRe
 	sshKey := fixtures.SSHKey("")
 	const workers = 32
 	start := time.Now()
-	sr.createErrors, _ = parallel(n, workers, func(i int) error {
-		_, _, err := vaultDo(v, http.MethodPost, "scale/credentials/"+scaleName(i), scaleMix(i, p.TokenURL(), certs, sshKey))
-		return err
-	})
+	if s.scaleCreate == "single" {
+		sr.createErrors, _ = parallel(n, workers, func(i int) error {
+			_, _, err := vaultDo(v, http.MethodPost, "scale/credentials/"+scaleName(i), scaleMix(i, p.TokenURL(), certs, sshKey))
+			return err
+		})
+	} else {
+		// The bulk path: 1,000 items a request, two requests at a time.
+		const per = 1000
+		var notCreated atomic.Int64
+		failed, first := parallel((n+per-1)/per, 2, func(k int) error {
+			items := make([]any, 0, per)
+			for i := k * per; i < min(n, (k+1)*per); i++ {
+				it := scaleMix(i, p.TokenURL(), certs, sshKey)
+				it["name"] = scaleName(i)
+				items = append(items, it)
+			}
+			out, _, err := vaultDo(v, http.MethodPost, "scale/credentials-batch", map[string]any{"items": items})
+			if err != nil {
+				notCreated.Add(int64(len(items)))
+				return err
+			}
+			data, _ := out["data"].(map[string]any)
+			if c, _ := data["created_count"].(float64); int(c) != len(items) {
+				notCreated.Add(int64(len(items) - int(c)))
+				return fmt.Errorf("batch %d: created %v of %d: %.300v", k, data["created_count"], len(items), data["failed"])
+			}
+			return nil
+		})
+		if failed > 0 {
+			t.Fatalf("scale %d: %d items not created by credentials-batch (e.g. %s)", n, notCreated.Load(), first)
+		}
+	}
 	sr.create = time.Since(start)
 	if sr.createErrors > 0 {
 		_, first := parallel(1, 1, func(int) error {
