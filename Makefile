@@ -5,13 +5,16 @@ VERSION := v$(shell tr -d ' \n' < VERSION)
 MODULE  := $(shell go list -m)
 LDFLAGS := -s -w -X $(MODULE)/backend.Version=$(VERSION)
 
-.PHONY: build build-race dev test unit lint fuzz e2e bench fmt vet vault tfprovider release clean
+.PHONY: build build-race build-heapprof dev test unit lint fuzz e2e bench fmt vet vault tfprovider release clean
 
 build: ## bin/vault-plugin-secrets-integrations
 	CGO_ENABLED=0 go build -trimpath -ldflags "$(LDFLAGS)" -o bin/$(PLUGIN) ./cmd/$(PLUGIN)
 
 build-race: ## bin-race/vault-plugin-secrets-integrations: the plugin built with -race (cgo) for the e2e run
 	CGO_ENABLED=1 go build -race -trimpath -ldflags "-X $(MODULE)/backend.Version=$(VERSION)" -o bin-race/$(PLUGIN) ./cmd/$(PLUGIN)
+
+build-heapprof: ## bin-heapprof/vault-plugin-secrets-integrations: the plugin with heap profiles on a signal (-tags heapprof; never a release build)
+	CGO_ENABLED=0 go build -tags heapprof -trimpath -ldflags "-X $(MODULE)/backend.Version=$(VERSION)" -o bin-heapprof/$(PLUGIN) ./cmd/$(PLUGIN)
 
 dev: build ## a real Vault dev server with the plugin mounted at integrations/
 	@bash scripts/dev.sh

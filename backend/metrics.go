@@ -173,13 +173,18 @@ type stateCounts struct {
 	byStatus map[lifecycle.Status]int
 	byHealth map[string]int
 	byName   *prometheus.CounterVec // series to drop when a credential goes
+	// statusNames and healthNames are the values credentialGauge's codes stand for.
+	statusNames []lifecycle.Status
+	healthNames []string
 
 	statusDesc, healthDesc *prometheus.Desc
 }
 
+// credentialGauge is what one credential is counted under: its status and health as
+// positions in the stateCounts' tables of the few values there are, so the map keeps
+// two bytes per credential rather than two strings (a million credentials on a mount).
 type credentialGauge struct {
-	status lifecycle.Status
-	health string
+	status, health uint8
 }
 
 func newStateCounts() *stateCounts {
@@ -194,17 +199,32 @@ func newStateCounts() *stateCounts {
 	}
 }
 
+// code is v's position in *table, appending it when new. The tables hold the engine's
+// own statuses and health values, a handful; the caller holds sc.mu.
+func code[T comparable](table *[]T, v T) uint8 {
+	for i, x := range *table {
+		if x == v {
+			return uint8(i) //nolint:gosec // G115: a handful of values
+		}
+	}
+	if len(*table) == 255 {
+		return 255 // not reached: the engine has far fewer values
+	}
+	*table = append(*table, v)
+	return uint8(len(*table) - 1) //nolint:gosec // G115: at most 254
+}
+
 // set files name under status and health.
 func (sc *stateCounts) set(name string, status lifecycle.Status, health string) {
-	g := credentialGauge{status: status, health: health}
 	sc.mu.Lock()
 	defer sc.mu.Unlock()
+	g := credentialGauge{status: code(&sc.statusNames, status), health: code(&sc.healthNames, health)}
 	if old, ok := sc.of[name]; ok {
 		if old == g {
 			return
 		}
-		sc.byStatus[old.status]--
-		sc.byHealth[old.health]--
+		sc.byStatus[sc.statusNames[old.status]]--
+		sc.byHealth[sc.healthNames[old.health]]--
 	}
 	sc.of[name] = g
 	sc.byStatus[status]++
@@ -216,8 +236,8 @@ func (sc *stateCounts) remove(name string) {
 	sc.mu.Lock()
 	if old, ok := sc.of[name]; ok {
 		delete(sc.of, name)
-		sc.byStatus[old.status]--
-		sc.byHealth[old.health]--
+		sc.byStatus[sc.statusNames[old.status]]--
+		sc.byHealth[sc.healthNames[old.health]]--
 	}
 	sc.mu.Unlock()
 	if sc.byName != nil {

@@ -400,3 +400,49 @@ func TestListThatStopsAtItsLimitSaysSo(t *testing.T) {
 		t.Fatalf("filtered page: %v, warnings %q", keys, resp.Warnings)
 	}
 }
+
+// TestScanReadsInParallel: the index scan reads several credentials at once (two
+// reads are held at the same time; a scan reading one at a time never enters the
+// second gate), and what those held workers read before a delete and a retag does not
+// land after them: the deleted credential stays out of every index, the retagged one
+// is filed under its new tag only, and the rest of the mount is indexed.
+func TestScanReadsInParallel(t *testing.T) {
+	t.Parallel()
+	clock := newTestClock()
+	gs := newGateStorage(logical.NewStorageView(&logical.InmemStorage{}, ""))
+	names := lcSeed(t, gs, clock, "cred-", 40, 95*day)
+	deleted, retagged := names[10], names[30]
+	second := gs.gate("get:" + credentialPrefix + retagged)
+	b, first := startWithScanHeld(t, gs, clock, "get:"+credentialPrefix+deleted)
+	select {
+	case <-second.entered:
+	case <-time.After(30 * time.Second): // a failure detector, not synchronisation
+		close(first.release)
+		close(second.release)
+		t.Fatal("the scan does not read a second credential while one read is held")
+	}
+	mustOK(t, b, gs, logical.DeleteOperation, "credentials/"+deleted, nil)
+	mustOK(t, b, gs, logical.PatchOperation, "credentials/"+retagged, map[string]any{"tags": "moved"})
+	close(first.release)
+	close(second.release)
+	waitIndexBuilt(t, b)
+
+	if !b.indexComplete(b.config) {
+		t.Fatal("the scan did not complete")
+	}
+	for _, n := range names {
+		want := n != deleted
+		if got := dueBy(b.activity.index, n, never); got != want {
+			t.Fatalf("%s in the sweep's index: %v, want %v", n, got, want)
+		}
+		if got := dueBy(b.activity.alerting, n, never); got != want {
+			t.Fatalf("%s in the alerting index: %v, want %v", n, got, want)
+		}
+	}
+	if got, _ := listAllCredentials(t, b, gs, map[string]any{"tag": "moved"}, 100); !slices.Equal(got, []string{retagged}) {
+		t.Fatalf("tag moved: %v", got)
+	}
+	if got, _ := listAllCredentials(t, b, gs, map[string]any{"type": "basic"}, 100); len(got) != len(names)-1 || slices.Contains(got, deleted) {
+		t.Fatalf("type basic: %d names (deleted one listed: %v)", len(got), slices.Contains(got, deleted))
+	}
+}

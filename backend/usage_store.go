@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"maps"
+	"math"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -31,6 +32,40 @@ type usageSummary struct {
 	readFailures []time.Time
 }
 
+// filedSummary is how the usageStore keeps a usageSummary per credential: 32 bytes
+// rather than 64 (the time as Unix nanoseconds, the rare read failures behind a
+// pointer), for a map that holds every credential read or written on a mount of up
+// to a million.
+type filedSummary struct {
+	count               int64
+	lastAccessed        int64 // Unix nanoseconds; 0 for none
+	consecutiveFailures int32
+	readFailures        *[]time.Time
+}
+
+func fileSummary(sum usageSummary) filedSummary {
+	f := filedSummary{count: sum.count, consecutiveFailures: int32(min(sum.consecutiveFailures, math.MaxInt32))} //nolint:gosec // G115: bounded just before
+	if !sum.lastAccessed.IsZero() {
+		f.lastAccessed = sum.lastAccessed.UnixNano()
+	}
+	if len(sum.readFailures) > 0 {
+		rf := sum.readFailures
+		f.readFailures = &rf
+	}
+	return f
+}
+
+func (f filedSummary) summary() usageSummary {
+	sum := usageSummary{count: f.count, consecutiveFailures: int(f.consecutiveFailures)}
+	if f.lastAccessed != 0 {
+		sum.lastAccessed = time.Unix(0, f.lastAccessed).UTC()
+	}
+	if f.readFailures != nil {
+		sum.readFailures = *f.readFailures
+	}
+	return sum
+}
+
 // usageStore is the one owner of the usage/<name> entries: their storage, the
 // summaries decoded from them, the failing set derived from those, and what a flush
 // drained from the recorder but has not stored yet. One lock, mu, covers all of them
@@ -40,7 +75,7 @@ type usageStore struct {
 	recorder *usage.Recorder // the activity's; drained and peeked under mu
 
 	mu        sync.Mutex
-	summaries map[string]usageSummary
+	summaries map[string]filedSummary
 	// failing names those whose stored run of failures reached lifecycle.FailingAfter;
 	// it may hold more than alert (alerts judges each afresh), never less.
 	failing map[string]struct{}
@@ -52,7 +87,7 @@ type usageStore struct {
 }
 
 func newUsageStore(recorder *usage.Recorder) *usageStore {
-	return &usageStore{recorder: recorder, summaries: make(map[string]usageSummary), failing: make(map[string]struct{})}
+	return &usageStore{recorder: recorder, summaries: make(map[string]filedSummary), failing: make(map[string]struct{})}
 }
 
 // load reads a credential's stored usage; empty when it has none.
@@ -122,7 +157,7 @@ func (us *usageStore) summary(ctx context.Context, s logical.Storage, name strin
 		us.fileIfMissing(name, u)
 	}
 	us.mu.Lock()
-	sum := us.summaries[name]
+	sum := us.summaries[name].summary()
 	in := us.inflight[name]
 	p := us.recorder.Peek(name)
 	us.mu.Unlock()
@@ -148,7 +183,7 @@ func (us *usageStore) fileIfMissing(name string, u *usage.Usage) {
 // fileLocked keeps name's stored summary, and whether its run of failures makes it a
 // candidate for the failing alert. The caller holds us.mu.
 func (us *usageStore) fileLocked(name string, sum usageSummary) {
-	us.summaries[name] = sum
+	us.summaries[name] = fileSummary(sum)
 	if sum.consecutiveFailures >= lifecycle.FailingAfter {
 		us.failing[name] = struct{}{}
 	} else {
@@ -329,7 +364,7 @@ func (us *usageStore) failingCandidates() []string {
 func (us *usageStore) everAccessed(name string) bool {
 	us.mu.Lock()
 	defer us.mu.Unlock()
-	return !us.summaries[name].lastAccessed.IsZero()
+	return us.summaries[name].lastAccessed != 0
 }
 
 // isFailing reports whether name is in the failing set, for the health gauge.

@@ -84,7 +84,9 @@ func benchStartup(t *testing.T, rep *benchReport, n int) *startupResult {
 
 	// Restart: one node on integrated storage.
 	func() {
-		v, err := startVault(serverOptions{raftNode: "solo"})
+		// Its own copy of the binary: a rebuild of PLUGIN_DIR meanwhile would fail the
+		// restart's plugin start (see ownPluginCopy). Likewise each node below.
+		v, err := startVault(serverOptions{raftNode: "solo", ownPluginCopy: true})
 		if err != nil {
 			t.Fatalf("starting Vault: %v", err)
 		}
@@ -110,14 +112,14 @@ func benchStartup(t *testing.T, rep *benchReport, n int) *startupResult {
 
 	// Leader change: three nodes, the leader killed with SIGKILL.
 	func() {
-		n1, err := startVault(serverOptions{raftNode: "n1"})
+		n1, err := startVault(serverOptions{raftNode: "n1", ownPluginCopy: true})
 		if err != nil {
 			t.Fatalf("starting Vault: %v", err)
 		}
 		defer n1.stop()
 		nodes := []*vaultServer{n1}
 		for _, id := range []string{"n2", "n3"} {
-			v, err := startVault(serverOptions{raftNode: id, joinTo: n1})
+			v, err := startVault(serverOptions{raftNode: id, joinTo: n1, ownPluginCopy: true})
 			if err != nil {
 				t.Fatalf("starting Vault %s: %v", id, err)
 			}

@@ -15,6 +15,9 @@ package e2e
 //	BENCH_PROVIDER_LATENCY   the OAuth token endpoint's added latency (default 350ms)
 //	BENCH_REFRESH_AHEAD      on|off for the rollover run, when the engine has it (default on)
 //	BENCH_SCALE              mount sizes (default 1000,10000,100000)
+//	BENCH_SCALE_STORAGE      dev (a dev server, in memory; default) or raft (one integrated-storage node on disk) for the scale section
+//	BENCH_SCALE_CREATE       batch (credentials-batch, 1,000 a request, 2 at a time; default) or single (32 clients creating credentials/<name>) for the scale section
+//	BENCH_HEAPPROF           a directory: heap profiles of the plugin after creation and after the reload (PLUGIN_DIR must hold a -tags heapprof build: make build-heapprof)
 //	BENCH_SWEEP_WAIT         wait for a periodic tick before the after-sweep RSS (default 65s; 0 skips)
 //	BENCH_ONLY               sections to run: load,rollover,herd,scale,startup,kdf,batch (default all);
 //	                         providers runs only when named (bench_providers_test.go has its knobs)
@@ -63,6 +66,8 @@ type benchSettings struct {
 	sizes                                          []int
 	only                                           map[string]bool
 	inproc                                         string
+	scaleStorage                                   string // "dev" (in memory) or "raft" (one node on disk)
+	scaleCreate                                    string // "batch" (credentials-batch) or "single" (credentials/<name>)
 }
 
 func (s benchSettings) quick() bool {
@@ -112,6 +117,22 @@ func benchSettingsFromEnv(t *testing.T) benchSettings {
 		sizes:           []int{1000, 10000, 100000},
 		only:            map[string]bool{},
 		inproc:          os.Getenv("BENCH_INPROC"),
+		scaleStorage:    os.Getenv("BENCH_SCALE_STORAGE"),
+		scaleCreate:     os.Getenv("BENCH_SCALE_CREATE"),
+	}
+	switch s.scaleCreate {
+	case "":
+		s.scaleCreate = "batch"
+	case "batch", "single":
+	default:
+		t.Fatalf("BENCH_SCALE_CREATE=%q: batch or single", s.scaleCreate)
+	}
+	switch s.scaleStorage {
+	case "":
+		s.scaleStorage = "dev"
+	case "dev", "raft":
+	default:
+		t.Fatalf("BENCH_SCALE_STORAGE=%q: dev or raft", s.scaleStorage)
 	}
 	if v := os.Getenv("BENCH_SCALE"); v != "" {
 		s.sizes = nil
@@ -700,6 +721,7 @@ type scaleResult struct {
 	create, warm                       time.Duration
 	createErrors                       int
 	rssCreated, rssListed, rssSwept    float64 // MB; 0 = not measured
+	rssReloaded                        float64 // MB, once the reloaded mount lists completely
 	listFirst, listLast, listTag       time.Duration
 	listBusy, settle                   time.Duration // first page while the warm-up's background work runs; how long that took to end
 	listType, fullList, alerts         time.Duration
@@ -707,7 +729,9 @@ type scaleResult struct {
 	reloadCall                         time.Duration
 	reloadErr                          string
 	reloadAccess, reloadList           time.Duration
+	indexComplete                      time.Duration // reload → alerts no longer says the index is being built
 	alertsAfterReload, listAfterReload time.Duration
+	lookup, lookupAfterReload          time.Duration // a device account by hostname + ip + username
 	tokenMints                         int64
 }
 
@@ -724,14 +748,17 @@ func scaleCertPEMs(t *testing.T, n int) [][2]string {
 
 func scaleName(i int) string { return fmt.Sprintf("cred-%06d", i) }
 
-// scaleMix is the fixed mix of BENCHMARKS.md, by i mod 10: 0–3 bearer/api_key, 4–5
+// scaleMix is the fixed mix of BENCHMARKS.md, by i mod 10: 0 bearer, 1 and 3 device
+// accounts (issue 28: they took half of what was 0–3 bearer/api_key), 2 api_key, 4–5
 // basic, 6–7 OAuth client credentials, 8 certificate, 9 SFTP (password or key).
 func scaleMix(i int, tokenURL string, certs [][2]string, sshKey string) map[string]any {
 	var m map[string]any
 	switch i % 10 {
-	case 0, 1:
+	case 0:
 		m = map[string]any{"type": "bearer", "token": fmt.Sprintf("tok-%d", i), "url": "https://api.example.com/v1"}
-	case 2, 3:
+	case 1, 3:
+		m = map[string]any{"type": "device_account", "hostname": scaleHost(i), "ip": scaleIP(i), "username": scaleUser(i), "password": fmt.Sprintf("pw-%d", i)}
+	case 2:
 		m = map[string]any{"type": "api_key", "key": fmt.Sprintf("key-%d", i), "header_name": "X-Api-Token", "url": "https://api.example.com"}
 	case 4, 5:
 		m = map[string]any{"type": "basic", "username": "svc-user", "password": fmt.Sprintf("pw-%d", i)}
@@ -752,6 +779,12 @@ func scaleMix(i int, tokenURL string, certs [][2]string, sshKey string) map[stri
 	m["tags"] = []string{fmt.Sprintf("shard-%d", i%20)}
 	return m
 }
+
+// scaleHost, scaleIP and scaleUser are device account i's triple: one host per ten
+// credentials (two accounts on each), distinct for every i up to 2^24.
+func scaleHost(i int) string { return fmt.Sprintf("host-%d.corp.example", i/10) }
+func scaleIP(i int) string   { return fmt.Sprintf("10.%d.%d.%d", (i>>16)&255, (i>>8)&255, i&255) }
+func scaleUser(i int) string { return fmt.Sprintf("svc-%d", i) }
 
 // parallel runs f(i) for i in [0, n) on workers goroutines and returns the errors.
 func parallel(n, workers int, f func(i int) error) (int, string) {
@@ -936,7 +969,42 @@ func listAll(v *vaultServer, mount string) ([]string, error) {
 
 func benchScale(t *testing.T, s benchSettings, rep *benchReport, n int) *scaleResult {
 	sr := &scaleResult{n: n}
-	v, err := startVault(serverOptions{})
+	// A run takes minutes to hours: the server runs on its own copy of the binary, so
+	// a rebuild of PLUGIN_DIR meanwhile cannot fail the reload below (see ownPluginCopy).
+	opts := serverOptions{ownPluginCopy: true}
+	if s.scaleStorage == "raft" {
+		// As production runs: one node of integrated storage on disk.
+		opts.raftNode = fmt.Sprintf("scale-%d", n)
+	}
+	var v *vaultServer
+	profDir := os.Getenv("BENCH_HEAPPROF")
+	if profDir != "" {
+		// A plugin built with -tags heapprof (make build-heapprof) writes a heap
+		// profile on SIGUSR1 (and, after returning freed heap, on SIGUSR2).
+		profDir = filepath.Join(profDir, fmt.Sprintf("scale-%d", n))
+		if err := os.MkdirAll(profDir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		opts.pluginEnv = []string{"INTEGRATIONS_HEAPPROF_DIR=" + profDir}
+	}
+	profile := func(label string) {
+		if profDir == "" {
+			return
+		}
+		pid, err := pluginPID(v)
+		if err != nil {
+			t.Logf("heap profile %s: %v", label, err)
+			return
+		}
+		rss, _ := pluginRSS(v)
+		for _, sig := range []syscall.Signal{syscall.SIGUSR1, syscall.SIGUSR2} {
+			_ = syscall.Kill(pid, sig)
+			time.Sleep(3 * time.Second) // a profile of a large heap takes a moment; nothing waits on it
+		}
+		after, _ := pluginRSS(v)
+		t.Logf("heap profile %s: pid %d, rss %.0f MB, %.0f MB after FreeOSMemory (%s)", label, pid, rss, after, profDir)
+	}
+	v, err := startVault(opts) // v is the one declared above, which profile reads
 	if err != nil {
 		t.Fatalf("starting Vault: %v", err)
 	}
@@ -950,10 +1018,38 @@ func benchScale(t *testing.T, s benchSettings, rep *benchReport, n int) *scaleRe
 	sshKey := fixtures.SSHKey("")
 	const workers = 32
 	start := time.Now()
-	sr.createErrors, _ = parallel(n, workers, func(i int) error {
-		_, _, err := vaultDo(v, http.MethodPost, "scale/credentials/"+scaleName(i), scaleMix(i, p.TokenURL(), certs, sshKey))
-		return err
-	})
+	if s.scaleCreate == "single" {
+		sr.createErrors, _ = parallel(n, workers, func(i int) error {
+			_, _, err := vaultDo(v, http.MethodPost, "scale/credentials/"+scaleName(i), scaleMix(i, p.TokenURL(), certs, sshKey))
+			return err
+		})
+	} else {
+		// The bulk path: 1,000 items a request, two requests at a time.
+		const per = 1000
+		var notCreated atomic.Int64
+		failed, first := parallel((n+per-1)/per, 2, func(k int) error {
+			items := make([]any, 0, per)
+			for i := k * per; i < min(n, (k+1)*per); i++ {
+				it := scaleMix(i, p.TokenURL(), certs, sshKey)
+				it["name"] = scaleName(i)
+				items = append(items, it)
+			}
+			out, _, err := vaultDo(v, http.MethodPost, "scale/credentials-batch", map[string]any{"items": items})
+			if err != nil {
+				notCreated.Add(int64(len(items)))
+				return err
+			}
+			data, _ := out["data"].(map[string]any)
+			if c, _ := data["created_count"].(float64); int(c) != len(items) {
+				notCreated.Add(int64(len(items) - int(c)))
+				return fmt.Errorf("batch %d: created %v of %d: %.300v", k, data["created_count"], len(items), data["failed"])
+			}
+			return nil
+		})
+		if failed > 0 {
+			t.Fatalf("scale %d: %d items not created by credentials-batch (e.g. %s)", n, notCreated.Load(), first)
+		}
+	}
 	sr.create = time.Since(start)
 	if sr.createErrors > 0 {
 		_, first := parallel(1, 1, func(int) error {
@@ -977,6 +1073,7 @@ func benchScale(t *testing.T, s benchSettings, rep *benchReport, n int) *scaleRe
 	if sr.rssCreated, err = pluginRSS(v); err != nil {
 		rep.note("RSS at %d: %v", n, err)
 	}
+	profile("after creation")
 	const k = 15
 	// The warm-up's reads leave background work behind (the usage flush renews 20% of
 	// the mount's inactivity windows): a first page read now shares the machine with
@@ -990,6 +1087,12 @@ func benchScale(t *testing.T, s benchSettings, rep *benchReport, n int) *scaleRe
 	sr.listTag = timeRead(t, v, "scale/credentials?list=true&limit=100&tag=shard-7", k)
 	sr.listType = timeRead(t, v, "scale/credentials?list=true&limit=100&type=certificate", k)
 	sr.alerts = timeRead(t, v, "scale/alerts", 5)
+	dev := (n-1)/10*10 + 1 // the last device account
+	if dev >= n {
+		dev -= 10
+	}
+	lookup := "scale/lookup?" + url.Values{"hostname": {scaleHost(dev)}, "ip": {scaleIP(dev)}, "username": {scaleUser(dev)}}.Encode()
+	sr.lookup = timeRead(t, v, lookup, k)
 	start = time.Now()
 	names, err := listAll(v, "scale")
 	sr.fullList, sr.fullListNames = time.Since(start), len(names)
@@ -1013,14 +1116,33 @@ func benchScale(t *testing.T, s benchSettings, rep *benchReport, n int) *scaleRe
 	}
 	deadline := start.Add(10 * time.Minute)
 	for {
-		if _, _, err := vaultDo(v, http.MethodGet, probe, nil); err == nil {
+		_, _, err := vaultDo(v, http.MethodGet, probe, nil)
+		if err == nil {
 			sr.reloadAccess = time.Since(start)
 			break
 		}
+		// A mount whose reload could not start the plugin answers every request with
+		// the reload's error until it is reloaded again: waiting cannot help.
+		if rerr != nil && strings.Contains(err.Error(), "checksums did not match") {
+			t.Fatalf("scale %d: the reload failed (%v) and the mount answers %v: the plugin binary changed since it was registered", n, rerr, err)
+		}
 		if time.Now().After(deadline) {
-			t.Fatalf("scale %d: no access/ served within 10 minutes of the reload", n)
+			t.Fatalf("scale %d: no access/ served within 10 minutes of the reload (the reload call: %v; the last answer: %v)", n, rerr, err)
 		}
 		time.Sleep(5 * time.Millisecond) // poll interval of the outside observer
+	}
+	for {
+		// alerts warns while the index scan runs; the first answer without the warning
+		// is the index complete.
+		out, _, err := vaultDo(v, http.MethodGet, "scale/alerts", nil)
+		if w, _ := out["warnings"].([]any); err == nil && !strings.Contains(fmt.Sprint(w), "still being built") {
+			sr.indexComplete = time.Since(start)
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("scale %d: the index was not complete within 10 minutes of the reload", n)
+		}
+		time.Sleep(100 * time.Millisecond) // poll interval of the outside observer
 	}
 	for {
 		names, err := listAll(v, "scale")
@@ -1032,11 +1154,14 @@ func benchScale(t *testing.T, s benchSettings, rep *benchReport, n int) *scaleRe
 			t.Fatalf("scale %d: no complete list within 10 minutes of the reload (%d names, %v)", n, len(names), err)
 		}
 	}
+	sr.rssReloaded, _ = pluginRSS(v)
+	profile("after reload")
 	sr.alertsAfterReload = timeRead(t, v, "scale/alerts", 5)
 	sr.listAfterReload = timeRead(t, v, "scale/credentials?list=true&limit=100", k)
-	t.Logf("scale %d: list while busy %s, idle after %s; list %s/%s alerts %s rss %.0f/%.0f/%.0f MB, reload → access %s, → full list %s",
+	sr.lookupAfterReload = timeRead(t, v, lookup, k)
+	t.Logf("scale %d: list while busy %s, idle after %s; list %s/%s alerts %s rss %.0f/%.0f/%.0f MB, reload → access %s, → index complete %s, → full list %s",
 		n, ms(sr.listBusy), sr.settle.Round(time.Second), ms(sr.listFirst), ms(sr.listLast), ms(sr.alerts), sr.rssCreated, sr.rssListed, sr.rssSwept,
-		sr.reloadAccess.Round(time.Millisecond), sr.reloadList.Round(time.Millisecond))
+		sr.reloadAccess.Round(time.Millisecond), sr.indexComplete.Round(time.Millisecond), sr.reloadList.Round(time.Millisecond))
 	return sr
 }
 

@@ -136,7 +136,7 @@ func TestBenchmarkReportRendering(t *testing.T) {
 		"- From 1000 to 10000 credentials (×10): list first page ×1.5, last page ×2.5, tag filter ×1.0, type filter ×1.0, alerts ×1.0 (flat = under ×2 over the whole range: list pages and filters **not met**, alerts **met**).\n",
 		"- 100,000 credentials were not measured in this run: the RSS and startup targets at 100k are not assessed. At 10000: RSS 90 MB, reload → first access/ 500ms (~0.05 ms per credential).\n",
 		// In-process figures, read from the go test -bench output (GOMAXPROCS suffix dropped).
-		"| 1000 | — | — | — | 8.195µs (1.000 storage ops) | — |\n",
+		"| 1000 | — | — | — | — | 8.195µs (1.000 storage ops) | — |\n",
 		"| BenchmarkAccessStatic | 44916 | 3056 | 37 | 0 storage-ops/op |\n",
 		"- BenchmarkAccessStatic: 0 storage operations per access (target 0: **met**).\n",
 		"- BenchmarkAccessOAuthCached: 2 storage operations per access (target 0: **not met**).\n",

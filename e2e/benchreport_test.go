@@ -135,28 +135,28 @@ func (r *benchReport) render(_ *testing.T) string {
 
 	inproc := parseInproc(s.inproc)
 	if len(r.scale) > 0 {
-		w("## 4. Scale\n\nOne mount, a fresh dev server per size; credentials created through the HTTP API by 32 concurrent clients in the fixed mix: **40%% bearer/api_key, 20%% basic, 20%% OAuth client credentials with cached tokens** (each read once through access/ against internal/oauthtest), **10%% certificate** (RSA-2048 certificate + PKCS#8 key, ~3 KB of PEM, four distinct pairs reused), **10%% SFTP** (half password, half an unencrypted ed25519 key: a passphrase-protected key costs ~0.3 s of KDF per validation, see the validator benchmark). Each credential has one of 20 tags. List figures are the median of 15 reads, alerts of 5.\n\n")
-		w("| credentials | create | create rate | cache OAuth tokens | first page during the warm-up's flush | idle after | list first / last page (limit 100) | tag filter | type filter | alerts | full list (1,000 a page) |\n|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+		w("## 4. Scale\n\nOne mount, a fresh Vault server per size (storage below); credentials created through the HTTP API (%s) in the fixed mix: **20%% device accounts** (PAM style: hostname + ip + username, two per host; added in issue 28, taking half of the bearer/api_key share, which was 40%%), **10%% bearer, 10%% api_key, 20%% basic, 20%% OAuth client credentials with cached tokens** (each read once through access/ against internal/oauthtest), **10%% certificate** (RSA-2048 certificate + PKCS#8 key, ~3 KB of PEM, four distinct pairs reused), **10%% SFTP** (half password, half an unencrypted ed25519 key: a passphrase-protected key costs ~0.3 s of KDF per validation, see the validator benchmark). Each credential has one of 20 tags. List figures are the median of 15 reads, alerts of 5. Storage: %s.\n\n", map[string]string{"batch": "`credentials-batch`, 1,000 a request, two requests at a time", "single": "single creates of `credentials/<name>` by 32 concurrent clients"}[s.scaleCreate], map[string]string{"dev": "a dev server (in memory)", "raft": "one integrated-storage (Raft) node on disk, as production runs"}[s.scaleStorage])
+		w("| credentials | create | create rate | cache OAuth tokens | first page during the warm-up's flush | idle after | list first / last page (limit 100) | tag filter | type filter | alerts | lookup | full list (1,000 a page) |\n|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 		for _, sr := range r.scale {
-			w("| %d | %s | %.0f/s | %s (%d mints) | %s | %s | %s / %s | %s | %s | %s | %s |\n", sr.n, sr.create.Round(time.Millisecond), float64(sr.n)/sr.create.Seconds(),
-				sr.warm.Round(time.Millisecond), sr.tokenMints, ms(sr.listBusy), sr.settle.Round(time.Second), ms(sr.listFirst), ms(sr.listLast), ms(sr.listTag), ms(sr.listType), ms(sr.alerts), ms(sr.fullList))
+			w("| %d | %s | %.0f/s | %s (%d mints) | %s | %s | %s / %s | %s | %s | %s | %s | %s |\n", sr.n, sr.create.Round(time.Millisecond), float64(sr.n)/sr.create.Seconds(),
+				sr.warm.Round(time.Millisecond), sr.tokenMints, ms(sr.listBusy), sr.settle.Round(time.Second), ms(sr.listFirst), ms(sr.listLast), ms(sr.listTag), ms(sr.listType), ms(sr.alerts), ms(sr.lookup), ms(sr.fullList))
 		}
 		w("\nThe first page is read once right after the OAuth warm-up, while the flush of its usage renews the inactivity window of every credential read (a credential rewrite each); the plugin and Vault are then waited on until each uses under 5%% of a core over a second (their CPU time in /proc), and every other figure is read after that.\n\n")
-		w("\n| credentials | plugin RSS after creation | after a full list | after a sweep tick | sweep, nothing due (in-process) | sweep, 1%% due (in-process) |\n|---:|---:|---:|---:|---:|---:|\n")
+		w("\n| credentials | plugin RSS after creation | after a full list | after a sweep tick | after the reload (index complete) | sweep, nothing due (in-process) | sweep, 1%% due (in-process) |\n|---:|---:|---:|---:|---:|---:|---:|\n")
 		for _, sr := range r.scale {
-			w("| %d | %s | %s | %s | %s | %s |\n", sr.n, mb(sr.rssCreated), mb(sr.rssListed), mb(sr.rssSwept),
+			w("| %d | %s | %s | %s | %s | %s | %s |\n", sr.n, mb(sr.rssCreated), mb(sr.rssListed), mb(sr.rssSwept), mb(sr.rssReloaded),
 				inproc.get(fmt.Sprintf("BenchmarkSweepScale/n=%d/due=0%%", sr.n)), inproc.get(fmt.Sprintf("BenchmarkSweepScale/n=%d/due=1%%", sr.n)))
 		}
 		w("\nRSS is VmRSS of the plugin process (found under the Vault server's pid). \"After a sweep tick\" is read after waiting %s for Vault's periodic call (about once a minute), which runs the sweep; sweep times come from the in-process BenchmarkSweepScale (backend/bench_scale_test.go) at the same sizes.\n\n", s.sweepWait)
-		w("| credentials | `plugin reload` call | reload → first served access/ | reload → complete list | alerts after reload | list first page after reload |\n|---:|---:|---:|---:|---:|---:|\n")
+		w("| credentials | `plugin reload` call | reload → first served access/ | reload → index complete | reload → complete list | alerts after reload | list first page after reload | lookup after reload |\n|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 		for _, sr := range r.scale {
 			call := sr.reloadCall.Round(time.Millisecond).String()
 			if sr.reloadErr != "" {
 				call += " (error: " + firstLine(sr.reloadErr) + ")"
 			}
-			w("| %d | %s | **%s** | %s | %s | %s |\n", sr.n, call, sr.reloadAccess.Round(time.Millisecond), sr.reloadList.Round(time.Millisecond), ms(sr.alertsAfterReload), ms(sr.listAfterReload))
+			w("| %d | %s | **%s** | %s | %s | %s | %s | %s |\n", sr.n, call, sr.reloadAccess.Round(time.Millisecond), sr.indexComplete.Round(time.Millisecond), sr.reloadList.Round(time.Millisecond), ms(sr.alertsAfterReload), ms(sr.listAfterReload), ms(sr.lookupAfterReload))
 		}
-		w("\nThe reload is `sys/plugins/reload/backend` for the mount (the API: the CLI cannot reload by mount); both times count from the moment the call is sent.\n\n")
+		w("\nThe reload is `sys/plugins/reload/backend` for the mount (the API: the CLI cannot reload by mount); every time counts from the moment the call is sent. The index is complete when `alerts` no longer warns that it is being built (polled every 100 ms); the complete list is then read.\n\n")
 		small, large := r.scale[0], r.scale[len(r.scale)-1]
 		if len(r.scale) > 1 {
 			f := float64(large.n) / float64(small.n)
@@ -463,7 +463,8 @@ func (r *benchReport) plot(path string) error {
 		if err := plotutil.AddLinePoints(rss,
 			"after creation", series(func(s *scaleResult) float64 { return s.rssCreated }),
 			"after full list", series(func(s *scaleResult) float64 { return s.rssListed }),
-			"after sweep", series(func(s *scaleResult) float64 { return s.rssSwept })); err != nil {
+			"after sweep", series(func(s *scaleResult) float64 { return s.rssSwept }),
+			"after reload", series(func(s *scaleResult) float64 { return s.rssReloaded })); err != nil {
 			return err
 		}
 		if err := plotutil.AddLinePoints(lat,
@@ -471,7 +472,8 @@ func (r *benchReport) plot(path string) error {
 			"last page", series(func(s *scaleResult) float64 { return msOf(s.listLast) }),
 			"tag filter", series(func(s *scaleResult) float64 { return msOf(s.listTag) }),
 			"type filter", series(func(s *scaleResult) float64 { return msOf(s.listType) }),
-			"alerts", series(func(s *scaleResult) float64 { return msOf(s.alerts) })); err != nil {
+			"alerts", series(func(s *scaleResult) float64 { return msOf(s.alerts) }),
+			"lookup", series(func(s *scaleResult) float64 { return msOf(s.lookup) })); err != nil {
 			return err
 		}
 		rss.Legend.Top, lat.Legend.Top, rss.Legend.Left, lat.Legend.Left = true, true, true, true

@@ -135,6 +135,14 @@ type serverOptions struct {
 	// pluginEnv is registered with the plugin ("KEY=value"): the plugin process gets
 	// it, the server does not. GORACE is added when E2E_RACE_LOG_DIR is set.
 	pluginEnv []string
+	// ownPluginCopy runs the server on a copy of the plugin binary taken at start (in
+	// its own directory), not on the file in pluginDir (PLUGIN_DIR). Vault registers the
+	// binary by checksum and checks it again at every plugin start: a rebuild of the
+	// binary during a long run (make build, make build-heapprof) makes the next reload
+	// fail with "checksums did not match", and the mount then answers every request
+	// with that error until it is reloaded with a matching binary. The long benchmark
+	// sections use it.
+	ownPluginCopy bool
 }
 
 // vaultServer is one real Vault server process listening on loopback.
@@ -179,6 +187,18 @@ func startVault(opts serverOptions) (*vaultServer, error) {
 	port, err := freePort()
 	if err != nil {
 		return nil, err
+	}
+	if opts.ownPluginCopy {
+		src := opts.pluginDir
+		if src == "" {
+			src = pluginDir()
+		}
+		own := filepath.Join(dir, "plugins")
+		if err := copyExecutable(filepath.Join(src, pluginName), filepath.Join(own, pluginName)); err != nil {
+			os.RemoveAll(dir)
+			return nil, fmt.Errorf("copying the plugin binary: %w", err)
+		}
+		opts.pluginDir = own
 	}
 	v := &vaultServer{
 		opts:    opts,
@@ -431,7 +451,7 @@ func (v *vaultServer) logTail() string {
 
 // registerPlugin registers the built binary with its sha256 and version.
 func (v *vaultServer) registerPlugin() error {
-	sum, err := fileSHA256(filepath.Join(pluginDir(), pluginName))
+	sum, err := fileSHA256(filepath.Join(v.pluginDir(), pluginName))
 	if err != nil {
 		return err
 	}
@@ -547,6 +567,27 @@ func (v *vaultServer) pluginDir() string {
 func pluginDir() string {
 	d, _ := filepath.Abs(os.Getenv("PLUGIN_DIR"))
 	return d
+}
+
+// copyExecutable copies the file at from to to (its directory made), executable.
+func copyExecutable(from, to string) error {
+	if err := os.MkdirAll(filepath.Dir(to), 0o755); err != nil {
+		return err
+	}
+	in, err := os.Open(from)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	out, err := os.OpenFile(to, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o755)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		out.Close()
+		return err
+	}
+	return out.Close()
 }
 
 func fileSHA256(path string) (string, error) {

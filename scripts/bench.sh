@@ -16,6 +16,10 @@
 #   BENCH_PROVIDER_LATENCY=350ms the OAuth token endpoint's latency
 #   BENCH_REFRESH_AHEAD=on    on|off for the rollover run (when the engine has it)
 #   BENCH_SCALE=1000,10000,100000  mount sizes (quick: 1000,10000)
+#   BENCH_SCALE_STORAGE=dev   dev (in memory) or raft (one integrated-storage node on disk) for the scale section
+#   BENCH_HEAPPROF=dir        heap profiles of the plugin after creation and after the reload (scale section);
+#                             needs a -tags heapprof build: make build-heapprof, then PLUGIN_DIR=bin-heapprof
+#                             (run the driver by hand as below: this script builds bin/)
 #   BENCH_SWEEP_WAIT=65s      wait for Vault's periodic tick before the after-sweep RSS (0 skips)
 #   BENCH_ONLY=load,rollover,herd,scale,startup,kdf,batch  sections of the driver to run
 #   BENCH_BATCH_N=20000       credentials per run of the batch section (credentials-batch vs single creates)

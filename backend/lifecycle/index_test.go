@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"fmt"
 	"math/rand/v2"
+	"runtime"
 	"slices"
 	"sync"
 	"testing"
@@ -218,7 +219,7 @@ func (x *Index) next() (name string, due time.Time, ok bool) {
 	if len(x.heap) == 0 {
 		return "", time.Time{}, false
 	}
-	return x.heap[0].name, x.heap[0].due, true
+	return x.heap[0].name, time.Unix(0, x.heap[0].due), true
 }
 
 // len is the number of filed names.
@@ -232,8 +233,80 @@ func (x *Index) len() int {
 func (x *Index) get(name string) (time.Time, bool) {
 	x.mu.Lock()
 	defer x.mu.Unlock()
-	if e, ok := x.names[name]; ok {
-		return e.due, true
+	if i, ok := x.names[name]; ok {
+		return time.Unix(0, x.heap[i].due), true
 	}
 	return time.Time{}, false
+}
+
+// BenchmarkIndexMemory reports the live heap one Index keeps per filed name, the names'
+// own bytes excluded (the caller's strings, shared with every other index): what the
+// index itself costs a mount of that many credentials.
+func BenchmarkIndexMemory(b *testing.B) {
+	for _, size := range []int{10000, 100000} {
+		b.Run(fmt.Sprintf("entries=%d", size), func(b *testing.B) {
+			names := make([]string, size)
+			for i := range names {
+				names[i] = fmt.Sprintf("credential-%06d", i)
+			}
+			rng := rand.New(rand.NewPCG(5, 6))
+			var perName float64
+			for b.Loop() {
+				runtime.GC()
+				var before, after runtime.MemStats
+				runtime.ReadMemStats(&before)
+				x := NewIndex()
+				for _, i := range rng.Perm(size) {
+					x.Set(names[i], at(time.Hour+time.Duration(rng.Int64N(int64(day(365))))))
+				}
+				runtime.GC()
+				runtime.ReadMemStats(&after)
+				perName = float64(after.HeapAlloc-before.HeapAlloc) / float64(size)
+				runtime.KeepAlive(x)
+			}
+			b.ReportMetric(perName, "B/credential")
+		})
+	}
+}
+
+// TestIndexAfterMostNamesLeave: once most names are removed the index rebuilds itself
+// at its new size (a Go map never shrinks), and answers as before; times beyond the
+// nanosecond range (year 2262) still order after every time within it.
+func TestIndexAfterMostNamesLeave(t *testing.T) {
+	t.Parallel()
+	x := fillIndex(10000, 0)
+	far := time.Date(9999, 1, 1, 0, 0, 0, 0, time.UTC)
+	x.Set("credential-far", far)
+	for i := range 9500 {
+		x.Remove(fmt.Sprintf("credential-%06d", i))
+	}
+	if x.len() != 501 {
+		t.Fatalf("len %d, want 501", x.len())
+	}
+	x.mu.Lock()
+	peak, capacity := x.peak, cap(x.heap)
+	x.mu.Unlock()
+	if peak >= 10000 || capacity >= 10000 {
+		t.Fatalf("not rebuilt after most names left: peak %d, capacity %d", peak, capacity)
+	}
+	all := x.Due(far, 0)
+	if len(all) != 501 || all[len(all)-1] != "credential-far" {
+		t.Fatalf("Due(far): %d names, last %q", len(all), all[len(all)-1])
+	}
+	if slices.Contains(x.Due(time.Date(2200, 1, 1, 0, 0, 0, 0, time.UTC), 0), "credential-far") {
+		t.Fatal("a time beyond 2262 is due before it")
+	}
+	for i := 9500; i < 10000; i++ {
+		name := fmt.Sprintf("credential-%06d", i)
+		if _, ok := x.get(name); !ok {
+			t.Fatalf("%s lost in the rebuild", name)
+		}
+	}
+	if !slices.IsSortedFunc(all[:500], func(a, b string) int {
+		da, _ := x.get(a)
+		db, _ := x.get(b)
+		return da.Compare(db)
+	}) {
+		t.Fatal("Due out of order after the rebuild")
+	}
 }
