@@ -1025,54 +1025,101 @@ func TestHostileProviderErrorText(t *testing.T) {
 // expiry_buffer) longer than the provider's tokens live cannot be met by minting, so
 // the token minted is served with a warning, and served again until it has less than
 // expiry_buffer left (or, when expiry_buffer is itself too long, half its lifetime).
+//
+// Both cases below lower the demand on 2-minute tokens to 60 s, so a token falls due
+// 60 s after its issue. With refresh_ahead off it is served until then and the read
+// after mints the next one. With refresh_ahead on (the default) the token's refresh
+// window opens in the second half of those 60 s (refreshAt: 24 s lead plus its spread,
+// never earlier than 30 s after issue): the first read in it starts one background
+// refresh, and the token that refresh mints is served from then on, past the old one's
+// due point, without another request. Either way: two requests in 61 s, never one a
+// read. The test waited for no background refresh before: it passed only while the
+// refresh the read at 40 s started had not reached the provider by the reads that
+// counted requests, and failed about once in a hundred runs when it had.
 func TestShortLivedTokensAreNotMintedOnEveryRead(t *testing.T) {
 	t.Parallel()
-	t.Run("minimum_seconds", func(t *testing.T) {
-		t.Parallel()
-		p := newTestProvider(t, providerConfig{accessTTL: 2 * time.Minute})
-		b, s, clock := oauthBackend(t)
-		mustOK(t, b, s, logical.CreateOperation, "credentials/cc", clientCredentials(p, "header"))
-		demand := map[string]any{"minimum_seconds": 600}
-		first := accessOK(t, b, s, "cc", demand)
-		if len(first.Warnings) != 1 || !strings.Contains(first.Warnings[0], "2m0s") {
-			t.Fatalf("first read: warnings %q, want one naming the 2m lifetime", first.Warnings)
+	cases := []struct {
+		name   string
+		config map[string]any // besides refresh_ahead
+		demand map[string]any // the read's
+	}{
+		// minimum_seconds=600 on 2-minute tokens: lowered to expiry_buffer (60 s).
+		{"minimum_seconds", map[string]any{}, map[string]any{"minimum_seconds": 600}},
+		// expiry_buffer=300 on 2-minute tokens: lowered to half the lifetime (60 s).
+		{"expiry_buffer", map[string]any{"expiry_buffer": 300}, nil},
+	}
+	for _, tc := range cases {
+		for _, ahead := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%s/refresh_ahead=%v", tc.name, ahead), func(t *testing.T) {
+				t.Parallel()
+				shortLivedReads(t, tc.config, tc.demand, ahead)
+			})
 		}
-		for range 6 { // 60 s: the token keeps at least expiry_buffer (60 s)
-			clock.Advance(10 * time.Second)
-			r := accessOK(t, b, s, "cc", demand)
-			if r.Data["access_token"] != first.Data["access_token"] || len(r.Warnings) != 1 || p.requests.Load() != 1 {
-				t.Fatalf("within its lifetime: token changed %v, warnings %q, %d requests, want the same token with a warning after 1",
-					r.Data["access_token"] != first.Data["access_token"], r.Warnings, p.requests.Load())
-			}
+	}
+}
+
+// shortLivedReads reads a credential of a provider of 2-minute tokens every 10 s
+// with demand, waiting for any background refresh after each read, and checks each
+// answer against the rules TestShortLivedTokensAreNotMintedOnEveryRead states.
+func shortLivedReads(t *testing.T, config, demand map[string]any, ahead bool) {
+	t.Helper()
+	const due = 60 * time.Second // the lowered demand, and so the due point after issue
+	p := newTestProvider(t, providerConfig{accessTTL: 2 * time.Minute})
+	b, s, clock := oauthBackend(t)
+	cfg := map[string]any{"refresh_ahead": ahead}
+	for k, v := range config {
+		cfg[k] = v
+	}
+	mustOK(t, b, s, logical.UpdateOperation, "config", cfg)
+	mustOK(t, b, s, logical.CreateOperation, "credentials/cc", clientCredentials(p, "header"))
+	first := accessOK(t, b, s, "cc", demand)
+	settle(b)
+	if len(first.Warnings) != 1 || !strings.Contains(first.Warnings[0], "2m0s") || p.requests.Load() != 1 {
+		t.Fatalf("first read: warnings %q, %d requests, want one warning naming the 2m lifetime after 1", first.Warnings, p.requests.Load())
+	}
+	st, err := b.tokens.cached(context.Background(), s, "cc")
+	if err != nil || st == nil {
+		t.Fatalf("no cached token after the first read: %v", err)
+	}
+	issued := st.Token.IssuedAt
+	opens := refreshAt(&st.Token, due)
+	if o := opens.Sub(issued); o <= due/2 || o > due-24*time.Second {
+		t.Fatalf("the refresh window opens %s after issue, want in (%s, %s]", o, due/2, due-24*time.Second)
+	}
+	refreshed := false // a read in the window started a refresh (refresh_ahead on)
+	for range 6 {      // up to 60 s: the first token keeps at least the lowered demand
+		clock.Advance(10 * time.Second)
+		r := accessOK(t, b, s, "cc", demand)
+		settle(b)
+		elapsed := clock.Now().Sub(issued)
+		wantFirst := !refreshed // this read was served the first token
+		refreshed = refreshed || ahead && !clock.Now().Before(opens)
+		wantRequests := int64(1)
+		if refreshed {
+			wantRequests = 2
 		}
-		clock.Advance(time.Second) // 59 s left: within expiry_buffer
-		if r := accessOK(t, b, s, "cc", demand); r.Data["access_token"] == first.Data["access_token"] || p.requests.Load() != 2 {
-			t.Fatalf("within expiry_buffer of its expiry: %d requests, want a new token", p.requests.Load())
+		if got := r.Data["access_token"] == first.Data["access_token"]; got != wantFirst || len(r.Warnings) != 1 || p.requests.Load() != wantRequests {
+			t.Fatalf("at %s (window opens at %s): first token %v, warnings %q, %d requests; want first token %v with a warning after %d",
+				elapsed, opens.Sub(issued), got, r.Warnings, p.requests.Load(), wantFirst, wantRequests)
 		}
-		// A demand the tokens can meet gets no warning.
-		if r := accessOK(t, b, s, "cc", map[string]any{"minimum_seconds": 90}); len(r.Warnings) != 0 {
-			t.Fatalf("minimum_seconds=90 for 2-minute tokens: warnings %q", r.Warnings)
-		}
-	})
-	t.Run("expiry_buffer", func(t *testing.T) {
-		t.Parallel()
-		p := newTestProvider(t, providerConfig{accessTTL: 2 * time.Minute})
-		b, s, clock := oauthBackend(t)
-		mustOK(t, b, s, logical.UpdateOperation, "config", map[string]any{"expiry_buffer": 300})
-		mustOK(t, b, s, logical.CreateOperation, "credentials/cc", clientCredentials(p, "header"))
-		first := accessOK(t, b, s, "cc", nil)
-		if len(first.Warnings) != 1 {
-			t.Fatalf("first read: warnings %q, want one", first.Warnings)
-		}
-		clock.Advance(60 * time.Second) // half the lifetime left
-		if r := accessOK(t, b, s, "cc", nil); r.Data["access_token"] != first.Data["access_token"] || p.requests.Load() != 1 {
-			t.Fatalf("with half its lifetime left: %d requests, want the same token", p.requests.Load())
-		}
-		clock.Advance(time.Second)
-		if accessOK(t, b, s, "cc", nil); p.requests.Load() != 2 {
-			t.Fatalf("with less than half its lifetime left: %d requests, want a new token", p.requests.Load())
-		}
-	})
+	}
+	if ahead && !refreshed {
+		t.Fatal("no read fell in the refresh window: the test proves nothing about refresh ahead")
+	}
+	clock.Advance(time.Second) // the first token has less than the lowered demand left
+	r := accessOK(t, b, s, "cc", demand)
+	settle(b)
+	if r.Data["access_token"] == first.Data["access_token"] || p.requests.Load() != 2 {
+		t.Fatalf("past the first token's due point: %d requests, want a new token after 2 (minted now, or ahead)", p.requests.Load())
+	}
+	// A demand the tokens can meet gets no warning (under the default expiry_buffer:
+	// 300 s makes every demand at least that).
+	if _, set := config["expiry_buffer"]; set {
+		return
+	}
+	if r := accessOK(t, b, s, "cc", map[string]any{"minimum_seconds": 90}); len(r.Warnings) != 0 {
+		t.Fatalf("minimum_seconds=90 for 2-minute tokens: warnings %q", r.Warnings)
+	}
 }
 
 // TestExchangeHoldsNoLock: while a code exchange waits for the provider, other work
