@@ -116,6 +116,12 @@ func TestCleanHandsOffPendingUsage(t *testing.T) {
 	if st.handoff.Load() == 0 {
 		t.Fatal("nothing handed off")
 	}
+	for _, key := range handoffKeys(t, s) {
+		e, err := s.Get(context.Background(), usageHandoffPrefix+key)
+		if err != nil || e == nil || !strings.Contains(string(e.Value), fmt.Sprintf(`"record_version":%d`, usageHandoffRecordVersion)) {
+			t.Fatalf("handoff entry %s not stamped with its record version: %v", key, err)
+		}
+	}
 
 	b2, _, _ := newBackendWith(t, backendOptions{storage: st, clock: clock, initialize: true})
 	// Served from the restored usage before any flush.
@@ -251,22 +257,21 @@ func TestRefusedHandoffKeepsRestoredEntries(t *testing.T) {
 	}
 }
 
-// BenchmarkCleanPending measures Clean with pending usage over a storage whose writes
-// take 3 ms, as a single Raft node's.
+// BenchmarkCleanPending measures Clean with n credentials' usage pending (each read
+// once since the last flush) over a storage whose writes take 3 ms, as a single Raft
+// node's; writes/op is the storage writes Clean made.
 func BenchmarkCleanPending(bm *testing.B) {
-	for _, n := range []int{400, 2000} {
+	for _, n := range []int{400, 2000, 20000} {
 		bm.Run(fmt.Sprint(n), func(bm *testing.B) {
 			for range bm.N {
 				bm.StopTimer()
+				clock := newTestClock()
 				st := newWriteLatencyStorage()
 				st.delay = 0
-				b, s, clock := newBackendWith(bm, backendOptions{storage: st, initialize: true})
-				for i := range n {
-					lcCreateBasic(bm, b, s, fmt.Sprint("c", i), nil)
-				}
-				clock.Advance(time.Hour)
-				for i := range n {
-					lcAccess(bm, b, s, fmt.Sprint("c", i))
+				names := lcSeed(bm, st, clock, "c", n, time.Hour)
+				b, _, _ := newBackendWith(bm, backendOptions{storage: st, clock: clock, initialize: true})
+				for _, name := range names {
+					b.activity.recorder.Access(name, clock.Now(), "bench", true, "")
 				}
 				st.delay = 3 * time.Millisecond
 				st.writes.Store(0)
