@@ -139,7 +139,7 @@ func handoffChunks(pending map[string]usage.Pending) ([]map[string]usage.Usage, 
 		size   int
 	)
 	for name, p := range pending {
-		u := usage.Usage{Count: p.Count, Failures: p.Failures, LastAccessed: p.LastAccessed, Events: p.Events}
+		u := usage.Usage(p)
 		enc, err := json.Marshal(u)
 		if err != nil {
 			return nil, fmt.Errorf("encoding the usage of %q: %w", name, err)
@@ -186,7 +186,7 @@ func (b *integrationsBackend) restoreHandoff(ctx context.Context, s logical.Stor
 		upgradeHandoff(&h)
 		back := make(map[string]usage.Pending, len(h.Usage))
 		for name, u := range h.Usage {
-			back[name] = usage.Pending{Count: u.Count, Failures: u.Failures, LastAccessed: u.LastAccessed, Events: u.Events}
+			back[name] = usage.Pending(u)
 		}
 		b.usage.restoreHandoff(key, back)
 	}
