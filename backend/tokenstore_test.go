@@ -1081,7 +1081,7 @@ func shortLivedReads(t *testing.T, config, demand map[string]any, ahead bool) {
 	if err != nil || st == nil {
 		t.Fatalf("no cached token after the first read: %v", err)
 	}
-	issued := st.Token.IssuedAt
+	issued := st.IssuedAt
 	opens := refreshAt(&st.Token, due)
 	if o := opens.Sub(issued); o <= due/2 || o > due-24*time.Second {
 		t.Fatalf("the refresh window opens %s after issue, want in (%s, %s]", o, due/2, due-24*time.Second)
