@@ -392,6 +392,8 @@ func readmeWorkdir(t *testing.T, d *makeDev, plugins string) string {
 		"client.key":            key,
 		"crm-refresh-token.txt": providerRefreshToken(t, d.providerAddr),
 		"new-refresh-token.txt": providerRefreshToken(t, d.providerAddr),
+		// The list the credentials-batch path-help examples send (CLI and curl).
+		"items.json": `{"items": [{"name": "batch-example-1", "type": "bearer", "token": "example-token"}]}`,
 		// The key file the Google walkthrough downloads from the Cloud console.
 		"sa-key.json": fixtures.ServiceAccountKey(fixtures.RSAKey(), "directory-sync@project-1.iam.gserviceaccount.com", "1f2e3d4c5b6a", "https://oauth2.googleapis.com/token"),
 	}
