@@ -20,7 +20,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net/http"
 	"net/url"
 	"regexp"
 	"strings"
@@ -361,14 +360,7 @@ func issuerAnswer(v any) (*logical.Response, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &logical.Response{
-		Data: map[string]any{
-			logical.HTTPStatusCode:  http.StatusOK,
-			logical.HTTPContentType: "application/json",
-			logical.HTTPRawBody:     body,
-		},
-		Headers: map[string][]string{"Cache-Control": {issuerCacheControl}},
-	}, nil
+	return rawKeyAnswer(body, "application/json", issuerCacheControl), nil
 }
 
 // issuerConfig is config issuer, or ErrUnsupportedPath (the answer of a missing path)

@@ -180,14 +180,21 @@ func (b *integrationsBackend) pathJWKSRead(ctx context.Context, req *logical.Req
 	if next := nextClientKeyWork(c, now); !next.IsZero() && next.Sub(now) < maxAge {
 		maxAge = max(next.Sub(now).Truncate(time.Second), 0)
 	}
+	return rawKeyAnswer(body, "application/jwk-set+json", fmt.Sprintf("public, max-age=%d", int(maxAge.Seconds()))), nil
+}
+
+// rawKeyAnswer is a 200 carrying a published key document (a credential's JWKS, the
+// issuer's discovery document and keys) as body, unwrapped by Vault, with its media
+// type and the Cache-Control that tells verifiers how long they may keep it.
+func rawKeyAnswer(body []byte, contentType, cacheControl string) *logical.Response {
 	return &logical.Response{
 		Data: map[string]any{
 			logical.HTTPStatusCode:  http.StatusOK,
+			logical.HTTPContentType: contentType,
 			logical.HTTPRawBody:     body,
-			logical.HTTPContentType: "application/jwk-set+json",
 		},
-		Headers: map[string][]string{"Cache-Control": {fmt.Sprintf("public, max-age=%d", int(maxAge.Seconds()))}},
-	}, nil
+		Headers: map[string][]string{"Cache-Control": {cacheControl}},
+	}
 }
 
 // renderJWKS is c's published keys at now as a JWKS body, and when they next change.
