@@ -79,7 +79,7 @@ type integrationsBackend struct {
 	usage          *usageStore         // usage/
 	activity       *activity
 	snapshot       *indexSnapshot // index/: the indexes' inputs, loaded at start (index_snapshot.go)
-	metrics        *metrics // this mount's Prometheus registry (metrics.go)
+	metrics        *metrics       // this mount's Prometheus registry (metrics.go)
 
 	// jobs runs the background work, every job registered in jobs.go; the handles
 	// below are the jobs started from elsewhere than the tick.
@@ -192,7 +192,7 @@ func (b *integrationsBackend) initialize(ctx context.Context, req *logical.Initi
 		// meanwhile. Vault calls Initialize on every mount setup of the node that does
 		// background work: a plugin reload, a restart, a standby becoming active.
 		b.tokens.kept.start(b.now().UTC())
-		b.snapshot.active.Store(true) // this node keeps the index snapshot from now on
+		b.snapshot.active.Store(true)  // this node keeps the index snapshot from now on
 		b.indexScan.Start(req.Storage) //nolint:contextcheck // background work that outlives this call: it runs under the job's own context, which Clean ends, not the request's
 		// What an earlier run left in the outbox is delivered now. Loading it here keeps
 		// the notifier from touching storage while there is nothing to deliver.

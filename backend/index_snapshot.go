@@ -411,9 +411,10 @@ func (b *integrationsBackend) writeChunk(ctx context.Context, s logical.Storage,
 		if raw != nil {
 			stored, err = decodeChunk(i, raw.Value)
 		}
-		if raw == nil || err != nil {
+		if err != nil {
 			// Merging into nothing would drop the names not dirty: no marker until a
-			// scan (the next start) rebuilds the chunks.
+			// scan (the next start) rebuilds the chunks. (A missing chunk is an empty
+			// one: an empty chunk is deleted, not stored.)
 			b.snapshot.broken.Store(true)
 			b.Logger().Warn("an index snapshot chunk is missing or cannot be decoded: the next start scans", "chunk", i)
 		}
@@ -446,6 +447,12 @@ func (b *integrationsBackend) writeChunk(ctx context.Context, s logical.Storage,
 	list := make([]snapEntry, 0, len(entries))
 	for _, e := range entries {
 		list = append(list, e)
+	}
+	if len(list) == 0 {
+		if err := s.Delete(ctx, chunkKey(i)); err != nil {
+			return fmt.Errorf("deleting index chunk %d: %w", i, err)
+		}
+		return nil
 	}
 	raw, err := encodeChunk(i, list)
 	if err != nil {
@@ -614,11 +621,11 @@ func (b *integrationsBackend) loadSnapshot(ctx context.Context, s logical.Storag
 				if raw != nil {
 					entries, err = decodeChunk(i, raw.Value)
 				}
-				if raw == nil || err != nil {
+				if err != nil {
 					labelsMu.Lock()
 					bad = append(bad, i)
 					labelsMu.Unlock()
-					b.Logger().Warn("an index snapshot chunk is missing or cannot be decoded: its credentials are read", "chunk", i)
+					b.Logger().Warn("an index snapshot chunk cannot be decoded: its credentials are read", "chunk", i)
 					continue
 				}
 				here := make([]string, 0, len(entries))
@@ -772,4 +779,23 @@ func (b *integrationsBackend) scanFromSnapshot(ctx context.Context, s logical.St
 		hook()
 	}
 	return true, b.verifySnapshot(ctx, s, cfg, names, sums)
+}
+
+// queueRebuild queues, after a full scan, every chunk that holds a name or is stored
+// (it may hold names deleted since) to be written from the names the scan listed.
+func (b *integrationsBackend) queueRebuild(ctx context.Context, s logical.Storage, names []string) error {
+	keys, err := s.List(ctx, snapshotChunkPrefix)
+	if err != nil {
+		return fmt.Errorf("listing %s: %w", snapshotChunkPrefix, err)
+	}
+	stored := map[int]bool{}
+	for _, k := range keys {
+		var i int
+		if _, err := fmt.Sscanf(k, "%d", &i); err == nil && i >= 0 && i < snapshotChunks && fmt.Sprint(i) == k {
+			stored[i] = true
+		}
+	}
+	byChunk := groupByChunk(names)
+	b.snapshot.queueReplace(byChunk, func(i int) bool { return stored[i] || byChunk[i] != nil })
+	return nil
 }

@@ -150,7 +150,9 @@ func (b *integrationsBackend) buildIndex(ctx context.Context, s logical.Storage)
 	if x := b.snapshot; x.active.Load() && !x.baseline.Load() {
 		// Every chunk of the snapshot is written again from what storage holds now,
 		// by the snapshot job at its bounded rate; then Clean may write the marker.
-		x.queueReplace(groupByChunk(names), nil)
+		if err := b.queueRebuild(ctx, s, names); err != nil {
+			return err
+		}
 		x.baseline.Store(true)
 	}
 	return nil
