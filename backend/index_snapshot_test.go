@@ -415,7 +415,8 @@ func TestSnapshotWritesRacingTheLoad(t *testing.T) {
 	gd := gs.gate("get:" + chunkKey(chunkOf("bearer-08")))
 	b, _, _ := newBackendWith(t, backendOptions{storage: gs, clock: clock})
 	hold := make(chan struct{})
-	b.snapshot.loadedHook = func() { <-hold }
+	loadedNow := make(chan struct{})
+	b.snapshot.loadedHook = func() { close(loadedNow); <-hold }
 	if err := b.Initialize(context.Background(), &logical.InitializationRequest{Storage: gs}); err != nil {
 		t.Fatal(err)
 	}
@@ -425,8 +426,11 @@ func TestSnapshotWritesRacingTheLoad(t *testing.T) {
 	mustOK(t, b, gs, logical.DeleteOperation, "credentials/bearer-08", nil)
 	close(gt.release)
 	close(gd.release)
-	close(hold) // the verifying scan runs; the check below needs none of it
-	waitIndexBuilt(t, b)
+	// Checked while the hook holds the scan: before the verifying scan, which would
+	// repair what the load got wrong.
+	defer waitIndexBuilt(t, b)
+	defer close(hold)
+	<-loadedNow
 	if names, _ := listAllCredentials(t, b, gs, map[string]any{"tag": "retagged"}, 50); !slices.Equal(names, []string{"basic-07"}) {
 		t.Fatalf("tag retagged: %v", names)
 	}
