@@ -567,9 +567,8 @@ func (b *integrationsBackend) takeMarker(ctx context.Context, s logical.Storage)
 // read in parallel, its entries filed unless a write changed the credential meanwhile,
 // the names the listing has and the snapshot lacks (or a chunk that cannot be used
 // holds) read one by one, and the names it has and the listing lacks dropped. Then the
-// index is complete. It returns the listing, and each chunk's entry fingerprints, for
-// the verifying scan.
-func (b *integrationsBackend) loadSnapshot(ctx context.Context, s logical.Storage, cfg *engineConfig) (names []string, sums []uint64, err error) {
+// index is complete. It returns the listing, sorted, for the verifying scan.
+func (b *integrationsBackend) loadSnapshot(ctx context.Context, s logical.Storage, cfg *engineConfig) (names []string, err error) {
 	x := b.snapshot
 	a := b.activity
 	x.touchMu.Lock()
@@ -583,7 +582,7 @@ func (b *integrationsBackend) loadSnapshot(ctx context.Context, s logical.Storag
 	b.credentials.labels.startFill()
 	names, err = b.credentials.list(ctx, s)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	// Sorted, to be searched: no map of a million names.
 	slices.Sort(names)
@@ -603,7 +602,6 @@ func (b *integrationsBackend) loadSnapshot(ctx context.Context, s logical.Storag
 		seen     = make([][]string, snapshotChunks) // per chunk: the names it holds, sorted
 		skipped  []string
 	)
-	sums = make([]uint64, snapshotChunks)
 	var next atomic.Int64
 	g, gctx := errgroup.WithContext(ctx)
 	for range snapshotLoadWorkers {
@@ -655,7 +653,6 @@ func (b *integrationsBackend) loadSnapshot(ctx context.Context, s logical.Storag
 						skip = append(skip, e.Name)
 						continue
 					}
-					sums[i] += entryHash(e)
 					mine = append(mine, label{e.Name, c.typeDef(), c.Tags})
 					a.scanned.Add(1)
 				}
@@ -668,7 +665,7 @@ func (b *integrationsBackend) loadSnapshot(ctx context.Context, s logical.Storag
 		})
 	}
 	if err := g.Wait(); err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	// The label index's sorted lists are cheap to grow at their ends only: filed in
 	// name order, as the scan does.
@@ -697,14 +694,14 @@ func (b *integrationsBackend) loadSnapshot(ctx context.Context, s logical.Storag
 	if len(toRead) > 0 {
 		used, err := b.usage.list(ctx, s)
 		if err != nil {
-			return nil, nil, err
+			return nil, err
 		}
 		hasUsage := make(map[string]struct{}, len(used))
 		for _, n := range used {
 			hasUsage[n] = struct{}{}
 		}
 		if err := b.indexNames(ctx, s, cfg, toRead, hasUsage, indexScanWorkers, nil); err != nil {
-			return nil, nil, err
+			return nil, err
 		}
 		for _, n := range toRead {
 			x.markDirty(n)
@@ -722,14 +719,16 @@ func (b *integrationsBackend) loadSnapshot(ctx context.Context, s logical.Storag
 	x.baseline.Store(true)
 	now := b.now()
 	x.loadedAt.Store(&now)
-	return names, sums, nil
+	return names, nil
 }
 
 // verifySnapshot is the verifying scan after a load: every credential read again, at
 // low parallelism, and filed as the scan files it (a downgrade to a release that knew
-// nothing of the snapshot, or a bug, may have left an entry stale). Each chunk whose
-// entries differ from what was read is queued to be written again from its names.
-func (b *integrationsBackend) verifySnapshot(ctx context.Context, s logical.Storage, cfg *engineConfig, names []string, loaded []uint64) error {
+// nothing of the snapshot, or a bug, may have left an entry stale). Then each chunk is
+// read again and compared with what the scan read (a sum of entry fingerprints per
+// chunk: no per-credential memory), and those that differ are queued to be written
+// again from their names.
+func (b *integrationsBackend) verifySnapshot(ctx context.Context, s logical.Storage, cfg *engineConfig, names []string) error {
 	used, err := b.usage.list(ctx, s)
 	if err != nil {
 		return err
@@ -746,7 +745,26 @@ func (b *integrationsBackend) verifySnapshot(ctx context.Context, s logical.Stor
 	}
 	differ := map[int]bool{}
 	for i := range snapshotChunks {
-		if read[i].Load() != loaded[i] {
+		raw, err := s.Get(ctx, chunkKey(i))
+		if err != nil {
+			return fmt.Errorf("reading index chunk %d: %w", i, err)
+		}
+		var entries []snapEntry
+		if raw != nil {
+			if entries, err = decodeChunk(i, raw.Value); err != nil {
+				differ[i] = true
+				continue
+			}
+		}
+		var sum uint64
+		for k := range entries {
+			if _, ok := slices.BinarySearch(names, entries[k].Name); ok {
+				sum += entryHash(&entries[k])
+			} else {
+				differ[i] = true // a name gone since the listing: dropped by the rewrite
+			}
+		}
+		if sum != read[i].Load() {
 			differ[i] = true
 		}
 	}
@@ -755,30 +773,6 @@ func (b *integrationsBackend) verifySnapshot(ctx context.Context, s logical.Stor
 		b.snapshot.queueReplace(groupByChunk(names), func(i int) bool { return differ[i] })
 	}
 	return nil
-}
-
-// scanFromSnapshot is the index scan's first run on this node: the marker taken (read
-// and deleted before anything else), and when it was valid the indexes loaded from
-// the chunks, the index complete, and then the verifying scan. loaded false: no valid
-// marker (a first start, a crash, a standby promoted after its active node died), or
-// the load failed before the index was complete: the caller scans.
-func (b *integrationsBackend) scanFromSnapshot(ctx context.Context, s logical.Storage) (loaded bool, err error) {
-	ok, err := b.takeMarker(ctx, s)
-	if !ok || err != nil {
-		return false, err
-	}
-	cfg, err := b.loadConfig(ctx, s)
-	if err != nil {
-		return false, err
-	}
-	names, sums, err := b.loadSnapshot(ctx, s, cfg)
-	if err != nil {
-		return false, err
-	}
-	if hook := b.snapshot.loadedHook; hook != nil {
-		hook()
-	}
-	return true, b.verifySnapshot(ctx, s, cfg, names, sums)
 }
 
 // queueRebuild queues, after a full scan, every chunk that holds a name or is stored
@@ -798,4 +792,28 @@ func (b *integrationsBackend) queueRebuild(ctx context.Context, s logical.Storag
 	byChunk := groupByChunk(names)
 	b.snapshot.queueReplace(byChunk, func(i int) bool { return stored[i] || byChunk[i] != nil })
 	return nil
+}
+
+// scanFromSnapshot is the index scan's first run on this node: the marker taken (read
+// and deleted before anything else), and when it was valid the indexes loaded from
+// the chunks, the index complete, and then the verifying scan. loaded false: no valid
+// marker (a first start, a crash, a standby promoted after its active node died), or
+// the load failed before the index was complete: the caller scans.
+func (b *integrationsBackend) scanFromSnapshot(ctx context.Context, s logical.Storage) (loaded bool, err error) {
+	ok, err := b.takeMarker(ctx, s)
+	if !ok || err != nil {
+		return false, err
+	}
+	cfg, err := b.loadConfig(ctx, s)
+	if err != nil {
+		return false, err
+	}
+	names, err := b.loadSnapshot(ctx, s, cfg)
+	if err != nil {
+		return false, err
+	}
+	if hook := b.snapshot.loadedHook; hook != nil {
+		hook()
+	}
+	return true, b.verifySnapshot(ctx, s, cfg, names)
 }
