@@ -42,7 +42,7 @@ const (
 	// snapshotStepChunks is how many dirty chunks one step of the snapshot job writes,
 	// and snapshotStepPause the pause between steps: a bounded rate of storage writes.
 	snapshotStepChunks = 32
-	snapshotStepPause  = time.Second
+	snapshotStepPause  = 250 * time.Millisecond
 	// snapshotCleanReads bounds Clean's work: the credentials it reads for the dirty
 	// chunks. More dirty than that and Clean writes no marker (the next start scans).
 	snapshotCleanReads = 20000
