@@ -551,6 +551,12 @@ func (b *integrationsBackend) takeMarker(ctx context.Context, s logical.Storage)
 		return false, err
 	}
 	if err := s.Delete(ctx, snapshotMarkerKey); err != nil {
+		// Still stored: the first change must delete it before it is stored (begin),
+		// or the next start would trust chunks this node no longer keeps whole.
+		x := b.snapshot
+		x.sealMu.Lock()
+		x.sealed = true
+		x.sealMu.Unlock()
 		return false, fmt.Errorf("deleting %s: %w", snapshotMarkerKey, err)
 	}
 	var m snapMarker

@@ -480,3 +480,110 @@ func TestSnapshotJobKeepsChunksCurrent(t *testing.T) {
 		t.Fatalf("load after the job's steps:\n%s\nwant:\n%s", got, want)
 	}
 }
+
+// markerStorage refuses to delete the marker while refuse is set.
+type markerStorage struct {
+	logical.Storage
+	mu     sync.Mutex
+	refuse bool
+}
+
+func (m *markerStorage) Delete(ctx context.Context, key string) error {
+	m.mu.Lock()
+	refuse := m.refuse
+	m.mu.Unlock()
+	if refuse && key == snapshotMarkerKey {
+		return fmt.Errorf("storage refuses")
+	}
+	return m.Storage.Delete(ctx, key)
+}
+
+// TestSnapshotMarkerNotDeleted: a start that cannot delete the marker scans instead of
+// loading, and its first write deletes the marker before it is stored.
+func TestSnapshotMarkerNotDeleted(t *testing.T) {
+	t.Parallel()
+	clock := newTestClock()
+	ms := &markerStorage{Storage: logical.NewStorageView(&logical.InmemStorage{}, "")}
+	snapSeed(t, ms, clock)
+	b1, _ := snapStart(t, ms, clock, nil)
+	b1.Cleanup(context.Background())
+	ms.mu.Lock()
+	ms.refuse = true
+	ms.mu.Unlock()
+	b2, loaded := snapStart(t, ms, clock, nil)
+	if *loaded || !hasMarker(t, ms) {
+		t.Fatalf("loaded %v, marker %v", *loaded, hasMarker(t, ms))
+	}
+	resp, err := b2.HandleRequest(context.Background(), &logical.Request{Operation: logical.PatchOperation,
+		Path: "credentials/basic-01", Storage: ms, Data: map[string]any{"tags": []string{"x"}}})
+	if err == nil && (resp == nil || !resp.IsError()) {
+		t.Fatal("a write stored while the marker it would falsify could not be deleted")
+	}
+	ms.mu.Lock()
+	ms.refuse = false
+	ms.mu.Unlock()
+	mustOK(t, b2, ms, logical.PatchOperation, "credentials/basic-01", map[string]any{"tags": []string{"x"}})
+	if hasMarker(t, ms) {
+		t.Fatal("the marker survived a write")
+	}
+}
+
+// putGate holds the first Put of key until released.
+type putGate struct {
+	logical.Storage
+	key              string
+	once             sync.Once
+	entered, release chan struct{}
+}
+
+func (p *putGate) Put(ctx context.Context, e *logical.StorageEntry) error {
+	if e.Key == p.key {
+		held := false
+		p.once.Do(func() { held = true })
+		if held {
+			close(p.entered)
+			<-p.release
+		}
+	}
+	return p.Storage.Put(ctx, e)
+}
+
+// TestSnapshotWriteHoldsOffClean: a credential's write holds the snapshot's lock shared
+// across its storage write, so Clean's final pass (the exclusive lock) cannot write
+// the marker between the write and its dirty mark; Clean then includes the write.
+func TestSnapshotWriteHoldsOffClean(t *testing.T) {
+	t.Parallel()
+	clock := newTestClock()
+	pg := &putGate{Storage: logical.NewStorageView(&logical.InmemStorage{}, ""), key: credentialPrefix + "basic-01",
+		entered: make(chan struct{}), release: make(chan struct{})}
+	snapSeed(t, pg.Storage, clock)
+	b0, _ := snapStart(t, pg.Storage, clock, nil)
+	b0.Cleanup(context.Background())
+	b, _ := snapStart(t, pg, clock, nil)
+	wrote := make(chan error, 1)
+	go func() {
+		_, err := b.HandleRequest(context.Background(), &logical.Request{Operation: logical.PatchOperation,
+			Path: "credentials/basic-01", Storage: pg, Data: map[string]any{"tags": []string{"during-clean"}}})
+		wrote <- err
+	}()
+	<-pg.entered
+	if b.snapshot.mu.TryLock() {
+		b.snapshot.mu.Unlock()
+		close(pg.release)
+		t.Fatal("Clean's final pass could run while a write is between its storage write and its dirty mark")
+	}
+	cleaned := make(chan struct{})
+	go func() { b.Cleanup(context.Background()); close(cleaned) }()
+	close(pg.release)
+	if err := <-wrote; err != nil {
+		t.Fatal(err)
+	}
+	<-cleaned
+	if !hasMarker(t, pg) {
+		t.Fatal("no marker after Clean")
+	}
+	want := scanPrint(t, pg.Storage, clock)
+	if got, _ := loadPrint(t, pg.Storage, clock); got != want {
+		t.Fatalf("the load after a write during Clean:\n%s\nwant:\n%s", got, want)
+	}
+}
