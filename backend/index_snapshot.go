@@ -775,9 +775,9 @@ func (b *integrationsBackend) verifySnapshot(ctx context.Context, s logical.Stor
 		}
 	}
 	if len(differ) > 0 {
-		b.Logger().Info("the verifying scan found index snapshot chunks stale: writing them again", "chunks", len(differ))
 		b.snapshot.queueReplace(groupByChunk(names), func(i int) bool { return differ[i] })
 	}
+	b.Logger().Info("the verifying scan after the index snapshot's load ended", "credentials", len(names), "stale_chunks", len(differ))
 	return nil
 }
 
@@ -814,10 +814,13 @@ func (b *integrationsBackend) scanFromSnapshot(ctx context.Context, s logical.St
 	if err != nil {
 		return false, err
 	}
+	start := time.Now()
 	names, err := b.loadSnapshot(ctx, s, cfg)
 	if err != nil {
 		return false, err
 	}
+	b.Logger().Info("the index is loaded from the index snapshot: complete; the verifying scan follows",
+		"credentials", len(names), "took", time.Since(start).Round(time.Millisecond).String())
 	if hook := b.snapshot.loadedHook; hook != nil {
 		hook()
 	}
