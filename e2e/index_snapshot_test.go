@@ -56,10 +56,10 @@ func TestIndexSnapshotReload(t *testing.T) {
 		t.Helper()
 		deadline := time.Now().Add(2 * time.Minute)
 		for {
-			sec, err := c.Logical().ListWithData(m+"/credentials", map[string][]string{"tag": {tag}, "limit": {"1000"}})
+			sec, err := c.Logical().ReadWithData(m+"/credentials", map[string][]string{"list": {"true"}, "tag": {tag}, "limit": {"1000"}})
 			if err == nil {
 				var names []string
-				if sec != nil {
+				if sec != nil && sec.Data["keys"] != nil {
 					for _, k := range sec.Data["keys"].([]any) {
 						names = append(names, fmt.Sprint(k))
 					}
