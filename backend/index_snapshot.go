@@ -183,8 +183,8 @@ type indexSnapshot struct {
 	// baseline: the stored chunks plus the dirty ones hold every credential (after a
 	// load, or once a full scan has queued every chunk); before, no marker is written.
 	baseline atomic.Bool
-	// broken: a chunk this node merged into was missing or undecodable; no marker
-	// until a scan rebuilds it (the next start).
+	// broken: a stored chunk this node merged into could not be decoded; no marker
+	// for the rest of this node's run (the next start scans and rebuilds it).
 	broken atomic.Bool
 
 	sealMu sync.Mutex
@@ -197,12 +197,12 @@ type indexSnapshot struct {
 	touchMu  sync.Mutex
 	touched  map[string]struct{}
 	wake     chan struct{}
-	loadedAt atomic.Pointer[time.Time]
 
 	generation atomic.Uint64
-	// storage is where a change after the marker deletes it from; nil: the mount's.
+	// storage is the mount's, where a hint's change after the marker deletes it.
 	storage func() logical.Storage
-	// pause arms the job's pause; nil: a real timer. Tests set one they fire by hand.
+	// pause arms the job's pause; nil: a real timer. Tests set one that never fires
+	// and call snapshotStep themselves.
 	pause func(d time.Duration) <-chan time.Time
 
 	// loadedHook is a test hook: called once a load has made the index complete,
@@ -723,8 +723,6 @@ func (b *integrationsBackend) loadSnapshot(ctx context.Context, s logical.Storag
 	a.indexedFor.Store(cfg)
 	b.credentials.labels.markComplete()
 	x.baseline.Store(true)
-	now := b.now()
-	x.loadedAt.Store(&now)
 	return names, nil
 }
 
