@@ -194,9 +194,9 @@ type indexSnapshot struct {
 	dirty   map[int]*dirtyChunk
 	// touched records, while a load files the chunks, the names changed meanwhile:
 	// their entries are stale, and a write files them itself.
-	touchMu  sync.Mutex
-	touched  map[string]struct{}
-	wake     chan struct{}
+	touchMu sync.Mutex
+	touched map[string]struct{}
+	wake    chan struct{}
 
 	generation atomic.Uint64
 	// storage is the mount's, where a hint's change after the marker deletes it.
