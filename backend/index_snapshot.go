@@ -277,7 +277,7 @@ func (x *indexSnapshot) begin(ctx context.Context, s logical.Storage, name strin
 		return nil, err
 	}
 	x.touch(name)
-	return func() {
+	return func() { //nolint:contextcheck // a marker deletion markDirty may start outlives this call, as a background job does
 		x.markDirty(name)
 		x.mu.RUnlock()
 	}, nil
@@ -639,7 +639,7 @@ func (b *integrationsBackend) loadSnapshot(ctx context.Context, s logical.Storag
 					e := &entries[k]
 					here = append(here, e.Name)
 					if !isListed(e.Name) {
-						x.markDirty(e.Name) // gone: dropped from the chunk
+						x.markDirty(e.Name) //nolint:contextcheck // gone: dropped from the chunk (a marker deletion markDirty may start outlives this call)
 						continue
 					}
 					c := e.credential()
@@ -710,7 +710,7 @@ func (b *integrationsBackend) loadSnapshot(ctx context.Context, s logical.Storag
 			return nil, err
 		}
 		for _, n := range toRead {
-			x.markDirty(n)
+			x.markDirty(n) //nolint:contextcheck // a marker deletion markDirty may start outlives this call, as a background job does
 		}
 	}
 	if len(bad) > 0 {
