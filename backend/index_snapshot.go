@@ -95,9 +95,17 @@ func chunkOf(name string) int {
 func chunkKey(i int) string { return fmt.Sprintf("%s%d", snapshotChunkPrefix, i) }
 
 // entryOf is c's entry, c filed with the refresh token last used at used.
+// The last verification's detail text is left out: no index is filed from it (alerts
+// read it from the credential), and the chunks are not seal-wrapped.
 func entryOf(c *credential, used time.Time, failing bool) snapEntry {
+	st := c.State
+	if st.Verified != nil && st.Verified.Detail != "" {
+		v := *st.Verified
+		v.Detail = ""
+		st.Verified = &v
+	}
 	return snapEntry{Name: c.Name, Type: c.Type, Tags: c.Tags, NotAfter: c.NotAfter, SuspendAfter: c.SuspendAfter,
-		PurgeAfter: c.PurgeAfter, State: c.State, Used: used, Failing: failing}
+		PurgeAfter: c.PurgeAfter, State: st, Used: used, Failing: failing}
 }
 
 // credential is the credential without values the indexes are filed from.
