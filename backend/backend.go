@@ -78,7 +78,8 @@ type integrationsBackend struct {
 	narrowed       narrowedCache       // github_app tokens narrowed per caller, in memory (githubapp.go)
 	usage          *usageStore         // usage/
 	activity       *activity
-	metrics        *metrics // this mount's Prometheus registry (metrics.go)
+	snapshot       *indexSnapshot // index/: the indexes' inputs, loaded at start (index_snapshot.go)
+	metrics        *metrics       // this mount's Prometheus registry (metrics.go)
 
 	// jobs runs the background work, every job registered in jobs.go; the handles
 	// below are the jobs started from elsewhere than the tick.
@@ -139,6 +140,10 @@ func newBackend(now func() time.Time) *integrationsBackend {
 	b.metrics.registry.MustRegister(newHostGauges(b.tokens.hostStats))
 	b.exchanges = newExchangeCache()
 	b.usage = newUsageStore(b.activity.recorder)
+	b.snapshot = newIndexSnapshot(func() logical.Storage { return b.storage })
+	b.credentials.snap = b.snapshot
+	b.tokens.kept.changed = b.snapshot.markDirty
+	b.usage.failingChanged = b.snapshot.markDirty
 	b.deviceFlow = newDevicePoller()
 	b.registerJobs()
 	b.Backend = &framework.Backend{
@@ -187,6 +192,7 @@ func (b *integrationsBackend) initialize(ctx context.Context, req *logical.Initi
 		// meanwhile. Vault calls Initialize on every mount setup of the node that does
 		// background work: a plugin reload, a restart, a standby becoming active.
 		b.tokens.kept.start(b.now().UTC())
+		b.snapshot.active.Store(true)  // this node keeps the index snapshot from now on
 		b.indexScan.Start(req.Storage) //nolint:contextcheck // background work that outlives this call: it runs under the job's own context, which Clean ends, not the request's
 		// What an earlier run left in the outbox is delivered now. Loading it here keeps
 		// the notifier from touching storage while there is nothing to deliver.

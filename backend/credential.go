@@ -189,6 +189,8 @@ type credentialStore struct {
 
 	// labels files names by type and tag, for filtered list pages (credential_labels.go).
 	labels *labelIndex
+	// snap is the index snapshot every write and delete marks (index_snapshot.go).
+	snap *indexSnapshot
 }
 
 func newCredentialStore() *credentialStore {
@@ -415,6 +417,13 @@ func (cs *credentialStore) putOver(ctx context.Context, s logical.Storage, h cre
 	} else if err := unmarkPublished(ctx, s, c.Name, prevKnown && !publishesJWKS(prev)); err != nil {
 		return err
 	}
+	// The index snapshot's protocol (index_snapshot.go): begin before the storage
+	// write, end once the credential is cached and filed.
+	end, err := cs.snap.begin(ctx, s, c.Name)
+	if err != nil {
+		return err
+	}
+	defer end()
 	if err := s.Put(ctx, entry); err != nil {
 		return fmt.Errorf("storing credential %q: %w", c.Name, err)
 	}
@@ -438,6 +447,11 @@ func (cs *credentialStore) remove(ctx context.Context, s logical.Storage, h cred
 	if err := unmarkPublished(ctx, s, name, false); err != nil {
 		return err
 	}
+	end, err := cs.snap.begin(ctx, s, name)
+	if err != nil {
+		return err
+	}
+	defer end()
 	if err := s.Delete(ctx, credentialPrefix+name); err != nil {
 		return fmt.Errorf("deleting credential %q: %w", name, err)
 	}

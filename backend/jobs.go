@@ -23,6 +23,8 @@ import (
 //   - the unsaved tokens' last save after every token request has ended;
 //   - the index scan before the usage flush, whose Final is the last flush: nothing
 //     counted after it;
+//   - the index snapshot after the last flush (its touches mark chunks): its Final
+//     writes the dirty chunks and the marker (index_snapshot.go);
 //   - the outbox delivery last: every notification the others sent is queued by then.
 func (b *integrationsBackend) registerJobs() {
 	r := jobs.New(jobs.Options{
@@ -42,6 +44,7 @@ func (b *integrationsBackend) registerJobs() {
 	r.Register(jobs.Spec{Name: "issuer key rotation", Trigger: jobs.Run, Bound: 1, OnTick: true, Do: b.rotateIssuerKeys})
 	b.indexScan = r.Register(jobs.Spec{Name: "index scan", Trigger: jobs.Run, Bound: 1, Do: b.scanIndex})
 	r.Register(jobs.Spec{Name: "usage flush", Trigger: jobs.Loop, Bound: 1, Wait: b.awaitFlush, Do: b.flushStep, Final: b.finalFlush})
+	r.Register(jobs.Spec{Name: "index snapshot", Trigger: jobs.Loop, Bound: 1, Wait: b.awaitSnapshot, Wake: b.wakeSnapshot, Do: b.snapshotStep, Final: b.finalSnapshot})
 	r.Register(jobs.Spec{Name: "outbox delivery", Trigger: jobs.Loop, Bound: 1, OnTick: true, Wait: b.outbox.Wait, Wake: b.outbox.Wake, Do: b.deliveryStep})
 }
 

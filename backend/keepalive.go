@@ -59,6 +59,10 @@ type keepAlive struct {
 	// mint is the token request of a keep-alive; nil (but in tests) is mintToken of
 	// mintForKeepAlive.
 	mint func(ctx context.Context, s logical.Storage, cfg *engineConfig, name string) (oauth.Result, tokenTicket, error)
+	// changed is told of a token write that changed what is held for name (hold,
+	// forget): the index snapshot's chunk of name is written again. The scan's and
+	// the snapshot load's holdAt of a stored time tells nothing.
+	changed func(name string)
 	// started is when this node took up the background work (Initialize on the
 	// active node): the keep-alives overdue then are spread, not run in one burst.
 	started time.Time
@@ -96,7 +100,21 @@ func (k *keepAlive) hold(name string, tok *storedToken, t *credtype.Type) {
 		k.holdAt(name, time.Time{})
 		return
 	}
-	k.holdAt(name, tok.IssuedAt)
+	k.mu.Lock()
+	was, held := k.used[name]
+	k.used[name] = tok.IssuedAt
+	k.mu.Unlock()
+	if (!held || !was.Equal(tok.IssuedAt)) && k.changed != nil {
+		k.changed(name)
+	}
+}
+
+// usedOf is when name's refresh token was last used, as held; false: none held.
+func (k *keepAlive) usedOf(name string) (time.Time, bool) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	used, held := k.used[name]
+	return used, held
 }
 
 // holdAt records that name's refresh token was last used at used; zero: it holds none.
@@ -113,9 +131,13 @@ func (k *keepAlive) holdAt(name string, used time.Time) {
 // forget drops name: its token state went (a repoint, a delete, a purge).
 func (k *keepAlive) forget(name string) {
 	k.mu.Lock()
+	_, held := k.used[name]
 	delete(k.used, name)
 	k.mu.Unlock()
 	k.due.Remove(name)
+	if held && k.changed != nil {
+		k.changed(name)
+	}
 }
 
 // file files c under its next keep-alive (lifecycle.NextKeepAlive); reindex calls it

@@ -379,7 +379,7 @@ func TestKeepAliveScanFallbackHoldsToken(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := b2.indexOne(t.Context(), storage, cfg, "held", false); err != nil {
+	if err := b2.indexOne(t.Context(), storage, cfg, "held", false, nil); err != nil {
 		t.Fatal(err)
 	}
 	storage.onGet = nil

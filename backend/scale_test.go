@@ -343,3 +343,111 @@ func dropAllCached[V any](c *genCache[V]) {
 	}
 	c.mu.Unlock()
 }
+
+// snapshotReady brings s to what a Clean after a long run leaves: the backend started
+// over it has scanned, its snapshot job has written every chunk, and its Clean has
+// written the marker.
+func snapshotReady(b *testing.B, s logical.Storage) {
+	b.Helper()
+	if e, err := s.Get(context.Background(), snapshotMarkerKey); err == nil && e != nil {
+		return
+	}
+	be := startBackend(b, s)
+	waitIndexBuilt(b, be)
+	for {
+		if c, _ := be.snapshot.dirtyNames(); c == 0 {
+			break
+		}
+		if err := be.snapshotStep(context.Background(), s); err != nil {
+			b.Fatal(err)
+		}
+	}
+	be.Cleanup(context.Background())
+	if e, err := s.Get(context.Background(), snapshotMarkerKey); err != nil || e == nil {
+		b.Fatalf("no marker after the Clean: %v", err)
+	}
+}
+
+// BenchmarkScaleSnapshotStartup measures a start over n stored credentials with the
+// index snapshot a Clean left: to the index complete (loaded), to the end of the
+// verifying scan, and the Clean after it (nothing dirty); with the snapshot's size per
+// credential. BenchmarkScaleStartup's indexed-ms is the same start without a snapshot.
+func BenchmarkScaleSnapshotStartup(b *testing.B) {
+	for _, n := range scaleSizes(b) {
+		b.Run(strconv.Itoa(n), func(b *testing.B) {
+			s := scaleStorage(b, n)
+			snapshotReady(b, s)
+			var loadTotal, verifiedTotal, cleanTotal time.Duration
+			for b.Loop() {
+				start := time.Now()
+				be := newBackend(time.Now)
+				conf := &logical.BackendConfig{Logger: hclog.NewNullLogger(), StorageView: s,
+					System: &logical.StaticSystemView{DefaultLeaseTTLVal: time.Hour, MaxLeaseTTLVal: 24 * time.Hour}}
+				if err := be.Setup(context.Background(), conf); err != nil {
+					b.Fatal(err)
+				}
+				be.storage = s
+				loaded := make(chan time.Duration, 1)
+				be.snapshot.loadedHook = func() { loaded <- time.Since(start) }
+				if err := be.Initialize(context.Background(), &logical.InitializationRequest{Storage: s}); err != nil {
+					b.Fatal(err)
+				}
+				waitIndexBuilt(b, be)
+				select {
+				case d := <-loaded:
+					loadTotal += d
+				default:
+					b.Fatal("the start did not load the snapshot")
+				}
+				verifiedTotal += time.Since(start)
+				cs := time.Now()
+				be.Cleanup(context.Background())
+				cleanTotal += time.Since(cs)
+			}
+			ms := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 / float64(b.N) }
+			b.ReportMetric(ms(loadTotal), "complete-ms")
+			b.ReportMetric(ms(verifiedTotal), "verified-ms")
+			b.ReportMetric(ms(cleanTotal), "clean-ms")
+			keys, err := s.List(context.Background(), snapshotChunkPrefix)
+			if err != nil {
+				b.Fatal(err)
+			}
+			var bytes int
+			for _, k := range keys {
+				e, _ := s.Get(context.Background(), snapshotChunkPrefix+k)
+				bytes += len(e.Value)
+			}
+			b.ReportMetric(float64(bytes)/float64(n), "snapshot-B/cred")
+			b.ReportMetric(float64(bytes)/float64(max(len(keys), 1))/1024, "chunk-KiB")
+		})
+	}
+}
+
+// BenchmarkScaleSnapshotClean measures Clean's snapshot work with dirty credentials
+// (INTEGRATIONS_SCALE sizes the mount; every dirty name a credential not cached, so
+// each is a storage read), at its bound snapshotCleanReads and at a normal few.
+func BenchmarkScaleSnapshotClean(b *testing.B) {
+	for _, n := range scaleSizes(b) {
+		for _, dirty := range []int{100, min(n, snapshotCleanReads)} {
+			b.Run(fmt.Sprintf("%d/dirty=%d", n, dirty), func(b *testing.B) {
+				s := scaleStorage(b, n)
+				snapshotReady(b, s)
+				var total time.Duration
+				for b.Loop() {
+					be := startBackend(b, s)
+					waitIndexBuilt(b, be)
+					for i := range dirty {
+						be.snapshot.markDirty(scaleName(i * (n / dirty)))
+					}
+					start := time.Now()
+					be.Cleanup(context.Background())
+					total += time.Since(start)
+					if e, err := s.Get(context.Background(), snapshotMarkerKey); err != nil || e == nil {
+						b.Fatal("no marker")
+					}
+				}
+				b.ReportMetric(float64(total.Microseconds())/1000/float64(b.N), "clean-ms")
+			})
+		}
+	}
+}

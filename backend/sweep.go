@@ -65,6 +65,20 @@ func (a *activity) unindex(name string) {
 // the index missing or built under other windows (unless a scan is running: a config
 // change meanwhile makes the next sweep start another) and by rebuildIndex.
 func (b *integrationsBackend) scanIndex(ctx context.Context, s logical.Storage) error {
+	if b.snapshot.active.Load() && b.snapshot.tried.CompareAndSwap(false, true) {
+		// The first scan after Initialize: from the snapshot when Clean left it whole.
+		if loaded, err := b.scanFromSnapshot(ctx, s); loaded || ctx.Err() != nil {
+			if err != nil && ctx.Err() == nil {
+				b.Logger().Error("the verifying scan after the index snapshot's load failed; the snapshot is written again as it changes", "error", err)
+			}
+			if hook := b.activity.buildFinished; hook != nil {
+				hook()
+			}
+			return nil
+		} else if err != nil {
+			b.Logger().Warn("loading the index snapshot failed: scanning", "error", err)
+		}
+	}
 	if err := b.buildIndex(ctx, s); err != nil && ctx.Err() == nil {
 		b.Logger().Error("building the lifecycle index failed; the next sweep retries", "error", err)
 	}
@@ -125,6 +139,29 @@ func (b *integrationsBackend) buildIndex(ctx context.Context, s logical.Storage)
 	}
 	a.scanned.Store(0)
 	a.total.Store(int64(len(names)))
+	if err := b.indexNames(ctx, s, cfg, names, hasUsage, indexScanWorkers, nil); err != nil {
+		return err
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	a.indexedFor.Store(cfg)
+	b.credentials.labels.markComplete()
+	if x := b.snapshot; x.active.Load() && !x.baseline.Load() {
+		// Every chunk of the snapshot is written again from what storage holds now,
+		// by the snapshot job at its bounded rate; then Clean may write the marker.
+		if err := b.queueRebuild(ctx, s, names); err != nil {
+			return err
+		}
+		x.baseline.Store(true)
+	}
+	return nil
+}
+
+// indexNames indexes names (indexOne), workers at a time; seen, when not nil, is told
+// each credential's snapshot entry as filed.
+func (b *integrationsBackend) indexNames(ctx context.Context, s logical.Storage, cfg *engineConfig, names []string, hasUsage map[string]struct{}, workers int, seen func(*snapEntry)) error {
+	a := b.activity
 	// Each credential is one storage read (two with usage) and a decode; through the
 	// plugin's storage connection that is a round trip each, so reads one at a time
 	// leave the scan waiting on the wire (~50 s per 100,000). indexScanWorkers read in
@@ -133,7 +170,7 @@ func (b *integrationsBackend) buildIndex(ctx context.Context, s logical.Storage)
 	// order, so the label index's sorted lists still grow at their ends.
 	var next atomic.Int64
 	g, gctx := errgroup.WithContext(ctx)
-	for range min(indexScanWorkers, len(names)) {
+	for range min(workers, len(names)) {
 		g.Go(func() error {
 			for {
 				i := next.Add(1) - 1
@@ -145,26 +182,26 @@ func (b *integrationsBackend) buildIndex(ctx context.Context, s logical.Storage)
 				}
 				name := names[i]
 				_, usage := hasUsage[name]
-				if err := b.indexOne(gctx, s, cfg, name, usage); err != nil {
+				if err := b.indexOne(gctx, s, cfg, name, usage, seen); err != nil {
 					return err
 				}
 				a.scanned.Add(1)
 			}
 		})
 	}
-	if err := g.Wait(); err != nil {
-		return err
-	}
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	a.indexedFor.Store(cfg)
-	b.credentials.labels.markComplete()
-	return nil
+	return g.Wait()
 }
 
-func (b *integrationsBackend) indexOne(ctx context.Context, s logical.Storage, cfg *engineConfig, name string, hasUsage bool) error {
+func (b *integrationsBackend) indexOne(ctx context.Context, s logical.Storage, cfg *engineConfig, name string, hasUsage bool, seen func(*snapEntry)) error {
 	a := b.activity
+	var filed *credential
+	var filedUsed time.Time
+	defer func() {
+		if seen != nil && filed != nil {
+			e := entryOf(filed, filedUsed, b.usage.isFailing(name))
+			seen(&e)
+		}
+	}()
 	for attempt := 0; ; attempt++ {
 		if attempt == 8 {
 			// The credential's shard keeps changing under the scan: index it the way a
@@ -203,6 +240,7 @@ func (b *integrationsBackend) indexOne(ctx context.Context, s logical.Storage, c
 			b.tokens.kept.holdAt(name, used)
 			b.reindex(cfg, c, c.State)
 			b.credentials.labels.file(name, c.typeDef(), c.Tags)
+			filed, filedUsed = c, used
 		}) {
 			break
 		}

@@ -84,6 +84,9 @@ type usageStore struct {
 	// checks it without the lock).
 	inflight map[string]usage.Pending
 	flushing atomic.Bool
+	// failingChanged is told, under mu, when a filed summary moves name into or out of
+	// the failing set: the index snapshot's chunk of name is written again.
+	failingChanged func(name string)
 }
 
 func newUsageStore(recorder *usage.Recorder) *usageStore {
@@ -184,11 +187,26 @@ func (us *usageStore) fileIfMissing(name string, u *usage.Usage) {
 // candidate for the failing alert. The caller holds us.mu.
 func (us *usageStore) fileLocked(name string, sum usageSummary) {
 	us.summaries[name] = fileSummary(sum)
-	if sum.consecutiveFailures >= lifecycle.FailingAfter {
+	_, was := us.failing[name]
+	failing := sum.consecutiveFailures >= lifecycle.FailingAfter
+	if failing {
 		us.failing[name] = struct{}{}
 	} else {
 		delete(us.failing, name)
 	}
+	if was != failing && us.failingChanged != nil {
+		us.failingChanged(name)
+	}
+}
+
+// markFailing puts name in the failing set as the index snapshot recorded it, unless
+// a summary is filed (which keeps the set up to date itself and wins).
+func (us *usageStore) markFailing(name string) {
+	us.mu.Lock()
+	if _, filed := us.summaries[name]; !filed {
+		us.failing[name] = struct{}{}
+	}
+	us.mu.Unlock()
 }
 
 func summarize(u *usage.Usage) usageSummary {
