@@ -33,7 +33,13 @@ func (b *integrationsBackend) flushUsage(ctx context.Context, s logical.Storage)
 
 // flushLocked is flushUsage for a caller holding flushMu.
 func (b *integrationsBackend) flushLocked(ctx context.Context, s logical.Storage) error {
-	pending := b.usage.drain()
+	return b.flushPending(ctx, s, b.usage.drain())
+}
+
+// flushPending stores what a drain took. The caller holds flushMu. The handoff entries
+// restored at Initialize are deleted once it has run: their usage was in pending, and
+// what could not be stored is back in the recorder (handed off again at Clean).
+func (b *integrationsBackend) flushPending(ctx context.Context, s logical.Storage, pending map[string]usage.Pending) error {
 	if len(pending) == 0 {
 		return nil
 	}
@@ -85,6 +91,7 @@ func (b *integrationsBackend) flushLocked(ctx context.Context, s logical.Storage
 	}
 	close(jobs)
 	wg.Wait()
+	errs = append(errs, b.dropRestoredHandoff(ctx, s))
 	return errors.Join(errs...)
 }
 
@@ -181,11 +188,4 @@ func (b *integrationsBackend) flushStep(ctx context.Context, s logical.Storage) 
 	}
 	b.activity.flushedAt = b.now()
 	return nil
-}
-
-// finalFlush is the last flush, at Clean, once the loop has stopped.
-func (b *integrationsBackend) finalFlush(ctx context.Context, s logical.Storage) {
-	if err := b.flushUsage(ctx, s); err != nil {
-		b.Logger().Error("flushing usage at shutdown failed", "error", err)
-	}
 }

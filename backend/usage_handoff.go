@@ -1,0 +1,209 @@
+// The usage handoff: at Clean, what the recorder holds beyond a few credentials is
+// written as a handful of batch entries rather than flushed credential by credential,
+// and the next owner of the mount (this node after a reload or restart, or the new
+// active node) restores it at Initialize and flushes it with its own usage.
+
+package backend
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"sync"
+
+	"github.com/hashicorp/vault/sdk/logical"
+
+	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/backend/usage"
+)
+
+// usageHandoffPrefix holds what a Clean handed to the next owner: usage-handoff/<id>-<n>,
+// each entry a batch of credentials' pending usage.
+const usageHandoffPrefix = "usage-handoff/"
+
+const (
+	// finalFlushDirect is how many credentials' usage Clean still flushes itself, one
+	// round of the flush's workers: beyond it everything is handed off, so Clean's
+	// storage writes do not grow with the credentials accessed since the last flush.
+	finalFlushDirect = flushWorkers
+	// handoffChunkBytes bounds one handoff entry's encoded usage, well inside a
+	// Raft entry's default limit (1 MiB); one credential's pending usage is never split.
+	handoffChunkBytes = 256 << 10
+)
+
+// storedHandoff is the stored form of a usage-handoff/ entry: each credential's pending
+// usage, in usage/<name>'s own encoding (count, failures, last access, events).
+type storedHandoff struct {
+	Usage  map[string]usage.Usage `json:"usage"`
+	Record int                    `json:"record_version,omitempty"`
+}
+
+func (h *storedHandoff) stamp() { h.Record = usageHandoffRecordVersion }
+
+// upgradeHandoff brings a decoded handoff entry to the current version (1 is the
+// first: nothing to upgrade), bounding each event as usage/<name> does.
+func upgradeHandoff(h *storedHandoff) {
+	for name, u := range h.Usage {
+		for i := range u.Events {
+			u.Events[i] = usage.Bound(u.Events[i])
+		}
+		h.Usage[name] = u
+	}
+	h.Record = usageHandoffRecordVersion
+}
+
+// finalFlush is the last flush, at Clean, once the loop has stopped. A few credentials
+// are flushed as any flush does; more are handed off: written as batch entries the
+// next Initialize restores, so Clean (which a reload, a restart and a leader change
+// wait for, the mount serving nothing meanwhile) costs a bounded number of writes
+// however many credentials were accessed since the last flush. What a direct flush
+// could not store is handed off too.
+func (b *integrationsBackend) finalFlush(ctx context.Context, s logical.Storage) {
+	if s == nil || !b.WriteSafeReplicationState() {
+		return
+	}
+	defer lockRanked(rankFlush, &b.activity.flushMu)()
+	pending := b.usage.drain()
+	if len(pending) > 0 && len(pending) <= finalFlushDirect {
+		if err := b.flushPending(ctx, s, pending); err != nil {
+			b.Logger().Warn("flushing usage at shutdown failed; handing the rest off", "error", err)
+		}
+		pending = b.usage.drain()
+	}
+	if err := b.handOff(ctx, s, pending); err != nil {
+		b.Logger().Error("handing usage off at shutdown failed", "error", err)
+	}
+}
+
+// handOff writes pending (drained, in flight) as usage-handoff/ entries, then deletes
+// the entries this node restored and has not flushed yet: their usage is in pending.
+func (b *integrationsBackend) handOff(ctx context.Context, s logical.Storage, pending map[string]usage.Pending) error {
+	us := b.usage
+	if len(pending) == 0 {
+		return nil
+	}
+	defer us.flushed()
+	chunks, err := handoffChunks(pending)
+	if err != nil {
+		us.restore(pending)
+		return err
+	}
+	var idb [8]byte
+	_, _ = rand.Read(idb[:]) // never fails (crypto/rand)
+	id := hex.EncodeToString(idb[:])
+	var (
+		wg    sync.WaitGroup
+		errMu sync.Mutex
+		errs  []error
+	)
+	sem := make(chan struct{}, flushWorkers)
+	for i, chunk := range chunks {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			entry, err := recordEntry(usageHandoffPrefix+id+"-"+strconv.Itoa(i), &storedHandoff{Usage: chunk})
+			if err == nil {
+				err = s.Put(ctx, entry)
+			}
+			if err != nil {
+				back := make(map[string]usage.Pending, len(chunk))
+				for name := range chunk {
+					back[name] = pending[name]
+				}
+				us.restore(back)
+				errMu.Lock()
+				errs = append(errs, fmt.Errorf("storing a usage handoff of %d credentials: %w", len(chunk), err))
+				errMu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	if len(errs) > 0 {
+		// The entries restored at Initialize stay: what they held is not lost with a
+		// chunk storage refused (its access counts may then be counted twice).
+		return errors.Join(errs...)
+	}
+	return b.dropRestoredHandoff(ctx, s)
+}
+
+// handoffChunks groups pending into entries of at most handoffChunkBytes of encoded usage.
+func handoffChunks(pending map[string]usage.Pending) ([]map[string]usage.Usage, error) {
+	var (
+		chunks []map[string]usage.Usage
+		cur    map[string]usage.Usage
+		size   int
+	)
+	for name, p := range pending {
+		u := usage.Usage(p)
+		enc, err := json.Marshal(u)
+		if err != nil {
+			return nil, fmt.Errorf("encoding the usage of %q: %w", name, err)
+		}
+		n := len(enc) + len(name) + 4
+		if cur == nil || (size+n > handoffChunkBytes && len(cur) > 0) {
+			cur = make(map[string]usage.Usage)
+			chunks = append(chunks, cur)
+			size = 0
+		}
+		cur[name] = u
+		size += n
+	}
+	return chunks, nil
+}
+
+// restoreHandoff, at Initialize on a node that may write, puts what an earlier Clean
+// handed off back into the recorder: reads, lists and the sweep count it at once (a
+// credential read just before a reload is not suspended for inactivity), and the next
+// flush stores it, renewing inactivity windows, and then deletes the entries.
+func (b *integrationsBackend) restoreHandoff(ctx context.Context, s logical.Storage) error {
+	keys, err := s.List(ctx, usageHandoffPrefix)
+	if err != nil {
+		return fmt.Errorf("listing the usage handoff: %w", err)
+	}
+	if len(keys) == 0 {
+		return nil
+	}
+	defer lockRanked(rankFlush, &b.activity.flushMu)()
+	var errs []error
+	for _, key := range keys {
+		entry, err := s.Get(ctx, usageHandoffPrefix+key)
+		if err != nil || entry == nil {
+			errs = append(errs, err)
+			continue
+		}
+		var h storedHandoff
+		if err := entry.DecodeJSON(&h); err != nil {
+			// Left in place (and logged): an entry this release cannot read is never
+			// deleted, so a later one may.
+			errs = append(errs, fmt.Errorf("decoding %s%s: %w", usageHandoffPrefix, key, err))
+			continue
+		}
+		upgradeHandoff(&h)
+		back := make(map[string]usage.Pending, len(h.Usage))
+		for name, u := range h.Usage {
+			back[name] = usage.Pending(u)
+		}
+		b.usage.restoreHandoff(key, back)
+	}
+	return errors.Join(errs...)
+}
+
+// dropRestoredHandoff deletes the handoff entries restored at Initialize, once a flush
+// (or a new handoff) has taken over their usage. The caller holds flushMu. An entry
+// that cannot be deleted stays listed for the next flush.
+func (b *integrationsBackend) dropRestoredHandoff(ctx context.Context, s logical.Storage) error {
+	keys := b.usage.takeHandoffKeys()
+	var errs []error
+	for _, key := range keys {
+		if err := s.Delete(ctx, usageHandoffPrefix+key); err != nil {
+			b.usage.keepHandoffKey(key)
+			errs = append(errs, fmt.Errorf("deleting %s%s: %w", usageHandoffPrefix, key, err))
+		}
+	}
+	return errors.Join(errs...)
+}

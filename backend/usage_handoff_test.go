@@ -1,0 +1,284 @@
+package backend
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/vault/sdk/logical"
+
+	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/backend/usage"
+)
+
+// writeLatencyStorage adds a latency to every write, as a Raft log entry costs, and counts
+// the writes and deletes.
+type writeLatencyStorage struct {
+	logical.Storage
+	delay   time.Duration
+	writes  atomic.Int64
+	handoff atomic.Int64 // writes under usage-handoff/
+	failPut func(key string) bool
+}
+
+func (s *writeLatencyStorage) Put(ctx context.Context, e *logical.StorageEntry) error {
+	s.writes.Add(1)
+	if strings.HasPrefix(e.Key, usageHandoffPrefix) {
+		s.handoff.Add(1)
+	}
+	time.Sleep(s.delay) // the write's latency, not a wait for anything
+	if s.failPut != nil && s.failPut(e.Key) {
+		return fmt.Errorf("refused %s", e.Key)
+	}
+	return s.Storage.Put(ctx, e)
+}
+
+func (s *writeLatencyStorage) Delete(ctx context.Context, key string) error {
+	s.writes.Add(1)
+	time.Sleep(s.delay)
+	return s.Storage.Delete(ctx, key)
+}
+
+func newWriteLatencyStorage() *writeLatencyStorage {
+	return &writeLatencyStorage{Storage: logical.NewStorageView(&logical.InmemStorage{}, ""), delay: time.Millisecond}
+}
+
+// accessAll reads access/ of each name, the first k names twice.
+func accessAll(t *testing.T, b *integrationsBackend, s logical.Storage, names []string, k int) {
+	t.Helper()
+	for i, name := range names {
+		lcAccess(t, b, s, name)
+		if i < k {
+			lcAccess(t, b, s, name)
+		}
+	}
+}
+
+func handoffKeys(t *testing.T, s logical.Storage) []string {
+	t.Helper()
+	keys, err := s.List(context.Background(), usageHandoffPrefix)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return keys
+}
+
+// checkUsage asserts name's usage is what a full flush stores: the count, the last
+// access, and the inactivity window renewed at it.
+func checkUsage(t *testing.T, b *integrationsBackend, s logical.Storage, name string, count int64, at time.Time) {
+	t.Helper()
+	u, err := b.usage.load(context.Background(), s, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	accesses := 0
+	for _, ev := range u.Events {
+		if ev.Event == usage.EventAccess {
+			accesses++
+		}
+	}
+	if u.Count != count || !u.LastAccessed.Equal(at) || accesses != int(count) {
+		t.Fatalf("%s: stored count %d, last access %s, %d access events; want %d, %s, %d", name, u.Count, u.LastAccessed, accesses, count, at, count)
+	}
+	c, err := b.credentials.view(context.Background(), s, name)
+	if err != nil || c == nil {
+		t.Fatalf("%s: %v", name, err)
+	}
+	if !c.State.ActivityAt.Equal(at) {
+		t.Fatalf("%s: inactivity window from %s, want %s", name, c.State.ActivityAt, at)
+	}
+}
+
+// A reload with many credentials' usage pending costs Clean a bounded number of
+// storage writes (not two per credential), and the next Initialize restores all of
+// it: after its first flush every credential's usage is what a full flush at Clean
+// would have stored.
+func TestCleanHandsOffPendingUsage(t *testing.T) {
+	const n = 300
+	st := newWriteLatencyStorage()
+	b, s, clock := newBackendWith(t, backendOptions{storage: st, initialize: true})
+	names := make([]string, n)
+	for i := range names {
+		names[i] = fmt.Sprintf("c%03d", i)
+		lcCreateBasic(t, b, s, names[i], nil)
+	}
+	clock.Advance(time.Hour)
+	at := clock.Now().UTC()
+	accessAll(t, b, s, names, n/2)
+
+	st.writes.Store(0)
+	b.Clean(context.Background())
+	if w := st.writes.Load(); w > 4 {
+		t.Fatalf("Clean made %d storage writes for %d credentials' pending usage; want a bounded few", w, n)
+	}
+	if st.handoff.Load() == 0 {
+		t.Fatal("nothing handed off")
+	}
+	for _, key := range handoffKeys(t, s) {
+		e, err := s.Get(context.Background(), usageHandoffPrefix+key)
+		if err != nil || e == nil || !strings.Contains(string(e.Value), fmt.Sprintf(`"record_version":%d`, usageHandoffRecordVersion)) {
+			t.Fatalf("handoff entry %s not stamped with its record version: %v", key, err)
+		}
+	}
+
+	b2, _, _ := newBackendWith(t, backendOptions{storage: st, clock: clock, initialize: true})
+	// Served from the restored usage before any flush.
+	if v := lcRead(t, b2, s, names[0]); fmt.Sprint(v["access_count"]) != "2" || v["last_accessed"] != rfc3339(at) {
+		t.Fatalf("after the reload %s reads access_count %v, last_accessed %v", names[0], v["access_count"], v["last_accessed"])
+	}
+	if err := b2.flushUsage(context.Background(), s); err != nil {
+		t.Fatal(err)
+	}
+	for i, name := range names {
+		want := int64(1)
+		if i < n/2 {
+			want = 2
+		}
+		checkUsage(t, b2, s, name, want, at)
+	}
+	if keys := handoffKeys(t, s); len(keys) != 0 {
+		t.Fatalf("handoff entries left after the flush: %v", keys)
+	}
+}
+
+// Usage handed off and restored, then handed off again before any flush (two reloads
+// in a row), is counted once; what the middle run counted adds to it.
+func TestHandoffTwiceCountsOnce(t *testing.T) {
+	const n = 40
+	st := newWriteLatencyStorage()
+	st.delay = 0
+	b, s, clock := newBackendWith(t, backendOptions{storage: st, initialize: true})
+	names := make([]string, n)
+	for i := range names {
+		names[i] = fmt.Sprintf("c%02d", i)
+		lcCreateBasic(t, b, s, names[i], nil)
+	}
+	clock.Advance(time.Hour)
+	accessAll(t, b, s, names, 0)
+	b.Clean(context.Background())
+
+	b2, _, _ := newBackendWith(t, backendOptions{storage: st, clock: clock, initialize: true})
+	clock.Advance(time.Hour)
+	at := clock.Now().UTC()
+	lcAccess(t, b2, s, names[0])
+	b2.Clean(context.Background())
+	if keys := handoffKeys(t, s); len(keys) != 1 {
+		t.Fatalf("handoff entries after the second Clean: %v, want the one it wrote", keys)
+	}
+
+	b3, _, _ := newBackendWith(t, backendOptions{storage: st, clock: clock, initialize: true})
+	if err := b3.flushUsage(context.Background(), s); err != nil {
+		t.Fatal(err)
+	}
+	checkUsage(t, b3, s, names[0], 2, at)
+	checkUsage(t, b3, s, names[1], 1, at.Add(-time.Hour))
+}
+
+// A credential read just before a reload is not suspended for inactivity afterwards:
+// the next owner's sweep counts the handed-off access.
+func TestHandedOffAccessRenewsInactivityWindow(t *testing.T) {
+	st := newWriteLatencyStorage()
+	st.delay = 0
+	cfg := map[string]any{"suspend_after": "100d"}
+	b, s, clock := newBackendWith(t, backendOptions{storage: st, initialize: true, config: cfg})
+	names := make([]string, finalFlushDirect+4)
+	for i := range names {
+		names[i] = fmt.Sprintf("c%02d", i)
+		lcCreateBasic(t, b, s, names[i], nil)
+	}
+	clock.Advance(99 * 24 * time.Hour)
+	accessAll(t, b, s, names, 0)
+	b.Clean(context.Background())
+	if len(handoffKeys(t, s)) == 0 {
+		t.Fatal("nothing handed off")
+	}
+
+	b2, _, _ := newBackendWith(t, backendOptions{storage: st, clock: clock, initialize: true})
+	clock.Advance(3 * 24 * time.Hour)
+	if err := b2.sweep(context.Background(), s); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range names {
+		if v := lcRead(t, b2, s, name); v["status"] != "active" {
+			t.Fatalf("%s is %v after a sweep 3 days after its last access", name, v["status"])
+		}
+	}
+}
+
+// A few credentials' usage is still flushed at Clean as before: nothing handed off.
+func TestCleanFlushesFewDirectly(t *testing.T) {
+	st := newWriteLatencyStorage()
+	st.delay = 0
+	b, s, clock := newBackendWith(t, backendOptions{storage: st, initialize: true})
+	lcCreateBasic(t, b, s, "one", nil)
+	clock.Advance(time.Hour)
+	at := clock.Now().UTC()
+	lcAccess(t, b, s, "one")
+	b.Clean(context.Background())
+	if keys := handoffKeys(t, s); len(keys) != 0 {
+		t.Fatalf("handed off %v", keys)
+	}
+	checkUsage(t, b, s, "one", 1, at)
+}
+
+// A handoff chunk storage refuses keeps the entries restored earlier, so no usage is
+// lost: the next owner still restores them.
+func TestRefusedHandoffKeepsRestoredEntries(t *testing.T) {
+	const n = finalFlushDirect + 4
+	st := newWriteLatencyStorage()
+	st.delay = 0
+	b, s, clock := newBackendWith(t, backendOptions{storage: st, initialize: true})
+	names := make([]string, n)
+	for i := range names {
+		names[i] = fmt.Sprintf("c%02d", i)
+		lcCreateBasic(t, b, s, names[i], nil)
+	}
+	clock.Advance(time.Hour)
+	at := clock.Now().UTC()
+	accessAll(t, b, s, names, 0)
+	b.Clean(context.Background())
+	first := handoffKeys(t, s)
+
+	b2, _, _ := newBackendWith(t, backendOptions{storage: st, clock: clock, initialize: true})
+	st.failPut = func(key string) bool { return strings.HasPrefix(key, usageHandoffPrefix) }
+	b2.Clean(context.Background())
+	st.failPut = nil
+	if keys := handoffKeys(t, s); fmt.Sprint(keys) != fmt.Sprint(first) {
+		t.Fatalf("handoff entries %v after a refused handoff, want %v kept", keys, first)
+	}
+	b3, _, _ := newBackendWith(t, backendOptions{storage: st, clock: clock, initialize: true})
+	if err := b3.flushUsage(context.Background(), s); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range names {
+		checkUsage(t, b3, s, name, 1, at)
+	}
+}
+
+// BenchmarkCleanPending measures Clean with n credentials' usage pending (each read
+// once since the last flush) over a storage whose writes take 3 ms, as a single Raft
+// node's; writes/op is the storage writes Clean made.
+func BenchmarkCleanPending(bm *testing.B) {
+	for _, n := range []int{400, 2000, 20000} {
+		bm.Run(fmt.Sprint(n), func(bm *testing.B) {
+			for range bm.N {
+				bm.StopTimer()
+				clock := newTestClock()
+				st := newWriteLatencyStorage()
+				st.delay = 0
+				names := lcSeed(bm, st, clock, "c", n, time.Hour)
+				b, _, _ := newBackendWith(bm, backendOptions{storage: st, clock: clock, initialize: true})
+				for _, name := range names {
+					b.activity.recorder.Access(name, clock.Now(), "bench", true, "")
+				}
+				st.delay = 3 * time.Millisecond
+				st.writes.Store(0)
+				bm.StartTimer()
+				b.Clean(context.Background())
+				bm.ReportMetric(float64(st.writes.Load()), "writes/op")
+			}
+		})
+	}
+}
