@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"strconv"
 	"sync"
+	"time"
 
 	"github.com/hashicorp/vault/sdk/logical"
 
@@ -25,10 +26,12 @@ import (
 const usageHandoffPrefix = "usage-handoff/"
 
 const (
-	// finalFlushDirect is how many credentials' usage Clean still flushes itself, one
-	// round of the flush's workers: beyond it everything is handed off, so Clean's
-	// storage writes do not grow with the credentials accessed since the last flush.
-	finalFlushDirect = flushWorkers
+	// cleanFlushBudget is how long the last flush, at Clean, writes usage/<name>
+	// credential by credential (what every release reads) before it hands the rest
+	// off. Vault holds the mount while Clean runs, so it is most of the time a reload
+	// may take before the mount serves again (2 s, issue 28); usageFlushThreshold keeps
+	// what is pending in normal running within it.
+	cleanFlushBudget = time.Second
 	// handoffChunkBytes bounds one handoff entry's encoded usage, well inside a
 	// Raft entry's default limit (1 MiB); one credential's pending usage is never split.
 	handoffChunkBytes = 256 << 10
@@ -55,25 +58,41 @@ func upgradeHandoff(h *storedHandoff) {
 	h.Record = usageHandoffRecordVersion
 }
 
-// finalFlush is the last flush, at Clean, once the loop has stopped. A few credentials
-// are flushed as any flush does; more are handed off: written as batch entries the
-// next Initialize restores, so Clean (which a reload, a restart and a leader change
-// wait for, the mount serving nothing meanwhile) costs a bounded number of writes
-// however many credentials were accessed since the last flush. What a direct flush
-// could not store is handed off too.
+// finalFlush is the last flush, at Clean, once the loop has stopped. It writes
+// usage/<name> credential by credential, as any flush does, for cleanFlushBudget; what
+// is left then (credentials not started, and what storage refused) is handed off:
+// written as batch entries the next Initialize restores, so Clean (which a reload, a
+// restart and a leader change wait for, the mount serving nothing meanwhile) takes a
+// bounded time however many credentials were accessed since the last flush. In normal
+// running the flush threshold keeps that within the budget, and nothing is handed off
+// (an older release, after a downgrade, does not read usage-handoff/).
 func (b *integrationsBackend) finalFlush(ctx context.Context, s logical.Storage) {
 	if s == nil || !b.WriteSafeReplicationState() {
 		return
 	}
 	defer lockRanked(rankFlush, &b.activity.flushMu)()
-	pending := b.usage.drain()
-	if len(pending) > 0 && len(pending) <= finalFlushDirect {
-		if err := b.flushPending(ctx, s, pending); err != nil {
-			b.Logger().Warn("flushing usage at shutdown failed; handing the rest off", "error", err)
+	arm := b.activity.cleanStop
+	if arm == nil {
+		arm = func() (<-chan struct{}, func()) {
+			budget, cancel := context.WithTimeout(context.Background(), cleanFlushBudget)
+			return budget.Done(), cancel
 		}
-		pending = b.usage.drain()
 	}
-	if err := b.handOff(ctx, s, pending); err != nil {
+	stop, release := arm()
+	defer release()
+	left, err := b.flushPending(ctx, s, b.usage.drain(), stop)
+	if err != nil {
+		b.Logger().Warn("flushing usage at shutdown failed; handing the rest off", "error", err)
+	}
+	rest := b.usage.drain()
+	if len(rest) == 0 {
+		return
+	}
+	if left > 0 {
+		b.Logger().Info("the usage flush at shutdown ran out of its time budget; handing the rest off to the next start",
+			"budget", cleanFlushBudget.String(), "credentials", left)
+	}
+	if err := b.handOff(ctx, s, rest); err != nil {
 		b.Logger().Error("handing usage off at shutdown failed", "error", err)
 	}
 }
@@ -188,7 +207,8 @@ func (b *integrationsBackend) restoreHandoff(ctx context.Context, s logical.Stor
 		for name, u := range h.Usage {
 			back[name] = usage.Pending(u)
 		}
-		b.usage.restoreHandoff(key, back)
+		b.usage.restore(back)
+		b.activity.handoffKeys = append(b.activity.handoffKeys, key)
 	}
 	return errors.Join(errs...)
 }
@@ -197,13 +217,25 @@ func (b *integrationsBackend) restoreHandoff(ctx context.Context, s logical.Stor
 // (or a new handoff) has taken over their usage. The caller holds flushMu. An entry
 // that cannot be deleted stays listed for the next flush.
 func (b *integrationsBackend) dropRestoredHandoff(ctx context.Context, s logical.Storage) error {
-	keys := b.usage.takeHandoffKeys()
+	a := b.activity
+	keys := a.handoffKeys
+	a.handoffKeys = nil
 	var errs []error
 	for _, key := range keys {
 		if err := s.Delete(ctx, usageHandoffPrefix+key); err != nil {
-			b.usage.keepHandoffKey(key)
+			a.handoffKeys = append(a.handoffKeys, key)
 			errs = append(errs, fmt.Errorf("deleting %s%s: %w", usageHandoffPrefix, key, err))
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// restore puts drained usage back into the recorder: it is no longer in flight.
+func (us *usageStore) restore(p map[string]usage.Pending) {
+	us.mu.Lock()
+	us.recorder.Restore(p)
+	for name := range p {
+		delete(us.inflight, name)
+	}
+	us.mu.Unlock()
 }

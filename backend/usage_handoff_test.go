@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -21,12 +22,16 @@ type writeLatencyStorage struct {
 	writes  atomic.Int64
 	handoff atomic.Int64 // writes under usage-handoff/
 	failPut func(key string) bool
+	onPut   func(key string) // called before each write (the test's view of the flush's progress)
 }
 
 func (s *writeLatencyStorage) Put(ctx context.Context, e *logical.StorageEntry) error {
 	s.writes.Add(1)
 	if strings.HasPrefix(e.Key, usageHandoffPrefix) {
 		s.handoff.Add(1)
+	}
+	if s.onPut != nil {
+		s.onPut(e.Key)
 	}
 	time.Sleep(s.delay) // the write's latency, not a wait for anything
 	if s.failPut != nil && s.failPut(e.Key) {
@@ -54,6 +59,29 @@ func accessAll(t *testing.T, b *integrationsBackend, s logical.Storage, names []
 			lcAccess(t, b, s, name)
 		}
 	}
+}
+
+// budgetSpent makes b's last flush find its time budget spent from the start:
+// everything pending is handed off, as on a storage too slow for any of it.
+func budgetSpent(b *integrationsBackend) {
+	b.activity.cleanStop = func() (<-chan struct{}, func()) {
+		c := make(chan struct{})
+		close(c)
+		return c, func() {}
+	}
+}
+
+// budgetEndsAfter makes b's last flush run out of its budget at the k-th usage/ write
+// st sees from now: the credentials started by then finish, the rest is handed off.
+func budgetEndsAfter(b *integrationsBackend, st *writeLatencyStorage, k int64) {
+	stop := make(chan struct{})
+	var puts atomic.Int64
+	st.onPut = func(key string) {
+		if strings.HasPrefix(key, usagePrefix) && puts.Add(1) == k {
+			close(stop)
+		}
+	}
+	b.activity.cleanStop = func() (<-chan struct{}, func()) { return stop, func() {} }
 }
 
 func handoffKeys(t *testing.T, s logical.Storage) []string {
@@ -91,10 +119,10 @@ func checkUsage(t *testing.T, b *integrationsBackend, s logical.Storage, name st
 	}
 }
 
-// A reload with many credentials' usage pending costs Clean a bounded number of
-// storage writes (not two per credential), and the next Initialize restores all of
-// it: after its first flush every credential's usage is what a full flush at Clean
-// would have stored.
+// A reload whose last flush finds its time budget spent (a storage too slow for the
+// usage pending) costs Clean a bounded number of storage writes (not two per
+// credential), and the next Initialize restores all of it: after its first flush every
+// credential's usage is what a full flush at Clean would have stored.
 func TestCleanHandsOffPendingUsage(t *testing.T) {
 	const n = 300
 	st := newWriteLatencyStorage()
@@ -108,6 +136,7 @@ func TestCleanHandsOffPendingUsage(t *testing.T) {
 	at := clock.Now().UTC()
 	accessAll(t, b, s, names, n/2)
 
+	budgetSpent(b)
 	st.writes.Store(0)
 	b.Clean(context.Background())
 	if w := st.writes.Load(); w > 4 {
@@ -157,12 +186,14 @@ func TestHandoffTwiceCountsOnce(t *testing.T) {
 	}
 	clock.Advance(time.Hour)
 	accessAll(t, b, s, names, 0)
+	budgetSpent(b)
 	b.Clean(context.Background())
 
 	b2, _, _ := newBackendWith(t, backendOptions{storage: st, clock: clock, initialize: true})
 	clock.Advance(time.Hour)
 	at := clock.Now().UTC()
 	lcAccess(t, b2, s, names[0])
+	budgetSpent(b2)
 	b2.Clean(context.Background())
 	if keys := handoffKeys(t, s); len(keys) != 1 {
 		t.Fatalf("handoff entries after the second Clean: %v, want the one it wrote", keys)
@@ -183,13 +214,14 @@ func TestHandedOffAccessRenewsInactivityWindow(t *testing.T) {
 	st.delay = 0
 	cfg := map[string]any{"suspend_after": "100d"}
 	b, s, clock := newBackendWith(t, backendOptions{storage: st, initialize: true, config: cfg})
-	names := make([]string, finalFlushDirect+4)
+	names := make([]string, 20)
 	for i := range names {
 		names[i] = fmt.Sprintf("c%02d", i)
 		lcCreateBasic(t, b, s, names[i], nil)
 	}
 	clock.Advance(99 * 24 * time.Hour)
 	accessAll(t, b, s, names, 0)
+	budgetSpent(b)
 	b.Clean(context.Background())
 	if len(handoffKeys(t, s)) == 0 {
 		t.Fatal("nothing handed off")
@@ -207,7 +239,8 @@ func TestHandedOffAccessRenewsInactivityWindow(t *testing.T) {
 	}
 }
 
-// A few credentials' usage is still flushed at Clean as before: nothing handed off.
+// A few credentials' usage is flushed at Clean as before, within the real budget:
+// nothing handed off, so an older release (after a downgrade) reads all of it.
 func TestCleanFlushesFewDirectly(t *testing.T) {
 	st := newWriteLatencyStorage()
 	st.delay = 0
@@ -226,7 +259,7 @@ func TestCleanFlushesFewDirectly(t *testing.T) {
 // A handoff chunk storage refuses keeps the entries restored earlier, so no usage is
 // lost: the next owner still restores them.
 func TestRefusedHandoffKeepsRestoredEntries(t *testing.T) {
-	const n = finalFlushDirect + 4
+	const n = 20
 	st := newWriteLatencyStorage()
 	st.delay = 0
 	b, s, clock := newBackendWith(t, backendOptions{storage: st, initialize: true})
@@ -238,10 +271,12 @@ func TestRefusedHandoffKeepsRestoredEntries(t *testing.T) {
 	clock.Advance(time.Hour)
 	at := clock.Now().UTC()
 	accessAll(t, b, s, names, 0)
+	budgetSpent(b)
 	b.Clean(context.Background())
 	first := handoffKeys(t, s)
 
 	b2, _, _ := newBackendWith(t, backendOptions{storage: st, clock: clock, initialize: true})
+	budgetSpent(b2)
 	st.failPut = func(key string) bool { return strings.HasPrefix(key, usageHandoffPrefix) }
 	b2.Clean(context.Background())
 	st.failPut = nil
@@ -257,28 +292,109 @@ func TestRefusedHandoffKeepsRestoredEntries(t *testing.T) {
 	}
 }
 
-// BenchmarkCleanPending measures Clean with n credentials' usage pending (each read
-// once since the last flush) over a storage whose writes take 3 ms, as a single Raft
-// node's; writes/op is the storage writes Clean made.
-func BenchmarkCleanPending(bm *testing.B) {
-	for _, n := range []int{400, 2000, 20000} {
-		bm.Run(fmt.Sprint(n), func(bm *testing.B) {
-			for range bm.N {
-				bm.StopTimer()
-				clock := newTestClock()
-				st := newWriteLatencyStorage()
-				st.delay = 0
-				names := lcSeed(bm, st, clock, "c", n, time.Hour)
-				b, _, _ := newBackendWith(bm, backendOptions{storage: st, clock: clock, initialize: true})
-				for _, name := range names {
-					b.activity.recorder.Access(name, clock.Now(), "bench", true, "")
-				}
-				st.delay = 3 * time.Millisecond
-				st.writes.Store(0)
-				bm.StartTimer()
-				b.Clean(context.Background())
-				bm.ReportMetric(float64(st.writes.Load()), "writes/op")
+// Within its budget Clean writes usage/<name> directly, however many credentials (here
+// 300, far more than a round of workers): no handoff entry, so an older release reads
+// every count after a downgrade.
+func TestCleanFlushesDirectlyWithinBudget(t *testing.T) {
+	const n = 300
+	st := newWriteLatencyStorage()
+	st.delay = 0
+	b, s, clock := newBackendWith(t, backendOptions{storage: st, initialize: true})
+	names := make([]string, n)
+	for i := range names {
+		names[i] = fmt.Sprintf("c%03d", i)
+		lcCreateBasic(t, b, s, names[i], nil)
+	}
+	clock.Advance(time.Hour)
+	at := clock.Now().UTC()
+	accessAll(t, b, s, names, 10)
+	b.activity.cleanStop = func() (<-chan struct{}, func()) { return nil, func() {} } // a budget never spent
+	b.Clean(context.Background())
+	if st.handoff.Load() != 0 || len(handoffKeys(t, s)) != 0 {
+		t.Fatalf("handed off %d entries within the budget", st.handoff.Load())
+	}
+	for i, name := range names {
+		want := int64(1)
+		if i < 10 {
+			want = 2
+		}
+		checkUsage(t, b, s, name, want, at)
+	}
+}
+
+// The budget runs out part way (at the 40th usage/ write of 200): the credentials
+// started finish, the rest is handed off; the next start restores it while flushes and
+// reads race the restore, and every access is counted exactly once.
+func TestCleanBudgetHandsOffTheRest(t *testing.T) {
+	const n = 200
+	st := newWriteLatencyStorage()
+	st.delay = 0
+	b, s, clock := newBackendWith(t, backendOptions{storage: st, initialize: true})
+	names := make([]string, n)
+	for i := range names {
+		names[i] = fmt.Sprintf("c%03d", i)
+		lcCreateBasic(t, b, s, names[i], nil)
+	}
+	clock.Advance(time.Hour)
+	at := clock.Now().UTC()
+	accessAll(t, b, s, names, n/2)
+	budgetEndsAfter(b, st, 40)
+	b.Clean(context.Background())
+	st.onPut = nil
+	direct := 0
+	for _, name := range names {
+		if e, err := s.Get(context.Background(), usagePrefix+name); err != nil {
+			t.Fatal(err)
+		} else if e != nil {
+			direct++
+		}
+	}
+	// Up to a round of workers was under way when the budget ran out.
+	if direct < 40 || direct > 40+flushWorkers || len(handoffKeys(t, s)) == 0 {
+		t.Fatalf("%d credentials flushed directly, %d handoff entries; want 40 to %d, and the rest handed off", direct, len(handoffKeys(t, s)), 40+flushWorkers)
+	}
+
+	// The next start: Initialize restores the handoff while flushes and reads race it.
+	b2, _, _ := newBackendWith(t, backendOptions{storage: st, clock: clock})
+	later := clock.Now().UTC()
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	wg.Go(func() {
+		<-start
+		if err := b2.initialize(context.Background(), &logical.InitializationRequest{Storage: s}); err != nil {
+			t.Error(err)
+		}
+	})
+	wg.Go(func() {
+		<-start
+		for range 5 {
+			if err := b2.flushUsage(context.Background(), s); err != nil {
+				t.Error(err)
 			}
-		})
+		}
+	})
+	wg.Go(func() {
+		<-start
+		for range 3 {
+			if resp, err := lcDo(b2, s, logical.ReadOperation, "access/"+names[n-1], "", nil); err != nil || resp.IsError() {
+				t.Errorf("access/%s: %s", names[n-1], outcome(resp, err))
+			}
+		}
+	})
+	close(start)
+	wg.Wait()
+	if err := b2.flushUsage(context.Background(), s); err != nil {
+		t.Fatal(err)
+	}
+	for i, name := range names[:n-1] {
+		want := int64(1)
+		if i < n/2 {
+			want = 2
+		}
+		checkUsage(t, b2, s, name, want, at)
+	}
+	checkUsage(t, b2, s, names[n-1], 4, later)
+	if keys := handoffKeys(t, s); len(keys) != 0 {
+		t.Fatalf("handoff entries left after the flush: %v", keys)
 	}
 }

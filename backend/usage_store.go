@@ -84,9 +84,6 @@ type usageStore struct {
 	// checks it without the lock).
 	inflight map[string]usage.Pending
 	flushing atomic.Bool
-	// handoff names the usage-handoff/ entries restored into the recorder and not yet
-	// deleted: the flush that stores their usage deletes them (usage_handoff.go).
-	handoff []string
 }
 
 func newUsageStore(recorder *usage.Recorder) *usageStore {
@@ -332,41 +329,6 @@ func (us *usageStore) landed(name string, u *usage.Usage, back *usage.Pending) {
 		us.recorder.Restore(map[string]usage.Pending{name: *back})
 	}
 	delete(us.inflight, name)
-}
-
-// restore puts drained usage back into the recorder.
-func (us *usageStore) restore(p map[string]usage.Pending) {
-	us.mu.Lock()
-	us.recorder.Restore(p)
-	for name := range p {
-		delete(us.inflight, name)
-	}
-	us.mu.Unlock()
-}
-
-// restoreHandoff puts a handoff entry's usage into the recorder and files its key for
-// deletion by the next flush, in one step under mu.
-func (us *usageStore) restoreHandoff(key string, p map[string]usage.Pending) {
-	us.mu.Lock()
-	us.recorder.Restore(p)
-	us.handoff = append(us.handoff, key)
-	us.mu.Unlock()
-}
-
-// takeHandoffKeys returns the restored handoff entries' keys and forgets them.
-func (us *usageStore) takeHandoffKeys() []string {
-	us.mu.Lock()
-	defer us.mu.Unlock()
-	keys := us.handoff
-	us.handoff = nil
-	return keys
-}
-
-// keepHandoffKey files a key whose deletion failed again.
-func (us *usageStore) keepHandoffKey(key string) {
-	us.mu.Lock()
-	us.handoff = append(us.handoff, key)
-	us.mu.Unlock()
 }
 
 // inflightAccess is when name was last accessed in what a flush has in flight; zero
