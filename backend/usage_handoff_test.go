@@ -84,7 +84,7 @@ func budgetEndsAfter(b *integrationsBackend, st *writeLatencyStorage, k int64) {
 	b.activity.cleanStop = func() (<-chan struct{}, func()) { return stop, func() {} }
 }
 
-func handoffKeys(t *testing.T, s logical.Storage) []string {
+func handoffKeys(t testing.TB, s logical.Storage) []string {
 	t.Helper()
 	keys, err := s.List(context.Background(), usageHandoffPrefix)
 	if err != nil {
