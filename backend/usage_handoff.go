@@ -125,18 +125,15 @@ func (b *integrationsBackend) handOff(ctx context.Context, s logical.Storage, pe
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
-			entry, err := recordEntry(usageHandoffPrefix+id+"-"+strconv.Itoa(i), &storedHandoff{Usage: chunk})
-			if err == nil {
-				err = s.Put(ctx, entry)
-			}
+			err := s.Put(ctx, &logical.StorageEntry{Key: usageHandoffPrefix + id + "-" + strconv.Itoa(i), Value: chunk.value})
 			if err != nil {
-				back := make(map[string]usage.Pending, len(chunk))
-				for name := range chunk {
+				back := make(map[string]usage.Pending, len(chunk.names))
+				for _, name := range chunk.names {
 					back[name] = pending[name]
 				}
 				us.restore(back)
 				errMu.Lock()
-				errs = append(errs, fmt.Errorf("storing a usage handoff of %d credentials: %w", len(chunk), err))
+				errs = append(errs, fmt.Errorf("storing a usage handoff of %d credentials: %w", len(chunk.names), err))
 				errMu.Unlock()
 			}
 		}()
@@ -150,27 +147,48 @@ func (b *integrationsBackend) handOff(ctx context.Context, s logical.Storage, pe
 	return b.dropRestoredHandoff(ctx, s)
 }
 
-// handoffChunks groups pending into entries of at most handoffChunkBytes of encoded usage.
-func handoffChunks(pending map[string]usage.Pending) ([]map[string]usage.Usage, error) {
+// handoffChunk is one usage-handoff/ entry, encoded, and the credentials it holds.
+type handoffChunk struct {
+	names []string
+	value []byte
+}
+
+// handoffChunks groups pending into entries of at most handoffChunkBytes of encoded
+// usage, each the JSON of a storedHandoff stamped with its record version. Each
+// credential's usage is encoded once, into its entry (a Clean handing off 100,000
+// credentials spends its time here).
+func handoffChunks(pending map[string]usage.Pending) ([]handoffChunk, error) {
+	var stamped storedHandoff
+	stamped.stamp()
+	tail := []byte(`},"record_version":` + strconv.Itoa(stamped.Record) + `}`)
 	var (
-		chunks []map[string]usage.Usage
-		cur    map[string]usage.Usage
-		size   int
+		chunks []handoffChunk
+		cur    *handoffChunk
 	)
 	for name, p := range pending {
-		u := usage.Usage(p)
-		enc, err := json.Marshal(u)
+		enc, err := json.Marshal(usage.Usage(p))
 		if err != nil {
 			return nil, fmt.Errorf("encoding the usage of %q: %w", name, err)
 		}
-		n := len(enc) + len(name) + 4
-		if cur == nil || (size+n > handoffChunkBytes && len(cur) > 0) {
-			cur = make(map[string]usage.Usage)
-			chunks = append(chunks, cur)
-			size = 0
+		key, err := json.Marshal(name)
+		if err != nil {
+			return nil, fmt.Errorf("encoding the name %q: %w", name, err)
 		}
-		cur[name] = u
-		size += n
+		if cur == nil || (len(cur.value)+len(key)+len(enc)+2+len(tail) > handoffChunkBytes && len(cur.names) > 0) {
+			if cur != nil {
+				cur.value = append(cur.value, tail...)
+			}
+			chunks = append(chunks, handoffChunk{value: append(make([]byte, 0, 4096), `{"usage":{`...)})
+			cur = &chunks[len(chunks)-1]
+		}
+		if len(cur.names) > 0 {
+			cur.value = append(cur.value, ',')
+		}
+		cur.value = append(append(append(cur.value, key...), ':'), enc...)
+		cur.names = append(cur.names, name)
+	}
+	if cur != nil {
+		cur.value = append(cur.value, tail...)
 	}
 	return chunks, nil
 }

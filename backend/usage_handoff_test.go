@@ -398,3 +398,51 @@ func TestCleanBudgetHandsOffTheRest(t *testing.T) {
 		t.Fatalf("handoff entries left after the flush: %v", keys)
 	}
 }
+
+// handoffChunks splits what is pending into entries of at most handoffChunkBytes, each
+// a storedHandoff stamped with its record version, holding every credential once with
+// its usage as encoded (hostile names included).
+func TestHandoffChunksBoundedAndComplete(t *testing.T) {
+	t.Parallel()
+	pending := make(map[string]usage.Pending)
+	at := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	for i := range 3000 {
+		name := fmt.Sprintf("c-%04d-\"<&>\u2028", i)
+		events := make([]usage.Event, i%7)
+		for j := range events {
+			events[j] = usage.Event{Time: at, Event: usage.EventAccess, Status: usage.StatusSuccess, Integration: strings.Repeat("x", 100)}
+		}
+		pending[name] = usage.Pending{Count: int64(i), LastAccessed: at, Events: events}
+	}
+	chunks, err := handoffChunks(pending)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(chunks) < 2 {
+		t.Fatalf("%d chunks for about a MiB of usage", len(chunks))
+	}
+	seen := 0
+	for i, c := range chunks {
+		if len(c.value) > handoffChunkBytes {
+			t.Fatalf("chunk %d: %d bytes, over %d", i, len(c.value), handoffChunkBytes)
+		}
+		var h storedHandoff
+		if err := (&logical.StorageEntry{Value: c.value}).DecodeJSON(&h); err != nil {
+			t.Fatalf("chunk %d: %v", i, err)
+		}
+		if h.Record != usageHandoffRecordVersion || len(h.Usage) != len(c.names) {
+			t.Fatalf("chunk %d: record_version %d, %d credentials for %d names", i, h.Record, len(h.Usage), len(c.names))
+		}
+		for name, u := range h.Usage {
+			p, ok := pending[name]
+			if !ok || u.Count != p.Count || !u.LastAccessed.Equal(p.LastAccessed) || len(u.Events) != len(p.Events) {
+				t.Fatalf("chunk %d: %q decoded as %+v", i, name, u)
+			}
+			delete(pending, name)
+			seen++
+		}
+	}
+	if len(pending) != 0 || seen != 3000 {
+		t.Fatalf("%d credentials decoded, %d missing", seen, len(pending))
+	}
+}
