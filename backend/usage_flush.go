@@ -34,30 +34,34 @@ func (b *integrationsBackend) flushUsageUntil(ctx context.Context, s logical.Sto
 	}
 	a := b.activity
 	defer lockRanked(rankFlush, &a.flushMu)()
-	_, err := b.flushPending(ctx, s, b.usage.drain(), stop)
+	rest, err := b.flushPending(ctx, s, b.usage.drain(), stop)
+	if len(rest) > 0 {
+		b.usage.restore(rest)
+	}
 	return err
 }
 
 // flushLocked is flushUsage for a caller holding flushMu.
 func (b *integrationsBackend) flushLocked(ctx context.Context, s logical.Storage) error {
-	_, err := b.flushPending(ctx, s, b.usage.drain(), nil)
+	_, err := b.flushPending(ctx, s, b.usage.drain(), nil) // no stop: no rest
 	return err
 }
 
 // flushPending stores what a drain took. The caller holds flushMu. Once stop is closed
 // (nil: never) the workers start no further credential: the ones started finish, and
-// the rest goes back to the recorder; left is how many. The handoff entries restored at
-// Initialize are deleted once a flush has taken everything (left 0): their usage was in
-// pending, and what storage refused is back in the recorder (handed off again at Clean).
-func (b *integrationsBackend) flushPending(ctx context.Context, s logical.Storage, pending map[string]usage.Pending, stop <-chan struct{}) (left int, err error) {
+// the rest is returned, no longer in flight, for the caller to put back into the
+// recorder or hand off. The handoff entries restored at Initialize are deleted once a
+// flush has taken everything (no rest): their usage was in pending, and what storage
+// refused is back in the recorder (handed off again at Clean).
+func (b *integrationsBackend) flushPending(ctx context.Context, s logical.Storage, pending map[string]usage.Pending, stop <-chan struct{}) (rest map[string]usage.Pending, err error) {
 	if len(pending) == 0 {
-		return 0, nil
+		return nil, nil
 	}
 	defer b.usage.flushed()
 	cfg, err := b.loadConfig(ctx, s)
 	if err != nil {
 		b.usage.restore(pending)
-		return len(pending), err
+		return nil, err
 	}
 	// Each credential's flush is a few storage round trips (through Vault, for an
 	// external plugin): a pool of workers overlaps them, so a flush of many
@@ -94,7 +98,6 @@ func (b *integrationsBackend) flushPending(ctx context.Context, s logical.Storag
 			}
 		}()
 	}
-	var rest map[string]usage.Pending
 	for name, p := range pending {
 		if rest == nil {
 			select {
@@ -113,11 +116,10 @@ func (b *integrationsBackend) flushPending(ctx context.Context, s logical.Storag
 	close(jobs)
 	wg.Wait()
 	if len(rest) > 0 {
-		b.usage.restore(rest)
-		return len(rest), errors.Join(errs...)
+		return rest, errors.Join(errs...)
 	}
 	errs = append(errs, b.dropRestoredHandoff(ctx, s))
-	return 0, errors.Join(errs...)
+	return nil, errors.Join(errs...)
 }
 
 // flushWorkers is how many credentials a flush writes at once.

@@ -80,17 +80,28 @@ func (b *integrationsBackend) finalFlush(ctx context.Context, s logical.Storage)
 	}
 	stop, release := arm()
 	defer release()
-	left, err := b.flushPending(ctx, s, b.usage.drain(), stop)
+	rest, err := b.flushPending(ctx, s, b.usage.drain(), stop)
 	if err != nil {
 		b.Logger().Warn("flushing usage at shutdown failed; handing the rest off", "error", err)
 	}
-	rest := b.usage.drain()
-	if len(rest) == 0 {
-		return
-	}
-	if left > 0 {
+	if left := len(rest); left > 0 {
 		b.Logger().Info("the usage flush at shutdown ran out of its time budget; handing the rest off to the next start",
 			"budget", cleanFlushBudget.String(), "credentials", left)
+	}
+	// What storage refused went back to the recorder: handed off with the rest. When
+	// there is both, they are merged through the recorder (the rest first drained, so
+	// older), and only then: the common case copies nothing.
+	if refused := b.usage.drain(); len(refused) > 0 {
+		if len(rest) == 0 {
+			rest = refused
+		} else {
+			b.usage.restore(refused)
+			b.usage.restore(rest)
+			rest = b.usage.drain()
+		}
+	}
+	if len(rest) == 0 {
+		return
 	}
 	if err := b.handOff(ctx, s, rest); err != nil {
 		b.Logger().Error("handing usage off at shutdown failed", "error", err)
