@@ -1,7 +1,9 @@
-// The usage handoff: at Clean, what the recorder holds beyond a few credentials is
-// written as a handful of batch entries rather than flushed credential by credential,
-// and the next owner of the mount (this node after a reload or restart, or the new
-// active node) restores it at Initialize and flushes it with its own usage.
+// The last flush, at Clean, and the usage handoff: Clean writes usage/<name> credential
+// by credential within a time budget, and only what is left then is written as a
+// handful of batch entries; the next owner of the mount (this node after a reload or
+// restart, or the new active node) restores them at Initialize and flushes them with
+// its own usage. An older release does not read the entries: in normal running the
+// flush threshold (usage_flush.go) keeps Clean within the budget, so there are none.
 
 package backend
 
