@@ -56,13 +56,13 @@ type activity struct {
 	// arms a real timer. Tests set one they fire by hand.
 	flushTimer func(d time.Duration) (fire <-chan time.Time, stop func() bool)
 	// Bounded pending usage (usage_flush.go): burst wakes the flush loop when the
-	// credentials with pending usage reach flushThreshold; flushFailed (the loop's
-	// goroutine only) makes it wait out the interval after a failed flush instead.
+	// credentials with pending usage reach flushThreshold; flushStalled (the last
+	// flush stored nothing it started) makes it wait out the interval instead.
 	// cleanStop arms the last flush's time budget; nil arms a real timer of
 	// cleanFlushBudget. Tests set one they close by hand.
 	burst          chan struct{}
 	flushThreshold atomic.Int64
-	flushFailed    bool
+	flushStalled   atomic.Bool
 	cleanStop      func() (stop <-chan struct{}, release func())
 	// handoffKeys names the usage-handoff/ entries restored into the recorder and not
 	// yet deleted: the flush that stores all their usage deletes them

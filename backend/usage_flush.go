@@ -61,6 +61,7 @@ func (b *integrationsBackend) flushPending(ctx context.Context, s logical.Storag
 	cfg, err := b.loadConfig(ctx, s)
 	if err != nil {
 		b.usage.restore(pending)
+		b.activity.flushStalled.Store(true)
 		return nil, err
 	}
 	// Each credential's flush is a few storage round trips (through Vault, for an
@@ -98,6 +99,7 @@ func (b *integrationsBackend) flushPending(ctx context.Context, s logical.Storag
 			}
 		}()
 	}
+	started := 0
 	for name, p := range pending {
 		if rest == nil {
 			select {
@@ -105,6 +107,7 @@ func (b *integrationsBackend) flushPending(ctx context.Context, s logical.Storag
 			default:
 				select {
 				case jobs <- job{name, p}:
+					started++
 					continue
 				case <-stop:
 				}
@@ -115,6 +118,9 @@ func (b *integrationsBackend) flushPending(ctx context.Context, s logical.Storag
 	}
 	close(jobs)
 	wg.Wait()
+	// Stalled: every credential it started failed (storage refusing writes), as
+	// opposed to a few that fail on their own, which must not turn the early wake off.
+	b.activity.flushStalled.Store(started > 0 && len(errs) >= started)
 	if len(rest) > 0 {
 		return rest, errors.Join(errs...)
 	}
@@ -205,9 +211,9 @@ func (a *activity) burstPending() bool {
 }
 
 // awaitFlush is the usage flush job's wait: an interval after the last flush, or
-// earlier once usageFlushThreshold credentials have pending usage (not after a failed
-// flush: that one waits out the interval, so a storage refusing writes is not
-// retried in a loop). When config changes it re-arms from there, so a lowered
+// earlier once usageFlushThreshold credentials have pending usage (not after a flush
+// that stored nothing: that one waits out the interval, so a storage refusing writes
+// is not retried in a loop). When config changes it re-arms from there, so a lowered
 // usage_flush_interval applies at once and a stream of config writes cannot put the
 // flush off.
 func (b *integrationsBackend) awaitFlush(ctx context.Context) bool {
@@ -223,7 +229,7 @@ func (b *integrationsBackend) awaitFlush(ctx context.Context) bool {
 		a.flushedAt = b.now()
 	}
 	for {
-		if !a.flushFailed && a.burstPending() {
+		if !a.flushStalled.Load() && a.burstPending() {
 			// Counted while the last flush ran (its wake-up, if any, is spent here).
 			select {
 			case <-a.burst:
@@ -245,7 +251,7 @@ func (b *integrationsBackend) awaitFlush(ctx context.Context) bool {
 			continue
 		case <-a.burst:
 			stop()
-			continue // flushed at the top unless the last flush failed
+			continue // flushed at the top unless the last flush stalled
 		case <-fire:
 		}
 		break
@@ -259,11 +265,9 @@ func (b *integrationsBackend) awaitFlush(ctx context.Context) bool {
 // credentials (those started finish): the last flush, within its budget, takes the
 // rest.
 func (b *integrationsBackend) flushStep(ctx context.Context, s logical.Storage) error {
-	err := b.flushUsageUntil(context.WithoutCancel(ctx), s, ctx.Done())
-	if err != nil {
+	if err := b.flushUsageUntil(context.WithoutCancel(ctx), s, ctx.Done()); err != nil {
 		b.Logger().Warn("flushing usage failed; will retry", "error", err)
 	}
 	b.activity.flushedAt = b.now()
-	b.activity.flushFailed = err != nil
 	return nil
 }

@@ -78,12 +78,13 @@ type usageWatchStorage struct {
 	logical.Storage
 	usagePuts chan string
 	refuse    atomic.Bool
+	refuseOne atomic.Pointer[string] // one key refused on its own
 }
 
 func (s *usageWatchStorage) Put(ctx context.Context, e *logical.StorageEntry) error {
 	if strings.HasPrefix(e.Key, usagePrefix) {
 		s.usagePuts <- e.Key
-		if s.refuse.Load() {
+		if one := s.refuseOne.Load(); s.refuse.Load() || (one != nil && *one == e.Key) {
 			return errors.New("refused")
 		}
 	}
@@ -181,6 +182,19 @@ func TestBurstWakesFlushBeforeInterval(t *testing.T) {
 	st.refuse.Store(false)
 	rearmed.fire <- time.Time{}
 	puts(threshold, "the interval")
+	next("the interval's flush")
+
+	// One credential refused on its own (a corrupt entry, say) does not turn the early
+	// wake off: the next burst is flushed at once too.
+	one := usagePrefix + "c00"
+	st.refuseOne.Store(&one)
+	for round := range 2 {
+		for i := range threshold {
+			lcAccess(t, b, s, fmt.Sprintf("c%02d", i))
+		}
+		puts(threshold, fmt.Sprintf("burst %d with one credential refused", round))
+		next(fmt.Sprintf("burst %d's flush", round))
+	}
 }
 
 // checkStoredCount fails unless name's stored usage counts at least one access.
