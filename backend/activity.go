@@ -55,6 +55,19 @@ type activity struct {
 	// flushTimer arms the flush loop's wait, computed on the backend's clock; nil
 	// arms a real timer. Tests set one they fire by hand.
 	flushTimer func(d time.Duration) (fire <-chan time.Time, stop func() bool)
+	// Bounded pending usage (usage_flush.go): burst wakes the flush loop when the
+	// credentials with pending usage reach flushThreshold; flushStalled (the last
+	// flush stored nothing it started) makes it wait out the interval instead.
+	// cleanStop arms the last flush's time budget; nil arms a real timer of
+	// cleanFlushBudget. Tests set one they close by hand.
+	burst          chan struct{}
+	flushThreshold atomic.Int64
+	flushStalled   atomic.Bool
+	cleanStop      func() (stop <-chan struct{}, release func())
+	// handoffKeys names the usage-handoff/ entries restored into the recorder and not
+	// yet deleted: the flush that stores all their usage deletes them
+	// (usage_handoff.go). Guarded by flushMu.
+	handoffKeys []string
 
 	// The index is built by a background scan (the index scan job, sweep.go), so a
 	// mount of many credentials serves from the moment it is set up; scanned and
@@ -65,8 +78,11 @@ type activity struct {
 }
 
 func newActivity() *activity {
-	return &activity{recorder: usage.NewRecorder(), index: lifecycle.NewIndex(), alerting: lifecycle.NewIndex(),
+	a := &activity{recorder: usage.NewRecorder(), index: lifecycle.NewIndex(), alerting: lifecycle.NewIndex(),
 		verifying: lifecycle.NewIndex(), overlaps: lifecycle.NewIndex(), clientKeys: lifecycle.NewIndex(), states: newStateCounts(), reconfigured: make(chan struct{}, 1)}
+	a.burst = make(chan struct{}, 1)
+	a.setFlushThreshold(usageFlushThreshold)
+	return a
 }
 
 // configChanged tells the flush loop to read usage_flush_interval again. It never

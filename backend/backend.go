@@ -191,6 +191,11 @@ func (b *integrationsBackend) initialize(ctx context.Context, req *logical.Initi
 		// credentials the mount holds, and reads and lists are served from storage
 		// meanwhile. Vault calls Initialize on every mount setup of the node that does
 		// background work: a plugin reload, a restart, a standby becoming active.
+		// Usage an earlier Clean handed off goes back into the recorder before
+		// anything judges inactivity: a few reads, however many credentials it holds.
+		if err := b.restoreHandoff(ctx, req.Storage); err != nil {
+			b.Logger().Error("restoring the usage handed off at the last unload failed; it stays stored for the next start", "error", err)
+		}
 		b.tokens.kept.start(b.now().UTC())
 		b.snapshot.active.Store(true)  // this node keeps the index snapshot from now on
 		b.indexScan.Start(req.Storage) //nolint:contextcheck // background work that outlives this call: it runs under the job's own context, which Clean ends, not the request's

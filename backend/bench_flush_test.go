@@ -2,6 +2,10 @@ package backend
 
 import (
 	"context"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -55,4 +59,68 @@ func BenchmarkFlushBurst(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(n), "credentials/flush")
+}
+
+// BenchmarkCleanPending measures Clean with n credentials' usage pending (each read once
+// since the last flush, its inactivity window due for renewal) over a storage whose
+// writes take 3 ms, as a single Raft node's. "direct" is Clean before the budget (the
+// last flush writes every credential, as on e7ce1c0); "budget" is this build (usage/<name>
+// directly for cleanFlushBudget, the rest handed off). writes/op is the storage writes
+// Clean made, handed-off/op the credentials it handed off. One op is one Clean.
+// BENCH_CLEAN_PENDING (comma-separated) sets the sizes, 1,000 by default: 100,000 direct
+// takes over a minute an op, so only make bench asks for it (scripts/bench.sh).
+func BenchmarkCleanPending(bm *testing.B) {
+	sizes := []int{1000}
+	if env := os.Getenv("BENCH_CLEAN_PENDING"); env != "" {
+		sizes = nil
+		for _, f := range strings.Split(env, ",") {
+			n, err := strconv.Atoi(strings.TrimSpace(f))
+			if err != nil || n < 1 {
+				bm.Fatalf("BENCH_CLEAN_PENDING=%q: want positive sizes, comma-separated", env)
+			}
+			sizes = append(sizes, n)
+		}
+	}
+	for _, n := range sizes {
+		for _, mode := range []string{"direct", "budget"} {
+			bm.Run(fmt.Sprintf("%d/%s", n, mode), func(bm *testing.B) {
+				var handed int
+				for range bm.N {
+					bm.StopTimer()
+					clock := newTestClock()
+					st := newWriteLatencyStorage()
+					st.delay = 0
+					names := lcSeed(bm, st, clock, "c", n, time.Hour)
+					b, _, _ := newBackendWith(bm, backendOptions{storage: st, clock: clock, initialize: true})
+					if mode == "direct" {
+						b.activity.cleanStop = func() (<-chan struct{}, func()) { return nil, func() {} }
+					}
+					for _, name := range names {
+						b.activity.recorder.Access(name, clock.Now(), "bench", true, "")
+					}
+					st.delay = 3 * time.Millisecond
+					st.writes.Store(0)
+					bm.StartTimer()
+					b.Clean(context.Background())
+					bm.StopTimer()
+					bm.ReportMetric(float64(st.writes.Load()), "writes/op")
+					st.delay = 0
+					handed = 0
+					for _, key := range handoffKeys(bm, st) {
+						e, err := st.Get(context.Background(), usageHandoffPrefix+key)
+						if err != nil || e == nil {
+							bm.Fatal(err)
+						}
+						var h storedHandoff
+						if err := e.DecodeJSON(&h); err != nil {
+							bm.Fatal(err)
+						}
+						handed += len(h.Usage)
+					}
+					bm.StartTimer()
+				}
+				bm.ReportMetric(float64(handed), "handed-off/op")
+			})
+		}
+	}
 }

@@ -42,6 +42,7 @@ const (
 	configRecordVersion        = 1
 	usageRecordVersion         = 1
 	authorizationRecordVersion = 1
+	usageHandoffRecordVersion  = 1
 )
 
 // record is a stored record kind: stamp sets its version to the current one, just

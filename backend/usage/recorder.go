@@ -4,6 +4,7 @@ import (
 	"hash/maphash"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -27,6 +28,40 @@ type Recorder struct {
 	seed       maphash.Seed
 	maxPending int
 	shards     []shard
+	// names counts the credentials with pending usage (an entry in some shard), so
+	// the flush can be woken when they pass a threshold rather than only on its
+	// interval: what a flush, and so Clean, has to write stays bounded.
+	names atomic.Int64
+	wake  atomic.Pointer[wakeRule]
+}
+
+// wakeRule is SetWake's: call fn when names reaches at.
+type wakeRule struct {
+	at int64
+	fn func()
+}
+
+// SetWake makes the recorder call fn each time the number of credentials with pending
+// usage reaches n (n < 1 turns it off). fn runs on the recording goroutine, under no
+// lock of the recorder's, and must not block.
+func (r *Recorder) SetWake(n int, fn func()) {
+	if n < 1 || fn == nil {
+		r.wake.Store(nil)
+		return
+	}
+	r.wake.Store(&wakeRule{at: int64(n), fn: fn})
+}
+
+// Names is how many credentials have pending usage.
+func (r *Recorder) Names() int { return int(r.names.Load()) }
+
+// added counts a credential's new pending entry, and wakes the flush when that makes
+// the threshold. Exactly one caller sees each crossing (Add returns distinct values).
+func (r *Recorder) added() {
+	n := r.names.Add(1)
+	if w := r.wake.Load(); w != nil && n == w.at {
+		w.fn()
+	}
 }
 
 type shard struct {
@@ -97,7 +132,7 @@ func (r *Recorder) Access(name string, at time.Time, integration string, ok bool
 	ev := Event{Time: at, Event: EventAccess, Status: status, Integration: integration, Detail: detail}
 	s := r.shard(name)
 	s.mu.Lock()
-	e := s.entry(name)
+	e, created := s.entry(name)
 	e.count++
 	if !ok {
 		e.failures++
@@ -106,6 +141,9 @@ func (r *Recorder) Access(name string, at time.Time, integration string, ok bool
 	}
 	e.add(ev, r.maxPending)
 	s.mu.Unlock()
+	if created {
+		r.added()
+	}
 }
 
 // Log records any other event for a credential. It changes neither the count nor
@@ -113,8 +151,12 @@ func (r *Recorder) Access(name string, at time.Time, integration string, ok bool
 func (r *Recorder) Log(name string, ev Event) {
 	s := r.shard(name)
 	s.mu.Lock()
-	s.entry(name).add(ev, r.maxPending)
+	e, created := s.entry(name)
+	e.add(ev, r.maxPending)
 	s.mu.Unlock()
+	if created {
+		r.added()
+	}
 }
 
 // LastAccessed is the latest unflushed successful access of one credential, zero if
@@ -159,6 +201,7 @@ func (r *Recorder) Drain() map[string]Pending {
 			// would keep room for all of them for good, though few are pending later.
 			s.pending = make(map[string]*entry)
 			total += n
+			r.names.Add(-int64(n))
 		}
 		s.forgotten = nil
 		s.mu.Unlock()
@@ -179,10 +222,14 @@ func (r *Recorder) Restore(p map[string]Pending) {
 	for name, old := range p {
 		s := r.shard(name)
 		s.mu.Lock()
+		created := false
 		if _, gone := s.forgotten[name]; !gone {
-			s.restore(name, old, r.maxPending)
+			created = s.restore(name, old, r.maxPending)
 		}
 		s.mu.Unlock()
+		if created {
+			r.added()
+		}
 	}
 }
 
@@ -190,7 +237,10 @@ func (r *Recorder) Restore(p map[string]Pending) {
 func (r *Recorder) Forget(name string) {
 	s := r.shard(name)
 	s.mu.Lock()
-	delete(s.pending, name)
+	if _, ok := s.pending[name]; ok {
+		delete(s.pending, name)
+		r.names.Add(-1)
+	}
 	if s.forgotten == nil {
 		s.forgotten = make(map[string]struct{})
 	}
@@ -198,24 +248,22 @@ func (r *Recorder) Forget(name string) {
 	s.mu.Unlock()
 }
 
-// entry returns name's pending entry, creating it. The caller holds s.mu.
-func (s *shard) entry(name string) *entry {
-	e := s.pending[name]
+// entry returns name's pending entry, creating it (created says so: the caller then
+// calls Recorder.added, after unlocking). The caller holds s.mu.
+func (s *shard) entry(name string) (e *entry, created bool) {
+	e = s.pending[name]
 	if e == nil {
 		e = &entry{}
 		s.pending[name] = e
+		created = true
 	}
-	return e
+	return e, created
 }
 
-// restore merges old (drained earlier, so older) into name's entry. The caller holds
-// s.mu.
-func (s *shard) restore(name string, old Pending, maxPending int) {
-	e := s.pending[name]
-	if e == nil {
-		e = &entry{}
-		s.pending[name] = e
-	}
+// restore merges old (drained earlier, so older) into name's entry, and reports
+// whether it created the entry. The caller holds s.mu.
+func (s *shard) restore(name string, old Pending, maxPending int) bool {
+	e, created := s.entry(name)
 	e.count += old.Count
 	e.failures += old.Failures
 	if old.LastAccessed.After(e.last) {
@@ -227,6 +275,7 @@ func (s *shard) restore(name string, old Pending, maxPending int) {
 		events = append(events, old.Events[max(0, len(old.Events)-keep):]...)
 	}
 	e.events, e.head = e.ordered(events), 0
+	return created
 }
 
 // add appends ev, overwriting the oldest event once the cap is reached so that a hot

@@ -349,3 +349,56 @@ func TestRecorderWithFailures(t *testing.T) {
 		t.Fatalf("after Drain: %v", got)
 	}
 }
+
+// TestRecorderNamesAndWake: Names counts the credentials with pending usage through
+// Access, Log, Restore, Forget and Drain, and the wake fires once at each crossing of
+// the threshold, however many goroutines record at once.
+func TestRecorderNamesAndWake(t *testing.T) {
+	t.Parallel()
+	r := NewRecorder()
+	var woken atomic.Int64
+	r.SetWake(100, func() { woken.Add(1) })
+	var wg sync.WaitGroup
+	for g := range 8 {
+		wg.Go(func() {
+			for i := range 50 {
+				name := fmt.Sprintf("c%d", (g*50+i)%150) // 150 distinct names, most recorded twice
+				r.Access(name, at(i), "x", true, "")
+				r.Log(name, Event{Time: at(i), Event: EventTokenMinted, Status: StatusSuccess})
+			}
+		})
+	}
+	wg.Wait()
+	if n := r.Names(); n != 150 {
+		t.Fatalf("Names %d, want 150", n)
+	}
+	if w := woken.Load(); w != 1 {
+		t.Fatalf("woken %d times crossing 100, want 1", w)
+	}
+	r.Forget("c0")
+	r.Forget("c0")
+	r.Forget("never")
+	if n := r.Names(); n != 149 {
+		t.Fatalf("Names %d after a Forget, want 149", n)
+	}
+	drained := r.Drain()
+	if n := r.Names(); n != 0 || len(drained) != 149 {
+		t.Fatalf("Names %d after a Drain of %d, want 0 and 149", n, len(drained))
+	}
+	r.Access("c1", at(1), "x", true, "")
+	r.Restore(drained) // c1 merges into its new entry: 149 names
+	if n := r.Names(); n != 149 {
+		t.Fatalf("Names %d after a Restore, want 149", n)
+	}
+	if w := woken.Load(); w != 2 {
+		t.Fatalf("woken %d times after crossing 100 again, want 2", w)
+	}
+	r.SetWake(0, nil)
+	r.Drain()
+	for i := range 200 {
+		r.Access(fmt.Sprint(i), at(i), "x", true, "")
+	}
+	if w := woken.Load(); w != 2 {
+		t.Fatalf("woken %d times with the wake off", w)
+	}
+}
