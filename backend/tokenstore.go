@@ -16,6 +16,7 @@ import (
 	"github.com/hashicorp/vault/sdk/logical"
 
 	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/backend/credtype"
+	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/backend/names"
 	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/backend/oauth"
 )
 
@@ -128,6 +129,8 @@ type tokenDeps struct {
 	config func(context.Context, logical.Storage) (*engineConfig, error)
 	// newClient makes the OAuth client under the Broker, once.
 	newClient func() *oauth.Client
+	// names is the mount's names table (nil: one of the store's own).
+	names *names.Table
 }
 
 // tokenDepsOf is the token store's view of b.
@@ -140,12 +143,16 @@ func tokenDepsOf(b *integrationsBackend) tokenDeps {
 		credentials: b.credentials,
 		config:      b.loadConfig,
 		newClient:   b.newOAuthClient,
+		names:       b.names,
 	}
 }
 
 func newTokenStore(deps tokenDeps) *tokenStore {
+	if deps.names == nil {
+		deps.names = names.NewTable()
+	}
 	ts := &tokenStore{deps: deps, locks: locksutil.CreateLocks(), cache: newGenCache[*storedToken](), gens: make(map[string]uint64), grants: make(map[string]uint64),
-		kept: newKeepAlive(), unsaved: make(map[string]*unsavedToken)}
+		kept: newKeepAlive(deps.names), unsaved: make(map[string]*unsavedToken)}
 	return ts
 }
 
