@@ -146,7 +146,7 @@ func newBackend(now func() time.Time) *integrationsBackend {
 	b.tokens = newTokenStore(tokenDepsOf(b))
 	b.metrics.registry.MustRegister(newHostGauges(b.tokens.hostStats))
 	b.exchanges = newExchangeCache()
-	b.usage = newUsageStore(b.activity.recorder)
+	b.usage = newUsageStore(b.activity.recorder, tab)
 	b.deviceFlow = newDevicePoller()
 	b.registerJobs()
 	b.Backend = &framework.Backend{
