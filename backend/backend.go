@@ -132,7 +132,7 @@ func newBackend(now func() time.Time) *integrationsBackend {
 		now:            now,
 		hostNow:        time.Now,
 		names:          tab,
-		credentials:    newCredentialStore(),
+		credentials:    newCredentialStore(tab),
 		activity:       newActivity(tab),
 		slackPostURL:   notify.SlackPostMessageURL,
 		slackVerifyURL: credtype.SlackAuthTestURL,
