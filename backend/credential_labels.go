@@ -7,7 +7,6 @@ import (
 	"context"
 	"errors"
 	"slices"
-	"strings"
 	"sync"
 
 	"github.com/hashicorp/vault/sdk/logical"
@@ -237,12 +236,10 @@ func (x *labelIndex) after(t *credtype.Type, tag, after string, n int) (page []s
 	return page, true
 }
 
-// search finds name in ids, sorted by name. The caller holds x.mu, and the index holds
-// a reference to every id in its lists.
+// search finds name in ids, sorted by name, under one lock of the names table. The
+// caller holds x.mu, and the index holds a reference to every id in its lists.
 func (x *labelIndex) search(ids []uint32, name string) (int, bool) {
-	return slices.BinarySearchFunc(ids, name, func(id uint32, name string) int {
-		return strings.Compare(x.names.Name(id), name)
-	})
+	return x.names.Search(ids, name)
 }
 
 // insertName files name in ids, taking a reference to it. The caller holds x.mu.

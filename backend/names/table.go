@@ -6,6 +6,8 @@ package names
 
 import (
 	"hash/maphash"
+	"slices"
+	"strings"
 	"sync"
 	"unsafe"
 )
@@ -128,6 +130,17 @@ func (t *Table) Is(id uint32, name string) bool {
 	t.mu.RLock()
 	defer t.mu.RUnlock()
 	return int(id) < len(t.refs) && t.refs[id] > 0 && t.nameLocked(id) == name
+}
+
+// Search finds name in ids, sorted by their names, as slices.BinarySearch does: the
+// position where name is or would be, and whether it is there. The caller holds a
+// reference to every id in ids. One lock covers the whole search.
+func (t *Table) Search(ids []uint32, name string) (int, bool) {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	return slices.BinarySearchFunc(ids, name, func(id uint32, name string) int {
+		return strings.Compare(t.nameLocked(id), name)
+	})
 }
 
 // Len returns how many names are filed.

@@ -209,3 +209,19 @@ func TestConcurrentReaders(t *testing.T) {
 		t.Fatal(e)
 	}
 }
+
+func TestSearch(t *testing.T) {
+	tab := NewTable()
+	var ids []uint32
+	for _, n := range []string{"b", "d", "f"} {
+		ids = append(ids, tab.Acquire(n))
+	}
+	for name, want := range map[string]struct {
+		i     int
+		found bool
+	}{"a": {0, false}, "b": {0, true}, "c": {1, false}, "d": {1, true}, "f": {2, true}, "g": {3, false}} {
+		if i, found := tab.Search(ids, name); i != want.i || found != want.found {
+			t.Errorf("Search(%q) = %d %v, want %d %v", name, i, found, want.i, want.found)
+		}
+	}
+}
