@@ -157,17 +157,6 @@ func (t *Table) IDs() int {
 	return len(t.refs)
 }
 
-// Bytes returns the memory the table holds, for the benchmarks.
-func (t *Table) Bytes() int {
-	t.mu.RLock()
-	defer t.mu.RUnlock()
-	n := cap(t.loc)*8 + cap(t.refs)*4 + cap(t.free)*4 + cap(t.slots)*4
-	for _, c := range t.chunks {
-		n += cap(c)
-	}
-	return n
-}
-
 func (t *Table) nameLocked(id uint32) string {
 	l := t.loc[id]
 	c, off, n := l>>32, (l>>16)&0xffff, l&0xffff
