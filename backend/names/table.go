@@ -164,15 +164,20 @@ func (t *Table) nameLocked(id uint32) string {
 		return ""
 	}
 	chunk := t.chunks[c]
-	return unsafe.String(&chunk[off], int(n))
+	// The bytes are never written again (store only appends past them), so the string
+	// is immutable as Go requires.
+	return unsafe.String(&chunk[off], int(n)) //nolint:gosec // G103: audited, as above
 }
 
-func (t *Table) hash(name string) uint64 { return maphash.String(t.seed, name) }
+// home is name's first slot in a hash index of mask+1 slots.
+func (t *Table) home(name string, mask int) int {
+	return int(maphash.String(t.seed, name) & uint64(mask)) //nolint:gosec // G115: masked to below len(t.slots)
+}
 
 // find returns name's slot and id when filed, else the empty slot it would take.
 func (t *Table) find(name string) (slot int, id uint32, ok bool) {
 	mask := len(t.slots) - 1
-	for i := int(t.hash(name)) & mask; ; i = (i + 1) & mask {
+	for i := t.home(name, mask); ; i = (i + 1) & mask {
 		s := t.slots[i]
 		if s == 0 {
 			return i, 0, false
@@ -187,7 +192,7 @@ func (t *Table) find(name string) (slot int, id uint32, ok bool) {
 func (t *Table) unslot(i int) {
 	mask := len(t.slots) - 1
 	for j := (i + 1) & mask; t.slots[j] != 0; j = (j + 1) & mask {
-		home := int(t.hash(t.nameLocked(t.slots[j]-1))) & mask
+		home := t.home(t.nameLocked(t.slots[j]-1), mask)
 		// Move j's entry into the hole at i if its home is not in (i, j].
 		if (j-home)&mask >= (j-i)&mask {
 			t.slots[i] = t.slots[j]
@@ -205,7 +210,7 @@ func (t *Table) rehash(size int) {
 		if s == 0 {
 			continue
 		}
-		i := int(t.hash(t.nameLocked(s-1))) & mask
+		i := t.home(t.nameLocked(s-1), mask)
 		for t.slots[i] != 0 {
 			i = (i + 1) & mask
 		}
@@ -260,7 +265,7 @@ func (t *Table) compact() {
 		if n == 0 {
 			continue
 		}
-		t.loc[id] = t.store(unsafe.String(&old[c][off], int(n)))
+		t.loc[id] = t.store(unsafe.String(&old[c][off], int(n))) //nolint:gosec // G103: read once, copied by store
 	}
 	t.garbage = 0
 }
