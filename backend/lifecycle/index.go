@@ -17,15 +17,77 @@ import (
 // names.Table shared by every index of a mount (and the other per-credential
 // structures), the heap is one slice of 16-byte pointer-free values (the name's id and
 // the due time in nanoseconds), and each id's heap position is an int32 in a slice
-// indexed by id, so a filed name costs 20 bytes here and nothing for the garbage
-// collector to scan (BenchmarkIndexMemory). Sifting updates the moved ids' positions.
+// indexed by id (a map while the index files few of the mount's names), so a filed
+// name costs 20 bytes here and nothing for the garbage collector to scan
+// (BenchmarkIndexMemory). Sifting updates the moved ids' positions.
 type Index struct {
 	mu    sync.Mutex
 	names *names.Table
 	heap  []indexEntry
 	// pos is each id's heap position plus one; 0 for an id not filed here. It is as
-	// long as the table's ids reached (ids are reused, so it stays dense).
-	pos []int32
+	// long as the table's ids reached (ids are reused, so it stays dense). An index
+	// that files few of the table's names (verification, overlaps, keys, keep-alive)
+	// keeps the positions in sparse instead, and pos is nil: 4 bytes for every name
+	// of the mount would outweigh a map entry for each of the few.
+	pos    []int32
+	sparse map[uint32]int32
+}
+
+// Thresholds of the positions' two forms: dense once more than 1,024 names are filed
+// and at least one id in denseShare; sparse again once fewer than one position in
+// sparseShare is used (and pos is long enough to matter).
+const (
+	denseAbove  = 1024
+	denseShare  = 8
+	sparseShare = 32
+	sparseAbove = 4096
+)
+
+// position is id's heap position plus one; 0 when id is not filed here. The caller
+// holds x.mu.
+func (x *Index) position(id uint32) int32 {
+	if x.sparse != nil {
+		return x.sparse[id]
+	}
+	if int(id) >= len(x.pos) {
+		return 0
+	}
+	return x.pos[id]
+}
+
+// setPosition sets id's heap position plus one; 0 unfiles it. The caller holds x.mu.
+func (x *Index) setPosition(id uint32, p int32) {
+	switch {
+	case x.sparse != nil && p == 0:
+		delete(x.sparse, id)
+	case x.sparse != nil:
+		x.sparse[id] = p
+	default:
+		if int(id) >= len(x.pos) {
+			if p == 0 {
+				return
+			}
+			x.pos = append(x.pos, make([]int32, int(id)+1-len(x.pos))...)
+		}
+		x.pos[id] = p
+	}
+}
+
+// reshape moves the positions to the form that fits how many names are filed among
+// the table's ids. The caller holds x.mu.
+func (x *Index) reshape() {
+	n := len(x.heap)
+	switch {
+	case x.sparse != nil && n > denseAbove && n*denseShare > x.names.IDs():
+		x.sparse, x.pos = nil, make([]int32, x.names.IDs())
+	case x.sparse == nil && len(x.pos) > sparseAbove && n*sparseShare < len(x.pos):
+		x.sparse, x.pos = make(map[uint32]int32, n), nil
+	default:
+		return
+	}
+	for i, e := range x.heap {
+		x.setPosition(e.id, int32(i+1)) //nolint:gosec // G115: as in Set
+	}
 }
 
 type indexEntry struct {
@@ -55,17 +117,20 @@ func NewIndex() *Index { return NewIndexOn(names.NewTable()) }
 
 // NewIndexOn returns an empty Index filing its names in tab, which it may share with
 // other structures: a name filed in several of them is stored once.
-func NewIndexOn(tab *names.Table) *Index { return &Index{names: tab} }
+func NewIndexOn(tab *names.Table) *Index {
+	return &Index{names: tab, sparse: make(map[uint32]int32)}
+}
 
 // lookup returns the heap position of name, if filed. The caller holds x.mu: an id
 // this index holds cannot be released and reused meanwhile, so an id found whose
 // position is set is name's.
 func (x *Index) lookup(name string) (int, bool) {
 	id, ok := x.names.Lookup(name)
-	if !ok || int(id) >= len(x.pos) || x.pos[id] == 0 {
+	if !ok {
 		return 0, false
 	}
-	return int(x.pos[id] - 1), true
+	p := x.position(id)
+	return int(p - 1), p != 0
 }
 
 // Set files name under due, replacing any earlier entry; a zero due removes it, as
@@ -86,13 +151,11 @@ func (x *Index) Set(name string, due time.Time) {
 		return
 	}
 	id := x.names.Acquire(name)
-	if int(id) >= len(x.pos) {
-		x.pos = append(x.pos, make([]int32, int(id)+1-len(x.pos))...)
-	}
 	i := len(x.heap)
 	x.heap = append(x.heap, indexEntry{id: id, due: d})
-	x.pos[id] = int32(i + 1) //nolint:gosec // G115: an index holds far fewer than 2^31 names
+	x.setPosition(id, int32(i+1)) //nolint:gosec // G115: an index holds far fewer than 2^31 names
 	x.up(i)
+	x.reshape()
 }
 
 // Remove drops name, for a deleted credential. Removing an absent name is a no-op.
@@ -107,7 +170,7 @@ func (x *Index) Remove(name string) {
 	x.swap(i, last)
 	id := x.heap[last].id
 	x.heap = x.heap[:last]
-	x.pos[id] = 0
+	x.setPosition(id, 0)
 	x.names.Release(id)
 	if i < last && !x.up(i) {
 		x.down(i)
@@ -115,6 +178,7 @@ func (x *Index) Remove(name string) {
 	if cap(x.heap) > 4096 && len(x.heap) < cap(x.heap)/4 {
 		x.heap = append(make([]indexEntry, 0, len(x.heap)*2), x.heap...)
 	}
+	x.reshape()
 }
 
 // Due returns the names due at or before now, earliest first, at most limit of them
@@ -168,8 +232,8 @@ func (x *Index) swap(i, j int) {
 		return
 	}
 	x.heap[i], x.heap[j] = x.heap[j], x.heap[i]
-	x.pos[x.heap[i].id] = int32(i + 1) //nolint:gosec // G115: as in Set
-	x.pos[x.heap[j].id] = int32(j + 1) //nolint:gosec // G115: as in Set
+	x.setPosition(x.heap[i].id, int32(i+1)) //nolint:gosec // G115: as in Set
+	x.setPosition(x.heap[j].id, int32(j+1)) //nolint:gosec // G115: as in Set
 }
 
 // up moves entry i toward the root and reports whether it moved.

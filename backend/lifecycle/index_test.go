@@ -316,3 +316,61 @@ func TestIndexAfterMostNamesLeave(t *testing.T) {
 		t.Fatal("Due out of order after the rebuild")
 	}
 }
+
+// TestIndexPositionsForms: an index filing few of a shared table's many names keeps its
+// positions in a map; one filing most keeps a slice by id; one that shrinks back to
+// few returns to the map. Every form answers the same.
+func TestIndexPositionsForms(t *testing.T) {
+	t.Parallel()
+	tab := names.NewTable()
+	const n = 20000
+	for i := range n {
+		tab.Acquire(fmt.Sprintf("credential-%06d", i))
+	}
+	few, many := NewIndexOn(tab), NewIndexOn(tab)
+	for i := range n {
+		name := fmt.Sprintf("credential-%06d", i)
+		many.Set(name, at(day(1+i%50)))
+		if i%100 == 0 {
+			few.Set(name, at(day(1+i%50)))
+		}
+	}
+	form := func(x *Index) string {
+		x.mu.Lock()
+		defer x.mu.Unlock()
+		if x.sparse != nil {
+			return "sparse"
+		}
+		return "dense"
+	}
+	if form(few) != "sparse" || form(many) != "dense" {
+		t.Fatalf("forms: few %s, many %s", form(few), form(many))
+	}
+	for i := range n {
+		if i%400 == 0 {
+			continue
+		}
+		many.Remove(fmt.Sprintf("credential-%06d", i))
+	}
+	if form(many) != "sparse" {
+		t.Fatalf("an index down to %d of %d names kept its slice", many.len(), n)
+	}
+	for _, x := range []*Index{few, many} {
+		for i := range n {
+			name := fmt.Sprintf("credential-%06d", i)
+			d, ok := x.get(name)
+			want := (x == few && i%100 == 0) || (x == many && i%400 == 0)
+			if ok != want || (ok && !d.Equal(at(day(1+i%50)))) {
+				t.Fatalf("%s: filed %v at %v, want filed %v", name, ok, d, want)
+			}
+		}
+		due := x.Due(at(day(60)), 0)
+		if len(due) != x.len() || !slices.IsSortedFunc(due, func(a, b string) int {
+			da, _ := x.get(a)
+			db, _ := x.get(b)
+			return cmp.Or(da.Compare(db), cmp.Compare(a, b))
+		}) {
+			t.Fatalf("Due: %d names of %d, or out of order", len(due), x.len())
+		}
+	}
+}
