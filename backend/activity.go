@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/backend/lifecycle"
+	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/backend/names"
 	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/backend/usage"
 )
 
@@ -77,9 +78,11 @@ type activity struct {
 	buildFinished func() // test hook: called when a scan ends; nil in production
 }
 
-func newActivity() *activity {
-	a := &activity{recorder: usage.NewRecorder(), index: lifecycle.NewIndex(), alerting: lifecycle.NewIndex(),
-		verifying: lifecycle.NewIndex(), overlaps: lifecycle.NewIndex(), clientKeys: lifecycle.NewIndex(), states: newStateCounts(), reconfigured: make(chan struct{}, 1)}
+// newActivity returns a mount's activity, its indexes filing names in tab.
+func newActivity(tab *names.Table) *activity {
+	a := &activity{recorder: usage.NewRecorder(), index: lifecycle.NewIndexOn(tab), alerting: lifecycle.NewIndexOn(tab),
+		verifying: lifecycle.NewIndexOn(tab), overlaps: lifecycle.NewIndexOn(tab), clientKeys: lifecycle.NewIndexOn(tab),
+		states: newStateCounts(tab), reconfigured: make(chan struct{}, 1)}
 	a.burst = make(chan struct{}, 1)
 	a.setFlushThreshold(usageFlushThreshold)
 	return a

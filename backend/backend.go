@@ -15,6 +15,7 @@ import (
 	"github.com/hashicorp/vault/sdk/logical"
 	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/backend/credtype"
 	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/backend/jobs"
+	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/backend/names"
 	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/backend/netpolicy"
 	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/backend/notify"
 	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/backend/tlsclient"
@@ -47,6 +48,11 @@ type integrationsBackend struct {
 	// hostNow is the clock of the token hosts' bound (oauth.ClientOptions.HostNow):
 	// the wall clock, but in tests.
 	hostNow func() time.Time
+
+	// names interns the mount's credential names once for every per-credential
+	// structure keyed by them (the lifecycle indexes, the metrics' counts, the usage
+	// summaries, the token store's generations): see docs/ARCHITECTURE.md, Memory.
+	names *names.Table
 
 	// storage is the mount's storage, for background work outside requests.
 	storage logical.Storage
@@ -122,11 +128,13 @@ type integrationsBackend struct {
 }
 
 func newBackend(now func() time.Time) *integrationsBackend {
+	tab := names.NewTable()
 	b := &integrationsBackend{
 		now:            now,
 		hostNow:        time.Now,
-		credentials:    newCredentialStore(),
-		activity:       newActivity(),
+		names:          tab,
+		credentials:    newCredentialStore(tab),
+		activity:       newActivity(tab),
 		slackPostURL:   notify.SlackPostMessageURL,
 		slackVerifyURL: credtype.SlackAuthTestURL,
 	}
@@ -139,7 +147,7 @@ func newBackend(now func() time.Time) *integrationsBackend {
 	b.tokens = newTokenStore(tokenDepsOf(b))
 	b.metrics.registry.MustRegister(newHostGauges(b.tokens.hostStats))
 	b.exchanges = newExchangeCache()
-	b.usage = newUsageStore(b.activity.recorder)
+	b.usage = newUsageStore(b.activity.recorder, tab)
 	b.snapshot = newIndexSnapshot(func() logical.Storage { return b.storage })
 	b.credentials.snap = b.snapshot
 	b.tokens.kept.changed = b.snapshot.markDirty

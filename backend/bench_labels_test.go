@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"strconv"
 	"testing"
+
+	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/backend/names"
 )
 
 // BenchmarkLabelFile measures what a put costs the label index on a mount of n
@@ -12,7 +14,7 @@ import (
 // moves the lists it leaves and joins). One op is one filing.
 func BenchmarkLabelFile(b *testing.B) {
 	for _, n := range []int{1000, 10000, 100000} {
-		x := newLabelIndex()
+		x := newLabelIndex(names.NewTable())
 		t := catalogType(b, "basic")
 		for i := range n {
 			x.file(fmt.Sprintf("cred-%06d", i), t, []string{"team"})

@@ -19,6 +19,7 @@ import (
 	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/backend/credtype"
 	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/backend/keywork"
 	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/backend/lifecycle"
+	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/backend/names"
 )
 
 // credentialPrefix is where credentials are stored; it mirrors the API path.
@@ -193,8 +194,8 @@ type credentialStore struct {
 	snap *indexSnapshot
 }
 
-func newCredentialStore() *credentialStore {
-	return &credentialStore{locks: locksutil.CreateLocks(), cache: newGenCache[*credential](), labels: newLabelIndex()}
+func newCredentialStore(tab *names.Table) *credentialStore {
+	return &credentialStore{locks: locksutil.CreateLocks(), cache: newGenCache[*credential](), labels: newLabelIndex(tab)}
 }
 
 // credentialHeld is proof that its holder holds the name lock of a credential:

@@ -13,6 +13,7 @@ import (
 	"github.com/hashicorp/vault/sdk/logical"
 
 	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/backend/credtype"
+	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/backend/names"
 )
 
 // labelled is a credential the label tests write: its type and tags.
@@ -33,14 +34,14 @@ func writeLabelled(t testing.TB, b *integrationsBackend, s logical.Storage, op l
 func labelTruth(t testing.TB, s logical.Storage, typ, tag string) []string {
 	t.Helper()
 	ctx := context.Background()
-	names, err := s.List(ctx, credentialPrefix)
+	listed, err := s.List(ctx, credentialPrefix)
 	if err != nil {
 		t.Fatal(err)
 	}
-	slices.Sort(names)
+	slices.Sort(listed)
 	out := []string{}
-	for _, n := range names {
-		c, err := newCredentialStore().get(ctx, s, n)
+	for _, n := range listed {
+		c, err := newCredentialStore(names.NewTable()).get(ctx, s, n)
 		if err != nil || c == nil {
 			t.Fatalf("%s: %v", n, err)
 		}
@@ -253,7 +254,7 @@ func TestLabelIndexMatchesModel(t *testing.T) {
 		t    *credtype.Type
 		tags []string
 	}
-	x := newLabelIndex()
+	x := newLabelIndex(names.NewTable())
 	x.startFill()
 	x.markComplete()
 	model := map[string]carried{}

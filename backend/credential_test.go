@@ -10,6 +10,7 @@ import (
 
 	"github.com/hashicorp/vault/sdk/logical"
 	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/backend/credtype"
+	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/backend/names"
 )
 
 // catalogType is the catalog's type called name.
@@ -121,7 +122,7 @@ func decodeStored(t *testing.T, name, entry string) *credential {
 	if err := s.Put(context.Background(), &logical.StorageEntry{Key: credentialPrefix + name, Value: []byte(entry)}); err != nil {
 		t.Fatal(err)
 	}
-	c, err := newCredentialStore().get(context.Background(), s, name)
+	c, err := newCredentialStore(names.NewTable()).get(context.Background(), s, name)
 	if err != nil || c == nil {
 		t.Fatalf("%s: %v, %v", name, c, err)
 	}

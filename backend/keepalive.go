@@ -21,6 +21,7 @@ import (
 
 	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/backend/credtype"
 	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/backend/lifecycle"
+	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/backend/names"
 	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/backend/oauth"
 )
 
@@ -89,8 +90,8 @@ func (k *keepAlive) next(cfg *engineConfig, name string, st lifecycle.State, use
 	return lifecycle.NextKeepAlive(name, st, used, cfg.KeepaliveInterval, since)
 }
 
-func newKeepAlive() *keepAlive {
-	return &keepAlive{due: lifecycle.NewIndex(), used: make(map[string]time.Time)}
+func newKeepAlive(tab *names.Table) *keepAlive {
+	return &keepAlive{due: lifecycle.NewIndexOn(tab), used: make(map[string]time.Time)}
 }
 
 // hold records the token state tok of the credential name of type t: the time its

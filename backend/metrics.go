@@ -16,6 +16,7 @@ import (
 
 	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/backend/credtype"
 	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/backend/lifecycle"
+	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/backend/names"
 	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/backend/oauth"
 )
 
@@ -168,8 +169,11 @@ var (
 // run of failures), so a change that reindexes nothing — a warning coming due — shows
 // at the next sweep or flush that files it.
 type stateCounts struct {
-	mu       sync.Mutex
-	of       map[string]credentialGauge
+	mu sync.Mutex
+	// of is what each name is counted under, by its id in names (a reference held
+	// while counted).
+	of       []credentialGauge
+	names    *names.Table
 	byStatus map[lifecycle.Status]int
 	byHealth map[string]int
 	byName   *prometheus.CounterVec // series to drop when a credential goes
@@ -181,15 +185,16 @@ type stateCounts struct {
 }
 
 // credentialGauge is what one credential is counted under: its status and health as
-// positions in the stateCounts' tables of the few values there are, so the map keeps
-// two bytes per credential rather than two strings (a million credentials on a mount).
+// positions in the stateCounts' tables of the few values there are, so the slice keeps
+// three bytes per credential rather than two strings (a million credentials on a mount).
 type credentialGauge struct {
 	status, health uint8
+	counted        bool
 }
 
-func newStateCounts() *stateCounts {
+func newStateCounts(tab *names.Table) *stateCounts {
 	return &stateCounts{
-		of:       make(map[string]credentialGauge),
+		names:    tab,
 		byStatus: make(map[lifecycle.Status]int),
 		byHealth: make(map[string]int),
 		statusDesc: prometheus.NewDesc(metricsNamespace+"_credentials",
@@ -218,24 +223,43 @@ func code[T comparable](table *[]T, v T) uint8 {
 func (sc *stateCounts) set(name string, status lifecycle.Status, health string) {
 	sc.mu.Lock()
 	defer sc.mu.Unlock()
-	g := credentialGauge{status: code(&sc.statusNames, status), health: code(&sc.healthNames, health)}
-	if old, ok := sc.of[name]; ok {
+	g := credentialGauge{status: code(&sc.statusNames, status), health: code(&sc.healthNames, health), counted: true}
+	id, ok := sc.lookup(name)
+	if ok {
+		old := sc.of[id]
 		if old == g {
 			return
 		}
 		sc.byStatus[sc.statusNames[old.status]]--
 		sc.byHealth[sc.healthNames[old.health]]--
+	} else {
+		id = sc.names.Acquire(name)
+		if int(id) >= len(sc.of) {
+			sc.of = append(sc.of, make([]credentialGauge, int(id)+1-len(sc.of))...)
+		}
 	}
-	sc.of[name] = g
+	sc.of[id] = g
 	sc.byStatus[status]++
 	sc.byHealth[health]++
+}
+
+// lookup returns name's id if it is counted. The caller holds sc.mu, so an id counted
+// here (its reference held) is not reused meanwhile.
+func (sc *stateCounts) lookup(name string) (uint32, bool) {
+	id, ok := sc.names.Lookup(name)
+	if !ok || int(id) >= len(sc.of) || !sc.of[id].counted {
+		return 0, false
+	}
+	return id, true
 }
 
 // remove drops name, for a deleted credential, with its per-credential series.
 func (sc *stateCounts) remove(name string) {
 	sc.mu.Lock()
-	if old, ok := sc.of[name]; ok {
-		delete(sc.of, name)
+	if id, ok := sc.lookup(name); ok {
+		old := sc.of[id]
+		sc.of[id] = credentialGauge{}
+		sc.names.Release(id)
 		sc.byStatus[sc.statusNames[old.status]]--
 		sc.byHealth[sc.healthNames[old.health]]--
 	}

@@ -16,6 +16,7 @@ import (
 	"github.com/hashicorp/vault/sdk/logical"
 
 	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/backend/credtype"
+	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/backend/names"
 	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/backend/oauth"
 )
 
@@ -102,8 +103,10 @@ type tokenStore struct {
 	unsaved   map[string]*unsavedToken
 	unsavedN  atomic.Int32
 
-	mu      sync.RWMutex
-	gens    map[string]uint64
+	mu sync.RWMutex
+	// gens is each credential's generation, by its id in deps.names (a reference
+	// held while set); 0 for none.
+	gens    []uint64
 	counter uint64 // gens and grants are drawn from it, so neither is ever reused
 	// grants moves on, per credential, when its grant is replaced whole: a consent
 	// stored (a code exchange) or a refresh token imported. A code exchange started
@@ -128,6 +131,8 @@ type tokenDeps struct {
 	config func(context.Context, logical.Storage) (*engineConfig, error)
 	// newClient makes the OAuth client under the Broker, once.
 	newClient func() *oauth.Client
+	// names is the mount's names table (nil: one of the store's own).
+	names *names.Table
 }
 
 // tokenDepsOf is the token store's view of b.
@@ -140,12 +145,16 @@ func tokenDepsOf(b *integrationsBackend) tokenDeps {
 		credentials: b.credentials,
 		config:      b.loadConfig,
 		newClient:   b.newOAuthClient,
+		names:       b.names,
 	}
 }
 
 func newTokenStore(deps tokenDeps) *tokenStore {
-	ts := &tokenStore{deps: deps, locks: locksutil.CreateLocks(), cache: newGenCache[*storedToken](), gens: make(map[string]uint64), grants: make(map[string]uint64),
-		kept: newKeepAlive(), unsaved: make(map[string]*unsavedToken)}
+	if deps.names == nil {
+		deps.names = names.NewTable()
+	}
+	ts := &tokenStore{deps: deps, locks: locksutil.CreateLocks(), cache: newGenCache[*storedToken](), grants: make(map[string]uint64),
+		kept: newKeepAlive(deps.names), unsaved: make(map[string]*unsavedToken)}
 	return ts
 }
 
@@ -264,7 +273,21 @@ func (ts *tokenStore) regrant(h tokenHeld) {
 func (ts *tokenStore) generation(name string) uint64 {
 	ts.mu.RLock()
 	defer ts.mu.RUnlock()
-	return ts.gens[name]
+	id, ok := ts.genID(name)
+	if !ok {
+		return 0
+	}
+	return ts.gens[id]
+}
+
+// genID returns the id of name's generation, if it has one. The caller holds ts.mu,
+// so an id set here (its reference held) is not reused meanwhile.
+func (ts *tokenStore) genID(name string) (uint32, bool) {
+	id, ok := ts.deps.names.Lookup(name)
+	if !ok || int(id) >= len(ts.gens) || ts.gens[id] == 0 {
+		return 0, false
+	}
+	return id, true
 }
 
 // cached returns the stored token of a credential, from memory when it can; nil when
@@ -573,7 +596,14 @@ func (ts *tokenStore) bump(h tokenHeld) {
 	ts.cache.drop(name)
 	ts.mu.Lock()
 	ts.counter++
-	ts.gens[name] = ts.counter
+	id, ok := ts.genID(name)
+	if !ok {
+		id = ts.deps.names.Acquire(name)
+		if int(id) >= len(ts.gens) {
+			ts.gens = append(ts.gens, make([]uint64, int(id)+1-len(ts.gens))...)
+		}
+	}
+	ts.gens[id] = ts.counter
 	ts.mu.Unlock()
 	ts.brokerOf().Forget(name)
 }
@@ -597,7 +627,7 @@ func (ts *tokenStore) forget(ctx context.Context, s logical.Storage, name string
 	})
 }
 
-// removed forgets the generation of a deleted credential, so the map does not grow
+// removed forgets the generation of a deleted credential, so the table does not grow
 // with every name ever deleted. A request still in flight is refused all the same:
 // put finds no credential, and a new one under the name starts from a new
 // generation (saveCredential forgets on create too).
@@ -606,7 +636,10 @@ func (ts *tokenStore) removed(name string) {
 	ts.cache.drop(name)
 	ts.kept.forget(name)
 	ts.mu.Lock()
-	delete(ts.gens, name)
+	if id, ok := ts.genID(name); ok {
+		ts.gens[id] = 0
+		ts.deps.names.Release(id)
+	}
 	delete(ts.grants, name)
 	ts.mu.Unlock()
 }

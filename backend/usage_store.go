@@ -13,6 +13,7 @@ import (
 	"github.com/hashicorp/vault/sdk/logical"
 
 	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/backend/lifecycle"
+	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/backend/names"
 	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/backend/usage"
 )
 
@@ -32,36 +33,29 @@ type usageSummary struct {
 	readFailures []time.Time
 }
 
-// filedSummary is how the usageStore keeps a usageSummary per credential: 32 bytes
-// rather than 64 (the time as Unix nanoseconds, the rare read failures behind a
-// pointer), for a map that holds every credential read or written on a mount of up
-// to a million.
+// filedSummary is how the usageStore keeps a usageSummary per credential: 24
+// pointer-free bytes rather than 64 (the time as Unix nanoseconds, the rare read
+// failures in a map of their own), in a slice by name id that holds every credential
+// read or written on a mount of up to a million.
 type filedSummary struct {
 	count               int64
 	lastAccessed        int64 // Unix nanoseconds; 0 for none
 	consecutiveFailures int32
-	readFailures        *[]time.Time
+	filed               bool // false: no summary for this id
 }
 
 func fileSummary(sum usageSummary) filedSummary {
-	f := filedSummary{count: sum.count, consecutiveFailures: int32(min(sum.consecutiveFailures, math.MaxInt32))} //nolint:gosec // G115: bounded just before
+	f := filedSummary{count: sum.count, consecutiveFailures: int32(min(sum.consecutiveFailures, math.MaxInt32)), filed: true} //nolint:gosec // G115: bounded just before
 	if !sum.lastAccessed.IsZero() {
 		f.lastAccessed = sum.lastAccessed.UnixNano()
-	}
-	if len(sum.readFailures) > 0 {
-		rf := sum.readFailures
-		f.readFailures = &rf
 	}
 	return f
 }
 
-func (f filedSummary) summary() usageSummary {
-	sum := usageSummary{count: f.count, consecutiveFailures: int(f.consecutiveFailures)}
+func (f filedSummary) summary(readFailures []time.Time) usageSummary {
+	sum := usageSummary{count: f.count, consecutiveFailures: int(f.consecutiveFailures), readFailures: readFailures}
 	if f.lastAccessed != 0 {
 		sum.lastAccessed = time.Unix(0, f.lastAccessed).UTC()
-	}
-	if f.readFailures != nil {
-		sum.readFailures = *f.readFailures
 	}
 	return sum
 }
@@ -74,8 +68,12 @@ func (f filedSummary) summary() usageSummary {
 type usageStore struct {
 	recorder *usage.Recorder // the activity's; drained and peeked under mu
 
-	mu        sync.Mutex
-	summaries map[string]filedSummary
+	mu sync.Mutex
+	// summaries are the filed summaries by name id in names (a reference held while
+	// filed); readFailures the few summaries' unpaired read failures, by id.
+	summaries    []filedSummary
+	readFailures map[uint32][]time.Time
+	names        *names.Table
 	// failing names those whose stored run of failures reached lifecycle.FailingAfter;
 	// it may hold more than alert (alerts judges each afresh), never less.
 	failing map[string]struct{}
@@ -89,8 +87,36 @@ type usageStore struct {
 	failingChanged func(name string)
 }
 
-func newUsageStore(recorder *usage.Recorder) *usageStore {
-	return &usageStore{recorder: recorder, summaries: make(map[string]filedSummary), failing: make(map[string]struct{})}
+func newUsageStore(recorder *usage.Recorder, tab *names.Table) *usageStore {
+	return &usageStore{recorder: recorder, names: tab, readFailures: make(map[uint32][]time.Time), failing: make(map[string]struct{})}
+}
+
+// summaryID returns the id of name's filed summary, if it has one. The caller holds
+// us.mu, so an id filed here (its reference held) is not reused meanwhile.
+func (us *usageStore) summaryID(name string) (uint32, bool) {
+	id, ok := us.names.Lookup(name)
+	if !ok || int(id) >= len(us.summaries) || !us.summaries[id].filed {
+		return 0, false
+	}
+	return id, true
+}
+
+// summaryLocked is name's filed summary; zero when it has none. The caller holds us.mu.
+func (us *usageStore) summaryLocked(name string) usageSummary {
+	id, ok := us.summaryID(name)
+	if !ok {
+		return usageSummary{}
+	}
+	return us.summaries[id].summary(us.readFailures[id])
+}
+
+// unfileLocked drops name's summary. The caller holds us.mu.
+func (us *usageStore) unfileLocked(name string) {
+	if id, ok := us.summaryID(name); ok {
+		us.summaries[id] = filedSummary{}
+		delete(us.readFailures, id)
+		us.names.Release(id)
+	}
 }
 
 // load reads a credential's stored usage; empty when it has none.
@@ -132,7 +158,7 @@ func (us *usageStore) remove(ctx context.Context, s logical.Storage, name string
 // forget drops what memory holds of a deleted credential's usage.
 func (us *usageStore) forget(name string) {
 	us.mu.Lock()
-	delete(us.summaries, name)
+	us.unfileLocked(name)
 	delete(us.failing, name)
 	delete(us.inflight, name)
 	us.mu.Unlock()
@@ -141,14 +167,14 @@ func (us *usageStore) forget(name string) {
 // invalidated drops the summary of an entry another node changed.
 func (us *usageStore) invalidated(name string) {
 	us.mu.Lock()
-	delete(us.summaries, name)
+	us.unfileLocked(name)
 	us.mu.Unlock()
 }
 
 // summary returns the credential's usage figures, stored plus unflushed.
 func (us *usageStore) summary(ctx context.Context, s logical.Storage, name string) (usageSummary, error) {
 	us.mu.Lock()
-	_, ok := us.summaries[name]
+	_, ok := us.summaryID(name)
 	us.mu.Unlock()
 	if !ok {
 		u, err := us.load(ctx, s, name)
@@ -160,7 +186,7 @@ func (us *usageStore) summary(ctx context.Context, s logical.Storage, name strin
 		us.fileIfMissing(name, u)
 	}
 	us.mu.Lock()
-	sum := us.summaries[name].summary()
+	sum := us.summaryLocked(name)
 	in := us.inflight[name]
 	p := us.recorder.Peek(name)
 	us.mu.Unlock()
@@ -177,7 +203,7 @@ func (us *usageStore) summary(ctx context.Context, s logical.Storage, name strin
 // fileIfMissing files the summary of u unless one is filed already.
 func (us *usageStore) fileIfMissing(name string, u *usage.Usage) {
 	us.mu.Lock()
-	if _, filed := us.summaries[name]; !filed {
+	if _, filed := us.summaryID(name); !filed {
 		us.fileLocked(name, summarize(u))
 	}
 	us.mu.Unlock()
@@ -186,7 +212,19 @@ func (us *usageStore) fileIfMissing(name string, u *usage.Usage) {
 // fileLocked keeps name's stored summary, and whether its run of failures makes it a
 // candidate for the failing alert. The caller holds us.mu.
 func (us *usageStore) fileLocked(name string, sum usageSummary) {
-	us.summaries[name] = fileSummary(sum)
+	id, ok := us.summaryID(name)
+	if !ok {
+		id = us.names.Acquire(name)
+		if int(id) >= len(us.summaries) {
+			us.summaries = append(us.summaries, make([]filedSummary, int(id)+1-len(us.summaries))...)
+		}
+	}
+	us.summaries[id] = fileSummary(sum)
+	if len(sum.readFailures) > 0 {
+		us.readFailures[id] = sum.readFailures
+	} else {
+		delete(us.readFailures, id)
+	}
 	_, was := us.failing[name]
 	failing := sum.consecutiveFailures >= lifecycle.FailingAfter
 	if failing {
@@ -203,7 +241,7 @@ func (us *usageStore) fileLocked(name string, sum usageSummary) {
 // a summary is filed (which keeps the set up to date itself and wins).
 func (us *usageStore) markFailing(name string) {
 	us.mu.Lock()
-	if _, filed := us.summaries[name]; !filed {
+	if _, filed := us.summaryID(name); !filed {
 		us.failing[name] = struct{}{}
 	}
 	us.mu.Unlock()
@@ -283,7 +321,7 @@ func (us *usageStore) list(ctx context.Context, s logical.Storage) ([]string, er
 // A summary filed by a read or a flush keeps failing up to date itself and wins.
 func (us *usageStore) indexFailing(ctx context.Context, s logical.Storage, name string) error {
 	us.mu.Lock()
-	_, filed := us.summaries[name]
+	_, filed := us.summaryID(name)
 	us.mu.Unlock()
 	if filed {
 		return nil
@@ -305,7 +343,7 @@ func (us *usageStore) indexFailing(ctx context.Context, s logical.Storage, name 
 	}
 	if run, _ := trailingFailures(events, 0, nil); run >= lifecycle.FailingAfter {
 		us.mu.Lock()
-		if _, filed := us.summaries[name]; !filed {
+		if _, filed := us.summaryID(name); !filed {
 			us.failing[name] = struct{}{}
 		}
 		us.mu.Unlock()
@@ -382,7 +420,8 @@ func (us *usageStore) failingCandidates() []string {
 func (us *usageStore) everAccessed(name string) bool {
 	us.mu.Lock()
 	defer us.mu.Unlock()
-	return us.summaries[name].lastAccessed != 0
+	id, ok := us.summaryID(name)
+	return ok && us.summaries[id].lastAccessed != 0
 }
 
 // isFailing reports whether name is in the failing set, for the health gauge.

@@ -4,30 +4,97 @@ import (
 	"math"
 	"sync"
 	"time"
+
+	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/backend/names"
 )
 
 // Index files credentials under the time their next lifecycle action is due
 // (Policy.NextDue), so a sweep finds the few with something due without visiting the
-// many without. It is a binary min-heap with a name-to-position map; it is safe for
+// many without. It is a binary min-heap of (name id, due time); it is safe for
 // concurrent use. Equal times are ordered by name so sweeps are deterministic.
 //
-// It is laid out for mounts of a million credentials: the heap is one slice of
-// pointer-light values (the name, shared with the caller, and the due time in
-// nanoseconds) and the map holds only each name's position, so a filed name costs the
-// map's slot and one 24-byte heap value, not a separate allocation per credential
-// (BenchmarkIndexMemory). Sifting updates the moved names' positions in the map.
+// It is laid out for mounts of a million credentials: names are interned once in a
+// names.Table shared by every index of a mount (and the other per-credential
+// structures), the heap is one slice of 16-byte pointer-free values (the name's id and
+// the due time in nanoseconds), and each id's heap position is an int32 in a slice
+// indexed by id (a map while the index files few of the mount's names), so a filed
+// name costs 20 bytes here and nothing for the garbage collector to scan
+// (BenchmarkIndexMemory). Sifting updates the moved ids' positions.
 type Index struct {
 	mu    sync.Mutex
+	names *names.Table
 	heap  []indexEntry
-	names map[string]int32 // heap position
-	// peak is the most names filed since the map was last rebuilt: a Go map keeps its
-	// size after deletions, so one that shrank to a quarter of it is rebuilt.
-	peak int
+	// pos is each id's heap position plus one; 0 for an id not filed here. It is as
+	// long as the table's ids reached (ids are reused, so it stays dense). An index
+	// that files few of the table's names (verification, overlaps, keys, keep-alive)
+	// keeps the positions in sparse instead, and pos is nil: 4 bytes for every name
+	// of the mount would outweigh a map entry for each of the few.
+	pos    []int32
+	sparse map[uint32]int32
+}
+
+// Thresholds of the positions' two forms: dense once more than 1,024 names are filed
+// and at least one id in denseShare; sparse again once fewer than one position in
+// sparseShare is used (and pos is long enough to matter). A map entry costs about 15
+// bytes and a dense position 4 for every id of the mount, so the map is the smaller
+// while the index files fewer than about a quarter of the names.
+const (
+	denseAbove  = 1024
+	denseShare  = 4
+	sparseShare = 16
+	sparseAbove = 4096
+)
+
+// position is id's heap position plus one; 0 when id is not filed here. The caller
+// holds x.mu.
+func (x *Index) position(id uint32) int32 {
+	if x.sparse != nil {
+		return x.sparse[id]
+	}
+	if int(id) >= len(x.pos) {
+		return 0
+	}
+	return x.pos[id]
+}
+
+// setPosition sets id's heap position plus one; 0 unfiles it. The caller holds x.mu.
+func (x *Index) setPosition(id uint32, p int32) {
+	switch {
+	case x.sparse != nil && p == 0:
+		delete(x.sparse, id)
+	case x.sparse != nil:
+		x.sparse[id] = p
+	default:
+		if int(id) >= len(x.pos) {
+			if p == 0 {
+				return
+			}
+			x.pos = append(x.pos, make([]int32, int(id)+1-len(x.pos))...)
+		}
+		x.pos[id] = p
+	}
+}
+
+// reshape moves the positions to the form that fits how many names are filed among
+// the table's ids. The caller holds x.mu.
+func (x *Index) reshape() {
+	n := len(x.heap)
+	switch {
+	case x.sparse != nil && n > denseAbove && n*denseShare > x.names.IDs():
+		x.sparse, x.pos = nil, make([]int32, x.names.IDs())
+	case x.sparse == nil && len(x.pos) > sparseAbove && n*sparseShare < len(x.pos):
+		x.sparse, x.pos = make(map[uint32]int32, n), nil
+	default:
+		return
+	}
+	for i, e := range x.heap {
+		x.setPosition(e.id, int32(i+1)) //nolint:gosec // G115: as in Set
+	}
 }
 
 type indexEntry struct {
-	name string
-	due  int64 // Unix nanoseconds, saturated (dueNanos)
+	due int64 // Unix nanoseconds, saturated (dueNanos)
+	id  uint32
 }
 
 // dueNanos is t in Unix nanoseconds, saturated at the ends of int64 (years 1678 and
@@ -47,8 +114,26 @@ var (
 	minDue = time.Unix(0, math.MinInt64)
 )
 
-// NewIndex returns an empty Index.
-func NewIndex() *Index { return &Index{names: make(map[string]int32)} }
+// NewIndex returns an empty Index with a names table of its own.
+func NewIndex() *Index { return NewIndexOn(names.NewTable()) }
+
+// NewIndexOn returns an empty Index filing its names in tab, which it may share with
+// other structures: a name filed in several of them is stored once.
+func NewIndexOn(tab *names.Table) *Index {
+	return &Index{names: tab, sparse: make(map[uint32]int32)}
+}
+
+// lookup returns the heap position of name, if filed. The caller holds x.mu: an id
+// this index holds cannot be released and reused meanwhile, so an id found whose
+// position is set is name's.
+func (x *Index) lookup(name string) (int, bool) {
+	id, ok := x.names.Lookup(name)
+	if !ok {
+		return 0, false
+	}
+	p := x.position(id)
+	return int(p - 1), p != 0
+}
 
 // Set files name under due, replacing any earlier entry; a zero due removes it, as
 // NextDue returns zero for a credential with nothing ever due.
@@ -60,50 +145,42 @@ func (x *Index) Set(name string, due time.Time) {
 	d := dueNanos(due)
 	x.mu.Lock()
 	defer x.mu.Unlock()
-	if i, ok := x.names[name]; ok {
+	if i, ok := x.lookup(name); ok {
 		x.heap[i].due = d
-		if !x.up(int(i)) {
-			x.down(int(i))
+		if !x.up(i) {
+			x.down(i)
 		}
 		return
 	}
+	id := x.names.Acquire(name)
 	i := len(x.heap)
-	x.heap = append(x.heap, indexEntry{name: name, due: d})
-	x.names[name] = int32(i) //nolint:gosec // G115: an index holds far fewer than 2^31 names
-	x.peak = max(x.peak, len(x.heap))
+	x.heap = append(x.heap, indexEntry{id: id, due: d})
+	x.setPosition(id, int32(i+1)) //nolint:gosec // G115: an index holds far fewer than 2^31 names
 	x.up(i)
+	x.reshape()
 }
 
 // Remove drops name, for a deleted credential. Removing an absent name is a no-op.
 func (x *Index) Remove(name string) {
 	x.mu.Lock()
 	defer x.mu.Unlock()
-	p, ok := x.names[name]
+	i, ok := x.lookup(name)
 	if !ok {
 		return
 	}
-	i, last := int(p), len(x.heap)-1
+	last := len(x.heap) - 1
 	x.swap(i, last)
-	x.heap[last] = indexEntry{} // let the name be collected
+	id := x.heap[last].id
 	x.heap = x.heap[:last]
-	delete(x.names, name)
+	x.setPosition(id, 0)
+	x.names.Release(id)
 	if i < last && !x.up(i) {
 		x.down(i)
 	}
-	if x.peak > 4096 && len(x.heap) < x.peak/4 {
-		x.compact()
+	if cap(x.heap) > 4096 && len(x.heap) < cap(x.heap)/4 {
+		x.heap = append(make([]indexEntry, 0, len(x.heap)*2), x.heap...)
 	}
-}
-
-// compact rebuilds the map and the heap at their present size, after most names left.
-// The caller holds x.mu.
-func (x *Index) compact() {
-	x.heap = append(make([]indexEntry, 0, len(x.heap)), x.heap...)
-	x.names = make(map[string]int32, len(x.heap))
-	for i, e := range x.heap {
-		x.names[e.name] = int32(i) //nolint:gosec // G115: as in Set
-	}
-	x.peak = len(x.heap)
+	x.reshape()
 }
 
 // Due returns the names due at or before now, earliest first, at most limit of them
@@ -130,7 +207,7 @@ func (x *Index) due(now time.Time, limit int) ([]string, int) {
 	visited := 1
 	for len(frontier.nodes) > 0 && (limit < 1 || len(out) < limit) {
 		i := frontier.pop()
-		out = append(out, x.heap[i].name)
+		out = append(out, x.names.Name(x.heap[i].id))
 		for _, c := range [2]int{2*i + 1, 2*i + 2} {
 			if c < len(x.heap) && x.heap[c].due <= n {
 				frontier.push(c)
@@ -146,7 +223,10 @@ func (x *Index) less(i, j int) bool {
 	if a.due != b.due {
 		return a.due < b.due
 	}
-	return a.name < b.name
+	if a.id == b.id {
+		return false
+	}
+	return x.names.Name(a.id) < x.names.Name(b.id)
 }
 
 func (x *Index) swap(i, j int) {
@@ -154,8 +234,8 @@ func (x *Index) swap(i, j int) {
 		return
 	}
 	x.heap[i], x.heap[j] = x.heap[j], x.heap[i]
-	x.names[x.heap[i].name] = int32(i) //nolint:gosec // G115: as in Set
-	x.names[x.heap[j].name] = int32(j) //nolint:gosec // G115: as in Set
+	x.setPosition(x.heap[i].id, int32(i+1)) //nolint:gosec // G115: as in Set
+	x.setPosition(x.heap[j].id, int32(j+1)) //nolint:gosec // G115: as in Set
 }
 
 // up moves entry i toward the root and reports whether it moved.

@@ -9,6 +9,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/backend/names"
 )
 
 func TestIndexOrderUpdateRemove(t *testing.T) {
@@ -219,7 +221,7 @@ func (x *Index) next() (name string, due time.Time, ok bool) {
 	if len(x.heap) == 0 {
 		return "", time.Time{}, false
 	}
-	return x.heap[0].name, time.Unix(0, x.heap[0].due), true
+	return x.names.Name(x.heap[0].id), time.Unix(0, x.heap[0].due), true
 }
 
 // len is the number of filed names.
@@ -233,31 +235,35 @@ func (x *Index) len() int {
 func (x *Index) get(name string) (time.Time, bool) {
 	x.mu.Lock()
 	defer x.mu.Unlock()
-	if i, ok := x.names[name]; ok {
+	if i, ok := x.lookup(name); ok {
 		return time.Unix(0, x.heap[i].due), true
 	}
 	return time.Time{}, false
 }
 
-// BenchmarkIndexMemory reports the live heap one Index keeps per filed name, the names'
-// own bytes excluded (the caller's strings, shared with every other index): what the
+// BenchmarkIndexMemory reports the live heap one Index keeps per filed name, the names
+// table excluded (filed before, as the mount's other structures share it): what the
 // index itself costs a mount of that many credentials.
 func BenchmarkIndexMemory(b *testing.B) {
 	for _, size := range []int{10000, 100000} {
 		b.Run(fmt.Sprintf("entries=%d", size), func(b *testing.B) {
-			names := make([]string, size)
-			for i := range names {
-				names[i] = fmt.Sprintf("credential-%06d", i)
+			credNames := make([]string, size)
+			for i := range credNames {
+				credNames[i] = fmt.Sprintf("credential-%06d", i)
 			}
 			rng := rand.New(rand.NewPCG(5, 6))
 			var perName float64
+			tab := names.NewTable()
+			for _, n := range credNames {
+				tab.Acquire(n)
+			}
 			for b.Loop() {
 				runtime.GC()
 				var before, after runtime.MemStats
 				runtime.ReadMemStats(&before)
-				x := NewIndex()
+				x := NewIndexOn(tab)
 				for _, i := range rng.Perm(size) {
-					x.Set(names[i], at(time.Hour+time.Duration(rng.Int64N(int64(day(365))))))
+					x.Set(credNames[i], at(time.Hour+time.Duration(rng.Int64N(int64(day(365))))))
 				}
 				runtime.GC()
 				runtime.ReadMemStats(&after)
@@ -269,8 +275,8 @@ func BenchmarkIndexMemory(b *testing.B) {
 	}
 }
 
-// TestIndexAfterMostNamesLeave: once most names are removed the index rebuilds itself
-// at its new size (a Go map never shrinks), and answers as before; times beyond the
+// TestIndexAfterMostNamesLeave: once most names are removed the index shrinks its heap
+// and releases the names, and answers as before; times beyond the
 // nanosecond range (year 2262) still order after every time within it.
 func TestIndexAfterMostNamesLeave(t *testing.T) {
 	t.Parallel()
@@ -284,10 +290,10 @@ func TestIndexAfterMostNamesLeave(t *testing.T) {
 		t.Fatalf("len %d, want 501", x.len())
 	}
 	x.mu.Lock()
-	peak, capacity := x.peak, cap(x.heap)
+	capacity, ids := cap(x.heap), x.names.Len()
 	x.mu.Unlock()
-	if peak >= 10000 || capacity >= 10000 {
-		t.Fatalf("not rebuilt after most names left: peak %d, capacity %d", peak, capacity)
+	if capacity >= 10000 || ids != 501 {
+		t.Fatalf("not shrunk after most names left: capacity %d, %d names in the table", capacity, ids)
 	}
 	all := x.Due(far, 0)
 	if len(all) != 501 || all[len(all)-1] != "credential-far" {
@@ -308,5 +314,63 @@ func TestIndexAfterMostNamesLeave(t *testing.T) {
 		return da.Compare(db)
 	}) {
 		t.Fatal("Due out of order after the rebuild")
+	}
+}
+
+// TestIndexPositionsForms: an index filing few of a shared table's many names keeps its
+// positions in a map; one filing most keeps a slice by id; one that shrinks back to
+// few returns to the map. Every form answers the same.
+func TestIndexPositionsForms(t *testing.T) {
+	t.Parallel()
+	tab := names.NewTable()
+	const n = 20000
+	for i := range n {
+		tab.Acquire(fmt.Sprintf("credential-%06d", i))
+	}
+	few, many := NewIndexOn(tab), NewIndexOn(tab)
+	for i := range n {
+		name := fmt.Sprintf("credential-%06d", i)
+		many.Set(name, at(day(1+i%50)))
+		if i%100 == 0 {
+			few.Set(name, at(day(1+i%50)))
+		}
+	}
+	form := func(x *Index) string {
+		x.mu.Lock()
+		defer x.mu.Unlock()
+		if x.sparse != nil {
+			return "sparse"
+		}
+		return "dense"
+	}
+	if form(few) != "sparse" || form(many) != "dense" {
+		t.Fatalf("forms: few %s, many %s", form(few), form(many))
+	}
+	for i := range n {
+		if i%400 == 0 {
+			continue
+		}
+		many.Remove(fmt.Sprintf("credential-%06d", i))
+	}
+	if form(many) != "sparse" {
+		t.Fatalf("an index down to %d of %d names kept its slice", many.len(), n)
+	}
+	for _, x := range []*Index{few, many} {
+		for i := range n {
+			name := fmt.Sprintf("credential-%06d", i)
+			d, ok := x.get(name)
+			want := (x == few && i%100 == 0) || (x == many && i%400 == 0)
+			if ok != want || (ok && !d.Equal(at(day(1+i%50)))) {
+				t.Fatalf("%s: filed %v at %v, want filed %v", name, ok, d, want)
+			}
+		}
+		due := x.Due(at(day(60)), 0)
+		if len(due) != x.len() || !slices.IsSortedFunc(due, func(a, b string) int {
+			da, _ := x.get(a)
+			db, _ := x.get(b)
+			return cmp.Or(da.Compare(db), cmp.Compare(a, b))
+		}) {
+			t.Fatalf("Due: %d names of %d, or out of order", len(due), x.len())
+		}
 	}
 }
