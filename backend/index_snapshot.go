@@ -706,13 +706,9 @@ func (b *integrationsBackend) loadSnapshot(ctx context.Context, s logical.Storag
 	}
 	toRead = append(toRead, skipped...)
 	if len(toRead) > 0 {
-		used, err := b.usage.list(ctx, s)
+		hasUsage, err := b.usage.stored(ctx, s)
 		if err != nil {
 			return nil, err
-		}
-		hasUsage := make(map[string]struct{}, len(used))
-		for _, n := range used {
-			hasUsage[n] = struct{}{}
 		}
 		if err := b.indexNames(ctx, s, cfg, toRead, hasUsage, indexScanWorkers, nil); err != nil {
 			return nil, err
@@ -741,13 +737,9 @@ func (b *integrationsBackend) loadSnapshot(ctx context.Context, s logical.Storag
 // chunk: no per-credential memory), and those that differ are queued to be written
 // again from their names.
 func (b *integrationsBackend) verifySnapshot(ctx context.Context, s logical.Storage, cfg *engineConfig, names []string) error {
-	used, err := b.usage.list(ctx, s)
+	hasUsage, err := b.usage.stored(ctx, s)
 	if err != nil {
 		return err
-	}
-	hasUsage := make(map[string]struct{}, len(used))
-	for _, n := range used {
-		hasUsage[n] = struct{}{}
 	}
 	read := make([]atomic.Uint64, snapshotChunks)
 	if err := b.indexNames(ctx, s, cfg, names, hasUsage, verifyScanWorkers, func(e *snapEntry) {

@@ -128,14 +128,9 @@ func (b *integrationsBackend) buildIndex(ctx context.Context, s logical.Storage)
 	if err != nil {
 		return err
 	}
-	// Only credentials ever used have a usage entry: read those only.
-	used, err := b.usage.list(ctx, s)
+	hasUsage, err := b.usage.stored(ctx, s)
 	if err != nil {
 		return err
-	}
-	hasUsage := make(map[string]struct{}, len(used))
-	for _, n := range used {
-		hasUsage[n] = struct{}{}
 	}
 	a.scanned.Store(0)
 	a.total.Store(int64(len(names)))

@@ -316,6 +316,20 @@ func (us *usageStore) list(ctx context.Context, s logical.Storage) ([]string, er
 	return used, nil
 }
 
+// stored is the set of names with a usage entry: only credentials ever used have one,
+// so a scan reads usage for those only.
+func (us *usageStore) stored(ctx context.Context, s logical.Storage) (map[string]struct{}, error) {
+	used, err := us.list(ctx, s)
+	if err != nil {
+		return nil, err
+	}
+	set := make(map[string]struct{}, len(used))
+	for _, n := range used {
+		set[n] = struct{}{}
+	}
+	return set, nil
+}
+
 // indexFailing marks name failing if its stored run of failures is long enough, for
 // the index scan: it decodes only the events' kinds and statuses and keeps no summary.
 // A summary filed by a read or a flush keeps failing up to date itself and wins.
