@@ -126,14 +126,7 @@ func checkUsage(t *testing.T, b *integrationsBackend, s logical.Storage, name st
 func TestCleanHandsOffPendingUsage(t *testing.T) {
 	const n = 300
 	st := newWriteLatencyStorage()
-	b, s, clock := newBackendWith(t, backendOptions{storage: st, initialize: true})
-	names := make([]string, n)
-	for i := range names {
-		names[i] = fmt.Sprintf("c%03d", i)
-		lcCreateBasic(t, b, s, names[i], nil)
-	}
-	clock.Advance(time.Hour)
-	at := clock.Now().UTC()
+	b, s, clock, names, at := handoffMount(t, st, n, "c%03d")
 	accessAll(t, b, s, names, n/2)
 
 	budgetSpent(b)
@@ -183,13 +176,7 @@ func TestHandoffTwiceCountsOnce(t *testing.T) {
 	const n = 40
 	st := newWriteLatencyStorage()
 	st.delay = 0
-	b, s, clock := newBackendWith(t, backendOptions{storage: st, initialize: true})
-	names := make([]string, n)
-	for i := range names {
-		names[i] = fmt.Sprintf("c%02d", i)
-		lcCreateBasic(t, b, s, names[i], nil)
-	}
-	clock.Advance(time.Hour)
+	b, s, clock, names, _ := handoffMount(t, st, n, "c%02d")
 	accessAll(t, b, s, names, 0)
 	budgetSpent(b)
 	b.Clean(context.Background())
@@ -267,14 +254,7 @@ func TestRefusedHandoffKeepsRestoredEntries(t *testing.T) {
 	const n = 20
 	st := newWriteLatencyStorage()
 	st.delay = 0
-	b, s, clock := newBackendWith(t, backendOptions{storage: st, initialize: true})
-	names := make([]string, n)
-	for i := range names {
-		names[i] = fmt.Sprintf("c%02d", i)
-		lcCreateBasic(t, b, s, names[i], nil)
-	}
-	clock.Advance(time.Hour)
-	at := clock.Now().UTC()
+	b, s, clock, names, at := handoffMount(t, st, n, "c%02d")
 	accessAll(t, b, s, names, 0)
 	budgetSpent(b)
 	b.Clean(context.Background())
@@ -304,14 +284,7 @@ func TestCleanFlushesDirectlyWithinBudget(t *testing.T) {
 	const n = 300
 	st := newWriteLatencyStorage()
 	st.delay = 0
-	b, s, clock := newBackendWith(t, backendOptions{storage: st, initialize: true})
-	names := make([]string, n)
-	for i := range names {
-		names[i] = fmt.Sprintf("c%03d", i)
-		lcCreateBasic(t, b, s, names[i], nil)
-	}
-	clock.Advance(time.Hour)
-	at := clock.Now().UTC()
+	b, s, _, names, at := handoffMount(t, st, n, "c%03d")
 	accessAll(t, b, s, names, 10)
 	b.activity.cleanStop = func() (<-chan struct{}, func()) { return nil, func() {} } // a budget never spent
 	b.Clean(context.Background())
@@ -334,14 +307,7 @@ func TestCleanBudgetHandsOffTheRest(t *testing.T) {
 	const n = 200
 	st := newWriteLatencyStorage()
 	st.delay = 0
-	b, s, clock := newBackendWith(t, backendOptions{storage: st, initialize: true})
-	names := make([]string, n)
-	for i := range names {
-		names[i] = fmt.Sprintf("c%03d", i)
-		lcCreateBasic(t, b, s, names[i], nil)
-	}
-	clock.Advance(time.Hour)
-	at := clock.Now().UTC()
+	b, s, clock, names, at := handoffMount(t, st, n, "c%03d")
 	accessAll(t, b, s, names, n/2)
 	budgetEndsAfter(b, st, 40)
 	b.Clean(context.Background())
@@ -458,14 +424,7 @@ func TestCleanHandsOffRefusedUsage(t *testing.T) {
 	const n = 60
 	st := newWriteLatencyStorage()
 	st.delay = 0
-	b, s, clock := newBackendWith(t, backendOptions{storage: st, initialize: true})
-	names := make([]string, n)
-	for i := range names {
-		names[i] = fmt.Sprintf("c%02d", i)
-		lcCreateBasic(t, b, s, names[i], nil)
-	}
-	clock.Advance(time.Hour)
-	at := clock.Now().UTC()
+	b, s, clock, names, at := handoffMount(t, st, n, "c%02d")
 	accessAll(t, b, s, names, n)
 	for _, refuseOnly := range []bool{true, false} { // refused alone; refused and budget-left together
 		if refuseOnly {
@@ -503,4 +462,18 @@ func TestCleanHandsOffRefusedUsage(t *testing.T) {
 		accessAll(t, b2, s, names, n)
 		b = b2
 	}
+}
+
+// handoffMount is an initialized mount over st with n basic credentials named by
+// format (c%03d: c000, c001, …), created an hour before the time it returns.
+func handoffMount(t *testing.T, st *writeLatencyStorage, n int, format string) (*integrationsBackend, logical.Storage, *testClock, []string, time.Time) {
+	t.Helper()
+	b, s, clock := newBackendWith(t, backendOptions{storage: st, initialize: true})
+	names := make([]string, n)
+	for i := range names {
+		names[i] = fmt.Sprintf(format, i)
+		lcCreateBasic(t, b, s, names[i], nil)
+	}
+	clock.Advance(time.Hour)
+	return b, s, clock, names, clock.Now().UTC()
 }
