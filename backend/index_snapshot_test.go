@@ -16,6 +16,16 @@ import (
 	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/backend/lifecycle"
 )
 
+// snapSeeded is a fresh storage view, as Vault gives a mount, filled by snapSeed, and
+// the clock it was filled at.
+func snapSeeded(t *testing.T) (logical.Storage, *testClock) {
+	t.Helper()
+	clock := newTestClock()
+	s := logical.NewStorageView(&logical.InmemStorage{}, "")
+	snapSeed(t, s, clock)
+	return s, clock
+}
+
 // snapSeed fills storage with a mix: idle credentials of two ages (one warned of its
 // suspension), created through the API with types and tags.
 func snapSeed(t *testing.T, s logical.Storage, clock *testClock) {
@@ -112,9 +122,7 @@ func scanPrint(t *testing.T, s logical.Storage, clock *testClock) string {
 // verifying scan.
 func TestSnapshotLoadEqualsScan(t *testing.T) {
 	t.Parallel()
-	clock := newTestClock()
-	s := logical.NewStorageView(&logical.InmemStorage{}, "")
-	snapSeed(t, s, clock)
+	s, clock := snapSeeded(t)
 	b1, loaded := snapStart(t, s, clock, nil)
 	if *loaded {
 		t.Fatal("the first start loaded a snapshot")
@@ -201,9 +209,7 @@ func afterIndexScan(b *integrationsBackend) <-chan struct{} {
 // written again, so the next load is right before any scan.
 func TestSnapshotStaleChunkRepaired(t *testing.T) {
 	t.Parallel()
-	clock := newTestClock()
-	s := logical.NewStorageView(&logical.InmemStorage{}, "")
-	snapSeed(t, s, clock)
+	s, clock := snapSeeded(t)
 	b1, _ := snapStart(t, s, clock, nil)
 	b1.Cleanup(context.Background())
 	// An older release retags basic-05 and ages idle-00: it knows nothing of index/.
@@ -245,9 +251,7 @@ func TestSnapshotStaleChunkRepaired(t *testing.T) {
 // after the load is whole, and nothing panics or fails.
 func TestSnapshotCorruptChunk(t *testing.T) {
 	t.Parallel()
-	clock := newTestClock()
-	s := logical.NewStorageView(&logical.InmemStorage{}, "")
-	snapSeed(t, s, clock)
+	s, clock := snapSeeded(t)
 	b1, _ := snapStart(t, s, clock, nil)
 	b1.Cleanup(context.Background())
 	ctx := context.Background()
@@ -324,9 +328,7 @@ func TestSnapshotDecodeStrict(t *testing.T) {
 // (no Clean) then leaves none, and the next start scans.
 func TestSnapshotCrashMeansScan(t *testing.T) {
 	t.Parallel()
-	clock := newTestClock()
-	s := logical.NewStorageView(&logical.InmemStorage{}, "")
-	snapSeed(t, s, clock)
+	s, clock := snapSeeded(t)
 	b1, _ := snapStart(t, s, clock, nil)
 	b1.Cleanup(context.Background())
 	b2, loaded := snapStart(t, s, clock, nil)
@@ -446,9 +448,7 @@ func TestSnapshotWritesRacingTheLoad(t *testing.T) {
 // current: after the last step (and Clean), a load equals a scan.
 func TestSnapshotJobKeepsChunksCurrent(t *testing.T) {
 	t.Parallel()
-	clock := newTestClock()
-	s := logical.NewStorageView(&logical.InmemStorage{}, "")
-	snapSeed(t, s, clock)
+	s, clock := snapSeeded(t)
 	b1, _ := snapStart(t, s, clock, nil)
 	ctx := context.Background()
 	var wg sync.WaitGroup
