@@ -148,7 +148,7 @@ func newBackend(now func() time.Time) *integrationsBackend {
 	b.metrics.registry.MustRegister(newHostGauges(b.tokens.hostStats))
 	b.exchanges = newExchangeCache()
 	b.usage = newUsageStore(b.activity.recorder, tab)
-	b.snapshot = newIndexSnapshot(func() logical.Storage { return b.storage })
+	b.snapshot = newIndexSnapshot(tab, func() logical.Storage { return b.storage })
 	b.credentials.snap = b.snapshot
 	b.tokens.kept.changed = b.snapshot.markDirty
 	b.usage.failingChanged = b.snapshot.markDirty

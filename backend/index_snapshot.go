@@ -25,6 +25,7 @@ import (
 
 	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/backend/credtype"
 	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/backend/lifecycle"
+	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/backend/names"
 )
 
 const (
@@ -172,12 +173,35 @@ func decodeChunk(i int, raw []byte) ([]snapEntry, error) {
 // dirtyChunk is what a chunk's next write reads afresh: names, and with replace every
 // name of the chunk (all) without reading the stored chunk.
 type dirtyChunk struct {
-	names   map[string]struct{}
+	// ids are the dirty names, as ids in the mount's names table (a reference each),
+	// sorted by id and each once: 4 bytes a name while a mass write (a bulk creation, a
+	// flush renewing every window) leaves most of the mount dirty, where a set of the
+	// names' strings cost about 40.
+	ids     []uint32
 	replace bool
 	all     []string
 }
 
-func (d *dirtyChunk) size() int { return len(d.names) + len(d.all) }
+func (d *dirtyChunk) size() int { return len(d.ids) + len(d.all) }
+
+// add files id, whose reference the caller passes on, once: a reference to an id
+// already there is released.
+func (d *dirtyChunk) add(tab *names.Table, id uint32) {
+	i, found := slices.BinarySearch(d.ids, id)
+	if found {
+		tab.Release(id)
+		return
+	}
+	d.ids = slices.Insert(d.ids, i, id)
+}
+
+// release drops the references of the dirty names: the chunk was written.
+func (d *dirtyChunk) release(tab *names.Table) {
+	for _, id := range d.ids {
+		tab.Release(id)
+	}
+	d.ids = nil
+}
 
 // indexSnapshot keeps the snapshot on the active node.
 type indexSnapshot struct {
@@ -200,6 +224,7 @@ type indexSnapshot struct {
 
 	dirtyMu sync.Mutex
 	dirty   map[int]*dirtyChunk
+	names   *names.Table // the mount's, which the dirty chunks' ids are of
 	// touched records, while a load files the chunks, the names changed meanwhile:
 	// their entries are stale, and a write files them itself.
 	touchMu sync.Mutex
@@ -222,8 +247,8 @@ type indexSnapshot struct {
 	tried atomic.Bool
 }
 
-func newIndexSnapshot(storage func() logical.Storage) *indexSnapshot {
-	return &indexSnapshot{dirty: map[int]*dirtyChunk{}, wake: make(chan struct{}, 1), storage: storage}
+func newIndexSnapshot(tab *names.Table, storage func() logical.Storage) *indexSnapshot {
+	return &indexSnapshot{dirty: map[int]*dirtyChunk{}, names: tab, wake: make(chan struct{}, 1), storage: storage}
 }
 
 // markDirty queues name's chunk for a write. A change after the marker deletes it
@@ -234,6 +259,7 @@ func (x *indexSnapshot) markDirty(name string) {
 	if x == nil || !x.active.Load() {
 		return
 	}
+	id := x.names.Acquire(name)
 	x.dirtyMu.Lock()
 	i := chunkOf(name)
 	d := x.dirty[i]
@@ -241,10 +267,7 @@ func (x *indexSnapshot) markDirty(name string) {
 		d = &dirtyChunk{}
 		x.dirty[i] = d
 	}
-	if d.names == nil {
-		d.names = map[string]struct{}{}
-	}
-	d.names[name] = struct{}{}
+	d.add(x.names, id)
 	x.dirtyMu.Unlock()
 	x.sealMu.Lock()
 	sealed := x.sealed
@@ -370,11 +393,8 @@ func (x *indexSnapshot) requeue(failed map[int]*dirtyChunk) {
 		if d.replace && !cur.replace {
 			cur.replace, cur.all = true, d.all
 		}
-		for n := range d.names {
-			if cur.names == nil {
-				cur.names = map[string]struct{}{}
-			}
-			cur.names[n] = struct{}{}
+		for _, id := range d.ids {
+			cur.add(x.names, id)
 		}
 	}
 }
@@ -403,6 +423,7 @@ func (b *integrationsBackend) writeChunks(ctx context.Context, s logical.Storage
 			b.snapshot.requeue(chunks) // the failed one and those not reached
 			return err
 		}
+		d.release(b.snapshot.names)
 		delete(chunks, i)
 	}
 	return nil
@@ -447,8 +468,8 @@ func (b *integrationsBackend) writeChunk(ctx context.Context, s logical.Storage,
 			return err
 		}
 	}
-	for name := range d.names {
-		if err := read(name); err != nil {
+	for _, id := range d.ids {
+		if err := read(b.snapshot.names.Name(id)); err != nil {
 			return err
 		}
 	}

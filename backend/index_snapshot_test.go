@@ -587,3 +587,46 @@ func TestSnapshotWriteHoldsOffClean(t *testing.T) {
 		t.Fatalf("the load after a write during Clean:\n%s\nwant:\n%s", got, want)
 	}
 }
+
+// TestSnapshotDirtyNamesHoldReferences: a dirty name is held in the mount's names
+// table (an id, 4 bytes, instead of its string) until its chunk is written, even after
+// its credential is deleted, and released then: once every credential is deleted and
+// every chunk written, the table is empty again.
+func TestSnapshotDirtyNamesHoldReferences(t *testing.T) {
+	t.Parallel()
+	s, clock := snapSeeded(t)
+	b, _ := snapStart(t, s, clock, nil)
+	ctx := context.Background()
+	write := func() {
+		t.Helper()
+		if err := b.writeChunks(ctx, s, b.snapshot.take(0)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write() // what the start left dirty
+	names, err := s.List(ctx, credentialPrefix)
+	if err != nil || len(names) == 0 {
+		t.Fatalf("listing the seeded credentials: %d, %v", len(names), err)
+	}
+	for _, name := range names {
+		mustOK(t, b, s, logical.DeleteOperation, "credentials/"+name, nil)
+	}
+	lcFlush(t, b, s)
+	if _, dirty := b.snapshot.dirtyNames(); dirty != len(names) {
+		t.Fatalf("%d dirty names after deleting %d credentials, want each once", dirty, len(names))
+	}
+	for _, name := range names {
+		if _, ok := b.names.Lookup(name); !ok {
+			t.Fatalf("%s: deleted and dirty, but no longer in the names table: its chunk could not be written", name)
+		}
+	}
+	write()
+	if got := b.names.Len(); got != 0 {
+		t.Fatalf("the names table holds %d names after every credential was deleted and every chunk written, want 0", got)
+	}
+	for i := range snapshotChunks {
+		if e, err := s.Get(ctx, chunkKey(i)); err != nil || e != nil {
+			t.Fatalf("chunk %d still stored (%v) after every credential was deleted", i, err)
+		}
+	}
+}

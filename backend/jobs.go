@@ -15,7 +15,8 @@ import (
 
 // registerJobs registers every background job. The order is load-bearing and is the
 // only place it is declared: the periodic tick runs the Tick jobs in this order (save
-// what storage refused, then the sweep, then the authorizations' clean-up; an error
+// what storage refused, drop idle token states, then the sweep, then the
+// authorizations' clean-up; an error
 // skips the rest) and then starts or wakes the OnTick jobs in this order; Clean stops
 // the jobs in this order, each waited for before the next:
 //   - the scheduled runs, device polling and refresh ahead first, before the token
@@ -39,6 +40,7 @@ func (b *integrationsBackend) registerJobs() {
 	b.devicePolls = r.Register(jobs.Spec{Name: "device polling", Trigger: jobs.Loop, Bound: 1, Wait: b.awaitDevicePoll, Wake: b.deviceFlow.wake, Do: b.pollDevices})
 	b.ahead = r.Register(jobs.Spec{Name: "refresh ahead", Trigger: jobs.Demand, Stopping: func() { b.tokens.brokerOf().Close() }})
 	r.Register(jobs.Spec{Name: "save unsaved tokens", Trigger: jobs.Tick, Do: b.saveUnsaved, Final: b.lastSaveUnsaved})
+	r.Register(jobs.Spec{Name: "idle token states", Trigger: jobs.Tick, Do: b.pruneTokenStates})
 	r.Register(jobs.Spec{Name: "sweep", Trigger: jobs.Tick, Do: b.sweep})
 	r.Register(jobs.Spec{Name: "authorization clean-up", Trigger: jobs.Tick, Do: b.cleanAuthorizations})
 	r.Register(jobs.Spec{Name: "issuer key rotation", Trigger: jobs.Run, Bound: 1, OnTick: true, Do: b.rotateIssuerKeys})

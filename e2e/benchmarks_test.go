@@ -733,6 +733,49 @@ type scaleResult struct {
 	alertsAfterReload, listAfterReload time.Duration
 	lookup, lookupAfterReload          time.Duration // a device account by hostname + ip + username
 	tokenMints                         int64
+	// On Raft (BENCH_SCALE_STORAGE=raft) the node is then restarted (benchScaleRestart).
+	restartActive, restartAccess time.Duration // start → node active; active → first served access/
+	restartIndex                 time.Duration // active → index complete
+	rssRestarted                 float64       // MB, once the index is complete
+}
+
+// benchScaleRestart stops the one Raft node cleanly (SIGINT: the mount's Clean runs,
+// as at a reload) and starts it again, then times from the moment it reports active
+// to the first served access/ (probe) and to the index complete (alerts without its
+// warning), as the startup section does at smaller sizes.
+func benchScaleRestart(t *testing.T, v *vaultServer, sr *scaleResult, probe string) {
+	t.Helper()
+	v.halt()
+	start := time.Now()
+	if err := v.launch(); err != nil { // returns once the node is unsealed and active
+		t.Fatalf("scale %d: restarting Vault: %v", sr.n, err)
+	}
+	active := time.Now()
+	sr.restartActive = active.Sub(start)
+	deadline := active.Add(10 * time.Minute)
+	for {
+		if _, _, err := vaultDo(v, http.MethodGet, probe, nil); err == nil {
+			sr.restartAccess = time.Since(active)
+			break
+		} else if time.Now().After(deadline) {
+			t.Fatalf("scale %d: no access/ served within 10 minutes of the restart: %v", sr.n, err)
+		}
+		time.Sleep(5 * time.Millisecond) // poll interval of the outside observer
+	}
+	for {
+		out, _, err := vaultDo(v, http.MethodGet, "scale/alerts", nil)
+		if w, _ := out["warnings"].([]any); err == nil && !strings.Contains(fmt.Sprint(w), "still being built") {
+			sr.restartIndex = time.Since(active)
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("scale %d: the index was not complete within 10 minutes of the restart", sr.n)
+		}
+		time.Sleep(100 * time.Millisecond) // poll interval of the outside observer
+	}
+	sr.rssRestarted, _ = pluginRSS(v)
+	t.Logf("scale %d: restart → active %s, → access %s, → index complete %s, rss %.0f MB", sr.n,
+		sr.restartActive.Round(time.Millisecond), sr.restartAccess.Round(time.Millisecond), sr.restartIndex.Round(time.Millisecond), sr.rssRestarted)
 }
 
 // scaleCertPEMs are a few distinct RSA-2048 certificate/key pairs (~3 KB of PEM each),
@@ -1167,6 +1210,9 @@ func benchScale(t *testing.T, s benchSettings, rep *benchReport, n int) *scaleRe
 	sr.alertsAfterReload = timeRead(t, v, "scale/alerts", 5)
 	sr.listAfterReload = timeRead(t, v, "scale/credentials?list=true&limit=100", k)
 	sr.lookupAfterReload = timeRead(t, v, lookup, k)
+	if s.scaleStorage == "raft" {
+		benchScaleRestart(t, v, sr, probe)
+	}
 	t.Logf("scale %d: list while busy %s, idle after %s; list %s/%s alerts %s rss %.0f/%.0f/%.0f MB, reload → access %s, → index complete %s, → full list %s",
 		n, ms(sr.listBusy), sr.settle.Round(time.Second), ms(sr.listFirst), ms(sr.listLast), ms(sr.alerts), sr.rssCreated, sr.rssListed, sr.rssSwept,
 		sr.reloadAccess.Round(time.Millisecond), sr.indexComplete.Round(time.Millisecond), sr.reloadList.Round(time.Millisecond))

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"runtime/debug"
 	"strings"
@@ -31,7 +32,8 @@ const (
 // keeps the token cache in storage; the Broker only remembers the newest
 // token it minted per key, so a reader holding an older cached copy neither
 // triggers a second request nor refreshes with a rotated-away refresh token.
-// That state is kept per key until Forget.
+// That state is kept per key until Forget, or until Prune finds it idle: a token
+// without a refresh token, stored, not failing, minted StateIdle ago.
 type Broker struct {
 	client *Client
 	now    func() time.Time
@@ -286,6 +288,64 @@ func limited[T any](ctx context.Context, b *Broker, bucket string, request func(
 	}
 	defer done()
 	return request(ctx)
+}
+
+// StateIdle is how long after its mint a key's state is kept when it holds nothing only
+// the Broker knows (Prune). Within it, a reader whose cached copy predates the mint is
+// served the newer token instead of sending a second request; a reader would have to
+// stall this long between reading its copy and asking the Broker to miss that.
+const StateIdle = time.Minute
+
+// Prune drops the state of every key that holds nothing the Broker alone knows and
+// returns how many it dropped. A state goes when no request of its key is running,
+// no failure holds it back (backoff), and its last token is stored, minted at least
+// StateIdle ago and carries no refresh token; a state that never received a token
+// (a request the bucket held back, a token discarded) goes when it holds no
+// backoff either. A state holding a refresh token is kept: it is what stops a reader
+// with an older copy from spending a rotated-away refresh token, and a second use of
+// one can revoke the grant. Without Prune the Broker would keep, per OAuth credential
+// that ever minted, its newest token (a JWT of a kilobyte or more at most providers):
+// memory growing with the mount, although the token store holds the same token.
+// The token store calls it on the periodic tick.
+func (b *Broker) Prune() int {
+	now := b.now()
+	cutoff := now.Add(-StateIdle)
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	dropped := 0
+	for key, st := range b.keys {
+		if b.running[key] == nil && st.idle(now, cutoff) {
+			delete(b.keys, key)
+			dropped++
+		}
+	}
+	if dropped > 0 && dropped >= len(b.keys) {
+		// A map keeps the buckets it grew to: after a mass mint (a restart's warm-up)
+		// has gone idle, copy what is left to a map of its size (maps.Clone would copy
+		// the buckets too).
+		kept := make(map[string]*keyState, len(b.keys))
+		maps.Copy(kept, b.keys)
+		b.keys = kept
+	}
+	return dropped
+}
+
+// States is how many keys the Broker holds a state for.
+func (b *Broker) States() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return len(b.keys)
+}
+
+// idle reports whether st holds nothing only the Broker knows at now: see Prune.
+func (st *keyState) idle(now, cutoff time.Time) bool {
+	if st.failures > 0 || st.lastErr != nil || st.until.After(now) {
+		return false
+	}
+	if st.last == nil {
+		return true
+	}
+	return st.persisted && st.last.RefreshToken == "" && !st.last.IssuedAt.After(cutoff)
 }
 
 // Forget drops what the Broker knows about key: backoff, the last minted
