@@ -5,8 +5,10 @@ package backend
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"slices"
+	"strings"
 	"sync"
 
 	"github.com/hashicorp/vault/sdk/logical"
@@ -28,10 +30,21 @@ type labelIndex struct {
 	names  *names.Table
 	byType map[*credtype.Type][]uint32
 	byTag  map[string]*taggedNames
-	// tagsOf is what each tagged name is filed under. A name's type needs no such
-	// record: there are few types, and unfiling looks the name up in each list.
-	tagsOf  map[string][]*taggedNames
-	pending map[string]struct{} // names whose labels are unknown here
+	// tagsOf is what each tagged name is filed under: by the name's id, the id of its
+	// tag set in sets (0 for none). The index holds a reference to the id of every
+	// name with a set, so the id names it until it is unfiled. Most credentials share
+	// their tags with many others, so a tagged name costs 4 bytes here, not a map
+	// entry and a slice of its own. A name's type needs no such record: there are few
+	// types, and unfiling looks the name up in each list.
+	tagsOf []uint32
+	// sets are the distinct tag sets names are filed under, by id (sets[0] is the
+	// empty set, never used); setIDs finds a set's id by its key. A set is freed when
+	// its last name leaves it, and its id reused (freeSets), so sets follow the tag
+	// combinations live credentials carry, however many were ever filed.
+	sets     []tagSet
+	setIDs   map[string]uint32
+	freeSets []uint32
+	pending  map[string]struct{} // names whose labels are unknown here
 	// filling is set once a scan has started: only from then on must an invalidated
 	// name be kept pending (a node that never scans keeps no such list).
 	filling, complete bool
@@ -42,19 +55,29 @@ type taggedNames struct {
 	names []uint32
 }
 
+// tagSet is a set of tags names are filed under: the lists of its tags, sorted by
+// tag, and how many names are filed under it. While a name is filed under a set it is
+// in each of its lists, so none of them is empty or dropped from byTag.
+type tagSet struct {
+	key  string // setKey of its tags; "" for a free set
+	tags []*taggedNames
+	refs uint32
+}
+
 func newLabelIndex(tab *names.Table) *labelIndex {
 	return &labelIndex{
 		names:  tab,
 		byType: map[*credtype.Type][]uint32{}, byTag: map[string]*taggedNames{},
-		tagsOf:  map[string][]*taggedNames{},
+		sets:    make([]tagSet, 1),
+		setIDs:  map[string]uint32{},
 		pending: map[string]struct{}{},
 	}
 }
 
 // file files name under its type and tags, replacing what it was filed under. Only
 // the lists name joins or leaves change: filing a name as it is filed already (most
-// writes: a flush renewing a window, a state change) moves no list, and a retag moves
-// only the lists of the tags it adds or drops.
+// writes: a flush renewing a window, a state change) moves no list and allocates
+// nothing, and a retag moves only the lists of the tags it adds or drops.
 func (x *labelIndex) file(name string, t *credtype.Type, tags []string) {
 	x.mu.Lock()
 	defer x.mu.Unlock()
@@ -65,13 +88,23 @@ func (x *labelIndex) file(name string, t *credtype.Type, tags []string) {
 		x.unfileTypeLocked(name) // a name is filed under one type at most
 		x.byType[t] = x.insertName(x.byType[t], name)
 	}
-	old := x.tagsOf[name]
-	var filed []*taggedNames
+	id, oldSet := x.setOf(name)
+	old := x.sets[oldSet].tags
+	if oldSet != 0 && sameTags(old, tags) {
+		return
+	}
+	// filed is on the stack for a name with up to 8 tags: internSetLocked copies it
+	// when it makes a new set.
+	var buf [8]*taggedNames
+	filed := buf[:0]
 	for _, tag := range tags {
 		tn := x.byTag[tag]
 		if tn == nil {
 			tn = &taggedNames{tag: tag}
 			x.byTag[tag] = tn
+		}
+		if slices.Contains(filed, tn) {
+			continue // a tag given twice is filed once
 		}
 		if !slices.Contains(old, tn) {
 			tn.names = x.insertName(tn.names, name)
@@ -83,11 +116,107 @@ func (x *labelIndex) file(name string, t *credtype.Type, tags []string) {
 			x.leaveTagLocked(tn, name)
 		}
 	}
-	if filed == nil {
-		delete(x.tagsOf, name)
-	} else if !slices.Equal(filed, old) {
-		x.tagsOf[name] = filed
+	switch {
+	case len(filed) == 0 && oldSet != 0:
+		x.dropSetLocked(id, oldSet)
+	case len(filed) == 0:
+	case oldSet == 0:
+		// The name's first set: a reference keeps its id naming it while tagsOf
+		// holds the set by that id.
+		id = x.names.Acquire(name)
+		if int(id) >= len(x.tagsOf) {
+			x.tagsOf = append(x.tagsOf, make([]uint32, int(id)+1-len(x.tagsOf))...)
+		}
+		x.tagsOf[id] = x.internSetLocked(filed)
+	default:
+		x.tagsOf[id] = x.internSetLocked(filed)
+		x.releaseSetLocked(oldSet)
 	}
+}
+
+// setOf returns name's id and the id of the tag set it is filed under, or 0 for the
+// set when it has none. The caller holds x.mu. An id found in the table is name's own
+// for as long as x.mu is held when tagsOf holds a set by it: the index holds a
+// reference to it then. Otherwise the index holds no set for name (it would hold its
+// id, and the table would have returned that id).
+func (x *labelIndex) setOf(name string) (id, set uint32) {
+	id, ok := x.names.Lookup(name)
+	if !ok || int(id) >= len(x.tagsOf) || x.tagsOf[id] == 0 {
+		return 0, 0
+	}
+	return id, x.tagsOf[id]
+}
+
+// sameTags reports whether tags, as a set, are the tags of the lists in filed.
+func sameTags(filed []*taggedNames, tags []string) bool {
+	for _, tag := range tags {
+		if !slices.ContainsFunc(filed, func(tn *taggedNames) bool { return tn.tag == tag }) {
+			return false
+		}
+	}
+	for _, tn := range filed {
+		if !slices.Contains(tags, tn.tag) {
+			return false
+		}
+	}
+	return true
+}
+
+// setKey is the key of a set of tag lists, sorted by tag: each tag with its length
+// before it, so that no two sets share a key whatever bytes their tags hold.
+func setKey(sorted []*taggedNames) string {
+	return string(appendSetKey(nil, sorted))
+}
+
+func appendSetKey(b []byte, sorted []*taggedNames) []byte {
+	for _, tn := range sorted {
+		b = binary.AppendUvarint(b, uint64(len(tn.tag)))
+		b = append(b, tn.tag...)
+	}
+	return b
+}
+
+// internSetLocked returns the id of the set of filed (no list twice), taking a
+// reference to it: the set filed with the same tags already, or a new one. Finding
+// the set allocates nothing for a key of up to 64 bytes.
+func (x *labelIndex) internSetLocked(filed []*taggedNames) uint32 {
+	slices.SortFunc(filed, func(a, b *taggedNames) int { return strings.Compare(a.tag, b.tag) })
+	var buf [64]byte
+	key := appendSetKey(buf[:0], filed)
+	if id, ok := x.setIDs[string(key)]; ok {
+		x.sets[id].refs++
+		return id
+	}
+	var id uint32
+	if n := len(x.freeSets); n > 0 {
+		id = x.freeSets[n-1]
+		x.freeSets = x.freeSets[:n-1]
+	} else {
+		id = uint32(len(x.sets)) //nolint:gosec // G115: fewer sets than names, and fewer than 2^32 names
+		x.sets = append(x.sets, tagSet{})
+	}
+	x.sets[id] = tagSet{key: string(key), tags: slices.Clone(filed), refs: 1}
+	x.setIDs[x.sets[id].key] = id
+	return id
+}
+
+// releaseSetLocked drops a reference to set; the last one frees it for reuse, so the
+// sets held follow the tags live credentials carry.
+func (x *labelIndex) releaseSetLocked(set uint32) {
+	if x.sets[set].refs--; x.sets[set].refs > 0 {
+		return
+	}
+	delete(x.setIDs, x.sets[set].key)
+	x.sets[set] = tagSet{}
+	x.freeSets = append(x.freeSets, set)
+}
+
+// dropSetLocked forgets that the name of id is filed under set (it left the set's
+// lists already) and releases the name's id.
+func (x *labelIndex) dropSetLocked(id, set uint32) {
+	x.tagsOf[id] = 0
+	x.releaseSetLocked(set)
+	x.names.Release(id)
 }
 
 // intern returns tags with each tag the index holds replaced by the index's copy, so
@@ -130,10 +259,14 @@ func (x *labelIndex) invalidate(name string) {
 
 func (x *labelIndex) unfileLocked(name string) {
 	x.unfileTypeLocked(name)
-	for _, tn := range x.tagsOf[name] {
+	id, set := x.setOf(name)
+	if set == 0 {
+		return
+	}
+	for _, tn := range x.sets[set].tags {
 		x.leaveTagLocked(tn, name)
 	}
-	delete(x.tagsOf, name)
+	x.dropSetLocked(id, set)
 }
 
 // unfileTypeLocked drops name from the list of its type, found among the few types.

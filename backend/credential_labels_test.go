@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"slices"
 	"strings"
@@ -299,5 +300,238 @@ func TestLabelIndexMatchesModel(t *testing.T) {
 				}
 			}
 		}
+		checkTagSets(t, x)
+	}
+}
+
+// checkTagSets checks the label index's tag sets against what it files: each name with
+// a set is in every list of the set and holds a reference to its id, each set is
+// counted once per name filed under it and found by its key, and a freed set is empty
+// and listed for reuse once.
+func checkTagSets(t testing.TB, x *labelIndex) {
+	t.Helper()
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	refs := make([]uint32, len(x.sets))
+	for id, set := range x.tagsOf {
+		if set == 0 {
+			continue
+		}
+		refs[set]++
+		name := x.names.Name(uint32(id))
+		if !x.names.Is(uint32(id), name) {
+			t.Fatalf("id %d has a tag set and no name", id)
+		}
+		for _, tn := range x.sets[set].tags {
+			if _, in := x.search(tn.names, name); !in || x.byTag[tn.tag] != tn {
+				t.Fatalf("%s: filed under set %d but not in the list of %q", name, set, tn.tag)
+			}
+		}
+	}
+	if x.sets[0].refs != 0 || x.sets[0].tags != nil {
+		t.Fatalf("set 0 is used: %+v", x.sets[0])
+	}
+	for id := 1; id < len(x.sets); id++ {
+		s := x.sets[id]
+		if s.refs != refs[id] {
+			t.Fatalf("set %d (%q): %d references, %d names filed under it", id, s.key, s.refs, refs[id])
+		}
+		free := slices.Contains(x.freeSets, uint32(id))
+		if s.refs == 0 {
+			if !free || s.key != "" || s.tags != nil {
+				t.Fatalf("set %d unused but not freed: %+v (free %v)", id, s, free)
+			}
+			continue
+		}
+		if free || x.setIDs[s.key] != uint32(id) || setKey(s.tags) != s.key {
+			t.Fatalf("set %d (%q): free %v, found as %d", id, s.key, free, x.setIDs[s.key])
+		}
+	}
+	if live := len(x.sets) - 1 - len(x.freeSets); len(x.setIDs) != live {
+		t.Fatalf("%d sets by key, %d in use", len(x.setIDs), live)
+	}
+}
+
+// setsInUse returns the keys of the tag sets in use, sorted.
+func setsInUse(x *labelIndex) []string {
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	return slices.Sorted(maps.Keys(x.setIDs))
+}
+
+// TestLabelIndexTagSets: credentials with the same tags, in any order or repeated,
+// share one set; a retag moves a credential to another set, the last one to leave a
+// set frees it and its id is reused; once every name is unfiled the index holds no set
+// and no reference in the names table.
+func TestLabelIndexTagSets(t *testing.T) {
+	t.Parallel()
+	tab := names.NewTable()
+	x := newLabelIndex(tab)
+	x.markComplete() // no scan: invalidated names are not kept pending
+	typ := catalogType(t, "basic")
+	for i := range 100 {
+		tags := [][]string{{"a"}, {"a", "b"}, {"b", "a"}, {"b", "a", "b"}}[i%4]
+		x.file(fmt.Sprintf("n-%03d", i), typ, tags)
+	}
+	checkTagSets(t, x)
+	ab, a := setKey([]*taggedNames{{tag: "a"}, {tag: "b"}}), setKey([]*taggedNames{{tag: "a"}})
+	if got := setsInUse(x); !slices.Equal(got, []string{a, ab}) || len(x.sets) != 3 {
+		t.Fatalf("sets in use %q (%d ids), want {a} and {a,b}", got, len(x.sets)-1)
+	}
+	if x.sets[x.setIDs[ab]].refs != 75 || x.sets[x.setIDs[a]].refs != 25 {
+		t.Fatalf("{a,b} filed %d times, {a} %d", x.sets[x.setIDs[ab]].refs, x.sets[x.setIDs[a]].refs)
+	}
+	// Every {a} credential retagged {c}: {a} is freed when the last leaves it, and the
+	// next new set takes its id.
+	freed := x.setIDs[a]
+	for i := 0; i < 100; i += 4 {
+		x.file(fmt.Sprintf("n-%03d", i), typ, []string{"c"})
+	}
+	checkTagSets(t, x)
+	if _, ok := x.setIDs[a]; ok || !slices.Equal(x.freeSets, []uint32{freed}) {
+		t.Fatalf("after the retag: sets %q, free %v, want %d freed", setsInUse(x), x.freeSets, freed)
+	}
+	x.file("n-004", typ, []string{"d"})
+	checkTagSets(t, x)
+	if d := x.setIDs[setKey([]*taggedNames{{tag: "d"}})]; d != freed || len(x.sets) != 4 {
+		t.Fatalf("a new set is %d (%d ids), want the freed id %d", d, len(x.sets)-1, freed)
+	}
+	x.file("n-004", typ, []string{"c"})
+	if got, _ := x.after(nil, "a", "", 1000); len(got) != 75 {
+		t.Fatalf("%d names tagged a after the retag, want 75", len(got))
+	}
+	// Untagged, deleted and invalidated: each leaves its set.
+	x.file("n-001", typ, nil)
+	x.unfile("n-002")
+	x.invalidate("n-003")
+	checkTagSets(t, x)
+	if x.sets[x.setIDs[ab]].refs != 72 {
+		t.Fatalf("{a,b} filed %d times, want 72", x.sets[x.setIDs[ab]].refs)
+	}
+	for i := range 100 {
+		x.unfile(fmt.Sprintf("n-%03d", i))
+	}
+	checkTagSets(t, x)
+	if n := tab.Len(); n != 0 || len(x.setIDs) != 0 || len(x.byTag) != 0 || len(x.byType) != 0 {
+		t.Fatalf("after every name was unfiled: %d names in the table, sets %q, %d tags, %d types", n, setsInUse(x), len(x.byTag), len(x.byType))
+	}
+	if slices.ContainsFunc(x.tagsOf, func(set uint32) bool { return set != 0 }) {
+		t.Fatal("a tag set is still held by an id")
+	}
+}
+
+// TestLabelIndexUniqueTagsChurn: credentials each created with tags no other carries
+// and then deleted or retagged (an attacker making one credential per unique
+// combination) leave nothing behind: the sets, their ids and the names' ids stay as
+// many as the credentials alive at once.
+func TestLabelIndexUniqueTagsChurn(t *testing.T) {
+	t.Parallel()
+	tab := names.NewTable()
+	x := newLabelIndex(tab)
+	typ := catalogType(t, "bearer")
+	for i := range 2000 {
+		name := fmt.Sprintf("n-%d", i%10) // ten alive at most
+		switch i % 3 {
+		case 0:
+			x.unfile(name)
+		default:
+			x.file(name, typ, []string{"shared", fmt.Sprintf("unique-%d", i)})
+		}
+	}
+	checkTagSets(t, x)
+	x.mu.RLock()
+	sets, ids, tags := len(x.sets), len(x.tagsOf), len(x.byTag)
+	x.mu.RUnlock()
+	if sets > 11 || ids > 10 || tab.IDs() > 10 || tags > 11 {
+		t.Fatalf("after churn of unique tags on ten names: %d set ids, %d name ids (table %d), %d tags", sets-1, ids, tab.IDs(), tags)
+	}
+	for i := range 10 {
+		x.unfile(fmt.Sprintf("n-%d", i))
+	}
+	checkTagSets(t, x)
+	if tab.Len() != 0 || len(x.setIDs) != 0 || len(x.byTag) != 0 {
+		t.Fatalf("after every name was unfiled: %d names, %d sets, %d tags", tab.Len(), len(x.setIDs), len(x.byTag))
+	}
+}
+
+// TestLabelIndexConcurrentFileUnfile: workers file, retag, unfile and invalidate their
+// own names under tags they share while readers page through the lists (run with
+// -race); at the end each list is what each worker's last filings make it, the sets
+// are consistent, and unfiling every name leaves the names table empty.
+func TestLabelIndexConcurrentFileUnfile(t *testing.T) {
+	t.Parallel()
+	tab := names.NewTable()
+	x := newLabelIndex(tab)
+	x.startFill()
+	x.markComplete()
+	typ := catalogType(t, "basic")
+	tagSets := [][]string{nil, {"a"}, {"b"}, {"a", "b"}, {"b", "c"}, {"c", "a", "b"}}
+	const workers = 4
+	models := make([]map[string][]string, workers)
+	var wg sync.WaitGroup
+	for w := range workers {
+		models[w] = map[string][]string{}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rng := rand.New(rand.NewPCG(uint64(w), 7))
+			for range 2000 {
+				name := fmt.Sprintf("w%d-%02d", w, rng.IntN(30))
+				switch op := rng.IntN(10); {
+				case op < 6:
+					tags := tagSets[rng.IntN(len(tagSets))]
+					x.file(name, typ, tags)
+					models[w][name] = tags
+				case op < 8:
+					x.unfile(name)
+					delete(models[w], name)
+				default:
+					x.invalidate(name)
+					if tags, ok := models[w][name]; ok {
+						x.file(name, typ, tags)
+					} else {
+						x.unfile(name)
+					}
+				}
+			}
+		}()
+	}
+	for range 2 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 500 {
+				page, _ := x.after(nil, []string{"a", "b", "c"}[i%3], "", 1000)
+				if !slices.IsSorted(page) || len(slices.Compact(slices.Clone(page))) != len(page) {
+					t.Errorf("page not sorted and unique: %v", page)
+				}
+				x.intern([]string{"a", "c"})
+			}
+		}()
+	}
+	wg.Wait()
+	checkTagSets(t, x)
+	for _, tag := range []string{"a", "b", "c"} {
+		want := []string{}
+		for _, m := range models {
+			for name, tags := range m {
+				if slices.Contains(tags, tag) {
+					want = append(want, name)
+				}
+			}
+		}
+		slices.Sort(want)
+		if got, ok := x.after(nil, tag, "", 1000); !ok || !slices.Equal(got, want) {
+			t.Fatalf("after(%q) = %v, %v; want %v", tag, got, ok, want)
+		}
+	}
+	for w := range workers {
+		for i := range 30 {
+			x.unfile(fmt.Sprintf("w%d-%02d", w, i))
+		}
+	}
+	checkTagSets(t, x)
+	if tab.Len() != 0 || len(x.setIDs) != 0 {
+		t.Fatalf("after every name was unfiled: %d names in the table, sets %q", tab.Len(), setsInUse(x))
 	}
 }
