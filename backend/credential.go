@@ -182,11 +182,15 @@ type credentialStore struct {
 	// names is every credential name, sorted, so a list page costs a binary search
 	// plus the page instead of listing and sorting the whole mount. Loaded from storage
 	// on first use; nil after an invalidation, which cannot say whether the key was
-	// written or deleted.
+	// written or deleted. It holds the names' ids in tab, the mount's names table, a
+	// reference each (taken and released with tab's Insert and Remove, and dropped
+	// with the list): 4 bytes a credential, where strings cost a 16-byte header each
+	// and kept every request's copy of its name alive.
 	namesMu  sync.RWMutex
-	names    []string
+	names    []uint32
 	loaded   bool
 	namesGen uint64 // counts changes to the set of names, to detect a racing load
+	tab      *names.Table
 
 	// labels files names by type and tag, for filtered list pages (credential_labels.go).
 	labels *labelIndex
@@ -195,7 +199,7 @@ type credentialStore struct {
 }
 
 func newCredentialStore(tab *names.Table) *credentialStore {
-	return &credentialStore{locks: locksutil.CreateLocks(), cache: newGenCache[*credential](), labels: newLabelIndex(tab)}
+	return &credentialStore{locks: locksutil.CreateLocks(), cache: newGenCache[*credential](), labels: newLabelIndex(tab), tab: tab}
 }
 
 // credentialHeld is proof that its holder holds the name lock of a credential:
@@ -432,11 +436,11 @@ func (cs *credentialStore) putOver(ctx context.Context, s logical.Storage, h cre
 	// After the cache, whose generation a racing read checks before it files (refile).
 	cs.labels.file(c.Name, c.typeDef(), c.Tags)
 	cs.namesMu.Lock()
-	if i, found := slices.BinarySearch(cs.names, c.Name); !found {
+	if !cs.loaded {
+		cs.namesGen++ // a load racing this write may have listed storage before it
+	} else if names, added := cs.tab.Insert(cs.names, c.Name); added {
+		cs.names = names
 		cs.namesGen++
-		if cs.loaded {
-			cs.names = slices.Insert(cs.names, i, c.Name)
-		}
 	}
 	cs.namesMu.Unlock()
 	return nil
@@ -460,9 +464,7 @@ func (cs *credentialStore) remove(ctx context.Context, s logical.Storage, h cred
 	cs.labels.unfile(name)
 	cs.namesMu.Lock()
 	cs.namesGen++
-	if i, found := slices.BinarySearch(cs.names, name); found {
-		cs.names = slices.Delete(cs.names, i, i+1)
-	}
+	cs.names, _ = cs.tab.Remove(cs.names, name)
 	cs.namesMu.Unlock()
 	return nil
 }
@@ -478,25 +480,33 @@ func (cs *credentialStore) list(ctx context.Context, s logical.Storage) ([]strin
 
 // namesAfter returns up to n credential names that sort after the given one.
 func (cs *credentialStore) namesAfter(ctx context.Context, s logical.Storage, after string, n int) ([]string, error) {
-	page := func(names []string) []string {
-		i, found := slices.BinarySearch(names, after)
-		if found {
-			i++
-		}
-		return slices.Clone(names[i:min(i+n, len(names))])
-	}
 	for {
 		listed, err := cs.loadNames(ctx, s)
 		if err != nil {
 			return nil, err
 		}
 		if listed != nil {
-			return page(listed), nil
+			i, found := slices.BinarySearch(listed, after)
+			if found {
+				i++
+			}
+			return slices.Clone(listed[i:min(i+n, len(listed))]), nil
 		}
 		cs.namesMu.RLock()
 		if cs.loaded {
 			defer cs.namesMu.RUnlock()
-			return page(cs.names), nil
+			// The list's references keep its ids filed under their names while the
+			// read lock holds off remove and forget. The names returned share the
+			// table's bytes, which never change.
+			i, found := cs.tab.Search(cs.names, after)
+			if found {
+				i++
+			}
+			page := make([]string, 0, max(0, min(n, len(cs.names)-i)))
+			for _, id := range cs.names[i:min(i+n, len(cs.names))] {
+				page = append(page, cs.tab.Name(id))
+			}
+			return page, nil
 		}
 		cs.namesMu.RUnlock() // invalidated since loadNames: load again
 	}
@@ -504,7 +514,9 @@ func (cs *credentialStore) namesAfter(ctx context.Context, s logical.Storage, af
 
 // loadNames fills the name index from storage when it is not loaded. The listing runs
 // outside the lock; if a write changed the set of names meanwhile, the listing may
-// have missed it, so it is not kept (and is returned for this one call only).
+// have missed it, so it is not kept (and is returned for this one call only). The ids
+// are acquired outside the lock too, so that filing a whole mount's names holds off
+// no write; a load that is not kept releases them.
 func (cs *credentialStore) loadNames(ctx context.Context, s logical.Storage) ([]string, error) {
 	cs.namesMu.RLock()
 	loaded, gen := cs.loaded, cs.namesGen
@@ -512,18 +524,28 @@ func (cs *credentialStore) loadNames(ctx context.Context, s logical.Storage) ([]
 	if loaded {
 		return nil, nil
 	}
-	names, err := cs.list(ctx, s)
+	listed, err := cs.list(ctx, s)
 	if err != nil {
 		return nil, err
 	}
-	slices.Sort(names)
-	cs.namesMu.Lock()
-	defer cs.namesMu.Unlock()
-	if cs.namesGen != gen {
-		return names, nil
+	slices.Sort(listed)
+	listed = slices.Compact(listed) // one reference per listed name, as Insert keeps it
+	ids := make([]uint32, len(listed))
+	for i, name := range listed {
+		ids[i] = cs.tab.Acquire(name)
 	}
-	if !cs.loaded {
-		cs.names, cs.loaded = names, true
+	cs.namesMu.Lock()
+	raced := cs.namesGen != gen
+	kept := !raced && !cs.loaded // else another load won
+	if kept {
+		cs.names, cs.loaded = ids, true
+	}
+	cs.namesMu.Unlock()
+	if !kept {
+		cs.release(ids)
+	}
+	if raced {
+		return listed, nil
 	}
 	return nil, nil
 }
@@ -533,9 +555,19 @@ func (cs *credentialStore) forget(name string) {
 	cs.cache.drop(name)
 	cs.labels.invalidate(name)
 	cs.namesMu.Lock()
+	dropped := cs.names
 	cs.names, cs.loaded = nil, false
 	cs.namesGen++
 	cs.namesMu.Unlock()
+	// Outside the lock: no page reads the dropped list any more.
+	cs.release(dropped)
+}
+
+// release drops the references a list of names' ids held.
+func (cs *credentialStore) release(ids []uint32) {
+	for _, id := range ids {
+		cs.tab.Release(id)
+	}
 }
 
 // version is c's version: 1 when created, one more for each write of its settings.

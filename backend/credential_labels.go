@@ -24,7 +24,8 @@ import (
 // filtered list reads it again, before that list answers.
 //
 // The lists hold names' ids in the mount's names table (a reference each), sorted by
-// name: 4 bytes a filing, nothing for the garbage collector to scan.
+// name: 4 bytes a filing, nothing for the garbage collector to scan. They are changed
+// only with the table's Insert and Remove, under mu.
 type labelIndex struct {
 	mu     sync.RWMutex
 	names  *names.Table
@@ -86,7 +87,7 @@ func (x *labelIndex) file(name string, t *credtype.Type, tags []string) {
 		x.unfileTypeLocked(name)
 	} else if _, found := x.search(x.byType[t], name); !found {
 		x.unfileTypeLocked(name) // a name is filed under one type at most
-		x.byType[t] = x.insertName(x.byType[t], name)
+		x.byType[t], _ = x.names.Insert(x.byType[t], name)
 	}
 	id, oldSet := x.setOf(name)
 	old := x.sets[oldSet].tags
@@ -107,7 +108,7 @@ func (x *labelIndex) file(name string, t *credtype.Type, tags []string) {
 			continue // a tag given twice is filed once
 		}
 		if !slices.Contains(old, tn) {
-			tn.names = x.insertName(tn.names, name)
+			tn.names, _ = x.names.Insert(tn.names, name)
 		}
 		filed = append(filed, tn)
 	}
@@ -272,9 +273,8 @@ func (x *labelIndex) unfileLocked(name string) {
 // unfileTypeLocked drops name from the list of its type, found among the few types.
 func (x *labelIndex) unfileTypeLocked(name string) {
 	for t, ids := range x.byType {
-		if i, found := x.search(ids, name); found {
-			x.names.Release(ids[i])
-			if x.byType[t] = slices.Delete(ids, i, i+1); len(x.byType[t]) == 0 {
+		if ids, found := x.names.Remove(ids, name); found {
+			if x.byType[t] = ids; len(ids) == 0 {
 				delete(x.byType, t)
 			}
 			return
@@ -283,7 +283,7 @@ func (x *labelIndex) unfileTypeLocked(name string) {
 }
 
 func (x *labelIndex) leaveTagLocked(tn *taggedNames, name string) {
-	if tn.names = x.removeName(tn.names, name); len(tn.names) == 0 {
+	if tn.names, _ = x.names.Remove(tn.names, name); len(tn.names) == 0 {
 		delete(x.byTag, tn.tag)
 	}
 }
@@ -373,23 +373,6 @@ func (x *labelIndex) after(t *credtype.Type, tag, after string, n int) (page []s
 // caller holds x.mu, and the index holds a reference to every id in its lists.
 func (x *labelIndex) search(ids []uint32, name string) (int, bool) {
 	return x.names.Search(ids, name)
-}
-
-// insertName files name in ids, taking a reference to it. The caller holds x.mu.
-func (x *labelIndex) insertName(ids []uint32, name string) []uint32 {
-	if i, found := x.search(ids, name); !found {
-		return slices.Insert(ids, i, x.names.Acquire(name))
-	}
-	return ids
-}
-
-// removeName unfiles name from ids, releasing its reference. The caller holds x.mu.
-func (x *labelIndex) removeName(ids []uint32, name string) []uint32 {
-	if i, found := x.search(ids, name); found {
-		x.names.Release(ids[i])
-		return slices.Delete(ids, i, i+1)
-	}
-	return ids
 }
 
 // namesFiltered returns up to n names that sort after the given one, of type t (when

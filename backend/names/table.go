@@ -143,6 +143,31 @@ func (t *Table) Search(ids []uint32, name string) (int, bool) {
 	})
 }
 
+// Insert files name in ids, sorted by their names, taking a reference to it, unless
+// ids holds it already; it returns ids and whether name was added. The caller holds a
+// reference to every id in ids (the one Insert takes becomes ids' own, for Remove to
+// release) and serialises the changes of ids. This is how a sorted list of names is
+// kept as ids (4 bytes a name, nothing for the garbage collector to scan) rather than
+// as strings that each keep a copy of the name alive.
+func (t *Table) Insert(ids []uint32, name string) ([]uint32, bool) {
+	i, found := t.Search(ids, name)
+	if found {
+		return ids, false
+	}
+	return slices.Insert(ids, i, t.Acquire(name)), true
+}
+
+// Remove unfiles name from ids, releasing the reference Insert took; it returns ids
+// and whether name was there. The caller serialises the changes of ids, as for Insert.
+func (t *Table) Remove(ids []uint32, name string) ([]uint32, bool) {
+	i, found := t.Search(ids, name)
+	if !found {
+		return ids, false
+	}
+	t.Release(ids[i])
+	return slices.Delete(ids, i, i+1), true
+}
+
 // Len returns how many names are filed.
 func (t *Table) Len() int {
 	t.mu.RLock()

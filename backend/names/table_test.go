@@ -3,6 +3,7 @@ package names
 import (
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -223,5 +224,58 @@ func TestSearch(t *testing.T) {
 		if i, found := tab.Search(ids, name); i != want.i || found != want.found {
 			t.Errorf("Search(%q) = %d %v, want %d %v", name, i, found, want.i, want.found)
 		}
+	}
+}
+
+// TestInsertRemove keeps a sorted list of ids against a model of sorted strings: each
+// name in the list holds one reference, so the table files exactly the listed names
+// (plus one held outside the list, which must survive its removal from the list).
+func TestInsertRemove(t *testing.T) {
+	tab := NewTable()
+	outside := tab.Acquire("n07")
+	var ids []uint32
+	model := map[string]bool{}
+	rnd := rand.New(rand.NewPCG(3, 4))
+	for range 5000 {
+		name := fmt.Sprintf("n%02d", rnd.IntN(60))
+		var changed bool
+		if rnd.IntN(2) == 0 {
+			ids, changed = tab.Insert(ids, name)
+			if changed == model[name] {
+				t.Fatalf("Insert(%q) added = %v with the name listed = %v", name, changed, model[name])
+			}
+			model[name] = true
+		} else {
+			ids, changed = tab.Remove(ids, name)
+			if changed != model[name] {
+				t.Fatalf("Remove(%q) removed = %v with the name listed = %v", name, changed, model[name])
+			}
+			delete(model, name)
+		}
+		var want []string
+		for n := range model {
+			want = append(want, n)
+		}
+		slices.Sort(want)
+		got := make([]string, len(ids))
+		for i, id := range ids {
+			got[i] = tab.Name(id)
+		}
+		if !slices.Equal(got, want) {
+			t.Fatalf("list %v, want %v", got, want)
+		}
+		filed := len(model)
+		if !model["n07"] {
+			filed++
+		}
+		if tab.Len() != filed {
+			t.Fatalf("%d names filed, want %d (the listed ones and n07)", tab.Len(), filed)
+		}
+	}
+	for len(ids) > 0 {
+		ids, _ = tab.Remove(ids, tab.Name(ids[0]))
+	}
+	if tab.Len() != 1 || !tab.Is(outside, "n07") {
+		t.Fatalf("after emptying the list: %d names filed, n07 filed: %v", tab.Len(), tab.Is(outside, "n07"))
 	}
 }
