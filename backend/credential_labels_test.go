@@ -474,7 +474,7 @@ func TestLabelIndexConcurrentFileUnfile(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			rng := rand.New(rand.NewPCG(uint64(w), 7))
+			rng := rand.New(rand.NewPCG(uint64(w), 7)) //nolint:gosec // G115: w is a small worker number
 			for range 2000 {
 				name := fmt.Sprintf("w%d-%02d", w, rng.IntN(30))
 				switch op := rng.IntN(10); {

@@ -254,7 +254,7 @@ func TestNameListConcurrent(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			rng := rand.New(rand.NewPCG(uint64(w), 7))
+			rng := rand.New(rand.NewPCG(uint64(w), 7)) //nolint:gosec // G115: w is a small worker number
 			for range 300 {
 				name := fmt.Sprintf("c-%02d", rng.IntN(50))
 				switch op := rng.IntN(10); {
@@ -346,7 +346,7 @@ func BenchmarkNameListMemory(b *testing.B) {
 				}
 				runtime.GC()
 				runtime.ReadMemStats(&after)
-				b.ReportMetric(float64(int64(after.HeapAlloc)-int64(before.HeapAlloc))/float64(n), "list-B/credential")
+				b.ReportMetric((float64(after.HeapAlloc)-float64(before.HeapAlloc))/float64(n), "list-B/credential")
 				runtime.KeepAlive(cs)
 				runtime.KeepAlive(s)
 			}
