@@ -739,6 +739,25 @@ type scaleResult struct {
 	rssRestarted                 float64       // MB, once the index is complete
 }
 
+// awaitIndexComplete polls the scale mount's alerts until they no longer warn that
+// the index is being built, and returns how long after from that was; after is what
+// from was (for the failure at deadline).
+func awaitIndexComplete(t *testing.T, v *vaultServer, from, deadline time.Time, after string) time.Duration {
+	t.Helper()
+	for {
+		// alerts warns while the index scan runs; the first answer without the warning
+		// is the index complete.
+		out, _, err := vaultDo(v, http.MethodGet, "scale/alerts", nil)
+		if w, _ := out["warnings"].([]any); err == nil && !strings.Contains(fmt.Sprint(w), "still being built") {
+			return time.Since(from)
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: the index was not complete within 10 minutes", after)
+		}
+		time.Sleep(100 * time.Millisecond) // poll interval of the outside observer
+	}
+}
+
 // benchScaleRestart stops the one Raft node cleanly (SIGINT: the mount's Clean runs,
 // as at a reload) and starts it again, then times from the moment it reports active
 // to the first served access/ (probe) and to the index complete (alerts without its
@@ -762,17 +781,7 @@ func benchScaleRestart(t *testing.T, v *vaultServer, sr *scaleResult, probe stri
 		}
 		time.Sleep(5 * time.Millisecond) // poll interval of the outside observer
 	}
-	for {
-		out, _, err := vaultDo(v, http.MethodGet, "scale/alerts", nil)
-		if w, _ := out["warnings"].([]any); err == nil && !strings.Contains(fmt.Sprint(w), "still being built") {
-			sr.restartIndex = time.Since(active)
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("scale %d: the index was not complete within 10 minutes of the restart", sr.n)
-		}
-		time.Sleep(100 * time.Millisecond) // poll interval of the outside observer
-	}
+	sr.restartIndex = awaitIndexComplete(t, v, active, deadline, fmt.Sprintf("scale %d: the restart", sr.n))
 	sr.rssRestarted, _ = pluginRSS(v)
 	t.Logf("scale %d: restart → active %s, → access %s, → index complete %s, rss %.0f MB", sr.n,
 		sr.restartActive.Round(time.Millisecond), sr.restartAccess.Round(time.Millisecond), sr.restartIndex.Round(time.Millisecond), sr.rssRestarted)
@@ -1182,19 +1191,7 @@ func benchScale(t *testing.T, s benchSettings, rep *benchReport, n int) *scaleRe
 		}
 		time.Sleep(5 * time.Millisecond) // poll interval of the outside observer
 	}
-	for {
-		// alerts warns while the index scan runs; the first answer without the warning
-		// is the index complete.
-		out, _, err := vaultDo(v, http.MethodGet, "scale/alerts", nil)
-		if w, _ := out["warnings"].([]any); err == nil && !strings.Contains(fmt.Sprint(w), "still being built") {
-			sr.indexComplete = time.Since(start)
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("scale %d: the index was not complete within 10 minutes of the reload", n)
-		}
-		time.Sleep(100 * time.Millisecond) // poll interval of the outside observer
-	}
+	sr.indexComplete = awaitIndexComplete(t, v, start, deadline, fmt.Sprintf("scale %d: the reload", n))
 	for {
 		names, err := listAll(v, "scale")
 		if err == nil && len(names) == n {

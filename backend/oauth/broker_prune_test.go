@@ -79,18 +79,7 @@ func TestBrokerPruneDropsIdleStates(t *testing.T) {
 // be sent to the rotated refresh token, not back to the provider with the retired one.
 func TestBrokerPruneKeepsRefreshTokens(t *testing.T) {
 	t.Parallel()
-	p := newProvider(t, providerOptions{rotateRefresh: true})
-	clock := newFakeClock()
-	b := newTestBroker(clock)
-	cfg := p.config(AuthStyleHeader)
-	cfg.Grant = GrantAuthorizationCode
-	verifier := NewVerifier()
-	code, _ := p.authorize(t, AuthCodeURL(cfg, "s", verifier))
-	first, err := b.client.Exchange(context.Background(), cfg, code, verifier)
-	if err != nil {
-		t.Fatal(err)
-	}
-	clock.Advance(3 * time.Hour) // past the 2h lifetime
+	p, clock, b, cfg, first := rotatingGrant(t)
 	var st savedTokens
 	if _, err := b.Token(context.Background(), "cred", cfg, first, time.Minute, st.persist); err != nil {
 		t.Fatal(err)

@@ -123,8 +123,11 @@ func TestBrokerServesValidCachedWithoutRequest(t *testing.T) {
 	}
 }
 
-func TestBrokerPersistsRotatedRefreshTokenBeforeReturning(t *testing.T) {
-	t.Parallel()
+// rotatingGrant is an authorization-code grant at a provider that rotates refresh
+// tokens: the Broker, its clock, the grant's Config and the token of the consent,
+// expired (the clock is past its 2h lifetime).
+func rotatingGrant(t *testing.T) (*provider, *fakeClock, *Broker, Config, *Token) {
+	t.Helper()
 	p := newProvider(t, providerOptions{rotateRefresh: true})
 	clock := newFakeClock()
 	b := newTestBroker(clock)
@@ -137,6 +140,12 @@ func TestBrokerPersistsRotatedRefreshTokenBeforeReturning(t *testing.T) {
 		t.Fatal(err)
 	}
 	clock.Advance(3 * time.Hour) // past the 2h lifetime
+	return p, clock, b, cfg, first
+}
+
+func TestBrokerPersistsRotatedRefreshTokenBeforeReturning(t *testing.T) {
+	t.Parallel()
+	p, clock, b, cfg, first := rotatingGrant(t)
 
 	var events []string
 	var saved *Token
