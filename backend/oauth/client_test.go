@@ -693,3 +693,43 @@ func TestTokenFieldsBounded(t *testing.T) {
 		}
 	}
 }
+
+// TestCanceledWhileWaitingForTheHostIsTransient: a request whose context ends while it
+// waits for its token host's slot fails with the same *Error as one that ends at the
+// provider (it was a plain error, so a caller's verdict depended on where the request
+// was: TestTimeoutIsTransient failed now and then on a loaded machine).
+func TestCanceledWhileWaitingForTheHostIsTransient(t *testing.T) {
+	t.Parallel()
+	entered, done := make(chan struct{}, 1), make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(_ http.ResponseWriter, r *http.Request) {
+		entered <- struct{}{}
+		select { // hold the host's one slot until the client gives up or the test ends
+		case <-r.Context().Done():
+		case <-done:
+		}
+	}))
+	t.Cleanup(srv.Close)
+	t.Cleanup(func() { close(done) }) // runs before srv.Close
+	c := NewClient(ClientOptions{Timeout: time.Minute})
+	cfg := Config{Grant: GrantClientCredentials, TokenURL: srv.URL, ClientID: oauthtest.ClientID, ClientSecret: oauthtest.ClientSecret,
+		Host: HostLimits{Concurrency: 1}}
+	holder, stop := context.WithCancel(context.Background())
+	held := make(chan error, 1)
+	go func() { _, err := c.Mint(holder, cfg, ""); held <- err }()
+	<-entered // the slot is taken
+
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	_, err := c.Mint(ctx, cfg, "")
+	wantError(t, err, Transient, CodeCanceled)
+
+	tctx, tcancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	defer tcancel()
+	_, err = c.Mint(tctx, cfg, "")
+	var e *Error
+	if !errors.As(err, &e) || e.Class != Transient || (e.Code != CodeTimeout && e.Code != CodeThrottled) {
+		t.Fatalf("a request timing out in the host's queue: %v (%T), want a transient timeout or throttled *Error", err, err)
+	}
+	stop()
+	<-held
+}

@@ -3,7 +3,6 @@ package oauth
 import (
 	"container/list"
 	"context"
-	"fmt"
 	"net/http"
 	"net/url"
 	"slices"
@@ -416,7 +415,14 @@ func (g *hostGate) acquire(ctx context.Context, key string, l HostLimits, u *urg
 			g.dispatchLocked(h)
 			g.mu.Unlock()
 		}
-		return nil, fmt.Errorf("waiting for the token host %s: %w", key, ctx.Err())
+		// An *Error like every other failure of a request (classify), so the callers'
+		// verdicts (transient, canceled or timed out) do not depend on where the
+		// request was when its context ended.
+		e := classify(ctx.Err(), nil, g.clock.now())
+		if e.Code == CodeTimeout {
+			e.detail = "the request timeout ended while it waited for its token host (token_host_concurrency, token_host_rate)"
+		}
+		return nil, e
 	}
 }
 
