@@ -731,5 +731,7 @@ func TestCanceledWhileWaitingForTheHostIsTransient(t *testing.T) {
 		t.Fatalf("a request timing out in the host's queue: %v (%T), want a transient timeout or throttled *Error", err, err)
 	}
 	stop()
-	<-held
+	if err := <-held; err == nil {
+		t.Fatal("the request holding the slot succeeded after its context was canceled")
+	}
 }
