@@ -737,6 +737,11 @@ type scaleResult struct {
 	restartActive, restartAccess time.Duration // start → node active; active → first served access/
 	restartIndex                 time.Duration // active → index complete
 	rssRestarted                 float64       // MB, once the index is complete
+	// Then grown to three nodes and its leader killed (benchScaleLeaderChange).
+	failover                     failover
+	failoverAccess               time.Duration // new leader active → first served access/
+	failoverIndex                time.Duration // new leader active → index complete
+	rssFailover                  float64       // MB, the new leader's plugin once the index is complete
 }
 
 // awaitIndexComplete polls the scale mount's alerts until they no longer warn that
@@ -787,6 +792,31 @@ func benchScaleRestart(t *testing.T, v *vaultServer, sr *scaleResult, probe stri
 		sr.restartActive.Round(time.Millisecond), sr.restartAccess.Round(time.Millisecond), sr.restartIndex.Round(time.Millisecond), sr.rssRestarted)
 }
 
+// benchScaleLeaderChange grows the restarted node to a three-node cluster (the two
+// new nodes receive the mount as a Raft snapshot), kills the leader with SIGKILL and
+// times from the moment a survivor reports active to the first served access/ (probe)
+// and to the index complete, as the startup section does at smaller sizes.
+func benchScaleLeaderChange(t *testing.T, v *vaultServer, sr *scaleResult, probe string) {
+	t.Helper()
+	sr.failover = killLeader(t, v, fmt.Sprintf("scale-%d", sr.n))
+	defer sr.failover.stop()
+	leader, active := sr.failover.leader, sr.failover.active
+	deadline := active.Add(10 * time.Minute)
+	for {
+		if _, _, err := vaultDo(leader, http.MethodGet, probe, nil); err == nil {
+			sr.failoverAccess = time.Since(active)
+			break
+		} else if time.Now().After(deadline) {
+			t.Fatalf("scale %d: no access/ served within 10 minutes of the leader change: %v", sr.n, err)
+		}
+		time.Sleep(5 * time.Millisecond) // poll interval of the outside observer
+	}
+	sr.failoverIndex = awaitIndexComplete(t, leader, active, deadline, fmt.Sprintf("scale %d: the leader change", sr.n))
+	sr.rssFailover, _ = pluginRSS(leader)
+	t.Logf("scale %d: two nodes joined in %s; leader killed → active %s, → access %s, → index complete %s, rss %.0f MB", sr.n,
+		sr.failover.join.Round(time.Millisecond), sr.failover.elected.Round(time.Millisecond), sr.failoverAccess.Round(time.Millisecond), sr.failoverIndex.Round(time.Millisecond), sr.rssFailover)
+}
+
 // scaleCertPEMs are a few distinct RSA-2048 certificate/key pairs (~3 KB of PEM each),
 // reused across the certificate credentials so creation is fast.
 func scaleCertPEMs(t *testing.T, n int) [][2]string {
@@ -796,6 +826,37 @@ func scaleCertPEMs(t *testing.T, n int) [][2]string {
 		out[i][0], out[i][1] = fixtures.RSACertificate(fmt.Sprintf("bench-%d.example.com", i), time.Now().AddDate(1, 0, 0))
 	}
 	return out
+}
+
+// createBatches creates credentials 0..n-1 of the scale mix on mount through
+// credentials-batch, 1,000 items a request, two requests at a time, and fails the test
+// unless every item was created.
+func createBatches(t *testing.T, v *vaultServer, mount string, n int, tokenURL string, certs [][2]string, sshKey string) {
+	t.Helper()
+	const per = 1000
+	var notCreated atomic.Int64
+	failed, first := parallel((n+per-1)/per, 2, func(k int) error {
+		items := make([]any, 0, per)
+		for i := k * per; i < min(n, (k+1)*per); i++ {
+			it := scaleMix(i, tokenURL, certs, sshKey)
+			it["name"] = scaleName(i)
+			items = append(items, it)
+		}
+		out, _, err := vaultDo(v, http.MethodPost, mount+"/credentials-batch", map[string]any{"items": items})
+		if err != nil {
+			notCreated.Add(int64(len(items)))
+			return err
+		}
+		data, _ := out["data"].(map[string]any)
+		if c, _ := data["created_count"].(float64); int(c) != len(items) {
+			notCreated.Add(int64(len(items) - int(c)))
+			return fmt.Errorf("batch %d: created %v of %d: %.300v", k, data["created_count"], len(items), data["failed"])
+		}
+		return nil
+	})
+	if failed > 0 {
+		t.Fatalf("%s %d: %d items not created by credentials-batch (e.g. %s)", mount, n, notCreated.Load(), first)
+	}
 }
 
 func scaleName(i int) string { return fmt.Sprintf("cred-%06d", i) }
@@ -1084,31 +1145,7 @@ func benchScale(t *testing.T, s benchSettings, rep *benchReport, n int) *scaleRe
 			return err
 		})
 	} else {
-		// The bulk path: 1,000 items a request, two requests at a time.
-		const per = 1000
-		var notCreated atomic.Int64
-		failed, first := parallel((n+per-1)/per, 2, func(k int) error {
-			items := make([]any, 0, per)
-			for i := k * per; i < min(n, (k+1)*per); i++ {
-				it := scaleMix(i, p.TokenURL(), certs, sshKey)
-				it["name"] = scaleName(i)
-				items = append(items, it)
-			}
-			out, _, err := vaultDo(v, http.MethodPost, "scale/credentials-batch", map[string]any{"items": items})
-			if err != nil {
-				notCreated.Add(int64(len(items)))
-				return err
-			}
-			data, _ := out["data"].(map[string]any)
-			if c, _ := data["created_count"].(float64); int(c) != len(items) {
-				notCreated.Add(int64(len(items) - int(c)))
-				return fmt.Errorf("batch %d: created %v of %d: %.300v", k, data["created_count"], len(items), data["failed"])
-			}
-			return nil
-		})
-		if failed > 0 {
-			t.Fatalf("scale %d: %d items not created by credentials-batch (e.g. %s)", n, notCreated.Load(), first)
-		}
+		createBatches(t, v, "scale", n, p.TokenURL(), certs, sshKey)
 	}
 	sr.create = time.Since(start)
 	if sr.createErrors > 0 {
@@ -1209,6 +1246,7 @@ func benchScale(t *testing.T, s benchSettings, rep *benchReport, n int) *scaleRe
 	sr.lookupAfterReload = timeRead(t, v, lookup, k)
 	if s.scaleStorage == "raft" {
 		benchScaleRestart(t, v, sr, probe)
+		benchScaleLeaderChange(t, v, sr, probe)
 	}
 	t.Logf("scale %d: list while busy %s, idle after %s; list %s/%s alerts %s rss %.0f/%.0f/%.0f MB, reload → access %s, → index complete %s, → full list %s",
 		n, ms(sr.listBusy), sr.settle.Round(time.Second), ms(sr.listFirst), ms(sr.listLast), ms(sr.alerts), sr.rssCreated, sr.rssListed, sr.rssSwept,

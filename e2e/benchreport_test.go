@@ -166,6 +166,15 @@ func (r *benchReport) render(_ *testing.T) string {
 			}
 			w("\nOn Raft the node is then stopped cleanly (SIGINT) and started again; Vault's part is start-up and unseal until the node reports active, and every time after that is the engine's (target: first access/ within 2 s).\n\n")
 		}
+		if slices.ContainsFunc(r.scale, func(sr *scaleResult) bool { return sr.failoverAccess > 0 }) {
+			w("| credentials | two nodes join → 3 healthy voters | leader killed → new leader active | active → first served access/ | active → index complete | new leader's plugin RSS then |\n|---:|---:|---:|---:|---:|---:|\n")
+			for _, sr := range r.scale {
+				if sr.failoverAccess > 0 {
+					w("| %d | %s | %s | **%s** | %s | %s |\n", sr.n, sr.failover.join.Round(time.Second), sr.failover.elected.Round(time.Millisecond), sr.failoverAccess.Round(time.Millisecond), sr.failoverIndex.Round(time.Millisecond), mb(sr.rssFailover))
+				}
+			}
+			w("\nThen two nodes join the restarted node and receive the mount as a Raft snapshot; once autopilot counts three healthy voters the leader is killed with SIGKILL (the server and its plugins). Vault's part is from the kill until a survivor reports active (polled every 20 ms); every time after that is the engine's (target: first access/ within 2 s).\n\n")
+		}
 		small, large := r.scale[0], r.scale[len(r.scale)-1]
 		if len(r.scale) > 1 {
 			f := float64(large.n) / float64(small.n)
@@ -180,6 +189,22 @@ func (r *benchReport) render(_ *testing.T) string {
 					sr.reloadAccess.Round(time.Millisecond), yesNo(sr.reloadAccess <= 2*time.Second), sr.reloadList.Round(time.Millisecond))
 			}
 		}
+		for _, sr := range r.scale {
+			if sr.n != 1000000 {
+				continue
+			}
+			// Issue 28's targets at a million.
+			slowest := max(sr.listFirst, sr.listLast, sr.listTag, sr.listType, sr.lookup, sr.alerts)
+			read("At 1,000,000 (%s): plugin RSS %s after creation, %s after a full list, %s after a sweep (target ≤ 500 MB: %s); reload → first served access/ %s (target ≤ 2 s: %s), → index complete %s (target ≤ 2 min: %s); list pages %s / %s, tag filter %s, type filter %s, lookup %s, alerts %s (target ≤ 20 ms each: %s).",
+				s.scaleStorage, mb(sr.rssCreated), mb(sr.rssListed), mb(sr.rssSwept), yesNo(sr.rssCreated > 0 && max(sr.rssCreated, sr.rssListed, sr.rssSwept) <= 500),
+				sr.reloadAccess.Round(time.Millisecond), yesNo(sr.reloadAccess <= 2*time.Second), sr.indexComplete.Round(time.Millisecond), yesNo(sr.indexComplete <= 2*time.Minute),
+				ms(sr.listFirst), ms(sr.listLast), ms(sr.listTag), ms(sr.listType), ms(sr.lookup), ms(sr.alerts), yesNo(slowest <= 20*time.Millisecond))
+			if sr.restartAccess > 0 {
+				read("At 1,000,000 on Raft: restart → first served access/ %s after the node is active, leader change → %s after the new leader is active (target ≤ 2 s: %s); index complete %s after the restart, %s after the leader change.",
+					sr.restartAccess.Round(time.Millisecond), sr.failoverAccess.Round(time.Millisecond), yesNo(sr.failoverAccess > 0 && max(sr.restartAccess, sr.failoverAccess) <= 2*time.Second),
+					sr.restartIndex.Round(time.Millisecond), sr.failoverIndex.Round(time.Millisecond))
+			}
+		}
 		if large.n < 100000 {
 			read("100,000 credentials were not measured in this run: the RSS and startup targets at 100k are not assessed. At %d: RSS %s, reload → first access/ %s (~%.2f ms per credential).",
 				large.n, mb(max(large.rssCreated, large.rssListed, large.rssSwept)), large.reloadAccess.Round(time.Millisecond), float64(large.reloadAccess.Microseconds())/1000/float64(large.n))
@@ -187,8 +212,8 @@ func (r *benchReport) render(_ *testing.T) string {
 	}
 
 	if len(r.startup) > 0 {
-		w("### Restart and leader change\n\nThe same mix on integrated storage (Raft). **Restart**: one node, stopped cleanly (SIGINT) and started again; Vault's part is start-up and unseal until the node reports active. **Leader change**: three nodes, the leader killed with SIGKILL; Vault's part is from the kill until a survivor reports active (polled every 20 ms). Every time after \"active\" is the engine's: the mount must serve within 2 s of it. The probes are a basic credential and an OAuth credential whose token was cached before; \"token requests\" counts what the provider received after the restart or kill (0: the stored token was served).\n\n")
-		w("| credentials | create (1 node) | start → active | active → first access/ | active → complete list | token requests | create (3 nodes) | kill → new leader active | active → first access/ | active → complete list | token requests |\n|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+		w("### Restart and leader change\n\nThe same mix on integrated storage (Raft). **Restart**: one node, stopped cleanly (SIGINT) and started again; Vault's part is start-up and unseal until the node reports active. **Leader change**: the same node then grown to three (two nodes join and receive the mount as a Raft snapshot; \"join\" is until autopilot counts three healthy voters), the leader killed with SIGKILL; Vault's part is from the kill until a survivor reports active (polled every 20 ms). Every time after \"active\" is the engine's: the mount must serve within 2 s of it. The probes are a basic credential and an OAuth credential whose token was cached before; \"token requests\" counts what the provider received after the restart or kill (0: the stored token was served).\n\n")
+		w("| credentials | create (1 node) | start → active | active → first access/ | active → complete list | token requests | join (2 nodes) | kill → new leader active | active → first access/ | active → complete list | token requests |\n|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 		for _, sr := range r.startup {
 			w("%s", fmtStartup(sr))
 		}

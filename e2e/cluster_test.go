@@ -73,12 +73,19 @@ func TestClusterLeaderChange(t *testing.T) {
 // nodes are promoted to voters, so a step-down has somewhere to go.
 func waitForVoters(t *testing.T, leader *vaultServer, want int) {
 	t.Helper()
+	waitForVotersWithin(t, leader, want, 90*time.Second)
+}
+
+// waitForVotersWithin is waitForVoters with a deadline of its own: nodes joining a
+// large mount first install it as a Raft snapshot and catch up with the log.
+func waitForVotersWithin(t *testing.T, leader *vaultServer, want int, within time.Duration) {
+	t.Helper()
 	if _, err := leader.client.Logical().Write("sys/storage/raft/autopilot/configuration", map[string]any{
 		"server_stabilization_time": "1s", "cleanup_dead_servers": false,
 	}); err != nil {
 		t.Fatalf("autopilot configuration: %v", err)
 	}
-	deadline := time.Now().Add(90 * time.Second)
+	deadline := time.Now().Add(within)
 	for time.Now().Before(deadline) {
 		st, err := leader.client.Sys().RaftAutopilotState()
 		if err == nil && st != nil && len(st.Voters) == want && st.Healthy {
@@ -86,7 +93,7 @@ func waitForVoters(t *testing.T, leader *vaultServer, want int) {
 		}
 		time.Sleep(200 * time.Millisecond) // polling the cluster's state
 	}
-	t.Fatalf("fewer than %d healthy voters after 90s", want)
+	t.Fatalf("fewer than %d healthy voters after %s", want, within)
 }
 
 // waitForNewLeader polls the nodes until one other than old is active.

@@ -336,15 +336,21 @@ func (v *vaultServer) initAndUnseal() error {
 		return fmt.Errorf("unseal: %w", err)
 	}
 	// The active node needs a moment after unseal to mount everything, and a joining
-	// node to catch up as a standby; wait for it.
-	deadline := time.Now().Add(60 * time.Second)
+	// node to catch up as a standby; wait for it. A node joining a cluster that holds a
+	// large mount (the scale benchmark's million credentials) first receives the whole
+	// of it as a Raft snapshot.
+	wait := 60 * time.Second
+	if v.opts.joinTo != nil {
+		wait = 15 * time.Minute
+	}
+	deadline := time.Now().Add(wait)
 	for {
 		h, err := v.client.Sys().Health()
 		if err == nil && h.Initialized && !h.Sealed && (h.Standby == (v.opts.joinTo != nil)) {
 			return nil
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("vault not active 60s after unseal: %v", err)
+			return fmt.Errorf("vault not active or standby %s after unseal: %v", wait, err)
 		}
 		select {
 		case <-v.exited:
