@@ -738,10 +738,10 @@ type scaleResult struct {
 	restartIndex                 time.Duration // active → index complete
 	rssRestarted                 float64       // MB, once the index is complete
 	// Then grown to three nodes and its leader killed (benchScaleLeaderChange).
-	failover                     failover
-	failoverAccess               time.Duration // new leader active → first served access/
-	failoverIndex                time.Duration // new leader active → index complete
-	rssFailover                  float64       // MB, the new leader's plugin once the index is complete
+	failover       failover
+	failoverAccess time.Duration // new leader active → first served access/
+	failoverIndex  time.Duration // new leader active → index complete
+	rssFailover    float64       // MB, the new leader's plugin once the index is complete
 }
 
 // awaitIndexComplete polls the scale mount's alerts until they no longer warn that
