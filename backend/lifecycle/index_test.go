@@ -221,7 +221,7 @@ func (x *Index) next() (name string, due time.Time, ok bool) {
 	if len(x.heap) == 0 {
 		return "", time.Time{}, false
 	}
-	return x.names.Name(x.heap[0].id), time.Unix(0, x.heap[0].due), true
+	return x.names.Name(x.heap[0].id), filedTime(x.heap[0].due), true
 }
 
 // len is the number of filed names.
@@ -231,12 +231,15 @@ func (x *Index) len() int {
 	return len(x.heap)
 }
 
+// filedTime is the time an entry's seconds stand for.
+func filedTime(due uint32) time.Time { return time.Unix(dueEpoch+int64(due), 0) }
+
 // get is the time name is filed under.
 func (x *Index) get(name string) (time.Time, bool) {
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	if i, ok := x.lookup(name); ok {
-		return time.Unix(0, x.heap[i].due), true
+		return filedTime(x.heap[i].due), true
 	}
 	return time.Time{}, false
 }
@@ -276,8 +279,8 @@ func BenchmarkIndexMemory(b *testing.B) {
 }
 
 // TestIndexAfterMostNamesLeave: once most names are removed the index shrinks its heap
-// and releases the names, and answers as before; times beyond the
-// nanosecond range (year 2262) still order after every time within it.
+// and releases the names, and answers as before; times beyond the range of its
+// seconds (year 2136) still order after every time within it.
 func TestIndexAfterMostNamesLeave(t *testing.T) {
 	t.Parallel()
 	x := fillIndex(10000, 0)
@@ -299,8 +302,8 @@ func TestIndexAfterMostNamesLeave(t *testing.T) {
 	if len(all) != 501 || all[len(all)-1] != "credential-far" {
 		t.Fatalf("Due(far): %d names, last %q", len(all), all[len(all)-1])
 	}
-	if slices.Contains(x.Due(time.Date(2200, 1, 1, 0, 0, 0, 0, time.UTC), 0), "credential-far") {
-		t.Fatal("a time beyond 2262 is due before it")
+	if slices.Contains(x.Due(time.Date(2130, 1, 1, 0, 0, 0, 0, time.UTC), 0), "credential-far") {
+		t.Fatal("a time beyond 2136 is due before it")
 	}
 	for i := 9500; i < 10000; i++ {
 		name := fmt.Sprintf("credential-%06d", i)
@@ -372,5 +375,38 @@ func TestIndexPositionsForms(t *testing.T) {
 		}) {
 			t.Fatalf("Due: %d names of %d, or out of order", len(due), x.len())
 		}
+	}
+}
+
+// TestIndexDueToTheSecond pins the index's resolution: a name is never due before its
+// exact time, and due from the end of a partial second it is filed in; times outside
+// the seconds' range order at its ends.
+func TestIndexDueToTheSecond(t *testing.T) {
+	t.Parallel()
+	base := time.Date(2026, 12, 7, 10, 0, 0, 0, time.UTC)
+	x := NewIndex()
+	x.Set("a", base.Add(1500*time.Millisecond))
+	x.Set("b", base.Add(2*time.Second))
+	x.Set("old", time.Date(1990, 1, 1, 0, 0, 0, 0, time.UTC))
+	x.Set("far", time.Date(2500, 1, 1, 0, 0, 0, 0, time.UTC))
+	for _, tc := range []struct {
+		now  time.Duration
+		want []string
+	}{
+		{time.Second, []string{"old"}},
+		{1499 * time.Millisecond, []string{"old"}},
+		{1500 * time.Millisecond, []string{"old"}}, // a's exact time, within its second: late, never early
+		{2*time.Second - time.Nanosecond, []string{"old"}},
+		{2 * time.Second, []string{"old", "a", "b"}},
+	} {
+		if got := x.Due(base.Add(tc.now), 0); !slices.Equal(got, tc.want) {
+			t.Errorf("Due(base+%s) = %q, want %q", tc.now, got, tc.want)
+		}
+	}
+	if got := x.Due(time.Date(2136, 1, 1, 0, 0, 0, 0, time.UTC), 0); slices.Contains(got, "far") {
+		t.Errorf("Due(2136-01-01) = %q: a time after the range is due within it", got)
+	}
+	if got := x.Due(time.Date(2600, 1, 1, 0, 0, 0, 0, time.UTC), 0); !slices.Equal(got, []string{"old", "a", "b", "far"}) {
+		t.Errorf("Due(2600) = %q, want every name", got)
 	}
 }
