@@ -17,27 +17,30 @@ import (
 // a three-node cluster is killed. Every time after "active" is the engine's; the
 // time to get there is Vault's own (unsealing, or failover).
 type startupResult struct {
-	n int
+	N int `json:"n"`
 	// A single node on integrated storage, stopped cleanly and started again.
-	restartCreate time.Duration // creating the n credentials with credentials-batch (context)
-	restartActive time.Duration // launch → unsealed and active (Vault's)
-	restartAccess time.Duration // active → first served access/
-	restartList   time.Duration // active → complete list
-	restartTokens int64         // provider requests after the restart, to serve the probes
+	RestartCreate time.Duration `json:"restart_create"` // creating the n credentials with credentials-batch (context)
+	RestartActive time.Duration `json:"restart_active"` // launch → unsealed and active (Vault's)
+	RestartAccess time.Duration `json:"restart_access"` // active → first served access/
+	RestartList   time.Duration `json:"restart_list"`   // active → complete list
+	RestartTokens int64         `json:"restart_tokens"` // provider requests after the restart, to serve the probes
 	// The same node grown to three, then killed.
-	failover       failover
-	failoverAccess time.Duration // active → first access/ served by the new leader
-	failoverList   time.Duration // active → complete list through the new leader
-	failoverTokens int64         // provider requests after the kill, to serve the probes
+	Failover       failover      `json:"failover"`
+	FailoverAccess time.Duration `json:"failover_access"` // active → first access/ served by the new leader
+	FailoverList   time.Duration `json:"failover_list"`   // active → complete list through the new leader
+	FailoverTokens int64         `json:"failover_tokens"` // provider requests after the kill, to serve the probes
+
+	from *keptRun // the earlier run that measured it (benchkept_test.go); nil for this run's
 }
 
-// failover is a leader change measured by killLeader.
+// failover is a leader change measured by killLeader. Leader, Active and Stop belong
+// to the run that measured it and are not kept.
 type failover struct {
-	join    time.Duration // two nodes joining → three healthy voters (the mount sent as a Raft snapshot)
-	elected time.Duration // SIGKILL of the leader → a survivor reports active (Vault's)
-	leader  *vaultServer  // the survivor that took over
-	active  time.Time     // when it reported active
-	stop    func()        // stops the joined nodes
+	Join    time.Duration `json:"join"`    // two nodes joining → three healthy voters (the mount sent as a Raft snapshot)
+	Elected time.Duration `json:"elected"` // SIGKILL of the leader → a survivor reports active (Vault's)
+	Leader  *vaultServer  `json:"-"`       // the survivor that took over
+	Active  time.Time     `json:"-"`       // when it reported active
+	Stop    func()        `json:"-"`       // stops the joined nodes
 }
 
 // killLeader grows v, the one node of a Raft cluster holding the mount, to three: two
@@ -49,7 +52,7 @@ func killLeader(t *testing.T, v *vaultServer, prefix string) failover {
 	t.Helper()
 	var fo failover
 	var joined []*vaultServer
-	fo.stop = func() {
+	fo.Stop = func() {
 		for _, j := range joined {
 			j.stop()
 		}
@@ -60,19 +63,19 @@ func killLeader(t *testing.T, v *vaultServer, prefix string) failover {
 		// the plugin's registration reaches it through storage.
 		j, err := startVault(serverOptions{raftNode: id, joinTo: v, ownPluginCopy: true, unregistered: true})
 		if err != nil {
-			fo.stop()
+			fo.Stop()
 			t.Fatalf("starting Vault %s: %v", id, err)
 		}
 		joined = append(joined, j)
 	}
 	waitForVotersWithin(t, v, 3, 30*time.Minute)
-	fo.join = time.Since(start)
+	fo.Join = time.Since(start)
 	kill := time.Now()
 	_ = syscall.Kill(-v.cmd.Process.Pid, syscall.SIGKILL) // the server and its plugins
 	<-v.exited
-	fo.leader = pollActive(t, joined)
-	fo.active = time.Now()
-	fo.elected = fo.active.Sub(kill)
+	fo.Leader = pollActive(t, joined)
+	fo.Active = time.Now()
+	fo.Elected = fo.Active.Sub(kill)
 	return fo
 }
 
@@ -80,7 +83,7 @@ func killLeader(t *testing.T, v *vaultServer, prefix string) failover {
 // scale benchmark's mix, on one cluster: created on one node, restarted, grown to three
 // nodes and its leader killed.
 func benchStartup(t *testing.T, rep *benchReport, n int) *startupResult {
-	sr := &startupResult{n: n}
+	sr := &startupResult{N: n}
 	p := newLatencyProvider(t, 2*time.Hour, 0)
 	certs := scaleCertPEMs(t, 4)
 	sshKey := fixtures.SSHKey("")
@@ -126,7 +129,7 @@ func benchStartup(t *testing.T, rep *benchReport, n int) *startupResult {
 	mountPlugin(t, v, mount)
 	start := time.Now()
 	createBatches(t, v, mount, n, p.TokenURL(), certs, sshKey)
-	sr.restartCreate = time.Since(start)
+	sr.RestartCreate = time.Since(start)
 	if _, _, err := vaultDo(v, http.MethodGet, oauth, nil); err != nil { // caches its token
 		t.Fatalf("startup %d: warming %s: %v", n, oauth, err)
 	}
@@ -139,26 +142,26 @@ func benchStartup(t *testing.T, rep *benchReport, n int) *startupResult {
 		t.Fatalf("restarting Vault: %v", err)
 	}
 	active := time.Now()
-	sr.restartActive = active.Sub(start)
-	sr.restartAccess = served(v, basic, active)
+	sr.RestartActive = active.Sub(start)
+	sr.RestartAccess = served(v, basic, active)
 	served(v, oauth, active)
-	sr.restartList = listed(v, active)
-	sr.restartTokens = p.Requests() - before
+	sr.RestartList = listed(v, active)
+	sr.RestartTokens = p.Requests() - before
 
 	// Leader change: two nodes join, then the leader is killed with SIGKILL.
 	before = p.Requests()
-	sr.failover = killLeader(t, v, "startup")
-	defer sr.failover.stop()
-	leader, active := sr.failover.leader, sr.failover.active
-	sr.failoverAccess = served(leader, basic, active)
+	sr.Failover = killLeader(t, v, "startup")
+	defer sr.Failover.Stop()
+	leader, active := sr.Failover.Leader, sr.Failover.Active
+	sr.FailoverAccess = served(leader, basic, active)
 	served(leader, oauth, active)
-	sr.failoverList = listed(leader, active)
-	sr.failoverTokens = p.Requests() - before
+	sr.FailoverList = listed(leader, active)
+	sr.FailoverTokens = p.Requests() - before
 	t.Logf("startup %d: restart → active %s, → access %s, → list %s; joined in %s, leader killed → active %s, → access %s, → list %s",
-		n, sr.restartActive.Round(time.Millisecond), sr.restartAccess.Round(time.Millisecond), sr.restartList.Round(time.Millisecond),
-		sr.failover.join.Round(time.Millisecond), sr.failover.elected.Round(time.Millisecond), sr.failoverAccess.Round(time.Millisecond), sr.failoverList.Round(time.Millisecond))
-	if sr.restartTokens+sr.failoverTokens > 0 {
-		rep.note("startup %d: %d token requests after a restart or leader change (the cached token should have been served)", n, sr.restartTokens+sr.failoverTokens)
+		n, sr.RestartActive.Round(time.Millisecond), sr.RestartAccess.Round(time.Millisecond), sr.RestartList.Round(time.Millisecond),
+		sr.Failover.Join.Round(time.Millisecond), sr.Failover.Elected.Round(time.Millisecond), sr.FailoverAccess.Round(time.Millisecond), sr.FailoverList.Round(time.Millisecond))
+	if sr.RestartTokens+sr.FailoverTokens > 0 {
+		rep.note("startup %d: %d token requests after a restart or leader change (the cached token should have been served)", n, sr.RestartTokens+sr.FailoverTokens)
 	}
 	return sr
 }
@@ -180,8 +183,9 @@ func pollActive(t *testing.T, nodes []*vaultServer) *vaultServer {
 	return nil
 }
 
-func fmtStartup(sr *startupResult) string {
-	return fmt.Sprintf("| %d | %s | %s | **%s** | %s | %d | %s | %s | **%s** | %s | %d |\n", sr.n,
-		sr.restartCreate.Round(time.Millisecond), sr.restartActive.Round(time.Millisecond), sr.restartAccess.Round(time.Millisecond), sr.restartList.Round(time.Millisecond), sr.restartTokens,
-		sr.failover.join.Round(time.Millisecond), sr.failover.elected.Round(time.Millisecond), sr.failoverAccess.Round(time.Millisecond), sr.failoverList.Round(time.Millisecond), sr.failoverTokens)
+// fmtStartup is a row of the startup table; mark is its earlier run's, "" for this run.
+func fmtStartup(sr *startupResult, mark string) string {
+	return fmt.Sprintf("| %d%s | %s | %s | **%s** | %s | %d | %s | %s | **%s** | %s | %d |\n", sr.N, markSuffix(mark),
+		sr.RestartCreate.Round(time.Millisecond), sr.RestartActive.Round(time.Millisecond), sr.RestartAccess.Round(time.Millisecond), sr.RestartList.Round(time.Millisecond), sr.RestartTokens,
+		sr.Failover.Join.Round(time.Millisecond), sr.Failover.Elected.Round(time.Millisecond), sr.FailoverAccess.Round(time.Millisecond), sr.FailoverList.Round(time.Millisecond), sr.FailoverTokens)
 }

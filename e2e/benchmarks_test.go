@@ -26,6 +26,10 @@ package e2e
 //	BENCH_KDF_BASELINE_WRITES  the same against BENCH_BASELINE, when set (default 6)
 //	BENCH_BASELINE           an older build of this plugin in the plugin directory, read beside it in the load rounds
 //	BENCH_INPROC             `go test -bench` output to fold into the report
+//
+// The results of the scale, startup and providers sections are kept in benchmarks/
+// beside BENCH_REPORT and rendered by later runs that do not measure them
+// (benchkept_test.go).
 
 import (
 	"bytes"
@@ -188,6 +192,14 @@ func TestBenchmarkReport(t *testing.T) {
 	}
 	s := benchSettingsFromEnv(t)
 	rep := &benchReport{settings: s, started: time.Now()}
+	// Each result of the long sections is kept when its section finishes, so a later
+	// run can render it (benchkept_test.go).
+	kept := newKeptStore(out, rep)
+	keep := func(what string, err error) {
+		if err != nil {
+			t.Errorf("keeping %s: %v", what, err)
+		}
+	}
 	if s.run("load") {
 		benchLoad(t, s, rep)
 	}
@@ -199,12 +211,16 @@ func TestBenchmarkReport(t *testing.T) {
 	}
 	if s.run("scale") {
 		for _, n := range s.sizes {
-			rep.scale = append(rep.scale, benchScale(t, s, rep, n))
+			sr := benchScale(t, s, rep, n)
+			rep.scale = append(rep.scale, sr)
+			keep(scaleKey(sr), kept.saveScale(s, sr))
 		}
 	}
 	if s.run("startup") {
 		for _, n := range s.sizes {
-			rep.startup = append(rep.startup, benchStartup(t, rep, n))
+			sr := benchStartup(t, rep, n)
+			rep.startup = append(rep.startup, sr)
+			keep(startupKey(sr), kept.saveStartup(s, sr))
 		}
 	}
 	if s.run("kdf") {
@@ -215,7 +231,12 @@ func TestBenchmarkReport(t *testing.T) {
 	}
 	if benchProvidersWanted() { // long: only when BENCH_ONLY names it (bench_providers_test.go)
 		rep.providers = benchProviders(t)
+		keep(providersKey, kept.saveProviders(rep.providers))
 	}
+	// Then the kept results of earlier runs, for what this run did not measure.
+	earlier, err := loadKept(kept.dir)
+	keep("the results of earlier runs", err) // a file that cannot be read is left out
+	rep.addKept(earlier)
 	rep.took = time.Since(rep.started)
 	md := rep.render(t)
 	if err := os.WriteFile(out, []byte(md), 0o644); err != nil {
@@ -716,32 +737,50 @@ func benchHerd(t *testing.T, s benchSettings, rep *benchReport) {
 
 // ---- d. scale ---------------------------------------------------------------
 
+// scaleResult is the scale section at one size and storage. Its exported fields are
+// what a kept result holds (benchkept_test.go); durations are kept as nanoseconds.
 type scaleResult struct {
-	n                                  int
-	create, warm                       time.Duration
-	createErrors                       int
-	rssCreated, rssListed, rssSwept    float64 // MB; 0 = not measured
-	rssReloaded                        float64 // MB, once the reloaded mount lists completely
-	listFirst, listLast, listTag       time.Duration
-	listBusy, settle                   time.Duration // first page while the warm-up's background work runs; how long that took to end
-	listType, fullList, alerts         time.Duration
-	fullListNames                      int
-	reloadCall                         time.Duration
-	reloadErr                          string
-	reloadAccess, reloadList           time.Duration
-	indexComplete                      time.Duration // reload → alerts no longer says the index is being built
-	alertsAfterReload, listAfterReload time.Duration
-	lookup, lookupAfterReload          time.Duration // a device account by hostname + ip + username
-	tokenMints                         int64
+	N                 int           `json:"n"`
+	Storage           string        `json:"storage"`     // "dev" or "raft" (BENCH_SCALE_STORAGE)
+	Create            string        `json:"create"`      // "batch" or "single" (BENCH_SCALE_CREATE)
+	CreateTime        time.Duration `json:"create_time"` // creating the n credentials
+	Warm              time.Duration `json:"warm"`        // reading every OAuth credential once (caching its token)
+	CreateErrors      int           `json:"create_errors"`
+	RSSCreated        float64       `json:"rss_created"` // MB; 0 = not measured
+	RSSListed         float64       `json:"rss_listed"`
+	RSSSwept          float64       `json:"rss_swept"`
+	RSSReloaded       float64       `json:"rss_reloaded"` // MB, once the reloaded mount lists completely
+	ListFirst         time.Duration `json:"list_first"`
+	ListLast          time.Duration `json:"list_last"`
+	ListTag           time.Duration `json:"list_tag"`
+	ListBusy          time.Duration `json:"list_busy"` // first page while the warm-up's background work runs
+	Settle            time.Duration `json:"settle"`    // how long that background work took to end
+	ListType          time.Duration `json:"list_type"`
+	FullList          time.Duration `json:"full_list"`
+	Alerts            time.Duration `json:"alerts"`
+	FullListNames     int           `json:"full_list_names"`
+	ReloadCall        time.Duration `json:"reload_call"`
+	ReloadErr         string        `json:"reload_err,omitempty"`
+	ReloadAccess      time.Duration `json:"reload_access"`
+	ReloadList        time.Duration `json:"reload_list"`
+	IndexComplete     time.Duration `json:"index_complete"` // reload → alerts no longer says the index is being built
+	AlertsAfterReload time.Duration `json:"alerts_after_reload"`
+	ListAfterReload   time.Duration `json:"list_after_reload"`
+	Lookup            time.Duration `json:"lookup"` // a device account by hostname + ip + username
+	LookupAfterReload time.Duration `json:"lookup_after_reload"`
+	TokenMints        int64         `json:"token_mints"`
 	// On Raft (BENCH_SCALE_STORAGE=raft) the node is then restarted (benchScaleRestart).
-	restartActive, restartAccess time.Duration // start → node active; active → first served access/
-	restartIndex                 time.Duration // active → index complete
-	rssRestarted                 float64       // MB, once the index is complete
+	RestartActive time.Duration `json:"restart_active"` // start → node active
+	RestartAccess time.Duration `json:"restart_access"` // active → first served access/
+	RestartIndex  time.Duration `json:"restart_index"`  // active → index complete
+	RSSRestarted  float64       `json:"rss_restarted"`  // MB, once the index is complete
 	// Then grown to three nodes and its leader killed (benchScaleLeaderChange).
-	failover       failover
-	failoverAccess time.Duration // new leader active → first served access/
-	failoverIndex  time.Duration // new leader active → index complete
-	rssFailover    float64       // MB, the new leader's plugin once the index is complete
+	Failover       failover      `json:"failover"`
+	FailoverAccess time.Duration `json:"failover_access"` // new leader active → first served access/
+	FailoverIndex  time.Duration `json:"failover_index"`  // new leader active → index complete
+	RSSFailover    float64       `json:"rss_failover"`    // MB, the new leader's plugin once the index is complete
+
+	from *keptRun // the earlier run that measured it (benchkept_test.go); nil for this run's
 }
 
 // awaitIndexComplete polls the scale mount's alerts until they no longer warn that
@@ -772,24 +811,24 @@ func benchScaleRestart(t *testing.T, v *vaultServer, sr *scaleResult, probe stri
 	v.halt()
 	start := time.Now()
 	if err := v.launch(); err != nil { // returns once the node is unsealed and active
-		t.Fatalf("scale %d: restarting Vault: %v", sr.n, err)
+		t.Fatalf("scale %d: restarting Vault: %v", sr.N, err)
 	}
 	active := time.Now()
-	sr.restartActive = active.Sub(start)
+	sr.RestartActive = active.Sub(start)
 	deadline := active.Add(10 * time.Minute)
 	for {
 		if _, _, err := vaultDo(v, http.MethodGet, probe, nil); err == nil {
-			sr.restartAccess = time.Since(active)
+			sr.RestartAccess = time.Since(active)
 			break
 		} else if time.Now().After(deadline) {
-			t.Fatalf("scale %d: no access/ served within 10 minutes of the restart: %v", sr.n, err)
+			t.Fatalf("scale %d: no access/ served within 10 minutes of the restart: %v", sr.N, err)
 		}
 		time.Sleep(5 * time.Millisecond) // poll interval of the outside observer
 	}
-	sr.restartIndex = awaitIndexComplete(t, v, active, deadline, fmt.Sprintf("scale %d: the restart", sr.n))
-	sr.rssRestarted, _ = pluginRSS(v)
-	t.Logf("scale %d: restart → active %s, → access %s, → index complete %s, rss %.0f MB", sr.n,
-		sr.restartActive.Round(time.Millisecond), sr.restartAccess.Round(time.Millisecond), sr.restartIndex.Round(time.Millisecond), sr.rssRestarted)
+	sr.RestartIndex = awaitIndexComplete(t, v, active, deadline, fmt.Sprintf("scale %d: the restart", sr.N))
+	sr.RSSRestarted, _ = pluginRSS(v)
+	t.Logf("scale %d: restart → active %s, → access %s, → index complete %s, rss %.0f MB", sr.N,
+		sr.RestartActive.Round(time.Millisecond), sr.RestartAccess.Round(time.Millisecond), sr.RestartIndex.Round(time.Millisecond), sr.RSSRestarted)
 }
 
 // benchScaleLeaderChange grows the restarted node to a three-node cluster (the two
@@ -798,23 +837,23 @@ func benchScaleRestart(t *testing.T, v *vaultServer, sr *scaleResult, probe stri
 // and to the index complete, as the startup section does at smaller sizes.
 func benchScaleLeaderChange(t *testing.T, v *vaultServer, sr *scaleResult, probe string) {
 	t.Helper()
-	sr.failover = killLeader(t, v, fmt.Sprintf("scale-%d", sr.n))
-	defer sr.failover.stop()
-	leader, active := sr.failover.leader, sr.failover.active
+	sr.Failover = killLeader(t, v, fmt.Sprintf("scale-%d", sr.N))
+	defer sr.Failover.Stop()
+	leader, active := sr.Failover.Leader, sr.Failover.Active
 	deadline := active.Add(10 * time.Minute)
 	for {
 		if _, _, err := vaultDo(leader, http.MethodGet, probe, nil); err == nil {
-			sr.failoverAccess = time.Since(active)
+			sr.FailoverAccess = time.Since(active)
 			break
 		} else if time.Now().After(deadline) {
-			t.Fatalf("scale %d: no access/ served within 10 minutes of the leader change: %v", sr.n, err)
+			t.Fatalf("scale %d: no access/ served within 10 minutes of the leader change: %v", sr.N, err)
 		}
 		time.Sleep(5 * time.Millisecond) // poll interval of the outside observer
 	}
-	sr.failoverIndex = awaitIndexComplete(t, leader, active, deadline, fmt.Sprintf("scale %d: the leader change", sr.n))
-	sr.rssFailover, _ = pluginRSS(leader)
-	t.Logf("scale %d: two nodes joined in %s; leader killed → active %s, → access %s, → index complete %s, rss %.0f MB", sr.n,
-		sr.failover.join.Round(time.Millisecond), sr.failover.elected.Round(time.Millisecond), sr.failoverAccess.Round(time.Millisecond), sr.failoverIndex.Round(time.Millisecond), sr.rssFailover)
+	sr.FailoverIndex = awaitIndexComplete(t, leader, active, deadline, fmt.Sprintf("scale %d: the leader change", sr.N))
+	sr.RSSFailover, _ = pluginRSS(leader)
+	t.Logf("scale %d: two nodes joined in %s; leader killed → active %s, → access %s, → index complete %s, rss %.0f MB", sr.N,
+		sr.Failover.Join.Round(time.Millisecond), sr.Failover.Elected.Round(time.Millisecond), sr.FailoverAccess.Round(time.Millisecond), sr.FailoverIndex.Round(time.Millisecond), sr.RSSFailover)
 }
 
 // scaleCertPEMs are a few distinct RSA-2048 certificate/key pairs (~3 KB of PEM each),
@@ -1081,7 +1120,7 @@ func listAll(v *vaultServer, mount string) ([]string, error) {
 }
 
 func benchScale(t *testing.T, s benchSettings, rep *benchReport, n int) *scaleResult {
-	sr := &scaleResult{n: n}
+	sr := &scaleResult{N: n, Storage: s.scaleStorage, Create: s.scaleCreate}
 	// A run takes minutes to hours: the server runs on its own copy of the binary, so
 	// a rebuild of PLUGIN_DIR meanwhile cannot fail the reload below (see ownPluginCopy).
 	opts := serverOptions{ownPluginCopy: true}
@@ -1140,20 +1179,20 @@ func benchScale(t *testing.T, s benchSettings, rep *benchReport, n int) *scaleRe
 	const workers = 32
 	start := time.Now()
 	if s.scaleCreate == "single" {
-		sr.createErrors, _ = parallel(n, workers, func(i int) error {
+		sr.CreateErrors, _ = parallel(n, workers, func(i int) error {
 			_, _, err := vaultDo(v, http.MethodPost, "scale/credentials/"+scaleName(i), scaleMix(i, p.TokenURL(), certs, sshKey))
 			return err
 		})
 	} else {
 		createBatches(t, v, "scale", n, p.TokenURL(), certs, sshKey)
 	}
-	sr.create = time.Since(start)
-	if sr.createErrors > 0 {
+	sr.CreateTime = time.Since(start)
+	if sr.CreateErrors > 0 {
 		_, first := parallel(1, 1, func(int) error {
 			_, _, err := vaultDo(v, http.MethodPost, "scale/credentials/probe", scaleMix(0, p.TokenURL(), certs, sshKey))
 			return err
 		})
-		t.Fatalf("%d of %d creations failed (e.g. %s)", sr.createErrors, n, first)
+		t.Fatalf("%d of %d creations failed (e.g. %s)", sr.CreateErrors, n, first)
 	}
 	start = time.Now()
 	if failed, first := parallel(n, workers, func(i int) error {
@@ -1165,9 +1204,9 @@ func benchScale(t *testing.T, s benchSettings, rep *benchReport, n int) *scaleRe
 	}); failed > 0 {
 		t.Fatalf("%d OAuth warm-up reads failed: %s", failed, first)
 	}
-	sr.warm, sr.tokenMints = time.Since(start), p.Requests()
-	t.Logf("scale %d: created in %s, %d OAuth tokens cached in %s", n, sr.create.Round(time.Millisecond), sr.tokenMints, sr.warm.Round(time.Millisecond))
-	if sr.rssCreated, err = pluginRSS(v); err != nil {
+	sr.Warm, sr.TokenMints = time.Since(start), p.Requests()
+	t.Logf("scale %d: created in %s, %d OAuth tokens cached in %s", n, sr.CreateTime.Round(time.Millisecond), sr.TokenMints, sr.Warm.Round(time.Millisecond))
+	if sr.RSSCreated, err = pluginRSS(v); err != nil {
 		rep.note("RSS at %d: %v", n, err)
 	}
 	profile("after creation")
@@ -1175,47 +1214,47 @@ func benchScale(t *testing.T, s benchSettings, rep *benchReport, n int) *scaleRe
 	// The warm-up's reads leave background work behind (the usage flush renews 20% of
 	// the mount's inactivity windows): a first page read now shares the machine with
 	// it. The other figures are read once the plugin and Vault are idle again.
-	sr.listBusy = timeRead(t, v, "scale/credentials?list=true&limit=100", k)
-	if sr.settle, err = waitIdle(v, 5*time.Minute); err != nil {
+	sr.ListBusy = timeRead(t, v, "scale/credentials?list=true&limit=100", k)
+	if sr.Settle, err = waitIdle(v, 5*time.Minute); err != nil {
 		rep.note("scale %d: the plugin and Vault did not go idle: %v", n, err)
 	}
-	sr.listFirst = timeRead(t, v, "scale/credentials?list=true&limit=100", k)
-	sr.listLast = timeRead(t, v, "scale/credentials?list=true&limit=100&after="+scaleName(n-101), k)
-	sr.listTag = timeRead(t, v, "scale/credentials?list=true&limit=100&tag=shard-7", k)
-	sr.listType = timeRead(t, v, "scale/credentials?list=true&limit=100&type=certificate", k)
-	sr.alerts = timeRead(t, v, "scale/alerts", 5)
+	sr.ListFirst = timeRead(t, v, "scale/credentials?list=true&limit=100", k)
+	sr.ListLast = timeRead(t, v, "scale/credentials?list=true&limit=100&after="+scaleName(n-101), k)
+	sr.ListTag = timeRead(t, v, "scale/credentials?list=true&limit=100&tag=shard-7", k)
+	sr.ListType = timeRead(t, v, "scale/credentials?list=true&limit=100&type=certificate", k)
+	sr.Alerts = timeRead(t, v, "scale/alerts", 5)
 	dev := (n-1)/10*10 + 1 // the last device account
 	if dev >= n {
 		dev -= 10
 	}
 	lookup := "scale/lookup?" + url.Values{"hostname": {scaleHost(dev)}, "ip": {scaleIP(dev)}, "username": {scaleUser(dev)}}.Encode()
-	sr.lookup = timeRead(t, v, lookup, k)
+	sr.Lookup = timeRead(t, v, lookup, k)
 	start = time.Now()
 	names, err := listAll(v, "scale")
-	sr.fullList, sr.fullListNames = time.Since(start), len(names)
+	sr.FullList, sr.FullListNames = time.Since(start), len(names)
 	if err != nil || len(names) != n {
 		t.Fatalf("full list: %d names of %d (%v)", len(names), n, err)
 	}
-	sr.rssListed, _ = pluginRSS(v)
+	sr.RSSListed, _ = pluginRSS(v)
 	if s.sweepWait > 0 {
 		// Vault calls the engine's periodic function about once a minute; the sweep
 		// runs in it. Waiting past one tick is the only outside view of it.
 		time.Sleep(s.sweepWait)
-		sr.rssSwept, _ = pluginRSS(v)
+		sr.RSSSwept, _ = pluginRSS(v)
 	}
 	// Reload the mount's plugin: a new backend over the same storage.
 	probe := "scale/access/" + scaleName(4) // a basic credential
 	start = time.Now()
 	_, rerr := v.client.Sys().ReloadPlugin(&api.ReloadPluginInput{Mounts: []string{"scale/"}})
-	sr.reloadCall = time.Since(start)
+	sr.ReloadCall = time.Since(start)
 	if rerr != nil {
-		sr.reloadErr = rerr.Error()
+		sr.ReloadErr = rerr.Error()
 	}
 	deadline := start.Add(10 * time.Minute)
 	for {
 		_, _, err := vaultDo(v, http.MethodGet, probe, nil)
 		if err == nil {
-			sr.reloadAccess = time.Since(start)
+			sr.ReloadAccess = time.Since(start)
 			break
 		}
 		// A mount whose reload could not start the plugin answers every request with
@@ -1228,29 +1267,29 @@ func benchScale(t *testing.T, s benchSettings, rep *benchReport, n int) *scaleRe
 		}
 		time.Sleep(5 * time.Millisecond) // poll interval of the outside observer
 	}
-	sr.indexComplete = awaitIndexComplete(t, v, start, deadline, fmt.Sprintf("scale %d: the reload", n))
+	sr.IndexComplete = awaitIndexComplete(t, v, start, deadline, fmt.Sprintf("scale %d: the reload", n))
 	for {
 		names, err := listAll(v, "scale")
 		if err == nil && len(names) == n {
-			sr.reloadList = time.Since(start)
+			sr.ReloadList = time.Since(start)
 			break
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("scale %d: no complete list within 10 minutes of the reload (%d names, %v)", n, len(names), err)
 		}
 	}
-	sr.rssReloaded, _ = pluginRSS(v)
+	sr.RSSReloaded, _ = pluginRSS(v)
 	profile("after reload")
-	sr.alertsAfterReload = timeRead(t, v, "scale/alerts", 5)
-	sr.listAfterReload = timeRead(t, v, "scale/credentials?list=true&limit=100", k)
-	sr.lookupAfterReload = timeRead(t, v, lookup, k)
+	sr.AlertsAfterReload = timeRead(t, v, "scale/alerts", 5)
+	sr.ListAfterReload = timeRead(t, v, "scale/credentials?list=true&limit=100", k)
+	sr.LookupAfterReload = timeRead(t, v, lookup, k)
 	if s.scaleStorage == "raft" {
 		benchScaleRestart(t, v, sr, probe)
 		benchScaleLeaderChange(t, v, sr, probe)
 	}
 	t.Logf("scale %d: list while busy %s, idle after %s; list %s/%s alerts %s rss %.0f/%.0f/%.0f MB, reload → access %s, → index complete %s, → full list %s",
-		n, ms(sr.listBusy), sr.settle.Round(time.Second), ms(sr.listFirst), ms(sr.listLast), ms(sr.alerts), sr.rssCreated, sr.rssListed, sr.rssSwept,
-		sr.reloadAccess.Round(time.Millisecond), sr.indexComplete.Round(time.Millisecond), sr.reloadList.Round(time.Millisecond))
+		n, ms(sr.ListBusy), sr.Settle.Round(time.Second), ms(sr.ListFirst), ms(sr.ListLast), ms(sr.Alerts), sr.RSSCreated, sr.RSSListed, sr.RSSSwept,
+		sr.ReloadAccess.Round(time.Millisecond), sr.IndexComplete.Round(time.Millisecond), sr.ReloadList.Round(time.Millisecond))
 	return sr
 }
 

@@ -87,11 +87,11 @@ ok  	github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrati
 	}
 	r.herd = &herdResult{readers: 1000, requests: 1, max: 400 * time.Millisecond, p50: 360 * time.Millisecond, refreshAhead: "off"}
 	r.scale = []*scaleResult{
-		{n: 1000, create: time.Second, listFirst: 10 * time.Millisecond, listLast: 12 * time.Millisecond, listTag: 5 * time.Millisecond,
-			listType: 6 * time.Millisecond, alerts: 3 * time.Millisecond, reloadAccess: 100 * time.Millisecond},
-		{n: 10000, create: 10 * time.Second, listFirst: 15 * time.Millisecond, listLast: 30 * time.Millisecond, listTag: 5 * time.Millisecond,
-			listType: 6 * time.Millisecond, alerts: 3 * time.Millisecond, reloadAccess: 500 * time.Millisecond,
-			rssCreated: 80, rssListed: 90, rssSwept: 85},
+		{N: 1000, Storage: "dev", Create: "batch", CreateTime: time.Second, ListFirst: 10 * time.Millisecond, ListLast: 12 * time.Millisecond, ListTag: 5 * time.Millisecond,
+			ListType: 6 * time.Millisecond, Alerts: 3 * time.Millisecond, ReloadAccess: 100 * time.Millisecond},
+		{N: 10000, Storage: "dev", Create: "batch", CreateTime: 10 * time.Second, ListFirst: 15 * time.Millisecond, ListLast: 30 * time.Millisecond, ListTag: 5 * time.Millisecond,
+			ListType: 6 * time.Millisecond, Alerts: 3 * time.Millisecond, ReloadAccess: 500 * time.Millisecond,
+			RSSCreated: 80, RSSListed: 90, RSSSwept: 85},
 	}
 	return r
 }
@@ -133,10 +133,10 @@ func TestBenchmarkReportRendering(t *testing.T) {
 		"- The management read runs at ≥ 0.70× and KV v2 at ≥ 0.50× the constant plugin.\n",
 		"- Herd: 1000 readers made 1 provider request(s) (target 1: **met**).\n",
 		// Scale: the growth from the smallest size to the largest, and the 100k caveat.
-		"- From 1000 to 10000 credentials (×10): list first page ×1.5, last page ×2.5, tag filter ×1.0, type filter ×1.0, alerts ×1.0 (flat = under ×2 over the whole range: list pages and filters **not met**, alerts **met**).\n",
+		"- From 1000 to 10000 credentials on dev (×10): list first page ×1.5, last page ×2.5, tag filter ×1.0, type filter ×1.0, alerts ×1.0 (flat = under ×2 over the whole range: list pages and filters **not met**, alerts **met**).\n",
 		"- 100,000 credentials were not measured in this run: the RSS and startup targets at 100k are not assessed. At 10000: RSS 90 MB, reload → first access/ 500ms (~0.05 ms per credential).\n",
 		// In-process figures, read from the go test -bench output (GOMAXPROCS suffix dropped).
-		"| 1000 | — | — | — | — | 8.195µs (1.000 storage ops) | — |\n",
+		"| 1000 · dev | — | — | — | — | 8.195µs (1.000 storage ops) | — |\n",
 		"| BenchmarkAccessStatic | 44916 | 3056 | 37 | 0 storage-ops/op |\n",
 		"- BenchmarkAccessStatic: 0 storage operations per access (target 0: **met**).\n",
 		"- BenchmarkAccessOAuthCached: 2 storage operations per access (target 0: **not met**).\n",
@@ -162,17 +162,17 @@ func TestBenchmarkReportRendering(t *testing.T) {
 
 	// A million on Raft, restarted and failed over: the issue-28 verdicts, each of which
 	// can fail on its own (here the type filter's 21 ms).
-	r.scale = append(r.scale, &scaleResult{n: 1000000, create: 10 * time.Minute,
-		listFirst: 15 * time.Millisecond, listLast: 16 * time.Millisecond, listTag: 17 * time.Millisecond, listType: 21 * time.Millisecond,
-		lookup: 2 * time.Millisecond, alerts: 2 * time.Millisecond, reloadAccess: 190 * time.Millisecond, indexComplete: 19 * time.Second,
-		rssCreated: 480, rssListed: 410, rssSwept: 405,
-		restartActive: 4 * time.Second, restartAccess: 5 * time.Millisecond, restartIndex: 30 * time.Second,
-		failover: failover{join: 3 * time.Minute, elected: 11 * time.Second}, failoverAccess: 7 * time.Millisecond, failoverIndex: 31 * time.Second, rssFailover: 350})
+	r.scale = append(r.scale, &scaleResult{N: 1000000, Storage: "raft", Create: "batch", CreateTime: 10 * time.Minute,
+		ListFirst: 15 * time.Millisecond, ListLast: 16 * time.Millisecond, ListTag: 17 * time.Millisecond, ListType: 21 * time.Millisecond,
+		Lookup: 2 * time.Millisecond, Alerts: 2 * time.Millisecond, ReloadAccess: 190 * time.Millisecond, IndexComplete: 19 * time.Second,
+		RSSCreated: 480, RSSListed: 410, RSSSwept: 405,
+		RestartActive: 4 * time.Second, RestartAccess: 5 * time.Millisecond, RestartIndex: 30 * time.Second,
+		Failover: failover{Join: 3 * time.Minute, Elected: 11 * time.Second}, FailoverAccess: 7 * time.Millisecond, FailoverIndex: 31 * time.Second, RSSFailover: 350})
 	md = r.render(t)
 	for _, want := range []string{
-		"(target ≤ 500 MB: **met**); reload → first served access/ 190ms (target ≤ 2 s: **met**), → index complete 19s (target ≤ 2 min: **met**); list pages 15.0 ms / 16.0 ms, tag filter 17.0 ms, type filter 21.0 ms, lookup 2.00 ms, alerts 2.00 ms (target ≤ 20 ms each: **not met**).\n",
+		"- At 1,000,000 (raft): plugin RSS 480 MB after creation, 410 MB after a full list, 405 MB after a sweep (target ≤ 500 MB: **met**); reload → first served access/ 190ms (target ≤ 2 s: **met**), → index complete 19s (target ≤ 2 min: **met**); list pages 15.0 ms / 16.0 ms, tag filter 17.0 ms, type filter 21.0 ms, lookup 2.00 ms, alerts 2.00 ms (target ≤ 20 ms each: **not met**).\n",
 		"- At 1,000,000 on Raft: restart → first served access/ 5ms after the node is active, leader change → 7ms after the new leader is active (target ≤ 2 s: **met**); index complete 30s after the restart, 31s after the leader change.\n",
-		"| 1000000 | 3m0s | 11s | **7ms** | 31s | 350 MB |\n",
+		"| 1000000 · raft | 3m0s | 11s | **7ms** | 31s | 350 MB |\n",
 	} {
 		if !strings.Contains(md, want) {
 			t.Errorf("the report lacks %q", want)
@@ -192,5 +192,134 @@ func TestBenchmarkReportRendering(t *testing.T) {
 	}
 	if !bytes.HasPrefix(b, []byte("\x89PNG\r\n\x1a\n")) {
 		t.Errorf("plot wrote %d bytes that are not a PNG", len(b))
+	}
+
+	t.Run("kept results of earlier runs", testKeptRoundTrip)
+}
+
+// testKeptRoundTrip keeps results of two earlier runs with the store, then renders a
+// report that measured other sizes itself and one of the kept ones again: the kept
+// rows appear marked, with a note naming their run; this run's are unmarked; the size
+// measured again replaces its file and its row.
+func testKeptRoundTrip(t *testing.T) {
+	report := filepath.Join(t.TempDir(), "BENCHMARKS.md")
+	runA := keptRun{Commit: "abc1234", Date: time.Date(2025, 12, 1, 10, 0, 0, 0, time.UTC), Vault: "Vault v1.99.0", Cores: "2", Memory: "7.7 GiB"}
+	runB := keptRun{Commit: "def5678", Date: time.Date(2025, 12, 2, 11, 30, 0, 0, time.UTC), Vault: "Vault v1.99.0", Cores: "2", Memory: "7.7 GiB"}
+	storeA, storeB := &keptStore{dir: keptDir(report), run: runA}, &keptStore{dir: keptDir(report), run: runB}
+	settingsA := benchSettings{sweepWait: 65 * time.Second, sizes: []int{10000, 100000}}
+	settingsB := benchSettings{sweepWait: 65 * time.Second, sizes: []int{100000, 1000000}}
+	row := func(n int, storage string, first, alerts time.Duration) *scaleResult {
+		return &scaleResult{N: n, Storage: storage, Create: "batch", CreateTime: time.Duration(n) * time.Millisecond,
+			ListFirst: first, ListLast: first, ListTag: first, ListType: first, Alerts: alerts, ReloadAccess: 300 * time.Millisecond,
+			RSSCreated: 100, RSSListed: 110, RSSSwept: 105}
+	}
+	million := row(1000000, "raft", 15*time.Millisecond, 2*time.Millisecond)
+	million.RestartAccess, million.FailoverAccess = 5*time.Millisecond, 7*time.Millisecond
+	million.Failover = failover{Join: 3 * time.Minute, Elected: 11 * time.Second, Stop: func() {}}
+	million.FailoverIndex, million.RSSFailover = 31*time.Second, 350
+	for _, err := range []error{
+		storeA.saveScale(settingsA, row(10000, "dev", 99*time.Millisecond, 9*time.Millisecond)), // measured again below
+		storeA.saveScale(settingsA, row(100000, "dev", 12*time.Millisecond, 4*time.Millisecond)),
+		storeB.saveScale(settingsB, row(100000, "raft", 10*time.Millisecond, 9*time.Millisecond)),
+		storeB.saveScale(settingsB, million),
+		storeA.saveStartup(settingsA, &startupResult{N: 100000, RestartAccess: 6 * time.Millisecond, FailoverAccess: 8 * time.Millisecond}),
+		storeA.saveProviders(&providersResult{Creds: 20000, Limit: 100, Rate: 66, TTL: 15 * time.Minute, Steady: 30 * time.Minute, NotActive: 3}),
+	} {
+		if err != nil {
+			t.Fatalf("keeping: %v", err)
+		}
+	}
+	path := filepath.Join(keptDir(report), "scale-raft-1000000.json")
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Mode().Perm() != 0o644 {
+		t.Errorf("%s has mode %v, want 0644", path, fi.Mode().Perm())
+	}
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.HasSuffix(raw, []byte("}\n")) || !bytes.Contains(raw, []byte("\n  \"run\": {")) || !bytes.Contains(raw, []byte(`"storage": "raft"`)) {
+		t.Errorf("%s is not indented JSON of the result with a trailing newline:\n%s", path, raw)
+	}
+	if names, _ := filepath.Glob(filepath.Join(keptDir(report), "*")); len(names) != 6 {
+		t.Errorf("the kept directory holds %v, want the 6 results and nothing else", names)
+	}
+
+	// This run measured 1,000 and 10,000 on dev, and keeps 10,000 over the earlier one.
+	r := fixedBenchReport(t)
+	r.providers = nil
+	now := &keptStore{dir: keptDir(report), run: keptRun{Commit: "new0000", Date: r.started}}
+	for _, sr := range r.scale {
+		if err := now.saveScale(r.settings, sr); err != nil {
+			t.Fatal(err)
+		}
+	}
+	kept, err := loadKept(keptDir(report))
+	if err != nil {
+		t.Fatalf("loadKept: %v", err)
+	}
+	if f := kept["scale-dev-10000"]; f == nil || f.Run.Commit != "new0000" || f.Scale.ListFirst != 15*time.Millisecond {
+		t.Errorf("scale-dev-10000 was not overwritten by this run's result: %+v", f)
+	}
+	r.addKept(kept)
+	var order []string
+	for _, sr := range r.scale {
+		order = append(order, scaleKey(sr))
+	}
+	if want := []string{"scale-dev-1000", "scale-dev-10000", "scale-dev-100000", "scale-raft-100000", "scale-raft-1000000"}; !slices.Equal(order, want) {
+		t.Errorf("scale rows %v, want %v", order, want)
+	}
+	md := r.render(t)
+	for _, want := range []string{
+		// This run's rows carry no mark; the earlier runs' do, numbered in order of citation.
+		"| 1000 · dev | 1s (batch) |",
+		"| 10000 · dev | 10s (batch) | 1000/s |",
+		"| 100000 · dev †1 | 1m40s (batch) |",
+		"| 100000 · raft †2 | 1m40s (batch) |",
+		"| 1000000 · raft †2 | 16m40s (batch) |",
+		"| 1000000 · raft †2 | 3m0s | 11s | **7ms** | 31s | 350 MB |\n",
+		"†1 measured by an earlier run: commit abc1234, 2025-12-01 10:00 UTC, Vault v1.99.0, 2 cores, 7.7 GiB, `BENCH_ONLY=scale BENCH_SCALE=10000,100000 BENCH_SCALE_CREATE=batch BENCH_SCALE_STORAGE=dev BENCH_SWEEP_WAIT=1m5s`.\n",
+		"†2 measured by an earlier run: commit def5678, 2025-12-02 11:30 UTC, Vault v1.99.0, 2 cores, 7.7 GiB, `BENCH_ONLY=scale BENCH_SCALE=100000,1000000 BENCH_SCALE_CREATE=batch BENCH_SCALE_STORAGE=raft BENCH_SWEEP_WAIT=1m5s`.\n",
+		// Startup and providers from run A.
+		"| 100000 †1 |",
+		"†1 measured by an earlier run: commit abc1234, 2025-12-01 10:00 UTC, Vault v1.99.0, 2 cores, 7.7 GiB, `BENCH_ONLY=startup BENCH_SCALE=10000,100000`.\n",
+		"These figures are from an earlier run †1 (kept in benchmarks/): commit abc1234, 2025-12-01 10:00 UTC,",
+		"| credentials not active at the end | **3** |",
+		// Readings per storage, each over its own rows.
+		"- From 1000 to 100000 credentials on dev (×100): list first page ×1.2,",
+		"- From 100000 to 1000000 credentials on raft (×10): list first page ×1.5, last page ×1.5, tag filter ×1.5, type filter ×1.5, alerts ×0.2",
+		"- At 100,000 (dev †1): plugin RSS 100 MB",
+		"- At 100,000 (raft †2): plugin RSS 100 MB",
+		"- At 1,000,000 (raft †2): plugin RSS 100 MB",
+		"- At 1,000,000 on Raft †2: restart → first served access/ 5ms",
+		"- At 100,000 on integrated storage †1: restart → first served access/ 6ms",
+		// The before/after table reads the dev row at 100,000.
+		"| `alerts`, 100,000 | 526 ms | issue 15 (v0.1, bearer credentials) | 4.00 ms (dev, kept from commit abc1234) |\n",
+	} {
+		if !strings.Contains(md, want) {
+			t.Errorf("the report lacks %q", want)
+		}
+	}
+	for _, absent := range []string{"| 1000 · dev †", "| 10000 · dev †", "99.0 ms", "100,000 credentials were not measured", "†3"} {
+		if strings.Contains(md, absent) {
+			t.Errorf("the report has %q", absent)
+		}
+	}
+	if t.Failed() {
+		t.Logf("report:\n%s", md)
+	}
+	if err := r.plot(filepath.Join(t.TempDir(), "report.png")); err != nil {
+		t.Errorf("plot of two storages: %v", err)
+	}
+
+	// A file whose result is not that of its name is refused, not rendered.
+	if err := os.WriteFile(filepath.Join(keptDir(report), "scale-dev-5.json"), raw, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if kept, err := loadKept(keptDir(report)); err == nil || kept["scale-dev-5"] != nil || len(kept) != 7 {
+		t.Errorf("loadKept of a misnamed file: %d results, error %v; want the 7 others and an error", len(kept), err)
 	}
 }

@@ -34,6 +34,7 @@ func (r *benchReport) render(_ *testing.T) string {
 	w := func(format string, args ...any) { fmt.Fprintf(&b, format, args...) }
 	s := r.settings
 	cores, mem, vv, commit := machine()
+	runs := &earlierRuns{} // the earlier runs whose kept results this report shows
 	w("# Benchmarks\n\n")
 	if s.quick() {
 		w("> **QUICK RUN** — not the recorded figures: reduced settings (see below). The lead regenerates this file with a full `make bench`.\n\n")
@@ -135,93 +136,107 @@ func (r *benchReport) render(_ *testing.T) string {
 
 	inproc := parseInproc(s.inproc)
 	if len(r.scale) > 0 {
-		w("## 4. Scale\n\nOne mount, a fresh Vault server per size (storage below); credentials created through the HTTP API (%s) in the fixed mix: **20%% device accounts** (PAM style: hostname + ip + username, two per host; added in issue 28, taking half of the bearer/api_key share, which was 40%%), **10%% bearer, 10%% api_key, 20%% basic, 20%% OAuth client credentials with cached tokens** (each read once through access/ against internal/oauthtest, with the per-host token bound lifted to its maxima, `token_host_rate` 10000 and `token_host_concurrency` 1000: this section measures the mount, the section *Provider-friendly minting at scale* the bound), **10%% certificate** (RSA-2048 certificate + PKCS#8 key, ~3 KB of PEM, four distinct pairs reused), **10%% SFTP** (half password, half an unencrypted ed25519 key: a passphrase-protected key costs ~0.3 s of KDF per validation, see the validator benchmark). Each credential has one of 20 tags. List figures are the median of 15 reads, alerts of 5. Storage: %s.\n\n", map[string]string{"batch": "`credentials-batch`, 1,000 a request, two requests at a time", "single": "single creates of `credentials/<name>` by 32 concurrent clients"}[s.scaleCreate], map[string]string{"dev": "a dev server (in memory)", "raft": "one integrated-storage (Raft) node on disk, as production runs"}[s.scaleStorage])
+		w("## 4. Scale\n\nOne mount, a fresh Vault server per size and storage; the first column names both. Storage **dev** is a dev server (in memory), **raft** one integrated-storage (Raft) node on disk, as production runs. Credentials are created through the HTTP API, as the create column says: **batch** by `credentials-batch`, 1,000 a request, two requests at a time; **single** by single creates of `credentials/<name>` from 32 concurrent clients. The fixed mix: **20%% device accounts** (PAM style: hostname + ip + username, two per host; added in issue 28, taking half of the bearer/api_key share, which was 40%%), **10%% bearer, 10%% api_key, 20%% basic, 20%% OAuth client credentials with cached tokens** (each read once through access/ against internal/oauthtest, with the per-host token bound lifted to its maxima, `token_host_rate` 10000 and `token_host_concurrency` 1000: this section measures the mount, the section *Provider-friendly minting at scale* the bound), **10%% certificate** (RSA-2048 certificate + PKCS#8 key, ~3 KB of PEM, four distinct pairs reused), **10%% SFTP** (half password, half an unencrypted ed25519 key: a passphrase-protected key costs ~0.3 s of KDF per validation, see the validator benchmark). Each credential has one of 20 tags. List figures are the median of 15 reads, alerts of 5. A row marked † was measured by an earlier run, named under the section (its result kept in benchmarks/).\n\n")
 		w("| credentials | create | create rate | cache OAuth tokens | first page during the warm-up's flush | idle after | list first / last page (limit 100) | tag filter | type filter | alerts | lookup | full list (1,000 a page) |\n|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 		for _, sr := range r.scale {
-			w("| %d | %s | %.0f/s | %s (%d mints) | %s | %s | %s / %s | %s | %s | %s | %s | %s |\n", sr.n, sr.create.Round(time.Millisecond), float64(sr.n)/sr.create.Seconds(),
-				sr.warm.Round(time.Millisecond), sr.tokenMints, ms(sr.listBusy), sr.settle.Round(time.Second), ms(sr.listFirst), ms(sr.listLast), ms(sr.listTag), ms(sr.listType), ms(sr.alerts), ms(sr.lookup), ms(sr.fullList))
+			w("| %s | %s | %.0f/s | %s (%d mints) | %s | %s | %s / %s | %s | %s | %s | %s | %s |\n", scaleCell(sr, runs), createCell(sr), float64(sr.N)/sr.CreateTime.Seconds(),
+				sr.Warm.Round(time.Millisecond), sr.TokenMints, ms(sr.ListBusy), sr.Settle.Round(time.Second), ms(sr.ListFirst), ms(sr.ListLast), ms(sr.ListTag), ms(sr.ListType), ms(sr.Alerts), ms(sr.Lookup), ms(sr.FullList))
 		}
 		w("\nThe first page is read once right after the OAuth warm-up, while the flush of its usage renews the inactivity window of every credential read (a credential rewrite each); the plugin and Vault are then waited on until each uses under 5%% of a core over a second (their CPU time in /proc), and every other figure is read after that.\n\n")
 		w("\n| credentials | plugin RSS after creation | after a full list | after a sweep tick | after the reload (index complete) | sweep, nothing due (in-process) | sweep, 1%% due (in-process) |\n|---:|---:|---:|---:|---:|---:|---:|\n")
 		for _, sr := range r.scale {
-			w("| %d | %s | %s | %s | %s | %s | %s |\n", sr.n, mb(sr.rssCreated), mb(sr.rssListed), mb(sr.rssSwept), mb(sr.rssReloaded),
-				inproc.get(fmt.Sprintf("BenchmarkSweepScale/n=%d/due=0%%", sr.n)), inproc.get(fmt.Sprintf("BenchmarkSweepScale/n=%d/due=1%%", sr.n)))
+			w("| %s | %s | %s | %s | %s | %s | %s |\n", scaleCell(sr, runs), mb(sr.RSSCreated), mb(sr.RSSListed), mb(sr.RSSSwept), mb(sr.RSSReloaded),
+				inproc.get(fmt.Sprintf("BenchmarkSweepScale/n=%d/due=0%%", sr.N)), inproc.get(fmt.Sprintf("BenchmarkSweepScale/n=%d/due=1%%", sr.N)))
 		}
-		w("\nRSS is VmRSS of the plugin process (found under the Vault server's pid). \"After a sweep tick\" is read after waiting %s for Vault's periodic call (about once a minute), which runs the sweep; sweep times come from the in-process BenchmarkSweepScale (backend/bench_scale_test.go) at the same sizes.\n\n", s.sweepWait)
+		w("\nRSS is VmRSS of the plugin process (found under the Vault server's pid). \"After a sweep tick\" is read after waiting for Vault's periodic call (about once a minute), which runs the sweep (BENCH_SWEEP_WAIT: %s in this run; an earlier run's is in its note); sweep times come from the in-process BenchmarkSweepScale (backend/bench_scale_test.go) at the same sizes.\n\n", s.sweepWait)
 		w("| credentials | `plugin reload` call | reload → first served access/ | reload → index complete | reload → complete list | alerts after reload | list first page after reload | lookup after reload |\n|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 		for _, sr := range r.scale {
-			call := sr.reloadCall.Round(time.Millisecond).String()
-			if sr.reloadErr != "" {
-				call += " (error: " + firstLine(sr.reloadErr) + ")"
+			call := sr.ReloadCall.Round(time.Millisecond).String()
+			if sr.ReloadErr != "" {
+				call += " (error: " + firstLine(sr.ReloadErr) + ")"
 			}
-			w("| %d | %s | **%s** | %s | %s | %s | %s | %s |\n", sr.n, call, sr.reloadAccess.Round(time.Millisecond), sr.indexComplete.Round(time.Millisecond), sr.reloadList.Round(time.Millisecond), ms(sr.alertsAfterReload), ms(sr.listAfterReload), ms(sr.lookupAfterReload))
+			w("| %s | %s | **%s** | %s | %s | %s | %s | %s |\n", scaleCell(sr, runs), call, sr.ReloadAccess.Round(time.Millisecond), sr.IndexComplete.Round(time.Millisecond), sr.ReloadList.Round(time.Millisecond), ms(sr.AlertsAfterReload), ms(sr.ListAfterReload), ms(sr.LookupAfterReload))
 		}
 		w("\nThe reload is `sys/plugins/reload/backend` for the mount (the API: the CLI cannot reload by mount); every time counts from the moment the call is sent. The index is complete when `alerts` no longer warns that it is being built (polled every 100 ms); the complete list is then read.\n\n")
-		if slices.ContainsFunc(r.scale, func(sr *scaleResult) bool { return sr.restartAccess > 0 }) {
+		if slices.ContainsFunc(r.scale, func(sr *scaleResult) bool { return sr.RestartAccess > 0 }) {
 			w("| credentials | node restart: start → active | active → first served access/ | active → index complete | plugin RSS then |\n|---:|---:|---:|---:|---:|\n")
 			for _, sr := range r.scale {
-				if sr.restartAccess > 0 {
-					w("| %d | %s | **%s** | %s | %s |\n", sr.n, sr.restartActive.Round(time.Millisecond), sr.restartAccess.Round(time.Millisecond), sr.restartIndex.Round(time.Millisecond), mb(sr.rssRestarted))
+				if sr.RestartAccess > 0 {
+					w("| %s | %s | **%s** | %s | %s |\n", scaleCell(sr, runs), sr.RestartActive.Round(time.Millisecond), sr.RestartAccess.Round(time.Millisecond), sr.RestartIndex.Round(time.Millisecond), mb(sr.RSSRestarted))
 				}
 			}
 			w("\nOn Raft the node is then stopped cleanly (SIGINT) and started again; Vault's part is start-up and unseal until the node reports active, and every time after that is the engine's (target: first access/ within 2 s).\n\n")
 		}
-		if slices.ContainsFunc(r.scale, func(sr *scaleResult) bool { return sr.failoverAccess > 0 }) {
+		if slices.ContainsFunc(r.scale, func(sr *scaleResult) bool { return sr.FailoverAccess > 0 }) {
 			w("| credentials | two nodes join → 3 healthy voters | leader killed → new leader active | active → first served access/ | active → index complete | new leader's plugin RSS then |\n|---:|---:|---:|---:|---:|---:|\n")
 			for _, sr := range r.scale {
-				if sr.failoverAccess > 0 {
-					w("| %d | %s | %s | **%s** | %s | %s |\n", sr.n, sr.failover.join.Round(time.Second), sr.failover.elected.Round(time.Millisecond), sr.failoverAccess.Round(time.Millisecond), sr.failoverIndex.Round(time.Millisecond), mb(sr.rssFailover))
+				if sr.FailoverAccess > 0 {
+					w("| %s | %s | %s | **%s** | %s | %s |\n", scaleCell(sr, runs), sr.Failover.Join.Round(time.Second), sr.Failover.Elected.Round(time.Millisecond), sr.FailoverAccess.Round(time.Millisecond), sr.FailoverIndex.Round(time.Millisecond), mb(sr.RSSFailover))
 				}
 			}
 			w("\nThen two nodes join the restarted node and receive the mount as a Raft snapshot; once autopilot counts three healthy voters the leader is killed with SIGKILL (the server and its plugins). Vault's part is from the kill until a survivor reports active (polled every 20 ms); every time after that is the engine's (target: first access/ within 2 s).\n\n")
 		}
-		small, large := r.scale[0], r.scale[len(r.scale)-1]
-		if len(r.scale) > 1 {
-			f := float64(large.n) / float64(small.n)
-			read("From %d to %d credentials (×%.0f): list first page ×%.1f, last page ×%.1f, tag filter ×%.1f, type filter ×%.1f, alerts ×%.1f (flat = under ×2 over the whole range: list pages and filters %s, alerts %s).",
-				small.n, large.n, f, rel(large.listFirst, small.listFirst), rel(large.listLast, small.listLast), rel(large.listTag, small.listTag), rel(large.listType, small.listType), rel(large.alerts, small.alerts),
-				yesNo(rel(large.listFirst, small.listFirst) < 2 && rel(large.listLast, small.listLast) < 2 && rel(large.listTag, small.listTag) < 2 && rel(large.listType, small.listType) < 2), yesNo(rel(large.alerts, small.alerts) < 2))
+		var froms []*keptRun
+		for _, sr := range r.scale {
+			froms = append(froms, sr.from)
+		}
+		w("%s", runs.footnotes(froms))
+		// The growth from the smallest size to the largest, per storage: rows of two
+		// storages do not compare.
+		for _, storage := range scaleStorages(r.scale) {
+			rows := scaleRows(r.scale, storage)
+			if len(rows) < 2 {
+				continue
+			}
+			small, large := rows[0], rows[len(rows)-1]
+			f := float64(large.N) / float64(small.N)
+			read("From %d to %d credentials on %s (×%.0f): list first page ×%.1f, last page ×%.1f, tag filter ×%.1f, type filter ×%.1f, alerts ×%.1f (flat = under ×2 over the whole range: list pages and filters %s, alerts %s).",
+				small.N, large.N, storage, f, rel(large.ListFirst, small.ListFirst), rel(large.ListLast, small.ListLast), rel(large.ListTag, small.ListTag), rel(large.ListType, small.ListType), rel(large.Alerts, small.Alerts),
+				yesNo(rel(large.ListFirst, small.ListFirst) < 2 && rel(large.ListLast, small.ListLast) < 2 && rel(large.ListTag, small.ListTag) < 2 && rel(large.ListType, small.ListType) < 2), yesNo(rel(large.Alerts, small.Alerts) < 2))
 		}
 		for _, sr := range r.scale {
-			if sr.n == 100000 {
-				read("At 100,000: plugin RSS %s after creation, %s after a full list, %s after a sweep (target < 300 MB: %s); reload → first served access/ %s (target ≤ 2 s: %s), → complete list %s.",
-					mb(sr.rssCreated), mb(sr.rssListed), mb(sr.rssSwept), yesNo(max(sr.rssCreated, sr.rssListed, sr.rssSwept) < 300),
-					sr.reloadAccess.Round(time.Millisecond), yesNo(sr.reloadAccess <= 2*time.Second), sr.reloadList.Round(time.Millisecond))
+			if sr.N == 100000 {
+				read("At 100,000 (%s): plugin RSS %s after creation, %s after a full list, %s after a sweep (target < 300 MB: %s); reload → first served access/ %s (target ≤ 2 s: %s), → complete list %s.",
+					storageMark(sr, runs), mb(sr.RSSCreated), mb(sr.RSSListed), mb(sr.RSSSwept), yesNo(max(sr.RSSCreated, sr.RSSListed, sr.RSSSwept) < 300),
+					sr.ReloadAccess.Round(time.Millisecond), yesNo(sr.ReloadAccess <= 2*time.Second), sr.ReloadList.Round(time.Millisecond))
 			}
 		}
 		for _, sr := range r.scale {
-			if sr.n != 1000000 {
+			if sr.N != 1000000 {
 				continue
 			}
 			// Issue 28's targets at a million.
-			slowest := max(sr.listFirst, sr.listLast, sr.listTag, sr.listType, sr.lookup, sr.alerts)
+			slowest := max(sr.ListFirst, sr.ListLast, sr.ListTag, sr.ListType, sr.Lookup, sr.Alerts)
 			read("At 1,000,000 (%s): plugin RSS %s after creation, %s after a full list, %s after a sweep (target ≤ 500 MB: %s); reload → first served access/ %s (target ≤ 2 s: %s), → index complete %s (target ≤ 2 min: %s); list pages %s / %s, tag filter %s, type filter %s, lookup %s, alerts %s (target ≤ 20 ms each: %s).",
-				s.scaleStorage, mb(sr.rssCreated), mb(sr.rssListed), mb(sr.rssSwept), yesNo(sr.rssCreated > 0 && max(sr.rssCreated, sr.rssListed, sr.rssSwept) <= 500),
-				sr.reloadAccess.Round(time.Millisecond), yesNo(sr.reloadAccess <= 2*time.Second), sr.indexComplete.Round(time.Millisecond), yesNo(sr.indexComplete <= 2*time.Minute),
-				ms(sr.listFirst), ms(sr.listLast), ms(sr.listTag), ms(sr.listType), ms(sr.lookup), ms(sr.alerts), yesNo(slowest <= 20*time.Millisecond))
-			if sr.restartAccess > 0 {
-				read("At 1,000,000 on Raft: restart → first served access/ %s after the node is active, leader change → %s after the new leader is active (target ≤ 2 s: %s); index complete %s after the restart, %s after the leader change.",
-					sr.restartAccess.Round(time.Millisecond), sr.failoverAccess.Round(time.Millisecond), yesNo(sr.failoverAccess > 0 && max(sr.restartAccess, sr.failoverAccess) <= 2*time.Second),
-					sr.restartIndex.Round(time.Millisecond), sr.failoverIndex.Round(time.Millisecond))
+				storageMark(sr, runs), mb(sr.RSSCreated), mb(sr.RSSListed), mb(sr.RSSSwept), yesNo(sr.RSSCreated > 0 && max(sr.RSSCreated, sr.RSSListed, sr.RSSSwept) <= 500),
+				sr.ReloadAccess.Round(time.Millisecond), yesNo(sr.ReloadAccess <= 2*time.Second), sr.IndexComplete.Round(time.Millisecond), yesNo(sr.IndexComplete <= 2*time.Minute),
+				ms(sr.ListFirst), ms(sr.ListLast), ms(sr.ListTag), ms(sr.ListType), ms(sr.Lookup), ms(sr.Alerts), yesNo(slowest <= 20*time.Millisecond))
+			if sr.RestartAccess > 0 {
+				read("At 1,000,000 on Raft%s: restart → first served access/ %s after the node is active, leader change → %s after the new leader is active (target ≤ 2 s: %s); index complete %s after the restart, %s after the leader change.",
+					markSuffix(runs.mark(sr.from)), sr.RestartAccess.Round(time.Millisecond), sr.FailoverAccess.Round(time.Millisecond), yesNo(sr.FailoverAccess > 0 && max(sr.RestartAccess, sr.FailoverAccess) <= 2*time.Second),
+					sr.RestartIndex.Round(time.Millisecond), sr.FailoverIndex.Round(time.Millisecond))
 			}
 		}
-		if large.n < 100000 {
+		large := slices.MaxFunc(r.scale, func(a, b *scaleResult) int { return a.N - b.N })
+		if large.N < 100000 {
 			read("100,000 credentials were not measured in this run: the RSS and startup targets at 100k are not assessed. At %d: RSS %s, reload → first access/ %s (~%.2f ms per credential).",
-				large.n, mb(max(large.rssCreated, large.rssListed, large.rssSwept)), large.reloadAccess.Round(time.Millisecond), float64(large.reloadAccess.Microseconds())/1000/float64(large.n))
+				large.N, mb(max(large.RSSCreated, large.RSSListed, large.RSSSwept)), large.ReloadAccess.Round(time.Millisecond), float64(large.ReloadAccess.Microseconds())/1000/float64(large.N))
 		}
 	}
 
 	if len(r.startup) > 0 {
 		w("### Restart and leader change\n\nThe same mix on integrated storage (Raft). **Restart**: one node, stopped cleanly (SIGINT) and started again; Vault's part is start-up and unseal until the node reports active. **Leader change**: the same node then grown to three (two nodes join and receive the mount as a Raft snapshot; \"join\" is until autopilot counts three healthy voters), the leader killed with SIGKILL; Vault's part is from the kill until a survivor reports active (polled every 20 ms). Every time after \"active\" is the engine's: the mount must serve within 2 s of it. The probes are a basic credential and an OAuth credential whose token was cached before; \"token requests\" counts what the provider received after the restart or kill (0: the stored token was served).\n\n")
 		w("| credentials | create (1 node) | start → active | active → first access/ | active → complete list | token requests | join (2 nodes) | kill → new leader active | active → first access/ | active → complete list | token requests |\n|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+		var froms []*keptRun
 		for _, sr := range r.startup {
-			w("%s", fmtStartup(sr))
+			w("%s", fmtStartup(sr, runs.mark(sr.from)))
+			froms = append(froms, sr.from)
 		}
-		w("\n")
+		w("\n%s", runs.footnotes(froms))
 		for _, sr := range r.startup {
-			if sr.n == 100000 {
-				read("At 100,000 on integrated storage: restart → first served access/ %s after the node is active, leader change → %s after the new leader is active (target ≤ 2 s: %s).",
-					sr.restartAccess.Round(time.Millisecond), sr.failoverAccess.Round(time.Millisecond), yesNo(max(sr.restartAccess, sr.failoverAccess) <= 2*time.Second))
+			if sr.N == 100000 {
+				read("At 100,000 on integrated storage%s: restart → first served access/ %s after the node is active, leader change → %s after the new leader is active (target ≤ 2 s: %s).",
+					markSuffix(runs.mark(sr.from)), sr.RestartAccess.Round(time.Millisecond), sr.FailoverAccess.Round(time.Millisecond), yesNo(max(sr.RestartAccess, sr.FailoverAccess) <= 2*time.Second))
 			}
 		}
 	}
@@ -244,7 +259,7 @@ func (r *benchReport) render(_ *testing.T) string {
 	w("%s", renderKDF(r, read))
 	w("%s", renderBatch(r, read))
 	if r.providers != nil {
-		r.providers.render(w)
+		r.providers.render(w, runs)
 	}
 	w("## Reading\n\n")
 	for _, line := range reading {
@@ -256,6 +271,58 @@ func (r *benchReport) render(_ *testing.T) string {
 	w("\n![latency over time across the rollovers; RSS and list latency against credential count](%s)\n",
 		strings.TrimSuffix(filepathBase(os.Getenv("BENCH_REPORT")), ".md")+".png")
 	return b.String()
+}
+
+// scaleCell is the first cell of a scale row: its size and storage, and the mark of
+// the earlier run that measured it.
+func scaleCell(sr *scaleResult, runs *earlierRuns) string {
+	return fmt.Sprintf("%d · %s%s", sr.N, sr.Storage, markSuffix(runs.mark(sr.from)))
+}
+
+// storageMark is a scale row's storage with the mark of its earlier run.
+func storageMark(sr *scaleResult, runs *earlierRuns) string {
+	return sr.Storage + markSuffix(runs.mark(sr.from))
+}
+
+// markSuffix is " †n" for a mark, "" for none.
+func markSuffix(mark string) string {
+	if mark == "" {
+		return ""
+	}
+	return " " + mark
+}
+
+// createCell is the time to create a scale row's credentials and how they were created.
+func createCell(sr *scaleResult) string {
+	d := sr.CreateTime.Round(time.Millisecond).String()
+	if sr.Create == "" {
+		return d
+	}
+	return d + " (" + sr.Create + ")"
+}
+
+// scaleStorages are the storages of rows, dev first (the order addKept sorts by).
+func scaleStorages(rows []*scaleResult) []string {
+	var out []string
+	for _, sr := range rows {
+		if !slices.Contains(out, sr.Storage) {
+			out = append(out, sr.Storage)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return storageOrder(out[i]) < storageOrder(out[j]) })
+	return out
+}
+
+// scaleRows are the rows of one storage, by size.
+func scaleRows(rows []*scaleResult, storage string) []*scaleResult {
+	var out []*scaleResult
+	for _, sr := range rows {
+		if sr.Storage == storage {
+			out = append(out, sr)
+		}
+	}
+	sort.SliceStable(out, func(i, j int) bool { return out[i].N < out[j].N })
+	return out
 }
 
 // roundRatios is the lowest and the highest ratio of name's rate to the constant
@@ -468,11 +535,6 @@ func (r *benchReport) plot(path string) error {
 		plots = append(plots, p)
 	}
 	if len(r.scale) > 0 {
-		sizes := make([]int, len(r.scale))
-		for i, sr := range r.scale {
-			sizes[i] = sr.n
-		}
-		sort.Ints(sizes)
 		rss := plot.New()
 		rss.Title.Text = "plugin RSS"
 		rss.X.Label.Text = "credentials"
@@ -484,30 +546,37 @@ func (r *benchReport) plot(path string) error {
 		lat.Y.Label.Text = "ms (log scale)"
 		lat.Y.Scale, lat.Y.Tick.Marker = plot.LogScale{}, plot.LogTicks{}
 		lat.X.Scale, lat.X.Tick.Marker = plot.LogScale{}, plot.LogTicks{}
-		series := func(f func(*scaleResult) float64) plotter.XYs {
-			var pts plotter.XYs
-			for _, sr := range r.scale {
-				if y := f(sr); y > 0 {
-					pts = append(pts, plotter.XY{X: float64(sr.n), Y: y})
-				}
-			}
-			return pts
-		}
 		msOf := func(d time.Duration) float64 { return float64(d) / 1e6 }
-		if err := plotutil.AddLinePoints(rss,
-			"after creation", series(func(s *scaleResult) float64 { return s.rssCreated }),
-			"after full list", series(func(s *scaleResult) float64 { return s.rssListed }),
-			"after sweep", series(func(s *scaleResult) float64 { return s.rssSwept }),
-			"after reload", series(func(s *scaleResult) float64 { return s.rssReloaded })); err != nil {
+		// A series per storage: a dev server and a Raft node are different curves.
+		var rssLines, latLines []any
+		for _, storage := range scaleStorages(r.scale) {
+			rows := scaleRows(r.scale, storage)
+			series := func(name string, f func(*scaleResult) float64) []any {
+				var pts plotter.XYs
+				for _, sr := range rows {
+					if y := f(sr); y > 0 {
+						pts = append(pts, plotter.XY{X: float64(sr.N), Y: y})
+					}
+				}
+				return []any{name + " (" + storage + ")", pts}
+			}
+			rssLines = slices.Concat(rssLines,
+				series("after creation", func(s *scaleResult) float64 { return s.RSSCreated }),
+				series("after full list", func(s *scaleResult) float64 { return s.RSSListed }),
+				series("after sweep", func(s *scaleResult) float64 { return s.RSSSwept }),
+				series("after reload", func(s *scaleResult) float64 { return s.RSSReloaded }))
+			latLines = slices.Concat(latLines,
+				series("first page", func(s *scaleResult) float64 { return msOf(s.ListFirst) }),
+				series("last page", func(s *scaleResult) float64 { return msOf(s.ListLast) }),
+				series("tag filter", func(s *scaleResult) float64 { return msOf(s.ListTag) }),
+				series("type filter", func(s *scaleResult) float64 { return msOf(s.ListType) }),
+				series("alerts", func(s *scaleResult) float64 { return msOf(s.Alerts) }),
+				series("lookup", func(s *scaleResult) float64 { return msOf(s.Lookup) }))
+		}
+		if err := plotutil.AddLinePoints(rss, rssLines...); err != nil {
 			return err
 		}
-		if err := plotutil.AddLinePoints(lat,
-			"first page", series(func(s *scaleResult) float64 { return msOf(s.listFirst) }),
-			"last page", series(func(s *scaleResult) float64 { return msOf(s.listLast) }),
-			"tag filter", series(func(s *scaleResult) float64 { return msOf(s.listTag) }),
-			"type filter", series(func(s *scaleResult) float64 { return msOf(s.listType) }),
-			"alerts", series(func(s *scaleResult) float64 { return msOf(s.alerts) }),
-			"lookup", series(func(s *scaleResult) float64 { return msOf(s.lookup) })); err != nil {
+		if err := plotutil.AddLinePoints(lat, latLines...); err != nil {
 			return err
 		}
 		rss.Legend.Top, lat.Legend.Top, rss.Legend.Left, lat.Legend.Left = true, true, true, true

@@ -38,6 +38,16 @@
 #   BENCH_BASELINE=<commit>   also read an older build of this plugin in the load rounds,
 #                             built from that commit into bin/ (or a binary already there)
 # A quick run: BENCH_SCALE=1000,10000 BENCH_ROLLOVER_LIFETIME=10s BENCH_DURATION=1s make bench
+# Kept results: the scale, startup and providers sections take longer together than one
+# session (a million credentials on Raft alone runs ~80 minutes), so each of their results
+# is written when its section finishes to benchmarks/<key>.json beside BENCH_REPORT (at
+# the repo root by default), keys scale-<storage>-<n> (scale-dev-100000,
+# scale-raft-1000000), startup-<n> and providers, with the run that measured it (commit,
+# date, Vault, machine, settings). Every run renders the kept results it did not measure
+# itself, each row marked † with a note naming its run; a result measured again
+# overwrites its file. Delete a file to drop its row. Commit benchmarks/ with
+# BENCHMARKS.md. E.g. BENCH_ONLY=scale BENCH_SCALE_STORAGE=raft BENCH_SCALE=1000000 make bench
+# adds the million on Raft to what earlier runs kept (e2e/benchkept_test.go).
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 cd "$ROOT"
