@@ -90,8 +90,15 @@ type keptStore struct {
 	run keptRun
 }
 
-// keptDir is the directory of kept results for the report at report.
-func keptDir(report string) string { return filepath.Join(filepath.Dir(report), "benchmarks") }
+// keptDir is the directory of kept results for the report at report: BENCH_KEPT when
+// set (scripts/bench.sh sets it for a run of some sections only, whose report goes
+// elsewhere than BENCHMARKS.md), else benchmarks/ beside the report.
+func keptDir(report string) string {
+	if d := os.Getenv("BENCH_KEPT"); d != "" {
+		return d
+	}
+	return filepath.Join(filepath.Dir(report), "benchmarks")
+}
 
 // newKeptStore is the store beside the report at report, for the run of r.
 func newKeptStore(report string, r *benchReport) *keptStore {

@@ -323,3 +323,16 @@ func testKeptRoundTrip(t *testing.T) {
 		t.Errorf("loadKept of a misnamed file: %d results, error %v; want the 7 others and an error", len(kept), err)
 	}
 }
+
+// TestKeptDir: results are kept beside the report unless BENCH_KEPT names a directory
+// (a run of some sections, whose report is not BENCHMARKS.md, keeps into the repo's).
+func TestKeptDir(t *testing.T) {
+	t.Setenv("BENCH_KEPT", "")
+	if got, want := keptDir("/r/BENCHMARKS.md"), filepath.Join("/r", "benchmarks"); got != want {
+		t.Errorf("keptDir = %q, want %q", got, want)
+	}
+	t.Setenv("BENCH_KEPT", "/repo/benchmarks")
+	if got := keptDir("/r/.cache/bench-partial.md"); got != "/repo/benchmarks" {
+		t.Errorf("keptDir with BENCH_KEPT = %q, want /repo/benchmarks", got)
+	}
+}

@@ -33,7 +33,11 @@
 #                             BENCH_PROVIDER_CREDENTIALS=2000 BENCH_PROVIDER_TTL=2m BENCH_PROVIDER_STEADY=3m
 #   BENCH_KDF_WRITES=50       parallel writes of the largest accepted scrypt key (kdf)
 #   BENCH_KDF_BASELINE_WRITES=6  the same against BENCH_BASELINE, when set (kdf)
-#   BENCH_REPORT=path         where to write the report (default BENCHMARKS.md)
+#   BENCH_REPORT=path         where to write the report (default BENCHMARKS.md; with BENCH_ONLY,
+#                             .cache/bench-partial.md, so a run of some sections never replaces
+#                             the whole report)
+#   BENCH_KEPT=dir            where results are kept (below; default benchmarks/ beside the
+#                             report, and the repo's benchmarks/ for a BENCH_ONLY run)
 #   BENCH_INPROCESS=0         skip the in-process benchmarks
 #   BENCH_BASELINE=<commit>   also read an older build of this plugin in the load rounds,
 #                             built from that commit into bin/ (or a binary already there)
@@ -47,7 +51,8 @@
 # itself, each row marked † with a note naming its run; a result measured again
 # overwrites its file. Delete a file to drop its row. Commit benchmarks/ with
 # BENCHMARKS.md. E.g. BENCH_ONLY=scale BENCH_SCALE_STORAGE=raft BENCH_SCALE=1000000 make bench
-# adds the million on Raft to what earlier runs kept (e2e/benchkept_test.go).
+# adds the million on Raft to benchmarks/ (its own report goes to .cache/bench-partial.md),
+# and the next full `make bench` renders it into BENCHMARKS.md (e2e/benchkept_test.go).
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 cd "$ROOT"
@@ -90,6 +95,11 @@ fi
 # The baseline plugin and the report are the end-to-end module's (e2e/, its own go.mod).
 (cd "$ROOT/e2e" && CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$ROOT/bin/vault-plugin-constant" ./constplugin)
 export VAULT_BIN="$(vault_bin)" PLUGIN_DIR="$ROOT/bin" PLUGIN_VERSION="$(plugin_version)"
+if [ -n "${BENCH_ONLY:-}" ] && [ -z "${BENCH_REPORT:-}" ]; then
+  # Some sections only: their report is partial; what they measured is kept for the
+  # full report (BENCHMARKS.md) to render.
+  export BENCH_REPORT="$ROOT/.cache/bench-partial.md" BENCH_KEPT="${BENCH_KEPT:-$ROOT/benchmarks}"
+fi
 export BENCH_REPORT="${BENCH_REPORT:-$ROOT/BENCHMARKS.md}" BENCH_INPROC="$inproc"
 start=$(date +%s)
 (cd "$ROOT/e2e" && go test -tags e2e -count=1 -timeout 4h -run '^TestBenchmarkReport$' -v .)
