@@ -365,6 +365,15 @@ func (b *integrationsBackend) pathCredentialsList(ctx context.Context, req *logi
 			if read, err = b.credentials.viewMany(ctx, req.Storage, want); err != nil {
 				return nil, err
 			}
+			// Their usage summaries too (lifecycleView below), those of credentials
+			// that exist only: a summary filed for a name deleted meanwhile would stay.
+			found := make([]string, 0, len(want))
+			for _, n := range want {
+				if read[n] != nil {
+					found = append(found, n)
+				}
+			}
+			b.usage.loadMissing(ctx, req.Storage, found)
 			c = read[name]
 		}
 		if c == nil || (wantType != "" && c.Type != wantType) || (tag != "" && !slices.Contains(c.Tags, tag)) {
