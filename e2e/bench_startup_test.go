@@ -90,18 +90,8 @@ func benchStartup(t *testing.T, rep *benchReport, n int) *startupResult {
 	const mount = "startup"
 	basic := "startup/access/" + scaleName(4) // a basic credential
 	oauth := "startup/access/" + scaleName(6) // an OAuth credential with a cached token
-	// served polls until v serves path, and returns when it did.
 	served := func(v *vaultServer, path string, from time.Time) time.Duration {
-		deadline := from.Add(10 * time.Minute)
-		for {
-			if _, _, err := vaultDo(v, http.MethodGet, path, nil); err == nil {
-				return time.Since(from)
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("startup %d: %s not served within 10 minutes", n, path)
-			}
-			time.Sleep(5 * time.Millisecond) // poll interval of the outside observer
-		}
+		return awaitServed(t, v, path, from, from.Add(10*time.Minute), fmt.Sprintf("startup %d", n))
 	}
 	listed := func(v *vaultServer, from time.Time) time.Duration {
 		deadline := from.Add(10 * time.Minute)

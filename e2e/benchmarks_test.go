@@ -802,6 +802,22 @@ func awaitIndexComplete(t *testing.T, v *vaultServer, from, deadline time.Time, 
 	}
 }
 
+// awaitServed polls v with a read of path until it is served, and returns how long
+// after from that was; after says what from was (for the failure at deadline).
+func awaitServed(t *testing.T, v *vaultServer, path string, from, deadline time.Time, after string) time.Duration {
+	t.Helper()
+	for {
+		_, _, err := vaultDo(v, http.MethodGet, path, nil)
+		if err == nil {
+			return time.Since(from)
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: %s not served by %s: %v", after, path, deadline.Format(time.TimeOnly), err)
+		}
+		time.Sleep(5 * time.Millisecond) // poll interval of the outside observer
+	}
+}
+
 // benchScaleRestart stops the one Raft node cleanly (SIGINT: the mount's Clean runs,
 // as at a reload) and starts it again, then times from the moment it reports active
 // to the first served access/ (probe) and to the index complete (alerts without its
@@ -816,15 +832,7 @@ func benchScaleRestart(t *testing.T, v *vaultServer, sr *scaleResult, probe stri
 	active := time.Now()
 	sr.RestartActive = active.Sub(start)
 	deadline := active.Add(10 * time.Minute)
-	for {
-		if _, _, err := vaultDo(v, http.MethodGet, probe, nil); err == nil {
-			sr.RestartAccess = time.Since(active)
-			break
-		} else if time.Now().After(deadline) {
-			t.Fatalf("scale %d: no access/ served within 10 minutes of the restart: %v", sr.N, err)
-		}
-		time.Sleep(5 * time.Millisecond) // poll interval of the outside observer
-	}
+	sr.RestartAccess = awaitServed(t, v, probe, active, deadline, fmt.Sprintf("scale %d: the restart", sr.N))
 	sr.RestartIndex = awaitIndexComplete(t, v, active, deadline, fmt.Sprintf("scale %d: the restart", sr.N))
 	sr.RSSRestarted, _ = pluginRSS(v)
 	t.Logf("scale %d: restart → active %s, → access %s, → index complete %s, rss %.0f MB", sr.N,
@@ -841,15 +849,7 @@ func benchScaleLeaderChange(t *testing.T, v *vaultServer, sr *scaleResult, probe
 	defer sr.Failover.Stop()
 	leader, active := sr.Failover.Leader, sr.Failover.Active
 	deadline := active.Add(10 * time.Minute)
-	for {
-		if _, _, err := vaultDo(leader, http.MethodGet, probe, nil); err == nil {
-			sr.FailoverAccess = time.Since(active)
-			break
-		} else if time.Now().After(deadline) {
-			t.Fatalf("scale %d: no access/ served within 10 minutes of the leader change: %v", sr.N, err)
-		}
-		time.Sleep(5 * time.Millisecond) // poll interval of the outside observer
-	}
+	sr.FailoverAccess = awaitServed(t, leader, probe, active, deadline, fmt.Sprintf("scale %d: the leader change", sr.N))
 	sr.FailoverIndex = awaitIndexComplete(t, leader, active, deadline, fmt.Sprintf("scale %d: the leader change", sr.N))
 	sr.RSSFailover, _ = pluginRSS(leader)
 	t.Logf("scale %d: two nodes joined in %s; leader killed → active %s, → access %s, → index complete %s, rss %.0f MB", sr.N,

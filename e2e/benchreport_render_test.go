@@ -118,7 +118,7 @@ func TestBenchmarkReportRendering(t *testing.T) {
 	}
 
 	md := r.render(t)
-	for _, want := range []string{
+	reportHas(t, md,
 		"> **QUICK RUN**",
 		// The load table: rate, latencies, merged ratio, per-round range, CPU per request.
 		"| constant plugin | 4 | 1000 | 2.00 ms | 2.00 ms | 2.00 ms | 1.00× | 1.00–1.00× | — | — |\n",
@@ -140,14 +140,7 @@ func TestBenchmarkReportRendering(t *testing.T) {
 		"| BenchmarkAccessStatic | 44916 | 3056 | 37 | 0 storage-ops/op |\n",
 		"- BenchmarkAccessStatic: 0 storage operations per access (target 0: **met**).\n",
 		"- BenchmarkAccessOAuthCached: 2 storage operations per access (target 0: **not met**).\n",
-	} {
-		if !strings.Contains(md, want) {
-			t.Errorf("the report lacks %q", want)
-		}
-	}
-	if t.Failed() {
-		t.Logf("report:\n%s", md)
-	}
+	)
 	for _, absent := range []string{"## 2. Token rollover", "### Restart and leader change", "## 7. Parallel key derivations"} {
 		if strings.Contains(md, absent) {
 			t.Errorf("the report has %q, which was not measured", absent)
@@ -169,18 +162,11 @@ func TestBenchmarkReportRendering(t *testing.T) {
 		RestartActive: 4 * time.Second, RestartAccess: 5 * time.Millisecond, RestartIndex: 30 * time.Second,
 		Failover: failover{Join: 3 * time.Minute, Elected: 11 * time.Second}, FailoverAccess: 7 * time.Millisecond, FailoverIndex: 31 * time.Second, RSSFailover: 350})
 	md = r.render(t)
-	for _, want := range []string{
+	reportHas(t, md,
 		"- At 1,000,000 (raft): plugin RSS 480 MB after creation, 410 MB after a full list, 405 MB after a sweep (target ≤ 500 MB: **met**); reload → first served access/ 190ms (target ≤ 2 s: **met**), → index complete 19s (target ≤ 2 min: **met**); list pages 15.0 ms / 16.0 ms, tag filter 17.0 ms, type filter 21.0 ms, lookup 2.00 ms, alerts 2.00 ms (target ≤ 20 ms each: **not met**).\n",
 		"- At 1,000,000 on Raft: restart → first served access/ 5ms after the node is active, leader change → 7ms after the new leader is active (target ≤ 2 s: **met**); index complete 30s after the restart, 31s after the leader change.\n",
 		"| 1000000 · raft | 3m0s | 11s | **7ms** | 31s | 350 MB |\n",
-	} {
-		if !strings.Contains(md, want) {
-			t.Errorf("the report lacks %q", want)
-		}
-	}
-	if t.Failed() {
-		t.Logf("report:\n%s", md)
-	}
+	)
 
 	png := filepath.Join(t.TempDir(), "report.png")
 	if err := r.plot(png); err != nil {
@@ -273,7 +259,7 @@ func testKeptRoundTrip(t *testing.T) {
 		t.Errorf("scale rows %v, want %v", order, want)
 	}
 	md := r.render(t)
-	for _, want := range []string{
+	reportHas(t, md,
 		// This run's rows carry no mark; the earlier runs' do, numbered in order of citation.
 		"| 1000 · dev | 1s (batch) |",
 		"| 10000 · dev | 10s (batch) | 1000/s |",
@@ -298,11 +284,7 @@ func testKeptRoundTrip(t *testing.T) {
 		"- At 100,000 on integrated storage †1: restart → first served access/ 6ms",
 		// The before/after table reads the dev row at 100,000.
 		"| `alerts`, 100,000 | 526 ms | issue 15 (v0.1, bearer credentials) | 4.00 ms (dev, kept from commit abc1234) |\n",
-	} {
-		if !strings.Contains(md, want) {
-			t.Errorf("the report lacks %q", want)
-		}
-	}
+	)
 	for _, absent := range []string{"| 1000 · dev †", "| 10000 · dev †", "99.0 ms", "100,000 credentials were not measured", "†3"} {
 		if strings.Contains(md, absent) {
 			t.Errorf("the report has %q", absent)
@@ -334,5 +316,20 @@ func TestKeptDir(t *testing.T) {
 	t.Setenv("BENCH_KEPT", "/repo/benchmarks")
 	if got := keptDir("/r/.cache/bench-partial.md"); got != "/repo/benchmarks" {
 		t.Errorf("keptDir with BENCH_KEPT = %q, want /repo/benchmarks", got)
+	}
+}
+
+// reportHas fails t for each of wants the report md lacks, and then logs md.
+func reportHas(t *testing.T, md string, wants ...string) {
+	t.Helper()
+	missing := false
+	for _, want := range wants {
+		if !strings.Contains(md, want) {
+			t.Errorf("the report lacks %q", want)
+			missing = true
+		}
+	}
+	if missing {
+		t.Logf("report:\n%s", md)
 	}
 }
