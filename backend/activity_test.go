@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -16,6 +17,7 @@ import (
 	"github.com/hashicorp/vault/sdk/logical"
 
 	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/backend/lifecycle"
+	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/backend/names"
 	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/backend/usage"
 )
 
@@ -695,5 +697,43 @@ func TestStoredLogSizeAboveTheCapIsHeldToIt(t *testing.T) {
 	b, _, _ := newBackendWith(t, backendOptions{storage: s})
 	if got := mustOK(t, b, s, logical.ReadOperation, "config", nil).Data["log_size"]; got != maxLogSize {
 		t.Fatalf("log_size in force %v, want the cap %d", got, maxLogSize)
+	}
+}
+
+// reversedListStorage lists keys in reverse order: storage's List promises no order.
+type reversedListStorage struct{ logical.Storage }
+
+func (r reversedListStorage) List(ctx context.Context, prefix string) ([]string, error) {
+	keys, err := r.Storage.List(ctx, prefix)
+	slices.Reverse(keys)
+	return keys, err
+}
+
+// TestUsageStoredLooksUpAnyOrder: the scan's set of names with stored usage answers
+// for every one of them, and for no other, whatever order storage lists them in.
+func TestUsageStoredLooksUpAnyOrder(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s := reversedListStorage{&logical.InmemStorage{}}
+	us := newUsageStore(usage.NewRecorder(), names.NewTable())
+	stored := []string{"a", "b-c", "m", "z-1", "z-10", "z-2"}
+	for _, name := range stored {
+		if err := us.put(ctx, s, name, &usage.Usage{Count: 1}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	keys, err := us.stored(ctx, s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range stored {
+		if !keys.has(name) {
+			t.Errorf("%s has stored usage, not found", name)
+		}
+	}
+	for _, name := range []string{"", "b", "n", "z-3", "zz"} {
+		if keys.has(name) {
+			t.Errorf("%s has no stored usage, found", name)
+		}
 	}
 }

@@ -155,7 +155,7 @@ func (b *integrationsBackend) buildIndex(ctx context.Context, s logical.Storage)
 
 // indexNames indexes names (indexOne), workers at a time; seen, when not nil, is told
 // each credential's snapshot entry as filed.
-func (b *integrationsBackend) indexNames(ctx context.Context, s logical.Storage, cfg *engineConfig, names []string, hasUsage map[string]struct{}, workers int, seen func(*snapEntry)) error {
+func (b *integrationsBackend) indexNames(ctx context.Context, s logical.Storage, cfg *engineConfig, names []string, hasUsage usageKeys, workers int, seen func(*snapEntry)) error {
 	a := b.activity
 	// Each credential is one storage read (two with usage) and a decode; through the
 	// plugin's storage connection that is a round trip each, so reads one at a time
@@ -176,8 +176,7 @@ func (b *integrationsBackend) indexNames(ctx context.Context, s logical.Storage,
 					return err
 				}
 				name := names[i]
-				_, usage := hasUsage[name]
-				if err := b.indexOne(gctx, s, cfg, name, usage, seen); err != nil {
+				if err := b.indexOne(gctx, s, cfg, name, hasUsage.has(name), seen); err != nil {
 					return err
 				}
 				a.scanned.Add(1)
