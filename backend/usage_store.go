@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/vault/sdk/logical"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/backend/lifecycle"
 	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/backend/names"
@@ -215,21 +216,18 @@ func (us *usageStore) loadMissing(ctx context.Context, s logical.Storage, names 
 		}
 	}
 	us.mu.Unlock()
-	if len(missing) < 2 {
-		return // summary reads a single one as well
-	}
-	var wg sync.WaitGroup
-	slots := make(chan struct{}, viewWorkers)
+	// Bounded as the page's credential reads are (credentialStore.viewMany).
+	var g errgroup.Group
+	g.SetLimit(viewWorkers)
 	for _, name := range missing {
-		slots <- struct{}{}
-		wg.Go(func() {
-			defer func() { <-slots }()
+		g.Go(func() error {
 			if u, err := us.load(ctx, s, name); err == nil {
 				us.fileIfMissing(name, u)
 			}
+			return nil // summary reads a failed one again and reports it
 		})
 	}
-	wg.Wait()
+	_ = g.Wait()
 }
 
 // fileIfMissing files the summary of u unless one is filed already.

@@ -192,9 +192,9 @@ func (x *Index) Remove(name string) {
 
 // Due returns the names due at or before now, earliest first, at most limit of them
 // (limit < 1: all). It keeps times to the second: a name filed under a time within
-// now's second but not on it is due once that second ends. They stay filed: the sweep re-Sets each after processing it, so one
-// that fails is retried on the next sweep. The cost grows with the number returned,
-// not with the size of the index.
+// now's second but not on it is due once that second ends. They stay filed: the sweep
+// re-Sets each after processing it, so one that fails is retried on the next sweep.
+// The cost grows with the number returned, not with the size of the index.
 func (x *Index) Due(now time.Time, limit int) []string {
 	names, _ := x.due(now, limit)
 	return names
