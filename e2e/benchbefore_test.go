@@ -84,6 +84,15 @@ func kdfNow(r *benchReport) string {
 	return "—"
 }
 
+// perCredential is an RSS figure (MB as pluginRSS reads it, 2^20 bytes) per credential
+// of n, in bytes.
+func perCredential(rss float64, n int) string {
+	if rss == 0 || n == 0 {
+		return "—"
+	}
+	return fmt.Sprintf("%.0f", rss*(1<<20)/float64(n))
+}
+
 func listPages(sr *scaleResult) string { return ms(sr.ListFirst) + " / " + ms(sr.ListLast) }
 
 func rssStages(sr *scaleResult) string {
@@ -111,7 +120,9 @@ var befores = []before{
 	}},
 	{"plugin memory, parallel writes of the largest accepted scrypt key (wrong password)", "768 MiB allocated in 2 s by 6 writes; a few dozen take the plugin process down", "issue 21", kdfNow},
 	{"plugin peak RSS, 6 parallel writes of the largest accepted scrypt key", "808 MB; the other mount's access/ p50 197 ms (slowest 637 ms)", "section 7 against commit 7107c52, before the key-work limits", kdfNow},
-	{"plugin RSS, 1,000,000 bearer credentials: after creation / after a reload", "1,506 MB / 202 MB (the reload's figure read while the index was still being built)", issue28, fromScale(1000000, func(sr *scaleResult) string { return mb(sr.RSSCreated) + " / " + mb(sr.RSSReloaded) })},
+	{"plugin RSS, 1,000,000 bearer credentials: after creation / after a reload", "1,506 MB / 202 MB = 1,579 / 212 B per credential (the reload's figure read while the index was still being built)", issue28, fromScale(1000000, func(sr *scaleResult) string {
+		return mb(sr.RSSCreated) + " / " + mb(sr.RSSReloaded) + " = " + perCredential(sr.RSSCreated, sr.N) + " / " + perCredential(sr.RSSReloaded, sr.N) + " B per credential"
+	})},
 	{"reload → index complete, 100,000", "46–50 s (the first complete list)", issue28, fromScale(100000, func(sr *scaleResult) string { return sr.IndexComplete.Round(time.Millisecond).String() })},
 	{"reload → index complete, 1,000,000", "~8 minutes (extrapolated from 100,000)", issue28, fromScale(1000000, func(sr *scaleResult) string { return sr.IndexComplete.Round(time.Millisecond).String() })},
 	{"index scan with 200 µs storage reads (in-process BenchmarkIndexScan)", "1,298 µs/credential (reads one at a time)", "commit 693c06b", inprocMetric("BenchmarkIndexScan/workers=8", "µs/credential")},

@@ -6,6 +6,7 @@ import (
 	"bufio"
 	"fmt"
 	"image/color"
+	"math"
 	"os"
 	"slices"
 	"sort"
@@ -496,6 +497,14 @@ func (r inprocResults) get(name string) string {
 	return s
 }
 
+// minPositive is the smaller of lo and y, lo 0 meaning none yet.
+func minPositive(lo, y float64) float64 {
+	if lo == 0 {
+		return y
+	}
+	return min(lo, y)
+}
+
 // plot draws the rollover latencies over time, and RSS and list latency against the
 // credential count, side by side in one PNG.
 func (r *benchReport) plot(path string) error {
@@ -537,49 +546,84 @@ func (r *benchReport) plot(path string) error {
 	if len(r.scale) > 0 {
 		rss := plot.New()
 		rss.Title.Text = "plugin RSS"
-		rss.X.Label.Text = "credentials"
+		rss.X.Label.Text = "credentials (log scale)"
 		rss.Y.Label.Text = "MB"
 		rss.X.Scale, rss.X.Tick.Marker = plot.LogScale{}, plot.LogTicks{}
 		lat := plot.New()
 		lat.Title.Text = "list / alerts latency"
-		lat.X.Label.Text = "credentials"
+		lat.X.Label.Text = "credentials (log scale)"
 		lat.Y.Label.Text = "ms (log scale)"
 		lat.Y.Scale, lat.Y.Tick.Marker = plot.LogScale{}, plot.LogTicks{}
 		lat.X.Scale, lat.X.Tick.Marker = plot.LogScale{}, plot.LogTicks{}
 		msOf := func(d time.Duration) float64 { return float64(d) / 1e6 }
-		// A series per storage: a dev server and a Raft node are different curves.
-		var rssLines, latLines []any
-		for _, storage := range scaleStorages(r.scale) {
-			rows := scaleRows(r.scale, storage)
-			series := func(name string, f func(*scaleResult) float64) []any {
-				var pts plotter.XYs
-				for _, sr := range rows {
-					if y := f(sr); y > 0 {
-						pts = append(pts, plotter.XY{X: float64(sr.N), Y: y})
+		type measure struct {
+			name string
+			f    func(*scaleResult) float64
+		}
+		rssOf := []measure{
+			{"after creation", func(s *scaleResult) float64 { return s.RSSCreated }},
+			{"after full list", func(s *scaleResult) float64 { return s.RSSListed }},
+			{"after sweep", func(s *scaleResult) float64 { return s.RSSSwept }},
+			{"after reload", func(s *scaleResult) float64 { return s.RSSReloaded }},
+		}
+		latOf := []measure{
+			{"first page", func(s *scaleResult) float64 { return msOf(s.ListFirst) }},
+			{"last page", func(s *scaleResult) float64 { return msOf(s.ListLast) }},
+			{"tag filter", func(s *scaleResult) float64 { return msOf(s.ListTag) }},
+			{"type filter", func(s *scaleResult) float64 { return msOf(s.ListType) }},
+			{"alerts", func(s *scaleResult) float64 { return msOf(s.Alerts) }},
+			{"lookup", func(s *scaleResult) float64 { return msOf(s.Lookup) }},
+		}
+		// A measure keeps its colour and mark on every storage; a storage is a line
+		// style (a dev server and a Raft node are different curves).
+		add := func(p *plot.Plot, measures []measure) (lo, hi float64, err error) {
+			for si, storage := range scaleStorages(r.scale) {
+				rows := scaleRows(r.scale, storage)
+				for mi, m := range measures {
+					var pts plotter.XYs
+					for _, sr := range rows {
+						if y := m.f(sr); y > 0 {
+							pts = append(pts, plotter.XY{X: float64(sr.N), Y: y})
+							lo, hi = minPositive(lo, y), max(hi, y)
+						}
 					}
+					if len(pts) == 0 {
+						continue
+					}
+					l, s, err := plotter.NewLinePoints(pts)
+					if err != nil {
+						return 0, 0, err
+					}
+					l.Color, s.Color = plotutil.Color(mi), plotutil.Color(mi)
+					l.Dashes = plotutil.Dashes(si)
+					s.Shape = plotutil.Shape(mi)
+					p.Add(l, s)
+					p.Legend.Add(m.name+" ("+storage+")", l, s)
 				}
-				return []any{name + " (" + storage + ")", pts}
 			}
-			rssLines = slices.Concat(rssLines,
-				series("after creation", func(s *scaleResult) float64 { return s.RSSCreated }),
-				series("after full list", func(s *scaleResult) float64 { return s.RSSListed }),
-				series("after sweep", func(s *scaleResult) float64 { return s.RSSSwept }),
-				series("after reload", func(s *scaleResult) float64 { return s.RSSReloaded }))
-			latLines = slices.Concat(latLines,
-				series("first page", func(s *scaleResult) float64 { return msOf(s.ListFirst) }),
-				series("last page", func(s *scaleResult) float64 { return msOf(s.ListLast) }),
-				series("tag filter", func(s *scaleResult) float64 { return msOf(s.ListTag) }),
-				series("type filter", func(s *scaleResult) float64 { return msOf(s.ListType) }),
-				series("alerts", func(s *scaleResult) float64 { return msOf(s.Alerts) }),
-				series("lookup", func(s *scaleResult) float64 { return msOf(s.Lookup) }))
+			return lo, hi, nil
 		}
-		if err := plotutil.AddLinePoints(rss, rssLines...); err != nil {
+		_, rssHi, err := add(rss, rssOf)
+		if err != nil {
 			return err
 		}
-		if err := plotutil.AddLinePoints(lat, latLines...); err != nil {
+		latLo, latHi, err := add(lat, latOf)
+		if err != nil {
 			return err
 		}
-		rss.Legend.Top, lat.Legend.Top, rss.Legend.Left, lat.Legend.Left = true, true, true, true
+		// The legend stands in the upper left, above the data: the axes reach past it.
+		rss.Y.Min, rss.Y.Max = 0, rssHi*1.7
+		if latLo > 0 {
+			lat.Y.Min, lat.Y.Max = latLo/1.5, latLo*math.Pow(latHi/latLo, 2.2)
+		}
+		counts := plot.ConstantTicks{{Value: 1e3, Label: "1k"}, {Value: 1e4, Label: "10k"}, {Value: 1e5, Label: "100k"},
+			{Value: 3e5}, {Value: 1e6, Label: "1M"}}
+		for _, p := range []*plot.Plot{rss, lat} {
+			p.X.Tick.Marker = counts
+			p.Legend.Top, p.Legend.Left = true, true
+			p.Legend.TextStyle.Font.Size = vg.Points(8)
+			p.Legend.ThumbnailWidth = vg.Points(24)
+		}
 		plots = append(plots, rss, lat)
 	}
 	if len(plots) == 0 {
