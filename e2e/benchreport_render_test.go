@@ -168,6 +168,17 @@ func TestBenchmarkReportRendering(t *testing.T) {
 		"| 1000000 · raft | 3m0s | 11s | **7ms** | 31s | 350 MB |\n",
 	)
 
+	// Past the decoded-credential cache: the growth from the first size beyond it, on
+	// dev (1000 and 10000 above, 100,000 and a million added), with its own verdict.
+	r.scale = append(r.scale,
+		&scaleResult{N: 100000, Storage: "dev", ListFirst: 8 * time.Millisecond, ListLast: 8 * time.Millisecond, ListTag: 8 * time.Millisecond, ListType: 10 * time.Millisecond, Alerts: time.Millisecond},
+		&scaleResult{N: 1000000, Storage: "dev", ListFirst: 12 * time.Millisecond, ListLast: 8 * time.Millisecond, ListTag: 4 * time.Millisecond, ListType: 25 * time.Millisecond, Alerts: time.Millisecond})
+	md = r.render(t)
+	reportHas(t, md, "From 100000 to 1000000 credentials on dev (×10), all past it: list first page ×1.5, last page ×1.0, tag filter ×0.5, type filter ×2.5 (flat = under ×2: **not met**).\n")
+	if strings.Contains(md, "From 1000000 to") || strings.Contains(md, "raft (×10), all past it") {
+		t.Errorf("a storage with one size past the cache has a reading past it:\n%s", md)
+	}
+
 	png := filepath.Join(t.TempDir(), "report.png")
 	if err := r.plot(png); err != nil {
 		t.Fatalf("plot: %v", err)

@@ -72,6 +72,9 @@ if [ "${BENCH_INPROCESS:-1}" != 0 ]; then
   # The list pages at 100,000 too (the run above has 1,000 and 10,000): §6 compares the
   # filtered list at that size with its figure before the label index.
   INTEGRATIONS_SCALE=100000 go test -run '^$' -bench 'BenchmarkScaleList/' -benchmem -count="$count" ./backend/ | tee -a "$inproc"
+  # The backend's heap per credential at 100,000 too: §6 compares it with its figure
+  # before the compact indexes (one load of the mix, about 20 s).
+  INTEGRATIONS_SCALE=100000 go test -run '^$' -bench 'BenchmarkScaleMemory/' -benchtime=1x -benchmem -count="$count" ./backend/ | tee -a "$inproc"
   # Clean with 1,000 and 100,000 credentials' usage pending, every credential written
   # directly (the build before the budget) and within the budget (issue 28): one Clean
   # each, the 100,000 direct one over a minute.
