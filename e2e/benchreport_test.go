@@ -193,7 +193,7 @@ func (r *benchReport) render(_ *testing.T) string {
 			f := float64(large.N) / float64(small.N)
 			read("From %d to %d credentials on %s (×%.0f): list first page ×%.1f, last page ×%.1f, tag filter ×%.1f, type filter ×%.1f, alerts ×%.1f (flat = under ×2 over the whole range: list pages and filters %s, alerts %s).",
 				small.N, large.N, storage, f, rel(large.ListFirst, small.ListFirst), rel(large.ListLast, small.ListLast), rel(large.ListTag, small.ListTag), rel(large.ListType, small.ListType), rel(large.Alerts, small.Alerts),
-				yesNo(rel(large.ListFirst, small.ListFirst) < 2 && rel(large.ListLast, small.ListLast) < 2 && rel(large.ListTag, small.ListTag) < 2 && rel(large.ListType, small.ListType) < 2), yesNo(rel(large.Alerts, small.Alerts) < 2))
+				yesNo(pagesFlat(small, large)), yesNo(rel(large.Alerts, small.Alerts) < 2))
 			// A mount within the decoded-credential cache serves a page from memory; a
 			// larger one reads the page's credentials from storage unless they were used
 			// lately (so that a list does not evict what access/ reads). Past that step,
@@ -205,7 +205,7 @@ func (r *benchReport) render(_ *testing.T) string {
 			small = rows[beyond]
 			read("Past the engine's cache of %d decoded credentials, a page of credentials nobody used lately reads them from storage, 16 at a time, and leaves the cache to access/ (a page read after a reload fills the then empty cache instead: hence its faster pages). From %d to %d credentials on %s (×%.0f), all past it: list first page ×%.1f, last page ×%.1f, tag filter ×%.1f, type filter ×%.1f (flat = under ×2: %s).",
 				decodedCacheSize, small.N, large.N, storage, float64(large.N)/float64(small.N), rel(large.ListFirst, small.ListFirst), rel(large.ListLast, small.ListLast), rel(large.ListTag, small.ListTag), rel(large.ListType, small.ListType),
-				yesNo(rel(large.ListFirst, small.ListFirst) < 2 && rel(large.ListLast, small.ListLast) < 2 && rel(large.ListTag, small.ListTag) < 2 && rel(large.ListType, small.ListType) < 2))
+				yesNo(pagesFlat(small, large)))
 		}
 		for _, sr := range r.scale {
 			if sr.N == 100000 {
@@ -408,6 +408,13 @@ func us(d time.Duration) string { return fmt.Sprintf("%.0f µs", float64(d)/floa
 // decodedCacheSize is the bound of the engine's cache of decoded credentials (the
 // backend's cacheEntries; README, Memory).
 const decodedCacheSize = 10000
+
+// pagesFlat is whether every list page and filter at large took under twice its time
+// at small.
+func pagesFlat(small, large *scaleResult) bool {
+	return rel(large.ListFirst, small.ListFirst) < 2 && rel(large.ListLast, small.ListLast) < 2 &&
+		rel(large.ListTag, small.ListTag) < 2 && rel(large.ListType, small.ListType) < 2
+}
 
 func rel(a, b time.Duration) float64 {
 	if b <= 0 {
