@@ -250,7 +250,7 @@ func BenchmarkScaleRSS(b *testing.B) {
 				// static credentials round a hot set the cache holds (ns/access), and
 				// round the whole mount, where most reads miss the bounded cache and
 				// decode the entry from storage (ns/access-cold).
-				b.ReportMetric(accessRound(b, be, s, min(n, cacheEntries/2), 200000), "ns/access")
+				b.ReportMetric(accessRound(b, be, s, min(n, CacheEntries/2), 200000), "ns/access")
 				b.ReportMetric(accessRound(b, be, s, n, min(n, 20000)), "ns/access-cold")
 				runtime.GC()
 				var ms runtime.MemStats

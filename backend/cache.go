@@ -7,12 +7,13 @@ import (
 	"github.com/hashicorp/vault/sdk/helper/locksutil"
 )
 
-// cacheEntries bounds how many decoded entries one genCache keeps. The cache is what
+// CacheEntries bounds how many decoded entries one genCache keeps. The cache is what
 // makes a hot credential's access/ cost no storage read; it is not the only copy of
 // anything (storage is), so a mount of 100,000 credentials keeps its hot ones, not all
 // of them, and the plugin's memory follows the working set rather than the mount. A
 // mount at or under the bound keeps everything it has read or written, as before.
-const cacheEntries = 10_000
+// The benchmark report (e2e) reads its list pages against this bound.
+const CacheEntries = 10_000
 
 // genCache keeps decoded copies of storage entries by name, for a store that reads
 // storage without holding a lock: it never lets a read that a write or an invalidation
@@ -22,7 +23,7 @@ const cacheEntries = 10_000
 // the one it saw before reading storage. Values are never mutated in place: writers
 // swap in a new one.
 //
-// It holds at most cacheEntries values, evicting the least recently used. Eviction is
+// It holds at most CacheEntries values, evicting the least recently used. Eviction is
 // not a change and moves no generation: an evicted value is read from storage again,
 // where it is the same.
 type genCache[V any] struct {
@@ -32,7 +33,7 @@ type genCache[V any] struct {
 	gens [256]uint64 // per locksutil shard, as the stores' name locks
 }
 
-func newGenCache[V any]() *genCache[V] { return newGenCacheSized[V](cacheEntries) }
+func newGenCache[V any]() *genCache[V] { return newGenCacheSized[V](CacheEntries) }
 
 // newGenCacheSized is a genCache of at most n values.
 func newGenCacheSized[V any](n int) *genCache[V] {

@@ -172,7 +172,7 @@ func (c *credential) compact() {
 }
 
 // credentialStore reads and writes credentials (credentials/<name>), keeping decoded
-// copies of the most recently used ones in memory (genCache, at most cacheEntries) so
+// copies of the most recently used ones in memory (genCache, at most CacheEntries) so
 // the access path does no storage I/O for a credential in use. Its name locks order every change of a credential and of the records stored
 // beside it (credential_save.go).
 type credentialStore struct {

@@ -21,6 +21,8 @@ import (
 	"gonum.org/v1/plot/vg"
 	"gonum.org/v1/plot/vg/draw"
 	"gonum.org/v1/plot/vg/vgimg"
+
+	"github.com/vault-plugin-secrets-integrations/vault-plugin-secrets-integrations/backend"
 )
 
 func yesNo(ok bool) string {
@@ -198,13 +200,13 @@ func (r *benchReport) render(_ *testing.T) string {
 			// larger one reads the page's credentials from storage unless they were used
 			// lately (so that a list does not evict what access/ reads). Past that step,
 			// the growth with the mount is the engine's.
-			beyond := slices.IndexFunc(rows, func(sr *scaleResult) bool { return sr.N > decodedCacheSize })
+			beyond := slices.IndexFunc(rows, func(sr *scaleResult) bool { return sr.N > backend.CacheEntries })
 			if beyond <= 0 || beyond == len(rows)-1 { // none or one past it, or the whole range above
 				continue
 			}
 			small = rows[beyond]
 			read("Past the engine's cache of %d decoded credentials, a page of credentials nobody used lately reads them from storage, 16 at a time, and leaves the cache to access/ (a page read after a reload fills the then empty cache instead: hence its faster pages). From %d to %d credentials on %s (×%.0f), all past it: list first page ×%.1f, last page ×%.1f, tag filter ×%.1f, type filter ×%.1f (flat = under ×2: %s).",
-				decodedCacheSize, small.N, large.N, storage, float64(large.N)/float64(small.N), rel(large.ListFirst, small.ListFirst), rel(large.ListLast, small.ListLast), rel(large.ListTag, small.ListTag), rel(large.ListType, small.ListType),
+				backend.CacheEntries, small.N, large.N, storage, float64(large.N)/float64(small.N), rel(large.ListFirst, small.ListFirst), rel(large.ListLast, small.ListLast), rel(large.ListTag, small.ListTag), rel(large.ListType, small.ListType),
 				yesNo(pagesFlat(small, large)))
 		}
 		for _, sr := range r.scale {
@@ -404,10 +406,6 @@ func baselineReading(r *benchReport, name string) string {
 
 // us shows a short duration in microseconds.
 func us(d time.Duration) string { return fmt.Sprintf("%.0f µs", float64(d)/float64(time.Microsecond)) }
-
-// decodedCacheSize is the bound of the engine's cache of decoded credentials (the
-// backend's cacheEntries; README, Memory).
-const decodedCacheSize = 10000
 
 // pagesFlat is whether every list page and filter at large took under twice its time
 // at small.
